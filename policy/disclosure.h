@@ -1,0 +1,79 @@
+// Exact-mode disclosure control (DESIGN §8). Pure functions over the figures
+// the engine computed; they decide which cells and bins may be released.
+//
+// Per cell, in order:
+//   1. min-subjects: fewer than k distinct subjects -> withheld.
+//   2. dominance: for SUM, AVG, STDDEV and VARIANCE aggregates, if the largest
+//      n subjects' absolute contributions exceed percent% of the total of all
+//      subjects' absolute contributions, for any rule (n, percent) -> withheld.
+//   3. secondary-suppression: if any cell of the grouping is withheld and the
+//      withheld cells together hold fewer than k subjects, further released
+//      cells are withheld, smallest subject count first (ties: first in
+//      order), until they hold at least k or none is left. This stops a
+//      separate total (e.g. the same question without GROUP BY) from
+//      revealing a withheld cell by subtraction.
+// Within a released cell, each HISTOGRAM bin with 1..k-1 subjects is withheld
+// (reported as 0 and listed), rule histogram-bin.
+#ifndef FEDSHARE_POLICY_DISCLOSURE_H_
+#define FEDSHARE_POLICY_DISCLOSURE_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "fedshare/v1/query.pb.h"
+#include "policy/agreement.h"
+
+namespace fedshare::policy {
+
+inline constexpr absl::string_view kRuleMinSubjects = "min-subjects";
+inline constexpr absl::string_view kRuleDominance = "dominance";
+inline constexpr absl::string_view kRuleSecondary = "secondary-suppression";
+inline constexpr absl::string_view kRuleHistogramBin = "histogram-bin";
+inline constexpr absl::string_view kRulePredicateRemoval = "predicate-removal";
+inline constexpr absl::string_view kRuleRepeatLimit = "repeat-limit";
+
+// The largest n of any dominance rule the engine must keep contributions for.
+inline constexpr int kMaxDominanceN = 5;
+
+// What the engine measured in one cell.
+struct CellStats {
+  int64_t subjects = 0;  // distinct subjects with a counted record in the cell
+  // Per aggregate, in query order (empty vectors for aggregates it does not
+  // apply to):
+  // the largest per-subject absolute contributions, descending, at most
+  // kMaxDominanceN of them;
+  std::vector<std::vector<double>> top_contributions;
+  // the total of every subject's absolute contribution;
+  std::vector<double> abs_totals;
+  // for HISTOGRAM, distinct subjects per bin.
+  std::vector<std::vector<int64_t>> bin_subjects;
+};
+
+struct CellVerdict {
+  bool released = false;
+  std::string rule;  // why withheld; empty when released
+  // Per aggregate: HISTOGRAM bins withheld in a released cell.
+  std::vector<std::vector<int32_t>> withheld_bins;
+};
+
+// REQUIRES: each cell's per-aggregate vectors have one entry per aggregate of
+// `query` (a normalized question). Cells are one grouping of that question.
+std::vector<CellVerdict> ApplyCellRules(const DisclosureParams& params,
+                                        const v1::AggregateQuery& query,
+                                        absl::Span<const CellStats> cells);
+
+// Each predicate must remove either no subject or at least k. `removed[i]` is
+// the number of distinct subjects that pass every predicate except i, fail i,
+// and are not otherwise in the answer. PERMISSION_DENIED, rule
+// predicate-removal, naming the predicate's field (never the count).
+absl::Status CheckPredicateRemovals(const DisclosureParams& params,
+                                    const v1::AggregateQuery& query,
+                                    absl::Span<const int64_t> removed);
+
+}  // namespace fedshare::policy
+
+#endif  // FEDSHARE_POLICY_DISCLOSURE_H_

@@ -1,0 +1,52 @@
+// Checks a question against its dataset's schema and rewrites it into the
+// normal form the engine executes (DESIGN §8, exact mode).
+#ifndef FEDSHARE_POLICY_QUERY_RULES_H_
+#define FEDSHARE_POLICY_QUERY_RULES_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "fedshare/v1/query.pb.h"
+#include "fedshare/v1/types.pb.h"
+
+namespace fedshare::policy {
+
+// Bounds on a question (DESIGN §13).
+inline constexpr int kMaxGroupBy = 3;
+inline constexpr int kMaxAggregates = 16;
+inline constexpr int kMaxPredicates = 16;
+inline constexpr int kMaxInValues = 100;
+inline constexpr int kMaxHistogramBins = 100;
+
+inline constexpr absl::string_view kRuleGranularity = "granularity";
+
+// Returns the normal form of `query`, or INVALID_ARGUMENT saying what to
+// change (unknown dataset field, PRIVATE or SUBJECT field used, group-by on a
+// non-DIMENSION, measure not a MEASURE, value of the wrong type or unknown
+// category, wrong number of values for the operator, empty purpose, no
+// aggregates, bounds above exceeded, histogram with bins < 1 or lo >= hi,
+// duplicate group-by field).
+//
+// The normal form:
+//  - every value has the field's type: INT64 and DATE (days since epoch) as
+//    int_value, DOUBLE as double_value (ints accepted), BOOL as bool_value,
+//    CATEGORY as string_value; DATE accepts "YYYY-MM-DD" strings;
+//  - range predicates on numeric and DATE fields become half-open bounds on
+//    the field's granularity grid g (INT64/DATE default 1, DOUBLE default 0 =
+//    no snapping): LT v -> LT floor(v/g)*g; LE v -> LT floor((v+u)/g)*g;
+//    GE v -> GE floor(v/g)*g; GT v -> GE floor((v+u)/g)*g, where u is 1 for
+//    INT64/DATE and 0 for DOUBLE; BETWEEN a b -> GE a and LE b, snapped as
+//    above. So "age <= 40" and "age <= 41" with g = 5 both become "age < 40".
+//  - EQ, NE and IN on a field whose granularity is above 1 (above 0 for
+//    DOUBLE) are refused with PERMISSION_DENIED, rule 'granularity': such a
+//    field may only be filtered by ranges.
+absl::StatusOr<v1::AggregateQuery> NormalizeQuery(const v1::DatasetSchema& schema,
+                                                  const v1::AggregateQuery& query);
+
+// A canonical, deterministic hash (SHA-256, 32 bytes) of a normalized
+// question without its query_id: equal questions hash equal.
+std::string QuestionHash(const v1::AggregateQuery& normalized);
+
+}  // namespace fedshare::policy
+
+#endif  // FEDSHARE_POLICY_QUERY_RULES_H_
