@@ -10,7 +10,10 @@
 //     EXPIRED event (an explicit "no" for P or a broader purpose wins).
 // OPT_OUT: a subject counts unless some covering purpose's latest event is
 // WITHDRAWN or REFUSED (whatever its scope). NOT_PERSONAL: every subject counts.
-// Events later than T are ignored. Ties in time: a negative event wins.
+// Events later than T are ignored. Ties in time: a negative event wins (and
+// among tied positive events, any one that is valid and in scope suffices).
+// A purpose unknown to the tree is covered by nothing: no subject counts
+// unless the basis is NOT_PERSONAL (an error while deciding denies).
 //
 // The result for a whole dataset is a ConsentBitmap over subject ordinals,
 // built once per (purpose, asker) and reused by the scan.
@@ -77,6 +80,7 @@ class ConsentBitmap {
   bool Test(uint32_t ordinal) const {
     return ordinal < size_ && ((words_[ordinal >> 6] >> (ordinal & 63)) & 1u);
   }
+  // Does nothing if ordinal >= size().
   void Set(uint32_t ordinal, bool value);
   // Number of set ordinals.
   uint64_t Count() const;
@@ -96,15 +100,16 @@ class ConsentBitmap {
 // OPT_OUT and NOT_PERSONAL: yes).
 class ConsentBitmapBuilder {
  public:
-  ConsentBitmapBuilder(v1::ConsentBasis basis, const PurposeTree& tree,
-                       ConsentQuestion question, uint32_t num_subjects);
+  ConsentBitmapBuilder(v1::ConsentBasis basis, const PurposeTree& tree, ConsentQuestion question,
+                       uint32_t num_subjects);
 
   // REQUIRES: ordinal < num_subjects; each ordinal added at most once.
   void AddSubject(uint32_t ordinal, absl::Span<const ConsentEvent> events);
 
   // The earliest time after `question.now` at which some added subject's
   // decision could change by expiry alone (InfiniteFuture if none): a cached
-  // bitmap is valid until then or until consent changes.
+  // bitmap is valid until then or until consent changes. An event already
+  // recorded with a time after `now` also ends validity at that time.
   absl::Time valid_until() const { return valid_until_; }
 
   ConsentBitmap Finish() &&;
