@@ -1,0 +1,194 @@
+#include "node/storage/column_block.h"
+
+#include <cstring>
+
+#include "absl/base/config.h"
+#include "absl/strings/str_cat.h"
+
+namespace fedshare::storage {
+namespace {
+
+static_assert(ABSL_IS_LITTLE_ENDIAN, "block arrays are little-endian; add byte swaps for BE hosts");
+
+size_t Width(StoredType t) {
+  switch (t) {
+    case StoredType::kNone:
+      return 0;
+    case StoredType::kCategory:
+      return 4;
+    default:
+      return 8;
+  }
+}
+
+bool KnownType(uint8_t t) { return t <= 5; }
+
+void AppendRaw(std::string* out, const void* data, size_t n) {
+  out->append(static_cast<const char*>(data), n);
+}
+
+class Reader {
+ public:
+  explicit Reader(absl::string_view in) : in_(in) {}
+  bool Read(void* out, size_t n) {
+    if (in_.size() < n) return false;
+    if (n > 0) std::memcpy(out, in_.data(), n);
+    in_.remove_prefix(n);
+    return true;
+  }
+  bool Skip(size_t n) {
+    if (in_.size() < n) return false;
+    in_.remove_prefix(n);
+    return true;
+  }
+  const char* data() const { return in_.data(); }
+  bool empty() const { return in_.empty(); }
+
+ private:
+  absl::string_view in_;
+};
+
+absl::Status Malformed(absl::string_view what) {
+  return absl::DataLossError(absl::StrCat("malformed record block: ", what));
+}
+
+}  // namespace
+
+void ColumnBlock::Column::SetNull(uint32_t row, uint32_t num_rows) {
+  if (null_bits.empty()) null_bits.assign((num_rows + 63) / 64, 0);
+  if (null_bits.size() < (row >> 6) + 1) null_bits.resize((row >> 6) + 1, 0);
+  null_bits[row >> 6] |= uint64_t{1} << (row & 63);
+}
+
+void ColumnBlock::Reset(size_t num_columns) {
+  rows = 0;
+  subjects.clear();
+  columns.resize(num_columns);
+  for (Column& c : columns) {
+    c.ints.clear();
+    c.doubles.clear();
+    c.null_bits.clear();
+  }
+}
+
+std::string EncodeColumnBlock(const ColumnBlock& block, const std::vector<StoredType>& types) {
+  const uint32_t rows = block.rows;
+  const uint32_t words = (rows + 63) / 64;
+  std::string out;
+  size_t size = 8 + 4 * size_t{rows};
+  for (StoredType t : types) size += 4 + 8 * words + Width(t) * rows;
+  out.reserve(size);
+  out.push_back(static_cast<char>(kBlockFormat));
+  out.push_back(0);
+  uint16_t ncols = static_cast<uint16_t>(types.size());
+  AppendRaw(&out, &ncols, 2);
+  AppendRaw(&out, &rows, 4);
+  AppendRaw(&out, block.subjects.data(), 4 * size_t{rows});
+  std::vector<uint32_t> codes;
+  for (size_t c = 0; c < types.size(); ++c) {
+    const ColumnBlock::Column& col = block.columns[c];
+    bool has_nulls = false;
+    for (uint64_t w : col.null_bits) has_nulls = has_nulls || w != 0;
+    out.push_back(static_cast<char>(types[c]));
+    out.push_back(has_nulls ? 1 : 0);
+    out.push_back(0);
+    out.push_back(0);
+    if (has_nulls) {
+      std::vector<uint64_t> bits(col.null_bits);
+      bits.resize(words, 0);
+      // Bits past the last row are never set in a stored block.
+      if (rows % 64 != 0 && words > 0) bits[words - 1] &= (uint64_t{1} << (rows % 64)) - 1;
+      AppendRaw(&out, bits.data(), 8 * size_t{words});
+    }
+    switch (types[c]) {
+      case StoredType::kNone:
+        break;
+      case StoredType::kDouble:
+        AppendRaw(&out, col.doubles.data(), 8 * size_t{rows});
+        break;
+      case StoredType::kCategory:
+        codes.resize(rows);
+        for (uint32_t r = 0; r < rows; ++r) codes[r] = static_cast<uint32_t>(col.ints[r]);
+        AppendRaw(&out, codes.data(), 4 * size_t{rows});
+        break;
+      default:
+        AppendRaw(&out, col.ints.data(), 8 * size_t{rows});
+        break;
+    }
+  }
+  return out;
+}
+
+absl::Status DecodeColumnBlock(absl::string_view value, const std::vector<StoredType>& types,
+                               ColumnBlock* block) {
+  Reader in(value);
+  uint8_t format = 0, reserved = 0;
+  uint16_t ncols = 0;
+  uint32_t rows = 0;
+  if (!in.Read(&format, 1) || !in.Read(&reserved, 1) || !in.Read(&ncols, 2) || !in.Read(&rows, 4)) {
+    return Malformed("short header");
+  }
+  if (format != kBlockFormat) return Malformed(absl::StrCat("unknown block format ", format));
+  if (rows > kBlockRows) return Malformed(absl::StrCat(rows, " rows"));
+  if (ncols > types.size()) {
+    return Malformed(absl::StrCat(ncols, " columns stored, schema has ", types.size()));
+  }
+  block->Reset(types.size());
+  block->rows = rows;
+  block->subjects.resize(rows);
+  if (!in.Read(block->subjects.data(), 4 * size_t{rows})) return Malformed("short subjects");
+  const uint32_t words = (rows + 63) / 64;
+  for (size_t c = 0; c < types.size(); ++c) {
+    ColumnBlock::Column& col = block->columns[c];
+    if (c >= ncols) {
+      // A field added after this block was written: null in every row.
+      if (types[c] == StoredType::kDouble) {
+        col.doubles.assign(rows, 0.0);
+      } else if (types[c] != StoredType::kNone) {
+        col.ints.assign(rows, 0);
+      }
+      if (types[c] != StoredType::kNone && rows > 0) {
+        col.null_bits.assign(words, ~uint64_t{0});
+        if (rows % 64 != 0) col.null_bits[words - 1] = (uint64_t{1} << (rows % 64)) - 1;
+      }
+      continue;
+    }
+    uint8_t header[4];
+    if (!in.Read(header, 4)) return Malformed("short column header");
+    if (!KnownType(header[0]) || static_cast<StoredType>(header[0]) != types[c]) {
+      return Malformed(absl::StrCat("column ", c, " has stored type ", header[0], ", schema type ",
+                                    static_cast<int>(types[c])));
+    }
+    if (header[1] != 0) {
+      col.null_bits.resize(words);
+      if (!in.Read(col.null_bits.data(), 8 * size_t{words})) return Malformed("short null bitmap");
+    }
+    switch (types[c]) {
+      case StoredType::kNone:
+        break;
+      case StoredType::kDouble:
+        col.doubles.resize(rows);
+        if (!in.Read(col.doubles.data(), 8 * size_t{rows})) return Malformed("short column");
+        break;
+      case StoredType::kCategory: {
+        col.ints.resize(rows);
+        const char* p = in.data();
+        if (!in.Skip(4 * size_t{rows})) return Malformed("short column");
+        for (uint32_t r = 0; r < rows; ++r) {
+          uint32_t code;
+          std::memcpy(&code, p + 4 * size_t{r}, 4);
+          col.ints[r] = code;
+        }
+        break;
+      }
+      default:
+        col.ints.resize(rows);
+        if (!in.Read(col.ints.data(), 8 * size_t{rows})) return Malformed("short column");
+        break;
+    }
+  }
+  if (!in.empty()) return Malformed("trailing bytes");
+  return absl::OkStatus();
+}
+
+}  // namespace fedshare::storage

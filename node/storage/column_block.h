@@ -1,0 +1,69 @@
+// One block of records stored column-wise (DESIGN §11): up to kBlockRows rows,
+// per column a fixed-width array plus a null bitmap, and the subject ordinal of
+// each row. The value encoding is in docs/storage-format.md ("Record blocks").
+#ifndef FEDSHARE_NODE_STORAGE_COLUMN_BLOCK_H_
+#define FEDSHARE_NODE_STORAGE_COLUMN_BLOCK_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+
+namespace fedshare::storage {
+
+inline constexpr uint32_t kBlockRows = 4096;
+inline constexpr uint8_t kBlockFormat = 1;
+
+// Stored column types: the values of fedshare.v1.FieldSchema.Type, plus 0 for
+// a column with no value array (the SUBJECT field, whose values are the
+// subject ordinals).
+enum class StoredType : uint8_t {
+  kNone = 0,
+  kInt64 = 1,     // int64 LE, 8 bytes
+  kDouble = 2,    // IEEE-754 binary64 LE, 8 bytes
+  kBool = 3,      // int64 LE 0/1, 8 bytes
+  kCategory = 4,  // u32 LE dictionary code, 4 bytes
+  kDate = 5,      // int64 LE days since 1970-01-01, 8 bytes
+};
+
+// A decoded block. Column c belongs to schema field c.
+struct ColumnBlock {
+  struct Column {
+    // INT64, DATE, BOOL (0/1) and CATEGORY (dictionary code): `ints`, one per
+    // row. DOUBLE: `doubles`, one per row. The SUBJECT field: both empty.
+    // Null rows hold 0 in their array.
+    std::vector<int64_t> ints;
+    std::vector<double> doubles;
+    // Bit (row % 64) of word (row / 64) set means null. Empty: no nulls.
+    std::vector<uint64_t> null_bits;
+
+    bool IsNull(uint32_t row) const {
+      return !null_bits.empty() && ((null_bits[row >> 6] >> (row & 63)) & 1u);
+    }
+    void SetNull(uint32_t row, uint32_t rows);
+  };
+
+  uint32_t rows = 0;
+  std::vector<uint32_t> subjects;  // subject ordinal per row
+  std::vector<Column> columns;
+
+  // Empties the block for `types.size()` columns, keeping capacity.
+  void Reset(size_t num_columns);
+};
+
+// Serializes `block`, whose column c has type types[c].
+// REQUIRES: block.rows <= kBlockRows, arrays sized to block.rows.
+std::string EncodeColumnBlock(const ColumnBlock& block, const std::vector<StoredType>& types);
+
+// Decodes into `block` (reusing its memory) for a schema whose field c has
+// type types[c]. Columns absent from the stored block (fields added later)
+// decode as all null. DATA_LOSS if the value is malformed or a stored column
+// type differs from types[c].
+absl::Status DecodeColumnBlock(absl::string_view value, const std::vector<StoredType>& types,
+                               ColumnBlock* block);
+
+}  // namespace fedshare::storage
+
+#endif  // FEDSHARE_NODE_STORAGE_COLUMN_BLOCK_H_

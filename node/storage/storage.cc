@@ -1,0 +1,384 @@
+#include "node/storage/storage.h"
+
+#include <sys/stat.h>
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "node/common/status_macros.h"
+#include "node/storage/keys.h"
+#include "rocksdb/db.h"
+#include "rocksdb/env.h"
+#include "rocksdb/file_system.h"
+#include "rocksdb/options.h"
+#include "rocksdb/table.h"
+#include "rocksdb/write_batch.h"
+
+namespace fedshare::storage {
+namespace {
+
+constexpr absl::string_view kCfNames[kNumColumnFamilies] = {
+    "meta", "records", "subjects", "consent", "budget", "audit", "queries"};
+
+absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
+  if (s.ok()) return absl::OkStatus();
+  std::string message = absl::StrCat(what, ": ", s.ToString());
+  if (s.IsNotFound()) return absl::NotFoundError(message);
+  if (s.IsInvalidArgument()) return absl::InvalidArgumentError(message);
+  if (s.IsIOError() || s.IsBusy() || s.IsTimedOut() || s.IsTryAgain() || s.IsIncomplete()) {
+    return absl::UnavailableError(message);
+  }
+  if (s.IsNotSupported()) return absl::UnimplementedError(message);
+  return absl::InternalError(message);
+}
+
+rocksdb::Slice ToSlice(absl::string_view s) { return rocksdb::Slice(s.data(), s.size()); }
+absl::string_view FromSlice(const rocksdb::Slice& s) {
+  return absl::string_view(s.data(), s.size());
+}
+
+// Fails writes while the injector says so. Reads are unaffected, so a test can
+// check that nothing of a failed batch became visible.
+class FaultWritableFile : public rocksdb::FSWritableFileOwnerWrapper {
+ public:
+  FaultWritableFile(std::unique_ptr<rocksdb::FSWritableFile> file, FaultInjector* faults)
+      : FSWritableFileOwnerWrapper(std::move(file)), faults_(faults) {}
+
+  rocksdb::IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& options,
+                           rocksdb::IODebugContext* dbg) override {
+    if (Fail()) return Injected();
+    return target()->Append(data, options, dbg);
+  }
+  rocksdb::IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& options,
+                           const rocksdb::DataVerificationInfo& info,
+                           rocksdb::IODebugContext* dbg) override {
+    if (Fail()) return Injected();
+    return target()->Append(data, options, info, dbg);
+  }
+  rocksdb::IOStatus PositionedAppend(const rocksdb::Slice& data, uint64_t offset,
+                                     const rocksdb::IOOptions& options,
+                                     rocksdb::IODebugContext* dbg) override {
+    if (Fail()) return Injected();
+    return target()->PositionedAppend(data, offset, options, dbg);
+  }
+  rocksdb::IOStatus PositionedAppend(const rocksdb::Slice& data, uint64_t offset,
+                                     const rocksdb::IOOptions& options,
+                                     const rocksdb::DataVerificationInfo& info,
+                                     rocksdb::IODebugContext* dbg) override {
+    if (Fail()) return Injected();
+    return target()->PositionedAppend(data, offset, options, info, dbg);
+  }
+  rocksdb::IOStatus Flush(const rocksdb::IOOptions& options,
+                          rocksdb::IODebugContext* dbg) override {
+    if (Fail()) return Injected();
+    return target()->Flush(options, dbg);
+  }
+  rocksdb::IOStatus Sync(const rocksdb::IOOptions& options, rocksdb::IODebugContext* dbg) override {
+    if (Fail()) return Injected();
+    return target()->Sync(options, dbg);
+  }
+  rocksdb::IOStatus Fsync(const rocksdb::IOOptions& options,
+                          rocksdb::IODebugContext* dbg) override {
+    if (Fail()) return Injected();
+    return target()->Fsync(options, dbg);
+  }
+
+ private:
+  bool Fail() const {
+    if (!faults_->fail_writes()) return false;
+    faults_->RecordFailure();
+    return true;
+  }
+  static rocksdb::IOStatus Injected() { return rocksdb::IOStatus::IOError("injected write fault"); }
+
+  FaultInjector* faults_;
+};
+
+class FaultFileSystem : public rocksdb::FileSystemWrapper {
+ public:
+  FaultFileSystem(const std::shared_ptr<rocksdb::FileSystem>& base, FaultInjector* faults)
+      : FileSystemWrapper(base), faults_(faults) {}
+
+  const char* Name() const override { return "FedshareFaultFileSystem"; }
+
+  rocksdb::IOStatus NewWritableFile(const std::string& fname, const rocksdb::FileOptions& file_opts,
+                                    std::unique_ptr<rocksdb::FSWritableFile>* result,
+                                    rocksdb::IODebugContext* dbg) override {
+    std::unique_ptr<rocksdb::FSWritableFile> file;
+    rocksdb::IOStatus s = target()->NewWritableFile(fname, file_opts, &file, dbg);
+    if (s.ok()) result->reset(new FaultWritableFile(std::move(file), faults_));
+    return s;
+  }
+  rocksdb::IOStatus ReopenWritableFile(const std::string& fname,
+                                       const rocksdb::FileOptions& file_opts,
+                                       std::unique_ptr<rocksdb::FSWritableFile>* result,
+                                       rocksdb::IODebugContext* dbg) override {
+    std::unique_ptr<rocksdb::FSWritableFile> file;
+    rocksdb::IOStatus s = target()->ReopenWritableFile(fname, file_opts, &file, dbg);
+    if (s.ok()) result->reset(new FaultWritableFile(std::move(file), faults_));
+    return s;
+  }
+  rocksdb::IOStatus ReuseWritableFile(const std::string& fname, const std::string& old_fname,
+                                      const rocksdb::FileOptions& file_opts,
+                                      std::unique_ptr<rocksdb::FSWritableFile>* result,
+                                      rocksdb::IODebugContext* dbg) override {
+    std::unique_ptr<rocksdb::FSWritableFile> file;
+    rocksdb::IOStatus s = target()->ReuseWritableFile(fname, old_fname, file_opts, &file, dbg);
+    if (s.ok()) result->reset(new FaultWritableFile(std::move(file), faults_));
+    return s;
+  }
+
+ private:
+  FaultInjector* faults_;
+};
+
+}  // namespace
+
+absl::string_view ColumnFamilyName(ColumnFamily cf) { return kCfNames[static_cast<int>(cf)]; }
+
+std::string PrefixSuccessor(absl::string_view prefix) {
+  std::string s(prefix);
+  while (!s.empty()) {
+    unsigned char c = static_cast<unsigned char>(s.back());
+    if (c != 0xff) {
+      s.back() = static_cast<char>(c + 1);
+      return s;
+    }
+    s.pop_back();
+  }
+  return s;
+}
+
+// ---- WriteBatch
+
+WriteBatch::WriteBatch() = default;
+WriteBatch::~WriteBatch() = default;
+WriteBatch::WriteBatch(WriteBatch&&) noexcept = default;
+WriteBatch& WriteBatch::operator=(WriteBatch&&) noexcept = default;
+
+void WriteBatch::Put(ColumnFamily cf, absl::string_view key, absl::string_view value) {
+  bytes_ += key.size() + value.size() + 8;
+  ops_.push_back(Op{cf, false, std::string(key), std::string(value)});
+}
+
+void WriteBatch::Delete(ColumnFamily cf, absl::string_view key) {
+  bytes_ += key.size() + 8;
+  ops_.push_back(Op{cf, true, std::string(key), std::string()});
+}
+
+int WriteBatch::Count() const { return static_cast<int>(ops_.size()); }
+size_t WriteBatch::ApproximateSize() const { return bytes_; }
+void WriteBatch::Clear() {
+  ops_.clear();
+  bytes_ = 0;
+}
+
+// ---- Snapshot
+
+Snapshot::~Snapshot() { db_->ReleaseSnapshot(snapshot_); }
+
+// ---- Iterator
+
+Iterator::~Iterator() = default;
+void Iterator::SeekToFirst() { it_->SeekToFirst(); }
+void Iterator::SeekToLast() { it_->SeekToLast(); }
+void Iterator::Seek(absl::string_view target) { it_->Seek(ToSlice(target)); }
+void Iterator::SeekForPrev(absl::string_view target) { it_->SeekForPrev(ToSlice(target)); }
+bool Iterator::Valid() const { return it_->Valid(); }
+void Iterator::Next() { it_->Next(); }
+void Iterator::Prev() { it_->Prev(); }
+absl::string_view Iterator::key() const { return FromSlice(it_->key()); }
+absl::string_view Iterator::value() const { return FromSlice(it_->value()); }
+absl::Status Iterator::status() const { return FromRocks(it_->status(), "iterating"); }
+
+// ---- Storage
+
+absl::StatusOr<std::unique_ptr<Storage>> Storage::Create(const std::string& dir,
+                                                         StorageOptions options) {
+  std::unique_ptr<Storage> storage(new Storage());
+  storage->dir_ = dir;
+
+  rocksdb::Options db_options;
+  db_options.create_if_missing = options.create_if_missing;
+  db_options.create_missing_column_families = true;
+  db_options.max_background_jobs = 2;
+  db_options.keep_log_file_num = 3;
+  // A torn tail of the write-ahead log (a crash mid-append) is dropped, so
+  // every acknowledged (synced) batch survives and no partial one appears.
+  db_options.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
+  if (options.fault_injector != nullptr) {
+    storage->fs_ =
+        std::make_shared<FaultFileSystem>(rocksdb::FileSystem::Default(), options.fault_injector);
+    storage->env_ = rocksdb::NewCompositeEnv(storage->fs_);
+    db_options.env = storage->env_.get();
+  }
+
+  rocksdb::ColumnFamilyOptions cf_options;
+  if (options.block_cache_bytes > 0) {
+    rocksdb::BlockBasedTableOptions table;
+    table.block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+    cf_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  }
+
+  if (options.create_if_missing) ::mkdir(dir.c_str(), 0750);
+
+  // Every column family present on disk must be opened, including ones a
+  // newer build may have added.
+  std::vector<std::string> existing;
+  rocksdb::Status list = rocksdb::DB::ListColumnFamilies(db_options, dir, &existing);
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  descriptors.emplace_back(rocksdb::kDefaultColumnFamilyName, cf_options);
+  for (absl::string_view name : kCfNames) descriptors.emplace_back(std::string(name), cf_options);
+  if (list.ok()) {
+    for (const std::string& name : existing) {
+      bool known = name == rocksdb::kDefaultColumnFamilyName;
+      for (absl::string_view n : kCfNames) known = known || name == n;
+      if (!known) descriptors.emplace_back(name, cf_options);
+    }
+  } else if (!options.create_if_missing) {
+    return absl::NotFoundError(absl::StrCat("no fedshare store in ", dir, ": ", list.ToString()));
+  }
+
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(db_options, dir, descriptors, &handles, &raw);
+  if (!s.ok()) return FromRocks(s, absl::StrCat("opening the store in ", dir));
+  storage->db_.reset(raw);
+  storage->other_handles_.push_back(handles[0]);
+  for (int i = 0; i < kNumColumnFamilies; ++i) storage->handles_.push_back(handles[1 + i]);
+  for (size_t i = 1 + kNumColumnFamilies; i < handles.size(); ++i) {
+    storage->other_handles_.push_back(handles[i]);
+  }
+
+  const std::string version_key = MetaFormatVersionKey();
+  FEDSHARE_ASSIGN_OR_RETURN(std::optional<std::string> version,
+                            storage->Get(ColumnFamily::kMeta, version_key));
+  if (!version.has_value()) {
+    FEDSHARE_RETURN_IF_ERROR(
+        storage->Put(ColumnFamily::kMeta, version_key, EncodeFixed32BE(kFormatVersion)));
+  } else {
+    uint32_t stored = 0;
+    if (version->size() != 4) {
+      return absl::DataLossError(absl::StrCat("store in ", dir, " has a malformed format version"));
+    }
+    stored = DecodeFixed32BE(*version);
+    if (stored != kFormatVersion) {
+      return absl::FailedPreconditionError(absl::StrCat("store in ", dir, " has format version ",
+                                                        stored, "; this build reads version ",
+                                                        kFormatVersion));
+    }
+  }
+  return storage;
+}
+
+Storage::~Storage() {
+  if (db_ == nullptr) return;
+  for (rocksdb::ColumnFamilyHandle* h : handles_) db_->DestroyColumnFamilyHandle(h);
+  for (rocksdb::ColumnFamilyHandle* h : other_handles_) db_->DestroyColumnFamilyHandle(h);
+  db_->Close();
+  db_.reset();
+}
+
+rocksdb::ColumnFamilyHandle* Storage::Handle(ColumnFamily cf) const {
+  return handles_[static_cast<int>(cf)];
+}
+
+absl::Status Storage::Recover() {
+  // After a failed write RocksDB holds a background error and refuses writes
+  // until resumed; resuming re-checks the file system.
+  rocksdb::Status s = db_->Resume();
+  return FromRocks(s, "recovering from an earlier write error");
+}
+
+absl::Status Storage::Write(const WriteBatch& batch) {
+  rocksdb::WriteBatch wb(batch.ApproximateSize() + 64);
+  for (const WriteBatch::Op& op : batch.ops_) {
+    rocksdb::Status s = op.is_delete ? wb.Delete(Handle(op.cf), ToSlice(op.key))
+                                     : wb.Put(Handle(op.cf), ToSlice(op.key), ToSlice(op.value));
+    if (!s.ok()) return FromRocks(s, "building a write batch");
+  }
+  rocksdb::WriteOptions write_options;
+  write_options.sync = true;
+  rocksdb::Status s = db_->Write(write_options, &wb);
+  if (s.ok()) return absl::OkStatus();
+  // A failed write-ahead-log append leaves RocksDB refusing writes; when the
+  // cause has gone, Resume() may clear it (it cannot for every error, and
+  // then writes fail until the store is reopened).
+  if (Recover().ok()) {
+    s = db_->Write(write_options, &wb);
+    if (s.ok()) return absl::OkStatus();
+  }
+  return FromRocks(s, "writing to the store");
+}
+
+absl::Status Storage::Put(ColumnFamily cf, absl::string_view key, absl::string_view value) {
+  WriteBatch batch;
+  batch.Put(cf, key, value);
+  return Write(batch);
+}
+
+absl::Status Storage::Delete(ColumnFamily cf, absl::string_view key) {
+  WriteBatch batch;
+  batch.Delete(cf, key);
+  return Write(batch);
+}
+
+absl::StatusOr<std::optional<std::string>> Storage::Get(ColumnFamily cf, absl::string_view key,
+                                                        const Snapshot* snapshot) const {
+  rocksdb::ReadOptions read_options;
+  if (snapshot != nullptr) read_options.snapshot = snapshot->snapshot_;
+  std::string value;
+  rocksdb::Status s = db_->Get(read_options, Handle(cf), ToSlice(key), &value);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  if (!s.ok()) return FromRocks(s, absl::StrCat("reading ", ColumnFamilyName(cf)));
+  return std::optional<std::string>(std::move(value));
+}
+
+std::unique_ptr<Iterator> Storage::NewIterator(ColumnFamily cf, absl::string_view prefix,
+                                               const Snapshot* snapshot) const {
+  std::unique_ptr<Iterator> it(new Iterator());
+  it->lower_ = std::string(prefix);
+  it->upper_ = PrefixSuccessor(prefix);
+  rocksdb::ReadOptions read_options;
+  if (snapshot != nullptr) read_options.snapshot = snapshot->snapshot_;
+  // The bounds are owned by the Iterator, which outlives the RocksDB iterator.
+  auto lower = std::make_unique<rocksdb::Slice>(it->lower_);
+  auto upper = std::make_unique<rocksdb::Slice>(it->upper_);
+  if (!prefix.empty()) {
+    read_options.iterate_lower_bound = lower.get();
+    if (!it->upper_.empty()) read_options.iterate_upper_bound = upper.get();
+  }
+  it->it_.reset(db_->NewIterator(read_options, Handle(cf)));
+  it->lower_slice_ = std::move(lower);
+  it->upper_slice_ = std::move(upper);
+  return it;
+}
+
+absl::Status Storage::ScanPrefix(
+    ColumnFamily cf, absl::string_view prefix,
+    const std::function<absl::Status(absl::string_view, absl::string_view)>& fn,
+    const Snapshot* snapshot) const {
+  std::unique_ptr<Iterator> it = NewIterator(cf, prefix, snapshot);
+  for (it->Seek(prefix); it->Valid(); it->Next()) {
+    FEDSHARE_RETURN_IF_ERROR(fn(it->key(), it->value()));
+  }
+  return it->status();
+}
+
+absl::StatusOr<std::optional<std::pair<std::string, std::string>>> Storage::LastWithPrefix(
+    ColumnFamily cf, absl::string_view prefix, const Snapshot* snapshot) const {
+  std::unique_ptr<Iterator> it = NewIterator(cf, prefix, snapshot);
+  it->SeekToLast();
+  using Result = std::optional<std::pair<std::string, std::string>>;
+  if (!it->Valid()) {
+    FEDSHARE_RETURN_IF_ERROR(it->status());
+    return Result();
+  }
+  return Result(std::make_pair(std::string(it->key()), std::string(it->value())));
+}
+
+std::unique_ptr<Snapshot> Storage::GetSnapshot() const {
+  return std::unique_ptr<Snapshot>(new Snapshot(db_.get(), db_->GetSnapshot()));
+}
+
+}  // namespace fedshare::storage

@@ -1,0 +1,220 @@
+// The node's persistent store: one RocksDB database with the column families
+// of DESIGN §11, behind a small key/value surface. This is the only code that
+// includes RocksDB headers; every RocksDB status is converted to absl::Status.
+//
+//   FEDSHARE_ASSIGN_OR_RETURN(std::unique_ptr<Storage> db,
+//                             Storage::Create("/var/lib/fedshare", StorageOptions()));
+//   WriteBatch batch;
+//   batch.Put(ColumnFamily::kMeta, "a", "1");
+//   batch.Put(ColumnFamily::kAudit, "b", "2");
+//   FEDSHARE_RETURN_IF_ERROR(db->Write(batch));   // atomic, synced
+//   std::unique_ptr<Snapshot> snap = db->GetSnapshot();
+//   FEDSHARE_ASSIGN_OR_RETURN(std::optional<std::string> v,
+//                             db->Get(ColumnFamily::kMeta, "a", snap.get()));
+//
+// Key encodings of the fedshare layers built on top live in keys.h and are
+// documented in docs/storage-format.md.
+//
+// Thread safety: Storage is thread-safe. WriteBatch, Iterator and Snapshot
+// objects are not shared between threads without external locking.
+// Lifetimes: Snapshots and Iterators must be destroyed before their Storage.
+#ifndef FEDSHARE_NODE_STORAGE_STORAGE_H_
+#define FEDSHARE_NODE_STORAGE_STORAGE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "node/storage/fault_injector.h"
+
+namespace rocksdb {
+class ColumnFamilyHandle;
+class DB;
+class Env;
+class FileSystem;
+class Iterator;
+class Slice;
+class Snapshot;
+class WriteBatch;
+}  // namespace rocksdb
+
+namespace fedshare::storage {
+
+// The column families. Their names on disk are ColumnFamilyName(cf).
+enum class ColumnFamily : uint8_t {
+  kMeta = 0,      // "meta": format version, node identity, datasets, schemas
+  kRecords = 1,   // "records": column blocks
+  kSubjects = 2,  // "subjects": subject id <-> ordinal, subject -> blocks
+  kConsent = 3,   // "consent": consent events
+  kBudget = 4,    // "budget": privacy budget (owned by the query layer)
+  kAudit = 5,     // "audit": the audit log (owned by node/audit)
+  kQueries = 6,   // "queries": question fingerprints and noise cache
+};
+inline constexpr int kNumColumnFamilies = 7;
+absl::string_view ColumnFamilyName(ColumnFamily cf);
+
+// The on-disk format version this build reads and writes (meta key 0x01).
+inline constexpr uint32_t kFormatVersion = 1;
+
+struct StorageOptions {
+  // Create the directory and database when missing. Otherwise a missing
+  // database is NOT_FOUND.
+  bool create_if_missing = true;
+  // Optional; borrowed, must outlive the Storage. See fault_injector.h.
+  FaultInjector* fault_injector = nullptr;
+  // Block cache size for reads; 0 keeps RocksDB's default.
+  size_t block_cache_bytes = 64 << 20;
+};
+
+// A set of changes applied atomically by Storage::Write.
+class WriteBatch {
+ public:
+  WriteBatch();
+  ~WriteBatch();
+  WriteBatch(WriteBatch&&) noexcept;
+  WriteBatch& operator=(WriteBatch&&) noexcept;
+
+  void Put(ColumnFamily cf, absl::string_view key, absl::string_view value);
+  void Delete(ColumnFamily cf, absl::string_view key);
+  // Number of Put/Delete operations so far.
+  int Count() const;
+  // Approximate encoded size in bytes.
+  size_t ApproximateSize() const;
+  void Clear();
+
+ private:
+  friend class Storage;
+  struct Op {
+    ColumnFamily cf;
+    bool is_delete;
+    std::string key;
+    std::string value;
+  };
+  // Operations are recorded and turned into one rocksdb::WriteBatch at Write,
+  // where the column family handles are known.
+  std::vector<Op> ops_;
+  size_t bytes_ = 0;
+};
+
+class Storage;
+
+// A consistent read view. Obtained from Storage::GetSnapshot; released on
+// destruction. REQUIRES: destroyed before the Storage that made it.
+class Snapshot {
+ public:
+  ~Snapshot();
+  Snapshot(const Snapshot&) = delete;
+  Snapshot& operator=(const Snapshot&) = delete;
+
+ private:
+  friend class Storage;
+  Snapshot(rocksdb::DB* db, const rocksdb::Snapshot* snapshot) : db_(db), snapshot_(snapshot) {}
+  rocksdb::DB* db_;
+  const rocksdb::Snapshot* snapshot_;
+};
+
+// A cursor over one column family, optionally limited to keys with a prefix.
+// Positioned with Seek*/Next/Prev; key() and value() are valid while Valid()
+// and until the next move. After iterating, check status().
+class Iterator {
+ public:
+  ~Iterator();
+  Iterator(const Iterator&) = delete;
+  Iterator& operator=(const Iterator&) = delete;
+
+  void SeekToFirst();
+  void SeekToLast();
+  // First key >= target.
+  void Seek(absl::string_view target);
+  // Last key <= target.
+  void SeekForPrev(absl::string_view target);
+  bool Valid() const;
+  void Next();
+  void Prev();
+  absl::string_view key() const;
+  absl::string_view value() const;
+  absl::Status status() const;
+
+ private:
+  friend class Storage;
+  Iterator() = default;
+  std::string lower_;
+  std::string upper_;
+  std::unique_ptr<rocksdb::Slice> lower_slice_;
+  std::unique_ptr<rocksdb::Slice> upper_slice_;
+  std::unique_ptr<rocksdb::Iterator> it_;  // declared last: destroyed before the bounds
+};
+
+class Storage {
+ public:
+  // Opens (or creates) the database in `dir` with every column family.
+  // A new database gets meta key 0x01 = kFormatVersion. FAILED_PRECONDITION if
+  // the stored format version differs; INTERNAL/UNAVAILABLE naming `dir` for
+  // I/O errors or a database held by another process.
+  static absl::StatusOr<std::unique_ptr<Storage>> Create(const std::string& dir,
+                                                         StorageOptions options);
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+
+  // Applies the batch atomically and syncs the write-ahead log before
+  // returning OK. On error nothing of the batch is visible. UNAVAILABLE for
+  // I/O errors. After an I/O error on the write-ahead log RocksDB refuses
+  // further writes (fail closed); each later Write tries to resume, and when
+  // that is impossible the store must be reopened (the node restarted).
+  absl::Status Write(const WriteBatch& batch);
+  // One synced Put / Delete.
+  absl::Status Put(ColumnFamily cf, absl::string_view key, absl::string_view value);
+  absl::Status Delete(ColumnFamily cf, absl::string_view key);
+
+  // The value, or nullopt if absent. `snapshot` may be null (latest state).
+  absl::StatusOr<std::optional<std::string>> Get(ColumnFamily cf, absl::string_view key,
+                                                 const Snapshot* snapshot = nullptr) const;
+
+  // An iterator over `cf` limited to keys starting with `prefix` (all keys if
+  // empty), reading `snapshot` (or the latest state). Not positioned yet.
+  std::unique_ptr<Iterator> NewIterator(ColumnFamily cf, absl::string_view prefix = "",
+                                        const Snapshot* snapshot = nullptr) const;
+
+  // Calls fn(key, value) for every key with `prefix`, in key order, stopping
+  // at (and returning) the first non-OK status fn returns.
+  absl::Status ScanPrefix(
+      ColumnFamily cf, absl::string_view prefix,
+      const std::function<absl::Status(absl::string_view key, absl::string_view value)>& fn,
+      const Snapshot* snapshot = nullptr) const;
+
+  // The greatest key with `prefix` and its value, or nullopt if none.
+  absl::StatusOr<std::optional<std::pair<std::string, std::string>>> LastWithPrefix(
+      ColumnFamily cf, absl::string_view prefix, const Snapshot* snapshot = nullptr) const;
+
+  std::unique_ptr<Snapshot> GetSnapshot() const;
+
+  const std::string& dir() const { return dir_; }
+
+ private:
+  Storage() = default;
+  rocksdb::ColumnFamilyHandle* Handle(ColumnFamily cf) const;
+  absl::Status Recover();
+
+  std::string dir_;
+  std::unique_ptr<rocksdb::Env> env_;        // only with a fault injector; outlives db_
+  std::shared_ptr<rocksdb::FileSystem> fs_;  // the fault-injecting file system, if any
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;        // indexed by ColumnFamily
+  std::vector<rocksdb::ColumnFamilyHandle*> other_handles_;  // default and unknown CFs
+};
+
+// Helpers for keys: the smallest string greater than every string with
+// `prefix` (empty if none exists, i.e. prefix is all 0xff).
+std::string PrefixSuccessor(absl::string_view prefix);
+
+}  // namespace fedshare::storage
+
+#endif  // FEDSHARE_NODE_STORAGE_STORAGE_H_

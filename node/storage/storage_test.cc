@@ -1,0 +1,220 @@
+#include "node/storage/storage.h"
+
+#include <stdlib.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "node/common/status_matchers.h"
+#include "node/storage/keys.h"
+
+namespace fedshare::storage {
+namespace {
+
+using ::fedshare::testing::StatusIs;
+using ::testing::HasSubstr;
+using ::testing::Optional;
+
+std::string MakeTempDir() {
+  std::string tmpl = ::testing::TempDir() + "/storage_test.XXXXXX";
+  char* dir = mkdtemp(tmpl.data());
+  EXPECT_NE(dir, nullptr);
+  return tmpl;
+}
+
+class StorageTest : public ::testing::Test {
+ protected:
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string dir_ = MakeTempDir();
+};
+
+TEST_F(StorageTest, PutGetSurvivesReopen) {
+  {
+    ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_, StorageOptions()));
+    ASSERT_OK(db->Put(ColumnFamily::kAudit, "k1", "v1"));
+    ASSERT_OK_AND_ASSIGN(auto v, db->Get(ColumnFamily::kAudit, "k1"));
+    EXPECT_THAT(v, Optional(std::string("v1")));
+    ASSERT_OK_AND_ASSIGN(auto missing, db->Get(ColumnFamily::kMeta, "k1"));
+    EXPECT_FALSE(missing.has_value());
+  }
+  ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_, StorageOptions()));
+  ASSERT_OK_AND_ASSIGN(auto v, db->Get(ColumnFamily::kAudit, "k1"));
+  EXPECT_THAT(v, Optional(std::string("v1")));
+}
+
+TEST_F(StorageTest, MissingStoreIsNotFoundWithoutCreate) {
+  StorageOptions options;
+  options.create_if_missing = false;
+  EXPECT_THAT(Storage::Create(dir_ + "/absent", options),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("absent")));
+}
+
+TEST_F(StorageTest, RefusesOtherFormatVersion) {
+  {
+    ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_, StorageOptions()));
+    ASSERT_OK(db->Put(ColumnFamily::kMeta, MetaFormatVersionKey(), EncodeFixed32BE(99)));
+  }
+  EXPECT_THAT(Storage::Create(dir_, StorageOptions()),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("format version 99")));
+}
+
+TEST_F(StorageTest, BatchSpansColumnFamilies) {
+  ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_, StorageOptions()));
+  WriteBatch batch;
+  batch.Put(ColumnFamily::kRecords, "r", "1");
+  batch.Put(ColumnFamily::kSubjects, "s", "2");
+  batch.Put(ColumnFamily::kQueries, "q", "3");
+  batch.Delete(ColumnFamily::kQueries, "absent");
+  EXPECT_EQ(batch.Count(), 4);
+  ASSERT_OK(db->Write(batch));
+  ASSERT_OK_AND_ASSIGN(auto r, db->Get(ColumnFamily::kRecords, "r"));
+  ASSERT_OK_AND_ASSIGN(auto s, db->Get(ColumnFamily::kSubjects, "s"));
+  ASSERT_OK_AND_ASSIGN(auto q, db->Get(ColumnFamily::kQueries, "q"));
+  EXPECT_THAT(r, Optional(std::string("1")));
+  EXPECT_THAT(s, Optional(std::string("2")));
+  EXPECT_THAT(q, Optional(std::string("3")));
+  ASSERT_OK(db->Delete(ColumnFamily::kQueries, "q"));
+  ASSERT_OK_AND_ASSIGN(auto gone, db->Get(ColumnFamily::kQueries, "q"));
+  EXPECT_FALSE(gone.has_value());
+}
+
+TEST_F(StorageTest, PrefixScanAndLastKey) {
+  ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_, StorageOptions()));
+  WriteBatch batch;
+  for (std::string k :
+       std::vector<std::string>{"a1", "a2", "a3", "b1", std::string("a\xff", 2), "\xff\xff"}) {
+    batch.Put(ColumnFamily::kAudit, k, "v" + k);
+  }
+  ASSERT_OK(db->Write(batch));
+  std::vector<std::string> keys;
+  ASSERT_OK(
+      db->ScanPrefix(ColumnFamily::kAudit, "a", [&](absl::string_view k, absl::string_view v) {
+        EXPECT_EQ(v, "v" + std::string(k));
+        keys.emplace_back(k);
+        return absl::OkStatus();
+      }));
+  EXPECT_THAT(keys, ::testing::ElementsAre("a1", "a2", "a3", std::string("a\xff", 2)));
+  ASSERT_OK_AND_ASSIGN(auto last, db->LastWithPrefix(ColumnFamily::kAudit, "a"));
+  ASSERT_TRUE(last.has_value());
+  EXPECT_EQ(last->first, std::string("a\xff", 2));
+  ASSERT_OK_AND_ASSIGN(auto last_all, db->LastWithPrefix(ColumnFamily::kAudit, ""));
+  ASSERT_TRUE(last_all.has_value());
+  EXPECT_EQ(last_all->first, "\xff\xff");
+  ASSERT_OK_AND_ASSIGN(auto last_ff, db->LastWithPrefix(ColumnFamily::kAudit, "\xff"));
+  ASSERT_TRUE(last_ff.has_value());
+  EXPECT_EQ(last_ff->first, "\xff\xff");
+  ASSERT_OK_AND_ASSIGN(auto none, db->LastWithPrefix(ColumnFamily::kAudit, "c"));
+  EXPECT_FALSE(none.has_value());
+
+  // Stopping early returns fn's status.
+  int seen = 0;
+  EXPECT_THAT(db->ScanPrefix(ColumnFamily::kAudit, "",
+                             [&](absl::string_view, absl::string_view) {
+                               return ++seen == 2 ? absl::CancelledError("stop") : absl::OkStatus();
+                             }),
+              StatusIs(absl::StatusCode::kCancelled, "stop"));
+  EXPECT_EQ(seen, 2);
+
+  std::unique_ptr<Iterator> it = db->NewIterator(ColumnFamily::kAudit, "a");
+  it->SeekForPrev("a25");
+  ASSERT_TRUE(it->Valid());
+  EXPECT_EQ(it->key(), "a2");
+  it->Prev();
+  ASSERT_TRUE(it->Valid());
+  EXPECT_EQ(it->key(), "a1");
+  it->Prev();
+  EXPECT_FALSE(it->Valid());
+  EXPECT_OK(it->status());
+}
+
+TEST_F(StorageTest, SnapshotSeesOnlyEarlierWrites) {
+  ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_, StorageOptions()));
+  ASSERT_OK(db->Put(ColumnFamily::kRecords, "k", "old"));
+  std::unique_ptr<Snapshot> snap = db->GetSnapshot();
+  ASSERT_OK(db->Put(ColumnFamily::kRecords, "k", "new"));
+  ASSERT_OK(db->Put(ColumnFamily::kRecords, "k2", "x"));
+  ASSERT_OK_AND_ASSIGN(auto v, db->Get(ColumnFamily::kRecords, "k", snap.get()));
+  EXPECT_THAT(v, Optional(std::string("old")));
+  int n = 0;
+  ASSERT_OK(db->ScanPrefix(
+      ColumnFamily::kRecords, "k",
+      [&](absl::string_view, absl::string_view) {
+        ++n;
+        return absl::OkStatus();
+      },
+      snap.get()));
+  EXPECT_EQ(n, 1);
+  ASSERT_OK_AND_ASSIGN(auto latest, db->Get(ColumnFamily::kRecords, "k"));
+  EXPECT_THAT(latest, Optional(std::string("new")));
+}
+
+TEST_F(StorageTest, InjectedWriteFaultFailsAndLeavesNothingVisible) {
+  FaultInjector faults;
+  StorageOptions options;
+  options.fault_injector = &faults;
+  ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_, options));
+  ASSERT_OK(db->Put(ColumnFamily::kMeta, "before", "1"));
+
+  faults.SetFailWrites(true);
+  WriteBatch batch;
+  batch.Put(ColumnFamily::kRecords, "r", "1");
+  batch.Put(ColumnFamily::kAudit, "a", "2");
+  EXPECT_THAT(db->Write(batch), StatusIs(absl::StatusCode::kUnavailable, HasSubstr("injected")));
+  EXPECT_GT(faults.injected_failures(), 0);
+  ASSERT_OK_AND_ASSIGN(auto r, db->Get(ColumnFamily::kRecords, "r"));
+  ASSERT_OK_AND_ASSIGN(auto a, db->Get(ColumnFamily::kAudit, "a"));
+  EXPECT_FALSE(r.has_value());
+  EXPECT_FALSE(a.has_value());
+
+  // Once the disk works again, a reopened store has everything acknowledged,
+  // nothing of the failed batch, and accepts writes.
+  faults.SetFailWrites(false);
+  db.reset();
+  ASSERT_OK_AND_ASSIGN(db, Storage::Create(dir_, StorageOptions()));
+  ASSERT_OK(db->Put(ColumnFamily::kMeta, "after", "2"));
+  ASSERT_OK_AND_ASSIGN(auto before, db->Get(ColumnFamily::kMeta, "before"));
+  ASSERT_OK_AND_ASSIGN(auto after, db->Get(ColumnFamily::kMeta, "after"));
+  ASSERT_OK_AND_ASSIGN(auto r2, db->Get(ColumnFamily::kRecords, "r"));
+  EXPECT_TRUE(before.has_value());
+  EXPECT_TRUE(after.has_value());
+  EXPECT_FALSE(r2.has_value());
+}
+
+TEST(KeysTest, OrderedTimeSortsAndRoundTrips) {
+  std::string a, b, c;
+  absl::Time t1 = absl::FromUnixSeconds(-100);
+  absl::Time t2 = absl::FromUnixSeconds(5);
+  AppendOrderedTime(&a, t1);
+  AppendOrderedTime(&b, t2);
+  AppendOrderedTime(&c, absl::InfiniteFuture());
+  EXPECT_LT(a, b);
+  EXPECT_LT(b, c);
+  EXPECT_EQ(DecodeOrderedTime(a), t1);
+  EXPECT_EQ(DecodeOrderedTime(c), absl::InfiniteFuture());
+}
+
+TEST(KeysTest, ConsentKeyRoundTrips) {
+  ConsentKey key{7, "program-evaluation", absl::FromUnixSeconds(1700000000), 3};
+  std::string encoded = EncodeConsentKey(key);
+  auto decoded = DecodeConsentKey(encoded);
+  ASSERT_TRUE(decoded.has_value());
+  EXPECT_EQ(decoded->ordinal, 7u);
+  EXPECT_EQ(decoded->purpose, "program-evaluation");
+  EXPECT_EQ(decoded->time, key.time);
+  EXPECT_EQ(decoded->event_type, 3);
+}
+
+TEST(KeysTest, BlockKeysSortByBlockNumber) {
+  EXPECT_LT(RecordsBlockKey(1, 255), RecordsBlockKey(1, 256));
+  EXPECT_LT(RecordsBlockKey(1, 0xffffffff), RecordsBlockKey(2, 0));
+  EXPECT_EQ(DecodeRecordsBlockNumber(RecordsBlockKey(3, 4097)), 4097u);
+  EXPECT_EQ(DecodeSubjectBlockOrdinal(SubjectBlockKey(1, 9, 8)), 9u);
+  EXPECT_EQ(DecodeSubjectBlockNumber(SubjectBlockKey(1, 9, 8)), 8u);
+  EXPECT_EQ(DecodeMetaCategoryCode(MetaCategoryKey(1, 2, 77)), 77u);
+}
+
+}  // namespace
+}  // namespace fedshare::storage
