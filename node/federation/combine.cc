@@ -1,0 +1,200 @@
+#include "node/federation/combine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace fedshare::federation {
+namespace {
+
+using Key = std::vector<v1::Value>;
+
+struct KeyLess {
+  bool operator()(const Key& a, const Key& b) const {
+    const size_t n = std::min(a.size(), b.size());
+    for (size_t i = 0; i < n; ++i) {
+      const int c = CompareValues(a[i], b[i]);
+      if (c != 0) return c < 0;
+    }
+    return a.size() < b.size();
+  }
+};
+
+struct Sums {
+  double value = 0;
+  double count = 0;
+  double sum = 0;
+  double sum_squares = 0;
+  std::vector<double> bins;
+  std::set<int> withheld_bins;
+};
+
+struct Combined {
+  std::vector<Sums> sums;
+  std::set<size_t> released_by;         // answer indices
+  std::set<size_t> listed_withheld_by;  // answer indices
+  std::vector<std::string> rules;       // distinct, in order seen
+};
+
+// The engine's column names (node/engine), so a combined answer reads like a
+// single node's even when no partner answered.
+std::string ColumnName(const v1::Aggregate& a) {
+  switch (a.kind()) {
+    case v1::COUNT:
+      return "count";
+    case v1::COUNT_SUBJECTS:
+      return "count_subjects";
+    case v1::SUM:
+      return absl::StrCat("sum(", a.field(), ")");
+    case v1::AVG:
+      return absl::StrCat("avg(", a.field(), ")");
+    case v1::STDDEV:
+      return absl::StrCat("stddev(", a.field(), ")");
+    case v1::VARIANCE:
+      return absl::StrCat("variance(", a.field(), ")");
+    case v1::HISTOGRAM:
+      return absl::StrCat("histogram(", a.field(), ")");
+    default:
+      return "?";
+  }
+}
+
+v1::AggregateValue Finish(v1::AggregateKind kind, const Sums& s) {
+  v1::AggregateValue out;
+  out.set_count(s.count);
+  out.set_sum(s.sum);
+  out.set_sum_squares(s.sum_squares);
+  switch (kind) {
+    case v1::AVG:
+      out.set_value(s.count > 0 ? s.sum / s.count : 0.0);
+      break;
+    case v1::VARIANCE:
+    case v1::STDDEV: {
+      double variance = 0;
+      if (s.count >= 2) {
+        variance = std::max(0.0, (s.sum_squares - s.sum * s.sum / s.count) / (s.count - 1));
+      }
+      out.set_value(kind == v1::STDDEV ? std::sqrt(variance) : variance);
+      break;
+    }
+    default:
+      // COUNT, COUNT_SUBJECTS, SUM and HISTOGRAM (whose value is its count)
+      // add; so does an unknown kind, which is the least surprising guess.
+      out.set_value(s.value);
+      break;
+  }
+  for (double b : s.bins) out.add_bins(b);
+  for (int b : s.withheld_bins) out.add_withheld_bins(b);
+  return out;
+}
+
+}  // namespace
+
+int CompareValues(const v1::Value& a, const v1::Value& b) {
+  if (a.kind_case() != b.kind_case()) return a.kind_case() < b.kind_case() ? -1 : 1;
+  auto three_way = [](const auto& x, const auto& y) { return x < y ? -1 : (y < x ? 1 : 0); };
+  switch (a.kind_case()) {
+    case v1::Value::kIntValue:
+      return three_way(a.int_value(), b.int_value());
+    case v1::Value::kDoubleValue: {
+      // NaN sorts after every number and equals itself, so keys stay a
+      // strict weak order.
+      const bool a_nan = std::isnan(a.double_value()), b_nan = std::isnan(b.double_value());
+      if (a_nan || b_nan) return three_way(a_nan, b_nan);
+      return three_way(a.double_value(), b.double_value());
+    }
+    case v1::Value::kBoolValue:
+      return three_way(a.bool_value(), b.bool_value());
+    case v1::Value::kStringValue:
+      return a.string_value().compare(b.string_value()) < 0   ? -1
+             : a.string_value().compare(b.string_value()) > 0 ? 1
+                                                              : 0;
+    case v1::Value::KIND_NOT_SET:
+      break;
+  }
+  return 0;
+}
+
+v1::AggregateResult CombineResults(const v1::AggregateQuery& query,
+                                   absl::Span<const v1::AggregateResult> answers,
+                                   int /*partners_asked*/) {
+  const int n_aggs = query.aggregates_size();
+  std::map<Key, Combined, KeyLess> cells;
+  std::map<std::string, v1::Withholding> withholdings;
+  v1::AggregateResult result;
+  result.set_query_id(query.query_id());
+
+  for (size_t i = 0; i < answers.size(); ++i) {
+    const v1::AggregateResult& answer = answers[i];
+    if (result.columns_size() == 0) *result.mutable_columns() = answer.columns();
+    result.set_unlisted_withheld_cells(result.unlisted_withheld_cells() +
+                                       answer.unlisted_withheld_cells());
+    for (const v1::Withholding& w : answer.withholdings()) {
+      auto [it, inserted] = withholdings.try_emplace(w.rule(), w);
+      if (!inserted) it->second.set_cells(it->second.cells() + w.cells());
+    }
+    for (const v1::Cell& cell : answer.cells()) {
+      Combined& c = cells[Key(cell.key().begin(), cell.key().end())];
+      if (cell.withheld()) {
+        c.listed_withheld_by.insert(i);
+        if (std::find(c.rules.begin(), c.rules.end(), cell.withheld_rule()) == c.rules.end()) {
+          c.rules.push_back(cell.withheld_rule());
+        }
+        continue;
+      }
+      // A partner that repeats a key is malformed; count its first cell only
+      // rather than doubling its figures.
+      if (!c.released_by.insert(i).second) continue;
+      c.sums.resize(n_aggs);
+      for (int a = 0; a < n_aggs && a < cell.values_size(); ++a) {
+        const v1::AggregateValue& v = cell.values(a);
+        Sums& s = c.sums[a];
+        s.value += v.value();
+        s.count += v.count();
+        s.sum += v.sum();
+        s.sum_squares += v.sum_squares();
+        if (s.bins.size() < static_cast<size_t>(v.bins_size())) s.bins.resize(v.bins_size(), 0);
+        for (int b = 0; b < v.bins_size(); ++b) s.bins[b] += v.bins(b);
+        s.withheld_bins.insert(v.withheld_bins().begin(), v.withheld_bins().end());
+      }
+    }
+  }
+  if (result.columns_size() == 0) {
+    for (const std::string& g : query.group_by()) result.add_columns(g);
+    for (const v1::Aggregate& a : query.aggregates()) result.add_columns(ColumnName(a));
+  }
+
+  std::vector<v1::Cell> withheld_cells;
+  for (const auto& [key, c] : cells) {
+    v1::Cell cell;
+    for (const v1::Value& k : key) *cell.add_key() = k;
+    if (c.released_by.empty()) {
+      cell.set_withheld(true);
+      cell.set_withheld_rule(absl::StrJoin(c.rules, ","));
+      withheld_cells.push_back(std::move(cell));
+      continue;
+    }
+    bool partial = !c.listed_withheld_by.empty();
+    for (size_t i = 0; i < answers.size() && !partial; ++i) {
+      partial = !c.released_by.count(i) && answers[i].unlisted_withheld_cells() > 0;
+    }
+    for (int a = 0; a < n_aggs; ++a) {
+      partial |= !c.sums[a].withheld_bins.empty();
+      *cell.add_values() = Finish(query.aggregates(a).kind(), c.sums[a]);
+    }
+    cell.set_partial(partial);
+    cell.set_partners(static_cast<int>(c.released_by.size()));
+    *result.add_cells() = std::move(cell);
+  }
+  for (v1::Cell& cell : withheld_cells) *result.add_cells() = std::move(cell);
+  for (auto& [rule, w] : withholdings) *result.add_withholdings() = std::move(w);
+  return result;
+}
+
+}  // namespace fedshare::federation
