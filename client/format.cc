@@ -1,0 +1,435 @@
+#include "client/format.h"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "fmt/format.h"
+#include "google/protobuf/util/json_util.h"
+
+namespace fedshare::client {
+namespace {
+
+// ---- Text tables ------------------------------------------------------------
+
+enum class Align { kLeft, kRight };
+
+struct Row {
+  std::vector<std::string> cells;
+  // When set, printed after the first `span_after` cells instead of the rest,
+  // without widening any column (a withheld cell's note).
+  std::string span;
+  size_t span_after = 0;
+  bool spans = false;
+};
+
+std::string RenderTable(const std::vector<std::string>& header, const std::vector<Align>& align,
+                        const std::vector<Row>& rows) {
+  const size_t n = header.size();
+  std::vector<size_t> width(n, 0);
+  for (size_t c = 0; c < n; ++c) width[c] = header[c].size();
+  for (const Row& row : rows) {
+    const size_t limit = row.spans ? row.span_after : n;
+    for (size_t c = 0; c < limit && c < row.cells.size(); ++c) {
+      width[c] = std::max(width[c], row.cells[c].size());
+    }
+  }
+  auto render = [&](const std::vector<std::string>& cells, size_t limit, const std::string& tail) {
+    std::string line;
+    for (size_t c = 0; c < limit; ++c) {
+      const std::string& text = c < cells.size() ? cells[c] : "";
+      if (c > 0) line += "  ";
+      const std::string pad(width[c] - std::min(width[c], text.size()), ' ');
+      line += align[c] == Align::kRight ? pad + text : text + pad;
+    }
+    if (!tail.empty()) absl::StrAppend(&line, limit > 0 ? "  " : "", tail);
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    return line + "\n";
+  };
+  std::string out = render(header, n, "");
+  for (const Row& row : rows) {
+    out += row.spans ? render(row.cells, row.span_after, row.span) : render(row.cells, n, "");
+  }
+  return out;
+}
+
+// ---- Numbers and values -----------------------------------------------------
+
+bool IsWhole(double v) { return std::isfinite(v) && v == std::floor(v) && std::fabs(v) < 1e15; }
+
+std::string Shortest(double v) { return fmt::format("{}", v); }
+
+std::string ValueText(const v1::Value& v) {
+  switch (v.kind_case()) {
+    case v1::Value::kIntValue:
+      return absl::StrCat(v.int_value());
+    case v1::Value::kDoubleValue:
+      return Shortest(v.double_value());
+    case v1::Value::kBoolValue:
+      return v.bool_value() ? "true" : "false";
+    case v1::Value::kStringValue:
+      return v.string_value();
+    case v1::Value::KIND_NOT_SET:
+      break;
+  }
+  return "";
+}
+
+// How one value column prints in a table.
+struct ColumnStyle {
+  bool histogram = false;
+  bool whole = true;  // print as integers
+  int decimals = 2;
+};
+
+std::string Number(double v, const ColumnStyle& style) {
+  if (!std::isfinite(v)) return Shortest(v);
+  if (style.whole) return fmt::format("{:.0f}", v);
+  return fmt::format("{:.{}f}", v, style.decimals);
+}
+
+std::string BinsText(const v1::AggregateValue& v) {
+  std::set<int> withheld(v.withheld_bins().begin(), v.withheld_bins().end());
+  std::vector<std::string> parts;
+  for (int b = 0; b < v.bins_size(); ++b) {
+    if (withheld.count(b)) {
+      parts.push_back("-");
+    } else {
+      parts.push_back(IsWhole(v.bins(b)) ? fmt::format("{:.0f}", v.bins(b))
+                                         : fmt::format("{:.2f}", v.bins(b)));
+    }
+  }
+  return absl::StrCat("[", absl::StrJoin(parts, " "), "]");
+}
+
+// ---- Result shape -----------------------------------------------------------
+
+struct Shape {
+  size_t keys = 0;
+  std::vector<std::string> columns;  // keys then values, padded to fit the cells
+};
+
+Shape ShapeOf(const v1::AggregateResult& result) {
+  Shape shape;
+  size_t values = 0;
+  for (const v1::Cell& cell : result.cells()) {
+    shape.keys = std::max<size_t>(shape.keys, cell.key_size());
+    values = std::max<size_t>(values, cell.values_size());
+  }
+  const size_t named = result.columns_size();
+  if (named > shape.keys) values = std::max(values, named - shape.keys);
+  shape.columns.assign(result.columns().begin(), result.columns().end());
+  for (size_t c = shape.columns.size(); c < shape.keys + values; ++c) {
+    shape.columns.push_back(absl::StrCat("column", c + 1));
+  }
+  return shape;
+}
+
+bool LooksCombined(const v1::AggregateResult& result) {
+  for (const v1::Cell& cell : result.cells()) {
+    if (cell.partners() > 0 || cell.partial()) return true;
+  }
+  return false;
+}
+
+// ---- Table ------------------------------------------------------------------
+
+// `partners_asked` is 0 when unknown (a plain result).
+std::string ResultTable(const v1::AggregateResult& result, bool show_partners, int partners_asked) {
+  const Shape shape = ShapeOf(result);
+  const size_t n_values = shape.columns.size() - shape.keys;
+
+  std::vector<ColumnStyle> styles(n_values);
+  std::vector<double> largest(n_values, 0);
+  std::vector<bool> forced_whole(n_values);
+  for (size_t a = 0; a < n_values; ++a) {
+    forced_whole[a] = absl::StartsWithIgnoreCase(shape.columns[shape.keys + a], "count");
+  }
+  for (const v1::Cell& cell : result.cells()) {
+    if (cell.withheld()) continue;
+    for (size_t a = 0; a < n_values && a < static_cast<size_t>(cell.values_size()); ++a) {
+      const v1::AggregateValue& v = cell.values(a);
+      if (v.bins_size() > 0) styles[a].histogram = true;
+      if (!IsWhole(v.value())) styles[a].whole = false;
+      if (std::isfinite(v.value())) largest[a] = std::max(largest[a], std::fabs(v.value()));
+    }
+  }
+  for (size_t a = 0; a < n_values; ++a) {
+    if (forced_whole[a]) styles[a].whole = true;
+    // Two decimals, or four significant digits for columns of small figures.
+    if (largest[a] > 0 && largest[a] < 1) {
+      styles[a].decimals = std::min(10, 3 - static_cast<int>(std::floor(std::log10(largest[a]))));
+    }
+  }
+
+  std::vector<std::string> header = shape.columns;
+  std::vector<Align> align(shape.keys, Align::kLeft);
+  for (size_t a = 0; a < n_values; ++a) {
+    align.push_back(styles[a].histogram ? Align::kLeft : Align::kRight);
+  }
+  if (show_partners) {
+    header.push_back("partners");
+    align.push_back(Align::kRight);
+  }
+  header.push_back("");  // the partial marker
+  align.push_back(Align::kLeft);
+
+  std::vector<Row> rows;
+  std::set<int> partial_partners;
+  bool withheld_bins = false;
+  for (const v1::Cell& cell : result.cells()) {
+    Row row;
+    for (const v1::Value& k : cell.key()) row.cells.push_back(ValueText(k));
+    row.cells.resize(shape.keys);
+    if (cell.withheld()) {
+      row.spans = true;
+      row.span_after = shape.keys;
+      row.span = cell.withheld_rule().empty()
+                     ? "withheld"
+                     : absl::StrCat("withheld (", cell.withheld_rule(), ")");
+      rows.push_back(std::move(row));
+      continue;
+    }
+    for (size_t a = 0; a < n_values; ++a) {
+      if (a >= static_cast<size_t>(cell.values_size())) {
+        row.cells.push_back("");
+      } else if (styles[a].histogram) {
+        row.cells.push_back(BinsText(cell.values(a)));
+        withheld_bins |= cell.values(a).withheld_bins_size() > 0;
+      } else {
+        row.cells.push_back(Number(cell.values(a).value(), styles[a]));
+      }
+    }
+    if (show_partners) row.cells.push_back(absl::StrCat(cell.partners()));
+    row.cells.push_back(cell.partial() ? "*" : "");
+    if (cell.partial()) partial_partners.insert(cell.partners());
+    rows.push_back(std::move(row));
+  }
+
+  std::string out = RenderTable(header, align, rows);
+  if (result.cells_size() == 0) out += "(no cells)\n";
+  if (!partial_partners.empty()) {
+    const std::string of = partners_asked > 0 ? absl::StrCat(" of ", partners_asked) : "";
+    if (partial_partners.size() == 1) {
+      const int n = *partial_partners.begin();
+      absl::StrAppend(&out, "* partial: covers ", n, of,
+                      n == 1 && of.empty() ? " partner" : " partners", "\n");
+    } else {
+      absl::StrAppend(&out, "* partial: covers ", *partial_partners.begin(), " to ",
+                      *partial_partners.rbegin(), of, " partners (see the partners column)\n");
+    }
+  }
+  if (withheld_bins) out += "- histogram bin withheld\n";
+  for (const v1::Withholding& w : result.withholdings()) {
+    absl::StrAppend(&out, "withheld by ", w.rule(), ": ", w.cells(),
+                    w.cells() == 1 ? " cell" : " cells",
+                    w.reason().empty() ? "" : absl::StrCat(" (", w.reason(), ")"), "\n");
+  }
+  if (result.unlisted_withheld_cells() > 0) {
+    absl::StrAppend(&out, "withheld and not listed: ", result.unlisted_withheld_cells(),
+                    result.unlisted_withheld_cells() == 1 ? " cell" : " cells",
+                    " (their groups are not public)\n");
+  }
+  return out;
+}
+
+std::string StateName(v1::PartnerCoverage::State state) {
+  switch (state) {
+    case v1::PartnerCoverage::ANSWERED:
+      return "answered";
+    case v1::PartnerCoverage::REFUSED:
+      return "refused";
+    case v1::PartnerCoverage::TIMED_OUT:
+      return "timed out";
+    case v1::PartnerCoverage::UNREACHABLE:
+      return "unreachable";
+    case v1::PartnerCoverage::FAILED:
+      return "failed";
+    default:
+      break;
+  }
+  return "unknown";
+}
+
+std::string CoverageTable(const v1::FederatedAggregateResponse& response) {
+  std::vector<Row> rows;
+  for (const v1::PartnerCoverage& c : response.coverage()) {
+    const bool answered = c.state() == v1::PartnerCoverage::ANSWERED;
+    std::string reason = absl::StrReplaceAll(c.reason(), {{"\n", " "}});
+    Row row;
+    row.cells = {c.org_id(), StateName(c.state()), answered ? absl::StrCat(c.released_cells()) : "",
+                 answered ? absl::StrCat(c.withheld_cells()) : "", std::move(reason)};
+    rows.push_back(std::move(row));
+  }
+  return RenderTable({"partner", "state", "released", "withheld", "reason"},
+                     {Align::kLeft, Align::kLeft, Align::kRight, Align::kRight, Align::kLeft},
+                     rows);
+}
+
+// ---- CSV --------------------------------------------------------------------
+
+std::string CsvField(const std::string& text) {
+  if (text.find_first_of(",\"\r\n") == std::string::npos) return text;
+  return absl::StrCat("\"", absl::StrReplaceAll(text, {{"\"", "\"\""}}), "\"");
+}
+
+void CsvLine(const std::vector<std::string>& fields, std::string* out) {
+  for (size_t i = 0; i < fields.size(); ++i) {
+    if (i > 0) out->push_back(',');
+    out->append(CsvField(fields[i]));
+  }
+  out->append("\r\n");
+}
+
+std::string ResultCsv(const v1::AggregateResult& result, bool federated) {
+  const Shape shape = ShapeOf(result);
+  const size_t n_values = shape.columns.size() - shape.keys;
+  std::vector<std::string> header = shape.columns;
+  header.push_back("withheld");
+  if (federated) {
+    header.push_back("partial");
+    header.push_back("partners");
+  }
+  std::string out;
+  CsvLine(header, &out);
+  for (const v1::Cell& cell : result.cells()) {
+    std::vector<std::string> fields;
+    for (const v1::Value& k : cell.key()) fields.push_back(ValueText(k));
+    fields.resize(shape.keys);
+    for (size_t a = 0; a < n_values; ++a) {
+      if (cell.withheld() || a >= static_cast<size_t>(cell.values_size())) {
+        fields.push_back("");
+        continue;
+      }
+      const v1::AggregateValue& v = cell.values(a);
+      if (v.bins_size() > 0) {
+        std::set<int> withheld(v.withheld_bins().begin(), v.withheld_bins().end());
+        std::vector<std::string> bins;
+        for (int b = 0; b < v.bins_size(); ++b) {
+          bins.push_back(withheld.count(b) ? "" : Shortest(v.bins(b)));
+        }
+        fields.push_back(absl::StrJoin(bins, ";"));
+      } else {
+        fields.push_back(Shortest(v.value()));
+      }
+    }
+    fields.push_back(
+        cell.withheld() ? (cell.withheld_rule().empty() ? "withheld" : cell.withheld_rule()) : "");
+    if (federated) {
+      fields.push_back(cell.partial() ? "true" : "false");
+      fields.push_back(absl::StrCat(cell.partners()));
+    }
+    CsvLine(fields, &out);
+  }
+  return out;
+}
+
+// ---- JSON -------------------------------------------------------------------
+
+std::string Json(const google::protobuf::Message& message) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  options.always_print_primitive_fields = true;
+  std::string out;
+  auto status = google::protobuf::util::MessageToJsonString(message, &out, options);
+  if (!status.ok()) {
+    // Only reachable for malformed messages (e.g. invalid UTF-8 in a string);
+    // still valid JSON, so a consumer sees the problem instead of garbage.
+    std::string escaped;
+    for (char c : status.message()) {
+      if (c == '"' || c == '\\') {
+        escaped.push_back('\\');
+        escaped.push_back(c);
+      } else if (static_cast<unsigned char>(c) >= 0x20 && static_cast<unsigned char>(c) < 0x80) {
+        escaped.push_back(c);
+      }
+    }
+    return absl::StrCat("{\"error\":\"", escaped, "\"}\n");
+  }
+  return out + "\n";
+}
+
+}  // namespace
+
+absl::StatusOr<OutputFormat> ParseOutputFormat(absl::string_view name) {
+  const std::string lower = absl::AsciiStrToLower(name);
+  if (lower == "table") return OutputFormat::kTable;
+  if (lower == "csv") return OutputFormat::kCsv;
+  if (lower == "json") return OutputFormat::kJson;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown output format '", name, "': use table, csv or json"));
+}
+
+std::string FormatResult(const v1::AggregateResult& result, OutputFormat format) {
+  switch (format) {
+    case OutputFormat::kTable:
+      return ResultTable(result, LooksCombined(result), 0);
+    case OutputFormat::kCsv:
+      return ResultCsv(result, LooksCombined(result));
+    case OutputFormat::kJson:
+      return Json(result);
+  }
+  return "";
+}
+
+std::string FormatCoverage(const v1::FederatedAggregateResponse& response, OutputFormat format) {
+  switch (format) {
+    case OutputFormat::kTable:
+      return CoverageTable(response);
+    case OutputFormat::kCsv: {
+      std::string out;
+      CsvLine({"partner", "state", "released", "withheld", "reason"}, &out);
+      for (const v1::PartnerCoverage& c : response.coverage()) {
+        CsvLine({c.org_id(), StateName(c.state()), absl::StrCat(c.released_cells()),
+                 absl::StrCat(c.withheld_cells()), c.reason()},
+                &out);
+      }
+      return out;
+    }
+    case OutputFormat::kJson: {
+      std::vector<std::string> entries;
+      for (const v1::PartnerCoverage& c : response.coverage()) {
+        std::string one = Json(c);
+        one.pop_back();  // the newline
+        entries.push_back(std::move(one));
+      }
+      return absl::StrCat("{\"coverage\":[", absl::StrJoin(entries, ","), "]}\n");
+    }
+  }
+  return "";
+}
+
+std::string FormatFederated(const v1::FederatedAggregateResponse& response, OutputFormat format) {
+  switch (format) {
+    case OutputFormat::kTable: {
+      const int asked = response.coverage_size();
+      int answered = 0;
+      for (const v1::PartnerCoverage& c : response.coverage()) {
+        answered += c.state() == v1::PartnerCoverage::ANSWERED;
+      }
+      std::string out = absl::StrCat(
+          "coverage: ", answered, " of ", asked, " partners answered\n", CoverageTable(response),
+          "\ncombined:\n", ResultTable(response.combined(), /*show_partners=*/true, asked));
+      for (const v1::AggregateResult& partner : response.partners()) {
+        absl::StrAppend(&out, "\npartner ", partner.org_id(), ":\n",
+                        ResultTable(partner, LooksCombined(partner), 0));
+      }
+      return out;
+    }
+    case OutputFormat::kCsv:
+      return ResultCsv(response.combined(), /*federated=*/true);
+    case OutputFormat::kJson:
+      return Json(response);
+  }
+  return "";
+}
+
+}  // namespace fedshare::client

@@ -1,0 +1,63 @@
+// Renders answers for people (an aligned text table) and for programs (CSV,
+// JSON).
+//
+//   FEDSHARE_ASSIGN_OR_RETURN(OutputFormat format, ParseOutputFormat("table"));
+//   std::cout << FormatResult(result, format);
+//
+// Table: a header row from result.columns; keys left-aligned, numbers
+// right-aligned. A column whose name starts with COUNT, or whose figures are
+// all whole, prints whole numbers; other columns print 2 decimals (4
+// significant digits for magnitudes below 1). HISTOGRAM cells print their bins
+// as "[3 0 12 -]" with "-" for a withheld bin. A listed withheld cell prints
+// its key and "withheld (RULE)". A partial (federated) cell ends with "*" and
+// a footnote says how many partners it covers. A footer lists withholdings by
+// rule and the number of withheld cells not listed by key; no withheld cell's
+// size is ever shown (the answer does not carry one).
+//
+// CSV (RFC 4180, CRLF line ends, a header row): result.columns, then
+// "withheld" (the rule, empty for released cells), and for federated answers
+// "partial" (true/false) and "partners". Numbers print in full precision
+// (shortest text that reads back to the same double); a HISTOGRAM cell is its
+// bins joined by ';' with an empty entry for a withheld bin. Only the
+// (combined) cells appear: withholding summaries and coverage are in the
+// table and JSON forms, or from FormatCoverage.
+//
+// JSON: the message itself in protobuf's canonical JSON mapping
+// (google::protobuf::util::MessageToJsonString), proto field names kept
+// (snake_case), fields with default values printed, one line plus "\n". So
+// 64-bit integers are JSON strings, as the mapping specifies.
+//
+// All functions are pure and thread-safe.
+#ifndef FEDSHARE_CLIENT_FORMAT_H_
+#define FEDSHARE_CLIENT_FORMAT_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "fedshare/v1/federation.pb.h"
+#include "fedshare/v1/query.pb.h"
+
+namespace fedshare::client {
+
+enum class OutputFormat { kTable, kCsv, kJson };
+
+// "table", "csv" or "json" (case-insensitive); otherwise INVALID_ARGUMENT.
+absl::StatusOr<OutputFormat> ParseOutputFormat(absl::string_view name);
+
+// One node's answer (or a combined answer without its coverage).
+std::string FormatResult(const v1::AggregateResult& result, OutputFormat format);
+
+// A federated answer. Table: the coverage table, then the combined table
+// (partial cells marked against the number of partners asked, i.e. the
+// coverage rows), then each directly released partner answer under its org
+// id. CSV: the combined table only. JSON: the whole response.
+std::string FormatFederated(const v1::FederatedAggregateResponse& response, OutputFormat format);
+
+// The coverage table alone (org_id, state, released, withheld, reason), as a
+// table or CSV; JSON gives the response's coverage list as {"coverage": [...]}.
+std::string FormatCoverage(const v1::FederatedAggregateResponse& response, OutputFormat format);
+
+}  // namespace fedshare::client
+
+#endif  // FEDSHARE_CLIENT_FORMAT_H_

@@ -1,0 +1,243 @@
+#include "client/format.h"
+
+#include <string>
+
+#include "gmock/gmock.h"
+#include "google/protobuf/text_format.h"
+#include "google/protobuf/util/json_util.h"
+#include "google/protobuf/util/message_differencer.h"
+#include "gtest/gtest.h"
+#include "node/common/status_matchers.h"
+
+namespace fedshare::client {
+namespace {
+
+using ::fedshare::testing::StatusIs;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+template <typename T>
+T Parse(const std::string& text) {
+  T message;
+  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(text, &message)) << text;
+  return message;
+}
+
+v1::AggregateResult SmallResult() {
+  return Parse<v1::AggregateResult>(R"pb(
+    query_id: "q1"
+    org_id: "partner-a"
+    columns: [ "program", "count", "avg(score)" ]
+    cells {
+      key { string_value: "arts" }
+      values { value: 42 count: 42 }
+      values { value: 71.25 count: 42 sum: 2992.5 }
+    }
+    cells {
+      key { string_value: "sports" }
+      values { value: 17 count: 17 }
+      values { value: 65 count: 17 sum: 1105 }
+    }
+    cells {
+      key { string_value: "music" }
+      withheld: true
+      withheld_rule: "min-subjects"
+    }
+    unlisted_withheld_cells: 2
+    withholdings { rule: "min-subjects" reason: "fewer than 10 subjects" cells: 3 }
+    answered_at_unix_ms: 1700000000000
+  )pb");
+}
+
+TEST(ParseOutputFormatTest, AcceptsTheThreeNames) {
+  ASSERT_OK_AND_ASSIGN(OutputFormat table, ParseOutputFormat("table"));
+  EXPECT_EQ(table, OutputFormat::kTable);
+  ASSERT_OK_AND_ASSIGN(OutputFormat csv, ParseOutputFormat("CSV"));
+  EXPECT_EQ(csv, OutputFormat::kCsv);
+  ASSERT_OK_AND_ASSIGN(OutputFormat json, ParseOutputFormat("json"));
+  EXPECT_EQ(json, OutputFormat::kJson);
+  EXPECT_THAT(ParseOutputFormat("xml"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("use table, csv or json")));
+}
+
+TEST(FormatResultTest, AlignedTable) {
+  EXPECT_EQ(FormatResult(SmallResult(), OutputFormat::kTable),
+            "program  count  avg(score)\n"
+            "arts        42       71.25\n"
+            "sports      17       65.00\n"
+            "music    withheld (min-subjects)\n"
+            "withheld by min-subjects: 3 cells (fewer than 10 subjects)\n"
+            "withheld and not listed: 2 cells (their groups are not public)\n");
+}
+
+TEST(FormatResultTest, WholeFiguresPrintAsIntegersAndSmallOnesKeepFourDigits) {
+  v1::AggregateResult r = Parse<v1::AggregateResult>(R"pb(
+    columns: [ "sum(x)", "variance(y)", "count_subjects" ]
+    cells {
+      values { value: 1200 }
+      values { value: 0.012341 }
+      values { value: 11 }
+    }
+  )pb");
+  EXPECT_EQ(FormatResult(r, OutputFormat::kTable),
+            "sum(x)  variance(y)  count_subjects\n"
+            "  1200      0.01234              11\n");
+}
+
+TEST(FormatResultTest, EmptyResultSaysSo) {
+  v1::AggregateResult r = Parse<v1::AggregateResult>(R"pb(columns: [ "count" ])pb");
+  EXPECT_EQ(FormatResult(r, OutputFormat::kTable), "count\n(no cells)\n");
+}
+
+TEST(FormatResultTest, HistogramPrintsCompactBins) {
+  v1::AggregateResult r = Parse<v1::AggregateResult>(R"pb(
+    columns: [ "region", "histogram(age)" ]
+    cells {
+      key { string_value: "north" }
+      values {
+        value: 30
+        bins: [ 10, 0, 20, 0 ]
+        withheld_bins: 3
+      }
+    }
+    withholdings { rule: "histogram-bin" cells: 1 }
+  )pb");
+  EXPECT_EQ(FormatResult(r, OutputFormat::kTable),
+            "region  histogram(age)\n"
+            "north   [10 0 20 -]\n"
+            "- histogram bin withheld\n"
+            "withheld by histogram-bin: 1 cell\n");
+  EXPECT_EQ(FormatResult(r, OutputFormat::kCsv),
+            "region,histogram(age),withheld\r\n"
+            "north,10;0;20;,\r\n");
+}
+
+TEST(FormatResultTest, CsvQuotesKeysWithCommasAndQuotes) {
+  v1::AggregateResult r = Parse<v1::AggregateResult>(R"pb(
+    columns: [ "program", "count", "avg(score)" ]
+    cells {
+      key { string_value: "Smith, Jones" }
+      values { value: 12 }
+      values { value: 0.1 }
+    }
+    cells {
+      key { string_value: "say \"hi\"" }
+      values { value: 10 }
+      values { value: 2.5 }
+    }
+    cells {
+      key { string_value: "two\nlines" }
+      withheld: true
+      withheld_rule: "dominance"
+    }
+  )pb");
+  EXPECT_EQ(FormatResult(r, OutputFormat::kCsv),
+            "program,count,avg(score),withheld\r\n"
+            "\"Smith, Jones\",12,0.1,\r\n"
+            "\"say \"\"hi\"\"\",10,2.5,\r\n"
+            "\"two\nlines\",,,dominance\r\n");
+}
+
+TEST(FormatResultTest, JsonParsesBackToTheSameMessage) {
+  const v1::AggregateResult original = SmallResult();
+  const std::string json = FormatResult(original, OutputFormat::kJson);
+  EXPECT_THAT(json, HasSubstr("\"unlisted_withheld_cells\":2"));  // proto field names
+  EXPECT_THAT(json, HasSubstr("\"partial\":false"));              // defaults printed
+  EXPECT_THAT(json, Not(HasSubstr("unlistedWithheldCells")));
+  v1::AggregateResult parsed;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json, &parsed).ok()) << json;
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(parsed, original))
+      << parsed.ShortDebugString();
+}
+
+v1::FederatedAggregateResponse Federated() {
+  return Parse<v1::FederatedAggregateResponse>(R"pb(
+    coverage { org_id: "a" state: ANSWERED released_cells: 2 withheld_cells: 1 }
+    coverage { org_id: "b" state: ANSWERED released_cells: 2 }
+    coverage { org_id: "c" state: REFUSED reason: "no agreement permits purpose 'marketing'" }
+    combined {
+      columns: [ "program", "count", "avg(score)" ]
+      cells {
+        key { string_value: "arts" }
+        values { value: 75 }
+        values { value: 70.5 }
+        partners: 2
+      }
+      cells {
+        key { string_value: "music" }
+        values { value: 12 }
+        values { value: 3.14159 }
+        partial: true
+        partners: 1
+      }
+      withholdings { rule: "min-subjects" reason: "fewer than 10 subjects" cells: 1 }
+    }
+  )pb");
+}
+
+TEST(FormatFederatedTest, CoverageThenCombinedTable) {
+  EXPECT_EQ(FormatFederated(Federated(), OutputFormat::kTable),
+            "coverage: 2 of 3 partners answered\n"
+            "partner  state     released  withheld  reason\n"
+            "a        answered         2         1\n"
+            "b        answered         2         0\n"
+            "c        refused                       no agreement permits purpose 'marketing'\n"
+            "\n"
+            "combined:\n"
+            "program  count  avg(score)  partners\n"
+            "arts        75       70.50         2\n"
+            "music       12        3.14         1  *\n"
+            "* partial: covers 1 of 3 partners\n"
+            "withheld by min-subjects: 1 cell (fewer than 10 subjects)\n");
+}
+
+TEST(FormatFederatedTest, PartialCellsWithDifferentCoverageShowTheRange) {
+  v1::FederatedAggregateResponse response = Federated();
+  v1::Cell* arts = response.mutable_combined()->mutable_cells(0);
+  arts->set_partial(true);
+  EXPECT_THAT(FormatFederated(response, OutputFormat::kTable),
+              HasSubstr("arts        75       70.50         2  *\n"
+                        "music       12        3.14         1  *\n"
+                        "* partial: covers 1 to 2 of 3 partners (see the partners column)\n"));
+}
+
+TEST(FormatFederatedTest, CsvIsTheCombinedTableWithPartialAndPartners) {
+  EXPECT_EQ(FormatFederated(Federated(), OutputFormat::kCsv),
+            "program,count,avg(score),withheld,partial,partners\r\n"
+            "arts,75,70.5,,false,2\r\n"
+            "music,12,3.14159,,true,1\r\n");
+}
+
+TEST(FormatFederatedTest, JsonParsesAndCoverageStandsAlone) {
+  const v1::FederatedAggregateResponse original = Federated();
+  v1::FederatedAggregateResponse parsed;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(
+                  FormatFederated(original, OutputFormat::kJson), &parsed)
+                  .ok());
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(parsed, original));
+
+  v1::FederatedAggregateResponse coverage_only;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(
+                  FormatCoverage(original, OutputFormat::kJson), &coverage_only)
+                  .ok());
+  EXPECT_EQ(coverage_only.coverage_size(), 3);
+  EXPECT_EQ(coverage_only.coverage(2).state(), v1::PartnerCoverage::REFUSED);
+  EXPECT_EQ(FormatCoverage(original, OutputFormat::kCsv),
+            "partner,state,released,withheld,reason\r\n"
+            "a,answered,2,1,\r\n"
+            "b,answered,2,0,\r\n"
+            "c,refused,0,0,no agreement permits purpose 'marketing'\r\n");
+}
+
+TEST(FormatFederatedTest, PartnerTablesFollowTheCombinedOne) {
+  v1::FederatedAggregateResponse response = Federated();
+  v1::AggregateResult* a = response.add_partners();
+  *a = SmallResult();
+  a->set_org_id("a");
+  const std::string out = FormatFederated(response, OutputFormat::kTable);
+  EXPECT_THAT(out,
+              HasSubstr("\npartner a:\nprogram  count  avg(score)\narts        42       71.25\n"));
+}
+
+}  // namespace
+}  // namespace fedshare::client
