@@ -1,0 +1,74 @@
+// The append-only, hash-chained audit log (DESIGN §9), in the `audit` column
+// family. Every answer and every refusal is appended — and synced — before
+// the answer leaves the node; when the append fails the question fails.
+//
+// Entry i carries previous_hash = EntryHash(entry i-1) (32 zero bytes for
+// entry 0), so altering, removing or reordering any stored entry breaks the
+// chain at that point, which VerifyChain reports.
+//
+//   ASSIGN_OR_RETURN(auto log, AuditLog::Open(storage, clock));
+//   ASSIGN_OR_RETURN(AuditLog::Appended a, log->Append(entry));  // synced
+//
+// Entries never hold subject ids: callers put only identities of callers,
+// hashes, dataset and purpose names, decisions and rule ids in them.
+// Thread-safe. `storage` and `clock` must outlive the log.
+#ifndef FEDSHARE_NODE_AUDIT_AUDIT_LOG_H_
+#define FEDSHARE_NODE_AUDIT_AUDIT_LOG_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "fedshare/v1/audit.pb.h"
+#include "node/common/clock.h"
+#include "node/storage/storage.h"
+
+namespace fedshare::audit {
+
+// SHA-256 over the canonical encoding of every field of `entry` (see
+// docs/storage-format.md). 32 bytes.
+std::string EntryHash(const v1::AuditEntry& entry);
+
+class AuditLog {
+ public:
+  // Reads the last entry to continue the chain.
+  static absl::StatusOr<std::unique_ptr<AuditLog>> Open(storage::Storage* storage, Clock* clock);
+
+  struct Appended {
+    uint64_t index;
+    std::string entry_hash;
+  };
+
+  // Sets index, time and previous_hash on `entry`, writes it with a synced
+  // write, and returns its position and hash. On error nothing is appended
+  // and the caller must not release anything (fail closed): the status is
+  // UNAVAILABLE "audit log unavailable: ...".
+  absl::StatusOr<Appended> Append(v1::AuditEntry entry);
+
+  // Up to `limit` entries from `from_index` on.
+  absl::StatusOr<std::vector<v1::AuditEntry>> List(uint64_t from_index, int limit) const;
+
+  // Number of entries.
+  uint64_t size() const;
+
+  // OK if every stored entry is at its index and chains to the one before;
+  // DATA_LOSS naming the first entry that does not.
+  absl::Status VerifyChain() const;
+
+ private:
+  AuditLog(storage::Storage* storage, Clock* clock) : storage_(storage), clock_(clock) {}
+
+  storage::Storage* const storage_;
+  Clock* const clock_;
+  mutable absl::Mutex mu_;
+  uint64_t next_index_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string last_hash_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace fedshare::audit
+
+#endif  // FEDSHARE_NODE_AUDIT_AUDIT_LOG_H_
