@@ -56,7 +56,8 @@ absl::StatusOr<v1::AggregateQuery> ParseSql(absl::string_view text);
 std::string FormatSql(const v1::AggregateQuery& query);
 
 // The SQL text of one aggregate, e.g. "COUNT(*)", "AVG(outcome_score)",
-// "HISTOGRAM(age, 0, 100, 10)". Also the column name a node gives it.
+// "HISTOGRAM(age, 0, 100, 10)". (Answers name their columns differently, as
+// the node engine chooses: "count", "avg(outcome_score)", ...)
 std::string AggregateSql(const v1::Aggregate& aggregate);
 
 }  // namespace fedshare::client

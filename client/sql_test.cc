@@ -195,7 +195,9 @@ INSTANTIATE_TEST_SUITE_P(
                   "at 1:17: unknown aggregate 'MEAN'"},
         ErrorCase{"MinRefused", "SELECT MIN(x) FROM ds PURPOSE 'p'",
                   "at 1:8: MIN is not supported"},
-        ErrorCase{"MissingPurpose", "SELECT COUNT(*) FROM ds GROUP BY",
+        ErrorCase{"MissingPurposeAfterGroupBy", "SELECT a, COUNT(*) FROM ds GROUP BY a",
+                  "at 1:38: expected ',' or PURPOSE 'purpose-id' but found end of query"},
+        ErrorCase{"GroupByWithoutField", "SELECT COUNT(*) FROM ds GROUP BY",
                   "at 1:33: expected a field to group by but found end of query"},
         ErrorCase{"MissingPurposeAtEnd", "SELECT COUNT(*) FROM ds WHERE a = 1",
                   "at 1:36: expected AND, GROUP BY or PURPOSE 'purpose-id' but found end of "
