@@ -39,6 +39,8 @@ inline constexpr absl::string_view kRuleValidity = "validity";
 inline constexpr absl::string_view kRuleRateLimit = "rate-limit";
 inline constexpr absl::string_view kRuleDisclosureMode = "disclosure-mode";
 inline constexpr absl::string_view kRuleRelease = "release-mode";
+// Names the rule of an allowing decision.
+inline constexpr absl::string_view kRulePermit = "permit";
 
 struct Decision {
   bool allowed = false;
@@ -75,10 +77,19 @@ class AgreementSet {
   // peers; a bad peer org id; an unknown dataset; an unknown purpose; a field
   // that is not in the dataset, or PRIVATE or SUBJECT, or of the wrong role
   // (group/filter: DIMENSION; measure: MEASURE); min_subjects 1 or 2 (below
-  // 3); a dominance percent outside (0,100]; unparsable validity times.
-  static absl::StatusOr<AgreementSet> Create(
-      const std::vector<v1::Agreement>& agreements, const PurposeTree& purposes,
-      const std::vector<v1::DatasetSchema>& datasets);
+  // 3); a dominance percent outside (0,100] or n outside [1, kMaxDominanceN];
+  // unparsable validity times or valid_from not before valid_until; unknown
+  // enum values; negative limits.
+  //
+  // A FORBID's lists are conditions: it matches a question (for its peers and
+  // dataset, while in force) when the purpose is covered by one of its
+  // purposes, the question uses one of its aggregates, filters on one of its
+  // filter_fields, groups by one of its group_fields and measures one of its
+  // measure_fields; an empty list places no condition. A PERMIT's lists are
+  // allowances: an empty list allows nothing.
+  static absl::StatusOr<AgreementSet> Create(const std::vector<v1::Agreement>& agreements,
+                                             const PurposeTree& purposes,
+                                             const std::vector<v1::DatasetSchema>& datasets);
 
   AgreementSet() = default;
 
@@ -86,6 +97,8 @@ class AgreementSet {
   // forbids; then permits for this peer and dataset, reporting the most
   // specific failing rule of the closest permit (validity, purpose,
   // aggregate, fields, disclosure mode (only EXACT is implemented), release).
+  // An allowed decision names the first permit (in list order) that allows
+  // every part of the question, with rule 'permit'.
   // Rate limits are not checked here (they need state; see RateWindow).
   // Fields are checked against the lists only; schema errors are for
   // NormalizeQuery.
