@@ -39,12 +39,22 @@ inline constexpr absl::string_view kRuleGranularity = "granularity";
 //    above. So "age <= 40" and "age <= 41" with g = 5 both become "age < 40".
 //  - EQ, NE and IN on a field whose granularity is above 1 (above 0 for
 //    DOUBLE) are refused with PERMISSION_DENIED, rule 'granularity': such a
-//    field may only be filtered by ranges.
+//    field may only be filtered by ranges. Range operators on BOOL and
+//    CATEGORY fields are INVALID_ARGUMENT.
+//  - so that equal questions have one form: IN values are sorted and
+//    deduplicated, IN with one value becomes EQ, predicates (ANDed) are
+//    sorted by field, operator and values and deduplicated, and lo/hi/bins
+//    are cleared on aggregates other than HISTOGRAM. group_by and aggregate
+//    order are kept (they are the answer's column order); query_id is kept.
+//  Filters may use DIMENSION and MEASURE fields here; which ones a peer may
+//  use is the agreement's business (AgreementSet::Decide).
 absl::StatusOr<v1::AggregateQuery> NormalizeQuery(const v1::DatasetSchema& schema,
                                                   const v1::AggregateQuery& query);
 
 // A canonical, deterministic hash (SHA-256, 32 bytes) of a normalized
-// question without its query_id: equal questions hash equal.
+// question without its query_id: equal questions hash equal. The encoding is
+// length-prefixed fields in a fixed order (not protobuf serialization), tagged
+// "fedshare.v1.question"; changing it changes every stored fingerprint.
 std::string QuestionHash(const v1::AggregateQuery& normalized);
 
 }  // namespace fedshare::policy

@@ -64,7 +64,8 @@ TEST(SchemaTest, RefusesBadNames) {
 
 TEST(SchemaTest, RefusesMissingTypeOrRole) {
   ExpectInvalid(R"pb(name: "d"
-                     fields { name: "s" role: SUBJECT })pb", "field 's': no type");
+                     fields { name: "s" role: SUBJECT })pb",
+                "field 's': no type");
   ExpectInvalid(R"pb(name: "d"
                      fields { name: "s" type: INT64 role: SUBJECT }
                      fields { name: "x" type: INT64 })pb",
