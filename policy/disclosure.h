@@ -13,7 +13,9 @@
 //      separate total (e.g. the same question without GROUP BY) from
 //      revealing a withheld cell by subtraction.
 // Within a released cell, each HISTOGRAM bin with 1..k-1 subjects is withheld
-// (reported as 0 and listed), rule histogram-bin.
+// (reported as 0 and listed), rule histogram-bin; and, as in step 3, if the
+// withheld bins hold fewer than k subjects, further non-empty bins are
+// withheld, smallest first, so the cell's total cannot reveal them.
 #ifndef FEDSHARE_POLICY_DISCLOSURE_H_
 #define FEDSHARE_POLICY_DISCLOSURE_H_
 
@@ -70,8 +72,7 @@ std::vector<CellVerdict> ApplyCellRules(const DisclosureParams& params,
 // the number of distinct subjects that pass every predicate except i, fail i,
 // and are not otherwise in the answer. PERMISSION_DENIED, rule
 // predicate-removal, naming the predicate's field (never the count).
-absl::Status CheckPredicateRemovals(const DisclosureParams& params,
-                                    const v1::AggregateQuery& query,
+absl::Status CheckPredicateRemovals(const DisclosureParams& params, const v1::AggregateQuery& query,
                                     absl::Span<const int64_t> removed);
 
 }  // namespace fedshare::policy

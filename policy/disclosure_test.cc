@@ -1,0 +1,269 @@
+#include "policy/disclosure.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "node/common/status_matchers.h"
+
+namespace fedshare::policy {
+namespace {
+
+using ::fedshare::testing::StatusIs;
+using ::testing::AllOf;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
+
+v1::AggregateQuery Query(std::vector<v1::AggregateKind> kinds) {
+  v1::AggregateQuery q;
+  q.set_dataset("d");
+  q.set_purpose("p");
+  for (v1::AggregateKind k : kinds) {
+    v1::Aggregate* a = q.add_aggregates();
+    a->set_kind(k);
+    if (k != v1::COUNT && k != v1::COUNT_SUBJECTS) a->set_field("m");
+    if (k == v1::HISTOGRAM) {
+      a->set_lo(0);
+      a->set_hi(10);
+      a->set_bins(5);
+    }
+  }
+  return q;
+}
+
+CellStats Count(int64_t subjects) {
+  CellStats c;
+  c.subjects = subjects;
+  c.top_contributions = {{}};
+  c.abs_totals = {0};
+  c.bin_subjects = {{}};
+  return c;
+}
+
+// One aggregate with the given top contributions and total.
+CellStats Measured(int64_t subjects, std::vector<double> top, double total) {
+  CellStats c;
+  c.subjects = subjects;
+  c.top_contributions = {std::move(top)};
+  c.abs_totals = {total};
+  c.bin_subjects = {{}};
+  return c;
+}
+
+std::vector<bool> Released(const std::vector<CellVerdict>& v) {
+  std::vector<bool> out;
+  for (const CellVerdict& c : v) out.push_back(c.released);
+  return out;
+}
+
+std::vector<std::string> Rules(const std::vector<CellVerdict>& v) {
+  std::vector<std::string> out;
+  for (const CellVerdict& c : v) out.push_back(c.rule);
+  return out;
+}
+
+TEST(DisclosureTest, MinSubjectsThreshold) {
+  const DisclosureParams p;  // k = 10
+  const std::vector<CellVerdict> v = ApplyCellRules(p, Query({v1::COUNT}), {Count(9)});
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_FALSE(v[0].released);
+  EXPECT_EQ(v[0].rule, kRuleMinSubjects);
+  const std::vector<CellVerdict> ok = ApplyCellRules(p, Query({v1::COUNT}), {Count(10)});
+  EXPECT_TRUE(ok[0].released);
+  EXPECT_EQ(ok[0].rule, "");
+
+  DisclosureParams k3;
+  k3.min_subjects = 3;
+  EXPECT_FALSE(ApplyCellRules(k3, Query({v1::COUNT}), {Count(2)})[0].released);
+  EXPECT_TRUE(ApplyCellRules(k3, Query({v1::COUNT}), {Count(3)})[0].released);
+}
+
+TEST(DisclosureTest, DominanceOneFiftyTriggers) {
+  const DisclosureParams p;
+  // Largest contributor holds 51% of the total.
+  auto v = ApplyCellRules(p, Query({v1::SUM}), {Measured(20, {51, 5, 4}, 100)});
+  EXPECT_FALSE(v[0].released);
+  EXPECT_EQ(v[0].rule, kRuleDominance);
+  // Exactly 50% is allowed ("exceed").
+  v = ApplyCellRules(p, Query({v1::SUM}), {Measured(20, {50, 10, 5}, 100)});
+  EXPECT_TRUE(v[0].released) << v[0].rule;
+}
+
+TEST(DisclosureTest, DominanceTwoSixtySevenTriggers) {
+  const DisclosureParams p;
+  // 40 + 28 = 68% > 67%, while the largest alone (40%) passes (1,50).
+  auto v = ApplyCellRules(p, Query({v1::AVG}), {Measured(20, {40, 28, 2}, 100)});
+  EXPECT_FALSE(v[0].released);
+  EXPECT_EQ(v[0].rule, kRuleDominance);
+  v = ApplyCellRules(p, Query({v1::AVG}), {Measured(20, {40, 27, 2}, 100)});
+  EXPECT_TRUE(v[0].released);
+}
+
+TEST(DisclosureTest, DominanceAppliesToSumAvgStddevVarianceOnly) {
+  const DisclosureParams p;
+  const CellStats dominated = Measured(20, {90, 1}, 100);
+  for (v1::AggregateKind k : {v1::SUM, v1::AVG, v1::STDDEV, v1::VARIANCE}) {
+    EXPECT_FALSE(ApplyCellRules(p, Query({k}), {dominated})[0].released) << k;
+  }
+  for (v1::AggregateKind k : {v1::COUNT, v1::COUNT_SUBJECTS}) {
+    EXPECT_TRUE(ApplyCellRules(p, Query({k}), {dominated})[0].released) << k;
+  }
+  CellStats hist = dominated;
+  hist.bin_subjects = {{20, 0, 0, 0, 0}};
+  EXPECT_TRUE(ApplyCellRules(p, Query({v1::HISTOGRAM}), {hist})[0].released);
+}
+
+TEST(DisclosureTest, DominanceUsesEachAggregatesOwnFigures) {
+  const DisclosureParams p;
+  CellStats c;
+  c.subjects = 20;
+  c.top_contributions = {{}, {5, 5}, {80, 1}};
+  c.abs_totals = {0, 100, 100};
+  c.bin_subjects = {{}, {}, {}};
+  auto v = ApplyCellRules(p, Query({v1::COUNT, v1::SUM, v1::AVG}), {c});
+  EXPECT_FALSE(v[0].released);
+  EXPECT_EQ(v[0].rule, kRuleDominance);
+  c.top_contributions[2] = {10, 10};
+  EXPECT_TRUE(ApplyCellRules(p, Query({v1::COUNT, v1::SUM, v1::AVG}), {c})[0].released);
+}
+
+TEST(DisclosureTest, CustomDominanceRules) {
+  DisclosureParams p;
+  p.dominance = {{3, 90.0}};
+  EXPECT_TRUE(ApplyCellRules(p, Query({v1::SUM}), {Measured(20, {60, 20, 5}, 100)})[0].released);
+  EXPECT_FALSE(ApplyCellRules(p, Query({v1::SUM}), {Measured(20, {60, 20, 11}, 100)})[0].released);
+}
+
+TEST(DisclosureTest, MissingFiguresWithhold) {
+  const DisclosureParams p;
+  CellStats c;
+  c.subjects = 20;
+  EXPECT_FALSE(ApplyCellRules(p, Query({v1::SUM}), {c})[0].released);
+}
+
+TEST(DisclosureTest, SecondarySuppressionPicksSmallestCellsUntilK) {
+  const DisclosureParams p;  // k = 10
+  // One cell of 4 is withheld; the smallest released cell (12) is withheld next,
+  // then the total 16 >= 10 stops it.
+  auto v =
+      ApplyCellRules(p, Query({v1::COUNT}), {Count(50), Count(4), Count(30), Count(12), Count(12)});
+  EXPECT_THAT(Released(v), ElementsAre(true, false, true, false, true));
+  EXPECT_THAT(Rules(v), ElementsAre("", "min-subjects", "", "secondary-suppression", ""));
+}
+
+TEST(DisclosureTest, SecondarySuppressionNotNeededWhenWithheldTotalReachesK) {
+  const DisclosureParams p;
+  auto v = ApplyCellRules(p, Query({v1::COUNT}), {Count(50), Count(6), Count(5), Count(30)});
+  EXPECT_THAT(Released(v), ElementsAre(true, false, false, true));
+  EXPECT_THAT(Rules(v), ElementsAre("", "min-subjects", "min-subjects", ""));
+  // A dominance-withheld cell already holds k subjects.
+  v = ApplyCellRules(p, Query({v1::SUM}),
+                     {Measured(20, {90}, 100), Measured(11, {1}, 100), Measured(30, {1}, 100)});
+  EXPECT_THAT(Released(v), ElementsAre(false, true, true));
+}
+
+TEST(DisclosureTest, SecondarySuppressionWithholdsEverythingIfItCannotReachK) {
+  DisclosureParams p;
+  p.min_subjects = 10;
+  auto v = ApplyCellRules(p, Query({v1::COUNT}), {Count(2), Count(3), Count(10)});
+  // 2 + 3 = 5; adding the 10 gives 15 >= 10.
+  EXPECT_THAT(Released(v), ElementsAre(false, false, false));
+  EXPECT_THAT(Rules(v), ElementsAre("min-subjects", "min-subjects", "secondary-suppression"));
+  v = ApplyCellRules(p, Query({v1::COUNT}), {Count(2), Count(3)});
+  EXPECT_THAT(Released(v), ElementsAre(false, false));
+}
+
+TEST(DisclosureTest, SecondarySuppressionTiesGoToTheFirstCell) {
+  const DisclosureParams p;
+  auto v = ApplyCellRules(p, Query({v1::COUNT}), {Count(20), Count(15), Count(1), Count(15)});
+  EXPECT_THAT(Released(v), ElementsAre(true, false, false, true));
+}
+
+TEST(DisclosureTest, NoSuppressionWhenAllCellsAreSafe) {
+  const DisclosureParams p;
+  auto v = ApplyCellRules(p, Query({v1::COUNT}), {Count(10), Count(11)});
+  EXPECT_THAT(Released(v), ElementsAre(true, true));
+  EXPECT_TRUE(ApplyCellRules(p, Query({v1::COUNT}), {}).empty());
+}
+
+TEST(DisclosureTest, HistogramBinsBelowKAreWithheld) {
+  DisclosureParams p;
+  p.min_subjects = 5;
+  CellStats c;
+  c.subjects = 40;
+  c.top_contributions = {{}, {}};
+  c.abs_totals = {0, 0};
+  c.bin_subjects = {{}, {0, 3, 12, 4, 21}};
+  auto v = ApplyCellRules(p, Query({v1::COUNT, v1::HISTOGRAM}), {c});
+  ASSERT_TRUE(v[0].released);
+  ASSERT_EQ(v[0].withheld_bins.size(), 2u);
+  EXPECT_THAT(v[0].withheld_bins[0], IsEmpty());
+  // Bins 1 and 3 (3 and 4 subjects) hold 7 >= 5 together; empty bins stay released.
+  EXPECT_THAT(v[0].withheld_bins[1], ElementsAre(1, 3));
+}
+
+TEST(DisclosureTest, SingleSmallHistogramBinGetsAComplement) {
+  DisclosureParams p;
+  p.min_subjects = 5;
+  CellStats c;
+  c.subjects = 40;
+  c.top_contributions = {{}};
+  c.abs_totals = {0};
+  c.bin_subjects = {{2, 30, 6, 0, 9}};
+  auto v = ApplyCellRules(p, Query({v1::HISTOGRAM}), {c});
+  ASSERT_TRUE(v[0].released);
+  // Bin 0 alone could be recovered from the cell's total; the smallest other
+  // non-empty bin (6) is withheld with it.
+  EXPECT_THAT(v[0].withheld_bins[0], ElementsAre(0, 2));
+  c.bin_subjects = {{5, 30, 6, 0, 9}};
+  EXPECT_THAT(ApplyCellRules(p, Query({v1::HISTOGRAM}), {c})[0].withheld_bins[0], IsEmpty());
+}
+
+TEST(DisclosureTest, WithheldCellsListNoBins) {
+  const DisclosureParams p;
+  CellStats c;
+  c.subjects = 3;
+  c.top_contributions = {{}};
+  c.abs_totals = {0};
+  c.bin_subjects = {{1, 1, 1, 0, 0}};
+  auto v = ApplyCellRules(p, Query({v1::HISTOGRAM}), {c});
+  EXPECT_FALSE(v[0].released);
+  EXPECT_THAT(v[0].withheld_bins, IsEmpty());
+}
+
+v1::AggregateQuery Filtered() {
+  v1::AggregateQuery q = Query({v1::COUNT});
+  q.add_where()->set_field("cohort_year");
+  q.add_where()->set_field("region");
+  return q;
+}
+
+TEST(PredicateRemovalTest, NoneOrAtLeastKIsFine) {
+  const DisclosureParams p;
+  EXPECT_OK(CheckPredicateRemovals(p, Filtered(), std::vector<int64_t>{0, 0}));
+  EXPECT_OK(CheckPredicateRemovals(p, Filtered(), std::vector<int64_t>{10, 500}));
+  EXPECT_OK(CheckPredicateRemovals(p, Query({v1::COUNT}), {}));
+}
+
+TEST(PredicateRemovalTest, FewerThanKRemovedIsRefusedWithoutTheCount) {
+  const DisclosureParams p;
+  for (int64_t n : {1, 7, 9}) {
+    const absl::Status s = CheckPredicateRemovals(p, Filtered(), std::vector<int64_t>{50, n});
+    EXPECT_THAT(
+        s, StatusIs(absl::StatusCode::kPermissionDenied,
+                    AllOf(HasSubstr("rule 'predicate-removal'"), HasSubstr("filter on 'region'"),
+                          Not(HasSubstr(std::to_string(n))))))
+        << n;
+  }
+  EXPECT_THAT(CheckPredicateRemovals(p, Filtered(), std::vector<int64_t>{3, 0}),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("'cohort_year'")));
+}
+
+TEST(PredicateRemovalTest, MismatchedFiguresFailClosed) {
+  const DisclosureParams p;
+  EXPECT_FALSE(CheckPredicateRemovals(p, Filtered(), std::vector<int64_t>{0}).ok());
+  EXPECT_FALSE(CheckPredicateRemovals(p, Filtered(), std::vector<int64_t>{0, -1}).ok());
+}
+
+}  // namespace
+}  // namespace fedshare::policy
