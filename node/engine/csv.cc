@@ -1,0 +1,108 @@
+#include "node/engine/csv.h"
+
+namespace fedshare::engine {
+
+CsvReader::CsvReader(absl::string_view text) : text_(text) {
+  if (text_.substr(0, 3) == "\xEF\xBB\xBF") pos_ = 3;
+}
+
+bool CsvReader::Next(CsvRecord* record) {
+  const size_t n = text_.size();
+  // Skip empty lines.
+  while (pos_ < n && (text_[pos_] == '\n' || text_[pos_] == '\r')) {
+    if (text_[pos_] == '\r' && pos_ + 1 < n && text_[pos_ + 1] == '\n') ++pos_;
+    ++pos_;
+    ++line_;
+  }
+  if (pos_ >= n) return false;
+
+  record->fields.clear();
+  record->error.clear();
+  record->line = line_;
+  const size_t start = pos_;
+  CsvField field;
+  bool at_field_start = true;
+  bool in_quotes = false;
+  bool after_quote = false;  // a quoted field's closing quote was seen
+  for (;;) {
+    if (pos_ >= n) {
+      if (in_quotes && record->error.empty()) {
+        record->error = "unterminated quoted field";
+      }
+      record->fields.push_back(std::move(field));
+      break;
+    }
+    char c = text_[pos_];
+    if (in_quotes) {
+      ++pos_;
+      if (c == '"') {
+        if (pos_ < n && text_[pos_] == '"') {
+          field.value.push_back('"');
+          ++pos_;
+        } else {
+          in_quotes = false;
+          after_quote = true;
+        }
+      } else {
+        if (c == '\n' || (c == '\r' && !(pos_ < n && text_[pos_] == '\n'))) ++line_;
+        field.value.push_back(c);
+      }
+      continue;
+    }
+    if (c == ',') {
+      ++pos_;
+      record->fields.push_back(std::move(field));
+      field = CsvField();
+      at_field_start = true;
+      after_quote = false;
+      continue;
+    }
+    if (c == '\n' || c == '\r') {
+      ++pos_;
+      if (c == '\r' && pos_ < n && text_[pos_] == '\n') ++pos_;
+      ++line_;
+      record->fields.push_back(std::move(field));
+      break;
+    }
+    if (c == '"' && at_field_start) {
+      ++pos_;
+      in_quotes = true;
+      field.quoted = true;
+      at_field_start = false;
+      continue;
+    }
+    if (after_quote || c == '"') {
+      if (record->error.empty()) {
+        record->error =
+            after_quote ? "text after a closing quote" : "quote inside an unquoted field";
+      }
+    }
+    field.value.push_back(c);
+    at_field_start = false;
+    ++pos_;
+  }
+  record->raw = text_.substr(start, pos_ - start);
+  return true;
+}
+
+void AppendCsvField(std::string* out, absl::string_view value, bool quote_empty) {
+  bool needs_quotes = quote_empty && value.empty();
+  for (char c : value) {
+    if (c == ',' || c == '"' || c == '\r' || c == '\n') {
+      needs_quotes = true;
+      break;
+    }
+  }
+  if (!needs_quotes) {
+    out->append(value.data(), value.size());
+    return;
+  }
+  out->push_back('"');
+  for (char c : value) {
+    if (c == '"') out->push_back('"');
+    out->push_back(c);
+  }
+  out->push_back('"');
+}
+
+}  // namespace fedshare::engine

@@ -1,0 +1,59 @@
+// RFC 4180 CSV reading and writing as used by ingest, consent import and
+// export.
+//
+// Reading: fields are separated by ',', records by LF, CRLF or a lone CR.
+// A field may be quoted with '"'; inside quotes, '""' is a quote and commas,
+// CR and LF are data. A completely empty line (outside quotes) is skipped.
+// A leading UTF-8 byte order mark is skipped. Bytes are passed through
+// unchanged (UTF-8 or not).
+//
+//   CsvReader reader(text);
+//   CsvRecord record;
+//   while (reader.Next(&record)) {
+//     if (!record.error.empty()) ... // bad quoting; record.raw is the bad text
+//     use(record.fields, record.line);
+//   }
+#ifndef FEDSHARE_NODE_ENGINE_CSV_H_
+#define FEDSHARE_NODE_ENGINE_CSV_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+
+namespace fedshare::engine {
+
+struct CsvField {
+  std::string value;
+  bool quoted = false;  // written as "..." (so "" is an empty string, not null)
+};
+
+struct CsvRecord {
+  std::vector<CsvField> fields;
+  int64_t line = 0;       // 1-based line where the record starts
+  absl::string_view raw;  // the record's text including its line terminator
+  std::string error;      // non-empty: malformed quoting, fields unusable
+};
+
+// Reads records from a whole text. The text must outlive the reader and the
+// `raw` views it hands out.
+class CsvReader {
+ public:
+  explicit CsvReader(absl::string_view text);
+  // Fills `record` with the next non-empty record; false at end of input.
+  bool Next(CsvRecord* record);
+
+ private:
+  absl::string_view text_;
+  size_t pos_ = 0;
+  int64_t line_ = 1;
+};
+
+// Appends `value` to `out` as a CSV field, quoted only if it is empty and
+// `quote_empty`, or contains ',', '"', CR or LF.
+void AppendCsvField(std::string* out, absl::string_view value, bool quote_empty = false);
+
+}  // namespace fedshare::engine
+
+#endif  // FEDSHARE_NODE_ENGINE_CSV_H_

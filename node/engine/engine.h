@@ -1,0 +1,239 @@
+// The org's own data: ingest, consent import, export, dataset listing, and
+// the read side the query executor scans (DESIGN §6, §11).
+//
+//   EngineOptions options;
+//   options.org_id = "partner-a";
+//   options.purposes = config.purposes();
+//   options.datasets = {config.datasets().begin(), config.datasets().end()};
+//   FEDSHARE_ASSIGN_OR_RETURN(auto engine, Engine::Create(storage.get(), options));
+//   FEDSHARE_ASSIGN_OR_RETURN(v1::IngestResponse r,
+//       engine->Ingest("program_outcomes", v1::CSV, /*skip_invalid=*/false, file_text));
+//   FEDSHARE_ASSIGN_OR_RETURN(auto reader, engine->OpenReader("program_outcomes"));
+//   reader->ForEachBlock([](const ColumnBlock& b) { ...; return absl::OkStatus(); });
+//
+// Canonical forms (what Export writes, and what makes ingest-then-export
+// reproduce a file byte for byte; docs/storage-format.md has the details):
+//   - columns in schema order, every schema field present, rows in ingestion
+//     order, LF line ends, the last line ended by LF;
+//   - CSV: header row of field names; a field is quoted only if it contains
+//     ',', '"', CR or LF ('"' doubled), or is an empty CATEGORY string (""),
+//     an unquoted empty field is null;
+//   - JSONL: {"name":value,...} with no spaces, null for nulls, strings with
+//     '"' and '\' escaped by '\', control characters as \u00xx, all other
+//     bytes (UTF-8) as they are;
+//   - INT64 in decimal; DOUBLE in the shortest form that reads back to the
+//     same double (std::to_chars); BOOL true/false; DATE YYYY-MM-DD.
+// Input may be looser: CRLF or CR line ends, a UTF-8 BOM, blank lines,
+// numbers with redundant digits ("1.50"), BOOL as 1/0/TRUE/False, quoting
+// where not needed. Such input is stored by value and exported canonically.
+//
+// Ingest errors. A file whose header cannot be used (CSV: no header, an
+// unknown or repeated column, no subject column) is rejected whole: the
+// response has rows_written 0 and errors naming line 1. Otherwise every bad
+// row gets one RowError per bad cell (line where the row starts, column,
+// reason). The reason starts with one of: "wrong type", "out of bounds",
+// "unknown category", "missing subject", "unknown column", "wrong number of
+// fields", "malformed CSV", "invalid JSON". Without skip_invalid, any bad row
+// means nothing is written: the call returns OK with rows_written 0,
+// rows_rejected = the number of bad rows and the errors (at most 1000
+// listed). With skip_invalid the good rows are written and rejected_rows holds
+// the bad rows as they were in the input (CSV: preceded by the header line).
+// Whatever is written is one atomic, synced batch.
+//
+// Thread safety: thread-safe. Writers (Ingest, ImportConsent) are
+// serialized; readers (Export, OpenReader, ConsentFor, ListDatasets) run
+// concurrently with them and each other, each over one consistent snapshot.
+// Lifetimes: the Storage and Clock outlive the Engine; a DatasetReader must
+// not outlive its Engine.
+#ifndef FEDSHARE_NODE_ENGINE_ENGINE_H_
+#define FEDSHARE_NODE_ENGINE_ENGINE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "fedshare/v1/admin.pb.h"
+#include "fedshare/v1/types.pb.h"
+#include "node/common/clock.h"
+#include "node/storage/column_block.h"
+#include "node/storage/keys.h"
+#include "node/storage/storage.h"
+#include "policy/consent.h"
+#include "policy/purpose_tree.h"
+
+namespace fedshare::engine {
+
+using storage::ColumnBlock;
+
+struct EngineOptions {
+  // The node's own org: the asker for ListDatasets' consent coverage.
+  std::string org_id;
+  std::vector<v1::Purpose> purposes;
+  std::vector<v1::DatasetSchema> datasets;
+  // Not owned; must outlive the Engine.
+  Clock* clock = Clock::Real();
+};
+
+// What the engine knows about one configured dataset. Immutable after
+// Engine::Create.
+struct DatasetDef {
+  uint32_t id = 0;  // the dataset id in storage keys
+  v1::DatasetSchema schema;
+  std::vector<storage::StoredType> types;  // per field; kNone for the SUBJECT field
+  int subject_field = 0;
+};
+
+// Reads one dataset under one RocksDB snapshot taken by Engine::OpenReader.
+// Thread-compatible; ForEachBlock may be called several times.
+class DatasetReader {
+ public:
+  ~DatasetReader();
+
+  const v1::DatasetSchema& schema() const { return def_->schema; }
+  // Subject ordinals allocated node-wide (valid ordinals are 0 .. count-1).
+  uint32_t subject_count() const { return subject_count_; }
+  uint64_t rows() const { return stats_.rows; }
+  uint32_t blocks() const { return stats_.blocks; }
+  // Distinct subjects with records in this dataset.
+  uint32_t subjects() const { return stats_.subjects; }
+
+  // CATEGORY field `field_index`: code -> value. Empty for other fields.
+  const std::vector<std::string>& dictionary(int field_index) const;
+  // The code of `value` in CATEGORY field `field_index`, or nullopt if the
+  // value never occurred (so no record can match it).
+  std::optional<int64_t> CategoryCode(int field_index, absl::string_view value) const;
+
+  // Calls fn for each block in block order (rows in ingestion order). The
+  // block is reused between calls. Stops at and returns fn's first error.
+  absl::Status ForEachBlock(const std::function<absl::Status(const ColumnBlock&)>& fn) const;
+
+  // Subject ids of every allocated ordinal (index = ordinal), read from the
+  // snapshot. Costs one scan of the subjects column family.
+  absl::StatusOr<std::vector<std::string>> SubjectIds() const;
+
+ private:
+  friend class Engine;
+  DatasetReader() = default;
+
+  const storage::Storage* storage_ = nullptr;
+  const DatasetDef* def_ = nullptr;
+  std::unique_ptr<storage::Snapshot> snapshot_;
+  uint32_t subject_count_ = 0;
+  storage::DatasetStats stats_;
+  std::vector<std::vector<std::string>> dictionaries_;  // per field
+  std::vector<absl::flat_hash_map<std::string, int64_t>> codes_;
+};
+
+class Engine {
+ public:
+  // Validates the purposes and every dataset schema, registers new datasets,
+  // and checks each stored schema against the configured one
+  // (policy::CheckSchemaEvolution: FAILED_PRECONDITION naming the field when
+  // a field was removed, moved or changed type). Declared category values get
+  // dictionary codes in declaration order. `storage` is borrowed.
+  static absl::StatusOr<std::unique_ptr<Engine>> Create(storage::Storage* storage,
+                                                        EngineOptions options);
+  ~Engine();
+
+  // Ingests a whole CSV or JSONL file into `dataset` (see the header comment
+  // for errors and canonical forms). NOT_FOUND for an unknown dataset;
+  // UNAVAILABLE/INTERNAL if the store fails (then nothing was written).
+  // new_subjects counts subjects that had no record in this dataset before.
+  absl::StatusOr<v1::IngestResponse> Ingest(absl::string_view dataset, v1::DataFormat format,
+                                            bool skip_invalid, absl::string_view data);
+
+  // Imports consent events from CSV with the header columns subject, purpose,
+  // event, time (required) and valid_until, scope (optional), in any order.
+  // time/valid_until: RFC 3339 or YYYY-MM-DD (empty valid_until: no expiry);
+  // scope: "" or "*" for any member, else org ids separated by ';'. An event
+  // is identified by (subject, purpose, time, event): re-importing it adds
+  // nothing; the same identity with another valid_until or scope is a row
+  // error. Like ingest without skip_invalid, any bad row means nothing is
+  // written (events_new 0, errors listed). Subjects seen only here get
+  // ordinals too. Atomic and synced.
+  absl::StatusOr<v1::ConsentImportResponse> ImportConsent(absl::string_view csv);
+
+  // Streams the dataset in canonical CSV or JSONL: sink(chunk, rows so far)
+  // with chunks of about `chunk_bytes`; stops at and returns the sink's first
+  // error. NOT_FOUND for an unknown dataset.
+  using ExportSink = std::function<absl::Status(absl::string_view chunk, int64_t rows_so_far)>;
+  absl::Status Export(absl::string_view dataset, v1::DataFormat format, const ExportSink& sink,
+                      size_t chunk_bytes = 64 << 10) const;
+
+  // Every configured dataset (config order) with rows, subjects, blocks and,
+  // for each of `purposes` (every configured purpose if empty), the subjects
+  // with records in it whose consent counts for a question with that purpose
+  // asked by the node's own org now. INVALID_ARGUMENT for an unknown purpose.
+  absl::StatusOr<v1::ListDatasetsResponse> ListDatasets(
+      const std::vector<std::string>& purposes) const;
+
+  // A reader over one snapshot of `dataset`. NOT_FOUND for an unknown dataset.
+  absl::StatusOr<std::unique_ptr<DatasetReader>> OpenReader(absl::string_view dataset) const;
+
+  // The subjects (node-wide ordinals) whose consent lets `dataset`'s records
+  // count for `question` (policy/consent.h, the dataset's consent basis).
+  // The bitmap's size is the number of ordinals allocated when it was built;
+  // ordinals at or past it must be treated as not counting (Test() does so).
+  // Cached per (basis, purpose, asker) until consent or the subject set
+  // changes, or question.now leaves the span over which the answer cannot
+  // change. NOT_FOUND for an unknown dataset, INVALID_ARGUMENT for an
+  // unknown purpose.
+  absl::StatusOr<policy::ConsentBitmap> ConsentFor(absl::string_view dataset,
+                                                   const policy::ConsentQuestion& question) const;
+
+  const policy::PurposeTree& purpose_tree() const { return tree_; }
+  // The dataset's definition, or nullptr if not configured.
+  const DatasetDef* FindDataset(absl::string_view name) const;
+  const std::vector<std::unique_ptr<DatasetDef>>& datasets() const { return datasets_; }
+
+ private:
+  struct WriterState;  // dictionaries, subject map and counters (engine.cc)
+  struct CacheEntry {
+    uint64_t generation = 0;
+    absl::Time built_at;
+    absl::Time valid_until;
+    policy::ConsentBitmap bitmap;
+  };
+
+  Engine() = default;
+  absl::Status Load();
+  absl::StatusOr<v1::IngestResponse> IngestLocked(const DatasetDef& def, v1::DataFormat format,
+                                                  bool skip_invalid, absl::string_view data)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  absl::StatusOr<policy::ConsentBitmap> BuildConsentBitmap(v1::ConsentBasis basis,
+                                                           const policy::ConsentQuestion& question,
+                                                           absl::Time* valid_until) const;
+
+  storage::Storage* storage_ = nullptr;
+  Clock* clock_ = nullptr;
+  std::string org_id_;
+  policy::PurposeTree tree_;
+  std::vector<std::unique_ptr<DatasetDef>> datasets_;
+
+  absl::Mutex write_mu_;  // serializes Ingest and ImportConsent
+  std::unique_ptr<WriterState> writer_ ABSL_GUARDED_BY(write_mu_);
+
+  // Per dataset (index as in datasets_): bit o set if subject ordinal o has
+  // records in the dataset. Updated after each committed ingest.
+  mutable absl::Mutex state_mu_;
+  std::vector<std::vector<uint64_t>> present_ ABSL_GUARDED_BY(state_mu_);
+  // Bumped after every commit that changes consent or allocates ordinals.
+  uint64_t consent_generation_ ABSL_GUARDED_BY(state_mu_) = 0;
+
+  mutable absl::Mutex cache_mu_;
+  mutable absl::flat_hash_map<std::string, CacheEntry> consent_cache_ ABSL_GUARDED_BY(cache_mu_);
+};
+
+}  // namespace fedshare::engine
+
+#endif  // FEDSHARE_NODE_ENGINE_ENGINE_H_

@@ -1,0 +1,495 @@
+#include "node/engine/engine.h"
+
+#include <stdlib.h>
+
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/text_format.h"
+#include "gtest/gtest.h"
+#include "node/common/status_matchers.h"
+#include "node/storage/fault_injector.h"
+
+namespace fedshare::engine {
+namespace {
+
+using ::fedshare::testing::StatusIs;
+using ::testing::HasSubstr;
+
+constexpr char kSchema[] = R"pb(
+  name: "people"
+  fields { name: "pid" type: CATEGORY role: SUBJECT }
+  fields { name: "name" type: CATEGORY role: PRIVATE }
+  fields { name: "program" type: CATEGORY role: DIMENSION categories: "alpha" categories: "beta" }
+  fields { name: "age" type: INT64 role: DIMENSION }
+  fields { name: "score" type: DOUBLE role: MEASURE lower: 0 upper: 100 }
+  fields { name: "visits" type: INT64 role: MEASURE lower: 0 upper: 200 }
+  fields { name: "active" type: BOOL role: DIMENSION }
+  fields { name: "joined" type: DATE role: DIMENSION }
+)pb";
+
+constexpr char kHeader[] = "pid,name,program,age,score,visits,active,joined\n";
+
+v1::DatasetSchema Schema(const char* text = kSchema) {
+  v1::DatasetSchema schema;
+  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(text, &schema));
+  return schema;
+}
+
+std::vector<v1::Purpose> Purposes() {
+  v1::Purpose research, evaluation;
+  research.set_id("research");
+  evaluation.set_id("program-evaluation");
+  evaluation.set_parent("research");
+  return {research, evaluation};
+}
+
+std::string MakeTempDir() {
+  std::string tmpl = ::testing::TempDir() + "/engine_test.XXXXXX";
+  EXPECT_NE(mkdtemp(tmpl.data()), nullptr);
+  return tmpl;
+}
+
+class EngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_OK(Open()); }
+  void TearDown() override {
+    engine_.reset();
+    storage_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  absl::Status Open(std::vector<v1::DatasetSchema> datasets = {Schema()},
+                    storage::FaultInjector* faults = nullptr) {
+    engine_.reset();
+    storage_.reset();
+    storage::StorageOptions storage_options;
+    storage_options.fault_injector = faults;
+    auto storage = storage::Storage::Create(dir_, storage_options);
+    if (!storage.ok()) return storage.status();
+    storage_ = *std::move(storage);
+    EngineOptions options;
+    options.org_id = "partner-a";
+    options.purposes = Purposes();
+    options.datasets = std::move(datasets);
+    options.clock = &clock_;
+    auto engine = Engine::Create(storage_.get(), options);
+    if (!engine.ok()) return engine.status();
+    engine_ = *std::move(engine);
+    return absl::OkStatus();
+  }
+
+  std::string Export(v1::DataFormat format, absl::string_view dataset = "people") {
+    std::string out;
+    absl::Status s = engine_->Export(dataset, format, [&](absl::string_view chunk, int64_t) {
+      out.append(chunk.data(), chunk.size());
+      return absl::OkStatus();
+    });
+    EXPECT_OK(s);
+    return out;
+  }
+
+  v1::IngestResponse Ingest(absl::string_view data, v1::DataFormat format = v1::CSV,
+                            bool skip_invalid = false) {
+    absl::StatusOr<v1::IngestResponse> r = engine_->Ingest("people", format, skip_invalid, data);
+    EXPECT_OK(r);
+    return r.ok() ? *r : v1::IngestResponse();
+  }
+
+  uint64_t Rows() {
+    auto reader = engine_->OpenReader("people");
+    EXPECT_OK(reader);
+    return reader.ok() ? (*reader)->rows() : 0;
+  }
+
+  std::string dir_ = MakeTempDir();
+  FakeClock clock_{absl::FromUnixSeconds(1767225600)};  // 2026-01-01
+  std::unique_ptr<storage::Storage> storage_;
+  std::unique_ptr<Engine> engine_;
+};
+
+const char kCanonicalCsv[] =
+    "pid,name,program,age,score,visits,active,joined\n"
+    "p1,Ana,alpha,34,71.5,12,true,2024-03-01\n"
+    "p2,\"Smith, Jo\",beta,-3,0.1,0,false,1969-12-31\n"
+    "p3,\"She said \"\"hi\"\"\",,,,,,\n"
+    "p4,\"two\nlines\r\nhere\",alpha,0,100,200,true,2000-02-29\n"
+    "p5,Zoë 名前 🙂,beta,9223372036854775807,3.141592653589793,7,false,2025-12-31\n"
+    "p6,\"\",alpha,1,1e-07,1,true,\n"
+    "p1,Ana,beta,35,99.99999999999999,,false,2024-03-02\n";
+
+TEST_F(EngineTest, CsvRoundTripsExactly) {
+  v1::IngestResponse r = Ingest(kCanonicalCsv);
+  EXPECT_EQ(r.rows_written(), 7);
+  EXPECT_EQ(r.rows_rejected(), 0);
+  EXPECT_EQ(r.errors_size(), 0) << r.DebugString();
+  EXPECT_EQ(r.new_subjects(), 6);
+  EXPECT_EQ(Export(v1::CSV), kCanonicalCsv);
+}
+
+TEST_F(EngineTest, JsonlRoundTripsExactly) {
+  const std::string jsonl =
+      "{\"pid\":\"p1\",\"name\":\"Ana \\\"A\\\" \\\\ x\",\"program\":\"alpha\",\"age\":34,"
+      "\"score\":71.5,\"visits\":12,\"active\":true,\"joined\":\"2024-03-01\"}\n"
+      "{\"pid\":\"p2\",\"name\":\"line\\u000anext, comma é 🙂\",\"program\":null,\"age\":null,"
+      "\"score\":null,\"visits\":null,\"active\":null,\"joined\":null}\n"
+      "{\"pid\":\"p3\",\"name\":\"\",\"program\":\"beta\",\"age\":-1,\"score\":0.30000000000000004,"
+      "\"visits\":200,\"active\":false,\"joined\":\"1970-01-01\"}\n";
+  v1::IngestResponse r = Ingest(jsonl, v1::JSONL);
+  EXPECT_EQ(r.rows_written(), 3) << r.DebugString();
+  EXPECT_EQ(Export(v1::JSONL), jsonl);
+  // The same records as CSV: the empty string stays distinct from null.
+  EXPECT_EQ(Export(v1::CSV), std::string(kHeader) +
+                                 "p1,\"Ana \"\"A\"\" \\ x\",alpha,34,71.5,12,true,2024-03-01\n"
+                                 "p2,\"line\nnext, comma é 🙂\",,,,,,\n"
+                                 "p3,\"\",beta,-1,0.30000000000000004,200,false,1970-01-01\n");
+}
+
+TEST_F(EngineTest, CsvExportReimportsAsJsonlAndBack) {
+  Ingest(kCanonicalCsv);
+  std::string jsonl = Export(v1::JSONL);
+  ASSERT_OK(Open());
+  // A second dataset with the same schema under another name.
+  v1::DatasetSchema copy = Schema();
+  copy.set_name("copy");
+  ASSERT_OK(Open({Schema(), copy}));
+  ASSERT_OK_AND_ASSIGN(auto r, engine_->Ingest("copy", v1::JSONL, false, jsonl));
+  EXPECT_EQ(r.rows_written(), 7) << r.DebugString();
+  EXPECT_EQ(Export(v1::CSV, "copy"), kCanonicalCsv);
+}
+
+TEST_F(EngineTest, OneBadRowChangesNothingAndIsNamed) {
+  Ingest(std::string(kHeader) + "p0,Old,alpha,1,1,1,true,2020-01-01\n");
+  const std::string before = Export(v1::CSV);
+  v1::IngestResponse r = Ingest(std::string(kHeader) +
+                                "p1,A,alpha,1,1,1,true,2020-01-01\n"
+                                "p2,\"multi\nline\",beta,2,2,2,false,2020-01-02\n"
+                                "p3,C,alpha,x3,3,3,true,2020-01-03\n"
+                                "p4,D,beta,4,4,4,false,2020-01-04\n");
+  EXPECT_EQ(r.rows_written(), 0);
+  EXPECT_EQ(r.rows_rejected(), 1);
+  EXPECT_EQ(r.rejected_rows(), "");
+  ASSERT_EQ(r.errors_size(), 1);
+  EXPECT_EQ(r.errors(0).line(), 5);  // the row after the two-line row
+  EXPECT_EQ(r.errors(0).column(), "age");
+  EXPECT_THAT(r.errors(0).reason(), HasSubstr("wrong type: expected INT64, got 'x3'"));
+  EXPECT_EQ(Export(v1::CSV), before);
+  EXPECT_EQ(Rows(), 1u);
+}
+
+TEST_F(EngineTest, SkipInvalidWritesExactlyTheGoodRows) {
+  const std::string bad1 = "p2,B,gamma,2,2,2,false,2020-01-02\n";
+  const std::string bad2 = "p4,D,beta,4,4\n";
+  v1::IngestResponse r =
+      Ingest(std::string(kHeader) + "p1,A,alpha,1,1,1,true,2020-01-01\n" + bad1 +
+                 "p3,C,alpha,3,3,3,true,2020-01-03\n" + bad2 + "p5,E,beta,5,5,5,false,2020-01-05",
+             v1::CSV, /*skip_invalid=*/true);
+  EXPECT_EQ(r.rows_written(), 3);
+  EXPECT_EQ(r.rows_rejected(), 2);
+  EXPECT_EQ(r.rejected_rows(), std::string(kHeader) + bad1 + bad2);
+  ASSERT_EQ(r.errors_size(), 2);
+  EXPECT_EQ(r.errors(0).line(), 3);
+  EXPECT_EQ(r.errors(1).line(), 5);
+  EXPECT_EQ(Export(v1::CSV), std::string(kHeader) +
+                                 "p1,A,alpha,1,1,1,true,2020-01-01\n"
+                                 "p3,C,alpha,3,3,3,true,2020-01-03\n"
+                                 "p5,E,beta,5,5,5,false,2020-01-05\n");
+}
+
+TEST_F(EngineTest, SkipInvalidJsonlReturnsBadLines) {
+  const std::string good = "{\"pid\":\"p1\",\"age\":1}\n";
+  const std::string bad = "{\"pid\":\"p2\",\"age\":\"one\"}\n";
+  v1::IngestResponse r = Ingest(good + bad + "\n" + "not json\n", v1::JSONL, true);
+  EXPECT_EQ(r.rows_written(), 1);
+  EXPECT_EQ(r.rows_rejected(), 2);
+  EXPECT_EQ(r.rejected_rows(), bad + "not json\n");
+  ASSERT_EQ(r.errors_size(), 2);
+  EXPECT_EQ(r.errors(0).line(), 2);
+  EXPECT_EQ(r.errors(0).column(), "age");
+  EXPECT_EQ(r.errors(1).line(), 4);
+  EXPECT_THAT(r.errors(1).reason(), HasSubstr("invalid JSON"));
+}
+
+struct BadCase {
+  const char* row;
+  const char* column;
+  const char* reason;
+};
+
+TEST_F(EngineTest, EveryBadRowReasonIsReported) {
+  const BadCase cases[] = {
+      {"p1,A,alpha,1.5,1,1,true,2020-01-01", "age", "wrong type: expected INT64"},
+      {"p1,A,alpha,1,abc,1,true,2020-01-01", "score", "wrong type: expected DOUBLE"},
+      {"p1,A,alpha,1,1,1,yes,2020-01-01", "active", "wrong type: expected BOOL"},
+      {"p1,A,alpha,1,1,1,true,2020-02-30", "joined", "wrong type: expected DATE"},
+      {"p1,A,alpha,1,100.5,1,true,2020-01-01", "score", "out of bounds: 100.5 is outside [0, 100]"},
+      {"p1,A,alpha,1,1,201,true,2020-01-01", "visits", "out of bounds: 201"},
+      {"p1,A,gamma,1,1,1,true,2020-01-01", "program", "unknown category: 'gamma'"},
+      {",A,alpha,1,1,1,true,2020-01-01", "pid", "missing subject"},
+      {"p1,A,alpha,1,1,1,true", "", "wrong number of fields: expected 8, got 7"},
+      {"p1,A,alpha,1,1,1,true,2020-01-01,extra", "", "wrong number of fields"},
+      {"p1,A\"B,alpha,1,1,1,true,2020-01-01", "", "malformed CSV"},
+  };
+  for (const BadCase& c : cases) {
+    v1::IngestResponse r = Ingest(std::string(kHeader) + c.row + "\n");
+    EXPECT_EQ(r.rows_written(), 0) << c.row;
+    ASSERT_EQ(r.errors_size(), 1) << c.row << r.DebugString();
+    EXPECT_EQ(r.errors(0).line(), 2) << c.row;
+    EXPECT_EQ(r.errors(0).column(), c.column) << c.row;
+    EXPECT_THAT(r.errors(0).reason(), HasSubstr(c.reason)) << c.row;
+  }
+  // Unknown columns: in a CSV header (the file is refused at line 1) and a JSONL key.
+  v1::IngestResponse header = Ingest("pid,shoe_size\np1,9\n");
+  EXPECT_EQ(header.rows_written(), 0);
+  ASSERT_EQ(header.errors_size(), 1);
+  EXPECT_EQ(header.errors(0).line(), 1);
+  EXPECT_EQ(header.errors(0).column(), "shoe_size");
+  EXPECT_THAT(header.errors(0).reason(), HasSubstr("unknown column"));
+  v1::IngestResponse no_subject = Ingest("age\n1\n");
+  ASSERT_EQ(no_subject.errors_size(), 1);
+  EXPECT_THAT(no_subject.errors(0).reason(), HasSubstr("missing subject"));
+  v1::IngestResponse json =
+      Ingest("{\"pid\":\"p\",\"shoe_size\":9,\"age\":\"1\"}\n{\"age\":1}\n", v1::JSONL);
+  ASSERT_EQ(json.errors_size(), 3) << json.DebugString();
+  EXPECT_EQ(json.errors(0).column(), "shoe_size");
+  EXPECT_THAT(json.errors(0).reason(), HasSubstr("unknown column"));
+  EXPECT_EQ(json.errors(1).column(), "age");
+  EXPECT_THAT(json.errors(1).reason(), HasSubstr("wrong type: expected INT64, got a string"));
+  EXPECT_EQ(json.errors(2).line(), 2);
+  EXPECT_THAT(json.errors(2).reason(), HasSubstr("missing subject"));
+  EXPECT_EQ(Rows(), 0u);
+  EXPECT_THAT(engine_->Ingest("nope", v1::CSV, false, kHeader),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("people")));
+}
+
+TEST_F(EngineTest, DataSurvivesCloseAndReopen) {
+  Ingest(kCanonicalCsv);
+  ASSERT_OK(Open());
+  EXPECT_EQ(Export(v1::CSV), kCanonicalCsv);
+  // Dictionaries and subjects carry on where they were.
+  Ingest(std::string(kHeader) + "p1,Ana,beta,1,1,1,true,2020-01-01\np9,New,alpha,1,1,1,true,\n");
+  ASSERT_OK_AND_ASSIGN(auto reader, engine_->OpenReader("people"));
+  EXPECT_EQ(reader->rows(), 9u);
+  EXPECT_EQ(reader->subjects(), 7u);
+  EXPECT_EQ(reader->subject_count(), 7u);
+  EXPECT_EQ(reader->dictionary(1).size(), 7u);  // names: Ana Smith She two Zoë "" New
+  EXPECT_EQ(reader->CategoryCode(2, "beta"), 1);
+  EXPECT_EQ(reader->CategoryCode(2, "gamma"), std::nullopt);
+}
+
+std::string MakeRows(int from, int to) {
+  std::string out;
+  for (int i = from; i < to; ++i) {
+    absl::StrAppend(&out, "s", i % 1000, ",n", i, ",", i % 2 ? "alpha" : "beta", ",", i, ",",
+                    (i % 1000) / 10.0, ",", i % 200, ",", i % 3 == 0 ? "true" : "false",
+                    ",2024-01-01\n");
+  }
+  return out;
+}
+
+TEST_F(EngineTest, AppendsFillTheTailBlockAcrossTheBoundary) {
+  EXPECT_EQ(Ingest(kHeader + MakeRows(0, 4000)).rows_written(), 4000);
+  EXPECT_EQ(Ingest(kHeader + MakeRows(4000, 4100)).rows_written(), 100);
+  EXPECT_EQ(Ingest(kHeader + MakeRows(4100, 8200)).rows_written(), 4100);
+  ASSERT_OK_AND_ASSIGN(auto reader, engine_->OpenReader("people"));
+  EXPECT_EQ(reader->rows(), 8200u);
+  EXPECT_EQ(reader->blocks(), 3u);
+  EXPECT_EQ(reader->subjects(), 1000u);
+  std::vector<uint32_t> sizes;
+  int64_t age_sum = 0;
+  ASSERT_OK(reader->ForEachBlock([&](const ColumnBlock& block) {
+    sizes.push_back(block.rows);
+    for (uint32_t r = 0; r < block.rows; ++r) age_sum += block.columns[3].ints[r];
+    return absl::OkStatus();
+  }));
+  EXPECT_THAT(sizes, ::testing::ElementsAre(4096, 4096, 8));
+  EXPECT_EQ(age_sum, int64_t{8199} * 8200 / 2);
+  EXPECT_EQ(Export(v1::CSV), kHeader + MakeRows(0, 8200));
+}
+
+TEST_F(EngineTest, ExportStreamsChunksWithRowCounts) {
+  Ingest(kHeader + MakeRows(0, 5000));
+  std::string out;
+  std::vector<int64_t> counts;
+  ASSERT_OK(engine_->Export(
+      "people", v1::CSV,
+      [&](absl::string_view chunk, int64_t rows) {
+        out.append(chunk.data(), chunk.size());
+        counts.push_back(rows);
+        return absl::OkStatus();
+      },
+      /*chunk_bytes=*/16 << 10));
+  EXPECT_GT(counts.size(), 5u);
+  EXPECT_TRUE(std::is_sorted(counts.begin(), counts.end()));
+  EXPECT_EQ(counts.back(), 5000);
+  EXPECT_EQ(out, kHeader + MakeRows(0, 5000));
+  EXPECT_THAT(engine_->Export("people", v1::CSV,
+                              [](absl::string_view, int64_t) {
+                                return absl::CancelledError("client went away");
+                              }),
+              StatusIs(absl::StatusCode::kCancelled, "client went away"));
+}
+
+constexpr char kConsent[] =
+    "subject,purpose,event,time,valid_until,scope\n"
+    "p1,program-evaluation,GIVEN,2025-01-01,,\n"
+    "p2,research,GIVEN,2025-01-01T10:00:00Z,2026-06-01,partner-a;foundation\n"
+    "p3,program-evaluation,GIVEN,2025-01-01,,\n"
+    "p3,program-evaluation,WITHDRAWN,2025-06-01,,\n"
+    "p4,research,REFUSED,2025-01-01,,\n"
+    "p5,program-evaluation,GIVEN,2025-01-01,2025-12-01,\n"
+    "p6,program-evaluation,GIVEN,2025-01-01,,other-org\n"
+    "only-consent,research,GIVEN,2025-01-01,,\n";
+
+TEST_F(EngineTest, ConsentImportIsIdempotentAndDrivesCoverage) {
+  Ingest(kCanonicalCsv);
+  ASSERT_OK_AND_ASSIGN(v1::ConsentImportResponse first, engine_->ImportConsent(kConsent));
+  EXPECT_EQ(first.events_read(), 8);
+  EXPECT_EQ(first.events_new(), 8);
+  EXPECT_EQ(first.events_rejected(), 0) << first.DebugString();
+  ASSERT_OK_AND_ASSIGN(v1::ConsentImportResponse again, engine_->ImportConsent(kConsent));
+  EXPECT_EQ(again.events_read(), 8);
+  EXPECT_EQ(again.events_new(), 0);
+
+  policy::ConsentQuestion q{"program-evaluation", "partner-a", clock_.Now()};
+  ASSERT_OK_AND_ASSIGN(policy::ConsentBitmap bitmap, engine_->ConsentFor("people", q));
+  EXPECT_EQ(bitmap.size(), 7u);  // six subjects with records and one seen only in consent
+  // Ordinals follow first appearance: p1..p6 = 0..5, only-consent = 6.
+  EXPECT_TRUE(bitmap.Test(0));   // given
+  EXPECT_TRUE(bitmap.Test(1));   // given for the parent purpose, scope includes us
+  EXPECT_FALSE(bitmap.Test(2));  // withdrawn
+  EXPECT_FALSE(bitmap.Test(3));  // refused
+  EXPECT_FALSE(bitmap.Test(4));  // expired
+  EXPECT_FALSE(bitmap.Test(5));  // scope excludes us
+  EXPECT_TRUE(bitmap.Test(6));
+  EXPECT_EQ(bitmap.Count(), 3u);
+
+  ASSERT_OK_AND_ASSIGN(v1::ListDatasetsResponse list, engine_->ListDatasets({}));
+  ASSERT_EQ(list.datasets_size(), 1);
+  const v1::DatasetInfo& info = list.datasets(0);
+  EXPECT_EQ(info.name(), "people");
+  EXPECT_EQ(info.rows(), 7);
+  EXPECT_EQ(info.subjects(), 6);
+  EXPECT_EQ(info.blocks(), 1);
+  ASSERT_EQ(info.coverage_size(), 2);
+  EXPECT_EQ(info.coverage(0).purpose(), "research");
+  EXPECT_EQ(info.coverage(0).subjects_counted(), 1);  // p2
+  EXPECT_EQ(info.coverage(1).purpose(), "program-evaluation");
+  EXPECT_EQ(info.coverage(1).subjects_counted(), 2);  // p1, p2
+
+  // p2's consent expires on 2026-06-01: the cached bitmap is not reused past it.
+  clock_.Set(absl::FromUnixSeconds(1780272000));  // 2026-06-01
+  ASSERT_OK_AND_ASSIGN(
+      bitmap, engine_->ConsentFor("people", {"program-evaluation", "partner-a", clock_.Now()}));
+  EXPECT_FALSE(bitmap.Test(1));
+
+  // Consent survives reopen; re-importing still adds nothing.
+  ASSERT_OK(Open());
+  ASSERT_OK_AND_ASSIGN(again, engine_->ImportConsent(kConsent));
+  EXPECT_EQ(again.events_new(), 0);
+}
+
+TEST_F(EngineTest, ConsentRowErrorsWriteNothing) {
+  const std::string csv =
+      "subject,purpose,event,time,valid_until,scope\n"
+      "p1,program-evaluation,GIVEN,2025-01-01,,\n"
+      "p2,fishing,GIVEN,2025-01-01,,\n"
+      "p3,research,MAYBE,2025-01-01,,\n"
+      "p4,research,GIVEN,yesterday,,\n"
+      ",research,GIVEN,2025-01-01,,\n"
+      "p5,research,GIVEN,2025-01-01,,Bad Org\n";
+  ASSERT_OK_AND_ASSIGN(v1::ConsentImportResponse r, engine_->ImportConsent(csv));
+  EXPECT_EQ(r.events_read(), 6);
+  EXPECT_EQ(r.events_new(), 0);
+  EXPECT_EQ(r.events_rejected(), 5);
+  ASSERT_EQ(r.errors_size(), 5);
+  EXPECT_EQ(r.errors(0).line(), 3);
+  EXPECT_EQ(r.errors(0).column(), "purpose");
+  EXPECT_THAT(r.errors(0).reason(), HasSubstr("unknown purpose 'fishing'"));
+  EXPECT_EQ(r.errors(1).column(), "event");
+  EXPECT_EQ(r.errors(2).column(), "time");
+  EXPECT_EQ(r.errors(3).column(), "subject");
+  EXPECT_EQ(r.errors(4).column(), "scope");
+  ASSERT_OK_AND_ASSIGN(auto reader, engine_->OpenReader("people"));
+  EXPECT_EQ(reader->subject_count(), 0u);
+  // A conflicting re-statement of a stored event is refused.
+  ASSERT_OK_AND_ASSIGN(r, engine_->ImportConsent("subject,purpose,event,time,valid_until\n"
+                                                 "p1,research,GIVEN,2025-01-01,\n"));
+  EXPECT_EQ(r.events_new(), 1);
+  ASSERT_OK_AND_ASSIGN(r, engine_->ImportConsent("subject,purpose,event,time,valid_until\n"
+                                                 "p1,research,GIVEN,2025-01-01,2027-01-01\n"));
+  EXPECT_EQ(r.events_new(), 0);
+  ASSERT_EQ(r.errors_size(), 1);
+  EXPECT_THAT(r.errors(0).reason(), HasSubstr("conflicting event"));
+}
+
+TEST_F(EngineTest, SchemaMayGainFieldsButNotChangeTypes) {
+  Ingest(std::string(kHeader) + "p1,A,alpha,1,1,1,true,2020-01-01\n");
+  v1::DatasetSchema grown = Schema();
+  v1::FieldSchema* added = grown.add_fields();
+  added->set_name("city");
+  added->set_type(v1::FieldSchema::CATEGORY);
+  added->set_role(v1::FieldSchema::DIMENSION);
+  ASSERT_OK(Open({grown}));
+  Ingest("pid,city\np2,Lyon\n");
+  EXPECT_EQ(Export(v1::CSV),
+            "pid,name,program,age,score,visits,active,joined,city\n"
+            "p1,A,alpha,1,1,1,true,2020-01-01,\n"
+            "p2,,,,,,,,Lyon\n");
+
+  v1::DatasetSchema changed = grown;
+  changed.mutable_fields(3)->set_type(v1::FieldSchema::DOUBLE);
+  EXPECT_THAT(Open({changed}), StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("age")));
+  ASSERT_OK(Open({grown}));
+  EXPECT_EQ(Rows(), 2u);
+}
+
+TEST_F(EngineTest, FailedWriteLeavesNothingVisible) {
+  storage::FaultInjector faults;
+  ASSERT_OK(Open({Schema()}, &faults));
+  Ingest(std::string(kHeader) + "p1,A,alpha,1,1,1,true,2020-01-01\n");
+  const std::string before = Export(v1::CSV);
+  faults.SetFailWrites(true);
+  EXPECT_THAT(engine_->Ingest("people", v1::CSV, false, kHeader + MakeRows(0, 5000)),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("injected")));
+  EXPECT_THAT(engine_->ImportConsent(kConsent),
+              StatusIs(absl::StatusCode::kUnavailable, ::testing::_));
+  EXPECT_EQ(Export(v1::CSV), before);
+  faults.SetFailWrites(false);
+  ASSERT_OK(Open());
+  EXPECT_EQ(Export(v1::CSV), before);
+  ASSERT_OK_AND_ASSIGN(auto reader, engine_->OpenReader("people"));
+  EXPECT_EQ(reader->subject_count(), 1u);
+  // The engine's own state was not advanced by the failed batch either.
+  EXPECT_EQ(Ingest(std::string(kHeader) + "p2,B,beta,2,2,2,false,2020-01-02\n").new_subjects(), 1);
+  EXPECT_EQ(Rows(), 2u);
+}
+
+TEST_F(EngineTest, ReadersSeeWholeBatchesWhileWritersRun) {
+  std::thread writer([&] {
+    for (int i = 0; i < 20; ++i) {
+      auto r =
+          engine_->Ingest("people", v1::CSV, false, kHeader + MakeRows(i * 300, i * 300 + 300));
+      EXPECT_OK(r);
+    }
+  });
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_OK_AND_ASSIGN(auto reader, engine_->OpenReader("people"));
+    uint64_t seen = 0;
+    ASSERT_OK(reader->ForEachBlock([&](const ColumnBlock& b) {
+      seen += b.rows;
+      return absl::OkStatus();
+    }));
+    EXPECT_EQ(seen, reader->rows());
+    EXPECT_EQ(seen % 300, 0u);
+  }
+  writer.join();
+  EXPECT_EQ(Rows(), 6000u);
+}
+
+}  // namespace
+}  // namespace fedshare::engine
