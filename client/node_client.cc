@@ -1,0 +1,184 @@
+#include "client/node_client.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "node/common/status_macros.h"
+
+namespace fedshare::client {
+namespace {
+
+// Upload slices: well under gRPC's default 4 MiB message limit.
+constexpr size_t kChunkBytes = 1 << 20;
+
+}  // namespace
+
+absl::Status FromGrpcStatus(const grpc::Status& status) {
+  if (status.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+}
+
+absl::StatusOr<std::unique_ptr<NodeClient>> NodeClient::Connect(
+    const std::string& address, const identity::ClientTlsFiles& files,
+    const identity::ServerExpectation& expect) {
+  FEDSHARE_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
+                            identity::MakeChannel(address, files, expect));
+  return std::make_unique<NodeClient>(std::move(channel));
+}
+
+NodeClient::NodeClient(std::shared_ptr<grpc::Channel> channel)
+    : channel_(std::move(channel)),
+      admin_(v1::AdminService::NewStub(channel_)),
+      peer_(v1::PeerService::NewStub(channel_)),
+      federation_(v1::FederationService::NewStub(channel_)) {}
+
+void NodeClient::Prepare(grpc::ClientContext& context) const {
+  context.set_deadline(absl::ToChronoTime(absl::Now() + timeout_));
+}
+
+void NodeClient::Remember(const grpc::ClientContext& context) {
+  std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
+  if (auth == nullptr) return;
+  auto values = auth->FindPropertyValues("x509_pem_cert");
+  if (values.empty()) return;
+  absl::MutexLock lock(&mu_);
+  last_server_certificate_.assign(values[0].data(), values[0].size());
+}
+
+std::string NodeClient::last_server_certificate() const {
+  absl::MutexLock lock(&mu_);
+  return last_server_certificate_;
+}
+
+#define FEDSHARE_UNARY(stub, Method, request, Response)   \
+  grpc::ClientContext context;                            \
+  Prepare(context);                                       \
+  Response response;                                      \
+  grpc::Status status = stub->Method(&context, request, &response); \
+  Remember(context);                                      \
+  if (!status.ok()) return FromGrpcStatus(status);        \
+  return response
+
+absl::StatusOr<v1::StatusResponse> NodeClient::Status() {
+  FEDSHARE_UNARY(admin_, Status, v1::StatusRequest(), v1::StatusResponse);
+}
+
+absl::StatusOr<v1::ListDatasetsResponse> NodeClient::ListDatasets() {
+  FEDSHARE_UNARY(admin_, ListDatasets, v1::ListDatasetsRequest(), v1::ListDatasetsResponse);
+}
+
+absl::StatusOr<v1::ListAuditResponse> NodeClient::ListAudit(uint64_t from_index, int32_t limit) {
+  v1::ListAuditRequest request;
+  request.set_from_index(from_index);
+  request.set_limit(limit);
+  FEDSHARE_UNARY(admin_, ListAudit, request, v1::ListAuditResponse);
+}
+
+absl::StatusOr<v1::DescribeResponse> NodeClient::Describe() {
+  FEDSHARE_UNARY(peer_, Describe, v1::DescribeRequest(), v1::DescribeResponse);
+}
+
+absl::StatusOr<v1::AggregateResult> NodeClient::Aggregate(const v1::AggregateQuery& query) {
+  v1::AggregateRequest request;
+  *request.mutable_query() = query;
+  grpc::ClientContext context;
+  Prepare(context);
+  v1::AggregateResponse response;
+  grpc::Status status = peer_->Aggregate(&context, request, &response);
+  Remember(context);
+  if (!status.ok()) return FromGrpcStatus(status);
+  return std::move(*response.mutable_result());
+}
+
+absl::StatusOr<v1::FederatedAggregateResponse> NodeClient::FederatedAggregate(
+    const v1::FederatedAggregateRequest& request) {
+  FEDSHARE_UNARY(federation_, FederatedAggregate, request, v1::FederatedAggregateResponse);
+}
+
+absl::StatusOr<v1::ListPeersResponse> NodeClient::ListPeers(bool probe) {
+  v1::ListPeersRequest request;
+  request.set_probe(probe);
+  FEDSHARE_UNARY(federation_, ListPeers, request, v1::ListPeersResponse);
+}
+
+#undef FEDSHARE_UNARY
+
+absl::StatusOr<v1::IngestResponse> NodeClient::Ingest(const std::string& dataset,
+                                                      v1::DataFormat format, bool skip_invalid,
+                                                      absl::string_view data,
+                                                      const ProgressFn& progress) {
+  grpc::ClientContext context;
+  Prepare(context);
+  v1::IngestResponse response;
+  std::unique_ptr<grpc::ClientWriter<v1::IngestRequest>> writer =
+      admin_->Ingest(&context, &response);
+  size_t offset = 0;
+  bool first = true;
+  do {
+    v1::IngestRequest request;
+    if (first) {
+      request.set_dataset(dataset);
+      request.set_format(format);
+      request.set_skip_invalid(skip_invalid);
+      first = false;
+    }
+    size_t n = std::min(kChunkBytes, data.size() - offset);
+    request.set_data(std::string(data.substr(offset, n)));
+    offset += n;
+    if (!writer->Write(request)) break;  // the server ended the call; Finish says why
+    if (progress) progress(static_cast<int64_t>(offset), static_cast<int64_t>(data.size()));
+  } while (offset < data.size());
+  writer->WritesDone();
+  grpc::Status status = writer->Finish();
+  Remember(context);
+  if (!status.ok()) return FromGrpcStatus(status);
+  return response;
+}
+
+absl::StatusOr<v1::ConsentImportResponse> NodeClient::ImportConsent(absl::string_view csv,
+                                                                    const ProgressFn& progress) {
+  grpc::ClientContext context;
+  Prepare(context);
+  v1::ConsentImportResponse response;
+  std::unique_ptr<grpc::ClientWriter<v1::ConsentImportRequest>> writer =
+      admin_->ImportConsent(&context, &response);
+  size_t offset = 0;
+  do {
+    v1::ConsentImportRequest request;
+    size_t n = std::min(kChunkBytes, csv.size() - offset);
+    request.set_data(std::string(csv.substr(offset, n)));
+    offset += n;
+    if (!writer->Write(request)) break;
+    if (progress) progress(static_cast<int64_t>(offset), static_cast<int64_t>(csv.size()));
+  } while (offset < csv.size());
+  writer->WritesDone();
+  grpc::Status status = writer->Finish();
+  Remember(context);
+  if (!status.ok()) return FromGrpcStatus(status);
+  return response;
+}
+
+absl::Status NodeClient::Export(const std::string& dataset, v1::DataFormat format,
+                                const std::function<absl::Status(const v1::ExportChunk&)>& sink) {
+  grpc::ClientContext context;
+  Prepare(context);
+  v1::ExportRequest request;
+  request.set_dataset(dataset);
+  request.set_format(format);
+  std::unique_ptr<grpc::ClientReader<v1::ExportChunk>> reader = admin_->Export(&context, request);
+  v1::ExportChunk chunk;
+  absl::Status sink_status;
+  while (reader->Read(&chunk)) {
+    sink_status = sink(chunk);
+    if (!sink_status.ok()) {
+      context.TryCancel();
+      break;
+    }
+  }
+  grpc::Status status = reader->Finish();
+  Remember(context);
+  if (!sink_status.ok()) return sink_status;
+  return FromGrpcStatus(status);
+}
+
+}  // namespace fedshare::client

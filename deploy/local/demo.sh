@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# `make demo`: a foundation and three partners on this machine; the foundation
+# asks all of them one question and prints the coverage and combined table.
+set -euo pipefail
+build_dir=${1:-build}
+here=$(cd "$(dirname "$0")" && pwd)
+bin=$(cd "$build_dir/bin" && pwd)
+run=${FEDSHARE_DEMO_DIR:-$(mktemp -d /tmp/fedshare-demo.XXXXXX)}
+
+cleanup() { "$here/federation.sh" down "$run"; }
+trap cleanup EXIT
+
+"$here/federation.sh" up "$bin" "$run"
+# shellcheck disable=SC1091
+. "$run/env"
+
+sql="SELECT program, COUNT(*), COUNT(DISTINCT subject), AVG(outcome_score), STDDEV(outcome_score) FROM program_outcomes WHERE cohort_year >= 2020 GROUP BY program PURPOSE 'program-evaluation'"
+
+echo
+echo "== The foundation asks every partner (analyst ana, through the foundation's node):"
+echo "   $sql"
+echo
+"$bin/fedshare" --node "$FOUNDATION_LOCAL" --identity "$ANALYST" query --all-peers --sql "$sql"
+
+echo
+echo "== The foundation's audit log:"
+"$bin/fedshare" --node "$FOUNDATION_LOCAL" --identity "$FEDSHARE_RUN/foundation/operator" audit show
+
+cat <<TXT
+
+== To repeat it by hand (the federation stops when this script ends):
+   deploy/local/federation.sh up $bin /tmp/my-federation
+   . /tmp/my-federation/env
+   $bin/fedshare --node \$FOUNDATION_LOCAL --identity \$ANALYST peers
+   $bin/fedshare --node \$FOUNDATION_LOCAL --identity \$ANALYST query --all-peers \\
+       --sql "$sql"
+   $bin/fedshare --node \$PARTNER_NORTH_LOCAL --identity /tmp/my-federation/partner-north/operator datasets
+   deploy/local/federation.sh down /tmp/my-federation
+TXT

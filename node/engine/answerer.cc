@@ -1,0 +1,345 @@
+#include "node/engine/answerer.h"
+
+#include <openssl/evp.h>
+
+#include <map>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "node/common/status_macros.h"
+#include "node/engine/query_executor.h"
+#include "policy/disclosure.h"
+#include "policy/query_rules.h"
+
+namespace fedshare::engine {
+namespace {
+
+constexpr absl::string_view kRuleInvalidQuestion = "invalid-question";
+
+std::string Sha256(absl::string_view data) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), digest, &len, EVP_sha256(), nullptr);
+  return std::string(reinterpret_cast<const char*>(digest), len);
+}
+
+std::string AggregateColumnName(const v1::Aggregate& agg) {
+  switch (agg.kind()) {
+    case v1::COUNT:
+      return "count";
+    case v1::COUNT_SUBJECTS:
+      return "count_subjects";
+    case v1::SUM:
+      return absl::StrCat("sum(", agg.field(), ")");
+    case v1::AVG:
+      return absl::StrCat("avg(", agg.field(), ")");
+    case v1::STDDEV:
+      return absl::StrCat("stddev(", agg.field(), ")");
+    case v1::VARIANCE:
+      return absl::StrCat("variance(", agg.field(), ")");
+    case v1::HISTOGRAM:
+      return absl::StrCat("histogram(", agg.field(), ")");
+    default:
+      return "?";
+  }
+}
+
+std::string WithholdingReason(absl::string_view rule, const policy::DisclosureParams& params) {
+  if (rule == policy::kRuleMinSubjects) {
+    return absl::StrCat("cells with fewer than ", params.min_subjects,
+                        " distinct people are withheld");
+  }
+  if (rule == policy::kRuleDominance) {
+    return "cells where a few people make up most of a total are withheld";
+  }
+  if (rule == policy::kRuleSecondary) {
+    return absl::StrCat("further cells withheld so that withheld cells cannot be derived from ",
+                        "totals (together they hold at least ", params.min_subjects, " people)");
+  }
+  if (rule == policy::kRuleHistogramBin) {
+    return absl::StrCat("histogram bins with fewer than ", params.min_subjects,
+                        " people are reported as 0");
+  }
+  return std::string(rule);
+}
+
+std::string EncodeTimes(const std::vector<absl::Time>& times) {
+  std::string out;
+  for (absl::Time t : times) {
+    uint64_t ms = static_cast<uint64_t>(absl::ToUnixMillis(t));
+    for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>(ms >> (56 - 8 * i)));
+  }
+  return out;
+}
+
+std::vector<absl::Time> DecodeTimes(absl::string_view data) {
+  std::vector<absl::Time> times;
+  for (size_t off = 0; off + 8 <= data.size(); off += 8) {
+    uint64_t ms = 0;
+    for (int i = 0; i < 8; ++i) ms = (ms << 8) | static_cast<unsigned char>(data[off + i]);
+    times.push_back(absl::FromUnixMillis(static_cast<int64_t>(ms)));
+  }
+  return times;
+}
+
+}  // namespace
+
+Answerer::Answerer(std::string org_id, Engine* engine, audit::AuditLog* audit,
+                   storage::Storage* storage,
+                   std::shared_ptr<const policy::AgreementSet> agreements,
+                   std::vector<v1::DatasetSchema> schemas, Clock* clock)
+    : org_id_(std::move(org_id)),
+      engine_(engine),
+      audit_(audit),
+      storage_(storage),
+      schemas_(std::move(schemas)),
+      clock_(clock),
+      agreements_(std::move(agreements)) {}
+
+std::shared_ptr<const policy::AgreementSet> Answerer::agreements() const {
+  absl::MutexLock lock(&agreements_mu_);
+  return agreements_;
+}
+
+void Answerer::SetAgreements(std::shared_ptr<const policy::AgreementSet> agreements) {
+  absl::MutexLock lock(&agreements_mu_);
+  agreements_ = std::move(agreements);
+}
+
+const v1::DatasetSchema* Answerer::FindSchema(const std::string& name) const {
+  for (const v1::DatasetSchema& s : schemas_) {
+    if (s.name() == name) return &s;
+  }
+  return nullptr;
+}
+
+absl::Status Answerer::Refuse(const Caller& caller, const v1::AggregateQuery& query,
+                              const std::string& question_hash, const std::string& agreement_id,
+                              absl::string_view rule, const absl::Status& status) {
+  v1::AuditEntry entry;
+  entry.set_caller(caller.spiffe_id);
+  entry.set_method("PeerService.Aggregate");
+  entry.set_question_hash(question_hash);
+  entry.set_dataset(query.dataset());
+  entry.set_purpose(query.purpose());
+  entry.set_decision(status.code() == absl::StatusCode::kPermissionDenied ||
+                             status.code() == absl::StatusCode::kResourceExhausted ||
+                             status.code() == absl::StatusCode::kInvalidArgument
+                         ? v1::AuditEntry::REFUSED
+                         : v1::AuditEntry::FAILED);
+  entry.set_agreement_id(agreement_id);
+  entry.set_rule(std::string(rule));
+  entry.set_reason(std::string(status.message()));
+  absl::StatusOr<audit::AuditLog::Appended> appended = audit_->Append(std::move(entry));
+  if (!appended.ok()) return appended.status();
+  return status;
+}
+
+absl::StatusOr<bool> Answerer::Admit(const std::string& key, int limit, absl::Duration window) {
+  if (limit <= 0) return true;
+  absl::MutexLock lock(&limits_mu_);
+  FEDSHARE_ASSIGN_OR_RETURN(std::optional<std::string> stored,
+                            storage_->Get(storage::ColumnFamily::kQueries, key));
+  std::vector<absl::Time> times = DecodeTimes(stored.value_or(""));
+  bool admitted = policy::RateWindowAdmit(times, clock_->Now(), limit, window);
+  FEDSHARE_RETURN_IF_ERROR(storage_->Put(storage::ColumnFamily::kQueries, key, EncodeTimes(times)));
+  return admitted;
+}
+
+absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
+                                                     const v1::AggregateQuery& query) {
+  const absl::Time now = clock_->Now();
+  std::string question_hash = policy::QuestionHash(query);
+  std::shared_ptr<const policy::AgreementSet> agreement_set = agreements();
+
+  policy::Decision decision = agreement_set->Decide(caller.org_id, query, now);
+  if (!decision.allowed) {
+    return Refuse(caller, query, question_hash, decision.agreement_id, decision.rule,
+                  decision.ToStatus());
+  }
+  const v1::Agreement& agreement = *decision.agreement;
+  const v1::DatasetSchema* schema = FindSchema(query.dataset());
+  if (schema == nullptr) {
+    return Refuse(caller, query, question_hash, agreement.id(), policy::kRuleDataset,
+                  absl::NotFoundError(absl::StrCat("no dataset '", query.dataset(), "'")));
+  }
+  absl::StatusOr<v1::AggregateQuery> normalized = policy::NormalizeQuery(*schema, query);
+  if (!normalized.ok()) {
+    absl::string_view rule = normalized.status().code() == absl::StatusCode::kPermissionDenied
+                                 ? policy::kRuleGranularity
+                                 : kRuleInvalidQuestion;
+    return Refuse(caller, query, question_hash, agreement.id(), rule, normalized.status());
+  }
+  question_hash = policy::QuestionHash(*normalized);
+  const policy::DisclosureParams params = policy::EffectiveDisclosure(agreement.disclosure());
+
+  if (agreement.rate_limit().queries() > 0) {
+    absl::StatusOr<bool> admitted =
+        Admit(absl::StrCat("l", caller.org_id, std::string(1, '\0'), agreement.id()),
+              agreement.rate_limit().queries(),
+              absl::Seconds(std::max<int64_t>(1, agreement.rate_limit().window_seconds())));
+    if (!admitted.ok()) {
+      return Refuse(caller, query, question_hash, agreement.id(), policy::kRuleRateLimit,
+                    admitted.status());
+    }
+    if (!*admitted) {
+      return Refuse(caller, query, question_hash, agreement.id(), policy::kRuleRateLimit,
+                    absl::ResourceExhaustedError(absl::StrCat(
+                        "refused by agreement '", agreement.id(), "' rule 'rate-limit': at most ",
+                        agreement.rate_limit().queries(), " questions per ",
+                        agreement.rate_limit().window_seconds(), " s; ask again later")));
+    }
+  }
+  {
+    absl::StatusOr<bool> admitted =
+        Admit(absl::StrCat("r", caller.org_id, std::string(1, '\0'), question_hash),
+              params.repeat_limit, params.repeat_window);
+    if (!admitted.ok()) {
+      return Refuse(caller, query, question_hash, agreement.id(), policy::kRuleRepeatLimit,
+                    admitted.status());
+    }
+    if (!*admitted) {
+      return Refuse(caller, query, question_hash, agreement.id(), policy::kRuleRepeatLimit,
+                    absl::ResourceExhaustedError(absl::StrCat(
+                        "refused by agreement '", agreement.id(),
+                        "' rule 'repeat-limit': the same question may be answered at most ",
+                        params.repeat_limit, " times per ",
+                        absl::ToInt64Seconds(params.repeat_window), " s")));
+    }
+  }
+
+  policy::ConsentQuestion consent_question{query.purpose(), caller.org_id, now};
+  absl::StatusOr<Execution> execution = [&]() -> absl::StatusOr<Execution> {
+    FEDSHARE_ASSIGN_OR_RETURN(policy::ConsentBitmap consent,
+                              engine_->ConsentFor(query.dataset(), consent_question));
+    FEDSHARE_ASSIGN_OR_RETURN(std::unique_ptr<DatasetReader> reader,
+                              engine_->OpenReader(query.dataset()));
+    return ExecuteQuery(*reader, *normalized, consent, params.max_records_per_subject);
+  }();
+  if (!execution.ok()) {
+    return Refuse(caller, query, question_hash, agreement.id(), "execution", execution.status());
+  }
+  if (absl::Status s =
+          policy::CheckPredicateRemovals(params, *normalized, execution->removed_by_predicate);
+      !s.ok()) {
+    return Refuse(caller, query, question_hash, agreement.id(), policy::kRulePredicateRemoval, s);
+  }
+
+  std::vector<policy::CellStats> stats;
+  stats.reserve(execution->cells.size());
+  for (const ExecutedCell& cell : execution->cells) stats.push_back(cell.stats);
+  std::vector<policy::CellVerdict> verdicts = policy::ApplyCellRules(params, *normalized, stats);
+
+  bool keys_public = normalized->group_by_size() > 0;
+  for (const std::string& name : normalized->group_by()) {
+    for (const v1::FieldSchema& f : schema->fields()) {
+      if (f.name() == name && !f.public_values()) keys_public = false;
+    }
+  }
+
+  v1::AggregateResult result;
+  result.set_query_id(query.query_id());
+  result.set_org_id(org_id_);
+  result.set_agreement_id(agreement.id());
+  for (const std::string& g : normalized->group_by()) result.add_columns(g);
+  for (const v1::Aggregate& a : normalized->aggregates()) {
+    result.add_columns(AggregateColumnName(a));
+  }
+  *result.mutable_applied_where() = normalized->where();
+  std::map<std::string, int> withheld_by_rule;
+  std::vector<v1::Cell> withheld_listed;
+  for (size_t i = 0; i < execution->cells.size(); ++i) {
+    ExecutedCell& executed = execution->cells[i];
+    const policy::CellVerdict& verdict = verdicts[i];
+    if (!verdict.released) {
+      ++withheld_by_rule[verdict.rule];
+      if (keys_public) {
+        v1::Cell cell;
+        for (v1::Value& v : executed.key) *cell.add_key() = v;
+        cell.set_withheld(true);
+        cell.set_withheld_rule(verdict.rule);
+        withheld_listed.push_back(std::move(cell));
+      } else {
+        result.set_unlisted_withheld_cells(result.unlisted_withheld_cells() + 1);
+      }
+      continue;
+    }
+    v1::Cell* cell = result.add_cells();
+    for (v1::Value& v : executed.key) *cell->add_key() = std::move(v);
+    bool bins_withheld = false;
+    for (size_t a = 0; a < executed.values.size(); ++a) {
+      v1::AggregateValue& value = executed.values[a];
+      if (a < verdict.withheld_bins.size()) {
+        for (int32_t bin : verdict.withheld_bins[a]) {
+          if (bin >= 0 && bin < value.bins_size()) {
+            value.set_value(value.value() - value.bins(bin));
+            value.set_count(value.count() - value.bins(bin));
+            value.set_bins(bin, 0);
+            value.add_withheld_bins(bin);
+            bins_withheld = true;
+          }
+        }
+      }
+      *cell->add_values() = std::move(value);
+    }
+    if (bins_withheld) ++withheld_by_rule[std::string(policy::kRuleHistogramBin)];
+  }
+  for (v1::Cell& cell : withheld_listed) *result.add_cells() = std::move(cell);
+  for (const auto& [rule, cells] : withheld_by_rule) {
+    v1::Withholding* w = result.add_withholdings();
+    w->set_rule(rule);
+    w->set_reason(WithholdingReason(rule, params));
+    w->set_cells(cells);
+  }
+  result.set_answered_at_unix_ms(absl::ToUnixMillis(now));
+
+  std::string serialized;
+  {
+    google::protobuf::io::StringOutputStream stream(&serialized);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    result.SerializeToCodedStream(&coded);
+  }
+  v1::AuditEntry entry;
+  entry.set_caller(caller.spiffe_id);
+  entry.set_method("PeerService.Aggregate");
+  entry.set_question_hash(question_hash);
+  entry.set_dataset(query.dataset());
+  entry.set_purpose(query.purpose());
+  entry.set_decision(v1::AuditEntry::ANSWERED);
+  entry.set_agreement_id(agreement.id());
+  entry.set_result_hash(Sha256(serialized));
+  FEDSHARE_ASSIGN_OR_RETURN(audit::AuditLog::Appended appended, audit_->Append(std::move(entry)));
+  v1::Receipt* receipt = result.mutable_receipt();
+  receipt->set_org_id(org_id_);
+  receipt->set_audit_index(appended.index);
+  receipt->set_entry_hash(appended.entry_hash);
+  return result;
+}
+
+v1::DescribeResponse Answerer::Describe(const std::string& peer_org) const {
+  v1::DescribeResponse response;
+  response.set_org_id(org_id_);
+  std::vector<v1::Agreement> permits = agreements()->ForPeer(peer_org, clock_->Now());
+  for (const v1::DatasetSchema& schema : schemas_) {
+    v1::DatasetOffer offer;
+    for (const v1::Agreement& a : permits) {
+      if (a.dataset() == schema.name()) *offer.add_agreements() = a;
+    }
+    if (offer.agreements_size() == 0) continue;
+    v1::DatasetSchema* shown = offer.mutable_schema();
+    shown->set_name(schema.name());
+    shown->set_description(schema.description());
+    shown->set_consent_basis(schema.consent_basis());
+    for (const v1::FieldSchema& f : schema.fields()) {
+      if (f.role() == v1::FieldSchema::PRIVATE || f.role() == v1::FieldSchema::SUBJECT) continue;
+      *shown->add_fields() = f;
+    }
+    *response.add_datasets() = std::move(offer);
+  }
+  return response;
+}
+
+}  // namespace fedshare::engine

@@ -1,0 +1,83 @@
+// Answers one peer's aggregate question end to end (DESIGN §8, exact mode):
+//
+//   agreement decision -> schema check and range snapping -> rate and repeat
+//   limits -> consent bitmap -> scan under one snapshot -> predicate-removal
+//   rule -> cell rules (k, dominance, secondary suppression) -> audit append
+//   (synced) -> answer with receipt.
+//
+// Every outcome, answer or refusal, is appended to the audit log before the
+// caller sees it. If the append fails the question fails with UNAVAILABLE and
+// nothing is released (fail closed).
+//
+// Thread-safe. Everything passed to the constructor must outlive it.
+#ifndef FEDSHARE_NODE_ENGINE_ANSWERER_H_
+#define FEDSHARE_NODE_ENGINE_ANSWERER_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "fedshare/v1/peer.pb.h"
+#include "fedshare/v1/query.pb.h"
+#include "node/audit/audit_log.h"
+#include "node/common/clock.h"
+#include "node/engine/engine.h"
+#include "node/storage/storage.h"
+#include "policy/agreement.h"
+
+namespace fedshare::engine {
+
+// Who asks: the org and the SPIFFE ID from its verified certificate.
+struct Caller {
+  std::string org_id;
+  std::string spiffe_id;
+};
+
+class Answerer {
+ public:
+  Answerer(std::string org_id, Engine* engine, audit::AuditLog* audit, storage::Storage* storage,
+           std::shared_ptr<const policy::AgreementSet> agreements,
+           std::vector<v1::DatasetSchema> schemas, Clock* clock);
+
+  // The answer, or the refusal as a status: PERMISSION_DENIED naming the
+  // agreement and rule, RESOURCE_EXHAUSTED for rate and repeat limits,
+  // INVALID_ARGUMENT for a malformed question, UNAVAILABLE when the audit log
+  // cannot be written.
+  absl::StatusOr<v1::AggregateResult> Answer(const Caller& caller, const v1::AggregateQuery& query);
+
+  // What `peer_org` may ask now: datasets with at least one permit in force,
+  // without PRIVATE fields.
+  v1::DescribeResponse Describe(const std::string& peer_org) const;
+
+  // Replaces the agreements (reload without restart).
+  void SetAgreements(std::shared_ptr<const policy::AgreementSet> agreements);
+
+ private:
+  std::shared_ptr<const policy::AgreementSet> agreements() const;
+  const v1::DatasetSchema* FindSchema(const std::string& name) const;
+  // Appends the outcome; returns `status` for a refusal, or UNAVAILABLE if
+  // the append failed.
+  absl::Status Refuse(const Caller& caller, const v1::AggregateQuery& query,
+                      const std::string& question_hash, const std::string& agreement_id,
+                      absl::string_view rule, const absl::Status& status);
+  // Durable sliding-window admission in the `queries` column family.
+  absl::StatusOr<bool> Admit(const std::string& key, int limit, absl::Duration window);
+
+  const std::string org_id_;
+  Engine* const engine_;
+  audit::AuditLog* const audit_;
+  storage::Storage* const storage_;
+  const std::vector<v1::DatasetSchema> schemas_;
+  Clock* const clock_;
+  mutable absl::Mutex agreements_mu_;
+  std::shared_ptr<const policy::AgreementSet> agreements_ ABSL_GUARDED_BY(agreements_mu_);
+  absl::Mutex limits_mu_;  // serializes read-modify-write of limit windows
+};
+
+}  // namespace fedshare::engine
+
+#endif  // FEDSHARE_NODE_ENGINE_ANSWERER_H_

@@ -1,0 +1,439 @@
+#include "node/engine/query_executor.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "node/common/time_util.h"
+#include "policy/schema.h"
+
+namespace fedshare::engine {
+namespace {
+
+using Type = v1::FieldSchema::Type;
+using Op = v1::Predicate::Op;
+
+bool IsDominanceKind(v1::AggregateKind kind) {
+  return kind == v1::SUM || kind == v1::AVG || kind == v1::STDDEV || kind == v1::VARIANCE;
+}
+
+bool IsMeasureKind(v1::AggregateKind kind) {
+  return IsDominanceKind(kind) || kind == v1::HISTOGRAM;
+}
+
+double AsDouble(const v1::Value& v) {
+  switch (v.kind_case()) {
+    case v1::Value::kIntValue:
+      return static_cast<double>(v.int_value());
+    case v1::Value::kDoubleValue:
+      return v.double_value();
+    case v1::Value::kBoolValue:
+      return v.bool_value() ? 1.0 : 0.0;
+    default:
+      return 0.0;
+  }
+}
+
+int64_t AsInt(const v1::Value& v) {
+  switch (v.kind_case()) {
+    case v1::Value::kIntValue:
+      return v.int_value();
+    case v1::Value::kDoubleValue:
+      return static_cast<int64_t>(std::floor(v.double_value()));
+    case v1::Value::kBoolValue:
+      return v.bool_value() ? 1 : 0;
+    default:
+      return 0;
+  }
+}
+
+template <typename T>
+bool Compare(Op op, T x, const std::vector<T>& values) {
+  switch (op) {
+    case v1::Predicate::EQ:
+      return x == values[0];
+    case v1::Predicate::NE:
+      return x != values[0];
+    case v1::Predicate::LT:
+      return x < values[0];
+    case v1::Predicate::LE:
+      return x <= values[0];
+    case v1::Predicate::GT:
+      return x > values[0];
+    case v1::Predicate::GE:
+      return x >= values[0];
+    case v1::Predicate::IN:
+      return std::find(values.begin(), values.end(), x) != values.end();
+    case v1::Predicate::BETWEEN:
+      return x >= values[0] && x <= values[1];
+    default:
+      return false;
+  }
+}
+
+// A predicate bound to a column, with its operands in the column's encoding.
+struct CompiledPredicate {
+  int field = 0;
+  Type type = v1::FieldSchema::TYPE_UNSPECIFIED;
+  Op op = v1::Predicate::OP_UNSPECIFIED;
+  std::vector<int64_t> ints;
+  std::vector<double> doubles;
+  std::vector<bool> category_match;  // CATEGORY: verdict per dictionary code
+
+  bool Matches(const ColumnBlock& block, uint32_t row) const {
+    const ColumnBlock::Column& col = block.columns[field];
+    if (col.IsNull(row)) return false;
+    switch (type) {
+      case v1::FieldSchema::CATEGORY: {
+        int64_t code = col.ints[row];
+        return code >= 0 && static_cast<size_t>(code) < category_match.size() &&
+               category_match[code];
+      }
+      case v1::FieldSchema::DOUBLE:
+        return Compare(op, col.doubles[row], doubles);
+      default:
+        return Compare(op, col.ints[row], ints);
+    }
+  }
+};
+
+CompiledPredicate Compile(const DatasetReader& reader, const v1::Predicate& p) {
+  const v1::DatasetSchema& schema = reader.schema();
+  CompiledPredicate c;
+  for (int i = 0; i < schema.fields_size(); ++i) {
+    if (schema.fields(i).name() == p.field()) c.field = i;
+  }
+  c.type = schema.fields(c.field).type();
+  c.op = p.op();
+  if (c.type == v1::FieldSchema::CATEGORY) {
+    std::vector<std::string> operands;
+    for (const v1::Value& v : p.values()) operands.push_back(v.string_value());
+    const std::vector<std::string>& dict = reader.dictionary(c.field);
+    c.category_match.resize(dict.size());
+    for (size_t code = 0; code < dict.size(); ++code) {
+      c.category_match[code] = Compare(c.op, dict[code], operands);
+    }
+  } else if (c.type == v1::FieldSchema::DOUBLE) {
+    for (const v1::Value& v : p.values()) c.doubles.push_back(AsDouble(v));
+  } else {
+    for (const v1::Value& v : p.values()) c.ints.push_back(AsInt(v));
+  }
+  return c;
+}
+
+struct AggregateAccumulator {
+  double count = 0;
+  double sum = 0;
+  double sum_squares = 0;
+  std::vector<double> bins;
+  std::vector<absl::flat_hash_set<uint32_t>> bin_subjects;
+};
+
+struct SubjectAccumulator {
+  int records = 0;
+  std::vector<double> abs_contribution;  // per aggregate
+};
+
+struct CellAccumulator {
+  std::vector<v1::Value> key;
+  std::vector<AggregateAccumulator> aggregates;
+  absl::flat_hash_map<uint32_t, SubjectAccumulator> subjects;
+};
+
+struct Measure {
+  int field = -1;
+  bool is_double = false;
+  bool clamp = false;
+  double lower = 0;
+  double upper = 0;
+};
+
+v1::Value KeyValue(const DatasetReader& reader, int field, const ColumnBlock& block, uint32_t row) {
+  v1::Value v;
+  const ColumnBlock::Column& col = block.columns[field];
+  if (col.IsNull(row)) return v;
+  switch (reader.schema().fields(field).type()) {
+    case v1::FieldSchema::CATEGORY: {
+      const std::vector<std::string>& dict = reader.dictionary(field);
+      int64_t code = col.ints[row];
+      if (code >= 0 && static_cast<size_t>(code) < dict.size()) v.set_string_value(dict[code]);
+      break;
+    }
+    case v1::FieldSchema::DOUBLE:
+      v.set_double_value(col.doubles[row]);
+      break;
+    case v1::FieldSchema::BOOL:
+      v.set_bool_value(col.ints[row] != 0);
+      break;
+    case v1::FieldSchema::DATE:
+      v.set_string_value(FormatDateDays(static_cast<int32_t>(col.ints[row])));
+      break;
+    default:
+      v.set_int_value(col.ints[row]);
+  }
+  return v;
+}
+
+void AppendKeyBytes(std::string& key, const ColumnBlock::Column& col, bool is_double,
+                    uint32_t row) {
+  if (col.IsNull(row)) {
+    key.push_back('\0');
+    return;
+  }
+  key.push_back('\1');
+  char bytes[8];
+  if (is_double) {
+    std::memcpy(bytes, &col.doubles[row], 8);
+  } else {
+    std::memcpy(bytes, &col.ints[row], 8);
+  }
+  key.append(bytes, 8);
+}
+
+// Orders values: unset (null) first, then by kind, then by value.
+bool ValueLess(const v1::Value& a, const v1::Value& b) {
+  if (a.kind_case() != b.kind_case()) return a.kind_case() < b.kind_case();
+  switch (a.kind_case()) {
+    case v1::Value::kIntValue:
+      return a.int_value() < b.int_value();
+    case v1::Value::kDoubleValue:
+      return a.double_value() < b.double_value();
+    case v1::Value::kBoolValue:
+      return a.bool_value() < b.bool_value();
+    case v1::Value::kStringValue:
+      return a.string_value() < b.string_value();
+    default:
+      return false;
+  }
+}
+
+bool KeyLess(const ExecutedCell& a, const ExecutedCell& b) {
+  for (size_t i = 0; i < a.key.size() && i < b.key.size(); ++i) {
+    if (ValueLess(a.key[i], b.key[i])) return true;
+    if (ValueLess(b.key[i], a.key[i])) return false;
+  }
+  return false;
+}
+
+int HistogramBin(const v1::Aggregate& agg, double v) {
+  double width = (agg.hi() - agg.lo()) / agg.bins();
+  int bin = static_cast<int>(std::floor((v - agg.lo()) / width));
+  return std::clamp(bin, 0, agg.bins() - 1);
+}
+
+ExecutedCell Finish(const v1::AggregateQuery& query, CellAccumulator& acc) {
+  ExecutedCell cell;
+  cell.key = std::move(acc.key);
+  const int n_aggs = query.aggregates_size();
+  cell.stats.subjects = static_cast<int64_t>(acc.subjects.size());
+  cell.stats.top_contributions.resize(n_aggs);
+  cell.stats.abs_totals.resize(n_aggs, 0.0);
+  cell.stats.bin_subjects.resize(n_aggs);
+  for (int a = 0; a < n_aggs; ++a) {
+    const v1::Aggregate& agg = query.aggregates(a);
+    AggregateAccumulator& x = acc.aggregates[a];
+    v1::AggregateValue value;
+    value.set_count(x.count);
+    switch (agg.kind()) {
+      case v1::COUNT:
+        value.set_value(x.count);
+        break;
+      case v1::COUNT_SUBJECTS:
+        value.set_value(static_cast<double>(acc.subjects.size()));
+        value.set_count(static_cast<double>(acc.subjects.size()));
+        break;
+      case v1::SUM:
+        value.set_value(x.sum);
+        value.set_sum(x.sum);
+        break;
+      case v1::AVG:
+        value.set_value(x.count > 0 ? x.sum / x.count : 0.0);
+        value.set_sum(x.sum);
+        break;
+      case v1::VARIANCE:
+      case v1::STDDEV: {
+        double variance = 0;
+        if (x.count >= 2) {
+          variance = std::max(0.0, (x.sum_squares - x.sum * x.sum / x.count) / (x.count - 1));
+        }
+        value.set_value(agg.kind() == v1::STDDEV ? std::sqrt(variance) : variance);
+        value.set_sum(x.sum);
+        value.set_sum_squares(x.sum_squares);
+        break;
+      }
+      case v1::HISTOGRAM:
+        value.set_value(x.count);
+        for (double b : x.bins) value.add_bins(b);
+        for (const auto& subjects : x.bin_subjects) {
+          cell.stats.bin_subjects[a].push_back(static_cast<int64_t>(subjects.size()));
+        }
+        break;
+      default:
+        break;
+    }
+    if (IsDominanceKind(agg.kind())) {
+      std::vector<double> contributions;
+      contributions.reserve(acc.subjects.size());
+      for (const auto& [ordinal, subject] : acc.subjects) {
+        contributions.push_back(subject.abs_contribution[a]);
+        cell.stats.abs_totals[a] += subject.abs_contribution[a];
+      }
+      size_t top = std::min<size_t>(policy::kMaxDominanceN, contributions.size());
+      std::partial_sort(contributions.begin(), contributions.begin() + top, contributions.end(),
+                        std::greater<double>());
+      contributions.resize(top);
+      cell.stats.top_contributions[a] = std::move(contributions);
+    }
+    cell.values.push_back(std::move(value));
+  }
+  return cell;
+}
+
+}  // namespace
+
+absl::StatusOr<Execution> ExecuteQuery(const DatasetReader& reader, const v1::AggregateQuery& query,
+                                       const policy::ConsentBitmap& consent,
+                                       int max_records_per_subject) {
+  const v1::DatasetSchema& schema = reader.schema();
+  std::vector<CompiledPredicate> predicates;
+  for (const v1::Predicate& p : query.where()) predicates.push_back(Compile(reader, p));
+
+  std::vector<int> group_fields;
+  std::vector<bool> group_is_double;
+  for (const std::string& name : query.group_by()) {
+    for (int i = 0; i < schema.fields_size(); ++i) {
+      if (schema.fields(i).name() == name) {
+        group_fields.push_back(i);
+        group_is_double.push_back(schema.fields(i).type() == v1::FieldSchema::DOUBLE);
+      }
+    }
+  }
+  if (group_fields.size() != static_cast<size_t>(query.group_by_size())) {
+    return absl::InvalidArgumentError("GROUP BY names a field the dataset does not have");
+  }
+
+  const int n_aggs = query.aggregates_size();
+  std::vector<Measure> measures(n_aggs);
+  for (int a = 0; a < n_aggs; ++a) {
+    const v1::Aggregate& agg = query.aggregates(a);
+    if (!IsMeasureKind(agg.kind())) continue;
+    for (int i = 0; i < schema.fields_size(); ++i) {
+      const v1::FieldSchema& f = schema.fields(i);
+      if (f.name() != agg.field()) continue;
+      measures[a].field = i;
+      measures[a].is_double = f.type() == v1::FieldSchema::DOUBLE;
+      measures[a].clamp = f.lower() < f.upper();
+      measures[a].lower = f.lower();
+      measures[a].upper = f.upper();
+    }
+    if (measures[a].field < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("aggregate names field '", agg.field(), "' the dataset does not have"));
+    }
+  }
+
+  auto new_cell = [&](std::vector<v1::Value> key) {
+    CellAccumulator cell;
+    cell.key = std::move(key);
+    cell.aggregates.resize(n_aggs);
+    for (int a = 0; a < n_aggs; ++a) {
+      const v1::Aggregate& agg = query.aggregates(a);
+      if (agg.kind() == v1::HISTOGRAM) {
+        cell.aggregates[a].bins.assign(agg.bins(), 0.0);
+        cell.aggregates[a].bin_subjects.resize(agg.bins());
+      }
+    }
+    return cell;
+  };
+
+  std::vector<CellAccumulator> cells;
+  absl::flat_hash_map<std::string, size_t> cell_index;
+  if (group_fields.empty()) {
+    cells.push_back(new_cell({}));
+    cell_index[""] = 0;
+  }
+  std::vector<absl::flat_hash_set<uint32_t>> removal_candidates(predicates.size());
+  absl::flat_hash_set<uint32_t> answer_subjects;
+  Execution execution;
+
+  std::string key_bytes;
+  absl::Status status = reader.ForEachBlock([&](const ColumnBlock& block) -> absl::Status {
+    execution.rows_scanned += block.rows;
+    for (uint32_t row = 0; row < block.rows; ++row) {
+      const uint32_t subject = block.subjects[row];
+      if (!consent.Test(subject)) continue;
+      int failed = -1;
+      int failures = 0;
+      for (size_t i = 0; i < predicates.size() && failures < 2; ++i) {
+        if (!predicates[i].Matches(block, row)) {
+          ++failures;
+          failed = static_cast<int>(i);
+        }
+      }
+      if (failures == 1) removal_candidates[failed].insert(subject);
+      if (failures > 0) continue;
+      if (!predicates.empty()) answer_subjects.insert(subject);
+
+      key_bytes.clear();
+      for (size_t g = 0; g < group_fields.size(); ++g) {
+        AppendKeyBytes(key_bytes, block.columns[group_fields[g]], group_is_double[g], row);
+      }
+      auto [it, inserted] = cell_index.try_emplace(key_bytes, cells.size());
+      if (inserted) {
+        std::vector<v1::Value> key;
+        for (int field : group_fields) key.push_back(KeyValue(reader, field, block, row));
+        cells.push_back(new_cell(std::move(key)));
+      }
+      CellAccumulator& cell = cells[it->second];
+      SubjectAccumulator& who = cell.subjects[subject];
+      if (max_records_per_subject > 0 && who.records >= max_records_per_subject) continue;
+      if (who.abs_contribution.empty()) who.abs_contribution.assign(n_aggs, 0.0);
+      ++who.records;
+      ++execution.rows_counted;
+
+      for (int a = 0; a < n_aggs; ++a) {
+        const v1::Aggregate& agg = query.aggregates(a);
+        AggregateAccumulator& x = cell.aggregates[a];
+        if (agg.kind() == v1::COUNT) {
+          x.count += 1;
+          continue;
+        }
+        const Measure& m = measures[a];
+        if (m.field < 0) continue;
+        const ColumnBlock::Column& col = block.columns[m.field];
+        if (col.IsNull(row)) continue;
+        double v = m.is_double ? col.doubles[row] : static_cast<double>(col.ints[row]);
+        if (m.clamp) v = std::clamp(v, m.lower, m.upper);
+        x.count += 1;
+        if (agg.kind() == v1::HISTOGRAM) {
+          int bin = HistogramBin(agg, v);
+          x.bins[bin] += 1;
+          x.bin_subjects[bin].insert(subject);
+          continue;
+        }
+        x.sum += v;
+        x.sum_squares += v * v;
+        who.abs_contribution[a] += std::fabs(v);
+      }
+    }
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+
+  for (CellAccumulator& cell : cells) execution.cells.push_back(Finish(query, cell));
+  std::sort(execution.cells.begin(), execution.cells.end(), KeyLess);
+  for (const auto& candidates : removal_candidates) {
+    int64_t removed = 0;
+    for (uint32_t s : candidates) {
+      if (!answer_subjects.contains(s)) ++removed;
+    }
+    execution.removed_by_predicate.push_back(removed);
+  }
+  return execution;
+}
+
+}  // namespace fedshare::engine

@@ -1,0 +1,44 @@
+// Executes one normalized aggregate question over a dataset's column blocks:
+// consent filter (a bitmap over subject ordinals), predicates, grouping and
+// aggregation with measures clamped to their declared bounds and records per
+// subject bounded. It produces the exact figures and the per-cell statistics
+// that disclosure control (policy/disclosure.h) decides on; it releases
+// nothing itself.
+#ifndef FEDSHARE_NODE_ENGINE_QUERY_EXECUTOR_H_
+#define FEDSHARE_NODE_ENGINE_QUERY_EXECUTOR_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "fedshare/v1/query.pb.h"
+#include "node/engine/engine.h"
+#include "policy/consent.h"
+#include "policy/disclosure.h"
+
+namespace fedshare::engine {
+
+struct ExecutedCell {
+  std::vector<v1::Value> key;              // in group_by order; unset kind for null
+  std::vector<v1::AggregateValue> values;  // exact figures, one per aggregate
+  policy::CellStats stats;
+};
+
+struct Execution {
+  std::vector<ExecutedCell> cells;  // sorted by key; one cell without GROUP BY
+  // Per predicate: distinct subjects removed by that predicate alone.
+  std::vector<int64_t> removed_by_predicate;
+  int64_t rows_scanned = 0;
+  int64_t rows_counted = 0;
+};
+
+// REQUIRES: `query` is the output of policy::NormalizeQuery for
+// reader.schema(). `consent` covers the node's subject ordinals.
+// `max_records_per_subject` of 0 means no bound.
+absl::StatusOr<Execution> ExecuteQuery(const DatasetReader& reader, const v1::AggregateQuery& query,
+                                       const policy::ConsentBitmap& consent,
+                                       int max_records_per_subject);
+
+}  // namespace fedshare::engine
+
+#endif  // FEDSHARE_NODE_ENGINE_QUERY_EXECUTOR_H_

@@ -1,0 +1,246 @@
+#include "node/federation/fanout.h"
+
+#include <openssl/evp.h>
+
+#include <future>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "fedshare/v1/peer.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+#include "node/federation/combine.h"
+#include "node/identity/channel.h"
+
+namespace fedshare::federation {
+namespace {
+
+using State = v1::PartnerCoverage::State;
+
+State StateFor(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK:
+      return v1::PartnerCoverage::ANSWERED;
+    case grpc::StatusCode::PERMISSION_DENIED:
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+    case grpc::StatusCode::INVALID_ARGUMENT:
+    case grpc::StatusCode::FAILED_PRECONDITION:
+    case grpc::StatusCode::NOT_FOUND:
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return v1::PartnerCoverage::REFUSED;
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return v1::PartnerCoverage::TIMED_OUT;
+    case grpc::StatusCode::UNAVAILABLE:
+      return v1::PartnerCoverage::UNREACHABLE;
+    default:
+      return v1::PartnerCoverage::FAILED;
+  }
+}
+
+identity::ClientTlsFiles OwnFiles(const v1::NodeConfig& config) {
+  identity::ClientTlsFiles files;
+  files.cert_file = config.tls().cert_file();
+  files.key_file = config.tls().key_file();
+  files.ca_file = config.tls().ca_file();
+  return files;
+}
+
+struct PartnerOutcome {
+  v1::PartnerCoverage coverage;
+  std::optional<v1::AggregateResult> result;
+};
+
+std::unique_ptr<v1::PeerService::Stub> Dial(const v1::NodeConfig& config,
+                                            const v1::PeerConfig& peer, std::string* error) {
+  identity::ServerExpectation expect;
+  expect.trust_domain = config.trust_domain();
+  expect.org_id = peer.org_id();
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+      identity::MakeChannel(peer.address(), OwnFiles(config), expect);
+  if (!channel.ok()) {
+    *error = std::string(channel.status().message());
+    return nullptr;
+  }
+  return v1::PeerService::NewStub(*channel);
+}
+
+PartnerOutcome AskOne(const v1::NodeConfig& config, const v1::PeerConfig& peer,
+                      const v1::AggregateQuery& query, absl::Duration deadline) {
+  PartnerOutcome outcome;
+  outcome.coverage.set_org_id(peer.org_id());
+  std::string error;
+  std::unique_ptr<v1::PeerService::Stub> stub = Dial(config, peer, &error);
+  if (stub == nullptr) {
+    outcome.coverage.set_state(v1::PartnerCoverage::FAILED);
+    outcome.coverage.set_reason(error);
+    return outcome;
+  }
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+  v1::AggregateRequest request;
+  *request.mutable_query() = query;
+  v1::AggregateResponse response;
+  grpc::Status status = stub->Aggregate(&context, request, &response);
+  outcome.coverage.set_state(StateFor(status.error_code()));
+  if (!status.ok()) {
+    outcome.coverage.set_reason(status.error_message());
+    return outcome;
+  }
+  int released = 0;
+  int withheld = response.result().unlisted_withheld_cells();
+  for (const v1::Cell& cell : response.result().cells()) {
+    if (cell.withheld()) {
+      ++withheld;
+    } else {
+      ++released;
+    }
+  }
+  outcome.coverage.set_released_cells(released);
+  outcome.coverage.set_withheld_cells(withheld);
+  outcome.result = std::move(*response.mutable_result());
+  return outcome;
+}
+
+std::string Sha256(absl::string_view data) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), digest, &len, EVP_sha256(), nullptr);
+  return std::string(reinterpret_cast<const char*>(digest), len);
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<v1::PeerConfig>> FanOut::Select(
+    const v1::FederatedAggregateRequest& request) const {
+  std::vector<v1::PeerConfig> selected;
+  std::set<std::string> seen;
+  auto add = [&](const v1::PeerConfig& p) {
+    if (seen.insert(p.org_id()).second) selected.push_back(p);
+  };
+  for (const std::string& name : request.peers()) {
+    bool found = false;
+    for (const v1::PeerConfig& p : config_->peers()) {
+      if (p.org_id() == name) {
+        add(p);
+        found = true;
+      }
+    }
+    if (!found) {
+      std::vector<std::string> known;
+      for (const v1::PeerConfig& p : config_->peers()) known.push_back(p.org_id());
+      return absl::InvalidArgumentError(absl::StrCat("no peer '", name, "' is configured; known: ",
+                                                     absl::StrJoin(known, ", ")));
+    }
+  }
+  if (!request.group().empty()) {
+    bool found = false;
+    for (const v1::PeerConfig& p : config_->peers()) {
+      for (const std::string& g : p.groups()) {
+        if (g == request.group()) {
+          add(p);
+          found = true;
+        }
+      }
+    }
+    if (!found) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("no peer is in group '", request.group(), "'"));
+    }
+  }
+  if (request.all_peers()) {
+    for (const v1::PeerConfig& p : config_->peers()) add(p);
+  }
+  if (selected.empty()) {
+    return absl::InvalidArgumentError(
+        "no partner selected: name peers, a group, or ask all peers (--peers, --group, "
+        "--all-peers)");
+  }
+  return selected;
+}
+
+absl::StatusOr<v1::FederatedAggregateResponse> FanOut::Ask(
+    const std::string& caller_spiffe_id, const v1::FederatedAggregateRequest& request) {
+  absl::StatusOr<std::vector<v1::PeerConfig>> peers = Select(request);
+  if (!peers.ok()) return peers.status();
+  if (request.query().aggregates_size() == 0 || request.query().dataset().empty()) {
+    return absl::InvalidArgumentError("the question needs a dataset and at least one aggregate");
+  }
+  absl::Duration deadline = absl::Milliseconds(
+      request.deadline_ms() > 0 ? request.deadline_ms() : config_->peer_deadline_ms());
+
+  std::vector<std::future<PartnerOutcome>> calls;
+  for (const v1::PeerConfig& peer : *peers) {
+    calls.push_back(std::async(std::launch::async, AskOne, std::cref(*config_), peer,
+                               std::cref(request.query()), deadline));
+  }
+  v1::FederatedAggregateResponse response;
+  std::vector<v1::AggregateResult> answers;
+  for (auto& call : calls) {
+    PartnerOutcome outcome = call.get();
+    *response.add_coverage() = outcome.coverage;
+    if (outcome.result.has_value()) {
+      *response.add_partners() = *outcome.result;
+      answers.push_back(std::move(*outcome.result));
+    }
+  }
+  *response.mutable_combined() =
+      CombineResults(request.query(), answers, static_cast<int>(peers->size()));
+  response.mutable_combined()->set_org_id(config_->org_id());
+  response.mutable_combined()->set_query_id(request.query().query_id());
+
+  v1::AuditEntry entry;
+  entry.set_caller(caller_spiffe_id);
+  entry.set_method("FederationService.FederatedAggregate");
+  entry.set_dataset(request.query().dataset());
+  entry.set_purpose(request.query().purpose());
+  entry.set_decision(v1::AuditEntry::ANSWERED);
+  entry.set_question_hash(Sha256(request.query().SerializeAsString()));
+  entry.set_result_hash(Sha256(response.combined().SerializeAsString()));
+  std::vector<std::string> states;
+  for (const v1::PartnerCoverage& c : response.coverage()) {
+    states.push_back(absl::StrCat(c.org_id(), "=", v1::PartnerCoverage::State_Name(c.state())));
+  }
+  entry.set_reason(absl::StrCat("coverage: ", absl::StrJoin(states, " ")));
+  absl::StatusOr<audit::AuditLog::Appended> appended = audit_->Append(std::move(entry));
+  if (!appended.ok()) return appended.status();
+  v1::Receipt* receipt = response.mutable_combined()->mutable_receipt();
+  receipt->set_org_id(config_->org_id());
+  receipt->set_audit_index(appended->index);
+  receipt->set_entry_hash(appended->entry_hash);
+  return response;
+}
+
+v1::ListPeersResponse FanOut::ListPeers(bool probe) {
+  v1::ListPeersResponse response;
+  std::vector<std::future<v1::PeerStatus>> calls;
+  for (const v1::PeerConfig& peer : config_->peers()) {
+    calls.push_back(std::async(std::launch::async, [this, peer, probe]() {
+      v1::PeerStatus status;
+      status.set_org_id(peer.org_id());
+      status.set_address(peer.address());
+      *status.mutable_groups() = peer.groups();
+      if (!probe) return status;
+      std::string error;
+      std::unique_ptr<v1::PeerService::Stub> stub = Dial(*config_, peer, &error);
+      if (stub == nullptr) {
+        status.set_state(v1::PartnerCoverage::FAILED);
+        status.set_reason(error);
+        return status;
+      }
+      grpc::ClientContext context;
+      context.set_deadline(
+          absl::ToChronoTime(absl::Now() + absl::Milliseconds(config_->peer_deadline_ms())));
+      v1::DescribeResponse described;
+      grpc::Status s = stub->Describe(&context, v1::DescribeRequest(), &described);
+      status.set_state(StateFor(s.error_code()));
+      status.set_reason(s.error_message());
+      status.set_datasets_offered(described.datasets_size());
+      return status;
+    }));
+  }
+  for (auto& call : calls) *response.add_peers() = call.get();
+  return response;
+}
+
+}  // namespace fedshare::federation

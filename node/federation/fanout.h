@@ -1,0 +1,47 @@
+// Fan-out (DESIGN §10): puts one question to a set of partners concurrently,
+// each with its own deadline, and combines what they answer.
+//
+// Partners are dialled on their peer listeners with this node's own
+// certificate (re-read from disk for each fan-out, so rotated certificates are
+// used), and each partner must present the node certificate of the org it is
+// configured as. A partner's refusal, timeout or unreachability is reported
+// in the coverage and leaves it out of the combined table.
+//
+// Thread-safe. `config` and `audit` must outlive the FanOut.
+#ifndef FEDSHARE_NODE_FEDERATION_FANOUT_H_
+#define FEDSHARE_NODE_FEDERATION_FANOUT_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "fedshare/v1/config.pb.h"
+#include "fedshare/v1/federation.pb.h"
+#include "node/audit/audit_log.h"
+
+namespace fedshare::federation {
+
+class FanOut {
+ public:
+  FanOut(const v1::NodeConfig* config, audit::AuditLog* audit) : config_(config), audit_(audit) {}
+
+  // INVALID_ARGUMENT for an unknown peer or group, or no partner selected;
+  // UNAVAILABLE if the audit log cannot be written. Partners' failures are not
+  // errors: they are in the coverage.
+  absl::StatusOr<v1::FederatedAggregateResponse> Ask(const std::string& caller_spiffe_id,
+                                                     const v1::FederatedAggregateRequest& request);
+
+  // The configured peers; with `probe`, whether each answers Describe.
+  v1::ListPeersResponse ListPeers(bool probe);
+
+ private:
+  absl::StatusOr<std::vector<v1::PeerConfig>> Select(
+      const v1::FederatedAggregateRequest& request) const;
+
+  const v1::NodeConfig* config_;
+  audit::AuditLog* audit_;
+};
+
+}  // namespace fedshare::federation
+
+#endif  // FEDSHARE_NODE_FEDERATION_FANOUT_H_

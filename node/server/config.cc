@@ -1,0 +1,284 @@
+#include "node/server/config.h"
+
+#include <functional>
+#include <set>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "google/protobuf/io/tokenizer.h"
+#include "google/protobuf/text_format.h"
+#include "google/protobuf/util/json_util.h"
+#include "node/common/files.h"
+#include "node/common/status_macros.h"
+#include "policy/agreement.h"
+#include "policy/purpose_tree.h"
+#include "policy/schema.h"
+
+namespace fedshare::server {
+namespace {
+
+using google::protobuf::Descriptor;
+using google::protobuf::FieldDescriptor;
+using google::protobuf::Message;
+using google::protobuf::TextFormat;
+
+// Turns a field (and index, for repeated fields) into "NAME:LINE: " where the
+// text is known, or "field[index]: " otherwise.
+using Locator = std::function<std::string(absl::string_view field, int index)>;
+
+class CollectingErrors : public google::protobuf::io::ErrorCollector {
+ public:
+  explicit CollectingErrors(std::string name) : name_(std::move(name)) {}
+  void AddError(int line, google::protobuf::io::ColumnNumber column,
+                const std::string& message) override {
+    if (first_.empty()) {
+      first_ = absl::StrCat(name_, ":", line + 1, ":", column + 1, ": ", message);
+    }
+  }
+  void AddWarning(int, google::protobuf::io::ColumnNumber, const std::string&) override {}
+  const std::string& first() const { return first_; }
+
+ private:
+  std::string name_;
+  std::string first_;
+};
+
+bool IsOrgId(absl::string_view id) {
+  if (id.empty() || id.size() > 63) return false;
+  for (char c : id) {
+    if (!(absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '-')) return false;
+  }
+  return true;
+}
+
+bool IsTrustDomain(absl::string_view td) {
+  if (td.empty() || td.size() > 255) return false;
+  for (char c : td) {
+    if (!(absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '-' || c == '.')) return false;
+  }
+  return true;
+}
+
+absl::Status CheckAddress(absl::string_view address) {
+  size_t colon = address.rfind(':');
+  int port = 0;
+  if (colon == absl::string_view::npos || colon == 0 ||
+      !absl::SimpleAtoi(address.substr(colon + 1), &port) || port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", address, "' is not HOST:PORT (port 0 picks a free one)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Located(const Locator& where, absl::string_view field, int index,
+                     const absl::Status& status) {
+  return absl::Status(status.code(), absl::StrCat(where(field, index), status.message()));
+}
+
+absl::Status ValidateImpl(const v1::NodeConfig& config, const Locator& where,
+                          const std::vector<v1::Agreement>& extra_agreements) {
+  auto fail = [&](absl::string_view field, int index, absl::string_view reason) {
+    return absl::InvalidArgumentError(absl::StrCat(where(field, index), reason));
+  };
+  if (!IsOrgId(config.org_id())) {
+    return fail("org_id", -1, "org_id must be 1-63 characters of [a-z0-9-]");
+  }
+  if (!IsTrustDomain(config.trust_domain())) {
+    return fail("trust_domain", -1,
+                "trust_domain must be set, lowercase [a-z0-9.-], e.g. \"fedshare.example\"");
+  }
+  if (config.data_dir().empty()) {
+    return fail("data_dir", -1, "data_dir must name the folder for the node's RocksDB store");
+  }
+  if (auto s = CheckAddress(config.peer_address()); !s.ok()) {
+    return Located(where, "peer_address", -1, s);
+  }
+  if (auto s = CheckAddress(config.local_address()); !s.ok()) {
+    return Located(where, "local_address", -1, s);
+  }
+  const v1::TlsConfig& tls = config.tls();
+  if (tls.cert_file().empty() || tls.key_file().empty() || tls.ca_file().empty()) {
+    return fail("tls", -1,
+                "tls needs cert_file, key_file and ca_file: every listener is mutual TLS "
+                "(make development ones with `fedshare certs`)");
+  }
+  if (tls.reload_interval_seconds() < 0) {
+    return fail("tls", -1, "tls.reload_interval_seconds must be >= 0");
+  }
+  if (config.peer_deadline_ms() < 0) {
+    return fail("peer_deadline_ms", -1, "peer_deadline_ms must be >= 0");
+  }
+
+  for (int i = 0; i < config.purposes_size(); ++i) {
+    google::protobuf::RepeatedPtrField<v1::Purpose> upto(config.purposes().begin(),
+                                                         config.purposes().begin() + i + 1);
+    // Check one by one so the error points at the purpose that breaks the tree.
+    bool parent_later = false;
+    for (int j = i + 1; j < config.purposes_size(); ++j) {
+      if (config.purposes(j).id() == config.purposes(i).parent()) parent_later = true;
+    }
+    if (parent_later) continue;
+    if (auto s = policy::PurposeTree::Create(upto).status(); !s.ok()) {
+      return Located(where, "purposes", i, s);
+    }
+  }
+  FEDSHARE_ASSIGN_OR_RETURN(policy::PurposeTree tree, policy::PurposeTree::Create(config.purposes()));
+
+  std::set<std::string> dataset_names;
+  std::vector<v1::DatasetSchema> datasets;
+  for (int i = 0; i < config.datasets_size(); ++i) {
+    const v1::DatasetSchema& d = config.datasets(i);
+    if (auto s = policy::ValidateSchema(d); !s.ok()) return Located(where, "datasets", i, s);
+    if (!dataset_names.insert(d.name()).second) {
+      return fail("datasets", i, absl::StrCat("dataset '", d.name(), "' is declared twice"));
+    }
+    datasets.push_back(d);
+  }
+
+  std::vector<v1::Agreement> all;
+  for (int i = 0; i < config.agreements_size(); ++i) {
+    all.push_back(config.agreements(i));
+    if (auto s = policy::AgreementSet::Create(all, tree, datasets).status(); !s.ok()) {
+      return Located(where, "agreements", i, s);
+    }
+  }
+  for (const v1::Agreement& a : extra_agreements) {
+    all.push_back(a);
+    if (auto s = policy::AgreementSet::Create(all, tree, datasets).status(); !s.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(config.agreements_file(), ": ", s.message()));
+    }
+  }
+
+  std::set<std::string> peer_ids;
+  for (int i = 0; i < config.peers_size(); ++i) {
+    const v1::PeerConfig& p = config.peers(i);
+    if (!IsOrgId(p.org_id())) {
+      return fail("peers", i, "peer org_id must be 1-63 characters of [a-z0-9-]");
+    }
+    if (p.org_id() == config.org_id()) {
+      return fail("peers", i, "a node does not list its own org as a peer");
+    }
+    if (!peer_ids.insert(p.org_id()).second) {
+      return fail("peers", i, absl::StrCat("peer '", p.org_id(), "' is listed twice"));
+    }
+    if (auto s = CheckAddress(p.address()); !s.ok()) return Located(where, "peers", i, s);
+  }
+  return absl::OkStatus();
+}
+
+void FillDefaults(v1::NodeConfig& config) {
+  if (config.peer_address().empty()) config.set_peer_address(std::string(kDefaultPeerAddress));
+  if (config.local_address().empty()) config.set_local_address(std::string(kDefaultLocalAddress));
+  if (config.tls().reload_interval_seconds() == 0) {
+    config.mutable_tls()->set_reload_interval_seconds(60);
+  }
+  if (config.peer_deadline_ms() == 0) config.set_peer_deadline_ms(10000);
+}
+
+std::string Resolve(absl::string_view base_dir, const std::string& path) {
+  if (base_dir.empty() || path.empty() || path[0] == '/') return path;
+  return absl::StrCat(base_dir, "/", path);
+}
+
+void ResolvePaths(v1::NodeConfig& config, absl::string_view base_dir) {
+  config.set_data_dir(Resolve(base_dir, config.data_dir()));
+  config.set_agreements_file(Resolve(base_dir, config.agreements_file()));
+  v1::TlsConfig* tls = config.mutable_tls();
+  tls->set_cert_file(Resolve(base_dir, tls->cert_file()));
+  tls->set_key_file(Resolve(base_dir, tls->key_file()));
+  tls->set_ca_file(Resolve(base_dir, tls->ca_file()));
+}
+
+bool LooksLikeJson(absl::string_view text) {
+  for (char c : text) {
+    if (absl::ascii_isspace(c)) continue;
+    return c == '{';
+  }
+  return false;
+}
+
+// Parses text or JSON into `message`, recording field locations for text.
+absl::Status ParseMessage(absl::string_view text, absl::string_view name, Message* message,
+                          TextFormat::ParseInfoTree* tree) {
+  if (LooksLikeJson(text)) {
+    google::protobuf::util::JsonParseOptions options;
+    options.ignore_unknown_fields = false;
+    auto status = google::protobuf::util::JsonStringToMessage(std::string(text), message, options);
+    if (!status.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(name, ": ", status.message().as_string()));
+    }
+    return absl::OkStatus();
+  }
+  TextFormat::Parser parser;
+  CollectingErrors errors{std::string(name)};
+  parser.RecordErrorsTo(&errors);
+  parser.WriteLocationsTo(tree);
+  if (!parser.ParseFromString(std::string(text), message)) {
+    return absl::InvalidArgumentError(errors.first().empty() ? absl::StrCat(name, ": parse error")
+                                                             : errors.first());
+  }
+  return absl::OkStatus();
+}
+
+Locator MakeLocator(absl::string_view name, const Descriptor* descriptor,
+                    const TextFormat::ParseInfoTree* tree) {
+  return [name = std::string(name), descriptor, tree](absl::string_view field, int index) {
+    const FieldDescriptor* fd = descriptor->FindFieldByName(std::string(field));
+    if (fd != nullptr && tree != nullptr) {
+      auto loc = tree->GetLocation(fd, fd->is_repeated() ? std::max(index, 0) : -1);
+      if (loc.line >= 0) return absl::StrCat(name, ":", loc.line + 1, ": ", field, ": ");
+    }
+    if (index >= 0) return absl::StrCat(name, ": ", field, "[", index, "]: ");
+    return absl::StrCat(name, ": ", field, ": ");
+  };
+}
+
+}  // namespace
+
+absl::StatusOr<v1::AgreementSet> LoadAgreementsFile(const std::string& path) {
+  FEDSHARE_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  v1::AgreementSet set;
+  TextFormat::ParseInfoTree tree;
+  FEDSHARE_RETURN_IF_ERROR(ParseMessage(text, path, &set, &tree));
+  return set;
+}
+
+absl::StatusOr<v1::NodeConfig> ParseNodeConfig(absl::string_view text, absl::string_view name,
+                                               absl::string_view base_dir) {
+  v1::NodeConfig config;
+  TextFormat::ParseInfoTree tree;
+  FEDSHARE_RETURN_IF_ERROR(ParseMessage(text, name, &config, &tree));
+  FillDefaults(config);
+  ResolvePaths(config, base_dir);
+  std::vector<v1::Agreement> extra;
+  if (!config.agreements_file().empty()) {
+    FEDSHARE_ASSIGN_OR_RETURN(v1::AgreementSet set, LoadAgreementsFile(config.agreements_file()));
+    extra.assign(set.agreements().begin(), set.agreements().end());
+  }
+  FEDSHARE_RETURN_IF_ERROR(
+      ValidateImpl(config, MakeLocator(name, v1::NodeConfig::descriptor(), &tree), extra));
+  return config;
+}
+
+absl::StatusOr<v1::NodeConfig> LoadNodeConfig(const std::string& path) {
+  FEDSHARE_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  std::string base_dir = ".";
+  if (size_t slash = path.rfind('/'); slash != std::string::npos) {
+    base_dir = path.substr(0, slash == 0 ? 1 : slash);
+  }
+  return ParseNodeConfig(text, path, base_dir);
+}
+
+absl::Status ValidateNodeConfig(const v1::NodeConfig& config) {
+  v1::NodeConfig filled = config;
+  FillDefaults(filled);
+  return ValidateImpl(filled, MakeLocator("config", v1::NodeConfig::descriptor(), nullptr), {});
+}
+
+}  // namespace fedshare::server

@@ -1,0 +1,114 @@
+#include "node/server/config.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "node/common/status_matchers.h"
+
+namespace fedshare::server {
+namespace {
+
+using ::fedshare::testing::StatusIs;
+using ::testing::HasSubstr;
+
+constexpr char kValid[] = R"pb(
+org_id: "partner-a"
+trust_domain: "fedshare.test"
+data_dir: "data"
+peer_address: "127.0.0.1:0"
+local_address: "127.0.0.1:0"
+tls { cert_file: "node/cert.pem" key_file: "node/key.pem" ca_file: "node/ca.pem" }
+purposes { id: "research" }
+purposes { id: "program-evaluation" parent: "research" }
+datasets {
+  name: "program_outcomes"
+  fields { name: "participant_id" type: CATEGORY role: SUBJECT }
+  fields { name: "program" type: CATEGORY role: DIMENSION categories: ["a", "b"] }
+  fields { name: "outcome_score" type: DOUBLE role: MEASURE lower: 0 upper: 100 }
+}
+agreements {
+  id: "foundation-eval"
+  peers: "foundation"
+  dataset: "program_outcomes"
+  purposes: "program-evaluation"
+  aggregates: [COUNT, AVG]
+  group_fields: "program"
+  measure_fields: "outcome_score"
+}
+peers { org_id: "foundation" address: "127.0.0.1:7443" groups: "all" }
+)pb";
+
+TEST(ConfigTest, ValidConfigParsesWithDefaultsAndResolvedPaths) {
+  ASSERT_OK_AND_ASSIGN(v1::NodeConfig config, ParseNodeConfig(kValid, "node.textproto", "/etc/fs"));
+  EXPECT_EQ(config.org_id(), "partner-a");
+  EXPECT_EQ(config.data_dir(), "/etc/fs/data");
+  EXPECT_EQ(config.tls().cert_file(), "/etc/fs/node/cert.pem");
+  EXPECT_EQ(config.tls().reload_interval_seconds(), 60);
+  EXPECT_EQ(config.peer_deadline_ms(), 10000);
+}
+
+TEST(ConfigTest, MalformedTextNamesTheLine) {
+  std::string text = kValid;
+  text.replace(text.find("data_dir: \"data\""), 16, "data_dir: {data\"");
+  EXPECT_THAT(ParseNodeConfig(text, "node.textproto", ""),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("node.textproto:4:")));
+}
+
+TEST(ConfigTest, UnknownFieldNamesTheLineAndField) {
+  std::string text = "org_id: \"a\"\ncolour: \"blue\"\n";
+  EXPECT_THAT(ParseNodeConfig(text, "node.textproto", ""),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       ::testing::AllOf(HasSubstr("node.textproto:2:"), HasSubstr("colour"))));
+}
+
+TEST(ConfigTest, BadValueNamesTheLine) {
+  std::string text = kValid;
+  text.replace(text.find("org_id: \"partner-a\""), 19, "org_id: \"Partner A\"");
+  EXPECT_THAT(ParseNodeConfig(text, "node.textproto", ""),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       ::testing::AllOf(HasSubstr("node.textproto:2:"), HasSubstr("org_id"))));
+}
+
+TEST(ConfigTest, BadDatasetNamesItsLine) {
+  std::string text = kValid;
+  text.replace(text.find("type: DOUBLE role: MEASURE lower: 0 upper: 100"), 46,
+               "type: DOUBLE role: MEASURE lower: 100 upper: 0");
+  EXPECT_THAT(ParseNodeConfig(text, "node.textproto", ""),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("node.textproto:10:")));
+}
+
+TEST(ConfigTest, AgreementOnUnknownDatasetIsRefused) {
+  std::string text = kValid;
+  text.replace(text.find("dataset: \"program_outcomes\""), 27, "dataset: \"nope\"");
+  EXPECT_THAT(ParseNodeConfig(text, "node.textproto", ""),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       ::testing::AllOf(HasSubstr("node.textproto:16:"), HasSubstr("nope"))));
+}
+
+TEST(ConfigTest, MissingTlsIsRefused) {
+  std::string text = kValid;
+  text.replace(text.find("tls {"), 4, "xtls");
+  EXPECT_FALSE(ParseNodeConfig(text, "n", "").ok());
+  v1::NodeConfig config;
+  config.set_org_id("a");
+  config.set_trust_domain("t");
+  config.set_data_dir("d");
+  EXPECT_THAT(ValidateNodeConfig(config),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("mutual TLS")));
+}
+
+TEST(ConfigTest, JsonIsAccepted) {
+  std::string json = R"({"orgId": "a", "trustDomain": "t.example", "dataDir": "d",
+    "tls": {"certFile": "c", "keyFile": "k", "caFile": "ca"}})";
+  ASSERT_OK_AND_ASSIGN(v1::NodeConfig config, ParseNodeConfig(json, "node.json", ""));
+  EXPECT_EQ(config.org_id(), "a");
+  EXPECT_THAT(ParseNodeConfig(R"({"orgId": "a", "colour": 1})", "node.json", ""),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("node.json")));
+}
+
+TEST(ConfigTest, MissingFileIsNotFound) {
+  EXPECT_THAT(LoadNodeConfig("/nonexistent/node.textproto"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("/nonexistent/node.textproto")));
+}
+
+}  // namespace
+}  // namespace fedshare::server

@@ -1,0 +1,141 @@
+#include "node/service/admin_service.h"
+
+#include "absl/strings/str_cat.h"
+#include "node/audit/audit_log.h"
+#include "node/engine/engine.h"
+#include "node/service/call_guard.h"
+#include "node/service/grpc_status.h"
+
+namespace fedshare::service {
+
+using identity::Role;
+
+namespace {
+
+// Reads a client stream of byte slices into one buffer, bounded.
+template <typename Request, typename OnFirst>
+absl::StatusOr<std::string> ReadUpload(grpc::ServerReader<Request>* reader, OnFirst on_first) {
+  std::string data;
+  Request request;
+  bool first = true;
+  while (reader->Read(&request)) {
+    if (first) {
+      on_first(request);
+      first = false;
+    }
+    if (data.size() + request.data().size() > kMaxUploadBytes) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "upload exceeds ", kMaxUploadBytes >> 20, " MiB; split the file into several calls"));
+    }
+    data += request.data();
+  }
+  return data;
+}
+
+}  // namespace
+
+grpc::Status AdminServiceImpl::Status(grpc::ServerContext* context, const v1::StatusRequest*,
+                                      v1::StatusResponse* response) {
+  constexpr absl::string_view kMethod = "AdminService.Status";
+  absl::StatusOr<identity::Identity> who = Authorize(
+      *env_, *context, kMethod, {Role::kOperator, Role::kAnalyst}, /*own_org=*/true);
+  if (!who.ok()) return ToGrpcStatus(who.status());
+  response->set_org_id(env_->config->org_id());
+  response->set_version(FEDSHARE_VERSION);
+  response->set_trust_domain(env_->config->trust_domain());
+  response->set_peer_address(env_->peer_address);
+  response->set_local_address(env_->local_address);
+  response->set_started_at_unix_ms(absl::ToUnixMillis(env_->started_at));
+  response->set_caller(who->spiffe_id);
+  response->set_datasets(env_->config->datasets_size());
+  if (env_->audit != nullptr) response->set_audit_entries(env_->audit->size());
+  return Finish(kMethod, who->spiffe_id, absl::OkStatus());
+}
+
+grpc::Status AdminServiceImpl::Ingest(grpc::ServerContext* context,
+                                      grpc::ServerReader<v1::IngestRequest>* reader,
+                                      v1::IngestResponse* response) {
+  constexpr absl::string_view kMethod = "AdminService.Ingest";
+  absl::StatusOr<identity::Identity> who =
+      Authorize(*env_, *context, kMethod, {Role::kOperator}, /*own_org=*/true);
+  if (!who.ok()) return ToGrpcStatus(who.status());
+  v1::IngestRequest header;
+  absl::StatusOr<std::string> data =
+      ReadUpload(reader, [&](const v1::IngestRequest& first) { header = first; });
+  if (!data.ok()) return Finish(kMethod, who->spiffe_id, data.status());
+  if (header.dataset().empty()) {
+    return Finish(kMethod, who->spiffe_id,
+                  absl::InvalidArgumentError("the first ingest message must name the dataset"));
+  }
+  absl::StatusOr<v1::IngestResponse> result = env_->engine->Ingest(
+      header.dataset(), header.format(), header.skip_invalid(), *data);
+  if (result.ok()) *response = std::move(result).value();
+  return Finish(kMethod, who->spiffe_id, result.status());
+}
+
+grpc::Status AdminServiceImpl::ImportConsent(grpc::ServerContext* context,
+                                             grpc::ServerReader<v1::ConsentImportRequest>* reader,
+                                             v1::ConsentImportResponse* response) {
+  constexpr absl::string_view kMethod = "AdminService.ImportConsent";
+  absl::StatusOr<identity::Identity> who =
+      Authorize(*env_, *context, kMethod, {Role::kOperator}, /*own_org=*/true);
+  if (!who.ok()) return ToGrpcStatus(who.status());
+  absl::StatusOr<std::string> data = ReadUpload(reader, [](const v1::ConsentImportRequest&) {});
+  if (!data.ok()) return Finish(kMethod, who->spiffe_id, data.status());
+  absl::StatusOr<v1::ConsentImportResponse> result = env_->engine->ImportConsent(*data);
+  if (result.ok()) *response = std::move(result).value();
+  return Finish(kMethod, who->spiffe_id, result.status());
+}
+
+grpc::Status AdminServiceImpl::ListDatasets(grpc::ServerContext* context,
+                                            const v1::ListDatasetsRequest*,
+                                            v1::ListDatasetsResponse* response) {
+  constexpr absl::string_view kMethod = "AdminService.ListDatasets";
+  absl::StatusOr<identity::Identity> who = Authorize(
+      *env_, *context, kMethod, {Role::kOperator, Role::kAnalyst}, /*own_org=*/true);
+  if (!who.ok()) return ToGrpcStatus(who.status());
+  absl::StatusOr<v1::ListDatasetsResponse> result = env_->engine->ListDatasets({});
+  if (result.ok()) *response = std::move(result).value();
+  return Finish(kMethod, who->spiffe_id, result.status());
+}
+
+grpc::Status AdminServiceImpl::Export(grpc::ServerContext* context,
+                                      const v1::ExportRequest* request,
+                                      grpc::ServerWriter<v1::ExportChunk>* writer) {
+  constexpr absl::string_view kMethod = "AdminService.Export";
+  absl::StatusOr<identity::Identity> who =
+      Authorize(*env_, *context, kMethod, {Role::kOperator}, /*own_org=*/true);
+  if (!who.ok()) return ToGrpcStatus(who.status());
+  absl::Status status = env_->engine->Export(
+      request->dataset(), request->format(),
+      [&](absl::string_view chunk, int64_t rows_so_far) -> absl::Status {
+        if (context->IsCancelled()) return absl::CancelledError("the client cancelled the export");
+        v1::ExportChunk message;
+        message.set_data(std::string(chunk));
+        message.set_rows_so_far(rows_so_far);
+        if (!writer->Write(message)) return absl::CancelledError("the client went away");
+        return absl::OkStatus();
+      });
+  return Finish(kMethod, who->spiffe_id, status);
+}
+
+grpc::Status AdminServiceImpl::ListAudit(grpc::ServerContext* context,
+                                         const v1::ListAuditRequest* request,
+                                         v1::ListAuditResponse* response) {
+  constexpr absl::string_view kMethod = "AdminService.ListAudit";
+  absl::StatusOr<identity::Identity> who =
+      Authorize(*env_, *context, kMethod, {Role::kOperator}, /*own_org=*/true);
+  if (!who.ok()) return ToGrpcStatus(who.status());
+  int limit = request->limit() <= 0 ? 100 : std::min(request->limit(), 1000);
+  absl::StatusOr<std::vector<v1::AuditEntry>> entries =
+      env_->audit->List(request->from_index(), limit);
+  if (!entries.ok()) return Finish(kMethod, who->spiffe_id, entries.status());
+  for (v1::AuditEntry& e : *entries) *response->add_entries() = std::move(e);
+  response->set_total(env_->audit->size());
+  absl::Status chain = env_->audit->VerifyChain();
+  response->set_chain_valid(chain.ok());
+  response->set_chain_error(std::string(chain.message()));
+  return Finish(kMethod, who->spiffe_id, absl::OkStatus());
+}
+
+}  // namespace fedshare::service

@@ -1,0 +1,40 @@
+// AdminService on the local listener: the org's operators manage their own
+// node's data. Thin: authenticate, check the role, call the engine, convert.
+#ifndef FEDSHARE_NODE_SERVICE_ADMIN_SERVICE_H_
+#define FEDSHARE_NODE_SERVICE_ADMIN_SERVICE_H_
+
+#include "fedshare/v1/admin.grpc.pb.h"
+#include "node/service/service_env.h"
+
+namespace fedshare::service {
+
+// Largest upload accepted by Ingest and ImportConsent in one call.
+inline constexpr size_t kMaxUploadBytes = size_t{1} << 30;
+
+class AdminServiceImpl final : public v1::AdminService::Service {
+ public:
+  // `env` must outlive the service.
+  explicit AdminServiceImpl(const ServiceEnv* env) : env_(env) {}
+
+  grpc::Status Status(grpc::ServerContext* context, const v1::StatusRequest* request,
+                      v1::StatusResponse* response) override;
+  grpc::Status Ingest(grpc::ServerContext* context,
+                      grpc::ServerReader<v1::IngestRequest>* reader,
+                      v1::IngestResponse* response) override;
+  grpc::Status ImportConsent(grpc::ServerContext* context,
+                             grpc::ServerReader<v1::ConsentImportRequest>* reader,
+                             v1::ConsentImportResponse* response) override;
+  grpc::Status ListDatasets(grpc::ServerContext* context, const v1::ListDatasetsRequest* request,
+                            v1::ListDatasetsResponse* response) override;
+  grpc::Status Export(grpc::ServerContext* context, const v1::ExportRequest* request,
+                      grpc::ServerWriter<v1::ExportChunk>* writer) override;
+  grpc::Status ListAudit(grpc::ServerContext* context, const v1::ListAuditRequest* request,
+                         v1::ListAuditResponse* response) override;
+
+ private:
+  const ServiceEnv* env_;
+};
+
+}  // namespace fedshare::service
+
+#endif  // FEDSHARE_NODE_SERVICE_ADMIN_SERVICE_H_

@@ -1,0 +1,37 @@
+#include "node/service/peer_service.h"
+
+#include "fedshare/v1/config.pb.h"
+#include "node/engine/answerer.h"
+#include "node/service/call_guard.h"
+#include "node/service/grpc_status.h"
+
+namespace fedshare::service {
+
+using identity::Role;
+
+grpc::Status PeerServiceImpl::Describe(grpc::ServerContext* context, const v1::DescribeRequest*,
+                                       v1::DescribeResponse* response) {
+  constexpr absl::string_view kMethod = "PeerService.Describe";
+  absl::StatusOr<identity::Identity> who =
+      Authorize(*env_, *context, kMethod, {Role::kNode}, /*own_org=*/false);
+  if (!who.ok()) return ToGrpcStatus(who.status());
+  *response = env_->answerer->Describe(who->org_id);
+  response->set_version(FEDSHARE_VERSION);
+  *response->mutable_purposes() = env_->config->purposes();
+  return Finish(kMethod, who->spiffe_id, absl::OkStatus());
+}
+
+grpc::Status PeerServiceImpl::Aggregate(grpc::ServerContext* context,
+                                        const v1::AggregateRequest* request,
+                                        v1::AggregateResponse* response) {
+  constexpr absl::string_view kMethod = "PeerService.Aggregate";
+  absl::StatusOr<identity::Identity> who =
+      Authorize(*env_, *context, kMethod, {Role::kNode}, /*own_org=*/false);
+  if (!who.ok()) return ToGrpcStatus(who.status());
+  absl::StatusOr<v1::AggregateResult> result =
+      env_->answerer->Answer(engine::Caller{who->org_id, who->spiffe_id}, request->query());
+  if (result.ok()) *response->mutable_result() = std::move(result).value();
+  return Finish(kMethod, who->spiffe_id, result.status());
+}
+
+}  // namespace fedshare::service

@@ -1,0 +1,235 @@
+#include "tests/test_env.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "google/protobuf/text_format.h"
+#include "gtest/gtest.h"
+#include "node/common/files.h"
+#include "node/common/status_macros.h"
+
+namespace fedshare::testing {
+
+TempDir::TempDir(const std::string& name) {
+  std::string tmpl = ::testing::TempDir() + "fedshare_" + name + "_XXXXXX";
+  char* made = mkdtemp(tmpl.data());
+  EXPECT_NE(made, nullptr) << std::strerror(errno);
+  path_ = tmpl;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+Pki::Pki(std::string dir, std::string trust_domain)
+    : dir_(std::move(dir)), trust_domain_(std::move(trust_domain)), ca_dir_(dir_ + "/ca") {
+  absl::Status s = identity::CreateCa(trust_domain_, ca_dir_, 30);
+  EXPECT_TRUE(s.ok()) << s;
+}
+
+std::string Pki::Issue(const std::string& org, identity::Role role, const std::string& name) {
+  identity::IssueOptions options;
+  options.org = org;
+  options.role = role;
+  options.name = name;
+  std::string label = absl::StrCat(org, "-", identity::RoleName(role), name.empty() ? "" : "-", name);
+  return IssueWith(label, std::move(options));
+}
+
+std::string Pki::IssueWith(const std::string& label, identity::IssueOptions options) {
+  options.out_dir = dir_ + "/" + label;
+  absl::Status s = identity::IssueCertificate(ca_dir_, options);
+  EXPECT_TRUE(s.ok()) << s;
+  return options.out_dir;
+}
+
+identity::ClientTlsFiles Pki::Files(const std::string& identity_dir) {
+  identity::ClientTlsFiles files;
+  files.cert_file = identity_dir + "/cert.pem";
+  files.key_file = identity_dir + "/key.pem";
+  files.ca_file = identity_dir + "/ca.pem";
+  return files;
+}
+
+v1::NodeConfig BaseNodeConfig(const std::string& org, const std::string& trust_domain,
+                              const std::string& data_dir, const std::string& identity_dir) {
+  v1::NodeConfig config;
+  config.set_org_id(org);
+  config.set_trust_domain(trust_domain);
+  config.set_data_dir(data_dir);
+  config.set_peer_address("127.0.0.1:0");
+  config.set_local_address("127.0.0.1:0");
+  config.mutable_tls()->set_cert_file(identity_dir + "/cert.pem");
+  config.mutable_tls()->set_key_file(identity_dir + "/key.pem");
+  config.mutable_tls()->set_ca_file(identity_dir + "/ca.pem");
+  config.mutable_tls()->set_reload_interval_seconds(1);
+  config.set_peer_deadline_ms(10000);
+  v1::Purpose* research = config.add_purposes();
+  research->set_id("research");
+  v1::Purpose* eval = config.add_purposes();
+  eval->set_id("program-evaluation");
+  eval->set_parent("research");
+  config.add_purposes()->set_id("marketing");
+  return config;
+}
+
+v1::DatasetSchema ProgramOutcomesSchema() {
+  v1::DatasetSchema schema;
+  google::protobuf::TextFormat::ParseFromString(R"pb(
+    name: "program_outcomes"
+    description: "Program participants and their outcomes"
+    fields { name: "participant_id" type: CATEGORY role: SUBJECT }
+    fields {
+      name: "program" type: CATEGORY role: DIMENSION public_values: true
+      categories: [ "literacy", "numeracy", "mentoring", "employment" ]
+    }
+    fields {
+      name: "region" type: CATEGORY role: DIMENSION
+      categories: [ "north", "south", "east", "west", "central" ]
+    }
+    fields { name: "cohort_year" type: INT64 role: DIMENSION }
+    fields { name: "age" type: INT64 role: DIMENSION granularity: 5 }
+    fields { name: "completed" type: BOOL role: DIMENSION }
+    fields { name: "outcome_score" type: DOUBLE role: MEASURE lower: 0 upper: 100 }
+    fields { name: "sessions_attended" type: INT64 role: MEASURE lower: 0 upper: 200 }
+    fields { name: "income" type: DOUBLE role: PRIVATE }
+  )pb", &schema);
+  return schema;
+}
+
+v1::Agreement OpenAgreement(const std::string& id, const std::string& peer) {
+  v1::Agreement a;
+  google::protobuf::TextFormat::ParseFromString(R"pb(
+    dataset: "program_outcomes"
+    purposes: "program-evaluation"
+    aggregates: [ COUNT, COUNT_SUBJECTS, SUM, AVG, STDDEV, VARIANCE, HISTOGRAM ]
+    filter_fields: [ "program", "region", "cohort_year", "age", "completed" ]
+    group_fields: [ "program", "region", "cohort_year", "completed" ]
+    measure_fields: [ "outcome_score", "sessions_attended" ]
+  )pb", &a);
+  a.set_id(id);
+  a.add_peers(peer);
+  return a;
+}
+
+std::unique_ptr<client::NodeClient> Connect(const std::string& address,
+                                            const std::string& identity_dir,
+                                            const std::string& trust_domain,
+                                            const std::string& org) {
+  identity::ServerExpectation expect;
+  expect.trust_domain = trust_domain;
+  expect.org_id = org;
+  auto client = client::NodeClient::Connect(address, Pki::Files(identity_dir), expect);
+  EXPECT_TRUE(client.ok()) << client.status();
+  if (!client.ok()) return nullptr;
+  (*client)->set_timeout(absl::Seconds(60));
+  return std::move(client).value();
+}
+
+absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(
+    const std::vector<std::string>& argv, const std::string& stderr_file) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return absl::InternalError("pipe failed");
+  pid_t pid = fork();
+  if (pid < 0) return absl::InternalError("fork failed");
+  if (pid == 0) {
+    dup2(fds[1], STDOUT_FILENO);
+    if (!stderr_file.empty()) {
+      int err = open(stderr_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      if (err >= 0) dup2(err, STDERR_FILENO);
+    }
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  close(fds[1]);
+  auto p = std::unique_ptr<Subprocess>(new Subprocess());
+  p->pid_ = pid;
+  p->stdout_fd_ = fds[0];
+  return p;
+}
+
+Subprocess::~Subprocess() {
+  if (!exited_ && pid_ > 0) Signal(SIGKILL);
+  if (stdout_fd_ >= 0) close(stdout_fd_);
+}
+
+absl::StatusOr<std::string> Subprocess::ReadLine(absl::Duration timeout) {
+  absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    size_t nl = buffer_.find('\n');
+    if (nl != std::string::npos) {
+      std::string line = buffer_.substr(0, nl);
+      buffer_.erase(0, nl + 1);
+      return line;
+    }
+    int64_t ms = absl::ToInt64Milliseconds(deadline - absl::Now());
+    if (ms <= 0) return absl::DeadlineExceededError("no line from the child in time");
+    pollfd pfd{stdout_fd_, POLLIN, 0};
+    int r = poll(&pfd, 1, static_cast<int>(ms));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) continue;
+    char buf[4096];
+    ssize_t n = read(stdout_fd_, buf, sizeof buf);
+    if (n <= 0) return absl::UnavailableError("the child closed its stdout (exited?)");
+    buffer_.append(buf, static_cast<size_t>(n));
+  }
+}
+
+int Subprocess::Signal(int signal) {
+  if (exited_) return wait_status_;
+  kill(pid_, signal);
+  return Wait();
+}
+
+int Subprocess::Wait() {
+  if (exited_) return wait_status_;
+  while (waitpid(pid_, &wait_status_, 0) < 0 && errno == EINTR) {
+  }
+  exited_ = true;
+  return wait_status_;
+}
+
+std::string BinaryPath(const std::string& name) {
+  const char* dir = std::getenv("FEDSHARE_BIN_DIR");
+  return absl::StrCat(dir != nullptr ? dir : "bin", "/", name);
+}
+
+absl::StatusOr<NodeProcess> StartNodeProcess(const v1::NodeConfig& config,
+                                             const std::string& config_path) {
+  std::string text;
+  google::protobuf::TextFormat::PrintToString(config, &text);
+  FEDSHARE_RETURN_IF_ERROR(WriteFileAtomic(config_path, text));
+  NodeProcess node;
+  FEDSHARE_ASSIGN_OR_RETURN(
+      node.process, Subprocess::Start({BinaryPath("fedshare-node"), "--config", config_path,
+                                       "--log-level", "warn"},
+                                      config_path + ".log"));
+  FEDSHARE_ASSIGN_OR_RETURN(std::string line, node.process->ReadLine(absl::Seconds(30)));
+  // "ready org=ORG peer=HOST:PORT local=HOST:PORT"
+  for (absl::string_view part : absl::StrSplit(line, ' ')) {
+    if (absl::ConsumePrefix(&part, "peer=")) node.peer_address = std::string(part);
+    if (absl::ConsumePrefix(&part, "local=")) node.local_address = std::string(part);
+  }
+  if (node.peer_address.empty() || node.local_address.empty()) {
+    return absl::InternalError(absl::StrCat("unexpected ready line: ", line));
+  }
+  return node;
+}
+
+}  // namespace fedshare::testing

@@ -1,0 +1,117 @@
+// Shared helpers for integration and end-to-end tests: temporary folders, a
+// development PKI made at test time, node configs on loopback port 0, real
+// nodes in process or as child processes, and real clients.
+#ifndef FEDSHARE_TESTS_TEST_ENV_H_
+#define FEDSHARE_TESTS_TEST_ENV_H_
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "client/node_client.h"
+#include "fedshare/v1/config.pb.h"
+#include "node/identity/cert_issuer.h"
+#include "node/identity/channel.h"
+
+namespace fedshare::testing {
+
+// A fresh folder under the test temp dir, removed by the destructor.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& name);
+  ~TempDir();
+  const std::string& path() const { return path_; }
+  std::string Sub(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// A development CA and certificates issued from it, under `dir`.
+class Pki {
+ public:
+  Pki(std::string dir, std::string trust_domain);
+  const std::string& trust_domain() const { return trust_domain_; }
+  const std::string& ca_dir() const { return ca_dir_; }
+
+  // Issues a certificate into dir/<org>-<role>[-<name>] and returns the folder.
+  std::string Issue(const std::string& org, identity::Role role, const std::string& name = "");
+  // Issues with full options (for bad certificates) into dir/<label>.
+  std::string IssueWith(const std::string& label, identity::IssueOptions options);
+
+  static identity::ClientTlsFiles Files(const std::string& identity_dir);
+
+ private:
+  std::string dir_;
+  std::string trust_domain_;
+  std::string ca_dir_;
+};
+
+// A node config for `org` on 127.0.0.1 port 0 with certificates from
+// `identity_dir`, data in `data_dir`, certificate reload every second, and
+// the purposes research > program-evaluation, and marketing.
+v1::NodeConfig BaseNodeConfig(const std::string& org, const std::string& trust_domain,
+                              const std::string& data_dir, const std::string& identity_dir);
+
+// The synthetic program_outcomes dataset schema (bench/synthetic.h).
+v1::DatasetSchema ProgramOutcomesSchema();
+
+// A permit for `peer` on program_outcomes for program-evaluation, allowing
+// every aggregate and every DIMENSION/MEASURE field.
+v1::Agreement OpenAgreement(const std::string& id, const std::string& peer);
+
+// Dials `address` as the holder of `identity_dir`, expecting a node of
+// `trust_domain` (and `org` when not empty).
+std::unique_ptr<client::NodeClient> Connect(const std::string& address,
+                                            const std::string& identity_dir,
+                                            const std::string& trust_domain,
+                                            const std::string& org = "");
+
+// A child process with its stdout on a pipe.
+class Subprocess {
+ public:
+  // Starts `argv[0]` (a path) with the arguments. stderr goes to `stderr_file`
+  // when given, else is inherited.
+  static absl::StatusOr<std::unique_ptr<Subprocess>> Start(const std::vector<std::string>& argv,
+                                                           const std::string& stderr_file = "");
+  ~Subprocess();
+
+  // The next line of stdout, waiting at most `timeout`. DEADLINE_EXCEEDED or
+  // UNAVAILABLE (the process closed stdout) otherwise.
+  absl::StatusOr<std::string> ReadLine(absl::Duration timeout);
+  // Sends `signal` and waits for the exit; returns the wait status.
+  int Signal(int signal);
+  // Waits for the exit; returns the wait status.
+  int Wait();
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+  int stdout_fd_ = -1;
+  std::string buffer_;
+  bool exited_ = false;
+  int wait_status_ = 0;
+};
+
+// Path of a built binary: $FEDSHARE_BIN_DIR/name.
+std::string BinaryPath(const std::string& name);
+
+// A fedshare-node child process started from a config file, with the bound
+// addresses read from its ready line.
+struct NodeProcess {
+  std::unique_ptr<Subprocess> process;
+  std::string peer_address;
+  std::string local_address;
+};
+// Writes `config` to `config_path` (text format) and starts fedshare-node on
+// it, waiting up to 30 s for its ready line.
+absl::StatusOr<NodeProcess> StartNodeProcess(const v1::NodeConfig& config,
+                                             const std::string& config_path);
+
+}  // namespace fedshare::testing
+
+#endif  // FEDSHARE_TESTS_TEST_ENV_H_
