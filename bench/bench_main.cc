@@ -1,0 +1,171 @@
+// fedshare-bench: ingest and scan throughput over column blocks at 1M records
+// (DESIGN §11). `make bench` runs it with the defaults.
+//
+//   fedshare-bench [--rows 1000000] [--batch 100000] [--seed 1] [--repeat 5]
+#include <stdlib.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include "CLI/CLI.hpp"
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "bench/synthetic.h"
+#include "node/common/status_macros.h"
+#include "node/engine/engine.h"
+#include "node/storage/storage.h"
+
+namespace fedshare {
+namespace {
+
+struct Row {
+  std::string operation;
+  int64_t rows;
+  double seconds;
+};
+
+void Print(const Row& r) {
+  std::printf("%-44s %10lld %10.3f %14.0f\n", r.operation.c_str(), static_cast<long long>(r.rows),
+              r.seconds, r.rows / r.seconds);
+  std::fflush(stdout);
+}
+
+int Fail(const absl::Status& s) {
+  std::fprintf(stderr, "fedshare-bench: %s\n", s.ToString().c_str());
+  return 1;
+}
+
+int Run(int argc, char** argv) {
+  CLI::App app{"Measures ingest and scan throughput of the column-block store."};
+  synthetic::Options options;
+  options.rows = 1000000;
+  int64_t batch = 100000;
+  int repeat = 5;
+  std::string dir;
+  app.add_option("--rows", options.rows, "Records to ingest");
+  app.add_option("--batch", batch, "Records per ingest call (one atomic batch)");
+  app.add_option("--seed", options.seed, "Generator seed");
+  app.add_option("--repeat", repeat, "Scans to run; the best is reported");
+  app.add_option("--dir", dir, "Store directory (default: a fresh temporary one, removed)");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  bool remove_dir = false;
+  if (dir.empty()) {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "fedshare-bench.XXXXXX").string();
+    if (mkdtemp(tmpl.data()) == nullptr) return Fail(absl::InternalError("mkdtemp failed"));
+    dir = tmpl;
+    remove_dir = true;
+  }
+
+  int rc = 0;
+  {
+    auto storage = storage::Storage::Create(dir, storage::StorageOptions());
+    if (!storage.ok()) return Fail(storage.status());
+    engine::EngineOptions engine_options;
+    engine_options.org_id = "bench";
+    engine_options.purposes = synthetic::Purposes();
+    engine_options.datasets = {synthetic::ProgramOutcomesSchema()};
+    auto engine = engine::Engine::Create(storage->get(), engine_options);
+    if (!engine.ok()) return Fail(engine.status());
+    engine::Engine& e = **engine;
+
+    std::printf("fedshare-bench: %lld synthetic records (seed %llu), store in %s\n\n",
+                static_cast<long long>(options.rows), static_cast<unsigned long long>(options.seed),
+                dir.c_str());
+    std::printf("%-44s %10s %10s %14s\n", "operation", "rows", "seconds", "rows/s");
+
+    // Ingest: generation time is excluded; parsing, validation, block
+    // building and the synced batch are included.
+    double ingest_seconds = 0;
+    for (int64_t from = 0; from < options.rows; from += batch) {
+      const int64_t to = std::min(options.rows, from + batch);
+      std::string csv;
+      synthetic::AppendRecordsHeader(&csv);
+      synthetic::AppendRecords(options, from, to, &csv);
+      absl::Time start = absl::Now();
+      auto r = e.Ingest("program_outcomes", v1::CSV, false, csv);
+      ingest_seconds += absl::ToDoubleSeconds(absl::Now() - start);
+      if (!r.ok()) return Fail(r.status());
+      if (r->rows_written() != to - from) {
+        return Fail(absl::InternalError(absl::StrCat("batch refused: ", r->DebugString())));
+      }
+    }
+    Print({absl::StrFormat("ingest CSV (batches of %d, synced)", batch), options.rows,
+           ingest_seconds});
+
+    auto consent = e.ImportConsent(synthetic::ConsentCsv(options));
+    if (!consent.ok()) return Fail(consent.status());
+
+    const int score = 6, program = 1;
+    auto best_of = [&](const std::string& name,
+                       const std::function<absl::Status(const engine::DatasetReader&)>& scan) {
+      double best = 1e300;
+      for (int i = 0; i < repeat; ++i) {
+        absl::Time start = absl::Now();
+        auto reader = e.OpenReader("program_outcomes");
+        if (!reader.ok()) return reader.status();
+        FEDSHARE_RETURN_IF_ERROR(scan(**reader));
+        best = std::min(best, absl::ToDoubleSeconds(absl::Now() - start));
+      }
+      Print({name, options.rows, best});
+      return absl::OkStatus();
+    };
+
+    double sum = 0;
+    absl::Status s = best_of("full scan: SUM(outcome_score)", [&](const engine::DatasetReader& r) {
+      sum = 0;
+      return r.ForEachBlock([&](const engine::ColumnBlock& b) {
+        const auto& col = b.columns[score];
+        for (uint32_t i = 0; i < b.rows; ++i) {
+          if (!col.IsNull(i)) sum += col.doubles[i];
+        }
+        return absl::OkStatus();
+      });
+    });
+    if (!s.ok()) return Fail(s);
+
+    policy::ConsentQuestion question{"program-evaluation", "foundation", absl::Now()};
+    s = best_of("scan + consent bitmap + GROUP BY program", [&](const engine::DatasetReader& r) {
+      auto bitmap = e.ConsentFor("program_outcomes", question);
+      if (!bitmap.ok()) return bitmap.status();
+      double sums[8] = {0};
+      int64_t counts[8] = {0};
+      return r.ForEachBlock([&](const engine::ColumnBlock& b) {
+        const auto& col = b.columns[score];
+        const auto& group = b.columns[program].ints;
+        for (uint32_t i = 0; i < b.rows; ++i) {
+          if (!bitmap->Test(b.subjects[i]) || col.IsNull(i)) continue;
+          sums[group[i] & 7] += col.doubles[i];
+          ++counts[group[i] & 7];
+        }
+        return absl::OkStatus();
+      });
+    });
+    if (!s.ok()) return Fail(s);
+
+    {
+      int64_t bytes = 0;
+      absl::Time start = absl::Now();
+      s = e.Export("program_outcomes", v1::CSV, [&](absl::string_view chunk, int64_t) {
+        bytes += chunk.size();
+        return absl::OkStatus();
+      });
+      if (!s.ok()) return Fail(s);
+      Print({"export CSV", options.rows, absl::ToDoubleSeconds(absl::Now() - start)});
+    }
+    std::printf("\n(sum of outcome_score: %.1f; consent events imported: %lld)\n", sum,
+                static_cast<long long>(consent->events_new()));
+  }
+  if (remove_dir) std::filesystem::remove_all(dir);
+  return rc;
+}
+
+}  // namespace
+}  // namespace fedshare
+
+int main(int argc, char** argv) { return fedshare::Run(argc, argv); }
