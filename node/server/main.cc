@@ -16,6 +16,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "node/common/files.h"
+#include "node/identity/server_credentials.h"
 #include "node/server/config.h"
 #include "node/server/node.h"
 #include "spdlog/sinks/stdout_sinks.h"
@@ -45,6 +46,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (check_only) {
+    if (absl::Status tls = fedshare::identity::CheckServerTlsConfig(config->tls()); !tls.ok()) {
+      std::cerr << "fedshare-node: invalid config: " << tls.message() << "\n";
+      return 2;
+    }
     std::cout << "config OK: org " << config->org_id() << ", " << config->datasets_size()
               << " dataset(s), " << config->agreements_size() << " agreement(s) inline, "
               << config->peers_size() << " peer(s)\n";

@@ -58,6 +58,9 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
   node->clock_ = options.clock != nullptr ? options.clock : Clock::Real();
   const v1::NodeConfig& cfg = node->config_;
 
+  // gRPC reports unreadable or mismatched TLS files only as failed handshakes;
+  // refuse to start instead.
+  FEDSHARE_RETURN_IF_ERROR(identity::CheckServerTlsConfig(cfg.tls()));
   storage::StorageOptions storage_options;
   storage_options.fault_injector = options.fault_injector;
   FEDSHARE_ASSIGN_OR_RETURN(node->storage_, storage::Storage::Create(cfg.data_dir(), storage_options));
