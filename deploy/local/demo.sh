@@ -22,12 +22,25 @@ echo "   $sql"
 echo
 "$bin/fedshare" --node "$FOUNDATION_LOCAL" --identity "$ANALYST" query --all-peers --sql "$sql"
 
+sql2="SELECT program, completed, COUNT(*), AVG(sessions_attended) FROM program_outcomes WHERE cohort_year = 2023 AND region = 'central' GROUP BY program, completed PURPOSE 'program-evaluation'"
+echo
+echo "== A narrower question: small cells are withheld, and combined cells missing a part say so:"
+echo "   $sql2"
+echo
+"$bin/fedshare" --node "$FOUNDATION_LOCAL" --identity "$ANALYST" query --all-peers --sql "$sql2"
+
+echo
+echo "== A question outside the partners' agreements is refused by each of them:"
+"$bin/fedshare" --node "$FOUNDATION_LOCAL" --identity "$ANALYST" query --all-peers \
+  --sql "SELECT COUNT(*) FROM program_outcomes PURPOSE 'marketing'"
+
 echo
 echo "== The foundation's audit log:"
 "$bin/fedshare" --node "$FOUNDATION_LOCAL" --identity "$FEDSHARE_RUN/foundation/operator" audit show
 
 cat <<TXT
 
+== Configs, logs and data of this run are in $run
 == To repeat it by hand (the federation stops when this script ends):
    deploy/local/federation.sh up $bin /tmp/my-federation
    . /tmp/my-federation/env
