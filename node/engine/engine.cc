@@ -1069,7 +1069,7 @@ absl::Status Engine::Export(absl::string_view dataset, v1::DataFormat format,
     out.push_back('\n');
   }
   int64_t rows = 0;
-  FEDSHARE_RETURN_IF_ERROR(reader->ForEachBlock([&](const ColumnBlock& block) -> absl::Status {
+  absl::Status scanned = reader->ForEachBlock([&](const ColumnBlock& block) -> absl::Status {
     for (uint32_t r = 0; r < block.rows; ++r) {
       if (json) out.push_back('{');
       for (int f = 0; f < nfields; ++f) {
@@ -1130,7 +1130,8 @@ absl::Status Engine::Export(absl::string_view dataset, v1::DataFormat format,
       }
     }
     return absl::OkStatus();
-  }));
+  });
+  FEDSHARE_RETURN_IF_ERROR(scanned);
   if (!out.empty()) FEDSHARE_RETURN_IF_ERROR(sink(out, rows));
   return absl::OkStatus();
 }
