@@ -437,7 +437,7 @@ TEST(EffectiveDisclosureTest, ExplicitValuesAndFloorOfThree) {
   EXPECT_EQ(EffectiveDisclosure(Parse<v1::Disclosure>("min_subjects: 1")).min_subjects, 3);
 }
 
-TEST(RateWindowTest, AdmitsUpToTheLimitPerWindow) {
+TEST(AgreementRateWindowTest, AdmitsUpToTheLimitPerWindow) {
   std::vector<absl::Time> times;
   const absl::Duration w = absl::Minutes(10);
   EXPECT_TRUE(RateWindowAdmit(times, kNow, 2, w));
@@ -451,7 +451,7 @@ TEST(RateWindowTest, AdmitsUpToTheLimitPerWindow) {
   EXPECT_FALSE(RateWindowAdmit(times, kNow + w, 2, w));
 }
 
-TEST(RateWindowTest, NoLimitAlwaysAdmitsAndKeepsNothing) {
+TEST(AgreementRateWindowTest, NoLimitAlwaysAdmitsAndKeepsNothing) {
   std::vector<absl::Time> times = {kNow};
   for (int i = 0; i < 10; ++i) EXPECT_TRUE(RateWindowAdmit(times, kNow, 0, absl::Minutes(1)));
   EXPECT_TRUE(times.empty());

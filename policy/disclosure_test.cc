@@ -238,14 +238,14 @@ v1::AggregateQuery Filtered() {
   return q;
 }
 
-TEST(PredicateRemovalTest, NoneOrAtLeastKIsFine) {
+TEST(DisclosurePredicateRemovalTest, NoneOrAtLeastKIsFine) {
   const DisclosureParams p;
   EXPECT_OK(CheckPredicateRemovals(p, Filtered(), std::vector<int64_t>{0, 0}));
   EXPECT_OK(CheckPredicateRemovals(p, Filtered(), std::vector<int64_t>{10, 500}));
   EXPECT_OK(CheckPredicateRemovals(p, Query({v1::COUNT}), {}));
 }
 
-TEST(PredicateRemovalTest, FewerThanKRemovedIsRefusedWithoutTheCount) {
+TEST(DisclosurePredicateRemovalTest, FewerThanKRemovedIsRefusedWithoutTheCount) {
   const DisclosureParams p;
   for (int64_t n : {1, 7, 9}) {
     const absl::Status s = CheckPredicateRemovals(p, Filtered(), std::vector<int64_t>{50, n});
@@ -259,7 +259,7 @@ TEST(PredicateRemovalTest, FewerThanKRemovedIsRefusedWithoutTheCount) {
               StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("'cohort_year'")));
 }
 
-TEST(PredicateRemovalTest, MismatchedFiguresFailClosed) {
+TEST(DisclosurePredicateRemovalTest, MismatchedFiguresFailClosed) {
   const DisclosureParams p;
   EXPECT_FALSE(CheckPredicateRemovals(p, Filtered(), std::vector<int64_t>{0}).ok());
   EXPECT_FALSE(CheckPredicateRemovals(p, Filtered(), std::vector<int64_t>{0, -1}).ok());

@@ -558,7 +558,7 @@ TEST(QueryRulesTest, HistogramRules) {
   EXPECT_EQ(avg.aggregates(0).lo(), 0);
 }
 
-TEST(QuestionHashTest, EqualQuestionsHashEqualRegardlessOfQueryIdAndPredicateOrder) {
+TEST(QueryHashTest, EqualQuestionsHashEqualRegardlessOfQueryIdAndPredicateOrder) {
   ASSERT_OK_AND_ASSIGN(auto a,
                        Normalize(R"pb(query_id: "first"
                                       where {
@@ -593,7 +593,7 @@ TEST(QuestionHashTest, EqualQuestionsHashEqualRegardlessOfQueryIdAndPredicateOrd
   EXPECT_EQ(a.query_id(), "first");
 }
 
-TEST(QuestionHashTest, DifferentQuestionsHashDifferently) {
+TEST(QueryHashTest, DifferentQuestionsHashDifferently) {
   const std::string base_text = R"pb(where {
                                        field: "cohort_year"
                                        op: GE
