@@ -87,8 +87,9 @@ absl::Time Day(int month, int day, int hour = 12) {
   return absl::FromCivil(absl::CivilSecond(2025, month, day, hour, 0, 0), absl::UTCTimeZone());
 }
 
-std::string Rfc3339(absl::Time t) { return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t,
-                                                           absl::UTCTimeZone()); }
+std::string Rfc3339(absl::Time t) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
+}
 
 // --- Consent, as DESIGN §6 and policy/consent.h state it (OPT_IN). ---------
 
@@ -98,7 +99,7 @@ bool IsNegative(const std::string& event) {
 
 bool ScopeIncludes(const std::string& scope, const std::string& org) {
   if (scope.empty() || scope == "*") return true;
-  for (const std::string& s : absl::StrSplit(scope, ';')) {
+  for (absl::string_view s : absl::StrSplit(scope, ';')) {
     if (s == org) return true;
   }
   return false;
@@ -154,10 +155,10 @@ std::vector<ConsentRow> ConsentHistory(int r, std::mt19937& rng) {
   if (r < 66) return {Event(pe, "REFUSED", t)};
   if (r < 71) return {Given(pe, t), Event(pe, "WITHDRAWN", later)};
   if (r < 75) return {Given(pe, t, "*", Day(9, 30))};  // expired
-  if (r < 79) return {Given(pe, t, "other-org")};     // not for the asker
+  if (r < 79) return {Given(pe, t, "other-org")};      // not for the asker
   if (r < 82) return {Given(pe, t, "foundation")};
   if (r < 84) return {Given(pe, t, "other-org;foundation")};
-  if (r < 88) return {};                                   // never asked
+  if (r < 88) return {};                                                   // never asked
   if (r < 90) return {Given(pe, t), Event("research", "REFUSED", later)};  // broader "no" wins
   if (r < 92) {
     return {Given(pe, t), Event(pe, "WITHDRAWN", later),
@@ -224,9 +225,9 @@ Data Generate() {
     for (int j = 0; j < records; ++j) {
       record(id, programs[rng() % 4], "central", 2020 + rng() % 5, age, rng() % 61);
     }
-    add_subject(id, i < 8 ? std::vector<ConsentRow>{Given("program-evaluation", Day(2, 1))}
-                          : std::vector<ConsentRow>{Event("program-evaluation", "REFUSED",
-                                                          Day(2, 1))});
+    add_subject(id,
+                i < 8 ? std::vector<ConsentRow>{Given("program-evaluation", Day(2, 1))}
+                      : std::vector<ConsentRow>{Event("program-evaluation", "REFUSED", Day(2, 1))});
   }
   // A rare program/cohort: 6 employment participants of 2019.
   for (int i = 0; i < 6; ++i) {
@@ -238,8 +239,7 @@ Data Generate() {
   // others 2 to 8, so any sum or mean of sessions there is dominated by one.
   for (int i = 0; i < 14; ++i) {
     const std::string id = next_id();
-    record(id, "literacy", regions[rng() % 4], 2018, 18 + rng() % 55,
-           i == 0 ? 200 : 2 + rng() % 7);
+    record(id, "literacy", regions[rng() % 4], 2018, 18 + rng() % 55, i == 0 ? 200 : 2 + rng() % 7);
     add_subject(id, {Given("program-evaluation", Day(3, 2))});
   }
   return data;
@@ -398,7 +398,7 @@ struct ExpectedCell {
 
 struct Expected {
   bool refused = false;
-  std::string refused_field;  // the predicate-removal offender(s), joined
+  std::string refused_field;        // a field whose predicate leaves out 1..k-1 subjects
   std::vector<ExpectedCell> cells;  // key order
   std::map<std::string, int> withholdings;
 };
@@ -460,7 +460,7 @@ Expected BruteForce(const Data& data, const v1::DatasetSchema& schema,
   // Cells: figures per key, and per subject the absolute contributions.
   struct Acc {
     std::set<std::string> subjects;
-    std::vector<std::vector<double>> measures;  // per aggregate, non-null values
+    std::vector<std::vector<double>> measures;                // per aggregate, non-null values
     std::vector<std::map<std::string, double>> contribution;  // per aggregate, by subject
     std::vector<std::vector<std::set<std::string>>> bin_subjects;
     int64_t records = 0;
@@ -832,8 +832,7 @@ TEST_F(QueryBruteForceTest, AnswersEqualBruteForceOverGeneratedRecordsAndConsent
   EXPECT_GE(coverage_.released_cells, 60);
   EXPECT_GE(coverage_.listed_withheld, 3);
   EXPECT_GE(coverage_.unlisted_withheld, 3);
-  for (const char* rule :
-       {"min-subjects", "dominance", "secondary-suppression", "histogram-bin"}) {
+  for (const char* rule : {"min-subjects", "dominance", "secondary-suppression", "histogram-bin"}) {
     EXPECT_GE(coverage_.rules[rule], 1) << rule << " never applied";
   }
 }
@@ -848,8 +847,9 @@ TEST_F(QueryBruteForceTest, GeneratedConsentsLeaveOutManyPeopleWithRecords) {
   for (const std::string& s : with_records) excluded += !data_.counting.count(s);
   EXPECT_GE(excluded, 100);
   EXPECT_GE(static_cast<int>(data_.counting.size()), 300);
-  AskAndCompare("SELECT COUNT(DISTINCT subject) FROM program_outcomes "
-                "PURPOSE 'program-evaluation'");
+  AskAndCompare(
+      "SELECT COUNT(DISTINCT subject) FROM program_outcomes "
+      "PURPOSE 'program-evaluation'");
 }
 
 }  // namespace
