@@ -57,6 +57,70 @@ std::vector<size_t> Complement(const std::vector<int64_t>& sizes, std::vector<bo
   return added;
 }
 
+// The withheld cells of a grouping taken together, as a separate total would
+// reveal them: their subjects, and per aggregate the largest contributions
+// and the total of absolute contributions.
+CellStats Pool(const v1::AggregateQuery& query, absl::Span<const CellStats> cells,
+               const std::vector<bool>& withheld) {
+  const size_t n_aggs = static_cast<size_t>(query.aggregates_size());
+  CellStats pool;
+  pool.top_contributions.resize(n_aggs);
+  pool.abs_totals.assign(n_aggs, 0.0);
+  for (size_t c = 0; c < cells.size(); ++c) {
+    if (!withheld[c]) continue;
+    pool.subjects += cells[c].subjects;
+    for (size_t a = 0; a < n_aggs; ++a) {
+      if (a < cells[c].abs_totals.size()) pool.abs_totals[a] += cells[c].abs_totals[a];
+      if (a < cells[c].top_contributions.size()) {
+        const std::vector<double>& top = cells[c].top_contributions[a];
+        pool.top_contributions[a].insert(pool.top_contributions[a].end(), top.begin(), top.end());
+      }
+    }
+  }
+  for (std::vector<double>& top : pool.top_contributions) {
+    std::sort(top.begin(), top.end(), std::greater<double>());
+    if (top.size() > static_cast<size_t>(kMaxDominanceN)) top.resize(kMaxDominanceN);
+  }
+  return pool;
+}
+
+// Whether the withheld cells, pooled, could be released themselves: at least k
+// subjects and no dominance. Only then does subtracting the released cells
+// from a separate total reveal nothing that the rules withheld.
+bool PoolIsSafe(const DisclosureParams& params, const v1::AggregateQuery& query,
+                const CellStats& pool) {
+  if (pool.subjects < params.min_subjects) return false;
+  for (int a = 0; a < query.aggregates_size(); ++a) {
+    if (DominanceApplies(query.aggregates(a).kind()) &&
+        Dominated(params, pool, static_cast<size_t>(a))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Secondary suppression over cells: while any cell is withheld and the
+// withheld cells pooled are not safe, withholds the smallest released cell
+// (ties: first in order). Returns the indices newly withheld.
+std::vector<size_t> ComplementCells(const DisclosureParams& params, const v1::AggregateQuery& query,
+                                    absl::Span<const CellStats> cells,
+                                    std::vector<bool>& withheld) {
+  std::vector<size_t> added;
+  if (std::none_of(withheld.begin(), withheld.end(), [](bool w) { return w; })) return added;
+  std::vector<size_t> order;
+  for (size_t i = 0; i < cells.size(); ++i) {
+    if (!withheld[i]) order.push_back(i);
+  }
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return cells[a].subjects < cells[b].subjects; });
+  for (size_t i : order) {
+    if (PoolIsSafe(params, query, Pool(query, cells, withheld))) break;
+    withheld[i] = true;
+    added.push_back(i);
+  }
+  return added;
+}
+
 }  // namespace
 
 std::vector<CellVerdict> ApplyCellRules(const DisclosureParams& params,
@@ -83,7 +147,7 @@ std::vector<CellVerdict> ApplyCellRules(const DisclosureParams& params,
       }
     }
   }
-  for (size_t c : Complement(sizes, withheld, std::vector<bool>(cells.size(), true), k)) {
+  for (size_t c : ComplementCells(params, query, cells, withheld)) {
     verdicts[c].rule = std::string(kRuleSecondary);
   }
 

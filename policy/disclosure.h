@@ -6,12 +6,15 @@
 //   2. dominance: for SUM, AVG, STDDEV and VARIANCE aggregates, if the largest
 //      n subjects' absolute contributions exceed percent% of the total of all
 //      subjects' absolute contributions, for any rule (n, percent) -> withheld.
-//   3. secondary-suppression: if any cell of the grouping is withheld and the
-//      withheld cells together hold fewer than k subjects, further released
-//      cells are withheld, smallest subject count first (ties: first in
-//      order), until they hold at least k or none is left. This stops a
-//      separate total (e.g. the same question without GROUP BY) from
-//      revealing a withheld cell by subtraction.
+//   3. secondary-suppression: if any cell of the grouping is withheld, the
+//      withheld cells are pooled (what a separate total minus the released
+//      cells would reveal) and, while the pool holds fewer than k subjects or
+//      fails a dominance rule (on the pooled largest contributions, each
+//      cell's contributors counted apart), further released cells are
+//      withheld, smallest subject count first (ties: first in order), until
+//      the pool passes or none is left. This stops a separate total (e.g. the
+//      same question without GROUP BY) from revealing a withheld cell by
+//      subtraction, whether it was withheld for size or for dominance.
 // Within a released cell, each HISTOGRAM bin with 1..k-1 subjects is withheld
 // (reported as 0 and listed), rule histogram-bin; and, as in step 3, if the
 // withheld bins hold fewer than k subjects, further non-empty bins are

@@ -156,10 +156,21 @@ TEST(DisclosureTest, SecondarySuppressionNotNeededWhenWithheldTotalReachesK) {
   auto v = ApplyCellRules(p, Query({v1::COUNT}), {Count(50), Count(6), Count(5), Count(30)});
   EXPECT_THAT(Released(v), ElementsAre(true, false, false, true));
   EXPECT_THAT(Rules(v), ElementsAre("", "min-subjects", "min-subjects", ""));
-  // A dominance-withheld cell already holds k subjects.
-  v = ApplyCellRules(p, Query({v1::SUM}),
+}
+
+TEST(DisclosureTest, DominatedCellIsComplementedUntilThePoolIsNotDominated) {
+  const DisclosureParams p;
+  // Alone, the dominated cell (90 of 100) would be its own pool and a separate
+  // total minus the released cells would reveal it; with the smallest other
+  // cell pooled, 90 is 45% of 200 and passes (1,50) and (2,67).
+  auto v =
+      ApplyCellRules(p, Query({v1::SUM}),
                      {Measured(20, {90}, 100), Measured(11, {1}, 100), Measured(30, {1}, 100)});
-  EXPECT_THAT(Released(v), ElementsAre(false, true, true));
+  EXPECT_THAT(Released(v), ElementsAre(false, false, true));
+  EXPECT_THAT(Rules(v), ElementsAre("dominance", "secondary-suppression", ""));
+  // Counts carry no dominance: a pool of k subjects is enough.
+  v = ApplyCellRules(p, Query({v1::COUNT}), {Count(20), Count(11), Count(30)});
+  EXPECT_THAT(Released(v), ElementsAre(true, true, true));
 }
 
 TEST(DisclosureTest, SecondarySuppressionWithholdsEverythingIfItCannotReachK) {

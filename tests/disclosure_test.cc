@@ -38,8 +38,10 @@ std::string Records() {
       "income\n";
   const char* regions[] = {"north", "south", "east", "west"};
   for (int i = 0; i < 100; ++i) {
-    std::string program = i < 9 ? "literacy" : i < 19 ? "numeracy" : i < 59 ? "mentoring"
-                                                                             : "employment";
+    std::string program = i < 9    ? "literacy"
+                          : i < 19 ? "numeracy"
+                          : i < 59 ? "mentoring"
+                                   : "employment";
     std::string region = (i >= 59 && i < 62) ? "central" : regions[i % 4];
     int sessions = i == 9 ? 200 : 10;
     absl::StrAppend(&csv, "s", 1000 + i, ",", program, ",", region, ",", 2019 + i % 4, ",",
@@ -137,7 +139,8 @@ constexpr char kPurpose[] = " PURPOSE 'program-evaluation'";
 
 TEST_F(DisclosureTest, CellWithKMinusOneSubjectsIsWithheldAndKIsReleased) {
   ASSERT_OK_AND_ASSIGN(auto nine, Ask(absl::StrCat("SELECT COUNT(*) FROM program_outcomes "
-                                                   "WHERE program = 'literacy'", kPurpose)));
+                                                   "WHERE program = 'literacy'",
+                                                   kPurpose)));
   ASSERT_EQ(nine.cells_size(), 0);
   EXPECT_EQ(nine.unlisted_withheld_cells(), 1);
   ASSERT_EQ(nine.withholdings_size(), 1);
@@ -145,7 +148,8 @@ TEST_F(DisclosureTest, CellWithKMinusOneSubjectsIsWithheldAndKIsReleased) {
   EXPECT_THAT(nine.DebugString(), ::testing::Not(HasSubstr("value: 9")));
 
   ASSERT_OK_AND_ASSIGN(auto ten, Ask(absl::StrCat("SELECT COUNT(*) FROM program_outcomes "
-                                                  "WHERE program = 'numeracy'", kPurpose)));
+                                                  "WHERE program = 'numeracy'",
+                                                  kPurpose)));
   ASSERT_EQ(ten.cells_size(), 1);
   EXPECT_FALSE(ten.cells(0).withheld());
   EXPECT_EQ(ten.cells(0).values(0).value(), 10);
@@ -159,7 +163,8 @@ TEST_F(DisclosureTest, WithheldCellCannotBeRecoveredFromTheTotal) {
 
   ASSERT_OK_AND_ASSIGN(auto by_program,
                        Ask(absl::StrCat("SELECT program, COUNT(*) FROM program_outcomes "
-                                        "GROUP BY program", kPurpose)));
+                                        "GROUP BY program",
+                                        kPurpose)));
   // literacy (9) is withheld by the threshold, and the next smallest cell too,
   // so total minus the released cells is the sum of two cells, not literacy.
   EXPECT_EQ(WithheldRule(by_program, "literacy"), "min-subjects");
@@ -172,25 +177,45 @@ TEST_F(DisclosureTest, WithheldCellCannotBeRecoveredFromTheTotal) {
   EXPECT_NE(total.cells(0).values(0).value() - released, 9);
 }
 
+TEST_F(DisclosureTest, DominatedCellCannotBeRecoveredFromTheTotal) {
+  ASSERT_OK_AND_ASSIGN(auto by_program,
+                       Ask(absl::StrCat("SELECT program, SUM(sessions_attended) FROM "
+                                        "program_outcomes GROUP BY program",
+                                        kPurpose)));
+  // numeracy (one person holds 200 of 290) is withheld for dominance and
+  // literacy for size; pooled they are still dominated (200 of 380), so the
+  // next smallest cell is withheld too and the total cannot isolate them.
+  EXPECT_EQ(WithheldRule(by_program, "numeracy"), "dominance");
+  EXPECT_EQ(WithheldRule(by_program, "literacy"), "min-subjects");
+  EXPECT_EQ(WithheldRule(by_program, "mentoring"), "secondary-suppression");
+  EXPECT_EQ(Released(by_program, "employment"), 410);
+}
+
 TEST_F(DisclosureTest, PredicateRemovingFewerThanKSubjectsIsRefused) {
   ASSERT_OK_AND_ASSIGN(auto all, Ask(absl::StrCat("SELECT COUNT(*) FROM program_outcomes "
-                                                  "WHERE program = 'employment'", kPurpose)));
+                                                  "WHERE program = 'employment'",
+                                                  kPurpose)));
   EXPECT_EQ(all.cells(0).values(0).value(), 41);
   // central holds 3 employment subjects: the difference would single them out.
   EXPECT_THAT(Ask(absl::StrCat("SELECT COUNT(*) FROM program_outcomes WHERE program = "
-                               "'employment' AND region != 'central'", kPurpose)),
+                               "'employment' AND region != 'central'",
+                               kPurpose)),
               StatusIs(absl::StatusCode::kPermissionDenied,
                        AllOf(HasSubstr("predicate-removal"), HasSubstr("region"))));
   // Removing no one, or at least k, is fine.
   EXPECT_OK(Ask(absl::StrCat("SELECT COUNT(*) FROM program_outcomes WHERE program = "
-                             "'employment' AND region != 'west'", kPurpose)).status());
+                             "'employment' AND region != 'west'",
+                             kPurpose))
+                .status());
 }
 
 TEST_F(DisclosureTest, NeighbouringRangeBoundsSnapToTheSameAnswer) {
   ASSERT_OK_AND_ASSIGN(auto a, Ask(absl::StrCat("SELECT COUNT(*) FROM program_outcomes "
-                                                "WHERE age <= 40", kPurpose)));
+                                                "WHERE age <= 40",
+                                                kPurpose)));
   ASSERT_OK_AND_ASSIGN(auto b, Ask(absl::StrCat("SELECT COUNT(*) FROM program_outcomes "
-                                                "WHERE age <= 41", kPurpose)));
+                                                "WHERE age <= 41",
+                                                kPurpose)));
   ASSERT_EQ(a.cells_size(), 1);
   ASSERT_EQ(b.cells_size(), 1);
   EXPECT_EQ(a.cells(0).values(0).value(), b.cells(0).values(0).value());
@@ -204,14 +229,16 @@ TEST_F(DisclosureTest, NeighbouringRangeBoundsSnapToTheSameAnswer) {
 TEST_F(DisclosureTest, SumDominatedByOneSubjectIsWithheld) {
   ASSERT_OK_AND_ASSIGN(auto dominated,
                        Ask(absl::StrCat("SELECT SUM(sessions_attended) FROM program_outcomes "
-                                        "WHERE program = 'numeracy'", kPurpose)));
+                                        "WHERE program = 'numeracy'",
+                                        kPurpose)));
   EXPECT_EQ(dominated.cells_size(), 0);
   ASSERT_EQ(dominated.withholdings_size(), 1);
   EXPECT_EQ(dominated.withholdings(0).rule(), "dominance");
 
   ASSERT_OK_AND_ASSIGN(auto spread,
                        Ask(absl::StrCat("SELECT SUM(sessions_attended) FROM program_outcomes "
-                                        "WHERE program = 'mentoring'", kPurpose)));
+                                        "WHERE program = 'mentoring'",
+                                        kPurpose)));
   ASSERT_EQ(spread.cells_size(), 1);
   EXPECT_EQ(spread.cells(0).values(0).value(), 400);
 }
@@ -223,9 +250,9 @@ TEST_F(DisclosureTest, WithdrawnConsentRemovesTheSubjectFromTheNextAnswer) {
   EXPECT_EQ(before.cells(0).values(0).value(), 100);
   auto admin = Connect(node_->local_address(), operator_, kTrustDomain);
   ASSERT_NE(admin, nullptr);
-  std::string withdrawal = absl::StrCat("subject,purpose,event,time,valid_until,scope\n",
-                                        "s1050,program-evaluation,WITHDRAWN,",
-                                        fedshare::FormatTime(absl::Now() - absl::Minutes(1)), ",,*\n");
+  std::string withdrawal = absl::StrCat(
+      "subject,purpose,event,time,valid_until,scope\n", "s1050,program-evaluation,WITHDRAWN,",
+      fedshare::FormatTime(absl::Now() - absl::Minutes(1)), ",,*\n");
   ASSERT_OK_AND_ASSIGN(auto imported, admin->ImportConsent(withdrawal));
   ASSERT_EQ(imported.events_new(), 1) << imported.DebugString();
   ASSERT_OK_AND_ASSIGN(auto after, Ask(sql));
@@ -237,11 +264,13 @@ TEST_F(DisclosureTest, QuestionsOutsideTheAgreementAreRefusedNamingTheRule) {
               StatusIs(absl::StatusCode::kPermissionDenied,
                        AllOf(HasSubstr("foundation-eval"), HasSubstr("purpose"))));
   EXPECT_THAT(Ask(absl::StrCat("SELECT cohort_year, COUNT(*) FROM program_outcomes "
-                               "GROUP BY cohort_year", kPurpose)),
+                               "GROUP BY cohort_year",
+                               kPurpose)),
               StatusIs(absl::StatusCode::kPermissionDenied,
                        AllOf(HasSubstr("foundation-eval"), HasSubstr("group-field"))));
   EXPECT_THAT(Ask(absl::StrCat("SELECT HISTOGRAM(outcome_score, 0, 100, 4) FROM "
-                               "program_outcomes", kPurpose)),
+                               "program_outcomes",
+                               kPurpose)),
               StatusIs(absl::StatusCode::kPermissionDenied,
                        AllOf(HasSubstr("foundation-eval"), HasSubstr("aggregate"))));
   EXPECT_THAT(Ask(absl::StrCat("SELECT SUM(income) FROM program_outcomes", kPurpose)),

@@ -410,6 +410,21 @@ bool IsDominanceKind(v1::AggregateKind kind) {
 // Withholds more of `sizes`, smallest first (ties: lower index), among those
 // eligible and not withheld, until the withheld total is at least k. Does
 // nothing when nothing is withheld.
+// Whether the largest contributions break a dominance rule.
+bool Dominated(std::vector<double> contributions) {
+  std::sort(contributions.rbegin(), contributions.rend());
+  double total = 0;
+  for (double c : contributions) total += c;
+  for (const auto& rule : kDominance) {
+    double top = 0;
+    for (int j = 0; j < rule.n && j < static_cast<int>(contributions.size()); ++j) {
+      top += contributions[j];
+    }
+    if (top > rule.percent / 100.0 * total) return true;
+  }
+  return false;
+}
+
 void SuppressFurther(const std::vector<int64_t>& sizes, const std::vector<bool>& eligible,
                      std::vector<bool>& withheld, std::vector<size_t>* added) {
   int64_t total = 0;
@@ -506,6 +521,9 @@ Expected BruteForce(const Data& data, const v1::DatasetSchema& schema,
 
   std::vector<int64_t> sizes;
   std::vector<bool> withheld;
+  // Per cell, per aggregate: every subject's absolute contribution (dominance
+  // aggregates only), for the pooled check of secondary suppression.
+  std::vector<std::vector<std::vector<double>>> cell_contributions;
   for (auto& [key, acc] : accs) {
     ExpectedCell cell;
     cell.key = key;
@@ -568,35 +586,57 @@ Expected BruteForce(const Data& data, const v1::DatasetSchema& schema,
       hold = true;
       cell.rule = "min-subjects";
     }
-    for (int i = 0; i < n_aggs && !hold; ++i) {
+    std::vector<std::vector<double>> per_agg(n_aggs);
+    for (int i = 0; i < n_aggs; ++i) {
       if (!IsDominanceKind(q.aggregates(i).kind())) continue;
-      std::vector<double> contributions;
-      double total = 0;
       for (const std::string& s : acc.subjects) {
         auto c = acc.contribution[i].find(s);
-        contributions.push_back(c == acc.contribution[i].end() ? 0.0 : c->second);
-        total += contributions.back();
+        per_agg[i].push_back(c == acc.contribution[i].end() ? 0.0 : c->second);
       }
-      std::sort(contributions.rbegin(), contributions.rend());
-      for (const auto& rule : kDominance) {
-        double top = 0;
-        for (int j = 0; j < rule.n && j < static_cast<int>(contributions.size()); ++j) {
-          top += contributions[j];
-        }
-        if (top > rule.percent / 100.0 * total) {
-          hold = true;
-          cell.rule = "dominance";
-        }
+      if (!hold && Dominated(per_agg[i])) {
+        hold = true;
+        cell.rule = "dominance";
       }
     }
+    cell_contributions.push_back(std::move(per_agg));
     sizes.push_back(cell.subjects);
     withheld.push_back(hold);
     out.cells.push_back(std::move(cell));
   }
-  // 3. secondary suppression, smallest first, ties in key order.
-  std::vector<size_t> added;
-  SuppressFurther(sizes, std::vector<bool>(sizes.size(), true), withheld, &added);
-  for (size_t i : added) out.cells[i].rule = "secondary-suppression";
+  // 3. secondary suppression: while the withheld cells pooled hold fewer
+  // than k subjects or are dominated, withhold the smallest released cell
+  // (ties in key order).
+  auto pool_safe = [&]() {
+    int64_t subjects = 0;
+    for (size_t c = 0; c < withheld.size(); ++c) {
+      if (withheld[c]) subjects += sizes[c];
+    }
+    if (subjects < kK) return false;
+    for (int i = 0; i < n_aggs; ++i) {
+      if (!IsDominanceKind(q.aggregates(i).kind())) continue;
+      std::vector<double> pooled;
+      for (size_t c = 0; c < withheld.size(); ++c) {
+        if (!withheld[c]) continue;
+        pooled.insert(pooled.end(), cell_contributions[c][i].begin(),
+                      cell_contributions[c][i].end());
+      }
+      if (Dominated(pooled)) return false;
+    }
+    return true;
+  };
+  if (std::find(withheld.begin(), withheld.end(), true) != withheld.end()) {
+    std::vector<size_t> order;
+    for (size_t c = 0; c < withheld.size(); ++c) {
+      if (!withheld[c]) order.push_back(c);
+    }
+    std::stable_sort(order.begin(), order.end(),
+                     [&](size_t a, size_t b) { return sizes[a] < sizes[b]; });
+    for (size_t c : order) {
+      if (pool_safe()) break;
+      withheld[c] = true;
+      out.cells[c].rule = "secondary-suppression";
+    }
+  }
 
   // Histogram bins of released cells: 1..k-1 subjects, then further
   // non-empty bins smallest first until the withheld bins hold k.
