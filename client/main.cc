@@ -6,8 +6,8 @@
 //   fedshare ingest --dataset D [--skip-invalid] FILE
 //   fedshare consent import FILE
 //   fedshare export --dataset D [--format csv|jsonl] [--out FILE]
-//   fedshare query --sql "SELECT ..." [--peers a,b | --all-peers | --group G] [--output table|csv|json]
-//   fedshare audit show [--from N] [--limit N]
+//   fedshare query --sql "SELECT ..." [--peers a,b | --all-peers | --group G] [--output
+//   table|csv|json] fedshare audit show [--from N] [--limit N]
 //
 // Exit codes: 0 done, 1 the node refused or failed, 2 bad usage or input.
 #include <unistd.h>
@@ -57,7 +57,8 @@ int Fail(const absl::Status& status) {
   return status.code() == absl::StatusCode::kInvalidArgument ? kExitUsage : kExitRefused;
 }
 
-absl::StatusOr<std::unique_ptr<NodeClient>> Dial(const Globals& g, const std::string& default_node) {
+absl::StatusOr<std::unique_ptr<NodeClient>> Dial(const Globals& g,
+                                                 const std::string& default_node) {
   std::string dir = g.identity_dir;
   if (dir.empty()) {
     const char* env = std::getenv("FEDSHARE_IDENTITY");
@@ -170,9 +171,10 @@ int RunStatus(const Globals& g) {
             << "trust domain:  " << s->trust_domain() << "\n"
             << "version:       " << s->version() << "\n"
             << "peer listener: " << s->peer_address() << "\n"
-            << "local listener:" << " " << s->local_address() << "\n"
-            << "started:       " << fedshare::FormatTime(absl::FromUnixMillis(s->started_at_unix_ms()))
-            << "\n"
+            << "local listener:"
+            << " " << s->local_address() << "\n"
+            << "started:       "
+            << fedshare::FormatTime(absl::FromUnixMillis(s->started_at_unix_ms())) << "\n"
             << "datasets:      " << s->datasets() << "\n"
             << "audit entries: " << s->audit_entries() << "\n"
             << "you are:       " << s->caller() << "\n";
@@ -182,7 +184,8 @@ int RunStatus(const Globals& g) {
 std::string FieldLine(const v1::FieldSchema& f) {
   std::string line = absl::StrCat("    ", f.name(), "  ", v1::FieldSchema::Type_Name(f.type()), " ",
                                   v1::FieldSchema::Role_Name(f.role()));
-  if (f.role() == v1::FieldSchema::MEASURE) absl::StrAppend(&line, " [", f.lower(), ", ", f.upper(), "]");
+  if (f.role() == v1::FieldSchema::MEASURE)
+    absl::StrAppend(&line, " [", f.lower(), ", ", f.upper(), "]");
   if (f.categories_size() > 0) {
     absl::StrAppend(&line, " {", absl::StrJoin(f.categories(), ", "), "}");
   }
@@ -245,8 +248,8 @@ int RunIngest(const Globals& g, const std::string& dataset, const std::string& f
   auto client = Dial(g, "127.0.0.1:7444");
   if (!client.ok()) return Fail(client.status());
   Progress progress("ingest " + file, static_cast<int64_t>(data->size()));
-  absl::StatusOr<v1::IngestResponse> r = (*client)->Ingest(
-      dataset, FormatFor(format, file), skip_invalid, *data, std::ref(progress));
+  absl::StatusOr<v1::IngestResponse> r =
+      (*client)->Ingest(dataset, FormatFor(format, file), skip_invalid, *data, std::ref(progress));
   if (!r.ok()) return Fail(r.status());
   if (r->rows_rejected() > 0 && !skip_invalid) {
     std::cerr << "fedshare: nothing written: " << r->rows_rejected()
@@ -254,8 +257,8 @@ int RunIngest(const Globals& g, const std::string& dataset, const std::string& f
     PrintRowErrors(r->errors(), r->rows_rejected());
     return kExitUsage;
   }
-  std::cout << "wrote " << r->rows_written() << " rows to " << dataset << " ("
-            << r->new_subjects() << " new subjects)\n";
+  std::cout << "wrote " << r->rows_written() << " rows to " << dataset << " (" << r->new_subjects()
+            << " new subjects)\n";
   if (r->rows_rejected() > 0) {
     std::string out = rejects_file.empty() ? file + ".rejects" : rejects_file;
     absl::Status s = WriteFileAtomic(out, r->rejected_rows());
@@ -272,8 +275,7 @@ int RunConsentImport(const Globals& g, const std::string& file) {
   auto client = Dial(g, "127.0.0.1:7444");
   if (!client.ok()) return Fail(client.status());
   Progress progress("consent " + file, static_cast<int64_t>(data->size()));
-  absl::StatusOr<v1::ConsentImportResponse> r =
-      (*client)->ImportConsent(*data, std::ref(progress));
+  absl::StatusOr<v1::ConsentImportResponse> r = (*client)->ImportConsent(*data, std::ref(progress));
   if (!r.ok()) return Fail(r.status());
   if (r->events_rejected() > 0) {
     std::cerr << "fedshare: nothing imported: " << r->events_rejected()
@@ -281,8 +283,7 @@ int RunConsentImport(const Globals& g, const std::string& file) {
     PrintRowErrors(r->errors(), r->events_rejected());
     return kExitUsage;
   }
-  std::cout << "read " << r->events_read() << " consent events, " << r->events_new()
-            << " new\n";
+  std::cout << "read " << r->events_read() << " consent events, " << r->events_new() << " new\n";
   return 0;
 }
 
@@ -358,12 +359,15 @@ int RunPeers(const Globals& g, bool probe) {
   if (!r.ok()) return Fail(r.status());
   std::cout << absl::StrFormat("%-20s %-24s %-12s %s\n", "PEER", "ADDRESS", "STATE", "DETAIL");
   for (const v1::PeerStatus& p : r->peers()) {
-    std::string state = probe ? absl::AsciiStrToLower(v1::PartnerCoverage::State_Name(p.state()))
-                              : "not probed";
+    std::string state =
+        probe ? absl::AsciiStrToLower(v1::PartnerCoverage::State_Name(p.state())) : "not probed";
     std::string detail = p.state() == v1::PartnerCoverage::ANSWERED
                              ? absl::StrCat(p.datasets_offered(), " dataset(s) offered")
                              : p.reason();
-    if (p.groups_size() > 0) absl::StrAppend(&detail, " groups: ", absl::StrJoin(p.groups(), ","));
+    if (p.groups_size() > 0) {
+      absl::StrAppend(&detail, detail.empty() ? "" : "; ",
+                      "groups: ", absl::StrJoin(p.groups(), ","));
+    }
     std::cout << absl::StrFormat("%-20s %-24s %-12s %s\n", p.org_id(), p.address(), state, detail);
   }
   return 0;
@@ -380,8 +384,8 @@ int RunAuditShow(const Globals& g, uint64_t from, int limit) {
     std::string decision = absl::AsciiStrToLower(v1::AuditEntry::Decision_Name(e.decision()));
     std::string rule = e.rule().empty() ? e.agreement_id() : e.rule();
     std::cout << absl::StrFormat("%-6d %-24s %-9s %-22s %-18s %s\n", e.index(),
-                                 fedshare::FormatTime(absl::FromUnixMillis(e.time_unix_ms())), decision,
-                                 e.dataset(), rule, e.caller());
+                                 fedshare::FormatTime(absl::FromUnixMillis(e.time_unix_ms())),
+                                 decision, e.dataset(), rule, e.caller());
     if (!e.reason().empty()) std::cout << "       " << e.reason() << "\n";
   }
   std::cout << r->total() << " entries; hash chain "
@@ -397,8 +401,9 @@ int main(int argc, char** argv) {
   CLI::App app{"fedshare: ask and manage fedshare nodes"};
   app.require_subcommand(1);
   Globals g;
-  app.add_option("--node", g.node, "node address HOST:PORT (default: local listener 127.0.0.1:7444, "
-                                   "or peer listener 127.0.0.1:7443 for describe and direct query)");
+  app.add_option("--node", g.node,
+                 "node address HOST:PORT (default: local listener 127.0.0.1:7444, "
+                 "or peer listener 127.0.0.1:7443 for describe and direct query)");
   app.add_option("--identity", g.identity_dir,
                  "folder with cert.pem, key.pem, ca.pem (default $FEDSHARE_IDENTITY)");
   app.add_option("--expect-org", g.expect_org, "refuse a server that is not this org's node");
@@ -456,8 +461,10 @@ int main(int argc, char** argv) {
   bool all_peers = false;
   int deadline_ms = 0;
   auto* query = app.add_subcommand("query", "ask an aggregate question");
-  query->add_option("--sql", sql, "the question, e.g. SELECT program, COUNT(*) FROM d GROUP BY "
-                                  "program PURPOSE 'program-evaluation'")
+  query
+      ->add_option("--sql", sql,
+                   "the question, e.g. SELECT program, COUNT(*) FROM d GROUP BY "
+                   "program PURPOSE 'program-evaluation'")
       ->required();
   query->add_option("--peers", peers, "ask these partners through your node (comma-separated)");
   query->add_flag("--all-peers", all_peers, "ask every configured partner");

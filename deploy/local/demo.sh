@@ -17,6 +17,10 @@ trap cleanup EXIT
 sql="SELECT program, COUNT(*), COUNT(DISTINCT subject), AVG(outcome_score), STDDEV(outcome_score) FROM program_outcomes WHERE cohort_year >= 2020 GROUP BY program PURPOSE 'program-evaluation'"
 
 echo
+echo "== The foundation's partners, and whether each answers:"
+"$bin/fedshare" --node "$FOUNDATION_LOCAL" --identity "$ANALYST" peers
+
+echo
 echo "== The foundation asks every partner (analyst ana, through the foundation's node):"
 echo "   $sql"
 echo
