@@ -11,11 +11,16 @@
 
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "fedshare/v1/config.pb.h"
 #include "node/common/clock.h"
+
+namespace fedshare::policy {
+class AgreementSet;
+}
 
 namespace grpc {
 class Server;
@@ -80,6 +85,13 @@ class Node {
 
  private:
   Node() = default;
+  // The config's agreements plus those of agreements_file.
+  static absl::StatusOr<policy::AgreementSet> LoadAgreements(const v1::NodeConfig& cfg);
+  // Identifies a file's version (mtime, size, inode); "" if missing.
+  static std::string FileStamp(const std::string& path);
+  // Reloads agreements_file when it changes, every reload interval, until
+  // Shutdown. A file that fails to load or validate keeps the old agreements.
+  void WatchAgreements();
 
   v1::NodeConfig config_;
   Clock* clock_ = nullptr;
@@ -99,6 +111,8 @@ class Node {
   int local_port_ = 0;
   absl::Mutex mu_;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  std::string agreements_stamp_ ABSL_GUARDED_BY(mu_);
+  std::thread reloader_;
 };
 
 }  // namespace server
