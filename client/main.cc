@@ -251,6 +251,11 @@ int RunIngest(const Globals& g, const std::string& dataset, const std::string& f
   absl::StatusOr<v1::IngestResponse> r =
       (*client)->Ingest(dataset, FormatFor(format, file), skip_invalid, *data, std::ref(progress));
   if (!r.ok()) return Fail(r.status());
+  if (r->rows_written() == 0 && r->rows_rejected() == 0 && r->errors_size() > 0) {
+    std::cerr << "fedshare: nothing written: the file cannot be used as it is:\n";
+    PrintRowErrors(r->errors(), r->errors_size());
+    return kExitUsage;
+  }
   if (r->rows_rejected() > 0 && !skip_invalid) {
     std::cerr << "fedshare: nothing written: " << r->rows_rejected()
               << " row(s) are invalid (fix them, or pass --skip-invalid to write the rest):\n";
@@ -277,10 +282,9 @@ int RunConsentImport(const Globals& g, const std::string& file) {
   Progress progress("consent " + file, static_cast<int64_t>(data->size()));
   absl::StatusOr<v1::ConsentImportResponse> r = (*client)->ImportConsent(*data, std::ref(progress));
   if (!r.ok()) return Fail(r.status());
-  if (r->events_rejected() > 0) {
-    std::cerr << "fedshare: nothing imported: " << r->events_rejected()
-              << " consent row(s) are invalid:\n";
-    PrintRowErrors(r->errors(), r->events_rejected());
+  if (r->events_rejected() > 0 || r->errors_size() > 0) {
+    std::cerr << "fedshare: nothing imported: the file has errors (fix them and import again):\n";
+    PrintRowErrors(r->errors(), std::max<int64_t>(r->events_rejected(), r->errors_size()));
     return kExitUsage;
   }
   std::cout << "read " << r->events_read() << " consent events, " << r->events_new() << " new\n";
@@ -400,6 +404,9 @@ int main(int argc, char** argv) {
   using namespace fedshare::client;
   CLI::App app{"fedshare: ask and manage fedshare nodes"};
   app.require_subcommand(1);
+  // --node, --identity, --expect-org and --timeout may come before or after
+  // the subcommand: `fedshare query --node ADDR --sql ...` works too.
+  app.fallthrough();
   Globals g;
   app.add_option("--node", g.node,
                  "node address HOST:PORT (default: local listener 127.0.0.1:7444, "

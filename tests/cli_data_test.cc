@@ -128,7 +128,8 @@ TEST_F(CliDataTest, CsvAndJsonlRoundTripExactly) {
   ASSERT_EQ(jsonl.exit_code, 0) << jsonl.err;
   EXPECT_EQ(Export("people_jsonl", "people-out.jsonl"), kJsonl);
 
-  CliRun datasets = Cli({"datasets"});
+  // Global options may also follow the subcommand.
+  CliRun datasets = Cli({"datasets", "--timeout", "30"});
   ASSERT_EQ(datasets.exit_code, 0) << datasets.err;
   EXPECT_THAT(datasets.out, HasSubstr("people: 6 rows, 6 subjects"));
   EXPECT_THAT(datasets.out, HasSubstr("people_jsonl: 2 rows, 2 subjects"));
@@ -144,6 +145,20 @@ TEST_F(CliDataTest, OneBadRowChangesNothingAndIsNamed) {
   EXPECT_THAT(r.err, HasSubstr("nothing written"));
   EXPECT_THAT(r.err, HasSubstr("line 3, column score: out of bounds"));
   EXPECT_EQ(Export("people", "after-bad.csv"), kCsv);
+}
+
+TEST_F(CliDataTest, UnusableHeaderIsReportedAndChangesNothing) {
+  CliRun r = Cli({"ingest", "--dataset", "people",
+                  Write("header.csv", "pid,nickname\np1,Ana\n")});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("nothing written"));
+  EXPECT_THAT(r.err, HasSubstr("line 1"));
+  EXPECT_THAT(r.err, HasSubstr("nickname"));
+  CliRun consent = Cli({"consent", "import", Write("consent.csv", "subject,purpose\np1,x\n")});
+  EXPECT_EQ(consent.exit_code, 2);
+  EXPECT_THAT(consent.err, HasSubstr("nothing imported"));
+  CliRun datasets = Cli({"datasets"});
+  EXPECT_THAT(datasets.out, HasSubstr("people: 0 rows"));
 }
 
 TEST_F(CliDataTest, SkipInvalidWritesExactlyTheGoodRowsAndSavesTheRejects) {
