@@ -129,6 +129,9 @@ absl::Status ValidateAgreement(const v1::Agreement& a, const PurposeTree& purpos
   if (a.rate_limit().queries() < 0 || a.rate_limit().window_seconds() < 0) {
     return AgreementError(a, "rate_limit queries and window_seconds must be >= 0");
   }
+  if (a.rate_limit().queries() > 0 && a.rate_limit().window_seconds() == 0) {
+    return AgreementError(a, "rate_limit needs window_seconds > 0 with queries (e.g. 3600)");
+  }
   if (!v1::Agreement::Release_IsValid(a.release()) || a.min_partners() < 0) {
     return AgreementError(a, "unknown release mode or negative min_partners");
   }

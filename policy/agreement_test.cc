@@ -395,6 +395,8 @@ TEST(AgreementCreateTest, ValidationErrorsNameTheAgreement) {
                     "dominance percent 101");
   ExpectCreateError({"id: \"a\" disclosure { dominance { n: 0 percent: 50 } } " + base},
                     "dominance n 0");
+  ExpectCreateError({"id: \"a\" rate_limit { queries: 10 } " + base},
+                    "agreement 'a': rate_limit needs window_seconds > 0");
   ExpectCreateError({"id: \"a\" valid_from: \"soon\" " + base},
                     "agreement 'a': valid_from: 'soon'");
   ExpectCreateError({"id: \"a\" valid_until: \"2026-13-45\" " + base}, "valid_until");

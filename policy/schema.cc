@@ -39,10 +39,12 @@ absl::Status ValidateField(const v1::DatasetSchema& schema, const v1::FieldSchem
           schema, f,
           absl::StrCat("a MEASURE field must be INT64 or DOUBLE, not ", TypeName(f.type())));
     }
-    if (!std::isfinite(f.lower()) || !std::isfinite(f.upper()) || f.lower() > f.upper()) {
+    // Bounds limit what one person can add to a sum; a measure without them
+    // would let a single outlier dominate every answer.
+    if (!std::isfinite(f.lower()) || !std::isfinite(f.upper()) || f.lower() >= f.upper()) {
       return FieldError(schema, f,
                         absl::StrCat("bounds [", f.lower(), ", ", f.upper(),
-                                     "] are invalid: set finite lower <= upper"));
+                                     "] are invalid: a MEASURE declares finite lower < upper"));
     }
   }
   if (f.categories_size() > 0) {

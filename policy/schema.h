@@ -14,7 +14,7 @@ namespace fedshare::policy {
 // INVALID_ARGUMENT, naming dataset and field, unless: the name is
 // [a-z][a-z0-9_]{0,62}; field names are such and unique; every field has a
 // type and a role; exactly one SUBJECT field (INT64 or CATEGORY); MEASURE
-// fields are INT64 or DOUBLE with finite lower <= upper; categories only on
+// fields are INT64 or DOUBLE with finite lower < upper; categories only on
 // CATEGORY fields, non-empty and unique; granularity >= 0 (a whole number for
 // INT64 and DATE); public_values only on DIMENSION; consent basis known;
 // retention_days >= 0.

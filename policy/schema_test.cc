@@ -127,8 +127,15 @@ TEST(SchemaTest, GranularityAndPublicValues) {
                  fields { name: "x" type: DOUBLE role: DIMENSION granularity: 2.5 })pb")));
   ExpectInvalid(R"pb(name: "d"
                      fields { name: "s" type: INT64 role: SUBJECT }
-                     fields { name: "m" type: INT64 role: MEASURE public_values: true })pb",
+                     fields { name: "m" type: INT64 role: MEASURE lower: 0 upper: 9 public_values: true })pb",
                 "field 'm': public_values is only allowed on DIMENSION");
+}
+
+TEST(SchemaTest, MeasureMustDeclareBounds) {
+  ExpectInvalid(R"pb(name: "d"
+                     fields { name: "s" type: INT64 role: SUBJECT }
+                     fields { name: "m" type: DOUBLE role: MEASURE })pb",
+                "a MEASURE declares finite lower < upper");
 }
 
 TEST(SchemaEvolutionTest, AddingFieldsAtTheEndIsAllowed) {
