@@ -80,6 +80,8 @@ absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(storage::Storage* stora
   FEDSHARE_ASSIGN_OR_RETURN(auto last,
                             storage->LastWithPrefix(ColumnFamily::kAudit,
                                                     std::string(1, kEntryPrefix)));
+  FEDSHARE_ASSIGN_OR_RETURN(std::optional<std::string> head,
+                            storage->Get(ColumnFamily::kAudit, std::string(1, kHeadKey)));
   absl::MutexLock lock(&log->mu_);
   log->last_hash_ = std::string(kHashBytes, '\0');
   if (last.has_value()) {
@@ -87,11 +89,28 @@ absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(storage::Storage* stora
     log->next_index_ = entry.index() + 1;
     log->last_hash_ = EntryHash(entry);
   }
+  std::string expected_head;
+  if (last.has_value()) {
+    PutU64(expected_head, log->next_index_);
+    expected_head += log->last_hash_;
+  }
+  if (head.value_or("") != expected_head) {
+    // Appending would rewrite the head and hide that the newest entries were
+    // removed or altered; refuse to append until an operator has looked.
+    log->broken_ = absl::DataLossError(absl::StrCat(
+        "the audit log's head does not match its last entry (", log->next_index_,
+        " entries found): entries were removed or altered; nothing is answered until the "
+        "store is restored from a backup or moved aside"));
+  }
   return log;
 }
 
 absl::StatusOr<AuditLog::Appended> AuditLog::Append(v1::AuditEntry entry) {
   absl::MutexLock lock(&mu_);
+  if (!broken_.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("audit log unavailable, so nothing is released: ", broken_.message()));
+  }
   entry.set_index(next_index_);
   entry.set_time_unix_ms(absl::ToUnixMillis(clock_->Now()));
   entry.set_previous_hash(last_hash_);

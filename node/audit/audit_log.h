@@ -35,7 +35,10 @@ std::string EntryHash(const v1::AuditEntry& entry);
 
 class AuditLog {
  public:
-  // Reads the last entry to continue the chain.
+  // Reads the last entry to continue the chain. If the stored head does not
+  // match it (the newest entries were removed or altered), the log opens
+  // but every Append fails with UNAVAILABLE, so the node answers nothing
+  // while operators can still read and verify the log.
   static absl::StatusOr<std::unique_ptr<AuditLog>> Open(storage::Storage* storage, Clock* clock);
 
   struct Appended {
@@ -67,6 +70,8 @@ class AuditLog {
   mutable absl::Mutex mu_;
   uint64_t next_index_ ABSL_GUARDED_BY(mu_) = 0;
   std::string last_hash_ ABSL_GUARDED_BY(mu_);
+  // Set at Open when the stored head does not match the last entry.
+  absl::Status broken_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace fedshare::audit

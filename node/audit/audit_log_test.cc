@@ -116,6 +116,20 @@ TEST_F(AuditLogTest, AlteredLastEntryIsDetectedByTheHead) {
               StatusIs(absl::StatusCode::kDataLoss, HasSubstr("broken at entry 2")));
 }
 
+TEST_F(AuditLogTest, RemovedNewestEntriesStopFurtherAppends) {
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_OK(log_->Append(Entry("c", v1::AuditEntry::ANSWERED)).status());
+  }
+  std::string key(1, 'e');
+  for (int i = 0; i < 8; ++i) key.push_back(static_cast<char>(uint64_t{2} >> (56 - 8 * i)));
+  ASSERT_OK(storage_->Delete(storage::ColumnFamily::kAudit, key));
+  Open();
+  EXPECT_EQ(log_->size(), 2u);
+  EXPECT_THAT(log_->Append(Entry("c", v1::AuditEntry::ANSWERED)),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("removed or altered")));
+  EXPECT_THAT(log_->VerifyChain(), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("head")));
+}
+
 TEST_F(AuditLogTest, FailedWriteAppendsNothing) {
   ASSERT_OK(log_->Append(Entry("c", v1::AuditEntry::ANSWERED)).status());
   faults_.SetFailWrites(true);

@@ -12,6 +12,7 @@
 #include "grpcpp/grpcpp.h"
 #include "node/federation/combine.h"
 #include "node/identity/channel.h"
+#include "policy/query_rules.h"
 
 namespace fedshare::federation {
 namespace {
@@ -194,8 +195,9 @@ absl::StatusOr<v1::FederatedAggregateResponse> FanOut::Ask(
   entry.set_method("FederationService.FederatedAggregate");
   entry.set_dataset(request.query().dataset());
   entry.set_purpose(request.query().purpose());
-  entry.set_decision(v1::AuditEntry::ANSWERED);
-  entry.set_question_hash(Sha256(request.query().SerializeAsString()));
+  entry.set_decision(answers.empty() ? v1::AuditEntry::REFUSED : v1::AuditEntry::ANSWERED);
+  if (answers.empty()) entry.set_rule("no-partner-answered");
+  entry.set_question_hash(policy::QuestionHash(request.query()));
   entry.set_result_hash(Sha256(response.combined().SerializeAsString()));
   std::vector<std::string> states;
   for (const v1::PartnerCoverage& c : response.coverage()) {
