@@ -50,13 +50,13 @@ std::string NodeClient::last_server_certificate() const {
   return last_server_certificate_;
 }
 
-#define FEDSHARE_UNARY(stub, Method, request, Response)   \
-  grpc::ClientContext context;                            \
-  Prepare(context);                                       \
-  Response response;                                      \
+#define FEDSHARE_UNARY(stub, Method, request, Response)             \
+  grpc::ClientContext context;                                      \
+  Prepare(context);                                                 \
+  Response response;                                                \
   grpc::Status status = stub->Method(&context, request, &response); \
-  Remember(context);                                      \
-  if (!status.ok()) return FromGrpcStatus(status);        \
+  Remember(context);                                                \
+  if (!status.ok()) return FromGrpcStatus(status);                  \
   return response
 
 absl::StatusOr<v1::StatusResponse> NodeClient::Status() {

@@ -127,7 +127,14 @@ TEST(SchemaTest, GranularityAndPublicValues) {
                  fields { name: "x" type: DOUBLE role: DIMENSION granularity: 2.5 })pb")));
   ExpectInvalid(R"pb(name: "d"
                      fields { name: "s" type: INT64 role: SUBJECT }
-                     fields { name: "m" type: INT64 role: MEASURE lower: 0 upper: 9 public_values: true })pb",
+                     fields {
+                       name: "m"
+                       type: INT64
+                       role: MEASURE
+                       lower: 0
+                       upper: 9
+                       public_values: true
+                     })pb",
                 "field 'm': public_values is only allowed on DIMENSION");
 }
 

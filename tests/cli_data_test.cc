@@ -148,8 +148,7 @@ TEST_F(CliDataTest, OneBadRowChangesNothingAndIsNamed) {
 }
 
 TEST_F(CliDataTest, UnusableHeaderIsReportedAndChangesNothing) {
-  CliRun r = Cli({"ingest", "--dataset", "people",
-                  Write("header.csv", "pid,nickname\np1,Ana\n")});
+  CliRun r = Cli({"ingest", "--dataset", "people", Write("header.csv", "pid,nickname\np1,Ana\n")});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.err, HasSubstr("nothing written"));
   EXPECT_THAT(r.err, HasSubstr("line 1"));

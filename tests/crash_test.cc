@@ -31,8 +31,8 @@ std::string Batch(int b) {
       "participant_id,program,region,cohort_year,age,completed,outcome_score,sessions_attended,"
       "income\n";
   for (int i = 0; i < kRowsPerBatch; ++i) {
-    absl::StrAppend(&csv, "b", b, "-", i, ",literacy,north,2021,", 20 + i % 40, ",true,",
-                    i % 100, ",", i % 50, ",1\n");
+    absl::StrAppend(&csv, "b", b, "-", i, ",literacy,north,2021,", 20 + i % 40, ",true,", i % 100,
+                    ",", i % 50, ",1\n");
   }
   return csv;
 }

@@ -110,7 +110,8 @@ class FederationE2eTest : public ::testing::Test {
     // partner-1 agrees to research (which covers program-evaluation);
     // partner-2 and partner-3 to program-evaluation only.
     const std::vector<std::pair<std::string, std::string>> partners = {
-        {"partner-1", "research"}, {"partner-2", "program-evaluation"},
+        {"partner-1", "research"},
+        {"partner-2", "program-evaluation"},
         {"partner-3", "program-evaluation"}};
     uint32_t seed = 7;
     for (const auto& [org, purpose] : partners) {
@@ -127,8 +128,8 @@ class FederationE2eTest : public ::testing::Test {
       data_[org] = Generate(org, seed++);
       auto admin = Connect(started->local_address, op, kTrustDomain, org);
       ASSERT_NE(admin, nullptr);
-      ASSERT_OK_AND_ASSIGN(auto ingested, admin->Ingest("program_outcomes", v1::CSV, false,
-                                                        data_[org].records_csv));
+      ASSERT_OK_AND_ASSIGN(
+          auto ingested, admin->Ingest("program_outcomes", v1::CSV, false, data_[org].records_csv));
       ASSERT_EQ(ingested.rows_written(), static_cast<int64_t>(data_[org].records.size()))
           << ingested.DebugString();
       ASSERT_OK_AND_ASSIGN(auto consented, admin->ImportConsent(data_[org].consent_csv));
@@ -153,10 +154,11 @@ class FederationE2eTest : public ::testing::Test {
   }
 
   absl::StatusOr<v1::FederatedAggregateResponse> AskAll(const std::string& purpose) {
-    auto query = client::ParseSql(absl::StrCat(
-        "SELECT program, COUNT(*), COUNT(DISTINCT subject), AVG(outcome_score), "
-        "STDDEV(outcome_score) FROM program_outcomes WHERE cohort_year >= 2020 "
-        "GROUP BY program PURPOSE '", purpose, "'"));
+    auto query = client::ParseSql(
+        absl::StrCat("SELECT program, COUNT(*), COUNT(DISTINCT subject), AVG(outcome_score), "
+                     "STDDEV(outcome_score) FROM program_outcomes WHERE cohort_year >= 2020 "
+                     "GROUP BY program PURPOSE '",
+                     purpose, "'"));
     if (!query.ok()) return query.status();
     v1::FederatedAggregateRequest request;
     *request.mutable_query() = *query;
@@ -167,8 +169,7 @@ class FederationE2eTest : public ::testing::Test {
   }
 
   static void ExpectCombinedEquals(const v1::AggregateResult& combined,
-                                   const std::map<std::string, Expected>& expected,
-                                   int partners) {
+                                   const std::map<std::string, Expected>& expected, int partners) {
     ASSERT_EQ(combined.cells_size(), static_cast<int>(expected.size())) << combined.DebugString();
     for (const v1::Cell& cell : combined.cells()) {
       const std::string program = cell.key(0).string_value();
@@ -230,8 +231,8 @@ TEST_F(FederationE2eTest, RefusingAndStoppedPartnersAreReportedAndExcluded) {
   EXPECT_EQ(refused.state(), v1::PartnerCoverage::REFUSED);
   EXPECT_THAT(refused.reason(), ::testing::HasSubstr("purpose"));
   const v1::PartnerCoverage& stopped = Coverage(response, "partner-3");
-  EXPECT_THAT(stopped.state(), ::testing::AnyOf(v1::PartnerCoverage::UNREACHABLE,
-                                                v1::PartnerCoverage::TIMED_OUT));
+  EXPECT_THAT(stopped.state(),
+              ::testing::AnyOf(v1::PartnerCoverage::UNREACHABLE, v1::PartnerCoverage::TIMED_OUT));
   ExpectCombinedEquals(response.combined(), BruteForce({&data_["partner-1"]}, "research"), 1);
   ASSERT_EQ(response.partners_size(), 1);
   EXPECT_EQ(response.partners(0).org_id(), "partner-1");

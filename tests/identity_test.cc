@@ -97,9 +97,9 @@ TEST_F(IdentityTest, TwoUriSansAreUnauthenticated) {
   o.org = "partner-a";
   o.role = Role::kOperator;
   o.name = "olga";
-  o.uri_sans_override = std::vector<std::string>{
-      "spiffe://fedshare.test/org/partner-a/operator/olga",
-      "spiffe://fedshare.test/org/partner-a/node"};
+  o.uri_sans_override =
+      std::vector<std::string>{"spiffe://fedshare.test/org/partner-a/operator/olga",
+                               "spiffe://fedshare.test/org/partner-a/node"};
   EXPECT_THAT(StatusAs(pki_.IssueWith("two-uris", o)),
               StatusIs(absl::StatusCode::kUnauthenticated, ::testing::_));
 }
@@ -209,8 +209,8 @@ TEST_F(IdentityTest, HealthAndReflectionAreServed) {
   absl::Mutex mu;
   bool done = false;
   grpc::Status status;
-  stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request,
-                 &response, [&](grpc::Status s) {
+  stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
+                 [&](grpc::Status s) {
                    absl::MutexLock lock(&mu);
                    status = s;
                    done = true;
@@ -223,7 +223,8 @@ TEST_F(IdentityTest, HealthAndReflectionAreServed) {
   std::vector<grpc::Slice> slices;
   ASSERT_TRUE(response.Dump(&slices).ok());
   std::string bytes;
-  for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  for (const grpc::Slice& s : slices)
+    bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
   EXPECT_EQ(bytes, std::string("\x08\x01", 2));  // status: SERVING
 }
 

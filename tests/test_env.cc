@@ -45,7 +45,8 @@ std::string Pki::Issue(const std::string& org, identity::Role role, const std::s
   options.org = org;
   options.role = role;
   options.name = name;
-  std::string label = absl::StrCat(org, "-", identity::RoleName(role), name.empty() ? "" : "-", name);
+  std::string label =
+      absl::StrCat(org, "-", identity::RoleName(role), name.empty() ? "" : "-", name);
   return IssueWith(label, std::move(options));
 }
 
@@ -88,38 +89,47 @@ v1::NodeConfig BaseNodeConfig(const std::string& org, const std::string& trust_d
 
 v1::DatasetSchema ProgramOutcomesSchema() {
   v1::DatasetSchema schema;
-  google::protobuf::TextFormat::ParseFromString(R"pb(
-    name: "program_outcomes"
-    description: "Program participants and their outcomes"
-    fields { name: "participant_id" type: CATEGORY role: SUBJECT }
-    fields {
-      name: "program" type: CATEGORY role: DIMENSION public_values: true
-      categories: [ "literacy", "numeracy", "mentoring", "employment" ]
-    }
-    fields {
-      name: "region" type: CATEGORY role: DIMENSION
-      categories: [ "north", "south", "east", "west", "central" ]
-    }
-    fields { name: "cohort_year" type: INT64 role: DIMENSION }
-    fields { name: "age" type: INT64 role: DIMENSION granularity: 5 }
-    fields { name: "completed" type: BOOL role: DIMENSION }
-    fields { name: "outcome_score" type: DOUBLE role: MEASURE lower: 0 upper: 100 }
-    fields { name: "sessions_attended" type: INT64 role: MEASURE lower: 0 upper: 200 }
-    fields { name: "income" type: DOUBLE role: PRIVATE }
-  )pb", &schema);
+  google::protobuf::TextFormat::ParseFromString(
+      R"pb(
+        name: "program_outcomes"
+        description: "Program participants and their outcomes"
+        fields { name: "participant_id" type: CATEGORY role: SUBJECT }
+        fields {
+          name: "program"
+          type: CATEGORY
+          role: DIMENSION
+          public_values: true
+          categories: [ "literacy", "numeracy", "mentoring", "employment" ]
+        }
+        fields {
+          name: "region"
+          type: CATEGORY
+          role: DIMENSION
+          categories: [ "north", "south", "east", "west", "central" ]
+        }
+        fields { name: "cohort_year" type: INT64 role: DIMENSION }
+        fields { name: "age" type: INT64 role: DIMENSION granularity: 5 }
+        fields { name: "completed" type: BOOL role: DIMENSION }
+        fields { name: "outcome_score" type: DOUBLE role: MEASURE lower: 0 upper: 100 }
+        fields { name: "sessions_attended" type: INT64 role: MEASURE lower: 0 upper: 200 }
+        fields { name: "income" type: DOUBLE role: PRIVATE }
+      )pb",
+      &schema);
   return schema;
 }
 
 v1::Agreement OpenAgreement(const std::string& id, const std::string& peer) {
   v1::Agreement a;
-  google::protobuf::TextFormat::ParseFromString(R"pb(
-    dataset: "program_outcomes"
-    purposes: "program-evaluation"
-    aggregates: [ COUNT, COUNT_SUBJECTS, SUM, AVG, STDDEV, VARIANCE, HISTOGRAM ]
-    filter_fields: [ "program", "region", "cohort_year", "age", "completed" ]
-    group_fields: [ "program", "region", "cohort_year", "completed" ]
-    measure_fields: [ "outcome_score", "sessions_attended" ]
-  )pb", &a);
+  google::protobuf::TextFormat::ParseFromString(
+      R"pb(
+        dataset: "program_outcomes"
+        purposes: "program-evaluation"
+        aggregates: [ COUNT, COUNT_SUBJECTS, SUM, AVG, STDDEV, VARIANCE, HISTOGRAM ]
+        filter_fields: [ "program", "region", "cohort_year", "age", "completed" ]
+        group_fields: [ "program", "region", "cohort_year", "completed" ]
+        measure_fields: [ "outcome_score", "sessions_attended" ]
+      )pb",
+      &a);
   a.set_id(id);
   a.add_peers(peer);
   return a;
@@ -139,8 +149,8 @@ std::unique_ptr<client::NodeClient> Connect(const std::string& address,
   return std::move(client).value();
 }
 
-absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(
-    const std::vector<std::string>& argv, const std::string& stderr_file) {
+absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(const std::vector<std::string>& argv,
+                                                              const std::string& stderr_file) {
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) return absl::InternalError("pipe failed");
   pid_t pid = fork();
@@ -216,10 +226,10 @@ absl::StatusOr<NodeProcess> StartNodeProcess(const v1::NodeConfig& config,
   google::protobuf::TextFormat::PrintToString(config, &text);
   FEDSHARE_RETURN_IF_ERROR(WriteFileAtomic(config_path, text));
   NodeProcess node;
-  FEDSHARE_ASSIGN_OR_RETURN(
-      node.process, Subprocess::Start({BinaryPath("fedshare-node"), "--config", config_path,
-                                       "--log-level", "warn"},
-                                      config_path + ".log"));
+  FEDSHARE_ASSIGN_OR_RETURN(node.process,
+                            Subprocess::Start({BinaryPath("fedshare-node"), "--config", config_path,
+                                               "--log-level", "warn"},
+                                              config_path + ".log"));
   FEDSHARE_ASSIGN_OR_RETURN(std::string line, node.process->ReadLine(absl::Seconds(30)));
   // "ready org=ORG peer=HOST:PORT local=HOST:PORT"
   for (absl::string_view part : absl::StrSplit(line, ' ')) {

@@ -77,9 +77,8 @@ std::string EntryHash(const v1::AuditEntry& entry) {
 
 absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(storage::Storage* storage, Clock* clock) {
   std::unique_ptr<AuditLog> log(new AuditLog(storage, clock));
-  FEDSHARE_ASSIGN_OR_RETURN(auto last,
-                            storage->LastWithPrefix(ColumnFamily::kAudit,
-                                                    std::string(1, kEntryPrefix)));
+  FEDSHARE_ASSIGN_OR_RETURN(
+      auto last, storage->LastWithPrefix(ColumnFamily::kAudit, std::string(1, kEntryPrefix)));
   FEDSHARE_ASSIGN_OR_RETURN(std::optional<std::string> head,
                             storage->Get(ColumnFamily::kAudit, std::string(1, kHeadKey)));
   absl::MutexLock lock(&log->mu_);
@@ -161,8 +160,8 @@ absl::Status AuditLog::VerifyChain() const {
   for (it->SeekToFirst(); it->Valid(); it->Next(), ++expected) {
     FEDSHARE_ASSIGN_OR_RETURN(v1::AuditEntry entry, Decode(it->value(), expected));
     if (it->key() != EntryKey(expected) || entry.index() != expected) {
-      return absl::DataLossError(
-          absl::StrCat("audit chain broken at entry ", expected, ": entry missing or out of place"));
+      return absl::DataLossError(absl::StrCat("audit chain broken at entry ", expected,
+                                              ": entry missing or out of place"));
     }
     if (entry.previous_hash() != previous) {
       return absl::DataLossError(absl::StrCat("audit chain broken at entry ", expected,

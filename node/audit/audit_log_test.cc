@@ -71,9 +71,11 @@ class AuditLogTest : public ::testing::Test {
 };
 
 TEST_F(AuditLogTest, AppendsChainedEntriesInOrder) {
-  ASSERT_OK_AND_ASSIGN(auto a, log_->Append(Entry("spiffe://td/org/a/node", v1::AuditEntry::ANSWERED)));
+  ASSERT_OK_AND_ASSIGN(auto a,
+                       log_->Append(Entry("spiffe://td/org/a/node", v1::AuditEntry::ANSWERED)));
   clock_.Advance(absl::Seconds(1));
-  ASSERT_OK_AND_ASSIGN(auto b, log_->Append(Entry("spiffe://td/org/b/node", v1::AuditEntry::REFUSED)));
+  ASSERT_OK_AND_ASSIGN(auto b,
+                       log_->Append(Entry("spiffe://td/org/b/node", v1::AuditEntry::REFUSED)));
   EXPECT_EQ(a.index, 0u);
   EXPECT_EQ(b.index, 1u);
   EXPECT_EQ(log_->size(), 2u);

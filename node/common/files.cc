@@ -42,7 +42,8 @@ absl::Status WriteFileAtomic(const std::string& path, absl::string_view contents
       int e = errno;
       ::close(fd);
       ::unlink(tmp.c_str());
-      return absl::FailedPreconditionError(absl::StrCat("cannot write ", tmp, ": ", std::strerror(e)));
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot write ", tmp, ": ", std::strerror(e)));
     }
     p += n;
     left -= static_cast<size_t>(n);

@@ -15,8 +15,7 @@ absl::StatusOr<std::string> ReadFile(const std::string& path);
 
 // Writes `contents` to `path` through a temporary file, fsync and rename, so a
 // reader sees the old or the new file whole. `mode` is the new file's mode.
-absl::Status WriteFileAtomic(const std::string& path, absl::string_view contents,
-                             int mode = 0644);
+absl::Status WriteFileAtomic(const std::string& path, absl::string_view contents, int mode = 0644);
 
 }  // namespace fedshare
 

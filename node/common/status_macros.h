@@ -11,9 +11,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
-#define FEDSHARE_RETURN_IF_ERROR(expr)               \
-  do {                                               \
-    ::absl::Status fedshare_status_ = (expr);        \
+#define FEDSHARE_RETURN_IF_ERROR(expr)                   \
+  do {                                                   \
+    ::absl::Status fedshare_status_ = (expr);            \
     if (!fedshare_status_.ok()) return fedshare_status_; \
   } while (0)
 

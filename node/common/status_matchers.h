@@ -33,13 +33,13 @@ MATCHER_P2(StatusIs, code, message_matcher, "") {
 
 }  // namespace fedshare::testing
 
-#define EXPECT_OK(expr) EXPECT_TRUE(::fedshare::testing::GetStatus(expr).ok()) \
-    << ::fedshare::testing::GetStatus(expr)
-#define ASSERT_OK(expr)                                              \
-  do {                                                               \
-    const auto& fedshare_s_ = (expr);                                \
-    ASSERT_TRUE(::fedshare::testing::GetStatus(fedshare_s_).ok())    \
-        << ::fedshare::testing::GetStatus(fedshare_s_);              \
+#define EXPECT_OK(expr) \
+  EXPECT_TRUE(::fedshare::testing::GetStatus(expr).ok()) << ::fedshare::testing::GetStatus(expr)
+#define ASSERT_OK(expr)                                           \
+  do {                                                            \
+    const auto& fedshare_s_ = (expr);                             \
+    ASSERT_TRUE(::fedshare::testing::GetStatus(fedshare_s_).ok()) \
+        << ::fedshare::testing::GetStatus(fedshare_s_);           \
   } while (0)
 
 #define ASSERT_OK_AND_ASSIGN(lhs, rexpr) \

@@ -20,8 +20,7 @@ absl::StatusOr<int32_t> ParseDateDays(absl::string_view text) {
   absl::Time t;
   std::string err;
   if (text.size() != 10 || !absl::ParseTime("%Y-%m-%d", text, absl::UTCTimeZone(), &t, &err)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("'", text, "' is not a date: use YYYY-MM-DD"));
+    return absl::InvalidArgumentError(absl::StrCat("'", text, "' is not a date: use YYYY-MM-DD"));
   }
   return static_cast<int32_t>(absl::ToUnixSeconds(t) / 86400);
 }

@@ -26,8 +26,8 @@ TEST(TimeUtilTest, ParsesTimeAndDate) {
   EXPECT_EQ(absl::ToUnixSeconds(t), 1769860800);
   ASSERT_OK_AND_ASSIGN(absl::Time d, ParseTimeOrDate("2026-01-31"));
   EXPECT_EQ(absl::ToUnixSeconds(d), 1769817600);
-  EXPECT_THAT(ParseTimeOrDate("yesterday"), StatusIs(absl::StatusCode::kInvalidArgument,
-                                                     HasSubstr("RFC 3339")));
+  EXPECT_THAT(ParseTimeOrDate("yesterday"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("RFC 3339")));
 }
 
 }  // namespace

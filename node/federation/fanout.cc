@@ -130,8 +130,8 @@ absl::StatusOr<std::vector<v1::PeerConfig>> FanOut::Select(
     if (!found) {
       std::vector<std::string> known;
       for (const v1::PeerConfig& p : config_->peers()) known.push_back(p.org_id());
-      return absl::InvalidArgumentError(absl::StrCat("no peer '", name, "' is configured; known: ",
-                                                     absl::StrJoin(known, ", ")));
+      return absl::InvalidArgumentError(
+          absl::StrCat("no peer '", name, "' is configured; known: ", absl::StrJoin(known, ", ")));
     }
   }
   if (!request.group().empty()) {

@@ -127,7 +127,8 @@ absl::Status ValidateImpl(const v1::NodeConfig& config, const Locator& where,
       return Located(where, "purposes", i, s);
     }
   }
-  FEDSHARE_ASSIGN_OR_RETURN(policy::PurposeTree tree, policy::PurposeTree::Create(config.purposes()));
+  FEDSHARE_ASSIGN_OR_RETURN(policy::PurposeTree tree,
+                            policy::PurposeTree::Create(config.purposes()));
 
   std::set<std::string> dataset_names;
   std::vector<v1::DatasetSchema> datasets;
@@ -150,8 +151,7 @@ absl::Status ValidateImpl(const v1::NodeConfig& config, const Locator& where,
   for (const v1::Agreement& a : extra_agreements) {
     all.push_back(a);
     if (auto s = policy::AgreementSet::Create(all, tree, datasets).status(); !s.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(config.agreements_file(), ": ", s.message()));
+      return absl::InvalidArgumentError(absl::StrCat(config.agreements_file(), ": ", s.message()));
     }
   }
 

@@ -10,7 +10,7 @@ namespace {
 using ::fedshare::testing::StatusIs;
 using ::testing::HasSubstr;
 
-constexpr char kValid[] = R"pb(
+constexpr char kValid[] = R"cfg(
 org_id: "partner-a"
 trust_domain: "fedshare.test"
 data_dir: "data"
@@ -35,7 +35,7 @@ agreements {
   measure_fields: "outcome_score"
 }
 peers { org_id: "foundation" address: "127.0.0.1:7443" groups: "all" }
-)pb";
+)cfg";
 
 TEST(ConfigTest, ValidConfigParsesWithDefaultsAndResolvedPaths) {
   ASSERT_OK_AND_ASSIGN(v1::NodeConfig config, ParseNodeConfig(kValid, "node.textproto", "/etc/fs"));

@@ -70,8 +70,9 @@ int main(int argc, char** argv) {
     std::cerr << "fedshare-node: cannot start: " << node.status().message() << "\n";
     return 1;
   }
-  std::string ready = absl::StrCat("ready org=", config->org_id(), " peer=", (*node)->peer_address(),
-                                   " local=", (*node)->local_address());
+  std::string ready =
+      absl::StrCat("ready org=", config->org_id(), " peer=", (*node)->peer_address(),
+                   " local=", (*node)->local_address());
   if (!ready_file.empty()) {
     absl::Status written = fedshare::WriteFileAtomic(ready_file, ready + "\n");
     if (!written.ok()) {

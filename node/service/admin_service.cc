@@ -24,8 +24,8 @@ absl::StatusOr<std::string> ReadUpload(grpc::ServerReader<Request>* reader, OnFi
       first = false;
     }
     if (data.size() + request.data().size() > kMaxUploadBytes) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "upload exceeds ", kMaxUploadBytes >> 20, " MiB; split the file into several calls"));
+      return absl::ResourceExhaustedError(absl::StrCat("upload exceeds ", kMaxUploadBytes >> 20,
+                                                       " MiB; split the file into several calls"));
     }
     data += request.data();
   }
@@ -37,8 +37,8 @@ absl::StatusOr<std::string> ReadUpload(grpc::ServerReader<Request>* reader, OnFi
 grpc::Status AdminServiceImpl::Status(grpc::ServerContext* context, const v1::StatusRequest*,
                                       v1::StatusResponse* response) {
   constexpr absl::string_view kMethod = "AdminService.Status";
-  absl::StatusOr<identity::Identity> who = Authorize(
-      *env_, *context, kMethod, {Role::kOperator, Role::kAnalyst}, /*own_org=*/true);
+  absl::StatusOr<identity::Identity> who =
+      Authorize(*env_, *context, kMethod, {Role::kOperator, Role::kAnalyst}, /*own_org=*/true);
   if (!who.ok()) return ToGrpcStatus(who.status());
   response->set_org_id(env_->config->org_id());
   response->set_version(FEDSHARE_VERSION);
@@ -67,8 +67,8 @@ grpc::Status AdminServiceImpl::Ingest(grpc::ServerContext* context,
     return Finish(kMethod, who->spiffe_id,
                   absl::InvalidArgumentError("the first ingest message must name the dataset"));
   }
-  absl::StatusOr<v1::IngestResponse> result = env_->engine->Ingest(
-      header.dataset(), header.format(), header.skip_invalid(), *data);
+  absl::StatusOr<v1::IngestResponse> result =
+      env_->engine->Ingest(header.dataset(), header.format(), header.skip_invalid(), *data);
   if (result.ok()) *response = std::move(result).value();
   return Finish(kMethod, who->spiffe_id, result.status());
 }
@@ -91,8 +91,8 @@ grpc::Status AdminServiceImpl::ListDatasets(grpc::ServerContext* context,
                                             const v1::ListDatasetsRequest*,
                                             v1::ListDatasetsResponse* response) {
   constexpr absl::string_view kMethod = "AdminService.ListDatasets";
-  absl::StatusOr<identity::Identity> who = Authorize(
-      *env_, *context, kMethod, {Role::kOperator, Role::kAnalyst}, /*own_org=*/true);
+  absl::StatusOr<identity::Identity> who =
+      Authorize(*env_, *context, kMethod, {Role::kOperator, Role::kAnalyst}, /*own_org=*/true);
   if (!who.ok()) return ToGrpcStatus(who.status());
   absl::StatusOr<v1::ListDatasetsResponse> result = env_->engine->ListDatasets({});
   if (result.ok()) *response = std::move(result).value();
@@ -106,16 +106,18 @@ grpc::Status AdminServiceImpl::Export(grpc::ServerContext* context,
   absl::StatusOr<identity::Identity> who =
       Authorize(*env_, *context, kMethod, {Role::kOperator}, /*own_org=*/true);
   if (!who.ok()) return ToGrpcStatus(who.status());
-  absl::Status status = env_->engine->Export(
-      request->dataset(), request->format(),
-      [&](absl::string_view chunk, int64_t rows_so_far) -> absl::Status {
-        if (context->IsCancelled()) return absl::CancelledError("the client cancelled the export");
-        v1::ExportChunk message;
-        message.set_data(std::string(chunk));
-        message.set_rows_so_far(rows_so_far);
-        if (!writer->Write(message)) return absl::CancelledError("the client went away");
-        return absl::OkStatus();
-      });
+  absl::Status status =
+      env_->engine->Export(request->dataset(), request->format(),
+                           [&](absl::string_view chunk, int64_t rows_so_far) -> absl::Status {
+                             if (context->IsCancelled())
+                               return absl::CancelledError("the client cancelled the export");
+                             v1::ExportChunk message;
+                             message.set_data(std::string(chunk));
+                             message.set_rows_so_far(rows_so_far);
+                             if (!writer->Write(message))
+                               return absl::CancelledError("the client went away");
+                             return absl::OkStatus();
+                           });
   return Finish(kMethod, who->spiffe_id, status);
 }
 

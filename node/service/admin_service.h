@@ -18,8 +18,7 @@ class AdminServiceImpl final : public v1::AdminService::Service {
 
   grpc::Status Status(grpc::ServerContext* context, const v1::StatusRequest* request,
                       v1::StatusResponse* response) override;
-  grpc::Status Ingest(grpc::ServerContext* context,
-                      grpc::ServerReader<v1::IngestRequest>* reader,
+  grpc::Status Ingest(grpc::ServerContext* context, grpc::ServerReader<v1::IngestRequest>* reader,
                       v1::IngestResponse* response) override;
   grpc::Status ImportConsent(grpc::ServerContext* context,
                              grpc::ServerReader<v1::ConsentImportRequest>* reader,

@@ -25,14 +25,13 @@ absl::StatusOr<identity::Identity> Authorize(const ServiceEnv& env,
   for (identity::Role r : roles) names.emplace_back(identity::RoleName(r));
   absl::Status status;
   if (!role_ok) {
-    status = absl::PermissionDeniedError(absl::StrCat(
-        method, " needs the ", absl::StrJoin(names, " or "), " role",
-        own_org ? absl::StrCat(" of org '", env.config->org_id(), "'") : std::string(),
-        "; the caller is ", who->Describe()));
+    status = absl::PermissionDeniedError(
+        absl::StrCat(method, " needs the ", absl::StrJoin(names, " or "), " role",
+                     own_org ? absl::StrCat(" of org '", env.config->org_id(), "'") : std::string(),
+                     "; the caller is ", who->Describe()));
   } else if (own_org && who->org_id != env.config->org_id()) {
-    status = absl::PermissionDeniedError(absl::StrCat(method, " is only for org '",
-                                                      env.config->org_id(), "'; the caller is ",
-                                                      who->Describe()));
+    status = absl::PermissionDeniedError(absl::StrCat(
+        method, " is only for org '", env.config->org_id(), "'; the caller is ", who->Describe()));
   }
   if (!status.ok()) {
     spdlog::warn("event=rpc_refused method={} caller={} code=PERMISSION_DENIED",

@@ -8,12 +8,12 @@ namespace fedshare::service {
 
 using identity::Role;
 
-grpc::Status FederationServiceImpl::FederatedAggregate(
-    grpc::ServerContext* context, const v1::FederatedAggregateRequest* request,
-    v1::FederatedAggregateResponse* response) {
+grpc::Status FederationServiceImpl::FederatedAggregate(grpc::ServerContext* context,
+                                                       const v1::FederatedAggregateRequest* request,
+                                                       v1::FederatedAggregateResponse* response) {
   constexpr absl::string_view kMethod = "FederationService.FederatedAggregate";
-  absl::StatusOr<identity::Identity> who = Authorize(
-      *env_, *context, kMethod, {Role::kAnalyst, Role::kOperator}, /*own_org=*/true);
+  absl::StatusOr<identity::Identity> who =
+      Authorize(*env_, *context, kMethod, {Role::kAnalyst, Role::kOperator}, /*own_org=*/true);
   if (!who.ok()) return ToGrpcStatus(who.status());
   absl::StatusOr<v1::FederatedAggregateResponse> result =
       env_->fanout->Ask(who->spiffe_id, *request);
@@ -25,8 +25,8 @@ grpc::Status FederationServiceImpl::ListPeers(grpc::ServerContext* context,
                                               const v1::ListPeersRequest* request,
                                               v1::ListPeersResponse* response) {
   constexpr absl::string_view kMethod = "FederationService.ListPeers";
-  absl::StatusOr<identity::Identity> who = Authorize(
-      *env_, *context, kMethod, {Role::kAnalyst, Role::kOperator}, /*own_org=*/true);
+  absl::StatusOr<identity::Identity> who =
+      Authorize(*env_, *context, kMethod, {Role::kAnalyst, Role::kOperator}, /*own_org=*/true);
   if (!who.ok()) return ToGrpcStatus(who.status());
   *response = env_->fanout->ListPeers(request->probe());
   return Finish(kMethod, who->spiffe_id, absl::OkStatus());

@@ -21,7 +21,7 @@ class AuditLog;
 namespace engine {
 class Engine;
 class Answerer;
-}
+}  // namespace engine
 namespace federation {
 class FanOut;
 }
