@@ -8,6 +8,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -237,6 +238,11 @@ std::string ResultTable(const v1::AggregateResult& result, bool show_partners, i
     absl::StrAppend(&out, "withheld and not listed: ", result.unlisted_withheld_cells(),
                     result.unlisted_withheld_cells() == 1 ? " cell" : " cells",
                     " (their groups are not public)\n");
+  }
+  if (!result.receipt().entry_hash().empty()) {
+    absl::StrAppend(&out, "receipt: audit entry ", result.receipt().audit_index(), " of ",
+                    result.receipt().org_id(), ", sha256 ",
+                    absl::BytesToHexString(result.receipt().entry_hash()).substr(0, 16), "...\n");
   }
   return out;
 }

@@ -60,6 +60,20 @@ TEST(ParseOutputFormatTest, AcceptsTheThreeNames) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("use table, csv or json")));
 }
 
+TEST(FormatResultTest, TableNamesTheReceipt) {
+  v1::AggregateResult result;
+  result.add_columns("count");
+  result.add_cells()->add_values()->set_value(12);
+  result.mutable_receipt()->set_org_id("partner-a");
+  result.mutable_receipt()->set_audit_index(7);
+  result.mutable_receipt()->set_entry_hash(std::string("\x00\x01\xab\xcd", 4) +
+                                           std::string(28, '\x11'));
+  EXPECT_THAT(FormatResult(result, OutputFormat::kTable),
+              HasSubstr("receipt: audit entry 7 of partner-a, sha256 0001abcd11111111...\n"));
+  result.clear_receipt();
+  EXPECT_THAT(FormatResult(result, OutputFormat::kTable), Not(HasSubstr("receipt")));
+}
+
 TEST(FormatResultTest, AlignedTable) {
   EXPECT_EQ(FormatResult(SmallResult(), OutputFormat::kTable),
             "program  count  avg(score)\n"
