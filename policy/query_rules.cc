@@ -424,4 +424,25 @@ std::string QuestionHash(const v1::AggregateQuery& normalized) {
   return std::string(reinterpret_cast<const char*>(digest), len);
 }
 
+std::string AggregateColumnName(const v1::Aggregate& aggregate) {
+  switch (aggregate.kind()) {
+    case v1::COUNT:
+      return "count";
+    case v1::COUNT_SUBJECTS:
+      return "count_subjects";
+    case v1::SUM:
+      return absl::StrCat("sum(", aggregate.field(), ")");
+    case v1::AVG:
+      return absl::StrCat("avg(", aggregate.field(), ")");
+    case v1::STDDEV:
+      return absl::StrCat("stddev(", aggregate.field(), ")");
+    case v1::VARIANCE:
+      return absl::StrCat("variance(", aggregate.field(), ")");
+    case v1::HISTOGRAM:
+      return absl::StrCat("histogram(", aggregate.field(), ")");
+    default:
+      return "?";
+  }
+}
+
 }  // namespace fedshare::policy

@@ -51,6 +51,11 @@ inline constexpr absl::string_view kRuleGranularity = "granularity";
 absl::StatusOr<v1::AggregateQuery> NormalizeQuery(const v1::DatasetSchema& schema,
                                                   const v1::AggregateQuery& query);
 
+// The column name of an aggregate in answers: "count", "count_subjects",
+// "sum(f)", "avg(f)", "stddev(f)", "variance(f)", "histogram(f)". Every
+// node and the combining node name columns alike.
+std::string AggregateColumnName(const v1::Aggregate& aggregate);
+
 // A canonical, deterministic hash (SHA-256, 32 bytes) of a normalized
 // question without its query_id: equal questions hash equal. The encoding is
 // length-prefixed fields in a fixed order (not protobuf serialization), tagged

@@ -68,7 +68,9 @@ TEST(CrashTest, KilledDuringIngestKeepsEveryAcknowledgedBatchAndNoPartialOne) {
 
   std::set<int> acknowledged;
   int next_batch = 0;
-  for (int round = 0; round < kRounds; ++round) {
+  // Each round restarts the node and checks the store; all but the last then
+  // ingest and kill.
+  for (int round = 0; round <= kRounds; ++round) {
     SCOPED_TRACE(absl::StrCat("round ", round));
     ASSERT_OK_AND_ASSIGN(NodeProcess node, StartNodeProcess(config, tmp.Sub("node.textproto")));
 
@@ -83,6 +85,7 @@ TEST(CrashTest, KilledDuringIngestKeepsEveryAcknowledgedBatchAndNoPartialOne) {
     std::map<int, int> rows = RowsPerBatch(exported);
     for (int b : acknowledged) EXPECT_EQ(rows[b], kRowsPerBatch) << "acknowledged batch " << b;
     for (const auto& [b, n] : rows) EXPECT_EQ(n, kRowsPerBatch) << "partial batch " << b;
+    if (round == kRounds) break;
 
     // Ingest batches from another thread; kill the node once a few are
     // acknowledged, while the next one is on its way.
@@ -118,18 +121,6 @@ TEST(CrashTest, KilledDuringIngestKeepsEveryAcknowledgedBatchAndNoPartialOne) {
     ASSERT_TRUE(WIFSIGNALED(status)) << "the node should have been killed";
   }
 
-  // A last restart checks the final round.
-  ASSERT_OK_AND_ASSIGN(NodeProcess node, StartNodeProcess(config, tmp.Sub("node.textproto")));
-  auto admin = Connect(node.local_address, op, kTrustDomain);
-  ASSERT_NE(admin, nullptr);
-  std::string exported;
-  ASSERT_OK(admin->Export("program_outcomes", v1::CSV, [&](const v1::ExportChunk& c) {
-    exported += c.data();
-    return absl::OkStatus();
-  }));
-  std::map<int, int> rows = RowsPerBatch(exported);
-  for (int b : acknowledged) EXPECT_EQ(rows[b], kRowsPerBatch) << "acknowledged batch " << b;
-  for (const auto& [b, n] : rows) EXPECT_EQ(n, kRowsPerBatch) << "partial batch " << b;
   EXPECT_GE(acknowledged.size(), static_cast<size_t>(kRounds));
 }
 

@@ -6,6 +6,8 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "node/common/status_macros.h"
 
 namespace fedshare::audit {
@@ -67,13 +69,25 @@ absl::StatusOr<v1::AuditEntry> Decode(absl::string_view value, uint64_t expected
 
 }  // namespace
 
-std::string EntryHash(const v1::AuditEntry& entry) {
-  std::string data = CanonicalEncoding(entry);
+std::string Sha256(absl::string_view data) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   EVP_Digest(data.data(), data.size(), digest, &len, EVP_sha256(), nullptr);
   return std::string(reinterpret_cast<const char*>(digest), len);
 }
+
+std::string MessageHash(const google::protobuf::MessageLite& message) {
+  std::string serialized;
+  {
+    google::protobuf::io::StringOutputStream stream(&serialized);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    message.SerializeToCodedStream(&coded);
+  }
+  return Sha256(serialized);
+}
+
+std::string EntryHash(const v1::AuditEntry& entry) { return Sha256(CanonicalEncoding(entry)); }
 
 absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(storage::Storage* storage, Clock* clock) {
   std::unique_ptr<AuditLog> log(new AuditLog(storage, clock));

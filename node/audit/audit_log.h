@@ -22,8 +22,10 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "fedshare/v1/audit.pb.h"
+#include "google/protobuf/message_lite.h"
 #include "node/common/clock.h"
 #include "node/storage/storage.h"
 
@@ -32,6 +34,13 @@ namespace fedshare::audit {
 // SHA-256 over the canonical encoding of every field of `entry` (see
 // docs/storage-format.md). 32 bytes.
 std::string EntryHash(const v1::AuditEntry& entry);
+
+// SHA-256 of `data`, 32 bytes.
+std::string Sha256(absl::string_view data);
+
+// SHA-256 of the deterministic serialization of an answer (or a question),
+// as recorded in an entry's result_hash.
+std::string MessageHash(const google::protobuf::MessageLite& message);
 
 class AuditLog {
  public:

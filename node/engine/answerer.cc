@@ -1,13 +1,9 @@
 #include "node/engine/answerer.h"
 
-#include <openssl/evp.h>
-
 #include <map>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "google/protobuf/io/coded_stream.h"
-#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "node/common/status_macros.h"
 #include "node/engine/query_executor.h"
 #include "policy/disclosure.h"
@@ -17,34 +13,6 @@ namespace fedshare::engine {
 namespace {
 
 constexpr absl::string_view kRuleInvalidQuestion = "invalid-question";
-
-std::string Sha256(absl::string_view data) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), digest, &len, EVP_sha256(), nullptr);
-  return std::string(reinterpret_cast<const char*>(digest), len);
-}
-
-std::string AggregateColumnName(const v1::Aggregate& agg) {
-  switch (agg.kind()) {
-    case v1::COUNT:
-      return "count";
-    case v1::COUNT_SUBJECTS:
-      return "count_subjects";
-    case v1::SUM:
-      return absl::StrCat("sum(", agg.field(), ")");
-    case v1::AVG:
-      return absl::StrCat("avg(", agg.field(), ")");
-    case v1::STDDEV:
-      return absl::StrCat("stddev(", agg.field(), ")");
-    case v1::VARIANCE:
-      return absl::StrCat("variance(", agg.field(), ")");
-    case v1::HISTOGRAM:
-      return absl::StrCat("histogram(", agg.field(), ")");
-    default:
-      return "?";
-  }
-}
 
 std::string WithholdingReason(absl::string_view rule, const policy::DisclosureParams& params) {
   if (rule == policy::kRuleMinSubjects) {
@@ -137,15 +105,16 @@ absl::Status Answerer::Refuse(const Caller& caller, const v1::AggregateQuery& qu
   return status;
 }
 
-absl::StatusOr<bool> Answerer::Admit(const std::string& key, int limit, absl::Duration window) {
-  if (limit <= 0) return true;
+absl::Status Answerer::Admit(const std::string& key, int limit, absl::Duration window,
+                             const std::string& refusal) {
+  if (limit <= 0) return absl::OkStatus();
   absl::MutexLock lock(&limits_mu_);
   FEDSHARE_ASSIGN_OR_RETURN(std::optional<std::string> stored,
                             storage_->Get(storage::ColumnFamily::kQueries, key));
   std::vector<absl::Time> times = DecodeTimes(stored.value_or(""));
   bool admitted = policy::RateWindowAdmit(times, clock_->Now(), limit, window);
   FEDSHARE_RETURN_IF_ERROR(storage_->Put(storage::ColumnFamily::kQueries, key, EncodeTimes(times)));
-  return admitted;
+  return admitted ? absl::OkStatus() : absl::ResourceExhaustedError(refusal);
 }
 
 absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
@@ -175,38 +144,35 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
   question_hash = policy::QuestionHash(*normalized);
   const policy::DisclosureParams params = policy::EffectiveDisclosure(agreement.disclosure());
 
+  // Each limit is a durable sliding window of answered times.
+  struct Limit {
+    std::string key;
+    int limit;
+    absl::Duration window;
+    absl::string_view rule;
+    std::string refusal;
+  };
+  std::vector<Limit> limits;
+  const std::string prefix = absl::StrCat("refused by agreement '", agreement.id(), "' rule '");
   if (agreement.rate_limit().queries() > 0) {
-    absl::StatusOr<bool> admitted =
-        Admit(absl::StrCat("l", caller.org_id, std::string(1, '\0'), agreement.id()),
-              agreement.rate_limit().queries(),
-              absl::Seconds(std::max<int64_t>(1, agreement.rate_limit().window_seconds())));
-    if (!admitted.ok()) {
-      return Refuse(caller, query, question_hash, agreement.id(), policy::kRuleRateLimit,
-                    admitted.status());
-    }
-    if (!*admitted) {
-      return Refuse(caller, query, question_hash, agreement.id(), policy::kRuleRateLimit,
-                    absl::ResourceExhaustedError(absl::StrCat(
-                        "refused by agreement '", agreement.id(), "' rule 'rate-limit': at most ",
-                        agreement.rate_limit().queries(), " questions per ",
-                        agreement.rate_limit().window_seconds(), " s; ask again later")));
-    }
+    limits.push_back(
+        {absl::StrCat("l", caller.org_id, std::string(1, '\0'), agreement.id()),
+         agreement.rate_limit().queries(), absl::Seconds(agreement.rate_limit().window_seconds()),
+         policy::kRuleRateLimit,
+         absl::StrCat(prefix, "rate-limit': at most ", agreement.rate_limit().queries(),
+                      " questions per ", agreement.rate_limit().window_seconds(),
+                      " s; ask again later")});
   }
-  {
-    absl::StatusOr<bool> admitted =
-        Admit(absl::StrCat("r", caller.org_id, std::string(1, '\0'), question_hash),
-              params.repeat_limit, params.repeat_window);
+  limits.push_back(
+      {absl::StrCat("r", caller.org_id, std::string(1, '\0'), question_hash), params.repeat_limit,
+       params.repeat_window, policy::kRuleRepeatLimit,
+       absl::StrCat(prefix, "repeat-limit': the same question may be answered at most ",
+                    params.repeat_limit, " times per ", absl::ToInt64Seconds(params.repeat_window),
+                    " s")});
+  for (const Limit& limit : limits) {
+    absl::Status admitted = Admit(limit.key, limit.limit, limit.window, limit.refusal);
     if (!admitted.ok()) {
-      return Refuse(caller, query, question_hash, agreement.id(), policy::kRuleRepeatLimit,
-                    admitted.status());
-    }
-    if (!*admitted) {
-      return Refuse(caller, query, question_hash, agreement.id(), policy::kRuleRepeatLimit,
-                    absl::ResourceExhaustedError(absl::StrCat(
-                        "refused by agreement '", agreement.id(),
-                        "' rule 'repeat-limit': the same question may be answered at most ",
-                        params.repeat_limit, " times per ",
-                        absl::ToInt64Seconds(params.repeat_window), " s")));
+      return Refuse(caller, query, question_hash, agreement.id(), limit.rule, admitted);
     }
   }
 
@@ -245,7 +211,7 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
   result.set_agreement_id(agreement.id());
   for (const std::string& g : normalized->group_by()) result.add_columns(g);
   for (const v1::Aggregate& a : normalized->aggregates()) {
-    result.add_columns(AggregateColumnName(a));
+    result.add_columns(policy::AggregateColumnName(a));
   }
   *result.mutable_applied_where() = normalized->where();
   std::map<std::string, int> withheld_by_rule;
@@ -295,13 +261,6 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
   }
   result.set_answered_at_unix_ms(absl::ToUnixMillis(now));
 
-  std::string serialized;
-  {
-    google::protobuf::io::StringOutputStream stream(&serialized);
-    google::protobuf::io::CodedOutputStream coded(&stream);
-    coded.SetSerializationDeterministic(true);
-    result.SerializeToCodedStream(&coded);
-  }
   v1::AuditEntry entry;
   entry.set_caller(caller.spiffe_id);
   entry.set_method("PeerService.Aggregate");
@@ -310,7 +269,7 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
   entry.set_purpose(query.purpose());
   entry.set_decision(v1::AuditEntry::ANSWERED);
   entry.set_agreement_id(agreement.id());
-  entry.set_result_hash(Sha256(serialized));
+  entry.set_result_hash(audit::MessageHash(result));
   FEDSHARE_ASSIGN_OR_RETURN(audit::AuditLog::Appended appended, audit_->Append(std::move(entry)));
   v1::Receipt* receipt = result.mutable_receipt();
   receipt->set_org_id(org_id_);

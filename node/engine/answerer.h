@@ -64,8 +64,11 @@ class Answerer {
   absl::Status Refuse(const Caller& caller, const v1::AggregateQuery& query,
                       const std::string& question_hash, const std::string& agreement_id,
                       absl::string_view rule, const absl::Status& status);
-  // Durable sliding-window admission in the `queries` column family.
-  absl::StatusOr<bool> Admit(const std::string& key, int limit, absl::Duration window);
+  // Durable sliding-window admission in the `queries` column family: OK and
+  // counted, or RESOURCE_EXHAUSTED with `refusal` when `limit` answers fall in
+  // the window already.
+  absl::Status Admit(const std::string& key, int limit, absl::Duration window,
+                     const std::string& refusal);
 
   const std::string org_id_;
   Engine* const engine_;

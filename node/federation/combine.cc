@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "policy/query_rules.h"
 
 namespace fedshare::federation {
 namespace {
@@ -41,29 +42,6 @@ struct Combined {
   std::set<size_t> listed_withheld_by;  // answer indices
   std::vector<std::string> rules;       // distinct, in order seen
 };
-
-// The engine's column names (node/engine), so a combined answer reads like a
-// single node's even when no partner answered.
-std::string ColumnName(const v1::Aggregate& a) {
-  switch (a.kind()) {
-    case v1::COUNT:
-      return "count";
-    case v1::COUNT_SUBJECTS:
-      return "count_subjects";
-    case v1::SUM:
-      return absl::StrCat("sum(", a.field(), ")");
-    case v1::AVG:
-      return absl::StrCat("avg(", a.field(), ")");
-    case v1::STDDEV:
-      return absl::StrCat("stddev(", a.field(), ")");
-    case v1::VARIANCE:
-      return absl::StrCat("variance(", a.field(), ")");
-    case v1::HISTOGRAM:
-      return absl::StrCat("histogram(", a.field(), ")");
-    default:
-      return "?";
-  }
-}
 
 v1::AggregateValue Finish(v1::AggregateKind kind, const Sums& s) {
   v1::AggregateValue out;
@@ -167,7 +145,8 @@ v1::AggregateResult CombineResults(const v1::AggregateQuery& query,
   }
   if (result.columns_size() == 0) {
     for (const std::string& g : query.group_by()) result.add_columns(g);
-    for (const v1::Aggregate& a : query.aggregates()) result.add_columns(ColumnName(a));
+    for (const v1::Aggregate& a : query.aggregates())
+      result.add_columns(policy::AggregateColumnName(a));
   }
 
   std::vector<v1::Cell> withheld_cells;

@@ -4,6 +4,6 @@ add_library(fedshare_combine combine.cc)
 add_library(fedshare::combine ALIAS fedshare_combine)
 target_include_directories(fedshare_combine PUBLIC ${PROJECT_SOURCE_DIR})
 target_link_libraries(fedshare_combine
-  PUBLIC fedshare::proto_messages absl::span absl::strings)
+  PUBLIC fedshare::proto_messages fedshare::policy absl::span absl::strings)
 
 fedshare_test(combine_test SOURCES combine_test.cc LIBS fedshare::combine fedshare::testing)

@@ -1,7 +1,5 @@
 #include "node/federation/fanout.h"
 
-#include <openssl/evp.h>
-
 #include <future>
 #include <set>
 
@@ -103,13 +101,6 @@ PartnerOutcome AskOne(const v1::NodeConfig& config, const v1::PeerConfig& peer,
   return outcome;
 }
 
-std::string Sha256(absl::string_view data) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), digest, &len, EVP_sha256(), nullptr);
-  return std::string(reinterpret_cast<const char*>(digest), len);
-}
-
 }  // namespace
 
 absl::StatusOr<std::vector<v1::PeerConfig>> FanOut::Select(
@@ -198,7 +189,7 @@ absl::StatusOr<v1::FederatedAggregateResponse> FanOut::Ask(
   entry.set_decision(answers.empty() ? v1::AuditEntry::REFUSED : v1::AuditEntry::ANSWERED);
   if (answers.empty()) entry.set_rule("no-partner-answered");
   entry.set_question_hash(policy::QuestionHash(request.query()));
-  entry.set_result_hash(Sha256(response.combined().SerializeAsString()));
+  entry.set_result_hash(audit::MessageHash(response.combined()));
   std::vector<std::string> states;
   for (const v1::PartnerCoverage& c : response.coverage()) {
     states.push_back(absl::StrCat(c.org_id(), "=", v1::PartnerCoverage::State_Name(c.state())));
