@@ -1,6 +1,7 @@
 #include "node/engine/query_executor.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -133,15 +134,30 @@ struct AggregateAccumulator {
   std::vector<absl::flat_hash_set<uint32_t>> bin_subjects;
 };
 
-struct SubjectAccumulator {
-  int records = 0;
-  std::vector<double> abs_contribution;  // per aggregate
-};
-
+// Per cell, each subject gets a slot on first sight: its record count and
+// its absolute contribution to each aggregate (for dominance), kept in flat
+// arrays so a row costs one hash lookup and no allocation.
 struct CellAccumulator {
   std::vector<v1::Value> key;
   std::vector<AggregateAccumulator> aggregates;
-  absl::flat_hash_map<uint32_t, SubjectAccumulator> subjects;
+  absl::flat_hash_map<uint32_t, uint32_t> slot_of;  // subject ordinal -> slot
+  std::vector<int32_t> records;                     // per slot
+  std::vector<double> contributions;                // slot * n_aggs + aggregate
+
+  size_t subject_count() const { return records.size(); }
+};
+
+// A group key without allocation: up to kMaxGroupBy values as 64-bit
+// patterns (codes, integers, or a double's bits) and which are null.
+struct GroupKey {
+  std::array<int64_t, 3> values{};
+  uint8_t nulls = 0;
+
+  bool operator==(const GroupKey& o) const { return values == o.values && nulls == o.nulls; }
+  template <typename H>
+  friend H AbslHashValue(H h, const GroupKey& k) {
+    return H::combine(std::move(h), k.values[0], k.values[1], k.values[2], k.nulls);
+  }
 };
 
 struct Measure {
@@ -178,20 +194,17 @@ v1::Value KeyValue(const DatasetReader& reader, int field, const ColumnBlock& bl
   return v;
 }
 
-void AppendKeyBytes(std::string& key, const ColumnBlock::Column& col, bool is_double,
-                    uint32_t row) {
+void SetKeyPart(GroupKey& key, size_t g, const ColumnBlock::Column& col, bool is_double,
+                uint32_t row) {
   if (col.IsNull(row)) {
-    key.push_back('\0');
+    key.nulls |= static_cast<uint8_t>(1u << g);
     return;
   }
-  key.push_back('\1');
-  char bytes[8];
   if (is_double) {
-    std::memcpy(bytes, &col.doubles[row], 8);
+    std::memcpy(&key.values[g], &col.doubles[row], 8);
   } else {
-    std::memcpy(bytes, &col.ints[row], 8);
+    key.values[g] = col.ints[row];
   }
-  key.append(bytes, 8);
 }
 
 // Orders values: unset (null) first, then by kind, then by value.
@@ -229,7 +242,7 @@ ExecutedCell Finish(const v1::AggregateQuery& query, CellAccumulator& acc) {
   ExecutedCell cell;
   cell.key = std::move(acc.key);
   const int n_aggs = query.aggregates_size();
-  cell.stats.subjects = static_cast<int64_t>(acc.subjects.size());
+  cell.stats.subjects = static_cast<int64_t>(acc.subject_count());
   cell.stats.top_contributions.resize(n_aggs);
   cell.stats.abs_totals.resize(n_aggs, 0.0);
   cell.stats.bin_subjects.resize(n_aggs);
@@ -243,8 +256,8 @@ ExecutedCell Finish(const v1::AggregateQuery& query, CellAccumulator& acc) {
         value.set_value(x.count);
         break;
       case v1::COUNT_SUBJECTS:
-        value.set_value(static_cast<double>(acc.subjects.size()));
-        value.set_count(static_cast<double>(acc.subjects.size()));
+        value.set_value(static_cast<double>(acc.subject_count()));
+        value.set_count(static_cast<double>(acc.subject_count()));
         break;
       case v1::SUM:
         value.set_value(x.sum);
@@ -277,10 +290,11 @@ ExecutedCell Finish(const v1::AggregateQuery& query, CellAccumulator& acc) {
     }
     if (IsDominanceKind(agg.kind())) {
       std::vector<double> contributions;
-      contributions.reserve(acc.subjects.size());
-      for (const auto& [ordinal, subject] : acc.subjects) {
-        contributions.push_back(subject.abs_contribution[a]);
-        cell.stats.abs_totals[a] += subject.abs_contribution[a];
+      contributions.reserve(acc.subject_count());
+      for (size_t slot = 0; slot < acc.subject_count(); ++slot) {
+        double c = acc.contributions[slot * n_aggs + a];
+        contributions.push_back(c);
+        cell.stats.abs_totals[a] += c;
       }
       size_t top = std::min<size_t>(policy::kMaxDominanceN, contributions.size());
       std::partial_sort(contributions.begin(), contributions.begin() + top, contributions.end(),
@@ -351,16 +365,15 @@ absl::StatusOr<Execution> ExecuteQuery(const DatasetReader& reader, const v1::Ag
   };
 
   std::vector<CellAccumulator> cells;
-  absl::flat_hash_map<std::string, size_t> cell_index;
+  absl::flat_hash_map<GroupKey, size_t> cell_index;
   if (group_fields.empty()) {
     cells.push_back(new_cell({}));
-    cell_index[""] = 0;
+    cell_index[GroupKey()] = 0;
   }
   std::vector<absl::flat_hash_set<uint32_t>> removal_candidates(predicates.size());
   absl::flat_hash_set<uint32_t> answer_subjects;
   Execution execution;
 
-  std::string key_bytes;
   absl::Status status = reader.ForEachBlock([&](const ColumnBlock& block) -> absl::Status {
     execution.rows_scanned += block.rows;
     for (uint32_t row = 0; row < block.rows; ++row) {
@@ -378,21 +391,26 @@ absl::StatusOr<Execution> ExecuteQuery(const DatasetReader& reader, const v1::Ag
       if (failures > 0) continue;
       if (!predicates.empty()) answer_subjects.insert(subject);
 
-      key_bytes.clear();
+      GroupKey group_key;
       for (size_t g = 0; g < group_fields.size(); ++g) {
-        AppendKeyBytes(key_bytes, block.columns[group_fields[g]], group_is_double[g], row);
+        SetKeyPart(group_key, g, block.columns[group_fields[g]], group_is_double[g], row);
       }
-      auto [it, inserted] = cell_index.try_emplace(key_bytes, cells.size());
+      auto [it, inserted] = cell_index.try_emplace(group_key, cells.size());
       if (inserted) {
         std::vector<v1::Value> key;
         for (int field : group_fields) key.push_back(KeyValue(reader, field, block, row));
         cells.push_back(new_cell(std::move(key)));
       }
       CellAccumulator& cell = cells[it->second];
-      SubjectAccumulator& who = cell.subjects[subject];
-      if (max_records_per_subject > 0 && who.records >= max_records_per_subject) continue;
-      if (who.abs_contribution.empty()) who.abs_contribution.assign(n_aggs, 0.0);
-      ++who.records;
+      auto [slot_it, new_subject] =
+          cell.slot_of.try_emplace(subject, static_cast<uint32_t>(cell.records.size()));
+      const uint32_t slot = slot_it->second;
+      if (new_subject) {
+        cell.records.push_back(0);
+        cell.contributions.resize(cell.contributions.size() + n_aggs, 0.0);
+      }
+      if (max_records_per_subject > 0 && cell.records[slot] >= max_records_per_subject) continue;
+      ++cell.records[slot];
       ++execution.rows_counted;
 
       for (int a = 0; a < n_aggs; ++a) {
@@ -417,7 +435,7 @@ absl::StatusOr<Execution> ExecuteQuery(const DatasetReader& reader, const v1::Ag
         }
         x.sum += v;
         x.sum_squares += v * v;
-        who.abs_contribution[a] += std::fabs(v);
+        cell.contributions[static_cast<size_t>(slot) * n_aggs + a] += std::fabs(v);
       }
     }
     return absl::OkStatus();
