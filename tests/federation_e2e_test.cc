@@ -154,15 +154,20 @@ class FederationE2eTest : public ::testing::Test {
   }
 
   absl::StatusOr<v1::FederatedAggregateResponse> AskAll(const std::string& purpose) {
+    v1::FederatedAggregateRequest request;
+    request.set_all_peers(true);
+    return Ask(purpose, request);
+  }
+
+  absl::StatusOr<v1::FederatedAggregateResponse> Ask(const std::string& purpose,
+                                                     v1::FederatedAggregateRequest request) {
     auto query = client::ParseSql(
         absl::StrCat("SELECT program, COUNT(*), COUNT(DISTINCT subject), AVG(outcome_score), "
                      "STDDEV(outcome_score) FROM program_outcomes WHERE cohort_year >= 2020 "
                      "GROUP BY program PURPOSE '",
                      purpose, "'"));
     if (!query.ok()) return query.status();
-    v1::FederatedAggregateRequest request;
     *request.mutable_query() = *query;
-    request.set_all_peers(true);
     auto client = Connect(foundation_.local_address, analyst_, kTrustDomain, "foundation");
     if (client == nullptr) return absl::InternalError("no client");
     return client->FederatedAggregate(request);
@@ -217,6 +222,32 @@ TEST_F(FederationE2eTest, CombinedAnswerEqualsBruteForceOverAllPartners) {
                        3);
   EXPECT_EQ(response.partners_size(), 3);
   EXPECT_EQ(response.combined().receipt().org_id(), "foundation");
+
+  // Named partners only.
+  v1::FederatedAggregateRequest named;
+  named.add_peers("partner-1");
+  named.add_peers("partner-2");
+  ASSERT_OK_AND_ASSIGN(auto two, Ask("program-evaluation", named));
+  EXPECT_EQ(two.coverage_size(), 2);
+  ExpectCombinedEquals(two.combined(),
+                       BruteForce({&data_["partner-1"], &data_["partner-2"]}, "program-evaluation"),
+                       2);
+
+  // A configured group.
+  v1::FederatedAggregateRequest group;
+  group.set_group("grantees");
+  ASSERT_OK_AND_ASSIGN(auto grantees, Ask("program-evaluation", group));
+  EXPECT_EQ(grantees.coverage_size(), 3);
+
+  // An unknown partner or group is the asker's mistake, not a partner's.
+  v1::FederatedAggregateRequest unknown;
+  unknown.add_peers("partner-9");
+  EXPECT_THAT(Ask("program-evaluation", unknown),
+              StatusIs(absl::StatusCode::kInvalidArgument, ::testing::HasSubstr("partner-9")));
+  unknown.clear_peers();
+  unknown.set_group("nobody");
+  EXPECT_THAT(Ask("program-evaluation", unknown),
+              StatusIs(absl::StatusCode::kInvalidArgument, ::testing::HasSubstr("nobody")));
 }
 
 TEST_F(FederationE2eTest, RefusingAndStoppedPartnersAreReportedAndExcluded) {
