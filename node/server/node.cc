@@ -188,9 +188,4 @@ void Node::Shutdown(absl::Duration grace) {
   spdlog::info("event=node_stopped org={}", config_.org_id());
 }
 
-void Node::Wait() {
-  absl::MutexLock lock(&mu_);
-  mu_.Await(absl::Condition(&shut_down_));
-}
-
 }  // namespace fedshare::server

@@ -80,8 +80,6 @@ class Node {
   // Stops both listeners, waiting up to `grace` for calls in flight.
   // Idempotent.
   void Shutdown(absl::Duration grace = absl::Seconds(5));
-  // Blocks until Shutdown has been called and has finished.
-  void Wait();
 
  private:
   Node() = default;
