@@ -3,7 +3,6 @@
 // commas, newlines in fields, unicode and empty values); a file with one bad
 // row changes nothing and names that row; --skip-invalid writes exactly the
 // good rows and saves the rejects; `fedshare datasets` reports counts.
-#include <sys/wait.h>
 
 #include <string>
 #include <vector>
@@ -55,12 +54,6 @@ constexpr char kJsonl[] =
     "{\"pid\":\"j2\",\"name\":\"line\\u000anext, comma é 🙂\",\"program\":null,\"age\":null,"
     "\"score\":null,\"active\":null,\"joined\":null}\n";
 
-struct CliRun {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
 class CliDataTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -78,24 +71,13 @@ class CliDataTest : public ::testing::Test {
   }
 
   // Runs the fedshare CLI against the node's local listener as the operator.
-  CliRun Cli(std::vector<std::string> args) {
+  ProcessOutcome Cli(std::vector<std::string> args) {
     std::vector<std::string> argv = {BinaryPath("fedshare"), "--node", node_.local_address,
                                      "--identity", operator_};
     argv.insert(argv.end(), args.begin(), args.end());
-    std::string err_file = tmp_.Sub(absl::StrCat("cli-", ++runs_, ".err"));
-    CliRun run;
-    auto p = Subprocess::Start(argv, err_file);
-    EXPECT_OK(p.status());
-    if (!p.ok()) return run;
-    while (true) {
-      absl::StatusOr<std::string> line = (*p)->ReadLine(absl::Seconds(60));
-      if (!line.ok()) break;
-      absl::StrAppend(&run.out, *line, "\n");
-    }
-    int status = (*p)->Wait();
-    run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    run.err = ReadFile(err_file).value_or("");
-    return run;
+    auto outcome = RunToCompletion(argv, tmp_.Sub(absl::StrCat("cli-", ++runs_, ".err")));
+    EXPECT_OK(outcome.status());
+    return outcome.ok() ? *outcome : ProcessOutcome();
   }
 
   std::string Write(const std::string& name, const std::string& contents) {
@@ -106,7 +88,7 @@ class CliDataTest : public ::testing::Test {
 
   std::string Export(const std::string& dataset, const std::string& name) {
     std::string path = tmp_.Sub(name);
-    CliRun r = Cli({"export", "--dataset", dataset, "--out", path});
+    ProcessOutcome r = Cli({"export", "--dataset", dataset, "--out", path});
     EXPECT_EQ(r.exit_code, 0) << r.err;
     return ReadFile(path).value_or("<no export>");
   }
@@ -119,17 +101,18 @@ class CliDataTest : public ::testing::Test {
 };
 
 TEST_F(CliDataTest, CsvAndJsonlRoundTripExactly) {
-  CliRun csv = Cli({"ingest", "--dataset", "people", Write("people.csv", kCsv)});
+  ProcessOutcome csv = Cli({"ingest", "--dataset", "people", Write("people.csv", kCsv)});
   ASSERT_EQ(csv.exit_code, 0) << csv.err;
   EXPECT_THAT(csv.out, HasSubstr("wrote 6 rows"));
   EXPECT_EQ(Export("people", "people-out.csv"), kCsv);
 
-  CliRun jsonl = Cli({"ingest", "--dataset", "people_jsonl", Write("people.jsonl", kJsonl)});
+  ProcessOutcome jsonl =
+      Cli({"ingest", "--dataset", "people_jsonl", Write("people.jsonl", kJsonl)});
   ASSERT_EQ(jsonl.exit_code, 0) << jsonl.err;
   EXPECT_EQ(Export("people_jsonl", "people-out.jsonl"), kJsonl);
 
   // Global options may also follow the subcommand.
-  CliRun datasets = Cli({"datasets", "--timeout", "30"});
+  ProcessOutcome datasets = Cli({"datasets", "--timeout", "30"});
   ASSERT_EQ(datasets.exit_code, 0) << datasets.err;
   EXPECT_THAT(datasets.out, HasSubstr("people: 6 rows, 6 subjects"));
   EXPECT_THAT(datasets.out, HasSubstr("people_jsonl: 2 rows, 2 subjects"));
@@ -140,7 +123,7 @@ TEST_F(CliDataTest, OneBadRowChangesNothingAndIsNamed) {
   std::string bad = std::string("pid,name,program,age,score,active,joined\n") +
                     "q1,Ok,alpha,1,1,true,2020-01-01\n" + "q2,Bad,alpha,1,1000,true,2020-01-01\n" +
                     "q3,Ok,beta,2,2,false,2020-01-02\n";
-  CliRun r = Cli({"ingest", "--dataset", "people", Write("bad.csv", bad)});
+  ProcessOutcome r = Cli({"ingest", "--dataset", "people", Write("bad.csv", bad)});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.err, HasSubstr("nothing written"));
   EXPECT_THAT(r.err, HasSubstr("line 3, column score: out of bounds"));
@@ -148,15 +131,17 @@ TEST_F(CliDataTest, OneBadRowChangesNothingAndIsNamed) {
 }
 
 TEST_F(CliDataTest, UnusableHeaderIsReportedAndChangesNothing) {
-  CliRun r = Cli({"ingest", "--dataset", "people", Write("header.csv", "pid,nickname\np1,Ana\n")});
+  ProcessOutcome r =
+      Cli({"ingest", "--dataset", "people", Write("header.csv", "pid,nickname\np1,Ana\n")});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.err, HasSubstr("nothing written"));
   EXPECT_THAT(r.err, HasSubstr("line 1"));
   EXPECT_THAT(r.err, HasSubstr("nickname"));
-  CliRun consent = Cli({"consent", "import", Write("consent.csv", "subject,purpose\np1,x\n")});
+  ProcessOutcome consent =
+      Cli({"consent", "import", Write("consent.csv", "subject,purpose\np1,x\n")});
   EXPECT_EQ(consent.exit_code, 2);
   EXPECT_THAT(consent.err, HasSubstr("nothing imported"));
-  CliRun datasets = Cli({"datasets"});
+  ProcessOutcome datasets = Cli({"datasets"});
   EXPECT_THAT(datasets.out, HasSubstr("people: 0 rows"));
 }
 
@@ -167,8 +152,8 @@ TEST_F(CliDataTest, SkipInvalidWritesExactlyTheGoodRowsAndSavesTheRejects) {
   const std::string good2 = "q3,\"Ok, too\",beta,2,2,false,2020-01-02\n";
   const std::string bad2 = "q4,Bad,alpha,notanumber,2,false,2020-01-02\n";
   std::string rejects = tmp_.Sub("rejects.csv");
-  CliRun r = Cli({"ingest", "--dataset", "people", "--skip-invalid", "--rejects", rejects,
-                  Write("mixed.csv", header + good1 + bad1 + good2 + bad2)});
+  ProcessOutcome r = Cli({"ingest", "--dataset", "people", "--skip-invalid", "--rejects", rejects,
+                          Write("mixed.csv", header + good1 + bad1 + good2 + bad2)});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("wrote 2 rows"));
   EXPECT_THAT(r.err, HasSubstr("unknown category"));

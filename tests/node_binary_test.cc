@@ -22,31 +22,14 @@ using ::testing::HasSubstr;
 
 constexpr char kTrustDomain[] = "fedshare.test";
 
-struct Outcome {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-Outcome CheckConfig(const TempDir& tmp, const std::string& text) {
+ProcessOutcome CheckConfig(const TempDir& tmp, const std::string& text) {
   static int n = 0;
   std::string path = tmp.Sub(absl::StrCat("node", ++n, ".textproto"));
   EXPECT_OK(WriteFileAtomic(path, text));
-  std::string err_file = path + ".err";
-  Outcome o;
-  auto p = Subprocess::Start({BinaryPath("fedshare-node"), "--config", path, "--check-config"},
-                             err_file);
-  EXPECT_OK(p.status());
-  if (!p.ok()) return o;
-  while (true) {
-    absl::StatusOr<std::string> line = (*p)->ReadLine(absl::Seconds(30));
-    if (!line.ok()) break;
-    absl::StrAppend(&o.out, *line, "\n");
-  }
-  int status = (*p)->Wait();
-  o.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  o.err = ReadFile(err_file).value_or("");
-  return o;
+  auto outcome = RunToCompletion({BinaryPath("fedshare-node"), "--config", path, "--check-config"},
+                                 path + ".err");
+  EXPECT_OK(outcome.status());
+  return outcome.ok() ? *outcome : ProcessOutcome();
 }
 
 class NodeBinaryTest : public ::testing::Test {
@@ -65,20 +48,20 @@ class NodeBinaryTest : public ::testing::Test {
 };
 
 TEST_F(NodeBinaryTest, CheckConfigAcceptsAGoodConfig) {
-  Outcome o = CheckConfig(tmp_, text_);
+  ProcessOutcome o = CheckConfig(tmp_, text_);
   EXPECT_EQ(o.exit_code, 0) << o.err;
   EXPECT_THAT(o.out, HasSubstr("config OK: org partner-a, 1 dataset(s)"));
 }
 
 TEST_F(NodeBinaryTest, CheckConfigNamesTheLineOfAnUnknownField) {
-  Outcome o = CheckConfig(tmp_, "org_id: \"partner-a\"\n\ncolour: \"blue\"\n");
+  ProcessOutcome o = CheckConfig(tmp_, "org_id: \"partner-a\"\n\ncolour: \"blue\"\n");
   EXPECT_EQ(o.exit_code, 2);
   EXPECT_THAT(o.err, HasSubstr(".textproto:3:"));
   EXPECT_THAT(o.err, HasSubstr("colour"));
 }
 
 TEST_F(NodeBinaryTest, CheckConfigNamesTheLineOfMalformedText) {
-  Outcome o = CheckConfig(tmp_, "org_id: \"partner-a\"\ntrust_domain: {\n");
+  ProcessOutcome o = CheckConfig(tmp_, "org_id: \"partner-a\"\ntrust_domain: {\n");
   EXPECT_EQ(o.exit_code, 2);
   EXPECT_THAT(o.err, HasSubstr(".textproto:2:"));
 }
@@ -88,7 +71,7 @@ TEST_F(NodeBinaryTest, CheckConfigRefusesMissingCertificateFiles) {
   config.mutable_tls()->set_cert_file(tmp_.Sub("nowhere/cert.pem"));
   std::string text;
   google::protobuf::TextFormat::PrintToString(config, &text);
-  Outcome o = CheckConfig(tmp_, text);
+  ProcessOutcome o = CheckConfig(tmp_, text);
   EXPECT_EQ(o.exit_code, 2);
   EXPECT_THAT(o.err, HasSubstr("nowhere/cert.pem"));
 }

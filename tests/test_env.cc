@@ -15,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "bench/synthetic.h"
 #include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
 #include "node/common/files.h"
@@ -87,36 +88,7 @@ v1::NodeConfig BaseNodeConfig(const std::string& org, const std::string& trust_d
   return config;
 }
 
-v1::DatasetSchema ProgramOutcomesSchema() {
-  v1::DatasetSchema schema;
-  google::protobuf::TextFormat::ParseFromString(
-      R"pb(
-        name: "program_outcomes"
-        description: "Program participants and their outcomes"
-        fields { name: "participant_id" type: CATEGORY role: SUBJECT }
-        fields {
-          name: "program"
-          type: CATEGORY
-          role: DIMENSION
-          public_values: true
-          categories: [ "literacy", "numeracy", "mentoring", "employment" ]
-        }
-        fields {
-          name: "region"
-          type: CATEGORY
-          role: DIMENSION
-          categories: [ "north", "south", "east", "west", "central" ]
-        }
-        fields { name: "cohort_year" type: INT64 role: DIMENSION }
-        fields { name: "age" type: INT64 role: DIMENSION granularity: 5 }
-        fields { name: "completed" type: BOOL role: DIMENSION }
-        fields { name: "outcome_score" type: DOUBLE role: MEASURE lower: 0 upper: 100 }
-        fields { name: "sessions_attended" type: INT64 role: MEASURE lower: 0 upper: 200 }
-        fields { name: "income" type: DOUBLE role: PRIVATE }
-      )pb",
-      &schema);
-  return schema;
-}
+v1::DatasetSchema ProgramOutcomesSchema() { return synthetic::ProgramOutcomesSchema(); }
 
 v1::Agreement OpenAgreement(const std::string& id, const std::string& peer) {
   v1::Agreement a;
@@ -213,6 +185,26 @@ int Subprocess::Wait() {
   }
   exited_ = true;
   return wait_status_;
+}
+
+absl::StatusOr<ProcessOutcome> RunToCompletion(const std::vector<std::string>& argv,
+                                               const std::string& stderr_file,
+                                               absl::Duration timeout) {
+  FEDSHARE_ASSIGN_OR_RETURN(std::unique_ptr<Subprocess> p, Subprocess::Start(argv, stderr_file));
+  ProcessOutcome outcome;
+  while (true) {
+    absl::StatusOr<std::string> line = p->ReadLine(timeout);
+    if (line.ok()) {
+      absl::StrAppend(&outcome.out, *line, "\n");
+      continue;
+    }
+    if (absl::IsDeadlineExceeded(line.status())) return line.status();
+    break;  // stdout closed: the process is exiting
+  }
+  int status = p->Wait();
+  outcome.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  outcome.err = ReadFile(stderr_file).value_or("");
+  return outcome;
 }
 
 std::string BinaryPath(const std::string& name) {

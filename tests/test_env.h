@@ -57,7 +57,8 @@ class Pki {
 v1::NodeConfig BaseNodeConfig(const std::string& org, const std::string& trust_domain,
                               const std::string& data_dir, const std::string& identity_dir);
 
-// The synthetic program_outcomes dataset schema (bench/synthetic.h).
+// The synthetic program_outcomes dataset schema (bench/synthetic.h), the one
+// fedshare-gen's data and the demo use.
 v1::DatasetSchema ProgramOutcomesSchema();
 
 // A permit for `peer` on program_outcomes for program-evaluation, allowing
@@ -96,6 +97,18 @@ class Subprocess {
   bool exited_ = false;
   int wait_status_ = 0;
 };
+
+// What a finished child process said and how it exited.
+struct ProcessOutcome {
+  int exit_code = -1;  // -1 if killed by a signal
+  std::string out;
+  std::string err;
+};
+// Runs `argv` to completion, with stderr collected through `stderr_file`.
+// DEADLINE_EXCEEDED if stdout stays silent for `timeout`.
+absl::StatusOr<ProcessOutcome> RunToCompletion(const std::vector<std::string>& argv,
+                                               const std::string& stderr_file,
+                                               absl::Duration timeout = absl::Seconds(60));
 
 // Path of a built binary: $FEDSHARE_BIN_DIR/name.
 std::string BinaryPath(const std::string& name);
