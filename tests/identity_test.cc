@@ -25,6 +25,15 @@ using ::testing::HasSubstr;
 
 constexpr char kTrustDomain[] = "fedshare.test";
 
+// The options of the org's real operator, for tests to spoil one way each.
+identity::IssueOptions Olga() {
+  identity::IssueOptions o;
+  o.org = "partner-a";
+  o.role = Role::kOperator;
+  o.name = "olga";
+  return o;
+}
+
 class IdentityTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -83,20 +92,14 @@ TEST_F(IdentityTest, CertificateFromAnotherCaIsUnauthenticated) {
 }
 
 TEST_F(IdentityTest, ForeignTrustDomainIsUnauthenticated) {
-  identity::IssueOptions o;
-  o.org = "partner-a";
-  o.role = Role::kOperator;
-  o.name = "olga";
+  identity::IssueOptions o = Olga();
   o.trust_domain_override = "elsewhere.test";
   EXPECT_THAT(StatusAs(pki_.IssueWith("foreign", o)),
               StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("trust domain")));
 }
 
 TEST_F(IdentityTest, TwoUriSansAreUnauthenticated) {
-  identity::IssueOptions o;
-  o.org = "partner-a";
-  o.role = Role::kOperator;
-  o.name = "olga";
+  identity::IssueOptions o = Olga();
   o.uri_sans_override =
       std::vector<std::string>{"spiffe://fedshare.test/org/partner-a/operator/olga",
                                "spiffe://fedshare.test/org/partner-a/node"};
@@ -105,20 +108,14 @@ TEST_F(IdentityTest, TwoUriSansAreUnauthenticated) {
 }
 
 TEST_F(IdentityTest, NoUriSanIsUnauthenticated) {
-  identity::IssueOptions o;
-  o.org = "partner-a";
-  o.role = Role::kOperator;
-  o.name = "olga";
+  identity::IssueOptions o = Olga();
   o.uri_sans_override = std::vector<std::string>{};
   EXPECT_THAT(StatusAs(pki_.IssueWith("no-uri", o)),
               StatusIs(absl::StatusCode::kUnauthenticated, ::testing::_));
 }
 
 TEST_F(IdentityTest, ExpiredCertificateIsUnauthenticated) {
-  identity::IssueOptions o;
-  o.org = "partner-a";
-  o.role = Role::kOperator;
-  o.name = "olga";
+  identity::IssueOptions o = Olga();
   o.not_before = absl::Now() - absl::Hours(48);
   o.not_after = absl::Now() - absl::Hours(24);
   EXPECT_THAT(StatusAs(pki_.IssueWith("expired", o)),
@@ -126,10 +123,7 @@ TEST_F(IdentityTest, ExpiredCertificateIsUnauthenticated) {
 }
 
 TEST_F(IdentityTest, CaCertificateAsClientIsUnauthenticated) {
-  identity::IssueOptions o;
-  o.org = "partner-a";
-  o.role = Role::kOperator;
-  o.name = "olga";
+  identity::IssueOptions o = Olga();
   o.is_ca = true;
   EXPECT_THAT(StatusAs(pki_.IssueWith("ca-true", o)),
               StatusIs(absl::StatusCode::kUnauthenticated, ::testing::_));

@@ -100,7 +100,6 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
   env.answerer = node->answerer_.get();
   env.audit = node->audit_.get();
   env.fanout = node->fanout_.get();
-  env.clock = node->clock_;
   env.started_at = node->clock_->Now();
   node->admin_service_ = std::make_unique<service::AdminServiceImpl>(&env);
   node->peer_service_ = std::make_unique<service::PeerServiceImpl>(&env);

@@ -9,7 +9,6 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "fedshare/v1/config.pb.h"
-#include "node/common/clock.h"
 
 namespace fedshare {
 namespace identity {
@@ -35,7 +34,6 @@ struct ServiceEnv {
   engine::Answerer* answerer = nullptr;
   audit::AuditLog* audit = nullptr;
   federation::FanOut* fanout = nullptr;
-  Clock* clock = nullptr;
   absl::Time started_at;
 
   // Set once the listeners are bound.
