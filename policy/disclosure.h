@@ -56,6 +56,19 @@ struct CellStats {
   std::vector<double> abs_totals;
   // for HISTOGRAM, distinct subjects per bin.
   std::vector<std::vector<int64_t>> bin_subjects;
+
+  // Who is in the cell, so that pools count the union of people rather than
+  // person-cells. Node-local subject ordinals, ascending, one per distinct
+  // subject counted in `subjects` (subject_ordinals.size() == subjects).
+  std::vector<uint32_t> subject_ordinals;
+  // Each subject's absolute contribution to each aggregate, row-major by
+  // subject in subject_ordinals order: [s * n_aggregates + a]. Zero for
+  // aggregates without dominance (COUNT, COUNT_SUBJECTS, HISTOGRAM).
+  std::vector<double> subject_contributions;
+  // For HISTOGRAM aggregates: per aggregate, per bin, the ordinals of the
+  // subjects with a counted record in that bin, ascending (empty vectors for
+  // other aggregates).
+  std::vector<std::vector<std::vector<uint32_t>>> bin_subject_ordinals;
 };
 
 struct CellVerdict {
