@@ -172,6 +172,14 @@ std::string ResultTable(const v1::AggregateResult& result, bool show_partners, i
   }
 
   std::vector<std::string> header = shape.columns;
+  // A key grouped by grid bucket shows its lower bound; say so.
+  for (const v1::GroupBucket& bucket : result.group_buckets()) {
+    for (size_t k = 0; k < shape.keys; ++k) {
+      if (header[k] == bucket.field()) {
+        header[k] = absl::StrCat(bucket.field(), " (bucket ", Shortest(bucket.width()), ")");
+      }
+    }
+  }
   std::vector<Align> align(shape.keys, Align::kLeft);
   for (size_t a = 0; a < n_values; ++a) {
     align.push_back(styles[a].histogram ? Align::kLeft : Align::kRight);

@@ -178,6 +178,23 @@ std::vector<CellVerdict> ApplyCellRules(const DisclosureParams& params,
   return verdicts;
 }
 
+// --- predicate removal (issue 8, leak 1) ---------------------------------
+namespace {
+
+absl::Status PredicateRemovalRefusal(const v1::AggregateQuery& query, size_t predicate) {
+  return absl::PermissionDeniedError(absl::StrCat(
+      "refused by rule '", kRulePredicateRemoval, "': the filter on '",
+      query.where(static_cast<int>(predicate)).field(),
+      "' excludes records of a handful of subjects, which could reveal them by comparison with "
+      "the unfiltered answer: widen the filter or remove it"));
+}
+
+bool IsHandful(const DisclosureParams& params, int64_t subjects) {
+  return subjects > 0 && subjects < params.min_subjects;
+}
+
+}  // namespace
+
 absl::Status CheckPredicateRemovals(const DisclosureParams& params, const v1::AggregateQuery& query,
                                     absl::Span<const int64_t> removed) {
   if (removed.size() != static_cast<size_t>(query.where_size())) {
@@ -188,15 +205,28 @@ absl::Status CheckPredicateRemovals(const DisclosureParams& params, const v1::Ag
     if (removed[i] < 0) {
       return absl::InternalError("predicate-removal check got a negative figure");
     }
-    if (removed[i] > 0 && removed[i] < params.min_subjects) {
-      return absl::PermissionDeniedError(absl::StrCat(
-          "refused by rule '", kRulePredicateRemoval, "': the filter on '",
-          query.where(static_cast<int>(i)).field(),
-          "' excludes a handful of subjects, which could reveal them by comparison with the "
-          "unfiltered answer: widen the filter or remove it"));
+    if (IsHandful(params, removed[i])) return PredicateRemovalRefusal(query, i);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckPredicateCellRemovals(const DisclosureParams& params,
+                                        const v1::AggregateQuery& query,
+                                        absl::Span<const std::vector<int64_t>> dropped) {
+  if (dropped.size() != static_cast<size_t>(query.where_size())) {
+    return absl::InternalError(absl::StrCat("predicate-removal check got ", dropped.size(),
+                                            " predicates for ", query.where_size(), " filters"));
+  }
+  for (size_t i = 0; i < dropped.size(); ++i) {
+    for (int64_t subjects : dropped[i]) {
+      if (subjects < 0) {
+        return absl::InternalError("predicate-removal check got a negative figure");
+      }
+      if (IsHandful(params, subjects)) return PredicateRemovalRefusal(query, i);
     }
   }
   return absl::OkStatus();
 }
+// --- end predicate removal --------------------------------------------------
 
 }  // namespace fedshare::policy

@@ -84,12 +84,26 @@ std::vector<CellVerdict> ApplyCellRules(const DisclosureParams& params,
                                         const v1::AggregateQuery& query,
                                         absl::Span<const CellStats> cells);
 
-// Each predicate must remove either no subject or at least k. `removed[i]` is
-// the number of distinct subjects that pass every predicate except i, fail i,
-// and are not otherwise in the answer. PERMISSION_DENIED, rule
-// predicate-removal, naming the predicate's field (never the count).
+// Each predicate must drop the records of either no subject or at least k.
+// `removed[i]` is the number of distinct owners of the records that pass
+// every predicate except i and fail i, whether or not those people keep other
+// records in the answer (the difference with the question without predicate i
+// is exactly those records). PERMISSION_DENIED, rule predicate-removal,
+// naming the predicate's field (never the count).
 absl::Status CheckPredicateRemovals(const DisclosureParams& params, const v1::AggregateQuery& query,
                                     absl::Span<const int64_t> removed);
+
+// The same rule per cell and per HISTOGRAM bin. `dropped[i]` holds, for
+// predicate i, one figure per cell of the answer (and per non-empty bin of
+// such a cell) into which the records that predicate drops (as above) would
+// fall by their group key: the distinct owners of those records. Only cells
+// and bins non-empty in the answer and with at least one dropped record are
+// listed: a cell the predicate empties completely differs from the
+// unfiltered answer by that whole cell, which the unfiltered question itself
+// protects. Any figure of 1..k-1 -> PERMISSION_DENIED as above.
+absl::Status CheckPredicateCellRemovals(const DisclosureParams& params,
+                                        const v1::AggregateQuery& query,
+                                        absl::Span<const std::vector<int64_t>> dropped);
 
 }  // namespace fedshare::policy
 

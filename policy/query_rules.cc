@@ -93,16 +93,6 @@ absl::StatusOr<v1::Value> ConvertValue(const FieldSchema& f, const v1::Value& v)
   }
 }
 
-// Floor of v/g on the grid, robust to binary fractions (0.3 / 0.1).
-double SnapDouble(double v, double g) {
-  if (g <= 0) return v;
-  double q = v / g;
-  const double r = std::round(q);
-  if (std::fabs(q - r) <= 1e-9 * std::max(1.0, std::fabs(q))) q = r;
-  const double snapped = std::floor(q) * g;
-  return snapped == 0 ? 0.0 : snapped;
-}
-
 int64_t FloorDiv(int64_t a, int64_t b) {
   int64_t q = a / b;
   if ((a % b != 0) && ((a < 0) != (b < 0))) --q;
@@ -128,7 +118,7 @@ absl::StatusOr<v1::Value> SnapValue(const FieldSchema& f, const v1::Value& v, bo
     }
     out.set_int_value(q * g);
   } else {
-    out.set_double_value(SnapDouble(v.double_value(), f.granularity()));
+    out.set_double_value(GridFloor(v.double_value(), f.granularity()));
   }
   return out;
 }
@@ -422,6 +412,28 @@ std::string QuestionHash(const v1::AggregateQuery& normalized) {
     return std::string();
   }
   return std::string(reinterpret_cast<const char*>(digest), len);
+}
+
+double GridWidth(const FieldSchema& field) {
+  if (IsIntegral(field.type())) return field.granularity() > 1 ? field.granularity() : 0;
+  if (field.type() == FieldSchema::DOUBLE) return field.granularity() > 0 ? field.granularity() : 0;
+  return 0;
+}
+
+int64_t GridFloor(int64_t v, int64_t width) {
+  int64_t r = v % width;
+  if (r < 0) r += width;
+  if (v < std::numeric_limits<int64_t>::min() + r) return v - r + width;
+  return v - r;
+}
+
+double GridFloor(double v, double width) {
+  if (width <= 0) return v;
+  double q = v / width;
+  const double r = std::round(q);
+  if (std::fabs(q - r) <= 1e-9 * std::max(1.0, std::fabs(q))) q = r;
+  const double snapped = std::floor(q) * width;
+  return snapped == 0 ? 0.0 : snapped;
 }
 
 std::string AggregateColumnName(const v1::Aggregate& aggregate) {

@@ -3,6 +3,7 @@
 #ifndef FEDSHARE_POLICY_QUERY_RULES_H_
 #define FEDSHARE_POLICY_QUERY_RULES_H_
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -50,6 +51,19 @@ inline constexpr absl::string_view kRuleGranularity = "granularity";
 //  use is the agreement's business (AgreementSet::Decide).
 absl::StatusOr<v1::AggregateQuery> NormalizeQuery(const v1::DatasetSchema& schema,
                                                   const v1::AggregateQuery& query);
+
+// The granularity grid of a field, which range filters snap to (above) and
+// GROUP BY groups by: the bucket width, or 0 when the field has none (INT64
+// and DATE with granularity <= 1, DOUBLE with 0, BOOL, CATEGORY). DATE widths
+// are in days since 1970-01-01.
+double GridWidth(const v1::FieldSchema& field);
+// The grid point at or below `v`: floor(v / width) * width, for INT64 and
+// DATE. When that point is below the int64 range, the next one up.
+// REQUIRES: width >= 1.
+int64_t GridFloor(int64_t v, int64_t width);
+// The same for DOUBLE, robust to binary fractions (0.3 / 0.1 is 3); `width`
+// <= 0 returns `v`.
+double GridFloor(double v, double width);
 
 // The column name of an aggregate in answers: "count", "count_subjects",
 // "sum(f)", "avg(f)", "stddev(f)", "variance(f)", "histogram(f)". Every

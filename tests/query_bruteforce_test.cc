@@ -9,7 +9,8 @@
 //   - which subjects count (policy/consent.h, purpose program-evaluation with
 //     parent research, asker foundation);
 //   - the filter, with range bounds snapped as policy/query_rules.h says;
-//   - the predicate-removal rule (each predicate removes no subject or >= k),
+//   - the predicate-removal rule (each predicate drops records of no subject
+//     or of >= k, overall and in each non-empty cell and histogram bin),
 //     which refuses the whole question;
 //   - exact figures per cell (measures clamped, AVG over non-null values,
 //     sample variance with n-1);
@@ -445,30 +446,64 @@ void SuppressFurther(const std::vector<int64_t>& sizes, const std::vector<bool>&
   }
 }
 
-Expected BruteForce(const Data& data, const v1::DatasetSchema& schema,
-                    const v1::AggregateQuery& q) {
-  Expected out;
-  const std::vector<Filter> filters = Normalize(schema, q);
-
-  // Predicate removal: subjects that some predicate alone keeps out.
-  std::set<std::string> answered;
-  std::vector<std::set<std::string>> kept_out_by(filters.size());
+// The predicate-removal rule: the field of a predicate that drops, among the
+// records every other predicate keeps, records of 1..k-1 distinct people,
+// whether or not they keep other records in the answer. Counted over the
+// whole answer, and per cell (by the dropped record's group key) and per
+// HISTOGRAM bin wherever that cell or bin is non-empty in the answer.
+std::optional<std::string> PredicateRemovalRefusal(const Data& data, const v1::AggregateQuery& q,
+                                                   const std::vector<Filter>& filters) {
+  // Places a record falls in: its cell ("c" + key) and its histogram bins.
+  auto places = [&](const Record& r) {
+    std::string cell = "c";
+    for (const std::string& g : q.group_by()) absl::StrAppend(&cell, KeyPart(r, g), "|");
+    std::vector<std::string> out = {cell};
+    for (int i = 0; i < q.aggregates_size(); ++i) {
+      const v1::Aggregate& agg = q.aggregates(i);
+      if (agg.kind() != v1::HISTOGRAM) continue;
+      std::optional<double> v = MeasureOf(r, agg.field());
+      if (!v) continue;
+      const double width = (agg.hi() - agg.lo()) / agg.bins();
+      const int bin =
+          std::clamp(static_cast<int>(std::floor((*v - agg.lo()) / width)), 0, agg.bins() - 1);
+      out.push_back(absl::StrCat(cell, "#", i, "#", bin));
+    }
+    return out;
+  };
+  std::set<std::string> answered_places;
+  std::vector<std::set<std::string>> dropped(filters.size());
+  std::vector<std::map<std::string, std::set<std::string>>> dropped_in(filters.size());
   for (const Record& r : data.records) {
     if (!data.counting.count(r.subject)) continue;
     std::vector<size_t> failed;
     for (size_t i = 0; i < filters.size(); ++i) {
       if (!Matches(filters[i], r)) failed.push_back(i);
     }
-    if (failed.empty()) answered.insert(r.subject);
-    if (failed.size() == 1) kept_out_by[failed[0]].insert(r.subject);
-  }
-  for (size_t i = 0; i < filters.size(); ++i) {
-    int64_t removed = 0;
-    for (const std::string& s : kept_out_by[i]) removed += !answered.count(s);
-    if (removed > 0 && removed < kK) {
-      out.refused = true;
-      out.refused_field = filters[i].field;
+    if (failed.empty()) {
+      for (const std::string& place : places(r)) answered_places.insert(place);
+    } else if (failed.size() == 1) {
+      dropped[failed[0]].insert(r.subject);
+      for (const std::string& place : places(r)) dropped_in[failed[0]][place].insert(r.subject);
     }
+  }
+  auto handful = [](size_t n) { return n > 0 && n < static_cast<size_t>(kK); };
+  for (size_t i = 0; i < filters.size(); ++i) {
+    if (handful(dropped[i].size())) return filters[i].field;
+    for (const auto& [place, subjects] : dropped_in[i]) {
+      if (answered_places.count(place) && handful(subjects.size())) return filters[i].field;
+    }
+  }
+  return std::nullopt;
+}
+
+Expected BruteForce(const Data& data, const v1::DatasetSchema& schema,
+                    const v1::AggregateQuery& q) {
+  Expected out;
+  const std::vector<Filter> filters = Normalize(schema, q);
+
+  if (std::optional<std::string> field = PredicateRemovalRefusal(data, q, filters)) {
+    out.refused = true;
+    out.refused_field = *field;
   }
   if (out.refused) return out;
 
@@ -861,6 +896,11 @@ TEST_F(QueryBruteForceTest, AnswersEqualBruteForceOverGeneratedRecordsAndConsent
       "SELECT COUNT(*) FROM program_outcomes WHERE region != 'central'",
       "SELECT program, COUNT(*) FROM program_outcomes WHERE cohort_year != 2019 "
       "GROUP BY program",
+      // Unfiltered, so that enough questions are answered now that predicate
+      // removal counts every dropped record's owner (issue 8).
+      "SELECT region, COUNT(*), AVG(outcome_score) FROM program_outcomes GROUP BY region",
+      "SELECT completed, HISTOGRAM(sessions_attended, 0, 60, 6) FROM program_outcomes "
+      "GROUP BY completed",
   };
   for (const std::string& q : questions) {
     AskAndCompare(absl::StrCat(q, " PURPOSE 'program-evaluation'"));

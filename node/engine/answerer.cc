@@ -192,6 +192,11 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
       !s.ok()) {
     return Refuse(caller, query, question_hash, agreement.id(), policy::kRulePredicateRemoval, s);
   }
+  if (absl::Status s =
+          policy::CheckPredicateCellRemovals(params, *normalized, execution->removed_in_cells);
+      !s.ok()) {
+    return Refuse(caller, query, question_hash, agreement.id(), policy::kRulePredicateRemoval, s);
+  }
 
   std::vector<policy::CellStats> stats;
   stats.reserve(execution->cells.size());
@@ -209,7 +214,16 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
   result.set_query_id(query.query_id());
   result.set_org_id(org_id_);
   result.set_agreement_id(agreement.id());
-  for (const std::string& g : normalized->group_by()) result.add_columns(g);
+  for (const std::string& g : normalized->group_by()) {
+    result.add_columns(g);
+    for (const v1::FieldSchema& f : schema->fields()) {
+      if (f.name() == g && policy::GridWidth(f) > 0) {
+        v1::GroupBucket* bucket = result.add_group_buckets();
+        bucket->set_field(g);
+        bucket->set_width(policy::GridWidth(f));
+      }
+    }
+  }
   for (const v1::Aggregate& a : normalized->aggregates()) {
     result.add_columns(policy::AggregateColumnName(a));
   }

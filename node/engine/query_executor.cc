@@ -4,12 +4,14 @@
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "node/common/time_util.h"
+#include "policy/query_rules.h"
 #include "policy/schema.h"
 
 namespace fedshare::engine {
@@ -131,8 +133,22 @@ struct AggregateAccumulator {
   double sum = 0;
   double sum_squares = 0;
   std::vector<double> bins;
-  std::vector<absl::flat_hash_set<uint32_t>> bin_subjects;
+  // Per bin, the subject of each counted record, consecutive repeats
+  // dropped; sorted and deduplicated by Finish.
+  std::vector<std::vector<uint32_t>> bin_subjects;
 };
+
+// Appends `subject` unless it is the last one appended; callers sort and
+// deduplicate once at the end, so a row costs no hashing.
+void AppendSubject(std::vector<uint32_t>& subjects, uint32_t subject) {
+  if (subjects.empty() || subjects.back() != subject) subjects.push_back(subject);
+}
+
+size_t SortUnique(std::vector<uint32_t>& v) {
+  std::sort(v.begin(), v.end());
+  v.erase(std::unique(v.begin(), v.end()), v.end());
+  return v.size();
+}
 
 // Per cell, each subject gets a slot on first sight: its record count and
 // its absolute contribution to each aggregate (for dominance), kept in flat
@@ -141,10 +157,19 @@ struct CellAccumulator {
   std::vector<v1::Value> key;
   std::vector<AggregateAccumulator> aggregates;
   absl::flat_hash_map<uint32_t, uint32_t> slot_of;  // subject ordinal -> slot
+  std::vector<uint32_t> ordinals;                   // per slot
   std::vector<int32_t> records;                     // per slot
   std::vector<double> contributions;                // slot * n_aggs + aggregate
 
   size_t subject_count() const { return records.size(); }
+};
+
+// The records one predicate alone drops that would fall in one cell: their
+// owners, and per HISTOGRAM aggregate and bin the owners of those with a
+// value (both with consecutive repeats dropped, as AppendSubject).
+struct DroppedCell {
+  std::vector<uint32_t> subjects;
+  std::vector<std::vector<std::vector<uint32_t>>> bin_subjects;
 };
 
 // A group key without allocation: up to kMaxGroupBy values as 64-bit
@@ -168,42 +193,55 @@ struct Measure {
   double upper = 0;
 };
 
-v1::Value KeyValue(const DatasetReader& reader, int field, const ColumnBlock& block, uint32_t row) {
+// A group field: its column, and its grid when GROUP BY groups by bucket.
+struct GroupField {
+  int field = -1;
+  v1::FieldSchema::Type type = v1::FieldSchema::TYPE_UNSPECIFIED;
+  double width = 0;  // policy::GridWidth; 0 = group by value
+};
+
+v1::Value KeyValue(const DatasetReader& reader, const GroupField& g, const GroupKey& key,
+                   size_t part) {
   v1::Value v;
-  const ColumnBlock::Column& col = block.columns[field];
-  if (col.IsNull(row)) return v;
-  switch (reader.schema().fields(field).type()) {
+  if (key.nulls & (1u << part)) return v;
+  const int64_t bits = key.values[part];
+  switch (g.type) {
     case v1::FieldSchema::CATEGORY: {
-      const std::vector<std::string>& dict = reader.dictionary(field);
-      int64_t code = col.ints[row];
-      if (code >= 0 && static_cast<size_t>(code) < dict.size()) v.set_string_value(dict[code]);
+      const std::vector<std::string>& dict = reader.dictionary(g.field);
+      if (bits >= 0 && static_cast<size_t>(bits) < dict.size()) v.set_string_value(dict[bits]);
       break;
     }
-    case v1::FieldSchema::DOUBLE:
-      v.set_double_value(col.doubles[row]);
+    case v1::FieldSchema::DOUBLE: {
+      double d;
+      std::memcpy(&d, &bits, 8);
+      v.set_double_value(d);
       break;
+    }
     case v1::FieldSchema::BOOL:
-      v.set_bool_value(col.ints[row] != 0);
+      v.set_bool_value(bits != 0);
       break;
     case v1::FieldSchema::DATE:
-      v.set_string_value(FormatDateDays(static_cast<int32_t>(col.ints[row])));
+      v.set_string_value(FormatDateDays(static_cast<int32_t>(bits)));
       break;
     default:
-      v.set_int_value(col.ints[row]);
+      v.set_int_value(bits);
   }
   return v;
 }
 
-void SetKeyPart(GroupKey& key, size_t g, const ColumnBlock::Column& col, bool is_double,
+void SetKeyPart(GroupKey& key, size_t part, const GroupField& g, const ColumnBlock::Column& col,
                 uint32_t row) {
   if (col.IsNull(row)) {
-    key.nulls |= static_cast<uint8_t>(1u << g);
+    key.nulls |= static_cast<uint8_t>(1u << part);
     return;
   }
-  if (is_double) {
-    std::memcpy(&key.values[g], &col.doubles[row], 8);
+  if (g.type == v1::FieldSchema::DOUBLE) {
+    const double d = g.width > 0 ? policy::GridFloor(col.doubles[row], g.width) : col.doubles[row];
+    std::memcpy(&key.values[part], &d, 8);
+  } else if (g.width > 0) {
+    key.values[part] = policy::GridFloor(col.ints[row], static_cast<int64_t>(g.width));
   } else {
-    key.values[g] = col.ints[row];
+    key.values[part] = col.ints[row];
   }
 }
 
@@ -242,10 +280,29 @@ ExecutedCell Finish(const v1::AggregateQuery& query, CellAccumulator& acc) {
   ExecutedCell cell;
   cell.key = std::move(acc.key);
   const int n_aggs = query.aggregates_size();
-  cell.stats.subjects = static_cast<int64_t>(acc.subject_count());
+  const size_t n_subjects = acc.subject_count();
+  cell.stats.subjects = static_cast<int64_t>(n_subjects);
   cell.stats.top_contributions.resize(n_aggs);
   cell.stats.abs_totals.resize(n_aggs, 0.0);
   cell.stats.bin_subjects.resize(n_aggs);
+  cell.stats.bin_subject_ordinals.resize(n_aggs);
+
+  // Slots are in order of first sight; the stats list subjects by ordinal.
+  std::vector<uint32_t> by_ordinal(n_subjects);
+  for (uint32_t slot = 0; slot < n_subjects; ++slot) by_ordinal[slot] = slot;
+  std::sort(by_ordinal.begin(), by_ordinal.end(),
+            [&](uint32_t x, uint32_t y) { return acc.ordinals[x] < acc.ordinals[y]; });
+  cell.stats.subject_ordinals.reserve(n_subjects);
+  cell.stats.subject_contributions.reserve(n_subjects * n_aggs);
+  for (uint32_t slot : by_ordinal) {
+    cell.stats.subject_ordinals.push_back(acc.ordinals[slot]);
+    for (int a = 0; a < n_aggs; ++a) {
+      cell.stats.subject_contributions.push_back(
+          IsDominanceKind(query.aggregates(a).kind())
+              ? acc.contributions[static_cast<size_t>(slot) * n_aggs + a]
+              : 0.0);
+    }
+  }
   for (int a = 0; a < n_aggs; ++a) {
     const v1::Aggregate& agg = query.aggregates(a);
     AggregateAccumulator& x = acc.aggregates[a];
@@ -281,8 +338,9 @@ ExecutedCell Finish(const v1::AggregateQuery& query, CellAccumulator& acc) {
       case v1::HISTOGRAM:
         value.set_value(x.count);
         for (double b : x.bins) value.add_bins(b);
-        for (const auto& subjects : x.bin_subjects) {
-          cell.stats.bin_subjects[a].push_back(static_cast<int64_t>(subjects.size()));
+        for (std::vector<uint32_t>& subjects : x.bin_subjects) {
+          cell.stats.bin_subjects[a].push_back(static_cast<int64_t>(SortUnique(subjects)));
+          cell.stats.bin_subject_ordinals[a].push_back(std::move(subjects));
         }
         break;
       default:
@@ -316,14 +374,11 @@ absl::StatusOr<Execution> ExecuteQuery(const DatasetReader& reader, const v1::Ag
   std::vector<CompiledPredicate> predicates;
   for (const v1::Predicate& p : query.where()) predicates.push_back(Compile(reader, p));
 
-  std::vector<int> group_fields;
-  std::vector<bool> group_is_double;
+  std::vector<GroupField> group_fields;
   for (const std::string& name : query.group_by()) {
     for (int i = 0; i < schema.fields_size(); ++i) {
-      if (schema.fields(i).name() == name) {
-        group_fields.push_back(i);
-        group_is_double.push_back(schema.fields(i).type() == v1::FieldSchema::DOUBLE);
-      }
+      const v1::FieldSchema& f = schema.fields(i);
+      if (f.name() == name) group_fields.push_back({i, f.type(), policy::GridWidth(f)});
     }
   }
   if (group_fields.size() != static_cast<size_t>(query.group_by_size())) {
@@ -371,7 +426,26 @@ absl::StatusOr<Execution> ExecuteQuery(const DatasetReader& reader, const v1::Ag
     cell_index[GroupKey()] = 0;
   }
   std::vector<absl::flat_hash_set<uint32_t>> removal_candidates(predicates.size());
-  absl::flat_hash_set<uint32_t> answer_subjects;
+  std::vector<absl::flat_hash_map<GroupKey, DroppedCell>> dropped(predicates.size());
+  auto new_dropped = [&]() {
+    DroppedCell d;
+    d.bin_subjects.resize(n_aggs);
+    for (int a = 0; a < n_aggs; ++a) {
+      const v1::Aggregate& agg = query.aggregates(a);
+      if (agg.kind() == v1::HISTOGRAM) d.bin_subjects[a].resize(agg.bins());
+    }
+    return d;
+  };
+  // The clamped value of aggregate a's measure in a row, if it has one.
+  auto measure_value = [&](int a, const ColumnBlock& block, uint32_t row) -> std::optional<double> {
+    const Measure& m = measures[a];
+    if (m.field < 0) return std::nullopt;
+    const ColumnBlock::Column& col = block.columns[m.field];
+    if (col.IsNull(row)) return std::nullopt;
+    double v = m.is_double ? col.doubles[row] : static_cast<double>(col.ints[row]);
+    if (m.clamp) v = std::clamp(v, m.lower, m.upper);
+    return v;
+  };
   Execution execution;
 
   absl::Status status = reader.ForEachBlock([&](const ColumnBlock& block) -> absl::Status {
@@ -387,18 +461,33 @@ absl::StatusOr<Execution> ExecuteQuery(const DatasetReader& reader, const v1::Ag
           failed = static_cast<int>(i);
         }
       }
-      if (failures == 1) removal_candidates[failed].insert(subject);
-      if (failures > 0) continue;
-      if (!predicates.empty()) answer_subjects.insert(subject);
+      if (failures > 1) continue;
 
       GroupKey group_key;
       for (size_t g = 0; g < group_fields.size(); ++g) {
-        SetKeyPart(group_key, g, block.columns[group_fields[g]], group_is_double[g], row);
+        SetKeyPart(group_key, g, group_fields[g], block.columns[group_fields[g].field], row);
       }
+      if (failures == 1) {
+        removal_candidates[failed].insert(subject);
+        auto [d, fresh] = dropped[failed].try_emplace(group_key);
+        if (fresh) d->second = new_dropped();
+        AppendSubject(d->second.subjects, subject);
+        for (int a = 0; a < n_aggs; ++a) {
+          if (query.aggregates(a).kind() != v1::HISTOGRAM) continue;
+          if (std::optional<double> v = measure_value(a, block, row)) {
+            AppendSubject(d->second.bin_subjects[a][HistogramBin(query.aggregates(a), *v)],
+                          subject);
+          }
+        }
+        continue;
+      }
+
       auto [it, inserted] = cell_index.try_emplace(group_key, cells.size());
       if (inserted) {
         std::vector<v1::Value> key;
-        for (int field : group_fields) key.push_back(KeyValue(reader, field, block, row));
+        for (size_t g = 0; g < group_fields.size(); ++g) {
+          key.push_back(KeyValue(reader, group_fields[g], group_key, g));
+        }
         cells.push_back(new_cell(std::move(key)));
       }
       CellAccumulator& cell = cells[it->second];
@@ -406,6 +495,7 @@ absl::StatusOr<Execution> ExecuteQuery(const DatasetReader& reader, const v1::Ag
           cell.slot_of.try_emplace(subject, static_cast<uint32_t>(cell.records.size()));
       const uint32_t slot = slot_it->second;
       if (new_subject) {
+        cell.ordinals.push_back(subject);
         cell.records.push_back(0);
         cell.contributions.resize(cell.contributions.size() + n_aggs, 0.0);
       }
@@ -420,17 +510,14 @@ absl::StatusOr<Execution> ExecuteQuery(const DatasetReader& reader, const v1::Ag
           x.count += 1;
           continue;
         }
-        const Measure& m = measures[a];
-        if (m.field < 0) continue;
-        const ColumnBlock::Column& col = block.columns[m.field];
-        if (col.IsNull(row)) continue;
-        double v = m.is_double ? col.doubles[row] : static_cast<double>(col.ints[row]);
-        if (m.clamp) v = std::clamp(v, m.lower, m.upper);
+        std::optional<double> measured = measure_value(a, block, row);
+        if (!measured) continue;
+        const double v = *measured;
         x.count += 1;
         if (agg.kind() == v1::HISTOGRAM) {
           int bin = HistogramBin(agg, v);
           x.bins[bin] += 1;
-          x.bin_subjects[bin].insert(subject);
+          AppendSubject(x.bin_subjects[bin], subject);
           continue;
         }
         x.sum += v;
@@ -442,15 +529,29 @@ absl::StatusOr<Execution> ExecuteQuery(const DatasetReader& reader, const v1::Ag
   });
   if (!status.ok()) return status;
 
+  for (const auto& candidates : removal_candidates) {
+    execution.removed_by_predicate.push_back(static_cast<int64_t>(candidates.size()));
+  }
+  for (auto& by_cell : dropped) {
+    std::vector<int64_t>& figures = execution.removed_in_cells.emplace_back();
+    for (auto& [key, d] : by_cell) {
+      auto it = cell_index.find(key);
+      if (it == cell_index.end()) continue;
+      const CellAccumulator& cell = cells[it->second];
+      if (cell.subject_count() == 0) continue;
+      if (size_t n = SortUnique(d.subjects); n > 0) figures.push_back(static_cast<int64_t>(n));
+      for (int a = 0; a < n_aggs; ++a) {
+        for (size_t b = 0; b < d.bin_subjects[a].size(); ++b) {
+          if (cell.aggregates[a].bins[b] <= 0) continue;
+          if (size_t n = SortUnique(d.bin_subjects[a][b]); n > 0) {
+            figures.push_back(static_cast<int64_t>(n));
+          }
+        }
+      }
+    }
+  }
   for (CellAccumulator& cell : cells) execution.cells.push_back(Finish(query, cell));
   std::sort(execution.cells.begin(), execution.cells.end(), KeyLess);
-  for (const auto& candidates : removal_candidates) {
-    int64_t removed = 0;
-    for (uint32_t s : candidates) {
-      if (!answer_subjects.contains(s)) ++removed;
-    }
-    execution.removed_by_predicate.push_back(removed);
-  }
   return execution;
 }
 

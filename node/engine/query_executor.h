@@ -24,10 +24,19 @@ struct ExecutedCell {
   policy::CellStats stats;
 };
 
+// GROUP BY on a field with a granularity grid (policy::GridWidth > 0) groups
+// by grid bucket: the key is the bucket's lower bound, never a raw value.
 struct Execution {
   std::vector<ExecutedCell> cells;  // sorted by key; one cell without GROUP BY
-  // Per predicate: distinct subjects removed by that predicate alone.
+  // Per predicate i: the distinct owners of the records that pass every other
+  // predicate and fail i (whether or not they keep other records in the
+  // answer), as policy::CheckPredicateRemovals takes them.
   std::vector<int64_t> removed_by_predicate;
+  // Per predicate i: the same owners counted per cell of the answer and per
+  // non-empty HISTOGRAM bin of such a cell, for each one that is non-empty in
+  // the answer and receives a dropped record by its group key, as
+  // policy::CheckPredicateCellRemovals takes them.
+  std::vector<std::vector<int64_t>> removed_in_cells;
   int64_t rows_scanned = 0;
   int64_t rows_counted = 0;
 };

@@ -111,6 +111,7 @@ v1::AggregateResult CombineResults(const v1::AggregateQuery& query,
   for (size_t i = 0; i < answers.size(); ++i) {
     const v1::AggregateResult& answer = answers[i];
     if (result.columns_size() == 0) *result.mutable_columns() = answer.columns();
+    if (result.group_buckets_size() == 0) *result.mutable_group_buckets() = answer.group_buckets();
     result.set_unlisted_withheld_cells(result.unlisted_withheld_cells() +
                                        answer.unlisted_withheld_cells());
     for (const v1::Withholding& w : answer.withholdings()) {
