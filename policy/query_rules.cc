@@ -423,7 +423,7 @@ double GridWidth(const FieldSchema& field) {
 int64_t GridFloor(int64_t v, int64_t width) {
   int64_t r = v % width;
   if (r < 0) r += width;
-  if (v < std::numeric_limits<int64_t>::min() + r) return v - r + width;
+  if (v < std::numeric_limits<int64_t>::min() + r) return v + (width - r);
   return v - r;
 }
 

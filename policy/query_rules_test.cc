@@ -1,5 +1,8 @@
 #include "policy/query_rules.h"
 
+#include <cstdint>
+#include <limits>
+
 #include "gmock/gmock.h"
 #include "google/protobuf/text_format.h"
 #include "google/protobuf/util/message_differencer.h"
@@ -622,6 +625,32 @@ TEST(QueryHashTest, DifferentQuestionsHashDifferently) {
   y.set_dataset("a");
   y.set_purpose("bc");
   EXPECT_NE(QuestionHash(x), QuestionHash(y));
+}
+
+TEST(QueryRulesTest, GridIsTheOneRangeFiltersSnapTo) {
+  v1::FieldSchema f;
+  f.set_type(v1::FieldSchema::INT64);
+  EXPECT_EQ(GridWidth(f), 0);
+  f.set_granularity(1);
+  EXPECT_EQ(GridWidth(f), 0);
+  f.set_granularity(5);
+  EXPECT_EQ(GridWidth(f), 5);
+  f.set_type(v1::FieldSchema::DATE);
+  EXPECT_EQ(GridWidth(f), 5);
+  f.set_type(v1::FieldSchema::DOUBLE);
+  f.set_granularity(0.1);
+  EXPECT_EQ(GridWidth(f), 0.1);
+  f.set_type(v1::FieldSchema::CATEGORY);
+  EXPECT_EQ(GridWidth(f), 0);
+
+  EXPECT_EQ(GridFloor(int64_t{41}, 5), 40);
+  EXPECT_EQ(GridFloor(int64_t{40}, 5), 40);
+  EXPECT_EQ(GridFloor(int64_t{-1}, 5), -5);
+  EXPECT_EQ(GridFloor(std::numeric_limits<int64_t>::min(), 5) % 5, 0);
+  EXPECT_EQ(GridFloor(0.3, 0.1), 0.30000000000000004);
+  EXPECT_EQ(GridFloor(0.29, 0.1), 0.2);
+  EXPECT_EQ(GridFloor(-0.05, 0.1), -0.1);
+  EXPECT_EQ(GridFloor(7.5, 0), 7.5);
 }
 
 }  // namespace

@@ -11,8 +11,11 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
+#include "node/common/status_macros.h"
 #include "node/common/status_matchers.h"
+#include "node/engine/query_executor.h"
 #include "node/storage/fault_injector.h"
+#include "policy/query_rules.h"
 
 namespace fedshare::engine {
 namespace {
@@ -489,6 +492,108 @@ TEST_F(EngineTest, ReadersSeeWholeBatchesWhileWritersRun) {
   }
   writer.join();
   EXPECT_EQ(Rows(), 6000u);
+}
+
+// Issue 8: what the executor measures for disclosure control.
+constexpr char kGridSchema[] = R"pb(
+  name: "grid"
+  fields { name: "pid" type: CATEGORY role: SUBJECT }
+  fields { name: "program" type: CATEGORY role: DIMENSION categories: "alpha" categories: "beta" }
+  fields { name: "age" type: INT64 role: DIMENSION granularity: 5 }
+  fields { name: "visits" type: INT64 role: MEASURE lower: 0 upper: 200 }
+  fields { name: "joined" type: DATE role: DIMENSION granularity: 30 }
+)pb";
+
+absl::StatusOr<Execution> Execute(Engine& engine, const char* query_text) {
+  v1::AggregateQuery query;
+  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(query_text, &query));
+  FEDSHARE_ASSIGN_OR_RETURN(v1::AggregateQuery normalized,
+                            policy::NormalizeQuery(Schema(kGridSchema), query));
+  FEDSHARE_ASSIGN_OR_RETURN(std::unique_ptr<DatasetReader> reader, engine.OpenReader("grid"));
+  return ExecuteQuery(*reader, normalized, policy::ConsentBitmap(100, true), 0);
+}
+
+void IngestGrid(Engine& engine, absl::string_view csv) {
+  absl::StatusOr<v1::IngestResponse> r = engine.Ingest("grid", v1::CSV, false, csv);
+  ASSERT_OK(r);
+  EXPECT_EQ(r->rows_rejected(), 0) << r->DebugString();
+}
+
+TEST_F(EngineTest, GroupByCoarseFieldGroupsByGridBucket) {
+  ASSERT_OK(Open({Schema(), Schema(kGridSchema)}));
+  // joined: 1970-01-31 is day 30, 1970-03-01 day 59, 1970-03-02 day 60.
+  IngestGrid(*engine_,
+             "pid,program,age,visits,joined\n"
+             "a,alpha,-1,1,1970-01-31\n"
+             "b,alpha,4,1,1970-03-01\n"
+             "c,beta,5,1,1970-03-02\n"
+             "d,beta,9,1,\n");
+  ASSERT_OK_AND_ASSIGN(Execution by_age, Execute(*engine_, R"pb(
+                         dataset: "grid"
+                         purpose: "p"
+                         group_by: "age"
+                         aggregates { kind: COUNT })pb"));
+  std::vector<std::pair<int64_t, double>> ages;
+  for (const ExecutedCell& c : by_age.cells) {
+    ages.emplace_back(c.key[0].int_value(), c.values[0].value());
+  }
+  EXPECT_THAT(ages, ::testing::ElementsAre(std::pair<int64_t, double>{-5, 1},
+                                           std::pair<int64_t, double>{0, 1},
+                                           std::pair<int64_t, double>{5, 2}));
+  ASSERT_OK_AND_ASSIGN(Execution by_date, Execute(*engine_, R"pb(
+                         dataset: "grid"
+                         purpose: "p"
+                         group_by: "joined"
+                         aggregates { kind: COUNT })pb"));
+  std::vector<std::string> dates;
+  for (const ExecutedCell& c : by_date.cells) dates.push_back(c.key[0].string_value());
+  // Null first, then the buckets starting on days 30 and 60.
+  EXPECT_THAT(dates, ::testing::ElementsAre("", "1970-01-31", "1970-03-02"));
+  EXPECT_EQ(by_date.cells[1].values[0].value(), 2);
+}
+
+TEST_F(EngineTest, ExecutorNamesPeopleAndCountsOwnersOfDroppedRecords) {
+  ASSERT_OK(Open({Schema(), Schema(kGridSchema)}));
+  // Ordinals follow first appearance: c=0, a=1, b=2.
+  IngestGrid(*engine_,
+             "pid,program,age,visits,joined\n"
+             "c,alpha,30,5,\n"
+             "a,alpha,30,7,\n"
+             "a,alpha,50,9,\n"
+             "b,beta,30,3,\n"
+             "a,beta,30,150,\n");
+  ASSERT_OK_AND_ASSIGN(
+      Execution e, Execute(*engine_, R"pb(
+        dataset: "grid"
+        purpose: "p"
+        group_by: "program"
+        where {
+          field: "age"
+          op: LT
+          values { int_value: 40 }
+        }
+        aggregates { kind: COUNT }
+        aggregates { kind: SUM field: "visits" }
+        aggregates { kind: HISTOGRAM field: "visits" lo: 0 hi: 200 bins: 2 })pb"));
+  ASSERT_EQ(e.cells.size(), 2u);
+  const policy::CellStats& alpha = e.cells[0].stats;
+  EXPECT_EQ(alpha.subjects, 2);
+  EXPECT_THAT(alpha.subject_ordinals, ::testing::ElementsAre(0u, 1u));
+  // [subject][aggregate]: COUNT and HISTOGRAM carry no contribution.
+  EXPECT_THAT(alpha.subject_contributions, ::testing::ElementsAre(0, 5, 0, 0, 7, 0));
+  ASSERT_EQ(alpha.bin_subject_ordinals.size(), 3u);
+  EXPECT_TRUE(alpha.bin_subject_ordinals[0].empty());
+  EXPECT_THAT(alpha.bin_subject_ordinals[2],
+              ::testing::ElementsAre(::testing::ElementsAre(0u, 1u), ::testing::IsEmpty()));
+  const policy::CellStats& beta = e.cells[1].stats;
+  EXPECT_THAT(beta.subject_ordinals, ::testing::ElementsAre(1u, 2u));
+  EXPECT_THAT(beta.subject_contributions, ::testing::ElementsAre(0, 150, 0, 0, 3, 0));
+  EXPECT_THAT(beta.bin_subjects[2], ::testing::ElementsAre(1, 1));
+  // age < 40 drops a's age-50 record although a stays in the answer: one
+  // owner overall and in the alpha cell, whose bin 0 holds it too.
+  EXPECT_THAT(e.removed_by_predicate, ::testing::ElementsAre(1));
+  ASSERT_EQ(e.removed_in_cells.size(), 1u);
+  EXPECT_THAT(e.removed_in_cells[0], ::testing::ElementsAre(1, 1));
 }
 
 }  // namespace
