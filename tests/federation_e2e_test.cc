@@ -49,7 +49,10 @@ PartnerData Generate(const std::string& org, uint32_t seed) {
       "participant_id,program,region,cohort_year,age,completed,outcome_score,sessions_attended,"
       "income\n";
   d.consent_csv = "subject,purpose,event,time,valid_until,scope\n";
-  for (int s = 0; s < 240; ++s) {
+  // Enough people that `cohort_year >= 2020` drops records of at least k
+  // people in every program cell, even among the ~30% who consent to
+  // research (predicate removal, issue 8).
+  for (int s = 0; s < 1000; ++s) {
     std::string subject = absl::StrCat(org, "-", s);
     int records = 1 + static_cast<int>(rng() % 2);
     for (int r = 0; r < records; ++r) {
