@@ -288,14 +288,17 @@ ExecutedCell Finish(const v1::AggregateQuery& query, CellAccumulator& acc) {
   cell.stats.bin_subject_ordinals.resize(n_aggs);
 
   // Slots are in order of first sight; the stats list subjects by ordinal.
-  std::vector<uint32_t> by_ordinal(n_subjects);
-  for (uint32_t slot = 0; slot < n_subjects; ++slot) by_ordinal[slot] = slot;
-  std::sort(by_ordinal.begin(), by_ordinal.end(),
-            [&](uint32_t x, uint32_t y) { return acc.ordinals[x] < acc.ordinals[y]; });
+  // Sorting (ordinal, slot) packed in one word keeps the sort contiguous.
+  std::vector<uint64_t> by_ordinal(n_subjects);
+  for (uint32_t slot = 0; slot < n_subjects; ++slot) {
+    by_ordinal[slot] = (static_cast<uint64_t>(acc.ordinals[slot]) << 32) | slot;
+  }
+  std::sort(by_ordinal.begin(), by_ordinal.end());
   cell.stats.subject_ordinals.reserve(n_subjects);
   cell.stats.subject_contributions.reserve(n_subjects * n_aggs);
-  for (uint32_t slot : by_ordinal) {
-    cell.stats.subject_ordinals.push_back(acc.ordinals[slot]);
+  for (uint64_t packed : by_ordinal) {
+    const uint32_t slot = static_cast<uint32_t>(packed);
+    cell.stats.subject_ordinals.push_back(static_cast<uint32_t>(packed >> 32));
     for (int a = 0; a < n_aggs; ++a) {
       cell.stats.subject_contributions.push_back(
           IsDominanceKind(query.aggregates(a).kind())
