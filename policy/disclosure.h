@@ -37,6 +37,8 @@ namespace fedshare::policy {
 inline constexpr absl::string_view kRuleMinSubjects = "min-subjects";
 inline constexpr absl::string_view kRuleDominance = "dominance";
 inline constexpr absl::string_view kRuleSecondary = "secondary-suppression";
+inline constexpr absl::string_view kRuleMargin = "margin-suppression";
+inline constexpr absl::string_view kRuleIntervalAudit = "interval-audit";
 inline constexpr absl::string_view kRuleHistogramBin = "histogram-bin";
 inline constexpr absl::string_view kRulePredicateRemoval = "predicate-removal";
 inline constexpr absl::string_view kRuleRepeatLimit = "repeat-limit";
@@ -69,6 +71,11 @@ struct CellStats {
   // subjects with a counted record in that bin, ascending (empty vectors for
   // other aggregates).
   std::vector<std::vector<std::vector<uint32_t>>> bin_subject_ordinals;
+
+  // The cell's group values in group_by order, each encoded so that equal
+  // values give equal strings (e.g. a serialized v1::Value); empty without
+  // GROUP BY. Margin protection uses them to find the cells of each margin.
+  std::vector<std::string> key;
 };
 
 struct CellVerdict {
