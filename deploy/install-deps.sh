@@ -9,6 +9,7 @@ packages=(
   librocksdb-dev libssl-dev libabsl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libspdlog-dev libfmt-dev
+  coinor-libclp-dev libglpk-dev
 )
 
 missing=()

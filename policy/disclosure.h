@@ -1,24 +1,48 @@
 // Exact-mode disclosure control (DESIGN §8). Pure functions over the figures
 // the engine computed; they decide which cells and bins may be released.
 //
-// Per cell, in order:
+// A pool of cells counts the union of their distinct people (by
+// subject_ordinals) and tests dominance on each person's contributions summed
+// across the pooled cells (subject_contributions). Without subject sets for a
+// cell, the pool is conservative: people are assumed to overlap as much as
+// they can, and each cell's largest contributors to be the same people.
+//
+// Per grouping, in order:
 //   1. min-subjects: fewer than k distinct subjects -> withheld.
 //   2. dominance: for SUM, AVG, STDDEV and VARIANCE aggregates, if the largest
 //      n subjects' absolute contributions exceed percent% of the total of all
 //      subjects' absolute contributions, for any rule (n, percent) -> withheld.
-//   3. secondary-suppression: if any cell of the grouping is withheld, the
-//      withheld cells are pooled (what a separate total minus the released
-//      cells would reveal) and, while the pool holds fewer than k subjects or
-//      fails a dominance rule (on the pooled largest contributions, each
-//      cell's contributors counted apart), further released cells are
-//      withheld, smallest subject count first (ties: first in order), until
-//      the pool passes or none is left. This stops a separate total (e.g. the
-//      same question without GROUP BY) from revealing a withheld cell by
-//      subtraction, whether it was withheld for size or for dominance.
+//   3. secondary-suppression: if any cell is withheld, the withheld cells are
+//      pooled (what a separate total minus the released cells would reveal)
+//      and, while the pool holds fewer than k people or fails a dominance
+//      rule, further released cells are withheld, smallest subject count first
+//      (ties: first in order).
+//   4. margin-suppression, when grouping by 2 or more fields: the same for
+//      each margin line (the cells sharing the values of all group fields but
+//      one), since the same question grouped by fewer fields reveals the
+//      line's total. Steps 3 and 4 repeat until no pool changes.
+//   5. interval-audit: the attacker's linear program. Unknowns: the withheld
+//      cells, non-negative. Known: the released cells and every margin (every
+//      grouping by a proper subset of the fields, the grand total included)
+//      whose cells pooled pass min-subjects and dominance. For each cell
+//      withheld by rule 1 or 2, the feasible interval of its subject count
+//      must be at least k wide; for each cell withheld by rule 2, that of each
+//      dominated aggregate's total absolute contribution must reach 10% of
+//      the true value below and above it. While a cell is unprotected, one
+//      more cell is withheld (preferring cells whose margin lines already hold
+//      withheld cells, then cells in a line with the unprotected one, then the
+//      smallest) and steps 3-5 run again. If a linear program cannot be
+//      solved, every cell is withheld (fail closed).
 // Within a released cell, each HISTOGRAM bin with 1..k-1 subjects is withheld
-// (reported as 0 and listed), rule histogram-bin; and, as in step 3, if the
-// withheld bins hold fewer than k subjects, further non-empty bins are
-// withheld, smallest first, so the cell's total cannot reveal them.
+// (reported as 0 and listed), rule histogram-bin; and, as in step 3, while the
+// withheld bins hold fewer than k distinct people together (by
+// bin_subject_ordinals), further non-empty bins are withheld, smallest first,
+// so the cell's total cannot reveal them.
+//
+// Not covered: combinations of questions that are not margins of one another
+// (different filters on different fields; several lower-dimensional
+// questions against a finer table), and histogram bins of withheld cells
+// against margin histograms (docs/privacy-model.md).
 #ifndef FEDSHARE_POLICY_DISCLOSURE_H_
 #define FEDSHARE_POLICY_DISCLOSURE_H_
 
@@ -37,6 +61,8 @@ namespace fedshare::policy {
 inline constexpr absl::string_view kRuleMinSubjects = "min-subjects";
 inline constexpr absl::string_view kRuleDominance = "dominance";
 inline constexpr absl::string_view kRuleSecondary = "secondary-suppression";
+inline constexpr absl::string_view kRuleMargin = "margin-suppression";
+inline constexpr absl::string_view kRuleIntervalAudit = "interval-audit";
 inline constexpr absl::string_view kRuleHistogramBin = "histogram-bin";
 inline constexpr absl::string_view kRulePredicateRemoval = "predicate-removal";
 inline constexpr absl::string_view kRuleRepeatLimit = "repeat-limit";
@@ -69,6 +95,11 @@ struct CellStats {
   // subjects with a counted record in that bin, ascending (empty vectors for
   // other aggregates).
   std::vector<std::vector<std::vector<uint32_t>>> bin_subject_ordinals;
+
+  // The cell's group values in group_by order, each encoded so that equal
+  // values give equal strings (e.g. a serialized v1::Value); empty without
+  // GROUP BY. Margin protection uses them to find the cells of each margin.
+  std::vector<std::string> key;
 };
 
 struct CellVerdict {
@@ -79,7 +110,9 @@ struct CellVerdict {
 };
 
 // REQUIRES: each cell's per-aggregate vectors have one entry per aggregate of
-// `query` (a normalized question). Cells are one grouping of that question.
+// `query` (a normalized question). Cells are one grouping of that question,
+// each key distinct; a cell key's size must equal the number of group fields
+// when there are 2 or more, or every cell is withheld.
 std::vector<CellVerdict> ApplyCellRules(const DisclosureParams& params,
                                         const v1::AggregateQuery& query,
                                         absl::Span<const CellStats> cells);

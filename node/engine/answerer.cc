@@ -26,6 +26,15 @@ std::string WithholdingReason(absl::string_view rule, const policy::DisclosurePa
     return absl::StrCat("further cells withheld so that withheld cells cannot be derived from ",
                         "totals (together they hold at least ", params.min_subjects, " people)");
   }
+  if (rule == policy::kRuleMargin) {
+    return absl::StrCat("further cells withheld so that withheld cells cannot be derived from ",
+                        "the same question grouped by fewer fields (each margin's withheld cells ",
+                        "hold at least ", params.min_subjects, " people)");
+  }
+  if (rule == policy::kRuleIntervalAudit) {
+    return "further cells withheld so that no withheld cell can be narrowed down from the "
+           "released cells and the margins";
+  }
   if (rule == policy::kRuleHistogramBin) {
     return absl::StrCat("histogram bins with fewer than ", params.min_subjects,
                         " people are reported as 0");
@@ -200,7 +209,11 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
 
   std::vector<policy::CellStats> stats;
   stats.reserve(execution->cells.size());
-  for (const ExecutedCell& cell : execution->cells) stats.push_back(cell.stats);
+  for (const ExecutedCell& cell : execution->cells) {
+    stats.push_back(cell.stats);
+    stats.back().key.clear();
+    for (const v1::Value& v : cell.key) stats.back().key.push_back(v.SerializeAsString());
+  }
   std::vector<policy::CellVerdict> verdicts = policy::ApplyCellRules(params, *normalized, stats);
 
   bool keys_public = normalized->group_by_size() > 0;
