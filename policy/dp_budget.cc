@@ -73,7 +73,7 @@ absl::StatusOr<Reservation> Reserve(const BudgetLedger& ledger, const BudgetPoli
         fits == absl::InfiniteFuture()
             ? std::string("it exceeds the whole budget, so it can never be answered")
             : absl::StrCat("enough renews at ",
-                           absl::FormatTime(absl::RFC3339_sec, fits, absl::UTCTimeZone()))));
+                           absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", fits, absl::UTCTimeZone()))));
   }
   r.spend_id = r.ledger.next_id++;
   r.ledger.spends.push_back({r.spend_id, micro_epsilon, now, SpendState::kReserved});
