@@ -1,5 +1,6 @@
 #include "policy/dp_noise.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
