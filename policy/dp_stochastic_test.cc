@@ -16,6 +16,7 @@
 // A test of the test: each mechanism is also run with a deliberate scaling
 // bug (noise for 2ε while claiming ε: a forgotten ε split or contribution
 // bound), and the same check must fail by a wide margin.
+
 #include <algorithm>
 #include <cmath>
 #include <functional>
