@@ -9,6 +9,8 @@ packages=(
   librocksdb-dev libssl-dev libabsl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libspdlog-dev libfmt-dev
+  # make fuzz and make tsa (clang with libFuzzer and -Wthread-safety)
+  clang-14 libclang-rt-14-dev
 )
 
 missing=()
