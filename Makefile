@@ -5,7 +5,17 @@ JOBS ?= 2
 WERROR ?= $(if $(FEDSHARE_WERROR),$(FEDSHARE_WERROR),OFF)
 SANITIZE ?=
 
-.PHONY: all deps configure build test demo bench format clean
+# Fuzzing, sanitizers and static checks (docs/fuzzing.md, CONTRIBUTING in
+# docs/architecture.md): each in its own build folder.
+FUZZ_DIR ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= sql csv json column_block consent ingest config agreements rpc
+SANITIZE_DIR ?= build-asan
+TSA_DIR ?= build-tsa
+CLANG_CXX ?= clang++-14
+CLANG_CC ?= clang-14
+
+.PHONY: all deps configure build test demo bench format clean fuzz fuzz-build test-sanitize tsa
 
 all: build
 
@@ -35,5 +45,46 @@ bench: build
 format:
 	git ls-files '*.cc' '*.h' | xargs clang-format -i
 
+# libFuzzer targets (clang, ASan+UBSan), each run for FUZZ_SECONDS from its
+# seed corpus; new inputs go to $(FUZZ_DIR)/corpus/NAME, crashes to
+# $(FUZZ_DIR)/artifacts/. Fails on the first target that finds a crash.
+$(FUZZ_DIR)/build.ninja:
+	@bash deploy/install-deps.sh
+	CC=$(CLANG_CC) CXX=$(CLANG_CXX) cmake -S . -B $(FUZZ_DIR) -G Ninja \
+	  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFEDSHARE_FUZZ=ON
+
+fuzz-build: $(FUZZ_DIR)/build.ninja
+	cmake --build $(FUZZ_DIR) -j $(JOBS) --target fuzz_targets
+
+fuzz: fuzz-build
+	@mkdir -p $(FUZZ_DIR)/artifacts
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_DIR)/corpus/$$t; \
+	  echo "== $${t}_fuzz for $(FUZZ_SECONDS) s"; \
+	  $(FUZZ_DIR)/fuzz/$${t}_fuzz -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    -rss_limit_mb=2048 -artifact_prefix=$(FUZZ_DIR)/artifacts/$${t}- \
+	    $(FUZZ_DIR)/corpus/$$t tests/fuzz/corpus/$$t || exit 1; \
+	done
+
+# The whole suite under ASan+UBSan (any finding fails the test).
+$(SANITIZE_DIR)/build.ninja:
+	@bash deploy/install-deps.sh
+	cmake -S . -B $(SANITIZE_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DFEDSHARE_WERROR=$(WERROR) -DFEDSHARE_SANITIZE=address,undefined
+
+test-sanitize: $(SANITIZE_DIR)/build.ninja
+	cmake --build $(SANITIZE_DIR) -j $(JOBS)
+	cd $(SANITIZE_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 1200
+
+# clang's -Wthread-safety over the node's libraries and binaries (compile
+# only where it matters: ABSL_GUARDED_BY violations fail the build).
+$(TSA_DIR)/build.ninja:
+	@bash deploy/install-deps.sh
+	CC=$(CLANG_CC) CXX=$(CLANG_CXX) cmake -S . -B $(TSA_DIR) -G Ninja \
+	  -DCMAKE_BUILD_TYPE=Debug -DFEDSHARE_THREAD_SAFETY=ON
+
+tsa: $(TSA_DIR)/build.ninja
+	cmake --build $(TSA_DIR) -j $(JOBS) --target fedshare-node fedshare
+
 clean:
-	rm -rf $(BUILD_DIR)
+	rm -rf $(BUILD_DIR) $(FUZZ_DIR) $(SANITIZE_DIR) $(TSA_DIR)

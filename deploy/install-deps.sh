@@ -10,6 +10,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libspdlog-dev libfmt-dev
   coinor-libclp-dev libglpk-dev
+  # make fuzz and make tsa (clang with libFuzzer and -Wthread-safety)
+  clang-14 libclang-rt-14-dev
 )
 
 missing=()

@@ -206,7 +206,7 @@ class Engine {
   };
 
   Engine() = default;
-  absl::Status Load();
+  absl::Status Load() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   absl::StatusOr<v1::IngestResponse> IngestLocked(const DatasetDef& def, v1::DataFormat format,
                                                   bool skip_invalid, absl::string_view data)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);

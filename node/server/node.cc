@@ -70,7 +70,10 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
 
   std::vector<v1::DatasetSchema> schemas(cfg.datasets().begin(), cfg.datasets().end());
   FEDSHARE_ASSIGN_OR_RETURN(policy::AgreementSet agreement_set, LoadAgreements(cfg));
-  node->agreements_stamp_ = FileStamp(cfg.agreements_file());
+  {
+    absl::MutexLock lock(&node->mu_);  // the reloader thread starts below
+    node->agreements_stamp_ = FileStamp(cfg.agreements_file());
+  }
 
   engine::EngineOptions engine_options;
   engine_options.org_id = cfg.org_id();
@@ -114,10 +117,13 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
                                                              {node->admin_service_.get(),
                                                               node->federation_service_.get()},
                                                              &node->local_port_));
-  env.peer_address = node->peer_address();
-  env.local_address = node->local_address();
+  {
+    absl::MutexLock lock(&env.addresses_mu);
+    env.peer_address = node->peer_address();
+    env.local_address = node->local_address();
+  }
   spdlog::info("event=node_started org={} peer={} local={} data_dir={}", cfg.org_id(),
-               env.peer_address, env.local_address, cfg.data_dir());
+               node->peer_address(), node->local_address(), cfg.data_dir());
   return node;
 }
 

@@ -43,8 +43,11 @@ grpc::Status AdminServiceImpl::Status(grpc::ServerContext* context, const v1::St
   response->set_org_id(env_->config->org_id());
   response->set_version(FEDSHARE_VERSION);
   response->set_trust_domain(env_->config->trust_domain());
-  response->set_peer_address(env_->peer_address);
-  response->set_local_address(env_->local_address);
+  {
+    absl::MutexLock lock(&env_->addresses_mu);
+    response->set_peer_address(env_->peer_address);
+    response->set_local_address(env_->local_address);
+  }
   response->set_started_at_unix_ms(absl::ToUnixMillis(env_->started_at));
   response->set_caller(who->spiffe_id);
   response->set_datasets(env_->config->datasets_size());

@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "fedshare/v1/config.pb.h"
@@ -36,9 +37,10 @@ struct ServiceEnv {
   federation::FanOut* fanout = nullptr;
   absl::Time started_at;
 
-  // Set once the listeners are bound.
-  std::string peer_address;
-  std::string local_address;
+  // Set once the listeners are bound, while they may already serve calls.
+  mutable absl::Mutex addresses_mu;
+  std::string peer_address ABSL_GUARDED_BY(addresses_mu);
+  std::string local_address ABSL_GUARDED_BY(addresses_mu);
 };
 
 }  // namespace service

@@ -1,5 +1,6 @@
 #include "node/storage/column_block.h"
 
+#include <cmath>
 #include <cstring>
 
 #include "absl/base/config.h"
@@ -129,7 +130,8 @@ absl::Status DecodeColumnBlock(absl::string_view value, const std::vector<Stored
     return Malformed("short header");
   }
   if (format != kBlockFormat) return Malformed(absl::StrCat("unknown block format ", format));
-  if (rows > kBlockRows) return Malformed(absl::StrCat(rows, " rows"));
+  if (reserved != 0) return Malformed("reserved header byte set");
+  if (rows == 0 || rows > kBlockRows) return Malformed(absl::StrCat(rows, " rows"));
   if (ncols > types.size()) {
     return Malformed(absl::StrCat(ncols, " columns stored, schema has ", types.size()));
   }
@@ -159,9 +161,19 @@ absl::Status DecodeColumnBlock(absl::string_view value, const std::vector<Stored
       return Malformed(absl::StrCat("column ", c, " has stored type ", header[0], ", schema type ",
                                     static_cast<int>(types[c])));
     }
+    if (header[1] > 1 || header[2] != 0 || header[3] != 0) {
+      return Malformed(absl::StrCat("column ", c, " has a bad header"));
+    }
     if (header[1] != 0) {
       col.null_bits.resize(words);
       if (!in.Read(col.null_bits.data(), 8 * size_t{words})) return Malformed("short null bitmap");
+      // The writer sets the flag only with a null row, and no bit past the last row.
+      uint64_t any = 0;
+      for (uint64_t w : col.null_bits) any |= w;
+      if (any == 0) return Malformed(absl::StrCat("column ", c, " flags nulls but has none"));
+      if (rows % 64 != 0 && (col.null_bits[words - 1] >> (rows % 64)) != 0) {
+        return Malformed(absl::StrCat("column ", c, " has null bits past the last row"));
+      }
     }
     switch (types[c]) {
       case StoredType::kNone:
@@ -188,6 +200,20 @@ absl::Status DecodeColumnBlock(absl::string_view value, const std::vector<Stored
     }
   }
   if (!in.empty()) return Malformed("trailing bytes");
+  // Values the writer never stores are refused rather than handed to readers
+  // (a null row's value is never read).
+  for (size_t c = 0; c < ncols; ++c) {
+    const ColumnBlock::Column& col = block->columns[c];
+    for (uint32_t r = 0; r < rows; ++r) {
+      if (col.IsNull(r)) continue;
+      if (types[c] == StoredType::kDouble && !std::isfinite(col.doubles[r])) {
+        return Malformed(absl::StrCat("column ", c, " row ", r, " holds a non-finite double"));
+      }
+      if (types[c] == StoredType::kBool && col.ints[r] != 0 && col.ints[r] != 1) {
+        return Malformed(absl::StrCat("column ", c, " row ", r, " holds BOOL ", col.ints[r]));
+      }
+    }
+  }
   return absl::OkStatus();
 }
 

@@ -72,5 +72,53 @@ TEST(ColumnBlockTest, TypeMismatchAndTruncationAreDataLoss) {
       StatusIs(absl::StatusCode::kDataLoss, ::testing::_));
 }
 
+// A block the writer never produces is refused, not handed to readers
+// (docs/storage-format.md, "Record block value"); tests/fuzz/column_block_fuzz
+// checks that every accepted block is canonical.
+TEST(ColumnBlockTest, ValuesTheWriterNeverStoresAreDataLoss) {
+  ColumnBlock block;
+  block.Reset(2);
+  block.rows = 1;
+  block.subjects = {0};
+  block.columns[0].ints = {1};
+  block.columns[1].doubles = {0.5};
+  const std::vector<StoredType> types = {StoredType::kBool, StoredType::kDouble};
+  const std::string good = EncodeColumnBlock(block, types);
+  // Layout: 8 header, 4 subject, column 0 at 12 (4 header + 8 value), column 1 at 24.
+  ASSERT_EQ(good.size(), 36u);
+  ColumnBlock decoded;
+  ASSERT_OK(DecodeColumnBlock(good, types, &decoded));
+
+  auto corrupt = [&](size_t offset, std::string bytes) {
+    std::string bad = good;
+    bad.replace(offset, bytes.size(), bytes);
+    return DecodeColumnBlock(bad, types, &decoded);
+  };
+  const auto data_loss = StatusIs(absl::StatusCode::kDataLoss, ::testing::_);
+  EXPECT_THAT(corrupt(1, "\x01"), data_loss) << "reserved header byte";
+  EXPECT_THAT(corrupt(4, std::string(4, '\0')), data_loss) << "zero rows";
+  EXPECT_THAT(corrupt(14, "\x01"), data_loss) << "reserved column byte";
+  EXPECT_THAT(corrupt(16, "\x02"), data_loss) << "BOOL 2";
+  EXPECT_THAT(corrupt(24 + 4 + 6, "\xf0\x7f"), data_loss) << "infinite DOUBLE";
+  EXPECT_THAT(corrupt(24 + 4 + 6, "\xf8\x7f"), data_loss) << "NaN DOUBLE";
+
+  // A has-nulls flag of 2; a null bit past the last row; a flag with no null
+  // row. (A value in a null row is never read.)
+  std::string with_bitmap = good.substr(0, 12) + std::string("\x03\x01\0\0", 4);
+  auto bitmap = [&](uint64_t bits, int64_t value) {
+    std::string out = with_bitmap;
+    out.append(reinterpret_cast<const char*>(&bits), 8);
+    out.append(reinterpret_cast<const char*>(&value), 8);
+    return out + good.substr(24);
+  };
+  ASSERT_OK(DecodeColumnBlock(bitmap(1, 7), types, &decoded));
+  EXPECT_TRUE(decoded.columns[0].IsNull(0));
+  EXPECT_THAT(DecodeColumnBlock(bitmap(2, 0), types, &decoded), data_loss);
+  EXPECT_THAT(DecodeColumnBlock(bitmap(0, 0), types, &decoded), data_loss);
+  std::string flag_two = bitmap(1, 0);
+  flag_two[13] = 2;
+  EXPECT_THAT(DecodeColumnBlock(flag_two, types, &decoded), data_loss);
+}
+
 }  // namespace
 }  // namespace fedshare::storage

@@ -1,0 +1,75 @@
+// DecodeColumnBlock on any bytes. The first byte picks the schema's column
+// types (3 columns, each of the 6 stored types); the rest is the stored value.
+// Anything the storage format forbids (reserved bytes, a has-nulls flag
+// other than 0 or 1 or set with no null row, null bits past the last row,
+// BOOL other than 0/1 or non-finite DOUBLE in a non-null row, zero or too many rows, short or
+// trailing bytes) is refused with DATA_LOSS: a block the decoder accepts with
+// every column stored and no null row is canonical (encoding it again gives
+// back exactly the same bytes), and any accepted block survives encoding and
+// decoding unchanged.
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "node/storage/column_block.h"
+
+using fedshare::storage::ColumnBlock;
+using fedshare::storage::StoredType;
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size < 1) return 0;
+  std::vector<StoredType> types;
+  unsigned pick = data[0];
+  for (int c = 0; c < 3; ++c) {
+    types.push_back(static_cast<StoredType>(pick % 6));
+    pick /= 6;
+  }
+  absl::string_view value(reinterpret_cast<const char*>(data + 1), size - 1);
+  ColumnBlock block;
+  absl::Status status = fedshare::storage::DecodeColumnBlock(value, types, &block);
+  if (!status.ok()) {
+    if (status.code() != absl::StatusCode::kDataLoss) std::abort();
+    return 0;
+  }
+  // The decoded block is usable: every array is as long as the rows.
+  if (block.rows == 0 || block.rows > fedshare::storage::kBlockRows ||
+      block.subjects.size() != block.rows || block.columns.size() != types.size()) {
+    std::abort();
+  }
+  for (size_t c = 0; c < types.size(); ++c) {
+    const ColumnBlock::Column& col = block.columns[c];
+    size_t want_ints =
+        (types[c] == StoredType::kNone || types[c] == StoredType::kDouble) ? 0 : block.rows;
+    size_t want_doubles = types[c] == StoredType::kDouble ? block.rows : 0;
+    if (col.ints.size() != want_ints || col.doubles.size() != want_doubles) std::abort();
+    if (!col.null_bits.empty() && col.null_bits.size() != (block.rows + 63) / 64) std::abort();
+    for (uint32_t r = 0; r < block.rows; ++r) {
+      (void)col.IsNull(r);
+      if (col.IsNull(r)) continue;
+      if (types[c] == StoredType::kDouble && !std::isfinite(col.doubles[r])) std::abort();
+      if (types[c] == StoredType::kBool && col.ints[r] != 0 && col.ints[r] != 1) std::abort();
+    }
+  }
+  uint16_t stored_columns = 0;
+  if (value.size() >= 4) std::memcpy(&stored_columns, value.data() + 2, 2);
+  bool any_null = false;
+  for (const ColumnBlock::Column& col : block.columns) any_null |= !col.null_bits.empty();
+  // With every column stored and no null row, nothing is left unchecked.
+  std::string again = fedshare::storage::EncodeColumnBlock(block, types);
+  if (stored_columns == types.size() && !any_null && again != value) {
+    std::fprintf(stderr, "accepted a non-canonical block of %zu bytes\n", value.size());
+    std::abort();
+  }
+  ColumnBlock copy;
+  if (!fedshare::storage::DecodeColumnBlock(again, types, &copy).ok() ||
+      copy.subjects != block.subjects ||
+      fedshare::storage::EncodeColumnBlock(copy, types) != again) {
+    std::abort();
+  }
+  return 0;
+}

@@ -1,0 +1,1 @@
+SELECT program, COUNT(*), AVG(outcome_score) FROM program_outcomes WHERE cohort_year >= 2020 AND region IN ('north', 'south') GROUP BY program PURPOSE 'program-evaluation'

@@ -1,0 +1,1 @@
+SELECT COUNT(*) FROM d WHERE x = -1.5e3 AND y != FALSE AND z < 2 AND w <= -7 AND v > 0.25 PURPOSE 'p'

@@ -1,0 +1,37 @@
+// Engine::Ingest of any bytes as CSV or JSON Lines into the fuzz node's
+// dataset (the first byte picks the format and skip_invalid), then a question
+// and an export over what is stored, so rows that were accepted are also read.
+// The store grows as the fuzzer runs (cheap on /dev/shm); the read-back
+// stops once 20,000 rows are stored to keep runs fast.
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+
+#include "tests/fuzz/fuzz_env.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size < 1) return 0;
+  fedshare::fuzz::FuzzNode& node = fedshare::fuzz::TheNode();
+  const auto format = (data[0] & 1) ? fedshare::v1::JSONL : fedshare::v1::CSV;
+  const bool skip_invalid = (data[0] & 2) != 0;
+  absl::string_view body(reinterpret_cast<const char*>(data + 1), size - 1);
+  auto ingested = node.engine->Ingest("program_outcomes", format, skip_invalid, body);
+  if (!ingested.ok()) {
+    // Bad input is the caller's error, never the store's.
+    absl::StatusCode code = ingested.status().code();
+    if (code == absl::StatusCode::kInternal || code == absl::StatusCode::kDataLoss ||
+        code == absl::StatusCode::kUnknown) {
+      std::abort();
+    }
+    return 0;
+  }
+  static int64_t total_rows = 0;
+  total_rows += ingested->rows_written();
+  if (ingested->rows_written() > 0 && total_rows < 20000) {
+    // Read everything back: a stored row must be readable.
+    absl::Status exported = node.engine->Export(
+        "program_outcomes", format, [](absl::string_view, int64_t) { return absl::OkStatus(); });
+    if (!exported.ok()) std::abort();
+  }
+  return 0;
+}
