@@ -178,6 +178,7 @@ int RunStatus(const Globals& g) {
             << "datasets:      " << s->datasets() << "\n"
             << "audit entries: " << s->audit_entries() << "\n"
             << "you are:       " << s->caller() << "\n";
+  for (const std::string& w : s->warnings()) std::cout << "warning:       " << w << "\n";
   return 0;
 }
 

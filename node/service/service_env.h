@@ -9,6 +9,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "fedshare/v1/config.pb.h"
+#include "node/common/clock.h"
 
 namespace fedshare {
 namespace identity {
@@ -35,6 +36,7 @@ struct ServiceEnv {
   audit::AuditLog* audit = nullptr;
   federation::FanOut* fanout = nullptr;
   absl::Time started_at;
+  Clock* clock = nullptr;  // the node's
 
   // Set once the listeners are bound.
   std::string peer_address;
