@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "fmt/format.h"
 #include "google/protobuf/util/json_util.h"
 
@@ -247,6 +248,9 @@ std::string ResultTable(const v1::AggregateResult& result, bool show_partners, i
                     result.unlisted_withheld_cells() == 1 ? " cell" : " cells",
                     " (their groups are not public)\n");
   }
+  if (!result.applied_where_text().empty()) {
+    absl::StrAppend(&out, "as applied: ", result.applied_where_text(), "\n");
+  }
   if (!result.receipt().entry_hash().empty()) {
     absl::StrAppend(&out, "receipt: audit entry ", result.receipt().audit_index(), " of ",
                     result.receipt().org_id(), ", sha256 ",
@@ -288,7 +292,57 @@ std::string CoverageTable(const v1::FederatedAggregateResponse& response) {
                      rows);
 }
 
+int Answered(const v1::FederatedAggregateResponse& response) {
+  int answered = 0;
+  for (const v1::PartnerCoverage& c : response.coverage()) {
+    answered += c.state() == v1::PartnerCoverage::ANSWERED;
+  }
+  return answered;
+}
+
+// "as applied: ..." once when every answering partner applied the same
+// predicates, else one line per partner; nothing without predicates.
+std::string AppliedLines(const v1::FederatedAggregateResponse& response) {
+  std::set<std::string> texts;
+  for (const v1::PartnerCoverage& c : response.coverage()) {
+    if (c.state() == v1::PartnerCoverage::ANSWERED) texts.insert(c.applied_where_text());
+  }
+  if (texts.empty() || (texts.size() == 1 && texts.begin()->empty())) return "";
+  if (texts.size() == 1) return absl::StrCat("as applied: ", *texts.begin(), "\n");
+  std::string out;
+  for (const v1::PartnerCoverage& c : response.coverage()) {
+    if (c.state() != v1::PartnerCoverage::ANSWERED) continue;
+    absl::StrAppend(&out, "as applied by ", c.org_id(), ": ",
+                    c.applied_where_text().empty() ? "(no filter)" : c.applied_where_text(), "\n");
+  }
+  return out;
+}
+
 // ---- CSV --------------------------------------------------------------------
+
+// `text`'s lines as CSV comment lines ("# " prefix, CRLF).
+std::string CsvComments(absl::string_view text) {
+  std::string out;
+  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    absl::StrAppend(&out, "# ", line, "\r\n");
+  }
+  return out;
+}
+
+std::string CoverageComments(const v1::FederatedAggregateResponse& response) {
+  std::string text = absl::StrCat("coverage: ", Answered(response), " of ",
+                                  response.coverage_size(), " partners answered\n");
+  for (const v1::PartnerCoverage& c : response.coverage()) {
+    std::string detail;
+    if (c.state() == v1::PartnerCoverage::ANSWERED) {
+      if (!c.applied_where_text().empty()) detail = "; as applied: " + c.applied_where_text();
+    } else if (!c.reason().empty()) {
+      detail = ": " + absl::StrReplaceAll(c.reason(), {{"\r", " "}, {"\n", " "}});
+    }
+    absl::StrAppend(&text, c.org_id(), ": ", StateName(c.state()), detail, "\n");
+  }
+  return CsvComments(text);
+}
 
 std::string CsvField(const std::string& text) {
   if (text.find_first_of(",\"\r\n") == std::string::npos) return text;
@@ -313,6 +367,9 @@ std::string ResultCsv(const v1::AggregateResult& result, bool federated) {
     header.push_back("partners");
   }
   std::string out;
+  if (!result.applied_where_text().empty()) {
+    out = CsvComments(absl::StrCat("as applied: ", result.applied_where_text()));
+  }
   CsvLine(header, &out);
   for (const v1::Cell& cell : result.cells()) {
     std::vector<std::string> fields;
@@ -425,13 +482,10 @@ std::string FormatFederated(const v1::FederatedAggregateResponse& response, Outp
   switch (format) {
     case OutputFormat::kTable: {
       const int asked = response.coverage_size();
-      int answered = 0;
-      for (const v1::PartnerCoverage& c : response.coverage()) {
-        answered += c.state() == v1::PartnerCoverage::ANSWERED;
-      }
-      std::string out = absl::StrCat(
-          "coverage: ", answered, " of ", asked, " partners answered\n", CoverageTable(response),
-          "\ncombined:\n", ResultTable(response.combined(), /*show_partners=*/true, asked));
+      std::string out =
+          absl::StrCat("coverage: ", Answered(response), " of ", asked, " partners answered\n",
+                       CoverageTable(response), AppliedLines(response), "\ncombined:\n",
+                       ResultTable(response.combined(), /*show_partners=*/true, asked));
       for (const v1::AggregateResult& partner : response.partners()) {
         absl::StrAppend(&out, "\npartner ", partner.org_id(), ":\n",
                         ResultTable(partner, LooksCombined(partner), 0));
@@ -439,7 +493,7 @@ std::string FormatFederated(const v1::FederatedAggregateResponse& response, Outp
       return out;
     }
     case OutputFormat::kCsv:
-      return ResultCsv(response.combined(), /*federated=*/true);
+      return CoverageComments(response) + ResultCsv(response.combined(), /*federated=*/true);
     case OutputFormat::kJson:
       return Json(response);
   }

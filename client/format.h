@@ -12,15 +12,18 @@
 // its key and "withheld (RULE)". A partial (federated) cell ends with "*" and
 // a footnote says how many partners it covers. A footer lists withholdings by
 // rule and the number of withheld cells not listed by key; no withheld cell's
-// size is ever shown (the answer does not carry one).
+// size is ever shown (the answer does not carry one). "as applied: ..." gives
+// the predicates after snapping (result.applied_where_text), dates as dates.
 //
 // CSV (RFC 4180, CRLF line ends, a header row): result.columns, then
 // "withheld" (the rule, empty for released cells), and for federated answers
 // "partial" (true/false) and "partners". Numbers print in full precision
 // (shortest text that reads back to the same double); a HISTOGRAM cell is its
-// bins joined by ';' with an empty entry for a withheld bin. Only the
-// (combined) cells appear: withholding summaries and coverage are in the
-// table and JSON forms, or from FormatCoverage.
+// bins joined by ';' with an empty entry for a withheld bin. Comment lines
+// starting with "# " come before the header: "# as applied: PREDICATES" for a
+// result with predicates; for a federated answer, "# coverage: A of N partners
+// answered" and one "# ORG: STATE[: reason][; as applied: PREDICATES]" line
+// per partner asked. Withholding summaries are in the table and JSON forms.
 //
 // JSON: the message itself in protobuf's canonical JSON mapping
 // (google::protobuf::util::MessageToJsonString), proto field names kept
@@ -51,7 +54,8 @@ std::string FormatResult(const v1::AggregateResult& result, OutputFormat format)
 // A federated answer. Table: the coverage table, then the combined table
 // (partial cells marked against the number of partners asked, i.e. the
 // coverage rows), then each directly released partner answer under its org
-// id. CSV: the combined table only. JSON: the whole response.
+// id. CSV: the coverage comment lines, then the combined table. JSON: the
+// whole response (coverage, with each partner's applied_where_text).
 std::string FormatFederated(const v1::FederatedAggregateResponse& response, OutputFormat format);
 
 // The coverage table alone (org_id, state, released, withheld, reason), as a

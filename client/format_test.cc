@@ -215,8 +215,12 @@ TEST(FormatFederatedTest, PartialCellsWithDifferentCoverageShowTheRange) {
                         "* partial: covers 1 to 2 of 3 partners (see the partners column)\n"));
 }
 
-TEST(FormatFederatedTest, CsvIsTheCombinedTableWithPartialAndPartners) {
+TEST(FormatFederatedTest, CsvIsCoverageThenTheCombinedTableWithPartialAndPartners) {
   EXPECT_EQ(FormatFederated(Federated(), OutputFormat::kCsv),
+            "# coverage: 2 of 3 partners answered\r\n"
+            "# a: answered\r\n"
+            "# b: answered\r\n"
+            "# c: refused: no agreement permits purpose 'marketing'\r\n"
             "program,count,avg(score),withheld,partial,partners\r\n"
             "arts,75,70.5,,false,2\r\n"
             "music,12,3.14159,,true,1\r\n");

@@ -9,7 +9,8 @@
 //   fedshare query --sql "SELECT ..." [--peers a,b | --all-peers | --group G] [--output
 //   table|csv|json] fedshare audit show [--from N] [--limit N]
 //
-// Exit codes: 0 done, 1 the node refused or failed, 2 bad usage or input.
+// Exit codes: 0 done, 1 the node refused or failed, 2 bad usage or input,
+// 3 a federated answer covers fewer partners than --min-coverage.
 #include <unistd.h>
 
 #include <cstdlib>
@@ -43,6 +44,7 @@ namespace {
 
 constexpr int kExitRefused = 1;
 constexpr int kExitUsage = 2;
+constexpr int kExitIncomplete = 3;  // fewer partners answered than --min-coverage
 
 struct Globals {
   std::string node;
@@ -178,6 +180,7 @@ int RunStatus(const Globals& g) {
             << "datasets:      " << s->datasets() << "\n"
             << "audit entries: " << s->audit_entries() << "\n"
             << "you are:       " << s->caller() << "\n";
+  for (const std::string& w : s->warnings()) std::cout << "warning:       " << w << "\n";
   return 0;
 }
 
@@ -327,7 +330,8 @@ int RunExport(const Globals& g, const std::string& dataset, const std::string& f
 }
 
 int RunQuery(const Globals& g, const std::string& sql, const std::string& peers, bool all_peers,
-             const std::string& group, const std::string& output, int deadline_ms) {
+             const std::string& group, const std::string& output, int deadline_ms,
+             int min_coverage) {
   absl::StatusOr<OutputFormat> format = ParseOutputFormat(output);
   if (!format.ok()) return Fail(format.status());
   absl::StatusOr<v1::AggregateQuery> query = ParseSql(sql);
@@ -353,6 +357,29 @@ int RunQuery(const Globals& g, const std::string& sql, const std::string& peers,
   absl::StatusOr<v1::FederatedAggregateResponse> r = (*client)->FederatedAggregate(request);
   if (!r.ok()) return Fail(r.status());
   std::cout << FormatFederated(*r, *format);
+  std::cout.flush();
+  // A total that silently misses a partner is the worst wrong answer: fewer
+  // answers than asked for is a failure unless the caller settles for less.
+  const int asked = r->coverage_size();
+  int answered = 0;
+  std::vector<std::string> missing;
+  for (const v1::PartnerCoverage& c : r->coverage()) {
+    if (c.state() == v1::PartnerCoverage::ANSWERED) {
+      ++answered;
+    } else {
+      missing.push_back(absl::StrCat(
+          c.org_id(), " ", absl::AsciiStrToLower(v1::PartnerCoverage::State_Name(c.state())),
+          c.reason().empty() ? "" : ": ", c.reason()));
+    }
+  }
+  const int wanted = min_coverage < 0 ? asked : min_coverage;
+  if (answered < wanted) {
+    std::cerr << "fedshare: incomplete: " << answered << " of " << asked
+              << " partners answered, fewer than --min-coverage " << wanted
+              << " (the figures above leave out the others):\n";
+    for (const std::string& m : missing) std::cerr << "  " << m << "\n";
+    return kExitIncomplete;
+  }
   return 0;
 }
 
@@ -467,6 +494,7 @@ int main(int argc, char** argv) {
   std::string sql, peers, group, output = "table";
   bool all_peers = false;
   int deadline_ms = 0;
+  int min_coverage = -1;
   auto* query = app.add_subcommand("query", "ask an aggregate question");
   query
       ->add_option("--sql", sql,
@@ -478,6 +506,10 @@ int main(int argc, char** argv) {
   query->add_option("--group", group, "ask a configured group of partners");
   query->add_option("--output", output, "table, csv or json")->capture_default_str();
   query->add_option("--deadline-ms", deadline_ms, "per-partner deadline");
+  query
+      ->add_option("--min-coverage", min_coverage,
+                   "exit 3 if fewer partners answer (default: every partner asked)")
+      ->check(CLI::NonNegativeNumber);
 
   auto* audit = app.add_subcommand("audit", "the audit log");
   audit->require_subcommand(1);
@@ -500,7 +532,8 @@ int main(int argc, char** argv) {
   if (ingest->parsed()) return RunIngest(g, dataset, format, skip_invalid, rejects, file);
   if (consent_import->parsed()) return RunConsentImport(g, file);
   if (export_cmd->parsed()) return RunExport(g, dataset, format, out);
-  if (query->parsed()) return RunQuery(g, sql, peers, all_peers, group, output, deadline_ms);
+  if (query->parsed())
+    return RunQuery(g, sql, peers, all_peers, group, output, deadline_ms, min_coverage);
   if (audit_show->parsed()) return RunAuditShow(g, from, limit);
   std::cerr << app.help();
   return kExitUsage;

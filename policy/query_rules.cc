@@ -13,6 +13,8 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "node/common/status_macros.h"
 #include "node/common/time_util.h"
 #include "policy/schema.h"
@@ -455,6 +457,66 @@ std::string AggregateColumnName(const v1::Aggregate& aggregate) {
     default:
       return "?";
   }
+}
+
+std::string DescribeWhere(const v1::DatasetSchema& schema,
+                          const google::protobuf::RepeatedPtrField<v1::Predicate>& where) {
+  std::vector<std::string> parts;
+  for (const v1::Predicate& p : where) {
+    bool date = false;
+    for (const v1::FieldSchema& f : schema.fields()) {
+      if (f.name() == p.field()) date = f.type() == v1::FieldSchema::DATE;
+    }
+    auto text = [date](const v1::Value& v) -> std::string {
+      switch (v.kind_case()) {
+        case v1::Value::kIntValue:
+          return date ? FormatDateDays(static_cast<int32_t>(v.int_value()))
+                      : absl::StrCat(v.int_value());
+        case v1::Value::kDoubleValue:
+          return absl::StrCat(v.double_value());
+        case v1::Value::kBoolValue:
+          return v.bool_value() ? "true" : "false";
+        case v1::Value::kStringValue:
+          return absl::StrCat("'", absl::StrReplaceAll(v.string_value(), {{"'", "''"}}), "'");
+        case v1::Value::KIND_NOT_SET:
+          break;
+      }
+      return "NULL";
+    };
+    std::vector<std::string> values;
+    for (const v1::Value& v : p.values()) values.push_back(text(v));
+    const std::string first = values.empty() ? "" : values[0];
+    switch (p.op()) {
+      case v1::Predicate::EQ:
+        parts.push_back(absl::StrCat(p.field(), " = ", first));
+        break;
+      case v1::Predicate::NE:
+        parts.push_back(absl::StrCat(p.field(), " != ", first));
+        break;
+      case v1::Predicate::LT:
+        parts.push_back(absl::StrCat(p.field(), " < ", first));
+        break;
+      case v1::Predicate::LE:
+        parts.push_back(absl::StrCat(p.field(), " <= ", first));
+        break;
+      case v1::Predicate::GT:
+        parts.push_back(absl::StrCat(p.field(), " > ", first));
+        break;
+      case v1::Predicate::GE:
+        parts.push_back(absl::StrCat(p.field(), " >= ", first));
+        break;
+      case v1::Predicate::IN:
+        parts.push_back(absl::StrCat(p.field(), " IN (", absl::StrJoin(values, ", "), ")"));
+        break;
+      case v1::Predicate::BETWEEN:
+        parts.push_back(absl::StrCat(p.field(), " BETWEEN ", first, " AND ",
+                                     values.size() > 1 ? values[1] : ""));
+        break;
+      default:
+        parts.push_back(absl::StrCat(p.field(), " ?"));
+    }
+  }
+  return absl::StrJoin(parts, " AND ");
 }
 
 }  // namespace fedshare::policy

@@ -70,6 +70,13 @@ double GridFloor(double v, double width);
 // node and the combining node name columns alike.
 std::string AggregateColumnName(const v1::Aggregate& aggregate);
 
+// The predicates of a normalized question as people read them, ANDed:
+// `age >= 15 AND age < 25 AND joined >= 2024-01-01 AND program IN ('a', 'b')`.
+// DATE values print as YYYY-MM-DD, strings in single quotes (a quote doubled).
+// Empty when there is no predicate.
+std::string DescribeWhere(const v1::DatasetSchema& schema,
+                          const google::protobuf::RepeatedPtrField<v1::Predicate>& where);
+
 // A canonical, deterministic hash (SHA-256, 32 bytes) of a normalized
 // question without its query_id: equal questions hash equal. The encoding is
 // length-prefixed fields in a fixed order (not protobuf serialization), tagged

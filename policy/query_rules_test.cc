@@ -561,6 +561,36 @@ TEST(QueryRulesTest, HistogramRules) {
   EXPECT_EQ(avg.aggregates(0).lo(), 0);
 }
 
+TEST(DescribeWhereTest, ShowsSnappedBoundsAndDatesAsDates) {
+  absl::StatusOr<v1::AggregateQuery> q = Normalize(
+      R"pb(where {
+             field: "age"
+             op: GE
+             values { int_value: 18 }
+           }
+           where {
+             field: "age"
+             op: LE
+             values { int_value: 25 }
+           }
+           where {
+             field: "enrolled"
+             op: GE
+             values { string_value: "2024-03-01" }
+           }
+           where {
+             field: "program"
+             op: IN
+             values { string_value: "sports" }
+             values { string_value: "arts" }
+           })pb" +
+      std::string(kCount));
+  ASSERT_OK(q);
+  EXPECT_EQ(DescribeWhere(Schema(), q->where()),
+            "age < 25 AND age >= 15 AND enrolled >= 2024-03-01 AND program IN ('arts', 'sports')");
+  EXPECT_EQ(DescribeWhere(Schema(), v1::AggregateQuery().where()), "");
+}
+
 TEST(QueryHashTest, EqualQuestionsHashEqualRegardlessOfQueryIdAndPredicateOrder) {
   ASSERT_OK_AND_ASSIGN(auto a,
                        Normalize(R"pb(query_id: "first"

@@ -272,5 +272,46 @@ TEST_F(FederationE2eTest, RefusingAndStoppedPartnersAreReportedAndExcluded) {
   EXPECT_EQ(response.partners(0).org_id(), "partner-1");
 }
 
+TEST_F(FederationE2eTest, CliCsvCarriesCoverageAndMinCoverageFailsAPartialTotal) {
+  int status = nodes_["partner-3"].process->Signal(SIGTERM);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  auto query = [&](const std::vector<std::string>& extra) {
+    std::vector<std::string> argv = {
+        BinaryPath("fedshare"),
+        "--node",
+        foundation_.local_address,
+        "--identity",
+        analyst_,
+        "query",
+        "--all-peers",
+        "--sql",
+        "SELECT program, COUNT(*) FROM program_outcomes WHERE cohort_year >= 2020 "
+        "GROUP BY program PURPOSE 'program-evaluation'"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    static int n = 0;
+    auto outcome = RunToCompletion(argv, tmp_.Sub(absl::StrCat("cli", ++n, ".err")));
+    EXPECT_OK(outcome.status());
+    return outcome.ok() ? *outcome : ProcessOutcome();
+  };
+
+  ProcessOutcome all = query({"--output", "csv"});
+  EXPECT_EQ(all.exit_code, 3) << all.err;
+  EXPECT_THAT(all.out, ::testing::StartsWith("# coverage: 2 of 3 partners answered\r\n"));
+  EXPECT_THAT(all.out,
+              ::testing::HasSubstr("# partner-1: answered; as applied: cohort_year >= 2020\r\n"));
+  EXPECT_THAT(all.out, ::testing::ContainsRegex("# partner-3: (unreachable|timed out)"));
+  EXPECT_THAT(all.out, ::testing::HasSubstr("program,count,withheld,partial,partners\r\n"));
+  EXPECT_THAT(all.err, ::testing::HasSubstr("incomplete: 2 of 3 partners answered"));
+  EXPECT_THAT(all.err, ::testing::HasSubstr("partner-3"));
+
+  ProcessOutcome two = query({"--output", "csv", "--min-coverage", "2"});
+  EXPECT_EQ(two.exit_code, 0) << two.err;
+  EXPECT_EQ(two.out, all.out);
+
+  ProcessOutcome table = query({"--output", "table", "--min-coverage", "2"});
+  EXPECT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_THAT(table.out, ::testing::HasSubstr("as applied: cohort_year >= 2020\n"));
+}
+
 }  // namespace
 }  // namespace fedshare::testing

@@ -1,6 +1,8 @@
 // The fedshare-node binary itself: --check-config accepts a good config and
 // refuses a malformed or unknown-field one naming the file and line; a node
-// stops cleanly on SIGTERM.
+// stops cleanly on SIGTERM; a second node on a port in use exits 1; a node
+// whose own certificate its peers would refuse does not start, and one that
+// expires soon says so in `fedshare status`.
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -11,6 +13,7 @@
 #include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
 #include "node/common/files.h"
+#include "node/common/status_macros.h"
 #include "node/common/status_matchers.h"
 #include "tests/test_env.h"
 
@@ -19,8 +22,37 @@ namespace {
 
 using identity::Role;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr char kTrustDomain[] = "fedshare.test";
+
+std::string TextOf(const v1::NodeConfig& config) {
+  std::string text;
+  google::protobuf::TextFormat::PrintToString(config, &text);
+  return text;
+}
+
+// Runs fedshare-node on `config` expecting it to fail at start; the outcome,
+// or an error if it printed its ready line instead.
+absl::StatusOr<ProcessOutcome> StartExpectingFailure(const TempDir& tmp,
+                                                     const v1::NodeConfig& config) {
+  static int n = 0;
+  std::string path = tmp.Sub(absl::StrCat("failing", ++n, ".textproto"));
+  FEDSHARE_RETURN_IF_ERROR(WriteFileAtomic(path, TextOf(config)));
+  FEDSHARE_ASSIGN_OR_RETURN(
+      std::unique_ptr<Subprocess> p,
+      Subprocess::Start({BinaryPath("fedshare-node"), "--config", path}, path + ".err"));
+  absl::StatusOr<std::string> line = p->ReadLine(absl::Seconds(30));
+  if (line.ok()) {
+    p->Signal(SIGTERM);
+    return absl::InternalError(absl::StrCat("the node started: ", *line));
+  }
+  int status = p->Wait();
+  ProcessOutcome outcome;
+  outcome.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  FEDSHARE_ASSIGN_OR_RETURN(outcome.err, ReadFile(path + ".err"));
+  return outcome;
+}
 
 ProcessOutcome CheckConfig(const TempDir& tmp, const std::string& text) {
   static int n = 0;
@@ -84,6 +116,125 @@ TEST_F(NodeBinaryTest, StopsCleanlyOnSigterm) {
   // The store is closed properly: a new node opens it at once.
   ASSERT_OK_AND_ASSIGN(NodeProcess again, StartNodeProcess(config_, tmp_.Sub("run.textproto")));
   EXPECT_EQ(WEXITSTATUS(again.process->Signal(SIGTERM)), 0);
+}
+
+TEST_F(NodeBinaryTest, ASecondNodeOnAPortInUseExitsWithPortInUse) {
+  ASSERT_OK_AND_ASSIGN(NodeProcess first, StartNodeProcess(config_, tmp_.Sub("first.textproto")));
+  for (bool peer : {true, false}) {
+    v1::NodeConfig second = config_;
+    second.set_data_dir(tmp_.Sub(peer ? "data-peer" : "data-local"));
+    if (peer) {
+      second.set_peer_address(first.peer_address);
+    } else {
+      second.set_local_address(first.local_address);
+    }
+    ASSERT_OK_AND_ASSIGN(ProcessOutcome o, StartExpectingFailure(tmp_, second));
+    EXPECT_EQ(o.exit_code, 1) << o.err;
+    EXPECT_THAT(o.err, HasSubstr("port in use"));
+    EXPECT_THAT(o.err, HasSubstr(peer ? first.peer_address : first.local_address));
+  }
+  EXPECT_EQ(WEXITSTATUS(first.process->Signal(SIGTERM)), 0);
+}
+
+class OwnCertificateTest : public NodeBinaryTest {
+ protected:
+  // config_ with the node certificate `options` describes (org partner-a,
+  // role node unless set).
+  v1::NodeConfig WithCertificate(const std::string& label, identity::IssueOptions options) {
+    if (options.org.empty()) options.org = "partner-a";
+    std::string dir = pki_.IssueWith(label, options);
+    v1::NodeConfig config = config_;
+    config.mutable_tls()->set_cert_file(dir + "/cert.pem");
+    config.mutable_tls()->set_key_file(dir + "/key.pem");
+    config.mutable_tls()->set_ca_file(dir + "/ca.pem");
+    return config;
+  }
+
+  // Both --check-config (exit 2) and a real start (exit 1) refuse `config`
+  // with a message holding every one of `parts`.
+  void ExpectRefused(const v1::NodeConfig& config, const std::vector<std::string>& parts) {
+    ProcessOutcome check = CheckConfig(tmp_, TextOf(config));
+    EXPECT_EQ(check.exit_code, 2) << check.out;
+    ASSERT_OK_AND_ASSIGN(ProcessOutcome start, StartExpectingFailure(tmp_, config));
+    EXPECT_EQ(start.exit_code, 1) << start.err;
+    for (const std::string& part : parts) {
+      EXPECT_THAT(check.err, HasSubstr(part));
+      EXPECT_THAT(start.err, HasSubstr(part));
+    }
+  }
+};
+
+TEST_F(OwnCertificateTest, AnExpiredCertificateRefusesToStartWithTheDateAndTheRenewCommand) {
+  identity::IssueOptions options;
+  options.not_after = absl::FromCivil(absl::CivilSecond(2026, 1, 2, 3, 4, 5), absl::UTCTimeZone());
+  if (options.not_after > absl::Now()) GTEST_SKIP() << "the machine's clock is before 2026";
+  options.not_before = *options.not_after - absl::Hours(24 * 10);
+  v1::NodeConfig config = WithCertificate("expired", options);
+  ExpectRefused(config, {"expired at 2026-01-02T03:04:05Z",
+                         "fedshare certs issue --ca CA_DIR --org partner-a --role node --out "});
+}
+
+TEST_F(OwnCertificateTest, ACertificateNotYetValidRefusesToStart) {
+  identity::IssueOptions options;
+  options.not_before = absl::Now() + absl::Hours(48);
+  ExpectRefused(WithCertificate("future", options),
+                {"is not valid before", "fedshare certs issue"});
+}
+
+TEST_F(OwnCertificateTest, ACertificateOfAnotherOrgRefusesToStart) {
+  identity::IssueOptions options;
+  options.org = "partner-b";
+  ExpectRefused(WithCertificate("other-org", options),
+                {"names spiffe://fedshare.test/org/partner-b/node",
+                 "needs spiffe://fedshare.test/org/partner-a/node"});
+}
+
+TEST_F(OwnCertificateTest, ACertificateOfAPersonRefusesToStart) {
+  identity::IssueOptions options;
+  options.role = identity::Role::kOperator;
+  options.name = "olga";
+  ExpectRefused(WithCertificate("person", options),
+                {"names spiffe://fedshare.test/org/partner-a/operator/olga"});
+}
+
+TEST_F(OwnCertificateTest, AKeyThatIsNotTheCertificatesRefusesToStart) {
+  v1::NodeConfig config = WithCertificate("mine", identity::IssueOptions());
+  std::string other = pki_.Issue("partner-a", Role::kNode);
+  config.mutable_tls()->set_key_file(other + "/key.pem");
+  ExpectRefused(config, {"the private key does not belong to the certificate"});
+}
+
+TEST_F(OwnCertificateTest, ACertificateExpiringSoonStartsAndStatusWarns) {
+  identity::IssueOptions options;
+  options.days = 10;
+  v1::NodeConfig config = WithCertificate("soon", options);
+  ProcessOutcome check = CheckConfig(tmp_, TextOf(config));
+  EXPECT_EQ(check.exit_code, 0) << check.err;
+  EXPECT_THAT(check.err, HasSubstr("warning: this node's certificate"));
+  EXPECT_THAT(check.err, HasSubstr("(in 9 days)"));
+
+  ASSERT_OK_AND_ASSIGN(NodeProcess node, StartNodeProcess(config, tmp_.Sub("soon.textproto")));
+  std::string operator_id = pki_.Issue("partner-a", Role::kOperator, "olga");
+  ASSERT_OK_AND_ASSIGN(ProcessOutcome status,
+                       RunToCompletion({BinaryPath("fedshare"), "--node", node.local_address,
+                                        "--identity", operator_id, "status"},
+                                       tmp_.Sub("status.err")));
+  EXPECT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_THAT(status.out, HasSubstr("warning:       this node's certificate (tls.cert_file "));
+  EXPECT_THAT(status.out, HasSubstr("fedshare certs issue --ca CA_DIR --org partner-a"));
+  EXPECT_EQ(WEXITSTATUS(node.process->Signal(SIGTERM)), 0);
+}
+
+TEST_F(OwnCertificateTest, AHealthyNodeHasNoWarnings) {
+  ASSERT_OK_AND_ASSIGN(NodeProcess node, StartNodeProcess(config_, tmp_.Sub("ok.textproto")));
+  std::string operator_id = pki_.Issue("partner-a", Role::kOperator, "olga");
+  ASSERT_OK_AND_ASSIGN(ProcessOutcome status,
+                       RunToCompletion({BinaryPath("fedshare"), "--node", node.local_address,
+                                        "--identity", operator_id, "status"},
+                                       tmp_.Sub("status-ok.err")));
+  EXPECT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_THAT(status.out, Not(HasSubstr("warning")));
+  EXPECT_EQ(WEXITSTATUS(node.process->Signal(SIGTERM)), 0);
 }
 
 }  // namespace

@@ -37,7 +37,7 @@ TempDir::~TempDir() {
 
 Pki::Pki(std::string dir, std::string trust_domain)
     : dir_(std::move(dir)), trust_domain_(std::move(trust_domain)), ca_dir_(dir_ + "/ca") {
-  absl::Status s = identity::CreateCa(trust_domain_, ca_dir_, 30);
+  absl::Status s = identity::CreateCa(trust_domain_, ca_dir_, 3650);
   EXPECT_TRUE(s.ok()) << s;
 }
 

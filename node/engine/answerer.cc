@@ -241,6 +241,7 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
     result.add_columns(policy::AggregateColumnName(a));
   }
   *result.mutable_applied_where() = normalized->where();
+  result.set_applied_where_text(policy::DescribeWhere(*schema, normalized->where()));
   std::map<std::string, int> withheld_by_rule;
   std::vector<v1::Cell> withheld_listed;
   for (size_t i = 0; i < execution->cells.size(); ++i) {

@@ -170,8 +170,10 @@ absl::StatusOr<v1::FederatedAggregateResponse> FanOut::Ask(
   std::vector<v1::AggregateResult> answers;
   for (auto& call : calls) {
     PartnerOutcome outcome = call.get();
-    *response.add_coverage() = outcome.coverage;
+    v1::PartnerCoverage* coverage = response.add_coverage();
+    *coverage = outcome.coverage;
     if (outcome.result.has_value()) {
+      coverage->set_applied_where_text(outcome.result->applied_where_text());
       *response.add_partners() = *outcome.result;
       answers.push_back(std::move(*outcome.result));
     }

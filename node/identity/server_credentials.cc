@@ -20,6 +20,13 @@ absl::Status CheckServerTlsConfig(const v1::TlsConfig& config) {
   return CheckTlsFiles(config.cert_file(), config.key_file(), config.ca_file(), "tls.");
 }
 
+absl::StatusOr<std::vector<std::string>> CheckOwnCertificate(const v1::TlsConfig& config,
+                                                             absl::string_view trust_domain,
+                                                             absl::string_view org_id,
+                                                             absl::Time now) {
+  return CheckOwnCertificate(config.cert_file(), config.ca_file(), trust_domain, org_id, now);
+}
+
 std::shared_ptr<grpc::ServerCredentials> MakeServerCredentials(const v1::TlsConfig& config) {
   unsigned int interval = config.reload_interval_seconds() > 0
                               ? static_cast<unsigned int>(config.reload_interval_seconds())

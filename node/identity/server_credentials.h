@@ -18,8 +18,13 @@
 #define FEDSHARE_NODE_IDENTITY_SERVER_CREDENTIALS_H_
 
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "fedshare/v1/config.pb.h"
 #include "grpcpp/security/server_credentials.h"
 
@@ -29,6 +34,14 @@ namespace fedshare::identity {
 // otherwise INVALID_ARGUMENT / NOT_FOUND naming the field and file. Call it at
 // start: gRPC itself reports bad files only as failed handshakes.
 absl::Status CheckServerTlsConfig(const v1::TlsConfig& config);
+
+// CheckOwnCertificate (tls_files.h) on config's cert_file and ca_file: the
+// node's certificate must be one its peers accept at `now`. On OK, warnings
+// about certificates that expire within 30 days.
+absl::StatusOr<std::vector<std::string>> CheckOwnCertificate(const v1::TlsConfig& config,
+                                                             absl::string_view trust_domain,
+                                                             absl::string_view org_id,
+                                                             absl::Time now);
 
 // REQUIRES: CheckServerTlsConfig(config) is OK (otherwise every handshake
 // fails until the files are fixed on disk). Never null.

@@ -2,10 +2,14 @@
 
 #include <openssl/err.h>
 
+#include <cmath>
+
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "node/common/files.h"
 #include "node/common/status_macros.h"
 #include "node/identity/openssl_util.h"
+#include "node/identity/x509_verify.h"
 
 namespace fedshare::identity {
 namespace {
@@ -19,6 +23,23 @@ absl::StatusOr<std::string> ReadField(const std::string& path, absl::string_view
   absl::StatusOr<std::string> text = ReadFile(path);
   if (!text.ok()) return Annotate(text.status(), field, path);
   return text;
+}
+
+std::string Rfc3339(absl::Time t) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
+}
+
+std::string DirOf(const std::string& path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+std::string ExpiryWarning(absl::string_view what, absl::Time not_after, absl::Time now,
+                          absl::string_view how) {
+  int days = static_cast<int>(std::floor(absl::ToDoubleHours(not_after - now) / 24));
+  return absl::StrCat(what, " expires at ", Rfc3339(not_after), " (in ", days, " day",
+                      days == 1 ? "" : "s", "); ", how);
 }
 
 }  // namespace
@@ -60,6 +81,51 @@ absl::Status CheckTlsFiles(const std::string& cert_file, const std::string& key_
   FEDSHARE_ASSIGN_OR_RETURN(std::string cert, ReadField(cert_file, cert_field));
   FEDSHARE_ASSIGN_OR_RETURN(std::string key, ReadField(key_file, key_field));
   return Annotate(CheckTlsPem(cert, key, ca), cert_field, cert_file);
+}
+
+absl::StatusOr<std::vector<std::string>> CheckOwnCertificate(const std::string& cert_file,
+                                                             const std::string& ca_file,
+                                                             absl::string_view trust_domain,
+                                                             absl::string_view org_id,
+                                                             absl::Time now) {
+  FEDSHARE_ASSIGN_OR_RETURN(std::string cert, ReadField(cert_file, "tls.cert_file"));
+  FEDSHARE_ASSIGN_OR_RETURN(std::string ca, ReadField(ca_file, "tls.ca_file"));
+  FEDSHARE_ASSIGN_OR_RETURN(TrustBundle bundle, TrustBundle::FromPem(ca, ca_file));
+  const std::string renew =
+      absl::StrCat("renew it with `fedshare certs issue --ca CA_DIR --org ", org_id,
+                   " --role node --out ", DirOf(cert_file), "` (CA_DIR: your federation's CA)");
+  const std::string what = absl::StrCat("this node's certificate (tls.cert_file ", cert_file, ")");
+  absl::StatusOr<VerifiedPeer> verified = VerifyPeer(cert, "", bundle, trust_domain, now);
+  if (!verified.ok()) {
+    absl::string_view why = verified.status().message();
+    absl::ConsumePrefix(&why, "peer certificate refused: ");
+    return absl::FailedPreconditionError(
+        absl::StrCat(what, " would be refused by every peer: ", why, "; ", renew));
+  }
+  const Identity& id = verified->identity;
+  if (id.org_id != org_id || id.role != Role::kNode) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(what, " names ", id.spiffe_id, ", but this node is org ", org_id,
+                     " and needs spiffe://", trust_domain, "/org/", org_id, "/node; ", renew));
+  }
+  std::vector<std::string> warnings;
+  FEDSHARE_ASSIGN_OR_RETURN(std::vector<internal::X509Ptr> leaf, internal::ParseCertificates(cert));
+  absl::Time leaf_until = internal::Asn1TimeToTime(X509_get0_notAfter(leaf[0].get()));
+  if (leaf_until - now < kExpiryWarning) {
+    warnings.push_back(ExpiryWarning(what, leaf_until, now, renew));
+  }
+  FEDSHARE_ASSIGN_OR_RETURN(std::vector<internal::X509Ptr> cas, internal::ParseCertificates(ca));
+  for (const internal::X509Ptr& c : cas) {
+    absl::Time until = internal::Asn1TimeToTime(X509_get0_notAfter(c.get()));
+    if (until - now >= kExpiryWarning) continue;
+    warnings.push_back(ExpiryWarning(
+        absl::StrCat("CA certificate '", internal::NameToString(X509_get_subject_name(c.get())),
+                     "' in tls.ca_file ", ca_file),
+        until, now,
+        "every certificate it issued stops working then; ask your federation's CA holder "
+        "for a new CA bundle"));
+  }
+  return warnings;
 }
 
 }  // namespace fedshare::identity

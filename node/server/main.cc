@@ -50,6 +50,13 @@ int main(int argc, char** argv) {
       std::cerr << "fedshare-node: invalid config: " << tls.message() << "\n";
       return 2;
     }
+    absl::StatusOr<std::vector<std::string>> cert = fedshare::identity::CheckOwnCertificate(
+        config->tls(), config->trust_domain(), config->org_id(), absl::Now());
+    if (!cert.ok()) {
+      std::cerr << "fedshare-node: invalid config: " << cert.status().message() << "\n";
+      return 2;
+    }
+    for (const std::string& w : *cert) std::cerr << "fedshare-node: warning: " << w << "\n";
     std::cout << "config OK: org " << config->org_id() << ", " << config->datasets_size()
               << " dataset(s), " << config->agreements_size() << " agreement(s) inline, "
               << config->peers_size() << " peer(s)\n";

@@ -37,6 +37,9 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> StartServer(
     const std::string& address, const v1::TlsConfig& tls,
     const std::vector<grpc::Service*>& services, int* port) {
   grpc::ServerBuilder builder;
+  // gRPC sets SO_REUSEPORT by default, so a second node on a port in use would
+  // start and share the port's calls with the first: two stores, two audit logs.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(address, identity::MakeServerCredentials(tls), port);
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   builder.SetMaxSendMessageSize(kMaxMessageBytes);
@@ -44,7 +47,9 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> StartServer(
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || *port == 0) {
     return absl::UnavailableError(absl::StrCat(
-        "cannot listen on ", address, ": the address is in use or not local to this machine"));
+        "cannot listen on ", address,
+        ": port in use (another program, or another node, listens there) or the address is not "
+        "local to this machine"));
   }
   return server;
 }
@@ -61,6 +66,10 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
   // gRPC reports unreadable or mismatched TLS files only as failed handshakes;
   // refuse to start instead.
   FEDSHARE_RETURN_IF_ERROR(identity::CheckServerTlsConfig(cfg.tls()));
+  FEDSHARE_ASSIGN_OR_RETURN(std::vector<std::string> cert_warnings,
+                            identity::CheckOwnCertificate(cfg.tls(), cfg.trust_domain(),
+                                                          cfg.org_id(), node->clock_->Now()));
+  for (const std::string& w : cert_warnings) spdlog::warn("event=certificate_expiring {}", w);
   storage::StorageOptions storage_options;
   storage_options.fault_injector = options.fault_injector;
   FEDSHARE_ASSIGN_OR_RETURN(node->storage_,
@@ -104,6 +113,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
   env.audit = node->audit_.get();
   env.fanout = node->fanout_.get();
   env.started_at = node->clock_->Now();
+  env.clock = node->clock_;
   node->admin_service_ = std::make_unique<service::AdminServiceImpl>(&env);
   node->peer_service_ = std::make_unique<service::PeerServiceImpl>(&env);
   node->federation_service_ = std::make_unique<service::FederationServiceImpl>(&env);

@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "node/audit/audit_log.h"
 #include "node/engine/engine.h"
+#include "node/identity/server_credentials.h"
 #include "node/service/call_guard.h"
 #include "node/service/grpc_status.h"
 
@@ -52,6 +53,14 @@ grpc::Status AdminServiceImpl::Status(grpc::ServerContext* context, const v1::St
   response->set_caller(who->spiffe_id);
   response->set_datasets(env_->config->datasets_size());
   if (env_->audit != nullptr) response->set_audit_entries(env_->audit->size());
+  absl::StatusOr<std::vector<std::string>> cert =
+      identity::CheckOwnCertificate(env_->config->tls(), env_->config->trust_domain(),
+                                    env_->config->org_id(), env_->clock->Now());
+  if (!cert.ok()) {
+    response->add_warnings(std::string(cert.status().message()));
+  } else {
+    for (std::string& w : *cert) response->add_warnings(std::move(w));
+  }
   return Finish(kMethod, who->spiffe_id, absl::OkStatus());
 }
 

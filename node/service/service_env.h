@@ -10,6 +10,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "fedshare/v1/config.pb.h"
+#include "node/common/clock.h"
 
 namespace fedshare {
 namespace identity {
@@ -36,6 +37,7 @@ struct ServiceEnv {
   audit::AuditLog* audit = nullptr;
   federation::FanOut* fanout = nullptr;
   absl::Time started_at;
+  Clock* clock = nullptr;  // the node's
 
   // Set once the listeners are bound, while they may already serve calls.
   mutable absl::Mutex addresses_mu;
