@@ -4,10 +4,12 @@
 #ifndef FEDSHARE_NODE_SERVICE_SERVICE_ENV_H_
 #define FEDSHARE_NODE_SERVICE_SERVICE_ENV_H_
 
+#include <functional>
 #include <string>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "fedshare/v1/admin.pb.h"
 #include "fedshare/v1/config.pb.h"
 
 namespace fedshare {
@@ -35,6 +37,8 @@ struct ServiceEnv {
   audit::AuditLog* audit = nullptr;
   federation::FanOut* fanout = nullptr;
   absl::Time started_at;
+  // Optional; told of every ingest batch written (for metrics).
+  std::function<void(const std::string& dataset, const v1::IngestResponse& written)> on_ingested;
 
   // Set once the listeners are bound.
   std::string peer_address;
