@@ -1,7 +1,8 @@
 // Issue 12, the fedshare-node binary as operators run it in containers:
 // --probe checks health over mTLS with the node's own identity (exit 0/1);
 // --log-format json writes one JSON object a line, gRPC's own lines
-// included; flags beat environment variables, which beat the config file.
+// included; flags beat environment variables, which beat the config file;
+// SIGHUP puts new agreements in force without dropping an open stream.
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -17,11 +18,14 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "fedshare/v1/admin.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/text_format.h"
+#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "node/common/files.h"
 #include "node/common/status_matchers.h"
+#include "node/identity/channel.h"
 #include "tests/test_env.h"
 
 namespace fedshare::testing {
@@ -149,6 +153,78 @@ TEST_F(NodeOpsTest, FlagBeatsEnvironmentWhichBeatsTheConfigFile) {
   ASSERT_OK(bad.status());
   EXPECT_EQ(bad->exit_code, 2);
   EXPECT_THAT(bad->err, HasSubstr("FEDSHARE_PEER_ADDRESS"));
+}
+
+TEST_F(NodeOpsTest, SighupChangesTheNextDecisionWithoutDroppingAnOpenStream) {
+  std::string agreements_path = tmp_.Sub("agreements.textproto");
+  ASSERT_OK(WriteFileAtomic(agreements_path, ""));
+  v1::NodeConfig config = config_;
+  config.set_agreements_file(agreements_path);
+  // Only SIGHUP may reload here: the periodic check is an hour away.
+  config.mutable_tls()->set_reload_interval_seconds(3600);
+  std::string text;
+  google::protobuf::TextFormat::PrintToString(config, &text);
+  ASSERT_OK(WriteFileAtomic(config_path_, text));
+  std::string local_address;
+  {
+    std::vector<std::string> argv = {BinaryPath("fedshare-node"), "--config", config_path_};
+    ASSERT_OK_AND_ASSIGN(node_, Subprocess::Start(argv, log_path_));
+    ASSERT_OK_AND_ASSIGN(std::string line, node_->ReadLine(absl::Seconds(30)));
+    for (absl::string_view part : absl::StrSplit(line, ' ')) {
+      if (absl::ConsumePrefix(&part, "peer=")) peer_address_ = std::string(part);
+      if (absl::ConsumePrefix(&part, "local=")) local_address = std::string(part);
+    }
+  }
+  std::string foundation = pki_.Issue("foundation", Role::kNode);
+  std::string op = pki_.Issue("partner-a", Role::kOperator, "olga");
+  auto peer = Connect(peer_address_, foundation, kTrustDomain, "partner-a");
+  ASSERT_NE(peer, nullptr);
+  v1::AggregateQuery query;
+  query.set_dataset("program_outcomes");
+  query.set_purpose("program-evaluation");
+  query.add_aggregates()->set_kind(v1::COUNT);
+  EXPECT_THAT(peer->Aggregate(query).status(),
+              StatusIs(absl::StatusCode::kPermissionDenied, ::testing::_));
+
+  // An operator's ingest stream is open across the reload.
+  identity::ServerExpectation expect;
+  expect.trust_domain = kTrustDomain;
+  ASSERT_OK_AND_ASSIGN(auto channel, identity::MakeChannel(local_address, Pki::Files(op), expect));
+  auto admin = v1::AdminService::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+  v1::IngestResponse ingested;
+  std::unique_ptr<grpc::ClientWriter<v1::IngestRequest>> stream =
+      admin->Ingest(&context, &ingested);
+  v1::IngestRequest first;
+  first.set_dataset("program_outcomes");
+  first.set_format(v1::CSV);
+  first.set_data(
+      "participant_id,program,region,cohort_year,age,completed,outcome_score,sessions_attended,"
+      "income\n");
+  ASSERT_TRUE(stream->Write(first));
+
+  v1::AgreementSet permit;
+  *permit.add_agreements() = OpenAgreement("foundation-eval", "foundation");
+  std::string permit_text;
+  google::protobuf::TextFormat::PrintToString(permit, &permit_text);
+  ASSERT_OK(WriteFileAtomic(agreements_path, permit_text));
+  ASSERT_EQ(::kill(node_->pid(), SIGHUP), 0);
+  ASSERT_OK_AND_ASSIGN(std::string reloaded, node_->ReadLine(absl::Seconds(30)));
+  EXPECT_EQ(reloaded, "reloaded agreements=1");
+
+  v1::IngestRequest rest;
+  rest.set_data("s1,mentoring,north,2020,30,true,50,10,0\n");
+  ASSERT_TRUE(stream->Write(rest));
+  ASSERT_TRUE(stream->WritesDone());
+  grpc::Status finished = stream->Finish();
+  ASSERT_TRUE(finished.ok()) << finished.error_message();
+  EXPECT_EQ(ingested.rows_written(), 1);
+
+  // The next question is decided by the reloaded agreement, on the same
+  // connection as the refused one.
+  EXPECT_OK(peer->Aggregate(query).status());
+  EXPECT_EQ(WEXITSTATUS(node_->Signal(SIGTERM)), 0);
 }
 
 }  // namespace

@@ -11,7 +11,8 @@
 // On start it prints one line to stdout,
 //   ready org=ORG peer=HOST:PORT local=HOST:PORT
 // once both listeners accept calls (and writes the same to --ready-file), so
-// scripts and tests can wait for it. SIGTERM or SIGINT stops it cleanly.
+// scripts and tests can wait for it. SIGTERM or SIGINT stops it cleanly;
+// SIGHUP reloads the agreements and prints "reloaded agreements=N".
 #include <signal.h>
 
 #include <cstdio>
@@ -100,6 +101,7 @@ int main(int argc, char** argv) {
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   absl::StatusOr<std::unique_ptr<fedshare::server::Node>> node =
@@ -121,7 +123,17 @@ int main(int argc, char** argv) {
   std::cout << ready << std::endl;
 
   int signal = 0;
-  sigwait(&stop_signals, &signal);
+  for (;;) {
+    sigwait(&stop_signals, &signal);
+    if (signal != SIGHUP) break;
+    // SIGHUP: agreements in force for the next question, said on stdout
+    // (after the ready line) so scripts can wait for it. Certificates are
+    // re-read on their own (tls.reload_interval_seconds).
+    absl::StatusOr<size_t> reloaded = (*node)->ReloadAgreements();
+    std::cout << (reloaded.ok() ? absl::StrCat("reloaded agreements=", *reloaded)
+                                : absl::StrCat("reload failed: ", reloaded.status().message()))
+              << std::endl;
+  }
   spdlog::info("event=stopping signal={}", signal == SIGTERM ? "SIGTERM" : "SIGINT");
   (*node)->Shutdown();
   node->reset();

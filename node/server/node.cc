@@ -221,18 +221,28 @@ void Node::WatchAgreements() {
     std::string stamp = FileStamp(config_.agreements_file());
     if (stamp == agreements_stamp_) continue;
     agreements_stamp_ = stamp;
-    absl::StatusOr<policy::AgreementSet> loaded = LoadAgreements(config_);
-    if (!loaded.ok()) {
-      // Keep the agreements in force: a broken file must not open or close anything.
-      spdlog::error("event=agreements_reload_failed file={} reason=\"{}\"",
-                    config_.agreements_file(), std::string(loaded.status().message()));
-      continue;
-    }
-    size_t count = loaded->agreements().size();
-    answerer_->SetAgreements(std::make_shared<const policy::AgreementSet>(*std::move(loaded)));
-    spdlog::info("event=agreements_reloaded file={} agreements={}", config_.agreements_file(),
-                 count);
+    ReloadAgreementsLocked().IgnoreError();  // logged; the old agreements stay
   }
+}
+
+absl::StatusOr<size_t> Node::ReloadAgreementsLocked() {
+  absl::StatusOr<policy::AgreementSet> loaded = LoadAgreements(config_);
+  if (!loaded.ok()) {
+    // Keep the agreements in force: a broken file must not open or close anything.
+    spdlog::error("event=agreements_reload_failed file={} reason=\"{}\"", config_.agreements_file(),
+                  std::string(loaded.status().message()));
+    return loaded.status();
+  }
+  size_t count = loaded->agreements().size();
+  answerer_->SetAgreements(std::make_shared<const policy::AgreementSet>(*std::move(loaded)));
+  spdlog::info("event=agreements_reloaded file={} agreements={}", config_.agreements_file(), count);
+  return count;
+}
+
+absl::StatusOr<size_t> Node::ReloadAgreements() {
+  absl::MutexLock lock(&mu_);
+  agreements_stamp_ = FileStamp(config_.agreements_file());
+  return ReloadAgreementsLocked();
 }
 
 void Node::Shutdown(absl::Duration grace) {

@@ -83,6 +83,12 @@ class Node {
   int metrics_port() const { return metrics_server_ != nullptr ? metrics_server_->port() : 0; }
   const v1::NodeConfig& config() const { return config_; }
 
+  // Re-reads the config's agreements and agreements_file now (SIGHUP) and
+  // puts them in force for the next question; calls and streams in flight
+  // are not interrupted. The number of agreements now in force, or the error
+  // that kept the previous ones in force.
+  absl::StatusOr<size_t> ReloadAgreements();
+
   // Stops both listeners, waiting up to `grace` for calls in flight.
   // Idempotent.
   void Shutdown(absl::Duration grace = absl::Seconds(5));
@@ -96,6 +102,7 @@ class Node {
   // Reloads agreements_file when it changes, every reload interval, until
   // Shutdown. A file that fails to load or validate keeps the old agreements.
   void WatchAgreements();
+  absl::StatusOr<size_t> ReloadAgreementsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The plaintext grpc.health.v1 listener (health_address).
   absl::StatusOr<std::unique_ptr<grpc::Server>> StartHealthServer(const std::string& address,
                                                                   int* port);
