@@ -10,6 +10,12 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libspdlog-dev libfmt-dev
 )
+# --ops adds what the deployment tests use (tests/deploy_lint_test.sh,
+# tests/container_test.sh): compose validation, and building and running the
+# container image rootless from a debootstrapped base.
+if [ "${1:-}" = "--ops" ]; then
+  packages+=(shellcheck docker-compose podman debootstrap runc uidmap slirp4netns)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
