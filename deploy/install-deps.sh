@@ -13,6 +13,12 @@ packages=(
   # make fuzz and make tsa (clang with libFuzzer and -Wthread-safety)
   clang-14 libclang-rt-14-dev
 )
+# --ops adds what the deployment tests use (tests/deploy_lint_test.sh,
+# tests/container_test.sh): compose validation, and building and running the
+# container image rootless from a debootstrapped base.
+if [ "${1:-}" = "--ops" ]; then
+  packages+=(shellcheck docker-compose podman debootstrap runc uidmap slirp4netns)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

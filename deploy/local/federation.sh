@@ -18,8 +18,8 @@ PARTNERS=(partner-north partner-south partner-east)
 log() { printf '%s\n' "$*" >&2; }
 
 wait_ready() {  # FILE PID: wait (bounded) for a node's ready file
-  local file=$1 pid=$2 i
-  for i in $(seq 1 300); do
+  local file=$1 pid=$2
+  for _ in $(seq 1 300); do
     [ -s "$file" ] && return 0
     kill -0 "$pid" 2>/dev/null || { log "node $pid exited; see ${file%.ready}.log"; return 1; }
     sleep 0.1

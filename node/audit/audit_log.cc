@@ -119,6 +119,12 @@ absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(storage::Storage* stora
 }
 
 absl::StatusOr<AuditLog::Appended> AuditLog::Append(v1::AuditEntry entry) {
+  absl::StatusOr<Appended> appended = AppendChained(entry);
+  if (observer_) observer_(entry, appended.status());
+  return appended;
+}
+
+absl::StatusOr<AuditLog::Appended> AuditLog::AppendChained(v1::AuditEntry& entry) {
   absl::MutexLock lock(&mu_);
   if (!broken_.ok()) {
     return absl::UnavailableError(

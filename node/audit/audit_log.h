@@ -16,6 +16,7 @@
 #define FEDSHARE_NODE_AUDIT_AUDIT_LOG_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -61,6 +62,12 @@ class AuditLog {
   // UNAVAILABLE "audit log unavailable: ...".
   absl::StatusOr<Appended> Append(v1::AuditEntry entry);
 
+  // Called after every Append, outside the log's lock, with the entry (as
+  // stored, or as it would have been) and the append's status; for metrics.
+  // REQUIRES: set before the first Append, from one thread.
+  using Observer = std::function<void(const v1::AuditEntry& entry, const absl::Status& status)>;
+  void SetObserver(Observer observer) { observer_ = std::move(observer); }
+
   // Up to `limit` entries from `from_index` on.
   absl::StatusOr<std::vector<v1::AuditEntry>> List(uint64_t from_index, int limit) const;
 
@@ -73,6 +80,8 @@ class AuditLog {
 
  private:
   AuditLog(storage::Storage* storage, Clock* clock) : storage_(storage), clock_(clock) {}
+  // Append without the observer; sets the entry's index, time and chain.
+  absl::StatusOr<Appended> AppendChained(v1::AuditEntry& entry);
 
   storage::Storage* const storage_;
   Clock* const clock_;
@@ -81,6 +90,7 @@ class AuditLog {
   std::string last_hash_ ABSL_GUARDED_BY(mu_);
   // Set at Open when the stored head does not match the last entry.
   absl::Status broken_ ABSL_GUARDED_BY(mu_);
+  Observer observer_;
 };
 
 }  // namespace fedshare::audit

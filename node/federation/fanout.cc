@@ -163,8 +163,14 @@ absl::StatusOr<v1::FederatedAggregateResponse> FanOut::Ask(
 
   std::vector<std::future<PartnerOutcome>> calls;
   for (const v1::PeerConfig& peer : *peers) {
-    calls.push_back(std::async(std::launch::async, AskOne, std::cref(*config_), peer,
-                               std::cref(request.query()), deadline));
+    calls.push_back(std::async(std::launch::async, [this, peer, &request, deadline] {
+      absl::Time start = absl::Now();
+      PartnerOutcome outcome = AskOne(*config_, peer, request.query(), deadline);
+      if (peer_call_observer_) {
+        peer_call_observer_(peer.org_id(), outcome.coverage.state(), absl::Now() - start);
+      }
+      return outcome;
+    }));
   }
   v1::FederatedAggregateResponse response;
   std::vector<v1::AggregateResult> answers;

@@ -11,10 +11,12 @@
 #ifndef FEDSHARE_NODE_FEDERATION_FANOUT_H_
 #define FEDSHARE_NODE_FEDERATION_FANOUT_H_
 
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "fedshare/v1/config.pb.h"
 #include "fedshare/v1/federation.pb.h"
 #include "node/audit/audit_log.h"
@@ -34,12 +36,20 @@ class FanOut {
   // The configured peers; with `probe`, whether each answers Describe.
   v1::ListPeersResponse ListPeers(bool probe);
 
+  // Called once per partner per fan-out, from the calling thread, with the
+  // partner's state and how long its call took; for metrics.
+  // REQUIRES: set before the first Ask.
+  using PeerCallObserver = std::function<void(
+      const std::string& org_id, v1::PartnerCoverage::State state, absl::Duration elapsed)>;
+  void SetPeerCallObserver(PeerCallObserver observer) { peer_call_observer_ = std::move(observer); }
+
  private:
   absl::StatusOr<std::vector<v1::PeerConfig>> Select(
       const v1::FederatedAggregateRequest& request) const;
 
   const v1::NodeConfig* config_;
   audit::AuditLog* audit_;
+  PeerCallObserver peer_call_observer_;
 };
 
 }  // namespace fedshare::federation

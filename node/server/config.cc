@@ -101,6 +101,16 @@ absl::Status ValidateImpl(const v1::NodeConfig& config, const Locator& where,
   if (auto s = CheckAddress(config.local_address()); !s.ok()) {
     return Located(where, "local_address", -1, s);
   }
+  if (!config.health_address().empty()) {
+    if (auto s = CheckAddress(config.health_address()); !s.ok()) {
+      return Located(where, "health_address", -1, s);
+    }
+  }
+  if (!config.metrics_address().empty()) {
+    if (auto s = CheckAddress(config.metrics_address()); !s.ok()) {
+      return Located(where, "metrics_address", -1, s);
+    }
+  }
   const v1::TlsConfig& tls = config.tls();
   if (tls.cert_file().empty() || tls.key_file().empty() || tls.ca_file().empty()) {
     return fail("tls", -1,

@@ -2,15 +2,23 @@
 //
 //   fedshare-node --config node.textproto [--ready-file F] [--log-level info]
 //   fedshare-node --config node.textproto --check-config
+//   fedshare-node --config node.textproto --probe   # exit 0 if the node is serving
+//
+// Paths and addresses in the config may be overridden by flags or
+// environment variables (node/server/overrides.h); --log-format json writes
+// one JSON object a line (node/server/logging.h).
 //
 // On start it prints one line to stdout,
 //   ready org=ORG peer=HOST:PORT local=HOST:PORT
 // once both listeners accept calls (and writes the same to --ready-file), so
-// scripts and tests can wait for it. SIGTERM or SIGINT stops it cleanly.
+// scripts and tests can wait for it. SIGTERM or SIGINT stops it cleanly;
+// SIGHUP reloads the agreements and prints "reloaded agreements=N".
 #include <signal.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
+#include <map>
 #include <string>
 
 #include "CLI/CLI.hpp"
@@ -18,8 +26,10 @@
 #include "node/common/files.h"
 #include "node/identity/server_credentials.h"
 #include "node/server/config.h"
+#include "node/server/logging.h"
 #include "node/server/node.h"
-#include "spdlog/sinks/stdout_sinks.h"
+#include "node/server/overrides.h"
+#include "node/server/probe.h"
 #include "spdlog/spdlog.h"
 
 int main(int argc, char** argv) {
@@ -28,22 +38,51 @@ int main(int argc, char** argv) {
   std::string ready_file;
   std::string log_level = "info";
   bool check_only = false;
-  app.add_option("--config", config_path, "node config (text format or JSON)")->required();
+  app.add_option("--config", config_path, "node config (text format or JSON)")
+      ->envname("FEDSHARE_CONFIG")
+      ->required();
   app.add_flag("--check-config", check_only, "validate the config and exit");
   app.add_option("--ready-file", ready_file, "write the bound addresses here once serving");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  std::string log_format = "text";
+  app.add_option("--log-format", log_format, "text, or json (one JSON object a line)")
+      ->envname("FEDSHARE_LOG_FORMAT")
+      ->check(CLI::IsMember({"text", "json"}));
+  bool probe = false;
+  app.add_flag("--probe", probe,
+               "check the running node's health over mTLS with its own certificate; exit 0 if "
+               "serving, 1 if not");
+  std::map<std::string, std::string> overrides;
+  for (const fedshare::server::ConfigOverride& o : fedshare::server::ConfigOverrides()) {
+    app.add_option_function<std::string>(
+        o.flag, [&overrides, setting = o.setting](const std::string& v) { overrides[setting] = v; },
+        "override " + o.setting + " (env " + o.env + ")");
+  }
   CLI11_PARSE(app, argc, argv);
 
-  auto logger = spdlog::stderr_logger_mt("fedshare");
-  spdlog::set_default_logger(logger);
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ level=%l %v", spdlog::pattern_time_type::utc);
-  spdlog::set_level(spdlog::level::from_str(log_level));
+  fedshare::server::InitLogging(log_format == "json" ? fedshare::server::LogFormat::kJson
+                                                     : fedshare::server::LogFormat::kText,
+                                log_level);
 
   absl::StatusOr<fedshare::v1::NodeConfig> config = fedshare::server::LoadNodeConfig(config_path);
+  if (config.ok()) {
+    absl::Status applied = fedshare::server::ApplyOverrides(&*config, overrides, ::getenv);
+    if (!applied.ok()) config = applied;
+  }
   if (!config.ok()) {
     std::cerr << "fedshare-node: invalid config: " << config.status().message() << "\n";
     return 2;
+  }
+  if (probe) {
+    absl::Status healthy = fedshare::server::ProbeNode(
+        *config, fedshare::server::ProbeTarget::kPeer, absl::Seconds(5));
+    if (!healthy.ok()) {
+      std::cerr << "fedshare-node: probe failed: " << healthy.message() << "\n";
+      return 1;
+    }
+    std::cout << "SERVING\n";
+    return 0;
   }
   if (check_only) {
     if (absl::Status tls = fedshare::identity::CheckServerTlsConfig(config->tls()); !tls.ok()) {
@@ -69,6 +108,7 @@ int main(int argc, char** argv) {
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   absl::StatusOr<std::unique_ptr<fedshare::server::Node>> node =
@@ -90,7 +130,17 @@ int main(int argc, char** argv) {
   std::cout << ready << std::endl;
 
   int signal = 0;
-  sigwait(&stop_signals, &signal);
+  for (;;) {
+    sigwait(&stop_signals, &signal);
+    if (signal != SIGHUP) break;
+    // SIGHUP: agreements in force for the next question, said on stdout
+    // (after the ready line) so scripts can wait for it. Certificates are
+    // re-read on their own (tls.reload_interval_seconds).
+    absl::StatusOr<size_t> reloaded = (*node)->ReloadAgreements();
+    std::cout << (reloaded.ok() ? absl::StrCat("reloaded agreements=", *reloaded)
+                                : absl::StrCat("reload failed: ", reloaded.status().message()))
+              << std::endl;
+  }
   spdlog::info("event=stopping signal={}", signal == SIGTERM ? "SIGTERM" : "SIGINT");
   (*node)->Shutdown();
   node->reset();

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/generic/async_generic_service.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "node/audit/audit_log.h"
@@ -15,7 +16,10 @@
 #include "node/federation/fanout.h"
 #include "node/identity/authenticator.h"
 #include "node/identity/server_credentials.h"
+#include "node/metrics/http_server.h"
+#include "node/metrics/metrics.h"
 #include "node/server/config.h"
+#include "node/server/node_metrics.h"
 #include "node/service/admin_service.h"
 #include "node/service/federation_service.h"
 #include "node/service/peer_service.h"
@@ -54,7 +58,53 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> StartServer(
   return server;
 }
 
+// Drops the server builder plugins (server reflection) from a builder, so a
+// plaintext listener serves only what is registered on it.
+class NoPluginsOption : public grpc::ServerBuilderOption {
+ public:
+  void UpdateArguments(grpc::ChannelArguments*) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
+    plugins->clear();
+  }
+};
+
+// Answers every method not registered on a server UNIMPLEMENTED, saying why.
+class RefuseOtherMethods : public grpc::CallbackGenericService {
+ public:
+  grpc::ServerGenericBidiReactor* CreateReactor(grpc::GenericCallbackServerContext*) override {
+    class Refusal : public grpc::ServerGenericBidiReactor {
+     public:
+      Refusal() {
+        Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                            "this plaintext listener serves only grpc.health.v1.Health; data and "
+                            "admin calls go to the mTLS listeners"));
+      }
+      void OnDone() override { delete this; }
+    };
+    return new Refusal();
+  }
+};
+
 }  // namespace
+
+// The optional plaintext probe listener: grpc.health.v1.Health and nothing
+// else (no data or admin service, no reflection).
+absl::StatusOr<std::unique_ptr<grpc::Server>> Node::StartHealthServer(const std::string& address,
+                                                                      int* port) {
+  health_fallback_ = std::make_unique<RefuseOtherMethods>();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), port);
+  builder.SetOption(std::make_unique<NoPluginsOption>());
+  builder.RegisterCallbackGenericService(health_fallback_.get());
+  builder.SetMaxReceiveMessageSize(4 << 10);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || *port == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", address,
+                                               " (health_address): the address is in use or "
+                                               "not local to this machine"));
+  }
+  return server;
+}
 
 absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
                                                    NodeOptions options) {
@@ -114,6 +164,9 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
   env.fanout = node->fanout_.get();
   env.started_at = node->clock_->Now();
   env.clock = node->clock_;
+  node->metrics_ = std::make_unique<metrics::Metrics>();
+  InstallNodeMetrics(node->metrics_.get(), &node->config_, node->audit_.get(), node->fanout_.get(),
+                     &env, node->storage_.get(), node->clock_);
   node->admin_service_ = std::make_unique<service::AdminServiceImpl>(&env);
   node->peer_service_ = std::make_unique<service::PeerServiceImpl>(&env);
   node->federation_service_ = std::make_unique<service::FederationServiceImpl>(&env);
@@ -131,6 +184,16 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
     absl::MutexLock lock(&env.addresses_mu);
     env.peer_address = node->peer_address();
     env.local_address = node->local_address();
+  }
+  if (!cfg.health_address().empty()) {
+    FEDSHARE_ASSIGN_OR_RETURN(node->health_server_,
+                              node->StartHealthServer(cfg.health_address(), &node->health_port_));
+  }
+  if (!cfg.metrics_address().empty()) {
+    FEDSHARE_ASSIGN_OR_RETURN(
+        node->metrics_server_,
+        metrics::MetricsHttpServer::Start(cfg.metrics_address(),
+                                          [m = node->metrics_.get()] { return m->Render(); }));
   }
   spdlog::info("event=node_started org={} peer={} local={} data_dir={}", cfg.org_id(),
                node->peer_address(), node->local_address(), cfg.data_dir());
@@ -174,18 +237,28 @@ void Node::WatchAgreements() {
     std::string stamp = FileStamp(config_.agreements_file());
     if (stamp == agreements_stamp_) continue;
     agreements_stamp_ = stamp;
-    absl::StatusOr<policy::AgreementSet> loaded = LoadAgreements(config_);
-    if (!loaded.ok()) {
-      // Keep the agreements in force: a broken file must not open or close anything.
-      spdlog::error("event=agreements_reload_failed file={} reason=\"{}\"",
-                    config_.agreements_file(), std::string(loaded.status().message()));
-      continue;
-    }
-    size_t count = loaded->agreements().size();
-    answerer_->SetAgreements(std::make_shared<const policy::AgreementSet>(*std::move(loaded)));
-    spdlog::info("event=agreements_reloaded file={} agreements={}", config_.agreements_file(),
-                 count);
+    ReloadAgreementsLocked().IgnoreError();  // logged; the old agreements stay
   }
+}
+
+absl::StatusOr<size_t> Node::ReloadAgreementsLocked() {
+  absl::StatusOr<policy::AgreementSet> loaded = LoadAgreements(config_);
+  if (!loaded.ok()) {
+    // Keep the agreements in force: a broken file must not open or close anything.
+    spdlog::error("event=agreements_reload_failed file={} reason=\"{}\"", config_.agreements_file(),
+                  std::string(loaded.status().message()));
+    return loaded.status();
+  }
+  size_t count = loaded->agreements().size();
+  answerer_->SetAgreements(std::make_shared<const policy::AgreementSet>(*std::move(loaded)));
+  spdlog::info("event=agreements_reloaded file={} agreements={}", config_.agreements_file(), count);
+  return count;
+}
+
+absl::StatusOr<size_t> Node::ReloadAgreements() {
+  absl::MutexLock lock(&mu_);
+  agreements_stamp_ = FileStamp(config_.agreements_file());
+  return ReloadAgreementsLocked();
 }
 
 void Node::Shutdown(absl::Duration grace) {
@@ -198,8 +271,11 @@ void Node::Shutdown(absl::Duration grace) {
   auto deadline = absl::ToChronoTime(absl::Now() + grace);
   if (peer_server_ != nullptr) peer_server_->Shutdown(deadline);
   if (local_server_ != nullptr) local_server_->Shutdown(deadline);
+  if (health_server_ != nullptr) health_server_->Shutdown(deadline);
   if (peer_server_ != nullptr) peer_server_->Wait();
   if (local_server_ != nullptr) local_server_->Wait();
+  if (health_server_ != nullptr) health_server_->Wait();
+  if (metrics_server_ != nullptr) metrics_server_->Stop();
   spdlog::info("event=node_stopped org={}", config_.org_id());
 }
 

@@ -17,6 +17,8 @@
 #include "absl/synchronization/mutex.h"
 #include "fedshare/v1/config.pb.h"
 #include "node/common/clock.h"
+#include "node/metrics/http_server.h"
+#include "node/metrics/metrics.h"
 
 namespace fedshare::policy {
 class AgreementSet;
@@ -24,7 +26,8 @@ class AgreementSet;
 
 namespace grpc {
 class Server;
-}
+class CallbackGenericService;
+}  // namespace grpc
 
 namespace fedshare {
 namespace storage {
@@ -75,7 +78,16 @@ class Node {
   // "host:port" as bound.
   std::string peer_address() const;
   std::string local_address() const;
+  // Bound ports of the optional plaintext listeners; 0 when not configured.
+  int health_port() const { return health_port_; }
+  int metrics_port() const { return metrics_server_ != nullptr ? metrics_server_->port() : 0; }
   const v1::NodeConfig& config() const { return config_; }
+
+  // Re-reads the config's agreements and agreements_file now (SIGHUP) and
+  // puts them in force for the next question; calls and streams in flight
+  // are not interrupted. The number of agreements now in force, or the error
+  // that kept the previous ones in force.
+  absl::StatusOr<size_t> ReloadAgreements();
 
   // Stops both listeners, waiting up to `grace` for calls in flight.
   // Idempotent.
@@ -90,6 +102,10 @@ class Node {
   // Reloads agreements_file when it changes, every reload interval, until
   // Shutdown. A file that fails to load or validate keeps the old agreements.
   void WatchAgreements();
+  absl::StatusOr<size_t> ReloadAgreementsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The plaintext grpc.health.v1 listener (health_address).
+  absl::StatusOr<std::unique_ptr<grpc::Server>> StartHealthServer(const std::string& address,
+                                                                  int* port);
 
   v1::NodeConfig config_;
   Clock* clock_ = nullptr;
@@ -105,8 +121,13 @@ class Node {
   std::unique_ptr<service::FederationServiceImpl> federation_service_;
   std::unique_ptr<grpc::Server> peer_server_;
   std::unique_ptr<grpc::Server> local_server_;
+  std::unique_ptr<grpc::CallbackGenericService> health_fallback_;  // outlives health_server_
+  std::unique_ptr<grpc::Server> health_server_;                    // plaintext, grpc.health.v1 only
+  std::unique_ptr<metrics::Metrics> metrics_;
+  std::unique_ptr<metrics::MetricsHttpServer> metrics_server_;
   int peer_port_ = 0;
   int local_port_ = 0;
+  int health_port_ = 0;
   absl::Mutex mu_;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
   std::string agreements_stamp_ ABSL_GUARDED_BY(mu_);

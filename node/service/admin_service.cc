@@ -81,6 +81,7 @@ grpc::Status AdminServiceImpl::Ingest(grpc::ServerContext* context,
   }
   absl::StatusOr<v1::IngestResponse> result =
       env_->engine->Ingest(header.dataset(), header.format(), header.skip_invalid(), *data);
+  if (result.ok() && env_->on_ingested) env_->on_ingested(header.dataset(), *result);
   if (result.ok()) *response = std::move(result).value();
   return Finish(kMethod, who->spiffe_id, result.status());
 }

@@ -4,11 +4,13 @@
 #ifndef FEDSHARE_NODE_SERVICE_SERVICE_ENV_H_
 #define FEDSHARE_NODE_SERVICE_SERVICE_ENV_H_
 
+#include <functional>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "fedshare/v1/admin.pb.h"
 #include "fedshare/v1/config.pb.h"
 #include "node/common/clock.h"
 
@@ -38,6 +40,8 @@ struct ServiceEnv {
   federation::FanOut* fanout = nullptr;
   absl::Time started_at;
   Clock* clock = nullptr;  // the node's
+  // Optional; told of every ingest batch written (for metrics).
+  std::function<void(const std::string& dataset, const v1::IngestResponse& written)> on_ingested;
 
   // Set once the listeners are bound, while they may already serve calls.
   mutable absl::Mutex addresses_mu;

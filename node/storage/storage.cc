@@ -279,6 +279,31 @@ Storage::~Storage() {
   db_.reset();
 }
 
+Storage::Stats Storage::GetStats() const {
+  Stats stats;
+  auto sum = [&](const std::string& property) {
+    uint64_t total = 0;
+    for (rocksdb::ColumnFamilyHandle* h : handles_) {
+      uint64_t value = 0;
+      if (db_->GetIntProperty(h, property, &value)) total += value;
+    }
+    return total;
+  };
+  stats.sst_bytes = sum(rocksdb::DB::Properties::kLiveSstFilesSize);
+  stats.memtable_bytes = sum(rocksdb::DB::Properties::kCurSizeAllMemTables);
+  stats.estimated_keys = sum(rocksdb::DB::Properties::kEstimateNumKeys);
+  // Every column family shares one block cache, so it is read once.
+  if (!handles_.empty()) {
+    db_->GetIntProperty(handles_[0], rocksdb::DB::Properties::kBlockCacheUsage,
+                        &stats.block_cache_usage_bytes);
+    db_->GetIntProperty(handles_[0], rocksdb::DB::Properties::kBlockCachePinnedUsage,
+                        &stats.block_cache_pinned_bytes);
+    db_->GetIntProperty(handles_[0], rocksdb::DB::Properties::kBlockCacheCapacity,
+                        &stats.block_cache_capacity_bytes);
+  }
+  return stats;
+}
+
 rocksdb::ColumnFamilyHandle* Storage::Handle(ColumnFamily cf) const {
   return handles_[static_cast<int>(cf)];
 }

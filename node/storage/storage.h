@@ -196,6 +196,17 @@ class Storage {
 
   std::unique_ptr<Snapshot> GetSnapshot() const;
 
+  // Size and cache figures for monitoring, summed over column families.
+  struct Stats {
+    uint64_t sst_bytes = 0;       // live SST files on disk
+    uint64_t memtable_bytes = 0;  // all memtables, not yet flushed
+    uint64_t estimated_keys = 0;
+    uint64_t block_cache_usage_bytes = 0;
+    uint64_t block_cache_pinned_bytes = 0;
+    uint64_t block_cache_capacity_bytes = 0;
+  };
+  Stats GetStats() const;
+
   const std::string& dir() const { return dir_; }
 
  private:

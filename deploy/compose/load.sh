@@ -1,0 +1,13 @@
+#!/bin/sh
+# One-shot load for deploy/compose: ingests each partner's synthetic records
+# and consents through its local listener, once.
+set -eu
+out=/fedshare
+[ -e "$out/loaded" ] && exit 0
+for org in partner-north partner-south partner-east; do
+  /usr/local/bin/fedshare --node "$org:7444" --identity "$out/$org/operator" \
+    ingest --dataset program_outcomes "$out/$org/records.csv"
+  /usr/local/bin/fedshare --node "$org:7444" --identity "$out/$org/operator" \
+    consent import "$out/$org/consent.csv"
+done
+touch "$out/loaded"

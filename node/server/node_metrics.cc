@@ -1,0 +1,105 @@
+#include "node/server/node_metrics.h"
+
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "node/common/files.h"
+#include "node/identity/x509_verify.h"
+
+namespace fedshare::server {
+namespace {
+
+constexpr char kQuestions[] = "fedshare_questions_total";
+constexpr char kAuditAppends[] = "fedshare_audit_appends_total";
+constexpr char kPeerCall[] = "fedshare_peer_call_seconds";
+constexpr char kFanOutPartners[] = "fedshare_fanout_partners_total";
+constexpr char kIngestRows[] = "fedshare_ingest_rows_total";
+constexpr char kAuditEntries[] = "fedshare_audit_entries";
+constexpr char kCertDaysLeft[] = "fedshare_certificate_days_left";
+
+// Days until the earliest notAfter among the certificates in `path`; -1 if
+// the file cannot be read or holds none.
+double DaysLeft(const std::string& path, absl::Time now) {
+  absl::StatusOr<std::string> pem = ReadFile(path);
+  if (!pem.ok()) return -1;
+  double days = -1;
+  bool found = false;
+  absl::string_view rest = *pem;
+  constexpr absl::string_view kEnd = "-----END CERTIFICATE-----";
+  for (size_t end = rest.find(kEnd); end != absl::string_view::npos; end = rest.find(kEnd)) {
+    absl::StatusOr<identity::CertificateInfo> info =
+        identity::InspectCertificate(rest.substr(0, end + kEnd.size()));
+    rest.remove_prefix(end + kEnd.size());
+    if (!info.ok()) continue;
+    double left = absl::ToDoubleHours(info->not_after - now) / 24;
+    if (!found || left < days) days = left;
+    found = true;
+  }
+  return days;
+}
+
+}  // namespace
+
+void InstallNodeMetrics(metrics::Metrics* m, const v1::NodeConfig* config, audit::AuditLog* audit,
+                        federation::FanOut* fanout, service::ServiceEnv* env,
+                        const storage::Storage* storage, Clock* clock) {
+  m->DefineCounter(kQuestions,
+                   "Questions this node decided, by method, outcome (answered, refused, failed) "
+                   "and deciding rule.");
+  m->DefineCounter(kAuditAppends, "Audit log appends, by result (ok, error).");
+  m->DefineHistogram(kPeerCall, "Latency of fan-out calls to each partner, in seconds.",
+                     metrics::Metrics::LatencyBuckets());
+  m->DefineCounter(kFanOutPartners,
+                   "Partners asked during fan-out, by partner and coverage state.");
+  m->DefineCounter(kIngestRows, "Rows ingested, by dataset and result (written, rejected).");
+  m->DefineGauge(kAuditEntries, "Entries in the audit log.");
+  m->DefineGauge("fedshare_rocksdb_sst_bytes", "Live SST files of the store, in bytes.");
+  m->DefineGauge("fedshare_rocksdb_memtable_bytes", "Memtables not yet flushed, in bytes.");
+  m->DefineGauge("fedshare_rocksdb_estimated_keys", "Estimated number of keys in the store.");
+  m->DefineGauge("fedshare_rocksdb_block_cache_usage_bytes", "Block cache in use, in bytes.");
+  m->DefineGauge("fedshare_rocksdb_block_cache_pinned_bytes", "Block cache pinned, in bytes.");
+  m->DefineGauge("fedshare_rocksdb_block_cache_capacity_bytes", "Block cache capacity, in bytes.");
+  m->DefineGauge(kCertDaysLeft,
+                 "Days until the node certificate (file=cert) or the earliest CA certificate "
+                 "(file=ca) expires; -1 if unreadable.");
+
+  audit->SetObserver([m](const v1::AuditEntry& entry, const absl::Status& status) {
+    m->Increment(kAuditAppends, {{"result", status.ok() ? "ok" : "error"}});
+    std::string outcome =
+        status.ok() ? absl::AsciiStrToLower(v1::AuditEntry::Decision_Name(entry.decision()))
+                    : "failed";
+    std::string rule = status.ok() ? entry.rule() : "audit-unavailable";
+    m->Increment(kQuestions, {{"method", entry.method()}, {"outcome", outcome}, {"rule", rule}});
+  });
+  fanout->SetPeerCallObserver([m](const std::string& org, v1::PartnerCoverage::State state,
+                                  absl::Duration elapsed) {
+    m->ObserveDuration(kPeerCall, {{"peer", org}}, elapsed);
+    m->Increment(
+        kFanOutPartners,
+        {{"peer", org}, {"state", absl::AsciiStrToLower(v1::PartnerCoverage::State_Name(state))}});
+  });
+  env->on_ingested = [m](const std::string& dataset, const v1::IngestResponse& written) {
+    m->Increment(kIngestRows, {{"dataset", dataset}, {"result", "written"}},
+                 static_cast<uint64_t>(written.rows_written()));
+    m->Increment(kIngestRows, {{"dataset", dataset}, {"result", "rejected"}},
+                 static_cast<uint64_t>(written.rows_rejected()));
+  };
+  m->AddCollector([config, audit, storage, clock](metrics::Metrics& self) {
+    self.SetGauge(kAuditEntries, {}, static_cast<double>(audit->size()));
+    storage::Storage::Stats stats = storage->GetStats();
+    self.SetGauge("fedshare_rocksdb_sst_bytes", {}, static_cast<double>(stats.sst_bytes));
+    self.SetGauge("fedshare_rocksdb_memtable_bytes", {}, static_cast<double>(stats.memtable_bytes));
+    self.SetGauge("fedshare_rocksdb_estimated_keys", {}, static_cast<double>(stats.estimated_keys));
+    self.SetGauge("fedshare_rocksdb_block_cache_usage_bytes", {},
+                  static_cast<double>(stats.block_cache_usage_bytes));
+    self.SetGauge("fedshare_rocksdb_block_cache_pinned_bytes", {},
+                  static_cast<double>(stats.block_cache_pinned_bytes));
+    self.SetGauge("fedshare_rocksdb_block_cache_capacity_bytes", {},
+                  static_cast<double>(stats.block_cache_capacity_bytes));
+    absl::Time now = clock->Now();
+    self.SetGauge(kCertDaysLeft, {{"file", "cert"}}, DaysLeft(config->tls().cert_file(), now));
+    self.SetGauge(kCertDaysLeft, {{"file", "ca"}}, DaysLeft(config->tls().ca_file(), now));
+  });
+}
+
+}  // namespace fedshare::server

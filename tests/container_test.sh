@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Issue 12: the container image runs a node that the host's CLI queries over
+# mTLS, and the image's own health probe passes.
+#
+# To keep CI time low this builds the `runtime-prebuilt` target of
+# deploy/container/Dockerfile, which packs the binaries already built in
+# BUILD_DIR into the same runtime stage as the full multi-stage build (whose
+# compile stage takes many minutes on 2 cores). The base image is made once
+# with debootstrap --variant=minbase bookworm + podman import and cached in
+# BUILD_DIR/container. Skips (exit 77) when podman or debootstrap is missing:
+# bash deploy/install-deps.sh --ops installs them.
+#
+#   tests/container_test.sh SOURCE_DIR BUILD_DIR
+set -euo pipefail
+src=$(cd "${1:?source dir}" && pwd)
+build=$(cd "${2:?build dir}" && pwd)
+
+for tool in podman debootstrap; do
+  if ! command -v "$tool" >/dev/null; then
+    echo "skipped: $tool is not installed (bash deploy/install-deps.sh --ops)"
+    exit 77
+  fi
+done
+
+# What works on these Debian machines without a daemon or systemd.
+podman_run_flags=(--runtime runc --cgroup-manager=cgroupfs)
+run_flags=(--network host --ulimit nofile=1024:1024 --ulimit nproc=1000:1000)
+cache=$build/container
+base=localhost/fedshare-bookworm-base:latest
+image=localhost/fedshare-node:test
+mkdir -p "$cache"
+
+if ! podman "${podman_run_flags[@]}" image exists "$base"; then
+  if [ ! -s "$cache/bookworm-minbase.tar" ]; then
+    echo "== debootstrap bookworm (once; cached in $cache)"
+    rm -rf "$cache/rootfs"
+    debootstrap --variant=minbase bookworm "$cache/rootfs" http://deb.debian.org/debian >"$cache/debootstrap.log" 2>&1 ||
+      { tail -20 "$cache/debootstrap.log"; exit 1; }
+    tar -C "$cache/rootfs" -cf "$cache/bookworm-minbase.tar.tmp" .
+    mv "$cache/bookworm-minbase.tar.tmp" "$cache/bookworm-minbase.tar"
+    rm -rf "$cache/rootfs"
+  fi
+  podman "${podman_run_flags[@]}" import "$cache/bookworm-minbase.tar" "$base" >/dev/null
+fi
+
+echo "== image (runtime-prebuilt target)"
+ctx=$(mktemp -d)
+run=$(mktemp -d)
+name=fedshare-test-$$
+cleanup() {
+  podman "${podman_run_flags[@]}" rm -f "$name" >/dev/null 2>&1 || true
+  rm -rf "$ctx" "$run"
+}
+trap cleanup EXIT
+mkdir -p "$ctx/deploy/container" "$ctx/bin"
+cp "$src/deploy/container/Dockerfile" "$ctx/deploy/container/"
+cp "$build/bin/fedshare-node" "$build/bin/fedshare" "$ctx/bin/"
+podman "${podman_run_flags[@]}" build --network host \
+  --build-arg BUILD_BASE="$base" --build-arg RUNTIME_BASE="$base" \
+  --build-arg PREBUILT_DIR=bin --target runtime-prebuilt \
+  -f "$ctx/deploy/container/Dockerfile" -t "$image" "$ctx" >"$cache/build.log" 2>&1 ||
+  { tail -30 "$cache/build.log"; exit 1; }
+
+echo "== certificates, config and a node in the container"
+fed=$build/bin/fedshare
+td=container.fedshare.test
+"$fed" certs ca --trust-domain "$td" --out "$run/ca" >/dev/null
+"$fed" certs issue --ca "$run/ca" --org partner-a --role node --out "$run/node" >/dev/null
+"$fed" certs issue --ca "$run/ca" --org partner-a --role operator --name olga \
+  --out "$run/operator" >/dev/null
+# A free port from the kernel for each listener (the container shares the
+# host network).
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+peer_port=$(free_port)
+local_port=$(free_port)
+cat >"$run/node.textproto" <<PB
+org_id: "partner-a"
+trust_domain: "$td"
+data_dir: "/var/lib/fedshare/data"
+peer_address: "127.0.0.1:$peer_port"
+local_address: "127.0.0.1:$local_port"
+tls {
+  cert_file: "/etc/fedshare/certs/cert.pem"
+  key_file: "/etc/fedshare/certs/key.pem"
+  ca_file: "/etc/fedshare/certs/ca.pem"
+}
+purposes { id: "program-evaluation" }
+PB
+chmod -R a+rX "$run"
+podman "${podman_run_flags[@]}" run -d --name "$name" "${run_flags[@]}" \
+  -v "$run/node.textproto:/etc/fedshare/node.textproto:ro" \
+  -v "$run/node:/etc/fedshare/certs:ro" \
+  "$image" >/dev/null
+
+# Wait (bounded) for the node's ready line in its output.
+for _ in $(seq 1 300); do
+  podman "${podman_run_flags[@]}" logs "$name" 2>/dev/null | grep -q '^ready ' && break
+  if [ "$(podman "${podman_run_flags[@]}" inspect -f '{{.State.Running}}' "$name")" != true ]; then
+    podman "${podman_run_flags[@]}" logs "$name"
+    echo "FAIL: the node in the container exited"
+    exit 1
+  fi
+  sleep 0.1
+done
+
+echo "== host CLI over mTLS"
+status=$("$fed" --node "127.0.0.1:$local_port" --identity "$run/operator" status)
+echo "$status"
+grep -q "partner-a" <<<"$status" || { echo "FAIL: status does not name partner-a"; exit 1; }
+
+echo "== the image's health probe"
+podman "${podman_run_flags[@]}" exec "$name" /usr/local/bin/fedshare-node --probe
+podman "${podman_run_flags[@]}" exec "$name" id -u | grep -qx 10001 ||
+  { echo "FAIL: the node does not run as uid 10001"; exit 1; }
+podman "${podman_run_flags[@]}" stop -t 20 "$name" >/dev/null
+code=$(podman "${podman_run_flags[@]}" inspect -f '{{.State.ExitCode}}' "$name")
+[ "$code" = 0 ] || { echo "FAIL: the node exited $code on SIGTERM"; exit 1; }
+echo "ok: image built, node served mTLS to the host CLI, probe passed, clean stop"

@@ -1,0 +1,288 @@
+// Issue 12: the plaintext probe and metrics endpoints of a real node. The
+// counters on /metrics must move by exactly the questions answered, refused
+// and failed, the ingest rows and the fan-out calls made; the plaintext gRPC
+// listener must answer health checks and refuse every data and admin method.
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "client/sql.h"
+#include "fedshare/v1/admin.grpc.pb.h"
+#include "fedshare/v1/federation.grpc.pb.h"
+#include "fedshare/v1/peer.grpc.pb.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/descriptor.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "node/common/status_matchers.h"
+#include "node/server/config.h"
+#include "node/server/node.h"
+#include "node/server/probe.h"
+#include "node/storage/fault_injector.h"
+#include "tests/test_env.h"
+
+namespace fedshare::testing {
+namespace {
+
+using identity::Role;
+using ::testing::HasSubstr;
+
+constexpr char kTrustDomain[] = "fedshare.test";
+constexpr char kPurpose[] = " PURPOSE 'program-evaluation'";
+
+std::string Records(int n) {
+  std::string csv =
+      "participant_id,program,region,cohort_year,age,completed,outcome_score,sessions_attended,"
+      "income\n";
+  for (int i = 0; i < n; ++i) {
+    absl::StrAppend(&csv, "s", 1000 + i, ",mentoring,north,2020,30,true,", i % 100, ",10,0\n");
+  }
+  return csv;
+}
+
+std::string Consents(int n) {
+  std::string csv = "subject,purpose,event,time,valid_until,scope\n";
+  for (int i = 0; i < n; ++i) {
+    absl::StrAppend(&csv, "s", 1000 + i, ",program-evaluation,GIVEN,2026-01-01T00:00:00Z,,*\n");
+  }
+  return csv;
+}
+
+// GET `path` from 127.0.0.1:`port`; the whole response.
+std::string HttpGet(int port, const std::string& path) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string response;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+    std::string request = absl::StrCat("GET ", path, " HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    (void)!::write(fd, request.data(), request.size());
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(fd, buf, sizeof(buf))) > 0) response.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return response;
+}
+
+// The sum of every sample of `name` whose labels include all of `labels`
+// (each `key="value"`); 0 if there is none.
+double Sum(const std::string& text, const std::string& name,
+           const std::vector<std::string>& labels = {}) {
+  double total = 0;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (!absl::StartsWith(line, name + "{") && !absl::StartsWith(line, name + " ")) continue;
+    bool match = true;
+    for (const std::string& l : labels) match = match && absl::StrContains(line, l);
+    if (!match) continue;
+    double v = 0;
+    if (absl::SimpleAtod(line.substr(line.rfind(' ') + 1), &v)) total += v;
+  }
+  return total;
+}
+
+// One unary call with an empty body over `channel`; the status.
+grpc::Status CallRaw(const std::shared_ptr<grpc::Channel>& channel, const std::string& method) {
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+  grpc::Slice empty;
+  grpc::ByteBuffer request(&empty, 1);
+  grpc::ByteBuffer response;
+  absl::Mutex mu;
+  bool done = false;
+  grpc::Status status;
+  stub.UnaryCall(&context, method, grpc::StubOptions(), &request, &response, [&](grpc::Status s) {
+    absl::MutexLock lock(&mu);
+    status = s;
+    done = true;
+  });
+  absl::MutexLock lock(&mu);
+  mu.Await(absl::Condition(&done));
+  return status;
+}
+
+class ObservabilityTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    partner_identity_ = pki_.Issue("partner-a", Role::kNode);
+    operator_ = pki_.Issue("partner-a", Role::kOperator, "olga");
+    foundation_identity_ = pki_.Issue("foundation", Role::kNode);
+    analyst_ = pki_.Issue("foundation", Role::kAnalyst, "ana");
+
+    v1::NodeConfig partner =
+        BaseNodeConfig("partner-a", kTrustDomain, tmp_.Sub("partner"), partner_identity_);
+    *partner.add_datasets() = ProgramOutcomesSchema();
+    *partner.add_agreements() = OpenAgreement("foundation-eval", "foundation");
+    partner.set_health_address("127.0.0.1:0");
+    partner.set_metrics_address("127.0.0.1:0");
+    ASSERT_OK(server::ValidateNodeConfig(partner));
+    server::NodeOptions options;
+    options.fault_injector = &faults_;
+    ASSERT_OK_AND_ASSIGN(partner_, server::Node::Create(partner, options));
+    ASSERT_GT(partner_->health_port(), 0);
+    ASSERT_GT(partner_->metrics_port(), 0);
+
+    v1::NodeConfig foundation =
+        BaseNodeConfig("foundation", kTrustDomain, tmp_.Sub("foundation"), foundation_identity_);
+    foundation.set_metrics_address("127.0.0.1:0");
+    v1::PeerConfig* peer = foundation.add_peers();
+    peer->set_org_id("partner-a");
+    peer->set_address(partner_->peer_address());
+    ASSERT_OK(server::ValidateNodeConfig(foundation));
+    ASSERT_OK_AND_ASSIGN(foundation_, server::Node::Create(foundation, server::NodeOptions()));
+
+    admin_ = Connect(partner_->local_address(), operator_, kTrustDomain);
+    peer_ = Connect(partner_->peer_address(), foundation_identity_, kTrustDomain, "partner-a");
+    ASSERT_NE(admin_, nullptr);
+    ASSERT_NE(peer_, nullptr);
+  }
+
+  absl::Status Ask(const std::string& sql) {
+    absl::StatusOr<v1::AggregateQuery> query = client::ParseSql(sql);
+    if (!query.ok()) return query.status();
+    return peer_->Aggregate(*query).status();
+  }
+
+  std::string Scrape(const server::Node& node) {
+    std::string response = HttpGet(node.metrics_port(), "/metrics");
+    EXPECT_THAT(response, ::testing::StartsWith("HTTP/1.1 200 OK"));
+    return response;
+  }
+
+  TempDir tmp_{"observability"};
+  Pki pki_{tmp_.Sub("pki"), kTrustDomain};
+  std::string partner_identity_, operator_, foundation_identity_, analyst_;
+  storage::FaultInjector faults_;
+  std::unique_ptr<server::Node> partner_;
+  std::unique_ptr<server::Node> foundation_;
+  std::unique_ptr<client::NodeClient> admin_;
+  std::unique_ptr<client::NodeClient> peer_;
+};
+
+TEST_F(ObservabilityTest, CountersMoveByExactlyTheQuestionsAnsweredRefusedAndFailed) {
+  std::string before = Scrape(*partner_);
+  ASSERT_OK_AND_ASSIGN(v1::IngestResponse ingested,
+                       admin_->Ingest("program_outcomes", v1::CSV, false, Records(30)));
+  ASSERT_EQ(ingested.rows_written(), 30);
+  ASSERT_OK(admin_->ImportConsent(Consents(30)).status());
+
+  const std::string count = absl::StrCat("SELECT COUNT(*) FROM program_outcomes", kPurpose);
+  for (int i = 0; i < 3; ++i) ASSERT_OK(Ask(count));
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_THAT(Ask("SELECT COUNT(*) FROM program_outcomes PURPOSE 'marketing'"),
+                StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("purpose")));
+  }
+  faults_.SetFailWrites(true);
+  EXPECT_THAT(Ask(count), StatusIs(absl::StatusCode::kUnavailable, ::testing::_));
+  faults_.SetFailWrites(false);
+  std::string after = Scrape(*partner_);
+
+  const std::string q = "fedshare_questions_total";
+  const std::string method = "method=\"PeerService.Aggregate\"";
+  auto delta = [&](const std::string& name, const std::vector<std::string>& labels) {
+    return Sum(after, name, labels) - Sum(before, name, labels);
+  };
+  EXPECT_EQ(delta(q, {method, "outcome=\"answered\""}), 3) << after;
+  EXPECT_EQ(delta(q, {method, "outcome=\"refused\""}), 2) << after;
+  EXPECT_EQ(delta(q, {method, "outcome=\"refused\"", "rule=\"purpose\""}), 2) << after;
+  EXPECT_EQ(delta(q, {method, "outcome=\"failed\""}), 1) << after;
+  EXPECT_EQ(delta(q, {method, "outcome=\"failed\"", "rule=\"audit-unavailable\""}), 1) << after;
+  EXPECT_EQ(delta("fedshare_audit_appends_total", {"result=\"ok\""}), 5) << after;
+  EXPECT_EQ(delta("fedshare_audit_appends_total", {"result=\"error\""}), 1) << after;
+  EXPECT_EQ(
+      delta("fedshare_ingest_rows_total", {"dataset=\"program_outcomes\"", "result=\"written\""}),
+      30)
+      << after;
+  EXPECT_EQ(Sum(after, "fedshare_audit_entries"), 5) << after;
+  EXPECT_GT(Sum(after, "fedshare_rocksdb_block_cache_capacity_bytes"), 0) << after;
+  // The test PKI issues certificates for 30 days.
+  EXPECT_NEAR(Sum(after, "fedshare_certificate_days_left", {"file=\"cert\""}), 30, 1) << after;
+  EXPECT_GT(Sum(after, "fedshare_certificate_days_left", {"file=\"ca\""}), 29) << after;
+  // No subject id is ever a label.
+  EXPECT_THAT(after, ::testing::Not(HasSubstr("s10")));
+}
+
+TEST_F(ObservabilityTest, FanOutRecordsPerPartnerLatencyAndCoverage) {
+  ASSERT_OK(admin_->Ingest("program_outcomes", v1::CSV, false, Records(30)).status());
+  ASSERT_OK(admin_->ImportConsent(Consents(30)).status());
+  auto analyst = Connect(foundation_->local_address(), analyst_, kTrustDomain, "foundation");
+  ASSERT_NE(analyst, nullptr);
+  ASSERT_OK_AND_ASSIGN(
+      v1::AggregateQuery query,
+      client::ParseSql(absl::StrCat("SELECT COUNT(*) FROM program_outcomes", kPurpose)));
+  v1::FederatedAggregateRequest request;
+  *request.mutable_query() = query;
+  request.set_all_peers(true);
+  std::string before = Scrape(*foundation_);
+  for (int i = 0; i < 2; ++i) ASSERT_OK(analyst->FederatedAggregate(request).status());
+  std::string after = Scrape(*foundation_);
+  auto delta = [&](const std::string& name, const std::vector<std::string>& labels) {
+    return Sum(after, name, labels) - Sum(before, name, labels);
+  };
+  EXPECT_EQ(delta("fedshare_peer_call_seconds_count", {"peer=\"partner-a\""}), 2) << after;
+  EXPECT_EQ(delta("fedshare_peer_call_seconds_bucket", {"peer=\"partner-a\"", "le=\"+Inf\""}), 2);
+  EXPECT_EQ(delta("fedshare_fanout_partners_total", {"peer=\"partner-a\"", "state=\"answered\""}),
+            2)
+      << after;
+  EXPECT_EQ(delta("fedshare_questions_total",
+                  {"method=\"FederationService.FederatedAggregate\"", "outcome=\"answered\""}),
+            2)
+      << after;
+}
+
+TEST_F(ObservabilityTest, PlaintextListenerAnswersHealthAndRefusesEveryDataAndAdminMethod) {
+  std::shared_ptr<grpc::Channel> plain = grpc::CreateChannel(
+      absl::StrCat("127.0.0.1:", partner_->health_port()), grpc::InsecureChannelCredentials());
+  ASSERT_OK_AND_ASSIGN(bool serving, server::CheckHealth(plain, absl::Seconds(20)));
+  EXPECT_TRUE(serving);
+
+  const google::protobuf::DescriptorPool* pool = google::protobuf::DescriptorPool::generated_pool();
+  int refused = 0;
+  for (const char* name :
+       {"fedshare.v1.PeerService", "fedshare.v1.AdminService", "fedshare.v1.FederationService"}) {
+    const google::protobuf::ServiceDescriptor* service = pool->FindServiceByName(name);
+    ASSERT_NE(service, nullptr) << name;
+    for (int i = 0; i < service->method_count(); ++i) {
+      std::string method = absl::StrCat("/", name, "/", service->method(i)->name());
+      grpc::Status status = CallRaw(plain, method);
+      EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED) << method;
+      ++refused;
+    }
+  }
+  EXPECT_GE(refused, 10);
+  // Nor is the list of services offered there.
+  EXPECT_EQ(
+      CallRaw(plain, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo").error_code(),
+      grpc::StatusCode::UNIMPLEMENTED);
+  // The metrics port serves metrics, not gRPC or data.
+  EXPECT_THAT(HttpGet(partner_->metrics_port(), "/fedshare.v1.AdminService/Status"),
+              ::testing::StartsWith("HTTP/1.1 404"));
+  // The mTLS listeners still work as before.
+  ASSERT_OK(admin_->Status().status());
+}
+
+TEST_F(ObservabilityTest, ProbeChecksHealthOverMutualTlsWithTheNodeIdentity) {
+  v1::NodeConfig config = partner_->config();
+  config.set_peer_address(partner_->peer_address());
+  config.set_local_address(partner_->local_address());
+  EXPECT_OK(server::ProbeNode(config, server::ProbeTarget::kPeer, absl::Seconds(20)));
+  EXPECT_OK(server::ProbeNode(config, server::ProbeTarget::kLocal, absl::Seconds(20)));
+  partner_->Shutdown();
+  EXPECT_THAT(server::ProbeNode(config, server::ProbeTarget::kPeer, absl::Seconds(5)),
+              StatusIs(absl::StatusCode::kUnavailable, ::testing::_));
+}
+
+}  // namespace
+}  // namespace fedshare::testing
