@@ -27,6 +27,9 @@ class FanOut;
 
 namespace service {
 
+class CallGate;
+class RefusalThrottle;
+
 struct ServiceEnv {
   const v1::NodeConfig* config = nullptr;
   const identity::Authenticator* authenticator = nullptr;
@@ -35,6 +38,10 @@ struct ServiceEnv {
   audit::AuditLog* audit = nullptr;
   federation::FanOut* fanout = nullptr;
   absl::Time started_at;
+  // EffectiveLimits(config->limits()), and what enforces them per caller.
+  v1::Limits limits;
+  CallGate* call_gate = nullptr;
+  RefusalThrottle* refusal_throttle = nullptr;
 
   // Set once the listeners are bound.
   std::string peer_address;
