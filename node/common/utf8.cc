@@ -51,6 +51,34 @@ std::optional<size_t> FirstInvalidUtf8(absl::string_view text) {
   return std::nullopt;
 }
 
+std::string DescribeInvalidUtf8(absl::string_view text) {
+  std::optional<size_t> bad = FirstInvalidUtf8(text);
+  if (!bad) return "";
+  size_t line = 1, line_start = 0;
+  for (size_t i = 0; i < *bad; ++i) {
+    if (text[i] == '\n') {
+      ++line;
+      line_start = i + 1;
+    }
+  }
+  size_t column = 1;
+  for (size_t i = line_start; i < *bad; ++i) {
+    if ((static_cast<unsigned char>(text[i]) & 0xC0) != 0x80) ++column;
+  }
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  unsigned char byte = static_cast<unsigned char>(text[*bad]);
+  std::string out = "invalid UTF-8 at ";
+  if (line > 1) out += "line " + std::to_string(line) + ", ";
+  out += "column " + std::to_string(column) + " (byte 0x";
+  out.push_back(kHex[byte >> 4]);
+  out.push_back(kHex[byte & 15]);
+  out += ")";
+  bool utf16 = text.substr(0, 2) == "\xFF\xFE" || text.substr(0, 2) == "\xFE\xFF" ||
+               text.find('\0') != absl::string_view::npos;
+  out += utf16 ? ": the text looks like UTF-16; save it as UTF-8" : ": the text must be UTF-8";
+  return out;
+}
+
 std::string SanitizeUtf8(absl::string_view text) {
   if (IsValidUtf8(text)) return std::string(text);
   std::string out;

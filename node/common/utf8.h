@@ -21,6 +21,12 @@ std::optional<size_t> FirstInvalidUtf8(absl::string_view text);
 
 inline bool IsValidUtf8(absl::string_view text) { return !FirstInvalidUtf8(text).has_value(); }
 
+// Where the first invalid byte of `text` is, for a person: "column C" counted
+// in characters from the start of its line (and "line L, " before it when the
+// byte is not on the first line of `text`), the byte in hex, and a hint when
+// the text looks like UTF-16. Empty when `text` is valid UTF-8.
+std::string DescribeInvalidUtf8(absl::string_view text);
+
 // `text` cut to at most `max_bytes` bytes on a character boundary, with "…"
 // appended (within the bound) when anything was cut. Invalid bytes are
 // replaced by U+FFFD first, so the result is always valid UTF-8.
