@@ -20,6 +20,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
 #include "node/common/files.h"
 #include "node/common/status_matchers.h"
@@ -238,6 +239,44 @@ TEST_F(LimitsTest, AConnectionFloodBeyondTheDescriptorLimitLeavesBothListenersSe
   ASSERT_NE(op, nullptr);
   op->set_timeout(absl::Seconds(20));
   EXPECT_OK(op->Status().status());
+}
+
+// Checking a config is linear: 3,000 agreements and a 20,000-deep purpose
+// chain are checked by the real binary within the run's bound (it took over
+// 90 s when each prefix was re-checked).
+TEST_F(LimitsTest, ConfigCheckingIsNearLinear) {
+  v1::NodeConfig config = config_;
+  std::string parent = "program-evaluation";
+  for (int i = 0; i < 20000; ++i) {
+    v1::Purpose* p = config.add_purposes();
+    p->set_id(absl::StrCat("deep-", i));
+    p->set_parent(parent);
+    parent = p->id();
+  }
+  for (int i = 0; i < 3000; ++i) {
+    v1::Agreement* a = config.add_agreements();
+    *a = OpenAgreement(absl::StrCat("agreement-", i), absl::StrCat("peer-", i % 50));
+    a->add_purposes(parent);  // the deepest purpose
+  }
+  std::string text;
+  google::protobuf::TextFormat::PrintToString(config, &text);
+  std::string path = tmp_.Sub("big.textproto");
+  ASSERT_OK(WriteFileAtomic(path, text));
+  ASSERT_OK_AND_ASSIGN(ProcessOutcome o, RunToCompletion({BinaryPath("fedshare-node"), "--config",
+                                                          path, "--check-config"},
+                                                         path + ".err", absl::Seconds(30)));
+  EXPECT_EQ(o.exit_code, 0) << o.err;
+  EXPECT_THAT(o.out, HasSubstr("3000 agreement(s)"));
+
+  // A cycle at the bottom of the chain is still found, and named.
+  config.mutable_purposes(3)->set_parent(parent);
+  google::protobuf::TextFormat::PrintToString(config, &text);
+  ASSERT_OK(WriteFileAtomic(path, text));
+  ASSERT_OK_AND_ASSIGN(ProcessOutcome cycle, RunToCompletion({BinaryPath("fedshare-node"),
+                                                              "--config", path, "--check-config"},
+                                                             path + ".err2", absl::Seconds(30)));
+  EXPECT_EQ(cycle.exit_code, 2);
+  EXPECT_THAT(cycle.err, HasSubstr("(a cycle)"));
 }
 
 }  // namespace
