@@ -8,8 +8,10 @@
 #include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -277,6 +279,51 @@ TEST_F(LimitsTest, ConfigCheckingIsNearLinear) {
                                                              path + ".err2", absl::Seconds(30)));
   EXPECT_EQ(cycle.exit_code, 2);
   EXPECT_THAT(cycle.err, HasSubstr("(a cycle)"));
+}
+
+TEST_F(LimitsTest, AConfigThatIsNotUtf8IsRefusedWithLineAndColumn) {
+  std::string text;
+  google::protobuf::TextFormat::PrintToString(config_, &text);
+  text += "peers { org_id: \"partner-b\" address: \"127.0.0.1:1\" groups: \"gr\xE9\" }\n";
+  std::string path = tmp_.Sub("latin1.textproto");
+  ASSERT_OK(WriteFileAtomic(path, text));
+  ASSERT_OK_AND_ASSIGN(ProcessOutcome o, RunToCompletion({BinaryPath("fedshare-node"), "--config",
+                                                          path, "--check-config"},
+                                                         path + ".err"));
+  EXPECT_EQ(o.exit_code, 2);
+  int lines = static_cast<int>(std::count(text.begin(), text.end(), '\n'));
+  EXPECT_THAT(o.err, HasSubstr(absl::StrCat("invalid UTF-8 at line ", lines, ", column 63")));
+}
+
+TEST_F(LimitsTest, ARefusalStormIsThrottledAndAuditedAsOneEntry) {
+  config_.mutable_limits()->set_refusals_per_window(3);
+  config_.mutable_limits()->set_refusal_window_seconds(3600);
+  ASSERT_OK_AND_ASSIGN(NodeProcess node, Start());
+  auto peer = Connect(node.peer_address, asker_, kTrustDomain, "partner-a");
+  ASSERT_NE(peer, nullptr);
+  for (int i = 0; i < 10; ++i) {
+    absl::StatusOr<v1::AggregateResult> r = peer->Aggregate(Question(20));
+    if (i < 3) {
+      EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied) << i;
+    } else {
+      EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted) << i;
+      EXPECT_THAT(r.status().message(), HasSubstr("refusals_per_window = 3"));
+    }
+  }
+  auto op = Connect(node.local_address, operator_, kTrustDomain, "partner-a");
+  ASSERT_OK_AND_ASSIGN(v1::ListAuditResponse during, op->ListAudit(0, 100));
+  EXPECT_EQ(during.total(), 3u);
+
+  // The storm is summarised once: when its window ends, or at the latest
+  // when the node stops.
+  EXPECT_EQ(WEXITSTATUS(node.process->Signal(SIGTERM)), 0);
+  ASSERT_OK_AND_ASSIGN(NodeProcess again, Start());
+  auto op2 = Connect(again.local_address, operator_, kTrustDomain, "partner-a");
+  ASSERT_OK_AND_ASSIGN(v1::ListAuditResponse after, op2->ListAudit(0, 100));
+  ASSERT_EQ(after.total(), 4u);
+  EXPECT_EQ(after.entries(3).rule(), "refusal-throttle");
+  EXPECT_THAT(after.entries(3).reason(), HasSubstr("7 questions turned away"));
+  EXPECT_TRUE(after.chain_valid());
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "node/common/files.h"
 #include "node/common/status_macros.h"
+#include "node/common/utf8.h"
 #include "policy/agreement.h"
 #include "policy/purpose_tree.h"
 #include "policy/schema.h"
@@ -205,6 +206,10 @@ bool LooksLikeJson(absl::string_view text) {
 // Parses text or JSON into `message`, recording field locations for text.
 absl::Status ParseMessage(absl::string_view text, absl::string_view name, Message* message,
                           TextFormat::ParseInfoTree* tree) {
+  // Every string in a config must be UTF-8; say where one is not.
+  if (std::string bad = DescribeInvalidUtf8(text); !bad.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(name, ": ", bad));
+  }
   if (LooksLikeJson(text)) {
     google::protobuf::util::JsonParseOptions options;
     options.ignore_unknown_fields = false;

@@ -41,15 +41,6 @@ int main(int argc, char** argv) {
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ level=%l %v", spdlog::pattern_time_type::utc);
   spdlog::set_level(spdlog::level::from_str(log_level));
 
-  // Every connection holds a descriptor: take all the system allows (systemd's
-  // default soft limit is 1024), and say what it is.
-  if (struct rlimit nofile; getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
-    nofile.rlim_cur = nofile.rlim_max;
-    bool raised = setrlimit(RLIMIT_NOFILE, &nofile) == 0;
-    getrlimit(RLIMIT_NOFILE, &nofile);
-    spdlog::info("event=nofile_limit open_files={} raised={}", nofile.rlim_cur, raised);
-  }
-
   absl::StatusOr<fedshare::v1::NodeConfig> config = fedshare::server::LoadNodeConfig(config_path);
   if (!config.ok()) {
     std::cerr << "fedshare-node: invalid config: " << config.status().message() << "\n";
@@ -64,6 +55,15 @@ int main(int argc, char** argv) {
               << " dataset(s), " << config->agreements_size() << " agreement(s) inline, "
               << config->peers_size() << " peer(s)\n";
     return 0;
+  }
+
+  // Every connection holds a descriptor: take all the system allows (systemd's
+  // default soft limit is 1024), and say what it is.
+  if (struct rlimit nofile; getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
+    nofile.rlim_cur = nofile.rlim_max;
+    bool raised = setrlimit(RLIMIT_NOFILE, &nofile) == 0;
+    getrlimit(RLIMIT_NOFILE, &nofile);
+    spdlog::info("event=nofile_limit open_files={} raised={}", nofile.rlim_cur, raised);
   }
 
   // Block the stop signals in every thread (gRPC's included) and take them
