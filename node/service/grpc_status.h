@@ -14,7 +14,8 @@ inline constexpr size_t kMaxStatusMessageBytes = 4096;
 
 inline grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), TruncateUtf8(status.message(), kMaxStatusMessageBytes));
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
+                      TruncateUtf8(status.message(), kMaxStatusMessageBytes));
 }
 
 }  // namespace fedshare::service
