@@ -294,6 +294,25 @@ DisclosureParams EffectiveDisclosure(const v1::Disclosure& disclosure) {
   return params;
 }
 
+absl::Status AgreementSet::CheckOne(const v1::Agreement& a, const PurposeTree& purposes,
+                                    const std::vector<v1::DatasetSchema>& datasets) {
+  if (a.id().empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("an agreement for dataset '", a.dataset(), "' has no id: give it one"));
+  }
+  FEDSHARE_RETURN_IF_ERROR(ValidateAgreement(a, purposes, datasets));
+  FEDSHARE_ASSIGN_OR_RETURN(absl::Time from,
+                            ParseBound(a, "valid_from", a.valid_from(), absl::InfinitePast()));
+  FEDSHARE_ASSIGN_OR_RETURN(absl::Time until,
+                            ParseBound(a, "valid_until", a.valid_until(), absl::InfiniteFuture()));
+  if (from >= until) {
+    return AgreementError(a,
+                          "valid_from is not before valid_until: the agreement is never "
+                          "in force");
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<AgreementSet> AgreementSet::Create(const std::vector<v1::Agreement>& agreements,
                                                   const PurposeTree& purposes,
                                                   const std::vector<v1::DatasetSchema>& datasets) {

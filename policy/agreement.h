@@ -91,6 +91,12 @@ class AgreementSet {
                                              const PurposeTree& purposes,
                                              const std::vector<v1::DatasetSchema>& datasets);
 
+  // What Create checks of one agreement, apart from the uniqueness of ids:
+  // INVALID_ARGUMENT naming the agreement, or OK. Cheap enough to call once
+  // per agreement of a large set (it copies nothing).
+  static absl::Status CheckOne(const v1::Agreement& agreement, const PurposeTree& purposes,
+                               const std::vector<v1::DatasetSchema>& datasets);
+
   AgreementSet() = default;
 
   // Decides whether `peer_org` may ask `query` at `now`. Checks, in order:

@@ -22,9 +22,10 @@ namespace fedshare::policy {
 class PurposeTree {
  public:
   // INVALID_ARGUMENT for a bad id, a duplicate, an unknown parent or a cycle,
-  // naming the purpose.
+  // naming the purpose; then `*bad_index` (if given) is that purpose's
+  // position in `purposes`. Linear in the number of purposes.
   static absl::StatusOr<PurposeTree> Create(
-      const google::protobuf::RepeatedPtrField<v1::Purpose>& purposes);
+      const google::protobuf::RepeatedPtrField<v1::Purpose>& purposes, int* bad_index = nullptr);
 
   PurposeTree() = default;
 

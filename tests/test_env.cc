@@ -213,15 +213,16 @@ std::string BinaryPath(const std::string& name) {
 }
 
 absl::StatusOr<NodeProcess> StartNodeProcess(const v1::NodeConfig& config,
-                                             const std::string& config_path) {
+                                             const std::string& config_path,
+                                             const std::vector<std::string>& wrapper) {
   std::string text;
   google::protobuf::TextFormat::PrintToString(config, &text);
   FEDSHARE_RETURN_IF_ERROR(WriteFileAtomic(config_path, text));
   NodeProcess node;
-  FEDSHARE_ASSIGN_OR_RETURN(node.process,
-                            Subprocess::Start({BinaryPath("fedshare-node"), "--config", config_path,
-                                               "--log-level", "warn"},
-                                              config_path + ".log"));
+  std::vector<std::string> argv = wrapper;
+  argv.insert(argv.end(),
+              {BinaryPath("fedshare-node"), "--config", config_path, "--log-level", "warn"});
+  FEDSHARE_ASSIGN_OR_RETURN(node.process, Subprocess::Start(argv, config_path + ".log"));
   FEDSHARE_ASSIGN_OR_RETURN(std::string line, node.process->ReadLine(absl::Seconds(30)));
   // "ready org=ORG peer=HOST:PORT local=HOST:PORT"
   for (absl::string_view part : absl::StrSplit(line, ' ')) {

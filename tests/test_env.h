@@ -121,9 +121,11 @@ struct NodeProcess {
   std::string local_address;
 };
 // Writes `config` to `config_path` (text format) and starts fedshare-node on
-// it, waiting up to 30 s for its ready line.
+// it, waiting up to 30 s for its ready line. A `wrapper` (e.g. {"/usr/bin/prlimit",
+// "--nofile=1024:1024", "--"}) is put before the command; it must exec it.
 absl::StatusOr<NodeProcess> StartNodeProcess(const v1::NodeConfig& config,
-                                             const std::string& config_path);
+                                             const std::string& config_path,
+                                             const std::vector<std::string>& wrapper = {});
 
 }  // namespace fedshare::testing
 

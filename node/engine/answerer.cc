@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "node/common/status_macros.h"
+#include "node/common/utf8.h"
 #include "node/engine/query_executor.h"
 #include "policy/disclosure.h"
 #include "policy/query_rules.h"
@@ -13,6 +14,8 @@ namespace fedshare::engine {
 namespace {
 
 constexpr absl::string_view kRuleInvalidQuestion = "invalid-question";
+// A refusal's reason is kept in the audit cut to this, on a character boundary.
+constexpr size_t kMaxAuditedReasonBytes = 1024;
 
 std::string WithholdingReason(absl::string_view rule, const policy::DisclosureParams& params) {
   if (rule == policy::kRuleMinSubjects) {
@@ -108,7 +111,7 @@ absl::Status Answerer::Refuse(const Caller& caller, const v1::AggregateQuery& qu
                          : v1::AuditEntry::FAILED);
   entry.set_agreement_id(agreement_id);
   entry.set_rule(std::string(rule));
-  entry.set_reason(std::string(status.message()));
+  entry.set_reason(TruncateUtf8(status.message(), kMaxAuditedReasonBytes));
   absl::StatusOr<audit::AuditLog::Appended> appended = audit_->Append(std::move(entry));
   if (!appended.ok()) return appended.status();
   return status;

@@ -1,5 +1,7 @@
 #include "node/engine/csv.h"
 
+#include "node/common/utf8.h"
+
 namespace fedshare::engine {
 
 CsvReader::CsvReader(absl::string_view text) : text_(text) {
@@ -82,6 +84,12 @@ bool CsvReader::Next(CsvRecord* record) {
     ++pos_;
   }
   record->raw = text_.substr(start, pos_ - start);
+  if (record->error.empty()) {
+    record->error = DescribeInvalidUtf8(record->raw);
+    if (record->error.empty() && record->raw.find('\0') != absl::string_view::npos) {
+      record->error = "NUL byte in the text: is the file UTF-16? save it as UTF-8";
+    }
+  }
   return true;
 }
 

@@ -4,8 +4,9 @@
 // Reading: fields are separated by ',', records by LF, CRLF or a lone CR.
 // A field may be quoted with '"'; inside quotes, '""' is a quote and commas,
 // CR and LF are data. A completely empty line (outside quotes) is skipped.
-// A leading UTF-8 byte order mark is skipped. Bytes are passed through
-// unchanged (UTF-8 or not).
+// A leading UTF-8 byte order mark is skipped. A record with bytes that are
+// not UTF-8 (or with NUL bytes, as in UTF-16) has an `error` naming the
+// column of the first such byte.
 //
 //   CsvReader reader(text);
 //   CsvRecord record;
@@ -33,7 +34,7 @@ struct CsvRecord {
   std::vector<CsvField> fields;
   int64_t line = 0;       // 1-based line where the record starts
   absl::string_view raw;  // the record's text including its line terminator
-  std::string error;      // non-empty: malformed quoting, fields unusable
+  std::string error;      // non-empty: malformed quoting or not UTF-8; fields unusable
 };
 
 // Reads records from a whole text. The text must outlive the reader and the

@@ -16,6 +16,7 @@
 #include "google/protobuf/util/message_differencer.h"
 #include "node/common/status_macros.h"
 #include "node/common/time_util.h"
+#include "node/common/utf8.h"
 #include "node/engine/csv.h"
 #include "node/engine/json.h"
 #include "policy/schema.h"
@@ -40,9 +41,7 @@ struct Cell {
 };
 
 std::string Quote(absl::string_view text) {
-  constexpr size_t kMax = 40;
-  if (text.size() <= kMax) return absl::StrCat("'", text, "'");
-  return absl::StrCat("'", text.substr(0, kMax), "...'");
+  return absl::StrCat("'", TruncateUtf8(text, 40), "'");
 }
 
 std::string WrongType(const v1::FieldSchema& f, absl::string_view got) {
@@ -277,8 +276,9 @@ void AddError(google::protobuf::RepeatedPtrField<v1::RowError>* errors, int64_t 
   if (errors->size() >= kMaxListedErrors) return;
   v1::RowError* e = errors->Add();
   e->set_line(line);
-  e->set_column(std::string(column));
-  e->set_reason(std::string(reason));
+  // Both may quote the input; the reply must be valid UTF-8 whatever it held.
+  e->set_column(SanitizeUtf8(column));
+  e->set_reason(SanitizeUtf8(reason));
 }
 
 void AppendRawLine(std::string* out, absl::string_view raw) {

@@ -3,6 +3,7 @@
 #include <cstdint>
 
 #include "absl/strings/str_cat.h"
+#include "node/common/utf8.h"
 
 namespace fedshare::engine {
 namespace {
@@ -224,6 +225,9 @@ class Parser {
 }  // namespace
 
 absl::Status ParseJsonObject(absl::string_view text, std::vector<JsonMember>* members) {
+  if (std::string bad = DescribeInvalidUtf8(text); !bad.empty()) {
+    return absl::InvalidArgumentError(bad);
+  }
   return Parser(text).ParseObject(members);
 }
 

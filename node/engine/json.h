@@ -30,7 +30,8 @@ struct JsonMember {
 
 // Parses one JSON object with scalar values. Leading/trailing whitespace is
 // allowed; anything else after the object is an error. INVALID_ARGUMENT says
-// what is wrong and at which byte offset. Duplicate keys are an error.
+// what is wrong and at which byte offset (for bytes that are not UTF-8: at
+// which column). Duplicate keys are an error.
 absl::Status ParseJsonObject(absl::string_view text, std::vector<JsonMember>* members);
 
 // True if `text` (a valid JSON number) is an integer: no fraction, no exponent.

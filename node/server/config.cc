@@ -4,6 +4,7 @@
 #include <set>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -15,6 +16,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "node/common/files.h"
 #include "node/common/status_macros.h"
+#include "node/common/utf8.h"
 #include "policy/agreement.h"
 #include "policy/purpose_tree.h"
 #include "policy/schema.h"
@@ -124,21 +126,11 @@ absl::Status ValidateImpl(const v1::NodeConfig& config, const Locator& where,
     return fail("peer_deadline_ms", -1, "peer_deadline_ms must be >= 0");
   }
 
-  for (int i = 0; i < config.purposes_size(); ++i) {
-    google::protobuf::RepeatedPtrField<v1::Purpose> upto(config.purposes().begin(),
-                                                         config.purposes().begin() + i + 1);
-    // Check one by one so the error points at the purpose that breaks the tree.
-    bool parent_later = false;
-    for (int j = i + 1; j < config.purposes_size(); ++j) {
-      if (config.purposes(j).id() == config.purposes(i).parent()) parent_later = true;
-    }
-    if (parent_later) continue;
-    if (auto s = policy::PurposeTree::Create(upto).status(); !s.ok()) {
-      return Located(where, "purposes", i, s);
-    }
-  }
-  FEDSHARE_ASSIGN_OR_RETURN(policy::PurposeTree tree,
-                            policy::PurposeTree::Create(config.purposes()));
+  int bad_purpose = -1;
+  absl::StatusOr<policy::PurposeTree> tree_or =
+      policy::PurposeTree::Create(config.purposes(), &bad_purpose);
+  if (!tree_or.ok()) return Located(where, "purposes", bad_purpose, tree_or.status());
+  const policy::PurposeTree& tree = *tree_or;
 
   std::set<std::string> dataset_names;
   std::vector<v1::DatasetSchema> datasets;
@@ -151,16 +143,24 @@ absl::Status ValidateImpl(const v1::NodeConfig& config, const Locator& where,
     datasets.push_back(d);
   }
 
-  std::vector<v1::Agreement> all;
+  // Each agreement is checked alone (linear in their number); the only check
+  // across agreements is that ids are unique.
+  absl::flat_hash_map<std::string, const v1::Agreement*> by_id;
+  auto check_agreement = [&](const v1::Agreement& a) -> absl::Status {
+    FEDSHARE_RETURN_IF_ERROR(policy::AgreementSet::CheckOne(a, tree, datasets));
+    if (auto [it, inserted] = by_id.emplace(a.id(), &a); !inserted) {
+      // Create names a duplicate id in its own words.
+      return policy::AgreementSet::Create({*it->second, a}, tree, datasets).status();
+    }
+    return absl::OkStatus();
+  };
   for (int i = 0; i < config.agreements_size(); ++i) {
-    all.push_back(config.agreements(i));
-    if (auto s = policy::AgreementSet::Create(all, tree, datasets).status(); !s.ok()) {
+    if (auto s = check_agreement(config.agreements(i)); !s.ok()) {
       return Located(where, "agreements", i, s);
     }
   }
   for (const v1::Agreement& a : extra_agreements) {
-    all.push_back(a);
-    if (auto s = policy::AgreementSet::Create(all, tree, datasets).status(); !s.ok()) {
+    if (auto s = check_agreement(a); !s.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(config.agreements_file(), ": ", s.message()));
     }
   }
@@ -216,6 +216,10 @@ bool LooksLikeJson(absl::string_view text) {
 // Parses text or JSON into `message`, recording field locations for text.
 absl::Status ParseMessage(absl::string_view text, absl::string_view name, Message* message,
                           TextFormat::ParseInfoTree* tree) {
+  // Every string in a config must be UTF-8; say where one is not.
+  if (std::string bad = DescribeInvalidUtf8(text); !bad.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(name, ": ", bad));
+  }
   if (LooksLikeJson(text)) {
     google::protobuf::util::JsonParseOptions options;
     options.ignore_unknown_fields = false;

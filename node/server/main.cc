@@ -14,6 +14,7 @@
 // scripts and tests can wait for it. SIGTERM or SIGINT stops it cleanly;
 // SIGHUP reloads the agreements and prints "reloaded agreements=N".
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -100,6 +101,15 @@ int main(int argc, char** argv) {
               << " dataset(s), " << config->agreements_size() << " agreement(s) inline, "
               << config->peers_size() << " peer(s)\n";
     return 0;
+  }
+
+  // Every connection holds a descriptor: take all the system allows (systemd's
+  // default soft limit is 1024), and say what it is.
+  if (struct rlimit nofile; getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
+    nofile.rlim_cur = nofile.rlim_max;
+    bool raised = setrlimit(RLIMIT_NOFILE, &nofile) == 0;
+    getrlimit(RLIMIT_NOFILE, &nofile);
+    spdlog::info("event=nofile_limit open_files={} raised={}", nofile.rlim_cur, raised);
   }
 
   // Block the stop signals in every thread (gRPC's included) and take them

@@ -9,6 +9,7 @@
 #include "grpcpp/generic/async_generic_service.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/resource_quota.h"
 #include "node/audit/audit_log.h"
 #include "node/common/status_macros.h"
 #include "node/engine/answerer.h"
@@ -20,8 +21,10 @@
 #include "node/metrics/metrics.h"
 #include "node/server/config.h"
 #include "node/server/node_metrics.h"
+#include "node/server/listener.h"
 #include "node/service/admin_service.h"
 #include "node/service/federation_service.h"
+#include "node/service/limits.h"
 #include "node/service/peer_service.h"
 #include "node/service/service_env.h"
 #include "node/storage/storage.h"
@@ -32,30 +35,61 @@
 namespace fedshare::server {
 namespace {
 
-// Enough for an ingest slice (1 MiB) or a large answer, with room to spare.
-constexpr int kMaxMessageBytes = 16 << 20;
+// Answers and exports go out in messages of up to this.
+constexpr int kMaxSendMessageBytes = 16 << 20;
 
 std::string HostOf(const std::string& address) { return address.substr(0, address.rfind(':')); }
 
-absl::StatusOr<std::unique_ptr<grpc::Server>> StartServer(
-    const std::string& address, const v1::TlsConfig& tls,
-    const std::vector<grpc::Service*>& services, int* port) {
+// `name` labels the listener ("peer" or "local") in its resource quota and logs.
+absl::Status StartServer(const std::string& name, const std::string& address,
+                         const v1::TlsConfig& tls, const v1::Limits& limits, int max_message_bytes,
+                         const std::vector<grpc::Service*>& services,
+                         std::unique_ptr<Listener>* listener,
+                         std::unique_ptr<grpc::Server>* server) {
+  Listener::Options listener_options;
+  listener_options.name = name;
+  listener_options.max_connections = limits.max_connections();
+  FEDSHARE_ASSIGN_OR_RETURN(*listener, Listener::Bind(address, listener_options));
   grpc::ServerBuilder builder;
-  // gRPC sets SO_REUSEPORT by default, so a second node on a port in use would
-  // start and share the port's calls with the first: two stores, two audit logs.
-  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  builder.AddListeningPort(address, identity::MakeServerCredentials(tls), port);
-  builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
-  builder.SetMaxSendMessageSize(kMaxMessageBytes);
+  std::unique_ptr<grpc::experimental::ExternalConnectionAcceptor> acceptor =
+      builder.experimental().AddExternalConnectionAcceptor(
+          grpc::ServerBuilder::experimental_type::ExternalConnectionType::FROM_FD,
+          identity::MakeServerCredentials(tls));
+  builder.SetMaxReceiveMessageSize(max_message_bytes);
+  builder.SetMaxSendMessageSize(kMaxSendMessageBytes);
+  // Memory and threads for calls in flight are bounded per listener, so one
+  // listener's flood cannot starve the other.
+  grpc::ResourceQuota quota(absl::StrCat("fedshare-", name));
+  quota.Resize(static_cast<size_t>(limits.memory_budget_bytes()));
+  quota.SetMaxThreads(limits.max_threads());
+  builder.SetResourceQuota(quota);
+  builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, limits.handshake_timeout_ms());
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, limits.idle_timeout_ms());
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, limits.max_calls_per_caller());
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
   for (grpc::Service* s : services) builder.RegisterService(s);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (server == nullptr || *port == 0) {
-    return absl::UnavailableError(absl::StrCat(
-        "cannot listen on ", address,
-        ": port in use (another program, or another node, listens there) or the address is not "
-        "local to this machine"));
+  *server = builder.BuildAndStart();
+  if (*server == nullptr) {
+    return absl::UnavailableError(absl::StrCat("cannot serve on ", address));
   }
-  return server;
+  (*listener)->Start(std::move(acceptor));
+  return absl::OkStatus();
+}
+
+// One audit entry for a throttled refusal storm (node/service/limits.h).
+void AuditRefusalStorm(audit::AuditLog* audit, const std::string& caller, int64_t throttled,
+                       absl::Time from, absl::Time to) {
+  v1::AuditEntry entry;
+  entry.set_caller(caller);
+  entry.set_method("PeerService.Aggregate");
+  entry.set_decision(v1::AuditEntry::REFUSED);
+  entry.set_rule("refusal-throttle");
+  entry.set_reason(absl::StrCat(throttled, " questions turned away unread between ",
+                                absl::FormatTime(from), " and ", absl::FormatTime(to),
+                                " after too many refusals"));
+  absl::StatusOr<audit::AuditLog::Appended> appended = audit->Append(std::move(entry));
+  spdlog::warn("event=refusal_storm caller={} throttled={} audited={}", caller, throttled,
+               appended.ok());
 }
 
 // Drops the server builder plugins (server reflection) from a builder, so a
@@ -167,19 +201,31 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
   node->metrics_ = std::make_unique<metrics::Metrics>();
   InstallNodeMetrics(node->metrics_.get(), &node->config_, node->audit_.get(), node->fanout_.get(),
                      &env, node->storage_.get(), node->clock_);
+  env.limits = service::EffectiveLimits(cfg.limits());
+  node->call_gate_ = std::make_unique<service::CallGate>(env.limits.max_calls_per_caller());
+  node->refusal_throttle_ = std::make_unique<service::RefusalThrottle>(
+      env.limits.refusals_per_window(), absl::Seconds(env.limits.refusal_window_seconds()),
+      [audit = node->audit_.get()](const std::string& caller, int64_t throttled, absl::Time from,
+                                   absl::Time to) {
+        AuditRefusalStorm(audit, caller, throttled, from, to);
+      });
+  env.call_gate = node->call_gate_.get();
+  env.refusal_throttle = node->refusal_throttle_.get();
   node->admin_service_ = std::make_unique<service::AdminServiceImpl>(&env);
   node->peer_service_ = std::make_unique<service::PeerServiceImpl>(&env);
   node->federation_service_ = std::make_unique<service::FederationServiceImpl>(&env);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  FEDSHARE_ASSIGN_OR_RETURN(
-      node->peer_server_,
-      StartServer(cfg.peer_address(), cfg.tls(), {node->peer_service_.get()}, &node->peer_port_));
-  FEDSHARE_ASSIGN_OR_RETURN(node->local_server_, StartServer(cfg.local_address(), cfg.tls(),
-                                                             {node->admin_service_.get(),
-                                                              node->federation_service_.get()},
-                                                             &node->local_port_));
+  FEDSHARE_RETURN_IF_ERROR(StartServer(
+      "peer", cfg.peer_address(), cfg.tls(), env.limits, env.limits.peer_max_message_bytes(),
+      {node->peer_service_.get()}, &node->peer_listener_, &node->peer_server_));
+  FEDSHARE_RETURN_IF_ERROR(StartServer(
+      "local", cfg.local_address(), cfg.tls(), env.limits, env.limits.local_max_message_bytes(),
+      {node->admin_service_.get(), node->federation_service_.get()}, &node->local_listener_,
+      &node->local_server_));
+  node->peer_port_ = node->peer_listener_->port();
+  node->local_port_ = node->local_listener_->port();
   {
     absl::MutexLock lock(&env.addresses_mu);
     env.peer_address = node->peer_address();
@@ -268,6 +314,8 @@ void Node::Shutdown(absl::Duration grace) {
     shut_down_ = true;
   }
   if (reloader_.joinable()) reloader_.join();
+  if (peer_listener_ != nullptr) peer_listener_->Stop();
+  if (local_listener_ != nullptr) local_listener_->Stop();
   auto deadline = absl::ToChronoTime(absl::Now() + grace);
   if (peer_server_ != nullptr) peer_server_->Shutdown(deadline);
   if (local_server_ != nullptr) local_server_->Shutdown(deadline);

@@ -52,9 +52,13 @@ struct ServiceEnv;
 class AdminServiceImpl;
 class PeerServiceImpl;
 class FederationServiceImpl;
+class CallGate;
+class RefusalThrottle;
 }  // namespace service
 
 namespace server {
+
+class Listener;
 
 struct NodeOptions {
   // Borrowed; must outlive the node. Null means the real clock.
@@ -116,9 +120,13 @@ class Node {
   std::unique_ptr<federation::FanOut> fanout_;
   std::unique_ptr<identity::Authenticator> authenticator_;
   std::unique_ptr<service::ServiceEnv> env_;
+  std::unique_ptr<service::CallGate> call_gate_;
+  std::unique_ptr<service::RefusalThrottle> refusal_throttle_;
   std::unique_ptr<service::AdminServiceImpl> admin_service_;
   std::unique_ptr<service::PeerServiceImpl> peer_service_;
   std::unique_ptr<service::FederationServiceImpl> federation_service_;
+  std::unique_ptr<Listener> peer_listener_;
+  std::unique_ptr<Listener> local_listener_;
   std::unique_ptr<grpc::Server> peer_server_;
   std::unique_ptr<grpc::Server> local_server_;
   std::unique_ptr<grpc::CallbackGenericService> health_fallback_;  // outlives health_server_

@@ -2,11 +2,16 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "node/common/utf8.h"
 #include "node/identity/authenticator.h"
 #include "node/service/grpc_status.h"
 #include "spdlog/spdlog.h"
 
 namespace fedshare::service {
+namespace {
+// Quoted text in a log line is cut, on a character boundary, to this.
+constexpr size_t kMaxLoggedMessageBytes = 512;
+}  // namespace
 
 absl::StatusOr<identity::Identity> Authorize(const ServiceEnv& env,
                                              const grpc::ServerContext& context,
@@ -16,7 +21,7 @@ absl::StatusOr<identity::Identity> Authorize(const ServiceEnv& env,
   absl::StatusOr<identity::Identity> who = env.authenticator->Authenticate(context);
   if (!who.ok()) {
     spdlog::warn("event=rpc_refused method={} code=UNAUTHENTICATED reason=\"{}\"",
-                 std::string(method), std::string(who.status().message()));
+                 std::string(method), TruncateUtf8(who.status().message(), kMaxLoggedMessageBytes));
     return who.status();
   }
   bool role_ok = false;
@@ -47,7 +52,8 @@ grpc::Status Finish(absl::string_view method, const std::string& caller,
     spdlog::info("event=rpc method={} caller={} code=OK", std::string(method), caller);
   } else {
     spdlog::info("event=rpc method={} caller={} code={} message=\"{}\"", std::string(method),
-                 caller, absl::StatusCodeToString(status.code()), std::string(status.message()));
+                 caller, absl::StatusCodeToString(status.code()),
+                 TruncateUtf8(status.message(), kMaxLoggedMessageBytes));
   }
   return ToGrpcStatus(status);
 }

@@ -3,6 +3,7 @@
 #include "node/federation/fanout.h"
 #include "node/service/call_guard.h"
 #include "node/service/grpc_status.h"
+#include "node/service/limits.h"
 
 namespace fedshare::service {
 
@@ -15,6 +16,11 @@ grpc::Status FederationServiceImpl::FederatedAggregate(grpc::ServerContext* cont
   absl::StatusOr<identity::Identity> who =
       Authorize(*env_, *context, kMethod, {Role::kAnalyst, Role::kOperator}, /*own_org=*/true);
   if (!who.ok()) return ToGrpcStatus(who.status());
+  if (absl::Status s = CheckQuestion(env_->limits, request->query()); !s.ok()) {
+    return Finish(kMethod, who->spiffe_id, s);
+  }
+  absl::StatusOr<CallGate::Ticket> ticket = env_->call_gate->Enter(who->spiffe_id);
+  if (!ticket.ok()) return Finish(kMethod, who->spiffe_id, ticket.status());
   absl::StatusOr<v1::FederatedAggregateResponse> result =
       env_->fanout->Ask(who->spiffe_id, *request);
   if (result.ok()) *response = std::move(result).value();

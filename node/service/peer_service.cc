@@ -4,6 +4,7 @@
 #include "node/engine/answerer.h"
 #include "node/service/call_guard.h"
 #include "node/service/grpc_status.h"
+#include "node/service/limits.h"
 
 namespace fedshare::service {
 
@@ -28,9 +29,26 @@ grpc::Status PeerServiceImpl::Aggregate(grpc::ServerContext* context,
   absl::StatusOr<identity::Identity> who =
       Authorize(*env_, *context, kMethod, {Role::kNode}, /*own_org=*/false);
   if (!who.ok()) return ToGrpcStatus(who.status());
+  // Bounds come before any work and before the audit, so a question over one
+  // costs the node nothing it keeps.
+  if (absl::Status s = CheckQuestion(env_->limits, request->query()); !s.ok()) {
+    return Finish(kMethod, who->spiffe_id, s);
+  }
+  absl::StatusOr<CallGate::Ticket> ticket = env_->call_gate->Enter(who->spiffe_id);
+  if (!ticket.ok()) return Finish(kMethod, who->spiffe_id, ticket.status());
+  const absl::Time now = absl::Now();
+  if (absl::Status s = env_->refusal_throttle->Admit(who->spiffe_id, now); !s.ok()) {
+    return Finish(kMethod, who->spiffe_id, s);
+  }
   absl::StatusOr<v1::AggregateResult> result =
       env_->answerer->Answer(engine::Caller{who->org_id, who->spiffe_id}, request->query());
-  if (result.ok()) *response->mutable_result() = std::move(result).value();
+  if (result.ok()) {
+    *response->mutable_result() = std::move(result).value();
+  } else if (result.status().code() == absl::StatusCode::kPermissionDenied ||
+             result.status().code() == absl::StatusCode::kInvalidArgument ||
+             result.status().code() == absl::StatusCode::kResourceExhausted) {
+    env_->refusal_throttle->Refused(who->spiffe_id, now);
+  }
   return Finish(kMethod, who->spiffe_id, result.status());
 }
 

@@ -31,6 +31,9 @@ class FanOut;
 
 namespace service {
 
+class CallGate;
+class RefusalThrottle;
+
 struct ServiceEnv {
   const v1::NodeConfig* config = nullptr;
   const identity::Authenticator* authenticator = nullptr;
@@ -42,6 +45,10 @@ struct ServiceEnv {
   Clock* clock = nullptr;  // the node's
   // Optional; told of every ingest batch written (for metrics).
   std::function<void(const std::string& dataset, const v1::IngestResponse& written)> on_ingested;
+  // EffectiveLimits(config->limits()), and what enforces them per caller.
+  v1::Limits limits;
+  CallGate* call_gate = nullptr;
+  RefusalThrottle* refusal_throttle = nullptr;
 
   // Set once the listeners are bound, while they may already serve calls.
   mutable absl::Mutex addresses_mu;
