@@ -138,6 +138,7 @@ absl::StatusOr<AuditLog::Appended> AuditLog::Append(v1::AuditEntry entry) {
   storage::WriteBatch batch;
   batch.Put(ColumnFamily::kAudit, EntryKey(entry.index()), value);
   batch.Put(ColumnFamily::kAudit, std::string(1, kHeadKey), head);
+  batch.set_essential(true);  // an answer cannot leave without it
   absl::Status status = storage_->Write(batch);
   if (!status.ok()) {
     return absl::UnavailableError(

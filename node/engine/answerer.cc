@@ -113,7 +113,10 @@ absl::Status Answerer::Admit(const std::string& key, int limit, absl::Duration w
                             storage_->Get(storage::ColumnFamily::kQueries, key));
   std::vector<absl::Time> times = DecodeTimes(stored.value_or(""));
   bool admitted = policy::RateWindowAdmit(times, clock_->Now(), limit, window);
-  FEDSHARE_RETURN_IF_ERROR(storage_->Put(storage::ColumnFamily::kQueries, key, EncodeTimes(times)));
+  storage::WriteBatch batch;
+  batch.Put(storage::ColumnFamily::kQueries, key, EncodeTimes(times));
+  batch.set_essential(true);  // small, and needed for any answer to leave
+  FEDSHARE_RETURN_IF_ERROR(storage_->Write(batch));
   return admitted ? absl::OkStatus() : absl::ResourceExhaustedError(refusal);
 }
 

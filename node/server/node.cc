@@ -63,6 +63,9 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
   FEDSHARE_RETURN_IF_ERROR(identity::CheckServerTlsConfig(cfg.tls()));
   storage::StorageOptions storage_options;
   storage_options.fault_injector = options.fault_injector;
+  if (cfg.storage().disk_reserve_bytes() > 0) {
+    storage_options.disk_reserve_bytes = cfg.storage().disk_reserve_bytes();
+  }
   FEDSHARE_ASSIGN_OR_RETURN(node->storage_,
                             storage::Storage::Create(cfg.data_dir(), storage_options));
   FEDSHARE_ASSIGN_OR_RETURN(node->audit_,
