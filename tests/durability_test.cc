@@ -19,6 +19,7 @@
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "node/common/files.h"
 #include "node/common/status_matchers.h"
 #include "node/server/config.h"
 #include "node/server/node.h"
@@ -178,6 +179,60 @@ TEST_F(DurabilityTest, IngestPastItsDeadlineWritesNothing) {
 
   RestartNode();
   EXPECT_EQ(StoredRows(), 0);
+}
+
+// True if a fresh connection (its own TCP connection and handshake) gets the
+// node's status.
+bool ServesFreshConnection(const std::string& address, const std::string& identity_dir) {
+  identity::ServerExpectation expect;
+  expect.trust_domain = kTrustDomain;
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  auto channel = identity::MakeChannel(address, Pki::Files(identity_dir), expect, args);
+  if (!channel.ok()) return false;
+  client::NodeClient client(*channel);
+  client.set_timeout(absl::Seconds(10));
+  return client.Status().ok();
+}
+
+// Fresh connections keep being served for three reload intervals (the test
+// config reloads every second; the old code failed within one).
+void ExpectServedForThreeReloads(const std::string& address, const std::string& identity_dir) {
+  const absl::Time until = absl::Now() + absl::Seconds(3);
+  int attempts = 0;
+  while (absl::Now() < until) {
+    ASSERT_TRUE(ServesFreshConnection(address, identity_dir)) << "after " << attempts;
+    ++attempts;
+  }
+}
+
+TEST_F(DurabilityTest, BadTlsFilesOnDiskLeaveTheOldOnesInForce) {
+  ASSERT_TRUE(ServesFreshConnection(node_->local_address(), operator_));
+  const std::string cert_file = node_identity_ + "/cert.pem";
+  const std::string key_file = node_identity_ + "/key.pem";
+  ASSERT_OK_AND_ASSIGN(std::string cert, ReadFile(cert_file));
+  ASSERT_OK_AND_ASSIGN(std::string key, ReadFile(key_file));
+
+  // A truncated certificate.
+  ASSERT_OK(WriteFileAtomic(cert_file, cert.substr(0, cert.size() / 2), 0644));
+  ExpectServedForThreeReloads(node_->local_address(), operator_);
+  ASSERT_OK(WriteFileAtomic(cert_file, cert, 0644));
+
+  // A renewal written key first (the documented order): the new key with
+  // the old certificate does not match, so the old pair stays until the new
+  // certificate arrives.
+  const std::string fresh = pki_.IssueWith("partner-a-renewed", [] {
+    identity::IssueOptions o;
+    o.org = "partner-a";
+    o.role = Role::kNode;
+    return o;
+  }());
+  ASSERT_OK_AND_ASSIGN(std::string new_key, ReadFile(fresh + "/key.pem"));
+  ASSERT_OK_AND_ASSIGN(std::string new_cert, ReadFile(fresh + "/cert.pem"));
+  ASSERT_OK(WriteFileAtomic(key_file, new_key, 0600));
+  ExpectServedForThreeReloads(node_->local_address(), operator_);
+  ASSERT_OK(WriteFileAtomic(cert_file, new_cert, 0644));
+  ExpectServedForThreeReloads(node_->local_address(), operator_);
 }
 
 // A node whose data directory is a small tmpfs that the test fills.

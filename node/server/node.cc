@@ -15,6 +15,7 @@
 #include "node/federation/fanout.h"
 #include "node/identity/authenticator.h"
 #include "node/identity/server_credentials.h"
+#include "node/identity/tls_mirror.h"
 #include "node/server/config.h"
 #include "node/service/admin_service.h"
 #include "node/service/federation_service.h"
@@ -108,12 +109,17 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
   node->peer_service_ = std::make_unique<service::PeerServiceImpl>(&env);
   node->federation_service_ = std::make_unique<service::FederationServiceImpl>(&env);
 
+  // gRPC watches validated copies, so bad files on disk never replace good ones.
+  FEDSHARE_ASSIGN_OR_RETURN(
+      node->tls_mirror_,
+      identity::TlsMirror::Create(cfg.tls(), cfg.trust_domain(), cfg.org_id(), Clock::Real()));
+  const v1::TlsConfig& tls = node->tls_mirror_->mirrored();
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   FEDSHARE_ASSIGN_OR_RETURN(
       node->peer_server_,
-      StartServer(cfg.peer_address(), cfg.tls(), {node->peer_service_.get()}, &node->peer_port_));
-  FEDSHARE_ASSIGN_OR_RETURN(node->local_server_, StartServer(cfg.local_address(), cfg.tls(),
+      StartServer(cfg.peer_address(), tls, {node->peer_service_.get()}, &node->peer_port_));
+  FEDSHARE_ASSIGN_OR_RETURN(node->local_server_, StartServer(cfg.local_address(), tls,
                                                              {node->admin_service_.get(),
                                                               node->federation_service_.get()},
                                                              &node->local_port_));
