@@ -11,6 +11,8 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -179,6 +181,81 @@ TEST_F(DurabilityTest, IngestPastItsDeadlineWritesNothing) {
 
   RestartNode();
   EXPECT_EQ(StoredRows(), 0);
+}
+
+// A node holding enough records that one question scans for a while.
+class SlowQuestionTest : public DurabilityTest {
+ protected:
+  static constexpr int64_t kRows = 250000;
+
+  bool DeferStart() const override { return true; }
+
+  void SetUp() override {
+    DurabilityTest::SetUp();
+    config_.set_max_concurrent_questions(1);
+    StartNode();
+    foundation_ = pki_.Issue("foundation", Role::kNode);
+    synthetic::Options options;
+    options.rows = kRows;
+    auto client = Operator();
+    ASSERT_OK(client->Ingest("program_outcomes", v1::CSV, false, synthetic::RecordsCsv(options))
+                  .status());
+    ASSERT_OK(client->ImportConsent(synthetic::ConsentCsv(options)).status());
+  }
+
+  absl::StatusOr<v1::AggregateResult> Ask(absl::Duration deadline) {
+    auto peer = Connect(node_->peer_address(), foundation_, kTrustDomain, "partner-a");
+    peer->set_timeout(deadline);
+    absl::StatusOr<v1::AggregateQuery> query = client::ParseSql(
+        "SELECT program, region, COUNT(*), AVG(outcome_score) FROM program_outcomes "
+        "GROUP BY program, region PURPOSE 'program-evaluation'");
+    if (!query.ok()) return query.status();
+    return peer->Aggregate(*query);
+  }
+
+  std::string foundation_;
+};
+
+TEST_F(SlowQuestionTest, QuestionPastItsDeadlineStopsAndIsAuditedCancelled) {
+  const absl::Time start = absl::Now();
+  ASSERT_OK(Ask(absl::Seconds(120)).status());
+  const absl::Duration full = absl::Now() - start;
+  ASSERT_GT(full, absl::Milliseconds(200)) << "the scan is too fast to cut short";
+
+  EXPECT_THAT(Ask(absl::Milliseconds(50)).status(),
+              StatusIs(absl::StatusCode::kDeadlineExceeded, ::testing::_));
+  // The abandoned call ends on its own; wait for its audit entry.
+  v1::ListAuditResponse audit;
+  const absl::Time give_up = absl::Now() + absl::Seconds(60);
+  do {
+    ASSERT_OK_AND_ASSIGN(audit, Operator()->ListAudit(0, 100));
+  } while (audit.entries_size() < 2 && absl::Now() < give_up);
+  ASSERT_EQ(audit.entries_size(), 2);
+  EXPECT_EQ(audit.entries(0).decision(), v1::AuditEntry::ANSWERED);
+  EXPECT_EQ(audit.entries(1).decision(), v1::AuditEntry::CANCELLED)
+      << audit.entries(1).DebugString();
+  EXPECT_TRUE(audit.chain_valid()) << audit.chain_error();
+}
+
+TEST_F(SlowQuestionTest, QuestionsBeyondTheConcurrencyBoundAreRefused) {
+  constexpr int kAskers = 4;
+  std::vector<absl::Status> outcomes(kAskers);
+  std::vector<std::thread> askers;
+  for (int i = 0; i < kAskers; ++i) {
+    askers.emplace_back([&, i] { outcomes[i] = Ask(absl::Seconds(120)).status(); });
+  }
+  for (std::thread& t : askers) t.join();
+  int answered = 0, refused = 0;
+  for (const absl::Status& s : outcomes) {
+    if (s.ok()) ++answered;
+    if (s.code() == absl::StatusCode::kResourceExhausted) {
+      ++refused;
+      EXPECT_THAT(s.message(), HasSubstr("max_concurrent_questions = 1"));
+    }
+  }
+  EXPECT_GE(answered, 1);
+  EXPECT_GE(refused, 1);
+  EXPECT_EQ(answered + refused, kAskers);
 }
 
 // True if a fresh connection (its own TCP connection and handshake) gets the

@@ -343,6 +343,11 @@ absl::Status DatasetReader::ForEachBlock(
   std::unique_ptr<storage::Iterator> it =
       storage_->NewIterator(ColumnFamily::kRecords, prefix, snapshot_.get());
   for (it->Seek(prefix); it->Valid(); it->Next()) {
+    if (cancelled_ && cancelled_()) {
+      return absl::CancelledError(
+          "the caller gave up (cancelled or past its deadline); the scan "
+          "stopped and nothing was released");
+    }
     absl::Status s = storage::DecodeColumnBlock(it->value(), def_->types, &block);
     if (!s.ok()) {
       return absl::DataLossError(absl::StrCat("dataset '", def_->schema.name(), "' block ",

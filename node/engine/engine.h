@@ -125,6 +125,9 @@ class DatasetReader {
   // Calls fn for each block in block order (rows in ingestion order). The
   // block is reused between calls. Stops at and returns fn's first error.
   absl::Status ForEachBlock(const std::function<absl::Status(const ColumnBlock&)>& fn) const;
+  // Asked before each block of ForEachBlock; when it returns true the scan
+  // stops with CANCELLED. Unset: never cancelled.
+  void set_cancelled(std::function<bool()> cancelled) { cancelled_ = std::move(cancelled); }
 
   // Subject ids of every allocated ordinal (index = ordinal), read from the
   // snapshot. Costs one scan of the subjects column family.
@@ -141,6 +144,7 @@ class DatasetReader {
   storage::DatasetStats stats_;
   std::vector<std::vector<std::string>> dictionaries_;  // per field
   std::vector<absl::flat_hash_map<std::string, int64_t>> codes_;
+  std::function<bool()> cancelled_;
 };
 
 class Engine {

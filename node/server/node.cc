@@ -87,6 +87,9 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
       cfg.org_id(), node->engine_.get(), node->audit_.get(), node->storage_.get(),
       std::make_shared<const policy::AgreementSet>(std::move(agreement_set)), schemas,
       node->clock_);
+  if (cfg.max_concurrent_questions() > 0) {
+    node->answerer_->set_max_concurrent(cfg.max_concurrent_questions());
+  }
   if (!cfg.agreements_file().empty()) {
     node->reloader_ = std::thread([n = node.get()] { n->WatchAgreements(); });
   }

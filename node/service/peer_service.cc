@@ -1,5 +1,7 @@
 #include "node/service/peer_service.h"
 
+#include <chrono>
+
 #include "fedshare/v1/config.pb.h"
 #include "node/engine/answerer.h"
 #include "node/service/call_guard.h"
@@ -28,8 +30,10 @@ grpc::Status PeerServiceImpl::Aggregate(grpc::ServerContext* context,
   absl::StatusOr<identity::Identity> who =
       Authorize(*env_, *context, kMethod, {Role::kNode}, /*own_org=*/false);
   if (!who.ok()) return ToGrpcStatus(who.status());
-  absl::StatusOr<v1::AggregateResult> result =
-      env_->answerer->Answer(engine::Caller{who->org_id, who->spiffe_id}, request->query());
+  absl::StatusOr<v1::AggregateResult> result = env_->answerer->Answer(
+      engine::Caller{who->org_id, who->spiffe_id}, request->query(), [context] {
+        return context->IsCancelled() || context->deadline() <= std::chrono::system_clock::now();
+      });
   if (result.ok()) *response->mutable_result() = std::move(result).value();
   return Finish(kMethod, who->spiffe_id, result.status());
 }
