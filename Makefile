@@ -15,7 +15,7 @@ TSA_DIR ?= build-tsa
 CLANG_CXX ?= clang++-14
 CLANG_CC ?= clang-14
 
-.PHONY: all deps configure build test demo bench format clean fuzz fuzz-build test-sanitize tsa
+.PHONY: all deps configure build test crash demo bench format clean fuzz fuzz-build test-sanitize tsa
 
 all: build
 
@@ -35,6 +35,14 @@ build: deps configure
 
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 600
+
+# The crash harness: seeded SIGKILLs during ingest, consent import and
+# questions (tests/crash_test.cc). CRASH_TRIALS and CRASH_SEED vary it.
+CRASH_TRIALS ?= 100
+CRASH_SEED ?= 1
+crash: build
+	cd $(BUILD_DIR) && FEDSHARE_CRASH_TRIALS=$(CRASH_TRIALS) FEDSHARE_CRASH_SEED=$(CRASH_SEED) \
+	  ctest --output-on-failure -R 'CrashHarness' --timeout 3600 -V
 
 demo: build
 	bash deploy/local/demo.sh $(BUILD_DIR)

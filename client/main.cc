@@ -3,7 +3,7 @@
 //   fedshare certs ca --trust-domain D --out DIR
 //   fedshare certs issue --ca DIR --org ORG --role node|operator|analyst [--name N] --out DIR
 //   fedshare [--node ADDR] [--identity DIR] status | describe | datasets | peers
-//   fedshare ingest --dataset D [--skip-invalid] FILE
+//   fedshare ingest --dataset D [--skip-invalid] [--idempotency-key K] FILE
 //   fedshare consent import FILE
 //   fedshare export --dataset D [--format csv|jsonl] [--out FILE]
 //   fedshare query --sql "SELECT ..." [--peers a,b | --all-peers | --group G] [--output
@@ -38,6 +38,7 @@
 #include "node/identity/cert_issuer.h"
 #include "node/identity/spiffe.h"
 #include "node/identity/x509_verify.h"
+#include "openssl/rand.h"
 
 namespace fedshare::client {
 namespace {
@@ -244,16 +245,44 @@ int RunDatasets(const Globals& g) {
   return 0;
 }
 
+// A fresh idempotency key: 128 random bits in hex.
+std::string NewIdempotencyKey() {
+  unsigned char bytes[16];
+  if (RAND_bytes(bytes, sizeof(bytes)) != 1) return "";
+  return absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(bytes), sizeof(bytes)));
+}
+
 int RunIngest(const Globals& g, const std::string& dataset, const std::string& format,
-              bool skip_invalid, const std::string& rejects_file, const std::string& file) {
+              bool skip_invalid, const std::string& rejects_file, const std::string& file,
+              std::string idempotency_key) {
   absl::StatusOr<std::string> data = ReadFile(file);
   if (!data.ok()) return Fail(data.status());
   auto client = Dial(g, "127.0.0.1:7444");
   if (!client.ok()) return Fail(client.status());
+  // The node needs time in proportion to the file: --timeout plus one second
+  // per MiB, so a big upload is not cut off (and abandoned) by a fixed limit.
+  (*client)->set_timeout(absl::Seconds(g.timeout_seconds) +
+                         absl::Seconds(static_cast<int64_t>(data->size() >> 20)));
+  if (idempotency_key.empty()) idempotency_key = NewIdempotencyKey();
   Progress progress("ingest " + file, static_cast<int64_t>(data->size()));
-  absl::StatusOr<v1::IngestResponse> r =
-      (*client)->Ingest(dataset, FormatFor(format, file), skip_invalid, *data, std::ref(progress));
-  if (!r.ok()) return Fail(r.status());
+  absl::StatusOr<v1::IngestResponse> r = (*client)->Ingest(
+      dataset, FormatFor(format, file), skip_invalid, *data, std::ref(progress), idempotency_key);
+  if (!r.ok()) {
+    int code = Fail(r.status());
+    const absl::StatusCode c = r.status().code();
+    const bool outcome_unknown =
+        c == absl::StatusCode::kUnavailable || c == absl::StatusCode::kDeadlineExceeded ||
+        c == absl::StatusCode::kCancelled || c == absl::StatusCode::kUnknown;
+    if (!outcome_unknown) return code;
+    std::cerr << "fedshare: to retry without risk of writing twice, run the same command with "
+                 "--idempotency-key "
+              << idempotency_key << "\n";
+    return code;
+  }
+  if (r->replayed()) {
+    std::cout << "already ingested earlier with idempotency key " << idempotency_key
+              << "; nothing written now. Earlier: ";
+  }
   if (r->rows_written() == 0 && r->rows_rejected() == 0 && r->errors_size() > 0) {
     std::cerr << "fedshare: nothing written: the file cannot be used as it is:\n";
     PrintRowErrors(r->errors(), r->errors_size());
@@ -479,6 +508,10 @@ int main(int argc, char** argv) {
   ingest->add_flag("--skip-invalid", skip_invalid, "write the good rows, save the rejects");
   ingest->add_option("--rejects", rejects, "where to save rejects (default FILE.rejects)");
   ingest->add_option("file", file, "the file")->required();
+  std::string idempotency_key;
+  ingest->add_option("--idempotency-key", idempotency_key,
+                     "names this ingest: a retry with the same key and file writes nothing "
+                     "again (default: a random key, printed if the call fails)");
 
   auto* consent = app.add_subcommand("consent", "consent records");
   consent->require_subcommand(1);
@@ -529,7 +562,8 @@ int main(int argc, char** argv) {
   if (describe->parsed()) return RunDescribe(g);
   if (datasets->parsed()) return RunDatasets(g);
   if (peers_cmd->parsed()) return RunPeers(g, !no_probe);
-  if (ingest->parsed()) return RunIngest(g, dataset, format, skip_invalid, rejects, file);
+  if (ingest->parsed())
+    return RunIngest(g, dataset, format, skip_invalid, rejects, file, idempotency_key);
   if (consent_import->parsed()) return RunConsentImport(g, file);
   if (export_cmd->parsed()) return RunExport(g, dataset, format, out);
   if (query->parsed())

@@ -106,7 +106,8 @@ absl::StatusOr<v1::ListPeersResponse> NodeClient::ListPeers(bool probe) {
 absl::StatusOr<v1::IngestResponse> NodeClient::Ingest(const std::string& dataset,
                                                       v1::DataFormat format, bool skip_invalid,
                                                       absl::string_view data,
-                                                      const ProgressFn& progress) {
+                                                      const ProgressFn& progress,
+                                                      const std::string& idempotency_key) {
   grpc::ClientContext context;
   Prepare(context);
   v1::IngestResponse response;
@@ -120,11 +121,13 @@ absl::StatusOr<v1::IngestResponse> NodeClient::Ingest(const std::string& dataset
       request.set_dataset(dataset);
       request.set_format(format);
       request.set_skip_invalid(skip_invalid);
+      request.set_idempotency_key(idempotency_key);
       first = false;
     }
     size_t n = std::min(kChunkBytes, data.size() - offset);
     request.set_data(std::string(data.substr(offset, n)));
     offset += n;
+    request.set_end_of_file(offset == data.size());
     if (!writer->Write(request)) break;  // the server ended the call; Finish says why
     if (progress) progress(static_cast<int64_t>(offset), static_cast<int64_t>(data.size()));
   } while (offset < data.size());
@@ -148,6 +151,7 @@ absl::StatusOr<v1::ConsentImportResponse> NodeClient::ImportConsent(absl::string
     size_t n = std::min(kChunkBytes, csv.size() - offset);
     request.set_data(std::string(csv.substr(offset, n)));
     offset += n;
+    request.set_end_of_file(offset == csv.size());
     if (!writer->Write(request)) break;
     if (progress) progress(static_cast<int64_t>(offset), static_cast<int64_t>(csv.size()));
   } while (offset < csv.size());

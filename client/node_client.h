@@ -46,9 +46,13 @@ class NodeClient {
 
   // AdminService (local listener, operator role).
   absl::StatusOr<v1::StatusResponse> Status();
+  // `idempotency_key`, when not empty, makes a retry of the same file with
+  // the same key report the first outcome instead of writing again. The last
+  // message is marked end_of_file: a call cut short writes nothing.
   absl::StatusOr<v1::IngestResponse> Ingest(const std::string& dataset, v1::DataFormat format,
                                             bool skip_invalid, absl::string_view data,
-                                            const ProgressFn& progress = nullptr);
+                                            const ProgressFn& progress = nullptr,
+                                            const std::string& idempotency_key = "");
   absl::StatusOr<v1::ConsentImportResponse> ImportConsent(absl::string_view csv,
                                                           const ProgressFn& progress = nullptr);
   absl::StatusOr<v1::ListDatasetsResponse> ListDatasets();

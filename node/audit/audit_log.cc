@@ -144,6 +144,7 @@ absl::StatusOr<AuditLog::Appended> AuditLog::AppendChained(v1::AuditEntry& entry
   storage::WriteBatch batch;
   batch.Put(ColumnFamily::kAudit, EntryKey(entry.index()), value);
   batch.Put(ColumnFamily::kAudit, std::string(1, kHeadKey), head);
+  batch.set_essential(true);  // an answer cannot leave without it
   absl::Status status = storage_->Write(batch);
   if (!status.ok()) {
     return absl::UnavailableError(

@@ -108,7 +108,8 @@ absl::Status Answerer::Refuse(const Caller& caller, const v1::AggregateQuery& qu
                              status.code() == absl::StatusCode::kResourceExhausted ||
                              status.code() == absl::StatusCode::kInvalidArgument
                          ? v1::AuditEntry::REFUSED
-                         : v1::AuditEntry::FAILED);
+                     : status.code() == absl::StatusCode::kCancelled ? v1::AuditEntry::CANCELLED
+                                                                     : v1::AuditEntry::FAILED);
   entry.set_agreement_id(agreement_id);
   entry.set_rule(std::string(rule));
   entry.set_reason(TruncateUtf8(status.message(), kMaxAuditedReasonBytes));
@@ -125,12 +126,26 @@ absl::Status Answerer::Admit(const std::string& key, int limit, absl::Duration w
                             storage_->Get(storage::ColumnFamily::kQueries, key));
   std::vector<absl::Time> times = DecodeTimes(stored.value_or(""));
   bool admitted = policy::RateWindowAdmit(times, clock_->Now(), limit, window);
-  FEDSHARE_RETURN_IF_ERROR(storage_->Put(storage::ColumnFamily::kQueries, key, EncodeTimes(times)));
+  storage::WriteBatch batch;
+  batch.Put(storage::ColumnFamily::kQueries, key, EncodeTimes(times));
+  batch.set_essential(true);  // small, and needed for any answer to leave
+  FEDSHARE_RETURN_IF_ERROR(storage_->Write(batch));
   return admitted ? absl::OkStatus() : absl::ResourceExhaustedError(refusal);
 }
 
 absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
-                                                     const v1::AggregateQuery& query) {
+                                                     const v1::AggregateQuery& query,
+                                                     const std::function<bool()>& cancelled) {
+  // Bounded before any work: each question may hold a scan's worth of memory.
+  struct InFlight {
+    std::atomic<int>* n;
+    ~InFlight() { n->fetch_sub(1); }
+  } in_flight{&in_flight_};
+  if (in_flight_.fetch_add(1) >= max_concurrent_.load()) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "too many questions at once: max_concurrent_questions = ", max_concurrent_.load(),
+        "; ask again shortly"));
+  }
   const absl::Time now = clock_->Now();
   std::string question_hash = policy::QuestionHash(query);
   std::shared_ptr<const policy::AgreementSet> agreement_set = agreements();
@@ -194,6 +209,7 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
                               engine_->ConsentFor(query.dataset(), consent_question));
     FEDSHARE_ASSIGN_OR_RETURN(std::unique_ptr<DatasetReader> reader,
                               engine_->OpenReader(query.dataset()));
+    if (cancelled) reader->set_cancelled(cancelled);
     return ExecuteQuery(*reader, *normalized, consent, params.max_records_per_subject);
   }();
   if (!execution.ok()) {
@@ -291,6 +307,10 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
     w->set_cells(cells);
   }
   result.set_answered_at_unix_ms(absl::ToUnixMillis(now));
+  if (cancelled && cancelled()) {
+    return Refuse(caller, query, question_hash, agreement.id(), "execution",
+                  absl::CancelledError("the caller gave up before the answer was released"));
+  }
 
   v1::AuditEntry entry;
   entry.set_caller(caller.spiffe_id);

@@ -13,6 +13,8 @@
 #ifndef FEDSHARE_NODE_ENGINE_ANSWERER_H_
 #define FEDSHARE_NODE_ENGINE_ANSWERER_H_
 
+#include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -47,7 +49,16 @@ class Answerer {
   // agreement and rule, RESOURCE_EXHAUSTED for rate and repeat limits,
   // INVALID_ARGUMENT for a malformed question, UNAVAILABLE when the audit log
   // cannot be written.
-  absl::StatusOr<v1::AggregateResult> Answer(const Caller& caller, const v1::AggregateQuery& query);
+  // `cancelled`, when set, is asked between blocks of the scan: once it
+  // returns true the scan stops and the question ends CANCELLED, audited as
+  // such. More than max_concurrent() questions at once: RESOURCE_EXHAUSTED,
+  // before any work and without an audit entry.
+  absl::StatusOr<v1::AggregateResult> Answer(const Caller& caller, const v1::AggregateQuery& query,
+                                             const std::function<bool()>& cancelled = nullptr);
+
+  // Questions answered at once (default 8); REQUIRES: max > 0.
+  void set_max_concurrent(int max) { max_concurrent_.store(max); }
+  int max_concurrent() const { return max_concurrent_.load(); }
 
   // What `peer_org` may ask now: datasets with at least one permit in force,
   // without PRIVATE fields.
@@ -79,6 +90,8 @@ class Answerer {
   mutable absl::Mutex agreements_mu_;
   std::shared_ptr<const policy::AgreementSet> agreements_ ABSL_GUARDED_BY(agreements_mu_);
   absl::Mutex limits_mu_;  // serializes read-modify-write of limit windows
+  std::atomic<int> max_concurrent_{8};
+  std::atomic<int> in_flight_{0};
 };
 
 }  // namespace fedshare::engine

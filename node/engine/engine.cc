@@ -19,6 +19,7 @@
 #include "node/common/utf8.h"
 #include "node/engine/csv.h"
 #include "node/engine/json.h"
+#include "openssl/sha.h"
 #include "policy/schema.h"
 
 namespace fedshare::engine {
@@ -342,6 +343,11 @@ absl::Status DatasetReader::ForEachBlock(
   std::unique_ptr<storage::Iterator> it =
       storage_->NewIterator(ColumnFamily::kRecords, prefix, snapshot_.get());
   for (it->Seek(prefix); it->Valid(); it->Next()) {
+    if (cancelled_ && cancelled_()) {
+      return absl::CancelledError(
+          "the caller gave up (cancelled or past its deadline); the scan "
+          "stopped and nothing was released");
+    }
     absl::Status s = storage::DecodeColumnBlock(it->value(), def_->types, &block);
     if (!s.ok()) {
       return absl::DataLossError(absl::StrCat("dataset '", def_->schema.name(), "' block ",
@@ -542,19 +548,46 @@ absl::Status UnknownDataset(absl::string_view name,
 // ---- Ingest
 
 absl::StatusOr<v1::IngestResponse> Engine::Ingest(absl::string_view dataset, v1::DataFormat format,
-                                                  bool skip_invalid, absl::string_view data) {
+                                                  bool skip_invalid, absl::string_view data,
+                                                  const IngestControl& control) {
   const DatasetDef* def = FindDataset(dataset);
   if (def == nullptr) return UnknownDataset(dataset, datasets_);
   if (format != v1::DATA_FORMAT_UNSPECIFIED && format != v1::CSV && format != v1::JSONL) {
     return absl::InvalidArgumentError(absl::StrCat("unknown data format ", format));
   }
+  if (control.idempotency_key.size() > kMaxIdempotencyKeyBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the idempotency key is longer than ", kMaxIdempotencyKeyBytes, " bytes"));
+  }
+  std::string outcome_key;
+  if (!control.idempotency_key.empty()) {
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+    SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
+    outcome_key = storage::MetaIngestOutcomeKey(
+        def->id, absl::string_view(reinterpret_cast<const char*>(digest), sizeof(digest)),
+        control.idempotency_key);
+  }
   absl::MutexLock lock(&write_mu_);
-  return IngestLocked(*def, format, skip_invalid, data);
+  if (!outcome_key.empty()) {
+    FEDSHARE_ASSIGN_OR_RETURN(std::optional<std::string> earlier,
+                              storage_->Get(ColumnFamily::kMeta, outcome_key));
+    if (earlier.has_value()) {
+      v1::IngestResponse response;
+      if (!response.ParseFromString(*earlier)) {
+        return absl::DataLossError("a stored ingest outcome does not parse");
+      }
+      response.set_replayed(true);
+      return response;
+    }
+  }
+  return IngestLocked(*def, format, skip_invalid, data, control, outcome_key);
 }
 
 absl::StatusOr<v1::IngestResponse> Engine::IngestLocked(const DatasetDef& def,
                                                         v1::DataFormat format, bool skip_invalid,
-                                                        absl::string_view data) {
+                                                        absl::string_view data,
+                                                        const IngestControl& control,
+                                                        const std::string& outcome_key) {
   const v1::DatasetSchema& schema = def.schema;
   const int nfields = schema.fields_size();
   size_t ds = 0;
@@ -846,6 +879,14 @@ absl::StatusOr<v1::IngestResponse> Engine::IngestLocked(const DatasetDef& def,
       batch.Put(ColumnFamily::kMeta, storage::MetaCategoryKey(def.id, f, code++), value);
     }
   }
+  response.set_rows_written(static_cast<int64_t>(pending.rows));
+  response.set_new_subjects(new_subjects);
+  if (!outcome_key.empty()) {
+    v1::IngestResponse outcome = response;
+    outcome.clear_rejected_rows();
+    batch.Put(ColumnFamily::kMeta, outcome_key, outcome.SerializeAsString());
+  }
+  if (control.before_commit) FEDSHARE_RETURN_IF_ERROR(control.before_commit());
   FEDSHARE_RETURN_IF_ERROR(storage_->Write(batch));
 
   // Committed: make the staged state current.
@@ -860,8 +901,6 @@ absl::StatusOr<v1::IngestResponse> Engine::IngestLocked(const DatasetDef& def,
     present_[ds] = std::move(present);
     if (!subjects.new_ids().empty()) ++consent_generation_;
   }
-  response.set_rows_written(static_cast<int64_t>(pending.rows));
-  response.set_new_subjects(new_subjects);
   return response;
 }
 

@@ -75,6 +75,15 @@ namespace fedshare::engine {
 
 using storage::ColumnBlock;
 
+// Per-call controls of Engine::Ingest.
+struct IngestControl {
+  // Client-chosen id (at most kMaxIdempotencyKeyBytes); empty for none.
+  std::string idempotency_key;
+  // Asked just before the commit (e.g. "has the caller gone away?").
+  std::function<absl::Status()> before_commit;
+};
+inline constexpr size_t kMaxIdempotencyKeyBytes = 128;
+
 struct EngineOptions {
   // The node's own org: the asker for ListDatasets' consent coverage.
   std::string org_id;
@@ -116,6 +125,9 @@ class DatasetReader {
   // Calls fn for each block in block order (rows in ingestion order). The
   // block is reused between calls. Stops at and returns fn's first error.
   absl::Status ForEachBlock(const std::function<absl::Status(const ColumnBlock&)>& fn) const;
+  // Asked before each block of ForEachBlock; when it returns true the scan
+  // stops with CANCELLED. Unset: never cancelled.
+  void set_cancelled(std::function<bool()> cancelled) { cancelled_ = std::move(cancelled); }
 
   // Subject ids of every allocated ordinal (index = ordinal), read from the
   // snapshot. Costs one scan of the subjects column family.
@@ -132,6 +144,7 @@ class DatasetReader {
   storage::DatasetStats stats_;
   std::vector<std::vector<std::string>> dictionaries_;  // per field
   std::vector<absl::flat_hash_map<std::string, int64_t>> codes_;
+  std::function<bool()> cancelled_;
 };
 
 class Engine {
@@ -149,8 +162,13 @@ class Engine {
   // for errors and canonical forms). NOT_FOUND for an unknown dataset;
   // UNAVAILABLE/INTERNAL if the store fails (then nothing was written).
   // new_subjects counts subjects that had no record in this dataset before.
+  // With control.idempotency_key, an earlier ingest of the same file into the
+  // same dataset with the same key is reported again (replayed set) and
+  // nothing is written. control.before_commit, when set, is asked last before
+  // the write; its error is returned and nothing is written.
   absl::StatusOr<v1::IngestResponse> Ingest(absl::string_view dataset, v1::DataFormat format,
-                                            bool skip_invalid, absl::string_view data);
+                                            bool skip_invalid, absl::string_view data,
+                                            const IngestControl& control = IngestControl());
 
   // Imports consent events from CSV with the header columns subject, purpose,
   // event, time (required) and valid_until, scope (optional), in any order.
@@ -207,8 +225,11 @@ class Engine {
 
   Engine() = default;
   absl::Status Load() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // `outcome_key`, when not empty, receives the response in the commit.
   absl::StatusOr<v1::IngestResponse> IngestLocked(const DatasetDef& def, v1::DataFormat format,
-                                                  bool skip_invalid, absl::string_view data)
+                                                  bool skip_invalid, absl::string_view data,
+                                                  const IngestControl& control,
+                                                  const std::string& outcome_key)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   absl::StatusOr<policy::ConsentBitmap> BuildConsentBitmap(v1::ConsentBasis basis,
                                                            const policy::ConsentQuestion& question,

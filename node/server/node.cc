@@ -19,6 +19,7 @@
 #include "node/identity/server_credentials.h"
 #include "node/metrics/http_server.h"
 #include "node/metrics/metrics.h"
+#include "node/identity/tls_mirror.h"
 #include "node/server/config.h"
 #include "node/server/node_metrics.h"
 #include "node/server/listener.h"
@@ -156,6 +157,9 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
   for (const std::string& w : cert_warnings) spdlog::warn("event=certificate_expiring {}", w);
   storage::StorageOptions storage_options;
   storage_options.fault_injector = options.fault_injector;
+  if (cfg.storage().disk_reserve_bytes() > 0) {
+    storage_options.disk_reserve_bytes = cfg.storage().disk_reserve_bytes();
+  }
   FEDSHARE_ASSIGN_OR_RETURN(node->storage_,
                             storage::Storage::Create(cfg.data_dir(), storage_options));
   FEDSHARE_ASSIGN_OR_RETURN(node->audit_,
@@ -179,6 +183,9 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
       cfg.org_id(), node->engine_.get(), node->audit_.get(), node->storage_.get(),
       std::make_shared<const policy::AgreementSet>(std::move(agreement_set)), schemas,
       node->clock_);
+  if (cfg.max_concurrent_questions() > 0) {
+    node->answerer_->set_max_concurrent(cfg.max_concurrent_questions());
+  }
   if (!cfg.agreements_file().empty()) {
     node->reloader_ = std::thread([n = node.get()] { n->WatchAgreements(); });
   }
@@ -215,13 +222,18 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
   node->peer_service_ = std::make_unique<service::PeerServiceImpl>(&env);
   node->federation_service_ = std::make_unique<service::FederationServiceImpl>(&env);
 
+  // gRPC watches validated copies, so bad files on disk never replace good ones.
+  FEDSHARE_ASSIGN_OR_RETURN(
+      node->tls_mirror_,
+      identity::TlsMirror::Create(cfg.tls(), cfg.trust_domain(), cfg.org_id(), Clock::Real()));
+  const v1::TlsConfig& tls = node->tls_mirror_->mirrored();
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   FEDSHARE_RETURN_IF_ERROR(StartServer(
-      "peer", cfg.peer_address(), cfg.tls(), env.limits, env.limits.peer_max_message_bytes(),
+      "peer", cfg.peer_address(), tls, env.limits, env.limits.peer_max_message_bytes(),
       {node->peer_service_.get()}, &node->peer_listener_, &node->peer_server_));
   FEDSHARE_RETURN_IF_ERROR(StartServer(
-      "local", cfg.local_address(), cfg.tls(), env.limits, env.limits.local_max_message_bytes(),
+      "local", cfg.local_address(), tls, env.limits, env.limits.local_max_message_bytes(),
       {node->admin_service_.get(), node->federation_service_.get()}, &node->local_listener_,
       &node->local_server_));
   node->peer_port_ = node->peer_listener_->port();

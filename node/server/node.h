@@ -46,7 +46,8 @@ class FanOut;
 }
 namespace identity {
 class Authenticator;
-}
+class TlsMirror;
+}  // namespace identity
 namespace service {
 struct ServiceEnv;
 class AdminServiceImpl;
@@ -119,6 +120,7 @@ class Node {
   std::unique_ptr<engine::Answerer> answerer_;
   std::unique_ptr<federation::FanOut> fanout_;
   std::unique_ptr<identity::Authenticator> authenticator_;
+  std::unique_ptr<identity::TlsMirror> tls_mirror_;  // outlives the servers
   std::unique_ptr<service::ServiceEnv> env_;
   std::unique_ptr<service::CallGate> call_gate_;
   std::unique_ptr<service::RefusalThrottle> refusal_throttle_;

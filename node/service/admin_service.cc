@@ -1,7 +1,10 @@
 #include "node/service/admin_service.h"
 
+#include <chrono>
+
 #include "absl/strings/str_cat.h"
 #include "node/audit/audit_log.h"
+#include "node/common/status_macros.h"
 #include "node/engine/engine.h"
 #include "node/identity/server_credentials.h"
 #include "node/service/call_guard.h"
@@ -13,13 +16,31 @@ using identity::Role;
 
 namespace {
 
-// Reads a client stream of byte slices into one buffer, bounded.
+// Why a call must not commit: its client cancelled or its deadline passed.
+absl::Status CallAbandoned(const grpc::ServerContext& context) {
+  if (context.deadline() <= std::chrono::system_clock::now()) {
+    return absl::DeadlineExceededError(
+        "the call's deadline passed before it committed; nothing was written");
+  }
+  if (context.IsCancelled()) {
+    return absl::CancelledError(
+        "the client cancelled the call before it committed; nothing was "
+        "written");
+  }
+  return absl::OkStatus();
+}
+
+// Reads a client stream of byte slices into one buffer, bounded, up to the
+// message marked end_of_file. A stream that ends otherwise (cancelled, broken,
+// or closed early) is an error: a cut-off upload is never taken as the file.
 template <typename Request, typename OnFirst>
-absl::StatusOr<std::string> ReadUpload(grpc::ServerReader<Request>* reader, OnFirst on_first) {
+absl::StatusOr<std::string> ReadUpload(grpc::ServerContext* context,
+                                       grpc::ServerReader<Request>* reader, OnFirst on_first) {
   std::string data;
   Request request;
   bool first = true;
-  while (reader->Read(&request)) {
+  bool complete = false;
+  while (!complete && reader->Read(&request)) {
     if (first) {
       on_first(request);
       first = false;
@@ -29,6 +50,13 @@ absl::StatusOr<std::string> ReadUpload(grpc::ServerReader<Request>* reader, OnFi
                                                        " MiB; split the file into several calls"));
     }
     data += request.data();
+    complete = request.end_of_file();
+  }
+  FEDSHARE_RETURN_IF_ERROR(CallAbandoned(*context));
+  if (!complete) {
+    return absl::AbortedError(
+        "the upload ended before its last message (end_of_file); nothing was written; send the "
+        "whole file again");
   }
   return data;
 }
@@ -73,14 +101,20 @@ grpc::Status AdminServiceImpl::Ingest(grpc::ServerContext* context,
   if (!who.ok()) return ToGrpcStatus(who.status());
   v1::IngestRequest header;
   absl::StatusOr<std::string> data =
-      ReadUpload(reader, [&](const v1::IngestRequest& first) { header = first; });
+      ReadUpload(context, reader, [&](const v1::IngestRequest& first) {
+        header = first;
+        header.clear_data();
+      });
   if (!data.ok()) return Finish(kMethod, who->spiffe_id, data.status());
   if (header.dataset().empty()) {
     return Finish(kMethod, who->spiffe_id,
                   absl::InvalidArgumentError("the first ingest message must name the dataset"));
   }
-  absl::StatusOr<v1::IngestResponse> result =
-      env_->engine->Ingest(header.dataset(), header.format(), header.skip_invalid(), *data);
+  engine::IngestControl control;
+  control.idempotency_key = header.idempotency_key();
+  control.before_commit = [context] { return CallAbandoned(*context); };
+  absl::StatusOr<v1::IngestResponse> result = env_->engine->Ingest(
+      header.dataset(), header.format(), header.skip_invalid(), *data, control);
   if (result.ok() && env_->on_ingested) env_->on_ingested(header.dataset(), *result);
   if (result.ok()) *response = std::move(result).value();
   return Finish(kMethod, who->spiffe_id, result.status());
@@ -93,7 +127,8 @@ grpc::Status AdminServiceImpl::ImportConsent(grpc::ServerContext* context,
   absl::StatusOr<identity::Identity> who =
       Authorize(*env_, *context, kMethod, {Role::kOperator}, /*own_org=*/true);
   if (!who.ok()) return ToGrpcStatus(who.status());
-  absl::StatusOr<std::string> data = ReadUpload(reader, [](const v1::ConsentImportRequest&) {});
+  absl::StatusOr<std::string> data =
+      ReadUpload(context, reader, [](const v1::ConsentImportRequest&) {});
   if (!data.ok()) return Finish(kMethod, who->spiffe_id, data.status());
   absl::StatusOr<v1::ConsentImportResponse> result = env_->engine->ImportConsent(*data);
   if (result.ok()) *response = std::move(result).value();

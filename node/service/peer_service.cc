@@ -1,5 +1,7 @@
 #include "node/service/peer_service.h"
 
+#include <chrono>
+
 #include "fedshare/v1/config.pb.h"
 #include "node/engine/answerer.h"
 #include "node/service/call_guard.h"
@@ -41,7 +43,9 @@ grpc::Status PeerServiceImpl::Aggregate(grpc::ServerContext* context,
     return Finish(kMethod, who->spiffe_id, s);
   }
   absl::StatusOr<v1::AggregateResult> result =
-      env_->answerer->Answer(engine::Caller{who->org_id, who->spiffe_id}, request->query());
+      env_->answerer->Answer(engine::Caller{who->org_id, who->spiffe_id}, request->query(), [context] {
+        return context->IsCancelled() || context->deadline() <= std::chrono::system_clock::now();
+      });
   if (result.ok()) {
     *response->mutable_result() = std::move(result).value();
   } else if (result.status().code() == absl::StatusCode::kPermissionDenied ||

@@ -105,6 +105,15 @@ std::string MetaCategoryKey(uint32_t dataset_id, uint16_t field_index, uint32_t 
 
 uint32_t DecodeMetaCategoryCode(absl::string_view key) { return DecodeFixed32BE(key.substr(7)); }
 
+std::string MetaIngestOutcomeKey(uint32_t dataset_id, absl::string_view file_sha256,
+                                 absl::string_view client_id) {
+  std::string k = Tagged(static_cast<uint8_t>(MetaTag::kIngestOutcome));
+  AppendFixed32BE(&k, dataset_id);
+  k.append(file_sha256.data(), file_sha256.size());
+  k.append(client_id.data(), client_id.size());
+  return k;
+}
+
 std::string EncodeDatasetStats(const DatasetStats& stats) {
   std::string v;
   AppendFixed64BE(&v, stats.rows);

@@ -29,6 +29,9 @@ enum class MetaTag : uint8_t {
   kDatasetSchema = 0x11,     // key: tag + u32 id. value: fedshare.v1.DatasetSchema (protobuf)
   kDatasetStats = 0x12,      // key: tag + u32 id. value: DatasetStats (16 bytes)
   kCategoryValue = 0x13,     // key: tag + u32 id + u16 field + u32 code. value: the string
+  // key: tag + u32 dataset id + 32-byte SHA-256 of the file + client id bytes.
+  // value: fedshare.v1.IngestResponse (protobuf) without rejected_rows.
+  kIngestOutcome = 0x14,
 };
 
 // First byte of every key in the records column family.
@@ -77,6 +80,10 @@ std::string MetaCategoryPrefix(uint32_t dataset_id, uint16_t field_index);
 std::string MetaCategoryKey(uint32_t dataset_id, uint16_t field_index, uint32_t code);
 // The code in a MetaCategoryKey. REQUIRES: key has the prefix above.
 uint32_t DecodeMetaCategoryCode(absl::string_view key);
+// The outcome of the ingest named by (dataset, file digest, client id).
+// REQUIRES: file_sha256.size() == 32.
+std::string MetaIngestOutcomeKey(uint32_t dataset_id, absl::string_view file_sha256,
+                                 absl::string_view client_id);
 
 // Per-dataset counters kept in meta (MetaTag::kDatasetStats).
 struct DatasetStats {

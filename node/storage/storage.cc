@@ -1,7 +1,10 @@
 #include "node/storage/storage.h"
 
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
+#include <cstdarg>
+#include <cstdio>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -13,6 +16,7 @@
 #include "rocksdb/options.h"
 #include "rocksdb/table.h"
 #include "rocksdb/write_batch.h"
+#include "spdlog/spdlog.h"
 
 namespace fedshare::storage {
 namespace {
@@ -22,6 +26,11 @@ constexpr absl::string_view kCfNames[kNumColumnFamilies] = {
 
 absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
   if (s.ok()) return absl::OkStatus();
+  if (s.IsNoSpace()) {
+    return absl::UnavailableError(
+        absl::StrCat("disk full: ", what, ": ", s.ToString(),
+                     "; reads still work, writes resume once space is freed"));
+  }
   std::string message = absl::StrCat(what, ": ", s.ToString());
   if (s.IsNotFound()) return absl::NotFoundError(message);
   if (s.IsInvalidArgument()) return absl::InvalidArgumentError(message);
@@ -132,6 +141,44 @@ class FaultFileSystem : public rocksdb::FileSystemWrapper {
   FaultInjector* faults_;
 };
 
+// RocksDB's info log, sent to the node's log instead of a LOG file in the
+// data directory (whose writes on a full disk tripped RocksDB's assertions).
+// RocksDB's chatty INFO lines become debug lines.
+class SpdlogLogger : public rocksdb::Logger {
+ public:
+  SpdlogLogger() : Logger(rocksdb::InfoLogLevel::INFO_LEVEL) {}
+
+  using rocksdb::Logger::Logv;
+  void Logv(const rocksdb::InfoLogLevel level, const char* format, va_list ap) override {
+    spdlog::level::level_enum to = spdlog::level::debug;
+    if (level >= rocksdb::InfoLogLevel::ERROR_LEVEL) {
+      to = spdlog::level::err;
+    } else if (level == rocksdb::InfoLogLevel::WARN_LEVEL) {
+      to = spdlog::level::warn;
+    }
+    if (!spdlog::should_log(to)) return;
+    char buffer[1024];
+    int n = std::vsnprintf(buffer, sizeof(buffer), format, ap);
+    if (n < 0) return;
+    // One event per line: RocksDB's multi-line dumps are folded.
+    for (char* c = buffer; *c != '\0'; ++c) {
+      if (*c == '\n' || *c == '\r') *c = ' ';
+      if (*c == '"') *c = '\'';
+    }
+    spdlog::log(to, "event=rocksdb message=\"{}\"", buffer);
+  }
+  void Logv(const char* format, va_list ap) override {
+    Logv(rocksdb::InfoLogLevel::INFO_LEVEL, format, ap);
+  }
+};
+
+// Bytes an unprivileged writer may still use on the file system of `dir`.
+std::optional<uint64_t> FreeBytes(const std::string& dir) {
+  struct statvfs st;
+  if (::statvfs(dir.c_str(), &st) != 0) return std::nullopt;
+  return static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
+}
+
 }  // namespace
 
 absl::string_view ColumnFamilyName(ColumnFamily cf) { return kCfNames[static_cast<int>(cf)]; }
@@ -197,6 +244,7 @@ absl::StatusOr<std::unique_ptr<Storage>> Storage::Create(const std::string& dir,
                                                          StorageOptions options) {
   std::unique_ptr<Storage> storage(new Storage());
   storage->dir_ = dir;
+  storage->disk_reserve_bytes_ = options.disk_reserve_bytes;
 
   rocksdb::Options db_options;
   db_options.create_if_missing = options.create_if_missing;
@@ -206,6 +254,14 @@ absl::StatusOr<std::unique_ptr<Storage>> Storage::Create(const std::string& dir,
   // A torn tail of the write-ahead log (a crash mid-append) is dropped, so
   // every acknowledged (synced) batch survives and no partial one appears.
   db_options.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
+  db_options.info_log = std::make_shared<SpdlogLogger>();
+  // Opening must not need much space (a full disk still opens): keep
+  // recovered writes in memory instead of flushing them at open.
+  db_options.avoid_flush_during_recovery = true;
+  // No preallocation of log and table files: with it the file system's free
+  // space says little about what RocksDB still needs, and a preallocation
+  // can take the last free blocks (the free-space check in Write relies on it).
+  db_options.allow_fallocate = false;
   if (options.fault_injector != nullptr) {
     storage->fs_ =
         std::make_shared<FaultFileSystem>(rocksdb::FileSystem::Default(), options.fault_injector);
@@ -242,6 +298,13 @@ absl::StatusOr<std::unique_ptr<Storage>> Storage::Create(const std::string& dir,
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(db_options, dir, descriptors, &handles, &raw);
+  if (s.IsNoSpace() && list.ok()) {
+    // An existing store on a full disk: serve reads rather than not start.
+    spdlog::error("event=store_read_only dir={} reason=\"disk full: {}\"", dir, s.ToString());
+    handles.clear();
+    s = rocksdb::DB::OpenForReadOnly(db_options, dir, descriptors, &handles, &raw);
+    storage->read_only_ = s.ok();
+  }
   if (!s.ok()) return FromRocks(s, absl::StrCat("opening the store in ", dir));
   storage->db_.reset(raw);
   storage->other_handles_.push_back(handles[0]);
@@ -254,6 +317,9 @@ absl::StatusOr<std::unique_ptr<Storage>> Storage::Create(const std::string& dir,
   FEDSHARE_ASSIGN_OR_RETURN(std::optional<std::string> version,
                             storage->Get(ColumnFamily::kMeta, version_key));
   if (!version.has_value()) {
+    if (storage->read_only_) {
+      return absl::UnavailableError(absl::StrCat("disk full: cannot create a store in ", dir));
+    }
     FEDSHARE_RETURN_IF_ERROR(
         storage->Put(ColumnFamily::kMeta, version_key, EncodeFixed32BE(kFormatVersion)));
   } else {
@@ -315,7 +381,28 @@ absl::Status Storage::Recover() {
   return FromRocks(s, "recovering from an earlier write error");
 }
 
+absl::Status Storage::CheckFreeSpace(const WriteBatch& batch) const {
+  if (read_only_) {
+    return absl::UnavailableError(
+        absl::StrCat("disk full: the node started on a full disk and serves ", dir_,
+                     " read-only; free space and restart it to write again"));
+  }
+  if (disk_reserve_bytes_ == 0) return absl::OkStatus();
+  std::optional<uint64_t> free = FreeBytes(dir_);
+  if (!free.has_value()) return absl::OkStatus();  // unknown: let RocksDB decide
+  // The write-ahead log holds the batch, and the memtable flush later writes
+  // it again.
+  const uint64_t need = 2 * static_cast<uint64_t>(batch.ApproximateSize());
+  const uint64_t floor = batch.essential() ? kEssentialFloorBytes : disk_reserve_bytes_;
+  if (*free >= need + floor) return absl::OkStatus();
+  return absl::UnavailableError(
+      absl::StrCat("disk full: ", *free >> 10, " KiB free in ", dir_, ", this write needs ",
+                   need >> 10, " KiB and the node keeps ", floor >> 10,
+                   " KiB in reserve; reads still work, writes resume once space is freed"));
+}
+
 absl::Status Storage::Write(const WriteBatch& batch) {
+  FEDSHARE_RETURN_IF_ERROR(CheckFreeSpace(batch));
   rocksdb::WriteBatch wb(batch.ApproximateSize() + 64);
   for (const WriteBatch::Op& op : batch.ops_) {
     rocksdb::Status s = op.is_delete ? wb.Delete(Handle(op.cf), ToSlice(op.key))

@@ -71,7 +71,15 @@ struct StorageOptions {
   FaultInjector* fault_injector = nullptr;
   // Block cache size for reads; 0 keeps RocksDB's default.
   size_t block_cache_bytes = 64 << 20;
+  // Free space kept on the data directory's file system. A write that would
+  // leave less is refused as "disk full" (UNAVAILABLE) before RocksDB sees
+  // it, unless the batch is essential (WriteBatch::set_essential), which may
+  // use the reserve down to kEssentialFloorBytes. 0 disables the check.
+  uint64_t disk_reserve_bytes = uint64_t{64} << 20;
 };
+
+// Essential writes (audit entries, budget) are refused only below this.
+inline constexpr uint64_t kEssentialFloorBytes = uint64_t{1} << 20;
 
 // A set of changes applied atomically by Storage::Write.
 class WriteBatch {
@@ -88,6 +96,10 @@ class WriteBatch {
   // Approximate encoded size in bytes.
   size_t ApproximateSize() const;
   void Clear();
+  // Marks the batch as one that must be written for an answer to leave (an
+  // audit entry): it may use the disk reserve (StorageOptions).
+  void set_essential(bool essential) { essential_ = essential; }
+  bool essential() const { return essential_; }
 
  private:
   friend class Storage;
@@ -101,6 +113,7 @@ class WriteBatch {
   // where the column family handles are known.
   std::vector<Op> ops_;
   size_t bytes_ = 0;
+  bool essential_ = false;
 };
 
 class Storage;
@@ -157,7 +170,11 @@ class Storage {
   // Opens (or creates) the database in `dir` with every column family.
   // A new database gets meta key 0x01 = kFormatVersion. FAILED_PRECONDITION if
   // the stored format version differs; INTERNAL/UNAVAILABLE naming `dir` for
-  // I/O errors or a database held by another process.
+  // I/O errors or a database held by another process. An existing store on a
+  // file system too full to open it for writing is opened read-only
+  // (read_only() true): reads work, writes are refused as "disk full" until
+  // the node is restarted with space. RocksDB's own info log goes to the
+  // node's log (spdlog), never into `dir`.
   static absl::StatusOr<std::unique_ptr<Storage>> Create(const std::string& dir,
                                                          StorageOptions options);
   ~Storage();
@@ -166,9 +183,12 @@ class Storage {
 
   // Applies the batch atomically and syncs the write-ahead log before
   // returning OK. On error nothing of the batch is visible. UNAVAILABLE for
-  // I/O errors. After an I/O error on the write-ahead log RocksDB refuses
-  // further writes (fail closed); each later Write tries to resume, and when
-  // that is impossible the store must be reopened (the node restarted).
+  // I/O errors, and UNAVAILABLE starting "disk full" when the file system
+  // lacks space (see StorageOptions::disk_reserve_bytes) or RocksDB reports
+  // ENOSPC. After an I/O error on the write-ahead log RocksDB refuses
+  // further writes (fail closed); each later Write tries to resume, so writes
+  // resume by themselves once space returns. A store opened read-only
+  // (read_only()) refuses every write with "disk full".
   absl::Status Write(const WriteBatch& batch);
   // One synced Put / Delete.
   absl::Status Put(ColumnFamily cf, absl::string_view key, absl::string_view value);
@@ -208,13 +228,18 @@ class Storage {
   Stats GetStats() const;
 
   const std::string& dir() const { return dir_; }
+  bool read_only() const { return read_only_; }
 
  private:
   Storage() = default;
   rocksdb::ColumnFamilyHandle* Handle(ColumnFamily cf) const;
   absl::Status Recover();
+  // UNAVAILABLE "disk full" if writing `batch` would eat into the reserve.
+  absl::Status CheckFreeSpace(const WriteBatch& batch) const;
 
   std::string dir_;
+  uint64_t disk_reserve_bytes_ = 0;
+  bool read_only_ = false;
   std::unique_ptr<rocksdb::Env> env_;        // only with a fault injector; outlives db_
   std::shared_ptr<rocksdb::FileSystem> fs_;  // the fault-injecting file system, if any
   std::unique_ptr<rocksdb::DB> db_;
