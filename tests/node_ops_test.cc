@@ -215,6 +215,7 @@ TEST_F(NodeOpsTest, SighupChangesTheNextDecisionWithoutDroppingAnOpenStream) {
 
   v1::IngestRequest rest;
   rest.set_data("s1,mentoring,north,2020,30,true,50,10,0\n");
+  rest.set_end_of_file(true);
   ASSERT_TRUE(stream->Write(rest));
   ASSERT_TRUE(stream->WritesDone());
   grpc::Status finished = stream->Finish();

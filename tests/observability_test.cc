@@ -207,9 +207,10 @@ TEST_F(ObservabilityTest, CountersMoveByExactlyTheQuestionsAnsweredRefusedAndFai
       << after;
   EXPECT_EQ(Sum(after, "fedshare_audit_entries"), 5) << after;
   EXPECT_GT(Sum(after, "fedshare_rocksdb_block_cache_capacity_bytes"), 0) << after;
-  // The test PKI issues certificates for 30 days.
-  EXPECT_NEAR(Sum(after, "fedshare_certificate_days_left", {"file=\"cert\""}), 30, 1) << after;
-  EXPECT_GT(Sum(after, "fedshare_certificate_days_left", {"file=\"ca\""}), 29) << after;
+  // The test PKI issues node certificates for 365 days (identity::IssueOptions)
+  // under a CA of 3650 days.
+  EXPECT_NEAR(Sum(after, "fedshare_certificate_days_left", {"file=\"cert\""}), 365, 1) << after;
+  EXPECT_NEAR(Sum(after, "fedshare_certificate_days_left", {"file=\"ca\""}), 3650, 1) << after;
   // No subject id is ever a label.
   EXPECT_THAT(after, ::testing::Not(HasSubstr("s10")));
 }
