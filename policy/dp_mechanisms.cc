@@ -140,21 +140,35 @@ absl::StatusOr<NoisyRelease> ReleaseSum(const BoundedMoments& moments, const DpP
                         rng);
 }
 
+namespace {
+
+// The noisy record count and centred sum that AVG and VARIANCE both release,
+// each with `eps` of the budget.
+absl::Status NoisyCountAndCentredSum(const BoundedMoments& moments, const DpParams& params,
+                                     double eps, RandomSource& rng, NoisyRelease* count,
+                                     NoisyRelease* centred_sum) {
+  const double records = static_cast<double>(RecordBound(params));
+  const double half_range = (moments.hi() - moments.lo()) / 2;
+  FEDSHARE_ASSIGN_OR_RETURN(
+      *count,
+      AddSecureNoise(static_cast<double>(moments.count()),
+                     {.sensitivity = records, .epsilon = eps, .integer_valued = true}, rng));
+  FEDSHARE_ASSIGN_OR_RETURN(
+      *centred_sum, AddSecureNoise(moments.centred_sum(),
+                                   {.sensitivity = records * half_range, .epsilon = eps}, rng));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<MeanRelease> ReleaseMean(const BoundedMoments& moments, const DpParams& params,
                                         RandomSource& rng) {
   FEDSHARE_RETURN_IF_ERROR(ValidateDpParams(params));
   const double half_range = (moments.hi() - moments.lo()) / 2;
   if (!(half_range > 0)) return absl::InvalidArgumentError("AVG needs bounds with lo < hi");
-  const double eps = params.epsilon / 2;
-  const double records = static_cast<double>(RecordBound(params));
   MeanRelease out;
-  FEDSHARE_ASSIGN_OR_RETURN(
-      out.count,
-      AddSecureNoise(static_cast<double>(moments.count()),
-                     {.sensitivity = records, .epsilon = eps, .integer_valued = true}, rng));
-  FEDSHARE_ASSIGN_OR_RETURN(
-      out.centred_sum, AddSecureNoise(moments.centred_sum(),
-                                      {.sensitivity = records * half_range, .epsilon = eps}, rng));
+  FEDSHARE_RETURN_IF_ERROR(NoisyCountAndCentredSum(moments, params, params.epsilon / 2, rng,
+                                                   &out.count, &out.centred_sum));
 
   const double c = std::max(1.0, out.count.value);
   const double s = out.centred_sum.value;
@@ -181,13 +195,8 @@ absl::StatusOr<VarianceRelease> ReleaseVariance(const BoundedMoments& moments,
   const double eps = params.epsilon / 3;
   const double records = static_cast<double>(RecordBound(params));
   VarianceRelease out;
-  FEDSHARE_ASSIGN_OR_RETURN(
-      out.count,
-      AddSecureNoise(static_cast<double>(moments.count()),
-                     {.sensitivity = records, .epsilon = eps, .integer_valued = true}, rng));
-  FEDSHARE_ASSIGN_OR_RETURN(
-      out.centred_sum, AddSecureNoise(moments.centred_sum(),
-                                      {.sensitivity = records * half_range, .epsilon = eps}, rng));
+  FEDSHARE_RETURN_IF_ERROR(
+      NoisyCountAndCentredSum(moments, params, eps, rng, &out.count, &out.centred_sum));
   FEDSHARE_ASSIGN_OR_RETURN(
       out.centred_sum_sq,
       AddSecureNoise(moments.centred_sum_sq(),
