@@ -152,6 +152,10 @@ TEST_F(LimitsTest, AHugePurposeIsRefusedBeforeTheAuditAndTheAuditStaysReadable) 
 }
 
 TEST_F(LimitsTest, SixtyFourConcurrentHugeMessagesKeepPeakMemoryBounded) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "under AddressSanitizer the peak RSS is mostly shadow memory and the freed-memory "
+                  "quarantine, not what the node's limits bound; the normal build checks it";
+#endif
   constexpr int64_t kBudgetBytes = int64_t{64} << 20;
   // What a node holds besides calls in flight: code, gRPC's and RocksDB's
   // fixed allocations, threads' stacks, and the messages gRPC 1.51 reads whole
