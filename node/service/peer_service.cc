@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include "absl/strings/str_cat.h"
 #include "fedshare/v1/config.pb.h"
 #include "node/engine/answerer.h"
 #include "node/service/call_guard.h"
@@ -17,6 +18,11 @@ using identity::Role;
 // the calling node's own org, so a node cannot put another org's name there.
 absl::Status CheckOnBehalfOf(const identity::Identity& caller, const std::string& on_behalf_of) {
   if (on_behalf_of.empty()) return absl::OkStatus();
+  constexpr size_t kMaxSpiffeIdBytes = 2048;  // the SPIFFE standard's bound
+  if (on_behalf_of.size() > kMaxSpiffeIdBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("on_behalf_of (", on_behalf_of.size(), " bytes) is over 2048 bytes"));
+  }
   absl::StatusOr<identity::Identity> user = identity::ParseSpiffeId(on_behalf_of);
   if (!user.ok() || user->trust_domain != caller.trust_domain || user->org_id != caller.org_id ||
       user->role == Role::kNode) {
