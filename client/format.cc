@@ -14,8 +14,10 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "client/sql.h"
 #include "fmt/format.h"
 #include "google/protobuf/util/json_util.h"
+#include "node/common/time_util.h"
 
 namespace fedshare::client {
 namespace {
@@ -476,6 +478,94 @@ std::string FormatCoverage(const v1::FederatedAggregateResponse& response, Outpu
     }
   }
   return "";
+}
+
+namespace {
+
+// The question's shape as SQL, without its WHERE (values are not recorded).
+std::string ShapeSql(const v1::AggregateQuery& question) {
+  v1::AggregateQuery shape = question;
+  shape.clear_where();
+  return FormatSql(shape);
+}
+
+std::string FiltersOn(const v1::AggregateQuery& question) {
+  std::vector<std::string> filters;
+  for (const v1::Predicate& p : question.where()) {
+    filters.push_back(absl::StrCat(p.field(), " ", v1::Predicate::Op_Name(p.op())));
+  }
+  return absl::StrJoin(filters, ", ");
+}
+
+std::string OneLine(absl::string_view text) {
+  return absl::StrReplaceAll(text, {{"\r", " "}, {"\n", " "}});
+}
+
+std::string AuditTable(const v1::ListAuditResponse& response) {
+  std::string out = fmt::format("{:<6} {:<24} {:<9} {:<22} {:<18} {}\n", "INDEX", "TIME",
+                                "DECISION", "DATASET", "RULE", "CALLER / REASON");
+  for (const v1::AuditEntry& e : response.entries()) {
+    const std::string decision = absl::AsciiStrToLower(v1::AuditEntry::Decision_Name(e.decision()));
+    const std::string rule = e.rule().empty() ? e.agreement_id() : e.rule();
+    out += fmt::format("{:<6} {:<24} {:<9} {:<22} {:<18} {}\n", e.index(),
+                       fedshare::FormatTime(absl::FromUnixMillis(e.time_unix_ms())), decision,
+                       e.dataset(), rule, e.caller());
+    const std::string indent(7, ' ');
+    if (!e.on_behalf_of().empty()) {
+      absl::StrAppend(&out, indent, "on behalf of (unverified): ", e.on_behalf_of(), "\n");
+    }
+    if (e.has_question()) {
+      absl::StrAppend(&out, indent, "question ",
+                      absl::BytesToHexString(e.question_hash()).substr(0, 16), ": ",
+                      ShapeSql(e.question()), "\n");
+      if (!e.applied_where_text().empty()) {
+        absl::StrAppend(&out, indent, "as applied: ", e.applied_where_text(), "\n");
+      } else if (e.question().where_size() > 0) {
+        absl::StrAppend(&out, indent, "filters on: ", FiltersOn(e.question()), "\n");
+      }
+    }
+    if (!e.reason().empty()) absl::StrAppend(&out, indent, OneLine(e.reason()), "\n");
+  }
+  absl::StrAppend(&out, response.entries_size(), " of ", response.total(), " entries shown; ",
+                  "hash chain ",
+                  response.chain_valid() ? "verifies" : "BROKEN: " + response.chain_error(), "\n");
+  return out;
+}
+
+std::string AuditCsv(const v1::ListAuditResponse& response) {
+  std::string out;
+  CsvLine(
+      {"index", "time", "decision", "caller", "on_behalf_of_unverified", "method", "dataset",
+       "purpose", "question_hash", "question", "applied_where", "agreement_id", "rule", "reason"},
+      &out);
+  for (const v1::AuditEntry& e : response.entries()) {
+    std::string applied = e.applied_where_text();
+    if (applied.empty() && e.question().where_size() > 0) {
+      applied = absl::StrCat("(not applied; filters on: ", FiltersOn(e.question()), ")");
+    }
+    CsvLine(
+        {absl::StrCat(e.index()), fedshare::FormatTime(absl::FromUnixMillis(e.time_unix_ms())),
+         absl::AsciiStrToLower(v1::AuditEntry::Decision_Name(e.decision())), e.caller(),
+         e.on_behalf_of(), e.method(), e.dataset(), e.purpose(),
+         absl::BytesToHexString(e.question_hash()), e.has_question() ? ShapeSql(e.question()) : "",
+         applied, e.agreement_id(), e.rule(), OneLine(e.reason())},
+        &out);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string FormatAudit(const v1::ListAuditResponse& response, OutputFormat format) {
+  switch (format) {
+    case OutputFormat::kTable:
+      return AuditTable(response);
+    case OutputFormat::kCsv:
+      return AuditCsv(response);
+    case OutputFormat::kJson:
+      return Json(response);
+  }
+  return std::string();
 }
 
 std::string FormatFederated(const v1::FederatedAggregateResponse& response, OutputFormat format) {

@@ -38,6 +38,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "fedshare/v1/admin.pb.h"
 #include "fedshare/v1/federation.pb.h"
 #include "fedshare/v1/query.pb.h"
 
@@ -61,6 +62,20 @@ std::string FormatFederated(const v1::FederatedAggregateResponse& response, Outp
 // The coverage table alone (org_id, state, released, withheld, reason), as a
 // table or CSV; JSON gives the response's coverage list as {"coverage": [...]}.
 std::string FormatCoverage(const v1::FederatedAggregateResponse& response, OutputFormat format);
+
+// Audit entries (`fedshare audit show`). Table: one line per entry (index,
+// time, decision, dataset, rule or agreement, caller), then indented lines:
+// "on behalf of (unverified): ID" when the asking node named its end user,
+// "question HASH16: SELECT ... PURPOSE '...'" (the question's shape: its
+// predicates' values are recorded only as applied), "filters on: FIELD OP, ..."
+// when the node did not apply them, "as applied: PREDICATES", and the
+// reason; the last line gives the number of entries shown and the hash
+// chain's state. CSV: a header row (index, time, decision, caller,
+// on_behalf_of_unverified, method, dataset, purpose, question_hash (hex),
+// question, applied_where, agreement_id, rule, reason) and one row per entry.
+// JSON: the response itself (entries, total, chain_valid, chain_error,
+// next_index), as for answers.
+std::string FormatAudit(const v1::ListAuditResponse& response, OutputFormat format);
 
 }  // namespace fedshare::client
 

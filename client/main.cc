@@ -6,8 +6,10 @@
 //   fedshare ingest --dataset D [--skip-invalid] [--idempotency-key K] FILE
 //   fedshare consent import FILE
 //   fedshare export --dataset D [--format csv|jsonl] [--out FILE]
-//   fedshare query --sql "SELECT ..." [--peers a,b | --all-peers | --group G] [--output
-//   table|csv|json] fedshare audit show [--from N] [--limit N]
+//   fedshare query --sql "SELECT ..." [--peers a,b | --all-peers | --group G]
+//       [--output table|csv|json]
+//   fedshare audit show [--from N] [--limit N] [--caller ID|ORG] [--decision D]
+//       [--since T] [--until T] [--output table|csv|json]
 //
 // Exit codes: 0 done, 1 the node refused or failed, 2 bad usage or input,
 // 3 a federated answer covers fewer partners than --min-coverage.
@@ -433,24 +435,68 @@ int RunPeers(const Globals& g, bool probe) {
   return 0;
 }
 
-int RunAuditShow(const Globals& g, uint64_t from, int limit) {
+struct AuditShowOptions {
+  uint64_t from = 0;
+  int limit = 100;
+  std::string caller, decision, since, until, output = "table";
+};
+
+absl::StatusOr<v1::ListAuditRequest> AuditRequest(const AuditShowOptions& o) {
+  v1::ListAuditRequest request;
+  request.set_from_index(o.from);
+  request.set_caller(o.caller);
+  if (!o.decision.empty()) {
+    v1::AuditEntry::Decision decision;
+    if (!v1::AuditEntry::Decision_Parse(absl::AsciiStrToUpper(o.decision), &decision) ||
+        decision == v1::AuditEntry::DECISION_UNSPECIFIED) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--decision '", o.decision, "': use answered, refused, failed or cancelled"));
+    }
+    request.set_decision(decision);
+  }
+  for (const auto& [text, field] : {std::pair{o.since, &v1::ListAuditRequest::mutable_since},
+                                    std::pair{o.until, &v1::ListAuditRequest::mutable_until}}) {
+    if (text.empty()) continue;
+    absl::StatusOr<absl::Time> t = fedshare::ParseTimeOrDate(text);
+    if (!t.ok()) return t.status();
+    google::protobuf::Timestamp* out = (request.*field)();
+    out->set_seconds(absl::ToUnixSeconds(*t));
+    out->set_nanos(
+        static_cast<int32_t>(absl::ToInt64Nanoseconds(*t - absl::FromUnixSeconds(out->seconds()))));
+  }
+  return request;
+}
+
+// Pages through the log until `limit` entries match or the end is reached;
+// the node bounds each page's work, so a narrow filter takes several calls.
+int RunAuditShow(const Globals& g, const AuditShowOptions& options) {
+  absl::StatusOr<OutputFormat> format = ParseOutputFormat(options.output);
+  if (!format.ok()) return Fail(format.status());
+  if (options.limit < 1 || options.limit > 1000) {
+    return Fail(absl::InvalidArgumentError("--limit must be 1 to 1000"));
+  }
+  absl::StatusOr<v1::ListAuditRequest> request = AuditRequest(options);
+  if (!request.ok()) return Fail(request.status());
   auto client = Dial(g, "127.0.0.1:7444");
   if (!client.ok()) return Fail(client.status());
-  absl::StatusOr<v1::ListAuditResponse> r = (*client)->ListAudit(from, limit);
-  if (!r.ok()) return Fail(r.status());
-  std::cout << absl::StrFormat("%-6s %-24s %-9s %-22s %-18s %s\n", "INDEX", "TIME", "DECISION",
-                               "DATASET", "RULE", "CALLER / REASON");
-  for (const v1::AuditEntry& e : r->entries()) {
-    std::string decision = absl::AsciiStrToLower(v1::AuditEntry::Decision_Name(e.decision()));
-    std::string rule = e.rule().empty() ? e.agreement_id() : e.rule();
-    std::cout << absl::StrFormat("%-6d %-24s %-9s %-22s %-18s %s\n", e.index(),
-                                 fedshare::FormatTime(absl::FromUnixMillis(e.time_unix_ms())),
-                                 decision, e.dataset(), rule, e.caller());
-    if (!e.reason().empty()) std::cout << "       " << e.reason() << "\n";
+  v1::ListAuditResponse shown;
+  while (true) {
+    request->set_limit(options.limit - shown.entries_size());
+    absl::StatusOr<v1::ListAuditResponse> page = (*client)->ListAudit(*request);
+    if (!page.ok()) return Fail(page.status());
+    for (v1::AuditEntry& e : *page->mutable_entries()) *shown.add_entries() = std::move(e);
+    shown.set_total(page->total());
+    shown.set_chain_valid(page->chain_valid());
+    shown.set_chain_error(page->chain_error());
+    shown.set_next_index(page->next_index());
+    if (shown.entries_size() >= options.limit || page->next_index() >= page->total() ||
+        page->next_index() <= request->from_index()) {
+      break;
+    }
+    request->set_from_index(page->next_index());
   }
-  std::cout << r->total() << " entries; hash chain "
-            << (r->chain_valid() ? "verifies" : "BROKEN: " + r->chain_error()) << "\n";
-  return r->chain_valid() ? 0 : kExitRefused;
+  std::cout << FormatAudit(shown, *format);
+  return shown.chain_valid() ? 0 : kExitRefused;
 }
 
 }  // namespace
@@ -546,11 +592,21 @@ int main(int argc, char** argv) {
 
   auto* audit = app.add_subcommand("audit", "the audit log");
   audit->require_subcommand(1);
-  uint64_t from = 0;
-  int limit = 100;
+  AuditShowOptions audit_options;
   auto* audit_show = audit->add_subcommand("show", "list entries and verify the hash chain");
-  audit_show->add_option("--from", from, "first index");
-  audit_show->add_option("--limit", limit, "at most this many (1000 max)")->capture_default_str();
+  audit_show->add_option("--from", audit_options.from, "first index");
+  audit_show->add_option("--limit", audit_options.limit, "at most this many (1000 max)")
+      ->capture_default_str();
+  audit_show->add_option("--caller", audit_options.caller,
+                         "only this caller or end user (a SPIFFE ID), or callers of this org");
+  audit_show->add_option("--decision", audit_options.decision,
+                         "only answered, refused, failed or cancelled entries");
+  audit_show->add_option("--since", audit_options.since,
+                         "only entries at or after this time (RFC 3339 or YYYY-MM-DD)");
+  audit_show->add_option("--until", audit_options.until,
+                         "only entries before this time (RFC 3339 or YYYY-MM-DD)");
+  audit_show->add_option("--output", audit_options.output, "table, csv or json")
+      ->capture_default_str();
 
   CLI11_PARSE(app, argc, argv);
 
@@ -568,7 +624,7 @@ int main(int argc, char** argv) {
   if (export_cmd->parsed()) return RunExport(g, dataset, format, out);
   if (query->parsed())
     return RunQuery(g, sql, peers, all_peers, group, output, deadline_ms, min_coverage);
-  if (audit_show->parsed()) return RunAuditShow(g, from, limit);
+  if (audit_show->parsed()) return RunAuditShow(g, audit_options);
   std::cerr << app.help();
   return kExitUsage;
 }

@@ -71,6 +71,10 @@ absl::StatusOr<v1::ListAuditResponse> NodeClient::ListAudit(uint64_t from_index,
   v1::ListAuditRequest request;
   request.set_from_index(from_index);
   request.set_limit(limit);
+  return ListAudit(request);
+}
+
+absl::StatusOr<v1::ListAuditResponse> NodeClient::ListAudit(const v1::ListAuditRequest& request) {
   FEDSHARE_UNARY(admin_, ListAudit, request, v1::ListAuditResponse);
 }
 
@@ -81,6 +85,10 @@ absl::StatusOr<v1::DescribeResponse> NodeClient::Describe() {
 absl::StatusOr<v1::AggregateResult> NodeClient::Aggregate(const v1::AggregateQuery& query) {
   v1::AggregateRequest request;
   *request.mutable_query() = query;
+  return Aggregate(request);
+}
+
+absl::StatusOr<v1::AggregateResult> NodeClient::Aggregate(const v1::AggregateRequest& request) {
   grpc::ClientContext context;
   Prepare(context);
   v1::AggregateResponse response;

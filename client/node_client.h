@@ -60,10 +60,12 @@ class NodeClient {
   absl::Status Export(const std::string& dataset, v1::DataFormat format,
                       const std::function<absl::Status(const v1::ExportChunk&)>& sink);
   absl::StatusOr<v1::ListAuditResponse> ListAudit(uint64_t from_index, int32_t limit);
+  absl::StatusOr<v1::ListAuditResponse> ListAudit(const v1::ListAuditRequest& request);
 
   // PeerService (peer listener, node role).
   absl::StatusOr<v1::DescribeResponse> Describe();
   absl::StatusOr<v1::AggregateResult> Aggregate(const v1::AggregateQuery& query);
+  absl::StatusOr<v1::AggregateResult> Aggregate(const v1::AggregateRequest& request);
 
   // FederationService (local listener, analyst or operator role).
   absl::StatusOr<v1::FederatedAggregateResponse> FederatedAggregate(

@@ -1,11 +1,8 @@
 #include "policy/query_rules.h"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <limits>
 #include <tuple>
 #include <vector>
@@ -281,50 +278,6 @@ absl::StatusOr<v1::Aggregate> NormalizeAggregate(const v1::DatasetSchema& schema
   return out;
 }
 
-// Deterministic encoding for hashing: fixed field order, each string
-// length-prefixed, integers as 8 big-endian bytes, doubles by bit pattern.
-class Encoder {
- public:
-  void U64(uint64_t v) {
-    for (int i = 7; i >= 0; --i) out_.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-  }
-  void I64(int64_t v) { U64(static_cast<uint64_t>(v)); }
-  void F64(double v) {
-    if (v == 0) v = 0.0;
-    uint64_t bits;
-    static_assert(sizeof(bits) == sizeof(v));
-    std::memcpy(&bits, &v, sizeof(bits));
-    U64(bits);
-  }
-  void Str(absl::string_view s) {
-    U64(s.size());
-    out_.append(s.data(), s.size());
-  }
-  void Val(const v1::Value& v) {
-    U64(static_cast<uint64_t>(v.kind_case()));
-    switch (v.kind_case()) {
-      case v1::Value::kIntValue:
-        I64(v.int_value());
-        break;
-      case v1::Value::kDoubleValue:
-        F64(v.double_value());
-        break;
-      case v1::Value::kBoolValue:
-        U64(v.bool_value() ? 1 : 0);
-        break;
-      case v1::Value::kStringValue:
-        Str(v.string_value());
-        break;
-      default:
-        break;
-    }
-  }
-  const std::string& bytes() const { return out_; }
-
- private:
-  std::string out_;
-};
-
 }  // namespace
 
 absl::StatusOr<v1::AggregateQuery> NormalizeQuery(const v1::DatasetSchema& schema,
@@ -384,36 +337,6 @@ absl::StatusOr<v1::AggregateQuery> NormalizeQuery(const v1::DatasetSchema& schem
     FEDSHARE_ASSIGN_OR_RETURN(*out.add_aggregates(), NormalizeAggregate(schema, a));
   }
   return out;
-}
-
-std::string QuestionHash(const v1::AggregateQuery& normalized) {
-  Encoder e;
-  e.Str("fedshare.v1.question");
-  e.Str(normalized.dataset());
-  e.Str(normalized.purpose());
-  e.U64(normalized.where_size());
-  for (const Predicate& p : normalized.where()) {
-    e.Str(p.field());
-    e.U64(static_cast<uint64_t>(p.op()));
-    e.U64(p.values_size());
-    for (const v1::Value& v : p.values()) e.Val(v);
-  }
-  e.U64(normalized.group_by_size());
-  for (const std::string& g : normalized.group_by()) e.Str(g);
-  e.U64(normalized.aggregates_size());
-  for (const v1::Aggregate& a : normalized.aggregates()) {
-    e.U64(static_cast<uint64_t>(a.kind()));
-    e.Str(a.field());
-    e.F64(a.lo());
-    e.F64(a.hi());
-    e.I64(a.bins());
-  }
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (EVP_Digest(e.bytes().data(), e.bytes().size(), digest, &len, EVP_sha256(), nullptr) != 1) {
-    return std::string();
-  }
-  return std::string(reinterpret_cast<const char*>(digest), len);
 }
 
 double GridWidth(const FieldSchema& field) {

@@ -77,12 +77,6 @@ std::string AggregateColumnName(const v1::Aggregate& aggregate);
 std::string DescribeWhere(const v1::DatasetSchema& schema,
                           const google::protobuf::RepeatedPtrField<v1::Predicate>& where);
 
-// A canonical, deterministic hash (SHA-256, 32 bytes) of a normalized
-// question without its query_id: equal questions hash equal. The encoding is
-// length-prefixed fields in a fixed order (not protobuf serialization), tagged
-// "fedshare.v1.question"; changing it changes every stored fingerprint.
-std::string QuestionHash(const v1::AggregateQuery& normalized);
-
 }  // namespace fedshare::policy
 
 #endif  // FEDSHARE_POLICY_QUERY_RULES_H_

@@ -8,6 +8,7 @@
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
 #include "node/common/status_matchers.h"
+#include "policy/question.h"
 
 namespace fedshare::policy {
 namespace {
@@ -363,7 +364,7 @@ TEST(QueryRulesTest, NearbyBoundsSnapToTheSameQuestion) {
   EXPECT_EQ(le40.where(0).op(), v1::Predicate::LT);
   EXPECT_EQ(le40.where(0).values(0).int_value(), 40);
   EXPECT_TRUE(MessageDifferencer::Equals(le40, le41));
-  EXPECT_EQ(QuestionHash(le40), QuestionHash(le41));
+  EXPECT_EQ(QuestionHash(CanonicalizeQuestion(le40)), QuestionHash(CanonicalizeQuestion(le41)));
 }
 
 TEST(QueryRulesTest, EqualityOnACoarseFieldIsRefused) {
@@ -620,9 +621,9 @@ TEST(QueryHashTest, EqualQuestionsHashEqualRegardlessOfQueryIdAndPredicateOrder)
                                       }
                                       group_by: "program"
                                       aggregates { kind: AVG field: "outcome_score" })pb"));
-  const std::string h = QuestionHash(a);
+  const std::string h = QuestionHash(CanonicalizeQuestion(a));
   EXPECT_EQ(h.size(), 32u);
-  EXPECT_EQ(h, QuestionHash(b));
+  EXPECT_EQ(h, QuestionHash(CanonicalizeQuestion(b)));
   EXPECT_EQ(a.query_id(), "first");
 }
 
@@ -635,7 +636,7 @@ TEST(QueryHashTest, DifferentQuestionsHashDifferently) {
                                      group_by: "program"
                                      aggregates { kind: AVG field: "outcome_score" })pb";
   ASSERT_OK_AND_ASSIGN(auto base, Normalize(base_text));
-  const std::string h = QuestionHash(base);
+  const std::string h = QuestionHash(CanonicalizeQuestion(base));
   std::vector<v1::AggregateQuery> variants(8, base);
   variants[0].set_purpose("research");
   variants[1].set_dataset("program_outcomes2");
@@ -646,7 +647,7 @@ TEST(QueryHashTest, DifferentQuestionsHashDifferently) {
   variants[6].add_aggregates()->set_kind(v1::COUNT);
   variants[7].mutable_where(0)->mutable_values(0)->set_double_value(2020);
   for (size_t i = 0; i < variants.size(); ++i) {
-    EXPECT_NE(QuestionHash(variants[i]), h) << i;
+    EXPECT_NE(QuestionHash(CanonicalizeQuestion(variants[i])), h) << i;
   }
   // Field boundaries are encoded: moving a character between adjacent strings changes the hash.
   v1::AggregateQuery x = base, y = base;
@@ -654,7 +655,7 @@ TEST(QueryHashTest, DifferentQuestionsHashDifferently) {
   x.set_purpose("c");
   y.set_dataset("a");
   y.set_purpose("bc");
-  EXPECT_NE(QuestionHash(x), QuestionHash(y));
+  EXPECT_NE(QuestionHash(CanonicalizeQuestion(x)), QuestionHash(CanonicalizeQuestion(y)));
 }
 
 TEST(QueryRulesTest, GridIsTheOneRangeFiltersSnapTo) {

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <optional>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
@@ -35,6 +36,17 @@ void PutBytes(std::string& out, const std::string& s) {
   out += s;
 }
 
+std::string DeterministicBytes(const google::protobuf::MessageLite& message) {
+  std::string serialized;
+  {
+    google::protobuf::io::StringOutputStream stream(&serialized);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    message.SerializeToCodedStream(&coded);
+  }
+  return serialized;
+}
+
 // Field by field in field-number order, each length-prefixed, so that the
 // encoding is canonical whatever protobuf's serializer does.
 std::string CanonicalEncoding(const v1::AuditEntry& e) {
@@ -56,7 +68,24 @@ std::string CanonicalEncoding(const v1::AuditEntry& e) {
   double eps = e.epsilon_spent();
   std::memcpy(&eps_bits, &eps, sizeof eps_bits);
   PutU64(out, eps_bits);
+  if (e.has_question() || e.applied_where_size() > 0 || !e.applied_where_text().empty() ||
+      !e.on_behalf_of().empty()) {
+    out += "v2";
+    PutBytes(out, DeterministicBytes(e.question()));
+    PutU64(out, static_cast<uint64_t>(e.applied_where_size()));
+    for (const v1::Predicate& p : e.applied_where()) PutBytes(out, DeterministicBytes(p));
+    PutBytes(out, e.applied_where_text());
+    PutBytes(out, e.on_behalf_of());
+  }
   return out;
+}
+
+// The org id in ".../org/<org_id>/...", or empty.
+absl::string_view OrgOf(absl::string_view spiffe_id) {
+  size_t at = spiffe_id.find("/org/");
+  if (at == absl::string_view::npos) return {};
+  absl::string_view rest = spiffe_id.substr(at + 5);
+  return rest.substr(0, rest.find('/'));
 }
 
 absl::StatusOr<v1::AuditEntry> Decode(absl::string_view value, uint64_t expected_index) {
@@ -77,14 +106,7 @@ std::string Sha256(absl::string_view data) {
 }
 
 std::string MessageHash(const google::protobuf::MessageLite& message) {
-  std::string serialized;
-  {
-    google::protobuf::io::StringOutputStream stream(&serialized);
-    google::protobuf::io::CodedOutputStream coded(&stream);
-    coded.SetSerializationDeterministic(true);
-    message.SerializeToCodedStream(&coded);
-  }
-  return Sha256(serialized);
+  return Sha256(DeterministicBytes(message));
 }
 
 std::string EntryHash(const v1::AuditEntry& entry) { return Sha256(CanonicalEncoding(entry)); }
@@ -166,6 +188,38 @@ absl::StatusOr<std::vector<v1::AuditEntry>> AuditLog::List(uint64_t from_index, 
   }
   FEDSHARE_RETURN_IF_ERROR(it->status());
   return entries;
+}
+
+bool AuditLog::Filter::Matches(const v1::AuditEntry& entry) const {
+  if (decision != v1::AuditEntry::DECISION_UNSPECIFIED && entry.decision() != decision) {
+    return false;
+  }
+  const absl::Time time = absl::FromUnixMillis(entry.time_unix_ms());
+  if (since.has_value() && time < *since) return false;
+  if (until.has_value() && time >= *until) return false;
+  if (caller.empty()) return true;
+  if (absl::StartsWith(caller, "spiffe://")) {
+    return entry.caller() == caller || entry.on_behalf_of() == caller;
+  }
+  return OrgOf(entry.caller()) == caller;
+}
+
+absl::StatusOr<AuditLog::Page> AuditLog::Find(uint64_t from_index, const Filter& filter, int limit,
+                                              int max_examined) const {
+  Page page;
+  page.next_index = from_index;
+  std::unique_ptr<storage::Iterator> it =
+      storage_->NewIterator(ColumnFamily::kAudit, std::string(1, kEntryPrefix));
+  int examined = 0;
+  for (it->Seek(EntryKey(from_index));
+       it->Valid() && static_cast<int>(page.entries.size()) < limit && examined < max_examined;
+       it->Next(), ++examined) {
+    FEDSHARE_ASSIGN_OR_RETURN(v1::AuditEntry entry, Decode(it->value(), from_index));
+    page.next_index = entry.index() + 1;
+    if (filter.Matches(entry)) page.entries.push_back(std::move(entry));
+  }
+  FEDSHARE_RETURN_IF_ERROR(it->status());
+  return page;
 }
 
 uint64_t AuditLog::size() const {

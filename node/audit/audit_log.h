@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "fedshare/v1/audit.pb.h"
 #include "google/protobuf/message_lite.h"
 #include "node/common/clock.h"
@@ -32,8 +34,12 @@
 
 namespace fedshare::audit {
 
-// SHA-256 over the canonical encoding of every field of `entry` (see
-// docs/storage-format.md). 32 bytes.
+// SHA-256 over the canonical encoding of every field of `entry`: fields 1-14
+// in field-number order, each length-prefixed (integers as 8 big-endian
+// bytes); then, only when any of question, applied_where,
+// applied_where_text or on_behalf_of is set, the tag "v2" and those four
+// (the messages by deterministic serialization, each length-prefixed), so
+// entries written before they existed keep their hashes. 32 bytes.
 std::string EntryHash(const v1::AuditEntry& entry);
 
 // SHA-256 of `data`, 32 bytes.
@@ -70,6 +76,29 @@ class AuditLog {
 
   // Up to `limit` entries from `from_index` on.
   absl::StatusOr<std::vector<v1::AuditEntry>> List(uint64_t from_index, int limit) const;
+
+  // Which entries Find returns; the default matches every entry.
+  struct Filter {
+    // A SPIFFE ID ("spiffe://..."): entries whose caller or on_behalf_of is
+    // it. Otherwise an org id: entries whose caller is of that org. Empty:
+    // any.
+    std::string caller;
+    v1::AuditEntry::Decision decision = v1::AuditEntry::DECISION_UNSPECIFIED;  // any
+    std::optional<absl::Time> since;                                           // time >= since
+    std::optional<absl::Time> until;                                           // time < until
+
+    bool Matches(const v1::AuditEntry& entry) const;
+  };
+  struct Page {
+    std::vector<v1::AuditEntry> entries;
+    uint64_t next_index = 0;  // the index after the last entry examined
+  };
+  // Entries from `from_index` on that match `filter`, in index order. Stops
+  // after `limit` matches or `max_examined` entries examined, whichever
+  // comes first, so one call's work is bounded however few entries match.
+  // REQUIRES: limit > 0, max_examined > 0.
+  absl::StatusOr<Page> Find(uint64_t from_index, const Filter& filter, int limit,
+                            int max_examined) const;
 
   // Number of entries.
   uint64_t size() const;

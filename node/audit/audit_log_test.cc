@@ -144,5 +144,76 @@ TEST_F(AuditLogTest, FailedWriteAppendsNothing) {
   EXPECT_OK(log_->VerifyChain());
 }
 
+TEST_F(AuditLogTest, FindFiltersByCallerDecisionAndTime) {
+  v1::AuditEntry on_behalf = Entry("spiffe://td/org/foundation/node", v1::AuditEntry::ANSWERED);
+  on_behalf.set_on_behalf_of("spiffe://td/org/foundation/analyst/ana");
+  ASSERT_OK(log_->Append(on_behalf).status());  // 0 at t0
+  clock_.Advance(absl::Seconds(10));
+  ASSERT_OK(log_->Append(Entry("spiffe://td/org/other/node", v1::AuditEntry::REFUSED)).status());
+  clock_.Advance(absl::Seconds(10));
+  ASSERT_OK(
+      log_->Append(Entry("spiffe://td/org/foundation/node", v1::AuditEntry::REFUSED)).status());
+  const absl::Time t0 = absl::FromUnixSeconds(1'800'000'000);
+  auto indexes = [&](const AuditLog::Filter& filter) {
+    std::vector<uint64_t> out;
+    absl::StatusOr<AuditLog::Page> page = log_->Find(0, filter, 100, 100);
+    EXPECT_OK(page.status());
+    if (!page.ok()) return out;
+    EXPECT_EQ(page->next_index, 3u);
+    for (const v1::AuditEntry& e : page->entries) out.push_back(e.index());
+    return out;
+  };
+  using ::testing::ElementsAre;
+  AuditLog::Filter f;
+  EXPECT_THAT(indexes(f), ElementsAre(0, 1, 2));
+  f.caller = "foundation";
+  EXPECT_THAT(indexes(f), ElementsAre(0, 2));
+  f.caller = "spiffe://td/org/foundation/analyst/ana";
+  EXPECT_THAT(indexes(f), ElementsAre(0));
+  f.caller = "spiffe://td/org/other/node";
+  EXPECT_THAT(indexes(f), ElementsAre(1));
+  f = AuditLog::Filter();
+  f.decision = v1::AuditEntry::REFUSED;
+  EXPECT_THAT(indexes(f), ElementsAre(1, 2));
+  f = AuditLog::Filter();
+  f.since = t0 + absl::Seconds(10);
+  EXPECT_THAT(indexes(f), ElementsAre(1, 2));
+  f.until = t0 + absl::Seconds(20);
+  EXPECT_THAT(indexes(f), ElementsAre(1));
+}
+
+TEST_F(AuditLogTest, FindExaminesAtMostItsBoundAndSaysWhereToContinue) {
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_OK(log_->Append(Entry("spiffe://td/org/a/node", v1::AuditEntry::ANSWERED)).status());
+  }
+  AuditLog::Filter refused;
+  refused.decision = v1::AuditEntry::REFUSED;
+  ASSERT_OK_AND_ASSIGN(AuditLog::Page page, log_->Find(1, refused, 100, 2));
+  EXPECT_TRUE(page.entries.empty());
+  EXPECT_EQ(page.next_index, 3u);
+  ASSERT_OK_AND_ASSIGN(page, log_->Find(0, AuditLog::Filter(), 2, 100));
+  ASSERT_EQ(page.entries.size(), 2u);
+  EXPECT_EQ(page.next_index, 2u);
+}
+
+TEST_F(AuditLogTest, QuestionAndOnBehalfOfAreCoveredByTheChain) {
+  v1::AuditEntry e = Entry("spiffe://td/org/a/node", v1::AuditEntry::ANSWERED);
+  const std::string without = EntryHash(e);
+  e.set_on_behalf_of("spiffe://td/org/a/analyst/ana");
+  e.mutable_question()->set_purpose("program-evaluation");
+  e.set_applied_where_text("age >= 15");
+  EXPECT_NE(EntryHash(e), without);
+  ASSERT_OK(log_->Append(e).status());
+  ASSERT_OK(log_->Append(e).status());
+  ASSERT_OK(log_->VerifyChain());
+  Tamper(0, [](v1::AuditEntry& entry) { entry.set_on_behalf_of("spiffe://td/org/a/analyst/x"); });
+  EXPECT_THAT(log_->VerifyChain(), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("entry 0")));
+  Tamper(0, [](v1::AuditEntry& entry) {
+    entry.set_on_behalf_of("spiffe://td/org/a/analyst/ana");
+    entry.set_applied_where_text("age >= 20");
+  });
+  EXPECT_THAT(log_->VerifyChain(), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("entry 0")));
+}
+
 }  // namespace
 }  // namespace fedshare::audit

@@ -9,6 +9,7 @@
 #include "node/engine/query_executor.h"
 #include "policy/disclosure.h"
 #include "policy/query_rules.h"
+#include "policy/question.h"
 
 namespace fedshare::engine {
 namespace {
@@ -95,15 +96,8 @@ const v1::DatasetSchema* Answerer::FindSchema(const std::string& name) const {
   return nullptr;
 }
 
-absl::Status Answerer::Refuse(const Caller& caller, const v1::AggregateQuery& query,
-                              const std::string& question_hash, const std::string& agreement_id,
+absl::Status Answerer::Refuse(v1::AuditEntry entry, const std::string& agreement_id,
                               absl::string_view rule, const absl::Status& status) {
-  v1::AuditEntry entry;
-  entry.set_caller(caller.spiffe_id);
-  entry.set_method("PeerService.Aggregate");
-  entry.set_question_hash(question_hash);
-  entry.set_dataset(query.dataset());
-  entry.set_purpose(query.purpose());
   entry.set_decision(status.code() == absl::StatusCode::kPermissionDenied ||
                              status.code() == absl::StatusCode::kResourceExhausted ||
                              status.code() == absl::StatusCode::kInvalidArgument
@@ -147,18 +141,26 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
         "; ask again shortly"));
   }
   const absl::Time now = clock_->Now();
-  std::string question_hash = policy::QuestionHash(query);
+  // Audited as asked, so the asking node's entry carries the same hash.
+  const policy::CanonicalQuestion asked = policy::CanonicalizeQuestion(query);
+  v1::AuditEntry audited;
+  audited.set_caller(caller.spiffe_id);
+  audited.set_on_behalf_of(caller.on_behalf_of);
+  audited.set_method("PeerService.Aggregate");
+  audited.set_question_hash(policy::QuestionHash(asked));
+  *audited.mutable_question() = policy::QuestionShape(asked);
+  audited.set_dataset(query.dataset());
+  audited.set_purpose(query.purpose());
   std::shared_ptr<const policy::AgreementSet> agreement_set = agreements();
 
   policy::Decision decision = agreement_set->Decide(caller.org_id, query, now);
   if (!decision.allowed) {
-    return Refuse(caller, query, question_hash, decision.agreement_id, decision.rule,
-                  decision.ToStatus());
+    return Refuse(audited, decision.agreement_id, decision.rule, decision.ToStatus());
   }
   const v1::Agreement& agreement = *decision.agreement;
   const v1::DatasetSchema* schema = FindSchema(query.dataset());
   if (schema == nullptr) {
-    return Refuse(caller, query, question_hash, agreement.id(), policy::kRuleDataset,
+    return Refuse(audited, agreement.id(), policy::kRuleDataset,
                   absl::NotFoundError(absl::StrCat("no dataset '", query.dataset(), "'")));
   }
   absl::StatusOr<v1::AggregateQuery> normalized = policy::NormalizeQuery(*schema, query);
@@ -166,9 +168,12 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
     absl::string_view rule = normalized.status().code() == absl::StatusCode::kPermissionDenied
                                  ? policy::kRuleGranularity
                                  : kRuleInvalidQuestion;
-    return Refuse(caller, query, question_hash, agreement.id(), rule, normalized.status());
+    return Refuse(audited, agreement.id(), rule, normalized.status());
   }
-  question_hash = policy::QuestionHash(*normalized);
+  *audited.mutable_applied_where() = normalized->where();
+  audited.set_applied_where_text(policy::DescribeWhere(*schema, normalized->where()));
+  // Questions that snap alike are one question for the repeat limit.
+  const std::string applied_hash = policy::QuestionHash(policy::CanonicalizeQuestion(*normalized));
   const policy::DisclosureParams params = policy::EffectiveDisclosure(agreement.disclosure());
 
   // Each limit is a durable sliding window of answered times.
@@ -191,7 +196,7 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
                       " s; ask again later")});
   }
   limits.push_back(
-      {absl::StrCat("r", caller.org_id, std::string(1, '\0'), question_hash), params.repeat_limit,
+      {absl::StrCat("r", caller.org_id, std::string(1, '\0'), applied_hash), params.repeat_limit,
        params.repeat_window, policy::kRuleRepeatLimit,
        absl::StrCat(prefix, "repeat-limit': the same question may be answered at most ",
                     params.repeat_limit, " times per ", absl::ToInt64Seconds(params.repeat_window),
@@ -199,7 +204,7 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
   for (const Limit& limit : limits) {
     absl::Status admitted = Admit(limit.key, limit.limit, limit.window, limit.refusal);
     if (!admitted.ok()) {
-      return Refuse(caller, query, question_hash, agreement.id(), limit.rule, admitted);
+      return Refuse(audited, agreement.id(), limit.rule, admitted);
     }
   }
 
@@ -213,17 +218,17 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
     return ExecuteQuery(*reader, *normalized, consent, params.max_records_per_subject);
   }();
   if (!execution.ok()) {
-    return Refuse(caller, query, question_hash, agreement.id(), "execution", execution.status());
+    return Refuse(audited, agreement.id(), "execution", execution.status());
   }
   if (absl::Status s =
           policy::CheckPredicateRemovals(params, *normalized, execution->removed_by_predicate);
       !s.ok()) {
-    return Refuse(caller, query, question_hash, agreement.id(), policy::kRulePredicateRemoval, s);
+    return Refuse(audited, agreement.id(), policy::kRulePredicateRemoval, s);
   }
   if (absl::Status s =
           policy::CheckPredicateCellRemovals(params, *normalized, execution->removed_in_cells);
       !s.ok()) {
-    return Refuse(caller, query, question_hash, agreement.id(), policy::kRulePredicateRemoval, s);
+    return Refuse(audited, agreement.id(), policy::kRulePredicateRemoval, s);
   }
 
   std::vector<policy::CellStats> stats;
@@ -260,7 +265,7 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
     result.add_columns(policy::AggregateColumnName(a));
   }
   *result.mutable_applied_where() = normalized->where();
-  result.set_applied_where_text(policy::DescribeWhere(*schema, normalized->where()));
+  result.set_applied_where_text(audited.applied_where_text());
   std::map<std::string, int> withheld_by_rule;
   std::vector<v1::Cell> withheld_listed;
   for (size_t i = 0; i < execution->cells.size(); ++i) {
@@ -308,16 +313,11 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
   }
   result.set_answered_at_unix_ms(absl::ToUnixMillis(now));
   if (cancelled && cancelled()) {
-    return Refuse(caller, query, question_hash, agreement.id(), "execution",
+    return Refuse(audited, agreement.id(), "execution",
                   absl::CancelledError("the caller gave up before the answer was released"));
   }
 
-  v1::AuditEntry entry;
-  entry.set_caller(caller.spiffe_id);
-  entry.set_method("PeerService.Aggregate");
-  entry.set_question_hash(question_hash);
-  entry.set_dataset(query.dataset());
-  entry.set_purpose(query.purpose());
+  v1::AuditEntry entry = std::move(audited);
   entry.set_decision(v1::AuditEntry::ANSWERED);
   entry.set_agreement_id(agreement.id());
   entry.set_result_hash(audit::MessageHash(result));

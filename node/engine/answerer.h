@@ -33,10 +33,12 @@
 
 namespace fedshare::engine {
 
-// Who asks: the org and the SPIFFE ID from its verified certificate.
+// Who asks: the org and the SPIFFE ID from its verified certificate, and,
+// unverified and only recorded, the end user it says it asks for.
 struct Caller {
   std::string org_id;
   std::string spiffe_id;
+  std::string on_behalf_of;
 };
 
 class Answerer {
@@ -70,11 +72,10 @@ class Answerer {
  private:
   std::shared_ptr<const policy::AgreementSet> agreements() const;
   const v1::DatasetSchema* FindSchema(const std::string& name) const;
-  // Appends the outcome; returns `status` for a refusal, or UNAVAILABLE if
-  // the append failed.
-  absl::Status Refuse(const Caller& caller, const v1::AggregateQuery& query,
-                      const std::string& question_hash, const std::string& agreement_id,
-                      absl::string_view rule, const absl::Status& status);
+  // Appends `entry` (who asked what) with the refusal's decision, rule and
+  // reason; returns `status`, or UNAVAILABLE if the append failed.
+  absl::Status Refuse(v1::AuditEntry entry, const std::string& agreement_id, absl::string_view rule,
+                      const absl::Status& status);
   // Durable sliding-window admission in the `queries` column family: OK and
   // counted, or RESOURCE_EXHAUSTED with `refusal` when `limit` answers fall in
   // the window already.

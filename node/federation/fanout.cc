@@ -10,7 +10,7 @@
 #include "grpcpp/grpcpp.h"
 #include "node/federation/combine.h"
 #include "node/identity/channel.h"
-#include "policy/query_rules.h"
+#include "policy/question.h"
 
 namespace fedshare::federation {
 namespace {
@@ -65,7 +65,8 @@ std::unique_ptr<v1::PeerService::Stub> Dial(const v1::NodeConfig& config,
 }
 
 PartnerOutcome AskOne(const v1::NodeConfig& config, const v1::PeerConfig& peer,
-                      const v1::AggregateQuery& query, absl::Duration deadline) {
+                      const v1::AggregateQuery& query, const std::string& on_behalf_of,
+                      absl::Duration deadline) {
   PartnerOutcome outcome;
   outcome.coverage.set_org_id(peer.org_id());
   std::string error;
@@ -79,6 +80,7 @@ PartnerOutcome AskOne(const v1::NodeConfig& config, const v1::PeerConfig& peer,
   context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
   v1::AggregateRequest request;
   *request.mutable_query() = query;
+  request.set_on_behalf_of(on_behalf_of);
   v1::AggregateResponse response;
   grpc::Status status = stub->Aggregate(&context, request, &response);
   outcome.coverage.set_state(StateFor(status.error_code()));
@@ -163,9 +165,10 @@ absl::StatusOr<v1::FederatedAggregateResponse> FanOut::Ask(
 
   std::vector<std::future<PartnerOutcome>> calls;
   for (const v1::PeerConfig& peer : *peers) {
-    calls.push_back(std::async(std::launch::async, [this, peer, &request, deadline] {
+    calls.push_back(std::async(std::launch::async, [this, peer, &request, &caller_spiffe_id,
+                                                    deadline] {
       absl::Time start = absl::Now();
-      PartnerOutcome outcome = AskOne(*config_, peer, request.query(), deadline);
+      PartnerOutcome outcome = AskOne(*config_, peer, request.query(), caller_spiffe_id, deadline);
       if (peer_call_observer_) {
         peer_call_observer_(peer.org_id(), outcome.coverage.state(), absl::Now() - start);
       }
@@ -196,7 +199,10 @@ absl::StatusOr<v1::FederatedAggregateResponse> FanOut::Ask(
   entry.set_purpose(request.query().purpose());
   entry.set_decision(answers.empty() ? v1::AuditEntry::REFUSED : v1::AuditEntry::ANSWERED);
   if (answers.empty()) entry.set_rule("no-partner-answered");
-  entry.set_question_hash(policy::QuestionHash(request.query()));
+  // The same canonical question every partner hashes, so entries match across orgs.
+  const policy::CanonicalQuestion asked = policy::CanonicalizeQuestion(request.query());
+  entry.set_question_hash(policy::QuestionHash(asked));
+  *entry.mutable_question() = policy::QuestionShape(asked);
   entry.set_result_hash(audit::MessageHash(response.combined()));
   std::vector<std::string> states;
   for (const v1::PartnerCoverage& c : response.coverage()) {

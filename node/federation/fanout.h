@@ -27,6 +27,9 @@ class FanOut {
  public:
   FanOut(const v1::NodeConfig* config, audit::AuditLog* audit) : config_(config), audit_(audit) {}
 
+  // Each partner is told, as the request's unverified on_behalf_of, that
+  // `caller_spiffe_id` asks; the audit entry holds the question's canonical
+  // hash and shape (policy/question.h), as each partner's does.
   // INVALID_ARGUMENT for an unknown peer or group, or no partner selected;
   // UNAVAILABLE if the audit log cannot be written. Partners' failures are not
   // errors: they are in the coverage.

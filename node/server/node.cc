@@ -335,6 +335,10 @@ void Node::Shutdown(absl::Duration grace) {
   if (peer_server_ != nullptr) peer_server_->Wait();
   if (local_server_ != nullptr) local_server_->Wait();
   if (health_server_ != nullptr) health_server_->Wait();
+  // Its destructor audits an unfinished refusal storm; run it now, with no
+  // call left that could use it, while the metrics its audit append reports
+  // to still exist (metrics_ is destroyed before refusal_throttle_).
+  refusal_throttle_.reset();
   if (metrics_server_ != nullptr) metrics_server_->Stop();
   spdlog::info("event=node_stopped org={}", config_.org_id());
 }

@@ -16,6 +16,14 @@ using identity::Role;
 
 namespace {
 
+// One ListAudit call examines at most this many entries, however few match
+// its filters (docs/limits.md).
+constexpr int kMaxAuditExamined = 10000;
+
+absl::Time ToTime(const google::protobuf::Timestamp& t) {
+  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
+}
+
 // Why a call must not commit: its client cancelled or its deadline passed.
 absl::Status CallAbandoned(const grpc::ServerContext& context) {
   if (context.deadline() <= std::chrono::system_clock::now()) {
@@ -177,10 +185,16 @@ grpc::Status AdminServiceImpl::ListAudit(grpc::ServerContext* context,
       Authorize(*env_, *context, kMethod, {Role::kOperator}, /*own_org=*/true);
   if (!who.ok()) return ToGrpcStatus(who.status());
   int limit = request->limit() <= 0 ? 100 : std::min(request->limit(), 1000);
-  absl::StatusOr<std::vector<v1::AuditEntry>> entries =
-      env_->audit->List(request->from_index(), limit);
-  if (!entries.ok()) return Finish(kMethod, who->spiffe_id, entries.status());
-  for (v1::AuditEntry& e : *entries) *response->add_entries() = std::move(e);
+  audit::AuditLog::Filter filter;
+  filter.caller = request->caller();
+  filter.decision = request->decision();
+  if (request->has_since()) filter.since = ToTime(request->since());
+  if (request->has_until()) filter.until = ToTime(request->until());
+  absl::StatusOr<audit::AuditLog::Page> page =
+      env_->audit->Find(request->from_index(), filter, limit, kMaxAuditExamined);
+  if (!page.ok()) return Finish(kMethod, who->spiffe_id, page.status());
+  for (v1::AuditEntry& e : page->entries) *response->add_entries() = std::move(e);
+  response->set_next_index(page->next_index);
   response->set_total(env_->audit->size());
   absl::Status chain = env_->audit->VerifyChain();
   response->set_chain_valid(chain.ok());

@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include "absl/strings/str_cat.h"
 #include "fedshare/v1/config.pb.h"
 #include "node/engine/answerer.h"
 #include "node/service/call_guard.h"
@@ -9,8 +10,30 @@
 #include "node/service/limits.h"
 
 namespace fedshare::service {
+namespace {
 
 using identity::Role;
+
+// on_behalf_of is recorded, not trusted; it must at least name a person of
+// the calling node's own org, so a node cannot put another org's name there.
+absl::Status CheckOnBehalfOf(const identity::Identity& caller, const std::string& on_behalf_of) {
+  if (on_behalf_of.empty()) return absl::OkStatus();
+  constexpr size_t kMaxSpiffeIdBytes = 2048;  // the SPIFFE standard's bound
+  if (on_behalf_of.size() > kMaxSpiffeIdBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("on_behalf_of (", on_behalf_of.size(), " bytes) is over 2048 bytes"));
+  }
+  absl::StatusOr<identity::Identity> user = identity::ParseSpiffeId(on_behalf_of);
+  if (!user.ok() || user->trust_domain != caller.trust_domain || user->org_id != caller.org_id ||
+      user->role == Role::kNode) {
+    return absl::InvalidArgumentError(
+        "on_behalf_of must be empty or the SPIFFE ID of an analyst or operator of the asking "
+        "org (spiffe://<trust-domain>/org/<org>/analyst/<name>)");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 grpc::Status PeerServiceImpl::Describe(grpc::ServerContext* context, const v1::DescribeRequest*,
                                        v1::DescribeResponse* response) {
@@ -36,14 +59,18 @@ grpc::Status PeerServiceImpl::Aggregate(grpc::ServerContext* context,
   if (absl::Status s = CheckQuestion(env_->limits, request->query()); !s.ok()) {
     return Finish(kMethod, who->spiffe_id, s);
   }
+  if (absl::Status s = CheckOnBehalfOf(*who, request->on_behalf_of()); !s.ok()) {
+    return Finish(kMethod, who->spiffe_id, s);
+  }
   absl::StatusOr<CallGate::Ticket> ticket = env_->call_gate->Enter(who->spiffe_id);
   if (!ticket.ok()) return Finish(kMethod, who->spiffe_id, ticket.status());
   const absl::Time now = absl::Now();
   if (absl::Status s = env_->refusal_throttle->Admit(who->spiffe_id, now); !s.ok()) {
     return Finish(kMethod, who->spiffe_id, s);
   }
-  absl::StatusOr<v1::AggregateResult> result =
-      env_->answerer->Answer(engine::Caller{who->org_id, who->spiffe_id}, request->query(), [context] {
+  absl::StatusOr<v1::AggregateResult> result = env_->answerer->Answer(
+      engine::Caller{who->org_id, who->spiffe_id, request->on_behalf_of()}, request->query(),
+      [context] {
         return context->IsCancelled() || context->deadline() <= std::chrono::system_clock::now();
       });
   if (result.ok()) {
