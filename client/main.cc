@@ -10,22 +10,29 @@
 //       [--output table|csv|json]
 //   fedshare audit show [--from N] [--limit N] [--caller ID|ORG] [--decision D]
 //       [--since T] [--until T] [--output table|csv|json]
+//   fedshare completion bash
+//   fedshare --version
 //
 // Exit codes: 0 done, 1 the node refused or failed, 2 bad usage or input,
 // 3 a federated answer covers fewer partners than --min-coverage.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -41,6 +48,7 @@
 #include "node/identity/spiffe.h"
 #include "node/identity/x509_verify.h"
 #include "openssl/rand.h"
+#include "policy/refusal.h"
 
 namespace fedshare::client {
 namespace {
@@ -56,14 +64,66 @@ struct Globals {
   double timeout_seconds = 60;
 };
 
-int Fail(const absl::Status& status) {
+// Which listener a command's calls are for, to explain an UNIMPLEMENTED
+// answer from the other one.
+enum class Listener { kAny, kLocal, kPeer };
+
+// Prints the error, the refusal's rule, agreement, field and retry time when
+// the node sent them (google.rpc.ErrorInfo), and a hint when the call reached
+// a listener that does not serve it.
+int Fail(const absl::Status& status, Listener wanted = Listener::kAny) {
   std::cerr << "fedshare: " << absl::StatusCodeToString(status.code()) << ": " << status.message()
             << "\n";
+  if (std::optional<google::rpc::ErrorInfo> info = policy::RefusalOf(status)) {
+    std::vector<std::string> parts = {absl::StrCat("rule ", info->reason())};
+    const auto& meta = info->metadata();
+    for (absl::string_view key : {policy::kMetaAgreement, policy::kMetaField}) {
+      auto it = meta.find(std::string(key));
+      if (it != meta.end()) parts.push_back(absl::StrCat(key, " ", it->second));
+    }
+    auto retry = meta.find(std::string(policy::kMetaRetryAfterSeconds));
+    if (retry != meta.end()) parts.push_back(absl::StrCat("ask again in ", retry->second, " s"));
+    std::cerr << "fedshare: refused: " << absl::StrJoin(parts, "; ") << "\n";
+  }
+  if (status.code() == absl::StatusCode::kUnimplemented && wanted != Listener::kAny) {
+    std::cerr << "fedshare: hint: "
+              << (wanted == Listener::kLocal
+                      ? "this is a peer listener; admin and fan-out calls go to the local "
+                        "listener, default port 7444"
+                      : "this is a local listener; describe and direct questions go to a peer "
+                        "listener, default port 7443")
+              << "\n";
+  }
   return status.code() == absl::StatusCode::kInvalidArgument ? kExitUsage : kExitRefused;
+}
+
+// A --node address must name its port: gRPC would otherwise quietly dial 443.
+absl::Status CheckNodeAddress(const std::string& address) {
+  const std::string example =
+      "e.g. 127.0.0.1:7444 (the local listener) or partner.example.org:7443 (a peer listener)";
+  absl::string_view port;
+  if (absl::StartsWith(address, "[")) {
+    size_t close = address.find(']');
+    if (close != std::string::npos && address.size() > close + 1 && address[close + 1] == ':') {
+      port = absl::string_view(address).substr(close + 2);
+    }
+  } else if (std::count(address.begin(), address.end(), ':') == 1) {
+    port = absl::string_view(address).substr(address.find(':') + 1);
+  } else if (std::count(address.begin(), address.end(), ':') > 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--node ", address, ": write an IPv6 address in brackets with a port, e.g. [::1]:7444"));
+  }
+  int number = 0;
+  if (port.empty() || !absl::SimpleAtoi(port, &number) || number < 1 || number > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--node ", address, " needs a port (HOST:PORT), ", example));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<NodeClient>> Dial(const Globals& g,
                                                  const std::string& default_node) {
+  FEDSHARE_RETURN_IF_ERROR(CheckNodeAddress(g.node.empty() ? default_node : g.node));
   std::string dir = g.identity_dir;
   if (dir.empty()) {
     const char* env = std::getenv("FEDSHARE_IDENTITY");
@@ -171,7 +231,7 @@ int RunStatus(const Globals& g) {
   auto client = Dial(g, "127.0.0.1:7444");
   if (!client.ok()) return Fail(client.status());
   absl::StatusOr<v1::StatusResponse> s = (*client)->Status();
-  if (!s.ok()) return Fail(s.status());
+  if (!s.ok()) return Fail(s.status(), Listener::kLocal);
   std::cout << "org:           " << s->org_id() << "\n"
             << "trust domain:  " << s->trust_domain() << "\n"
             << "version:       " << s->version() << "\n"
@@ -204,7 +264,7 @@ int RunDescribe(const Globals& g) {
   auto client = Dial(g, "127.0.0.1:7443");
   if (!client.ok()) return Fail(client.status());
   absl::StatusOr<v1::DescribeResponse> d = (*client)->Describe();
-  if (!d.ok()) return Fail(d.status());
+  if (!d.ok()) return Fail(d.status(), Listener::kPeer);
   std::cout << "org " << d->org_id() << " (fedshare " << d->version() << ")\n";
   if (d->datasets_size() == 0) {
     std::cout << "no agreement in force lets you ask anything\n";
@@ -234,7 +294,7 @@ int RunDatasets(const Globals& g) {
   auto client = Dial(g, "127.0.0.1:7444");
   if (!client.ok()) return Fail(client.status());
   absl::StatusOr<v1::ListDatasetsResponse> r = (*client)->ListDatasets();
-  if (!r.ok()) return Fail(r.status());
+  if (!r.ok()) return Fail(r.status(), Listener::kLocal);
   for (const v1::DatasetInfo& d : r->datasets()) {
     std::cout << d.name() << ": " << d.rows() << " rows, " << d.subjects() << " subjects, "
               << d.blocks() << " blocks\n";
@@ -270,7 +330,7 @@ int RunIngest(const Globals& g, const std::string& dataset, const std::string& f
   absl::StatusOr<v1::IngestResponse> r = (*client)->Ingest(
       dataset, FormatFor(format, file), skip_invalid, *data, std::ref(progress), idempotency_key);
   if (!r.ok()) {
-    int code = Fail(r.status());
+    int code = Fail(r.status(), Listener::kLocal);
     const absl::StatusCode c = r.status().code();
     const bool outcome_unknown =
         c == absl::StatusCode::kUnavailable || c == absl::StatusCode::kDeadlineExceeded ||
@@ -315,13 +375,17 @@ int RunConsentImport(const Globals& g, const std::string& file) {
   if (!client.ok()) return Fail(client.status());
   Progress progress("consent " + file, static_cast<int64_t>(data->size()));
   absl::StatusOr<v1::ConsentImportResponse> r = (*client)->ImportConsent(*data, std::ref(progress));
-  if (!r.ok()) return Fail(r.status());
+  if (!r.ok()) return Fail(r.status(), Listener::kLocal);
   if (r->events_rejected() > 0 || r->errors_size() > 0) {
     std::cerr << "fedshare: nothing imported: the file has errors (fix them and import again):\n";
     PrintRowErrors(r->errors(), std::max<int64_t>(r->events_rejected(), r->errors_size()));
     return kExitUsage;
   }
   std::cout << "read " << r->events_read() << " consent events, " << r->events_new() << " new\n";
+  if (r->warnings_size() > 0) {
+    std::cerr << "fedshare: warning: imported as written, but check these rows:\n";
+    PrintRowErrors(r->warnings(), r->warnings_size());
+  }
   return 0;
 }
 
@@ -348,7 +412,7 @@ int RunExport(const Globals& g, const std::string& dataset, const std::string& f
                                      });
   if (!s.ok()) {
     if (!tmp.empty()) std::remove(tmp.c_str());
-    return Fail(s);
+    return Fail(s, Listener::kLocal);
   }
   if (!out.empty()) {
     file.close();
@@ -373,7 +437,7 @@ int RunQuery(const Globals& g, const std::string& sql, const std::string& peers,
   if (!client.ok()) return Fail(client.status());
   if (!federated) {
     absl::StatusOr<v1::AggregateResult> r = (*client)->Aggregate(*query);
-    if (!r.ok()) return Fail(r.status());
+    if (!r.ok()) return Fail(r.status(), Listener::kPeer);
     std::cout << FormatResult(*r, *format);
     return 0;
   }
@@ -386,7 +450,7 @@ int RunQuery(const Globals& g, const std::string& sql, const std::string& peers,
   request.set_group(group);
   request.set_deadline_ms(deadline_ms);
   absl::StatusOr<v1::FederatedAggregateResponse> r = (*client)->FederatedAggregate(request);
-  if (!r.ok()) return Fail(r.status());
+  if (!r.ok()) return Fail(r.status(), Listener::kLocal);
   std::cout << FormatFederated(*r, *format);
   std::cout.flush();
   // A total that silently misses a partner is the worst wrong answer: fewer
@@ -418,7 +482,7 @@ int RunPeers(const Globals& g, bool probe) {
   auto client = Dial(g, "127.0.0.1:7444");
   if (!client.ok()) return Fail(client.status());
   absl::StatusOr<v1::ListPeersResponse> r = (*client)->ListPeers(probe);
-  if (!r.ok()) return Fail(r.status());
+  if (!r.ok()) return Fail(r.status(), Listener::kLocal);
   std::cout << absl::StrFormat("%-20s %-24s %-12s %s\n", "PEER", "ADDRESS", "STATE", "DETAIL");
   for (const v1::PeerStatus& p : r->peers()) {
     std::string state =
@@ -483,7 +547,7 @@ int RunAuditShow(const Globals& g, const AuditShowOptions& options) {
   while (true) {
     request->set_limit(options.limit - shown.entries_size());
     absl::StatusOr<v1::ListAuditResponse> page = (*client)->ListAudit(*request);
-    if (!page.ok()) return Fail(page.status());
+    if (!page.ok()) return Fail(page.status(), Listener::kLocal);
     for (v1::AuditEntry& e : *page->mutable_entries()) *shown.add_entries() = std::move(e);
     shown.set_total(page->total());
     shown.set_chain_valid(page->chain_valid());
@@ -499,6 +563,119 @@ int RunAuditShow(const Globals& g, const AuditShowOptions& options) {
   return shown.chain_valid() ? 0 : kExitRefused;
 }
 
+CLI::App* FindSubcommand(CLI::App* app, const std::string& name) {
+  for (CLI::App* sub : app->get_subcommands([](CLI::App*) { return true; })) {
+    if (sub->get_name() == name) return sub;
+  }
+  return nullptr;
+}
+
+std::vector<std::string> SubcommandNames(CLI::App* app) {
+  std::vector<std::string> names;
+  for (CLI::App* sub : app->get_subcommands([](CLI::App*) { return true; })) {
+    names.push_back(sub->get_name());
+  }
+  return names;
+}
+
+// The first word of `argv` that stands where a command of `app` (or of one of
+// its subcommands) belongs but names none, with the command path before it;
+// nullopt if every command word is known.
+std::optional<std::pair<std::string, CLI::App*>> UnknownCommand(CLI::App* app, int argc,
+                                                                char** argv) {
+  CLI::App* level = app;
+  for (int i = 1; i < argc; ++i) {
+    const std::string word = argv[i];
+    if (word == "--") return std::nullopt;
+    if (absl::StartsWith(word, "-")) {
+      if (word.find('=') != std::string::npos) continue;
+      const CLI::Option* opt = level->get_option_no_throw(word);
+      if (opt == nullptr) opt = app->get_option_no_throw(word);
+      if (opt != nullptr && opt->get_items_expected_min() > 0) ++i;  // skip its value
+      continue;
+    }
+    if (CLI::App* sub = FindSubcommand(level, word)) {
+      level = sub;
+      continue;
+    }
+    if (level->get_require_subcommand_min() > 0) return std::make_pair(word, level);
+    return std::nullopt;  // a positional argument
+  }
+  return std::nullopt;
+}
+
+// Parse errors as this CLI's exit codes: --help and --version exit 0 (CLI11
+// prints them), everything else is bad usage, exit 2, and an unknown command
+// is named with the commands there are.
+int ExitForParseError(CLI::App& app, const CLI::ParseError& e, int argc, char** argv) {
+  if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return app.exit(e);
+  if (auto unknown = UnknownCommand(&app, argc, argv)) {
+    CLI::App* level = unknown->second;
+    std::string path = level == &app ? "fedshare" : "fedshare " + level->get_name();
+    if (level->get_parent() != nullptr && level->get_parent() != &app) {
+      path = "fedshare " + level->get_parent()->get_name() + " " + level->get_name();
+    }
+    std::cerr << path << ": unknown command '" << unknown->first
+              << "'; commands: " << absl::StrJoin(SubcommandNames(level), ", ") << " (see " << path
+              << " --help)\n";
+    return kExitUsage;
+  }
+  app.exit(e);  // prints CLI11's message
+  return kExitUsage;
+}
+
+// A bash completion script for `app`'s commands and options: completes the
+// command words at each level, then that command's options; file names
+// otherwise.
+std::string BashCompletion(CLI::App& app) {
+  std::vector<std::string> paths;
+  std::string cases;
+  std::function<void(CLI::App*, const std::string&)> walk = [&](CLI::App* level,
+                                                                const std::string& path) {
+    std::vector<std::string> words = SubcommandNames(level);
+    for (const CLI::Option* opt : level->get_options()) {
+      for (const std::string& name : opt->get_lnames()) words.push_back("--" + name);
+    }
+    if (level != &app) {
+      for (const CLI::Option* opt : app.get_options()) {
+        for (const std::string& name : opt->get_lnames()) words.push_back("--" + name);
+      }
+    }
+    std::sort(words.begin(), words.end());
+    words.erase(std::unique(words.begin(), words.end()), words.end());
+    absl::StrAppend(&cases, "    \"", path, "\") words=\"", absl::StrJoin(words, " "), "\" ;;\n");
+    for (CLI::App* sub : level->get_subcommands([](CLI::App*) { return true; })) {
+      std::string sub_path = path.empty() ? sub->get_name() : path + " " + sub->get_name();
+      paths.push_back(sub_path);
+      walk(sub, sub_path);
+    }
+  };
+  walk(&app, "");
+  std::string known;
+  for (const std::string& path : paths) absl::StrAppend(&known, "      \"", path, "\") ;;\n");
+  return absl::StrCat(
+      "# bash completion for fedshare. Load it with\n"
+      "#   source <(fedshare completion bash)\n"
+      "# or save it as /usr/share/bash-completion/completions/fedshare.\n"
+      "_fedshare() {\n"
+      "  local cur=\"${COMP_WORDS[COMP_CWORD]}\" path=\"\" next words i\n"
+      "  for ((i = 1; i < COMP_CWORD; i++)); do\n"
+      "    next=\"${path:+$path }${COMP_WORDS[i]}\"\n"
+      "    case \"$next\" in\n",
+      known,
+      "      *) continue ;;\n"
+      "    esac\n"
+      "    path=\"$next\"\n"
+      "  done\n"
+      "  case \"$path\" in\n",
+      cases,
+      "    *) words=\"\" ;;\n"
+      "  esac\n"
+      "  mapfile -t COMPREPLY < <(compgen -W \"$words\" -- \"$cur\")\n"
+      "}\n"
+      "complete -o default -F _fedshare fedshare\n");
+}
+
 }  // namespace
 }  // namespace fedshare::client
 
@@ -506,6 +683,7 @@ int main(int argc, char** argv) {
   using namespace fedshare::client;
   CLI::App app{"fedshare: ask and manage fedshare nodes"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("fedshare ") + FEDSHARE_VERSION);
   // --node, --identity, --expect-org and --timeout may come before or after
   // the subcommand: `fedshare query --node ADDR --sql ...` works too.
   app.fallthrough();
@@ -521,12 +699,12 @@ int main(int argc, char** argv) {
   auto* certs = app.add_subcommand("certs", "development CA and certificates");
   certs->require_subcommand(1);
   std::string td, out, ca, org, role, name;
-  int days = 0;
   std::vector<std::string> dns, ips;
   auto* certs_ca = certs->add_subcommand("ca", "create a development CA");
   certs_ca->add_option("--trust-domain", td, "e.g. fedshare.example")->required();
   certs_ca->add_option("--out", out, "folder for ca.pem and ca.key")->required();
-  certs_ca->add_option("--days", days, "validity (default 3650)");
+  int ca_days = 3650;
+  certs_ca->add_option("--days", ca_days, "validity in days, 1 to 36500")->capture_default_str();
   auto* certs_issue = certs->add_subcommand("issue", "issue a node/operator/analyst certificate");
   certs_issue->add_option("--ca", ca, "the CA folder")->required();
   certs_issue->add_option("--org", org, "org id")->required();
@@ -535,7 +713,9 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"node", "operator", "analyst"}));
   certs_issue->add_option("--name", name, "person's name (operator, analyst)");
   certs_issue->add_option("--out", out, "folder for cert.pem, key.pem, ca.pem")->required();
-  certs_issue->add_option("--days", days, "validity (default 365)");
+  int issue_days = 365;
+  certs_issue->add_option("--days", issue_days, "validity in days, 1 to 36500")
+      ->capture_default_str();
   certs_issue->add_option("--dns", dns, "DNS names for a node (default localhost)");
   certs_issue->add_option("--ip", ips, "IP addresses for a node (default 127.0.0.1)");
 
@@ -608,12 +788,23 @@ int main(int argc, char** argv) {
   audit_show->add_option("--output", audit_options.output, "table, csv or json")
       ->capture_default_str();
 
-  CLI11_PARSE(app, argc, argv);
+  auto* completion = app.add_subcommand("completion", "print a shell completion script");
+  std::string shell;
+  completion->add_option("shell", shell, "bash")->required()->check(CLI::IsMember({"bash"}));
 
-  if (certs_ca->parsed()) return RunCertsCa(td, out, days > 0 ? days : 3650);
-  if (certs_issue->parsed()) {
-    return RunCertsIssue(ca, org, role, name, out, days > 0 ? days : 365, dns, ips);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return ExitForParseError(app, e, argc, argv);
   }
+
+  if (completion->parsed()) {
+    std::cout << BashCompletion(app);
+    return 0;
+  }
+
+  if (certs_ca->parsed()) return RunCertsCa(td, out, ca_days);
+  if (certs_issue->parsed()) return RunCertsIssue(ca, org, role, name, out, issue_days, dns, ips);
   if (status->parsed()) return RunStatus(g);
   if (describe->parsed()) return RunDescribe(g);
   if (datasets->parsed()) return RunDatasets(g);

@@ -3,7 +3,9 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "google/rpc/status.pb.h"
 #include "node/common/status_macros.h"
+#include "policy/refusal.h"
 
 namespace fedshare::client {
 namespace {
@@ -15,7 +17,18 @@ constexpr size_t kChunkBytes = 1 << 20;
 
 absl::Status FromGrpcStatus(const grpc::Status& status) {
   if (status.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+  absl::Status out(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+  google::rpc::Status details;
+  if (status.error_details().empty() || !details.ParseFromString(status.error_details())) {
+    return out;
+  }
+  for (const google::protobuf::Any& any : details.details()) {
+    google::rpc::ErrorInfo info;
+    if (any.UnpackTo(&info)) {
+      out.SetPayload(policy::kErrorInfoTypeUrl, absl::Cord(info.SerializeAsString()));
+    }
+  }
+  return out;
 }
 
 absl::StatusOr<std::unique_ptr<NodeClient>> NodeClient::Connect(

@@ -25,7 +25,9 @@
 
 namespace fedshare::client {
 
-// grpc::Status to absl::Status; the codes are the same numbers.
+// grpc::Status to absl::Status; the codes are the same numbers. A
+// google.rpc.ErrorInfo in the status details becomes the status's
+// policy/refusal.h payload (read it with policy::RefusalOf).
 absl::Status FromGrpcStatus(const grpc::Status& status);
 
 // Progress of a long upload or download: bytes (or rows) done, and the

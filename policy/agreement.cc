@@ -10,6 +10,7 @@
 #include "node/common/time_util.h"
 #include "policy/disclosure.h"
 #include "policy/ids.h"
+#include "policy/refusal.h"
 #include "policy/schema.h"
 
 namespace fedshare::policy {
@@ -154,6 +155,7 @@ struct Check {
   Stage stage;
   absl::string_view rule;
   std::string reason;
+  std::string field = "";
 };
 
 Check CheckPermit(const v1::Agreement& a, absl::Time from, absl::Time until,
@@ -188,21 +190,24 @@ Check CheckPermit(const v1::Agreement& a, absl::Time from, absl::Time until,
     if (!Lists(a.filter_fields(), p.field())) {
       return {kFields, kRuleFilterField,
               absl::StrCat("filtering on '", p.field(), "' is not allowed; allowed: (",
-                           absl::StrJoin(a.filter_fields(), ", "), ")")};
+                           absl::StrJoin(a.filter_fields(), ", "), ")"),
+              p.field()};
     }
   }
   for (const std::string& g : q.group_by()) {
     if (!Lists(a.group_fields(), g)) {
       return {kFields, kRuleGroupField,
               absl::StrCat("grouping by '", g, "' is not allowed; allowed: (",
-                           absl::StrJoin(a.group_fields(), ", "), ")")};
+                           absl::StrJoin(a.group_fields(), ", "), ")"),
+              g};
     }
   }
   for (const v1::Aggregate& agg : q.aggregates()) {
     if (TakesMeasure(agg.kind()) && !Lists(a.measure_fields(), agg.field())) {
       return {kFields, kRuleMeasureField,
               absl::StrCat("measuring '", agg.field(), "' is not allowed; allowed: (",
-                           absl::StrJoin(a.measure_fields(), ", "), ")")};
+                           absl::StrJoin(a.measure_fields(), ", "), ")"),
+              agg.field()};
     }
   }
   const v1::Disclosure::Mode mode = a.disclosure().mode();
@@ -270,11 +275,14 @@ std::optional<std::string> ForbidMatches(const v1::Agreement& a, const PurposeTr
 
 absl::Status Decision::ToStatus() const {
   if (allowed) return absl::OkStatus();
+  const RefusalInfo info{rule, agreement_id, field};
   if (agreement_id.empty()) {
-    return absl::PermissionDeniedError(absl::StrCat("refused by rule '", rule, "': ", reason));
+    return WithRefusal(
+        absl::PermissionDeniedError(absl::StrCat("refused by rule '", rule, "': ", reason)), info);
   }
-  return absl::PermissionDeniedError(
-      absl::StrCat("refused by agreement '", agreement_id, "' rule '", rule, "': ", reason));
+  return WithRefusal(absl::PermissionDeniedError(absl::StrCat(
+                         "refused by agreement '", agreement_id, "' rule '", rule, "': ", reason)),
+                     info);
 }
 
 DisclosureParams EffectiveDisclosure(const v1::Disclosure& disclosure) {
@@ -390,6 +398,7 @@ Decision AgreementSet::Decide(absl::string_view peer_org, const v1::AggregateQue
   d.agreement_id = closest->agreement.id();
   d.rule = std::string(closest_check.rule);
   d.reason = std::move(closest_check.reason);
+  d.field = std::move(closest_check.field);
   return d;
 }
 

@@ -47,12 +47,14 @@ struct Decision {
   std::string agreement_id;  // the deciding agreement; empty under default deny
   std::string rule;          // one of the kRule* ids
   std::string reason;        // says what to change
+  std::string field;         // the field a *-field rule is about
   // The permitting agreement when allowed.
   std::optional<v1::Agreement> agreement;
 
   // OK when allowed; otherwise PERMISSION_DENIED with
   // "refused by agreement 'ID' rule 'RULE': REASON" (or "refused by rule
   // 'default-deny': ..." with no agreement).
+  // The status carries the rule, agreement and field (policy/refusal.h).
   absl::Status ToStatus() const;
 };
 

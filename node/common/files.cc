@@ -14,6 +14,11 @@
 namespace fedshare {
 
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  // An ifstream opens a directory and reads it as empty: say what it is.
+  if (struct stat st; ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, " is a directory, not a file: name the file inside it"));
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     if (errno == ENOENT) return absl::NotFoundError(absl::StrCat("no file at ", path));

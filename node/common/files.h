@@ -10,7 +10,8 @@
 
 namespace fedshare {
 
-// Reads a whole file. NOT_FOUND if missing, other errors name the path.
+// Reads a whole file. NOT_FOUND if missing, INVALID_ARGUMENT if `path` is a
+// directory; other errors name the path.
 absl::StatusOr<std::string> ReadFile(const std::string& path);
 
 // Writes `contents` to `path` through a temporary file, fsync and rename, so a

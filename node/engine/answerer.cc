@@ -1,5 +1,6 @@
 #include "node/engine/answerer.h"
 
+#include <algorithm>
 #include <map>
 #include <utility>
 
@@ -107,24 +108,32 @@ absl::Status Answerer::Refuse(v1::AuditEntry entry, const std::string& agreement
   entry.set_agreement_id(agreement_id);
   entry.set_rule(std::string(rule));
   entry.set_reason(TruncateUtf8(status.message(), kMaxAuditedReasonBytes));
+  const bool refused =
+      entry.decision() == v1::AuditEntry::REFUSED || status.code() == absl::StatusCode::kNotFound;
   absl::StatusOr<audit::AuditLog::Appended> appended = audit_->Append(std::move(entry));
   if (!appended.ok()) return appended.status();
-  return status;
+  if (!refused || policy::RefusalOf(status).has_value()) return status;
+  return policy::WithRefusal(status, {std::string(rule), agreement_id, ""});
 }
 
 absl::Status Answerer::Admit(const std::string& key, int limit, absl::Duration window,
-                             const std::string& refusal) {
+                             const std::string& refusal, policy::RefusalInfo info) {
   if (limit <= 0) return absl::OkStatus();
   absl::MutexLock lock(&limits_mu_);
   FEDSHARE_ASSIGN_OR_RETURN(std::optional<std::string> stored,
                             storage_->Get(storage::ColumnFamily::kQueries, key));
   std::vector<absl::Time> times = DecodeTimes(stored.value_or(""));
-  bool admitted = policy::RateWindowAdmit(times, clock_->Now(), limit, window);
+  const absl::Time now = clock_->Now();
+  bool admitted = policy::RateWindowAdmit(times, now, limit, window);
   storage::WriteBatch batch;
   batch.Put(storage::ColumnFamily::kQueries, key, EncodeTimes(times));
   batch.set_essential(true);  // small, and needed for any answer to leave
   FEDSHARE_RETURN_IF_ERROR(storage_->Write(batch));
-  return admitted ? absl::OkStatus() : absl::ResourceExhaustedError(refusal);
+  if (admitted) return absl::OkStatus();
+  // The window admits again once its oldest answer falls out of it.
+  if (!times.empty())
+    info.retry_after = *std::min_element(times.begin(), times.end()) + window - now;
+  return policy::WithRefusal(absl::ResourceExhaustedError(refusal), info);
 }
 
 absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
@@ -136,9 +145,10 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
     ~InFlight() { n->fetch_sub(1); }
   } in_flight{&in_flight_};
   if (in_flight_.fetch_add(1) >= max_concurrent_.load()) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "too many questions at once: max_concurrent_questions = ", max_concurrent_.load(),
-        "; ask again shortly"));
+    return policy::WithRefusal(absl::ResourceExhaustedError(absl::StrCat(
+                                   "too many questions at once: max_concurrent_questions = ",
+                                   max_concurrent_.load(), "; ask again shortly")),
+                               {"max-concurrent-questions", "", "", absl::Seconds(1)});
   }
   const absl::Time now = clock_->Now();
   // Audited as asked, so the asking node's entry carries the same hash.
@@ -202,7 +212,8 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
                     params.repeat_limit, " times per ", absl::ToInt64Seconds(params.repeat_window),
                     " s")});
   for (const Limit& limit : limits) {
-    absl::Status admitted = Admit(limit.key, limit.limit, limit.window, limit.refusal);
+    absl::Status admitted = Admit(limit.key, limit.limit, limit.window, limit.refusal,
+                                  {std::string(limit.rule), agreement.id(), ""});
     if (!admitted.ok()) {
       return Refuse(audited, agreement.id(), limit.rule, admitted);
     }

@@ -30,6 +30,7 @@
 #include "node/engine/engine.h"
 #include "node/storage/storage.h"
 #include "policy/agreement.h"
+#include "policy/refusal.h"
 
 namespace fedshare::engine {
 
@@ -68,19 +69,23 @@ class Answerer {
 
   // Replaces the agreements (reload without restart).
   void SetAgreements(std::shared_ptr<const policy::AgreementSet> agreements);
+  // The agreements in force now.
+  std::shared_ptr<const policy::AgreementSet> agreements() const;
 
  private:
-  std::shared_ptr<const policy::AgreementSet> agreements() const;
   const v1::DatasetSchema* FindSchema(const std::string& name) const;
   // Appends `entry` (who asked what) with the refusal's decision, rule and
-  // reason; returns `status`, or UNAVAILABLE if the append failed.
+  // reason; returns `status` for a refusal (carrying `rule` and `agreement_id`
+  // as policy/refusal.h's ErrorInfo unless it carries one already), or
+  // UNAVAILABLE if the append failed.
   absl::Status Refuse(v1::AuditEntry entry, const std::string& agreement_id, absl::string_view rule,
                       const absl::Status& status);
   // Durable sliding-window admission in the `queries` column family: OK and
   // counted, or RESOURCE_EXHAUSTED with `refusal` when `limit` answers fall in
-  // the window already.
+  // the window already, carrying `info` with the time until the window admits
+  // again.
   absl::Status Admit(const std::string& key, int limit, absl::Duration window,
-                     const std::string& refusal);
+                     const std::string& refusal, policy::RefusalInfo info);
 
   const std::string org_id_;
   Engine* const engine_;

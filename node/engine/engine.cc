@@ -380,6 +380,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(storage::Storage* storage
   engine->storage_ = storage;
   engine->clock_ = options.clock;
   engine->org_id_ = options.org_id;
+  engine->check_only_ = options.check_only;
   google::protobuf::RepeatedPtrField<v1::Purpose> purposes(options.purposes.begin(),
                                                            options.purposes.end());
   FEDSHARE_ASSIGN_OR_RETURN(engine->tree_, policy::PurposeTree::Create(purposes));
@@ -491,7 +492,7 @@ absl::Status Engine::Load() {
     batch.Put(ColumnFamily::kMeta, storage::MetaNextDatasetIdKey(),
               storage::EncodeFixed32BE(next_id));
   }
-  if (batch.Count() > 0) FEDSHARE_RETURN_IF_ERROR(storage_->Write(batch));
+  if (batch.Count() > 0 && !check_only_) FEDSHARE_RETURN_IF_ERROR(storage_->Write(batch));
 
   FEDSHARE_ASSIGN_OR_RETURN(std::optional<std::string> count_value,
                             storage_->Get(ColumnFamily::kMeta, storage::MetaSubjectCountKey()));
@@ -906,7 +907,8 @@ absl::StatusOr<v1::IngestResponse> Engine::IngestLocked(const DatasetDef& def,
 
 // ---- Consent import
 
-absl::StatusOr<v1::ConsentImportResponse> Engine::ImportConsent(absl::string_view csv) {
+absl::StatusOr<v1::ConsentImportResponse> Engine::ImportConsent(
+    absl::string_view csv, const absl::flat_hash_set<std::string>* known_orgs) {
   absl::MutexLock lock(&write_mu_);
   WriterState& w = *writer_;
   v1::ConsentImportResponse response;
@@ -991,8 +993,24 @@ absl::StatusOr<v1::ConsentImportResponse> Engine::ImportConsent(absl::string_vie
         valid_until = *until;
       }
     }
+    if (time.ok() && valid_until <= *time) {
+      fail(kValidUntil,
+           absl::StrCat("valid_until ", Quote(until_text), " is not after time ",
+                        Quote(absl::StripAsciiWhitespace(cell(kTime))),
+                        ": a consent must end after it starts (are the columns swapped?)"));
+    }
     absl::StatusOr<std::vector<std::string>> scope = policy::ParseConsentScope(cell(kScope));
     if (!scope.ok()) fail(kScope, absl::StrCat("wrong type: ", scope.status().message()));
+    if (scope.ok() && known_orgs != nullptr) {
+      for (const std::string& org : *scope) {
+        if (known_orgs->contains(org)) continue;
+        AddError(response.mutable_warnings(), line, kNames[kScope],
+                 absl::StrCat("org ", Quote(org),
+                              " is named by no agreement or peer of this node: imported as "
+                              "written, so this consent counts only for questions from the "
+                              "orgs it names (a typo?)"));
+      }
+    }
     if (bad) {
       ++rejected;
       continue;

@@ -58,6 +58,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
@@ -91,6 +92,10 @@ struct EngineOptions {
   std::vector<v1::DatasetSchema> datasets;
   // Not owned; must outlive the Engine.
   Clock* clock = Clock::Real();
+  // Check the store against the datasets exactly as opening it does (schema
+  // changes included) but write nothing, e.g. on a read-only store
+  // (fedshare-node --check-config). Such an engine is for Create's status only.
+  bool check_only = false;
 };
 
 // What the engine knows about one configured dataset. Immutable after
@@ -176,10 +181,13 @@ class Engine {
   // scope: "" or "*" for any member, else org ids separated by ';'. An event
   // is identified by (subject, purpose, time, event): re-importing it adds
   // nothing; the same identity with another valid_until or scope is a row
-  // error. Like ingest without skip_invalid, any bad row means nothing is
-  // written (events_new 0, errors listed). Subjects seen only here get
-  // ordinals too. Atomic and synced.
-  absl::StatusOr<v1::ConsentImportResponse> ImportConsent(absl::string_view csv);
+  // error, and so is a valid_until not after time. Like ingest without
+  // skip_invalid, any bad row means nothing is written (events_new 0, errors
+  // listed). Subjects seen only here get ordinals too. Atomic and synced.
+  // When `known_orgs` is given, a scope naming another org is imported as
+  // written and listed in the response's warnings (line, column scope).
+  absl::StatusOr<v1::ConsentImportResponse> ImportConsent(
+      absl::string_view csv, const absl::flat_hash_set<std::string>* known_orgs = nullptr);
 
   // Streams the dataset in canonical CSV or JSONL: sink(chunk, rows so far)
   // with chunks of about `chunk_bytes`; stops at and returns the sink's first
@@ -238,6 +246,7 @@ class Engine {
   storage::Storage* storage_ = nullptr;
   Clock* clock_ = nullptr;
   std::string org_id_;
+  bool check_only_ = false;
   policy::PurposeTree tree_;
   std::vector<std::unique_ptr<DatasetDef>> datasets_;
 

@@ -3,6 +3,7 @@
 //   fedshare-node --config node.textproto [--ready-file F] [--log-level info]
 //   fedshare-node --config node.textproto --check-config
 //   fedshare-node --config node.textproto --probe   # exit 0 if the node is serving
+//   fedshare-node --version
 //
 // Paths and addresses in the config may be overridden by flags or
 // environment variables (node/server/overrides.h); --log-format json writes
@@ -35,6 +36,7 @@
 
 int main(int argc, char** argv) {
   CLI::App app{"fedshare-node: a federated data-sharing node"};
+  app.set_version_flag("--version", std::string("fedshare-node ") + FEDSHARE_VERSION);
   std::string config_path;
   std::string ready_file;
   std::string log_level = "info";
@@ -86,17 +88,14 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (check_only) {
-    if (absl::Status tls = fedshare::identity::CheckServerTlsConfig(config->tls()); !tls.ok()) {
-      std::cerr << "fedshare-node: invalid config: " << tls.message() << "\n";
+    // The checks the node makes at start, against the existing store if any.
+    absl::StatusOr<std::vector<std::string>> warnings =
+        fedshare::server::Node::CheckConfig(*config, absl::Now());
+    if (!warnings.ok()) {
+      std::cerr << "fedshare-node: invalid config: " << warnings.status().message() << "\n";
       return 2;
     }
-    absl::StatusOr<std::vector<std::string>> cert = fedshare::identity::CheckOwnCertificate(
-        config->tls(), config->trust_domain(), config->org_id(), absl::Now());
-    if (!cert.ok()) {
-      std::cerr << "fedshare-node: invalid config: " << cert.status().message() << "\n";
-      return 2;
-    }
-    for (const std::string& w : *cert) std::cerr << "fedshare-node: warning: " << w << "\n";
+    for (const std::string& w : *warnings) std::cerr << "fedshare-node: warning: " << w << "\n";
     std::cout << "config OK: org " << config->org_id() << ", " << config->datasets_size()
               << " dataset(s), " << config->agreements_size() << " agreement(s) inline, "
               << config->peers_size() << " peer(s)\n";

@@ -17,17 +17,18 @@
 #include "node/federation/fanout.h"
 #include "node/identity/authenticator.h"
 #include "node/identity/server_credentials.h"
+#include "node/identity/tls_mirror.h"
 #include "node/metrics/http_server.h"
 #include "node/metrics/metrics.h"
-#include "node/identity/tls_mirror.h"
 #include "node/server/config.h"
-#include "node/server/node_metrics.h"
 #include "node/server/listener.h"
+#include "node/server/node_metrics.h"
 #include "node/service/admin_service.h"
 #include "node/service/federation_service.h"
 #include "node/service/limits.h"
 #include "node/service/peer_service.h"
 #include "node/service/service_env.h"
+#include "node/service/unparsable_request.h"
 #include "node/storage/storage.h"
 #include "policy/agreement.h"
 #include "policy/purpose_tree.h"
@@ -69,6 +70,7 @@ absl::Status StartServer(const std::string& name, const std::string& address,
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, limits.max_calls_per_caller());
   builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
   for (grpc::Service* s : services) builder.RegisterService(s);
+  builder.experimental().SetInterceptorCreators(service::UnparsableRequestInterceptors());
   *server = builder.BuildAndStart();
   if (*server == nullptr) {
     return absl::UnavailableError(absl::StrCat("cannot serve on ", address));
@@ -229,9 +231,9 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
   const v1::TlsConfig& tls = node->tls_mirror_->mirrored();
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  FEDSHARE_RETURN_IF_ERROR(StartServer(
-      "peer", cfg.peer_address(), tls, env.limits, env.limits.peer_max_message_bytes(),
-      {node->peer_service_.get()}, &node->peer_listener_, &node->peer_server_));
+  FEDSHARE_RETURN_IF_ERROR(
+      StartServer("peer", cfg.peer_address(), tls, env.limits, env.limits.peer_max_message_bytes(),
+                  {node->peer_service_.get()}, &node->peer_listener_, &node->peer_server_));
   FEDSHARE_RETURN_IF_ERROR(StartServer(
       "local", cfg.local_address(), tls, env.limits, env.limits.local_max_message_bytes(),
       {node->admin_service_.get(), node->federation_service_.get()}, &node->local_listener_,
@@ -266,6 +268,31 @@ std::string Node::peer_address() const {
 
 std::string Node::local_address() const {
   return absl::StrCat(HostOf(config_.local_address()), ":", local_port_);
+}
+
+absl::StatusOr<std::vector<std::string>> Node::CheckConfig(const v1::NodeConfig& cfg,
+                                                           absl::Time now) {
+  FEDSHARE_RETURN_IF_ERROR(identity::CheckServerTlsConfig(cfg.tls()));
+  FEDSHARE_ASSIGN_OR_RETURN(
+      std::vector<std::string> warnings,
+      identity::CheckOwnCertificate(cfg.tls(), cfg.trust_domain(), cfg.org_id(), now));
+  FEDSHARE_RETURN_IF_ERROR(LoadAgreements(cfg).status());
+  struct stat st;
+  if (::stat(cfg.data_dir().c_str(), &st) != 0) return warnings;  // Create makes a new store
+  storage::StorageOptions storage_options;
+  storage_options.read_only = true;
+  absl::StatusOr<std::unique_ptr<storage::Storage>> store =
+      storage::Storage::Create(cfg.data_dir(), storage_options);
+  if (absl::IsNotFound(store.status())) return warnings;  // an empty folder: a new store
+  FEDSHARE_RETURN_IF_ERROR(store.status());
+  engine::EngineOptions engine_options;
+  engine_options.org_id = cfg.org_id();
+  engine_options.purposes.assign(cfg.purposes().begin(), cfg.purposes().end());
+  engine_options.datasets.assign(cfg.datasets().begin(), cfg.datasets().end());
+  engine_options.check_only = true;
+  FEDSHARE_RETURN_IF_ERROR(
+      engine::Engine::Create(store->get(), std::move(engine_options)).status());
+  return warnings;
 }
 
 absl::StatusOr<policy::AgreementSet> Node::LoadAgreements(const v1::NodeConfig& cfg) {

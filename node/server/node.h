@@ -76,6 +76,15 @@ class Node {
   // certificate unreadable, port in use).
   static absl::StatusOr<std::unique_ptr<Node>> Create(const v1::NodeConfig& config,
                                                       NodeOptions options);
+
+  // What Create checks before it binds, with the same code and messages, for
+  // fedshare-node --check-config: the TLS files and the node's own
+  // certificate at `now`, the agreements, and, when data_dir already holds a
+  // store, the configured datasets against the stored schemas (the store is
+  // opened read-only, so a running node's store can be checked). Writes
+  // nothing. Returns the certificate warnings Create would log.
+  static absl::StatusOr<std::vector<std::string>> CheckConfig(const v1::NodeConfig& config,
+                                                              absl::Time now);
   ~Node();
 
   int peer_port() const { return peer_port_; }

@@ -2,9 +2,11 @@
 
 #include <chrono>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "node/audit/audit_log.h"
 #include "node/common/status_macros.h"
+#include "node/engine/answerer.h"
 #include "node/engine/engine.h"
 #include "node/identity/server_credentials.h"
 #include "node/service/call_guard.h"
@@ -138,7 +140,15 @@ grpc::Status AdminServiceImpl::ImportConsent(grpc::ServerContext* context,
   absl::StatusOr<std::string> data =
       ReadUpload(context, reader, [](const v1::ConsentImportRequest&) {});
   if (!data.ok()) return Finish(kMethod, who->spiffe_id, data.status());
-  absl::StatusOr<v1::ConsentImportResponse> result = env_->engine->ImportConsent(*data);
+  // Orgs a consent scope may name without a warning: this node's, its peers',
+  // and those named by an agreement (reloaded ones included).
+  absl::flat_hash_set<std::string> known_orgs = {env_->config->org_id()};
+  for (const v1::PeerConfig& peer : env_->config->peers()) known_orgs.insert(peer.org_id());
+  for (const v1::Agreement& a : env_->answerer->agreements()->agreements()) {
+    known_orgs.insert(a.peers().begin(), a.peers().end());
+  }
+  absl::StatusOr<v1::ConsentImportResponse> result =
+      env_->engine->ImportConsent(*data, &known_orgs);
   if (result.ok()) *response = std::move(result).value();
   return Finish(kMethod, who->spiffe_id, result.status());
 }

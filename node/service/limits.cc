@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "node/common/utf8.h"
+#include "policy/refusal.h"
 
 namespace fedshare::service {
 namespace {
@@ -129,9 +130,11 @@ absl::StatusOr<CallGate::Ticket> CallGate::Enter(const std::string& caller) {
   absl::MutexLock lock(&mu_);
   int& n = in_flight_[caller];
   if (n >= max_per_caller_) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("the caller already has ", n, " calls in flight: over the limit ",
-                     "max_calls_per_caller = ", max_per_caller_, "; wait for one to finish"));
+    return policy::WithRefusal(
+        absl::ResourceExhaustedError(
+            absl::StrCat("the caller already has ", n, " calls in flight: over the limit ",
+                         "max_calls_per_caller = ", max_per_caller_, "; wait for one to finish")),
+        {"max-calls-per-caller", "", ""});
   }
   ++n;
   return Ticket(this, caller);
@@ -167,9 +170,11 @@ absl::Status RefusalThrottle::Admit(const std::string& caller, absl::Time now) {
     storm = Roll(it->second, now, &throttled, &from, &to);
     if (it->second.refusals >= limit_) {
       ++it->second.throttled;
-      status = absl::ResourceExhaustedError(absl::StrCat(
-          "too many refused questions: over the limit refusals_per_window = ", limit_, " per ",
-          absl::ToInt64Seconds(window_), " s; ask again after the window ends"));
+      status = policy::WithRefusal(
+          absl::ResourceExhaustedError(absl::StrCat(
+              "too many refused questions: over the limit refusals_per_window = ", limit_, " per ",
+              absl::ToInt64Seconds(window_), " s; ask again after the window ends")),
+          {"refusals-per-window", "", "", it->second.start + window_ - now});
     }
   }
   if (storm) summarise_(caller, throttled, from, to);

@@ -245,6 +245,7 @@ absl::StatusOr<std::unique_ptr<Storage>> Storage::Create(const std::string& dir,
   std::unique_ptr<Storage> storage(new Storage());
   storage->dir_ = dir;
   storage->disk_reserve_bytes_ = options.disk_reserve_bytes;
+  if (options.read_only) options.create_if_missing = false;
 
   rocksdb::Options db_options;
   db_options.create_if_missing = options.create_if_missing;
@@ -297,7 +298,10 @@ absl::StatusOr<std::unique_ptr<Storage>> Storage::Create(const std::string& dir,
 
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(db_options, dir, descriptors, &handles, &raw);
+  rocksdb::Status s =
+      options.read_only ? rocksdb::DB::OpenForReadOnly(db_options, dir, descriptors, &handles, &raw)
+                        : rocksdb::DB::Open(db_options, dir, descriptors, &handles, &raw);
+  storage->read_only_ = options.read_only && s.ok();
   if (s.IsNoSpace() && list.ok()) {
     // An existing store on a full disk: serve reads rather than not start.
     spdlog::error("event=store_read_only dir={} reason=\"disk full: {}\"", dir, s.ToString());
@@ -317,6 +321,9 @@ absl::StatusOr<std::unique_ptr<Storage>> Storage::Create(const std::string& dir,
   FEDSHARE_ASSIGN_OR_RETURN(std::optional<std::string> version,
                             storage->Get(ColumnFamily::kMeta, version_key));
   if (!version.has_value()) {
+    if (options.read_only) {
+      return absl::NotFoundError(absl::StrCat("no fedshare store in ", dir));
+    }
     if (storage->read_only_) {
       return absl::UnavailableError(absl::StrCat("disk full: cannot create a store in ", dir));
     }

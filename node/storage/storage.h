@@ -76,6 +76,10 @@ struct StorageOptions {
   // it, unless the batch is essential (WriteBatch::set_essential), which may
   // use the reserve down to kEssentialFloorBytes. 0 disables the check.
   uint64_t disk_reserve_bytes = uint64_t{64} << 20;
+  // Open an existing store for reading only, without taking RocksDB's lock,
+  // so a running node's store can be inspected (fedshare-node
+  // --check-config). Implies !create_if_missing; every write is refused.
+  bool read_only = false;
 };
 
 // Essential writes (audit entries, budget) are refused only below this.
