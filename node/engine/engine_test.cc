@@ -227,7 +227,7 @@ TEST_F(EngineTest, EveryBadRowReasonIsReported) {
   const BadCase cases[] = {
       {"p1,A,alpha,1.5,1,1,true,2020-01-01", "age", "wrong type: expected INT64"},
       {"p1,A,alpha,1,abc,1,true,2020-01-01", "score", "wrong type: expected DOUBLE"},
-      {"p1,A,alpha,1,1,1,yes,2020-01-01", "active", "wrong type: expected BOOL"},
+      {"p1,A,alpha,1,1,1,maybe,2020-01-01", "active", "wrong type: expected BOOL"},
       {"p1,A,alpha,1,1,1,true,2020-02-30", "joined", "wrong type: expected DATE"},
       {"p1,A,alpha,1,100.5,1,true,2020-01-01", "score", "out of bounds: 100.5 is outside [0, 100]"},
       {"p1,A,alpha,1,1,201,true,2020-01-01", "visits", "out of bounds: 201"},
