@@ -566,8 +566,10 @@ int main(int argc, char** argv) {
   ingest->add_option("--delimiter", in.delimiter,
                      "CSV field separator: ',', ';', tab or '|' (default: detected from the "
                      "header line)");
-  ingest->add_option("--map", in.maps,
-                     "read a column as a field: \"Participant ID=participant_id\" (repeatable)");
+  ingest
+      ->add_option("--map", in.maps,
+                   "read a column as a field: \"Participant ID=participant_id\" (repeatable)")
+      ->allow_extra_args(false);  // one value per --map, so the file is never taken as one
   ingest->add_option("--date-format", in.date_format,
                      "how dates are written, e.g. %d/%m/%Y or %m/%d/%Y (default %Y-%m-%d)");
   ingest->add_flag("--allow-duplicate", in.allow_duplicate,
