@@ -775,12 +775,12 @@ absl::StatusOr<v1::IngestResponse> Engine::IngestLocked(
     std::vector<bool> seen(nfields, false);
     bool header_bad = false;
     std::vector<std::string> header_names;
+    std::vector<std::string> names;  // the schema's, for errors
+    for (const v1::FieldSchema& field : schema.fields()) names.push_back(field.name());
     for (const CsvField& h : record.fields) {
       header_names.push_back(h.value);
       const int f = columns.Resolve(h.value);
       if (f < 0) {
-        std::vector<std::string> names;
-        for (const v1::FieldSchema& field : schema.fields()) names.push_back(field.name());
         AddError(errors, header_line, h.value,
                  absl::StrCat("unknown column: dataset '", schema.name(), "' has no field ",
                               Quote(h.value), " (fields: ", ListValues(names),
