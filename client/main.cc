@@ -3,7 +3,9 @@
 //   fedshare certs ca --trust-domain D --out DIR
 //   fedshare certs issue --ca DIR --org ORG --role node|operator|analyst [--name N] --out DIR
 //   fedshare [--node ADDR] [--identity DIR] status | describe | datasets | peers
-//   fedshare ingest --dataset D [--skip-invalid] [--idempotency-key K] FILE
+//   fedshare ingest --dataset D [--skip-invalid] [--idempotency-key K] [--delimiter C]
+//                   [--map "COLUMN=FIELD"]... [--date-format F] [--allow-duplicate | --replace]
+//                   FILE
 //   fedshare consent import FILE
 //   fedshare export --dataset D [--format csv|jsonl] [--out FILE]
 //   fedshare query --sql "SELECT ..." [--peers a,b | --all-peers | --group G]
@@ -314,9 +316,52 @@ std::string NewIdempotencyKey() {
   return absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(bytes), sizeof(bytes)));
 }
 
-int RunIngest(const Globals& g, const std::string& dataset, const std::string& format,
-              bool skip_invalid, const std::string& rejects_file, const std::string& file,
-              std::string idempotency_key) {
+struct IngestArgs {
+  std::string dataset, format, rejects_file, file, idempotency_key;
+  bool skip_invalid = false;
+  std::string delimiter, date_format;
+  std::vector<std::string> maps;  // "COLUMN=FIELD"
+  bool allow_duplicate = false;
+  bool replace = false;
+};
+
+// The first message of the upload: what the node needs to parse the file. The
+// node validates the options; only their spelling on the command line is
+// checked here.
+absl::StatusOr<v1::IngestRequest> IngestHeader(const IngestArgs& a) {
+  v1::IngestRequest header;
+  header.set_dataset(a.dataset);
+  header.set_format(FormatFor(a.format, a.file));
+  header.set_skip_invalid(a.skip_invalid);
+  header.set_idempotency_key(a.idempotency_key);
+  const std::string d = absl::AsciiStrToLower(a.delimiter);
+  if (d == "tab" || d == "\\t" || d == "\t") {
+    header.set_delimiter("\t");
+  } else if (d != "auto") {
+    header.set_delimiter(a.delimiter);
+  }
+  for (const std::string& m : a.maps) {
+    const size_t eq = m.rfind('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == m.size()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--map \"", m,
+                       "\": write it as \"COLUMN=FIELD\", e.g. \"Participant ID=participant_id\""));
+    }
+    v1::ColumnMapping* mapping = header.add_column_map();
+    mapping->set_column(m.substr(0, eq));
+    mapping->set_field(m.substr(eq + 1));
+  }
+  header.set_date_format(a.date_format);
+  header.set_allow_duplicate(a.allow_duplicate);
+  header.set_replace(a.replace);
+  return header;
+}
+
+int RunIngest(const Globals& g, IngestArgs a) {
+  const std::string& dataset = a.dataset;
+  const std::string& file = a.file;
+  const bool skip_invalid = a.skip_invalid;
+  std::string& idempotency_key = a.idempotency_key;
   absl::StatusOr<std::string> data = ReadFile(file);
   if (!data.ok()) return Fail(data.status());
   auto client = Dial(g, "127.0.0.1:7444");
@@ -326,9 +371,10 @@ int RunIngest(const Globals& g, const std::string& dataset, const std::string& f
   (*client)->set_timeout(absl::Seconds(g.timeout_seconds) +
                          absl::Seconds(static_cast<int64_t>(data->size() >> 20)));
   if (idempotency_key.empty()) idempotency_key = NewIdempotencyKey();
+  absl::StatusOr<v1::IngestRequest> header = IngestHeader(a);
+  if (!header.ok()) return Fail(header.status());
   Progress progress("ingest " + file, static_cast<int64_t>(data->size()));
-  absl::StatusOr<v1::IngestResponse> r = (*client)->Ingest(
-      dataset, FormatFor(format, file), skip_invalid, *data, std::ref(progress), idempotency_key);
+  absl::StatusOr<v1::IngestResponse> r = (*client)->Ingest(*header, *data, std::ref(progress));
   if (!r.ok()) {
     int code = Fail(r.status(), Listener::kLocal);
     const absl::StatusCode c = r.status().code();
@@ -356,10 +402,16 @@ int RunIngest(const Globals& g, const std::string& dataset, const std::string& f
     PrintRowErrors(r->errors(), r->rows_rejected());
     return kExitUsage;
   }
-  std::cout << "wrote " << r->rows_written() << " rows to " << dataset << " (" << r->new_subjects()
-            << " new subjects)\n";
+  if (r->replaced()) {
+    std::cout << "replaced the " << r->rows_removed() << " rows of " << dataset << " with "
+              << r->rows_written() << " rows (" << r->new_subjects()
+              << " new subjects); the replace is recorded in the audit log\n";
+  } else {
+    std::cout << "wrote " << r->rows_written() << " rows to " << dataset << " ("
+              << r->new_subjects() << " new subjects)\n";
+  }
   if (r->rows_rejected() > 0) {
-    std::string out = rejects_file.empty() ? file + ".rejects" : rejects_file;
+    std::string out = a.rejects_file.empty() ? file + ".rejects" : a.rejects_file;
     absl::Status s = WriteFileAtomic(out, r->rejected_rows());
     if (!s.ok()) return Fail(s);
     std::cerr << "skipped " << r->rows_rejected() << " invalid row(s), saved to " << out << ":\n";
@@ -726,18 +778,30 @@ int main(int argc, char** argv) {
   bool no_probe = false;
   peers_cmd->add_flag("--no-probe", no_probe, "only list them");
 
-  std::string dataset, format, file, rejects;
-  bool skip_invalid = false;
+  std::string dataset, format, file;
+  IngestArgs in;
   auto* ingest = app.add_subcommand("ingest", "load records from CSV or JSON Lines");
-  ingest->add_option("--dataset", dataset, "dataset name")->required();
-  ingest->add_option("--format", format, "csv or jsonl (default: from the file name)");
-  ingest->add_flag("--skip-invalid", skip_invalid, "write the good rows, save the rejects");
-  ingest->add_option("--rejects", rejects, "where to save rejects (default FILE.rejects)");
-  ingest->add_option("file", file, "the file")->required();
-  std::string idempotency_key;
-  ingest->add_option("--idempotency-key", idempotency_key,
+  ingest->add_option("--dataset", in.dataset, "dataset name")->required();
+  ingest->add_option("--format", in.format, "csv or jsonl (default: from the file name)");
+  ingest->add_flag("--skip-invalid", in.skip_invalid, "write the good rows, save the rejects");
+  ingest->add_option("--rejects", in.rejects_file, "where to save rejects (default FILE.rejects)");
+  ingest->add_option("file", in.file, "the file")->required();
+  ingest->add_option("--idempotency-key", in.idempotency_key,
                      "names this ingest: a retry with the same key and file writes nothing "
                      "again (default: a random key, printed if the call fails)");
+  ingest->add_option("--delimiter", in.delimiter,
+                     "CSV field separator: ',', ';', tab or '|' (default: detected from the "
+                     "header line)");
+  ingest
+      ->add_option("--map", in.maps,
+                   "read a column as a field: \"Participant ID=participant_id\" (repeatable)")
+      ->allow_extra_args(false);  // one value per --map, so the file is never taken as one
+  ingest->add_option("--date-format", in.date_format,
+                     "how dates are written, e.g. %d/%m/%Y or %m/%d/%Y (default %Y-%m-%d)");
+  ingest->add_flag("--allow-duplicate", in.allow_duplicate,
+                   "load a file even if the same file was loaded into the dataset before");
+  ingest->add_flag("--replace", in.replace,
+                   "make the file the dataset's whole content, in one atomic, audited write");
 
   auto* consent = app.add_subcommand("consent", "consent records");
   consent->require_subcommand(1);
@@ -809,8 +873,7 @@ int main(int argc, char** argv) {
   if (describe->parsed()) return RunDescribe(g);
   if (datasets->parsed()) return RunDatasets(g);
   if (peers_cmd->parsed()) return RunPeers(g, !no_probe);
-  if (ingest->parsed())
-    return RunIngest(g, dataset, format, skip_invalid, rejects, file, idempotency_key);
+  if (ingest->parsed()) return RunIngest(g, in);
   if (consent_import->parsed()) return RunConsentImport(g, file);
   if (export_cmd->parsed()) return RunExport(g, dataset, format, out);
   if (query->parsed())

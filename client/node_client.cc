@@ -129,6 +129,17 @@ absl::StatusOr<v1::IngestResponse> NodeClient::Ingest(const std::string& dataset
                                                       absl::string_view data,
                                                       const ProgressFn& progress,
                                                       const std::string& idempotency_key) {
+  v1::IngestRequest header;
+  header.set_dataset(dataset);
+  header.set_format(format);
+  header.set_skip_invalid(skip_invalid);
+  header.set_idempotency_key(idempotency_key);
+  return Ingest(header, data, progress);
+}
+
+absl::StatusOr<v1::IngestResponse> NodeClient::Ingest(const v1::IngestRequest& header,
+                                                      absl::string_view data,
+                                                      const ProgressFn& progress) {
   grpc::ClientContext context;
   Prepare(context);
   v1::IngestResponse response;
@@ -139,10 +150,7 @@ absl::StatusOr<v1::IngestResponse> NodeClient::Ingest(const std::string& dataset
   do {
     v1::IngestRequest request;
     if (first) {
-      request.set_dataset(dataset);
-      request.set_format(format);
-      request.set_skip_invalid(skip_invalid);
-      request.set_idempotency_key(idempotency_key);
+      request = header;
       first = false;
     }
     size_t n = std::min(kChunkBytes, data.size() - offset);

@@ -55,6 +55,10 @@ class NodeClient {
                                             bool skip_invalid, absl::string_view data,
                                             const ProgressFn& progress = nullptr,
                                             const std::string& idempotency_key = "");
+  // As above with every option of the first message (`header`; its data and
+  // end_of_file are ignored).
+  absl::StatusOr<v1::IngestResponse> Ingest(const v1::IngestRequest& header, absl::string_view data,
+                                            const ProgressFn& progress = nullptr);
   absl::StatusOr<v1::ConsentImportResponse> ImportConsent(absl::string_view csv,
                                                           const ProgressFn& progress = nullptr);
   absl::StatusOr<v1::ListDatasetsResponse> ListDatasets();

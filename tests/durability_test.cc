@@ -112,15 +112,23 @@ TEST_F(DurabilityTest, RetriedIngestWithTheSameKeyWritesOnce) {
   EXPECT_EQ(retry.new_subjects(), first.new_subjects());
   EXPECT_EQ(StoredRows(), 500);
 
-  // The key survives a restart; another key (or no key) writes again.
+  // The key survives a restart; another key is a new ingest of a file already
+  // loaded: refused, unless duplicates are allowed.
   RestartNode();
   client = Operator();
   ASSERT_OK_AND_ASSIGN(retry,
                        client->Ingest("program_outcomes", v1::CSV, false, csv, nullptr, "run-1"));
   EXPECT_TRUE(retry.replayed());
   EXPECT_EQ(StoredRows(), 500);
-  ASSERT_OK_AND_ASSIGN(v1::IngestResponse other,
-                       client->Ingest("program_outcomes", v1::CSV, false, csv, nullptr, "run-2"));
+  EXPECT_THAT(client->Ingest("program_outcomes", v1::CSV, false, csv, nullptr, "run-2").status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("--allow-duplicate")));
+  EXPECT_EQ(StoredRows(), 500);
+  v1::IngestRequest again;
+  again.set_dataset("program_outcomes");
+  again.set_format(v1::CSV);
+  again.set_idempotency_key("run-2");
+  again.set_allow_duplicate(true);
+  ASSERT_OK_AND_ASSIGN(v1::IngestResponse other, client->Ingest(again, csv));
   EXPECT_FALSE(other.replayed());
   EXPECT_EQ(StoredRows(), 1000);
 }

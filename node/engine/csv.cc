@@ -4,8 +4,28 @@
 
 namespace fedshare::engine {
 
-CsvReader::CsvReader(absl::string_view text) : text_(text) {
+CsvReader::CsvReader(absl::string_view text, char delimiter) : text_(text), delimiter_(delimiter) {
   if (text_.substr(0, 3) == "\xEF\xBB\xBF") pos_ = 3;
+}
+
+char DetectCsvDelimiter(absl::string_view text) {
+  if (text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);
+  size_t pos = text.find_first_not_of("\r\n");
+  if (pos == absl::string_view::npos) return ',';
+  int commas = 0, semicolons = 0, tabs = 0;
+  bool in_quotes = false;
+  for (; pos < text.size(); ++pos) {
+    const char c = text[pos];
+    if (c == '"') in_quotes = !in_quotes;
+    if (in_quotes) continue;
+    if (c == '\n' || c == '\r') break;
+    commas += c == ',';
+    semicolons += c == ';';
+    tabs += c == '\t';
+  }
+  if (semicolons > commas && semicolons >= tabs) return ';';
+  if (tabs > commas && tabs > semicolons) return '\t';
+  return ',';
 }
 
 bool CsvReader::Next(CsvRecord* record) {
@@ -51,7 +71,7 @@ bool CsvReader::Next(CsvRecord* record) {
       }
       continue;
     }
-    if (c == ',') {
+    if (c == delimiter_) {
       ++pos_;
       record->fields.push_back(std::move(field));
       field = CsvField();

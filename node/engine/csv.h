@@ -1,12 +1,11 @@
 // RFC 4180 CSV reading and writing as used by ingest, consent import and
 // export.
 //
-// Reading: fields are separated by ',', records by LF, CRLF or a lone CR.
-// A field may be quoted with '"'; inside quotes, '""' is a quote and commas,
-// CR and LF are data. A completely empty line (outside quotes) is skipped.
-// A leading UTF-8 byte order mark is skipped. A record with bytes that are
-// not UTF-8 (or with NUL bytes, as in UTF-16) has an `error` naming the
-// column of the first such byte.
+// Reading: fields are separated by ',' (or another delimiter), records by
+// LF, CRLF or a lone CR. A field may be quoted with '"'; inside quotes, '""'
+// is a quote and delimiters, CR and LF are data. A completely empty line (outside quotes) is
+// skipped. A leading UTF-8 byte order mark is skipped. A record with bytes that are not UTF-8 (or
+// with NUL bytes, as in UTF-16) has an `error` naming the column of the first such byte.
 //
 //   CsvReader reader(text);
 //   CsvRecord record;
@@ -41,15 +40,21 @@ struct CsvRecord {
 // `raw` views it hands out.
 class CsvReader {
  public:
-  explicit CsvReader(absl::string_view text);
+  explicit CsvReader(absl::string_view text, char delimiter = ',');
   // Fills `record` with the next non-empty record; false at end of input.
   bool Next(CsvRecord* record);
 
  private:
   absl::string_view text_;
+  char delimiter_;
   size_t pos_ = 0;
   int64_t line_ = 1;
 };
+
+// The delimiter of `text`'s first non-empty line (after a UTF-8 BOM): the
+// most frequent of ',', ';' and tab outside quotes; ',' when none occurs or
+// on a tie with ','.
+char DetectCsvDelimiter(absl::string_view text);
 
 // Appends `value` to `out` as a CSV field, quoted only if it is empty and
 // `quote_empty`, or contains ',', '"', CR or LF.

@@ -8,6 +8,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -41,9 +42,7 @@ struct Cell {
   std::string s;  // CATEGORY value, or the subject id
 };
 
-std::string Quote(absl::string_view text) {
-  return absl::StrCat("'", TruncateUtf8(text, 40), "'");
-}
+std::string Quote(absl::string_view text) { return absl::StrCat("'", TruncateUtf8(text, 40), "'"); }
 
 std::string WrongType(const v1::FieldSchema& f, absl::string_view got) {
   return absl::StrCat("wrong type: expected ", policy::TypeName(f.type()), ", got ", got);
@@ -62,7 +61,14 @@ bool ParseDouble(absl::string_view text, double* out) {
 }
 
 // Parses a CSV cell for field f. Returns "" on success, else the reason.
-std::string ParseTextCell(const v1::FieldSchema& f, const CsvField& field, Cell* cell) {
+std::string DateHint(absl::string_view date_format) {
+  if (date_format.empty())
+    return " (use YYYY-MM-DD, or say how dates are written with --date-format)";
+  return absl::StrCat(" (use ", date_format, ")");
+}
+
+std::string ParseTextCell(const v1::FieldSchema& f, const CsvField& field,
+                          absl::string_view date_format, Cell* cell) {
   const std::string& text = field.value;
   cell->null = true;
   if (text.empty() && (!field.quoted || f.type() != v1::FieldSchema::CATEGORY)) return "";
@@ -76,17 +82,11 @@ std::string ParseTextCell(const v1::FieldSchema& f, const CsvField& field, Cell*
       if (!ParseDouble(text, &cell->d)) return WrongType(f, Quote(text));
       return "";
     case v1::FieldSchema::BOOL:
-      if (absl::EqualsIgnoreCase(text, "true") || text == "1") {
-        cell->i = 1;
-      } else if (absl::EqualsIgnoreCase(text, "false") || text == "0") {
-        cell->i = 0;
-      } else {
-        return WrongType(f, Quote(text));
-      }
+      if (!ParseBoolText(text, &cell->i)) return WrongType(f, Quote(text));
       return "";
     case v1::FieldSchema::DATE: {
-      absl::StatusOr<int32_t> days = ParseDateDays(text);
-      if (!days.ok()) return WrongType(f, absl::StrCat(Quote(text), " (use YYYY-MM-DD)"));
+      absl::StatusOr<int32_t> days = ParseDateWithFormat(text, date_format);
+      if (!days.ok()) return WrongType(f, absl::StrCat(Quote(text), DateHint(date_format)));
       cell->i = *days;
       return "";
     }
@@ -112,7 +112,8 @@ absl::string_view JsonKindName(JsonScalar::Kind kind) {
   return "a value";
 }
 
-std::string ParseJsonCell(const v1::FieldSchema& f, const JsonScalar& v, Cell* cell) {
+std::string ParseJsonCell(const v1::FieldSchema& f, const JsonScalar& v,
+                          absl::string_view date_format, Cell* cell) {
   cell->null = true;
   if (v.kind == JsonScalar::Kind::kNull) return "";
   cell->null = false;
@@ -140,8 +141,8 @@ std::string ParseJsonCell(const v1::FieldSchema& f, const JsonScalar& v, Cell* c
       return "";
     case v1::FieldSchema::DATE: {
       if (v.kind != JsonScalar::Kind::kString) return wrong();
-      absl::StatusOr<int32_t> days = ParseDateDays(v.text);
-      if (!days.ok()) return WrongType(f, absl::StrCat(Quote(v.text), " (use YYYY-MM-DD)"));
+      absl::StatusOr<int32_t> days = ParseDateWithFormat(v.text, date_format);
+      if (!days.ok()) return WrongType(f, absl::StrCat(Quote(v.text), DateHint(date_format)));
       cell->i = *days;
       return "";
     }
@@ -173,8 +174,9 @@ std::string CheckCell(const v1::FieldSchema& f, const Cell& cell,
   }
   if (f.type() == v1::FieldSchema::CATEGORY && f.role() != v1::FieldSchema::SUBJECT &&
       declared != nullptr && !declared->empty() && !declared->contains(cell.s)) {
-    return absl::StrCat("unknown category: ", Quote(cell.s), " is not a declared value of ",
-                        f.name());
+    return absl::StrCat(
+        "unknown category: ", Quote(cell.s), " is not a declared value of ", f.name(),
+        " (allowed: ", ListValues({f.categories().begin(), f.categories().end()}), ")");
   }
   return "";
 }
@@ -546,6 +548,26 @@ absl::Status UnknownDataset(absl::string_view name,
 
 }  // namespace
 
+// Adds to `batch` the deletion of every row of `def` (its blocks, its
+// subject-block index) and of its loaded-file digests.
+absl::Status Engine::AddDatasetDeletes(const DatasetDef& def, const storage::DatasetStats& stats,
+                                       storage::WriteBatch* batch) const {
+  for (uint32_t b = 0; b < stats.blocks; ++b) {
+    batch->Delete(ColumnFamily::kRecords, storage::RecordsBlockKey(def.id, b));
+  }
+  FEDSHARE_RETURN_IF_ERROR(storage_->ScanPrefix(ColumnFamily::kSubjects,
+                                                storage::SubjectBlockDatasetPrefix(def.id),
+                                                [&](absl::string_view key, absl::string_view) {
+                                                  batch->Delete(ColumnFamily::kSubjects, key);
+                                                  return absl::OkStatus();
+                                                }));
+  return storage_->ScanPrefix(ColumnFamily::kMeta, storage::MetaIngestDigestPrefix(def.id),
+                              [&](absl::string_view key, absl::string_view) {
+                                batch->Delete(ColumnFamily::kMeta, key);
+                                return absl::OkStatus();
+                              });
+}
+
 // ---- Ingest
 
 absl::StatusOr<v1::IngestResponse> Engine::Ingest(absl::string_view dataset, v1::DataFormat format,
@@ -560,13 +582,20 @@ absl::StatusOr<v1::IngestResponse> Engine::Ingest(absl::string_view dataset, v1:
     return absl::InvalidArgumentError(
         absl::StrCat("the idempotency key is longer than ", kMaxIdempotencyKeyBytes, " bytes"));
   }
+  if (control.parse.delimiter != 0) {
+    FEDSHARE_RETURN_IF_ERROR(ParseDelimiter(std::string(1, control.parse.delimiter)).status());
+  }
+  if (!control.parse.date_format.empty()) {
+    FEDSHARE_RETURN_IF_ERROR(ValidateDateFormat(control.parse.date_format));
+  }
+  FEDSHARE_ASSIGN_OR_RETURN(ColumnResolver columns,
+                            ColumnResolver::Create(def->schema, control.parse.column_map));
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
+  const std::string file_sha256(reinterpret_cast<const char*>(digest), sizeof(digest));
   std::string outcome_key;
   if (!control.idempotency_key.empty()) {
-    unsigned char digest[SHA256_DIGEST_LENGTH];
-    SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
-    outcome_key = storage::MetaIngestOutcomeKey(
-        def->id, absl::string_view(reinterpret_cast<const char*>(digest), sizeof(digest)),
-        control.idempotency_key);
+    outcome_key = storage::MetaIngestOutcomeKey(def->id, file_sha256, control.idempotency_key);
   }
   absl::MutexLock lock(&write_mu_);
   if (!outcome_key.empty()) {
@@ -581,14 +610,29 @@ absl::StatusOr<v1::IngestResponse> Engine::Ingest(absl::string_view dataset, v1:
       return response;
     }
   }
-  return IngestLocked(*def, format, skip_invalid, data, control, outcome_key);
+  if (!control.allow_duplicate && !control.replace) {
+    FEDSHARE_ASSIGN_OR_RETURN(
+        std::optional<std::string> loaded,
+        storage_->Get(ColumnFamily::kMeta, storage::MetaIngestDigestKey(def->id, file_sha256)));
+    if (loaded.has_value() && loaded->size() >= 16) {
+      const uint64_t rows = storage::DecodeFixed64BE(absl::string_view(*loaded).substr(8));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "this file (SHA-256 ", absl::BytesToHexString(file_sha256).substr(0, 16),
+          "...) was already loaded into dataset '", def->schema.name(), "' at ",
+          fedshare::FormatTime(
+              absl::FromUnixMillis(static_cast<int64_t>(storage::DecodeFixed64BE(*loaded)))),
+          " (", rows, rows == 1 ? " row" : " rows",
+          "); loading it again would count its rows twice. Pass --allow-duplicate to load "
+          "it anyway, or --replace to make it the dataset's whole content"));
+    }
+  }
+  return IngestLocked(*def, format, skip_invalid, data, control, columns, file_sha256, outcome_key);
 }
 
-absl::StatusOr<v1::IngestResponse> Engine::IngestLocked(const DatasetDef& def,
-                                                        v1::DataFormat format, bool skip_invalid,
-                                                        absl::string_view data,
-                                                        const IngestControl& control,
-                                                        const std::string& outcome_key) {
+absl::StatusOr<v1::IngestResponse> Engine::IngestLocked(
+    const DatasetDef& def, v1::DataFormat format, bool skip_invalid, absl::string_view data,
+    const IngestControl& control, const ColumnResolver& columns, const std::string& file_sha256,
+    const std::string& outcome_key) {
   const v1::DatasetSchema& schema = def.schema;
   const int nfields = schema.fields_size();
   size_t ds = 0;
@@ -611,8 +655,7 @@ absl::StatusOr<v1::IngestResponse> Engine::IngestLocked(const DatasetDef& def,
   pending.doubles.resize(nfields);
   pending.nulls.resize(nfields);
 
-  absl::flat_hash_map<std::string, int> field_index;
-  for (int f = 0; f < nfields; ++f) field_index.emplace(schema.fields(f).name(), f);
+  const std::string& date_format = control.parse.date_format;
   std::vector<Cell> cells(nfields);
   int64_t bad_rows = 0;
   auto finish_row = [&](int64_t line, absl::string_view raw, bool bad) {
@@ -695,16 +738,15 @@ absl::StatusOr<v1::IngestResponse> Engine::IngestLocked(const DatasetDef& def,
         continue;
       }
       for (const JsonMember& m : members) {
-        auto found = field_index.find(m.key);
-        if (found == field_index.end()) {
+        const int f = columns.Resolve(m.key);
+        if (f < 0) {
           AddError(errors, line, m.key,
                    absl::StrCat("unknown column: dataset '", schema.name(), "' has no field ",
                                 Quote(m.key)));
           bad = true;
           continue;
         }
-        const int f = found->second;
-        std::string reason = ParseJsonCell(schema.fields(f), m.value, &cells[f]);
+        std::string reason = ParseJsonCell(schema.fields(f), m.value, date_format, &cells[f]);
         if (!reason.empty()) {
           AddError(errors, line, m.key, reason);
           bad = true;
@@ -714,7 +756,8 @@ absl::StatusOr<v1::IngestResponse> Engine::IngestLocked(const DatasetDef& def,
       finish_row(line, raw, bad);
     }
   } else {
-    CsvReader reader(data);
+    CsvReader reader(
+        data, control.parse.delimiter != 0 ? control.parse.delimiter : DetectCsvDelimiter(data));
     CsvRecord record;
     auto header_error = [&](absl::string_view column, absl::string_view reason) {
       AddError(errors, 1, column, reason);
@@ -732,23 +775,35 @@ absl::StatusOr<v1::IngestResponse> Engine::IngestLocked(const DatasetDef& def,
     std::vector<int> column_field;
     std::vector<bool> seen(nfields, false);
     bool header_bad = false;
+    std::vector<std::string> header_names;
+    std::vector<std::string> names;  // the schema's, for errors
+    for (const v1::FieldSchema& field : schema.fields()) names.push_back(field.name());
     for (const CsvField& h : record.fields) {
-      auto found = field_index.find(h.value);
-      if (found == field_index.end()) {
+      header_names.push_back(h.value);
+      const int f = columns.Resolve(h.value);
+      if (f < 0) {
         AddError(errors, header_line, h.value,
                  absl::StrCat("unknown column: dataset '", schema.name(), "' has no field ",
-                              Quote(h.value)));
+                              Quote(h.value), " (fields: ", ListValues(names),
+                              "; to read it as one, pass --map \"", TruncateUtf8(h.value, 40),
+                              "=FIELD\")"));
         header_bad = true;
         column_field.push_back(-1);
         continue;
       }
-      const int f = found->second;
       if (seen[f]) {
         AddError(errors, header_line, h.value, "unknown column: the column is named twice");
         header_bad = true;
       }
       seen[f] = true;
       column_field.push_back(f);
+    }
+    for (const std::string& unused : columns.UnusedMappings(header_names)) {
+      AddError(errors, header_line, unused,
+               absl::StrCat("unknown column: --map names the column ", Quote(unused),
+                            " but the header has no such column (its columns: ",
+                            ListValues(header_names), ")"));
+      header_bad = true;
     }
     if (!seen[def.subject_field]) {
       AddError(errors, header_line, schema.fields(def.subject_field).name(),
@@ -776,7 +831,8 @@ absl::StatusOr<v1::IngestResponse> Engine::IngestLocked(const DatasetDef& def,
       bool bad = false;
       for (size_t i = 0; i < record.fields.size(); ++i) {
         int f = column_field[i];
-        std::string reason = ParseTextCell(schema.fields(f), record.fields[i], &cells[f]);
+        std::string reason =
+            ParseTextCell(schema.fields(f), record.fields[i], date_format, &cells[f]);
         if (!reason.empty()) {
           AddError(errors, line, schema.fields(f).name(), reason);
           bad = true;
@@ -799,6 +855,17 @@ absl::StatusOr<v1::IngestResponse> Engine::IngestLocked(const DatasetDef& def,
   {
     absl::MutexLock lock(&state_mu_);
     present = present_[ds];
+  }
+  std::vector<uint64_t> present_before;
+  if (control.replace) {
+    // Deletes come first in the batch, so the new rows' keys that equal old
+    // ones are written after them and win.
+    FEDSHARE_RETURN_IF_ERROR(AddDatasetDeletes(def, stats, &batch));
+    present_before = std::move(present);
+    present.clear();
+    response.set_replaced(true);
+    response.set_rows_removed(static_cast<int64_t>(stats.rows));
+    stats = storage::DatasetStats();
   }
   present.resize((uint64_t{subjects.total()} + 63) / 64, 0);
   int64_t new_subjects = 0;
@@ -870,6 +937,18 @@ absl::StatusOr<v1::IngestResponse> Engine::IngestLocked(const DatasetDef& def,
   }
   stats.rows += pending.rows;
   stats.subjects += static_cast<uint32_t>(new_subjects);
+  if (control.replace) {
+    // new_subjects counted the file's subjects; report those the dataset lacked.
+    new_subjects = 0;
+    for (size_t i = 0; i < present.size(); ++i) {
+      const uint64_t before = i < present_before.size() ? present_before[i] : 0;
+      new_subjects += __builtin_popcountll(present[i] & ~before);
+    }
+  }
+  std::string loaded;
+  storage::AppendFixed64BE(&loaded, static_cast<uint64_t>(absl::ToUnixMillis(clock_->Now())));
+  storage::AppendFixed64BE(&loaded, pending.rows);
+  batch.Put(ColumnFamily::kMeta, storage::MetaIngestDigestKey(def.id, file_sha256), loaded);
   batch.Put(ColumnFamily::kMeta, storage::MetaDatasetStatsKey(def.id),
             storage::EncodeDatasetStats(stats));
   subjects.AddTo(&batch);
@@ -888,6 +967,14 @@ absl::StatusOr<v1::IngestResponse> Engine::IngestLocked(const DatasetDef& def,
     batch.Put(ColumnFamily::kMeta, outcome_key, outcome.SerializeAsString());
   }
   if (control.before_commit) FEDSHARE_RETURN_IF_ERROR(control.before_commit());
+  if (control.replace && control.before_replace) {
+    IngestReplace replace;
+    replace.dataset = schema.name();
+    replace.rows_removed = response.rows_removed();
+    replace.rows_written = response.rows_written();
+    replace.file_sha256 = file_sha256;
+    FEDSHARE_RETURN_IF_ERROR(control.before_replace(replace));
+  }
   FEDSHARE_RETURN_IF_ERROR(storage_->Write(batch));
 
   // Committed: make the staged state current.

@@ -24,20 +24,22 @@
 //   - INT64 in decimal; DOUBLE in the shortest form that reads back to the
 //     same double (std::to_chars); BOOL true/false; DATE YYYY-MM-DD.
 // Input may be looser: CRLF or CR line ends, a UTF-8 BOM, blank lines,
-// numbers with redundant digits ("1.50"), BOOL as 1/0/TRUE/False, quoting
-// where not needed. Such input is stored by value and exported canonically.
+// numbers with redundant digits ("1.50"), BOOL as 1/0/TRUE/False/yes/no/y/n
+// (CSV), quoting where not needed, ';', tab or '|' between CSV fields,
+// column names differing from field names in case, spaces, '_' and '-', or
+// mapped to fields, and dates in another order (IngestParseOptions). Such input is stored by value
+// and exported canonically.
 //
 // Ingest errors. A file whose header cannot be used (CSV: no header, an
 // unknown or repeated column, no subject column) is rejected whole: the
 // response has rows_written 0 and errors naming line 1. Otherwise every bad
 // row gets one RowError per bad cell (line where the row starts, column,
 // reason). The reason starts with one of: "wrong type", "out of bounds",
-// "unknown category", "missing subject", "unknown column", "wrong number of
-// fields", "malformed CSV", "invalid JSON". Without skip_invalid, any bad row
-// means nothing is written: the call returns OK with rows_written 0,
-// rows_rejected = the number of bad rows and the errors (at most 1000
-// listed). With skip_invalid the good rows are written and rejected_rows holds
-// the bad rows as they were in the input (CSV: preceded by the header line).
+// "unknown category" (listing the declared values), "missing subject", "unknown column", "wrong
+// number of fields", "malformed CSV", "invalid JSON". Without skip_invalid, any bad row means
+// nothing is written: the call returns OK with rows_written 0, rows_rejected = the number of bad
+// rows and the errors (at most 1000 listed). With skip_invalid the good rows are written and
+// rejected_rows holds the bad rows as they were in the input (CSV: preceded by the header line).
 // Whatever is written is one atomic, synced batch.
 //
 // Thread safety: thread-safe. Writers (Ingest, ImportConsent) are
@@ -66,6 +68,7 @@
 #include "fedshare/v1/admin.pb.h"
 #include "fedshare/v1/types.pb.h"
 #include "node/common/clock.h"
+#include "node/engine/ingest_parse.h"
 #include "node/storage/column_block.h"
 #include "node/storage/keys.h"
 #include "node/storage/storage.h"
@@ -76,12 +79,29 @@ namespace fedshare::engine {
 
 using storage::ColumnBlock;
 
+// What a replacing ingest is about to do (IngestControl::before_replace).
+struct IngestReplace {
+  std::string dataset;
+  int64_t rows_removed = 0;  // rows the dataset holds now
+  int64_t rows_written = 0;  // rows the file brings
+  std::string file_sha256;   // 32 bytes
+};
+
 // Per-call controls of Engine::Ingest.
 struct IngestControl {
   // Client-chosen id (at most kMaxIdempotencyKeyBytes); empty for none.
   std::string idempotency_key;
+  // Delimiter, column mappings and date format (ingest_parse.h).
+  IngestParseOptions parse;
+  // Load a file whose bytes were already loaded into the dataset.
+  bool allow_duplicate = false;
+  // Swap the dataset's rows for the file's good rows in the one write.
+  bool replace = false;
   // Asked just before the commit (e.g. "has the caller gone away?").
   std::function<absl::Status()> before_commit;
+  // With replace, asked after before_commit and just before the commit (e.g.
+  // to append an audit entry); its error is returned and nothing is written.
+  std::function<absl::Status(const IngestReplace&)> before_replace;
 };
 inline constexpr size_t kMaxIdempotencyKeyBytes = 128;
 
@@ -169,8 +189,14 @@ class Engine {
   // new_subjects counts subjects that had no record in this dataset before.
   // With control.idempotency_key, an earlier ingest of the same file into the
   // same dataset with the same key is reported again (replayed set) and
-  // nothing is written. control.before_commit, when set, is asked last before
-  // the write; its error is returned and nothing is written.
+  // nothing is written. Otherwise a file whose bytes (SHA-256) were loaded
+  // into the dataset before, and not since replaced, is FAILED_PRECONDITION
+  // unless control.allow_duplicate or control.replace. With control.replace
+  // the dataset's rows are exactly the file's good rows after the one write
+  // (a file with no good rows writes nothing). Bad parse options (delimiter,
+  // date format, a mapping to no field) are INVALID_ARGUMENT.
+  // control.before_commit, then control.before_replace, when set, are asked
+  // last before the write; an error is returned and nothing is written.
   absl::StatusOr<v1::IngestResponse> Ingest(absl::string_view dataset, v1::DataFormat format,
                                             bool skip_invalid, absl::string_view data,
                                             const IngestControl& control = IngestControl());
@@ -234,10 +260,13 @@ class Engine {
   Engine() = default;
   absl::Status Load() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   // `outcome_key`, when not empty, receives the response in the commit.
-  absl::StatusOr<v1::IngestResponse> IngestLocked(const DatasetDef& def, v1::DataFormat format,
-                                                  bool skip_invalid, absl::string_view data,
-                                                  const IngestControl& control,
-                                                  const std::string& outcome_key)
+  // `file_sha256` is the SHA-256 of `data`.
+  absl::StatusOr<v1::IngestResponse> IngestLocked(
+      const DatasetDef& def, v1::DataFormat format, bool skip_invalid, absl::string_view data,
+      const IngestControl& control, const ColumnResolver& columns, const std::string& file_sha256,
+      const std::string& outcome_key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  absl::Status AddDatasetDeletes(const DatasetDef& def, const storage::DatasetStats& stats,
+                                 storage::WriteBatch* batch) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   absl::StatusOr<policy::ConsentBitmap> BuildConsentBitmap(v1::ConsentBasis basis,
                                                            const policy::ConsentQuestion& question,

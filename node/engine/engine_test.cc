@@ -227,7 +227,7 @@ TEST_F(EngineTest, EveryBadRowReasonIsReported) {
   const BadCase cases[] = {
       {"p1,A,alpha,1.5,1,1,true,2020-01-01", "age", "wrong type: expected INT64"},
       {"p1,A,alpha,1,abc,1,true,2020-01-01", "score", "wrong type: expected DOUBLE"},
-      {"p1,A,alpha,1,1,1,yes,2020-01-01", "active", "wrong type: expected BOOL"},
+      {"p1,A,alpha,1,1,1,maybe,2020-01-01", "active", "wrong type: expected BOOL"},
       {"p1,A,alpha,1,1,1,true,2020-02-30", "joined", "wrong type: expected DATE"},
       {"p1,A,alpha,1,100.5,1,true,2020-01-01", "score", "out of bounds: 100.5 is outside [0, 100]"},
       {"p1,A,alpha,1,1,201,true,2020-01-01", "visits", "out of bounds: 201"},
@@ -470,6 +470,73 @@ TEST_F(EngineTest, FailedWriteLeavesNothingVisible) {
   // The engine's own state was not advanced by the failed batch either.
   EXPECT_EQ(Ingest(std::string(kHeader) + "p2,B,beta,2,2,2,false,2020-01-02\n").new_subjects(), 1);
   EXPECT_EQ(Rows(), 2u);
+}
+
+TEST_F(EngineTest, ReplaceSwapsEveryRowInOneWriteOrNone) {
+  storage::FaultInjector faults;
+  ASSERT_OK(Open({Schema()}, &faults));
+  ASSERT_EQ(Ingest(kHeader + MakeRows(0, 9000)).rows_written(), 9000);  // three blocks
+  const std::string before = Export(v1::CSV);
+  IngestControl replace;
+  replace.replace = true;
+  std::vector<IngestReplace> seen;
+  replace.before_replace = [&](const IngestReplace& r) {
+    seen.push_back(r);
+    return absl::OkStatus();
+  };
+
+  // A failed write, or a refusal just before it, leaves the old rows.
+  faults.SetFailWrites(true);
+  EXPECT_THAT(engine_->Ingest("people", v1::CSV, false, kHeader + MakeRows(20000, 20010), replace),
+              StatusIs(absl::StatusCode::kUnavailable, ::testing::_));
+  faults.SetFailWrites(false);
+  ASSERT_OK(Open());  // the store stays read-only after a failed write until reopened
+  EXPECT_EQ(Export(v1::CSV), before);
+  IngestControl refused = replace;
+  refused.before_replace = [](const IngestReplace&) {
+    return absl::UnavailableError("audit log unavailable");
+  };
+  EXPECT_THAT(engine_->Ingest("people", v1::CSV, false, kHeader + MakeRows(20000, 20010), refused),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("audit")));
+  EXPECT_EQ(Export(v1::CSV), before);
+
+  // 5000 rows of which subjects s0..s999 were held before: no new subjects.
+  ASSERT_OK_AND_ASSIGN(
+      v1::IngestResponse r,
+      engine_->Ingest("people", v1::CSV, false, kHeader + MakeRows(1000, 6000), replace));
+  EXPECT_TRUE(r.replaced());
+  EXPECT_EQ(r.rows_removed(), 9000);
+  EXPECT_EQ(r.rows_written(), 5000);
+  EXPECT_EQ(r.new_subjects(), 0);
+  ASSERT_EQ(seen.size(), 2u);  // the failed write's and this one's
+  EXPECT_EQ(seen.back().rows_removed, 9000);
+  EXPECT_EQ(seen.back().rows_written, 5000);
+  EXPECT_EQ(seen.back().file_sha256.size(), 32u);
+  EXPECT_EQ(Export(v1::CSV), kHeader + MakeRows(1000, 6000));
+  ASSERT_OK(Open());
+  EXPECT_EQ(Export(v1::CSV), kHeader + MakeRows(1000, 6000));
+  ASSERT_OK_AND_ASSIGN(auto reader, engine_->OpenReader("people"));
+  EXPECT_EQ(reader->rows(), 5000u);
+  EXPECT_EQ(reader->blocks(), 2u);
+  EXPECT_EQ(reader->subjects(), 1000u);
+  // Appending after a replace continues the new tail block.
+  EXPECT_EQ(Ingest(kHeader + MakeRows(6000, 6001)).rows_written(), 1);
+  EXPECT_EQ(Export(v1::CSV), kHeader + MakeRows(1000, 6001));
+}
+
+TEST_F(EngineTest, TheSameFileTwiceIsRefusedUnlessAllowed) {
+  const std::string file = kHeader + MakeRows(0, 10);
+  Ingest(file);
+  EXPECT_THAT(engine_->Ingest("people", v1::CSV, false, file),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("already loaded into dataset 'people'")));
+  IngestControl allow;
+  allow.allow_duplicate = true;
+  ASSERT_OK(engine_->Ingest("people", v1::CSV, false, file, allow));
+  EXPECT_EQ(Rows(), 20u);
+  ASSERT_OK(Open());
+  EXPECT_THAT(engine_->Ingest("people", v1::CSV, false, file),
+              StatusIs(absl::StatusCode::kFailedPrecondition, ::testing::_));
 }
 
 TEST_F(EngineTest, ReadersSeeWholeBatchesWhileWritersRun) {

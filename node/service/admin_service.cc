@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "node/audit/audit_log.h"
 #include "node/common/status_macros.h"
@@ -38,6 +39,41 @@ absl::Status CallAbandoned(const grpc::ServerContext& context) {
         "written");
   }
   return absl::OkStatus();
+}
+
+// The engine's controls from an ingest's first message (proto to domain; the
+// engine validates what it means).
+absl::StatusOr<engine::IngestControl> IngestControlFrom(const v1::IngestRequest& header) {
+  engine::IngestControl control;
+  control.idempotency_key = header.idempotency_key();
+  FEDSHARE_ASSIGN_OR_RETURN(control.parse.delimiter, engine::ParseDelimiter(header.delimiter()));
+  if (static_cast<size_t>(header.column_map_size()) > engine::kMaxColumnMappings) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("more than ", engine::kMaxColumnMappings, " column mappings"));
+  }
+  for (const v1::ColumnMapping& m : header.column_map()) {
+    control.parse.column_map.emplace_back(m.column(), m.field());
+  }
+  control.parse.date_format = header.date_format();
+  control.allow_duplicate = header.allow_duplicate();
+  control.replace = header.replace();
+  return control;
+}
+
+// Records a dataset's rows being swapped for a file's, before the swap is
+// written (fail closed: no entry, no swap).
+absl::Status AuditReplace(audit::AuditLog& log, const std::string& caller,
+                          const engine::IngestReplace& replace) {
+  v1::AuditEntry entry;
+  entry.set_caller(caller);
+  entry.set_method("AdminService.Ingest");
+  entry.set_dataset(replace.dataset);
+  entry.set_decision(v1::AuditEntry::ANSWERED);
+  entry.set_rule("ingest-replace");
+  entry.set_reason(absl::StrCat("replaced ", replace.rows_removed, " rows with ",
+                                replace.rows_written, " rows from a file with SHA-256 ",
+                                absl::BytesToHexString(replace.file_sha256)));
+  return log.Append(std::move(entry)).status();
 }
 
 // Reads a client stream of byte slices into one buffer, bounded, up to the
@@ -120,11 +156,15 @@ grpc::Status AdminServiceImpl::Ingest(grpc::ServerContext* context,
     return Finish(kMethod, who->spiffe_id,
                   absl::InvalidArgumentError("the first ingest message must name the dataset"));
   }
-  engine::IngestControl control;
-  control.idempotency_key = header.idempotency_key();
-  control.before_commit = [context] { return CallAbandoned(*context); };
+  absl::StatusOr<engine::IngestControl> control = IngestControlFrom(header);
+  if (!control.ok()) return Finish(kMethod, who->spiffe_id, control.status());
+  control->before_commit = [context] { return CallAbandoned(*context); };
+  const std::string caller = who->spiffe_id;
+  control->before_replace = [this, caller](const engine::IngestReplace& replace) {
+    return AuditReplace(*env_->audit, caller, replace);
+  };
   absl::StatusOr<v1::IngestResponse> result = env_->engine->Ingest(
-      header.dataset(), header.format(), header.skip_invalid(), *data, control);
+      header.dataset(), header.format(), header.skip_invalid(), *data, *control);
   if (result.ok() && env_->on_ingested) env_->on_ingested(header.dataset(), *result);
   if (result.ok()) *response = std::move(result).value();
   return Finish(kMethod, who->spiffe_id, result.status());

@@ -114,6 +114,18 @@ std::string MetaIngestOutcomeKey(uint32_t dataset_id, absl::string_view file_sha
   return k;
 }
 
+std::string MetaIngestDigestPrefix(uint32_t dataset_id) {
+  std::string k = Tagged(static_cast<uint8_t>(MetaTag::kIngestDigest));
+  AppendFixed32BE(&k, dataset_id);
+  return k;
+}
+
+std::string MetaIngestDigestKey(uint32_t dataset_id, absl::string_view file_sha256) {
+  std::string k = MetaIngestDigestPrefix(dataset_id);
+  k.append(file_sha256.data(), file_sha256.size());
+  return k;
+}
+
 std::string EncodeDatasetStats(const DatasetStats& stats) {
   std::string v;
   AppendFixed64BE(&v, stats.rows);

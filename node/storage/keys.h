@@ -32,6 +32,9 @@ enum class MetaTag : uint8_t {
   // key: tag + u32 dataset id + 32-byte SHA-256 of the file + client id bytes.
   // value: fedshare.v1.IngestResponse (protobuf) without rejected_rows.
   kIngestOutcome = 0x14,
+  // key: tag + u32 dataset id + 32-byte SHA-256 of a file loaded into it.
+  // value: u64 unix ms of the load + u64 rows written.
+  kIngestDigest = 0x15,
 };
 
 // First byte of every key in the records column family.
@@ -84,6 +87,10 @@ uint32_t DecodeMetaCategoryCode(absl::string_view key);
 // REQUIRES: file_sha256.size() == 32.
 std::string MetaIngestOutcomeKey(uint32_t dataset_id, absl::string_view file_sha256,
                                  absl::string_view client_id);
+// A file loaded into a dataset, by its digest (MetaTag::kIngestDigest), and
+// the prefix of every such key of one dataset. REQUIRES: file_sha256.size() == 32.
+std::string MetaIngestDigestKey(uint32_t dataset_id, absl::string_view file_sha256);
+std::string MetaIngestDigestPrefix(uint32_t dataset_id);
 
 // Per-dataset counters kept in meta (MetaTag::kDatasetStats).
 struct DatasetStats {
