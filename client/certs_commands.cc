@@ -33,9 +33,9 @@ absl::Status CertsRequest(const identity::RequestOptions& options, std::ostream&
   out << "  private key:  " << options.out_dir << "/" << identity::kKeyFile
       << " (mode 0600; it stays here, never send it)\n"
       << "  request:      " << info.csr_path << "\n"
-      << "send the request to your federation's CA holder and read them the key's SHA-256 "
-         "above by another channel; put the cert.pem and ca.pem they send back into "
-      << options.out_dir << "\n";
+      << "send the request to your federation's CA holder, and tell them the key's SHA-256 by "
+         "another channel;\n"
+      << "then put the cert.pem and ca.pem they send back into " << options.out_dir << "\n";
   return absl::OkStatus();
 }
 

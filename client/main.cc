@@ -24,7 +24,6 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
-#include "client/certs_commands.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
@@ -33,6 +32,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "client/certs_commands.h"
 #include "client/format.h"
 #include "client/node_client.h"
 #include "client/sql.h"
@@ -541,8 +541,7 @@ int main(int argc, char** argv) {
       ->required()
       ->check(CLI::IsMember({"node", "operator", "analyst"}));
   certs_request->add_option("--name", name, "person's name (operator, analyst)");
-  certs_request->add_option("--out", out, "folder for key.pem and the request (.csr)")
-      ->required();
+  certs_request->add_option("--out", out, "folder for key.pem and the request (.csr)")->required();
   certs_request->add_option("--dns", dns, "DNS names for a node (default none)");
   certs_request->add_option("--ip", ips, "IP addresses for a node (default none)");
   std::string csr_file;
