@@ -2,7 +2,10 @@
 //
 //   fedshare certs ca --trust-domain D --out DIR
 //   fedshare certs issue --ca DIR --org ORG --role node|operator|analyst [--name N] --out DIR
+//   fedshare certs request --trust-domain D --org ORG --role R [--name N] --out DIR
+//   fedshare certs sign --ca DIR --csr FILE --out DIR [--days N] [--dry-run]
 //   fedshare [--node ADDR] [--identity DIR] status | describe | datasets | peers
+//   fedshare describe --peer ORG
 //   fedshare ingest --dataset D [--skip-invalid] [--idempotency-key K] [--delimiter C]
 //                   [--map "COLUMN=FIELD"]... [--date-format F] [--allow-duplicate | --replace]
 //                   FILE
@@ -40,6 +43,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "client/certs_commands.h"
 #include "client/format.h"
 #include "client/node_client.h"
 #include "client/sql.h"
@@ -229,6 +233,38 @@ int RunCertsIssue(const std::string& ca, const std::string& org, const std::stri
   return 0;
 }
 
+int RunCertsRequest(const std::string& trust_domain, const std::string& org,
+                    const std::string& role, const std::string& name, const std::string& out,
+                    const std::vector<std::string>& dns, const std::vector<std::string>& ips) {
+  absl::StatusOr<identity::Role> parsed_role = identity::ParseRole(role);
+  if (!parsed_role.ok()) return Fail(parsed_role.status());
+  identity::RequestOptions options;
+  options.trust_domain = trust_domain;
+  options.org = org;
+  options.role = *parsed_role;
+  options.name = name;
+  options.out_dir = out;
+  options.dns_names = dns;
+  options.ip_addresses = ips;
+  absl::Status s = CertsRequest(options, std::cout);
+  return s.ok() ? 0 : Fail(s);
+}
+
+int RunCertsSign(const std::string& ca, const std::string& csr_file, const std::string& out,
+                 int days, const std::string& org, const std::string& role, bool dry_run) {
+  identity::SignOptions options;
+  options.out_dir = out;
+  options.days = days;
+  options.expect.org = org;
+  if (!role.empty()) {
+    absl::StatusOr<identity::Role> parsed_role = identity::ParseRole(role);
+    if (!parsed_role.ok()) return Fail(parsed_role.status());
+    options.expect.role = *parsed_role;
+  }
+  absl::Status s = CertsSign(ca, csr_file, options, dry_run, std::cout);
+  return s.ok() ? 0 : Fail(s);
+}
+
 int RunStatus(const Globals& g) {
   auto client = Dial(g, "127.0.0.1:7444");
   if (!client.ok()) return Fail(client.status());
@@ -262,11 +298,15 @@ std::string FieldLine(const v1::FieldSchema& f) {
   return line;
 }
 
-int RunDescribe(const Globals& g) {
-  auto client = Dial(g, "127.0.0.1:7443");
+// Without `peer`: the node at --node (a peer listener) describes itself to
+// the caller's node certificate. With `peer`: the caller's own node (local
+// listener) asks that partner and passes its answer on.
+int RunDescribe(const Globals& g, const std::string& peer) {
+  auto client = Dial(g, peer.empty() ? "127.0.0.1:7443" : "127.0.0.1:7444");
   if (!client.ok()) return Fail(client.status());
-  absl::StatusOr<v1::DescribeResponse> d = (*client)->Describe();
-  if (!d.ok()) return Fail(d.status(), Listener::kPeer);
+  absl::StatusOr<v1::DescribeResponse> d =
+      peer.empty() ? (*client)->Describe() : (*client)->DescribePeer(peer);
+  if (!d.ok()) return Fail(d.status(), peer.empty() ? Listener::kPeer : Listener::kLocal);
   std::cout << "org " << d->org_id() << " (fedshare " << d->version() << ")\n";
   if (d->datasets_size() == 0) {
     std::cout << "no agreement in force lets you ask anything\n";
@@ -770,9 +810,40 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   certs_issue->add_option("--dns", dns, "DNS names for a node (default localhost)");
   certs_issue->add_option("--ip", ips, "IP addresses for a node (default 127.0.0.1)");
+  auto* certs_request = certs->add_subcommand(
+      "request", "make a key and a certificate request to send to the federation's CA holder");
+  certs_request->add_option("--trust-domain", td, "the federation's, from its CA holder")
+      ->required();
+  certs_request->add_option("--org", org, "org id")->required();
+  certs_request->add_option("--role", role, "node, operator or analyst")
+      ->required()
+      ->check(CLI::IsMember({"node", "operator", "analyst"}));
+  certs_request->add_option("--name", name, "person's name (operator, analyst)");
+  certs_request->add_option("--out", out, "folder for key.pem and the request (.csr)")->required();
+  certs_request->add_option("--dns", dns, "DNS names for a node (default none)");
+  certs_request->add_option("--ip", ips, "IP addresses for a node (default none)");
+  std::string csr_file;
+  int sign_days = 365;
+  bool dry_run = false;
+  auto* certs_sign =
+      certs->add_subcommand("sign", "check a certificate request and issue its certificate");
+  certs_sign->add_option("--ca", ca, "the CA folder")->required();
+  certs_sign->add_option("--csr", csr_file, "the request (.csr)")->required();
+  certs_sign->add_option("--out", out, "folder for cert.pem and ca.pem to send back")->required();
+  certs_sign->add_option("--days", sign_days, "validity in days, 1 to 36500")->capture_default_str();
+  certs_sign->add_option("--org", org, "refuse a request for another org");
+  certs_sign->add_option("--role", role, "refuse a request for another role")
+      ->check(CLI::IsMember({"node", "operator", "analyst"}));
+  certs_sign->add_flag("--dry-run", dry_run, "check and show the request, sign nothing");
 
   auto* status = app.add_subcommand("status", "the node's status (local listener)");
-  auto* describe = app.add_subcommand("describe", "what a node lets you ask (peer listener)");
+  auto* describe = app.add_subcommand(
+      "describe",
+      "what a partner lets your org ask: --peer ORG through your node, or a peer listener at "
+      "--node with a node identity");
+  std::string describe_peer;
+  describe->add_option("--peer", describe_peer,
+                       "a configured partner, asked through your node's local listener");
   auto* datasets = app.add_subcommand("datasets", "datasets, rows, subjects, consent coverage");
   auto* peers_cmd = app.add_subcommand("peers", "configured peers and whether they answer");
   bool no_probe = false;
@@ -869,8 +940,12 @@ int main(int argc, char** argv) {
 
   if (certs_ca->parsed()) return RunCertsCa(td, out, ca_days);
   if (certs_issue->parsed()) return RunCertsIssue(ca, org, role, name, out, issue_days, dns, ips);
+  if (certs_request->parsed()) {
+    return RunCertsRequest(td, org, role, name, out, dns, ips);
+  }
+  if (certs_sign->parsed()) return RunCertsSign(ca, csr_file, out, sign_days, org, role, dry_run);
   if (status->parsed()) return RunStatus(g);
-  if (describe->parsed()) return RunDescribe(g);
+  if (describe->parsed()) return RunDescribe(g, describe_peer);
   if (datasets->parsed()) return RunDatasets(g);
   if (peers_cmd->parsed()) return RunPeers(g, !no_probe);
   if (ingest->parsed()) return RunIngest(g, in);

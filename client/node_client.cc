@@ -122,6 +122,12 @@ absl::StatusOr<v1::ListPeersResponse> NodeClient::ListPeers(bool probe) {
   FEDSHARE_UNARY(federation_, ListPeers, request, v1::ListPeersResponse);
 }
 
+absl::StatusOr<v1::DescribeResponse> NodeClient::DescribePeer(const std::string& peer) {
+  v1::DescribePeerRequest request;
+  request.set_peer(peer);
+  FEDSHARE_UNARY(federation_, DescribePeer, request, v1::DescribeResponse);
+}
+
 #undef FEDSHARE_UNARY
 
 absl::StatusOr<v1::IngestResponse> NodeClient::Ingest(const std::string& dataset,

@@ -77,6 +77,8 @@ class NodeClient {
   absl::StatusOr<v1::FederatedAggregateResponse> FederatedAggregate(
       const v1::FederatedAggregateRequest& request);
   absl::StatusOr<v1::ListPeersResponse> ListPeers(bool probe);
+  // What the configured peer `peer` lets this org ask, asked by the node.
+  absl::StatusOr<v1::DescribeResponse> DescribePeer(const std::string& peer);
 
   // The peer certificate (PEM) the server presented on the last call.
   std::string last_server_certificate() const;

@@ -250,4 +250,48 @@ v1::ListPeersResponse FanOut::ListPeers(bool probe) {
   return response;
 }
 
+absl::StatusOr<v1::DescribeResponse> FanOut::DescribePeer(const std::string& org_id) {
+  const v1::PeerConfig* peer = nullptr;
+  std::vector<std::string> known;
+  for (const v1::PeerConfig& p : config_->peers()) {
+    known.push_back(p.org_id());
+    if (p.org_id() == org_id) peer = &p;
+  }
+  if (peer == nullptr) {
+    return absl::NotFoundError(absl::StrCat(
+        "no peer '", org_id, "' is configured on this node; ",
+        known.empty() ? "it has no peers" : "configured peers: " + absl::StrJoin(known, ", ")));
+  }
+  std::string error;
+  std::unique_ptr<v1::PeerService::Stub> stub = Dial(*config_, *peer, &error);
+  if (stub == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot dial peer ", org_id, " at ", peer->address(), ": ", error));
+  }
+  const int deadline_ms = config_->peer_deadline_ms();
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Milliseconds(deadline_ms)));
+  v1::DescribeResponse described;
+  grpc::Status s = stub->Describe(&context, v1::DescribeRequest(), &described);
+  switch (s.error_code()) {
+    case grpc::StatusCode::OK:
+      return described;
+    case grpc::StatusCode::UNAVAILABLE:
+      return absl::UnavailableError(absl::StrCat("peer ", org_id, " at ", peer->address(),
+                                                 " is unreachable: ", s.error_message()));
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return absl::DeadlineExceededError(absl::StrCat("peer ", org_id, " at ", peer->address(),
+                                                      " did not answer within ", deadline_ms,
+                                                      " ms (peer_deadline_ms)"));
+    case grpc::StatusCode::PERMISSION_DENIED:
+    case grpc::StatusCode::UNAUTHENTICATED:
+      // The peer refused this node, not the analyst: not UNAUTHENTICATED here.
+      return absl::PermissionDeniedError(
+          absl::StrCat("peer ", org_id, " refused this node: ", s.error_message()));
+    default:
+      return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                          absl::StrCat("peer ", org_id, ": ", s.error_message()));
+  }
+}
+
 }  // namespace fedshare::federation

@@ -19,6 +19,7 @@
 #include "absl/time/time.h"
 #include "fedshare/v1/config.pb.h"
 #include "fedshare/v1/federation.pb.h"
+#include "fedshare/v1/peer.pb.h"
 #include "node/audit/audit_log.h"
 
 namespace fedshare::federation {
@@ -38,6 +39,13 @@ class FanOut {
 
   // The configured peers; with `probe`, whether each answers Describe.
   v1::ListPeersResponse ListPeers(bool probe);
+
+  // What the configured peer `org_id` lets this org ask: its PeerService.Describe,
+  // called with this node's certificate within peer_deadline_ms. NOT_FOUND
+  // (naming the configured peers) if `org_id` is not one; UNAVAILABLE naming
+  // the peer's address if it cannot be reached; DEADLINE_EXCEEDED if it does
+  // not answer in time; the peer's refusal as PERMISSION_DENIED.
+  absl::StatusOr<v1::DescribeResponse> DescribePeer(const std::string& org_id);
 
   // Called once per partner per fan-out, from the calling thread, with the
   // partner's state and how long its call took; for metrics.

@@ -16,16 +16,11 @@
 #include "absl/strings/strip.h"
 #include "node/common/files.h"
 #include "node/common/status_macros.h"
+#include "node/identity/issuer_internal.h"
 #include "node/identity/openssl_util.h"
 
 namespace fedshare::identity {
-namespace {
-
-using internal::OpenSslError;
-using internal::PkeyPtr;
-using internal::X509Ptr;
-
-constexpr absl::Duration kSkew = absl::Minutes(5);
+namespace internal {
 
 std::string Join(const std::string& dir, absl::string_view file) {
   return (std::filesystem::path(dir) / std::string(file)).string();
@@ -50,56 +45,6 @@ absl::StatusOr<PkeyPtr> NewKey() {
   return PkeyPtr(key);
 }
 
-absl::Status SetRandomSerial(X509* cert) {
-  unsigned char bytes[16];
-  if (RAND_bytes(bytes, sizeof(bytes)) != 1) {
-    return absl::InternalError(absl::StrCat("RAND_bytes failed: ", OpenSslError()));
-  }
-  bytes[0] &= 0x7f;  // a positive INTEGER in 16 bytes of DER
-  bytes[0] |= 0x40;  // and never a short (or zero) one
-  BIGNUM* bn = BN_bin2bn(bytes, sizeof(bytes), nullptr);
-  bool ok = bn != nullptr && BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(cert)) != nullptr;
-  BN_free(bn);
-  if (!ok) return absl::InternalError(absl::StrCat("cannot set serial: ", OpenSslError()));
-  return absl::OkStatus();
-}
-
-absl::Status SetValidity(X509* cert, absl::Time not_before, absl::Time not_after) {
-  if (not_after <= not_before) {
-    return absl::InvalidArgumentError("certificate would end before it starts");
-  }
-  if (ASN1_TIME_set(X509_getm_notBefore(cert), absl::ToTimeT(not_before)) == nullptr ||
-      ASN1_TIME_set(X509_getm_notAfter(cert), absl::ToTimeT(not_after)) == nullptr) {
-    return absl::InternalError(absl::StrCat("cannot set validity: ", OpenSslError()));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status SetCommonName(X509_NAME* name, absl::string_view cn) {
-  // CN is limited to 64 characters.
-  std::string text(cn.substr(0, 64));
-  if (X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
-                                 reinterpret_cast<const unsigned char*>(text.c_str()), -1, -1,
-                                 0) != 1) {
-    return absl::InternalError(absl::StrCat("cannot set subject: ", OpenSslError()));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status AddExtension(X509* cert, X509* issuer, int nid, const char* value) {
-  X509V3_CTX ctx;
-  X509V3_set_ctx(&ctx, issuer, cert, nullptr, nullptr, 0);
-  X509_EXTENSION* ext = X509V3_EXT_nconf_nid(nullptr, &ctx, nid, value);
-  if (ext == nullptr) {
-    return absl::InternalError(
-        absl::StrCat("cannot make extension ", OBJ_nid2sn(nid), "=", value, ": ", OpenSslError()));
-  }
-  int ok = X509_add_ext(cert, ext, -1);
-  X509_EXTENSION_free(ext);
-  if (ok != 1) return absl::InternalError(absl::StrCat("cannot add extension: ", OpenSslError()));
-  return absl::OkStatus();
-}
-
 bool IsDnsName(absl::string_view s) {
   if (s.empty() || s.size() > 253) return false;
   for (char c : s) {
@@ -110,12 +55,11 @@ bool IsDnsName(absl::string_view s) {
   return true;
 }
 
-// subjectAltName built entry by entry, so no value is parsed as config syntax.
-absl::Status AddSubjectAltNames(X509* cert, const std::vector<std::string>& uris,
-                                const std::vector<std::string>& dns_names,
-                                const std::vector<std::string>& ips) {
-  if (uris.empty() && dns_names.empty() && ips.empty()) return absl::OkStatus();
-  internal::GeneralNamesPtr names(sk_GENERAL_NAME_new_null());
+// Built entry by entry, so no value is parsed as config syntax.
+absl::StatusOr<GeneralNamesPtr> MakeSubjectAltNames(const std::vector<std::string>& uris,
+                                                    const std::vector<std::string>& dns_names,
+                                                    const std::vector<std::string>& ips) {
+  GeneralNamesPtr names(sk_GENERAL_NAME_new_null());
   if (names == nullptr) return absl::ResourceExhaustedError("sk_GENERAL_NAME_new_null failed");
   auto add_string = [&](int type, const std::string& value) -> absl::Status {
     GENERAL_NAME* gn = GENERAL_NAME_new();
@@ -150,6 +94,85 @@ absl::Status AddSubjectAltNames(X509* cert, const std::vector<std::string>& uris
     GENERAL_NAME_set0_value(gn, GEN_IPADD, octets);
     sk_GENERAL_NAME_push(names.get(), gn);
   }
+  return names;
+}
+
+absl::Status SetCommonName(X509_NAME* name, absl::string_view cn) {
+  // CN is limited to 64 characters.
+  std::string text(cn.substr(0, 64));
+  if (X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
+                                 reinterpret_cast<const unsigned char*>(text.c_str()), -1, -1,
+                                 0) != 1) {
+    return absl::InternalError(absl::StrCat("cannot set subject: ", OpenSslError()));
+  }
+  return absl::OkStatus();
+}
+
+std::string CommonNameFor(const std::string& org, Role role, const std::string& name) {
+  std::string cn = role == Role::kNode ? absl::StrCat(org, " node")
+                                       : absl::StrCat(name, " (", RoleName(role), ", ", org, ")");
+  return cn.substr(0, 64);
+}
+
+}  // namespace internal
+
+namespace {
+
+using internal::EnsureDir;
+using internal::Join;
+using internal::NewKey;
+using internal::OpenSslError;
+using internal::PkeyPtr;
+using internal::SetCommonName;
+using internal::X509Ptr;
+
+constexpr absl::Duration kSkew = absl::Minutes(5);
+
+absl::Status SetRandomSerial(X509* cert) {
+  unsigned char bytes[16];
+  if (RAND_bytes(bytes, sizeof(bytes)) != 1) {
+    return absl::InternalError(absl::StrCat("RAND_bytes failed: ", OpenSslError()));
+  }
+  bytes[0] &= 0x7f;  // a positive INTEGER in 16 bytes of DER
+  bytes[0] |= 0x40;  // and never a short (or zero) one
+  BIGNUM* bn = BN_bin2bn(bytes, sizeof(bytes), nullptr);
+  bool ok = bn != nullptr && BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(cert)) != nullptr;
+  BN_free(bn);
+  if (!ok) return absl::InternalError(absl::StrCat("cannot set serial: ", OpenSslError()));
+  return absl::OkStatus();
+}
+
+absl::Status SetValidity(X509* cert, absl::Time not_before, absl::Time not_after) {
+  if (not_after <= not_before) {
+    return absl::InvalidArgumentError("certificate would end before it starts");
+  }
+  if (ASN1_TIME_set(X509_getm_notBefore(cert), absl::ToTimeT(not_before)) == nullptr ||
+      ASN1_TIME_set(X509_getm_notAfter(cert), absl::ToTimeT(not_after)) == nullptr) {
+    return absl::InternalError(absl::StrCat("cannot set validity: ", OpenSslError()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status AddExtension(X509* cert, X509* issuer, int nid, const char* value) {
+  X509V3_CTX ctx;
+  X509V3_set_ctx(&ctx, issuer, cert, nullptr, nullptr, 0);
+  X509_EXTENSION* ext = X509V3_EXT_nconf_nid(nullptr, &ctx, nid, value);
+  if (ext == nullptr) {
+    return absl::InternalError(
+        absl::StrCat("cannot make extension ", OBJ_nid2sn(nid), "=", value, ": ", OpenSslError()));
+  }
+  int ok = X509_add_ext(cert, ext, -1);
+  X509_EXTENSION_free(ext);
+  if (ok != 1) return absl::InternalError(absl::StrCat("cannot add extension: ", OpenSslError()));
+  return absl::OkStatus();
+}
+
+absl::Status AddSubjectAltNames(X509* cert, const std::vector<std::string>& uris,
+                                const std::vector<std::string>& dns_names,
+                                const std::vector<std::string>& ips) {
+  if (uris.empty() && dns_names.empty() && ips.empty()) return absl::OkStatus();
+  FEDSHARE_ASSIGN_OR_RETURN(internal::GeneralNamesPtr names,
+                            internal::MakeSubjectAltNames(uris, dns_names, ips));
   if (X509_add1_ext_i2d(cert, NID_subject_alt_name, names.get(), 0, X509V3_ADD_DEFAULT) != 1) {
     return absl::InternalError(absl::StrCat("cannot add subjectAltName: ", OpenSslError()));
   }
@@ -262,34 +285,32 @@ absl::StatusOr<std::string> SpiffeIdFor(absl::string_view ca_trust_domain,
   return MakeSpiffeId(td, options.org, options.role, options.name);
 }
 
-absl::Status IssueCertificate(const std::string& ca_dir, const IssueOptions& options) {
-  FEDSHARE_RETURN_IF_ERROR(CheckDays(options.days));
-  FEDSHARE_ASSIGN_OR_RETURN(std::string trust_domain, ReadCaTrustDomain(ca_dir));
-  std::vector<std::string> uris;
-  if (options.uri_sans_override.has_value()) {
-    uris = *options.uri_sans_override;
-  } else {
-    FEDSHARE_ASSIGN_OR_RETURN(std::string id, SpiffeIdFor(trust_domain, options));
-    uris.push_back(std::move(id));
-  }
+namespace internal {
 
-  FEDSHARE_ASSIGN_OR_RETURN(std::string ca_cert_pem, ReadFile(Join(ca_dir, kCaCertFile)));
+absl::StatusOr<LoadedCa> LoadCa(const std::string& ca_dir) {
+  LoadedCa ca;
+  FEDSHARE_ASSIGN_OR_RETURN(ca.trust_domain, ReadCaTrustDomain(ca_dir));
+  FEDSHARE_ASSIGN_OR_RETURN(ca.cert_pem, ReadFile(Join(ca_dir, kCaCertFile)));
   FEDSHARE_ASSIGN_OR_RETURN(std::string ca_key_pem, ReadFile(Join(ca_dir, kCaKeyFile)));
-  FEDSHARE_ASSIGN_OR_RETURN(std::vector<X509Ptr> ca_certs,
-                            internal::ParseCertificates(ca_cert_pem));
+  FEDSHARE_ASSIGN_OR_RETURN(std::vector<X509Ptr> ca_certs, ParseCertificates(ca.cert_pem));
   if (ca_certs.empty()) {
     return absl::FailedPreconditionError(absl::StrCat(Join(ca_dir, kCaCertFile), " is empty"));
   }
-  X509* ca = ca_certs[0].get();
-  FEDSHARE_ASSIGN_OR_RETURN(PkeyPtr ca_key, internal::ParsePrivateKey(ca_key_pem));
-  if (X509_check_private_key(ca, ca_key.get()) != 1) {
+  ca.cert = std::move(ca_certs[0]);
+  FEDSHARE_ASSIGN_OR_RETURN(ca.key, ParsePrivateKey(ca_key_pem));
+  if (X509_check_private_key(ca.cert.get(), ca.key.get()) != 1) {
     ERR_clear_error();
     return absl::FailedPreconditionError(
         absl::StrCat(Join(ca_dir, kCaKeyFile), " is not the key of ", Join(ca_dir, kCaCertFile)));
   }
-  FEDSHARE_RETURN_IF_ERROR(EnsureDir(options.out_dir));
+  return ca;
+}
 
-  FEDSHARE_ASSIGN_OR_RETURN(PkeyPtr key, NewKey());
+absl::StatusOr<std::string> SignLeaf(const LoadedCa& ca, EVP_PKEY* subject_key,
+                                     const IssueOptions& options,
+                                     const std::vector<std::string>& uris) {
+  FEDSHARE_RETURN_IF_ERROR(CheckDays(options.days));
+  X509* issuer = ca.cert.get();
   X509Ptr cert(X509_new());
   if (cert == nullptr) return absl::ResourceExhaustedError("X509_new failed");
   X509_set_version(cert.get(), X509_VERSION_3);
@@ -301,42 +322,55 @@ absl::Status IssueCertificate(const std::string& ca_dir, const IssueOptions& opt
   } else {
     // A certificate cannot usefully outlive its CA.
     not_after = std::min(not_before + absl::Hours(24) * options.days,
-                         internal::Asn1TimeToTime(X509_get0_notAfter(ca)));
+                         Asn1TimeToTime(X509_get0_notAfter(issuer)));
   }
   FEDSHARE_RETURN_IF_ERROR(SetValidity(cert.get(), not_before, not_after));
-  std::string cn =
-      options.role == Role::kNode
-          ? absl::StrCat(options.org, " node")
-          : absl::StrCat(options.name, " (", RoleName(options.role), ", ", options.org, ")");
-  FEDSHARE_RETURN_IF_ERROR(SetCommonName(X509_get_subject_name(cert.get()), cn));
-  X509_set_issuer_name(cert.get(), X509_get_subject_name(ca));
-  X509_set_pubkey(cert.get(), key.get());
+  FEDSHARE_RETURN_IF_ERROR(SetCommonName(X509_get_subject_name(cert.get()),
+                                         CommonNameFor(options.org, options.role, options.name)));
+  X509_set_issuer_name(cert.get(), X509_get_subject_name(issuer));
+  X509_set_pubkey(cert.get(), subject_key);
   if (options.is_ca) {
     FEDSHARE_RETURN_IF_ERROR(
-        AddExtension(cert.get(), ca, NID_basic_constraints, "critical,CA:TRUE"));
+        AddExtension(cert.get(), issuer, NID_basic_constraints, "critical,CA:TRUE"));
     FEDSHARE_RETURN_IF_ERROR(
-        AddExtension(cert.get(), ca, NID_key_usage, "critical,digitalSignature,keyCertSign"));
+        AddExtension(cert.get(), issuer, NID_key_usage, "critical,digitalSignature,keyCertSign"));
   } else {
     FEDSHARE_RETURN_IF_ERROR(
-        AddExtension(cert.get(), ca, NID_basic_constraints, "critical,CA:FALSE"));
+        AddExtension(cert.get(), issuer, NID_basic_constraints, "critical,CA:FALSE"));
     FEDSHARE_RETURN_IF_ERROR(
-        AddExtension(cert.get(), ca, NID_key_usage, "critical,digitalSignature"));
+        AddExtension(cert.get(), issuer, NID_key_usage, "critical,digitalSignature"));
   }
   // Every node is both a TLS server (its listeners) and a client (fan-out,
   // call-home); people are clients, but one profile keeps tools simple.
   FEDSHARE_RETURN_IF_ERROR(
-      AddExtension(cert.get(), ca, NID_ext_key_usage, "serverAuth,clientAuth"));
-  FEDSHARE_RETURN_IF_ERROR(AddExtension(cert.get(), ca, NID_subject_key_identifier, "hash"));
-  FEDSHARE_RETURN_IF_ERROR(AddExtension(cert.get(), ca, NID_authority_key_identifier, "keyid"));
+      AddExtension(cert.get(), issuer, NID_ext_key_usage, "serverAuth,clientAuth"));
+  FEDSHARE_RETURN_IF_ERROR(AddExtension(cert.get(), issuer, NID_subject_key_identifier, "hash"));
+  FEDSHARE_RETURN_IF_ERROR(AddExtension(cert.get(), issuer, NID_authority_key_identifier, "keyid"));
   bool node = options.role == Role::kNode;
   FEDSHARE_RETURN_IF_ERROR(
       AddSubjectAltNames(cert.get(), uris, node ? options.dns_names : std::vector<std::string>{},
                          node ? options.ip_addresses : std::vector<std::string>{}));
-  FEDSHARE_RETURN_IF_ERROR(Sign(cert.get(), ca_key.get()));
+  FEDSHARE_RETURN_IF_ERROR(Sign(cert.get(), ca.key.get()));
+  return CertificateToPem(cert.get());
+}
 
+}  // namespace internal
+
+absl::Status IssueCertificate(const std::string& ca_dir, const IssueOptions& options) {
+  FEDSHARE_RETURN_IF_ERROR(CheckDays(options.days));
+  FEDSHARE_ASSIGN_OR_RETURN(internal::LoadedCa ca, internal::LoadCa(ca_dir));
+  std::vector<std::string> uris;
+  if (options.uri_sans_override.has_value()) {
+    uris = *options.uri_sans_override;
+  } else {
+    FEDSHARE_ASSIGN_OR_RETURN(std::string id, SpiffeIdFor(ca.trust_domain, options));
+    uris.push_back(std::move(id));
+  }
+  FEDSHARE_RETURN_IF_ERROR(EnsureDir(options.out_dir));
+  FEDSHARE_ASSIGN_OR_RETURN(PkeyPtr key, NewKey());
+  FEDSHARE_ASSIGN_OR_RETURN(std::string cert_pem, internal::SignLeaf(ca, key.get(), options, uris));
   FEDSHARE_ASSIGN_OR_RETURN(std::string key_pem, internal::PrivateKeyToPem(key.get()));
-  FEDSHARE_ASSIGN_OR_RETURN(std::string cert_pem, internal::CertificateToPem(cert.get()));
-  FEDSHARE_RETURN_IF_ERROR(WriteFileAtomic(Join(options.out_dir, kCaCertFile), ca_cert_pem, 0644));
+  FEDSHARE_RETURN_IF_ERROR(WriteFileAtomic(Join(options.out_dir, kCaCertFile), ca.cert_pem, 0644));
   FEDSHARE_RETURN_IF_ERROR(WriteFileAtomic(Join(options.out_dir, kKeyFile), key_pem, 0600));
   return WriteFileAtomic(Join(options.out_dir, kCertFile), cert_pem, 0644);
 }

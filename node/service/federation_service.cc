@@ -1,5 +1,7 @@
 #include "node/service/federation_service.h"
 
+#include "absl/strings/str_cat.h"
+#include "node/common/utf8.h"
 #include "node/federation/fanout.h"
 #include "node/service/call_guard.h"
 #include "node/service/grpc_status.h"
@@ -36,6 +38,26 @@ grpc::Status FederationServiceImpl::ListPeers(grpc::ServerContext* context,
   if (!who.ok()) return ToGrpcStatus(who.status());
   *response = env_->fanout->ListPeers(request->probe());
   return Finish(kMethod, who->spiffe_id, absl::OkStatus());
+}
+
+grpc::Status FederationServiceImpl::DescribePeer(grpc::ServerContext* context,
+                                                 const v1::DescribePeerRequest* request,
+                                                 v1::DescribeResponse* response) {
+  constexpr absl::string_view kMethod = "FederationService.DescribePeer";
+  absl::StatusOr<identity::Identity> who =
+      Authorize(*env_, *context, kMethod, {Role::kAnalyst, Role::kOperator}, /*own_org=*/true);
+  if (!who.ok()) return ToGrpcStatus(who.status());
+  if (!identity::IsValidOrgId(request->peer())) {
+    return Finish(kMethod, who->spiffe_id,
+                  absl::InvalidArgumentError(absl::StrCat(
+                      "'", TruncateUtf8(request->peer(), 64),
+                      "' is not an org id (1-63 of lowercase letters, digits, '-'); name a peer")));
+  }
+  absl::StatusOr<CallGate::Ticket> ticket = env_->call_gate->Enter(who->spiffe_id);
+  if (!ticket.ok()) return Finish(kMethod, who->spiffe_id, ticket.status());
+  absl::StatusOr<v1::DescribeResponse> described = env_->fanout->DescribePeer(request->peer());
+  if (described.ok()) *response = std::move(described).value();
+  return Finish(kMethod, who->spiffe_id, described.status());
 }
 
 }  // namespace fedshare::service

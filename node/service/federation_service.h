@@ -17,6 +17,8 @@ class FederationServiceImpl final : public v1::FederationService::Service {
                                   v1::FederatedAggregateResponse* response) override;
   grpc::Status ListPeers(grpc::ServerContext* context, const v1::ListPeersRequest* request,
                          v1::ListPeersResponse* response) override;
+  grpc::Status DescribePeer(grpc::ServerContext* context, const v1::DescribePeerRequest* request,
+                            v1::DescribeResponse* response) override;
 
  private:
   const ServiceEnv* env_;
