@@ -208,6 +208,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
   node->metrics_ = std::make_unique<metrics::Metrics>();
   InstallNodeMetrics(node->metrics_.get(), &node->config_, node->audit_.get(), node->fanout_.get(),
                      &env, node->storage_.get(), node->clock_);
+  env.status_metrics = [m = node->metrics_.get()] { return SummarizeNodeMetrics(m); };
   env.limits = service::EffectiveLimits(cfg.limits());
   node->call_gate_ = std::make_unique<service::CallGate>(env.limits.max_calls_per_caller());
   node->refusal_throttle_ = std::make_unique<service::RefusalThrottle>(
