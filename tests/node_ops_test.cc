@@ -6,6 +6,7 @@
 // the next fan-out the config file's new peers, and serves new certificate
 // files at once when they are valid (and keeps the old ones when not).
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -386,6 +388,108 @@ TEST_F(NodeOpsTest, SighupGivesTheNextFanOutTheConfigFilesNewPeers) {
   for (NodeProcess& p : partners) EXPECT_EQ(WEXITSTATUS(p.process->Signal(SIGTERM)), 0);
   ASSERT_OK_AND_ASSIGN(std::string log, ReadFile(path + ".log"));
   EXPECT_THAT(log, HasSubstr("event=reload_needs_restart settings=max_concurrent_questions "));
+}
+
+// A TCP listener on 127.0.0.1 that accepts and never answers: a partner that
+// holds a fan-out call open for as long as the test wants.
+class SilentPeer {
+ public:
+  SilentPeer() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), len) == 0 && ::listen(fd_, 4) == 0 &&
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+      address_ = absl::StrCat("127.0.0.1:", ntohs(addr.sin_port));
+    }
+  }
+  ~SilentPeer() { Close(); }
+  const std::string& address() const { return address_; }
+  // Waits up to `timeout` for a connection; whether one came.
+  bool AwaitConnection(absl::Duration timeout) {
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(timeout))) != 1) return false;
+    accepted_ = ::accept(fd_, nullptr, nullptr);
+    return accepted_ >= 0;
+  }
+  // Closes the connection and the listener: calls to it end UNAVAILABLE.
+  void Close() {
+    if (accepted_ >= 0) ::close(accepted_);
+    if (fd_ >= 0) ::close(fd_);
+    accepted_ = fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+  int accepted_ = -1;
+  std::string address_;
+};
+
+TEST_F(NodeOpsTest, SighupLetsAFanOutInFlightFinishWithThePeersItStartedWith) {
+  v1::NodeConfig partner = BaseNodeConfig("partner-b", kTrustDomain, tmp_.Sub("b"),
+                                          pki_.Issue("partner-b", Role::kNode));
+  *partner.add_datasets() = ProgramOutcomesSchema();
+  *partner.add_agreements() = OpenAgreement("foundation-eval", "foundation");
+  ASSERT_OK_AND_ASSIGN(NodeProcess b, StartNodeProcess(partner, tmp_.Sub("b.textproto")));
+  SilentPeer silent;
+  ASSERT_FALSE(silent.address().empty());
+  v1::NodeConfig config = BaseNodeConfig("foundation", kTrustDomain, tmp_.Sub("foundation"),
+                                         pki_.Issue("foundation", Role::kNode));
+  v1::PeerConfig* peer = config.add_peers();
+  peer->set_org_id("partner-b");
+  peer->set_address(b.peer_address);
+  peer = config.add_peers();
+  peer->set_org_id("partner-x");
+  peer->set_address(silent.address());
+  const std::string path = tmp_.Sub("foundation.textproto");
+  ASSERT_OK_AND_ASSIGN(NodeProcess foundation, StartNodeProcess(config, path));
+  const std::string analyst_id = pki_.Issue("foundation", Role::kAnalyst, "ana");
+  v1::FederatedAggregateRequest request;
+  request.mutable_query()->set_dataset("program_outcomes");
+  request.mutable_query()->set_purpose("program-evaluation");
+  request.mutable_query()->add_aggregates()->set_kind(v1::COUNT);
+  request.set_all_peers(true);
+  request.set_deadline_ms(60000);  // partner-x holds the call until the test lets go
+
+  absl::StatusOr<v1::FederatedAggregateResponse> in_flight;
+  std::thread asking([&] {
+    auto analyst = Connect(foundation.local_address, analyst_id, kTrustDomain, "foundation");
+    in_flight = analyst != nullptr ? analyst->FederatedAggregate(request)
+                                   : absl::UnavailableError("cannot dial the foundation");
+  });
+  // The fan-out is in flight once it has dialled partner-x.
+  bool dialled = silent.AwaitConnection(absl::Seconds(30));
+  EXPECT_TRUE(dialled);
+
+  config.mutable_peers()->RemoveLast();  // partner-x leaves
+  std::string text;
+  google::protobuf::TextFormat::PrintToString(config, &text);
+  ASSERT_OK(WriteFileAtomic(path, text));
+  ASSERT_EQ(::kill(foundation.process->pid(), SIGHUP), 0);
+  ASSERT_OK_AND_ASSIGN(std::string reloaded, foundation.process->ReadLine(absl::Seconds(30)));
+  EXPECT_EQ(reloaded, "reloaded agreements=0 peers=1 certificates=ok");
+  silent.Close();
+  asking.join();
+
+  // The fan-out in flight was not dropped: it finished, with both partners.
+  ASSERT_OK(in_flight.status());
+  ASSERT_EQ(in_flight->coverage_size(), 2);
+  EXPECT_EQ(in_flight->coverage(0).org_id(), "partner-b");
+  EXPECT_EQ(in_flight->coverage(0).state(), v1::PartnerCoverage::ANSWERED);
+  EXPECT_EQ(in_flight->coverage(1).org_id(), "partner-x");
+  EXPECT_NE(in_flight->coverage(1).state(), v1::PartnerCoverage::ANSWERED);
+  // The next one asks only the peers now configured.
+  auto analyst = Connect(foundation.local_address, analyst_id, kTrustDomain, "foundation");
+  ASSERT_NE(analyst, nullptr);
+  ASSERT_OK_AND_ASSIGN(v1::FederatedAggregateResponse next, analyst->FederatedAggregate(request));
+  ASSERT_EQ(next.coverage_size(), 1);
+  EXPECT_EQ(next.coverage(0).org_id(), "partner-b");
+  EXPECT_EQ(next.coverage(0).state(), v1::PartnerCoverage::ANSWERED);
+
+  EXPECT_EQ(WEXITSTATUS(foundation.process->Signal(SIGTERM)), 0);
+  EXPECT_EQ(WEXITSTATUS(b.process->Signal(SIGTERM)), 0);
 }
 
 }  // namespace
