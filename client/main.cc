@@ -23,10 +23,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <iterator>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -265,6 +267,43 @@ int RunCertsSign(const std::string& ca, const std::string& csr_file, const std::
   return s.ok() ? 0 : Fail(s);
 }
 
+std::string Bytes(uint64_t n) {
+  constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(n);
+  size_t unit = 0;
+  while (v >= 1024 && unit + 1 < std::size(kUnits)) {
+    v /= 1024;
+    ++unit;
+  }
+  return unit == 0 ? absl::StrCat(n, " B") : absl::StrFormat("%.1f %s", v, kUnits[unit]);
+}
+
+// The /metrics figures at a glance (counters since the node started).
+void PrintStatusMetrics(const v1::StatusMetrics& m) {
+  std::cout << "questions:     " << m.questions_answered() << " answered, " << m.questions_refused()
+            << " refused, " << m.questions_failed() << " failed (since start)\n";
+  for (const v1::RuleCount& r : m.top_rules()) {
+    std::cout << "  " << r.outcome() << " by " << (r.rule().empty() ? "(no rule)" : r.rule())
+              << ": " << r.questions() << "\n";
+  }
+  std::cout << "audit appends: " << m.audit_appends_ok() << " ok, " << m.audit_appends_failed()
+            << " failed\n"
+            << "ingest rows:   " << m.ingest_rows_written() << " written, "
+            << m.ingest_rows_rejected() << " rejected\n"
+            << "fan-out:       " << m.fanout_partners_answered() << " of "
+            << m.fanout_partner_calls() << " partner calls answered\n"
+            << "store size:    " << Bytes(m.store_bytes()) << "\n"
+            << "certificate:   "
+            << (m.certificate_days_left() < 0
+                    ? std::string("unreadable")
+                    : absl::StrFormat("%.0f days left", std::floor(m.certificate_days_left())))
+            << ", CA "
+            << (m.ca_days_left() < 0
+                    ? std::string("unreadable")
+                    : absl::StrFormat("%.0f days left", std::floor(m.ca_days_left())))
+            << "\n";
+}
+
 int RunStatus(const Globals& g) {
   auto client = Dial(g, "127.0.0.1:7444");
   if (!client.ok()) return Fail(client.status());
@@ -281,6 +320,7 @@ int RunStatus(const Globals& g) {
             << "datasets:      " << s->datasets() << "\n"
             << "audit entries: " << s->audit_entries() << "\n"
             << "you are:       " << s->caller() << "\n";
+  PrintStatusMetrics(s->metrics());
   for (const std::string& w : s->warnings()) std::cout << "warning:       " << w << "\n";
   return 0;
 }

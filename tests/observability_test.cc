@@ -243,6 +243,59 @@ TEST_F(ObservabilityTest, FanOutRecordsPerPartnerLatencyAndCoverage) {
       << after;
 }
 
+TEST_F(ObservabilityTest, StatusShowsTheMetricsAtAGlanceThroughTheCli) {
+  auto status = [&](const server::Node& node, const std::string& identity) {
+    absl::StatusOr<ProcessOutcome> o = RunToCompletion(
+        {BinaryPath("fedshare"), "--node", node.local_address(), "--identity", identity, "status"},
+        tmp_.Sub("status.err"));
+    EXPECT_OK(o.status());
+    if (!o.ok()) return std::string();
+    EXPECT_EQ(o->exit_code, 0) << o->err;
+    return o->out;
+  };
+  std::string before = status(*partner_, operator_);
+  EXPECT_THAT(before, HasSubstr("questions:     0 answered, 0 refused, 0 failed (since start)\n"));
+  EXPECT_THAT(before, HasSubstr("ingest rows:   0 written, 0 rejected\n"));
+
+  ASSERT_OK(admin_->Ingest("program_outcomes", v1::CSV, false, Records(30)).status());
+  ASSERT_OK(admin_->ImportConsent(Consents(30)).status());
+  const std::string count = absl::StrCat("SELECT COUNT(*) FROM program_outcomes", kPurpose);
+  for (int i = 0; i < 2; ++i) ASSERT_OK(Ask(count));
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_THAT(Ask("SELECT COUNT(*) FROM program_outcomes PURPOSE 'marketing'"),
+                StatusIs(absl::StatusCode::kPermissionDenied, ::testing::_));
+  }
+  // The third answer goes to the foundation's fan-out, which shows in its
+  // own coverage.
+  auto analyst = Connect(foundation_->local_address(), analyst_, kTrustDomain, "foundation");
+  ASSERT_NE(analyst, nullptr);
+  ASSERT_OK_AND_ASSIGN(v1::AggregateQuery query, client::ParseSql(count));
+  v1::FederatedAggregateRequest request;
+  *request.mutable_query() = query;
+  request.set_all_peers(true);
+  EXPECT_THAT(status(*foundation_, analyst_),
+              HasSubstr("fan-out:       0 of 0 partner calls answered\n"));
+  ASSERT_OK(analyst->FederatedAggregate(request).status());
+  std::string foundation = status(*foundation_, analyst_);
+  EXPECT_THAT(foundation, HasSubstr("fan-out:       1 of 1 partner calls answered\n"));
+  EXPECT_THAT(foundation, HasSubstr("questions:     1 answered, 0 refused, 0 failed"));
+  // A failed write leaves the store failing, so this comes last.
+  faults_.SetFailWrites(true);
+  EXPECT_THAT(Ask(count), StatusIs(absl::StatusCode::kUnavailable, ::testing::_));
+  faults_.SetFailWrites(false);
+
+  std::string after = status(*partner_, operator_);
+  EXPECT_THAT(after, HasSubstr("questions:     3 answered, 2 refused, 1 failed (since start)\n"
+                               "  refused by purpose: 2\n"
+                               "  failed by audit-unavailable: 1\n"));
+  EXPECT_THAT(after, HasSubstr("audit appends: 5 ok, 1 failed\n"));
+  EXPECT_THAT(after, HasSubstr("ingest rows:   30 written, 0 rejected\n"));
+  EXPECT_THAT(after, ::testing::ContainsRegex("store size:    [0-9.]+ (KiB|MiB)\n"));
+  // Node certificates of the test PKI last 365 days, its CA 3650.
+  EXPECT_THAT(after,
+              ::testing::ContainsRegex("certificate:   36[45] days left, CA 36(49|50) days left"));
+}
+
 TEST_F(ObservabilityTest, PlaintextListenerAnswersHealthAndRefusesEveryDataAndAdminMethod) {
   std::shared_ptr<grpc::Channel> plain = grpc::CreateChannel(
       absl::StrCat("127.0.0.1:", partner_->health_port()), grpc::InsecureChannelCredentials());

@@ -105,8 +105,25 @@ PartnerOutcome AskOne(const v1::NodeConfig& config, const v1::PeerConfig& peer,
 
 }  // namespace
 
+FanOut::FanOut(const v1::NodeConfig* config, audit::AuditLog* audit)
+    : config_(config),
+      audit_(audit),
+      peers_(std::make_shared<const std::vector<v1::PeerConfig>>(config->peers().begin(),
+                                                                 config->peers().end())) {}
+
+void FanOut::SetPeers(std::vector<v1::PeerConfig> peers) {
+  auto next = std::make_shared<const std::vector<v1::PeerConfig>>(std::move(peers));
+  absl::MutexLock lock(&mu_);
+  peers_ = std::move(next);
+}
+
+std::shared_ptr<const std::vector<v1::PeerConfig>> FanOut::peers() const {
+  absl::MutexLock lock(&mu_);
+  return peers_;
+}
+
 absl::StatusOr<std::vector<v1::PeerConfig>> FanOut::Select(
-    const v1::FederatedAggregateRequest& request) const {
+    const std::vector<v1::PeerConfig>& peers, const v1::FederatedAggregateRequest& request) {
   std::vector<v1::PeerConfig> selected;
   std::set<std::string> seen;
   auto add = [&](const v1::PeerConfig& p) {
@@ -114,7 +131,7 @@ absl::StatusOr<std::vector<v1::PeerConfig>> FanOut::Select(
   };
   for (const std::string& name : request.peers()) {
     bool found = false;
-    for (const v1::PeerConfig& p : config_->peers()) {
+    for (const v1::PeerConfig& p : peers) {
       if (p.org_id() == name) {
         add(p);
         found = true;
@@ -122,14 +139,14 @@ absl::StatusOr<std::vector<v1::PeerConfig>> FanOut::Select(
     }
     if (!found) {
       std::vector<std::string> known;
-      for (const v1::PeerConfig& p : config_->peers()) known.push_back(p.org_id());
+      for (const v1::PeerConfig& p : peers) known.push_back(p.org_id());
       return absl::InvalidArgumentError(
           absl::StrCat("no peer '", name, "' is configured; known: ", absl::StrJoin(known, ", ")));
     }
   }
   if (!request.group().empty()) {
     bool found = false;
-    for (const v1::PeerConfig& p : config_->peers()) {
+    for (const v1::PeerConfig& p : peers) {
       for (const std::string& g : p.groups()) {
         if (g == request.group()) {
           add(p);
@@ -143,7 +160,7 @@ absl::StatusOr<std::vector<v1::PeerConfig>> FanOut::Select(
     }
   }
   if (request.all_peers()) {
-    for (const v1::PeerConfig& p : config_->peers()) add(p);
+    for (const v1::PeerConfig& p : peers) add(p);
   }
   if (selected.empty()) {
     return absl::InvalidArgumentError(
@@ -155,7 +172,7 @@ absl::StatusOr<std::vector<v1::PeerConfig>> FanOut::Select(
 
 absl::StatusOr<v1::FederatedAggregateResponse> FanOut::Ask(
     const std::string& caller_spiffe_id, const v1::FederatedAggregateRequest& request) {
-  absl::StatusOr<std::vector<v1::PeerConfig>> peers = Select(request);
+  absl::StatusOr<std::vector<v1::PeerConfig>> peers = Select(*this->peers(), request);
   if (!peers.ok()) return peers.status();
   if (request.query().aggregates_size() == 0 || request.query().dataset().empty()) {
     return absl::InvalidArgumentError("the question needs a dataset and at least one aggregate");
@@ -221,7 +238,8 @@ absl::StatusOr<v1::FederatedAggregateResponse> FanOut::Ask(
 v1::ListPeersResponse FanOut::ListPeers(bool probe) {
   v1::ListPeersResponse response;
   std::vector<std::future<v1::PeerStatus>> calls;
-  for (const v1::PeerConfig& peer : config_->peers()) {
+  std::shared_ptr<const std::vector<v1::PeerConfig>> configured = peers();
+  for (const v1::PeerConfig& peer : *configured) {
     calls.push_back(std::async(std::launch::async, [this, peer, probe]() {
       v1::PeerStatus status;
       status.set_org_id(peer.org_id());
@@ -251,9 +269,11 @@ v1::ListPeersResponse FanOut::ListPeers(bool probe) {
 }
 
 absl::StatusOr<v1::DescribeResponse> FanOut::DescribePeer(const std::string& org_id) {
+  // The peers in force now (a SIGHUP may replace them while this call runs).
+  std::shared_ptr<const std::vector<v1::PeerConfig>> configured = peers();
   const v1::PeerConfig* peer = nullptr;
   std::vector<std::string> known;
-  for (const v1::PeerConfig& p : config_->peers()) {
+  for (const v1::PeerConfig& p : *configured) {
     known.push_back(p.org_id());
     if (p.org_id() == org_id) peer = &p;
   }

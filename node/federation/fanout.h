@@ -7,15 +7,21 @@
 // configured as. A partner's refusal, timeout or unreachability is reported
 // in the coverage and leaves it out of the combined table.
 //
+// The partners are the config's `peers` until SetPeers replaces them (a
+// SIGHUP reload); each fan-out works on the set in force when it started.
+//
 // Thread-safe. `config` and `audit` must outlive the FanOut.
 #ifndef FEDSHARE_NODE_FEDERATION_FANOUT_H_
 #define FEDSHARE_NODE_FEDERATION_FANOUT_H_
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "fedshare/v1/config.pb.h"
 #include "fedshare/v1/federation.pb.h"
@@ -26,7 +32,7 @@ namespace fedshare::federation {
 
 class FanOut {
  public:
-  FanOut(const v1::NodeConfig* config, audit::AuditLog* audit) : config_(config), audit_(audit) {}
+  FanOut(const v1::NodeConfig* config, audit::AuditLog* audit);
 
   // Each partner is told, as the request's unverified on_behalf_of, that
   // `caller_spiffe_id` asks; the audit entry holds the question's canonical
@@ -47,6 +53,11 @@ class FanOut {
   // not answer in time; the peer's refusal as PERMISSION_DENIED.
   absl::StatusOr<v1::DescribeResponse> DescribePeer(const std::string& org_id);
 
+  // Puts `peers` (validated as a config's `peers` are) in force for the next
+  // fan-out; fan-outs in flight finish with the set they started with.
+  void SetPeers(std::vector<v1::PeerConfig> peers);
+  std::shared_ptr<const std::vector<v1::PeerConfig>> peers() const;
+
   // Called once per partner per fan-out, from the calling thread, with the
   // partner's state and how long its call took; for metrics.
   // REQUIRES: set before the first Ask.
@@ -55,12 +66,14 @@ class FanOut {
   void SetPeerCallObserver(PeerCallObserver observer) { peer_call_observer_ = std::move(observer); }
 
  private:
-  absl::StatusOr<std::vector<v1::PeerConfig>> Select(
-      const v1::FederatedAggregateRequest& request) const;
+  static absl::StatusOr<std::vector<v1::PeerConfig>> Select(
+      const std::vector<v1::PeerConfig>& peers, const v1::FederatedAggregateRequest& request);
 
   const v1::NodeConfig* config_;
   audit::AuditLog* audit_;
   PeerCallObserver peer_call_observer_;
+  mutable absl::Mutex mu_;
+  std::shared_ptr<const std::vector<v1::PeerConfig>> peers_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace fedshare::federation

@@ -81,6 +81,12 @@ absl::StatusOr<Authenticator::FileStamp> Authenticator::Stat(const std::string& 
   return s;
 }
 
+void Authenticator::ReloadNow() {
+  absl::MutexLock lock(&mu_);
+  last_check_ = absl::InfinitePast();
+  MaybeReload(clock_->Now());
+}
+
 void Authenticator::MaybeReload(absl::Time now) const {
   if (now - last_check_ < reload_interval_) return;
   last_check_ = now;

@@ -67,6 +67,9 @@ class Authenticator {
                                            absl::string_view chain_pem) const;
 
   const std::string& trust_domain() const { return trust_domain_; }
+  // Re-reads the CA file now if it changed (SIGHUP), without waiting for the
+  // reload interval; a file that cannot be used keeps the previous bundle.
+  void ReloadNow();
   // Incremented each time a changed CA file is loaded (starts at 1).
   uint64_t bundle_generation() const;
   // OK, or why the last attempt to reload the CA file failed.

@@ -1,5 +1,6 @@
 #include "node/metrics/metrics.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -120,13 +121,36 @@ void Metrics::AddCollector(Collector collector) {
   collectors_.push_back(std::move(collector));
 }
 
-std::string Metrics::Render() {
-  {
-    // Collectors may be slow (file reads); they run outside mu_ but one
-    // scrape at a time, so gauges are consistent within a scrape.
-    absl::MutexLock lock(&collectors_mu_);
-    for (const Collector& c : collectors_) c(*this);
+void Metrics::Collect() {
+  // Collectors may be slow (file reads); they run outside mu_ but one
+  // scrape at a time, so gauges are consistent within a scrape.
+  absl::MutexLock lock(&collectors_mu_);
+  for (const Collector& c : collectors_) c(*this);
+}
+
+std::map<Labels, double> Metrics::Values(const std::string& name, const Labels& match) {
+  std::map<Labels, double> out;
+  absl::MutexLock lock(&mu_);
+  auto it = families_.find(name);
+  if (it == families_.end()) return out;
+  for (const auto& [labels, value] : it->second.values) {
+    bool matches = true;
+    for (const auto& wanted : match) {
+      matches = matches && std::find(labels.begin(), labels.end(), wanted) != labels.end();
+    }
+    if (matches) out.emplace(labels, value);
   }
+  return out;
+}
+
+double Metrics::Sum(const std::string& name, const Labels& match) {
+  double total = 0;
+  for (const auto& [labels, value] : Values(name, match)) total += value;
+  return total;
+}
+
+std::string Metrics::Render() {
+  Collect();
   absl::MutexLock lock(&mu_);
   std::string out;
   for (const auto& [name, family] : families_) {

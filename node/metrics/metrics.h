@@ -63,6 +63,16 @@ class Metrics {
   // Runs at the start of every Render, to sample gauges.
   void AddCollector(Collector collector);
 
+  // Runs the collectors once, so gauges hold current values.
+  void Collect();
+
+  // Every sample of counter or gauge family `name` whose labels include each
+  // of `match`, by its full labels; empty for an undefined family or a
+  // histogram. Gauges hold what the last Collect or Render sampled.
+  std::map<Labels, double> Values(const std::string& name, const Labels& match = {});
+  // The sum of Values(name, match).
+  double Sum(const std::string& name, const Labels& match = {});
+
   // Runs the collectors and renders every family, in name order. A counter
   // or histogram family with no sample yet is rendered with its HELP and
   // TYPE lines only.

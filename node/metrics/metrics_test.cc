@@ -46,6 +46,26 @@ TEST(MetricsTest, RendersCountersGaugesAndCumulativeHistograms) {
   EXPECT_THAT(text, ::testing::Not(HasSubstr("undefined_total")));
 }
 
+TEST(MetricsTest, ReadsBackSamplesMatchingSomeLabels) {
+  Metrics m;
+  m.DefineCounter("q_total", "Questions.");
+  m.DefineGauge("g", "A gauge.");
+  m.Increment("q_total", {{"outcome", "answered"}, {"rule", ""}}, 3);
+  m.Increment("q_total", {{"outcome", "refused"}, {"rule", "purpose"}}, 2);
+  m.Increment("q_total", {{"outcome", "refused"}, {"rule", "rate"}});
+  m.AddCollector([](Metrics& self) { self.SetGauge("g", {}, 7); });
+
+  EXPECT_EQ(m.Sum("q_total"), 6);
+  EXPECT_EQ(m.Sum("q_total", {{"outcome", "refused"}}), 3);
+  EXPECT_EQ(m.Sum("q_total", {{"outcome", "refused"}, {"rule", "rate"}}), 1);
+  EXPECT_EQ(m.Sum("q_total", {{"outcome", "failed"}}), 0);
+  EXPECT_EQ(m.Values("q_total", {{"outcome", "refused"}}).size(), 2u);
+  EXPECT_TRUE(m.Values("undefined_total").empty());
+  EXPECT_EQ(m.Sum("g"), 0);  // gauges are sampled by Collect
+  m.Collect();
+  EXPECT_EQ(m.Sum("g"), 7);
+}
+
 // Sends `request` to 127.0.0.1:port and returns everything the server says.
 std::string Exchange(int port, const std::string& request) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);

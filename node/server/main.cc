@@ -13,7 +13,9 @@
 //   ready org=ORG peer=HOST:PORT local=HOST:PORT
 // once both listeners accept calls (and writes the same to --ready-file), so
 // scripts and tests can wait for it. SIGTERM or SIGINT stops it cleanly;
-// SIGHUP reloads the agreements and prints "reloaded agreements=N".
+// SIGHUP reloads the agreements, peers and certificates and prints
+//   reloaded agreements=N peers=M certificates=ok
+// (a part that kept its previous settings says "kept-old (reason)").
 #include <signal.h>
 #include <sys/resource.h>
 
@@ -142,13 +144,15 @@ int main(int argc, char** argv) {
   for (;;) {
     sigwait(&stop_signals, &signal);
     if (signal != SIGHUP) break;
-    // SIGHUP: agreements in force for the next question, said on stdout
-    // (after the ready line) so scripts can wait for it. Certificates are
-    // re-read on their own (tls.reload_interval_seconds).
-    absl::StatusOr<size_t> reloaded = (*node)->ReloadAgreements();
-    std::cout << (reloaded.ok() ? absl::StrCat("reloaded agreements=", *reloaded)
-                                : absl::StrCat("reload failed: ", reloaded.status().message()))
-              << std::endl;
+    // SIGHUP: what can change while serving is in force for the next
+    // question, said on stdout (after the ready line) so scripts can wait for
+    // it. The config file is read again with the same overrides.
+    absl::StatusOr<fedshare::v1::NodeConfig> next = fedshare::server::LoadNodeConfig(config_path);
+    if (next.ok()) {
+      absl::Status applied = fedshare::server::ApplyOverrides(&*next, overrides, ::getenv);
+      if (!applied.ok()) next = applied;
+    }
+    std::cout << (*node)->Reload(next).Line() << std::endl;
   }
   spdlog::info("event=stopping signal={}", signal == SIGTERM ? "SIGTERM" : "SIGINT");
   (*node)->Shutdown();

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/generic/async_generic_service.h"
 #include "grpcpp/grpcpp.h"
@@ -23,6 +24,7 @@
 #include "node/server/config.h"
 #include "node/server/listener.h"
 #include "node/server/node_metrics.h"
+#include "node/server/reload.h"
 #include "node/service/admin_service.h"
 #include "node/service/federation_service.h"
 #include "node/service/limits.h"
@@ -172,6 +174,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
   {
     absl::MutexLock lock(&node->mu_);  // the reloader thread starts below
     node->agreements_stamp_ = FileStamp(cfg.agreements_file());
+    node->agreements_source_ = cfg;
   }
 
   engine::EngineOptions engine_options;
@@ -210,6 +213,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
   node->metrics_ = std::make_unique<metrics::Metrics>();
   InstallNodeMetrics(node->metrics_.get(), &node->config_, node->audit_.get(), node->fanout_.get(),
                      &env, node->storage_.get(), node->clock_);
+  env.status_metrics = [m = node->metrics_.get()] { return SummarizeNodeMetrics(m); };
   env.limits = service::EffectiveLimits(cfg.limits());
   node->call_gate_ = std::make_unique<service::CallGate>(env.limits.max_calls_per_caller());
   node->refusal_throttle_ = std::make_unique<service::RefusalThrottle>(
@@ -228,7 +232,11 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
   FEDSHARE_ASSIGN_OR_RETURN(
       node->tls_mirror_,
       identity::TlsMirror::Create(cfg.tls(), cfg.trust_domain(), cfg.org_id(), Clock::Real()));
-  const v1::TlsConfig& tls = node->tls_mirror_->mirrored();
+  // The mirror changes only when it has checked a new set (its timer, or
+  // Reload at SIGHUP), so gRPC may watch it closely: new connections get a
+  // reloaded certificate within a second.
+  v1::TlsConfig tls = node->tls_mirror_->mirrored();
+  tls.set_reload_interval_seconds(1);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   FEDSHARE_RETURN_IF_ERROR(
@@ -326,24 +334,59 @@ void Node::WatchAgreements() {
   }
 }
 
-absl::StatusOr<size_t> Node::ReloadAgreementsLocked() {
-  absl::StatusOr<policy::AgreementSet> loaded = LoadAgreements(config_);
+absl::StatusOr<size_t> Node::ReloadAgreementsLocked(
+    const google::protobuf::RepeatedPtrField<v1::Agreement>* inline_next) {
+  v1::NodeConfig source = agreements_source_;
+  if (inline_next != nullptr) *source.mutable_agreements() = *inline_next;
+  absl::StatusOr<policy::AgreementSet> loaded = LoadAgreements(source);
   if (!loaded.ok()) {
     // Keep the agreements in force: a broken file must not open or close anything.
     spdlog::error("event=agreements_reload_failed file={} reason=\"{}\"", config_.agreements_file(),
                   std::string(loaded.status().message()));
     return loaded.status();
   }
+  agreements_source_ = std::move(source);
   size_t count = loaded->agreements().size();
   answerer_->SetAgreements(std::make_shared<const policy::AgreementSet>(*std::move(loaded)));
   spdlog::info("event=agreements_reloaded file={} agreements={}", config_.agreements_file(), count);
   return count;
 }
 
-absl::StatusOr<size_t> Node::ReloadAgreements() {
-  absl::MutexLock lock(&mu_);
-  agreements_stamp_ = FileStamp(config_.agreements_file());
-  return ReloadAgreementsLocked();
+Node::ReloadSummary Node::Reload(const absl::StatusOr<v1::NodeConfig>& next) {
+  ReloadSummary summary;
+  {
+    absl::MutexLock lock(&mu_);
+    agreements_stamp_ = FileStamp(config_.agreements_file());
+    summary.agreements = ReloadAgreementsLocked(next.ok() ? &next->agreements() : nullptr);
+  }
+  if (next.ok()) {
+    fanout_->SetPeers({next->peers().begin(), next->peers().end()});
+    summary.peers = static_cast<size_t>(next->peers_size());
+    summary.needs_restart = SettingsNeedingRestart(config_, *next);
+  } else {
+    summary.peers = next.status();
+  }
+  summary.certificates = tls_mirror_->Refresh();
+  authenticator_->ReloadNow();
+  if (!summary.needs_restart.empty()) {
+    spdlog::warn(
+        "event=reload_needs_restart settings={} reason=\"changed in the config file but applied "
+        "only at start; restart the node to apply them\"",
+        absl::StrJoin(summary.needs_restart, ","));
+  }
+  spdlog::info("event=reloaded {}", summary.Line().substr(sizeof("reloaded ") - 1));
+  return summary;
+}
+
+std::string Node::ReloadSummary::Line() const {
+  auto part = [](const absl::Status& s, const std::string& ok) {
+    return s.ok() ? ok : absl::StrCat("kept-old (", s.message(), ")");
+  };
+  return absl::StrCat(
+      "reloaded agreements=",
+      part(agreements.status(), agreements.ok() ? absl::StrCat(*agreements) : ""),
+      " peers=", part(peers.status(), peers.ok() ? absl::StrCat(*peers) : ""),
+      " certificates=", part(certificates, "ok"));
 }
 
 void Node::Shutdown(absl::Duration grace) {

@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -97,11 +98,33 @@ class Node {
   int metrics_port() const { return metrics_server_ != nullptr ? metrics_server_->port() : 0; }
   const v1::NodeConfig& config() const { return config_; }
 
-  // Re-reads the config's agreements and agreements_file now (SIGHUP) and
-  // puts them in force for the next question; calls and streams in flight
-  // are not interrupted. The number of agreements now in force, or the error
-  // that kept the previous ones in force.
-  absl::StatusOr<size_t> ReloadAgreements();
+  // What one Reload did.
+  struct ReloadSummary {
+    // Agreements in force now, or why the previous ones stay.
+    absl::StatusOr<size_t> agreements;
+    // Fan-out peers in force now, or why the previous ones stay.
+    absl::StatusOr<size_t> peers;
+    // OK when the TLS files on disk are what the listeners serve (replaced
+    // or unchanged); else why the previous files stay in force.
+    absl::Status certificates;
+    // Settings that differ in the re-read config but apply only at start.
+    std::vector<std::string> needs_restart;
+
+    // "reloaded agreements=N peers=M certificates=ok"; a part that kept the
+    // previous settings reads "kept-old (reason)".
+    std::string Line() const;
+  };
+
+  // Puts in force now (SIGHUP) what can change while serving, for the next
+  // question: from `next` (the config file read again, with the same
+  // overrides) its `peers` and inline `agreements`; the agreements_file read
+  // again; and the TLS files, checked as a set by the TLS mirror and served
+  // to new connections at once (invalid files are logged and the previous
+  // ones stay). Calls and streams in flight are not interrupted; a fan-out in
+  // flight finishes with the peers it started with. If `next` is an error,
+  // the peers and inline agreements stay and the rest is still reloaded.
+  // Every other changed setting is listed in needs_restart and logged.
+  ReloadSummary Reload(const absl::StatusOr<v1::NodeConfig>& next);
 
   // Stops both listeners, waiting up to `grace` for calls in flight.
   // Idempotent.
@@ -116,7 +139,11 @@ class Node {
   // Reloads agreements_file when it changes, every reload interval, until
   // Shutdown. A file that fails to load or validate keeps the old agreements.
   void WatchAgreements();
-  absl::StatusOr<size_t> ReloadAgreementsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // With `inline_next`, those replace the config's inline agreements if the
+  // whole set loads.
+  absl::StatusOr<size_t> ReloadAgreementsLocked(
+      const google::protobuf::RepeatedPtrField<v1::Agreement>* inline_next = nullptr)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The plaintext grpc.health.v1 listener (health_address).
   absl::StatusOr<std::unique_ptr<grpc::Server>> StartHealthServer(const std::string& address,
                                                                   int* port);
@@ -150,6 +177,8 @@ class Node {
   absl::Mutex mu_;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
   std::string agreements_stamp_ ABSL_GUARDED_BY(mu_);
+  // config_ with the inline agreements last put in force.
+  v1::NodeConfig agreements_source_ ABSL_GUARDED_BY(mu_);
   std::thread reloader_;
 };
 

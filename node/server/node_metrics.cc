@@ -1,5 +1,8 @@
 #include "node/server/node_metrics.h"
 
+#include <algorithm>
+#include <map>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -100,6 +103,47 @@ void InstallNodeMetrics(metrics::Metrics* m, const v1::NodeConfig* config, audit
     self.SetGauge(kCertDaysLeft, {{"file", "cert"}}, DaysLeft(config->tls().cert_file(), now));
     self.SetGauge(kCertDaysLeft, {{"file", "ca"}}, DaysLeft(config->tls().ca_file(), now));
   });
+}
+
+v1::StatusMetrics SummarizeNodeMetrics(metrics::Metrics* m) {
+  m->Collect();
+  auto count = [](double v) { return v > 0 ? static_cast<uint64_t>(v) : uint64_t{0}; };
+  v1::StatusMetrics out;
+  out.set_questions_answered(count(m->Sum(kQuestions, {{"outcome", "answered"}})));
+  out.set_questions_refused(count(m->Sum(kQuestions, {{"outcome", "refused"}})));
+  out.set_questions_failed(count(m->Sum(kQuestions, {{"outcome", "failed"}})));
+  // Summed over methods, per (outcome, rule).
+  std::map<std::pair<std::string, std::string>, double> by_rule;
+  for (const auto& [labels, value] : m->Values(kQuestions)) {
+    std::string outcome, rule;
+    for (const auto& [name, label] : labels) {
+      if (name == "outcome") outcome = label;
+      if (name == "rule") rule = label;
+    }
+    if (outcome != "answered" && value > 0) by_rule[{outcome, rule}] += value;
+  }
+  std::vector<std::pair<std::pair<std::string, std::string>, double>> ranked(by_rule.begin(),
+                                                                             by_rule.end());
+  std::stable_sort(ranked.begin(), ranked.end(),
+                   [](const auto& a, const auto& b) { return a.second > b.second; });
+  constexpr size_t kTopRules = 5;
+  for (size_t i = 0; i < ranked.size() && i < kTopRules; ++i) {
+    v1::RuleCount* r = out.add_top_rules();
+    r->set_outcome(ranked[i].first.first);
+    r->set_rule(ranked[i].first.second);
+    r->set_questions(count(ranked[i].second));
+  }
+  out.set_audit_appends_ok(count(m->Sum(kAuditAppends, {{"result", "ok"}})));
+  out.set_audit_appends_failed(count(m->Sum(kAuditAppends, {{"result", "error"}})));
+  out.set_ingest_rows_written(count(m->Sum(kIngestRows, {{"result", "written"}})));
+  out.set_ingest_rows_rejected(count(m->Sum(kIngestRows, {{"result", "rejected"}})));
+  out.set_fanout_partner_calls(count(m->Sum(kFanOutPartners)));
+  out.set_fanout_partners_answered(count(m->Sum(kFanOutPartners, {{"state", "answered"}})));
+  out.set_store_bytes(
+      count(m->Sum("fedshare_rocksdb_sst_bytes") + m->Sum("fedshare_rocksdb_memtable_bytes")));
+  out.set_certificate_days_left(m->Sum(kCertDaysLeft, {{"file", "cert"}}));
+  out.set_ca_days_left(m->Sum(kCertDaysLeft, {{"file", "ca"}}));
+  return out;
 }
 
 }  // namespace fedshare::server

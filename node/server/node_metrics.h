@@ -18,6 +18,7 @@
 #ifndef FEDSHARE_NODE_SERVER_NODE_METRICS_H_
 #define FEDSHARE_NODE_SERVER_NODE_METRICS_H_
 
+#include "fedshare/v1/admin.pb.h"
 #include "fedshare/v1/config.pb.h"
 #include "node/audit/audit_log.h"
 #include "node/common/clock.h"
@@ -33,6 +34,11 @@ namespace fedshare::server {
 void InstallNodeMetrics(metrics::Metrics* metrics, const v1::NodeConfig* config,
                         audit::AuditLog* audit, federation::FanOut* fanout,
                         service::ServiceEnv* env, const storage::Storage* storage, Clock* clock);
+
+// The figures `fedshare status` shows (AdminService.Status), read from the
+// families InstallNodeMetrics defined; runs the collectors first so the
+// gauges are current.
+v1::StatusMetrics SummarizeNodeMetrics(metrics::Metrics* metrics);
 
 }  // namespace fedshare::server
 

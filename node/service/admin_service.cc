@@ -127,6 +127,7 @@ grpc::Status AdminServiceImpl::Status(grpc::ServerContext* context, const v1::St
   response->set_caller(who->spiffe_id);
   response->set_datasets(env_->config->datasets_size());
   if (env_->audit != nullptr) response->set_audit_entries(env_->audit->size());
+  if (env_->status_metrics) *response->mutable_metrics() = env_->status_metrics();
   absl::StatusOr<std::vector<std::string>> cert =
       identity::CheckOwnCertificate(env_->config->tls(), env_->config->trust_domain(),
                                     env_->config->org_id(), env_->clock->Now());

@@ -45,6 +45,8 @@ struct ServiceEnv {
   Clock* clock = nullptr;  // the node's
   // Optional; told of every ingest batch written (for metrics).
   std::function<void(const std::string& dataset, const v1::IngestResponse& written)> on_ingested;
+  // Optional; the metrics summary AdminService.Status reports.
+  std::function<v1::StatusMetrics()> status_metrics;
   // EffectiveLimits(config->limits()), and what enforces them per caller.
   v1::Limits limits;
   CallGate* call_gate = nullptr;
