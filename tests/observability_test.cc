@@ -245,13 +245,9 @@ TEST_F(ObservabilityTest, FanOutRecordsPerPartnerLatencyAndCoverage) {
 
 TEST_F(ObservabilityTest, StatusShowsTheMetricsAtAGlanceThroughTheCli) {
   auto status = [&](const server::Node& node, const std::string& identity) {
-    absl::StatusOr<ProcessOutcome> o = RunToCompletion(
-        {BinaryPath("fedshare"), "--node", node.local_address(), "--identity", identity, "status"},
-        tmp_.Sub("status.err"));
-    EXPECT_OK(o.status());
-    if (!o.ok()) return std::string();
-    EXPECT_EQ(o->exit_code, 0) << o->err;
-    return o->out;
+    ProcessOutcome o = RunCliAs(tmp_, identity, node.local_address(), {"status"});
+    EXPECT_EQ(o.exit_code, 0) << o.err;
+    return o.out;
   };
   std::string before = status(*partner_, operator_);
   EXPECT_THAT(before, HasSubstr("questions:     0 answered, 0 refused, 0 failed (since start)\n"));

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -33,6 +34,13 @@ TempDir::TempDir(const std::string& name) {
 TempDir::~TempDir() {
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
+}
+
+std::string TempDir::Write(const std::string& name, const std::string& contents) const {
+  std::string path = Sub(name);
+  absl::Status written = WriteFileAtomic(path, contents);
+  EXPECT_TRUE(written.ok()) << written;
+  return path;
 }
 
 Pki::Pki(std::string dir, std::string trust_domain)
@@ -210,6 +218,27 @@ absl::StatusOr<ProcessOutcome> RunToCompletion(const std::vector<std::string>& a
 std::string BinaryPath(const std::string& name) {
   const char* dir = std::getenv("FEDSHARE_BIN_DIR");
   return absl::StrCat(dir != nullptr ? dir : "bin", "/", name);
+}
+
+ProcessOutcome RunProcess(const TempDir& tmp, const std::vector<std::string>& argv) {
+  static std::atomic<int> runs{0};
+  absl::StatusOr<ProcessOutcome> outcome =
+      RunToCompletion(argv, tmp.Sub(absl::StrCat("run-", ++runs, ".err")));
+  EXPECT_TRUE(outcome.ok()) << outcome.status();
+  return outcome.ok() ? *std::move(outcome) : ProcessOutcome();
+}
+
+ProcessOutcome RunCli(const TempDir& tmp, const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {BinaryPath("fedshare")};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return RunProcess(tmp, argv);
+}
+
+ProcessOutcome RunCliAs(const TempDir& tmp, const std::string& identity_dir,
+                        const std::string& node_address, const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {"--node", node_address, "--identity", identity_dir};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return RunCli(tmp, argv);
 }
 
 absl::StatusOr<NodeProcess> StartNodeProcess(const v1::NodeConfig& config,

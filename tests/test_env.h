@@ -26,6 +26,9 @@ class TempDir {
   ~TempDir();
   const std::string& path() const { return path_; }
   std::string Sub(const std::string& name) const { return path_ + "/" + name; }
+  // Writes `contents` to Sub(name) and returns that path; a failed write is a
+  // (non-fatal) test failure.
+  std::string Write(const std::string& name, const std::string& contents) const;
 
  private:
   std::string path_;
@@ -112,6 +115,18 @@ absl::StatusOr<ProcessOutcome> RunToCompletion(const std::vector<std::string>& a
 
 // Path of a built binary: $FEDSHARE_BIN_DIR/name.
 std::string BinaryPath(const std::string& name);
+
+// Runs `argv` to completion, with its stderr in a file of its own under `tmp`.
+// A run that cannot start or leaves stdout silent for 60 s is a test failure
+// (non-fatal) and gives an empty outcome with exit_code -1.
+ProcessOutcome RunProcess(const TempDir& tmp, const std::vector<std::string>& argv);
+
+// RunProcess of the fedshare CLI (BinaryPath("fedshare")) with `args`.
+ProcessOutcome RunCli(const TempDir& tmp, const std::vector<std::string>& args);
+// RunCli as the holder of `identity_dir` against the node at `node_address`:
+// `fedshare --node ADDRESS --identity DIR ARGS...`.
+ProcessOutcome RunCliAs(const TempDir& tmp, const std::string& identity_dir,
+                        const std::string& node_address, const std::vector<std::string>& args);
 
 // A fedshare-node child process started from a config file, with the bound
 // addresses read from its ready line.
