@@ -37,23 +37,33 @@ absl::Status PartnerFixture::Start(const v1::NodeConfig& config) {
   return absl::OkStatus();
 }
 
-absl::Status PartnerFixture::Load(const std::string& csv, int64_t rows,
-                                  const std::set<std::string>& subjects) {
+absl::Status PartnerFixture::Ingest(const std::string& csv, int64_t rows) {
   FEDSHARE_ASSIGN_OR_RETURN(v1::IngestResponse ingested,
                             admin_->Ingest("program_outcomes", v1::CSV, false, csv));
   if (ingested.rows_written() != rows) {
     return absl::InternalError(absl::StrCat("wrote ", ingested.rows_written(), " of ", rows,
                                             " rows: ", ingested.DebugString()));
   }
-  std::string consents = "subject,purpose,event,time,valid_until,scope\n";
-  for (const std::string& s : subjects) {
-    absl::StrAppend(&consents, s, ",program-evaluation,GIVEN,2026-01-01T00:00:00Z,,*\n");
-  }
-  FEDSHARE_ASSIGN_OR_RETURN(v1::ConsentImportResponse consented, admin_->ImportConsent(consents));
+  return absl::OkStatus();
+}
+
+absl::Status PartnerFixture::ImportConsent(const std::string& consent_csv) {
+  FEDSHARE_ASSIGN_OR_RETURN(v1::ConsentImportResponse consented,
+                            admin_->ImportConsent(consent_csv));
   if (consented.events_rejected() != 0) {
     return absl::InternalError(absl::StrCat("consent events rejected: ", consented.DebugString()));
   }
   return absl::OkStatus();
+}
+
+absl::Status PartnerFixture::Load(const std::string& csv, int64_t rows,
+                                  const std::set<std::string>& subjects) {
+  FEDSHARE_RETURN_IF_ERROR(Ingest(csv, rows));
+  std::string consents = "subject,purpose,event,time,valid_until,scope\n";
+  for (const std::string& s : subjects) {
+    absl::StrAppend(&consents, s, ",program-evaluation,GIVEN,2026-01-01T00:00:00Z,,*\n");
+  }
+  return ImportConsent(consents);
 }
 
 }  // namespace fedshare::testing

@@ -24,12 +24,6 @@
 
 namespace fedshare::testing {
 
-// The header line of program_outcomes rows as CSV (ProgramOutcomesSchema's
-// fields in order).
-inline constexpr char kProgramOutcomesCsvHeader[] =
-    "participant_id,program,region,cohort_year,age,completed,outcome_score,sessions_attended,"
-    "income\n";
-
 class PartnerFixture {
  public:
   // Issues partner-a's node and operator (olga) certificates and foundation's
@@ -46,9 +40,13 @@ class PartnerFixture {
   absl::Status Start(const v1::NodeConfig& config);
 
   // REQUIRES: Start succeeded. Ingests `csv` (with its header line) into
-  // program_outcomes, where all `rows` rows must be written, then records
-  // consent GIVEN to program-evaluation on 2026-01-01 for each of `subjects`,
-  // none of it rejected.
+  // program_outcomes as the operator; all `rows` rows must be written.
+  absl::Status Ingest(const std::string& csv, int64_t rows);
+  // REQUIRES: Start succeeded. Imports consent events (consent CSV) as the
+  // operator; none may be rejected.
+  absl::Status ImportConsent(const std::string& consent_csv);
+  // Ingest, then consent GIVEN to program-evaluation on 2026-01-01 for each
+  // of `subjects`.
   absl::Status Load(const std::string& csv, int64_t rows, const std::set<std::string>& subjects);
 
   // REQUIRES: Start succeeded.

@@ -64,6 +64,12 @@ v1::NodeConfig BaseNodeConfig(const std::string& org, const std::string& trust_d
 // fedshare-gen's data and the demo use.
 v1::DatasetSchema ProgramOutcomesSchema();
 
+// The header line of program_outcomes rows as CSV (the schema's fields in
+// order).
+inline constexpr char kProgramOutcomesCsvHeader[] =
+    "participant_id,program,region,cohort_year,age,completed,outcome_score,sessions_attended,"
+    "income\n";
+
 // A permit for `peer` on program_outcomes for program-evaluation, allowing
 // every aggregate and every DIMENSION/MEASURE field.
 v1::Agreement OpenAgreement(const std::string& id, const std::string& peer);
