@@ -14,6 +14,7 @@
 #include "absl/time/time.h"
 #include "client/node_client.h"
 #include "fedshare/v1/config.pb.h"
+#include "grpcpp/grpcpp.h"
 #include "node/identity/cert_issuer.h"
 #include "node/identity/channel.h"
 
@@ -80,6 +81,15 @@ std::unique_ptr<client::NodeClient> Connect(const std::string& address,
                                             const std::string& identity_dir,
                                             const std::string& trust_domain,
                                             const std::string& org = "");
+
+// What one raw unary gRPC call returned: its status and the response bytes.
+struct RawReply {
+  grpc::Status status;
+  std::string body;
+};
+// One unary call of `method` ("/package.Service/Method") with an empty
+// request body over `channel`, with a 20 s deadline.
+RawReply CallRaw(const std::shared_ptr<grpc::Channel>& channel, const std::string& method);
 
 // A child process with its stdout on a pipe.
 class Subprocess {
