@@ -399,23 +399,37 @@ Finding Attack(const Table& t, const std::vector<int>& dims, const Rules& rules,
   return Audit(params, full, dims, released_full, released);
 }
 
+// The table of `seed` for the seeded tests: 2-way on odd seeds, 3-way on
+// even ones, of 2 to 5 values a field and 40 to 339 people.
+struct SeededTable {
+  std::vector<int> sizes;
+  int people = 0;
+  Table table;
+  std::vector<int> dims;
+};
+SeededTable TableOfSeed(uint32_t seed) {
+  std::mt19937 rng(seed * 7919);
+  const bool three = seed % 2 == 0;
+  SeededTable s;
+  s.sizes = {2 + static_cast<int>(rng() % 4), 2 + static_cast<int>(rng() % 4)};
+  if (three) s.sizes.push_back(2 + static_cast<int>(rng() % 2));
+  s.people = 40 + static_cast<int>(rng() % 300);
+  s.table = Generate(seed, s.sizes, s.people);
+  s.dims = three ? std::vector<int>{0, 1, 2} : std::vector<int>{0, 1};
+  return s;
+}
+
 TEST(AttackerOracleTest, EveryWithheldCellIsProtectedAcrossManySeeds) {
   std::map<std::string, int> rules;
   int counts = 0, sums = 0, tables = 0, pinned_tables = 0;
   for (uint32_t seed = 1; seed <= 120; ++seed) {
-    std::mt19937 rng(seed * 7919);
-    const bool three = seed % 2 == 0;
-    std::vector<int> sizes = {2 + static_cast<int>(rng() % 4), 2 + static_cast<int>(rng() % 4)};
-    if (three) sizes.push_back(2 + static_cast<int>(rng() % 2));
-    const int people = 40 + static_cast<int>(rng() % 300);
-    const Table t = Generate(seed, sizes, people);
-    const std::vector<int> dims = three ? std::vector<int>{0, 1, 2} : std::vector<int>{0, 1};
-    const Finding f = Attack(t, dims, policy::ApplyCellRules, &rules);
+    const SeededTable s = TableOfSeed(seed);
+    const Finding f = Attack(s.table, s.dims, policy::ApplyCellRules, &rules);
     ++tables;
     counts += f.audited_counts;
     sums += f.audited_sums;
     EXPECT_THAT(f.unprotected, ::testing::IsEmpty())
-        << "seed " << seed << " sizes " << absl::StrJoin(sizes, "x") << " people " << people;
+        << "seed " << seed << " sizes " << absl::StrJoin(s.sizes, "x") << " people " << s.people;
     if (!f.pinned_by_lower_answers.empty()) {
       ++pinned_tables;
       std::cout << "seed " << seed << ": pinned by the lower-dimensional answers alone: "
@@ -442,14 +456,8 @@ TEST(AttackerOracleTest, EveryWithheldCellIsProtectedAcrossManySeeds) {
 TEST(AttackerOracleTest, OracleFindsUnprotectedCellsUnderTheOldRules) {
   int unprotected = 0;
   for (uint32_t seed = 1; seed <= 40; ++seed) {
-    std::mt19937 rng(seed * 7919);
-    const bool three = seed % 2 == 0;
-    std::vector<int> sizes = {2 + static_cast<int>(rng() % 4), 2 + static_cast<int>(rng() % 4)};
-    if (three) sizes.push_back(2 + static_cast<int>(rng() % 2));
-    const int people = 40 + static_cast<int>(rng() % 300);
-    const Table t = Generate(seed, sizes, people);
-    const std::vector<int> dims = three ? std::vector<int>{0, 1, 2} : std::vector<int>{0, 1};
-    unprotected += static_cast<int>(Attack(t, dims, OldRules, nullptr).unprotected.size());
+    const SeededTable s = TableOfSeed(seed);
+    unprotected += static_cast<int>(Attack(s.table, s.dims, OldRules, nullptr).unprotected.size());
   }
   EXPECT_GT(unprotected, 10);
 }

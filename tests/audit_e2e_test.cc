@@ -99,14 +99,7 @@ class AuditE2eTest : public ::testing::Test {
   }
 
   // Runs the real fedshare CLI; stderr goes to a file of its own.
-  ProcessOutcome Cli(const std::vector<std::string>& args) {
-    std::vector<std::string> argv = {BinaryPath("fedshare")};
-    argv.insert(argv.end(), args.begin(), args.end());
-    absl::StatusOr<ProcessOutcome> outcome =
-        RunToCompletion(argv, tmp_.Sub(absl::StrCat("cli", ++cli_runs_, ".err")));
-    EXPECT_OK(outcome.status());
-    return outcome.ok() ? *outcome : ProcessOutcome();
-  }
+  ProcessOutcome Cli(const std::vector<std::string>& args) { return RunCli(tmp_, args); }
 
   // The analyst asks every partner through the foundation's node.
   void AskAll(const std::string& analyst_dir, const std::string& sql) {
@@ -149,7 +142,6 @@ class AuditE2eTest : public ::testing::Test {
   std::map<std::string, std::string> node_ids_, operators_;
   std::string ana_, bob_;
   std::map<std::string, NodeProcess> nodes_;
-  int cli_runs_ = 0;
 };
 
 TEST_F(AuditE2eTest, OneFannedOutQuestionCarriesOneHashInEveryOrgsLog) {

@@ -45,19 +45,9 @@ class BadBytesTest : public ::testing::Test {
     ASSERT_OK_AND_ASSIGN(node_, StartNodeProcess(config, tmp_.Sub("node.textproto")));
   }
 
-  ProcessOutcome Cli(std::vector<std::string> args) {
-    std::vector<std::string> argv = {BinaryPath("fedshare"), "--node", node_.local_address,
-                                     "--identity", operator_};
-    argv.insert(argv.end(), args.begin(), args.end());
-    auto outcome = RunToCompletion(argv, tmp_.Sub(absl::StrCat("cli-", ++runs_, ".err")));
-    EXPECT_OK(outcome.status());
-    return outcome.ok() ? *outcome : ProcessOutcome();
-  }
-
-  std::string Write(const std::string& name, const std::string& contents) {
-    std::string path = tmp_.Sub(name);
-    EXPECT_OK(WriteFileAtomic(path, contents));
-    return path;
+  // Runs the fedshare CLI against the node's local listener as the operator.
+  ProcessOutcome Cli(const std::vector<std::string>& args) {
+    return RunCliAs(tmp_, operator_, node_.local_address, args);
   }
 
   std::string Datasets() { return Cli({"datasets"}).out; }
@@ -66,7 +56,6 @@ class BadBytesTest : public ::testing::Test {
   Pki pki_{tmp_.Sub("pki"), kTrustDomain};
   std::string operator_;
   NodeProcess node_;
-  int runs_ = 0;
 };
 
 TEST_F(BadBytesTest, InvalidUtf8IsRefusedAtIngestWithLineAndColumn) {
@@ -75,7 +64,7 @@ TEST_F(BadBytesTest, InvalidUtf8IsRefusedAtIngestWithLineAndColumn) {
       "p1,alpha,a,1\n"
       "p2,al\xFFpha,a,2\n"
       "p3,alpha,b,3\n";
-  ProcessOutcome r = Cli({"ingest", "--dataset", "people", Write("bad.csv", csv)});
+  ProcessOutcome r = Cli({"ingest", "--dataset", "people", tmp_.Write("bad.csv", csv)});
   EXPECT_NE(r.exit_code, 0);
   EXPECT_THAT(r.err, HasSubstr("line 3"));
   EXPECT_THAT(r.err, HasSubstr("invalid UTF-8 at column 6"));
@@ -85,7 +74,7 @@ TEST_F(BadBytesTest, InvalidUtf8IsRefusedAtIngestWithLineAndColumn) {
       "{\"pid\":\"p1\",\"program\":\"alpha\",\"kind\":\"a\",\"score\":1}\n"
       "{\"pid\":\"p\xC3\",\"program\":\"alpha\",\"kind\":\"a\",\"score\":1}\n";
   ProcessOutcome j =
-      Cli({"ingest", "--dataset", "people", "--format", "jsonl", Write("bad.jsonl", jsonl)});
+      Cli({"ingest", "--dataset", "people", "--format", "jsonl", tmp_.Write("bad.jsonl", jsonl)});
   EXPECT_NE(j.exit_code, 0);
   EXPECT_THAT(j.err, HasSubstr("line 2"));
   EXPECT_THAT(j.err, HasSubstr("invalid UTF-8 at column 10"));
@@ -97,7 +86,7 @@ TEST_F(BadBytesTest, InvalidConsentRowsAreRefusedWithLineAndColumn) {
       "subject,purpose,event,time\n"
       "p1,program-evaluation,GIVEN,2024-01-01T00:00:00Z\n"
       "p\xE2\x82,program-evaluation,GIVEN,2024-01-01T00:00:00Z\n";
-  ProcessOutcome r = Cli({"consent", "import", Write("consent.csv", consent)});
+  ProcessOutcome r = Cli({"consent", "import", tmp_.Write("consent.csv", consent)});
   EXPECT_NE(r.exit_code, 0);
   EXPECT_THAT(r.err, HasSubstr("line 3"));
   EXPECT_THAT(r.err, HasSubstr("invalid UTF-8 at column 2"));
@@ -108,7 +97,7 @@ TEST_F(BadBytesTest, TheCliNeverAbortsOnAMessageCutMidCharacter) {
   std::string euros;
   for (int i = 0; i < 30; ++i) euros += "\xE2\x82\xAC";
   std::string csv = absl::StrCat("pid,program,kind,score\np1,alpha,", euros, ",1\n");
-  ProcessOutcome r = Cli({"ingest", "--dataset", "people", Write("euros.csv", csv)});
+  ProcessOutcome r = Cli({"ingest", "--dataset", "people", tmp_.Write("euros.csv", csv)});
   EXPECT_EQ(r.exit_code, 2) << r.err;  // bad input, not a signal
   EXPECT_THAT(r.err, HasSubstr("line 2"));
   EXPECT_THAT(r.err, HasSubstr("kind"));
@@ -122,12 +111,12 @@ TEST_F(BadBytesTest, TheCliNeverAbortsOnUtf16Input) {
     utf16.push_back(c);
     utf16.push_back('\0');
   }
-  ProcessOutcome r = Cli({"ingest", "--dataset", "people", Write("utf16.csv", utf16)});
+  ProcessOutcome r = Cli({"ingest", "--dataset", "people", tmp_.Write("utf16.csv", utf16)});
   EXPECT_EQ(r.exit_code, 2) << r.err;  // bad input, not a signal
   EXPECT_THAT(r.err, HasSubstr("line 1"));
   EXPECT_THAT(r.err, HasSubstr("UTF-16"));
 
-  ProcessOutcome c = Cli({"consent", "import", Write("consent16.csv", utf16)});
+  ProcessOutcome c = Cli({"consent", "import", tmp_.Write("consent16.csv", utf16)});
   EXPECT_EQ(c.exit_code, 2) << c.err;
   EXPECT_THAT(c.err, HasSubstr("UTF-16"));
 }

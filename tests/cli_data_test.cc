@@ -71,19 +71,8 @@ class CliDataTest : public ::testing::Test {
   }
 
   // Runs the fedshare CLI against the node's local listener as the operator.
-  ProcessOutcome Cli(std::vector<std::string> args) {
-    std::vector<std::string> argv = {BinaryPath("fedshare"), "--node", node_.local_address,
-                                     "--identity", operator_};
-    argv.insert(argv.end(), args.begin(), args.end());
-    auto outcome = RunToCompletion(argv, tmp_.Sub(absl::StrCat("cli-", ++runs_, ".err")));
-    EXPECT_OK(outcome.status());
-    return outcome.ok() ? *outcome : ProcessOutcome();
-  }
-
-  std::string Write(const std::string& name, const std::string& contents) {
-    std::string path = tmp_.Sub(name);
-    EXPECT_OK(WriteFileAtomic(path, contents));
-    return path;
+  ProcessOutcome Cli(const std::vector<std::string>& args) {
+    return RunCliAs(tmp_, operator_, node_.local_address, args);
   }
 
   std::string Export(const std::string& dataset, const std::string& name) {
@@ -97,17 +86,16 @@ class CliDataTest : public ::testing::Test {
   Pki pki_{tmp_.Sub("pki"), kTrustDomain};
   std::string operator_;
   NodeProcess node_;
-  int runs_ = 0;
 };
 
 TEST_F(CliDataTest, CsvAndJsonlRoundTripExactly) {
-  ProcessOutcome csv = Cli({"ingest", "--dataset", "people", Write("people.csv", kCsv)});
+  ProcessOutcome csv = Cli({"ingest", "--dataset", "people", tmp_.Write("people.csv", kCsv)});
   ASSERT_EQ(csv.exit_code, 0) << csv.err;
   EXPECT_THAT(csv.out, HasSubstr("wrote 6 rows"));
   EXPECT_EQ(Export("people", "people-out.csv"), kCsv);
 
   ProcessOutcome jsonl =
-      Cli({"ingest", "--dataset", "people_jsonl", Write("people.jsonl", kJsonl)});
+      Cli({"ingest", "--dataset", "people_jsonl", tmp_.Write("people.jsonl", kJsonl)});
   ASSERT_EQ(jsonl.exit_code, 0) << jsonl.err;
   EXPECT_EQ(Export("people_jsonl", "people-out.jsonl"), kJsonl);
 
@@ -119,11 +107,11 @@ TEST_F(CliDataTest, CsvAndJsonlRoundTripExactly) {
 }
 
 TEST_F(CliDataTest, OneBadRowChangesNothingAndIsNamed) {
-  ASSERT_EQ(Cli({"ingest", "--dataset", "people", Write("good.csv", kCsv)}).exit_code, 0);
+  ASSERT_EQ(Cli({"ingest", "--dataset", "people", tmp_.Write("good.csv", kCsv)}).exit_code, 0);
   std::string bad = std::string("pid,name,program,age,score,active,joined\n") +
                     "q1,Ok,alpha,1,1,true,2020-01-01\n" + "q2,Bad,alpha,1,1000,true,2020-01-01\n" +
                     "q3,Ok,beta,2,2,false,2020-01-02\n";
-  ProcessOutcome r = Cli({"ingest", "--dataset", "people", Write("bad.csv", bad)});
+  ProcessOutcome r = Cli({"ingest", "--dataset", "people", tmp_.Write("bad.csv", bad)});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.err, HasSubstr("nothing written"));
   EXPECT_THAT(r.err, HasSubstr("line 3, column score: out of bounds"));
@@ -132,13 +120,13 @@ TEST_F(CliDataTest, OneBadRowChangesNothingAndIsNamed) {
 
 TEST_F(CliDataTest, UnusableHeaderIsReportedAndChangesNothing) {
   ProcessOutcome r =
-      Cli({"ingest", "--dataset", "people", Write("header.csv", "pid,nickname\np1,Ana\n")});
+      Cli({"ingest", "--dataset", "people", tmp_.Write("header.csv", "pid,nickname\np1,Ana\n")});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.err, HasSubstr("nothing written"));
   EXPECT_THAT(r.err, HasSubstr("line 1"));
   EXPECT_THAT(r.err, HasSubstr("nickname"));
   ProcessOutcome consent =
-      Cli({"consent", "import", Write("consent.csv", "subject,purpose\np1,x\n")});
+      Cli({"consent", "import", tmp_.Write("consent.csv", "subject,purpose\np1,x\n")});
   EXPECT_EQ(consent.exit_code, 2);
   EXPECT_THAT(consent.err, HasSubstr("nothing imported"));
   ProcessOutcome datasets = Cli({"datasets"});
@@ -153,7 +141,7 @@ TEST_F(CliDataTest, SkipInvalidWritesExactlyTheGoodRowsAndSavesTheRejects) {
   const std::string bad2 = "q4,Bad,alpha,notanumber,2,false,2020-01-02\n";
   std::string rejects = tmp_.Sub("rejects.csv");
   ProcessOutcome r = Cli({"ingest", "--dataset", "people", "--skip-invalid", "--rejects", rejects,
-                          Write("mixed.csv", header + good1 + bad1 + good2 + bad2)});
+                          tmp_.Write("mixed.csv", header + good1 + bad1 + good2 + bad2)});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("wrote 2 rows"));
   EXPECT_THAT(r.err, HasSubstr("unknown category"));

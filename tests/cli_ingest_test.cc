@@ -71,19 +71,8 @@ class CliIngestTest : public ::testing::Test {
   }
 
   // Runs the fedshare CLI against the node's local listener as the operator.
-  ProcessOutcome Cli(std::vector<std::string> args) {
-    std::vector<std::string> argv = {BinaryPath("fedshare"), "--node", node_.local_address,
-                                     "--identity", operator_};
-    argv.insert(argv.end(), args.begin(), args.end());
-    auto outcome = RunToCompletion(argv, tmp_.Sub(absl::StrCat("cli-", ++runs_, ".err")));
-    EXPECT_OK(outcome.status());
-    return outcome.ok() ? *outcome : ProcessOutcome();
-  }
-
-  std::string Write(const std::string& name, const std::string& contents) {
-    std::string path = tmp_.Sub(name);
-    EXPECT_OK(WriteFileAtomic(path, contents));
-    return path;
+  ProcessOutcome Cli(const std::vector<std::string>& args) {
+    return RunCliAs(tmp_, operator_, node_.local_address, args);
   }
 
   std::string Export(const std::string& dataset) {
@@ -107,19 +96,18 @@ class CliIngestTest : public ::testing::Test {
   Pki pki_{tmp_.Sub("pki"), kTrustDomain};
   std::string operator_;
   NodeProcess node_;
-  int runs_ = 0;
   int exports_ = 0;
 };
 
 TEST_F(CliIngestTest, SemicolonCsvWithBomAndExcelHeadersIngestsWithMap) {
-  ProcessOutcome r = IngestExcel(Write("excel.csv", kExcelCsv));
+  ProcessOutcome r = IngestExcel(tmp_.Write("excel.csv", kExcelCsv));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "wrote 3 rows to outcomes (3 new subjects)\n");
   EXPECT_EQ(Export("outcomes"), kExcelCanonical);
 
   // Without the mapping the header names no subject column, and says how to map it.
   ProcessOutcome unmapped = Cli({"ingest", "--dataset", "outcomes_us", "--date-format", "%d/%m/%Y",
-                                 Write("excel2.csv", kExcelCsv)});
+                                 tmp_.Write("excel2.csv", kExcelCsv)});
   EXPECT_EQ(unmapped.exit_code, 2);
   EXPECT_THAT(unmapped.err, HasSubstr("has no field 'Participant ID'"));
   EXPECT_THAT(unmapped.err, HasSubstr("--map \"Participant ID=FIELD\""));
@@ -129,7 +117,7 @@ TEST_F(CliIngestTest, SemicolonCsvWithBomAndExcelHeadersIngestsWithMap) {
       "participant\tPROGRAM\tcohort year\tcompleted\tenrolled\n"
       "U-1\tbeta\t2022\tY\t12/31/2022\n";
   ProcessOutcome us = Cli({"ingest", "--dataset", "outcomes_us", "--date-format", "%m/%d/%Y",
-                           Write("us.tsv.csv", tabbed)});
+                           tmp_.Write("us.tsv.csv", tabbed)});
   ASSERT_EQ(us.exit_code, 0) << us.err;
   EXPECT_EQ(Export("outcomes_us"),
             "participant,program,cohort_year,completed,enrolled\nU-1,beta,2022,true,2022-12-31\n");
@@ -137,13 +125,13 @@ TEST_F(CliIngestTest, SemicolonCsvWithBomAndExcelHeadersIngestsWithMap) {
   // A date in the wrong order says which form was expected.
   ProcessOutcome wrong_order =
       Cli({"ingest", "--dataset", "outcomes_us", "--delimiter", "tab", "--allow-duplicate",
-           "--date-format", "%d/%m/%Y", Write("us2.csv", tabbed)});
+           "--date-format", "%d/%m/%Y", tmp_.Write("us2.csv", tabbed)});
   EXPECT_EQ(wrong_order.exit_code, 2);
   EXPECT_THAT(wrong_order.err, HasSubstr("'12/31/2022' (use %d/%m/%Y)"));
 }
 
 TEST_F(CliIngestTest, TheSameFileTwiceIsRefusedUnlessAllowed) {
-  const std::string path = Write("excel.csv", kExcelCsv);
+  const std::string path = tmp_.Write("excel.csv", kExcelCsv);
   ASSERT_EQ(IngestExcel(path, {"--idempotency-key", "k1"}).exit_code, 0);
 
   // A retry with the same idempotency key still reports the earlier outcome.
@@ -165,12 +153,12 @@ TEST_F(CliIngestTest, TheSameFileTwiceIsRefusedUnlessAllowed) {
 }
 
 TEST_F(CliIngestTest, ReplaceLeavesExactlyTheNewRowsAndAnAuditEntry) {
-  ASSERT_EQ(IngestExcel(Write("january.csv", kExcelCsv)).exit_code, 0);
+  ASSERT_EQ(IngestExcel(tmp_.Write("january.csv", kExcelCsv)).exit_code, 0);
   const std::string february =
       "Participant ID;Program;Cohort Year;Completed;Enrolled\n"
       "P-2;alpha;2024;yes;01/02/2024\n"
       "P-9;beta;2025;no;15/01/2025\n";
-  ProcessOutcome r = IngestExcel(Write("february.csv", february), {"--replace"});
+  ProcessOutcome r = IngestExcel(tmp_.Write("february.csv", february), {"--replace"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out,
             "replaced the 3 rows of outcomes with 2 rows (1 new subjects); the replace is "
@@ -196,18 +184,18 @@ TEST_F(CliIngestTest, BadCategoryListsTheAllowedValues) {
   const std::string bad =
       "participant,program,cohort_year,completed,enrolled\n"
       "p1,gamma,2024,yes,2024-01-01\n";
-  ProcessOutcome r = Cli({"ingest", "--dataset", "outcomes", Write("bad.csv", bad)});
+  ProcessOutcome r = Cli({"ingest", "--dataset", "outcomes", tmp_.Write("bad.csv", bad)});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.err, HasSubstr("line 2, column program: unknown category: 'gamma' is not a "
                                "declared value of program (allowed: alpha, beta)"));
   EXPECT_THAT(Cli({"datasets"}).out, HasSubstr("outcomes: 0 rows"));
 
-  ProcessOutcome bad_map =
-      Cli({"ingest", "--dataset", "outcomes", "--map", "Participant ID", Write("bad2.csv", bad)});
+  ProcessOutcome bad_map = Cli(
+      {"ingest", "--dataset", "outcomes", "--map", "Participant ID", tmp_.Write("bad2.csv", bad)});
   EXPECT_EQ(bad_map.exit_code, 2);
   EXPECT_THAT(bad_map.err, HasSubstr("COLUMN=FIELD"));
   ProcessOutcome bad_field =
-      Cli({"ingest", "--dataset", "outcomes", "--map", "X=nope", Write("bad3.csv", bad)});
+      Cli({"ingest", "--dataset", "outcomes", "--map", "X=nope", tmp_.Write("bad3.csv", bad)});
   EXPECT_EQ(bad_field.exit_code, 2);
   EXPECT_THAT(bad_field.err, HasSubstr("has no field 'nope'"));
   EXPECT_THAT(bad_field.err, Not(HasSubstr("wrote")));

@@ -30,15 +30,8 @@ constexpr char kTrustDomain[] = "fedshare.test";
 
 class CliInputsTest : public ::testing::Test {
  protected:
-  ProcessOutcome Run(std::vector<std::string> argv) {
-    auto outcome = RunToCompletion(argv, tmp_.Sub(absl::StrCat("run-", ++runs_, ".err")));
-    EXPECT_OK(outcome.status());
-    return outcome.ok() ? *outcome : ProcessOutcome();
-  }
-  ProcessOutcome Cli(std::vector<std::string> args) {
-    args.insert(args.begin(), BinaryPath("fedshare"));
-    return Run(args);
-  }
+  ProcessOutcome Run(const std::vector<std::string>& argv) { return RunProcess(tmp_, argv); }
+  ProcessOutcome Cli(const std::vector<std::string>& args) { return RunCli(tmp_, args); }
   void StartNode() {
     node_id_ = pki_.Issue("partner-a", Role::kNode);
     operator_ = pki_.Issue("partner-a", Role::kOperator, "olga");
@@ -48,18 +41,12 @@ class CliInputsTest : public ::testing::Test {
     config_path_ = tmp_.Sub("node.textproto");
     ASSERT_OK_AND_ASSIGN(node_, StartNodeProcess(config_, config_path_));
   }
-  std::string Write(const std::string& name, const std::string& contents) {
-    std::string path = tmp_.Sub(name);
-    EXPECT_OK(WriteFileAtomic(path, contents));
-    return path;
-  }
 
   TempDir tmp_{"cli_inputs"};
   Pki pki_{tmp_.Sub("pki"), kTrustDomain};
   std::string node_id_, operator_, config_path_;
   v1::NodeConfig config_;
   NodeProcess node_;
-  int runs_ = 0;
 };
 
 TEST_F(CliInputsTest, VersionCompletionAndUnknownCommands) {
@@ -79,7 +66,7 @@ TEST_F(CliInputsTest, VersionCompletionAndUnknownCommands) {
 
   ProcessOutcome completion = Cli({"completion", "bash"});
   ASSERT_EQ(completion.exit_code, 0) << completion.err;
-  std::string script = Write("completion.bash", completion.out);
+  std::string script = tmp_.Write("completion.bash", completion.out);
   EXPECT_EQ(Run({"/bin/bash", "-n", script}).exit_code, 0);
   for (const char* command : {"certs", "status", "query", "consent", "audit", "completion"}) {
     EXPECT_THAT(completion.out, HasSubstr(command));
@@ -120,20 +107,20 @@ TEST_F(CliInputsTest, ConsentImportRefusesEndBeforeStartAndWarnsOfUnknownOrgs) {
   std::vector<std::string> cli = {"--node",  node_.local_address, "--identity",
                                   operator_, "consent",           "import"};
   std::vector<std::string> swapped = cli;
-  swapped.push_back(Write("swapped.csv",
-                          "subject,purpose,event,time,valid_until,scope\n"
-                          "s1,program-evaluation,GIVEN,2024-06-01,2030-01-01,*\n"
-                          "s2,program-evaluation,GIVEN,2030-01-01,2024-06-01,*\n"));
+  swapped.push_back(tmp_.Write("swapped.csv",
+                               "subject,purpose,event,time,valid_until,scope\n"
+                               "s1,program-evaluation,GIVEN,2024-06-01,2030-01-01,*\n"
+                               "s2,program-evaluation,GIVEN,2030-01-01,2024-06-01,*\n"));
   ProcessOutcome refused = Cli(swapped);
   EXPECT_EQ(refused.exit_code, 2);
   EXPECT_THAT(refused.err, HasSubstr("nothing imported"));
   EXPECT_THAT(refused.err, HasSubstr("line 3, column valid_until"));
 
   std::vector<std::string> typo = cli;
-  typo.push_back(Write("typo.csv",
-                       "subject,purpose,event,time,valid_until,scope\n"
-                       "s1,program-evaluation,GIVEN,2024-06-01,,foundation\n"
-                       "s2,program-evaluation,GIVEN,2024-06-01,,foundaton\n"));
+  typo.push_back(tmp_.Write("typo.csv",
+                            "subject,purpose,event,time,valid_until,scope\n"
+                            "s1,program-evaluation,GIVEN,2024-06-01,,foundation\n"
+                            "s2,program-evaluation,GIVEN,2024-06-01,,foundaton\n"));
   ProcessOutcome warned = Cli(typo);
   EXPECT_EQ(warned.exit_code, 0) << warned.err;
   EXPECT_THAT(warned.out, HasSubstr("read 2 consent events, 2 new"));
@@ -204,7 +191,7 @@ TEST_F(CliInputsTest, CheckConfigRefusesASchemaChangeTheNodeWouldRefuse) {
   }
   std::string text;
   google::protobuf::TextFormat::PrintToString(changed, &text);
-  std::string path = Write("changed.textproto", text);
+  std::string path = tmp_.Write("changed.textproto", text);
   ProcessOutcome running = Run({BinaryPath("fedshare-node"), "--config", path, "--check-config"});
   EXPECT_EQ(running.exit_code, 2) << running.out;
   EXPECT_THAT(running.err, HasSubstr("outcome_score"));

@@ -32,23 +32,6 @@ using ::testing::Not;
 
 constexpr char kTrustDomain[] = "fedshare.test";
 
-class CliRunner {
- public:
-  explicit CliRunner(const TempDir* tmp) : tmp_(tmp) {}
-
-  ProcessOutcome operator()(const std::vector<std::string>& args) {
-    std::vector<std::string> argv = {BinaryPath("fedshare")};
-    argv.insert(argv.end(), args.begin(), args.end());
-    auto outcome = RunToCompletion(argv, tmp_->Sub(absl::StrCat("cli-", ++runs_, ".err")));
-    EXPECT_OK(outcome.status());
-    return outcome.ok() ? *outcome : ProcessOutcome();
-  }
-
- private:
-  const TempDir* tmp_;
-  int runs_ = 0;
-};
-
 void CopyFile(const std::string& from, const std::string& to) {
   std::error_code ec;
   std::filesystem::copy_file(from, to, std::filesystem::copy_options::overwrite_existing, ec);
@@ -169,7 +152,7 @@ class CliJoinTest : public ::testing::Test {
     ASSERT_NO_FATAL_FAILURE(CopyFile(outbox + "/ca.pem", dir + "/ca.pem"));
   }
 
-  ProcessOutcome Cli(const std::vector<std::string>& args) { return cli_(args); }
+  ProcessOutcome Cli(const std::vector<std::string>& args) { return RunCli(tmp_, args); }
 
   ProcessOutcome AsAnalyst(std::vector<std::string> args) {
     args.insert(args.begin(), {"--node", foundation_.local_address, "--identity", analyst_});
@@ -184,7 +167,6 @@ class CliJoinTest : public ::testing::Test {
   std::string analyst_ = ca_side_.Sub("foundation-analyst");
   std::string partner_node_ = partner_side_.Sub("node");
   std::string partner_operator_ = partner_side_.Sub("operator");
-  CliRunner cli_{&tmp_};
   NodeProcess partner_;
   NodeProcess foundation_;
 };
@@ -244,7 +226,7 @@ TEST_F(CliJoinTest, AnalystDescribesAPartnerThroughTheFoundationsLocalListener) 
 
 TEST(CertsSignTest, RefusesAForeignTrustDomainAndATamperedRequest) {
   TempDir tmp("join-refusals");
-  CliRunner cli(&tmp);
+  auto cli = [&tmp](const std::vector<std::string>& args) { return RunCli(tmp, args); };
   const std::string ca = tmp.Sub("ca");
   ASSERT_EQ(cli({"certs", "ca", "--trust-domain", kTrustDomain, "--out", ca}).exit_code, 0);
 

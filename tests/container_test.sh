@@ -12,6 +12,8 @@
 #
 #   tests/container_test.sh SOURCE_DIR BUILD_DIR
 set -euo pipefail
+# shellcheck source=tests/lib_assert.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib_assert.sh"
 src=$(cd "${1:?source dir}" && pwd)
 build=$(cd "${2:?build dir}" && pwd)
 
@@ -35,7 +37,7 @@ if ! podman "${podman_run_flags[@]}" image exists "$base"; then
     echo "== debootstrap bookworm (once; cached in $cache)"
     rm -rf "$cache/rootfs"
     debootstrap --variant=minbase bookworm "$cache/rootfs" http://deb.debian.org/debian >"$cache/debootstrap.log" 2>&1 ||
-      { tail -20 "$cache/debootstrap.log"; exit 1; }
+      { tail -20 "$cache/debootstrap.log"; fail "debootstrap of the base image"; }
     tar -C "$cache/rootfs" -cf "$cache/bookworm-minbase.tar.tmp" .
     mv "$cache/bookworm-minbase.tar.tmp" "$cache/bookworm-minbase.tar"
     rm -rf "$cache/rootfs"
@@ -59,7 +61,7 @@ podman "${podman_run_flags[@]}" build --network host \
   --build-arg BUILD_BASE="$base" --build-arg RUNTIME_BASE="$base" \
   --build-arg PREBUILT_DIR=bin --target runtime-prebuilt \
   -f "$ctx/deploy/container/Dockerfile" -t "$image" "$ctx" >"$cache/build.log" 2>&1 ||
-  { tail -30 "$cache/build.log"; exit 1; }
+  { tail -30 "$cache/build.log"; fail "podman build of the runtime-prebuilt image"; }
 
 echo "== certificates, config and a node in the container"
 fed=$build/bin/fedshare
@@ -96,23 +98,26 @@ podman "${podman_run_flags[@]}" run -d --name "$name" "${run_flags[@]}" \
 for _ in $(seq 1 300); do
   podman "${podman_run_flags[@]}" logs "$name" 2>/dev/null | grep -q '^ready ' && break
   if [ "$(podman "${podman_run_flags[@]}" inspect -f '{{.State.Running}}' "$name")" != true ]; then
-    podman "${podman_run_flags[@]}" logs "$name"
-    echo "FAIL: the node in the container exited"
-    exit 1
+    podman "${podman_run_flags[@]}" logs "$name" >&2
+    fail "the node in the container exited"
   fi
   sleep 0.1
 done
+assert_line_starts "$(podman "${podman_run_flags[@]}" logs "$name" 2>/dev/null)" "ready " \
+  "the container's output within 30 s"
 
 echo "== host CLI over mTLS"
-status=$("$fed" --node "127.0.0.1:$local_port" --identity "$run/operator" status)
+status=$("$fed" --node "127.0.0.1:$local_port" --identity "$run/operator" status) ||
+  fail "fedshare status from the host over mTLS (exit $?)"
 echo "$status"
-grep -q "partner-a" <<<"$status" || { echo "FAIL: status does not name partner-a"; exit 1; }
+assert_contains "$status" "partner-a" "fedshare status"
 
 echo "== the image's health probe"
-podman "${podman_run_flags[@]}" exec "$name" /usr/local/bin/fedshare-node --probe
-podman "${podman_run_flags[@]}" exec "$name" id -u | grep -qx 10001 ||
-  { echo "FAIL: the node does not run as uid 10001"; exit 1; }
+assert_ok "the image's health probe" \
+  podman "${podman_run_flags[@]}" exec "$name" /usr/local/bin/fedshare-node --probe
+uid=$(podman "${podman_run_flags[@]}" exec "$name" id -u)
+assert_eq "$uid" 10001 "the uid the node runs as"
 podman "${podman_run_flags[@]}" stop -t 20 "$name" >/dev/null
 code=$(podman "${podman_run_flags[@]}" inspect -f '{{.State.ExitCode}}' "$name")
-[ "$code" = 0 ] || { echo "FAIL: the node exited $code on SIGTERM"; exit 1; }
+assert_eq "$code" 0 "the node's exit code on SIGTERM"
 echo "ok: image built, node served mTLS to the host CLI, probe passed, clean stop"

@@ -63,6 +63,17 @@ std::map<int, int> RowsPerBatch(const std::string& csv) {
   return rows;
 }
 
+// RowsPerBatch of everything program_outcomes holds, exported through `admin`.
+absl::StatusOr<std::map<int, int>> StoredRowsPerBatch(client::NodeClient& admin) {
+  std::string exported;
+  absl::Status status = admin.Export("program_outcomes", v1::CSV, [&](const v1::ExportChunk& c) {
+    exported += c.data();
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return RowsPerBatch(exported);
+}
+
 TEST(CrashTest, KilledDuringIngestKeepsEveryAcknowledgedBatchAndNoPartialOne) {
   TempDir tmp("crash");
   Pki pki(tmp.Sub("pki"), kTrustDomain);
@@ -82,12 +93,7 @@ TEST(CrashTest, KilledDuringIngestKeepsEveryAcknowledgedBatchAndNoPartialOne) {
     // Everything acknowledged so far is there, whole; nothing else is partial.
     auto admin = Connect(node.local_address, op, kTrustDomain);
     ASSERT_NE(admin, nullptr);
-    std::string exported;
-    ASSERT_OK(admin->Export("program_outcomes", v1::CSV, [&](const v1::ExportChunk& c) {
-      exported += c.data();
-      return absl::OkStatus();
-    }));
-    std::map<int, int> rows = RowsPerBatch(exported);
+    ASSERT_OK_AND_ASSIGN(auto rows, StoredRowsPerBatch(*admin));
     for (int b : acknowledged) EXPECT_EQ(rows[b], kRowsPerBatch) << "acknowledged batch " << b;
     for (const auto& [b, n] : rows) EXPECT_EQ(n, kRowsPerBatch) << "partial batch " << b;
     if (round == kRounds) break;
@@ -181,12 +187,7 @@ TEST(CrashHarness, SeededRandomKills) {
     ASSERT_OK_AND_ASSIGN(NodeProcess node, StartNodeProcess(config, tmp.Sub("node.textproto")));
     auto admin = Connect(node.local_address, op, kTrustDomain);
     ASSERT_NE(admin, nullptr);
-    std::string exported;
-    ASSERT_OK(admin->Export("program_outcomes", v1::CSV, [&](const v1::ExportChunk& c) {
-      exported += c.data();
-      return absl::OkStatus();
-    }));
-    std::map<int, int> rows = RowsPerBatch(exported);
+    ASSERT_OK_AND_ASSIGN(auto rows, StoredRowsPerBatch(*admin));
     for (int b : acked_batches) ASSERT_EQ(rows[b], kRowsPerBatch) << "acknowledged batch " << b;
     for (const auto& [b, n] : rows) ASSERT_EQ(n, kRowsPerBatch) << "partial batch " << b;
     for (int c : sent_consent) {

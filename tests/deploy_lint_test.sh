@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The checks below are called through `check`, which shellcheck cannot see.
+# The checks below are called through `lint`, which shellcheck cannot see.
 # shellcheck disable=SC2317
 # Issue 12: the deployment files are accepted by the tools that consume them.
 #   - every git-tracked shell script passes shellcheck;
@@ -8,24 +8,27 @@
 #   - deploy/k8s, rendered per overlay, validates against the Kubernetes
 #     schemas of npm's kubernetes-models, offline once installed (cached in
 #     the build folder).
-# A check whose tool is missing is reported as skipped; the test exits 77
+# Every check runs; the test then fails if any of them rejected its files. A
+# check whose tool is missing is reported as skipped; the test exits 77
 # (ctest SKIP_RETURN_CODE) when any check was skipped and none failed.
 #
 #   tests/deploy_lint_test.sh SOURCE_DIR BUILD_DIR
 set -uo pipefail
+# shellcheck source=tests/lib_assert.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib_assert.sh"
 src=$(cd "${1:?source dir}" && pwd)
 build=$(cd "${2:?build dir}" && pwd)
-failed=0
+rejected=()
 skipped=()
 
-check() {  # NAME COMMAND...: run, report
+lint() {  # NAME COMMAND...: run, report, and remember a rejection
   local name=$1
   shift
   if "$@"; then
     echo "ok: $name"
   else
-    echo "FAIL: $name"
-    failed=1
+    echo "rejected: $name"
+    rejected+=("$name")
   fi
 }
 
@@ -69,19 +72,19 @@ k8s_overlays() {
 }
 
 if command -v shellcheck >/dev/null; then
-  check "shellcheck over git-tracked *.sh" shell_scripts
+  lint "shellcheck over git-tracked *.sh" shell_scripts
 else
   skip shellcheck "shellcheck not installed: apt-get install shellcheck"
 fi
 
 if command -v systemd-analyze >/dev/null; then
-  check "systemd-analyze verify fedshare-node.service" systemd_unit
+  lint "systemd-analyze verify fedshare-node.service" systemd_unit
 else
   skip systemd "systemd-analyze not installed"
 fi
 
 if command -v docker-compose >/dev/null; then
-  check "docker-compose config" compose_file
+  lint "docker-compose config" compose_file
 else
   skip compose "docker-compose not installed: bash deploy/install-deps.sh --ops"
 fi
@@ -94,12 +97,10 @@ elif [ ! -d "$build/k8s-validate/node_modules/kubernetes-models" ] &&
     npm install --no-audit --no-fund --silent >/dev/null 2>&1); then
   skip k8s "npm could not install kubernetes-models into $build/k8s-validate"
 else
-  check "kustomize overlays validate against Kubernetes schemas" k8s_overlays
+  lint "kustomize overlays validate against Kubernetes schemas" k8s_overlays
 fi
 
-if [ $failed -ne 0 ]; then
-  exit 1
-fi
+assert_eq "${#rejected[@]}" 0 "deployment checks that rejected their files (${rejected[*]})"
 if [ ${#skipped[@]} -ne 0 ]; then
   echo "some checks were skipped: ${skipped[*]}"
   exit 77

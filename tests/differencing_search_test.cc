@@ -20,7 +20,6 @@
 #include <functional>
 #include <iostream>
 #include <map>
-#include <memory>
 #include <optional>
 #include <random>
 #include <set>
@@ -33,14 +32,11 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "node/common/status_matchers.h"
-#include "node/server/config.h"
-#include "node/server/node.h"
+#include "tests/partner_fixture.h"
 #include "tests/test_env.h"
 
 namespace fedshare::testing {
 namespace {
-
-using identity::Role;
 
 constexpr char kTrustDomain[] = "fedshare.test";
 constexpr int kK = 5;
@@ -235,12 +231,7 @@ bool OldRuleRefuses(const Truth& t) {
 class DifferencingSearchTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const std::string node_identity = pki_.Issue("partner-a", Role::kNode);
-    const std::string operator_identity = pki_.Issue("partner-a", Role::kOperator, "olga");
-    const std::string foundation = pki_.Issue("foundation", Role::kNode);
-    v1::NodeConfig config =
-        BaseNodeConfig("partner-a", kTrustDomain, tmp_.Sub("data"), node_identity);
-    *config.add_datasets() = ProgramOutcomesSchema();
+    v1::NodeConfig config = partner_.Config();
     v1::Agreement agreement = OpenAgreement("search", "foundation");
     agreement.mutable_disclosure()->set_min_subjects(kK);
     agreement.mutable_disclosure()->set_repeat_limit(100000);
@@ -249,40 +240,22 @@ class DifferencingSearchTest : public ::testing::Test {
     // The search is a patient asker whose questions are often refused; the
     // refusal throttle (issue 9) would turn it away before it is done.
     config.mutable_limits()->set_refusals_per_window(1 << 20);
-    ASSERT_OK(server::ValidateNodeConfig(config));
-    auto node = server::Node::Create(config, server::NodeOptions());
-    ASSERT_OK(node.status());
-    node_ = std::move(node).value();
-    peer_ = Connect(node_->peer_address(), foundation, kTrustDomain, "partner-a");
-    ASSERT_NE(peer_, nullptr);
-    auto admin = Connect(node_->local_address(), operator_identity, kTrustDomain);
-    ASSERT_NE(admin, nullptr);
+    ASSERT_OK(partner_.Start(config));
 
     records_ = Generate();
-    std::string csv =
-        "participant_id,program,region,cohort_year,age,completed,outcome_score,"
-        "sessions_attended,income\n";
+    std::string csv = kProgramOutcomesCsvHeader;
     std::set<std::string> people;
     for (const Record& r : records_) {
       absl::StrAppend(&csv, r.subject, ",", r.program, ",", r.region, ",", r.cohort_year, ",30,",
                       r.completed ? "true" : "false", ",50,", r.sessions, ",0\n");
       people.insert(r.subject);
     }
-    ASSERT_OK_AND_ASSIGN(v1::IngestResponse ingested,
-                         admin->Ingest("program_outcomes", v1::CSV, false, csv));
-    ASSERT_EQ(ingested.rows_written(), static_cast<int64_t>(records_.size()));
-    std::string consents = "subject,purpose,event,time,valid_until,scope\n";
-    for (const std::string& s : people) {
-      absl::StrAppend(&consents, s, ",program-evaluation,GIVEN,2026-01-01T00:00:00Z,,*\n");
-    }
-    ASSERT_OK_AND_ASSIGN(v1::ConsentImportResponse consented, admin->ImportConsent(consents));
-    ASSERT_EQ(consented.events_rejected(), 0);
+    ASSERT_OK(partner_.Load(csv, static_cast<int64_t>(records_.size()), people));
   }
 
   TempDir tmp_{"differencing"};
   Pki pki_{tmp_.Sub("pki"), kTrustDomain};
-  std::unique_ptr<server::Node> node_;
-  std::unique_ptr<client::NodeClient> peer_;
+  PartnerFixture partner_{tmp_, pki_};
   std::vector<Record> records_;
 };
 
@@ -317,7 +290,7 @@ TEST_F(DifferencingSearchTest, NoPairOfAnswersDiffersByAFigureOverFewerThanKPeop
   for (const Question& q : questions) {
     const std::string sql = Sql(q, grammar);
     ASSERT_OK_AND_ASSIGN(v1::AggregateQuery query, client::ParseSql(sql));
-    absl::StatusOr<v1::AggregateResult> answer = peer_->Aggregate(query);
+    absl::StatusOr<v1::AggregateResult> answer = partner_.peer().Aggregate(query);
     const Truth truth = Compute(records_, q, grammar);
     if (RuleRefuses(truth, q.histogram)) {
       EXPECT_THAT(answer.status(), StatusIs(absl::StatusCode::kPermissionDenied,

@@ -7,7 +7,6 @@
 //   4. GROUP BY on a field with granularity 5 groups by grid bucket, and the
 //      answer says so.
 // Each test fails on the code before issue 8.
-#include <memory>
 #include <set>
 #include <string>
 
@@ -17,14 +16,12 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "node/common/status_matchers.h"
-#include "node/server/config.h"
-#include "node/server/node.h"
+#include "tests/partner_fixture.h"
 #include "tests/test_env.h"
 
 namespace fedshare::testing {
 namespace {
 
-using identity::Role;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
@@ -42,9 +39,7 @@ struct Row {
 };
 
 std::string Csv(const std::vector<Row>& rows) {
-  std::string csv =
-      "participant_id,program,region,cohort_year,age,completed,outcome_score,sessions_attended,"
-      "income\n";
+  std::string csv = kProgramOutcomesCsvHeader;
   for (const Row& r : rows) {
     absl::StrAppend(&csv, r.subject, ",", r.program, ",", r.region, ",", r.cohort_year, ",", r.age,
                     ",false,50,", r.sessions, ",0\n");
@@ -97,40 +92,20 @@ std::vector<Row> LeakFourRows() {
 class DisclosureLeaksExecTest : public ::testing::Test {
  protected:
   void Start(const std::vector<Row>& rows) {
-    const std::string node_identity = pki_.Issue("partner-a", Role::kNode);
-    const std::string operator_identity = pki_.Issue("partner-a", Role::kOperator, "olga");
-    const std::string foundation = pki_.Issue("foundation", Role::kNode);
-    v1::NodeConfig config =
-        BaseNodeConfig("partner-a", kTrustDomain, tmp_.Sub("data"), node_identity);
-    *config.add_datasets() = ProgramOutcomesSchema();
+    v1::NodeConfig config = partner_.Config();
     v1::Agreement agreement = OpenAgreement("foundation-eval", "foundation");
     agreement.add_group_fields("age");
     *config.add_agreements() = agreement;
-    ASSERT_OK(server::ValidateNodeConfig(config));
-    auto node = server::Node::Create(config, server::NodeOptions());
-    ASSERT_OK(node.status());
-    node_ = std::move(node).value();
-    peer_ = Connect(node_->peer_address(), foundation, kTrustDomain, "partner-a");
-    ASSERT_NE(peer_, nullptr);
-    auto admin = Connect(node_->local_address(), operator_identity, kTrustDomain);
-    ASSERT_NE(admin, nullptr);
-    ASSERT_OK_AND_ASSIGN(v1::IngestResponse ingested,
-                         admin->Ingest("program_outcomes", v1::CSV, false, Csv(rows)));
-    ASSERT_EQ(ingested.rows_written(), static_cast<int64_t>(rows.size())) << ingested.DebugString();
-    std::string consents = "subject,purpose,event,time,valid_until,scope\n";
+    ASSERT_OK(partner_.Start(config));
     std::set<std::string> subjects;
     for (const Row& r : rows) subjects.insert(r.subject);
-    for (const std::string& s : subjects) {
-      absl::StrAppend(&consents, s, ",program-evaluation,GIVEN,2026-01-01T00:00:00Z,,*\n");
-    }
-    ASSERT_OK_AND_ASSIGN(v1::ConsentImportResponse consented, admin->ImportConsent(consents));
-    ASSERT_EQ(consented.events_rejected(), 0) << consented.DebugString();
+    ASSERT_OK(partner_.Load(Csv(rows), static_cast<int64_t>(rows.size()), subjects));
   }
 
   absl::StatusOr<v1::AggregateResult> Ask(const std::string& sql) {
     absl::StatusOr<v1::AggregateQuery> query = client::ParseSql(sql + kPurpose);
     if (!query.ok()) return query.status();
-    return peer_->Aggregate(*query);
+    return partner_.peer().Aggregate(*query);
   }
 
   static auto RefusedOn(const std::string& field) {
@@ -141,8 +116,7 @@ class DisclosureLeaksExecTest : public ::testing::Test {
 
   TempDir tmp_{"leaks-exec"};
   Pki pki_{tmp_.Sub("pki"), kTrustDomain};
-  std::unique_ptr<server::Node> node_;
-  std::unique_ptr<client::NodeClient> peer_;
+  PartnerFixture partner_{tmp_, pki_};
 };
 
 TEST_F(DisclosureLeaksExecTest, FilterDroppingOneRecordOfAPersonWhoStaysIsRefused) {

@@ -13,7 +13,6 @@
 // people and are not dominated: otherwise the margin minus the released
 // cells would be a figure the rules withhold.
 #include <map>
-#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -24,14 +23,12 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "node/common/status_matchers.h"
-#include "node/server/config.h"
-#include "node/server/node.h"
+#include "tests/partner_fixture.h"
 #include "tests/test_env.h"
 
 namespace fedshare::testing {
 namespace {
 
-using identity::Role;
 using ::testing::IsEmpty;
 
 constexpr char kTrustDomain[] = "fedshare.test";
@@ -75,35 +72,17 @@ constexpr char kFilter[] = " WHERE program IN ('literacy', 'numeracy')";
 class DisclosureLeaksPoolTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const std::string node_identity = pki_.Issue("partner-a", Role::kNode);
-    const std::string operator_identity = pki_.Issue("partner-a", Role::kOperator, "olga");
-    const std::string foundation = pki_.Issue("foundation", Role::kNode);
-    v1::NodeConfig config =
-        BaseNodeConfig("partner-a", kTrustDomain, tmp_.Sub("data"), node_identity);
-    *config.add_datasets() = ProgramOutcomesSchema();
+    v1::NodeConfig config = partner_.Config();
     *config.add_agreements() = OpenAgreement("open", "foundation");
-    ASSERT_OK(server::ValidateNodeConfig(config));
-    ASSERT_OK_AND_ASSIGN(node_, server::Node::Create(config, {}));
-    std::string csv =
-        "participant_id,program,region,cohort_year,age,completed,outcome_score,"
-        "sessions_attended,income\n";
-    std::string consents = "subject,purpose,event,time,valid_until,scope\n";
+    ASSERT_OK(partner_.Start(config));
+    std::string csv = kProgramOutcomesCsvHeader;
     std::set<std::string> people;
     for (const Row& r : rows_) {
       absl::StrAppend(&csv, r.person, ",", r.program, ",north,2020,30,",
                       r.completed ? "true" : "false", ",50,", r.sessions, ",0\n");
-      if (people.insert(r.person).second) {
-        absl::StrAppend(&consents, r.person, ",program-evaluation,GIVEN,2026-01-01T00:00:00Z,,*\n");
-      }
+      people.insert(r.person);
     }
-    auto admin = Connect(node_->local_address(), operator_identity, kTrustDomain);
-    ASSERT_NE(admin, nullptr);
-    ASSERT_OK_AND_ASSIGN(v1::IngestResponse ingested,
-                         admin->Ingest("program_outcomes", v1::CSV, false, csv));
-    ASSERT_EQ(ingested.rows_written(), static_cast<int64_t>(rows_.size()));
-    ASSERT_OK(admin->ImportConsent(consents).status());
-    peer_ = Connect(node_->peer_address(), foundation, kTrustDomain, "partner-a");
-    ASSERT_NE(peer_, nullptr);
+    ASSERT_OK(partner_.Load(csv, static_cast<int64_t>(rows_.size()), people));
   }
 
   // Released cells of `SELECT <group>, COUNT(*), SUM(sessions_attended)
@@ -120,7 +99,7 @@ class DisclosureLeaksPoolTest : public ::testing::Test {
     absl::StatusOr<v1::AggregateQuery> q = client::ParseSql(sql);
     EXPECT_OK(q.status());
     if (!q.ok()) return out;
-    absl::StatusOr<v1::AggregateResult> answer = peer_->Aggregate(*q);
+    absl::StatusOr<v1::AggregateResult> answer = partner_.peer().Aggregate(*q);
     EXPECT_OK(answer.status()) << sql;
     if (!answer.ok()) return out;
     for (const v1::Cell& c : answer->cells()) {
@@ -191,8 +170,7 @@ class DisclosureLeaksPoolTest : public ::testing::Test {
   std::vector<Row> rows_ = Rows();
   TempDir tmp_{"leaks_pool"};
   Pki pki_{tmp_.Sub("pki"), kTrustDomain};
-  std::unique_ptr<server::Node> node_;
-  std::unique_ptr<client::NodeClient> peer_;
+  PartnerFixture partner_{tmp_, pki_};
 };
 
 TEST_F(DisclosureLeaksPoolTest, SecondarySuppressionCountsDistinctPeople) {

@@ -276,22 +276,12 @@ TEST_F(FederationE2eTest, CliCsvCarriesCoverageAndMinCoverageFailsAPartialTotal)
   int status = nodes_["partner-3"].process->Signal(SIGTERM);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
   auto query = [&](const std::vector<std::string>& extra) {
-    std::vector<std::string> argv = {
-        BinaryPath("fedshare"),
-        "--node",
-        foundation_.local_address,
-        "--identity",
-        analyst_,
-        "query",
-        "--all-peers",
-        "--sql",
+    std::vector<std::string> args = {
+        "query", "--all-peers", "--sql",
         "SELECT program, COUNT(*) FROM program_outcomes WHERE cohort_year >= 2020 "
         "GROUP BY program PURPOSE 'program-evaluation'"};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    static int n = 0;
-    auto outcome = RunToCompletion(argv, tmp_.Sub(absl::StrCat("cli", ++n, ".err")));
-    EXPECT_OK(outcome.status());
-    return outcome.ok() ? *outcome : ProcessOutcome();
+    args.insert(args.end(), extra.begin(), extra.end());
+    return RunCliAs(tmp_, analyst_, foundation_.local_address, args);
   };
 
   ProcessOutcome all = query({"--output", "csv"});

@@ -194,32 +194,9 @@ TEST_F(IdentityTest, HealthAndReflectionAreServed) {
   expect.trust_domain = kTrustDomain;
   ASSERT_OK_AND_ASSIGN(auto channel,
                        identity::MakeChannel(node_->local_address(), Pki::Files(op), expect));
-  grpc::GenericStub stub(channel);
-  grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
-  grpc::Slice empty;
-  grpc::ByteBuffer request(&empty, 1);
-  grpc::ByteBuffer response;
-  absl::Mutex mu;
-  bool done = false;
-  grpc::Status status;
-  stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
-                 [&](grpc::Status s) {
-                   absl::MutexLock lock(&mu);
-                   status = s;
-                   done = true;
-                 });
-  {
-    absl::MutexLock lock(&mu);
-    mu.Await(absl::Condition(&done));
-  }
-  ASSERT_TRUE(status.ok()) << status.error_message();
-  std::vector<grpc::Slice> slices;
-  ASSERT_TRUE(response.Dump(&slices).ok());
-  std::string bytes;
-  for (const grpc::Slice& s : slices)
-    bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
-  EXPECT_EQ(bytes, std::string("\x08\x01", 2));  // status: SERVING
+  RawReply health = CallRaw(channel, "/grpc.health.v1.Health/Check");
+  ASSERT_TRUE(health.status.ok()) << health.status.error_message();
+  EXPECT_EQ(health.body, std::string("\x08\x01", 2));  // status: SERVING
 }
 
 TEST_F(IdentityTest, ReplacedServerCertificateIsUsedWithoutRestart) {

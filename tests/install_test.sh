@@ -6,6 +6,8 @@
 #
 #   tests/install_test.sh SOURCE_DIR BUILD_DIR
 set -euo pipefail
+# shellcheck source=tests/lib_assert.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib_assert.sh"
 src=$(cd "${1:?source dir}" && pwd)
 build=$(cd "${2:?build dir}" && pwd)
 podman_flags=(--runtime runc --cgroup-manager=cgroupfs)
@@ -26,12 +28,14 @@ fi
 
 # Inside the clean root: install, make a dev PKI and config, start the node
 # as the fedshare user without systemd (setpriv execs it, so $! is the node),
-# probe it, stop it with SIGTERM and expect a clean exit.
+# probe it, stop it with SIGTERM and expect a clean exit. The source tree is
+# mounted at /src, so the script uses the same assertions.
 cat >"$build/container/install-smoke.sh" <<'INNER'
 set -euo pipefail
-bash /src/deploy/install.sh /bin-in
-test -f /etc/systemd/system/fedshare-node.service
-id fedshare
+. /src/tests/lib_assert.sh
+assert_ok "install.sh on a clean root" bash /src/deploy/install.sh /bin-in
+assert_ok "install.sh installs the systemd unit" test -f /etc/systemd/system/fedshare-node.service
+assert_ok "install.sh creates the fedshare user" id fedshare
 fedshare certs ca --trust-domain install.test --out /tmp/ca >/dev/null
 fedshare certs issue --ca /tmp/ca --org acme --role node --out /etc/fedshare/certs >/dev/null
 chgrp -R fedshare /etc/fedshare/certs && chmod -R g+rX /etc/fedshare/certs
@@ -47,16 +51,22 @@ setpriv --reuid fedshare --regid fedshare --init-groups fedshare-node --config /
   --ready-file /var/lib/fedshare/ready >/var/lib/fedshare/out 2>/var/lib/fedshare/err &
 pid=$!
 for _ in $(seq 1 300); do [ -s /var/lib/fedshare/ready ] && break; sleep 0.1; done
-cat /var/lib/fedshare/ready
-peer=$(tr ' ' '\n' </var/lib/fedshare/ready | sed -n 's/^peer=//p')
-runuser -u fedshare -- fedshare-node --config /etc/fedshare/node.textproto --probe \
+ready=$(cat /var/lib/fedshare/ready) || fail "the node wrote no ready file within 30 s"
+echo "$ready"
+assert_contains "$ready" "peer=" "the node's ready file"
+peer=$(tr ' ' '\n' <<<"$ready" | sed -n 's/^peer=//p')
+assert_ok "the node's probe as the fedshare user" \
+  runuser -u fedshare -- fedshare-node --config /etc/fedshare/node.textproto --probe \
   --peer-address "$peer"
 kill -TERM "$pid"
-wait "$pid"
-test -d /var/lib/fedshare/data
+code=0
+wait "$pid" || code=$?
+assert_eq "$code" 0 "the node's exit code on SIGTERM"
+assert_ok "the node made its data folder" test -d /var/lib/fedshare/data
 echo "install smoke ok"
 INNER
-podman "${podman_flags[@]}" run --rm "${run_flags[@]}" \
+assert_ok "install smoke in a clean Debian 12 root" \
+  podman "${podman_flags[@]}" run --rm "${run_flags[@]}" \
   -v "$src:/src:ro" -v "$build/bin:/bin-in:ro" \
   -v "$build/container/install-smoke.sh:/smoke.sh:ro" \
   "$base" bash /smoke.sh

@@ -215,10 +215,7 @@ TEST_F(OwnCertificateTest, ACertificateExpiringSoonStartsAndStatusWarns) {
 
   ASSERT_OK_AND_ASSIGN(NodeProcess node, StartNodeProcess(config, tmp_.Sub("soon.textproto")));
   std::string operator_id = pki_.Issue("partner-a", Role::kOperator, "olga");
-  ASSERT_OK_AND_ASSIGN(ProcessOutcome status,
-                       RunToCompletion({BinaryPath("fedshare"), "--node", node.local_address,
-                                        "--identity", operator_id, "status"},
-                                       tmp_.Sub("status.err")));
+  ProcessOutcome status = RunCliAs(tmp_, operator_id, node.local_address, {"status"});
   EXPECT_EQ(status.exit_code, 0) << status.err;
   EXPECT_THAT(status.out, HasSubstr("warning:       this node's certificate (tls.cert_file "));
   EXPECT_THAT(status.out, HasSubstr("fedshare certs issue --ca CA_DIR --org partner-a"));
@@ -228,10 +225,7 @@ TEST_F(OwnCertificateTest, ACertificateExpiringSoonStartsAndStatusWarns) {
 TEST_F(OwnCertificateTest, AHealthyNodeHasNoWarnings) {
   ASSERT_OK_AND_ASSIGN(NodeProcess node, StartNodeProcess(config_, tmp_.Sub("ok.textproto")));
   std::string operator_id = pki_.Issue("partner-a", Role::kOperator, "olga");
-  ASSERT_OK_AND_ASSIGN(ProcessOutcome status,
-                       RunToCompletion({BinaryPath("fedshare"), "--node", node.local_address,
-                                        "--identity", operator_id, "status"},
-                                       tmp_.Sub("status-ok.err")));
+  ProcessOutcome status = RunCliAs(tmp_, operator_id, node.local_address, {"status"});
   EXPECT_EQ(status.exit_code, 0) << status.err;
   EXPECT_THAT(status.out, Not(HasSubstr("warning")));
   EXPECT_EQ(WEXITSTATUS(node.process->Signal(SIGTERM)), 0);

@@ -75,9 +75,7 @@ class NodeOpsTest : public ::testing::Test {
     std::vector<std::string> argv = {BinaryPath("fedshare-node"), "--config", config_path_,
                                      "--probe"};
     argv.insert(argv.end(), extra.begin(), extra.end());
-    absl::StatusOr<ProcessOutcome> o = RunToCompletion(argv, tmp_.Sub("probe.err"));
-    EXPECT_OK(o.status());
-    return o.ok() ? *o : ProcessOutcome();
+    return RunProcess(tmp_, argv);
   }
 
   TempDir tmp_{"node_ops"};

@@ -92,27 +92,6 @@ double Sum(const std::string& text, const std::string& name,
   return total;
 }
 
-// One unary call with an empty body over `channel`; the status.
-grpc::Status CallRaw(const std::shared_ptr<grpc::Channel>& channel, const std::string& method) {
-  grpc::GenericStub stub(channel);
-  grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
-  grpc::Slice empty;
-  grpc::ByteBuffer request(&empty, 1);
-  grpc::ByteBuffer response;
-  absl::Mutex mu;
-  bool done = false;
-  grpc::Status status;
-  stub.UnaryCall(&context, method, grpc::StubOptions(), &request, &response, [&](grpc::Status s) {
-    absl::MutexLock lock(&mu);
-    status = s;
-    done = true;
-  });
-  absl::MutexLock lock(&mu);
-  mu.Await(absl::Condition(&done));
-  return status;
-}
-
 class ObservabilityTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -245,13 +224,9 @@ TEST_F(ObservabilityTest, FanOutRecordsPerPartnerLatencyAndCoverage) {
 
 TEST_F(ObservabilityTest, StatusShowsTheMetricsAtAGlanceThroughTheCli) {
   auto status = [&](const server::Node& node, const std::string& identity) {
-    absl::StatusOr<ProcessOutcome> o = RunToCompletion(
-        {BinaryPath("fedshare"), "--node", node.local_address(), "--identity", identity, "status"},
-        tmp_.Sub("status.err"));
-    EXPECT_OK(o.status());
-    if (!o.ok()) return std::string();
-    EXPECT_EQ(o->exit_code, 0) << o->err;
-    return o->out;
+    ProcessOutcome o = RunCliAs(tmp_, identity, node.local_address(), {"status"});
+    EXPECT_EQ(o.exit_code, 0) << o.err;
+    return o.out;
   };
   std::string before = status(*partner_, operator_);
   EXPECT_THAT(before, HasSubstr("questions:     0 answered, 0 refused, 0 failed (since start)\n"));
@@ -310,16 +285,16 @@ TEST_F(ObservabilityTest, PlaintextListenerAnswersHealthAndRefusesEveryDataAndAd
     ASSERT_NE(service, nullptr) << name;
     for (int i = 0; i < service->method_count(); ++i) {
       std::string method = absl::StrCat("/", name, "/", service->method(i)->name());
-      grpc::Status status = CallRaw(plain, method);
+      grpc::Status status = CallRaw(plain, method).status;
       EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED) << method;
       ++refused;
     }
   }
   EXPECT_GE(refused, 10);
   // Nor is the list of services offered there.
-  EXPECT_EQ(
-      CallRaw(plain, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo").error_code(),
-      grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_EQ(CallRaw(plain, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo")
+                .status.error_code(),
+            grpc::StatusCode::UNIMPLEMENTED);
   // The metrics port serves metrics, not gRPC or data.
   EXPECT_THAT(HttpGet(partner_->metrics_port(), "/fedshare.v1.AdminService/Status"),
               ::testing::StartsWith("HTTP/1.1 404"));

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -14,9 +15,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "bench/synthetic.h"
 #include "google/protobuf/text_format.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "gtest/gtest.h"
 #include "node/common/files.h"
 #include "node/common/status_macros.h"
@@ -33,6 +36,13 @@ TempDir::TempDir(const std::string& name) {
 TempDir::~TempDir() {
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
+}
+
+std::string TempDir::Write(const std::string& name, const std::string& contents) const {
+  std::string path = Sub(name);
+  absl::Status written = WriteFileAtomic(path, contents);
+  EXPECT_TRUE(written.ok()) << written;
+  return path;
 }
 
 Pki::Pki(std::string dir, std::string trust_domain)
@@ -119,6 +129,34 @@ std::unique_ptr<client::NodeClient> Connect(const std::string& address,
   if (!client.ok()) return nullptr;
   (*client)->set_timeout(absl::Seconds(60));
   return std::move(client).value();
+}
+
+RawReply CallRaw(const std::shared_ptr<grpc::Channel>& channel, const std::string& method) {
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+  grpc::Slice empty;
+  grpc::ByteBuffer request(&empty, 1);
+  grpc::ByteBuffer response;
+  absl::Mutex mu;
+  bool done = false;
+  RawReply reply;
+  stub.UnaryCall(&context, method, grpc::StubOptions(), &request, &response, [&](grpc::Status s) {
+    absl::MutexLock lock(&mu);
+    reply.status = std::move(s);
+    done = true;
+  });
+  {
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(&done));
+  }
+  std::vector<grpc::Slice> slices;
+  if (reply.status.ok() && response.Dump(&slices).ok()) {
+    for (const grpc::Slice& s : slices) {
+      reply.body.append(reinterpret_cast<const char*>(s.begin()), s.size());
+    }
+  }
+  return reply;
 }
 
 absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(const std::vector<std::string>& argv,
@@ -210,6 +248,27 @@ absl::StatusOr<ProcessOutcome> RunToCompletion(const std::vector<std::string>& a
 std::string BinaryPath(const std::string& name) {
   const char* dir = std::getenv("FEDSHARE_BIN_DIR");
   return absl::StrCat(dir != nullptr ? dir : "bin", "/", name);
+}
+
+ProcessOutcome RunProcess(const TempDir& tmp, const std::vector<std::string>& argv) {
+  static std::atomic<int> runs{0};
+  absl::StatusOr<ProcessOutcome> outcome =
+      RunToCompletion(argv, tmp.Sub(absl::StrCat("run-", ++runs, ".err")));
+  EXPECT_TRUE(outcome.ok()) << outcome.status();
+  return outcome.ok() ? *std::move(outcome) : ProcessOutcome();
+}
+
+ProcessOutcome RunCli(const TempDir& tmp, const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {BinaryPath("fedshare")};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return RunProcess(tmp, argv);
+}
+
+ProcessOutcome RunCliAs(const TempDir& tmp, const std::string& identity_dir,
+                        const std::string& node_address, const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {"--node", node_address, "--identity", identity_dir};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return RunCli(tmp, argv);
 }
 
 absl::StatusOr<NodeProcess> StartNodeProcess(const v1::NodeConfig& config,

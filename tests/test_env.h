@@ -14,6 +14,7 @@
 #include "absl/time/time.h"
 #include "client/node_client.h"
 #include "fedshare/v1/config.pb.h"
+#include "grpcpp/grpcpp.h"
 #include "node/identity/cert_issuer.h"
 #include "node/identity/channel.h"
 
@@ -26,6 +27,9 @@ class TempDir {
   ~TempDir();
   const std::string& path() const { return path_; }
   std::string Sub(const std::string& name) const { return path_ + "/" + name; }
+  // Writes `contents` to Sub(name) and returns that path; a failed write is a
+  // (non-fatal) test failure.
+  std::string Write(const std::string& name, const std::string& contents) const;
 
  private:
   std::string path_;
@@ -61,6 +65,12 @@ v1::NodeConfig BaseNodeConfig(const std::string& org, const std::string& trust_d
 // fedshare-gen's data and the demo use.
 v1::DatasetSchema ProgramOutcomesSchema();
 
+// The header line of program_outcomes rows as CSV (the schema's fields in
+// order).
+inline constexpr char kProgramOutcomesCsvHeader[] =
+    "participant_id,program,region,cohort_year,age,completed,outcome_score,sessions_attended,"
+    "income\n";
+
 // A permit for `peer` on program_outcomes for program-evaluation, allowing
 // every aggregate and every DIMENSION/MEASURE field.
 v1::Agreement OpenAgreement(const std::string& id, const std::string& peer);
@@ -71,6 +81,15 @@ std::unique_ptr<client::NodeClient> Connect(const std::string& address,
                                             const std::string& identity_dir,
                                             const std::string& trust_domain,
                                             const std::string& org = "");
+
+// What one raw unary gRPC call returned: its status and the response bytes.
+struct RawReply {
+  grpc::Status status;
+  std::string body;
+};
+// One unary call of `method` ("/package.Service/Method") with an empty
+// request body over `channel`, with a 20 s deadline.
+RawReply CallRaw(const std::shared_ptr<grpc::Channel>& channel, const std::string& method);
 
 // A child process with its stdout on a pipe.
 class Subprocess {
@@ -112,6 +131,18 @@ absl::StatusOr<ProcessOutcome> RunToCompletion(const std::vector<std::string>& a
 
 // Path of a built binary: $FEDSHARE_BIN_DIR/name.
 std::string BinaryPath(const std::string& name);
+
+// Runs `argv` to completion, with its stderr in a file of its own under `tmp`.
+// A run that cannot start or leaves stdout silent for 60 s is a test failure
+// (non-fatal) and gives an empty outcome with exit_code -1.
+ProcessOutcome RunProcess(const TempDir& tmp, const std::vector<std::string>& argv);
+
+// RunProcess of the fedshare CLI (BinaryPath("fedshare")) with `args`.
+ProcessOutcome RunCli(const TempDir& tmp, const std::vector<std::string>& args);
+// RunCli as the holder of `identity_dir` against the node at `node_address`:
+// `fedshare --node ADDRESS --identity DIR ARGS...`.
+ProcessOutcome RunCliAs(const TempDir& tmp, const std::string& identity_dir,
+                        const std::string& node_address, const std::vector<std::string>& args);
 
 // A fedshare-node child process started from a config file, with the bound
 // addresses read from its ready line.

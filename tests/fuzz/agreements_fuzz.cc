@@ -4,7 +4,6 @@
 // from it; an accepted set then decides a few questions.
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -13,6 +12,7 @@
 #include "node/server/config.h"
 #include "policy/agreement.h"
 #include "policy/purpose_tree.h"
+#include "tests/fuzz/fuzz_assert.h"
 #include "tests/fuzz/fuzz_env.h"
 
 namespace {
@@ -38,19 +38,22 @@ const Paths& ThePaths() {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const Paths& paths = ThePaths();
   absl::string_view text(reinterpret_cast<const char*>(data), size);
-  if (!fedshare::WriteFileAtomic(paths.agreements, text).ok()) std::abort();
+  FEDSHARE_FUZZ_ASSERT(fedshare::WriteFileAtomic(paths.agreements, text).ok(),
+                       "the agreements file must be writable");
   absl::StatusOr<fedshare::v1::NodeConfig> config =
       fedshare::server::ParseNodeConfig(paths.config_text, "fuzz.textproto", "");
   if (!config.ok()) {
-    if (config.status().code() != absl::StatusCode::kInvalidArgument) std::abort();
+    FEDSHARE_FUZZ_ASSERT(config.status().code() == absl::StatusCode::kInvalidArgument,
+                         config.status().ToString());
     return 0;
   }
   absl::StatusOr<fedshare::v1::AgreementSet> file =
       fedshare::server::LoadAgreementsFile(paths.agreements);
-  if (!file.ok()) std::abort();
+  FEDSHARE_FUZZ_ASSERT(file.ok(),
+                       "a validated agreements file must load: " + file.status().ToString());
   absl::StatusOr<fedshare::policy::PurposeTree> tree =
       fedshare::policy::PurposeTree::Create(config->purposes());
-  if (!tree.ok()) std::abort();
+  FEDSHARE_FUZZ_ASSERT(tree.ok(), "validated purposes must build: " + tree.status().ToString());
   std::vector<fedshare::v1::DatasetSchema> schemas(config->datasets().begin(),
                                                    config->datasets().end());
   std::vector<fedshare::v1::Agreement> list(config->agreements().begin(),
@@ -58,8 +61,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   list.insert(list.end(), file->agreements().begin(), file->agreements().end());
   absl::StatusOr<fedshare::policy::AgreementSet> agreements =
       fedshare::policy::AgreementSet::Create(list, *tree, schemas);
-  // Validation accepted the file, so the node must be able to use it.
-  if (!agreements.ok()) std::abort();
+  FEDSHARE_FUZZ_ASSERT(agreements.ok(), "validation accepted the file, so the node must use it: " +
+                                            agreements.status().ToString());
   fedshare::v1::AggregateQuery query;
   query.set_dataset("program_outcomes");
   query.set_purpose("program-evaluation");

@@ -10,13 +10,13 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "node/storage/column_block.h"
+#include "tests/fuzz/fuzz_assert.h"
 
 using fedshare::storage::ColumnBlock;
 using fedshare::storage::StoredType;
@@ -33,26 +33,30 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ColumnBlock block;
   absl::Status status = fedshare::storage::DecodeColumnBlock(value, types, &block);
   if (!status.ok()) {
-    if (status.code() != absl::StatusCode::kDataLoss) std::abort();
+    FEDSHARE_FUZZ_ASSERT(status.code() == absl::StatusCode::kDataLoss,
+                         "a refused block must be DATA_LOSS: " + status.ToString());
     return 0;
   }
-  // The decoded block is usable: every array is as long as the rows.
-  if (block.rows == 0 || block.rows > fedshare::storage::kBlockRows ||
-      block.subjects.size() != block.rows || block.columns.size() != types.size()) {
-    std::abort();
-  }
+  FEDSHARE_FUZZ_ASSERT(block.rows > 0 && block.rows <= fedshare::storage::kBlockRows &&
+                           block.subjects.size() == block.rows &&
+                           block.columns.size() == types.size(),
+                       "the decoded block is usable: every array is as long as the rows");
   for (size_t c = 0; c < types.size(); ++c) {
     const ColumnBlock::Column& col = block.columns[c];
     size_t want_ints =
         (types[c] == StoredType::kNone || types[c] == StoredType::kDouble) ? 0 : block.rows;
     size_t want_doubles = types[c] == StoredType::kDouble ? block.rows : 0;
-    if (col.ints.size() != want_ints || col.doubles.size() != want_doubles) std::abort();
-    if (!col.null_bits.empty() && col.null_bits.size() != (block.rows + 63) / 64) std::abort();
+    FEDSHARE_FUZZ_ASSERT(col.ints.size() == want_ints && col.doubles.size() == want_doubles,
+                         "a column holds one value a row, in the array of its type");
+    FEDSHARE_FUZZ_ASSERT(col.null_bits.empty() || col.null_bits.size() == (block.rows + 63) / 64,
+                         "null bits cover exactly the rows");
     for (uint32_t r = 0; r < block.rows; ++r) {
       (void)col.IsNull(r);
       if (col.IsNull(r)) continue;
-      if (types[c] == StoredType::kDouble && !std::isfinite(col.doubles[r])) std::abort();
-      if (types[c] == StoredType::kBool && col.ints[r] != 0 && col.ints[r] != 1) std::abort();
+      FEDSHARE_FUZZ_ASSERT(types[c] != StoredType::kDouble || std::isfinite(col.doubles[r]),
+                           "a non-null DOUBLE is finite");
+      FEDSHARE_FUZZ_ASSERT(types[c] != StoredType::kBool || col.ints[r] == 0 || col.ints[r] == 1,
+                           "a non-null BOOL is 0 or 1");
     }
   }
   uint16_t stored_columns = 0;
@@ -61,15 +65,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (const ColumnBlock::Column& col : block.columns) any_null |= !col.null_bits.empty();
   // With every column stored and no null row, nothing is left unchecked.
   std::string again = fedshare::storage::EncodeColumnBlock(block, types);
-  if (stored_columns == types.size() && !any_null && again != value) {
-    std::fprintf(stderr, "accepted a non-canonical block of %zu bytes\n", value.size());
-    std::abort();
-  }
+  FEDSHARE_FUZZ_ASSERT(stored_columns != types.size() || any_null || again == value,
+                       absl::StrCat("accepted a non-canonical block of ", value.size(), " bytes"));
   ColumnBlock copy;
-  if (!fedshare::storage::DecodeColumnBlock(again, types, &copy).ok() ||
-      copy.subjects != block.subjects ||
-      fedshare::storage::EncodeColumnBlock(copy, types) != again) {
-    std::abort();
-  }
+  FEDSHARE_FUZZ_ASSERT(fedshare::storage::DecodeColumnBlock(again, types, &copy).ok() &&
+                           copy.subjects == block.subjects &&
+                           fedshare::storage::EncodeColumnBlock(copy, types) == again,
+                       "an accepted block survives encoding and decoding unchanged");
   return 0;
 }

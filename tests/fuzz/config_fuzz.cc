@@ -6,7 +6,6 @@
 // read an arbitrary path (the agreements target covers that file).
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -16,6 +15,7 @@
 #include "policy/agreement.h"
 #include "policy/purpose_tree.h"
 #include "policy/schema.h"
+#include "tests/fuzz/fuzz_assert.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   absl::string_view text(reinterpret_cast<const char*>(data), size);
@@ -26,24 +26,27 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   absl::StatusOr<fedshare::v1::NodeConfig> config =
       fedshare::server::ParseNodeConfig(text, "fuzz.textproto", "");
   if (!config.ok()) {
-    if (config.status().code() != absl::StatusCode::kInvalidArgument) std::abort();
+    FEDSHARE_FUZZ_ASSERT(config.status().code() == absl::StatusCode::kInvalidArgument,
+                         config.status().ToString());
     return 0;
   }
   // A config that validates must also start: purposes, agreements and
   // datasets build without error.
   absl::StatusOr<fedshare::policy::PurposeTree> tree =
       fedshare::policy::PurposeTree::Create(config->purposes());
-  if (!tree.ok()) std::abort();
+  FEDSHARE_FUZZ_ASSERT(tree.ok(), "validated purposes must build: " + tree.status().ToString());
   std::vector<fedshare::v1::DatasetSchema> schemas(config->datasets().begin(),
                                                    config->datasets().end());
   for (const fedshare::v1::DatasetSchema& schema : schemas) {
-    if (!fedshare::policy::ValidateSchema(schema).ok()) std::abort();
+    FEDSHARE_FUZZ_ASSERT(fedshare::policy::ValidateSchema(schema).ok(),
+                         "a validated dataset schema must pass ValidateSchema");
   }
   std::vector<fedshare::v1::Agreement> list(config->agreements().begin(),
                                             config->agreements().end());
   absl::StatusOr<fedshare::policy::AgreementSet> agreements =
       fedshare::policy::AgreementSet::Create(list, *tree, schemas);
-  if (!agreements.ok()) std::abort();
+  FEDSHARE_FUZZ_ASSERT(agreements.ok(),
+                       "validated agreements must build: " + agreements.status().ToString());
   if (!schemas.empty() && !config->purposes().empty()) {
     fedshare::v1::AggregateQuery query;
     query.set_dataset(schemas[0].name());

@@ -2,9 +2,9 @@
 // parsers it uses. An accepted import must leave consent answerable.
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
 
 #include "policy/consent.h"
+#include "tests/fuzz/fuzz_assert.h"
 #include "tests/fuzz/fuzz_env.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -15,10 +15,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto imported = node.engine->ImportConsent(text);
   if (!imported.ok()) {
     absl::StatusCode code = imported.status().code();
-    if (code == absl::StatusCode::kInternal || code == absl::StatusCode::kDataLoss ||
-        code == absl::StatusCode::kUnknown) {
-      std::abort();
-    }
+    FEDSHARE_FUZZ_ASSERT(code != absl::StatusCode::kInternal &&
+                             code != absl::StatusCode::kDataLoss &&
+                             code != absl::StatusCode::kUnknown,
+                         "bad consent rows are the caller's error, never the store's: " +
+                             imported.status().ToString());
     return 0;
   }
   if (imported->events_new() > 0) {
@@ -27,7 +28,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     question.asker_org = "foundation";
     question.now = node.clock->Now();
     auto bitmap = node.engine->ConsentFor("program_outcomes", question);
-    if (!bitmap.ok()) std::abort();
+    FEDSHARE_FUZZ_ASSERT(
+        bitmap.ok(), "an accepted import leaves consent answerable: " + bitmap.status().ToString());
   }
   return 0;
 }

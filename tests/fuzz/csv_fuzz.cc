@@ -2,11 +2,11 @@
 // AppendCsvField (after a first record), reads back as the same fields.
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "node/engine/csv.h"
+#include "tests/fuzz/fuzz_assert.h"
 
 using fedshare::engine::AppendCsvField;
 using fedshare::engine::CsvReader;
@@ -18,10 +18,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   CsvRecord record;
   int64_t last_line = 0;
   while (reader.Next(&record)) {
-    if (record.line < last_line || record.raw.data() < text.data() ||
-        record.raw.data() + record.raw.size() > text.data() + text.size()) {
-      std::abort();
-    }
+    FEDSHARE_FUZZ_ASSERT(record.line >= last_line && record.raw.data() >= text.data() &&
+                             record.raw.data() + record.raw.size() <= text.data() + text.size(),
+                         "records come in line order and their raw text lies within the input");
     last_line = record.line;
     if (!record.error.empty()) continue;
     // After a first record, so that a field starting with a byte order mark
@@ -34,13 +33,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     written.push_back('\n');
     CsvReader again(written);
     CsvRecord copy;
-    if (!again.Next(&copy) || !again.Next(&copy) || !copy.error.empty() ||
-        copy.fields.size() != record.fields.size()) {
-      std::fprintf(stderr, "record did not read back: %s\n", written.c_str());
-      std::abort();
-    }
+    FEDSHARE_FUZZ_ASSERT(again.Next(&copy) && again.Next(&copy) && copy.error.empty() &&
+                             copy.fields.size() == record.fields.size(),
+                         absl::StrCat("record did not read back: ", written));
     for (size_t i = 0; i < copy.fields.size(); ++i) {
-      if (copy.fields[i].value != record.fields[i].value) std::abort();
+      FEDSHARE_FUZZ_ASSERT(copy.fields[i].value == record.fields[i].value,
+                           absl::StrCat("field ", i, " did not read back: ", written));
     }
   }
   return 0;

@@ -3,7 +3,6 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
-#include <cstdio>
 #include <filesystem>
 #include <vector>
 
@@ -11,6 +10,7 @@
 #include "node/server/config.h"
 #include "policy/agreement.h"
 #include "policy/purpose_tree.h"
+#include "tests/fuzz/fuzz_assert.h"
 
 namespace fedshare::fuzz {
 
@@ -70,10 +70,9 @@ void RemoveDirs() {
   for (const std::string& d : DirsToRemove()) std::filesystem::remove_all(d, ignored);
 }
 
-[[noreturn]] void Die(absl::string_view what, const absl::Status& status) {
-  std::fprintf(stderr, "fuzz node: %.*s: %s\n", static_cast<int>(what.size()), what.data(),
-               status.ToString().c_str());
-  std::abort();
+// Making the fuzz node must succeed, or no input means anything.
+void AssertOk(absl::string_view what, const absl::Status& status) {
+  FEDSHARE_FUZZ_ASSERT(status.ok(), absl::StrCat("fuzz node: ", what, ": ", status.ToString()));
 }
 
 std::string Rows() {
@@ -99,7 +98,8 @@ std::string TempDir(const char* name) {
                          ? "/dev/shm"
                          : std::filesystem::temp_directory_path().string();
   std::string tmpl = absl::StrCat(base, "/fedshare-fuzz-", name, ".XXXXXX");
-  if (mkdtemp(tmpl.data()) == nullptr) Die("mkdtemp", absl::InternalError(tmpl));
+  char* made = mkdtemp(tmpl.data());
+  FEDSHARE_FUZZ_ASSERT(made != nullptr, absl::StrCat("fuzz node: mkdtemp ", tmpl));
   if (DirsToRemove().empty()) std::atexit(RemoveDirs);
   DirsToRemove().push_back(tmpl);
   return tmpl;
@@ -110,14 +110,14 @@ FuzzNode& TheNode() {
     auto* n = new FuzzNode;
     n->dir = TempDir("node");
     absl::StatusOr<v1::NodeConfig> config = server::ParseNodeConfig(kNodeConfig, "fuzz", n->dir);
-    if (!config.ok()) Die("config", config.status());
+    AssertOk("config", config.status());
     n->config = *std::move(config);
     n->clock = std::make_unique<FakeClock>(absl::FromUnixSeconds(1767225600));  // 2026-01-01
     auto storage = storage::Storage::Create(n->config.data_dir(), {});
-    if (!storage.ok()) Die("storage", storage.status());
+    AssertOk("storage", storage.status());
     n->storage = *std::move(storage);
     auto audit = audit::AuditLog::Open(n->storage.get(), n->clock.get());
-    if (!audit.ok()) Die("audit", audit.status());
+    AssertOk("audit", audit.status());
     n->audit = *std::move(audit);
     std::vector<v1::DatasetSchema> schemas(n->config.datasets().begin(),
                                            n->config.datasets().end());
@@ -127,19 +127,20 @@ FuzzNode& TheNode() {
     options.datasets = schemas;
     options.clock = n->clock.get();
     auto engine = engine::Engine::Create(n->storage.get(), options);
-    if (!engine.ok()) Die("engine", engine.status());
+    AssertOk("engine", engine.status());
     n->engine = *std::move(engine);
     auto ingested = n->engine->Ingest("program_outcomes", v1::CSV, false, Rows());
-    if (!ingested.ok()) Die("ingest", ingested.status());
-    if (ingested->errors_size() > 0) Die("ingest", absl::InternalError(ingested->DebugString()));
+    AssertOk("ingest", ingested.status());
+    FEDSHARE_FUZZ_ASSERT(ingested->errors_size() == 0,
+                         absl::StrCat("fuzz node: ingest: ", ingested->DebugString()));
     auto consent =
         n->engine->ImportConsent("subject,purpose,event,time\np1,research,WITHDRAWN,2025-01-01\n");
-    if (!consent.ok()) Die("consent", consent.status());
+    AssertOk("consent", consent.status());
     auto tree = policy::PurposeTree::Create(n->config.purposes());
-    if (!tree.ok()) Die("purposes", tree.status());
+    AssertOk("purposes", tree.status());
     std::vector<v1::Agreement> list(n->config.agreements().begin(), n->config.agreements().end());
     auto agreements = policy::AgreementSet::Create(list, *tree, schemas);
-    if (!agreements.ok()) Die("agreements", agreements.status());
+    AssertOk("agreements", agreements.status());
     n->answerer = std::make_unique<engine::Answerer>(
         n->config.org_id(), n->engine.get(), n->audit.get(), n->storage.get(),
         std::make_shared<const policy::AgreementSet>(*std::move(agreements)), schemas,

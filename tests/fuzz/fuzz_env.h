@@ -14,6 +14,7 @@
 #include "node/engine/answerer.h"
 #include "node/engine/engine.h"
 #include "node/storage/storage.h"
+#include "tests/fuzz/fuzz_assert.h"
 
 namespace fedshare::fuzz {
 

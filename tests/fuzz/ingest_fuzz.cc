@@ -5,8 +5,8 @@
 // stops once 20,000 rows are stored to keep runs fast.
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
 
+#include "tests/fuzz/fuzz_assert.h"
 #include "tests/fuzz/fuzz_env.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -17,21 +17,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   absl::string_view body(reinterpret_cast<const char*>(data + 1), size - 1);
   auto ingested = node.engine->Ingest("program_outcomes", format, skip_invalid, body);
   if (!ingested.ok()) {
-    // Bad input is the caller's error, never the store's.
     absl::StatusCode code = ingested.status().code();
-    if (code == absl::StatusCode::kInternal || code == absl::StatusCode::kDataLoss ||
-        code == absl::StatusCode::kUnknown) {
-      std::abort();
-    }
+    FEDSHARE_FUZZ_ASSERT(
+        code != absl::StatusCode::kInternal && code != absl::StatusCode::kDataLoss &&
+            code != absl::StatusCode::kUnknown,
+        "bad input is the caller's error, never the store's: " + ingested.status().ToString());
     return 0;
   }
   static int64_t total_rows = 0;
   total_rows += ingested->rows_written();
   if (ingested->rows_written() > 0 && total_rows < 20000) {
-    // Read everything back: a stored row must be readable.
     absl::Status exported = node.engine->Export(
         "program_outcomes", format, [](absl::string_view, int64_t) { return absl::OkStatus(); });
-    if (!exported.ok()) std::abort();
+    FEDSHARE_FUZZ_ASSERT(exported.ok(), "a stored row must be readable: " + exported.ToString());
   }
   return 0;
 }

@@ -2,12 +2,12 @@
 // AppendJsonString for keys and string values, parses to the same members.
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "node/engine/json.h"
+#include "tests/fuzz/fuzz_assert.h"
 
 using fedshare::engine::JsonMember;
 using fedshare::engine::JsonScalar;
@@ -41,17 +41,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   written += "}";
   std::vector<JsonMember> again;
   absl::Status status = fedshare::engine::ParseJsonObject(written, &again);
-  if (!status.ok() || again.size() != members.size()) {
-    std::fprintf(stderr, "object did not read back: %s (%s)\n", written.c_str(),
-                 status.ToString().c_str());
-    std::abort();
-  }
+  FEDSHARE_FUZZ_ASSERT(
+      status.ok() && again.size() == members.size(),
+      absl::StrCat("object did not read back: ", written, " (", status.ToString(), ")"));
   for (size_t i = 0; i < again.size(); ++i) {
-    if (again[i].key != members[i].key || again[i].value.kind != members[i].value.kind ||
-        again[i].value.text != members[i].value.text ||
-        again[i].value.bool_value != members[i].value.bool_value) {
-      std::abort();
-    }
+    FEDSHARE_FUZZ_ASSERT(again[i].key == members[i].key &&
+                             again[i].value.kind == members[i].value.kind &&
+                             again[i].value.text == members[i].value.text &&
+                             again[i].value.bool_value == members[i].value.bool_value,
+                         absl::StrCat("member ", i, " did not read back: ", written));
   }
   return 0;
 }

@@ -18,13 +18,13 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_split.h"
 #include "fedshare/v1/admin.pb.h"
 #include "fedshare/v1/peer.pb.h"
+#include "tests/fuzz/fuzz_assert.h"
 #include "tests/fuzz/fuzz_env.h"
 
 namespace {
@@ -35,8 +35,9 @@ bool IsStoreFailure(const absl::Status& status) {
          status.code() == absl::StatusCode::kUnknown;
 }
 
-void Check(const absl::Status& status) {
-  if (IsStoreFailure(status)) std::abort();
+// A request is refused for what it asks, never for a failure of the store.
+void AssertNotStoreFailure(const absl::Status& status) {
+  FEDSHARE_FUZZ_ASSERT(!IsStoreFailure(status), status.ToString());
 }
 
 }  // namespace
@@ -57,13 +58,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       caller.org_id = method == 0 ? "foundation" : "partner-b";
       caller.spiffe_id = "spiffe://fedshare.test/org/" + caller.org_id + "/node";
       absl::StatusOr<v1::AggregateResult> result = node.answerer->Answer(caller, request.query());
-      Check(result.status());
+      AssertNotStoreFailure(result.status());
       if (result.ok()) {
-        // What the handler sends must serialize (the peer sees UNIMPLEMENTED otherwise).
         v1::AggregateResponse response;
         *response.mutable_result() = *result;
         std::string wire;
-        if (!response.SerializeToString(&wire)) std::abort();
+        FEDSHARE_FUZZ_ASSERT(response.SerializeToString(&wire),
+                             "what the handler sends must serialize (the peer sees "
+                             "UNIMPLEMENTED otherwise)");
       }
       break;
     }
@@ -71,7 +73,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       std::string org(static_cast<const char*>(body), body_size);
       v1::DescribeResponse response = node.answerer->Describe(org);
       std::string wire;
-      if (!response.SerializeToString(&wire)) std::abort();
+      FEDSHARE_FUZZ_ASSERT(response.SerializeToString(&wire), "a Describe answer must serialize");
       break;
     }
     case 3: {
@@ -81,14 +83,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             absl::StrSplit(absl::string_view(static_cast<const char*>(body), body_size), ',');
       }
       auto response = node.engine->ListDatasets(purposes);
-      Check(response.status());
+      AssertNotStoreFailure(response.status());
       break;
     }
     case 4: {
       v1::ExportRequest request;
       if (!request.ParseFromArray(body, body_size)) return -1;
-      Check(node.engine->Export(request.dataset(), request.format(),
-                                [](absl::string_view, int64_t) { return absl::OkStatus(); }));
+      AssertNotStoreFailure(
+          node.engine->Export(request.dataset(), request.format(),
+                              [](absl::string_view, int64_t) { return absl::OkStatus(); }));
       break;
     }
     case 5: {
@@ -97,13 +100,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       // As AdminServiceImpl::ListAudit clamps it.
       int limit = request.limit() <= 0 ? 100 : std::min(request.limit(), 1000);
       auto entries = node.audit->List(request.from_index(), limit);
-      Check(entries.status());
+      AssertNotStoreFailure(entries.status());
       break;
     }
     case 6: {
       v1::IngestRequest request;
       if (!request.ParseFromArray(body, body_size)) return -1;
-      Check(
+      AssertNotStoreFailure(
           node.engine
               ->Ingest(request.dataset(), request.format(), request.skip_invalid(), request.data())
               .status());
@@ -112,7 +115,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 7: {
       v1::ConsentImportRequest request;
       if (!request.ParseFromArray(body, body_size)) return -1;
-      Check(node.engine->ImportConsent(request.data()).status());
+      AssertNotStoreFailure(node.engine->ImportConsent(request.data()).status());
       break;
     }
   }

@@ -2,11 +2,11 @@
 // unchanged (the round trip client/sql.h promises).
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 
+#include "absl/strings/str_cat.h"
 #include "client/sql.h"
 #include "google/protobuf/util/message_differencer.h"
+#include "tests/fuzz/fuzz_assert.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   absl::string_view text(reinterpret_cast<const char*>(data), size);
@@ -14,10 +14,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!query.ok()) return 0;
   std::string again = fedshare::client::FormatSql(*query);
   absl::StatusOr<fedshare::v1::AggregateQuery> reparsed = fedshare::client::ParseSql(again);
-  if (!reparsed.ok() || !google::protobuf::util::MessageDifferencer::Equals(*query, *reparsed)) {
-    std::fprintf(stderr, "round trip failed:\n%s\n-> %s\n-> %s\n", query->DebugString().c_str(),
-                 again.c_str(), reparsed.status().ToString().c_str());
-    std::abort();
-  }
+  FEDSHARE_FUZZ_ASSERT(
+      reparsed.ok() && google::protobuf::util::MessageDifferencer::Equals(*query, *reparsed),
+      absl::StrCat("round trip failed:\n", query->DebugString(), "\n-> ", again, "\n-> ",
+                   reparsed.status().ToString()));
   return 0;
 }
