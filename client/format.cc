@@ -508,7 +508,7 @@ std::string AuditTable(const v1::ListAuditResponse& response) {
     const std::string decision = absl::AsciiStrToLower(v1::AuditEntry::Decision_Name(e.decision()));
     const std::string rule = e.rule().empty() ? e.agreement_id() : e.rule();
     out += fmt::format("{:<6} {:<24} {:<9} {:<22} {:<18} {}\n", e.index(),
-                       fedshare::FormatTime(absl::FromUnixMillis(e.time_unix_ms())), decision,
+                       fedshare::FormatTimeMillis(absl::FromUnixMillis(e.time_unix_ms())), decision,
                        e.dataset(), rule, e.caller());
     const std::string indent(7, ' ');
     if (!e.on_behalf_of().empty()) {
@@ -544,7 +544,7 @@ std::string AuditCsv(const v1::ListAuditResponse& response) {
       applied = absl::StrCat("(not applied; filters on: ", FiltersOn(e.question()), ")");
     }
     CsvLine(
-        {absl::StrCat(e.index()), fedshare::FormatTime(absl::FromUnixMillis(e.time_unix_ms())),
+        {absl::StrCat(e.index()), fedshare::FormatTimeMillis(absl::FromUnixMillis(e.time_unix_ms())),
          absl::AsciiStrToLower(v1::AuditEntry::Decision_Name(e.decision())), e.caller(),
          e.on_behalf_of(), e.method(), e.dataset(), e.purpose(),
          absl::BytesToHexString(e.question_hash()), e.has_question() ? ShapeSql(e.question()) : "",

@@ -248,6 +248,12 @@ int RunCertsRequest(const std::string& trust_domain, const std::string& org,
   options.out_dir = out;
   options.dns_names = dns;
   options.ip_addresses = ips;
+  if (options.role == identity::Role::kNode && dns.empty() && ips.empty()) {
+    // As `certs issue`: a node certificate names some address, or every
+    // partner that dials it logs a server-name mismatch on each connection.
+    options.dns_names = {"localhost"};
+    options.ip_addresses = {"127.0.0.1"};
+  }
   absl::Status s = CertsRequest(options, std::cout);
   return s.ok() ? 0 : Fail(s);
 }
@@ -860,8 +866,8 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"node", "operator", "analyst"}));
   certs_request->add_option("--name", name, "person's name (operator, analyst)");
   certs_request->add_option("--out", out, "folder for key.pem and the request (.csr)")->required();
-  certs_request->add_option("--dns", dns, "DNS names for a node (default none)");
-  certs_request->add_option("--ip", ips, "IP addresses for a node (default none)");
+  certs_request->add_option("--dns", dns, "DNS names for a node (default localhost)");
+  certs_request->add_option("--ip", ips, "IP addresses for a node (default 127.0.0.1)");
   std::string csr_file;
   int sign_days = 365;
   bool dry_run = false;

@@ -128,6 +128,14 @@ TEST_F(CliIngestTest, SemicolonCsvWithBomAndExcelHeadersIngestsWithMap) {
            "--date-format", "%d/%m/%Y", tmp_.Write("us2.csv", tabbed)});
   EXPECT_EQ(wrong_order.exit_code, 2);
   EXPECT_THAT(wrong_order.err, HasSubstr("'12/31/2022' (use %d/%m/%Y)"));
+
+  // A separator detection cannot make (a pipe) reads the header as one
+  // column; the error names the delimiter to pass, not a --map.
+  ProcessOutcome piped = Cli({"ingest", "--dataset", "outcomes_us",
+                              tmp_.Write("piped.csv", "participant|program\nU-2|beta\n")});
+  EXPECT_EQ(piped.exit_code, 2);
+  EXPECT_THAT(piped.err, HasSubstr("if the file separates columns with |, pass --delimiter '|'"));
+  EXPECT_THAT(piped.err, Not(HasSubstr("--map")));
 }
 
 TEST_F(CliIngestTest, TheSameFileTwiceIsRefusedUnlessAllowed) {

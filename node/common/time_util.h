@@ -24,6 +24,10 @@ std::string FormatDateDays(int32_t days);
 // RFC 3339 in UTC, e.g. "2026-01-31T12:00:00Z".
 std::string FormatTime(absl::Time t);
 
+// RFC 3339 in UTC with exactly three fractional digits, e.g.
+// "2026-01-31T12:00:00.120Z": the same width for every time, for columns.
+std::string FormatTimeMillis(absl::Time t);
+
 }  // namespace fedshare
 
 #endif  // FEDSHARE_NODE_COMMON_TIME_UTIL_H_

@@ -30,5 +30,12 @@ TEST(TimeUtilTest, ParsesTimeAndDate) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("RFC 3339")));
 }
 
+TEST(TimeUtilTest, MillisecondTimesHaveOneWidth) {
+  const absl::Time t = absl::FromUnixMillis(1764560967210);  // .210, not .21
+  EXPECT_EQ(FormatTimeMillis(t), "2025-12-01T03:49:27.210Z");
+  EXPECT_EQ(FormatTimeMillis(absl::FromUnixSeconds(1764560967)), "2025-12-01T03:49:27.000Z");
+  EXPECT_EQ(fedshare::FormatTime(t), "2025-12-01T03:49:27.21Z");
+}
+
 }  // namespace
 }  // namespace fedshare

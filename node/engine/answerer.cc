@@ -41,8 +41,10 @@ std::string WithholdingReason(absl::string_view rule, const policy::DisclosurePa
            "released cells and the margins";
   }
   if (rule == policy::kRuleHistogramBin) {
-    return absl::StrCat("histogram bins with fewer than ", params.min_subjects,
-                        " people are reported as 0");
+    // Counts cells, not bins: each named cell has one or more bins withheld.
+    return absl::StrCat("cells with histogram bins withheld: bins with fewer than ",
+                        params.min_subjects,
+                        " people, and complement bins, are shown as - and left out of the count");
   }
   return std::string(rule);
 }

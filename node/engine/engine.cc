@@ -782,11 +782,21 @@ absl::StatusOr<v1::IngestResponse> Engine::IngestLocked(
       header_names.push_back(h.value);
       const int f = columns.Resolve(h.value);
       if (f < 0) {
+        // A header read as one column whose name holds a separator was split
+        // on the wrong one: say so before offering --map.
+        const size_t sep = h.value.find_first_of("|;,\t");
+        const std::string named =
+            sep == std::string::npos ? ""
+            : h.value[sep] == '\t'  ? std::string("tab")
+                                    : std::string(1, h.value[sep]);
+        const std::string hint =
+            named.empty() ? absl::StrCat("to read it as one, pass --map \"",
+                                         TruncateUtf8(h.value, 40), "=FIELD\"")
+                          : absl::StrCat("if the file separates columns with ", named,
+                                         ", pass --delimiter '", named, "'");
         AddError(errors, header_line, h.value,
                  absl::StrCat("unknown column: dataset '", schema.name(), "' has no field ",
-                              Quote(h.value), " (fields: ", ListValues(names),
-                              "; to read it as one, pass --map \"", TruncateUtf8(h.value, 40),
-                              "=FIELD\")"));
+                              Quote(h.value), " (fields: ", ListValues(names), "; ", hint, ")"));
         header_bad = true;
         column_field.push_back(-1);
         continue;

@@ -92,8 +92,10 @@ absl::StatusOr<std::vector<std::string>> CheckOwnCertificate(const std::string& 
   FEDSHARE_ASSIGN_OR_RETURN(std::string ca, ReadField(ca_file, "tls.ca_file"));
   FEDSHARE_ASSIGN_OR_RETURN(TrustBundle bundle, TrustBundle::FromPem(ca, ca_file));
   const std::string renew =
-      absl::StrCat("renew it with `fedshare certs issue --ca CA_DIR --org ", org_id,
-                   " --role node --out ", DirOf(cert_file), "` (CA_DIR: your federation's CA)");
+      absl::StrCat("renew it with `fedshare certs request --trust-domain ", trust_domain,
+                   " --org ", org_id, " --role node --out NEW_DIR` and send NEW_DIR's request to "
+                   "your federation's CA holder, or, holding the CA, with `fedshare certs issue "
+                   "--ca CA_DIR --org ", org_id, " --role node --out ", DirOf(cert_file), "`");
   const std::string what = absl::StrCat("this node's certificate (tls.cert_file ", cert_file, ")");
   absl::StatusOr<VerifiedPeer> verified = VerifyPeer(cert, "", bundle, trust_domain, now);
   if (!verified.ok()) {
