@@ -56,6 +56,7 @@
 #include "node/identity/spiffe.h"
 #include "node/identity/x509_verify.h"
 #include "openssl/rand.h"
+#include "policy/agreement.h"
 #include "policy/refusal.h"
 
 namespace fedshare::client {
@@ -364,15 +365,35 @@ int RunDescribe(const Globals& g, const std::string& peer) {
     for (const v1::Agreement& a : offer.agreements()) {
       std::vector<std::string> aggs;
       for (int k : a.aggregates()) aggs.push_back(v1::AggregateKind_Name(k));
-      std::cout << "  agreement " << a.id() << "\n"
-                << "    purposes:  " << absl::StrJoin(a.purposes(), ", ") << "\n"
+      std::cout << "  agreement " << a.id() << "\n";
+      if (!a.description().empty()) std::cout << "    about:     " << a.description() << "\n";
+      std::cout << "    purposes:  " << absl::StrJoin(a.purposes(), ", ") << "\n"
                 << "    aggregates: " << absl::StrJoin(aggs, ", ") << "\n"
                 << "    filter on: " << absl::StrJoin(a.filter_fields(), ", ") << "\n"
                 << "    group by:  " << absl::StrJoin(a.group_fields(), ", ") << "\n"
                 << "    measures:  " << absl::StrJoin(a.measure_fields(), ", ") << "\n";
+      if (!a.valid_from().empty()) std::cout << "    valid from: " << a.valid_from() << "\n";
       if (!a.valid_until().empty()) std::cout << "    valid until: " << a.valid_until() << "\n";
-      int k = a.disclosure().min_subjects() > 0 ? a.disclosure().min_subjects() : 10;
-      std::cout << "    disclosure: exact, at least " << k << " people per cell\n";
+      // The limits the node applies, defaults filled in as it fills them.
+      const policy::DisclosureParams rules = policy::EffectiveDisclosure(a.disclosure());
+      std::cout << "    disclosure: exact, at least " << rules.min_subjects << " people per cell\n";
+      std::vector<std::string> dominance;
+      for (const policy::DisclosureParams::Dominance& r : rules.dominance) {
+        dominance.push_back(absl::StrCat("the largest ", r.n, " at most ", r.percent, "%"));
+      }
+      if (!dominance.empty()) {
+        std::cout << "    dominance: of a cell's sum, " << absl::StrJoin(dominance, "; ") << "\n";
+      }
+      std::cout << "    repeats:   the same question at most " << rules.repeat_limit << " times per "
+                << absl::FormatDuration(rules.repeat_window) << "\n";
+      if (rules.max_records_per_subject > 0) {
+        std::cout << "    records:   at most " << rules.max_records_per_subject
+                  << " records per person counted in one cell\n";
+      }
+      if (a.rate_limit().queries() > 0) {
+        std::cout << "    rate:      at most " << a.rate_limit().queries() << " questions per "
+                  << absl::FormatDuration(absl::Seconds(a.rate_limit().window_seconds())) << "\n";
+      }
     }
   }
   return 0;

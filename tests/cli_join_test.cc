@@ -92,6 +92,9 @@ class CliJoinTest : public ::testing::Test {
         BaseNodeConfig("partner-1", kTrustDomain, tmp_.Sub("partner-data"), partner_node_);
     *partner.add_datasets() = ProgramOutcomesSchema();
     *partner.add_agreements() = OpenAgreement("foundation-evaluation", "foundation");
+    partner.mutable_agreements(0)->set_description("Evaluation of funded programs");
+    partner.mutable_agreements(0)->mutable_rate_limit()->set_queries(100);
+    partner.mutable_agreements(0)->mutable_rate_limit()->set_window_seconds(3600);
     auto started = StartNodeProcess(partner, tmp_.Sub("partner.textproto"));
     ASSERT_OK(started.status());
     partner_ = std::move(started).value();
@@ -205,6 +208,13 @@ TEST_F(CliJoinTest, AnalystDescribesAPartnerThroughTheFoundationsLocalListener) 
   EXPECT_THAT(described.out, HasSubstr("dataset program_outcomes\n"));
   EXPECT_THAT(described.out, HasSubstr("  agreement foundation-evaluation\n"));
   EXPECT_THAT(described.out, HasSubstr("    purposes:  program-evaluation\n"));
+  // The agreement's description and the limits the partner applies, its
+  // defaults filled in (dominance and repeats are not set in the agreement).
+  EXPECT_THAT(described.out, HasSubstr("    about:     Evaluation of funded programs\n"));
+  EXPECT_THAT(described.out, HasSubstr("    dominance: of a cell's sum, the largest 1 at most 50%; "
+                                       "the largest 2 at most 67%\n"));
+  EXPECT_THAT(described.out, HasSubstr("    repeats:   the same question at most 5 times per 24h\n"));
+  EXPECT_THAT(described.out, HasSubstr("    rate:      at most 100 questions per 1h\n"));
   EXPECT_THAT(described.out, Not(HasSubstr("participant_id")));  // the subject field stays hidden
 
   ProcessOutcome unknown = AsAnalyst({"describe", "--peer", "partner-9"});
