@@ -90,7 +90,13 @@ class NodeOpsTest : public ::testing::Test {
 
 TEST_F(NodeOpsTest, ProbeExitsZeroWhileServingAndOneWhenStopped) {
   Start({});
-  // The config says port 0, so the probe is told the bound address by flag.
+  // The config says port 0: probing it as written names the problem and the
+  // flag, rather than dialing port 0.
+  ProcessOutcome unbound = Probe({});
+  EXPECT_EQ(unbound.exit_code, 1);
+  EXPECT_THAT(unbound.err, HasSubstr("has port 0, chosen anew at each start"));
+  EXPECT_THAT(unbound.err, HasSubstr("--peer-address"));
+  // Told the bound address by flag, the probe reaches the node.
   ProcessOutcome serving = Probe({"--peer-address", peer_address_});
   EXPECT_EQ(serving.exit_code, 0) << serving.err;
   EXPECT_THAT(serving.out, HasSubstr("SERVING"));

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/generic/async_generic_service.h"
 #include "grpcpp/grpcpp.h"
@@ -158,7 +159,10 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
   FEDSHARE_ASSIGN_OR_RETURN(std::vector<std::string> cert_warnings,
                             identity::CheckOwnCertificate(cfg.tls(), cfg.trust_domain(),
                                                           cfg.org_id(), node->clock_->Now()));
-  for (const std::string& w : cert_warnings) spdlog::warn("event=certificate_expiring {}", w);
+  for (const std::string& w : cert_warnings) {
+    spdlog::warn("event=certificate_expiring message=\"{}\"",
+                 absl::StrReplaceAll(w, {{"\\", "\\\\"}, {"\"", "\\\""}}));
+  }
   storage::StorageOptions storage_options;
   storage_options.fault_injector = options.fault_injector;
   if (cfg.storage().disk_reserve_bytes() > 0) {

@@ -2,6 +2,7 @@
 
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/generic/generic_stub.h"
@@ -67,8 +68,17 @@ absl::Status ProbeNode(const v1::NodeConfig& config, ProbeTarget target, absl::D
   identity::ServerExpectation expect;
   expect.trust_domain = config.trust_domain();
   expect.org_id = config.org_id();
-  std::string address = DialableAddress(target == ProbeTarget::kPeer ? config.peer_address()
-                                                                     : config.local_address());
+  const std::string& configured =
+      target == ProbeTarget::kPeer ? config.peer_address() : config.local_address();
+  if (absl::EndsWith(configured, ":0")) {
+    // Port 0 asks the system for a free port at start; the config cannot say which.
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the config's ", target == ProbeTarget::kPeer ? "peer_address" : "local_address", " ",
+        configured, " has port 0, chosen anew at each start; pass the bound address the node "
+        "printed (its ready line or --ready-file) with --",
+        target == ProbeTarget::kPeer ? "peer-address" : "local-address"));
+  }
+  std::string address = DialableAddress(configured);
   absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
       identity::MakeChannel(address, files, expect);
   if (!channel.ok()) {
