@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <charconv>
-#include <cmath>
-#include <limits>
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
