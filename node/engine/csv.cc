@@ -8,6 +8,9 @@ CsvReader::CsvReader(absl::string_view text, char delimiter) : text_(text), deli
   if (text_.substr(0, 3) == "\xEF\xBB\xBF") pos_ = 3;
 }
 
+CsvReader::CsvReader(absl::string_view text, char delimiter, int64_t first_line)
+    : text_(text), delimiter_(delimiter), line_(first_line) {}
+
 char DetectCsvDelimiter(absl::string_view text) {
   if (text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);
   size_t pos = text.find_first_not_of("\r\n");
@@ -40,6 +43,7 @@ bool CsvReader::Next(CsvRecord* record) {
 
   record->fields.clear();
   record->error.clear();
+  record->terminated = false;
   record->line = line_;
   const size_t start = pos_;
   CsvField field;
@@ -84,6 +88,7 @@ bool CsvReader::Next(CsvRecord* record) {
       if (c == '\r' && pos_ < n && text_[pos_] == '\n') ++pos_;
       ++line_;
       record->fields.push_back(std::move(field));
+      record->terminated = true;
       break;
     }
     if (c == '"' && at_field_start) {

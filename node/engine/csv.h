@@ -34,6 +34,9 @@ struct CsvRecord {
   int64_t line = 0;       // 1-based line where the record starts
   absl::string_view raw;  // the record's text including its line terminator
   std::string error;      // non-empty: malformed quoting or not UTF-8; fields unusable
+  // Ended by a line terminator outside quotes (false: by the end of the text,
+  // so in a text that is only part of a file, more of the record may follow).
+  bool terminated = false;
 };
 
 // Reads records from a whole text. The text must outlive the reader and the
@@ -41,8 +44,14 @@ struct CsvRecord {
 class CsvReader {
  public:
   explicit CsvReader(absl::string_view text, char delimiter = ',');
+  // Reads `text` as the continuation of a file at line `first_line`: no byte
+  // order mark is skipped.
+  CsvReader(absl::string_view text, char delimiter, int64_t first_line);
   // Fills `record` with the next non-empty record; false at end of input.
   bool Next(CsvRecord* record);
+  // Where the next record would start: its offset in the text and its line.
+  size_t pos() const { return pos_; }
+  int64_t line() const { return line_; }
 
  private:
   absl::string_view text_;

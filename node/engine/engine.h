@@ -79,6 +79,9 @@ namespace fedshare::engine {
 
 using storage::ColumnBlock;
 
+class IngestRun;
+class IngestSession;
+
 // What a replacing ingest is about to do (IngestControl::before_replace).
 struct IngestReplace {
   std::string dataset;
@@ -86,6 +89,8 @@ struct IngestReplace {
   int64_t rows_written = 0;  // rows the file brings
   std::string file_sha256;   // 32 bytes
 };
+
+inline constexpr size_t kDefaultIngestMemoryBudgetBytes = size_t{256} << 20;
 
 // Per-call controls of Engine::Ingest.
 struct IngestControl {
@@ -102,6 +107,11 @@ struct IngestControl {
   // With replace, asked after before_commit and just before the commit (e.g.
   // to append an audit entry); its error is returned and nothing is written.
   std::function<absl::Status(const IngestReplace&)> before_replace;
+  // Bytes the ingest may hold at once: the record being received, the staged
+  // write (counted three times: the commit copies it twice), new subject ids
+  // and dictionary values, and rejected rows. Past it the ingest fails with
+  // RESOURCE_EXHAUSTED and writes nothing (docs/limits.md).
+  size_t memory_budget_bytes = kDefaultIngestMemoryBudgetBytes;
 };
 inline constexpr size_t kMaxIdempotencyKeyBytes = 128;
 
@@ -201,6 +211,18 @@ class Engine {
                                             bool skip_invalid, absl::string_view data,
                                             const IngestControl& control = IngestControl());
 
+  // The same ingest fed as the file arrives (ingest.h): the session takes the
+  // file in slices and holds at most control.memory_budget_bytes of it. The
+  // dataset, format and control are checked here (the errors of Ingest);
+  // the digest checks (idempotency key, duplicate file) come at Finish. The
+  // session holds the engine's write lock until it is destroyed: other
+  // ingests and consent imports wait for it.
+  absl::StatusOr<std::unique_ptr<IngestSession>> StartIngest(absl::string_view dataset,
+                                                             v1::DataFormat format,
+                                                             bool skip_invalid,
+                                                             IngestControl control)
+      ABSL_NO_THREAD_SAFETY_ANALYSIS;
+
   // Imports consent events from CSV with the header columns subject, purpose,
   // event, time (required) and valid_until, scope (optional), in any order.
   // time/valid_until: RFC 3339 or YYYY-MM-DD (empty valid_until: no expiry);
@@ -257,14 +279,10 @@ class Engine {
     policy::ConsentBitmap bitmap;
   };
 
+  friend class IngestRun;  // ingest.cc: stages and commits under write_mu_
+
   Engine() = default;
   absl::Status Load() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
-  // `outcome_key`, when not empty, receives the response in the commit.
-  // `file_sha256` is the SHA-256 of `data`.
-  absl::StatusOr<v1::IngestResponse> IngestLocked(
-      const DatasetDef& def, v1::DataFormat format, bool skip_invalid, absl::string_view data,
-      const IngestControl& control, const ColumnResolver& columns, const std::string& file_sha256,
-      const std::string& outcome_key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   absl::Status AddDatasetDeletes(const DatasetDef& def, const storage::DatasetStats& stats,
                                  storage::WriteBatch* batch) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);

@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "node/common/status_macros.h"
 #include "node/common/status_matchers.h"
+#include "node/engine/ingest.h"
 #include "node/engine/query_executor.h"
 #include "node/storage/fault_injector.h"
 #include "policy/query_rules.h"
@@ -661,6 +662,133 @@ TEST_F(EngineTest, ExecutorNamesPeopleAndCountsOwnersOfDroppedRecords) {
   EXPECT_THAT(e.removed_by_predicate, ::testing::ElementsAre(1));
   ASSERT_EQ(e.removed_in_cells.size(), 1u);
   EXPECT_THAT(e.removed_in_cells[0], ::testing::ElementsAre(1, 1));
+}
+
+// ---- Streamed ingest (ingest.h)
+
+namespace streamed {
+
+// Ingests `data` into a fresh store, fed in slices of `slice` bytes, and
+// returns the response (or status) followed by the export.
+std::string IngestInSlices(absl::string_view data, v1::DataFormat format, size_t slice) {
+  const std::string dir = MakeTempDir();
+  std::string out;
+  {
+    auto storage = storage::Storage::Create(dir, storage::StorageOptions());
+    EXPECT_OK(storage);
+    if (!storage.ok()) return "";
+    FakeClock clock(absl::FromUnixSeconds(1767225600));
+    EngineOptions options;
+    options.purposes = Purposes();
+    options.datasets = {Schema()};
+    options.clock = &clock;
+    auto engine = Engine::Create(storage->get(), options);
+    EXPECT_OK(engine);
+    if (!engine.ok()) return "";
+    auto session = (*engine)->StartIngest("people", format, /*skip_invalid=*/true, {});
+    EXPECT_OK(session);
+    if (!session.ok()) return "";
+    for (size_t pos = 0; pos < data.size(); pos += slice) {
+      EXPECT_OK((*session)->Append(data.substr(pos, slice)));
+    }
+    absl::StatusOr<v1::IngestResponse> r = (*session)->Finish();
+    session->reset();
+    out = r.ok() ? r->DebugString() : r.status().ToString();
+    EXPECT_OK((*engine)->Export("people", v1::CSV, [&](absl::string_view chunk, int64_t) {
+      out.append(chunk.data(), chunk.size());
+      return absl::OkStatus();
+    }));
+  }
+  std::filesystem::remove_all(dir);
+  return out;
+}
+
+}  // namespace streamed
+
+TEST(StreamedIngestTest, AnySlicingGivesTheWholeFilesResult) {
+  // BOM, CRLF, a lone CR, blank lines (also CRLF ones), a quoted field with
+  // CR, LF and CRLF inside, multibyte UTF-8, bad rows (their line numbers
+  // count the lines before them), a last line without terminator.
+  const std::string csv =
+      "\xEF\xBB\xBFpid;name;program;age;score;visits;active;joined\r\n"
+      "p1;Ana;alpha;34;71.5;12;true;2024-03-01\r\n"
+      "\r\n\n"
+      "p2;\"two\nlines\r\nand\rmore\";beta;-3;0.1;0;false;1969-12-31\r"
+      "p3;Zoë 名前 🙂;gamma;1;2;3;true;2024-01-01\n"
+      "p4;x\"y;alpha;1;2;3;true;2024-01-01\r\n"
+      "\r\n"
+      "p5;x;alpha;1;2;3;true;2024-01-01\r\n"
+      "p6;y;beta;not-a-number;2;3;true;2024-01-01\r"
+      "p7;z;beta;1;2;3;true;2024-01-01\n"
+      "p8;\"unterminated;alpha;1;2;3;true;2024-01-01\r\n";
+  const std::string jsonl =
+      "{\"pid\":\"p1\",\"name\":\"Zoë 🙂\",\"program\":\"alpha\",\"age\":3}\r\n"
+      "\n"
+      "{\"pid\":\"p2\",\"program\":\"gamma\"}\n"
+      "  \n"
+      "{not json}\n"
+      "{\"pid\":\"p3\",\"score\":50.5}";
+  for (const auto& [data, format] :
+       {std::pair<std::string, v1::DataFormat>{csv, v1::CSV}, {jsonl, v1::JSONL}}) {
+    const std::string whole = streamed::IngestInSlices(data, format, data.size());
+    EXPECT_THAT(whole, HasSubstr("rows_written"));
+    EXPECT_THAT(whole, HasSubstr("line: "));
+    for (size_t slice : {1, 2, 3, 5, 7, 13, 64}) {
+      EXPECT_EQ(streamed::IngestInSlices(data, format, slice), whole)
+          << "slices of " << slice << " bytes";
+    }
+  }
+}
+
+TEST_F(EngineTest, IngestOverItsMemoryBudgetWritesNothing) {
+  std::string csv = kHeader;
+  for (int i = 0; i < 20000; ++i) {
+    absl::StrAppend(&csv, "p", i, ",n", i, ",alpha,", i % 90, ",", i % 100, ",1,true,2024-01-01\n");
+  }
+  IngestControl control;
+  control.memory_budget_bytes = 256 << 10;
+  control.idempotency_key = "k1";
+  absl::StatusOr<v1::IngestResponse> r = engine_->Ingest("people", v1::CSV, false, csv, control);
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kResourceExhausted,
+                          HasSubstr("limits.ingest_memory_budget_bytes = 262144")));
+  EXPECT_THAT(r.status().message(), HasSubstr("nothing was written"));
+  EXPECT_EQ(Rows(), 0u);
+
+  // Nothing of it stayed: with room, the same file and key write it whole.
+  control.memory_budget_bytes = 64 << 20;
+  r = engine_->Ingest("people", v1::CSV, false, csv, control);
+  ASSERT_OK(r);
+  EXPECT_EQ(r->rows_written(), 20000);
+  EXPECT_FALSE(r->replayed());
+  EXPECT_EQ(Rows(), 20000u);
+}
+
+TEST_F(EngineTest, IngestSessionHoldsLittleMoreThanOneRecordAndOneBlock) {
+  // 40 MB of rows whose long names are two dictionary values: the staged
+  // write is a small fraction of the file, and so is what the session holds.
+  const std::string pad(1000, 'x');
+  std::string rows;
+  for (int i = 0; i < 1000; ++i) {
+    absl::StrAppend(&rows, "p", i, ",", pad, i % 2, ",alpha,", i % 90, ",1,1,true,2024-01-01\n");
+  }
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<IngestSession> session,
+                       engine_->StartIngest("people", v1::CSV, false, {}));
+  ASSERT_OK(session->Append(kHeader));
+  for (int k = 0; k < 40; ++k) ASSERT_OK(session->Append(rows));
+  ASSERT_OK_AND_ASSIGN(v1::IngestResponse r, session->Finish());
+  EXPECT_EQ(r.rows_written(), 40000);
+  EXPECT_LT(session->peak_held_bytes(), size_t{8} << 20);
+}
+
+TEST_F(EngineTest, AbandonedIngestSessionWritesNothingAndReleasesTheWriter) {
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<IngestSession> session,
+                         engine_->StartIngest("people", v1::CSV, false, {}));
+    ASSERT_OK(session->Append(absl::StrCat(kHeader, "p1,Ana,alpha,34,71.5,12,true,2024-03-01\n")));
+  }
+  EXPECT_EQ(Rows(), 0u);
+  EXPECT_EQ(
+      Ingest(absl::StrCat(kHeader, "p1,Ana,alpha,34,71.5,12,true,2024-03-01\n")).rows_written(), 1);
 }
 
 }  // namespace

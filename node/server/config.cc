@@ -125,6 +125,12 @@ absl::Status ValidateImpl(const v1::NodeConfig& config, const Locator& where,
   if (config.peer_deadline_ms() < 0) {
     return fail("peer_deadline_ms", -1, "peer_deadline_ms must be >= 0");
   }
+  if (const int64_t budget = config.limits().ingest_memory_budget_bytes();
+      budget != 0 && budget < (int64_t{1} << 20)) {
+    return fail("limits", -1,
+                "limits.ingest_memory_budget_bytes must be 0 (the default, 268435456) or at "
+                "least 1048576 (1 MiB)");
+  }
 
   int bad_purpose = -1;
   absl::StatusOr<policy::PurposeTree> tree_or =

@@ -1,5 +1,6 @@
 #include "node/server/config.h"
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "node/common/status_matchers.h"
@@ -94,6 +95,16 @@ TEST(ConfigTest, MissingTlsIsRefused) {
   config.set_data_dir("d");
   EXPECT_THAT(ValidateNodeConfig(config),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("mutual TLS")));
+}
+
+TEST(ConfigTest, TinyIngestMemoryBudgetIsRefused) {
+  EXPECT_OK(ParseNodeConfig(absl::StrCat(kValid, "limits { ingest_memory_budget_bytes: 1048576 }"),
+                            "n", "")
+                .status());
+  EXPECT_THAT(
+      ParseNodeConfig(absl::StrCat(kValid, "limits { ingest_memory_budget_bytes: 4096 }"), "n", ""),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("limits.ingest_memory_budget_bytes must be 0")));
 }
 
 TEST(ConfigTest, JsonIsAccepted) {

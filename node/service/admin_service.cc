@@ -9,6 +9,7 @@
 #include "node/common/status_macros.h"
 #include "node/engine/answerer.h"
 #include "node/engine/engine.h"
+#include "node/engine/ingest.h"
 #include "node/identity/server_credentials.h"
 #include "node/service/call_guard.h"
 #include "node/service/grpc_status.h"
@@ -77,8 +78,9 @@ absl::Status AuditReplace(audit::AuditLog& log, const std::string& caller,
 }
 
 // Reads a client stream of byte slices into one buffer, bounded, up to the
-// message marked end_of_file. A stream that ends otherwise (cancelled, broken,
-// or closed early) is an error: a cut-off upload is never taken as the file.
+// message marked end_of_file (consent files; ingest streams, StreamIngest). A stream that ends
+// otherwise (cancelled, broken, or closed early) is an error: a cut-off upload is never taken as
+// the file.
 template <typename Request, typename OnFirst>
 absl::StatusOr<std::string> ReadUpload(grpc::ServerContext* context,
                                        grpc::ServerReader<Request>* reader, OnFirst on_first) {
@@ -105,6 +107,28 @@ absl::StatusOr<std::string> ReadUpload(grpc::ServerContext* context,
         "whole file again");
   }
   return data;
+}
+
+// Feeds a client stream of byte slices into `session` as they arrive, up to
+// the message marked end_of_file, and finishes it. A stream that ends
+// otherwise (cancelled, broken, or closed early) is an error and the session
+// writes nothing: a cut-off upload is never taken as the file.
+absl::StatusOr<v1::IngestResponse> StreamIngest(grpc::ServerContext* context,
+                                                grpc::ServerReader<v1::IngestRequest>* reader,
+                                                v1::IngestRequest request,
+                                                engine::IngestSession& session) {
+  for (;;) {
+    FEDSHARE_RETURN_IF_ERROR(session.Append(request.data()));
+    if (request.end_of_file()) break;
+    if (!reader->Read(&request)) {
+      FEDSHARE_RETURN_IF_ERROR(CallAbandoned(*context));
+      return absl::AbortedError(
+          "the upload ended before its last message (end_of_file); nothing was written; send "
+          "the whole file again");
+    }
+  }
+  FEDSHARE_RETURN_IF_ERROR(CallAbandoned(*context));
+  return session.Finish();
 }
 
 }  // namespace
@@ -146,26 +170,36 @@ grpc::Status AdminServiceImpl::Ingest(grpc::ServerContext* context,
   absl::StatusOr<identity::Identity> who =
       Authorize(*env_, *context, kMethod, {Role::kOperator}, /*own_org=*/true);
   if (!who.ok()) return ToGrpcStatus(who.status());
-  v1::IngestRequest header;
-  absl::StatusOr<std::string> data =
-      ReadUpload(context, reader, [&](const v1::IngestRequest& first) {
-        header = first;
-        header.clear_data();
-      });
-  if (!data.ok()) return Finish(kMethod, who->spiffe_id, data.status());
+  v1::IngestRequest first;
+  if (!reader->Read(&first)) {
+    absl::Status abandoned = CallAbandoned(*context);
+    return Finish(kMethod, who->spiffe_id,
+                  !abandoned.ok() ? abandoned
+                                  : absl::AbortedError("the upload ended before its first message; "
+                                                       "nothing was written"));
+  }
+  v1::IngestRequest header = first;
+  header.clear_data();
   if (header.dataset().empty()) {
     return Finish(kMethod, who->spiffe_id,
                   absl::InvalidArgumentError("the first ingest message must name the dataset"));
   }
   absl::StatusOr<engine::IngestControl> control = IngestControlFrom(header);
   if (!control.ok()) return Finish(kMethod, who->spiffe_id, control.status());
+  control->memory_budget_bytes = static_cast<size_t>(env_->limits.ingest_memory_budget_bytes());
   control->before_commit = [context] { return CallAbandoned(*context); };
   const std::string caller = who->spiffe_id;
   control->before_replace = [this, caller](const engine::IngestReplace& replace) {
     return AuditReplace(*env_->audit, caller, replace);
   };
-  absl::StatusOr<v1::IngestResponse> result = env_->engine->Ingest(
-      header.dataset(), header.format(), header.skip_invalid(), *data, *control);
+  absl::StatusOr<v1::IngestResponse> result;
+  {
+    // The session holds the engine's writer until it is destroyed here.
+    absl::StatusOr<std::unique_ptr<engine::IngestSession>> session = env_->engine->StartIngest(
+        header.dataset(), header.format(), header.skip_invalid(), *std::move(control));
+    result = session.ok() ? StreamIngest(context, reader, std::move(first), **session)
+                          : session.status();
+  }
   if (result.ok() && env_->on_ingested) env_->on_ingested(header.dataset(), *result);
   if (result.ok()) *response = std::move(result).value();
   return Finish(kMethod, who->spiffe_id, result.status());

@@ -8,7 +8,8 @@
 
 namespace fedshare::service {
 
-// Largest upload accepted by Ingest and ImportConsent in one call.
+// Largest upload accepted by ImportConsent in one call. (Ingest is streamed:
+// limits.ingest_memory_budget_bytes bounds what it holds, whatever the size.)
 inline constexpr size_t kMaxUploadBytes = size_t{1} << 30;
 
 class AdminServiceImpl final : public v1::AdminService::Service {

@@ -27,6 +27,7 @@ constexpr int32_t kMaxAnswerCells = 10'000;
 constexpr int32_t kMaxCallsPerCaller = 4;
 constexpr int32_t kRefusalsPerWindow = 20;
 constexpr int32_t kRefusalWindowSeconds = 60;
+constexpr int64_t kIngestMemoryBudgetBytes = int64_t{256} << 20;
 
 template <typename T>
 T Or(T value, T fallback) {
@@ -71,6 +72,7 @@ v1::Limits EffectiveLimits(const v1::Limits& c) {
   l.set_max_calls_per_caller(Or(c.max_calls_per_caller(), kMaxCallsPerCaller));
   l.set_refusals_per_window(Or(c.refusals_per_window(), kRefusalsPerWindow));
   l.set_refusal_window_seconds(Or(c.refusal_window_seconds(), kRefusalWindowSeconds));
+  l.set_ingest_memory_budget_bytes(Or(c.ingest_memory_budget_bytes(), kIngestMemoryBudgetBytes));
   return l;
 }
 

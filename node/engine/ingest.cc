@@ -1,0 +1,917 @@
+#include "node/engine/ingest.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "node/common/status_macros.h"
+#include "node/common/time_util.h"
+#include "node/common/utf8.h"
+#include "node/engine/csv.h"
+#include "node/engine/engine_internal.h"
+#include "node/engine/json.h"
+#include "openssl/evp.h"
+#include "policy/schema.h"
+
+namespace fedshare::engine {
+
+using storage::ColumnFamily;
+using storage::StoredType;
+
+namespace {
+
+// ---- Cell values
+
+// ---- Cell values
+
+// One parsed cell before dictionary codes and ordinals are assigned.
+struct Cell {
+  bool null = true;
+  int64_t i = 0;
+  double d = 0;
+  std::string s;  // CATEGORY value, or the subject id
+};
+
+std::string WrongType(const v1::FieldSchema& f, absl::string_view got) {
+  return absl::StrCat("wrong type: expected ", policy::TypeName(f.type()), ", got ", got);
+}
+
+bool ParseInt64(absl::string_view text, int64_t* out) {
+  const char* end = text.data() + text.size();
+  auto [p, ec] = std::from_chars(text.data(), end, *out);
+  return ec == std::errc() && p == end && !text.empty();
+}
+
+bool ParseDouble(absl::string_view text, double* out) {
+  const char* end = text.data() + text.size();
+  auto [p, ec] = std::from_chars(text.data(), end, *out, std::chars_format::general);
+  return ec == std::errc() && p == end && !text.empty() && std::isfinite(*out);
+}
+
+// Parses a CSV cell for field f. Returns "" on success, else the reason.
+std::string DateHint(absl::string_view date_format) {
+  if (date_format.empty())
+    return " (use YYYY-MM-DD, or say how dates are written with --date-format)";
+  return absl::StrCat(" (use ", date_format, ")");
+}
+
+std::string ParseTextCell(const v1::FieldSchema& f, const CsvField& field,
+                          absl::string_view date_format, Cell* cell) {
+  const std::string& text = field.value;
+  cell->null = true;
+  if (text.empty() && (!field.quoted || f.type() != v1::FieldSchema::CATEGORY)) return "";
+  cell->null = false;
+  switch (f.type()) {
+    case v1::FieldSchema::INT64:
+      if (!ParseInt64(text, &cell->i)) return WrongType(f, Quote(text));
+      if (f.role() == v1::FieldSchema::SUBJECT) cell->s = absl::StrCat(cell->i);
+      return "";
+    case v1::FieldSchema::DOUBLE:
+      if (!ParseDouble(text, &cell->d)) return WrongType(f, Quote(text));
+      return "";
+    case v1::FieldSchema::BOOL:
+      if (!ParseBoolText(text, &cell->i)) return WrongType(f, Quote(text));
+      return "";
+    case v1::FieldSchema::DATE: {
+      absl::StatusOr<int32_t> days = ParseDateWithFormat(text, date_format);
+      if (!days.ok()) return WrongType(f, absl::StrCat(Quote(text), DateHint(date_format)));
+      cell->i = *days;
+      return "";
+    }
+    case v1::FieldSchema::CATEGORY:
+      cell->s = text;
+      return "";
+    default:
+      return "wrong type: field has no type";
+  }
+}
+
+absl::string_view JsonKindName(JsonScalar::Kind kind) {
+  switch (kind) {
+    case JsonScalar::Kind::kNull:
+      return "null";
+    case JsonScalar::Kind::kBool:
+      return "a boolean";
+    case JsonScalar::Kind::kNumber:
+      return "a number";
+    case JsonScalar::Kind::kString:
+      return "a string";
+  }
+  return "a value";
+}
+
+std::string ParseJsonCell(const v1::FieldSchema& f, const JsonScalar& v,
+                          absl::string_view date_format, Cell* cell) {
+  cell->null = true;
+  if (v.kind == JsonScalar::Kind::kNull) return "";
+  cell->null = false;
+  auto wrong = [&] {
+    std::string got(JsonKindName(v.kind));
+    if (v.kind == JsonScalar::Kind::kNumber || v.kind == JsonScalar::Kind::kString) {
+      absl::StrAppend(&got, " ", Quote(v.text));
+    }
+    return WrongType(f, got);
+  };
+  switch (f.type()) {
+    case v1::FieldSchema::INT64:
+      if (v.kind != JsonScalar::Kind::kNumber || !JsonNumberIsInteger(v.text) ||
+          !ParseInt64(v.text, &cell->i)) {
+        return wrong();
+      }
+      if (f.role() == v1::FieldSchema::SUBJECT) cell->s = absl::StrCat(cell->i);
+      return "";
+    case v1::FieldSchema::DOUBLE:
+      if (v.kind != JsonScalar::Kind::kNumber || !ParseDouble(v.text, &cell->d)) return wrong();
+      return "";
+    case v1::FieldSchema::BOOL:
+      if (v.kind != JsonScalar::Kind::kBool) return wrong();
+      cell->i = v.bool_value ? 1 : 0;
+      return "";
+    case v1::FieldSchema::DATE: {
+      if (v.kind != JsonScalar::Kind::kString) return wrong();
+      absl::StatusOr<int32_t> days = ParseDateWithFormat(v.text, date_format);
+      if (!days.ok()) return WrongType(f, absl::StrCat(Quote(v.text), DateHint(date_format)));
+      cell->i = *days;
+      return "";
+    }
+    case v1::FieldSchema::CATEGORY:
+      if (v.kind != JsonScalar::Kind::kString) return wrong();
+      cell->s = v.text;
+      return "";
+    default:
+      return "wrong type: field has no type";
+  }
+}
+
+bool HasBounds(const v1::FieldSchema& f) {
+  return f.role() == v1::FieldSchema::MEASURE && !(f.lower() == 0 && f.upper() == 0);
+}
+
+// Checks a parsed, non-null cell against the schema's constraints.
+std::string CheckCell(const v1::FieldSchema& f, const Cell& cell,
+                      const absl::flat_hash_set<std::string>* declared) {
+  if (cell.null) return "";
+  if (HasBounds(f)) {
+    double v = f.type() == v1::FieldSchema::DOUBLE ? cell.d : static_cast<double>(cell.i);
+    if (v < f.lower() || v > f.upper()) {
+      std::string shown =
+          f.type() == v1::FieldSchema::DOUBLE ? absl::StrCat(cell.d) : absl::StrCat(cell.i);
+      return absl::StrCat("out of bounds: ", shown, " is outside [", f.lower(), ", ", f.upper(),
+                          "]");
+    }
+  }
+  if (f.type() == v1::FieldSchema::CATEGORY && f.role() != v1::FieldSchema::SUBJECT &&
+      declared != nullptr && !declared->empty() && !declared->contains(cell.s)) {
+    return absl::StrCat(
+        "unknown category: ", Quote(cell.s), " is not a declared value of ", f.name(),
+        " (allowed: ", ListValues({f.categories().begin(), f.categories().end()}), ")");
+  }
+  return "";
+}
+
+void AppendRawLine(std::string* out, absl::string_view raw) {
+  out->append(raw.data(), raw.size());
+  if (raw.empty() || (raw.back() != '\n' && raw.back() != '\r')) out->push_back('\n');
+}
+
+// SHA-256 over bytes given in pieces.
+class Sha256 {
+ public:
+  Sha256() : ctx_(EVP_MD_CTX_new()) { EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr); }
+  ~Sha256() { EVP_MD_CTX_free(ctx_); }
+  Sha256(const Sha256&) = delete;
+  Sha256& operator=(const Sha256&) = delete;
+  void Update(absl::string_view bytes) { EVP_DigestUpdate(ctx_, bytes.data(), bytes.size()); }
+  std::string Final() {
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int size = 0;
+    EVP_DigestFinal_ex(ctx_, digest, &size);
+    return std::string(reinterpret_cast<const char*>(digest), size);
+  }
+
+ private:
+  EVP_MD_CTX* ctx_;
+};
+
+// Whether `text` (the start of a CSV file) holds its first non-empty line up
+// to its terminator, so DetectCsvDelimiter sees the whole header.
+bool HasFirstLine(absl::string_view text) {
+  if (text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);
+  size_t pos = text.find_first_not_of("\r\n");
+  if (pos == absl::string_view::npos) return false;
+  bool in_quotes = false;
+  for (; pos < text.size(); ++pos) {
+    const char c = text[pos];
+    if (c == '"') in_quotes = !in_quotes;
+    if (!in_quotes && (c == '\n' || c == '\r')) return true;
+  }
+  return false;
+}
+
+constexpr size_t kMiB = size_t{1} << 20;
+
+}  // namespace
+
+// One ingest between Engine::StartIngest and its end (ingest.h). Holds
+// engine_->write_mu_, taken by StartIngest, and releases it when destroyed.
+class IngestRun {
+ public:
+  IngestRun(Engine* engine, const DatasetDef& def, size_t ds, v1::DataFormat format,
+            bool skip_invalid, IngestControl control, ColumnResolver columns)
+      : engine_(engine),
+        def_(def),
+        schema_(def.schema),
+        nfields_(def.schema.fields_size()),
+        ds_(ds),
+        format_(format),
+        skip_invalid_(skip_invalid),
+        control_(std::move(control)),
+        columns_(std::move(columns)),
+        cells_(nfields_) {}
+  ~IngestRun() ABSL_UNLOCK_FUNCTION(engine_->write_mu_) { engine_->write_mu_.Unlock(); }
+
+  absl::Status Start();
+  absl::Status Append(absl::string_view bytes);
+  absl::StatusOr<v1::IngestResponse> Finish();
+  size_t peak_held_bytes() const { return peak_held_; }
+
+ private:
+  enum class Phase { kHeader, kRows, kHeaderRejected };
+
+  // Parses the complete records at the start of carry_ (all of it at the end
+  // of the file) and drops them from carry_.
+  void Consume(bool at_end);
+  void ConsumeJsonl(bool at_end);
+  void ConsumeCsv(bool at_end);
+  void CsvHeader(const CsvRecord& record);
+  void CsvRow(const CsvRecord& record);
+  void JsonLine(int64_t line, absl::string_view raw);
+  // Validates cells_ after parsing; returns whether the row is bad.
+  bool CheckRow(int64_t line, bool bad);
+  void FinishRow(absl::string_view raw, bool bad);
+  void StageRow();
+  // Writes the current block (when it has new rows) and its subject index
+  // into batch_, and starts the next block when it is full.
+  void FlushBlock();
+  void StopWriting();
+  size_t HeldBytes() const;
+  absl::Status CheckBudget();
+  absl::StatusOr<std::optional<v1::IngestResponse>> CheckDigest(const std::string& file_sha256,
+                                                                const std::string& outcome_key);
+  absl::StatusOr<v1::IngestResponse> Commit(const std::string& file_sha256,
+                                            const std::string& outcome_key);
+
+  Engine* engine_;
+  const DatasetDef& def_;
+  const v1::DatasetSchema& schema_;
+  const int nfields_;
+  const size_t ds_;
+  const v1::DataFormat format_;
+  const bool skip_invalid_;
+  const IngestControl control_;
+  const ColumnResolver columns_;
+
+  absl::Status failed_;
+  bool finished_ = false;
+  Sha256 sha_;
+  size_t peak_held_ = 0;
+
+  // Parsing.
+  std::string carry_;             // bytes not yet parsed: the record in progress
+  size_t carry_scanned_ = 0;      // JSONL: carry_ holds no '\n' before this
+  bool terminator_seen_ = false;  // CSV: an appended slice held CR or LF
+  int64_t line_ = 1;              // line number where carry_ starts
+  bool at_file_start_ = true;     // carry_ starts at the file's first byte
+  Phase phase_ = Phase::kHeader;
+  char delimiter_ = 0;
+  std::vector<int> column_field_;  // CSV: field of each column
+  std::vector<Cell> cells_;
+  std::vector<JsonMember> members_;
+
+  // Outcome so far.
+  v1::IngestResponse response_;
+  std::string rejects_;
+  int64_t bad_rows_ = 0;
+  uint64_t rows_ = 0;
+
+  // Staging: false once a bad row means nothing will be written.
+  bool writing_ = true;
+  std::unique_ptr<SubjectStaging> subjects_;
+  std::vector<std::unique_ptr<DictionaryStaging>> dicts_;
+  storage::WriteBatch batch_;
+  storage::DatasetStats stats_;
+  std::vector<uint64_t> present_;
+  std::vector<uint64_t> present_before_;  // with replace: the dataset's before
+  int64_t rows_removed_ = 0;
+  int64_t new_subjects_ = 0;
+  ColumnBlock block_;
+  uint32_t block_no_ = 0;
+  bool block_dirty_ = false;
+  std::vector<uint32_t> block_subjects_;
+};
+
+absl::Status IngestRun::Start() {
+  engine_->write_mu_.AssertHeld();
+  Engine::WriterState& w = *engine_->writer_;
+  subjects_ = std::make_unique<SubjectStaging>(w.subjects, w.subject_count);
+  dicts_.resize(nfields_);
+  for (int f = 0; f < nfields_; ++f) {
+    if (def_.types[f] == StoredType::kCategory) {
+      dicts_[f] = std::make_unique<DictionaryStaging>(w.dicts[ds_][f]);
+    }
+  }
+  if (format_ == v1::JSONL) phase_ = Phase::kRows;
+  stats_ = w.stats[ds_];
+  {
+    absl::MutexLock lock(&engine_->state_mu_);
+    present_ = engine_->present_[ds_];
+  }
+  if (control_.replace) {
+    // Deletes come first in the batch, so the new rows' keys that equal old
+    // ones are written after them and win.
+    FEDSHARE_RETURN_IF_ERROR(engine_->AddDatasetDeletes(def_, stats_, &batch_));
+    present_before_ = std::move(present_);
+    present_.clear();
+    rows_removed_ = static_cast<int64_t>(stats_.rows);
+    stats_ = storage::DatasetStats();
+  }
+  block_.Reset(nfields_);
+  if (stats_.blocks > 0) {
+    FEDSHARE_ASSIGN_OR_RETURN(
+        std::optional<std::string> tail,
+        engine_->storage_->Get(ColumnFamily::kRecords,
+                               storage::RecordsBlockKey(def_.id, stats_.blocks - 1)));
+    if (!tail.has_value()) {
+      return absl::DataLossError(absl::StrCat("dataset '", schema_.name(), "': tail block ",
+                                              stats_.blocks - 1, " missing"));
+    }
+    FEDSHARE_RETURN_IF_ERROR(storage::DecodeColumnBlock(*tail, def_.types, &block_));
+    block_no_ = stats_.blocks - 1;
+    if (block_.rows >= storage::kBlockRows) {
+      block_.Reset(nfields_);
+      block_no_ = stats_.blocks;
+    }
+  }
+  return CheckBudget();
+}
+
+absl::Status IngestRun::Append(absl::string_view bytes) {
+  if (!failed_.ok()) return failed_;
+  if (finished_) return absl::FailedPreconditionError("the ingest has finished");
+  sha_.Update(bytes);
+  if (phase_ == Phase::kHeaderRejected) return absl::OkStatus();
+  if (bytes.find_first_of("\r\n") != absl::string_view::npos) terminator_seen_ = true;
+  carry_.append(bytes.data(), bytes.size());
+  Consume(/*at_end=*/false);
+  failed_ = CheckBudget();
+  return failed_;
+}
+
+void IngestRun::Consume(bool at_end) {
+  if (format_ == v1::JSONL) {
+    ConsumeJsonl(at_end);
+  } else {
+    ConsumeCsv(at_end);
+  }
+  // A long record once carried must not keep its capacity counted.
+  if (carry_.capacity() > 4 * kMiB && carry_.capacity() > 4 * carry_.size()) carry_.shrink_to_fit();
+}
+
+void IngestRun::ConsumeJsonl(bool at_end) {
+  size_t pos = 0;
+  for (;;) {
+    size_t end = carry_.find('\n', std::max(pos, carry_scanned_));
+    if (end == std::string::npos) {
+      if (!at_end || pos >= carry_.size()) break;
+      end = carry_.size();
+    }
+    const size_t next = end == carry_.size() ? end : end + 1;
+    JsonLine(line_++, absl::string_view(carry_).substr(pos, next - pos));
+    pos = next;
+  }
+  carry_.erase(0, pos);
+  carry_scanned_ = carry_.size();
+}
+
+void IngestRun::JsonLine(int64_t line, absl::string_view raw) {
+  absl::string_view text = raw;
+  if (!text.empty() && text.back() == '\n') text.remove_suffix(1);
+  if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
+  if (absl::StripAsciiWhitespace(text).empty()) return;
+  for (Cell& c : cells_) {
+    c.null = true;
+    c.s.clear();
+  }
+  auto* errors = response_.mutable_errors();
+  bool bad = false;
+  absl::Status parsed = ParseJsonObject(text, &members_);
+  if (!parsed.ok()) {
+    AddError(errors, line, "", parsed.message());
+    FinishRow(raw, true);
+    return;
+  }
+  for (const JsonMember& m : members_) {
+    const int f = columns_.Resolve(m.key);
+    if (f < 0) {
+      AddError(errors, line, m.key,
+               absl::StrCat("unknown column: dataset '", schema_.name(), "' has no field ",
+                            Quote(m.key)));
+      bad = true;
+      continue;
+    }
+    std::string reason =
+        ParseJsonCell(schema_.fields(f), m.value, control_.parse.date_format, &cells_[f]);
+    if (!reason.empty()) {
+      AddError(errors, line, m.key, reason);
+      bad = true;
+    }
+  }
+  FinishRow(raw, CheckRow(line, bad));
+}
+
+void IngestRun::ConsumeCsv(bool at_end) {
+  if (!at_end && !terminator_seen_) return;  // no record can have ended
+  terminator_seen_ = false;
+  if (at_file_start_) {
+    if (!at_end && carry_.size() < 3 &&
+        absl::string_view("\xEF\xBB\xBF").substr(0, carry_.size()) == carry_) {
+      return;
+    }
+    if (absl::string_view(carry_).substr(0, 3) == "\xEF\xBB\xBF") carry_.erase(0, 3);
+    if (delimiter_ == 0) {
+      if (!at_end && control_.parse.delimiter == 0 && !HasFirstLine(carry_)) return;
+      delimiter_ =
+          control_.parse.delimiter != 0 ? control_.parse.delimiter : DetectCsvDelimiter(carry_);
+    }
+    at_file_start_ = false;
+  }
+  // Blank lines, as CsvReader skips them; a CR at the end may start a CRLF.
+  size_t pos = 0;
+  while (pos < carry_.size() && (carry_[pos] == '\n' || carry_[pos] == '\r')) {
+    if (carry_[pos] == '\r') {
+      if (pos + 1 == carry_.size() && !at_end) break;
+      if (pos + 1 < carry_.size() && carry_[pos + 1] == '\n') ++pos;
+    }
+    ++pos;
+    ++line_;
+  }
+  const absl::string_view text = absl::string_view(carry_).substr(pos);
+  CsvReader reader(text, delimiter_, line_);
+  CsvRecord record;
+  size_t done = 0;
+  while (phase_ != Phase::kHeaderRejected && reader.Next(&record)) {
+    const bool complete = at_end || (record.terminated &&
+                                     !(record.raw.back() == '\r' && reader.pos() == text.size()));
+    if (!complete) break;
+    if (phase_ == Phase::kHeader) {
+      CsvHeader(record);
+    } else {
+      CsvRow(record);
+    }
+    done = reader.pos();
+    line_ = reader.line();
+  }
+  if (phase_ == Phase::kHeaderRejected || at_end) {
+    carry_.clear();
+  } else {
+    carry_.erase(0, pos + done);
+  }
+}
+
+void IngestRun::CsvHeader(const CsvRecord& record) {
+  auto* errors = response_.mutable_errors();
+  phase_ = Phase::kHeaderRejected;
+  const int64_t header_line = record.line;
+  if (!record.error.empty()) {
+    AddError(errors, header_line, "", absl::StrCat("malformed CSV: ", record.error));
+    return;
+  }
+  std::vector<bool> seen(nfields_, false);
+  bool header_bad = false;
+  std::vector<std::string> header_names;
+  std::vector<std::string> names;  // the schema's, for errors
+  for (const v1::FieldSchema& field : schema_.fields()) names.push_back(field.name());
+  for (const CsvField& h : record.fields) {
+    header_names.push_back(h.value);
+    const int f = columns_.Resolve(h.value);
+    if (f < 0) {
+      // A header read as one column whose name holds a separator was split
+      // on the wrong one: say so before offering --map.
+      const size_t sep = h.value.find_first_of("|;,\t");
+      const std::string named = sep == std::string::npos ? ""
+                                : h.value[sep] == '\t'  ? std::string("tab")
+                                                        : std::string(1, h.value[sep]);
+      const std::string hint =
+          named.empty() ? absl::StrCat("to read it as one, pass --map \"",
+                                       TruncateUtf8(h.value, 40), "=FIELD\"")
+                        : absl::StrCat("if the file separates columns with ", named,
+                                       ", pass --delimiter '", named, "'");
+      AddError(errors, header_line, h.value,
+               absl::StrCat("unknown column: dataset '", schema_.name(), "' has no field ",
+                            Quote(h.value), " (fields: ", ListValues(names), "; ", hint, ")"));
+      header_bad = true;
+      column_field_.push_back(-1);
+      continue;
+    }
+    if (seen[f]) {
+      AddError(errors, header_line, h.value, "unknown column: the column is named twice");
+      header_bad = true;
+    }
+    seen[f] = true;
+    column_field_.push_back(f);
+  }
+  for (const std::string& unused : columns_.UnusedMappings(header_names)) {
+    AddError(errors, header_line, unused,
+             absl::StrCat("unknown column: --map names the column ", Quote(unused),
+                          " but the header has no such column (its columns: ",
+                          ListValues(header_names), ")"));
+    header_bad = true;
+  }
+  if (!seen[def_.subject_field]) {
+    AddError(errors, header_line, schema_.fields(def_.subject_field).name(),
+             "missing subject: the header has no subject column");
+    header_bad = true;
+  }
+  if (header_bad) return;
+  phase_ = Phase::kRows;
+  if (skip_invalid_) AppendRawLine(&rejects_, record.raw);
+}
+
+void IngestRun::CsvRow(const CsvRecord& record) {
+  for (Cell& c : cells_) {
+    c.null = true;
+    c.s.clear();
+  }
+  auto* errors = response_.mutable_errors();
+  const int64_t line = record.line;
+  if (!record.error.empty()) {
+    AddError(errors, line, "", absl::StrCat("malformed CSV: ", record.error));
+    FinishRow(record.raw, true);
+    return;
+  }
+  if (record.fields.size() != column_field_.size()) {
+    AddError(errors, line, "",
+             absl::StrCat("wrong number of fields: expected ", column_field_.size(), ", got ",
+                          record.fields.size()));
+    FinishRow(record.raw, true);
+    return;
+  }
+  bool bad = false;
+  for (size_t i = 0; i < record.fields.size(); ++i) {
+    const int f = column_field_[i];
+    std::string reason =
+        ParseTextCell(schema_.fields(f), record.fields[i], control_.parse.date_format, &cells_[f]);
+    if (!reason.empty()) {
+      AddError(errors, line, schema_.fields(f).name(), reason);
+      bad = true;
+    }
+  }
+  FinishRow(record.raw, CheckRow(line, bad));
+}
+
+bool IngestRun::CheckRow(int64_t line, bool bad) {
+  engine_->write_mu_.AssertHeld();
+  auto* errors = response_.mutable_errors();
+  for (int f = 0; f < nfields_; ++f) {
+    const v1::FieldSchema& field = schema_.fields(f);
+    if (f == def_.subject_field) {
+      if (cells_[f].null || cells_[f].s.empty()) {
+        AddError(errors, line, field.name(), "missing subject: every row needs a subject id");
+        bad = true;
+      }
+      continue;
+    }
+    std::string reason =
+        CheckCell(field, cells_[f],
+                  dicts_[f] != nullptr ? &engine_->writer_->dicts[ds_][f].declared : nullptr);
+    if (!reason.empty()) {
+      AddError(errors, line, field.name(), reason);
+      bad = true;
+    }
+  }
+  return bad;
+}
+
+void IngestRun::FinishRow(absl::string_view raw, bool bad) {
+  if (!bad) {
+    ++rows_;
+    if (writing_) StageRow();
+    return;
+  }
+  ++bad_rows_;
+  if (skip_invalid_) {
+    AppendRawLine(&rejects_, raw);
+  } else {
+    StopWriting();
+  }
+}
+
+// The subject is present and every cell valid: assign codes and ordinals.
+void IngestRun::StageRow() {
+  const uint32_t row = block_.rows;
+  const uint32_t ordinal = subjects_->Ordinal(cells_[def_.subject_field].s);
+  block_.subjects.push_back(ordinal);
+  block_subjects_.push_back(ordinal);
+  for (int f = 0; f < nfields_; ++f) {
+    const Cell& c = cells_[f];
+    ColumnBlock::Column& col = block_.columns[f];
+    switch (def_.types[f]) {
+      case StoredType::kNone:
+        continue;
+      case StoredType::kDouble:
+        col.doubles.push_back(c.null ? 0.0 : c.d);
+        break;
+      case StoredType::kCategory:
+        col.ints.push_back(c.null ? 0 : dicts_[f]->Code(c.s));
+        break;
+      default:
+        col.ints.push_back(c.null ? 0 : c.i);
+        break;
+    }
+    if (c.null) col.SetNull(row, row + 1);
+  }
+  block_.rows = row + 1;
+  block_dirty_ = true;
+  if (block_.rows >= storage::kBlockRows) FlushBlock();
+}
+
+void IngestRun::FlushBlock() {
+  if (block_dirty_) {
+    batch_.Put(ColumnFamily::kRecords, storage::RecordsBlockKey(def_.id, block_no_),
+               storage::EncodeColumnBlock(block_, def_.types));
+    std::sort(block_subjects_.begin(), block_subjects_.end());
+    block_subjects_.erase(std::unique(block_subjects_.begin(), block_subjects_.end()),
+                          block_subjects_.end());
+    present_.resize((uint64_t{subjects_->total()} + 63) / 64, 0);
+    for (uint32_t ordinal : block_subjects_) {
+      batch_.Put(ColumnFamily::kSubjects, storage::SubjectBlockKey(def_.id, ordinal, block_no_),
+                 "");
+      uint64_t& word = present_[ordinal / 64];
+      const uint64_t bit = uint64_t{1} << (ordinal % 64);
+      if ((word & bit) == 0) {
+        word |= bit;
+        ++new_subjects_;
+      }
+    }
+    block_subjects_.clear();
+    stats_.blocks = block_no_ + 1;
+    block_dirty_ = false;
+  }
+  if (block_.rows >= storage::kBlockRows) {
+    block_.Reset(nfields_);
+    ++block_no_;
+  }
+}
+
+// Without skip_invalid one bad row means nothing is written: drop what was
+// staged and only check the rest of the file.
+void IngestRun::StopWriting() {
+  if (!writing_) return;
+  writing_ = false;
+  batch_.Clear();
+  block_.Reset(nfields_);
+  block_subjects_.clear();
+  block_dirty_ = false;
+  engine_->write_mu_.AssertHeld();
+  Engine::WriterState& w = *engine_->writer_;
+  subjects_ = std::make_unique<SubjectStaging>(w.subjects, w.subject_count);
+  for (int f = 0; f < nfields_; ++f) {
+    if (dicts_[f] != nullptr) dicts_[f] = std::make_unique<DictionaryStaging>(w.dicts[ds_][f]);
+  }
+}
+
+size_t IngestRun::HeldBytes() const {
+  // The commit holds the staged batch three times: WriteBatch's operations,
+  // the rocksdb::WriteBatch built from them, and the memtable's copy.
+  size_t held = carry_.capacity() + rejects_.capacity() + 3 * batch_.ApproximateSize() +
+                (present_.capacity() + present_before_.capacity()) * sizeof(uint64_t);
+  held += subjects_->held_bytes();
+  for (const auto& d : dicts_) {
+    if (d != nullptr) held += d->held_bytes();
+  }
+  return held;
+}
+
+absl::Status IngestRun::CheckBudget() {
+  const size_t held = HeldBytes();
+  peak_held_ = std::max(peak_held_, held);
+  if (held <= control_.memory_budget_bytes) return absl::OkStatus();
+  return absl::ResourceExhaustedError(
+      absl::StrCat("ingest into '", schema_.name(), "' stopped at line ", line_, ": it would hold ",
+                   held / kMiB, " MiB (staged write ", batch_.ApproximateSize() / kMiB,
+                   " MiB, counted 3 times for the commit; record in progress ",
+                   carry_.size() / kMiB, " MiB; rejected rows ", rejects_.size() / kMiB,
+                   " MiB), over limits.ingest_memory_budget_bytes = ", control_.memory_budget_bytes,
+                   "; nothing was written. Split the file into several ingests or raise "
+                   "limits.ingest_memory_budget_bytes"));
+}
+
+absl::StatusOr<v1::IngestResponse> IngestRun::Finish() {
+  if (!failed_.ok()) return failed_;
+  if (finished_) return absl::FailedPreconditionError("the ingest has finished");
+  finished_ = true;
+  if (phase_ != Phase::kHeaderRejected) Consume(/*at_end=*/true);
+  if (phase_ == Phase::kHeader) {
+    AddError(response_.mutable_errors(), 1, "",
+             "wrong number of fields: the file is empty; expected a header row");
+    phase_ = Phase::kHeaderRejected;
+  }
+  const std::string file_sha256 = sha_.Final();
+  std::string outcome_key;
+  if (!control_.idempotency_key.empty()) {
+    outcome_key = storage::MetaIngestOutcomeKey(def_.id, file_sha256, control_.idempotency_key);
+  }
+  FEDSHARE_ASSIGN_OR_RETURN(std::optional<v1::IngestResponse> earlier,
+                            CheckDigest(file_sha256, outcome_key));
+  if (earlier.has_value()) return *std::move(earlier);
+  if (phase_ == Phase::kHeaderRejected) return std::move(response_);
+  response_.set_rows_rejected(bad_rows_);
+  if (skip_invalid_ && bad_rows_ > 0) response_.set_rejected_rows(std::move(rejects_));
+  if ((bad_rows_ > 0 && !skip_invalid_) || rows_ == 0) return std::move(response_);
+  return Commit(file_sha256, outcome_key);
+}
+
+// The earlier outcome under the idempotency key, if any; FAILED_PRECONDITION
+// if the file was loaded before (unless allowed).
+absl::StatusOr<std::optional<v1::IngestResponse>> IngestRun::CheckDigest(
+    const std::string& file_sha256, const std::string& outcome_key) {
+  const storage::Storage& store = *engine_->storage_;
+  if (!outcome_key.empty()) {
+    FEDSHARE_ASSIGN_OR_RETURN(std::optional<std::string> earlier,
+                              store.Get(ColumnFamily::kMeta, outcome_key));
+    if (earlier.has_value()) {
+      v1::IngestResponse response;
+      if (!response.ParseFromString(*earlier)) {
+        return absl::DataLossError("a stored ingest outcome does not parse");
+      }
+      response.set_replayed(true);
+      return response;
+    }
+  }
+  if (control_.allow_duplicate || control_.replace) return std::nullopt;
+  FEDSHARE_ASSIGN_OR_RETURN(
+      std::optional<std::string> loaded,
+      store.Get(ColumnFamily::kMeta, storage::MetaIngestDigestKey(def_.id, file_sha256)));
+  if (!loaded.has_value() || loaded->size() < 16) return std::nullopt;
+  const uint64_t rows = storage::DecodeFixed64BE(absl::string_view(*loaded).substr(8));
+  return absl::FailedPreconditionError(absl::StrCat(
+      "this file (SHA-256 ", absl::BytesToHexString(file_sha256).substr(0, 16),
+      "...) was already loaded into dataset '", schema_.name(), "' at ",
+      fedshare::FormatTime(
+          absl::FromUnixMillis(static_cast<int64_t>(storage::DecodeFixed64BE(*loaded)))),
+      " (", rows, rows == 1 ? " row" : " rows",
+      "); loading it again would count its rows twice. Pass --allow-duplicate to load "
+      "it anyway, or --replace to make it the dataset's whole content"));
+}
+
+// Completes the one batch (last block, the file's digest, the dataset's
+// counters, new subjects and dictionary values, the outcome) and writes it.
+absl::StatusOr<v1::IngestResponse> IngestRun::Commit(const std::string& file_sha256,
+                                                     const std::string& outcome_key) {
+  engine_->write_mu_.AssertHeld();
+  FlushBlock();
+  stats_.rows += rows_;
+  stats_.subjects += static_cast<uint32_t>(new_subjects_);
+  present_.resize((uint64_t{subjects_->total()} + 63) / 64, 0);
+  if (control_.replace) {
+    response_.set_replaced(true);
+    response_.set_rows_removed(rows_removed_);
+    // new_subjects_ counted the file's subjects; report those the dataset lacked.
+    new_subjects_ = 0;
+    for (size_t i = 0; i < present_.size(); ++i) {
+      const uint64_t before = i < present_before_.size() ? present_before_[i] : 0;
+      new_subjects_ += __builtin_popcountll(present_[i] & ~before);
+    }
+  }
+  std::string loaded;
+  storage::AppendFixed64BE(&loaded,
+                           static_cast<uint64_t>(absl::ToUnixMillis(engine_->clock_->Now())));
+  storage::AppendFixed64BE(&loaded, rows_);
+  batch_.Put(ColumnFamily::kMeta, storage::MetaIngestDigestKey(def_.id, file_sha256), loaded);
+  batch_.Put(ColumnFamily::kMeta, storage::MetaDatasetStatsKey(def_.id),
+             storage::EncodeDatasetStats(stats_));
+  subjects_->AddTo(&batch_);
+  for (int f = 0; f < nfields_; ++f) {
+    if (dicts_[f] == nullptr) continue;
+    uint32_t code = dicts_[f]->first_new_code();
+    for (const std::string& value : dicts_[f]->new_values()) {
+      batch_.Put(ColumnFamily::kMeta, storage::MetaCategoryKey(def_.id, f, code++), value);
+    }
+  }
+  response_.set_rows_written(static_cast<int64_t>(rows_));
+  response_.set_new_subjects(new_subjects_);
+  if (!outcome_key.empty()) {
+    v1::IngestResponse outcome = response_;
+    outcome.clear_rejected_rows();
+    batch_.Put(ColumnFamily::kMeta, outcome_key, outcome.SerializeAsString());
+  }
+  FEDSHARE_RETURN_IF_ERROR(CheckBudget());
+  if (control_.before_commit) FEDSHARE_RETURN_IF_ERROR(control_.before_commit());
+  if (control_.replace && control_.before_replace) {
+    IngestReplace replace;
+    replace.dataset = schema_.name();
+    replace.rows_removed = response_.rows_removed();
+    replace.rows_written = response_.rows_written();
+    replace.file_sha256 = file_sha256;
+    FEDSHARE_RETURN_IF_ERROR(control_.before_replace(replace));
+  }
+  FEDSHARE_RETURN_IF_ERROR(engine_->storage_->Write(batch_));
+  batch_.Clear();
+
+  // Committed: make the staged state current.
+  Engine::WriterState& w = *engine_->writer_;
+  w.stats[ds_] = stats_;
+  subjects_->CommitTo(&w.subjects, &w.subject_count);
+  for (int f = 0; f < nfields_; ++f) {
+    if (dicts_[f] == nullptr) continue;
+    for (const std::string& value : dicts_[f]->new_values()) w.dicts[ds_][f].Add(value);
+  }
+  {
+    absl::MutexLock lock(&engine_->state_mu_);
+    engine_->present_[ds_] = std::move(present_);
+    if (!subjects_->new_ids().empty()) ++engine_->consent_generation_;
+  }
+  return std::move(response_);
+}
+
+// ---- Engine and IngestSession
+
+// Adds to `batch` the deletion of every row of `def` (its blocks, its
+// subject-block index) and of its loaded-file digests.
+absl::Status Engine::AddDatasetDeletes(const DatasetDef& def, const storage::DatasetStats& stats,
+                                       storage::WriteBatch* batch) const {
+  for (uint32_t b = 0; b < stats.blocks; ++b) {
+    batch->Delete(ColumnFamily::kRecords, storage::RecordsBlockKey(def.id, b));
+  }
+  FEDSHARE_RETURN_IF_ERROR(storage_->ScanPrefix(ColumnFamily::kSubjects,
+                                                storage::SubjectBlockDatasetPrefix(def.id),
+                                                [&](absl::string_view key, absl::string_view) {
+                                                  batch->Delete(ColumnFamily::kSubjects, key);
+                                                  return absl::OkStatus();
+                                                }));
+  return storage_->ScanPrefix(ColumnFamily::kMeta, storage::MetaIngestDigestPrefix(def.id),
+                              [&](absl::string_view key, absl::string_view) {
+                                batch->Delete(ColumnFamily::kMeta, key);
+                                return absl::OkStatus();
+                              });
+}
+
+// ---- Ingest
+
+absl::StatusOr<std::unique_ptr<IngestSession>> Engine::StartIngest(absl::string_view dataset,
+                                                                   v1::DataFormat format,
+                                                                   bool skip_invalid,
+                                                                   IngestControl control) {
+  const DatasetDef* def = FindDataset(dataset);
+  if (def == nullptr) return UnknownDataset(dataset, datasets_);
+  if (format != v1::DATA_FORMAT_UNSPECIFIED && format != v1::CSV && format != v1::JSONL) {
+    return absl::InvalidArgumentError(absl::StrCat("unknown data format ", format));
+  }
+  if (control.idempotency_key.size() > kMaxIdempotencyKeyBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the idempotency key is longer than ", kMaxIdempotencyKeyBytes, " bytes"));
+  }
+  if (control.parse.delimiter != 0) {
+    FEDSHARE_RETURN_IF_ERROR(ParseDelimiter(std::string(1, control.parse.delimiter)).status());
+  }
+  if (!control.parse.date_format.empty()) {
+    FEDSHARE_RETURN_IF_ERROR(ValidateDateFormat(control.parse.date_format));
+  }
+  FEDSHARE_ASSIGN_OR_RETURN(ColumnResolver columns,
+                            ColumnResolver::Create(def->schema, control.parse.column_map));
+  size_t ds = 0;
+  while (datasets_[ds].get() != def) ++ds;
+  // The run releases the lock when destroyed, whatever happens from here.
+  write_mu_.Lock();
+  auto run = std::make_unique<IngestRun>(this, *def, ds, format, skip_invalid, std::move(control),
+                                         std::move(columns));
+  FEDSHARE_RETURN_IF_ERROR(run->Start());
+  return std::unique_ptr<IngestSession>(new IngestSession(std::move(run)));
+}
+
+absl::StatusOr<v1::IngestResponse> Engine::Ingest(absl::string_view dataset, v1::DataFormat format,
+                                                  bool skip_invalid, absl::string_view data,
+                                                  const IngestControl& control) {
+  FEDSHARE_ASSIGN_OR_RETURN(std::unique_ptr<IngestSession> session,
+                            StartIngest(dataset, format, skip_invalid, control));
+  // In slices, as they would arrive, so the file is not copied whole.
+  for (size_t pos = 0; pos < data.size(); pos += kMiB) {
+    FEDSHARE_RETURN_IF_ERROR(session->Append(data.substr(pos, kMiB)));
+  }
+  return session->Finish();
+}
+
+IngestSession::IngestSession(std::unique_ptr<IngestRun> run) : run_(std::move(run)) {}
+IngestSession::~IngestSession() = default;
+absl::Status IngestSession::Append(absl::string_view bytes) { return run_->Append(bytes); }
+absl::StatusOr<v1::IngestResponse> IngestSession::Finish() { return run_->Finish(); }
+size_t IngestSession::peak_held_bytes() const { return run_->peak_held_bytes(); }
+
+}  // namespace fedshare::engine

@@ -1,0 +1,67 @@
+// An ingest fed as its file arrives, so the node never holds the file whole
+// (Engine::StartIngest; errors, canonical forms and guarantees as for
+// Engine::Ingest in engine.h).
+//
+//   FEDSHARE_ASSIGN_OR_RETURN(std::unique_ptr<IngestSession> session,
+//       engine->StartIngest("program_outcomes", v1::CSV, /*skip_invalid=*/false, control));
+//   while (ReadSlice(&slice)) FEDSHARE_RETURN_IF_ERROR(session->Append(slice));
+//   FEDSHARE_ASSIGN_OR_RETURN(v1::IngestResponse r, session->Finish());
+//
+// Complete records are parsed as they arrive, good rows are encoded into
+// column blocks as the blocks fill, and the file is hashed as it goes; only a
+// record still being received is carried between slices. Nothing is written
+// before Finish, and Finish writes one atomic, synced batch: a session that
+// fails, or is destroyed without Finish, writes nothing.
+//
+// Memory: the session accounts what it holds (the record in progress, the
+// staged write counted three times because the commit copies it twice, new
+// subject ids and dictionary values, rejected rows) against
+// IngestControl::memory_budget_bytes; past it, Append or Finish fails with
+// RESOURCE_EXHAUSTED and nothing is written. Besides that, it holds one
+// column block and at most 1000 row errors.
+//
+// Thread safety: thread-compatible (one caller). The session holds the
+// engine's write lock from StartIngest until it is destroyed, and must be
+// destroyed on the thread that started it, before its Engine.
+#ifndef FEDSHARE_NODE_ENGINE_INGEST_H_
+#define FEDSHARE_NODE_ENGINE_INGEST_H_
+
+#include <cstddef>
+#include <memory>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "fedshare/v1/admin.pb.h"
+#include "node/engine/engine.h"
+
+namespace fedshare::engine {
+
+class IngestSession {
+ public:
+  ~IngestSession();
+  IngestSession(const IngestSession&) = delete;
+  IngestSession& operator=(const IngestSession&) = delete;
+
+  // Takes the next bytes of the file (any split, even inside a UTF-8
+  // character or a CRLF). RESOURCE_EXHAUSTED when the budget is exceeded;
+  // after any error the session only returns that error.
+  absl::Status Append(absl::string_view bytes);
+
+  // The file has ended: parses its last record, then checks the idempotency
+  // key and the duplicate-file digest and writes, as Engine::Ingest does.
+  // Call at most once.
+  absl::StatusOr<v1::IngestResponse> Finish();
+
+  // The most bytes the session has held at once (see Memory above).
+  size_t peak_held_bytes() const;
+
+ private:
+  friend class Engine;
+  explicit IngestSession(std::unique_ptr<IngestRun> run);
+  std::unique_ptr<IngestRun> run_;
+};
+
+}  // namespace fedshare::engine
+
+#endif  // FEDSHARE_NODE_ENGINE_INGEST_H_
