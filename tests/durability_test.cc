@@ -228,34 +228,39 @@ class SlowQuestionTest : public DurabilityTest {
         "HISTOGRAM(sessions_attended, 0, 60, 12) FROM program_outcomes "
         "GROUP BY program, region PURPOSE 'program-evaluation'");
     if (!query.ok()) return query.status();
-    return peer->Aggregate(*query);
+    const absl::Time asked = absl::Now();
+    absl::StatusOr<v1::AggregateResult> answer = peer->Aggregate(*query);
+    last_question_took_ = absl::Now() - asked;
+    return answer;
   }
 
   std::string foundation_;
+  absl::Duration last_question_took_;  // the last Ask's question alone
 };
 
 TEST_F(SlowQuestionTest, QuestionPastItsDeadlineStopsAndIsAuditedCancelled) {
-  const absl::Time start = absl::Now();
+  // Asked twice with time to spare: the second scan runs on warm caches, as
+  // the cut-short one will, and is the one to undercut (it was 4x faster).
   ASSERT_OK(Ask(absl::Seconds(120)).status());
-  const absl::Duration full = absl::Now() - start;
-  ASSERT_GT(full, absl::Milliseconds(200)) << "the scan is too fast to cut short: " << full;
+  ASSERT_OK(Ask(absl::Seconds(120)).status());
+  const absl::Duration warm = last_question_took_;
+  ASSERT_GT(warm, absl::Milliseconds(100)) << "the scan is too fast to cut short: " << warm;
 
-  // A quarter of the full scan (at least 50 ms, as full > 200 ms): the
-  // deadline passes inside the scan on a fast machine and a slow one
-  // (sanitizers) alike, even if a warm cache halves the second scan, and
-  // leaves the node time to start the call so that it is audited.
-  EXPECT_THAT(Ask(full / 4).status(),
-              StatusIs(absl::StatusCode::kDeadlineExceeded, ::testing::_));
+  // A quarter of the warm scan (over 25 ms): the deadline passes inside the
+  // scan on a fast machine and a slow one (sanitizers) alike, and leaves the
+  // node time to start the call so that it is audited.
+  EXPECT_THAT(Ask(warm / 4).status(), StatusIs(absl::StatusCode::kDeadlineExceeded, ::testing::_));
   // The abandoned call ends on its own; wait for its audit entry.
   v1::ListAuditResponse audit;
   const absl::Time give_up = absl::Now() + absl::Seconds(60);
   do {
     ASSERT_OK_AND_ASSIGN(audit, Operator()->ListAudit(0, 100));
-  } while (audit.entries_size() < 2 && absl::Now() < give_up);
-  ASSERT_EQ(audit.entries_size(), 2);
+  } while (audit.entries_size() < 3 && absl::Now() < give_up);
+  ASSERT_EQ(audit.entries_size(), 3);
   EXPECT_EQ(audit.entries(0).decision(), v1::AuditEntry::ANSWERED);
-  EXPECT_EQ(audit.entries(1).decision(), v1::AuditEntry::CANCELLED)
-      << audit.entries(1).DebugString();
+  EXPECT_EQ(audit.entries(1).decision(), v1::AuditEntry::ANSWERED);
+  EXPECT_EQ(audit.entries(2).decision(), v1::AuditEntry::CANCELLED)
+      << audit.entries(2).DebugString();
   EXPECT_TRUE(audit.chain_valid()) << audit.chain_error();
 }
 

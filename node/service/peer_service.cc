@@ -79,6 +79,12 @@ grpc::Status PeerServiceImpl::Aggregate(grpc::ServerContext* context,
              result.status().code() == absl::StatusCode::kInvalidArgument ||
              result.status().code() == absl::StatusCode::kResourceExhausted) {
     env_->refusal_throttle->Refused(who->spiffe_id, now);
+  } else if (result.status().code() == absl::StatusCode::kCancelled &&
+             context->deadline() <= std::chrono::system_clock::now()) {
+    // The scan stopped because the deadline passed: say so, as gRPC itself
+    // would, so a caller's status does not depend on whose timer fired first.
+    return Finish(kMethod, who->spiffe_id,
+                  absl::DeadlineExceededError(result.status().message()));
   }
   return Finish(kMethod, who->spiffe_id, result.status());
 }
