@@ -81,8 +81,13 @@ enum class Listener { kAny, kLocal, kPeer };
 // the node sent them (google.rpc.ErrorInfo), and a hint when the call reached
 // a listener that does not serve it.
 int Fail(const absl::Status& status, Listener wanted = Listener::kAny) {
-  std::cerr << "fedshare: " << absl::StatusCodeToString(status.code()) << ": " << status.message()
-            << "\n";
+  std::cerr << "fedshare: " << absl::StatusCodeToString(status.code());
+  if (!status.message().empty()) {
+    std::cerr << ": " << status.message();
+  } else if (status.code() == absl::StatusCode::kUnimplemented) {
+    std::cerr << ": the node does not serve this call here";
+  }
+  std::cerr << "\n";
   if (std::optional<google::rpc::ErrorInfo> info = policy::RefusalOf(status)) {
     std::vector<std::string> parts = {absl::StrCat("rule ", info->reason())};
     const auto& meta = info->metadata();

@@ -151,6 +151,8 @@ TEST_F(CliInputsTest, RefusalsCarryErrorInfoAndWrongListenersGetAHint) {
 
   ProcessOutcome wrong = Cli({"status", "--node", node_.peer_address, "--identity", operator_});
   EXPECT_EQ(wrong.exit_code, 1);
+  EXPECT_THAT(wrong.err,
+              HasSubstr("fedshare: UNIMPLEMENTED: the node does not serve this call here\n"));
   EXPECT_THAT(wrong.err, HasSubstr("this is a peer listener; admin and fan-out calls go to the "
                                    "local listener, default port 7444"));
 }

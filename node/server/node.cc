@@ -352,7 +352,8 @@ absl::StatusOr<size_t> Node::ReloadAgreementsLocked(
   agreements_source_ = std::move(source);
   size_t count = loaded->agreements().size();
   answerer_->SetAgreements(std::make_shared<const policy::AgreementSet>(*std::move(loaded)));
-  spdlog::info("event=agreements_reloaded file={} agreements={}", config_.agreements_file(), count);
+  spdlog::info("event=agreements_reloaded file={} agreements={}",
+               config_.agreements_file().empty() ? "(inline)" : config_.agreements_file(), count);
   return count;
 }
 
