@@ -9,6 +9,8 @@ SANITIZE ?=
 # docs/architecture.md): each in its own build folder.
 FUZZ_DIR ?= build-fuzz
 FUZZ_SECONDS ?= 60
+# Stop a target after this many executions too (0: time only).
+FUZZ_RUNS ?= 0
 FUZZ_TARGETS ?= sql csv json column_block consent ingest config agreements rpc
 SANITIZE_DIR ?= build-asan
 TSA_DIR ?= build-tsa
@@ -70,6 +72,7 @@ fuzz: fuzz-build
 	  mkdir -p $(FUZZ_DIR)/corpus/$$t; \
 	  echo "== $${t}_fuzz for $(FUZZ_SECONDS) s"; \
 	  $(FUZZ_DIR)/fuzz/$${t}_fuzz -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    $(if $(filter-out 0,$(FUZZ_RUNS)),-runs=$(FUZZ_RUNS)) \
 	    -rss_limit_mb=2048 -artifact_prefix=$(FUZZ_DIR)/artifacts/$${t}- \
 	    $(FUZZ_DIR)/corpus/$$t tests/fuzz/corpus/$$t || exit 1; \
 	done
