@@ -46,6 +46,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "client/certs_commands.h"
+#include "client/cli_app.h"
 #include "client/format.h"
 #include "client/node_client.h"
 #include "client/sql.h"
@@ -389,8 +390,8 @@ int RunDescribe(const Globals& g, const std::string& peer) {
       if (!dominance.empty()) {
         std::cout << "    dominance: of a cell's sum, " << absl::StrJoin(dominance, "; ") << "\n";
       }
-      std::cout << "    repeats:   the same question at most " << rules.repeat_limit << " times per "
-                << absl::FormatDuration(rules.repeat_window) << "\n";
+      std::cout << "    repeats:   the same question at most " << rules.repeat_limit
+                << " times per " << absl::FormatDuration(rules.repeat_window) << "\n";
       if (rules.max_records_per_subject > 0) {
         std::cout << "    records:   at most " << rules.max_records_per_subject
                   << " records per person counted in one cell\n";
@@ -727,119 +728,6 @@ int RunAuditShow(const Globals& g, const AuditShowOptions& options) {
   return shown.chain_valid() ? 0 : kExitRefused;
 }
 
-CLI::App* FindSubcommand(CLI::App* app, const std::string& name) {
-  for (CLI::App* sub : app->get_subcommands([](CLI::App*) { return true; })) {
-    if (sub->get_name() == name) return sub;
-  }
-  return nullptr;
-}
-
-std::vector<std::string> SubcommandNames(CLI::App* app) {
-  std::vector<std::string> names;
-  for (CLI::App* sub : app->get_subcommands([](CLI::App*) { return true; })) {
-    names.push_back(sub->get_name());
-  }
-  return names;
-}
-
-// The first word of `argv` that stands where a command of `app` (or of one of
-// its subcommands) belongs but names none, with the command path before it;
-// nullopt if every command word is known.
-std::optional<std::pair<std::string, CLI::App*>> UnknownCommand(CLI::App* app, int argc,
-                                                                char** argv) {
-  CLI::App* level = app;
-  for (int i = 1; i < argc; ++i) {
-    const std::string word = argv[i];
-    if (word == "--") return std::nullopt;
-    if (absl::StartsWith(word, "-")) {
-      if (word.find('=') != std::string::npos) continue;
-      const CLI::Option* opt = level->get_option_no_throw(word);
-      if (opt == nullptr) opt = app->get_option_no_throw(word);
-      if (opt != nullptr && opt->get_items_expected_min() > 0) ++i;  // skip its value
-      continue;
-    }
-    if (CLI::App* sub = FindSubcommand(level, word)) {
-      level = sub;
-      continue;
-    }
-    if (level->get_require_subcommand_min() > 0) return std::make_pair(word, level);
-    return std::nullopt;  // a positional argument
-  }
-  return std::nullopt;
-}
-
-// Parse errors as this CLI's exit codes: --help and --version exit 0 (CLI11
-// prints them), everything else is bad usage, exit 2, and an unknown command
-// is named with the commands there are.
-int ExitForParseError(CLI::App& app, const CLI::ParseError& e, int argc, char** argv) {
-  if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return app.exit(e);
-  if (auto unknown = UnknownCommand(&app, argc, argv)) {
-    CLI::App* level = unknown->second;
-    std::string path = level == &app ? "fedshare" : "fedshare " + level->get_name();
-    if (level->get_parent() != nullptr && level->get_parent() != &app) {
-      path = "fedshare " + level->get_parent()->get_name() + " " + level->get_name();
-    }
-    std::cerr << path << ": unknown command '" << unknown->first
-              << "'; commands: " << absl::StrJoin(SubcommandNames(level), ", ") << " (see " << path
-              << " --help)\n";
-    return kExitUsage;
-  }
-  app.exit(e);  // prints CLI11's message
-  return kExitUsage;
-}
-
-// A bash completion script for `app`'s commands and options: completes the
-// command words at each level, then that command's options; file names
-// otherwise.
-std::string BashCompletion(CLI::App& app) {
-  std::vector<std::string> paths;
-  std::string cases;
-  std::function<void(CLI::App*, const std::string&)> walk = [&](CLI::App* level,
-                                                                const std::string& path) {
-    std::vector<std::string> words = SubcommandNames(level);
-    for (const CLI::Option* opt : level->get_options()) {
-      for (const std::string& name : opt->get_lnames()) words.push_back("--" + name);
-    }
-    if (level != &app) {
-      for (const CLI::Option* opt : app.get_options()) {
-        for (const std::string& name : opt->get_lnames()) words.push_back("--" + name);
-      }
-    }
-    std::sort(words.begin(), words.end());
-    words.erase(std::unique(words.begin(), words.end()), words.end());
-    absl::StrAppend(&cases, "    \"", path, "\") words=\"", absl::StrJoin(words, " "), "\" ;;\n");
-    for (CLI::App* sub : level->get_subcommands([](CLI::App*) { return true; })) {
-      std::string sub_path = path.empty() ? sub->get_name() : path + " " + sub->get_name();
-      paths.push_back(sub_path);
-      walk(sub, sub_path);
-    }
-  };
-  walk(&app, "");
-  std::string known;
-  for (const std::string& path : paths) absl::StrAppend(&known, "      \"", path, "\") ;;\n");
-  return absl::StrCat(
-      "# bash completion for fedshare. Load it with\n"
-      "#   source <(fedshare completion bash)\n"
-      "# or save it as /usr/share/bash-completion/completions/fedshare.\n"
-      "_fedshare() {\n"
-      "  local cur=\"${COMP_WORDS[COMP_CWORD]}\" path=\"\" next words i\n"
-      "  for ((i = 1; i < COMP_CWORD; i++)); do\n"
-      "    next=\"${path:+$path }${COMP_WORDS[i]}\"\n"
-      "    case \"$next\" in\n",
-      known,
-      "      *) continue ;;\n"
-      "    esac\n"
-      "    path=\"$next\"\n"
-      "  done\n"
-      "  case \"$path\" in\n",
-      cases,
-      "    *) words=\"\" ;;\n"
-      "  esac\n"
-      "  mapfile -t COMPREPLY < <(compgen -W \"$words\" -- \"$cur\")\n"
-      "}\n"
-      "complete -o default -F _fedshare fedshare\n");
-}
-
 }  // namespace
 }  // namespace fedshare::client
 
@@ -902,7 +790,8 @@ int main(int argc, char** argv) {
   certs_sign->add_option("--ca", ca, "the CA folder")->required();
   certs_sign->add_option("--csr", csr_file, "the request (.csr)")->required();
   certs_sign->add_option("--out", out, "folder for cert.pem and ca.pem to send back")->required();
-  certs_sign->add_option("--days", sign_days, "validity in days, 1 to 36500")->capture_default_str();
+  certs_sign->add_option("--days", sign_days, "validity in days, 1 to 36500")
+      ->capture_default_str();
   certs_sign->add_option("--org", org, "refuse a request for another org");
   certs_sign->add_option("--role", role, "refuse a request for another role")
       ->check(CLI::IsMember({"node", "operator", "analyst"}));
