@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <limits>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
@@ -384,8 +385,28 @@ std::string AggregateColumnName(const v1::Aggregate& aggregate) {
 
 std::string DescribeWhere(const v1::DatasetSchema& schema,
                           const google::protobuf::RepeatedPtrField<v1::Predicate>& where) {
+  // Shown in the order fields first appear, a field's lower bound before its
+  // upper one ("age >= 15 AND age < 40"), as a person writes a range.
+  std::vector<const v1::Predicate*> shown;
+  for (const v1::Predicate& p : where) shown.push_back(&p);
+  auto first_seen = [&](const std::string& field) {
+    for (int i = 0; i < where.size(); ++i) {
+      if (where[i].field() == field) return i;
+    }
+    return 0;
+  };
+  auto rank = [](v1::Predicate::Op op) {
+    return op == v1::Predicate::GE || op == v1::Predicate::GT   ? 1
+           : op == v1::Predicate::LE || op == v1::Predicate::LT ? 2
+                                                                : 0;
+  };
+  std::stable_sort(shown.begin(), shown.end(), [&](const v1::Predicate* a, const v1::Predicate* b) {
+    return std::make_pair(first_seen(a->field()), rank(a->op())) <
+           std::make_pair(first_seen(b->field()), rank(b->op()));
+  });
   std::vector<std::string> parts;
-  for (const v1::Predicate& p : where) {
+  for (const v1::Predicate* shown_p : shown) {
+    const v1::Predicate& p = *shown_p;
     bool date = false;
     for (const v1::FieldSchema& f : schema.fields()) {
       if (f.name() == p.field()) date = f.type() == v1::FieldSchema::DATE;

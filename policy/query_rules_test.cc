@@ -588,7 +588,7 @@ TEST(DescribeWhereTest, ShowsSnappedBoundsAndDatesAsDates) {
       std::string(kCount));
   ASSERT_OK(q);
   EXPECT_EQ(DescribeWhere(Schema(), q->where()),
-            "age < 25 AND age >= 15 AND enrolled >= 2024-03-01 AND program IN ('arts', 'sports')");
+            "age >= 15 AND age < 25 AND enrolled >= 2024-03-01 AND program IN ('arts', 'sports')");
   EXPECT_EQ(DescribeWhere(Schema(), v1::AggregateQuery().where()), "");
 }
 

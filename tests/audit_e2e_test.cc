@@ -27,7 +27,7 @@ using ::testing::Not;
 constexpr char kTrustDomain[] = "fedshare.test";
 constexpr char kAna[] = "spiffe://fedshare.test/org/foundation/analyst/ana";
 constexpr char kBob[] = "spiffe://fedshare.test/org/foundation/analyst/bob";
-// age has granularity 5: the partners apply 18..41 as "age < 40 AND age >= 15".
+// age has granularity 5: the partners apply 18..41 as "age >= 15 AND age < 40".
 constexpr char kAnaSql[] =
     "SELECT program, COUNT(*) FROM program_outcomes WHERE age <= 41 AND age >= 18 "
     "GROUP BY program PURPOSE 'program-evaluation'";
@@ -194,7 +194,7 @@ TEST_F(AuditE2eTest, PartnerSeesTheQuestionAsAppliedAndTheAnalystItWasAskedFor) 
   EXPECT_EQ(e.question().group_by(0), "program");
   ASSERT_EQ(e.question().aggregates_size(), 1);
   EXPECT_EQ(e.question().aggregates(0).kind(), v1::COUNT);
-  EXPECT_EQ(e.applied_where_text(), "age < 40 AND age >= 15");
+  EXPECT_EQ(e.applied_where_text(), "age >= 15 AND age < 40");
   ASSERT_EQ(e.applied_where_size(), 2);
   EXPECT_EQ(e.applied_where(0).op(), v1::Predicate::LT);
   EXPECT_EQ(e.applied_where(0).values(0).int_value(), 40);
@@ -205,7 +205,7 @@ TEST_F(AuditE2eTest, PartnerSeesTheQuestionAsAppliedAndTheAnalystItWasAskedFor) 
   const ProcessOutcome json = AuditShow("partner-a", {"--output", "json"});
   EXPECT_THAT(json.out, HasSubstr(absl::StrCat("\"on_behalf_of\":\"", kAna, "\"")));
   // (protobuf's JSON mapping escapes < and >.)
-  EXPECT_THAT(json.out, HasSubstr(R"("applied_where_text":"age \u003c 40 AND age \u003e= 15")"));
+  EXPECT_THAT(json.out, HasSubstr(R"("applied_where_text":"age \u003e= 15 AND age \u003c 40")"));
   EXPECT_THAT(json.out, Not(HasSubstr("-subject-")));  // no subject id, ever
 
   const ProcessOutcome table = AuditShow("partner-a", {});
@@ -213,14 +213,14 @@ TEST_F(AuditE2eTest, PartnerSeesTheQuestionAsAppliedAndTheAnalystItWasAskedFor) 
   EXPECT_THAT(table.out,
               HasSubstr("SELECT program, COUNT(*) FROM program_outcomes GROUP BY program PURPOSE "
                         "'program-evaluation'\n"));
-  EXPECT_THAT(table.out, HasSubstr("as applied: age < 40 AND age >= 15\n"));
+  EXPECT_THAT(table.out, HasSubstr("as applied: age >= 15 AND age < 40\n"));
 
   const ProcessOutcome csv = AuditShow("partner-a", {"--output", "csv"});
   EXPECT_THAT(csv.out, HasSubstr("index,time,decision,caller,on_behalf_of_unverified,"));
   EXPECT_THAT(csv.out, HasSubstr(absl::StrCat(",answered,spiffe://fedshare.test/org/foundation/"
                                               "node,",
                                               kAna, ",")));
-  EXPECT_THAT(csv.out, HasSubstr(",age < 40 AND age >= 15,"));
+  EXPECT_THAT(csv.out, HasSubstr(",age >= 15 AND age < 40,"));
 
   // The refusing partner never checked the question against a schema: it
   // keeps the filters' fields, not their values.
