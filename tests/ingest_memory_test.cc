@@ -44,18 +44,6 @@ constexpr int64_t kBudgetBytes = int64_t{32} << 20;
 // these files.
 constexpr int64_t kMarginBytes = int64_t{96} << 20;
 
-// A value from /proc/<pid>/status, in kB ("VmHWM", "VmRSS"); -1 if missing.
-int64_t ProcStatusKb(pid_t pid, const std::string& key) {
-  std::string status = ReadFile(absl::StrCat("/proc/", pid, "/status")).value_or("");
-  for (absl::string_view line : absl::StrSplit(status, '\n')) {
-    if (!absl::ConsumePrefix(&line, key + ":")) continue;
-    int64_t kb = -1;
-    std::vector<absl::string_view> parts = absl::StrSplit(line, ' ', absl::SkipWhitespace());
-    if (!parts.empty() && absl::SimpleAtoi(parts[0], &kb)) return kb;
-  }
-  return -1;
-}
-
 class IngestMemoryTest : public ::testing::Test {
  protected:
   void SetUp() override {

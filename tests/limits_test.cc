@@ -37,18 +37,6 @@ using ::testing::HasSubstr;
 
 constexpr char kTrustDomain[] = "fedshare.test";
 
-// A value from /proc/<pid>/status, in kB ("VmHWM", "VmRSS"); -1 if missing.
-int64_t ProcStatusKb(pid_t pid, const std::string& key) {
-  std::string status = ReadFile(absl::StrCat("/proc/", pid, "/status")).value_or("");
-  for (absl::string_view line : absl::StrSplit(status, '\n')) {
-    if (!absl::ConsumePrefix(&line, key + ":")) continue;
-    int64_t kb = -1;
-    std::vector<absl::string_view> parts = absl::StrSplit(line, ' ', absl::SkipWhitespace());
-    if (!parts.empty() && absl::SimpleAtoi(parts[0], &kb)) return kb;
-  }
-  return -1;
-}
-
 // The soft "Max open files" of a process.
 int64_t OpenFileLimit(pid_t pid) {
   std::string limits = ReadFile(absl::StrCat("/proc/", pid, "/limits")).value_or("");

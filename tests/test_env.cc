@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -243,6 +244,17 @@ absl::StatusOr<ProcessOutcome> RunToCompletion(const std::vector<std::string>& a
   outcome.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   outcome.err = ReadFile(stderr_file).value_or("");
   return outcome;
+}
+
+int64_t ProcStatusKb(pid_t pid, const std::string& key) {
+  std::string status = ReadFile(absl::StrCat("/proc/", pid, "/status")).value_or("");
+  for (absl::string_view line : absl::StrSplit(status, '\n')) {
+    if (!absl::ConsumePrefix(&line, key + ":")) continue;
+    int64_t kb = -1;
+    std::vector<absl::string_view> parts = absl::StrSplit(line, ' ', absl::SkipWhitespace());
+    if (!parts.empty() && absl::SimpleAtoi(parts[0], &kb)) return kb;
+  }
+  return -1;
 }
 
 std::string BinaryPath(const std::string& name) {

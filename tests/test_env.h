@@ -132,6 +132,10 @@ absl::StatusOr<ProcessOutcome> RunToCompletion(const std::vector<std::string>& a
 // Path of a built binary: $FEDSHARE_BIN_DIR/name.
 std::string BinaryPath(const std::string& name);
 
+// A value from /proc/<pid>/status ("VmHWM", "VmRSS" in kB; "FDSize"); -1 if
+// missing.
+int64_t ProcStatusKb(pid_t pid, const std::string& key);
+
 // Runs `argv` to completion, with its stderr in a file of its own under `tmp`.
 // A run that cannot start or leaves stdout silent for 60 s is a test failure
 // (non-fatal) and gives an empty outcome with exit_code -1.
