@@ -1,0 +1,245 @@
+#include "client/data_commands.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "node/common/files.h"
+#include "openssl/rand.h"
+
+namespace fedshare::client {
+namespace {
+
+// Prints progress to stderr: in place on a terminal, every 10% otherwise.
+class Progress {
+ public:
+  Progress(std::string what, int64_t total) : what_(std::move(what)), total_(total) {}
+  void operator()(int64_t done, int64_t total) {
+    if (total <= 0) total = total_;
+    if (total < (4 << 20)) return;  // small files finish before it matters
+    int percent = static_cast<int>(100 * done / total);
+    if (isatty(STDERR_FILENO)) {
+      std::cerr << absl::StrFormat("\r%s: %3d%% (%.1f of %.1f MiB)", what_, percent,
+                                   done / 1048576.0, total / 1048576.0)
+                << std::flush;
+      if (done >= total) std::cerr << "\n";
+    } else if (percent >= last_ + 10 || done >= total) {
+      last_ = percent;
+      std::cerr << what_ << ": " << percent << "%\n";
+    }
+  }
+
+ private:
+  std::string what_;
+  int64_t total_;
+  int last_ = -10;
+};
+
+v1::DataFormat FormatFor(const std::string& name, const std::string& file) {
+  std::string f = absl::AsciiStrToLower(name);
+  if (f == "jsonl" || f == "json") return v1::JSONL;
+  if (f == "csv") return v1::CSV;
+  if (absl::EndsWith(file, ".jsonl") || absl::EndsWith(file, ".ndjson")) return v1::JSONL;
+  return v1::CSV;
+}
+
+void PrintRowErrors(const google::protobuf::RepeatedPtrField<v1::RowError>& errors,
+                    int64_t rejected) {
+  for (const v1::RowError& e : errors) {
+    std::cerr << "  line " << e.line();
+    if (!e.column().empty()) std::cerr << ", column " << e.column();
+    std::cerr << ": " << e.reason() << "\n";
+  }
+  if (rejected > errors.size()) {
+    std::cerr << "  ... and " << (rejected - errors.size()) << " more\n";
+  }
+}
+
+std::string NewIdempotencyKey() {
+  unsigned char bytes[16];
+  if (RAND_bytes(bytes, sizeof(bytes)) != 1) return "";
+  return absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(bytes), sizeof(bytes)));
+}
+
+// The first message of the upload: what the node needs to parse the file. The
+// node validates the options; only their spelling on the command line is
+// checked here.
+absl::StatusOr<v1::IngestRequest> IngestHeader(const IngestArgs& a) {
+  v1::IngestRequest header;
+  header.set_dataset(a.dataset);
+  header.set_format(FormatFor(a.format, a.file));
+  header.set_skip_invalid(a.skip_invalid);
+  header.set_idempotency_key(a.idempotency_key);
+  const std::string d = absl::AsciiStrToLower(a.delimiter);
+  if (d == "tab" || d == "\\t" || d == "\t") {
+    header.set_delimiter("\t");
+  } else if (d != "auto") {
+    header.set_delimiter(a.delimiter);
+  }
+  for (const std::string& m : a.maps) {
+    const size_t eq = m.rfind('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == m.size()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--map \"", m,
+                       "\": write it as \"COLUMN=FIELD\", e.g. \"Participant ID=participant_id\""));
+    }
+    v1::ColumnMapping* mapping = header.add_column_map();
+    mapping->set_column(m.substr(0, eq));
+    mapping->set_field(m.substr(eq + 1));
+  }
+  header.set_date_format(a.date_format);
+  header.set_allow_duplicate(a.allow_duplicate);
+  header.set_replace(a.replace);
+  return header;
+}
+
+}  // namespace
+
+int RunDatasets(const Globals& g) {
+  auto client = Dial(g, "127.0.0.1:7444");
+  if (!client.ok()) return Fail(client.status());
+  absl::StatusOr<v1::ListDatasetsResponse> r = (*client)->ListDatasets();
+  if (!r.ok()) return Fail(r.status(), Listener::kLocal);
+  for (const v1::DatasetInfo& d : r->datasets()) {
+    std::cout << d.name() << ": " << d.rows() << " rows, " << d.subjects() << " subjects, "
+              << d.blocks() << " blocks\n";
+    for (const v1::PurposeCoverage& c : d.coverage()) {
+      double pct = d.subjects() > 0 ? 100.0 * c.subjects_counted() / d.subjects() : 0.0;
+      std::cout << absl::StrFormat("  %-28s %8d subjects counted (%.1f%%)\n", c.purpose(),
+                                   c.subjects_counted(), pct);
+    }
+  }
+  return 0;
+}
+
+// A fresh idempotency key: 128 random bits in hex.
+int RunIngest(const Globals& g, IngestArgs a) {
+  const std::string& dataset = a.dataset;
+  const std::string& file = a.file;
+  const bool skip_invalid = a.skip_invalid;
+  std::string& idempotency_key = a.idempotency_key;
+  absl::StatusOr<std::string> data = ReadFile(file);
+  if (!data.ok()) return Fail(data.status());
+  auto client = Dial(g, "127.0.0.1:7444");
+  if (!client.ok()) return Fail(client.status());
+  // The node needs time in proportion to the file: --timeout plus one second
+  // per MiB, so a big upload is not cut off (and abandoned) by a fixed limit.
+  (*client)->set_timeout(absl::Seconds(g.timeout_seconds) +
+                         absl::Seconds(static_cast<int64_t>(data->size() >> 20)));
+  if (idempotency_key.empty()) idempotency_key = NewIdempotencyKey();
+  absl::StatusOr<v1::IngestRequest> header = IngestHeader(a);
+  if (!header.ok()) return Fail(header.status());
+  Progress progress("ingest " + file, static_cast<int64_t>(data->size()));
+  absl::StatusOr<v1::IngestResponse> r = (*client)->Ingest(*header, *data, std::ref(progress));
+  if (!r.ok()) {
+    int code = Fail(r.status(), Listener::kLocal);
+    const absl::StatusCode c = r.status().code();
+    const bool outcome_unknown =
+        c == absl::StatusCode::kUnavailable || c == absl::StatusCode::kDeadlineExceeded ||
+        c == absl::StatusCode::kCancelled || c == absl::StatusCode::kUnknown;
+    if (!outcome_unknown) return code;
+    std::cerr << "fedshare: to retry without risk of writing twice, run the same command with "
+                 "--idempotency-key "
+              << idempotency_key << "\n";
+    return code;
+  }
+  if (r->replayed()) {
+    std::cout << "already ingested earlier with idempotency key " << idempotency_key
+              << "; nothing written now. Earlier: ";
+  }
+  if (r->rows_written() == 0 && r->rows_rejected() == 0 && r->errors_size() > 0) {
+    std::cerr << "fedshare: nothing written: the file cannot be used as it is:\n";
+    PrintRowErrors(r->errors(), r->errors_size());
+    return kExitUsage;
+  }
+  if (r->rows_rejected() > 0 && !skip_invalid) {
+    std::cerr << "fedshare: nothing written: " << r->rows_rejected()
+              << " row(s) are invalid (fix them, or pass --skip-invalid to write the rest):\n";
+    PrintRowErrors(r->errors(), r->rows_rejected());
+    return kExitUsage;
+  }
+  if (r->replaced()) {
+    std::cout << "replaced the " << r->rows_removed() << " rows of " << dataset << " with "
+              << r->rows_written() << " rows (" << r->new_subjects()
+              << " new subjects); the replace is recorded in the audit log\n";
+  } else {
+    std::cout << "wrote " << r->rows_written() << " rows to " << dataset << " ("
+              << r->new_subjects() << " new subjects)\n";
+  }
+  if (r->rows_rejected() > 0) {
+    std::string out = a.rejects_file.empty() ? file + ".rejects" : a.rejects_file;
+    absl::Status s = WriteFileAtomic(out, r->rejected_rows());
+    if (!s.ok()) return Fail(s);
+    std::cerr << "skipped " << r->rows_rejected() << " invalid row(s), saved to " << out << ":\n";
+    PrintRowErrors(r->errors(), r->rows_rejected());
+  }
+  return 0;
+}
+
+int RunConsentImport(const Globals& g, const std::string& file) {
+  absl::StatusOr<std::string> data = ReadFile(file);
+  if (!data.ok()) return Fail(data.status());
+  auto client = Dial(g, "127.0.0.1:7444");
+  if (!client.ok()) return Fail(client.status());
+  Progress progress("consent " + file, static_cast<int64_t>(data->size()));
+  absl::StatusOr<v1::ConsentImportResponse> r = (*client)->ImportConsent(*data, std::ref(progress));
+  if (!r.ok()) return Fail(r.status(), Listener::kLocal);
+  if (r->events_rejected() > 0 || r->errors_size() > 0) {
+    std::cerr << "fedshare: nothing imported: the file has errors (fix them and import again):\n";
+    PrintRowErrors(r->errors(), std::max<int64_t>(r->events_rejected(), r->errors_size()));
+    return kExitUsage;
+  }
+  std::cout << "read " << r->events_read() << " consent events, " << r->events_new() << " new\n";
+  if (r->warnings_size() > 0) {
+    std::cerr << "fedshare: warning: imported as written, but check these rows:\n";
+    PrintRowErrors(r->warnings(), r->warnings_size());
+  }
+  return 0;
+}
+
+int RunExport(const Globals& g, const std::string& dataset, const std::string& format,
+              const std::string& out) {
+  auto client = Dial(g, "127.0.0.1:7444");
+  if (!client.ok()) return Fail(client.status());
+  std::ofstream file;
+  std::ostream* sink = &std::cout;
+  std::string tmp;
+  if (!out.empty()) {
+    tmp = out + ".partial";
+    file.open(tmp, std::ios::binary | std::ios::trunc);
+    if (!file) return Fail(absl::FailedPreconditionError("cannot write " + tmp));
+    sink = &file;
+  }
+  int64_t rows = 0;
+  absl::Status s = (*client)->Export(dataset, FormatFor(format, out),
+                                     [&](const v1::ExportChunk& chunk) -> absl::Status {
+                                       sink->write(chunk.data().data(), chunk.data().size());
+                                       rows = chunk.rows_so_far();
+                                       if (!*sink) return absl::DataLossError("write failed");
+                                       return absl::OkStatus();
+                                     });
+  if (!s.ok()) {
+    if (!tmp.empty()) std::remove(tmp.c_str());
+    return Fail(s, Listener::kLocal);
+  }
+  if (!out.empty()) {
+    file.close();
+    if (std::rename(tmp.c_str(), out.c_str()) != 0) {
+      return Fail(absl::FailedPreconditionError("cannot rename " + tmp + " to " + out));
+    }
+    std::cerr << "exported " << rows << " rows to " << out << "\n";
+  }
+  return 0;
+}
+
+}  // namespace fedshare::client

@@ -1,0 +1,31 @@
+// The CLI's commands that move an org's own data through its node's local
+// listener: datasets, ingest, consent import and export.
+#ifndef FEDSHARE_CLIENT_DATA_COMMANDS_H_
+#define FEDSHARE_CLIENT_DATA_COMMANDS_H_
+
+#include <string>
+#include <vector>
+
+#include "client/cli_common.h"
+
+namespace fedshare::client {
+
+struct IngestArgs {
+  std::string dataset, format, rejects_file, file, idempotency_key;
+  bool skip_invalid = false;
+  std::string delimiter, date_format;
+  std::vector<std::string> maps;  // "COLUMN=FIELD"
+  bool allow_duplicate = false;
+  bool replace = false;
+};
+
+// Each returns the process's exit code.
+int RunDatasets(const Globals& g);
+int RunIngest(const Globals& g, IngestArgs a);
+int RunConsentImport(const Globals& g, const std::string& file);
+int RunExport(const Globals& g, const std::string& dataset, const std::string& format,
+              const std::string& out);
+
+}  // namespace fedshare::client
+
+#endif  // FEDSHARE_CLIENT_DATA_COMMANDS_H_
