@@ -19,6 +19,7 @@
 #include "node/engine/csv.h"
 #include "node/engine/engine_internal.h"
 #include "node/engine/json.h"
+#include "openssl/rand.h"
 #include "policy/schema.h"
 
 namespace fedshare::engine {
@@ -232,6 +233,18 @@ absl::Status Engine::Load() {
   if (next_id != first_next_id) {
     batch.Put(ColumnFamily::kMeta, storage::MetaNextDatasetIdKey(),
               storage::EncodeFixed32BE(next_id));
+  }
+  FEDSHARE_ASSIGN_OR_RETURN(std::optional<std::string> secret,
+                            storage_->Get(ColumnFamily::kMeta, storage::MetaNodeSecretKey()));
+  if (secret.has_value()) {
+    if (secret->size() != kNodeSecretBytes) return absl::DataLossError("malformed node secret");
+    node_secret_ = *std::move(secret);
+  } else {
+    node_secret_.resize(kNodeSecretBytes);
+    if (RAND_bytes(reinterpret_cast<unsigned char*>(node_secret_.data()), kNodeSecretBytes) != 1) {
+      return absl::InternalError("OpenSSL could not make the node secret (RAND_bytes failed)");
+    }
+    batch.Put(ColumnFamily::kMeta, storage::MetaNodeSecretKey(), node_secret_);
   }
   if (batch.Count() > 0 && !check_only_) FEDSHARE_RETURN_IF_ERROR(storage_->Write(batch));
 

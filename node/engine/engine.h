@@ -265,6 +265,11 @@ class Engine {
   absl::StatusOr<policy::ConsentBitmap> ConsentFor(absl::string_view dataset,
                                                    const policy::ConsentQuestion& question) const;
 
+  // The node secret (32 bytes, made at first start, stored in meta): keys
+  // cell-key perturbation and seeds repeated DP answers. Never release it.
+  const std::string& node_secret() const { return node_secret_; }
+  static constexpr int kNodeSecretBytes = 32;
+
   const policy::PurposeTree& purpose_tree() const { return tree_; }
   // The dataset's definition, or nullptr if not configured.
   const DatasetDef* FindDataset(absl::string_view name) const;
@@ -293,6 +298,7 @@ class Engine {
   storage::Storage* storage_ = nullptr;
   Clock* clock_ = nullptr;
   std::string org_id_;
+  std::string node_secret_;
   bool check_only_ = false;
   policy::PurposeTree tree_;
   std::vector<std::unique_ptr<DatasetDef>> datasets_;

@@ -285,6 +285,27 @@ TEST_F(EngineTest, DataSurvivesCloseAndReopen) {
   EXPECT_EQ(reader->CategoryCode(2, "gamma"), std::nullopt);
 }
 
+TEST_F(EngineTest, TheNodeSecretIsMadeOnceAndKeptAcrossRestarts) {
+  const std::string first = engine_->node_secret();
+  ASSERT_EQ(first.size(), static_cast<size_t>(Engine::kNodeSecretBytes));
+  EXPECT_NE(first, std::string(Engine::kNodeSecretBytes, '\0'));
+  ASSERT_OK(Open());
+  EXPECT_EQ(engine_->node_secret(), first);
+  // Another node's store gets its own secret.
+  std::string other_dir = MakeTempDir();
+  ASSERT_OK_AND_ASSIGN(auto other_storage, storage::Storage::Create(other_dir, {}));
+  EngineOptions options;
+  options.org_id = "partner-b";
+  options.purposes = Purposes();
+  options.datasets = {Schema()};
+  options.clock = &clock_;
+  ASSERT_OK_AND_ASSIGN(auto other, Engine::Create(other_storage.get(), options));
+  EXPECT_NE(other->node_secret(), first);
+  other.reset();
+  other_storage.reset();
+  std::filesystem::remove_all(other_dir);
+}
+
 std::string MakeRows(int from, int to) {
   std::string out;
   for (int i = from; i < to; ++i) {

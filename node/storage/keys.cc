@@ -71,6 +71,7 @@ std::string MetaFormatVersionKey() {
 std::string MetaNodeIdentityKey() { return Tagged(static_cast<uint8_t>(MetaTag::kNodeIdentity)); }
 std::string MetaNextDatasetIdKey() { return Tagged(static_cast<uint8_t>(MetaTag::kNextDatasetId)); }
 std::string MetaSubjectCountKey() { return Tagged(static_cast<uint8_t>(MetaTag::kSubjectCount)); }
+std::string MetaNodeSecretKey() { return Tagged(static_cast<uint8_t>(MetaTag::kNodeSecret)); }
 
 std::string MetaDatasetByNameKey(absl::string_view name) {
   std::string k = Tagged(static_cast<uint8_t>(MetaTag::kDatasetByName));

@@ -25,10 +25,14 @@ enum class MetaTag : uint8_t {
   kNodeIdentity = 0x02,      // key: tag. value: org id (reserved for node/server)
   kNextDatasetId = 0x03,     // key: tag. value: u32 next dataset id to assign
   kSubjectCount = 0x04,      // key: tag. value: u32 ordinals allocated (next ordinal)
-  kDatasetByName = 0x10,     // key: tag + name. value: u32 dataset id
-  kDatasetSchema = 0x11,     // key: tag + u32 id. value: fedshare.v1.DatasetSchema (protobuf)
-  kDatasetStats = 0x12,      // key: tag + u32 id. value: DatasetStats (16 bytes)
-  kCategoryValue = 0x13,     // key: tag + u32 id + u16 field + u32 code. value: the string
+  // key: tag. value: 32 random bytes made at first start: the node secret that
+  // keys cell-key perturbation and seeds repeated DP answers. Never leaves the
+  // node (not in exports, answers, audit entries or logs).
+  kNodeSecret = 0x05,
+  kDatasetByName = 0x10,  // key: tag + name. value: u32 dataset id
+  kDatasetSchema = 0x11,  // key: tag + u32 id. value: fedshare.v1.DatasetSchema (protobuf)
+  kDatasetStats = 0x12,   // key: tag + u32 id. value: DatasetStats (16 bytes)
+  kCategoryValue = 0x13,  // key: tag + u32 id + u16 field + u32 code. value: the string
   // key: tag + u32 dataset id + 32-byte SHA-256 of the file + client id bytes.
   // value: fedshare.v1.IngestResponse (protobuf) without rejected_rows.
   kIngestOutcome = 0x14,
@@ -75,6 +79,7 @@ std::string MetaFormatVersionKey();
 std::string MetaNodeIdentityKey();
 std::string MetaNextDatasetIdKey();
 std::string MetaSubjectCountKey();
+std::string MetaNodeSecretKey();
 std::string MetaDatasetByNameKey(absl::string_view name);
 std::string MetaDatasetSchemaKey(uint32_t dataset_id);
 std::string MetaDatasetStatsKey(uint32_t dataset_id);
