@@ -22,6 +22,11 @@
 namespace fedshare::client {
 namespace {
 
+// Said under every answer whose counts were perturbed (cell keys).
+constexpr absl::string_view kPerturbedNote =
+    "counts perturbed: each count is off by a small amount fixed by the records it counts "
+    "(cell-key perturbation, the agreement's p-table); sums and means are exact";
+
 // ---- Text tables ------------------------------------------------------------
 
 enum class Align { kLeft, kRight };
@@ -253,6 +258,9 @@ std::string ResultTable(const v1::AggregateResult& result, bool show_partners, i
   if (!result.applied_where_text().empty()) {
     absl::StrAppend(&out, "as applied: ", result.applied_where_text(), "\n");
   }
+  if (result.count_precision() == v1::AggregateResult::PERTURBED) {
+    absl::StrAppend(&out, kPerturbedNote, "\n");
+  }
   if (!result.receipt().entry_hash().empty()) {
     absl::StrAppend(&out, "receipt: audit entry ", result.receipt().audit_index(), " of ",
                     result.receipt().org_id(), ", sha256 ",
@@ -371,6 +379,9 @@ std::string ResultCsv(const v1::AggregateResult& result, bool federated) {
   std::string out;
   if (!result.applied_where_text().empty()) {
     out = CsvComments(absl::StrCat("as applied: ", result.applied_where_text()));
+  }
+  if (result.count_precision() == v1::AggregateResult::PERTURBED) {
+    out += CsvComments(kPerturbedNote);
   }
   CsvLine(header, &out);
   for (const v1::Cell& cell : result.cells()) {
@@ -544,7 +555,8 @@ std::string AuditCsv(const v1::ListAuditResponse& response) {
       applied = absl::StrCat("(not applied; filters on: ", FiltersOn(e.question()), ")");
     }
     CsvLine(
-        {absl::StrCat(e.index()), fedshare::FormatTimeMillis(absl::FromUnixMillis(e.time_unix_ms())),
+        {absl::StrCat(e.index()),
+         fedshare::FormatTimeMillis(absl::FromUnixMillis(e.time_unix_ms())),
          absl::AsciiStrToLower(v1::AuditEntry::Decision_Name(e.decision())), e.caller(),
          e.on_behalf_of(), e.method(), e.dataset(), e.purpose(),
          absl::BytesToHexString(e.question_hash()), e.has_question() ? ShapeSql(e.question()) : "",

@@ -246,6 +246,12 @@ int RunDescribe(const Globals& g, const std::string& peer) {
       }
       std::cout << "    repeats:   the same question at most " << rules.repeat_limit
                 << " times per " << absl::FormatDuration(rules.repeat_window) << "\n";
+      if (rules.cell_key) {
+        std::cout << "    counts:    perturbed by cell keys ("
+                  << (a.disclosure().ptable().empty() ? "the default p-table"
+                                                      : "the agreement's own p-table")
+                  << "); sums and means exact\n";
+      }
       if (rules.max_records_per_subject > 0) {
         std::cout << "    records:   at most " << rules.max_records_per_subject
                   << " records per person counted in one cell\n";

@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "node/common/status_macros.h"
 #include "node/common/time_util.h"
+#include "policy/cell_key.h"
 #include "policy/disclosure.h"
 #include "policy/ids.h"
 #include "policy/refusal.h"
@@ -121,6 +122,21 @@ absl::Status ValidateAgreement(const v1::Agreement& a, const PurposeTree& purpos
       return AgreementError(
           a, absl::StrCat("dominance n ", r.n(), " is outside [1, ", kMaxDominanceN, "]"));
     }
+  }
+  if (!v1::Disclosure::Perturbation_IsValid(d.perturbation())) {
+    return AgreementError(a, "unknown disclosure perturbation: use NONE or CELL_KEY");
+  }
+  if (d.perturbation() == v1::Disclosure::CELL_KEY) {
+    if (d.mode() != v1::Disclosure::MODE_UNSPECIFIED && d.mode() != v1::Disclosure::EXACT) {
+      return AgreementError(a, "disclosure perturbation CELL_KEY is for mode EXACT only");
+    }
+    if (!d.ptable().empty()) {
+      if (absl::StatusOr<PTable> table = PTable::Parse(d.ptable()); !table.ok()) {
+        return AgreementError(a, absl::StrCat("disclosure.ptable: ", table.status().message()));
+      }
+    }
+  } else if (!d.ptable().empty()) {
+    return AgreementError(a, "disclosure.ptable is set but perturbation is not CELL_KEY");
   }
   if (d.repeat_limit() < 0 || d.repeat_window_seconds() < 0 || d.max_records_per_subject() < 0) {
     return AgreementError(a,
@@ -299,6 +315,7 @@ DisclosureParams EffectiveDisclosure(const v1::Disclosure& disclosure) {
     params.repeat_window = absl::Seconds(disclosure.repeat_window_seconds());
   }
   params.max_records_per_subject = std::max(0, disclosure.max_records_per_subject());
+  params.cell_key = disclosure.perturbation() == v1::Disclosure::CELL_KEY;
   return params;
 }
 

@@ -70,6 +70,8 @@ struct DisclosureParams {
   int repeat_limit = 5;
   absl::Duration repeat_window = absl::Hours(24);
   int max_records_per_subject = 0;
+  // Counts are perturbed with cell keys (Disclosure.perturbation CELL_KEY).
+  bool cell_key = false;
 };
 DisclosureParams EffectiveDisclosure(const v1::Disclosure& disclosure);
 

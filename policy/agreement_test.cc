@@ -321,6 +321,23 @@ TEST(AgreementTest, DifferentialPrivacyModeIsRefusedUntilImplemented) {
   EXPECT_THAT(d.reason, HasSubstr("not yet implemented"));
 }
 
+TEST(AgreementTest, CellKeyPerturbationIsForExactModeWithAParsablePTable) {
+  ASSERT_OK_AND_ASSIGN(AgreementSet set,
+                       Make({With(kPermit, "disclosure { perturbation: CELL_KEY }")}));
+  EXPECT_TRUE(set.Decide("foundation", Question(), kNow).allowed);
+  EXPECT_TRUE(EffectiveDisclosure(set.agreements()[0].disclosure()).cell_key);
+  EXPECT_THAT(
+      Make({With(kPermit, "disclosure { mode: DIFFERENTIAL_PRIVACY perturbation: CELL_KEY }")}),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("for mode EXACT only")));
+  EXPECT_THAT(
+      Make({With(kPermit,
+                 "disclosure { perturbation: CELL_KEY ptable: \"fedshare-ptable 1\\ntable_size "
+                 "4\\n0: 0=3\\n\" }")}),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("disclosure.ptable: p-table line 3")));
+  EXPECT_THAT(Make({With(kPermit, "disclosure { ptable: \"fedshare-ptable 1\" }")}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not CELL_KEY")));
+}
+
 TEST(AgreementTest, SecureSumOnlyIsRefusedForDirectRelease) {
   ASSERT_OK_AND_ASSIGN(AgreementSet set,
                        Make({With(kPermit, "release: SECURE_SUM_ONLY min_partners: 3")}));

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -80,7 +81,8 @@ Answerer::Answerer(std::string org_id, Engine* engine, audit::AuditLog* audit,
       storage_(storage),
       schemas_(std::move(schemas)),
       clock_(clock),
-      agreements_(std::move(agreements)) {}
+      agreements_(std::move(agreements)),
+      record_keys_(engine != nullptr ? engine->node_secret() : std::string()) {}
 
 std::shared_ptr<const policy::AgreementSet> Answerer::agreements() const {
   absl::MutexLock lock(&agreements_mu_);
@@ -187,6 +189,22 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
   // Questions that snap alike are one question for the repeat limit.
   const std::string applied_hash = policy::QuestionHash(policy::CanonicalizeQuestion(*normalized));
   const policy::DisclosureParams params = policy::EffectiveDisclosure(agreement.disclosure());
+  std::optional<policy::PTable> ptable;
+  if (params.cell_key) {
+    absl::StatusOr<policy::PTable> table = AgreementPTable(agreement.disclosure());
+    if (!table.ok()) return Refuse(audited, agreement.id(), "execution", table.status());
+    ptable = *std::move(table);
+  }
+  // Perturbed counts hide what one record adds to a cell, so a count-only
+  // question under cell keys needs no predicate-removal rule; sums and means
+  // stay exact and keep it.
+  const bool counts_only_perturbed =
+      ptable.has_value() && std::all_of(normalized->aggregates().begin(),
+                                        normalized->aggregates().end(), [](const v1::Aggregate& a) {
+                                          return a.kind() == v1::COUNT ||
+                                                 a.kind() == v1::COUNT_SUBJECTS ||
+                                                 a.kind() == v1::HISTOGRAM;
+                                        });
 
   // Each limit is a durable sliding window of answered times.
   struct Limit {
@@ -222,24 +240,34 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
   }
 
   policy::ConsentQuestion consent_question{query.purpose(), caller.org_id, now};
+  std::shared_ptr<const std::vector<uint32_t>> keys = std::make_shared<std::vector<uint32_t>>();
   absl::StatusOr<Execution> execution = [&]() -> absl::StatusOr<Execution> {
     FEDSHARE_ASSIGN_OR_RETURN(policy::ConsentBitmap consent,
                               engine_->ConsentFor(query.dataset(), consent_question));
     FEDSHARE_ASSIGN_OR_RETURN(std::unique_ptr<DatasetReader> reader,
                               engine_->OpenReader(query.dataset()));
     if (cancelled) reader->set_cancelled(cancelled);
-    return ExecuteQuery(*reader, *normalized, consent, params.max_records_per_subject);
+    if (ptable.has_value()) {
+      FEDSHARE_ASSIGN_OR_RETURN(
+          keys,
+          record_keys_.For(ptable->table_size(), static_cast<uint32_t>(reader->subject_count())));
+    }
+    return ExecuteQuery(*reader, *normalized, consent, params.max_records_per_subject, *keys);
   }();
   if (!execution.ok()) {
     return Refuse(audited, agreement.id(), "execution", execution.status());
   }
-  if (absl::Status s =
-          policy::CheckPredicateRemovals(params, *normalized, execution->removed_by_predicate);
+  if (absl::Status s = counts_only_perturbed
+                           ? absl::OkStatus()
+                           : policy::CheckPredicateRemovals(params, *normalized,
+                                                            execution->removed_by_predicate);
       !s.ok()) {
     return Refuse(audited, agreement.id(), policy::kRulePredicateRemoval, s);
   }
-  if (absl::Status s =
-          policy::CheckPredicateCellRemovals(params, *normalized, execution->removed_in_cells);
+  if (absl::Status s = counts_only_perturbed
+                           ? absl::OkStatus()
+                           : policy::CheckPredicateCellRemovals(params, *normalized,
+                                                                execution->removed_in_cells);
       !s.ok()) {
     return Refuse(audited, agreement.id(), policy::kRulePredicateRemoval, s);
   }
@@ -313,6 +341,10 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
           }
         }
       }
+      if (ptable.has_value()) {
+        PerturbCounts(*ptable, *keys, normalized->aggregates(static_cast<int>(a)), executed, a,
+                      value);
+      }
       *cell->add_values() = std::move(value);
     }
     if (bins_withheld) ++withheld_by_rule[std::string(policy::kRuleHistogramBin)];
@@ -324,6 +356,8 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
     w->set_reason(WithholdingReason(rule, params));
     w->set_cells(cells);
   }
+  result.set_count_precision(ptable.has_value() ? v1::AggregateResult::PERTURBED
+                                                : v1::AggregateResult::EXACT);
   result.set_answered_at_unix_ms(absl::ToUnixMillis(now));
   if (cancelled && cancelled()) {
     return Refuse(audited, agreement.id(), "execution",

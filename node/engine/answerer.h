@@ -2,7 +2,8 @@
 //
 //   agreement decision -> schema check and range snapping -> rate and repeat
 //   limits -> consent bitmap -> scan under one snapshot -> predicate-removal
-//   rule -> cell rules (k, dominance, secondary suppression) -> audit append
+//   rule -> cell rules (k, dominance, secondary suppression) -> cell-key
+//   perturbation of counts when the agreement asks for it -> audit append
 //   (synced) -> answer with receipt.
 //
 // Every outcome, answer or refusal, is appended to the audit log before the
@@ -27,6 +28,7 @@
 #include "fedshare/v1/query.pb.h"
 #include "node/audit/audit_log.h"
 #include "node/common/clock.h"
+#include "node/engine/cell_keys.h"
 #include "node/engine/engine.h"
 #include "node/storage/storage.h"
 #include "policy/agreement.h"
@@ -95,7 +97,8 @@ class Answerer {
   Clock* const clock_;
   mutable absl::Mutex agreements_mu_;
   std::shared_ptr<const policy::AgreementSet> agreements_ ABSL_GUARDED_BY(agreements_mu_);
-  absl::Mutex limits_mu_;  // serializes read-modify-write of limit windows
+  absl::Mutex limits_mu_;   // serializes read-modify-write of limit windows
+  RecordKeys record_keys_;  // cell-key perturbation, keyed by the node secret
   std::atomic<int> max_concurrent_{8};
   std::atomic<int> in_flight_{0};
 };

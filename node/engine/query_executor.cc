@@ -136,6 +136,7 @@ struct AggregateAccumulator {
   // Per bin, the subject of each counted record, consecutive repeats
   // dropped; sorted and deduplicated by Finish.
   std::vector<std::vector<uint32_t>> bin_subjects;
+  std::vector<uint64_t> bin_key_sums;  // per bin, with record keys
 };
 
 // Appends `subject` unless it is the last one appended; callers sort and
@@ -160,6 +161,7 @@ struct CellAccumulator {
   std::vector<uint32_t> ordinals;                   // per slot
   std::vector<int32_t> records;                     // per slot
   std::vector<double> contributions;                // slot * n_aggs + aggregate
+  uint64_t record_key_sum = 0;                      // with record keys
 
   size_t subject_count() const { return records.size(); }
 };
@@ -279,6 +281,7 @@ int HistogramBin(const v1::Aggregate& agg, double v) {
 ExecutedCell Finish(const v1::AggregateQuery& query, CellAccumulator& acc) {
   ExecutedCell cell;
   cell.key = std::move(acc.key);
+  cell.record_key_sum = acc.record_key_sum;
   const int n_aggs = query.aggregates_size();
   const size_t n_subjects = acc.subject_count();
   cell.stats.subjects = static_cast<int64_t>(n_subjects);
@@ -286,6 +289,7 @@ ExecutedCell Finish(const v1::AggregateQuery& query, CellAccumulator& acc) {
   cell.stats.abs_totals.resize(n_aggs, 0.0);
   cell.stats.bin_subjects.resize(n_aggs);
   cell.stats.bin_subject_ordinals.resize(n_aggs);
+  cell.bin_key_sums.resize(n_aggs);
 
   // Slots are in order of first sight; the stats list subjects by ordinal.
   // Sorting (ordinal, slot) packed in one word keeps the sort contiguous.
@@ -341,6 +345,7 @@ ExecutedCell Finish(const v1::AggregateQuery& query, CellAccumulator& acc) {
       case v1::HISTOGRAM:
         value.set_value(x.count);
         for (double b : x.bins) value.add_bins(b);
+        cell.bin_key_sums[a] = std::move(x.bin_key_sums);
         for (std::vector<uint32_t>& subjects : x.bin_subjects) {
           cell.stats.bin_subjects[a].push_back(static_cast<int64_t>(SortUnique(subjects)));
           cell.stats.bin_subject_ordinals[a].push_back(std::move(subjects));
@@ -372,7 +377,12 @@ ExecutedCell Finish(const v1::AggregateQuery& query, CellAccumulator& acc) {
 
 absl::StatusOr<Execution> ExecuteQuery(const DatasetReader& reader, const v1::AggregateQuery& query,
                                        const policy::ConsentBitmap& consent,
-                                       int max_records_per_subject) {
+                                       int max_records_per_subject,
+                                       absl::Span<const uint32_t> record_keys) {
+  const bool keyed = !record_keys.empty();
+  auto key_of = [&](uint32_t subject) -> uint64_t {
+    return subject < record_keys.size() ? record_keys[subject] : 0;
+  };
   const v1::DatasetSchema& schema = reader.schema();
   std::vector<CompiledPredicate> predicates;
   for (const v1::Predicate& p : query.where()) predicates.push_back(Compile(reader, p));
@@ -417,6 +427,7 @@ absl::StatusOr<Execution> ExecuteQuery(const DatasetReader& reader, const v1::Ag
       if (agg.kind() == v1::HISTOGRAM) {
         cell.aggregates[a].bins.assign(agg.bins(), 0.0);
         cell.aggregates[a].bin_subjects.resize(agg.bins());
+        if (keyed) cell.aggregates[a].bin_key_sums.assign(agg.bins(), 0);
       }
     }
     return cell;
@@ -505,6 +516,7 @@ absl::StatusOr<Execution> ExecuteQuery(const DatasetReader& reader, const v1::Ag
       if (max_records_per_subject > 0 && cell.records[slot] >= max_records_per_subject) continue;
       ++cell.records[slot];
       ++execution.rows_counted;
+      if (keyed) cell.record_key_sum += key_of(subject);
 
       for (int a = 0; a < n_aggs; ++a) {
         const v1::Aggregate& agg = query.aggregates(a);
@@ -521,6 +533,7 @@ absl::StatusOr<Execution> ExecuteQuery(const DatasetReader& reader, const v1::Ag
           int bin = HistogramBin(agg, v);
           x.bins[bin] += 1;
           AppendSubject(x.bin_subjects[bin], subject);
+          if (keyed) x.bin_key_sums[bin] += key_of(subject);
           continue;
         }
         x.sum += v;

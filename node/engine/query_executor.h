@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "fedshare/v1/query.pb.h"
 #include "node/engine/engine.h"
 #include "policy/consent.h"
@@ -22,6 +23,11 @@ struct ExecutedCell {
   std::vector<v1::Value> key;              // in group_by order; unset kind for null
   std::vector<v1::AggregateValue> values;  // exact figures, one per aggregate
   policy::CellStats stats;
+  // With record keys (cell-key perturbation): the sum of the keys of the
+  // counted records, and per HISTOGRAM aggregate and bin the same over the
+  // records in the bin (empty for other aggregates). Reduce mod table size.
+  uint64_t record_key_sum = 0;
+  std::vector<std::vector<uint64_t>> bin_key_sums;
 };
 
 // GROUP BY on a field with a granularity grid (policy::GridWidth > 0) groups
@@ -43,10 +49,13 @@ struct Execution {
 
 // REQUIRES: `query` is the output of policy::NormalizeQuery for
 // reader.schema(). `consent` covers the node's subject ordinals.
-// `max_records_per_subject` of 0 means no bound.
+// `max_records_per_subject` of 0 means no bound. `record_keys`, when not
+// empty, gives each subject ordinal's record key (node/engine/cell_keys.h);
+// a subject past its end counts with key 0.
 absl::StatusOr<Execution> ExecuteQuery(const DatasetReader& reader, const v1::AggregateQuery& query,
                                        const policy::ConsentBitmap& consent,
-                                       int max_records_per_subject);
+                                       int max_records_per_subject,
+                                       absl::Span<const uint32_t> record_keys = {});
 
 }  // namespace fedshare::engine
 

@@ -114,6 +114,12 @@ v1::AggregateResult CombineResults(const v1::AggregateQuery& query,
     if (result.group_buckets_size() == 0) *result.mutable_group_buckets() = answer.group_buckets();
     result.set_unlisted_withheld_cells(result.unlisted_withheld_cells() +
                                        answer.unlisted_withheld_cells());
+    if (answer.count_precision() == v1::AggregateResult::PERTURBED ||
+        result.count_precision() != v1::AggregateResult::PERTURBED) {
+      result.set_count_precision(answer.count_precision() == v1::AggregateResult::PERTURBED
+                                     ? v1::AggregateResult::PERTURBED
+                                     : v1::AggregateResult::EXACT);
+    }
     for (const v1::Withholding& w : answer.withholdings()) {
       auto [it, inserted] = withholdings.try_emplace(w.rule(), w);
       if (!inserted) it->second.set_cells(it->second.cells() + w.cells());

@@ -181,6 +181,21 @@ TEST(CombineTest, VarianceOfFewerThanTwoValuesIsZero) {
   EXPECT_DOUBLE_EQ(r.cells(0).values(4).value(), 0);
 }
 
+TEST(CombineTest, OnePerturbedPartnerMakesTheCombinedCountsPerturbed) {
+  std::vector<v1::AggregateResult> answers = {Answer("a", {NodeCell("arts", {42})}),
+                                              Answer("b", {NodeCell("arts", {40})})};
+  answers[0].set_count_precision(v1::AggregateResult::EXACT);
+  answers[1].set_count_precision(v1::AggregateResult::EXACT);
+  EXPECT_EQ(CombineResults(StatsQuery(), answers, 2).count_precision(), v1::AggregateResult::EXACT);
+  for (int perturbed : {0, 1}) {
+    std::vector<v1::AggregateResult> mixed = answers;
+    mixed[perturbed].set_count_precision(v1::AggregateResult::PERTURBED);
+    EXPECT_EQ(CombineResults(StatsQuery(), mixed, 2).count_precision(),
+              v1::AggregateResult::PERTURBED)
+        << perturbed;
+  }
+}
+
 TEST(CombineTest, ListedWithheldCellMakesReleasedCellPartial) {
   std::vector<v1::AggregateResult> answers = {
       Answer("a", {NodeCell("arts", {1, 2, 3}), NodeCell("music", {7, 8})}),
