@@ -188,6 +188,26 @@ TEST_F(AnalystAnswersTest, NodeSqlParseAnswersLikeTheCliForTheCorpus) {
                                            HasSubstr("both sql and a structured query")));
 }
 
+TEST_F(AnalystAnswersTest, CoverageCarriesThePartnersRefusal) {
+  v1::FederatedAggregateRequest request;
+  request.set_all_peers(true);
+  request.set_sql(kHistogram);
+  ASSERT_OK_AND_ASSIGN(v1::FederatedAggregateResponse response, Ask(request));
+  int refused = 0;
+  for (const v1::PartnerCoverage& c : response.coverage()) {
+    if (c.org_id() != "partner-3") {
+      EXPECT_FALSE(c.has_refusal()) << c.ShortDebugString();
+      continue;
+    }
+    ++refused;
+    EXPECT_EQ(c.state(), v1::PartnerCoverage::REFUSED);
+    EXPECT_EQ(c.refusal().reason(), "purpose");
+    EXPECT_EQ(c.refusal().domain(), "fedshare");
+    EXPECT_EQ(c.refusal().metadata().at("agreement"), "foundation-marketing");
+  }
+  EXPECT_EQ(refused, 1);
+}
+
 TEST_F(AnalystAnswersTest, ShowPrintsTheSavedAnswerAgainWithEveryNodeStopped) {
   struct Saved {
     std::string sql, output, file, live;
