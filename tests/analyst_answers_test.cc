@@ -36,6 +36,11 @@ constexpr char kTrustDomain[] = "fedshare.test";
 constexpr char kByProgramAndYear[] =
     "SELECT program, cohort_year, COUNT(*), AVG(outcome_score) FROM program_outcomes "
     "WHERE cohort_year >= 2020 GROUP BY program, cohort_year PURPOSE 'program-evaluation'";
+// Asked directly of partner-1 (the repeat limit allows 5 of each question a
+// day, and the federated tests ask kHistogram 4 times).
+constexpr char kDirect[] =
+    "SELECT program, COUNT(*), HISTOGRAM(sessions_attended, 0, 200, 4) FROM program_outcomes "
+    "GROUP BY program PURPOSE 'program-evaluation'";
 constexpr char kHistogram[] =
     "SELECT program, HISTOGRAM(outcome_score, 0, 100, 5) FROM program_outcomes "
     "GROUP BY program PURPOSE 'program-evaluation'";
@@ -75,10 +80,10 @@ class AnalystAnswersTest : public ::testing::Test {
       ASSERT_OK(admin->ImportConsent(synthetic::ConsentCsv(options)).status());
       nodes_[p.org] = std::move(started).value();
     }
-    std::string foundation_id = pki_.Issue("foundation", Role::kNode);
+    foundation_id_ = pki_.Issue("foundation", Role::kNode);
     analyst_ = pki_.Issue("foundation", Role::kAnalyst, "ana");
     v1::NodeConfig config =
-        BaseNodeConfig("foundation", kTrustDomain, tmp_.Sub("foundation-data"), foundation_id);
+        BaseNodeConfig("foundation", kTrustDomain, tmp_.Sub("foundation-data"), foundation_id_);
     config.set_peer_deadline_ms(5000);
     for (const auto& [org, node] : nodes_) {
       v1::PeerConfig* peer = config.add_peers();
@@ -124,6 +129,7 @@ class AnalystAnswersTest : public ::testing::Test {
   Pki pki_{tmp_.Sub("pki"), kTrustDomain};
   std::map<std::string, NodeProcess> nodes_;
   NodeProcess foundation_;
+  std::string foundation_id_;  // the foundation node's identity
   std::string analyst_;
 };
 
@@ -234,6 +240,18 @@ TEST_F(AnalystAnswersTest, ShowPrintsTheSavedAnswerAgainWithEveryNodeStopped) {
   EXPECT_THAT(saved[3].live, HasSubstr(" *\n"));
   EXPECT_THAT(saved[4].live, HasSubstr("[0,20) "));
   EXPECT_THAT(saved[5].live, HasSubstr("\"histogram(outcome_score) [80,100)\""));
+
+  // Asked directly of one partner's peer listener (as the foundation's node), too.
+  for (const char* output : {"table", "csv", "json", "chart"}) {
+    Saved s{kDirect, output, tmp_.Sub(absl::StrCat("direct-", output, ".json")), ""};
+    ProcessOutcome live =
+        RunCliAs(tmp_, foundation_id_, nodes_["partner-1"].peer_address,
+                 {"query", "--sql", kDirect, "--output", output, "--save", s.file});
+    ASSERT_EQ(live.exit_code, 0) << live.err;
+    s.live = live.out;
+    saved.push_back(std::move(s));
+  }
+  EXPECT_THAT(saved.back().live, HasSubstr("histogram(sessions_attended): literacy\n  [0,50) "));
 
   StopEveryNode();
   for (const Saved& s : saved) {
