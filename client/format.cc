@@ -167,6 +167,26 @@ bool LooksCombined(const v1::AggregateResult& result) {
   return false;
 }
 
+// The withholdings by rule, the number of unlisted withheld cells and the
+// predicates as applied: the footer of a table and of a chart.
+std::string WithheldFooter(const v1::AggregateResult& result) {
+  std::string out;
+  for (const v1::Withholding& w : result.withholdings()) {
+    absl::StrAppend(&out, "withheld by ", w.rule(), ": ", w.cells(),
+                    w.cells() == 1 ? " cell" : " cells",
+                    w.reason().empty() ? "" : absl::StrCat(" (", w.reason(), ")"), "\n");
+  }
+  if (result.unlisted_withheld_cells() > 0) {
+    absl::StrAppend(&out, "withheld and not listed: ", result.unlisted_withheld_cells(),
+                    result.unlisted_withheld_cells() == 1 ? " cell" : " cells",
+                    " (their groups are not public)\n");
+  }
+  if (!result.applied_where_text().empty()) {
+    absl::StrAppend(&out, "as applied: ", result.applied_where_text(), "\n");
+  }
+  return out;
+}
+
 // ---- Table ------------------------------------------------------------------
 
 // `partners_asked` is 0 when unknown (a plain result).
@@ -265,19 +285,7 @@ std::string ResultTable(const v1::AggregateResult& result, bool show_partners, i
     }
   }
   if (withheld_bins) out += "- histogram bin withheld\n";
-  for (const v1::Withholding& w : result.withholdings()) {
-    absl::StrAppend(&out, "withheld by ", w.rule(), ": ", w.cells(),
-                    w.cells() == 1 ? " cell" : " cells",
-                    w.reason().empty() ? "" : absl::StrCat(" (", w.reason(), ")"), "\n");
-  }
-  if (result.unlisted_withheld_cells() > 0) {
-    absl::StrAppend(&out, "withheld and not listed: ", result.unlisted_withheld_cells(),
-                    result.unlisted_withheld_cells() == 1 ? " cell" : " cells",
-                    " (their groups are not public)\n");
-  }
-  if (!result.applied_where_text().empty()) {
-    absl::StrAppend(&out, "as applied: ", result.applied_where_text(), "\n");
-  }
+  out += WithheldFooter(result);
   if (!result.receipt().entry_hash().empty()) {
     absl::StrAppend(&out, "receipt: audit entry ", result.receipt().audit_index(), " of ",
                     result.receipt().org_id(), ", sha256 ",
@@ -469,20 +477,28 @@ std::string KeyLabel(const v1::Cell& cell) {
                        [](std::string* out, const v1::Value& k) { out->append(ValueText(k)); });
 }
 
-// `rows` (label, bar, figure) as aligned lines, indented two spaces.
-std::string ChartLines(const std::vector<std::vector<std::string>>& rows) {
+// One line of a chart: a label, then a bar and a figure, or (withheld) a note.
+struct ChartRow {
+  std::string label;
+  std::string bar;
+  std::string figure;  // or the withheld note
+  bool withheld = false;
+};
+
+// `rows` as aligned lines, indented two spaces.
+std::string ChartLines(const std::vector<ChartRow>& rows) {
   size_t label = 0, bar = 0;
-  for (const auto& r : rows) {
-    label = std::max(label, r[0].size());
-    if (!r[1].empty()) bar = std::max(bar, r[1].size());
+  for (const ChartRow& r : rows) {
+    label = std::max(label, r.label.size());
+    if (!r.withheld) bar = std::max(bar, r.bar.size());
   }
   std::string out;
-  for (const auto& r : rows) {
-    std::string line = absl::StrCat("  ", r[0], std::string(label - r[0].size(), ' '), "  ");
-    if (r[1].empty() && absl::StartsWith(r[2], "withheld")) {
-      line += r[2];  // a withheld cell has no bar and no figure
+  for (const ChartRow& r : rows) {
+    std::string line = absl::StrCat("  ", r.label, std::string(label - r.label.size(), ' '), "  ");
+    if (r.withheld) {
+      line += r.figure;
     } else {
-      absl::StrAppend(&line, r[1], std::string(bar - std::min(bar, r[1].size()), ' '), "  ", r[2]);
+      absl::StrAppend(&line, r.bar, std::string(bar - r.bar.size(), ' '), "  ", r.figure);
     }
     while (!line.empty() && line.back() == ' ') line.pop_back();
     out += line + "\n";
@@ -495,91 +511,93 @@ std::string WithheldText(const v1::Cell& cell) {
                                       : absl::StrCat("withheld (", cell.withheld_rule(), ")");
 }
 
+// What a chart's footer must explain.
+struct ChartMarks {
+  bool partial = false;
+  bool withheld_bins = false;
+};
+
+// The chart of value column `a` (not a histogram): one line per cell.
+std::string ValueColumnChart(const v1::AggregateResult& result, size_t a, const std::string& name,
+                             ChartMarks& marks) {
+  const bool whole = absl::StartsWithIgnoreCase(name, "count");
+  double largest = 0;
+  for (const v1::Cell& cell : result.cells()) {
+    if (!cell.withheld() && a < static_cast<size_t>(cell.values_size()) &&
+        std::isfinite(cell.values(a).value())) {
+      largest = std::max(largest, std::fabs(cell.values(a).value()));
+    }
+  }
+  std::vector<ChartRow> rows;
+  for (const v1::Cell& cell : result.cells()) {
+    if (cell.withheld() || a >= static_cast<size_t>(cell.values_size())) {
+      rows.push_back({KeyLabel(cell), "", WithheldText(cell), /*withheld=*/true});
+      continue;
+    }
+    const double v = cell.values(a).value();
+    std::string figure = whole || IsWhole(v) ? fmt::format("{:.0f}", v) : fmt::format("{:.2f}", v);
+    if (cell.partial()) {
+      absl::StrAppend(&figure, " *");
+      marks.partial = true;
+    }
+    rows.push_back({KeyLabel(cell), Bar(v, largest), std::move(figure)});
+  }
+  return absl::StrCat(name, "\n", ChartLines(rows));
+}
+
+// The chart of histogram column `a`: one block per cell, one line per bin.
+std::string HistogramChart(const v1::AggregateResult& result, size_t a, const std::string& name,
+                           const v1::AggregateQuery* question, ChartMarks& marks) {
+  std::vector<std::string> blocks;
+  for (const v1::Cell& cell : result.cells()) {
+    const std::string title = absl::StrCat(name, ": ", KeyLabel(cell));
+    if (cell.withheld() || a >= static_cast<size_t>(cell.values_size())) {
+      blocks.push_back(absl::StrCat(title, "  ", WithheldText(cell), "\n"));
+      continue;
+    }
+    const v1::AggregateValue& v = cell.values(a);
+    const std::set<int> withheld(v.withheld_bins().begin(), v.withheld_bins().end());
+    const std::vector<std::string> labels = BinLabels(question, a, v.bins_size());
+    double largest = 0;
+    for (int b = 0; b < v.bins_size(); ++b) {
+      if (!withheld.count(b)) largest = std::max(largest, std::fabs(v.bins(b)));
+    }
+    std::vector<ChartRow> rows;
+    for (int b = 0; b < v.bins_size(); ++b) {
+      if (withheld.count(b)) {
+        rows.push_back({labels[b], "", "withheld (histogram-bin)", /*withheld=*/true});
+        marks.withheld_bins = true;
+      } else {
+        rows.push_back({labels[b], Bar(v.bins(b), largest), BinCount(v.bins(b))});
+      }
+    }
+    blocks.push_back(absl::StrCat(title, cell.partial() ? " *" : "", "\n", ChartLines(rows)));
+    marks.partial |= cell.partial();
+  }
+  return absl::StrJoin(blocks, "\n");
+}
+
 std::string ResultChart(const v1::AggregateResult& result, int partners_asked,
                         const v1::AggregateQuery* question) {
   const Shape shape = ShapeOf(result);
   const size_t n_values = shape.columns.size() - shape.keys;
   const std::vector<int> bins = BinsPerColumn(result, n_values);
-  std::string out;
-  bool partial = false, withheld_bins = false;
+  ChartMarks marks;
+  std::vector<std::string> blocks;
   for (size_t a = 0; a < n_values; ++a) {
     const std::string& name = shape.columns[shape.keys + a];
-    const bool whole = absl::StartsWithIgnoreCase(name, "count");
-    if (bins[a] == 0) {
-      double largest = 0;
-      for (const v1::Cell& cell : result.cells()) {
-        if (!cell.withheld() && a < static_cast<size_t>(cell.values_size()) &&
-            std::isfinite(cell.values(a).value())) {
-          largest = std::max(largest, std::fabs(cell.values(a).value()));
-        }
-      }
-      std::vector<std::vector<std::string>> rows;
-      for (const v1::Cell& cell : result.cells()) {
-        if (cell.withheld() || a >= static_cast<size_t>(cell.values_size())) {
-          rows.push_back({KeyLabel(cell), "", WithheldText(cell)});
-          continue;
-        }
-        const double v = cell.values(a).value();
-        std::string figure =
-            whole || IsWhole(v) ? fmt::format("{:.0f}", v) : fmt::format("{:.2f}", v);
-        if (cell.partial()) {
-          absl::StrAppend(&figure, " *");
-          partial = true;
-        }
-        rows.push_back({KeyLabel(cell), Bar(v, largest), std::move(figure)});
-      }
-      absl::StrAppend(&out, out.empty() ? "" : "\n", name, "\n", ChartLines(rows));
-      continue;
-    }
-    // A histogram: one block of bins per cell.
-    for (const v1::Cell& cell : result.cells()) {
-      const std::string title = absl::StrCat(name, ": ", KeyLabel(cell));
-      if (cell.withheld() || a >= static_cast<size_t>(cell.values_size())) {
-        absl::StrAppend(&out, out.empty() ? "" : "\n", title, "  ", WithheldText(cell), "\n");
-        continue;
-      }
-      const v1::AggregateValue& v = cell.values(a);
-      const std::set<int> withheld(v.withheld_bins().begin(), v.withheld_bins().end());
-      const std::vector<std::string> labels = BinLabels(question, a, v.bins_size());
-      double largest = 0;
-      for (int b = 0; b < v.bins_size(); ++b) {
-        if (!withheld.count(b)) largest = std::max(largest, std::fabs(v.bins(b)));
-      }
-      std::vector<std::vector<std::string>> rows;
-      for (int b = 0; b < v.bins_size(); ++b) {
-        if (withheld.count(b)) {
-          rows.push_back({labels[b], "", "withheld (histogram-bin)"});
-          withheld_bins = true;
-        } else {
-          rows.push_back({labels[b], Bar(v.bins(b), largest), BinCount(v.bins(b))});
-        }
-      }
-      absl::StrAppend(&out, out.empty() ? "" : "\n", title, cell.partial() ? " *" : "", "\n",
-                      ChartLines(rows));
-      partial |= cell.partial();
-    }
+    blocks.push_back(bins[a] == 0 ? ValueColumnChart(result, a, name, marks)
+                                  : HistogramChart(result, a, name, question, marks));
   }
+  std::string out = absl::StrJoin(blocks, "\n");
   if (result.cells_size() == 0) out += "(no cells)\n";
-  if (partial) {
+  if (marks.partial) {
     absl::StrAppend(&out, "* partial: not every answering partner",
                     partners_asked > 0 ? absl::StrCat(" (of ", partners_asked, " asked)") : "",
                     " is in this figure\n");
   }
-  if (withheld_bins) out += "withheld bins have no bar\n";
-  for (const v1::Withholding& w : result.withholdings()) {
-    absl::StrAppend(&out, "withheld by ", w.rule(), ": ", w.cells(),
-                    w.cells() == 1 ? " cell" : " cells",
-                    w.reason().empty() ? "" : absl::StrCat(" (", w.reason(), ")"), "\n");
-  }
-  if (result.unlisted_withheld_cells() > 0) {
-    absl::StrAppend(&out, "withheld and not listed: ", result.unlisted_withheld_cells(),
-                    result.unlisted_withheld_cells() == 1 ? " cell" : " cells",
-                    " (their groups are not public)\n");
-  }
-  if (!result.applied_where_text().empty()) {
-    absl::StrAppend(&out, "as applied: ", result.applied_where_text(), "\n");
-  }
-  return out;
+  if (marks.withheld_bins) out += "withheld bins have no bar\n";
+  return out + WithheldFooter(result);
 }
 
 // ---- JSON -------------------------------------------------------------------
