@@ -1,6 +1,7 @@
 """A client of one fedshare node's local listener, as an analyst."""
 
 import os
+import time
 from typing import Iterable, Optional
 
 import grpc
@@ -64,13 +65,15 @@ class Client:
     def query(self, sql: str, peers: Optional[Iterable[str]] = None, *,
               group: Optional[str] = None, purpose: Optional[str] = None,
               deadline_ms: int = 0, min_coverage: Optional[int] = None,
-              query_id: str = "") -> Result:
+              query_id: Optional[str] = None) -> Result:
         """Asks `sql` of partners through the node and returns the combined answer.
 
         peers: org ids to ask; group: a configured group; neither asks every
         configured partner. purpose, when given, is appended as the question's
         PURPOSE clause (the SQL must then not have one). min_coverage: raise
         IncompleteCoverage (holding the result) when fewer partners answer.
+        query_id is echoed in the answer (default "q-" and the time in ms, as
+        the CLI chooses).
 
         Raises InvalidQuestion (with line and column for a syntax error),
         Refused / ResourceExhausted (with rule and agreement) when the node
@@ -80,7 +83,7 @@ class Client:
         if purpose is not None:
             sql = f"{sql.rstrip().rstrip(';')} PURPOSE '{purpose.replace(chr(39), chr(39) * 2)}'"
         request = federation_pb2.FederatedAggregateRequest(sql=sql, deadline_ms=deadline_ms)
-        request.query.query_id = query_id
+        request.query.query_id = query_id or f"q-{int(time.time() * 1000)}"
         if peers is not None:
             request.peers.extend(peers)
         elif group is not None:
