@@ -14,6 +14,7 @@
 #include "node/identity/spiffe.h"
 #include "node/identity/x509_verify.h"
 #include "policy/refusal.h"
+#include "query/sql.h"
 
 namespace fedshare::client {
 namespace {
@@ -52,7 +53,9 @@ int Fail(const absl::Status& status, Listener wanted) {
     std::cerr << ": the node does not serve this call here";
   }
   std::cerr << "\n";
-  if (std::optional<google::rpc::ErrorInfo> info = policy::RefusalOf(status)) {
+  std::optional<google::rpc::ErrorInfo> info = policy::RefusalOf(status);
+  // A syntax error's position is already in its message; it is no refusal.
+  if (info.has_value() && info->reason() != kSqlSyntaxReason) {
     std::vector<std::string> parts = {absl::StrCat("rule ", info->reason())};
     const auto& meta = info->metadata();
     for (absl::string_view key : {policy::kMetaAgreement, policy::kMetaField}) {

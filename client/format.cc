@@ -14,10 +14,10 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
-#include "client/sql.h"
 #include "fmt/format.h"
 #include "google/protobuf/util/json_util.h"
 #include "node/common/time_util.h"
+#include "query/sql.h"
 
 namespace fedshare::client {
 namespace {
@@ -105,18 +105,41 @@ std::string Number(double v, const ColumnStyle& style) {
   return fmt::format("{:.{}f}", v, style.decimals);
 }
 
-std::string BinsText(const v1::AggregateValue& v) {
+std::string BinCount(double v) {
+  return IsWhole(v) ? fmt::format("{:.0f}", v) : fmt::format("{:.2f}", v);
+}
+
+// Labels for `bins` histogram bins of value column `a`: "[lo,hi)" from the
+// question's HISTOGRAM when known, else "bin N" (1-based).
+std::vector<std::string> BinLabels(const v1::AggregateQuery* question, size_t a, int bins) {
+  std::vector<std::string> labels;
+  const v1::Aggregate* h = nullptr;
+  if (question != nullptr && a < static_cast<size_t>(question->aggregates_size()) &&
+      question->aggregates(a).kind() == v1::HISTOGRAM && question->aggregates(a).bins() == bins) {
+    h = &question->aggregates(a);
+  }
+  for (int b = 0; b < bins; ++b) {
+    if (h == nullptr) {
+      labels.push_back(absl::StrCat("bin ", b + 1));
+      continue;
+    }
+    const double width = (h->hi() - h->lo()) / bins;
+    const double lower = h->lo() + width * b;
+    const double upper = b + 1 == bins ? h->hi() : h->lo() + width * (b + 1);
+    labels.push_back(absl::StrCat("[", Shortest(lower), ",", Shortest(upper), ")"));
+  }
+  return labels;
+}
+
+std::string BinsText(const v1::AggregateValue& v, const std::vector<std::string>& labels) {
   std::set<int> withheld(v.withheld_bins().begin(), v.withheld_bins().end());
   std::vector<std::string> parts;
   for (int b = 0; b < v.bins_size(); ++b) {
-    if (withheld.count(b)) {
-      parts.push_back("-");
-    } else {
-      parts.push_back(IsWhole(v.bins(b)) ? fmt::format("{:.0f}", v.bins(b))
-                                         : fmt::format("{:.2f}", v.bins(b)));
-    }
+    const std::string count = withheld.count(b) ? "-" : BinCount(v.bins(b));
+    parts.push_back(b < static_cast<int>(labels.size()) ? absl::StrCat(labels[b], " ", count)
+                                                        : count);
   }
-  return absl::StrCat("[", absl::StrJoin(parts, " "), "]");
+  return absl::StrJoin(parts, ", ");
 }
 
 // ---- Result shape -----------------------------------------------------------
@@ -149,10 +172,34 @@ bool LooksCombined(const v1::AggregateResult& result) {
   return false;
 }
 
+// The withholdings by rule, the number of unlisted withheld cells and the
+// predicates as applied: the footer of a table and of a chart.
+std::string WithheldFooter(const v1::AggregateResult& result) {
+  std::string out;
+  for (const v1::Withholding& w : result.withholdings()) {
+    absl::StrAppend(&out, "withheld by ", w.rule(), ": ", w.cells(),
+                    w.cells() == 1 ? " cell" : " cells",
+                    w.reason().empty() ? "" : absl::StrCat(" (", w.reason(), ")"), "\n");
+  }
+  if (result.unlisted_withheld_cells() > 0) {
+    absl::StrAppend(&out, "withheld and not listed: ", result.unlisted_withheld_cells(),
+                    result.unlisted_withheld_cells() == 1 ? " cell" : " cells",
+                    " (their groups are not public)\n");
+  }
+  if (!result.applied_where_text().empty()) {
+    absl::StrAppend(&out, "as applied: ", result.applied_where_text(), "\n");
+  }
+  if (result.count_precision() == v1::AggregateResult::PERTURBED) {
+    absl::StrAppend(&out, kPerturbedNote, "\n");
+  }
+  return out;
+}
+
 // ---- Table ------------------------------------------------------------------
 
 // `partners_asked` is 0 when unknown (a plain result).
-std::string ResultTable(const v1::AggregateResult& result, bool show_partners, int partners_asked) {
+std::string ResultTable(const v1::AggregateResult& result, bool show_partners, int partners_asked,
+                        const v1::AggregateQuery* question) {
   const Shape shape = ShapeOf(result);
   const size_t n_values = shape.columns.size() - shape.keys;
 
@@ -219,7 +266,8 @@ std::string ResultTable(const v1::AggregateResult& result, bool show_partners, i
       if (a >= static_cast<size_t>(cell.values_size())) {
         row.cells.push_back("");
       } else if (styles[a].histogram) {
-        row.cells.push_back(BinsText(cell.values(a)));
+        row.cells.push_back(
+            BinsText(cell.values(a), BinLabels(question, a, cell.values(a).bins_size())));
         withheld_bins |= cell.values(a).withheld_bins_size() > 0;
       } else {
         row.cells.push_back(Number(cell.values(a).value(), styles[a]));
@@ -245,22 +293,7 @@ std::string ResultTable(const v1::AggregateResult& result, bool show_partners, i
     }
   }
   if (withheld_bins) out += "- histogram bin withheld\n";
-  for (const v1::Withholding& w : result.withholdings()) {
-    absl::StrAppend(&out, "withheld by ", w.rule(), ": ", w.cells(),
-                    w.cells() == 1 ? " cell" : " cells",
-                    w.reason().empty() ? "" : absl::StrCat(" (", w.reason(), ")"), "\n");
-  }
-  if (result.unlisted_withheld_cells() > 0) {
-    absl::StrAppend(&out, "withheld and not listed: ", result.unlisted_withheld_cells(),
-                    result.unlisted_withheld_cells() == 1 ? " cell" : " cells",
-                    " (their groups are not public)\n");
-  }
-  if (!result.applied_where_text().empty()) {
-    absl::StrAppend(&out, "as applied: ", result.applied_where_text(), "\n");
-  }
-  if (result.count_precision() == v1::AggregateResult::PERTURBED) {
-    absl::StrAppend(&out, kPerturbedNote, "\n");
-  }
+  out += WithheldFooter(result);
   if (!result.receipt().entry_hash().empty()) {
     absl::StrAppend(&out, "receipt: audit entry ", result.receipt().audit_index(), " of ",
                     result.receipt().org_id(), ", sha256 ",
@@ -367,10 +400,33 @@ void CsvLine(const std::vector<std::string>& fields, std::string* out) {
   out->append("\r\n");
 }
 
-std::string ResultCsv(const v1::AggregateResult& result, bool federated) {
+// The number of bins of each value column (0 for a column without bins).
+std::vector<int> BinsPerColumn(const v1::AggregateResult& result, size_t n_values) {
+  std::vector<int> bins(n_values, 0);
+  for (const v1::Cell& cell : result.cells()) {
+    for (size_t a = 0; a < n_values && a < static_cast<size_t>(cell.values_size()); ++a) {
+      bins[a] = std::max(bins[a], cell.values(a).bins_size());
+    }
+  }
+  return bins;
+}
+
+std::string ResultCsv(const v1::AggregateResult& result, bool federated,
+                      const v1::AggregateQuery* question) {
   const Shape shape = ShapeOf(result);
   const size_t n_values = shape.columns.size() - shape.keys;
-  std::vector<std::string> header = shape.columns;
+  const std::vector<int> bins = BinsPerColumn(result, n_values);
+  std::vector<std::string> header(shape.columns.begin(), shape.columns.begin() + shape.keys);
+  for (size_t a = 0; a < n_values; ++a) {
+    const std::string& name = shape.columns[shape.keys + a];
+    if (bins[a] == 0) {
+      header.push_back(name);
+      continue;
+    }
+    for (const std::string& label : BinLabels(question, a, bins[a])) {
+      header.push_back(absl::StrCat(name, " ", label));
+    }
+  }
   header.push_back("withheld");
   if (federated) {
     header.push_back("partial");
@@ -389,20 +445,20 @@ std::string ResultCsv(const v1::AggregateResult& result, bool federated) {
     for (const v1::Value& k : cell.key()) fields.push_back(ValueText(k));
     fields.resize(shape.keys);
     for (size_t a = 0; a < n_values; ++a) {
-      if (cell.withheld() || a >= static_cast<size_t>(cell.values_size())) {
-        fields.push_back("");
+      const bool present = !cell.withheld() && a < static_cast<size_t>(cell.values_size());
+      if (bins[a] == 0) {
+        fields.push_back(present ? Shortest(cell.values(a).value()) : "");
         continue;
       }
-      const v1::AggregateValue& v = cell.values(a);
-      if (v.bins_size() > 0) {
-        std::set<int> withheld(v.withheld_bins().begin(), v.withheld_bins().end());
-        std::vector<std::string> bins;
-        for (int b = 0; b < v.bins_size(); ++b) {
-          bins.push_back(withheld.count(b) ? "" : Shortest(v.bins(b)));
-        }
-        fields.push_back(absl::StrJoin(bins, ";"));
-      } else {
-        fields.push_back(Shortest(v.value()));
+      // One field per bin; a withheld bin (or cell) is empty.
+      std::set<int> withheld;
+      if (present) {
+        withheld.insert(cell.values(a).withheld_bins().begin(),
+                        cell.values(a).withheld_bins().end());
+      }
+      for (int b = 0; b < bins[a]; ++b) {
+        const bool shown = present && b < cell.values(a).bins_size() && withheld.count(b) == 0;
+        fields.push_back(shown ? Shortest(cell.values(a).bins(b)) : "");
       }
     }
     fields.push_back(
@@ -414,6 +470,145 @@ std::string ResultCsv(const v1::AggregateResult& result, bool federated) {
     CsvLine(fields, &out);
   }
   return out;
+}
+
+// ---- Chart ------------------------------------------------------------------
+
+constexpr int kBarWidth = 40;
+
+std::string Bar(double v, double largest) {
+  if (!std::isfinite(v) || largest <= 0) return "";
+  const int n = static_cast<int>(std::lround(std::fabs(v) / largest * kBarWidth));
+  return std::string(std::max(n, v != 0 ? 1 : 0), '#');
+}
+
+std::string KeyLabel(const v1::Cell& cell) {
+  if (cell.key_size() == 0) return "(all)";
+  return absl::StrJoin(cell.key(), ", ",
+                       [](std::string* out, const v1::Value& k) { out->append(ValueText(k)); });
+}
+
+// One line of a chart: a label, then a bar and a figure, or (withheld) a note.
+struct ChartRow {
+  std::string label;
+  std::string bar;
+  std::string figure;  // or the withheld note
+  bool withheld = false;
+};
+
+// `rows` as aligned lines, indented two spaces.
+std::string ChartLines(const std::vector<ChartRow>& rows) {
+  size_t label = 0, bar = 0;
+  for (const ChartRow& r : rows) {
+    label = std::max(label, r.label.size());
+    if (!r.withheld) bar = std::max(bar, r.bar.size());
+  }
+  std::string out;
+  for (const ChartRow& r : rows) {
+    std::string line = absl::StrCat("  ", r.label, std::string(label - r.label.size(), ' '), "  ");
+    if (r.withheld) {
+      line += r.figure;
+    } else {
+      absl::StrAppend(&line, r.bar, std::string(bar - r.bar.size(), ' '), "  ", r.figure);
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    out += line + "\n";
+  }
+  return out;
+}
+
+std::string WithheldText(const v1::Cell& cell) {
+  return cell.withheld_rule().empty() ? "withheld"
+                                      : absl::StrCat("withheld (", cell.withheld_rule(), ")");
+}
+
+// What a chart's footer must explain.
+struct ChartMarks {
+  bool partial = false;
+  bool withheld_bins = false;
+};
+
+// The chart of value column `a` (not a histogram): one line per cell.
+std::string ValueColumnChart(const v1::AggregateResult& result, size_t a, const std::string& name,
+                             ChartMarks& marks) {
+  const bool whole = absl::StartsWithIgnoreCase(name, "count");
+  double largest = 0;
+  for (const v1::Cell& cell : result.cells()) {
+    if (!cell.withheld() && a < static_cast<size_t>(cell.values_size()) &&
+        std::isfinite(cell.values(a).value())) {
+      largest = std::max(largest, std::fabs(cell.values(a).value()));
+    }
+  }
+  std::vector<ChartRow> rows;
+  for (const v1::Cell& cell : result.cells()) {
+    if (cell.withheld() || a >= static_cast<size_t>(cell.values_size())) {
+      rows.push_back({KeyLabel(cell), "", WithheldText(cell), /*withheld=*/true});
+      continue;
+    }
+    const double v = cell.values(a).value();
+    std::string figure = whole || IsWhole(v) ? fmt::format("{:.0f}", v) : fmt::format("{:.2f}", v);
+    if (cell.partial()) {
+      absl::StrAppend(&figure, " *");
+      marks.partial = true;
+    }
+    rows.push_back({KeyLabel(cell), Bar(v, largest), std::move(figure)});
+  }
+  return absl::StrCat(name, "\n", ChartLines(rows));
+}
+
+// The chart of histogram column `a`: one block per cell, one line per bin.
+std::string HistogramChart(const v1::AggregateResult& result, size_t a, const std::string& name,
+                           const v1::AggregateQuery* question, ChartMarks& marks) {
+  std::vector<std::string> blocks;
+  for (const v1::Cell& cell : result.cells()) {
+    const std::string title = absl::StrCat(name, ": ", KeyLabel(cell));
+    if (cell.withheld() || a >= static_cast<size_t>(cell.values_size())) {
+      blocks.push_back(absl::StrCat(title, "  ", WithheldText(cell), "\n"));
+      continue;
+    }
+    const v1::AggregateValue& v = cell.values(a);
+    const std::set<int> withheld(v.withheld_bins().begin(), v.withheld_bins().end());
+    const std::vector<std::string> labels = BinLabels(question, a, v.bins_size());
+    double largest = 0;
+    for (int b = 0; b < v.bins_size(); ++b) {
+      if (!withheld.count(b)) largest = std::max(largest, std::fabs(v.bins(b)));
+    }
+    std::vector<ChartRow> rows;
+    for (int b = 0; b < v.bins_size(); ++b) {
+      if (withheld.count(b)) {
+        rows.push_back({labels[b], "", "withheld (histogram-bin)", /*withheld=*/true});
+        marks.withheld_bins = true;
+      } else {
+        rows.push_back({labels[b], Bar(v.bins(b), largest), BinCount(v.bins(b))});
+      }
+    }
+    blocks.push_back(absl::StrCat(title, cell.partial() ? " *" : "", "\n", ChartLines(rows)));
+    marks.partial |= cell.partial();
+  }
+  return absl::StrJoin(blocks, "\n");
+}
+
+std::string ResultChart(const v1::AggregateResult& result, int partners_asked,
+                        const v1::AggregateQuery* question) {
+  const Shape shape = ShapeOf(result);
+  const size_t n_values = shape.columns.size() - shape.keys;
+  const std::vector<int> bins = BinsPerColumn(result, n_values);
+  ChartMarks marks;
+  std::vector<std::string> blocks;
+  for (size_t a = 0; a < n_values; ++a) {
+    const std::string& name = shape.columns[shape.keys + a];
+    blocks.push_back(bins[a] == 0 ? ValueColumnChart(result, a, name, marks)
+                                  : HistogramChart(result, a, name, question, marks));
+  }
+  std::string out = absl::StrJoin(blocks, "\n");
+  if (result.cells_size() == 0) out += "(no cells)\n";
+  if (marks.partial) {
+    absl::StrAppend(&out, "* partial: not every answering partner",
+                    partners_asked > 0 ? absl::StrCat(" (of ", partners_asked, " asked)") : "",
+                    " is in this figure\n");
+  }
+  if (marks.withheld_bins) out += "withheld bins have no bar\n";
+  return out + WithheldFooter(result);
 }
 
 // ---- JSON -------------------------------------------------------------------
@@ -452,12 +647,13 @@ absl::StatusOr<OutputFormat> ParseOutputFormat(absl::string_view name) {
       absl::StrCat("unknown output format '", name, "': use table, csv or json"));
 }
 
-std::string FormatResult(const v1::AggregateResult& result, OutputFormat format) {
+std::string FormatResult(const v1::AggregateResult& result, OutputFormat format,
+                         const v1::AggregateQuery* question) {
   switch (format) {
     case OutputFormat::kTable:
-      return ResultTable(result, LooksCombined(result), 0);
+      return ResultTable(result, LooksCombined(result), 0, question);
     case OutputFormat::kCsv:
-      return ResultCsv(result, LooksCombined(result));
+      return ResultCsv(result, LooksCombined(result), question);
     case OutputFormat::kJson:
       return Json(result);
   }
@@ -580,26 +776,46 @@ std::string FormatAudit(const v1::ListAuditResponse& response, OutputFormat form
   return std::string();
 }
 
-std::string FormatFederated(const v1::FederatedAggregateResponse& response, OutputFormat format) {
+std::string FormatFederated(const v1::FederatedAggregateResponse& response, OutputFormat format,
+                            const v1::AggregateQuery* question) {
   switch (format) {
     case OutputFormat::kTable: {
       const int asked = response.coverage_size();
       std::string out =
           absl::StrCat("coverage: ", Answered(response), " of ", asked, " partners answered\n",
                        CoverageTable(response), AppliedLines(response), "\ncombined:\n",
-                       ResultTable(response.combined(), /*show_partners=*/true, asked));
+                       ResultTable(response.combined(), /*show_partners=*/true, asked, question));
       for (const v1::AggregateResult& partner : response.partners()) {
         absl::StrAppend(&out, "\npartner ", partner.org_id(), ":\n",
-                        ResultTable(partner, LooksCombined(partner), 0));
+                        ResultTable(partner, LooksCombined(partner), 0, question));
       }
       return out;
     }
     case OutputFormat::kCsv:
-      return CoverageComments(response) + ResultCsv(response.combined(), /*federated=*/true);
+      return CoverageComments(response) +
+             ResultCsv(response.combined(), /*federated=*/true, question);
     case OutputFormat::kJson:
       return Json(response);
   }
   return "";
+}
+
+std::string ChartResult(const v1::AggregateResult& result, const v1::AggregateQuery* question) {
+  return ResultChart(result, 0, question);
+}
+
+std::string ChartFederated(const v1::FederatedAggregateResponse& response,
+                           const v1::AggregateQuery* question) {
+  std::string out = absl::StrCat("coverage: ", Answered(response), " of ", response.coverage_size(),
+                                 " partners answered\n");
+  for (const v1::PartnerCoverage& c : response.coverage()) {
+    if (c.state() == v1::PartnerCoverage::ANSWERED) continue;
+    absl::StrAppend(&out, "  ", c.org_id(), ": ", StateName(c.state()),
+                    c.reason().empty() ? "" : absl::StrCat(" (", OneLine(c.reason()), ")"), "\n");
+  }
+  absl::StrAppend(&out, AppliedLines(response), "\n",
+                  ResultChart(response.combined(), response.coverage_size(), question));
+  return out;
 }
 
 }  // namespace fedshare::client

@@ -8,18 +8,21 @@
 // right-aligned. A column whose name starts with COUNT, or whose figures are
 // all whole, prints whole numbers; other columns print 2 decimals (4
 // significant digits for magnitudes below 1). HISTOGRAM cells print their bins
-// as "[3 0 12 -]" with "-" for a withheld bin. A listed withheld cell prints
-// its key and "withheld (RULE)". A partial (federated) cell ends with "*" and
-// a footnote says how many partners it covers. A footer lists withholdings by
-// rule and the number of withheld cells not listed by key; no withheld cell's
-// size is ever shown (the answer does not carry one). "as applied: ..." gives
-// the predicates after snapping (result.applied_where_text), dates as dates.
+// as "[0,10) 3, [10,20) 0, [20,30) -", "-" for a withheld bin; the edges come
+// from the question's HISTOGRAM (values outside [lo, hi) are counted in the
+// end bins), or bins are labelled "bin 1", "bin 2", ... without a question. A listed withheld cell
+// prints its key and "withheld (RULE)". A partial (federated) cell ends with "*" and a footnote
+// says how many partners it covers. A footer lists withholdings by rule and the number of withheld
+// cells not listed by key; no withheld cell's size is ever shown (the answer does not carry one).
+// "as applied: ..." gives the predicates after snapping (result.applied_where_text), dates as
+// dates.
 //
 // CSV (RFC 4180, CRLF line ends, a header row): result.columns, then
 // "withheld" (the rule, empty for released cells), and for federated answers
 // "partial" (true/false) and "partners". Numbers print in full precision
-// (shortest text that reads back to the same double); a HISTOGRAM cell is its
-// bins joined by ';' with an empty entry for a withheld bin. Comment lines
+// (shortest text that reads back to the same double); a HISTOGRAM column is
+// one CSV column per bin, named "COLUMN [lo,hi)" (or "COLUMN bin N" without
+// the question), empty for a withheld bin. Comment lines
 // starting with "# " come before the header: "# as applied: PREDICATES" for a
 // result with predicates; for a federated answer, "# coverage: A of N partners
 // answered" and one "# ORG: STATE[: reason][; as applied: PREDICATES]" line
@@ -49,15 +52,32 @@ enum class OutputFormat { kTable, kCsv, kJson };
 // "table", "csv" or "json" (case-insensitive); otherwise INVALID_ARGUMENT.
 absl::StatusOr<OutputFormat> ParseOutputFormat(absl::string_view name);
 
-// One node's answer (or a combined answer without its coverage).
-std::string FormatResult(const v1::AggregateResult& result, OutputFormat format);
+// One node's answer (or a combined answer without its coverage). `question`,
+// when given, is the question asked (for histogram bin edges).
+std::string FormatResult(const v1::AggregateResult& result, OutputFormat format,
+                         const v1::AggregateQuery* question = nullptr);
 
 // A federated answer. Table: the coverage table, then the combined table
 // (partial cells marked against the number of partners asked, i.e. the
 // coverage rows), then each directly released partner answer under its org
 // id. CSV: the coverage comment lines, then the combined table. JSON: the
 // whole response (coverage, with each partner's applied_where_text).
-std::string FormatFederated(const v1::FederatedAggregateResponse& response, OutputFormat format);
+std::string FormatFederated(const v1::FederatedAggregateResponse& response, OutputFormat format,
+                            const v1::AggregateQuery* question = nullptr);
+
+// Chart: a text bar chart for a terminal. One block per value column: a line
+// with the column's name, then one line per cell (its key, a bar of '#'
+// scaled to the column's largest figure, up to 40 wide, and the figure); a
+// partial cell's figure ends with " *", a withheld cell shows
+// "withheld (RULE)" instead of a bar. A HISTOGRAM column gives one block per
+// cell ("COLUMN: KEY"), one line per bin labelled by its edges, a withheld
+// bin as "withheld (histogram-bin)". The footer is the table's (partial
+// note, withholdings, as applied). A federated chart starts with the coverage
+// line and one line per partner that did not answer, with its reason.
+std::string ChartResult(const v1::AggregateResult& result,
+                        const v1::AggregateQuery* question = nullptr);
+std::string ChartFederated(const v1::FederatedAggregateResponse& response,
+                           const v1::AggregateQuery* question = nullptr);
 
 // The coverage table alone (org_id, state, released, withheld, reason), as a
 // table or CSV; JSON gives the response's coverage list as {"coverage": [...]}.

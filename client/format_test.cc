@@ -103,8 +103,8 @@ TEST(FormatResultTest, EmptyResultSaysSo) {
   EXPECT_EQ(FormatResult(r, OutputFormat::kTable), "count\n(no cells)\n");
 }
 
-TEST(FormatResultTest, HistogramPrintsCompactBins) {
-  v1::AggregateResult r = Parse<v1::AggregateResult>(R"pb(
+v1::AggregateResult HistogramResult() {
+  return Parse<v1::AggregateResult>(R"pb(
     columns: [ "region", "histogram(age)" ]
     cells {
       key { string_value: "north" }
@@ -114,16 +114,51 @@ TEST(FormatResultTest, HistogramPrintsCompactBins) {
         withheld_bins: 3
       }
     }
+    cells {
+      key { string_value: "south" }
+      withheld: true
+      withheld_rule: "min-subjects"
+    }
     withholdings { rule: "histogram-bin" cells: 1 }
   )pb");
-  EXPECT_EQ(FormatResult(r, OutputFormat::kTable),
+}
+
+TEST(FormatResultTest, HistogramBinsCarryTheirEdges) {
+  const v1::AggregateResult r = HistogramResult();
+  const auto question = Parse<v1::AggregateQuery>(R"pb(
+    group_by: "region"
+    aggregates { kind: HISTOGRAM field: "age" lo: 0 hi: 100 bins: 4 }
+  )pb");
+  EXPECT_EQ(FormatResult(r, OutputFormat::kTable, &question),
             "region  histogram(age)\n"
-            "north   [10 0 20 -]\n"
+            "north   [0,25) 10, [25,50) 0, [50,75) 20, [75,100) -\n"
+            "south   withheld (min-subjects)\n"
             "- histogram bin withheld\n"
             "withheld by histogram-bin: 1 cell\n");
-  EXPECT_EQ(FormatResult(r, OutputFormat::kCsv),
-            "region,histogram(age),withheld\r\n"
-            "north,10;0;20;,\r\n");
+  // One CSV column per bin, named by its edges; a withheld bin is empty.
+  EXPECT_EQ(FormatResult(r, OutputFormat::kCsv, &question),
+            "region,\"histogram(age) [0,25)\",\"histogram(age) [25,50)\","
+            "\"histogram(age) [50,75)\",\"histogram(age) [75,100)\",withheld\r\n"
+            "north,10,0,20,,\r\n"
+            "south,,,,,min-subjects\r\n");
+  EXPECT_EQ(ChartResult(r, &question),
+            "histogram(age): north\n"
+            "  [0,25)    ####################                      10\n"
+            "  [25,50)                                             0\n"
+            "  [50,75)   ########################################  20\n"
+            "  [75,100)  withheld (histogram-bin)\n"
+            "\n"
+            "histogram(age): south  withheld (min-subjects)\n"
+            "withheld bins have no bar\n"
+            "withheld by histogram-bin: 1 cell\n");
+}
+
+TEST(FormatResultTest, HistogramWithoutTheQuestionNumbersItsBins) {
+  EXPECT_EQ(FormatResult(HistogramResult(), OutputFormat::kCsv),
+            "region,histogram(age) bin 1,histogram(age) bin 2,histogram(age) bin 3,"
+            "histogram(age) bin 4,withheld\r\n"
+            "north,10,0,20,,\r\n"
+            "south,,,,,min-subjects\r\n");
 }
 
 TEST(FormatResultTest, CsvQuotesKeysWithCommasAndQuotes) {
@@ -255,6 +290,29 @@ TEST(FormatFederatedTest, PartnerTablesFollowTheCombinedOne) {
   const std::string out = FormatFederated(response, OutputFormat::kTable);
   EXPECT_THAT(out,
               HasSubstr("\npartner a:\nprogram  count  avg(score)\narts        42       71.25\n"));
+}
+
+TEST(FormatFederatedTest, ChartMarksPartialAndWithheldCells) {
+  v1::FederatedAggregateResponse r = Federated();
+  v1::Cell* withheld = r.mutable_combined()->add_cells();
+  withheld->add_key()->set_string_value("dance");
+  withheld->set_withheld(true);
+  withheld->set_withheld_rule("min-subjects");
+  EXPECT_EQ(ChartFederated(r),
+            "coverage: 2 of 3 partners answered\n"
+            "  c: refused (no agreement permits purpose 'marketing')\n"
+            "\n"
+            "count\n"
+            "  arts   ########################################  75\n"
+            "  music  ######                                    12 *\n"
+            "  dance  withheld (min-subjects)\n"
+            "\n"
+            "avg(score)\n"
+            "  arts   ########################################  70.50\n"
+            "  music  ##                                        3.14 *\n"
+            "  dance  withheld (min-subjects)\n"
+            "* partial: not every answering partner (of 3 asked) is in this figure\n"
+            "withheld by min-subjects: 1 cell (fewer than 10 subjects)\n");
 }
 
 }  // namespace

@@ -12,7 +12,8 @@
 //   fedshare consent import FILE
 //   fedshare export --dataset D [--format csv|jsonl] [--out FILE]
 //   fedshare query --sql "SELECT ..." [--peers a,b | --all-peers | --group G]
-//       [--output table|csv|json]
+//       [--output table|csv|json|chart] [--save FILE]
+//   fedshare show FILE [--output table|csv|json|chart]
 //   fedshare audit show [--from N] [--limit N] [--caller ID|ORG] [--decision D]
 //       [--since T] [--until T] [--output table|csv|json]
 //   fedshare completion bash
@@ -51,7 +52,7 @@
 #include "client/data_commands.h"
 #include "client/format.h"
 #include "client/node_client.h"
-#include "client/sql.h"
+#include "client/saved_answer.h"
 #include "node/common/files.h"
 #include "node/common/status_macros.h"
 #include "node/common/time_util.h"
@@ -61,6 +62,7 @@
 #include "openssl/rand.h"
 #include "policy/agreement.h"
 #include "policy/refusal.h"
+#include "query/sql.h"
 
 namespace fedshare::client {
 namespace {
@@ -265,22 +267,37 @@ int RunDescribe(const Globals& g, const std::string& peer) {
   return 0;
 }
 
+// Prints `saved` in `output` and writes it to `save_path` when given.
+int PrintAndSave(const v1::SavedAnswer& saved, const std::string& output,
+                 const std::string& save_path) {
+  absl::StatusOr<std::string> text = RenderAnswer(saved, output);
+  if (!text.ok()) return Fail(text.status());
+  std::cout << *text;
+  std::cout.flush();
+  if (!save_path.empty()) {
+    if (absl::Status s = WriteSavedAnswer(save_path, saved); !s.ok()) return Fail(s);
+  }
+  return 0;
+}
+
 int RunQuery(const Globals& g, const std::string& sql, const std::string& peers, bool all_peers,
-             const std::string& group, const std::string& output, int deadline_ms,
-             int min_coverage) {
-  absl::StatusOr<OutputFormat> format = ParseOutputFormat(output);
-  if (!format.ok()) return Fail(format.status());
+             const std::string& group, const std::string& output, int deadline_ms, int min_coverage,
+             const std::string& save_path) {
+  // Refuse a bad --output before the question spends a repeat-limit slot.
+  if (absl::Status s = CheckRenderFormat(output); !s.ok()) return Fail(s);
   absl::StatusOr<v1::AggregateQuery> query = ParseSql(sql);
   if (!query.ok()) return Fail(query.status());
   query->set_query_id(absl::StrCat("q-", absl::ToUnixMillis(absl::Now())));
   bool federated = all_peers || !peers.empty() || !group.empty();
-  auto client = Dial(g, federated ? "127.0.0.1:7444" : "127.0.0.1:7443");
+  const std::string node = !g.node.empty() ? g.node
+                           : federated     ? "127.0.0.1:7444"
+                                           : "127.0.0.1:7443";
+  auto client = Dial(g, node);
   if (!client.ok()) return Fail(client.status());
   if (!federated) {
     absl::StatusOr<v1::AggregateResult> r = (*client)->Aggregate(*query);
     if (!r.ok()) return Fail(r.status(), Listener::kPeer);
-    std::cout << FormatResult(*r, *format);
-    return 0;
+    return PrintAndSave(SaveDirect(sql, *query, node, *r), output, save_path);
   }
   v1::FederatedAggregateRequest request;
   *request.mutable_query() = *query;
@@ -292,8 +309,9 @@ int RunQuery(const Globals& g, const std::string& sql, const std::string& peers,
   request.set_deadline_ms(deadline_ms);
   absl::StatusOr<v1::FederatedAggregateResponse> r = (*client)->FederatedAggregate(request);
   if (!r.ok()) return Fail(r.status(), Listener::kLocal);
-  std::cout << FormatFederated(*r, *format);
-  std::cout.flush();
+  if (int code = PrintAndSave(SaveFederated(sql, *query, node, *r), output, save_path); code != 0) {
+    return code;
+  }
   // A total that silently misses a partner is the worst wrong answer: fewer
   // answers than asked for is a failure unless the caller settles for less.
   const int asked = r->coverage_size();
@@ -316,6 +334,15 @@ int RunQuery(const Globals& g, const std::string& sql, const std::string& peers,
     for (const std::string& m : missing) std::cerr << "  " << m << "\n";
     return kExitIncomplete;
   }
+  return 0;
+}
+
+int RunShow(const std::string& file, const std::string& output) {
+  absl::StatusOr<v1::SavedAnswer> saved = ReadSavedAnswer(file);
+  if (!saved.ok()) return Fail(saved.status());
+  absl::StatusOr<std::string> text = RenderAnswer(*saved, output);
+  if (!text.ok()) return Fail(text.status());
+  std::cout << *text;
   return 0;
 }
 
@@ -535,12 +562,21 @@ int main(int argc, char** argv) {
   query->add_option("--peers", peers, "ask these partners through your node (comma-separated)");
   query->add_flag("--all-peers", all_peers, "ask every configured partner");
   query->add_option("--group", group, "ask a configured group of partners");
-  query->add_option("--output", output, "table, csv or json")->capture_default_str();
+  query->add_option("--output", output, "table, csv, json or chart")->capture_default_str();
+  std::string save_path;
+  query->add_option("--save", save_path,
+                    "also write the whole answer to this file as JSON, for `fedshare show`");
   query->add_option("--deadline-ms", deadline_ms, "per-partner deadline");
   query
       ->add_option("--min-coverage", min_coverage,
                    "exit 3 if fewer partners answer (default: every partner asked)")
       ->check(CLI::NonNegativeNumber);
+
+  std::string show_file, show_output = "table";
+  auto* show = app.add_subcommand(
+      "show", "print an answer saved with `query --save` again, without asking any node");
+  show->add_option("file", show_file, "the saved answer")->required();
+  show->add_option("--output", show_output, "table, csv, json or chart")->capture_default_str();
 
   auto* audit = app.add_subcommand("audit", "the audit log");
   audit->require_subcommand(1);
@@ -589,7 +625,8 @@ int main(int argc, char** argv) {
   if (consent_import->parsed()) return RunConsentImport(g, file);
   if (export_cmd->parsed()) return RunExport(g, dataset, format, out);
   if (query->parsed())
-    return RunQuery(g, sql, peers, all_peers, group, output, deadline_ms, min_coverage);
+    return RunQuery(g, sql, peers, all_peers, group, output, deadline_ms, min_coverage, save_path);
+  if (show->parsed()) return RunShow(show_file, show_output);
   if (audit_show->parsed()) return RunAuditShow(g, audit_options);
   std::cerr << app.help();
   return kExitUsage;

@@ -12,6 +12,8 @@ packages=(
   coinor-libclp-dev libglpk-dev
   # make fuzz and make tsa (clang with libFuzzer and -Wthread-safety)
   clang-14 libclang-rt-14-dev
+  # the Python client (client/python) and its pytest suite
+  python3-grpcio python3-protobuf python3-pytest
 )
 # --ops adds what the deployment tests use (tests/deploy_lint_test.sh,
 # tests/container_test.sh): compose validation, and building and running the

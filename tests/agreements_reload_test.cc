@@ -2,13 +2,13 @@
 #include <string>
 
 #include "absl/time/clock.h"
-#include "client/sql.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
 #include "node/common/files.h"
 #include "node/common/status_matchers.h"
 #include "node/server/node.h"
+#include "query/sql.h"
 #include "tests/test_env.h"
 
 namespace fedshare::testing {
@@ -47,8 +47,8 @@ TEST(AgreementsReloadTest, ChangedAgreementsFileTakesEffectWithoutRestart) {
   ASSERT_NE(client, nullptr);
 
   ASSERT_OK_AND_ASSIGN(v1::AggregateQuery sum,
-                       client::ParseSql("SELECT SUM(sessions_attended) FROM program_outcomes "
-                                        "PURPOSE 'program-evaluation'"));
+                       ParseSql("SELECT SUM(sessions_attended) FROM program_outcomes "
+                                "PURPOSE 'program-evaluation'"));
   ASSERT_THAT(client->Aggregate(sum),
               StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("aggregate")));
 

@@ -36,13 +36,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "client/sql.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "node/common/status_matchers.h"
 #include "node/server/config.h"
 #include "node/server/node.h"
 #include "policy/disclosure.h"
+#include "query/sql.h"
 #include "tests/test_env.h"
 
 namespace fedshare::testing {
@@ -528,7 +528,7 @@ TEST_P(AttackerOracleNodeTest, EveryWithheldCellIsProtected) {
       absl::StrAppend(&sql, "COUNT(*), SUM(sessions_attended) FROM program_outcomes");
       if (!names.empty()) absl::StrAppend(&sql, " GROUP BY ", absl::StrJoin(names, ", "));
       absl::StrAppend(&sql, " PURPOSE 'program-evaluation'");
-      ASSERT_OK_AND_ASSIGN(v1::AggregateQuery q, client::ParseSql(sql));
+      ASSERT_OK_AND_ASSIGN(v1::AggregateQuery q, ParseSql(sql));
       ASSERT_OK_AND_ASSIGN(v1::AggregateResult answer, peer->Aggregate(q));
       for (const v1::Cell& cell : answer.cells()) {
         if (cell.withheld()) continue;

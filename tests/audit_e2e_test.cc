@@ -9,12 +9,12 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "client/sql.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
 #include "node/common/status_matchers.h"
 #include "node/common/time_util.h"
+#include "query/sql.h"
 #include "tests/test_env.h"
 
 namespace fedshare::testing {
@@ -240,7 +240,7 @@ TEST_F(AuditE2eTest, OnBehalfOfMustNameAPersonOfTheAskingOrg) {
       Connect(nodes_["partner-a"].peer_address, node_ids_["partner-b"], kTrustDomain, "partner-a");
   ASSERT_NE(direct, nullptr);
   v1::AggregateRequest request;
-  ASSERT_OK_AND_ASSIGN(*request.mutable_query(), client::ParseSql(kBobSql));
+  ASSERT_OK_AND_ASSIGN(*request.mutable_query(), ParseSql(kBobSql));
   request.set_on_behalf_of(kAna);
   EXPECT_THAT(direct->Aggregate(request),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("on_behalf_of")));
@@ -259,7 +259,7 @@ TEST_F(AuditE2eTest, AuditShowFiltersByCallerDecisionAndTime) {
   auto direct =
       Connect(nodes_["partner-a"].peer_address, node_ids_["partner-b"], kTrustDomain, "partner-a");
   ASSERT_NE(direct, nullptr);
-  ASSERT_OK_AND_ASSIGN(v1::AggregateQuery query, client::ParseSql(kBobSql));
+  ASSERT_OK_AND_ASSIGN(v1::AggregateQuery query, ParseSql(kBobSql));
   EXPECT_THAT(direct->Aggregate(query),
               StatusIs(absl::StatusCode::kPermissionDenied, ::testing::_));
 

@@ -17,10 +17,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/format.h"
-#include "client/sql.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "node/common/status_matchers.h"
+#include "query/sql.h"
 #include "tests/partner_fixture.h"
 #include "tests/test_env.h"
 
@@ -65,7 +65,7 @@ class CellKeyTest : public ::testing::Test {
   }
 
   absl::StatusOr<v1::AggregateResult> Ask(const std::string& sql) {
-    absl::StatusOr<v1::AggregateQuery> query = client::ParseSql(sql + kPurpose);
+    absl::StatusOr<v1::AggregateQuery> query = ParseSql(sql + kPurpose);
     if (!query.ok()) return query.status();
     return partner_.peer().Aggregate(*query);
   }

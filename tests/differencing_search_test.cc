@@ -28,10 +28,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "client/sql.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "node/common/status_matchers.h"
+#include "query/sql.h"
 #include "tests/partner_fixture.h"
 #include "tests/test_env.h"
 
@@ -289,7 +289,7 @@ TEST_F(DifferencingSearchTest, NoPairOfAnswersDiffersByAFigureOverFewerThanKPeop
   int refused = 0;
   for (const Question& q : questions) {
     const std::string sql = Sql(q, grammar);
-    ASSERT_OK_AND_ASSIGN(v1::AggregateQuery query, client::ParseSql(sql));
+    ASSERT_OK_AND_ASSIGN(v1::AggregateQuery query, ParseSql(sql));
     absl::StatusOr<v1::AggregateResult> answer = partner_.peer().Aggregate(query);
     const Truth truth = Compute(records_, q, grammar);
     if (RuleRefuses(truth, q.histogram)) {

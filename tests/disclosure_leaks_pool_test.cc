@@ -19,10 +19,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "client/sql.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "node/common/status_matchers.h"
+#include "query/sql.h"
 #include "tests/partner_fixture.h"
 #include "tests/test_env.h"
 
@@ -96,7 +96,7 @@ class DisclosureLeaksPoolTest : public ::testing::Test {
     if (!group.empty()) absl::StrAppend(&sql, " GROUP BY ", absl::StrJoin(group, ", "));
     absl::StrAppend(&sql, " PURPOSE 'program-evaluation'");
     std::map<std::string, std::pair<double, double>> out;
-    absl::StatusOr<v1::AggregateQuery> q = client::ParseSql(sql);
+    absl::StatusOr<v1::AggregateQuery> q = ParseSql(sql);
     EXPECT_OK(q.status());
     if (!q.ok()) return out;
     absl::StatusOr<v1::AggregateResult> answer = partner_.peer().Aggregate(*q);

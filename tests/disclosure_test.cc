@@ -6,7 +6,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "client/sql.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "node/audit/audit_log.h"
@@ -16,6 +15,7 @@
 #include "node/server/node.h"
 #include "node/storage/fault_injector.h"
 #include "node/storage/storage.h"
+#include "query/sql.h"
 #include "tests/test_env.h"
 
 namespace fedshare::testing {
@@ -102,7 +102,7 @@ class DisclosureTest : public ::testing::Test {
   }
 
   absl::StatusOr<v1::AggregateResult> Ask(const std::string& sql) {
-    absl::StatusOr<v1::AggregateQuery> query = client::ParseSql(sql);
+    absl::StatusOr<v1::AggregateQuery> query = ParseSql(sql);
     if (!query.ok()) return query.status();
     return peer_->Aggregate(*query);
   }
@@ -284,8 +284,8 @@ TEST_F(DisclosureTest, ExpiredAgreementRefuses) {
   std::string old_peer = pki_.Issue("old-peer", Role::kNode);
   auto client = Connect(node_->peer_address(), old_peer, kTrustDomain);
   ASSERT_NE(client, nullptr);
-  ASSERT_OK_AND_ASSIGN(auto query, client::ParseSql(absl::StrCat(
-                                       "SELECT COUNT(*) FROM program_outcomes", kPurpose)));
+  ASSERT_OK_AND_ASSIGN(auto query,
+                       ParseSql(absl::StrCat("SELECT COUNT(*) FROM program_outcomes", kPurpose)));
   EXPECT_THAT(client->Aggregate(query),
               StatusIs(absl::StatusCode::kPermissionDenied,
                        AllOf(HasSubstr("old-agreement"), HasSubstr("validity"))));

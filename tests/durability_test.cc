@@ -17,7 +17,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "bench/synthetic.h"
-#include "client/sql.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -25,6 +24,7 @@
 #include "node/common/status_matchers.h"
 #include "node/server/config.h"
 #include "node/server/node.h"
+#include "query/sql.h"
 #include "tests/test_env.h"
 
 namespace fedshare::testing {
@@ -223,7 +223,7 @@ class SlowQuestionTest : public DurabilityTest {
     absl::Status connected = peer->Describe().status();
     if (!connected.ok()) return connected;
     peer->set_timeout(deadline);
-    absl::StatusOr<v1::AggregateQuery> query = client::ParseSql(
+    absl::StatusOr<v1::AggregateQuery> query = ParseSql(
         "SELECT program, region, COUNT(*), AVG(outcome_score), STDDEV(sessions_attended), "
         "HISTOGRAM(sessions_attended, 0, 60, 12) FROM program_outcomes "
         "GROUP BY program, region PURPOSE 'program-evaluation'");
@@ -393,7 +393,7 @@ class DiskFullTest : public DurabilityTest {
   absl::StatusOr<v1::AggregateResult> Ask() {
     auto peer = Connect(node_->peer_address(), foundation_, kTrustDomain, "partner-a");
     peer->set_timeout(absl::Seconds(60));
-    absl::StatusOr<v1::AggregateQuery> query = client::ParseSql(
+    absl::StatusOr<v1::AggregateQuery> query = ParseSql(
         "SELECT program, COUNT(*) FROM program_outcomes GROUP BY program "
         "PURPOSE 'program-evaluation'");
     if (!query.ok()) return query.status();

@@ -14,10 +14,10 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "client/sql.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "node/common/status_matchers.h"
+#include "query/sql.h"
 #include "tests/test_env.h"
 
 namespace fedshare::testing {
@@ -164,7 +164,7 @@ class FederationE2eTest : public ::testing::Test {
 
   absl::StatusOr<v1::FederatedAggregateResponse> Ask(const std::string& purpose,
                                                      v1::FederatedAggregateRequest request) {
-    auto query = client::ParseSql(
+    auto query = ParseSql(
         absl::StrCat("SELECT program, COUNT(*), COUNT(DISTINCT subject), AVG(outcome_score), "
                      "STDDEV(outcome_score) FROM program_outcomes WHERE cohort_year >= 2020 "
                      "GROUP BY program PURPOSE '",

@@ -14,7 +14,6 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "client/sql.h"
 #include "fedshare/v1/admin.grpc.pb.h"
 #include "fedshare/v1/federation.grpc.pb.h"
 #include "fedshare/v1/peer.grpc.pb.h"
@@ -28,6 +27,7 @@
 #include "node/server/node.h"
 #include "node/server/probe.h"
 #include "node/storage/fault_injector.h"
+#include "query/sql.h"
 #include "tests/test_env.h"
 
 namespace fedshare::testing {
@@ -129,7 +129,7 @@ class ObservabilityTest : public ::testing::Test {
   }
 
   absl::Status Ask(const std::string& sql) {
-    absl::StatusOr<v1::AggregateQuery> query = client::ParseSql(sql);
+    absl::StatusOr<v1::AggregateQuery> query = ParseSql(sql);
     if (!query.ok()) return query.status();
     return peer_->Aggregate(*query).status();
   }
@@ -199,9 +199,8 @@ TEST_F(ObservabilityTest, FanOutRecordsPerPartnerLatencyAndCoverage) {
   ASSERT_OK(admin_->ImportConsent(Consents(30)).status());
   auto analyst = Connect(foundation_->local_address(), analyst_, kTrustDomain, "foundation");
   ASSERT_NE(analyst, nullptr);
-  ASSERT_OK_AND_ASSIGN(
-      v1::AggregateQuery query,
-      client::ParseSql(absl::StrCat("SELECT COUNT(*) FROM program_outcomes", kPurpose)));
+  ASSERT_OK_AND_ASSIGN(v1::AggregateQuery query,
+                       ParseSql(absl::StrCat("SELECT COUNT(*) FROM program_outcomes", kPurpose)));
   v1::FederatedAggregateRequest request;
   *request.mutable_query() = query;
   request.set_all_peers(true);
@@ -244,7 +243,7 @@ TEST_F(ObservabilityTest, StatusShowsTheMetricsAtAGlanceThroughTheCli) {
   // own coverage.
   auto analyst = Connect(foundation_->local_address(), analyst_, kTrustDomain, "foundation");
   ASSERT_NE(analyst, nullptr);
-  ASSERT_OK_AND_ASSIGN(v1::AggregateQuery query, client::ParseSql(count));
+  ASSERT_OK_AND_ASSIGN(v1::AggregateQuery query, ParseSql(count));
   v1::FederatedAggregateRequest request;
   *request.mutable_query() = query;
   request.set_all_peers(true);

@@ -36,10 +36,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "client/sql.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "node/common/status_matchers.h"
+#include "query/sql.h"
 #include "tests/bruteforce_data.h"
 #include "tests/bruteforce_reference.h"
 #include "tests/partner_fixture.h"
@@ -88,7 +88,7 @@ class QueryBruteForceTest : public ::testing::Test {
   // Asks `sql`, computes the brute-force answer and compares the two.
   void AskAndCompare(const std::string& sql) {
     SCOPED_TRACE(sql);
-    ASSERT_OK_AND_ASSIGN(v1::AggregateQuery query, client::ParseSql(sql));
+    ASSERT_OK_AND_ASSIGN(v1::AggregateQuery query, ParseSql(sql));
     const Expected expected = bruteforce::BruteForce(data_, schema_, query);
     absl::StatusOr<v1::AggregateResult> answer = partner_.peer().Aggregate(query);
     if (expected.refused) {

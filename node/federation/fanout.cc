@@ -7,6 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "fedshare/v1/peer.grpc.pb.h"
+#include "google/rpc/status.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "node/federation/combine.h"
 #include "node/identity/channel.h"
@@ -86,6 +87,14 @@ PartnerOutcome AskOne(const v1::NodeConfig& config, const v1::PeerConfig& peer,
   outcome.coverage.set_state(StateFor(status.error_code()));
   if (!status.ok()) {
     outcome.coverage.set_reason(status.error_message());
+    // Pass the partner's ErrorInfo on, so the analyst's tools see the rule
+    // and agreement without parsing the reason.
+    google::rpc::Status details;
+    if (!status.error_details().empty() && details.ParseFromString(status.error_details())) {
+      for (const google::protobuf::Any& any : details.details()) {
+        if (any.UnpackTo(outcome.coverage.mutable_refusal())) break;
+      }
+    }
     return outcome;
   }
   int released = 0;

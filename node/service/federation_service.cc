@@ -6,8 +6,33 @@
 #include "node/service/call_guard.h"
 #include "node/service/grpc_status.h"
 #include "node/service/limits.h"
+#include "query/sql.h"
 
 namespace fedshare::service {
+namespace {
+
+// `request` with its `sql` parsed into `query` (one grammar with the CLI), or
+// as it came when it has no `sql`.
+absl::StatusOr<v1::FederatedAggregateRequest> WithQuestion(
+    const v1::FederatedAggregateRequest& request) {
+  if (request.sql().empty()) return request;
+  v1::AggregateQuery rest = request.query();
+  rest.clear_query_id();
+  if (rest.ByteSizeLong() > 0) {
+    return absl::InvalidArgumentError(
+        "the request has both sql and a structured query: send one (query may carry only "
+        "query_id alongside sql)");
+  }
+  absl::StatusOr<v1::AggregateQuery> parsed = ParseSql(request.sql());
+  if (!parsed.ok()) return parsed.status();
+  v1::FederatedAggregateRequest out = request;
+  out.clear_sql();
+  parsed->set_query_id(request.query().query_id());
+  *out.mutable_query() = *std::move(parsed);
+  return out;
+}
+
+}  // namespace
 
 using identity::Role;
 
@@ -18,13 +43,14 @@ grpc::Status FederationServiceImpl::FederatedAggregate(grpc::ServerContext* cont
   absl::StatusOr<identity::Identity> who =
       Authorize(*env_, *context, kMethod, {Role::kAnalyst, Role::kOperator}, /*own_org=*/true);
   if (!who.ok()) return ToGrpcStatus(who.status());
-  if (absl::Status s = CheckQuestion(env_->limits, request->query()); !s.ok()) {
+  absl::StatusOr<v1::FederatedAggregateRequest> asked = WithQuestion(*request);
+  if (!asked.ok()) return Finish(kMethod, who->spiffe_id, asked.status());
+  if (absl::Status s = CheckQuestion(env_->limits, asked->query()); !s.ok()) {
     return Finish(kMethod, who->spiffe_id, s);
   }
   absl::StatusOr<CallGate::Ticket> ticket = env_->call_gate->Enter(who->spiffe_id);
   if (!ticket.ok()) return Finish(kMethod, who->spiffe_id, ticket.status());
-  absl::StatusOr<v1::FederatedAggregateResponse> result =
-      env_->fanout->Ask(who->spiffe_id, *request);
+  absl::StatusOr<v1::FederatedAggregateResponse> result = env_->fanout->Ask(who->spiffe_id, *asked);
   if (result.ok()) *response = std::move(result).value();
   return Finish(kMethod, who->spiffe_id, result.status());
 }

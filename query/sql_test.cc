@@ -1,14 +1,18 @@
-#include "client/sql.h"
+#include "query/sql.h"
 
+#include <optional>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/text_format.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
 #include "node/common/status_matchers.h"
+#include "policy/refusal.h"
+#include "query/sql_corpus.h"
 
-namespace fedshare::client {
+namespace fedshare {
 namespace {
 
 using ::fedshare::testing::StatusIs;
@@ -166,111 +170,38 @@ TEST(ParseSqlTest, KeepsLargeIntegersExact) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("at 1:35: integer")));
 }
 
-struct ErrorCase {
-  const char* name;
-  const char* sql;
-  const char* message;  // expected prefix of the first line
-};
-
-class ParseSqlErrorTest : public ::testing::TestWithParam<ErrorCase> {};
+class ParseSqlErrorTest : public ::testing::TestWithParam<SqlCorpusCase> {};
 
 TEST_P(ParseSqlErrorTest, PointsAtThePosition) {
-  const ErrorCase& c = GetParam();
+  const SqlCorpusCase& c = GetParam();
   absl::StatusOr<v1::AggregateQuery> q = ParseSql(c.sql);
   ASSERT_FALSE(q.ok()) << q->ShortDebugString();
   EXPECT_EQ(q.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(q.status().message()), StartsWith(c.message));
+  EXPECT_THAT(std::string(q.status().message()), StartsWith(c.error));
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Errors, ParseSqlErrorTest,
-    ::testing::Values(
-        ErrorCase{"UnterminatedString", "SELECT COUNT(*) FROM ds WHERE a = 'abc PURPOSE 'p'",
-                  "at 1:50: unterminated string"},
-        ErrorCase{"UnterminatedPurpose", "SELECT COUNT(*) FROM ds PURPOSE 'p",
-                  "at 1:33: unterminated string"},
-        ErrorCase{"UnknownAggregate",
-                  "SELECT program, MEAN(x) FROM ds GROUP BY program "
-                  "PURPOSE 'p'",
-                  "at 1:17: unknown aggregate 'MEAN'"},
-        ErrorCase{"MinRefused", "SELECT MIN(x) FROM ds PURPOSE 'p'",
-                  "at 1:8: MIN is not supported"},
-        ErrorCase{"MissingPurposeAfterGroupBy", "SELECT a, COUNT(*) FROM ds GROUP BY a",
-                  "at 1:38: expected ',' or PURPOSE 'purpose-id' but found end of query"},
-        ErrorCase{"GroupByWithoutField", "SELECT COUNT(*) FROM ds GROUP BY",
-                  "at 1:33: expected a field to group by but found end of query"},
-        ErrorCase{"MissingPurposeAtEnd", "SELECT COUNT(*) FROM ds WHERE a = 1",
-                  "at 1:36: expected AND, GROUP BY or PURPOSE 'purpose-id' but found end of "
-                  "query"},
-        ErrorCase{"MissingPurposeNoWhere", "SELECT COUNT(*) FROM ds",
-                  "at 1:24: expected WHERE, GROUP BY or PURPOSE 'purpose-id' but found end "
-                  "of query"},
-        ErrorCase{"EmptyPurpose", "SELECT COUNT(*) FROM ds PURPOSE ''",
-                  "at 1:33: the purpose must not be empty"},
-        ErrorCase{"PurposeNotString", "SELECT COUNT(*) FROM ds PURPOSE p",
-                  "at 1:33: expected the purpose as a string"},
-        ErrorCase{"OrUsed", "SELECT COUNT(*) FROM ds WHERE a = 1 OR b = 2 PURPOSE 'p'",
-                  "at 1:37: OR is not supported"},
-        ErrorCase{"NotUsed", "SELECT COUNT(*) FROM ds WHERE NOT a = 1 PURPOSE 'p'",
-                  "at 1:31: NOT is not supported"},
-        ErrorCase{"NotInUsed", "SELECT COUNT(*) FROM ds WHERE a NOT IN (1) PURPOSE 'p'",
-                  "at 1:33: NOT is not supported"},
-        ErrorCase{"SelectFieldNotGrouped",
-                  "SELECT program, region, COUNT(*) FROM ds GROUP BY program PURPOSE 'p'",
-                  "at 1:17: 'region' is selected but not in GROUP BY"},
-        ErrorCase{"SelectFieldNoGroupBy", "SELECT program, COUNT(*) FROM ds PURPOSE 'p'",
-                  "at 1:8: 'program' is selected but not in GROUP BY"},
-        ErrorCase{"GroupedFieldNotSelected", "SELECT COUNT(*) FROM ds GROUP BY program PURPOSE 'p'",
-                  "at 1:34: 'program' is in GROUP BY but not in SELECT"},
-        ErrorCase{"GroupedTwice", "SELECT a, COUNT(*) FROM ds GROUP BY a, a PURPOSE 'p'",
-                  "at 1:40: 'a' is grouped by twice"},
-        ErrorCase{"TrailingGarbage", "SELECT COUNT(*) FROM ds PURPOSE 'p' LIMIT 10",
-                  "at 1:37: expected end of query but found 'LIMIT'"},
-        ErrorCase{"TrailingAfterSemicolon", "SELECT COUNT(*) FROM ds PURPOSE 'p'; x",
-                  "at 1:38: expected end of query but found 'x'"},
-        ErrorCase{"NoAggregate", "SELECT a FROM ds GROUP BY a PURPOSE 'p'",
-                  "at 1:8: SELECT needs at least one aggregate"},
-        ErrorCase{"NotSelect", "COUNT(*) FROM ds PURPOSE 'p'",
-                  "at 1:1: expected SELECT but found 'COUNT'"},
-        ErrorCase{"MissingFrom", "SELECT COUNT(*) ds PURPOSE 'p'",
-                  "at 1:17: expected ',' or FROM but found 'ds'"},
-        ErrorCase{"ReservedWordAsDataset", "SELECT COUNT(*) FROM where PURPOSE 'p'",
-                  "at 1:22: expected a dataset name but found reserved word 'where'"},
-        ErrorCase{"CountField", "SELECT COUNT(x) FROM ds PURPOSE 'p'",
-                  "at 1:14: expected '*' or DISTINCT subject"},
-        ErrorCase{"CountDistinctOther", "SELECT COUNT(DISTINCT x) FROM ds PURPOSE 'p'",
-                  "at 1:23: expected 'subject'"},
-        ErrorCase{"MissingCloseParen", "SELECT SUM(x FROM ds PURPOSE 'p'",
-                  "at 1:14: expected ')' but found 'FROM'"},
-        ErrorCase{"HistogramBoundsReversed", "SELECT HISTOGRAM(x, 10, 0, 5) FROM ds PURPOSE 'p'",
-                  "at 1:21: the histogram's lower bound must be below"},
-        ErrorCase{"HistogramZeroBins", "SELECT HISTOGRAM(x, 0, 10, 0) FROM ds PURPOSE 'p'",
-                  "at 1:28: the number of bins must be a positive integer"},
-        ErrorCase{"HistogramFractionalBins", "SELECT HISTOGRAM(x, 0, 10, 2.5) FROM ds PURPOSE 'p'",
-                  "at 1:28: expected the number of bins (an integer) but found number 2.5"},
-        ErrorCase{"MissingOperator", "SELECT COUNT(*) FROM ds WHERE a 1 PURPOSE 'p'",
-                  "at 1:33: expected an operator"},
-        ErrorCase{"MissingLiteral", "SELECT COUNT(*) FROM ds WHERE a = PURPOSE 'p'",
-                  "at 1:35: expected a literal"},
-        ErrorCase{"BetweenWithoutAnd", "SELECT COUNT(*) FROM ds WHERE a BETWEEN 1 OR 2 PURPOSE 'p'",
-                  "at 1:43: expected AND but found 'OR'"},
-        ErrorCase{"EmptyIn", "SELECT COUNT(*) FROM ds WHERE a IN () PURPOSE 'p'",
-                  "at 1:37: expected a literal"},
-        ErrorCase{"BadDate", "SELECT COUNT(*) FROM ds WHERE d = DATE '2020-13-01' PURPOSE 'p'",
-                  "at 1:40: malformed date '2020-13-01'"},
-        ErrorCase{"NullLiteral", "SELECT COUNT(*) FROM ds WHERE d = NULL PURPOSE 'p'",
-                  "at 1:35: NULL is not supported"},
-        ErrorCase{"DoubleQuotes", "SELECT COUNT(*) FROM ds PURPOSE \"p\"",
-                  "at 1:33: quoted identifiers are not supported"},
-        ErrorCase{"StrayCharacter", "SELECT COUNT(*) FROM ds WHERE a = 1 & b = 2 PURPOSE 'p'",
-                  "at 1:37: unexpected character '&'"},
-        ErrorCase{"SelectStar", "SELECT * FROM ds PURPOSE 'p'",
-                  "at 1:8: SELECT * is not supported"},
-        ErrorCase{"MalformedNumber", "SELECT COUNT(*) FROM ds WHERE a = 12abc PURPOSE 'p'",
-                  "at 1:35: malformed number"},
-        ErrorCase{"SecondLine", "SELECT COUNT(*)\nFROM ds\nWHERE a = 1 OR b = 2\nPURPOSE 'p'",
-                  "at 3:13: OR is not supported"}),
-    [](const ::testing::TestParamInfo<ErrorCase>& param_info) { return param_info.param.name; });
+TEST_P(ParseSqlErrorTest, CarriesTheLineAndColumnAsErrorInfo) {
+  const SqlCorpusCase& c = GetParam();
+  absl::StatusOr<v1::AggregateQuery> q = ParseSql(c.sql);
+  ASSERT_FALSE(q.ok());
+  std::optional<google::rpc::ErrorInfo> info = policy::RefusalOf(q.status());
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(info->reason(), kSqlSyntaxReason);
+  const std::string message(q.status().message());
+  EXPECT_THAT(message, StartsWith(absl::StrCat("at ", info->metadata().at("line"), ":",
+                                               info->metadata().at("column"), ": ")));
+}
+
+INSTANTIATE_TEST_SUITE_P(Errors, ParseSqlErrorTest, ::testing::ValuesIn(SqlErrorCorpus()),
+                         [](const ::testing::TestParamInfo<SqlCorpusCase>& param_info) {
+                           return param_info.param.name;
+                         });
+
+TEST(ParseSqlTest, CorpusQueriesParse) {
+  for (const SqlCorpusCase& c : SqlValidCorpus()) {
+    EXPECT_TRUE(ParseSql(c.sql).ok()) << c.name << ": " << ParseSql(c.sql).status();
+  }
+}
 
 TEST(ParseSqlTest, ErrorEchoesTheLineWithACaret) {
   absl::StatusOr<v1::AggregateQuery> q =
@@ -346,4 +277,4 @@ TEST(FormatSqlTest, AggregateColumnNames) {
 }
 
 }  // namespace
-}  // namespace fedshare::client
+}  // namespace fedshare

@@ -1,5 +1,6 @@
-// The SQL subset the CLI accepts for aggregate questions (DESIGN §8), and its
-// inverse.
+// The SQL subset of aggregate questions (DESIGN §8), and its inverse. One
+// grammar for every client: the CLI parses it, and the node parses the same
+// text when a FederatedAggregateRequest carries `sql`, with the same errors.
 //
 //   absl::StatusOr<v1::AggregateQuery> q = ParseSql(
 //       "SELECT program, COUNT(*), AVG(outcome_score) FROM program_outcomes "
@@ -32,8 +33,8 @@
 // query_id is left empty for the caller to set.
 //
 // Thread safety: both functions are pure and may be called concurrently.
-#ifndef FEDSHARE_CLIENT_SQL_H_
-#define FEDSHARE_CLIENT_SQL_H_
+#ifndef FEDSHARE_QUERY_SQL_H_
+#define FEDSHARE_QUERY_SQL_H_
 
 #include <string>
 
@@ -41,12 +42,19 @@
 #include "absl/strings/string_view.h"
 #include "fedshare/v1/query.pb.h"
 
-namespace fedshare::client {
+namespace fedshare {
+
+// A syntax error's google.rpc.ErrorInfo (attached as in policy/refusal.h):
+// reason kSqlSyntaxReason, domain "fedshare", metadata line and column.
+inline constexpr absl::string_view kSqlSyntaxReason = "sql-syntax";
+inline constexpr absl::string_view kSqlLineKey = "line";
+inline constexpr absl::string_view kSqlColumnKey = "column";
 
 // Parses `text` into a question. On bad input returns INVALID_ARGUMENT whose
 // message starts "at LINE:COLUMN: " (1-based; columns count UTF-8 characters),
 // says what was expected and what was found, and ends with the offending
-// line of `text` and a caret under the position on two more lines.
+// line of `text` and a caret under the position on two more lines; the
+// status carries an ErrorInfo with the same line and column.
 absl::StatusOr<v1::AggregateQuery> ParseSql(absl::string_view text);
 
 // Returns SQL that ParseSql turns back into `query` (query_id aside). The
@@ -60,6 +68,6 @@ std::string FormatSql(const v1::AggregateQuery& query);
 // the node engine chooses: "count", "avg(outcome_score)", ...)
 std::string AggregateSql(const v1::Aggregate& aggregate);
 
-}  // namespace fedshare::client
+}  // namespace fedshare
 
-#endif  // FEDSHARE_CLIENT_SQL_H_
+#endif  // FEDSHARE_QUERY_SQL_H_

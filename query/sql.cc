@@ -1,4 +1,4 @@
-#include "client/sql.h"
+#include "query/sql.h"
 
 #include <cerrno>
 #include <cmath>
@@ -10,14 +10,17 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/cord.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "fmt/format.h"
+#include "google/rpc/error_details.pb.h"
 #include "node/common/status_macros.h"
+#include "policy/refusal.h"
 
-namespace fedshare::client {
+namespace fedshare {
 namespace {
 
 enum class TokenKind { kWord, kInteger, kDecimal, kString, kPunct, kEnd };
@@ -119,9 +122,16 @@ absl::Status Parser::ErrorAt(size_t offset, absl::string_view message) const {
   for (char& c : echoed) {
     if (c == '\t') c = ' ';
   }
-  return absl::InvalidArgumentError(absl::StrCat("at ", line, ":", column, ": ", message, "\n  ",
-                                                 echoed, "\n  ", std::string(column - 1, ' '),
-                                                 "^"));
+  absl::Status status =
+      absl::InvalidArgumentError(absl::StrCat("at ", line, ":", column, ": ", message, "\n  ",
+                                              echoed, "\n  ", std::string(column - 1, ' '), "^"));
+  google::rpc::ErrorInfo info;
+  info.set_reason(std::string(kSqlSyntaxReason));
+  info.set_domain(std::string(policy::kErrorDomain));
+  (*info.mutable_metadata())[std::string(kSqlLineKey)] = absl::StrCat(line);
+  (*info.mutable_metadata())[std::string(kSqlColumnKey)] = absl::StrCat(column);
+  status.SetPayload(policy::kErrorInfoTypeUrl, absl::Cord(info.SerializeAsString()));
+  return status;
 }
 
 absl::Status Parser::Expected(absl::string_view what) const {
@@ -637,4 +647,4 @@ std::string FormatSql(const v1::AggregateQuery& query) {
   return sql;
 }
 
-}  // namespace fedshare::client
+}  // namespace fedshare
