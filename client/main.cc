@@ -15,6 +15,7 @@
 //       [--output table|csv|json]
 //   fedshare audit show [--from N] [--limit N] [--caller ID|ORG] [--decision D]
 //       [--since T] [--until T] [--output table|csv|json]
+//   fedshare dashboard [--port N] [--history-dir DIR]
 //   fedshare completion bash
 //   fedshare --version
 //
@@ -48,6 +49,7 @@
 #include "client/certs_commands.h"
 #include "client/cli_app.h"
 #include "client/cli_common.h"
+#include "client/dashboard.h"
 #include "client/data_commands.h"
 #include "client/format.h"
 #include "client/node_client.h"
@@ -554,6 +556,9 @@ int main(int argc, char** argv) {
   audit_show->add_option("--output", audit_options.output, "table, csv or json")
       ->capture_default_str();
 
+  DashboardOptions dashboard_options;
+  auto* dashboard = AddDashboardCommand(app, dashboard_options);
+
   auto* completion = app.add_subcommand("completion", "print a shell completion script");
   std::string shell;
   completion->add_option("shell", shell, "bash")->required()->check(CLI::IsMember({"bash"}));
@@ -585,6 +590,7 @@ int main(int argc, char** argv) {
   if (query->parsed())
     return RunQuery(g, sql, peers, all_peers, group, output, deadline_ms, min_coverage);
   if (audit_show->parsed()) return RunAuditShow(g, audit_options);
+  if (dashboard->parsed()) return RunDashboard(g, dashboard_options);
   std::cerr << app.help();
   return kExitUsage;
 }
