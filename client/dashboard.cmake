@@ -35,5 +35,12 @@ add_custom_command(
   COMMENT "Embedding the dashboard page"
   VERBATIM)
 add_custom_target(dashboard_npm DEPENDS ${dash_npm}/npm-ci.stamp)
-target_sources(fedshare PRIVATE dashboard.cc http_server.cc
-  ${CMAKE_CURRENT_BINARY_DIR}/dashboard_assets.cc)
+add_library(fedshare_http_server http_server.cc)
+add_library(fedshare::http_server ALIAS fedshare_http_server)
+target_include_directories(fedshare_http_server PUBLIC ${PROJECT_SOURCE_DIR})
+target_link_libraries(fedshare_http_server PUBLIC absl::status absl::statusor absl::strings
+  absl::synchronization absl::time)
+fedshare_test(http_server_test SOURCES http_server_test.cc LIBS fedshare::http_server)
+
+target_sources(fedshare PRIVATE dashboard.cc ${CMAKE_CURRENT_BINARY_DIR}/dashboard_assets.cc)
+target_link_libraries(fedshare PRIVATE fedshare::http_server)

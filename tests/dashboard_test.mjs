@@ -143,6 +143,12 @@ try {
       `column ${column}: the answer has partial and complete cells to compare`);
   }
   await page.selectOption('#column', '0');
+  await page.selectOption('#kind', 'line');
+  const linePoints = await page.$$eval('#chart svg circle.point', (n) => n.map((c) => c.getAttribute('data-value')));
+  check(JSON.stringify(linePoints.map(Number).sort()) ===
+    JSON.stringify(cli.combined.cells.filter((c) => !c.withheld).map((c) => c.values[0].value).sort()),
+    'the line chart has the same points', JSON.stringify(linePoints));
+  await page.selectOption('#kind', 'bar');
 
   // A withheld cell is shown as withheld, with its rule.
   const withheldCells = cli.combined.cells.filter((c) => c.withheld);
@@ -196,6 +202,17 @@ try {
 
   await page.screenshot({ path: screenshot, fullPage: true });
   console.log(`screenshot: ${screenshot}`);
+  // DOCS_PICTURE=docs/dashboard.png remakes the documentation's picture:
+  // the same page, narrower and at 3/4 scale, to keep the file small.
+  if (process.env.DOCS_PICTURE) {
+    const small = await browser.newPage({ viewport: { width: 1200, height: 900 }, deviceScaleFactor: 0.75 });
+    await small.context().addCookies(await page.context().cookies());
+    await small.goto(url.href);
+    await small.waitForSelector('#history button');
+    await small.click('#history button');
+    await small.waitForSelector('#chart svg .point');
+    await small.screenshot({ path: process.env.DOCS_PICTURE, fullPage: true });
+  }
   check(consoleErrors.length === 0, 'no errors in the page', consoleErrors.join('\n  '));
 } finally {
   await browser.close();

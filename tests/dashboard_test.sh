@@ -11,7 +11,7 @@ set -euo pipefail
 # shellcheck source=tests/lib_assert.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib_assert.sh"
 build_dir=$(cd "$1" && pwd)
-npm_dir=$2
+npm_dir=$(cd "$2" && pwd)
 here=$(cd "$(dirname "$0")/.." && pwd)
 chromium=${CHROMIUM:-/usr/bin/chromium}
 [ -x "$chromium" ] || fail "$chromium is missing: run deploy/install-deps.sh"

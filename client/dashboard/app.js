@@ -339,6 +339,8 @@ function drawChart() {
     .attr('viewBox', `0 0 ${width} ${height}`)
     .attr('font-family', 'system-ui, sans-serif').attr('font-size', 12)
     .attr('data-column', name);
+  // In the page before drawing, so text can be measured.
+  $('chart').replaceChildren(svg.node());
   svg.append('text').attr('x', margin.left).attr('y', 16).attr('font-weight', 'bold')
     .text(`${name} by ${result.columns.slice(0, result.columns.length - aggregateCount(result)).join(', ') || 'all records'}`);
   const x = d3.scaleBand().domain(data.map((d) => d.label))
@@ -390,7 +392,15 @@ function drawChart() {
     .attr('fill', 'url(#hatch)').attr('opacity', 0.5);
   slot.append('text').attr('text-anchor', 'middle')
     .attr('transform', (d) => `translate(${x(d.label) + x.bandwidth() / 2},${(height - margin.bottom + margin.top) / 2}) rotate(-90)`)
-    .attr('fill', '#4a5568').attr('font-size', 10).text((d) => `withheld (${d.rule || 'unlisted'})`);
+    .attr('fill', '#4a5568').attr('font-size', 10).text((d) => `withheld (${d.rule || 'unlisted'})`)
+    .each(function fit() {
+      // A long rule list is squeezed into the slot rather than overflow it.
+      const room = height - margin.bottom - margin.top - 8;
+      if (this.getComputedTextLength() > room) {
+        this.setAttribute('textLength', room);
+        this.setAttribute('lengthAdjust', 'spacingAndGlyphs');
+      }
+    });
   // Intervals, where the answer has them.
   const withInterval = released.filter((d) => d.interval);
   const whisker = g.selectAll('g.interval').data(withInterval).join('g').attr('class', 'interval')
@@ -401,7 +411,6 @@ function drawChart() {
     whisker.append('line').attr('x1', (d) => x(d.label) + x.bandwidth() * 0.3).attr('x2', (d) => x(d.label) + x.bandwidth() * 0.7)
       .attr('y1', (d) => y(d.interval[end])).attr('y2', (d) => y(d.interval[end]));
   }
-  $('chart').replaceChildren(svg.node());
 }
 
 function drawTable(result) {
