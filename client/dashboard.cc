@@ -152,7 +152,11 @@ absl::StatusOr<v1::FederatedAggregateRequest> ParseQueryBody(const std::string& 
   request.set_deadline_ms(default_deadline_ms);
   auto deadline = f.find("deadline_ms");
   if (deadline != f.end() && deadline->second.has_number_value()) {
-    request.set_deadline_ms(static_cast<int32_t>(deadline->second.number_value()));
+    const double ms = deadline->second.number_value();
+    if (!(ms >= 0 && ms <= 3600 * 1000)) {
+      return absl::InvalidArgumentError("\"deadline_ms\" must be 0 to 3600000");
+    }
+    request.set_deadline_ms(static_cast<int32_t>(ms));
   }
   return request;
 }

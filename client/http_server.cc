@@ -168,16 +168,19 @@ LoopbackHttpServer::LoopbackHttpServer(HttpHandler handler, Options options, int
 
 LoopbackHttpServer::~LoopbackHttpServer() {
   Shutdown();
-  absl::MutexLock lock(&mu_);
-  mu_.Await(absl::Condition(
-      +[](int* active) { return *active == 0; }, &active_));
+  {
+    absl::MutexLock lock(&state_->mu);
+    state_->mu.Await(absl::Condition(
+        +[](State* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) { return s->active == 0; },
+        state_.get()));
+  }
   close(listen_fd_);
 }
 
 void LoopbackHttpServer::Shutdown() {
-  absl::MutexLock lock(&mu_);
-  if (shut_down_) return;
-  shut_down_ = true;
+  absl::MutexLock lock(&state_->mu);
+  if (state_->shut_down) return;
+  state_->shut_down = true;
   // Wakes a blocked accept(), which then fails.
   shutdown(listen_fd_, SHUT_RDWR);
 }
@@ -185,22 +188,23 @@ void LoopbackHttpServer::Shutdown() {
 void LoopbackHttpServer::Serve() {
   while (true) {
     int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    absl::MutexLock lock(&mu_);
-    if (shut_down_) {
+    absl::MutexLock lock(&state_->mu);
+    if (state_->shut_down) {
       if (fd >= 0) close(fd);
       return;
     }
     if (fd < 0) continue;
-    if (active_ >= options_.max_connections) {
+    if (state_->active >= options_.max_connections) {
       close(fd);
       continue;
     }
-    ++active_;
-    std::thread([this, fd] {
+    ++state_->active;
+    std::thread([this, fd, state = state_] {
       ServeConnection(fd);
       close(fd);
-      absl::MutexLock done(&mu_);
-      --active_;
+      // `this` may be gone once `active` is zero; `state` is not.
+      absl::MutexLock done(&state->mu);
+      --state->active;
     }).detach();
   }
 }

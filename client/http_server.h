@@ -80,13 +80,19 @@ class LoopbackHttpServer {
   LoopbackHttpServer(HttpHandler handler, Options options, int listen_fd, int port);
   void ServeConnection(int fd);
 
+  // Shared with the connection threads, which may still be releasing the
+  // mutex when the destructor has seen `active` reach zero.
+  struct State {
+    absl::Mutex mu;
+    int active ABSL_GUARDED_BY(mu) = 0;
+    bool shut_down ABSL_GUARDED_BY(mu) = false;
+  };
+
   const HttpHandler handler_;
   const Options options_;
   const int listen_fd_;
   const int port_;
-  absl::Mutex mu_;
-  int active_ ABSL_GUARDED_BY(mu_) = 0;
-  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  const std::shared_ptr<State> state_ = std::make_shared<State>();
 };
 
 // "%41b" -> "Ab"; '+' stays '+' (query values from the page are encoded
