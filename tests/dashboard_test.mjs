@@ -200,6 +200,21 @@ try {
     'the saved answer is the CLI JSON document with the same cells');
   check((await page.textContent('#history')).includes(sql), 'the history lists the question');
 
+  // Differentially private answers carry 95% intervals (AggregateValue.noise):
+  // the same answer with intervals added gets a whisker per released cell.
+  const noisy = JSON.parse(JSON.stringify(cli));
+  for (const c of noisy.combined.cells) {
+    for (const v of c.values) v.noise = { ci_low: v.value - 1, ci_high: v.value + 1 };
+  }
+  noisy.combined.privacy_budget = { epsilon_spent: 0.5, epsilon_left: 2.5, epsilon_budget: 3, repeat: false };
+  await page.evaluate((a) => showAnswer({ answer: a, sql: 'x', question: null }), noisy);
+  const whiskers = await page.locator('#chart svg g.interval').count();
+  check(whiskers === noisy.combined.cells.filter((c) => !c.withheld).length, 'intervals are drawn where the answer has them', String(whiskers));
+  check((await page.textContent('#budget')).includes('2.5 of 3 left'), 'the privacy budget is shown');
+  await page.evaluate(([a, s]) => showAnswer({ answer: a, sql: s, question: null }), [cli, sql]);
+  check(await page.locator('#chart svg g.interval').count() === 0 && await page.locator('#budget').isHidden(),
+    'exact answers have no intervals and no budget line');
+
   await page.screenshot({ path: screenshot, fullPage: true });
   console.log(`screenshot: ${screenshot}`);
   // DOCS_PICTURE=docs/dashboard.png remakes the documentation's picture:

@@ -276,13 +276,13 @@ function cellLabel(cell) {
   return (cell.key || []).length ? cell.key.map(keyText).join(' · ') : 'all records';
 }
 
-// An interval where the answer carries one (differentially private figures).
-function intervalOf(v) {
-  const pairs = [['lower', 'upper'], ['ci_lower', 'ci_upper'], ['interval_lower', 'interval_upper']];
-  for (const [lo, hi] of pairs) {
-    if (typeof v[lo] === 'number' && typeof v[hi] === 'number' && v[lo] <= v[hi]) return [v[lo], v[hi]];
+// The 95% interval of a differentially private figure (AggregateValue.noise,
+// or bin_noise[bin] for a histogram bin); null for exact figures.
+function intervalOf(v, bin) {
+  const n = bin === undefined ? v.noise : (v.bin_noise || [])[bin];
+  if (n && typeof n.ci_low === 'number' && typeof n.ci_high === 'number' && n.ci_high > n.ci_low) {
+    return [n.ci_low, n.ci_high];
   }
-  if (v.interval && typeof v.interval.lower === 'number') return [v.interval.lower, v.interval.upper];
   return null;
 }
 
@@ -315,7 +315,7 @@ function points(result, column) {
         const lo = agg.lo + i * width;
         const binLabel = `${label} [${numberText(lo)}, ${numberText(lo + width)})`;
         if (withheld.has(i)) out.push({ ...base, label: binLabel, withheld: true, rule: 'histogram-bin' });
-        else out.push({ ...base, label: binLabel, value: count });
+        else out.push({ ...base, label: binLabel, value: count, interval: intervalOf(v, i) });
       });
       continue;
     }
@@ -439,6 +439,19 @@ function drawTable(result) {
   $('applied').textContent = result.applied_where_text ? `as applied: ${result.applied_where_text}` : '';
 }
 
+// Under differential privacy each answer says what it drew on its ε budget.
+function drawBudgets(answer) {
+  const lines = [answer.combined, ...(answer.partners || [])]
+    .filter((r) => r.privacy_budget)
+    .map((r) => {
+      const b = r.privacy_budget;
+      return `${r.org_id}: ε ${b.repeat ? 'not spent (a repeat)' : `spent ${b.epsilon_spent}`}, ` +
+        `${b.epsilon_left} of ${b.epsilon_budget} left in the window`;
+    });
+  $('budget').textContent = lines.length ? `Privacy budget — ${lines.join('; ')}` : '';
+  $('budget').hidden = lines.length === 0;
+}
+
 function drawCoverage(answer) {
   const coverage = answer.coverage || [];
   const answered = coverage.filter((c) => c.state === 'ANSWERED').length;
@@ -495,6 +508,7 @@ function showAnswer(r) {
   $('column').replaceChildren(...names.map((n, i) => option(String(i), n)));
   $('question-sql').textContent = r.sql;
   drawTable(result);
+  drawBudgets(r.answer);
   drawCoverage(r.answer);
   drawWithheld(result);
   drawReceipts(r.answer);
