@@ -21,13 +21,16 @@
 //                        (DescribeResponse JSON per peer, or its error)
 //   POST /api/query      {"sql": TEXT} or {"query": AggregateQuery JSON},
 //                        optional "peers": [ORG...] (default: all peers),
-//                        "deadline_ms"; answers {"sql", "answer", "saved"}
-//                        where "answer" is exactly what `fedshare query
-//                        --output json` prints for the same question, or
+//                        "deadline_ms"; answers {"sql", "question",
+//                        "answer", "saved"}: the question as SQL and as
+//                        AggregateQuery JSON, "answer" exactly what
+//                        `fedshare query --output json` prints for it, and
+//                        where it was saved (null if it could not be); or
 //                        {"error": {"code", "message", "rule", "agreement",
 //                        "field"}} with a 4xx/5xx status
 //   GET  /api/history    the answers asked in this dashboard session
-//   GET  /api/history/ID one of them: {"id", "sql", "asked_at", "answer"}
+//   GET  /api/history/ID one of them: {"id", "sql", "question", "asked_at",
+//                        "answer"}, read back from its file
 //
 // Each answer is saved in the history folder as ID.json (the `fedshare query
 // --output json` document, so `fedshare show` reads it) beside ID.sql (the
