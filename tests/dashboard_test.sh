@@ -53,7 +53,18 @@ assert_line_starts "$line" "dashboard: http://127.0.0.1:" "the dashboard's first
 url=${line#dashboard: }
 [[ "$url" =~ \?token=[0-9a-f]{48}$ ]] || fail "no token in the URL: $url"
 
+status=0
 DASHBOARD_NPM_DIR=$npm_dir DASHBOARD_URL=$url FEDSHARE="$build_dir/bin/fedshare" \
   HISTORY_DIR="$run/answers" SCREENSHOT="$build_dir/dashboard_test.png" \
   STOPPED_PARTNER=$stopped CHROMIUM=$chromium \
-  timeout 240 node "$here/tests/dashboard_test.mjs"
+  timeout 240 node "$here/tests/dashboard_test.mjs" || status=$?
+# The dashboard served the whole test without dying (a sanitizer finding
+# would have ended it).
+if ! kill -0 "$dashboard_pid" 2>/dev/null; then
+  cat "$run/dashboard.log" >&2
+  fail "fedshare dashboard exited during the test"
+fi
+if [ "$status" -ne 0 ]; then
+  cat "$run/dashboard.log" >&2
+  fail "tests/dashboard_test.mjs exited $status"
+fi
