@@ -32,6 +32,9 @@
 namespace fedshare::client {
 namespace {
 
+// saved_answer.proto's format tag (issue 16 item 2, `fedshare query --save`).
+constexpr absl::string_view kSavedAnswerFormat = "fedshare.saved-answer.v1";
+
 std::string JsonQuote(absl::string_view s) {
   std::string out = "\"";
   for (char c : s) {
@@ -199,9 +202,10 @@ std::string DefaultHistoryDir() {
   return absl::StrCat(home != nullptr ? home : ".", "/.local/state/fedshare/answers");
 }
 
-Dashboard::Dashboard(NodeClient* client, std::string token, int port, std::string history_dir,
-                     int deadline_ms)
+Dashboard::Dashboard(NodeClient* client, std::string node, std::string token, int port,
+                     std::string history_dir, int deadline_ms)
     : client_(client),
+      node_(std::move(node)),
       token_(std::move(token)),
       port_(port),
       cookie_name_(absl::StrCat("fedshare_dashboard_", port)),
@@ -304,12 +308,15 @@ HttpResponse Dashboard::Query(const HttpRequest& request) {
   saved.sql = sql;
   saved.asked_at = absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", now, absl::UTCTimeZone());
   saved.file = absl::StrCat(history_dir_, "/", saved.id, ".json");
+  // A SavedAnswer (saved_answer.proto) in its JSON mapping, as `fedshare
+  // query --save` writes it, so `fedshare show` reads it.
+  const std::string file = absl::StrCat(
+      "{\n  \"format\": ", JsonQuote(kSavedAnswerFormat), ",\n  \"sql\": ", JsonQuote(sql),
+      ",\n  \"question\": ", ToJson(fed->query()), ",\n  \"node\": ", JsonQuote(node_),
+      ",\n  \"saved_at\": ", JsonQuote(saved.asked_at),
+      ",\n  \"federated\": ", absl::StripTrailingAsciiWhitespace(document), "\n}\n");
   std::string saved_json = "null";
-  absl::Status written = WriteFileAtomic(saved.file, document, 0600);
-  if (written.ok())
-    written = WriteFileAtomic(absl::StrCat(history_dir_, "/", saved.id, ".sql"),
-                              absl::StrCat(sql, "\n"), 0600);
-  if (written.ok()) {
+  if (absl::Status written = WriteFileAtomic(saved.file, file, 0600); written.ok()) {
     saved_json =
         absl::StrCat("{\"id\":", JsonQuote(saved.id), ",\"file\":", JsonQuote(saved.file), "}");
     absl::MutexLock lock(&mu_);
@@ -349,14 +356,18 @@ HttpResponse Dashboard::HistoryEntry(const std::string& id) {
   if (!found) {
     return Json(404, "{\"error\":{\"code\":\"NOT_FOUND\",\"message\":\"no such answer\"}}\n");
   }
-  absl::StatusOr<std::string> document = ReadFile(found->file);
-  if (!document.ok()) return Error(document.status());
-  absl::StatusOr<v1::AggregateQuery> question = ParseSql(found->sql);
+  absl::StatusOr<std::string> text = ReadFile(found->file);
+  if (!text.ok()) return Error(text.status());
+  google::protobuf::Struct saved;
+  if (!google::protobuf::util::JsonStringToMessage(*text, &saved).ok() ||
+      saved.fields().count("federated") == 0 || saved.fields().count("question") == 0) {
+    return Error(absl::DataLossError(absl::StrCat(found->file, " is not a saved answer")));
+  }
   return Json(200,
               absl::StrCat("{\"id\":", JsonQuote(found->id), ",\"sql\":", JsonQuote(found->sql),
-                           ",\"question\":", question.ok() ? ToJson(*question) : "null",
+                           ",\"question\":", ToJson(saved.fields().at("question")),
                            ",\"asked_at\":", JsonQuote(found->asked_at),
-                           ",\"answer\":", absl::StripTrailingAsciiWhitespace(*document), "}\n"));
+                           ",\"answer\":", ToJson(saved.fields().at("federated")), "}\n"));
 }
 
 CLI::App* AddDashboardCommand(CLI::App& app, DashboardOptions& options) {
@@ -386,8 +397,8 @@ int RunDashboard(const Globals& g, const DashboardOptions& options) {
       [&dashboard](const HttpRequest& r) { return dashboard->Handle(r); }, server_options);
   if (!server.ok()) return Fail(server.status());
   const std::string token = RandomHex(24);
-  dashboard = std::make_unique<Dashboard>(client->get(), token, (*server)->port(), history,
-                                          options.deadline_ms);
+  dashboard = std::make_unique<Dashboard>(client->get(), g.node.empty() ? "127.0.0.1:7444" : g.node,
+                                          token, (*server)->port(), history, options.deadline_ms);
   std::cout << "dashboard: http://127.0.0.1:" << (*server)->port() << "/?token=" << token << "\n"
             << "answers are saved in " << history << "\n"
             << "stop with Ctrl-C" << std::endl;

@@ -32,9 +32,10 @@
 //   GET  /api/history/ID one of them: {"id", "sql", "question", "asked_at",
 //                        "answer"}, read back from its file
 //
-// Each answer is saved in the history folder as ID.json (the `fedshare query
-// --output json` document, so `fedshare show` reads it) beside ID.sql (the
-// question).
+// Each answer is saved in the history folder as ID.json: a SavedAnswer
+// (proto/fedshare/v1/saved_answer.proto) in its JSON mapping, as `fedshare
+// query --save` writes it, so `fedshare show ID.json` prints it again. Its
+// "federated" member is the `fedshare query --output json` document.
 #ifndef FEDSHARE_CLIENT_DASHBOARD_H_
 #define FEDSHARE_CLIENT_DASHBOARD_H_
 
@@ -63,10 +64,11 @@ std::string DefaultHistoryDir();
 // The server side of the page, without the sockets. Thread-safe.
 class Dashboard {
  public:
-  // `client` (dialled to the asker's local listener) must outlive this.
-  // `port` is the HTTP server's, for the Host check. `history_dir` must exist.
-  Dashboard(NodeClient* client, std::string token, int port, std::string history_dir,
-            int deadline_ms);
+  // `client` (dialled to the asker's local listener, whose address is
+  // `node`) must outlive this. `port` is the HTTP server's, for the Host
+  // check. `history_dir` must exist.
+  Dashboard(NodeClient* client, std::string node, std::string token, int port,
+            std::string history_dir, int deadline_ms);
 
   HttpResponse Handle(const HttpRequest& request);
 
@@ -83,6 +85,7 @@ class Dashboard {
   HttpResponse HistoryEntry(const std::string& id);
 
   NodeClient* const client_;
+  const std::string node_;
   const std::string token_;
   const int port_;
   const std::string cookie_name_;

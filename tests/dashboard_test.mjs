@@ -195,10 +195,22 @@ try {
   const saved = readdirSync(historyDir).filter((f) => f.endsWith('.json'));
   check(saved.length === 1, 'one answer saved in the history folder', saved.join(' '));
   const doc = JSON.parse(readFileSync(`${historyDir}/${saved[0]}`, 'utf8'));
-  check(JSON.stringify(Object.keys(doc)) === JSON.stringify(Object.keys(cli)) &&
-    JSON.stringify(doc.combined.cells) === JSON.stringify(cli.combined.cells),
-    'the saved answer is the CLI JSON document with the same cells');
+  // As `fedshare query --save` writes it (saved_answer.proto): the question,
+  // and under "federated" the `fedshare query --output json` document.
+  check(doc.format === 'fedshare.saved-answer.v1' && doc.sql === sql && doc.node === node &&
+    JSON.stringify(doc.question.group_by) === '["program"]' && /^\d{4}-\d\d-\d\dT/.test(doc.saved_at),
+    'the saved answer holds its question', JSON.stringify({ ...doc, federated: undefined }));
+  check(JSON.stringify(Object.keys(doc.federated)) === JSON.stringify(Object.keys(cli)) &&
+    JSON.stringify(doc.federated.combined.cells) === JSON.stringify(cli.combined.cells) &&
+    JSON.stringify(doc.federated.coverage.map((c) => c.state)) === JSON.stringify(cli.coverage.map((c) => c.state)),
+    'the saved answer is the CLI JSON document with the same cells and coverage');
   check((await page.textContent('#history')).includes(sql), 'the history lists the question');
+  // Shown again from the saved file: the same chart.
+  const before = await page.$$eval('#chart svg .point', (n) => n.map((p) => p.outerHTML));
+  await page.click('#history button');
+  await page.waitForFunction(() => document.querySelector('#status').textContent.includes('saved answer'));
+  const after = await page.$$eval('#chart svg .point', (n) => n.map((p) => p.outerHTML));
+  check(JSON.stringify(before) === JSON.stringify(after), 'the saved answer shows the same chart again');
 
   // Differentially private answers carry 95% intervals (AggregateValue.noise):
   // the same answer with intervals added gets a whisker per released cell.

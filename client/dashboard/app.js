@@ -580,7 +580,10 @@ async function loadHistory() {
   const h = await api('/api/history');
   $('history').replaceChildren(...h.answers.slice().reverse().map((a) => {
     const link = el('button', { type: 'button', text: 'show' });
-    link.addEventListener('click', async () => showAnswer(await api(`/api/history/${encodeURIComponent(a.id)}`)));
+    link.addEventListener('click', async () => {
+      showAnswer(await api(`/api/history/${encodeURIComponent(a.id)}`));
+      $('status').textContent = `showing the saved answer of ${a.asked_at} (not asked again)`;
+    });
     return el('li', {}, `${a.asked_at} `, link, el('br'), el('code', { text: a.sql }));
   }));
 }
