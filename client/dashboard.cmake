@@ -44,3 +44,11 @@ fedshare_test(http_server_test SOURCES http_server_test.cc LIBS fedshare::http_s
 
 target_sources(fedshare PRIVATE dashboard.cc ${CMAKE_CURRENT_BINARY_DIR}/dashboard_assets.cc)
 target_link_libraries(fedshare PRIVATE fedshare::http_server)
+
+# The request handling without a browser (tests/dashboard_test.sh drives the
+# page itself).
+fedshare_test(dashboard_test
+  SOURCES dashboard_test.cc dashboard.cc cli_common.cc ${CMAKE_CURRENT_BINARY_DIR}/dashboard_assets.cc
+  LIBS fedshare::client fedshare::sql fedshare::format fedshare::identity fedshare::policy
+       fedshare::http_server OpenSSL::Crypto)
+target_include_directories(dashboard_test PRIVATE ${CLI11_INCLUDE_DIR})
