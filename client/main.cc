@@ -16,6 +16,7 @@
 //   fedshare show FILE [--output table|csv|json|chart]
 //   fedshare audit show [--from N] [--limit N] [--caller ID|ORG] [--decision D]
 //       [--since T] [--until T] [--output table|csv|json]
+//   fedshare dashboard [--port N] [--history-dir DIR]
 //   fedshare completion bash
 //   fedshare --version
 //
@@ -49,6 +50,7 @@
 #include "client/certs_commands.h"
 #include "client/cli_app.h"
 #include "client/cli_common.h"
+#include "client/dashboard.h"
 #include "client/data_commands.h"
 #include "client/format.h"
 #include "client/node_client.h"
@@ -596,6 +598,9 @@ int main(int argc, char** argv) {
   audit_show->add_option("--output", audit_options.output, "table, csv or json")
       ->capture_default_str();
 
+  DashboardOptions dashboard_options;
+  auto* dashboard = AddDashboardCommand(app, dashboard_options);
+
   auto* completion = app.add_subcommand("completion", "print a shell completion script");
   std::string shell;
   completion->add_option("shell", shell, "bash")->required()->check(CLI::IsMember({"bash"}));
@@ -628,6 +633,7 @@ int main(int argc, char** argv) {
     return RunQuery(g, sql, peers, all_peers, group, output, deadline_ms, min_coverage, save_path);
   if (show->parsed()) return RunShow(show_file, show_output);
   if (audit_show->parsed()) return RunAuditShow(g, audit_options);
+  if (dashboard->parsed()) return RunDashboard(g, dashboard_options);
   std::cerr << app.help();
   return kExitUsage;
 }

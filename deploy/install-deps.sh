@@ -14,7 +14,15 @@ packages=(
   clang-14 libclang-rt-14-dev
   # the Python client (client/python) and its pytest suite
   python3-grpcio python3-protobuf python3-pytest
+  # `fedshare dashboard`'s browser test drives Chromium (tests/dashboard_test.sh).
+  chromium
 )
+# npm installs the dashboard's chart library at build time
+# (client/dashboard/package.json). Debian's nodejs and npm, unless a node
+# with its own npm (another vendor's nodejs package) is there already.
+if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
+  packages+=(nodejs npm)
+fi
 # --ops adds what the deployment tests use (tests/deploy_lint_test.sh,
 # tests/container_test.sh): compose validation, and building and running the
 # container image rootless from a debootstrapped base.
