@@ -21,50 +21,20 @@
 #include "absl/time/time.h"
 #include "client/dashboard_assets.h"
 #include "client/format.h"
-#include "query/sql.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "node/common/files.h"
+#include "node/common/json_quote.h"
 #include "openssl/crypto.h"
 #include "openssl/rand.h"
 #include "policy/refusal.h"
+#include "query/sql.h"
 
 namespace fedshare::client {
 namespace {
 
 // saved_answer.proto's format tag (issue 16 item 2, `fedshare query --save`).
 constexpr absl::string_view kSavedAnswerFormat = "fedshare.saved-answer.v1";
-
-std::string JsonQuote(absl::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          absl::StrAppendFormat(&out, "\\u%04x", c);
-        } else {
-          out.push_back(c);
-        }
-    }
-  }
-  out += "\"";
-  return out;
-}
 
 // Protobuf's JSON mapping as `fedshare query --output json` prints it.
 std::string ToJson(const google::protobuf::Message& message) {

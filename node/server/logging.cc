@@ -8,43 +8,13 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "node/common/json_quote.h"
 #include "spdlog/pattern_formatter.h"
 #include "spdlog/sinks/stdout_sinks.h"
 #include "spdlog/spdlog.h"
 
 namespace fedshare::server {
 namespace {
-
-std::string JsonString(absl::string_view s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          absl::StrAppend(&out, "\\u00", absl::Hex(c, absl::kZeroPad2));
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  out += "\"";
-  return out;
-}
 
 // Splits `key=value key="quoted \"value\""` pairs; false if `message` is not
 // entirely such pairs.
@@ -125,11 +95,11 @@ void LogGrpcLine(gpr_log_func_args* args) {
 
 std::string LogfmtToJsonFields(absl::string_view message) {
   std::vector<std::pair<std::string, std::string>> pairs;
-  if (!ParseLogfmt(message, &pairs)) return absl::StrCat("\"msg\":", JsonString(message));
+  if (!ParseLogfmt(message, &pairs)) return absl::StrCat("\"msg\":", JsonQuote(message));
   std::string out;
   for (const auto& [key, value] : pairs) {
     if (!out.empty()) out += ",";
-    absl::StrAppend(&out, JsonString(key), ":", JsonString(value));
+    absl::StrAppend(&out, JsonQuote(key), ":", JsonQuote(value));
   }
   return out;
 }
