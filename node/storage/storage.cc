@@ -344,8 +344,30 @@ absl::StatusOr<std::unique_ptr<Storage>> Storage::Create(const std::string& dir,
   return storage;
 }
 
+void Storage::RequestFlush() {
+  rocksdb::FlushOptions options;
+  options.wait = false;
+  options.allow_write_stall = true;
+  // Best effort: a flush that fails (a full disk) leaves the data in the
+  // write-ahead log, where it was safe already.
+  (void)db_->Flush(options, handles_);
+}
+
+absl::Status Storage::Flush() {
+  if (read_only_) return absl::OkStatus();
+  rocksdb::FlushOptions options;
+  options.wait = true;
+  options.allow_write_stall = true;
+  return FromRocks(db_->Flush(options, handles_), "flushing the store");
+}
+
 Storage::~Storage() {
   if (db_ == nullptr) return;
+  // Memtables flushed at a clean close, so the next open replays no
+  // write-ahead log (after a bulk ingest that took seconds to minutes).
+  if (absl::Status s = Flush(); !s.ok()) {
+    spdlog::warn("event=storage_flush_failed error=\"{}\"", std::string(s.message()));
+  }
   for (rocksdb::ColumnFamilyHandle* h : handles_) db_->DestroyColumnFamilyHandle(h);
   for (rocksdb::ColumnFamilyHandle* h : other_handles_) db_->DestroyColumnFamilyHandle(h);
   db_->Close();
@@ -419,7 +441,10 @@ absl::Status Storage::Write(const WriteBatch& batch) {
   rocksdb::WriteOptions write_options;
   write_options.sync = true;
   rocksdb::Status s = db_->Write(write_options, &wb);
-  if (s.ok()) return absl::OkStatus();
+  if (s.ok()) {
+    if (batch.ApproximateSize() >= kFlushAfterBatchBytes) RequestFlush();
+    return absl::OkStatus();
+  }
   // A failed write-ahead-log append leaves RocksDB refusing writes; when the
   // cause has gone, Resume() may clear it (it cannot for every error, and
   // then writes fail until the store is reopened).

@@ -194,6 +194,14 @@ class Storage {
   // resume by themselves once space returns. A store opened read-only
   // (read_only()) refuses every write with "disk full".
   absl::Status Write(const WriteBatch& batch);
+  // A batch at least this large (a bulk ingest or consent import) also asks
+  // for a background flush of the memtables, so that a restart after it does
+  // not replay it from the write-ahead log.
+  static constexpr size_t kFlushAfterBatchBytes = 8 << 20;
+
+  // Writes every memtable to SST files and waits (also done when the store
+  // closes). OK on a read-only store.
+  absl::Status Flush();
   // One synced Put / Delete.
   absl::Status Put(ColumnFamily cf, absl::string_view key, absl::string_view value);
   absl::Status Delete(ColumnFamily cf, absl::string_view key);
@@ -238,6 +246,8 @@ class Storage {
   Storage() = default;
   rocksdb::ColumnFamilyHandle* Handle(ColumnFamily cf) const;
   absl::Status Recover();
+  // Asks for a background flush of every memtable; does not wait or fail.
+  void RequestFlush();
   // UNAVAILABLE "disk full" if writing `batch` would eat into the reserve.
   absl::Status CheckFreeSpace(const WriteBatch& batch) const;
 

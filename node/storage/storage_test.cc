@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "node/common/status_matchers.h"
@@ -43,6 +44,33 @@ TEST_F(StorageTest, PutGetSurvivesReopen) {
   ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_, StorageOptions()));
   ASSERT_OK_AND_ASSIGN(auto v, db->Get(ColumnFamily::kAudit, "k1"));
   EXPECT_THAT(v, Optional(std::string("v1")));
+}
+
+// Bytes of write-ahead log files (*.log) in `dir`.
+uint64_t WalBytes(const std::string& dir) {
+  uint64_t total = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    if (entry.path().extension() == ".log") total += entry.file_size();
+  }
+  return total;
+}
+
+TEST_F(StorageTest, ABulkWriteIsNotReplayedFromTheLogAfterAClose) {
+  const std::string value(128 << 10, 'x');
+  {
+    ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_, StorageOptions()));
+    WriteBatch batch;
+    for (int i = 0; i < 100; ++i) batch.Put(ColumnFamily::kRecords, absl::StrCat("k", i), value);
+    ASSERT_GE(batch.ApproximateSize(), Storage::kFlushAfterBatchBytes);
+    ASSERT_OK(db->Write(batch));
+    EXPECT_GE(WalBytes(dir_), 100u * value.size());  // synced to the log first
+  }
+  // Flushed at close: the next open has (almost) no log to replay.
+  EXPECT_LT(WalBytes(dir_), 64u << 10);
+  ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_, StorageOptions()));
+  EXPECT_EQ(db->GetStats().memtable_bytes < (1u << 20), true);
+  ASSERT_OK_AND_ASSIGN(auto v, db->Get(ColumnFamily::kRecords, "k99"));
+  EXPECT_THAT(v, Optional(value));
 }
 
 TEST_F(StorageTest, MissingStoreIsNotFoundWithoutCreate) {
