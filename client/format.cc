@@ -14,6 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/time.h"
 #include "client/sql.h"
 #include "fmt/format.h"
 #include "google/protobuf/util/json_util.h"
@@ -114,6 +115,36 @@ std::string BinsText(const v1::AggregateValue& v) {
   return absl::StrCat("[", absl::StrJoin(parts, " "), "]");
 }
 
+// Under differential privacy: what the answer spent and what is left.
+std::string BudgetText(const v1::AggregateResult& result) {
+  if (!result.has_privacy_budget()) return "";
+  const v1::PrivacyBudget& b = result.privacy_budget();
+  std::string out;
+  const std::string per = absl::StrCat(" of ", Shortest(b.epsilon_budget()), " per ",
+                                       absl::FormatDuration(absl::Seconds(b.window_seconds())));
+  if (b.dry_run()) {
+    absl::StrAppend(&out, "dry run: this question would cost epsilon ", Shortest(b.epsilon_cost()),
+                    "; epsilon left ", Shortest(b.epsilon_left()), per,
+                    " (a repeat on unchanged data costs nothing)\n");
+  } else {
+    absl::StrAppend(&out, "differential privacy: epsilon spent ", Shortest(b.epsilon_spent()),
+                    b.repeat() ? " (a repeat: the same answer as before)" : "", "; epsilon left ",
+                    Shortest(b.epsilon_left()), per, "\n");
+  }
+  if (b.has_renews_at()) {
+    absl::StrAppend(
+        &out, "budget renews from ",
+        absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixSeconds(b.renews_at().seconds()),
+                         absl::UTCTimeZone()),
+        "\n");
+  }
+  if (b.delta() > 0) {
+    absl::StrAppend(&out, "groups with few people may be left out (partition selection, delta ",
+                    Shortest(b.delta()), ")\n");
+  }
+  return out;
+}
+
 // ---- Result shape -----------------------------------------------------------
 
 struct Shape {
@@ -197,6 +228,7 @@ std::string ResultTable(const v1::AggregateResult& result, bool show_partners, i
   std::vector<Row> rows;
   std::set<int> partial_partners;
   bool withheld_bins = false;
+  bool noisy = false;
   for (const v1::Cell& cell : result.cells()) {
     Row row;
     for (const v1::Value& k : cell.key()) row.cells.push_back(ValueText(k));
@@ -216,6 +248,12 @@ std::string ResultTable(const v1::AggregateResult& result, bool show_partners, i
       } else if (styles[a].histogram) {
         row.cells.push_back(BinsText(cell.values(a)));
         withheld_bins |= cell.values(a).withheld_bins_size() > 0;
+      } else if (cell.values(a).has_noise()) {
+        const v1::AggregateValue& v = cell.values(a);
+        row.cells.push_back(absl::StrCat(Number(v.value(), styles[a]), " [",
+                                         Number(v.noise().ci_low(), styles[a]), ", ",
+                                         Number(v.noise().ci_high(), styles[a]), "]"));
+        noisy = true;
       } else {
         row.cells.push_back(Number(cell.values(a).value(), styles[a]));
       }
@@ -240,6 +278,8 @@ std::string ResultTable(const v1::AggregateResult& result, bool show_partners, i
     }
   }
   if (withheld_bins) out += "- histogram bin withheld\n";
+  if (noisy) out += "[a, b]: 95% interval of the true figure, given the noise\n";
+  out += BudgetText(result);
   for (const v1::Withholding& w : result.withholdings()) {
     absl::StrAppend(&out, "withheld by ", w.rule(), ": ", w.cells(),
                     w.cells() == 1 ? " cell" : " cells",
@@ -363,6 +403,19 @@ std::string ResultCsv(const v1::AggregateResult& result, bool federated) {
   const Shape shape = ShapeOf(result);
   const size_t n_values = shape.columns.size() - shape.keys;
   std::vector<std::string> header = shape.columns;
+  // Noisy columns get their 95% interval beside them.
+  std::vector<bool> noisy(n_values, false);
+  for (const v1::Cell& cell : result.cells()) {
+    for (size_t a = 0; a < n_values && a < static_cast<size_t>(cell.values_size()); ++a) {
+      if (cell.values(a).has_noise() && cell.values(a).bins_size() == 0) noisy[a] = true;
+    }
+  }
+  for (size_t a = n_values; a-- > 0;) {
+    if (!noisy[a]) continue;
+    const std::string name = header[shape.keys + a];
+    header.insert(header.begin() + static_cast<long>(shape.keys + a + 1),
+                  {name + "_ci_low", name + "_ci_high"});
+  }
   header.push_back("withheld");
   if (federated) {
     header.push_back("partial");
@@ -380,6 +433,7 @@ std::string ResultCsv(const v1::AggregateResult& result, bool federated) {
     for (size_t a = 0; a < n_values; ++a) {
       if (cell.withheld() || a >= static_cast<size_t>(cell.values_size())) {
         fields.push_back("");
+        if (noisy[a]) fields.insert(fields.end(), {"", ""});
         continue;
       }
       const v1::AggregateValue& v = cell.values(a);
@@ -392,6 +446,10 @@ std::string ResultCsv(const v1::AggregateResult& result, bool federated) {
         fields.push_back(absl::StrJoin(bins, ";"));
       } else {
         fields.push_back(Shortest(v.value()));
+      }
+      if (noisy[a]) {
+        fields.push_back(v.has_noise() ? Shortest(v.noise().ci_low()) : "");
+        fields.push_back(v.has_noise() ? Shortest(v.noise().ci_high()) : "");
       }
     }
     fields.push_back(
@@ -544,7 +602,8 @@ std::string AuditCsv(const v1::ListAuditResponse& response) {
       applied = absl::StrCat("(not applied; filters on: ", FiltersOn(e.question()), ")");
     }
     CsvLine(
-        {absl::StrCat(e.index()), fedshare::FormatTimeMillis(absl::FromUnixMillis(e.time_unix_ms())),
+        {absl::StrCat(e.index()),
+         fedshare::FormatTimeMillis(absl::FromUnixMillis(e.time_unix_ms())),
          absl::AsciiStrToLower(v1::AuditEntry::Decision_Name(e.decision())), e.caller(),
          e.on_behalf_of(), e.method(), e.dataset(), e.purpose(),
          absl::BytesToHexString(e.question_hash()), e.has_question() ? ShapeSql(e.question()) : "",

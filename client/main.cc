@@ -11,7 +11,7 @@
 //                   FILE
 //   fedshare consent import FILE
 //   fedshare export --dataset D [--format csv|jsonl] [--out FILE]
-//   fedshare query --sql "SELECT ..." [--peers a,b | --all-peers | --group G]
+//   fedshare query --sql "SELECT ..." [--peers a,b | --all-peers | --group G] [--dry-run]
 //       [--output table|csv|json]
 //   fedshare audit show [--from N] [--limit N] [--caller ID|ORG] [--decision D]
 //       [--since T] [--until T] [--output table|csv|json]
@@ -260,8 +260,8 @@ int RunDescribe(const Globals& g, const std::string& peer) {
 }
 
 int RunQuery(const Globals& g, const std::string& sql, const std::string& peers, bool all_peers,
-             const std::string& group, const std::string& output, int deadline_ms,
-             int min_coverage) {
+             const std::string& group, const std::string& output, int deadline_ms, int min_coverage,
+             bool dry_run) {
   absl::StatusOr<OutputFormat> format = ParseOutputFormat(output);
   if (!format.ok()) return Fail(format.status());
   absl::StatusOr<v1::AggregateQuery> query = ParseSql(sql);
@@ -271,7 +271,10 @@ int RunQuery(const Globals& g, const std::string& sql, const std::string& peers,
   auto client = Dial(g, federated ? "127.0.0.1:7444" : "127.0.0.1:7443");
   if (!client.ok()) return Fail(client.status());
   if (!federated) {
-    absl::StatusOr<v1::AggregateResult> r = (*client)->Aggregate(*query);
+    v1::AggregateRequest direct;
+    *direct.mutable_query() = *query;
+    direct.set_dry_run(dry_run);
+    absl::StatusOr<v1::AggregateResult> r = (*client)->Aggregate(direct);
     if (!r.ok()) return Fail(r.status(), Listener::kPeer);
     std::cout << FormatResult(*r, *format);
     return 0;
@@ -284,6 +287,7 @@ int RunQuery(const Globals& g, const std::string& sql, const std::string& peers,
   request.set_all_peers(all_peers);
   request.set_group(group);
   request.set_deadline_ms(deadline_ms);
+  request.set_dry_run(dry_run);
   absl::StatusOr<v1::FederatedAggregateResponse> r = (*client)->FederatedAggregate(request);
   if (!r.ok()) return Fail(r.status(), Listener::kLocal);
   std::cout << FormatFederated(*r, *format);
@@ -520,6 +524,7 @@ int main(int argc, char** argv) {
   bool all_peers = false;
   int deadline_ms = 0;
   int min_coverage = -1;
+  bool query_dry_run = false;
   auto* query = app.add_subcommand("query", "ask an aggregate question");
   query
       ->add_option("--sql", sql,
@@ -531,6 +536,9 @@ int main(int argc, char** argv) {
   query->add_option("--group", group, "ask a configured group of partners");
   query->add_option("--output", output, "table, csv or json")->capture_default_str();
   query->add_option("--deadline-ms", deadline_ms, "per-partner deadline");
+  query->add_flag("--dry-run", query_dry_run,
+                  "show the privacy budget (epsilon) the question would cost and what is left; "
+                  "spend and release nothing");
   query
       ->add_option("--min-coverage", min_coverage,
                    "exit 3 if fewer partners answer (default: every partner asked)")
@@ -583,7 +591,8 @@ int main(int argc, char** argv) {
   if (consent_import->parsed()) return RunConsentImport(g, file);
   if (export_cmd->parsed()) return RunExport(g, dataset, format, out);
   if (query->parsed())
-    return RunQuery(g, sql, peers, all_peers, group, output, deadline_ms, min_coverage);
+    return RunQuery(g, sql, peers, all_peers, group, output, deadline_ms, min_coverage,
+                    query_dry_run);
   if (audit_show->parsed()) return RunAuditShow(g, audit_options);
   std::cerr << app.help();
   return kExitUsage;

@@ -4,6 +4,7 @@
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <string>
 
@@ -372,7 +373,7 @@ ExecutedCell Finish(const v1::AggregateQuery& query, CellAccumulator& acc) {
 
 absl::StatusOr<Execution> ExecuteQuery(const DatasetReader& reader, const v1::AggregateQuery& query,
                                        const policy::ConsentBitmap& consent,
-                                       int max_records_per_subject) {
+                                       int max_records_per_subject, ScannedRecords* records) {
   const v1::DatasetSchema& schema = reader.schema();
   std::vector<CompiledPredicate> predicates;
   for (const v1::Predicate& p : query.where()) predicates.push_back(Compile(reader, p));
@@ -505,6 +506,13 @@ absl::StatusOr<Execution> ExecuteQuery(const DatasetReader& reader, const v1::Ag
       if (max_records_per_subject > 0 && cell.records[slot] >= max_records_per_subject) continue;
       ++cell.records[slot];
       ++execution.rows_counted;
+      if (records != nullptr) {
+        records->refs.push_back({subject, static_cast<uint32_t>(it->second)});
+        for (int a = 0; a < n_aggs; ++a) {
+          records->measures.push_back(
+              measure_value(a, block, row).value_or(std::numeric_limits<double>::quiet_NaN()));
+        }
+      }
 
       for (int a = 0; a < n_aggs; ++a) {
         const v1::Aggregate& agg = query.aggregates(a);
@@ -553,7 +561,10 @@ absl::StatusOr<Execution> ExecuteQuery(const DatasetReader& reader, const v1::Ag
       }
     }
   }
-  for (CellAccumulator& cell : cells) execution.cells.push_back(Finish(query, cell));
+  for (size_t i = 0; i < cells.size(); ++i) {
+    execution.cells.push_back(Finish(query, cells[i]));
+    execution.cells.back().scan_index = static_cast<uint32_t>(i);
+  }
   std::sort(execution.cells.begin(), execution.cells.end(), KeyLess);
   return execution;
 }
