@@ -259,9 +259,10 @@ TEST_F(DpTest, RepeatIsFreeAndIdenticalChangedQuestionOrDataCosts) {
 
   // Changed data: the same question costs again.
   auto admin = Connect(local_address_, operator_, kTrustDomain);
-  ASSERT_OK(admin->Ingest("program_outcomes", v1::CSV, false,
-                          std::string(kProgramOutcomesCsvHeader) +
-                              "s7777,literacy,north,2020,30,true,50,10,0\n")
+  ASSERT_OK(admin
+                ->Ingest("program_outcomes", v1::CSV, false,
+                         std::string(kProgramOutcomesCsvHeader) +
+                             "s7777,literacy,north,2020,30,true,50,10,0\n")
                 .status());
   ASSERT_OK_AND_ASSIGN(v1::AggregateResult after, Ask(Question(0)));
   EXPECT_FALSE(after.privacy_budget().repeat());
@@ -280,17 +281,19 @@ TEST_F(DpTest, DryRunShowsTheCostAndSpendsNothing) {
   EXPECT_DOUBLE_EQ(Left(real), kBudget - kEpsilon);
 
   // Through the CLI, straight to the peer listener as foundation's node.
-  ProcessOutcome cli = RunCliAs(tmp_, foundation_, peer_address_,
-                                {"query", "--sql", Question(1), "--dry-run"});
+  ProcessOutcome cli =
+      RunCliAs(tmp_, foundation_, peer_address_, {"query", "--sql", Question(1), "--dry-run"});
   EXPECT_EQ(cli.exit_code, 0) << cli.err;
-  EXPECT_THAT(cli.out, HasSubstr("dry run: this question would cost epsilon 1; epsilon left 3 of 4"));
+  EXPECT_THAT(cli.out,
+              HasSubstr("dry run: this question would cost epsilon 1; epsilon left 3 of 4"));
   cli = RunCliAs(tmp_, foundation_, peer_address_, {"query", "--sql", Question(1)});
   EXPECT_EQ(cli.exit_code, 0) << cli.err;
   EXPECT_THAT(cli.out, HasSubstr("95% interval"));
   EXPECT_THAT(cli.out, HasSubstr("differential privacy: epsilon spent 1; epsilon left 2 of 4"));
 
   auto admin = Connect(local_address_, operator_, kTrustDomain);
-  ASSERT_OK_AND_ASSIGN(v1::ListAuditResponse audit, admin->ListAudit(dry.receipt().audit_index(), 1));
+  ASSERT_OK_AND_ASSIGN(v1::ListAuditResponse audit,
+                       admin->ListAudit(dry.receipt().audit_index(), 1));
   ASSERT_EQ(audit.entries_size(), 1);
   EXPECT_EQ(audit.entries(0).decision(), v1::AuditEntry::DRY_RUN);
   EXPECT_EQ(audit.entries(0).epsilon_spent(), 0);
@@ -309,7 +312,8 @@ TEST_F(DpTest, ThirtyTwoConcurrentQuestionsNeverOverspend) {
       if (r.ok()) {
         ++answered;
         double s = spent_by_answers.load();
-        while (!spent_by_answers.compare_exchange_weak(s, s + r->privacy_budget().epsilon_spent())) {
+        while (
+            !spent_by_answers.compare_exchange_weak(s, s + r->privacy_budget().epsilon_spent())) {
         }
       } else if (r.status().code() == absl::StatusCode::kResourceExhausted &&
                  absl::StrContains(r.status().message(), "dp-budget")) {

@@ -102,7 +102,8 @@ TEST(DpReleaseTest, SubjectWithThousandRecordsMovesTheBoundedCountByAtMostItsBou
     for (bool k : kept_with) with_count += k;
     for (bool k : kept_without) without_count += k;
     EXPECT_EQ(without_count, 31);
-    EXPECT_LE(with_count - without_count, bounds.max_groups_per_subject * bounds.max_records_per_group);
+    EXPECT_LE(with_count - without_count,
+              bounds.max_groups_per_subject * bounds.max_records_per_group);
     EXPECT_GE(with_count - without_count, 1);
   }
 }
@@ -113,9 +114,9 @@ TEST(DpReleaseTest, EveryReleasedValueLiesOnItsGridWithAnInterval) {
   int checked = 0;
   for (int seed = 0; seed < 50; ++seed) {
     auto rng = policy::AesCtrStream::ForTest("grid", seed);
-    ASSERT_OK_AND_ASSIGN(std::vector<v1::Cell> cells,
-                         ReleaseDpCells(ByRegion(), schema, scan.execution, scan.records,
-                                        Settings(), *rng));
+    ASSERT_OK_AND_ASSIGN(
+        std::vector<v1::Cell> cells,
+        ReleaseDpCells(ByRegion(), schema, scan.execution, scan.records, Settings(), *rng));
     for (const v1::Cell& cell : cells) {
       ASSERT_EQ(cell.values_size(), 4);
       for (int a : {0, 1}) {  // COUNT and SUM are released on their grid
@@ -148,9 +149,9 @@ TEST(DpReleaseTest, SingleSubjectGroupIsReleasedWithProbabilityWithinDelta) {
   int central = 0, north = 0;
   for (int seed = 0; seed < kRuns; ++seed) {
     auto rng = policy::AesCtrStream::ForTest("selection", seed);
-    ASSERT_OK_AND_ASSIGN(std::vector<v1::Cell> cells,
-                         ReleaseDpCells(ByRegion(), schema, scan.execution, scan.records,
-                                        Settings(), *rng));
+    ASSERT_OK_AND_ASSIGN(
+        std::vector<v1::Cell> cells,
+        ReleaseDpCells(ByRegion(), schema, scan.execution, scan.records, Settings(), *rng));
     for (const v1::Cell& cell : cells) {
       if (cell.key(0).string_value() == "central") ++central;
       if (cell.key(0).string_value() == "north") ++north;
@@ -167,9 +168,9 @@ TEST(DpReleaseTest, SameStreamSameAnswer) {
   std::vector<std::string> answers;
   for (int i = 0; i < 3; ++i) {
     auto rng = policy::AesCtrStream::ForTest("repeat", i == 2 ? 1 : 0);
-    ASSERT_OK_AND_ASSIGN(std::vector<v1::Cell> cells,
-                         ReleaseDpCells(ByRegion(), schema, scan.execution, scan.records,
-                                        Settings(), *rng));
+    ASSERT_OK_AND_ASSIGN(
+        std::vector<v1::Cell> cells,
+        ReleaseDpCells(ByRegion(), schema, scan.execution, scan.records, Settings(), *rng));
     std::string bytes;
     for (const v1::Cell& c : cells) bytes += c.SerializeAsString();
     answers.push_back(bytes);
