@@ -60,6 +60,7 @@
 #include "node/identity/x509_verify.h"
 #include "openssl/rand.h"
 #include "policy/agreement.h"
+#include "policy/dp_settings.h"
 #include "policy/refusal.h"
 
 namespace fedshare::client {
@@ -208,6 +209,25 @@ std::string FieldLine(const v1::FieldSchema& f) {
 // Without `peer`: the node at --node (a peer listener) describes itself to
 // the caller's node certificate. With `peer`: the caller's own node (local
 // listener) asks that partner and passes its answer on.
+// The exact-mode limits the node applies, defaults filled in as it fills them.
+void PrintExactRules(const v1::Disclosure& disclosure) {
+  const policy::DisclosureParams rules = policy::EffectiveDisclosure(disclosure);
+  std::cout << "    disclosure: exact, at least " << rules.min_subjects << " people per cell\n";
+  std::vector<std::string> dominance;
+  for (const policy::DisclosureParams::Dominance& r : rules.dominance) {
+    dominance.push_back(absl::StrCat("the largest ", r.n, " at most ", r.percent, "%"));
+  }
+  if (!dominance.empty()) {
+    std::cout << "    dominance: of a cell's sum, " << absl::StrJoin(dominance, "; ") << "\n";
+  }
+  std::cout << "    repeats:   the same question at most " << rules.repeat_limit << " times per "
+            << absl::FormatDuration(rules.repeat_window) << "\n";
+  if (rules.max_records_per_subject > 0) {
+    std::cout << "    records:   at most " << rules.max_records_per_subject
+              << " records per person counted in one cell\n";
+  }
+}
+
 int RunDescribe(const Globals& g, const std::string& peer) {
   auto client = Dial(g, peer.empty() ? "127.0.0.1:7443" : "127.0.0.1:7444");
   if (!client.ok()) return Fail(client.status());
@@ -234,21 +254,19 @@ int RunDescribe(const Globals& g, const std::string& peer) {
                 << "    measures:  " << absl::StrJoin(a.measure_fields(), ", ") << "\n";
       if (!a.valid_from().empty()) std::cout << "    valid from: " << a.valid_from() << "\n";
       if (!a.valid_until().empty()) std::cout << "    valid until: " << a.valid_until() << "\n";
-      // The limits the node applies, defaults filled in as it fills them.
-      const policy::DisclosureParams rules = policy::EffectiveDisclosure(a.disclosure());
-      std::cout << "    disclosure: exact, at least " << rules.min_subjects << " people per cell\n";
-      std::vector<std::string> dominance;
-      for (const policy::DisclosureParams::Dominance& r : rules.dominance) {
-        dominance.push_back(absl::StrCat("the largest ", r.n, " at most ", r.percent, "%"));
-      }
-      if (!dominance.empty()) {
-        std::cout << "    dominance: of a cell's sum, " << absl::StrJoin(dominance, "; ") << "\n";
-      }
-      std::cout << "    repeats:   the same question at most " << rules.repeat_limit
-                << " times per " << absl::FormatDuration(rules.repeat_window) << "\n";
-      if (rules.max_records_per_subject > 0) {
-        std::cout << "    records:   at most " << rules.max_records_per_subject
-                  << " records per person counted in one cell\n";
+      if (a.disclosure().mode() == v1::Disclosure::DIFFERENTIAL_PRIVACY) {
+        const policy::DpSettings dp = policy::EffectiveDp(a.disclosure());
+        std::cout << "    disclosure: differential privacy, epsilon " << dp.epsilon_per_question
+                  << " per question, " << dp.budget_epsilon << " per "
+                  << absl::FormatDuration(dp.window) << " for your org on this dataset\n"
+                  << "    bounds:    each person counts in at most "
+                  << dp.bounds.max_groups_per_subject << " cell(s), with at most "
+                  << dp.bounds.max_records_per_group << " record(s) in each\n"
+                  << "    groups:    keys that are not public appear only past a noisy "
+                     "threshold (delta "
+                  << dp.delta << ")\n";
+      } else {
+        PrintExactRules(a.disclosure());
       }
       if (a.rate_limit().queries() > 0) {
         std::cout << "    rate:      at most " << a.rate_limit().queries() << " questions per "
