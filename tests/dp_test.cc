@@ -227,6 +227,11 @@ TEST_F(DpTest, QuestionPastTheBudgetIsRefusedWithEpsilonLeft) {
   EXPECT_EQ(info->metadata().at("epsilon_left"), "0");
   EXPECT_EQ(info->metadata().at("epsilon_cost"), "1");
   EXPECT_EQ(info->metadata().at("agreement"), "foundation-dp");
+  // The CLI says so too.
+  ProcessOutcome cli = RunCliAs(tmp_, foundation_, peer_address_, {"query", "--sql", Question(5)});
+  EXPECT_NE(cli.exit_code, 0);
+  EXPECT_THAT(cli.err, HasSubstr("rule dp-budget; agreement foundation-dp; epsilon left 0, "
+                                 "question costs 1; ask again in"));
   // It renews when the first spend leaves the one-hour window.
   ASSERT_TRUE(info->metadata().contains("retry_after_seconds"));
   const int retry = std::stoi(info->metadata().at("retry_after_seconds"));
