@@ -75,10 +75,13 @@ void SetBudget(const policy::DpSettings& settings, const DpPlan& plan,
   budget->set_delta(plan.select_partitions ? settings.delta : 0);
 }
 
-// The budget refusal with ε left and cost in its ErrorInfo.
+// The budget refusal with ε left and cost in its ErrorInfo, and when the
+// cost fits again as retry_after_seconds.
 absl::Status BudgetRefusal(const absl::Status& exhausted, const std::string& agreement_id,
-                           const policy::BudgetView& view, const policy::DpSettings& settings,
-                           absl::Duration retry_after) {
+                           const DpLedger::Shortfall& shortfall, const policy::DpSettings& settings,
+                           absl::Time now) {
+  const absl::Duration retry_after =
+      shortfall.fits_at == absl::InfiniteFuture() ? absl::ZeroDuration() : shortfall.fits_at - now;
   absl::Status status = policy::WithRefusal(
       absl::ResourceExhaustedError(absl::StrCat("refused by agreement '", agreement_id, "' rule '",
                                                 kRuleDpBudget, "': ", exhausted.message())),
@@ -86,12 +89,42 @@ absl::Status BudgetRefusal(const absl::Status& exhausted, const std::string& agr
   std::optional<google::rpc::ErrorInfo> info = policy::RefusalOf(status);
   if (info.has_value()) {
     (*info->mutable_metadata())[std::string(policy::kMetaEpsilonLeft)] =
-        absl::StrCat(policy::MicrosToEpsilon(view.remaining));
+        absl::StrCat(policy::MicrosToEpsilon(shortfall.remaining));
     (*info->mutable_metadata())[std::string(policy::kMetaEpsilonCost)] =
         absl::StrCat(settings.epsilon_per_question);
     status.SetPayload(policy::kErrorInfoTypeUrl, absl::Cord(info->SerializeAsString()));
   }
   return status;
+}
+
+// The answer kept for this applied question if it was made on `version`.
+std::optional<v1::AggregateResult> KeptAnswer(const std::optional<std::string>& kept,
+                                              uint64_t version) {
+  v1::AggregateResult result;
+  if (!kept.has_value() || kept->size() < 8 || storage::DecodeFixed64BE(*kept) != version ||
+      !result.ParseFromArray(kept->data() + 8, static_cast<int>(kept->size() - 8))) {
+    return std::nullopt;
+  }
+  return result;
+}
+
+// Scans and releases a fresh answer's cells with noise from the stream
+// seeded by the node secret, `seed_input` and the data version.
+absl::StatusOr<std::vector<v1::Cell>> FreshCells(const Engine& engine, const DatasetReader& reader,
+                                                 const policy::ConsentBitmap& consent,
+                                                 const v1::AggregateQuery& normalized,
+                                                 const v1::DatasetSchema& schema,
+                                                 const policy::DpSettings& settings,
+                                                 const std::string& seed_input, uint64_t version) {
+  ScannedRecords records;
+  FEDSHARE_ASSIGN_OR_RETURN(
+      Execution execution,
+      ExecuteQuery(reader, normalized, consent, /*max_records_per_subject=*/0, &records));
+  FEDSHARE_ASSIGN_OR_RETURN(policy::NoiseSeed seed,
+                            policy::DeriveNoiseSeed(engine.node_secret(), seed_input, version));
+  FEDSHARE_ASSIGN_OR_RETURN(std::unique_ptr<policy::AesCtrStream> rng,
+                            policy::AesCtrStream::Create(seed));
+  return ReleaseDpCells(normalized, schema, execution, records, settings, *rng);
 }
 
 }  // namespace
@@ -150,11 +183,11 @@ absl::StatusOr<v1::AggregateResult> Answerer::AnswerDp(
   absl::StatusOr<std::optional<std::string>> kept =
       storage_->Get(storage::ColumnFamily::kQueries, repeat_key);
   if (!kept.ok()) return refuse("execution", kept.status());
+  std::optional<v1::AggregateResult> kept_result = KeptAnswer(*kept, version);
+  const bool repeat = kept_result.has_value();
   v1::AggregateResult result;
-  bool repeat = false;
-  if (kept->has_value() && (*kept)->size() >= 8 && storage::DecodeFixed64BE(**kept) == version &&
-      result.ParseFromArray((*kept)->data() + 8, static_cast<int>((*kept)->size() - 8))) {
-    repeat = true;
+  if (repeat) {
+    result = *std::move(kept_result);
     result.set_query_id(query.query_id());
   }
 
@@ -162,28 +195,14 @@ absl::StatusOr<v1::AggregateResult> Answerer::AnswerDp(
   if (!repeat) {
     absl::StatusOr<int64_t> cost = policy::EpsilonToMicros(settings.epsilon_per_question);
     if (!cost.ok()) return refuse(kRuleDpBudget, cost.status());
+    DpLedger::Shortfall shortfall;
     absl::StatusOr<uint64_t> reserved =
-        dp_ledger_.Reserve(caller.org_id, dataset, budget_policy, *cost, now);
+        dp_ledger_.Reserve(caller.org_id, dataset, budget_policy, *cost, now, &shortfall);
     if (!reserved.ok()) {
-      if (reserved.status().code() != absl::StatusCode::kResourceExhausted) {
-        return refuse(kRuleDpBudget, reserved.status());
-      }
-      absl::StatusOr<policy::BudgetView> view =
-          dp_ledger_.View(caller.org_id, dataset, budget_policy, now);
-      if (!view.ok()) return refuse(kRuleDpBudget, view.status());
-      // Refusal includes when the cost fits again (policy::AvailableAt).
-      const absl::Time fits = [&] {
-        absl::StatusOr<std::optional<std::string>> raw = storage_->Get(
-            storage::ColumnFamily::kBudget, storage::BudgetLedgerKey(caller.org_id, dataset));
-        if (!raw.ok() || !raw->has_value()) return absl::InfiniteFuture();
-        std::optional<policy::BudgetLedger> ledger = DecodeLedger(**raw);
-        if (!ledger.has_value()) return absl::InfiniteFuture();
-        return policy::AvailableAt(*ledger, budget_policy, *cost, now);
-      }();
-      return refuse(
-          kRuleDpBudget,
-          BudgetRefusal(reserved.status(), agreement.id(), *view, settings,
-                        fits == absl::InfiniteFuture() ? absl::ZeroDuration() : fits - now));
+      return refuse(kRuleDpBudget,
+                    reserved.status().code() == absl::StatusCode::kResourceExhausted
+                        ? BudgetRefusal(reserved.status(), agreement.id(), shortfall, settings, now)
+                        : reserved.status());
     }
     spend_id = *reserved;
     // From here on, any failure before release returns the reservation.
@@ -192,22 +211,13 @@ absl::StatusOr<v1::AggregateResult> Answerer::AnswerDp(
       return refuse(rule, status);
     };
 
-    ScannedRecords records;
-    absl::StatusOr<Execution> execution =
-        ExecuteQuery(**reader, normalized, *consent, /*max_records_per_subject=*/0, &records);
-    if (!execution.ok()) return fail("execution", execution.status());
-    // The noise stream: the same applied question, data version, asker and
-    // agreement always get the same noise, so repeating cannot average it away.
-    absl::StatusOr<policy::NoiseSeed> seed =
-        policy::DeriveNoiseSeed(engine_->node_secret(),
-                                absl::StrCat(applied_hash, std::string(1, '\0'), caller.org_id,
-                                             std::string(1, '\0'), agreement.id()),
-                                version);
-    if (!seed.ok()) return fail("execution", seed.status());
-    absl::StatusOr<std::unique_ptr<policy::AesCtrStream>> rng = policy::AesCtrStream::Create(*seed);
-    if (!rng.ok()) return fail("execution", rng.status());
+    // The same applied question, data version, asker and agreement always get
+    // the same noise, so repeating cannot average it away.
     absl::StatusOr<std::vector<v1::Cell>> cells =
-        ReleaseDpCells(normalized, schema, *execution, records, settings, **rng);
+        FreshCells(*engine_, **reader, *consent, normalized, schema, settings,
+                   absl::StrCat(applied_hash, std::string(1, '\0'), caller.org_id,
+                                std::string(1, '\0'), agreement.id()),
+                   version);
     if (!cells.ok()) return fail("execution", cells.status());
 
     result = ResultHeader(query, normalized, schema, agreement, audited);

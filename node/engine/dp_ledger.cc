@@ -71,12 +71,21 @@ absl::StatusOr<policy::BudgetView> DpLedger::View(absl::string_view org_id,
 
 absl::StatusOr<uint64_t> DpLedger::Reserve(absl::string_view org_id, absl::string_view dataset,
                                            const policy::BudgetPolicy& policy,
-                                           int64_t micro_epsilon, absl::Time now) {
+                                           int64_t micro_epsilon, absl::Time now,
+                                           Shortfall* shortfall) {
   const std::string key = storage::BudgetLedgerKey(org_id, dataset);
   absl::MutexLock lock(&mu_);
   FEDSHARE_ASSIGN_OR_RETURN(policy::BudgetLedger ledger, Load(key));
-  FEDSHARE_ASSIGN_OR_RETURN(policy::Reservation r,
-                            policy::Reserve(ledger, policy, micro_epsilon, now));
+  absl::StatusOr<policy::Reservation> reserved =
+      policy::Reserve(ledger, policy, micro_epsilon, now);
+  if (!reserved.ok()) {
+    if (shortfall != nullptr && reserved.status().code() == absl::StatusCode::kResourceExhausted) {
+      shortfall->remaining = policy::ViewBudget(ledger, policy, now).remaining;
+      shortfall->fits_at = policy::AvailableAt(ledger, policy, micro_epsilon, now);
+    }
+    return reserved.status();
+  }
+  const policy::Reservation& r = *reserved;
   FEDSHARE_RETURN_IF_ERROR(Store(key, r.ledger, storage::WriteBatch()));
   return r.spend_id;
 }

@@ -39,11 +39,17 @@ class DpLedger {
   // What is spent and left now. INTERNAL for a corrupt ledger.
   absl::StatusOr<policy::BudgetView> View(absl::string_view org_id, absl::string_view dataset,
                                           const policy::BudgetPolicy& policy, absl::Time now);
+  // What a refused reservation lacked, seen under the same lock.
+  struct Shortfall {
+    int64_t remaining = 0;                        // micro-ε left now
+    absl::Time fits_at = absl::InfiniteFuture();  // when the cost would fit
+  };
   // Reserves `micro_epsilon` durably (synced before it returns): the spend
-  // id, or policy::Reserve's RESOURCE_EXHAUSTED.
+  // id, or policy::Reserve's RESOURCE_EXHAUSTED, with `shortfall` (when set)
+  // filled in.
   absl::StatusOr<uint64_t> Reserve(absl::string_view org_id, absl::string_view dataset,
                                    const policy::BudgetPolicy& policy, int64_t micro_epsilon,
-                                   absl::Time now);
+                                   absl::Time now, Shortfall* shortfall = nullptr);
   // Marks the reservation spent, in one batch with `also` (e.g. the answer
   // kept for repeats).
   absl::Status Commit(absl::string_view org_id, absl::string_view dataset, uint64_t spend_id,
