@@ -62,6 +62,12 @@ int Fail(const absl::Status& status, Listener wanted) {
       auto it = meta.find(std::string(key));
       if (it != meta.end()) parts.push_back(absl::StrCat(key, " ", it->second));
     }
+    auto left = meta.find(std::string(policy::kMetaEpsilonLeft));
+    auto cost = meta.find(std::string(policy::kMetaEpsilonCost));
+    if (left != meta.end() && cost != meta.end()) {
+      parts.push_back(
+          absl::StrCat("epsilon left ", left->second, ", question costs ", cost->second));
+    }
     auto retry = meta.find(std::string(policy::kMetaRetryAfterSeconds));
     if (retry != meta.end()) parts.push_back(absl::StrCat("ask again in ", retry->second, " s"));
     std::cerr << "fedshare: refused: " << absl::StrJoin(parts, "; ") << "\n";

@@ -14,6 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/time.h"
 #include "fmt/format.h"
 #include "google/protobuf/util/json_util.h"
 #include "node/common/time_util.h"
@@ -142,6 +143,36 @@ std::string BinsText(const v1::AggregateValue& v, const std::vector<std::string>
   return absl::StrJoin(parts, ", ");
 }
 
+// Under differential privacy: what the answer spent and what is left.
+std::string BudgetText(const v1::AggregateResult& result) {
+  if (!result.has_privacy_budget()) return "";
+  const v1::PrivacyBudget& b = result.privacy_budget();
+  std::string out;
+  const std::string per = absl::StrCat(" of ", Shortest(b.epsilon_budget()), " per ",
+                                       absl::FormatDuration(absl::Seconds(b.window_seconds())));
+  if (b.dry_run()) {
+    absl::StrAppend(&out, "dry run: this question would cost epsilon ", Shortest(b.epsilon_cost()),
+                    "; epsilon left ", Shortest(b.epsilon_left()), per,
+                    " (a repeat on unchanged data costs nothing)\n");
+  } else {
+    absl::StrAppend(&out, "differential privacy: epsilon spent ", Shortest(b.epsilon_spent()),
+                    b.repeat() ? " (a repeat: the same answer as before)" : "", "; epsilon left ",
+                    Shortest(b.epsilon_left()), per, "\n");
+  }
+  if (b.has_renews_at()) {
+    absl::StrAppend(
+        &out, "budget renews from ",
+        absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixSeconds(b.renews_at().seconds()),
+                         absl::UTCTimeZone()),
+        "\n");
+  }
+  if (b.delta() > 0) {
+    absl::StrAppend(&out, "groups with few people may be left out (partition selection, delta ",
+                    Shortest(b.delta()), ")\n");
+  }
+  return out;
+}
+
 // ---- Result shape -----------------------------------------------------------
 
 struct Shape {
@@ -249,6 +280,7 @@ std::string ResultTable(const v1::AggregateResult& result, bool show_partners, i
   std::vector<Row> rows;
   std::set<int> partial_partners;
   bool withheld_bins = false;
+  bool noisy = false;
   for (const v1::Cell& cell : result.cells()) {
     Row row;
     for (const v1::Value& k : cell.key()) row.cells.push_back(ValueText(k));
@@ -269,6 +301,12 @@ std::string ResultTable(const v1::AggregateResult& result, bool show_partners, i
         row.cells.push_back(
             BinsText(cell.values(a), BinLabels(question, a, cell.values(a).bins_size())));
         withheld_bins |= cell.values(a).withheld_bins_size() > 0;
+      } else if (cell.values(a).has_noise()) {
+        const v1::AggregateValue& v = cell.values(a);
+        row.cells.push_back(absl::StrCat(Number(v.value(), styles[a]), " [",
+                                         Number(v.noise().ci_low(), styles[a]), ", ",
+                                         Number(v.noise().ci_high(), styles[a]), "]"));
+        noisy = true;
       } else {
         row.cells.push_back(Number(cell.values(a).value(), styles[a]));
       }
@@ -293,6 +331,8 @@ std::string ResultTable(const v1::AggregateResult& result, bool show_partners, i
     }
   }
   if (withheld_bins) out += "- histogram bin withheld\n";
+  if (noisy) out += "[a, b]: 95% interval of the true figure, given the noise\n";
+  out += BudgetText(result);
   out += WithheldFooter(result);
   if (!result.receipt().entry_hash().empty()) {
     absl::StrAppend(&out, "receipt: audit entry ", result.receipt().audit_index(), " of ",
@@ -416,11 +456,20 @@ std::string ResultCsv(const v1::AggregateResult& result, bool federated,
   const Shape shape = ShapeOf(result);
   const size_t n_values = shape.columns.size() - shape.keys;
   const std::vector<int> bins = BinsPerColumn(result, n_values);
+  // Noisy (DP) columns get their 95% interval beside them; histograms give
+  // each bin its own column instead.
+  std::vector<bool> noisy(n_values, false);
+  for (const v1::Cell& cell : result.cells()) {
+    for (size_t a = 0; a < n_values && a < static_cast<size_t>(cell.values_size()); ++a) {
+      if (bins[a] == 0 && cell.values(a).has_noise()) noisy[a] = true;
+    }
+  }
   std::vector<std::string> header(shape.columns.begin(), shape.columns.begin() + shape.keys);
   for (size_t a = 0; a < n_values; ++a) {
     const std::string& name = shape.columns[shape.keys + a];
     if (bins[a] == 0) {
       header.push_back(name);
+      if (noisy[a]) header.insert(header.end(), {name + "_ci_low", name + "_ci_high"});
       continue;
     }
     for (const std::string& label : BinLabels(question, a, bins[a])) {
@@ -448,6 +497,11 @@ std::string ResultCsv(const v1::AggregateResult& result, bool federated,
       const bool present = !cell.withheld() && a < static_cast<size_t>(cell.values_size());
       if (bins[a] == 0) {
         fields.push_back(present ? Shortest(cell.values(a).value()) : "");
+        if (noisy[a]) {
+          const bool has = present && cell.values(a).has_noise();
+          fields.push_back(has ? Shortest(cell.values(a).noise().ci_low()) : "");
+          fields.push_back(has ? Shortest(cell.values(a).noise().ci_high()) : "");
+        }
         continue;
       }
       // One field per bin; a withheld bin (or cell) is empty.

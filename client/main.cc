@@ -11,7 +11,7 @@
 //                   FILE
 //   fedshare consent import FILE
 //   fedshare export --dataset D [--format csv|jsonl] [--out FILE]
-//   fedshare query --sql "SELECT ..." [--peers a,b | --all-peers | --group G]
+//   fedshare query --sql "SELECT ..." [--peers a,b | --all-peers | --group G] [--dry-run]
 //       [--output table|csv|json|chart] [--save FILE]
 //   fedshare show FILE [--output table|csv|json|chart]
 //   fedshare audit show [--from N] [--limit N] [--caller ID|ORG] [--decision D]
@@ -63,6 +63,7 @@
 #include "node/identity/x509_verify.h"
 #include "openssl/rand.h"
 #include "policy/agreement.h"
+#include "policy/dp_settings.h"
 #include "policy/refusal.h"
 #include "query/sql.h"
 
@@ -212,6 +213,31 @@ std::string FieldLine(const v1::FieldSchema& f) {
 // Without `peer`: the node at --node (a peer listener) describes itself to
 // the caller's node certificate. With `peer`: the caller's own node (local
 // listener) asks that partner and passes its answer on.
+// The exact-mode limits the node applies, defaults filled in as it fills them.
+void PrintExactRules(const v1::Disclosure& disclosure) {
+  const policy::DisclosureParams rules = policy::EffectiveDisclosure(disclosure);
+  std::cout << "    disclosure: exact, at least " << rules.min_subjects << " people per cell\n";
+  std::vector<std::string> dominance;
+  for (const policy::DisclosureParams::Dominance& r : rules.dominance) {
+    dominance.push_back(absl::StrCat("the largest ", r.n, " at most ", r.percent, "%"));
+  }
+  if (!dominance.empty()) {
+    std::cout << "    dominance: of a cell's sum, " << absl::StrJoin(dominance, "; ") << "\n";
+  }
+  std::cout << "    repeats:   the same question at most " << rules.repeat_limit << " times per "
+            << absl::FormatDuration(rules.repeat_window) << "\n";
+  if (rules.cell_key) {
+    std::cout << "    counts:    perturbed by cell keys ("
+              << (disclosure.ptable().empty() ? "the default p-table"
+                                              : "the agreement's own p-table")
+              << "); sums and means exact\n";
+  }
+  if (rules.max_records_per_subject > 0) {
+    std::cout << "    records:   at most " << rules.max_records_per_subject
+              << " records per person counted in one cell\n";
+  }
+}
+
 int RunDescribe(const Globals& g, const std::string& peer) {
   auto client = Dial(g, peer.empty() ? "127.0.0.1:7443" : "127.0.0.1:7444");
   if (!client.ok()) return Fail(client.status());
@@ -238,27 +264,19 @@ int RunDescribe(const Globals& g, const std::string& peer) {
                 << "    measures:  " << absl::StrJoin(a.measure_fields(), ", ") << "\n";
       if (!a.valid_from().empty()) std::cout << "    valid from: " << a.valid_from() << "\n";
       if (!a.valid_until().empty()) std::cout << "    valid until: " << a.valid_until() << "\n";
-      // The limits the node applies, defaults filled in as it fills them.
-      const policy::DisclosureParams rules = policy::EffectiveDisclosure(a.disclosure());
-      std::cout << "    disclosure: exact, at least " << rules.min_subjects << " people per cell\n";
-      std::vector<std::string> dominance;
-      for (const policy::DisclosureParams::Dominance& r : rules.dominance) {
-        dominance.push_back(absl::StrCat("the largest ", r.n, " at most ", r.percent, "%"));
-      }
-      if (!dominance.empty()) {
-        std::cout << "    dominance: of a cell's sum, " << absl::StrJoin(dominance, "; ") << "\n";
-      }
-      std::cout << "    repeats:   the same question at most " << rules.repeat_limit
-                << " times per " << absl::FormatDuration(rules.repeat_window) << "\n";
-      if (rules.cell_key) {
-        std::cout << "    counts:    perturbed by cell keys ("
-                  << (a.disclosure().ptable().empty() ? "the default p-table"
-                                                      : "the agreement's own p-table")
-                  << "); sums and means exact\n";
-      }
-      if (rules.max_records_per_subject > 0) {
-        std::cout << "    records:   at most " << rules.max_records_per_subject
-                  << " records per person counted in one cell\n";
+      if (a.disclosure().mode() == v1::Disclosure::DIFFERENTIAL_PRIVACY) {
+        const policy::DpSettings dp = policy::EffectiveDp(a.disclosure());
+        std::cout << "    disclosure: differential privacy, epsilon " << dp.epsilon_per_question
+                  << " per question, " << dp.budget_epsilon << " per "
+                  << absl::FormatDuration(dp.window) << " for your org on this dataset\n"
+                  << "    bounds:    each person counts in at most "
+                  << dp.bounds.max_groups_per_subject << " cell(s), with at most "
+                  << dp.bounds.max_records_per_group << " record(s) in each\n"
+                  << "    groups:    keys that are not public appear only past a noisy "
+                     "threshold (delta "
+                  << dp.delta << ")\n";
+      } else {
+        PrintExactRules(a.disclosure());
       }
       if (a.rate_limit().queries() > 0) {
         std::cout << "    rate:      at most " << a.rate_limit().queries() << " questions per "
@@ -284,7 +302,7 @@ int PrintAndSave(const v1::SavedAnswer& saved, const std::string& output,
 
 int RunQuery(const Globals& g, const std::string& sql, const std::string& peers, bool all_peers,
              const std::string& group, const std::string& output, int deadline_ms, int min_coverage,
-             const std::string& save_path) {
+             const std::string& save_path, bool dry_run) {
   // Refuse a bad --output before the question spends a repeat-limit slot.
   if (absl::Status s = CheckRenderFormat(output); !s.ok()) return Fail(s);
   absl::StatusOr<v1::AggregateQuery> query = ParseSql(sql);
@@ -297,7 +315,10 @@ int RunQuery(const Globals& g, const std::string& sql, const std::string& peers,
   auto client = Dial(g, node);
   if (!client.ok()) return Fail(client.status());
   if (!federated) {
-    absl::StatusOr<v1::AggregateResult> r = (*client)->Aggregate(*query);
+    v1::AggregateRequest direct;
+    *direct.mutable_query() = *query;
+    direct.set_dry_run(dry_run);
+    absl::StatusOr<v1::AggregateResult> r = (*client)->Aggregate(direct);
     if (!r.ok()) return Fail(r.status(), Listener::kPeer);
     return PrintAndSave(SaveDirect(sql, *query, node, *r), output, save_path);
   }
@@ -309,6 +330,7 @@ int RunQuery(const Globals& g, const std::string& sql, const std::string& peers,
   request.set_all_peers(all_peers);
   request.set_group(group);
   request.set_deadline_ms(deadline_ms);
+  request.set_dry_run(dry_run);
   absl::StatusOr<v1::FederatedAggregateResponse> r = (*client)->FederatedAggregate(request);
   if (!r.ok()) return Fail(r.status(), Listener::kLocal);
   if (int code = PrintAndSave(SaveFederated(sql, *query, node, *r), output, save_path); code != 0) {
@@ -555,6 +577,7 @@ int main(int argc, char** argv) {
   bool all_peers = false;
   int deadline_ms = 0;
   int min_coverage = -1;
+  bool query_dry_run = false;
   auto* query = app.add_subcommand("query", "ask an aggregate question");
   query
       ->add_option("--sql", sql,
@@ -569,6 +592,9 @@ int main(int argc, char** argv) {
   query->add_option("--save", save_path,
                     "also write the whole answer to this file as JSON, for `fedshare show`");
   query->add_option("--deadline-ms", deadline_ms, "per-partner deadline");
+  query->add_flag("--dry-run", query_dry_run,
+                  "show the privacy budget (epsilon) the question would cost and what is left; "
+                  "spend and release nothing");
   query
       ->add_option("--min-coverage", min_coverage,
                    "exit 3 if fewer partners answer (default: every partner asked)")
@@ -630,7 +656,8 @@ int main(int argc, char** argv) {
   if (consent_import->parsed()) return RunConsentImport(g, file);
   if (export_cmd->parsed()) return RunExport(g, dataset, format, out);
   if (query->parsed())
-    return RunQuery(g, sql, peers, all_peers, group, output, deadline_ms, min_coverage, save_path);
+    return RunQuery(g, sql, peers, all_peers, group, output, deadline_ms, min_coverage, save_path,
+                    query_dry_run);
   if (show->parsed()) return RunShow(show_file, show_output);
   if (audit_show->parsed()) return RunAuditShow(g, audit_options);
   if (dashboard->parsed()) return RunDashboard(g, dashboard_options);

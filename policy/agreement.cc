@@ -10,6 +10,7 @@
 #include "node/common/time_util.h"
 #include "policy/cell_key.h"
 #include "policy/disclosure.h"
+#include "policy/dp_settings.h"
 #include "policy/ids.h"
 #include "policy/refusal.h"
 #include "policy/schema.h"
@@ -107,7 +108,10 @@ absl::Status ValidateAgreement(const v1::Agreement& a, const PurposeTree& purpos
 
   const v1::Disclosure& d = a.disclosure();
   if (!v1::Disclosure::Mode_IsValid(d.mode())) {
-    return AgreementError(a, "unknown disclosure mode: use EXACT");
+    return AgreementError(a, "unknown disclosure mode: use EXACT or DIFFERENTIAL_PRIVACY");
+  }
+  if (absl::Status s = ValidateDpSettings(a, *schema); !s.ok()) {
+    return AgreementError(a, s.message());
   }
   if (d.min_subjects() != 0 && d.min_subjects() < 3) {
     return AgreementError(a, absl::StrCat("disclosure.min_subjects ", d.min_subjects(),
@@ -227,10 +231,10 @@ Check CheckPermit(const v1::Agreement& a, absl::Time from, absl::Time until,
     }
   }
   const v1::Disclosure::Mode mode = a.disclosure().mode();
-  if (mode != v1::Disclosure::MODE_UNSPECIFIED && mode != v1::Disclosure::EXACT) {
+  if (mode == v1::Disclosure::DIFFERENTIAL_PRIVACY &&
+      a.release() == v1::Agreement::SECURE_SUM_ONLY) {
     return {kMode, kRuleDisclosureMode,
-            "differential privacy is not yet implemented: this node answers only under EXACT "
-            "disclosure control"};
+            "differential privacy with secure aggregation is not yet implemented"};
   }
   if (a.release() == v1::Agreement::SECURE_SUM_ONLY) {
     return {kRelease, kRuleRelease,

@@ -4,6 +4,7 @@
 #include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
 #include "node/common/status_matchers.h"
+#include "policy/dp_settings.h"
 
 namespace fedshare::policy {
 namespace {
@@ -312,13 +313,12 @@ TEST(AgreementTest, WildcardPeer) {
   EXPECT_EQ(set.ForPeer("partner-b", kNow).size(), 1u);
 }
 
-TEST(AgreementTest, DifferentialPrivacyModeIsRefusedUntilImplemented) {
+TEST(AgreementTest, DifferentialPrivacyModeAllowsTheQuestion) {
   ASSERT_OK_AND_ASSIGN(AgreementSet set,
                        Make({With(kPermit, "disclosure { mode: DIFFERENTIAL_PRIVACY }")}));
   const Decision d = set.Decide("foundation", Question(), kNow);
-  EXPECT_FALSE(d.allowed);
-  EXPECT_EQ(d.rule, kRuleDisclosureMode);
-  EXPECT_THAT(d.reason, HasSubstr("not yet implemented"));
+  EXPECT_TRUE(d.allowed) << d.reason;
+  EXPECT_EQ(d.rule, kRulePermit);
 }
 
 TEST(AgreementTest, CellKeyPerturbationIsForExactModeWithAParsablePTable) {
@@ -475,6 +475,66 @@ TEST(AgreementRateWindowTest, NoLimitAlwaysAdmitsAndKeepsNothing) {
   for (int i = 0; i < 10; ++i) EXPECT_TRUE(RateWindowAdmit(times, kNow, 0, absl::Minutes(1)));
   EXPECT_TRUE(times.empty());
   EXPECT_TRUE(RateWindowAdmit(times, kNow, -1, absl::Minutes(1)));
+}
+
+TEST(AgreementCreateTest, DifferentialPrivacySettingsAreChecked) {
+  ExpectCreateError({With(kPermit, "disclosure { dp { epsilon_per_question: 0.5 } }")},
+                    "disclosure.dp is set but disclosure.mode is not DIFFERENTIAL_PRIVACY");
+  ExpectCreateError(
+      {With(kPermit, "disclosure { mode: DIFFERENTIAL_PRIVACY dp { epsilon_per_question: 11 } }")},
+      "agreement 'eval-2026': disclosure.dp.epsilon_per_question 11 is outside (0, 10]");
+  ExpectCreateError({With(kPermit, "disclosure { mode: DIFFERENTIAL_PRIVACY dp { delta: 0.01 } }")},
+                    "disclosure.dp.delta 0.01 is outside (0, 0.001]");
+  ExpectCreateError({With(kPermit,
+                          "disclosure { mode: DIFFERENTIAL_PRIVACY dp { epsilon_per_question: 0.5 "
+                          "budget_epsilon: 0.25 } }")},
+                    "disclosure.dp.budget_epsilon 0.25 must lie between one question's ε (0.5)");
+  ExpectCreateError(
+      {With(kPermit,
+            "disclosure { mode: DIFFERENTIAL_PRIVACY dp { max_groups_per_subject: -1 } }")},
+      "max_groups_per_subject and max_records_per_subject must lie in [0, 1048576]");
+  ExpectCreateError({With(kPermit,
+                          "disclosure { mode: DIFFERENTIAL_PRIVACY dp { budget_window_seconds: -5 "
+                          "} }")},
+                    "budget_window_seconds must be >= 0");
+}
+
+TEST(AgreementCreateTest, DifferentialPrivacyNeedsBoundedMeasures) {
+  std::vector<v1::DatasetSchema> datasets = Datasets();
+  datasets[0].mutable_fields(4)->clear_upper();
+  EXPECT_THAT(
+      AgreementSet::Create(
+          {Parse<v1::Agreement>(With(kPermit, "disclosure { mode: DIFFERENTIAL_PRIVACY }"))},
+          Tree(), datasets),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("measure field 'outcome_score' has no declared bounds")));
+}
+
+TEST(EffectiveDpTest, DefaultsAndExplicitValues) {
+  const DpSettings d = EffectiveDp(v1::Disclosure());
+  EXPECT_EQ(d.epsilon_per_question, 0.1);
+  EXPECT_EQ(d.delta, 1e-6);
+  EXPECT_EQ(d.budget_epsilon, 1.0);
+  EXPECT_EQ(d.window, absl::Hours(24 * 30));
+  EXPECT_EQ(d.bounds.max_groups_per_subject, 1);
+  EXPECT_EQ(d.bounds.max_records_per_group, 1);
+  const DpSettings e = EffectiveDp(Parse<v1::Disclosure>(R"pb(
+    mode: DIFFERENTIAL_PRIVACY
+    max_records_per_subject: 3
+    dp {
+      epsilon_per_question: 0.5
+      delta: 1e-5
+      budget_epsilon: 2
+      budget_window_seconds: 3600
+      max_groups_per_subject: 2
+    }
+  )pb"));
+  EXPECT_EQ(e.epsilon_per_question, 0.5);
+  EXPECT_EQ(e.delta, 1e-5);
+  EXPECT_EQ(e.budget().micro_epsilon, 2'000'000);
+  EXPECT_EQ(e.window, absl::Hours(1));
+  EXPECT_EQ(e.bounds.max_groups_per_subject, 2);
+  EXPECT_EQ(e.bounds.max_records_per_group, 3);
 }
 
 }  // namespace

@@ -30,6 +30,10 @@ inline constexpr absl::string_view kErrorDomain = "fedshare";
 inline constexpr absl::string_view kMetaAgreement = "agreement";
 inline constexpr absl::string_view kMetaField = "field";
 inline constexpr absl::string_view kMetaRetryAfterSeconds = "retry_after_seconds";
+// Differential-privacy budget refusals: ε left in the window, and what the
+// question costs (decimal text).
+inline constexpr absl::string_view kMetaEpsilonLeft = "epsilon_left";
+inline constexpr absl::string_view kMetaEpsilonCost = "epsilon_cost";
 
 struct RefusalInfo {
   std::string rule;       // ErrorInfo.reason

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: a foundation and three partners on this machine; the foundation
-# asks all of them one question and prints the coverage and combined table.
+# asks all of them questions and prints the coverage and combined tables, one
+# of them under differential privacy with intervals and the budget left.
 set -euo pipefail
 build_dir=${1:-build}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -32,6 +33,17 @@ echo "== A narrower question: small cells are withheld, and combined cells missi
 echo "   $sql2"
 echo
 "$bin/fedshare" --node "$FOUNDATION_LOCAL" --identity "$ANALYST" query --all-peers --sql "$sql2"
+
+sql3="SELECT region, COUNT(*), SUM(outcome_score) FROM program_outcomes WHERE cohort_year >= 2020 GROUP BY region PURPOSE 'program-evaluation'"
+echo
+echo "== Under the partners' differential-privacy agreement: what a question would cost (dry run),"
+echo "   then the noisy answer with 95% intervals and the epsilon budget left at each partner:"
+echo "   $sql3"
+echo
+"$bin/fedshare" --node "$FOUNDATION_LOCAL" --identity "$ANALYST" query --all-peers --dry-run \
+  --sql "$sql3"
+echo
+"$bin/fedshare" --node "$FOUNDATION_LOCAL" --identity "$ANALYST" query --all-peers --sql "$sql3"
 
 echo
 echo "== A question outside the partners' agreements is refused by each of them:"

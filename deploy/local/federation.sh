@@ -71,7 +71,26 @@ PB
 }
 
 partner_agreement() {
+  # The first permit that allows a whole question decides it: questions by
+  # region or age with COUNT, SUM or HISTOGRAM get differentially private
+  # answers; everything else falls to the exact agreement below.
   cat <<'PB'
+agreements {
+  id: "foundation-dp"
+  description: "Noisy answers with an epsilon budget, for figures the foundation publishes"
+  peers: "foundation"
+  dataset: "program_outcomes"
+  purposes: "program-evaluation"
+  aggregates: [COUNT, SUM, HISTOGRAM]
+  group_fields: ["region", "age"]
+  filter_fields: ["cohort_year"]
+  measure_fields: ["outcome_score"]
+  disclosure {
+    mode: DIFFERENTIAL_PRIVACY
+    max_records_per_subject: 2
+    dp { epsilon_per_question: 0.5 budget_epsilon: 5 budget_window_seconds: 86400 }
+  }
+}
 agreements {
   id: "foundation-program-evaluation"
   description: "The foundation may evaluate the programs it funds"

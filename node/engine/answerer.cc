@@ -82,7 +82,8 @@ Answerer::Answerer(std::string org_id, Engine* engine, audit::AuditLog* audit,
       schemas_(std::move(schemas)),
       clock_(clock),
       agreements_(std::move(agreements)),
-      record_keys_(engine != nullptr ? engine->node_secret() : std::string()) {}
+      record_keys_(engine != nullptr ? engine->node_secret() : std::string()),
+      dp_ledger_(storage) {}
 
 std::shared_ptr<const policy::AgreementSet> Answerer::agreements() const {
   absl::MutexLock lock(&agreements_mu_);
@@ -142,7 +143,8 @@ absl::Status Answerer::Admit(const std::string& key, int limit, absl::Duration w
 
 absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
                                                      const v1::AggregateQuery& query,
-                                                     const std::function<bool()>& cancelled) {
+                                                     const std::function<bool()>& cancelled,
+                                                     bool dry_run) {
   // Bounded before any work: each question may hold a scan's worth of memory.
   struct InFlight {
     std::atomic<int>* n;
@@ -205,6 +207,8 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
                                                  a.kind() == v1::COUNT_SUBJECTS ||
                                                  a.kind() == v1::HISTOGRAM;
                                         });
+  const bool dp = agreement.disclosure().mode() == v1::Disclosure::DIFFERENTIAL_PRIVACY;
+  if (dry_run) return DryRun(audited, caller, query, *normalized, *schema, agreement, now);
 
   // Each limit is a durable sliding window of answered times.
   struct Limit {
@@ -225,18 +229,26 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
                       " questions per ", agreement.rate_limit().window_seconds(),
                       " s; ask again later")});
   }
-  limits.push_back(
-      {absl::StrCat("r", caller.org_id, std::string(1, '\0'), applied_hash), params.repeat_limit,
-       params.repeat_window, policy::kRuleRepeatLimit,
-       absl::StrCat(prefix, "repeat-limit': the same question may be answered at most ",
-                    params.repeat_limit, " times per ", absl::ToInt64Seconds(params.repeat_window),
-                    " s")});
+  // Under DP a repeat gets the same noisy answer at no cost: nothing to limit.
+  if (!dp) {
+    limits.push_back(
+        {absl::StrCat("r", caller.org_id, std::string(1, '\0'), applied_hash), params.repeat_limit,
+         params.repeat_window, policy::kRuleRepeatLimit,
+         absl::StrCat(prefix, "repeat-limit': the same question may be answered at most ",
+                      params.repeat_limit, " times per ",
+                      absl::ToInt64Seconds(params.repeat_window), " s")});
+  }
   for (const Limit& limit : limits) {
     absl::Status admitted = Admit(limit.key, limit.limit, limit.window, limit.refusal,
                                   {std::string(limit.rule), agreement.id(), ""});
     if (!admitted.ok()) {
       return Refuse(audited, agreement.id(), limit.rule, admitted);
     }
+  }
+
+  if (dp) {
+    return AnswerDp(std::move(audited), caller, query, *normalized, applied_hash, *schema,
+                    agreement, now, cancelled);
   }
 
   policy::ConsentQuestion consent_question{query.purpose(), caller.org_id, now};
@@ -252,7 +264,8 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
           keys,
           record_keys_.For(ptable->table_size(), static_cast<uint32_t>(reader->subject_count())));
     }
-    return ExecuteQuery(*reader, *normalized, consent, params.max_records_per_subject, *keys);
+    return ExecuteQuery(*reader, *normalized, consent, params.max_records_per_subject, nullptr,
+                        *keys);
   }();
   if (!execution.ok()) {
     return Refuse(audited, agreement.id(), "execution", execution.status());
@@ -288,25 +301,7 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
     }
   }
 
-  v1::AggregateResult result;
-  result.set_query_id(query.query_id());
-  result.set_org_id(org_id_);
-  result.set_agreement_id(agreement.id());
-  for (const std::string& g : normalized->group_by()) {
-    result.add_columns(g);
-    for (const v1::FieldSchema& f : schema->fields()) {
-      if (f.name() == g && policy::GridWidth(f) > 0) {
-        v1::GroupBucket* bucket = result.add_group_buckets();
-        bucket->set_field(g);
-        bucket->set_width(policy::GridWidth(f));
-      }
-    }
-  }
-  for (const v1::Aggregate& a : normalized->aggregates()) {
-    result.add_columns(policy::AggregateColumnName(a));
-  }
-  *result.mutable_applied_where() = normalized->where();
-  result.set_applied_where_text(audited.applied_where_text());
+  v1::AggregateResult result = ResultHeader(query, *normalized, *schema, agreement, audited);
   std::map<std::string, int> withheld_by_rule;
   std::vector<v1::Cell> withheld_listed;
   for (size_t i = 0; i < execution->cells.size(); ++i) {
@@ -373,6 +368,33 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
   receipt->set_org_id(org_id_);
   receipt->set_audit_index(appended.index);
   receipt->set_entry_hash(appended.entry_hash);
+  return result;
+}
+
+v1::AggregateResult Answerer::ResultHeader(const v1::AggregateQuery& query,
+                                           const v1::AggregateQuery& normalized,
+                                           const v1::DatasetSchema& schema,
+                                           const v1::Agreement& agreement,
+                                           const v1::AuditEntry& audited) const {
+  v1::AggregateResult result;
+  result.set_query_id(query.query_id());
+  result.set_org_id(org_id_);
+  result.set_agreement_id(agreement.id());
+  for (const std::string& g : normalized.group_by()) {
+    result.add_columns(g);
+    for (const v1::FieldSchema& f : schema.fields()) {
+      if (f.name() == g && policy::GridWidth(f) > 0) {
+        v1::GroupBucket* bucket = result.add_group_buckets();
+        bucket->set_field(g);
+        bucket->set_width(policy::GridWidth(f));
+      }
+    }
+  }
+  for (const v1::Aggregate& a : normalized.aggregates()) {
+    result.add_columns(policy::AggregateColumnName(a));
+  }
+  *result.mutable_applied_where() = normalized.where();
+  result.set_applied_where_text(audited.applied_where_text());
   return result;
 }
 

@@ -6,6 +6,14 @@
 //   perturbation of counts when the agreement asks for it -> audit append
 //   (synced) -> answer with receipt.
 //
+// Under a DIFFERENTIAL_PRIVACY agreement (answerer_dp.cc) the repeat limit
+// does not apply; instead: a repeat of the same applied question on the same
+// data version returns the answer kept for it at no cost -> the question's ε
+// is reserved in the asker's ledger for the dataset (synced; RESOURCE_EXHAUSTED
+// past the budget) -> scan -> contribution bounding, partition selection and
+// secure noise seeded from the node secret -> audit append with ε spent ->
+// the spend committed and the answer kept for repeats, in one write.
+//
 // Every outcome, answer or refusal, is appended to the audit log before the
 // caller sees it. If the append fails the question fails with UNAVAILABLE and
 // nothing is released (fail closed).
@@ -29,6 +37,7 @@
 #include "node/audit/audit_log.h"
 #include "node/common/clock.h"
 #include "node/engine/cell_keys.h"
+#include "node/engine/dp_ledger.h"
 #include "node/engine/engine.h"
 #include "node/storage/storage.h"
 #include "policy/agreement.h"
@@ -53,13 +62,19 @@ class Answerer {
   // The answer, or the refusal as a status: PERMISSION_DENIED naming the
   // agreement and rule, RESOURCE_EXHAUSTED for rate and repeat limits,
   // INVALID_ARGUMENT for a malformed question, UNAVAILABLE when the audit log
-  // cannot be written.
+  // cannot be written. RESOURCE_EXHAUSTED with rule "dp-budget" past a DP
+  // budget, its ErrorInfo carrying epsilon_left, epsilon_cost and
+  // retry_after_seconds.
+  // `dry_run`: the answer has no cells, only (under DP) the privacy_budget the
+  // question would draw on; nothing is scanned, spent or counted against a
+  // limit, and the audit entry's decision is DRY_RUN.
   // `cancelled`, when set, is asked between blocks of the scan: once it
   // returns true the scan stops and the question ends CANCELLED, audited as
   // such. More than max_concurrent() questions at once: RESOURCE_EXHAUSTED,
   // before any work and without an audit entry.
   absl::StatusOr<v1::AggregateResult> Answer(const Caller& caller, const v1::AggregateQuery& query,
-                                             const std::function<bool()>& cancelled = nullptr);
+                                             const std::function<bool()>& cancelled = nullptr,
+                                             bool dry_run = false);
 
   // Questions answered at once (default 8); REQUIRES: max > 0.
   void set_max_concurrent(int max) { max_concurrent_.store(max); }
@@ -76,6 +91,27 @@ class Answerer {
 
  private:
   const v1::DatasetSchema* FindSchema(const std::string& name) const;
+  // The parts of an answer every mode shares: ids, columns, group buckets
+  // and the applied predicates.
+  v1::AggregateResult ResultHeader(const v1::AggregateQuery& query,
+                                   const v1::AggregateQuery& normalized,
+                                   const v1::DatasetSchema& schema, const v1::Agreement& agreement,
+                                   const v1::AuditEntry& audited) const;
+  // The dry run of Answer (answerer_dp.cc).
+  absl::StatusOr<v1::AggregateResult> DryRun(v1::AuditEntry audited, const Caller& caller,
+                                             const v1::AggregateQuery& query,
+                                             const v1::AggregateQuery& normalized,
+                                             const v1::DatasetSchema& schema,
+                                             const v1::Agreement& agreement, absl::Time now);
+  // The rest of Answer under a DIFFERENTIAL_PRIVACY agreement, after the
+  // agreement, schema and rate-limit checks (answerer_dp.cc).
+  absl::StatusOr<v1::AggregateResult> AnswerDp(v1::AuditEntry audited, const Caller& caller,
+                                               const v1::AggregateQuery& query,
+                                               const v1::AggregateQuery& normalized,
+                                               const std::string& applied_hash,
+                                               const v1::DatasetSchema& schema,
+                                               const v1::Agreement& agreement, absl::Time now,
+                                               const std::function<bool()>& cancelled);
   // Appends `entry` (who asked what) with the refusal's decision, rule and
   // reason; returns `status` for a refusal (carrying `rule` and `agreement_id`
   // as policy/refusal.h's ErrorInfo unless it carries one already), or
@@ -99,6 +135,7 @@ class Answerer {
   std::shared_ptr<const policy::AgreementSet> agreements_ ABSL_GUARDED_BY(agreements_mu_);
   absl::Mutex limits_mu_;   // serializes read-modify-write of limit windows
   RecordKeys record_keys_;  // cell-key perturbation, keyed by the node secret
+  DpLedger dp_ledger_;
   std::atomic<int> max_concurrent_{8};
   std::atomic<int> in_flight_{0};
 };

@@ -4,6 +4,7 @@
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <string>
 
@@ -377,7 +378,7 @@ ExecutedCell Finish(const v1::AggregateQuery& query, CellAccumulator& acc) {
 
 absl::StatusOr<Execution> ExecuteQuery(const DatasetReader& reader, const v1::AggregateQuery& query,
                                        const policy::ConsentBitmap& consent,
-                                       int max_records_per_subject,
+                                       int max_records_per_subject, ScannedRecords* records,
                                        absl::Span<const uint32_t> record_keys) {
   const bool keyed = !record_keys.empty();
   auto key_of = [&](uint32_t subject) -> uint64_t {
@@ -517,6 +518,13 @@ absl::StatusOr<Execution> ExecuteQuery(const DatasetReader& reader, const v1::Ag
       ++cell.records[slot];
       ++execution.rows_counted;
       if (keyed) cell.record_key_sum += key_of(subject);
+      if (records != nullptr) {
+        records->refs.push_back({subject, static_cast<uint32_t>(it->second)});
+        for (int a = 0; a < n_aggs; ++a) {
+          records->measures.push_back(
+              measure_value(a, block, row).value_or(std::numeric_limits<double>::quiet_NaN()));
+        }
+      }
 
       for (int a = 0; a < n_aggs; ++a) {
         const v1::Aggregate& agg = query.aggregates(a);
@@ -566,7 +574,10 @@ absl::StatusOr<Execution> ExecuteQuery(const DatasetReader& reader, const v1::Ag
       }
     }
   }
-  for (CellAccumulator& cell : cells) execution.cells.push_back(Finish(query, cell));
+  for (size_t i = 0; i < cells.size(); ++i) {
+    execution.cells.push_back(Finish(query, cells[i]));
+    execution.cells.back().scan_index = static_cast<uint32_t>(i);
+  }
   std::sort(execution.cells.begin(), execution.cells.end(), KeyLess);
   return execution;
 }

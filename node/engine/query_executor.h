@@ -16,10 +16,12 @@
 #include "node/engine/engine.h"
 #include "policy/consent.h"
 #include "policy/disclosure.h"
+#include "policy/dp_mechanisms.h"
 
 namespace fedshare::engine {
 
 struct ExecutedCell {
+  uint32_t scan_index = 0;                 // order of first sight in the scan
   std::vector<v1::Value> key;              // in group_by order; unset kind for null
   std::vector<v1::AggregateValue> values;  // exact figures, one per aggregate
   policy::CellStats stats;
@@ -47,14 +49,26 @@ struct Execution {
   int64_t rows_counted = 0;
 };
 
+// Every record that passed consent and the predicates (and the record bound),
+// for differential privacy's contribution bounding (node/engine/dp_release.h).
+struct ScannedRecords {
+  // refs[i].cell is the ExecutedCell::scan_index of the record's cell.
+  std::vector<policy::RecordRef> refs;
+  // Per record, one value per aggregate (row-major): the clamped measure, or
+  // NaN when the aggregate takes no measure or the record has none.
+  std::vector<double> measures;
+};
+
 // REQUIRES: `query` is the output of policy::NormalizeQuery for
 // reader.schema(). `consent` covers the node's subject ordinals.
-// `max_records_per_subject` of 0 means no bound. `record_keys`, when not
-// empty, gives each subject ordinal's record key (node/engine/cell_keys.h);
-// a subject past its end counts with key 0.
+// `max_records_per_subject` of 0 means no bound. `records`, when set,
+// receives every counted record. `record_keys`, when not empty, gives each
+// subject ordinal's record key (node/engine/cell_keys.h); a subject past its
+// end counts with key 0.
 absl::StatusOr<Execution> ExecuteQuery(const DatasetReader& reader, const v1::AggregateQuery& query,
                                        const policy::ConsentBitmap& consent,
                                        int max_records_per_subject,
+                                       ScannedRecords* records = nullptr,
                                        absl::Span<const uint32_t> record_keys = {});
 
 }  // namespace fedshare::engine

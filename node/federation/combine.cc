@@ -34,7 +34,18 @@ struct Sums {
   double sum_squares = 0;
   std::vector<double> bins;
   std::set<int> withheld_bins;
+  // Differential privacy: some partner's figure carries noise.
+  bool noisy = false;
+  double variance = 0;           // Σ σ², for figures that add
+  double weighted_variance = 0;  // Σ (count σ)², for means and variances
+  std::vector<double> bin_variance;
 };
+
+void SetNormalNoise(double value, double variance, v1::Noise* noise) {
+  noise->set_stddev(std::sqrt(variance));
+  noise->set_ci_low(value - 1.96 * noise->stddev());
+  noise->set_ci_high(value + 1.96 * noise->stddev());
+}
 
 struct Combined {
   std::vector<Sums> sums;
@@ -69,6 +80,16 @@ v1::AggregateValue Finish(v1::AggregateKind kind, const Sums& s) {
   }
   for (double b : s.bins) out.add_bins(b);
   for (int b : s.withheld_bins) out.add_withheld_bins(b);
+  if (s.noisy) {
+    const bool ratio = kind == v1::AVG || kind == v1::VARIANCE || kind == v1::STDDEV;
+    SetNormalNoise(out.value(),
+                   ratio && s.count > 0 ? s.weighted_variance / (s.count * s.count) : s.variance,
+                   out.mutable_noise());
+    for (size_t b = 0; b < s.bins.size(); ++b) {
+      SetNormalNoise(s.bins[b], b < s.bin_variance.size() ? s.bin_variance[b] : 0,
+                     out.add_bin_noise());
+    }
+  }
   return out;
 }
 
@@ -114,12 +135,12 @@ v1::AggregateResult CombineResults(const v1::AggregateQuery& query,
     if (result.group_buckets_size() == 0) *result.mutable_group_buckets() = answer.group_buckets();
     result.set_unlisted_withheld_cells(result.unlisted_withheld_cells() +
                                        answer.unlisted_withheld_cells());
-    if (answer.count_precision() == v1::AggregateResult::PERTURBED ||
-        result.count_precision() != v1::AggregateResult::PERTURBED) {
-      result.set_count_precision(answer.count_precision() == v1::AggregateResult::PERTURBED
-                                     ? v1::AggregateResult::PERTURBED
-                                     : v1::AggregateResult::EXACT);
-    }
+    // The least exact partner's precision (an unset one is exact).
+    const v1::AggregateResult::CountPrecision precision =
+        answer.count_precision() == v1::AggregateResult::COUNT_PRECISION_UNSPECIFIED
+            ? v1::AggregateResult::EXACT
+            : answer.count_precision();
+    result.set_count_precision(std::max(result.count_precision(), precision));
     for (const v1::Withholding& w : answer.withholdings()) {
       auto [it, inserted] = withholdings.try_emplace(w.rule(), w);
       if (!inserted) it->second.set_cells(it->second.cells() + w.cells());
@@ -147,6 +168,18 @@ v1::AggregateResult CombineResults(const v1::AggregateQuery& query,
         if (s.bins.size() < static_cast<size_t>(v.bins_size())) s.bins.resize(v.bins_size(), 0);
         for (int b = 0; b < v.bins_size(); ++b) s.bins[b] += v.bins(b);
         s.withheld_bins.insert(v.withheld_bins().begin(), v.withheld_bins().end());
+        if (v.has_noise() || v.bin_noise_size() > 0) {
+          const double sd = v.noise().stddev();
+          s.noisy = true;
+          s.variance += sd * sd;
+          s.weighted_variance += v.count() * v.count() * sd * sd;
+          if (s.bin_variance.size() < static_cast<size_t>(v.bin_noise_size())) {
+            s.bin_variance.resize(v.bin_noise_size(), 0);
+          }
+          for (int b = 0; b < v.bin_noise_size(); ++b) {
+            s.bin_variance[b] += v.bin_noise(b).stddev() * v.bin_noise(b).stddev();
+          }
+        }
       }
     }
   }

@@ -20,6 +20,11 @@
 //  - HISTOGRAM: bins add element-wise, as do value and count; a bin any
 //    partner withheld is listed in withheld_bins and covers only the partners
 //    that released it, and its cell is marked partial.
+//  - Differential privacy: when any answer's figure carries Noise, the
+//    combined figure's noise has the partners' variances added (for AVG,
+//    VARIANCE and STDDEV each weighted by its count, then divided by Σcount²)
+//    and its interval is value ± 1.96σ, a normal approximation; laplace_scale
+//    and granularity stay 0. Partners' noisy counts and sums combine as above.
 // REQUIRES: answers carry the sufficient statistics the engine fills (count
 // for every kind; sum for SUM/AVG/STDDEV/VARIANCE; sum_squares for
 // STDDEV/VARIANCE), with one AggregateValue per query aggregate per released

@@ -445,5 +445,75 @@ TEST(CombineTest, MultiFieldKeysAndNoGroupBy) {
   EXPECT_DOUBLE_EQ(r.cells(1).values(0).value(), 5);
 }
 
+TEST(CombineTest, NoisyFiguresAddTheirVariancesIntoTheInterval) {
+  v1::AggregateQuery query = Parse<v1::AggregateQuery>(R"pb(
+    aggregates { kind: COUNT }
+    aggregates { kind: AVG field: "x" }
+    aggregates { kind: HISTOGRAM field: "x" lo: 0 hi: 10 bins: 2 }
+  )pb");
+  std::vector<v1::AggregateResult> answers = {
+      Parse<v1::AggregateResult>(R"pb(cells {
+                                        values {
+                                          value: 10
+                                          count: 10
+                                          noise { stddev: 3 }
+                                        }
+                                        values {
+                                          value: 2
+                                          count: 10
+                                          sum: 20
+                                          noise { stddev: 1 }
+                                        }
+                                        values {
+                                          value: 9
+                                          bins: [ 4, 5 ]
+                                          bin_noise { stddev: 1 }
+                                          bin_noise { stddev: 2 }
+                                        }
+                                      })pb"),
+      Parse<v1::AggregateResult>(R"pb(cells {
+                                        values {
+                                          value: 20
+                                          count: 20
+                                          noise { stddev: 4 }
+                                        }
+                                        values {
+                                          value: 5
+                                          count: 30
+                                          sum: 150
+                                          noise { stddev: 1 }
+                                        }
+                                        values {
+                                          value: 3
+                                          bins: [ 1, 2 ]
+                                          bin_noise { stddev: 2 }
+                                          bin_noise { stddev: 1 }
+                                        }
+                                      })pb"),
+  };
+  v1::AggregateResult r = CombineResults(query, answers, 2);
+  ASSERT_EQ(r.cells_size(), 1);
+  const v1::AggregateValue& count = r.cells(0).values(0);
+  EXPECT_DOUBLE_EQ(count.value(), 30);
+  EXPECT_DOUBLE_EQ(count.noise().stddev(), 5);  // sqrt(3^2 + 4^2)
+  EXPECT_DOUBLE_EQ(count.noise().ci_low(), 30 - 1.96 * 5);
+  EXPECT_DOUBLE_EQ(count.noise().ci_high(), 30 + 1.96 * 5);
+  const v1::AggregateValue& avg = r.cells(0).values(1);
+  EXPECT_DOUBLE_EQ(avg.value(), 170.0 / 40);
+  // sqrt(10^2 * 1 + 30^2 * 1) / 40
+  EXPECT_NEAR(avg.noise().stddev(), std::sqrt(1000.0) / 40, 1e-12);
+  const v1::AggregateValue& hist = r.cells(0).values(2);
+  ASSERT_EQ(hist.bin_noise_size(), 2);
+  EXPECT_NEAR(hist.bin_noise(0).stddev(), std::sqrt(5.0), 1e-12);
+  EXPECT_NEAR(hist.bin_noise(1).stddev(), std::sqrt(5.0), 1e-12);
+}
+
+TEST(CombineTest, ExactFiguresCarryNoNoise) {
+  v1::AggregateQuery query = Parse<v1::AggregateQuery>(R"pb(aggregates { kind: COUNT })pb");
+  std::vector<v1::AggregateResult> answers = {
+      Parse<v1::AggregateResult>(R"pb(cells { values { value: 12 count: 12 } })pb")};
+  EXPECT_FALSE(CombineResults(query, answers, 1).cells(0).values(0).has_noise());
+}
+
 }  // namespace
 }  // namespace fedshare::federation

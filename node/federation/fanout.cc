@@ -67,7 +67,7 @@ std::unique_ptr<v1::PeerService::Stub> Dial(const v1::NodeConfig& config,
 
 PartnerOutcome AskOne(const v1::NodeConfig& config, const v1::PeerConfig& peer,
                       const v1::AggregateQuery& query, const std::string& on_behalf_of,
-                      absl::Duration deadline) {
+                      absl::Duration deadline, bool dry_run) {
   PartnerOutcome outcome;
   outcome.coverage.set_org_id(peer.org_id());
   std::string error;
@@ -82,6 +82,7 @@ PartnerOutcome AskOne(const v1::NodeConfig& config, const v1::PeerConfig& peer,
   v1::AggregateRequest request;
   *request.mutable_query() = query;
   request.set_on_behalf_of(on_behalf_of);
+  request.set_dry_run(dry_run);
   v1::AggregateResponse response;
   grpc::Status status = stub->Aggregate(&context, request, &response);
   outcome.coverage.set_state(StateFor(status.error_code()));
@@ -191,15 +192,16 @@ absl::StatusOr<v1::FederatedAggregateResponse> FanOut::Ask(
 
   std::vector<std::future<PartnerOutcome>> calls;
   for (const v1::PeerConfig& peer : *peers) {
-    calls.push_back(std::async(std::launch::async, [this, peer, &request, &caller_spiffe_id,
-                                                    deadline] {
-      absl::Time start = absl::Now();
-      PartnerOutcome outcome = AskOne(*config_, peer, request.query(), caller_spiffe_id, deadline);
-      if (peer_call_observer_) {
-        peer_call_observer_(peer.org_id(), outcome.coverage.state(), absl::Now() - start);
-      }
-      return outcome;
-    }));
+    calls.push_back(
+        std::async(std::launch::async, [this, peer, &request, &caller_spiffe_id, deadline] {
+          absl::Time start = absl::Now();
+          PartnerOutcome outcome = AskOne(*config_, peer, request.query(), caller_spiffe_id,
+                                          deadline, request.dry_run());
+          if (peer_call_observer_) {
+            peer_call_observer_(peer.org_id(), outcome.coverage.state(), absl::Now() - start);
+          }
+          return outcome;
+        }));
   }
   v1::FederatedAggregateResponse response;
   std::vector<v1::AggregateResult> answers;
@@ -223,7 +225,9 @@ absl::StatusOr<v1::FederatedAggregateResponse> FanOut::Ask(
   entry.set_method("FederationService.FederatedAggregate");
   entry.set_dataset(request.query().dataset());
   entry.set_purpose(request.query().purpose());
-  entry.set_decision(answers.empty() ? v1::AuditEntry::REFUSED : v1::AuditEntry::ANSWERED);
+  entry.set_decision(answers.empty()     ? v1::AuditEntry::REFUSED
+                     : request.dry_run() ? v1::AuditEntry::DRY_RUN
+                                         : v1::AuditEntry::ANSWERED);
   if (answers.empty()) entry.set_rule("no-partner-answered");
   // The same canonical question every partner hashes, so entries match across orgs.
   const policy::CanonicalQuestion asked = policy::CanonicalizeQuestion(request.query());

@@ -72,7 +72,8 @@ grpc::Status PeerServiceImpl::Aggregate(grpc::ServerContext* context,
       engine::Caller{who->org_id, who->spiffe_id, request->on_behalf_of()}, request->query(),
       [context] {
         return context->IsCancelled() || context->deadline() <= std::chrono::system_clock::now();
-      });
+      },
+      request->dry_run());
   if (result.ok()) {
     *response->mutable_result() = std::move(result).value();
   } else if (result.status().code() == absl::StatusCode::kPermissionDenied ||
@@ -83,8 +84,7 @@ grpc::Status PeerServiceImpl::Aggregate(grpc::ServerContext* context,
              context->deadline() <= std::chrono::system_clock::now()) {
     // The scan stopped because the deadline passed: say so, as gRPC itself
     // would, so a caller's status does not depend on whose timer fired first.
-    return Finish(kMethod, who->spiffe_id,
-                  absl::DeadlineExceededError(result.status().message()));
+    return Finish(kMethod, who->spiffe_id, absl::DeadlineExceededError(result.status().message()));
   }
   return Finish(kMethod, who->spiffe_id, result.status());
 }

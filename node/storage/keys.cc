@@ -71,6 +71,25 @@ std::string MetaFormatVersionKey() {
 std::string MetaNodeIdentityKey() { return Tagged(static_cast<uint8_t>(MetaTag::kNodeIdentity)); }
 std::string MetaNextDatasetIdKey() { return Tagged(static_cast<uint8_t>(MetaTag::kNextDatasetId)); }
 std::string MetaSubjectCountKey() { return Tagged(static_cast<uint8_t>(MetaTag::kSubjectCount)); }
+std::string BudgetLedgerKey(absl::string_view org_id, absl::string_view dataset) {
+  std::string k = Tagged(static_cast<uint8_t>(BudgetTag::kLedger));
+  k.append(org_id.data(), org_id.size());
+  k.push_back('\0');
+  k.append(dataset.data(), dataset.size());
+  return k;
+}
+
+std::string QueriesDpAnswerKey(absl::string_view org_id, absl::string_view dataset,
+                               absl::string_view question_hash) {
+  std::string k = Tagged(static_cast<uint8_t>(QueriesTag::kDpAnswer));
+  k.append(org_id.data(), org_id.size());
+  k.push_back('\0');
+  k.append(dataset.data(), dataset.size());
+  k.push_back('\0');
+  k.append(question_hash.data(), question_hash.size());
+  return k;
+}
+
 std::string MetaNodeSecretKey() { return Tagged(static_cast<uint8_t>(MetaTag::kNodeSecret)); }
 
 std::string MetaDatasetByNameKey(absl::string_view name) {

@@ -60,6 +60,22 @@ enum class ConsentTag : uint8_t {
   kEvent = 0x01,
 };
 
+// First byte of every key in the budget column family.
+enum class BudgetTag : uint8_t {
+  // key: tag + asking org id + 0x00 + dataset name. value: the ε ledger
+  // (node/engine/dp_ledger.h encodes it; docs/storage-format.md).
+  kLedger = 0x01,
+};
+
+// First byte of the differential-privacy keys in the queries column family
+// (the rate and repeat windows of node/engine/answerer.cc use 'l' and 'r').
+enum class QueriesTag : uint8_t {
+  // key: tag + asking org id + 0x00 + dataset name + 0x00 + the applied
+  // question's hash. value: u64 data version + the released
+  // fedshare.v1.AggregateResult (protobuf) without receipt and privacy_budget.
+  kDpAnswer = 0x01,
+};
+
 // ---- Fixed-width integers.
 std::string EncodeFixed32BE(uint32_t v);
 uint32_t DecodeFixed32BE(absl::string_view bytes);  // REQUIRES: bytes.size() >= 4
@@ -122,6 +138,13 @@ std::string SubjectBlockDatasetPrefix(uint32_t dataset_id);
 // Ordinal and block of a SubjectBlockKey. REQUIRES: key.size() == 13.
 uint32_t DecodeSubjectBlockOrdinal(absl::string_view key);
 uint32_t DecodeSubjectBlockNumber(absl::string_view key);
+
+// ---- budget
+std::string BudgetLedgerKey(absl::string_view org_id, absl::string_view dataset);
+
+// ---- queries
+std::string QueriesDpAnswerKey(absl::string_view org_id, absl::string_view dataset,
+                               absl::string_view question_hash);
 
 // ---- consent
 struct ConsentKey {
