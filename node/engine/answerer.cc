@@ -222,7 +222,7 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
   const std::string prefix = absl::StrCat("refused by agreement '", agreement.id(), "' rule '");
   if (agreement.rate_limit().queries() > 0) {
     limits.push_back(
-        {absl::StrCat("l", caller.org_id, std::string(1, '\0'), agreement.id()),
+        {storage::QueriesRateWindowKey(caller.org_id, agreement.id()),
          agreement.rate_limit().queries(), absl::Seconds(agreement.rate_limit().window_seconds()),
          policy::kRuleRateLimit,
          absl::StrCat(prefix, "rate-limit': at most ", agreement.rate_limit().queries(),
@@ -232,7 +232,7 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
   // Under DP a repeat gets the same noisy answer at no cost: nothing to limit.
   if (!dp) {
     limits.push_back(
-        {absl::StrCat("r", caller.org_id, std::string(1, '\0'), applied_hash), params.repeat_limit,
+        {storage::QueriesRepeatWindowKey(caller.org_id, applied_hash), params.repeat_limit,
          params.repeat_window, policy::kRuleRepeatLimit,
          absl::StrCat(prefix, "repeat-limit': the same question may be answered at most ",
                       params.repeat_limit, " times per ",

@@ -90,6 +90,22 @@ std::string QueriesDpAnswerKey(absl::string_view org_id, absl::string_view datas
   return k;
 }
 
+std::string QueriesRateWindowKey(absl::string_view org_id, absl::string_view agreement_id) {
+  std::string k = Tagged(static_cast<uint8_t>(QueriesTag::kRateWindow));
+  k.append(org_id.data(), org_id.size());
+  k.push_back('\0');
+  k.append(agreement_id.data(), agreement_id.size());
+  return k;
+}
+
+std::string QueriesRepeatWindowKey(absl::string_view org_id, absl::string_view question_hash) {
+  std::string k = Tagged(static_cast<uint8_t>(QueriesTag::kRepeatWindow));
+  k.append(org_id.data(), org_id.size());
+  k.push_back('\0');
+  k.append(question_hash.data(), question_hash.size());
+  return k;
+}
+
 std::string MetaNodeSecretKey() { return Tagged(static_cast<uint8_t>(MetaTag::kNodeSecret)); }
 
 std::string MetaDatasetByNameKey(absl::string_view name) {

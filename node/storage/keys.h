@@ -67,13 +67,18 @@ enum class BudgetTag : uint8_t {
   kLedger = 0x01,
 };
 
-// First byte of the differential-privacy keys in the queries column family
-// (the rate and repeat windows of node/engine/answerer.cc use 'l' and 'r').
+// First byte of every key in the queries column family.
 enum class QueriesTag : uint8_t {
   // key: tag + asking org id + 0x00 + dataset name + 0x00 + the applied
   // question's hash. value: u64 data version + the released
   // fedshare.v1.AggregateResult (protobuf) without receipt and privacy_budget.
   kDpAnswer = 0x01,
+  // key: tag + asking org id + 0x00 + agreement id. value: the rate-limit
+  // window, one big-endian u64 unix ms per answered question.
+  kRateWindow = 'l',
+  // key: tag + asking org id + 0x00 + applied question hash. value: the
+  // repeat-limit window (exact mode), encoded as kRateWindow's.
+  kRepeatWindow = 'r',
 };
 
 // ---- Fixed-width integers.
@@ -145,6 +150,8 @@ std::string BudgetLedgerKey(absl::string_view org_id, absl::string_view dataset)
 // ---- queries
 std::string QueriesDpAnswerKey(absl::string_view org_id, absl::string_view dataset,
                                absl::string_view question_hash);
+std::string QueriesRateWindowKey(absl::string_view org_id, absl::string_view agreement_id);
+std::string QueriesRepeatWindowKey(absl::string_view org_id, absl::string_view question_hash);
 
 // ---- consent
 struct ConsentKey {

@@ -235,6 +235,15 @@ TEST(KeysTest, ConsentKeyRoundTrips) {
   EXPECT_EQ(decoded->event_type, 3);
 }
 
+TEST(KeysTest, QueriesWindowKeysAreAsDocumented) {
+  // docs/storage-format.md, `queries`: 'l' + org + 00 + agreement id, and
+  // 'r' + org + 00 + applied question hash; DP answers start with 01.
+  using std::string_literals::operator""s;
+  EXPECT_EQ(QueriesRateWindowKey("foundation", "eval-2026"), "lfoundation\0eval-2026"s);
+  EXPECT_EQ(QueriesRepeatWindowKey("foundation", "\x01\xff"), "rfoundation\0\x01\xff"s);
+  EXPECT_EQ(QueriesDpAnswerKey("foundation", "d", "h"), "\x01" "foundation\0d\0h"s);
+}
+
 TEST(KeysTest, BlockKeysSortByBlockNumber) {
   EXPECT_LT(RecordsBlockKey(1, 255), RecordsBlockKey(1, 256));
   EXPECT_LT(RecordsBlockKey(1, 0xffffffff), RecordsBlockKey(2, 0));
