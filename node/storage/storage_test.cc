@@ -241,7 +241,9 @@ TEST(KeysTest, QueriesWindowKeysAreAsDocumented) {
   using std::string_literals::operator""s;
   EXPECT_EQ(QueriesRateWindowKey("foundation", "eval-2026"), "lfoundation\0eval-2026"s);
   EXPECT_EQ(QueriesRepeatWindowKey("foundation", "\x01\xff"), "rfoundation\0\x01\xff"s);
-  EXPECT_EQ(QueriesDpAnswerKey("foundation", "d", "h"), "\x01" "foundation\0d\0h"s);
+  EXPECT_EQ(QueriesDpAnswerKey("foundation", "d", "h"),
+            "\x01"
+            "foundation\0d\0h"s);
 }
 
 TEST(KeysTest, BlockKeysSortByBlockNumber) {
