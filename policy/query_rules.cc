@@ -362,6 +362,14 @@ double GridFloor(double v, double width) {
   return snapped == 0 ? 0.0 : snapped;
 }
 
+int HistogramBin(const v1::Aggregate& agg, double v) {
+  const double width = (agg.hi() - agg.lo()) / agg.bins();
+  const double position = std::floor((v - agg.lo()) / width);
+  if (!(position > 0)) return 0;  // also NaN
+  if (position >= agg.bins() - 1) return agg.bins() - 1;
+  return static_cast<int>(position);
+}
+
 std::string AggregateColumnName(const v1::Aggregate& aggregate) {
   switch (aggregate.kind()) {
     case v1::COUNT:

@@ -68,6 +68,12 @@ double GridFloor(double v, double width);
 // The column name of an aggregate in answers: "count", "count_subjects",
 // "sum(f)", "avg(f)", "stddev(f)", "variance(f)", "histogram(f)". Every
 // node and the combining node name columns alike.
+// The bin of `v` in a HISTOGRAM aggregate: equal-width bins over [lo, hi),
+// values below lo in the first, at or above hi in the last. Never undefined
+// for a validated aggregate (bins >= 1, finite lo < hi), however narrow the
+// bins: the position is clamped as a double before it becomes an int.
+int HistogramBin(const v1::Aggregate& agg, double v);
+
 std::string AggregateColumnName(const v1::Aggregate& aggregate);
 
 // The predicates of a normalized question as people read them, ANDed:

@@ -684,5 +684,36 @@ TEST(QueryRulesTest, GridIsTheOneRangeFiltersSnapTo) {
   EXPECT_EQ(GridFloor(7.5, 0), 7.5);
 }
 
+TEST(HistogramBinTest, EqualWidthBinsClampedAtBothEnds) {
+  v1::Aggregate agg;
+  agg.set_kind(v1::HISTOGRAM);
+  agg.set_lo(0);
+  agg.set_hi(100);
+  agg.set_bins(4);
+  EXPECT_EQ(HistogramBin(agg, 0), 0);
+  EXPECT_EQ(HistogramBin(agg, 24.9), 0);
+  EXPECT_EQ(HistogramBin(agg, 25), 1);
+  EXPECT_EQ(HistogramBin(agg, 99.9), 3);
+  EXPECT_EQ(HistogramBin(agg, 100), 3);
+  EXPECT_EQ(HistogramBin(agg, -5), 0);
+  EXPECT_EQ(HistogramBin(agg, 1e300), 3);
+  EXPECT_EQ(HistogramBin(agg, std::nan("")), 0);
+}
+
+// Found by rpc_fuzz under UBSan: a valid but tiny range makes the position
+// infinite, and converting that to int was undefined.
+TEST(HistogramBinTest, ATinyRangeGivesAnEndBinNotUndefinedBehaviour) {
+  v1::Aggregate agg;
+  agg.set_kind(v1::HISTOGRAM);
+  agg.set_lo(0);
+  agg.set_hi(1e-320);
+  agg.set_bins(4);
+  EXPECT_EQ(HistogramBin(agg, 50), 3);
+  EXPECT_EQ(HistogramBin(agg, -50), 0);
+  agg.set_lo(-1e308);
+  agg.set_hi(1e308);  // hi - lo overflows to infinity
+  EXPECT_EQ(HistogramBin(agg, 0), 0);
+}
+
 }  // namespace
 }  // namespace fedshare::policy

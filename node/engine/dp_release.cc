@@ -8,6 +8,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "node/common/status_macros.h"
 #include "policy/dp_partition.h"
+#include "policy/query_rules.h"
 
 namespace fedshare::engine {
 namespace {
@@ -30,12 +31,6 @@ struct BoundedCell {
 
 bool TakesMoments(v1::AggregateKind kind) {
   return kind == v1::SUM || kind == v1::AVG || kind == v1::STDDEV || kind == v1::VARIANCE;
-}
-
-int HistogramBin(const v1::Aggregate& agg, double v) {
-  const double width = (agg.hi() - agg.lo()) / agg.bins();
-  const int bin = static_cast<int>(std::floor((v - agg.lo()) / width));
-  return std::clamp(bin, 0, agg.bins() - 1);
 }
 
 const v1::FieldSchema* Field(const v1::DatasetSchema& schema, const std::string& name) {
@@ -245,7 +240,7 @@ absl::StatusOr<std::vector<v1::Cell>> ReleaseDpCells(
       if (std::isnan(v)) continue;
       const v1::Aggregate& agg = query.aggregates(static_cast<int>(a));
       if (TakesMoments(agg.kind())) cell.moments[a].Add(v);
-      if (agg.kind() == v1::HISTOGRAM) ++cell.bins[a][HistogramBin(agg, v)];
+      if (agg.kind() == v1::HISTOGRAM) ++cell.bins[a][policy::HistogramBin(agg, v)];
     }
   }
 

@@ -273,12 +273,6 @@ bool KeyLess(const ExecutedCell& a, const ExecutedCell& b) {
   return false;
 }
 
-int HistogramBin(const v1::Aggregate& agg, double v) {
-  double width = (agg.hi() - agg.lo()) / agg.bins();
-  int bin = static_cast<int>(std::floor((v - agg.lo()) / width));
-  return std::clamp(bin, 0, agg.bins() - 1);
-}
-
 ExecutedCell Finish(const v1::AggregateQuery& query, CellAccumulator& acc) {
   ExecutedCell cell;
   cell.key = std::move(acc.key);
@@ -490,7 +484,7 @@ absl::StatusOr<Execution> ExecuteQuery(const DatasetReader& reader, const v1::Ag
         for (int a = 0; a < n_aggs; ++a) {
           if (query.aggregates(a).kind() != v1::HISTOGRAM) continue;
           if (std::optional<double> v = measure_value(a, block, row)) {
-            AppendSubject(d->second.bin_subjects[a][HistogramBin(query.aggregates(a), *v)],
+            AppendSubject(d->second.bin_subjects[a][policy::HistogramBin(query.aggregates(a), *v)],
                           subject);
           }
         }
@@ -538,7 +532,7 @@ absl::StatusOr<Execution> ExecuteQuery(const DatasetReader& reader, const v1::Ag
         const double v = *measured;
         x.count += 1;
         if (agg.kind() == v1::HISTOGRAM) {
-          int bin = HistogramBin(agg, v);
+          int bin = policy::HistogramBin(agg, v);
           x.bins[bin] += 1;
           AppendSubject(x.bin_subjects[bin], subject);
           if (keyed) x.bin_key_sums[bin] += key_of(subject);
