@@ -15,6 +15,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "node/common/status_matchers.h"
@@ -310,6 +311,8 @@ TEST_F(DpTest, ThirtyTwoConcurrentQuestionsNeverOverspend) {
   constexpr int kThreads = 32;
   std::atomic<int> answered{0}, refused{0}, other{0};
   std::atomic<double> spent_by_answers{0};
+  absl::Mutex mu;
+  std::string others;
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
@@ -325,11 +328,13 @@ TEST_F(DpTest, ThirtyTwoConcurrentQuestionsNeverOverspend) {
         ++refused;
       } else {
         ++other;
+        absl::MutexLock lock(&mu);
+        absl::StrAppend(&others, r.status().ToString(), "\n");
       }
     });
   }
   for (std::thread& t : threads) t.join();
-  EXPECT_EQ(other.load(), 0);
+  EXPECT_EQ(other.load(), 0) << others;
   EXPECT_EQ(answered.load(), 4);
   EXPECT_EQ(refused.load(), kThreads - 4);
   EXPECT_DOUBLE_EQ(spent_by_answers.load(), kBudget);
