@@ -162,12 +162,12 @@ class IngestRun {
   ColumnBlock block_;
   uint32_t block_no_ = 0;
   bool block_dirty_ = false;
-  std::vector<uint32_t> block_subjects_;
 };
 
 absl::Status IngestRun::Start() {
   engine_->write_mu_.AssertHeld();
   Engine::WriterState& w = *engine_->writer_;
+  FEDSHARE_RETURN_IF_ERROR(w.LoadSubjects(*engine_->storage_));
   subjects_ = std::make_unique<SubjectStaging>(w.subjects, w.subject_count);
   dicts_.resize(nfields_);
   for (int f = 0; f < nfields_; ++f) {
@@ -466,7 +466,13 @@ void IngestRun::StageRow() {
   const uint32_t row = block_.rows;
   const uint32_t ordinal = subjects_->Ordinal(cells_[def_.subject_field].s);
   block_.subjects.push_back(ordinal);
-  block_subjects_.push_back(ordinal);
+  if (ordinal / 64 >= present_.size()) present_.resize(ordinal / 64 + 1, 0);
+  uint64_t& word = present_[ordinal / 64];
+  const uint64_t bit = uint64_t{1} << (ordinal % 64);
+  if ((word & bit) == 0) {
+    word |= bit;
+    ++new_subjects_;
+  }
   for (int f = 0; f < nfields_; ++f) {
     const Cell& c = cells_[f];
     ColumnBlock::Column& col = block_.columns[f];
@@ -494,21 +500,6 @@ void IngestRun::FlushBlock() {
   if (block_dirty_) {
     batch_.Put(ColumnFamily::kRecords, storage::RecordsBlockKey(def_.id, block_no_),
                storage::EncodeColumnBlock(block_, def_.types));
-    std::sort(block_subjects_.begin(), block_subjects_.end());
-    block_subjects_.erase(std::unique(block_subjects_.begin(), block_subjects_.end()),
-                          block_subjects_.end());
-    present_.resize((uint64_t{subjects_->total()} + 63) / 64, 0);
-    for (uint32_t ordinal : block_subjects_) {
-      batch_.Put(ColumnFamily::kSubjects, storage::SubjectBlockKey(def_.id, ordinal, block_no_),
-                 "");
-      uint64_t& word = present_[ordinal / 64];
-      const uint64_t bit = uint64_t{1} << (ordinal % 64);
-      if ((word & bit) == 0) {
-        word |= bit;
-        ++new_subjects_;
-      }
-    }
-    block_subjects_.clear();
     stats_.blocks = block_no_ + 1;
     block_dirty_ = false;
   }
@@ -525,7 +516,6 @@ void IngestRun::StopWriting() {
   writing_ = false;
   batch_.Clear();
   block_.Reset(nfields_);
-  block_subjects_.clear();
   block_dirty_ = false;
   engine_->write_mu_.AssertHeld();
   Engine::WriterState& w = *engine_->writer_;
@@ -645,6 +635,8 @@ absl::StatusOr<v1::IngestResponse> IngestRun::Commit(const std::string& file_sha
   batch_.Put(ColumnFamily::kMeta, storage::MetaIngestDigestKey(def_.id, file_sha256), loaded);
   batch_.Put(ColumnFamily::kMeta, storage::MetaDatasetStatsKey(def_.id),
              storage::EncodeDatasetStats(stats_));
+  batch_.Put(ColumnFamily::kMeta, storage::MetaDatasetSubjectsKey(def_.id),
+             storage::EncodeSubjectBitmap(present_));
   subjects_->AddTo(&batch_);
   for (int f = 0; f < nfields_; ++f) {
     if (dicts_[f] == nullptr) continue;
