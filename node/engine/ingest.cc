@@ -354,13 +354,13 @@ void IngestRun::CsvHeader(const CsvRecord& record) {
       // on the wrong one: say so before offering --map.
       const size_t sep = h.value.find_first_of("|;,\t");
       const std::string named = sep == std::string::npos ? ""
-                                : h.value[sep] == '\t'  ? std::string("tab")
-                                                        : std::string(1, h.value[sep]);
-      const std::string hint =
-          named.empty() ? absl::StrCat("to read it as one, pass --map \"",
-                                       TruncateUtf8(h.value, 40), "=FIELD\"")
-                        : absl::StrCat("if the file separates columns with ", named,
-                                       ", pass --delimiter '", named, "'");
+                                : h.value[sep] == '\t'   ? std::string("tab")
+                                                         : std::string(1, h.value[sep]);
+      const std::string hint = named.empty()
+                                   ? absl::StrCat("to read it as one, pass --map \"",
+                                                  TruncateUtf8(h.value, 40), "=FIELD\"")
+                                   : absl::StrCat("if the file separates columns with ", named,
+                                                  ", pass --delimiter '", named, "'");
       AddError(errors, header_line, h.value,
                absl::StrCat("unknown column: dataset '", schema_.name(), "' has no field ",
                             Quote(h.value), " (fields: ", ListValues(names), "; ", hint, ")"));

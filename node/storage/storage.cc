@@ -469,6 +469,7 @@ absl::Status Storage::Delete(ColumnFamily cf, absl::string_view key) {
 
 absl::StatusOr<std::optional<std::string>> Storage::Get(ColumnFamily cf, absl::string_view key,
                                                         const Snapshot* snapshot) const {
+  reads_[static_cast<int>(cf)].fetch_add(1, std::memory_order_relaxed);
   rocksdb::ReadOptions read_options;
   if (snapshot != nullptr) read_options.snapshot = snapshot->snapshot_;
   std::string value;
@@ -480,6 +481,7 @@ absl::StatusOr<std::optional<std::string>> Storage::Get(ColumnFamily cf, absl::s
 
 std::unique_ptr<Iterator> Storage::NewIterator(ColumnFamily cf, absl::string_view prefix,
                                                const Snapshot* snapshot) const {
+  reads_[static_cast<int>(cf)].fetch_add(1, std::memory_order_relaxed);
   std::unique_ptr<Iterator> it(new Iterator());
   it->lower_ = std::string(prefix);
   it->upper_ = PrefixSuccessor(prefix);
@@ -504,6 +506,7 @@ absl::Status Storage::ScanPrefix(
     const Snapshot* snapshot) const {
   std::unique_ptr<Iterator> it = NewIterator(cf, prefix, snapshot);
   for (it->Seek(prefix); it->Valid(); it->Next()) {
+    reads_[static_cast<int>(cf)].fetch_add(1, std::memory_order_relaxed);
     FEDSHARE_RETURN_IF_ERROR(fn(it->key(), it->value()));
   }
   return it->status();

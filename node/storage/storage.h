@@ -21,6 +21,8 @@
 #ifndef FEDSHARE_NODE_STORAGE_STORAGE_H_
 #define FEDSHARE_NODE_STORAGE_STORAGE_H_
 
+#include <array>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -242,6 +244,12 @@ class Storage {
   const std::string& dir() const { return dir_; }
   bool read_only() const { return read_only_; }
 
+  // Reads of `cf` since the store opened: point reads, keys visited by
+  // ScanPrefix and iterators opened (for tests of what a start reads).
+  uint64_t reads(ColumnFamily cf) const {
+    return reads_[static_cast<int>(cf)].load(std::memory_order_relaxed);
+  }
+
  private:
   Storage() = default;
   rocksdb::ColumnFamilyHandle* Handle(ColumnFamily cf) const;
@@ -259,6 +267,7 @@ class Storage {
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;        // indexed by ColumnFamily
   std::vector<rocksdb::ColumnFamilyHandle*> other_handles_;  // default and unknown CFs
+  mutable std::array<std::atomic<uint64_t>, kNumColumnFamilies> reads_{};
 };
 
 // Helpers for keys: the smallest string greater than every string with
