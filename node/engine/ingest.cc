@@ -526,9 +526,9 @@ void IngestRun::StopWriting() {
 }
 
 size_t IngestRun::HeldBytes() const {
-  // The commit holds the staged batch three times: WriteBatch's operations,
-  // the rocksdb::WriteBatch built from them, and the memtable's copy.
-  size_t held = carry_.capacity() + rejects_.capacity() + 3 * batch_.ApproximateSize() +
+  // The commit holds the staged batch twice: Storage::Write releases each
+  // operation as it copies it into RocksDB's batch, which the memtable copies.
+  size_t held = carry_.capacity() + rejects_.capacity() + 2 * batch_.ApproximateSize() +
                 (present_.capacity() + present_before_.capacity()) * sizeof(uint64_t);
   held += subjects_->held_bytes();
   for (const auto& d : dicts_) {
@@ -544,8 +544,8 @@ absl::Status IngestRun::CheckBudget() {
   return absl::ResourceExhaustedError(
       absl::StrCat("ingest into '", schema_.name(), "' stopped at line ", line_, ": it would hold ",
                    held / kMiB, " MiB (staged write ", batch_.ApproximateSize() / kMiB,
-                   " MiB, counted 3 times for the commit; record in progress ",
-                   carry_.size() / kMiB, " MiB; rejected rows ", rejects_.size() / kMiB,
+                   " MiB, counted twice for the commit; record in progress ", carry_.size() / kMiB,
+                   " MiB; rejected rows ", rejects_.size() / kMiB,
                    " MiB), over limits.ingest_memory_budget_bytes = ", control_.memory_budget_bytes,
                    "; nothing was written. Split the file into several ingests or raise "
                    "limits.ingest_memory_budget_bytes"));
@@ -662,8 +662,7 @@ absl::StatusOr<v1::IngestResponse> IngestRun::Commit(const std::string& file_sha
     replace.file_sha256 = file_sha256;
     FEDSHARE_RETURN_IF_ERROR(control_.before_replace(replace));
   }
-  FEDSHARE_RETURN_IF_ERROR(engine_->storage_->Write(batch_));
-  batch_.Clear();
+  FEDSHARE_RETURN_IF_ERROR(engine_->storage_->Write(std::move(batch_)));
 
   // Committed: make the staged state current.
   Engine::WriterState& w = *engine_->writer_;

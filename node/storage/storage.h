@@ -196,6 +196,10 @@ class Storage {
   // resume by themselves once space returns. A store opened read-only
   // (read_only()) refuses every write with "disk full".
   absl::Status Write(const WriteBatch& batch);
+  // As above, releasing each of the batch's operations as it is copied into
+  // RocksDB's batch, so a large batch is not held twice at once; the batch is
+  // left empty whatever the outcome.
+  absl::Status Write(WriteBatch&& batch);
   // A batch at least this large (a bulk ingest or consent import) also asks
   // for a background flush of the memtables, so that a restart after it does
   // not replay it from the write-ahead log.
@@ -254,6 +258,8 @@ class Storage {
   Storage() = default;
   rocksdb::ColumnFamilyHandle* Handle(ColumnFamily cf) const;
   absl::Status Recover();
+  // Writes `batch`; with `release` (== &batch) frees each operation once copied.
+  absl::Status WriteOps(const WriteBatch& batch, WriteBatch* release);
   // Asks for a background flush of every memtable; does not wait or fail.
   void RequestFlush();
   // UNAVAILABLE "disk full" if writing `batch` would eat into the reserve.
