@@ -36,6 +36,7 @@ cleanup() {
 trap cleanup EXIT
 
 now() { date +%s.%N; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # user + system, in clock ticks
 field() { tr ' ' '\n' <"$1" | sed -n "s/^$2=//p"; }
 
 start_node() {  # sets pid; waits (bounded) for the ready file
@@ -80,10 +81,12 @@ PB
 start_node
 local_addr=$(field "$run/ready" local)
 bytes=$(stat -c %s "$run/input/records.csv")
+c0=$(cpu_ticks "$pid")
 t0=$(now)
 "$bin/fedshare" --node "$local_addr" --identity "$run/operator" ingest \
   --dataset program_outcomes "$run/input/records.csv" >"$run/ingest.out"
 t1=$(now)
+c1=$(cpu_ticks "$pid")
 hwm_kib=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$pid/status")
 t2=$(now)
 "$bin/fedshare" --node "$local_addr" --identity "$run/operator" ingest \
@@ -97,11 +100,12 @@ t5=$(now)
 stop_node
 
 awk -v rows="$rows" -v bytes="$bytes" -v t0="$t0" -v t1="$t1" -v t2="$t2" -v t3="$t3" \
-  -v t4="$t4" -v t5="$t5" -v hwm="$hwm_kib" 'BEGIN {
+  -v t4="$t4" -v t5="$t5" -v hwm="$hwm_kib" -v cpu="$(((c1 - c0)))" -v hz="$(getconf CLK_TCK)" 'BEGIN {
   printf "| figure | value |\n|---|---|\n"
   printf "| records ingested | %d (%.1f MiB CSV) |\n", rows, bytes / 1048576
   printf "| ingest, CLI start to end | %.3f s |\n", t1 - t0
   printf "| ingest rows/s | %.0f |\n", rows / (t1 - t0)
+  printf "| node CPU during the ingest (user + system) | %.2f s (%.0f rows per CPU second) |\n", cpu / hz, rows / (cpu / hz)
   printf "| node peak RSS (VmHWM) after the ingest | %.1f MiB |\n", hwm / 1024
   printf "| 1,000 more records into the loaded store | %.3f s |\n", t3 - t2
   printf "| cold start on the loaded store (launch to ready) | %.3f s |\n", t5 - t4
