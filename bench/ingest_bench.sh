@@ -100,7 +100,7 @@ t5=$(now)
 stop_node
 
 awk -v rows="$rows" -v bytes="$bytes" -v t0="$t0" -v t1="$t1" -v t2="$t2" -v t3="$t3" \
-  -v t4="$t4" -v t5="$t5" -v hwm="$hwm_kib" -v cpu="$(((c1 - c0)))" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+  -v t4="$t4" -v t5="$t5" -v hwm="$hwm_kib" -v cpu="$((c1 - c0))" -v hz="$(getconf CLK_TCK)" 'BEGIN {
   printf "| figure | value |\n|---|---|\n"
   printf "| records ingested | %d (%.1f MiB CSV) |\n", rows, bytes / 1048576
   printf "| ingest, CLI start to end | %.3f s |\n", t1 - t0
