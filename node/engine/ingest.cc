@@ -140,6 +140,7 @@ class IngestRun {
   Phase phase_ = Phase::kHeader;
   char delimiter_ = 0;
   std::vector<int> column_field_;  // CSV: field of each column
+  CsvRecord record_;               // CSV: reused, so its fields keep their buffers
   std::vector<Cell> cells_;
   std::vector<JsonMember> members_;
 
@@ -312,7 +313,7 @@ void IngestRun::ConsumeCsv(bool at_end) {
   }
   const absl::string_view text = absl::string_view(carry_).substr(pos);
   CsvReader reader(text, delimiter_, line_);
-  CsvRecord record;
+  CsvRecord& record = record_;
   size_t done = 0;
   while (phase_ != Phase::kHeaderRejected && reader.Next(&record)) {
     const bool complete = at_end || (record.terminated &&
