@@ -17,7 +17,7 @@ TSA_DIR ?= build-tsa
 CLANG_CXX ?= clang++-14
 CLANG_CC ?= clang-14
 
-.PHONY: all deps configure build test crash demo bench format clean fuzz fuzz-build test-sanitize tsa
+.PHONY: all deps configure build test crash demo bench bench-ingest format clean fuzz fuzz-build test-sanitize tsa
 
 all: build
 
@@ -51,6 +51,12 @@ demo: build
 
 bench: build
 	$(BUILD_DIR)/bin/fedshare-bench
+
+# Ingest rows/s end to end from the CLI, the node's peak RSS and its cold
+# start on the loaded store (bench/ingest_bench.sh). BENCH_ROWS sets the size.
+BENCH_ROWS ?= 1000000
+bench-ingest: build
+	bash bench/ingest_bench.sh $(BUILD_DIR) $(BENCH_ROWS)
 
 format:
 	git ls-files '*.cc' '*.h' | xargs clang-format -i

@@ -41,12 +41,21 @@ bool CsvReader::Next(CsvRecord* record) {
   }
   if (pos_ >= n) return false;
 
-  record->fields.clear();
   record->error.clear();
   record->terminated = false;
   record->line = line_;
   const size_t start = pos_;
-  CsvField field;
+  // The record's fields are reused from the last call, strings and all, so
+  // reading a file allocates only when a field is longer than any before.
+  size_t nfields = 0;
+  auto next_field = [&]() -> CsvField& {
+    if (nfields == record->fields.size()) record->fields.emplace_back();
+    CsvField& f = record->fields[nfields++];
+    f.value.clear();
+    f.quoted = false;
+    return f;
+  };
+  CsvField* field = &next_field();
   bool at_field_start = true;
   bool in_quotes = false;
   bool after_quote = false;  // a quoted field's closing quote was seen
@@ -55,7 +64,6 @@ bool CsvReader::Next(CsvRecord* record) {
       if (in_quotes && record->error.empty()) {
         record->error = "unterminated quoted field";
       }
-      record->fields.push_back(std::move(field));
       break;
     }
     char c = text_[pos_];
@@ -63,7 +71,7 @@ bool CsvReader::Next(CsvRecord* record) {
       ++pos_;
       if (c == '"') {
         if (pos_ < n && text_[pos_] == '"') {
-          field.value.push_back('"');
+          field->value.push_back('"');
           ++pos_;
         } else {
           in_quotes = false;
@@ -71,14 +79,13 @@ bool CsvReader::Next(CsvRecord* record) {
         }
       } else {
         if (c == '\n' || (c == '\r' && !(pos_ < n && text_[pos_] == '\n'))) ++line_;
-        field.value.push_back(c);
+        field->value.push_back(c);
       }
       continue;
     }
     if (c == delimiter_) {
       ++pos_;
-      record->fields.push_back(std::move(field));
-      field = CsvField();
+      field = &next_field();
       at_field_start = true;
       after_quote = false;
       continue;
@@ -87,14 +94,13 @@ bool CsvReader::Next(CsvRecord* record) {
       ++pos_;
       if (c == '\r' && pos_ < n && text_[pos_] == '\n') ++pos_;
       ++line_;
-      record->fields.push_back(std::move(field));
       record->terminated = true;
       break;
     }
     if (c == '"' && at_field_start) {
       ++pos_;
       in_quotes = true;
-      field.quoted = true;
+      field->quoted = true;
       at_field_start = false;
       continue;
     }
@@ -104,10 +110,18 @@ bool CsvReader::Next(CsvRecord* record) {
             after_quote ? "text after a closing quote" : "quote inside an unquoted field";
       }
     }
-    field.value.push_back(c);
+    // The run of plain bytes up to the next special one, at once.
+    size_t end = pos_ + 1;
+    while (end < n) {
+      const char d = text_[end];
+      if (d == delimiter_ || d == '\n' || d == '\r' || d == '"') break;
+      ++end;
+    }
+    field->value.append(text_.data() + pos_, end - pos_);
     at_field_start = false;
-    ++pos_;
+    pos_ = end;
   }
+  record->fields.resize(nfields);
   record->raw = text_.substr(start, pos_ - start);
   if (record->error.empty()) {
     record->error = DescribeInvalidUtf8(record->raw);

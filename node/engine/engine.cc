@@ -150,6 +150,20 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(storage::Storage* storage
 
 Engine::~Engine() = default;
 
+absl::Status Engine::WriterState::LoadSubjects(const storage::Storage& storage) {
+  if (subjects_loaded) return absl::OkStatus();
+  subjects.reserve(subject_count);
+  FEDSHARE_RETURN_IF_ERROR(storage.ScanPrefix(
+      ColumnFamily::kSubjects, storage::SubjectOrdinalByIdPrefix(),
+      [&](absl::string_view key, absl::string_view value) {
+        if (value.size() != 4) return absl::DataLossError("malformed subject ordinal");
+        subjects.emplace(std::string(key.substr(1)), storage::DecodeFixed32BE(value));
+        return absl::OkStatus();
+      }));
+  subjects_loaded = true;
+  return absl::OkStatus();
+}
+
 absl::Status Engine::Load() {
   auto writer = std::make_unique<WriterState>();
   storage::WriteBatch batch;
@@ -253,18 +267,27 @@ absl::Status Engine::Load() {
   writer->subject_count = count_value.has_value() && count_value->size() == 4
                               ? storage::DecodeFixed32BE(*count_value)
                               : 0;
-  writer->subjects.reserve(writer->subject_count);
-  FEDSHARE_RETURN_IF_ERROR(storage_->ScanPrefix(
-      ColumnFamily::kSubjects, storage::SubjectOrdinalByIdPrefix(),
-      [&](absl::string_view key, absl::string_view value) {
-        if (value.size() != 4) return absl::DataLossError("malformed subject ordinal");
-        writer->subjects.emplace(std::string(key.substr(1)), storage::DecodeFixed32BE(value));
-        return absl::OkStatus();
-      }));
-
+  // The id -> ordinal map is read by the first write that needs it
+  // (WriterState::LoadSubjects), so opening a store reads no per-subject or
+  // per-block keys.
   std::vector<std::vector<uint64_t>> present;
   for (const std::unique_ptr<DatasetDef>& def : datasets_) {
-    std::vector<uint64_t> bits((uint64_t{writer->subject_count} + 63) / 64, 0);
+    const size_t words = (uint64_t{writer->subject_count} + 63) / 64;
+    std::vector<uint64_t> bits;
+    FEDSHARE_ASSIGN_OR_RETURN(
+        std::optional<std::string> bitmap,
+        storage_->Get(ColumnFamily::kMeta, storage::MetaDatasetSubjectsKey(def->id)));
+    if (bitmap.has_value()) {
+      if (!storage::DecodeSubjectBitmap(*bitmap, words, &bits)) {
+        return absl::DataLossError(absl::StrCat("dataset '", def->schema.name(),
+                                                "': stored subject bitmap names unknown ordinals"));
+      }
+      present.push_back(std::move(bits));
+      continue;
+    }
+    // A store written before the bitmap (format 1 stores may still hold the
+    // per-subject-per-block keys): derive it from them.
+    bits.assign(words, 0);
     FEDSHARE_RETURN_IF_ERROR(
         storage_->ScanPrefix(ColumnFamily::kSubjects, storage::SubjectBlockDatasetPrefix(def->id),
                              [&](absl::string_view key, absl::string_view) {
@@ -292,6 +315,7 @@ absl::StatusOr<v1::ConsentImportResponse> Engine::ImportConsent(
     absl::string_view csv, const absl::flat_hash_set<std::string>* known_orgs) {
   absl::MutexLock lock(&write_mu_);
   WriterState& w = *writer_;
+  FEDSHARE_RETURN_IF_ERROR(w.LoadSubjects(*storage_));
   v1::ConsentImportResponse response;
   auto* errors = response.mutable_errors();
 

@@ -108,7 +108,7 @@ struct IngestControl {
   // to append an audit entry); its error is returned and nothing is written.
   std::function<absl::Status(const IngestReplace&)> before_replace;
   // Bytes the ingest may hold at once: the record being received, the staged
-  // write (counted three times: the commit copies it twice), new subject ids
+  // write (counted twice: the commit copies it once), new subject ids
   // and dictionary values, and rejected rows. Past it the ingest fails with
   // RESOURCE_EXHAUSTED and writes nothing (docs/limits.md).
   size_t memory_budget_bytes = kDefaultIngestMemoryBudgetBytes;

@@ -5,6 +5,7 @@
 #ifndef FEDSHARE_NODE_ENGINE_ENGINE_INTERNAL_H_
 #define FEDSHARE_NODE_ENGINE_ENGINE_INTERNAL_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -12,6 +13,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/hash/hash.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -45,8 +47,13 @@ struct Dictionary {
 struct Engine::WriterState {
   std::vector<std::vector<Dictionary>> dicts;           // [dataset][field]
   std::vector<storage::DatasetStats> stats;             // [dataset]
-  absl::flat_hash_map<std::string, uint32_t> subjects;  // id -> ordinal
+  absl::flat_hash_map<std::string, uint32_t> subjects;  // id -> ordinal, once loaded
   uint32_t subject_count = 0;
+  bool subjects_loaded = false;
+
+  // Reads `subjects` from the store the first time a write needs it (opening
+  // the store does not).
+  absl::Status LoadSubjects(const storage::Storage& storage);
 };
 
 // About what a string staged twice (a hash map key and a vector entry) takes,
@@ -55,34 +62,49 @@ inline size_t StagedStringBytes(const std::string& s) {
   return 2 * (sizeof(std::string) + s.size()) + 16;
 }
 
+// The subject ids a write introduces, each held once: `ids_` holds the
+// strings and `added_` their indexes, hashed and compared by the string.
 class SubjectStaging {
  public:
   SubjectStaging(const absl::flat_hash_map<std::string, uint32_t>& existing, uint32_t base)
-      : existing_(existing), base_(base) {}
+      : existing_(existing), base_(base), added_(0, IdHash{&ids_}, IdEq{&ids_}) {}
+  SubjectStaging(const SubjectStaging&) = delete;
+  SubjectStaging& operator=(const SubjectStaging&) = delete;
 
   uint32_t Ordinal(const std::string& id) {
     auto it = existing_.find(id);
     if (it != existing_.end()) return it->second;
-    auto [added, inserted] = added_.try_emplace(id, base_ + static_cast<uint32_t>(ids_.size()));
-    if (inserted) {
-      ids_.push_back(id);
-      held_bytes_ += StagedStringBytes(id);
-    }
-    return added->second;
+    auto added = added_.find(absl::string_view(id));
+    if (added != added_.end()) return base_ + *added;
+    const uint32_t k = static_cast<uint32_t>(ids_.size());
+    ids_.push_back(id);
+    if (id.size() > kInlineStringBytes) heap_bytes_ += id.size() + 1;
+    added_.insert(k);
+    return base_ + k;
   }
   uint32_t base() const { return base_; }
   const std::vector<std::string>& new_ids() const { return ids_; }
   uint32_t total() const { return base_ + static_cast<uint32_t>(ids_.size()); }
   // About what the staged ids take in memory.
-  size_t held_bytes() const { return held_bytes_; }
+  size_t held_bytes() const {
+    return ids_.capacity() * sizeof(std::string) + heap_bytes_ +
+           added_.capacity() * (sizeof(uint32_t) + 1);
+  }
 
+  // Each kind of key in key order: RocksDB inserts a batch's keys into its
+  // memtable far faster in order than at random.
   void AddTo(storage::WriteBatch* batch) const {
     for (size_t k = 0; k < ids_.size(); ++k) {
-      uint32_t ordinal = base_ + static_cast<uint32_t>(k);
+      batch->Put(storage::ColumnFamily::kSubjects,
+                 storage::SubjectIdByOrdinalKey(base_ + static_cast<uint32_t>(k)), ids_[k]);
+    }
+    std::vector<uint32_t> order(ids_.size());
+    for (size_t k = 0; k < order.size(); ++k) order[k] = static_cast<uint32_t>(k);
+    std::sort(order.begin(), order.end(),
+              [&](uint32_t a, uint32_t b) { return ids_[a] < ids_[b]; });
+    for (uint32_t k : order) {
       batch->Put(storage::ColumnFamily::kSubjects, storage::SubjectOrdinalByIdKey(ids_[k]),
-                 storage::EncodeFixed32BE(ordinal));
-      batch->Put(storage::ColumnFamily::kSubjects, storage::SubjectIdByOrdinalKey(ordinal),
-                 ids_[k]);
+                 storage::EncodeFixed32BE(base_ + k));
     }
     if (!ids_.empty()) {
       batch->Put(storage::ColumnFamily::kMeta, storage::MetaSubjectCountKey(),
@@ -95,11 +117,29 @@ class SubjectStaging {
   }
 
  private:
+  // Hash and equality of an index in ids_ by its string, so added_ can be
+  // searched with a string_view.
+  struct IdHash {
+    using is_transparent = void;
+    const std::vector<std::string>* ids;
+    size_t operator()(uint32_t k) const { return (*this)(absl::string_view((*ids)[k])); }
+    size_t operator()(absl::string_view id) const { return absl::Hash<absl::string_view>()(id); }
+  };
+  struct IdEq {
+    using is_transparent = void;
+    const std::vector<std::string>* ids;
+    bool operator()(uint32_t a, uint32_t b) const { return a == b; }
+    bool operator()(uint32_t a, absl::string_view b) const { return (*ids)[a] == b; }
+    bool operator()(absl::string_view a, uint32_t b) const { return a == (*ids)[b]; }
+  };
+
   const absl::flat_hash_map<std::string, uint32_t>& existing_;
   uint32_t base_;
-  absl::flat_hash_map<std::string, uint32_t> added_;
-  std::vector<std::string> ids_;
-  size_t held_bytes_ = 0;
+  std::vector<std::string> ids_;  // before added_, whose functors point at it
+  absl::flat_hash_set<uint32_t, IdHash, IdEq> added_;
+  // Longer strings than this have their own heap buffer (libstdc++'s SSO).
+  static constexpr size_t kInlineStringBytes = 15;
+  size_t heap_bytes_ = 0;  // the ids' own buffers
 };
 
 class DictionaryStaging {

@@ -473,6 +473,146 @@ TEST_F(EngineTest, SchemaMayGainFieldsButNotChangeTypes) {
   EXPECT_EQ(Rows(), 2u);
 }
 
+// Many blocks, fed in many small slices as a client streams them, then a
+// restart, then appends that fill the tail block: every row, subject and
+// ordinal carries on exactly.
+TEST_F(EngineTest, BulkIngestInManySlicesSurvivesRestartAndAppends) {
+  const std::string first = kHeader + MakeRows(0, 10000);  // 3 blocks, the last short
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<IngestSession> session,
+                       engine_->StartIngest("people", v1::CSV, false, {}));
+  for (size_t pos = 0; pos < first.size(); pos += 37) {
+    ASSERT_OK(session->Append(absl::string_view(first).substr(pos, 37)));
+  }
+  ASSERT_OK_AND_ASSIGN(v1::IngestResponse r, session->Finish());
+  session.reset();
+  EXPECT_EQ(r.rows_written(), 10000);
+  EXPECT_EQ(r.new_subjects(), 1000);
+
+  ASSERT_OK(Open());
+  // The first write after the start loads the subject map: known subjects
+  // keep their ordinals, so none is new and the count stays.
+  r = Ingest(kHeader + MakeRows(10000, 12300));
+  EXPECT_EQ(r.rows_written(), 2300);
+  EXPECT_EQ(r.new_subjects(), 0);
+  ASSERT_OK_AND_ASSIGN(auto reader, engine_->OpenReader("people"));
+  EXPECT_EQ(reader->rows(), 12300u);
+  EXPECT_EQ(reader->blocks(), 4u);
+  EXPECT_EQ(reader->subjects(), 1000u);
+  EXPECT_EQ(reader->subject_count(), 1000u);
+  std::vector<uint32_t> sizes;
+  ASSERT_OK(reader->ForEachBlock([&](const ColumnBlock& block) {
+    sizes.push_back(block.rows);
+    return absl::OkStatus();
+  }));
+  EXPECT_THAT(sizes, ::testing::ElementsAre(4096, 4096, 4096, 12));
+  EXPECT_EQ(Export(v1::CSV), kHeader + MakeRows(0, 12300));
+
+  // A subject new to the node after the restart gets the next ordinal.
+  r = Ingest(std::string(kHeader) + "fresh,F,alpha,1,1,1,true,2020-01-01\n");
+  EXPECT_EQ(r.new_subjects(), 1);
+  reader.reset();  // its snapshot belongs to the store being closed
+  ASSERT_OK(Open());
+  ASSERT_OK_AND_ASSIGN(reader, engine_->OpenReader("people"));
+  EXPECT_EQ(reader->subject_count(), 1001u);
+  EXPECT_EQ(reader->subjects(), 1001u);
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> ids, reader->SubjectIds());
+  EXPECT_EQ(ids[1000], "fresh");
+}
+
+// One bad row in the middle of a file of several blocks refuses the whole
+// file: no block, subject, dictionary value or counter changes, before or
+// after a restart.
+TEST_F(EngineTest, BadRowInTheMiddleOfManyBlocksChangesNothing) {
+  ASSERT_EQ(Ingest(kHeader + MakeRows(0, 5000)).rows_written(), 5000);
+  const std::string before = Export(v1::CSV);
+  std::string file =
+      kHeader + MakeRows(5000, 9000) + "new-subject,N,gamma,1,1,1,true,\n" + MakeRows(9000, 14000);
+  absl::StatusOr<v1::IngestResponse> r = engine_->Ingest("people", v1::CSV, false, file);
+  ASSERT_OK(r);
+  EXPECT_EQ(r->rows_written(), 0);
+  EXPECT_EQ(r->rows_rejected(), 1);
+  ASSERT_EQ(r->errors_size(), 1);
+  EXPECT_EQ(r->errors(0).line(), 4002);
+  for (int pass = 0; pass < 2; ++pass) {
+    {
+      ASSERT_OK_AND_ASSIGN(auto reader, engine_->OpenReader("people"));
+      EXPECT_EQ(reader->rows(), 5000u);
+      EXPECT_EQ(reader->blocks(), 2u);
+      EXPECT_EQ(reader->subjects(), 1000u);
+      EXPECT_EQ(reader->subject_count(), 1000u);
+      EXPECT_EQ(reader->dictionary(1).size(), 5000u);
+    }
+    EXPECT_EQ(Export(v1::CSV), before);
+    ASSERT_OK(Open());
+  }
+  // The same file without the bad row is taken whole.
+  EXPECT_EQ(Ingest(kHeader + MakeRows(5000, 14000)).rows_written(), 9000);
+  EXPECT_EQ(Export(v1::CSV), kHeader + MakeRows(0, 14000));
+}
+
+// Opening a store reads meta only: no record block and no subject key, however
+// much is stored (the subject map waits for the first write).
+TEST_F(EngineTest, OpeningAStoreReadsNoBlocksAndNoSubjectKeys) {
+  ASSERT_EQ(Ingest(kHeader + MakeRows(0, 9000)).rows_written(), 9000);
+  ASSERT_OK(engine_->ImportConsent(kConsent).status());
+  ASSERT_OK(Open());
+  EXPECT_EQ(storage_->reads(storage::ColumnFamily::kRecords), 0u);
+  EXPECT_EQ(storage_->reads(storage::ColumnFamily::kSubjects), 0u);
+  // What the start did not read is still known.
+  ASSERT_OK_AND_ASSIGN(v1::ListDatasetsResponse list, engine_->ListDatasets({}));
+  ASSERT_EQ(list.datasets_size(), 1);
+  EXPECT_EQ(list.datasets(0).rows(), 9000);
+  EXPECT_EQ(list.datasets(0).subjects(), 1000);
+  EXPECT_EQ(Rows(), 9000u);
+}
+
+// A store written before the subject bitmap (meta 0x16) kept one key per
+// subject and block; it opens with the same subjects, and its next ingest
+// writes the bitmap.
+TEST_F(EngineTest, AStoreWithTheOldSubjectBlockKeysOpensWithItsSubjects) {
+  ASSERT_EQ(Ingest(kHeader + MakeRows(0, 300)).rows_written(), 300);
+  ASSERT_EQ(Ingest(std::string(kHeader) + "p1,A,alpha,1,1,1,true,2020-01-01\n").new_subjects(), 1);
+  // As an old build stored it: no bitmap, a key per subject (s0..s299 are
+  // ordinals 0..299, p1 is 300) and block.
+  storage::WriteBatch old;
+  old.Delete(storage::ColumnFamily::kMeta, storage::MetaDatasetSubjectsKey(1));
+  for (uint32_t ordinal = 0; ordinal <= 300; ++ordinal) {
+    old.Put(storage::ColumnFamily::kSubjects, storage::SubjectBlockKey(1, ordinal, 0), "");
+  }
+  ASSERT_OK(storage_->Write(old));
+  ASSERT_OK(Open());
+  ASSERT_OK_AND_ASSIGN(v1::ConsentImportResponse unused, engine_->ImportConsent(kConsent));
+  (void)unused;
+  ASSERT_OK_AND_ASSIGN(v1::ListDatasetsResponse list,
+                       engine_->ListDatasets({"program-evaluation"}));
+  // p1 has consent for the purpose and, by the old keys, records here.
+  EXPECT_EQ(list.datasets(0).coverage(0).subjects_counted(), 1);
+  // A replace deletes the old keys and writes the bitmap.
+  IngestControl control;
+  control.replace = true;
+  ASSERT_OK_AND_ASSIGN(
+      v1::IngestResponse r,
+      engine_->Ingest("people", v1::CSV, false,
+                      std::string(kHeader) + "p1,A,alpha,1,1,1,true,2020-01-01\n", control));
+  EXPECT_EQ(r.rows_written(), 1);
+  int old_keys = 0;
+  ASSERT_OK(storage_->ScanPrefix(storage::ColumnFamily::kSubjects,
+                                 storage::SubjectBlockDatasetPrefix(1),
+                                 [&](absl::string_view, absl::string_view) {
+                                   ++old_keys;
+                                   return absl::OkStatus();
+                                 }));
+  EXPECT_EQ(old_keys, 0);
+  ASSERT_OK_AND_ASSIGN(
+      std::optional<std::string> bitmap,
+      storage_->Get(storage::ColumnFamily::kMeta, storage::MetaDatasetSubjectsKey(1)));
+  EXPECT_TRUE(bitmap.has_value());
+  ASSERT_OK(Open());
+  ASSERT_OK_AND_ASSIGN(list, engine_->ListDatasets({"program-evaluation"}));
+  EXPECT_EQ(list.datasets(0).subjects(), 1);
+  EXPECT_EQ(list.datasets(0).coverage(0).subjects_counted(), 1);
+}
+
 TEST_F(EngineTest, FailedWriteLeavesNothingVisible) {
   storage::FaultInjector faults;
   ASSERT_OK(Open({Schema()}, &faults));

@@ -140,6 +140,7 @@ class IngestRun {
   Phase phase_ = Phase::kHeader;
   char delimiter_ = 0;
   std::vector<int> column_field_;  // CSV: field of each column
+  CsvRecord record_;               // CSV: reused, so its fields keep their buffers
   std::vector<Cell> cells_;
   std::vector<JsonMember> members_;
 
@@ -162,12 +163,12 @@ class IngestRun {
   ColumnBlock block_;
   uint32_t block_no_ = 0;
   bool block_dirty_ = false;
-  std::vector<uint32_t> block_subjects_;
 };
 
 absl::Status IngestRun::Start() {
   engine_->write_mu_.AssertHeld();
   Engine::WriterState& w = *engine_->writer_;
+  FEDSHARE_RETURN_IF_ERROR(w.LoadSubjects(*engine_->storage_));
   subjects_ = std::make_unique<SubjectStaging>(w.subjects, w.subject_count);
   dicts_.resize(nfields_);
   for (int f = 0; f < nfields_; ++f) {
@@ -312,7 +313,7 @@ void IngestRun::ConsumeCsv(bool at_end) {
   }
   const absl::string_view text = absl::string_view(carry_).substr(pos);
   CsvReader reader(text, delimiter_, line_);
-  CsvRecord record;
+  CsvRecord& record = record_;
   size_t done = 0;
   while (phase_ != Phase::kHeaderRejected && reader.Next(&record)) {
     const bool complete = at_end || (record.terminated &&
@@ -354,13 +355,13 @@ void IngestRun::CsvHeader(const CsvRecord& record) {
       // on the wrong one: say so before offering --map.
       const size_t sep = h.value.find_first_of("|;,\t");
       const std::string named = sep == std::string::npos ? ""
-                                : h.value[sep] == '\t'  ? std::string("tab")
-                                                        : std::string(1, h.value[sep]);
-      const std::string hint =
-          named.empty() ? absl::StrCat("to read it as one, pass --map \"",
-                                       TruncateUtf8(h.value, 40), "=FIELD\"")
-                        : absl::StrCat("if the file separates columns with ", named,
-                                       ", pass --delimiter '", named, "'");
+                                : h.value[sep] == '\t'   ? std::string("tab")
+                                                         : std::string(1, h.value[sep]);
+      const std::string hint = named.empty()
+                                   ? absl::StrCat("to read it as one, pass --map \"",
+                                                  TruncateUtf8(h.value, 40), "=FIELD\"")
+                                   : absl::StrCat("if the file separates columns with ", named,
+                                                  ", pass --delimiter '", named, "'");
       AddError(errors, header_line, h.value,
                absl::StrCat("unknown column: dataset '", schema_.name(), "' has no field ",
                             Quote(h.value), " (fields: ", ListValues(names), "; ", hint, ")"));
@@ -466,7 +467,13 @@ void IngestRun::StageRow() {
   const uint32_t row = block_.rows;
   const uint32_t ordinal = subjects_->Ordinal(cells_[def_.subject_field].s);
   block_.subjects.push_back(ordinal);
-  block_subjects_.push_back(ordinal);
+  if (ordinal / 64 >= present_.size()) present_.resize(ordinal / 64 + 1, 0);
+  uint64_t& word = present_[ordinal / 64];
+  const uint64_t bit = uint64_t{1} << (ordinal % 64);
+  if ((word & bit) == 0) {
+    word |= bit;
+    ++new_subjects_;
+  }
   for (int f = 0; f < nfields_; ++f) {
     const Cell& c = cells_[f];
     ColumnBlock::Column& col = block_.columns[f];
@@ -494,21 +501,6 @@ void IngestRun::FlushBlock() {
   if (block_dirty_) {
     batch_.Put(ColumnFamily::kRecords, storage::RecordsBlockKey(def_.id, block_no_),
                storage::EncodeColumnBlock(block_, def_.types));
-    std::sort(block_subjects_.begin(), block_subjects_.end());
-    block_subjects_.erase(std::unique(block_subjects_.begin(), block_subjects_.end()),
-                          block_subjects_.end());
-    present_.resize((uint64_t{subjects_->total()} + 63) / 64, 0);
-    for (uint32_t ordinal : block_subjects_) {
-      batch_.Put(ColumnFamily::kSubjects, storage::SubjectBlockKey(def_.id, ordinal, block_no_),
-                 "");
-      uint64_t& word = present_[ordinal / 64];
-      const uint64_t bit = uint64_t{1} << (ordinal % 64);
-      if ((word & bit) == 0) {
-        word |= bit;
-        ++new_subjects_;
-      }
-    }
-    block_subjects_.clear();
     stats_.blocks = block_no_ + 1;
     block_dirty_ = false;
   }
@@ -525,7 +517,6 @@ void IngestRun::StopWriting() {
   writing_ = false;
   batch_.Clear();
   block_.Reset(nfields_);
-  block_subjects_.clear();
   block_dirty_ = false;
   engine_->write_mu_.AssertHeld();
   Engine::WriterState& w = *engine_->writer_;
@@ -536,9 +527,9 @@ void IngestRun::StopWriting() {
 }
 
 size_t IngestRun::HeldBytes() const {
-  // The commit holds the staged batch three times: WriteBatch's operations,
-  // the rocksdb::WriteBatch built from them, and the memtable's copy.
-  size_t held = carry_.capacity() + rejects_.capacity() + 3 * batch_.ApproximateSize() +
+  // The commit holds the staged batch twice: Storage::Write releases each
+  // operation as it copies it into RocksDB's batch, which the memtable copies.
+  size_t held = carry_.capacity() + rejects_.capacity() + 2 * batch_.ApproximateSize() +
                 (present_.capacity() + present_before_.capacity()) * sizeof(uint64_t);
   held += subjects_->held_bytes();
   for (const auto& d : dicts_) {
@@ -554,8 +545,8 @@ absl::Status IngestRun::CheckBudget() {
   return absl::ResourceExhaustedError(
       absl::StrCat("ingest into '", schema_.name(), "' stopped at line ", line_, ": it would hold ",
                    held / kMiB, " MiB (staged write ", batch_.ApproximateSize() / kMiB,
-                   " MiB, counted 3 times for the commit; record in progress ",
-                   carry_.size() / kMiB, " MiB; rejected rows ", rejects_.size() / kMiB,
+                   " MiB, counted twice for the commit; record in progress ", carry_.size() / kMiB,
+                   " MiB; rejected rows ", rejects_.size() / kMiB,
                    " MiB), over limits.ingest_memory_budget_bytes = ", control_.memory_budget_bytes,
                    "; nothing was written. Split the file into several ingests or raise "
                    "limits.ingest_memory_budget_bytes"));
@@ -645,6 +636,8 @@ absl::StatusOr<v1::IngestResponse> IngestRun::Commit(const std::string& file_sha
   batch_.Put(ColumnFamily::kMeta, storage::MetaIngestDigestKey(def_.id, file_sha256), loaded);
   batch_.Put(ColumnFamily::kMeta, storage::MetaDatasetStatsKey(def_.id),
              storage::EncodeDatasetStats(stats_));
+  batch_.Put(ColumnFamily::kMeta, storage::MetaDatasetSubjectsKey(def_.id),
+             storage::EncodeSubjectBitmap(present_));
   subjects_->AddTo(&batch_);
   for (int f = 0; f < nfields_; ++f) {
     if (dicts_[f] == nullptr) continue;
@@ -670,8 +663,7 @@ absl::StatusOr<v1::IngestResponse> IngestRun::Commit(const std::string& file_sha
     replace.file_sha256 = file_sha256;
     FEDSHARE_RETURN_IF_ERROR(control_.before_replace(replace));
   }
-  FEDSHARE_RETURN_IF_ERROR(engine_->storage_->Write(batch_));
-  batch_.Clear();
+  FEDSHARE_RETURN_IF_ERROR(engine_->storage_->Write(std::move(batch_)));
 
   // Committed: make the staged state current.
   Engine::WriterState& w = *engine_->writer_;

@@ -14,7 +14,7 @@
 // fails, or is destroyed without Finish, writes nothing.
 //
 // Memory: the session accounts what it holds (the record in progress, the
-// staged write counted three times because the commit copies it twice, new
+// staged write counted twice because the commit copies it once, new
 // subject ids and dictionary values, rejected rows) against
 // IngestControl::memory_budget_bytes; past it, Append or Finish fails with
 // RESOURCE_EXHAUSTED and nothing is written. Besides that, it holds one

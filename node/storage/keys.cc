@@ -179,6 +179,34 @@ std::optional<DatasetStats> DecodeDatasetStats(absl::string_view value) {
   return stats;
 }
 
+std::string MetaDatasetSubjectsKey(uint32_t dataset_id) {
+  std::string k = Tagged(static_cast<uint8_t>(MetaTag::kDatasetSubjects));
+  AppendFixed32BE(&k, dataset_id);
+  return k;
+}
+
+std::string EncodeSubjectBitmap(const std::vector<uint64_t>& words) {
+  std::string v(words.size() * 8, '\0');
+  for (size_t w = 0; w < words.size(); ++w) {
+    for (int b = 0; b < 8; ++b) v[w * 8 + b] = static_cast<char>(words[w] >> (8 * b));
+  }
+  while (!v.empty() && v.back() == '\0') v.pop_back();
+  return v;
+}
+
+bool DecodeSubjectBitmap(absl::string_view value, size_t words, std::vector<uint64_t>* out) {
+  out->assign(words, 0);
+  for (size_t i = 0; i < value.size(); ++i) {
+    const uint64_t byte = static_cast<unsigned char>(value[i]);
+    if (i / 8 >= words) {
+      if (byte != 0) return false;
+      continue;
+    }
+    (*out)[i / 8] |= byte << (8 * (i % 8));
+  }
+  return true;
+}
+
 std::string RecordsDatasetPrefix(uint32_t dataset_id) {
   std::string k = Tagged(static_cast<uint8_t>(RecordsTag::kBlock));
   AppendFixed32BE(&k, dataset_id);

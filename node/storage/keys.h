@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -39,6 +40,9 @@ enum class MetaTag : uint8_t {
   // key: tag + u32 dataset id + 32-byte SHA-256 of a file loaded into it.
   // value: u64 unix ms of the load + u64 rows written.
   kIngestDigest = 0x15,
+  // key: tag + u32 dataset id. value: bitmap of the subject ordinals with
+  // records in the dataset (bit o % 8 of byte o / 8).
+  kDatasetSubjects = 0x16,
 };
 
 // First byte of every key in the records column family.
@@ -126,6 +130,14 @@ struct DatasetStats {
 };
 std::string EncodeDatasetStats(const DatasetStats& stats);
 std::optional<DatasetStats> DecodeDatasetStats(absl::string_view value);
+
+// The subjects with records in a dataset (MetaTag::kDatasetSubjects): a
+// bitmap over ordinals, bit o % 64 of word o / 64, stored as bytes with bit
+// o % 8 of byte o / 8 and without trailing zero bytes.
+std::string MetaDatasetSubjectsKey(uint32_t dataset_id);
+std::string EncodeSubjectBitmap(const std::vector<uint64_t>& words);
+// Decodes into `words` words (bytes past them must be zero). False if not.
+bool DecodeSubjectBitmap(absl::string_view value, size_t words, std::vector<uint64_t>* out);
 
 // ---- records
 std::string RecordsDatasetPrefix(uint32_t dataset_id);

@@ -431,18 +431,35 @@ absl::Status Storage::CheckFreeSpace(const WriteBatch& batch) const {
 }
 
 absl::Status Storage::Write(const WriteBatch& batch) {
+  return WriteOps(batch, /*release=*/nullptr);
+}
+
+absl::Status Storage::Write(WriteBatch&& batch) {
+  absl::Status s = WriteOps(batch, /*release=*/&batch);
+  batch.Clear();
+  return s;
+}
+
+absl::Status Storage::WriteOps(const WriteBatch& batch, WriteBatch* release) {
   FEDSHARE_RETURN_IF_ERROR(CheckFreeSpace(batch));
-  rocksdb::WriteBatch wb(batch.ApproximateSize() + 64);
-  for (const WriteBatch::Op& op : batch.ops_) {
+  const size_t batch_bytes = batch.ApproximateSize();
+  rocksdb::WriteBatch wb(batch_bytes + 64);
+  for (size_t i = 0; i < batch.ops_.size(); ++i) {
+    const WriteBatch::Op& op = batch.ops_[i];
     rocksdb::Status s = op.is_delete ? wb.Delete(Handle(op.cf), ToSlice(op.key))
                                      : wb.Put(Handle(op.cf), ToSlice(op.key), ToSlice(op.value));
     if (!s.ok()) return FromRocks(s, "building a write batch");
+    if (release != nullptr) {
+      std::string().swap(release->ops_[i].key);
+      std::string().swap(release->ops_[i].value);
+    }
   }
+  if (release != nullptr) std::vector<WriteBatch::Op>().swap(release->ops_);
   rocksdb::WriteOptions write_options;
   write_options.sync = true;
   rocksdb::Status s = db_->Write(write_options, &wb);
   if (s.ok()) {
-    if (batch.ApproximateSize() >= kFlushAfterBatchBytes) RequestFlush();
+    if (batch_bytes >= kFlushAfterBatchBytes) RequestFlush();
     return absl::OkStatus();
   }
   // A failed write-ahead-log append leaves RocksDB refusing writes; when the
@@ -469,6 +486,7 @@ absl::Status Storage::Delete(ColumnFamily cf, absl::string_view key) {
 
 absl::StatusOr<std::optional<std::string>> Storage::Get(ColumnFamily cf, absl::string_view key,
                                                         const Snapshot* snapshot) const {
+  reads_[static_cast<int>(cf)].fetch_add(1, std::memory_order_relaxed);
   rocksdb::ReadOptions read_options;
   if (snapshot != nullptr) read_options.snapshot = snapshot->snapshot_;
   std::string value;
@@ -480,6 +498,7 @@ absl::StatusOr<std::optional<std::string>> Storage::Get(ColumnFamily cf, absl::s
 
 std::unique_ptr<Iterator> Storage::NewIterator(ColumnFamily cf, absl::string_view prefix,
                                                const Snapshot* snapshot) const {
+  reads_[static_cast<int>(cf)].fetch_add(1, std::memory_order_relaxed);
   std::unique_ptr<Iterator> it(new Iterator());
   it->lower_ = std::string(prefix);
   it->upper_ = PrefixSuccessor(prefix);
@@ -504,6 +523,7 @@ absl::Status Storage::ScanPrefix(
     const Snapshot* snapshot) const {
   std::unique_ptr<Iterator> it = NewIterator(cf, prefix, snapshot);
   for (it->Seek(prefix); it->Valid(); it->Next()) {
+    reads_[static_cast<int>(cf)].fetch_add(1, std::memory_order_relaxed);
     FEDSHARE_RETURN_IF_ERROR(fn(it->key(), it->value()));
   }
   return it->status();

@@ -21,6 +21,8 @@
 #ifndef FEDSHARE_NODE_STORAGE_STORAGE_H_
 #define FEDSHARE_NODE_STORAGE_STORAGE_H_
 
+#include <array>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -194,6 +196,10 @@ class Storage {
   // resume by themselves once space returns. A store opened read-only
   // (read_only()) refuses every write with "disk full".
   absl::Status Write(const WriteBatch& batch);
+  // As above, releasing each of the batch's operations as it is copied into
+  // RocksDB's batch, so a large batch is not held twice at once; the batch is
+  // left empty whatever the outcome.
+  absl::Status Write(WriteBatch&& batch);
   // A batch at least this large (a bulk ingest or consent import) also asks
   // for a background flush of the memtables, so that a restart after it does
   // not replay it from the write-ahead log.
@@ -242,10 +248,18 @@ class Storage {
   const std::string& dir() const { return dir_; }
   bool read_only() const { return read_only_; }
 
+  // Reads of `cf` since the store opened: point reads, keys visited by
+  // ScanPrefix and iterators opened (for tests of what a start reads).
+  uint64_t reads(ColumnFamily cf) const {
+    return reads_[static_cast<int>(cf)].load(std::memory_order_relaxed);
+  }
+
  private:
   Storage() = default;
   rocksdb::ColumnFamilyHandle* Handle(ColumnFamily cf) const;
   absl::Status Recover();
+  // Writes `batch`; with `release` (== &batch) frees each operation once copied.
+  absl::Status WriteOps(const WriteBatch& batch, WriteBatch* release);
   // Asks for a background flush of every memtable; does not wait or fail.
   void RequestFlush();
   // UNAVAILABLE "disk full" if writing `batch` would eat into the reserve.
@@ -259,6 +273,7 @@ class Storage {
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;        // indexed by ColumnFamily
   std::vector<rocksdb::ColumnFamilyHandle*> other_handles_;  // default and unknown CFs
+  mutable std::array<std::atomic<uint64_t>, kNumColumnFamilies> reads_{};
 };
 
 // Helpers for keys: the smallest string greater than every string with

@@ -255,5 +255,22 @@ TEST(KeysTest, BlockKeysSortByBlockNumber) {
   EXPECT_EQ(DecodeMetaCategoryCode(MetaCategoryKey(1, 2, 77)), 77u);
 }
 
+TEST(KeysTest, SubjectBitmapIsBytesLowBitFirstWithoutTrailingZeros) {
+  std::vector<uint64_t> words = {0x0000000000000101, 0, uint64_t{1} << 63, 0, 0};
+  const std::string encoded = EncodeSubjectBitmap(words);
+  // Ordinals 0, 8 and 191: byte 0 bit 0, byte 1 bit 0, byte 23 bit 7.
+  ASSERT_EQ(encoded.size(), 24u);
+  EXPECT_EQ(encoded[0], '\x01');
+  EXPECT_EQ(encoded[1], '\x01');
+  EXPECT_EQ(encoded[23], '\x80');
+  std::vector<uint64_t> decoded;
+  ASSERT_TRUE(DecodeSubjectBitmap(encoded, 5, &decoded));
+  EXPECT_EQ(decoded, words);
+  EXPECT_EQ(EncodeSubjectBitmap({0, 0}), "");
+  // A bitmap naming an ordinal past the subjects allocated is refused.
+  EXPECT_FALSE(DecodeSubjectBitmap(encoded, 2, &decoded));
+  EXPECT_TRUE(DecodeSubjectBitmap(encoded.substr(0, 16), 2, &decoded));
+}
+
 }  // namespace
 }  // namespace fedshare::storage
