@@ -212,8 +212,11 @@ grpc::Status AdminServiceImpl::ImportConsent(grpc::ServerContext* context,
   absl::StatusOr<identity::Identity> who =
       Authorize(*env_, *context, kMethod, {Role::kOperator}, /*own_org=*/true);
   if (!who.ok()) return ToGrpcStatus(who.status());
+  v1::ConsentFormat format = v1::CONSENT_FORMAT_CSV;
   absl::StatusOr<std::string> data =
-      ReadUpload(context, reader, [](const v1::ConsentImportRequest&) {});
+      ReadUpload(context, reader, [&](const v1::ConsentImportRequest& first) {
+        if (first.format() == v1::CONSENT_FORMAT_DPV) format = v1::CONSENT_FORMAT_DPV;
+      });
   if (!data.ok()) return Finish(kMethod, who->spiffe_id, data.status());
   // Orgs a consent scope may name without a warning: this node's, its peers',
   // and those named by an agreement (reloaded ones included).
@@ -223,7 +226,7 @@ grpc::Status AdminServiceImpl::ImportConsent(grpc::ServerContext* context,
     known_orgs.insert(a.peers().begin(), a.peers().end());
   }
   absl::StatusOr<v1::ConsentImportResponse> result =
-      env_->engine->ImportConsent(*data, &known_orgs);
+      env_->engine->ImportConsent(*data, &known_orgs, format);
   if (result.ok()) *response = std::move(result).value();
   return Finish(kMethod, who->spiffe_id, result.status());
 }
@@ -260,6 +263,38 @@ grpc::Status AdminServiceImpl::Export(grpc::ServerContext* context,
                              return absl::OkStatus();
                            });
   return Finish(kMethod, who->spiffe_id, status);
+}
+
+grpc::Status AdminServiceImpl::ExportConsent(grpc::ServerContext* context,
+                                             const v1::ConsentExportRequest* request,
+                                             grpc::ServerWriter<v1::ConsentExportChunk>* writer) {
+  constexpr absl::string_view kMethod = "AdminService.ExportConsent";
+  absl::StatusOr<identity::Identity> who =
+      Authorize(*env_, *context, kMethod, {Role::kOperator}, /*own_org=*/true);
+  if (!who.ok()) return ToGrpcStatus(who.status());
+  absl::Status status = env_->engine->ExportConsent(
+      request->format(), [&](absl::string_view chunk, int64_t events_so_far) -> absl::Status {
+        if (context->IsCancelled()) return absl::CancelledError("the client cancelled the export");
+        v1::ConsentExportChunk message;
+        message.set_data(std::string(chunk));
+        message.set_events_so_far(events_so_far);
+        if (!writer->Write(message)) return absl::CancelledError("the client went away");
+        return absl::OkStatus();
+      });
+  return Finish(kMethod, who->spiffe_id, status);
+}
+
+grpc::Status AdminServiceImpl::ConsentReport(grpc::ServerContext* context,
+                                             const v1::ConsentReportRequest* request,
+                                             v1::ConsentReportResponse* response) {
+  constexpr absl::string_view kMethod = "AdminService.ConsentReport";
+  absl::StatusOr<identity::Identity> who =
+      Authorize(*env_, *context, kMethod, {Role::kOperator, Role::kAnalyst}, /*own_org=*/true);
+  if (!who.ok()) return ToGrpcStatus(who.status());
+  absl::Time at = request->has_at() ? ToTime(request->at()) : env_->clock->Now();
+  absl::StatusOr<v1::ConsentReportResponse> result = env_->engine->ConsentReport(at);
+  if (result.ok()) *response = std::move(result).value();
+  return Finish(kMethod, who->spiffe_id, result.status());
 }
 
 grpc::Status AdminServiceImpl::ListAudit(grpc::ServerContext* context,
