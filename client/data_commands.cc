@@ -293,6 +293,24 @@ int RunConsentReport(const Globals& g, const std::string& at_text) {
   return 0;
 }
 
+int RunBackup(const Globals& g) {
+  auto client = Dial(g, "127.0.0.1:7444");
+  if (!client.ok()) return Fail(client.status());
+  absl::StatusOr<v1::BackupResponse> r = (*client)->Backup();
+  if (!r.ok()) return Fail(r.status(), Listener::kLocal);
+  for (const v1::BackupSummary& b : r->backups()) {
+    if (b.backup_id() != r->backup_id()) continue;
+    absl::Time when = absl::FromUnixSeconds(b.time().seconds());
+    std::cout << "backup " << b.backup_id() << " made at " << fedshare::FormatTime(when) << " in "
+              << r->backup_dir() << ": " << b.files() << " files, " << b.size_bytes()
+              << " bytes (the audit log included)\n";
+  }
+  std::cout << r->backups_size() << " backup(s) in " << r->backup_dir()
+            << "; restore one with the node stopped: fedshare-node --config CONFIG --restore-from "
+            << r->backup_dir() << " [--backup-id N]\n";
+  return 0;
+}
+
 int RunExport(const Globals& g, const std::string& dataset, const std::string& format,
               const std::string& out) {
   auto client = Dial(g, "127.0.0.1:7444");

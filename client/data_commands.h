@@ -28,6 +28,8 @@ int RunConsentImport(const Globals& g, const std::string& file, const std::strin
 int RunConsentExport(const Globals& g, const std::string& format, const std::string& out);
 // `at`: RFC 3339 or a date; empty: now.
 int RunConsentReport(const Globals& g, const std::string& at);
+// Asks the node for a backup (AdminService.Backup) and says how to restore it.
+int RunBackup(const Globals& g);
 int RunExport(const Globals& g, const std::string& dataset, const std::string& format,
               const std::string& out);
 

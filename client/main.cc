@@ -12,6 +12,7 @@
 //   fedshare consent import FILE [--format csv|dpv]
 //   fedshare consent export [--format csv|dpv] [--out FILE]
 //   fedshare consent report [--at TIME]
+//   fedshare backup
 //   fedshare export --dataset D [--format csv|jsonl] [--out FILE]
 //   fedshare query --sql "SELECT ..." [--peers a,b | --all-peers | --group G] [--dry-run]
 //       [--output table|csv|json|chart] [--save FILE]
@@ -584,6 +585,9 @@ int main(int argc, char** argv) {
   consent_report->add_option("--at", consent_at,
                              "as of this time (RFC 3339 or a date; default now)");
 
+  auto* backup = app.add_subcommand(
+      "backup", "back the node's whole store up (audit log included) into its storage.backup_dir");
+
   auto* export_cmd = app.add_subcommand("export", "export a dataset as CSV or JSON Lines");
   export_cmd->add_option("--dataset", dataset, "dataset name")->required();
   export_cmd->add_option("--format", format, "csv or jsonl (default: from --out, else csv)");
@@ -672,6 +676,7 @@ int main(int argc, char** argv) {
   if (consent_import->parsed()) return RunConsentImport(g, file, format);
   if (consent_export->parsed()) return RunConsentExport(g, format, out);
   if (consent_report->parsed()) return RunConsentReport(g, consent_at);
+  if (backup->parsed()) return RunBackup(g);
   if (export_cmd->parsed()) return RunExport(g, dataset, format, out);
   if (query->parsed())
     return RunQuery(g, sql, peers, all_peers, group, output, deadline_ms, min_coverage, save_path,

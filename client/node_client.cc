@@ -247,6 +247,16 @@ absl::Status NodeClient::ExportConsent(
   return FromGrpcStatus(status);
 }
 
+absl::StatusOr<v1::BackupResponse> NodeClient::Backup() {
+  grpc::ClientContext context;
+  Prepare(context);
+  v1::BackupResponse response;
+  grpc::Status status = admin_->Backup(&context, v1::BackupRequest(), &response);
+  Remember(context);
+  if (!status.ok()) return FromGrpcStatus(status);
+  return response;
+}
+
 absl::StatusOr<v1::ConsentReportResponse> NodeClient::ConsentReport(std::optional<absl::Time> at) {
   grpc::ClientContext context;
   Prepare(context);

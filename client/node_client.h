@@ -67,6 +67,7 @@ class NodeClient {
   absl::Status ExportConsent(
       v1::ConsentFormat format,
       const std::function<absl::Status(const v1::ConsentExportChunk&)>& sink);
+  absl::StatusOr<v1::BackupResponse> Backup();
   // `at` unset: now.
   absl::StatusOr<v1::ConsentReportResponse> ConsentReport(
       std::optional<absl::Time> at = std::nullopt);

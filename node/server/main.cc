@@ -3,6 +3,7 @@
 //   fedshare-node --config node.textproto [--ready-file F] [--log-level info]
 //   fedshare-node --config node.textproto --check-config
 //   fedshare-node --config node.textproto --probe   # exit 0 if the node is serving
+//   fedshare-node --config node.textproto --restore-from BACKUP_DIR [--backup-id N]
 //   fedshare-node --version
 //
 // Paths and addresses in the config may be overridden by flags or
@@ -34,6 +35,7 @@
 #include "node/server/node.h"
 #include "node/server/overrides.h"
 #include "node/server/probe.h"
+#include "node/storage/storage.h"
 #include "spdlog/spdlog.h"
 
 int main(int argc, char** argv) {
@@ -58,6 +60,12 @@ int main(int argc, char** argv) {
   app.add_flag("--probe", probe,
                "check the running node's health over mTLS with its own certificate; exit 0 if "
                "serving, 1 if not");
+  std::string restore_from;
+  uint32_t backup_id = 0;
+  app.add_option("--restore-from", restore_from,
+                 "restore the newest backup in this folder (`fedshare backup`) into the config's "
+                 "data_dir, which must be absent or empty, then exit; the node must be stopped");
+  app.add_option("--backup-id", backup_id, "with --restore-from: this backup, not the newest");
   std::map<std::string, std::string> overrides;
   for (const fedshare::server::ConfigOverride& o : fedshare::server::ConfigOverrides()) {
     app.add_option_function<std::string>(
@@ -87,6 +95,20 @@ int main(int argc, char** argv) {
       return 1;
     }
     std::cout << "SERVING\n";
+    return 0;
+  }
+  if (!restore_from.empty()) {
+    absl::Status restored =
+        fedshare::storage::Storage::RestoreBackup(restore_from, config->data_dir(), backup_id);
+    if (!restored.ok()) {
+      std::cerr << "fedshare-node: cannot restore: " << restored.message() << "\n";
+      return 1;
+    }
+    std::cout << "restored "
+              << (backup_id == 0 ? std::string("the newest backup")
+                                 : absl::StrCat("backup ", backup_id))
+              << " from " << restore_from << " into " << config->data_dir()
+              << "; start the node as usual\n";
     return 0;
   }
   if (check_only) {

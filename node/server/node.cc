@@ -209,6 +209,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
   env.config = &node->config_;
   env.authenticator = node->authenticator_.get();
   env.engine = node->engine_.get();
+  env.storage = node->storage_.get();
   env.answerer = node->answerer_.get();
   env.audit = node->audit_.get();
   env.fanout = node->fanout_.get();

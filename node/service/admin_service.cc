@@ -5,6 +5,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/util/time_util.h"
 #include "node/audit/audit_log.h"
 #include "node/common/status_macros.h"
 #include "node/engine/answerer.h"
@@ -13,6 +14,8 @@
 #include "node/identity/server_credentials.h"
 #include "node/service/call_guard.h"
 #include "node/service/grpc_status.h"
+#include "node/storage/storage.h"
+#include "spdlog/spdlog.h"
 
 namespace fedshare::service {
 
@@ -295,6 +298,36 @@ grpc::Status AdminServiceImpl::ConsentReport(grpc::ServerContext* context,
   absl::StatusOr<v1::ConsentReportResponse> result = env_->engine->ConsentReport(at);
   if (result.ok()) *response = std::move(result).value();
   return Finish(kMethod, who->spiffe_id, result.status());
+}
+
+grpc::Status AdminServiceImpl::Backup(grpc::ServerContext* context, const v1::BackupRequest*,
+                                      v1::BackupResponse* response) {
+  constexpr absl::string_view kMethod = "AdminService.Backup";
+  absl::StatusOr<identity::Identity> who =
+      Authorize(*env_, *context, kMethod, {Role::kOperator}, /*own_org=*/true);
+  if (!who.ok()) return ToGrpcStatus(who.status());
+  const std::string& dir = env_->config->storage().backup_dir();
+  if (dir.empty()) {
+    return Finish(kMethod, who->spiffe_id,
+                  absl::FailedPreconditionError(
+                      "this node has no backup folder: set storage { backup_dir: \"...\" } in "
+                      "its config (another disk, or copied off the machine) and restart it"));
+  }
+  absl::StatusOr<std::vector<storage::BackupInfo>> backups = env_->storage->Backup(dir);
+  if (!backups.ok()) return Finish(kMethod, who->spiffe_id, backups.status());
+  response->set_backup_dir(dir);
+  for (const storage::BackupInfo& b : *backups) {
+    v1::BackupSummary* summary = response->add_backups();
+    summary->set_backup_id(b.id);
+    *summary->mutable_time() =
+        google::protobuf::util::TimeUtil::SecondsToTimestamp(absl::ToUnixSeconds(b.time));
+    summary->set_size_bytes(b.size_bytes);
+    summary->set_files(b.files);
+  }
+  if (!backups->empty()) response->set_backup_id(backups->back().id);
+  spdlog::info("event=backup_created backup_id={} backup_dir={} backups={}", response->backup_id(),
+               dir, response->backups_size());
+  return Finish(kMethod, who->spiffe_id, absl::OkStatus());
 }
 
 grpc::Status AdminServiceImpl::ListAudit(grpc::ServerContext* context,

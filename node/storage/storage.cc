@@ -3,8 +3,10 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
+#include <algorithm>
 #include <cstdarg>
 #include <cstdio>
+#include <filesystem>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -15,6 +17,7 @@
 #include "rocksdb/file_system.h"
 #include "rocksdb/options.h"
 #include "rocksdb/table.h"
+#include "rocksdb/utilities/backup_engine.h"
 #include "rocksdb/write_batch.h"
 #include "spdlog/spdlog.h"
 
@@ -523,6 +526,98 @@ absl::StatusOr<std::optional<std::pair<std::string, std::string>>> Storage::Last
 
 std::unique_ptr<Snapshot> Storage::GetSnapshot() const {
   return std::unique_ptr<Snapshot>(new Snapshot(db_.get(), db_->GetSnapshot()));
+}
+
+// ---- Backups
+
+namespace {
+
+absl::StatusOr<std::vector<BackupInfo>> Infos(rocksdb::BackupEngineReadOnlyBase* engine) {
+  std::vector<rocksdb::BackupInfo> raw;
+  engine->GetBackupInfo(&raw);
+  std::vector<BackupInfo> infos;
+  for (const rocksdb::BackupInfo& b : raw) {
+    BackupInfo info;
+    info.id = b.backup_id;
+    info.time = absl::FromUnixSeconds(b.timestamp);
+    info.size_bytes = b.size;
+    info.files = b.number_files;
+    infos.push_back(info);
+  }
+  std::sort(infos.begin(), infos.end(),
+            [](const BackupInfo& a, const BackupInfo& b) { return a.id < b.id; });
+  return infos;
+}
+
+absl::StatusOr<std::unique_ptr<rocksdb::BackupEngineReadOnly>> OpenBackupsReadOnly(
+    const std::string& backup_dir) {
+  struct stat st;
+  if (::stat(backup_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return absl::NotFoundError(absl::StrCat("no backup folder ", backup_dir));
+  }
+  rocksdb::BackupEngineReadOnly* raw = nullptr;
+  rocksdb::Status s = rocksdb::BackupEngineReadOnly::Open(
+      rocksdb::Env::Default(), rocksdb::BackupEngineOptions(backup_dir), &raw);
+  if (!s.ok()) return FromRocks(s, absl::StrCat("opening the backups in ", backup_dir));
+  return std::unique_ptr<rocksdb::BackupEngineReadOnly>(raw);
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<BackupInfo>> Storage::Backup(const std::string& backup_dir) {
+  absl::MutexLock lock(&backup_mu_);
+  rocksdb::BackupEngine* raw = nullptr;
+  rocksdb::Status s = rocksdb::BackupEngine::Open(rocksdb::Env::Default(),
+                                                  rocksdb::BackupEngineOptions(backup_dir), &raw);
+  if (!s.ok()) return FromRocks(s, absl::StrCat("opening the backup folder ", backup_dir));
+  std::unique_ptr<rocksdb::BackupEngine> engine(raw);
+  rocksdb::CreateBackupOptions options;
+  options.flush_before_backup = !read_only_;
+  rocksdb::BackupID id = 0;
+  s = engine->CreateNewBackup(options, db_.get(), &id);
+  if (!s.ok()) return FromRocks(s, absl::StrCat("backing up into ", backup_dir));
+  s = engine->VerifyBackup(id, /*verify_with_checksum=*/true);
+  if (!s.ok()) {
+    return absl::DataLossError(
+        absl::StrCat("backup ", id, " in ", backup_dir, " does not verify: ", s.ToString()));
+  }
+  return Infos(engine.get());
+}
+
+absl::StatusOr<std::vector<BackupInfo>> Storage::ListBackups(const std::string& backup_dir) {
+  FEDSHARE_ASSIGN_OR_RETURN(std::unique_ptr<rocksdb::BackupEngineReadOnly> engine,
+                            OpenBackupsReadOnly(backup_dir));
+  FEDSHARE_ASSIGN_OR_RETURN(std::vector<BackupInfo> infos, Infos(engine.get()));
+  if (infos.empty()) return absl::NotFoundError(absl::StrCat("no backup in ", backup_dir));
+  return infos;
+}
+
+absl::Status Storage::RestoreBackup(const std::string& backup_dir, const std::string& data_dir,
+                                    uint32_t id) {
+  if (std::filesystem::exists(data_dir) && !std::filesystem::is_empty(data_dir)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(data_dir,
+                     " is not empty: restore into an absent or empty folder (move the "
+                     "current store aside first; a restore never mixes with one)"));
+  }
+  FEDSHARE_ASSIGN_OR_RETURN(std::unique_ptr<rocksdb::BackupEngineReadOnly> engine,
+                            OpenBackupsReadOnly(backup_dir));
+  FEDSHARE_ASSIGN_OR_RETURN(std::vector<BackupInfo> infos, Infos(engine.get()));
+  if (infos.empty()) return absl::NotFoundError(absl::StrCat("no backup in ", backup_dir));
+  if (id == 0) id = infos.back().id;
+  bool known = false;
+  for (const BackupInfo& b : infos) known = known || b.id == id;
+  if (!known) {
+    return absl::NotFoundError(
+        absl::StrCat("no backup ", id, " in ", backup_dir, "; the newest is ", infos.back().id));
+  }
+  rocksdb::Status s = engine->VerifyBackup(id, /*verify_with_checksum=*/true);
+  if (!s.ok()) {
+    return absl::DataLossError(
+        absl::StrCat("backup ", id, " in ", backup_dir, " does not verify: ", s.ToString()));
+  }
+  s = engine->RestoreDBFromBackup(rocksdb::RestoreOptions(), id, data_dir, data_dir);
+  return FromRocks(s, absl::StrCat("restoring backup ", id, " into ", data_dir));
 }
 
 }  // namespace fedshare::storage
