@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "node/common/status_macros.h"
+#include "node/storage/encryption.h"
 #include "node/storage/keys.h"
 #include "rocksdb/db.h"
 #include "rocksdb/env.h"
@@ -272,6 +273,19 @@ absl::StatusOr<std::unique_ptr<Storage>> Storage::Create(const std::string& dir,
     storage->env_ = rocksdb::NewCompositeEnv(storage->fs_);
     db_options.env = storage->env_.get();
   }
+  if (options.create_if_missing) ::mkdir(dir.c_str(), 0750);
+  if (!options.encryption_key.empty() && options.encryption_key.size() != kEncryptionKeyBytes) {
+    return absl::InvalidArgumentError("a storage key must be 32 bytes");
+  }
+  // Before RocksDB touches the folder: a wrong key must change nothing.
+  FEDSHARE_RETURN_IF_ERROR(CheckEncryptionKey(dir, std::filesystem::exists(dir + "/CURRENT"),
+                                              options.encryption_key, options.read_only));
+  if (!options.encryption_key.empty()) {
+    storage->encrypted_env_ =
+        NewEncryptedEnv(storage->env_ != nullptr ? storage->env_.get() : rocksdb::Env::Default(),
+                        options.encryption_key);
+    db_options.env = storage->encrypted_env_.get();
+  }
 
   rocksdb::ColumnFamilyOptions cf_options;
   if (options.block_cache_bytes > 0) {
@@ -279,8 +293,6 @@ absl::StatusOr<std::unique_ptr<Storage>> Storage::Create(const std::string& dir,
     table.block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
     cf_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   }
-
-  if (options.create_if_missing) ::mkdir(dir.c_str(), 0750);
 
   // Every column family present on disk must be opened, including ones a
   // newer build may have added.
@@ -549,15 +561,17 @@ absl::StatusOr<std::vector<BackupInfo>> Infos(rocksdb::BackupEngineReadOnlyBase*
   return infos;
 }
 
+// `env` reads the backup; `db_env` writes a restored store.
 absl::StatusOr<std::unique_ptr<rocksdb::BackupEngineReadOnly>> OpenBackupsReadOnly(
-    const std::string& backup_dir) {
+    const std::string& backup_dir, rocksdb::Env* env, rocksdb::Env* db_env = nullptr) {
   struct stat st;
   if (::stat(backup_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
     return absl::NotFoundError(absl::StrCat("no backup folder ", backup_dir));
   }
   rocksdb::BackupEngineReadOnly* raw = nullptr;
-  rocksdb::Status s = rocksdb::BackupEngineReadOnly::Open(
-      rocksdb::Env::Default(), rocksdb::BackupEngineOptions(backup_dir), &raw);
+  rocksdb::BackupEngineOptions options(backup_dir, env);
+  rocksdb::Status s =
+      rocksdb::BackupEngineReadOnly::Open(options, db_env != nullptr ? db_env : env, &raw);
   if (!s.ok()) return FromRocks(s, absl::StrCat("opening the backups in ", backup_dir));
   return std::unique_ptr<rocksdb::BackupEngineReadOnly>(raw);
 }
@@ -566,9 +580,12 @@ absl::StatusOr<std::unique_ptr<rocksdb::BackupEngineReadOnly>> OpenBackupsReadOn
 
 absl::StatusOr<std::vector<BackupInfo>> Storage::Backup(const std::string& backup_dir) {
   absl::MutexLock lock(&backup_mu_);
+  // An encrypted store's files are read through its Env and written to the
+  // backup through the same Env: a backup is encrypted with the same key.
+  rocksdb::Env* env = encrypted_env_ != nullptr ? encrypted_env_.get() : rocksdb::Env::Default();
   rocksdb::BackupEngine* raw = nullptr;
-  rocksdb::Status s = rocksdb::BackupEngine::Open(rocksdb::Env::Default(),
-                                                  rocksdb::BackupEngineOptions(backup_dir), &raw);
+  rocksdb::BackupEngineOptions backup_options(backup_dir, env);
+  rocksdb::Status s = rocksdb::BackupEngine::Open(backup_options, env, &raw);
   if (!s.ok()) return FromRocks(s, absl::StrCat("opening the backup folder ", backup_dir));
   std::unique_ptr<rocksdb::BackupEngine> engine(raw);
   rocksdb::CreateBackupOptions options;
@@ -584,26 +601,44 @@ absl::StatusOr<std::vector<BackupInfo>> Storage::Backup(const std::string& backu
   return Infos(engine.get());
 }
 
-absl::StatusOr<std::vector<BackupInfo>> Storage::ListBackups(const std::string& backup_dir) {
-  FEDSHARE_ASSIGN_OR_RETURN(std::unique_ptr<rocksdb::BackupEngineReadOnly> engine,
-                            OpenBackupsReadOnly(backup_dir));
+absl::StatusOr<std::vector<BackupInfo>> Storage::ListBackups(const std::string& backup_dir,
+                                                             const std::string& encryption_key) {
+  std::unique_ptr<rocksdb::Env> encrypted;
+  if (!encryption_key.empty()) encrypted = NewEncryptedEnv(rocksdb::Env::Default(), encryption_key);
+  FEDSHARE_ASSIGN_OR_RETURN(
+      std::unique_ptr<rocksdb::BackupEngineReadOnly> engine,
+      OpenBackupsReadOnly(backup_dir, encrypted ? encrypted.get() : rocksdb::Env::Default()));
   FEDSHARE_ASSIGN_OR_RETURN(std::vector<BackupInfo> infos, Infos(engine.get()));
   if (infos.empty()) return absl::NotFoundError(absl::StrCat("no backup in ", backup_dir));
   return infos;
 }
 
 absl::Status Storage::RestoreBackup(const std::string& backup_dir, const std::string& data_dir,
-                                    uint32_t id) {
+                                    uint32_t id, const std::string& encryption_key,
+                                    std::optional<std::string> backup_key) {
+  const std::string& read_key = backup_key.has_value() ? *backup_key : encryption_key;
   if (std::filesystem::exists(data_dir) && !std::filesystem::is_empty(data_dir)) {
     return absl::FailedPreconditionError(
         absl::StrCat(data_dir,
                      " is not empty: restore into an absent or empty folder (move the "
                      "current store aside first; a restore never mixes with one)"));
   }
-  FEDSHARE_ASSIGN_OR_RETURN(std::unique_ptr<rocksdb::BackupEngineReadOnly> engine,
-                            OpenBackupsReadOnly(backup_dir));
+  // The backup is read with its key and the store written with the store's:
+  // with two different keys, a restore changes the key (docs/operators.md).
+  std::unique_ptr<rocksdb::Env> read_env, write_env;
+  if (!read_key.empty()) read_env = NewEncryptedEnv(rocksdb::Env::Default(), read_key);
+  if (!encryption_key.empty()) write_env = NewEncryptedEnv(rocksdb::Env::Default(), encryption_key);
+  FEDSHARE_ASSIGN_OR_RETURN(
+      std::unique_ptr<rocksdb::BackupEngineReadOnly> engine,
+      OpenBackupsReadOnly(backup_dir, read_env ? read_env.get() : rocksdb::Env::Default(),
+                          write_env ? write_env.get() : rocksdb::Env::Default()));
   FEDSHARE_ASSIGN_OR_RETURN(std::vector<BackupInfo> infos, Infos(engine.get()));
-  if (infos.empty()) return absl::NotFoundError(absl::StrCat("no backup in ", backup_dir));
+  if (infos.empty()) {
+    return absl::NotFoundError(absl::StrCat(
+        "no backup in ", backup_dir,
+        read_key.empty() ? " (an encrypted backup needs its key)"
+                         : " readable with this key (is it the key the backup was made with?)"));
+  }
   if (id == 0) id = infos.back().id;
   bool known = false;
   for (const BackupInfo& b : infos) known = known || b.id == id;
@@ -617,7 +652,12 @@ absl::Status Storage::RestoreBackup(const std::string& backup_dir, const std::st
         absl::StrCat("backup ", id, " in ", backup_dir, " does not verify: ", s.ToString()));
   }
   s = engine->RestoreDBFromBackup(rocksdb::RestoreOptions(), id, data_dir, data_dir);
-  return FromRocks(s, absl::StrCat("restoring backup ", id, " into ", data_dir));
+  FEDSHARE_RETURN_IF_ERROR(FromRocks(s, absl::StrCat("restoring backup ", id, " into ", data_dir)));
+  // The restored files are encrypted with the same key: say so beside them.
+  if (!encryption_key.empty()) {
+    FEDSHARE_RETURN_IF_ERROR(CheckEncryptionKey(data_dir, /*store_exists=*/false, encryption_key));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace fedshare::storage
