@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -14,7 +15,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "google/protobuf/util/time_util.h"
 #include "node/common/files.h"
+#include "node/common/time_util.h"
 #include "openssl/rand.h"
 
 namespace fedshare::client {
@@ -186,13 +189,32 @@ int RunIngest(const Globals& g, IngestArgs a) {
   return 0;
 }
 
-int RunConsentImport(const Globals& g, const std::string& file) {
+// "csv" or "dpv"; empty: DPV for a .jsonl/.json/.ndjson file, else CSV.
+absl::StatusOr<v1::ConsentFormat> ConsentFormatFor(const std::string& name,
+                                                   const std::string& file) {
+  std::string f = absl::AsciiStrToLower(name);
+  if (f == "dpv") return v1::CONSENT_FORMAT_DPV;
+  if (f == "csv") return v1::CONSENT_FORMAT_CSV;
+  if (!f.empty()) {
+    return absl::InvalidArgumentError("--format '" + name + "' is unknown: use csv or dpv");
+  }
+  if (absl::EndsWith(file, ".jsonl") || absl::EndsWith(file, ".json") ||
+      absl::EndsWith(file, ".ndjson")) {
+    return v1::CONSENT_FORMAT_DPV;
+  }
+  return v1::CONSENT_FORMAT_CSV;
+}
+
+int RunConsentImport(const Globals& g, const std::string& file, const std::string& format) {
+  absl::StatusOr<v1::ConsentFormat> f = ConsentFormatFor(format, file);
+  if (!f.ok()) return Fail(f.status());
   absl::StatusOr<std::string> data = ReadFile(file);
   if (!data.ok()) return Fail(data.status());
   auto client = Dial(g, "127.0.0.1:7444");
   if (!client.ok()) return Fail(client.status());
   Progress progress("consent " + file, static_cast<int64_t>(data->size()));
-  absl::StatusOr<v1::ConsentImportResponse> r = (*client)->ImportConsent(*data, std::ref(progress));
+  absl::StatusOr<v1::ConsentImportResponse> r =
+      (*client)->ImportConsent(*data, std::ref(progress), *f);
   if (!r.ok()) return Fail(r.status(), Listener::kLocal);
   if (r->events_rejected() > 0 || r->errors_size() > 0) {
     std::cerr << "fedshare: nothing imported: the file has errors (fix them and import again):\n";
@@ -204,6 +226,88 @@ int RunConsentImport(const Globals& g, const std::string& file) {
     std::cerr << "fedshare: warning: imported as written, but check these rows:\n";
     PrintRowErrors(r->warnings(), r->warnings_size());
   }
+  return 0;
+}
+
+int RunConsentExport(const Globals& g, const std::string& format, const std::string& out) {
+  absl::StatusOr<v1::ConsentFormat> f = ConsentFormatFor(format, out);
+  if (!f.ok()) return Fail(f.status());
+  auto client = Dial(g, "127.0.0.1:7444");
+  if (!client.ok()) return Fail(client.status());
+  std::ofstream file;
+  std::ostream* sink = &std::cout;
+  std::string tmp;
+  if (!out.empty()) {
+    tmp = out + ".partial";
+    file.open(tmp, std::ios::binary | std::ios::trunc);
+    if (!file) return Fail(absl::FailedPreconditionError("cannot write " + tmp));
+    sink = &file;
+  }
+  int64_t events = 0;
+  absl::Status s =
+      (*client)->ExportConsent(*f, [&](const v1::ConsentExportChunk& chunk) -> absl::Status {
+        sink->write(chunk.data().data(), static_cast<std::streamsize>(chunk.data().size()));
+        events = chunk.events_so_far();
+        if (!*sink) return absl::DataLossError("write failed");
+        return absl::OkStatus();
+      });
+  if (!s.ok()) {
+    if (!tmp.empty()) std::remove(tmp.c_str());
+    return Fail(s, Listener::kLocal);
+  }
+  if (!out.empty()) {
+    file.close();
+    if (std::rename(tmp.c_str(), out.c_str()) != 0) {
+      return Fail(absl::FailedPreconditionError("cannot rename " + tmp + " to " + out));
+    }
+    std::cerr << "exported " << events << " consent events to " << out << "\n";
+  }
+  return 0;
+}
+
+int RunConsentReport(const Globals& g, const std::string& at_text) {
+  std::optional<absl::Time> at;
+  if (!at_text.empty()) {
+    absl::StatusOr<absl::Time> t = ParseTimeOrDate(at_text);
+    if (!t.ok())
+      return Fail(absl::InvalidArgumentError("--at: " + std::string(t.status().message())));
+    at = *t;
+  }
+  auto client = Dial(g, "127.0.0.1:7444");
+  if (!client.ok()) return Fail(client.status());
+  absl::StatusOr<v1::ConsentReportResponse> r = (*client)->ConsentReport(at);
+  if (!r.ok()) return Fail(r.status(), Listener::kLocal);
+  absl::Time when =
+      absl::FromUnixNanos(google::protobuf::util::TimeUtil::TimestampToNanoseconds(r->at()));
+  std::cout << "consent at " << fedshare::FormatTime(when)
+            << ", people per purpose (the latest event for "
+            << "exactly that purpose; counts only, never ids):\n";
+  std::cout << absl::StrFormat("%-28s %10s %10s %10s %10s %10s %10s\n", "purpose", "consenting",
+                               "withdrawn", "refused", "expired", "revoked", "invalidated");
+  for (const v1::PurposeConsentCount& c : r->purposes()) {
+    std::cout << absl::StrFormat("%-28s %10d %10d %10d %10d %10d %10d\n", c.purpose(),
+                                 c.consenting(), c.withdrawn(), c.refused(), c.expired(),
+                                 c.revoked(), c.invalidated());
+  }
+  std::cout << r->subjects_with_consent_events() << " people have consent events\n";
+  return 0;
+}
+
+int RunBackup(const Globals& g) {
+  auto client = Dial(g, "127.0.0.1:7444");
+  if (!client.ok()) return Fail(client.status());
+  absl::StatusOr<v1::BackupResponse> r = (*client)->Backup();
+  if (!r.ok()) return Fail(r.status(), Listener::kLocal);
+  for (const v1::BackupSummary& b : r->backups()) {
+    if (b.backup_id() != r->backup_id()) continue;
+    absl::Time when = absl::FromUnixSeconds(b.time().seconds());
+    std::cout << "backup " << b.backup_id() << " made at " << fedshare::FormatTime(when) << " in "
+              << r->backup_dir() << ": " << b.files() << " files, " << b.size_bytes()
+              << " bytes (the audit log included)\n";
+  }
+  std::cout << r->backups_size() << " backup(s) in " << r->backup_dir()
+            << "; restore one with the node stopped: fedshare-node --config CONFIG --restore-from "
+            << r->backup_dir() << " [--backup-id N]\n";
   return 0;
 }
 

@@ -1,5 +1,5 @@
 // The CLI's commands that move an org's own data through its node's local
-// listener: datasets, ingest, consent import and export.
+// listener: datasets, ingest, consent import, export and report, export.
 #ifndef FEDSHARE_CLIENT_DATA_COMMANDS_H_
 #define FEDSHARE_CLIENT_DATA_COMMANDS_H_
 
@@ -22,7 +22,14 @@ struct IngestArgs {
 // Each returns the process's exit code.
 int RunDatasets(const Globals& g);
 int RunIngest(const Globals& g, IngestArgs a);
-int RunConsentImport(const Globals& g, const std::string& file);
+// `format`: csv, dpv, or empty (from the file name: .jsonl/.json/.ndjson is
+// DPV, anything else CSV).
+int RunConsentImport(const Globals& g, const std::string& file, const std::string& format);
+int RunConsentExport(const Globals& g, const std::string& format, const std::string& out);
+// `at`: RFC 3339 or a date; empty: now.
+int RunConsentReport(const Globals& g, const std::string& at);
+// Asks the node for a backup (AdminService.Backup) and says how to restore it.
+int RunBackup(const Globals& g);
 int RunExport(const Globals& g, const std::string& dataset, const std::string& format,
               const std::string& out);
 

@@ -9,7 +9,10 @@
 //   fedshare ingest --dataset D [--skip-invalid] [--idempotency-key K] [--delimiter C]
 //                   [--map "COLUMN=FIELD"]... [--date-format F] [--allow-duplicate | --replace]
 //                   FILE
-//   fedshare consent import FILE
+//   fedshare consent import FILE [--format csv|dpv]
+//   fedshare consent export [--format csv|dpv] [--out FILE]
+//   fedshare consent report [--at TIME]
+//   fedshare backup
 //   fedshare export --dataset D [--format csv|jsonl] [--out FILE]
 //   fedshare query --sql "SELECT ..." [--peers a,b | --all-peers | --group G] [--dry-run]
 //       [--output table|csv|json|chart] [--save FILE]
@@ -565,8 +568,25 @@ int main(int argc, char** argv) {
   auto* consent = app.add_subcommand("consent", "consent records");
   consent->require_subcommand(1);
   auto* consent_import = consent->add_subcommand(
-      "import", "import consent events (CSV: subject,purpose,event,time,valid_until,scope)");
-  consent_import->add_option("file", file, "the CSV file")->required();
+      "import",
+      "import consent events (CSV: subject,purpose,event,time,valid_until,scope; or W3C DPV "
+      "consent records, one JSON object per line)");
+  consent_import->add_option("file", file, "the file")->required();
+  consent_import->add_option("--format", format,
+                             "csv or dpv (default: dpv for .jsonl/.json/.ndjson, else csv)");
+  auto* consent_export = consent->add_subcommand(
+      "export", "export every consent event as CSV or W3C DPV records (imports back)");
+  consent_export->add_option(
+      "--format", format, "csv or dpv (default: dpv for a .jsonl/.json/.ndjson --out, else csv)");
+  consent_export->add_option("--out", out, "file to write (default stdout)");
+  std::string consent_at;
+  auto* consent_report = consent->add_subcommand(
+      "report", "how many people consent to each purpose (counts only; never leaves the node)");
+  consent_report->add_option("--at", consent_at,
+                             "as of this time (RFC 3339 or a date; default now)");
+
+  auto* backup = app.add_subcommand(
+      "backup", "back the node's whole store up (audit log included) into its storage.backup_dir");
 
   auto* export_cmd = app.add_subcommand("export", "export a dataset as CSV or JSON Lines");
   export_cmd->add_option("--dataset", dataset, "dataset name")->required();
@@ -653,7 +673,10 @@ int main(int argc, char** argv) {
   if (datasets->parsed()) return RunDatasets(g);
   if (peers_cmd->parsed()) return RunPeers(g, !no_probe);
   if (ingest->parsed()) return RunIngest(g, in);
-  if (consent_import->parsed()) return RunConsentImport(g, file);
+  if (consent_import->parsed()) return RunConsentImport(g, file, format);
+  if (consent_export->parsed()) return RunConsentExport(g, format, out);
+  if (consent_report->parsed()) return RunConsentReport(g, consent_at);
+  if (backup->parsed()) return RunBackup(g);
   if (export_cmd->parsed()) return RunExport(g, dataset, format, out);
   if (query->parsed())
     return RunQuery(g, sql, peers, all_peers, group, output, deadline_ms, min_coverage, save_path,

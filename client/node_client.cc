@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/util/time_util.h"
 #include "google/rpc/status.pb.h"
 #include "node/common/status_macros.h"
 #include "policy/refusal.h"
@@ -174,7 +175,8 @@ absl::StatusOr<v1::IngestResponse> NodeClient::Ingest(const v1::IngestRequest& h
 }
 
 absl::StatusOr<v1::ConsentImportResponse> NodeClient::ImportConsent(absl::string_view csv,
-                                                                    const ProgressFn& progress) {
+                                                                    const ProgressFn& progress,
+                                                                    v1::ConsentFormat format) {
   grpc::ClientContext context;
   Prepare(context);
   v1::ConsentImportResponse response;
@@ -183,6 +185,7 @@ absl::StatusOr<v1::ConsentImportResponse> NodeClient::ImportConsent(absl::string
   size_t offset = 0;
   do {
     v1::ConsentImportRequest request;
+    if (offset == 0) request.set_format(format);
     size_t n = std::min(kChunkBytes, csv.size() - offset);
     request.set_data(std::string(csv.substr(offset, n)));
     offset += n;
@@ -218,6 +221,55 @@ absl::Status NodeClient::Export(const std::string& dataset, v1::DataFormat forma
   Remember(context);
   if (!sink_status.ok()) return sink_status;
   return FromGrpcStatus(status);
+}
+
+absl::Status NodeClient::ExportConsent(
+    v1::ConsentFormat format,
+    const std::function<absl::Status(const v1::ConsentExportChunk&)>& sink) {
+  grpc::ClientContext context;
+  Prepare(context);
+  v1::ConsentExportRequest request;
+  request.set_format(format);
+  std::unique_ptr<grpc::ClientReader<v1::ConsentExportChunk>> reader =
+      admin_->ExportConsent(&context, request);
+  v1::ConsentExportChunk chunk;
+  absl::Status sink_status;
+  while (reader->Read(&chunk)) {
+    sink_status = sink(chunk);
+    if (!sink_status.ok()) {
+      context.TryCancel();
+      break;
+    }
+  }
+  grpc::Status status = reader->Finish();
+  Remember(context);
+  if (!sink_status.ok()) return sink_status;
+  return FromGrpcStatus(status);
+}
+
+absl::StatusOr<v1::BackupResponse> NodeClient::Backup() {
+  grpc::ClientContext context;
+  Prepare(context);
+  v1::BackupResponse response;
+  grpc::Status status = admin_->Backup(&context, v1::BackupRequest(), &response);
+  Remember(context);
+  if (!status.ok()) return FromGrpcStatus(status);
+  return response;
+}
+
+absl::StatusOr<v1::ConsentReportResponse> NodeClient::ConsentReport(std::optional<absl::Time> at) {
+  grpc::ClientContext context;
+  Prepare(context);
+  v1::ConsentReportRequest request;
+  if (at.has_value()) {
+    *request.mutable_at() =
+        google::protobuf::util::TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(*at));
+  }
+  v1::ConsentReportResponse response;
+  grpc::Status status = admin_->ConsentReport(&context, request, &response);
+  Remember(context);
+  if (!status.ok()) return FromGrpcStatus(status);
+  return response;
 }
 
 }  // namespace fedshare::client

@@ -11,6 +11,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -59,8 +60,17 @@ class NodeClient {
   // end_of_file are ignored).
   absl::StatusOr<v1::IngestResponse> Ingest(const v1::IngestRequest& header, absl::string_view data,
                                             const ProgressFn& progress = nullptr);
-  absl::StatusOr<v1::ConsentImportResponse> ImportConsent(absl::string_view csv,
-                                                          const ProgressFn& progress = nullptr);
+  absl::StatusOr<v1::ConsentImportResponse> ImportConsent(
+      absl::string_view data, const ProgressFn& progress = nullptr,
+      v1::ConsentFormat format = v1::CONSENT_FORMAT_CSV);
+  // Calls `sink` with each chunk in order; stops with its error if it fails.
+  absl::Status ExportConsent(
+      v1::ConsentFormat format,
+      const std::function<absl::Status(const v1::ConsentExportChunk&)>& sink);
+  absl::StatusOr<v1::BackupResponse> Backup();
+  // `at` unset: now.
+  absl::StatusOr<v1::ConsentReportResponse> ConsentReport(
+      std::optional<absl::Time> at = std::nullopt);
   absl::StatusOr<v1::ListDatasetsResponse> ListDatasets();
   // Calls `sink` with each chunk in order; stops with its error if it fails.
   absl::Status Export(const std::string& dataset, v1::DataFormat format,

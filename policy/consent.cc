@@ -13,8 +13,14 @@ namespace fedshare::policy {
 namespace {
 
 bool IsNegative(ConsentEventType type) {
+  return type != ConsentEventType::kGiven && type != ConsentEventType::kRenewed;
+}
+
+// An objection, which OPT_OUT honours too; the other negatives (EXPIRED,
+// INVALIDATED) only say a consent no longer holds.
+bool IsObjection(ConsentEventType type) {
   return type == ConsentEventType::kWithdrawn || type == ConsentEventType::kRefused ||
-         type == ConsentEventType::kExpired;
+         type == ConsentEventType::kRevoked;
 }
 
 bool InScope(const ConsentEvent& e, absl::string_view org) {
@@ -40,8 +46,8 @@ Latest LatestFor(absl::string_view purpose, absl::Span<const ConsentEvent> event
       continue;
     }
     if (IsNegative(e.type)) {
-      // WITHDRAWN and REFUSED outrank EXPIRED: OPT_OUT honours only those two.
-      if (!latest.negative || *latest.negative == ConsentEventType::kExpired) {
+      // Objections outrank the other negatives: OPT_OUT honours only those.
+      if (!latest.negative || !IsObjection(*latest.negative)) {
         latest.negative = e.type;
       }
     } else {
@@ -81,7 +87,7 @@ Evaluation Evaluate(v1::ConsentBasis basis, const PurposeTree& tree,
     const Latest latest = LatestFor(purpose, events, q.now);
     if (!latest.seen) continue;
     if (latest.negative) {
-      if (!opt_out || *latest.negative != ConsentEventType::kExpired) any_negative = true;
+      if (!opt_out || IsObjection(*latest.negative)) any_negative = true;
       continue;
     }
     for (const ConsentEvent* e : latest.positives) {
@@ -104,8 +110,12 @@ absl::StatusOr<ConsentEventType> ParseConsentEventType(absl::string_view text) {
   if (upper == "WITHDRAWN") return ConsentEventType::kWithdrawn;
   if (upper == "REFUSED") return ConsentEventType::kRefused;
   if (upper == "EXPIRED") return ConsentEventType::kExpired;
-  return absl::InvalidArgumentError(absl::StrCat(
-      "consent event '", text, "' is unknown: use GIVEN, RENEWED, WITHDRAWN, REFUSED or EXPIRED"));
+  if (upper == "REVOKED") return ConsentEventType::kRevoked;
+  if (upper == "INVALIDATED") return ConsentEventType::kInvalidated;
+  return absl::InvalidArgumentError(
+      absl::StrCat("consent event '", text,
+                   "' is unknown: use GIVEN, RENEWED, WITHDRAWN, REFUSED, EXPIRED, REVOKED or "
+                   "INVALIDATED"));
 }
 
 absl::string_view ConsentEventTypeName(ConsentEventType type) {
@@ -120,6 +130,10 @@ absl::string_view ConsentEventTypeName(ConsentEventType type) {
       return "REFUSED";
     case ConsentEventType::kExpired:
       return "EXPIRED";
+    case ConsentEventType::kRevoked:
+      return "REVOKED";
+    case ConsentEventType::kInvalidated:
+      return "INVALIDATED";
   }
   return "UNKNOWN";
 }

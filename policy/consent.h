@@ -6,10 +6,13 @@
 //   - among the purposes covering P (P and its ancestors), at least one has as
 //     its latest event (at or before T) a GIVEN or RENEWED event that is not
 //     expired at T and whose scope includes A, and
-//   - no covering purpose has as its latest event a WITHDRAWN, REFUSED or
-//     EXPIRED event (an explicit "no" for P or a broader purpose wins).
+//   - no covering purpose has as its latest event a negative one: WITHDRAWN,
+//     REFUSED, REVOKED, EXPIRED or INVALIDATED (an explicit "no" for P or a
+//     broader purpose wins).
 // OPT_OUT: a subject counts unless some covering purpose's latest event is
-// WITHDRAWN or REFUSED (whatever its scope). NOT_PERSONAL: every subject counts.
+// WITHDRAWN, REFUSED or REVOKED (whatever its scope): an objection. EXPIRED
+// and INVALIDATED say a consent no longer holds, which an OPT_OUT basis never
+// relied on. NOT_PERSONAL: every subject counts.
 // Events later than T are ignored. Ties in time: a negative event wins (and
 // among tied positive events, any one that is valid and in scope suffices).
 // A purpose unknown to the tree is covered by nothing: no subject counts
@@ -34,13 +37,17 @@
 namespace fedshare::policy {
 
 // Stored values are fixed: they are written to disk (docs/storage-format.md).
+// The names follow W3C DPV's consent statuses (node/engine/consent_dpv.h).
 enum class ConsentEventType : uint8_t {
   kGiven = 1,
   kRenewed = 2,
-  kWithdrawn = 3,
-  kRefused = 4,
-  kExpired = 5,
+  kWithdrawn = 3,    // by the person
+  kRefused = 4,      // asked, and the person said no
+  kExpired = 5,      // the consent's time ran out
+  kRevoked = 6,      // ended by someone other than the person (e.g. the org)
+  kInvalidated = 7,  // found not to be valid (e.g. given without capacity)
 };
+inline constexpr ConsentEventType kLastConsentEventType = ConsentEventType::kInvalidated;
 
 // "GIVEN" etc. (case-insensitive) to the enum; INVALID_ARGUMENT otherwise.
 absl::StatusOr<ConsentEventType> ParseConsentEventType(absl::string_view text);

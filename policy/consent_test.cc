@@ -45,6 +45,8 @@ constexpr auto kRenewed = ConsentEventType::kRenewed;
 constexpr auto kWithdrawn = ConsentEventType::kWithdrawn;
 constexpr auto kRefused = ConsentEventType::kRefused;
 constexpr auto kExpired = ConsentEventType::kExpired;
+constexpr auto kRevoked = ConsentEventType::kRevoked;
+constexpr auto kInvalidated = ConsentEventType::kInvalidated;
 
 class ConsentTest : public ::testing::Test {
  protected:
@@ -186,6 +188,40 @@ TEST_F(ConsentTest, OptOutCountsUnlessWithdrawnOrRefused) {
                      Day(10), "program-evaluation", "foundation", v1::OPT_OUT));
 }
 
+TEST_F(ConsentTest, RevokedAndInvalidatedEndAConsent) {
+  for (auto ending : {kRevoked, kInvalidated}) {
+    SCOPED_TRACE(ConsentEventTypeName(ending));
+    EXPECT_FALSE(Counts({Event("program-evaluation", kGiven, Day(1)),
+                         Event("program-evaluation", ending, Day(2))}));
+    // A broader purpose's ending wins too.
+    EXPECT_FALSE(
+        Counts({Event("program-evaluation", kGiven, Day(1)), Event("research", ending, Day(2))}));
+    // Given again later: counts again.
+    EXPECT_TRUE(Counts({Event("program-evaluation", ending, Day(1)),
+                        Event("program-evaluation", kRenewed, Day(2))}));
+    // Before the ending took effect, the consent held.
+    EXPECT_TRUE(Counts(
+        {Event("program-evaluation", kGiven, Day(1)), Event("program-evaluation", ending, Day(5))},
+        Day(3)));
+  }
+}
+
+TEST_F(ConsentTest, UnderOptOutRevokedObjectsAndInvalidatedDoesNot) {
+  EXPECT_FALSE(Counts({Event("program-evaluation", kRevoked, Day(1))}, Day(10),
+                      "program-evaluation", "foundation", v1::OPT_OUT));
+  EXPECT_TRUE(Counts({Event("program-evaluation", kInvalidated, Day(1))}, Day(10),
+                     "program-evaluation", "foundation", v1::OPT_OUT));
+  // Tied in time, the objection outranks INVALIDATED (and EXPIRED).
+  for (auto weak : {kInvalidated, kExpired}) {
+    EXPECT_FALSE(Counts(
+        {Event("program-evaluation", weak, Day(1)), Event("program-evaluation", kRevoked, Day(1))},
+        Day(10), "program-evaluation", "foundation", v1::OPT_OUT));
+    EXPECT_FALSE(Counts(
+        {Event("program-evaluation", kRevoked, Day(1)), Event("program-evaluation", weak, Day(1))},
+        Day(10), "program-evaluation", "foundation", v1::OPT_OUT));
+  }
+}
+
 TEST_F(ConsentTest, NotPersonalCountsEveryone) {
   EXPECT_TRUE(Counts({Event("research", kRefused, Day(1))}, Day(10), "program-evaluation",
                      "foundation", v1::NOT_PERSONAL));
@@ -204,14 +240,19 @@ TEST_F(ConsentTest, UnspecifiedBasisIsOptIn) {
 TEST(ConsentParseTest, EventTypes) {
   ASSERT_OK_AND_ASSIGN(ConsentEventType t, ParseConsentEventType("Withdrawn"));
   EXPECT_EQ(t, kWithdrawn);
-  for (auto type : {kGiven, kRenewed, kWithdrawn, kRefused, kExpired}) {
+  for (auto type : {kGiven, kRenewed, kWithdrawn, kRefused, kExpired, kRevoked, kInvalidated}) {
     ASSERT_OK_AND_ASSIGN(ConsentEventType back, ParseConsentEventType(ConsentEventTypeName(type)));
     EXPECT_EQ(back, type);
   }
-  EXPECT_THAT(ParseConsentEventType("revoked"),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("'revoked'")));
+  EXPECT_THAT(ParseConsentEventType("cancelled"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("'cancelled' is unknown: use GIVEN, RENEWED, WITHDRAWN, REFUSED, "
+                                 "EXPIRED, REVOKED or INVALIDATED")));
+  // Stored on disk (docs/storage-format.md): never renumbered.
   EXPECT_EQ(static_cast<int>(kGiven), 1);
   EXPECT_EQ(static_cast<int>(kExpired), 5);
+  EXPECT_EQ(static_cast<int>(kRevoked), 6);
+  EXPECT_EQ(static_cast<int>(kInvalidated), 7);
 }
 
 TEST(ConsentParseTest, Scope) {

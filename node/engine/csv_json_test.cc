@@ -108,6 +108,30 @@ TEST(JsonTest, RefusesWhatIsNotStrictJson) {
   }
 }
 
+TEST(JsonTest, StringArraysOnlyWhenAsked) {
+  std::vector<JsonMember> m;
+  std::vector<JsonArrayMember> arrays;
+  ASSERT_OK(ParseJsonObjectWithStringArrays(R"({"a":"x", "r":["p","q\u00e9"], "e":[], "n":1})", &m,
+                                            &arrays));
+  ASSERT_EQ(m.size(), 2u);
+  EXPECT_EQ(m[0].key, "a");
+  EXPECT_EQ(m[1].key, "n");
+  ASSERT_EQ(arrays.size(), 2u);
+  EXPECT_EQ(arrays[0].key, "r");
+  EXPECT_THAT(arrays[0].items, ::testing::ElementsAre("p", "q\xC3\xA9"));
+  EXPECT_EQ(arrays[1].key, "e");
+  EXPECT_TRUE(arrays[1].items.empty());
+  for (const char* bad : {R"({"r":[1]})", R"({"r":["a",]})", R"({"r":["a"],"r":"b"})",
+                          R"({"r":"b","r":["a"]})", R"({"r":[["a"]]})", R"({"r":["a")"}) {
+    EXPECT_THAT(ParseJsonObjectWithStringArrays(bad, &m, &arrays),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("invalid JSON")))
+        << bad;
+  }
+  // The ingest parser still refuses arrays.
+  EXPECT_THAT(ParseJsonObject(R"({"r":["a"]})", &m),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not supported")));
+}
+
 TEST(JsonTest, WritesMinimalEscapes) {
   std::string out;
   AppendJsonString(&out, "a\"b\\c\n\x1f é");

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <charconv>
+#include <functional>
+#include <optional>
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
@@ -16,6 +18,7 @@
 #include "node/common/status_macros.h"
 #include "node/common/time_util.h"
 #include "node/common/utf8.h"
+#include "node/engine/consent_dpv.h"
 #include "node/engine/csv.h"
 #include "node/engine/engine_internal.h"
 #include "node/engine/json.h"
@@ -27,8 +30,6 @@ namespace fedshare::engine {
 using storage::ColumnFamily;
 using storage::StoredType;
 
-namespace {
-
 std::string EncodeConsentValue(absl::Time valid_until, const std::vector<std::string>& scope) {
   std::string v;
   storage::AppendOrderedTime(&v, valid_until);
@@ -38,7 +39,10 @@ std::string EncodeConsentValue(absl::Time valid_until, const std::vector<std::st
 
 std::optional<policy::ConsentEvent> DecodeConsentEvent(const storage::ConsentKey& key,
                                                        absl::string_view value) {
-  if (value.size() < 8 || key.event_type < 1 || key.event_type > 5) return std::nullopt;
+  if (value.size() < 8 || key.event_type < 1 ||
+      key.event_type > static_cast<uint8_t>(policy::kLastConsentEventType)) {
+    return std::nullopt;
+  }
   policy::ConsentEvent e;
   e.purpose = key.purpose;
   e.type = static_cast<policy::ConsentEventType>(key.event_type);
@@ -48,6 +52,8 @@ std::optional<policy::ConsentEvent> DecodeConsentEvent(const storage::ConsentKey
   if (!scope.empty()) e.scope = absl::StrSplit(scope, ';');
   return e;
 }
+
+namespace {
 
 void AppendInt(std::string* out, int64_t v) {
   char buf[24];
@@ -312,65 +318,89 @@ const DatasetDef* Engine::FindDataset(absl::string_view name) const {
 }
 
 absl::StatusOr<v1::ConsentImportResponse> Engine::ImportConsent(
-    absl::string_view csv, const absl::flat_hash_set<std::string>* known_orgs) {
+    absl::string_view data, const absl::flat_hash_set<std::string>* known_orgs,
+    v1::ConsentFormat format) {
   absl::MutexLock lock(&write_mu_);
   WriterState& w = *writer_;
   FEDSHARE_RETURN_IF_ERROR(w.LoadSubjects(*storage_));
   v1::ConsentImportResponse response;
   auto* errors = response.mutable_errors();
+  const bool dpv = format == v1::CONSENT_FORMAT_DPV;
+  const auto& kNames = dpv ? kConsentDpvKeys : kConsentCsvColumns;
 
-  CsvReader reader(csv);
-  CsvRecord record;
-  if (!reader.Next(&record)) return response;
-  enum Column { kSubject, kPurpose, kEvent, kTime, kValidUntil, kScope, kNumColumns };
-  static constexpr absl::string_view kNames[kNumColumns] = {"subject", "purpose",     "event",
-                                                            "time",    "valid_until", "scope"};
-  std::vector<int> column_of(kNumColumns, -1);
-  bool header_bad = !record.error.empty();
-  if (header_bad) AddError(errors, record.line, "", absl::StrCat("malformed CSV: ", record.error));
-  for (size_t i = 0; i < record.fields.size() && !header_bad; ++i) {
-    std::string name = absl::AsciiStrToLower(record.fields[i].value);
-    if (name == "valid-until") name = "valid_until";
-    int c = 0;
-    while (c < kNumColumns && kNames[c] != name) ++c;
-    if (c == kNumColumns || column_of[c] != -1) {
-      AddError(errors, record.line, record.fields[i].value,
-               c == kNumColumns
-                   ? "unknown column: use subject, purpose, event, time, valid_until, scope"
-                   : "unknown column: the column is named twice");
-      header_bad = true;
-      continue;
+  // The rows, whatever the format.
+  std::function<bool(ConsentRowText*)> next;
+  std::optional<DpvConsentReader> dpv_reader;
+  CsvReader csv(data);
+  std::vector<int> column_of(kNumConsentColumns, -1);
+  size_t ncols = 0;
+  if (dpv) {
+    dpv_reader.emplace(data, response.mutable_warnings());
+    next = [&](ConsentRowText* row) { return dpv_reader->Next(row); };
+  } else {
+    CsvRecord record;
+    if (!csv.Next(&record)) return response;
+    bool header_bad = !record.error.empty();
+    if (header_bad) {
+      AddError(errors, record.line, "", absl::StrCat("malformed CSV: ", record.error));
     }
-    column_of[c] = static_cast<int>(i);
-  }
-  for (int c = 0; c <= kTime && !header_bad; ++c) {
-    if (column_of[c] == -1) {
-      AddError(errors, record.line, kNames[c],
-               absl::StrCat("missing column: the header needs ", kNames[c]));
-      header_bad = true;
+    for (size_t i = 0; i < record.fields.size() && !header_bad; ++i) {
+      std::string name = absl::AsciiStrToLower(record.fields[i].value);
+      if (name == "valid-until") name = "valid_until";
+      int c = 0;
+      while (c < kNumConsentColumns && kConsentCsvColumns[c] != name) ++c;
+      if (c == kNumConsentColumns || column_of[c] != -1) {
+        AddError(errors, record.line, record.fields[i].value,
+                 c == kNumConsentColumns
+                     ? "unknown column: use subject, purpose, event, time, valid_until, scope"
+                     : "unknown column: the column is named twice");
+        header_bad = true;
+        continue;
+      }
+      column_of[c] = static_cast<int>(i);
     }
+    for (int c = 0; c <= kTime && !header_bad; ++c) {
+      if (column_of[c] == -1) {
+        AddError(errors, record.line, kConsentCsvColumns[c],
+                 absl::StrCat("missing column: the header needs ", kConsentCsvColumns[c]));
+        header_bad = true;
+      }
+    }
+    if (header_bad) return response;
+    ncols = record.fields.size();
+    next = [&](ConsentRowText* row) {
+      CsvRecord r;
+      if (!csv.Next(&r)) return false;
+      *row = ConsentRowText();
+      row->line = r.line;
+      if (!r.error.empty()) {
+        row->error = absl::StrCat("malformed CSV: ", r.error);
+      } else if (r.fields.size() != ncols) {
+        row->error =
+            absl::StrCat("wrong number of fields: expected ", ncols, ", got ", r.fields.size());
+      } else {
+        for (int c = 0; c < kNumConsentColumns; ++c) {
+          if (column_of[c] >= 0) row->cells[c] = std::string(r.fields[column_of[c]].value);
+        }
+      }
+      return true;
+    };
   }
-  if (header_bad) return response;
-  const size_t ncols = record.fields.size();
 
   SubjectStaging subjects(w.subjects, w.subject_count);
   storage::WriteBatch batch;
   absl::flat_hash_map<std::string, std::string> staged;  // key -> value in this import
   int64_t read = 0, rejected = 0, fresh = 0;
-  while (reader.Next(&record)) {
+  ConsentRowText row;
+  while (next(&row)) {
     ++read;
-    const int64_t line = record.line;
-    if (!record.error.empty() || record.fields.size() != ncols) {
-      AddError(errors, line, "",
-               !record.error.empty() ? absl::StrCat("malformed CSV: ", record.error)
-                                     : absl::StrCat("wrong number of fields: expected ", ncols,
-                                                    ", got ", record.fields.size()));
+    const int64_t line = row.line;
+    if (!row.error.empty()) {
+      AddError(errors, line, row.error_column >= 0 ? kNames[row.error_column] : "", row.error);
       ++rejected;
       continue;
     }
-    auto cell = [&](int c) -> absl::string_view {
-      return column_of[c] < 0 ? absl::string_view() : record.fields[column_of[c]].value;
-    };
+    auto cell = [&](int c) -> absl::string_view { return row.cells[c]; };
     bool bad = false;
     auto fail = [&](int c, absl::string_view reason) {
       AddError(errors, line, kNames[c], reason);
@@ -400,8 +430,8 @@ absl::StatusOr<v1::ConsentImportResponse> Engine::ImportConsent(
     }
     if (time.ok() && valid_until <= *time) {
       fail(kValidUntil,
-           absl::StrCat("valid_until ", Quote(until_text), " is not after time ",
-                        Quote(absl::StripAsciiWhitespace(cell(kTime))),
+           absl::StrCat(kNames[kValidUntil], " ", Quote(until_text), " is not after ",
+                        kNames[kTime], " ", Quote(absl::StripAsciiWhitespace(cell(kTime))),
                         ": a consent must end after it starts (are the columns swapped?)"));
     }
     absl::StatusOr<std::vector<std::string>> scope = policy::ParseConsentScope(cell(kScope));

@@ -59,8 +59,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
-#include "absl/status/status.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
@@ -217,30 +217,49 @@ class Engine {
   // the digest checks (idempotency key, duplicate file) come at Finish. The
   // session holds the engine's write lock until it is destroyed: other
   // ingests and consent imports wait for it.
-  absl::StatusOr<std::unique_ptr<IngestSession>> StartIngest(absl::string_view dataset,
-                                                             v1::DataFormat format,
-                                                             bool skip_invalid,
-                                                             IngestControl control)
-      ABSL_NO_THREAD_SAFETY_ANALYSIS;
+  absl::StatusOr<std::unique_ptr<IngestSession>> StartIngest(
+      absl::string_view dataset, v1::DataFormat format, bool skip_invalid,
+      IngestControl control) ABSL_NO_THREAD_SAFETY_ANALYSIS;
+
+  // Receives an export in chunks (Export, ExportConsent).
+  using ExportSink = std::function<absl::Status(absl::string_view chunk, int64_t rows_so_far)>;
 
   // Imports consent events from CSV with the header columns subject, purpose,
-  // event, time (required) and valid_until, scope (optional), in any order.
-  // time/valid_until: RFC 3339 or YYYY-MM-DD (empty valid_until: no expiry);
-  // scope: "" or "*" for any member, else org ids separated by ';'. An event
-  // is identified by (subject, purpose, time, event): re-importing it adds
-  // nothing; the same identity with another valid_until or scope is a row
-  // error, and so is a valid_until not after time. Like ingest without
+  // event, time (required) and valid_until, scope (optional), in any order,
+  // or from DPV consent records (node/engine/consent_dpv.h) with the same
+  // meaning. time/valid_until: RFC 3339 or YYYY-MM-DD (empty valid_until: no
+  // expiry); scope: "" or "*" for any member, else org ids separated by ';'.
+  // An event is identified by (subject, purpose, time, event): re-importing
+  // it adds nothing; the same identity with another valid_until or scope is a
+  // row error, and so is a valid_until not after time. Like ingest without
   // skip_invalid, any bad row means nothing is written (events_new 0, errors
-  // listed). Subjects seen only here get ordinals too. Atomic and synced.
-  // When `known_orgs` is given, a scope naming another org is imported as
-  // written and listed in the response's warnings (line, column scope).
+  // listed; a DPV error names the DPV key). Subjects seen only here get
+  // ordinals too. Atomic and synced. When `known_orgs` is given, a scope
+  // naming another org is imported as written and listed in the response's
+  // warnings (line, column scope); so is a DPV key fedshare does not read.
   absl::StatusOr<v1::ConsentImportResponse> ImportConsent(
-      absl::string_view csv, const absl::flat_hash_set<std::string>* known_orgs = nullptr);
+      absl::string_view data, const absl::flat_hash_set<std::string>* known_orgs = nullptr,
+      v1::ConsentFormat format = v1::CONSENT_FORMAT_CSV);
+
+  // Streams every stored consent event, from one snapshot, ordered by
+  // subject ordinal, purpose and time: CSV with the import's header (so the
+  // file imports back) or DPV records. sink(chunk, events so far) with
+  // chunks of about `chunk_bytes`; stops at and returns the sink's first
+  // error. Erasure aside, importing the export into an empty node gives the
+  // same consent state.
+  absl::Status ExportConsent(v1::ConsentFormat format, const ExportSink& sink,
+                             size_t chunk_bytes = 64 << 10) const;
+
+  // Per configured purpose, how many people's consent for exactly that
+  // purpose is in each state at `at` (the latest event at or before it; a
+  // negative event wins a tie; a GIVEN or RENEWED consent past its
+  // valid_until counts as expired), whatever its scope. For the org's
+  // operators only: served on the local listener, never to a peer.
+  absl::StatusOr<v1::ConsentReportResponse> ConsentReport(absl::Time at) const;
 
   // Streams the dataset in canonical CSV or JSONL: sink(chunk, rows so far)
   // with chunks of about `chunk_bytes`; stops at and returns the sink's first
   // error. NOT_FOUND for an unknown dataset.
-  using ExportSink = std::function<absl::Status(absl::string_view chunk, int64_t rows_so_far)>;
   absl::Status Export(absl::string_view dataset, v1::DataFormat format, const ExportSink& sink,
                       size_t chunk_bytes = 64 << 10) const;
 

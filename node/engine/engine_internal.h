@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,10 +25,17 @@
 #include "node/engine/engine.h"
 #include "node/storage/keys.h"
 #include "node/storage/storage.h"
+#include "policy/consent.h"
 
 namespace fedshare::engine {
 
 inline constexpr int kMaxListedErrors = 1000;
+
+// The consent column family's value (docs/storage-format.md, `consent`).
+std::string EncodeConsentValue(absl::Time valid_until, const std::vector<std::string>& scope);
+// nullopt if the key's event type or the value is malformed.
+std::optional<policy::ConsentEvent> DecodeConsentEvent(const storage::ConsentKey& key,
+                                                       absl::string_view value);
 
 inline std::string Quote(absl::string_view text) {
   return absl::StrCat("'", TruncateUtf8(text, 40), "'");

@@ -10,10 +10,12 @@ namespace {
 
 class Parser {
  public:
-  explicit Parser(absl::string_view text) : text_(text) {}
+  explicit Parser(absl::string_view text, std::vector<JsonArrayMember>* arrays = nullptr)
+      : text_(text), arrays_(arrays) {}
 
   absl::Status ParseObject(std::vector<JsonMember>* members) {
     members->clear();
+    if (arrays_ != nullptr) arrays_->clear();
     SkipSpace();
     if (!Consume('{')) return Error("expected '{'");
     SkipSpace();
@@ -27,12 +29,26 @@ class Parser {
       for (const JsonMember& m : *members) {
         if (m.key == member.key) return Error(absl::StrCat("duplicate key \"", member.key, "\""));
       }
+      if (arrays_ != nullptr) {
+        for (const JsonArrayMember& m : *arrays_) {
+          if (m.key == member.key) {
+            return Error(absl::StrCat("duplicate key \"", member.key, "\""));
+          }
+        }
+      }
       SkipSpace();
       if (!Consume(':')) return Error("expected ':'");
       SkipSpace();
-      s = ParseScalar(&member.value);
-      if (!s.ok()) return s;
-      members->push_back(std::move(member));
+      if (arrays_ != nullptr && Peek() == '[') {
+        JsonArrayMember array{std::move(member.key), {}};
+        s = ParseStringArray(&array.items);
+        if (!s.ok()) return s;
+        arrays_->push_back(std::move(array));
+      } else {
+        s = ParseScalar(&member.value);
+        if (!s.ok()) return s;
+        members->push_back(std::move(member));
+      }
       SkipSpace();
       if (Consume(',')) continue;
       if (Consume('}')) return End();
@@ -95,6 +111,25 @@ class Parser {
     }
     if (c == '[' || c == '{') return Error("nested arrays and objects are not supported");
     return Error("expected a value");
+  }
+
+  // '[' string (',' string)* ']' or '[' ']'.
+  absl::Status ParseStringArray(std::vector<std::string>* items) {
+    Consume('[');
+    SkipSpace();
+    if (Consume(']')) return absl::OkStatus();
+    for (;;) {
+      SkipSpace();
+      if (Peek() != '"') return Error("an array may hold only strings");
+      std::string item;
+      absl::Status s = ParseString(&item);
+      if (!s.ok()) return s;
+      items->push_back(std::move(item));
+      SkipSpace();
+      if (Consume(',')) continue;
+      if (Consume(']')) return absl::OkStatus();
+      return Error("expected ',' or ']'");
+    }
   }
 
   static bool IsDigit(char c) { return c >= '0' && c <= '9'; }
@@ -219,6 +254,7 @@ class Parser {
   }
 
   absl::string_view text_;
+  std::vector<JsonArrayMember>* arrays_;
   size_t pos_ = 0;
 };
 
@@ -229,6 +265,15 @@ absl::Status ParseJsonObject(absl::string_view text, std::vector<JsonMember>* me
     return absl::InvalidArgumentError(bad);
   }
   return Parser(text).ParseObject(members);
+}
+
+absl::Status ParseJsonObjectWithStringArrays(absl::string_view text,
+                                             std::vector<JsonMember>* members,
+                                             std::vector<JsonArrayMember>* arrays) {
+  if (std::string bad = DescribeInvalidUtf8(text); !bad.empty()) {
+    return absl::InvalidArgumentError(bad);
+  }
+  return Parser(text, arrays).ParseObject(members);
 }
 
 bool JsonNumberIsInteger(absl::string_view text) {

@@ -34,6 +34,17 @@ struct JsonMember {
 // which column). Duplicate keys are an error.
 absl::Status ParseJsonObject(absl::string_view text, std::vector<JsonMember>* members);
 
+struct JsonArrayMember {
+  std::string key;
+  std::vector<std::string> items;
+};
+
+// The same, and values that are arrays of strings go to `arrays` (in order;
+// a key is still unique across both). Other arrays and objects are refused.
+absl::Status ParseJsonObjectWithStringArrays(absl::string_view text,
+                                             std::vector<JsonMember>* members,
+                                             std::vector<JsonArrayMember>* arrays);
+
 // True if `text` (a valid JSON number) is an integer: no fraction, no exponent.
 bool JsonNumberIsInteger(absl::string_view text);
 

@@ -1,5 +1,6 @@
 #include "node/server/config.h"
 
+#include <cstdlib>
 #include <functional>
 #include <set>
 #include <vector>
@@ -17,6 +18,7 @@
 #include "node/common/files.h"
 #include "node/common/status_macros.h"
 #include "node/common/utf8.h"
+#include "node/storage/encryption.h"
 #include "policy/agreement.h"
 #include "policy/purpose_tree.h"
 #include "policy/schema.h"
@@ -299,6 +301,30 @@ absl::Status ValidateNodeConfig(const v1::NodeConfig& config) {
   v1::NodeConfig filled = config;
   FillDefaults(filled);
   return ValidateImpl(filled, MakeLocator("config", v1::NodeConfig::descriptor(), nullptr), {});
+}
+
+absl::StatusOr<std::string> LoadStorageKey(const v1::NodeConfig& config) {
+  if (const char* env = std::getenv("FEDSHARE_STORAGE_KEY"); env != nullptr && *env != '\0') {
+    absl::StatusOr<std::string> key = storage::ParseEncryptionKey(env);
+    if (!key.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("FEDSHARE_STORAGE_KEY: ", key.status().message()));
+    }
+    return key;
+  }
+  const std::string& file = config.storage().encryption_key_file();
+  if (file.empty()) return std::string();
+  absl::StatusOr<std::string> text = ReadFile(file);
+  if (!text.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "storage.encryption_key_file ", file, " cannot be read: ", text.status().message()));
+  }
+  absl::StatusOr<std::string> key = storage::ParseEncryptionKey(*text);
+  if (!key.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("storage.encryption_key_file ", file, ": ", key.status().message()));
+  }
+  return key;
 }
 
 }  // namespace fedshare::server

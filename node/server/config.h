@@ -34,6 +34,11 @@ absl::StatusOr<v1::NodeConfig> ParseNodeConfig(absl::string_view text, absl::str
 // the offending field (no line: there is no text).
 absl::Status ValidateNodeConfig(const v1::NodeConfig& config);
 
+// The store's encryption key (32 bytes): from $FEDSHARE_STORAGE_KEY when set,
+// else from storage.encryption_key_file; empty when neither is given. The
+// error names the file or variable, never the key.
+absl::StatusOr<std::string> LoadStorageKey(const v1::NodeConfig& config);
+
 // Reads an AgreementSet policy file (text format or JSON), same error forms.
 absl::StatusOr<v1::AgreementSet> LoadAgreementsFile(const std::string& path);
 

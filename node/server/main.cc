@@ -3,6 +3,8 @@
 //   fedshare-node --config node.textproto [--ready-file F] [--log-level info]
 //   fedshare-node --config node.textproto --check-config
 //   fedshare-node --config node.textproto --probe   # exit 0 if the node is serving
+//   fedshare-node --config node.textproto --restore-from BACKUP_DIR [--backup-id N]
+//                 [--backup-key-file OLD_KEY]
 //   fedshare-node --version
 //
 // Paths and addresses in the config may be overridden by flags or
@@ -23,6 +25,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <string>
 
 #include "CLI/CLI.hpp"
@@ -34,6 +37,8 @@
 #include "node/server/node.h"
 #include "node/server/overrides.h"
 #include "node/server/probe.h"
+#include "node/storage/encryption.h"
+#include "node/storage/storage.h"
 #include "spdlog/spdlog.h"
 
 int main(int argc, char** argv) {
@@ -58,6 +63,16 @@ int main(int argc, char** argv) {
   app.add_flag("--probe", probe,
                "check the running node's health over mTLS with its own certificate; exit 0 if "
                "serving, 1 if not");
+  std::string restore_from;
+  uint32_t backup_id = 0;
+  app.add_option("--restore-from", restore_from,
+                 "restore the newest backup in this folder (`fedshare backup`) into the config's "
+                 "data_dir, which must be absent or empty, then exit; the node must be stopped");
+  app.add_option("--backup-id", backup_id, "with --restore-from: this backup, not the newest");
+  std::string backup_key_file;
+  app.add_option("--backup-key-file", backup_key_file,
+                 "with --restore-from: the storage key the backup was made with, when it is not "
+                 "the config's (this changes the store's key)");
   std::map<std::string, std::string> overrides;
   for (const fedshare::server::ConfigOverride& o : fedshare::server::ConfigOverrides()) {
     app.add_option_function<std::string>(
@@ -87,6 +102,35 @@ int main(int argc, char** argv) {
       return 1;
     }
     std::cout << "SERVING\n";
+    return 0;
+  }
+  if (!restore_from.empty()) {
+    absl::StatusOr<std::string> key = fedshare::server::LoadStorageKey(*config);
+    std::optional<std::string> backup_key;
+    if (key.ok() && !backup_key_file.empty()) {
+      absl::StatusOr<std::string> text = fedshare::ReadFile(backup_key_file);
+      absl::StatusOr<std::string> parsed =
+          text.ok() ? fedshare::storage::ParseEncryptionKey(*text) : text.status();
+      if (!parsed.ok()) {
+        key = absl::InvalidArgumentError(
+            absl::StrCat("--backup-key-file ", backup_key_file, ": ", parsed.status().message()));
+      } else {
+        backup_key = *parsed;
+      }
+    }
+    absl::Status restored = key.ok()
+                                ? fedshare::storage::Storage::RestoreBackup(
+                                      restore_from, config->data_dir(), backup_id, *key, backup_key)
+                                : key.status();
+    if (!restored.ok()) {
+      std::cerr << "fedshare-node: cannot restore: " << restored.message() << "\n";
+      return 1;
+    }
+    std::cout << "restored "
+              << (backup_id == 0 ? std::string("the newest backup")
+                                 : absl::StrCat("backup ", backup_id))
+              << " from " << restore_from << " into " << config->data_dir()
+              << "; start the node as usual\n";
     return 0;
   }
   if (check_only) {

@@ -168,6 +168,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
   if (cfg.storage().disk_reserve_bytes() > 0) {
     storage_options.disk_reserve_bytes = cfg.storage().disk_reserve_bytes();
   }
+  FEDSHARE_ASSIGN_OR_RETURN(storage_options.encryption_key, LoadStorageKey(cfg));
   FEDSHARE_ASSIGN_OR_RETURN(node->storage_,
                             storage::Storage::Create(cfg.data_dir(), storage_options));
   FEDSHARE_ASSIGN_OR_RETURN(node->audit_,
@@ -209,6 +210,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
   env.config = &node->config_;
   env.authenticator = node->authenticator_.get();
   env.engine = node->engine_.get();
+  env.storage = node->storage_.get();
   env.answerer = node->answerer_.get();
   env.audit = node->audit_.get();
   env.fanout = node->fanout_.get();
@@ -293,6 +295,7 @@ absl::StatusOr<std::vector<std::string>> Node::CheckConfig(const v1::NodeConfig&
   if (::stat(cfg.data_dir().c_str(), &st) != 0) return warnings;  // Create makes a new store
   storage::StorageOptions storage_options;
   storage_options.read_only = true;
+  FEDSHARE_ASSIGN_OR_RETURN(storage_options.encryption_key, LoadStorageKey(cfg));
   absl::StatusOr<std::unique_ptr<storage::Storage>> store =
       storage::Storage::Create(cfg.data_dir(), storage_options);
   if (absl::IsNotFound(store.status())) return warnings;  // an empty folder: a new store
@@ -387,11 +390,10 @@ std::string Node::ReloadSummary::Line() const {
   auto part = [](const absl::Status& s, const std::string& ok) {
     return s.ok() ? ok : absl::StrCat("kept-old (", s.message(), ")");
   };
-  return absl::StrCat(
-      "reloaded agreements=",
-      part(agreements.status(), agreements.ok() ? absl::StrCat(*agreements) : ""),
-      " peers=", part(peers.status(), peers.ok() ? absl::StrCat(*peers) : ""),
-      " certificates=", part(certificates, "ok"));
+  return absl::StrCat("reloaded agreements=",
+                      part(agreements.status(), agreements.ok() ? absl::StrCat(*agreements) : ""),
+                      " peers=", part(peers.status(), peers.ok() ? absl::StrCat(*peers) : ""),
+                      " certificates=", part(certificates, "ok"));
 }
 
 void Node::Shutdown(absl::Duration grace) {

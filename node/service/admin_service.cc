@@ -5,6 +5,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/util/time_util.h"
 #include "node/audit/audit_log.h"
 #include "node/common/status_macros.h"
 #include "node/engine/answerer.h"
@@ -13,6 +14,8 @@
 #include "node/identity/server_credentials.h"
 #include "node/service/call_guard.h"
 #include "node/service/grpc_status.h"
+#include "node/storage/storage.h"
+#include "spdlog/spdlog.h"
 
 namespace fedshare::service {
 
@@ -212,8 +215,11 @@ grpc::Status AdminServiceImpl::ImportConsent(grpc::ServerContext* context,
   absl::StatusOr<identity::Identity> who =
       Authorize(*env_, *context, kMethod, {Role::kOperator}, /*own_org=*/true);
   if (!who.ok()) return ToGrpcStatus(who.status());
+  v1::ConsentFormat format = v1::CONSENT_FORMAT_CSV;
   absl::StatusOr<std::string> data =
-      ReadUpload(context, reader, [](const v1::ConsentImportRequest&) {});
+      ReadUpload(context, reader, [&](const v1::ConsentImportRequest& first) {
+        if (first.format() == v1::CONSENT_FORMAT_DPV) format = v1::CONSENT_FORMAT_DPV;
+      });
   if (!data.ok()) return Finish(kMethod, who->spiffe_id, data.status());
   // Orgs a consent scope may name without a warning: this node's, its peers',
   // and those named by an agreement (reloaded ones included).
@@ -223,7 +229,7 @@ grpc::Status AdminServiceImpl::ImportConsent(grpc::ServerContext* context,
     known_orgs.insert(a.peers().begin(), a.peers().end());
   }
   absl::StatusOr<v1::ConsentImportResponse> result =
-      env_->engine->ImportConsent(*data, &known_orgs);
+      env_->engine->ImportConsent(*data, &known_orgs, format);
   if (result.ok()) *response = std::move(result).value();
   return Finish(kMethod, who->spiffe_id, result.status());
 }
@@ -260,6 +266,68 @@ grpc::Status AdminServiceImpl::Export(grpc::ServerContext* context,
                              return absl::OkStatus();
                            });
   return Finish(kMethod, who->spiffe_id, status);
+}
+
+grpc::Status AdminServiceImpl::ExportConsent(grpc::ServerContext* context,
+                                             const v1::ConsentExportRequest* request,
+                                             grpc::ServerWriter<v1::ConsentExportChunk>* writer) {
+  constexpr absl::string_view kMethod = "AdminService.ExportConsent";
+  absl::StatusOr<identity::Identity> who =
+      Authorize(*env_, *context, kMethod, {Role::kOperator}, /*own_org=*/true);
+  if (!who.ok()) return ToGrpcStatus(who.status());
+  absl::Status status = env_->engine->ExportConsent(
+      request->format(), [&](absl::string_view chunk, int64_t events_so_far) -> absl::Status {
+        if (context->IsCancelled()) return absl::CancelledError("the client cancelled the export");
+        v1::ConsentExportChunk message;
+        message.set_data(std::string(chunk));
+        message.set_events_so_far(events_so_far);
+        if (!writer->Write(message)) return absl::CancelledError("the client went away");
+        return absl::OkStatus();
+      });
+  return Finish(kMethod, who->spiffe_id, status);
+}
+
+grpc::Status AdminServiceImpl::ConsentReport(grpc::ServerContext* context,
+                                             const v1::ConsentReportRequest* request,
+                                             v1::ConsentReportResponse* response) {
+  constexpr absl::string_view kMethod = "AdminService.ConsentReport";
+  absl::StatusOr<identity::Identity> who =
+      Authorize(*env_, *context, kMethod, {Role::kOperator, Role::kAnalyst}, /*own_org=*/true);
+  if (!who.ok()) return ToGrpcStatus(who.status());
+  absl::Time at = request->has_at() ? ToTime(request->at()) : env_->clock->Now();
+  absl::StatusOr<v1::ConsentReportResponse> result = env_->engine->ConsentReport(at);
+  if (result.ok()) *response = std::move(result).value();
+  return Finish(kMethod, who->spiffe_id, result.status());
+}
+
+grpc::Status AdminServiceImpl::Backup(grpc::ServerContext* context, const v1::BackupRequest*,
+                                      v1::BackupResponse* response) {
+  constexpr absl::string_view kMethod = "AdminService.Backup";
+  absl::StatusOr<identity::Identity> who =
+      Authorize(*env_, *context, kMethod, {Role::kOperator}, /*own_org=*/true);
+  if (!who.ok()) return ToGrpcStatus(who.status());
+  const std::string& dir = env_->config->storage().backup_dir();
+  if (dir.empty()) {
+    return Finish(kMethod, who->spiffe_id,
+                  absl::FailedPreconditionError(
+                      "this node has no backup folder: set storage { backup_dir: \"...\" } in "
+                      "its config (another disk, or copied off the machine) and restart it"));
+  }
+  absl::StatusOr<std::vector<storage::BackupInfo>> backups = env_->storage->Backup(dir);
+  if (!backups.ok()) return Finish(kMethod, who->spiffe_id, backups.status());
+  response->set_backup_dir(dir);
+  for (const storage::BackupInfo& b : *backups) {
+    v1::BackupSummary* summary = response->add_backups();
+    summary->set_backup_id(b.id);
+    *summary->mutable_time() =
+        google::protobuf::util::TimeUtil::SecondsToTimestamp(absl::ToUnixSeconds(b.time));
+    summary->set_size_bytes(b.size_bytes);
+    summary->set_files(b.files);
+  }
+  if (!backups->empty()) response->set_backup_id(backups->back().id);
+  spdlog::info("event=backup_created backup_id={} backup_dir={} backups={}", response->backup_id(),
+               dir, response->backups_size());
+  return Finish(kMethod, who->spiffe_id, absl::OkStatus());
 }
 
 grpc::Status AdminServiceImpl::ListAudit(grpc::ServerContext* context,

@@ -30,6 +30,12 @@ class AdminServiceImpl final : public v1::AdminService::Service {
                       grpc::ServerWriter<v1::ExportChunk>* writer) override;
   grpc::Status ListAudit(grpc::ServerContext* context, const v1::ListAuditRequest* request,
                          v1::ListAuditResponse* response) override;
+  grpc::Status ExportConsent(grpc::ServerContext* context, const v1::ConsentExportRequest* request,
+                             grpc::ServerWriter<v1::ConsentExportChunk>* writer) override;
+  grpc::Status ConsentReport(grpc::ServerContext* context, const v1::ConsentReportRequest* request,
+                             v1::ConsentReportResponse* response) override;
+  grpc::Status Backup(grpc::ServerContext* context, const v1::BackupRequest* request,
+                      v1::BackupResponse* response) override;
 
  private:
   const ServiceEnv* env_;

@@ -21,6 +21,9 @@ class Authenticator;
 namespace audit {
 class AuditLog;
 }
+namespace storage {
+class Storage;
+}
 namespace engine {
 class Engine;
 class Answerer;
@@ -38,6 +41,7 @@ struct ServiceEnv {
   const v1::NodeConfig* config = nullptr;
   const identity::Authenticator* authenticator = nullptr;
   engine::Engine* engine = nullptr;
+  storage::Storage* storage = nullptr;
   engine::Answerer* answerer = nullptr;
   audit::AuditLog* audit = nullptr;
   federation::FanOut* fanout = nullptr;

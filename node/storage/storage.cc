@@ -3,18 +3,22 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
+#include <algorithm>
 #include <cstdarg>
 #include <cstdio>
+#include <filesystem>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "node/common/status_macros.h"
+#include "node/storage/encryption.h"
 #include "node/storage/keys.h"
 #include "rocksdb/db.h"
 #include "rocksdb/env.h"
 #include "rocksdb/file_system.h"
 #include "rocksdb/options.h"
 #include "rocksdb/table.h"
+#include "rocksdb/utilities/backup_engine.h"
 #include "rocksdb/write_batch.h"
 #include "spdlog/spdlog.h"
 
@@ -269,6 +273,19 @@ absl::StatusOr<std::unique_ptr<Storage>> Storage::Create(const std::string& dir,
     storage->env_ = rocksdb::NewCompositeEnv(storage->fs_);
     db_options.env = storage->env_.get();
   }
+  if (options.create_if_missing) ::mkdir(dir.c_str(), 0750);
+  if (!options.encryption_key.empty() && options.encryption_key.size() != kEncryptionKeyBytes) {
+    return absl::InvalidArgumentError("a storage key must be 32 bytes");
+  }
+  // Before RocksDB touches the folder: a wrong key must change nothing.
+  FEDSHARE_RETURN_IF_ERROR(CheckEncryptionKey(dir, std::filesystem::exists(dir + "/CURRENT"),
+                                              options.encryption_key, options.read_only));
+  if (!options.encryption_key.empty()) {
+    storage->encrypted_env_ =
+        NewEncryptedEnv(storage->env_ != nullptr ? storage->env_.get() : rocksdb::Env::Default(),
+                        options.encryption_key);
+    db_options.env = storage->encrypted_env_.get();
+  }
 
   rocksdb::ColumnFamilyOptions cf_options;
   if (options.block_cache_bytes > 0) {
@@ -276,8 +293,6 @@ absl::StatusOr<std::unique_ptr<Storage>> Storage::Create(const std::string& dir,
     table.block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
     cf_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   }
-
-  if (options.create_if_missing) ::mkdir(dir.c_str(), 0750);
 
   // Every column family present on disk must be opened, including ones a
   // newer build may have added.
@@ -543,6 +558,126 @@ absl::StatusOr<std::optional<std::pair<std::string, std::string>>> Storage::Last
 
 std::unique_ptr<Snapshot> Storage::GetSnapshot() const {
   return std::unique_ptr<Snapshot>(new Snapshot(db_.get(), db_->GetSnapshot()));
+}
+
+// ---- Backups
+
+namespace {
+
+absl::StatusOr<std::vector<BackupInfo>> Infos(rocksdb::BackupEngineReadOnlyBase* engine) {
+  std::vector<rocksdb::BackupInfo> raw;
+  engine->GetBackupInfo(&raw);
+  std::vector<BackupInfo> infos;
+  for (const rocksdb::BackupInfo& b : raw) {
+    BackupInfo info;
+    info.id = b.backup_id;
+    info.time = absl::FromUnixSeconds(b.timestamp);
+    info.size_bytes = b.size;
+    info.files = b.number_files;
+    infos.push_back(info);
+  }
+  std::sort(infos.begin(), infos.end(),
+            [](const BackupInfo& a, const BackupInfo& b) { return a.id < b.id; });
+  return infos;
+}
+
+// `env` reads the backup; `db_env` writes a restored store.
+absl::StatusOr<std::unique_ptr<rocksdb::BackupEngineReadOnly>> OpenBackupsReadOnly(
+    const std::string& backup_dir, rocksdb::Env* env, rocksdb::Env* db_env = nullptr) {
+  struct stat st;
+  if (::stat(backup_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return absl::NotFoundError(absl::StrCat("no backup folder ", backup_dir));
+  }
+  rocksdb::BackupEngineReadOnly* raw = nullptr;
+  rocksdb::BackupEngineOptions options(backup_dir, env);
+  rocksdb::Status s =
+      rocksdb::BackupEngineReadOnly::Open(options, db_env != nullptr ? db_env : env, &raw);
+  if (!s.ok()) return FromRocks(s, absl::StrCat("opening the backups in ", backup_dir));
+  return std::unique_ptr<rocksdb::BackupEngineReadOnly>(raw);
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<BackupInfo>> Storage::Backup(const std::string& backup_dir) {
+  absl::MutexLock lock(&backup_mu_);
+  // An encrypted store's files are read through its Env and written to the
+  // backup through the same Env: a backup is encrypted with the same key.
+  rocksdb::Env* env = encrypted_env_ != nullptr ? encrypted_env_.get() : rocksdb::Env::Default();
+  rocksdb::BackupEngine* raw = nullptr;
+  rocksdb::BackupEngineOptions backup_options(backup_dir, env);
+  rocksdb::Status s = rocksdb::BackupEngine::Open(backup_options, env, &raw);
+  if (!s.ok()) return FromRocks(s, absl::StrCat("opening the backup folder ", backup_dir));
+  std::unique_ptr<rocksdb::BackupEngine> engine(raw);
+  rocksdb::CreateBackupOptions options;
+  options.flush_before_backup = !read_only_;
+  rocksdb::BackupID id = 0;
+  s = engine->CreateNewBackup(options, db_.get(), &id);
+  if (!s.ok()) return FromRocks(s, absl::StrCat("backing up into ", backup_dir));
+  s = engine->VerifyBackup(id, /*verify_with_checksum=*/true);
+  if (!s.ok()) {
+    return absl::DataLossError(
+        absl::StrCat("backup ", id, " in ", backup_dir, " does not verify: ", s.ToString()));
+  }
+  return Infos(engine.get());
+}
+
+absl::StatusOr<std::vector<BackupInfo>> Storage::ListBackups(const std::string& backup_dir,
+                                                             const std::string& encryption_key) {
+  std::unique_ptr<rocksdb::Env> encrypted;
+  if (!encryption_key.empty()) encrypted = NewEncryptedEnv(rocksdb::Env::Default(), encryption_key);
+  FEDSHARE_ASSIGN_OR_RETURN(
+      std::unique_ptr<rocksdb::BackupEngineReadOnly> engine,
+      OpenBackupsReadOnly(backup_dir, encrypted ? encrypted.get() : rocksdb::Env::Default()));
+  FEDSHARE_ASSIGN_OR_RETURN(std::vector<BackupInfo> infos, Infos(engine.get()));
+  if (infos.empty()) return absl::NotFoundError(absl::StrCat("no backup in ", backup_dir));
+  return infos;
+}
+
+absl::Status Storage::RestoreBackup(const std::string& backup_dir, const std::string& data_dir,
+                                    uint32_t id, const std::string& encryption_key,
+                                    std::optional<std::string> backup_key) {
+  const std::string& read_key = backup_key.has_value() ? *backup_key : encryption_key;
+  if (std::filesystem::exists(data_dir) && !std::filesystem::is_empty(data_dir)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(data_dir,
+                     " is not empty: restore into an absent or empty folder (move the "
+                     "current store aside first; a restore never mixes with one)"));
+  }
+  // The backup is read with its key and the store written with the store's:
+  // with two different keys, a restore changes the key (docs/operators.md).
+  std::unique_ptr<rocksdb::Env> read_env, write_env;
+  if (!read_key.empty()) read_env = NewEncryptedEnv(rocksdb::Env::Default(), read_key);
+  if (!encryption_key.empty()) write_env = NewEncryptedEnv(rocksdb::Env::Default(), encryption_key);
+  FEDSHARE_ASSIGN_OR_RETURN(
+      std::unique_ptr<rocksdb::BackupEngineReadOnly> engine,
+      OpenBackupsReadOnly(backup_dir, read_env ? read_env.get() : rocksdb::Env::Default(),
+                          write_env ? write_env.get() : rocksdb::Env::Default()));
+  FEDSHARE_ASSIGN_OR_RETURN(std::vector<BackupInfo> infos, Infos(engine.get()));
+  if (infos.empty()) {
+    return absl::NotFoundError(absl::StrCat(
+        "no backup in ", backup_dir,
+        read_key.empty() ? " (an encrypted backup needs its key)"
+                         : " readable with this key (is it the key the backup was made with?)"));
+  }
+  if (id == 0) id = infos.back().id;
+  bool known = false;
+  for (const BackupInfo& b : infos) known = known || b.id == id;
+  if (!known) {
+    return absl::NotFoundError(
+        absl::StrCat("no backup ", id, " in ", backup_dir, "; the newest is ", infos.back().id));
+  }
+  rocksdb::Status s = engine->VerifyBackup(id, /*verify_with_checksum=*/true);
+  if (!s.ok()) {
+    return absl::DataLossError(
+        absl::StrCat("backup ", id, " in ", backup_dir, " does not verify: ", s.ToString()));
+  }
+  s = engine->RestoreDBFromBackup(rocksdb::RestoreOptions(), id, data_dir, data_dir);
+  FEDSHARE_RETURN_IF_ERROR(FromRocks(s, absl::StrCat("restoring backup ", id, " into ", data_dir)));
+  // The restored files are encrypted with the same key: say so beside them.
+  if (!encryption_key.empty()) {
+    FEDSHARE_RETURN_IF_ERROR(CheckEncryptionKey(data_dir, /*store_exists=*/false, encryption_key));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace fedshare::storage

@@ -34,6 +34,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "node/storage/fault_injector.h"
 
 namespace rocksdb {
@@ -82,6 +84,10 @@ struct StorageOptions {
   // so a running node's store can be inspected (fedshare-node
   // --check-config). Implies !create_if_missing; every write is refused.
   bool read_only = false;
+  // 32 bytes: every file of the store is encrypted with it (AES-256-CTR,
+  // node/storage/encryption.h); empty: not encrypted. A store is created
+  // with or without a key and must always be opened the same way.
+  std::string encryption_key;
 };
 
 // Essential writes (audit entries, budget) are refused only below this.
@@ -171,6 +177,14 @@ class Iterator {
   std::unique_ptr<rocksdb::Iterator> it_;  // declared last: destroyed before the bounds
 };
 
+// One backup in a backup folder (Storage::Backup).
+struct BackupInfo {
+  uint32_t id = 0;  // increasing, from 1
+  absl::Time time;
+  uint64_t size_bytes = 0;
+  uint32_t files = 0;
+};
+
 class Storage {
  public:
   // Opens (or creates) the database in `dir` with every column family.
@@ -208,6 +222,30 @@ class Storage {
   // Writes every memtable to SST files and waits (also done when the store
   // closes). OK on a read-only store.
   absl::Status Flush();
+
+  // Backs the whole store (every column family, the audit log included) up
+  // into `backup_dir` with RocksDB's BackupEngine while reads and writes go
+  // on: the backup is one point in time, taken after a flush, and it shares
+  // unchanged table files with earlier backups there. The new backup is
+  // verified against its checksums. Returns every backup in the folder,
+  // oldest first. One backup at a time per store (others wait).
+  absl::StatusOr<std::vector<BackupInfo>> Backup(const std::string& backup_dir);
+  // Restores backup `id` (0: the newest) from `backup_dir` into `data_dir`,
+  // after verifying its checksums. `data_dir` must be absent or empty
+  // (FAILED_PRECONDITION otherwise: a restore never mixes with a store). For a
+  // stopped node: start it on `data_dir` afterwards.
+  // `encryption_key`: the restored store's key (empty: plain).
+  // `backup_key`: the key the backup was made with (a backup of an encrypted
+  // store is encrypted with the store's key); unset: `encryption_key`. Two
+  // different keys change the store's key.
+  static absl::Status RestoreBackup(const std::string& backup_dir, const std::string& data_dir,
+                                    uint32_t id = 0, const std::string& encryption_key = "",
+                                    std::optional<std::string> backup_key = std::nullopt);
+  // The backups in `backup_dir`, oldest first (read with the store's key, if
+  // it has one). NOT_FOUND if none.
+  static absl::StatusOr<std::vector<BackupInfo>> ListBackups(const std::string& backup_dir,
+                                                             const std::string& encryption_key);
+
   // One synced Put / Delete.
   absl::Status Put(ColumnFamily cf, absl::string_view key, absl::string_view value);
   absl::Status Delete(ColumnFamily cf, absl::string_view key);
@@ -266,10 +304,12 @@ class Storage {
   absl::Status CheckFreeSpace(const WriteBatch& batch) const;
 
   std::string dir_;
+  absl::Mutex backup_mu_;  // one BackupEngine on a folder at a time
   uint64_t disk_reserve_bytes_ = 0;
   bool read_only_ = false;
-  std::unique_ptr<rocksdb::Env> env_;        // only with a fault injector; outlives db_
-  std::shared_ptr<rocksdb::FileSystem> fs_;  // the fault-injecting file system, if any
+  std::unique_ptr<rocksdb::Env> env_;            // only with a fault injector; outlives db_
+  std::unique_ptr<rocksdb::Env> encrypted_env_;  // only with a key; over env_ or the default
+  std::shared_ptr<rocksdb::FileSystem> fs_;      // the fault-injecting file system, if any
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;        // indexed by ColumnFamily
   std::vector<rocksdb::ColumnFamilyHandle*> other_handles_;  // default and unknown CFs
