@@ -119,6 +119,19 @@ struct TableRow {
   bool has_checksum = true;
 };
 
+// Times `fn` `runs` times (after one warm-up run); returns the times in ms.
+template <typename Fn>
+std::vector<double> TimeRuns(int runs, Fn fn) {
+  fn();
+  std::vector<double> ms;
+  for (int i = 0; i < runs; ++i) {
+    absl::Time start = absl::Now();
+    fn();
+    ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - start));
+  }
+  return ms;
+}
+
 // ---- (b) plain arrays
 
 struct Arrays {
@@ -228,6 +241,29 @@ absl::StatusOr<Q1Answer> SqliteQ1(sqlite3* db) {
   return out;
 }
 
+absl::StatusOr<TableRow> SqliteRow(const Arrays& arrays, const policy::ConsentBitmap& consent,
+                                   const std::vector<std::string>& programs,
+                                   const std::vector<std::string>& regions, int runs) {
+  sqlite3* db = nullptr;
+  sqlite3_open(":memory:", &db);
+  std::unique_ptr<sqlite3, int (*)(sqlite3*)> close(db, sqlite3_close);
+  FEDSHARE_RETURN_IF_ERROR(SqliteLoad(db, arrays, consent, programs, regions));
+  absl::Status error;
+  uint64_t sum = 0;
+  std::vector<double> ms = TimeRuns(runs, [&] {
+    auto answer = SqliteQ1(db);
+    if (!answer.ok()) {
+      error = answer.status();
+      return;
+    }
+    sum = Checksum(*answer);
+  });
+  FEDSHARE_RETURN_IF_ERROR(error);
+  return TableRow{
+      absl::StrCat("SQLite ", sqlite3_libversion(), " in memory (semi-join on consent)"),
+      Median(ms), Percentile(ms, 0.99), -1, sum};
+}
+
 // ---- (a) engine and (d) gRPC answers as Q1Answer
 
 Q1Answer FromExecution(const engine::Execution& e) {
@@ -247,19 +283,6 @@ Q1Answer FromResult(const v1::AggregateResult& r) {
         static_cast<int64_t>(c.values(0).value()), c.values(1).value(), c.values(2).value()};
   }
   return out;
-}
-
-// Times `fn` `runs` times (after one warm-up run); returns the times in ms.
-template <typename Fn>
-std::vector<double> TimeRuns(int runs, Fn fn) {
-  fn();
-  std::vector<double> ms;
-  for (int i = 0; i < runs; ++i) {
-    absl::Time start = absl::Now();
-    fn();
-    ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - start));
-  }
-  return ms;
 }
 
 struct Pki {
@@ -370,6 +393,33 @@ absl::StatusOr<double> AskConcurrently(const std::string& address, const Pki& pk
   return clients * per_client / seconds;
 }
 
+absl::Status NodeRows(const std::string& data_dir, const Pki& pki, const v1::AggregateQuery& q1,
+                      int runs, std::vector<TableRow>* table) {
+  const v1::NodeConfig config = NodeConfigFor(data_dir, pki);
+  FEDSHARE_RETURN_IF_ERROR(server::ValidateNodeConfig(config));
+  absl::Time start = absl::Now();
+  FEDSHARE_ASSIGN_OR_RETURN(std::unique_ptr<server::Node> node,
+                            server::Node::Create(config, server::NodeOptions()));
+  std::printf("  (node start on the store: %.0f ms)\n",
+              absl::ToDoubleMilliseconds(absl::Now() - start));
+  for (int clients : {1, 4, 16}) {
+    std::vector<double> latencies;
+    uint64_t sum = 0;
+    const int per_client = clients == 1 ? std::max(runs, 20) : std::max(runs, 60 / clients);
+    absl::StatusOr<double> qps =
+        AskConcurrently(node->peer_address(), pki, q1, clients, per_client, &latencies, &sum);
+    if (!qps.ok()) {
+      node->Shutdown();
+      return qps.status();
+    }
+    table->push_back(
+        {absl::StrFormat("node over gRPC+mTLS, %d client%s", clients, clients == 1 ? "" : "s"),
+         Median(latencies), Percentile(latencies, 0.99), *qps, sum});
+  }
+  node->Shutdown();
+  return absl::OkStatus();
+}
+
 int Run(int argc, char** argv) {
   CLI::App app{"Question Q1 of issue 11 five ways over the same synthetic data, as one table."};
   synthetic::Options options;
@@ -382,6 +432,13 @@ int Run(int argc, char** argv) {
   app.add_option("--runs", runs, "Timed runs per row; the median is reported")
       ->check(CLI::PositiveNumber);
   app.add_option("--seed", options.seed, "Generator seed");
+  bool no_sqlite = false, no_node = false;
+  app.add_flag("--no-sqlite", no_sqlite, "Skip the SQLite row (for quick iterations)");
+  app.add_flag("--no-node", no_node, "Skip the gRPC rows (for quick iterations)");
+  bool breakdown = false;
+  app.add_flag("--breakdown", breakdown,
+               "Print where the engine row's time goes (open, consent, reading every block, "
+               "the question)");
   app.add_option("--dir", dir, "Work directory (default: a fresh temporary one, removed)");
   try {
     app.parse(argc, argv);
@@ -398,6 +455,7 @@ int Run(int argc, char** argv) {
     remove_dir = true;
   }
   const std::string data_dir = dir + "/data";
+  std::filesystem::remove_all(dir + "/pki");
   auto pki = MakePki(dir + "/pki");
   if (!pki.ok()) return Fail(pki.status());
   const v1::DatasetSchema schema = synthetic::ProgramOutcomesSchema();
@@ -428,8 +486,13 @@ int Run(int argc, char** argv) {
     engine::Engine& e = **made;
 
     // Ingest in-process (generation excluded), for the store the rows below read.
+    // A --dir that already holds the records is reused as it is.
+    auto existing = e.OpenReader("program_outcomes");
+    if (!existing.ok()) return Fail(existing.status());
+    const bool reuse = (*existing)->rows() == static_cast<uint64_t>(options.rows);
+    existing->reset();
     constexpr int64_t kBatch = 200000;
-    for (int64_t from = 0; from < options.rows; from += kBatch) {
+    for (int64_t from = 0; !reuse && from < options.rows; from += kBatch) {
       const int64_t to = std::min(options.rows, from + kBatch);
       std::string csv;
       synthetic::AppendRecordsHeader(&csv);
@@ -442,8 +505,10 @@ int Run(int argc, char** argv) {
         return Fail(absl::InternalError(absl::StrCat("batch refused: ", r->DebugString())));
       }
     }
-    auto consent_import = e.ImportConsent(synthetic::ConsentCsv(options));
-    if (!consent_import.ok()) return Fail(consent_import.status());
+    if (!reuse) {
+      auto consent_import = e.ImportConsent(synthetic::ConsentCsv(options));
+      if (!consent_import.ok()) return Fail(consent_import.status());
+    }
     const policy::ConsentQuestion question{"program-evaluation", kAsker, absl::Now()};
 
     // (a) the engine: what the answerer does before disclosure control.
@@ -467,6 +532,22 @@ int Run(int argc, char** argv) {
     table.push_back({"engine in process (OpenReader+ConsentFor+ExecuteQuery)", Median(ms),
                      Percentile(ms, 0.99), -1, engine_sum});
 
+    if (breakdown) {
+      for (int i = 0; i < 3; ++i) {
+        absl::Time t0 = absl::Now();
+        auto reader = e.OpenReader("program_outcomes");
+        absl::Time t1 = absl::Now();
+        auto consent = e.ConsentFor("program_outcomes", question);
+        absl::Time t2 = absl::Now();
+        (void)(*reader)->ForEachBlock([](const engine::ColumnBlock&) { return absl::OkStatus(); });
+        absl::Time t3 = absl::Now();
+        (void)engine::ExecuteQuery(**reader, *q1, *consent, 0);
+        absl::Time t4 = absl::Now();
+        std::printf("  engine: open %.1f, consent %.1f, read all blocks %.1f, execute %.1f ms\n",
+                    absl::ToDoubleMilliseconds(t1 - t0), absl::ToDoubleMilliseconds(t2 - t1),
+                    absl::ToDoubleMilliseconds(t3 - t2), absl::ToDoubleMilliseconds(t4 - t3));
+      }
+    }
     // (b) plain arrays, copied out of the store once (not timed).
     Arrays arrays;
     std::vector<std::string> programs, regions;
@@ -497,53 +578,25 @@ int Run(int argc, char** argv) {
                      -1, array_sum});
 
     // (c) SQLite in memory.
-    sqlite3* db = nullptr;
-    sqlite3_open(":memory:", &db);
-    absl::Status loaded = SqliteLoad(db, arrays, *consent, programs, regions);
-    if (!loaded.ok()) return Fail(loaded);
-    uint64_t sqlite_sum = 0;
-    ms = TimeRuns(runs, [&] {
-      auto answer = SqliteQ1(db);
-      if (!answer.ok()) {
-        error = answer.status();
-        return;
-      }
-      sqlite_sum = Checksum(*answer);
-    });
-    sqlite3_close(db);
-    if (!error.ok()) return Fail(error);
-    table.push_back(
-        {absl::StrCat("SQLite ", sqlite3_libversion(), " in memory (semi-join on consent)"),
-         Median(ms), Percentile(ms, 0.99), -1, sqlite_sum});
+    if (!no_sqlite) {
+      auto row = SqliteRow(arrays, *consent, programs, regions, runs);
+      if (!row.ok()) return Fail(row.status());
+      table.push_back(*row);
+    }
     local_peak_kb = ProcStatusKb("VmHWM");
   }
 
   // (d) the node, over gRPC+mTLS, on the store written above.
   int64_t node_peak_kb = 0;
-  {
+  if (!no_node) {
     ResetPeakRss();
-    const v1::NodeConfig config = NodeConfigFor(data_dir, *pki);
-    absl::Status valid = server::ValidateNodeConfig(config);
-    if (!valid.ok()) return Fail(valid);
-    absl::Time start = absl::Now();
-    auto node = server::Node::Create(config, server::NodeOptions());
-    if (!node.ok()) return Fail(node.status());
-    const double start_ms = absl::ToDoubleMilliseconds(absl::Now() - start);
-    std::printf("  (node start on the store: %.0f ms; in-process ingest: %.0f rows/s)\n", start_ms,
-                options.rows / ingest_seconds);
-    for (int clients : {1, 4, 16}) {
-      std::vector<double> latencies;
-      uint64_t sum = 0;
-      const int per_client = clients == 1 ? std::max(runs, 20) : std::max(runs, 60 / clients);
-      auto qps = AskConcurrently((*node)->peer_address(), *pki, *q1, clients, per_client,
-                                 &latencies, &sum);
-      if (!qps.ok()) return Fail(qps.status());
-      table.push_back(
-          {absl::StrFormat("node over gRPC+mTLS, %d client%s", clients, clients == 1 ? "" : "s"),
-           Median(latencies), Percentile(latencies, 0.99), *qps, sum});
-    }
+    absl::Status s = NodeRows(data_dir, *pki, *q1, runs, &table);
+    if (!s.ok()) return Fail(s);
     node_peak_kb = ProcStatusKb("VmHWM");
-    (*node)->Shutdown();
+  }
+  if (ingest_seconds > 0) {
+    std::printf("  (in-process ingest for the store: %.0f rows/s)\n",
+                options.rows / ingest_seconds);
   }
 
   const double floor_ms = table[1].p50_ms;

@@ -11,6 +11,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "node/common/status_macros.h"
 #include "node/common/time_util.h"
 #include "policy/query_rules.h"
 #include "policy/schema.h"
@@ -163,6 +164,9 @@ struct CellAccumulator {
   std::vector<int32_t> records;                     // per slot
   std::vector<double> contributions;                // slot * n_aggs + aggregate
   uint64_t record_key_sum = 0;                      // with record keys
+  // Optional: (ordinal << 32 | slot) per slot, ascending; Finish sorts
+  // the slots itself when empty.
+  std::vector<uint64_t> by_ordinal;
 
   size_t subject_count() const { return records.size(); }
 };
@@ -288,11 +292,14 @@ ExecutedCell Finish(const v1::AggregateQuery& query, CellAccumulator& acc) {
 
   // Slots are in order of first sight; the stats list subjects by ordinal.
   // Sorting (ordinal, slot) packed in one word keeps the sort contiguous.
-  std::vector<uint64_t> by_ordinal(n_subjects);
-  for (uint32_t slot = 0; slot < n_subjects; ++slot) {
-    by_ordinal[slot] = (static_cast<uint64_t>(acc.ordinals[slot]) << 32) | slot;
+  std::vector<uint64_t> by_ordinal = std::move(acc.by_ordinal);
+  if (by_ordinal.size() != n_subjects) {
+    by_ordinal.resize(n_subjects);
+    for (uint32_t slot = 0; slot < n_subjects; ++slot) {
+      by_ordinal[slot] = (static_cast<uint64_t>(acc.ordinals[slot]) << 32) | slot;
+    }
+    std::sort(by_ordinal.begin(), by_ordinal.end());
   }
-  std::sort(by_ordinal.begin(), by_ordinal.end());
   cell.stats.subject_ordinals.reserve(n_subjects);
   cell.stats.subject_contributions.reserve(n_subjects * n_aggs);
   for (uint64_t packed : by_ordinal) {
@@ -368,50 +375,74 @@ ExecutedCell Finish(const v1::AggregateQuery& query, CellAccumulator& acc) {
   return cell;
 }
 
-}  // namespace
+// What a question reads: its predicates, group fields and measures bound to
+// columns, and which columns to decode.
+struct Plan {
+  std::vector<CompiledPredicate> predicates;
+  std::vector<GroupField> group_fields;
+  std::vector<Measure> measures;  // per aggregate; field -1 without a measure
+  std::vector<bool> columns;      // per schema field: decoded
+};
 
-absl::StatusOr<Execution> ExecuteQuery(const DatasetReader& reader, const v1::AggregateQuery& query,
-                                       const policy::ConsentBitmap& consent,
+absl::StatusOr<Plan> MakePlan(const DatasetReader& reader, const v1::AggregateQuery& query) {
+  const v1::DatasetSchema& schema = reader.schema();
+  Plan plan;
+  plan.columns.assign(schema.fields_size(), false);
+  for (const v1::Predicate& p : query.where()) {
+    plan.predicates.push_back(Compile(reader, p));
+    plan.columns[plan.predicates.back().field] = true;
+  }
+  for (const std::string& name : query.group_by()) {
+    for (int i = 0; i < schema.fields_size(); ++i) {
+      const v1::FieldSchema& f = schema.fields(i);
+      if (f.name() == name) {
+        plan.group_fields.push_back({i, f.type(), policy::GridWidth(f)});
+        plan.columns[i] = true;
+      }
+    }
+  }
+  if (plan.group_fields.size() != static_cast<size_t>(query.group_by_size())) {
+    return absl::InvalidArgumentError("GROUP BY names a field the dataset does not have");
+  }
+  const int n_aggs = query.aggregates_size();
+  plan.measures.resize(n_aggs);
+  for (int a = 0; a < n_aggs; ++a) {
+    const v1::Aggregate& agg = query.aggregates(a);
+    if (!IsMeasureKind(agg.kind())) continue;
+    Measure& m = plan.measures[a];
+    for (int i = 0; i < schema.fields_size(); ++i) {
+      const v1::FieldSchema& f = schema.fields(i);
+      if (f.name() != agg.field()) continue;
+      m.field = i;
+      m.is_double = f.type() == v1::FieldSchema::DOUBLE;
+      m.clamp = f.lower() < f.upper();
+      m.lower = f.lower();
+      m.upper = f.upper();
+    }
+    if (m.field < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("aggregate names field '", agg.field(), "' the dataset does not have"));
+    }
+    plan.columns[m.field] = true;
+  }
+  return plan;
+}
+
+// Row at a time, with a hash map per cell from subject to its records: the
+// path for a per-subject record bound (which records count depends on scan
+// order) and for capturing every counted record.
+absl::StatusOr<Execution> ExecuteByRow(const DatasetReader& reader, const v1::AggregateQuery& query,
+                                       const policy::ConsentBitmap& consent, const Plan& plan,
                                        int max_records_per_subject, ScannedRecords* records,
                                        absl::Span<const uint32_t> record_keys) {
   const bool keyed = !record_keys.empty();
   auto key_of = [&](uint32_t subject) -> uint64_t {
     return subject < record_keys.size() ? record_keys[subject] : 0;
   };
-  const v1::DatasetSchema& schema = reader.schema();
-  std::vector<CompiledPredicate> predicates;
-  for (const v1::Predicate& p : query.where()) predicates.push_back(Compile(reader, p));
-
-  std::vector<GroupField> group_fields;
-  for (const std::string& name : query.group_by()) {
-    for (int i = 0; i < schema.fields_size(); ++i) {
-      const v1::FieldSchema& f = schema.fields(i);
-      if (f.name() == name) group_fields.push_back({i, f.type(), policy::GridWidth(f)});
-    }
-  }
-  if (group_fields.size() != static_cast<size_t>(query.group_by_size())) {
-    return absl::InvalidArgumentError("GROUP BY names a field the dataset does not have");
-  }
-
+  const std::vector<CompiledPredicate>& predicates = plan.predicates;
+  const std::vector<GroupField>& group_fields = plan.group_fields;
+  const std::vector<Measure>& measures = plan.measures;
   const int n_aggs = query.aggregates_size();
-  std::vector<Measure> measures(n_aggs);
-  for (int a = 0; a < n_aggs; ++a) {
-    const v1::Aggregate& agg = query.aggregates(a);
-    if (!IsMeasureKind(agg.kind())) continue;
-    for (int i = 0; i < schema.fields_size(); ++i) {
-      const v1::FieldSchema& f = schema.fields(i);
-      if (f.name() != agg.field()) continue;
-      measures[a].field = i;
-      measures[a].is_double = f.type() == v1::FieldSchema::DOUBLE;
-      measures[a].clamp = f.lower() < f.upper();
-      measures[a].lower = f.lower();
-      measures[a].upper = f.upper();
-    }
-    if (measures[a].field < 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("aggregate names field '", agg.field(), "' the dataset does not have"));
-    }
-  }
 
   auto new_cell = [&](std::vector<v1::Value> key) {
     CellAccumulator cell;
@@ -457,94 +488,98 @@ absl::StatusOr<Execution> ExecuteQuery(const DatasetReader& reader, const v1::Ag
   };
   Execution execution;
 
-  absl::Status status = reader.ForEachBlock([&](const ColumnBlock& block) -> absl::Status {
-    execution.rows_scanned += block.rows;
-    for (uint32_t row = 0; row < block.rows; ++row) {
-      const uint32_t subject = block.subjects[row];
-      if (!consent.Test(subject)) continue;
-      int failed = -1;
-      int failures = 0;
-      for (size_t i = 0; i < predicates.size() && failures < 2; ++i) {
-        if (!predicates[i].Matches(block, row)) {
-          ++failures;
-          failed = static_cast<int>(i);
-        }
-      }
-      if (failures > 1) continue;
+  absl::Status status = reader.ForEachBlock(
+      [&](const ColumnBlock& block) -> absl::Status {
+        execution.rows_scanned += block.rows;
+        for (uint32_t row = 0; row < block.rows; ++row) {
+          const uint32_t subject = block.subjects[row];
+          if (!consent.Test(subject)) continue;
+          int failed = -1;
+          int failures = 0;
+          for (size_t i = 0; i < predicates.size() && failures < 2; ++i) {
+            if (!predicates[i].Matches(block, row)) {
+              ++failures;
+              failed = static_cast<int>(i);
+            }
+          }
+          if (failures > 1) continue;
 
-      GroupKey group_key;
-      for (size_t g = 0; g < group_fields.size(); ++g) {
-        SetKeyPart(group_key, g, group_fields[g], block.columns[group_fields[g].field], row);
-      }
-      if (failures == 1) {
-        removal_candidates[failed].insert(subject);
-        auto [d, fresh] = dropped[failed].try_emplace(group_key);
-        if (fresh) d->second = new_dropped();
-        AppendSubject(d->second.subjects, subject);
-        for (int a = 0; a < n_aggs; ++a) {
-          if (query.aggregates(a).kind() != v1::HISTOGRAM) continue;
-          if (std::optional<double> v = measure_value(a, block, row)) {
-            AppendSubject(d->second.bin_subjects[a][policy::HistogramBin(query.aggregates(a), *v)],
-                          subject);
+          GroupKey group_key;
+          for (size_t g = 0; g < group_fields.size(); ++g) {
+            SetKeyPart(group_key, g, group_fields[g], block.columns[group_fields[g].field], row);
+          }
+          if (failures == 1) {
+            removal_candidates[failed].insert(subject);
+            auto [d, fresh] = dropped[failed].try_emplace(group_key);
+            if (fresh) d->second = new_dropped();
+            AppendSubject(d->second.subjects, subject);
+            for (int a = 0; a < n_aggs; ++a) {
+              if (query.aggregates(a).kind() != v1::HISTOGRAM) continue;
+              if (std::optional<double> v = measure_value(a, block, row)) {
+                AppendSubject(
+                    d->second.bin_subjects[a][policy::HistogramBin(query.aggregates(a), *v)],
+                    subject);
+              }
+            }
+            continue;
+          }
+
+          auto [it, inserted] = cell_index.try_emplace(group_key, cells.size());
+          if (inserted) {
+            std::vector<v1::Value> key;
+            for (size_t g = 0; g < group_fields.size(); ++g) {
+              key.push_back(KeyValue(reader, group_fields[g], group_key, g));
+            }
+            cells.push_back(new_cell(std::move(key)));
+          }
+          CellAccumulator& cell = cells[it->second];
+          auto [slot_it, new_subject] =
+              cell.slot_of.try_emplace(subject, static_cast<uint32_t>(cell.records.size()));
+          const uint32_t slot = slot_it->second;
+          if (new_subject) {
+            cell.ordinals.push_back(subject);
+            cell.records.push_back(0);
+            cell.contributions.resize(cell.contributions.size() + n_aggs, 0.0);
+          }
+          if (max_records_per_subject > 0 && cell.records[slot] >= max_records_per_subject)
+            continue;
+          ++cell.records[slot];
+          ++execution.rows_counted;
+          if (keyed) cell.record_key_sum += key_of(subject);
+          if (records != nullptr) {
+            records->refs.push_back({subject, static_cast<uint32_t>(it->second)});
+            for (int a = 0; a < n_aggs; ++a) {
+              records->measures.push_back(
+                  measure_value(a, block, row).value_or(std::numeric_limits<double>::quiet_NaN()));
+            }
+          }
+
+          for (int a = 0; a < n_aggs; ++a) {
+            const v1::Aggregate& agg = query.aggregates(a);
+            AggregateAccumulator& x = cell.aggregates[a];
+            if (agg.kind() == v1::COUNT) {
+              x.count += 1;
+              continue;
+            }
+            std::optional<double> measured = measure_value(a, block, row);
+            if (!measured) continue;
+            const double v = *measured;
+            x.count += 1;
+            if (agg.kind() == v1::HISTOGRAM) {
+              int bin = policy::HistogramBin(agg, v);
+              x.bins[bin] += 1;
+              AppendSubject(x.bin_subjects[bin], subject);
+              if (keyed) x.bin_key_sums[bin] += key_of(subject);
+              continue;
+            }
+            x.sum += v;
+            x.sum_squares += v * v;
+            cell.contributions[static_cast<size_t>(slot) * n_aggs + a] += std::fabs(v);
           }
         }
-        continue;
-      }
-
-      auto [it, inserted] = cell_index.try_emplace(group_key, cells.size());
-      if (inserted) {
-        std::vector<v1::Value> key;
-        for (size_t g = 0; g < group_fields.size(); ++g) {
-          key.push_back(KeyValue(reader, group_fields[g], group_key, g));
-        }
-        cells.push_back(new_cell(std::move(key)));
-      }
-      CellAccumulator& cell = cells[it->second];
-      auto [slot_it, new_subject] =
-          cell.slot_of.try_emplace(subject, static_cast<uint32_t>(cell.records.size()));
-      const uint32_t slot = slot_it->second;
-      if (new_subject) {
-        cell.ordinals.push_back(subject);
-        cell.records.push_back(0);
-        cell.contributions.resize(cell.contributions.size() + n_aggs, 0.0);
-      }
-      if (max_records_per_subject > 0 && cell.records[slot] >= max_records_per_subject) continue;
-      ++cell.records[slot];
-      ++execution.rows_counted;
-      if (keyed) cell.record_key_sum += key_of(subject);
-      if (records != nullptr) {
-        records->refs.push_back({subject, static_cast<uint32_t>(it->second)});
-        for (int a = 0; a < n_aggs; ++a) {
-          records->measures.push_back(
-              measure_value(a, block, row).value_or(std::numeric_limits<double>::quiet_NaN()));
-        }
-      }
-
-      for (int a = 0; a < n_aggs; ++a) {
-        const v1::Aggregate& agg = query.aggregates(a);
-        AggregateAccumulator& x = cell.aggregates[a];
-        if (agg.kind() == v1::COUNT) {
-          x.count += 1;
-          continue;
-        }
-        std::optional<double> measured = measure_value(a, block, row);
-        if (!measured) continue;
-        const double v = *measured;
-        x.count += 1;
-        if (agg.kind() == v1::HISTOGRAM) {
-          int bin = policy::HistogramBin(agg, v);
-          x.bins[bin] += 1;
-          AppendSubject(x.bin_subjects[bin], subject);
-          if (keyed) x.bin_key_sums[bin] += key_of(subject);
-          continue;
-        }
-        x.sum += v;
-        x.sum_squares += v * v;
-        cell.contributions[static_cast<size_t>(slot) * n_aggs + a] += std::fabs(v);
-      }
-    }
-    return absl::OkStatus();
-  });
+        return absl::OkStatus();
+      },
+      &plan.columns);
   if (!status.ok()) return status;
 
   for (const auto& candidates : removal_candidates) {
@@ -574,6 +609,484 @@ absl::StatusOr<Execution> ExecuteQuery(const DatasetReader& reader, const v1::Ag
   }
   std::sort(execution.cells.begin(), execution.cells.end(), KeyLess);
   return execution;
+}
+
+// ---- Block at a time
+
+// Marks, for each selected row, whether it fails a predicate: fails[k] counts
+// the predicates rows[k] fails, failed[k] is the last one it failed.
+template <typename T, typename Pass>
+void MarkFailures(const ColumnBlock::Column& col, const T* values, const uint32_t* rows, size_t n,
+                  uint8_t index, Pass pass, uint8_t* fails, uint8_t* failed) {
+  if (col.null_bits.empty()) {
+    for (size_t k = 0; k < n; ++k) {
+      const bool fail = !pass(values[rows[k]]);
+      fails[k] += fail;
+      failed[k] = fail ? index : failed[k];
+    }
+    return;
+  }
+  for (size_t k = 0; k < n; ++k) {
+    const uint32_t r = rows[k];
+    const bool fail = col.IsNull(r) || !pass(values[r]);
+    fails[k] += fail;
+    failed[k] = fail ? index : failed[k];
+  }
+}
+
+// The same with the operator chosen once per block, not per value.
+template <typename T>
+void MarkByOp(Op op, const std::vector<T>& x, const ColumnBlock::Column& col, const T* values,
+              const uint32_t* rows, size_t n, uint8_t index, uint8_t* fails, uint8_t* failed) {
+  auto mark = [&](auto pass) { MarkFailures(col, values, rows, n, index, pass, fails, failed); };
+  switch (op) {
+    case v1::Predicate::EQ:
+      mark([v = x[0]](T a) { return a == v; });
+      break;
+    case v1::Predicate::NE:
+      mark([v = x[0]](T a) { return a != v; });
+      break;
+    case v1::Predicate::LT:
+      mark([v = x[0]](T a) { return a < v; });
+      break;
+    case v1::Predicate::LE:
+      mark([v = x[0]](T a) { return a <= v; });
+      break;
+    case v1::Predicate::GT:
+      mark([v = x[0]](T a) { return a > v; });
+      break;
+    case v1::Predicate::GE:
+      mark([v = x[0]](T a) { return a >= v; });
+      break;
+    case v1::Predicate::BETWEEN:
+      mark([lo = x[0], hi = x[1]](T a) { return a >= lo && a <= hi; });
+      break;
+    case v1::Predicate::IN:
+      mark([&x](T a) { return std::find(x.begin(), x.end(), a) != x.end(); });
+      break;
+    default:
+      mark([](T) { return false; });
+  }
+}
+
+void MarkPredicate(const CompiledPredicate& p, uint8_t index, const ColumnBlock& block,
+                   const uint32_t* rows, size_t n, uint8_t* fails, uint8_t* failed) {
+  const ColumnBlock::Column& col = block.columns[p.field];
+  switch (p.type) {
+    case v1::FieldSchema::CATEGORY: {
+      const std::vector<bool>& match = p.category_match;
+      MarkFailures(
+          col, col.ints.data(), rows, n, index,
+          [&match](int64_t code) {
+            return code >= 0 && static_cast<size_t>(code) < match.size() && match[code];
+          },
+          fails, failed);
+      break;
+    }
+    case v1::FieldSchema::DOUBLE:
+      MarkByOp(p.op, p.doubles, col, col.doubles.data(), rows, n, index, fails, failed);
+      break;
+    default:
+      MarkByOp(p.op, p.ints, col, col.ints.data(), rows, n, index, fails, failed);
+  }
+}
+
+// Gives each group a compact id: arithmetic over the codes when every group
+// field is CATEGORY or BOOL and the combinations are few (then an id indexes
+// arrays directly), else an id per distinct key through a hash map.
+class GroupIds {
+ public:
+  GroupIds(const DatasetReader& reader, const std::vector<GroupField>& fields) : fields_(fields) {
+    uint64_t space = 1;
+    dense_ = true;
+    for (const GroupField& g : fields) {
+      uint64_t values = 0;
+      if (g.type == v1::FieldSchema::CATEGORY && g.width == 0) {
+        values = reader.dictionary(g.field).size();
+      } else if (g.type == v1::FieldSchema::BOOL && g.width == 0) {
+        values = 2;
+      } else {
+        dense_ = false;
+        break;
+      }
+      strides_.push_back(static_cast<uint32_t>(space));
+      cards_.push_back(static_cast<int64_t>(values) + 1);  // the last one is null
+      space *= values + 1;
+      if (space > kMaxDenseGroups) {
+        dense_ = false;
+        break;
+      }
+    }
+  }
+
+  // ids[k] for rows[k]. DATA_LOSS for a code past its dictionary.
+  absl::Status Assign(const ColumnBlock& block, const uint32_t* rows, size_t n, uint32_t* ids) {
+    if (!dense_) {
+      for (size_t k = 0; k < n; ++k) {
+        GroupKey key;
+        for (size_t g = 0; g < fields_.size(); ++g) {
+          SetKeyPart(key, g, fields_[g], block.columns[fields_[g].field], rows[k]);
+        }
+        auto [it, fresh] = ids_.try_emplace(key, static_cast<uint32_t>(keys_.size()));
+        if (fresh) keys_.push_back(key);
+        ids[k] = it->second;
+      }
+      return absl::OkStatus();
+    }
+    std::fill(ids, ids + n, 0u);
+    for (size_t g = 0; g < fields_.size(); ++g) {
+      const ColumnBlock::Column& col = block.columns[fields_[g].field];
+      const int64_t null_code = cards_[g] - 1;
+      const uint32_t stride = strides_[g];
+      bool bad = false;
+      for (size_t k = 0; k < n; ++k) {
+        const uint32_t r = rows[k];
+        const int64_t v = col.IsNull(r) ? null_code : col.ints[r];
+        bad |= v < 0 || v > null_code;
+        ids[k] += static_cast<uint32_t>(v) * stride;
+      }
+      if (bad) return absl::DataLossError("a record block holds a code past its dictionary");
+    }
+    return absl::OkStatus();
+  }
+
+  // The key of an id Assign gave.
+  GroupKey Key(uint32_t id) const {
+    if (!dense_) return keys_[id];
+    GroupKey key;
+    for (size_t g = 0; g < fields_.size(); ++g) {
+      const int64_t part = (id / strides_[g]) % cards_[g];
+      if (part == cards_[g] - 1) {
+        key.nulls |= static_cast<uint8_t>(1u << g);
+      } else {
+        key.values[g] = part;
+      }
+    }
+    return key;
+  }
+
+ private:
+  static constexpr uint64_t kMaxDenseGroups = 1 << 16;
+  const std::vector<GroupField>& fields_;
+  bool dense_ = false;
+  std::vector<uint32_t> strides_;
+  std::vector<int64_t> cards_;  // per field: values + 1 for null
+  absl::flat_hash_map<GroupKey, uint32_t> ids_;
+  std::vector<GroupKey> keys_;
+};
+
+// A cell while the scan runs: aggregates as the row path keeps them, and
+// per counted record its subject and absolute contribution to each
+// dominance aggregate, in scan order; ToAccumulator folds them per subject.
+struct BlockCell {
+  std::vector<v1::Value> key;
+  std::vector<AggregateAccumulator> aggregates;
+  std::vector<uint32_t> subjects;     // per counted record
+  std::vector<double> contributions;  // record * n_dominance + d
+  uint64_t record_key_sum = 0;
+};
+
+// Per-subject scratch for folding records into subjects: whether a subject
+// was seen in the current cell and its slot there. Cleared by the caller
+// through the subjects it set.
+struct SubjectScratch {
+  explicit SubjectScratch(uint32_t subjects) : seen((subjects + 63) / 64, 0), slot(subjects) {}
+  bool TestAndSet(uint32_t s) {
+    uint64_t& w = seen[s >> 6];
+    const uint64_t bit = uint64_t{1} << (s & 63);
+    const bool was = (w & bit) != 0;
+    w |= bit;
+    return was;
+  }
+  void Clear(uint32_t s) { seen[s >> 6] &= ~(uint64_t{1} << (s & 63)); }
+  std::vector<uint64_t> seen;
+  std::vector<uint32_t> slot;
+};
+
+// The row path's accumulator for the same records: slots in order of first
+// sight, contributions summed per subject in scan order, so Finish gives the
+// same figures to the last bit.
+CellAccumulator ToAccumulator(BlockCell& cell, int n_aggs, const std::vector<int>& dominance,
+                              SubjectScratch& scratch) {
+  CellAccumulator acc;
+  acc.key = std::move(cell.key);
+  acc.aggregates = std::move(cell.aggregates);
+  acc.record_key_sum = cell.record_key_sum;
+  const size_t n_dom = dominance.size();
+  const size_t n_records = cell.subjects.size();
+  uint32_t lowest = UINT32_MAX, highest = 0;
+  for (size_t e = 0; e < n_records; ++e) {
+    const uint32_t s = cell.subjects[e];
+    if (!scratch.TestAndSet(s)) {
+      scratch.slot[s] = static_cast<uint32_t>(acc.ordinals.size());
+      acc.ordinals.push_back(s);
+      lowest = std::min(lowest, s);
+      highest = std::max(highest, s);
+    }
+  }
+  const size_t n_subjects = acc.ordinals.size();
+  acc.records.assign(n_subjects, 0);
+  acc.contributions.assign(n_subjects * n_aggs, 0.0);
+  for (size_t e = 0; e < n_records; ++e) {
+    const uint32_t slot = scratch.slot[cell.subjects[e]];
+    ++acc.records[slot];
+    for (size_t d = 0; d < n_dom; ++d) {
+      acc.contributions[static_cast<size_t>(slot) * n_aggs + dominance[d]] +=
+          cell.contributions[e * n_dom + d];
+    }
+  }
+  // Slots in ordinal order: read off the bitmap when the subjects are dense
+  // in their range, else left to Finish's sort.
+  if (n_subjects > 0 && (highest >> 6) - (lowest >> 6) < 8 * n_subjects) {
+    acc.by_ordinal.reserve(n_subjects);
+    for (uint32_t w = lowest >> 6; w <= (highest >> 6); ++w) {
+      for (uint64_t bits = scratch.seen[w]; bits != 0; bits &= bits - 1) {
+        const uint32_t s = (w << 6) | static_cast<uint32_t>(__builtin_ctzll(bits));
+        acc.by_ordinal.push_back((static_cast<uint64_t>(s) << 32) | scratch.slot[s]);
+      }
+    }
+  }
+  for (uint32_t s : acc.ordinals) scratch.Clear(s);
+  cell.subjects = {};
+  cell.contributions = {};
+  return acc;
+}
+
+// Distinct values of `subjects` (appended with AppendSubject), counted
+// through the scratch bitmap.
+size_t CountDistinct(const std::vector<uint32_t>& subjects, SubjectScratch& scratch) {
+  size_t n = 0;
+  for (uint32_t s : subjects) n += !scratch.TestAndSet(s);
+  for (uint32_t s : subjects) scratch.Clear(s);
+  return n;
+}
+
+// Without a per-subject record bound and without capturing records: each
+// block is filtered into selection vectors (consent, then each predicate
+// over its whole column), groups become compact ids, and each aggregate runs
+// over the selected rows of its column. Per-subject statistics are folded
+// once per cell at the end instead of through a hash map per record.
+absl::StatusOr<Execution> ExecuteByBlock(const DatasetReader& reader,
+                                         const v1::AggregateQuery& query,
+                                         const policy::ConsentBitmap& consent, const Plan& plan,
+                                         absl::Span<const uint32_t> record_keys) {
+  const bool keyed = !record_keys.empty();
+  auto key_of = [&](uint32_t subject) -> uint64_t {
+    return subject < record_keys.size() ? record_keys[subject] : 0;
+  };
+  const int n_aggs = query.aggregates_size();
+  const size_t n_preds = plan.predicates.size();
+  std::vector<int> dominance;  // aggregates with per-subject contributions
+  std::vector<int> dominance_index(n_aggs, -1);
+  for (int a = 0; a < n_aggs; ++a) {
+    if (!IsDominanceKind(query.aggregates(a).kind())) continue;
+    dominance_index[a] = static_cast<int>(dominance.size());
+    dominance.push_back(a);
+  }
+  const size_t n_dom = dominance.size();
+
+  GroupIds group_ids(reader, plan.group_fields);
+  std::vector<BlockCell> cells;
+  std::vector<int32_t> cell_of_group;  // group id -> cell, -1 before first sight
+  auto cell_for = [&](uint32_t gid) -> uint32_t {
+    if (gid >= cell_of_group.size()) cell_of_group.resize(gid + 1, -1);
+    if (cell_of_group[gid] < 0) {
+      cell_of_group[gid] = static_cast<int32_t>(cells.size());
+      BlockCell& cell = cells.emplace_back();
+      const GroupKey key = group_ids.Key(gid);
+      for (size_t g = 0; g < plan.group_fields.size(); ++g) {
+        cell.key.push_back(KeyValue(reader, plan.group_fields[g], key, g));
+      }
+      cell.aggregates.resize(n_aggs);
+      for (int a = 0; a < n_aggs; ++a) {
+        const v1::Aggregate& agg = query.aggregates(a);
+        if (agg.kind() != v1::HISTOGRAM) continue;
+        cell.aggregates[a].bins.assign(agg.bins(), 0.0);
+        cell.aggregates[a].bin_subjects.resize(agg.bins());
+        if (keyed) cell.aggregates[a].bin_key_sums.assign(agg.bins(), 0);
+      }
+    }
+    return static_cast<uint32_t>(cell_of_group[gid]);
+  };
+  // Per predicate: who it drops (a bitmap over ordinals), and per group the
+  // owners of the records it drops there.
+  SubjectScratch scratch(consent.size());
+  std::vector<std::vector<uint64_t>> removed(n_preds,
+                                             std::vector<uint64_t>((consent.size() + 63) / 64));
+  std::vector<std::vector<std::optional<DroppedCell>>> dropped(n_preds);
+
+  Execution execution;
+  std::vector<uint32_t> selected, counted, drop, gids, cell_ids, entries, touched;
+  std::vector<uint8_t> fails, failed, drop_predicate;
+  absl::Status status = reader.ForEachBlock(
+      [&](const ColumnBlock& block) -> absl::Status {
+        execution.rows_scanned += block.rows;
+        const uint32_t* subjects = block.subjects.data();
+        selected.resize(block.rows);
+        size_t n = 0;
+        for (uint32_t r = 0; r < block.rows; ++r) {
+          selected[n] = r;
+          n += consent.Test(subjects[r]);
+        }
+        counted.resize(n);
+        size_t n_counted = n;
+        size_t n_drop = 0;
+        if (n_preds == 0) {
+          std::copy(selected.begin(), selected.begin() + n, counted.begin());
+        } else {
+          fails.assign(n, 0);
+          failed.assign(n, 0);
+          for (size_t i = 0; i < n_preds; ++i) {
+            MarkPredicate(plan.predicates[i], static_cast<uint8_t>(i), block, selected.data(), n,
+                          fails.data(), failed.data());
+          }
+          drop.resize(n);
+          drop_predicate.resize(n);
+          n_counted = 0;
+          for (size_t k = 0; k < n; ++k) {
+            counted[n_counted] = selected[k];
+            n_counted += fails[k] == 0;
+            drop[n_drop] = selected[k];
+            drop_predicate[n_drop] = failed[k];
+            n_drop += fails[k] == 1;
+          }
+        }
+
+        // Counted records: cells, subjects, then each aggregate over its column.
+        gids.resize(std::max(n_counted, n_drop));
+        cell_ids.resize(n_counted);
+        entries.resize(n_counted);
+        FEDSHARE_RETURN_IF_ERROR(group_ids.Assign(block, counted.data(), n_counted, gids.data()));
+        touched.clear();
+        for (size_t k = 0; k < n_counted; ++k) {
+          const uint32_t c = cell_for(gids[k]);
+          cell_ids[k] = c;
+          BlockCell& cell = cells[c];
+          const uint32_t s = subjects[counted[k]];
+          entries[k] = static_cast<uint32_t>(cell.subjects.size());
+          if (n_dom > 0 && cell.subjects.size() * n_dom == cell.contributions.size()) {
+            touched.push_back(c);
+          }
+          cell.subjects.push_back(s);
+          if (keyed) cell.record_key_sum += key_of(s);
+        }
+        for (uint32_t c : touched) {
+          cells[c].contributions.resize(cells[c].subjects.size() * n_dom, 0.0);
+        }
+        execution.rows_counted += static_cast<int64_t>(n_counted);
+        for (int a = 0; a < n_aggs; ++a) {
+          const v1::Aggregate& agg = query.aggregates(a);
+          if (agg.kind() == v1::COUNT) {
+            for (size_t k = 0; k < n_counted; ++k) cells[cell_ids[k]].aggregates[a].count += 1;
+            continue;
+          }
+          const Measure& m = plan.measures[a];
+          if (m.field < 0) continue;
+          const ColumnBlock::Column& col = block.columns[m.field];
+          const int d = dominance_index[a];
+          for (size_t k = 0; k < n_counted; ++k) {
+            const uint32_t r = counted[k];
+            if (col.IsNull(r)) continue;
+            double v = m.is_double ? col.doubles[r] : static_cast<double>(col.ints[r]);
+            if (m.clamp) v = std::clamp(v, m.lower, m.upper);
+            BlockCell& cell = cells[cell_ids[k]];
+            AggregateAccumulator& x = cell.aggregates[a];
+            x.count += 1;
+            if (agg.kind() == v1::HISTOGRAM) {
+              const int bin = policy::HistogramBin(agg, v);
+              x.bins[bin] += 1;
+              AppendSubject(x.bin_subjects[bin], subjects[r]);
+              if (keyed) x.bin_key_sums[bin] += key_of(subjects[r]);
+              continue;
+            }
+            x.sum += v;
+            x.sum_squares += v * v;
+            if (d >= 0)
+              cell.contributions[static_cast<size_t>(entries[k]) * n_dom + d] = std::fabs(v);
+          }
+        }
+
+        // Records exactly one predicate drops.
+        if (n_drop == 0) return absl::OkStatus();
+        FEDSHARE_RETURN_IF_ERROR(group_ids.Assign(block, drop.data(), n_drop, gids.data()));
+        for (size_t k = 0; k < n_drop; ++k) {
+          const uint32_t r = drop[k];
+          const uint32_t s = subjects[r];
+          const uint8_t i = drop_predicate[k];
+          removed[i][s >> 6] |= uint64_t{1} << (s & 63);
+          std::vector<std::optional<DroppedCell>>& by_group = dropped[i];
+          if (gids[k] >= by_group.size()) by_group.resize(gids[k] + 1);
+          std::optional<DroppedCell>& d = by_group[gids[k]];
+          if (!d.has_value()) {
+            d.emplace();
+            d->bin_subjects.resize(n_aggs);
+            for (int a = 0; a < n_aggs; ++a) {
+              const v1::Aggregate& agg = query.aggregates(a);
+              if (agg.kind() == v1::HISTOGRAM) d->bin_subjects[a].resize(agg.bins());
+            }
+          }
+          AppendSubject(d->subjects, s);
+          for (int a = 0; a < n_aggs; ++a) {
+            const v1::Aggregate& agg = query.aggregates(a);
+            if (agg.kind() != v1::HISTOGRAM) continue;
+            const Measure& m = plan.measures[a];
+            const ColumnBlock::Column& col = block.columns[m.field];
+            if (col.IsNull(r)) continue;
+            double v = m.is_double ? col.doubles[r] : static_cast<double>(col.ints[r]);
+            if (m.clamp) v = std::clamp(v, m.lower, m.upper);
+            AppendSubject(d->bin_subjects[a][policy::HistogramBin(agg, v)], s);
+          }
+        }
+        return absl::OkStatus();
+      },
+      &plan.columns);
+  if (!status.ok()) return status;
+
+  for (const std::vector<uint64_t>& bits : removed) {
+    int64_t n = 0;
+    for (uint64_t w : bits) n += __builtin_popcountll(w);
+    execution.removed_by_predicate.push_back(n);
+  }
+  for (std::vector<std::optional<DroppedCell>>& by_group : dropped) {
+    std::vector<int64_t>& figures = execution.removed_in_cells.emplace_back();
+    for (uint32_t gid = 0; gid < by_group.size(); ++gid) {
+      if (!by_group[gid].has_value()) continue;
+      if (gid >= cell_of_group.size() || cell_of_group[gid] < 0) continue;
+      const BlockCell& cell = cells[cell_of_group[gid]];
+      DroppedCell& d = *by_group[gid];
+      if (size_t n = CountDistinct(d.subjects, scratch); n > 0) {
+        figures.push_back(static_cast<int64_t>(n));
+      }
+      for (int a = 0; a < n_aggs; ++a) {
+        for (size_t b = 0; b < d.bin_subjects[a].size(); ++b) {
+          if (cell.aggregates[a].bins[b] <= 0) continue;
+          if (size_t n = CountDistinct(d.bin_subjects[a][b], scratch); n > 0) {
+            figures.push_back(static_cast<int64_t>(n));
+          }
+        }
+      }
+    }
+  }
+  for (size_t i = 0; i < cells.size(); ++i) {
+    CellAccumulator acc = ToAccumulator(cells[i], n_aggs, dominance, scratch);
+    execution.cells.push_back(Finish(query, acc));
+    execution.cells.back().scan_index = static_cast<uint32_t>(i);
+  }
+  std::sort(execution.cells.begin(), execution.cells.end(), KeyLess);
+  return execution;
+}
+
+}  // namespace
+
+absl::StatusOr<Execution> ExecuteQuery(const DatasetReader& reader, const v1::AggregateQuery& query,
+                                       const policy::ConsentBitmap& consent,
+                                       int max_records_per_subject, ScannedRecords* records,
+                                       absl::Span<const uint32_t> record_keys) {
+  FEDSHARE_ASSIGN_OR_RETURN(Plan plan, MakePlan(reader, query));
+  if (max_records_per_subject <= 0 && records == nullptr) {
+    return ExecuteByBlock(reader, query, consent, plan, record_keys);
+  }
+  return ExecuteByRow(reader, query, consent, plan, max_records_per_subject, records, record_keys);
 }
 
 }  // namespace fedshare::engine
