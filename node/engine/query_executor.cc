@@ -908,6 +908,8 @@ absl::StatusOr<Execution> ExecuteByBlock(const DatasetReader& reader,
     }
     return static_cast<uint32_t>(cell_of_group[gid]);
   };
+  // Without GROUP BY the answer has its one cell even when nothing counts.
+  if (plan.group_fields.empty()) cell_for(0);
   // Per predicate: who it drops (a bitmap over ordinals), and per group the
   // owners of the records it drops there.
   SubjectScratch scratch(consent.size());
@@ -1053,6 +1055,7 @@ absl::StatusOr<Execution> ExecuteByBlock(const DatasetReader& reader,
       if (!by_group[gid].has_value()) continue;
       if (gid >= cell_of_group.size() || cell_of_group[gid] < 0) continue;
       const BlockCell& cell = cells[cell_of_group[gid]];
+      if (cell.subjects.empty()) continue;
       DroppedCell& d = *by_group[gid];
       if (size_t n = CountDistinct(d.subjects, scratch); n > 0) {
         figures.push_back(static_cast<int64_t>(n));
