@@ -300,17 +300,16 @@ ExecutedCell Finish(const v1::AggregateQuery& query, CellAccumulator& acc) {
     }
     std::sort(by_ordinal.begin(), by_ordinal.end());
   }
-  cell.stats.subject_ordinals.reserve(n_subjects);
-  cell.stats.subject_contributions.reserve(n_subjects * n_aggs);
-  for (uint64_t packed : by_ordinal) {
-    const uint32_t slot = static_cast<uint32_t>(packed);
-    cell.stats.subject_ordinals.push_back(static_cast<uint32_t>(packed >> 32));
-    for (int a = 0; a < n_aggs; ++a) {
-      cell.stats.subject_contributions.push_back(
-          IsDominanceKind(query.aggregates(a).kind())
-              ? acc.contributions[static_cast<size_t>(slot) * n_aggs + a]
-              : 0.0);
-    }
+  // Both paths add contributions only to dominance aggregates, so a slot's
+  // row of acc.contributions is the subject's row as it stands.
+  cell.stats.subject_ordinals.resize(n_subjects);
+  cell.stats.subject_contributions.resize(n_subjects * n_aggs);
+  for (size_t i = 0; i < n_subjects; ++i) {
+    const uint64_t packed = by_ordinal[i];
+    const size_t slot = static_cast<uint32_t>(packed);
+    cell.stats.subject_ordinals[i] = static_cast<uint32_t>(packed >> 32);
+    std::copy_n(acc.contributions.begin() + slot * n_aggs, n_aggs,
+                cell.stats.subject_contributions.begin() + i * n_aggs);
   }
   for (int a = 0; a < n_aggs; ++a) {
     const v1::Aggregate& agg = query.aggregates(a);
@@ -815,26 +814,31 @@ CellAccumulator ToAccumulator(BlockCell& cell, int n_aggs, const std::vector<int
   const size_t n_dom = dominance.size();
   const size_t n_records = cell.subjects.size();
   uint32_t lowest = UINT32_MAX, highest = 0;
+  // Sized for one subject per record, trimmed after.
+  acc.ordinals.reserve(n_records);
+  acc.records.assign(n_records, 0);
+  acc.contributions.assign(n_records * n_aggs, 0.0);
   for (size_t e = 0; e < n_records; ++e) {
     const uint32_t s = cell.subjects[e];
+    uint32_t slot;
     if (!scratch.TestAndSet(s)) {
-      scratch.slot[s] = static_cast<uint32_t>(acc.ordinals.size());
+      slot = static_cast<uint32_t>(acc.ordinals.size());
+      scratch.slot[s] = slot;
       acc.ordinals.push_back(s);
       lowest = std::min(lowest, s);
       highest = std::max(highest, s);
+    } else {
+      slot = scratch.slot[s];
     }
-  }
-  const size_t n_subjects = acc.ordinals.size();
-  acc.records.assign(n_subjects, 0);
-  acc.contributions.assign(n_subjects * n_aggs, 0.0);
-  for (size_t e = 0; e < n_records; ++e) {
-    const uint32_t slot = scratch.slot[cell.subjects[e]];
     ++acc.records[slot];
     for (size_t d = 0; d < n_dom; ++d) {
       acc.contributions[static_cast<size_t>(slot) * n_aggs + dominance[d]] +=
           cell.contributions[e * n_dom + d];
     }
   }
+  const size_t n_subjects = acc.ordinals.size();
+  acc.records.resize(n_subjects);
+  acc.contributions.resize(n_subjects * n_aggs);
   // Slots in ordinal order: read off the bitmap when the subjects are dense
   // in their range, else left to Finish's sort.
   if (n_subjects > 0 && (highest >> 6) - (lowest >> 6) < 8 * n_subjects) {
