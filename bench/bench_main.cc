@@ -435,6 +435,10 @@ int Run(int argc, char** argv) {
   bool no_sqlite = false, no_node = false;
   app.add_flag("--no-sqlite", no_sqlite, "Skip the SQLite row (for quick iterations)");
   app.add_flag("--no-node", no_node, "Skip the gRPC rows (for quick iterations)");
+  size_t block_cache_mib = 0;
+  app.add_option("--block-cache-mib", block_cache_mib,
+                 "RocksDB block cache of the in-process store (default: the store's default, "
+                 "as the node has); the node rows always use the default");
   bool breakdown = false;
   app.add_flag("--breakdown", breakdown,
                "Print where the engine row's time goes (open, consent, reading every block, "
@@ -475,7 +479,9 @@ int Run(int argc, char** argv) {
   int64_t local_peak_kb = 0;
   {
     ResetPeakRss();
-    auto storage = storage::Storage::Create(data_dir, storage::StorageOptions());
+    storage::StorageOptions storage_options;
+    if (block_cache_mib > 0) storage_options.block_cache_bytes = block_cache_mib << 20;
+    auto storage = storage::Storage::Create(data_dir, storage_options);
     if (!storage.ok()) return Fail(storage.status());
     engine::EngineOptions engine_options;
     engine_options.org_id = "bench";

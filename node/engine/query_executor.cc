@@ -924,6 +924,8 @@ absl::StatusOr<Execution> ExecuteByBlock(const DatasetReader& reader,
   Execution execution;
   std::vector<uint32_t> selected, counted, drop, gids, cell_ids, entries, touched;
   std::vector<uint8_t> fails, failed, drop_predicate;
+  std::vector<double*> contributions_of;
+  std::vector<AggregateAccumulator*> accumulator_of;
   absl::Status status = reader.ForEachBlock(
       [&](const ColumnBlock& block) -> absl::Status {
         execution.rows_scanned += block.rows;
@@ -980,35 +982,53 @@ absl::StatusOr<Execution> ExecuteByBlock(const DatasetReader& reader,
           cells[c].contributions.resize(cells[c].subjects.size() * n_dom, 0.0);
         }
         execution.rows_counted += static_cast<int64_t>(n_counted);
+        // Per cell, this aggregate's accumulator and the cell's
+        // contributions (sized for this block above), so the loops below
+        // index flat arrays.
+        contributions_of.resize(cells.size());
+        for (size_t c = 0; c < cells.size(); ++c) {
+          contributions_of[c] = cells[c].contributions.data();
+        }
+        accumulator_of.resize(cells.size());
         for (int a = 0; a < n_aggs; ++a) {
           const v1::Aggregate& agg = query.aggregates(a);
+          for (size_t c = 0; c < cells.size(); ++c) accumulator_of[c] = &cells[c].aggregates[a];
           if (agg.kind() == v1::COUNT) {
-            for (size_t k = 0; k < n_counted; ++k) cells[cell_ids[k]].aggregates[a].count += 1;
+            for (size_t k = 0; k < n_counted; ++k) accumulator_of[cell_ids[k]]->count += 1;
             continue;
           }
           const Measure& m = plan.measures[a];
           if (m.field < 0) continue;
           const ColumnBlock::Column& col = block.columns[m.field];
-          const int d = dominance_index[a];
-          for (size_t k = 0; k < n_counted; ++k) {
-            const uint32_t r = counted[k];
-            if (col.IsNull(r)) continue;
+          const bool has_nulls = !col.null_bits.empty();
+          auto value = [&m, &col](uint32_t r) {
             double v = m.is_double ? col.doubles[r] : static_cast<double>(col.ints[r]);
-            if (m.clamp) v = std::clamp(v, m.lower, m.upper);
-            BlockCell& cell = cells[cell_ids[k]];
-            AggregateAccumulator& x = cell.aggregates[a];
-            x.count += 1;
-            if (agg.kind() == v1::HISTOGRAM) {
-              const int bin = policy::HistogramBin(agg, v);
+            return m.clamp ? std::clamp(v, m.lower, m.upper) : v;
+          };
+          if (agg.kind() == v1::HISTOGRAM) {
+            for (size_t k = 0; k < n_counted; ++k) {
+              const uint32_t r = counted[k];
+              if (has_nulls && col.IsNull(r)) continue;
+              AggregateAccumulator& x = *accumulator_of[cell_ids[k]];
+              x.count += 1;
+              const int bin = policy::HistogramBin(agg, value(r));
               x.bins[bin] += 1;
               AppendSubject(x.bin_subjects[bin], subjects[r]);
               if (keyed) x.bin_key_sums[bin] += key_of(subjects[r]);
-              continue;
             }
+            continue;
+          }
+          const size_t d = static_cast<size_t>(dominance_index[a]);  // every other measure
+          for (size_t k = 0; k < n_counted; ++k) {
+            const uint32_t r = counted[k];
+            if (has_nulls && col.IsNull(r)) continue;
+            const double v = value(r);
+            AggregateAccumulator& x = *accumulator_of[cell_ids[k]];
+            x.count += 1;
             x.sum += v;
             x.sum_squares += v * v;
-            if (d >= 0)
-              cell.contributions[static_cast<size_t>(entries[k]) * n_dom + d] = std::fabs(v);
+            contributions_of[cell_ids[k]][static_cast<size_t>(entries[k]) * n_dom + d] =
+                std::fabs(v);
           }
         }
 
