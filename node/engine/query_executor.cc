@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -789,7 +790,9 @@ struct BlockCell {
 // was seen in the current cell and its slot there. Cleared by the caller
 // through the subjects it set.
 struct SubjectScratch {
-  explicit SubjectScratch(uint32_t subjects) : seen((subjects + 63) / 64, 0), slot(subjects) {}
+  // `slot` is left uninitialized: it is read only for subjects set in `seen`.
+  explicit SubjectScratch(uint32_t subjects)
+      : seen((subjects + 63) / 64, 0), slot(new uint32_t[subjects]) {}
   bool TestAndSet(uint32_t s) {
     uint64_t& w = seen[s >> 6];
     const uint64_t bit = uint64_t{1} << (s & 63);
@@ -799,7 +802,7 @@ struct SubjectScratch {
   }
   void Clear(uint32_t s) { seen[s >> 6] &= ~(uint64_t{1} << (s & 63)); }
   std::vector<uint64_t> seen;
-  std::vector<uint32_t> slot;
+  std::unique_ptr<uint32_t[]> slot;
 };
 
 // The row path's accumulator for the same records: slots in order of first
