@@ -49,8 +49,11 @@ crash: build
 demo: build
 	bash deploy/local/demo.sh $(BUILD_DIR)
 
+# Question Q1 five ways as one table (docs/performance.md); BENCH_ARGS=--large
+# for 10M records.
+BENCH_ARGS ?=
 bench: build
-	$(BUILD_DIR)/bin/fedshare-bench
+	$(BUILD_DIR)/bin/fedshare-bench $(BENCH_ARGS)
 
 # Ingest rows/s end to end from the CLI, the node's peak RSS and its cold
 # start on the loaded store (bench/ingest_bench.sh). BENCH_ROWS sets the size.

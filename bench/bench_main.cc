@@ -1,62 +1,456 @@
-// fedshare-bench: ingest and scan throughput over column blocks at 1M records
-// (DESIGN §11). `make bench` runs it with the defaults.
+// fedshare-bench: question Q1 of issue 11 answered five ways over the same
+// synthetic data (bench/synthetic.h, what fedshare-gen writes), printed as one
+// table (docs/performance.md). `make bench` runs it with the defaults.
 //
-//   fedshare-bench [--rows 1000000] [--batch 100000] [--seed 1] [--repeat 5]
+//   Q1: SELECT program, region, COUNT(*), SUM(outcome_score), AVG(outcome_score)
+//       FROM program_outcomes WHERE cohort_year >= 2020 GROUP BY program, region
+//       PURPOSE 'program-evaluation'   (opt-in consent)
+//
+//   fedshare-bench [--rows 1000000] [--large] [--runs 7] [--seed 1] [--dir DIR]
+//
+// Rows, each a median of --runs runs with its result checksum:
+//   engine        the node's engine in process: OpenReader + ConsentFor +
+//                 ExecuteQuery over the RocksDB store
+//   arrays        the same question over plain in-memory arrays and the same
+//                 consent bitmap (the compute floor every ratio divides by)
+//   sqlite        SQLite in memory, the records and the consented subjects
+//   grpc c=N      a real node in process, asked over gRPC+mTLS by N clients
+// Checksums must agree across every row, or the bench exits with status 2.
+#include <sqlite3.h>
 #include <stdlib.h>
 
+#include <algorithm>
+#include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "CLI/CLI.hpp"
-#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "bench/synthetic.h"
+#include "client/node_client.h"
 #include "node/common/status_macros.h"
 #include "node/engine/engine.h"
 #include "node/engine/query_executor.h"
+#include "node/identity/cert_issuer.h"
+#include "node/server/config.h"
+#include "node/server/logging.h"
+#include "node/server/node.h"
 #include "node/storage/storage.h"
-#include "policy/disclosure.h"
 #include "policy/query_rules.h"
+#include "query/sql.h"
 
 namespace fedshare {
 namespace {
 
-struct Row {
-  std::string operation;
-  int64_t rows;
-  double seconds;
-};
+constexpr char kQ1[] =
+    "SELECT program, region, COUNT(*), SUM(outcome_score), AVG(outcome_score) "
+    "FROM program_outcomes WHERE cohort_year >= 2020 GROUP BY program, region "
+    "PURPOSE 'program-evaluation'";
+constexpr char kTrustDomain[] = "bench.fedshare";
+constexpr char kAsker[] = "foundation";
 
-void Print(const Row& r) {
-  std::printf("%-44s %10lld %10.3f %14.0f\n", r.operation.c_str(), static_cast<long long>(r.rows),
-              r.seconds, r.rows / r.seconds);
-  std::fflush(stdout);
+// One cell of Q1's answer. Scores have one decimal, so the exact sum is a
+// multiple of 0.1: every implementation's floating sum, whatever its order,
+// rounds to the same tenths; AVG is compared to 6 decimals.
+struct Q1Cell {
+  int64_t count = 0;
+  double sum = 0;
+  double avg = 0;
+};
+using Q1Answer = std::map<std::pair<std::string, std::string>, Q1Cell>;
+
+uint64_t Checksum(const Q1Answer& answer) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a 64
+  auto mix = [&h](const std::string& s) {
+    for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  };
+  for (const auto& [key, cell] : answer) {
+    mix(absl::StrCat(key.first, "|", key.second, "|", cell.count, "|", std::llround(cell.sum * 10),
+                     "|", std::llround(cell.avg * 1e6), ";"));
+  }
+  return h;
 }
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+double Percentile(std::vector<double> v, double p) {
+  std::sort(v.begin(), v.end());
+  if (v.empty()) return 0;
+  size_t i = static_cast<size_t>(std::ceil(p * v.size())) - 1;
+  return v[std::min(i, v.size() - 1)];
+}
+
+int64_t ProcStatusKb(const char* key) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  const std::string prefix = absl::StrCat(key, ":");
+  while (std::getline(in, line)) {
+    if (line.rfind(prefix, 0) == 0) return std::atoll(line.c_str() + prefix.size());
+  }
+  return -1;
+}
+
+// Resets VmHWM to the current RSS (Linux >= 4.0), so each phase's peak is its own.
+void ResetPeakRss() { std::ofstream("/proc/self/clear_refs") << "5"; }
 
 int Fail(const absl::Status& s) {
   std::fprintf(stderr, "fedshare-bench: %s\n", s.ToString().c_str());
   return 1;
 }
 
+struct TableRow {
+  std::string what;
+  double p50_ms = 0;
+  double p99_ms = -1;  // <0: not measured
+  double qps = -1;
+  uint64_t checksum = 0;
+  bool has_checksum = true;
+};
+
+// Times `fn` `runs` times (after one warm-up run); returns the times in ms.
+template <typename Fn>
+std::vector<double> TimeRuns(int runs, Fn fn) {
+  fn();
+  std::vector<double> ms;
+  for (int i = 0; i < runs; ++i) {
+    absl::Time start = absl::Now();
+    fn();
+    ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - start));
+  }
+  return ms;
+}
+
+// ---- (b) plain arrays
+
+struct Arrays {
+  std::vector<uint32_t> subjects;
+  std::vector<uint8_t> program, region;  // dictionary codes
+  std::vector<int64_t> cohort;
+  std::vector<double> score;
+  std::vector<uint8_t> score_present;
+};
+
+Q1Answer ArraysQ1(const Arrays& a, const policy::ConsentBitmap& consent,
+                  const std::vector<std::string>& programs,
+                  const std::vector<std::string>& regions) {
+  constexpr int kMax = 256;
+  static thread_local std::vector<int64_t> counts, n;
+  static thread_local std::vector<double> sums;
+  counts.assign(kMax * kMax, 0);
+  n.assign(kMax * kMax, 0);
+  sums.assign(kMax * kMax, 0.0);
+  const size_t rows = a.subjects.size();
+  for (size_t r = 0; r < rows; ++r) {
+    if (a.cohort[r] < 2020 || !consent.Test(a.subjects[r])) continue;
+    const int cell = a.program[r] * kMax + a.region[r];
+    ++counts[cell];
+    if (a.score_present[r]) {
+      sums[cell] += a.score[r];
+      ++n[cell];
+    }
+  }
+  Q1Answer out;
+  for (int c = 0; c < kMax * kMax; ++c) {
+    if (counts[c] == 0) continue;
+    out[{programs[c / kMax], regions[c % kMax]}] = {counts[c], sums[c],
+                                                    n[c] > 0 ? sums[c] / n[c] : 0.0};
+  }
+  return out;
+}
+
+// ---- (c) SQLite
+
+absl::Status SqliteExec(sqlite3* db, const char* sql) {
+  char* error = nullptr;
+  if (sqlite3_exec(db, sql, nullptr, nullptr, &error) != SQLITE_OK) {
+    absl::Status s = absl::InternalError(absl::StrCat("sqlite: ", error ? error : "?", ": ", sql));
+    sqlite3_free(error);
+    return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SqliteLoad(sqlite3* db, const Arrays& a, const policy::ConsentBitmap& consent,
+                        const std::vector<std::string>& programs,
+                        const std::vector<std::string>& regions) {
+  FEDSHARE_RETURN_IF_ERROR(SqliteExec(db,
+                                      "CREATE TABLE program_outcomes (subject INTEGER, program "
+                                      "TEXT, region TEXT, cohort_year INTEGER, outcome_score REAL);"
+                                      "CREATE TABLE consented (subject INTEGER PRIMARY KEY);"
+                                      "BEGIN;"));
+  sqlite3_stmt* insert = nullptr;
+  sqlite3_prepare_v2(db, "INSERT INTO program_outcomes VALUES (?, ?, ?, ?, ?)", -1, &insert,
+                     nullptr);
+  for (size_t r = 0; r < a.subjects.size(); ++r) {
+    sqlite3_bind_int64(insert, 1, a.subjects[r]);
+    sqlite3_bind_text(insert, 2, programs[a.program[r]].c_str(), -1, SQLITE_STATIC);
+    sqlite3_bind_text(insert, 3, regions[a.region[r]].c_str(), -1, SQLITE_STATIC);
+    sqlite3_bind_int64(insert, 4, a.cohort[r]);
+    if (a.score_present[r]) {
+      sqlite3_bind_double(insert, 5, a.score[r]);
+    } else {
+      sqlite3_bind_null(insert, 5);
+    }
+    if (sqlite3_step(insert) != SQLITE_DONE) return absl::InternalError("sqlite insert failed");
+    sqlite3_reset(insert);
+  }
+  sqlite3_finalize(insert);
+  sqlite3_prepare_v2(db, "INSERT INTO consented VALUES (?)", -1, &insert, nullptr);
+  for (uint32_t s = 0; s < consent.size(); ++s) {
+    if (!consent.Test(s)) continue;
+    sqlite3_bind_int64(insert, 1, s);
+    if (sqlite3_step(insert) != SQLITE_DONE) return absl::InternalError("sqlite insert failed");
+    sqlite3_reset(insert);
+  }
+  sqlite3_finalize(insert);
+  return SqliteExec(db, "COMMIT; ANALYZE;");
+}
+
+absl::StatusOr<Q1Answer> SqliteQ1(sqlite3* db) {
+  // Consent as a semi-join on the consented subjects' primary key.
+  constexpr char kSql[] =
+      "SELECT program, region, COUNT(*), SUM(outcome_score), AVG(outcome_score) "
+      "FROM program_outcomes WHERE cohort_year >= 2020 "
+      "AND subject IN (SELECT subject FROM consented) GROUP BY program, region";
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v2(db, kSql, -1, &stmt, nullptr) != SQLITE_OK) {
+    return absl::InternalError(sqlite3_errmsg(db));
+  }
+  Q1Answer out;
+  int rc;
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    std::string program(reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0)));
+    std::string region(reinterpret_cast<const char*>(sqlite3_column_text(stmt, 1)));
+    out[{program, region}] = {sqlite3_column_int64(stmt, 2), sqlite3_column_double(stmt, 3),
+                              sqlite3_column_double(stmt, 4)};
+  }
+  sqlite3_finalize(stmt);
+  if (rc != SQLITE_DONE) return absl::InternalError(sqlite3_errmsg(db));
+  return out;
+}
+
+absl::StatusOr<TableRow> SqliteRow(const Arrays& arrays, const policy::ConsentBitmap& consent,
+                                   const std::vector<std::string>& programs,
+                                   const std::vector<std::string>& regions, int runs) {
+  sqlite3* db = nullptr;
+  sqlite3_open(":memory:", &db);
+  std::unique_ptr<sqlite3, int (*)(sqlite3*)> close(db, sqlite3_close);
+  FEDSHARE_RETURN_IF_ERROR(SqliteLoad(db, arrays, consent, programs, regions));
+  absl::Status error;
+  uint64_t sum = 0;
+  std::vector<double> ms = TimeRuns(runs, [&] {
+    auto answer = SqliteQ1(db);
+    if (!answer.ok()) {
+      error = answer.status();
+      return;
+    }
+    sum = Checksum(*answer);
+  });
+  FEDSHARE_RETURN_IF_ERROR(error);
+  return TableRow{
+      absl::StrCat("SQLite ", sqlite3_libversion(), " in memory (semi-join on consent)"),
+      Median(ms), Percentile(ms, 0.99), -1, sum};
+}
+
+// ---- (a) engine and (d) gRPC answers as Q1Answer
+
+Q1Answer FromExecution(const engine::Execution& e) {
+  Q1Answer out;
+  for (const engine::ExecutedCell& c : e.cells) {
+    out[{c.key[0].string_value(), c.key[1].string_value()}] = {
+        static_cast<int64_t>(c.values[0].value()), c.values[1].value(), c.values[2].value()};
+  }
+  return out;
+}
+
+Q1Answer FromResult(const v1::AggregateResult& r) {
+  Q1Answer out;
+  for (const v1::Cell& c : r.cells()) {
+    if (c.withheld()) continue;
+    out[{c.key(0).string_value(), c.key(1).string_value()}] = {
+        static_cast<int64_t>(c.values(0).value()), c.values(1).value(), c.values(2).value()};
+  }
+  return out;
+}
+
+struct Pki {
+  std::string ca, node, asker, op;
+};
+
+absl::StatusOr<Pki> MakePki(const std::string& dir) {
+  Pki pki{dir + "/ca", dir + "/node", dir + "/asker", dir + "/op"};
+  FEDSHARE_RETURN_IF_ERROR(identity::CreateCa(kTrustDomain, pki.ca, 400));
+  identity::IssueOptions node;
+  node.org = "bench";
+  node.role = identity::Role::kNode;
+  node.out_dir = pki.node;
+  FEDSHARE_RETURN_IF_ERROR(identity::IssueCertificate(pki.ca, node));
+  identity::IssueOptions asker;
+  asker.org = kAsker;
+  asker.role = identity::Role::kNode;
+  asker.out_dir = pki.asker;
+  FEDSHARE_RETURN_IF_ERROR(identity::IssueCertificate(pki.ca, asker));
+  return pki;
+}
+
+v1::NodeConfig NodeConfigFor(const std::string& data_dir, const Pki& pki) {
+  v1::NodeConfig config;
+  config.set_org_id("bench");
+  config.set_trust_domain(kTrustDomain);
+  config.set_data_dir(data_dir);
+  config.set_peer_address("127.0.0.1:0");
+  config.set_local_address("127.0.0.1:0");
+  config.mutable_tls()->set_cert_file(pki.node + "/cert.pem");
+  config.mutable_tls()->set_key_file(pki.node + "/key.pem");
+  config.mutable_tls()->set_ca_file(pki.node + "/ca.pem");
+  for (const v1::Purpose& p : synthetic::Purposes()) *config.add_purposes() = p;
+  *config.add_datasets() = synthetic::ProgramOutcomesSchema();
+  // 16 concurrent questions from one asker; the defaults allow 4 calls per
+  // caller and 8 questions at once.
+  config.mutable_limits()->set_max_calls_per_caller(32);
+  config.set_max_concurrent_questions(32);
+  v1::Agreement* a = config.add_agreements();
+  a->set_id("bench-q1");
+  a->add_peers(kAsker);
+  a->set_dataset("program_outcomes");
+  a->add_purposes("program-evaluation");
+  a->add_aggregates(v1::COUNT);
+  a->add_aggregates(v1::SUM);
+  a->add_aggregates(v1::AVG);
+  for (const char* f : {"program", "region", "cohort_year"}) a->add_filter_fields(f);
+  a->add_group_fields("program");
+  a->add_group_fields("region");
+  a->add_measure_fields("outcome_score");
+  // The bench repeats one question many times.
+  a->mutable_disclosure()->set_repeat_limit(1000000);
+  a->mutable_disclosure()->set_repeat_window_seconds(1);
+  a->mutable_rate_limit()->set_queries(1000000);
+  a->mutable_rate_limit()->set_window_seconds(1);
+  return config;
+}
+
+std::unique_ptr<client::NodeClient> ConnectAsker(const std::string& address, const Pki& pki) {
+  identity::ClientTlsFiles files{pki.asker + "/cert.pem", pki.asker + "/key.pem",
+                                 pki.asker + "/ca.pem"};
+  identity::ServerExpectation expect;
+  expect.trust_domain = kTrustDomain;
+  expect.org_id = "bench";
+  auto client = client::NodeClient::Connect(address, files, expect);
+  if (!client.ok()) return nullptr;
+  return std::move(client).value();
+}
+
+// `clients` threads each ask Q1 `per_client` times; fills latencies (ms) and
+// returns questions per second, or the first error.
+absl::StatusOr<double> AskConcurrently(const std::string& address, const Pki& pki,
+                                       const v1::AggregateQuery& q1, int clients, int per_client,
+                                       std::vector<double>* latencies, uint64_t* checksum) {
+  std::vector<std::unique_ptr<client::NodeClient>> connected;
+  for (int c = 0; c < clients; ++c) {
+    connected.push_back(ConnectAsker(address, pki));
+    if (connected.back() == nullptr) return absl::UnavailableError("cannot connect");
+    FEDSHARE_RETURN_IF_ERROR(connected.back()->Aggregate(q1).status());  // warm the channel
+  }
+  std::vector<std::vector<double>> ms(clients);
+  std::vector<absl::Status> errors(clients);
+  std::vector<uint64_t> sums(clients);
+  absl::Time start = absl::Now();
+  std::vector<std::thread> threads;
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&, c] {
+      for (int i = 0; i < per_client; ++i) {
+        absl::Time t = absl::Now();
+        absl::StatusOr<v1::AggregateResult> r = connected[c]->Aggregate(q1);
+        ms[c].push_back(absl::ToDoubleMilliseconds(absl::Now() - t));
+        if (!r.ok()) {
+          errors[c] = r.status();
+          return;
+        }
+        sums[c] = Checksum(FromResult(*r));
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  for (int c = 0; c < clients; ++c) {
+    FEDSHARE_RETURN_IF_ERROR(errors[c]);
+    if (sums[c] != sums[0]) return absl::InternalError("clients got different answers");
+    latencies->insert(latencies->end(), ms[c].begin(), ms[c].end());
+  }
+  *checksum = sums[0];
+  return clients * per_client / seconds;
+}
+
+absl::Status NodeRows(const std::string& data_dir, const Pki& pki, const v1::AggregateQuery& q1,
+                      int runs, std::vector<TableRow>* table) {
+  const v1::NodeConfig config = NodeConfigFor(data_dir, pki);
+  FEDSHARE_RETURN_IF_ERROR(server::ValidateNodeConfig(config));
+  absl::Time start = absl::Now();
+  FEDSHARE_ASSIGN_OR_RETURN(std::unique_ptr<server::Node> node,
+                            server::Node::Create(config, server::NodeOptions()));
+  std::printf("  (node start on the store: %.0f ms)\n",
+              absl::ToDoubleMilliseconds(absl::Now() - start));
+  for (int clients : {1, 4, 16}) {
+    std::vector<double> latencies;
+    uint64_t sum = 0;
+    const int per_client = clients == 1 ? std::max(runs, 20) : std::max(runs, 60 / clients);
+    absl::StatusOr<double> qps =
+        AskConcurrently(node->peer_address(), pki, q1, clients, per_client, &latencies, &sum);
+    if (!qps.ok()) {
+      node->Shutdown();
+      return qps.status();
+    }
+    table->push_back(
+        {absl::StrFormat("node over gRPC+mTLS, %d client%s", clients, clients == 1 ? "" : "s"),
+         Median(latencies), Percentile(latencies, 0.99), *qps, sum});
+  }
+  node->Shutdown();
+  return absl::OkStatus();
+}
+
 int Run(int argc, char** argv) {
-  CLI::App app{"Measures ingest and scan throughput of the column-block store."};
+  CLI::App app{"Question Q1 of issue 11 five ways over the same synthetic data, as one table."};
   synthetic::Options options;
   options.rows = 1000000;
-  int64_t batch = 100000;
-  int repeat = 5;
+  bool large = false;
+  int runs = 7;
   std::string dir;
-  app.add_option("--rows", options.rows, "Records to ingest");
-  app.add_option("--batch", batch, "Records per ingest call (one atomic batch)");
+  app.add_option("--rows", options.rows, "Records (default 1,000,000)");
+  app.add_flag("--large", large, "10,000,000 records");
+  app.add_option("--runs", runs, "Timed runs per row; the median is reported")
+      ->check(CLI::PositiveNumber);
   app.add_option("--seed", options.seed, "Generator seed");
-  app.add_option("--repeat", repeat, "Scans to run; the best is reported");
-  app.add_option("--dir", dir, "Store directory (default: a fresh temporary one, removed)");
+  bool no_sqlite = false, no_node = false;
+  app.add_flag("--no-sqlite", no_sqlite, "Skip the SQLite row (for quick iterations)");
+  app.add_flag("--no-node", no_node, "Skip the gRPC rows (for quick iterations)");
+  size_t block_cache_mib = 0;
+  app.add_option("--block-cache-mib", block_cache_mib,
+                 "RocksDB block cache of the in-process store (default: the store's default, "
+                 "as the node has); the node rows always use the default");
+  bool breakdown = false;
+  app.add_flag("--breakdown", breakdown,
+               "Print where the engine row's time goes (open, consent, reading every block, "
+               "the question)");
+  app.add_option("--dir", dir, "Work directory (default: a fresh temporary one, removed)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  if (large) options.rows = 10000000;
+  server::InitLogging(server::LogFormat::kText, "warn");
   bool remove_dir = false;
   if (dir.empty()) {
     std::string tmpl = (std::filesystem::temp_directory_path() / "fedshare-bench.XXXXXX").string();
@@ -64,29 +458,48 @@ int Run(int argc, char** argv) {
     dir = tmpl;
     remove_dir = true;
   }
+  const std::string data_dir = dir + "/data";
+  std::filesystem::remove_all(dir + "/pki");
+  auto pki = MakePki(dir + "/pki");
+  if (!pki.ok()) return Fail(pki.status());
+  const v1::DatasetSchema schema = synthetic::ProgramOutcomesSchema();
+  auto parsed = ParseSql(kQ1);
+  if (!parsed.ok()) return Fail(parsed.status());
+  auto q1 = policy::NormalizeQuery(schema, *parsed);
+  if (!q1.ok()) return Fail(q1.status());
 
-  int rc = 0;
+  std::printf("fedshare-bench: Q1 over %lld synthetic records (seed %llu), median of %d runs\n",
+              static_cast<long long>(options.rows), static_cast<unsigned long long>(options.seed),
+              runs);
+  std::printf("  %s\n", kQ1);
+  std::fflush(stdout);
+
+  std::vector<TableRow> table;
+  double ingest_seconds = 0;
+  int64_t local_peak_kb = 0;
   {
-    auto storage = storage::Storage::Create(dir, storage::StorageOptions());
+    ResetPeakRss();
+    storage::StorageOptions storage_options;
+    if (block_cache_mib > 0) storage_options.block_cache_bytes = block_cache_mib << 20;
+    auto storage = storage::Storage::Create(data_dir, storage_options);
     if (!storage.ok()) return Fail(storage.status());
     engine::EngineOptions engine_options;
     engine_options.org_id = "bench";
     engine_options.purposes = synthetic::Purposes();
-    engine_options.datasets = {synthetic::ProgramOutcomesSchema()};
-    auto engine = engine::Engine::Create(storage->get(), engine_options);
-    if (!engine.ok()) return Fail(engine.status());
-    engine::Engine& e = **engine;
+    engine_options.datasets = {schema};
+    auto made = engine::Engine::Create(storage->get(), engine_options);
+    if (!made.ok()) return Fail(made.status());
+    engine::Engine& e = **made;
 
-    std::printf("fedshare-bench: %lld synthetic records (seed %llu), store in %s\n\n",
-                static_cast<long long>(options.rows), static_cast<unsigned long long>(options.seed),
-                dir.c_str());
-    std::printf("%-44s %10s %10s %14s\n", "operation", "rows", "seconds", "rows/s");
-
-    // Ingest: generation time is excluded; parsing, validation, block
-    // building and the synced batch are included.
-    double ingest_seconds = 0;
-    for (int64_t from = 0; from < options.rows; from += batch) {
-      const int64_t to = std::min(options.rows, from + batch);
+    // Ingest in-process (generation excluded), for the store the rows below read.
+    // A --dir that already holds the records is reused as it is.
+    auto existing = e.OpenReader("program_outcomes");
+    if (!existing.ok()) return Fail(existing.status());
+    const bool reuse = (*existing)->rows() == static_cast<uint64_t>(options.rows);
+    existing->reset();
+    constexpr int64_t kBatch = 200000;
+    for (int64_t from = 0; !reuse && from < options.rows; from += kBatch) {
+      const int64_t to = std::min(options.rows, from + kBatch);
       std::string csv;
       synthetic::AppendRecordsHeader(&csv);
       synthetic::AppendRecords(options, from, to, &csv);
@@ -98,194 +511,124 @@ int Run(int argc, char** argv) {
         return Fail(absl::InternalError(absl::StrCat("batch refused: ", r->DebugString())));
       }
     }
-    Print({absl::StrFormat("ingest CSV (batches of %d, synced)", batch), options.rows,
-           ingest_seconds});
-
-    auto consent = e.ImportConsent(synthetic::ConsentCsv(options));
-    if (!consent.ok()) return Fail(consent.status());
-
-    const int score = 6, program = 1;
-    double last_best = 0;
-    auto best_of = [&](const std::string& name,
-                       const std::function<absl::Status(const engine::DatasetReader&)>& scan) {
-      double best = 1e300;
-      for (int i = 0; i < repeat; ++i) {
-        absl::Time start = absl::Now();
-        auto reader = e.OpenReader("program_outcomes");
-        if (!reader.ok()) return reader.status();
-        FEDSHARE_RETURN_IF_ERROR(scan(**reader));
-        best = std::min(best, absl::ToDoubleSeconds(absl::Now() - start));
-      }
-      Print({name, options.rows, best});
-      last_best = best;
-      return absl::OkStatus();
-    };
-
-    double sum = 0;
-    absl::Status s = best_of("full scan: SUM(outcome_score)", [&](const engine::DatasetReader& r) {
-      sum = 0;
-      return r.ForEachBlock([&](const engine::ColumnBlock& b) {
-        const auto& col = b.columns[score];
-        for (uint32_t i = 0; i < b.rows; ++i) {
-          if (!col.IsNull(i)) sum += col.doubles[i];
-        }
-        return absl::OkStatus();
-      });
-    });
-    if (!s.ok()) return Fail(s);
-
-    policy::ConsentQuestion question{"program-evaluation", "foundation", absl::Now()};
-    s = best_of("scan + consent bitmap + GROUP BY program", [&](const engine::DatasetReader& r) {
-      auto bitmap = e.ConsentFor("program_outcomes", question);
-      if (!bitmap.ok()) return bitmap.status();
-      double sums[8] = {0};
-      int64_t counts[8] = {0};
-      return r.ForEachBlock([&](const engine::ColumnBlock& b) {
-        const auto& col = b.columns[score];
-        const auto& group = b.columns[program].ints;
-        for (uint32_t i = 0; i < b.rows; ++i) {
-          if (!bitmap->Test(b.subjects[i]) || col.IsNull(i)) continue;
-          sums[group[i] & 7] += col.doubles[i];
-          ++counts[group[i] & 7];
-        }
-        return absl::OkStatus();
-      });
-    });
-    if (!s.ok()) return Fail(s);
-    const double block_scan_seconds = last_best;
-
-    // The answerer's real path for the same question: normalization, the
-    // executor's filter/group/aggregate with per-subject statistics for
-    // disclosure control.
-    auto query = policy::NormalizeQuery(synthetic::ProgramOutcomesSchema(), [] {
-      v1::AggregateQuery q;
-      q.set_dataset("program_outcomes");
-      q.set_purpose("program-evaluation");
-      q.add_group_by("program");
-      q.add_aggregates()->set_kind(v1::COUNT);
-      v1::Aggregate* avg = q.add_aggregates();
-      avg->set_kind(v1::AVG);
-      avg->set_field("outcome_score");
-      return q;
-    }());
-    if (!query.ok()) return Fail(query.status());
-    s = best_of("query executor: program, COUNT, AVG(score)", [&](const engine::DatasetReader& r) {
-      auto bitmap = e.ConsentFor("program_outcomes", question);
-      if (!bitmap.ok()) return bitmap.status();
-      return engine::ExecuteQuery(r, *query, *bitmap, 0).status();
-    });
-    if (!s.ok()) return Fail(s);
-    const double executor_seconds = last_best;
-
-    // Disclosure control on a 3-way grouped question (issue 8: union pools,
-    // margin lines and the interval audit), against the executor's own time
-    // on the same question. A narrow age band and a strict agreement
-    // (min_subjects 100) make a good share of the cells small.
-    auto grouped = policy::NormalizeQuery(synthetic::ProgramOutcomesSchema(), [] {
-      v1::AggregateQuery q;
-      q.set_dataset("program_outcomes");
-      q.set_purpose("program-evaluation");
-      for (const char* g : {"program", "region", "cohort_year"}) q.add_group_by(g);
-      v1::Predicate* age = q.add_where();
-      age->set_field("age");
-      age->set_op(v1::Predicate::GE);
-      age->add_values()->set_int_value(70);
-      q.add_aggregates()->set_kind(v1::COUNT);
-      v1::Aggregate* sessions = q.add_aggregates();
-      sessions->set_kind(v1::SUM);
-      sessions->set_field("sessions_attended");
-      return q;
-    }());
-    if (!grouped.ok()) return Fail(grouped.status());
-    std::vector<policy::CellStats> cells;
-    s = best_of("query executor: 3-way GROUP BY, COUNT, SUM", [&](const engine::DatasetReader& r) {
-      auto bitmap = e.ConsentFor("program_outcomes", question);
-      if (!bitmap.ok()) return bitmap.status();
-      auto execution = engine::ExecuteQuery(r, *grouped, *bitmap, 0);
-      if (!execution.ok()) return execution.status();
-      cells.clear();
-      for (const engine::ExecutedCell& c : execution->cells) {
-        cells.push_back(c.stats);
-        for (const v1::Value& v : c.key) cells.back().key.push_back(v.SerializeAsString());
-      }
-      return absl::OkStatus();
-    });
-    if (!s.ok()) return Fail(s);
-    const double grouped_executor_seconds = last_best;
-    double rules_seconds = 1e300;
-    size_t withheld = 0;
-    policy::DisclosureParams strict;
-    strict.min_subjects = 100;
-    for (int i = 0; i < repeat; ++i) {
-      absl::Time start = absl::Now();
-      std::vector<policy::CellVerdict> verdicts = policy::ApplyCellRules(strict, *grouped, cells);
-      rules_seconds = std::min(rules_seconds, absl::ToDoubleSeconds(absl::Now() - start));
-      withheld = 0;
-      for (const policy::CellVerdict& v : verdicts) withheld += v.released ? 0 : 1;
+    if (!reuse) {
+      auto consent_import = e.ImportConsent(synthetic::ConsentCsv(options));
+      if (!consent_import.ok()) return Fail(consent_import.status());
     }
-    Print({absl::StrFormat("disclosure rules: %zu cells, %zu withheld", cells.size(), withheld),
-           options.rows, rules_seconds});
+    const policy::ConsentQuestion question{"program-evaluation", kAsker, absl::Now()};
 
-    // Baseline: the same consent-filtered grouped sum over plain in-memory
-    // arrays, copied out of the store once (copy not timed).
-    std::vector<uint32_t> subjects;
-    std::vector<int64_t> groups;
-    std::vector<double> scores;
-    std::vector<uint8_t> present;
+    // (a) the engine: what the answerer does before disclosure control.
+    absl::Status error;
+    uint64_t engine_sum = 0;
+    std::vector<double> ms = TimeRuns(runs, [&] {
+      auto reader = e.OpenReader("program_outcomes");
+      auto consent = e.ConsentFor("program_outcomes", question);
+      if (!reader.ok() || !consent.ok()) {
+        error = !reader.ok() ? reader.status() : consent.status();
+        return;
+      }
+      auto executed = engine::ExecuteQuery(**reader, *q1, *consent, 0);
+      if (!executed.ok()) {
+        error = executed.status();
+        return;
+      }
+      engine_sum = Checksum(FromExecution(*executed));
+    });
+    if (!error.ok()) return Fail(error);
+    table.push_back({"engine in process (OpenReader+ConsentFor+ExecuteQuery)", Median(ms),
+                     Percentile(ms, 0.99), -1, engine_sum});
+
+    if (breakdown) {
+      for (int i = 0; i < 3; ++i) {
+        absl::Time t0 = absl::Now();
+        auto reader = e.OpenReader("program_outcomes");
+        absl::Time t1 = absl::Now();
+        auto consent = e.ConsentFor("program_outcomes", question);
+        absl::Time t2 = absl::Now();
+        (void)(*reader)->ForEachBlock([](const engine::ColumnBlock&) { return absl::OkStatus(); });
+        absl::Time t3 = absl::Now();
+        (void)engine::ExecuteQuery(**reader, *q1, *consent, 0);
+        absl::Time t4 = absl::Now();
+        std::printf("  engine: open %.1f, consent %.1f, read all blocks %.1f, execute %.1f ms\n",
+                    absl::ToDoubleMilliseconds(t1 - t0), absl::ToDoubleMilliseconds(t2 - t1),
+                    absl::ToDoubleMilliseconds(t3 - t2), absl::ToDoubleMilliseconds(t4 - t3));
+      }
+    }
+    // (b) plain arrays, copied out of the store once (not timed).
+    Arrays arrays;
+    std::vector<std::string> programs, regions;
     {
       auto reader = e.OpenReader("program_outcomes");
       if (!reader.ok()) return Fail(reader.status());
-      s = (*reader)->ForEachBlock([&](const engine::ColumnBlock& b) {
+      programs = (*reader)->dictionary(1);
+      regions = (*reader)->dictionary(2);
+      absl::Status s = (*reader)->ForEachBlock([&](const engine::ColumnBlock& b) {
         for (uint32_t i = 0; i < b.rows; ++i) {
-          subjects.push_back(b.subjects[i]);
-          groups.push_back(b.columns[program].ints[i]);
-          scores.push_back(b.columns[score].doubles[i]);
-          present.push_back(!b.columns[score].IsNull(i));
+          arrays.subjects.push_back(b.subjects[i]);
+          arrays.program.push_back(static_cast<uint8_t>(b.columns[1].ints[i]));
+          arrays.region.push_back(static_cast<uint8_t>(b.columns[2].ints[i]));
+          arrays.cohort.push_back(b.columns[3].ints[i]);
+          arrays.score.push_back(b.columns[6].doubles[i]);
+          arrays.score_present.push_back(!b.columns[6].IsNull(i));
         }
         return absl::OkStatus();
       });
       if (!s.ok()) return Fail(s);
     }
-    auto bitmap = e.ConsentFor("program_outcomes", question);
-    if (!bitmap.ok()) return Fail(bitmap.status());
-    double array_seconds = 1e300;
-    double checksum = 0;
-    for (int i = 0; i < repeat; ++i) {
-      absl::Time start = absl::Now();
-      double sums[8] = {0};
-      int64_t counts[8] = {0};
-      for (size_t row = 0; row < subjects.size(); ++row) {
-        if (!bitmap->Test(subjects[row]) || !present[row]) continue;
-        sums[groups[row] & 7] += scores[row];
-        ++counts[groups[row] & 7];
-      }
-      array_seconds = std::min(array_seconds, absl::ToDoubleSeconds(absl::Now() - start));
-      checksum = sums[0] + static_cast<double>(counts[0]);
-    }
-    Print({"baseline: plain arrays, same grouped sum", options.rows, array_seconds});
+    auto consent = e.ConsentFor("program_outcomes", question);
+    if (!consent.ok()) return Fail(consent.status());
+    uint64_t array_sum = 0;
+    ms = TimeRuns(runs,
+                  [&] { array_sum = Checksum(ArraysQ1(arrays, *consent, programs, regions)); });
+    table.push_back({"plain arrays + consent bitmap (baseline)", Median(ms), Percentile(ms, 0.99),
+                     -1, array_sum});
 
-    {
-      int64_t bytes = 0;
-      absl::Time start = absl::Now();
-      s = e.Export("program_outcomes", v1::CSV, [&](absl::string_view chunk, int64_t) {
-        bytes += chunk.size();
-        return absl::OkStatus();
-      });
-      if (!s.ok()) return Fail(s);
-      Print({"export CSV", options.rows, absl::ToDoubleSeconds(absl::Now() - start)});
+    // (c) SQLite in memory.
+    if (!no_sqlite) {
+      auto row = SqliteRow(arrays, *consent, programs, regions, runs);
+      if (!row.ok()) return Fail(row.status());
+      table.push_back(*row);
     }
-    std::printf("\nratios to the plain-array baseline (same process, best of %d):\n", repeat);
-    std::printf("  column blocks + consent bitmap, hand-written scan  %6.1fx\n",
-                block_scan_seconds / array_seconds);
-    std::printf("  query executor (what an answer costs before disclosure control)  %6.1fx\n",
-                executor_seconds / array_seconds);
-    std::printf("  disclosure rules on the 3-way question, to its executor time  %6.3fx\n",
-                rules_seconds / grouped_executor_seconds);
-    std::printf("\n(sum of outcome_score: %.1f; consent events imported: %lld; checksum %.1f)\n",
-                sum, static_cast<long long>(consent->events_new()), checksum);
+    local_peak_kb = ProcStatusKb("VmHWM");
   }
+
+  // (d) the node, over gRPC+mTLS, on the store written above.
+  int64_t node_peak_kb = 0;
+  if (!no_node) {
+    ResetPeakRss();
+    absl::Status s = NodeRows(data_dir, *pki, *q1, runs, &table);
+    if (!s.ok()) return Fail(s);
+    node_peak_kb = ProcStatusKb("VmHWM");
+  }
+  if (ingest_seconds > 0) {
+    std::printf("  (in-process ingest for the store: %.0f rows/s)\n",
+                options.rows / ingest_seconds);
+  }
+
+  const double floor_ms = table[1].p50_ms;
+  std::printf("\n| %-58s | %9s | %9s | %8s | %8s | %-16s |\n", "Q1, data hot", "p50 ms", "p99 ms",
+              "x floor", "q/s", "checksum");
+  std::printf("|%s|%s|%s|%s|%s|%s|\n", std::string(60, '-').c_str(), std::string(11, '-').c_str(),
+              std::string(11, '-').c_str(), std::string(10, '-').c_str(),
+              std::string(10, '-').c_str(), std::string(18, '-').c_str());
+  bool agree = true;
+  for (const TableRow& r : table) {
+    agree = agree && r.checksum == table[0].checksum;
+    std::printf("| %-58s | %9.2f | %9.2f | %7.1fx | %8s | %016llx |\n", r.what.c_str(), r.p50_ms,
+                r.p99_ms, r.p50_ms / floor_ms,
+                r.qps < 0 ? "" : absl::StrFormat("%.1f", r.qps).c_str(),
+                static_cast<unsigned long long>(r.checksum));
+  }
+  std::printf("| %-58s | %9s | %9s | %8s | %8s | %-16s |\n",
+              absl::StrFormat("peak RSS (VmHWM): in-process rows %lld MiB, node rows %lld MiB",
+                              static_cast<long long>(local_peak_kb / 1024),
+                              static_cast<long long>(node_peak_kb / 1024))
+                  .c_str(),
+              "", "", "", "", "");
+  std::printf("\nchecksums %s\n", agree ? "agree" : "DIFFER");
+  std::fflush(stdout);
   if (remove_dir) std::filesystem::remove_all(dir);
-  return rc;
+  return agree ? 0 : 2;
 }
 
 }  // namespace

@@ -8,6 +8,8 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   librocksdb-dev libssl-dev libabsl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  # fedshare-bench answers Q1 with SQLite too, as a reference (docs/performance.md)
+  libsqlite3-dev
   libcli11-dev libspdlog-dev libfmt-dev
   coinor-libclp-dev libglpk-dev
   # make fuzz and make tsa (clang with libFuzzer and -Wthread-safety)

@@ -84,8 +84,8 @@ std::optional<int64_t> DatasetReader::CategoryCode(int field_index, absl::string
   return it->second;
 }
 
-absl::Status DatasetReader::ForEachBlock(
-    const std::function<absl::Status(const ColumnBlock&)>& fn) const {
+absl::Status DatasetReader::ForEachBlock(const std::function<absl::Status(const ColumnBlock&)>& fn,
+                                         const std::vector<bool>* columns) const {
   ColumnBlock block;
   const std::string prefix = storage::RecordsDatasetPrefix(def_->id);
   std::unique_ptr<storage::Iterator> it =
@@ -96,7 +96,7 @@ absl::Status DatasetReader::ForEachBlock(
           "the caller gave up (cancelled or past its deadline); the scan "
           "stopped and nothing was released");
     }
-    absl::Status s = storage::DecodeColumnBlock(it->value(), def_->types, &block);
+    absl::Status s = storage::DecodeColumnBlock(it->value(), def_->types, &block, columns);
     if (!s.ok()) {
       return absl::DataLossError(absl::StrCat("dataset '", def_->schema.name(), "' block ",
                                               storage::DecodeRecordsBlockNumber(it->key()), ": ",

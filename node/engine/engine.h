@@ -159,7 +159,10 @@ class DatasetReader {
 
   // Calls fn for each block in block order (rows in ingestion order). The
   // block is reused between calls. Stops at and returns fn's first error.
-  absl::Status ForEachBlock(const std::function<absl::Status(const ColumnBlock&)>& fn) const;
+  // With `columns` (one flag per schema field), only those columns are
+  // decoded; the others are empty in the block fn sees.
+  absl::Status ForEachBlock(const std::function<absl::Status(const ColumnBlock&)>& fn,
+                            const std::vector<bool>* columns = nullptr) const;
   // Asked before each block of ForEachBlock; when it returns true the scan
   // stops with CANCELLED. Unset: never cancelled.
   void set_cancelled(std::function<bool()> cancelled) { cancelled_ = std::move(cancelled); }

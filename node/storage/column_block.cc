@@ -121,7 +121,10 @@ std::string EncodeColumnBlock(const ColumnBlock& block, const std::vector<Stored
 }
 
 absl::Status DecodeColumnBlock(absl::string_view value, const std::vector<StoredType>& types,
-                               ColumnBlock* block) {
+                               ColumnBlock* block, const std::vector<bool>* wanted) {
+  auto is_wanted = [wanted](size_t c) {
+    return wanted == nullptr || (c < wanted->size() && (*wanted)[c]);
+  };
   Reader in(value);
   uint8_t format = 0, reserved = 0;
   uint16_t ncols = 0;
@@ -143,6 +146,7 @@ absl::Status DecodeColumnBlock(absl::string_view value, const std::vector<Stored
   for (size_t c = 0; c < types.size(); ++c) {
     ColumnBlock::Column& col = block->columns[c];
     if (c >= ncols) {
+      if (!is_wanted(c)) continue;
       // A field added after this block was written: null in every row.
       if (types[c] == StoredType::kDouble) {
         col.doubles.assign(rows, 0.0);
@@ -163,6 +167,11 @@ absl::Status DecodeColumnBlock(absl::string_view value, const std::vector<Stored
     }
     if (header[1] > 1 || header[2] != 0 || header[3] != 0) {
       return Malformed(absl::StrCat("column ", c, " has a bad header"));
+    }
+    if (!is_wanted(c)) {
+      const size_t skip = (header[1] != 0 ? 8 * size_t{words} : 0) + Width(types[c]) * rows;
+      if (!in.Skip(skip)) return Malformed("short column");
+      continue;
     }
     if (header[1] != 0) {
       col.null_bits.resize(words);
@@ -202,15 +211,25 @@ absl::Status DecodeColumnBlock(absl::string_view value, const std::vector<Stored
   if (!in.empty()) return Malformed("trailing bytes");
   // Values the writer never stores are refused rather than handed to readers
   // (a null row's value is never read).
+  // Only DOUBLE and BOOL columns have values to refuse; the checks are
+  // branch-free over the column, and find the row only on failure.
   for (size_t c = 0; c < ncols; ++c) {
+    if (!is_wanted(c)) continue;
     const ColumnBlock::Column& col = block->columns[c];
-    for (uint32_t r = 0; r < rows; ++r) {
-      if (col.IsNull(r)) continue;
-      if (types[c] == StoredType::kDouble && !std::isfinite(col.doubles[r])) {
-        return Malformed(absl::StrCat("column ", c, " row ", r, " holds a non-finite double"));
+    if (types[c] == StoredType::kDouble) {
+      bool bad = false;
+      for (uint32_t r = 0; r < rows; ++r) bad |= !std::isfinite(col.doubles[r]) && !col.IsNull(r);
+      if (!bad) continue;
+      for (uint32_t r = 0; r < rows; ++r) {
+        if (!col.IsNull(r) && !std::isfinite(col.doubles[r])) {
+          return Malformed(absl::StrCat("column ", c, " row ", r, " holds a non-finite double"));
+        }
       }
-      if (types[c] == StoredType::kBool && col.ints[r] != 0 && col.ints[r] != 1) {
-        return Malformed(absl::StrCat("column ", c, " row ", r, " holds BOOL ", col.ints[r]));
+    } else if (types[c] == StoredType::kBool) {
+      for (uint32_t r = 0; r < rows; ++r) {
+        if (!col.IsNull(r) && col.ints[r] != 0 && col.ints[r] != 1) {
+          return Malformed(absl::StrCat("column ", c, " row ", r, " holds BOOL ", col.ints[r]));
+        }
       }
     }
   }

@@ -60,9 +60,11 @@ std::string EncodeColumnBlock(const ColumnBlock& block, const std::vector<Stored
 // Decodes into `block` (reusing its memory) for a schema whose field c has
 // type types[c]. Columns absent from the stored block (fields added later)
 // decode as all null. DATA_LOSS if the value is malformed or a stored column
-// type differs from types[c].
+// type differs from types[c]. With `wanted` (one flag per column), only the
+// wanted columns' values are copied and checked; the others are left empty
+// (no values, no null bits), their layout still checked.
 absl::Status DecodeColumnBlock(absl::string_view value, const std::vector<StoredType>& types,
-                               ColumnBlock* block);
+                               ColumnBlock* block, const std::vector<bool>* wanted = nullptr);
 
 }  // namespace fedshare::storage
 

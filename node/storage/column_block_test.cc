@@ -57,6 +57,49 @@ TEST(ColumnBlockTest, FieldAddedLaterDecodesAsNull) {
   EXPECT_EQ(decoded.columns[1].doubles.size(), 2u);
 }
 
+TEST(ColumnBlockTest, WantedColumnsOnlyAreDecodedAndChecked) {
+  std::vector<StoredType> types = {StoredType::kNone, StoredType::kInt64, StoredType::kDouble,
+                                   StoredType::kBool};
+  ColumnBlock block;
+  block.Reset(types.size());
+  block.rows = 100;
+  for (uint32_t r = 0; r < block.rows; ++r) {
+    block.subjects.push_back(r);
+    block.columns[1].ints.push_back(r * 7);
+    block.columns[2].doubles.push_back(r / 4.0);
+    block.columns[3].ints.push_back(r % 2);
+  }
+  block.columns[2].SetNull(3, block.rows);
+  block.columns[1].SetNull(99, block.rows);
+  std::string encoded = EncodeColumnBlock(block, types);
+
+  const std::vector<bool> wanted = {false, false, true, false};
+  ColumnBlock decoded;
+  ASSERT_OK(DecodeColumnBlock(encoded, types, &decoded, &wanted));
+  EXPECT_EQ(decoded.rows, 100u);
+  EXPECT_EQ(decoded.subjects, block.subjects);
+  EXPECT_EQ(decoded.columns[2].doubles, block.columns[2].doubles);
+  EXPECT_TRUE(decoded.columns[2].IsNull(3));
+  EXPECT_FALSE(decoded.columns[2].IsNull(4));
+  for (size_t c : {1, 3}) {
+    EXPECT_TRUE(decoded.columns[c].ints.empty()) << c;
+    EXPECT_TRUE(decoded.columns[c].null_bits.empty()) << c;
+  }
+
+  // A BOOL of 2 in an unwanted column is not looked at; wanted, it is refused.
+  ColumnBlock bad_bool = block;
+  bad_bool.columns[3].ints[10] = 2;
+  std::string bad = EncodeColumnBlock(bad_bool, types);
+  EXPECT_OK(DecodeColumnBlock(bad, types, &decoded, &wanted));
+  const std::vector<bool> bools = {false, false, false, true};
+  EXPECT_THAT(DecodeColumnBlock(bad, types, &decoded, &bools),
+              StatusIs(absl::StatusCode::kDataLoss, ::testing::HasSubstr("BOOL 2")));
+  // The layout of unwanted columns is still checked.
+  EXPECT_THAT(DecodeColumnBlock(absl::string_view(encoded).substr(0, encoded.size() - 8), types,
+                                &decoded, &wanted),
+              StatusIs(absl::StatusCode::kDataLoss, ::testing::_));
+}
+
 TEST(ColumnBlockTest, TypeMismatchAndTruncationAreDataLoss) {
   ColumnBlock block;
   block.Reset(1);
