@@ -30,6 +30,8 @@ class AdminServiceImpl final : public v1::AdminService::Service {
                       grpc::ServerWriter<v1::ExportChunk>* writer) override;
   grpc::Status ListAudit(grpc::ServerContext* context, const v1::ListAuditRequest* request,
                          v1::ListAuditResponse* response) override;
+  grpc::Status AuditProof(grpc::ServerContext* context, const v1::AuditProofRequest* request,
+                          v1::AuditProofResponse* response) override;
 
  private:
   const ServiceEnv* env_;
