@@ -135,6 +135,7 @@ std::string DocLeaf(const v1::AuditEntry& e) {
   }
   DocField(out, 0x11, e.applied_where_text());
   DocField(out, 0x12, e.on_behalf_of());
+  if (e.has_manifest()) DocField(out, 0x13, DocProto(e.manifest()));
   return out;
 }
 
@@ -331,6 +332,16 @@ TEST_F(AuditMerkleTest, AReceiptsLeafHashFollowsFromTheDocumentedEncodingAlone) 
   const v1::AuditEntry& entry = log.entries(0);
   ASSERT_TRUE(entry.has_question());
   ASSERT_GT(entry.applied_where_size(), 0);
+  // The answer's manifest is in its leaf: what was checked, not only what was released.
+  const v1::AggregateResult& answer = answered.partners(0);
+  ASSERT_TRUE(answer.has_manifest());
+  EXPECT_EQ(entry.manifest().SerializeAsString(), answer.manifest().SerializeAsString());
+  EXPECT_EQ(answer.manifest().agreement_id(), "foundation-program-evaluation");
+  EXPECT_EQ(answer.manifest().min_subjects(), 10);
+  EXPECT_EQ(answer.manifest().dominance_size(), 2);
+  EXPECT_EQ(answer.manifest().agreement_hash().size(), 32u);
+  ASSERT_GT(answer.manifest().snapped_size(), 0);
+  EXPECT_EQ(answer.manifest().snapped(0).field(), "age");
   const std::string leaf = DocLeaf(entry);
   EXPECT_EQ(leaf, receipt.leaf());
   EXPECT_EQ(DocLeafHash(leaf), receipt.entry_hash());

@@ -32,6 +32,7 @@ enum Tag : uint8_t {
   kAppliedWhere = 0x10,  // once per predicate, in order
   kAppliedWhereText = 0x11,
   kOnBehalfOf = 0x12,
+  kManifest = 0x13,
 };
 
 std::string U64(uint64_t v) {
@@ -101,6 +102,7 @@ std::string EncodeLeaf(const v1::AuditEntry& e) {
   }
   Put(out, kAppliedWhereText, e.applied_where_text());
   Put(out, kOnBehalfOf, e.on_behalf_of());
+  if (e.has_manifest()) Put(out, kManifest, DeterministicBytes(e.manifest()));
   return out;
 }
 
@@ -186,6 +188,9 @@ absl::StatusOr<v1::AuditEntry> DecodeLeaf(absl::string_view leaf) {
         break;
       case kOnBehalfOf:
         e.set_on_behalf_of(std::string(v));
+        break;
+      case kManifest:
+        ok = e.mutable_manifest()->ParseFromArray(v.data(), static_cast<int>(v.size()));
         break;
       default:
         return bad(absl::StrCat("unknown tag ", tag));

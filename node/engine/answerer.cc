@@ -9,6 +9,7 @@
 #include "node/audit/receipt_payload.h"
 #include "node/common/status_macros.h"
 #include "node/common/utf8.h"
+#include "node/engine/manifest.h"
 #include "node/engine/query_executor.h"
 #include "policy/disclosure.h"
 #include "policy/query_rules.h"
@@ -367,6 +368,8 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
   v1::AuditEntry entry = std::move(audited);
   entry.set_decision(v1::AuditEntry::ANSWERED);
   entry.set_agreement_id(agreement.id());
+  *result.mutable_manifest() = DisclosureManifest(agreement, *normalized, *schema, result);
+  *entry.mutable_manifest() = result.manifest();
   entry.set_result_hash(audit::MessageHash(result));
   FEDSHARE_ASSIGN_OR_RETURN(audit::AuditLog::Appended appended,
                             audit_->Append(std::move(entry), caller.audit_known_size));

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "node/common/status_macros.h"
+#include "node/engine/manifest.h"
 #include "node/engine/answerer.h"
 #include "node/engine/dp_release.h"
 #include "node/storage/keys.h"
@@ -148,6 +149,8 @@ absl::StatusOr<v1::AggregateResult> Answerer::DryRun(v1::AuditEntry audited, con
   result.set_answered_at_unix_ms(absl::ToUnixMillis(now));
   audited.set_decision(v1::AuditEntry::DRY_RUN);
   audited.set_agreement_id(agreement.id());
+  *result.mutable_manifest() = DisclosureManifest(agreement, normalized, schema, result);
+  *audited.mutable_manifest() = result.manifest();
   audited.set_result_hash(audit::MessageHash(result));
   FEDSHARE_ASSIGN_OR_RETURN(audit::AuditLog::Appended appended,
                             audit_->Append(std::move(audited), caller.audit_known_size));
@@ -245,6 +248,8 @@ absl::StatusOr<v1::AggregateResult> Answerer::AnswerDp(
   entry.set_decision(v1::AuditEntry::ANSWERED);
   entry.set_agreement_id(agreement.id());
   entry.set_epsilon_spent(spent);
+  *result.mutable_manifest() = DisclosureManifest(agreement, normalized, schema, result);
+  *entry.mutable_manifest() = result.manifest();
   entry.set_result_hash(audit::MessageHash(result));
   absl::StatusOr<audit::AuditLog::Appended> appended =
       audit_->Append(std::move(entry), caller.audit_known_size);
