@@ -6,9 +6,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "node/common/status_macros.h"
-#include "node/engine/manifest.h"
 #include "node/engine/answerer.h"
 #include "node/engine/dp_release.h"
+#include "node/engine/manifest.h"
 #include "node/storage/keys.h"
 #include "policy/dp_random.h"
 #include "policy/dp_settings.h"
