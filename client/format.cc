@@ -354,6 +354,8 @@ std::string StateName(v1::PartnerCoverage::State state) {
       return "unreachable";
     case v1::PartnerCoverage::FAILED:
       return "failed";
+    case v1::PartnerCoverage::AUDIT_FAILED:
+      return "audit failed";
     default:
       break;
   }
@@ -788,7 +790,7 @@ std::string AuditTable(const v1::ListAuditResponse& response) {
     if (!e.reason().empty()) absl::StrAppend(&out, indent, OneLine(e.reason()), "\n");
   }
   absl::StrAppend(&out, response.entries_size(), " of ", response.total(), " entries shown; ",
-                  "hash chain ",
+                  "audit log ",
                   response.chain_valid() ? "verifies" : "BROKEN: " + response.chain_error(), "\n");
   return out;
 }

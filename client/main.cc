@@ -19,6 +19,8 @@
 //   fedshare show FILE [--output table|csv|json|chart]
 //   fedshare audit show [--from N] [--limit N] [--caller ID|ORG] [--decision D]
 //       [--since T] [--until T] [--output table|csv|json]
+//   fedshare audit export [--out FILE]
+//   fedshare audit verify [--log FILE] [--receipt FILE] [--earlier FILE --later FILE] [--key HEX]
 //   fedshare dashboard [--port N] [--history-dir DIR]
 //   fedshare completion bash
 //   fedshare --version
@@ -50,6 +52,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "client/audit_commands.h"
 #include "client/certs_commands.h"
 #include "client/cli_app.h"
 #include "client/cli_common.h"
@@ -197,6 +200,10 @@ int RunStatus(const Globals& g) {
             << "you are:       " << s->caller() << "\n";
   PrintStatusMetrics(s->metrics());
   for (const std::string& w : s->warnings()) std::cout << "warning:       " << w << "\n";
+  if (!s->audit_error().empty()) {
+    std::cout << "AUDIT LOG FAILED, answering nothing: " << s->audit_error() << "\n";
+    return kExitRefused;
+  }
   return 0;
 }
 
@@ -388,6 +395,13 @@ int RunPeers(const Globals& g, bool probe) {
     if (p.groups_size() > 0) {
       absl::StrAppend(&detail, detail.empty() ? "" : "; ",
                       "groups: ", absl::StrJoin(p.groups(), ","));
+    }
+    if (!p.audit_error().empty()) {
+      state = "audit_failed";
+      absl::StrAppend(&detail, detail.empty() ? "" : "; ", "AUDIT LOG FAILED: ", p.audit_error());
+    } else if (p.audit_tree_size() > 0) {
+      absl::StrAppend(&detail, detail.empty() ? "" : "; ", "audit checkpoint held at ",
+                      p.audit_tree_size(), " entries");
     }
     std::cout << absl::StrFormat("%-20s %-24s %-12s %s\n", p.org_id(), p.address(), state, detail);
   }
@@ -629,7 +643,7 @@ int main(int argc, char** argv) {
   auto* audit = app.add_subcommand("audit", "the audit log");
   audit->require_subcommand(1);
   AuditShowOptions audit_options;
-  auto* audit_show = audit->add_subcommand("show", "list entries and verify the hash chain");
+  auto* audit_show = audit->add_subcommand("show", "list entries and verify the log");
   audit_show->add_option("--from", audit_options.from, "first index");
   audit_show->add_option("--limit", audit_options.limit, "at most this many (1000 max)")
       ->capture_default_str();
@@ -643,6 +657,25 @@ int main(int argc, char** argv) {
                          "only entries before this time (RFC 3339 or YYYY-MM-DD)");
   audit_show->add_option("--output", audit_options.output, "table, csv or json")
       ->capture_default_str();
+
+  std::string audit_export_out;
+  auto* audit_export = audit->add_subcommand(
+      "export", "write the whole log with its signed checkpoint, for `audit verify --log`");
+  audit_export->add_option("--out", audit_export_out, "the file (default: stdout)");
+  AuditVerifyOptions verify_options;
+  auto* audit_verify = audit->add_subcommand(
+      "verify",
+      "check a log export, receipts, or a later checkpoint against an earlier one, "
+      "trusting no node");
+  audit_verify->add_option("--log", verify_options.log, "a log export (`audit export`)");
+  audit_verify->add_option("--receipt", verify_options.receipt,
+                           "a receipt, an answer (`query --output json`) or a saved answer");
+  audit_verify->add_option("--earlier", verify_options.earlier,
+                           "a checkpoint held earlier (or a receipt or export holding one)");
+  audit_verify->add_option("--later", verify_options.later,
+                           "a later checkpoint (or a receipt or export holding one)");
+  audit_verify->add_option("--key", verify_options.key,
+                           "the node's audit public key (hex); checkpoints must be signed by it");
 
   DashboardOptions dashboard_options;
   auto* dashboard = AddDashboardCommand(app, dashboard_options);
@@ -683,6 +716,8 @@ int main(int argc, char** argv) {
                     query_dry_run);
   if (show->parsed()) return RunShow(show_file, show_output);
   if (audit_show->parsed()) return RunAuditShow(g, audit_options);
+  if (audit_export->parsed()) return RunAuditExport(g, audit_export_out);
+  if (audit_verify->parsed()) return RunAuditVerify(g, verify_options);
   if (dashboard->parsed()) return RunDashboard(g, dashboard_options);
   std::cerr << app.help();
   return kExitUsage;

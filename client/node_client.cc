@@ -92,6 +92,16 @@ absl::StatusOr<v1::ListAuditResponse> NodeClient::ListAudit(const v1::ListAuditR
   FEDSHARE_UNARY(admin_, ListAudit, request, v1::ListAuditResponse);
 }
 
+absl::StatusOr<v1::AuditProofResponse> NodeClient::AuditProof(
+    const v1::AuditProofRequest& request) {
+  FEDSHARE_UNARY(admin_, AuditProof, request, v1::AuditProofResponse);
+}
+
+absl::StatusOr<v1::AuditProofResponse> NodeClient::PeerAuditProof(
+    const v1::AuditProofRequest& request) {
+  FEDSHARE_UNARY(peer_, AuditProof, request, v1::AuditProofResponse);
+}
+
 absl::StatusOr<v1::DescribeResponse> NodeClient::Describe() {
   FEDSHARE_UNARY(peer_, Describe, v1::DescribeRequest(), v1::DescribeResponse);
 }

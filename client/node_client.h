@@ -77,6 +77,9 @@ class NodeClient {
                       const std::function<absl::Status(const v1::ExportChunk&)>& sink);
   absl::StatusOr<v1::ListAuditResponse> ListAudit(uint64_t from_index, int32_t limit);
   absl::StatusOr<v1::ListAuditResponse> ListAudit(const v1::ListAuditRequest& request);
+  absl::StatusOr<v1::AuditProofResponse> AuditProof(const v1::AuditProofRequest& request);
+  // PeerService.AuditProof, for a node identity on a peer listener.
+  absl::StatusOr<v1::AuditProofResponse> PeerAuditProof(const v1::AuditProofRequest& request);
 
   // PeerService (peer listener, node role).
   absl::StatusOr<v1::DescribeResponse> Describe();

@@ -123,6 +123,8 @@ class AnalystAnswersTest : public ::testing::Test {
       p.clear_receipt();
       p.clear_answered_at_unix_ms();
     }
+    // Each asking gets its own audit entries, so its own receipts.
+    for (v1::PartnerCoverage& c : *r.mutable_coverage()) c.clear_receipt();
   }
 
   TempDir tmp_{"analyst_answers"};

@@ -17,10 +17,13 @@ out=$(FEDSHARE_DEMO_DIR=$run bash "$here/deploy/local/demo.sh" "$build_dir" 2>&1
 }
 for expected in "coverage: 3 of 3 partners answered" "partner-north  answered" \
   "partner-south  answered" "partner-east   answered" "combined:" "rule 'purpose'" \
-  "hash chain verifies" "dry run: this question would cost epsilon 0.5; epsilon left 5 of 5" \
+  "audit log verifies" "OK      receipt of partner-north" "OK      receipt of foundation" "dry run: this question would cost epsilon 0.5; epsilon left 5 of 5" \
   "95% interval of the true figure" "differential privacy: epsilon spent 0.5; epsilon left 4.5 of 5"; do
   assert_contains "$out" "$expected" "demo output"
 done
+if grep -q "FAILED  receipt" <<<"$out"; then
+  fail "a receipt of the demo does not verify"
+fi
 # Every node the demo started has stopped: none of their ports answers.
 checked=0
 for ready in "$run"/*/ready; do

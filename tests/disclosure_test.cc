@@ -336,7 +336,7 @@ TEST_F(DisclosureTest, UnwritableAuditStoreFailsTheQuestionAndReleasesNothing) {
   EXPECT_GT(faults_.injected_failures(), 0);
 }
 
-TEST_F(DisclosureTest, AlteredAuditEntryBreaksTheChainDetectably) {
+TEST_F(DisclosureTest, AlteredAuditLeafIsDetectedAndTheNodeAnswersNothing) {
   for (int i = 0; i < 3; ++i) {
     ASSERT_OK(Ask(absl::StrCat("SELECT COUNT(*) FROM program_outcomes WHERE cohort_year >= ",
                                2019 + i, kPurpose))
@@ -345,23 +345,26 @@ TEST_F(DisclosureTest, AlteredAuditEntryBreaksTheChainDetectably) {
   node_.reset();
   peer_.reset();
   {
-    // Rewrite entry 1 in the store, as someone with the disk might.
+    // Rewrite leaf 1 in the store, as someone with the disk might.
     auto storage = storage::Storage::Create(config_.data_dir(), storage::StorageOptions());
     ASSERT_OK(storage.status());
-    std::string key = std::string("e") + std::string(7, '\0') + std::string(1, '\1');
+    std::string key = std::string("l") + std::string(7, '\0') + std::string(1, '\1');
     ASSERT_OK_AND_ASSIGN(auto value, (*storage)->Get(storage::ColumnFamily::kAudit, key));
     ASSERT_TRUE(value.has_value());
-    v1::AuditEntry entry;
-    ASSERT_TRUE(entry.ParseFromString(*value));
+    ASSERT_OK_AND_ASSIGN(v1::AuditEntry entry, audit::DecodeLeaf(*value));
     entry.set_decision(v1::AuditEntry::REFUSED);
-    ASSERT_OK((*storage)->Put(storage::ColumnFamily::kAudit, key, entry.SerializeAsString()));
+    ASSERT_OK((*storage)->Put(storage::ColumnFamily::kAudit, key, audit::EncodeLeaf(entry)));
   }
   StartNode();
   auto admin = Connect(node_->local_address(), operator_, kTrustDomain);
   ASSERT_NE(admin, nullptr);
   ASSERT_OK_AND_ASSIGN(v1::ListAuditResponse log, admin->ListAudit(0, 100));
   EXPECT_FALSE(log.chain_valid());
-  EXPECT_THAT(log.chain_error(), HasSubstr("entry 2"));
+  EXPECT_THAT(log.chain_error(), HasSubstr("leaf 1"));
+  ASSERT_OK_AND_ASSIGN(v1::StatusResponse status, admin->Status());
+  EXPECT_THAT(status.audit_error(), HasSubstr("leaf 1"));
+  EXPECT_THAT(Ask(absl::StrCat("SELECT COUNT(*) FROM program_outcomes", kPurpose)),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("audit log unavailable")));
 }
 
 }  // namespace

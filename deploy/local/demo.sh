@@ -25,14 +25,16 @@ echo
 echo "== The foundation asks every partner (analyst ana, through the foundation's node):"
 echo "   $sql"
 echo
-"$bin/fedshare" --node "$FOUNDATION_LOCAL" --identity "$ANALYST" query --all-peers --sql "$sql"
+"$bin/fedshare" --node "$FOUNDATION_LOCAL" --identity "$ANALYST" query --all-peers --sql "$sql" \
+  --save "$run/answer-1.json"
 
 sql2="SELECT program, completed, COUNT(*), AVG(sessions_attended) FROM program_outcomes WHERE cohort_year = 2023 AND region = 'central' GROUP BY program, completed PURPOSE 'program-evaluation'"
 echo
 echo "== A narrower question: small cells are withheld, and combined cells missing a part say so:"
 echo "   $sql2"
 echo
-"$bin/fedshare" --node "$FOUNDATION_LOCAL" --identity "$ANALYST" query --all-peers --sql "$sql2"
+"$bin/fedshare" --node "$FOUNDATION_LOCAL" --identity "$ANALYST" query --all-peers --sql "$sql2" \
+  --save "$run/answer-2.json"
 
 sql3="SELECT region, COUNT(*), SUM(outcome_score) FROM program_outcomes WHERE cohort_year >= 2020 GROUP BY region PURPOSE 'program-evaluation'"
 echo
@@ -43,17 +45,25 @@ echo
 "$bin/fedshare" --node "$FOUNDATION_LOCAL" --identity "$ANALYST" query --all-peers --dry-run \
   --sql "$sql3"
 echo
-"$bin/fedshare" --node "$FOUNDATION_LOCAL" --identity "$ANALYST" query --all-peers --sql "$sql3"
+"$bin/fedshare" --node "$FOUNDATION_LOCAL" --identity "$ANALYST" query --all-peers --sql "$sql3" \
+  --save "$run/answer-3.json"
 
 echo
 echo "== A question outside the partners' agreements is refused by each of them:"
 "$bin/fedshare" --node "$FOUNDATION_LOCAL" --identity "$ANALYST" query --all-peers \
-  --sql "SELECT COUNT(*) FROM program_outcomes PURPOSE 'marketing'" ||
+  --sql "SELECT COUNT(*) FROM program_outcomes PURPOSE 'marketing'" --save "$run/answer-4.json" ||
   echo "(fedshare exited $?: fewer partners answered than --min-coverage, here none)"
 
 echo
 echo "== The foundation's audit log:"
 "$bin/fedshare" --node "$FOUNDATION_LOCAL" --identity "$FEDSHARE_RUN/foundation/operator" audit show
+
+echo
+echo "== Every receipt of those answers and refusals (each partner's and the foundation's),"
+echo "   checked with no trust in any node (leaf hash, Merkle inclusion proof, Ed25519 checkpoint):"
+for answer in "$run"/answer-*.json; do
+  "$bin/fedshare" audit verify --receipt "$answer"
+done
 
 cat <<TXT
 

@@ -1,13 +1,25 @@
-// The append-only, hash-chained audit log (DESIGN §9), in the `audit` column
-// family. Every answer and every refusal is appended — and synced — before
-// the answer leaves the node; when the append fails the question fails.
+// The append-only audit log (DESIGN §9) as an RFC 6962 Merkle tree in the
+// `audit` column family, with Ed25519-signed checkpoints. Every answer and
+// every refusal is appended — with a checkpoint over the new tree, in one
+// synced write — before the answer leaves the node; when the append fails
+// the question fails.
 //
-// Entry i carries previous_hash = EntryHash(entry i-1) (32 zero bytes for
-// entry 0), so altering, removing or reordering any stored entry breaks the
-// chain at that point, which VerifyChain reports.
+// A leaf is EncodeLeaf(entry) (leaf.h; docs/storage-format.md). Each append
+// returns a receipt: the leaf, its inclusion proof and the signed checkpoint,
+// plus a consistency proof from the tree size the asker last held, so the
+// asker can check, trusting nothing the node says, that its entry is in the
+// log and that the log was only ever appended to.
 //
-//   ASSIGN_OR_RETURN(auto log, AuditLog::Open(storage, clock));
+//   ASSIGN_OR_RETURN(auto log, AuditLog::Open(storage, clock, "partner-a"));
 //   ASSIGN_OR_RETURN(AuditLog::Appended a, log->Append(entry));  // synced
+//   *result.mutable_receipt() = a.receipt;
+//
+// Open verifies the whole stored log: every leaf decodes, every stored
+// checkpoint's signature verifies under the node's key and its root is the
+// tree's root at its size, and the newest checkpoint covers every leaf. If
+// anything fails, the log opens but every Append fails with UNAVAILABLE (the
+// node answers nothing) and health() says what failed, while operators can
+// still read and verify it.
 //
 // Entries never hold subject ids: callers put only identities of callers,
 // hashes, dataset and purpose names, decisions and rule ids in them.
@@ -28,22 +40,18 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "fedshare/v1/audit.pb.h"
+#include "fedshare/v1/query.pb.h"
 #include "google/protobuf/message_lite.h"
+#include "node/audit/checkpoint.h"
+#include "node/audit/leaf.h"
+#include "node/audit/merkle.h"
 #include "node/common/clock.h"
 #include "node/storage/storage.h"
 
 namespace fedshare::audit {
 
-// SHA-256 over the canonical encoding of every field of `entry`: fields 1-14
-// in field-number order, each length-prefixed (integers as 8 big-endian
-// bytes); then, only when any of question, applied_where,
-// applied_where_text or on_behalf_of is set, the tag "v2" and those four
-// (the messages by deterministic serialization, each length-prefixed), so
-// entries written before they existed keep their hashes. 32 bytes.
+// The leaf hash of `entry`: LeafHash(EncodeLeaf(entry)).
 std::string EntryHash(const v1::AuditEntry& entry);
-
-// SHA-256 of `data`, 32 bytes.
-std::string Sha256(absl::string_view data);
 
 // SHA-256 of the deterministic serialization of an answer (or a question),
 // as recorded in an entry's result_hash.
@@ -51,22 +59,24 @@ std::string MessageHash(const google::protobuf::MessageLite& message);
 
 class AuditLog {
  public:
-  // Reads the last entry to continue the chain. If the stored head does not
-  // match it (the newest entries were removed or altered), the log opens
-  // but every Append fails with UNAVAILABLE, so the node answers nothing
-  // while operators can still read and verify the log.
-  static absl::StatusOr<std::unique_ptr<AuditLog>> Open(storage::Storage* storage, Clock* clock);
+  // `org_id` names the node in its checkpoints. Makes and stores the signing
+  // key (meta 0x06) at first start. Converts a hash-chained log written by
+  // an earlier version into leaves, in one write.
+  static absl::StatusOr<std::unique_ptr<AuditLog>> Open(storage::Storage* storage, Clock* clock,
+                                                        std::string org_id = "");
 
   struct Appended {
     uint64_t index;
-    std::string entry_hash;
+    std::string entry_hash;  // the leaf hash
+    v1::Receipt receipt;     // org_id set to the log's org id
   };
 
-  // Sets index, time and previous_hash on `entry`, writes it with a synced
-  // write, and returns its position and hash. On error nothing is appended
-  // and the caller must not release anything (fail closed): the status is
-  // UNAVAILABLE "audit log unavailable: ...".
-  absl::StatusOr<Appended> Append(v1::AuditEntry entry);
+  // Sets index and time on `entry`, writes its leaf and a checkpoint of the
+  // new tree with one synced write, and returns its receipt, with a
+  // consistency proof from `known_size` when 0 < known_size < the new size.
+  // On error nothing is appended and the caller must not release anything
+  // (fail closed): the status is UNAVAILABLE "audit log unavailable: ...".
+  absl::StatusOr<Appended> Append(v1::AuditEntry entry, uint64_t known_size = 0);
 
   // Called after every Append, outside the log's lock, with the entry (as
   // stored, or as it would have been) and the append's status; for metrics.
@@ -91,7 +101,8 @@ class AuditLog {
   };
   struct Page {
     std::vector<v1::AuditEntry> entries;
-    uint64_t next_index = 0;  // the index after the last entry examined
+    std::vector<std::string> leaves;  // each entry's leaf as stored
+    uint64_t next_index = 0;          // the index after the last entry examined
   };
   // Entries from `from_index` on that match `filter`, in index order. Stops
   // after `limit` matches or `max_examined` entries examined, whichever
@@ -103,21 +114,47 @@ class AuditLog {
   // Number of entries.
   uint64_t size() const;
 
-  // OK if every stored entry is at its index and chains to the one before;
-  // DATA_LOSS naming the first entry that does not.
-  absl::Status VerifyChain() const;
+  // OK, or why the log failed its check at Open (then nothing is appended).
+  absl::Status health() const;
+
+  // The newest checkpoint (empty before the first append).
+  v1::SignedCheckpoint checkpoint() const;
+  const std::string& public_key() const { return signer_->public_key(); }
+
+  // Proofs against the newest checkpoint (a consistency proof may end at an
+  // earlier size, AuditProofRequest.to_tree_size). `asking_org` empty: an operator of
+  // this node, who may have any leaf; else a peer, who gets an inclusion
+  // proof only for a leaf whose caller is of its org (PERMISSION_DENIED).
+  // INVALID_ARGUMENT for a leaf or size the log does not hold.
+  absl::StatusOr<v1::AuditProofResponse> Proof(const v1::AuditProofRequest& request,
+                                               absl::string_view asking_org) const;
+
+  // Re-reads the stored log and verifies it as Open does: OK, or DATA_LOSS
+  // naming the first leaf or checkpoint that does not verify.
+  absl::Status Verify() const;
 
  private:
-  AuditLog(storage::Storage* storage, Clock* clock) : storage_(storage), clock_(clock) {}
-  // Append without the observer; sets the entry's index, time and chain.
-  absl::StatusOr<Appended> AppendChained(v1::AuditEntry& entry);
+  AuditLog(storage::Storage* storage, Clock* clock, std::string org_id)
+      : storage_(storage), clock_(clock), org_id_(std::move(org_id)) {}
+  // Append without the observer; sets the entry's index and time.
+  absl::StatusOr<Appended> AppendLocked(v1::AuditEntry& entry, uint64_t known_size);
+
+  struct Loaded {
+    MerkleTree tree;
+    v1::SignedCheckpoint checkpoint;
+    absl::Status status;  // the first problem found
+  };
+  // Reads every leaf and checkpoint and checks them.
+  absl::StatusOr<Loaded> Load() const;
 
   storage::Storage* const storage_;
   Clock* const clock_;
+  const std::string org_id_;
+  std::unique_ptr<CheckpointSigner> signer_;
   mutable absl::Mutex mu_;
-  uint64_t next_index_ ABSL_GUARDED_BY(mu_) = 0;
-  std::string last_hash_ ABSL_GUARDED_BY(mu_);
-  // Set at Open when the stored head does not match the last entry.
+  MerkleTree tree_ ABSL_GUARDED_BY(mu_);
+  v1::SignedCheckpoint checkpoint_ ABSL_GUARDED_BY(mu_);
+  // Set at Open when the stored log does not verify.
   absl::Status broken_ ABSL_GUARDED_BY(mu_);
   Observer observer_;
 };

@@ -50,17 +50,24 @@ class AuditLogTest : public ::testing::Test {
     log_ = std::move(log).value();
   }
 
-  // Rewrites stored entry `index` with `mutate` applied, bypassing the log.
+  static std::string Key(char prefix, uint64_t n) {
+    std::string key(1, prefix);
+    for (int i = 0; i < 8; ++i) key.push_back(static_cast<char>(n >> (56 - 8 * i)));
+    return key;
+  }
+
+  // The stored leaf `index`, as someone with the disk reads it.
+  std::string StoredLeaf(uint64_t index) {
+    auto value = storage_->Get(storage::ColumnFamily::kAudit, Key('l', index));
+    EXPECT_OK(value.status());
+    return value.ok() && value->has_value() ? **value : std::string();
+  }
+
+  // Rewrites stored leaf `index` re-encoded with `mutate` applied, bypassing the log.
   void Tamper(uint64_t index, const std::function<void(v1::AuditEntry&)>& mutate) {
-    std::string key(1, 'e');
-    for (int i = 0; i < 8; ++i) key.push_back(static_cast<char>(index >> (56 - 8 * i)));
-    auto value = storage_->Get(storage::ColumnFamily::kAudit, key);
-    ASSERT_OK(value.status());
-    ASSERT_TRUE(value->has_value());
-    v1::AuditEntry entry;
-    ASSERT_TRUE(entry.ParseFromString(**value));
+    ASSERT_OK_AND_ASSIGN(v1::AuditEntry entry, DecodeLeaf(StoredLeaf(index)));
     mutate(entry);
-    ASSERT_OK(storage_->Put(storage::ColumnFamily::kAudit, key, entry.SerializeAsString()));
+    ASSERT_OK(storage_->Put(storage::ColumnFamily::kAudit, Key('l', index), EncodeLeaf(entry)));
   }
 
   std::string dir_ = MakeTempDir();
@@ -70,66 +77,113 @@ class AuditLogTest : public ::testing::Test {
   std::unique_ptr<AuditLog> log_;
 };
 
-TEST_F(AuditLogTest, AppendsChainedEntriesInOrder) {
+TEST_F(AuditLogTest, AppendsLeavesInOrderEachWithAVerifiableReceipt) {
   ASSERT_OK_AND_ASSIGN(auto a,
                        log_->Append(Entry("spiffe://td/org/a/node", v1::AuditEntry::ANSWERED)));
   clock_.Advance(absl::Seconds(1));
   ASSERT_OK_AND_ASSIGN(auto b,
-                       log_->Append(Entry("spiffe://td/org/b/node", v1::AuditEntry::REFUSED)));
+                       log_->Append(Entry("spiffe://td/org/b/node", v1::AuditEntry::REFUSED), 1));
   EXPECT_EQ(a.index, 0u);
   EXPECT_EQ(b.index, 1u);
   EXPECT_EQ(log_->size(), 2u);
   ASSERT_OK_AND_ASSIGN(auto entries, log_->List(0, 10));
   ASSERT_EQ(entries.size(), 2u);
-  EXPECT_EQ(entries[0].previous_hash(), std::string(32, '\0'));
-  EXPECT_EQ(entries[1].previous_hash(), a.entry_hash);
   EXPECT_EQ(EntryHash(entries[1]), b.entry_hash);
+  EXPECT_EQ(LeafHash(StoredLeaf(1)), b.entry_hash);
   EXPECT_EQ(entries[1].time_unix_ms(), entries[0].time_unix_ms() + 1000);
-  EXPECT_OK(log_->VerifyChain());
+  EXPECT_OK(VerifyReceipt(a.receipt, log_->public_key()));
+  EXPECT_OK(VerifyReceipt(b.receipt, log_->public_key()));
+  EXPECT_EQ(b.receipt.checkpoint().tree_size(), 2u);
+  EXPECT_EQ(b.receipt.consistency_from(), 1u);
+  EXPECT_OK(VerifyReceiptConsistency(b.receipt, a.receipt.checkpoint()));
+  EXPECT_OK(log_->Verify());
 }
 
-TEST_F(AuditLogTest, ChainContinuesAfterReopen) {
+TEST_F(AuditLogTest, TreeContinuesAfterReopenWithTheSameKey) {
   ASSERT_OK_AND_ASSIGN(auto a, log_->Append(Entry("c", v1::AuditEntry::ANSWERED)));
+  const std::string key = log_->public_key();
   Open();
-  ASSERT_OK_AND_ASSIGN(auto b, log_->Append(Entry("c", v1::AuditEntry::ANSWERED)));
+  EXPECT_EQ(log_->public_key(), key);
+  ASSERT_OK_AND_ASSIGN(auto b, log_->Append(Entry("c", v1::AuditEntry::ANSWERED), 1));
   EXPECT_EQ(b.index, 1u);
-  ASSERT_OK_AND_ASSIGN(auto entries, log_->List(1, 1));
-  ASSERT_EQ(entries.size(), 1u);
-  EXPECT_EQ(entries[0].previous_hash(), a.entry_hash);
-  EXPECT_OK(log_->VerifyChain());
+  EXPECT_OK(VerifyReceipt(b.receipt, key));
+  EXPECT_OK(VerifyReceiptConsistency(b.receipt, a.receipt.checkpoint()));
+  EXPECT_OK(log_->Verify());
 }
 
-TEST_F(AuditLogTest, AlteredEntryBreaksTheChainThere) {
+TEST_F(AuditLogTest, FlippingAnyByteOfAStoredLeafStopsAppendsAfterReopen) {
+  std::vector<AuditLog::Appended> appended;
   for (int i = 0; i < 5; ++i) {
-    ASSERT_OK(log_->Append(Entry("c", v1::AuditEntry::ANSWERED)).status());
+    ASSERT_OK_AND_ASSIGN(auto a, log_->Append(Entry("c", v1::AuditEntry::ANSWERED)));
+    appended.push_back(a);
   }
-  ASSERT_OK(log_->VerifyChain());
-  Tamper(2, [](v1::AuditEntry& e) { e.set_decision(v1::AuditEntry::REFUSED); });
-  EXPECT_THAT(log_->VerifyChain(),
-              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("broken at entry 3")));
+  const std::string original = StoredLeaf(2);
+  for (size_t byte = 0; byte < original.size(); ++byte) {
+    std::string flipped = original;
+    flipped[byte] = static_cast<char>(flipped[byte] ^ 0x01);
+    ASSERT_OK(storage_->Put(storage::ColumnFamily::kAudit, Key('l', 2), flipped));
+    // The flipped leaf is not in the tree its receipt's checkpoint signs.
+    EXPECT_THAT(VerifyInclusion(2, 5, LeafHash(flipped),
+                                {appended[4].receipt.inclusion_proof().begin(),
+                                 appended[4].receipt.inclusion_proof().end()},
+                                appended[4].receipt.checkpoint().root_hash()),
+                StatusIs(absl::StatusCode::kDataLoss, ::testing::_));
+    EXPECT_THAT(log_->Verify(), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("leaf 2")))
+        << "byte " << byte;
+  }
+  Open();
+  EXPECT_THAT(log_->health(), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("leaf 2")));
+  EXPECT_THAT(log_->Append(Entry("c", v1::AuditEntry::ANSWERED)),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("leaf 2")));
 }
 
-TEST_F(AuditLogTest, AlteredLastEntryIsDetectedByTheHead) {
+TEST_F(AuditLogTest, ReencodedLeafIsNamedByTheFirstCheckpointOverIt) {
   for (int i = 0; i < 3; ++i) {
     ASSERT_OK(log_->Append(Entry("c", v1::AuditEntry::ANSWERED)).status());
   }
   Tamper(2, [](v1::AuditEntry& e) { e.set_reason("rewritten"); });
-  EXPECT_THAT(log_->VerifyChain(),
-              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("broken at entry 2")));
+  EXPECT_THAT(log_->Verify(), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("leaf 2")));
 }
 
-TEST_F(AuditLogTest, RemovedNewestEntriesStopFurtherAppends) {
+TEST_F(AuditLogTest, RemovedNewestLeafStopsFurtherAppends) {
   for (int i = 0; i < 3; ++i) {
     ASSERT_OK(log_->Append(Entry("c", v1::AuditEntry::ANSWERED)).status());
   }
-  std::string key(1, 'e');
-  for (int i = 0; i < 8; ++i) key.push_back(static_cast<char>(uint64_t{2} >> (56 - 8 * i)));
-  ASSERT_OK(storage_->Delete(storage::ColumnFamily::kAudit, key));
+  ASSERT_OK(storage_->Delete(storage::ColumnFamily::kAudit, Key('l', 2)));
   Open();
   EXPECT_EQ(log_->size(), 2u);
   EXPECT_THAT(log_->Append(Entry("c", v1::AuditEntry::ANSWERED)),
-              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("removed or altered")));
-  EXPECT_THAT(log_->VerifyChain(), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("head")));
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("leaves were removed")));
+  EXPECT_THAT(log_->Verify(), StatusIs(absl::StatusCode::kDataLoss, ::testing::_));
+}
+
+TEST_F(AuditLogTest, ForgedCheckpointIsRejectedAtOpen) {
+  ASSERT_OK_AND_ASSIGN(auto a, log_->Append(Entry("c", v1::AuditEntry::ANSWERED)));
+  v1::SignedCheckpoint forged = a.receipt.checkpoint();
+  forged.set_time_unix_ms(forged.time_unix_ms() + 1);
+  EXPECT_THAT(VerifyCheckpoint(forged, ""),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("bad signature")));
+  ASSERT_OK(storage_->Put(storage::ColumnFamily::kAudit, Key('c', 1), forged.SerializeAsString()));
+  Open();
+  EXPECT_THAT(log_->health(), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("does not verify")));
+}
+
+TEST_F(AuditLogTest, ServesInclusionProofsOnlyToTheOrgWhoseEntryItIs) {
+  ASSERT_OK(log_->Append(Entry("spiffe://td/org/a/node", v1::AuditEntry::ANSWERED)).status());
+  ASSERT_OK(log_->Append(Entry("spiffe://td/org/b/node", v1::AuditEntry::ANSWERED)).status());
+  v1::AuditProofRequest request;
+  request.set_inclusion(true);
+  request.set_leaf_index(0);
+  request.set_from_tree_size(1);
+  ASSERT_OK_AND_ASSIGN(v1::AuditProofResponse proof, log_->Proof(request, "a"));
+  const v1::SignedCheckpoint& cp = proof.checkpoint();
+  EXPECT_OK(VerifyCheckpoint(cp, log_->public_key()));
+  EXPECT_OK(VerifyInclusion(0, cp.tree_size(), LeafHash(proof.leaf()),
+                            {proof.inclusion_proof().begin(), proof.inclusion_proof().end()},
+                            cp.root_hash()));
+  EXPECT_THAT(log_->Proof(request, "b"),
+              StatusIs(absl::StatusCode::kPermissionDenied, ::testing::_));
+  EXPECT_OK(log_->Proof(request, "").status());  // an operator
 }
 
 TEST_F(AuditLogTest, FailedWriteAppendsNothing) {
@@ -139,9 +193,12 @@ TEST_F(AuditLogTest, FailedWriteAppendsNothing) {
               StatusIs(absl::StatusCode::kUnavailable, HasSubstr("audit log unavailable")));
   faults_.SetFailWrites(false);
   EXPECT_EQ(log_->size(), 1u);
+  EXPECT_EQ(log_->checkpoint().tree_size(), 1u);
   Open();
   EXPECT_EQ(log_->size(), 1u);
-  EXPECT_OK(log_->VerifyChain());
+  ASSERT_OK_AND_ASSIGN(auto b, log_->Append(Entry("c", v1::AuditEntry::ANSWERED)));
+  EXPECT_OK(VerifyReceipt(b.receipt, log_->public_key()));
+  EXPECT_OK(log_->Verify());
 }
 
 TEST_F(AuditLogTest, FindFiltersByCallerDecisionAndTime) {
@@ -196,23 +253,47 @@ TEST_F(AuditLogTest, FindExaminesAtMostItsBoundAndSaysWhereToContinue) {
   EXPECT_EQ(page.next_index, 2u);
 }
 
-TEST_F(AuditLogTest, QuestionAndOnBehalfOfAreCoveredByTheChain) {
+TEST_F(AuditLogTest, QuestionAndOnBehalfOfAreCoveredByTheLeaf) {
   v1::AuditEntry e = Entry("spiffe://td/org/a/node", v1::AuditEntry::ANSWERED);
   const std::string without = EntryHash(e);
   e.set_on_behalf_of("spiffe://td/org/a/analyst/ana");
   e.mutable_question()->set_purpose("program-evaluation");
   e.set_applied_where_text("age >= 15");
+  e.add_applied_where()->set_field("age");
   EXPECT_NE(EntryHash(e), without);
   ASSERT_OK(log_->Append(e).status());
   ASSERT_OK(log_->Append(e).status());
-  ASSERT_OK(log_->VerifyChain());
+  ASSERT_OK(log_->Verify());
+  ASSERT_OK_AND_ASSIGN(v1::AuditEntry decoded, DecodeLeaf(StoredLeaf(0)));
+  EXPECT_EQ(decoded.on_behalf_of(), e.on_behalf_of());
+  EXPECT_EQ(decoded.applied_where_size(), 1);
   Tamper(0, [](v1::AuditEntry& entry) { entry.set_on_behalf_of("spiffe://td/org/a/analyst/x"); });
-  EXPECT_THAT(log_->VerifyChain(), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("entry 0")));
+  EXPECT_THAT(log_->Verify(), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("leaf 0")));
   Tamper(0, [](v1::AuditEntry& entry) {
     entry.set_on_behalf_of("spiffe://td/org/a/analyst/ana");
     entry.set_applied_where_text("age >= 20");
   });
-  EXPECT_THAT(log_->VerifyChain(), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("entry 0")));
+  EXPECT_THAT(log_->Verify(), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("leaf 0")));
+}
+
+TEST_F(AuditLogTest, AHashChainedLogIsConvertedToLeavesAtOpen) {
+  log_.reset();
+  // Two entries as the hash-chained log stored them (protobuf under 'e').
+  for (uint64_t i = 0; i < 2; ++i) {
+    v1::AuditEntry e = Entry("spiffe://td/org/a/node", v1::AuditEntry::ANSWERED);
+    e.set_index(i);
+    e.set_previous_hash(std::string(32, static_cast<char>(i)));
+    ASSERT_OK(storage_->Put(storage::ColumnFamily::kAudit, Key('e', i), e.SerializeAsString()));
+  }
+  ASSERT_OK(storage_->Put(storage::ColumnFamily::kAudit, "h", "head"));
+  Open();
+  EXPECT_OK(log_->health());
+  EXPECT_EQ(log_->size(), 2u);
+  ASSERT_OK_AND_ASSIGN(auto entries, log_->List(0, 10));
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_EQ(entries[1].previous_hash(), std::string(32, '\1'));
+  ASSERT_OK(log_->Append(Entry("c", v1::AuditEntry::ANSWERED)).status());
+  EXPECT_OK(log_->Verify());
 }
 
 }  // namespace

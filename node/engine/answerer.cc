@@ -6,8 +6,10 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "node/audit/receipt_payload.h"
 #include "node/common/status_macros.h"
 #include "node/common/utf8.h"
+#include "node/engine/manifest.h"
 #include "node/engine/query_executor.h"
 #include "policy/disclosure.h"
 #include "policy/query_rules.h"
@@ -117,8 +119,12 @@ absl::Status Answerer::Refuse(v1::AuditEntry entry, const std::string& agreement
       entry.decision() == v1::AuditEntry::REFUSED || status.code() == absl::StatusCode::kNotFound;
   absl::StatusOr<audit::AuditLog::Appended> appended = audit_->Append(std::move(entry));
   if (!appended.ok()) return appended.status();
-  if (!refused || policy::RefusalOf(status).has_value()) return status;
-  return policy::WithRefusal(status, {std::string(rule), agreement_id, ""});
+  appended->receipt.set_org_id(org_id_);
+  if (!refused || policy::RefusalOf(status).has_value()) {
+    return audit::WithReceipt(status, appended->receipt);
+  }
+  return audit::WithReceipt(policy::WithRefusal(status, {std::string(rule), agreement_id, ""}),
+                            appended->receipt);
 }
 
 absl::Status Answerer::Admit(const std::string& key, int limit, absl::Duration window,
@@ -362,12 +368,13 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
   v1::AuditEntry entry = std::move(audited);
   entry.set_decision(v1::AuditEntry::ANSWERED);
   entry.set_agreement_id(agreement.id());
+  *result.mutable_manifest() = DisclosureManifest(agreement, *normalized, *schema, result);
+  *entry.mutable_manifest() = result.manifest();
   entry.set_result_hash(audit::MessageHash(result));
-  FEDSHARE_ASSIGN_OR_RETURN(audit::AuditLog::Appended appended, audit_->Append(std::move(entry)));
-  v1::Receipt* receipt = result.mutable_receipt();
-  receipt->set_org_id(org_id_);
-  receipt->set_audit_index(appended.index);
-  receipt->set_entry_hash(appended.entry_hash);
+  FEDSHARE_ASSIGN_OR_RETURN(audit::AuditLog::Appended appended,
+                            audit_->Append(std::move(entry), caller.audit_known_size));
+  *result.mutable_receipt() = std::move(appended.receipt);
+  result.mutable_receipt()->set_org_id(org_id_);
   return result;
 }
 

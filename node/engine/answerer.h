@@ -51,6 +51,9 @@ struct Caller {
   std::string org_id;
   std::string spiffe_id;
   std::string on_behalf_of;
+  // The size of the last checkpoint of this node's audit log the caller
+  // holds (0: none): an answer's receipt then proves consistency from it.
+  uint64_t audit_known_size = 0;
 };
 
 class Answerer {
@@ -114,8 +117,9 @@ class Answerer {
                                                const std::function<bool()>& cancelled);
   // Appends `entry` (who asked what) with the refusal's decision, rule and
   // reason; returns `status` for a refusal (carrying `rule` and `agreement_id`
-  // as policy/refusal.h's ErrorInfo unless it carries one already), or
-  // UNAVAILABLE if the append failed.
+  // as policy/refusal.h's ErrorInfo unless it carries one already, and the
+  // append's receipt, audit/receipt_payload.h), or UNAVAILABLE if the append
+  // failed.
   absl::Status Refuse(v1::AuditEntry entry, const std::string& agreement_id, absl::string_view rule,
                       const absl::Status& status);
   // Durable sliding-window admission in the `queries` column family: OK and

@@ -8,6 +8,7 @@
 #include "node/common/status_macros.h"
 #include "node/engine/answerer.h"
 #include "node/engine/dp_release.h"
+#include "node/engine/manifest.h"
 #include "node/storage/keys.h"
 #include "policy/dp_random.h"
 #include "policy/dp_settings.h"
@@ -148,12 +149,13 @@ absl::StatusOr<v1::AggregateResult> Answerer::DryRun(v1::AuditEntry audited, con
   result.set_answered_at_unix_ms(absl::ToUnixMillis(now));
   audited.set_decision(v1::AuditEntry::DRY_RUN);
   audited.set_agreement_id(agreement.id());
+  *result.mutable_manifest() = DisclosureManifest(agreement, normalized, schema, result);
+  *audited.mutable_manifest() = result.manifest();
   audited.set_result_hash(audit::MessageHash(result));
-  FEDSHARE_ASSIGN_OR_RETURN(audit::AuditLog::Appended appended, audit_->Append(std::move(audited)));
-  v1::Receipt* receipt = result.mutable_receipt();
-  receipt->set_org_id(org_id_);
-  receipt->set_audit_index(appended.index);
-  receipt->set_entry_hash(appended.entry_hash);
+  FEDSHARE_ASSIGN_OR_RETURN(audit::AuditLog::Appended appended,
+                            audit_->Append(std::move(audited), caller.audit_known_size));
+  *result.mutable_receipt() = std::move(appended.receipt);
+  result.mutable_receipt()->set_org_id(org_id_);
   return result;
 }
 
@@ -246,8 +248,11 @@ absl::StatusOr<v1::AggregateResult> Answerer::AnswerDp(
   entry.set_decision(v1::AuditEntry::ANSWERED);
   entry.set_agreement_id(agreement.id());
   entry.set_epsilon_spent(spent);
+  *result.mutable_manifest() = DisclosureManifest(agreement, normalized, schema, result);
+  *entry.mutable_manifest() = result.manifest();
   entry.set_result_hash(audit::MessageHash(result));
-  absl::StatusOr<audit::AuditLog::Appended> appended = audit_->Append(std::move(entry));
+  absl::StatusOr<audit::AuditLog::Appended> appended =
+      audit_->Append(std::move(entry), caller.audit_known_size);
   if (!appended.ok()) {
     if (!repeat) (void)dp_ledger_.Cancel(caller.org_id, dataset, spend_id);
     return appended.status();
@@ -259,10 +264,8 @@ absl::StatusOr<v1::AggregateResult> Answerer::AnswerDp(
     // the window) and the answer is not released.
     FEDSHARE_RETURN_IF_ERROR(dp_ledger_.Commit(caller.org_id, dataset, spend_id, std::move(also)));
   }
-  v1::Receipt* receipt = result.mutable_receipt();
-  receipt->set_org_id(org_id_);
-  receipt->set_audit_index(appended->index);
-  receipt->set_entry_hash(appended->entry_hash);
+  *result.mutable_receipt() = std::move(appended->receipt);
+  result.mutable_receipt()->set_org_id(org_id_);
   return result;
 }
 

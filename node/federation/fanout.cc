@@ -12,6 +12,7 @@
 #include "node/federation/combine.h"
 #include "node/identity/channel.h"
 #include "policy/question.h"
+#include "spdlog/spdlog.h"
 
 namespace fedshare::federation {
 namespace {
@@ -65,9 +66,55 @@ std::unique_ptr<v1::PeerService::Stub> Dial(const v1::NodeConfig& config,
   return v1::PeerService::NewStub(*channel);
 }
 
+// Checks the partner's receipt (from its answer, or its refusal's status
+// details) against what `checkpoints` holds of it; an answer must carry one.
+// On failure the outcome becomes AUDIT_FAILED, without the partner's figures.
+void CheckReceipt(audit::PeerCheckpoints& checkpoints, v1::PeerService::Stub& stub,
+                  const v1::PeerConfig& peer, const grpc::Status& status,
+                  const google::rpc::Status& details, absl::Duration deadline,
+                  PartnerOutcome& outcome) {
+  std::optional<v1::Receipt> receipt;
+  if (outcome.result.has_value() && outcome.result->has_receipt()) {
+    receipt = outcome.result->receipt();
+  }
+  for (const google::protobuf::Any& any : details.details()) {
+    v1::Receipt unpacked;
+    if (!receipt.has_value() && any.UnpackTo(&unpacked)) receipt = std::move(unpacked);
+  }
+  if (!receipt.has_value() && !status.ok()) return;  // refused before its audit
+  if (receipt.has_value()) *outcome.coverage.mutable_receipt() = *receipt;
+  absl::Status checked = absl::DataLossError(
+      absl::StrCat("peer ", peer.org_id(), " answered without an audit receipt"));
+  if (receipt.has_value()) {
+    checked = checkpoints.Accept(
+        peer.org_id(), *receipt,
+        [&](uint64_t from, uint64_t to) -> absl::StatusOr<std::vector<std::string>> {
+          grpc::ClientContext context;
+          context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+          v1::AuditProofRequest request;
+          request.set_from_tree_size(from);
+          request.set_to_tree_size(to);
+          v1::AuditProofResponse response;
+          grpc::Status s = stub.AuditProof(&context, request, &response);
+          if (!s.ok()) return absl::UnavailableError(s.error_message());
+          return std::vector<std::string>(response.consistency_proof().begin(),
+                                          response.consistency_proof().end());
+        });
+  }
+  if (checked.ok()) return;
+  spdlog::error("event=peer_audit_failed peer={} error=\"{}\"", peer.org_id(),
+                std::string(checked.message()));
+  outcome.result.reset();
+  outcome.coverage.set_state(v1::PartnerCoverage::AUDIT_FAILED);
+  outcome.coverage.set_audit_error(std::string(checked.message()));
+  outcome.coverage.set_reason(absl::StrCat("its audit log does not verify: ", checked.message()));
+  outcome.coverage.set_released_cells(0);
+  outcome.coverage.set_withheld_cells(0);
+}
+
 PartnerOutcome AskOne(const v1::NodeConfig& config, const v1::PeerConfig& peer,
                       const v1::AggregateQuery& query, const std::string& on_behalf_of,
-                      absl::Duration deadline, bool dry_run) {
+                      absl::Duration deadline, bool dry_run, audit::PeerCheckpoints* checkpoints) {
   PartnerOutcome outcome;
   outcome.coverage.set_org_id(peer.org_id());
   std::string error;
@@ -83,18 +130,22 @@ PartnerOutcome AskOne(const v1::NodeConfig& config, const v1::PeerConfig& peer,
   *request.mutable_query() = query;
   request.set_on_behalf_of(on_behalf_of);
   request.set_dry_run(dry_run);
+  if (checkpoints != nullptr) request.set_audit_known_size(checkpoints->KnownSize(peer.org_id()));
   v1::AggregateResponse response;
   grpc::Status status = stub->Aggregate(&context, request, &response);
   outcome.coverage.set_state(StateFor(status.error_code()));
+  google::rpc::Status details;
   if (!status.ok()) {
     outcome.coverage.set_reason(status.error_message());
     // Pass the partner's ErrorInfo on, so the analyst's tools see the rule
     // and agreement without parsing the reason.
-    google::rpc::Status details;
     if (!status.error_details().empty() && details.ParseFromString(status.error_details())) {
       for (const google::protobuf::Any& any : details.details()) {
         if (any.UnpackTo(outcome.coverage.mutable_refusal())) break;
       }
+    }
+    if (checkpoints != nullptr) {
+      CheckReceipt(*checkpoints, *stub, peer, status, details, deadline, outcome);
     }
     return outcome;
   }
@@ -110,6 +161,9 @@ PartnerOutcome AskOne(const v1::NodeConfig& config, const v1::PeerConfig& peer,
   outcome.coverage.set_released_cells(released);
   outcome.coverage.set_withheld_cells(withheld);
   outcome.result = std::move(*response.mutable_result());
+  if (checkpoints != nullptr) {
+    CheckReceipt(*checkpoints, *stub, peer, status, details, deadline, outcome);
+  }
   return outcome;
 }
 
@@ -196,7 +250,7 @@ absl::StatusOr<v1::FederatedAggregateResponse> FanOut::Ask(
         std::async(std::launch::async, [this, peer, &request, &caller_spiffe_id, deadline] {
           absl::Time start = absl::Now();
           PartnerOutcome outcome = AskOne(*config_, peer, request.query(), caller_spiffe_id,
-                                          deadline, request.dry_run());
+                                          deadline, request.dry_run(), checkpoints_);
           if (peer_call_observer_) {
             peer_call_observer_(peer.org_id(), outcome.coverage.state(), absl::Now() - start);
           }
@@ -241,10 +295,8 @@ absl::StatusOr<v1::FederatedAggregateResponse> FanOut::Ask(
   entry.set_reason(absl::StrCat("coverage: ", absl::StrJoin(states, " ")));
   absl::StatusOr<audit::AuditLog::Appended> appended = audit_->Append(std::move(entry));
   if (!appended.ok()) return appended.status();
-  v1::Receipt* receipt = response.mutable_combined()->mutable_receipt();
-  receipt->set_org_id(config_->org_id());
-  receipt->set_audit_index(appended->index);
-  receipt->set_entry_hash(appended->entry_hash);
+  *response.mutable_combined()->mutable_receipt() = std::move(appended->receipt);
+  response.mutable_combined()->mutable_receipt()->set_org_id(config_->org_id());
   return response;
 }
 
@@ -258,6 +310,10 @@ v1::ListPeersResponse FanOut::ListPeers(bool probe) {
       status.set_org_id(peer.org_id());
       status.set_address(peer.address());
       *status.mutable_groups() = peer.groups();
+      if (checkpoints_ != nullptr) {
+        status.set_audit_tree_size(checkpoints_->KnownSize(peer.org_id()));
+        status.set_audit_error(checkpoints_->Error(peer.org_id()));
+      }
       if (!probe) return status;
       std::string error;
       std::unique_ptr<v1::PeerService::Stub> stub = Dial(*config_, peer, &error);

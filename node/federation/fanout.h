@@ -27,6 +27,7 @@
 #include "fedshare/v1/federation.pb.h"
 #include "fedshare/v1/peer.pb.h"
 #include "node/audit/audit_log.h"
+#include "node/audit/peer_checkpoints.h"
 
 namespace fedshare::federation {
 
@@ -65,6 +66,13 @@ class FanOut {
       const std::string& org_id, v1::PartnerCoverage::State state, absl::Duration elapsed)>;
   void SetPeerCallObserver(PeerCallObserver observer) { peer_call_observer_ = std::move(observer); }
 
+  // Where partners' receipts and checkpoints are kept and checked (DESIGN
+  // §9): each answer must carry a receipt that verifies and extends the
+  // checkpoint held, else the partner is AUDIT_FAILED in the coverage and its
+  // figures are left out. Unset: receipts are not checked.
+  // REQUIRES: set before the first Ask; `checkpoints` outlives the FanOut.
+  void SetPeerCheckpoints(audit::PeerCheckpoints* checkpoints) { checkpoints_ = checkpoints; }
+
  private:
   static absl::StatusOr<std::vector<v1::PeerConfig>> Select(
       const std::vector<v1::PeerConfig>& peers, const v1::FederatedAggregateRequest& request);
@@ -72,6 +80,7 @@ class FanOut {
   const v1::NodeConfig* config_;
   audit::AuditLog* audit_;
   PeerCallObserver peer_call_observer_;
+  audit::PeerCheckpoints* checkpoints_ = nullptr;
   mutable absl::Mutex mu_;
   std::shared_ptr<const std::vector<v1::PeerConfig>> peers_ ABSL_GUARDED_BY(mu_);
 };

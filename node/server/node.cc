@@ -13,6 +13,7 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/resource_quota.h"
 #include "node/audit/audit_log.h"
+#include "node/audit/peer_checkpoints.h"
 #include "node/common/status_macros.h"
 #include "node/engine/answerer.h"
 #include "node/engine/engine.h"
@@ -171,8 +172,14 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
   FEDSHARE_ASSIGN_OR_RETURN(storage_options.encryption_key, LoadStorageKey(cfg));
   FEDSHARE_ASSIGN_OR_RETURN(node->storage_,
                             storage::Storage::Create(cfg.data_dir(), storage_options));
-  FEDSHARE_ASSIGN_OR_RETURN(node->audit_,
-                            audit::AuditLog::Open(node->storage_.get(), node->clock_));
+  FEDSHARE_ASSIGN_OR_RETURN(
+      node->audit_, audit::AuditLog::Open(node->storage_.get(), node->clock_, cfg.org_id()));
+  if (absl::Status health = node->audit_->health(); !health.ok()) {
+    // Fail closed: every question fails until the store is restored; the
+    // node still serves `fedshare status` and `audit show` to say why.
+    spdlog::error("event=audit_log_broken entries={} error=\"{}\" action=\"answering nothing\"",
+                  node->audit_->size(), std::string(health.message()));
+  }
 
   std::vector<v1::DatasetSchema> schemas(cfg.datasets().begin(), cfg.datasets().end());
   FEDSHARE_ASSIGN_OR_RETURN(policy::AgreementSet agreement_set, LoadAgreements(cfg));
@@ -200,6 +207,8 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
     node->reloader_ = std::thread([n = node.get()] { n->WatchAgreements(); });
   }
   node->fanout_ = std::make_unique<federation::FanOut>(&node->config_, node->audit_.get());
+  node->peer_checkpoints_ = std::make_unique<audit::PeerCheckpoints>(node->storage_.get());
+  node->fanout_->SetPeerCheckpoints(node->peer_checkpoints_.get());
   FEDSHARE_ASSIGN_OR_RETURN(node->authenticator_,
                             identity::Authenticator::Create(
                                 cfg.tls().ca_file(), cfg.trust_domain(),

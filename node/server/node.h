@@ -37,7 +37,8 @@ class FaultInjector;
 }  // namespace storage
 namespace audit {
 class AuditLog;
-}
+class PeerCheckpoints;
+}  // namespace audit
 namespace engine {
 class Engine;
 class Answerer;
@@ -152,6 +153,7 @@ class Node {
   Clock* clock_ = nullptr;
   std::unique_ptr<storage::Storage> storage_;
   std::unique_ptr<audit::AuditLog> audit_;
+  std::unique_ptr<audit::PeerCheckpoints> peer_checkpoints_;  // partners' receipts
   std::unique_ptr<engine::Engine> engine_;
   std::unique_ptr<engine::Answerer> answerer_;
   std::unique_ptr<federation::FanOut> fanout_;

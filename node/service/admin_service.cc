@@ -153,7 +153,10 @@ grpc::Status AdminServiceImpl::Status(grpc::ServerContext* context, const v1::St
   response->set_started_at_unix_ms(absl::ToUnixMillis(env_->started_at));
   response->set_caller(who->spiffe_id);
   response->set_datasets(env_->config->datasets_size());
-  if (env_->audit != nullptr) response->set_audit_entries(env_->audit->size());
+  if (env_->audit != nullptr) {
+    response->set_audit_entries(env_->audit->size());
+    response->set_audit_error(std::string(env_->audit->health().message()));
+  }
   if (env_->status_metrics) *response->mutable_metrics() = env_->status_metrics();
   absl::StatusOr<std::vector<std::string>> cert =
       identity::CheckOwnCertificate(env_->config->tls(), env_->config->trust_domain(),
@@ -347,12 +350,26 @@ grpc::Status AdminServiceImpl::ListAudit(grpc::ServerContext* context,
       env_->audit->Find(request->from_index(), filter, limit, kMaxAuditExamined);
   if (!page.ok()) return Finish(kMethod, who->spiffe_id, page.status());
   for (v1::AuditEntry& e : page->entries) *response->add_entries() = std::move(e);
+  for (std::string& leaf : page->leaves) response->add_leaves(std::move(leaf));
   response->set_next_index(page->next_index);
   response->set_total(env_->audit->size());
-  absl::Status chain = env_->audit->VerifyChain();
-  response->set_chain_valid(chain.ok());
-  response->set_chain_error(std::string(chain.message()));
+  *response->mutable_checkpoint() = env_->audit->checkpoint();
+  absl::Status verified = env_->audit->Verify();
+  response->set_chain_valid(verified.ok());
+  response->set_chain_error(std::string(verified.message()));
   return Finish(kMethod, who->spiffe_id, absl::OkStatus());
+}
+
+grpc::Status AdminServiceImpl::AuditProof(grpc::ServerContext* context,
+                                          const v1::AuditProofRequest* request,
+                                          v1::AuditProofResponse* response) {
+  constexpr absl::string_view kMethod = "AdminService.AuditProof";
+  absl::StatusOr<identity::Identity> who =
+      Authorize(*env_, *context, kMethod, {Role::kOperator}, /*own_org=*/true);
+  if (!who.ok()) return ToGrpcStatus(who.status());
+  absl::StatusOr<v1::AuditProofResponse> proof = env_->audit->Proof(*request, "");
+  if (proof.ok()) *response = *std::move(proof);
+  return Finish(kMethod, who->spiffe_id, proof.status());
 }
 
 }  // namespace fedshare::service

@@ -36,6 +36,8 @@ class AdminServiceImpl final : public v1::AdminService::Service {
                              v1::ConsentReportResponse* response) override;
   grpc::Status Backup(grpc::ServerContext* context, const v1::BackupRequest* request,
                       v1::BackupResponse* response) override;
+  grpc::Status AuditProof(grpc::ServerContext* context, const v1::AuditProofRequest* request,
+                          v1::AuditProofResponse* response) override;
 
  private:
   const ServiceEnv* env_;

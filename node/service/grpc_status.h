@@ -2,7 +2,8 @@
 // The codes are the same numbers; the message passes as valid UTF-8 of at
 // most kMaxStatusMessageBytes, cut on a character boundary. A refusal's
 // ErrorInfo (policy/refusal.h) goes into the status details as a
-// google.rpc.Status holding it, where gRPC clients look for it.
+// google.rpc.Status holding it, where gRPC clients look for it, and so does
+// a refusal's audit receipt (node/audit/receipt_payload.h).
 #ifndef FEDSHARE_NODE_SERVICE_GRPC_STATUS_H_
 #define FEDSHARE_NODE_SERVICE_GRPC_STATUS_H_
 
@@ -12,6 +13,7 @@
 #include "absl/status/status.h"
 #include "google/rpc/status.pb.h"
 #include "grpcpp/support/status.h"
+#include "node/audit/receipt_payload.h"
 #include "node/common/utf8.h"
 #include "policy/refusal.h"
 
@@ -24,11 +26,13 @@ inline grpc::Status ToGrpcStatus(const absl::Status& status) {
   const auto code = static_cast<grpc::StatusCode>(status.code());
   std::string message = TruncateUtf8(status.message(), kMaxStatusMessageBytes);
   std::optional<google::rpc::ErrorInfo> info = policy::RefusalOf(status);
-  if (!info.has_value()) return grpc::Status(code, message);
+  std::optional<v1::Receipt> receipt = audit::ReceiptOf(status);
+  if (!info.has_value() && !receipt.has_value()) return grpc::Status(code, message);
   google::rpc::Status details;
   details.set_code(static_cast<int32_t>(code));
   details.set_message(message);
-  details.add_details()->PackFrom(*info);
+  if (info.has_value()) details.add_details()->PackFrom(*info);
+  if (receipt.has_value()) details.add_details()->PackFrom(*receipt);
   return grpc::Status(code, message, details.SerializeAsString());
 }
 

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "fedshare/v1/config.pb.h"
+#include "node/audit/audit_log.h"
 #include "node/engine/answerer.h"
 #include "node/service/call_guard.h"
 #include "node/service/grpc_status.h"
@@ -69,7 +70,9 @@ grpc::Status PeerServiceImpl::Aggregate(grpc::ServerContext* context,
     return Finish(kMethod, who->spiffe_id, s);
   }
   absl::StatusOr<v1::AggregateResult> result = env_->answerer->Answer(
-      engine::Caller{who->org_id, who->spiffe_id, request->on_behalf_of()}, request->query(),
+      engine::Caller{who->org_id, who->spiffe_id, request->on_behalf_of(),
+                     request->audit_known_size()},
+      request->query(),
       [context] {
         return context->IsCancelled() || context->deadline() <= std::chrono::system_clock::now();
       },
@@ -87,6 +90,18 @@ grpc::Status PeerServiceImpl::Aggregate(grpc::ServerContext* context,
     return Finish(kMethod, who->spiffe_id, absl::DeadlineExceededError(result.status().message()));
   }
   return Finish(kMethod, who->spiffe_id, result.status());
+}
+
+grpc::Status PeerServiceImpl::AuditProof(grpc::ServerContext* context,
+                                         const v1::AuditProofRequest* request,
+                                         v1::AuditProofResponse* response) {
+  constexpr absl::string_view kMethod = "PeerService.AuditProof";
+  absl::StatusOr<identity::Identity> who =
+      Authorize(*env_, *context, kMethod, {Role::kNode}, /*own_org=*/false);
+  if (!who.ok()) return ToGrpcStatus(who.status());
+  absl::StatusOr<v1::AuditProofResponse> proof = env_->audit->Proof(*request, who->org_id);
+  if (proof.ok()) *response = *std::move(proof);
+  return Finish(kMethod, who->spiffe_id, proof.status());
 }
 
 }  // namespace fedshare::service

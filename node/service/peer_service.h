@@ -16,6 +16,8 @@ class PeerServiceImpl final : public v1::PeerService::Service {
                         v1::DescribeResponse* response) override;
   grpc::Status Aggregate(grpc::ServerContext* context, const v1::AggregateRequest* request,
                          v1::AggregateResponse* response) override;
+  grpc::Status AuditProof(grpc::ServerContext* context, const v1::AuditProofRequest* request,
+                          v1::AuditProofResponse* response) override;
 
  private:
   const ServiceEnv* env_;

@@ -108,6 +108,10 @@ std::string QueriesRepeatWindowKey(absl::string_view org_id, absl::string_view q
 
 std::string MetaNodeSecretKey() { return Tagged(static_cast<uint8_t>(MetaTag::kNodeSecret)); }
 
+std::string MetaAuditSigningKey() {
+  return Tagged(static_cast<uint8_t>(MetaTag::kAuditSigningKey));
+}
+
 std::string MetaDatasetByNameKey(absl::string_view name) {
   std::string k = Tagged(static_cast<uint8_t>(MetaTag::kDatasetByName));
   k.append(name.data(), name.size());

@@ -30,6 +30,9 @@ enum class MetaTag : uint8_t {
   // keys cell-key perturbation and seeds repeated DP answers. Never leaves the
   // node (not in exports, answers, audit entries or logs).
   kNodeSecret = 0x05,
+  // key: tag. value: 32 random bytes made at first start: the Ed25519 private
+  // key (seed) that signs the audit log's checkpoints. Never leaves the node.
+  kAuditSigningKey = 0x06,
   kDatasetByName = 0x10,  // key: tag + name. value: u32 dataset id
   kDatasetSchema = 0x11,  // key: tag + u32 id. value: fedshare.v1.DatasetSchema (protobuf)
   kDatasetStats = 0x12,   // key: tag + u32 id. value: DatasetStats (16 bytes)
@@ -105,6 +108,7 @@ std::string MetaNodeIdentityKey();
 std::string MetaNextDatasetIdKey();
 std::string MetaSubjectCountKey();
 std::string MetaNodeSecretKey();
+std::string MetaAuditSigningKey();
 std::string MetaDatasetByNameKey(absl::string_view name);
 std::string MetaDatasetSchemaKey(uint32_t dataset_id);
 std::string MetaDatasetStatsKey(uint32_t dataset_id);

@@ -116,7 +116,7 @@ FuzzNode& TheNode() {
     auto storage = storage::Storage::Create(n->config.data_dir(), {});
     AssertOk("storage", storage.status());
     n->storage = *std::move(storage);
-    auto audit = audit::AuditLog::Open(n->storage.get(), n->clock.get());
+    auto audit = audit::AuditLog::Open(n->storage.get(), n->clock.get(), n->config.org_id());
     AssertOk("audit", audit.status());
     n->audit = *std::move(audit);
     std::vector<v1::DatasetSchema> schemas(n->config.datasets().begin(),

@@ -14,6 +14,7 @@ _STATES = {
     federation_pb2.PartnerCoverage.TIMED_OUT: "timed out",
     federation_pb2.PartnerCoverage.UNREACHABLE: "unreachable",
     federation_pb2.PartnerCoverage.FAILED: "failed",
+    federation_pb2.PartnerCoverage.AUDIT_FAILED: "audit failed",
 }
 
 

@@ -1,0 +1,136 @@
+#include "node/audit/peer_checkpoints.h"
+
+#include "absl/strings/str_cat.h"
+#include "node/audit/checkpoint.h"
+#include "node/audit/merkle.h"
+#include "node/common/status_macros.h"
+
+namespace fedshare::audit {
+namespace {
+
+using storage::ColumnFamily;
+
+// Keys in the `audit` column family (docs/storage-format.md): tag, org id,
+// 0x00, then for 'p' the tree size and for 'r' the leaf index (u64 BE).
+constexpr char kPeerCheckpoint = 'p';
+constexpr char kPeerReceipt = 'r';
+constexpr char kPeerError = 'x';
+
+std::string PeerPrefix(char tag, const std::string& org_id) {
+  std::string key(1, tag);
+  key += org_id;
+  key.push_back('\0');
+  return key;
+}
+
+std::string PeerKey(char tag, const std::string& org_id, uint64_t n) {
+  std::string key = PeerPrefix(tag, org_id);
+  for (int i = 0; i < 8; ++i) key.push_back(static_cast<char>(n >> (56 - 8 * i)));
+  return key;
+}
+
+}  // namespace
+
+absl::StatusOr<std::optional<v1::SignedCheckpoint>> PeerCheckpoints::Latest(
+    const std::string& org_id) const {
+  FEDSHARE_ASSIGN_OR_RETURN(
+      auto last,
+      storage_->LastWithPrefix(ColumnFamily::kAudit, PeerPrefix(kPeerCheckpoint, org_id)));
+  if (!last.has_value()) return std::nullopt;
+  v1::SignedCheckpoint checkpoint;
+  if (!checkpoint.ParseFromString(last->second)) {
+    return absl::DataLossError(absl::StrCat("a held checkpoint of ", org_id, " does not decode"));
+  }
+  return checkpoint;
+}
+
+uint64_t PeerCheckpoints::KnownSize(const std::string& org_id) const {
+  absl::StatusOr<std::optional<v1::SignedCheckpoint>> latest = Latest(org_id);
+  return latest.ok() && latest->has_value() ? (*latest)->tree_size() : 0;
+}
+
+std::string PeerCheckpoints::Error(const std::string& org_id) const {
+  absl::StatusOr<std::optional<std::string>> error =
+      storage_->Get(ColumnFamily::kAudit, PeerPrefix(kPeerError, org_id));
+  return error.ok() ? error->value_or("") : std::string(error.status().message());
+}
+
+absl::StatusOr<std::vector<v1::Receipt>> PeerCheckpoints::Receipts(
+    const std::string& org_id) const {
+  std::vector<v1::Receipt> receipts;
+  std::unique_ptr<storage::Iterator> it =
+      storage_->NewIterator(ColumnFamily::kAudit, PeerPrefix(kPeerReceipt, org_id));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    v1::Receipt receipt;
+    if (!receipt.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+      return absl::DataLossError(absl::StrCat("a held receipt of ", org_id, " does not decode"));
+    }
+    receipts.push_back(std::move(receipt));
+  }
+  FEDSHARE_RETURN_IF_ERROR(it->status());
+  return receipts;
+}
+
+absl::Status PeerCheckpoints::Check(const std::string& org_id, const v1::Receipt& receipt,
+                                    const FetchConsistency& fetch) const {
+  FEDSHARE_ASSIGN_OR_RETURN(std::optional<v1::SignedCheckpoint> held, Latest(org_id));
+  if (receipt.org_id() != org_id) {
+    return absl::DataLossError(
+        absl::StrCat("peer ", org_id, " sent a receipt of org '", receipt.org_id(), "'"));
+  }
+  FEDSHARE_RETURN_IF_ERROR(VerifyReceipt(receipt, held.has_value() ? held->public_key() : ""));
+  if (!held.has_value()) return absl::OkStatus();
+  const v1::SignedCheckpoint& next = receipt.checkpoint();
+  const uint64_t from = held->tree_size();
+  const uint64_t to = next.tree_size();
+  if (to < from) {
+    return absl::DataLossError(
+        absl::StrCat("peer ", org_id, "'s audit log was truncated: its checkpoint covers ", to,
+                     " entries but this node holds its signed checkpoint over ", from));
+  }
+  std::vector<std::string> proof;
+  if (to > from) {
+    if (receipt.consistency_from() == from) {
+      proof.assign(receipt.consistency_proof().begin(), receipt.consistency_proof().end());
+    } else {
+      absl::StatusOr<std::vector<std::string>> fetched = fetch(from, to);
+      if (!fetched.ok()) {
+        return absl::DataLossError(absl::StrCat("peer ", org_id,
+                                                " gave no consistency proof from its checkpoint "
+                                                "held at ",
+                                                from, " entries: ", fetched.status().message()));
+      }
+      proof = *std::move(fetched);
+    }
+  }
+  absl::Status consistent = VerifyConsistency(from, to, held->root_hash(), next.root_hash(), proof);
+  if (!consistent.ok()) {
+    return absl::DataLossError(absl::StrCat("peer ", org_id, "'s audit log at ", to,
+                                            " entries is not consistent with its checkpoint held "
+                                            "at ",
+                                            from, " entries: ", consistent.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PeerCheckpoints::Accept(const std::string& org_id, const v1::Receipt& receipt,
+                                     const FetchConsistency& fetch) {
+  absl::MutexLock lock(&mu_);
+  absl::Status checked = Check(org_id, receipt, fetch);
+  storage::WriteBatch batch;
+  // Kept whether or not it verifies: a bad receipt is the evidence.
+  batch.Put(ColumnFamily::kAudit, PeerKey(kPeerReceipt, org_id, receipt.audit_index()),
+            receipt.SerializeAsString());
+  if (checked.ok()) {
+    batch.Put(ColumnFamily::kAudit,
+              PeerKey(kPeerCheckpoint, org_id, receipt.checkpoint().tree_size()),
+              receipt.checkpoint().SerializeAsString());
+    batch.Delete(ColumnFamily::kAudit, PeerPrefix(kPeerError, org_id));
+  } else {
+    batch.Put(ColumnFamily::kAudit, PeerPrefix(kPeerError, org_id), std::string(checked.message()));
+  }
+  FEDSHARE_RETURN_IF_ERROR(storage_->Write(batch));
+  return checked;
+}
+
+}  // namespace fedshare::audit
