@@ -1,5 +1,6 @@
 #include "node/federation/fanout.h"
 
+#include <algorithm>
 #include <future>
 #include <set>
 
@@ -17,6 +18,12 @@ namespace fedshare::federation {
 namespace {
 
 using State = v1::PartnerCoverage::State;
+
+void SetTimestamp(absl::Time t, google::protobuf::Timestamp* out) {
+  const int64_t ns = absl::ToUnixNanos(t);
+  out->set_seconds(ns / 1000000000);
+  out->set_nanos(static_cast<int32_t>(ns % 1000000000));
+}
 
 State StateFor(grpc::StatusCode code) {
   switch (code) {
@@ -46,11 +53,6 @@ identity::ClientTlsFiles OwnFiles(const v1::NodeConfig& config) {
   return files;
 }
 
-struct PartnerOutcome {
-  v1::PartnerCoverage coverage;
-  std::optional<v1::AggregateResult> result;
-};
-
 std::unique_ptr<v1::PeerService::Stub> Dial(const v1::NodeConfig& config,
                                             const v1::PeerConfig& peer, std::string* error) {
   identity::ServerExpectation expect;
@@ -65,26 +67,11 @@ std::unique_ptr<v1::PeerService::Stub> Dial(const v1::NodeConfig& config,
   return v1::PeerService::NewStub(*channel);
 }
 
-PartnerOutcome AskOne(const v1::NodeConfig& config, const v1::PeerConfig& peer,
-                      const v1::AggregateQuery& query, const std::string& on_behalf_of,
-                      absl::Duration deadline, bool dry_run) {
+// The coverage (and result) of one partner's call that ended with `status`.
+PartnerOutcome OutcomeOf(const v1::PeerConfig& peer, const grpc::Status& status,
+                         v1::AggregateResponse* response) {
   PartnerOutcome outcome;
   outcome.coverage.set_org_id(peer.org_id());
-  std::string error;
-  std::unique_ptr<v1::PeerService::Stub> stub = Dial(config, peer, &error);
-  if (stub == nullptr) {
-    outcome.coverage.set_state(v1::PartnerCoverage::FAILED);
-    outcome.coverage.set_reason(error);
-    return outcome;
-  }
-  grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
-  v1::AggregateRequest request;
-  *request.mutable_query() = query;
-  request.set_on_behalf_of(on_behalf_of);
-  request.set_dry_run(dry_run);
-  v1::AggregateResponse response;
-  grpc::Status status = stub->Aggregate(&context, request, &response);
   outcome.coverage.set_state(StateFor(status.error_code()));
   if (!status.ok()) {
     outcome.coverage.set_reason(status.error_message());
@@ -99,8 +86,8 @@ PartnerOutcome AskOne(const v1::NodeConfig& config, const v1::PeerConfig& peer,
     return outcome;
   }
   int released = 0;
-  int withheld = response.result().unlisted_withheld_cells();
-  for (const v1::Cell& cell : response.result().cells()) {
+  int withheld = response->result().unlisted_withheld_cells();
+  for (const v1::Cell& cell : response->result().cells()) {
     if (cell.withheld()) {
       ++withheld;
     } else {
@@ -109,15 +96,53 @@ PartnerOutcome AskOne(const v1::NodeConfig& config, const v1::PeerConfig& peer,
   }
   outcome.coverage.set_released_cells(released);
   outcome.coverage.set_withheld_cells(withheld);
-  outcome.result = std::move(*response.mutable_result());
+  outcome.result = std::move(*response->mutable_result());
   return outcome;
 }
 
 }  // namespace
 
-FanOut::FanOut(const v1::NodeConfig* config, audit::AuditLog* audit)
+PartnerOutcome FanOut::AskOne(const v1::PeerConfig& peer, const v1::AggregateRequest& request,
+                              absl::Duration deadline) {
+  v1::AggregateResponse response;
+  grpc::Status status;
+  if (peer.call_home()) {
+    std::shared_ptr<CallHomeSession> session =
+        hub_ != nullptr ? hub_->Find(peer.org_id()) : nullptr;
+    if (session == nullptr) {
+      status = grpc::Status(
+          grpc::StatusCode::UNAVAILABLE,
+          absl::StrCat("call-home partner ", peer.org_id(), " is not connected to this node"));
+    } else {
+      status = session->Ask(request, deadline, &response);
+    }
+  } else {
+    std::string error;
+    std::unique_ptr<v1::PeerService::Stub> stub = Dial(*config_, peer, &error);
+    if (stub == nullptr) {
+      PartnerOutcome outcome;
+      outcome.coverage.set_org_id(peer.org_id());
+      outcome.coverage.set_state(v1::PartnerCoverage::FAILED);
+      outcome.coverage.set_reason(error);
+      return outcome;
+    }
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+    status = stub->Aggregate(&context, request, &response);
+  }
+  PartnerOutcome outcome = OutcomeOf(peer, status, &response);
+  const State state = outcome.coverage.state();
+  if (state == v1::PartnerCoverage::ANSWERED || state == v1::PartnerCoverage::REFUSED) {
+    absl::MutexLock lock(&mu_);
+    last_contact_[peer.org_id()] = absl::Now();
+  }
+  return outcome;
+}
+
+FanOut::FanOut(const v1::NodeConfig* config, audit::AuditLog* audit, const CallHomeHub* hub)
     : config_(config),
       audit_(audit),
+      hub_(hub),
       peers_(std::make_shared<const std::vector<v1::PeerConfig>>(config->peers().begin(),
                                                                  config->peers().end())) {}
 
@@ -190,18 +215,21 @@ absl::StatusOr<v1::FederatedAggregateResponse> FanOut::Ask(
   absl::Duration deadline = absl::Milliseconds(
       request.deadline_ms() > 0 ? request.deadline_ms() : config_->peer_deadline_ms());
 
+  // Each partner is told who asks, unverified (AggregateRequest.on_behalf_of).
+  v1::AggregateRequest partner_request;
+  *partner_request.mutable_query() = request.query();
+  partner_request.set_on_behalf_of(caller_spiffe_id);
+  partner_request.set_dry_run(request.dry_run());
   std::vector<std::future<PartnerOutcome>> calls;
   for (const v1::PeerConfig& peer : *peers) {
-    calls.push_back(
-        std::async(std::launch::async, [this, peer, &request, &caller_spiffe_id, deadline] {
-          absl::Time start = absl::Now();
-          PartnerOutcome outcome = AskOne(*config_, peer, request.query(), caller_spiffe_id,
-                                          deadline, request.dry_run());
-          if (peer_call_observer_) {
-            peer_call_observer_(peer.org_id(), outcome.coverage.state(), absl::Now() - start);
-          }
-          return outcome;
-        }));
+    calls.push_back(std::async(std::launch::async, [this, peer, &partner_request, deadline] {
+      absl::Time start = absl::Now();
+      PartnerOutcome outcome = AskOne(peer, partner_request, deadline);
+      if (peer_call_observer_) {
+        peer_call_observer_(peer.org_id(), outcome.coverage.state(), absl::Now() - start);
+      }
+      return outcome;
+    }));
   }
   v1::FederatedAggregateResponse response;
   std::vector<v1::AggregateResult> answers;
@@ -258,6 +286,16 @@ v1::ListPeersResponse FanOut::ListPeers(bool probe) {
       status.set_org_id(peer.org_id());
       status.set_address(peer.address());
       *status.mutable_groups() = peer.groups();
+      FillContact(peer, &status);
+      if (peer.call_home()) {
+        // Describe is not carried over the stream: a probe says whether it is up.
+        if (probe) {
+          status.set_state(status.connected() ? v1::PartnerCoverage::ANSWERED
+                                              : v1::PartnerCoverage::UNREACHABLE);
+          if (!status.connected()) status.set_reason("call-home partner is not connected");
+        }
+        return status;
+      }
       if (!probe) return status;
       std::string error;
       std::unique_ptr<v1::PeerService::Stub> stub = Dial(*config_, peer, &error);
@@ -274,11 +312,32 @@ v1::ListPeersResponse FanOut::ListPeers(bool probe) {
       status.set_state(StateFor(s.error_code()));
       status.set_reason(s.error_message());
       status.set_datasets_offered(described.datasets_size());
+      if (s.ok()) {
+        absl::MutexLock lock(&mu_);
+        last_contact_[peer.org_id()] = absl::Now();
+        SetTimestamp(absl::Now(), status.mutable_last_contact());
+      }
       return status;
     }));
   }
   for (auto& call : calls) *response.add_peers() = call.get();
   return response;
+}
+
+void FanOut::FillContact(const v1::PeerConfig& peer, v1::PeerStatus* status) {
+  status->set_mode(peer.call_home() ? v1::PeerStatus::MODE_CALL_HOME : v1::PeerStatus::MODE_DIRECT);
+  absl::Time last = absl::InfinitePast();
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = last_contact_.find(peer.org_id());
+    if (it != last_contact_.end()) last = it->second;
+  }
+  if (peer.call_home() && hub_ != nullptr) {
+    std::shared_ptr<CallHomeSession> session = hub_->Find(peer.org_id());
+    status->set_connected(session != nullptr);
+    if (session != nullptr) last = std::max(last, session->connected_at());
+  }
+  if (last != absl::InfinitePast()) SetTimestamp(last, status->mutable_last_contact());
 }
 
 absl::StatusOr<v1::DescribeResponse> FanOut::DescribePeer(const std::string& org_id) {
@@ -294,6 +353,12 @@ absl::StatusOr<v1::DescribeResponse> FanOut::DescribePeer(const std::string& org
     return absl::NotFoundError(absl::StrCat(
         "no peer '", org_id, "' is configured on this node; ",
         known.empty() ? "it has no peers" : "configured peers: " + absl::StrJoin(known, ", ")));
+  }
+  if (peer->call_home()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("peer ", org_id,
+                     " calls home to this node; its stream carries questions, not Describe "
+                     "(ask its operator for its agreements)"));
   }
   std::string error;
   std::unique_ptr<v1::PeerService::Stub> stub = Dial(*config_, *peer, &error);

@@ -16,10 +16,12 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -27,12 +29,21 @@
 #include "fedshare/v1/federation.pb.h"
 #include "fedshare/v1/peer.pb.h"
 #include "node/audit/audit_log.h"
+#include "node/federation/call_home.h"
 
 namespace fedshare::federation {
 
+// One partner's part in a fan-out.
+struct PartnerOutcome {
+  v1::PartnerCoverage coverage;
+  std::optional<v1::AggregateResult> result;
+};
+
 class FanOut {
  public:
-  FanOut(const v1::NodeConfig* config, audit::AuditLog* audit);
+  // Partners configured with call_home are asked through their session in
+  // `hub` (null: none is ever connected); `hub` must outlive the FanOut.
+  FanOut(const v1::NodeConfig* config, audit::AuditLog* audit, const CallHomeHub* hub = nullptr);
 
   // Each partner is told, as the request's unverified on_behalf_of, that
   // `caller_spiffe_id` asks; the audit entry holds the question's canonical
@@ -43,7 +54,10 @@ class FanOut {
   absl::StatusOr<v1::FederatedAggregateResponse> Ask(const std::string& caller_spiffe_id,
                                                      const v1::FederatedAggregateRequest& request);
 
-  // The configured peers; with `probe`, whether each answers Describe.
+  // The configured peers, each with its mode, whether a call-home peer is
+  // connected, and when it last answered or connected; with `probe`, whether
+  // each direct peer answers Describe (and whether each call-home peer is
+  // connected).
   v1::ListPeersResponse ListPeers(bool probe);
 
   // What the configured peer `org_id` lets this org ask: its PeerService.Describe,
@@ -66,14 +80,21 @@ class FanOut {
   void SetPeerCallObserver(PeerCallObserver observer) { peer_call_observer_ = std::move(observer); }
 
  private:
+  // Asks one partner: down its call-home stream, or dialling it.
+  PartnerOutcome AskOne(const v1::PeerConfig& peer, const v1::AggregateRequest& request,
+                        absl::Duration deadline);
+  void FillContact(const v1::PeerConfig& peer, v1::PeerStatus* status);
   static absl::StatusOr<std::vector<v1::PeerConfig>> Select(
       const std::vector<v1::PeerConfig>& peers, const v1::FederatedAggregateRequest& request);
 
   const v1::NodeConfig* config_;
   audit::AuditLog* audit_;
+  const CallHomeHub* hub_;
   PeerCallObserver peer_call_observer_;
   mutable absl::Mutex mu_;
   std::shared_ptr<const std::vector<v1::PeerConfig>> peers_ ABSL_GUARDED_BY(mu_);
+  // When each partner last answered (or refused), by org.
+  absl::flat_hash_map<std::string, absl::Time> last_contact_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace fedshare::federation

@@ -44,7 +44,8 @@ class Answerer;
 }  // namespace engine
 namespace federation {
 class FanOut;
-}
+class CallHomeHub;
+}  // namespace federation
 namespace identity {
 class Authenticator;
 class TlsMirror;
@@ -54,6 +55,7 @@ struct ServiceEnv;
 class AdminServiceImpl;
 class PeerServiceImpl;
 class FederationServiceImpl;
+class FederationPeerServiceImpl;
 class CallGate;
 class RefusalThrottle;
 }  // namespace service
@@ -61,6 +63,7 @@ class RefusalThrottle;
 namespace server {
 
 class Listener;
+class CallHomeClient;
 
 struct NodeOptions {
   // Borrowed; must outlive the node. Null means the real clock.
@@ -88,9 +91,10 @@ class Node {
                                                               absl::Time now);
   ~Node();
 
+  // 0 when disable_peer_listener.
   int peer_port() const { return peer_port_; }
   int local_port() const { return local_port_; }
-  // "host:port" as bound.
+  // "host:port" as bound; peer_address() is "none" when disable_peer_listener.
   std::string peer_address() const;
   std::string local_address() const;
   // Bound ports of the optional plaintext listeners; 0 when not configured.
@@ -154,6 +158,7 @@ class Node {
   std::unique_ptr<audit::AuditLog> audit_;
   std::unique_ptr<engine::Engine> engine_;
   std::unique_ptr<engine::Answerer> answerer_;
+  std::unique_ptr<federation::CallHomeHub> call_home_hub_;  // outlives fanout_ and the servers
   std::unique_ptr<federation::FanOut> fanout_;
   std::unique_ptr<identity::Authenticator> authenticator_;
   std::unique_ptr<identity::TlsMirror> tls_mirror_;  // outlives the servers
@@ -163,6 +168,7 @@ class Node {
   std::unique_ptr<service::AdminServiceImpl> admin_service_;
   std::unique_ptr<service::PeerServiceImpl> peer_service_;
   std::unique_ptr<service::FederationServiceImpl> federation_service_;
+  std::unique_ptr<service::FederationPeerServiceImpl> federation_peer_service_;
   std::unique_ptr<Listener> peer_listener_;
   std::unique_ptr<Listener> local_listener_;
   std::unique_ptr<grpc::Server> peer_server_;
@@ -180,6 +186,8 @@ class Node {
   // config_ with the inline agreements last put in force.
   v1::NodeConfig agreements_source_ ABSL_GUARDED_BY(mu_);
   std::thread reloader_;
+  // One per configured upstream; stopped first in Shutdown.
+  std::vector<std::unique_ptr<CallHomeClient>> call_home_clients_;
 };
 
 }  // namespace server

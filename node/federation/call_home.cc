@@ -1,0 +1,139 @@
+#include "node/federation/call_home.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+
+namespace fedshare::federation {
+
+CallHomeSession::CallHomeSession(std::string org_id, Sender send, std::function<void()> end_stream,
+                                 absl::Time connected_at)
+    : org_id_(std::move(org_id)),
+      connected_at_(connected_at),
+      send_(std::move(send)),
+      end_stream_(std::move(end_stream)) {}
+
+grpc::Status CallHomeSession::Ask(const v1::AggregateRequest& request, absl::Duration timeout,
+                                  v1::AggregateResponse* response) {
+  const absl::Time deadline = absl::Now() + timeout;
+  Pending pending;
+  uint64_t id = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    if (closed_) {
+      return grpc::Status(
+          grpc::StatusCode::UNAVAILABLE,
+          absl::StrCat("call-home partner ", org_id_, " is not connected (", closed_why_, ")"));
+    }
+    id = next_id_++;
+    pending_[id] = &pending;
+  }
+  v1::CallHomeDown down;
+  v1::CallHomeQuestion* question = down.mutable_question();
+  question->set_question_id(id);
+  *question->mutable_request() = request;
+  const int64_t timeout_ms = absl::ToInt64Milliseconds(timeout);
+  question->mutable_timeout()->set_seconds(timeout_ms / 1000);
+  question->mutable_timeout()->set_nanos(static_cast<int32_t>(timeout_ms % 1000) * 1000000);
+  const bool sent = Send(down);
+
+  absl::MutexLock lock(&mu_);
+  if (sent) mu_.AwaitWithDeadline(absl::Condition(&Pending::Ready, &pending), deadline);
+  pending_.erase(id);
+  if (pending.done) {
+    const google::rpc::Status& status = pending.answer.status();
+    if (status.code() == 0) {
+      *response = std::move(*pending.answer.mutable_response());
+      return grpc::Status::OK;
+    }
+    return grpc::Status(static_cast<grpc::StatusCode>(status.code()), status.message(),
+                        status.details_size() > 0 ? status.SerializeAsString() : "");
+  }
+  if (!sent || pending.closed) {
+    return grpc::Status(
+        grpc::StatusCode::UNAVAILABLE,
+        absl::StrCat("the call-home stream of ", org_id_,
+                     " ended before the answer: ", closed_ ? closed_why_ : "it is broken"));
+  }
+  mu_.Unlock();
+  v1::CallHomeDown cancel;
+  cancel.mutable_cancel()->set_question_id(id);
+  Send(cancel);  // best effort: the partner also stops at its own deadline
+  mu_.Lock();
+  return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                      absl::StrCat("call-home partner ", org_id_, " did not answer within ",
+                                   absl::FormatDuration(timeout)));
+}
+
+bool CallHomeSession::Send(const v1::CallHomeDown& down) {
+  absl::MutexLock lock(&send_mu_);
+  return send_ != nullptr && send_(down);
+}
+
+void CallHomeSession::Deliver(v1::CallHomeAnswer answer) {
+  absl::MutexLock lock(&mu_);
+  auto it = pending_.find(answer.question_id());
+  if (it == pending_.end()) return;
+  it->second->answer = std::move(answer);
+  it->second->done = true;
+  pending_.erase(it);
+}
+
+void CallHomeSession::Close(absl::string_view why) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (closed_) return;
+    closed_ = true;
+    closed_why_ = std::string(why);
+    std::function<void()> end_stream = std::move(end_stream_);
+    for (auto& [id, pending] : pending_) pending->closed = true;
+    pending_.clear();
+    // Under mu_, so that a second Close (the stream's own handler) returns
+    // only after this one has ended the stream. It also ends a Write blocked
+    // on a partner that stopped reading, before send_mu_ is taken below.
+    if (end_stream) end_stream();
+  }
+  absl::MutexLock lock(&send_mu_);
+  send_ = nullptr;
+}
+
+bool CallHomeSession::closed() const {
+  absl::MutexLock lock(&mu_);
+  return closed_;
+}
+
+void CallHomeHub::Attach(std::shared_ptr<CallHomeSession> session) {
+  std::shared_ptr<CallHomeSession> replaced;
+  {
+    absl::MutexLock lock(&mu_);
+    std::shared_ptr<CallHomeSession>& slot = sessions_[session->org_id()];
+    replaced = std::move(slot);
+    slot = std::move(session);
+  }
+  if (replaced != nullptr) replaced->Close("replaced by a newer stream from the same partner");
+}
+
+void CallHomeHub::Detach(const CallHomeSession* session) {
+  absl::MutexLock lock(&mu_);
+  auto it = sessions_.find(session->org_id());
+  if (it != sessions_.end() && it->second.get() == session) sessions_.erase(it);
+}
+
+void CallHomeHub::CloseAll(absl::string_view why) {
+  absl::flat_hash_map<std::string, std::shared_ptr<CallHomeSession>> sessions;
+  {
+    absl::MutexLock lock(&mu_);
+    sessions.swap(sessions_);
+  }
+  for (auto& [org, session] : sessions) session->Close(why);
+}
+
+std::shared_ptr<CallHomeSession> CallHomeHub::Find(const std::string& org_id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = sessions_.find(org_id);
+  if (it == sessions_.end() || it->second->closed()) return nullptr;
+  return it->second;
+}
+
+}  // namespace fedshare::federation
