@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -59,8 +60,9 @@ std::string ConsentCsv(const std::string& org) {
 // A TCP socket of a process, from /proc/net/tcp{,6}.
 struct Socket {
   std::string local_address;  // as the kernel prints it: hex address ":" hex port
-  int state = 0;              // 0x0A listening, 0x01 established
-  int64_t rx_queue = 0;       // bytes received and not yet read
+  std::string remote_address;
+  int state = 0;         // 0x0A listening, 0x01 established
+  int64_t rx_queue = 0;  // bytes received and not yet read
 };
 
 std::set<std::string> SocketInodes(pid_t pid) {
@@ -82,6 +84,14 @@ std::set<std::string> SocketInodes(pid_t pid) {
   return inodes;
 }
 
+// An IPv4-mapped IPv6 address as /proc/net/tcp6 prints it, in the IPv4
+// spelling of /proc/net/tcp ("0100007F:1F90"); other addresses unchanged.
+std::string Unmapped(const std::string& address) {
+  constexpr absl::string_view kMapped = "0000000000000000FFFF0000";
+  if (absl::StartsWith(address, kMapped)) return address.substr(kMapped.size());
+  return address;
+}
+
 // Every TCP socket `pid` holds (what `ss -tanp` would show for it).
 std::vector<Socket> TcpSockets(pid_t pid) {
   const std::set<std::string> inodes = SocketInodes(pid);
@@ -94,7 +104,8 @@ std::vector<Socket> TcpSockets(pid_t pid) {
       std::vector<std::string> f = absl::StrSplit(line, ' ', absl::SkipEmpty());
       if (f.size() < 10 || inodes.count(f[9]) == 0) continue;
       Socket s;
-      s.local_address = f[1];
+      s.local_address = Unmapped(f[1]);
+      s.remote_address = Unmapped(f[2]);
       s.state = std::stoi(f[3], nullptr, 16);
       std::vector<std::string> queues = absl::StrSplit(f[4], ':');
       s.rx_queue = std::stoll(queues[1], nullptr, 16);
@@ -156,9 +167,12 @@ class CallHomeTest : public ::testing::Test {
     ASSERT_TRUE(WaitConnected(true)) << "partner-2 never called home";
   }
 
-  void StartPartner(const std::string& org, bool call_home, bool load) {
+  // `peer_address`: where a restarted direct partner comes back.
+  void StartPartner(const std::string& org, bool call_home, bool load,
+                    const std::string& peer_address = "") {
     v1::NodeConfig config =
         BaseNodeConfig(org, kTrustDomain, tmp_.Sub(org + "-data"), node_ids_[org]);
+    if (!peer_address.empty()) config.set_peer_address(peer_address);
     *config.add_datasets() = ProgramOutcomesSchema();
     v1::Agreement a = OpenAgreement("foundation-open", "foundation");
     a.mutable_disclosure()->set_repeat_limit(1000);
@@ -425,6 +439,38 @@ TEST_F(CallHomeTest, OnlyPeersConfiguredToCallHomeMayConnect) {
   grpc::Status finished = stream->Finish();
   EXPECT_EQ(finished.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_THAT(finished.error_message(), ::testing::HasSubstr("call_home: true"));
+}
+
+TEST_F(CallHomeTest, DirectPartnerIsAskedOverOneLongLivedConnection) {
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_OK_AND_ASSIGN(v1::FederatedAggregateResponse r, Ask());
+    ExpectSameAsDirect(r);
+  }
+  // The foundation holds one connection to partner-1's peer listener, kept
+  // across the questions (not one per question, closed after it).
+  const std::string partner1 = LoopbackSocketAddress(partners_["partner-1"].peer_address);
+  int connections = 0;
+  for (const Socket& s : TcpSockets(foundation_.process->pid())) {
+    if (s.state == 0x01 && s.remote_address == partner1) ++connections;
+  }
+  EXPECT_EQ(connections, 1);
+
+  // partner-1 stops: unreachable at once, well within the deadline.
+  const std::string address = partners_["partner-1"].peer_address;
+  int status = partners_["partner-1"].process->Signal(SIGTERM);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  const absl::Time start = absl::Now();
+  ASSERT_OK_AND_ASSIGN(v1::FederatedAggregateResponse down, Ask());
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  EXPECT_EQ(Coverage(down, "partner-1").state(), v1::PartnerCoverage::UNREACHABLE)
+      << Coverage(down, "partner-1").DebugString();
+  EXPECT_EQ(Coverage(down, "partner-2").state(), v1::PartnerCoverage::ANSWERED);
+
+  // Back on the same address, it answers the very next question (the failed
+  // channel does not wait out gRPC's reconnect backoff).
+  ASSERT_NO_FATAL_FAILURE(StartPartner("partner-1", /*call_home=*/false, /*load=*/false, address));
+  ASSERT_OK_AND_ASSIGN(v1::FederatedAggregateResponse back, Ask());
+  ExpectSameAsDirect(back);
 }
 
 }  // namespace

@@ -45,31 +45,36 @@ class CallHomeSession {
   const std::string& org_id() const { return org_id_; }
   absl::Time connected_at() const { return connected_at_; }
 
-  // Sends `request` down the stream and waits up to `timeout` for its answer:
-  // the partner's status and, when OK, `*response`. UNAVAILABLE if the stream
-  // is closed or breaks before the answer; DEADLINE_EXCEEDED after `timeout`,
-  // when the partner is also told to stop (CallHomeCancel). Never re-sends a
-  // question, so a partner never answers one twice.
+  // Called exactly once per question, on whichever thread ends it, with the
+  // partner's status and, when OK, its response.
+  using AnswerCallback = std::function<void(const grpc::Status&, v1::AggregateResponse)>;
+
+  // Sends `request` down the stream as a question with `timeout` and returns
+  // its id. `done` is called with the answer; UNAVAILABLE if the stream is
+  // closed or breaks before the answer (possibly before Start returns); or
+  // DEADLINE_EXCEEDED from Expire. Never re-sends a question, so a partner
+  // never answers one twice.
+  uint64_t Start(const v1::AggregateRequest& request, absl::Duration timeout, AnswerCallback done);
+  // Gives up on question `id` if it is still waiting: the partner is told to
+  // stop (CallHomeCancel) and its callback gets DEADLINE_EXCEEDED with `why`.
+  void Expire(uint64_t id, absl::string_view why);
+
+  // Start, then waits up to `timeout` for the answer (Expire after it).
   grpc::Status Ask(const v1::AggregateRequest& request, absl::Duration timeout,
                    v1::AggregateResponse* response);
 
-  // Hands an answer read from the stream to the Ask waiting for it. An answer
-  // nobody waits for any more (timed out) is dropped.
+  // Hands an answer read from the stream to its question's callback. An
+  // answer nobody waits for any more (expired) is dropped.
   void Deliver(v1::CallHomeAnswer answer);
 
-  // The stream ended or was replaced: every waiting Ask ends UNAVAILABLE with
-  // `why`, and later ones at once. Idempotent.
+  // The stream ended or was replaced: every waiting question ends UNAVAILABLE
+  // with `why`, and later ones at once. Idempotent.
   void Close(absl::string_view why);
   bool closed() const;
 
  private:
-  struct Pending {
-    bool done = false;    // answered
-    bool closed = false;  // the stream ended first
-    v1::CallHomeAnswer answer;
-    static bool Ready(Pending* p) { return p->done || p->closed; }
-  };
-
+  // Removes and returns question `id`'s callback; null if it has ended.
+  AnswerCallback Take(uint64_t id) ABSL_LOCKS_EXCLUDED(mu_);
   // Writes one message down the stream; false if it is closed or broken.
   bool Send(const v1::CallHomeDown& down) ABSL_LOCKS_EXCLUDED(mu_, send_mu_);
 
@@ -84,7 +89,7 @@ class CallHomeSession {
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   std::string closed_why_ ABSL_GUARDED_BY(mu_);
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
-  std::map<uint64_t, Pending*> pending_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, AnswerCallback> pending_ ABSL_GUARDED_BY(mu_);
 };
 
 // The sessions in force, one per partner org.

@@ -1,5 +1,7 @@
 #include "node/federation/fanout.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <future>
 #include <set>
@@ -53,18 +55,20 @@ identity::ClientTlsFiles OwnFiles(const v1::NodeConfig& config) {
   return files;
 }
 
-std::unique_ptr<v1::PeerService::Stub> Dial(const v1::NodeConfig& config,
-                                            const v1::PeerConfig& peer, std::string* error) {
-  identity::ServerExpectation expect;
-  expect.trust_domain = config.trust_domain();
-  expect.org_id = peer.org_id();
-  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
-      identity::MakeChannel(peer.address(), OwnFiles(config), expect);
-  if (!channel.ok()) {
-    *error = std::string(channel.status().message());
-    return nullptr;
-  }
-  return v1::PeerService::NewStub(*channel);
+// Calls a fan-out keeps in flight at once; more partners wait for a free
+// slot (each within the fan-out's deadline). Calls hold no thread.
+constexpr int kMaxCallsInFlight = 256;
+
+// Identifies a file's version (mtime, size, inode); "" if missing.
+std::string FileStamp(const std::string& path) {
+  struct stat st;
+  if (path.empty() || ::stat(path.c_str(), &st) != 0) return "";
+  return absl::StrCat(st.st_mtim.tv_sec, ".", st.st_mtim.tv_nsec, ":", st.st_size, ":", st.st_ino);
+}
+
+std::string TlsStamp(const v1::NodeConfig& config) {
+  return absl::StrCat(FileStamp(config.tls().cert_file()), "|", FileStamp(config.tls().key_file()),
+                      "|", FileStamp(config.tls().ca_file()));
 }
 
 // The coverage (and result) of one partner's call that ended with `status`.
@@ -100,43 +104,195 @@ PartnerOutcome OutcomeOf(const v1::PeerConfig& peer, const grpc::Status& status,
   return outcome;
 }
 
+PartnerOutcome Unasked(const v1::PeerConfig& peer, State state, std::string reason) {
+  PartnerOutcome outcome;
+  outcome.coverage.set_org_id(peer.org_id());
+  outcome.coverage.set_state(state);
+  outcome.coverage.set_reason(std::move(reason));
+  return outcome;
+}
+
 }  // namespace
 
-PartnerOutcome FanOut::AskOne(const v1::PeerConfig& peer, const v1::AggregateRequest& request,
-                              absl::Duration deadline) {
-  v1::AggregateResponse response;
-  grpc::Status status;
+// One direct peer's channel, kept across fan-outs until the peer's address or
+// this node's TLS files change, or it fails to connect.
+struct FanOut::PeerChannel {
+  std::string address;
+  std::string tls_stamp;
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<v1::PeerService::Stub> stub;
+};
+
+// The state of one fan-out, shared with its calls' callbacks.
+struct FanOut::Run {
+  explicit Run(size_t partners) : outcomes(partners) {}
+  // A direct call in flight: what gRPC borrows until its callback.
+  struct DirectCall {
+    grpc::ClientContext context;
+    v1::AggregateResponse response;
+    std::shared_ptr<PeerChannel> channel;
+  };
+  absl::Mutex mu;
+  int in_flight ABSL_GUARDED_BY(mu) = 0;
+  size_t finished ABSL_GUARDED_BY(mu) = 0;
+  std::vector<PartnerOutcome> outcomes ABSL_GUARDED_BY(mu);
+  // Touched only by the fan-out's own thread.
+  std::vector<std::shared_ptr<DirectCall>> direct_calls;
+  std::vector<std::pair<std::shared_ptr<CallHomeSession>, uint64_t>> call_home_questions;
+
+  bool AllFinished() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return finished == outcomes.size(); }
+  bool SlotFree() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return in_flight < kMaxCallsInFlight; }
+};
+
+std::shared_ptr<FanOut::PeerChannel> FanOut::ChannelFor(const v1::PeerConfig& peer,
+                                                        std::string* error) {
+  const std::string stamp = TlsStamp(*config_);
+  absl::MutexLock lock(&channels_mu_);
+  std::shared_ptr<PeerChannel>& cached = channels_[peer.org_id()];
+  // A channel that failed to connect would fail calls at once until gRPC's
+  // own backoff ends (up to 2 minutes); a fresh one tries now, so a partner
+  // that came back answers the next question.
+  if (cached != nullptr && cached->address == peer.address() && cached->tls_stamp == stamp &&
+      cached->channel->GetState(false) != GRPC_CHANNEL_TRANSIENT_FAILURE) {
+    return cached;
+  }
+  identity::ServerExpectation expect;
+  expect.trust_domain = config_->trust_domain();
+  expect.org_id = peer.org_id();
+  grpc::ChannelArguments args;
+  // Not shared with other channels to the same address, so a replaced
+  // channel's backoff does not carry over.
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+      identity::MakeChannel(peer.address(), OwnFiles(*config_), expect, args);
+  if (!channel.ok()) {
+    *error = std::string(channel.status().message());
+    cached = nullptr;
+    return nullptr;
+  }
+  auto fresh = std::make_shared<PeerChannel>();
+  fresh->address = peer.address();
+  fresh->tls_stamp = stamp;
+  fresh->channel = *std::move(channel);
+  fresh->stub = v1::PeerService::NewStub(fresh->channel);
+  cached = fresh;
+  return fresh;
+}
+
+void FanOut::Complete(Run* run, size_t index, PartnerOutcome outcome, absl::Time started) {
+  const State state = outcome.coverage.state();
+  if (peer_call_observer_) {
+    peer_call_observer_(outcome.coverage.org_id(), state, absl::Now() - started);
+  }
+  if (state == v1::PartnerCoverage::ANSWERED || state == v1::PartnerCoverage::REFUSED) {
+    absl::MutexLock lock(&mu_);
+    last_contact_[outcome.coverage.org_id()] = absl::Now();
+  }
+  absl::MutexLock lock(&run->mu);
+  run->outcomes[index] = std::move(outcome);
+  --run->in_flight;
+  ++run->finished;
+}
+
+void FanOut::StartOne(const std::shared_ptr<Run>& run, size_t index, const v1::PeerConfig& peer,
+                      const v1::AggregateRequest& request, absl::Time deadline) {
+  const absl::Time started = absl::Now();
   if (peer.call_home()) {
     std::shared_ptr<CallHomeSession> session =
         hub_ != nullptr ? hub_->Find(peer.org_id()) : nullptr;
     if (session == nullptr) {
-      status = grpc::Status(
-          grpc::StatusCode::UNAVAILABLE,
-          absl::StrCat("call-home partner ", peer.org_id(), " is not connected to this node"));
-    } else {
-      status = session->Ask(request, deadline, &response);
+      Complete(run.get(), index,
+               Unasked(peer, v1::PartnerCoverage::UNREACHABLE,
+                       absl::StrCat("call-home partner ", peer.org_id(),
+                                    " is not connected to this node")),
+               started);
+      return;
     }
-  } else {
-    std::string error;
-    std::unique_ptr<v1::PeerService::Stub> stub = Dial(*config_, peer, &error);
-    if (stub == nullptr) {
-      PartnerOutcome outcome;
-      outcome.coverage.set_org_id(peer.org_id());
-      outcome.coverage.set_state(v1::PartnerCoverage::FAILED);
-      outcome.coverage.set_reason(error);
-      return outcome;
+    const uint64_t id =
+        session->Start(request, deadline - started,
+                       [this, run, index, peer, started](const grpc::Status& status,
+                                                         v1::AggregateResponse response) {
+                         Complete(run.get(), index, OutcomeOf(peer, status, &response), started);
+                       });
+    run->call_home_questions.emplace_back(std::move(session), id);
+    return;
+  }
+  std::string error;
+  std::shared_ptr<PeerChannel> channel = ChannelFor(peer, &error);
+  if (channel == nullptr) {
+    Complete(run.get(), index, Unasked(peer, v1::PartnerCoverage::FAILED, error), started);
+    return;
+  }
+  auto call = std::make_shared<Run::DirectCall>();
+  call->channel = channel;
+  call->context.set_deadline(absl::ToChronoTime(deadline));
+  run->direct_calls.push_back(call);
+  // The callback holds no reference to `run`: the last one must not be
+  // dropped on gRPC's thread, which would destroy the ClientContext inside
+  // its own callback. AskAll waits for every callback before it lets go.
+  channel->stub->async()->Aggregate(
+      &call->context, &request, &call->response,
+      [this, run = run.get(), index, peer, started, call = call.get()](grpc::Status status) {
+        Complete(run, index, OutcomeOf(peer, status, &call->response), started);
+      });
+}
+
+std::vector<PartnerOutcome> FanOut::AskAll(const std::vector<v1::PeerConfig>& peers,
+                                           const v1::AggregateRequest& request,
+                                           absl::Duration timeout,
+                                           const std::function<bool()>& cancelled) {
+  const absl::Time deadline = absl::Now() + timeout;
+  auto run = std::make_shared<Run>(peers.size());
+  size_t next = 0;
+  for (; next < peers.size(); ++next) {
+    {
+      absl::MutexLock lock(&run->mu);
+      run->mu.AwaitWithDeadline(absl::Condition(run.get(), &Run::SlotFree), deadline);
+      if (!run->SlotFree() || absl::Now() >= deadline) break;
+      ++run->in_flight;
     }
-    grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
-    status = stub->Aggregate(&context, request, &response);
+    StartOne(run, next, peers[next], request, deadline);
   }
-  PartnerOutcome outcome = OutcomeOf(peer, status, &response);
-  const State state = outcome.coverage.state();
-  if (state == v1::PartnerCoverage::ANSWERED || state == v1::PartnerCoverage::REFUSED) {
-    absl::MutexLock lock(&mu_);
-    last_contact_[peer.org_id()] = absl::Now();
+  // Partners never asked because the deadline came first.
+  for (size_t i = next; i < peers.size(); ++i) {
+    {
+      absl::MutexLock lock(&run->mu);
+      ++run->in_flight;
+    }
+    Complete(run.get(), i,
+             Unasked(peers[i], v1::PartnerCoverage::TIMED_OUT,
+                     absl::StrCat("not asked: the fan-out's ", absl::FormatDuration(timeout),
+                                  " passed while ", kMaxCallsInFlight,
+                                  " other partners' calls were in flight")),
+             absl::Now());
   }
-  return outcome;
+  // Wait for the answers, checking now and then whether the analyst gave up.
+  bool stopped = false;
+  for (;;) {
+    absl::Time wake = std::min(deadline, absl::Now() + absl::Milliseconds(100));
+    absl::MutexLock lock(&run->mu);
+    if (run->mu.AwaitWithDeadline(absl::Condition(run.get(), &Run::AllFinished), wake)) break;
+    if (absl::Now() >= deadline) break;
+    if (cancelled && cancelled()) {
+      stopped = true;
+      break;
+    }
+  }
+  // Direct calls end by their own deadline (or now, when the analyst gave
+  // up); questions on call-home streams are expired here.
+  if (stopped) {
+    for (const std::shared_ptr<Run::DirectCall>& call : run->direct_calls)
+      call->context.TryCancel();
+  }
+  for (auto& [session, id] : run->call_home_questions) {
+    session->Expire(
+        id, stopped ? std::string("the analyst cancelled the question")
+                    : absl::StrCat("call-home partner ", session->org_id(),
+                                   " did not answer within ", absl::FormatDuration(timeout)));
+  }
+  absl::MutexLock lock(&run->mu);
+  run->mu.Await(absl::Condition(run.get(), &Run::AllFinished));
+  return std::move(run->outcomes);
 }
 
 FanOut::FanOut(const v1::NodeConfig* config, audit::AuditLog* audit, const CallHomeHub* hub)
@@ -206,7 +362,8 @@ absl::StatusOr<std::vector<v1::PeerConfig>> FanOut::Select(
 }
 
 absl::StatusOr<v1::FederatedAggregateResponse> FanOut::Ask(
-    const std::string& caller_spiffe_id, const v1::FederatedAggregateRequest& request) {
+    const std::string& caller_spiffe_id, const v1::FederatedAggregateRequest& request,
+    const std::function<bool()>& cancelled) {
   absl::StatusOr<std::vector<v1::PeerConfig>> peers = Select(*this->peers(), request);
   if (!peers.ok()) return peers.status();
   if (request.query().aggregates_size() == 0 || request.query().dataset().empty()) {
@@ -220,23 +377,11 @@ absl::StatusOr<v1::FederatedAggregateResponse> FanOut::Ask(
   *partner_request.mutable_query() = request.query();
   partner_request.set_on_behalf_of(caller_spiffe_id);
   partner_request.set_dry_run(request.dry_run());
-  std::vector<std::future<PartnerOutcome>> calls;
-  for (const v1::PeerConfig& peer : *peers) {
-    calls.push_back(std::async(std::launch::async, [this, peer, &partner_request, deadline] {
-      absl::Time start = absl::Now();
-      PartnerOutcome outcome = AskOne(peer, partner_request, deadline);
-      if (peer_call_observer_) {
-        peer_call_observer_(peer.org_id(), outcome.coverage.state(), absl::Now() - start);
-      }
-      return outcome;
-    }));
-  }
   v1::FederatedAggregateResponse response;
   std::vector<v1::AggregateResult> answers;
-  for (auto& call : calls) {
-    PartnerOutcome outcome = call.get();
+  for (PartnerOutcome& outcome : AskAll(*peers, partner_request, deadline, cancelled)) {
     v1::PartnerCoverage* coverage = response.add_coverage();
-    *coverage = outcome.coverage;
+    *coverage = std::move(outcome.coverage);
     if (outcome.result.has_value()) {
       coverage->set_applied_where_text(outcome.result->applied_where_text());
       *response.add_partners() = *outcome.result;
@@ -281,44 +426,46 @@ v1::ListPeersResponse FanOut::ListPeers(bool probe) {
   std::vector<std::future<v1::PeerStatus>> calls;
   std::shared_ptr<const std::vector<v1::PeerConfig>> configured = peers();
   for (const v1::PeerConfig& peer : *configured) {
-    calls.push_back(std::async(std::launch::async, [this, peer, probe]() {
-      v1::PeerStatus status;
-      status.set_org_id(peer.org_id());
-      status.set_address(peer.address());
-      *status.mutable_groups() = peer.groups();
-      FillContact(peer, &status);
-      if (peer.call_home()) {
-        // Describe is not carried over the stream: a probe says whether it is up.
-        if (probe) {
-          status.set_state(status.connected() ? v1::PartnerCoverage::ANSWERED
-                                              : v1::PartnerCoverage::UNREACHABLE);
-          if (!status.connected()) status.set_reason("call-home partner is not connected");
-        }
-        return status;
-      }
-      if (!probe) return status;
-      std::string error;
-      std::unique_ptr<v1::PeerService::Stub> stub = Dial(*config_, peer, &error);
-      if (stub == nullptr) {
-        status.set_state(v1::PartnerCoverage::FAILED);
-        status.set_reason(error);
-        return status;
-      }
-      grpc::ClientContext context;
-      context.set_deadline(
-          absl::ToChronoTime(absl::Now() + absl::Milliseconds(config_->peer_deadline_ms())));
-      v1::DescribeResponse described;
-      grpc::Status s = stub->Describe(&context, v1::DescribeRequest(), &described);
-      status.set_state(StateFor(s.error_code()));
-      status.set_reason(s.error_message());
-      status.set_datasets_offered(described.datasets_size());
-      if (s.ok()) {
-        absl::MutexLock lock(&mu_);
-        last_contact_[peer.org_id()] = absl::Now();
-        SetTimestamp(absl::Now(), status.mutable_last_contact());
-      }
-      return status;
-    }));
+    // Without a probe nothing waits: no thread.
+    calls.push_back(
+        std::async(probe ? std::launch::async : std::launch::deferred, [this, peer, probe]() {
+          v1::PeerStatus status;
+          status.set_org_id(peer.org_id());
+          status.set_address(peer.address());
+          *status.mutable_groups() = peer.groups();
+          FillContact(peer, &status);
+          if (peer.call_home()) {
+            // Describe is not carried over the stream: a probe says whether it is up.
+            if (probe) {
+              status.set_state(status.connected() ? v1::PartnerCoverage::ANSWERED
+                                                  : v1::PartnerCoverage::UNREACHABLE);
+              if (!status.connected()) status.set_reason("call-home partner is not connected");
+            }
+            return status;
+          }
+          if (!probe) return status;
+          std::string error;
+          std::shared_ptr<PeerChannel> channel = ChannelFor(peer, &error);
+          if (channel == nullptr) {
+            status.set_state(v1::PartnerCoverage::FAILED);
+            status.set_reason(error);
+            return status;
+          }
+          grpc::ClientContext context;
+          context.set_deadline(
+              absl::ToChronoTime(absl::Now() + absl::Milliseconds(config_->peer_deadline_ms())));
+          v1::DescribeResponse described;
+          grpc::Status s = channel->stub->Describe(&context, v1::DescribeRequest(), &described);
+          status.set_state(StateFor(s.error_code()));
+          status.set_reason(s.error_message());
+          status.set_datasets_offered(described.datasets_size());
+          if (s.ok()) {
+            absl::MutexLock lock(&mu_);
+            last_contact_[peer.org_id()] = absl::Now();
+            SetTimestamp(absl::Now(), status.mutable_last_contact());
+          }
+          return status;
+        }));
   }
   for (auto& call : calls) *response.add_peers() = call.get();
   return response;
@@ -361,8 +508,8 @@ absl::StatusOr<v1::DescribeResponse> FanOut::DescribePeer(const std::string& org
                      "(ask its operator for its agreements)"));
   }
   std::string error;
-  std::unique_ptr<v1::PeerService::Stub> stub = Dial(*config_, *peer, &error);
-  if (stub == nullptr) {
+  std::shared_ptr<PeerChannel> channel = ChannelFor(*peer, &error);
+  if (channel == nullptr) {
     return absl::FailedPreconditionError(
         absl::StrCat("cannot dial peer ", org_id, " at ", peer->address(), ": ", error));
   }
@@ -370,7 +517,7 @@ absl::StatusOr<v1::DescribeResponse> FanOut::DescribePeer(const std::string& org
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Milliseconds(deadline_ms)));
   v1::DescribeResponse described;
-  grpc::Status s = stub->Describe(&context, v1::DescribeRequest(), &described);
+  grpc::Status s = channel->stub->Describe(&context, v1::DescribeRequest(), &described);
   switch (s.error_code()) {
     case grpc::StatusCode::OK:
       return described;

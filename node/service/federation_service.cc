@@ -53,7 +53,8 @@ grpc::Status FederationServiceImpl::FederatedAggregate(grpc::ServerContext* cont
   }
   absl::StatusOr<CallGate::Ticket> ticket = env_->call_gate->Enter(who->spiffe_id);
   if (!ticket.ok()) return Finish(kMethod, who->spiffe_id, ticket.status());
-  absl::StatusOr<v1::FederatedAggregateResponse> result = env_->fanout->Ask(who->spiffe_id, *asked);
+  absl::StatusOr<v1::FederatedAggregateResponse> result =
+      env_->fanout->Ask(who->spiffe_id, *asked, [context] { return context->IsCancelled(); });
   if (result.ok()) *response = std::move(result).value();
   return Finish(kMethod, who->spiffe_id, result.status());
 }
