@@ -17,7 +17,7 @@ TSA_DIR ?= build-tsa
 CLANG_CXX ?= clang++-14
 CLANG_CC ?= clang-14
 
-.PHONY: all deps configure build test crash demo bench format clean fuzz fuzz-build test-sanitize tsa
+.PHONY: all deps configure build test crash demo bench bench-fanout format clean fuzz fuzz-build test-sanitize tsa
 
 all: build
 
@@ -51,6 +51,14 @@ demo: build
 
 bench: build
 	$(BUILD_DIR)/bin/fedshare-bench
+
+# Fan-out latency and the foundation's footprint against simulated partners
+# (docs/performance.md, "Fan-out"). FANOUT_PARTNERS lists the sizes.
+FANOUT_PARTNERS ?= 10 50 100
+bench-fanout: build
+	@for n in $(FANOUT_PARTNERS); do for mode in direct call-home; do \
+	  d=$$(mktemp -d) && $(BUILD_DIR)/bin/fedshare-sim-partners --partners $$n --mode $$mode \
+	    --dir $$d || exit 1; rm -rf $$d; done; done
 
 format:
 	git ls-files '*.cc' '*.h' | xargs clang-format -i

@@ -5,8 +5,12 @@
 // direct, with the same agreements, refusals, audit and receipts on the
 // partner's side, and coverage that stays right when the call-home partner
 // is stopped, killed mid-question or restarted, or the foundation restarts.
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -14,12 +18,14 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "fedshare/v1/federation.grpc.pb.h"
 #include "gmock/gmock.h"
@@ -135,6 +141,100 @@ bool PollUntil(Condition condition, absl::Duration timeout = absl::Seconds(30)) 
   return true;
 }
 
+// A TCP relay on 127.0.0.1 to `target`, whose connections a test can cut.
+class TcpProxy {
+ public:
+  explicit TcpProxy(const std::string& target) {
+    const size_t colon = target.rfind(':');
+    target_port_ = std::stoi(target.substr(colon + 1));
+    listen_fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    EXPECT_EQ(bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), len), 0);
+    EXPECT_EQ(listen(listen_fd_, 16), 0);
+    getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    accept_thread_ = std::thread([this] { AcceptLoop(); });
+  }
+  ~TcpProxy() {
+    {
+      absl::MutexLock lock(&mu_);
+      stopping_ = true;
+    }
+    accept_thread_.join();
+    Cut();
+    for (std::thread& t : pumps_) t.join();
+    for (int fd : fds_) close(fd);
+    close(listen_fd_);
+  }
+  std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
+
+  // Ends every connection relayed now, as a broken link would; new ones are
+  // still relayed.
+  void Cut() {
+    absl::MutexLock lock(&mu_);
+    for (int fd : fds_) shutdown(fd, SHUT_RDWR);
+  }
+
+ private:
+  void AcceptLoop() {
+    for (;;) {
+      {
+        absl::MutexLock lock(&mu_);
+        if (stopping_) return;
+      }
+      pollfd p{listen_fd_, POLLIN, 0};
+      if (poll(&p, 1, 50) <= 0) continue;
+      int in = accept(listen_fd_, nullptr, nullptr);
+      if (in < 0) continue;
+      int out = socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      addr.sin_port = htons(static_cast<uint16_t>(target_port_));
+      if (connect(out, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+        close(in);
+        close(out);
+        continue;
+      }
+      absl::MutexLock lock(&mu_);
+      fds_.push_back(in);
+      fds_.push_back(out);
+      pumps_.emplace_back([in, out] { Pump(in, out); });
+      pumps_.emplace_back([in, out] { Pump(out, in); });
+    }
+  }
+  static void Pump(int from, int to) {
+    char buf[16384];
+    for (;;) {
+      ssize_t n = read(from, buf, sizeof buf);
+      if (n <= 0 || write(to, buf, static_cast<size_t>(n)) != n) break;
+    }
+    shutdown(from, SHUT_RDWR);
+    shutdown(to, SHUT_RDWR);
+  }
+
+  int listen_fd_ = -1;
+  int port_ = 0;
+  int target_port_ = 0;
+  std::thread accept_thread_;
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<int> fds_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::thread> pumps_;  // appended under mu_; joined after accept_thread_
+};
+
+// Whether a process stopped with SIGSTOP holds bytes it has not read on an
+// established connection (a question sent to it).
+bool HasUnreadBytes(pid_t pid) {
+  for (const Socket& s : TcpSockets(pid)) {
+    if (s.state == 0x01 && s.rx_queue > 0) return true;
+  }
+  return false;
+}
+
 class CallHomeTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -168,8 +268,9 @@ class CallHomeTest : public ::testing::Test {
   }
 
   // `peer_address`: where a restarted direct partner comes back.
+  // `upstream`: where a call-home partner dials, if not the foundation.
   void StartPartner(const std::string& org, bool call_home, bool load,
-                    const std::string& peer_address = "") {
+                    const std::string& peer_address = "", const std::string& upstream = "") {
     v1::NodeConfig config =
         BaseNodeConfig(org, kTrustDomain, tmp_.Sub(org + "-data"), node_ids_[org]);
     if (!peer_address.empty()) config.set_peer_address(peer_address);
@@ -179,9 +280,9 @@ class CallHomeTest : public ::testing::Test {
     *config.add_agreements() = a;
     if (call_home) {
       config.set_disable_peer_listener(true);
-      v1::UpstreamConfig* upstream = config.add_upstreams();
-      upstream->set_org_id("foundation");
-      upstream->set_address(foundation_.peer_address);
+      v1::UpstreamConfig* upstream_config = config.add_upstreams();
+      upstream_config->set_org_id("foundation");
+      upstream_config->set_address(upstream.empty() ? foundation_.peer_address : upstream);
       config.set_call_home_max_backoff_ms(1000);
     }
     absl::StatusOr<NodeProcess> started = StartNodeProcess(config, tmp_.Sub(org + ".textproto"));
@@ -391,12 +492,8 @@ TEST_F(CallHomeTest, PartnerKilledMidQuestionIsUnreachableAndReconnectsWhenResta
   std::future<absl::StatusOr<v1::FederatedAggregateResponse>> asked =
       std::async(std::launch::async, [this] { return Ask("program-evaluation", 20000); });
   // The question has reached partner-2 when bytes wait unread on its stream.
-  ASSERT_TRUE(PollUntil([&] {
-    for (const Socket& s : TcpSockets(pid)) {
-      if (s.state == 0x01 && s.rx_queue > 0) return true;
-    }
-    return false;
-  })) << "the question never reached partner-2";
+  ASSERT_TRUE(PollUntil([&] { return HasUnreadBytes(pid); }))
+      << "the question never reached partner-2";
   partners_["partner-2"].process->Signal(SIGKILL);
   absl::StatusOr<v1::FederatedAggregateResponse> r = asked.get();
   ASSERT_OK(r.status());
@@ -439,6 +536,38 @@ TEST_F(CallHomeTest, OnlyPeersConfiguredToCallHomeMayConnect) {
   grpc::Status finished = stream->Finish();
   EXPECT_EQ(finished.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_THAT(finished.error_message(), ::testing::HasSubstr("call_home: true"));
+}
+
+TEST_F(CallHomeTest, ConnectionCutMidQuestionIsUnreachableAndThePartnerReconnects) {
+  // partner-2 calls home through a link the test can cut.
+  TcpProxy link(foundation_.peer_address);
+  int status = partners_["partner-2"].process->Signal(SIGTERM);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  ASSERT_TRUE(WaitConnected(false));
+  ASSERT_NO_FATAL_FAILURE(
+      StartPartner("partner-2", /*call_home=*/true, /*load=*/false, "", link.address()));
+  ASSERT_TRUE(WaitConnected(true));
+
+  const pid_t pid = partners_["partner-2"].process->pid();
+  ASSERT_EQ(::kill(pid, SIGSTOP), 0);
+  const absl::Time start = absl::Now();
+  std::future<absl::StatusOr<v1::FederatedAggregateResponse>> asked =
+      std::async(std::launch::async, [this] { return Ask("program-evaluation", 20000); });
+  ASSERT_TRUE(PollUntil([&] { return HasUnreadBytes(pid); }))
+      << "the question never reached partner-2";
+  link.Cut();
+  absl::StatusOr<v1::FederatedAggregateResponse> r = asked.get();
+  ASSERT_EQ(::kill(pid, SIGCONT), 0);
+  ASSERT_OK(r.status());
+  EXPECT_LT(absl::Now() - start, absl::Seconds(15));
+  EXPECT_EQ(Coverage(*r, "partner-1").state(), v1::PartnerCoverage::ANSWERED);
+  EXPECT_EQ(Coverage(*r, "partner-2").state(), v1::PartnerCoverage::UNREACHABLE)
+      << Coverage(*r, "partner-2").DebugString();
+
+  // It notices the broken link and calls home again by itself.
+  ASSERT_TRUE(WaitConnected(true));
+  ASSERT_OK_AND_ASSIGN(v1::FederatedAggregateResponse next, Ask());
+  ExpectSameAsDirect(next);
 }
 
 TEST_F(CallHomeTest, DirectPartnerIsAskedOverOneLongLivedConnection) {

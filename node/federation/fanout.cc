@@ -12,6 +12,7 @@
 #include "fedshare/v1/peer.grpc.pb.h"
 #include "google/rpc/status.pb.h"
 #include "grpcpp/grpcpp.h"
+#include "node/common/files.h"
 #include "node/federation/combine.h"
 #include "node/identity/channel.h"
 #include "policy/question.h"
@@ -45,14 +46,6 @@ State StateFor(grpc::StatusCode code) {
     default:
       return v1::PartnerCoverage::FAILED;
   }
-}
-
-identity::ClientTlsFiles OwnFiles(const v1::NodeConfig& config) {
-  identity::ClientTlsFiles files;
-  files.cert_file = config.tls().cert_file();
-  files.key_file = config.tls().key_file();
-  files.ca_file = config.tls().ca_file();
-  return files;
 }
 
 // Calls a fan-out keeps in flight at once; more partners wait for a free
@@ -156,6 +149,24 @@ std::shared_ptr<FanOut::PeerChannel> FanOut::ChannelFor(const v1::PeerConfig& pe
       cached->channel->GetState(false) != GRPC_CHANNEL_TRANSIENT_FAILURE) {
     return cached;
   }
+  // The files are read once per version, not per channel, and channels get
+  // them as fixed PEM: a file-watching channel would hold a thread of its own
+  // for each partner.
+  if (stamp != pem_stamp_) {
+    absl::StatusOr<std::string> cert = ReadFile(config_->tls().cert_file());
+    absl::StatusOr<std::string> key = ReadFile(config_->tls().key_file());
+    absl::StatusOr<std::string> ca = ReadFile(config_->tls().ca_file());
+    for (const absl::StatusOr<std::string>* read : {&cert, &key, &ca}) {
+      if (!read->ok()) {
+        *error = std::string(read->status().message());
+        return nullptr;
+      }
+    }
+    pem_.cert_pem = *std::move(cert);
+    pem_.key_pem = *std::move(key);
+    pem_.ca_pem = *std::move(ca);
+    pem_stamp_ = stamp;
+  }
   identity::ServerExpectation expect;
   expect.trust_domain = config_->trust_domain();
   expect.org_id = peer.org_id();
@@ -164,7 +175,7 @@ std::shared_ptr<FanOut::PeerChannel> FanOut::ChannelFor(const v1::PeerConfig& pe
   // channel's backoff does not carry over.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
-      identity::MakeChannel(peer.address(), OwnFiles(*config_), expect, args);
+      identity::MakeChannelFromPem(peer.address(), pem_, expect, args);
   if (!channel.ok()) {
     *error = std::string(channel.status().message());
     cached = nullptr;

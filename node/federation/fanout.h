@@ -32,6 +32,7 @@
 #include "fedshare/v1/peer.pb.h"
 #include "node/audit/audit_log.h"
 #include "node/federation/call_home.h"
+#include "node/identity/channel.h"
 
 namespace fedshare::federation {
 
@@ -119,6 +120,9 @@ class FanOut {
   absl::Mutex channels_mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<PeerChannel>> channels_
       ABSL_GUARDED_BY(channels_mu_);
+  // This node's TLS files as last read, and their version (TlsStamp).
+  identity::ClientTlsPem pem_ ABSL_GUARDED_BY(channels_mu_);
+  std::string pem_stamp_ ABSL_GUARDED_BY(channels_mu_);
   // When each partner last answered (or refused), by org.
   absl::flat_hash_map<std::string, absl::Time> last_contact_ ABSL_GUARDED_BY(mu_);
 };
