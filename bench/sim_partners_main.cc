@@ -147,7 +147,7 @@ int Run(int partners, const std::string& mode, const std::string& dir, int recor
   const bool call_home = mode == "call-home";
   std::filesystem::create_directories(dir + "/pki");
   if (!std::filesystem::exists(dir + "/pki/ca/ca.pem")) {
-    if (absl::Status s = identity::CreateCa(kTrustDomain, dir + "/pki/ca", 30); !s.ok()) {
+    if (absl::Status s = identity::CreateCa(kTrustDomain, dir + "/pki/ca", 3650); !s.ok()) {
       std::cerr << s << "\n";
       return 1;
     }
@@ -174,6 +174,7 @@ int Run(int partners, const std::string& mode, const std::string& dir, int recor
   foundation_config.mutable_limits()->set_max_connections(std::max(512, partners + 64));
   foundation_config.mutable_limits()->set_peer_max_message_bytes(1 << 20);
   std::filesystem::remove_all(dir + "/data");
+  std::filesystem::create_directories(dir + "/data");
   Foundation foundation;
   if (call_home) {
     for (const std::string& org : orgs) {
