@@ -298,7 +298,8 @@ class CallHomeTest : public ::testing::Test {
     ASSERT_EQ(consented.events_rejected(), 0) << consented.DebugString();
   }
 
-  v1::NodeConfig FoundationConfig(bool partner2_calls_home) {
+  // `partner2_listed`: whether partner-2 is among the foundation's peers.
+  v1::NodeConfig FoundationConfig(bool partner2_calls_home, bool partner2_listed = true) {
     v1::NodeConfig config =
         BaseNodeConfig("foundation", kTrustDomain, tmp_.Sub("foundation-data"), foundation_id_);
     // A restarted foundation comes back where its partners call home.
@@ -307,6 +308,7 @@ class CallHomeTest : public ::testing::Test {
     v1::PeerConfig* p1 = config.add_peers();
     p1->set_org_id("partner-1");
     p1->set_address(partners_["partner-1"].peer_address);
+    if (!partner2_listed) return config;
     v1::PeerConfig* p2 = config.add_peers();
     p2->set_org_id("partner-2");
     if (partner2_calls_home) {
@@ -317,10 +319,10 @@ class CallHomeTest : public ::testing::Test {
     return config;
   }
 
-  void WriteFoundationConfig(bool partner2_calls_home) {
+  void WriteFoundationConfig(bool partner2_calls_home, bool partner2_listed = true) {
     std::string text;
-    ASSERT_TRUE(
-        google::protobuf::TextFormat::PrintToString(FoundationConfig(partner2_calls_home), &text));
+    ASSERT_TRUE(google::protobuf::TextFormat::PrintToString(
+        FoundationConfig(partner2_calls_home, partner2_listed), &text));
     tmp_.Write("foundation.textproto", text);
   }
 
@@ -568,6 +570,34 @@ TEST_F(CallHomeTest, ConnectionCutMidQuestionIsUnreachableAndThePartnerReconnect
   ASSERT_TRUE(WaitConnected(true));
   ASSERT_OK_AND_ASSIGN(v1::FederatedAggregateResponse next, Ask());
   ExpectSameAsDirect(next);
+}
+
+TEST_F(CallHomeTest, PartnerRemovedAtReloadLosesItsStreamAndComesBackWhenListedAgain) {
+  const std::string foundation = LoopbackSocketAddress(foundation_.peer_address);
+  const pid_t pid = partners_["partner-2"].process->pid();
+  auto streams_to_foundation = [&] {
+    int n = 0;
+    for (const Socket& s : TcpSockets(pid)) {
+      n += s.state == 0x01 && s.remote_address == foundation ? 1 : 0;
+    }
+    return n;
+  };
+  ASSERT_EQ(streams_to_foundation(), 1);
+
+  WriteFoundationConfig(/*partner2_calls_home=*/true, /*partner2_listed=*/false);
+  ASSERT_EQ(::kill(foundation_.process->pid(), SIGHUP), 0);
+  ASSERT_OK_AND_ASSIGN(std::string reloaded, foundation_.process->ReadLine(absl::Seconds(30)));
+  ASSERT_THAT(reloaded, ::testing::HasSubstr("peers=1"));
+  // Its stream is closed at once, and its attempts to call home are refused.
+  EXPECT_TRUE(PollUntil([&] { return streams_to_foundation() == 0; }));
+
+  WriteFoundationConfig(/*partner2_calls_home=*/true);
+  ASSERT_EQ(::kill(foundation_.process->pid(), SIGHUP), 0);
+  ASSERT_OK_AND_ASSIGN(reloaded, foundation_.process->ReadLine(absl::Seconds(30)));
+  ASSERT_THAT(reloaded, ::testing::HasSubstr("peers=2"));
+  ASSERT_TRUE(WaitConnected(true));
+  ASSERT_OK_AND_ASSIGN(v1::FederatedAggregateResponse r, Ask());
+  ExpectSameAsDirect(r);
 }
 
 TEST_F(CallHomeTest, DirectPartnerIsAskedOverOneLongLivedConnection) {

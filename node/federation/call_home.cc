@@ -1,6 +1,7 @@
 #include "node/federation/call_home.h"
 
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -162,6 +163,22 @@ void CallHomeHub::Detach(const CallHomeSession* session) {
   absl::MutexLock lock(&mu_);
   auto it = sessions_.find(session->org_id());
   if (it != sessions_.end() && it->second.get() == session) sessions_.erase(it);
+}
+
+void CallHomeHub::CloseExcept(const absl::flat_hash_set<std::string>& keep, absl::string_view why) {
+  std::vector<std::shared_ptr<CallHomeSession>> closing;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto it = sessions_.begin(); it != sessions_.end();) {
+      if (keep.contains(it->first)) {
+        ++it;
+        continue;
+      }
+      closing.push_back(std::move(it->second));
+      sessions_.erase(it++);
+    }
+  }
+  for (const std::shared_ptr<CallHomeSession>& session : closing) session->Close(why);
 }
 
 void CallHomeHub::CloseAll(absl::string_view why) {

@@ -24,6 +24,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -101,6 +102,9 @@ class CallHomeHub {
   void Attach(std::shared_ptr<CallHomeSession> session);
   // Removes `session` if it is still the one in force for its org.
   void Detach(const CallHomeSession* session);
+  // Closes the sessions of every org not in `keep` (peers no longer
+  // configured to call home, after a reload).
+  void CloseExcept(const absl::flat_hash_set<std::string>& keep, absl::string_view why);
   // Closes every session (the node is shutting down), so their streams end
   // now rather than at the server's shutdown deadline.
   void CloseAll(absl::string_view why);

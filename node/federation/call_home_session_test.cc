@@ -185,6 +185,13 @@ TEST(CallHomeHubTest, ANewerStreamReplacesAndClosesTheOlder) {
   // The older stream's handler detaches afterwards: the newer one stays.
   hub.Detach(older.get());
   EXPECT_EQ(hub.Find("partner-2"), newer);
+  FakeStream other_stream;
+  auto other = other_stream.Session("partner-3");
+  hub.Attach(other);
+  hub.CloseExcept({"partner-2"}, "no longer a call-home peer");
+  EXPECT_TRUE(other->closed());
+  EXPECT_EQ(hub.Find("partner-3"), nullptr);
+  EXPECT_EQ(hub.Find("partner-2"), newer);
   hub.CloseAll("shutting down");
   EXPECT_TRUE(newer->closed());
   EXPECT_EQ(hub.Find("partner-2"), nullptr);

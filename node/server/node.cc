@@ -4,6 +4,7 @@
 
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
@@ -385,6 +386,13 @@ Node::ReloadSummary Node::Reload(const absl::StatusOr<v1::NodeConfig>& next) {
   }
   if (next.ok()) {
     fanout_->SetPeers({next->peers().begin(), next->peers().end()});
+    // A partner no longer configured to call home loses its stream now (a
+    // new one is refused), not at its next reconnection.
+    absl::flat_hash_set<std::string> call_home;
+    for (const v1::PeerConfig& p : next->peers()) {
+      if (p.call_home()) call_home.insert(p.org_id());
+    }
+    call_home_hub_->CloseExcept(call_home, "no longer a call-home peer of this node");
     summary.peers = static_cast<size_t>(next->peers_size());
     summary.needs_restart = SettingsNeedingRestart(config_, *next);
   } else {

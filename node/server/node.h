@@ -121,7 +121,8 @@ class Node {
 
   // Puts in force now (SIGHUP) what can change while serving, for the next
   // question: from `next` (the config file read again, with the same
-  // overrides) its `peers` and inline `agreements`; the agreements_file read
+  // overrides) its `peers` (closing the streams of call-home partners no
+  // longer listed with call_home) and inline `agreements`; the agreements_file read
   // again; and the TLS files, checked as a set by the TLS mirror and served
   // to new connections at once (invalid files are logged and the previous
   // ones stay). Calls and streams in flight are not interrupted; a fan-out in
