@@ -17,7 +17,7 @@ TSA_DIR ?= build-tsa
 CLANG_CXX ?= clang++-14
 CLANG_CC ?= clang-14
 
-.PHONY: all deps configure build test crash demo bench bench-ingest format clean fuzz fuzz-build test-sanitize tsa
+.PHONY: all deps configure build test crash demo bench bench-ingest bench-fanout format clean fuzz fuzz-build test-sanitize tsa
 
 all: build
 
@@ -60,6 +60,14 @@ bench: build
 BENCH_ROWS ?= 1000000
 bench-ingest: build
 	bash bench/ingest_bench.sh $(BUILD_DIR) $(BENCH_ROWS)
+
+# Fan-out latency and the foundation's footprint against simulated partners
+# (docs/performance.md, "Fan-out"). FANOUT_PARTNERS lists the sizes.
+FANOUT_PARTNERS ?= 10 50 100
+bench-fanout: build
+	@for n in $(FANOUT_PARTNERS); do for mode in direct call-home; do \
+	  d=$$(mktemp -d) && $(BUILD_DIR)/bin/fedshare-sim-partners --partners $$n --mode $$mode \
+	    --dir $$d || exit 1; rm -rf $$d; done; done
 
 format:
 	git ls-files '*.cc' '*.h' | xargs clang-format -i

@@ -385,11 +385,13 @@ int RunPeers(const Globals& g, bool probe) {
   if (!client.ok()) return Fail(client.status());
   absl::StatusOr<v1::ListPeersResponse> r = (*client)->ListPeers(probe);
   if (!r.ok()) return Fail(r.status(), Listener::kLocal);
-  std::cout << absl::StrFormat("%-20s %-24s %-12s %s\n", "PEER", "ADDRESS", "STATE", "DETAIL");
+  std::cout << absl::StrFormat("%-20s %-10s %-13s %-24s %-20s %-12s %s\n", "PEER", "MODE",
+                               "CONNECTION", "ADDRESS", "LAST CONTACT", "STATE", "DETAIL");
   for (const v1::PeerStatus& p : r->peers()) {
+    const bool call_home = p.mode() == v1::PeerStatus::MODE_CALL_HOME;
     std::string state =
         probe ? absl::AsciiStrToLower(v1::PartnerCoverage::State_Name(p.state())) : "not probed";
-    std::string detail = p.state() == v1::PartnerCoverage::ANSWERED
+    std::string detail = p.state() == v1::PartnerCoverage::ANSWERED && !call_home
                              ? absl::StrCat(p.datasets_offered(), " dataset(s) offered")
                              : p.reason();
     if (p.groups_size() > 0) {
@@ -403,7 +405,16 @@ int RunPeers(const Globals& g, bool probe) {
       absl::StrAppend(&detail, detail.empty() ? "" : "; ", "audit checkpoint held at ",
                       p.audit_tree_size(), " entries");
     }
-    std::cout << absl::StrFormat("%-20s %-24s %-12s %s\n", p.org_id(), p.address(), state, detail);
+    // Direct peers are dialled per question: there is no standing connection.
+    std::string connection = !call_home ? "-" : p.connected() ? "connected" : "disconnected";
+    std::string last_contact =
+        p.has_last_contact() ? absl::FormatTime("%Y-%m-%dT%H:%M:%SZ",
+                                                absl::FromUnixSeconds(p.last_contact().seconds()),
+                                                absl::UTCTimeZone())
+                             : "never";
+    std::cout << absl::StrFormat(
+        "%-20s %-10s %-13s %-24s %-20s %-12s %s\n", p.org_id(), call_home ? "call-home" : "direct",
+        connection, p.address().empty() ? "-" : p.address(), last_contact, state, detail);
   }
   return 0;
 }

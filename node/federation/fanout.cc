@@ -1,5 +1,8 @@
 #include "node/federation/fanout.h"
 
+#include <sys/stat.h>
+
+#include <algorithm>
 #include <future>
 #include <set>
 
@@ -9,6 +12,7 @@
 #include "fedshare/v1/peer.grpc.pb.h"
 #include "google/rpc/status.pb.h"
 #include "grpcpp/grpcpp.h"
+#include "node/common/files.h"
 #include "node/federation/combine.h"
 #include "node/identity/channel.h"
 #include "policy/question.h"
@@ -18,6 +22,12 @@ namespace fedshare::federation {
 namespace {
 
 using State = v1::PartnerCoverage::State;
+
+void SetTimestamp(absl::Time t, google::protobuf::Timestamp* out) {
+  const int64_t ns = absl::ToUnixNanos(t);
+  out->set_seconds(ns / 1000000000);
+  out->set_nanos(static_cast<int32_t>(ns % 1000000000));
+}
 
 State StateFor(grpc::StatusCode code) {
   switch (code) {
@@ -39,68 +49,83 @@ State StateFor(grpc::StatusCode code) {
   }
 }
 
-identity::ClientTlsFiles OwnFiles(const v1::NodeConfig& config) {
-  identity::ClientTlsFiles files;
-  files.cert_file = config.tls().cert_file();
-  files.key_file = config.tls().key_file();
-  files.ca_file = config.tls().ca_file();
-  return files;
+// Calls a fan-out keeps in flight at once; more partners wait for a free
+// slot (each within the fan-out's deadline). Calls hold no thread.
+constexpr int kMaxCallsInFlight = 256;
+
+// Identifies a file's version (mtime, size, inode); "" if missing.
+std::string FileStamp(const std::string& path) {
+  struct stat st;
+  if (path.empty() || ::stat(path.c_str(), &st) != 0) return "";
+  return absl::StrCat(st.st_mtim.tv_sec, ".", st.st_mtim.tv_nsec, ":", st.st_size, ":", st.st_ino);
 }
 
-struct PartnerOutcome {
-  v1::PartnerCoverage coverage;
-  std::optional<v1::AggregateResult> result;
-};
+std::string TlsStamp(const v1::NodeConfig& config) {
+  return absl::StrCat(FileStamp(config.tls().cert_file()), "|", FileStamp(config.tls().key_file()),
+                      "|", FileStamp(config.tls().ca_file()));
+}
 
-std::unique_ptr<v1::PeerService::Stub> Dial(const v1::NodeConfig& config,
-                                            const v1::PeerConfig& peer, std::string* error) {
-  identity::ServerExpectation expect;
-  expect.trust_domain = config.trust_domain();
-  expect.org_id = peer.org_id();
-  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
-      identity::MakeChannel(peer.address(), OwnFiles(config), expect);
-  if (!channel.ok()) {
-    *error = std::string(channel.status().message());
-    return nullptr;
+// The coverage (and result) of one partner's call that ended with `status`.
+PartnerOutcome OutcomeOf(const v1::PeerConfig& peer, const grpc::Status& status,
+                         v1::AggregateResponse* response) {
+  PartnerOutcome outcome;
+  outcome.coverage.set_org_id(peer.org_id());
+  outcome.coverage.set_state(StateFor(status.error_code()));
+  if (!status.ok()) {
+    outcome.coverage.set_reason(status.error_message());
+    // Pass the partner's ErrorInfo on, so the analyst's tools see the rule
+    // and agreement without parsing the reason.
+    google::rpc::Status details;
+    if (!status.error_details().empty() && details.ParseFromString(status.error_details())) {
+      for (const google::protobuf::Any& any : details.details()) {
+        if (any.UnpackTo(outcome.coverage.mutable_refusal())) break;
+      }
+      // A refusal after the partner's audit carries its receipt.
+      for (const google::protobuf::Any& any : details.details()) {
+        if (any.UnpackTo(outcome.coverage.mutable_receipt())) break;
+      }
+    }
+    return outcome;
   }
-  return v1::PeerService::NewStub(*channel);
+  int released = 0;
+  int withheld = response->result().unlisted_withheld_cells();
+  for (const v1::Cell& cell : response->result().cells()) {
+    if (cell.withheld()) {
+      ++withheld;
+    } else {
+      ++released;
+    }
+  }
+  outcome.coverage.set_released_cells(released);
+  outcome.coverage.set_withheld_cells(withheld);
+  outcome.result = std::move(*response->mutable_result());
+  return outcome;
+}
+
+PartnerOutcome Unasked(const v1::PeerConfig& peer, State state, std::string reason) {
+  PartnerOutcome outcome;
+  outcome.coverage.set_org_id(peer.org_id());
+  outcome.coverage.set_state(state);
+  outcome.coverage.set_reason(std::move(reason));
+  return outcome;
 }
 
 // Checks the partner's receipt (from its answer, or its refusal's status
 // details) against what `checkpoints` holds of it; an answer must carry one.
-// On failure the outcome becomes AUDIT_FAILED, without the partner's figures.
-void CheckReceipt(audit::PeerCheckpoints& checkpoints, v1::PeerService::Stub& stub,
-                  const v1::PeerConfig& peer, const grpc::Status& status,
-                  const google::rpc::Status& details, absl::Duration deadline,
-                  PartnerOutcome& outcome) {
+// `fetch` asks the partner for a consistency proof when the receipt does not
+// carry one. On failure the outcome becomes AUDIT_FAILED, without the
+// partner's figures.
+void CheckReceipt(audit::PeerCheckpoints& checkpoints, const v1::PeerConfig& peer,
+                  const audit::PeerCheckpoints::FetchConsistency& fetch, PartnerOutcome& outcome) {
+  const bool answered = outcome.result.has_value();
   std::optional<v1::Receipt> receipt;
-  if (outcome.result.has_value() && outcome.result->has_receipt()) {
-    receipt = outcome.result->receipt();
-  }
-  for (const google::protobuf::Any& any : details.details()) {
-    v1::Receipt unpacked;
-    if (!receipt.has_value() && any.UnpackTo(&unpacked)) receipt = std::move(unpacked);
-  }
-  if (!receipt.has_value() && !status.ok()) return;  // refused before its audit
+  if (answered && outcome.result->has_receipt()) receipt = outcome.result->receipt();
+  if (!receipt.has_value() && outcome.coverage.has_receipt()) receipt = outcome.coverage.receipt();
+  if (!receipt.has_value() && !answered) return;  // refused before its audit, or not reached
   if (receipt.has_value()) *outcome.coverage.mutable_receipt() = *receipt;
   absl::Status checked = absl::DataLossError(
       absl::StrCat("peer ", peer.org_id(), " answered without an audit receipt"));
-  if (receipt.has_value()) {
-    checked = checkpoints.Accept(
-        peer.org_id(), *receipt,
-        [&](uint64_t from, uint64_t to) -> absl::StatusOr<std::vector<std::string>> {
-          grpc::ClientContext context;
-          context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
-          v1::AuditProofRequest request;
-          request.set_from_tree_size(from);
-          request.set_to_tree_size(to);
-          v1::AuditProofResponse response;
-          grpc::Status s = stub.AuditProof(&context, request, &response);
-          if (!s.ok()) return absl::UnavailableError(s.error_message());
-          return std::vector<std::string>(response.consistency_proof().begin(),
-                                          response.consistency_proof().end());
-        });
-  }
+  if (receipt.has_value()) checked = checkpoints.Accept(peer.org_id(), *receipt, fetch);
   if (checked.ok()) return;
   spdlog::error("event=peer_audit_failed peer={} error=\"{}\"", peer.org_id(),
                 std::string(checked.message()));
@@ -112,66 +137,217 @@ void CheckReceipt(audit::PeerCheckpoints& checkpoints, v1::PeerService::Stub& st
   outcome.coverage.set_withheld_cells(0);
 }
 
-PartnerOutcome AskOne(const v1::NodeConfig& config, const v1::PeerConfig& peer,
-                      const v1::AggregateQuery& query, const std::string& on_behalf_of,
-                      absl::Duration deadline, bool dry_run, audit::PeerCheckpoints* checkpoints) {
-  PartnerOutcome outcome;
-  outcome.coverage.set_org_id(peer.org_id());
-  std::string error;
-  std::unique_ptr<v1::PeerService::Stub> stub = Dial(config, peer, &error);
-  if (stub == nullptr) {
-    outcome.coverage.set_state(v1::PartnerCoverage::FAILED);
-    outcome.coverage.set_reason(error);
-    return outcome;
-  }
-  grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
-  v1::AggregateRequest request;
-  *request.mutable_query() = query;
-  request.set_on_behalf_of(on_behalf_of);
-  request.set_dry_run(dry_run);
-  if (checkpoints != nullptr) request.set_audit_known_size(checkpoints->KnownSize(peer.org_id()));
-  v1::AggregateResponse response;
-  grpc::Status status = stub->Aggregate(&context, request, &response);
-  outcome.coverage.set_state(StateFor(status.error_code()));
-  google::rpc::Status details;
-  if (!status.ok()) {
-    outcome.coverage.set_reason(status.error_message());
-    // Pass the partner's ErrorInfo on, so the analyst's tools see the rule
-    // and agreement without parsing the reason.
-    if (!status.error_details().empty() && details.ParseFromString(status.error_details())) {
-      for (const google::protobuf::Any& any : details.details()) {
-        if (any.UnpackTo(outcome.coverage.mutable_refusal())) break;
-      }
-    }
-    if (checkpoints != nullptr) {
-      CheckReceipt(*checkpoints, *stub, peer, status, details, deadline, outcome);
-    }
-    return outcome;
-  }
-  int released = 0;
-  int withheld = response.result().unlisted_withheld_cells();
-  for (const v1::Cell& cell : response.result().cells()) {
-    if (cell.withheld()) {
-      ++withheld;
-    } else {
-      ++released;
-    }
-  }
-  outcome.coverage.set_released_cells(released);
-  outcome.coverage.set_withheld_cells(withheld);
-  outcome.result = std::move(*response.mutable_result());
-  if (checkpoints != nullptr) {
-    CheckReceipt(*checkpoints, *stub, peer, status, details, deadline, outcome);
-  }
-  return outcome;
-}
-
 }  // namespace
 
-FanOut::FanOut(const v1::NodeConfig* config, audit::AuditLog* audit)
+// One direct peer's channel, kept across fan-outs until the peer's address or
+// this node's TLS files change, or it fails to connect.
+struct FanOut::PeerChannel {
+  std::string address;
+  std::string tls_stamp;
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<v1::PeerService::Stub> stub;
+};
+
+// The state of one fan-out, shared with its calls' callbacks.
+struct FanOut::Run {
+  explicit Run(size_t partners) : outcomes(partners) {}
+  // A direct call in flight: what gRPC borrows until its callback.
+  struct DirectCall {
+    grpc::ClientContext context;
+    v1::AggregateRequest request;  // this partner's (audit_known_size is its own)
+    v1::AggregateResponse response;
+    std::shared_ptr<PeerChannel> channel;
+  };
+  absl::Mutex mu;
+  int in_flight ABSL_GUARDED_BY(mu) = 0;
+  size_t finished ABSL_GUARDED_BY(mu) = 0;
+  std::vector<PartnerOutcome> outcomes ABSL_GUARDED_BY(mu);
+  // Touched only by the fan-out's own thread.
+  std::vector<std::shared_ptr<DirectCall>> direct_calls;
+  std::vector<std::pair<std::shared_ptr<CallHomeSession>, uint64_t>> call_home_questions;
+
+  bool AllFinished() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return finished == outcomes.size(); }
+  bool SlotFree() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return in_flight < kMaxCallsInFlight; }
+};
+
+std::shared_ptr<FanOut::PeerChannel> FanOut::ChannelFor(const v1::PeerConfig& peer,
+                                                        std::string* error) {
+  const std::string stamp = TlsStamp(*config_);
+  absl::MutexLock lock(&channels_mu_);
+  std::shared_ptr<PeerChannel>& cached = channels_[peer.org_id()];
+  // A channel that failed to connect would fail calls at once until gRPC's
+  // own backoff ends (up to 2 minutes); a fresh one tries now, so a partner
+  // that came back answers the next question.
+  if (cached != nullptr && cached->address == peer.address() && cached->tls_stamp == stamp &&
+      cached->channel->GetState(false) != GRPC_CHANNEL_TRANSIENT_FAILURE) {
+    return cached;
+  }
+  // The files are read once per version, not per channel, and channels get
+  // them as fixed PEM: a file-watching channel would hold a thread of its own
+  // for each partner.
+  if (stamp != pem_stamp_) {
+    absl::StatusOr<std::string> cert = ReadFile(config_->tls().cert_file());
+    absl::StatusOr<std::string> key = ReadFile(config_->tls().key_file());
+    absl::StatusOr<std::string> ca = ReadFile(config_->tls().ca_file());
+    for (const absl::StatusOr<std::string>* read : {&cert, &key, &ca}) {
+      if (!read->ok()) {
+        *error = std::string(read->status().message());
+        return nullptr;
+      }
+    }
+    pem_.cert_pem = *std::move(cert);
+    pem_.key_pem = *std::move(key);
+    pem_.ca_pem = *std::move(ca);
+    pem_stamp_ = stamp;
+  }
+  identity::ServerExpectation expect;
+  expect.trust_domain = config_->trust_domain();
+  expect.org_id = peer.org_id();
+  grpc::ChannelArguments args;
+  // Not shared with other channels to the same address, so a replaced
+  // channel's backoff does not carry over.
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+      identity::MakeChannelFromPem(peer.address(), pem_, expect, args);
+  if (!channel.ok()) {
+    *error = std::string(channel.status().message());
+    cached = nullptr;
+    return nullptr;
+  }
+  auto fresh = std::make_shared<PeerChannel>();
+  fresh->address = peer.address();
+  fresh->tls_stamp = stamp;
+  fresh->channel = *std::move(channel);
+  fresh->stub = v1::PeerService::NewStub(fresh->channel);
+  cached = fresh;
+  return fresh;
+}
+
+void FanOut::Complete(Run* run, size_t index, PartnerOutcome outcome, absl::Time started) {
+  const State state = outcome.coverage.state();
+  if (peer_call_observer_) {
+    peer_call_observer_(outcome.coverage.org_id(), state, absl::Now() - started);
+  }
+  if (state == v1::PartnerCoverage::ANSWERED || state == v1::PartnerCoverage::REFUSED) {
+    absl::MutexLock lock(&mu_);
+    last_contact_[outcome.coverage.org_id()] = absl::Now();
+  }
+  absl::MutexLock lock(&run->mu);
+  run->outcomes[index] = std::move(outcome);
+  --run->in_flight;
+  ++run->finished;
+}
+
+void FanOut::StartOne(const std::shared_ptr<Run>& run, size_t index, const v1::PeerConfig& peer,
+                      const v1::AggregateRequest& request, absl::Time deadline) {
+  const absl::Time started = absl::Now();
+  // Each partner's receipt proves consistency from the checkpoint of its log
+  // this node holds.
+  v1::AggregateRequest own = request;
+  if (checkpoints_ != nullptr) own.set_audit_known_size(checkpoints_->KnownSize(peer.org_id()));
+  if (peer.call_home()) {
+    std::shared_ptr<CallHomeSession> session =
+        hub_ != nullptr ? hub_->Find(peer.org_id()) : nullptr;
+    if (session == nullptr) {
+      Complete(run.get(), index,
+               Unasked(peer, v1::PartnerCoverage::UNREACHABLE,
+                       absl::StrCat("call-home partner ", peer.org_id(),
+                                    " is not connected to this node")),
+               started);
+      return;
+    }
+    const uint64_t id =
+        session->Start(own, deadline - started,
+                       [this, run, index, peer, started](const grpc::Status& status,
+                                                         v1::AggregateResponse response) {
+                         Complete(run.get(), index, OutcomeOf(peer, status, &response), started);
+                       });
+    run->call_home_questions.emplace_back(std::move(session), id);
+    return;
+  }
+  std::string error;
+  std::shared_ptr<PeerChannel> channel = ChannelFor(peer, &error);
+  if (channel == nullptr) {
+    Complete(run.get(), index, Unasked(peer, v1::PartnerCoverage::FAILED, error), started);
+    return;
+  }
+  auto call = std::make_shared<Run::DirectCall>();
+  call->request = std::move(own);
+  call->channel = channel;
+  call->context.set_deadline(absl::ToChronoTime(deadline));
+  run->direct_calls.push_back(call);
+  // The callback holds no reference to `run`: the last one must not be
+  // dropped on gRPC's thread, which would destroy the ClientContext inside
+  // its own callback. AskAll waits for every callback before it lets go.
+  channel->stub->async()->Aggregate(
+      &call->context, &call->request, &call->response,
+      [this, run = run.get(), index, peer, started, call = call.get()](grpc::Status status) {
+        Complete(run, index, OutcomeOf(peer, status, &call->response), started);
+      });
+}
+
+std::vector<PartnerOutcome> FanOut::AskAll(const std::vector<v1::PeerConfig>& peers,
+                                           const v1::AggregateRequest& request,
+                                           absl::Duration timeout,
+                                           const std::function<bool()>& cancelled) {
+  const absl::Time deadline = absl::Now() + timeout;
+  auto run = std::make_shared<Run>(peers.size());
+  size_t next = 0;
+  for (; next < peers.size(); ++next) {
+    {
+      absl::MutexLock lock(&run->mu);
+      run->mu.AwaitWithDeadline(absl::Condition(run.get(), &Run::SlotFree), deadline);
+      if (!run->SlotFree() || absl::Now() >= deadline) break;
+      ++run->in_flight;
+    }
+    StartOne(run, next, peers[next], request, deadline);
+  }
+  // Partners never asked because the deadline came first.
+  for (size_t i = next; i < peers.size(); ++i) {
+    {
+      absl::MutexLock lock(&run->mu);
+      ++run->in_flight;
+    }
+    Complete(run.get(), i,
+             Unasked(peers[i], v1::PartnerCoverage::TIMED_OUT,
+                     absl::StrCat("not asked: the fan-out's ", absl::FormatDuration(timeout),
+                                  " passed while ", kMaxCallsInFlight,
+                                  " other partners' calls were in flight")),
+             absl::Now());
+  }
+  // Wait for the answers, checking now and then whether the analyst gave up.
+  bool stopped = false;
+  for (;;) {
+    absl::Time wake = std::min(deadline, absl::Now() + absl::Milliseconds(100));
+    absl::MutexLock lock(&run->mu);
+    if (run->mu.AwaitWithDeadline(absl::Condition(run.get(), &Run::AllFinished), wake)) break;
+    if (absl::Now() >= deadline) break;
+    if (cancelled && cancelled()) {
+      stopped = true;
+      break;
+    }
+  }
+  // Direct calls end by their own deadline (or now, when the analyst gave
+  // up); questions on call-home streams are expired here.
+  if (stopped) {
+    for (const std::shared_ptr<Run::DirectCall>& call : run->direct_calls)
+      call->context.TryCancel();
+  }
+  for (auto& [session, id] : run->call_home_questions) {
+    session->Expire(
+        id, stopped ? std::string("the analyst cancelled the question")
+                    : absl::StrCat("call-home partner ", session->org_id(),
+                                   " did not answer within ", absl::FormatDuration(timeout)));
+  }
+  absl::MutexLock lock(&run->mu);
+  run->mu.Await(absl::Condition(run.get(), &Run::AllFinished));
+  return std::move(run->outcomes);
+}
+
+FanOut::FanOut(const v1::NodeConfig* config, audit::AuditLog* audit, const CallHomeHub* hub)
     : config_(config),
       audit_(audit),
+      hub_(hub),
       peers_(std::make_shared<const std::vector<v1::PeerConfig>>(config->peers().begin(),
                                                                  config->peers().end())) {}
 
@@ -235,7 +411,8 @@ absl::StatusOr<std::vector<v1::PeerConfig>> FanOut::Select(
 }
 
 absl::StatusOr<v1::FederatedAggregateResponse> FanOut::Ask(
-    const std::string& caller_spiffe_id, const v1::FederatedAggregateRequest& request) {
+    const std::string& caller_spiffe_id, const v1::FederatedAggregateRequest& request,
+    const std::function<bool()>& cancelled) {
   absl::StatusOr<std::vector<v1::PeerConfig>> peers = Select(*this->peers(), request);
   if (!peers.ok()) return peers.status();
   if (request.query().aggregates_size() == 0 || request.query().dataset().empty()) {
@@ -244,25 +421,45 @@ absl::StatusOr<v1::FederatedAggregateResponse> FanOut::Ask(
   absl::Duration deadline = absl::Milliseconds(
       request.deadline_ms() > 0 ? request.deadline_ms() : config_->peer_deadline_ms());
 
-  std::vector<std::future<PartnerOutcome>> calls;
-  for (const v1::PeerConfig& peer : *peers) {
-    calls.push_back(
-        std::async(std::launch::async, [this, peer, &request, &caller_spiffe_id, deadline] {
-          absl::Time start = absl::Now();
-          PartnerOutcome outcome = AskOne(*config_, peer, request.query(), caller_spiffe_id,
-                                          deadline, request.dry_run(), checkpoints_);
-          if (peer_call_observer_) {
-            peer_call_observer_(peer.org_id(), outcome.coverage.state(), absl::Now() - start);
-          }
-          return outcome;
-        }));
-  }
+  // Each partner is told who asks, unverified (AggregateRequest.on_behalf_of).
+  v1::AggregateRequest partner_request;
+  *partner_request.mutable_query() = request.query();
+  partner_request.set_on_behalf_of(caller_spiffe_id);
+  partner_request.set_dry_run(request.dry_run());
   v1::FederatedAggregateResponse response;
   std::vector<v1::AggregateResult> answers;
-  for (auto& call : calls) {
-    PartnerOutcome outcome = call.get();
+  std::vector<PartnerOutcome> outcomes = AskAll(*peers, partner_request, deadline, cancelled);
+  if (checkpoints_ != nullptr) {
+    // Checked here, on the asking thread, not in gRPC's callbacks: a check
+    // may ask the partner for a consistency proof.
+    for (size_t i = 0; i < outcomes.size(); ++i) {
+      const v1::PeerConfig& peer = (*peers)[i];
+      auto fetch = [&](uint64_t from, uint64_t to) -> absl::StatusOr<std::vector<std::string>> {
+        if (peer.call_home()) {
+          return absl::UnavailableError(absl::StrCat(
+              "call-home partner ", peer.org_id(),
+              " sent a receipt without the consistency proof its stream cannot fetch"));
+        }
+        std::string error;
+        std::shared_ptr<PeerChannel> channel = ChannelFor(peer, &error);
+        if (channel == nullptr) return absl::UnavailableError(error);
+        grpc::ClientContext context;
+        context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+        v1::AuditProofRequest proof_request;
+        proof_request.set_from_tree_size(from);
+        proof_request.set_to_tree_size(to);
+        v1::AuditProofResponse proof;
+        grpc::Status s = channel->stub->AuditProof(&context, proof_request, &proof);
+        if (!s.ok()) return absl::UnavailableError(s.error_message());
+        return std::vector<std::string>(proof.consistency_proof().begin(),
+                                        proof.consistency_proof().end());
+      };
+      CheckReceipt(*checkpoints_, peer, fetch, outcomes[i]);
+    }
+  }
+  for (PartnerOutcome& outcome : outcomes) {
     v1::PartnerCoverage* coverage = response.add_coverage();
-    *coverage = outcome.coverage;
+    *coverage = std::move(outcome.coverage);
     if (outcome.result.has_value()) {
       coverage->set_applied_where_text(outcome.result->applied_where_text());
       *response.add_partners() = *outcome.result;
@@ -305,36 +502,69 @@ v1::ListPeersResponse FanOut::ListPeers(bool probe) {
   std::vector<std::future<v1::PeerStatus>> calls;
   std::shared_ptr<const std::vector<v1::PeerConfig>> configured = peers();
   for (const v1::PeerConfig& peer : *configured) {
-    calls.push_back(std::async(std::launch::async, [this, peer, probe]() {
-      v1::PeerStatus status;
-      status.set_org_id(peer.org_id());
-      status.set_address(peer.address());
-      *status.mutable_groups() = peer.groups();
-      if (checkpoints_ != nullptr) {
-        status.set_audit_tree_size(checkpoints_->KnownSize(peer.org_id()));
-        status.set_audit_error(checkpoints_->Error(peer.org_id()));
-      }
-      if (!probe) return status;
-      std::string error;
-      std::unique_ptr<v1::PeerService::Stub> stub = Dial(*config_, peer, &error);
-      if (stub == nullptr) {
-        status.set_state(v1::PartnerCoverage::FAILED);
-        status.set_reason(error);
-        return status;
-      }
-      grpc::ClientContext context;
-      context.set_deadline(
-          absl::ToChronoTime(absl::Now() + absl::Milliseconds(config_->peer_deadline_ms())));
-      v1::DescribeResponse described;
-      grpc::Status s = stub->Describe(&context, v1::DescribeRequest(), &described);
-      status.set_state(StateFor(s.error_code()));
-      status.set_reason(s.error_message());
-      status.set_datasets_offered(described.datasets_size());
-      return status;
-    }));
+    // Without a probe nothing waits: no thread.
+    calls.push_back(
+        std::async(probe ? std::launch::async : std::launch::deferred, [this, peer, probe]() {
+          v1::PeerStatus status;
+          status.set_org_id(peer.org_id());
+          status.set_address(peer.address());
+          *status.mutable_groups() = peer.groups();
+          FillContact(peer, &status);
+          if (checkpoints_ != nullptr) {
+            status.set_audit_tree_size(checkpoints_->KnownSize(peer.org_id()));
+            status.set_audit_error(checkpoints_->Error(peer.org_id()));
+          }
+          if (peer.call_home()) {
+            // Describe is not carried over the stream: a probe says whether it is up.
+            if (probe) {
+              status.set_state(status.connected() ? v1::PartnerCoverage::ANSWERED
+                                                  : v1::PartnerCoverage::UNREACHABLE);
+              if (!status.connected()) status.set_reason("call-home partner is not connected");
+            }
+            return status;
+          }
+          if (!probe) return status;
+          std::string error;
+          std::shared_ptr<PeerChannel> channel = ChannelFor(peer, &error);
+          if (channel == nullptr) {
+            status.set_state(v1::PartnerCoverage::FAILED);
+            status.set_reason(error);
+            return status;
+          }
+          grpc::ClientContext context;
+          context.set_deadline(
+              absl::ToChronoTime(absl::Now() + absl::Milliseconds(config_->peer_deadline_ms())));
+          v1::DescribeResponse described;
+          grpc::Status s = channel->stub->Describe(&context, v1::DescribeRequest(), &described);
+          status.set_state(StateFor(s.error_code()));
+          status.set_reason(s.error_message());
+          status.set_datasets_offered(described.datasets_size());
+          if (s.ok()) {
+            absl::MutexLock lock(&mu_);
+            last_contact_[peer.org_id()] = absl::Now();
+            SetTimestamp(absl::Now(), status.mutable_last_contact());
+          }
+          return status;
+        }));
   }
   for (auto& call : calls) *response.add_peers() = call.get();
   return response;
+}
+
+void FanOut::FillContact(const v1::PeerConfig& peer, v1::PeerStatus* status) {
+  status->set_mode(peer.call_home() ? v1::PeerStatus::MODE_CALL_HOME : v1::PeerStatus::MODE_DIRECT);
+  absl::Time last = absl::InfinitePast();
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = last_contact_.find(peer.org_id());
+    if (it != last_contact_.end()) last = it->second;
+  }
+  if (peer.call_home() && hub_ != nullptr) {
+    std::shared_ptr<CallHomeSession> session = hub_->Find(peer.org_id());
+    status->set_connected(session != nullptr);
+    if (session != nullptr) last = std::max(last, session->connected_at());
+  }
+  if (last != absl::InfinitePast()) SetTimestamp(last, status->mutable_last_contact());
 }
 
 absl::StatusOr<v1::DescribeResponse> FanOut::DescribePeer(const std::string& org_id) {
@@ -351,9 +581,15 @@ absl::StatusOr<v1::DescribeResponse> FanOut::DescribePeer(const std::string& org
         "no peer '", org_id, "' is configured on this node; ",
         known.empty() ? "it has no peers" : "configured peers: " + absl::StrJoin(known, ", ")));
   }
+  if (peer->call_home()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("peer ", org_id,
+                     " calls home to this node; its stream carries questions, not Describe "
+                     "(ask its operator for its agreements)"));
+  }
   std::string error;
-  std::unique_ptr<v1::PeerService::Stub> stub = Dial(*config_, *peer, &error);
-  if (stub == nullptr) {
+  std::shared_ptr<PeerChannel> channel = ChannelFor(*peer, &error);
+  if (channel == nullptr) {
     return absl::FailedPreconditionError(
         absl::StrCat("cannot dial peer ", org_id, " at ", peer->address(), ": ", error));
   }
@@ -361,7 +597,7 @@ absl::StatusOr<v1::DescribeResponse> FanOut::DescribePeer(const std::string& org
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Milliseconds(deadline_ms)));
   v1::DescribeResponse described;
-  grpc::Status s = stub->Describe(&context, v1::DescribeRequest(), &described);
+  grpc::Status s = channel->stub->Describe(&context, v1::DescribeRequest(), &described);
   switch (s.error_code()) {
     case grpc::StatusCode::OK:
       return described;

@@ -1,10 +1,12 @@
 // Fan-out (DESIGN §10): puts one question to a set of partners concurrently,
 // each with its own deadline, and combines what they answer.
 //
-// Partners are dialled on their peer listeners with this node's own
-// certificate (re-read from disk for each fan-out, so rotated certificates are
-// used), and each partner must present the node certificate of the org it is
-// configured as. A partner's refusal, timeout or unreachability is reported
+// Direct partners are called on their peer listeners over one long-lived
+// channel each, with this node's own certificate (a new channel is made when
+// the certificate files change on disk, so rotated certificates are used),
+// and each partner must present the node certificate of the org it is
+// configured as. Call-home partners are asked down their stream
+// (call_home.h). A partner's refusal, timeout or unreachability is reported
 // in the coverage and leaves it out of the combined table.
 //
 // The partners are the config's `peers` until SetPeers replaces them (a
@@ -16,10 +18,12 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -28,12 +32,22 @@
 #include "fedshare/v1/peer.pb.h"
 #include "node/audit/audit_log.h"
 #include "node/audit/peer_checkpoints.h"
+#include "node/federation/call_home.h"
+#include "node/identity/channel.h"
 
 namespace fedshare::federation {
 
+// One partner's part in a fan-out.
+struct PartnerOutcome {
+  v1::PartnerCoverage coverage;
+  std::optional<v1::AggregateResult> result;
+};
+
 class FanOut {
  public:
-  FanOut(const v1::NodeConfig* config, audit::AuditLog* audit);
+  // Partners configured with call_home are asked through their session in
+  // `hub` (null: none is ever connected); `hub` must outlive the FanOut.
+  FanOut(const v1::NodeConfig* config, audit::AuditLog* audit, const CallHomeHub* hub = nullptr);
 
   // Each partner is told, as the request's unverified on_behalf_of, that
   // `caller_spiffe_id` asks; the audit entry holds the question's canonical
@@ -41,10 +55,21 @@ class FanOut {
   // INVALID_ARGUMENT for an unknown peer or group, or no partner selected;
   // UNAVAILABLE if the audit log cannot be written. Partners' failures are not
   // errors: they are in the coverage.
-  absl::StatusOr<v1::FederatedAggregateResponse> Ask(const std::string& caller_spiffe_id,
-                                                     const v1::FederatedAggregateRequest& request);
+  // Calls go out concurrently, at most 256 in flight (more partners wait for
+  // a free slot), each ending at the same deadline: the request's deadline_ms
+  // or peer_deadline_ms from when Ask starts; a partner still waiting for a
+  // slot then is TIMED_OUT without being asked. No call is retried, so no
+  // partner answers (or spends its limits on) a question twice. `cancelled`
+  // (optional) is polled every 100 ms: once it returns true, calls in flight
+  // are cancelled and their partners reported as such.
+  absl::StatusOr<v1::FederatedAggregateResponse> Ask(
+      const std::string& caller_spiffe_id, const v1::FederatedAggregateRequest& request,
+      const std::function<bool()>& cancelled = nullptr);
 
-  // The configured peers; with `probe`, whether each answers Describe.
+  // The configured peers, each with its mode, whether a call-home peer is
+  // connected, and when it last answered or connected; with `probe`, whether
+  // each direct peer answers Describe (and whether each call-home peer is
+  // connected).
   v1::ListPeersResponse ListPeers(bool probe);
 
   // What the configured peer `org_id` lets this org ask: its PeerService.Describe,
@@ -59,8 +84,9 @@ class FanOut {
   void SetPeers(std::vector<v1::PeerConfig> peers);
   std::shared_ptr<const std::vector<v1::PeerConfig>> peers() const;
 
-  // Called once per partner per fan-out, from the calling thread, with the
-  // partner's state and how long its call took; for metrics.
+  // Called once per partner per fan-out, from any thread (gRPC's callback
+  // threads included), with the partner's state and how long its call took;
+  // for metrics. Must be thread-safe.
   // REQUIRES: set before the first Ask.
   using PeerCallObserver = std::function<void(
       const std::string& org_id, v1::PartnerCoverage::State state, absl::Duration elapsed)>;
@@ -74,15 +100,40 @@ class FanOut {
   void SetPeerCheckpoints(audit::PeerCheckpoints* checkpoints) { checkpoints_ = checkpoints; }
 
  private:
+  struct PeerChannel;
+  struct Run;
+  // Puts `request` to every one of `peers`; the outcomes in the same order.
+  std::vector<PartnerOutcome> AskAll(const std::vector<v1::PeerConfig>& peers,
+                                     const v1::AggregateRequest& request, absl::Duration timeout,
+                                     const std::function<bool()>& cancelled);
+  // Starts the call to one partner: down its call-home stream, or on its
+  // channel. Its outcome goes to Complete.
+  void StartOne(const std::shared_ptr<Run>& run, size_t index, const v1::PeerConfig& peer,
+                const v1::AggregateRequest& request, absl::Time deadline);
+  void Complete(Run* run, size_t index, PartnerOutcome outcome, absl::Time started);
+  // The cached channel to a direct peer, made afresh when the peer's address
+  // or this node's TLS files changed or it failed to connect; null (with
+  // `*error`) if the TLS files cannot be used.
+  std::shared_ptr<PeerChannel> ChannelFor(const v1::PeerConfig& peer, std::string* error);
+  void FillContact(const v1::PeerConfig& peer, v1::PeerStatus* status);
   static absl::StatusOr<std::vector<v1::PeerConfig>> Select(
       const std::vector<v1::PeerConfig>& peers, const v1::FederatedAggregateRequest& request);
 
   const v1::NodeConfig* config_;
   audit::AuditLog* audit_;
+  const CallHomeHub* hub_;
   PeerCallObserver peer_call_observer_;
   audit::PeerCheckpoints* checkpoints_ = nullptr;
   mutable absl::Mutex mu_;
   std::shared_ptr<const std::vector<v1::PeerConfig>> peers_ ABSL_GUARDED_BY(mu_);
+  absl::Mutex channels_mu_;
+  absl::flat_hash_map<std::string, std::shared_ptr<PeerChannel>> channels_
+      ABSL_GUARDED_BY(channels_mu_);
+  // This node's TLS files as last read, and their version (TlsStamp).
+  identity::ClientTlsPem pem_ ABSL_GUARDED_BY(channels_mu_);
+  std::string pem_stamp_ ABSL_GUARDED_BY(channels_mu_);
+  // When each partner last answered (or refused), by org.
+  absl::flat_hash_map<std::string, absl::Time> last_contact_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace fedshare::federation

@@ -185,7 +185,33 @@ absl::Status ValidateImpl(const v1::NodeConfig& config, const Locator& where,
     if (!peer_ids.insert(p.org_id()).second) {
       return fail("peers", i, absl::StrCat("peer '", p.org_id(), "' is listed twice"));
     }
-    if (auto s = CheckAddress(p.address()); !s.ok()) return Located(where, "peers", i, s);
+    if (p.call_home()) {
+      if (!p.address().empty()) {
+        return fail("peers", i,
+                    absl::StrCat("peer '", p.org_id(),
+                                 "' calls home (call_home: true): it dials this node, so it has "
+                                 "no address here; remove the address"));
+      }
+    } else if (auto s = CheckAddress(p.address()); !s.ok()) {
+      return Located(where, "peers", i, s);
+    }
+  }
+  std::set<std::string> upstream_ids;
+  for (int i = 0; i < config.upstreams_size(); ++i) {
+    const v1::UpstreamConfig& u = config.upstreams(i);
+    if (!IsOrgId(u.org_id())) {
+      return fail("upstreams", i, "upstream org_id must be 1-63 characters of [a-z0-9-]");
+    }
+    if (u.org_id() == config.org_id()) {
+      return fail("upstreams", i, "a node does not call home to its own org");
+    }
+    if (!upstream_ids.insert(u.org_id()).second) {
+      return fail("upstreams", i, absl::StrCat("upstream '", u.org_id(), "' is listed twice"));
+    }
+    if (auto s = CheckAddress(u.address()); !s.ok()) return Located(where, "upstreams", i, s);
+  }
+  if (config.call_home_max_backoff_ms() < 0) {
+    return fail("call_home_max_backoff_ms", -1, "call_home_max_backoff_ms must be >= 0");
   }
   return absl::OkStatus();
 }

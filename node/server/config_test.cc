@@ -107,6 +107,33 @@ TEST(ConfigTest, TinyIngestMemoryBudgetIsRefused) {
                HasSubstr("limits.ingest_memory_budget_bytes must be 0")));
 }
 
+TEST(ConfigTest, CallHomePeersAndUpstreamsAreChecked) {
+  EXPECT_OK(ParseNodeConfig(absl::StrCat(kValid, R"(
+peers { org_id: "partner-b" call_home: true }
+upstreams { org_id: "foundation" address: "foundation.example:7443" }
+disable_peer_listener: true
+call_home_max_backoff_ms: 5000)"),
+                            "n", "")
+                .status());
+  EXPECT_THAT(ParseNodeConfig(absl::StrCat(kValid, R"(
+peers { org_id: "partner-b" call_home: true address: "127.0.0.1:7443" })"),
+                              "n", ""),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("remove the address")));
+  EXPECT_THAT(
+      ParseNodeConfig(absl::StrCat(kValid, R"(upstreams { org_id: "partner-a" address: "h:1" })"),
+                      "n", ""),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("its own org")));
+  EXPECT_THAT(ParseNodeConfig(absl::StrCat(kValid, R"(upstreams { org_id: "f" address: "h:1" }
+upstreams { org_id: "f" address: "h:2" })"),
+                              "n", ""),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("listed twice")));
+  EXPECT_THAT(ParseNodeConfig(
+                  absl::StrCat(kValid, R"(upstreams { org_id: "f" address: "nowhere" })"), "n", ""),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("HOST:PORT")));
+  EXPECT_THAT(ParseNodeConfig(absl::StrCat(kValid, "call_home_max_backoff_ms: -1"), "n", ""),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("call_home_max_backoff_ms")));
+}
+
 TEST(ConfigTest, JsonIsAccepted) {
   std::string json = R"({"orgId": "a", "trustDomain": "t.example", "dataDir": "d",
     "tls": {"certFile": "c", "keyFile": "k", "caFile": "ca"}})";

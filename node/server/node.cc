@@ -4,6 +4,7 @@
 
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
@@ -17,12 +18,14 @@
 #include "node/common/status_macros.h"
 #include "node/engine/answerer.h"
 #include "node/engine/engine.h"
+#include "node/federation/call_home.h"
 #include "node/federation/fanout.h"
 #include "node/identity/authenticator.h"
 #include "node/identity/server_credentials.h"
 #include "node/identity/tls_mirror.h"
 #include "node/metrics/http_server.h"
 #include "node/metrics/metrics.h"
+#include "node/server/call_home_client.h"
 #include "node/server/config.h"
 #include "node/server/listener.h"
 #include "node/server/node_metrics.h"
@@ -73,6 +76,10 @@ absl::Status StartServer(const std::string& name, const std::string& address,
   builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, limits.idle_timeout_ms());
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, limits.max_calls_per_caller());
   builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  // Call-home partners ping every 20 s to keep NAT mappings and find a dead
+  // link (call_home_client.cc); pings closer than 10 s still count as abuse.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   for (grpc::Service* s : services) builder.RegisterService(s);
   builder.experimental().SetInterceptorCreators(service::UnparsableRequestInterceptors());
   *server = builder.BuildAndStart();
@@ -206,7 +213,9 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
   if (!cfg.agreements_file().empty()) {
     node->reloader_ = std::thread([n = node.get()] { n->WatchAgreements(); });
   }
-  node->fanout_ = std::make_unique<federation::FanOut>(&node->config_, node->audit_.get());
+  node->call_home_hub_ = std::make_unique<federation::CallHomeHub>();
+  node->fanout_ = std::make_unique<federation::FanOut>(&node->config_, node->audit_.get(),
+                                                       node->call_home_hub_.get());
   node->peer_checkpoints_ = std::make_unique<audit::PeerCheckpoints>(node->storage_.get());
   node->fanout_->SetPeerCheckpoints(node->peer_checkpoints_.get());
   FEDSHARE_ASSIGN_OR_RETURN(node->authenticator_,
@@ -223,6 +232,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
   env.answerer = node->answerer_.get();
   env.audit = node->audit_.get();
   env.fanout = node->fanout_.get();
+  env.call_home_hub = node->call_home_hub_.get();
   env.started_at = node->clock_->Now();
   env.clock = node->clock_;
   node->metrics_ = std::make_unique<metrics::Metrics>();
@@ -242,6 +252,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
   node->admin_service_ = std::make_unique<service::AdminServiceImpl>(&env);
   node->peer_service_ = std::make_unique<service::PeerServiceImpl>(&env);
   node->federation_service_ = std::make_unique<service::FederationServiceImpl>(&env);
+  node->federation_peer_service_ = std::make_unique<service::FederationPeerServiceImpl>(&env);
 
   // gRPC watches validated copies, so bad files on disk never replace good ones.
   FEDSHARE_ASSIGN_OR_RETURN(
@@ -254,14 +265,17 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
   tls.set_reload_interval_seconds(1);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  FEDSHARE_RETURN_IF_ERROR(
-      StartServer("peer", cfg.peer_address(), tls, env.limits, env.limits.peer_max_message_bytes(),
-                  {node->peer_service_.get()}, &node->peer_listener_, &node->peer_server_));
+  if (!cfg.disable_peer_listener()) {
+    FEDSHARE_RETURN_IF_ERROR(StartServer(
+        "peer", cfg.peer_address(), tls, env.limits, env.limits.peer_max_message_bytes(),
+        {node->peer_service_.get(), node->federation_peer_service_.get()}, &node->peer_listener_,
+        &node->peer_server_));
+  }
   FEDSHARE_RETURN_IF_ERROR(StartServer(
       "local", cfg.local_address(), tls, env.limits, env.limits.local_max_message_bytes(),
       {node->admin_service_.get(), node->federation_service_.get()}, &node->local_listener_,
       &node->local_server_));
-  node->peer_port_ = node->peer_listener_->port();
+  node->peer_port_ = node->peer_listener_ != nullptr ? node->peer_listener_->port() : 0;
   node->local_port_ = node->local_listener_->port();
   {
     absl::MutexLock lock(&env.addresses_mu);
@@ -278,6 +292,11 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
         metrics::MetricsHttpServer::Start(cfg.metrics_address(),
                                           [m = node->metrics_.get()] { return m->Render(); }));
   }
+  for (const v1::UpstreamConfig& upstream : cfg.upstreams()) {
+    node->call_home_clients_.push_back(
+        std::make_unique<CallHomeClient>(&node->config_, upstream, &env));
+    node->call_home_clients_.back()->Start();
+  }
   spdlog::info("event=node_started org={} peer={} local={} data_dir={}", cfg.org_id(),
                node->peer_address(), node->local_address(), cfg.data_dir());
   return node;
@@ -286,6 +305,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
 Node::~Node() { Shutdown(absl::ZeroDuration()); }
 
 std::string Node::peer_address() const {
+  if (config_.disable_peer_listener()) return "none";
   return absl::StrCat(HostOf(config_.peer_address()), ":", peer_port_);
 }
 
@@ -378,6 +398,13 @@ Node::ReloadSummary Node::Reload(const absl::StatusOr<v1::NodeConfig>& next) {
   }
   if (next.ok()) {
     fanout_->SetPeers({next->peers().begin(), next->peers().end()});
+    // A partner no longer configured to call home loses its stream now (a
+    // new one is refused), not at its next reconnection.
+    absl::flat_hash_set<std::string> call_home;
+    for (const v1::PeerConfig& p : next->peers()) {
+      if (p.call_home()) call_home.insert(p.org_id());
+    }
+    call_home_hub_->CloseExcept(call_home, "no longer a call-home peer of this node");
     summary.peers = static_cast<size_t>(next->peers_size());
     summary.needs_restart = SettingsNeedingRestart(config_, *next);
   } else {
@@ -412,7 +439,11 @@ void Node::Shutdown(absl::Duration grace) {
     shut_down_ = true;
   }
   if (reloader_.joinable()) reloader_.join();
+  // Outbound streams first: their questions use the answerer.
+  for (std::unique_ptr<CallHomeClient>& client : call_home_clients_) client->Stop();
   if (peer_listener_ != nullptr) peer_listener_->Stop();
+  // Partners' streams would otherwise hold the peer server until `grace`.
+  if (call_home_hub_ != nullptr) call_home_hub_->CloseAll("the node is shutting down");
   if (local_listener_ != nullptr) local_listener_->Stop();
   auto deadline = absl::ToChronoTime(absl::Now() + grace);
   if (peer_server_ != nullptr) peer_server_->Shutdown(deadline);

@@ -45,7 +45,8 @@ class Answerer;
 }  // namespace engine
 namespace federation {
 class FanOut;
-}
+class CallHomeHub;
+}  // namespace federation
 namespace identity {
 class Authenticator;
 class TlsMirror;
@@ -55,6 +56,7 @@ struct ServiceEnv;
 class AdminServiceImpl;
 class PeerServiceImpl;
 class FederationServiceImpl;
+class FederationPeerServiceImpl;
 class CallGate;
 class RefusalThrottle;
 }  // namespace service
@@ -62,6 +64,7 @@ class RefusalThrottle;
 namespace server {
 
 class Listener;
+class CallHomeClient;
 
 struct NodeOptions {
   // Borrowed; must outlive the node. Null means the real clock.
@@ -89,9 +92,10 @@ class Node {
                                                               absl::Time now);
   ~Node();
 
+  // 0 when disable_peer_listener.
   int peer_port() const { return peer_port_; }
   int local_port() const { return local_port_; }
-  // "host:port" as bound.
+  // "host:port" as bound; peer_address() is "none" when disable_peer_listener.
   std::string peer_address() const;
   std::string local_address() const;
   // Bound ports of the optional plaintext listeners; 0 when not configured.
@@ -118,7 +122,8 @@ class Node {
 
   // Puts in force now (SIGHUP) what can change while serving, for the next
   // question: from `next` (the config file read again, with the same
-  // overrides) its `peers` and inline `agreements`; the agreements_file read
+  // overrides) its `peers` (closing the streams of call-home partners no
+  // longer listed with call_home) and inline `agreements`; the agreements_file read
   // again; and the TLS files, checked as a set by the TLS mirror and served
   // to new connections at once (invalid files are logged and the previous
   // ones stay). Calls and streams in flight are not interrupted; a fan-out in
@@ -156,6 +161,7 @@ class Node {
   std::unique_ptr<audit::PeerCheckpoints> peer_checkpoints_;  // partners' receipts
   std::unique_ptr<engine::Engine> engine_;
   std::unique_ptr<engine::Answerer> answerer_;
+  std::unique_ptr<federation::CallHomeHub> call_home_hub_;  // outlives fanout_ and the servers
   std::unique_ptr<federation::FanOut> fanout_;
   std::unique_ptr<identity::Authenticator> authenticator_;
   std::unique_ptr<identity::TlsMirror> tls_mirror_;  // outlives the servers
@@ -165,6 +171,7 @@ class Node {
   std::unique_ptr<service::AdminServiceImpl> admin_service_;
   std::unique_ptr<service::PeerServiceImpl> peer_service_;
   std::unique_ptr<service::FederationServiceImpl> federation_service_;
+  std::unique_ptr<service::FederationPeerServiceImpl> federation_peer_service_;
   std::unique_ptr<Listener> peer_listener_;
   std::unique_ptr<Listener> local_listener_;
   std::unique_ptr<grpc::Server> peer_server_;
@@ -182,6 +189,8 @@ class Node {
   // config_ with the inline agreements last put in force.
   v1::NodeConfig agreements_source_ ABSL_GUARDED_BY(mu_);
   std::thread reloader_;
+  // One per configured upstream; stopped first in Shutdown.
+  std::vector<std::unique_ptr<CallHomeClient>> call_home_clients_;
 };
 
 }  // namespace server

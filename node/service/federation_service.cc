@@ -1,12 +1,15 @@
 #include "node/service/federation_service.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "node/common/utf8.h"
+#include "node/federation/call_home.h"
 #include "node/federation/fanout.h"
 #include "node/service/call_guard.h"
 #include "node/service/grpc_status.h"
 #include "node/service/limits.h"
 #include "query/sql.h"
+#include "spdlog/spdlog.h"
 
 namespace fedshare::service {
 namespace {
@@ -50,7 +53,8 @@ grpc::Status FederationServiceImpl::FederatedAggregate(grpc::ServerContext* cont
   }
   absl::StatusOr<CallGate::Ticket> ticket = env_->call_gate->Enter(who->spiffe_id);
   if (!ticket.ok()) return Finish(kMethod, who->spiffe_id, ticket.status());
-  absl::StatusOr<v1::FederatedAggregateResponse> result = env_->fanout->Ask(who->spiffe_id, *asked);
+  absl::StatusOr<v1::FederatedAggregateResponse> result =
+      env_->fanout->Ask(who->spiffe_id, *asked, [context] { return context->IsCancelled(); });
   if (result.ok()) *response = std::move(result).value();
   return Finish(kMethod, who->spiffe_id, result.status());
 }
@@ -84,6 +88,46 @@ grpc::Status FederationServiceImpl::DescribePeer(grpc::ServerContext* context,
   absl::StatusOr<v1::DescribeResponse> described = env_->fanout->DescribePeer(request->peer());
   if (described.ok()) *response = std::move(described).value();
   return Finish(kMethod, who->spiffe_id, described.status());
+}
+
+grpc::Status FederationPeerServiceImpl::Connect(
+    grpc::ServerContext* context,
+    grpc::ServerReaderWriter<v1::CallHomeDown, v1::CallHomeUp>* stream) {
+  constexpr absl::string_view kMethod = "FederationService.Connect";
+  absl::StatusOr<identity::Identity> who =
+      Authorize(*env_, *context, kMethod, {Role::kNode}, /*own_org=*/false);
+  if (!who.ok()) return ToGrpcStatus(who.status());
+  bool configured = false;
+  for (const v1::PeerConfig& peer : *env_->fanout->peers()) {
+    configured = configured || (peer.org_id() == who->org_id && peer.call_home());
+  }
+  if (!configured || env_->call_home_hub == nullptr) {
+    return Finish(
+        kMethod, who->spiffe_id,
+        absl::PermissionDeniedError(absl::StrCat(
+            "org '", who->org_id, "' is not a call-home peer of ", env_->config->org_id(),
+            " (its config needs peers { org_id: \"", who->org_id, "\" call_home: true })")));
+  }
+  v1::CallHomeDown hello;
+  hello.mutable_hello()->set_org_id(env_->config->org_id());
+  if (!stream->Write(hello)) {
+    return Finish(kMethod, who->spiffe_id,
+                  absl::UnavailableError("the stream broke before the hello"));
+  }
+  auto session = std::make_shared<federation::CallHomeSession>(
+      who->org_id, [stream](const v1::CallHomeDown& down) { return stream->Write(down); },
+      [context] { context->TryCancel(); }, absl::Now());
+  env_->call_home_hub->Attach(session);
+  spdlog::info("event=call_home_connected peer={} caller={}", who->org_id, who->spiffe_id);
+  v1::CallHomeUp up;
+  while (stream->Read(&up)) {
+    if (up.has_answer()) session->Deliver(std::move(*up.mutable_answer()));
+  }
+  env_->call_home_hub->Detach(session.get());
+  // After Close nothing touches `stream` or `context` any more.
+  session->Close("the stream ended");
+  spdlog::info("event=call_home_disconnected peer={}", who->org_id);
+  return Finish(kMethod, who->spiffe_id, absl::OkStatus());
 }
 
 }  // namespace fedshare::service

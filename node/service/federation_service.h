@@ -24,6 +24,22 @@ class FederationServiceImpl final : public v1::FederationService::Service {
   const ServiceEnv* env_;
 };
 
+// FederationService on the peer listener: only Connect, the stream a
+// call-home partner holds (DESIGN §10); the other methods are UNIMPLEMENTED
+// there. The caller must be the node of a peer configured with call_home.
+// While the stream is up its session is in env->call_home_hub, and the
+// handler holds one of the listener's threads (limits.max_threads).
+class FederationPeerServiceImpl final : public v1::FederationService::Service {
+ public:
+  explicit FederationPeerServiceImpl(const ServiceEnv* env) : env_(env) {}
+
+  grpc::Status Connect(grpc::ServerContext* context,
+                       grpc::ServerReaderWriter<v1::CallHomeDown, v1::CallHomeUp>* stream) override;
+
+ private:
+  const ServiceEnv* env_;
+};
+
 }  // namespace fedshare::service
 
 #endif  // FEDSHARE_NODE_SERVICE_FEDERATION_SERVICE_H_

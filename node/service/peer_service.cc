@@ -48,6 +48,42 @@ grpc::Status PeerServiceImpl::Describe(grpc::ServerContext* context, const v1::D
   return Finish(kMethod, who->spiffe_id, absl::OkStatus());
 }
 
+grpc::Status AnswerPeerAggregate(const ServiceEnv& env, absl::string_view method,
+                                 const identity::Identity& who, const v1::AggregateRequest& request,
+                                 absl::Time deadline, const std::function<bool()>& cancelled,
+                                 v1::AggregateResponse* response) {
+  // Bounds come before any work and before the audit, so a question over one
+  // costs the node nothing it keeps.
+  if (absl::Status s = CheckQuestion(env.limits, request.query()); !s.ok()) {
+    return Finish(method, who.spiffe_id, s);
+  }
+  if (absl::Status s = CheckOnBehalfOf(who, request.on_behalf_of()); !s.ok()) {
+    return Finish(method, who.spiffe_id, s);
+  }
+  absl::StatusOr<CallGate::Ticket> ticket = env.call_gate->Enter(who.spiffe_id);
+  if (!ticket.ok()) return Finish(method, who.spiffe_id, ticket.status());
+  const absl::Time now = absl::Now();
+  if (absl::Status s = env.refusal_throttle->Admit(who.spiffe_id, now); !s.ok()) {
+    return Finish(method, who.spiffe_id, s);
+  }
+  absl::StatusOr<v1::AggregateResult> result = env.answerer->Answer(
+      engine::Caller{who.org_id, who.spiffe_id, request.on_behalf_of(), request.audit_known_size()},
+      request.query(),
+      [&cancelled, deadline] { return cancelled() || absl::Now() >= deadline; }, request.dry_run());
+  if (result.ok()) {
+    *response->mutable_result() = std::move(result).value();
+  } else if (result.status().code() == absl::StatusCode::kPermissionDenied ||
+             result.status().code() == absl::StatusCode::kInvalidArgument ||
+             result.status().code() == absl::StatusCode::kResourceExhausted) {
+    env.refusal_throttle->Refused(who.spiffe_id, now);
+  } else if (result.status().code() == absl::StatusCode::kCancelled && absl::Now() >= deadline) {
+    // The scan stopped because the deadline passed: say so, as gRPC itself
+    // would, so a caller's status does not depend on whose timer fired first.
+    return Finish(method, who.spiffe_id, absl::DeadlineExceededError(result.status().message()));
+  }
+  return Finish(method, who.spiffe_id, result.status());
+}
+
 grpc::Status PeerServiceImpl::Aggregate(grpc::ServerContext* context,
                                         const v1::AggregateRequest* request,
                                         v1::AggregateResponse* response) {
@@ -55,41 +91,9 @@ grpc::Status PeerServiceImpl::Aggregate(grpc::ServerContext* context,
   absl::StatusOr<identity::Identity> who =
       Authorize(*env_, *context, kMethod, {Role::kNode}, /*own_org=*/false);
   if (!who.ok()) return ToGrpcStatus(who.status());
-  // Bounds come before any work and before the audit, so a question over one
-  // costs the node nothing it keeps.
-  if (absl::Status s = CheckQuestion(env_->limits, request->query()); !s.ok()) {
-    return Finish(kMethod, who->spiffe_id, s);
-  }
-  if (absl::Status s = CheckOnBehalfOf(*who, request->on_behalf_of()); !s.ok()) {
-    return Finish(kMethod, who->spiffe_id, s);
-  }
-  absl::StatusOr<CallGate::Ticket> ticket = env_->call_gate->Enter(who->spiffe_id);
-  if (!ticket.ok()) return Finish(kMethod, who->spiffe_id, ticket.status());
-  const absl::Time now = absl::Now();
-  if (absl::Status s = env_->refusal_throttle->Admit(who->spiffe_id, now); !s.ok()) {
-    return Finish(kMethod, who->spiffe_id, s);
-  }
-  absl::StatusOr<v1::AggregateResult> result = env_->answerer->Answer(
-      engine::Caller{who->org_id, who->spiffe_id, request->on_behalf_of(),
-                     request->audit_known_size()},
-      request->query(),
-      [context] {
-        return context->IsCancelled() || context->deadline() <= std::chrono::system_clock::now();
-      },
-      request->dry_run());
-  if (result.ok()) {
-    *response->mutable_result() = std::move(result).value();
-  } else if (result.status().code() == absl::StatusCode::kPermissionDenied ||
-             result.status().code() == absl::StatusCode::kInvalidArgument ||
-             result.status().code() == absl::StatusCode::kResourceExhausted) {
-    env_->refusal_throttle->Refused(who->spiffe_id, now);
-  } else if (result.status().code() == absl::StatusCode::kCancelled &&
-             context->deadline() <= std::chrono::system_clock::now()) {
-    // The scan stopped because the deadline passed: say so, as gRPC itself
-    // would, so a caller's status does not depend on whose timer fired first.
-    return Finish(kMethod, who->spiffe_id, absl::DeadlineExceededError(result.status().message()));
-  }
-  return Finish(kMethod, who->spiffe_id, result.status());
+  return AnswerPeerAggregate(
+      *env_, kMethod, *who, *request, absl::FromChrono(context->deadline()),
+      [context] { return context->IsCancelled(); }, response);
 }
 
 grpc::Status PeerServiceImpl::AuditProof(grpc::ServerContext* context,

@@ -3,10 +3,27 @@
 #ifndef FEDSHARE_NODE_SERVICE_PEER_SERVICE_H_
 #define FEDSHARE_NODE_SERVICE_PEER_SERVICE_H_
 
+#include <functional>
+
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "fedshare/v1/peer.grpc.pb.h"
+#include "node/identity/spiffe.h"
 #include "node/service/service_env.h"
 
 namespace fedshare::service {
+
+// The answer path of PeerService.Aggregate after authentication, shared by
+// direct calls and questions that come down a call-home stream
+// (node/server/call_home.h), so both get the same bounds, on_behalf_of check,
+// per-caller gate, refusal throttle, agreements, audit and receipt. `who` is
+// the authenticated asking node (REQUIRES: role node, another org).
+// `cancelled` is asked during the scan; past `deadline` the question ends
+// DEADLINE_EXCEEDED. Logs one line for `method`, as Finish does.
+grpc::Status AnswerPeerAggregate(const ServiceEnv& env, absl::string_view method,
+                                 const identity::Identity& who, const v1::AggregateRequest& request,
+                                 absl::Time deadline, const std::function<bool()>& cancelled,
+                                 v1::AggregateResponse* response);
 
 class PeerServiceImpl final : public v1::PeerService::Service {
  public:

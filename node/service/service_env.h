@@ -30,7 +30,8 @@ class Answerer;
 }  // namespace engine
 namespace federation {
 class FanOut;
-}
+class CallHomeHub;
+}  // namespace federation
 
 namespace service {
 
@@ -45,6 +46,8 @@ struct ServiceEnv {
   engine::Answerer* answerer = nullptr;
   audit::AuditLog* audit = nullptr;
   federation::FanOut* fanout = nullptr;
+  // Call-home partners' streams (FederationService.Connect).
+  federation::CallHomeHub* call_home_hub = nullptr;
   absl::Time started_at;
   Clock* clock = nullptr;  // the node's
   // Optional; told of every ingest batch written (for metrics).

@@ -1,0 +1,122 @@
+// The foundation's side of call-home streams (DESIGN §10): partners behind
+// NAT dial this node's peer listener and hold FederationService.Connect; the
+// fan-out puts questions to them through the sessions kept here.
+//
+//   // In the Connect handler, once the partner is authenticated:
+//   auto session = std::make_shared<CallHomeSession>(org, send, cancel_stream);
+//   hub->Attach(session);
+//   while (stream->Read(&up)) session->Deliver(up.answer());
+//   hub->Detach(session.get());
+//   session->Close("the stream ended");
+//
+//   // In the fan-out:
+//   if (auto s = hub->Find("acme")) status = s->Ask(request, timeout, &response);
+//
+// Thread-safe.
+#ifndef FEDSHARE_NODE_FEDERATION_CALL_HOME_H_
+#define FEDSHARE_NODE_FEDERATION_CALL_HOME_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "fedshare/v1/federation.pb.h"
+#include "grpcpp/support/status.h"
+
+namespace fedshare::federation {
+
+// One partner's stream.
+class CallHomeSession {
+ public:
+  // `send` writes one message down the stream and returns false once the
+  // stream is broken; never called twice at once, nor after Close returns. `end_stream` makes the
+  // stream's reader stop (the handler's ServerContext::TryCancel); called at most once, by Close.
+  using Sender = std::function<bool(const v1::CallHomeDown&)>;
+  CallHomeSession(std::string org_id, Sender send, std::function<void()> end_stream,
+                  absl::Time connected_at);
+
+  const std::string& org_id() const { return org_id_; }
+  absl::Time connected_at() const { return connected_at_; }
+
+  // Called exactly once per question, on whichever thread ends it, with the
+  // partner's status and, when OK, its response.
+  using AnswerCallback = std::function<void(const grpc::Status&, v1::AggregateResponse)>;
+
+  // Sends `request` down the stream as a question with `timeout` and returns
+  // its id. `done` is called with the answer; UNAVAILABLE if the stream is
+  // closed or breaks before the answer (possibly before Start returns); or
+  // DEADLINE_EXCEEDED from Expire. Never re-sends a question, so a partner
+  // never answers one twice.
+  uint64_t Start(const v1::AggregateRequest& request, absl::Duration timeout, AnswerCallback done);
+  // Gives up on question `id` if it is still waiting: the partner is told to
+  // stop (CallHomeCancel) and its callback gets DEADLINE_EXCEEDED with `why`.
+  void Expire(uint64_t id, absl::string_view why);
+
+  // Start, then waits up to `timeout` for the answer (Expire after it).
+  grpc::Status Ask(const v1::AggregateRequest& request, absl::Duration timeout,
+                   v1::AggregateResponse* response);
+
+  // Hands an answer read from the stream to its question's callback. An
+  // answer nobody waits for any more (expired) is dropped.
+  void Deliver(v1::CallHomeAnswer answer);
+
+  // The stream ended or was replaced: every waiting question ends UNAVAILABLE
+  // with `why`, and later ones at once. Idempotent.
+  void Close(absl::string_view why);
+  bool closed() const;
+
+ private:
+  // Removes and returns question `id`'s callback; null if it has ended.
+  AnswerCallback Take(uint64_t id) ABSL_LOCKS_EXCLUDED(mu_);
+  // Writes one message down the stream; false if it is closed or broken.
+  bool Send(const v1::CallHomeDown& down) ABSL_LOCKS_EXCLUDED(mu_, send_mu_);
+
+  const std::string org_id_;
+  const absl::Time connected_at_;
+  // Writes are serialized apart from mu_, so a slow write never holds up
+  // answers being delivered.
+  absl::Mutex send_mu_;
+  Sender send_ ABSL_GUARDED_BY(send_mu_);
+  mutable absl::Mutex mu_;
+  std::function<void()> end_stream_ ABSL_GUARDED_BY(mu_);
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  std::string closed_why_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  std::map<uint64_t, AnswerCallback> pending_ ABSL_GUARDED_BY(mu_);
+};
+
+// The sessions in force, one per partner org.
+class CallHomeHub {
+ public:
+  // Puts `session` in force for its org. An older session of the same org
+  // (the partner reconnected before the old stream was noticed broken) is
+  // closed.
+  void Attach(std::shared_ptr<CallHomeSession> session);
+  // Removes `session` if it is still the one in force for its org.
+  void Detach(const CallHomeSession* session);
+  // Closes the sessions of every org not in `keep` (peers no longer
+  // configured to call home, after a reload).
+  void CloseExcept(const absl::flat_hash_set<std::string>& keep, absl::string_view why);
+  // Closes every session (the node is shutting down), so their streams end
+  // now rather than at the server's shutdown deadline.
+  void CloseAll(absl::string_view why);
+  // The session in force for `org_id`, or null when that partner is not
+  // connected.
+  std::shared_ptr<CallHomeSession> Find(const std::string& org_id) const;
+
+ private:
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<std::string, std::shared_ptr<CallHomeSession>> sessions_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace fedshare::federation
+
+#endif  // FEDSHARE_NODE_FEDERATION_CALL_HOME_H_

@@ -1,0 +1,201 @@
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "gmock/gmock.h"
+#include "google/rpc/error_details.pb.h"
+#include "gtest/gtest.h"
+#include "node/federation/call_home.h"
+
+namespace fedshare::federation {
+namespace {
+
+// A stream that records what is sent down it.
+struct FakeStream {
+  absl::Mutex mu;
+  std::vector<v1::CallHomeDown> sent ABSL_GUARDED_BY(mu);
+  bool broken ABSL_GUARDED_BY(mu) = false;
+  int ended ABSL_GUARDED_BY(mu) = 0;
+
+  std::shared_ptr<CallHomeSession> Session(const std::string& org) {
+    return std::make_shared<CallHomeSession>(
+        org,
+        [this](const v1::CallHomeDown& down) {
+          absl::MutexLock lock(&mu);
+          if (broken) return false;
+          sent.push_back(down);
+          return true;
+        },
+        [this] {
+          absl::MutexLock lock(&mu);
+          ++ended;
+        },
+        absl::Now());
+  }
+  std::vector<v1::CallHomeDown> Sent() {
+    absl::MutexLock lock(&mu);
+    return sent;
+  }
+};
+
+struct Outcome {
+  int calls = 0;
+  grpc::Status status;
+  v1::AggregateResponse response;
+};
+
+CallHomeSession::AnswerCallback Into(Outcome* out) {
+  return [out](const grpc::Status& status, v1::AggregateResponse response) {
+    ++out->calls;
+    out->status = status;
+    out->response = std::move(response);
+  };
+}
+
+v1::AggregateRequest Question() {
+  v1::AggregateRequest request;
+  request.mutable_query()->set_dataset("program_outcomes");
+  request.set_on_behalf_of("spiffe://t/org/foundation/analyst/ana");
+  return request;
+}
+
+TEST(CallHomeSessionTest, SendsTheQuestionAndHandsBackItsAnswer) {
+  FakeStream stream;
+  auto session = stream.Session("partner-2");
+  Outcome out;
+  const uint64_t id = session->Start(Question(), absl::Milliseconds(1500), Into(&out));
+  std::vector<v1::CallHomeDown> sent = stream.Sent();
+  ASSERT_EQ(sent.size(), 1u);
+  ASSERT_TRUE(sent[0].has_question());
+  EXPECT_EQ(sent[0].question().question_id(), id);
+  EXPECT_EQ(sent[0].question().request().on_behalf_of(), "spiffe://t/org/foundation/analyst/ana");
+  EXPECT_EQ(sent[0].question().timeout().seconds(), 1);
+  EXPECT_EQ(sent[0].question().timeout().nanos(), 500000000);
+  EXPECT_EQ(out.calls, 0);
+
+  v1::CallHomeAnswer answer;
+  answer.set_question_id(id);
+  answer.mutable_response()->mutable_result()->set_org_id("partner-2");
+  session->Deliver(answer);
+  EXPECT_EQ(out.calls, 1);
+  EXPECT_TRUE(out.status.ok());
+  EXPECT_EQ(out.response.result().org_id(), "partner-2");
+  // A second answer to the same question is dropped.
+  session->Deliver(answer);
+  EXPECT_EQ(out.calls, 1);
+}
+
+TEST(CallHomeSessionTest, ARefusalKeepsItsCodeAndErrorInfo) {
+  FakeStream stream;
+  auto session = stream.Session("partner-2");
+  Outcome out;
+  const uint64_t id = session->Start(Question(), absl::Seconds(5), Into(&out));
+  v1::CallHomeAnswer answer;
+  answer.set_question_id(id);
+  answer.mutable_status()->set_code(static_cast<int>(grpc::StatusCode::PERMISSION_DENIED));
+  answer.mutable_status()->set_message("refused by agreement 'a' rule 'purpose'");
+  google::rpc::ErrorInfo info;
+  info.set_reason("purpose");
+  answer.mutable_status()->add_details()->PackFrom(info);
+  session->Deliver(answer);
+  ASSERT_EQ(out.calls, 1);
+  EXPECT_EQ(out.status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(out.status.error_message(), "refused by agreement 'a' rule 'purpose'");
+  google::rpc::Status details;
+  ASSERT_TRUE(details.ParseFromString(out.status.error_details()));
+  google::rpc::ErrorInfo back;
+  ASSERT_TRUE(details.details(0).UnpackTo(&back));
+  EXPECT_EQ(back.reason(), "purpose");
+}
+
+TEST(CallHomeSessionTest, ExpiryCancelsAtThePartnerAndDropsALateAnswer) {
+  FakeStream stream;
+  auto session = stream.Session("partner-2");
+  Outcome out;
+  const uint64_t id = session->Start(Question(), absl::Seconds(5), Into(&out));
+  session->Expire(id, "too slow");
+  ASSERT_EQ(out.calls, 1);
+  EXPECT_EQ(out.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  std::vector<v1::CallHomeDown> sent = stream.Sent();
+  ASSERT_EQ(sent.size(), 2u);
+  ASSERT_TRUE(sent[1].has_cancel());
+  EXPECT_EQ(sent[1].cancel().question_id(), id);
+  v1::CallHomeAnswer late;
+  late.set_question_id(id);
+  session->Deliver(late);
+  session->Expire(id, "again");
+  EXPECT_EQ(out.calls, 1);
+}
+
+TEST(CallHomeSessionTest, AskTimesOutWithDeadlineExceeded) {
+  FakeStream stream;
+  auto session = stream.Session("partner-2");
+  v1::AggregateResponse response;
+  grpc::Status status = session->Ask(Question(), absl::Milliseconds(20), &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_THAT(status.error_message(), ::testing::HasSubstr("partner-2"));
+}
+
+TEST(CallHomeSessionTest, ClosingEndsEveryQuestionUnavailableAndLaterOnesAtOnce) {
+  FakeStream stream;
+  auto session = stream.Session("partner-2");
+  Outcome first, second;
+  session->Start(Question(), absl::Seconds(5), Into(&first));
+  session->Start(Question(), absl::Seconds(5), Into(&second));
+  session->Close("the stream ended");
+  session->Close("again");
+  EXPECT_EQ(first.calls, 1);
+  EXPECT_EQ(second.calls, 1);
+  EXPECT_EQ(first.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(first.status.error_message(), ::testing::HasSubstr("the stream ended"));
+  {
+    absl::MutexLock lock(&stream.mu);
+    EXPECT_EQ(stream.ended, 1);
+  }
+  Outcome later;
+  session->Start(Question(), absl::Seconds(5), Into(&later));
+  EXPECT_EQ(later.calls, 1);
+  EXPECT_EQ(later.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(stream.Sent().size(), 2u);  // nothing sent after the close
+}
+
+TEST(CallHomeSessionTest, ABrokenStreamEndsTheQuestionUnavailable) {
+  FakeStream stream;
+  {
+    absl::MutexLock lock(&stream.mu);
+    stream.broken = true;
+  }
+  auto session = stream.Session("partner-2");
+  Outcome out;
+  session->Start(Question(), absl::Seconds(5), Into(&out));
+  EXPECT_EQ(out.calls, 1);
+  EXPECT_EQ(out.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
+TEST(CallHomeHubTest, ANewerStreamReplacesAndClosesTheOlder) {
+  FakeStream old_stream, new_stream;
+  CallHomeHub hub;
+  auto older = old_stream.Session("partner-2");
+  auto newer = new_stream.Session("partner-2");
+  hub.Attach(older);
+  EXPECT_EQ(hub.Find("partner-2"), older);
+  EXPECT_EQ(hub.Find("partner-1"), nullptr);
+  hub.Attach(newer);
+  EXPECT_TRUE(older->closed());
+  EXPECT_EQ(hub.Find("partner-2"), newer);
+  // The older stream's handler detaches afterwards: the newer one stays.
+  hub.Detach(older.get());
+  EXPECT_EQ(hub.Find("partner-2"), newer);
+  FakeStream other_stream;
+  auto other = other_stream.Session("partner-3");
+  hub.Attach(other);
+  hub.CloseExcept({"partner-2"}, "no longer a call-home peer");
+  EXPECT_TRUE(other->closed());
+  EXPECT_EQ(hub.Find("partner-3"), nullptr);
+  EXPECT_EQ(hub.Find("partner-2"), newer);
+  hub.CloseAll("shutting down");
+  EXPECT_TRUE(newer->closed());
+  EXPECT_EQ(hub.Find("partner-2"), nullptr);
+}
+
+}  // namespace
+}  // namespace fedshare::federation

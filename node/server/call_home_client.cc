@@ -1,0 +1,210 @@
+#include "node/server/call_home_client.h"
+
+#include <atomic>
+#include <list>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "fedshare/v1/federation.grpc.pb.h"
+#include "google/rpc/status.pb.h"
+#include "grpcpp/grpcpp.h"
+#include "node/identity/authenticator.h"
+#include "node/identity/channel.h"
+#include "node/service/peer_service.h"
+#include "spdlog/spdlog.h"
+
+namespace fedshare::server {
+namespace {
+
+constexpr absl::Duration kInitialBackoff = absl::Milliseconds(250);
+constexpr absl::Duration kDefaultMaxBackoff = absl::Seconds(30);
+// The foundation's peer listener permits a ping every 10 s (node.cc).
+constexpr int kKeepaliveTimeMs = 20000;
+constexpr int kKeepaliveTimeoutMs = 10000;
+constexpr absl::string_view kMethod = "FederationService.Connect";
+
+// The answer to send up for a question that ended with `status`.
+v1::CallHomeUp AnswerOf(uint64_t id, const grpc::Status& status, v1::AggregateResponse response) {
+  v1::CallHomeUp up;
+  v1::CallHomeAnswer* answer = up.mutable_answer();
+  answer->set_question_id(id);
+  google::rpc::Status* out = answer->mutable_status();
+  if (!status.error_details().empty() && out->ParseFromString(status.error_details())) {
+    return up;  // ToGrpcStatus put code, message and the refusal there
+  }
+  out->set_code(static_cast<int32_t>(status.error_code()));
+  out->set_message(status.error_message());
+  if (status.ok()) *answer->mutable_response() = std::move(response);
+  return up;
+}
+
+absl::Duration TimeoutOf(const v1::CallHomeQuestion& question) {
+  return absl::Seconds(question.timeout().seconds()) +
+         absl::Nanoseconds(question.timeout().nanos());
+}
+
+}  // namespace
+
+CallHomeClient::CallHomeClient(const v1::NodeConfig* config, v1::UpstreamConfig upstream,
+                               const service::ServiceEnv* env)
+    : config_(config),
+      upstream_(std::move(upstream)),
+      env_(env),
+      max_backoff_(config->call_home_max_backoff_ms() > 0
+                       ? absl::Milliseconds(config->call_home_max_backoff_ms())
+                       : kDefaultMaxBackoff) {}
+
+CallHomeClient::~CallHomeClient() { Stop(); }
+
+void CallHomeClient::Start() {
+  thread_ = std::thread([this] { Run(); });
+}
+
+void CallHomeClient::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    if (current_ != nullptr) current_->TryCancel();
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+bool CallHomeClient::connected() const {
+  absl::MutexLock lock(&mu_);
+  return connected_;
+}
+
+void CallHomeClient::Run() {
+  absl::Duration backoff = kInitialBackoff;
+  for (;;) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return;
+    }
+    if (ServeOnce()) backoff = kInitialBackoff;
+    // Full jitter over the upper half, so partners cut off together (a
+    // foundation restart) do not all come back at the same instant.
+    const absl::Duration wait = backoff / 2 + absl::Uniform(bitgen_, 0.0, 1.0) * (backoff / 2);
+    backoff = std::min(backoff * 2, max_backoff_);
+    absl::MutexLock lock(&mu_);
+    mu_.AwaitWithTimeout(absl::Condition(&stopping_), wait);
+  }
+}
+
+bool CallHomeClient::ServeOnce() {
+  identity::ClientTlsFiles files;
+  files.cert_file = config_->tls().cert_file();
+  files.key_file = config_->tls().key_file();
+  files.ca_file = config_->tls().ca_file();
+  identity::ServerExpectation expect;
+  expect.trust_domain = config_->trust_domain();
+  expect.org_id = upstream_.org_id();
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, kKeepaliveTimeMs);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kKeepaliveTimeoutMs);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  // A channel of its own each attempt, so gRPC's own reconnect backoff (shared
+  // through the global subchannel pool) does not add to ours.
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+      identity::MakeChannel(upstream_.address(), files, expect, args);
+  if (!channel.ok()) {
+    spdlog::warn("event=call_home_failed upstream={} address={} reason=\"{}\"", upstream_.org_id(),
+                 upstream_.address(), std::string(channel.status().message()));
+    return false;
+  }
+  std::unique_ptr<v1::FederationService::Stub> stub = v1::FederationService::NewStub(*channel);
+  grpc::ClientContext context;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return false;
+    current_ = &context;
+  }
+  std::unique_ptr<grpc::ClientReaderWriter<v1::CallHomeUp, v1::CallHomeDown>> stream =
+      stub->Connect(&context);
+  v1::CallHomeDown down;
+  bool accepted = stream->Read(&down) && down.has_hello();
+  std::string refused;  // why this node refused the foundation
+  absl::StatusOr<identity::Identity> foundation =
+      absl::UnavailableError("the foundation did not accept the stream");
+  if (accepted) {
+    // The handshake checked the foundation's certificate against `expect`;
+    // this is the same Identity a direct call from it would be given.
+    foundation = env_->authenticator->Authenticate(*context.auth_context());
+    if (foundation.ok() &&
+        (foundation->role != identity::Role::kNode || foundation->org_id != upstream_.org_id())) {
+      foundation =
+          absl::PermissionDeniedError(absl::StrCat("the upstream is ", foundation->Describe(),
+                                                   ", not the node of org ", upstream_.org_id()));
+    }
+    accepted = foundation.ok();
+    if (!accepted) {
+      refused = std::string(foundation.status().message());
+      context.TryCancel();
+    }
+  }
+  if (accepted) {
+    absl::MutexLock lock(&mu_);
+    connected_ = true;
+    spdlog::info("event=call_home_connected upstream={} address={}", upstream_.org_id(),
+                 upstream_.address());
+  }
+
+  // Questions in flight: each runs on its own thread (the per-caller gate
+  // bounds how many answer at once, as for direct calls).
+  struct InFlight {
+    uint64_t id = 0;
+    std::shared_ptr<std::atomic<bool>> cancelled = std::make_shared<std::atomic<bool>>(false);
+    std::shared_ptr<std::atomic<bool>> done = std::make_shared<std::atomic<bool>>(false);
+    std::thread thread;
+  };
+  std::list<InFlight> in_flight;
+  absl::Mutex write_mu;
+  while (accepted && stream->Read(&down)) {
+    if (down.has_cancel()) {
+      for (InFlight& q : in_flight) {
+        if (q.id == down.cancel().question_id()) q.cancelled->store(true);
+      }
+      continue;
+    }
+    if (!down.has_question()) continue;
+    in_flight.remove_if([](InFlight& q) {
+      if (!q.done->load()) return false;
+      q.thread.join();
+      return true;
+    });
+    InFlight& q = in_flight.emplace_back();
+    q.id = down.question().question_id();
+    const absl::Time deadline = absl::Now() + TimeoutOf(down.question());
+    q.thread = std::thread([this, &stream, &write_mu, who = *foundation, deadline,
+                            question = std::move(*down.mutable_question()), cancelled = q.cancelled,
+                            done = q.done] {
+      v1::AggregateResponse response;
+      grpc::Status status = service::AnswerPeerAggregate(
+          *env_, kMethod, who, question.request(), deadline,
+          [&cancelled] { return cancelled->load(); }, &response);
+      v1::CallHomeUp up = AnswerOf(question.question_id(), status, std::move(response));
+      {
+        absl::MutexLock lock(&write_mu);
+        stream->Write(up);
+      }
+      done->store(true);
+    });
+  }
+  for (InFlight& q : in_flight) q.cancelled->store(true);
+  for (InFlight& q : in_flight) q.thread.join();
+  {
+    absl::MutexLock lock(&mu_);
+    current_ = nullptr;
+    connected_ = false;
+  }
+  grpc::Status finished = stream->Finish();
+  const std::string why = refused.empty() ? finished.error_message() : refused;
+  spdlog::info("event=call_home_{} upstream={} address={} code={} reason=\"{}\"",
+               accepted ? "disconnected" : "failed", upstream_.org_id(), upstream_.address(),
+               static_cast<int>(finished.error_code()), why);
+  return accepted;
+}
+
+}  // namespace fedshare::server
