@@ -105,7 +105,8 @@ const v1::DatasetSchema* Answerer::FindSchema(const std::string& name) const {
 }
 
 absl::Status Answerer::Refuse(v1::AuditEntry entry, const std::string& agreement_id,
-                              absl::string_view rule, const absl::Status& status) {
+                              absl::string_view rule, const absl::Status& status,
+                              uint64_t known_size) {
   entry.set_decision(status.code() == absl::StatusCode::kPermissionDenied ||
                              status.code() == absl::StatusCode::kResourceExhausted ||
                              status.code() == absl::StatusCode::kInvalidArgument
@@ -117,7 +118,7 @@ absl::Status Answerer::Refuse(v1::AuditEntry entry, const std::string& agreement
   entry.set_reason(TruncateUtf8(status.message(), kMaxAuditedReasonBytes));
   const bool refused =
       entry.decision() == v1::AuditEntry::REFUSED || status.code() == absl::StatusCode::kNotFound;
-  absl::StatusOr<audit::AuditLog::Appended> appended = audit_->Append(std::move(entry));
+  absl::StatusOr<audit::AuditLog::Appended> appended = audit_->Append(std::move(entry), known_size);
   if (!appended.ok()) return appended.status();
   appended->receipt.set_org_id(org_id_);
   if (!refused || policy::RefusalOf(status).has_value()) {
@@ -177,20 +178,22 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
 
   policy::Decision decision = agreement_set->Decide(caller.org_id, query, now);
   if (!decision.allowed) {
-    return Refuse(audited, decision.agreement_id, decision.rule, decision.ToStatus());
+    return Refuse(audited, decision.agreement_id, decision.rule, decision.ToStatus(),
+                  caller.audit_known_size);
   }
   const v1::Agreement& agreement = *decision.agreement;
   const v1::DatasetSchema* schema = FindSchema(query.dataset());
   if (schema == nullptr) {
     return Refuse(audited, agreement.id(), policy::kRuleDataset,
-                  absl::NotFoundError(absl::StrCat("no dataset '", query.dataset(), "'")));
+                  absl::NotFoundError(absl::StrCat("no dataset '", query.dataset(), "'")),
+                  caller.audit_known_size);
   }
   absl::StatusOr<v1::AggregateQuery> normalized = policy::NormalizeQuery(*schema, query);
   if (!normalized.ok()) {
     absl::string_view rule = normalized.status().code() == absl::StatusCode::kPermissionDenied
                                  ? policy::kRuleGranularity
                                  : kRuleInvalidQuestion;
-    return Refuse(audited, agreement.id(), rule, normalized.status());
+    return Refuse(audited, agreement.id(), rule, normalized.status(), caller.audit_known_size);
   }
   *audited.mutable_applied_where() = normalized->where();
   audited.set_applied_where_text(policy::DescribeWhere(*schema, normalized->where()));
@@ -200,7 +203,8 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
   std::optional<policy::PTable> ptable;
   if (params.cell_key) {
     absl::StatusOr<policy::PTable> table = AgreementPTable(agreement.disclosure());
-    if (!table.ok()) return Refuse(audited, agreement.id(), "execution", table.status());
+    if (!table.ok())
+      return Refuse(audited, agreement.id(), "execution", table.status(), caller.audit_known_size);
     ptable = *std::move(table);
   }
   // Perturbed counts hide what one record adds to a cell, so a count-only
@@ -248,7 +252,7 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
     absl::Status admitted = Admit(limit.key, limit.limit, limit.window, limit.refusal,
                                   {std::string(limit.rule), agreement.id(), ""});
     if (!admitted.ok()) {
-      return Refuse(audited, agreement.id(), limit.rule, admitted);
+      return Refuse(audited, agreement.id(), limit.rule, admitted, caller.audit_known_size);
     }
   }
 
@@ -274,21 +278,24 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
                         *keys);
   }();
   if (!execution.ok()) {
-    return Refuse(audited, agreement.id(), "execution", execution.status());
+    return Refuse(audited, agreement.id(), "execution", execution.status(),
+                  caller.audit_known_size);
   }
   if (absl::Status s = counts_only_perturbed
                            ? absl::OkStatus()
                            : policy::CheckPredicateRemovals(params, *normalized,
                                                             execution->removed_by_predicate);
       !s.ok()) {
-    return Refuse(audited, agreement.id(), policy::kRulePredicateRemoval, s);
+    return Refuse(audited, agreement.id(), policy::kRulePredicateRemoval, s,
+                  caller.audit_known_size);
   }
   if (absl::Status s = counts_only_perturbed
                            ? absl::OkStatus()
                            : policy::CheckPredicateCellRemovals(params, *normalized,
                                                                 execution->removed_in_cells);
       !s.ok()) {
-    return Refuse(audited, agreement.id(), policy::kRulePredicateRemoval, s);
+    return Refuse(audited, agreement.id(), policy::kRulePredicateRemoval, s,
+                  caller.audit_known_size);
   }
 
   std::vector<policy::CellStats> stats;
@@ -362,7 +369,8 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
   result.set_answered_at_unix_ms(absl::ToUnixMillis(now));
   if (cancelled && cancelled()) {
     return Refuse(audited, agreement.id(), "execution",
-                  absl::CancelledError("the caller gave up before the answer was released"));
+                  absl::CancelledError("the caller gave up before the answer was released"),
+                  caller.audit_known_size);
   }
 
   v1::AuditEntry entry = std::move(audited);

@@ -118,10 +118,11 @@ class Answerer {
   // Appends `entry` (who asked what) with the refusal's decision, rule and
   // reason; returns `status` for a refusal (carrying `rule` and `agreement_id`
   // as policy/refusal.h's ErrorInfo unless it carries one already, and the
-  // append's receipt, audit/receipt_payload.h), or UNAVAILABLE if the append
+  // append's receipt, audit/receipt_payload.h, with a consistency proof from
+  // the caller's `known_size` as for an answer), or UNAVAILABLE if the append
   // failed.
   absl::Status Refuse(v1::AuditEntry entry, const std::string& agreement_id, absl::string_view rule,
-                      const absl::Status& status);
+                      const absl::Status& status, uint64_t known_size);
   // Durable sliding-window admission in the `queries` column family: OK and
   // counted, or RESOURCE_EXHAUSTED with `refusal` when `limit` answers fall in
   // the window already, carrying `info` with the time until the window admits
