@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -17,6 +18,7 @@
 #include "absl/strings/str_format.h"
 #include "google/protobuf/util/time_util.h"
 #include "node/common/files.h"
+#include "node/common/status_macros.h"
 #include "node/common/time_util.h"
 #include "openssl/rand.h"
 
@@ -54,6 +56,42 @@ v1::DataFormat FormatFor(const std::string& name, const std::string& file) {
   if (f == "csv") return v1::CSV;
   if (absl::EndsWith(file, ".jsonl") || absl::EndsWith(file, ".ndjson")) return v1::JSONL;
   return v1::CSV;
+}
+
+// Streams an export into `out` (stdout when empty): `stream` gets a writer
+// that appends a chunk and fails on a write error, and returns what it
+// counted. A file is written as OUT.partial and renamed only when the whole
+// export arrived; a failed one leaves nothing. Returns the exit code, and
+// says on stderr how many `what` were written to the file.
+int ExportTo(const std::string& out, const std::string& what,
+             const std::function<absl::StatusOr<int64_t>(
+                 const std::function<absl::Status(const std::string&)>& write)>& stream) {
+  std::ofstream file;
+  std::ostream* sink = &std::cout;
+  std::string tmp;
+  if (!out.empty()) {
+    tmp = out + ".partial";
+    file.open(tmp, std::ios::binary | std::ios::trunc);
+    if (!file) return Fail(absl::FailedPreconditionError("cannot write " + tmp));
+    sink = &file;
+  }
+  absl::StatusOr<int64_t> count = stream([&](const std::string& data) -> absl::Status {
+    sink->write(data.data(), static_cast<std::streamsize>(data.size()));
+    if (!*sink) return absl::DataLossError("write failed");
+    return absl::OkStatus();
+  });
+  if (!count.ok()) {
+    if (!tmp.empty()) std::remove(tmp.c_str());
+    return Fail(count.status(), Listener::kLocal);
+  }
+  if (!out.empty()) {
+    file.close();
+    if (std::rename(tmp.c_str(), out.c_str()) != 0) {
+      return Fail(absl::FailedPreconditionError("cannot rename " + tmp + " to " + out));
+    }
+    std::cerr << "exported " << *count << " " << what << " to " << out << "\n";
+  }
+  return 0;
 }
 
 void PrintRowErrors(const google::protobuf::RepeatedPtrField<v1::RowError>& errors,
@@ -234,35 +272,14 @@ int RunConsentExport(const Globals& g, const std::string& format, const std::str
   if (!f.ok()) return Fail(f.status());
   auto client = Dial(g, "127.0.0.1:7444");
   if (!client.ok()) return Fail(client.status());
-  std::ofstream file;
-  std::ostream* sink = &std::cout;
-  std::string tmp;
-  if (!out.empty()) {
-    tmp = out + ".partial";
-    file.open(tmp, std::ios::binary | std::ios::trunc);
-    if (!file) return Fail(absl::FailedPreconditionError("cannot write " + tmp));
-    sink = &file;
-  }
-  int64_t events = 0;
-  absl::Status s =
-      (*client)->ExportConsent(*f, [&](const v1::ConsentExportChunk& chunk) -> absl::Status {
-        sink->write(chunk.data().data(), static_cast<std::streamsize>(chunk.data().size()));
-        events = chunk.events_so_far();
-        if (!*sink) return absl::DataLossError("write failed");
-        return absl::OkStatus();
-      });
-  if (!s.ok()) {
-    if (!tmp.empty()) std::remove(tmp.c_str());
-    return Fail(s, Listener::kLocal);
-  }
-  if (!out.empty()) {
-    file.close();
-    if (std::rename(tmp.c_str(), out.c_str()) != 0) {
-      return Fail(absl::FailedPreconditionError("cannot rename " + tmp + " to " + out));
-    }
-    std::cerr << "exported " << events << " consent events to " << out << "\n";
-  }
-  return 0;
+  return ExportTo(out, "consent events", [&](const auto& write) -> absl::StatusOr<int64_t> {
+    int64_t events = 0;
+    FEDSHARE_RETURN_IF_ERROR((*client)->ExportConsent(*f, [&](const v1::ConsentExportChunk& chunk) {
+      events = chunk.events_so_far();
+      return write(chunk.data());
+    }));
+    return events;
+  });
 }
 
 int RunConsentReport(const Globals& g, const std::string& at_text) {
@@ -315,35 +332,15 @@ int RunExport(const Globals& g, const std::string& dataset, const std::string& f
               const std::string& out) {
   auto client = Dial(g, "127.0.0.1:7444");
   if (!client.ok()) return Fail(client.status());
-  std::ofstream file;
-  std::ostream* sink = &std::cout;
-  std::string tmp;
-  if (!out.empty()) {
-    tmp = out + ".partial";
-    file.open(tmp, std::ios::binary | std::ios::trunc);
-    if (!file) return Fail(absl::FailedPreconditionError("cannot write " + tmp));
-    sink = &file;
-  }
-  int64_t rows = 0;
-  absl::Status s = (*client)->Export(dataset, FormatFor(format, out),
-                                     [&](const v1::ExportChunk& chunk) -> absl::Status {
-                                       sink->write(chunk.data().data(), chunk.data().size());
-                                       rows = chunk.rows_so_far();
-                                       if (!*sink) return absl::DataLossError("write failed");
-                                       return absl::OkStatus();
-                                     });
-  if (!s.ok()) {
-    if (!tmp.empty()) std::remove(tmp.c_str());
-    return Fail(s, Listener::kLocal);
-  }
-  if (!out.empty()) {
-    file.close();
-    if (std::rename(tmp.c_str(), out.c_str()) != 0) {
-      return Fail(absl::FailedPreconditionError("cannot rename " + tmp + " to " + out));
-    }
-    std::cerr << "exported " << rows << " rows to " << out << "\n";
-  }
-  return 0;
+  return ExportTo(out, "rows", [&](const auto& write) -> absl::StatusOr<int64_t> {
+    int64_t rows = 0;
+    FEDSHARE_RETURN_IF_ERROR(
+        (*client)->Export(dataset, FormatFor(format, out), [&](const v1::ExportChunk& chunk) {
+          rows = chunk.rows_so_far();
+          return write(chunk.data());
+        }));
+    return rows;
+  });
 }
 
 }  // namespace fedshare::client

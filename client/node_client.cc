@@ -14,6 +14,25 @@ namespace {
 // Upload slices: well under gRPC's default 4 MiB message limit.
 constexpr size_t kChunkBytes = 1 << 20;
 
+// Reads a server stream to its end, calling `sink` with each message; on the
+// sink's first error cancels the call and returns that error.
+template <typename Message>
+absl::Status DrainStream(grpc::ClientContext& context, grpc::ClientReader<Message>& reader,
+                         const std::function<absl::Status(const Message&)>& sink,
+                         grpc::Status* finished) {
+  Message message;
+  absl::Status sink_status;
+  while (reader.Read(&message)) {
+    sink_status = sink(message);
+    if (!sink_status.ok()) {
+      context.TryCancel();
+      break;
+    }
+  }
+  *finished = reader.Finish();
+  return sink_status;
+}
+
 }  // namespace
 
 absl::Status FromGrpcStatus(const grpc::Status& status) {
@@ -218,16 +237,8 @@ absl::Status NodeClient::Export(const std::string& dataset, v1::DataFormat forma
   request.set_dataset(dataset);
   request.set_format(format);
   std::unique_ptr<grpc::ClientReader<v1::ExportChunk>> reader = admin_->Export(&context, request);
-  v1::ExportChunk chunk;
-  absl::Status sink_status;
-  while (reader->Read(&chunk)) {
-    sink_status = sink(chunk);
-    if (!sink_status.ok()) {
-      context.TryCancel();
-      break;
-    }
-  }
-  grpc::Status status = reader->Finish();
+  grpc::Status status;
+  absl::Status sink_status = DrainStream(context, *reader, sink, &status);
   Remember(context);
   if (!sink_status.ok()) return sink_status;
   return FromGrpcStatus(status);
@@ -242,16 +253,8 @@ absl::Status NodeClient::ExportConsent(
   request.set_format(format);
   std::unique_ptr<grpc::ClientReader<v1::ConsentExportChunk>> reader =
       admin_->ExportConsent(&context, request);
-  v1::ConsentExportChunk chunk;
-  absl::Status sink_status;
-  while (reader->Read(&chunk)) {
-    sink_status = sink(chunk);
-    if (!sink_status.ok()) {
-      context.TryCancel();
-      break;
-    }
-  }
-  grpc::Status status = reader->Finish();
+  grpc::Status status;
+  absl::Status sink_status = DrainStream(context, *reader, sink, &status);
   Remember(context);
   if (!sink_status.ok()) return sink_status;
   return FromGrpcStatus(status);
