@@ -137,7 +137,8 @@ class AuditLog {
   AuditLog(storage::Storage* storage, Clock* clock, std::string org_id)
       : storage_(storage), clock_(clock), org_id_(std::move(org_id)) {}
   // Append without the observer; sets the entry's index and time.
-  absl::StatusOr<Appended> AppendLocked(v1::AuditEntry& entry, uint64_t known_size);
+  absl::StatusOr<Appended> AppendLocked(v1::AuditEntry& entry, uint64_t known_size)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   struct Loaded {
     MerkleTree tree;
