@@ -123,8 +123,8 @@ void DpvConsentReader::Parse(absl::string_view line, ConsentRowText* row) {
     return -1;
   };
   auto unread = [&](const std::string& key) {
-    if (std::find(warned_keys_.begin(), warned_keys_.end(), key) != warned_keys_.end()) return;
-    warned_keys_.push_back(key);
+    // Bounded like the warnings listed: a file of ever new keys costs no more.
+    if (warned_keys_.size() >= kMaxListedErrors || !warned_keys_.insert(key).second) return;
     AddError(warnings_, line_, key,
              "fedshare does not read this key: its values are not stored (and not exported)");
   };

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "fedshare/v1/admin.pb.h"
@@ -78,7 +79,7 @@ class DpvConsentReader {
   size_t pos_ = 0;
   int64_t line_ = 0;
   google::protobuf::RepeatedPtrField<v1::RowError>* warnings_;
-  std::vector<std::string> warned_keys_;
+  absl::flat_hash_set<std::string> warned_keys_;  // at most kMaxListedErrors
 };
 
 }  // namespace fedshare::engine
