@@ -1,0 +1,312 @@
+#include "node/engine/block_scan.h"
+
+#include <algorithm>
+#include <cmath>
+#include <optional>
+#include <vector>
+
+#include "node/common/status_macros.h"
+#include "node/engine/cell_stats.h"
+#include "node/engine/group_ids.h"
+#include "node/engine/selection.h"
+#include "policy/query_rules.h"
+
+namespace fedshare::engine::exec {
+namespace {
+
+// The block path's state (block_scan.h):
+//
+//   BlockScan scan(reader, query, consent, plan, record_keys);
+//   reader.ForEachBlock([&](const ColumnBlock& b) { return scan.Add(b); }, &plan.columns);
+//   Execution execution = std::move(scan).Finish();
+class BlockScan {
+ public:
+  BlockScan(const DatasetReader& reader, const v1::AggregateQuery& query,
+            const policy::ConsentBitmap& consent, const Plan& plan,
+            absl::Span<const uint32_t> record_keys)
+      : reader_(reader),
+        query_(query),
+        consent_(consent),
+        plan_(plan),
+        record_keys_(record_keys),
+        n_aggs_(query.aggregates_size()),
+        group_ids_(reader, plan.group_fields),
+        scratch_(consent.size()),
+        removed_(plan.predicates.size(), std::vector<uint64_t>((consent.size() + 63) / 64)),
+        dropped_(plan.predicates.size()) {
+    dominance_index_.assign(n_aggs_, -1);
+    for (int a = 0; a < n_aggs_; ++a) {
+      if (!IsDominanceKind(query.aggregates(a).kind())) continue;
+      dominance_index_[a] = static_cast<int>(dominance_.size());
+      dominance_.push_back(a);
+    }
+    // Without GROUP BY the answer has its one cell even when nothing counts.
+    if (plan.group_fields.empty()) CellFor(0);
+  }
+
+  absl::Status Add(const ColumnBlock& block) {
+    execution_.rows_scanned += block.rows;
+    Select(block);
+    FEDSHARE_RETURN_IF_ERROR(
+        group_ids_.Assign(block, counted_.data(), counted_.size(), gids_.data()));
+    AddRecords(block);
+    for (int a = 0; a < n_aggs_; ++a) Aggregate(block, a);
+    if (drop_.empty()) return absl::OkStatus();
+    FEDSHARE_RETURN_IF_ERROR(group_ids_.Assign(block, drop_.data(), drop_.size(), gids_.data()));
+    AddDropped(block);
+    return absl::OkStatus();
+  }
+
+  Execution Finish() && {
+    for (const std::vector<uint64_t>& bits : removed_) {
+      int64_t n = 0;
+      for (uint64_t w : bits) n += __builtin_popcountll(w);
+      execution_.removed_by_predicate.push_back(n);
+    }
+    for (std::vector<std::optional<DroppedCell>>& by_group : dropped_) {
+      execution_.removed_in_cells.push_back(DroppedFigures(by_group));
+    }
+    for (size_t i = 0; i < cells_.size(); ++i) {
+      CellAccumulator acc = ToAccumulator(cells_[i], n_aggs_, dominance_, scratch_);
+      execution_.cells.push_back(FinishCell(query_, acc));
+      execution_.cells.back().scan_index = static_cast<uint32_t>(i);
+    }
+    std::sort(execution_.cells.begin(), execution_.cells.end(), KeyLess);
+    return std::move(execution_);
+  }
+
+ private:
+  uint64_t KeyOf(uint32_t subject) const {
+    return subject < record_keys_.size() ? record_keys_[subject] : 0;
+  }
+  bool keyed() const { return !record_keys_.empty(); }
+
+  // The cell of group `gid`, made on first sight.
+  uint32_t CellFor(uint32_t gid) {
+    if (gid >= cell_of_group_.size()) cell_of_group_.resize(gid + 1, -1);
+    if (cell_of_group_[gid] >= 0) return static_cast<uint32_t>(cell_of_group_[gid]);
+    cell_of_group_[gid] = static_cast<int32_t>(cells_.size());
+    BlockCell& cell = cells_.emplace_back();
+    const GroupKey key = group_ids_.Key(gid);
+    for (size_t g = 0; g < plan_.group_fields.size(); ++g) {
+      cell.key.push_back(KeyValue(reader_, plan_.group_fields[g], key, g));
+    }
+    cell.aggregates.resize(n_aggs_);
+    for (int a = 0; a < n_aggs_; ++a) {
+      const v1::Aggregate& agg = query_.aggregates(a);
+      if (agg.kind() != v1::HISTOGRAM) continue;
+      cell.aggregates[a].bins.assign(agg.bins(), 0.0);
+      cell.aggregates[a].bin_subjects.resize(agg.bins());
+      if (keyed()) cell.aggregates[a].bin_key_sums.assign(agg.bins(), 0);
+    }
+    return static_cast<uint32_t>(cell_of_group_[gid]);
+  }
+
+  // Fills counted_ (consent and every predicate pass) and drop_ with
+  // drop_predicate_ (exactly one predicate fails).
+  void Select(const ColumnBlock& block) {
+    const uint32_t* subjects = block.subjects.data();
+    selected_.resize(block.rows);
+    size_t n = 0;
+    for (uint32_t r = 0; r < block.rows; ++r) {
+      selected_[n] = r;
+      n += consent_.Test(subjects[r]);
+    }
+    selected_.resize(n);
+    drop_.clear();
+    drop_predicate_.clear();
+    if (plan_.predicates.empty()) {
+      counted_ = selected_;
+    } else {
+      fails_.assign(n, 0);
+      failed_.assign(n, 0);
+      for (size_t i = 0; i < plan_.predicates.size(); ++i) {
+        MarkPredicate(plan_.predicates[i], static_cast<uint8_t>(i), block, selected_.data(), n,
+                      fails_.data(), failed_.data());
+      }
+      counted_.resize(n);
+      drop_.resize(n);
+      drop_predicate_.resize(n);
+      size_t n_counted = 0, n_drop = 0;
+      for (size_t k = 0; k < n; ++k) {
+        counted_[n_counted] = selected_[k];
+        n_counted += fails_[k] == 0;
+        drop_[n_drop] = selected_[k];
+        drop_predicate_[n_drop] = failed_[k];
+        n_drop += fails_[k] == 1;
+      }
+      counted_.resize(n_counted);
+      drop_.resize(n_drop);
+      drop_predicate_.resize(n_drop);
+    }
+    gids_.resize(std::max(counted_.size(), drop_.size()));
+  }
+
+  // Each counted record's cell (cell_ids_), its place in the cell's record
+  // list (entries_), and the cells' per-record arrays grown for this block.
+  void AddRecords(const ColumnBlock& block) {
+    const size_t n = counted_.size();
+    const size_t n_dom = dominance_.size();
+    cell_ids_.resize(n);
+    entries_.resize(n);
+    touched_.clear();
+    for (size_t k = 0; k < n; ++k) {
+      const uint32_t c = CellFor(gids_[k]);
+      cell_ids_[k] = c;
+      BlockCell& cell = cells_[c];
+      const uint32_t s = block.subjects[counted_[k]];
+      entries_[k] = static_cast<uint32_t>(cell.subjects.size());
+      if (n_dom > 0 && cell.subjects.size() * n_dom == cell.contributions.size()) {
+        touched_.push_back(c);
+      }
+      cell.subjects.push_back(s);
+      if (keyed()) cell.record_key_sum += KeyOf(s);
+    }
+    for (uint32_t c : touched_) {
+      cells_[c].contributions.resize(cells_[c].subjects.size() * n_dom, 0.0);
+    }
+    execution_.rows_counted += static_cast<int64_t>(n);
+    contributions_of_.resize(cells_.size());
+    for (size_t c = 0; c < cells_.size(); ++c)
+      contributions_of_[c] = cells_[c].contributions.data();
+  }
+
+  // Aggregate a over the counted records, through flat per-cell pointers.
+  void Aggregate(const ColumnBlock& block, int a) {
+    const v1::Aggregate& agg = query_.aggregates(a);
+    const size_t n = counted_.size();
+    accumulator_of_.resize(cells_.size());
+    for (size_t c = 0; c < cells_.size(); ++c) accumulator_of_[c] = &cells_[c].aggregates[a];
+    if (agg.kind() == v1::COUNT) {
+      for (size_t k = 0; k < n; ++k) accumulator_of_[cell_ids_[k]]->count += 1;
+      return;
+    }
+    const Measure& m = plan_.measures[a];
+    if (m.field < 0) return;
+    const ColumnBlock::Column& col = block.columns[m.field];
+    const bool has_nulls = !col.null_bits.empty();
+    auto value = [&m, &col](uint32_t r) {
+      double v = m.is_double ? col.doubles[r] : static_cast<double>(col.ints[r]);
+      return m.clamp ? std::clamp(v, m.lower, m.upper) : v;
+    };
+    if (agg.kind() == v1::HISTOGRAM) {
+      for (size_t k = 0; k < n; ++k) {
+        const uint32_t r = counted_[k];
+        if (has_nulls && col.IsNull(r)) continue;
+        AggregateAccumulator& x = *accumulator_of_[cell_ids_[k]];
+        x.count += 1;
+        const int bin = policy::HistogramBin(agg, value(r));
+        x.bins[bin] += 1;
+        AppendSubject(x.bin_subjects[bin], block.subjects[r]);
+        if (keyed()) x.bin_key_sums[bin] += KeyOf(block.subjects[r]);
+      }
+      return;
+    }
+    const size_t n_dom = dominance_.size();
+    const size_t d = static_cast<size_t>(dominance_index_[a]);  // every other measure
+    for (size_t k = 0; k < n; ++k) {
+      const uint32_t r = counted_[k];
+      if (has_nulls && col.IsNull(r)) continue;
+      const double v = value(r);
+      AggregateAccumulator& x = *accumulator_of_[cell_ids_[k]];
+      x.count += 1;
+      x.sum += v;
+      x.sum_squares += v * v;
+      contributions_of_[cell_ids_[k]][static_cast<size_t>(entries_[k]) * n_dom + d] = std::fabs(v);
+    }
+  }
+
+  // Records exactly one predicate drops: their owners per predicate, and
+  // per predicate and group (and HISTOGRAM bin) for the per-cell rule.
+  void AddDropped(const ColumnBlock& block) {
+    for (size_t k = 0; k < drop_.size(); ++k) {
+      const uint32_t r = drop_[k];
+      const uint32_t s = block.subjects[r];
+      const uint8_t i = drop_predicate_[k];
+      removed_[i][s >> 6] |= uint64_t{1} << (s & 63);
+      std::vector<std::optional<DroppedCell>>& by_group = dropped_[i];
+      if (gids_[k] >= by_group.size()) by_group.resize(gids_[k] + 1);
+      std::optional<DroppedCell>& d = by_group[gids_[k]];
+      if (!d.has_value()) {
+        d.emplace();
+        d->bin_subjects.resize(n_aggs_);
+        for (int a = 0; a < n_aggs_; ++a) {
+          const v1::Aggregate& agg = query_.aggregates(a);
+          if (agg.kind() == v1::HISTOGRAM) d->bin_subjects[a].resize(agg.bins());
+        }
+      }
+      AppendSubject(d->subjects, s);
+      for (int a = 0; a < n_aggs_; ++a) {
+        const v1::Aggregate& agg = query_.aggregates(a);
+        if (agg.kind() != v1::HISTOGRAM) continue;
+        const Measure& m = plan_.measures[a];
+        const ColumnBlock::Column& col = block.columns[m.field];
+        if (col.IsNull(r)) continue;
+        double v = m.is_double ? col.doubles[r] : static_cast<double>(col.ints[r]);
+        if (m.clamp) v = std::clamp(v, m.lower, m.upper);
+        AppendSubject(d->bin_subjects[a][policy::HistogramBin(agg, v)], s);
+      }
+    }
+  }
+
+  // One predicate's per-cell figures, for cells non-empty in the answer.
+  std::vector<int64_t> DroppedFigures(std::vector<std::optional<DroppedCell>>& by_group) {
+    std::vector<int64_t> figures;
+    for (uint32_t gid = 0; gid < by_group.size(); ++gid) {
+      if (!by_group[gid].has_value()) continue;
+      if (gid >= cell_of_group_.size() || cell_of_group_[gid] < 0) continue;
+      const BlockCell& cell = cells_[cell_of_group_[gid]];
+      if (cell.subjects.empty()) continue;
+      DroppedCell& d = *by_group[gid];
+      if (size_t n = CountDistinct(d.subjects, scratch_); n > 0) {
+        figures.push_back(static_cast<int64_t>(n));
+      }
+      for (int a = 0; a < n_aggs_; ++a) {
+        for (size_t b = 0; b < d.bin_subjects[a].size(); ++b) {
+          if (cell.aggregates[a].bins[b] <= 0) continue;
+          if (size_t n = CountDistinct(d.bin_subjects[a][b], scratch_); n > 0) {
+            figures.push_back(static_cast<int64_t>(n));
+          }
+        }
+      }
+    }
+    return figures;
+  }
+
+  const DatasetReader& reader_;
+  const v1::AggregateQuery& query_;
+  const policy::ConsentBitmap& consent_;
+  const Plan& plan_;
+  const absl::Span<const uint32_t> record_keys_;
+  const int n_aggs_;
+  std::vector<int> dominance_;        // aggregates with per-subject contributions
+  std::vector<int> dominance_index_;  // per aggregate: its place in dominance_, or -1
+  GroupIds group_ids_;
+  std::vector<BlockCell> cells_;
+  std::vector<int32_t> cell_of_group_;  // group id -> cell, -1 before first sight
+  SubjectScratch scratch_;
+  // Per predicate: who it drops (a bitmap over ordinals), and per group id
+  // the owners of the records it drops there.
+  std::vector<std::vector<uint64_t>> removed_;
+  std::vector<std::vector<std::optional<DroppedCell>>> dropped_;
+  Execution execution_;
+  // Per block, reused.
+  std::vector<uint32_t> selected_, counted_, drop_, gids_, cell_ids_, entries_, touched_;
+  std::vector<uint8_t> fails_, failed_, drop_predicate_;
+  std::vector<double*> contributions_of_;
+  std::vector<AggregateAccumulator*> accumulator_of_;
+};
+
+}  // namespace
+
+absl::StatusOr<Execution> ExecuteByBlock(const DatasetReader& reader,
+                                         const v1::AggregateQuery& query,
+                                         const policy::ConsentBitmap& consent, const Plan& plan,
+                                         absl::Span<const uint32_t> record_keys) {
+  BlockScan scan(reader, query, consent, plan, record_keys);
+  FEDSHARE_RETURN_IF_ERROR(reader.ForEachBlock(
+      [&scan](const ColumnBlock& block) { return scan.Add(block); }, &plan.columns));
+  return std::move(scan).Finish();
+}
+
+}  // namespace fedshare::engine::exec

@@ -1,0 +1,27 @@
+// The query executor's block path, for questions without a per-subject
+// record bound that capture no records: each block is filtered into
+// selection vectors (consent, then each predicate over its whole column),
+// groups become compact ids, and each aggregate runs over the selected rows
+// of its column. Per-subject statistics are folded once per cell at the end
+// instead of through a hash map per record. Include only from the executor's
+// files.
+#ifndef FEDSHARE_NODE_ENGINE_BLOCK_SCAN_H_
+#define FEDSHARE_NODE_ENGINE_BLOCK_SCAN_H_
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "node/engine/query_executor.h"
+#include "node/engine/scan_plan.h"
+
+namespace fedshare::engine::exec {
+
+// As ExecuteQuery without a record bound and without `records`, for
+// `plan` = MakePlan(reader, query).
+absl::StatusOr<Execution> ExecuteByBlock(const DatasetReader& reader,
+                                         const v1::AggregateQuery& query,
+                                         const policy::ConsentBitmap& consent, const Plan& plan,
+                                         absl::Span<const uint32_t> record_keys);
+
+}  // namespace fedshare::engine::exec
+
+#endif  // FEDSHARE_NODE_ENGINE_BLOCK_SCAN_H_

@@ -1,0 +1,23 @@
+// The query executor's row path: one record at a time, with a hash map per
+// cell from subject to its records. The path for a per-subject record bound
+// (which records count depends on scan order) and for capturing every counted
+// record. Include only from the executor's files.
+#ifndef FEDSHARE_NODE_ENGINE_ROW_SCAN_H_
+#define FEDSHARE_NODE_ENGINE_ROW_SCAN_H_
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "node/engine/query_executor.h"
+#include "node/engine/scan_plan.h"
+
+namespace fedshare::engine::exec {
+
+// As ExecuteQuery, for `plan` = MakePlan(reader, query).
+absl::StatusOr<Execution> ExecuteByRow(const DatasetReader& reader, const v1::AggregateQuery& query,
+                                       const policy::ConsentBitmap& consent, const Plan& plan,
+                                       int max_records_per_subject, ScannedRecords* records,
+                                       absl::Span<const uint32_t> record_keys);
+
+}  // namespace fedshare::engine::exec
+
+#endif  // FEDSHARE_NODE_ENGINE_ROW_SCAN_H_
