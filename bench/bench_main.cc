@@ -305,8 +305,10 @@ absl::StatusOr<Pki> MakePki(const std::string& dir) {
   return pki;
 }
 
-v1::NodeConfig NodeConfigFor(const std::string& data_dir, const Pki& pki) {
+v1::NodeConfig NodeConfigFor(const std::string& data_dir, const Pki& pki,
+                             size_t block_cache_bytes) {
   v1::NodeConfig config;
+  config.mutable_storage()->set_block_cache_bytes(block_cache_bytes);
   config.set_org_id("bench");
   config.set_trust_domain(kTrustDomain);
   config.set_data_dir(data_dir);
@@ -394,8 +396,8 @@ absl::StatusOr<double> AskConcurrently(const std::string& address, const Pki& pk
 }
 
 absl::Status NodeRows(const std::string& data_dir, const Pki& pki, const v1::AggregateQuery& q1,
-                      int runs, std::vector<TableRow>* table) {
-  const v1::NodeConfig config = NodeConfigFor(data_dir, pki);
+                      int runs, size_t block_cache_bytes, std::vector<TableRow>* table) {
+  const v1::NodeConfig config = NodeConfigFor(data_dir, pki, block_cache_bytes);
   FEDSHARE_RETURN_IF_ERROR(server::ValidateNodeConfig(config));
   absl::Time start = absl::Now();
   FEDSHARE_ASSIGN_OR_RETURN(std::unique_ptr<server::Node> node,
@@ -437,8 +439,8 @@ int Run(int argc, char** argv) {
   app.add_flag("--no-node", no_node, "Skip the gRPC rows (for quick iterations)");
   size_t block_cache_mib = 0;
   app.add_option("--block-cache-mib", block_cache_mib,
-                 "RocksDB block cache of the in-process store (default: the store's default, "
-                 "as the node has); the node rows always use the default");
+                 "RocksDB block cache of the in-process store and of the node "
+                 "(storage.block_cache_bytes; default: the node's default)");
   bool breakdown = false;
   app.add_flag("--breakdown", breakdown,
                "Print where the engine row's time goes (open, consent, reading every block, "
@@ -596,7 +598,7 @@ int Run(int argc, char** argv) {
   int64_t node_peak_kb = 0;
   if (!no_node) {
     ResetPeakRss();
-    absl::Status s = NodeRows(data_dir, *pki, *q1, runs, &table);
+    absl::Status s = NodeRows(data_dir, *pki, *q1, runs, block_cache_mib << 20, &table);
     if (!s.ok()) return Fail(s);
     node_peak_kb = ProcStatusKb("VmHWM");
   }

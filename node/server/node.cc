@@ -176,6 +176,9 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
   if (cfg.storage().disk_reserve_bytes() > 0) {
     storage_options.disk_reserve_bytes = cfg.storage().disk_reserve_bytes();
   }
+  storage_options.block_cache_bytes = cfg.storage().block_cache_bytes() > 0
+                                          ? cfg.storage().block_cache_bytes()
+                                          : storage::kDefaultBlockCacheBytes;
   FEDSHARE_ASSIGN_OR_RETURN(storage_options.encryption_key, LoadStorageKey(cfg));
   FEDSHARE_ASSIGN_OR_RETURN(node->storage_,
                             storage::Storage::Create(cfg.data_dir(), storage_options));

@@ -67,14 +67,18 @@ absl::string_view ColumnFamilyName(ColumnFamily cf);
 // The on-disk format version this build reads and writes (meta key 0x01).
 inline constexpr uint32_t kFormatVersion = 1;
 
+// The node's block cache unless configured (StorageConfig.block_cache_bytes).
+inline constexpr size_t kDefaultBlockCacheBytes = size_t{256} << 20;
+
 struct StorageOptions {
   // Create the directory and database when missing. Otherwise a missing
   // database is NOT_FOUND.
   bool create_if_missing = true;
   // Optional; borrowed, must outlive the Storage. See fault_injector.h.
   FaultInjector* fault_injector = nullptr;
-  // Block cache size for reads; 0 keeps RocksDB's default.
-  size_t block_cache_bytes = 64 << 20;
+  // Block cache size for reads (StorageConfig.block_cache_bytes); 0 keeps
+  // RocksDB's default (8 MiB).
+  size_t block_cache_bytes = kDefaultBlockCacheBytes;
   // Free space kept on the data directory's file system. A write that would
   // leave less is refused as "disk full" (UNAVAILABLE) before RocksDB sees
   // it, unless the batch is essential (WriteBatch::set_essential), which may
