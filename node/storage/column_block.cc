@@ -1,10 +1,12 @@
 #include "node/storage/column_block.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
 #include "absl/base/config.h"
 #include "absl/strings/str_cat.h"
+#include "node/common/status_macros.h"
 
 namespace fedshare::storage {
 namespace {
@@ -51,6 +53,107 @@ class Reader {
 
 absl::Status Malformed(absl::string_view what) {
   return absl::DataLossError(absl::StrCat("malformed record block: ", what));
+}
+
+// One zone map entry: u8 flags (bit 0: a non-null row, bit 1: a null row),
+// 7 reserved bytes, then the least and greatest value, 8 bytes each.
+constexpr size_t kZoneEntryBytes = 24;
+
+bool IsNullRow(const ColumnBlock::Column& col, uint32_t row) {
+  return (row >> 6) < col.null_bits.size() && ((col.null_bits[row >> 6] >> (row & 63)) & 1u);
+}
+
+ZoneMap::Column ComputeZone(const ColumnBlock::Column& col, StoredType type, uint32_t rows) {
+  ZoneMap::Column z;
+  if (type == StoredType::kNone) return z;
+  for (uint32_t r = 0; r < rows; ++r) {
+    if (IsNullRow(col, r)) {
+      z.has_nulls = true;
+      continue;
+    }
+    if (type == StoredType::kDouble) {
+      const double v = col.doubles[r];
+      z.min_double = z.has_values ? std::min(z.min_double, v) : v;
+      z.max_double = z.has_values ? std::max(z.max_double, v) : v;
+    } else {
+      // A CATEGORY code is stored as u32; the zone holds what is read back.
+      const int64_t v = type == StoredType::kCategory
+                            ? static_cast<int64_t>(static_cast<uint32_t>(col.ints[r]))
+                            : col.ints[r];
+      z.min_int = z.has_values ? std::min(z.min_int, v) : v;
+      z.max_int = z.has_values ? std::max(z.max_int, v) : v;
+    }
+    z.has_values = true;
+  }
+  return z;
+}
+
+void AppendZone(std::string* out, const ZoneMap::Column& z, StoredType type) {
+  char entry[kZoneEntryBytes] = {};
+  entry[0] = static_cast<char>((z.has_values ? 1 : 0) | (z.has_nulls ? 2 : 0));
+  if (z.has_values && type == StoredType::kDouble) {
+    std::memcpy(entry + 8, &z.min_double, 8);
+    std::memcpy(entry + 16, &z.max_double, 8);
+  } else if (z.has_values) {
+    std::memcpy(entry + 8, &z.min_int, 8);
+    std::memcpy(entry + 16, &z.max_int, 8);
+  }
+  out->append(entry, kZoneEntryBytes);
+}
+
+// False when the entry is not one AppendZone writes for some column of `type`.
+bool ParseZone(const char* entry, StoredType type, ZoneMap::Column* z) {
+  const uint8_t flags = static_cast<uint8_t>(entry[0]);
+  for (size_t i = 1; i < 8; ++i) {
+    if (entry[i] != 0) return false;
+  }
+  if (flags > 3 || (type == StoredType::kNone && flags != 0)) return false;
+  z->has_values = (flags & 1) != 0;
+  z->has_nulls = (flags & 2) != 0;
+  if (!z->has_values) {
+    for (size_t i = 8; i < kZoneEntryBytes; ++i) {
+      if (entry[i] != 0) return false;
+    }
+    return true;
+  }
+  if (type == StoredType::kDouble) {
+    std::memcpy(&z->min_double, entry + 8, 8);
+    std::memcpy(&z->max_double, entry + 16, 8);
+    return std::isfinite(z->min_double) && std::isfinite(z->max_double) &&
+           z->min_double <= z->max_double;
+  }
+  std::memcpy(&z->min_int, entry + 8, 8);
+  std::memcpy(&z->max_int, entry + 16, 8);
+  return z->min_int <= z->max_int;
+}
+
+struct BlockHeader {
+  uint8_t format = 0;
+  uint16_t ncols = 0;
+  uint32_t rows = 0;
+  size_t zone_bytes = 0;  // at the end of the value; 0 in format 1
+};
+
+absl::Status ReadHeader(absl::string_view value, size_t schema_columns, BlockHeader* h) {
+  Reader in(value);
+  uint8_t reserved = 0;
+  if (!in.Read(&h->format, 1) || !in.Read(&reserved, 1) || !in.Read(&h->ncols, 2) ||
+      !in.Read(&h->rows, 4)) {
+    return Malformed("short header");
+  }
+  if (h->format != kBlockFormat && h->format != kBlockFormatNoZoneMap) {
+    return Malformed(absl::StrCat("unknown block format ", h->format));
+  }
+  if (reserved != 0) return Malformed("reserved header byte set");
+  if (h->rows == 0 || h->rows > kBlockRows) return Malformed(absl::StrCat(h->rows, " rows"));
+  if (h->ncols > schema_columns) {
+    return Malformed(absl::StrCat(h->ncols, " columns stored, schema has ", schema_columns));
+  }
+  h->zone_bytes = h->format == kBlockFormat ? kZoneEntryBytes * h->ncols : 0;
+  if (value.size() < 8 + 4 * size_t{h->rows} + 4 * size_t{h->ncols} + h->zone_bytes) {
+    return Malformed("short block");
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -117,7 +220,33 @@ std::string EncodeColumnBlock(const ColumnBlock& block, const std::vector<Stored
         break;
     }
   }
+  for (size_t c = 0; c < types.size(); ++c) {
+    AppendZone(&out, ComputeZone(block.columns[c], types[c], rows), types[c]);
+  }
   return out;
+}
+
+absl::Status DecodeZoneMap(absl::string_view value, const std::vector<StoredType>& types,
+                           ZoneMap* zone_map) {
+  BlockHeader h;
+  FEDSHARE_RETURN_IF_ERROR(ReadHeader(value, types.size(), &h));
+  zone_map->rows = h.rows;
+  zone_map->present = h.format == kBlockFormat;
+  zone_map->columns.clear();
+  if (!zone_map->present) return absl::OkStatus();
+  zone_map->columns.resize(types.size());
+  const char* zones = value.data() + value.size() - h.zone_bytes;
+  for (size_t c = 0; c < types.size(); ++c) {
+    ZoneMap::Column& z = zone_map->columns[c];
+    if (c >= h.ncols) {
+      z.has_nulls = types[c] != StoredType::kNone;  // added later: null in every row
+      continue;
+    }
+    if (!ParseZone(zones + kZoneEntryBytes * c, types[c], &z)) {
+      return Malformed(absl::StrCat("column ", c, " has a bad zone map"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::Status DecodeColumnBlock(absl::string_view value, const std::vector<StoredType>& types,
@@ -125,19 +254,13 @@ absl::Status DecodeColumnBlock(absl::string_view value, const std::vector<Stored
   auto is_wanted = [wanted](size_t c) {
     return wanted == nullptr || (c < wanted->size() && (*wanted)[c]);
   };
-  Reader in(value);
-  uint8_t format = 0, reserved = 0;
-  uint16_t ncols = 0;
-  uint32_t rows = 0;
-  if (!in.Read(&format, 1) || !in.Read(&reserved, 1) || !in.Read(&ncols, 2) || !in.Read(&rows, 4)) {
-    return Malformed("short header");
-  }
-  if (format != kBlockFormat) return Malformed(absl::StrCat("unknown block format ", format));
-  if (reserved != 0) return Malformed("reserved header byte set");
-  if (rows == 0 || rows > kBlockRows) return Malformed(absl::StrCat(rows, " rows"));
-  if (ncols > types.size()) {
-    return Malformed(absl::StrCat(ncols, " columns stored, schema has ", types.size()));
-  }
+  BlockHeader h;
+  FEDSHARE_RETURN_IF_ERROR(ReadHeader(value, types.size(), &h));
+  const uint16_t ncols = h.ncols;
+  const uint32_t rows = h.rows;
+  const absl::string_view zones = value.substr(value.size() - h.zone_bytes);
+  Reader in(value.substr(0, value.size() - h.zone_bytes));
+  in.Skip(8);
   block->Reset(types.size());
   block->rows = rows;
   block->subjects.resize(rows);
@@ -209,6 +332,21 @@ absl::Status DecodeColumnBlock(absl::string_view value, const std::vector<Stored
     }
   }
   if (!in.empty()) return Malformed("trailing bytes");
+  // The zone map must be the one the values give, or a scan could skip a
+  // block holding records that match. Checked whole where every column is
+  // decoded; a scan's partial decode checks its layout only.
+  for (size_t c = 0; c < h.zone_bytes / kZoneEntryBytes; ++c) {
+    ZoneMap::Column z;
+    if (!ParseZone(zones.data() + kZoneEntryBytes * c, types[c], &z)) {
+      return Malformed(absl::StrCat("column ", c, " has a bad zone map"));
+    }
+    if (wanted != nullptr) continue;
+    std::string expected;
+    AppendZone(&expected, ComputeZone(block->columns[c], types[c], rows), types[c]);
+    if (zones.substr(kZoneEntryBytes * c, kZoneEntryBytes) != expected) {
+      return Malformed(absl::StrCat("column ", c, " has a zone map its values do not give"));
+    }
+  }
   // Values the writer never stores are refused rather than handed to readers
   // (a null row's value is never read).
   // Only DOUBLE and BOOL columns have values to refuse; the checks are

@@ -1,6 +1,8 @@
 // One block of records stored column-wise (DESIGN §11): up to kBlockRows rows,
 // per column a fixed-width array plus a null bitmap, and the subject ordinal of
-// each row. The value encoding is in docs/storage-format.md ("Record blocks").
+// each row, and per column a zone map (the least and greatest value) that a
+// scan reads without decoding the block. The value encoding is in
+// docs/storage-format.md ("Record blocks").
 #ifndef FEDSHARE_NODE_STORAGE_COLUMN_BLOCK_H_
 #define FEDSHARE_NODE_STORAGE_COLUMN_BLOCK_H_
 
@@ -14,7 +16,10 @@
 namespace fedshare::storage {
 
 inline constexpr uint32_t kBlockRows = 4096;
-inline constexpr uint8_t kBlockFormat = 1;
+// What EncodeColumnBlock writes: format 1 with a zone map after the columns.
+inline constexpr uint8_t kBlockFormat = 2;
+// Blocks written before zone maps; still read, never skipped.
+inline constexpr uint8_t kBlockFormatNoZoneMap = 1;
 
 // Stored column types: the values of fedshare.v1.FieldSchema.Type, plus 0 for
 // a column with no value array (the SUBJECT field, whose values are the
@@ -53,7 +58,23 @@ struct ColumnBlock {
   void Reset(size_t num_columns);
 };
 
-// Serializes `block`, whose column c has type types[c].
+// Per column of a stored block: whether it has null and non-null rows, and
+// the least and greatest non-null value (CATEGORY: dictionary code).
+struct ZoneMap {
+  struct Column {
+    bool has_values = false;  // some row is not null; min and max are set
+    bool has_nulls = false;
+    int64_t min_int = 0, max_int = 0;       // INT64, BOOL, DATE, CATEGORY
+    double min_double = 0, max_double = 0;  // DOUBLE
+  };
+  uint32_t rows = 0;
+  // False for a block written before zone maps: nothing is known of its
+  // values (`columns` is empty) and it must be read.
+  bool present = false;
+  std::vector<Column> columns;  // per schema field
+};
+
+// Serializes `block`, whose column c has type types[c], with its zone map.
 // REQUIRES: block.rows <= kBlockRows, arrays sized to block.rows.
 std::string EncodeColumnBlock(const ColumnBlock& block, const std::vector<StoredType>& types);
 
@@ -62,9 +83,18 @@ std::string EncodeColumnBlock(const ColumnBlock& block, const std::vector<Stored
 // decode as all null. DATA_LOSS if the value is malformed or a stored column
 // type differs from types[c]. With `wanted` (one flag per column), only the
 // wanted columns' values are copied and checked; the others are left empty
-// (no values, no null bits), their layout still checked.
+// (no values, no null bits), their layout still checked. Without `wanted`,
+// a stored zone map must also equal the one the values give (DATA_LOSS
+// otherwise); with it, the zone map's layout only is checked.
 absl::Status DecodeColumnBlock(absl::string_view value, const std::vector<StoredType>& types,
                                ColumnBlock* block, const std::vector<bool>* wanted = nullptr);
+
+// Reads the row count and zone map of a stored block without decoding its
+// values: O(columns). Columns absent from the stored block (fields added
+// later) are null in every row. A format-1 block gives present = false.
+// DATA_LOSS if the header or zone map is malformed.
+absl::Status DecodeZoneMap(absl::string_view value, const std::vector<StoredType>& types,
+                           ZoneMap* zone_map);
 
 }  // namespace fedshare::storage
 

@@ -127,8 +127,9 @@ TEST(ColumnBlockTest, ValuesTheWriterNeverStoresAreDataLoss) {
   block.columns[1].doubles = {0.5};
   const std::vector<StoredType> types = {StoredType::kBool, StoredType::kDouble};
   const std::string good = EncodeColumnBlock(block, types);
-  // Layout: 8 header, 4 subject, column 0 at 12 (4 header + 8 value), column 1 at 24.
-  ASSERT_EQ(good.size(), 36u);
+  // Layout: 8 header, 4 subject, column 0 at 12 (4 header + 8 value), column 1 at 24,
+  // the zone map at 36 (24 bytes a column).
+  ASSERT_EQ(good.size(), 36u + 2 * 24);
   ColumnBlock decoded;
   ASSERT_OK(DecodeColumnBlock(good, types, &decoded));
 
@@ -152,7 +153,9 @@ TEST(ColumnBlockTest, ValuesTheWriterNeverStoresAreDataLoss) {
     std::string out = with_bitmap;
     out.append(reinterpret_cast<const char*>(&bits), 8);
     out.append(reinterpret_cast<const char*>(&value), 8);
-    return out + good.substr(24);
+    // Column 1 as before; column 0's zone entry for its one row null: flag 2.
+    return out + good.substr(24, 12) + std::string("\x02", 1) + std::string(23, '\0') +
+           good.substr(36 + 24);
   };
   ASSERT_OK(DecodeColumnBlock(bitmap(1, 7), types, &decoded));
   EXPECT_TRUE(decoded.columns[0].IsNull(0));
@@ -161,6 +164,98 @@ TEST(ColumnBlockTest, ValuesTheWriterNeverStoresAreDataLoss) {
   std::string flag_two = bitmap(1, 0);
   flag_two[13] = 2;
   EXPECT_THAT(DecodeColumnBlock(flag_two, types, &decoded), data_loss);
+}
+
+TEST(ColumnBlockTest, ZoneMapHoldsEachColumnsLeastAndGreatestValue) {
+  const std::vector<StoredType> types = {StoredType::kNone, StoredType::kInt64, StoredType::kDouble,
+                                         StoredType::kCategory, StoredType::kDate};
+  ColumnBlock block;
+  block.Reset(types.size());
+  block.rows = 100;
+  for (uint32_t r = 0; r < block.rows; ++r) {
+    block.subjects.push_back(r);
+    block.columns[1].ints.push_back(static_cast<int64_t>(r) - 50);
+    block.columns[2].doubles.push_back(r * 0.5);
+    block.columns[3].ints.push_back(3 + r % 4);
+    block.columns[4].ints.push_back(0);
+    block.columns[4].SetNull(r, block.rows);
+  }
+  // A null row's value is no value: the least non-null score is 1.0.
+  block.columns[2].SetNull(0, block.rows);
+  block.columns[2].SetNull(1, block.rows);
+  const std::string encoded = EncodeColumnBlock(block, types);
+  EXPECT_EQ(encoded[0], static_cast<char>(kBlockFormat));
+  // A field added after the block was written: one more schema column.
+  std::vector<StoredType> later = types;
+  later.push_back(StoredType::kInt64);
+  ZoneMap zones;
+  ASSERT_OK(DecodeZoneMap(encoded, later, &zones));
+  EXPECT_TRUE(zones.present);
+  EXPECT_EQ(zones.rows, 100u);
+  ASSERT_EQ(zones.columns.size(), 6u);
+  EXPECT_FALSE(zones.columns[0].has_values);
+  EXPECT_FALSE(zones.columns[0].has_nulls);
+  EXPECT_TRUE(zones.columns[1].has_values);
+  EXPECT_FALSE(zones.columns[1].has_nulls);
+  EXPECT_EQ(zones.columns[1].min_int, -50);
+  EXPECT_EQ(zones.columns[1].max_int, 49);
+  EXPECT_TRUE(zones.columns[2].has_nulls);
+  EXPECT_EQ(zones.columns[2].min_double, 1.0);
+  EXPECT_EQ(zones.columns[2].max_double, 49.5);
+  EXPECT_EQ(zones.columns[3].min_int, 3);
+  EXPECT_EQ(zones.columns[3].max_int, 6);
+  EXPECT_FALSE(zones.columns[4].has_values);  // every row null
+  EXPECT_TRUE(zones.columns[4].has_nulls);
+  EXPECT_FALSE(zones.columns[5].has_values);
+  EXPECT_TRUE(zones.columns[5].has_nulls);
+}
+
+// Blocks written before zone maps (format 1: the same layout without the
+// trailing zone map) are still read, and say that nothing is known.
+TEST(ColumnBlockTest, BlockWithoutZoneMapIsStillRead) {
+  const std::vector<StoredType> types = {StoredType::kInt64, StoredType::kDouble};
+  ColumnBlock block;
+  block.Reset(types.size());
+  block.rows = 3;
+  block.subjects = {7, 8, 9};
+  block.columns[0].ints = {1, 2, 3};
+  block.columns[1].doubles = {0.5, 1.5, 2.5};
+  std::string old = EncodeColumnBlock(block, types);
+  old.resize(old.size() - 2 * 24);
+  old[0] = static_cast<char>(kBlockFormatNoZoneMap);
+  ColumnBlock decoded;
+  ASSERT_OK(DecodeColumnBlock(old, types, &decoded));
+  EXPECT_EQ(decoded.columns[0].ints, block.columns[0].ints);
+  EXPECT_EQ(decoded.columns[1].doubles, block.columns[1].doubles);
+  ZoneMap zones;
+  ASSERT_OK(DecodeZoneMap(old, types, &zones));
+  EXPECT_FALSE(zones.present);
+  EXPECT_EQ(zones.rows, 3u);
+  // Re-encoding (as ingest does when it fills a tail block) adds the zone map.
+  ASSERT_OK(DecodeZoneMap(EncodeColumnBlock(decoded, types), types, &zones));
+  EXPECT_TRUE(zones.present);
+  EXPECT_EQ(zones.columns[0].max_int, 3);
+}
+
+TEST(ColumnBlockTest, ZoneMapTheValuesDoNotGiveIsDataLoss) {
+  const std::vector<StoredType> types = {StoredType::kInt64};
+  ColumnBlock block;
+  block.Reset(1);
+  block.rows = 2;
+  block.subjects = {0, 1};
+  block.columns[0].ints = {10, 20};
+  std::string lying = EncodeColumnBlock(block, types);
+  const int64_t max = 15;  // the greatest value is 20
+  lying.replace(lying.size() - 8, 8, reinterpret_cast<const char*>(&max), 8);
+  ColumnBlock decoded;
+  EXPECT_THAT(DecodeColumnBlock(lying, types, &decoded),
+              StatusIs(absl::StatusCode::kDataLoss, ::testing::HasSubstr("zone map")));
+  std::string swapped = EncodeColumnBlock(block, types);
+  const int64_t min = 30;  // least above greatest: malformed even unchecked
+  swapped.replace(swapped.size() - 16, 8, reinterpret_cast<const char*>(&min), 8);
+  ZoneMap zones;
+  EXPECT_THAT(DecodeZoneMap(swapped, types, &zones),
+              StatusIs(absl::StatusCode::kDataLoss, ::testing::_));
 }
 
 }  // namespace
