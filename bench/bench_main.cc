@@ -305,10 +305,11 @@ absl::StatusOr<Pki> MakePki(const std::string& dir) {
   return pki;
 }
 
-v1::NodeConfig NodeConfigFor(const std::string& data_dir, const Pki& pki,
-                             size_t block_cache_bytes) {
+v1::NodeConfig NodeConfigFor(const std::string& data_dir, const Pki& pki, size_t block_cache_bytes,
+                             int scan_threads) {
   v1::NodeConfig config;
   config.mutable_storage()->set_block_cache_bytes(block_cache_bytes);
+  config.mutable_limits()->set_scan_threads(scan_threads);
   config.set_org_id("bench");
   config.set_trust_domain(kTrustDomain);
   config.set_data_dir(data_dir);
@@ -396,8 +397,9 @@ absl::StatusOr<double> AskConcurrently(const std::string& address, const Pki& pk
 }
 
 absl::Status NodeRows(const std::string& data_dir, const Pki& pki, const v1::AggregateQuery& q1,
-                      int runs, size_t block_cache_bytes, std::vector<TableRow>* table) {
-  const v1::NodeConfig config = NodeConfigFor(data_dir, pki, block_cache_bytes);
+                      int runs, size_t block_cache_bytes, int scan_threads,
+                      std::vector<TableRow>* table) {
+  const v1::NodeConfig config = NodeConfigFor(data_dir, pki, block_cache_bytes, scan_threads);
   FEDSHARE_RETURN_IF_ERROR(server::ValidateNodeConfig(config));
   absl::Time start = absl::Now();
   FEDSHARE_ASSIGN_OR_RETURN(std::unique_ptr<server::Node> node,
@@ -438,6 +440,10 @@ int Run(int argc, char** argv) {
   app.add_flag("--no-sqlite", no_sqlite, "Skip the SQLite row (for quick iterations)");
   app.add_flag("--no-node", no_node, "Skip the gRPC rows (for quick iterations)");
   size_t block_cache_mib = 0;
+  int scan_threads = 0;
+  app.add_option("--scan-threads", scan_threads,
+                 "Threads of the scan pool, in process and in the node (limits.scan_threads; "
+                 "default: the cores, as the node has; 1 scans serially)");
   app.add_option("--block-cache-mib", block_cache_mib,
                  "RocksDB block cache of the in-process store and of the node "
                  "(storage.block_cache_bytes; default: the node's default)");
@@ -489,6 +495,10 @@ int Run(int argc, char** argv) {
     engine_options.org_id = "bench";
     engine_options.purposes = synthetic::Purposes();
     engine_options.datasets = {schema};
+    engine_options.scan_threads =
+        scan_threads > 0 ? scan_threads
+                         : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+    if (engine_options.scan_threads == 1) engine_options.scan_threads = 0;
     auto made = engine::Engine::Create(storage->get(), engine_options);
     if (!made.ok()) return Fail(made.status());
     engine::Engine& e = **made;
@@ -598,7 +608,8 @@ int Run(int argc, char** argv) {
   int64_t node_peak_kb = 0;
   if (!no_node) {
     ResetPeakRss();
-    absl::Status s = NodeRows(data_dir, *pki, *q1, runs, block_cache_mib << 20, &table);
+    absl::Status s =
+        NodeRows(data_dir, *pki, *q1, runs, block_cache_mib << 20, scan_threads, &table);
     if (!s.ok()) return Fail(s);
     node_peak_kb = ProcStatusKb("VmHWM");
   }

@@ -2,36 +2,49 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <optional>
 #include <vector>
 
 #include "node/common/status_macros.h"
 #include "node/engine/cell_stats.h"
 #include "node/engine/group_ids.h"
+#include "node/engine/question_memory.h"
+#include "node/engine/scan_pool.h"
 #include "node/engine/selection.h"
 #include "policy/query_rules.h"
 
 namespace fedshare::engine::exec {
 namespace {
 
+// Fewest blocks a parallel scan gives one range: a range costs a bitmap per
+// predicate over every subject and a merge.
+constexpr size_t kMinRangeBlocks = 8;
+
 // The block path's state (block_scan.h):
 //
 //   BlockScan scan(reader, query, consent, plan, record_keys);
 //   reader.ForEachBlock([&](const ColumnBlock& b) { return scan.Add(b); }, &plan.columns);
 //   Execution execution = std::move(scan).Finish();
+//
+// Several BlockScans may each scan a range of blocks; merging them in block
+// order (Merge) gives the state one scan of every block would have, to the
+// last bit: per cell the records stay in scan order, the floating-point sums
+// are taken over them only when the scan finishes, and group ids and cells
+// are numbered in order of first sight.
 class BlockScan {
  public:
   BlockScan(const DatasetReader& reader, const v1::AggregateQuery& query,
             const policy::ConsentBitmap& consent, const Plan& plan,
-            absl::Span<const uint32_t> record_keys)
+            absl::Span<const uint32_t> record_keys, QuestionMemory* memory)
       : reader_(reader),
         query_(query),
         consent_(consent),
         plan_(plan),
         record_keys_(record_keys),
+        memory_(memory),
         n_aggs_(query.aggregates_size()),
         group_ids_(reader, plan.group_fields),
-        scratch_(consent.size()),
         removed_(plan.predicates.size(), std::vector<uint64_t>((consent.size() + 63) / 64)),
         dropped_(plan.predicates.size()) {
     dominance_index_.assign(n_aggs_, -1);
@@ -40,6 +53,7 @@ class BlockScan {
       dominance_index_[a] = static_cast<int>(dominance_.size());
       dominance_.push_back(a);
     }
+    for (int a = 0; a < n_aggs_; ++a) histograms_ += query.aggregates(a).kind() == v1::HISTOGRAM;
     // Without GROUP BY the answer has its one cell even when nothing counts.
     if (plan.group_fields.empty()) CellFor(0);
   }
@@ -49,15 +63,80 @@ class BlockScan {
     Select(block);
     FEDSHARE_RETURN_IF_ERROR(
         group_ids_.Assign(block, counted_.data(), counted_.size(), gids_.data()));
+    const size_t cells_before = cells_.size();
     AddRecords(block);
     for (int a = 0; a < n_aggs_; ++a) Aggregate(block, a);
-    if (drop_.empty()) return absl::OkStatus();
-    FEDSHARE_RETURN_IF_ERROR(group_ids_.Assign(block, drop_.data(), drop_.size(), gids_.data()));
-    AddDropped(block);
-    return absl::OkStatus();
+    if (!drop_.empty()) {
+      FEDSHARE_RETURN_IF_ERROR(group_ids_.Assign(block, drop_.data(), drop_.size(), gids_.data()));
+      AddDropped(block);
+    }
+    // What this block added to the state kept until Finish.
+    const int64_t bytes = static_cast<int64_t>(counted_.size() * (4 + 8 * dominance_.size()) +
+                                               drop_.size() * 4 * (1 + histograms_) +
+                                               (cells_.size() - cells_before) * CellBytes());
+    return memory_ == nullptr ? absl::OkStatus() : memory_->Charge(bytes);
   }
 
+  // Appends `later`, which scanned the blocks that follow this one's.
+  void Merge(BlockScan& later) {
+    execution_.rows_scanned += later.execution_.rows_scanned;
+    execution_.rows_counted += later.execution_.rows_counted;
+    // later's group ids in order, so new ones are numbered as one scan would.
+    std::vector<uint32_t> gid_of(later.group_ids_.size());
+    for (uint32_t g = 0; g < gid_of.size(); ++g) {
+      gid_of[g] = group_ids_.IdOf(later.group_ids_.Key(g));
+    }
+    for (size_t lc = 0; lc < later.cells_.size(); ++lc) {
+      BlockCell& from = later.cells_[lc];
+      BlockCell& to = cells_[CellFor(gid_of[later.gid_of_cell_[lc]])];
+      to.subjects.insert(to.subjects.end(), from.subjects.begin(), from.subjects.end());
+      to.contributions.insert(to.contributions.end(), from.contributions.begin(),
+                              from.contributions.end());
+      to.record_key_sum += from.record_key_sum;
+      for (int a = 0; a < n_aggs_; ++a) {
+        AggregateAccumulator& x = to.aggregates[a];
+        AggregateAccumulator& y = from.aggregates[a];
+        x.count += y.count;
+        for (size_t b = 0; b < x.bins.size(); ++b) {
+          x.bins[b] += y.bins[b];
+          x.bin_subjects[b].insert(x.bin_subjects[b].end(), y.bin_subjects[b].begin(),
+                                   y.bin_subjects[b].end());
+          if (keyed()) x.bin_key_sums[b] += y.bin_key_sums[b];
+        }
+      }
+      from = BlockCell();
+    }
+    for (size_t i = 0; i < removed_.size(); ++i) {
+      for (size_t w = 0; w < removed_[i].size(); ++w) removed_[i][w] |= later.removed_[i][w];
+      std::vector<std::optional<DroppedCell>>& by_group = dropped_[i];
+      std::vector<std::optional<DroppedCell>>& from_group = later.dropped_[i];
+      for (uint32_t g = 0; g < from_group.size(); ++g) {
+        if (!from_group[g].has_value()) continue;
+        const uint32_t gid = gid_of[g];
+        if (gid >= by_group.size()) by_group.resize(gid + 1);
+        if (!by_group[gid].has_value()) {
+          by_group[gid] = std::move(from_group[g]);
+          continue;
+        }
+        DroppedCell& to = *by_group[gid];
+        DroppedCell& from = *from_group[g];
+        to.subjects.insert(to.subjects.end(), from.subjects.begin(), from.subjects.end());
+        for (int a = 0; a < n_aggs_; ++a) {
+          for (size_t b = 0; b < from.bin_subjects[a].size(); ++b) {
+            to.bin_subjects[a][b].insert(to.bin_subjects[a][b].end(),
+                                         from.bin_subjects[a][b].begin(),
+                                         from.bin_subjects[a][b].end());
+          }
+        }
+      }
+    }
+  }
+
+  // A block of `rows` rows that zone maps show cannot contribute.
+  void Skip(uint32_t rows) { execution_.rows_scanned += rows; }
+
   Execution Finish() && {
+    scratch_.emplace(consent_.size());
     for (const std::vector<uint64_t>& bits : removed_) {
       int64_t n = 0;
       for (uint64_t w : bits) n += __builtin_popcountll(w);
@@ -67,7 +146,7 @@ class BlockScan {
       execution_.removed_in_cells.push_back(DroppedFigures(by_group));
     }
     for (size_t i = 0; i < cells_.size(); ++i) {
-      CellAccumulator acc = ToAccumulator(cells_[i], n_aggs_, dominance_, scratch_);
+      CellAccumulator acc = ToAccumulator(cells_[i], n_aggs_, dominance_, *scratch_);
       execution_.cells.push_back(FinishCell(query_, acc));
       execution_.cells.back().scan_index = static_cast<uint32_t>(i);
     }
@@ -80,12 +159,17 @@ class BlockScan {
     return subject < record_keys_.size() ? record_keys_[subject] : 0;
   }
   bool keyed() const { return !record_keys_.empty(); }
+  // A cell's fixed state, roughly.
+  size_t CellBytes() const {
+    return sizeof(BlockCell) + n_aggs_ * sizeof(AggregateAccumulator) + 64 * n_aggs_;
+  }
 
   // The cell of group `gid`, made on first sight.
   uint32_t CellFor(uint32_t gid) {
     if (gid >= cell_of_group_.size()) cell_of_group_.resize(gid + 1, -1);
     if (cell_of_group_[gid] >= 0) return static_cast<uint32_t>(cell_of_group_[gid]);
     cell_of_group_[gid] = static_cast<int32_t>(cells_.size());
+    gid_of_cell_.push_back(gid);
     BlockCell& cell = cells_.emplace_back();
     const GroupKey key = group_ids_.Key(gid);
     for (size_t g = 0; g < plan_.group_fields.size(); ++g) {
@@ -208,11 +292,8 @@ class BlockScan {
       const uint32_t r = counted_[k];
       if (has_nulls && col.IsNull(r)) continue;
       const double v = value(r);
-      AggregateAccumulator& x = *accumulator_of_[cell_ids_[k]];
-      x.count += 1;
-      x.sum += v;
-      x.sum_squares += v * v;
-      contributions_of_[cell_ids_[k]][static_cast<size_t>(entries_[k]) * n_dom + d] = std::fabs(v);
+      accumulator_of_[cell_ids_[k]]->count += 1;
+      contributions_of_[cell_ids_[k]][static_cast<size_t>(entries_[k]) * n_dom + d] = v;
     }
   }
 
@@ -258,13 +339,13 @@ class BlockScan {
       const BlockCell& cell = cells_[cell_of_group_[gid]];
       if (cell.subjects.empty()) continue;
       DroppedCell& d = *by_group[gid];
-      if (size_t n = CountDistinct(d.subjects, scratch_); n > 0) {
+      if (size_t n = CountDistinct(d.subjects, *scratch_); n > 0) {
         figures.push_back(static_cast<int64_t>(n));
       }
       for (int a = 0; a < n_aggs_; ++a) {
         for (size_t b = 0; b < d.bin_subjects[a].size(); ++b) {
           if (cell.aggregates[a].bins[b] <= 0) continue;
-          if (size_t n = CountDistinct(d.bin_subjects[a][b], scratch_); n > 0) {
+          if (size_t n = CountDistinct(d.bin_subjects[a][b], *scratch_); n > 0) {
             figures.push_back(static_cast<int64_t>(n));
           }
         }
@@ -278,13 +359,16 @@ class BlockScan {
   const policy::ConsentBitmap& consent_;
   const Plan& plan_;
   const absl::Span<const uint32_t> record_keys_;
+  QuestionMemory* const memory_;  // may be null
   const int n_aggs_;
+  int histograms_ = 0;                // HISTOGRAM aggregates
   std::vector<int> dominance_;        // aggregates with per-subject contributions
   std::vector<int> dominance_index_;  // per aggregate: its place in dominance_, or -1
   GroupIds group_ids_;
   std::vector<BlockCell> cells_;
-  std::vector<int32_t> cell_of_group_;  // group id -> cell, -1 before first sight
-  SubjectScratch scratch_;
+  std::vector<int32_t> cell_of_group_;     // group id -> cell, -1 before first sight
+  std::vector<uint32_t> gid_of_cell_;      // cell -> group id
+  std::optional<SubjectScratch> scratch_;  // made by Finish
   // Per predicate: who it drops (a bitmap over ordinals), and per group id
   // the owners of the records it drops there.
   std::vector<std::vector<uint64_t>> removed_;
@@ -302,11 +386,63 @@ class BlockScan {
 absl::StatusOr<Execution> ExecuteByBlock(const DatasetReader& reader,
                                          const v1::AggregateQuery& query,
                                          const policy::ConsentBitmap& consent, const Plan& plan,
-                                         absl::Span<const uint32_t> record_keys) {
-  BlockScan scan(reader, query, consent, plan, record_keys);
-  FEDSHARE_RETURN_IF_ERROR(reader.ForEachBlock(
-      [&scan](const ColumnBlock& block) { return scan.Add(block); }, &plan.columns));
-  return std::move(scan).Finish();
+                                         absl::Span<const uint32_t> record_keys,
+                                         const ScanOptions& options) {
+  QuestionMemory memory(options.memory_budget_bytes);
+  // Kept whatever the data: per predicate a bitmap over subject ordinals
+  // (per range), and the subject scratch Finish folds cells with.
+  const int64_t bitmap_bytes = (consent.size() + 63) / 64 * 8;
+  const size_t blocks = reader.blocks();
+  size_t ranges = 1;
+  if (options.pool != nullptr && blocks >= 2 * kMinRangeBlocks) {
+    ranges = std::min<size_t>(blocks / kMinRangeBlocks, 4 * options.pool->threads());
+  }
+  FEDSHARE_RETURN_IF_ERROR(
+      memory.Charge(static_cast<int64_t>(consent.size()) * 4 + bitmap_bytes +
+                    static_cast<int64_t>(ranges * plan.predicates.size()) * bitmap_bytes));
+
+  std::vector<std::unique_ptr<BlockScan>> scans(ranges);
+  std::vector<absl::Status> statuses(ranges);
+  auto scan_range = [&](size_t i) {
+    scans[i] = std::make_unique<BlockScan>(reader, query, consent, plan, record_keys,
+                                           memory.budgeted() ? &memory : nullptr);
+    BlockScan& scan = *scans[i];
+    DatasetReader::BlockRange range;
+    range.columns = &plan.columns;
+    if (ranges > 1) {
+      range.first = static_cast<uint32_t>(blocks * i / ranges);
+      range.end = i + 1 == ranges ? UINT32_MAX : static_cast<uint32_t>(blocks * (i + 1) / ranges);
+    }
+    if (plan.predicates.size() >= 2) {
+      range.skip = [&plan, &scan](const storage::ZoneMap& z) {
+        if (!BlockCannotContribute(plan, z)) return false;
+        scan.Skip(z.rows);
+        return true;
+      };
+    }
+    statuses[i] = reader.ForEachBlock(
+        [&scan, &memory](const ColumnBlock& block) {
+          // Another range over its budget ends this one too.
+          FEDSHARE_RETURN_IF_ERROR(memory.status());
+          return scan.Add(block);
+        },
+        range);
+  };
+  if (ranges == 1) {
+    scan_range(0);
+  } else {
+    options.pool->Run(ranges, scan_range);
+  }
+  // The first failure in block order; a budget failure over one caused by it.
+  for (const absl::Status& s : statuses) {
+    if (!s.ok() && !absl::IsResourceExhausted(s)) return s;
+  }
+  FEDSHARE_RETURN_IF_ERROR(memory.status());
+  for (size_t i = 1; i < ranges; ++i) {
+    scans[0]->Merge(*scans[i]);
+    scans[i].reset();
+  }
+  return std::move(*scans[0]).Finish();
 }
 
 }  // namespace fedshare::engine::exec

@@ -13,14 +13,28 @@
 #include "node/engine/query_executor.h"
 #include "node/engine/scan_plan.h"
 
+namespace fedshare::engine {
+class ScanPool;
+}  // namespace fedshare::engine
+
 namespace fedshare::engine::exec {
 
+struct ScanOptions {
+  // Borrowed; null scans on the caller's thread. With a pool, the blocks are
+  // split into ranges scanned on the pool and merged in block order: the
+  // answer is the same to the last bit.
+  ScanPool* pool = nullptr;
+  int64_t memory_budget_bytes = 0;  // QuestionMemory; 0: no budget
+};
+
 // As ExecuteQuery without a record bound and without `records`, for
-// `plan` = MakePlan(reader, query).
+// `plan` = MakePlan(reader, query). Blocks whose zone maps show they cannot
+// change the answer are not read (BlockCannotContribute).
 absl::StatusOr<Execution> ExecuteByBlock(const DatasetReader& reader,
                                          const v1::AggregateQuery& query,
                                          const policy::ConsentBitmap& consent, const Plan& plan,
-                                         absl::Span<const uint32_t> record_keys);
+                                         absl::Span<const uint32_t> record_keys,
+                                         const ScanOptions& options);
 
 }  // namespace fedshare::engine::exec
 

@@ -165,9 +165,14 @@ CellAccumulator ToAccumulator(BlockCell& cell, int n_aggs, const std::vector<int
       slot = scratch.slot[s];
     }
     ++acc.records[slot];
+    // The sums in record order, as the row path takes them. A record without
+    // a measure holds +0.0, which changes no sum (none is ever -0.0).
     for (size_t d = 0; d < n_dom; ++d) {
-      acc.contributions[static_cast<size_t>(slot) * n_aggs + dominance[d]] +=
-          cell.contributions[e * n_dom + d];
+      const double v = cell.contributions[e * n_dom + d];
+      AggregateAccumulator& x = acc.aggregates[dominance[d]];
+      x.sum += v;
+      x.sum_squares += v * v;
+      acc.contributions[static_cast<size_t>(slot) * n_aggs + dominance[d]] += std::fabs(v);
     }
   }
   const size_t n_subjects = acc.ordinals.size();

@@ -62,16 +62,15 @@ struct DroppedCell {
   std::vector<std::vector<std::vector<uint32_t>>> bin_subjects;
 };
 
-// A group key without allocation: up to kMaxGroupBy values as 64-bit
-
-// A cell while the scan runs: aggregates as the row path keeps them, and
-// per counted record its subject and absolute contribution to each
-// dominance aggregate, in scan order; ToAccumulator folds them per subject.
+// A cell while the scan runs: aggregates as the row path keeps them except
+// the sums, and per counted record its subject and its clamped measure for
+// each dominance aggregate (+0.0 without one), in scan order; ToAccumulator
+// takes the sums and folds the records per subject.
 struct BlockCell {
   std::vector<v1::Value> key;
-  std::vector<AggregateAccumulator> aggregates;
-  std::vector<uint32_t> subjects;     // per counted record
-  std::vector<double> contributions;  // record * n_dominance + d
+  std::vector<AggregateAccumulator> aggregates;  // sum, sum_squares: 0 until folded
+  std::vector<uint32_t> subjects;                // per counted record
+  std::vector<double> contributions;             // record * n_dominance + d: the measure
   uint64_t record_key_sum = 0;
 };
 
@@ -101,8 +100,8 @@ bool KeyLess(const ExecutedCell& a, const ExecutedCell& b);
 ExecutedCell FinishCell(const v1::AggregateQuery& query, CellAccumulator& acc);
 
 // The row path's accumulator for the same records: slots in order of first
-// sight, contributions summed per subject in scan order, so FinishCell gives
-// the same figures to the last bit. Moves out of `cell`; leaves `scratch`
+// sight, sums and per-subject contributions taken in scan order, so
+// FinishCell gives the same figures to the last bit. Moves out of `cell`; leaves `scratch`
 // clear.
 CellAccumulator ToAccumulator(BlockCell& cell, int n_aggs, const std::vector<int>& dominance,
                               SubjectScratch& scratch);

@@ -22,6 +22,7 @@
 #include "node/engine/csv.h"
 #include "node/engine/engine_internal.h"
 #include "node/engine/json.h"
+#include "node/engine/scan_pool.h"
 #include "openssl/rand.h"
 #include "policy/schema.h"
 
@@ -86,17 +87,36 @@ std::optional<int64_t> DatasetReader::CategoryCode(int field_index, absl::string
 
 absl::Status DatasetReader::ForEachBlock(const std::function<absl::Status(const ColumnBlock&)>& fn,
                                          const std::vector<bool>* columns) const {
+  BlockRange range;
+  range.columns = columns;
+  return ForEachBlock(fn, range);
+}
+
+absl::Status DatasetReader::ForEachBlock(const std::function<absl::Status(const ColumnBlock&)>& fn,
+                                         const BlockRange& range) const {
   ColumnBlock block;
+  storage::ZoneMap zone_map;
   const std::string prefix = storage::RecordsDatasetPrefix(def_->id);
   std::unique_ptr<storage::Iterator> it =
       storage_->NewIterator(ColumnFamily::kRecords, prefix, snapshot_.get());
-  for (it->Seek(prefix); it->Valid(); it->Next()) {
+  for (it->Seek(storage::RecordsBlockKey(def_->id, range.first)); it->Valid(); it->Next()) {
+    if (range.end != UINT32_MAX && storage::DecodeRecordsBlockNumber(it->key()) >= range.end) {
+      break;
+    }
     if (cancelled_ && cancelled_()) {
       return absl::CancelledError(
           "the caller gave up (cancelled or past its deadline); the scan "
           "stopped and nothing was released");
     }
-    absl::Status s = storage::DecodeColumnBlock(it->value(), def_->types, &block, columns);
+    absl::Status s = absl::OkStatus();
+    if (range.skip) {
+      s = storage::DecodeZoneMap(it->value(), def_->types, &zone_map);
+      if (s.ok() && range.skip(zone_map)) continue;
+    }
+    if (s.ok()) {
+      blocks_decoded_.fetch_add(1, std::memory_order_relaxed);
+      s = storage::DecodeColumnBlock(it->value(), def_->types, &block, range.columns);
+    }
     if (!s.ok()) {
       return absl::DataLossError(absl::StrCat("dataset '", def_->schema.name(), "' block ",
                                               storage::DecodeRecordsBlockNumber(it->key()), ": ",
@@ -129,6 +149,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(storage::Storage* storage
   engine->clock_ = options.clock;
   engine->org_id_ = options.org_id;
   engine->check_only_ = options.check_only;
+  if (options.scan_threads > 0)
+    engine->scan_pool_ = std::make_unique<ScanPool>(options.scan_threads);
+  engine->query_memory_budget_bytes_ = options.query_memory_budget_bytes;
   google::protobuf::RepeatedPtrField<v1::Purpose> purposes(options.purposes.begin(),
                                                            options.purposes.end());
   FEDSHARE_ASSIGN_OR_RETURN(engine->tree_, policy::PurposeTree::Create(purposes));
@@ -498,6 +521,8 @@ absl::StatusOr<std::unique_ptr<DatasetReader>> Engine::OpenReader(absl::string_v
   std::unique_ptr<DatasetReader> reader(new DatasetReader());
   reader->storage_ = storage_;
   reader->def_ = def;
+  reader->scan_pool_ = scan_pool_.get();
+  reader->query_memory_budget_bytes_ = query_memory_budget_bytes_;
   reader->snapshot_ = storage_->GetSnapshot();
   const storage::Snapshot* snap = reader->snapshot_.get();
   FEDSHARE_ASSIGN_OR_RETURN(

@@ -50,6 +50,7 @@
 #ifndef FEDSHARE_NODE_ENGINE_ENGINE_H_
 #define FEDSHARE_NODE_ENGINE_ENGINE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -81,6 +82,7 @@ using storage::ColumnBlock;
 
 class IngestRun;
 class IngestSession;
+class ScanPool;
 
 // What a replacing ingest is about to do (IngestControl::before_replace).
 struct IngestReplace {
@@ -126,6 +128,12 @@ struct EngineOptions {
   // changes included) but write nothing, e.g. on a read-only store
   // (fedshare-node --check-config). Such an engine is for Create's status only.
   bool check_only = false;
+  // Threads of the one pool every question's block scan shares
+  // (node/engine/scan_pool.h); 0 scans on each caller's thread.
+  int scan_threads = 0;
+  // What one question's scan may keep (node/engine/question_memory.h); over
+  // it the question is refused with RESOURCE_EXHAUSTED. 0: no budget.
+  int64_t query_memory_budget_bytes = 0;
 };
 
 // What the engine knows about one configured dataset. Immutable after
@@ -163,6 +171,28 @@ class DatasetReader {
   // decoded; the others are empty in the block fn sees.
   absl::Status ForEachBlock(const std::function<absl::Status(const ColumnBlock&)>& fn,
                             const std::vector<bool>* columns = nullptr) const;
+  struct BlockRange {
+    const std::vector<bool>* columns = nullptr;  // as ForEachBlock's
+    // Block numbers [first, end): blocks outside are not read.
+    uint32_t first = 0;
+    uint32_t end = UINT32_MAX;
+    // Asked with each block's zone map (storage::DecodeZoneMap: present is
+    // false for a block written before zone maps) before the block is
+    // decoded; when it returns true the block is not decoded and fn is not
+    // called for it. Unset: no block is skipped.
+    std::function<bool(const storage::ZoneMap&)> skip;
+  };
+  // As ForEachBlock, over `range`. May be called from several threads at
+  // once on one reader (each call decodes into its own block).
+  absl::Status ForEachBlock(const std::function<absl::Status(const ColumnBlock&)>& fn,
+                            const BlockRange& range) const;
+  // Blocks ForEachBlock has decoded (not skipped) through this reader, over
+  // every call.
+  uint64_t blocks_decoded() const { return blocks_decoded_.load(std::memory_order_relaxed); }
+  // The engine's scan pool (null without one) and question memory budget
+  // (0: none), for the query executor.
+  ScanPool* scan_pool() const { return scan_pool_; }
+  int64_t query_memory_budget_bytes() const { return query_memory_budget_bytes_; }
   // Asked before each block of ForEachBlock; when it returns true the scan
   // stops with CANCELLED. Unset: never cancelled.
   void set_cancelled(std::function<bool()> cancelled) { cancelled_ = std::move(cancelled); }
@@ -183,6 +213,9 @@ class DatasetReader {
   std::vector<std::vector<std::string>> dictionaries_;  // per field
   std::vector<absl::flat_hash_map<std::string, int64_t>> codes_;
   std::function<bool()> cancelled_;
+  mutable std::atomic<uint64_t> blocks_decoded_{0};
+  ScanPool* scan_pool_ = nullptr;
+  int64_t query_memory_budget_bytes_ = 0;
 };
 
 class Engine {
@@ -319,6 +352,8 @@ class Engine {
 
   storage::Storage* storage_ = nullptr;
   Clock* clock_ = nullptr;
+  std::unique_ptr<ScanPool> scan_pool_;  // null without scan threads
+  int64_t query_memory_budget_bytes_ = 0;
   std::string org_id_;
   std::string node_secret_;
   bool check_only_ = false;

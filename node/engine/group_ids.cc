@@ -73,4 +73,25 @@ GroupKey GroupIds::Key(uint32_t id) const {
   return key;
 }
 
+uint32_t GroupIds::IdOf(const GroupKey& key) {
+  if (!dense_) {
+    auto [it, fresh] = ids_.try_emplace(key, static_cast<uint32_t>(keys_.size()));
+    if (fresh) keys_.push_back(key);
+    return it->second;
+  }
+  uint32_t id = 0;
+  for (size_t g = 0; g < fields_.size(); ++g) {
+    const int64_t part = (key.nulls & (1u << g)) ? cards_[g] - 1 : key.values[g];
+    id += static_cast<uint32_t>(part) * strides_[g];
+  }
+  return id;
+}
+
+uint32_t GroupIds::size() const {
+  if (!dense_) return static_cast<uint32_t>(keys_.size());
+  uint32_t space = 1;
+  for (int64_t card : cards_) space *= static_cast<uint32_t>(card);
+  return space;
+}
+
 }  // namespace fedshare::engine::exec

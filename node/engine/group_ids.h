@@ -24,6 +24,10 @@ class GroupIds {
 
   // The key of an id Assign gave.
   GroupKey Key(uint32_t id) const;
+  // The id of `key`, given the next one if it has none yet (as Assign would).
+  uint32_t IdOf(const GroupKey& key);
+  // Ids there may be so far: every id given is below it.
+  uint32_t size() const;
 
  private:
   static constexpr uint64_t kMaxDenseGroups = 1 << 16;

@@ -14,9 +14,12 @@ absl::StatusOr<Execution> ExecuteQuery(const DatasetReader& reader, const v1::Ag
   FEDSHARE_ASSIGN_OR_RETURN(exec::Plan plan, exec::MakePlan(reader, query));
   if (max_records_per_subject > 0 || records != nullptr) {
     return exec::ExecuteByRow(reader, query, consent, plan, max_records_per_subject, records,
-                              record_keys);
+                              record_keys, reader.query_memory_budget_bytes());
   }
-  return exec::ExecuteByBlock(reader, query, consent, plan, record_keys);
+  exec::ScanOptions options;
+  options.pool = reader.scan_pool();
+  options.memory_budget_bytes = reader.query_memory_budget_bytes();
+  return exec::ExecuteByBlock(reader, query, consent, plan, record_keys, options);
 }
 
 }  // namespace fedshare::engine

@@ -65,6 +65,12 @@ struct ScannedRecords {
 // receives every counted record. `record_keys`, when not empty, gives each
 // subject ordinal's record key (node/engine/cell_keys.h); a subject past its
 // end counts with key 0.
+//
+// The reader's scan pool (EngineOptions::scan_threads), when it has one,
+// scans ranges of blocks in parallel; the answer is the same to the last bit
+// as a scan on one thread. RESOURCE_EXHAUSTED when the state the question
+// keeps (its cells, each counted record's subject and measures, the owners
+// of dropped records) grows past EngineOptions::query_memory_budget_bytes.
 absl::StatusOr<Execution> ExecuteQuery(const DatasetReader& reader, const v1::AggregateQuery& query,
                                        const policy::ConsentBitmap& consent,
                                        int max_records_per_subject,

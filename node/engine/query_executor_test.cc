@@ -109,6 +109,16 @@ class QueryExecutorTest : public ::testing::Test {
     ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(kSchema, &schema));
     schema_ = schema;
     options.datasets = {schema};
+    options_ = options;
+    ASSERT_OK_AND_ASSIGN(engine_, Engine::Create(storage_.get(), options));
+  }
+
+  // Reopens the engine on the same store with a scan pool of `threads`.
+  void ReopenWithScanThreads(int threads) {
+    reader_.reset();
+    engine_.reset();
+    EngineOptions options = options_;
+    options.scan_threads = threads;
     ASSERT_OK_AND_ASSIGN(engine_, Engine::Create(storage_.get(), options));
   }
   void TearDown() override {
@@ -157,6 +167,7 @@ class QueryExecutorTest : public ::testing::Test {
   std::string dir_;
   std::unique_ptr<storage::Storage> storage_;
   std::unique_ptr<Engine> engine_;
+  EngineOptions options_;
   v1::DatasetSchema schema_;
   std::vector<Row> rows_;
   std::unique_ptr<DatasetReader> reader_;
@@ -164,6 +175,39 @@ class QueryExecutorTest : public ::testing::Test {
   std::map<int, uint32_t> ordinal_;
   v1::AggregateQuery query_;
 };
+
+// The block path's answer `block` equals the row path's `row` to the last bit.
+void ExpectSameExecution(const Execution& block, const Execution& row) {
+  EXPECT_EQ(block.rows_scanned, row.rows_scanned);
+  EXPECT_EQ(block.rows_counted, row.rows_counted);
+  EXPECT_EQ(block.removed_by_predicate, row.removed_by_predicate);
+  ASSERT_EQ(block.removed_in_cells.size(), row.removed_in_cells.size());
+  for (size_t i = 0; i < block.removed_in_cells.size(); ++i) {
+    EXPECT_THAT(block.removed_in_cells[i],
+                ::testing::UnorderedElementsAreArray(row.removed_in_cells[i]));
+  }
+  ASSERT_EQ(block.cells.size(), row.cells.size());
+  for (size_t i = 0; i < block.cells.size(); ++i) {
+    const ExecutedCell& b = block.cells[i];
+    const ExecutedCell& r = row.cells[i];
+    ASSERT_EQ(b.key.size(), r.key.size());
+    for (size_t k = 0; k < b.key.size(); ++k) {
+      EXPECT_EQ(b.key[k].SerializeAsString(), r.key[k].SerializeAsString());
+    }
+    EXPECT_EQ(b.scan_index, r.scan_index);
+    ASSERT_EQ(b.values.size(), r.values.size());
+    for (size_t a = 0; a < b.values.size(); ++a) {
+      EXPECT_EQ(b.values[a].SerializeAsString(), r.values[a].SerializeAsString()) << a;
+    }
+    EXPECT_EQ(b.stats.subjects, r.stats.subjects);
+    EXPECT_EQ(b.stats.subject_ordinals, r.stats.subject_ordinals);
+    EXPECT_EQ(b.stats.subject_contributions, r.stats.subject_contributions);
+    EXPECT_EQ(b.stats.top_contributions, r.stats.top_contributions);
+    EXPECT_EQ(b.stats.abs_totals, r.stats.abs_totals);
+    EXPECT_EQ(b.stats.bin_subjects, r.stats.bin_subjects);
+    EXPECT_EQ(b.stats.bin_subject_ordinals, r.stats.bin_subject_ordinals);
+  }
+}
 
 // What a cell should hold, computed record by record in file order.
 struct Expected {
@@ -375,34 +419,239 @@ TEST_F(QueryExecutorTest, BlockPathEqualsRowPath) {
     ASSERT_OK_AND_ASSIGN(Execution block, Run(q, 0));
     ASSERT_OK_AND_ASSIGN(Execution row, Run(q, 1 << 30));
     EXPECT_GT(block.rows_counted, 0);
-    EXPECT_EQ(block.rows_scanned, row.rows_scanned);
-    EXPECT_EQ(block.rows_counted, row.rows_counted);
-    EXPECT_EQ(block.removed_by_predicate, row.removed_by_predicate);
-    ASSERT_EQ(block.removed_in_cells.size(), row.removed_in_cells.size());
-    for (size_t i = 0; i < block.removed_in_cells.size(); ++i) {
-      EXPECT_THAT(block.removed_in_cells[i],
-                  ::testing::UnorderedElementsAreArray(row.removed_in_cells[i]));
+    ExpectSameExecution(block, row);
+  }
+}
+
+TEST_F(QueryExecutorTest, TwoFiltersMatchingNothingReadNoBlock) {
+  rows_ = MakeRows(3 * storage::kBlockRows + 100, 3000, 5);
+  ASSERT_NO_FATAL_FAILURE(Ingest(0, rows_.size()));
+  ASSERT_NO_FATAL_FAILURE(OpenReader());
+  ASSERT_EQ(reader_->blocks(), 4u);
+  const std::string q = R"pb(where {
+                               field: "year"
+                               op: GT
+                               values { int_value: 3000 }
+                             }
+                             where {
+                               field: "visits"
+                               op: GT
+                               values { int_value: 500 }
+                             }
+                             group_by: "program"
+                             aggregates { kind: COUNT })pb";
+  const uint64_t before = reader_->blocks_decoded();
+  ASSERT_OK_AND_ASSIGN(Execution block, Run(q, 0));
+  EXPECT_EQ(reader_->blocks_decoded(), before) << "a block was read";
+  EXPECT_EQ(block.rows_scanned, static_cast<int64_t>(rows_.size()));
+  EXPECT_EQ(block.rows_counted, 0);
+  EXPECT_TRUE(block.cells.empty());
+  // Every record fails both filters: none is dropped by one alone.
+  EXPECT_THAT(block.removed_by_predicate, ::testing::ElementsAre(0, 0));
+  ASSERT_OK_AND_ASSIGN(Execution row, Run(q, 1 << 30));
+  EXPECT_EQ(reader_->blocks_decoded(), before + 4) << "the row path reads every block";
+  ExpectSameExecution(block, row);
+
+  // One filter matching nothing must still read every block: the owners of
+  // the records it alone drops are what the predicate-removal rule checks.
+  ASSERT_OK_AND_ASSIGN(Execution one, Run(R"pb(where {
+                                                 field: "year"
+                                                 op: GT
+                                                 values { int_value: 3000 }
+                                               }
+                                               aggregates { kind: COUNT })pb"));
+  EXPECT_EQ(reader_->blocks_decoded(), before + 8);
+  EXPECT_GT(one.removed_by_predicate[0], 0);
+}
+
+// Blocks whose year and region rule out a match are skipped, including one
+// where both are null in every row, and the answer is the row path's to the
+// last bit; a block written before zone maps is read.
+TEST_F(QueryExecutorTest, ZoneMapSkipsGiveTheAnswerOfReadingEveryBlock) {
+  const size_t block_rows = storage::kBlockRows;
+  rows_ = MakeRows(static_cast<int>(4 * block_rows + 300), 6000, 6);
+  for (size_t i = 0; i < rows_.size(); ++i) {
+    Row& r = rows_[i];
+    const size_t b = i / block_rows;
+    r.year = 2015 + static_cast<int64_t>(b);  // block b holds year 2015 + b only
+    if (b == 0) r.region = 0;                 // block 0: north only
+    if (b == 2) {                             // block 2: both null
+      r.year.reset();
+      r.region.reset();
     }
-    ASSERT_EQ(block.cells.size(), row.cells.size());
-    for (size_t i = 0; i < block.cells.size(); ++i) {
-      const ExecutedCell& b = block.cells[i];
-      const ExecutedCell& r = row.cells[i];
-      ASSERT_EQ(b.key.size(), r.key.size());
-      for (size_t k = 0; k < b.key.size(); ++k) {
-        EXPECT_EQ(b.key[k].SerializeAsString(), r.key[k].SerializeAsString());
-      }
-      EXPECT_EQ(b.scan_index, r.scan_index);
-      ASSERT_EQ(b.values.size(), r.values.size());
-      for (size_t a = 0; a < b.values.size(); ++a) {
-        EXPECT_EQ(b.values[a].SerializeAsString(), r.values[a].SerializeAsString()) << a;
-      }
-      EXPECT_EQ(b.stats.subjects, r.stats.subjects);
-      EXPECT_EQ(b.stats.subject_ordinals, r.stats.subject_ordinals);
-      EXPECT_EQ(b.stats.subject_contributions, r.stats.subject_contributions);
-      EXPECT_EQ(b.stats.top_contributions, r.stats.top_contributions);
-      EXPECT_EQ(b.stats.abs_totals, r.stats.abs_totals);
-      EXPECT_EQ(b.stats.bin_subjects, r.stats.bin_subjects);
-      EXPECT_EQ(b.stats.bin_subject_ordinals, r.stats.bin_subject_ordinals);
+  }
+  ASSERT_NO_FATAL_FAILURE(Ingest(0, rows_.size()));
+  ASSERT_NO_FATAL_FAILURE(OpenReader());
+  ASSERT_EQ(reader_->blocks(), 5u);
+  const std::string q =
+      R"pb(where {
+             field: "year"
+             op: LT
+             values { int_value: 2015 }
+           }
+           where {
+             field: "region"
+             op: IN
+             values { string_value: "south" }
+             values { string_value: "east" }
+           }
+           where {
+             field: "score"
+             op: GE
+             values { double_value: 20 }
+           }
+           group_by: "program"
+           group_by: "active"
+           aggregates { kind: COUNT }
+           aggregates { kind: SUM field: "score" }
+           aggregates { kind: HISTOGRAM field: "visits" lo: 0 hi: 200 bins: 4 })pb";
+  // year < 2015 fails every row; region fails every row of blocks 0 and 2:
+  // those two blocks are skipped, the others carry predicate removals.
+  uint64_t before = reader_->blocks_decoded();
+  ASSERT_OK_AND_ASSIGN(Execution block, Run(q, 0));
+  EXPECT_EQ(reader_->blocks_decoded() - before, 3u);
+  ASSERT_OK_AND_ASSIGN(Execution row, Run(q, 1 << 30));
+  ExpectSameExecution(block, row);
+
+  // The same with year >= 2016 (block 0 fails it and region; block 2 is
+  // null in both): rows are counted in blocks 1, 3 and 4.
+  std::string counted = q;
+  counted.replace(counted.find("op: LT"), 6, "op: GE");
+  counted.replace(counted.find("2015"), 4, "2016");
+  before = reader_->blocks_decoded();
+  ASSERT_OK_AND_ASSIGN(Execution block2, Run(counted, 0));
+  EXPECT_EQ(reader_->blocks_decoded() - before, 3u);
+  EXPECT_GT(block2.rows_counted, 0);
+  ASSERT_OK_AND_ASSIGN(Execution row2, Run(counted, 1 << 30));
+  ExpectSameExecution(block2, row2);
+
+  // Block 0 rewritten as a block from before zone maps: it is read again.
+  std::string key, value;
+  ASSERT_OK(storage_->ScanPrefix(storage::ColumnFamily::kRecords, "",
+                                 [&](absl::string_view k, absl::string_view v) {
+                                   if (key.empty()) {
+                                     key = std::string(k);
+                                     value = std::string(v);
+                                   }
+                                   return absl::OkStatus();
+                                 }));
+  const size_t zone_bytes = 24 * static_cast<size_t>(schema_.fields_size());
+  value.resize(value.size() - zone_bytes);
+  value[0] = static_cast<char>(storage::kBlockFormatNoZoneMap);
+  storage::WriteBatch batch;
+  batch.Put(storage::ColumnFamily::kRecords, key, value);
+  ASSERT_OK(storage_->Write(batch));
+  ASSERT_NO_FATAL_FAILURE(OpenReader());
+  ASSERT_OK_AND_ASSIGN(Execution old_block, Run(q, 0));
+  EXPECT_EQ(reader_->blocks_decoded(), 4u);
+  ExpectSameExecution(old_block, row);
+}
+
+// A tail block filled by a later ingest gets the zone map of all its rows:
+// the rows appended after the first zone map was written are found.
+TEST_F(QueryExecutorTest, TailBlockAppendedAfterItsZoneMapIsStillFound) {
+  rows_ = MakeRows(400, 300, 7);
+  for (size_t i = 0; i < rows_.size(); ++i) {
+    rows_[i].year = i < 200 ? 2015 : 2024;
+    rows_[i].region = i < 200 ? 0 : 1;  // north, then south
+  }
+  ASSERT_NO_FATAL_FAILURE(Ingest(0, 200));
+  ASSERT_NO_FATAL_FAILURE(Ingest(200, 400));
+  ASSERT_NO_FATAL_FAILURE(OpenReader());
+  ASSERT_EQ(reader_->blocks(), 1u);
+  const std::string q = R"pb(where {
+                               field: "year"
+                               op: GE
+                               values { int_value: 2024 }
+                             }
+                             where {
+                               field: "region"
+                               op: EQ
+                               values { string_value: "south" }
+                             }
+                             aggregates { kind: COUNT })pb";
+  ASSERT_OK_AND_ASSIGN(Execution block, Run(q, 0));
+  EXPECT_EQ(reader_->blocks_decoded(), 1u);
+  int64_t expected = 0;
+  for (size_t i = 200; i < rows_.size(); ++i) expected += Consented(rows_[i]);
+  EXPECT_EQ(block.rows_counted, expected);
+  ASSERT_OK_AND_ASSIGN(Execution row, Run(q, 1 << 30));
+  ExpectSameExecution(block, row);
+}
+
+// A scan split into block ranges on a pool and merged in block order gives
+// the serial scan's answer to the last bit: figures, per-subject statistics,
+// cell order, the removal figures in their order, and with record keys the
+// sums cell-key perturbation takes.
+TEST_F(QueryExecutorTest, ParallelScanEqualsSerialScanBitForBit) {
+  rows_ = MakeRows(static_cast<int>(40 * storage::kBlockRows + 123), 30000, 8);
+  ASSERT_NO_FATAL_FAILURE(Ingest(0, rows_.size()));
+  const std::vector<std::string> questions = {
+      R"pb(where {
+             field: "year"
+             op: GE
+             values { int_value: 2020 }
+           }
+           group_by: "program"
+           group_by: "region"
+           aggregates { kind: COUNT }
+           aggregates { kind: SUM field: "score" }
+           aggregates { kind: AVG field: "score" })pb",
+      R"pb(where {
+             field: "year"
+             op: BETWEEN
+             values { int_value: 2017 }
+             values { int_value: 2021 }
+           }
+           where {
+             field: "program"
+             op: IN
+             values { string_value: "alpha" }
+             values { string_value: "gamma" }
+           }
+           group_by: "age"
+           group_by: "active"
+           aggregates { kind: COUNT_SUBJECTS }
+           aggregates { kind: STDDEV field: "visits" }
+           aggregates { kind: HISTOGRAM field: "score" lo: 0 hi: 100 bins: 4 })pb",
+      R"pb(where {
+             field: "score"
+             op: LT
+             values { double_value: 50 }
+           }
+           group_by: "year"
+           aggregates { kind: VARIANCE field: "score" }
+           aggregates { kind: HISTOGRAM field: "visits" lo: 0 hi: 200 bins: 5 })pb",
+      R"pb(aggregates { kind: COUNT }
+           aggregates { kind: SUM field: "visits" })pb",
+  };
+  auto run_all = [&](std::vector<Execution>* out, std::vector<uint32_t> keys) {
+    ASSERT_NO_FATAL_FAILURE(OpenReader());
+    for (const std::string& q : questions) {
+      ASSERT_OK(Run(q).status());  // normalizes into query_
+      ASSERT_OK_AND_ASSIGN(Execution e, ExecuteQuery(*reader_, query_, consent_, 0, nullptr, keys));
+      out->push_back(std::move(e));
+    }
+  };
+  std::vector<uint32_t> keys(30000);
+  for (size_t i = 0; i < keys.size(); ++i) keys[i] = static_cast<uint32_t>(i * 2654435761u);
+  std::vector<Execution> serial, parallel;
+  ASSERT_NO_FATAL_FAILURE(run_all(&serial, keys));
+  ASSERT_EQ(reader_->scan_pool(), nullptr);
+  ASSERT_NO_FATAL_FAILURE(ReopenWithScanThreads(3));
+  ASSERT_NO_FATAL_FAILURE(run_all(&parallel, keys));
+  ASSERT_NE(reader_->scan_pool(), nullptr);
+  ASSERT_EQ(reader_->blocks(), 41u);
+  for (size_t i = 0; i < questions.size(); ++i) {
+    SCOPED_TRACE(questions[i]);
+    const Execution& a = serial[i];
+    const Execution& b = parallel[i];
+    EXPECT_GT(a.rows_counted, 0);
+    ExpectSameExecution(b, a);
+    EXPECT_EQ(b.removed_in_cells, a.removed_in_cells);  // in the same order too
+    for (size_t c = 0; c < a.cells.size() && c < b.cells.size(); ++c) {
+      EXPECT_EQ(b.cells[c].record_key_sum, a.cells[c].record_key_sum);
+      EXPECT_EQ(b.cells[c].bin_key_sums, a.cells[c].bin_key_sums);
     }
   }
 }

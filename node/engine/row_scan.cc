@@ -9,6 +9,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "node/engine/cell_stats.h"
+#include "node/engine/question_memory.h"
 #include "policy/query_rules.h"
 
 namespace fedshare::engine::exec {
@@ -16,7 +17,10 @@ namespace fedshare::engine::exec {
 absl::StatusOr<Execution> ExecuteByRow(const DatasetReader& reader, const v1::AggregateQuery& query,
                                        const policy::ConsentBitmap& consent, const Plan& plan,
                                        int max_records_per_subject, ScannedRecords* records,
-                                       absl::Span<const uint32_t> record_keys) {
+                                       absl::Span<const uint32_t> record_keys,
+                                       int64_t memory_budget_bytes) {
+  QuestionMemory memory(memory_budget_bytes);
+  int64_t grown = 0;  // bytes kept since the last charge, roughly
   const bool keyed = !record_keys.empty();
   auto key_of = [&](uint32_t subject) -> uint64_t {
     return subject < record_keys.size() ? record_keys[subject] : 0;
@@ -91,7 +95,7 @@ absl::StatusOr<Execution> ExecuteByRow(const DatasetReader& reader, const v1::Ag
             SetKeyPart(group_key, g, group_fields[g], block.columns[group_fields[g].field], row);
           }
           if (failures == 1) {
-            removal_candidates[failed].insert(subject);
+            grown += 4 + 16 * removal_candidates[failed].insert(subject).second;
             auto [d, fresh] = dropped[failed].try_emplace(group_key);
             if (fresh) d->second = new_dropped();
             AppendSubject(d->second.subjects, subject);
@@ -113,12 +117,14 @@ absl::StatusOr<Execution> ExecuteByRow(const DatasetReader& reader, const v1::Ag
               key.push_back(KeyValue(reader, group_fields[g], group_key, g));
             }
             cells.push_back(new_cell(std::move(key)));
+            grown += static_cast<int64_t>(sizeof(CellAccumulator)) + 64 * n_aggs;
           }
           CellAccumulator& cell = cells[it->second];
           auto [slot_it, new_subject] =
               cell.slot_of.try_emplace(subject, static_cast<uint32_t>(cell.records.size()));
           const uint32_t slot = slot_it->second;
           if (new_subject) {
+            grown += 24 + 8 * n_aggs;
             cell.ordinals.push_back(subject);
             cell.records.push_back(0);
             cell.contributions.resize(cell.contributions.size() + n_aggs, 0.0);
@@ -130,6 +136,7 @@ absl::StatusOr<Execution> ExecuteByRow(const DatasetReader& reader, const v1::Ag
           if (keyed) cell.record_key_sum += key_of(subject);
           if (records != nullptr) {
             records->refs.push_back({subject, static_cast<uint32_t>(it->second)});
+            grown += 8 + 8 * n_aggs;
             for (int a = 0; a < n_aggs; ++a) {
               records->measures.push_back(
                   measure_value(a, block, row).value_or(std::numeric_limits<double>::quiet_NaN()));
@@ -159,7 +166,9 @@ absl::StatusOr<Execution> ExecuteByRow(const DatasetReader& reader, const v1::Ag
             cell.contributions[static_cast<size_t>(slot) * n_aggs + a] += std::fabs(v);
           }
         }
-        return absl::OkStatus();
+        const int64_t charge = grown;
+        grown = 0;
+        return memory.Charge(charge);
       },
       &plan.columns);
   if (!status.ok()) return status;

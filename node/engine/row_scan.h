@@ -12,11 +12,13 @@
 
 namespace fedshare::engine::exec {
 
-// As ExecuteQuery, for `plan` = MakePlan(reader, query).
+// As ExecuteQuery, for `plan` = MakePlan(reader, query); RESOURCE_EXHAUSTED
+// when what it keeps grows past `memory_budget_bytes` (0: no budget).
 absl::StatusOr<Execution> ExecuteByRow(const DatasetReader& reader, const v1::AggregateQuery& query,
                                        const policy::ConsentBitmap& consent, const Plan& plan,
                                        int max_records_per_subject, ScannedRecords* records,
-                                       absl::Span<const uint32_t> record_keys);
+                                       absl::Span<const uint32_t> record_keys,
+                                       int64_t memory_budget_bytes);
 
 }  // namespace fedshare::engine::exec
 

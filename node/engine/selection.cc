@@ -62,7 +62,60 @@ void MarkByOp(Op op, const std::vector<T>& x, const ColumnBlock::Column& col, co
   }
 }
 
+// Every value in [lo, hi] fails `op` against `x`.
+template <typename T>
+bool RangeFails(Op op, const std::vector<T>& x, T lo, T hi) {
+  switch (op) {
+    case v1::Predicate::EQ:
+      return x[0] < lo || x[0] > hi;
+    case v1::Predicate::NE:
+      return lo == hi && lo == x[0];
+    case v1::Predicate::LT:
+      return lo >= x[0];
+    case v1::Predicate::LE:
+      return lo > x[0];
+    case v1::Predicate::GT:
+      return hi <= x[0];
+    case v1::Predicate::GE:
+      return hi < x[0];
+    case v1::Predicate::BETWEEN:
+      return x[1] < lo || x[0] > hi || x[0] > x[1];
+    case v1::Predicate::IN:
+      return std::all_of(x.begin(), x.end(), [&](T v) { return v < lo || v > hi; });
+    default:
+      return true;  // Compare passes nothing
+  }
+}
+
 }  // namespace
+
+bool FailsEveryRow(const CompiledPredicate& p, const storage::ZoneMap::Column& z) {
+  if (!z.has_values) return true;  // a null fails every predicate
+  switch (p.type) {
+    case v1::FieldSchema::CATEGORY: {
+      const int64_t size = static_cast<int64_t>(p.category_match.size());
+      for (int64_t code = std::max<int64_t>(z.min_int, 0); code <= z.max_int && code < size;
+           ++code) {
+        if (p.category_match[code]) return false;
+      }
+      return true;
+    }
+    case v1::FieldSchema::DOUBLE:
+      return RangeFails(p.op, p.doubles, z.min_double, z.max_double);
+    default:
+      return RangeFails(p.op, p.ints, z.min_int, z.max_int);
+  }
+}
+
+bool BlockCannotContribute(const Plan& plan, const storage::ZoneMap& z) {
+  if (!z.present || plan.predicates.size() < 2) return false;
+  int failing = 0;
+  for (const CompiledPredicate& p : plan.predicates) {
+    failing += p.field < static_cast<int>(z.columns.size()) && FailsEveryRow(p, z.columns[p.field]);
+    if (failing >= 2) return true;
+  }
+  return false;
+}
 
 void MarkPredicate(const CompiledPredicate& p, uint8_t index, const ColumnBlock& block,
                    const uint32_t* rows, size_t n, uint8_t* fails, uint8_t* failed) {

@@ -1,6 +1,7 @@
 // Predicates over whole blocks: for a selection vector of rows, which
 // predicates each row fails, with the operator chosen once per block rather
-// than per value. Include only from the executor's files.
+// than per value; and which blocks a zone map shows need not be read.
+// Include only from the executor's files.
 #ifndef FEDSHARE_NODE_ENGINE_SELECTION_H_
 #define FEDSHARE_NODE_ENGINE_SELECTION_H_
 
@@ -15,6 +16,17 @@ namespace fedshare::engine::exec {
 // predicate), adds one to fails[k] and sets failed[k] to `index`.
 void MarkPredicate(const CompiledPredicate& p, uint8_t index, const ColumnBlock& block,
                    const uint32_t* rows, size_t n, uint8_t* fails, uint8_t* failed);
+
+// Whether the zone map `z` of a block's column shows that every row fails
+// `p` (every row null, or no value in [min, max] passes).
+bool FailsEveryRow(const CompiledPredicate& p, const storage::ZoneMap::Column& z);
+
+// Whether a block with zone map `z` can change nothing in an answer to a
+// question planned as `plan`: it can only when at least two predicates fail
+// every row, because a record failing exactly one predicate still counts in
+// the predicate-removal figures (Execution::removed_by_predicate). False for
+// a block without a zone map.
+bool BlockCannotContribute(const Plan& plan, const storage::ZoneMap& z);
 
 }  // namespace fedshare::engine::exec
 

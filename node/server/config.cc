@@ -134,6 +134,13 @@ absl::Status ValidateImpl(const v1::NodeConfig& config, const Locator& where,
                 "least 1048576 (1 MiB)");
   }
 
+  if (config.limits().query_memory_budget_bytes() < 0) {
+    return fail("limits", -1, "limits.query_memory_budget_bytes must be >= 0 (0: the default)");
+  }
+  if (config.limits().scan_threads() < 0 || config.limits().scan_threads() > 256) {
+    return fail("limits", -1, "limits.scan_threads must be 0 (the machine's cores) to 256");
+  }
+
   int bad_purpose = -1;
   absl::StatusOr<policy::PurposeTree> tree_or =
       policy::PurposeTree::Create(config.purposes(), &bad_purpose);

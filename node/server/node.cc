@@ -204,6 +204,9 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
   engine_options.purposes.assign(cfg.purposes().begin(), cfg.purposes().end());
   engine_options.datasets = schemas;
   engine_options.clock = node->clock_;
+  const v1::Limits limits = service::EffectiveLimits(cfg.limits());
+  engine_options.scan_threads = limits.scan_threads();
+  engine_options.query_memory_budget_bytes = limits.query_memory_budget_bytes();
   FEDSHARE_ASSIGN_OR_RETURN(
       node->engine_, engine::Engine::Create(node->storage_.get(), std::move(engine_options)));
   node->answerer_ = std::make_unique<engine::Answerer>(

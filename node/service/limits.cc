@@ -1,5 +1,7 @@
 #include "node/service/limits.h"
 
+#include <algorithm>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -28,6 +30,11 @@ constexpr int32_t kMaxCallsPerCaller = 4;
 constexpr int32_t kRefusalsPerWindow = 20;
 constexpr int32_t kRefusalWindowSeconds = 60;
 constexpr int64_t kIngestMemoryBudgetBytes = int64_t{256} << 20;
+constexpr int64_t kQueryMemoryBudgetBytes = int64_t{256} << 20;
+
+int32_t DefaultScanThreads() {
+  return std::max(1, static_cast<int32_t>(std::thread::hardware_concurrency()));
+}
 
 template <typename T>
 T Or(T value, T fallback) {
@@ -73,6 +80,8 @@ v1::Limits EffectiveLimits(const v1::Limits& c) {
   l.set_refusals_per_window(Or(c.refusals_per_window(), kRefusalsPerWindow));
   l.set_refusal_window_seconds(Or(c.refusal_window_seconds(), kRefusalWindowSeconds));
   l.set_ingest_memory_budget_bytes(Or(c.ingest_memory_budget_bytes(), kIngestMemoryBudgetBytes));
+  l.set_query_memory_budget_bytes(Or(c.query_memory_budget_bytes(), kQueryMemoryBudgetBytes));
+  l.set_scan_threads(Or(c.scan_threads(), DefaultScanThreads()));
   return l;
 }
 

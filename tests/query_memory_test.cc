@@ -1,0 +1,61 @@
+// Issue 11: a question whose scan would keep more than
+// limits.query_memory_budget_bytes is refused with RESOURCE_EXHAUSTED naming
+// the limit, through a real node; one within it is answered.
+#include <set>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "node/common/status_matchers.h"
+#include "query/sql.h"
+#include "tests/partner_fixture.h"
+#include "tests/test_env.h"
+
+namespace fedshare::testing {
+namespace {
+
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+
+constexpr char kTrustDomain[] = "fedshare.test";
+
+TEST(QueryMemoryTest, AQuestionOverItsMemoryBudgetIsRefusedNamingTheLimit) {
+  TempDir tmp("query-memory");
+  Pki pki(tmp.Sub("pki"), kTrustDomain);
+  PartnerFixture partner(tmp, pki);
+  v1::NodeConfig config = partner.Config();
+  // 10,000 people: about 41 KB kept whatever the question (4 bytes a subject
+  // to fold cells, a bitmap of subjects), then 4 bytes a counted record and
+  // 8 more for each SUM.
+  config.mutable_limits()->set_query_memory_budget_bytes(128 << 10);
+  *config.add_agreements() = OpenAgreement("open", "foundation");
+  ASSERT_OK(partner.Start(config));
+  constexpr int kPeople = 10000;
+  std::string csv = kProgramOutcomesCsvHeader;
+  std::set<std::string> subjects;
+  for (int i = 0; i < kPeople; ++i) {
+    absl::StrAppend(&csv, "p", i, ",mentoring,north,2023,30,false,50,", i % 40, ",0\n");
+    subjects.insert(absl::StrCat("p", i));
+  }
+  ASSERT_OK(partner.Load(csv, kPeople, subjects));
+
+  auto ask = [&](const std::string& sql) {
+    absl::StatusOr<v1::AggregateQuery> query =
+        ParseSql(sql + " FROM program_outcomes PURPOSE 'program-evaluation'");
+    EXPECT_OK(query.status());
+    return partner.peer().Aggregate(*query);
+  };
+  // 41 KB + 40 KB: within the budget.
+  ASSERT_OK_AND_ASSIGN(v1::AggregateResult counted, ask("SELECT COUNT(*)"));
+  ASSERT_EQ(counted.cells_size(), 1);
+  EXPECT_EQ(counted.cells(0).values(0).value(), kPeople);
+  // 41 KB + 120 KB: refused, saying what to change.
+  EXPECT_THAT(ask("SELECT COUNT(*), SUM(sessions_attended)").status(),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       AllOf(HasSubstr("limits.query_memory_budget_bytes = 131072"),
+                             HasSubstr("Raise limits.query_memory_budget_bytes"))));
+}
+
+}  // namespace
+}  // namespace fedshare::testing
