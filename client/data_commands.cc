@@ -328,6 +328,59 @@ int RunBackup(const Globals& g) {
   return 0;
 }
 
+int RunErase(const Globals& g, const std::string& subject, bool yes) {
+  if (!yes) {
+    if (!::isatty(STDIN_FILENO)) {
+      std::cerr << "fedshare: erasing a subject cannot be undone; pass --yes to confirm\n";
+      return kExitUsage;
+    }
+    std::cerr << "Erase this subject's records and consent from every dataset? This cannot be "
+                 "undone (backups made before keep them). Type yes: ";
+    std::string answer;
+    std::getline(std::cin, answer);
+    if (answer != "yes") {
+      std::cerr << "fedshare: nothing erased\n";
+      return kExitUsage;
+    }
+  }
+  auto client = Dial(g, "127.0.0.1:7444");
+  if (!client.ok()) return Fail(client.status());
+  absl::StatusOr<v1::EraseSubjectResponse> r = (*client)->EraseSubject(subject);
+  if (!r.ok()) return Fail(r.status(), Listener::kLocal);
+  std::cout << "erased " << r->records_erased() << " records and " << r->consent_events_erased()
+            << " consent events (audit entry " << r->audit_index() << ")\n";
+  for (const v1::ErasedDataset& d : r->datasets()) {
+    std::cout << "  " << d.dataset() << ": " << d.records() << " records\n";
+  }
+  if (!r->physically_removed()) {
+    std::cerr << "fedshare: warning: the erasure is committed, but its bytes are still in the "
+                 "store's files until the next compaction: "
+              << r->physical_removal_error() << "\n";
+  }
+  std::cout << "backups made before this erasure still hold the subject (docs/operators.md)\n";
+  return 0;
+}
+
+int RunRetention(const Globals& g) {
+  auto client = Dial(g, "127.0.0.1:7444");
+  if (!client.ok()) return Fail(client.status());
+  absl::StatusOr<v1::RunRetentionResponse> r = (*client)->RunRetention();
+  if (!r.ok()) return Fail(r.status(), Listener::kLocal);
+  if (r->datasets().empty()) std::cout << "no dataset sets retention_days\n";
+  for (const v1::RetentionPurge& p : r->datasets()) {
+    std::cout << p.dataset() << ": purged " << p.records_purged() << " records loaded before "
+              << fedshare::FormatTime(absl::FromUnixSeconds(p.cutoff().seconds()))
+              << " (retention_days " << p.retention_days() << "), kept " << p.records_kept();
+    if (p.records_without_load_day() > 0) {
+      std::cout << ", of which " << p.records_without_load_day()
+                << " have no load day and are never purged";
+    }
+    if (p.records_purged() > 0) std::cout << "; audit entry " << p.audit_index();
+    std::cout << "\n";
+  }
+  return 0;
+}
+
 int RunExport(const Globals& g, const std::string& dataset, const std::string& format,
               const std::string& out) {
   auto client = Dial(g, "127.0.0.1:7444");

@@ -30,6 +30,11 @@ int RunConsentExport(const Globals& g, const std::string& format, const std::str
 int RunConsentReport(const Globals& g, const std::string& at);
 // Asks the node for a backup (AdminService.Backup) and says how to restore it.
 int RunBackup(const Globals& g);
+// Erases one subject everywhere (AdminService.EraseSubject). Without `yes`,
+// asks for confirmation on a terminal and refuses otherwise.
+int RunErase(const Globals& g, const std::string& subject, bool yes);
+// Purges now what is past each dataset's retention (AdminService.RunRetention).
+int RunRetention(const Globals& g);
 int RunExport(const Globals& g, const std::string& dataset, const std::string& format,
               const std::string& out);
 

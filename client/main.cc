@@ -13,6 +13,8 @@
 //   fedshare consent export [--format csv|dpv] [--out FILE]
 //   fedshare consent report [--at TIME]
 //   fedshare backup
+//   fedshare erase --subject ID [--yes]
+//   fedshare retention run
 //   fedshare export --dataset D [--format csv|jsonl] [--out FILE]
 //   fedshare query --sql "SELECT ..." [--peers a,b | --all-peers | --group G] [--dry-run]
 //       [--output table|csv|json|chart] [--save FILE]
@@ -613,6 +615,15 @@ int main(int argc, char** argv) {
   auto* backup = app.add_subcommand(
       "backup", "back the node's whole store up (audit log included) into its storage.backup_dir");
 
+  std::string erase_subject;
+  bool erase_yes = false;
+  auto* erase = app.add_subcommand(
+      "erase", "erase one subject's records and consent everywhere (audited without the id)");
+  erase->add_option("--subject", erase_subject, "the subject id, exactly as stored")->required();
+  erase->add_flag("--yes", erase_yes, "do not ask for confirmation");
+  auto* retention = app.add_subcommand("retention", "records past their dataset's retention_days");
+  auto* retention_run = retention->add_subcommand("run", "purge them now and say what went");
+
   auto* export_cmd = app.add_subcommand("export", "export a dataset as CSV or JSON Lines");
   export_cmd->add_option("--dataset", dataset, "dataset name")->required();
   export_cmd->add_option("--format", format, "csv or jsonl (default: from --out, else csv)");
@@ -721,6 +732,8 @@ int main(int argc, char** argv) {
   if (consent_export->parsed()) return RunConsentExport(g, format, out);
   if (consent_report->parsed()) return RunConsentReport(g, consent_at);
   if (backup->parsed()) return RunBackup(g);
+  if (erase->parsed()) return RunErase(g, erase_subject, erase_yes);
+  if (retention_run->parsed()) return RunRetention(g);
   if (export_cmd->parsed()) return RunExport(g, dataset, format, out);
   if (query->parsed())
     return RunQuery(g, sql, peers, all_peers, group, output, deadline_ms, min_coverage, save_path,

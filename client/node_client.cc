@@ -270,6 +270,28 @@ absl::StatusOr<v1::BackupResponse> NodeClient::Backup() {
   return response;
 }
 
+absl::StatusOr<v1::EraseSubjectResponse> NodeClient::EraseSubject(const std::string& subject_id) {
+  grpc::ClientContext context;
+  Prepare(context);
+  v1::EraseSubjectRequest request;
+  request.set_subject_id(subject_id);
+  v1::EraseSubjectResponse response;
+  grpc::Status status = admin_->EraseSubject(&context, request, &response);
+  Remember(context);
+  if (!status.ok()) return FromGrpcStatus(status);
+  return response;
+}
+
+absl::StatusOr<v1::RunRetentionResponse> NodeClient::RunRetention() {
+  grpc::ClientContext context;
+  Prepare(context);
+  v1::RunRetentionResponse response;
+  grpc::Status status = admin_->RunRetention(&context, v1::RunRetentionRequest(), &response);
+  Remember(context);
+  if (!status.ok()) return FromGrpcStatus(status);
+  return response;
+}
+
 absl::StatusOr<v1::ConsentReportResponse> NodeClient::ConsentReport(std::optional<absl::Time> at) {
   grpc::ClientContext context;
   Prepare(context);

@@ -68,6 +68,8 @@ class NodeClient {
       v1::ConsentFormat format,
       const std::function<absl::Status(const v1::ConsentExportChunk&)>& sink);
   absl::StatusOr<v1::BackupResponse> Backup();
+  absl::StatusOr<v1::EraseSubjectResponse> EraseSubject(const std::string& subject_id);
+  absl::StatusOr<v1::RunRetentionResponse> RunRetention();
   // `at` unset: now.
   absl::StatusOr<v1::ConsentReportResponse> ConsentReport(
       std::optional<absl::Time> at = std::nullopt);

@@ -56,6 +56,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -116,6 +117,31 @@ struct IngestControl {
   size_t memory_budget_bytes = kDefaultIngestMemoryBudgetBytes;
 };
 inline constexpr size_t kMaxIdempotencyKeyBytes = 128;
+
+// What Engine::EraseSubject removed: counts and dataset names, never the id.
+struct Erasure {
+  int64_t records = 0;
+  int64_t consent_events = 0;
+  // Each dataset that held records of the subject, in config order.
+  std::vector<std::pair<std::string, int64_t>> datasets;
+  // Whether the erased bytes were also removed from every file of the store
+  // (Storage::CompactAway). The erasure is committed either way.
+  absl::Status physical;
+};
+
+// What Engine::PurgeExpired did to one dataset with retention_days > 0.
+struct RetentionPurge {
+  std::string dataset;
+  int32_t retention_days = 0;
+  // Records loaded before this instant (00:00 UTC of a day) are purged.
+  absl::Time cutoff;
+  int64_t records_purged = 0;
+  uint32_t blocks_purged = 0;
+  int64_t records_kept = 0;
+  // Kept because their block has no load day (written before load days were
+  // stored): never purged.
+  int64_t records_without_load_day = 0;
+};
 
 struct EngineOptions {
   // The node's own org: the asker for ListDatasets' consent coverage.
@@ -299,6 +325,29 @@ class Engine {
   absl::Status Export(absl::string_view dataset, v1::DataFormat format, const ExportSink& sink,
                       size_t chunk_bytes = 64 << 10) const;
 
+  // Erases one subject everywhere in one synced write: its rows in every
+  // dataset (each block holding them is rewritten without them, a block left
+  // empty is deleted), the datasets' counters and subject bitmaps, its
+  // consent events, its id <-> ordinal keys (the ordinal is never reused) and
+  // its id wherever a stored ingest outcome quotes it; caches forget it.
+  // `before_commit` (e.g. the audit append) is called last before the write
+  // with what will be removed; its error is returned and nothing is written.
+  // Then the store is compacted so the id is in no file (Erasure::physical).
+  // NOT_FOUND if no record or consent event names the subject; nothing is
+  // written then.
+  absl::StatusOr<Erasure> EraseSubject(
+      absl::string_view subject_id,
+      const std::function<absl::Status(const Erasure&)>& before_commit);
+
+  // Purges, for each dataset with retention_days > 0, the records loaded on
+  // a UTC day before today - retention_days (so a record is kept at least
+  // retention_days and at most one day more), one synced write per dataset.
+  // `before_commit` is called before each dataset's write that purges
+  // anything; its error stops the run and that dataset is left unchanged.
+  // Returns one entry per dataset with retention_days > 0, config order.
+  absl::StatusOr<std::vector<RetentionPurge>> PurgeExpired(
+      const std::function<absl::Status(const RetentionPurge&)>& before_commit);
+
   // Every configured dataset (config order) with rows, subjects, blocks and,
   // for each of `purposes` (every configured purpose if empty), the subjects
   // with records in it whose consent counts for a question with that purpose
@@ -346,6 +395,20 @@ class Engine {
   absl::Status AddDatasetDeletes(const DatasetDef& def, const storage::DatasetStats& stats,
                                  storage::WriteBatch* batch) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  absl::StatusOr<Erasure> EraseLocked(
+      absl::string_view subject_id,
+      const std::function<absl::Status(const Erasure&)>& before_commit,
+      std::vector<storage::Storage::KeyRange>* ranges) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // Stages into `batch` the rewrite of every block of `def` holding rows of
+  // `ordinal`; returns the rows removed and adjusts stats->blocks.
+  absl::StatusOr<int64_t> EraseFromDataset(const DatasetDef& def, uint32_t ordinal,
+                                           storage::DatasetStats* stats, storage::WriteBatch* batch,
+                                           std::vector<storage::Storage::KeyRange>* ranges) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  absl::StatusOr<RetentionPurge> PurgeDataset(
+      size_t ds, int64_t today,
+      const std::function<absl::Status(const RetentionPurge&)>& before_commit)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   absl::StatusOr<policy::ConsentBitmap> BuildConsentBitmap(v1::ConsentBasis basis,
                                                            const policy::ConsentQuestion& question,
                                                            absl::Time* valid_until) const;
@@ -360,7 +423,7 @@ class Engine {
   policy::PurposeTree tree_;
   std::vector<std::unique_ptr<DatasetDef>> datasets_;
 
-  absl::Mutex write_mu_;  // serializes Ingest and ImportConsent
+  absl::Mutex write_mu_;  // serializes Ingest, ImportConsent, erasure and retention
   std::unique_ptr<WriterState> writer_ ABSL_GUARDED_BY(write_mu_);
 
   // Per dataset (index as in datasets_): bit o set if subject ordinal o has

@@ -37,6 +37,14 @@ std::string EncodeConsentValue(absl::Time valid_until, const std::vector<std::st
 std::optional<policy::ConsentEvent> DecodeConsentEvent(const storage::ConsentKey& key,
                                                        absl::string_view value);
 
+// Copies into `out` the rows of `in` whose subject ordinal is not `ordinal`,
+// in order, with their values and nulls; returns how many were left out.
+// The erasure writes `out` with EncodeColumnBlock, as ingest writes blocks.
+uint32_t CopyRowsWithout(const ColumnBlock& in, uint32_t ordinal, ColumnBlock* out);
+
+// The UTC day of `t`: days since 1970-01-01, rounded down.
+int64_t UtcDay(absl::Time t);
+
 inline std::string Quote(absl::string_view text) {
   return absl::StrCat("'", TruncateUtf8(text, 40), "'");
 }

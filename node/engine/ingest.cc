@@ -163,6 +163,9 @@ class IngestRun {
   ColumnBlock block_;
   uint32_t block_no_ = 0;
   bool block_dirty_ = false;
+  // block_no_ is not stored yet: writing it adds a block and its load day.
+  bool block_is_new_ = true;
+  int64_t load_day_ = 0;  // UTC day of this ingest (meta 0x17)
 };
 
 absl::Status IngestRun::Start() {
@@ -192,20 +195,30 @@ absl::Status IngestRun::Start() {
     stats_ = storage::DatasetStats();
   }
   block_.Reset(nfields_);
+  load_day_ = UtcDay(engine_->clock_->Now());
   if (stats_.blocks > 0) {
+    // The tail is the highest-numbered block (an erasure or a purge may have
+    // removed others). Rows are added to it only if they share its load day.
+    const storage::Storage& store = *engine_->storage_;
     FEDSHARE_ASSIGN_OR_RETURN(
-        std::optional<std::string> tail,
-        engine_->storage_->Get(ColumnFamily::kRecords,
-                               storage::RecordsBlockKey(def_.id, stats_.blocks - 1)));
+        auto tail,
+        store.LastWithPrefix(ColumnFamily::kRecords, storage::RecordsDatasetPrefix(def_.id)));
     if (!tail.has_value()) {
-      return absl::DataLossError(absl::StrCat("dataset '", schema_.name(), "': tail block ",
-                                              stats_.blocks - 1, " missing"));
+      return absl::DataLossError(absl::StrCat("dataset '", schema_.name(), "' counts ",
+                                              stats_.blocks, " blocks but none is stored"));
     }
-    FEDSHARE_RETURN_IF_ERROR(storage::DecodeColumnBlock(*tail, def_.types, &block_));
-    block_no_ = stats_.blocks - 1;
-    if (block_.rows >= storage::kBlockRows) {
+    block_no_ = storage::DecodeRecordsBlockNumber(tail->first);
+    FEDSHARE_ASSIGN_OR_RETURN(
+        std::optional<std::string> day,
+        store.Get(ColumnFamily::kMeta, storage::MetaBlockLoadDayKey(def_.id, block_no_)));
+    const bool same_day =
+        day.has_value() && day->size() == 4 && storage::DecodeFixed32BE(*day) == load_day_;
+    FEDSHARE_RETURN_IF_ERROR(storage::DecodeColumnBlock(tail->second, def_.types, &block_));
+    if (block_.rows >= storage::kBlockRows || !same_day) {
       block_.Reset(nfields_);
-      block_no_ = stats_.blocks;
+      ++block_no_;
+    } else {
+      block_is_new_ = false;
     }
   }
   return CheckBudget();
@@ -501,12 +514,18 @@ void IngestRun::FlushBlock() {
   if (block_dirty_) {
     batch_.Put(ColumnFamily::kRecords, storage::RecordsBlockKey(def_.id, block_no_),
                storage::EncodeColumnBlock(block_, def_.types));
-    stats_.blocks = block_no_ + 1;
+    if (block_is_new_) {
+      ++stats_.blocks;
+      batch_.Put(ColumnFamily::kMeta, storage::MetaBlockLoadDayKey(def_.id, block_no_),
+                 storage::EncodeFixed32BE(static_cast<uint32_t>(load_day_)));
+      block_is_new_ = false;
+    }
     block_dirty_ = false;
   }
   if (block_.rows >= storage::kBlockRows) {
     block_.Reset(nfields_);
     ++block_no_;
+    block_is_new_ = true;
   }
 }
 
@@ -518,6 +537,7 @@ void IngestRun::StopWriting() {
   batch_.Clear();
   block_.Reset(nfields_);
   block_dirty_ = false;
+  block_is_new_ = true;
   engine_->write_mu_.AssertHeld();
   Engine::WriterState& w = *engine_->writer_;
   subjects_ = std::make_unique<SubjectStaging>(w.subjects, w.subject_count);
@@ -685,22 +705,31 @@ absl::StatusOr<v1::IngestResponse> IngestRun::Commit(const std::string& file_sha
 
 // Adds to `batch` the deletion of every row of `def` (its blocks, its
 // subject-block index) and of its loaded-file digests.
-absl::Status Engine::AddDatasetDeletes(const DatasetDef& def, const storage::DatasetStats& stats,
+absl::Status Engine::AddDatasetDeletes(const DatasetDef& def, const storage::DatasetStats&,
                                        storage::WriteBatch* batch) const {
-  for (uint32_t b = 0; b < stats.blocks; ++b) {
-    batch->Delete(ColumnFamily::kRecords, storage::RecordsBlockKey(def.id, b));
+  // Block numbers may have gaps after an erasure or a purge: the keys are
+  // read rather than counted.
+  const std::string records = storage::RecordsDatasetPrefix(def.id);
+  std::unique_ptr<storage::Iterator> it = storage_->NewIterator(ColumnFamily::kRecords, records);
+  for (it->Seek(records); it->Valid(); it->Next()) {
+    batch->Delete(ColumnFamily::kRecords, it->key());
   }
+  FEDSHARE_RETURN_IF_ERROR(it->status());
   FEDSHARE_RETURN_IF_ERROR(storage_->ScanPrefix(ColumnFamily::kSubjects,
                                                 storage::SubjectBlockDatasetPrefix(def.id),
                                                 [&](absl::string_view key, absl::string_view) {
                                                   batch->Delete(ColumnFamily::kSubjects, key);
                                                   return absl::OkStatus();
                                                 }));
-  return storage_->ScanPrefix(ColumnFamily::kMeta, storage::MetaIngestDigestPrefix(def.id),
-                              [&](absl::string_view key, absl::string_view) {
-                                batch->Delete(ColumnFamily::kMeta, key);
-                                return absl::OkStatus();
-                              });
+  for (const std::string& prefix :
+       {storage::MetaIngestDigestPrefix(def.id), storage::MetaBlockLoadDayPrefix(def.id)}) {
+    FEDSHARE_RETURN_IF_ERROR(storage_->ScanPrefix(ColumnFamily::kMeta, prefix,
+                                                  [&](absl::string_view key, absl::string_view) {
+                                                    batch->Delete(ColumnFamily::kMeta, key);
+                                                    return absl::OkStatus();
+                                                  }));
+  }
+  return absl::OkStatus();
 }
 
 // ---- Ingest

@@ -124,6 +124,9 @@ absl::Status ValidateImpl(const v1::NodeConfig& config, const Locator& where,
   if (tls.reload_interval_seconds() < 0) {
     return fail("tls", -1, "tls.reload_interval_seconds must be >= 0");
   }
+  if (config.storage().retention_interval_seconds() < 0) {
+    return fail("storage", -1, "storage.retention_interval_seconds must be >= 0 (0 means hourly)");
+  }
   if (config.peer_deadline_ms() < 0) {
     return fail("peer_deadline_ms", -1, "peer_deadline_ms must be >= 0");
   }

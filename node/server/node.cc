@@ -22,6 +22,7 @@
 #include "node/federation/fanout.h"
 #include "node/identity/authenticator.h"
 #include "node/identity/server_credentials.h"
+#include "node/identity/spiffe.h"
 #include "node/identity/tls_mirror.h"
 #include "node/metrics/http_server.h"
 #include "node/metrics/metrics.h"
@@ -32,6 +33,7 @@
 #include "node/server/reload.h"
 #include "node/service/admin_service.h"
 #include "node/service/federation_service.h"
+#include "node/service/lifecycle.h"
 #include "node/service/limits.h"
 #include "node/service/peer_service.h"
 #include "node/service/service_env.h"
@@ -303,6 +305,9 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
         std::make_unique<CallHomeClient>(&node->config_, upstream, &env));
     node->call_home_clients_.back()->Start();
   }
+  bool retention = false;
+  for (const v1::DatasetSchema& d : cfg.datasets()) retention = retention || d.retention_days() > 0;
+  if (retention) node->retention_ = std::thread([n = node.get()] { n->PurgeOnSchedule(); });
   spdlog::info("event=node_started org={} peer={} local={} data_dir={}", cfg.org_id(),
                node->peer_address(), node->local_address(), cfg.data_dir());
   return node;
@@ -361,6 +366,26 @@ std::string Node::FileStamp(const std::string& path) {
   struct stat st;
   if (path.empty() || ::stat(path.c_str(), &st) != 0) return "";
   return absl::StrCat(st.st_mtim.tv_sec, ".", st.st_mtim.tv_nsec, ":", st.st_size, ":", st.st_ino);
+}
+
+void Node::PurgeOnSchedule() {
+  const int32_t seconds = config_.storage().retention_interval_seconds();
+  const absl::Duration interval = absl::Seconds(seconds > 0 ? seconds : 3600);
+  const std::string caller =
+      identity::MakeSpiffeId(config_.trust_domain(), config_.org_id(), identity::Role::kNode, "")
+          .value_or("fedshare-node");
+  // At start, then every interval: a node restarted more often than the
+  // interval still purges.
+  for (;;) {
+    absl::StatusOr<v1::RunRetentionResponse> run = service::RunRetention(*env_, caller);
+    if (!run.ok()) {
+      spdlog::error("event=retention_failed error=\"{}\"", std::string(run.status().message()));
+    }
+    absl::MutexLock lock(&mu_);
+    if (shut_down_) return;
+    mu_.AwaitWithTimeout(absl::Condition(&shut_down_), interval);
+    if (shut_down_) return;
+  }
 }
 
 void Node::WatchAgreements() {
@@ -445,6 +470,7 @@ void Node::Shutdown(absl::Duration grace) {
     shut_down_ = true;
   }
   if (reloader_.joinable()) reloader_.join();
+  if (retention_.joinable()) retention_.join();
   // Outbound streams first: their questions use the answerer.
   for (std::unique_ptr<CallHomeClient>& client : call_home_clients_) client->Stop();
   if (peer_listener_ != nullptr) peer_listener_->Stop();

@@ -145,6 +145,9 @@ class Node {
   // Reloads agreements_file when it changes, every reload interval, until
   // Shutdown. A file that fails to load or validate keeps the old agreements.
   void WatchAgreements();
+  // Purges records past retention (service::RunRetention) at start and every
+  // storage.retention_interval_seconds, until Shutdown.
+  void PurgeOnSchedule();
   // With `inline_next`, those replace the config's inline agreements if the
   // whole set loads.
   absl::StatusOr<size_t> ReloadAgreementsLocked(
@@ -189,6 +192,7 @@ class Node {
   // config_ with the inline agreements last put in force.
   v1::NodeConfig agreements_source_ ABSL_GUARDED_BY(mu_);
   std::thread reloader_;
+  std::thread retention_;  // only when a dataset has retention_days > 0
   // One per configured upstream; stopped first in Shutdown.
   std::vector<std::unique_ptr<CallHomeClient>> call_home_clients_;
 };

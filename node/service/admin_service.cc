@@ -14,6 +14,7 @@
 #include "node/identity/server_credentials.h"
 #include "node/service/call_guard.h"
 #include "node/service/grpc_status.h"
+#include "node/service/lifecycle.h"
 #include "node/storage/storage.h"
 #include "spdlog/spdlog.h"
 
@@ -370,6 +371,31 @@ grpc::Status AdminServiceImpl::AuditProof(grpc::ServerContext* context,
   absl::StatusOr<v1::AuditProofResponse> proof = env_->audit->Proof(*request, "");
   if (proof.ok()) *response = *std::move(proof);
   return Finish(kMethod, who->spiffe_id, proof.status());
+}
+
+grpc::Status AdminServiceImpl::EraseSubject(grpc::ServerContext* context,
+                                            const v1::EraseSubjectRequest* request,
+                                            v1::EraseSubjectResponse* response) {
+  constexpr absl::string_view kMethod = "AdminService.EraseSubject";
+  absl::StatusOr<identity::Identity> who =
+      Authorize(*env_, *context, kMethod, {Role::kOperator}, /*own_org=*/true);
+  if (!who.ok()) return ToGrpcStatus(who.status());
+  absl::StatusOr<v1::EraseSubjectResponse> erased =
+      service::EraseSubject(*env_, who->spiffe_id, request->subject_id());
+  if (erased.ok()) *response = *std::move(erased);
+  return Finish(kMethod, who->spiffe_id, erased.status());
+}
+
+grpc::Status AdminServiceImpl::RunRetention(grpc::ServerContext* context,
+                                            const v1::RunRetentionRequest*,
+                                            v1::RunRetentionResponse* response) {
+  constexpr absl::string_view kMethod = "AdminService.RunRetention";
+  absl::StatusOr<identity::Identity> who =
+      Authorize(*env_, *context, kMethod, {Role::kOperator}, /*own_org=*/true);
+  if (!who.ok()) return ToGrpcStatus(who.status());
+  absl::StatusOr<v1::RunRetentionResponse> run = service::RunRetention(*env_, who->spiffe_id);
+  if (run.ok()) *response = *std::move(run);
+  return Finish(kMethod, who->spiffe_id, run.status());
 }
 
 }  // namespace fedshare::service

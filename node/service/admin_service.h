@@ -38,6 +38,10 @@ class AdminServiceImpl final : public v1::AdminService::Service {
                       v1::BackupResponse* response) override;
   grpc::Status AuditProof(grpc::ServerContext* context, const v1::AuditProofRequest* request,
                           v1::AuditProofResponse* response) override;
+  grpc::Status EraseSubject(grpc::ServerContext* context, const v1::EraseSubjectRequest* request,
+                            v1::EraseSubjectResponse* response) override;
+  grpc::Status RunRetention(grpc::ServerContext* context, const v1::RunRetentionRequest* request,
+                            v1::RunRetentionResponse* response) override;
 
  private:
   const ServiceEnv* env_;

@@ -211,6 +211,22 @@ bool DecodeSubjectBitmap(absl::string_view value, size_t words, std::vector<uint
   return true;
 }
 
+std::string MetaBlockLoadDayPrefix(uint32_t dataset_id) {
+  std::string k = Tagged(static_cast<uint8_t>(MetaTag::kBlockLoadDay));
+  AppendFixed32BE(&k, dataset_id);
+  return k;
+}
+
+std::string MetaBlockLoadDayKey(uint32_t dataset_id, uint32_t block) {
+  std::string k = MetaBlockLoadDayPrefix(dataset_id);
+  AppendFixed32BE(&k, block);
+  return k;
+}
+
+uint32_t DecodeMetaBlockLoadDayBlock(absl::string_view key) {
+  return DecodeFixed32BE(key.substr(5));
+}
+
 std::string RecordsDatasetPrefix(uint32_t dataset_id) {
   std::string k = Tagged(static_cast<uint8_t>(RecordsTag::kBlock));
   AppendFixed32BE(&k, dataset_id);

@@ -46,6 +46,9 @@ enum class MetaTag : uint8_t {
   // key: tag + u32 dataset id. value: bitmap of the subject ordinals with
   // records in the dataset (bit o % 8 of byte o / 8).
   kDatasetSubjects = 0x16,
+  // key: tag + u32 dataset id + u32 block number. value: u32 UTC day (days
+  // since 1970-01-01) on which every row of the block was loaded.
+  kBlockLoadDay = 0x17,
 };
 
 // First byte of every key in the records column family.
@@ -142,6 +145,13 @@ std::string MetaDatasetSubjectsKey(uint32_t dataset_id);
 std::string EncodeSubjectBitmap(const std::vector<uint64_t>& words);
 // Decodes into `words` words (bytes past them must be zero). False if not.
 bool DecodeSubjectBitmap(absl::string_view value, size_t words, std::vector<uint64_t>* out);
+
+// The load day of one record block (MetaTag::kBlockLoadDay), and the prefix
+// of every such key of one dataset.
+std::string MetaBlockLoadDayPrefix(uint32_t dataset_id);
+std::string MetaBlockLoadDayKey(uint32_t dataset_id, uint32_t block);
+// The block number in a MetaBlockLoadDayKey. REQUIRES: key.size() == 9.
+uint32_t DecodeMetaBlockLoadDayBlock(absl::string_view key);
 
 // ---- records
 std::string RecordsDatasetPrefix(uint32_t dataset_id);

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "node/common/status_macros.h"
 #include "node/storage/encryption.h"
 #include "node/storage/keys.h"
@@ -267,6 +268,15 @@ absl::StatusOr<std::unique_ptr<Storage>> Storage::Create(const std::string& dir,
   // space says little about what RocksDB still needs, and a preallocation
   // can take the last free blocks (the free-space check in Write relies on it).
   db_options.allow_fallocate = false;
+  // Erasure (CompactAway) relies on these: a write-ahead log no longer needed
+  // is deleted, neither archived nor recycled with its old bytes inside, and
+  // the MANIFEST is rewritten from the live files at every change instead of
+  // growing a history in which an erased key could remain as an old table
+  // file's boundary. The cost is one small file write per flush or compaction.
+  db_options.WAL_ttl_seconds = 0;
+  db_options.WAL_size_limit_MB = 0;
+  db_options.recycle_log_file_num = 0;
+  db_options.max_manifest_file_size = 0;
   if (options.fault_injector != nullptr) {
     storage->fs_ =
         std::make_shared<FaultFileSystem>(rocksdb::FileSystem::Default(), options.fault_injector);
@@ -374,6 +384,54 @@ absl::Status Storage::Flush() {
   options.wait = true;
   options.allow_write_stall = true;
   return FromRocks(db_->Flush(options, handles_), "flushing the store");
+}
+
+absl::Status Storage::CompactAway(const std::vector<KeyRange>& ranges,
+                                  absl::Duration wait_for_snapshots) {
+  if (read_only_) return absl::FailedPreconditionError("the store is open read-only");
+  // Writes up to here must not stay visible to an older snapshot, or the
+  // compaction has to keep what they replaced.
+  const rocksdb::SequenceNumber erased_at = db_->GetLatestSequenceNumber();
+  const absl::Time deadline = absl::Now() + wait_for_snapshots;
+  absl::Status snapshots_gone = absl::OkStatus();
+  for (;;) {
+    uint64_t oldest = 0;
+    if (!db_->GetIntProperty(rocksdb::DB::Properties::kOldestSnapshotSequence, &oldest) ||
+        oldest == 0 || oldest > erased_at) {
+      break;
+    }
+    if (absl::Now() >= deadline) {
+      snapshots_gone = absl::DeadlineExceededError(
+          "a read that started before the erasure was still running; the erased bytes leave the "
+          "files at a later compaction");
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  rocksdb::FlushOptions flush;
+  flush.wait = true;
+  flush.allow_write_stall = true;
+  std::vector<rocksdb::ColumnFamilyHandle*> all = handles_;
+  all.insert(all.end(), other_handles_.begin(), other_handles_.end());
+  FEDSHARE_RETURN_IF_ERROR(FromRocks(db_->Flush(flush, all), "flushing the store"));
+  rocksdb::CompactRangeOptions compact;
+  compact.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+  compact.exclusive_manual_compaction = false;
+  for (const KeyRange& range : ranges) {
+    rocksdb::Slice begin = ToSlice(range.begin);
+    rocksdb::Slice end = ToSlice(range.end);
+    FEDSHARE_RETURN_IF_ERROR(FromRocks(
+        db_->CompactRange(compact, Handle(range.cf), range.begin.empty() ? nullptr : &begin,
+                          range.end.empty() ? nullptr : &end),
+        absl::StrCat("compacting ", ColumnFamilyName(range.cf))));
+  }
+  // Re-enabling file deletions scans for and deletes every obsolete file in
+  // this thread, so the old files are gone when this returns (unless a
+  // backup holds deletions off: then when it ends).
+  FEDSHARE_RETURN_IF_ERROR(FromRocks(db_->DisableFileDeletions(), "pausing file deletions"));
+  FEDSHARE_RETURN_IF_ERROR(
+      FromRocks(db_->EnableFileDeletions(/*force=*/false), "deleting obsolete files"));
+  return snapshots_gone;
 }
 
 Storage::~Storage() {

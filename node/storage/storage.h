@@ -227,6 +227,27 @@ class Storage {
   // closes). OK on a read-only store.
   absl::Status Flush();
 
+  // A key range of one column family for CompactAway: keys in [begin, end);
+  // an empty begin or end leaves that side open.
+  struct KeyRange {
+    ColumnFamily cf;
+    std::string begin;
+    std::string end;
+  };
+  // Makes keys deleted (or overwritten) before the call physically absent
+  // from every file of the data directory (erasure, DESIGN §6): flushes every
+  // memtable, so no live write-ahead log holds them; compacts each range down
+  // to the bottommost level, rewriting even bottommost files, so the
+  // tombstones and the values they hide are dropped; then deletes the
+  // obsolete table files, write-ahead logs and MANIFEST files before it
+  // returns. A snapshot older than the call keeps what it sees alive, so the
+  // call first waits (up to `wait_for_snapshots`) for such snapshots to be
+  // released; DEADLINE_EXCEEDED if one outlives it (the compaction is done
+  // anyway; the bytes go at a later compaction). While a backup holds file
+  // deletions off, the obsolete files go when it ends.
+  absl::Status CompactAway(const std::vector<KeyRange>& ranges,
+                           absl::Duration wait_for_snapshots = absl::Seconds(30));
+
   // Backs the whole store (every column family, the audit log included) up
   // into `backup_dir` with RocksDB's BackupEngine while reads and writes go
   // on: the backup is one point in time, taken after a flush, and it shares
