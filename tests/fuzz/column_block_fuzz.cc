@@ -3,8 +3,8 @@
 // Anything the storage format forbids (reserved bytes, a has-nulls flag
 // other than 0 or 1 or set with no null row, null bits past the last row,
 // BOOL other than 0/1 or non-finite DOUBLE in a non-null row, zero or too many rows, short or
-// trailing bytes) is refused with DATA_LOSS: a block the decoder accepts with
-// every column stored and no null row is canonical (encoding it again gives
+// trailing bytes, a zone map the values do not give) is refused with DATA_LOSS: a block of the
+// current format the decoder accepts with every column stored and no null row is canonical (encoding it again gives
 // back exactly the same bytes), and any accepted block survives encoding and
 // decoding unchanged.
 #include <cmath>
