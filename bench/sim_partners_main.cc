@@ -1,21 +1,39 @@
 // fedshare-sim-partners: measures a foundation's fan-out against N partners
-// served from this one process (issue 13).
+// served from this one process (issue 13; docs/performance.md "Fan-out").
 //
-//   fedshare-sim-partners --partners 100 --mode call-home --dir /tmp/sim
+//   fedshare-sim-partners --partners 1000 --mode call-home --dir build/bench-fanout
 //
-// Each partner is a real node (server::Node: its own certificate, RocksDB
-// store, agreements, audit log and answer path) holding a small synthetic
-// program_outcomes dataset; it listens on its own loopback port (direct) or
-// calls home to the foundation (call-home, no peer listener). The foundation
-// is a separate fedshare-node process (found beside this binary), so its
-// peak RSS and thread count are its own. The foundation's analyst asks
-// --questions federated questions of all partners; the tool prints one line
-// with fan-out latency p50/p99, coverage, and the foundation's peak RSS and
-// threads.
+// Each partner identity has its own node certificate and the answer stack of
+// a real node: its own RocksDB store holding a small synthetic
+// program_outcomes dataset with consents, its agreement, audit log and
+// receipts, per-caller gate and refusal throttle, behind the node's own
+// PeerServiceImpl (direct) or CallHomeClient (call-home). What it does not
+// have is servers of its own: in `direct` mode all partners share one gRPC
+// server of this process, with one loopback port and TLS certificate per
+// partner, and each call is dispatched to its partner by the port it came in
+// on; in `call-home` mode each partner holds its stream to the foundation
+// with the node's CallHomeClient and listens on nothing. That keeps 5,000
+// partners to one process's threads and memory, while the foundation still
+// speaks TLS to N distinct peers and gets N real answers.
+//
+// The foundation is a separate fedshare-node process (found beside this
+// binary), so its peak RSS (VmHWM), threads (sampled every 5 ms) and CPU
+// time (/proc/PID/stat) are its own. Its analyst asks --questions federated
+// questions of all partners after one untimed question that warms channels
+// up. Partner 0 is also asked the same question directly, --questions times,
+// with the foundation's node certificate: its own answer time plus the
+// loopback round trip, the baseline of the target in issue 13.
+//
+// Prints one Markdown table row (--header prints the header first; with
+// --baseline-row the baseline is a row of its own too).
+// Certificates are kept in --dir and reused by later runs; partner data is
+// made afresh. The open-file limit is raised to what N partners need (the
+// foundation inherits it).
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,6 +42,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -31,16 +50,32 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "bench/synthetic.h"
-#include "client/node_client.h"
+#include "fedshare/v1/federation.grpc.pb.h"
+#include "fedshare/v1/peer.grpc.pb.h"
 #include "google/protobuf/text_format.h"
+#include "grpcpp/grpcpp.h"
+#include "node/audit/audit_log.h"
+#include "node/common/files.h"
+#include "node/common/status_macros.h"
+#include "node/engine/answerer.h"
+#include "node/engine/engine.h"
+#include "node/identity/authenticator.h"
 #include "node/identity/cert_issuer.h"
-#include "node/server/node.h"
+#include "node/identity/channel.h"
+#include "node/server/call_home_client.h"
+#include "node/service/limits.h"
+#include "node/service/peer_service.h"
+#include "node/storage/storage.h"
+#include "policy/agreement.h"
+#include "policy/purpose_tree.h"
+#include "query/sql.h"
 #include "spdlog/spdlog.h"
 
 extern char** environ;
@@ -49,6 +84,29 @@ namespace fedshare {
 namespace {
 
 constexpr char kTrustDomain[] = "sim.fedshare.test";
+constexpr char kQuestion[] =
+    "SELECT program, COUNT(*), AVG(outcome_score) FROM program_outcomes GROUP BY program "
+    "PURPOSE 'program-evaluation'";
+
+// Runs fn(0..n-1) on `threads` threads; the first error wins.
+absl::Status ParallelFor(int n, int threads, const std::function<absl::Status(int)>& fn) {
+  std::atomic<int> next{0};
+  absl::Mutex mu;
+  absl::Status first;
+  std::vector<std::thread> pool;
+  for (int t = 0; t < std::max(1, std::min(threads, n)); ++t) {
+    pool.emplace_back([&] {
+      for (int i = next++; i < n; i = next++) {
+        absl::Status s = fn(i);
+        if (s.ok()) continue;
+        absl::MutexLock lock(&mu);
+        if (first.ok()) first = s;
+      }
+    });
+  }
+  for (std::thread& t : pool) t.join();
+  return first;
+}
 
 struct Foundation {
   pid_t pid = -1;
@@ -94,7 +152,7 @@ absl::StatusOr<Foundation> StartFoundation(const std::string& node_binary,
   }
   close(pipe_fds[1]);
   f.stdout_fd = pipe_fds[0];
-  absl::StatusOr<std::string> ready = ReadLine(f.stdout_fd, absl::Seconds(60));
+  absl::StatusOr<std::string> ready = ReadLine(f.stdout_fd, absl::Seconds(120));
   if (!ready.ok()) return ready.status();
   for (absl::string_view part : absl::StrSplit(*ready, ' ')) {
     if (absl::ConsumePrefix(&part, "peer=")) f.peer_address = std::string(part);
@@ -115,19 +173,25 @@ int64_t ProcStatus(pid_t pid, const std::string& key) {
   return -1;
 }
 
-v1::NodeConfig NodeConfig(const std::string& org, const std::string& dir) {
-  v1::NodeConfig config;
-  config.set_org_id(org);
-  config.set_trust_domain(kTrustDomain);
-  config.set_data_dir(dir + "/data/" + org);
-  config.set_peer_address("127.0.0.1:0");
-  config.set_local_address("127.0.0.1:0");
-  const std::string id = dir + "/pki/" + org + "-node";
-  config.mutable_tls()->set_cert_file(id + "/cert.pem");
-  config.mutable_tls()->set_key_file(id + "/key.pem");
-  config.mutable_tls()->set_ca_file(id + "/ca.pem");
-  for (const v1::Purpose& p : synthetic::Purposes()) *config.add_purposes() = p;
-  return config;
+// User plus system CPU time `pid` has used.
+absl::Duration ProcCpu(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // Fields after the ")" that ends the command name; utime and stime are the
+  // 14th and 15th fields of the line.
+  std::vector<std::string> f =
+      absl::StrSplit(stat.substr(stat.rfind(')') + 2), ' ', absl::SkipEmpty());
+  int64_t utime = 0, stime = 0;
+  if (f.size() < 13 || !absl::SimpleAtoi(f[11], &utime) || !absl::SimpleAtoi(f[12], &stime)) {
+    return absl::ZeroDuration();
+  }
+  return absl::Seconds(static_cast<double>(utime + stime) / sysconf(_SC_CLK_TCK));
+}
+
+std::string IdDir(const std::string& dir, const std::string& org, identity::Role role,
+                  const std::string& name) {
+  return absl::StrCat(dir, "/pki/", org, "-", identity::RoleName(role), name.empty() ? "" : "-",
+                      name);
 }
 
 absl::Status Issue(const std::string& dir, const std::string& org, identity::Role role,
@@ -136,15 +200,226 @@ absl::Status Issue(const std::string& dir, const std::string& org, identity::Rol
   options.org = org;
   options.role = role;
   options.name = name;
-  options.out_dir =
-      absl::StrCat(dir, "/pki/", org, "-", identity::RoleName(role), name.empty() ? "" : "-", name);
+  options.out_dir = IdDir(dir, org, role, name);
   if (std::filesystem::exists(options.out_dir + "/cert.pem")) return absl::OkStatus();
   return identity::IssueCertificate(dir + "/pki/ca", options);
 }
 
-int Run(int partners, const std::string& mode, const std::string& dir, int records, int questions,
-        int deadline_ms, const std::string& node_binary) {
-  const bool call_home = mode == "call-home";
+v1::NodeConfig NodeConfig(const std::string& org, const std::string& dir) {
+  v1::NodeConfig config;
+  config.set_org_id(org);
+  config.set_trust_domain(kTrustDomain);
+  config.set_data_dir(dir + "/data/" + org);
+  config.set_peer_address("127.0.0.1:0");
+  config.set_local_address("127.0.0.1:0");
+  const std::string id = IdDir(dir, org, identity::Role::kNode, "");
+  config.mutable_tls()->set_cert_file(id + "/cert.pem");
+  config.mutable_tls()->set_key_file(id + "/key.pem");
+  config.mutable_tls()->set_ca_file(id + "/ca.pem");
+  for (const v1::Purpose& p : synthetic::Purposes()) *config.add_purposes() = p;
+  return config;
+}
+
+// One partner identity: a node's answer stack without servers of its own.
+struct SimPartner {
+  v1::NodeConfig config;
+  std::unique_ptr<storage::Storage> storage;
+  std::unique_ptr<audit::AuditLog> audit;
+  std::unique_ptr<engine::Engine> engine;
+  std::unique_ptr<engine::Answerer> answerer;
+  std::unique_ptr<service::CallGate> gate;
+  std::unique_ptr<service::RefusalThrottle> throttle;
+  service::ServiceEnv env;
+  std::unique_ptr<service::PeerServiceImpl> peer_service;
+  std::unique_ptr<server::CallHomeClient> call_home;
+  int port = 0;  // on the shared server; 0 if not served directly
+};
+
+absl::StatusOr<std::unique_ptr<SimPartner>> MakePartner(const std::string& org,
+                                                        const std::string& dir, int index,
+                                                        int records,
+                                                        const identity::Authenticator* auth) {
+  auto p = std::make_unique<SimPartner>();
+  p->config = NodeConfig(org, dir);
+  *p->config.add_datasets() = synthetic::ProgramOutcomesSchema();
+  v1::Agreement* a = p->config.add_agreements();
+  google::protobuf::TextFormat::ParseFromString(
+      R"pb(
+        id: "open"
+        peers: "foundation"
+        dataset: "program_outcomes"
+        purposes: "program-evaluation"
+        aggregates: [ COUNT, COUNT_SUBJECTS, AVG ]
+        group_fields: [ "program" ]
+        measure_fields: [ "outcome_score" ]
+        disclosure { repeat_limit: 1000000 }
+      )pb",
+      a);
+  const v1::NodeConfig& cfg = p->config;
+  storage::StorageOptions storage_options;
+  storage_options.block_cache_bytes = 1 << 20;
+  storage_options.disk_reserve_bytes = 0;
+  FEDSHARE_ASSIGN_OR_RETURN(p->storage, storage::Storage::Create(cfg.data_dir(), storage_options));
+  FEDSHARE_ASSIGN_OR_RETURN(p->audit, audit::AuditLog::Open(p->storage.get(), Clock::Real(), org));
+  std::vector<v1::DatasetSchema> schemas(cfg.datasets().begin(), cfg.datasets().end());
+  FEDSHARE_ASSIGN_OR_RETURN(policy::PurposeTree purposes,
+                            policy::PurposeTree::Create(cfg.purposes()));
+  FEDSHARE_ASSIGN_OR_RETURN(
+      policy::AgreementSet agreements,
+      policy::AgreementSet::Create({cfg.agreements().begin(), cfg.agreements().end()}, purposes,
+                                   schemas));
+  engine::EngineOptions engine_options;
+  engine_options.org_id = org;
+  engine_options.purposes.assign(cfg.purposes().begin(), cfg.purposes().end());
+  engine_options.datasets = schemas;
+  FEDSHARE_ASSIGN_OR_RETURN(p->engine,
+                            engine::Engine::Create(p->storage.get(), std::move(engine_options)));
+  p->answerer = std::make_unique<engine::Answerer>(
+      org, p->engine.get(), p->audit.get(), p->storage.get(),
+      std::make_shared<const policy::AgreementSet>(std::move(agreements)), schemas, Clock::Real());
+  service::ServiceEnv& env = p->env;
+  env.config = &p->config;
+  env.authenticator = auth;
+  env.engine = p->engine.get();
+  env.storage = p->storage.get();
+  env.answerer = p->answerer.get();
+  env.audit = p->audit.get();
+  env.started_at = absl::Now();
+  env.clock = Clock::Real();
+  env.limits = service::EffectiveLimits(cfg.limits());
+  p->gate = std::make_unique<service::CallGate>(env.limits.max_calls_per_caller());
+  p->throttle = std::make_unique<service::RefusalThrottle>(
+      env.limits.refusals_per_window(), absl::Seconds(env.limits.refusal_window_seconds()),
+      [](const std::string&, int64_t, absl::Time, absl::Time) {});
+  env.call_gate = p->gate.get();
+  env.refusal_throttle = p->throttle.get();
+  p->peer_service = std::make_unique<service::PeerServiceImpl>(&env);
+
+  synthetic::Options data;
+  data.rows = records;
+  data.seed = static_cast<uint64_t>(index + 1);
+  absl::StatusOr<v1::IngestResponse> ingested =
+      p->engine->Ingest("program_outcomes", v1::CSV, false, synthetic::RecordsCsv(data));
+  if (!ingested.ok()) return ingested.status();
+  absl::StatusOr<v1::ConsentImportResponse> consented =
+      p->engine->ImportConsent(synthetic::ConsentCsv(data));
+  if (!consented.ok()) return consented.status();
+  return p;
+}
+
+// PeerService for every directly served partner, on one gRPC server: a call
+// goes to the partner whose port it came in on (the :authority the caller
+// dialled), and from there through that partner's own PeerServiceImpl.
+class DispatchingPeerService final : public v1::PeerService::Service {
+ public:
+  void Add(int port, SimPartner* partner) { by_port_[port] = partner; }
+
+  grpc::Status Describe(grpc::ServerContext* context, const v1::DescribeRequest* request,
+                        v1::DescribeResponse* response) override {
+    SimPartner* p = Find(*context);
+    if (p == nullptr) return NotServed();
+    return p->peer_service->Describe(context, request, response);
+  }
+  grpc::Status Aggregate(grpc::ServerContext* context, const v1::AggregateRequest* request,
+                         v1::AggregateResponse* response) override {
+    SimPartner* p = Find(*context);
+    if (p == nullptr) return NotServed();
+    return p->peer_service->Aggregate(context, request, response);
+  }
+  grpc::Status AuditProof(grpc::ServerContext* context, const v1::AuditProofRequest* request,
+                          v1::AuditProofResponse* response) override {
+    SimPartner* p = Find(*context);
+    if (p == nullptr) return NotServed();
+    return p->peer_service->AuditProof(context, request, response);
+  }
+
+ private:
+  static grpc::Status NotServed() {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND, "no partner is served on this port");
+  }
+  SimPartner* Find(const grpc::ServerContext& context) const {
+    grpc::string_ref authority = context.ExperimentalGetAuthority();
+    absl::string_view a(authority.data(), authority.size());
+    int port = 0;
+    if (!absl::SimpleAtoi(a.substr(a.rfind(':') + 1), &port)) return nullptr;
+    auto it = by_port_.find(port);
+    return it == by_port_.end() ? nullptr : it->second;
+  }
+  // Filled before the server starts; read-only after.
+  absl::flat_hash_map<int, SimPartner*> by_port_;
+};
+
+// One server for `partners`, each on its own port with its own certificate
+// (fixed PEM: a file-watching credential would hold a thread per partner).
+absl::StatusOr<std::unique_ptr<grpc::Server>> ServeDirect(std::vector<SimPartner*> partners,
+                                                          DispatchingPeerService* service) {
+  grpc::ServerBuilder builder;
+  std::vector<int> ports(partners.size());
+  for (size_t i = 0; i < partners.size(); ++i) {
+    const v1::TlsConfig& tls = partners[i]->config.tls();
+    FEDSHARE_ASSIGN_OR_RETURN(std::string cert, ReadFile(tls.cert_file()));
+    FEDSHARE_ASSIGN_OR_RETURN(std::string key, ReadFile(tls.key_file()));
+    FEDSHARE_ASSIGN_OR_RETURN(std::string ca, ReadFile(tls.ca_file()));
+    grpc::SslServerCredentialsOptions options(
+        GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    options.pem_root_certs = ca;
+    options.pem_key_cert_pairs.push_back({key, cert});
+    builder.AddListeningPort("127.0.0.1:0", grpc::SslServerCredentials(options), &ports[i]);
+  }
+  builder.RegisterService(service);
+  builder.SetMaxReceiveMessageSize(1 << 20);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr) return absl::UnavailableError("cannot start the partners' server");
+  for (size_t i = 0; i < partners.size(); ++i) {
+    if (ports[i] == 0) return absl::UnavailableError("a partner's port could not be bound");
+    partners[i]->port = ports[i];
+    service->Add(ports[i], partners[i]);
+  }
+  return server;
+}
+
+// Raises the open-file limit to what `partners` need: a store's files, a
+// connection and a listening socket each, on both sides.
+void RaiseFileLimit(int partners) {
+  rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  const rlim_t want = static_cast<rlim_t>(partners) * 16 + 4096;
+  if (limit.rlim_cur >= want) return;
+  rlimit raised = limit;
+  raised.rlim_cur = want;
+  if (raised.rlim_max < want) raised.rlim_max = want;
+  if (setrlimit(RLIMIT_NOFILE, &raised) != 0) {
+    raised.rlim_cur = limit.rlim_max;
+    raised.rlim_max = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &raised);
+    std::cerr << "open-file limit stays at " << limit.rlim_max << " (want " << want
+              << "): run as root or raise `ulimit -n`\n";
+  }
+}
+
+double Percentile(std::vector<double> ms, double p) {
+  if (ms.empty()) return 0;
+  std::sort(ms.begin(), ms.end());
+  return ms[std::min(ms.size() - 1, static_cast<size_t>(p * static_cast<double>(ms.size())))];
+}
+
+struct Options {
+  int partners = 10;
+  std::string mode = "direct";
+  std::string dir;
+  int records = 300;
+  int questions = 20;
+  int deadline_ms = 120000;
+  int setup_threads = 8;
+  bool header = false;
+  bool baseline_row = false;
+};
+
+int Run(const Options& o, const std::string& node_binary) {
+  const bool call_home = o.mode == "call-home";
+  const std::string& dir = o.dir;
+  RaiseFileLimit(o.partners);
+  const absl::Time setup_start = absl::Now();
   std::filesystem::create_directories(dir + "/pki");
   if (!std::filesystem::exists(dir + "/pki/ca/ca.pem")) {
     if (absl::Status s = identity::CreateCa(kTrustDomain, dir + "/pki/ca", 3650); !s.ok()) {
@@ -153,129 +428,114 @@ int Run(int partners, const std::string& mode, const std::string& dir, int recor
     }
   }
   std::vector<std::string> orgs;
-  for (int i = 0; i < partners; ++i) orgs.push_back(absl::StrCat("partner-", i));
-  for (const std::string& org : orgs) {
-    absl::Status s = Issue(dir, org, identity::Role::kNode, "");
-    if (s.ok()) s = Issue(dir, org, identity::Role::kOperator, "op");
-    if (!s.ok()) {
-      std::cerr << s << "\n";
-      return 1;
-    }
-  }
-  if (absl::Status s = Issue(dir, "foundation", identity::Role::kNode, ""); !s.ok()) return 1;
-  if (absl::Status s = Issue(dir, "foundation", identity::Role::kAnalyst, "ana"); !s.ok()) {
+  for (int i = 0; i < o.partners; ++i) orgs.push_back(absl::StrCat("partner-", i));
+  absl::Status issued = ParallelFor(o.partners, o.setup_threads, [&](int i) {
+    return Issue(dir, orgs[i], identity::Role::kNode, "");
+  });
+  if (issued.ok()) issued = Issue(dir, "foundation", identity::Role::kNode, "");
+  if (issued.ok()) issued = Issue(dir, "foundation", identity::Role::kAnalyst, "ana");
+  if (!issued.ok()) {
+    std::cerr << issued << "\n";
     return 1;
   }
+  const absl::Duration certs_took = absl::Now() - setup_start;
 
   v1::NodeConfig foundation_config = NodeConfig("foundation", dir);
-  foundation_config.set_peer_deadline_ms(deadline_ms);
-  // Call-home partners each hold a thread of the peer listener (docs/operators.md).
-  foundation_config.mutable_limits()->set_max_threads(std::max(64, partners + 16));
-  foundation_config.mutable_limits()->set_max_connections(std::max(512, partners + 64));
+  foundation_config.set_peer_deadline_ms(o.deadline_ms);
+  // Each call-home partner holds a connection; threads are not per partner.
+  foundation_config.mutable_limits()->set_max_connections(std::max(512, o.partners + 64));
   foundation_config.mutable_limits()->set_peer_max_message_bytes(1 << 20);
+  // The combined answer lists every partner's own answer.
+  foundation_config.mutable_limits()->set_local_max_message_bytes(64 << 20);
   std::filesystem::remove_all(dir + "/data");
   std::filesystem::create_directories(dir + "/data");
-  Foundation foundation;
-  if (call_home) {
-    for (const std::string& org : orgs) {
-      v1::PeerConfig* p = foundation_config.add_peers();
-      p->set_org_id(org);
-      p->set_call_home(true);
-    }
-    absl::StatusOr<Foundation> f =
-        StartFoundation(node_binary, foundation_config, dir + "/foundation.textproto");
-    if (!f.ok()) {
-      std::cerr << "foundation: " << f.status() << "\n";
-      return 1;
-    }
-    foundation = *f;
-  }
 
-  synthetic::Options data;
-  data.rows = records;
-  std::vector<std::unique_ptr<server::Node>> nodes;
-  for (int i = 0; i < partners; ++i) {
-    v1::NodeConfig config = NodeConfig(orgs[i], dir);
-    *config.add_datasets() = synthetic::ProgramOutcomesSchema();
-    v1::Agreement* a = config.add_agreements();
-    google::protobuf::TextFormat::ParseFromString(
-        R"pb(
-          id: "open"
-          peers: "foundation"
-          dataset: "program_outcomes"
-          purposes: "program-evaluation"
-          aggregates: [ COUNT, COUNT_SUBJECTS, AVG ]
-          group_fields: [ "program" ]
-          measure_fields: [ "outcome_score" ]
-          disclosure { repeat_limit: 1000000 }
-        )pb",
-        a);
-    config.mutable_limits()->set_max_threads(4);
-    if (call_home) {
-      config.set_disable_peer_listener(true);
-      v1::UpstreamConfig* u = config.add_upstreams();
-      u->set_org_id("foundation");
-      u->set_address(foundation.peer_address);
-    }
-    absl::StatusOr<std::unique_ptr<server::Node>> node = server::Node::Create(config, {});
-    if (!node.ok()) {
-      std::cerr << orgs[i] << ": " << node.status() << "\n";
-      return 1;
-    }
-    identity::ServerExpectation expect;
-    expect.trust_domain = kTrustDomain;
-    expect.org_id = orgs[i];
-    const std::string op = dir + "/pki/" + orgs[i] + "-operator-op";
-    absl::StatusOr<identity::ClientTlsFiles> files = identity::IdentityFromDir(op);
-    auto admin = client::NodeClient::Connect((*node)->local_address(), *files, expect);
-    data.seed = static_cast<uint64_t>(i + 1);
-    absl::StatusOr<v1::IngestResponse> ingested =
-        (*admin)->Ingest("program_outcomes", v1::CSV, false, synthetic::RecordsCsv(data));
-    absl::StatusOr<v1::ConsentImportResponse> consented =
-        (*admin)->ImportConsent(synthetic::ConsentCsv(data));
-    if (!ingested.ok() || !consented.ok()) {
-      std::cerr << orgs[i] << ": cannot load data\n";
-      return 1;
-    }
-    if (!call_home) {
-      v1::PeerConfig* p = foundation_config.add_peers();
-      p->set_org_id(orgs[i]);
-      p->set_address((*node)->peer_address());
-    }
-    nodes.push_back(*std::move(node));
+  const std::string ca_file = NodeConfig("partner-0", dir).tls().ca_file();
+  absl::StatusOr<std::unique_ptr<identity::Authenticator>> auth =
+      identity::Authenticator::Create(ca_file, kTrustDomain, absl::Seconds(3600), Clock::Real());
+  if (!auth.ok()) {
+    std::cerr << auth.status() << "\n";
+    return 1;
   }
-  if (!call_home) {
-    absl::StatusOr<Foundation> f =
-        StartFoundation(node_binary, foundation_config, dir + "/foundation.textproto");
-    if (!f.ok()) {
-      std::cerr << "foundation: " << f.status() << "\n";
-      return 1;
+  std::vector<std::unique_ptr<SimPartner>> partners(o.partners);
+  absl::Status made = ParallelFor(o.partners, o.setup_threads, [&](int i) {
+    absl::StatusOr<std::unique_ptr<SimPartner>> p =
+        MakePartner(orgs[i], dir, i, o.records, auth->get());
+    if (!p.ok()) return absl::Status(p.status().code(), orgs[i] + ": " + p.status().ToString());
+    partners[i] = *std::move(p);
+    return absl::OkStatus();
+  });
+  if (!made.ok()) {
+    std::cerr << made << "\n";
+    return 1;
+  }
+  // Direct: every partner on the shared server. Call-home: only partner 0,
+  // for the baseline; the foundation is not told of its port.
+  DispatchingPeerService dispatch;
+  std::vector<SimPartner*> served;
+  for (int i = 0; i < (call_home ? 1 : o.partners); ++i) served.push_back(partners[i].get());
+  absl::StatusOr<std::unique_ptr<grpc::Server>> server = ServeDirect(served, &dispatch);
+  if (!server.ok()) {
+    std::cerr << server.status() << "\n";
+    return 1;
+  }
+  for (int i = 0; i < o.partners; ++i) {
+    v1::PeerConfig* p = foundation_config.add_peers();
+    p->set_org_id(orgs[i]);
+    if (call_home) {
+      p->set_call_home(true);
+    } else {
+      p->set_address(absl::StrCat("127.0.0.1:", partners[i]->port));
     }
-    foundation = *f;
+  }
+  absl::StatusOr<Foundation> started =
+      StartFoundation(node_binary, foundation_config, dir + "/foundation.textproto");
+  if (!started.ok()) {
+    std::cerr << "foundation: " << started.status() << "\n";
+    return 1;
+  }
+  const Foundation foundation = *started;
+  const int64_t rss_at_start_kb = ProcStatus(foundation.pid, "VmRSS");
+  if (call_home) {
+    for (int i = 0; i < o.partners; ++i) {
+      v1::UpstreamConfig upstream;
+      upstream.set_org_id("foundation");
+      upstream.set_address(foundation.peer_address);
+      partners[i]->call_home = std::make_unique<server::CallHomeClient>(
+          &partners[i]->config, upstream, &partners[i]->env);
+      partners[i]->call_home->Start();
+    }
   }
 
   identity::ServerExpectation expect;
   expect.trust_domain = kTrustDomain;
   expect.org_id = "foundation";
-  auto analyst = client::NodeClient::Connect(
-      foundation.local_address, *identity::IdentityFromDir(dir + "/pki/foundation-analyst-ana"),
-      expect);
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(-1);
+  auto analyst_channel = identity::MakeChannel(
+      foundation.local_address,
+      *identity::IdentityFromDir(IdDir(dir, "foundation", identity::Role::kAnalyst, "ana")), expect,
+      args);
+  auto analyst = v1::FederationService::NewStub(*analyst_channel);
   if (call_home) {  // wait until every partner has called home
-    const absl::Time deadline = absl::Now() + absl::Seconds(120);
+    const absl::Time deadline = absl::Now() + absl::Seconds(300);
     for (;;) {
-      absl::StatusOr<v1::ListPeersResponse> peers = (*analyst)->ListPeers(false);
+      grpc::ClientContext context;
+      v1::ListPeersRequest list;
+      v1::ListPeersResponse peers;
       int connected = 0;
-      if (peers.ok()) {
-        for (const v1::PeerStatus& p : peers->peers()) connected += p.connected() ? 1 : 0;
+      if (analyst->ListPeers(&context, list, &peers).ok()) {
+        for (const v1::PeerStatus& p : peers.peers()) connected += p.connected() ? 1 : 0;
       }
-      if (connected == partners) break;
+      if (connected == o.partners) break;
       if (absl::Now() > deadline) {
-        std::cerr << "only " << connected << " of " << partners << " partners called home\n";
+        std::cerr << "only " << connected << " of " << o.partners << " partners called home\n";
         return 1;
       }
-      absl::SleepFor(absl::Milliseconds(100));
+      absl::SleepFor(absl::Milliseconds(200));
     }
   }
+  const absl::Duration setup_took = absl::Now() - setup_start;
 
   std::atomic<bool> sampling{true};
   std::atomic<int64_t> max_threads{0};
@@ -287,43 +547,89 @@ int Run(int partners, const std::string& mode, const std::string& dir, int recor
   });
   v1::FederatedAggregateRequest request;
   request.set_all_peers(true);
-  request.set_sql(
-      "SELECT program, COUNT(*), AVG(outcome_score) FROM program_outcomes GROUP BY program "
-      "PURPOSE 'program-evaluation'");
+  request.set_sql(kQuestion);
   std::vector<double> ms;
-  int answered = 0;
-  for (int q = 0; q <= questions; ++q) {  // the first warms channels up
+  int64_t answered = 0;
+  absl::Duration cpu_before;
+  for (int q = 0; q <= o.questions; ++q) {  // the first warms channels up
+    if (q == 1) cpu_before = ProcCpu(foundation.pid);
+    grpc::ClientContext context;
+    v1::FederatedAggregateResponse r;
     const absl::Time start = absl::Now();
-    absl::StatusOr<v1::FederatedAggregateResponse> r = (*analyst)->FederatedAggregate(request);
+    grpc::Status s = analyst->FederatedAggregate(&context, request, &r);
     const double took = absl::ToDoubleMilliseconds(absl::Now() - start);
-    if (!r.ok()) {
-      std::cerr << r.status() << "\n";
+    if (!s.ok()) {
+      std::cerr << "question " << q << ": " << s.error_code() << " " << s.error_message() << "\n";
       continue;
     }
     if (q == 0) continue;
     ms.push_back(took);
-    for (const v1::PartnerCoverage& c : r->coverage()) {
+    for (const v1::PartnerCoverage& c : r.coverage()) {
       answered += c.state() == v1::PartnerCoverage::ANSWERED ? 1 : 0;
     }
   }
+  const absl::Duration cpu = ProcCpu(foundation.pid) - cpu_before;
   sampling = false;
   sampler.join();
-  std::sort(ms.begin(), ms.end());
-  auto pct = [&](double p) {
-    return ms.empty() ? 0.0 : ms[std::min(ms.size() - 1, static_cast<size_t>(p * ms.size()))];
-  };
   const int64_t hwm_kb = ProcStatus(foundation.pid, "VmHWM");
-  const int64_t threads_idle = ProcStatus(foundation.pid, "Threads");
-  std::printf(
-      "mode=%s partners=%d records_per_partner=%d questions=%zu p50_ms=%.1f p99_ms=%.1f "
-      "answered=%.1f%% foundation_peak_rss_mb=%.1f foundation_threads_max=%lld "
-      "foundation_threads_idle=%lld\n",
-      mode.c_str(), partners, records, ms.size(), pct(0.5), pct(0.99),
-      ms.empty() ? 0.0 : 100.0 * answered / (ms.size() * partners), hwm_kb / 1024.0,
-      static_cast<long long>(max_threads.load()), static_cast<long long>(threads_idle));
+
+  // The baseline: partner 0 asked directly, as the foundation's node asks it.
+  std::vector<double> alone;
+  {
+    auto files = identity::IdentityFromDir(IdDir(dir, "foundation", identity::Role::kNode, ""));
+    identity::ServerExpectation partner0;
+    partner0.trust_domain = kTrustDomain;
+    partner0.org_id = orgs[0];
+    auto channel =
+        identity::MakeChannel(absl::StrCat("127.0.0.1:", partners[0]->port), *files, partner0);
+    auto stub = v1::PeerService::NewStub(*channel);
+    v1::AggregateRequest direct;
+    *direct.mutable_query() = *ParseSql(kQuestion);
+    for (int q = 0; q <= o.questions; ++q) {
+      grpc::ClientContext context;
+      context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+      v1::AggregateResponse r;
+      const absl::Time start = absl::Now();
+      grpc::Status s = stub->Aggregate(&context, direct, &r);
+      if (!s.ok()) std::cerr << "partner-0 alone: " << s.error_message() << "\n";
+      if (q > 0 && s.ok()) alone.push_back(absl::ToDoubleMilliseconds(absl::Now() - start));
+    }
+  }
+
+  const double p50 = Percentile(ms, 0.5), p99 = Percentile(ms, 0.99);
+  const double alone_p50 = Percentile(alone, 0.5);
+  const double peak_mib = static_cast<double>(hwm_kb) / 1024;
+  const double per_partner_kib =
+      static_cast<double>(hwm_kb - rss_at_start_kb) / std::max(1, o.partners);
+  const double cpu_ms = ms.empty() ? 0 : absl::ToDoubleMilliseconds(cpu) / ms.size();
+  const int64_t expected = static_cast<int64_t>(ms.size()) * o.partners;
+  if (o.header) {
+    std::printf(
+        "| partners | mode | p50 ms | p99 ms | p50 / (2 x alone) | foundation CPU ms per question "
+        "| peak RSS MiB | RSS per partner KiB | threads max | coverage |\n"
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  }
+  if (o.baseline_row) {
+    std::printf("| 1 | partner-0 alone (baseline) | %.1f | %.1f | | | | | | %zu/%d |\n", alone_p50,
+                Percentile(alone, 0.99), alone.size(), o.questions);
+  }
+  std::printf("| %d | %s | %.1f | %.1f | %.2f | %.1f | %.1f | %.0f | %lld | %lld/%lld |\n",
+              o.partners, o.mode.c_str(), p50, p99, alone_p50 > 0 ? p50 / (2 * alone_p50) : 0.0,
+              cpu_ms, peak_mib, per_partner_kib, static_cast<long long>(max_threads.load()),
+              static_cast<long long>(answered), static_cast<long long>(expected));
+  std::fflush(stdout);
+  std::cerr << "partners=" << o.partners << " mode=" << o.mode << " alone_p50_ms=" << alone_p50
+            << " certs_s=" << absl::ToDoubleSeconds(certs_took)
+            << " setup_s=" << absl::ToDoubleSeconds(setup_took)
+            << " foundation_rss_at_start_mib=" << rss_at_start_kb / 1024
+            << " foundation_threads_idle=" << ProcStatus(foundation.pid, "Threads") << "\n";
+
   kill(foundation.pid, SIGTERM);
   waitpid(foundation.pid, nullptr, 0);
-  for (auto& node : nodes) node->Shutdown(absl::ZeroDuration());
+  for (auto& p : partners) {
+    if (p->call_home != nullptr) p->call_home->Stop();
+  }
+  (*server)->Shutdown(std::chrono::system_clock::now());
   return 0;
 }
 
@@ -332,19 +638,25 @@ int Run(int partners, const std::string& mode, const std::string& dir, int recor
 
 int main(int argc, char** argv) {
   CLI::App app{"measures a foundation's fan-out against N partners served from one process"};
-  int partners = 10, records = 300, questions = 20, deadline_ms = 30000;
-  std::string mode = "direct", dir;
-  app.add_option("--partners", partners, "partner nodes to serve")->check(CLI::Range(1, 100000));
-  app.add_option("--mode", mode, "direct or call-home")
+  fedshare::Options o;
+  app.add_option("--partners", o.partners, "partner identities to serve")
+      ->check(CLI::Range(1, 100000));
+  app.add_option("--mode", o.mode, "direct or call-home")
       ->check(CLI::IsMember({"direct", "call-home"}));
-  app.add_option("--dir", dir, "folder for certificates, data and the foundation's config")
+  app.add_option("--dir", o.dir, "folder for certificates (kept), data and the foundation's config")
       ->required();
-  app.add_option("--records", records, "records per partner");
-  app.add_option("--questions", questions, "federated questions to time");
-  app.add_option("--deadline-ms", deadline_ms, "the foundation's peer_deadline_ms");
+  app.add_option("--records", o.records, "records per partner");
+  app.add_option("--questions", o.questions, "federated questions to time");
+  app.add_option("--deadline-ms", o.deadline_ms, "the foundation's peer_deadline_ms");
+  app.add_option("--setup-threads", o.setup_threads,
+                 "threads issuing certificates and loading data");
+  app.add_flag("--header", o.header, "print the table's header first");
+  app.add_flag("--baseline-row", o.baseline_row, "print partner 0 alone as a row of its own");
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::warn);
+  // The foundation reads its config's paths relative to the config's folder.
+  o.dir = std::filesystem::absolute(o.dir).string();
   const std::string node_binary =
       (std::filesystem::path(argv[0]).parent_path() / "fedshare-node").string();
-  return fedshare::Run(partners, mode, dir, records, questions, deadline_ms, node_binary);
+  return fedshare::Run(o, node_binary);
 }
