@@ -378,23 +378,12 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> ServeDirect(std::vector<SimPartner
   return server;
 }
 
-// Raises the open-file limit to what `partners` need: a store's files, a
-// connection and a listening socket each, on both sides.
-void RaiseFileLimit(int partners) {
+// Raises the open-file limit as far as the hard limit allows.
+void RaiseFileLimit() {
   rlimit limit;
-  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
-  const rlim_t want = static_cast<rlim_t>(partners) * 16 + 4096;
-  if (limit.rlim_cur >= want) return;
-  rlimit raised = limit;
-  raised.rlim_cur = want;
-  if (raised.rlim_max < want) raised.rlim_max = want;
-  if (setrlimit(RLIMIT_NOFILE, &raised) != 0) {
-    raised.rlim_cur = limit.rlim_max;
-    raised.rlim_max = limit.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &raised);
-    std::cerr << "open-file limit stays at " << limit.rlim_max << " (want " << want
-              << "): run as root or raise `ulimit -n`\n";
-  }
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+  limit.rlim_cur = limit.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &limit);
 }
 
 double Percentile(std::vector<double> ms, double p) {
@@ -411,14 +400,116 @@ struct Options {
   int questions = 20;
   int deadline_ms = 120000;
   int setup_threads = 8;
+  int per_process = 1000;
   bool header = false;
   bool baseline_row = false;
 };
 
+std::string OrgName(int i) { return absl::StrCat("partner-", i); }
+
+// A process serving partners [lo, hi) (a "shard"). Each store holds about 12
+// files open (RocksDB keeps its folders open to sync them), so one process
+// cannot hold thousands of partners under a 20,000 open-file limit.
+struct Shard {
+  pid_t pid = -1;
+  int to_shard = -1;    // the foundation's peer address, then EOF: stop
+  int from_shard = -1;  // "ports P..." once loaded
+  std::vector<int> ports;
+};
+
+// The shard's side: loads its partners, serves them directly (direct mode;
+// in call-home mode only partner 0, for the baseline), reports the ports,
+// then (call-home) calls home to the address it is sent, and serves until
+// its input ends. Never returns.
+[[noreturn]] void ServeShard(const Options& o, int lo, int hi, int in_fd, int out_fd) {
+  const bool call_home = o.mode == "call-home";
+  auto fail = [&](const absl::Status& s) {
+    const std::string line = absl::StrCat("error ", s.ToString(), "\n");
+    (void)!write(out_fd, line.data(), line.size());
+    std::_Exit(1);
+  };
+  absl::StatusOr<std::unique_ptr<identity::Authenticator>> auth =
+      identity::Authenticator::Create(NodeConfig(OrgName(lo), o.dir).tls().ca_file(), kTrustDomain,
+                                      absl::Seconds(3600), Clock::Real());
+  if (!auth.ok()) fail(auth.status());
+  std::vector<std::unique_ptr<SimPartner>> partners(hi - lo);
+  absl::Status made = ParallelFor(hi - lo, o.setup_threads, [&](int k) {
+    absl::StatusOr<std::unique_ptr<SimPartner>> p =
+        MakePartner(OrgName(lo + k), o.dir, lo + k, o.records, auth->get());
+    if (!p.ok()) {
+      return absl::Status(p.status().code(), OrgName(lo + k) + ": " + p.status().ToString());
+    }
+    partners[k] = *std::move(p);
+    return absl::OkStatus();
+  });
+  if (!made.ok()) fail(made);
+  DispatchingPeerService dispatch;
+  std::vector<SimPartner*> served;
+  for (int k = 0; k < (call_home ? (lo == 0 ? 1 : 0) : hi - lo); ++k) {
+    served.push_back(partners[k].get());
+  }
+  std::unique_ptr<grpc::Server> server;
+  if (!served.empty()) {
+    absl::StatusOr<std::unique_ptr<grpc::Server>> started = ServeDirect(served, &dispatch);
+    if (!started.ok()) fail(started.status());
+    server = *std::move(started);
+  }
+  std::string line = "ports";
+  for (const auto& p : partners) absl::StrAppend(&line, " ", p->port);
+  line += "\n";
+  if (write(out_fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) std::_Exit(1);
+  absl::StatusOr<std::string> address = ReadLine(in_fd, absl::Hours(24));
+  if (address.ok() && call_home) {
+    for (auto& p : partners) {
+      v1::UpstreamConfig upstream;
+      upstream.set_org_id("foundation");
+      upstream.set_address(*address);
+      p->call_home = std::make_unique<server::CallHomeClient>(&p->config, upstream, &p->env);
+      p->call_home->Start();
+    }
+  }
+  char c;
+  while (read(in_fd, &c, 1) > 0) {
+  }
+  // The stores are thrown away: no orderly close (thousands of flushes).
+  std::_Exit(0);
+}
+
+absl::StatusOr<Shard> StartShard(const Options& o, int lo, int hi) {
+  int down[2], up[2];
+  if (pipe(down) != 0 || pipe(up) != 0) return absl::InternalError("pipe");
+  Shard shard;
+  shard.pid = fork();
+  if (shard.pid < 0) return absl::InternalError("fork");
+  if (shard.pid == 0) {
+    close(down[1]);
+    close(up[0]);
+    ServeShard(o, lo, hi, down[0], up[1]);
+  }
+  close(down[0]);
+  close(up[1]);
+  shard.to_shard = down[1];
+  shard.from_shard = up[0];
+  return shard;
+}
+
+absl::Status AwaitPorts(Shard& shard) {
+  absl::StatusOr<std::string> line = ReadLine(shard.from_shard, absl::Minutes(30));
+  if (!line.ok()) return absl::UnavailableError("a partner process ended while loading");
+  absl::string_view rest = *line;
+  if (!absl::ConsumePrefix(&rest, "ports")) return absl::InternalError(*line);
+  for (absl::string_view part : absl::StrSplit(rest, ' ', absl::SkipEmpty())) {
+    int port = 0;
+    if (!absl::SimpleAtoi(part, &port)) return absl::InternalError(*line);
+    shard.ports.push_back(port);
+  }
+  return absl::OkStatus();
+}
+
 int Run(const Options& o, const std::string& node_binary) {
   const bool call_home = o.mode == "call-home";
   const std::string& dir = o.dir;
-  RaiseFileLimit(o.partners);
+  RaiseFileLimit();
   const absl::Time setup_start = absl::Now();
   std::filesystem::create_directories(dir + "/pki");
   if (!std::filesystem::exists(dir + "/pki/ca/ca.pem")) {
@@ -427,10 +518,8 @@ int Run(const Options& o, const std::string& node_binary) {
       return 1;
     }
   }
-  std::vector<std::string> orgs;
-  for (int i = 0; i < o.partners; ++i) orgs.push_back(absl::StrCat("partner-", i));
   absl::Status issued = ParallelFor(o.partners, o.setup_threads, [&](int i) {
-    return Issue(dir, orgs[i], identity::Role::kNode, "");
+    return Issue(dir, OrgName(i), identity::Role::kNode, "");
   });
   if (issued.ok()) issued = Issue(dir, "foundation", identity::Role::kNode, "");
   if (issued.ok()) issued = Issue(dir, "foundation", identity::Role::kAnalyst, "ana");
@@ -439,6 +528,32 @@ int Run(const Options& o, const std::string& node_binary) {
     return 1;
   }
   const absl::Duration certs_took = absl::Now() - setup_start;
+  std::filesystem::remove_all(dir + "/data");
+  std::filesystem::create_directories(dir + "/data");
+
+  // Partner processes, forked before this process starts gRPC.
+  std::vector<Shard> shards;
+  for (int lo = 0; lo < o.partners; lo += o.per_process) {
+    absl::StatusOr<Shard> shard = StartShard(o, lo, std::min(o.partners, lo + o.per_process));
+    if (!shard.ok()) {
+      std::cerr << shard.status() << "\n";
+      return 1;
+    }
+    shards.push_back(*shard);
+  }
+  auto stop_shards = [&] {
+    for (Shard& shard : shards) close(shard.to_shard);
+    for (Shard& shard : shards) waitpid(shard.pid, nullptr, 0);
+  };
+  std::vector<int> ports;
+  for (Shard& shard : shards) {
+    if (absl::Status s = AwaitPorts(shard); !s.ok()) {
+      std::cerr << s << "\n";
+      stop_shards();
+      return 1;
+    }
+    ports.insert(ports.end(), shard.ports.begin(), shard.ports.end());
+  }
 
   v1::NodeConfig foundation_config = NodeConfig("foundation", dir);
   foundation_config.set_peer_deadline_ms(o.deadline_ms);
@@ -447,64 +562,27 @@ int Run(const Options& o, const std::string& node_binary) {
   foundation_config.mutable_limits()->set_peer_max_message_bytes(1 << 20);
   // The combined answer lists every partner's own answer.
   foundation_config.mutable_limits()->set_local_max_message_bytes(64 << 20);
-  std::filesystem::remove_all(dir + "/data");
-  std::filesystem::create_directories(dir + "/data");
-
-  const std::string ca_file = NodeConfig("partner-0", dir).tls().ca_file();
-  absl::StatusOr<std::unique_ptr<identity::Authenticator>> auth =
-      identity::Authenticator::Create(ca_file, kTrustDomain, absl::Seconds(3600), Clock::Real());
-  if (!auth.ok()) {
-    std::cerr << auth.status() << "\n";
-    return 1;
-  }
-  std::vector<std::unique_ptr<SimPartner>> partners(o.partners);
-  absl::Status made = ParallelFor(o.partners, o.setup_threads, [&](int i) {
-    absl::StatusOr<std::unique_ptr<SimPartner>> p =
-        MakePartner(orgs[i], dir, i, o.records, auth->get());
-    if (!p.ok()) return absl::Status(p.status().code(), orgs[i] + ": " + p.status().ToString());
-    partners[i] = *std::move(p);
-    return absl::OkStatus();
-  });
-  if (!made.ok()) {
-    std::cerr << made << "\n";
-    return 1;
-  }
-  // Direct: every partner on the shared server. Call-home: only partner 0,
-  // for the baseline; the foundation is not told of its port.
-  DispatchingPeerService dispatch;
-  std::vector<SimPartner*> served;
-  for (int i = 0; i < (call_home ? 1 : o.partners); ++i) served.push_back(partners[i].get());
-  absl::StatusOr<std::unique_ptr<grpc::Server>> server = ServeDirect(served, &dispatch);
-  if (!server.ok()) {
-    std::cerr << server.status() << "\n";
-    return 1;
-  }
   for (int i = 0; i < o.partners; ++i) {
     v1::PeerConfig* p = foundation_config.add_peers();
-    p->set_org_id(orgs[i]);
+    p->set_org_id(OrgName(i));
     if (call_home) {
       p->set_call_home(true);
     } else {
-      p->set_address(absl::StrCat("127.0.0.1:", partners[i]->port));
+      p->set_address(absl::StrCat("127.0.0.1:", ports[i]));
     }
   }
   absl::StatusOr<Foundation> started =
       StartFoundation(node_binary, foundation_config, dir + "/foundation.textproto");
   if (!started.ok()) {
     std::cerr << "foundation: " << started.status() << "\n";
+    stop_shards();
     return 1;
   }
   const Foundation foundation = *started;
   const int64_t rss_at_start_kb = ProcStatus(foundation.pid, "VmRSS");
-  if (call_home) {
-    for (int i = 0; i < o.partners; ++i) {
-      v1::UpstreamConfig upstream;
-      upstream.set_org_id("foundation");
-      upstream.set_address(foundation.peer_address);
-      partners[i]->call_home = std::make_unique<server::CallHomeClient>(
-          &partners[i]->config, upstream, &partners[i]->env);
-      partners[i]->call_home->Start();
-    }
+  for (Shard& shard : shards) {
+    const std::string line = foundation.peer_address + "\n";
+    (void)!write(shard.to_shard, line.data(), line.size());
   }
 
   identity::ServerExpectation expect;
@@ -518,7 +596,7 @@ int Run(const Options& o, const std::string& node_binary) {
       args);
   auto analyst = v1::FederationService::NewStub(*analyst_channel);
   if (call_home) {  // wait until every partner has called home
-    const absl::Time deadline = absl::Now() + absl::Seconds(300);
+    const absl::Time deadline = absl::Now() + absl::Seconds(600);
     for (;;) {
       grpc::ClientContext context;
       v1::ListPeersRequest list;
@@ -530,6 +608,9 @@ int Run(const Options& o, const std::string& node_binary) {
       if (connected == o.partners) break;
       if (absl::Now() > deadline) {
         std::cerr << "only " << connected << " of " << o.partners << " partners called home\n";
+        kill(foundation.pid, SIGTERM);
+        waitpid(foundation.pid, nullptr, 0);
+        stop_shards();
         return 1;
       }
       absl::SleepFor(absl::Milliseconds(200));
@@ -572,6 +653,7 @@ int Run(const Options& o, const std::string& node_binary) {
   sampling = false;
   sampler.join();
   const int64_t hwm_kb = ProcStatus(foundation.pid, "VmHWM");
+  const int64_t threads_idle = ProcStatus(foundation.pid, "Threads");
 
   // The baseline: partner 0 asked directly, as the foundation's node asks it.
   std::vector<double> alone;
@@ -579,9 +661,8 @@ int Run(const Options& o, const std::string& node_binary) {
     auto files = identity::IdentityFromDir(IdDir(dir, "foundation", identity::Role::kNode, ""));
     identity::ServerExpectation partner0;
     partner0.trust_domain = kTrustDomain;
-    partner0.org_id = orgs[0];
-    auto channel =
-        identity::MakeChannel(absl::StrCat("127.0.0.1:", partners[0]->port), *files, partner0);
+    partner0.org_id = OrgName(0);
+    auto channel = identity::MakeChannel(absl::StrCat("127.0.0.1:", ports[0]), *files, partner0);
     auto stub = v1::PeerService::NewStub(*channel);
     v1::AggregateRequest direct;
     *direct.mutable_query() = *ParseSql(kQuestion);
@@ -595,6 +676,9 @@ int Run(const Options& o, const std::string& node_binary) {
       if (q > 0 && s.ok()) alone.push_back(absl::ToDoubleMilliseconds(absl::Now() - start));
     }
   }
+  kill(foundation.pid, SIGTERM);
+  waitpid(foundation.pid, nullptr, 0);
+  stop_shards();
 
   const double p50 = Percentile(ms, 0.5), p99 = Percentile(ms, 0.99);
   const double alone_p50 = Percentile(alone, 0.5);
@@ -619,17 +703,11 @@ int Run(const Options& o, const std::string& node_binary) {
               static_cast<long long>(answered), static_cast<long long>(expected));
   std::fflush(stdout);
   std::cerr << "partners=" << o.partners << " mode=" << o.mode << " alone_p50_ms=" << alone_p50
+            << " partner_processes=" << shards.size()
             << " certs_s=" << absl::ToDoubleSeconds(certs_took)
             << " setup_s=" << absl::ToDoubleSeconds(setup_took)
             << " foundation_rss_at_start_mib=" << rss_at_start_kb / 1024
-            << " foundation_threads_idle=" << ProcStatus(foundation.pid, "Threads") << "\n";
-
-  kill(foundation.pid, SIGTERM);
-  waitpid(foundation.pid, nullptr, 0);
-  for (auto& p : partners) {
-    if (p->call_home != nullptr) p->call_home->Stop();
-  }
-  (*server)->Shutdown(std::chrono::system_clock::now());
+            << " foundation_threads_idle=" << threads_idle << "\n";
   return 0;
 }
 
@@ -650,6 +728,9 @@ int main(int argc, char** argv) {
   app.add_option("--deadline-ms", o.deadline_ms, "the foundation's peer_deadline_ms");
   app.add_option("--setup-threads", o.setup_threads,
                  "threads issuing certificates and loading data");
+  app.add_option("--per-process", o.per_process,
+                 "partners per partner process (each store holds ~12 files open)")
+      ->check(CLI::Range(1, 100000));
   app.add_flag("--header", o.header, "print the table's header first");
   app.add_flag("--baseline-row", o.baseline_row, "print partner 0 alone as a row of its own");
   CLI11_PARSE(app, argc, argv);
