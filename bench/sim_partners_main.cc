@@ -506,6 +506,134 @@ absl::Status AwaitPorts(Shard& shard) {
   return absl::OkStatus();
 }
 
+// What a run measures of a started foundation (`target`) whose partners are
+// all up: the timed questions, its footprint, and partner 0 alone.
+struct Target {
+  pid_t pid = -1;
+  std::string local_address;
+  std::string analyst_dir;  // the foundation's analyst identity
+  std::string node_dir;     // the foundation's node identity, for the baseline
+  std::string trust_domain;
+  std::string partner0_address;  // partner 0's peer listener
+  std::string partner0_org;
+  int64_t rss_at_start_kb = 0;
+};
+
+// Asks `questions` timed questions of all partners through the foundation,
+// and partner 0 alone as many times; prints one Markdown table row (and the
+// header, and the baseline row, when `o` says so).
+void MeasureAndPrint(const Options& o, const Target& t, v1::FederationService::Stub& analyst) {
+  Foundation foundation;
+  foundation.pid = t.pid;
+  const int64_t rss_at_start_kb = t.rss_at_start_kb;
+  std::atomic<bool> sampling{true};
+  std::atomic<int64_t> max_threads{0};
+  std::thread sampler([&] {
+    while (sampling.load()) {
+      max_threads = std::max<int64_t>(max_threads.load(), ProcStatus(foundation.pid, "Threads"));
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+  });
+  v1::FederatedAggregateRequest request;
+  request.set_all_peers(true);
+  request.set_sql(kQuestion);
+  std::vector<double> ms;
+  int64_t answered = 0;
+  absl::Duration cpu_before;
+  for (int q = 0; q <= o.questions; ++q) {  // the first warms channels up
+    if (q == 1) cpu_before = ProcCpu(foundation.pid);
+    grpc::ClientContext context;
+    v1::FederatedAggregateResponse r;
+    const absl::Time start = absl::Now();
+    grpc::Status s = analyst.FederatedAggregate(&context, request, &r);
+    const double took = absl::ToDoubleMilliseconds(absl::Now() - start);
+    if (!s.ok()) {
+      std::cerr << "question " << q << ": " << s.error_code() << " " << s.error_message() << "\n";
+      continue;
+    }
+    if (q == 0) continue;
+    ms.push_back(took);
+    for (const v1::PartnerCoverage& c : r.coverage()) {
+      answered += c.state() == v1::PartnerCoverage::ANSWERED ? 1 : 0;
+    }
+  }
+  const absl::Duration cpu = ProcCpu(foundation.pid) - cpu_before;
+  sampling = false;
+  sampler.join();
+  const int64_t hwm_kb = ProcStatus(foundation.pid, "VmHWM");
+  const int64_t threads_idle = ProcStatus(foundation.pid, "Threads");
+
+  // The baseline: partner 0 asked directly, as the foundation's node asks it.
+  std::vector<double> alone;
+  {
+    auto files = identity::IdentityFromDir(t.node_dir);
+    identity::ServerExpectation partner0;
+    partner0.trust_domain = t.trust_domain;
+    partner0.org_id = t.partner0_org;
+    auto channel = identity::MakeChannel(t.partner0_address, *files, partner0);
+    auto stub = v1::PeerService::NewStub(*channel);
+    v1::AggregateRequest direct;
+    *direct.mutable_query() = *ParseSql(kQuestion);
+    for (int q = 0; q <= o.questions; ++q) {
+      grpc::ClientContext context;
+      context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+      v1::AggregateResponse r;
+      const absl::Time start = absl::Now();
+      grpc::Status s = stub->Aggregate(&context, direct, &r);
+      if (!s.ok()) std::cerr << "partner-0 alone: " << s.error_message() << "\n";
+      if (q > 0 && s.ok()) alone.push_back(absl::ToDoubleMilliseconds(absl::Now() - start));
+    }
+  }
+  const double p50 = Percentile(ms, 0.5), p99 = Percentile(ms, 0.99);
+  const double alone_p50 = Percentile(alone, 0.5);
+  const double peak_mib = static_cast<double>(hwm_kb) / 1024;
+  const double per_partner_kib =
+      static_cast<double>(hwm_kb - rss_at_start_kb) / std::max(1, o.partners);
+  const double cpu_ms = ms.empty() ? 0 : absl::ToDoubleMilliseconds(cpu) / ms.size();
+  const int64_t expected = static_cast<int64_t>(ms.size()) * o.partners;
+  if (o.header) {
+    std::printf(
+        "| partners | mode | p50 ms | p99 ms | p50 / (2 x alone) | foundation CPU ms per question "
+        "| peak RSS MiB | RSS per partner KiB | threads max | coverage |\n"
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  }
+  if (o.baseline_row) {
+    std::printf("| 1 | partner-0 alone (baseline) | %.1f | %.1f | | | | | | %zu/%d |\n", alone_p50,
+                Percentile(alone, 0.99), alone.size(), o.questions);
+  }
+  std::printf("| %d | %s | %.1f | %.1f | %.2f | %.1f | %.1f | %.0f | %lld | %lld/%lld |\n",
+              o.partners, o.mode.c_str(), p50, p99, alone_p50 > 0 ? p50 / (2 * alone_p50) : 0.0,
+              cpu_ms, peak_mib, per_partner_kib, static_cast<long long>(max_threads.load()),
+              static_cast<long long>(answered), static_cast<long long>(expected));
+  std::fflush(stdout);
+  std::cerr << "partners=" << o.partners << " mode=" << o.mode << " alone_p50_ms=" << alone_p50
+            << " foundation_rss_at_start_mib=" << rss_at_start_kb / 1024
+            << " foundation_threads_idle=" << threads_idle << "\n";
+}
+
+// Measures a foundation started by someone else (bench/real_partners_bench.sh),
+// whose partners are all up.
+int MeasureExternal(const Options& o, Target t) {
+  identity::ServerExpectation expect;
+  expect.trust_domain = t.trust_domain;
+  expect.org_id = "foundation";
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(-1);
+  absl::StatusOr<identity::ClientTlsFiles> files = identity::IdentityFromDir(t.analyst_dir);
+  if (!files.ok()) {
+    std::cerr << files.status() << "\n";
+    return 1;
+  }
+  auto channel = identity::MakeChannel(t.local_address, *files, expect, args);
+  if (!channel.ok()) {
+    std::cerr << channel.status() << "\n";
+    return 1;
+  }
+  t.rss_at_start_kb = ProcStatus(t.pid, "VmRSS");
+  MeasureAndPrint(o, t, *v1::FederationService::NewStub(*channel));
+  return 0;
+}
+
 int Run(const Options& o, const std::string& node_binary) {
   const bool call_home = o.mode == "call-home";
   const std::string& dir = o.dir;
@@ -618,96 +746,23 @@ int Run(const Options& o, const std::string& node_binary) {
   }
   const absl::Duration setup_took = absl::Now() - setup_start;
 
-  std::atomic<bool> sampling{true};
-  std::atomic<int64_t> max_threads{0};
-  std::thread sampler([&] {
-    while (sampling.load()) {
-      max_threads = std::max<int64_t>(max_threads.load(), ProcStatus(foundation.pid, "Threads"));
-      absl::SleepFor(absl::Milliseconds(5));
-    }
-  });
-  v1::FederatedAggregateRequest request;
-  request.set_all_peers(true);
-  request.set_sql(kQuestion);
-  std::vector<double> ms;
-  int64_t answered = 0;
-  absl::Duration cpu_before;
-  for (int q = 0; q <= o.questions; ++q) {  // the first warms channels up
-    if (q == 1) cpu_before = ProcCpu(foundation.pid);
-    grpc::ClientContext context;
-    v1::FederatedAggregateResponse r;
-    const absl::Time start = absl::Now();
-    grpc::Status s = analyst->FederatedAggregate(&context, request, &r);
-    const double took = absl::ToDoubleMilliseconds(absl::Now() - start);
-    if (!s.ok()) {
-      std::cerr << "question " << q << ": " << s.error_code() << " " << s.error_message() << "\n";
-      continue;
-    }
-    if (q == 0) continue;
-    ms.push_back(took);
-    for (const v1::PartnerCoverage& c : r.coverage()) {
-      answered += c.state() == v1::PartnerCoverage::ANSWERED ? 1 : 0;
-    }
-  }
-  const absl::Duration cpu = ProcCpu(foundation.pid) - cpu_before;
-  sampling = false;
-  sampler.join();
-  const int64_t hwm_kb = ProcStatus(foundation.pid, "VmHWM");
-  const int64_t threads_idle = ProcStatus(foundation.pid, "Threads");
-
-  // The baseline: partner 0 asked directly, as the foundation's node asks it.
-  std::vector<double> alone;
-  {
-    auto files = identity::IdentityFromDir(IdDir(dir, "foundation", identity::Role::kNode, ""));
-    identity::ServerExpectation partner0;
-    partner0.trust_domain = kTrustDomain;
-    partner0.org_id = OrgName(0);
-    auto channel = identity::MakeChannel(absl::StrCat("127.0.0.1:", ports[0]), *files, partner0);
-    auto stub = v1::PeerService::NewStub(*channel);
-    v1::AggregateRequest direct;
-    *direct.mutable_query() = *ParseSql(kQuestion);
-    for (int q = 0; q <= o.questions; ++q) {
-      grpc::ClientContext context;
-      context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
-      v1::AggregateResponse r;
-      const absl::Time start = absl::Now();
-      grpc::Status s = stub->Aggregate(&context, direct, &r);
-      if (!s.ok()) std::cerr << "partner-0 alone: " << s.error_message() << "\n";
-      if (q > 0 && s.ok()) alone.push_back(absl::ToDoubleMilliseconds(absl::Now() - start));
-    }
-  }
+  Target target;
+  target.pid = foundation.pid;
+  target.local_address = foundation.local_address;
+  target.node_dir = IdDir(dir, "foundation", identity::Role::kNode, "");
+  target.trust_domain = kTrustDomain;
+  target.partner0_address = absl::StrCat("127.0.0.1:", ports[0]);
+  target.partner0_org = OrgName(0);
+  target.rss_at_start_kb = rss_at_start_kb;
+  MeasureAndPrint(o, target, *analyst);
   kill(foundation.pid, SIGTERM);
   waitpid(foundation.pid, nullptr, 0);
   stop_shards();
 
-  const double p50 = Percentile(ms, 0.5), p99 = Percentile(ms, 0.99);
-  const double alone_p50 = Percentile(alone, 0.5);
-  const double peak_mib = static_cast<double>(hwm_kb) / 1024;
-  const double per_partner_kib =
-      static_cast<double>(hwm_kb - rss_at_start_kb) / std::max(1, o.partners);
-  const double cpu_ms = ms.empty() ? 0 : absl::ToDoubleMilliseconds(cpu) / ms.size();
-  const int64_t expected = static_cast<int64_t>(ms.size()) * o.partners;
-  if (o.header) {
-    std::printf(
-        "| partners | mode | p50 ms | p99 ms | p50 / (2 x alone) | foundation CPU ms per question "
-        "| peak RSS MiB | RSS per partner KiB | threads max | coverage |\n"
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-  }
-  if (o.baseline_row) {
-    std::printf("| 1 | partner-0 alone (baseline) | %.1f | %.1f | | | | | | %zu/%d |\n", alone_p50,
-                Percentile(alone, 0.99), alone.size(), o.questions);
-  }
-  std::printf("| %d | %s | %.1f | %.1f | %.2f | %.1f | %.1f | %.0f | %lld | %lld/%lld |\n",
-              o.partners, o.mode.c_str(), p50, p99, alone_p50 > 0 ? p50 / (2 * alone_p50) : 0.0,
-              cpu_ms, peak_mib, per_partner_kib, static_cast<long long>(max_threads.load()),
-              static_cast<long long>(answered), static_cast<long long>(expected));
-  std::fflush(stdout);
-  std::cerr << "partners=" << o.partners << " mode=" << o.mode << " alone_p50_ms=" << alone_p50
+  std::cerr << "partners=" << o.partners << " mode=" << o.mode
             << " partner_processes=" << shards.size()
             << " certs_s=" << absl::ToDoubleSeconds(certs_took)
-            << " setup_s=" << absl::ToDoubleSeconds(setup_took)
-            << " foundation_rss_at_start_mib=" << rss_at_start_kb / 1024
-            << " foundation_threads_idle=" << threads_idle << "\n";
+            << " setup_s=" << absl::ToDoubleSeconds(setup_took) << "\n";
   return 0;
 }
 
@@ -719,10 +774,9 @@ int main(int argc, char** argv) {
   fedshare::Options o;
   app.add_option("--partners", o.partners, "partner identities to serve")
       ->check(CLI::Range(1, 100000));
-  app.add_option("--mode", o.mode, "direct or call-home")
-      ->check(CLI::IsMember({"direct", "call-home"}));
-  app.add_option("--dir", o.dir, "folder for certificates (kept), data and the foundation's config")
-      ->required();
+  app.add_option("--mode", o.mode, "direct or call-home (a label only with --foundation-pid)");
+  app.add_option("--dir", o.dir,
+                 "folder for certificates (kept), data and the foundation's config");
   app.add_option("--records", o.records, "records per partner");
   app.add_option("--questions", o.questions, "federated questions to time");
   app.add_option("--deadline-ms", o.deadline_ms, "the foundation's peer_deadline_ms");
@@ -733,7 +787,26 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 100000));
   app.add_flag("--header", o.header, "print the table's header first");
   app.add_flag("--baseline-row", o.baseline_row, "print partner 0 alone as a row of its own");
+  fedshare::Target external;
+  app.add_option(
+      "--foundation-pid", external.pid,
+      "measure this running foundation instead of starting one (with --foundation-local, "
+      "--analyst-dir, --node-dir, --trust-domain, --partner0-address, --partner0-org)");
+  app.add_option("--foundation-local", external.local_address, "its local listener");
+  app.add_option("--analyst-dir", external.analyst_dir, "its analyst's identity folder");
+  app.add_option("--node-dir", external.node_dir, "its node identity folder (for the baseline)");
+  app.add_option("--trust-domain", external.trust_domain, "the federation's trust domain");
+  app.add_option("--partner0-address", external.partner0_address, "a partner's peer listener");
+  app.add_option("--partner0-org", external.partner0_org, "that partner's org");
   CLI11_PARSE(app, argc, argv);
+  if (external.pid > 0) {
+    spdlog::set_level(spdlog::level::warn);
+    return fedshare::MeasureExternal(o, external);
+  }
+  if (o.dir.empty() || (o.mode != "direct" && o.mode != "call-home")) {
+    std::cerr << "--dir is required, and --mode is direct or call-home\n";
+    return 2;
+  }
   spdlog::set_level(spdlog::level::warn);
   // The foundation reads its config's paths relative to the config's folder.
   o.dir = std::filesystem::absolute(o.dir).string();
