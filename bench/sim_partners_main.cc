@@ -1,5 +1,5 @@
-// fedshare-sim-partners: measures a foundation's fan-out against N partners
-// served from this one process (issue 13; docs/performance.md "Fan-out").
+// fedshare-sim-partners: measures a foundation's fan-out against N simulated
+// partners (issue 13; docs/performance.md "Fan-out").
 //
 //   fedshare-sim-partners --partners 1000 --mode call-home --dir build/bench-fanout
 //
@@ -8,13 +8,13 @@
 // program_outcomes dataset with consents, its agreement, audit log and
 // receipts, per-caller gate and refusal throttle, behind the node's own
 // PeerServiceImpl (direct) or CallHomeClient (call-home). What it does not
-// have is servers of its own: in `direct` mode all partners share one gRPC
-// server of this process, with one loopback port and TLS certificate per
-// partner, and each call is dispatched to its partner by the port it came in
-// on; in `call-home` mode each partner holds its stream to the foundation
-// with the node's CallHomeClient and listens on nothing. That keeps 5,000
-// partners to one process's threads and memory, while the foundation still
-// speaks TLS to N distinct peers and gets N real answers.
+// have is servers of its own: in `direct` mode the partners of one partner
+// process share one gRPC server, with one loopback port and TLS certificate
+// per partner, and each call is dispatched to its partner by the port it came
+// in on; in `call-home` mode each partner holds its stream to the foundation
+// with the node's CallHomeClient and listens on nothing. Partners are served
+// by --per-process partners per forked process (1,000 by default: each store
+// keeps about 12 files open, and this machine allows 20,000 per process).
 //
 // The foundation is a separate fedshare-node process (found beside this
 // binary), so its peak RSS (VmHWM), threads (sampled every 5 ms) and CPU
@@ -25,10 +25,10 @@
 // loopback round trip, the baseline of the target in issue 13.
 //
 // Prints one Markdown table row (--header prints the header first; with
-// --baseline-row the baseline is a row of its own too).
-// Certificates are kept in --dir and reused by later runs; partner data is
-// made afresh. The open-file limit is raised to what N partners need (the
-// foundation inherits it).
+// --baseline-row the baseline is a row of its own too). With --foundation-pid
+// it measures a foundation someone else started instead
+// (bench/real_partners_bench.sh). Certificates are kept in --dir and reused by
+// later runs; partner data is made afresh.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -54,6 +54,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "bench/synthetic.h"
@@ -517,6 +518,7 @@ struct Target {
   std::string partner0_address;  // partner 0's peer listener
   std::string partner0_org;
   int64_t rss_at_start_kb = 0;
+  std::vector<pid_t> partner_pids;  // whose CPU time is the partners' (may be empty)
 };
 
 // Asks `questions` timed questions of all partners through the foundation,
@@ -539,9 +541,12 @@ void MeasureAndPrint(const Options& o, const Target& t, v1::FederationService::S
   request.set_sql(kQuestion);
   std::vector<double> ms;
   int64_t answered = 0;
-  absl::Duration cpu_before;
+  absl::Duration cpu_before, partners_cpu_before, partners_cpu;
   for (int q = 0; q <= o.questions; ++q) {  // the first warms channels up
-    if (q == 1) cpu_before = ProcCpu(foundation.pid);
+    if (q == 1) {
+      cpu_before = ProcCpu(foundation.pid);
+      for (pid_t pid : t.partner_pids) partners_cpu_before += ProcCpu(pid);
+    }
     grpc::ClientContext context;
     v1::FederatedAggregateResponse r;
     const absl::Time start = absl::Now();
@@ -558,6 +563,8 @@ void MeasureAndPrint(const Options& o, const Target& t, v1::FederationService::S
     }
   }
   const absl::Duration cpu = ProcCpu(foundation.pid) - cpu_before;
+  for (pid_t pid : t.partner_pids) partners_cpu += ProcCpu(pid);
+  partners_cpu -= partners_cpu_before;
   sampling = false;
   sampler.join();
   const int64_t hwm_kb = ProcStatus(foundation.pid, "VmHWM");
@@ -565,7 +572,7 @@ void MeasureAndPrint(const Options& o, const Target& t, v1::FederationService::S
 
   // The baseline: partner 0 asked directly, as the foundation's node asks it.
   std::vector<double> alone;
-  {
+  if (!t.partner0_address.empty()) {
     auto files = identity::IdentityFromDir(t.node_dir);
     identity::ServerExpectation partner0;
     partner0.trust_domain = t.trust_domain;
@@ -590,20 +597,26 @@ void MeasureAndPrint(const Options& o, const Target& t, v1::FederationService::S
   const double per_partner_kib =
       static_cast<double>(hwm_kb - rss_at_start_kb) / std::max(1, o.partners);
   const double cpu_ms = ms.empty() ? 0 : absl::ToDoubleMilliseconds(cpu) / ms.size();
+  const std::string partners_cpu_ms =
+      t.partner_pids.empty() || ms.empty()
+          ? "n/a"
+          : absl::StrFormat("%.0f", absl::ToDoubleMilliseconds(partners_cpu) / ms.size());
   const int64_t expected = static_cast<int64_t>(ms.size()) * o.partners;
   if (o.header) {
     std::printf(
         "| partners | mode | p50 ms | p99 ms | p50 / (2 x alone) | foundation CPU ms per question "
-        "| peak RSS MiB | RSS per partner KiB | threads max | coverage |\n"
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        "| partners' CPU ms per question | peak RSS MiB | RSS per partner KiB | threads max "
+        "| coverage |\n"
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   }
   if (o.baseline_row) {
-    std::printf("| 1 | partner-0 alone (baseline) | %.1f | %.1f | | | | | | %zu/%d |\n", alone_p50,
-                Percentile(alone, 0.99), alone.size(), o.questions);
+    std::printf("| 1 | partner-0 alone (baseline) | %.1f | %.1f | | | | | | | %zu/%d |\n",
+                alone_p50, Percentile(alone, 0.99), alone.size(), o.questions);
   }
-  std::printf("| %d | %s | %.1f | %.1f | %.2f | %.1f | %.1f | %.0f | %lld | %lld/%lld |\n",
-              o.partners, o.mode.c_str(), p50, p99, alone_p50 > 0 ? p50 / (2 * alone_p50) : 0.0,
-              cpu_ms, peak_mib, per_partner_kib, static_cast<long long>(max_threads.load()),
+  const std::string ratio = alone_p50 > 0 ? absl::StrFormat("%.1f", p50 / (2 * alone_p50)) : "n/a";
+  std::printf("| %d | %s | %.1f | %.1f | %s | %.0f | %s | %.1f | %.0f | %lld | %lld/%lld |\n",
+              o.partners, o.mode.c_str(), p50, p99, ratio.c_str(), cpu_ms, partners_cpu_ms.c_str(),
+              peak_mib, per_partner_kib, static_cast<long long>(max_threads.load()),
               static_cast<long long>(answered), static_cast<long long>(expected));
   std::fflush(stdout);
   std::cerr << "partners=" << o.partners << " mode=" << o.mode << " alone_p50_ms=" << alone_p50
@@ -754,6 +767,7 @@ int Run(const Options& o, const std::string& node_binary) {
   target.partner0_address = absl::StrCat("127.0.0.1:", ports[0]);
   target.partner0_org = OrgName(0);
   target.rss_at_start_kb = rss_at_start_kb;
+  for (const Shard& shard : shards) target.partner_pids.push_back(shard.pid);
   MeasureAndPrint(o, target, *analyst);
   kill(foundation.pid, SIGTERM);
   waitpid(foundation.pid, nullptr, 0);
