@@ -62,12 +62,12 @@ bench-ingest: build
 	bash bench/ingest_bench.sh $(BUILD_DIR) $(BENCH_ROWS)
 
 # Fan-out latency and the foundation's footprint against simulated partners
-# (docs/performance.md, "Fan-out"). FANOUT_PARTNERS lists the sizes.
-FANOUT_PARTNERS ?= 10 50 100
+# and real partner processes, as one table (docs/performance.md, "Fan-out";
+# bench/fanout_bench.sh). FANOUT_PARTNERS lists the sizes (default 10 100
+# 1000); FANOUT_LARGE=1 adds 5000 (several minutes); FANOUT_REAL real
+# fedshare-node partners (default 50, 0: none).
 bench-fanout: build
-	@for n in $(FANOUT_PARTNERS); do for mode in direct call-home; do \
-	  d=$$(mktemp -d) && $(BUILD_DIR)/bin/fedshare-sim-partners --partners $$n --mode $$mode \
-	    --dir $$d || exit 1; rm -rf $$d; done; done
+	bash bench/fanout_bench.sh $(BUILD_DIR)
 
 format:
 	git ls-files '*.cc' '*.h' | xargs clang-format -i

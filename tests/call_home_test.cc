@@ -632,5 +632,45 @@ TEST_F(CallHomeTest, DirectPartnerIsAskedOverOneLongLivedConnection) {
   ExpectSameAsDirect(back);
 }
 
+TEST_F(CallHomeTest, HeldStreamsDoNotTakeThePeerListenersThreads) {
+  // A foundation whose peer listener may run 2 handler threads holds the
+  // streams of 3 call-home partners and asks all of them: a held stream
+  // costs no thread (a synchronous handler would hold one per partner, and
+  // the third partner would be refused RESOURCE_EXHAUSTED).
+  int status = foundation_.process->Signal(SIGTERM);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  v1::NodeConfig config = FoundationConfig(/*partner2_calls_home=*/true);
+  config.mutable_limits()->set_max_threads(2);
+  const std::vector<std::string> more = {"partner-3", "partner-4"};
+  for (const std::string& org : more) {
+    node_ids_[org] = pki_.Issue(org, Role::kNode);
+    operators_[org] = pki_.Issue(org, Role::kOperator, "op");
+    v1::PeerConfig* p = config.add_peers();
+    p->set_org_id(org);
+    p->set_call_home(true);
+  }
+  absl::StatusOr<NodeProcess> started =
+      StartNodeProcess(config, tmp_.Sub("foundation-2-threads.textproto"));
+  ASSERT_OK(started.status());
+  foundation_ = std::move(started).value();
+  for (const std::string& org : more) {
+    ASSERT_NO_FATAL_FAILURE(StartPartner(org, /*call_home=*/true, /*load=*/true));
+  }
+  ASSERT_TRUE(PollUntil([&] {
+    auto client = Analyst();
+    absl::StatusOr<v1::ListPeersResponse> peers = client->ListPeers(false);
+    int connected = 0;
+    if (peers.ok()) {
+      for (const v1::PeerStatus& p : peers->peers()) connected += p.connected() ? 1 : 0;
+    }
+    return connected == 3;
+  })) << "not every call-home partner holds a stream";
+  ASSERT_OK_AND_ASSIGN(v1::FederatedAggregateResponse r, Ask());
+  for (const std::string org : {"partner-1", "partner-2", "partner-3", "partner-4"}) {
+    EXPECT_EQ(Coverage(r, org).state(), v1::PartnerCoverage::ANSWERED)
+        << Coverage(r, org).DebugString();
+  }
+}
+
 }  // namespace
 }  // namespace fedshare::testing

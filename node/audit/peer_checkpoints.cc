@@ -1,5 +1,6 @@
 #include "node/audit/peer_checkpoints.h"
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "node/audit/checkpoint.h"
 #include "node/audit/merkle.h"
@@ -113,11 +114,10 @@ absl::Status PeerCheckpoints::Check(const std::string& org_id, const v1::Receipt
   return absl::OkStatus();
 }
 
-absl::Status PeerCheckpoints::Accept(const std::string& org_id, const v1::Receipt& receipt,
-                                     const FetchConsistency& fetch) {
-  absl::MutexLock lock(&mu_);
+absl::Status PeerCheckpoints::CheckInto(const std::string& org_id, const v1::Receipt& receipt,
+                                        const FetchConsistency& fetch,
+                                        storage::WriteBatch& batch) const {
   absl::Status checked = Check(org_id, receipt, fetch);
-  storage::WriteBatch batch;
   // Kept whether or not it verifies: a bad receipt is the evidence.
   batch.Put(ColumnFamily::kAudit, PeerKey(kPeerReceipt, org_id, receipt.audit_index()),
             receipt.SerializeAsString());
@@ -129,7 +129,42 @@ absl::Status PeerCheckpoints::Accept(const std::string& org_id, const v1::Receip
   } else {
     batch.Put(ColumnFamily::kAudit, PeerPrefix(kPeerError, org_id), std::string(checked.message()));
   }
+  return checked;
+}
+
+absl::Status PeerCheckpoints::Accept(const std::string& org_id, const v1::Receipt& receipt,
+                                     const FetchConsistency& fetch) {
+  absl::MutexLock lock(&mu_);
+  storage::WriteBatch batch;
+  absl::Status checked = CheckInto(org_id, receipt, fetch, batch);
   FEDSHARE_RETURN_IF_ERROR(storage_->Write(batch));
+  return checked;
+}
+
+std::vector<absl::Status> PeerCheckpoints::AcceptAll(const std::vector<Incoming>& incoming) {
+  absl::MutexLock lock(&mu_);
+  std::vector<absl::Status> checked(incoming.size());
+  storage::WriteBatch batch;
+  size_t written = 0;  // incoming[0, written) are stored
+  absl::flat_hash_set<std::string> in_batch;
+  auto write = [&](size_t end) {
+    absl::Status s = storage_->Write(batch);
+    for (size_t i = written; i < end && !s.ok(); ++i) checked[i] = s;
+    batch = storage::WriteBatch();
+    in_batch.clear();
+    written = end;
+  };
+  for (size_t i = 0; i < incoming.size(); ++i) {
+    const Incoming& in = incoming[i];
+    // A peer's second receipt is checked against its first, so that one must
+    // be stored first.
+    if (!in_batch.insert(in.org_id).second) {
+      write(i);
+      in_batch.insert(in.org_id);
+    }
+    checked[i] = CheckInto(in.org_id, in.receipt, in.fetch, batch);
+  }
+  if (written < incoming.size()) write(incoming.size());
   return checked;
 }
 

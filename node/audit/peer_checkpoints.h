@@ -44,6 +44,18 @@ class PeerCheckpoints {
   absl::Status Accept(const std::string& org_id, const v1::Receipt& receipt,
                       const FetchConsistency& fetch);
 
+  // One receipt to Accept, as AcceptAll takes them.
+  struct Incoming {
+    std::string org_id;
+    v1::Receipt receipt;
+    FetchConsistency fetch;
+  };
+  // Accept for many peers' receipts at once (one fan-out's): each is checked
+  // and kept exactly as Accept would, and all are stored with one synced
+  // write rather than one per peer. The statuses in the order given; a failed
+  // write fails every one.
+  std::vector<absl::Status> AcceptAll(const std::vector<Incoming>& incoming);
+
   // The newest checkpoint held from `org_id`, if any.
   absl::StatusOr<std::optional<v1::SignedCheckpoint>> Latest(const std::string& org_id) const;
   // Its tree size, 0 if none (or unreadable).
@@ -56,6 +68,9 @@ class PeerCheckpoints {
  private:
   absl::Status Check(const std::string& org_id, const v1::Receipt& receipt,
                      const FetchConsistency& fetch) const;
+  // Checks `receipt` and adds what Accept keeps of it to `batch`.
+  absl::Status CheckInto(const std::string& org_id, const v1::Receipt& receipt,
+                         const FetchConsistency& fetch, storage::WriteBatch& batch) const;
 
   storage::Storage* const storage_;
   absl::Mutex mu_;  // serializes Accept's read-check-write

@@ -42,7 +42,8 @@ uint64_t CallHomeSession::Start(const v1::AggregateRequest& request, absl::Durat
     AnswerCallback callback = Take(id);
     if (callback) {
       callback(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                            absl::StrCat("the call-home stream of ", org_id_, " is broken")),
+                            absl::StrCat("the call-home stream of ", org_id_,
+                                         " is broken or its partner is not reading")),
                {});
     }
   }
@@ -126,9 +127,9 @@ void CallHomeSession::Close(absl::string_view why) {
     closed_why_ = std::string(why);
     std::function<void()> end_stream = std::move(end_stream_);
     ended.swap(pending_);
-    // Under mu_, so that a second Close (the stream's own handler) returns
-    // only after this one has ended the stream. It also ends a Write blocked
-    // on a partner that stopped reading, before send_mu_ is taken below.
+    // Under mu_, so that a second Close (the stream's own reactor) returns
+    // only after this one has ended the stream: the reactor finishes, and
+    // its context goes, only after its own Close.
     if (end_stream) end_stream();
   }
   {

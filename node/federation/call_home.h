@@ -2,10 +2,11 @@
 // NAT dial this node's peer listener and hold FederationService.Connect; the
 // fan-out puts questions to them through the sessions kept here.
 //
-//   // In the Connect handler, once the partner is authenticated:
-//   auto session = std::make_shared<CallHomeSession>(org, send, cancel_stream);
+//   // In the Connect reactor, once the partner is authenticated:
+//   auto session = std::make_shared<CallHomeSession>(org, queue_write, cancel_stream);
 //   hub->Attach(session);
-//   while (stream->Read(&up)) session->Deliver(up.answer());
+//   // ... each answer read (OnReadDone): session->Deliver(up.answer());
+//   // ... when reading ends:
 //   hub->Detach(session.get());
 //   session->Close("the stream ended");
 //
@@ -36,9 +37,12 @@ namespace fedshare::federation {
 // One partner's stream.
 class CallHomeSession {
  public:
-  // `send` writes one message down the stream and returns false once the
-  // stream is broken; never called twice at once, nor after Close returns. `end_stream` makes the
-  // stream's reader stop (the handler's ServerContext::TryCancel); called at most once, by Close.
+  // `send` puts one message on its way down the stream without waiting for
+  // the partner (the Connect reactor queues it) and returns false once the
+  // stream is broken, or when it cannot take more because the partner does
+  // not read; never called twice at once, nor after Close returns.
+  // `end_stream` makes the stream's reader stop (the handler's
+  // ServerContext::TryCancel); called at most once, by Close.
   using Sender = std::function<bool(const v1::CallHomeDown&)>;
   CallHomeSession(std::string org_id, Sender send, std::function<void()> end_stream,
                   absl::Time connected_at);

@@ -110,22 +110,19 @@ PartnerOutcome Unasked(const v1::PeerConfig& peer, State state, std::string reas
   return outcome;
 }
 
-// Checks the partner's receipt (from its answer, or its refusal's status
-// details) against what `checkpoints` holds of it; an answer must carry one.
-// `fetch` asks the partner for a consistency proof when the receipt does not
-// carry one. On failure the outcome becomes AUDIT_FAILED, without the
-// partner's figures.
-void CheckReceipt(audit::PeerCheckpoints& checkpoints, const v1::PeerConfig& peer,
-                  const audit::PeerCheckpoints::FetchConsistency& fetch, PartnerOutcome& outcome) {
-  const bool answered = outcome.result.has_value();
-  std::optional<v1::Receipt> receipt;
-  if (answered && outcome.result->has_receipt()) receipt = outcome.result->receipt();
-  if (!receipt.has_value() && outcome.coverage.has_receipt()) receipt = outcome.coverage.receipt();
-  if (!receipt.has_value() && !answered) return;  // refused before its audit, or not reached
-  if (receipt.has_value()) *outcome.coverage.mutable_receipt() = *receipt;
-  absl::Status checked = absl::DataLossError(
-      absl::StrCat("peer ", peer.org_id(), " answered without an audit receipt"));
-  if (receipt.has_value()) checked = checkpoints.Accept(peer.org_id(), *receipt, fetch);
+// The receipt to check of a partner's outcome: from its answer, or its
+// refusal's status details (after the partner's audit). None when it was
+// refused before its audit or not reached; an answer must carry one.
+std::optional<v1::Receipt> ReceiptOf(const PartnerOutcome& outcome) {
+  if (outcome.result.has_value() && outcome.result->has_receipt()) return outcome.result->receipt();
+  if (outcome.coverage.has_receipt()) return outcome.coverage.receipt();
+  return std::nullopt;
+}
+
+// On failure of the partner's receipt check (`checked`), the outcome becomes
+// AUDIT_FAILED, without the partner's figures.
+void ApplyReceiptCheck(const v1::PeerConfig& peer, const absl::Status& checked,
+                       PartnerOutcome& outcome) {
   if (checked.ok()) return;
   spdlog::error("event=peer_audit_failed peer={} error=\"{}\"", peer.org_id(),
                 std::string(checked.message()));
@@ -344,6 +341,57 @@ std::vector<PartnerOutcome> FanOut::AskAll(const std::vector<v1::PeerConfig>& pe
   return std::move(run->outcomes);
 }
 
+void FanOut::CheckReceipts(const std::vector<v1::PeerConfig>& peers, absl::Duration deadline,
+                           std::vector<PartnerOutcome>& outcomes) {
+  // Checked here, on the asking thread, not in gRPC's callbacks: a check may
+  // ask the partner for a consistency proof. Every receipt of the fan-out is
+  // kept with one synced write, not one per partner.
+  std::vector<audit::PeerCheckpoints::Incoming> incoming;
+  std::vector<size_t> checked_index;
+  for (size_t i = 0; i < outcomes.size(); ++i) {
+    const v1::PeerConfig& peer = peers[i];
+    std::optional<v1::Receipt> receipt = ReceiptOf(outcomes[i]);
+    if (!receipt.has_value()) {
+      if (outcomes[i].result.has_value()) {
+        ApplyReceiptCheck(peer,
+                          absl::DataLossError(absl::StrCat("peer ", peer.org_id(),
+                                                           " answered without an audit receipt")),
+                          outcomes[i]);
+      }
+      continue;
+    }
+    *outcomes[i].coverage.mutable_receipt() = *receipt;
+    auto fetch = [this, &peer, deadline](uint64_t from,
+                                         uint64_t to) -> absl::StatusOr<std::vector<std::string>> {
+      if (peer.call_home()) {
+        return absl::UnavailableError(
+            absl::StrCat("call-home partner ", peer.org_id(),
+                         " sent a receipt without the consistency proof its stream cannot fetch"));
+      }
+      std::string error;
+      std::shared_ptr<PeerChannel> channel = ChannelFor(peer, &error);
+      if (channel == nullptr) return absl::UnavailableError(error);
+      grpc::ClientContext context;
+      context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+      v1::AuditProofRequest proof_request;
+      proof_request.set_from_tree_size(from);
+      proof_request.set_to_tree_size(to);
+      v1::AuditProofResponse proof;
+      grpc::Status s = channel->stub->AuditProof(&context, proof_request, &proof);
+      if (!s.ok()) return absl::UnavailableError(s.error_message());
+      return std::vector<std::string>(proof.consistency_proof().begin(),
+                                      proof.consistency_proof().end());
+    };
+    incoming.push_back({peer.org_id(), *std::move(receipt), std::move(fetch)});
+    checked_index.push_back(i);
+  }
+  std::vector<absl::Status> checked = checkpoints_->AcceptAll(incoming);
+  for (size_t k = 0; k < checked.size(); ++k) {
+    const size_t i = checked_index[k];
+    ApplyReceiptCheck(peers[i], checked[k], outcomes[i]);
+  }
+}
+
 FanOut::FanOut(const v1::NodeConfig* config, audit::AuditLog* audit, const CallHomeHub* hub)
     : config_(config),
       audit_(audit),
@@ -429,34 +477,7 @@ absl::StatusOr<v1::FederatedAggregateResponse> FanOut::Ask(
   v1::FederatedAggregateResponse response;
   std::vector<v1::AggregateResult> answers;
   std::vector<PartnerOutcome> outcomes = AskAll(*peers, partner_request, deadline, cancelled);
-  if (checkpoints_ != nullptr) {
-    // Checked here, on the asking thread, not in gRPC's callbacks: a check
-    // may ask the partner for a consistency proof.
-    for (size_t i = 0; i < outcomes.size(); ++i) {
-      const v1::PeerConfig& peer = (*peers)[i];
-      auto fetch = [&](uint64_t from, uint64_t to) -> absl::StatusOr<std::vector<std::string>> {
-        if (peer.call_home()) {
-          return absl::UnavailableError(absl::StrCat(
-              "call-home partner ", peer.org_id(),
-              " sent a receipt without the consistency proof its stream cannot fetch"));
-        }
-        std::string error;
-        std::shared_ptr<PeerChannel> channel = ChannelFor(peer, &error);
-        if (channel == nullptr) return absl::UnavailableError(error);
-        grpc::ClientContext context;
-        context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
-        v1::AuditProofRequest proof_request;
-        proof_request.set_from_tree_size(from);
-        proof_request.set_to_tree_size(to);
-        v1::AuditProofResponse proof;
-        grpc::Status s = channel->stub->AuditProof(&context, proof_request, &proof);
-        if (!s.ok()) return absl::UnavailableError(s.error_message());
-        return std::vector<std::string>(proof.consistency_proof().begin(),
-                                        proof.consistency_proof().end());
-      };
-      CheckReceipt(*checkpoints_, peer, fetch, outcomes[i]);
-    }
-  }
+  if (checkpoints_ != nullptr) CheckReceipts(*peers, deadline, outcomes);
   for (PartnerOutcome& outcome : outcomes) {
     v1::PartnerCoverage* coverage = response.add_coverage();
     *coverage = std::move(outcome.coverage);

@@ -116,6 +116,11 @@ class FanOut {
   // `*error`) if the TLS files cannot be used.
   std::shared_ptr<PeerChannel> ChannelFor(const v1::PeerConfig& peer, std::string* error);
   void FillContact(const v1::PeerConfig& peer, v1::PeerStatus* status);
+  // Checks every partner's receipt against checkpoints_ (DESIGN §9): an
+  // outcome whose receipt does not verify, or an answer without one, becomes
+  // AUDIT_FAILED. `peers[i]` is the partner of `outcomes[i]`.
+  void CheckReceipts(const std::vector<v1::PeerConfig>& peers, absl::Duration deadline,
+                     std::vector<PartnerOutcome>& outcomes);
   static absl::StatusOr<std::vector<v1::PeerConfig>> Select(
       const std::vector<v1::PeerConfig>& peers, const v1::FederatedAggregateRequest& request);
 

@@ -14,7 +14,7 @@ constexpr size_t kMaxLoggedMessageBytes = 512;
 }  // namespace
 
 absl::StatusOr<identity::Identity> Authorize(const ServiceEnv& env,
-                                             const grpc::ServerContext& context,
+                                             const grpc::ServerContextBase& context,
                                              absl::string_view method,
                                              std::initializer_list<identity::Role> roles,
                                              bool own_org) {

@@ -19,7 +19,7 @@ namespace fedshare::service {
 // (and, with `own_org`, that it belongs to this node's org).
 // UNAUTHENTICATED or PERMISSION_DENIED saying what is needed.
 absl::StatusOr<identity::Identity> Authorize(const ServiceEnv& env,
-                                             const grpc::ServerContext& context,
+                                             const grpc::ServerContextBase& context,
                                              absl::string_view method,
                                              std::initializer_list<identity::Role> roles,
                                              bool own_org);

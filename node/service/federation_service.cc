@@ -1,5 +1,9 @@
 #include "node/service/federation_service.h"
 
+#include <deque>
+#include <memory>
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "node/common/utf8.h"
@@ -90,44 +94,146 @@ grpc::Status FederationServiceImpl::DescribePeer(grpc::ServerContext* context,
   return Finish(kMethod, who->spiffe_id, described.status());
 }
 
-grpc::Status FederationPeerServiceImpl::Connect(
-    grpc::ServerContext* context,
-    grpc::ServerReaderWriter<v1::CallHomeDown, v1::CallHomeUp>* stream) {
+namespace {
+
+// Messages (questions and cancels) that may wait to go down one stream behind
+// the one being written. A partner that stops reading fills HTTP/2's window
+// and then this queue; past it a new question fails UNAVAILABLE at once, so
+// the foundation's memory for a stuck partner stays bounded.
+constexpr size_t kMaxQueuedDown = 64;
+
+// A Connect refused before any session exists.
+class RefusedStream final : public grpc::ServerBidiReactor<v1::CallHomeUp, v1::CallHomeDown> {
+ public:
+  explicit RefusedStream(grpc::Status status) { Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
+
+// One call-home partner's stream. It lives from Connect until gRPC calls
+// OnDone, which comes only after Finish; Finish comes only after the reading
+// side ended, the session was closed (so nothing calls Send or cancels the
+// context any more) and the last write completed.
+class CallHomeStream final : public grpc::ServerBidiReactor<v1::CallHomeUp, v1::CallHomeDown> {
+ public:
+  CallHomeStream(const ServiceEnv* env, grpc::CallbackServerContext* context,
+                 identity::Identity who)
+      : env_(env), who_(std::move(who)) {
+    session_ = std::make_shared<federation::CallHomeSession>(
+        who_.org_id, [this](const v1::CallHomeDown& down) { return Send(down); },
+        [context] { context->TryCancel(); }, absl::Now());
+    v1::CallHomeDown hello;
+    hello.mutable_hello()->set_org_id(env_->config->org_id());
+    Send(hello);
+    env_->call_home_hub->Attach(session_);
+    spdlog::info("event=call_home_connected peer={} caller={}", who_.org_id, who_.spiffe_id);
+    StartRead(&up_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (ok) {
+      if (up_.has_answer()) session_->Deliver(std::move(*up_.mutable_answer()));
+      up_.Clear();
+      StartRead(&up_);
+      return;
+    }
+    env_->call_home_hub->Detach(session_.get());
+    session_->Close("the stream ended");
+    spdlog::info("event=call_home_disconnected peer={}", who_.org_id);
+    {
+      absl::MutexLock lock(&mu_);
+      reading_ended_ = true;
+      queued_.clear();
+    }
+    MaybeFinish();
+  }
+
+  void OnWriteDone(bool ok) override {
+    bool next = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (ok && !queued_.empty() && !reading_ended_) {
+        writing_ = std::move(queued_.front());
+        queued_.pop_front();
+        next = true;
+      } else {
+        broken_ = broken_ || !ok;
+        queued_.clear();
+        write_in_flight_ = false;
+      }
+    }
+    if (next) {
+      StartWrite(&writing_);
+      return;
+    }
+    MaybeFinish();
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  // Queues `down` for the stream (the session serializes calls); false once
+  // the stream is broken or ending, or when kMaxQueuedDown messages already
+  // wait for a partner that does not read.
+  bool Send(const v1::CallHomeDown& down) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (reading_ended_ || broken_) return false;
+      if (write_in_flight_) {
+        if (queued_.size() >= kMaxQueuedDown) return false;
+        queued_.push_back(down);
+        return true;
+      }
+      write_in_flight_ = true;
+      writing_ = down;
+    }
+    StartWrite(&writing_);
+    return true;
+  }
+
+  void MaybeFinish() {
+    {
+      absl::MutexLock lock(&mu_);
+      if (!reading_ended_ || write_in_flight_ || finished_) return;
+      finished_ = true;
+    }
+    Finish(service::Finish("FederationService.Connect", who_.spiffe_id, absl::OkStatus()));
+  }
+
+  const ServiceEnv* env_;
+  const identity::Identity who_;
+  std::shared_ptr<federation::CallHomeSession> session_;
+  v1::CallHomeUp up_;  // only the reading side touches it
+  absl::Mutex mu_;
+  // The message being written: set only by whoever starts a write, which
+  // happens only while no write is in flight.
+  v1::CallHomeDown writing_;
+  bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
+  std::deque<v1::CallHomeDown> queued_ ABSL_GUARDED_BY(mu_);
+  bool reading_ended_ ABSL_GUARDED_BY(mu_) = false;
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace
+
+grpc::ServerBidiReactor<v1::CallHomeUp, v1::CallHomeDown>* FederationPeerServiceImpl::Connect(
+    grpc::CallbackServerContext* context) {
   constexpr absl::string_view kMethod = "FederationService.Connect";
   absl::StatusOr<identity::Identity> who =
       Authorize(*env_, *context, kMethod, {Role::kNode}, /*own_org=*/false);
-  if (!who.ok()) return ToGrpcStatus(who.status());
+  if (!who.ok()) return new RefusedStream(ToGrpcStatus(who.status()));
   bool configured = false;
   for (const v1::PeerConfig& peer : *env_->fanout->peers()) {
     configured = configured || (peer.org_id() == who->org_id && peer.call_home());
   }
   if (!configured || env_->call_home_hub == nullptr) {
-    return Finish(
+    return new RefusedStream(Finish(
         kMethod, who->spiffe_id,
         absl::PermissionDeniedError(absl::StrCat(
             "org '", who->org_id, "' is not a call-home peer of ", env_->config->org_id(),
-            " (its config needs peers { org_id: \"", who->org_id, "\" call_home: true })")));
+            " (its config needs peers { org_id: \"", who->org_id, "\" call_home: true })"))));
   }
-  v1::CallHomeDown hello;
-  hello.mutable_hello()->set_org_id(env_->config->org_id());
-  if (!stream->Write(hello)) {
-    return Finish(kMethod, who->spiffe_id,
-                  absl::UnavailableError("the stream broke before the hello"));
-  }
-  auto session = std::make_shared<federation::CallHomeSession>(
-      who->org_id, [stream](const v1::CallHomeDown& down) { return stream->Write(down); },
-      [context] { context->TryCancel(); }, absl::Now());
-  env_->call_home_hub->Attach(session);
-  spdlog::info("event=call_home_connected peer={} caller={}", who->org_id, who->spiffe_id);
-  v1::CallHomeUp up;
-  while (stream->Read(&up)) {
-    if (up.has_answer()) session->Deliver(std::move(*up.mutable_answer()));
-  }
-  env_->call_home_hub->Detach(session.get());
-  // After Close nothing touches `stream` or `context` any more.
-  session->Close("the stream ended");
-  spdlog::info("event=call_home_disconnected peer={}", who->org_id);
-  return Finish(kMethod, who->spiffe_id, absl::OkStatus());
+  return new CallHomeStream(env_, context, *std::move(who));
 }
 
 }  // namespace fedshare::service

@@ -27,14 +27,15 @@ class FederationServiceImpl final : public v1::FederationService::Service {
 // FederationService on the peer listener: only Connect, the stream a
 // call-home partner holds (DESIGN §10); the other methods are UNIMPLEMENTED
 // there. The caller must be the node of a peer configured with call_home.
-// While the stream is up its session is in env->call_home_hub, and the
-// handler holds one of the listener's threads (limits.max_threads).
-class FederationPeerServiceImpl final : public v1::FederationService::Service {
+// While the stream is up its session is in env->call_home_hub. Served with
+// gRPC's callback API: a held stream costs a reactor and its session, not a
+// thread, so the listener's threads do not grow with call-home partners.
+class FederationPeerServiceImpl final : public v1::FederationService::CallbackService {
  public:
   explicit FederationPeerServiceImpl(const ServiceEnv* env) : env_(env) {}
 
-  grpc::Status Connect(grpc::ServerContext* context,
-                       grpc::ServerReaderWriter<v1::CallHomeDown, v1::CallHomeUp>* stream) override;
+  grpc::ServerBidiReactor<v1::CallHomeUp, v1::CallHomeDown>* Connect(
+      grpc::CallbackServerContext* context) override;
 
  private:
   const ServiceEnv* env_;

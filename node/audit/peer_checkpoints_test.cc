@@ -1,0 +1,113 @@
+#include "node/audit/peer_checkpoints.h"
+
+#include <stdlib.h>
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "node/audit/audit_log.h"
+#include "node/common/clock.h"
+#include "node/common/status_matchers.h"
+
+namespace fedshare::audit {
+namespace {
+
+using ::fedshare::testing::StatusIs;
+using ::testing::HasSubstr;
+
+std::string MakeTempDir() {
+  std::string tmpl = ::testing::TempDir() + "peer_checkpoints_test_XXXXXX";
+  EXPECT_NE(mkdtemp(tmpl.data()), nullptr);
+  return tmpl;
+}
+
+std::unique_ptr<storage::Storage> OpenStorage() {
+  auto storage = storage::Storage::Create(MakeTempDir(), storage::StorageOptions());
+  EXPECT_OK(storage.status());
+  return std::move(storage).value();
+}
+
+// Partners' audit logs, each in its own store, and the asking node's
+// PeerCheckpoints in another.
+class PeerCheckpointsTest : public ::testing::Test {
+ protected:
+  // The receipt of a new entry in `org`'s log, proving consistency from what
+  // the asking node holds of it (as a partner answers).
+  // `known`: the size the partner was told instead.
+  v1::Receipt Answer(const std::string& org, std::optional<uint64_t> known = std::nullopt) {
+    Partner& p = partners_[org];
+    if (p.log == nullptr) {
+      p.storage = OpenStorage();
+      auto log = AuditLog::Open(p.storage.get(), Clock::Real(), org);
+      EXPECT_OK(log.status());
+      p.log = std::move(log).value();
+    }
+    v1::AuditEntry entry;
+    entry.set_caller("spiffe://fedshare.test/org/foundation/node");
+    entry.set_method("PeerService.Aggregate");
+    entry.set_decision(v1::AuditEntry::ANSWERED);
+    auto appended = p.log->Append(entry, known.value_or(held_.KnownSize(org)));
+    EXPECT_OK(appended.status());
+    return appended->receipt;
+  }
+
+  static absl::StatusOr<std::vector<std::string>> NoFetch(uint64_t, uint64_t) {
+    return absl::UnavailableError("no proof fetched in this test");
+  }
+
+  struct Partner {
+    std::unique_ptr<storage::Storage> storage;
+    std::unique_ptr<AuditLog> log;
+  };
+  std::map<std::string, Partner> partners_;
+  std::unique_ptr<storage::Storage> storage_ = OpenStorage();
+  PeerCheckpoints held_{storage_.get()};
+};
+
+TEST_F(PeerCheckpointsTest, AcceptAllKeepsEveryReceiptAsAcceptWould) {
+  std::vector<absl::Status> first = held_.AcceptAll(
+      {{"partner-a", Answer("partner-a"), NoFetch}, {"partner-b", Answer("partner-b"), NoFetch}});
+  ASSERT_EQ(first.size(), 2u);
+  EXPECT_OK(first[0]);
+  EXPECT_OK(first[1]);
+  EXPECT_EQ(held_.KnownSize("partner-a"), 1u);
+  EXPECT_EQ(held_.KnownSize("partner-b"), 1u);
+
+  // A forged checkpoint from b fails b alone, and is kept as evidence.
+  v1::Receipt forged = Answer("partner-b");
+  forged.mutable_checkpoint()->mutable_signature()->front() ^= 1;
+  std::vector<absl::Status> second = held_.AcceptAll(
+      {{"partner-a", Answer("partner-a"), NoFetch}, {"partner-b", forged, NoFetch}});
+  EXPECT_OK(second[0]);
+  EXPECT_THAT(second[1], StatusIs(absl::StatusCode::kDataLoss, HasSubstr("bad signature")));
+  EXPECT_EQ(held_.KnownSize("partner-a"), 2u);
+  EXPECT_EQ(held_.KnownSize("partner-b"), 1u);
+  EXPECT_FALSE(held_.Error("partner-b").empty());
+  ASSERT_OK_AND_ASSIGN(std::vector<v1::Receipt> kept, held_.Receipts("partner-b"));
+  EXPECT_EQ(kept.size(), 2u);
+}
+
+TEST_F(PeerCheckpointsTest, ASecondReceiptOfOnePeerIsCheckedAgainstTheFirst) {
+  ASSERT_OK(held_.Accept("partner-a", Answer("partner-a"), NoFetch));
+  // The second receipt proves consistency from the first one's checkpoint,
+  // so the first must be held when the second is checked.
+  v1::Receipt second = Answer("partner-a");
+  ASSERT_OK(held_.Accept("partner-a", second, NoFetch));
+  // Two answers of one fan-out-sized batch: the fourth proves consistency
+  // from the third's checkpoint (size 3), not from the one held now (2).
+  v1::Receipt third = Answer("partner-a");
+  v1::Receipt fourth = Answer("partner-a", 3);
+  std::vector<absl::Status> checked =
+      held_.AcceptAll({{"partner-a", third, NoFetch}, {"partner-a", fourth, NoFetch}});
+  EXPECT_OK(checked[0]);
+  EXPECT_OK(checked[1]);
+  EXPECT_EQ(held_.KnownSize("partner-a"), 4u);
+}
+
+}  // namespace
+}  // namespace fedshare::audit
