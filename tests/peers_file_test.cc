@@ -28,8 +28,14 @@ class PeersFileTest : public ::testing::Test {
  protected:
   void SetUp() override {
     for (const std::string org : {"partner-a", "partner-b"}) {
+      // partner-b's certificate expires in 10 days.
+      identity::IssueOptions short_lived;
+      short_lived.org = org;
+      short_lived.days = 10;
       v1::NodeConfig config =
-          BaseNodeConfig(org, kTrustDomain, tmp_.Sub(org + "-data"), pki_.Issue(org, Role::kNode));
+          BaseNodeConfig(org, kTrustDomain, tmp_.Sub(org + "-data"),
+                         org == "partner-b" ? pki_.IssueWith("partner-b-short", short_lived)
+                                            : pki_.Issue(org, Role::kNode));
       *config.add_datasets() = ProgramOutcomesSchema();
       v1::Agreement a = OpenAgreement("foundation-open", "foundation");
       a.mutable_disclosure()->set_repeat_limit(1000);
@@ -44,8 +50,8 @@ class PeersFileTest : public ::testing::Test {
                                            pki_.Issue("foundation", Role::kNode));
     config.set_peers_file(file_);
     ASSERT_OK_AND_ASSIGN(foundation_, server::Node::Create(config, server::NodeOptions()));
-    analyst_ = Connect(foundation_->local_address(),
-                       pki_.Issue("foundation", Role::kAnalyst, "ana"), kTrustDomain, "foundation");
+    analyst_dir_ = pki_.Issue("foundation", Role::kAnalyst, "ana");
+    analyst_ = Connect(foundation_->local_address(), analyst_dir_, kTrustDomain, "foundation");
     ASSERT_NE(analyst_, nullptr);
   }
 
@@ -69,6 +75,7 @@ class PeersFileTest : public ::testing::Test {
   std::unique_ptr<server::Node> foundation_;
   std::unique_ptr<client::NodeClient> analyst_;
   std::string file_;
+  std::string analyst_dir_;
 };
 
 TEST_F(PeersFileTest, AddedPeerIsAskedWithoutRestartAndABrokenFileChangesNothing) {
@@ -121,6 +128,76 @@ TEST_F(PeersFileTest, AddedPeerIsAskedWithoutRestartAndABrokenFileChangesNothing
   ProcessOutcome status = RunCliAs(tmp_, pki_.Issue("foundation", Role::kOperator, "op2"),
                                    foundation_->local_address(), {"status"});
   EXPECT_THAT(status.out, HasSubstr("peers_file"));
+}
+
+TEST_F(PeersFileTest, PeersShowRoundTripAndCertificateExpiryAndWarnOfExpiringOnes) {
+  ASSERT_OK(WriteFileAtomic(
+      file_, absl::StrCat("peers { org_id: \"partner-a\" address: \"",
+                          partners_["partner-a"]->peer_address(), "\" groups: \"pilot\" }\n",
+                          "peers { org_id: \"partner-b\" address: \"",
+                          partners_["partner-b"]->peer_address(), "\" groups: \"pilot\" }\n")));
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (RosterSize() != 2 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(50));  // poll interval while the node reloads
+  }
+  ASSERT_EQ(RosterSize(), 2u);
+
+  // Never asked: nothing timed, no certificate seen.
+  ASSERT_OK_AND_ASSIGN(v1::ListPeersResponse before, analyst_->ListPeers(false));
+  for (const v1::PeerStatus& p : before.peers()) {
+    EXPECT_EQ(p.round_trip_source(), v1::PeerStatus::ROUND_TRIP_SOURCE_UNSPECIFIED);
+    EXPECT_FALSE(p.has_certificate_expires());
+  }
+  // A question: both answer, over TLS connections that show their certificates.
+  ASSERT_OK_AND_ASSIGN(v1::FederatedAggregateResponse asked, AskGroup("pilot"));
+  ASSERT_EQ(asked.coverage_size(), 2);
+  ASSERT_OK_AND_ASSIGN(v1::ListPeersResponse after, analyst_->ListPeers(false));
+  for (const v1::PeerStatus& p : after.peers()) {
+    EXPECT_EQ(p.round_trip_source(), v1::PeerStatus::ROUND_TRIP_SOURCE_LAST_ANSWER) << p.org_id();
+    EXPECT_GT(p.round_trip().nanos() + p.round_trip().seconds(), 0) << p.org_id();
+    ASSERT_TRUE(p.has_certificate_expires()) << p.org_id();
+    const absl::Duration left =
+        absl::FromUnixSeconds(p.certificate_expires().seconds()) - absl::Now();
+    if (p.org_id() == "partner-b") {
+      EXPECT_LT(left, absl::Hours(24 * 10));
+      EXPECT_GT(left, absl::Hours(24 * 9));
+      EXPECT_THAT(p.certificate_warning(),
+                  HasSubstr("peer partner-b's node certificate expires in 9 day(s)"));
+    } else {
+      EXPECT_GT(left, absl::Hours(24 * 300));
+      EXPECT_EQ(p.certificate_warning(), "");
+    }
+  }
+
+  // The CLI warns loudly in every format and in its exit code.
+  const std::string node = foundation_->local_address();
+  ProcessOutcome table = RunCliAs(tmp_, analyst_dir_, node, {"peers"});
+  EXPECT_EQ(table.exit_code, 4) << table.err;
+  EXPECT_THAT(table.out, ::testing::ContainsRegex(
+                             "partner-b +direct +- +\\S+ +\\S+ +[0-9.]+ms probe +9d! +answered"));
+  EXPECT_THAT(table.out, ::testing::ContainsRegex(
+                             "partner-a +direct +- +\\S+ +\\S+ +[0-9.]+ms probe +3[0-9][0-9]d +"
+                             "answered"));
+  EXPECT_THAT(table.out,
+              HasSubstr("CERTIFICATE: peer partner-b's node certificate expires in 9 day(s)"));
+  EXPECT_THAT(table.err,
+              HasSubstr("WARNING: peer partner-b's node certificate expires in 9 day(s)"));
+  ProcessOutcome json = RunCliAs(tmp_, analyst_dir_, node, {"peers", "--output", "json"});
+  EXPECT_EQ(json.exit_code, 4) << json.err;
+  EXPECT_THAT(json.out, HasSubstr("\"certificate_warning\":\"peer partner-b's node certificate "
+                                  "expires in 9 day(s)"));
+  EXPECT_THAT(json.out, HasSubstr("\"round_trip_source\":\"ROUND_TRIP_SOURCE_PROBE\""));
+  EXPECT_THAT(json.err, HasSubstr("WARNING: peer partner-b"));
+  ProcessOutcome csv =
+      RunCliAs(tmp_, analyst_dir_, node, {"peers", "--no-probe", "--output", "csv"});
+  EXPECT_EQ(csv.exit_code, 4) << csv.err;
+  EXPECT_THAT(csv.out, ::testing::ContainsRegex(
+                           "partner-b,direct,-,[^,]+,[^,]+,[0-9.]+,last_answer,[^,]+,9,\"peer "
+                           "partner-b's node certificate expires"));
+  // Outside the threshold the operator sets, no warning.
+  ProcessOutcome quiet = RunCliAs(tmp_, analyst_dir_, node, {"peers", "--warn-days", "5"});
+  EXPECT_EQ(quiet.exit_code, 0) << quiet.err;
+  EXPECT_THAT(quiet.out, ::testing::Not(HasSubstr("CERTIFICATE")));
 }
 
 }  // namespace

@@ -11,10 +11,13 @@
 #include "absl/time/clock.h"
 #include "fedshare/v1/peer.grpc.pb.h"
 #include "google/rpc/status.pb.h"
+#include "grpc/grpc_security_constants.h"
 #include "grpcpp/grpcpp.h"
 #include "node/common/files.h"
 #include "node/federation/combine.h"
 #include "node/identity/channel.h"
+#include "node/identity/tls_files.h"
+#include "node/identity/x509_verify.h"
 #include "policy/question.h"
 #include "spdlog/spdlog.h"
 
@@ -27,6 +30,25 @@ void SetTimestamp(absl::Time t, google::protobuf::Timestamp* out) {
   const int64_t ns = absl::ToUnixNanos(t);
   out->set_seconds(ns / 1000000000);
   out->set_nanos(static_cast<int32_t>(ns % 1000000000));
+}
+
+void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
+  const int64_t ns = absl::ToInt64Nanoseconds(d);
+  out->set_seconds(ns / 1000000000);
+  out->set_nanos(static_cast<int32_t>(ns % 1000000000));
+}
+
+// ListPeers' warning for a peer certificate expiring at `not_after`, or "".
+std::string ExpiryWarning(const std::string& org_id, absl::Time not_after, absl::Time now) {
+  const std::string when = absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", not_after, absl::UTCTimeZone());
+  if (not_after <= now) {
+    return absl::StrCat("peer ", org_id, "'s node certificate expired at ", when,
+                        ": its calls fail until its operator renews it");
+  }
+  if (not_after - now > identity::kExpiryWarning) return "";
+  return absl::StrCat("peer ", org_id, "'s node certificate expires in ",
+                      absl::ToInt64Hours(not_after - now) / 24, " day(s), at ", when,
+                      ": ask its operator to renew it");
 }
 
 State StateFor(grpc::StatusCode code) {
@@ -229,8 +251,10 @@ void FanOut::Complete(Run* run, size_t index, PartnerOutcome outcome, absl::Time
     peer_call_observer_(outcome.coverage.org_id(), state, absl::Now() - started);
   }
   if (state == v1::PartnerCoverage::ANSWERED || state == v1::PartnerCoverage::REFUSED) {
+    const absl::Time now = absl::Now();
     absl::MutexLock lock(&mu_);
-    last_contact_[outcome.coverage.org_id()] = absl::Now();
+    last_contact_[outcome.coverage.org_id()] = now;
+    round_trip_[outcome.coverage.org_id()] = now - started;
   }
   absl::MutexLock lock(&run->mu);
   run->outcomes[index] = std::move(outcome);
@@ -282,6 +306,7 @@ void FanOut::StartOne(const std::shared_ptr<Run>& run, size_t index, const v1::P
   channel->stub->async()->Aggregate(
       &call->context, &call->request, &call->response,
       [this, run = run.get(), index, peer, started, call = call.get()](grpc::Status status) {
+        if (status.ok()) NoteCertificate(peer.org_id(), call->context);
         Complete(run, index, OutcomeOf(peer, status, &call->response), started);
       });
 }
@@ -535,14 +560,22 @@ v1::ListPeersResponse FanOut::ListPeers(bool probe) {
           context.set_deadline(
               absl::ToChronoTime(absl::Now() + absl::Milliseconds(config_->peer_deadline_ms())));
           v1::DescribeResponse described;
+          const absl::Time sent = absl::Now();
           grpc::Status s = channel->stub->Describe(&context, v1::DescribeRequest(), &described);
+          const absl::Time now = absl::Now();
           status.set_state(StateFor(s.error_code()));
           status.set_reason(s.error_message());
           status.set_datasets_offered(described.datasets_size());
           if (s.ok()) {
-            absl::MutexLock lock(&mu_);
-            last_contact_[peer.org_id()] = absl::Now();
-            SetTimestamp(absl::Now(), status.mutable_last_contact());
+            {
+              absl::MutexLock lock(&mu_);
+              last_contact_[peer.org_id()] = now;
+            }
+            SetTimestamp(now, status.mutable_last_contact());
+            SetDuration(now - sent, status.mutable_round_trip());
+            status.set_round_trip_source(v1::PeerStatus::ROUND_TRIP_SOURCE_PROBE);
+            NoteCertificate(peer.org_id(), context);
+            FillCertificate(peer, &status);
           }
           return status;
         }));
@@ -565,6 +598,47 @@ void FanOut::FillContact(const v1::PeerConfig& peer, v1::PeerStatus* status) {
     if (session != nullptr) last = std::max(last, session->connected_at());
   }
   if (last != absl::InfinitePast()) SetTimestamp(last, status->mutable_last_contact());
+  {
+    absl::MutexLock lock(&mu_);
+    auto rtt = round_trip_.find(peer.org_id());
+    if (rtt != round_trip_.end()) {
+      SetDuration(rtt->second, status->mutable_round_trip());
+      status->set_round_trip_source(v1::PeerStatus::ROUND_TRIP_SOURCE_LAST_ANSWER);
+    }
+  }
+  FillCertificate(peer, status);
+}
+
+void FanOut::FillCertificate(const v1::PeerConfig& peer, v1::PeerStatus* status) {
+  absl::Time not_after;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = certificates_.find(peer.org_id());
+    if (it == certificates_.end()) return;
+    not_after = it->second.not_after;
+  }
+  SetTimestamp(not_after, status->mutable_certificate_expires());
+  status->set_certificate_warning(ExpiryWarning(peer.org_id(), not_after, absl::Now()));
+}
+
+void FanOut::NoteCertificate(const std::string& org_id, const grpc::ClientContext& context) {
+  std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
+  if (auth == nullptr) return;
+  std::vector<grpc::string_ref> pem = auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
+  if (pem.empty()) return;
+  NotePeerCertificate(org_id, absl::string_view(pem[0].data(), pem[0].size()));
+}
+
+void FanOut::NotePeerCertificate(const std::string& org_id, absl::string_view pem) {
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = certificates_.find(org_id);
+    if (it != certificates_.end() && it->second.pem == pem) return;
+  }
+  absl::StatusOr<identity::CertificateInfo> info = identity::InspectCertificate(pem);
+  if (!info.ok()) return;
+  absl::MutexLock lock(&mu_);
+  certificates_[org_id] = SeenCertificate{std::string(pem), info->not_after};
 }
 
 absl::StatusOr<v1::DescribeResponse> FanOut::DescribePeer(const std::string& org_id) {

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "grpc/grpc_security_constants.h"
 #include "node/common/utf8.h"
 #include "node/federation/call_home.h"
 #include "node/federation/fanout.h"
@@ -118,6 +119,11 @@ grpc::Status FederationPeerServiceImpl::Connect(
       who->org_id, [stream](const v1::CallHomeDown& down) { return stream->Write(down); },
       [context] { context->TryCancel(); }, absl::Now());
   env_->call_home_hub->Attach(session);
+  // For `fedshare peers`: when the certificate the partner holds expires.
+  for (const grpc::string_ref& pem :
+       context->auth_context()->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME)) {
+    env_->fanout->NotePeerCertificate(who->org_id, absl::string_view(pem.data(), pem.size()));
+  }
   spdlog::info("event=call_home_connected peer={} caller={}", who->org_id, who->spiffe_id);
   v1::CallHomeUp up;
   while (stream->Read(&up)) {
