@@ -16,7 +16,7 @@
 //   fedshare backup
 //   fedshare export --dataset D [--format csv|jsonl] [--out FILE]
 //   fedshare query --sql "SELECT ..." [--peers a,b | --all-peers | --group G] [--dry-run]
-//       [--output table|csv|json|chart] [--save FILE]
+//       [--output table|csv|json|chart] [--save FILE] [--progress]
 //   fedshare show FILE [--output table|csv|json|chart]
 //   fedshare audit show [--from N] [--limit N] [--caller ID|ORG] [--decision D]
 //       [--since T] [--until T] [--output table|csv|json]
@@ -312,9 +312,46 @@ int PrintAndSave(const v1::SavedAnswer& saved, const std::string& output,
   return 0;
 }
 
+// Shows partners answering as they come, on stderr: on a terminal one line
+// per partner and a progress line rewritten in place, else one line per
+// partner ("progress N/M: ORG STATE ...").
+class ProgressPrinter {
+ public:
+  explicit ProgressPrinter(bool terminal) : terminal_(terminal) {}
+  ~ProgressPrinter() {
+    if (terminal_ && shown_) std::cerr << "\r\x1b[K" << std::flush;
+  }
+  void Show(const v1::FederatedAggregateProgress& p) {
+    const v1::PartnerCoverage& c = p.partner();
+    std::string line = absl::StrCat(
+        c.org_id(), " ", absl::AsciiStrToLower(v1::PartnerCoverage::State_Name(c.state())));
+    if (c.state() == v1::PartnerCoverage::ANSWERED) {
+      absl::StrAppend(&line, " (", c.released_cells(), " cell(s) released, ", c.withheld_cells(),
+                      " withheld)");
+    } else if (!c.reason().empty()) {
+      absl::StrAppend(&line, ": ", c.reason());
+    }
+    if (!terminal_) {
+      std::cerr << "progress " << p.finished() << "/" << p.asked() << ": " << line << "\n"
+                << std::flush;
+      return;
+    }
+    shown_ = true;
+    std::cerr << "\r\x1b[K  " << line << "\n[" << p.finished() << "/" << p.asked() << "] "
+              << (p.finished() < p.asked()
+                      ? absl::StrCat("waiting for ", p.asked() - p.finished(), " partner(s)...")
+                      : std::string("combining..."))
+              << std::flush;
+  }
+
+ private:
+  bool terminal_;
+  bool shown_ = false;
+};
+
 int RunQuery(const Globals& g, const std::string& sql, const std::string& peers, bool all_peers,
              const std::string& group, const std::string& output, int deadline_ms, int min_coverage,
-             const std::string& save_path, bool dry_run) {
+             const std::string& save_path, bool dry_run, bool progress) {
   // Refuse a bad --output before the question spends a repeat-limit slot.
   if (absl::Status s = CheckRenderFormat(output); !s.ok()) return Fail(s);
   absl::StatusOr<v1::AggregateQuery> query = ParseSql(sql);
@@ -343,7 +380,15 @@ int RunQuery(const Globals& g, const std::string& sql, const std::string& peers,
   request.set_group(group);
   request.set_deadline_ms(deadline_ms);
   request.set_dry_run(dry_run);
-  absl::StatusOr<v1::FederatedAggregateResponse> r = (*client)->FederatedAggregate(request);
+  absl::StatusOr<v1::FederatedAggregateResponse> r;
+  const bool terminal = isatty(STDERR_FILENO) == 1;
+  if (progress || terminal) {
+    ProgressPrinter printer(terminal);
+    r = (*client)->FederatedAggregateStream(
+        request, [&](const v1::FederatedAggregateProgress& p) { printer.Show(p); });
+  } else {
+    r = (*client)->FederatedAggregate(request);
+  }
   if (!r.ok()) return Fail(r.status(), Listener::kLocal);
   if (int code = PrintAndSave(SaveFederated(sql, *query, node, *r), output, save_path); code != 0) {
     return code;
@@ -641,6 +686,10 @@ int main(int argc, char** argv) {
   query->add_option("--save", save_path,
                     "also write the whole answer to this file as JSON, for `fedshare show`");
   query->add_option("--deadline-ms", deadline_ms, "per-partner deadline");
+  bool query_progress = false;
+  query->add_flag("--progress", query_progress,
+                  "show partners answering as they come on stderr (default: when stderr is a "
+                  "terminal); the answer on stdout is unchanged");
   query->add_flag("--dry-run", query_dry_run,
                   "show the privacy budget (epsilon) the question would cost and what is left; "
                   "spend and release nothing");
@@ -728,7 +777,7 @@ int main(int argc, char** argv) {
   if (export_cmd->parsed()) return RunExport(g, dataset, format, out);
   if (query->parsed())
     return RunQuery(g, sql, peers, all_peers, group, output, deadline_ms, min_coverage, save_path,
-                    query_dry_run);
+                    query_dry_run, query_progress);
   if (show->parsed()) return RunShow(show_file, show_output);
   if (audit_show->parsed()) return RunAuditShow(g, audit_options);
   if (audit_export->parsed()) return RunAuditExport(g, audit_export_out);

@@ -20,6 +20,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -658,6 +659,62 @@ TEST_F(CallHomeTest, PartnerInItsOwnNetworkNamespaceGetsTheSameAnswerAsDirect) {
   const v1::AggregateResult* answer = PartnerAnswer(mixed, "partner-2");
   ASSERT_NE(answer, nullptr);
   EXPECT_EQ(answer->receipt().org_id(), "partner-2");
+}
+
+TEST_F(CallHomeTest, StreamedQuestionShowsEachPartnerAsItAnswersThenTheSameResult) {
+  // partner-2 stays stopped until partner-1's progress event has arrived: the
+  // event must come while partner-2 still owes its answer, not with the result.
+  const pid_t pid = partners_["partner-2"].process->pid();
+  ASSERT_EQ(::kill(pid, SIGSTOP), 0);
+  v1::FederatedAggregateRequest request;
+  request.set_all_peers(true);
+  request.set_deadline_ms(20000);
+  request.set_sql(QuestionSql());
+  auto client = Analyst();
+  ASSERT_NE(client, nullptr);
+  std::vector<v1::FederatedAggregateProgress> events;
+  absl::StatusOr<v1::FederatedAggregateResponse> streamed =
+      client->FederatedAggregateStream(request, [&](const v1::FederatedAggregateProgress& p) {
+        events.push_back(p);
+        if (p.partner().org_id() == "partner-1") ::kill(pid, SIGCONT);
+      });
+  ::kill(pid, SIGCONT);
+  ASSERT_OK(streamed.status());
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].partner().org_id(), "partner-1");
+  EXPECT_EQ(events[0].partner().state(), v1::PartnerCoverage::ANSWERED);
+  EXPECT_EQ(events[0].partner().released_cells(), 4);
+  EXPECT_EQ(events[0].finished(), 1);
+  EXPECT_EQ(events[0].asked(), 2);
+  EXPECT_EQ(events[1].partner().org_id(), "partner-2");
+  EXPECT_EQ(events[1].partner().state(), v1::PartnerCoverage::ANSWERED) << events[1].DebugString();
+  EXPECT_EQ(events[1].finished(), 2);
+  ExpectSameAsDirect(*streamed);
+  ASSERT_OK_AND_ASSIGN(v1::FederatedAggregateResponse unary, Ask());
+  ExpectSameAsDirect(unary);
+
+  // The CLI: with --progress, one line per partner on stderr and the same
+  // JSON on stdout as without it.
+  const std::vector<std::string> query = {"query",       "--sql",    QuestionSql(),
+                                          "--all-peers", "--output", "json"};
+  std::vector<std::string> with_progress = query;
+  with_progress.push_back("--progress");
+  for (const std::vector<std::string>* args : {&std::as_const(with_progress), &query}) {
+    ProcessOutcome asked = RunCliAs(tmp_, analyst_, foundation_.local_address, *args);
+    ASSERT_EQ(asked.exit_code, 0) << asked.err;
+    v1::FederatedAggregateResponse answer;
+    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(asked.out, &answer).ok()) << asked.out;
+    ExpectSameAsDirect(answer);
+    if (args == &query) {
+      EXPECT_THAT(asked.err, ::testing::Not(::testing::HasSubstr("progress")));
+      continue;
+    }
+    for (const char* org : {"partner-1", "partner-2"}) {
+      EXPECT_THAT(asked.err, ::testing::ContainsRegex(absl::StrCat(
+                                 "progress [12]/2: ", org,
+                                 " answered \\(4 cell\\(s\\) released, 0 withheld\\)")));
+    }
+  }
 }
 
 TEST_F(CallHomeTest, StoppedPartnerIsTimedOutWithinTheDeadline) {

@@ -184,12 +184,28 @@ struct FanOut::Run {
   int in_flight ABSL_GUARDED_BY(mu) = 0;
   size_t finished ABSL_GUARDED_BY(mu) = 0;
   std::vector<PartnerOutcome> outcomes ABSL_GUARDED_BY(mu);
+  // With a progress callback: the partners in the order their calls ended,
+  // and how many of them the asking thread has reported.
+  bool report_progress = false;
+  std::vector<size_t> finished_order ABSL_GUARDED_BY(mu);
+  size_t reported ABSL_GUARDED_BY(mu) = 0;
   // Touched only by the fan-out's own thread.
   std::vector<std::shared_ptr<DirectCall>> direct_calls;
   std::vector<std::pair<std::shared_ptr<CallHomeSession>, uint64_t>> call_home_questions;
 
   bool AllFinished() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return finished == outcomes.size(); }
   bool SlotFree() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return in_flight < kMaxCallsInFlight; }
+  bool AllFinishedOrNews() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    return AllFinished() || (report_progress && reported < finished_order.size());
+  }
+  // The coverage of partners finished and not yet reported, marked reported.
+  std::vector<v1::PartnerCoverage> TakeNews() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    std::vector<v1::PartnerCoverage> news;
+    for (; reported < finished_order.size(); ++reported) {
+      news.push_back(outcomes[finished_order[reported]].coverage);
+    }
+    return news;
+  }
 };
 
 std::shared_ptr<FanOut::PeerChannel> FanOut::ChannelFor(const v1::PeerConfig& peer,
@@ -260,6 +276,7 @@ void FanOut::Complete(Run* run, size_t index, PartnerOutcome outcome, absl::Time
   run->outcomes[index] = std::move(outcome);
   --run->in_flight;
   ++run->finished;
+  if (run->report_progress) run->finished_order.push_back(index);
 }
 
 void FanOut::StartOne(const std::shared_ptr<Run>& run, size_t index, const v1::PeerConfig& peer,
@@ -314,9 +331,17 @@ void FanOut::StartOne(const std::shared_ptr<Run>& run, size_t index, const v1::P
 std::vector<PartnerOutcome> FanOut::AskAll(const std::vector<v1::PeerConfig>& peers,
                                            const v1::AggregateRequest& request,
                                            absl::Duration timeout,
-                                           const std::function<bool()>& cancelled) {
+                                           const std::function<bool()>& cancelled,
+                                           const Progress& progress) {
   const absl::Time deadline = absl::Now() + timeout;
   auto run = std::make_shared<Run>(peers.size());
+  run->report_progress = progress != nullptr;
+  const int asked = static_cast<int>(peers.size());
+  int told = 0;
+  // Called without run->mu: the callback may block (a stream's flow control).
+  auto report = [&](std::vector<v1::PartnerCoverage> news) {
+    for (const v1::PartnerCoverage& partner : news) progress(partner, ++told, asked);
+  };
   size_t next = 0;
   for (; next < peers.size(); ++next) {
     {
@@ -344,9 +369,16 @@ std::vector<PartnerOutcome> FanOut::AskAll(const std::vector<v1::PeerConfig>& pe
   bool stopped = false;
   for (;;) {
     absl::Time wake = std::min(deadline, absl::Now() + absl::Milliseconds(100));
-    absl::MutexLock lock(&run->mu);
-    if (run->mu.AwaitWithDeadline(absl::Condition(run.get(), &Run::AllFinished), wake)) break;
-    if (absl::Now() >= deadline) break;
+    std::vector<v1::PartnerCoverage> news;
+    bool done = false;
+    {
+      absl::MutexLock lock(&run->mu);
+      run->mu.AwaitWithDeadline(absl::Condition(run.get(), &Run::AllFinishedOrNews), wake);
+      if (run->report_progress) news = run->TakeNews();
+      done = run->AllFinished();
+    }
+    if (!news.empty()) report(std::move(news));
+    if (done || absl::Now() >= deadline) break;
     if (cancelled && cancelled()) {
       stopped = true;
       break;
@@ -364,9 +396,16 @@ std::vector<PartnerOutcome> FanOut::AskAll(const std::vector<v1::PeerConfig>& pe
                     : absl::StrCat("call-home partner ", session->org_id(),
                                    " did not answer within ", absl::FormatDuration(timeout)));
   }
-  absl::MutexLock lock(&run->mu);
-  run->mu.Await(absl::Condition(run.get(), &Run::AllFinished));
-  return std::move(run->outcomes);
+  std::vector<v1::PartnerCoverage> news;
+  std::vector<PartnerOutcome> outcomes;
+  {
+    absl::MutexLock lock(&run->mu);
+    run->mu.Await(absl::Condition(run.get(), &Run::AllFinished));
+    if (run->report_progress) news = run->TakeNews();
+    outcomes = std::move(run->outcomes);
+  }
+  if (!news.empty()) report(std::move(news));
+  return outcomes;
 }
 
 FanOut::FanOut(const v1::NodeConfig* config, audit::AuditLog* audit, const CallHomeHub* hub)
@@ -437,7 +476,7 @@ absl::StatusOr<std::vector<v1::PeerConfig>> FanOut::Select(
 
 absl::StatusOr<v1::FederatedAggregateResponse> FanOut::Ask(
     const std::string& caller_spiffe_id, const v1::FederatedAggregateRequest& request,
-    const std::function<bool()>& cancelled) {
+    const std::function<bool()>& cancelled, const Progress& progress) {
   absl::StatusOr<std::vector<v1::PeerConfig>> peers = Select(*this->peers(), request);
   if (!peers.ok()) return peers.status();
   if (request.query().aggregates_size() == 0 || request.query().dataset().empty()) {
@@ -453,7 +492,8 @@ absl::StatusOr<v1::FederatedAggregateResponse> FanOut::Ask(
   partner_request.set_dry_run(request.dry_run());
   v1::FederatedAggregateResponse response;
   std::vector<v1::AggregateResult> answers;
-  std::vector<PartnerOutcome> outcomes = AskAll(*peers, partner_request, deadline, cancelled);
+  std::vector<PartnerOutcome> outcomes =
+      AskAll(*peers, partner_request, deadline, cancelled, progress);
   if (checkpoints_ != nullptr) {
     // Checked here, on the asking thread, not in gRPC's callbacks: a check
     // may ask the partner for a consistency proof.

@@ -63,9 +63,14 @@ class FanOut {
   // partner answers (or spends its limits on) a question twice. `cancelled`
   // (optional) is polled every 100 ms: once it returns true, calls in flight
   // are cancelled and their partners reported as such.
+  // `progress` (optional) is called on the asking thread as partners' calls
+  // end (in that order, at most 100 ms after each), with the partner's
+  // coverage before its receipt is checked, how many have ended and how many
+  // were asked; not after Ask returns.
+  using Progress = std::function<void(const v1::PartnerCoverage& partner, int finished, int asked)>;
   absl::StatusOr<v1::FederatedAggregateResponse> Ask(
       const std::string& caller_spiffe_id, const v1::FederatedAggregateRequest& request,
-      const std::function<bool()>& cancelled = nullptr);
+      const std::function<bool()>& cancelled = nullptr, const Progress& progress = nullptr);
 
   // The configured peers, each with its mode, whether a call-home peer is
   // connected, when it last answered or connected, how long its last answer
@@ -112,7 +117,8 @@ class FanOut {
   // Puts `request` to every one of `peers`; the outcomes in the same order.
   std::vector<PartnerOutcome> AskAll(const std::vector<v1::PeerConfig>& peers,
                                      const v1::AggregateRequest& request, absl::Duration timeout,
-                                     const std::function<bool()>& cancelled);
+                                     const std::function<bool()>& cancelled,
+                                     const Progress& progress);
   // Starts the call to one partner: down its call-home stream, or on its
   // channel. Its outcome goes to Complete.
   void StartOne(const std::shared_ptr<Run>& run, size_t index, const v1::PeerConfig& peer,
