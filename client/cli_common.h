@@ -14,7 +14,8 @@ namespace fedshare::client {
 
 constexpr int kExitRefused = 1;
 constexpr int kExitUsage = 2;
-constexpr int kExitIncomplete = 3;  // fewer partners answered than --min-coverage
+constexpr int kExitIncomplete = 3;           // fewer partners answered than --min-coverage
+constexpr int kExitCertificateExpiring = 4;  // `peers`: a certificate within --warn-days
 
 struct Globals {
   std::string node;

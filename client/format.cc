@@ -11,6 +11,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
@@ -854,6 +855,100 @@ std::string FormatFederated(const v1::FederatedAggregateResponse& response, Outp
       return Json(response);
   }
   return "";
+}
+
+namespace {
+
+absl::Time TimeOf(const google::protobuf::Timestamp& t) {
+  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
+}
+
+// "12.4ms probe", "310ms last answer", or "-".
+std::string RoundTripText(const v1::PeerStatus& p) {
+  if (p.round_trip_source() == v1::PeerStatus::ROUND_TRIP_SOURCE_UNSPECIFIED) return "-";
+  const absl::Duration d =
+      absl::Seconds(p.round_trip().seconds()) + absl::Nanoseconds(p.round_trip().nanos());
+  return absl::StrCat(
+      absl::StrFormat("%.1fms", absl::ToDoubleMilliseconds(d)),
+      p.round_trip_source() == v1::PeerStatus::ROUND_TRIP_SOURCE_PROBE ? " probe" : " last answer");
+}
+
+// Whole days the peer's certificate has left ("-" if never seen; negative
+// once expired).
+std::string DaysLeftText(const v1::PeerStatus& p, absl::Time now) {
+  if (!p.has_certificate_expires()) return "-";
+  return absl::StrCat(absl::ToInt64Hours(TimeOf(p.certificate_expires()) - now) / 24);
+}
+
+}  // namespace
+
+std::string FormatPeers(const v1::ListPeersResponse& response, OutputFormat format, bool probed,
+                        absl::Time now) {
+  if (format == OutputFormat::kJson) return Json(response);
+  std::string out;
+  if (format == OutputFormat::kCsv) {
+    CsvLine({"org_id", "mode", "connection", "address", "last_contact", "round_trip_ms",
+             "round_trip_source", "certificate_expires", "certificate_days_left",
+             "certificate_warning", "state", "reason", "groups", "audit_tree_size", "audit_error"},
+            &out);
+  } else {
+    out = absl::StrFormat("%-20s %-10s %-13s %-24s %-20s %-20s %-6s %-12s %s\n", "PEER", "MODE",
+                          "CONNECTION", "ADDRESS", "LAST CONTACT", "ROUND TRIP", "CERT", "STATE",
+                          "DETAIL");
+  }
+  auto time_text = [](const google::protobuf::Timestamp& t) {
+    return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", TimeOf(t), absl::UTCTimeZone());
+  };
+  for (const v1::PeerStatus& p : response.peers()) {
+    const bool call_home = p.mode() == v1::PeerStatus::MODE_CALL_HOME;
+    // Direct peers are dialled per question: there is no standing connection.
+    const std::string connection = !call_home ? "-" : p.connected() ? "connected" : "disconnected";
+    const std::string last_contact = p.has_last_contact() ? time_text(p.last_contact()) : "never";
+    if (format == OutputFormat::kCsv) {
+      const absl::Duration rtt =
+          absl::Seconds(p.round_trip().seconds()) + absl::Nanoseconds(p.round_trip().nanos());
+      const bool timed = p.round_trip_source() != v1::PeerStatus::ROUND_TRIP_SOURCE_UNSPECIFIED;
+      CsvLine({p.org_id(), call_home ? "call-home" : "direct", connection, p.address(),
+               p.has_last_contact() ? last_contact : "",
+               timed ? absl::StrFormat("%.3f", absl::ToDoubleMilliseconds(rtt)) : "",
+               !timed                                                             ? ""
+               : p.round_trip_source() == v1::PeerStatus::ROUND_TRIP_SOURCE_PROBE ? "probe"
+                                                                                  : "last_answer",
+               p.has_certificate_expires() ? time_text(p.certificate_expires()) : "",
+               p.has_certificate_expires() ? DaysLeftText(p, now) : "", p.certificate_warning(),
+               probed ? StateName(p.state()) : "", p.reason(), absl::StrJoin(p.groups(), ";"),
+               absl::StrCat(p.audit_tree_size()), p.audit_error()},
+              &out);
+      continue;
+    }
+    std::string state = probed ? StateName(p.state()) : "not probed";
+    std::string detail = p.state() == v1::PartnerCoverage::ANSWERED && !call_home
+                             ? absl::StrCat(p.datasets_offered(), " dataset(s) offered")
+                             : p.reason();
+    if (p.groups_size() > 0) {
+      absl::StrAppend(&detail, detail.empty() ? "" : "; ",
+                      "groups: ", absl::StrJoin(p.groups(), ","));
+    }
+    if (!p.audit_error().empty()) {
+      state = "audit_failed";
+      absl::StrAppend(&detail, detail.empty() ? "" : "; ", "AUDIT LOG FAILED: ", p.audit_error());
+    } else if (p.audit_tree_size() > 0) {
+      absl::StrAppend(&detail, detail.empty() ? "" : "; ", "audit checkpoint held at ",
+                      p.audit_tree_size(), " entries");
+    }
+    std::string cert = DaysLeftText(p, now);
+    if (cert != "-") absl::StrAppend(&cert, "d");
+    if (!p.certificate_warning().empty()) {
+      absl::StrAppend(&cert, "!");
+      absl::StrAppend(&detail, detail.empty() ? "" : "; ",
+                      "CERTIFICATE: ", p.certificate_warning());
+    }
+    absl::StrAppend(&out, absl::StrFormat("%-20s %-10s %-13s %-24s %-20s %-20s %-6s %-12s %s\n",
+                                          p.org_id(), call_home ? "call-home" : "direct",
+                                          connection, p.address().empty() ? "-" : p.address(),
+                                          last_contact, RoundTripText(p), cert, state, detail));
+  }
+  return out;
 }
 
 std::string ChartResult(const v1::AggregateResult& result, const v1::AggregateQuery* question) {

@@ -41,6 +41,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "fedshare/v1/admin.pb.h"
 #include "fedshare/v1/federation.pb.h"
 #include "fedshare/v1/query.pb.h"
@@ -96,6 +97,15 @@ std::string FormatCoverage(const v1::FederatedAggregateResponse& response, Outpu
 // JSON: the response itself (entries, total, chain_valid, chain_error,
 // next_index), as for answers.
 std::string FormatAudit(const v1::ListAuditResponse& response, OutputFormat format);
+
+// `fedshare peers`: each peer's mode, connection, address, last contact,
+// round trip (with what was timed: "probe" or "last answer"), the days its
+// certificate has left, probe state and detail. A peer whose
+// certificate_warning is set is marked "!" in the table, its warning is in
+// the detail (table), a certificate_warning column (CSV) and the field
+// (JSON: the response itself). `probed`: whether states were probed.
+std::string FormatPeers(const v1::ListPeersResponse& response, OutputFormat format, bool probed,
+                        absl::Time now);
 
 }  // namespace fedshare::client
 

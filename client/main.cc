@@ -4,7 +4,8 @@
 //   fedshare certs issue --ca DIR --org ORG --role node|operator|analyst [--name N] --out DIR
 //   fedshare certs request --trust-domain D --org ORG --role R [--name N] --out DIR
 //   fedshare certs sign --ca DIR --csr FILE --out DIR [--days N] [--dry-run]
-//   fedshare [--node ADDR] [--identity DIR] status | describe | datasets | peers
+//   fedshare [--node ADDR] [--identity DIR] status | describe | datasets
+//   fedshare peers [--no-probe] [--output table|csv|json] [--warn-days N]
 //   fedshare describe --peer ORG
 //   fedshare ingest --dataset D [--skip-invalid] [--idempotency-key K] [--delimiter C]
 //                   [--map "COLUMN=FIELD"]... [--date-format F] [--allow-duplicate | --replace]
@@ -17,7 +18,7 @@
 //   fedshare retention run
 //   fedshare export --dataset D [--format csv|jsonl] [--out FILE]
 //   fedshare query --sql "SELECT ..." [--peers a,b | --all-peers | --group G] [--dry-run]
-//       [--output table|csv|json|chart] [--save FILE]
+//       [--output table|csv|json|chart] [--save FILE] [--progress]
 //   fedshare show FILE [--output table|csv|json|chart]
 //   fedshare audit show [--from N] [--limit N] [--caller ID|ORG] [--decision D]
 //       [--since T] [--until T] [--output table|csv|json]
@@ -28,7 +29,8 @@
 //   fedshare --version
 //
 // Exit codes: 0 done, 1 the node refused or failed, 2 bad usage or input,
-// 3 a federated answer covers fewer partners than --min-coverage.
+// 3 a federated answer covers fewer partners than --min-coverage, 4 `peers`
+// found a peer certificate expiring within --warn-days (or expired).
 #include <unistd.h>
 
 #include <algorithm>
@@ -312,9 +314,46 @@ int PrintAndSave(const v1::SavedAnswer& saved, const std::string& output,
   return 0;
 }
 
+// Shows partners answering as they come, on stderr: on a terminal one line
+// per partner and a progress line rewritten in place, else one line per
+// partner ("progress N/M: ORG STATE ...").
+class ProgressPrinter {
+ public:
+  explicit ProgressPrinter(bool terminal) : terminal_(terminal) {}
+  ~ProgressPrinter() {
+    if (terminal_ && shown_) std::cerr << "\r\x1b[K" << std::flush;
+  }
+  void Show(const v1::FederatedAggregateProgress& p) {
+    const v1::PartnerCoverage& c = p.partner();
+    std::string line = absl::StrCat(
+        c.org_id(), " ", absl::AsciiStrToLower(v1::PartnerCoverage::State_Name(c.state())));
+    if (c.state() == v1::PartnerCoverage::ANSWERED) {
+      absl::StrAppend(&line, " (", c.released_cells(), " cell(s) released, ", c.withheld_cells(),
+                      " withheld)");
+    } else if (!c.reason().empty()) {
+      absl::StrAppend(&line, ": ", c.reason());
+    }
+    if (!terminal_) {
+      std::cerr << "progress " << p.finished() << "/" << p.asked() << ": " << line << "\n"
+                << std::flush;
+      return;
+    }
+    shown_ = true;
+    std::cerr << "\r\x1b[K  " << line << "\n[" << p.finished() << "/" << p.asked() << "] "
+              << (p.finished() < p.asked()
+                      ? absl::StrCat("waiting for ", p.asked() - p.finished(), " partner(s)...")
+                      : std::string("combining..."))
+              << std::flush;
+  }
+
+ private:
+  bool terminal_;
+  bool shown_ = false;
+};
+
 int RunQuery(const Globals& g, const std::string& sql, const std::string& peers, bool all_peers,
              const std::string& group, const std::string& output, int deadline_ms, int min_coverage,
-             const std::string& save_path, bool dry_run) {
+             const std::string& save_path, bool dry_run, bool progress) {
   // Refuse a bad --output before the question spends a repeat-limit slot.
   if (absl::Status s = CheckRenderFormat(output); !s.ok()) return Fail(s);
   absl::StatusOr<v1::AggregateQuery> query = ParseSql(sql);
@@ -343,7 +382,15 @@ int RunQuery(const Globals& g, const std::string& sql, const std::string& peers,
   request.set_group(group);
   request.set_deadline_ms(deadline_ms);
   request.set_dry_run(dry_run);
-  absl::StatusOr<v1::FederatedAggregateResponse> r = (*client)->FederatedAggregate(request);
+  absl::StatusOr<v1::FederatedAggregateResponse> r;
+  const bool terminal = isatty(STDERR_FILENO) == 1;
+  if (progress || terminal) {
+    ProgressPrinter printer(terminal);
+    r = (*client)->FederatedAggregateStream(
+        request, [&](const v1::FederatedAggregateProgress& p) { printer.Show(p); });
+  } else {
+    r = (*client)->FederatedAggregate(request);
+  }
   if (!r.ok()) return Fail(r.status(), Listener::kLocal);
   if (int code = PrintAndSave(SaveFederated(sql, *query, node, *r), output, save_path); code != 0) {
     return code;
@@ -382,43 +429,37 @@ int RunShow(const std::string& file, const std::string& output) {
   return 0;
 }
 
-int RunPeers(const Globals& g, bool probe) {
+int RunPeers(const Globals& g, bool probe, const std::string& output, int warn_days) {
+  absl::StatusOr<OutputFormat> format = ParseOutputFormat(output);
+  if (!format.ok()) return Fail(format.status());
   auto client = Dial(g, "127.0.0.1:7444");
   if (!client.ok()) return Fail(client.status());
   absl::StatusOr<v1::ListPeersResponse> r = (*client)->ListPeers(probe);
   if (!r.ok()) return Fail(r.status(), Listener::kLocal);
-  std::cout << absl::StrFormat("%-20s %-10s %-13s %-24s %-20s %-12s %s\n", "PEER", "MODE",
-                               "CONNECTION", "ADDRESS", "LAST CONTACT", "STATE", "DETAIL");
-  for (const v1::PeerStatus& p : r->peers()) {
-    const bool call_home = p.mode() == v1::PeerStatus::MODE_CALL_HOME;
-    std::string state =
-        probe ? absl::AsciiStrToLower(v1::PartnerCoverage::State_Name(p.state())) : "not probed";
-    std::string detail = p.state() == v1::PartnerCoverage::ANSWERED && !call_home
-                             ? absl::StrCat(p.datasets_offered(), " dataset(s) offered")
-                             : p.reason();
-    if (p.groups_size() > 0) {
-      absl::StrAppend(&detail, detail.empty() ? "" : "; ",
-                      "groups: ", absl::StrJoin(p.groups(), ","));
+  // The node warns 30 days ahead, as for its own certificate; --warn-days
+  // moves the line, in every output format and in the exit code.
+  const absl::Time now = absl::Now();
+  std::vector<std::string> warnings;
+  for (v1::PeerStatus& p : *r->mutable_peers()) {
+    if (!p.has_certificate_expires()) continue;
+    const absl::Time expires = absl::FromUnixSeconds(p.certificate_expires().seconds());
+    const std::string when = absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", expires, absl::UTCTimeZone());
+    p.clear_certificate_warning();
+    if (expires <= now) {
+      p.set_certificate_warning(absl::StrCat("peer ", p.org_id(), "'s node certificate expired at ",
+                                             when,
+                                             ": its calls fail until its operator renews it"));
+    } else if (expires - now <= absl::Hours(24) * warn_days) {
+      p.set_certificate_warning(absl::StrCat("peer ", p.org_id(), "'s node certificate expires in ",
+                                             absl::ToInt64Hours(expires - now) / 24, " day(s), at ",
+                                             when, ": ask its operator to renew it"));
     }
-    if (!p.audit_error().empty()) {
-      state = "audit_failed";
-      absl::StrAppend(&detail, detail.empty() ? "" : "; ", "AUDIT LOG FAILED: ", p.audit_error());
-    } else if (p.audit_tree_size() > 0) {
-      absl::StrAppend(&detail, detail.empty() ? "" : "; ", "audit checkpoint held at ",
-                      p.audit_tree_size(), " entries");
-    }
-    // Direct peers are dialled per question: there is no standing connection.
-    std::string connection = !call_home ? "-" : p.connected() ? "connected" : "disconnected";
-    std::string last_contact =
-        p.has_last_contact() ? absl::FormatTime("%Y-%m-%dT%H:%M:%SZ",
-                                                absl::FromUnixSeconds(p.last_contact().seconds()),
-                                                absl::UTCTimeZone())
-                             : "never";
-    std::cout << absl::StrFormat(
-        "%-20s %-10s %-13s %-24s %-20s %-12s %s\n", p.org_id(), call_home ? "call-home" : "direct",
-        connection, p.address().empty() ? "-" : p.address(), last_contact, state, detail);
+    if (!p.certificate_warning().empty()) warnings.push_back(p.certificate_warning());
   }
-  return 0;
+  std::cout << FormatPeers(*r, *format, probe, now);
+  std::cout.flush();
+  for (const std::string& w : warnings) std::cerr << "fedshare: WARNING: " << w << "\n";
+  return warnings.empty() ? 0 : kExitCertificateExpiring;
 }
 
 struct AuditShowOptions {
@@ -566,6 +607,14 @@ int main(int argc, char** argv) {
   auto* peers_cmd = app.add_subcommand("peers", "configured peers and whether they answer");
   bool no_probe = false;
   peers_cmd->add_flag("--no-probe", no_probe, "only list them");
+  std::string peers_output = "table";
+  peers_cmd->add_option("--output", peers_output, "table, csv or json")->capture_default_str();
+  int warn_days = 30;
+  peers_cmd
+      ->add_option("--warn-days", warn_days,
+                   "warn (and exit 4) when a peer's certificate expires within this many days")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
 
   std::string dataset, format, file;
   IngestArgs in;
@@ -648,6 +697,10 @@ int main(int argc, char** argv) {
   query->add_option("--save", save_path,
                     "also write the whole answer to this file as JSON, for `fedshare show`");
   query->add_option("--deadline-ms", deadline_ms, "per-partner deadline");
+  bool query_progress = false;
+  query->add_flag("--progress", query_progress,
+                  "show partners answering as they come on stderr (default: when stderr is a "
+                  "terminal); the answer on stdout is unchanged");
   query->add_flag("--dry-run", query_dry_run,
                   "show the privacy budget (epsilon) the question would cost and what is left; "
                   "spend and release nothing");
@@ -726,7 +779,7 @@ int main(int argc, char** argv) {
   if (status->parsed()) return RunStatus(g);
   if (describe->parsed()) return RunDescribe(g, describe_peer);
   if (datasets->parsed()) return RunDatasets(g);
-  if (peers_cmd->parsed()) return RunPeers(g, !no_probe);
+  if (peers_cmd->parsed()) return RunPeers(g, !no_probe, peers_output, warn_days);
   if (ingest->parsed()) return RunIngest(g, in);
   if (consent_import->parsed()) return RunConsentImport(g, file, format);
   if (consent_export->parsed()) return RunConsentExport(g, format, out);
@@ -737,7 +790,7 @@ int main(int argc, char** argv) {
   if (export_cmd->parsed()) return RunExport(g, dataset, format, out);
   if (query->parsed())
     return RunQuery(g, sql, peers, all_peers, group, output, deadline_ms, min_coverage, save_path,
-                    query_dry_run);
+                    query_dry_run, query_progress);
   if (show->parsed()) return RunShow(show_file, show_output);
   if (audit_show->parsed()) return RunAuditShow(g, audit_options);
   if (audit_export->parsed()) return RunAuditExport(g, audit_export_out);

@@ -146,6 +146,32 @@ absl::StatusOr<v1::FederatedAggregateResponse> NodeClient::FederatedAggregate(
   FEDSHARE_UNARY(federation_, FederatedAggregate, request, v1::FederatedAggregateResponse);
 }
 
+absl::StatusOr<v1::FederatedAggregateResponse> NodeClient::FederatedAggregateStream(
+    const v1::FederatedAggregateRequest& request,
+    const std::function<void(const v1::FederatedAggregateProgress&)>& progress) {
+  grpc::ClientContext context;
+  Prepare(context);
+  std::unique_ptr<grpc::ClientReader<v1::FederatedAggregateEvent>> reader =
+      federation_->FederatedAggregateStream(&context, request);
+  std::optional<v1::FederatedAggregateResponse> result;
+  grpc::Status status;
+  absl::Status sink_status = DrainStream<v1::FederatedAggregateEvent>(
+      context, *reader,
+      [&](const v1::FederatedAggregateEvent& event) {
+        if (event.has_progress() && progress) progress(event.progress());
+        if (event.has_result()) result = event.result();
+        return absl::OkStatus();
+      },
+      &status);
+  Remember(context);
+  FEDSHARE_RETURN_IF_ERROR(sink_status);
+  FEDSHARE_RETURN_IF_ERROR(FromGrpcStatus(status));
+  if (!result.has_value()) {
+    return absl::InternalError("the node ended the answer stream without a result");
+  }
+  return *std::move(result);
+}
+
 absl::StatusOr<v1::ListPeersResponse> NodeClient::ListPeers(bool probe) {
   v1::ListPeersRequest request;
   request.set_probe(probe);

@@ -91,6 +91,12 @@ class NodeClient {
   // FederationService (local listener, analyst or operator role).
   absl::StatusOr<v1::FederatedAggregateResponse> FederatedAggregate(
       const v1::FederatedAggregateRequest& request);
+  // FederatedAggregate over FederationService.FederatedAggregateStream:
+  // `progress` sees each partner's coverage as its call ends; the result is
+  // the stream's last event.
+  absl::StatusOr<v1::FederatedAggregateResponse> FederatedAggregateStream(
+      const v1::FederatedAggregateRequest& request,
+      const std::function<void(const v1::FederatedAggregateProgress&)>& progress);
   absl::StatusOr<v1::ListPeersResponse> ListPeers(bool probe);
   // What the configured peer `peer` lets this org ask, asked by the node.
   absl::StatusOr<v1::DescribeResponse> DescribePeer(const std::string& peer);

@@ -13,23 +13,27 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <fstream>
 #include <future>
 #include <set>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "fedshare/v1/federation.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/text_format.h"
+#include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
 #include "node/common/status_matchers.h"
@@ -235,6 +239,117 @@ bool HasUnreadBytes(pid_t pid) {
   return false;
 }
 
+// The local addresses of the listening TCP sockets `ss -ltnp` shows, run
+// after `prefix` (e.g. `ip netns exec NAME`); with `pid` > 0, only that
+// process's. Fails the test (non-fatally) if ss cannot run.
+std::vector<std::string> ListeningAddresses(const TempDir& tmp,
+                                            const std::vector<std::string>& prefix, pid_t pid = 0) {
+  std::vector<std::string> argv = prefix;
+  for (const char* ss : {"/usr/bin/ss", "/bin/ss", "/usr/sbin/ss"}) {
+    if (access(ss, X_OK) == 0) {
+      argv.push_back(ss);
+      break;
+    }
+  }
+  EXPECT_EQ(argv.size(), prefix.size() + 1) << "no ss (iproute2) on this machine";
+  argv.insert(argv.end(), {"-ltnpH"});
+  ProcessOutcome listed = RunProcess(tmp, argv);
+  EXPECT_EQ(listed.exit_code, 0) << listed.err;
+  std::vector<std::string> addresses;
+  for (absl::string_view line : absl::StrSplit(listed.out, '\n', absl::SkipEmpty())) {
+    // State Recv-Q Send-Q Local:Port Peer:Port [users:(("name",pid=N,fd=M))]
+    std::vector<std::string> f = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    if (f.size() < 5) continue;
+    if (pid > 0 && !absl::StrContains(line, absl::StrCat("pid=", pid, ","))) continue;
+    addresses.push_back(f[3]);
+  }
+  return addresses;
+}
+
+// Two fresh network namespaces, "near" and "far", joined by a veth pair
+// (kNearAddress in near, kFarAddress in far), each with its loopback up.
+// Traffic between them never leaves the pair. Names are unique per process
+// and pair; the destructor deletes both, whatever the test did (a process
+// still inside keeps its namespace alive, unnamed, until it exits).
+class NetnsPair {
+ public:
+  static constexpr char kNearAddress[] = "10.213.0.1";
+  static constexpr char kFarAddress[] = "10.213.0.2";
+
+  // Null, saying why in `*why`, where namespaces cannot be made (not root,
+  // no `ip`, a kernel or container that forbids them).
+  static std::unique_ptr<NetnsPair> Make(const TempDir& tmp, std::string* why) {
+    if (geteuid() != 0) {
+      *why = "not root";
+      return nullptr;
+    }
+    std::string ip;
+    for (const char* path : {"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"}) {
+      if (access(path, X_OK) == 0) {
+        ip = path;
+        break;
+      }
+    }
+    if (ip.empty()) {
+      *why = "no ip (iproute2) command";
+      return nullptr;
+    }
+    static std::atomic<int> made{0};
+    const std::string base = absl::StrCat("fedshare-test-", getpid(), "-", ++made);
+    auto pair = std::unique_ptr<NetnsPair>(new NetnsPair(tmp, ip, base + "-near", base + "-far"));
+    // Interfaces are made inside their namespaces, so their names clash with
+    // nothing on the host or in other tests' pairs.
+    const std::vector<std::vector<std::string>> steps = {
+        {"netns", "add", pair->near_},
+        {"netns", "add", pair->far_},
+        {"link", "add", "fs-near", "netns", pair->near_, "type", "veth", "peer", "name", "fs-far",
+         "netns", pair->far_},
+        {"-n", pair->near_, "addr", "add", absl::StrCat(kNearAddress, "/30"), "dev", "fs-near"},
+        {"-n", pair->far_, "addr", "add", absl::StrCat(kFarAddress, "/30"), "dev", "fs-far"},
+        {"-n", pair->near_, "link", "set", "fs-near", "up"},
+        {"-n", pair->far_, "link", "set", "fs-far", "up"},
+        {"-n", pair->near_, "link", "set", "lo", "up"},
+        {"-n", pair->far_, "link", "set", "lo", "up"},
+    };
+    for (const std::vector<std::string>& step : steps) {
+      if (std::string failed = pair->Ip(step); !failed.empty()) {
+        *why = failed;
+        return nullptr;  // the destructor deletes what was made
+      }
+    }
+    return pair;
+  }
+
+  ~NetnsPair() {
+    for (const std::string* name : {&near_, &far_}) Ip({"netns", "delete", *name});
+  }
+
+  // What runs a command inside a namespace: `ip netns exec NAME`, which execs it.
+  std::vector<std::string> Near() const { return {ip_, "netns", "exec", near_}; }
+  std::vector<std::string> Far() const { return {ip_, "netns", "exec", far_}; }
+
+ private:
+  NetnsPair(const TempDir& tmp, std::string ip, std::string near, std::string far)
+      : tmp_(tmp), ip_(std::move(ip)), near_(std::move(near)), far_(std::move(far)) {}
+
+  // Runs `ip ARGS...`; "" if it succeeded, else what it said.
+  std::string Ip(const std::vector<std::string>& args) const {
+    std::vector<std::string> argv = {ip_};
+    argv.insert(argv.end(), args.begin(), args.end());
+    static std::atomic<int> runs{0};
+    absl::StatusOr<ProcessOutcome> ran =
+        RunToCompletion(argv, tmp_.Sub(absl::StrCat("ip-", ++runs, ".err")));
+    if (!ran.ok()) return std::string(ran.status().message());
+    if (ran->exit_code == 0) return "";
+    return absl::StrCat("`ip ", absl::StrJoin(args, " "), "` failed: ", ran->err);
+  }
+
+  const TempDir& tmp_;
+  std::string ip_;
+  std::string near_;
+  std::string far_;
+};
+
 class CallHomeTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -270,7 +385,25 @@ class CallHomeTest : public ::testing::Test {
   // `peer_address`: where a restarted direct partner comes back.
   // `upstream`: where a call-home partner dials, if not the foundation.
   void StartPartner(const std::string& org, bool call_home, bool load,
-                    const std::string& peer_address = "", const std::string& upstream = "") {
+                    const std::string& peer_address = "", const std::string& upstream = "",
+                    const std::vector<std::string>& wrapper = {}) {
+    absl::StatusOr<NodeProcess> started =
+        StartNodeProcess(PartnerConfig(org, call_home, peer_address, upstream),
+                         tmp_.Sub(org + ".textproto"), wrapper);
+    ASSERT_OK(started.status());
+    partners_[org] = std::move(started).value();
+    if (!load) return;
+    auto admin = Connect(partners_[org].local_address, operators_[org], kTrustDomain, org);
+    ASSERT_NE(admin, nullptr);
+    ASSERT_OK_AND_ASSIGN(auto ingested, admin->Ingest("program_outcomes", v1::CSV, false,
+                                                      RecordsCsv(org, org == "partner-1" ? 3 : 5)));
+    ASSERT_EQ(ingested.rows_written(), 400) << ingested.DebugString();
+    ASSERT_OK_AND_ASSIGN(auto consented, admin->ImportConsent(ConsentCsv(org)));
+    ASSERT_EQ(consented.events_rejected(), 0) << consented.DebugString();
+  }
+
+  v1::NodeConfig PartnerConfig(const std::string& org, bool call_home,
+                               const std::string& peer_address, const std::string& upstream) {
     v1::NodeConfig config =
         BaseNodeConfig(org, kTrustDomain, tmp_.Sub(org + "-data"), node_ids_[org]);
     if (!peer_address.empty()) config.set_peer_address(peer_address);
@@ -285,17 +418,7 @@ class CallHomeTest : public ::testing::Test {
       upstream_config->set_address(upstream.empty() ? foundation_.peer_address : upstream);
       config.set_call_home_max_backoff_ms(1000);
     }
-    absl::StatusOr<NodeProcess> started = StartNodeProcess(config, tmp_.Sub(org + ".textproto"));
-    ASSERT_OK(started.status());
-    partners_[org] = std::move(started).value();
-    if (!load) return;
-    auto admin = Connect(partners_[org].local_address, operators_[org], kTrustDomain, org);
-    ASSERT_NE(admin, nullptr);
-    ASSERT_OK_AND_ASSIGN(auto ingested, admin->Ingest("program_outcomes", v1::CSV, false,
-                                                      RecordsCsv(org, org == "partner-1" ? 3 : 5)));
-    ASSERT_EQ(ingested.rows_written(), 400) << ingested.DebugString();
-    ASSERT_OK_AND_ASSIGN(auto consented, admin->ImportConsent(ConsentCsv(org)));
-    ASSERT_EQ(consented.events_rejected(), 0) << consented.DebugString();
+    return config;
   }
 
   // `partner2_listed`: whether partner-2 is among the foundation's peers.
@@ -326,9 +449,9 @@ class CallHomeTest : public ::testing::Test {
     tmp_.Write("foundation.textproto", text);
   }
 
-  void StartFoundation(bool partner2_calls_home) {
-    absl::StatusOr<NodeProcess> started =
-        StartNodeProcess(FoundationConfig(partner2_calls_home), tmp_.Sub("foundation.textproto"));
+  void StartFoundation(bool partner2_calls_home, const std::vector<std::string>& wrapper = {}) {
+    absl::StatusOr<NodeProcess> started = StartNodeProcess(
+        FoundationConfig(partner2_calls_home), tmp_.Sub("foundation.textproto"), wrapper);
     ASSERT_OK(started.status());
     foundation_ = std::move(started).value();
   }
@@ -355,16 +478,31 @@ class CallHomeTest : public ::testing::Test {
     });
   }
 
+  static std::string QuestionSql(const std::string& purpose = "program-evaluation") {
+    return absl::StrCat(
+        "SELECT program, COUNT(*), COUNT(DISTINCT subject), AVG(outcome_score), "
+        "SUM(outcome_score) FROM program_outcomes WHERE cohort_year >= 2020 GROUP BY program "
+        "PURPOSE '",
+        purpose, "'");
+  }
+
+  // The analyst's CLI against the foundation, run after `prefix` (inside a
+  // namespace, say).
+  ProcessOutcome AnalystCli(const std::vector<std::string>& prefix,
+                            const std::vector<std::string>& args) {
+    std::vector<std::string> argv = prefix;
+    argv.insert(argv.end(), {BinaryPath("fedshare"), "--node", foundation_.local_address,
+                             "--identity", analyst_});
+    argv.insert(argv.end(), args.begin(), args.end());
+    return RunProcess(tmp_, argv);
+  }
+
   absl::StatusOr<v1::FederatedAggregateResponse> Ask(
       const std::string& purpose = "program-evaluation", int deadline_ms = 0) {
     v1::FederatedAggregateRequest request;
     request.set_all_peers(true);
     request.set_deadline_ms(deadline_ms);
-    absl::StatusOr<v1::AggregateQuery> query = ParseSql(absl::StrCat(
-        "SELECT program, COUNT(*), COUNT(DISTINCT subject), AVG(outcome_score), "
-        "SUM(outcome_score) FROM program_outcomes WHERE cohort_year >= 2020 GROUP BY program "
-        "PURPOSE '",
-        purpose, "'"));
+    absl::StatusOr<v1::AggregateQuery> query = ParseSql(QuestionSql(purpose));
     if (!query.ok()) return query.status();
     *request.mutable_query() = *query;
     auto client = Analyst();
@@ -415,7 +553,10 @@ class CallHomeTest : public ::testing::Test {
 };
 
 TEST_F(CallHomeTest, PartnerWithoutAListeningPortGetsTheSameAnswerAsDirect) {
-  // partner-2 listens on nothing but its loopback admin listener.
+  // partner-2 listens on nothing but its loopback admin listener, as ss
+  // and the kernel's own tables say.
+  EXPECT_THAT(ListeningAddresses(tmp_, {}, partners_["partner-2"].process->pid()),
+              ::testing::ElementsAre(partners_["partner-2"].local_address));
   std::vector<Socket> listening;
   for (const Socket& s : TcpSockets(partners_["partner-2"].process->pid())) {
     if (s.state == 0x0A) listening.push_back(s);
@@ -459,12 +600,121 @@ TEST_F(CallHomeTest, PartnerWithoutAListeningPortGetsTheSameAnswerAsDirect) {
   EXPECT_EQ(p2.mode(), v1::PeerStatus::MODE_CALL_HOME);
   EXPECT_TRUE(p2.connected());
   EXPECT_TRUE(p2.has_last_contact());
+  // Timed by its last answer (its stream carries no probe), and its
+  // certificate as its stream presented it.
+  EXPECT_EQ(p2.round_trip_source(), v1::PeerStatus::ROUND_TRIP_SOURCE_LAST_ANSWER);
+  EXPECT_TRUE(p2.has_certificate_expires());
+  EXPECT_EQ(p2.certificate_warning(), "");
   ASSERT_OK_AND_ASSIGN(v1::PeerStatus p1, PeerStatus("partner-1"));
   EXPECT_EQ(p1.mode(), v1::PeerStatus::MODE_DIRECT);
   ProcessOutcome peers = RunCliAs(tmp_, analyst_, foundation_.local_address, {"peers"});
   EXPECT_EQ(peers.exit_code, 0) << peers.err;
   EXPECT_THAT(peers.out, ::testing::ContainsRegex("partner-2 +call-home +connected"));
   EXPECT_THAT(peers.out, ::testing::ContainsRegex("partner-1 +direct"));
+}
+
+TEST_F(CallHomeTest, PartnerInItsOwnNetworkNamespaceGetsTheSameAnswerAsDirect) {
+  std::string why;
+  std::unique_ptr<NetnsPair> ns = NetnsPair::Make(tmp_, &why);
+  if (ns == nullptr) {
+    GTEST_SKIP() << "network namespaces cannot be made here (" << why
+                 << "); PartnerWithoutAListeningPortGetsTheSameAnswerAsDirect still checks, "
+                    "with ss, that the call-home partner listens on nothing but loopback";
+  }
+  // The nodes move into the namespaces with their stores: the foundation and
+  // the direct partner-1 in "near" (partner-1 on near's loopback), partner-2
+  // alone in "far", reaching the foundation only across the veth pair.
+  for (NodeProcess* node : {&foundation_, &partners_["partner-1"], &partners_["partner-2"]}) {
+    int status = node->process->Signal(SIGTERM);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  }
+  ASSERT_NO_FATAL_FAILURE(
+      StartPartner("partner-1", /*call_home=*/false, /*load=*/false, "", "", ns->Near()));
+  foundation_.peer_address = absl::StrCat(NetnsPair::kNearAddress, ":0");
+  ASSERT_NO_FATAL_FAILURE(StartFoundation(/*partner2_calls_home=*/true, ns->Near()));
+  ASSERT_TRUE(absl::StartsWith(foundation_.peer_address, NetnsPair::kNearAddress))
+      << foundation_.peer_address;
+  ASSERT_NO_FATAL_FAILURE(StartPartner("partner-2", /*call_home=*/true, /*load=*/false, "",
+                                       foundation_.peer_address, ns->Far()));
+  EXPECT_EQ(partners_["partner-2"].peer_address, "none");
+
+  // partner-2's namespace has no listening socket but its admin listener on
+  // its own loopback, which nothing outside "far" can reach.
+  EXPECT_THAT(ListeningAddresses(tmp_, ns->Far()),
+              ::testing::ElementsAre(partners_["partner-2"].local_address));
+  EXPECT_TRUE(absl::StartsWith(partners_["partner-2"].local_address, "127.0.0.1:"));
+
+  ASSERT_TRUE(PollUntil([&] {
+    ProcessOutcome peers = AnalystCli(ns->Near(), {"peers", "--no-probe"});
+    return peers.exit_code == 0 &&
+           ::testing::Value(peers.out, ::testing::ContainsRegex("partner-2 +call-home +connected"));
+  })) << "partner-2 never called home across the namespaces";
+
+  ProcessOutcome asked =
+      AnalystCli(ns->Near(), {"query", "--sql", QuestionSql(), "--all-peers", "--output", "json"});
+  ASSERT_EQ(asked.exit_code, 0) << asked.err << asked.out;
+  v1::FederatedAggregateResponse mixed;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(asked.out, &mixed).ok()) << asked.out;
+  ExpectSameAsDirect(mixed);
+  const v1::AggregateResult* answer = PartnerAnswer(mixed, "partner-2");
+  ASSERT_NE(answer, nullptr);
+  EXPECT_EQ(answer->receipt().org_id(), "partner-2");
+}
+
+TEST_F(CallHomeTest, StreamedQuestionShowsEachPartnerAsItAnswersThenTheSameResult) {
+  // partner-2 stays stopped until partner-1's progress event has arrived: the
+  // event must come while partner-2 still owes its answer, not with the result.
+  const pid_t pid = partners_["partner-2"].process->pid();
+  ASSERT_EQ(::kill(pid, SIGSTOP), 0);
+  v1::FederatedAggregateRequest request;
+  request.set_all_peers(true);
+  request.set_deadline_ms(20000);
+  request.set_sql(QuestionSql());
+  auto client = Analyst();
+  ASSERT_NE(client, nullptr);
+  std::vector<v1::FederatedAggregateProgress> events;
+  absl::StatusOr<v1::FederatedAggregateResponse> streamed =
+      client->FederatedAggregateStream(request, [&](const v1::FederatedAggregateProgress& p) {
+        events.push_back(p);
+        if (p.partner().org_id() == "partner-1") ::kill(pid, SIGCONT);
+      });
+  ::kill(pid, SIGCONT);
+  ASSERT_OK(streamed.status());
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].partner().org_id(), "partner-1");
+  EXPECT_EQ(events[0].partner().state(), v1::PartnerCoverage::ANSWERED);
+  EXPECT_EQ(events[0].partner().released_cells(), 4);
+  EXPECT_EQ(events[0].finished(), 1);
+  EXPECT_EQ(events[0].asked(), 2);
+  EXPECT_EQ(events[1].partner().org_id(), "partner-2");
+  EXPECT_EQ(events[1].partner().state(), v1::PartnerCoverage::ANSWERED) << events[1].DebugString();
+  EXPECT_EQ(events[1].finished(), 2);
+  ExpectSameAsDirect(*streamed);
+  ASSERT_OK_AND_ASSIGN(v1::FederatedAggregateResponse unary, Ask());
+  ExpectSameAsDirect(unary);
+
+  // The CLI: with --progress, one line per partner on stderr and the same
+  // JSON on stdout as without it.
+  const std::vector<std::string> query = {"query",       "--sql",    QuestionSql(),
+                                          "--all-peers", "--output", "json"};
+  std::vector<std::string> with_progress = query;
+  with_progress.push_back("--progress");
+  for (const std::vector<std::string>* args : {&std::as_const(with_progress), &query}) {
+    ProcessOutcome asked = RunCliAs(tmp_, analyst_, foundation_.local_address, *args);
+    ASSERT_EQ(asked.exit_code, 0) << asked.err;
+    v1::FederatedAggregateResponse answer;
+    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(asked.out, &answer).ok()) << asked.out;
+    ExpectSameAsDirect(answer);
+    if (args == &query) {
+      EXPECT_THAT(asked.err, ::testing::Not(::testing::HasSubstr("progress")));
+      continue;
+    }
+    for (const char* org : {"partner-1", "partner-2"}) {
+      EXPECT_THAT(asked.err, ::testing::ContainsRegex(absl::StrCat(
+                                 "progress [12]/2: ", org,
+                                 " answered \\(4 cell\\(s\\) released, 0 withheld\\)")));
+    }
+  }
 }
 
 TEST_F(CallHomeTest, StoppedPartnerIsTimedOutWithinTheDeadline) {

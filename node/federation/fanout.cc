@@ -11,10 +11,13 @@
 #include "absl/time/clock.h"
 #include "fedshare/v1/peer.grpc.pb.h"
 #include "google/rpc/status.pb.h"
+#include "grpc/grpc_security_constants.h"
 #include "grpcpp/grpcpp.h"
 #include "node/common/files.h"
 #include "node/federation/combine.h"
 #include "node/identity/channel.h"
+#include "node/identity/tls_files.h"
+#include "node/identity/x509_verify.h"
 #include "policy/question.h"
 #include "spdlog/spdlog.h"
 
@@ -27,6 +30,25 @@ void SetTimestamp(absl::Time t, google::protobuf::Timestamp* out) {
   const int64_t ns = absl::ToUnixNanos(t);
   out->set_seconds(ns / 1000000000);
   out->set_nanos(static_cast<int32_t>(ns % 1000000000));
+}
+
+void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
+  const int64_t ns = absl::ToInt64Nanoseconds(d);
+  out->set_seconds(ns / 1000000000);
+  out->set_nanos(static_cast<int32_t>(ns % 1000000000));
+}
+
+// ListPeers' warning for a peer certificate expiring at `not_after`, or "".
+std::string ExpiryWarning(const std::string& org_id, absl::Time not_after, absl::Time now) {
+  const std::string when = absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", not_after, absl::UTCTimeZone());
+  if (not_after <= now) {
+    return absl::StrCat("peer ", org_id, "'s node certificate expired at ", when,
+                        ": its calls fail until its operator renews it");
+  }
+  if (not_after - now > identity::kExpiryWarning) return "";
+  return absl::StrCat("peer ", org_id, "'s node certificate expires in ",
+                      absl::ToInt64Hours(not_after - now) / 24, " day(s), at ", when,
+                      ": ask its operator to renew it");
 }
 
 State StateFor(grpc::StatusCode code) {
@@ -159,12 +181,28 @@ struct FanOut::Run {
   int in_flight ABSL_GUARDED_BY(mu) = 0;
   size_t finished ABSL_GUARDED_BY(mu) = 0;
   std::vector<PartnerOutcome> outcomes ABSL_GUARDED_BY(mu);
+  // With a progress callback: the partners in the order their calls ended,
+  // and how many of them the asking thread has reported.
+  bool report_progress = false;
+  std::vector<size_t> finished_order ABSL_GUARDED_BY(mu);
+  size_t reported ABSL_GUARDED_BY(mu) = 0;
   // Touched only by the fan-out's own thread.
   std::vector<std::shared_ptr<DirectCall>> direct_calls;
   std::vector<std::pair<std::shared_ptr<CallHomeSession>, uint64_t>> call_home_questions;
 
   bool AllFinished() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return finished == outcomes.size(); }
   bool SlotFree() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return in_flight < kMaxCallsInFlight; }
+  bool AllFinishedOrNews() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    return AllFinished() || (report_progress && reported < finished_order.size());
+  }
+  // The coverage of partners finished and not yet reported, marked reported.
+  std::vector<v1::PartnerCoverage> TakeNews() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    std::vector<v1::PartnerCoverage> news;
+    for (; reported < finished_order.size(); ++reported) {
+      news.push_back(outcomes[finished_order[reported]].coverage);
+    }
+    return news;
+  }
 };
 
 std::shared_ptr<FanOut::PeerChannel> FanOut::ChannelFor(const v1::PeerConfig& peer,
@@ -226,13 +264,16 @@ void FanOut::Complete(Run* run, size_t index, PartnerOutcome outcome, absl::Time
     peer_call_observer_(outcome.coverage.org_id(), state, absl::Now() - started);
   }
   if (state == v1::PartnerCoverage::ANSWERED || state == v1::PartnerCoverage::REFUSED) {
+    const absl::Time now = absl::Now();
     absl::MutexLock lock(&mu_);
-    last_contact_[outcome.coverage.org_id()] = absl::Now();
+    last_contact_[outcome.coverage.org_id()] = now;
+    round_trip_[outcome.coverage.org_id()] = now - started;
   }
   absl::MutexLock lock(&run->mu);
   run->outcomes[index] = std::move(outcome);
   --run->in_flight;
   ++run->finished;
+  if (run->report_progress) run->finished_order.push_back(index);
 }
 
 void FanOut::StartOne(const std::shared_ptr<Run>& run, size_t index, const v1::PeerConfig& peer,
@@ -279,6 +320,7 @@ void FanOut::StartOne(const std::shared_ptr<Run>& run, size_t index, const v1::P
   channel->stub->async()->Aggregate(
       &call->context, &call->request, &call->response,
       [this, run = run.get(), index, peer, started, call = call.get()](grpc::Status status) {
+        if (status.ok()) NoteCertificate(peer.org_id(), call->context);
         Complete(run, index, OutcomeOf(peer, status, &call->response), started);
       });
 }
@@ -286,9 +328,17 @@ void FanOut::StartOne(const std::shared_ptr<Run>& run, size_t index, const v1::P
 std::vector<PartnerOutcome> FanOut::AskAll(const std::vector<v1::PeerConfig>& peers,
                                            const v1::AggregateRequest& request,
                                            absl::Duration timeout,
-                                           const std::function<bool()>& cancelled) {
+                                           const std::function<bool()>& cancelled,
+                                           const Progress& progress) {
   const absl::Time deadline = absl::Now() + timeout;
   auto run = std::make_shared<Run>(peers.size());
+  run->report_progress = progress != nullptr;
+  const int asked = static_cast<int>(peers.size());
+  int told = 0;
+  // Called without run->mu: the callback may block (a stream's flow control).
+  auto report = [&](std::vector<v1::PartnerCoverage> news) {
+    for (const v1::PartnerCoverage& partner : news) progress(partner, ++told, asked);
+  };
   size_t next = 0;
   for (; next < peers.size(); ++next) {
     {
@@ -316,9 +366,16 @@ std::vector<PartnerOutcome> FanOut::AskAll(const std::vector<v1::PeerConfig>& pe
   bool stopped = false;
   for (;;) {
     absl::Time wake = std::min(deadline, absl::Now() + absl::Milliseconds(100));
-    absl::MutexLock lock(&run->mu);
-    if (run->mu.AwaitWithDeadline(absl::Condition(run.get(), &Run::AllFinished), wake)) break;
-    if (absl::Now() >= deadline) break;
+    std::vector<v1::PartnerCoverage> news;
+    bool done = false;
+    {
+      absl::MutexLock lock(&run->mu);
+      run->mu.AwaitWithDeadline(absl::Condition(run.get(), &Run::AllFinishedOrNews), wake);
+      if (run->report_progress) news = run->TakeNews();
+      done = run->AllFinished();
+    }
+    if (!news.empty()) report(std::move(news));
+    if (done || absl::Now() >= deadline) break;
     if (cancelled && cancelled()) {
       stopped = true;
       break;
@@ -336,9 +393,16 @@ std::vector<PartnerOutcome> FanOut::AskAll(const std::vector<v1::PeerConfig>& pe
                     : absl::StrCat("call-home partner ", session->org_id(),
                                    " did not answer within ", absl::FormatDuration(timeout)));
   }
-  absl::MutexLock lock(&run->mu);
-  run->mu.Await(absl::Condition(run.get(), &Run::AllFinished));
-  return std::move(run->outcomes);
+  std::vector<v1::PartnerCoverage> news;
+  std::vector<PartnerOutcome> outcomes;
+  {
+    absl::MutexLock lock(&run->mu);
+    run->mu.Await(absl::Condition(run.get(), &Run::AllFinished));
+    if (run->report_progress) news = run->TakeNews();
+    outcomes = std::move(run->outcomes);
+  }
+  if (!news.empty()) report(std::move(news));
+  return outcomes;
 }
 
 void FanOut::CheckReceipts(const std::vector<v1::PeerConfig>& peers, absl::Duration deadline,
@@ -460,7 +524,7 @@ absl::StatusOr<std::vector<v1::PeerConfig>> FanOut::Select(
 
 absl::StatusOr<v1::FederatedAggregateResponse> FanOut::Ask(
     const std::string& caller_spiffe_id, const v1::FederatedAggregateRequest& request,
-    const std::function<bool()>& cancelled) {
+    const std::function<bool()>& cancelled, const Progress& progress) {
   absl::StatusOr<std::vector<v1::PeerConfig>> peers = Select(*this->peers(), request);
   if (!peers.ok()) return peers.status();
   if (request.query().aggregates_size() == 0 || request.query().dataset().empty()) {
@@ -476,7 +540,7 @@ absl::StatusOr<v1::FederatedAggregateResponse> FanOut::Ask(
   partner_request.set_dry_run(request.dry_run());
   v1::FederatedAggregateResponse response;
   std::vector<v1::AggregateResult> answers;
-  std::vector<PartnerOutcome> outcomes = AskAll(*peers, partner_request, deadline, cancelled);
+  std::vector<PartnerOutcome> outcomes = AskAll(*peers, partner_request, deadline, cancelled, progress);
   if (checkpoints_ != nullptr) CheckReceipts(*peers, deadline, outcomes);
   for (PartnerOutcome& outcome : outcomes) {
     v1::PartnerCoverage* coverage = response.add_coverage();
@@ -556,14 +620,22 @@ v1::ListPeersResponse FanOut::ListPeers(bool probe) {
           context.set_deadline(
               absl::ToChronoTime(absl::Now() + absl::Milliseconds(config_->peer_deadline_ms())));
           v1::DescribeResponse described;
+          const absl::Time sent = absl::Now();
           grpc::Status s = channel->stub->Describe(&context, v1::DescribeRequest(), &described);
+          const absl::Time now = absl::Now();
           status.set_state(StateFor(s.error_code()));
           status.set_reason(s.error_message());
           status.set_datasets_offered(described.datasets_size());
           if (s.ok()) {
-            absl::MutexLock lock(&mu_);
-            last_contact_[peer.org_id()] = absl::Now();
-            SetTimestamp(absl::Now(), status.mutable_last_contact());
+            {
+              absl::MutexLock lock(&mu_);
+              last_contact_[peer.org_id()] = now;
+            }
+            SetTimestamp(now, status.mutable_last_contact());
+            SetDuration(now - sent, status.mutable_round_trip());
+            status.set_round_trip_source(v1::PeerStatus::ROUND_TRIP_SOURCE_PROBE);
+            NoteCertificate(peer.org_id(), context);
+            FillCertificate(peer, &status);
           }
           return status;
         }));
@@ -586,6 +658,47 @@ void FanOut::FillContact(const v1::PeerConfig& peer, v1::PeerStatus* status) {
     if (session != nullptr) last = std::max(last, session->connected_at());
   }
   if (last != absl::InfinitePast()) SetTimestamp(last, status->mutable_last_contact());
+  {
+    absl::MutexLock lock(&mu_);
+    auto rtt = round_trip_.find(peer.org_id());
+    if (rtt != round_trip_.end()) {
+      SetDuration(rtt->second, status->mutable_round_trip());
+      status->set_round_trip_source(v1::PeerStatus::ROUND_TRIP_SOURCE_LAST_ANSWER);
+    }
+  }
+  FillCertificate(peer, status);
+}
+
+void FanOut::FillCertificate(const v1::PeerConfig& peer, v1::PeerStatus* status) {
+  absl::Time not_after;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = certificates_.find(peer.org_id());
+    if (it == certificates_.end()) return;
+    not_after = it->second.not_after;
+  }
+  SetTimestamp(not_after, status->mutable_certificate_expires());
+  status->set_certificate_warning(ExpiryWarning(peer.org_id(), not_after, absl::Now()));
+}
+
+void FanOut::NoteCertificate(const std::string& org_id, const grpc::ClientContext& context) {
+  std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
+  if (auth == nullptr) return;
+  std::vector<grpc::string_ref> pem = auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
+  if (pem.empty()) return;
+  NotePeerCertificate(org_id, absl::string_view(pem[0].data(), pem[0].size()));
+}
+
+void FanOut::NotePeerCertificate(const std::string& org_id, absl::string_view pem) {
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = certificates_.find(org_id);
+    if (it != certificates_.end() && it->second.pem == pem) return;
+  }
+  absl::StatusOr<identity::CertificateInfo> info = identity::InspectCertificate(pem);
+  if (!info.ok()) return;
+  absl::MutexLock lock(&mu_);
+  certificates_[org_id] = SeenCertificate{std::string(pem), info->not_after};
 }
 
 absl::StatusOr<v1::DescribeResponse> FanOut::DescribePeer(const std::string& org_id) {

@@ -25,6 +25,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "fedshare/v1/config.pb.h"
@@ -62,14 +63,20 @@ class FanOut {
   // partner answers (or spends its limits on) a question twice. `cancelled`
   // (optional) is polled every 100 ms: once it returns true, calls in flight
   // are cancelled and their partners reported as such.
+  // `progress` (optional) is called on the asking thread as partners' calls
+  // end (in that order, at most 100 ms after each), with the partner's
+  // coverage before its receipt is checked, how many have ended and how many
+  // were asked; not after Ask returns.
+  using Progress = std::function<void(const v1::PartnerCoverage& partner, int finished, int asked)>;
   absl::StatusOr<v1::FederatedAggregateResponse> Ask(
       const std::string& caller_spiffe_id, const v1::FederatedAggregateRequest& request,
-      const std::function<bool()>& cancelled = nullptr);
+      const std::function<bool()>& cancelled = nullptr, const Progress& progress = nullptr);
 
   // The configured peers, each with its mode, whether a call-home peer is
-  // connected, and when it last answered or connected; with `probe`, whether
-  // each direct peer answers Describe (and whether each call-home peer is
-  // connected).
+  // connected, when it last answered or connected, how long its last answer
+  // took, and when the certificate it last presented expires (with a warning
+  // within identity::kExpiryWarning); with `probe`, whether each direct peer
+  // answers Describe, timed (and whether each call-home peer is connected).
   v1::ListPeersResponse ListPeers(bool probe);
 
   // What the configured peer `org_id` lets this org ask: its PeerService.Describe,
@@ -78,6 +85,11 @@ class FanOut {
   // the peer's address if it cannot be reached; DEADLINE_EXCEEDED if it does
   // not answer in time; the peer's refusal as PERMISSION_DENIED.
   absl::StatusOr<v1::DescribeResponse> DescribePeer(const std::string& org_id);
+
+  // Records the node certificate (PEM) `org_id` presented, for ListPeers;
+  // one that does not parse is ignored. The Connect handler calls it for a
+  // call-home peer's stream; direct peers' are read from their calls.
+  void NotePeerCertificate(const std::string& org_id, absl::string_view pem);
 
   // Puts `peers` (validated as a config's `peers` are) in force for the next
   // fan-out; fan-outs in flight finish with the set they started with.
@@ -105,7 +117,8 @@ class FanOut {
   // Puts `request` to every one of `peers`; the outcomes in the same order.
   std::vector<PartnerOutcome> AskAll(const std::vector<v1::PeerConfig>& peers,
                                      const v1::AggregateRequest& request, absl::Duration timeout,
-                                     const std::function<bool()>& cancelled);
+                                     const std::function<bool()>& cancelled,
+                                     const Progress& progress);
   // Starts the call to one partner: down its call-home stream, or on its
   // channel. Its outcome goes to Complete.
   void StartOne(const std::shared_ptr<Run>& run, size_t index, const v1::PeerConfig& peer,
@@ -121,6 +134,10 @@ class FanOut {
   // AUDIT_FAILED. `peers[i]` is the partner of `outcomes[i]`.
   void CheckReceipts(const std::vector<v1::PeerConfig>& peers, absl::Duration deadline,
                      std::vector<PartnerOutcome>& outcomes);
+  // When the certificate `peer` last presented expires, and the warning.
+  void FillCertificate(const v1::PeerConfig& peer, v1::PeerStatus* status);
+  // NotePeerCertificate with the server certificate of a finished call.
+  void NoteCertificate(const std::string& org_id, const grpc::ClientContext& context);
   static absl::StatusOr<std::vector<v1::PeerConfig>> Select(
       const std::vector<v1::PeerConfig>& peers, const v1::FederatedAggregateRequest& request);
 
@@ -139,6 +156,15 @@ class FanOut {
   std::string pem_stamp_ ABSL_GUARDED_BY(channels_mu_);
   // When each partner last answered (or refused), by org.
   absl::flat_hash_map<std::string, absl::Time> last_contact_ ABSL_GUARDED_BY(mu_);
+  // How long each partner's last answer (or refusal) took from when it was sent.
+  absl::flat_hash_map<std::string, absl::Duration> round_trip_ ABSL_GUARDED_BY(mu_);
+  // The certificate each peer last presented (PEM, so an unchanged one is not
+  // parsed again) and when it expires.
+  struct SeenCertificate {
+    std::string pem;
+    absl::Time not_after;
+  };
+  absl::flat_hash_map<std::string, SeenCertificate> certificates_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace fedshare::federation

@@ -1,5 +1,8 @@
 #include "node/server/config.h"
 
+#include <sys/stat.h>
+
+#include <algorithm>
 #include <cstdlib>
 #include <functional>
 #include <set>
@@ -82,6 +85,36 @@ absl::Status CheckAddress(absl::string_view address) {
 absl::Status Located(const Locator& where, absl::string_view field, int index,
                      const absl::Status& status) {
   return absl::Status(status.code(), absl::StrCat(where(field, index), status.message()));
+}
+
+// One peer of the roster; `seen` collects the org ids so far.
+absl::Status CheckPeer(absl::string_view own_org, const v1::PeerConfig& p,
+                       std::set<std::string>& seen) {
+  if (!IsOrgId(p.org_id())) {
+    return absl::InvalidArgumentError("peer org_id must be 1-63 characters of [a-z0-9-]");
+  }
+  if (p.org_id() == own_org) {
+    return absl::InvalidArgumentError("a node does not list its own org as a peer");
+  }
+  if (!seen.insert(p.org_id()).second) {
+    return absl::InvalidArgumentError(absl::StrCat("peer '", p.org_id(), "' is listed twice"));
+  }
+  for (const std::string& g : p.groups()) {
+    if (g.empty() || g.size() > 63) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("peer '", p.org_id(), "' has a group name that is empty or over 63 bytes"));
+    }
+  }
+  if (p.call_home()) {
+    if (!p.address().empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("peer '", p.org_id(),
+                       "' calls home (call_home: true): it dials this node, so it has "
+                       "no address here; remove the address"));
+    }
+    return absl::OkStatus();
+  }
+  return CheckAddress(p.address());
 }
 
 absl::Status ValidateImpl(const v1::NodeConfig& config, const Locator& where,
@@ -185,24 +218,7 @@ absl::Status ValidateImpl(const v1::NodeConfig& config, const Locator& where,
 
   std::set<std::string> peer_ids;
   for (int i = 0; i < config.peers_size(); ++i) {
-    const v1::PeerConfig& p = config.peers(i);
-    if (!IsOrgId(p.org_id())) {
-      return fail("peers", i, "peer org_id must be 1-63 characters of [a-z0-9-]");
-    }
-    if (p.org_id() == config.org_id()) {
-      return fail("peers", i, "a node does not list its own org as a peer");
-    }
-    if (!peer_ids.insert(p.org_id()).second) {
-      return fail("peers", i, absl::StrCat("peer '", p.org_id(), "' is listed twice"));
-    }
-    if (p.call_home()) {
-      if (!p.address().empty()) {
-        return fail("peers", i,
-                    absl::StrCat("peer '", p.org_id(),
-                                 "' calls home (call_home: true): it dials this node, so it has "
-                                 "no address here; remove the address"));
-      }
-    } else if (auto s = CheckAddress(p.address()); !s.ok()) {
+    if (auto s = CheckPeer(config.org_id(), config.peers(i), peer_ids); !s.ok()) {
       return Located(where, "peers", i, s);
     }
   }
@@ -243,6 +259,7 @@ std::string Resolve(absl::string_view base_dir, const std::string& path) {
 void ResolvePaths(v1::NodeConfig& config, absl::string_view base_dir) {
   config.set_data_dir(Resolve(base_dir, config.data_dir()));
   config.set_agreements_file(Resolve(base_dir, config.agreements_file()));
+  config.set_peers_file(Resolve(base_dir, config.peers_file()));
   v1::TlsConfig* tls = config.mutable_tls();
   tls->set_cert_file(Resolve(base_dir, tls->cert_file()));
   tls->set_key_file(Resolve(base_dir, tls->key_file()));
@@ -307,6 +324,65 @@ absl::StatusOr<v1::AgreementSet> LoadAgreementsFile(const std::string& path) {
   return set;
 }
 
+absl::StatusOr<std::vector<v1::PeerConfig>> LoadPeers(const v1::NodeConfig& config) {
+  std::vector<v1::PeerConfig> roster(config.peers().begin(), config.peers().end());
+  const std::string& path = config.peers_file();
+  if (path.empty()) return roster;
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) {
+    return absl::NotFoundError(absl::StrCat("peers_file ", path, " cannot be read"));
+  }
+  if (st.st_size > static_cast<off_t>(kMaxPeersFileBytes)) {
+    return absl::InvalidArgumentError(absl::StrCat("peers_file ", path, " is ", st.st_size,
+                                                   " bytes; at most ", kMaxPeersFileBytes));
+  }
+  FEDSHARE_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  if (text.size() > kMaxPeersFileBytes) {  // it grew since the stat
+    return absl::InvalidArgumentError(
+        absl::StrCat("peers_file ", path, " is over ", kMaxPeersFileBytes, " bytes"));
+  }
+  v1::PeerSet set;
+  TextFormat::ParseInfoTree tree;
+  FEDSHARE_RETURN_IF_ERROR(ParseMessage(text, path, &set, &tree));
+  if (roster.size() + static_cast<size_t>(set.peers_size()) > static_cast<size_t>(kMaxPeers)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": ", config.peers_size(), " peers in the config and ", set.peers_size(),
+                     " in peers_file; at most ", kMaxPeers, " in all"));
+  }
+  const Locator where = MakeLocator(path, v1::PeerSet::descriptor(), &tree);
+  std::set<std::string> seen;
+  for (const v1::PeerConfig& p : roster) seen.insert(p.org_id());
+  for (int i = 0; i < set.peers_size(); ++i) {
+    if (auto s = CheckPeer(config.org_id(), set.peers(i), seen); !s.ok()) {
+      return Located(where, "peers", i, s);
+    }
+    roster.push_back(set.peers(i));
+  }
+  absl::flat_hash_map<std::string, v1::PeerConfig*> by_org;
+  for (v1::PeerConfig& p : roster) by_org[p.org_id()] = &p;
+  for (int i = 0; i < set.groups_size(); ++i) {
+    const v1::PeerGroup& group = set.groups(i);
+    if (group.name().empty() || group.name().size() > 63) {
+      return Located(where, "groups", i,
+                     absl::InvalidArgumentError("a group name must be 1-63 bytes"));
+    }
+    for (const std::string& member : group.members()) {
+      auto it = by_org.find(member);
+      if (it == by_org.end()) {
+        return Located(where, "groups", i,
+                       absl::InvalidArgumentError(absl::StrCat(
+                           "group '", group.name(), "' names '", TruncateUtf8(member, 64),
+                           "', which is not a peer in the config or this file")));
+      }
+      const auto& groups = it->second->groups();
+      if (std::find(groups.begin(), groups.end(), group.name()) == groups.end()) {
+        it->second->add_groups(group.name());
+      }
+    }
+  }
+  return roster;
+}
+
 absl::StatusOr<v1::NodeConfig> ParseNodeConfig(absl::string_view text, absl::string_view name,
                                                absl::string_view base_dir) {
   v1::NodeConfig config;
@@ -321,6 +397,7 @@ absl::StatusOr<v1::NodeConfig> ParseNodeConfig(absl::string_view text, absl::str
   }
   FEDSHARE_RETURN_IF_ERROR(
       ValidateImpl(config, MakeLocator(name, v1::NodeConfig::descriptor(), &tree), extra));
+  FEDSHARE_RETURN_IF_ERROR(LoadPeers(config).status());
   return config;
 }
 

@@ -9,6 +9,7 @@
 #define FEDSHARE_NODE_SERVER_CONFIG_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -38,6 +39,18 @@ absl::Status ValidateNodeConfig(const v1::NodeConfig& config);
 // else from storage.encryption_key_file; empty when neither is given. The
 // error names the file or variable, never the key.
 absl::StatusOr<std::string> LoadStorageKey(const v1::NodeConfig& config);
+
+// Bounds of a peers_file, checked before it is parsed (size) and before any
+// peer is used (count, config and file together).
+inline constexpr size_t kMaxPeersFileBytes = size_t{16} << 20;
+inline constexpr int kMaxPeers = 20000;
+
+// The roster: the config's `peers`, then those of its peers_file (PeerSet),
+// with the file's groups added to their members' `groups`, validated as one
+// list (each peer as ValidateNodeConfig checks one; no org twice; every group
+// member a peer). INVALID_ARGUMENT "FILE:LINE: peers: reason" for a bad file,
+// or one over kMaxPeersFileBytes or kMaxPeers; NOT_FOUND if it is missing.
+absl::StatusOr<std::vector<v1::PeerConfig>> LoadPeers(const v1::NodeConfig& config);
 
 // Reads an AgreementSet policy file (text format or JSON), same error forms.
 absl::StatusOr<v1::AgreementSet> LoadAgreementsFile(const std::string& path);

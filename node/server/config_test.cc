@@ -1,8 +1,13 @@
 #include "node/server/config.h"
 
+#include <unistd.h>
+
+#include <cstdlib>
+
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "node/common/files.h"
 #include "node/common/status_matchers.h"
 
 namespace fedshare::server {
@@ -146,6 +151,62 @@ TEST(ConfigTest, JsonIsAccepted) {
 TEST(ConfigTest, MissingFileIsNotFound) {
   EXPECT_THAT(LoadNodeConfig("/nonexistent/node.textproto"),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("/nonexistent/node.textproto")));
+}
+
+// A peers_file beside the test's temp dir.
+std::string PeersFile(const std::string& name, const std::string& text) {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  std::string path =
+      absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/config_test-", getpid(), "-", name);
+  EXPECT_OK(WriteFileAtomic(path, text));
+  return path;
+}
+
+TEST(ConfigTest, PeersFileJoinsTheRosterWithItsGroups) {
+  std::string text = kValid;
+  const std::string file = PeersFile("peers.textproto", R"(
+peers { org_id: "partner-b" address: "10.0.0.2:7443" }
+peers { org_id: "partner-c" call_home: true groups: "north" }
+groups { name: "pilot" members: ["partner-b", "foundation"] }
+)");
+  absl::StrAppend(&text, "peers_file: \"", file, "\"\n");
+  ASSERT_OK_AND_ASSIGN(v1::NodeConfig config, ParseNodeConfig(text, "node.textproto", ""));
+  ASSERT_OK_AND_ASSIGN(std::vector<v1::PeerConfig> roster, LoadPeers(config));
+  ASSERT_EQ(roster.size(), 3u);
+  EXPECT_EQ(roster[0].org_id(), "foundation");
+  EXPECT_THAT(roster[0].groups(), ::testing::ElementsAre("all", "pilot"));
+  EXPECT_THAT(roster[1].groups(), ::testing::ElementsAre("pilot"));
+  EXPECT_TRUE(roster[2].call_home());
+}
+
+TEST(ConfigTest, BadPeersFileIsRefusedWithItsLine) {
+  std::string text = kValid;
+  const std::string file = PeersFile("twice.textproto", R"(
+peers { org_id: "partner-b" address: "10.0.0.2:7443" }
+peers { org_id: "foundation" address: "10.0.0.3:7443" }
+)");
+  absl::StrAppend(&text, "peers_file: \"", file, "\"\n");
+  EXPECT_THAT(
+      ParseNodeConfig(text, "node.textproto", ""),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr(absl::StrCat(file, ":3: peers: peer 'foundation' is listed twice"))));
+  ASSERT_OK(WriteFileAtomic(file, "groups { name: \"pilot\" members: \"nobody\" }\n"));
+  EXPECT_THAT(
+      ParseNodeConfig(text, "node.textproto", ""),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("'nobody', which is not a peer")));
+}
+
+TEST(ConfigTest, PeersFileIsBoundedInEntries) {
+  std::string many;
+  for (int i = 0; i < kMaxPeers; ++i) {
+    absl::StrAppend(&many, "peers { org_id: \"p", i, "\" call_home: true }\n");
+  }
+  std::string text = kValid;  // one inline peer: one over the bound in all
+  const std::string file = PeersFile("many.textproto", many);
+  absl::StrAppend(&text, "peers_file: \"", file, "\"\n");
+  EXPECT_THAT(ParseNodeConfig(text, "node.textproto", ""),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr(absl::StrCat("at most ", kMaxPeers, " in all"))));
 }
 
 }  // namespace

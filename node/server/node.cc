@@ -218,12 +218,19 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
   if (cfg.max_concurrent_questions() > 0) {
     node->answerer_->set_max_concurrent(cfg.max_concurrent_questions());
   }
-  if (!cfg.agreements_file().empty()) {
-    node->reloader_ = std::thread([n = node.get()] { n->WatchAgreements(); });
-  }
   node->call_home_hub_ = std::make_unique<federation::CallHomeHub>();
   node->fanout_ = std::make_unique<federation::FanOut>(&node->config_, node->audit_.get(),
                                                        node->call_home_hub_.get());
+  FEDSHARE_ASSIGN_OR_RETURN(std::vector<v1::PeerConfig> roster, LoadPeers(cfg));
+  node->fanout_->SetPeers(std::move(roster));
+  {
+    absl::MutexLock lock(&node->mu_);  // the reloader thread starts below
+    node->peers_stamp_ = FileStamp(cfg.peers_file());
+    node->peers_source_ = cfg;
+  }
+  if (!cfg.agreements_file().empty() || !cfg.peers_file().empty()) {
+    node->reloader_ = std::thread([n = node.get()] { n->WatchFiles(); });
+  }
   node->peer_checkpoints_ = std::make_unique<audit::PeerCheckpoints>(node->storage_.get());
   node->fanout_->SetPeerCheckpoints(node->peer_checkpoints_.get());
   FEDSHARE_ASSIGN_OR_RETURN(node->authenticator_,
@@ -247,6 +254,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
   InstallNodeMetrics(node->metrics_.get(), &node->config_, node->audit_.get(), node->fanout_.get(),
                      &env, node->storage_.get(), node->clock_);
   env.status_metrics = [m = node->metrics_.get()] { return SummarizeNodeMetrics(m); };
+  env.reload_warnings = [n = node.get()] { return n->ReloadWarnings(); };
   env.limits = service::EffectiveLimits(cfg.limits());
   node->call_gate_ = std::make_unique<service::CallGate>(env.limits.max_calls_per_caller());
   node->refusal_throttle_ = std::make_unique<service::RefusalThrottle>(
@@ -388,17 +396,71 @@ void Node::PurgeOnSchedule() {
   }
 }
 
-void Node::WatchAgreements() {
+void Node::WatchFiles() {
   const absl::Duration interval = absl::Seconds(config_.tls().reload_interval_seconds());
   absl::MutexLock lock(&mu_);
   while (!shut_down_) {
     mu_.AwaitWithTimeout(absl::Condition(&shut_down_), interval);
     if (shut_down_) break;
-    std::string stamp = FileStamp(config_.agreements_file());
-    if (stamp == agreements_stamp_) continue;
-    agreements_stamp_ = stamp;
-    ReloadAgreementsLocked().IgnoreError();  // logged; the old agreements stay
+    if (!config_.agreements_file().empty()) {
+      std::string stamp = FileStamp(config_.agreements_file());
+      if (stamp != agreements_stamp_) {
+        agreements_stamp_ = stamp;
+        ReloadAgreementsLocked().IgnoreError();  // logged; the old agreements stay
+      }
+    }
+    if (!config_.peers_file().empty()) {
+      std::string stamp = FileStamp(config_.peers_file());
+      if (stamp != peers_stamp_) {
+        peers_stamp_ = stamp;
+        ReloadPeersLocked().IgnoreError();  // logged; the old roster stays
+      }
+    }
   }
+}
+
+absl::StatusOr<size_t> Node::ReloadPeersLocked(
+    const google::protobuf::RepeatedPtrField<v1::PeerConfig>* inline_next) {
+  v1::NodeConfig source = peers_source_;
+  if (inline_next != nullptr) *source.mutable_peers() = *inline_next;
+  absl::StatusOr<std::vector<v1::PeerConfig>> roster = LoadPeers(source);
+  if (!roster.ok()) {
+    // Keep the roster in force: a broken file must not drop or add partners.
+    peers_error_ = std::string(roster.status().message());
+    spdlog::error("event=peers_reload_failed file={} reason=\"{}\"", config_.peers_file(),
+                  peers_error_);
+    return roster.status();
+  }
+  peers_source_ = std::move(source);
+  peers_error_.clear();
+  // A partner no longer configured to call home loses its stream now (a
+  // new one is refused), not at its next reconnection.
+  absl::flat_hash_set<std::string> call_home;
+  for (const v1::PeerConfig& p : *roster) {
+    if (p.call_home()) call_home.insert(p.org_id());
+  }
+  const size_t count = roster->size();
+  fanout_->SetPeers(*std::move(roster));
+  call_home_hub_->CloseExcept(call_home, "no longer a call-home peer of this node");
+  spdlog::info("event=peers_reloaded file={} peers={}",
+               config_.peers_file().empty() ? "(inline)" : config_.peers_file(), count);
+  return count;
+}
+
+std::vector<std::string> Node::ReloadWarnings() {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> warnings;
+  if (!agreements_error_.empty()) {
+    warnings.push_back(absl::StrCat(
+        "agreements_file ", config_.agreements_file(),
+        " was not reloaded, the previous agreements stay in force: ", agreements_error_));
+  }
+  if (!peers_error_.empty()) {
+    warnings.push_back(absl::StrCat("peers_file ", config_.peers_file(),
+                                    " was not reloaded, the previous ", fanout_->peers()->size(),
+                                    " peers stay in force: ", peers_error_));
+  }
+  return warnings;
 }
 
 absl::StatusOr<size_t> Node::ReloadAgreementsLocked(
@@ -408,11 +470,13 @@ absl::StatusOr<size_t> Node::ReloadAgreementsLocked(
   absl::StatusOr<policy::AgreementSet> loaded = LoadAgreements(source);
   if (!loaded.ok()) {
     // Keep the agreements in force: a broken file must not open or close anything.
+    agreements_error_ = std::string(loaded.status().message());
     spdlog::error("event=agreements_reload_failed file={} reason=\"{}\"", config_.agreements_file(),
                   std::string(loaded.status().message()));
     return loaded.status();
   }
   agreements_source_ = std::move(source);
+  agreements_error_.clear();
   size_t count = loaded->agreements().size();
   answerer_->SetAgreements(std::make_shared<const policy::AgreementSet>(*std::move(loaded)));
   spdlog::info("event=agreements_reloaded file={} agreements={}",
@@ -426,21 +490,14 @@ Node::ReloadSummary Node::Reload(const absl::StatusOr<v1::NodeConfig>& next) {
     absl::MutexLock lock(&mu_);
     agreements_stamp_ = FileStamp(config_.agreements_file());
     summary.agreements = ReloadAgreementsLocked(next.ok() ? &next->agreements() : nullptr);
-  }
-  if (next.ok()) {
-    fanout_->SetPeers({next->peers().begin(), next->peers().end()});
-    // A partner no longer configured to call home loses its stream now (a
-    // new one is refused), not at its next reconnection.
-    absl::flat_hash_set<std::string> call_home;
-    for (const v1::PeerConfig& p : next->peers()) {
-      if (p.call_home()) call_home.insert(p.org_id());
+    if (next.ok()) {
+      peers_stamp_ = FileStamp(config_.peers_file());
+      summary.peers = ReloadPeersLocked(&next->peers());
+    } else {
+      summary.peers = next.status();
     }
-    call_home_hub_->CloseExcept(call_home, "no longer a call-home peer of this node");
-    summary.peers = static_cast<size_t>(next->peers_size());
-    summary.needs_restart = SettingsNeedingRestart(config_, *next);
-  } else {
-    summary.peers = next.status();
   }
+  if (next.ok()) summary.needs_restart = SettingsNeedingRestart(config_, *next);
   summary.certificates = tls_mirror_->Refresh();
   authenticator_->ReloadNow();
   if (!summary.needs_restart.empty()) {

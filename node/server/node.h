@@ -142,12 +142,23 @@ class Node {
   static absl::StatusOr<policy::AgreementSet> LoadAgreements(const v1::NodeConfig& cfg);
   // Identifies a file's version (mtime, size, inode); "" if missing.
   static std::string FileStamp(const std::string& path);
-  // Reloads agreements_file when it changes, every reload interval, until
-  // Shutdown. A file that fails to load or validate keeps the old agreements.
-  void WatchAgreements();
   // Purges records past retention (service::RunRetention) at start and every
   // storage.retention_interval_seconds, until Shutdown.
   void PurgeOnSchedule();
+  // Reloads agreements_file and peers_file when they change, every reload
+  // interval, until Shutdown. A file that fails to load or validate keeps
+  // what is in force.
+  void WatchFiles();
+  // The roster from `inline_next` (or the inline peers last in force) and
+  // peers_file, put in force if it loads: call-home partners no longer
+  // listed lose their streams. Else the roster stays and the error is kept
+  // for `fedshare status`.
+  absl::StatusOr<size_t> ReloadPeersLocked(
+      const google::protobuf::RepeatedPtrField<v1::PeerConfig>* inline_next = nullptr)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Why the last reload of agreements_file or peers_file failed, one
+  // sentence each; empty when both are in force as on disk.
+  std::vector<std::string> ReloadWarnings();
   // With `inline_next`, those replace the config's inline agreements if the
   // whole set loads.
   absl::StatusOr<size_t> ReloadAgreementsLocked(
@@ -191,6 +202,11 @@ class Node {
   std::string agreements_stamp_ ABSL_GUARDED_BY(mu_);
   // config_ with the inline agreements last put in force.
   v1::NodeConfig agreements_source_ ABSL_GUARDED_BY(mu_);
+  std::string agreements_error_ ABSL_GUARDED_BY(mu_);
+  std::string peers_stamp_ ABSL_GUARDED_BY(mu_);
+  // config_ with the inline peers last put in force.
+  v1::NodeConfig peers_source_ ABSL_GUARDED_BY(mu_);
+  std::string peers_error_ ABSL_GUARDED_BY(mu_);
   std::thread reloader_;
   std::thread retention_;  // only when a dataset has retention_days > 0
   // One per configured upstream; stopped first in Shutdown.

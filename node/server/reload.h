@@ -14,7 +14,7 @@
 namespace fedshare::server {
 
 // The NodeConfig fields a reload applies at once: peers and the inline
-// agreements (the agreements file and the TLS files are re-read anyway).
+// agreements (agreements_file, peers_file and the TLS files are re-read anyway).
 bool AppliedOnReload(const std::string& field_name);
 
 // The top-level NodeConfig fields (by proto name, in field order) that differ

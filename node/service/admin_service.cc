@@ -11,6 +11,7 @@
 #include "node/engine/answerer.h"
 #include "node/engine/engine.h"
 #include "node/engine/ingest.h"
+#include "node/federation/fanout.h"
 #include "node/identity/server_credentials.h"
 #include "node/service/call_guard.h"
 #include "node/service/grpc_status.h"
@@ -167,6 +168,9 @@ grpc::Status AdminServiceImpl::Status(grpc::ServerContext* context, const v1::St
   } else {
     for (std::string& w : *cert) response->add_warnings(std::move(w));
   }
+  if (env_->reload_warnings) {
+    for (std::string& w : env_->reload_warnings()) response->add_warnings(std::move(w));
+  }
   return Finish(kMethod, who->spiffe_id, absl::OkStatus());
 }
 
@@ -228,7 +232,9 @@ grpc::Status AdminServiceImpl::ImportConsent(grpc::ServerContext* context,
   // Orgs a consent scope may name without a warning: this node's, its peers',
   // and those named by an agreement (reloaded ones included).
   absl::flat_hash_set<std::string> known_orgs = {env_->config->org_id()};
-  for (const v1::PeerConfig& peer : env_->config->peers()) known_orgs.insert(peer.org_id());
+  if (env_->fanout != nullptr) {  // the roster in force: peers_file and reloads included
+    for (const v1::PeerConfig& peer : *env_->fanout->peers()) known_orgs.insert(peer.org_id());
+  }
   for (const v1::Agreement& a : env_->answerer->agreements()->agreements()) {
     known_orgs.insert(a.peers().begin(), a.peers().end());
   }

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "grpc/grpc_security_constants.h"
 #include "node/common/utf8.h"
 #include "node/federation/call_home.h"
 #include "node/federation/fanout.h"
@@ -39,28 +40,55 @@ absl::StatusOr<v1::FederatedAggregateRequest> WithQuestion(
   return out;
 }
 
-}  // namespace
-
 using identity::Role;
+
+// FederatedAggregate and its stream: authorize, check, fan out.
+grpc::Status AskPartners(const ServiceEnv& env, grpc::ServerContext* context,
+                         absl::string_view method, const v1::FederatedAggregateRequest& request,
+                         const federation::FanOut::Progress& progress,
+                         v1::FederatedAggregateResponse* response) {
+  absl::StatusOr<identity::Identity> who =
+      Authorize(env, *context, method, {Role::kAnalyst, Role::kOperator}, /*own_org=*/true);
+  if (!who.ok()) return ToGrpcStatus(who.status());
+  absl::StatusOr<v1::FederatedAggregateRequest> asked = WithQuestion(request);
+  if (!asked.ok()) return Finish(method, who->spiffe_id, asked.status());
+  if (absl::Status s = CheckQuestion(env.limits, asked->query()); !s.ok()) {
+    return Finish(method, who->spiffe_id, s);
+  }
+  absl::StatusOr<CallGate::Ticket> ticket = env.call_gate->Enter(who->spiffe_id);
+  if (!ticket.ok()) return Finish(method, who->spiffe_id, ticket.status());
+  absl::StatusOr<v1::FederatedAggregateResponse> result = env.fanout->Ask(
+      who->spiffe_id, *asked, [context] { return context->IsCancelled(); }, progress);
+  if (result.ok()) *response = std::move(result).value();
+  return Finish(method, who->spiffe_id, result.status());
+}
+
+}  // namespace
 
 grpc::Status FederationServiceImpl::FederatedAggregate(grpc::ServerContext* context,
                                                        const v1::FederatedAggregateRequest* request,
                                                        v1::FederatedAggregateResponse* response) {
-  constexpr absl::string_view kMethod = "FederationService.FederatedAggregate";
-  absl::StatusOr<identity::Identity> who =
-      Authorize(*env_, *context, kMethod, {Role::kAnalyst, Role::kOperator}, /*own_org=*/true);
-  if (!who.ok()) return ToGrpcStatus(who.status());
-  absl::StatusOr<v1::FederatedAggregateRequest> asked = WithQuestion(*request);
-  if (!asked.ok()) return Finish(kMethod, who->spiffe_id, asked.status());
-  if (absl::Status s = CheckQuestion(env_->limits, asked->query()); !s.ok()) {
-    return Finish(kMethod, who->spiffe_id, s);
-  }
-  absl::StatusOr<CallGate::Ticket> ticket = env_->call_gate->Enter(who->spiffe_id);
-  if (!ticket.ok()) return Finish(kMethod, who->spiffe_id, ticket.status());
-  absl::StatusOr<v1::FederatedAggregateResponse> result =
-      env_->fanout->Ask(who->spiffe_id, *asked, [context] { return context->IsCancelled(); });
-  if (result.ok()) *response = std::move(result).value();
-  return Finish(kMethod, who->spiffe_id, result.status());
+  return AskPartners(*env_, context, "FederationService.FederatedAggregate", *request, nullptr,
+                     response);
+}
+
+grpc::Status FederationServiceImpl::FederatedAggregateStream(
+    grpc::ServerContext* context, const v1::FederatedAggregateRequest* request,
+    grpc::ServerWriter<v1::FederatedAggregateEvent>* writer) {
+  // Progress is written from this handler's thread (FanOut::Ask reports on
+  // the asking thread); an analyst who stopped reading is seen as cancelled.
+  auto progress = [writer](const v1::PartnerCoverage& partner, int finished, int asked) {
+    v1::FederatedAggregateEvent event;
+    *event.mutable_progress()->mutable_partner() = partner;
+    event.mutable_progress()->set_finished(finished);
+    event.mutable_progress()->set_asked(asked);
+    writer->Write(event);
+  };
+  v1::FederatedAggregateEvent last;
+  grpc::Status status = AskPartners(*env_, context, "FederationService.FederatedAggregateStream",
+                                    *request, progress, last.mutable_result());
+  if (status.ok()) writer->Write(last);
+  return status;
 }
 
 grpc::Status FederationServiceImpl::ListPeers(grpc::ServerContext* context,
@@ -125,6 +153,11 @@ class CallHomeStream final : public grpc::ServerBidiReactor<v1::CallHomeUp, v1::
     hello.mutable_hello()->set_org_id(env_->config->org_id());
     Send(hello);
     env_->call_home_hub->Attach(session_);
+    // For `fedshare peers`: when the certificate the partner holds expires.
+    for (const grpc::string_ref& pem :
+         context->auth_context()->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME)) {
+      env_->fanout->NotePeerCertificate(who_.org_id, absl::string_view(pem.data(), pem.size()));
+    }
     spdlog::info("event=call_home_connected peer={} caller={}", who_.org_id, who_.spiffe_id);
     StartRead(&up_);
   }

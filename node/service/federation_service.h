@@ -15,6 +15,9 @@ class FederationServiceImpl final : public v1::FederationService::Service {
   grpc::Status FederatedAggregate(grpc::ServerContext* context,
                                   const v1::FederatedAggregateRequest* request,
                                   v1::FederatedAggregateResponse* response) override;
+  grpc::Status FederatedAggregateStream(
+      grpc::ServerContext* context, const v1::FederatedAggregateRequest* request,
+      grpc::ServerWriter<v1::FederatedAggregateEvent>* writer) override;
   grpc::Status ListPeers(grpc::ServerContext* context, const v1::ListPeersRequest* request,
                          v1::ListPeersResponse* response) override;
   grpc::Status DescribePeer(grpc::ServerContext* context, const v1::DescribePeerRequest* request,

@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -54,6 +55,9 @@ struct ServiceEnv {
   std::function<void(const std::string& dataset, const v1::IngestResponse& written)> on_ingested;
   // Optional; the metrics summary AdminService.Status reports.
   std::function<v1::StatusMetrics()> status_metrics;
+  // Optional; why files the node reloads while serving (agreements_file,
+  // peers_file) are not in force as on disk, for AdminService.Status.
+  std::function<std::vector<std::string>()> reload_warnings;
   // EffectiveLimits(config->limits()), and what enforces them per caller.
   v1::Limits limits;
   CallGate* call_gate = nullptr;

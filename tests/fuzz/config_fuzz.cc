@@ -2,8 +2,9 @@
 // on any text, and for a valid config the agreements, purposes and datasets
 // built the way Node::Create builds them, then one decision.
 //
-// An input naming an agreements_file is skipped: it would make the target
-// read an arbitrary path (the agreements target covers that file).
+// An input naming an agreements_file or a peers_file is skipped: it would
+// make the target read an arbitrary path (the agreements target covers that
+// file; config_test the peers_file).
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -20,7 +21,8 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   absl::string_view text(reinterpret_cast<const char*>(data), size);
   const std::string lower = absl::AsciiStrToLower(text);
-  if (absl::StrContains(lower, "agreements_file") || absl::StrContains(lower, "agreementsfile")) {
+  if (absl::StrContains(lower, "agreements_file") || absl::StrContains(lower, "agreementsfile") ||
+      absl::StrContains(lower, "peers_file") || absl::StrContains(lower, "peersfile")) {
     return -1;
   }
   absl::StatusOr<fedshare::v1::NodeConfig> config =

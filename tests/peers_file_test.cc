@@ -1,0 +1,204 @@
+// Issue 13: a foundation's partners and groups in a peers_file, reloaded
+// without a restart; a broken file leaves the roster in force and says so in
+// `fedshare status`.
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "node/common/files.h"
+#include "node/common/status_matchers.h"
+#include "node/server/node.h"
+#include "query/sql.h"
+#include "tests/test_env.h"
+
+namespace fedshare::testing {
+namespace {
+
+using identity::Role;
+using ::testing::HasSubstr;
+
+constexpr char kTrustDomain[] = "fedshare.test";
+
+class PeersFileTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (const std::string org : {"partner-a", "partner-b"}) {
+      // partner-b's certificate expires in 10 days.
+      identity::IssueOptions short_lived;
+      short_lived.org = org;
+      short_lived.days = 10;
+      v1::NodeConfig config =
+          BaseNodeConfig(org, kTrustDomain, tmp_.Sub(org + "-data"),
+                         org == "partner-b" ? pki_.IssueWith("partner-b-short", short_lived)
+                                            : pki_.Issue(org, Role::kNode));
+      *config.add_datasets() = ProgramOutcomesSchema();
+      v1::Agreement a = OpenAgreement("foundation-open", "foundation");
+      a.mutable_disclosure()->set_repeat_limit(1000);
+      *config.add_agreements() = a;
+      ASSERT_OK_AND_ASSIGN(partners_[org], server::Node::Create(config, server::NodeOptions()));
+    }
+    file_ = tmp_.Sub("peers.textproto");
+    ASSERT_OK(
+        WriteFileAtomic(file_, absl::StrCat("peers { org_id: \"partner-a\" address: \"",
+                                            partners_["partner-a"]->peer_address(), "\" }\n")));
+    v1::NodeConfig config = BaseNodeConfig("foundation", kTrustDomain, tmp_.Sub("foundation-data"),
+                                           pki_.Issue("foundation", Role::kNode));
+    config.set_peers_file(file_);
+    ASSERT_OK_AND_ASSIGN(foundation_, server::Node::Create(config, server::NodeOptions()));
+    analyst_dir_ = pki_.Issue("foundation", Role::kAnalyst, "ana");
+    analyst_ = Connect(foundation_->local_address(), analyst_dir_, kTrustDomain, "foundation");
+    ASSERT_NE(analyst_, nullptr);
+  }
+
+  absl::StatusOr<v1::FederatedAggregateResponse> AskGroup(const std::string& group) {
+    v1::FederatedAggregateRequest request;
+    request.set_group(group);
+    request.set_sql(
+        "SELECT program, COUNT(*) FROM program_outcomes GROUP BY program "
+        "PURPOSE 'program-evaluation'");
+    return analyst_->FederatedAggregate(request);
+  }
+
+  size_t RosterSize() {
+    absl::StatusOr<v1::ListPeersResponse> peers = analyst_->ListPeers(false);
+    return peers.ok() ? peers->peers_size() : 0;
+  }
+
+  TempDir tmp_{"peers_file"};
+  Pki pki_{tmp_.Sub("pki"), kTrustDomain};
+  std::map<std::string, std::unique_ptr<server::Node>> partners_;
+  std::unique_ptr<server::Node> foundation_;
+  std::unique_ptr<client::NodeClient> analyst_;
+  std::string file_;
+  std::string analyst_dir_;
+};
+
+TEST_F(PeersFileTest, AddedPeerIsAskedWithoutRestartAndABrokenFileChangesNothing) {
+  EXPECT_EQ(RosterSize(), 1u);
+  EXPECT_THAT(AskGroup("pilot"), StatusIs(absl::StatusCode::kInvalidArgument,
+                                          HasSubstr("no peer is in group 'pilot'")));
+
+  // partner-b and the group "pilot" are added by editing the file.
+  ASSERT_OK(
+      WriteFileAtomic(file_, absl::StrCat("peers { org_id: \"partner-a\" address: \"",
+                                          partners_["partner-a"]->peer_address(), "\" }\n",
+                                          "peers { org_id: \"partner-b\" address: \"",
+                                          partners_["partner-b"]->peer_address(), "\" }\n",
+                                          "groups { name: \"pilot\" members: \"partner-b\" }\n")));
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (RosterSize() != 2 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(50));  // poll interval while the node reloads
+  }
+  ASSERT_EQ(RosterSize(), 2u) << "the edited peers_file was not reloaded";
+  ASSERT_OK_AND_ASSIGN(v1::FederatedAggregateResponse asked, AskGroup("pilot"));
+  ASSERT_EQ(asked.coverage_size(), 1);
+  EXPECT_EQ(asked.coverage(0).org_id(), "partner-b");
+  EXPECT_EQ(asked.coverage(0).state(), v1::PartnerCoverage::ANSWERED)
+      << asked.coverage(0).DebugString();
+
+  // A broken file keeps the roster, and the operator is told why.
+  auto op = Connect(foundation_->local_address(), pki_.Issue("foundation", Role::kOperator, "op"),
+                    kTrustDomain, "foundation");
+  ASSERT_NE(op, nullptr);
+  ASSERT_OK(WriteFileAtomic(file_, "peers { org_id: \"partner-c\" address: "));
+  std::string warning;
+  while (warning.empty() && absl::Now() < deadline + absl::Seconds(30)) {
+    absl::StatusOr<v1::StatusResponse> status = op->Status();
+    ASSERT_OK(status.status());
+    for (const std::string& w : status->warnings()) {
+      if (absl::StrContains(w, "peers_file")) warning = w;
+    }
+    if (warning.empty()) absl::SleepFor(absl::Milliseconds(50));  // poll interval
+  }
+  EXPECT_THAT(warning, HasSubstr(absl::StrCat("peers_file ", file_,
+                                              " was not reloaded, the "
+                                              "previous 2 peers stay in force: ",
+                                              file_, ":1:")));
+  EXPECT_EQ(RosterSize(), 2u);
+  ASSERT_OK_AND_ASSIGN(asked, AskGroup("pilot"));
+  ASSERT_EQ(asked.coverage_size(), 1);
+  EXPECT_EQ(asked.coverage(0).state(), v1::PartnerCoverage::ANSWERED);
+
+  // `fedshare status` shows it too.
+  ProcessOutcome status = RunCliAs(tmp_, pki_.Issue("foundation", Role::kOperator, "op2"),
+                                   foundation_->local_address(), {"status"});
+  EXPECT_THAT(status.out, HasSubstr("peers_file"));
+}
+
+TEST_F(PeersFileTest, PeersShowRoundTripAndCertificateExpiryAndWarnOfExpiringOnes) {
+  ASSERT_OK(WriteFileAtomic(
+      file_, absl::StrCat("peers { org_id: \"partner-a\" address: \"",
+                          partners_["partner-a"]->peer_address(), "\" groups: \"pilot\" }\n",
+                          "peers { org_id: \"partner-b\" address: \"",
+                          partners_["partner-b"]->peer_address(), "\" groups: \"pilot\" }\n")));
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (RosterSize() != 2 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(50));  // poll interval while the node reloads
+  }
+  ASSERT_EQ(RosterSize(), 2u);
+
+  // Never asked: nothing timed, no certificate seen.
+  ASSERT_OK_AND_ASSIGN(v1::ListPeersResponse before, analyst_->ListPeers(false));
+  for (const v1::PeerStatus& p : before.peers()) {
+    EXPECT_EQ(p.round_trip_source(), v1::PeerStatus::ROUND_TRIP_SOURCE_UNSPECIFIED);
+    EXPECT_FALSE(p.has_certificate_expires());
+  }
+  // A question: both answer, over TLS connections that show their certificates.
+  ASSERT_OK_AND_ASSIGN(v1::FederatedAggregateResponse asked, AskGroup("pilot"));
+  ASSERT_EQ(asked.coverage_size(), 2);
+  ASSERT_OK_AND_ASSIGN(v1::ListPeersResponse after, analyst_->ListPeers(false));
+  for (const v1::PeerStatus& p : after.peers()) {
+    EXPECT_EQ(p.round_trip_source(), v1::PeerStatus::ROUND_TRIP_SOURCE_LAST_ANSWER) << p.org_id();
+    EXPECT_GT(p.round_trip().nanos() + p.round_trip().seconds(), 0) << p.org_id();
+    ASSERT_TRUE(p.has_certificate_expires()) << p.org_id();
+    const absl::Duration left =
+        absl::FromUnixSeconds(p.certificate_expires().seconds()) - absl::Now();
+    if (p.org_id() == "partner-b") {
+      EXPECT_LT(left, absl::Hours(24 * 10));
+      EXPECT_GT(left, absl::Hours(24 * 9));
+      EXPECT_THAT(p.certificate_warning(),
+                  HasSubstr("peer partner-b's node certificate expires in 9 day(s)"));
+    } else {
+      EXPECT_GT(left, absl::Hours(24 * 300));
+      EXPECT_EQ(p.certificate_warning(), "");
+    }
+  }
+
+  // The CLI warns loudly in every format and in its exit code.
+  const std::string node = foundation_->local_address();
+  ProcessOutcome table = RunCliAs(tmp_, analyst_dir_, node, {"peers"});
+  EXPECT_EQ(table.exit_code, 4) << table.err;
+  EXPECT_THAT(table.out, ::testing::ContainsRegex(
+                             "partner-b +direct +- +\\S+ +\\S+ +[0-9.]+ms probe +9d! +answered"));
+  EXPECT_THAT(table.out, ::testing::ContainsRegex(
+                             "partner-a +direct +- +\\S+ +\\S+ +[0-9.]+ms probe +3[0-9][0-9]d +"
+                             "answered"));
+  EXPECT_THAT(table.out,
+              HasSubstr("CERTIFICATE: peer partner-b's node certificate expires in 9 day(s)"));
+  EXPECT_THAT(table.err,
+              HasSubstr("WARNING: peer partner-b's node certificate expires in 9 day(s)"));
+  ProcessOutcome json = RunCliAs(tmp_, analyst_dir_, node, {"peers", "--output", "json"});
+  EXPECT_EQ(json.exit_code, 4) << json.err;
+  EXPECT_THAT(json.out, HasSubstr("\"certificate_warning\":\"peer partner-b's node certificate "
+                                  "expires in 9 day(s)"));
+  EXPECT_THAT(json.out, HasSubstr("\"round_trip_source\":\"ROUND_TRIP_SOURCE_PROBE\""));
+  EXPECT_THAT(json.err, HasSubstr("WARNING: peer partner-b"));
+  ProcessOutcome csv =
+      RunCliAs(tmp_, analyst_dir_, node, {"peers", "--no-probe", "--output", "csv"});
+  EXPECT_EQ(csv.exit_code, 4) << csv.err;
+  EXPECT_THAT(csv.out, ::testing::ContainsRegex(
+                           "partner-b,direct,-,[^,]+,[^,]+,[0-9.]+,last_answer,[^,]+,9,\"peer "
+                           "partner-b's node certificate expires"));
+  // Outside the threshold the operator sets, no warning.
+  ProcessOutcome quiet = RunCliAs(tmp_, analyst_dir_, node, {"peers", "--warn-days", "5"});
+  EXPECT_EQ(quiet.exit_code, 0) << quiet.err;
+  EXPECT_THAT(quiet.out, ::testing::Not(HasSubstr("CERTIFICATE")));
+}
+
+}  // namespace
+}  // namespace fedshare::testing
