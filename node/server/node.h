@@ -145,8 +145,10 @@ class Node {
   // Reloads agreements_file when it changes, every reload interval, until
   // Shutdown. A file that fails to load or validate keeps the old agreements.
   void WatchAgreements();
-  // Purges records past retention (service::RunRetention) at start and every
-  // storage.retention_interval_seconds, until Shutdown.
+  // Purges records past retention (service::RunRetention) as the node; a
+  // failure is logged. Create calls it before the node serves.
+  void PurgeExpiredRecords();
+  // PurgeExpiredRecords every storage.retention_interval_seconds until Shutdown.
   void PurgeOnSchedule();
   // With `inline_next`, those replace the config's inline agreements if the
   // whole set loads.
