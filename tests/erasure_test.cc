@@ -298,6 +298,21 @@ TEST_F(ErasureTest, RetentionPurgesOnlyRecordsPastTheDatasetsRetention) {
     EXPECT_THAT(e.reason(), HasSubstr("retention_days 2"));
   }
   EXPECT_EQ(purges, 1);  // a run that purges nothing writes no entry
+
+  // A node started after its records expired purges them before it serves,
+  // audited as the node itself.
+  admin_.reset();
+  node_.reset();
+  clock_.Advance(absl::Hours(24 * 3));
+  ASSERT_NO_FATAL_FAILURE(Start());
+  ASSERT_OK_AND_ASSIGN(listed, admin_->ListDatasets());
+  EXPECT_EQ(listed.datasets(1).rows(), 0);
+  EXPECT_EQ(listed.datasets(0).rows(), 1);
+  ASSERT_OK_AND_ASSIGN(v1::ListAuditResponse later, admin_->ListAudit(audit.total(), 1000));
+  ASSERT_EQ(later.entries_size(), 1);
+  EXPECT_EQ(later.entries(0).rule(), "retention");
+  EXPECT_THAT(later.entries(0).reason(), HasSubstr("purged 2 records"));
+  EXPECT_THAT(later.entries(0).caller(), EndsWith("/org/partner-a/node"));
 }
 
 }  // namespace

@@ -42,8 +42,8 @@
 // rejected_rows holds the bad rows as they were in the input (CSV: preceded by the header line).
 // Whatever is written is one atomic, synced batch.
 //
-// Thread safety: thread-safe. Writers (Ingest, ImportConsent) are
-// serialized; readers (Export, OpenReader, ConsentFor, ListDatasets) run
+// Thread safety: thread-safe. Writers (Ingest, ImportConsent, EraseSubject,
+// PurgeExpired) are serialized; readers (Export, OpenReader, ConsentFor, ListDatasets) run
 // concurrently with them and each other, each over one consistent snapshot.
 // Lifetimes: the Storage and Clock outlive the Engine; a DatasetReader must
 // not outlive its Engine.

@@ -265,6 +265,11 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
       });
   env.call_gate = node->call_gate_.get();
   env.refusal_throttle = node->refusal_throttle_.get();
+  // Records past retention go before the node serves, so a node that was
+  // down never answers over them; then the schedule takes over.
+  bool retention = false;
+  for (const v1::DatasetSchema& d : cfg.datasets()) retention = retention || d.retention_days() > 0;
+  if (retention) node->PurgeExpiredRecords();
   node->admin_service_ = std::make_unique<service::AdminServiceImpl>(&env);
   node->peer_service_ = std::make_unique<service::PeerServiceImpl>(&env);
   node->federation_service_ = std::make_unique<service::FederationServiceImpl>(&env);
@@ -313,8 +318,6 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
         std::make_unique<CallHomeClient>(&node->config_, upstream, &env));
     node->call_home_clients_.back()->Start();
   }
-  bool retention = false;
-  for (const v1::DatasetSchema& d : cfg.datasets()) retention = retention || d.retention_days() > 0;
   if (retention) node->retention_ = std::thread([n = node.get()] { n->PurgeOnSchedule(); });
   spdlog::info("event=node_started org={} peer={} local={} data_dir={}", cfg.org_id(),
                node->peer_address(), node->local_address(), cfg.data_dir());
@@ -376,23 +379,27 @@ std::string Node::FileStamp(const std::string& path) {
   return absl::StrCat(st.st_mtim.tv_sec, ".", st.st_mtim.tv_nsec, ":", st.st_size, ":", st.st_ino);
 }
 
-void Node::PurgeOnSchedule() {
-  const int32_t seconds = config_.storage().retention_interval_seconds();
-  const absl::Duration interval = absl::Seconds(seconds > 0 ? seconds : 3600);
+void Node::PurgeExpiredRecords() {
   const std::string caller =
       identity::MakeSpiffeId(config_.trust_domain(), config_.org_id(), identity::Role::kNode, "")
           .value_or("fedshare-node");
-  // At start, then every interval: a node restarted more often than the
-  // interval still purges.
+  absl::StatusOr<v1::RunRetentionResponse> run = service::RunRetention(*env_, caller);
+  if (!run.ok()) {
+    spdlog::error("event=retention_failed error=\"{}\"", std::string(run.status().message()));
+  }
+}
+
+void Node::PurgeOnSchedule() {
+  const int32_t seconds = config_.storage().retention_interval_seconds();
+  const absl::Duration interval = absl::Seconds(seconds > 0 ? seconds : 3600);
   for (;;) {
-    absl::StatusOr<v1::RunRetentionResponse> run = service::RunRetention(*env_, caller);
-    if (!run.ok()) {
-      spdlog::error("event=retention_failed error=\"{}\"", std::string(run.status().message()));
+    {
+      absl::MutexLock lock(&mu_);
+      if (shut_down_) return;
+      mu_.AwaitWithTimeout(absl::Condition(&shut_down_), interval);
+      if (shut_down_) return;
     }
-    absl::MutexLock lock(&mu_);
-    if (shut_down_) return;
-    mu_.AwaitWithTimeout(absl::Condition(&shut_down_), interval);
-    if (shut_down_) return;
+    PurgeExpiredRecords();
   }
 }
 

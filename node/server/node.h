@@ -142,8 +142,10 @@ class Node {
   static absl::StatusOr<policy::AgreementSet> LoadAgreements(const v1::NodeConfig& cfg);
   // Identifies a file's version (mtime, size, inode); "" if missing.
   static std::string FileStamp(const std::string& path);
-  // Purges records past retention (service::RunRetention) at start and every
-  // storage.retention_interval_seconds, until Shutdown.
+  // Purges records past retention (service::RunRetention) as the node; a
+  // failure is logged. Create calls it before the node serves.
+  void PurgeExpiredRecords();
+  // PurgeExpiredRecords every storage.retention_interval_seconds until Shutdown.
   void PurgeOnSchedule();
   // Reloads agreements_file and peers_file when they change, every reload
   // interval, until Shutdown. A file that fails to load or validate keeps
