@@ -367,6 +367,36 @@ TEST_F(QueryExecutorTest, NullsGroupApartFailPredicatesAndSkipMeasures) {
   EXPECT_THAT(e.removed_in_cells[0], ::testing::UnorderedElementsAreArray(per_cell));
 }
 
+// Two predicates with dense group ids, and a grid of years with a variance
+// and histograms: asked by both tests that compare two ways of scanning.
+constexpr char kTwoPredicatesQuestion[] =
+    R"pb(where {
+           field: "year"
+           op: BETWEEN
+           values { int_value: 2017 }
+           values { int_value: 2021 }
+         }
+         where {
+           field: "program"
+           op: IN
+           values { string_value: "alpha" }
+           values { string_value: "gamma" }
+         }
+         group_by: "age"
+         group_by: "active"
+         aggregates { kind: COUNT_SUBJECTS }
+         aggregates { kind: STDDEV field: "visits" }
+         aggregates { kind: HISTOGRAM field: "score" lo: 0 hi: 100 bins: 4 })pb";
+constexpr char kVarianceQuestion[] =
+    R"pb(where {
+           field: "score"
+           op: LT
+           values { double_value: 50 }
+         }
+         group_by: "year"
+         aggregates { kind: VARIANCE field: "score" }
+         aggregates { kind: HISTOGRAM field: "visits" lo: 0 hi: 200 bins: 5 })pb";
+
 // The block path (no record bound) and the row path (a bound no subject
 // reaches) must give the same figures, to the last bit, for every kind of
 // question: dense and hashed group ids, grid buckets, histograms, two
@@ -381,31 +411,8 @@ TEST_F(QueryExecutorTest, BlockPathEqualsRowPath) {
            aggregates { kind: COUNT }
            aggregates { kind: SUM field: "score" }
            aggregates { kind: AVG field: "score" })pb",
-      R"pb(where {
-             field: "year"
-             op: BETWEEN
-             values { int_value: 2017 }
-             values { int_value: 2021 }
-           }
-           where {
-             field: "program"
-             op: IN
-             values { string_value: "alpha" }
-             values { string_value: "gamma" }
-           }
-           group_by: "age"
-           group_by: "active"
-           aggregates { kind: COUNT_SUBJECTS }
-           aggregates { kind: STDDEV field: "visits" }
-           aggregates { kind: HISTOGRAM field: "score" lo: 0 hi: 100 bins: 4 })pb",
-      R"pb(where {
-             field: "score"
-             op: LT
-             values { double_value: 50 }
-           }
-           group_by: "year"
-           aggregates { kind: VARIANCE field: "score" }
-           aggregates { kind: HISTOGRAM field: "visits" lo: 0 hi: 200 bins: 5 })pb",
+      kTwoPredicatesQuestion,
+      kVarianceQuestion,
       R"pb(where {
              field: "region"
              op: NE
@@ -597,31 +604,8 @@ TEST_F(QueryExecutorTest, ParallelScanEqualsSerialScanBitForBit) {
            aggregates { kind: COUNT }
            aggregates { kind: SUM field: "score" }
            aggregates { kind: AVG field: "score" })pb",
-      R"pb(where {
-             field: "year"
-             op: BETWEEN
-             values { int_value: 2017 }
-             values { int_value: 2021 }
-           }
-           where {
-             field: "program"
-             op: IN
-             values { string_value: "alpha" }
-             values { string_value: "gamma" }
-           }
-           group_by: "age"
-           group_by: "active"
-           aggregates { kind: COUNT_SUBJECTS }
-           aggregates { kind: STDDEV field: "visits" }
-           aggregates { kind: HISTOGRAM field: "score" lo: 0 hi: 100 bins: 4 })pb",
-      R"pb(where {
-             field: "score"
-             op: LT
-             values { double_value: 50 }
-           }
-           group_by: "year"
-           aggregates { kind: VARIANCE field: "score" }
-           aggregates { kind: HISTOGRAM field: "visits" lo: 0 hi: 200 bins: 5 })pb",
+      kTwoPredicatesQuestion,
+      kVarianceQuestion,
       R"pb(aggregates { kind: COUNT }
            aggregates { kind: SUM field: "visits" })pb",
   };
