@@ -1,4 +1,4 @@
-#include "tests/bruteforce_reference.h"
+#include "tests/support/bruteforce_reference.h"
 
 #include <algorithm>
 #include <cmath>

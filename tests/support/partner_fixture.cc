@@ -1,4 +1,4 @@
-#include "tests/partner_fixture.h"
+#include "tests/support/partner_fixture.h"
 
 #include <utility>
 

@@ -1,4 +1,4 @@
-#include "tests/bruteforce_data.h"
+#include "tests/support/bruteforce_data.h"
 
 #include <random>
 #include <utility>
