@@ -21,7 +21,7 @@
 #include "gtest/gtest.h"
 #include "node/common/status_matchers.h"
 #include "query/sql.h"
-#include "tests/support/partner_fixture.h"
+#include "testing/partner_fixture.h"
 #include "tests/test_env.h"
 
 namespace fedshare::testing {

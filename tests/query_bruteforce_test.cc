@@ -40,9 +40,9 @@
 #include "gtest/gtest.h"
 #include "node/common/status_matchers.h"
 #include "query/sql.h"
-#include "tests/support/bruteforce_data.h"
-#include "tests/support/bruteforce_reference.h"
-#include "tests/support/partner_fixture.h"
+#include "testing/bruteforce_data.h"
+#include "testing/bruteforce_reference.h"
+#include "testing/partner_fixture.h"
 #include "tests/test_env.h"
 
 namespace fedshare::testing {

@@ -1,4 +1,4 @@
-#include "tests/support/bruteforce_reference.h"
+#include "testing/bruteforce_reference.h"
 
 #include <algorithm>
 #include <cmath>

@@ -8,8 +8,8 @@
 //   ASSERT_OK(partner.Start(config));
 //   ASSERT_OK(partner.Load(csv, rows, subjects));
 //   absl::StatusOr<v1::AggregateResult> answer = partner.peer().Aggregate(query);
-#ifndef FEDSHARE_TESTS_SUPPORT_PARTNER_FIXTURE_H_
-#define FEDSHARE_TESTS_SUPPORT_PARTNER_FIXTURE_H_
+#ifndef FEDSHARE_TESTING_PARTNER_FIXTURE_H_
+#define FEDSHARE_TESTING_PARTNER_FIXTURE_H_
 
 #include <cstdint>
 #include <memory>
@@ -69,4 +69,4 @@ class PartnerFixture {
 
 }  // namespace fedshare::testing
 
-#endif  // FEDSHARE_TESTS_SUPPORT_PARTNER_FIXTURE_H_
+#endif  // FEDSHARE_TESTING_PARTNER_FIXTURE_H_

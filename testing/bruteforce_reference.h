@@ -11,8 +11,8 @@
 //     policy::ApplyCellRules to the per-cell figures computed here (the
 //     attacker oracle, tests/attacker_oracle_test.cc, checks independently
 //     that those rules protect).
-#ifndef FEDSHARE_TESTS_SUPPORT_BRUTEFORCE_REFERENCE_H_
-#define FEDSHARE_TESTS_SUPPORT_BRUTEFORCE_REFERENCE_H_
+#ifndef FEDSHARE_TESTING_BRUTEFORCE_REFERENCE_H_
+#define FEDSHARE_TESTING_BRUTEFORCE_REFERENCE_H_
 
 #include <cstdint>
 #include <map>
@@ -21,7 +21,7 @@
 
 #include "fedshare/v1/config.pb.h"
 #include "fedshare/v1/query.pb.h"
-#include "tests/support/bruteforce_data.h"
+#include "testing/bruteforce_data.h"
 
 namespace fedshare::testing::bruteforce {
 
@@ -62,4 +62,4 @@ Expected BruteForce(const Data& data, const v1::DatasetSchema& schema, const v1:
 
 }  // namespace fedshare::testing::bruteforce
 
-#endif  // FEDSHARE_TESTS_SUPPORT_BRUTEFORCE_REFERENCE_H_
+#endif  // FEDSHARE_TESTING_BRUTEFORCE_REFERENCE_H_

@@ -4,8 +4,8 @@
 // counts worked out here, independently of the node's code, as DESIGN §6 and
 // policy/consent.h state it (OPT_IN, purpose program-evaluation under
 // research, asker kAsker).
-#ifndef FEDSHARE_TESTS_SUPPORT_BRUTEFORCE_DATA_H_
-#define FEDSHARE_TESTS_SUPPORT_BRUTEFORCE_DATA_H_
+#ifndef FEDSHARE_TESTING_BRUTEFORCE_DATA_H_
+#define FEDSHARE_TESTING_BRUTEFORCE_DATA_H_
 
 #include <cstdint>
 #include <map>
@@ -58,4 +58,4 @@ std::string ConsentCsv(const Data& data);
 
 }  // namespace fedshare::testing::bruteforce
 
-#endif  // FEDSHARE_TESTS_SUPPORT_BRUTEFORCE_DATA_H_
+#endif  // FEDSHARE_TESTING_BRUTEFORCE_DATA_H_

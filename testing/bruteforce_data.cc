@@ -1,4 +1,4 @@
-#include "tests/support/bruteforce_data.h"
+#include "testing/bruteforce_data.h"
 
 #include <random>
 #include <utility>

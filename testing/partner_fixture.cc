@@ -1,4 +1,4 @@
-#include "tests/support/partner_fixture.h"
+#include "testing/partner_fixture.h"
 
 #include <utility>
 
