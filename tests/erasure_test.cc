@@ -249,6 +249,47 @@ TEST_F(ErasureTest, AnErasedSubjectIsInNoAnswerExportAuditEntryOrFile) {
   EXPECT_EQ(listed.datasets(1).subjects(), 2);
 }
 
+TEST_F(ErasureTest, AnIdOverMaxStringBytesIsRefusedUnwrittenAndUnauditedUntilTheLimitIsRaised) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  // Ingest stores ids of any length; an erasure is bounded by the node's
+  // limits.max_string_bytes (256 by default) before any work or audit.
+  const std::string long_id = absl::StrCat("long-", std::string(295, 'x'));
+  ASSERT_NO_FATAL_FAILURE(Ingest("program_outcomes", Records({long_id, kKept})));
+  ASSERT_OK(
+      admin()
+          .ImportConsent(absl::StrCat("subject,purpose,event,time,valid_until,scope\n", long_id,
+                                      ",program-evaluation,GIVEN,2026-01-01T00:00:00Z,,*\n"))
+          .status());
+  ASSERT_OK_AND_ASSIGN(v1::ListAuditResponse audit_before, admin().ListAudit(0, 1));
+
+  ProcessOutcome refused = Cli({"erase", "--subject", long_id, "--yes"});
+  EXPECT_EQ(refused.exit_code, 2) << refused.err;
+  EXPECT_THAT(refused.err, HasSubstr("INVALID_ARGUMENT"));
+  EXPECT_THAT(refused.err,
+              HasSubstr("the subject id (300 bytes) is over the limit max_string_bytes = 256"));
+  EXPECT_THAT(refused.err, HasSubstr("raise limits { max_string_bytes } in the node config"));
+  EXPECT_THAT(refused.err, Not(HasSubstr(long_id)));
+  // Nothing audited, nothing written.
+  ASSERT_OK_AND_ASSIGN(v1::ListAuditResponse audit_after, admin().ListAudit(0, 1));
+  EXPECT_EQ(audit_after.total(), audit_before.total());
+  ASSERT_OK_AND_ASSIGN(v1::ListDatasetsResponse listed, admin().ListDatasets());
+  EXPECT_EQ(listed.datasets(0).rows(), 2);
+  EXPECT_EQ(listed.datasets(0).subjects(), 2);
+  EXPECT_THAT(Export({"export", "--dataset", "program_outcomes"}, "po.csv"), HasSubstr(long_id));
+  EXPECT_THAT(Export({"consent", "export"}, "consent.csv"), HasSubstr(long_id));
+
+  // With the limit raised as the message says, the same id is erased.
+  partner_.Stop();
+  config_.mutable_limits()->set_max_string_bytes(512);
+  ASSERT_NO_FATAL_FAILURE(Start());
+  ProcessOutcome erased = Cli({"erase", "--subject", long_id, "--yes"});
+  ASSERT_EQ(erased.exit_code, 0) << erased.err;
+  ASSERT_OK_AND_ASSIGN(listed, admin().ListDatasets());
+  EXPECT_EQ(listed.datasets(0).rows(), 1);
+  EXPECT_EQ(listed.datasets(0).subjects(), 1);
+  EXPECT_THAT(Export({"consent", "export"}, "consent-after.csv"), Not(HasSubstr(long_id)));
+}
+
 TEST_F(ErasureTest, RetentionPurgesOnlyRecordsPastTheDatasetsRetention) {
   ASSERT_NO_FATAL_FAILURE(Start());
   ASSERT_NO_FATAL_FAILURE(Ingest("followups", Records({"a1", "a2", "a3"})));
