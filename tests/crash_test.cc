@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <random>
@@ -76,6 +77,38 @@ absl::StatusOr<std::map<int, int>> StoredRowsPerBatch(client::NodeClient& admin)
   return RowsPerBatch(exported);
 }
 
+// partner-a's node with program_outcomes in a fresh folder, its operator
+// olga and foundation's node identity.
+struct Partner {
+  explicit Partner(const std::string& name)
+      : tmp(name),
+        pki(tmp.Sub("pki"), kTrustDomain),
+        node_id(pki.Issue("partner-a", Role::kNode)),
+        op(pki.Issue("partner-a", Role::kOperator, "olga")),
+        foundation(pki.Issue("foundation", Role::kNode)),
+        config(BaseNodeConfig("partner-a", kTrustDomain, tmp.Sub("data"), node_id)) {
+    *config.add_datasets() = ProgramOutcomesSchema();
+  }
+  TempDir tmp;
+  Pki pki;
+  std::string node_id, op, foundation;
+  v1::NodeConfig config;
+};
+
+// Waits until `reached` holds (asked under `mu`), then SIGKILLs `node`
+// while `workers` are still at work, tells them to `stop` and joins them.
+void KillWhen(absl::Mutex& mu, const std::function<bool()>& reached, NodeProcess& node,
+              std::atomic<bool>& stop, std::vector<std::thread>& workers) {
+  {
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(&reached));
+  }
+  int status = node.process->Signal(SIGKILL);
+  stop.store(true);
+  for (std::thread& t : workers) t.join();
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the node should have been killed";
+}
+
 TEST(CrashTest, KilledDuringIngestKeepsEveryAcknowledgedBatchAndNoPartialOne) {
   TempDir tmp("crash");
   Pki pki(tmp.Sub("pki"), kTrustDomain);
@@ -142,13 +175,11 @@ TEST(CrashTest, KilledDuringIngestKeepsEveryAcknowledgedBatchAndNoPartialOne) {
 // entry of every answer it released: at its index, the very leaf the receipt
 // holds, in a log that verifies and extends every released checkpoint.
 TEST(CrashTest, KilledWhileAnsweringKeepsTheAuditEntryOfEveryReleasedAnswer) {
-  TempDir tmp("crash-answers");
-  Pki pki(tmp.Sub("pki"), kTrustDomain);
-  std::string node_id = pki.Issue("partner-a", Role::kNode);
-  std::string op = pki.Issue("partner-a", Role::kOperator, "olga");
-  std::string foundation = pki.Issue("foundation", Role::kNode);
-  v1::NodeConfig config = BaseNodeConfig("partner-a", kTrustDomain, tmp.Sub("data"), node_id);
-  *config.add_datasets() = ProgramOutcomesSchema();
+  Partner partner("crash-answers");
+  const TempDir& tmp = partner.tmp;
+  const std::string& op = partner.op;
+  const std::string& foundation = partner.foundation;
+  v1::NodeConfig& config = partner.config;
   v1::Agreement agreement = OpenAgreement("foundation-eval", "foundation");
   agreement.mutable_disclosure()->set_repeat_limit(1000000);
   *config.add_agreements() = agreement;
@@ -207,17 +238,9 @@ TEST(CrashTest, KilledWhileAnsweringKeepsTheAuditEntryOfEveryReleasedAnswer) {
         }
       });
     }
-    {
-      auto reached = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-        return released_this_round >= 4 * kAskers;
-      };
-      absl::MutexLock lock(&mu);
-      mu.Await(absl::Condition(&reached));
-    }
-    int status = node.process->Signal(SIGKILL);
-    stop.store(true);
-    for (std::thread& t : askers) t.join();
-    ASSERT_TRUE(WIFSIGNALED(status)) << "the node should have been killed";
+    KillWhen(
+        mu, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return released_this_round >= 4 * kAskers; },
+        node, stop, askers);
   }
   EXPECT_GE(released.size(), static_cast<size_t>(3 * 4 * kAskers));
 }
@@ -253,13 +276,11 @@ TEST(CrashHarness, SeededRandomKills) {
   }
   std::mt19937_64 rng(seed);
 
-  TempDir tmp("crash-harness");
-  Pki pki(tmp.Sub("pki"), kTrustDomain);
-  std::string node_id = pki.Issue("partner-a", Role::kNode);
-  std::string op = pki.Issue("partner-a", Role::kOperator, "olga");
-  std::string foundation = pki.Issue("foundation", Role::kNode);
-  v1::NodeConfig config = BaseNodeConfig("partner-a", kTrustDomain, tmp.Sub("data"), node_id);
-  *config.add_datasets() = ProgramOutcomesSchema();
+  Partner partner("crash-harness");
+  const TempDir& tmp = partner.tmp;
+  const std::string& op = partner.op;
+  const std::string& foundation = partner.foundation;
+  v1::NodeConfig& config = partner.config;
   *config.add_agreements() = OpenAgreement("foundation-eval", "foundation");
 
   absl::Mutex mu;
@@ -356,17 +377,9 @@ TEST(CrashHarness, SeededRandomKills) {
         ack();
       }
     });
-    {
-      auto reached = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-        return acked_this_trial >= kill_after;
-      };
-      absl::MutexLock lock(&mu);
-      mu.Await(absl::Condition(&reached));
-    }
-    int status = node.process->Signal(SIGKILL);
-    stop.store(true);
-    for (std::thread& t : workers) t.join();
-    ASSERT_TRUE(WIFSIGNALED(status)) << "the node should have been killed";
+    KillWhen(
+        mu, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return acked_this_trial >= kill_after; },
+        node, stop, workers);
     ++kills;
   }
   std::cout << "crash harness: seed " << seed << ", " << kills << " SIGKILLs, "

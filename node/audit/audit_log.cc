@@ -215,7 +215,7 @@ void AuditLog::WriteGroup() {
   constexpr size_t kMaxGroup = 64;
   const size_t n = std::min(writers_.size(), kMaxGroup);
   std::vector<Writer*> group(writers_.begin(), writers_.begin() + static_cast<ptrdiff_t>(n));
-  auto finish = [&] {
+  auto finish = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     for (Writer* w : group) w->done = true;
     writers_.erase(writers_.begin(), writers_.begin() + static_cast<ptrdiff_t>(n));
   };
