@@ -310,6 +310,10 @@ int Run(int argc, char** argv) {
                "Print where the engine row's time goes (open, consent, reading every block, "
                "the question)");
   app.add_option("--dir", dir, "Work directory (default: a fresh temporary one, removed)");
+  std::string node_binary =
+      (std::filesystem::canonical("/proc/self/exe").parent_path() / "fedshare-node").string();
+  app.add_option("--node-binary", node_binary,
+                 "The fedshare-node the gRPC rows start (default: the one beside this bench)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -464,18 +468,18 @@ int Run(int argc, char** argv) {
   bench::NodeRows node_rows;
   if (!no_node) {
     bench::NodeRowsOptions node_options{
-        dir, data_dir, (std::filesystem::canonical("/proc/self/exe").parent_path() / "fedshare-node").string(),
-        runs, block_cache_mib << 20, scan_threads};
-    auto rows = bench::RunNodeRows(node_options, *q1, [](const v1::AggregateResult& r) {
-      return Checksum(FromResult(r));
-    });
+        dir, data_dir, node_binary, runs, block_cache_mib << 20, scan_threads};
+    auto rows = bench::RunNodeRows(
+        node_options, *q1, [](const v1::AggregateResult& r) { return Checksum(FromResult(r)); });
     if (!rows.ok()) return Fail(rows.status());
     node_rows = *std::move(rows);
-    std::printf("  (node start on the store: %.0f ms)\n", absl::ToDoubleMilliseconds(node_rows.start));
+    std::printf("  (node start on the store: %.0f ms)\n",
+                absl::ToDoubleMilliseconds(node_rows.start));
     for (const bench::NodeRow& r : node_rows.rows) {
       table.push_back({absl::StrFormat("node over gRPC+mTLS, %d client%s", r.clients,
                                        r.clients == 1 ? "" : "s"),
-                       Median(r.latencies_ms), Percentile(r.latencies_ms, 0.99), r.qps, r.checksum});
+                       Median(r.latencies_ms), Percentile(r.latencies_ms, 0.99), r.qps,
+                       r.checksum});
       node_peak_kb = std::max(node_peak_kb, r.peak_rss_kb);
     }
   }
@@ -505,10 +509,11 @@ int Run(int argc, char** argv) {
                   .c_str(),
               "", "", "", "", "");
   for (const bench::NodeRow& r : node_rows.rows) {
-    std::printf("  node peak RSS with %d client%s: %lld MiB; budget %lld MiB (%s), + 100 MiB = %lld\n",
-                r.clients, r.clients == 1 ? "" : "s", static_cast<long long>(r.peak_rss_kb / 1024),
-                static_cast<long long>(node_rows.budget_bytes >> 20), node_rows.budget_text.c_str(),
-                static_cast<long long>((node_rows.budget_bytes >> 20) + 100));
+    std::printf(
+        "  node peak RSS with %d client%s: %lld MiB; budget %lld MiB (%s), + 100 MiB = %lld\n",
+        r.clients, r.clients == 1 ? "" : "s", static_cast<long long>(r.peak_rss_kb / 1024),
+        static_cast<long long>(node_rows.budget_bytes >> 20), node_rows.budget_text.c_str(),
+        static_cast<long long>((node_rows.budget_bytes >> 20) + 100));
   }
   std::printf("\nchecksums %s\n", agree ? "agree" : "DIFFER");
   std::fflush(stdout);

@@ -95,8 +95,8 @@ absl::StatusOr<NodeProcess> NodeProcess::Start(const std::string& node_binary,
   node.stdout_fd_ = pipe_fds[0];
   absl::StatusOr<std::string> ready = ReadLine(node.stdout_fd_, wait);
   if (!ready.ok()) {
-    return absl::UnavailableError(absl::StrCat(node_binary, " did not get ready (see ",
-                                               config_path, ".log): ", ready.status().message()));
+    return absl::UnavailableError(absl::StrCat(node_binary, " did not get ready (see ", config_path,
+                                               ".log): ", ready.status().message()));
   }
   // "ready org=ORG peer=HOST:PORT local=HOST:PORT"
   for (absl::string_view part : absl::StrSplit(*ready, ' ')) {

@@ -1,9 +1,8 @@
 // A real fedshare-node process for the benchmarks, so that what they measure
 // of the node (peak RSS, CPU time) is the node's own and not the bench's.
 //
-//   ASSIGN_OR_RETURN(NodeProcess node, NodeProcess::Start(binary, config, dir + "/node.textproto"));
-//   Ask(node.peer_address());
-//   int64_t peak_kb = node.StatusKb("VmHWM");
+//   ASSIGN_OR_RETURN(NodeProcess node, NodeProcess::Start(binary, config, dir +
+//   "/node.textproto")); Ask(node.peer_address()); int64_t peak_kb = node.StatusKb("VmHWM");
 //   node.Stop();  // SIGTERM, then waits
 #ifndef FEDSHARE_BENCH_NODE_PROCESS_H_
 #define FEDSHARE_BENCH_NODE_PROCESS_H_

@@ -32,8 +32,8 @@ namespace {
 constexpr char kTrustDomain[] = "bench.fedshare";
 constexpr char kAsker[] = "foundation";
 // The stages of fedshare_answer_stage_seconds, in answer order.
-constexpr const char* kStages[] = {"checks",  "queue",      "limits", "consent",
-                                   "scan",    "disclosure", "audit"};
+constexpr const char* kStages[] = {"checks", "queue",      "limits", "consent",
+                                   "scan",   "disclosure", "audit"};
 
 struct Pki {
   std::string ca, node, asker;
@@ -142,8 +142,7 @@ absl::StatusOr<Clients> ConnectClients(const std::string& address, const Pki& pk
 // Each client asks Q1 `per_client` times at once with the others; fills the
 // row's latencies, questions per second and checksum, or returns the first
 // error.
-absl::Status AskConcurrently(const Clients& connected, const v1::AggregateQuery& q1,
-                             int per_client,
+absl::Status AskConcurrently(const Clients& connected, const v1::AggregateQuery& q1, int per_client,
                              const std::function<uint64_t(const v1::AggregateResult&)>& checksum,
                              NodeRow* row) {
   const int clients = static_cast<int>(connected.size());
@@ -276,9 +275,8 @@ absl::StatusOr<NodeRows> RunNodeRows(
       cache >> 20, limits.scan_threads(), limits.query_memory_budget_bytes() >> 20);
 
   const absl::Time spawned = absl::Now();
-  FEDSHARE_ASSIGN_OR_RETURN(
-      NodeProcess node,
-      NodeProcess::Start(options.node_binary, config, options.dir + "/node.textproto"));
+  FEDSHARE_ASSIGN_OR_RETURN(NodeProcess node, NodeProcess::Start(options.node_binary, config,
+                                                                 options.dir + "/node.textproto"));
   out.start = absl::Now() - spawned;
   for (int clients : options.clients) {
     NodeRow row;

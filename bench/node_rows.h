@@ -18,10 +18,10 @@
 namespace fedshare::bench {
 
 struct NodeRowsOptions {
-  std::string dir;          // certificates, the node's config and its log go here
-  std::string data_dir;     // the store (closed by the caller)
-  std::string node_binary;  // fedshare-node
-  int runs = 7;             // per client at least; the rows ask 20 and 60 in all
+  std::string dir;               // certificates, the node's config and its log go here
+  std::string data_dir;          // the store (closed by the caller)
+  std::string node_binary;       // fedshare-node
+  int runs = 7;                  // per client at least; the rows ask 20 and 60 in all
   size_t block_cache_bytes = 0;  // storage.block_cache_bytes; 0: the node's default
   int scan_threads = 0;          // limits.scan_threads; 0: the node's default
   std::vector<int> clients = {1, 4, 16};

@@ -55,8 +55,8 @@ class AnswerQueueTest : public ::testing::Test {
     v1::AggregateRequest request;
     *request.mutable_query() =
         *ParseSql("SELECT COUNT(*) FROM program_outcomes PURPOSE 'program-evaluation'");
-    request.set_on_behalf_of(absl::StrCat("spiffe://", kTrustDomain, "/org/foundation/analyst/",
-                                          name));
+    request.set_on_behalf_of(
+        absl::StrCat("spiffe://", kTrustDomain, "/org/foundation/analyst/", name));
     return request;
   }
 
@@ -64,9 +64,8 @@ class AnswerQueueTest : public ::testing::Test {
   // it wait, and returns when it waits too.
   void AskInLine(const std::string& name, absl::Status* outcome) {
     const int before = queue().waiting();
-    askers_.emplace_back([this, name, outcome] {
-      *outcome = partner_.peer().Aggregate(Question(name)).status();
-    });
+    askers_.emplace_back(
+        [this, name, outcome] { *outcome = partner_.peer().Aggregate(Question(name)).status(); });
     while (queue().waiting() == before) std::this_thread::yield();
   }
 
@@ -112,9 +111,9 @@ TEST_F(AnswerQueueTest, OnePastMaxConcurrentQuestionsIsRefusedAtOnceAndNotAudite
   // The slot's holder is no question: three may wait.
   std::vector<absl::Status> outcomes(3, absl::UnknownError("not asked"));
   for (int i = 0; i < 3; ++i) AskInLine(absl::StrCat("a", i), &outcomes[i]);
-  EXPECT_THAT(partner_.peer().Aggregate(Question("late")).status(),
-              StatusIs(absl::StatusCode::kResourceExhausted,
-                       HasSubstr("max_concurrent_questions = 3")));
+  EXPECT_THAT(
+      partner_.peer().Aggregate(Question("late")).status(),
+      StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("max_concurrent_questions = 3")));
   long_question.Release();
   for (std::thread& t : askers_) t.join();
   askers_.clear();

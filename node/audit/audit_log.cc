@@ -328,8 +328,8 @@ absl::StatusOr<v1::AuditProofResponse> AuditLog::Proof(const v1::AuditProofReque
   if (request.from_tree_size() > 0) {
     const uint64_t to = request.to_tree_size() > 0 ? request.to_tree_size() : size;
     if (to > written_) {  // leaves of a group still being written are not in the log yet
-      return absl::InvalidArgumentError(absl::StrCat("no consistency proof to ", to,
-                                                     " leaves (the log holds ", written_, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("no consistency proof to ", to, " leaves (the log holds ", written_, ")"));
     }
     FEDSHARE_ASSIGN_OR_RETURN(std::vector<std::string> path,
                               tree_.ConsistencyProof(request.from_tree_size(), to));

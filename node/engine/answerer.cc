@@ -133,9 +133,9 @@ absl::Status Answerer::Refuse(v1::AuditEntry entry, const std::string& agreement
 }
 
 std::vector<LimitWindows::Limit> Answerer::LimitsFor(const Caller& caller,
-                                                 const v1::Agreement& agreement,
-                                                 const policy::DisclosureParams& params,
-                                                 const std::string& applied_hash, bool dp) {
+                                                     const v1::Agreement& agreement,
+                                                     const policy::DisclosureParams& params,
+                                                     const std::string& applied_hash, bool dp) {
   std::vector<LimitWindows::Limit> limits;
   const std::string prefix = absl::StrCat("refused by agreement '", agreement.id(), "' rule '");
   if (agreement.rate_limit().queries() > 0) {
@@ -242,9 +242,9 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
                     agreement, now, cancelled);
   }
   std::string rule;
-  absl::StatusOr<v1::AggregateResult> result = AnswerExact(
-      caller, query, *normalized, *schema, agreement, ptable, audited, now, cancelled, &rule,
-      &stages);
+  absl::StatusOr<v1::AggregateResult> result =
+      AnswerExact(caller, query, *normalized, *schema, agreement, ptable, audited, now, cancelled,
+                  &rule, &stages);
   slot.Release();  // the scan's state is freed; the audit append waits for no slot
   laps = Laps();
   if (!result.ok()) {
@@ -298,12 +298,13 @@ absl::StatusOr<v1::AggregateResult> Answerer::AnswerExact(
   if (cancelled) reader->set_cancelled(cancelled);
   if (ptable.has_value()) {
     FEDSHARE_ASSIGN_OR_RETURN(
-        keys, record_keys_.For(ptable->table_size(), static_cast<uint32_t>(reader->subject_count())));
+        keys,
+        record_keys_.For(ptable->table_size(), static_cast<uint32_t>(reader->subject_count())));
   }
   laps.Lap(&stages->consent);
-  FEDSHARE_ASSIGN_OR_RETURN(Execution execution,
-                            ExecuteQuery(*reader, normalized, consent,
-                                         params.max_records_per_subject, nullptr, *keys));
+  FEDSHARE_ASSIGN_OR_RETURN(
+      Execution execution,
+      ExecuteQuery(*reader, normalized, consent, params.max_records_per_subject, nullptr, *keys));
   laps.Lap(&stages->scan);
   *rule = std::string(policy::kRulePredicateRemoval);
   if (!counts_only_perturbed) {

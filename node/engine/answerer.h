@@ -138,15 +138,11 @@ class Answerer {
   // The scan and disclosure control of an exact-mode answer, before its
   // audit: the answer without manifest and receipt, or the refusal with its
   // rule in `rule`. Its scan state is freed when it returns.
-  absl::StatusOr<v1::AggregateResult> AnswerExact(const Caller& caller,
-                                                  const v1::AggregateQuery& query,
-                                                  const v1::AggregateQuery& normalized,
-                                                  const v1::DatasetSchema& schema,
-                                                  const v1::Agreement& agreement,
-                                                  const std::optional<policy::PTable>& ptable,
-                                                  const v1::AuditEntry& audited, absl::Time now,
-                                                  const std::function<bool()>& cancelled,
-                                                  std::string* rule, AnswerStages* stages);
+  absl::StatusOr<v1::AggregateResult> AnswerExact(
+      const Caller& caller, const v1::AggregateQuery& query, const v1::AggregateQuery& normalized,
+      const v1::DatasetSchema& schema, const v1::Agreement& agreement,
+      const std::optional<policy::PTable>& ptable, const v1::AuditEntry& audited, absl::Time now,
+      const std::function<bool()>& cancelled, std::string* rule, AnswerStages* stages);
   // The dry run of Answer (answerer_dp.cc).
   absl::StatusOr<v1::AggregateResult> DryRun(v1::AuditEntry audited, const Caller& caller,
                                              const v1::AggregateQuery& query,

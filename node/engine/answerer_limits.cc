@@ -35,8 +35,8 @@ std::vector<absl::Time> DecodeTimes(absl::string_view data) {
 
 }  // namespace
 
-absl::Status LimitWindows::Admit(const std::vector<Limit>& limits,
-                                 const std::string& agreement_id, absl::string_view* rule) {
+absl::Status LimitWindows::Admit(const std::vector<Limit>& limits, const std::string& agreement_id,
+                                 absl::string_view* rule) {
   absl::MutexLock lock(&mu_);
   const absl::Time now = clock_->Now();
   for (const Limit& limit : limits) {

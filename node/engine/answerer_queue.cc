@@ -19,7 +19,8 @@ absl::StatusOr<AnswerQueue::Slot> AnswerQueue::Enter(const std::function<bool()>
                                                      absl::Duration poll) {
   absl::MutexLock lock(&mu_);
   if (stop && stop()) {
-    return absl::CancelledError("the caller gave up before its turn; nothing was scanned or counted");
+    return absl::CancelledError(
+        "the caller gave up before its turn; nothing was scanned or counted");
   }
   if (line_.empty() && running_ < slots_) {
     ++running_;

@@ -11,8 +11,8 @@
 namespace fedshare::engine {
 namespace {
 
-using ::testing::ElementsAre;
 using ::fedshare::testing::StatusIs;
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 // Waits until `n` questions wait in `queue`: they entered in the order the

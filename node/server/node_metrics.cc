@@ -80,14 +80,13 @@ void InstallNodeMetrics(metrics::Metrics* m, const v1::NodeConfig* config, audit
     m->Increment(kQuestions, {{"method", entry.method()}, {"outcome", outcome}, {"rule", rule}});
   });
   env->answerer->SetStageObserver([m](const engine::AnswerStages& s) {
-    for (const auto& [stage, took] :
-         {std::pair<const char*, absl::Duration>{"checks", s.checks},
-          {"queue", s.queue},
-          {"limits", s.limits},
-          {"consent", s.consent},
-          {"scan", s.scan},
-          {"disclosure", s.disclosure},
-          {"audit", s.audit}}) {
+    for (const auto& [stage, took] : {std::pair<const char*, absl::Duration>{"checks", s.checks},
+                                      {"queue", s.queue},
+                                      {"limits", s.limits},
+                                      {"consent", s.consent},
+                                      {"scan", s.scan},
+                                      {"disclosure", s.disclosure},
+                                      {"audit", s.audit}}) {
       m->ObserveDuration(kAnswerStage, {{"stage", stage}}, took);
     }
   });

@@ -116,8 +116,7 @@ grpc::Status PeerServiceImpl::Aggregate(grpc::ServerContext* context,
   absl::StatusOr<identity::Identity> who =
       Authorize(*env_, *context, kMethod, {Role::kNode}, /*own_org=*/false);
   if (!who.ok()) return ToGrpcStatus(who.status());
-  return AnswerPeerAggregate(*env_, kMethod, *who, *request,
-                             absl::FromChrono(context->deadline()),
+  return AnswerPeerAggregate(*env_, kMethod, *who, *request, absl::FromChrono(context->deadline()),
                              ThrottledCancelled(context, absl::Milliseconds(5)), response);
 }
 
