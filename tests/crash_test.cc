@@ -264,6 +264,36 @@ std::string ConsentBatch(int c) {
 // batch is all there or not at all (re-importing it adds 0 or all events,
 // 0 when acknowledged); every acknowledged answer is in the audit log and
 // its hash chain verifies.
+// Issue 11: a question's rate-limit count has no synced write of its own; it
+// is written with the question's audit entry. Killed right after answering
+// up to the limit, a node still refuses the next question.
+TEST(CrashTest, KilledAfterAnsweringUpToTheRateLimitStillRefusesTheNext) {
+  Partner partner("crash-rate");
+  v1::Agreement agreement = OpenAgreement("foundation-eval", "foundation");
+  agreement.mutable_rate_limit()->set_queries(3);
+  agreement.mutable_rate_limit()->set_window_seconds(3600);
+  *partner.config.add_agreements() = agreement;
+  v1::AggregateQuery query;
+  query.set_dataset("program_outcomes");
+  query.set_purpose("program-evaluation");
+  query.add_aggregates()->set_kind(v1::COUNT);
+  {
+    ASSERT_OK_AND_ASSIGN(NodeProcess node,
+                         StartNodeProcess(partner.config, partner.tmp.Sub("node.textproto")));
+    auto peer = Connect(node.peer_address, partner.foundation, kTrustDomain, "partner-a");
+    for (int i = 0; i < 3; ++i) {
+      SCOPED_TRACE(absl::StrCat("question ", i));
+      ASSERT_OK(peer->Aggregate(query).status());
+    }
+    ASSERT_TRUE(WIFSIGNALED(node.process->Signal(SIGKILL)));
+  }
+  ASSERT_OK_AND_ASSIGN(NodeProcess node,
+                       StartNodeProcess(partner.config, partner.tmp.Sub("node.textproto")));
+  auto peer = Connect(node.peer_address, partner.foundation, kTrustDomain, "partner-a");
+  EXPECT_THAT(peer->Aggregate(query).status(),
+              StatusIs(absl::StatusCode::kResourceExhausted, ::testing::HasSubstr("rate-limit")));
+}
+
 TEST(CrashHarness, SeededRandomKills) {
   const char* trials_env = std::getenv("FEDSHARE_CRASH_TRIALS");
   int trials = 0;
