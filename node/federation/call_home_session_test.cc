@@ -197,5 +197,26 @@ TEST(CallHomeHubTest, ANewerStreamReplacesAndClosesTheOlder) {
   EXPECT_EQ(hub.Find("partner-2"), nullptr);
 }
 
+TEST(CallHomeHubTest, AStreamThatArrivesAfterCloseAllIsEndedAtOnce) {
+  // A partner whose connection was accepted before the node began to stop
+  // may open its stream after CloseAll: it must not be held until the
+  // server's shutdown deadline.
+  FakeStream stream;
+  CallHomeHub hub;
+  hub.CloseAll("the node is shutting down");
+  auto late = stream.Session("partner-2");
+  hub.Attach(late);
+  EXPECT_TRUE(late->closed());
+  EXPECT_EQ(hub.Find("partner-2"), nullptr);
+  {
+    absl::MutexLock lock(&stream.mu);
+    EXPECT_EQ(stream.ended, 1);
+  }
+  Outcome outcome;
+  late->Start(Question(), absl::Seconds(5), Into(&outcome));
+  EXPECT_EQ(outcome.calls, 1);
+  EXPECT_EQ(outcome.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
 }  // namespace
 }  // namespace fedshare::federation
