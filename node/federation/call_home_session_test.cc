@@ -58,6 +58,18 @@ v1::AggregateRequest Question() {
   return request;
 }
 
+// `session`'s stream was ended once, and a new question fails UNAVAILABLE at once.
+void ExpectEndedAndRefusing(FakeStream& stream, CallHomeSession& session) {
+  {
+    absl::MutexLock lock(&stream.mu);
+    EXPECT_EQ(stream.ended, 1);
+  }
+  Outcome later;
+  session.Start(Question(), absl::Seconds(5), Into(&later));
+  EXPECT_EQ(later.calls, 1);
+  EXPECT_EQ(later.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
 TEST(CallHomeSessionTest, SendsTheQuestionAndHandsBackItsAnswer) {
   FakeStream stream;
   auto session = stream.Session("partner-2");
@@ -147,14 +159,7 @@ TEST(CallHomeSessionTest, ClosingEndsEveryQuestionUnavailableAndLaterOnesAtOnce)
   EXPECT_EQ(second.calls, 1);
   EXPECT_EQ(first.status.error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_THAT(first.status.error_message(), ::testing::HasSubstr("the stream ended"));
-  {
-    absl::MutexLock lock(&stream.mu);
-    EXPECT_EQ(stream.ended, 1);
-  }
-  Outcome later;
-  session->Start(Question(), absl::Seconds(5), Into(&later));
-  EXPECT_EQ(later.calls, 1);
-  EXPECT_EQ(later.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  ExpectEndedAndRefusing(stream, *session);
   EXPECT_EQ(stream.Sent().size(), 2u);  // nothing sent after the close
 }
 
@@ -208,14 +213,7 @@ TEST(CallHomeHubTest, AStreamThatArrivesAfterCloseAllIsEndedAtOnce) {
   hub.Attach(late);
   EXPECT_TRUE(late->closed());
   EXPECT_EQ(hub.Find("partner-2"), nullptr);
-  {
-    absl::MutexLock lock(&stream.mu);
-    EXPECT_EQ(stream.ended, 1);
-  }
-  Outcome outcome;
-  late->Start(Question(), absl::Seconds(5), Into(&outcome));
-  EXPECT_EQ(outcome.calls, 1);
-  EXPECT_EQ(outcome.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  ExpectEndedAndRefusing(stream, *late);
 }
 
 }  // namespace
