@@ -154,10 +154,12 @@ absl::StatusOr<v1::FederatedAggregateResponse> NodeClient::FederatedAggregateStr
   std::unique_ptr<grpc::ClientReader<v1::FederatedAggregateEvent>> reader =
       federation_->FederatedAggregateStream(&context, request);
   std::optional<v1::FederatedAggregateResponse> result;
+  bool any_event = false;
   grpc::Status status;
   absl::Status sink_status = DrainStream<v1::FederatedAggregateEvent>(
       context, *reader,
       [&](const v1::FederatedAggregateEvent& event) {
+        any_event = true;
         if (event.has_progress() && progress) progress(event.progress());
         if (event.has_result()) result = event.result();
         return absl::OkStatus();
@@ -165,6 +167,11 @@ absl::StatusOr<v1::FederatedAggregateResponse> NodeClient::FederatedAggregateStr
       &status);
   Remember(context);
   FEDSHARE_RETURN_IF_ERROR(sink_status);
+  // A node from before the stream answers UNIMPLEMENTED without asking any
+  // partner, so asking it the unary way asks no partner twice.
+  if (status.error_code() == grpc::StatusCode::UNIMPLEMENTED && !any_event) {
+    return FederatedAggregate(request);
+  }
   FEDSHARE_RETURN_IF_ERROR(FromGrpcStatus(status));
   if (!result.has_value()) {
     return absl::InternalError("the node ended the answer stream without a result");

@@ -93,7 +93,8 @@ class NodeClient {
       const v1::FederatedAggregateRequest& request);
   // FederatedAggregate over FederationService.FederatedAggregateStream:
   // `progress` sees each partner's coverage as its call ends; the result is
-  // the stream's last event.
+  // the stream's last event. A node without the stream (UNIMPLEMENTED) is
+  // asked with FederatedAggregate instead, without progress.
   absl::StatusOr<v1::FederatedAggregateResponse> FederatedAggregateStream(
       const v1::FederatedAggregateRequest& request,
       const std::function<void(const v1::FederatedAggregateProgress&)>& progress);

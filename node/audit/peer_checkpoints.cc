@@ -34,20 +34,41 @@ std::string PeerKey(char tag, const std::string& org_id, uint64_t n) {
 
 absl::StatusOr<std::optional<v1::SignedCheckpoint>> PeerCheckpoints::Latest(
     const std::string& org_id) const {
+  FEDSHARE_ASSIGN_OR_RETURN(Held held, HeldFor(org_id));
+  if (held == nullptr) return std::nullopt;
+  return *held;
+}
+
+absl::StatusOr<PeerCheckpoints::Held> PeerCheckpoints::HeldFor(const std::string& org_id) const {
+  {
+    absl::MutexLock lock(&held_mu_);
+    auto it = held_.find(org_id);
+    if (it != held_.end()) return it->second;
+  }
   FEDSHARE_ASSIGN_OR_RETURN(
       auto last,
       storage_->LastWithPrefix(ColumnFamily::kAudit, PeerPrefix(kPeerCheckpoint, org_id)));
-  if (!last.has_value()) return std::nullopt;
-  v1::SignedCheckpoint checkpoint;
-  if (!checkpoint.ParseFromString(last->second)) {
-    return absl::DataLossError(absl::StrCat("a held checkpoint of ", org_id, " does not decode"));
+  Held read;
+  if (last.has_value()) {
+    auto checkpoint = std::make_shared<v1::SignedCheckpoint>();
+    if (!checkpoint->ParseFromString(last->second)) {
+      return absl::DataLossError(absl::StrCat("a held checkpoint of ", org_id, " does not decode"));
+    }
+    read = std::move(checkpoint);
   }
-  return checkpoint;
+  absl::MutexLock lock(&held_mu_);
+  // One stored since the read (Hold) is newer than what was read.
+  return held_.try_emplace(org_id, std::move(read)).first->second;
+}
+
+void PeerCheckpoints::Hold(const std::string& org_id, Held checkpoint) {
+  absl::MutexLock lock(&held_mu_);
+  held_[org_id] = std::move(checkpoint);
 }
 
 uint64_t PeerCheckpoints::KnownSize(const std::string& org_id) const {
-  absl::StatusOr<std::optional<v1::SignedCheckpoint>> latest = Latest(org_id);
-  return latest.ok() && latest->has_value() ? (*latest)->tree_size() : 0;
+  absl::StatusOr<Held> held = HeldFor(org_id);
+  return held.ok() && *held != nullptr ? (*held)->tree_size() : 0;
 }
 
 std::string PeerCheckpoints::Error(const std::string& org_id) const {
@@ -72,15 +93,16 @@ absl::StatusOr<std::vector<v1::Receipt>> PeerCheckpoints::Receipts(
   return receipts;
 }
 
-absl::Status PeerCheckpoints::Check(const std::string& org_id, const v1::Receipt& receipt,
-                                    const FetchConsistency& fetch) const {
-  FEDSHARE_ASSIGN_OR_RETURN(std::optional<v1::SignedCheckpoint> held, Latest(org_id));
+absl::Status PeerCheckpoints::CheckAgainst(const std::string& org_id, const v1::Receipt& receipt,
+                                           const v1::SignedCheckpoint* held,
+                                           const FetchConsistency* fetch, bool* deferred) {
+  *deferred = false;
   if (receipt.org_id() != org_id) {
     return absl::DataLossError(
         absl::StrCat("peer ", org_id, " sent a receipt of org '", receipt.org_id(), "'"));
   }
-  FEDSHARE_RETURN_IF_ERROR(VerifyReceipt(receipt, held.has_value() ? held->public_key() : ""));
-  if (!held.has_value()) return absl::OkStatus();
+  FEDSHARE_RETURN_IF_ERROR(VerifyReceipt(receipt, held != nullptr ? held->public_key() : ""));
+  if (held == nullptr) return absl::OkStatus();
   const v1::SignedCheckpoint& next = receipt.checkpoint();
   const uint64_t from = held->tree_size();
   const uint64_t to = next.tree_size();
@@ -93,8 +115,12 @@ absl::Status PeerCheckpoints::Check(const std::string& org_id, const v1::Receipt
   if (to > from) {
     if (receipt.consistency_from() == from) {
       proof.assign(receipt.consistency_proof().begin(), receipt.consistency_proof().end());
+    } else if (fetch == nullptr) {
+      *deferred = true;
+      return absl::OkStatus();
     } else {
-      absl::StatusOr<std::vector<std::string>> fetched = fetch(from, to);
+      absl::StatusOr<std::vector<std::string>> fetched =
+          *fetch ? (*fetch)(from, to) : absl::UnavailableError("it cannot be asked for one");
       if (!fetched.ok()) {
         return absl::DataLossError(absl::StrCat("peer ", org_id,
                                                 " gave no consistency proof from its checkpoint "
@@ -114,10 +140,37 @@ absl::Status PeerCheckpoints::Check(const std::string& org_id, const v1::Receipt
   return absl::OkStatus();
 }
 
-absl::Status PeerCheckpoints::CheckInto(const std::string& org_id, const v1::Receipt& receipt,
-                                        const FetchConsistency& fetch,
-                                        storage::WriteBatch& batch) const {
-  absl::Status checked = Check(org_id, receipt, fetch);
+PeerCheckpoints::Prechecked PeerCheckpoints::Precheck(const std::string& org_id,
+                                                      const v1::Receipt& receipt) const {
+  Prechecked out;
+  absl::StatusOr<Held> held = HeldFor(org_id);
+  if (!held.ok()) {
+    out.status = held.status();
+    return out;  // not complete: AcceptAll reads it again
+  }
+  out.against = *std::move(held);
+  bool deferred = false;
+  out.status = CheckAgainst(org_id, receipt, out.against.get(), nullptr, &deferred);
+  out.complete = !deferred;
+  return out;
+}
+
+absl::Status PeerCheckpoints::CheckInto(const Incoming& in, storage::WriteBatch& batch,
+                                        Held* accepted) const {
+  const std::string& org_id = in.org_id;
+  const v1::Receipt& receipt = in.receipt;
+  absl::Status checked;
+  absl::StatusOr<Held> held = HeldFor(org_id);
+  bool deferred = false;
+  if (!held.ok()) {
+    checked = held.status();
+  } else if (in.prechecked.has_value() && in.prechecked->complete &&
+             in.prechecked->against == *held) {
+    checked = in.prechecked->status;  // checked against the checkpoint still held
+  } else {
+    checked = CheckAgainst(org_id, receipt, held->get(), &in.fetch, &deferred);
+  }
+  *accepted = nullptr;
   // Kept whether or not it verifies: a bad receipt is the evidence.
   batch.Put(ColumnFamily::kAudit, PeerKey(kPeerReceipt, org_id, receipt.audit_index()),
             receipt.SerializeAsString());
@@ -126,6 +179,7 @@ absl::Status PeerCheckpoints::CheckInto(const std::string& org_id, const v1::Rec
               PeerKey(kPeerCheckpoint, org_id, receipt.checkpoint().tree_size()),
               receipt.checkpoint().SerializeAsString());
     batch.Delete(ColumnFamily::kAudit, PeerPrefix(kPeerError, org_id));
+    *accepted = std::make_shared<const v1::SignedCheckpoint>(receipt.checkpoint());
   } else {
     batch.Put(ColumnFamily::kAudit, PeerPrefix(kPeerError, org_id), std::string(checked.message()));
   }
@@ -134,11 +188,7 @@ absl::Status PeerCheckpoints::CheckInto(const std::string& org_id, const v1::Rec
 
 absl::Status PeerCheckpoints::Accept(const std::string& org_id, const v1::Receipt& receipt,
                                      const FetchConsistency& fetch) {
-  absl::MutexLock lock(&mu_);
-  storage::WriteBatch batch;
-  absl::Status checked = CheckInto(org_id, receipt, fetch, batch);
-  FEDSHARE_RETURN_IF_ERROR(storage_->Write(batch));
-  return checked;
+  return AcceptAll({Incoming{org_id, receipt, fetch, std::nullopt}}).front();
 }
 
 std::vector<absl::Status> PeerCheckpoints::AcceptAll(const std::vector<Incoming>& incoming) {
@@ -147,9 +197,15 @@ std::vector<absl::Status> PeerCheckpoints::AcceptAll(const std::vector<Incoming>
   storage::WriteBatch batch;
   size_t written = 0;  // incoming[0, written) are stored
   absl::flat_hash_set<std::string> in_batch;
+  // The checkpoints to hold once the batch is stored.
+  std::vector<std::pair<const std::string*, Held>> accepted;
   auto write = [&](size_t end) {
     absl::Status s = storage_->Write(batch);
     for (size_t i = written; i < end && !s.ok(); ++i) checked[i] = s;
+    if (s.ok()) {
+      for (auto& [org_id, checkpoint] : accepted) Hold(*org_id, std::move(checkpoint));
+    }
+    accepted.clear();
     batch = storage::WriteBatch();
     in_batch.clear();
     written = end;
@@ -157,12 +213,14 @@ std::vector<absl::Status> PeerCheckpoints::AcceptAll(const std::vector<Incoming>
   for (size_t i = 0; i < incoming.size(); ++i) {
     const Incoming& in = incoming[i];
     // A peer's second receipt is checked against its first, so that one must
-    // be stored first.
+    // be stored (and held) first.
     if (!in_batch.insert(in.org_id).second) {
       write(i);
       in_batch.insert(in.org_id);
     }
-    checked[i] = CheckInto(in.org_id, in.receipt, in.fetch, batch);
+    Held checkpoint;
+    checked[i] = CheckInto(in, batch, &checkpoint);
+    if (checkpoint != nullptr) accepted.emplace_back(&in.org_id, std::move(checkpoint));
   }
   if (written < incoming.size()) write(incoming.size());
   return checked;

@@ -109,5 +109,61 @@ TEST_F(PeerCheckpointsTest, ASecondReceiptOfOnePeerIsCheckedAgainstTheFirst) {
   EXPECT_EQ(held_.KnownSize("partner-a"), 4u);
 }
 
+TEST_F(PeerCheckpointsTest, APrecheckIsUsedOnlyAgainstTheCheckpointItWasMadeAgainst) {
+  ASSERT_OK(held_.Accept("partner-a", Answer("partner-a"), NoFetch));
+  // Checked as its answer arrives: the receipt proves consistency from the
+  // checkpoint held (size 1), so the check is complete.
+  v1::Receipt late = Answer("partner-a");
+  PeerCheckpoints::Prechecked early_check = held_.Precheck("partner-a", late);
+  EXPECT_OK(early_check.status);
+  EXPECT_TRUE(early_check.complete);
+  // Another answer of the same partner is stored first (size 3 now held)...
+  ASSERT_OK(held_.Accept("partner-a", Answer("partner-a"), NoFetch));
+  EXPECT_EQ(held_.KnownSize("partner-a"), 3u);
+  // ...so the precheck no longer applies: `late` (size 2) is checked again,
+  // against size 3, and is caught as a truncation.
+  std::vector<absl::Status> checked =
+      held_.AcceptAll({{"partner-a", late, NoFetch, std::move(early_check)}});
+  EXPECT_THAT(checked[0], StatusIs(absl::StatusCode::kDataLoss, HasSubstr("truncated")));
+  EXPECT_EQ(held_.KnownSize("partner-a"), 3u);
+}
+
+TEST_F(PeerCheckpointsTest, APrecheckThatNeedsTheProofFetchedIsFinishedByAcceptAll) {
+  ASSERT_OK(held_.Accept("partner-a", Answer("partner-a"), NoFetch));
+  // The partner was told a size it never had, so its receipt carries no
+  // proof from the size held: the precheck cannot finish without the peer.
+  v1::Receipt receipt = Answer("partner-a", 0);
+  PeerCheckpoints::Prechecked prechecked = held_.Precheck("partner-a", receipt);
+  EXPECT_FALSE(prechecked.complete);
+  std::vector<absl::Status> checked =
+      held_.AcceptAll({{"partner-a", receipt, NoFetch, std::move(prechecked)}});
+  EXPECT_THAT(checked[0], StatusIs(absl::StatusCode::kDataLoss, HasSubstr("no consistency proof")));
+}
+
+TEST_F(PeerCheckpointsTest, AForgedReceiptFailsItsPrecheckAndIsStillKept) {
+  ASSERT_OK(held_.Accept("partner-a", Answer("partner-a"), NoFetch));
+  v1::Receipt forged = Answer("partner-a");
+  forged.mutable_checkpoint()->mutable_signature()->front() ^= 1;
+  PeerCheckpoints::Prechecked prechecked = held_.Precheck("partner-a", forged);
+  EXPECT_THAT(prechecked.status, StatusIs(absl::StatusCode::kDataLoss, HasSubstr("bad signature")));
+  std::vector<absl::Status> checked =
+      held_.AcceptAll({{"partner-a", forged, NoFetch, std::move(prechecked)}});
+  EXPECT_THAT(checked[0], StatusIs(absl::StatusCode::kDataLoss, HasSubstr("bad signature")));
+  EXPECT_EQ(held_.KnownSize("partner-a"), 1u);
+  ASSERT_OK_AND_ASSIGN(std::vector<v1::Receipt> kept, held_.Receipts("partner-a"));
+  EXPECT_EQ(kept.size(), 2u);
+}
+
+TEST_F(PeerCheckpointsTest, TheCheckpointHeldIsReadBackFromTheStore) {
+  ASSERT_OK(held_.Accept("partner-a", Answer("partner-a"), NoFetch));
+  ASSERT_OK(held_.Accept("partner-a", Answer("partner-a"), NoFetch));
+  // A node restarted on the same store holds what the last one stored.
+  PeerCheckpoints reopened(storage_.get());
+  EXPECT_EQ(reopened.KnownSize("partner-a"), 2u);
+  EXPECT_EQ(reopened.KnownSize("partner-b"), 0u);
+  EXPECT_OK(reopened.Accept("partner-a", Answer("partner-a"), NoFetch));
+  EXPECT_EQ(reopened.KnownSize("partner-a"), 3u);
+}
+
 }  // namespace
 }  // namespace fedshare::audit

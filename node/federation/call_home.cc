@@ -151,11 +151,20 @@ bool CallHomeSession::closed() const {
 
 void CallHomeHub::Attach(std::shared_ptr<CallHomeSession> session) {
   std::shared_ptr<CallHomeSession> replaced;
+  std::string refused;  // why `session` is not put in force
   {
     absl::MutexLock lock(&mu_);
-    std::shared_ptr<CallHomeSession>& slot = sessions_[session->org_id()];
-    replaced = std::move(slot);
-    slot = std::move(session);
+    if (!closed_why_.empty()) {
+      refused = closed_why_;
+    } else {
+      std::shared_ptr<CallHomeSession>& slot = sessions_[session->org_id()];
+      replaced = std::move(slot);
+      slot = session;
+    }
+  }
+  if (!refused.empty()) {
+    session->Close(refused);
+    return;
   }
   if (replaced != nullptr) replaced->Close("replaced by a newer stream from the same partner");
 }
@@ -186,6 +195,7 @@ void CallHomeHub::CloseAll(absl::string_view why) {
   absl::flat_hash_map<std::string, std::shared_ptr<CallHomeSession>> sessions;
   {
     absl::MutexLock lock(&mu_);
+    closed_why_ = why.empty() ? "the node is shutting down" : std::string(why);
     sessions.swap(sessions_);
   }
   for (auto& [org, session] : sessions) session->Close(why);

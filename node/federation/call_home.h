@@ -102,15 +102,18 @@ class CallHomeHub {
  public:
   // Puts `session` in force for its org. An older session of the same org
   // (the partner reconnected before the old stream was noticed broken) is
-  // closed.
+  // closed. After CloseAll, `session` itself is closed at once: a stream
+  // that arrives while the node stops must not hold the server until its
+  // shutdown deadline.
   void Attach(std::shared_ptr<CallHomeSession> session);
   // Removes `session` if it is still the one in force for its org.
   void Detach(const CallHomeSession* session);
   // Closes the sessions of every org not in `keep` (peers no longer
   // configured to call home, after a reload).
   void CloseExcept(const absl::flat_hash_set<std::string>& keep, absl::string_view why);
-  // Closes every session (the node is shutting down), so their streams end
-  // now rather than at the server's shutdown deadline.
+  // Closes every session, and every one attached later (the node is shutting
+  // down), so their streams end now rather than at the server's shutdown
+  // deadline.
   void CloseAll(absl::string_view why);
   // The session in force for `org_id`, or null when that partner is not
   // connected.
@@ -119,6 +122,7 @@ class CallHomeHub {
  private:
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<CallHomeSession>> sessions_ ABSL_GUARDED_BY(mu_);
+  std::string closed_why_ ABSL_GUARDED_BY(mu_);  // set by CloseAll
 };
 
 }  // namespace fedshare::federation

@@ -58,6 +58,18 @@ v1::AggregateRequest Question() {
   return request;
 }
 
+// `session`'s stream was ended once, and a new question fails UNAVAILABLE at once.
+void ExpectEndedAndRefusing(FakeStream& stream, CallHomeSession& session) {
+  {
+    absl::MutexLock lock(&stream.mu);
+    EXPECT_EQ(stream.ended, 1);
+  }
+  Outcome later;
+  session.Start(Question(), absl::Seconds(5), Into(&later));
+  EXPECT_EQ(later.calls, 1);
+  EXPECT_EQ(later.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
 TEST(CallHomeSessionTest, SendsTheQuestionAndHandsBackItsAnswer) {
   FakeStream stream;
   auto session = stream.Session("partner-2");
@@ -147,14 +159,7 @@ TEST(CallHomeSessionTest, ClosingEndsEveryQuestionUnavailableAndLaterOnesAtOnce)
   EXPECT_EQ(second.calls, 1);
   EXPECT_EQ(first.status.error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_THAT(first.status.error_message(), ::testing::HasSubstr("the stream ended"));
-  {
-    absl::MutexLock lock(&stream.mu);
-    EXPECT_EQ(stream.ended, 1);
-  }
-  Outcome later;
-  session->Start(Question(), absl::Seconds(5), Into(&later));
-  EXPECT_EQ(later.calls, 1);
-  EXPECT_EQ(later.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  ExpectEndedAndRefusing(stream, *session);
   EXPECT_EQ(stream.Sent().size(), 2u);  // nothing sent after the close
 }
 
@@ -195,6 +200,20 @@ TEST(CallHomeHubTest, ANewerStreamReplacesAndClosesTheOlder) {
   hub.CloseAll("shutting down");
   EXPECT_TRUE(newer->closed());
   EXPECT_EQ(hub.Find("partner-2"), nullptr);
+}
+
+TEST(CallHomeHubTest, AStreamThatArrivesAfterCloseAllIsEndedAtOnce) {
+  // A partner whose connection was accepted before the node began to stop
+  // may open its stream after CloseAll: it must not be held until the
+  // server's shutdown deadline.
+  FakeStream stream;
+  CallHomeHub hub;
+  hub.CloseAll("the node is shutting down");
+  auto late = stream.Session("partner-2");
+  hub.Attach(late);
+  EXPECT_TRUE(late->closed());
+  EXPECT_EQ(hub.Find("partner-2"), nullptr);
+  ExpectEndedAndRefusing(stream, *late);
 }
 
 }  // namespace

@@ -133,12 +133,12 @@ PartnerOutcome Unasked(const v1::PeerConfig& peer, State state, std::string reas
 }
 
 // The receipt to check of a partner's outcome: from its answer, or its
-// refusal's status details (after the partner's audit). None when it was
-// refused before its audit or not reached; an answer must carry one.
-std::optional<v1::Receipt> ReceiptOf(const PartnerOutcome& outcome) {
-  if (outcome.result.has_value() && outcome.result->has_receipt()) return outcome.result->receipt();
-  if (outcome.coverage.has_receipt()) return outcome.coverage.receipt();
-  return std::nullopt;
+// refusal's status details (after the partner's audit). None (null) when it
+// was refused before its audit or not reached; an answer must carry one.
+const v1::Receipt* ReceiptOf(const PartnerOutcome& outcome) {
+  if (outcome.result.has_value() && outcome.result->has_receipt()) return &outcome.result->receipt();
+  if (outcome.coverage.has_receipt()) return &outcome.coverage.receipt();
+  return nullptr;
 }
 
 // On failure of the partner's receipt check (`checked`), the outcome becomes
@@ -207,7 +207,12 @@ struct FanOut::Run {
 
 std::shared_ptr<FanOut::PeerChannel> FanOut::ChannelFor(const v1::PeerConfig& peer,
                                                         std::string* error) {
-  const std::string stamp = TlsStamp(*config_);
+  return ChannelFor(peer, TlsStamp(*config_), error);
+}
+
+std::shared_ptr<FanOut::PeerChannel> FanOut::ChannelFor(const v1::PeerConfig& peer,
+                                                        const std::string& stamp,
+                                                        std::string* error) {
   absl::MutexLock lock(&channels_mu_);
   std::shared_ptr<PeerChannel>& cached = channels_[peer.org_id()];
   // A channel that failed to connect would fail calls at once until gRPC's
@@ -259,6 +264,11 @@ std::shared_ptr<FanOut::PeerChannel> FanOut::ChannelFor(const v1::PeerConfig& pe
 }
 
 void FanOut::Complete(Run* run, size_t index, PartnerOutcome outcome, absl::Time started) {
+  if (checkpoints_ != nullptr) {
+    if (const v1::Receipt* receipt = ReceiptOf(outcome); receipt != nullptr) {
+      outcome.prechecked = checkpoints_->Precheck(outcome.coverage.org_id(), *receipt);
+    }
+  }
   const State state = outcome.coverage.state();
   if (peer_call_observer_) {
     peer_call_observer_(outcome.coverage.org_id(), state, absl::Now() - started);
@@ -277,7 +287,8 @@ void FanOut::Complete(Run* run, size_t index, PartnerOutcome outcome, absl::Time
 }
 
 void FanOut::StartOne(const std::shared_ptr<Run>& run, size_t index, const v1::PeerConfig& peer,
-                      const v1::AggregateRequest& request, absl::Time deadline) {
+                      const v1::AggregateRequest& request, absl::Time deadline,
+                      const std::string& tls_stamp) {
   const absl::Time started = absl::Now();
   // Each partner's receipt proves consistency from the checkpoint of its log
   // this node holds.
@@ -304,7 +315,7 @@ void FanOut::StartOne(const std::shared_ptr<Run>& run, size_t index, const v1::P
     return;
   }
   std::string error;
-  std::shared_ptr<PeerChannel> channel = ChannelFor(peer, &error);
+  std::shared_ptr<PeerChannel> channel = ChannelFor(peer, tls_stamp, &error);
   if (channel == nullptr) {
     Complete(run.get(), index, Unasked(peer, v1::PartnerCoverage::FAILED, error), started);
     return;
@@ -331,6 +342,7 @@ std::vector<PartnerOutcome> FanOut::AskAll(const std::vector<v1::PeerConfig>& pe
                                            const std::function<bool()>& cancelled,
                                            const Progress& progress) {
   const absl::Time deadline = absl::Now() + timeout;
+  const std::string tls_stamp = TlsStamp(*config_);
   auto run = std::make_shared<Run>(peers.size());
   run->report_progress = progress != nullptr;
   const int asked = static_cast<int>(peers.size());
@@ -347,7 +359,7 @@ std::vector<PartnerOutcome> FanOut::AskAll(const std::vector<v1::PeerConfig>& pe
       if (!run->SlotFree() || absl::Now() >= deadline) break;
       ++run->in_flight;
     }
-    StartOne(run, next, peers[next], request, deadline);
+    StartOne(run, next, peers[next], request, deadline, tls_stamp);
   }
   // Partners never asked because the deadline came first.
   for (size_t i = next; i < peers.size(); ++i) {
@@ -407,15 +419,17 @@ std::vector<PartnerOutcome> FanOut::AskAll(const std::vector<v1::PeerConfig>& pe
 
 void FanOut::CheckReceipts(const std::vector<v1::PeerConfig>& peers, absl::Duration deadline,
                            std::vector<PartnerOutcome>& outcomes) {
-  // Checked here, on the asking thread, not in gRPC's callbacks: a check may
-  // ask the partner for a consistency proof. Every receipt of the fan-out is
-  // kept with one synced write, not one per partner.
+  // Most receipts were checked as their answers came in (Complete); what is
+  // left is done here, on the asking thread, not in gRPC's callbacks: a check
+  // may ask the partner for a consistency proof. Every receipt of the fan-out
+  // is kept with one synced write, not one per partner.
   std::vector<audit::PeerCheckpoints::Incoming> incoming;
+  incoming.reserve(outcomes.size());
   std::vector<size_t> checked_index;
   for (size_t i = 0; i < outcomes.size(); ++i) {
     const v1::PeerConfig& peer = peers[i];
-    std::optional<v1::Receipt> receipt = ReceiptOf(outcomes[i]);
-    if (!receipt.has_value()) {
+    const v1::Receipt* receipt = ReceiptOf(outcomes[i]);
+    if (receipt == nullptr) {
       if (outcomes[i].result.has_value()) {
         ApplyReceiptCheck(peer,
                           absl::DataLossError(absl::StrCat("peer ", peer.org_id(),
@@ -424,7 +438,9 @@ void FanOut::CheckReceipts(const std::vector<v1::PeerConfig>& peers, absl::Durat
       }
       continue;
     }
-    *outcomes[i].coverage.mutable_receipt() = *receipt;
+    if (receipt != &outcomes[i].coverage.receipt()) {
+      *outcomes[i].coverage.mutable_receipt() = *receipt;
+    }
     auto fetch = [this, &peer, deadline](uint64_t from,
                                          uint64_t to) -> absl::StatusOr<std::vector<std::string>> {
       if (peer.call_home()) {
@@ -446,7 +462,8 @@ void FanOut::CheckReceipts(const std::vector<v1::PeerConfig>& peers, absl::Durat
       return std::vector<std::string>(proof.consistency_proof().begin(),
                                       proof.consistency_proof().end());
     };
-    incoming.push_back({peer.org_id(), *std::move(receipt), std::move(fetch)});
+    incoming.push_back({peer.org_id(), outcomes[i].coverage.receipt(), std::move(fetch),
+                        std::move(outcomes[i].prechecked)});
     checked_index.push_back(i);
   }
   std::vector<absl::Status> checked = checkpoints_->AcceptAll(incoming);

@@ -42,6 +42,8 @@ namespace fedshare::federation {
 struct PartnerOutcome {
   v1::PartnerCoverage coverage;
   std::optional<v1::AggregateResult> result;
+  // Its receipt checked as the answer arrived (PeerCheckpoints::Precheck).
+  std::optional<audit::PeerCheckpoints::Prechecked> prechecked;
 };
 
 class FanOut {
@@ -121,17 +123,25 @@ class FanOut {
                                      const Progress& progress);
   // Starts the call to one partner: down its call-home stream, or on its
   // channel. Its outcome goes to Complete.
+  // `tls_stamp`: TlsStamp of this node's TLS files, read once per fan-out.
   void StartOne(const std::shared_ptr<Run>& run, size_t index, const v1::PeerConfig& peer,
-                const v1::AggregateRequest& request, absl::Time deadline);
+                const v1::AggregateRequest& request, absl::Time deadline,
+                const std::string& tls_stamp);
+  // Records a partner's outcome in `run`; its receipt, if any, is checked
+  // against the checkpoint held (on the thread its answer came in on, so
+  // answers are checked as they arrive, in parallel).
   void Complete(Run* run, size_t index, PartnerOutcome outcome, absl::Time started);
   // The cached channel to a direct peer, made afresh when the peer's address
-  // or this node's TLS files changed or it failed to connect; null (with
-  // `*error`) if the TLS files cannot be used.
+  // or this node's TLS files (whose version is `tls_stamp`) changed or it
+  // failed to connect; null (with `*error`) if the TLS files cannot be used.
   std::shared_ptr<PeerChannel> ChannelFor(const v1::PeerConfig& peer, std::string* error);
+  std::shared_ptr<PeerChannel> ChannelFor(const v1::PeerConfig& peer, const std::string& tls_stamp,
+                                          std::string* error);
   void FillContact(const v1::PeerConfig& peer, v1::PeerStatus* status);
-  // Checks every partner's receipt against checkpoints_ (DESIGN §9): an
-  // outcome whose receipt does not verify, or an answer without one, becomes
-  // AUDIT_FAILED. `peers[i]` is the partner of `outcomes[i]`.
+  // Checks every partner's receipt against checkpoints_ (DESIGN §9), reusing
+  // what Complete found, and stores them all: an outcome whose receipt does
+  // not verify, or an answer without one, becomes AUDIT_FAILED. `peers[i]` is
+  // the partner of `outcomes[i]`.
   void CheckReceipts(const std::vector<v1::PeerConfig>& peers, absl::Duration deadline,
                      std::vector<PartnerOutcome>& outcomes);
   // When the certificate `peer` last presented expires, and the warning.
