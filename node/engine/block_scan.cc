@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -26,13 +27,14 @@ constexpr size_t kMinRangeBlocks = 8;
 //
 //   BlockScan scan(reader, query, consent, plan, record_keys, memory, false);
 //   reader.ForEachBlock([&](const ColumnBlock& b) { return scan.Add(b); }, &plan.columns);
-//   Execution execution = std::move(scan).Finish();
+//   Execution execution = std::move(scan).Finish(/*pool=*/nullptr);
 //
 // Several BlockScans may each scan a range of blocks; merging them in block
-// order (Merge) gives the state one scan of every block would have, to the
-// last bit: a scan that follows another (`follows`) logs its counted records
-// per cell instead of summing them, and Merge adds them in their order; group
-// ids and cells are numbered in order of first sight.
+// order (Merge, then ReplayMerged) gives the state one scan of every block
+// would have, to the last bit: a scan that follows another (`follows`) logs
+// its counted records per cell instead of summing them, and ReplayMerged adds
+// them in their order; group ids and cells are numbered in order of first
+// sight.
 class BlockScan {
  public:
   BlockScan(const DatasetReader& reader, const v1::AggregateQuery& query,
@@ -89,7 +91,9 @@ class BlockScan {
     return memory_ == nullptr ? absl::OkStatus() : memory_->Charge(bytes);
   }
 
-  // Appends `later`, which scanned the blocks that follow this one's.
+  // Appends `later`, which scanned the blocks that follow this one's,
+  // except the records its cells logged: ReplayMerged adds those. `later`
+  // must outlive ReplayMerged.
   void Merge(BlockScan& later) {
     execution_.rows_scanned += later.execution_.rows_scanned;
     execution_.rows_counted += later.execution_.rows_counted;
@@ -100,8 +104,10 @@ class BlockScan {
     }
     for (size_t lc = 0; lc < later.cells_.size(); ++lc) {
       BlockCell& from = later.cells_[lc];
-      BlockCell& to = cells_[CellFor(gid_of[later.gid_of_cell_[lc]])];
-      to.Replay(from, slot_measures_.size());
+      const uint32_t c = CellFor(gid_of[later.gid_of_cell_[lc]]);
+      if (c >= replays_.size()) replays_.resize(c + 1);
+      replays_[c].push_back(&from);
+      BlockCell& to = cells_[c];
       to.record_key_sum += from.record_key_sum;
       for (int a = 0; a < n_aggs_; ++a) {
         AggregateAccumulator& x = to.aggregates[a];
@@ -114,7 +120,6 @@ class BlockScan {
           if (keyed()) x.bin_key_sums[b] += y.bin_key_sums[b];
         }
       }
-      from = BlockCell();
     }
     for (size_t i = 0; i < removed_.size(); ++i) {
       for (size_t w = 0; w < removed_[i].size(); ++w) removed_[i][w] |= later.removed_[i][w];
@@ -145,7 +150,18 @@ class BlockScan {
   // A block of `rows` rows that zone maps show cannot contribute.
   void Skip(uint32_t rows) { execution_.rows_scanned += rows; }
 
-  Execution Finish() && {
+  // Adds the records of the cells merged into each cell, in block order;
+  // cells are independent, so they are split across `pool` (null: here).
+  void ReplayMerged(ScanPool* pool) {
+    replays_.resize(cells_.size());
+    ForEachCell(pool, [this](size_t c) {
+      for (const BlockCell* from : replays_[c]) cells_[c].Replay(*from, slot_measures_.size());
+    });
+    replays_.clear();
+  }
+
+  // The answer; cells are finished across `pool` (null: here).
+  Execution Finish(ScanPool* pool) && {
     scratch_.emplace(consent_.size());
     for (const std::vector<uint64_t>& bits : removed_) {
       int64_t n = 0;
@@ -155,10 +171,11 @@ class BlockScan {
     for (std::vector<std::optional<DroppedCell>>& by_group : dropped_) {
       execution_.removed_in_cells.push_back(DroppedFigures(by_group));
     }
-    for (size_t i = 0; i < cells_.size(); ++i) {
-      execution_.cells.push_back(FinishBlockCell(query_, cells_[i], slot_of_));
-      execution_.cells.back().scan_index = static_cast<uint32_t>(i);
-    }
+    execution_.cells.resize(cells_.size());
+    ForEachCell(pool, [this](size_t i) {
+      execution_.cells[i] = FinishBlockCell(query_, cells_[i], slot_of_);
+      execution_.cells[i].scan_index = static_cast<uint32_t>(i);
+    });
     std::sort(execution_.cells.begin(), execution_.cells.end(), KeyLess);
     return std::move(execution_);
   }
@@ -168,6 +185,19 @@ class BlockScan {
     return subject < record_keys_.size() ? record_keys_[subject] : 0;
   }
   bool keyed() const { return !record_keys_.empty(); }
+  // fn(c) for every cell c, split into a few tasks on `pool` (null: here).
+  void ForEachCell(ScanPool* pool, const std::function<void(size_t)>& fn) {
+    const size_t n = cells_.size();
+    if (pool == nullptr || n < 2) {
+      for (size_t c = 0; c < n; ++c) fn(c);
+      return;
+    }
+    const size_t tasks = std::min<size_t>(n, 8 * static_cast<size_t>(pool->threads()));
+    pool->Run(tasks, [&](size_t t) {
+      for (size_t c = n * t / tasks; c < n * (t + 1) / tasks; ++c) fn(c);
+    });
+  }
+
   // A cell's fixed state, roughly.
   size_t CellBytes() const {
     return sizeof(BlockCell) + n_aggs_ * sizeof(AggregateAccumulator) + 64 * n_aggs_;
@@ -361,6 +391,8 @@ class BlockScan {
   std::vector<int32_t> cell_of_group_;     // group id -> cell, -1 before first sight
   std::vector<uint32_t> gid_of_cell_;      // cell -> group id
   std::optional<SubjectScratch> scratch_;  // made by Finish
+  // Per cell: the cells of later scans whose logged records it takes.
+  std::vector<std::vector<const BlockCell*>> replays_;
   // Per predicate: who it drops (a bitmap over ordinals), and per group id
   // the owners of the records it drops there.
   std::vector<std::vector<uint64_t>> removed_;
@@ -429,11 +461,10 @@ absl::StatusOr<Execution> ExecuteByBlock(const DatasetReader& reader,
     if (!s.ok() && !absl::IsResourceExhausted(s)) return s;
   }
   FEDSHARE_RETURN_IF_ERROR(memory.status());
-  for (size_t i = 1; i < ranges; ++i) {
-    scans[0]->Merge(*scans[i]);
-    scans[i].reset();
-  }
-  return std::move(*scans[0]).Finish();
+  for (size_t i = 1; i < ranges; ++i) scans[0]->Merge(*scans[i]);
+  scans[0]->ReplayMerged(options.pool);
+  scans.resize(1);
+  return std::move(*scans[0]).Finish(options.pool);
 }
 
 }  // namespace fedshare::engine::exec
