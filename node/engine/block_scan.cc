@@ -272,7 +272,12 @@ class BlockScan {
     const size_t n = counted_.size();
     const size_t slots = slot_measures_.size();
     cell_ids_.resize(n);
-    for (size_t k = 0; k < n; ++k) cell_ids_[k] = CellFor(gids_[k]);
+    for (size_t k = 0; k < n; ++k) {
+      const uint32_t g = gids_[k];
+      cell_ids_[k] = g < cell_of_group_.size() && cell_of_group_[g] >= 0
+                         ? static_cast<uint32_t>(cell_of_group_[g])
+                         : CellFor(g);
+    }
     values_.resize(n * slots);
     for (size_t m = 0; m < slots; ++m) {
       const Measure& me = slot_measures_[m];

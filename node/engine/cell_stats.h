@@ -13,6 +13,7 @@
 #include <memory>
 #include <vector>
 
+#include "absl/base/attributes.h"
 #include "absl/container/flat_hash_map.h"
 #include "fedshare/v1/query.pb.h"
 #include "node/engine/query_executor.h"
@@ -96,7 +97,7 @@ struct BlockCell {
   std::vector<uint64_t> tail;
 
   // A counted record of `subject` with its measure per slot (NaN: none).
-  void Add(uint32_t subject, const double* values, size_t slots) {
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void Add(uint32_t subject, const double* values, size_t slots) {
     ++records;
     for (size_t m = 0; m < slots; ++m) {
       const double v = values[m];
@@ -135,10 +136,12 @@ struct BlockCell {
   // measure, which changes no sum of magnitudes.
   static double Magnitude(double v) { return v != v ? 0.0 : std::fabs(v); }
   void Keep(uint32_t subject, const double* values, size_t slots) {
-    const size_t at = tail.size();
-    tail.resize(at + 1 + slots);
-    tail[at] = subject;
-    std::memcpy(&tail[at + 1], values, 8 * slots);
+    tail.push_back(subject);
+    for (size_t m = 0; m < slots; ++m) {
+      uint64_t bits;
+      std::memcpy(&bits, &values[m], 8);
+      tail.push_back(bits);
+    }
   }
 };
 
