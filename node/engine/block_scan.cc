@@ -343,7 +343,7 @@ class BlockScan {
         }
       }
       AppendSubject(d->subjects, s);
-      for (int a = 0; a < n_aggs_; ++a) {
+      for (int a = 0; a < n_aggs_ && histograms_ > 0; ++a) {
         const v1::Aggregate& agg = query_.aggregates(a);
         if (agg.kind() != v1::HISTOGRAM) continue;
         const Measure& m = plan_.measures[a];
