@@ -422,8 +422,10 @@ absl::StatusOr<Execution> ExecuteByBlock(const DatasetReader& reader,
   const int64_t bitmap_bytes = (consent.size() + 63) / 64 * 8;
   const size_t blocks = reader.blocks();
   size_t ranges = 1;
+  // One range per thread: every range but the first logs its records for a
+  // replay, so more ranges than threads would only log more.
   if (options.pool != nullptr && blocks >= 2 * kMinRangeBlocks) {
-    ranges = std::min<size_t>(blocks / kMinRangeBlocks, 4 * options.pool->threads());
+    ranges = std::min<size_t>(blocks / kMinRangeBlocks, options.pool->threads());
   }
   FEDSHARE_RETURN_IF_ERROR(
       memory.Charge(static_cast<int64_t>(consent.size()) * 4 + bitmap_bytes +

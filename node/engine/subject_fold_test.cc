@@ -112,7 +112,7 @@ TEST_F(QueryExecutorTest, SubjectsInAndOutOfOrderFoldAsTheRowPathFoldsThem) {
 
 // A subject whose records straddle every block boundary, so some straddle
 // the boundaries between the ranges of a parallel scan (41 blocks on 3
-// threads: 5 ranges). The parallel answer equals the serial one and the row
+// threads: 3 ranges). The parallel answer equals the serial one and the row
 // path's to the last bit, with each straddler counted once in its cell.
 TEST_F(QueryExecutorTest, SubjectsStraddlingBlocksAndScanRangesFoldOnce) {
   constexpr uint32_t kBlocks = 41;
