@@ -155,7 +155,10 @@ class BlockScan {
   void ReplayMerged(ScanPool* pool) {
     replays_.resize(cells_.size());
     ForEachCell(pool, [this](size_t c) {
-      for (const BlockCell* from : replays_[c]) cells_[c].Replay(*from, slot_measures_.size());
+      for (BlockCell* from : replays_[c]) {
+        cells_[c].Replay(*from, slot_measures_.size());
+        SpareBuffers::Get().Give(from->tail);
+      }
     });
     replays_.clear();
   }
@@ -216,6 +219,12 @@ class BlockScan {
     }
     cell.aggregates.resize(n_aggs_);
     cell.sums.resize(slot_measures_.size());
+    SpareBuffers& spares = SpareBuffers::Get();
+    cell.tail = spares.Take<uint64_t>();
+    if (!follows_) {
+      cell.run_subjects = spares.Take<uint32_t>();
+      if (!slot_measures_.empty()) cell.run_contrib = spares.Take<double>();
+    }
     for (int a = 0; a < n_aggs_; ++a) {
       const v1::Aggregate& agg = query_.aggregates(a);
       if (agg.kind() != v1::HISTOGRAM) continue;
@@ -397,7 +406,7 @@ class BlockScan {
   std::vector<uint32_t> gid_of_cell_;      // cell -> group id
   std::optional<SubjectScratch> scratch_;  // made by Finish
   // Per cell: the cells of later scans whose logged records it takes.
-  std::vector<std::vector<const BlockCell*>> replays_;
+  std::vector<std::vector<BlockCell*>> replays_;
   // Per predicate: who it drops (a bitmap over ordinals), and per group id
   // the owners of the records it drops there.
   std::vector<std::vector<uint64_t>> removed_;

@@ -6,6 +6,7 @@
 #include <functional>
 #include <utility>
 
+#include "node/engine/question_memory.h"
 #include "node/engine/scan_plan.h"
 #include "policy/disclosure.h"
 
@@ -78,7 +79,8 @@ void SortBySubject(std::vector<uint64_t>& words, size_t stride) {
   const int passes = (bits + digit_max - 1) / digit_max;
   const int digit = (bits + passes - 1) / passes;
   const uint64_t mask = (uint64_t{1} << digit) - 1;
-  std::vector<uint64_t> out(words.size());
+  std::vector<uint64_t> out = SpareBuffers::Get().Take<uint64_t>();
+  out.resize(words.size());
   std::vector<size_t> at(size_t{1} << digit);
   for (int p = 0; p < passes; ++p) {
     const int shift = p * digit;
@@ -93,6 +95,7 @@ void SortBySubject(std::vector<uint64_t>& words, size_t stride) {
     }
     words.swap(out);
   }
+  SpareBuffers::Get().Give(out);
 }
 
 // A cell with its key, its per-aggregate statistics sized, and no figures.
@@ -276,6 +279,10 @@ ExecutedCell FinishBlockCell(const v1::AggregateQuery& query, BlockCell& cell,
     out.stats.top_contributions[a] = Top(tops[m]).values();
   }
   FinishAggregates(query, cell.aggregates, out);
+  SpareBuffers& spares = SpareBuffers::Get();
+  spares.Give(cell.tail);
+  spares.Give(cell.run_subjects);
+  spares.Give(cell.run_contrib);
   return out;
 }
 
