@@ -14,7 +14,8 @@
 //   arrays        the same question over plain in-memory arrays and the same
 //                 consent bitmap (the compute floor every ratio divides by)
 //   sqlite        SQLite in memory, the records and the consented subjects
-//   grpc c=N      a real node in process, asked over gRPC+mTLS by N clients
+//   grpc c=N      a real fedshare-node process, asked over gRPC+mTLS by N
+//                 clients (bench/node_rows.h)
 // Checksums must agree across every row, or the bench exits with status 2.
 #include <sqlite3.h>
 #include <stdlib.h>
@@ -35,15 +36,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "bench/node_rows.h"
 #include "bench/synthetic.h"
-#include "client/node_client.h"
 #include "node/common/status_macros.h"
 #include "node/engine/engine.h"
 #include "node/engine/query_executor.h"
-#include "node/identity/cert_issuer.h"
-#include "node/server/config.h"
 #include "node/server/logging.h"
-#include "node/server/node.h"
 #include "node/storage/storage.h"
 #include "policy/query_rules.h"
 #include "query/sql.h"
@@ -55,7 +53,6 @@ constexpr char kQ1[] =
     "SELECT program, region, COUNT(*), SUM(outcome_score), AVG(outcome_score) "
     "FROM program_outcomes WHERE cohort_year >= 2020 GROUP BY program, region "
     "PURPOSE 'program-evaluation'";
-constexpr char kTrustDomain[] = "bench.fedshare";
 constexpr char kAsker[] = "foundation";
 
 // One cell of Q1's answer. Scores have one decimal, so the exact sum is a
@@ -285,145 +282,6 @@ Q1Answer FromResult(const v1::AggregateResult& r) {
   return out;
 }
 
-struct Pki {
-  std::string ca, node, asker, op;
-};
-
-absl::StatusOr<Pki> MakePki(const std::string& dir) {
-  Pki pki{dir + "/ca", dir + "/node", dir + "/asker", dir + "/op"};
-  FEDSHARE_RETURN_IF_ERROR(identity::CreateCa(kTrustDomain, pki.ca, 400));
-  identity::IssueOptions node;
-  node.org = "bench";
-  node.role = identity::Role::kNode;
-  node.out_dir = pki.node;
-  FEDSHARE_RETURN_IF_ERROR(identity::IssueCertificate(pki.ca, node));
-  identity::IssueOptions asker;
-  asker.org = kAsker;
-  asker.role = identity::Role::kNode;
-  asker.out_dir = pki.asker;
-  FEDSHARE_RETURN_IF_ERROR(identity::IssueCertificate(pki.ca, asker));
-  return pki;
-}
-
-v1::NodeConfig NodeConfigFor(const std::string& data_dir, const Pki& pki, size_t block_cache_bytes,
-                             int scan_threads) {
-  v1::NodeConfig config;
-  config.mutable_storage()->set_block_cache_bytes(block_cache_bytes);
-  config.mutable_limits()->set_scan_threads(scan_threads);
-  config.set_org_id("bench");
-  config.set_trust_domain(kTrustDomain);
-  config.set_data_dir(data_dir);
-  config.set_peer_address("127.0.0.1:0");
-  config.set_local_address("127.0.0.1:0");
-  config.mutable_tls()->set_cert_file(pki.node + "/cert.pem");
-  config.mutable_tls()->set_key_file(pki.node + "/key.pem");
-  config.mutable_tls()->set_ca_file(pki.node + "/ca.pem");
-  for (const v1::Purpose& p : synthetic::Purposes()) *config.add_purposes() = p;
-  *config.add_datasets() = synthetic::ProgramOutcomesSchema();
-  // 16 concurrent questions from one asker; the defaults allow 4 calls per
-  // caller and 8 questions at once.
-  config.mutable_limits()->set_max_calls_per_caller(32);
-  config.set_max_concurrent_questions(32);
-  v1::Agreement* a = config.add_agreements();
-  a->set_id("bench-q1");
-  a->add_peers(kAsker);
-  a->set_dataset("program_outcomes");
-  a->add_purposes("program-evaluation");
-  a->add_aggregates(v1::COUNT);
-  a->add_aggregates(v1::SUM);
-  a->add_aggregates(v1::AVG);
-  for (const char* f : {"program", "region", "cohort_year"}) a->add_filter_fields(f);
-  a->add_group_fields("program");
-  a->add_group_fields("region");
-  a->add_measure_fields("outcome_score");
-  // The bench repeats one question many times.
-  a->mutable_disclosure()->set_repeat_limit(1000000);
-  a->mutable_disclosure()->set_repeat_window_seconds(1);
-  a->mutable_rate_limit()->set_queries(1000000);
-  a->mutable_rate_limit()->set_window_seconds(1);
-  return config;
-}
-
-std::unique_ptr<client::NodeClient> ConnectAsker(const std::string& address, const Pki& pki) {
-  identity::ClientTlsFiles files{pki.asker + "/cert.pem", pki.asker + "/key.pem",
-                                 pki.asker + "/ca.pem"};
-  identity::ServerExpectation expect;
-  expect.trust_domain = kTrustDomain;
-  expect.org_id = "bench";
-  auto client = client::NodeClient::Connect(address, files, expect);
-  if (!client.ok()) return nullptr;
-  return std::move(client).value();
-}
-
-// `clients` threads each ask Q1 `per_client` times; fills latencies (ms) and
-// returns questions per second, or the first error.
-absl::StatusOr<double> AskConcurrently(const std::string& address, const Pki& pki,
-                                       const v1::AggregateQuery& q1, int clients, int per_client,
-                                       std::vector<double>* latencies, uint64_t* checksum) {
-  std::vector<std::unique_ptr<client::NodeClient>> connected;
-  for (int c = 0; c < clients; ++c) {
-    connected.push_back(ConnectAsker(address, pki));
-    if (connected.back() == nullptr) return absl::UnavailableError("cannot connect");
-    FEDSHARE_RETURN_IF_ERROR(connected.back()->Aggregate(q1).status());  // warm the channel
-  }
-  std::vector<std::vector<double>> ms(clients);
-  std::vector<absl::Status> errors(clients);
-  std::vector<uint64_t> sums(clients);
-  absl::Time start = absl::Now();
-  std::vector<std::thread> threads;
-  for (int c = 0; c < clients; ++c) {
-    threads.emplace_back([&, c] {
-      for (int i = 0; i < per_client; ++i) {
-        absl::Time t = absl::Now();
-        absl::StatusOr<v1::AggregateResult> r = connected[c]->Aggregate(q1);
-        ms[c].push_back(absl::ToDoubleMilliseconds(absl::Now() - t));
-        if (!r.ok()) {
-          errors[c] = r.status();
-          return;
-        }
-        sums[c] = Checksum(FromResult(*r));
-      }
-    });
-  }
-  for (std::thread& t : threads) t.join();
-  const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
-  for (int c = 0; c < clients; ++c) {
-    FEDSHARE_RETURN_IF_ERROR(errors[c]);
-    if (sums[c] != sums[0]) return absl::InternalError("clients got different answers");
-    latencies->insert(latencies->end(), ms[c].begin(), ms[c].end());
-  }
-  *checksum = sums[0];
-  return clients * per_client / seconds;
-}
-
-absl::Status NodeRows(const std::string& data_dir, const Pki& pki, const v1::AggregateQuery& q1,
-                      int runs, size_t block_cache_bytes, int scan_threads,
-                      std::vector<TableRow>* table) {
-  const v1::NodeConfig config = NodeConfigFor(data_dir, pki, block_cache_bytes, scan_threads);
-  FEDSHARE_RETURN_IF_ERROR(server::ValidateNodeConfig(config));
-  absl::Time start = absl::Now();
-  FEDSHARE_ASSIGN_OR_RETURN(std::unique_ptr<server::Node> node,
-                            server::Node::Create(config, server::NodeOptions()));
-  std::printf("  (node start on the store: %.0f ms)\n",
-              absl::ToDoubleMilliseconds(absl::Now() - start));
-  for (int clients : {1, 4, 16}) {
-    std::vector<double> latencies;
-    uint64_t sum = 0;
-    const int per_client = clients == 1 ? std::max(runs, 20) : std::max(runs, 60 / clients);
-    absl::StatusOr<double> qps =
-        AskConcurrently(node->peer_address(), pki, q1, clients, per_client, &latencies, &sum);
-    if (!qps.ok()) {
-      node->Shutdown();
-      return qps.status();
-    }
-    table->push_back(
-        {absl::StrFormat("node over gRPC+mTLS, %d client%s", clients, clients == 1 ? "" : "s"),
-         Median(latencies), Percentile(latencies, 0.99), *qps, sum});
-  }
-  node->Shutdown();
-  return absl::OkStatus();
-}
-
 int Run(int argc, char** argv) {
   CLI::App app{"Question Q1 of issue 11 five ways over the same synthetic data, as one table."};
   synthetic::Options options;
@@ -452,6 +310,10 @@ int Run(int argc, char** argv) {
                "Print where the engine row's time goes (open, consent, reading every block, "
                "the question)");
   app.add_option("--dir", dir, "Work directory (default: a fresh temporary one, removed)");
+  std::string node_binary =
+      (std::filesystem::canonical("/proc/self/exe").parent_path() / "fedshare-node").string();
+  app.add_option("--node-binary", node_binary,
+                 "The fedshare-node the gRPC rows start (default: the one beside this bench)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -467,9 +329,6 @@ int Run(int argc, char** argv) {
     remove_dir = true;
   }
   const std::string data_dir = dir + "/data";
-  std::filesystem::remove_all(dir + "/pki");
-  auto pki = MakePki(dir + "/pki");
-  if (!pki.ok()) return Fail(pki.status());
   const v1::DatasetSchema schema = synthetic::ProgramOutcomesSchema();
   auto parsed = ParseSql(kQ1);
   if (!parsed.ok()) return Fail(parsed.status());
@@ -606,12 +465,23 @@ int Run(int argc, char** argv) {
 
   // (d) the node, over gRPC+mTLS, on the store written above.
   int64_t node_peak_kb = 0;
+  bench::NodeRows node_rows;
   if (!no_node) {
-    ResetPeakRss();
-    absl::Status s =
-        NodeRows(data_dir, *pki, *q1, runs, block_cache_mib << 20, scan_threads, &table);
-    if (!s.ok()) return Fail(s);
-    node_peak_kb = ProcStatusKb("VmHWM");
+    bench::NodeRowsOptions node_options{
+        dir, data_dir, node_binary, runs, block_cache_mib << 20, scan_threads};
+    auto rows = bench::RunNodeRows(
+        node_options, *q1, [](const v1::AggregateResult& r) { return Checksum(FromResult(r)); });
+    if (!rows.ok()) return Fail(rows.status());
+    node_rows = *std::move(rows);
+    std::printf("  (node start on the store: %.0f ms)\n",
+                absl::ToDoubleMilliseconds(node_rows.start));
+    for (const bench::NodeRow& r : node_rows.rows) {
+      table.push_back({absl::StrFormat("node over gRPC+mTLS, %d client%s", r.clients,
+                                       r.clients == 1 ? "" : "s"),
+                       Median(r.latencies_ms), Percentile(r.latencies_ms, 0.99), r.qps,
+                       r.checksum});
+      node_peak_kb = std::max(node_peak_kb, r.peak_rss_kb);
+    }
   }
   if (ingest_seconds > 0) {
     std::printf("  (in-process ingest for the store: %.0f rows/s)\n",
@@ -633,11 +503,18 @@ int Run(int argc, char** argv) {
                 static_cast<unsigned long long>(r.checksum));
   }
   std::printf("| %-58s | %9s | %9s | %8s | %8s | %-16s |\n",
-              absl::StrFormat("peak RSS (VmHWM): in-process rows %lld MiB, node rows %lld MiB",
+              absl::StrFormat("peak RSS (VmHWM): in-process rows %lld MiB, node process %lld MiB",
                               static_cast<long long>(local_peak_kb / 1024),
                               static_cast<long long>(node_peak_kb / 1024))
                   .c_str(),
               "", "", "", "", "");
+  for (const bench::NodeRow& r : node_rows.rows) {
+    std::printf(
+        "  node peak RSS with %d client%s: %lld MiB; budget %lld MiB (%s), + 100 MiB = %lld\n",
+        r.clients, r.clients == 1 ? "" : "s", static_cast<long long>(r.peak_rss_kb / 1024),
+        static_cast<long long>(node_rows.budget_bytes >> 20), node_rows.budget_text.c_str(),
+        static_cast<long long>((node_rows.budget_bytes >> 20) + 100));
+  }
   std::printf("\nchecksums %s\n", agree ? "agree" : "DIFFER");
   std::fflush(stdout);
   if (remove_dir) std::filesystem::remove_all(dir);

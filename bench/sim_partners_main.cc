@@ -57,6 +57,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "bench/node_process.h"
 #include "bench/synthetic.h"
 #include "fedshare/v1/federation.grpc.pb.h"
 #include "fedshare/v1/peer.grpc.pb.h"
@@ -107,86 +108,6 @@ absl::Status ParallelFor(int n, int threads, const std::function<absl::Status(in
   }
   for (std::thread& t : pool) t.join();
   return first;
-}
-
-struct Foundation {
-  pid_t pid = -1;
-  int stdout_fd = -1;
-  std::string peer_address;
-  std::string local_address;
-};
-
-absl::StatusOr<std::string> ReadLine(int fd, absl::Duration timeout) {
-  std::string line;
-  const absl::Time deadline = absl::Now() + timeout;
-  char c;
-  while (absl::Now() < deadline) {
-    pollfd p{fd, POLLIN, 0};
-    if (poll(&p, 1, 100) <= 0) continue;
-    if (read(fd, &c, 1) != 1) return absl::UnavailableError("closed");
-    if (c == '\n') return line;
-    line.push_back(c);
-  }
-  return absl::DeadlineExceededError("no line");
-}
-
-absl::StatusOr<Foundation> StartFoundation(const std::string& node_binary,
-                                           const v1::NodeConfig& config,
-                                           const std::string& config_path) {
-  std::string text;
-  google::protobuf::TextFormat::PrintToString(config, &text);
-  std::ofstream(config_path) << text;
-  int pipe_fds[2];
-  if (pipe(pipe_fds) != 0) return absl::InternalError("pipe");
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], 1);
-  posix_spawn_file_actions_addopen(&actions, 2, (config_path + ".log").c_str(),
-                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  std::vector<std::string> args = {node_binary, "--config", config_path};
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  Foundation f;
-  if (posix_spawn(&f.pid, argv[0], &actions, nullptr, argv.data(), environ) != 0) {
-    return absl::InternalError("cannot start " + node_binary);
-  }
-  close(pipe_fds[1]);
-  f.stdout_fd = pipe_fds[0];
-  absl::StatusOr<std::string> ready = ReadLine(f.stdout_fd, absl::Seconds(120));
-  if (!ready.ok()) return ready.status();
-  for (absl::string_view part : absl::StrSplit(*ready, ' ')) {
-    if (absl::ConsumePrefix(&part, "peer=")) f.peer_address = std::string(part);
-    if (absl::ConsumePrefix(&part, "local=")) f.local_address = std::string(part);
-  }
-  return f;
-}
-
-int64_t ProcStatus(pid_t pid, const std::string& key) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
-  std::string line;
-  while (std::getline(in, line)) {
-    if (!absl::StartsWith(line, key + ":")) continue;
-    int64_t value = -1;
-    std::vector<std::string> f = absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
-    if (f.size() >= 2 && absl::SimpleAtoi(f[1], &value)) return value;
-  }
-  return -1;
-}
-
-// User plus system CPU time `pid` has used.
-absl::Duration ProcCpu(pid_t pid) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  // Fields after the ")" that ends the command name; utime and stime are the
-  // 14th and 15th fields of the line.
-  std::vector<std::string> f =
-      absl::StrSplit(stat.substr(stat.rfind(')') + 2), ' ', absl::SkipEmpty());
-  int64_t utime = 0, stime = 0;
-  if (f.size() < 13 || !absl::SimpleAtoi(f[11], &utime) || !absl::SimpleAtoi(f[12], &stime)) {
-    return absl::ZeroDuration();
-  }
-  return absl::Seconds(static_cast<double>(utime + stime) / sysconf(_SC_CLK_TCK));
 }
 
 std::string IdDir(const std::string& dir, const std::string& org, identity::Role role,
@@ -459,7 +380,7 @@ struct Shard {
   for (const auto& p : partners) absl::StrAppend(&line, " ", p->port);
   line += "\n";
   if (write(out_fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) std::_Exit(1);
-  absl::StatusOr<std::string> address = ReadLine(in_fd, absl::Hours(24));
+  absl::StatusOr<std::string> address = bench::ReadLine(in_fd, absl::Hours(24));
   if (address.ok() && call_home) {
     // Partners join a few at a time, as they would over a day. All at once,
     // thousands of TLS handshakes on this machine's two cores outlast the
@@ -519,7 +440,7 @@ absl::StatusOr<Shard> StartShard(const Options& o, int lo, int hi,
 }
 
 absl::Status AwaitPorts(Shard& shard) {
-  absl::StatusOr<std::string> line = ReadLine(shard.from_shard, absl::Minutes(30));
+  absl::StatusOr<std::string> line = bench::ReadLine(shard.from_shard, absl::Minutes(30));
   if (!line.ok()) return absl::UnavailableError("a partner process ended while loading");
   absl::string_view rest = *line;
   if (!absl::ConsumePrefix(&rest, "ports")) return absl::InternalError(*line);
@@ -549,14 +470,12 @@ struct Target {
 // and partner 0 alone as many times; prints one Markdown table row (and the
 // header, and the baseline row, when `o` says so).
 void MeasureAndPrint(const Options& o, const Target& t, v1::FederationService::Stub& analyst) {
-  Foundation foundation;
-  foundation.pid = t.pid;
   const int64_t rss_at_start_kb = t.rss_at_start_kb;
   std::atomic<bool> sampling{true};
   std::atomic<int64_t> max_threads{0};
   std::thread sampler([&] {
     while (sampling.load()) {
-      max_threads = std::max<int64_t>(max_threads.load(), ProcStatus(foundation.pid, "Threads"));
+      max_threads = std::max<int64_t>(max_threads.load(), bench::ProcStatusKb(t.pid, "Threads"));
       absl::SleepFor(absl::Milliseconds(5));
     }
   });
@@ -568,8 +487,8 @@ void MeasureAndPrint(const Options& o, const Target& t, v1::FederationService::S
   absl::Duration cpu_before, partners_cpu_before, partners_cpu;
   for (int q = 0; q <= o.questions; ++q) {  // the first warms channels up
     if (q == 1) {
-      cpu_before = ProcCpu(foundation.pid);
-      for (pid_t pid : t.partner_pids) partners_cpu_before += ProcCpu(pid);
+      cpu_before = bench::ProcCpu(t.pid);
+      for (pid_t pid : t.partner_pids) partners_cpu_before += bench::ProcCpu(pid);
     }
     grpc::ClientContext context;
     v1::FederatedAggregateResponse r;
@@ -586,13 +505,13 @@ void MeasureAndPrint(const Options& o, const Target& t, v1::FederationService::S
       answered += c.state() == v1::PartnerCoverage::ANSWERED ? 1 : 0;
     }
   }
-  const absl::Duration cpu = ProcCpu(foundation.pid) - cpu_before;
-  for (pid_t pid : t.partner_pids) partners_cpu += ProcCpu(pid);
+  const absl::Duration cpu = bench::ProcCpu(t.pid) - cpu_before;
+  for (pid_t pid : t.partner_pids) partners_cpu += bench::ProcCpu(pid);
   partners_cpu -= partners_cpu_before;
   sampling = false;
   sampler.join();
-  const int64_t hwm_kb = ProcStatus(foundation.pid, "VmHWM");
-  const int64_t threads_idle = ProcStatus(foundation.pid, "Threads");
+  const int64_t hwm_kb = bench::ProcStatusKb(t.pid, "VmHWM");
+  const int64_t threads_idle = bench::ProcStatusKb(t.pid, "Threads");
 
   // The baseline: partner 0 asked directly, as the foundation's node asks it.
   std::vector<double> alone;
@@ -666,7 +585,7 @@ int MeasureExternal(const Options& o, Target t) {
     std::cerr << channel.status() << "\n";
     return 1;
   }
-  t.rss_at_start_kb = ProcStatus(t.pid, "VmRSS");
+  t.rss_at_start_kb = bench::ProcStatusKb(t.pid, "VmRSS");
   MeasureAndPrint(o, t, *v1::FederationService::NewStub(*channel));
   return 0;
 }
@@ -737,17 +656,17 @@ int Run(const Options& o, const std::string& node_binary) {
       p->set_address(absl::StrCat("127.0.0.1:", ports[i]));
     }
   }
-  absl::StatusOr<Foundation> started =
-      StartFoundation(node_binary, foundation_config, dir + "/foundation.textproto");
+  absl::StatusOr<bench::NodeProcess> started =
+      bench::NodeProcess::Start(node_binary, foundation_config, dir + "/foundation.textproto");
   if (!started.ok()) {
     std::cerr << "foundation: " << started.status() << "\n";
     stop_shards();
     return 1;
   }
-  const Foundation foundation = *started;
-  const int64_t rss_at_start_kb = ProcStatus(foundation.pid, "VmRSS");
+  bench::NodeProcess foundation = *std::move(started);
+  const int64_t rss_at_start_kb = foundation.StatusKb("VmRSS");
   for (Shard& shard : shards) {
-    const std::string line = foundation.peer_address + "\n";
+    const std::string line = foundation.peer_address() + "\n";
     (void)!write(shard.to_shard, line.data(), line.size());
   }
 
@@ -757,7 +676,7 @@ int Run(const Options& o, const std::string& node_binary) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);
   auto analyst_channel = identity::MakeChannel(
-      foundation.local_address,
+      foundation.local_address(),
       *identity::IdentityFromDir(IdDir(dir, "foundation", identity::Role::kAnalyst, "ana")), expect,
       args);
   auto analyst = v1::FederationService::NewStub(*analyst_channel);
@@ -774,8 +693,7 @@ int Run(const Options& o, const std::string& node_binary) {
       if (connected == o.partners) break;
       if (absl::Now() > deadline) {
         std::cerr << "only " << connected << " of " << o.partners << " partners called home\n";
-        kill(foundation.pid, SIGTERM);
-        waitpid(foundation.pid, nullptr, 0);
+        foundation.Stop();
         stop_shards();
         return 1;
       }
@@ -785,8 +703,8 @@ int Run(const Options& o, const std::string& node_binary) {
   const absl::Duration setup_took = absl::Now() - setup_start;
 
   Target target;
-  target.pid = foundation.pid;
-  target.local_address = foundation.local_address;
+  target.pid = foundation.pid();
+  target.local_address = foundation.local_address();
   target.node_dir = IdDir(dir, "foundation", identity::Role::kNode, "");
   target.trust_domain = kTrustDomain;
   target.partner0_address = absl::StrCat("127.0.0.1:", ports[0]);
@@ -794,8 +712,7 @@ int Run(const Options& o, const std::string& node_binary) {
   target.rss_at_start_kb = rss_at_start_kb;
   for (const Shard& shard : shards) target.partner_pids.push_back(shard.pid);
   MeasureAndPrint(o, target, *analyst);
-  kill(foundation.pid, SIGTERM);
-  waitpid(foundation.pid, nullptr, 0);
+  foundation.Stop();
   stop_shards();
 
   std::cerr << "partners=" << o.partners << " mode=" << o.mode

@@ -1,16 +1,32 @@
-// `fedshare audit export` and `fedshare audit verify` (DESIGN §9): a log
-// export, receipts and checkpoints checked with no trust in the node — every
+// `fedshare audit show`, `fedshare audit export` and `fedshare audit verify`
+// (DESIGN §9): the log listed and filtered by the node, and a log export,
+// receipts and checkpoints checked with no trust in the node — every
 // hash, proof and Ed25519 signature is recomputed here (node/audit's
 // verification library), and a node is asked only for proofs, which are
 // themselves verified.
 #ifndef FEDSHARE_CLIENT_AUDIT_COMMANDS_H_
 #define FEDSHARE_CLIENT_AUDIT_COMMANDS_H_
 
+#include <cstdint>
 #include <string>
 
 #include "client/cli_common.h"
 
 namespace fedshare::client {
+
+// `audit show`'s filters, as given on the command line.
+struct AuditShowOptions {
+  uint64_t from = 0;
+  int limit = 100;  // 1 to 1000
+  // Empty: any. caller: a SPIFFE ID or an org; decision: answered, refused,
+  // failed or cancelled; since/until: RFC 3339 or YYYY-MM-DD.
+  std::string caller, decision, since, until, output = "table";
+};
+
+// Pages through the log until `limit` entries match or the end is reached
+// and prints them in `output`. Exit 0, or 1 if the log's chain does not
+// verify, 2 for bad options.
+int RunAuditShow(const Globals& g, const AuditShowOptions& options);
 
 struct AuditVerifyOptions {
   // A log export (`fedshare audit export`): every leaf decodes and the leaves'

@@ -1,11 +1,15 @@
 #include "client/certs_commands.h"
 
+#include <iostream>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "client/cli_common.h"
 #include "node/common/files.h"
 #include "node/common/status_macros.h"
 #include "node/common/time_util.h"
 #include "node/identity/cert_issuer.h"
+#include "node/identity/spiffe.h"
 
 namespace fedshare::client {
 namespace {
@@ -58,6 +62,75 @@ absl::Status CertsSign(const std::string& ca_dir, const std::string& csr_file,
       << "  CA:           " << signed_request.ca_path << "\n"
       << "send both back to the requester; they go next to its key.pem\n";
   return absl::OkStatus();
+}
+
+int RunCertsCa(const std::string& trust_domain, const std::string& out, int days) {
+  absl::Status s = identity::CreateCa(trust_domain, out, days);
+  if (!s.ok()) return Fail(s);
+  std::cout << "created CA for trust domain " << trust_domain << " in " << out
+            << " (ca.pem, ca.key)\n";
+  return 0;
+}
+
+int RunCertsIssue(const std::string& ca, const std::string& org, const std::string& role,
+                  const std::string& name, const std::string& out, int days,
+                  const std::vector<std::string>& dns, const std::vector<std::string>& ips) {
+  absl::StatusOr<identity::Role> parsed_role = identity::ParseRole(role);
+  if (!parsed_role.ok()) return Fail(parsed_role.status());
+  identity::IssueOptions options;
+  options.org = org;
+  options.role = *parsed_role;
+  options.name = name;
+  options.out_dir = out;
+  options.days = days;
+  if (!dns.empty()) options.dns_names = dns;
+  if (!ips.empty()) options.ip_addresses = ips;
+  absl::Status s = identity::IssueCertificate(ca, options);
+  if (!s.ok()) return Fail(s);
+  absl::StatusOr<std::string> td = identity::ReadCaTrustDomain(ca);
+  absl::StatusOr<std::string> id =
+      td.ok() ? identity::SpiffeIdFor(*td, options) : absl::StatusOr<std::string>(td.status());
+  std::cout << "issued " << (id.ok() ? *id : role) << " in " << out
+            << " (cert.pem, key.pem, ca.pem)\n";
+  return 0;
+}
+
+int RunCertsRequest(const std::string& trust_domain, const std::string& org,
+                    const std::string& role, const std::string& name, const std::string& out,
+                    const std::vector<std::string>& dns, const std::vector<std::string>& ips) {
+  absl::StatusOr<identity::Role> parsed_role = identity::ParseRole(role);
+  if (!parsed_role.ok()) return Fail(parsed_role.status());
+  identity::RequestOptions options;
+  options.trust_domain = trust_domain;
+  options.org = org;
+  options.role = *parsed_role;
+  options.name = name;
+  options.out_dir = out;
+  options.dns_names = dns;
+  options.ip_addresses = ips;
+  if (options.role == identity::Role::kNode && dns.empty() && ips.empty()) {
+    // As `certs issue`: a node certificate names some address, or every
+    // partner that dials it logs a server-name mismatch on each connection.
+    options.dns_names = {"localhost"};
+    options.ip_addresses = {"127.0.0.1"};
+  }
+  absl::Status s = CertsRequest(options, std::cout);
+  return s.ok() ? 0 : Fail(s);
+}
+
+int RunCertsSign(const std::string& ca, const std::string& csr_file, const std::string& out,
+                 int days, const std::string& org, const std::string& role, bool dry_run) {
+  identity::SignOptions options;
+  options.out_dir = out;
+  options.days = days;
+  options.expect.org = org;
+  if (!role.empty()) {
+    absl::StatusOr<identity::Role> parsed_role = identity::ParseRole(role);
+    if (!parsed_role.ok()) return Fail(parsed_role.status());
+    options.expect.role = *parsed_role;
+  }
+  absl::Status s = CertsSign(ca, csr_file, options, dry_run, std::cout);
+  return s.ok() ? 0 : Fail(s);
 }
 
 }  // namespace fedshare::client

@@ -20,21 +20,47 @@ PartnerFixture::PartnerFixture(const TempDir& tmp, Pki& pki)
       foundation_identity_(pki.Issue("foundation", identity::Role::kNode)),
       trust_domain_(pki.trust_domain()) {}
 
+v1::NodeConfig PartnerFixture::BaseConfig() const {
+  return BaseNodeConfig(kPartner, trust_domain_, tmp_.Sub("data"), node_identity_);
+}
+
 v1::NodeConfig PartnerFixture::Config() const {
-  v1::NodeConfig config = BaseNodeConfig(kPartner, trust_domain_, tmp_.Sub("data"), node_identity_);
+  v1::NodeConfig config = BaseConfig();
   *config.add_datasets() = ProgramOutcomesSchema();
   return config;
 }
 
-absl::Status PartnerFixture::Start(const v1::NodeConfig& config) {
+absl::Status PartnerFixture::Start(const v1::NodeConfig& config, server::NodeOptions options) {
   FEDSHARE_RETURN_IF_ERROR(server::ValidateNodeConfig(config));
-  FEDSHARE_ASSIGN_OR_RETURN(node_, server::Node::Create(config, server::NodeOptions()));
-  peer_ = Connect(node_->peer_address(), foundation_identity_, trust_domain_, kPartner);
-  admin_ = Connect(node_->local_address(), operator_identity_, trust_domain_);
+  FEDSHARE_ASSIGN_OR_RETURN(node_, server::Node::Create(config, options));
+  return Connect(node_->peer_address(), node_->local_address());
+}
+
+absl::Status PartnerFixture::StartProcess(const v1::NodeConfig& config) {
+  FEDSHARE_ASSIGN_OR_RETURN(process_, StartNodeProcess(config, tmp_.Sub("node.textproto")));
+  return Connect(process_.peer_address, process_.local_address);
+}
+
+absl::Status PartnerFixture::Connect(const std::string& peer_address,
+                                     const std::string& local_address) {
+  local_address_ = local_address;
+  peer_ = fedshare::testing::Connect(peer_address, foundation_identity_, trust_domain_, kPartner);
+  admin_ = fedshare::testing::Connect(local_address, operator_identity_, trust_domain_);
   if (peer_ == nullptr || admin_ == nullptr) {
     return absl::UnavailableError("could not connect to the partner node");
   }
   return absl::OkStatus();
+}
+
+void PartnerFixture::Stop() {
+  admin_.reset();
+  peer_.reset();
+  node_.reset();
+  process_ = NodeProcess();
+}
+
+ProcessOutcome PartnerFixture::OperatorCli(const std::vector<std::string>& args) const {
+  return RunCliAs(tmp_, operator_identity_, local_address_, args);
 }
 
 absl::Status PartnerFixture::Ingest(const std::string& csv, int64_t rows) {

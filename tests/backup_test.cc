@@ -17,12 +17,12 @@
 #include "node/server/config.h"
 #include "node/server/node.h"
 #include "node/storage/storage.h"
+#include "testing/partner_fixture.h"
 #include "tests/test_env.h"
 
 namespace fedshare::testing {
 namespace {
 
-using identity::Role;
 using ::testing::HasSubstr;
 
 constexpr char kTrustDomain[] = "fedshare.test";
@@ -50,22 +50,18 @@ std::string Consents(int count) {
 class BackupTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    node_identity_ = pki_.Issue("partner-a", Role::kNode);
-    operator_ = pki_.Issue("partner-a", Role::kOperator, "olga");
-    foundation_ = pki_.Issue("foundation", Role::kNode);
-    config_ = BaseNodeConfig("partner-a", kTrustDomain, tmp_.Sub("data"), node_identity_);
-    *config_.add_datasets() = ProgramOutcomesSchema();
+    config_ = partner_.Config();
     *config_.add_agreements() = OpenAgreement("eval", "foundation");
     config_.mutable_storage()->set_backup_dir(tmp_.Sub("backups"));
     ASSERT_OK(server::ValidateNodeConfig(config_));
   }
 
   std::unique_ptr<client::NodeClient> Admin(const std::string& local) {
-    return Connect(local, operator_, kTrustDomain);
+    return Connect(local, partner_.operator_identity(), kTrustDomain);
   }
 
   absl::StatusOr<v1::AggregateResult> Ask(const std::string& peer) {
-    auto foundation = Connect(peer, foundation_, kTrustDomain, "partner-a");
+    auto foundation = Connect(peer, partner_.foundation_identity(), kTrustDomain, "partner-a");
     v1::AggregateQuery q;
     q.set_dataset("program_outcomes");
     q.set_purpose("program-evaluation");
@@ -96,29 +92,28 @@ class BackupTest : public ::testing::Test {
 
   TempDir tmp_{"backup"};
   Pki pki_{tmp_.Sub("pki"), kTrustDomain};
-  std::string node_identity_, operator_, foundation_;
+  PartnerFixture partner_{tmp_, pki_};
   v1::NodeConfig config_;
 };
 
 TEST_F(BackupTest, RestoredBackupAnswersIdenticallyAndItsAuditVerifies) {
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<server::Node> node,
-                       server::Node::Create(config_, server::NodeOptions()));
-  auto admin = Admin(node->local_address());
-  ASSERT_OK(admin->Ingest("program_outcomes", v1::CSV, false, Records(0, 400)).status());
-  ASSERT_OK(admin->ImportConsent(Consents(400)).status());
-  ASSERT_OK_AND_ASSIGN(v1::AggregateResult before, Ask(node->peer_address()));
+  ASSERT_OK(partner_.Start(config_));
+  client::NodeClient& admin = partner_.admin();
+  ASSERT_OK(admin.Ingest("program_outcomes", v1::CSV, false, Records(0, 400)).status());
+  ASSERT_OK(admin.ImportConsent(Consents(400)).status());
+  ASSERT_OK_AND_ASSIGN(v1::AggregateResult before, Ask(partner_.node().peer_address()));
   ASSERT_GT(before.cells_size(), 0);
 
-  ProcessOutcome cli = RunCliAs(tmp_, operator_, node->local_address(), {"backup"});
+  ProcessOutcome cli = partner_.OperatorCli({"backup"});
   ASSERT_EQ(cli.exit_code, 0) << cli.err;
   EXPECT_THAT(cli.out, HasSubstr("backup 1 made at"));
   EXPECT_THAT(cli.out, HasSubstr("--restore-from"));
-  ASSERT_OK_AND_ASSIGN(v1::ListAuditResponse audit_at_backup, admin->ListAudit(0, 1));
+  ASSERT_OK_AND_ASSIGN(v1::ListAuditResponse audit_at_backup, admin.ListAudit(0, 1));
 
   // The node goes on serving and changing after the backup.
-  ASSERT_OK(admin->Ingest("program_outcomes", v1::CSV, false, Records(400, 100)).status());
-  ASSERT_OK(admin->ImportConsent(Consents(500)).status());
-  ASSERT_OK_AND_ASSIGN(v1::AggregateResult after, Ask(node->peer_address()));
+  ASSERT_OK(admin.Ingest("program_outcomes", v1::CSV, false, Records(400, 100)).status());
+  ASSERT_OK(admin.ImportConsent(Consents(500)).status());
+  ASSERT_OK_AND_ASSIGN(v1::AggregateResult after, Ask(partner_.node().peer_address()));
   EXPECT_NE(after.cells(0).SerializeAsString(), before.cells(0).SerializeAsString());
 
   std::unique_ptr<server::Node> restored = Restore(1, "restored");
@@ -144,15 +139,14 @@ TEST_F(BackupTest, RestoredBackupAnswersIdenticallyAndItsAuditVerifies) {
 }
 
 TEST_F(BackupTest, BackupsDuringAnIngestHoldAllOfItOrNone) {
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<server::Node> node,
-                       server::Node::Create(config_, server::NodeOptions()));
-  auto admin = Admin(node->local_address());
-  ASSERT_OK(admin->Ingest("program_outcomes", v1::CSV, false, Records(0, 1000)).status());
+  ASSERT_OK(partner_.Start(config_));
+  client::NodeClient& admin = partner_.admin();
+  ASSERT_OK(admin.Ingest("program_outcomes", v1::CSV, false, Records(0, 1000)).status());
   constexpr int kIngests = 6;
   constexpr int kRows = 5000;
   std::atomic<bool> done{false};
   std::thread writer([&] {
-    auto w = Admin(node->local_address());
+    auto w = Admin(partner_.node().local_address());
     for (int i = 0; i < kIngests; ++i) {
       EXPECT_OK(
           w->Ingest("program_outcomes", v1::CSV, false, Records(1000 + i * kRows, kRows)).status());
@@ -161,7 +155,7 @@ TEST_F(BackupTest, BackupsDuringAnIngestHoldAllOfItOrNone) {
   });
   std::vector<uint32_t> ids;
   while (!done || ids.empty()) {
-    absl::StatusOr<v1::BackupResponse> b = admin->Backup();
+    absl::StatusOr<v1::BackupResponse> b = admin.Backup();
     ASSERT_OK(b.status());
     ids.push_back(b->backup_id());
   }
@@ -187,9 +181,8 @@ TEST_F(BackupTest, BackupsDuringAnIngestHoldAllOfItOrNone) {
 
 TEST_F(BackupTest, WithoutABackupFolderTheNodeSaysWhatToSet) {
   config_.mutable_storage()->clear_backup_dir();
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<server::Node> node,
-                       server::Node::Create(config_, server::NodeOptions()));
-  EXPECT_THAT(Admin(node->local_address())->Backup(),
+  ASSERT_OK(partner_.Start(config_));
+  EXPECT_THAT(partner_.admin().Backup(),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("backup_dir")));
   config_.set_data_dir(tmp_.Sub("empty"));
   ProcessOutcome r = RunProcess(

@@ -11,12 +11,12 @@
 #include "gtest/gtest.h"
 #include "node/common/files.h"
 #include "node/common/status_matchers.h"
+#include "testing/partner_fixture.h"
 #include "tests/test_env.h"
 
 namespace fedshare::testing {
 namespace {
 
-using identity::Role;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -38,24 +38,19 @@ constexpr char kSchema[] = R"pb(
 class BadBytesTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string node_id = pki_.Issue("partner-a", Role::kNode);
-    operator_ = pki_.Issue("partner-a", Role::kOperator, "olga");
-    v1::NodeConfig config = BaseNodeConfig("partner-a", kTrustDomain, tmp_.Sub("data"), node_id);
+    v1::NodeConfig config = partner_.BaseConfig();
     ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(kSchema, config.add_datasets()));
-    ASSERT_OK_AND_ASSIGN(node_, StartNodeProcess(config, tmp_.Sub("node.textproto")));
+    ASSERT_OK(partner_.StartProcess(config));
   }
 
   // Runs the fedshare CLI against the node's local listener as the operator.
-  ProcessOutcome Cli(const std::vector<std::string>& args) {
-    return RunCliAs(tmp_, operator_, node_.local_address, args);
-  }
+  ProcessOutcome Cli(const std::vector<std::string>& args) { return partner_.OperatorCli(args); }
 
   std::string Datasets() { return Cli({"datasets"}).out; }
 
   TempDir tmp_{"bad_bytes"};
   Pki pki_{tmp_.Sub("pki"), kTrustDomain};
-  std::string operator_;
-  NodeProcess node_;
+  PartnerFixture partner_{tmp_, pki_};
 };
 
 TEST_F(BadBytesTest, InvalidUtf8IsRefusedAtIngestWithLineAndColumn) {

@@ -5,30 +5,17 @@
 // direct, with the same agreements, refusals, audit and receipts on the
 // partner's side, and coverage that stays right when the call-home partner
 // is stopped, killed mid-question or restarted, or the foundation restarts.
-#include <arpa/inet.h>
-#include <dirent.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
-#include <sys/socket.h>
-#include <unistd.h>
+#include <sys/wait.h>
 
-#include <atomic>
-#include <fstream>
 #include <future>
-#include <set>
-#include <sstream>
+#include <map>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "fedshare/v1/federation.grpc.pb.h"
 #include "gmock/gmock.h"
@@ -38,6 +25,10 @@
 #include "gtest/gtest.h"
 #include "node/common/status_matchers.h"
 #include "query/sql.h"
+#include "testing/netns_pair.h"
+#include "testing/poll.h"
+#include "testing/proc_sockets.h"
+#include "testing/tcp_proxy.h"
 #include "tests/test_env.h"
 
 namespace fedshare::testing {
@@ -66,289 +57,6 @@ std::string ConsentCsv(const std::string& org) {
   }
   return csv;
 }
-
-// A TCP socket of a process, from /proc/net/tcp{,6}.
-struct Socket {
-  std::string local_address;  // as the kernel prints it: hex address ":" hex port
-  std::string remote_address;
-  int state = 0;         // 0x0A listening, 0x01 established
-  int64_t rx_queue = 0;  // bytes received and not yet read
-};
-
-std::set<std::string> SocketInodes(pid_t pid) {
-  std::set<std::string> inodes;
-  const std::string dir = absl::StrCat("/proc/", pid, "/fd");
-  DIR* d = opendir(dir.c_str());
-  if (d == nullptr) return inodes;
-  while (dirent* e = readdir(d)) {
-    char target[256];
-    ssize_t n = readlink((dir + "/" + e->d_name).c_str(), target, sizeof target - 1);
-    if (n <= 0) continue;
-    target[n] = '\0';
-    absl::string_view t(target);
-    if (absl::ConsumePrefix(&t, "socket:[") && absl::ConsumeSuffix(&t, "]")) {
-      inodes.insert(std::string(t));
-    }
-  }
-  closedir(d);
-  return inodes;
-}
-
-// An IPv4-mapped IPv6 address as /proc/net/tcp6 prints it, in the IPv4
-// spelling of /proc/net/tcp ("0100007F:1F90"); other addresses unchanged.
-std::string Unmapped(const std::string& address) {
-  constexpr absl::string_view kMapped = "0000000000000000FFFF0000";
-  if (absl::StartsWith(address, kMapped)) return address.substr(kMapped.size());
-  return address;
-}
-
-// Every TCP socket `pid` holds (what `ss -tanp` would show for it).
-std::vector<Socket> TcpSockets(pid_t pid) {
-  const std::set<std::string> inodes = SocketInodes(pid);
-  std::vector<Socket> sockets;
-  for (const char* table : {"tcp", "tcp6"}) {
-    std::ifstream in(absl::StrCat("/proc/", pid, "/net/", table));
-    std::string line;
-    std::getline(in, line);  // header
-    while (std::getline(in, line)) {
-      std::vector<std::string> f = absl::StrSplit(line, ' ', absl::SkipEmpty());
-      if (f.size() < 10 || inodes.count(f[9]) == 0) continue;
-      Socket s;
-      s.local_address = Unmapped(f[1]);
-      s.remote_address = Unmapped(f[2]);
-      s.state = std::stoi(f[3], nullptr, 16);
-      std::vector<std::string> queues = absl::StrSplit(f[4], ':');
-      s.rx_queue = std::stoll(queues[1], nullptr, 16);
-      sockets.push_back(s);
-    }
-  }
-  return sockets;
-}
-
-// The kernel's spelling of 127.0.0.1:port in /proc/net/tcp.
-std::string LoopbackSocketAddress(const std::string& host_port) {
-  int port = 0;
-  EXPECT_TRUE(absl::SimpleAtoi(host_port.substr(host_port.rfind(':') + 1), &port)) << host_port;
-  char buf[32];
-  snprintf(buf, sizeof buf, "0100007F:%04X", port);
-  return buf;
-}
-
-// Polls `condition` every 20 ms until it holds or `timeout` passes.
-template <typename Condition>
-bool PollUntil(Condition condition, absl::Duration timeout = absl::Seconds(30)) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (!condition()) {
-    if (absl::Now() > deadline) return false;
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  return true;
-}
-
-// A TCP relay on 127.0.0.1 to `target`, whose connections a test can cut.
-class TcpProxy {
- public:
-  explicit TcpProxy(const std::string& target) {
-    const size_t colon = target.rfind(':');
-    target_port_ = std::stoi(target.substr(colon + 1));
-    listen_fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    EXPECT_EQ(bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), len), 0);
-    EXPECT_EQ(listen(listen_fd_, 16), 0);
-    getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
-    accept_thread_ = std::thread([this] { AcceptLoop(); });
-  }
-  ~TcpProxy() {
-    {
-      absl::MutexLock lock(&mu_);
-      stopping_ = true;
-    }
-    accept_thread_.join();
-    Cut();
-    for (std::thread& t : pumps_) t.join();
-    for (int fd : fds_) close(fd);
-    close(listen_fd_);
-  }
-  std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
-
-  // Ends every connection relayed now, as a broken link would; new ones are
-  // still relayed.
-  void Cut() {
-    absl::MutexLock lock(&mu_);
-    for (int fd : fds_) shutdown(fd, SHUT_RDWR);
-  }
-
- private:
-  void AcceptLoop() {
-    for (;;) {
-      {
-        absl::MutexLock lock(&mu_);
-        if (stopping_) return;
-      }
-      pollfd p{listen_fd_, POLLIN, 0};
-      if (poll(&p, 1, 50) <= 0) continue;
-      int in = accept(listen_fd_, nullptr, nullptr);
-      if (in < 0) continue;
-      int out = socket(AF_INET, SOCK_STREAM, 0);
-      sockaddr_in addr{};
-      addr.sin_family = AF_INET;
-      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      addr.sin_port = htons(static_cast<uint16_t>(target_port_));
-      if (connect(out, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-        close(in);
-        close(out);
-        continue;
-      }
-      absl::MutexLock lock(&mu_);
-      fds_.push_back(in);
-      fds_.push_back(out);
-      pumps_.emplace_back([in, out] { Pump(in, out); });
-      pumps_.emplace_back([in, out] { Pump(out, in); });
-    }
-  }
-  static void Pump(int from, int to) {
-    char buf[16384];
-    for (;;) {
-      ssize_t n = read(from, buf, sizeof buf);
-      if (n <= 0 || write(to, buf, static_cast<size_t>(n)) != n) break;
-    }
-    shutdown(from, SHUT_RDWR);
-    shutdown(to, SHUT_RDWR);
-  }
-
-  int listen_fd_ = -1;
-  int port_ = 0;
-  int target_port_ = 0;
-  std::thread accept_thread_;
-  absl::Mutex mu_;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::vector<int> fds_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::thread> pumps_;  // appended under mu_; joined after accept_thread_
-};
-
-// Whether a process stopped with SIGSTOP holds bytes it has not read on an
-// established connection (a question sent to it).
-bool HasUnreadBytes(pid_t pid) {
-  for (const Socket& s : TcpSockets(pid)) {
-    if (s.state == 0x01 && s.rx_queue > 0) return true;
-  }
-  return false;
-}
-
-// The local addresses of the listening TCP sockets `ss -ltnp` shows, run
-// after `prefix` (e.g. `ip netns exec NAME`); with `pid` > 0, only that
-// process's. Fails the test (non-fatally) if ss cannot run.
-std::vector<std::string> ListeningAddresses(const TempDir& tmp,
-                                            const std::vector<std::string>& prefix, pid_t pid = 0) {
-  std::vector<std::string> argv = prefix;
-  for (const char* ss : {"/usr/bin/ss", "/bin/ss", "/usr/sbin/ss"}) {
-    if (access(ss, X_OK) == 0) {
-      argv.push_back(ss);
-      break;
-    }
-  }
-  EXPECT_EQ(argv.size(), prefix.size() + 1) << "no ss (iproute2) on this machine";
-  argv.insert(argv.end(), {"-ltnpH"});
-  ProcessOutcome listed = RunProcess(tmp, argv);
-  EXPECT_EQ(listed.exit_code, 0) << listed.err;
-  std::vector<std::string> addresses;
-  for (absl::string_view line : absl::StrSplit(listed.out, '\n', absl::SkipEmpty())) {
-    // State Recv-Q Send-Q Local:Port Peer:Port [users:(("name",pid=N,fd=M))]
-    std::vector<std::string> f = absl::StrSplit(line, ' ', absl::SkipEmpty());
-    if (f.size() < 5) continue;
-    if (pid > 0 && !absl::StrContains(line, absl::StrCat("pid=", pid, ","))) continue;
-    addresses.push_back(f[3]);
-  }
-  return addresses;
-}
-
-// Two fresh network namespaces, "near" and "far", joined by a veth pair
-// (kNearAddress in near, kFarAddress in far), each with its loopback up.
-// Traffic between them never leaves the pair. Names are unique per process
-// and pair; the destructor deletes both, whatever the test did (a process
-// still inside keeps its namespace alive, unnamed, until it exits).
-class NetnsPair {
- public:
-  static constexpr char kNearAddress[] = "10.213.0.1";
-  static constexpr char kFarAddress[] = "10.213.0.2";
-
-  // Null, saying why in `*why`, where namespaces cannot be made (not root,
-  // no `ip`, a kernel or container that forbids them).
-  static std::unique_ptr<NetnsPair> Make(const TempDir& tmp, std::string* why) {
-    if (geteuid() != 0) {
-      *why = "not root";
-      return nullptr;
-    }
-    std::string ip;
-    for (const char* path : {"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"}) {
-      if (access(path, X_OK) == 0) {
-        ip = path;
-        break;
-      }
-    }
-    if (ip.empty()) {
-      *why = "no ip (iproute2) command";
-      return nullptr;
-    }
-    static std::atomic<int> made{0};
-    const std::string base = absl::StrCat("fedshare-test-", getpid(), "-", ++made);
-    auto pair = std::unique_ptr<NetnsPair>(new NetnsPair(tmp, ip, base + "-near", base + "-far"));
-    // Interfaces are made inside their namespaces, so their names clash with
-    // nothing on the host or in other tests' pairs.
-    const std::vector<std::vector<std::string>> steps = {
-        {"netns", "add", pair->near_},
-        {"netns", "add", pair->far_},
-        {"link", "add", "fs-near", "netns", pair->near_, "type", "veth", "peer", "name", "fs-far",
-         "netns", pair->far_},
-        {"-n", pair->near_, "addr", "add", absl::StrCat(kNearAddress, "/30"), "dev", "fs-near"},
-        {"-n", pair->far_, "addr", "add", absl::StrCat(kFarAddress, "/30"), "dev", "fs-far"},
-        {"-n", pair->near_, "link", "set", "fs-near", "up"},
-        {"-n", pair->far_, "link", "set", "fs-far", "up"},
-        {"-n", pair->near_, "link", "set", "lo", "up"},
-        {"-n", pair->far_, "link", "set", "lo", "up"},
-    };
-    for (const std::vector<std::string>& step : steps) {
-      if (std::string failed = pair->Ip(step); !failed.empty()) {
-        *why = failed;
-        return nullptr;  // the destructor deletes what was made
-      }
-    }
-    return pair;
-  }
-
-  ~NetnsPair() {
-    for (const std::string* name : {&near_, &far_}) Ip({"netns", "delete", *name});
-  }
-
-  // What runs a command inside a namespace: `ip netns exec NAME`, which execs it.
-  std::vector<std::string> Near() const { return {ip_, "netns", "exec", near_}; }
-  std::vector<std::string> Far() const { return {ip_, "netns", "exec", far_}; }
-
- private:
-  NetnsPair(const TempDir& tmp, std::string ip, std::string near, std::string far)
-      : tmp_(tmp), ip_(std::move(ip)), near_(std::move(near)), far_(std::move(far)) {}
-
-  // Runs `ip ARGS...`; "" if it succeeded, else what it said.
-  std::string Ip(const std::vector<std::string>& args) const {
-    std::vector<std::string> argv = {ip_};
-    argv.insert(argv.end(), args.begin(), args.end());
-    static std::atomic<int> runs{0};
-    absl::StatusOr<ProcessOutcome> ran =
-        RunToCompletion(argv, tmp_.Sub(absl::StrCat("ip-", ++runs, ".err")));
-    if (!ran.ok()) return std::string(ran.status().message());
-    if (ran->exit_code == 0) return "";
-    return absl::StrCat("`ip ", absl::StrJoin(args, " "), "` failed: ", ran->err);
-  }
-
-  const TempDir& tmp_;
-  std::string ip_;
-  std::string near_;
-  std::string far_;
-};
 
 class CallHomeTest : public ::testing::Test {
  protected:

@@ -13,12 +13,12 @@
 #include "gtest/gtest.h"
 #include "node/common/files.h"
 #include "node/common/status_matchers.h"
+#include "testing/partner_fixture.h"
 #include "tests/test_env.h"
 
 namespace fedshare::testing {
 namespace {
 
-using identity::Role;
 using ::testing::HasSubstr;
 
 constexpr char kTrustDomain[] = "fedshare.test";
@@ -57,23 +57,17 @@ constexpr char kJsonl[] =
 class CliDataTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string node_id = pki_.Issue("partner-a", Role::kNode);
-    operator_ = pki_.Issue("partner-a", Role::kOperator, "olga");
-    v1::NodeConfig config = BaseNodeConfig("partner-a", kTrustDomain, tmp_.Sub("data"), node_id);
+    v1::NodeConfig config = partner_.BaseConfig();
     v1::DatasetSchema people;
     ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(kSchema, &people));
     *config.add_datasets() = people;
     *config.add_datasets() = people;
     config.mutable_datasets(1)->set_name("people_jsonl");
-    auto node = StartNodeProcess(config, tmp_.Sub("node.textproto"));
-    ASSERT_OK(node.status());
-    node_ = std::move(node).value();
+    ASSERT_OK(partner_.StartProcess(config));
   }
 
   // Runs the fedshare CLI against the node's local listener as the operator.
-  ProcessOutcome Cli(const std::vector<std::string>& args) {
-    return RunCliAs(tmp_, operator_, node_.local_address, args);
-  }
+  ProcessOutcome Cli(const std::vector<std::string>& args) { return partner_.OperatorCli(args); }
 
   std::string Export(const std::string& dataset, const std::string& name) {
     std::string path = tmp_.Sub(name);
@@ -84,8 +78,7 @@ class CliDataTest : public ::testing::Test {
 
   TempDir tmp_{"cli_data"};
   Pki pki_{tmp_.Sub("pki"), kTrustDomain};
-  std::string operator_;
-  NodeProcess node_;
+  PartnerFixture partner_{tmp_, pki_};
 };
 
 TEST_F(CliDataTest, CsvAndJsonlRoundTripExactly) {

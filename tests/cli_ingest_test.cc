@@ -14,12 +14,12 @@
 #include "gtest/gtest.h"
 #include "node/common/files.h"
 #include "node/common/status_matchers.h"
+#include "testing/partner_fixture.h"
 #include "tests/test_env.h"
 
 namespace fedshare::testing {
 namespace {
 
-using identity::Role;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -57,23 +57,17 @@ constexpr char kExcelCanonical[] =
 class CliIngestTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string node_id = pki_.Issue("partner-a", Role::kNode);
-    operator_ = pki_.Issue("partner-a", Role::kOperator, "olga");
-    v1::NodeConfig config = BaseNodeConfig("partner-a", kTrustDomain, tmp_.Sub("data"), node_id);
+    v1::NodeConfig config = partner_.BaseConfig();
     v1::DatasetSchema outcomes;
     ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(kSchema, &outcomes));
     *config.add_datasets() = outcomes;
     *config.add_datasets() = outcomes;
     config.mutable_datasets(1)->set_name("outcomes_us");
-    auto node = StartNodeProcess(config, tmp_.Sub("node.textproto"));
-    ASSERT_OK(node.status());
-    node_ = std::move(node).value();
+    ASSERT_OK(partner_.StartProcess(config));
   }
 
   // Runs the fedshare CLI against the node's local listener as the operator.
-  ProcessOutcome Cli(const std::vector<std::string>& args) {
-    return RunCliAs(tmp_, operator_, node_.local_address, args);
-  }
+  ProcessOutcome Cli(const std::vector<std::string>& args) { return partner_.OperatorCli(args); }
 
   std::string Export(const std::string& dataset) {
     std::string path = tmp_.Sub(absl::StrCat("export-", ++exports_, ".csv"));
@@ -94,8 +88,7 @@ class CliIngestTest : public ::testing::Test {
 
   TempDir tmp_{"cli_ingest"};
   Pki pki_{tmp_.Sub("pki"), kTrustDomain};
-  std::string operator_;
-  NodeProcess node_;
+  PartnerFixture partner_{tmp_, pki_};
   int exports_ = 0;
 };
 

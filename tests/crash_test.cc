@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <random>
@@ -18,6 +19,8 @@
 #include "absl/synchronization/mutex.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "node/audit/checkpoint.h"
+#include "node/audit/merkle.h"
 #include "node/common/status_matchers.h"
 #include "tests/test_env.h"
 
@@ -72,6 +75,38 @@ absl::StatusOr<std::map<int, int>> StoredRowsPerBatch(client::NodeClient& admin)
   });
   if (!status.ok()) return status;
   return RowsPerBatch(exported);
+}
+
+// partner-a's node with program_outcomes in a fresh folder, its operator
+// olga and foundation's node identity.
+struct Partner {
+  explicit Partner(const std::string& name)
+      : tmp(name),
+        pki(tmp.Sub("pki"), kTrustDomain),
+        node_id(pki.Issue("partner-a", Role::kNode)),
+        op(pki.Issue("partner-a", Role::kOperator, "olga")),
+        foundation(pki.Issue("foundation", Role::kNode)),
+        config(BaseNodeConfig("partner-a", kTrustDomain, tmp.Sub("data"), node_id)) {
+    *config.add_datasets() = ProgramOutcomesSchema();
+  }
+  TempDir tmp;
+  Pki pki;
+  std::string node_id, op, foundation;
+  v1::NodeConfig config;
+};
+
+// Waits until `reached` holds (asked under `mu`), then SIGKILLs `node`
+// while `workers` are still at work, tells them to `stop` and joins them.
+void KillWhen(absl::Mutex& mu, const std::function<bool()>& reached, NodeProcess& node,
+              std::atomic<bool>& stop, std::vector<std::thread>& workers) {
+  {
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(&reached));
+  }
+  int status = node.process->Signal(SIGKILL);
+  stop.store(true);
+  for (std::thread& t : workers) t.join();
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the node should have been killed";
 }
 
 TEST(CrashTest, KilledDuringIngestKeepsEveryAcknowledgedBatchAndNoPartialOne) {
@@ -135,6 +170,81 @@ TEST(CrashTest, KilledDuringIngestKeepsEveryAcknowledgedBatchAndNoPartialOne) {
   EXPECT_GE(acknowledged.size(), static_cast<size_t>(kRounds));
 }
 
+// Issue 11: audit appends of concurrent questions share one synced write.
+// Killed while many questions are answered at once, a node restarts with the
+// entry of every answer it released: at its index, the very leaf the receipt
+// holds, in a log that verifies and extends every released checkpoint.
+TEST(CrashTest, KilledWhileAnsweringKeepsTheAuditEntryOfEveryReleasedAnswer) {
+  Partner partner("crash-answers");
+  const TempDir& tmp = partner.tmp;
+  const std::string& op = partner.op;
+  const std::string& foundation = partner.foundation;
+  v1::NodeConfig& config = partner.config;
+  v1::Agreement agreement = OpenAgreement("foundation-eval", "foundation");
+  agreement.mutable_disclosure()->set_repeat_limit(1000000);
+  *config.add_agreements() = agreement;
+  config.mutable_limits()->set_max_calls_per_caller(16);
+  config.set_max_concurrent_questions(16);
+  constexpr int kAskers = 8;
+
+  std::vector<v1::Receipt> released;
+  for (int round = 0; round < 3; ++round) {
+    SCOPED_TRACE(absl::StrCat("round ", round));
+    ASSERT_OK_AND_ASSIGN(NodeProcess node, StartNodeProcess(config, tmp.Sub("node.textproto")));
+    auto admin = Connect(node.local_address, op, kTrustDomain);
+    ASSERT_NE(admin, nullptr);
+    // Every answer released before a kill is in the log as its receipt says.
+    ASSERT_OK_AND_ASSIGN(v1::ListAuditResponse audit, admin->ListAudit(0, 1));
+    ASSERT_TRUE(audit.chain_valid()) << audit.chain_error();
+    for (const v1::Receipt& receipt : released) {
+      ASSERT_OK(audit::VerifyReceipt(receipt, ""));
+      v1::AuditProofRequest request;
+      request.set_inclusion(true);
+      request.set_leaf_index(receipt.audit_index());
+      request.set_from_tree_size(receipt.checkpoint().tree_size());
+      ASSERT_OK_AND_ASSIGN(v1::AuditProofResponse proof, admin->AuditProof(request));
+      EXPECT_EQ(proof.leaf(), receipt.leaf()) << "audit leaf " << receipt.audit_index();
+      const v1::SignedCheckpoint& now = proof.checkpoint();
+      EXPECT_EQ(now.public_key(), receipt.checkpoint().public_key());
+      EXPECT_OK(audit::VerifyInclusion(
+          receipt.audit_index(), now.tree_size(), receipt.entry_hash(),
+          {proof.inclusion_proof().begin(), proof.inclusion_proof().end()}, now.root_hash()));
+      EXPECT_OK(audit::VerifyConsistency(
+          receipt.checkpoint().tree_size(), now.tree_size(), receipt.checkpoint().root_hash(),
+          now.root_hash(), {proof.consistency_proof().begin(), proof.consistency_proof().end()}));
+    }
+    if (round == 0) {
+      ASSERT_OK(admin->Ingest("program_outcomes", v1::CSV, false, Batch(0)).status());
+    }
+
+    // kAskers askers at once; kill once 4 answers per asker are released.
+    absl::Mutex mu;
+    int released_this_round = 0;
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> askers;
+    for (int a = 0; a < kAskers; ++a) {
+      askers.emplace_back([&] {
+        auto peer = Connect(node.peer_address, foundation, kTrustDomain, "partner-a");
+        v1::AggregateQuery query;
+        query.set_dataset("program_outcomes");
+        query.set_purpose("program-evaluation");
+        query.add_aggregates()->set_kind(v1::COUNT);
+        while (!stop.load()) {
+          absl::StatusOr<v1::AggregateResult> r = peer->Aggregate(query);
+          if (!r.ok()) break;  // the node died under us: nothing released
+          absl::MutexLock lock(&mu);
+          released.push_back(r->receipt());
+          ++released_this_round;
+        }
+      });
+    }
+    KillWhen(
+        mu, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return released_this_round >= 4 * kAskers; },
+        node, stop, askers);
+  }
+  EXPECT_GE(released.size(), static_cast<size_t>(3 * 4 * kAskers));
+}
+
 // Consent batch `c`: kConsentPerBatch GIVEN events for subjects "k<c>-<i>".
 constexpr int kConsentPerBatch = 200;
 std::string ConsentBatch(int c) {
@@ -154,6 +264,36 @@ std::string ConsentBatch(int c) {
 // batch is all there or not at all (re-importing it adds 0 or all events,
 // 0 when acknowledged); every acknowledged answer is in the audit log and
 // its hash chain verifies.
+// Issue 11: a question's rate-limit count has no synced write of its own; it
+// is written with the question's audit entry. Killed right after answering
+// up to the limit, a node still refuses the next question.
+TEST(CrashTest, KilledAfterAnsweringUpToTheRateLimitStillRefusesTheNext) {
+  Partner partner("crash-rate");
+  v1::Agreement agreement = OpenAgreement("foundation-eval", "foundation");
+  agreement.mutable_rate_limit()->set_queries(3);
+  agreement.mutable_rate_limit()->set_window_seconds(3600);
+  *partner.config.add_agreements() = agreement;
+  v1::AggregateQuery query;
+  query.set_dataset("program_outcomes");
+  query.set_purpose("program-evaluation");
+  query.add_aggregates()->set_kind(v1::COUNT);
+  {
+    ASSERT_OK_AND_ASSIGN(NodeProcess node,
+                         StartNodeProcess(partner.config, partner.tmp.Sub("node.textproto")));
+    auto peer = Connect(node.peer_address, partner.foundation, kTrustDomain, "partner-a");
+    for (int i = 0; i < 3; ++i) {
+      SCOPED_TRACE(absl::StrCat("question ", i));
+      ASSERT_OK(peer->Aggregate(query).status());
+    }
+    ASSERT_TRUE(WIFSIGNALED(node.process->Signal(SIGKILL)));
+  }
+  ASSERT_OK_AND_ASSIGN(NodeProcess node,
+                       StartNodeProcess(partner.config, partner.tmp.Sub("node.textproto")));
+  auto peer = Connect(node.peer_address, partner.foundation, kTrustDomain, "partner-a");
+  EXPECT_THAT(peer->Aggregate(query).status(),
+              StatusIs(absl::StatusCode::kResourceExhausted, ::testing::HasSubstr("rate-limit")));
+}
+
 TEST(CrashHarness, SeededRandomKills) {
   const char* trials_env = std::getenv("FEDSHARE_CRASH_TRIALS");
   int trials = 0;
@@ -166,13 +306,11 @@ TEST(CrashHarness, SeededRandomKills) {
   }
   std::mt19937_64 rng(seed);
 
-  TempDir tmp("crash-harness");
-  Pki pki(tmp.Sub("pki"), kTrustDomain);
-  std::string node_id = pki.Issue("partner-a", Role::kNode);
-  std::string op = pki.Issue("partner-a", Role::kOperator, "olga");
-  std::string foundation = pki.Issue("foundation", Role::kNode);
-  v1::NodeConfig config = BaseNodeConfig("partner-a", kTrustDomain, tmp.Sub("data"), node_id);
-  *config.add_datasets() = ProgramOutcomesSchema();
+  Partner partner("crash-harness");
+  const TempDir& tmp = partner.tmp;
+  const std::string& op = partner.op;
+  const std::string& foundation = partner.foundation;
+  v1::NodeConfig& config = partner.config;
   *config.add_agreements() = OpenAgreement("foundation-eval", "foundation");
 
   absl::Mutex mu;
@@ -269,17 +407,9 @@ TEST(CrashHarness, SeededRandomKills) {
         ack();
       }
     });
-    {
-      auto reached = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-        return acked_this_trial >= kill_after;
-      };
-      absl::MutexLock lock(&mu);
-      mu.Await(absl::Condition(&reached));
-    }
-    int status = node.process->Signal(SIGKILL);
-    stop.store(true);
-    for (std::thread& t : workers) t.join();
-    ASSERT_TRUE(WIFSIGNALED(status)) << "the node should have been killed";
+    KillWhen(
+        mu, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return acked_this_trial >= kill_after; },
+        node, stop, workers);
     ++kills;
   }
   std::cout << "crash harness: seed " << seed << ", " << kills << " SIGKILLs, "

@@ -16,6 +16,7 @@
 #include "node/storage/fault_injector.h"
 #include "node/storage/storage.h"
 #include "query/sql.h"
+#include "testing/partner_fixture.h"
 #include "tests/test_env.h"
 
 namespace fedshare::testing {
@@ -71,40 +72,27 @@ v1::Agreement RestrictedAgreement() {
 class DisclosureTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    node_identity_ = pki_.Issue("partner-a", Role::kNode);
-    operator_ = pki_.Issue("partner-a", Role::kOperator, "olga");
-    foundation_ = pki_.Issue("foundation", Role::kNode);
-    config_ = BaseNodeConfig("partner-a", kTrustDomain, tmp_.Sub("data"), node_identity_);
-    *config_.add_datasets() = ProgramOutcomesSchema();
+    config_ = partner_.Config();
     *config_.add_agreements() = RestrictedAgreement();
     v1::Agreement expired = OpenAgreement("old-agreement", "old-peer");
     expired.set_valid_until("2020-01-01");
     *config_.add_agreements() = expired;
     ASSERT_OK(server::ValidateNodeConfig(config_));
     StartNode();
-    auto admin = Connect(node_->local_address(), operator_, kTrustDomain);
-    ASSERT_NE(admin, nullptr);
-    ASSERT_OK_AND_ASSIGN(v1::IngestResponse ingested,
-                         admin->Ingest("program_outcomes", v1::CSV, false, Records()));
-    ASSERT_EQ(ingested.rows_written(), 100) << ingested.DebugString();
-    ASSERT_OK_AND_ASSIGN(v1::ConsentImportResponse consented, admin->ImportConsent(Consents()));
-    ASSERT_EQ(consented.events_rejected(), 0) << consented.DebugString();
+    ASSERT_OK(partner_.Ingest(Records(), 100));
+    ASSERT_OK(partner_.ImportConsent(Consents()));
   }
 
   void StartNode() {
     server::NodeOptions options;
     options.fault_injector = &faults_;
-    auto node = server::Node::Create(config_, options);
-    ASSERT_OK(node.status());
-    node_ = std::move(node).value();
-    peer_ = Connect(node_->peer_address(), foundation_, kTrustDomain, "partner-a");
-    ASSERT_NE(peer_, nullptr);
+    ASSERT_OK(partner_.Start(config_, options));
   }
 
   absl::StatusOr<v1::AggregateResult> Ask(const std::string& sql) {
     absl::StatusOr<v1::AggregateQuery> query = ParseSql(sql);
     if (!query.ok()) return query.status();
-    return peer_->Aggregate(*query);
+    return partner_.peer().Aggregate(*query);
   }
 
   // The released value of the first aggregate in the cell whose first key is `key`.
@@ -128,11 +116,9 @@ class DisclosureTest : public ::testing::Test {
 
   TempDir tmp_{"disclosure"};
   Pki pki_{tmp_.Sub("pki"), kTrustDomain};
-  std::string node_identity_, operator_, foundation_;
+  storage::FaultInjector faults_;  // outlives the node
+  PartnerFixture partner_{tmp_, pki_};
   v1::NodeConfig config_;
-  storage::FaultInjector faults_;
-  std::unique_ptr<server::Node> node_;
-  std::unique_ptr<client::NodeClient> peer_;
 };
 
 constexpr char kPurpose[] = " PURPOSE 'program-evaluation'";
@@ -248,12 +234,11 @@ TEST_F(DisclosureTest, WithdrawnConsentRemovesTheSubjectFromTheNextAnswer) {
       absl::StrCat("SELECT COUNT(DISTINCT subject) FROM program_outcomes", kPurpose);
   ASSERT_OK_AND_ASSIGN(auto before, Ask(sql));
   EXPECT_EQ(before.cells(0).values(0).value(), 100);
-  auto admin = Connect(node_->local_address(), operator_, kTrustDomain);
-  ASSERT_NE(admin, nullptr);
+  client::NodeClient& admin = partner_.admin();
   std::string withdrawal = absl::StrCat(
       "subject,purpose,event,time,valid_until,scope\n", "s1050,program-evaluation,WITHDRAWN,",
       fedshare::FormatTime(absl::Now() - absl::Minutes(1)), ",,*\n");
-  ASSERT_OK_AND_ASSIGN(auto imported, admin->ImportConsent(withdrawal));
+  ASSERT_OK_AND_ASSIGN(auto imported, admin.ImportConsent(withdrawal));
   ASSERT_EQ(imported.events_new(), 1) << imported.DebugString();
   ASSERT_OK_AND_ASSIGN(auto after, Ask(sql));
   EXPECT_EQ(after.cells(0).values(0).value(), 99);
@@ -282,7 +267,7 @@ TEST_F(DisclosureTest, QuestionsOutsideTheAgreementAreRefusedNamingTheRule) {
 
 TEST_F(DisclosureTest, ExpiredAgreementRefuses) {
   std::string old_peer = pki_.Issue("old-peer", Role::kNode);
-  auto client = Connect(node_->peer_address(), old_peer, kTrustDomain);
+  auto client = Connect(partner_.node().peer_address(), old_peer, kTrustDomain);
   ASSERT_NE(client, nullptr);
   ASSERT_OK_AND_ASSIGN(auto query,
                        ParseSql(absl::StrCat("SELECT COUNT(*) FROM program_outcomes", kPurpose)));
@@ -291,7 +276,7 @@ TEST_F(DisclosureTest, ExpiredAgreementRefuses) {
                        AllOf(HasSubstr("old-agreement"), HasSubstr("validity"))));
   // A node with no agreement at all meets the default deny.
   std::string stranger = pki_.Issue("stranger", Role::kNode);
-  auto other = Connect(node_->peer_address(), stranger, kTrustDomain);
+  auto other = Connect(partner_.node().peer_address(), stranger, kTrustDomain);
   ASSERT_NE(other, nullptr);
   EXPECT_THAT(other->Aggregate(query),
               StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("default-deny")));
@@ -309,9 +294,8 @@ TEST_F(DisclosureTest, EveryAnswerAndRefusalIsAuditedWithAReceipt) {
   ASSERT_OK_AND_ASSIGN(auto answered,
                        Ask(absl::StrCat("SELECT COUNT(*) FROM program_outcomes", kPurpose)));
   EXPECT_FALSE(Ask("SELECT COUNT(*) FROM program_outcomes PURPOSE 'marketing'").ok());
-  auto admin = Connect(node_->local_address(), operator_, kTrustDomain);
-  ASSERT_NE(admin, nullptr);
-  ASSERT_OK_AND_ASSIGN(v1::ListAuditResponse log, admin->ListAudit(0, 100));
+  client::NodeClient& admin = partner_.admin();
+  ASSERT_OK_AND_ASSIGN(v1::ListAuditResponse log, admin.ListAudit(0, 100));
   ASSERT_EQ(log.entries_size(), 2);
   EXPECT_TRUE(log.chain_valid()) << log.chain_error();
   EXPECT_EQ(log.entries(0).decision(), v1::AuditEntry::ANSWERED);
@@ -342,8 +326,7 @@ TEST_F(DisclosureTest, AlteredAuditLeafIsDetectedAndTheNodeAnswersNothing) {
                                2019 + i, kPurpose))
                   .status());
   }
-  node_.reset();
-  peer_.reset();
+  partner_.Stop();
   {
     // Rewrite leaf 1 in the store, as someone with the disk might.
     auto storage = storage::Storage::Create(config_.data_dir(), storage::StorageOptions());
@@ -356,12 +339,11 @@ TEST_F(DisclosureTest, AlteredAuditLeafIsDetectedAndTheNodeAnswersNothing) {
     ASSERT_OK((*storage)->Put(storage::ColumnFamily::kAudit, key, audit::EncodeLeaf(entry)));
   }
   StartNode();
-  auto admin = Connect(node_->local_address(), operator_, kTrustDomain);
-  ASSERT_NE(admin, nullptr);
-  ASSERT_OK_AND_ASSIGN(v1::ListAuditResponse log, admin->ListAudit(0, 100));
+  client::NodeClient& admin = partner_.admin();
+  ASSERT_OK_AND_ASSIGN(v1::ListAuditResponse log, admin.ListAudit(0, 100));
   EXPECT_FALSE(log.chain_valid());
   EXPECT_THAT(log.chain_error(), HasSubstr("leaf 1"));
-  ASSERT_OK_AND_ASSIGN(v1::StatusResponse status, admin->Status());
+  ASSERT_OK_AND_ASSIGN(v1::StatusResponse status, admin.Status());
   EXPECT_THAT(status.audit_error(), HasSubstr("leaf 1"));
   EXPECT_THAT(Ask(absl::StrCat("SELECT COUNT(*) FROM program_outcomes", kPurpose)),
               StatusIs(absl::StatusCode::kUnavailable, HasSubstr("audit log unavailable")));

@@ -23,12 +23,12 @@
 #include "node/server/node.h"
 #include "policy/refusal.h"
 #include "query/sql.h"
+#include "testing/partner_fixture.h"
 #include "tests/test_env.h"
 
 namespace fedshare::testing {
 namespace {
 
-using identity::Role;
 using ::testing::HasSubstr;
 
 constexpr char kTrustDomain[] = "fedshare.test";
@@ -90,11 +90,7 @@ double Left(const absl::StatusOr<v1::AggregateResult>& r) {
 class DpTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    node_identity_ = pki_.Issue("partner-a", Role::kNode);
-    operator_ = pki_.Issue("partner-a", Role::kOperator, "olga");
-    foundation_ = pki_.Issue("foundation", Role::kNode);
-    config_ = BaseNodeConfig("partner-a", kTrustDomain, tmp_.Sub("data"), node_identity_);
-    *config_.add_datasets() = ProgramOutcomesSchema();
+    config_ = partner_.Config();
     *config_.add_agreements() = DpAgreement();
     // Concurrency and refusal limits out of the way: the ledger alone decides.
     config_.mutable_limits()->set_max_calls_per_caller(64);
@@ -104,13 +100,13 @@ class DpTest : public ::testing::Test {
   }
 
   void StartInProcess() {
-    ASSERT_OK_AND_ASSIGN(node_, server::Node::Create(config_, server::NodeOptions()));
-    peer_address_ = node_->peer_address();
-    local_address_ = node_->local_address();
+    ASSERT_OK(partner_.Start(config_));
+    peer_address_ = partner_.node().peer_address();
+    local_address_ = partner_.node().local_address();
   }
 
   void Load(int extra_subjects = 0) {
-    auto admin = Connect(local_address_, operator_, kTrustDomain);
+    auto admin = Connect(local_address_, partner_.operator_identity(), kTrustDomain);
     ASSERT_NE(admin, nullptr);
     ASSERT_OK_AND_ASSIGN(
         v1::IngestResponse ingested,
@@ -122,7 +118,7 @@ class DpTest : public ::testing::Test {
   }
 
   std::unique_ptr<client::NodeClient> Foundation() {
-    return Connect(peer_address_, foundation_, kTrustDomain, "partner-a");
+    return Connect(peer_address_, partner_.foundation_identity(), kTrustDomain, "partner-a");
   }
 
   absl::StatusOr<v1::AggregateResult> Ask(const std::string& sql, bool dry_run = false) {
@@ -145,9 +141,8 @@ class DpTest : public ::testing::Test {
 
   TempDir tmp_{"dp"};
   Pki pki_{tmp_.Sub("pki"), kTrustDomain};
-  std::string node_identity_, operator_, foundation_;
+  PartnerFixture partner_{tmp_, pki_};
   v1::NodeConfig config_;
-  std::unique_ptr<server::Node> node_;
   std::string peer_address_, local_address_;
 };
 
@@ -189,7 +184,7 @@ TEST_F(DpTest, ValuesLieOnTheirGridWithIntervalsAndNoExactFigure) {
   EXPECT_EQ(r.privacy_budget().delta(), 0);  // public keys: no partition selection
 
   // The audit entry records ε spent.
-  auto admin = Connect(local_address_, operator_, kTrustDomain);
+  auto admin = Connect(local_address_, partner_.operator_identity(), kTrustDomain);
   ASSERT_OK_AND_ASSIGN(v1::ListAuditResponse audit, admin->ListAudit(r.receipt().audit_index(), 1));
   ASSERT_EQ(audit.entries_size(), 1);
   EXPECT_EQ(audit.entries(0).decision(), v1::AuditEntry::ANSWERED);
@@ -229,7 +224,8 @@ TEST_F(DpTest, QuestionPastTheBudgetIsRefusedWithEpsilonLeft) {
   EXPECT_EQ(info->metadata().at("epsilon_cost"), "1");
   EXPECT_EQ(info->metadata().at("agreement"), "foundation-dp");
   // The CLI says so too.
-  ProcessOutcome cli = RunCliAs(tmp_, foundation_, peer_address_, {"query", "--sql", Question(5)});
+  ProcessOutcome cli = RunCliAs(tmp_, partner_.foundation_identity(), peer_address_,
+                                {"query", "--sql", Question(5)});
   EXPECT_NE(cli.exit_code, 0);
   EXPECT_THAT(cli.err, HasSubstr("rule dp-budget; agreement foundation-dp; epsilon left 0, "
                                  "question costs 1; ask again in"));
@@ -264,7 +260,7 @@ TEST_F(DpTest, RepeatIsFreeAndIdenticalChangedQuestionOrDataCosts) {
   EXPECT_DOUBLE_EQ(Left(changed), 2);
 
   // Changed data: the same question costs again.
-  auto admin = Connect(local_address_, operator_, kTrustDomain);
+  auto admin = Connect(local_address_, partner_.operator_identity(), kTrustDomain);
   ASSERT_OK(admin
                 ->Ingest("program_outcomes", v1::CSV, false,
                          std::string(kProgramOutcomesCsvHeader) +
@@ -287,17 +283,18 @@ TEST_F(DpTest, DryRunShowsTheCostAndSpendsNothing) {
   EXPECT_DOUBLE_EQ(Left(real), kBudget - kEpsilon);
 
   // Through the CLI, straight to the peer listener as foundation's node.
-  ProcessOutcome cli =
-      RunCliAs(tmp_, foundation_, peer_address_, {"query", "--sql", Question(1), "--dry-run"});
+  ProcessOutcome cli = RunCliAs(tmp_, partner_.foundation_identity(), peer_address_,
+                                {"query", "--sql", Question(1), "--dry-run"});
   EXPECT_EQ(cli.exit_code, 0) << cli.err;
   EXPECT_THAT(cli.out,
               HasSubstr("dry run: this question would cost epsilon 1; epsilon left 3 of 4"));
-  cli = RunCliAs(tmp_, foundation_, peer_address_, {"query", "--sql", Question(1)});
+  cli = RunCliAs(tmp_, partner_.foundation_identity(), peer_address_,
+                 {"query", "--sql", Question(1)});
   EXPECT_EQ(cli.exit_code, 0) << cli.err;
   EXPECT_THAT(cli.out, HasSubstr("95% interval"));
   EXPECT_THAT(cli.out, HasSubstr("differential privacy: epsilon spent 1; epsilon left 2 of 4"));
 
-  auto admin = Connect(local_address_, operator_, kTrustDomain);
+  auto admin = Connect(local_address_, partner_.operator_identity(), kTrustDomain);
   ASSERT_OK_AND_ASSIGN(v1::ListAuditResponse audit,
                        admin->ListAudit(dry.receipt().audit_index(), 1));
   ASSERT_EQ(audit.entries_size(), 1);

@@ -21,12 +21,12 @@
 #include "node/server/config.h"
 #include "node/server/node.h"
 #include "node/storage/storage.h"
+#include "testing/partner_fixture.h"
 #include "tests/test_env.h"
 
 namespace fedshare::testing {
 namespace {
 
-using identity::Role;
 using ::testing::HasSubstr;
 
 constexpr char kTrustDomain[] = "fedshare.test";
@@ -59,16 +59,9 @@ std::string FilesHolding(const std::string& dir, const std::string& needle) {
 
 class EncryptionTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    node_identity_ = pki_.Issue("partner-a", Role::kNode);
-    operator_ = pki_.Issue("partner-a", Role::kOperator, "olga");
-    foundation_ = pki_.Issue("foundation", Role::kNode);
-  }
-
   v1::NodeConfig Config(const std::string& data, const std::string& key_file) {
-    v1::NodeConfig config =
-        BaseNodeConfig("partner-a", kTrustDomain, tmp_.Sub(data), node_identity_);
-    *config.add_datasets() = ProgramOutcomesSchema();
+    v1::NodeConfig config = partner_.Config();
+    config.set_data_dir(tmp_.Sub(data));
     *config.add_agreements() = OpenAgreement("eval", "foundation");
     config.mutable_storage()->set_encryption_key_file(key_file);
     config.mutable_storage()->set_backup_dir(tmp_.Sub(data + "-backups"));
@@ -82,7 +75,7 @@ class EncryptionTest : public ::testing::Test {
         server::Node::Create(config, server::NodeOptions());
     EXPECT_OK(node.status());
     if (!node.ok()) return nullptr;
-    auto admin = Connect((*node)->local_address(), operator_, kTrustDomain);
+    auto admin = Connect((*node)->local_address(), partner_.operator_identity(), kTrustDomain);
     std::string csv = kProgramOutcomesCsvHeader;
     std::string consent = "subject,purpose,event,time,valid_until,scope\n";
     const char* programs[] = {"literacy", "numeracy", kCategory, "employment"};
@@ -97,7 +90,8 @@ class EncryptionTest : public ::testing::Test {
   }
 
   absl::StatusOr<v1::AggregateResult> Ask(const server::Node& node) {
-    auto foundation = Connect(node.peer_address(), foundation_, kTrustDomain, "partner-a");
+    auto foundation =
+        Connect(node.peer_address(), partner_.foundation_identity(), kTrustDomain, "partner-a");
     v1::AggregateQuery q;
     q.set_dataset("program_outcomes");
     q.set_purpose("program-evaluation");
@@ -108,7 +102,7 @@ class EncryptionTest : public ::testing::Test {
 
   TempDir tmp_{"encryption"};
   Pki pki_{tmp_.Sub("pki"), kTrustDomain};
-  std::string node_identity_, operator_, foundation_;
+  PartnerFixture partner_{tmp_, pki_};  // the certificates; nodes are started here
 };
 
 TEST_F(EncryptionTest, PlainStoreHoldsTheTextTheSearchLooksFor) {
@@ -116,7 +110,7 @@ TEST_F(EncryptionTest, PlainStoreHoldsTheTextTheSearchLooksFor) {
   std::unique_ptr<server::Node> node = StartAndLoad(Config("plain", ""));
   ASSERT_NE(node, nullptr);
   EXPECT_NE(FilesHolding(tmp_.Sub("plain"), kSubjectId), "");
-  auto admin = Connect(node->local_address(), operator_, kTrustDomain);
+  auto admin = Connect(node->local_address(), partner_.operator_identity(), kTrustDomain);
   ASSERT_OK(admin->Backup().status());
   EXPECT_NE(FilesHolding(tmp_.Sub("plain-backups"), kSubjectId), "");
   EXPECT_NE(FilesHolding(tmp_.Sub("plain-backups"), kCategory), "");
@@ -135,7 +129,7 @@ TEST_F(EncryptionTest, EncryptedStoreAndBackupHoldNeitherIdNorCategory) {
   EXPECT_EQ(FilesHolding(tmp_.Sub("data"), kSubjectId), "");
   EXPECT_EQ(FilesHolding(tmp_.Sub("data"), kCategory), "");
   // A backup is encrypted too.
-  auto admin = Connect(node->local_address(), operator_, kTrustDomain);
+  auto admin = Connect(node->local_address(), partner_.operator_identity(), kTrustDomain);
   ASSERT_OK(admin->Backup().status());
   ASSERT_OK_AND_ASSIGN(std::vector<storage::BackupInfo> backups,
                        storage::Storage::ListBackups(tmp_.Sub("data-backups"),

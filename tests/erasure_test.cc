@@ -24,12 +24,12 @@
 #include "node/server/node.h"
 #include "rocksdb/options.h"
 #include "rocksdb/sst_file_reader.h"
+#include "testing/partner_fixture.h"
 #include "tests/test_env.h"
 
 namespace fedshare::testing {
 namespace {
 
-using identity::Role;
 using ::testing::Contains;
 using ::testing::EndsWith;
 using ::testing::HasSubstr;
@@ -97,11 +97,7 @@ std::vector<std::string> FilesHolding(const std::string& dir, const std::string&
 class ErasureTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    node_identity_ = pki_.Issue("partner-a", Role::kNode);
-    operator_ = pki_.Issue("partner-a", Role::kOperator, "olga");
-    foundation_ = pki_.Issue("foundation", Role::kNode);
-    config_ = BaseNodeConfig("partner-a", kTrustDomain, tmp_.Sub("data"), node_identity_);
-    *config_.add_datasets() = ProgramOutcomesSchema();
+    config_ = partner_.Config();
     v1::DatasetSchema followups = ProgramOutcomesSchema();
     followups.set_name("followups");
     followups.set_retention_days(2);
@@ -113,23 +109,19 @@ class ErasureTest : public ::testing::Test {
   void Start() {
     server::NodeOptions options;
     options.clock = &clock_;
-    absl::StatusOr<std::unique_ptr<server::Node>> node = server::Node::Create(config_, options);
-    ASSERT_OK(node.status());
-    node_ = *std::move(node);
-    admin_ = Connect(node_->local_address(), operator_, kTrustDomain);
-    ASSERT_NE(admin_, nullptr);
+    ASSERT_OK(partner_.Start(config_, options));
   }
 
-  ProcessOutcome Cli(const std::vector<std::string>& args) {
-    return RunCliAs(tmp_, operator_, node_->local_address(), args);
-  }
+  client::NodeClient& admin() { return partner_.admin(); }
+
+  ProcessOutcome Cli(const std::vector<std::string>& args) { return partner_.OperatorCli(args); }
 
   void Ingest(const std::string& dataset, const std::string& csv) {
     v1::IngestRequest header;
     header.set_dataset(dataset);
     header.set_format(v1::CSV);
     header.set_allow_duplicate(true);
-    absl::StatusOr<v1::IngestResponse> r = admin_->Ingest(header, csv);
+    absl::StatusOr<v1::IngestResponse> r = admin().Ingest(header, csv);
     ASSERT_OK(r.status());
     ASSERT_EQ(r->rows_rejected(), 0) << r->DebugString();
   }
@@ -137,13 +129,12 @@ class ErasureTest : public ::testing::Test {
   // COUNT(*) and COUNT(DISTINCT subject) over program_outcomes, asked by
   // foundation; {-1, -1} if refused.
   std::pair<double, double> Counts() {
-    auto foundation = Connect(node_->peer_address(), foundation_, kTrustDomain, "partner-a");
     v1::AggregateQuery q;
     q.set_dataset("program_outcomes");
     q.set_purpose("program-evaluation");
     q.add_aggregates()->set_kind(v1::COUNT);
     q.add_aggregates()->set_kind(v1::COUNT_SUBJECTS);
-    absl::StatusOr<v1::AggregateResult> r = foundation->Aggregate(q);
+    absl::StatusOr<v1::AggregateResult> r = partner_.peer().Aggregate(q);
     EXPECT_OK(r.status());
     if (!r.ok() || r->cells_size() != 1) return {-1, -1};
     return {r->cells(0).values(0).value(), r->cells(0).values(1).value()};
@@ -160,11 +151,9 @@ class ErasureTest : public ::testing::Test {
 
   TempDir tmp_{"erasure"};
   Pki pki_{tmp_.Sub("pki"), kTrustDomain};
-  std::string node_identity_, operator_, foundation_;
+  FakeClock clock_{absl::Now()};  // outlives the node
+  PartnerFixture partner_{tmp_, pki_};
   v1::NodeConfig config_;
-  FakeClock clock_{absl::Now()};
-  std::unique_ptr<server::Node> node_;
-  std::unique_ptr<client::NodeClient> admin_;
 };
 
 TEST_F(ErasureTest, AnErasedSubjectIsInNoAnswerExportAuditEntryOrFile) {
@@ -187,11 +176,11 @@ TEST_F(ErasureTest, AnErasedSubjectIsInNoAnswerExportAuditEntryOrFile) {
   absl::StrAppend(&consent, kErased, ",program-evaluation,GIVEN,2026-01-01T00:00:00Z,,*\n", kErased,
                   ",marketing,REFUSED,2026-01-02T00:00:00Z,,*\n", kKept,
                   ",program-evaluation,GIVEN,2026-01-01T00:00:00Z,,*\n");
-  ASSERT_OK(admin_->ImportConsent(consent).status());
+  ASSERT_OK(admin().ImportConsent(consent).status());
 
   // Brute force: every row counts (all consent), and 42 people.
   EXPECT_EQ(Counts(), std::make_pair(5000.0, 42.0));
-  ASSERT_OK_AND_ASSIGN(v1::ListAuditResponse audit_before, admin_->ListAudit(0, 1000));
+  ASSERT_OK_AND_ASSIGN(v1::ListAuditResponse audit_before, admin().ListAudit(0, 1000));
 
   ProcessOutcome erased = Cli({"erase", "--subject", kErased, "--yes"});
   ASSERT_EQ(erased.exit_code, 0) << erased.err;
@@ -214,7 +203,7 @@ TEST_F(ErasureTest, AnErasedSubjectIsInNoAnswerExportAuditEntryOrFile) {
   EXPECT_EQ(std::count(outcomes.begin(), outcomes.end(), '\n'), 1 + 4997);
 
   // The audit entry says what happened without the id.
-  ASSERT_OK_AND_ASSIGN(v1::ListAuditResponse audit, admin_->ListAudit(0, 1000));
+  ASSERT_OK_AND_ASSIGN(v1::ListAuditResponse audit, admin().ListAudit(0, 1000));
   ASSERT_EQ(audit.total(), audit_before.total() + 2);  // the erasure and the answer after it
   bool found = false;
   for (int i = 0; i < audit.entries_size(); ++i) {
@@ -234,7 +223,7 @@ TEST_F(ErasureTest, AnErasedSubjectIsInNoAnswerExportAuditEntryOrFile) {
   ProcessOutcome again = Cli({"erase", "--subject", kErased, "--yes"});
   EXPECT_EQ(again.exit_code, 1);
   EXPECT_THAT(again.err, HasSubstr("no subject with this id is stored"));
-  ASSERT_OK_AND_ASSIGN(v1::ListAuditResponse audit_after, admin_->ListAudit(0, 1));
+  ASSERT_OK_AND_ASSIGN(v1::ListAuditResponse audit_after, admin().ListAudit(0, 1));
   EXPECT_EQ(audit_after.total(), audit.total());
   // Without --yes and no terminal, nothing is asked or erased.
   ProcessOutcome unconfirmed = Cli({"erase", "--subject", kKept});
@@ -243,8 +232,7 @@ TEST_F(ErasureTest, AnErasedSubjectIsInNoAnswerExportAuditEntryOrFile) {
 
   // The bytes: no file of the stopped node's store holds the erased id; the
   // kept one is found, so the search can find an id.
-  admin_.reset();
-  node_.reset();
+  partner_.Stop();
   EXPECT_THAT(FilesHolding(config_.data_dir(), kErased), ::testing::IsEmpty());
   // The kept id is found, in a table file too: the search can find an id
   // where the erased one was.
@@ -254,11 +242,52 @@ TEST_F(ErasureTest, AnErasedSubjectIsInNoAnswerExportAuditEntryOrFile) {
   ASSERT_NO_FATAL_FAILURE(Start());
   EXPECT_EQ(Counts(), std::make_pair(4997.0, 41.0));
   ASSERT_NO_FATAL_FAILURE(Ingest("program_outcomes", Records({"p1", kErased}, 7000)));
-  ASSERT_OK_AND_ASSIGN(v1::ListDatasetsResponse listed, admin_->ListDatasets());
+  ASSERT_OK_AND_ASSIGN(v1::ListDatasetsResponse listed, admin().ListDatasets());
   EXPECT_EQ(listed.datasets(0).rows(), 4999);
   EXPECT_EQ(listed.datasets(0).subjects(), 42);  // the id comes back as a new subject
   EXPECT_EQ(listed.datasets(1).rows(), 2);
   EXPECT_EQ(listed.datasets(1).subjects(), 2);
+}
+
+TEST_F(ErasureTest, AnIdOverMaxStringBytesIsRefusedUnwrittenAndUnauditedUntilTheLimitIsRaised) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  // Ingest stores ids of any length; an erasure is bounded by the node's
+  // limits.max_string_bytes (256 by default) before any work or audit.
+  const std::string long_id = absl::StrCat("long-", std::string(295, 'x'));
+  ASSERT_NO_FATAL_FAILURE(Ingest("program_outcomes", Records({long_id, kKept})));
+  ASSERT_OK(
+      admin()
+          .ImportConsent(absl::StrCat("subject,purpose,event,time,valid_until,scope\n", long_id,
+                                      ",program-evaluation,GIVEN,2026-01-01T00:00:00Z,,*\n"))
+          .status());
+  ASSERT_OK_AND_ASSIGN(v1::ListAuditResponse audit_before, admin().ListAudit(0, 1));
+
+  ProcessOutcome refused = Cli({"erase", "--subject", long_id, "--yes"});
+  EXPECT_EQ(refused.exit_code, 2) << refused.err;
+  EXPECT_THAT(refused.err, HasSubstr("INVALID_ARGUMENT"));
+  EXPECT_THAT(refused.err,
+              HasSubstr("the subject id (300 bytes) is over the limit max_string_bytes = 256"));
+  EXPECT_THAT(refused.err, HasSubstr("raise limits { max_string_bytes } in the node config"));
+  EXPECT_THAT(refused.err, Not(HasSubstr(long_id)));
+  // Nothing audited, nothing written.
+  ASSERT_OK_AND_ASSIGN(v1::ListAuditResponse audit_after, admin().ListAudit(0, 1));
+  EXPECT_EQ(audit_after.total(), audit_before.total());
+  ASSERT_OK_AND_ASSIGN(v1::ListDatasetsResponse listed, admin().ListDatasets());
+  EXPECT_EQ(listed.datasets(0).rows(), 2);
+  EXPECT_EQ(listed.datasets(0).subjects(), 2);
+  EXPECT_THAT(Export({"export", "--dataset", "program_outcomes"}, "po.csv"), HasSubstr(long_id));
+  EXPECT_THAT(Export({"consent", "export"}, "consent.csv"), HasSubstr(long_id));
+
+  // With the limit raised as the message says, the same id is erased.
+  partner_.Stop();
+  config_.mutable_limits()->set_max_string_bytes(512);
+  ASSERT_NO_FATAL_FAILURE(Start());
+  ProcessOutcome erased = Cli({"erase", "--subject", long_id, "--yes"});
+  ASSERT_EQ(erased.exit_code, 0) << erased.err;
+  ASSERT_OK_AND_ASSIGN(listed, admin().ListDatasets());
+  EXPECT_EQ(listed.datasets(0).rows(), 1);
+  EXPECT_EQ(listed.datasets(0).subjects(), 1);
+  EXPECT_THAT(Export({"consent", "export"}, "consent-after.csv"), Not(HasSubstr(long_id)));
 }
 
 TEST_F(ErasureTest, RetentionPurgesOnlyRecordsPastTheDatasetsRetention) {
@@ -283,12 +312,12 @@ TEST_F(ErasureTest, RetentionPurgesOnlyRecordsPastTheDatasetsRetention) {
             absl::StrCat(
                 kProgramOutcomesCsvHeader,
                 Records({"b1", "b2"}, 10).substr(std::string(kProgramOutcomesCsvHeader).size())));
-  ASSERT_OK_AND_ASSIGN(v1::ListDatasetsResponse listed, admin_->ListDatasets());
+  ASSERT_OK_AND_ASSIGN(v1::ListDatasetsResponse listed, admin().ListDatasets());
   EXPECT_EQ(listed.datasets(0).rows(), 1);  // program_outcomes keeps everything
   EXPECT_EQ(listed.datasets(1).rows(), 2);
   EXPECT_EQ(listed.datasets(1).subjects(), 2);
 
-  ASSERT_OK_AND_ASSIGN(v1::ListAuditResponse audit, admin_->ListAudit(0, 1000));
+  ASSERT_OK_AND_ASSIGN(v1::ListAuditResponse audit, admin().ListAudit(0, 1000));
   int purges = 0;
   for (const v1::AuditEntry& e : audit.entries()) {
     if (e.rule() != "retention") continue;
@@ -301,14 +330,13 @@ TEST_F(ErasureTest, RetentionPurgesOnlyRecordsPastTheDatasetsRetention) {
 
   // A node started after its records expired purges them before it serves,
   // audited as the node itself.
-  admin_.reset();
-  node_.reset();
+  partner_.Stop();
   clock_.Advance(absl::Hours(24 * 3));
   ASSERT_NO_FATAL_FAILURE(Start());
-  ASSERT_OK_AND_ASSIGN(listed, admin_->ListDatasets());
+  ASSERT_OK_AND_ASSIGN(listed, admin().ListDatasets());
   EXPECT_EQ(listed.datasets(1).rows(), 0);
   EXPECT_EQ(listed.datasets(0).rows(), 1);
-  ASSERT_OK_AND_ASSIGN(v1::ListAuditResponse later, admin_->ListAudit(audit.total(), 1000));
+  ASSERT_OK_AND_ASSIGN(v1::ListAuditResponse later, admin().ListAudit(audit.total(), 1000));
   ASSERT_EQ(later.entries_size(), 1);
   EXPECT_EQ(later.entries(0).rule(), "retention");
   EXPECT_THAT(later.entries(0).reason(), HasSubstr("purged 2 records"));

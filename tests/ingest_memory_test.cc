@@ -18,12 +18,12 @@
 #include "gtest/gtest.h"
 #include "node/common/files.h"
 #include "node/common/status_matchers.h"
+#include "testing/partner_fixture.h"
 #include "tests/test_env.h"
 
 namespace fedshare::testing {
 namespace {
 
-using identity::Role;
 using ::testing::HasSubstr;
 
 constexpr char kTrustDomain[] = "fedshare.test";
@@ -47,14 +47,10 @@ constexpr int64_t kMarginBytes = int64_t{96} << 20;
 class IngestMemoryTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string node_id = pki_.Issue("partner-a", Role::kNode);
-    operator_ = pki_.Issue("partner-a", Role::kOperator, "olga");
-    v1::NodeConfig config = BaseNodeConfig("partner-a", kTrustDomain, tmp_.Sub("data"), node_id);
+    v1::NodeConfig config = partner_.BaseConfig();
     ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(kSchema, config.add_datasets()));
     config.mutable_limits()->set_ingest_memory_budget_bytes(kBudgetBytes);
-    auto node = StartNodeProcess(config, tmp_.Sub("node.textproto"));
-    ASSERT_OK(node.status());
-    node_ = std::move(node).value();
+    ASSERT_OK(partner_.StartProcess(config));
   }
 
   // Writes rows made by `row(i)` to a file until it holds `bytes`, a row at a
@@ -77,8 +73,8 @@ class IngestMemoryTest : public ::testing::Test {
   }
 
   ProcessOutcome Cli(std::vector<std::string> args) {
-    std::vector<std::string> argv = {BinaryPath("fedshare"), "--node", node_.local_address,
-                                     "--identity", operator_};
+    std::vector<std::string> argv = {BinaryPath("fedshare"), "--node", partner_.local_address(),
+                                     "--identity", partner_.operator_identity()};
     argv.insert(argv.end(), args.begin(), args.end());
     auto outcome =
         RunToCompletion(argv, tmp_.Sub(absl::StrCat("cli-", ++runs_, ".err")), absl::Seconds(300));
@@ -87,9 +83,7 @@ class IngestMemoryTest : public ::testing::Test {
   }
 
   int64_t StoredRows() {
-    auto op = Connect(node_.local_address, operator_, kTrustDomain, "partner-a");
-    if (op == nullptr) return -1;
-    absl::StatusOr<v1::ListDatasetsResponse> list = op->ListDatasets();
+    absl::StatusOr<v1::ListDatasetsResponse> list = partner_.admin().ListDatasets();
     EXPECT_OK(list.status());
     if (!list.ok() || list->datasets_size() != 1) return -1;
     return static_cast<int64_t>(list->datasets(0).rows());
@@ -101,7 +95,7 @@ class IngestMemoryTest : public ::testing::Test {
                     "freed-memory quarantine, not what the budget bounds; the normal build checks "
                     "it";
 #endif
-    const int64_t peak_kb = ProcStatusKb(node_.process->pid(), "VmHWM");
+    const int64_t peak_kb = ProcStatusKb(partner_.process().pid(), "VmHWM");
     ASSERT_GT(peak_kb, 0);
     std::cout << "node peak RSS " << (peak_kb >> 10) << " MiB for " << what << ", bound "
               << ((kBudgetBytes + kMarginBytes) >> 20) << " MiB\n";
@@ -110,8 +104,7 @@ class IngestMemoryTest : public ::testing::Test {
 
   TempDir tmp_{"ingest_memory"};
   Pki pki_{tmp_.Sub("pki"), kTrustDomain};
-  std::string operator_;
-  NodeProcess node_;
+  PartnerFixture partner_{tmp_, pki_};
   int runs_ = 0;
 };
 

@@ -28,6 +28,7 @@
 #include "node/server/probe.h"
 #include "node/storage/fault_injector.h"
 #include "query/sql.h"
+#include "testing/partner_fixture.h"
 #include "tests/test_env.h"
 
 namespace fedshare::testing {
@@ -95,43 +96,32 @@ double Sum(const std::string& text, const std::string& name,
 class ObservabilityTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    partner_identity_ = pki_.Issue("partner-a", Role::kNode);
-    operator_ = pki_.Issue("partner-a", Role::kOperator, "olga");
-    foundation_identity_ = pki_.Issue("foundation", Role::kNode);
     analyst_ = pki_.Issue("foundation", Role::kAnalyst, "ana");
 
-    v1::NodeConfig partner =
-        BaseNodeConfig("partner-a", kTrustDomain, tmp_.Sub("partner"), partner_identity_);
-    *partner.add_datasets() = ProgramOutcomesSchema();
+    v1::NodeConfig partner = partner_.Config();
     *partner.add_agreements() = OpenAgreement("foundation-eval", "foundation");
     partner.set_health_address("127.0.0.1:0");
     partner.set_metrics_address("127.0.0.1:0");
-    ASSERT_OK(server::ValidateNodeConfig(partner));
     server::NodeOptions options;
     options.fault_injector = &faults_;
-    ASSERT_OK_AND_ASSIGN(partner_, server::Node::Create(partner, options));
-    ASSERT_GT(partner_->health_port(), 0);
-    ASSERT_GT(partner_->metrics_port(), 0);
+    ASSERT_OK(partner_.Start(partner, options));
+    ASSERT_GT(partner_.node().health_port(), 0);
+    ASSERT_GT(partner_.node().metrics_port(), 0);
 
-    v1::NodeConfig foundation =
-        BaseNodeConfig("foundation", kTrustDomain, tmp_.Sub("foundation"), foundation_identity_);
+    v1::NodeConfig foundation = BaseNodeConfig("foundation", kTrustDomain, tmp_.Sub("foundation"),
+                                               partner_.foundation_identity());
     foundation.set_metrics_address("127.0.0.1:0");
     v1::PeerConfig* peer = foundation.add_peers();
     peer->set_org_id("partner-a");
-    peer->set_address(partner_->peer_address());
+    peer->set_address(partner_.node().peer_address());
     ASSERT_OK(server::ValidateNodeConfig(foundation));
     ASSERT_OK_AND_ASSIGN(foundation_, server::Node::Create(foundation, server::NodeOptions()));
-
-    admin_ = Connect(partner_->local_address(), operator_, kTrustDomain);
-    peer_ = Connect(partner_->peer_address(), foundation_identity_, kTrustDomain, "partner-a");
-    ASSERT_NE(admin_, nullptr);
-    ASSERT_NE(peer_, nullptr);
   }
 
   absl::Status Ask(const std::string& sql) {
     absl::StatusOr<v1::AggregateQuery> query = ParseSql(sql);
     if (!query.ok()) return query.status();
-    return peer_->Aggregate(*query).status();
+    return partner_.peer().Aggregate(*query).status();
   }
 
   std::string Scrape(const server::Node& node) {
@@ -142,20 +132,18 @@ class ObservabilityTest : public ::testing::Test {
 
   TempDir tmp_{"observability"};
   Pki pki_{tmp_.Sub("pki"), kTrustDomain};
-  std::string partner_identity_, operator_, foundation_identity_, analyst_;
-  storage::FaultInjector faults_;
-  std::unique_ptr<server::Node> partner_;
+  std::string analyst_;
+  storage::FaultInjector faults_;  // outlives the partner's node
+  PartnerFixture partner_{tmp_, pki_};
   std::unique_ptr<server::Node> foundation_;
-  std::unique_ptr<client::NodeClient> admin_;
-  std::unique_ptr<client::NodeClient> peer_;
 };
 
 TEST_F(ObservabilityTest, CountersMoveByExactlyTheQuestionsAnsweredRefusedAndFailed) {
-  std::string before = Scrape(*partner_);
+  std::string before = Scrape(partner_.node());
   ASSERT_OK_AND_ASSIGN(v1::IngestResponse ingested,
-                       admin_->Ingest("program_outcomes", v1::CSV, false, Records(30)));
+                       partner_.admin().Ingest("program_outcomes", v1::CSV, false, Records(30)));
   ASSERT_EQ(ingested.rows_written(), 30);
-  ASSERT_OK(admin_->ImportConsent(Consents(30)).status());
+  ASSERT_OK(partner_.admin().ImportConsent(Consents(30)).status());
 
   const std::string count = absl::StrCat("SELECT COUNT(*) FROM program_outcomes", kPurpose);
   for (int i = 0; i < 3; ++i) ASSERT_OK(Ask(count));
@@ -166,7 +154,7 @@ TEST_F(ObservabilityTest, CountersMoveByExactlyTheQuestionsAnsweredRefusedAndFai
   faults_.SetFailWrites(true);
   EXPECT_THAT(Ask(count), StatusIs(absl::StatusCode::kUnavailable, ::testing::_));
   faults_.SetFailWrites(false);
-  std::string after = Scrape(*partner_);
+  std::string after = Scrape(partner_.node());
 
   const std::string q = "fedshare_questions_total";
   const std::string method = "method=\"PeerService.Aggregate\"";
@@ -195,8 +183,8 @@ TEST_F(ObservabilityTest, CountersMoveByExactlyTheQuestionsAnsweredRefusedAndFai
 }
 
 TEST_F(ObservabilityTest, FanOutRecordsPerPartnerLatencyAndCoverage) {
-  ASSERT_OK(admin_->Ingest("program_outcomes", v1::CSV, false, Records(30)).status());
-  ASSERT_OK(admin_->ImportConsent(Consents(30)).status());
+  ASSERT_OK(partner_.admin().Ingest("program_outcomes", v1::CSV, false, Records(30)).status());
+  ASSERT_OK(partner_.admin().ImportConsent(Consents(30)).status());
   auto analyst = Connect(foundation_->local_address(), analyst_, kTrustDomain, "foundation");
   ASSERT_NE(analyst, nullptr);
   ASSERT_OK_AND_ASSIGN(v1::AggregateQuery query,
@@ -227,12 +215,12 @@ TEST_F(ObservabilityTest, StatusShowsTheMetricsAtAGlanceThroughTheCli) {
     EXPECT_EQ(o.exit_code, 0) << o.err;
     return o.out;
   };
-  std::string before = status(*partner_, operator_);
+  std::string before = status(partner_.node(), partner_.operator_identity());
   EXPECT_THAT(before, HasSubstr("questions:     0 answered, 0 refused, 0 failed (since start)\n"));
   EXPECT_THAT(before, HasSubstr("ingest rows:   0 written, 0 rejected\n"));
 
-  ASSERT_OK(admin_->Ingest("program_outcomes", v1::CSV, false, Records(30)).status());
-  ASSERT_OK(admin_->ImportConsent(Consents(30)).status());
+  ASSERT_OK(partner_.admin().Ingest("program_outcomes", v1::CSV, false, Records(30)).status());
+  ASSERT_OK(partner_.admin().ImportConsent(Consents(30)).status());
   const std::string count = absl::StrCat("SELECT COUNT(*) FROM program_outcomes", kPurpose);
   for (int i = 0; i < 2; ++i) ASSERT_OK(Ask(count));
   for (int i = 0; i < 2; ++i) {
@@ -258,7 +246,7 @@ TEST_F(ObservabilityTest, StatusShowsTheMetricsAtAGlanceThroughTheCli) {
   EXPECT_THAT(Ask(count), StatusIs(absl::StatusCode::kUnavailable, ::testing::_));
   faults_.SetFailWrites(false);
 
-  std::string after = status(*partner_, operator_);
+  std::string after = status(partner_.node(), partner_.operator_identity());
   EXPECT_THAT(after, HasSubstr("questions:     3 answered, 2 refused, 1 failed (since start)\n"
                                "  refused by purpose: 2\n"
                                "  failed by audit-unavailable: 1\n"));
@@ -271,8 +259,9 @@ TEST_F(ObservabilityTest, StatusShowsTheMetricsAtAGlanceThroughTheCli) {
 }
 
 TEST_F(ObservabilityTest, PlaintextListenerAnswersHealthAndRefusesEveryDataAndAdminMethod) {
-  std::shared_ptr<grpc::Channel> plain = grpc::CreateChannel(
-      absl::StrCat("127.0.0.1:", partner_->health_port()), grpc::InsecureChannelCredentials());
+  std::shared_ptr<grpc::Channel> plain =
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", partner_.node().health_port()),
+                          grpc::InsecureChannelCredentials());
   ASSERT_OK_AND_ASSIGN(bool serving, server::CheckHealth(plain, absl::Seconds(20)));
   EXPECT_TRUE(serving);
 
@@ -295,19 +284,19 @@ TEST_F(ObservabilityTest, PlaintextListenerAnswersHealthAndRefusesEveryDataAndAd
                 .status.error_code(),
             grpc::StatusCode::UNIMPLEMENTED);
   // The metrics port serves metrics, not gRPC or data.
-  EXPECT_THAT(HttpGet(partner_->metrics_port(), "/fedshare.v1.AdminService/Status"),
+  EXPECT_THAT(HttpGet(partner_.node().metrics_port(), "/fedshare.v1.AdminService/Status"),
               ::testing::StartsWith("HTTP/1.1 404"));
   // The mTLS listeners still work as before.
-  ASSERT_OK(admin_->Status().status());
+  ASSERT_OK(partner_.admin().Status().status());
 }
 
 TEST_F(ObservabilityTest, ProbeChecksHealthOverMutualTlsWithTheNodeIdentity) {
-  v1::NodeConfig config = partner_->config();
-  config.set_peer_address(partner_->peer_address());
-  config.set_local_address(partner_->local_address());
+  v1::NodeConfig config = partner_.node().config();
+  config.set_peer_address(partner_.node().peer_address());
+  config.set_local_address(partner_.node().local_address());
   EXPECT_OK(server::ProbeNode(config, server::ProbeTarget::kPeer, absl::Seconds(20)));
   EXPECT_OK(server::ProbeNode(config, server::ProbeTarget::kLocal, absl::Seconds(20)));
-  partner_->Shutdown();
+  partner_.node().Shutdown();
   EXPECT_THAT(server::ProbeNode(config, server::ProbeTarget::kPeer, absl::Seconds(5)),
               StatusIs(absl::StatusCode::kUnavailable, ::testing::_));
 }

@@ -115,6 +115,7 @@ absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(storage::Storage* stora
   FEDSHARE_ASSIGN_OR_RETURN(Loaded loaded, log->Load());
   absl::MutexLock lock(&log->mu_);
   log->tree_ = std::move(loaded.tree);
+  log->written_ = log->tree_.size();
   log->checkpoint_ = std::move(loaded.checkpoint);
   log->broken_ = std::move(loaded.status);
   return log;
@@ -193,46 +194,96 @@ v1::SignedCheckpoint AuditLog::checkpoint() const {
 }
 
 absl::StatusOr<AuditLog::Appended> AuditLog::Append(v1::AuditEntry entry, uint64_t known_size) {
-  absl::StatusOr<Appended> appended;
+  Writer writer{&entry, known_size, false, absl::UnknownError("not written")};
   {
     absl::MutexLock lock(&mu_);
-    appended = AppendLocked(entry, known_size);
+    writers_.push_back(&writer);
+    // Either a group before it takes this entry along, or it leads the next.
+    auto turn = [this, &writer]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return writer.done || writers_.front() == &writer;
+    };
+    mu_.Await(absl::Condition(&turn));
+    if (!writer.done) WriteGroup();
   }
-  if (observer_) observer_(entry, appended.status());
-  return appended;
+  if (observer_) observer_(entry, writer.result.status());
+  return std::move(writer.result);
 }
 
-absl::StatusOr<AuditLog::Appended> AuditLog::AppendLocked(v1::AuditEntry& entry,
-                                                          uint64_t known_size) {
+void AuditLog::WriteGroup() {
+  // Enough to share one synced write among every question a node answers at
+  // once, and to keep a batch small.
+  constexpr size_t kMaxGroup = 64;
+  const size_t n = std::min(writers_.size(), kMaxGroup);
+  std::vector<Writer*> group(writers_.begin(), writers_.begin() + static_cast<ptrdiff_t>(n));
+  auto finish = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (Writer* w : group) w->done = true;
+    writers_.erase(writers_.begin(), writers_.begin() + static_cast<ptrdiff_t>(n));
+  };
   if (!broken_.ok()) {
-    return absl::UnavailableError(
-        absl::StrCat("audit log unavailable, so nothing is released: ", broken_.message()));
+    for (Writer* w : group) {
+      w->result = absl::UnavailableError(
+          absl::StrCat("audit log unavailable, so nothing is released: ", broken_.message()));
+    }
+    finish();
+    return;
   }
   const absl::Time now = clock_->Now();
-  entry.set_index(tree_.size());
-  entry.set_time_unix_ms(absl::ToUnixMillis(now));
-  const std::string leaf = EncodeLeaf(entry);
-  std::string hash = LeafHash(leaf);
-  tree_.Append(hash);
-  const uint64_t size = tree_.size();
-  v1::SignedCheckpoint checkpoint = signer_->Sign(org_id_, size, tree_.Root(size), now);
   storage::WriteBatch batch;
-  batch.Put(ColumnFamily::kAudit, LeafKey(entry.index()), leaf);
-  batch.Put(ColumnFamily::kAudit, CheckpointKey(size), checkpoint.SerializeAsString());
   batch.set_essential(true);  // an answer cannot leave without it
-  if (absl::Status status = storage_->Write(batch); !status.ok()) {
-    tree_.RemoveLast();
-    return absl::UnavailableError(
-        absl::StrCat("audit log unavailable, so nothing is released: ", status.message()));
+  struct Pending {
+    std::string leaf, hash;
+    v1::SignedCheckpoint checkpoint;
+  };
+  std::vector<Pending> pending(n);
+  for (size_t i = 0; i < n; ++i) {
+    v1::AuditEntry& entry = *group[i]->entry;
+    entry.set_index(tree_.size());
+    entry.set_time_unix_ms(absl::ToUnixMillis(now));
+    pending[i].leaf = EncodeLeaf(entry);
+    pending[i].hash = LeafHash(pending[i].leaf);
+    tree_.Append(pending[i].hash);
+    // A checkpoint per entry, as when appended alone: each receipt is
+    // signed at its own size, and a stored log names an altered leaf.
+    const uint64_t size = tree_.size();
+    pending[i].checkpoint = signer_->Sign(org_id_, size, tree_.Root(size), now);
+    batch.Put(ColumnFamily::kAudit, LeafKey(entry.index()), pending[i].leaf);
+    batch.Put(ColumnFamily::kAudit, CheckpointKey(size), pending[i].checkpoint.SerializeAsString());
   }
-  checkpoint_ = checkpoint;
-  Appended appended{entry.index(), hash, {}};
+  if (group_hook_.add) group_hook_.add(batch);
+  // Later appends queue behind this group meanwhile; readers see written_.
+  mu_.Unlock();
+  absl::Status status = storage_->Write(std::move(batch));
+  mu_.Lock();
+  if (group_hook_.written) group_hook_.written(status.ok());
+  if (!status.ok()) {
+    for (size_t i = 0; i < n; ++i) tree_.RemoveLast();
+    for (Writer* w : group) {
+      w->result = absl::UnavailableError(
+          absl::StrCat("audit log unavailable, so nothing is released: ", status.message()));
+    }
+    finish();
+    return;
+  }
+  written_ = tree_.size();
+  checkpoint_ = pending.back().checkpoint;
+  for (size_t i = 0; i < n; ++i) {
+    group[i]->result =
+        Receipt(group[i]->entry->index(), std::move(pending[i].hash), std::move(pending[i].leaf),
+                std::move(pending[i].checkpoint), group[i]->known_size);
+  }
+  finish();
+}
+
+AuditLog::Appended AuditLog::Receipt(uint64_t index, std::string hash, std::string leaf,
+                                     v1::SignedCheckpoint checkpoint, uint64_t known_size) const {
+  const uint64_t size = index + 1;
+  Appended appended{index, hash, {}};
   v1::Receipt& receipt = appended.receipt;
   receipt.set_org_id(org_id_);
-  receipt.set_audit_index(entry.index());
+  receipt.set_audit_index(index);
   receipt.set_entry_hash(std::move(hash));
-  receipt.set_leaf(leaf);
-  for (std::string& p : ToVector(tree_.InclusionProof(entry.index(), size))) {
+  receipt.set_leaf(std::move(leaf));
+  for (std::string& p : ToVector(tree_.InclusionProof(index, size))) {
     receipt.add_inclusion_proof(std::move(p));
   }
   *receipt.mutable_checkpoint() = std::move(checkpoint);
@@ -275,10 +326,13 @@ absl::StatusOr<v1::AuditProofResponse> AuditLog::Proof(const v1::AuditProofReque
     response.set_leaf(*std::move(leaf));
   }
   if (request.from_tree_size() > 0) {
-    FEDSHARE_ASSIGN_OR_RETURN(
-        std::vector<std::string> path,
-        tree_.ConsistencyProof(request.from_tree_size(),
-                               request.to_tree_size() > 0 ? request.to_tree_size() : size));
+    const uint64_t to = request.to_tree_size() > 0 ? request.to_tree_size() : size;
+    if (to > written_) {  // leaves of a group still being written are not in the log yet
+      return absl::InvalidArgumentError(
+          absl::StrCat("no consistency proof to ", to, " leaves (the log holds ", written_, ")"));
+    }
+    FEDSHARE_ASSIGN_OR_RETURN(std::vector<std::string> path,
+                              tree_.ConsistencyProof(request.from_tree_size(), to));
     for (std::string& p : path) response.add_consistency_proof(std::move(p));
   }
   return response;
@@ -335,7 +389,7 @@ absl::StatusOr<AuditLog::Page> AuditLog::Find(uint64_t from_index, const Filter&
 
 uint64_t AuditLog::size() const {
   absl::MutexLock lock(&mu_);
-  return tree_.size();
+  return written_;
 }
 
 }  // namespace fedshare::audit

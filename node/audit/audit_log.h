@@ -23,11 +23,18 @@
 //
 // Entries never hold subject ids: callers put only identities of callers,
 // hashes, dataset and purpose names, decisions and rule ids in them.
+// Appends from concurrent questions are group-committed: while one synced
+// write is in flight the next appends queue, and the first of them writes
+// them all in one synced batch, each with its own leaf and its own checkpoint
+// (the stored layout is the same as for appends one at a time); each Append
+// returns once its own entry is durable.
+//
 // Thread-safe. `storage` and `clock` must outlive the log.
 #ifndef FEDSHARE_NODE_AUDIT_AUDIT_LOG_H_
 #define FEDSHARE_NODE_AUDIT_AUDIT_LOG_H_
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -72,10 +79,11 @@ class AuditLog {
   };
 
   // Sets index and time on `entry`, writes its leaf and a checkpoint of the
-  // new tree with one synced write, and returns its receipt, with a
-  // consistency proof from `known_size` when 0 < known_size < the new size.
-  // On error nothing is appended and the caller must not release anything
-  // (fail closed): the status is UNAVAILABLE "audit log unavailable: ...".
+  // new tree with one synced write (shared with the appends queued beside
+  // it), and returns its receipt, with a consistency proof from `known_size`
+  // when 0 < known_size < the new size. On error nothing of its group is
+  // appended and the caller must not release anything (fail closed): the
+  // status is UNAVAILABLE "audit log unavailable: ...".
   absl::StatusOr<Appended> Append(v1::AuditEntry entry, uint64_t known_size = 0);
 
   // Called after every Append, outside the log's lock, with the entry (as
@@ -83,6 +91,17 @@ class AuditLog {
   // REQUIRES: set before the first Append, from one thread.
   using Observer = std::function<void(const v1::AuditEntry& entry, const absl::Status& status)>;
   void SetObserver(Observer observer) { observer_ = std::move(observer); }
+
+  // Writes that must be durable with the entries of each group: `add` is
+  // called by the group's writer, under the log's lock, as it builds the
+  // group's batch, and `written` then says whether that batch was written.
+  // Neither may call into the log. REQUIRES: set before the first Append,
+  // from one thread.
+  struct GroupHook {
+    std::function<void(storage::WriteBatch& batch)> add;
+    std::function<void(bool ok)> written;
+  };
+  void SetGroupHook(GroupHook hook) { group_hook_ = std::move(hook); }
 
   // Up to `limit` entries from `from_index` on.
   absl::StatusOr<std::vector<v1::AuditEntry>> List(uint64_t from_index, int limit) const;
@@ -111,7 +130,7 @@ class AuditLog {
   absl::StatusOr<Page> Find(uint64_t from_index, const Filter& filter, int limit,
                             int max_examined) const;
 
-  // Number of entries.
+  // Number of entries written (an append in flight is not counted).
   uint64_t size() const;
 
   // OK, or why the log failed its check at Open (then nothing is appended).
@@ -136,8 +155,20 @@ class AuditLog {
  private:
   AuditLog(storage::Storage* storage, Clock* clock, std::string org_id)
       : storage_(storage), clock_(clock), org_id_(std::move(org_id)) {}
-  // Append without the observer; sets the entry's index and time.
-  absl::StatusOr<Appended> AppendLocked(v1::AuditEntry& entry, uint64_t known_size)
+  // One Append waiting for its group's write.
+  struct Writer {
+    v1::AuditEntry* entry;
+    uint64_t known_size;
+    bool done = false;
+    absl::StatusOr<Appended> result;
+  };
+  // Writes the group at the front of writers_ (the caller's own first),
+  // releasing mu_ during the synced write; pops it and marks each done.
+  void WriteGroup() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The receipt of the leaf `hash` at `index`, the tree then `index` + 1
+  // leaves, signed by `checkpoint`.
+  Appended Receipt(uint64_t index, std::string hash, std::string leaf,
+                   v1::SignedCheckpoint checkpoint, uint64_t known_size) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   struct Loaded {
@@ -153,11 +184,16 @@ class AuditLog {
   const std::string org_id_;
   std::unique_ptr<CheckpointSigner> signer_;
   mutable absl::Mutex mu_;
+  // Holds the leaves of a group being written too; `written_` counts only
+  // those on disk.
   MerkleTree tree_ ABSL_GUARDED_BY(mu_);
+  uint64_t written_ ABSL_GUARDED_BY(mu_) = 0;
+  std::deque<Writer*> writers_ ABSL_GUARDED_BY(mu_);
   v1::SignedCheckpoint checkpoint_ ABSL_GUARDED_BY(mu_);
   // Set at Open when the stored log does not verify.
   absl::Status broken_ ABSL_GUARDED_BY(mu_);
   Observer observer_;
+  GroupHook group_hook_;
 };
 
 }  // namespace fedshare::audit

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 #include <optional>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -52,24 +53,19 @@ std::string WithholdingReason(absl::string_view rule, const policy::DisclosurePa
   return std::string(rule);
 }
 
-std::string EncodeTimes(const std::vector<absl::Time>& times) {
-  std::string out;
-  for (absl::Time t : times) {
-    uint64_t ms = static_cast<uint64_t>(absl::ToUnixMillis(t));
-    for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>(ms >> (56 - 8 * i)));
+// Splits a question's time into its stages (AnswerStages).
+class Laps {
+ public:
+  // The time since the last lap (or construction) goes to `stage`.
+  void Lap(absl::Duration* stage) {
+    const absl::Time t = absl::Now();
+    *stage = t - mark_;
+    mark_ = t;
   }
-  return out;
-}
 
-std::vector<absl::Time> DecodeTimes(absl::string_view data) {
-  std::vector<absl::Time> times;
-  for (size_t off = 0; off + 8 <= data.size(); off += 8) {
-    uint64_t ms = 0;
-    for (int i = 0; i < 8; ++i) ms = (ms << 8) | static_cast<unsigned char>(data[off + i]);
-    times.push_back(absl::FromUnixMillis(static_cast<int64_t>(ms)));
-  }
-  return times;
-}
+ private:
+  absl::Time mark_ = absl::Now();
+};
 
 }  // namespace
 
@@ -84,8 +80,16 @@ Answerer::Answerer(std::string org_id, Engine* engine, audit::AuditLog* audit,
       schemas_(std::move(schemas)),
       clock_(clock),
       agreements_(std::move(agreements)),
+      windows_(storage, clock),
       record_keys_(engine != nullptr ? engine->node_secret() : std::string()),
-      dp_ledger_(storage) {}
+      dp_ledger_(storage),
+      queue_(std::make_unique<AnswerQueue>(
+          std::max(1, static_cast<int>(std::thread::hardware_concurrency())))) {
+  // Counting a question in a limit's window costs no synced write of its
+  // own: the window is written with the next audit append, which every
+  // counted question makes before anything leaves.
+  if (audit_ != nullptr) audit_->SetGroupHook(windows_.GroupHook());
+}
 
 std::shared_ptr<const policy::AgreementSet> Answerer::agreements() const {
   absl::MutexLock lock(&agreements_mu_);
@@ -128,31 +132,41 @@ absl::Status Answerer::Refuse(v1::AuditEntry entry, const std::string& agreement
                             appended->receipt);
 }
 
-absl::Status Answerer::Admit(const std::string& key, int limit, absl::Duration window,
-                             const std::string& refusal, policy::RefusalInfo info) {
-  if (limit <= 0) return absl::OkStatus();
-  absl::MutexLock lock(&limits_mu_);
-  FEDSHARE_ASSIGN_OR_RETURN(std::optional<std::string> stored,
-                            storage_->Get(storage::ColumnFamily::kQueries, key));
-  std::vector<absl::Time> times = DecodeTimes(stored.value_or(""));
-  const absl::Time now = clock_->Now();
-  bool admitted = policy::RateWindowAdmit(times, now, limit, window);
-  storage::WriteBatch batch;
-  batch.Put(storage::ColumnFamily::kQueries, key, EncodeTimes(times));
-  batch.set_essential(true);  // small, and needed for any answer to leave
-  FEDSHARE_RETURN_IF_ERROR(storage_->Write(batch));
-  if (admitted) return absl::OkStatus();
-  // The window admits again once its oldest answer falls out of it.
-  if (!times.empty())
-    info.retry_after = *std::min_element(times.begin(), times.end()) + window - now;
-  return policy::WithRefusal(absl::ResourceExhaustedError(refusal), info);
+std::vector<LimitWindows::Limit> Answerer::LimitsFor(const Caller& caller,
+                                                     const v1::Agreement& agreement,
+                                                     const policy::DisclosureParams& params,
+                                                     const std::string& applied_hash, bool dp) {
+  std::vector<LimitWindows::Limit> limits;
+  const std::string prefix = absl::StrCat("refused by agreement '", agreement.id(), "' rule '");
+  if (agreement.rate_limit().queries() > 0) {
+    limits.push_back(
+        {storage::QueriesRateWindowKey(caller.org_id, agreement.id()),
+         agreement.rate_limit().queries(), absl::Seconds(agreement.rate_limit().window_seconds()),
+         policy::kRuleRateLimit,
+         absl::StrCat(prefix, "rate-limit': at most ", agreement.rate_limit().queries(),
+                      " questions per ", agreement.rate_limit().window_seconds(),
+                      " s; ask again later")});
+  }
+  // Under DP a repeat gets the same noisy answer at no cost: nothing to limit.
+  if (!dp) {
+    limits.push_back(
+        {storage::QueriesRepeatWindowKey(caller.org_id, applied_hash), params.repeat_limit,
+         params.repeat_window, policy::kRuleRepeatLimit,
+         absl::StrCat(prefix, "repeat-limit': the same question may be answered at most ",
+                      params.repeat_limit, " times per ",
+                      absl::ToInt64Seconds(params.repeat_window), " s")});
+  }
+  return limits;
 }
 
 absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
                                                      const v1::AggregateQuery& query,
                                                      const std::function<bool()>& cancelled,
                                                      bool dry_run) {
-  // Bounded before any work: each question may hold a scan's worth of memory.
+  AnswerStages stages;
+  Laps laps;
+  // Bounded before any work: each question waiting for its turn holds a
+  // thread and its request.
   struct InFlight {
     std::atomic<int>* n;
     ~InFlight() { n->fetch_sub(1); }
@@ -207,118 +221,123 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
       return Refuse(audited, agreement.id(), "execution", table.status(), caller.audit_known_size);
     ptable = *std::move(table);
   }
-  // Perturbed counts hide what one record adds to a cell, so a count-only
-  // question under cell keys needs no predicate-removal rule; sums and means
-  // stay exact and keep it.
-  const bool counts_only_perturbed =
-      ptable.has_value() && std::all_of(normalized->aggregates().begin(),
-                                        normalized->aggregates().end(), [](const v1::Aggregate& a) {
-                                          return a.kind() == v1::COUNT ||
-                                                 a.kind() == v1::COUNT_SUBJECTS ||
-                                                 a.kind() == v1::HISTOGRAM;
-                                        });
   const bool dp = agreement.disclosure().mode() == v1::Disclosure::DIFFERENTIAL_PRIVACY;
   if (dry_run) return DryRun(audited, caller, query, *normalized, *schema, agreement, now);
 
-  // Each limit is a durable sliding window of answered times.
-  struct Limit {
-    std::string key;
-    int limit;
-    absl::Duration window;
-    absl::string_view rule;
-    std::string refusal;
-  };
-  std::vector<Limit> limits;
-  const std::string prefix = absl::StrCat("refused by agreement '", agreement.id(), "' rule '");
-  if (agreement.rate_limit().queries() > 0) {
-    limits.push_back(
-        {storage::QueriesRateWindowKey(caller.org_id, agreement.id()),
-         agreement.rate_limit().queries(), absl::Seconds(agreement.rate_limit().window_seconds()),
-         policy::kRuleRateLimit,
-         absl::StrCat(prefix, "rate-limit': at most ", agreement.rate_limit().queries(),
-                      " questions per ", agreement.rate_limit().window_seconds(),
-                      " s; ask again later")});
+  laps.Lap(&stages.checks);
+  // Waiting costs nothing: no limit has counted the question yet.
+  FEDSHARE_ASSIGN_OR_RETURN(AnswerQueue::Slot slot, queue_->Enter(cancelled));
+  laps.Lap(&stages.queue);
+  absl::string_view limit_rule;
+  if (absl::Status admitted = windows_.Admit(LimitsFor(caller, agreement, params, applied_hash, dp),
+                                             agreement.id(), &limit_rule);
+      !admitted.ok()) {
+    slot.Release();
+    return Refuse(audited, agreement.id(), limit_rule, admitted, caller.audit_known_size);
   }
-  // Under DP a repeat gets the same noisy answer at no cost: nothing to limit.
-  if (!dp) {
-    limits.push_back(
-        {storage::QueriesRepeatWindowKey(caller.org_id, applied_hash), params.repeat_limit,
-         params.repeat_window, policy::kRuleRepeatLimit,
-         absl::StrCat(prefix, "repeat-limit': the same question may be answered at most ",
-                      params.repeat_limit, " times per ",
-                      absl::ToInt64Seconds(params.repeat_window), " s")});
-  }
-  for (const Limit& limit : limits) {
-    absl::Status admitted = Admit(limit.key, limit.limit, limit.window, limit.refusal,
-                                  {std::string(limit.rule), agreement.id(), ""});
-    if (!admitted.ok()) {
-      return Refuse(audited, agreement.id(), limit.rule, admitted, caller.audit_known_size);
-    }
-  }
+  laps.Lap(&stages.limits);
 
   if (dp) {
     return AnswerDp(std::move(audited), caller, query, *normalized, applied_hash, *schema,
                     agreement, now, cancelled);
   }
+  std::string rule;
+  absl::StatusOr<v1::AggregateResult> result =
+      AnswerExact(caller, query, *normalized, *schema, agreement, ptable, audited, now, cancelled,
+                  &rule, &stages);
+  slot.Release();  // the scan's state is freed; the audit append waits for no slot
+  laps = Laps();
+  if (!result.ok()) {
+    return Refuse(audited, agreement.id(), rule, result.status(), caller.audit_known_size);
+  }
+  if (cancelled && cancelled()) {
+    return Refuse(audited, agreement.id(), "execution",
+                  absl::CancelledError("the caller gave up before the answer was released"),
+                  caller.audit_known_size);
+  }
 
+  v1::AuditEntry entry = std::move(audited);
+  entry.set_decision(v1::AuditEntry::ANSWERED);
+  entry.set_agreement_id(agreement.id());
+  *result->mutable_manifest() = DisclosureManifest(agreement, *normalized, *schema, *result);
+  *entry.mutable_manifest() = result->manifest();
+  entry.set_result_hash(audit::MessageHash(*result));
+  FEDSHARE_ASSIGN_OR_RETURN(audit::AuditLog::Appended appended,
+                            audit_->Append(std::move(entry), caller.audit_known_size));
+  *result->mutable_receipt() = std::move(appended.receipt);
+  result->mutable_receipt()->set_org_id(org_id_);
+  laps.Lap(&stages.audit);
+  if (stage_observer_) stage_observer_(stages);
+  return result;
+}
+
+absl::StatusOr<v1::AggregateResult> Answerer::AnswerExact(
+    const Caller& caller, const v1::AggregateQuery& query, const v1::AggregateQuery& normalized,
+    const v1::DatasetSchema& schema, const v1::Agreement& agreement,
+    const std::optional<policy::PTable>& ptable, const v1::AuditEntry& audited, absl::Time now,
+    const std::function<bool()>& cancelled, std::string* rule, AnswerStages* stages) {
+  const policy::DisclosureParams params = policy::EffectiveDisclosure(agreement.disclosure());
+  // Perturbed counts hide what one record adds to a cell, so a count-only
+  // question under cell keys needs no predicate-removal rule; sums and means
+  // stay exact and keep it.
+  const bool counts_only_perturbed =
+      ptable.has_value() && std::all_of(normalized.aggregates().begin(),
+                                        normalized.aggregates().end(), [](const v1::Aggregate& a) {
+                                          return a.kind() == v1::COUNT ||
+                                                 a.kind() == v1::COUNT_SUBJECTS ||
+                                                 a.kind() == v1::HISTOGRAM;
+                                        });
+  Laps laps;
+  *rule = "execution";
   policy::ConsentQuestion consent_question{query.purpose(), caller.org_id, now};
   std::shared_ptr<const std::vector<uint32_t>> keys = std::make_shared<std::vector<uint32_t>>();
-  absl::StatusOr<Execution> execution = [&]() -> absl::StatusOr<Execution> {
-    FEDSHARE_ASSIGN_OR_RETURN(policy::ConsentBitmap consent,
-                              engine_->ConsentFor(query.dataset(), consent_question));
-    FEDSHARE_ASSIGN_OR_RETURN(std::unique_ptr<DatasetReader> reader,
-                              engine_->OpenReader(query.dataset()));
-    if (cancelled) reader->set_cancelled(cancelled);
-    if (ptable.has_value()) {
-      FEDSHARE_ASSIGN_OR_RETURN(
-          keys,
-          record_keys_.For(ptable->table_size(), static_cast<uint32_t>(reader->subject_count())));
-    }
-    return ExecuteQuery(*reader, *normalized, consent, params.max_records_per_subject, nullptr,
-                        *keys);
-  }();
-  if (!execution.ok()) {
-    return Refuse(audited, agreement.id(), "execution", execution.status(),
-                  caller.audit_known_size);
+  FEDSHARE_ASSIGN_OR_RETURN(policy::ConsentBitmap consent,
+                            engine_->ConsentFor(query.dataset(), consent_question));
+  FEDSHARE_ASSIGN_OR_RETURN(std::unique_ptr<DatasetReader> reader,
+                            engine_->OpenReader(query.dataset()));
+  if (cancelled) reader->set_cancelled(cancelled);
+  if (ptable.has_value()) {
+    FEDSHARE_ASSIGN_OR_RETURN(
+        keys,
+        record_keys_.For(ptable->table_size(), static_cast<uint32_t>(reader->subject_count())));
   }
-  if (absl::Status s = counts_only_perturbed
-                           ? absl::OkStatus()
-                           : policy::CheckPredicateRemovals(params, *normalized,
-                                                            execution->removed_by_predicate);
-      !s.ok()) {
-    return Refuse(audited, agreement.id(), policy::kRulePredicateRemoval, s,
-                  caller.audit_known_size);
-  }
-  if (absl::Status s = counts_only_perturbed
-                           ? absl::OkStatus()
-                           : policy::CheckPredicateCellRemovals(params, *normalized,
-                                                                execution->removed_in_cells);
-      !s.ok()) {
-    return Refuse(audited, agreement.id(), policy::kRulePredicateRemoval, s,
-                  caller.audit_known_size);
+  laps.Lap(&stages->consent);
+  FEDSHARE_ASSIGN_OR_RETURN(
+      Execution execution,
+      ExecuteQuery(*reader, normalized, consent, params.max_records_per_subject, nullptr, *keys));
+  laps.Lap(&stages->scan);
+  *rule = std::string(policy::kRulePredicateRemoval);
+  if (!counts_only_perturbed) {
+    FEDSHARE_RETURN_IF_ERROR(
+        policy::CheckPredicateRemovals(params, normalized, execution.removed_by_predicate));
+    FEDSHARE_RETURN_IF_ERROR(
+        policy::CheckPredicateCellRemovals(params, normalized, execution.removed_in_cells));
   }
 
+  // Lent to the rules and given back (cell keys use the subjects): a cell's
+  // statistics hold every subject's contribution, megabytes to copy.
   std::vector<policy::CellStats> stats;
-  stats.reserve(execution->cells.size());
-  for (const ExecutedCell& cell : execution->cells) {
-    stats.push_back(cell.stats);
+  stats.reserve(execution.cells.size());
+  for (ExecutedCell& cell : execution.cells) {
+    stats.push_back(std::move(cell.stats));
     stats.back().key.clear();
     for (const v1::Value& v : cell.key) stats.back().key.push_back(v.SerializeAsString());
   }
-  std::vector<policy::CellVerdict> verdicts = policy::ApplyCellRules(params, *normalized, stats);
+  std::vector<policy::CellVerdict> verdicts = policy::ApplyCellRules(params, normalized, stats);
+  for (size_t i = 0; i < stats.size(); ++i) execution.cells[i].stats = std::move(stats[i]);
 
-  bool keys_public = normalized->group_by_size() > 0;
-  for (const std::string& name : normalized->group_by()) {
-    for (const v1::FieldSchema& f : schema->fields()) {
+  bool keys_public = normalized.group_by_size() > 0;
+  for (const std::string& name : normalized.group_by()) {
+    for (const v1::FieldSchema& f : schema.fields()) {
       if (f.name() == name && !f.public_values()) keys_public = false;
     }
   }
 
-  v1::AggregateResult result = ResultHeader(query, *normalized, *schema, agreement, audited);
+  v1::AggregateResult result = ResultHeader(query, normalized, schema, agreement, audited);
   std::map<std::string, int> withheld_by_rule;
   std::vector<v1::Cell> withheld_listed;
-  for (size_t i = 0; i < execution->cells.size(); ++i) {
-    ExecutedCell& executed = execution->cells[i];
+  for (size_t i = 0; i < execution.cells.size(); ++i) {
+    ExecutedCell& executed = execution.cells[i];
     const policy::CellVerdict& verdict = verdicts[i];
     if (!verdict.released) {
       ++withheld_by_rule[verdict.rule];
@@ -350,7 +369,7 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
         }
       }
       if (ptable.has_value()) {
-        PerturbCounts(*ptable, *keys, normalized->aggregates(static_cast<int>(a)), executed, a,
+        PerturbCounts(*ptable, *keys, normalized.aggregates(static_cast<int>(a)), executed, a,
                       value);
       }
       *cell->add_values() = std::move(value);
@@ -358,31 +377,16 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
     if (bins_withheld) ++withheld_by_rule[std::string(policy::kRuleHistogramBin)];
   }
   for (v1::Cell& cell : withheld_listed) *result.add_cells() = std::move(cell);
-  for (const auto& [rule, cells] : withheld_by_rule) {
+  for (const auto& [withheld_rule, cells] : withheld_by_rule) {
     v1::Withholding* w = result.add_withholdings();
-    w->set_rule(rule);
-    w->set_reason(WithholdingReason(rule, params));
+    w->set_rule(withheld_rule);
+    w->set_reason(WithholdingReason(withheld_rule, params));
     w->set_cells(cells);
   }
   result.set_count_precision(ptable.has_value() ? v1::AggregateResult::PERTURBED
                                                 : v1::AggregateResult::EXACT);
   result.set_answered_at_unix_ms(absl::ToUnixMillis(now));
-  if (cancelled && cancelled()) {
-    return Refuse(audited, agreement.id(), "execution",
-                  absl::CancelledError("the caller gave up before the answer was released"),
-                  caller.audit_known_size);
-  }
-
-  v1::AuditEntry entry = std::move(audited);
-  entry.set_decision(v1::AuditEntry::ANSWERED);
-  entry.set_agreement_id(agreement.id());
-  *result.mutable_manifest() = DisclosureManifest(agreement, *normalized, *schema, result);
-  *entry.mutable_manifest() = result.manifest();
-  entry.set_result_hash(audit::MessageHash(result));
-  FEDSHARE_ASSIGN_OR_RETURN(audit::AuditLog::Appended appended,
-                            audit_->Append(std::move(entry), caller.audit_known_size));
-  *result.mutable_receipt() = std::move(appended.receipt);
-  result.mutable_receipt()->set_org_id(org_id_);
+  laps.Lap(&stages->disclosure);
   return result;
 }
 

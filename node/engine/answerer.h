@@ -25,6 +25,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,11 +37,15 @@
 #include "fedshare/v1/query.pb.h"
 #include "node/audit/audit_log.h"
 #include "node/common/clock.h"
+#include "node/engine/answerer_limits.h"
+#include "node/engine/answerer_queue.h"
 #include "node/engine/cell_keys.h"
 #include "node/engine/dp_ledger.h"
 #include "node/engine/engine.h"
 #include "node/storage/storage.h"
 #include "policy/agreement.h"
+#include "policy/cell_key.h"
+#include "policy/disclosure.h"
 #include "policy/refusal.h"
 
 namespace fedshare::engine {
@@ -54,6 +59,18 @@ struct Caller {
   // The size of the last checkpoint of this node's audit log the caller
   // holds (0: none): an answer's receipt then proves consistency from it.
   uint64_t audit_known_size = 0;
+};
+
+// Where one answered question's time went in the node (exact mode), for the
+// node's metrics (fedshare_answer_stage_seconds) and fedshare-bench.
+struct AnswerStages {
+  absl::Duration checks;      // agreement, schema, normalization
+  absl::Duration queue;       // waiting for a slot (AnswerQueue)
+  absl::Duration limits;      // rate and repeat windows: one synced write
+  absl::Duration consent;     // the consent bitmap and the reader's snapshot
+  absl::Duration scan;        // ExecuteQuery
+  absl::Duration disclosure;  // predicate removal, cell rules, the answer built
+  absl::Duration audit;       // the audit append (synced) and the receipt
 };
 
 class Answerer {
@@ -74,7 +91,13 @@ class Answerer {
   // `cancelled`, when set, is asked between blocks of the scan: once it
   // returns true the scan stops and the question ends CANCELLED, audited as
   // such. More than max_concurrent() questions at once: RESOURCE_EXHAUSTED,
-  // before any work and without an audit entry.
+  // before any work and without an audit entry. Of those, answer_slots() are
+  // answered at once and the rest wait their turn in arrival order (after the
+  // agreement and the question's shape are checked, before any limit counts
+  // it, anything is scanned or any budget is spent); one whose caller gives up
+  // while waiting (`cancelled`) ends CANCELLED, having spent nothing, and is
+  // not audited. A slot is held until the answer is built; the audit append
+  // (group-committed with other questions' entries) comes after.
   absl::StatusOr<v1::AggregateResult> Answer(const Caller& caller, const v1::AggregateQuery& query,
                                              const std::function<bool()>& cancelled = nullptr,
                                              bool dry_run = false);
@@ -82,6 +105,18 @@ class Answerer {
   // Questions answered at once (default 8); REQUIRES: max > 0.
   void set_max_concurrent(int max) { max_concurrent_.store(max); }
   int max_concurrent() const { return max_concurrent_.load(); }
+  // Questions answered at once (the node: limits.scan_threads; default the
+  // machine's cores). REQUIRES: slots > 0, called before the first Answer.
+  void set_answer_slots(int slots) { queue_ = std::make_unique<AnswerQueue>(slots); }
+  int answer_slots() const { return queue_->slots(); }
+  // The line questions wait in (tests hold a slot to stand for a long
+  // question).
+  AnswerQueue& queue() { return *queue_; }
+  // Called after each exact-mode question answered, with its stages.
+  // REQUIRES: set before the first Answer, from one thread.
+  void SetStageObserver(std::function<void(const AnswerStages&)> observer) {
+    stage_observer_ = std::move(observer);
+  }
 
   // What `peer_org` may ask now: datasets with at least one permit in force,
   // without PRIVATE fields.
@@ -100,6 +135,14 @@ class Answerer {
                                    const v1::AggregateQuery& normalized,
                                    const v1::DatasetSchema& schema, const v1::Agreement& agreement,
                                    const v1::AuditEntry& audited) const;
+  // The scan and disclosure control of an exact-mode answer, before its
+  // audit: the answer without manifest and receipt, or the refusal with its
+  // rule in `rule`. Its scan state is freed when it returns.
+  absl::StatusOr<v1::AggregateResult> AnswerExact(
+      const Caller& caller, const v1::AggregateQuery& query, const v1::AggregateQuery& normalized,
+      const v1::DatasetSchema& schema, const v1::Agreement& agreement,
+      const std::optional<policy::PTable>& ptable, const v1::AuditEntry& audited, absl::Time now,
+      const std::function<bool()>& cancelled, std::string* rule, AnswerStages* stages);
   // The dry run of Answer (answerer_dp.cc).
   absl::StatusOr<v1::AggregateResult> DryRun(v1::AuditEntry audited, const Caller& caller,
                                              const v1::AggregateQuery& query,
@@ -123,12 +166,11 @@ class Answerer {
   // failed.
   absl::Status Refuse(v1::AuditEntry entry, const std::string& agreement_id, absl::string_view rule,
                       const absl::Status& status, uint64_t known_size);
-  // Durable sliding-window admission in the `queries` column family: OK and
-  // counted, or RESOURCE_EXHAUSTED with `refusal` when `limit` answers fall in
-  // the window already, carrying `info` with the time until the window admits
-  // again.
-  absl::Status Admit(const std::string& key, int limit, absl::Duration window,
-                     const std::string& refusal, policy::RefusalInfo info);
+  // The windows that count a question of `caller` under `agreement`.
+  static std::vector<LimitWindows::Limit> LimitsFor(const Caller& caller,
+                                                    const v1::Agreement& agreement,
+                                                    const policy::DisclosureParams& params,
+                                                    const std::string& applied_hash, bool dp);
 
   const std::string org_id_;
   Engine* const engine_;
@@ -138,11 +180,13 @@ class Answerer {
   Clock* const clock_;
   mutable absl::Mutex agreements_mu_;
   std::shared_ptr<const policy::AgreementSet> agreements_ ABSL_GUARDED_BY(agreements_mu_);
-  absl::Mutex limits_mu_;   // serializes read-modify-write of limit windows
+  LimitWindows windows_;    // rate and repeat limits
   RecordKeys record_keys_;  // cell-key perturbation, keyed by the node secret
   DpLedger dp_ledger_;
   std::atomic<int> max_concurrent_{8};
   std::atomic<int> in_flight_{0};
+  std::unique_ptr<AnswerQueue> queue_;
+  std::function<void(const AnswerStages&)> stage_observer_;
 };
 
 }  // namespace fedshare::engine

@@ -1,7 +1,9 @@
 #include "node/server/node.h"
 
+#include <malloc.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
@@ -162,6 +164,15 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
   node->config_ = config;
   node->clock_ = options.clock != nullptr ? options.clock : Clock::Real();
   const v1::NodeConfig& cfg = node->config_;
+#ifdef M_ARENA_MAX
+  // glibc gives each thread that allocates its own malloc arena (up to 8 per
+  // core) and keeps what a question freed there for that thread. Answered on
+  // whichever gRPC thread took the call, questions would each leave their
+  // peak in an arena of their own (16 callers: 2.4x the RSS of one, measured).
+  // As many arenas as questions answered at once reuse one another's memory.
+  // Set before the store and the servers start their threads.
+  mallopt(M_ARENA_MAX, std::max(2, service::EffectiveLimits(cfg.limits()).scan_threads()));
+#endif
 
   // gRPC reports unreadable or mismatched TLS files only as failed handshakes;
   // refuse to start instead.
@@ -218,6 +229,8 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
   if (cfg.max_concurrent_questions() > 0) {
     node->answerer_->set_max_concurrent(cfg.max_concurrent_questions());
   }
+  // As many questions at once as the scan pool has threads; the rest wait.
+  node->answerer_->set_answer_slots(limits.scan_threads());
   node->call_home_hub_ = std::make_unique<federation::CallHomeHub>();
   node->fanout_ = std::make_unique<federation::FanOut>(&node->config_, node->audit_.get(),
                                                        node->call_home_hub_.get());

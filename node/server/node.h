@@ -98,6 +98,8 @@ class Node {
   // "host:port" as bound; peer_address() is "none" when disable_peer_listener.
   std::string peer_address() const;
   std::string local_address() const;
+  // What answers peers' questions (tests reach its AnswerQueue).
+  engine::Answerer& answerer() { return *answerer_; }
   // Bound ports of the optional plaintext listeners; 0 when not configured.
   int health_port() const { return health_port_; }
   int metrics_port() const { return metrics_server_ != nullptr ? metrics_server_->port() : 0; }

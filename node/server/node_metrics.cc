@@ -7,6 +7,7 @@
 
 #include "absl/strings/ascii.h"
 #include "node/common/files.h"
+#include "node/engine/answerer.h"
 #include "node/identity/x509_verify.h"
 
 namespace fedshare::server {
@@ -14,6 +15,7 @@ namespace {
 
 constexpr char kQuestions[] = "fedshare_questions_total";
 constexpr char kAuditAppends[] = "fedshare_audit_appends_total";
+constexpr char kAnswerStage[] = "fedshare_answer_stage_seconds";
 constexpr char kPeerCall[] = "fedshare_peer_call_seconds";
 constexpr char kFanOutPartners[] = "fedshare_fanout_partners_total";
 constexpr char kIngestRows[] = "fedshare_ingest_rows_total";
@@ -52,6 +54,9 @@ void InstallNodeMetrics(metrics::Metrics* m, const v1::NodeConfig* config, audit
   m->DefineCounter(kAuditAppends, "Audit log appends, by result (ok, error).");
   m->DefineHistogram(kPeerCall, "Latency of fan-out calls to each partner, in seconds.",
                      metrics::Metrics::LatencyBuckets());
+  m->DefineHistogram(kAnswerStage,
+                     "Time each answered question spent in each stage of the node, in seconds.",
+                     metrics::Metrics::LatencyBuckets());
   m->DefineCounter(kFanOutPartners,
                    "Partners asked during fan-out, by partner and coverage state.");
   m->DefineCounter(kIngestRows, "Rows ingested, by dataset and result (written, rejected).");
@@ -73,6 +78,17 @@ void InstallNodeMetrics(metrics::Metrics* m, const v1::NodeConfig* config, audit
                     : "failed";
     std::string rule = status.ok() ? entry.rule() : "audit-unavailable";
     m->Increment(kQuestions, {{"method", entry.method()}, {"outcome", outcome}, {"rule", rule}});
+  });
+  env->answerer->SetStageObserver([m](const engine::AnswerStages& s) {
+    for (const auto& [stage, took] : {std::pair<const char*, absl::Duration>{"checks", s.checks},
+                                      {"queue", s.queue},
+                                      {"limits", s.limits},
+                                      {"consent", s.consent},
+                                      {"scan", s.scan},
+                                      {"disclosure", s.disclosure},
+                                      {"audit", s.audit}}) {
+      m->ObserveDuration(kAnswerStage, {{"stage", stage}}, took);
+    }
   });
   fanout->SetPeerCallObserver([m](const std::string& org, v1::PartnerCoverage::State state,
                                   absl::Duration elapsed) {

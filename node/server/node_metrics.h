@@ -6,6 +6,9 @@
 //       answered); a question whose audit append failed is
 //       outcome="failed",rule="audit-unavailable"
 //   fedshare_audit_appends_total{result}            ok|error
+//   fedshare_answer_stage_seconds{stage}            where each answered
+//       exact-mode question's time went (engine::AnswerStages): checks, queue,
+//       limits, consent, scan, disclosure, audit
 //   fedshare_peer_call_seconds{peer}                fan-out call latency per partner
 //   fedshare_fanout_partners_total{peer,state}      fan-out coverage per partner
 //   fedshare_ingest_rows_total{dataset,result}      written|rejected

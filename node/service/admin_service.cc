@@ -323,6 +323,8 @@ grpc::Status AdminServiceImpl::Backup(grpc::ServerContext* context, const v1::Ba
                       "this node has no backup folder: set storage { backup_dir: \"...\" } in "
                       "its config (another disk, or copied off the machine) and restart it"));
   }
+  absl::StatusOr<OneAtATime::Turn> turn = env_->backups.Begin();
+  if (!turn.ok()) return Finish(kMethod, who->spiffe_id, turn.status());
   absl::StatusOr<std::vector<storage::BackupInfo>> backups = env_->storage->Backup(dir);
   if (!backups.ok()) return Finish(kMethod, who->spiffe_id, backups.status());
   response->set_backup_dir(dir);

@@ -11,6 +11,7 @@
 #include "node/common/status_macros.h"
 #include "node/common/time_util.h"
 #include "node/engine/engine.h"
+#include "node/service/limits.h"
 #include "spdlog/spdlog.h"
 
 namespace fedshare::service {
@@ -36,6 +37,15 @@ absl::StatusOr<v1::EraseSubjectResponse> EraseSubject(const ServiceEnv& env,
   if (subject_id.empty()) {
     return absl::InvalidArgumentError("name the subject to erase: --subject ID");
   }
+  if (subject_id.size() > static_cast<size_t>(env.limits.max_string_bytes())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        OverLimit("max_string_bytes", env.limits.max_string_bytes(),
+                  absl::StrCat("the subject id (", subject_id.size(), " bytes)"))
+            .message(),
+        "; to erase a longer id, raise limits { max_string_bytes } in the node config and restart "
+        "the node"));
+  }
+  FEDSHARE_ASSIGN_OR_RETURN(OneAtATime::Turn turn, env.erasures.Begin());
   uint64_t audit_index = 0;
   FEDSHARE_ASSIGN_OR_RETURN(
       engine::Erasure erasure,
@@ -77,6 +87,7 @@ absl::StatusOr<v1::EraseSubjectResponse> EraseSubject(const ServiceEnv& env,
 
 absl::StatusOr<v1::RunRetentionResponse> RunRetention(const ServiceEnv& env,
                                                       const std::string& caller) {
+  FEDSHARE_ASSIGN_OR_RETURN(OneAtATime::Turn turn, env.retention_runs.Begin());
   absl::flat_hash_map<std::string, uint64_t> audit_index;
   FEDSHARE_ASSIGN_OR_RETURN(
       std::vector<engine::RetentionPurge> purges,

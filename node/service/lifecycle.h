@@ -16,13 +16,16 @@ namespace fedshare::service {
 
 // Engine::EraseSubject, audited as `caller` (a SPIFFE ID). NOT_FOUND for an
 // unknown subject (not audited: nothing changed, and the entry could not name
-// what was asked without the id).
+// what was asked without the id). Before any work or audit: INVALID_ARGUMENT
+// for an empty id or one longer than env.limits.max_string_bytes, and
+// ABORTED while another erasure runs (env.erasures).
 absl::StatusOr<v1::EraseSubjectResponse> EraseSubject(const ServiceEnv& env,
                                                       const std::string& caller,
                                                       absl::string_view subject_id);
 
 // Engine::PurgeExpired, each dataset's purge audited as `caller` (an
-// operator's SPIFFE ID, or the node's own for the schedule).
+// operator's SPIFFE ID, or the node's own for the schedule). ABORTED, before
+// any work, while another run is in progress (env.retention_runs).
 absl::StatusOr<v1::RunRetentionResponse> RunRetention(const ServiceEnv& env,
                                                       const std::string& caller);
 

@@ -14,6 +14,7 @@
 #include "fedshare/v1/admin.pb.h"
 #include "fedshare/v1/config.pb.h"
 #include "node/common/clock.h"
+#include "node/service/one_at_a_time.h"
 
 namespace fedshare {
 namespace identity {
@@ -62,6 +63,11 @@ struct ServiceEnv {
   v1::Limits limits;
   CallGate* call_gate = nullptr;
   RefusalThrottle* refusal_throttle = nullptr;
+  // EraseSubject, RunRetention (the operator's and the schedule's) and Backup
+  // run one at a time each; a second concurrent call of a kind is ABORTED.
+  mutable OneAtATime erasures{"an erasure"};
+  mutable OneAtATime retention_runs{"a retention run"};
+  mutable OneAtATime backups{"a backup"};
 
   // Set once the listeners are bound, while they may already serve calls.
   mutable absl::Mutex addresses_mu;

@@ -1,0 +1,132 @@
+#include "bench/node_process.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <iterator>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "google/protobuf/text_format.h"
+
+extern char** environ;
+
+namespace fedshare::bench {
+
+absl::StatusOr<std::string> ReadLine(int fd, absl::Duration timeout) {
+  std::string line;
+  const absl::Time deadline = absl::Now() + timeout;
+  char c;
+  while (absl::Now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 100) <= 0) continue;
+    if (read(fd, &c, 1) != 1) return absl::UnavailableError("closed");
+    if (c == '\n') return line;
+    line.push_back(c);
+  }
+  return absl::DeadlineExceededError("no line");
+}
+
+int64_t ProcStatusKb(pid_t pid, const std::string& key) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!absl::StartsWith(line, key + ":")) continue;
+    int64_t value = -1;
+    std::vector<std::string> f = absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
+    if (f.size() >= 2 && absl::SimpleAtoi(f[1], &value)) return value;
+  }
+  return -1;
+}
+
+absl::Duration ProcCpu(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // Fields after the ")" that ends the command name; utime and stime are the
+  // 14th and 15th fields of the line.
+  std::vector<std::string> f =
+      absl::StrSplit(stat.substr(stat.rfind(')') + 2), ' ', absl::SkipEmpty());
+  int64_t utime = 0, stime = 0;
+  if (f.size() < 13 || !absl::SimpleAtoi(f[11], &utime) || !absl::SimpleAtoi(f[12], &stime)) {
+    return absl::ZeroDuration();
+  }
+  return absl::Seconds(static_cast<double>(utime + stime) / sysconf(_SC_CLK_TCK));
+}
+
+void ResetPeakRss(pid_t pid) { std::ofstream(absl::StrCat("/proc/", pid, "/clear_refs")) << "5"; }
+
+absl::StatusOr<NodeProcess> NodeProcess::Start(const std::string& node_binary,
+                                               const v1::NodeConfig& config,
+                                               const std::string& config_path,
+                                               absl::Duration wait) {
+  std::string text;
+  google::protobuf::TextFormat::PrintToString(config, &text);
+  std::ofstream(config_path) << text;
+  int pipe_fds[2];
+  if (pipe(pipe_fds) != 0) return absl::InternalError("pipe");
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], 1);
+  posix_spawn_file_actions_addclose(&actions, pipe_fds[0]);
+  posix_spawn_file_actions_addopen(&actions, 2, (config_path + ".log").c_str(),
+                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  std::vector<std::string> args = {node_binary, "--config", config_path};
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  NodeProcess node;
+  const int spawned = posix_spawn(&node.pid_, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  close(pipe_fds[1]);
+  if (spawned != 0) {
+    close(pipe_fds[0]);
+    node.pid_ = -1;
+    return absl::InternalError("cannot start " + node_binary);
+  }
+  node.stdout_fd_ = pipe_fds[0];
+  absl::StatusOr<std::string> ready = ReadLine(node.stdout_fd_, wait);
+  if (!ready.ok()) {
+    return absl::UnavailableError(absl::StrCat(node_binary, " did not get ready (see ", config_path,
+                                               ".log): ", ready.status().message()));
+  }
+  // "ready org=ORG peer=HOST:PORT local=HOST:PORT"
+  for (absl::string_view part : absl::StrSplit(*ready, ' ')) {
+    if (absl::ConsumePrefix(&part, "peer=")) node.peer_address_ = std::string(part);
+    if (absl::ConsumePrefix(&part, "local=")) node.local_address_ = std::string(part);
+  }
+  return node;
+}
+
+NodeProcess::NodeProcess(NodeProcess&& other) noexcept
+    : pid_(other.pid_),
+      stdout_fd_(other.stdout_fd_),
+      peer_address_(std::move(other.peer_address_)),
+      local_address_(std::move(other.local_address_)) {
+  other.pid_ = -1;
+  other.stdout_fd_ = -1;
+}
+
+NodeProcess::~NodeProcess() { Stop(); }
+
+int NodeProcess::Stop() {
+  int status = 0;
+  if (pid_ > 0) {
+    kill(pid_, SIGTERM);
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+  }
+  if (stdout_fd_ >= 0) close(stdout_fd_);
+  stdout_fd_ = -1;
+  return status;
+}
+
+}  // namespace fedshare::bench

@@ -1,0 +1,64 @@
+// A real fedshare-node process for the benchmarks, so that what they measure
+// of the node (peak RSS, CPU time) is the node's own and not the bench's.
+//
+//   ASSIGN_OR_RETURN(NodeProcess node, NodeProcess::Start(binary, config, dir +
+//   "/node.textproto")); Ask(node.peer_address()); int64_t peak_kb = node.StatusKb("VmHWM");
+//   node.Stop();  // SIGTERM, then waits
+#ifndef FEDSHARE_BENCH_NODE_PROCESS_H_
+#define FEDSHARE_BENCH_NODE_PROCESS_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "fedshare/v1/config.pb.h"
+
+namespace fedshare::bench {
+
+// One line from `fd` (without its newline); UNAVAILABLE when the other end
+// closes, DEADLINE_EXCEEDED after `timeout`.
+absl::StatusOr<std::string> ReadLine(int fd, absl::Duration timeout);
+// `key` ("VmHWM", "VmRSS", ...) of /proc/PID/status, in KiB; -1 if absent.
+int64_t ProcStatusKb(pid_t pid, const std::string& key);
+// User plus system CPU time `pid` has used.
+absl::Duration ProcCpu(pid_t pid);
+// Resets `pid`'s VmHWM to its current RSS (Linux >= 4.0).
+void ResetPeakRss(pid_t pid);
+
+class NodeProcess {
+ public:
+  // Writes `config` (text format) to `config_path`, starts `node_binary` on
+  // it with stderr to `config_path`.log, and waits up to `wait` for its ready
+  // line.
+  static absl::StatusOr<NodeProcess> Start(const std::string& node_binary,
+                                           const v1::NodeConfig& config,
+                                           const std::string& config_path,
+                                           absl::Duration wait = absl::Seconds(120));
+  NodeProcess(NodeProcess&& other) noexcept;
+  NodeProcess(const NodeProcess&) = delete;
+  NodeProcess& operator=(const NodeProcess&) = delete;
+  NodeProcess& operator=(NodeProcess&&) = delete;
+  // Stops the node if it still runs.
+  ~NodeProcess();
+
+  pid_t pid() const { return pid_; }
+  const std::string& peer_address() const { return peer_address_; }
+  const std::string& local_address() const { return local_address_; }
+  int64_t StatusKb(const std::string& key) const { return ProcStatusKb(pid_, key); }
+  // SIGTERM, then waits for the process to end; returns its exit status.
+  int Stop();
+
+ private:
+  NodeProcess() = default;
+  pid_t pid_ = -1;
+  int stdout_fd_ = -1;
+  std::string peer_address_;
+  std::string local_address_;
+};
+
+}  // namespace fedshare::bench
+
+#endif  // FEDSHARE_BENCH_NODE_PROCESS_H_
