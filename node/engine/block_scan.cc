@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -23,35 +25,44 @@ constexpr size_t kMinRangeBlocks = 8;
 
 // The block path's state (block_scan.h):
 //
-//   BlockScan scan(reader, query, consent, plan, record_keys);
+//   BlockScan scan(reader, query, consent, plan, record_keys, memory, false);
 //   reader.ForEachBlock([&](const ColumnBlock& b) { return scan.Add(b); }, &plan.columns);
-//   Execution execution = std::move(scan).Finish();
+//   Execution execution = std::move(scan).Finish(/*pool=*/nullptr);
 //
 // Several BlockScans may each scan a range of blocks; merging them in block
-// order (Merge) gives the state one scan of every block would have, to the
-// last bit: per cell the records stay in scan order, the floating-point sums
-// are taken over them only when the scan finishes, and group ids and cells
-// are numbered in order of first sight.
+// order (Merge, then ReplayMerged) gives the state one scan of every block
+// would have, to the last bit: a scan that follows another (`follows`) logs
+// its counted records per cell instead of summing them, and ReplayMerged adds
+// them in their order; group ids and cells are numbered in order of first
+// sight.
 class BlockScan {
  public:
   BlockScan(const DatasetReader& reader, const v1::AggregateQuery& query,
             const policy::ConsentBitmap& consent, const Plan& plan,
-            absl::Span<const uint32_t> record_keys, QuestionMemory* memory)
+            absl::Span<const uint32_t> record_keys, QuestionMemory* memory, bool follows)
       : reader_(reader),
         query_(query),
         consent_(consent),
         plan_(plan),
         record_keys_(record_keys),
         memory_(memory),
+        follows_(follows),
         n_aggs_(query.aggregates_size()),
         group_ids_(reader, plan.group_fields),
         removed_(plan.predicates.size(), std::vector<uint64_t>((consent.size() + 63) / 64)),
         dropped_(plan.predicates.size()) {
-    dominance_index_.assign(n_aggs_, -1);
+    // One measure slot per distinct field the dominance aggregates read.
+    slot_of_.assign(n_aggs_, -1);
     for (int a = 0; a < n_aggs_; ++a) {
       if (!IsDominanceKind(query.aggregates(a).kind())) continue;
-      dominance_index_[a] = static_cast<int>(dominance_.size());
-      dominance_.push_back(a);
+      const int field = plan.measures[a].field;
+      for (size_t m = 0; m < slot_measures_.size() && slot_of_[a] < 0; ++m) {
+        if (slot_measures_[m].field == field) slot_of_[a] = static_cast<int>(m);
+      }
+      if (slot_of_[a] < 0) {
+        slot_of_[a] = static_cast<int>(slot_measures_.size());
+        slot_measures_.push_back(plan.measures[a]);
+      }
     }
     for (int a = 0; a < n_aggs_; ++a) histograms_ += query.aggregates(a).kind() == v1::HISTOGRAM;
     // Without GROUP BY the answer has its one cell even when nothing counts.
@@ -65,19 +76,24 @@ class BlockScan {
         group_ids_.Assign(block, counted_.data(), counted_.size(), gids_.data()));
     const size_t cells_before = cells_.size();
     AddRecords(block);
-    for (int a = 0; a < n_aggs_; ++a) Aggregate(block, a);
+    for (int a = 0; a < n_aggs_; ++a) {
+      if (query_.aggregates(a).kind() == v1::HISTOGRAM) AddToHistogram(block, a);
+    }
     if (!drop_.empty()) {
       FEDSHARE_RETURN_IF_ERROR(group_ids_.Assign(block, drop_.data(), drop_.size(), gids_.data()));
       AddDropped(block);
     }
     // What this block added to the state kept until Finish.
-    const int64_t bytes = static_cast<int64_t>(counted_.size() * (4 + 8 * dominance_.size()) +
+    const size_t slots = slot_measures_.size();
+    const int64_t bytes = static_cast<int64_t>(counted_.size() * (slots > 0 ? 8 + 8 * slots : 4) +
                                                drop_.size() * 4 * (1 + histograms_) +
                                                (cells_.size() - cells_before) * CellBytes());
     return memory_ == nullptr ? absl::OkStatus() : memory_->Charge(bytes);
   }
 
-  // Appends `later`, which scanned the blocks that follow this one's.
+  // Appends `later`, which scanned the blocks that follow this one's,
+  // except the records its cells logged: ReplayMerged adds those. `later`
+  // must outlive ReplayMerged.
   void Merge(BlockScan& later) {
     execution_.rows_scanned += later.execution_.rows_scanned;
     execution_.rows_counted += later.execution_.rows_counted;
@@ -88,10 +104,10 @@ class BlockScan {
     }
     for (size_t lc = 0; lc < later.cells_.size(); ++lc) {
       BlockCell& from = later.cells_[lc];
-      BlockCell& to = cells_[CellFor(gid_of[later.gid_of_cell_[lc]])];
-      to.subjects.insert(to.subjects.end(), from.subjects.begin(), from.subjects.end());
-      to.contributions.insert(to.contributions.end(), from.contributions.begin(),
-                              from.contributions.end());
+      const uint32_t c = CellFor(gid_of[later.gid_of_cell_[lc]]);
+      if (c >= replays_.size()) replays_.resize(c + 1);
+      replays_[c].push_back(&from);
+      BlockCell& to = cells_[c];
       to.record_key_sum += from.record_key_sum;
       for (int a = 0; a < n_aggs_; ++a) {
         AggregateAccumulator& x = to.aggregates[a];
@@ -104,7 +120,6 @@ class BlockScan {
           if (keyed()) x.bin_key_sums[b] += y.bin_key_sums[b];
         }
       }
-      from = BlockCell();
     }
     for (size_t i = 0; i < removed_.size(); ++i) {
       for (size_t w = 0; w < removed_[i].size(); ++w) removed_[i][w] |= later.removed_[i][w];
@@ -135,7 +150,21 @@ class BlockScan {
   // A block of `rows` rows that zone maps show cannot contribute.
   void Skip(uint32_t rows) { execution_.rows_scanned += rows; }
 
-  Execution Finish() && {
+  // Adds the records of the cells merged into each cell, in block order;
+  // cells are independent, so they are split across `pool` (null: here).
+  void ReplayMerged(ScanPool* pool) {
+    replays_.resize(cells_.size());
+    ForEachCell(pool, [this](size_t c) {
+      for (BlockCell* from : replays_[c]) {
+        cells_[c].Replay(*from, slot_measures_.size());
+        SpareBuffers::Get().Give(from->tail);
+      }
+    });
+    replays_.clear();
+  }
+
+  // The answer; cells are finished across `pool` (null: here).
+  Execution Finish(ScanPool* pool) && {
     scratch_.emplace(consent_.size());
     for (const std::vector<uint64_t>& bits : removed_) {
       int64_t n = 0;
@@ -145,11 +174,11 @@ class BlockScan {
     for (std::vector<std::optional<DroppedCell>>& by_group : dropped_) {
       execution_.removed_in_cells.push_back(DroppedFigures(by_group));
     }
-    for (size_t i = 0; i < cells_.size(); ++i) {
-      CellAccumulator acc = ToAccumulator(cells_[i], n_aggs_, dominance_, *scratch_);
-      execution_.cells.push_back(FinishCell(query_, acc));
-      execution_.cells.back().scan_index = static_cast<uint32_t>(i);
-    }
+    execution_.cells.resize(cells_.size());
+    ForEachCell(pool, [this](size_t i) {
+      execution_.cells[i] = FinishBlockCell(query_, cells_[i], slot_of_);
+      execution_.cells[i].scan_index = static_cast<uint32_t>(i);
+    });
     std::sort(execution_.cells.begin(), execution_.cells.end(), KeyLess);
     return std::move(execution_);
   }
@@ -159,6 +188,19 @@ class BlockScan {
     return subject < record_keys_.size() ? record_keys_[subject] : 0;
   }
   bool keyed() const { return !record_keys_.empty(); }
+  // fn(c) for every cell c, split into a few tasks on `pool` (null: here).
+  void ForEachCell(ScanPool* pool, const std::function<void(size_t)>& fn) {
+    const size_t n = cells_.size();
+    if (pool == nullptr || n < 2) {
+      for (size_t c = 0; c < n; ++c) fn(c);
+      return;
+    }
+    const size_t tasks = std::min<size_t>(n, 8 * static_cast<size_t>(pool->threads()));
+    pool->Run(tasks, [&](size_t t) {
+      for (size_t c = n * t / tasks; c < n * (t + 1) / tasks; ++c) fn(c);
+    });
+  }
+
   // A cell's fixed state, roughly.
   size_t CellBytes() const {
     return sizeof(BlockCell) + n_aggs_ * sizeof(AggregateAccumulator) + 64 * n_aggs_;
@@ -176,6 +218,13 @@ class BlockScan {
       cell.key.push_back(KeyValue(reader_, plan_.group_fields[g], key, g));
     }
     cell.aggregates.resize(n_aggs_);
+    cell.sums.resize(slot_measures_.size());
+    SpareBuffers& spares = SpareBuffers::Get();
+    cell.tail = spares.Take<uint64_t>();
+    if (!follows_) {
+      cell.run_subjects = spares.Take<uint32_t>();
+      if (!slot_measures_.empty()) cell.run_contrib = spares.Take<double>();
+    }
     for (int a = 0; a < n_aggs_; ++a) {
       const v1::Aggregate& agg = query_.aggregates(a);
       if (agg.kind() != v1::HISTOGRAM) continue;
@@ -226,74 +275,60 @@ class BlockScan {
     gids_.resize(std::max(counted_.size(), drop_.size()));
   }
 
-  // Each counted record's cell (cell_ids_), its place in the cell's record
-  // list (entries_), and the cells' per-record arrays grown for this block.
+  // Each counted record's cell (cell_ids_), and the record folded into it
+  // with its measure per slot (logged instead when this scan follows another).
   void AddRecords(const ColumnBlock& block) {
     const size_t n = counted_.size();
-    const size_t n_dom = dominance_.size();
+    const size_t slots = slot_measures_.size();
     cell_ids_.resize(n);
-    entries_.resize(n);
-    touched_.clear();
     for (size_t k = 0; k < n; ++k) {
-      const uint32_t c = CellFor(gids_[k]);
-      cell_ids_[k] = c;
-      BlockCell& cell = cells_[c];
-      const uint32_t s = block.subjects[counted_[k]];
-      entries_[k] = static_cast<uint32_t>(cell.subjects.size());
-      if (n_dom > 0 && cell.subjects.size() * n_dom == cell.contributions.size()) {
-        touched_.push_back(c);
-      }
-      cell.subjects.push_back(s);
-      if (keyed()) cell.record_key_sum += KeyOf(s);
+      const uint32_t g = gids_[k];
+      cell_ids_[k] = g < cell_of_group_.size() && cell_of_group_[g] >= 0
+                         ? static_cast<uint32_t>(cell_of_group_[g])
+                         : CellFor(g);
     }
-    for (uint32_t c : touched_) {
-      cells_[c].contributions.resize(cells_[c].subjects.size() * n_dom, 0.0);
-    }
-    execution_.rows_counted += static_cast<int64_t>(n);
-    contributions_of_.resize(cells_.size());
-    for (size_t c = 0; c < cells_.size(); ++c)
-      contributions_of_[c] = cells_[c].contributions.data();
-  }
-
-  // Aggregate a over the counted records, through flat per-cell pointers.
-  void Aggregate(const ColumnBlock& block, int a) {
-    const v1::Aggregate& agg = query_.aggregates(a);
-    const size_t n = counted_.size();
-    accumulator_of_.resize(cells_.size());
-    for (size_t c = 0; c < cells_.size(); ++c) accumulator_of_[c] = &cells_[c].aggregates[a];
-    if (agg.kind() == v1::COUNT) {
-      for (size_t k = 0; k < n; ++k) accumulator_of_[cell_ids_[k]]->count += 1;
-      return;
-    }
-    const Measure& m = plan_.measures[a];
-    if (m.field < 0) return;
-    const ColumnBlock::Column& col = block.columns[m.field];
-    const bool has_nulls = !col.null_bits.empty();
-    auto value = [&m, &col](uint32_t r) {
-      double v = m.is_double ? col.doubles[r] : static_cast<double>(col.ints[r]);
-      return m.clamp ? std::clamp(v, m.lower, m.upper) : v;
-    };
-    if (agg.kind() == v1::HISTOGRAM) {
+    values_.resize(n * slots);
+    for (size_t m = 0; m < slots; ++m) {
+      const Measure& me = slot_measures_[m];
+      const ColumnBlock::Column& col = block.columns[me.field];
+      double* out = values_.data() + m;
       for (size_t k = 0; k < n; ++k) {
         const uint32_t r = counted_[k];
-        if (has_nulls && col.IsNull(r)) continue;
-        AggregateAccumulator& x = *accumulator_of_[cell_ids_[k]];
-        x.count += 1;
-        const int bin = policy::HistogramBin(agg, value(r));
-        x.bins[bin] += 1;
-        AppendSubject(x.bin_subjects[bin], block.subjects[r]);
-        if (keyed()) x.bin_key_sums[bin] += KeyOf(block.subjects[r]);
+        double v = me.is_double ? col.doubles[r] : static_cast<double>(col.ints[r]);
+        if (me.clamp) v = std::clamp(v, me.lower, me.upper);
+        out[k * slots] = col.IsNull(r) ? std::numeric_limits<double>::quiet_NaN() : v;
       }
-      return;
     }
-    const size_t n_dom = dominance_.size();
-    const size_t d = static_cast<size_t>(dominance_index_[a]);  // every other measure
+    const uint32_t* subjects = block.subjects.data();
     for (size_t k = 0; k < n; ++k) {
+      BlockCell& cell = cells_[cell_ids_[k]];
+      const uint32_t s = subjects[counted_[k]];
+      if (follows_) {
+        cell.Log(s, values_.data() + k * slots, slots);
+      } else {
+        cell.Add(s, values_.data() + k * slots, slots);
+      }
+      if (keyed()) cell.record_key_sum += KeyOf(s);
+    }
+    execution_.rows_counted += static_cast<int64_t>(n);
+  }
+
+  // HISTOGRAM aggregate a over the counted records.
+  void AddToHistogram(const ColumnBlock& block, int a) {
+    const v1::Aggregate& agg = query_.aggregates(a);
+    const Measure& m = plan_.measures[a];
+    const ColumnBlock::Column& col = block.columns[m.field];
+    for (size_t k = 0; k < counted_.size(); ++k) {
       const uint32_t r = counted_[k];
-      if (has_nulls && col.IsNull(r)) continue;
-      const double v = value(r);
-      accumulator_of_[cell_ids_[k]]->count += 1;
-      contributions_of_[cell_ids_[k]][static_cast<size_t>(entries_[k]) * n_dom + d] = v;
+      if (col.IsNull(r)) continue;
+      double v = m.is_double ? col.doubles[r] : static_cast<double>(col.ints[r]);
+      if (m.clamp) v = std::clamp(v, m.lower, m.upper);
+      AggregateAccumulator& x = cells_[cell_ids_[k]].aggregates[a];
+      x.count += 1;
+      const int bin = policy::HistogramBin(agg, v);
+      x.bins[bin] += 1;
+      AppendSubject(x.bin_subjects[bin], block.subjects[r]);
+      if (keyed()) x.bin_key_sums[bin] += KeyOf(block.subjects[r]);
     }
   }
 
@@ -317,7 +352,7 @@ class BlockScan {
         }
       }
       AppendSubject(d->subjects, s);
-      for (int a = 0; a < n_aggs_; ++a) {
+      for (int a = 0; a < n_aggs_ && histograms_ > 0; ++a) {
         const v1::Aggregate& agg = query_.aggregates(a);
         if (agg.kind() != v1::HISTOGRAM) continue;
         const Measure& m = plan_.measures[a];
@@ -337,7 +372,7 @@ class BlockScan {
       if (!by_group[gid].has_value()) continue;
       if (gid >= cell_of_group_.size() || cell_of_group_[gid] < 0) continue;
       const BlockCell& cell = cells_[cell_of_group_[gid]];
-      if (cell.subjects.empty()) continue;
+      if (cell.records == 0) continue;
       DroppedCell& d = *by_group[gid];
       if (size_t n = CountDistinct(d.subjects, *scratch_); n > 0) {
         figures.push_back(static_cast<int64_t>(n));
@@ -360,25 +395,27 @@ class BlockScan {
   const Plan& plan_;
   const absl::Span<const uint32_t> record_keys_;
   QuestionMemory* const memory_;  // may be null
+  const bool follows_;            // scans blocks after another scan's
   const int n_aggs_;
   int histograms_ = 0;                // HISTOGRAM aggregates
-  std::vector<int> dominance_;        // aggregates with per-subject contributions
-  std::vector<int> dominance_index_;  // per aggregate: its place in dominance_, or -1
+  std::vector<Measure> slot_measures_;  // per measure slot
+  std::vector<int> slot_of_;            // per aggregate: its measure slot, or -1
   GroupIds group_ids_;
   std::vector<BlockCell> cells_;
   std::vector<int32_t> cell_of_group_;     // group id -> cell, -1 before first sight
   std::vector<uint32_t> gid_of_cell_;      // cell -> group id
   std::optional<SubjectScratch> scratch_;  // made by Finish
+  // Per cell: the cells of later scans whose logged records it takes.
+  std::vector<std::vector<BlockCell*>> replays_;
   // Per predicate: who it drops (a bitmap over ordinals), and per group id
   // the owners of the records it drops there.
   std::vector<std::vector<uint64_t>> removed_;
   std::vector<std::vector<std::optional<DroppedCell>>> dropped_;
   Execution execution_;
   // Per block, reused.
-  std::vector<uint32_t> selected_, counted_, drop_, gids_, cell_ids_, entries_, touched_;
+  std::vector<uint32_t> selected_, counted_, drop_, gids_, cell_ids_;
   std::vector<uint8_t> fails_, failed_, drop_predicate_;
-  std::vector<double*> contributions_of_;
-  std::vector<AggregateAccumulator*> accumulator_of_;
+  std::vector<double> values_;  // counted record * slots + slot
 };
 
 }  // namespace
@@ -394,8 +431,10 @@ absl::StatusOr<Execution> ExecuteByBlock(const DatasetReader& reader,
   const int64_t bitmap_bytes = (consent.size() + 63) / 64 * 8;
   const size_t blocks = reader.blocks();
   size_t ranges = 1;
+  // One range per thread: every range but the first logs its records for a
+  // replay, so more ranges than threads would only log more.
   if (options.pool != nullptr && blocks >= 2 * kMinRangeBlocks) {
-    ranges = std::min<size_t>(blocks / kMinRangeBlocks, 4 * options.pool->threads());
+    ranges = std::min<size_t>(blocks / kMinRangeBlocks, options.pool->threads());
   }
   FEDSHARE_RETURN_IF_ERROR(
       memory.Charge(static_cast<int64_t>(consent.size()) * 4 + bitmap_bytes +
@@ -405,7 +444,7 @@ absl::StatusOr<Execution> ExecuteByBlock(const DatasetReader& reader,
   std::vector<absl::Status> statuses(ranges);
   auto scan_range = [&](size_t i) {
     scans[i] = std::make_unique<BlockScan>(reader, query, consent, plan, record_keys,
-                                           memory.budgeted() ? &memory : nullptr);
+                                           memory.budgeted() ? &memory : nullptr, i > 0);
     BlockScan& scan = *scans[i];
     DatasetReader::BlockRange range;
     range.columns = &plan.columns;
@@ -438,11 +477,10 @@ absl::StatusOr<Execution> ExecuteByBlock(const DatasetReader& reader,
     if (!s.ok() && !absl::IsResourceExhausted(s)) return s;
   }
   FEDSHARE_RETURN_IF_ERROR(memory.status());
-  for (size_t i = 1; i < ranges; ++i) {
-    scans[0]->Merge(*scans[i]);
-    scans[i].reset();
-  }
-  return std::move(*scans[0]).Finish();
+  for (size_t i = 1; i < ranges; ++i) scans[0]->Merge(*scans[i]);
+  scans[0]->ReplayMerged(options.pool);
+  scans.resize(1);
+  return std::move(*scans[0]).Finish(options.pool);
 }
 
 }  // namespace fedshare::engine::exec

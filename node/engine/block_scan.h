@@ -2,9 +2,10 @@
 // record bound that capture no records: each block is filtered into
 // selection vectors (consent, then each predicate over its whole column),
 // groups become compact ids, and each aggregate runs over the selected rows
-// of its column. Per-subject statistics are folded once per cell at the end
-// instead of through a hash map per record. Include only from the executor's
-// files.
+// of its column. Each cell folds its records per subject as they come while
+// subjects arrive in ascending ordinal order, and sorts only the records that
+// do not (cell_stats.h BlockCell); no hash map per record. Include only from
+// the executor's files.
 #ifndef FEDSHARE_NODE_ENGINE_BLOCK_SCAN_H_
 #define FEDSHARE_NODE_ENGINE_BLOCK_SCAN_H_
 

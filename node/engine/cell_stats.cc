@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <functional>
+#include <utility>
 
+#include "node/engine/question_memory.h"
 #include "node/engine/scan_plan.h"
 #include "policy/disclosure.h"
 
@@ -42,43 +45,82 @@ bool KeyLess(const ExecutedCell& a, const ExecutedCell& b) {
   return false;
 }
 
-ExecutedCell FinishCell(const v1::AggregateQuery& query, CellAccumulator& acc) {
+namespace {
+
+// The kMaxDominanceN largest values added, descending: what a partial sort
+// of them would put first.
+class Top {
+ public:
+  Top() { values_.reserve(policy::kMaxDominanceN + 1); }
+  void Add(double v) {
+    if (values_.size() == static_cast<size_t>(policy::kMaxDominanceN) && !(v > values_.back())) {
+      return;
+    }
+    values_.insert(std::upper_bound(values_.begin(), values_.end(), v, std::greater<double>()), v);
+    if (values_.size() > static_cast<size_t>(policy::kMaxDominanceN)) values_.pop_back();
+  }
+  std::vector<double> values() && { return std::move(values_); }
+
+ private:
+  std::vector<double> values_;
+};
+
+// Sorts the records of `words`, `stride` words each, by the subject each
+// starts with, keeping records of one subject in their order: a
+// least-significant-digit radix sort, which moves each record a few times in
+// sequential passes instead of gathering them at random.
+void SortBySubject(std::vector<uint64_t>& words, size_t stride) {
+  const size_t n = words.size() / stride;
+  if (n < 2) return;
+  uint64_t highest = 0;
+  for (size_t i = 0; i < words.size(); i += stride) highest = std::max(highest, words[i]);
+  const int bits = 64 - __builtin_clzll(highest | 1);
+  const int digit_max = n >= 4096 ? 11 : 8;  // buckets the records can fill
+  const int passes = (bits + digit_max - 1) / digit_max;
+  const int digit = (bits + passes - 1) / passes;
+  const uint64_t mask = (uint64_t{1} << digit) - 1;
+  std::vector<uint64_t> out = SpareBuffers::Get().Take<uint64_t>();
+  out.resize(words.size());
+  std::vector<size_t> at(size_t{1} << digit);
+  for (int p = 0; p < passes; ++p) {
+    const int shift = p * digit;
+    std::fill(at.begin(), at.end(), 0);
+    for (size_t i = 0; i < words.size(); i += stride) ++at[(words[i] >> shift) & mask];
+    size_t next = 0;
+    for (size_t& a : at) next += std::exchange(a, next) * stride;
+    for (size_t i = 0; i < words.size(); i += stride) {
+      size_t& to = at[(words[i] >> shift) & mask];
+      std::copy_n(words.begin() + i, stride, out.begin() + to);
+      to += stride;
+    }
+    words.swap(out);
+  }
+  SpareBuffers::Get().Give(out);
+}
+
+// A cell with its key, its per-aggregate statistics sized, and no figures.
+ExecutedCell NewCell(int n_aggs, std::vector<v1::Value> key, uint64_t record_key_sum,
+                     size_t subjects) {
   ExecutedCell cell;
-  cell.key = std::move(acc.key);
-  cell.record_key_sum = acc.record_key_sum;
-  const int n_aggs = query.aggregates_size();
-  const size_t n_subjects = acc.subject_count();
-  cell.stats.subjects = static_cast<int64_t>(n_subjects);
+  cell.key = std::move(key);
+  cell.record_key_sum = record_key_sum;
+  cell.stats.subjects = static_cast<int64_t>(subjects);
   cell.stats.top_contributions.resize(n_aggs);
   cell.stats.abs_totals.resize(n_aggs, 0.0);
   cell.stats.bin_subjects.resize(n_aggs);
   cell.stats.bin_subject_ordinals.resize(n_aggs);
   cell.bin_key_sums.resize(n_aggs);
+  return cell;
+}
 
-  // Slots are in order of first sight; the stats list subjects by ordinal.
-  // Sorting (ordinal, slot) packed in one word keeps the sort contiguous.
-  std::vector<uint64_t> by_ordinal = std::move(acc.by_ordinal);
-  if (by_ordinal.size() != n_subjects) {
-    by_ordinal.resize(n_subjects);
-    for (uint32_t slot = 0; slot < n_subjects; ++slot) {
-      by_ordinal[slot] = (static_cast<uint64_t>(acc.ordinals[slot]) << 32) | slot;
-    }
-    std::sort(by_ordinal.begin(), by_ordinal.end());
-  }
-  // Both paths add contributions only to dominance aggregates, so a slot's
-  // row of acc.contributions is the subject's row as it stands.
-  cell.stats.subject_ordinals.resize(n_subjects);
-  cell.stats.subject_contributions.resize(n_subjects * n_aggs);
-  for (size_t i = 0; i < n_subjects; ++i) {
-    const uint64_t packed = by_ordinal[i];
-    const size_t slot = static_cast<uint32_t>(packed);
-    cell.stats.subject_ordinals[i] = static_cast<uint32_t>(packed >> 32);
-    std::copy_n(acc.contributions.begin() + slot * n_aggs, n_aggs,
-                cell.stats.subject_contributions.begin() + i * n_aggs);
-  }
-  for (int a = 0; a < n_aggs; ++a) {
+// The figures of each aggregate, and HISTOGRAM's per-bin statistics. Moves
+// out of `aggregates`.
+void FinishAggregates(const v1::AggregateQuery& query,
+                      std::vector<AggregateAccumulator>& aggregates, ExecutedCell& cell) {
+  const double subjects = static_cast<double>(cell.stats.subjects);
+  for (int a = 0; a < query.aggregates_size(); ++a) {
     const v1::Aggregate& agg = query.aggregates(a);
-    AggregateAccumulator& x = acc.aggregates[a];
+    AggregateAccumulator& x = aggregates[a];
     v1::AggregateValue value;
     value.set_count(x.count);
     switch (agg.kind()) {
@@ -86,8 +128,8 @@ ExecutedCell FinishCell(const v1::AggregateQuery& query, CellAccumulator& acc) {
         value.set_value(x.count);
         break;
       case v1::COUNT_SUBJECTS:
-        value.set_value(static_cast<double>(acc.subject_count()));
-        value.set_count(static_cast<double>(acc.subject_count()));
+        value.set_value(subjects);
+        value.set_count(subjects);
         break;
       case v1::SUM:
         value.set_value(x.sum);
@@ -112,87 +154,136 @@ ExecutedCell FinishCell(const v1::AggregateQuery& query, CellAccumulator& acc) {
         value.set_value(x.count);
         for (double b : x.bins) value.add_bins(b);
         cell.bin_key_sums[a] = std::move(x.bin_key_sums);
-        for (std::vector<uint32_t>& subjects : x.bin_subjects) {
-          cell.stats.bin_subjects[a].push_back(static_cast<int64_t>(SortUnique(subjects)));
-          cell.stats.bin_subject_ordinals[a].push_back(std::move(subjects));
+        for (std::vector<uint32_t>& subjects_in_bin : x.bin_subjects) {
+          cell.stats.bin_subjects[a].push_back(
+              static_cast<int64_t>(SortUnique(subjects_in_bin)));
+          cell.stats.bin_subject_ordinals[a].push_back(std::move(subjects_in_bin));
         }
         break;
       default:
         break;
     }
-    if (IsDominanceKind(agg.kind())) {
-      std::vector<double> contributions;
-      contributions.reserve(acc.subject_count());
-      for (size_t slot = 0; slot < acc.subject_count(); ++slot) {
-        double c = acc.contributions[slot * n_aggs + a];
-        contributions.push_back(c);
-        cell.stats.abs_totals[a] += c;
-      }
-      size_t top = std::min<size_t>(policy::kMaxDominanceN, contributions.size());
-      std::partial_sort(contributions.begin(), contributions.begin() + top, contributions.end(),
-                        std::greater<double>());
-      contributions.resize(top);
-      cell.stats.top_contributions[a] = std::move(contributions);
-    }
     cell.values.push_back(std::move(value));
   }
+}
+
+}  // namespace
+
+ExecutedCell FinishCell(const v1::AggregateQuery& query, CellAccumulator& acc) {
+  const int n_aggs = query.aggregates_size();
+  const size_t n_subjects = acc.subject_count();
+  ExecutedCell cell = NewCell(n_aggs, std::move(acc.key), acc.record_key_sum, n_subjects);
+
+  // Slots are in order of first sight; the stats list subjects by ordinal.
+  // Sorting (ordinal, slot) packed in one word keeps the sort contiguous.
+  std::vector<uint64_t> by_ordinal = std::move(acc.by_ordinal);
+  if (by_ordinal.size() != n_subjects) {
+    by_ordinal.resize(n_subjects);
+    for (uint32_t slot = 0; slot < n_subjects; ++slot) {
+      by_ordinal[slot] = (static_cast<uint64_t>(acc.ordinals[slot]) << 32) | slot;
+    }
+    std::sort(by_ordinal.begin(), by_ordinal.end());
+  }
+  // Contributions are added only to dominance aggregates, so a slot's row of
+  // acc.contributions is the subject's row as it stands.
+  cell.stats.subject_ordinals.resize(n_subjects);
+  cell.stats.subject_contributions.resize(n_subjects * n_aggs);
+  for (size_t i = 0; i < n_subjects; ++i) {
+    const uint64_t packed = by_ordinal[i];
+    const size_t slot = static_cast<uint32_t>(packed);
+    cell.stats.subject_ordinals[i] = static_cast<uint32_t>(packed >> 32);
+    std::copy_n(acc.contributions.begin() + slot * n_aggs, n_aggs,
+                cell.stats.subject_contributions.begin() + i * n_aggs);
+  }
+  for (int a = 0; a < n_aggs; ++a) {
+    if (!IsDominanceKind(query.aggregates(a).kind())) continue;
+    // The total in ordinal order, as the block path takes it.
+    for (size_t i = 0; i < n_subjects; ++i) {
+      cell.stats.abs_totals[a] += cell.stats.subject_contributions[i * n_aggs + a];
+    }
+    Top top;
+    for (size_t slot = 0; slot < n_subjects; ++slot) top.Add(acc.contributions[slot * n_aggs + a]);
+    cell.stats.top_contributions[a] = std::move(top).values();
+  }
+  FinishAggregates(query, acc.aggregates, cell);
   return cell;
 }
 
-CellAccumulator ToAccumulator(BlockCell& cell, int n_aggs, const std::vector<int>& dominance,
-                              SubjectScratch& scratch) {
-  CellAccumulator acc;
-  acc.key = std::move(cell.key);
-  acc.aggregates = std::move(cell.aggregates);
-  acc.record_key_sum = cell.record_key_sum;
-  const size_t n_dom = dominance.size();
-  const size_t n_records = cell.subjects.size();
-  uint32_t lowest = UINT32_MAX, highest = 0;
-  // Sized for one subject per record, trimmed after.
-  acc.ordinals.reserve(n_records);
-  acc.records.assign(n_records, 0);
-  acc.contributions.assign(n_records * n_aggs, 0.0);
-  for (size_t e = 0; e < n_records; ++e) {
-    const uint32_t s = cell.subjects[e];
-    uint32_t slot;
-    if (!scratch.TestAndSet(s)) {
-      slot = static_cast<uint32_t>(acc.ordinals.size());
-      scratch.slot[s] = slot;
-      acc.ordinals.push_back(s);
-      lowest = std::min(lowest, s);
-      highest = std::max(highest, s);
-    } else {
-      slot = scratch.slot[s];
+ExecutedCell FinishBlockCell(const v1::AggregateQuery& query, BlockCell& cell,
+                             const std::vector<int>& slot_of) {
+  const int n_aggs = query.aggregates_size();
+  const size_t slots = cell.sums.size();
+  const size_t stride = 1 + slots;
+  SortBySubject(cell.tail, stride);
+  const std::vector<uint64_t>& tail = cell.tail;
+  const std::vector<uint32_t>& run = cell.run_subjects;
+  ExecutedCell out = NewCell(n_aggs, std::move(cell.key), cell.record_key_sum, 0);
+  std::vector<uint32_t>& ordinals = out.stats.subject_ordinals;
+  std::vector<double>& contributions = out.stats.subject_contributions;
+  // At most this many subjects; capacity never written is never touched.
+  const size_t most = run.size() + tail.size() / stride;
+  contributions.reserve(most * n_aggs);
+  // Each subject's contribution per slot, written to its aggregates (0 for
+  // aggregates without dominance), totalled in ordinal order and ranked.
+  std::vector<double> totals(slots, 0.0);
+  std::vector<Top> tops(slots);
+  auto emit = [&](const double* contrib) {
+    for (size_t m = 0; m < slots; ++m) {
+      totals[m] += contrib[m];
+      tops[m].Add(contrib[m]);
     }
-    ++acc.records[slot];
-    // The sums in record order, as the row path takes them. A record without
-    // a measure holds +0.0, which changes no sum (none is ever -0.0).
-    for (size_t d = 0; d < n_dom; ++d) {
-      const double v = cell.contributions[e * n_dom + d];
-      AggregateAccumulator& x = acc.aggregates[dominance[d]];
-      x.sum += v;
-      x.sum_squares += v * v;
-      acc.contributions[static_cast<size_t>(slot) * n_aggs + dominance[d]] += std::fabs(v);
+    for (int a = 0; a < n_aggs; ++a) {
+      contributions.push_back(slot_of[a] >= 0 ? contrib[slot_of[a]] : 0.0);
     }
-  }
-  const size_t n_subjects = acc.ordinals.size();
-  acc.records.resize(n_subjects);
-  acc.contributions.resize(n_subjects * n_aggs);
-  // Slots in ordinal order: read off the bitmap when the subjects are dense
-  // in their range, else left to Finish's sort.
-  if (n_subjects > 0 && (highest >> 6) - (lowest >> 6) < 8 * n_subjects) {
-    acc.by_ordinal.reserve(n_subjects);
-    for (uint32_t w = lowest >> 6; w <= (highest >> 6); ++w) {
-      for (uint64_t bits = scratch.seen[w]; bits != 0; bits &= bits - 1) {
-        const uint32_t s = (w << 6) | static_cast<uint32_t>(__builtin_ctzll(bits));
-        acc.by_ordinal.push_back((static_cast<uint64_t>(s) << 32) | scratch.slot[s]);
+  };
+  if (tail.empty()) {
+    ordinals = std::move(cell.run_subjects);
+    for (size_t i = 0; i < ordinals.size(); ++i) emit(cell.run_contrib.data() + i * slots);
+  } else {
+    // The run and the sorted tail merged; a subject in both has its run
+    // records first.
+    ordinals.reserve(most);
+    double contrib[policy::kMaxAggregates];  // a slot per aggregate at most
+    size_t r = 0, t = 0;
+    while (r < run.size() || t < tail.size()) {
+      const bool from_run =
+          r < run.size() && (t == tail.size() || run[r] <= static_cast<uint32_t>(tail[t]));
+      const uint32_t s = from_run ? run[r] : static_cast<uint32_t>(tail[t]);
+      ordinals.push_back(s);
+      if (from_run) {
+        std::copy_n(cell.run_contrib.data() + r * slots, slots, contrib);
+        ++r;
+      } else {
+        std::fill_n(contrib, slots, 0.0);
       }
+      for (; t < tail.size() && static_cast<uint32_t>(tail[t]) == s; t += stride) {
+        for (size_t m = 0; m < slots; ++m) {
+          double v;
+          std::memcpy(&v, &tail[t + 1 + m], 8);
+          contrib[m] += BlockCell::Magnitude(v);
+        }
+      }
+      emit(contrib);
     }
   }
-  for (uint32_t s : acc.ordinals) scratch.Clear(s);
-  cell.subjects = {};
-  cell.contributions = {};
-  return acc;
+  out.stats.subjects = static_cast<int64_t>(ordinals.size());
+  for (int a = 0; a < n_aggs; ++a) {
+    AggregateAccumulator& x = cell.aggregates[a];
+    if (query.aggregates(a).kind() == v1::COUNT) x.count = cell.records;
+    const int m = slot_of[a];
+    if (m < 0) continue;
+    x.count = cell.sums[m].count;
+    x.sum = cell.sums[m].sum;
+    x.sum_squares = cell.sums[m].sum_squares;
+    out.stats.abs_totals[a] = totals[m];
+    out.stats.top_contributions[a] = Top(tops[m]).values();
+  }
+  FinishAggregates(query, cell.aggregates, out);
+  SpareBuffers& spares = SpareBuffers::Get();
+  spares.Give(cell.tail);
+  spares.Give(cell.run_subjects);
+  spares.Give(cell.run_contrib);
+  return out;
 }
 
 size_t CountDistinct(const std::vector<uint32_t>& subjects, SubjectScratch& scratch) {
@@ -201,9 +292,5 @@ size_t CountDistinct(const std::vector<uint32_t>& subjects, SubjectScratch& scra
   for (uint32_t s : subjects) scratch.Clear(s);
   return n;
 }
-
-// Without a per-subject record bound and without capturing records: each
-// block is filtered into selection vectors (consent, then each predicate
-// over its whole column), groups become compact ids, and each aggregate runs
 
 }  // namespace fedshare::engine::exec

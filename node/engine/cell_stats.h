@@ -1,18 +1,22 @@
 // The per-cell state of a scan and what disclosure control reads off it:
 // the exact aggregates, and per cell its subjects in ordinal order with each
 // one's contribution (policy::CellStats). The row path (row_scan.h) fills
-// CellAccumulator directly; the block path (block_scan.h) fills BlockCell and
-// folds it with ToAccumulator. Include only from the executor's files.
+// CellAccumulator and finishes it with FinishCell; the block path
+// (block_scan.h) fills BlockCell and finishes it with FinishBlockCell.
+// Include only from the executor's files.
 #ifndef FEDSHARE_NODE_ENGINE_CELL_STATS_H_
 #define FEDSHARE_NODE_ENGINE_CELL_STATS_H_
 
+#include <cmath>
 #include <cstdint>
-#include <memory>
+#include <cstring>
 #include <vector>
 
+#include "absl/base/attributes.h"
 #include "absl/container/flat_hash_map.h"
 #include "fedshare/v1/query.pb.h"
 #include "node/engine/query_executor.h"
+#include "policy/query_rules.h"
 
 namespace fedshare::engine::exec {
 
@@ -62,25 +66,89 @@ struct DroppedCell {
   std::vector<std::vector<std::vector<uint32_t>>> bin_subjects;
 };
 
-// A cell while the scan runs: aggregates as the row path keeps them except
-// the sums, and per counted record its subject and its clamped measure for
-// each dominance aggregate (+0.0 without one), in scan order; ToAccumulator
-// takes the sums and folds the records per subject.
+// The block path's per-cell state: aggregates as the row path keeps them
+// (HISTOGRAM whole; the dominance kinds filled by FinishBlockCell from
+// `sums`), and the cell's subjects folded as the records arrive. Subjects
+// that arrive in ascending ordinal order (the common case: one subject's
+// records are adjacent, or ordinals were given in the order records came)
+// extend the run with their contributions summed in place; a record whose
+// subject is below the run's last one is kept whole in `tail` and folded in
+// by FinishBlockCell. Every run record of a subject precedes its tail
+// records, so each subject's contribution is summed in record order, as the
+// row path sums it, to the last bit.
+//
+// A measure slot is one distinct measure field of the question's dominance
+// aggregates (SUM and AVG of one field share a slot: the same sums).
 struct BlockCell {
   std::vector<v1::Value> key;
-  std::vector<AggregateAccumulator> aggregates;  // sum, sum_squares: 0 until folded
-  std::vector<uint32_t> subjects;                // per counted record
-  std::vector<double> contributions;             // record * n_dominance + d: the measure
-  uint64_t record_key_sum = 0;
+  std::vector<AggregateAccumulator> aggregates;
+  uint64_t record_key_sum = 0;  // with record keys
+  uint32_t records = 0;         // counted records so far
+  struct Sums {
+    double count = 0, sum = 0, sum_squares = 0;
+  };
+  std::vector<Sums> sums;  // per measure slot, over the records in order
+  int64_t last = -1;       // the run's last subject, -1 before the first
+  std::vector<uint32_t> run_subjects;  // ascending, distinct
+  std::vector<double> run_contrib;     // run subject * slots + m: |measure| summed
+  // Per tail record, 1 + slots words: the subject, then per slot the
+  // measure's bits (NaN: none).
+  std::vector<uint64_t> tail;
+
+  // A counted record of `subject` with its measure per slot (NaN: none).
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void Add(uint32_t subject, const double* values, size_t slots) {
+    ++records;
+    for (size_t m = 0; m < slots; ++m) {
+      const double v = values[m];
+      if (v != v) continue;
+      sums[m].count += 1;
+      sums[m].sum += v;
+      sums[m].sum_squares += v * v;
+    }
+    if (static_cast<int64_t>(subject) > last) {
+      last = subject;
+      run_subjects.push_back(subject);
+      for (size_t m = 0; m < slots; ++m) run_contrib.push_back(Magnitude(values[m]));
+    } else if (static_cast<int64_t>(subject) == last) {
+      double* contrib = run_contrib.data() + run_contrib.size() - slots;
+      for (size_t m = 0; m < slots; ++m) contrib[m] += Magnitude(values[m]);
+    } else {
+      Keep(subject, values, slots);
+    }
+  }
+  // The same record kept whole for a later Replay, in a scan of blocks
+  // that follow another scan's: its sums must be taken after those.
+  void Log(uint32_t subject, const double* values, size_t slots) {
+    ++records;
+    Keep(subject, values, slots);
+  }
+  // Adds the records `from` logged, in their order.
+  void Replay(const BlockCell& from, size_t slots) {
+    double values[policy::kMaxAggregates];  // a slot per aggregate at most
+    for (size_t i = 0; i < from.tail.size(); i += 1 + slots) {
+      std::memcpy(values, &from.tail[i + 1], 8 * slots);
+      Add(static_cast<uint32_t>(from.tail[i]), values, slots);
+    }
+  }
+
+  // What a record adds to its subject's contribution: +0.0 without a
+  // measure, which changes no sum of magnitudes.
+  static double Magnitude(double v) { return v != v ? 0.0 : std::fabs(v); }
+  void Keep(uint32_t subject, const double* values, size_t slots) {
+    tail.push_back(subject);
+    for (size_t m = 0; m < slots; ++m) {
+      uint64_t bits;
+      std::memcpy(&bits, &values[m], 8);
+      tail.push_back(bits);
+    }
+  }
 };
 
-// Per-subject scratch for folding records into subjects: whether a subject
-// was seen in the current cell and its slot there. Cleared by the caller
-// through the subjects it set.
+// A set of subject ordinals as a bitmap over every ordinal, for counting
+// distinct subjects without hashing. Cleared by the caller through the
+// subjects it set.
 struct SubjectScratch {
-  // `slot` is left uninitialized: it is read only for subjects set in `seen`.
-  explicit SubjectScratch(uint32_t subjects)
-      : seen((subjects + 63) / 64, 0), slot(new uint32_t[subjects]) {}
+  explicit SubjectScratch(uint32_t subjects) : seen((subjects + 63) / 64, 0) {}
   bool TestAndSet(uint32_t s) {
     uint64_t& w = seen[s >> 6];
     const uint64_t bit = uint64_t{1} << (s & 63);
@@ -90,21 +158,21 @@ struct SubjectScratch {
   }
   void Clear(uint32_t s) { seen[s >> 6] &= ~(uint64_t{1} << (s & 63)); }
   std::vector<uint64_t> seen;
-  std::unique_ptr<uint32_t[]> slot;
 };
 
 // Orders cells by key: null first, then by kind, then by value.
 bool KeyLess(const ExecutedCell& a, const ExecutedCell& b);
 
-// The cell's figures and per-subject statistics. Moves out of `acc`.
+// The cell's figures and per-subject statistics. Moves out of `acc`. Both
+// paths total each aggregate's contributions over the subjects in ordinal
+// order.
 ExecutedCell FinishCell(const v1::AggregateQuery& query, CellAccumulator& acc);
 
-// The row path's accumulator for the same records: slots in order of first
-// sight, sums and per-subject contributions taken in scan order, so
-// FinishCell gives the same figures to the last bit. Moves out of `cell`; leaves `scratch`
-// clear.
-CellAccumulator ToAccumulator(BlockCell& cell, int n_aggs, const std::vector<int>& dominance,
-                              SubjectScratch& scratch);
+// The cell's figures and per-subject statistics, the row path's for the same
+// records to the last bit. `slot_of` gives each aggregate's measure slot (-1
+// for aggregates without per-subject contributions). Moves out of `cell`.
+ExecutedCell FinishBlockCell(const v1::AggregateQuery& query, BlockCell& cell,
+                             const std::vector<int>& slot_of);
 
 // Distinct values of `subjects` (appended with AppendSubject), counted
 // through the scratch bitmap, which is left clear.

@@ -48,11 +48,20 @@ absl::Status GroupIds::Assign(const ColumnBlock& block, const uint32_t* rows, si
     const int64_t null_code = cards_[g] - 1;
     const uint32_t stride = strides_[g];
     bool bad = false;
-    for (size_t k = 0; k < n; ++k) {
-      const uint32_t r = rows[k];
-      const int64_t v = col.IsNull(r) ? null_code : col.ints[r];
-      bad |= v < 0 || v > null_code;
-      ids[k] += static_cast<uint32_t>(v) * stride;
+    const int64_t* values = col.ints.data();
+    if (col.null_bits.empty()) {
+      for (size_t k = 0; k < n; ++k) {
+        const int64_t v = values[rows[k]];
+        bad |= static_cast<uint64_t>(v) > static_cast<uint64_t>(null_code);
+        ids[k] += static_cast<uint32_t>(v) * stride;
+      }
+    } else {
+      for (size_t k = 0; k < n; ++k) {
+        const uint32_t r = rows[k];
+        const int64_t v = col.IsNull(r) ? null_code : values[r];
+        bad |= static_cast<uint64_t>(v) > static_cast<uint64_t>(null_code);
+        ids[k] += static_cast<uint32_t>(v) * stride;
+      }
     }
     if (bad) return absl::DataLossError("a record block holds a code past its dictionary");
   }

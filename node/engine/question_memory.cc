@@ -21,4 +21,9 @@ absl::Status QuestionMemory::status() const {
       "in the node config, or ask with fewer groups or a narrower filter"));
 }
 
+SpareBuffers& SpareBuffers::Get() {
+  static SpareBuffers* spares = new SpareBuffers();
+  return *spares;
+}
+
 }  // namespace fedshare::engine

@@ -261,7 +261,18 @@ absl::Status DecodeColumnBlock(absl::string_view value, const std::vector<Stored
   const absl::string_view zones = value.substr(value.size() - h.zone_bytes);
   Reader in(value.substr(0, value.size() - h.zone_bytes));
   in.Skip(8);
-  block->Reset(types.size());
+  // Arrays about to be overwritten keep their size, so a block reused for
+  // the next block of a scan is not zeroed before each copy.
+  block->columns.resize(types.size());
+  for (size_t c = 0; c < types.size(); ++c) {
+    ColumnBlock::Column& col = block->columns[c];
+    const bool copied = c < ncols && is_wanted(c);
+    col.null_bits.clear();
+    if (!copied || types[c] == StoredType::kNone || types[c] == StoredType::kDouble) {
+      col.ints.clear();
+    }
+    if (!copied || types[c] != StoredType::kDouble) col.doubles.clear();
+  }
   block->rows = rows;
   block->subjects.resize(rows);
   if (!in.Read(block->subjects.data(), 4 * size_t{rows})) return Malformed("short subjects");
