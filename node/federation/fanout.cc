@@ -15,9 +15,8 @@
 #include "grpcpp/grpcpp.h"
 #include "node/common/files.h"
 #include "node/federation/combine.h"
+#include "node/federation/fanout_internal.h"
 #include "node/identity/channel.h"
-#include "node/identity/tls_files.h"
-#include "node/identity/x509_verify.h"
 #include "policy/question.h"
 #include "spdlog/spdlog.h"
 
@@ -25,51 +24,6 @@ namespace fedshare::federation {
 namespace {
 
 using State = v1::PartnerCoverage::State;
-
-void SetTimestamp(absl::Time t, google::protobuf::Timestamp* out) {
-  const int64_t ns = absl::ToUnixNanos(t);
-  out->set_seconds(ns / 1000000000);
-  out->set_nanos(static_cast<int32_t>(ns % 1000000000));
-}
-
-void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
-  const int64_t ns = absl::ToInt64Nanoseconds(d);
-  out->set_seconds(ns / 1000000000);
-  out->set_nanos(static_cast<int32_t>(ns % 1000000000));
-}
-
-// ListPeers' warning for a peer certificate expiring at `not_after`, or "".
-std::string ExpiryWarning(const std::string& org_id, absl::Time not_after, absl::Time now) {
-  const std::string when = absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", not_after, absl::UTCTimeZone());
-  if (not_after <= now) {
-    return absl::StrCat("peer ", org_id, "'s node certificate expired at ", when,
-                        ": its calls fail until its operator renews it");
-  }
-  if (not_after - now > identity::kExpiryWarning) return "";
-  return absl::StrCat("peer ", org_id, "'s node certificate expires in ",
-                      absl::ToInt64Hours(not_after - now) / 24, " day(s), at ", when,
-                      ": ask its operator to renew it");
-}
-
-State StateFor(grpc::StatusCode code) {
-  switch (code) {
-    case grpc::StatusCode::OK:
-      return v1::PartnerCoverage::ANSWERED;
-    case grpc::StatusCode::PERMISSION_DENIED:
-    case grpc::StatusCode::RESOURCE_EXHAUSTED:
-    case grpc::StatusCode::INVALID_ARGUMENT:
-    case grpc::StatusCode::FAILED_PRECONDITION:
-    case grpc::StatusCode::NOT_FOUND:
-    case grpc::StatusCode::UNAUTHENTICATED:
-      return v1::PartnerCoverage::REFUSED;
-    case grpc::StatusCode::DEADLINE_EXCEEDED:
-      return v1::PartnerCoverage::TIMED_OUT;
-    case grpc::StatusCode::UNAVAILABLE:
-      return v1::PartnerCoverage::UNREACHABLE;
-    default:
-      return v1::PartnerCoverage::FAILED;
-  }
-}
 
 // Calls a fan-out keeps in flight at once; more partners wait for a free
 // slot (each within the fan-out's deadline). Calls hold no thread.
@@ -158,14 +112,25 @@ void ApplyReceiptCheck(const v1::PeerConfig& peer, const absl::Status& checked,
 
 }  // namespace
 
-// One direct peer's channel, kept across fan-outs until the peer's address or
-// this node's TLS files change, or it fails to connect.
-struct FanOut::PeerChannel {
-  std::string address;
-  std::string tls_stamp;
-  std::shared_ptr<grpc::Channel> channel;
-  std::unique_ptr<v1::PeerService::Stub> stub;
-};
+v1::PartnerCoverage::State StateFor(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK:
+      return v1::PartnerCoverage::ANSWERED;
+    case grpc::StatusCode::PERMISSION_DENIED:
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+    case grpc::StatusCode::INVALID_ARGUMENT:
+    case grpc::StatusCode::FAILED_PRECONDITION:
+    case grpc::StatusCode::NOT_FOUND:
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return v1::PartnerCoverage::REFUSED;
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return v1::PartnerCoverage::TIMED_OUT;
+    case grpc::StatusCode::UNAVAILABLE:
+      return v1::PartnerCoverage::UNREACHABLE;
+    default:
+      return v1::PartnerCoverage::FAILED;
+  }
+}
 
 // The state of one fan-out, shared with its calls' callbacks.
 struct FanOut::Run {
@@ -597,177 +562,6 @@ absl::StatusOr<v1::FederatedAggregateResponse> FanOut::Ask(
   *response.mutable_combined()->mutable_receipt() = std::move(appended->receipt);
   response.mutable_combined()->mutable_receipt()->set_org_id(config_->org_id());
   return response;
-}
-
-v1::ListPeersResponse FanOut::ListPeers(bool probe) {
-  v1::ListPeersResponse response;
-  std::vector<std::future<v1::PeerStatus>> calls;
-  std::shared_ptr<const std::vector<v1::PeerConfig>> configured = peers();
-  for (const v1::PeerConfig& peer : *configured) {
-    // Without a probe nothing waits: no thread.
-    calls.push_back(
-        std::async(probe ? std::launch::async : std::launch::deferred, [this, peer, probe]() {
-          v1::PeerStatus status;
-          status.set_org_id(peer.org_id());
-          status.set_address(peer.address());
-          *status.mutable_groups() = peer.groups();
-          FillContact(peer, &status);
-          if (checkpoints_ != nullptr) {
-            status.set_audit_tree_size(checkpoints_->KnownSize(peer.org_id()));
-            status.set_audit_error(checkpoints_->Error(peer.org_id()));
-          }
-          if (peer.call_home()) {
-            // Describe is not carried over the stream: a probe says whether it is up.
-            if (probe) {
-              status.set_state(status.connected() ? v1::PartnerCoverage::ANSWERED
-                                                  : v1::PartnerCoverage::UNREACHABLE);
-              if (!status.connected()) status.set_reason("call-home partner is not connected");
-            }
-            return status;
-          }
-          if (!probe) return status;
-          std::string error;
-          std::shared_ptr<PeerChannel> channel = ChannelFor(peer, &error);
-          if (channel == nullptr) {
-            status.set_state(v1::PartnerCoverage::FAILED);
-            status.set_reason(error);
-            return status;
-          }
-          grpc::ClientContext context;
-          context.set_deadline(
-              absl::ToChronoTime(absl::Now() + absl::Milliseconds(config_->peer_deadline_ms())));
-          v1::DescribeResponse described;
-          const absl::Time sent = absl::Now();
-          grpc::Status s = channel->stub->Describe(&context, v1::DescribeRequest(), &described);
-          const absl::Time now = absl::Now();
-          status.set_state(StateFor(s.error_code()));
-          status.set_reason(s.error_message());
-          status.set_datasets_offered(described.datasets_size());
-          if (s.ok()) {
-            {
-              absl::MutexLock lock(&mu_);
-              last_contact_[peer.org_id()] = now;
-            }
-            SetTimestamp(now, status.mutable_last_contact());
-            SetDuration(now - sent, status.mutable_round_trip());
-            status.set_round_trip_source(v1::PeerStatus::ROUND_TRIP_SOURCE_PROBE);
-            NoteCertificate(peer.org_id(), context);
-            FillCertificate(peer, &status);
-          }
-          return status;
-        }));
-  }
-  for (auto& call : calls) *response.add_peers() = call.get();
-  return response;
-}
-
-void FanOut::FillContact(const v1::PeerConfig& peer, v1::PeerStatus* status) {
-  status->set_mode(peer.call_home() ? v1::PeerStatus::MODE_CALL_HOME : v1::PeerStatus::MODE_DIRECT);
-  absl::Time last = absl::InfinitePast();
-  {
-    absl::MutexLock lock(&mu_);
-    auto it = last_contact_.find(peer.org_id());
-    if (it != last_contact_.end()) last = it->second;
-  }
-  if (peer.call_home() && hub_ != nullptr) {
-    std::shared_ptr<CallHomeSession> session = hub_->Find(peer.org_id());
-    status->set_connected(session != nullptr);
-    if (session != nullptr) last = std::max(last, session->connected_at());
-  }
-  if (last != absl::InfinitePast()) SetTimestamp(last, status->mutable_last_contact());
-  {
-    absl::MutexLock lock(&mu_);
-    auto rtt = round_trip_.find(peer.org_id());
-    if (rtt != round_trip_.end()) {
-      SetDuration(rtt->second, status->mutable_round_trip());
-      status->set_round_trip_source(v1::PeerStatus::ROUND_TRIP_SOURCE_LAST_ANSWER);
-    }
-  }
-  FillCertificate(peer, status);
-}
-
-void FanOut::FillCertificate(const v1::PeerConfig& peer, v1::PeerStatus* status) {
-  absl::Time not_after;
-  {
-    absl::MutexLock lock(&mu_);
-    auto it = certificates_.find(peer.org_id());
-    if (it == certificates_.end()) return;
-    not_after = it->second.not_after;
-  }
-  SetTimestamp(not_after, status->mutable_certificate_expires());
-  status->set_certificate_warning(ExpiryWarning(peer.org_id(), not_after, absl::Now()));
-}
-
-void FanOut::NoteCertificate(const std::string& org_id, const grpc::ClientContext& context) {
-  std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
-  if (auth == nullptr) return;
-  std::vector<grpc::string_ref> pem = auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
-  if (pem.empty()) return;
-  NotePeerCertificate(org_id, absl::string_view(pem[0].data(), pem[0].size()));
-}
-
-void FanOut::NotePeerCertificate(const std::string& org_id, absl::string_view pem) {
-  {
-    absl::MutexLock lock(&mu_);
-    auto it = certificates_.find(org_id);
-    if (it != certificates_.end() && it->second.pem == pem) return;
-  }
-  absl::StatusOr<identity::CertificateInfo> info = identity::InspectCertificate(pem);
-  if (!info.ok()) return;
-  absl::MutexLock lock(&mu_);
-  certificates_[org_id] = SeenCertificate{std::string(pem), info->not_after};
-}
-
-absl::StatusOr<v1::DescribeResponse> FanOut::DescribePeer(const std::string& org_id) {
-  // The peers in force now (a SIGHUP may replace them while this call runs).
-  std::shared_ptr<const std::vector<v1::PeerConfig>> configured = peers();
-  const v1::PeerConfig* peer = nullptr;
-  std::vector<std::string> known;
-  for (const v1::PeerConfig& p : *configured) {
-    known.push_back(p.org_id());
-    if (p.org_id() == org_id) peer = &p;
-  }
-  if (peer == nullptr) {
-    return absl::NotFoundError(absl::StrCat(
-        "no peer '", org_id, "' is configured on this node; ",
-        known.empty() ? "it has no peers" : "configured peers: " + absl::StrJoin(known, ", ")));
-  }
-  if (peer->call_home()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("peer ", org_id,
-                     " calls home to this node; its stream carries questions, not Describe "
-                     "(ask its operator for its agreements)"));
-  }
-  std::string error;
-  std::shared_ptr<PeerChannel> channel = ChannelFor(*peer, &error);
-  if (channel == nullptr) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot dial peer ", org_id, " at ", peer->address(), ": ", error));
-  }
-  const int deadline_ms = config_->peer_deadline_ms();
-  grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Milliseconds(deadline_ms)));
-  v1::DescribeResponse described;
-  grpc::Status s = channel->stub->Describe(&context, v1::DescribeRequest(), &described);
-  switch (s.error_code()) {
-    case grpc::StatusCode::OK:
-      return described;
-    case grpc::StatusCode::UNAVAILABLE:
-      return absl::UnavailableError(absl::StrCat("peer ", org_id, " at ", peer->address(),
-                                                 " is unreachable: ", s.error_message()));
-    case grpc::StatusCode::DEADLINE_EXCEEDED:
-      return absl::DeadlineExceededError(absl::StrCat("peer ", org_id, " at ", peer->address(),
-                                                      " did not answer within ", deadline_ms,
-                                                      " ms (peer_deadline_ms)"));
-    case grpc::StatusCode::PERMISSION_DENIED:
-    case grpc::StatusCode::UNAUTHENTICATED:
-      // The peer refused this node, not the analyst: not UNAUTHENTICATED here.
-      return absl::PermissionDeniedError(
-          absl::StrCat("peer ", org_id, " refused this node: ", s.error_message()));
-    default:
-      return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
-                          absl::StrCat("peer ", org_id, ": ", s.error_message()));
-  }
 }
 
 }  // namespace fedshare::federation
