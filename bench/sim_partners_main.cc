@@ -58,6 +58,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "bench/node_process.h"
+#include "bench/sim_partner.h"
 #include "bench/synthetic.h"
 #include "fedshare/v1/federation.grpc.pb.h"
 #include "fedshare/v1/peer.grpc.pb.h"
@@ -85,7 +86,15 @@ extern char** environ;
 namespace fedshare {
 namespace {
 
-constexpr char kTrustDomain[] = "sim.fedshare.test";
+using sim::DispatchingPeerService;
+using sim::IdDir;
+using sim::Issue;
+using sim::kTrustDomain;
+using sim::MakePartner;
+using sim::NodeConfig;
+using sim::ServeDirect;
+using sim::SimPartner;
+
 constexpr char kQuestion[] =
     "SELECT program, COUNT(*), AVG(outcome_score) FROM program_outcomes GROUP BY program "
     "PURPOSE 'program-evaluation'";
@@ -108,196 +117,6 @@ absl::Status ParallelFor(int n, int threads, const std::function<absl::Status(in
   }
   for (std::thread& t : pool) t.join();
   return first;
-}
-
-std::string IdDir(const std::string& dir, const std::string& org, identity::Role role,
-                  const std::string& name) {
-  return absl::StrCat(dir, "/pki/", org, "-", identity::RoleName(role), name.empty() ? "" : "-",
-                      name);
-}
-
-absl::Status Issue(const std::string& dir, const std::string& org, identity::Role role,
-                   const std::string& name) {
-  identity::IssueOptions options;
-  options.org = org;
-  options.role = role;
-  options.name = name;
-  options.out_dir = IdDir(dir, org, role, name);
-  if (std::filesystem::exists(options.out_dir + "/cert.pem")) return absl::OkStatus();
-  return identity::IssueCertificate(dir + "/pki/ca", options);
-}
-
-v1::NodeConfig NodeConfig(const std::string& org, const std::string& dir) {
-  v1::NodeConfig config;
-  config.set_org_id(org);
-  config.set_trust_domain(kTrustDomain);
-  config.set_data_dir(dir + "/data/" + org);
-  config.set_peer_address("127.0.0.1:0");
-  config.set_local_address("127.0.0.1:0");
-  const std::string id = IdDir(dir, org, identity::Role::kNode, "");
-  config.mutable_tls()->set_cert_file(id + "/cert.pem");
-  config.mutable_tls()->set_key_file(id + "/key.pem");
-  config.mutable_tls()->set_ca_file(id + "/ca.pem");
-  for (const v1::Purpose& p : synthetic::Purposes()) *config.add_purposes() = p;
-  return config;
-}
-
-// One partner identity: a node's answer stack without servers of its own.
-struct SimPartner {
-  v1::NodeConfig config;
-  std::unique_ptr<storage::Storage> storage;
-  std::unique_ptr<audit::AuditLog> audit;
-  std::unique_ptr<engine::Engine> engine;
-  std::unique_ptr<engine::Answerer> answerer;
-  std::unique_ptr<service::CallGate> gate;
-  std::unique_ptr<service::RefusalThrottle> throttle;
-  service::ServiceEnv env;
-  std::unique_ptr<service::PeerServiceImpl> peer_service;
-  std::unique_ptr<server::CallHomeClient> call_home;
-  int port = 0;  // on the shared server; 0 if not served directly
-};
-
-absl::StatusOr<std::unique_ptr<SimPartner>> MakePartner(const std::string& org,
-                                                        const std::string& dir, int index,
-                                                        int records,
-                                                        const identity::Authenticator* auth) {
-  auto p = std::make_unique<SimPartner>();
-  p->config = NodeConfig(org, dir);
-  *p->config.add_datasets() = synthetic::ProgramOutcomesSchema();
-  v1::Agreement* a = p->config.add_agreements();
-  google::protobuf::TextFormat::ParseFromString(
-      R"pb(
-        id: "open"
-        peers: "foundation"
-        dataset: "program_outcomes"
-        purposes: "program-evaluation"
-        aggregates: [ COUNT, COUNT_SUBJECTS, AVG ]
-        group_fields: [ "program" ]
-        measure_fields: [ "outcome_score" ]
-        disclosure { repeat_limit: 1000000 }
-      )pb",
-      a);
-  const v1::NodeConfig& cfg = p->config;
-  storage::StorageOptions storage_options;
-  storage_options.block_cache_bytes = 1 << 20;
-  storage_options.disk_reserve_bytes = 0;
-  FEDSHARE_ASSIGN_OR_RETURN(p->storage, storage::Storage::Create(cfg.data_dir(), storage_options));
-  FEDSHARE_ASSIGN_OR_RETURN(p->audit, audit::AuditLog::Open(p->storage.get(), Clock::Real(), org));
-  std::vector<v1::DatasetSchema> schemas(cfg.datasets().begin(), cfg.datasets().end());
-  FEDSHARE_ASSIGN_OR_RETURN(policy::PurposeTree purposes,
-                            policy::PurposeTree::Create(cfg.purposes()));
-  FEDSHARE_ASSIGN_OR_RETURN(
-      policy::AgreementSet agreements,
-      policy::AgreementSet::Create({cfg.agreements().begin(), cfg.agreements().end()}, purposes,
-                                   schemas));
-  engine::EngineOptions engine_options;
-  engine_options.org_id = org;
-  engine_options.purposes.assign(cfg.purposes().begin(), cfg.purposes().end());
-  engine_options.datasets = schemas;
-  FEDSHARE_ASSIGN_OR_RETURN(p->engine,
-                            engine::Engine::Create(p->storage.get(), std::move(engine_options)));
-  p->answerer = std::make_unique<engine::Answerer>(
-      org, p->engine.get(), p->audit.get(), p->storage.get(),
-      std::make_shared<const policy::AgreementSet>(std::move(agreements)), schemas, Clock::Real());
-  service::ServiceEnv& env = p->env;
-  env.config = &p->config;
-  env.authenticator = auth;
-  env.engine = p->engine.get();
-  env.storage = p->storage.get();
-  env.answerer = p->answerer.get();
-  env.audit = p->audit.get();
-  env.started_at = absl::Now();
-  env.clock = Clock::Real();
-  env.limits = service::EffectiveLimits(cfg.limits());
-  p->gate = std::make_unique<service::CallGate>(env.limits.max_calls_per_caller());
-  p->throttle = std::make_unique<service::RefusalThrottle>(
-      env.limits.refusals_per_window(), absl::Seconds(env.limits.refusal_window_seconds()),
-      [](const std::string&, int64_t, absl::Time, absl::Time) {});
-  env.call_gate = p->gate.get();
-  env.refusal_throttle = p->throttle.get();
-  p->peer_service = std::make_unique<service::PeerServiceImpl>(&env);
-
-  synthetic::Options data;
-  data.rows = records;
-  data.seed = static_cast<uint64_t>(index + 1);
-  absl::StatusOr<v1::IngestResponse> ingested =
-      p->engine->Ingest("program_outcomes", v1::CSV, false, synthetic::RecordsCsv(data));
-  if (!ingested.ok()) return ingested.status();
-  absl::StatusOr<v1::ConsentImportResponse> consented =
-      p->engine->ImportConsent(synthetic::ConsentCsv(data));
-  if (!consented.ok()) return consented.status();
-  return p;
-}
-
-// PeerService for every directly served partner, on one gRPC server: a call
-// goes to the partner whose port it came in on (the :authority the caller
-// dialled), and from there through that partner's own PeerServiceImpl.
-class DispatchingPeerService final : public v1::PeerService::Service {
- public:
-  void Add(int port, SimPartner* partner) { by_port_[port] = partner; }
-
-  grpc::Status Describe(grpc::ServerContext* context, const v1::DescribeRequest* request,
-                        v1::DescribeResponse* response) override {
-    SimPartner* p = Find(*context);
-    if (p == nullptr) return NotServed();
-    return p->peer_service->Describe(context, request, response);
-  }
-  grpc::Status Aggregate(grpc::ServerContext* context, const v1::AggregateRequest* request,
-                         v1::AggregateResponse* response) override {
-    SimPartner* p = Find(*context);
-    if (p == nullptr) return NotServed();
-    return p->peer_service->Aggregate(context, request, response);
-  }
-  grpc::Status AuditProof(grpc::ServerContext* context, const v1::AuditProofRequest* request,
-                          v1::AuditProofResponse* response) override {
-    SimPartner* p = Find(*context);
-    if (p == nullptr) return NotServed();
-    return p->peer_service->AuditProof(context, request, response);
-  }
-
- private:
-  static grpc::Status NotServed() {
-    return grpc::Status(grpc::StatusCode::NOT_FOUND, "no partner is served on this port");
-  }
-  SimPartner* Find(const grpc::ServerContext& context) const {
-    grpc::string_ref authority = context.ExperimentalGetAuthority();
-    absl::string_view a(authority.data(), authority.size());
-    int port = 0;
-    if (!absl::SimpleAtoi(a.substr(a.rfind(':') + 1), &port)) return nullptr;
-    auto it = by_port_.find(port);
-    return it == by_port_.end() ? nullptr : it->second;
-  }
-  // Filled before the server starts; read-only after.
-  absl::flat_hash_map<int, SimPartner*> by_port_;
-};
-
-// One server for `partners`, each on its own port with its own certificate
-// (fixed PEM: a file-watching credential would hold a thread per partner).
-absl::StatusOr<std::unique_ptr<grpc::Server>> ServeDirect(std::vector<SimPartner*> partners,
-                                                          DispatchingPeerService* service) {
-  grpc::ServerBuilder builder;
-  std::vector<int> ports(partners.size());
-  for (size_t i = 0; i < partners.size(); ++i) {
-    const v1::TlsConfig& tls = partners[i]->config.tls();
-    FEDSHARE_ASSIGN_OR_RETURN(std::string cert, ReadFile(tls.cert_file()));
-    FEDSHARE_ASSIGN_OR_RETURN(std::string key, ReadFile(tls.key_file()));
-    FEDSHARE_ASSIGN_OR_RETURN(std::string ca, ReadFile(tls.ca_file()));
-    grpc::SslServerCredentialsOptions options(
-        GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-    options.pem_root_certs = ca;
-    options.pem_key_cert_pairs.push_back({key, cert});
-    builder.AddListeningPort("127.0.0.1:0", grpc::SslServerCredentials(options), &ports[i]);
-  }
-  builder.RegisterService(service);
-  builder.SetMaxReceiveMessageSize(1 << 20);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (server == nullptr) return absl::UnavailableError("cannot start the partners' server");
-  for (size_t i = 0; i < partners.size(); ++i) {
-    if (ports[i] == 0) return absl::UnavailableError("a partner's port could not be bound");
-    partners[i]->port = ports[i];
-    service->Add(ports[i], partners[i]);
-  }
-  return server;
 }
 
 // Raises the open-file limit as far as the hard limit allows.
