@@ -388,13 +388,11 @@ class Engine {
     policy::ConsentBitmap bitmap;
   };
 
-  friend class IngestRun;  // ingest.cc: stages and commits under write_mu_
+  friend class IngestRun;     // ingest.cc: parses and checks under write_mu_
+  friend class IngestWriter;  // ingest_writer.cc: stages and commits under write_mu_
 
   Engine() = default;
   absl::Status Load() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
-  absl::Status AddDatasetDeletes(const DatasetDef& def, const storage::DatasetStats& stats,
-                                 storage::WriteBatch* batch) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   absl::StatusOr<Erasure> EraseLocked(
       absl::string_view subject_id,
       const std::function<absl::Status(const Erasure&)>& before_commit,
