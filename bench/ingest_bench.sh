@@ -96,7 +96,7 @@ t0=$(now)
   --dataset program_outcomes "$run/input/records.csv" >"$run/ingest.out"; } 2>"$run/cli.time"
 t1=$(now)
 c1=$(cpu_ticks "$pid")
-cli_cpu=$(awk '{print $1 + $2}' "$run/cli.time")
+cli_cpu=$(tail -n 1 "$run/cli.time" | awk '{print $1 + $2}')
 written=$(sed -n 's/^wrote \([0-9]*\) rows.*/\1/p' "$run/ingest.out")
 hwm_kib=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$pid/status")
 t2=$(now)

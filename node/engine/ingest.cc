@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "node/common/status_macros.h"
 #include "node/common/time_util.h"
 #include "node/common/utf8.h"
@@ -94,6 +96,7 @@ class IngestRun {
   absl::Status Append(absl::string_view bytes);
   absl::StatusOr<v1::IngestResponse> Finish();
   size_t peak_held_bytes() const { return peak_held_; }
+  bool finished() const { return finished_; }
 
  private:
   enum class Phase { kHeader, kRows, kHeaderRejected };
@@ -590,10 +593,82 @@ absl::StatusOr<v1::IngestResponse> Engine::Ingest(absl::string_view dataset, v1:
   return session->Finish();
 }
 
+// Parses large slices on its own thread, so that receiving the next slice
+// (TLS, gRPC) overlaps parsing this one. One slice waits at most.
+struct IngestSession::Parser {
+  explicit Parser(IngestRun* run) : thread([this, run] { Loop(run); }) {}
+  ~Parser() {
+    {
+      absl::MutexLock lock(&mu);
+      stop = true;
+    }
+    thread.join();
+  }
+
+  void Loop(IngestRun* run) {
+    std::string slice;
+    for (;;) {
+      {
+        absl::MutexLock lock(&mu);
+        mu.Await(absl::Condition(this, &Parser::HasWork));
+        if (stop) return;
+        slice.swap(pending);
+        waiting = false;
+        busy = true;
+      }
+      absl::Status s = run->Append(slice);
+      absl::MutexLock lock(&mu);
+      if (status.ok()) status = s;
+      busy = false;
+    }
+  }
+
+  bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return waiting || stop; }
+  bool Idle() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return !waiting && !busy; }
+  bool CanQueue() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return !waiting; }
+
+  absl::Mutex mu;
+  std::string pending ABSL_GUARDED_BY(mu);
+  bool waiting ABSL_GUARDED_BY(mu) = false;  // `pending` holds a slice
+  bool busy ABSL_GUARDED_BY(mu) = false;     // a slice is being parsed
+  bool stop ABSL_GUARDED_BY(mu) = false;
+  absl::Status status ABSL_GUARDED_BY(mu);   // the first error
+  std::thread thread;                        // last: started once the rest is
+};
+
 IngestSession::IngestSession(std::unique_ptr<IngestRun> run) : run_(std::move(run)) {}
-IngestSession::~IngestSession() = default;
-absl::Status IngestSession::Append(absl::string_view bytes) { return run_->Append(bytes); }
-absl::StatusOr<v1::IngestResponse> IngestSession::Finish() { return run_->Finish(); }
+
+// The parser stops before the run (and its lock) goes.
+IngestSession::~IngestSession() { parser_.reset(); }
+
+absl::Status IngestSession::Drain() {
+  if (parser_ == nullptr) return absl::OkStatus();
+  Parser& p = *parser_;
+  absl::MutexLock lock(&p.mu);
+  p.mu.Await(absl::Condition(&p, &Parser::Idle));
+  return p.status;
+}
+
+absl::Status IngestSession::Append(absl::string_view bytes) {
+  if (bytes.size() < kParseAheadBytes || run_->finished()) {
+    FEDSHARE_RETURN_IF_ERROR(Drain());
+    return run_->Append(bytes);
+  }
+  if (parser_ == nullptr) parser_ = std::make_unique<Parser>(run_.get());
+  Parser& p = *parser_;
+  absl::MutexLock lock(&p.mu);
+  p.mu.Await(absl::Condition(&p, &Parser::CanQueue));
+  if (!p.status.ok()) return p.status;
+  p.pending.assign(bytes.data(), bytes.size());
+  p.waiting = true;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::IngestResponse> IngestSession::Finish() {
+  FEDSHARE_RETURN_IF_ERROR(Drain());
+  return run_->Finish();
+}
+
 size_t IngestSession::peak_held_bytes() const { return run_->peak_held_bytes(); }
 
 }  // namespace fedshare::engine

@@ -22,7 +22,9 @@
 //
 // Thread safety: thread-compatible (one caller). The session holds the
 // engine's write lock from StartIngest until it is destroyed, and must be
-// destroyed on the thread that started it, before its Engine.
+// destroyed on the thread that started it, before its Engine. Its parser
+// thread works under that lock on the caller's behalf, one slice at a time,
+// and ends when the session does.
 #ifndef FEDSHARE_NODE_ENGINE_INGEST_H_
 #define FEDSHARE_NODE_ENGINE_INGEST_H_
 
@@ -45,8 +47,12 @@ class IngestSession {
 
   // Takes the next bytes of the file (any split, even inside a UTF-8
   // character or a CRLF). RESOURCE_EXHAUSTED when the budget is exceeded;
-  // after any error the session only returns that error.
+  // after any error the session only returns that error. A slice of at
+  // least kParseAheadBytes is parsed on the session's own thread while the
+  // caller receives the next one (at most one slice waits): its error is
+  // returned by a later Append or by Finish.
   absl::Status Append(absl::string_view bytes);
+  static constexpr size_t kParseAheadBytes = size_t{64} << 10;
 
   // The file has ended: parses its last record, then checks the idempotency
   // key and the duplicate-file digest and writes, as Engine::Ingest does.
@@ -58,8 +64,12 @@ class IngestSession {
 
  private:
   friend class Engine;
+  struct Parser;  // the thread that parses large slices (ingest.cc)
   explicit IngestSession(std::unique_ptr<IngestRun> run);
+  // Waits until every slice handed to the parser is parsed; its first error.
+  absl::Status Drain();
   std::unique_ptr<IngestRun> run_;
+  std::unique_ptr<Parser> parser_;  // started by the first large slice
 };
 
 }  // namespace fedshare::engine

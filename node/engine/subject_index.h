@@ -1,9 +1,10 @@
 // Subject id -> ordinal for every subject of the store, as the writers keep
-// it in memory (WriterState): about 30 bytes per subject plus the id, where a
+// it in memory (WriterState): about 26 bytes per subject plus the id, where a
 // hash map of strings took over 50. The ids live once, in an append-only
-// arena of chunks (64 KiB doubling to 4 MiB) ([u32 ordinal][u32 length][bytes] per entry); a
-// linear-probing table of 8-byte slots (a 16-bit hash tag and the entry's
-// place) finds them.
+// arena of chunks (64 KiB doubling to 4 MiB; per entry [u32 ordinal]
+// [u32 length][bytes], padded to 8 bytes); a linear-probing table of 8-byte
+// slots (the id's 32-bit hash and the entry's place, so growing the table
+// reads no id) finds them. At most 32 GiB of ids.
 //
 //   SubjectIndex index;
 //   index.Insert("P0000001", 0);
@@ -29,7 +30,7 @@ namespace fedshare::engine {
 
 class SubjectIndex {
  public:
-  // Where an entry lives in the arena.
+  // Where an entry lives in the arena (its virtual offset / 8).
   using Ref = uint64_t;
   // The arena's end at one moment: entries inserted after it can be listed
   // (EntriesSince) and removed (RollbackTo).
@@ -67,18 +68,20 @@ class SubjectIndex {
     std::unique_ptr<char[]> data;
     size_t size = 0;
     size_t used = 0;
+    uint64_t start = 0;  // in the virtual byte space of references
   };
-  static uint64_t Hash(absl::string_view id);
+  static uint32_t Hash(absl::string_view id);
   // The slot holding `id`, or the empty slot where it would go.
-  size_t Probe(absl::string_view id, uint64_t hash) const;
-  void Place(uint64_t slot_value, uint64_t hash);
+  size_t Probe(absl::string_view id, uint32_t hash) const;
+  void Place(uint64_t slot_value);
   void Grow(size_t capacity);
   void RemoveSlot(size_t slot);
   char* Entry(Ref ref) const;
 
   std::vector<Chunk> chunks_;
+  std::vector<uint32_t> chunk_at_;  // per 4 MiB of the virtual space: its chunk
   size_t arena_bytes_ = 0;
-  std::vector<uint64_t> slots_;  // 0: empty; else tag << 48 | (ref + 1)
+  std::vector<uint64_t> slots_;  // 0: empty; else hash << 32 | (ref + 1)
   size_t size_ = 0;
 };
 

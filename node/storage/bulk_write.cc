@@ -93,8 +93,12 @@ absl::Status BulkWrite::Add(int table_no, bool is_delete, absl::string_view key,
     std::filesystem::create_directories(dir, ignored);
     table.path = absl::StrCat(dir, "/", ::getpid(), "-", next_file.fetch_add(1), ".sst");
     rocksdb::ColumnFamilyHandle* handle = storage_->Handle(table.cf);
-    table.file = std::make_unique<rocksdb::SstFileWriter>(
-        rocksdb::EnvOptions(db.GetDBOptions()), db.GetOptions(handle), handle);
+    rocksdb::Options options = db.GetOptions(handle);
+    // LZ4 compresses blocks about twice as fast as the default Snappy; a
+    // reader decompresses whatever a file's blocks say.
+    options.compression = rocksdb::kLZ4Compression;
+    table.file = std::make_unique<rocksdb::SstFileWriter>(rocksdb::EnvOptions(db.GetDBOptions()),
+                                                          options, handle);
     failed_ = Storage::FromRocksStatus(table.file->Open(table.path), "opening a staged table file");
     if (!failed_.ok()) {
       table.file.reset();
