@@ -9,16 +9,19 @@
 //
 // Complete records are parsed as they arrive, good rows are encoded into
 // column blocks as the blocks fill, and the file is hashed as it goes; only a
-// record still being received is carried between slices. Nothing is written
-// before Finish, and Finish writes one atomic, synced batch: a session that
-// fails, or is destroyed without Finish, writes nothing.
+// record still being received is carried between slices. What the ingest
+// writes is staged (IngestWriter: in memory while small, then in table files,
+// storage::BulkWrite) and becomes visible only at Finish, all at once and
+// synced: a session that fails, or is destroyed without Finish, writes
+// nothing.
 //
 // Memory: the session accounts what it holds (the record in progress, the
-// staged write counted twice because the commit copies it once, new
-// subject ids and dictionary values, rejected rows) against
-// IngestControl::memory_budget_bytes; past it, Append or Finish fails with
-// RESOURCE_EXHAUSTED and nothing is written. Besides that, it holds one
-// column block and at most 1000 row errors.
+// staged write while it is in memory, counted twice because the commit
+// copies it once, new subject ids and dictionary values, rejected rows)
+// against IngestControl::memory_budget_bytes; past it, Append or Finish
+// fails with RESOURCE_EXHAUSTED and nothing is written. Besides that, it
+// holds one column block, one slice waiting to be parsed and at most 1000 row
+// errors.
 //
 // Thread safety: thread-compatible (one caller). The session holds the
 // engine's write lock from StartIngest until it is destroyed, and must be

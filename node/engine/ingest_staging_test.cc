@@ -10,6 +10,7 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
+#include "node/common/status_macros.h"
 #include "node/common/status_matchers.h"
 #include "node/engine/engine.h"
 #include "node/engine/ingest.h"
@@ -57,17 +58,12 @@ class IngestStagingTest : public ::testing::Test {
     reader_.reset();  // its snapshot goes before the store
     engine_.reset();
     storage_.reset();
-    auto storage = storage::Storage::Create(dir_, storage::StorageOptions());
-    if (!storage.ok()) return storage.status();
-    storage_ = *std::move(storage);
+    FEDSHARE_ASSIGN_OR_RETURN(storage_, storage::Storage::Create(dir_, {}));
     EngineOptions options;
-    options.org_id = "partner-a";
     v1::DatasetSchema schema;
     EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(kSchema, &schema));
     options.datasets = {schema};
-    auto engine = Engine::Create(storage_.get(), options);
-    if (!engine.ok()) return engine.status();
-    engine_ = *std::move(engine);
+    FEDSHARE_ASSIGN_OR_RETURN(engine_, Engine::Create(storage_.get(), options));
     return absl::OkStatus();
   }
 

@@ -83,7 +83,10 @@ absl::Status BulkWrite::Add(int table_no, bool is_delete, absl::string_view key,
   if (!spilled_) {
     table.ops.push_back(Table::Op{is_delete, std::string(key), std::string(value)});
     held_bytes_ += key.size() + value.size() + sizeof(Table::Op);
-    if (held_bytes_ >= kBulkSpillBytes) failed_ = Spill();
+    // Not in an encrypted store: RocksDB 7.8 records an ingested file's
+    // size there without the file's encryption prefix, and the store then
+    // no longer opens ("Sst file size mismatch").
+    if (held_bytes_ >= kBulkSpillBytes && storage_->encrypted_env_ == nullptr) failed_ = Spill();
     return failed_;
   }
   if (table.file == nullptr) {

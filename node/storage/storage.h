@@ -144,8 +144,10 @@ class Storage;
 // (RocksDB IngestExternalFiles: one synced MANIFEST record), or none of
 // them: a write that fails, is destroyed uncommitted or whose process dies
 // changes nothing, and its files are deleted (at the latest when the store
-// next opens). Obtained from Storage::NewBulkWrite; destroy before its
-// Storage. Not thread-safe.
+// next opens). In an encrypted store the write stays in memory and commits
+// as one WriteBatch whatever its size (RocksDB 7.8 mis-sizes ingested files
+// there). Obtained from Storage::NewBulkWrite; destroy before its Storage.
+// Not thread-safe.
 class BulkWrite {
  public:
   ~BulkWrite();
