@@ -188,6 +188,7 @@ void IngestWriter::Stop() {
   block_.Reset(nfields_);
   block_dirty_ = false;
   subjects_->Reset();
+  engine_->write_mu_.AssertHeld();
   Engine::WriterState& w = *engine_->writer_;
   for (int f = 0; f < nfields_; ++f) {
     if (dicts_[f] != nullptr) dicts_[f] = std::make_unique<DictionaryStaging>(w.dicts[ds_][f]);
