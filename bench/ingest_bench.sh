@@ -81,12 +81,23 @@ PB
 start_node
 local_addr=$(field "$run/ready" local)
 bytes=$(stat -c %s "$run/input/records.csv")
+# Baselines in the same run, on the same (cached) file: reading it, and
+# counting its lines.
+cat "$run/input/records.csv" >/dev/null
+b0=$(now)
+cat "$run/input/records.csv" >/dev/null
+b1=$(now)
+lines=$(wc -l <"$run/input/records.csv")
+b2=$(now)
 c0=$(cpu_ticks "$pid")
+TIMEFORMAT='%U %S'
 t0=$(now)
-"$bin/fedshare" --node "$local_addr" --identity "$run/operator" ingest \
-  --dataset program_outcomes "$run/input/records.csv" >"$run/ingest.out"
+{ time "$bin/fedshare" --node "$local_addr" --identity "$run/operator" ingest \
+  --dataset program_outcomes "$run/input/records.csv" >"$run/ingest.out"; } 2>"$run/cli.time"
 t1=$(now)
 c1=$(cpu_ticks "$pid")
+cli_cpu=$(tail -n 1 "$run/cli.time" | awk '{print $1 + $2}')
+written=$(sed -n 's/^wrote \([0-9]*\) rows.*/\1/p' "$run/ingest.out")
 hwm_kib=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$pid/status")
 t2=$(now)
 "$bin/fedshare" --node "$local_addr" --identity "$run/operator" ingest \
@@ -100,11 +111,16 @@ t5=$(now)
 stop_node
 
 awk -v rows="$rows" -v bytes="$bytes" -v t0="$t0" -v t1="$t1" -v t2="$t2" -v t3="$t3" \
-  -v t4="$t4" -v t5="$t5" -v hwm="$hwm_kib" -v cpu="$((c1 - c0))" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+  -v t4="$t4" -v t5="$t5" -v hwm="$hwm_kib" -v cpu="$((c1 - c0))" -v hz="$(getconf CLK_TCK)" \
+  -v b0="$b0" -v b1="$b1" -v b2="$b2" -v lines="$lines" -v written="$written" \
+  -v cli_cpu="$cli_cpu" 'BEGIN {
   printf "| figure | value |\n|---|---|\n"
-  printf "| records ingested | %d (%.1f MiB CSV) |\n", rows, bytes / 1048576
-  printf "| ingest, CLI start to end | %.3f s |\n", t1 - t0
+  printf "| records ingested | %d (%.1f MiB CSV; rows written, the checksum: %d) |\n", rows, bytes / 1048576, written
+  printf "| baseline: cat FILE > /dev/null (cached) | %.3f s (%.0f MiB/s) |\n", b1 - b0, bytes / 1048576 / (b1 - b0)
+  printf "| baseline: wc -l FILE | %.3f s (%.0f lines/s, %d lines) |\n", b2 - b1, lines / (b2 - b1), lines
+  printf "| ingest, CLI start to end | %.3f s (%.1fx wc -l) |\n", t1 - t0, (t1 - t0) / (b2 - b1)
   printf "| ingest rows/s | %.0f |\n", rows / (t1 - t0)
+  printf "| CLI CPU (user + system) | %.2f s |\n", cli_cpu
   printf "| node CPU during the ingest (user + system) | %.2f s (%.0f rows per CPU second) |\n", cpu / hz, rows / (cpu / hz)
   printf "| node peak RSS (VmHWM) after the ingest | %.1f MiB |\n", hwm / 1024
   printf "| 1,000 more records into the loaded store | %.3f s |\n", t3 - t2

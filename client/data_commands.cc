@@ -1,12 +1,17 @@
 #include "client/data_commands.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <cstdio>
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -106,6 +111,54 @@ void PrintRowErrors(const google::protobuf::RepeatedPtrField<v1::RowError>& erro
   }
 }
 
+// A file read in slices (the ingest upload), with ReadFile's errors.
+class InputFile {
+ public:
+  static absl::StatusOr<std::unique_ptr<InputFile>> Open(const std::string& path) {
+    struct stat st;
+    if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, " is a directory, not a file: name the file inside it"));
+    }
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      if (errno == ENOENT) return absl::NotFoundError(absl::StrCat("no file at ", path));
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot read ", path, ": ", std::strerror(errno)));
+    }
+    ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    return std::unique_ptr<InputFile>(
+        new InputFile(path, fd, ::fstat(fd, &st) == 0 ? static_cast<int64_t>(st.st_size) : 0));
+  }
+  ~InputFile() { ::close(fd_); }
+  InputFile(const InputFile&) = delete;
+  InputFile& operator=(const InputFile&) = delete;
+
+  int64_t size() const { return size_; }
+  // The next slice of at most `max` bytes; empty at the end.
+  absl::Status Read(size_t max, std::string* slice) {
+    slice->resize(max);
+    size_t got = 0;
+    while (got < max) {
+      const ssize_t n = ::read(fd_, slice->data() + got, max - got);
+      if (n == 0) break;
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return absl::DataLossError(absl::StrCat("error reading ", path_, ": ", std::strerror(errno)));
+      }
+      got += static_cast<size_t>(n);
+    }
+    slice->resize(got);
+    return absl::OkStatus();
+  }
+
+ private:
+  InputFile(std::string path, int fd, int64_t size) : path_(std::move(path)), fd_(fd), size_(size) {}
+  std::string path_;
+  int fd_;
+  int64_t size_;
+};
+
 std::string NewIdempotencyKey() {
   unsigned char bytes[16];
   if (RAND_bytes(bytes, sizeof(bytes)) != 1) return "";
@@ -169,19 +222,23 @@ int RunIngest(const Globals& g, IngestArgs a) {
   const std::string& file = a.file;
   const bool skip_invalid = a.skip_invalid;
   std::string& idempotency_key = a.idempotency_key;
-  absl::StatusOr<std::string> data = ReadFile(file);
-  if (!data.ok()) return Fail(data.status());
+  // The file is read as it is sent, never whole.
+  absl::StatusOr<std::unique_ptr<InputFile>> input = InputFile::Open(file);
+  if (!input.ok()) return Fail(input.status());
+  const int64_t size = (*input)->size();
   auto client = Dial(g, "127.0.0.1:7444");
   if (!client.ok()) return Fail(client.status());
   // The node needs time in proportion to the file: --timeout plus one second
   // per MiB, so a big upload is not cut off (and abandoned) by a fixed limit.
-  (*client)->set_timeout(absl::Seconds(g.timeout_seconds) +
-                         absl::Seconds(static_cast<int64_t>(data->size() >> 20)));
+  (*client)->set_timeout(absl::Seconds(g.timeout_seconds) + absl::Seconds(size >> 20));
   if (idempotency_key.empty()) idempotency_key = NewIdempotencyKey();
   absl::StatusOr<v1::IngestRequest> header = IngestHeader(a);
   if (!header.ok()) return Fail(header.status());
-  Progress progress("ingest " + file, static_cast<int64_t>(data->size()));
-  absl::StatusOr<v1::IngestResponse> r = (*client)->Ingest(*header, *data, std::ref(progress));
+  Progress progress("ingest " + file, size);
+  absl::StatusOr<v1::IngestResponse> r = (*client)->Ingest(
+      *header,
+      [&](size_t max, std::string* slice) { return (*input)->Read(max, slice); }, size,
+      std::ref(progress));
   if (!r.ok()) {
     int code = Fail(r.status(), Listener::kLocal);
     const absl::StatusCode c = r.status().code();

@@ -209,29 +209,45 @@ absl::StatusOr<v1::IngestResponse> NodeClient::Ingest(const std::string& dataset
 absl::StatusOr<v1::IngestResponse> NodeClient::Ingest(const v1::IngestRequest& header,
                                                       absl::string_view data,
                                                       const ProgressFn& progress) {
+  size_t offset = 0;
+  auto read = [&](size_t max, std::string* slice) {
+    const size_t n = std::min(max, data.size() - offset);
+    slice->assign(data.data() + offset, n);
+    offset += n;
+    return absl::OkStatus();
+  };
+  return Ingest(header, read, static_cast<int64_t>(data.size()), progress);
+}
+
+absl::StatusOr<v1::IngestResponse> NodeClient::Ingest(const v1::IngestRequest& header,
+                                                      const ReadSlice& read, int64_t size,
+                                                      const ProgressFn& progress) {
   grpc::ClientContext context;
   Prepare(context);
   v1::IngestResponse response;
   std::unique_ptr<grpc::ClientWriter<v1::IngestRequest>> writer =
       admin_->Ingest(&context, &response);
-  size_t offset = 0;
-  bool first = true;
-  do {
-    v1::IngestRequest request;
-    if (first) {
-      request = header;
-      first = false;
-    }
-    size_t n = std::min(kChunkBytes, data.size() - offset);
-    request.set_data(std::string(data.substr(offset, n)));
-    offset += n;
-    request.set_end_of_file(offset == data.size());
+  // One slice is read ahead, so the last message can say it is the last.
+  std::string next;
+  absl::Status read_status = read(kChunkBytes, &next);
+  v1::IngestRequest request = header;
+  int64_t sent = 0;
+  while (read_status.ok()) {
+    request.mutable_data()->swap(next);
+    read_status = read(kChunkBytes, &next);
+    if (!read_status.ok()) break;
+    request.set_end_of_file(next.empty());
     if (!writer->Write(request)) break;  // the server ended the call; Finish says why
-    if (progress) progress(static_cast<int64_t>(offset), static_cast<int64_t>(data.size()));
-  } while (offset < data.size());
+    sent += static_cast<int64_t>(request.data().size());
+    if (progress) progress(sent, size);
+    if (next.empty()) break;
+    request.Clear();
+  }
+  if (!read_status.ok()) context.TryCancel();  // a cut-off upload writes nothing
   writer->WritesDone();
   grpc::Status status = writer->Finish();
   Remember(context);
+  FEDSHARE_RETURN_IF_ERROR(read_status);
   if (!status.ok()) return FromGrpcStatus(status);
   return response;
 }

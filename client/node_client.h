@@ -60,6 +60,14 @@ class NodeClient {
   // end_of_file are ignored).
   absl::StatusOr<v1::IngestResponse> Ingest(const v1::IngestRequest& header, absl::string_view data,
                                             const ProgressFn& progress = nullptr);
+  // As above for a file read as it is sent, so it is never held whole:
+  // `read` replaces its argument with the next slice of at most `max` bytes
+  // (empty at the file's end) or fails, and then the call is cancelled and
+  // writes nothing. `size` is the file's, for progress.
+  using ReadSlice = std::function<absl::Status(size_t max, std::string* slice)>;
+  absl::StatusOr<v1::IngestResponse> Ingest(const v1::IngestRequest& header,
+                                            const ReadSlice& read, int64_t size,
+                                            const ProgressFn& progress = nullptr);
   absl::StatusOr<v1::ConsentImportResponse> ImportConsent(
       absl::string_view data, const ProgressFn& progress = nullptr,
       v1::ConsentFormat format = v1::CONSENT_FORMAT_CSV);

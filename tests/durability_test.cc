@@ -252,9 +252,10 @@ TEST_F(SlowQuestionTest, QuestionPastItsDeadlineStopsAndIsAuditedCancelled) {
   ASSERT_OK(Ask(absl::Seconds(120)).status());
   ASSERT_OK(Ask(absl::Seconds(120)).status());
   const absl::Duration warm = last_question_took_;
-  ASSERT_GT(warm, absl::Milliseconds(100)) << "the scan is too fast to cut short: " << warm;
+  // (Since ingest writes LZ4 table files, 500,000 records scan in 55-95 ms.)
+  ASSERT_GT(warm, absl::Milliseconds(40)) << "the scan is too fast to cut short: " << warm;
 
-  // A quarter of the warm scan (over 25 ms): the deadline passes inside the
+  // A quarter of the warm scan (over 10 ms): the deadline passes inside the
   // scan on a fast machine and a slow one (sanitizers) alike, and leaves the
   // node time to start the call so that it is audited.
   EXPECT_THAT(Ask(warm / 4).status(), StatusIs(absl::StatusCode::kDeadlineExceeded, ::testing::_));

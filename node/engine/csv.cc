@@ -132,6 +132,45 @@ bool CsvReader::Next(CsvRecord* record) {
   return true;
 }
 
+PlainCsvSplitter::PlainCsvSplitter(char delimiter) {
+  for (int c = 0; c < 256; ++c) class_[c] = c >= 0x80 ? kOther : kPlain;
+  class_[0] = kOther;
+  class_[static_cast<uint8_t>('"')] = kOther;
+  class_[static_cast<uint8_t>('\n')] = kLineEnd;
+  class_[static_cast<uint8_t>('\r')] = kLineEnd;
+  class_[static_cast<uint8_t>(delimiter)] = kDelimiter;
+}
+
+PlainCsvSplitter::Outcome PlainCsvSplitter::Split(absl::string_view text, bool at_end,
+                                                  std::vector<absl::string_view>* fields,
+                                                  size_t* length) const {
+  fields->clear();
+  const char* const begin = text.data();
+  const char* const end = begin + text.size();
+  const char* field = begin;
+  for (const char* p = begin; p < end; ++p) {
+    const uint8_t c = class_[static_cast<uint8_t>(*p)];
+    if (c == kPlain) continue;
+    if (c == kDelimiter) {
+      fields->emplace_back(field, p - field);
+      field = p + 1;
+      continue;
+    }
+    if (c == kOther) return kNotPlain;
+    fields->emplace_back(field, p - field);
+    if (*p == '\r') {
+      if (p + 1 == end && !at_end) return kNoEnd;
+      if (p + 1 < end && p[1] == '\n') ++p;
+    }
+    *length = p + 1 - begin;
+    return kRecord;
+  }
+  if (!at_end) return kNoEnd;
+  fields->emplace_back(field, end - field);
+  *length = text.size();
+  return kRecord;
+}
+
 void AppendCsvField(std::string* out, absl::string_view value, bool quote_empty) {
   bool needs_quotes = quote_empty && value.empty();
   for (char c : value) {

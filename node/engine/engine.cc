@@ -181,12 +181,12 @@ Engine::~Engine() = default;
 
 absl::Status Engine::WriterState::LoadSubjects(const storage::Storage& storage) {
   if (subjects_loaded) return absl::OkStatus();
-  subjects.reserve(subject_count);
+  subjects.Reserve(subject_count);
   FEDSHARE_RETURN_IF_ERROR(storage.ScanPrefix(
       ColumnFamily::kSubjects, storage::SubjectOrdinalByIdPrefix(),
       [&](absl::string_view key, absl::string_view value) {
         if (value.size() != 4) return absl::DataLossError("malformed subject ordinal");
-        subjects.emplace(std::string(key.substr(1)), storage::DecodeFixed32BE(value));
+        subjects.Insert(key.substr(1), storage::DecodeFixed32BE(value));
         return absl::OkStatus();
       }));
   subjects_loaded = true;
@@ -410,7 +410,7 @@ absl::StatusOr<v1::ConsentImportResponse> Engine::ImportConsent(
     };
   }
 
-  SubjectStaging subjects(w.subjects, w.subject_count);
+  SubjectStaging subjects(&w.subjects, &w.subject_count);
   storage::WriteBatch batch;
   absl::flat_hash_map<std::string, std::string> staged;  // key -> value in this import
   int64_t read = 0, rejected = 0, fresh = 0;
@@ -475,7 +475,7 @@ absl::StatusOr<v1::ConsentImportResponse> Engine::ImportConsent(
     }
     std::vector<std::string> orgs = *std::move(scope);
     std::sort(orgs.begin(), orgs.end());
-    storage::ConsentKey key{subjects.Ordinal(std::string(subject)), purpose, *time,
+    storage::ConsentKey key{subjects.Ordinal(subject), purpose, *time,
                             static_cast<uint8_t>(*type)};
     std::string encoded_key = storage::EncodeConsentKey(key);
     std::string value = EncodeConsentValue(valid_until, orgs);
@@ -504,7 +504,7 @@ absl::StatusOr<v1::ConsentImportResponse> Engine::ImportConsent(
   if (rejected > 0 || fresh == 0) return response;
   subjects.AddTo(&batch);
   FEDSHARE_RETURN_IF_ERROR(storage_->Write(batch));
-  subjects.CommitTo(&w.subjects, &w.subject_count);
+  subjects.Commit();
   {
     absl::MutexLock state_lock(&state_mu_);
     ++consent_generation_;

@@ -40,7 +40,8 @@
 // nothing is written: the call returns OK with rows_written 0, rows_rejected = the number of bad
 // rows and the errors (at most 1000 listed). With skip_invalid the good rows are written and
 // rejected_rows holds the bad rows as they were in the input (CSV: preceded by the header line).
-// Whatever is written is one atomic, synced batch.
+// Whatever is written becomes visible at once and synced (one batch, or for
+// a large write one commit of staged table files: storage::BulkWrite).
 //
 // Thread safety: thread-safe. Writers (Ingest, ImportConsent, EraseSubject,
 // PurgeExpired) are serialized; readers (Export, OpenReader, ConsentFor, ListDatasets) run
@@ -388,13 +389,11 @@ class Engine {
     policy::ConsentBitmap bitmap;
   };
 
-  friend class IngestRun;  // ingest.cc: stages and commits under write_mu_
+  friend class IngestRun;     // ingest.cc: parses and checks under write_mu_
+  friend class IngestWriter;  // ingest_writer.cc: stages and commits under write_mu_
 
   Engine() = default;
   absl::Status Load() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
-  absl::Status AddDatasetDeletes(const DatasetDef& def, const storage::DatasetStats& stats,
-                                 storage::WriteBatch* batch) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   absl::StatusOr<Erasure> EraseLocked(
       absl::string_view subject_id,
       const std::function<absl::Status(const Erasure&)>& before_commit,

@@ -23,6 +23,7 @@
 #include "google/protobuf/repeated_field.h"
 #include "node/common/utf8.h"
 #include "node/engine/engine.h"
+#include "node/engine/subject_index.h"
 #include "node/storage/keys.h"
 #include "node/storage/storage.h"
 #include "policy/consent.h"
@@ -63,7 +64,7 @@ struct Dictionary {
 struct Engine::WriterState {
   std::vector<std::vector<Dictionary>> dicts;           // [dataset][field]
   std::vector<storage::DatasetStats> stats;             // [dataset]
-  absl::flat_hash_map<std::string, uint32_t> subjects;  // id -> ordinal, once loaded
+  SubjectIndex subjects;  // id -> ordinal, once loaded
   uint32_t subject_count = 0;
   bool subjects_loaded = false;
 
@@ -78,99 +79,105 @@ inline size_t StagedStringBytes(const std::string& s) {
   return 2 * (sizeof(std::string) + s.size()) + 16;
 }
 
-// The subject ids a write introduces, each held once: `ids_` holds the
-// strings and `added_` their indexes, hashed and compared by the string.
+// The subject ids a write introduces. They enter the writer's index at once
+// (each id held once) and leave it again when the write does not commit:
+// the staging rolls the index back when destroyed uncommitted or Reset.
 class SubjectStaging {
  public:
-  SubjectStaging(const absl::flat_hash_map<std::string, uint32_t>& existing, uint32_t base)
-      : existing_(existing), base_(base), added_(0, IdHash{&ids_}, IdEq{&ids_}) {}
+  SubjectStaging(SubjectIndex* index, uint32_t* count)
+      : index_(index), count_(count), base_(*count), mark_(index->mark()) {
+    held_at_start_ = index_->held_bytes();
+  }
+  ~SubjectStaging() {
+    if (!committed_) index_->RollbackTo(mark_);
+  }
   SubjectStaging(const SubjectStaging&) = delete;
   SubjectStaging& operator=(const SubjectStaging&) = delete;
 
-  uint32_t Ordinal(const std::string& id) {
-    auto it = existing_.find(id);
-    if (it != existing_.end()) return it->second;
-    auto added = added_.find(absl::string_view(id));
-    if (added != added_.end()) return base_ + *added;
-    const uint32_t k = static_cast<uint32_t>(ids_.size());
-    ids_.push_back(id);
-    if (id.size() > kInlineStringBytes) heap_bytes_ += id.size() + 1;
-    added_.insert(k);
-    return base_ + k;
+  // The ordinal of `id`; a new one (and *added true) if the index lacks it.
+  uint32_t Ordinal(absl::string_view id, bool* added = nullptr) {
+    if (std::optional<uint32_t> found = index_->Find(id)) {
+      if (added != nullptr) *added = false;
+      return *found;
+    }
+    const uint32_t ordinal = base_ + added_;
+    index_->Insert(id, ordinal);
+    ++added_;
+    if (added != nullptr) *added = true;
+    return ordinal;
   }
   uint32_t base() const { return base_; }
-  const std::vector<std::string>& new_ids() const { return ids_; }
-  uint32_t total() const { return base_ + static_cast<uint32_t>(ids_.size()); }
-  // About what the staged ids take in memory.
+  uint32_t added() const { return added_; }
+  uint32_t total() const { return base_ + added_; }
+  // What the new ids added to the index's memory.
   size_t held_bytes() const {
-    return ids_.capacity() * sizeof(std::string) + heap_bytes_ +
-           added_.capacity() * (sizeof(uint32_t) + 1);
+    const size_t now = index_->held_bytes();
+    return now > held_at_start_ ? now - held_at_start_ : 0;
   }
+  // The new ids' entries, in id order (RocksDB takes sorted keys fastest, and
+  // a bulk write's table needs them); 8 bytes per new id.
+  std::vector<SubjectIndex::Ref> NewInIdOrder() const {
+    std::vector<SubjectIndex::Ref> refs = index_->EntriesSince(mark_);
+    auto by_id = [&](SubjectIndex::Ref a, SubjectIndex::Ref b) {
+      return index_->id(a) < index_->id(b);
+    };
+    if (!std::is_sorted(refs.begin(), refs.end(), by_id)) {
+      std::sort(refs.begin(), refs.end(), by_id);
+    }
+    return refs;
+  }
+  const SubjectIndex& index() const { return *index_; }
 
-  // Each kind of key in key order: RocksDB inserts a batch's keys into its
-  // memtable far faster in order than at random.
+  // Both keys of every new id, and the subject count.
   void AddTo(storage::WriteBatch* batch) const {
-    for (size_t k = 0; k < ids_.size(); ++k) {
+    for (SubjectIndex::Ref ref : index_->EntriesSince(mark_)) {
       batch->Put(storage::ColumnFamily::kSubjects,
-                 storage::SubjectIdByOrdinalKey(base_ + static_cast<uint32_t>(k)), ids_[k]);
+                 storage::SubjectIdByOrdinalKey(index_->ordinal(ref)), index_->id(ref));
     }
-    std::vector<uint32_t> order(ids_.size());
-    for (size_t k = 0; k < order.size(); ++k) order[k] = static_cast<uint32_t>(k);
-    std::sort(order.begin(), order.end(),
-              [&](uint32_t a, uint32_t b) { return ids_[a] < ids_[b]; });
-    for (uint32_t k : order) {
-      batch->Put(storage::ColumnFamily::kSubjects, storage::SubjectOrdinalByIdKey(ids_[k]),
-                 storage::EncodeFixed32BE(base_ + k));
+    for (SubjectIndex::Ref ref : NewInIdOrder()) {
+      batch->Put(storage::ColumnFamily::kSubjects, storage::SubjectOrdinalByIdKey(index_->id(ref)),
+                 storage::EncodeFixed32BE(index_->ordinal(ref)));
     }
-    if (!ids_.empty()) {
+    if (added_ > 0) {
       batch->Put(storage::ColumnFamily::kMeta, storage::MetaSubjectCountKey(),
                  storage::EncodeFixed32BE(total()));
     }
   }
-  void CommitTo(absl::flat_hash_map<std::string, uint32_t>* map, uint32_t* count) const {
-    for (size_t k = 0; k < ids_.size(); ++k) map->emplace(ids_[k], base_ + k);
-    *count = total();
+  // The write committed: the new ids stay, the count includes them.
+  void Commit() {
+    committed_ = true;
+    *count_ = total();
+  }
+  // Forgets the new ids (the write will not commit).
+  void Reset() {
+    index_->RollbackTo(mark_);
+    added_ = 0;
+    held_at_start_ = index_->held_bytes();
   }
 
  private:
-  // Hash and equality of an index in ids_ by its string, so added_ can be
-  // searched with a string_view.
-  struct IdHash {
-    using is_transparent = void;
-    const std::vector<std::string>* ids;
-    size_t operator()(uint32_t k) const { return (*this)(absl::string_view((*ids)[k])); }
-    size_t operator()(absl::string_view id) const { return absl::Hash<absl::string_view>()(id); }
-  };
-  struct IdEq {
-    using is_transparent = void;
-    const std::vector<std::string>* ids;
-    bool operator()(uint32_t a, uint32_t b) const { return a == b; }
-    bool operator()(uint32_t a, absl::string_view b) const { return (*ids)[a] == b; }
-    bool operator()(absl::string_view a, uint32_t b) const { return a == (*ids)[b]; }
-  };
-
-  const absl::flat_hash_map<std::string, uint32_t>& existing_;
-  uint32_t base_;
-  std::vector<std::string> ids_;  // before added_, whose functors point at it
-  absl::flat_hash_set<uint32_t, IdHash, IdEq> added_;
-  // Longer strings than this have their own heap buffer (libstdc++'s SSO).
-  static constexpr size_t kInlineStringBytes = 15;
-  size_t heap_bytes_ = 0;  // the ids' own buffers
+  SubjectIndex* index_;
+  uint32_t* count_;
+  const uint32_t base_;
+  const SubjectIndex::Mark mark_;
+  uint32_t added_ = 0;
+  size_t held_at_start_ = 0;
+  bool committed_ = false;
 };
 
 class DictionaryStaging {
  public:
   explicit DictionaryStaging(const Dictionary& dict) : dict_(dict) {}
-  uint32_t Code(const std::string& value) {
+  uint32_t Code(absl::string_view value) {
     auto it = dict_.index.find(value);
     if (it != dict_.index.end()) return it->second;
-    auto [added, inserted] =
-        added_.try_emplace(value, static_cast<uint32_t>(dict_.values.size() + values_.size()));
-    if (inserted) {
-      values_.push_back(value);
-      held_bytes_ += StagedStringBytes(value);
-    }
-    return added->second;
+    auto added = added_.find(value);
+    if (added != added_.end()) return added->second;
+    const uint32_t code = static_cast<uint32_t>(dict_.values.size() + values_.size());
+    values_.emplace_back(value);
+    added_.emplace(values_.back(), code);
+    held_bytes_ += StagedStringBytes(values_.back());
+    return code;
   }
   const std::vector<std::string>& new_values() const { return values_; }
   uint32_t first_new_code() const { return static_cast<uint32_t>(dict_.values.size()); }

@@ -65,14 +65,14 @@ absl::StatusOr<Erasure> Engine::EraseLocked(
   WriterState& w = *writer_;
   FEDSHARE_RETURN_IF_ERROR(w.LoadSubjects(*storage_));
   const std::string id(subject_id);
-  auto found = w.subjects.find(id);
+  const std::optional<uint32_t> found = w.subjects.Find(id);
   // The message never repeats the id: it goes to the node's log.
-  if (found == w.subjects.end()) {
+  if (!found.has_value()) {
     return absl::NotFoundError(
         "no subject with this id is stored (no record and no consent event names it); nothing "
         "was erased. Ids match exactly, letter case and spaces included");
   }
-  const uint32_t ordinal = found->second;
+  const uint32_t ordinal = *found;
 
   storage::WriteBatch batch;
   Erasure erasure;
@@ -148,7 +148,7 @@ absl::StatusOr<Erasure> Engine::EraseLocked(
 
   // Committed: forget the subject everywhere it is held in memory.
   w.stats = std::move(stats);
-  w.subjects.erase(found);
+  w.subjects.Erase(id);
   {
     absl::MutexLock lock(&state_mu_);
     present_ = std::move(present);

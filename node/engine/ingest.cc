@@ -3,17 +3,20 @@
 #include <algorithm>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "node/common/status_macros.h"
 #include "node/common/time_util.h"
 #include "node/common/utf8.h"
 #include "node/engine/csv.h"
 #include "node/engine/engine_internal.h"
 #include "node/engine/ingest_cells.h"
+#include "node/engine/ingest_writer.h"
 #include "node/engine/json.h"
 #include "openssl/evp.h"
 
@@ -82,13 +85,18 @@ class IngestRun {
         skip_invalid_(skip_invalid),
         control_(std::move(control)),
         columns_(std::move(columns)),
-        cells_(nfields_) {}
-  ~IngestRun() ABSL_UNLOCK_FUNCTION(engine_->write_mu_) { engine_->write_mu_.Unlock(); }
+        cells_(nfields_),
+        writer_(std::make_unique<IngestWriter>(engine, def, ds, control_.replace)) {}
+  ~IngestRun() ABSL_UNLOCK_FUNCTION(engine_->write_mu_) {
+    writer_.reset();  // drops what it staged while the lock is held
+    engine_->write_mu_.Unlock();
+  }
 
   absl::Status Start();
   absl::Status Append(absl::string_view bytes);
   absl::StatusOr<v1::IngestResponse> Finish();
   size_t peak_held_bytes() const { return peak_held_; }
+  bool finished() const { return finished_; }
 
  private:
   enum class Phase { kHeader, kRows, kHeaderRejected };
@@ -99,16 +107,13 @@ class IngestRun {
   void ConsumeJsonl(bool at_end);
   void ConsumeCsv(bool at_end);
   void CsvHeader(const CsvRecord& record);
-  void CsvRow(const CsvRecord& record);
+  // A record: its fields' text and, if any was written "...", quoted flags.
+  void CsvRow(int64_t line, absl::string_view raw, absl::string_view error,
+              const std::vector<absl::string_view>& values, const std::vector<char>* quoted);
   void JsonLine(int64_t line, absl::string_view raw);
   // Validates cells_ after parsing; returns whether the row is bad.
   bool CheckRow(int64_t line, bool bad);
   void FinishRow(absl::string_view raw, bool bad);
-  void StageRow();
-  // Writes the current block (when it has new rows) and its subject index
-  // into batch_, and starts the next block when it is full.
-  void FlushBlock();
-  void StopWriting();
   size_t HeldBytes() const;
   absl::Status CheckBudget();
   absl::StatusOr<std::optional<v1::IngestResponse>> CheckDigest(const std::string& file_sha256,
@@ -127,6 +132,7 @@ class IngestRun {
   const ColumnResolver columns_;
 
   absl::Status failed_;
+  absl::Status write_error_;  // of staging a row (I/O, disk full)
   bool finished_ = false;
   Sha256 sha_;
   size_t peak_held_ = 0;
@@ -141,6 +147,9 @@ class IngestRun {
   char delimiter_ = 0;
   std::vector<int> column_field_;  // CSV: field of each column
   CsvRecord record_;               // CSV: reused, so its fields keep their buffers
+  std::optional<PlainCsvSplitter> splitter_;
+  std::vector<absl::string_view> values_;  // CSV: the record's fields
+  std::vector<char> quoted_;
   std::vector<Cell> cells_;
   std::vector<JsonMember> members_;
 
@@ -150,77 +159,14 @@ class IngestRun {
   int64_t bad_rows_ = 0;
   uint64_t rows_ = 0;
 
-  // Staging: false once a bad row means nothing will be written.
-  bool writing_ = true;
-  std::unique_ptr<SubjectStaging> subjects_;
-  std::vector<std::unique_ptr<DictionaryStaging>> dicts_;
-  storage::WriteBatch batch_;
-  storage::DatasetStats stats_;
-  std::vector<uint64_t> present_;
-  std::vector<uint64_t> present_before_;  // with replace: the dataset's before
-  int64_t rows_removed_ = 0;
-  int64_t new_subjects_ = 0;
-  ColumnBlock block_;
-  uint32_t block_no_ = 0;
-  bool block_dirty_ = false;
-  // block_no_ is not stored yet: writing it adds a block and its load day.
-  bool block_is_new_ = true;
-  int64_t load_day_ = 0;  // UTC day of this ingest (meta 0x17)
+  // Staging; stops writing once a bad row means nothing will be written.
+  std::unique_ptr<IngestWriter> writer_;
 };
 
 absl::Status IngestRun::Start() {
   engine_->write_mu_.AssertHeld();
-  Engine::WriterState& w = *engine_->writer_;
-  FEDSHARE_RETURN_IF_ERROR(w.LoadSubjects(*engine_->storage_));
-  subjects_ = std::make_unique<SubjectStaging>(w.subjects, w.subject_count);
-  dicts_.resize(nfields_);
-  for (int f = 0; f < nfields_; ++f) {
-    if (def_.types[f] == StoredType::kCategory) {
-      dicts_[f] = std::make_unique<DictionaryStaging>(w.dicts[ds_][f]);
-    }
-  }
   if (format_ == v1::JSONL) phase_ = Phase::kRows;
-  stats_ = w.stats[ds_];
-  {
-    absl::MutexLock lock(&engine_->state_mu_);
-    present_ = engine_->present_[ds_];
-  }
-  if (control_.replace) {
-    // Deletes come first in the batch, so the new rows' keys that equal old
-    // ones are written after them and win.
-    FEDSHARE_RETURN_IF_ERROR(engine_->AddDatasetDeletes(def_, stats_, &batch_));
-    present_before_ = std::move(present_);
-    present_.clear();
-    rows_removed_ = static_cast<int64_t>(stats_.rows);
-    stats_ = storage::DatasetStats();
-  }
-  block_.Reset(nfields_);
-  load_day_ = UtcDay(engine_->clock_->Now());
-  if (stats_.blocks > 0) {
-    // The tail is the highest-numbered block (an erasure or a purge may have
-    // removed others). Rows are added to it only if they share its load day.
-    const storage::Storage& store = *engine_->storage_;
-    FEDSHARE_ASSIGN_OR_RETURN(
-        auto tail,
-        store.LastWithPrefix(ColumnFamily::kRecords, storage::RecordsDatasetPrefix(def_.id)));
-    if (!tail.has_value()) {
-      return absl::DataLossError(absl::StrCat("dataset '", schema_.name(), "' counts ",
-                                              stats_.blocks, " blocks but none is stored"));
-    }
-    block_no_ = storage::DecodeRecordsBlockNumber(tail->first);
-    FEDSHARE_ASSIGN_OR_RETURN(
-        std::optional<std::string> day,
-        store.Get(ColumnFamily::kMeta, storage::MetaBlockLoadDayKey(def_.id, block_no_)));
-    const bool same_day =
-        day.has_value() && day->size() == 4 && storage::DecodeFixed32BE(*day) == load_day_;
-    FEDSHARE_RETURN_IF_ERROR(storage::DecodeColumnBlock(tail->second, def_.types, &block_));
-    if (block_.rows >= storage::kBlockRows || !same_day) {
-      block_.Reset(nfields_);
-      ++block_no_;
-    } else {
-      block_is_new_ = false;
-    }
-  }
+  FEDSHARE_RETURN_IF_ERROR(writer_->Start());
   return CheckBudget();
 }
 
@@ -232,7 +178,7 @@ absl::Status IngestRun::Append(absl::string_view bytes) {
   if (bytes.find_first_of("\r\n") != absl::string_view::npos) terminator_seen_ = true;
   carry_.append(bytes.data(), bytes.size());
   Consume(/*at_end=*/false);
-  failed_ = CheckBudget();
+  failed_ = write_error_.ok() ? CheckBudget() : write_error_;
   return failed_;
 }
 
@@ -269,7 +215,7 @@ void IngestRun::JsonLine(int64_t line, absl::string_view raw) {
   if (absl::StripAsciiWhitespace(text).empty()) return;
   for (Cell& c : cells_) {
     c.null = true;
-    c.s.clear();
+    c.s = absl::string_view();
   }
   auto* errors = response_.mutable_errors();
   bool bad = false;
@@ -314,36 +260,59 @@ void IngestRun::ConsumeCsv(bool at_end) {
     }
     at_file_start_ = false;
   }
-  // Blank lines, as CsvReader skips them; a CR at the end may start a CRLF.
-  size_t pos = 0;
-  while (pos < carry_.size() && (carry_[pos] == '\n' || carry_[pos] == '\r')) {
-    if (carry_[pos] == '\r') {
-      if (pos + 1 == carry_.size() && !at_end) break;
-      if (pos + 1 < carry_.size() && carry_[pos + 1] == '\n') ++pos;
+  if (!splitter_.has_value()) splitter_.emplace(delimiter_);
+  const absl::string_view text(carry_);
+  size_t done = 0;  // carry_ up to here is parsed
+  while (phase_ != Phase::kHeaderRejected) {
+    // Blank lines, as CsvReader skips them; a CR at the end may start a CRLF.
+    size_t pos = done;
+    int64_t line = line_;
+    while (pos < text.size() && (text[pos] == '\n' || text[pos] == '\r')) {
+      if (text[pos] == '\r') {
+        if (pos + 1 == text.size() && !at_end) break;
+        if (pos + 1 < text.size() && text[pos + 1] == '\n') ++pos;
+      }
+      ++pos;
+      ++line;
     }
-    ++pos;
-    ++line_;
-  }
-  const absl::string_view text = absl::string_view(carry_).substr(pos);
-  CsvReader reader(text, delimiter_, line_);
-  CsvRecord& record = record_;
-  size_t done = 0;
-  while (phase_ != Phase::kHeaderRejected && reader.Next(&record)) {
+    if (pos >= text.size() || text[pos] == '\r' || text[pos] == '\n') break;
+    const absl::string_view rest = text.substr(pos);
+    if (phase_ == Phase::kRows) {
+      size_t length = 0;
+      const PlainCsvSplitter::Outcome plain = splitter_->Split(rest, at_end, &values_, &length);
+      if (plain == PlainCsvSplitter::kNoEnd) break;
+      if (plain == PlainCsvSplitter::kRecord) {
+        CsvRow(line, rest.substr(0, length), "", values_, nullptr);
+        done = pos + length;
+        line_ = line + 1;
+        continue;
+      }
+    }
+    // Quotes or bytes beyond ASCII: CsvReader reads the record.
+    CsvReader reader(rest, delimiter_, line);
+    CsvRecord& record = record_;
+    if (!reader.Next(&record)) break;
     const bool complete = at_end || (record.terminated &&
-                                     !(record.raw.back() == '\r' && reader.pos() == text.size()));
+                                     !(record.raw.back() == '\r' && reader.pos() == rest.size()));
     if (!complete) break;
     if (phase_ == Phase::kHeader) {
       CsvHeader(record);
     } else {
-      CsvRow(record);
+      values_.clear();
+      quoted_.clear();
+      for (const CsvField& field : record.fields) {
+        values_.push_back(field.value);
+        quoted_.push_back(field.quoted);
+      }
+      CsvRow(record.line, record.raw, record.error, values_, &quoted_);
     }
-    done = reader.pos();
+    done = pos + reader.pos();
     line_ = reader.line();
   }
   if (phase_ == Phase::kHeaderRejected || at_end) {
     carry_.clear();
   } else {
-    carry_.erase(0, pos + done);
+    carry_.erase(0, done);
   }
 }
 
@@ -406,36 +375,38 @@ void IngestRun::CsvHeader(const CsvRecord& record) {
   if (skip_invalid_) AppendRawLine(&rejects_, record.raw);
 }
 
-void IngestRun::CsvRow(const CsvRecord& record) {
+void IngestRun::CsvRow(int64_t line, absl::string_view raw, absl::string_view error,
+                       const std::vector<absl::string_view>& values,
+                       const std::vector<char>* quoted) {
   for (Cell& c : cells_) {
     c.null = true;
-    c.s.clear();
+    c.s = absl::string_view();
   }
   auto* errors = response_.mutable_errors();
-  const int64_t line = record.line;
-  if (!record.error.empty()) {
-    AddError(errors, line, "", absl::StrCat("malformed CSV: ", record.error));
-    FinishRow(record.raw, true);
+  if (!error.empty()) {
+    AddError(errors, line, "", absl::StrCat("malformed CSV: ", error));
+    FinishRow(raw, true);
     return;
   }
-  if (record.fields.size() != column_field_.size()) {
+  if (values.size() != column_field_.size()) {
     AddError(errors, line, "",
              absl::StrCat("wrong number of fields: expected ", column_field_.size(), ", got ",
-                          record.fields.size()));
-    FinishRow(record.raw, true);
+                          values.size()));
+    FinishRow(raw, true);
     return;
   }
   bool bad = false;
-  for (size_t i = 0; i < record.fields.size(); ++i) {
+  for (size_t i = 0; i < values.size(); ++i) {
     const int f = column_field_[i];
-    std::string reason =
-        ParseTextCell(schema_.fields(f), record.fields[i], control_.parse.date_format, &cells_[f]);
+    const bool is_quoted = quoted != nullptr && (*quoted)[i];
+    std::string reason = ParseTextCell(schema_.fields(f), values[i], is_quoted,
+                                       control_.parse.date_format, &cells_[f]);
     if (!reason.empty()) {
       AddError(errors, line, schema_.fields(f).name(), reason);
       bad = true;
     }
   }
-  FinishRow(record.raw, CheckRow(line, bad));
+  FinishRow(raw, CheckRow(line, bad));
 }
 
 bool IngestRun::CheckRow(int64_t line, bool bad) {
@@ -450,9 +421,10 @@ bool IngestRun::CheckRow(int64_t line, bool bad) {
       }
       continue;
     }
-    std::string reason =
-        CheckCell(field, cells_[f],
-                  dicts_[f] != nullptr ? &engine_->writer_->dicts[ds_][f].declared : nullptr);
+    std::string reason = CheckCell(
+        field, cells_[f],
+        def_.types[f] == StoredType::kCategory ? &engine_->writer_->dicts[ds_][f].declared
+                                               : nullptr);
     if (!reason.empty()) {
       AddError(errors, line, field.name(), reason);
       bad = true;
@@ -464,98 +436,19 @@ bool IngestRun::CheckRow(int64_t line, bool bad) {
 void IngestRun::FinishRow(absl::string_view raw, bool bad) {
   if (!bad) {
     ++rows_;
-    if (writing_) StageRow();
+    if (write_error_.ok()) write_error_ = writer_->Stage(cells_);
     return;
   }
   ++bad_rows_;
   if (skip_invalid_) {
     AppendRawLine(&rejects_, raw);
   } else {
-    StopWriting();
-  }
-}
-
-// The subject is present and every cell valid: assign codes and ordinals.
-void IngestRun::StageRow() {
-  const uint32_t row = block_.rows;
-  const uint32_t ordinal = subjects_->Ordinal(cells_[def_.subject_field].s);
-  block_.subjects.push_back(ordinal);
-  if (ordinal / 64 >= present_.size()) present_.resize(ordinal / 64 + 1, 0);
-  uint64_t& word = present_[ordinal / 64];
-  const uint64_t bit = uint64_t{1} << (ordinal % 64);
-  if ((word & bit) == 0) {
-    word |= bit;
-    ++new_subjects_;
-  }
-  for (int f = 0; f < nfields_; ++f) {
-    const Cell& c = cells_[f];
-    ColumnBlock::Column& col = block_.columns[f];
-    switch (def_.types[f]) {
-      case StoredType::kNone:
-        continue;
-      case StoredType::kDouble:
-        col.doubles.push_back(c.null ? 0.0 : c.d);
-        break;
-      case StoredType::kCategory:
-        col.ints.push_back(c.null ? 0 : dicts_[f]->Code(c.s));
-        break;
-      default:
-        col.ints.push_back(c.null ? 0 : c.i);
-        break;
-    }
-    if (c.null) col.SetNull(row, row + 1);
-  }
-  block_.rows = row + 1;
-  block_dirty_ = true;
-  if (block_.rows >= storage::kBlockRows) FlushBlock();
-}
-
-void IngestRun::FlushBlock() {
-  if (block_dirty_) {
-    batch_.Put(ColumnFamily::kRecords, storage::RecordsBlockKey(def_.id, block_no_),
-               storage::EncodeColumnBlock(block_, def_.types));
-    if (block_is_new_) {
-      ++stats_.blocks;
-      batch_.Put(ColumnFamily::kMeta, storage::MetaBlockLoadDayKey(def_.id, block_no_),
-                 storage::EncodeFixed32BE(static_cast<uint32_t>(load_day_)));
-      block_is_new_ = false;
-    }
-    block_dirty_ = false;
-  }
-  if (block_.rows >= storage::kBlockRows) {
-    block_.Reset(nfields_);
-    ++block_no_;
-    block_is_new_ = true;
-  }
-}
-
-// Without skip_invalid one bad row means nothing is written: drop what was
-// staged and only check the rest of the file.
-void IngestRun::StopWriting() {
-  if (!writing_) return;
-  writing_ = false;
-  batch_.Clear();
-  block_.Reset(nfields_);
-  block_dirty_ = false;
-  block_is_new_ = true;
-  engine_->write_mu_.AssertHeld();
-  Engine::WriterState& w = *engine_->writer_;
-  subjects_ = std::make_unique<SubjectStaging>(w.subjects, w.subject_count);
-  for (int f = 0; f < nfields_; ++f) {
-    if (dicts_[f] != nullptr) dicts_[f] = std::make_unique<DictionaryStaging>(w.dicts[ds_][f]);
+    writer_->Stop();
   }
 }
 
 size_t IngestRun::HeldBytes() const {
-  // The commit holds the staged batch twice: Storage::Write releases each
-  // operation as it copies it into RocksDB's batch, which the memtable copies.
-  size_t held = carry_.capacity() + rejects_.capacity() + 2 * batch_.ApproximateSize() +
-                (present_.capacity() + present_before_.capacity()) * sizeof(uint64_t);
-  held += subjects_->held_bytes();
-  for (const auto& d : dicts_) {
-    if (d != nullptr) held += d->held_bytes();
-  }
-  return held;
+  return carry_.capacity() + rejects_.capacity() + writer_->held_bytes();
 }
 
 absl::Status IngestRun::CheckBudget() {
@@ -564,8 +457,10 @@ absl::Status IngestRun::CheckBudget() {
   if (held <= control_.memory_budget_bytes) return absl::OkStatus();
   return absl::ResourceExhaustedError(
       absl::StrCat("ingest into '", schema_.name(), "' stopped at line ", line_, ": it would hold ",
-                   held / kMiB, " MiB (staged write ", batch_.ApproximateSize() / kMiB,
-                   " MiB, counted twice for the commit; record in progress ", carry_.size() / kMiB,
+                   held / kMiB, " MiB (staged write in memory ", writer_->staged_bytes() / kMiB,
+                   " MiB, counted twice for the commit; new subject ids and the rest ",
+                   (writer_->held_bytes() - 2 * writer_->staged_bytes()) / kMiB,
+                   " MiB; record in progress ", carry_.size() / kMiB,
                    " MiB; rejected rows ", rejects_.size() / kMiB,
                    " MiB), over limits.ingest_memory_budget_bytes = ", control_.memory_budget_bytes,
                    "; nothing was written. Split the file into several ingests or raise "
@@ -630,49 +525,13 @@ absl::StatusOr<std::optional<v1::IngestResponse>> IngestRun::CheckDigest(
       "it anyway, or --replace to make it the dataset's whole content"));
 }
 
-// Completes the one batch (last block, the file's digest, the dataset's
-// counters, new subjects and dictionary values, the outcome) and writes it.
+// Stages the rest (last block, the file's digest, the dataset's counters,
+// new subjects and dictionary values, the outcome) and commits the write.
 absl::StatusOr<v1::IngestResponse> IngestRun::Commit(const std::string& file_sha256,
                                                      const std::string& outcome_key) {
   engine_->write_mu_.AssertHeld();
-  FlushBlock();
-  stats_.rows += rows_;
-  stats_.subjects += static_cast<uint32_t>(new_subjects_);
-  present_.resize((uint64_t{subjects_->total()} + 63) / 64, 0);
-  if (control_.replace) {
-    response_.set_replaced(true);
-    response_.set_rows_removed(rows_removed_);
-    // new_subjects_ counted the file's subjects; report those the dataset lacked.
-    new_subjects_ = 0;
-    for (size_t i = 0; i < present_.size(); ++i) {
-      const uint64_t before = i < present_before_.size() ? present_before_[i] : 0;
-      new_subjects_ += __builtin_popcountll(present_[i] & ~before);
-    }
-  }
-  std::string loaded;
-  storage::AppendFixed64BE(&loaded,
-                           static_cast<uint64_t>(absl::ToUnixMillis(engine_->clock_->Now())));
-  storage::AppendFixed64BE(&loaded, rows_);
-  batch_.Put(ColumnFamily::kMeta, storage::MetaIngestDigestKey(def_.id, file_sha256), loaded);
-  batch_.Put(ColumnFamily::kMeta, storage::MetaDatasetStatsKey(def_.id),
-             storage::EncodeDatasetStats(stats_));
-  batch_.Put(ColumnFamily::kMeta, storage::MetaDatasetSubjectsKey(def_.id),
-             storage::EncodeSubjectBitmap(present_));
-  subjects_->AddTo(&batch_);
-  for (int f = 0; f < nfields_; ++f) {
-    if (dicts_[f] == nullptr) continue;
-    uint32_t code = dicts_[f]->first_new_code();
-    for (const std::string& value : dicts_[f]->new_values()) {
-      batch_.Put(ColumnFamily::kMeta, storage::MetaCategoryKey(def_.id, f, code++), value);
-    }
-  }
-  response_.set_rows_written(static_cast<int64_t>(rows_));
-  response_.set_new_subjects(new_subjects_);
-  if (!outcome_key.empty()) {
-    v1::IngestResponse outcome = response_;
-    outcome.clear_rejected_rows();
-    batch_.Put(ColumnFamily::kMeta, outcome_key, outcome.SerializeAsString());
-  }
+  FEDSHARE_RETURN_IF_ERROR(write_error_);
+  FEDSHARE_RETURN_IF_ERROR(writer_->Finish(rows_, file_sha256, outcome_key, &response_));
   FEDSHARE_RETURN_IF_ERROR(CheckBudget());
   if (control_.before_commit) FEDSHARE_RETURN_IF_ERROR(control_.before_commit());
   if (control_.replace && control_.before_replace) {
@@ -683,54 +542,11 @@ absl::StatusOr<v1::IngestResponse> IngestRun::Commit(const std::string& file_sha
     replace.file_sha256 = file_sha256;
     FEDSHARE_RETURN_IF_ERROR(control_.before_replace(replace));
   }
-  FEDSHARE_RETURN_IF_ERROR(engine_->storage_->Write(std::move(batch_)));
-
-  // Committed: make the staged state current.
-  Engine::WriterState& w = *engine_->writer_;
-  w.stats[ds_] = stats_;
-  subjects_->CommitTo(&w.subjects, &w.subject_count);
-  for (int f = 0; f < nfields_; ++f) {
-    if (dicts_[f] == nullptr) continue;
-    for (const std::string& value : dicts_[f]->new_values()) w.dicts[ds_][f].Add(value);
-  }
-  {
-    absl::MutexLock lock(&engine_->state_mu_);
-    engine_->present_[ds_] = std::move(present_);
-    if (!subjects_->new_ids().empty()) ++engine_->consent_generation_;
-  }
+  FEDSHARE_RETURN_IF_ERROR(writer_->Commit());
   return std::move(response_);
 }
 
 // ---- Engine and IngestSession
-
-// Adds to `batch` the deletion of every row of `def` (its blocks, its
-// subject-block index) and of its loaded-file digests.
-absl::Status Engine::AddDatasetDeletes(const DatasetDef& def, const storage::DatasetStats&,
-                                       storage::WriteBatch* batch) const {
-  // Block numbers may have gaps after an erasure or a purge: the keys are
-  // read rather than counted.
-  const std::string records = storage::RecordsDatasetPrefix(def.id);
-  std::unique_ptr<storage::Iterator> it = storage_->NewIterator(ColumnFamily::kRecords, records);
-  for (it->Seek(records); it->Valid(); it->Next()) {
-    batch->Delete(ColumnFamily::kRecords, it->key());
-  }
-  FEDSHARE_RETURN_IF_ERROR(it->status());
-  FEDSHARE_RETURN_IF_ERROR(storage_->ScanPrefix(ColumnFamily::kSubjects,
-                                                storage::SubjectBlockDatasetPrefix(def.id),
-                                                [&](absl::string_view key, absl::string_view) {
-                                                  batch->Delete(ColumnFamily::kSubjects, key);
-                                                  return absl::OkStatus();
-                                                }));
-  for (const std::string& prefix :
-       {storage::MetaIngestDigestPrefix(def.id), storage::MetaBlockLoadDayPrefix(def.id)}) {
-    FEDSHARE_RETURN_IF_ERROR(storage_->ScanPrefix(ColumnFamily::kMeta, prefix,
-                                                  [&](absl::string_view key, absl::string_view) {
-                                                    batch->Delete(ColumnFamily::kMeta, key);
-                                                    return absl::OkStatus();
-                                                  }));
-  }
-  return absl::OkStatus();
-}
 
 // ---- Ingest
 
@@ -777,10 +593,82 @@ absl::StatusOr<v1::IngestResponse> Engine::Ingest(absl::string_view dataset, v1:
   return session->Finish();
 }
 
+// Parses large slices on its own thread, so that receiving the next slice
+// (TLS, gRPC) overlaps parsing this one. One slice waits at most.
+struct IngestSession::Parser {
+  explicit Parser(IngestRun* run) : thread([this, run] { Loop(run); }) {}
+  ~Parser() {
+    {
+      absl::MutexLock lock(&mu);
+      stop = true;
+    }
+    thread.join();
+  }
+
+  void Loop(IngestRun* run) {
+    std::string slice;
+    for (;;) {
+      {
+        absl::MutexLock lock(&mu);
+        mu.Await(absl::Condition(this, &Parser::HasWork));
+        if (stop) return;
+        slice.swap(pending);
+        waiting = false;
+        busy = true;
+      }
+      absl::Status s = run->Append(slice);
+      absl::MutexLock lock(&mu);
+      if (status.ok()) status = s;
+      busy = false;
+    }
+  }
+
+  bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return waiting || stop; }
+  bool Idle() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return !waiting && !busy; }
+  bool CanQueue() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return !waiting; }
+
+  absl::Mutex mu;
+  std::string pending ABSL_GUARDED_BY(mu);
+  bool waiting ABSL_GUARDED_BY(mu) = false;  // `pending` holds a slice
+  bool busy ABSL_GUARDED_BY(mu) = false;     // a slice is being parsed
+  bool stop ABSL_GUARDED_BY(mu) = false;
+  absl::Status status ABSL_GUARDED_BY(mu);   // the first error
+  std::thread thread;                        // last: started once the rest is
+};
+
 IngestSession::IngestSession(std::unique_ptr<IngestRun> run) : run_(std::move(run)) {}
-IngestSession::~IngestSession() = default;
-absl::Status IngestSession::Append(absl::string_view bytes) { return run_->Append(bytes); }
-absl::StatusOr<v1::IngestResponse> IngestSession::Finish() { return run_->Finish(); }
+
+// The parser stops before the run (and its lock) goes.
+IngestSession::~IngestSession() { parser_.reset(); }
+
+absl::Status IngestSession::Drain() {
+  if (parser_ == nullptr) return absl::OkStatus();
+  Parser& p = *parser_;
+  absl::MutexLock lock(&p.mu);
+  p.mu.Await(absl::Condition(&p, &Parser::Idle));
+  return p.status;
+}
+
+absl::Status IngestSession::Append(absl::string_view bytes) {
+  if (bytes.size() < kParseAheadBytes || run_->finished()) {
+    FEDSHARE_RETURN_IF_ERROR(Drain());
+    return run_->Append(bytes);
+  }
+  if (parser_ == nullptr) parser_ = std::make_unique<Parser>(run_.get());
+  Parser& p = *parser_;
+  absl::MutexLock lock(&p.mu);
+  p.mu.Await(absl::Condition(&p, &Parser::CanQueue));
+  if (!p.status.ok()) return p.status;
+  p.pending.assign(bytes.data(), bytes.size());
+  p.waiting = true;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::IngestResponse> IngestSession::Finish() {
+  FEDSHARE_RETURN_IF_ERROR(Drain());
+  return run_->Finish();
+}
+
 size_t IngestSession::peak_held_bytes() const { return run_->peak_held_bytes(); }
 
 }  // namespace fedshare::engine

@@ -50,22 +50,29 @@ absl::string_view JsonKindName(JsonScalar::Kind kind) {
   return "a value";
 }
 
+// An INT64 subject id as the text its ordinal is keyed by.
+void SubjectText(Cell* cell) {
+  char buf[24];
+  auto [p, ec] = std::to_chars(buf, buf + sizeof(buf), cell->i);
+  cell->own.assign(buf, p - buf);
+  cell->s = cell->own;
+}
+
 bool HasBounds(const v1::FieldSchema& f) {
   return f.role() == v1::FieldSchema::MEASURE && !(f.lower() == 0 && f.upper() == 0);
 }
 
 }  // namespace
 
-std::string ParseTextCell(const v1::FieldSchema& f, const CsvField& field,
+std::string ParseTextCell(const v1::FieldSchema& f, absl::string_view text, bool quoted,
                           absl::string_view date_format, Cell* cell) {
-  const std::string& text = field.value;
   cell->null = true;
-  if (text.empty() && (!field.quoted || f.type() != v1::FieldSchema::CATEGORY)) return "";
+  if (text.empty() && (!quoted || f.type() != v1::FieldSchema::CATEGORY)) return "";
   cell->null = false;
   switch (f.type()) {
     case v1::FieldSchema::INT64:
       if (!ParseInt64(text, &cell->i)) return WrongType(f, Quote(text));
-      if (f.role() == v1::FieldSchema::SUBJECT) cell->s = absl::StrCat(cell->i);
+      if (f.role() == v1::FieldSchema::SUBJECT) SubjectText(cell);
       return "";
     case v1::FieldSchema::DOUBLE:
       if (!ParseDouble(text, &cell->d)) return WrongType(f, Quote(text));
@@ -105,7 +112,7 @@ std::string ParseJsonCell(const v1::FieldSchema& f, const JsonScalar& v,
           !ParseInt64(v.text, &cell->i)) {
         return wrong();
       }
-      if (f.role() == v1::FieldSchema::SUBJECT) cell->s = absl::StrCat(cell->i);
+      if (f.role() == v1::FieldSchema::SUBJECT) SubjectText(cell);
       return "";
     case v1::FieldSchema::DOUBLE:
       if (v.kind != JsonScalar::Kind::kNumber || !ParseDouble(v.text, &cell->d)) return wrong();

@@ -19,12 +19,16 @@ struct Cell {
   bool null = true;
   int64_t i = 0;
   double d = 0;
-  std::string s;  // CATEGORY value, or the subject id
+  // CATEGORY value, or the subject id: a view of the row's text (valid while
+  // the row is read) or of `own`.
+  absl::string_view s;
+  std::string own;  // an INT64 subject id as text
 };
 
-// Parses `field` (CSV text; `date_format` for DATE, default YYYY-MM-DD) into
-// `cell`; returns the error for the row ("" when the cell is good).
-std::string ParseTextCell(const v1::FieldSchema& f, const CsvField& field,
+// Parses one CSV field's text (`quoted`: it was written "..."; `date_format`
+// for DATE, default YYYY-MM-DD) into `cell`; returns the error for the row
+// ("" when the cell is good).
+std::string ParseTextCell(const v1::FieldSchema& f, absl::string_view text, bool quoted,
                           absl::string_view date_format, Cell* cell);
 
 // As ParseTextCell, for a JSON scalar.

@@ -188,6 +188,10 @@ std::optional<uint64_t> FreeBytes(const std::string& dir) {
 
 absl::string_view ColumnFamilyName(ColumnFamily cf) { return kCfNames[static_cast<int>(cf)]; }
 
+absl::Status Storage::FromRocksStatus(const rocksdb::Status& s, absl::string_view what) {
+  return FromRocks(s, what);
+}
+
 std::string PrefixSuccessor(absl::string_view prefix) {
   std::string s(prefix);
   while (!s.empty()) {
@@ -341,6 +345,7 @@ absl::StatusOr<std::unique_ptr<Storage>> Storage::Create(const std::string& dir,
   for (size_t i = 1 + kNumColumnFamilies; i < handles.size(); ++i) {
     storage->other_handles_.push_back(handles[i]);
   }
+  if (!storage->read_only_) storage->RemoveStagedFiles();  // of a crashed bulk write
 
   const std::string version_key = MetaFormatVersionKey();
   FEDSHARE_ASSIGN_OR_RETURN(std::optional<std::string> version,

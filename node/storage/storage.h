@@ -46,6 +46,7 @@ class FileSystem;
 class Iterator;
 class Slice;
 class Snapshot;
+class Status;
 class WriteBatch;
 }  // namespace rocksdb
 
@@ -133,6 +134,55 @@ class WriteBatch {
 };
 
 class Storage;
+
+// An atomic write too large to hold in memory (a bulk ingest). Operations go
+// into tables, each a sorted run of one column family; small writes stay in
+// memory and commit as one synced WriteBatch, larger ones are written to
+// table files in the store's `staging` folder as they come, so the writer
+// holds about kBulkSpillBytes whatever the write's size. Storage::Commit
+// makes every operation visible at once, to readers and after a crash
+// (RocksDB IngestExternalFiles: one synced MANIFEST record), or none of
+// them: a write that fails, is destroyed uncommitted or whose process dies
+// changes nothing, and its files are deleted (at the latest when the store
+// next opens). In an encrypted store the write stays in memory and commits
+// as one WriteBatch whatever its size (RocksDB 7.8 mis-sizes ingested files
+// there). Obtained from Storage::NewBulkWrite; destroy before its Storage.
+// Not thread-safe.
+class BulkWrite {
+ public:
+  ~BulkWrite();
+  BulkWrite(const BulkWrite&) = delete;
+  BulkWrite& operator=(const BulkWrite&) = delete;
+
+  // A new, empty table of `cf`; returns its number. Keys put into one table
+  // must strictly increase (INVALID_ARGUMENT otherwise), and the tables of
+  // one column family must cover disjoint key ranges.
+  int AddTable(ColumnFamily cf);
+  absl::Status Put(int table, absl::string_view key, absl::string_view value);
+  absl::Status Delete(int table, absl::string_view key);
+  // Operations so far, and what they take in memory now (not yet in files).
+  uint64_t count() const { return count_; }
+  size_t held_bytes() const { return held_bytes_; }
+
+ private:
+  friend class Storage;
+  struct Table;
+  explicit BulkWrite(Storage* storage);
+  absl::Status Add(int table, bool is_delete, absl::string_view key, absl::string_view value);
+  absl::Status Spill();  // moves every table's operations into its file
+  void Discard();        // deletes the files
+
+  Storage* storage_;
+  std::vector<std::unique_ptr<Table>> tables_;
+  bool spilled_ = false;
+  uint64_t count_ = 0;
+  size_t held_bytes_ = 0;
+  uint64_t file_bytes_checked_ = 0;  // file bytes at the last free-space check
+  absl::Status failed_;
+};
+
+// What a BulkWrite holds in memory before it moves to files.
+inline constexpr size_t kBulkSpillBytes = size_t{2} << 20;
 
 // A consistent read view. Obtained from Storage::GetSnapshot; released on
 // destruction. REQUIRES: destroyed before the Storage that made it.
@@ -275,6 +325,16 @@ class Storage {
   absl::Status Put(ColumnFamily cf, absl::string_view key, absl::string_view value);
   absl::Status Delete(ColumnFamily cf, absl::string_view key);
 
+  // A bulk write (see BulkWrite); UNAVAILABLE "disk full" when the store is
+  // read-only or the disk is below its reserve.
+  absl::StatusOr<std::unique_ptr<BulkWrite>> NewBulkWrite();
+  // Makes every operation of `write` visible atomically and durably; on
+  // error none is. The write is spent either way.
+  absl::Status Commit(std::unique_ptr<BulkWrite> write);
+  // RocksDB's status as an absl::Status: "disk full" UNAVAILABLE for ENOSPC,
+  // UNAVAILABLE for I/O errors (node/storage only).
+  static absl::Status FromRocksStatus(const rocksdb::Status& s, absl::string_view what);
+
   // The value, or nullopt if absent. `snapshot` may be null (latest state).
   absl::StatusOr<std::optional<std::string>> Get(ColumnFamily cf, absl::string_view key,
                                                  const Snapshot* snapshot = nullptr) const;
@@ -327,6 +387,9 @@ class Storage {
   void RequestFlush();
   // UNAVAILABLE "disk full" if writing `batch` would eat into the reserve.
   absl::Status CheckFreeSpace(const WriteBatch& batch) const;
+  // Deletes what a crashed BulkWrite left in the staging folder.
+  void RemoveStagedFiles() const;
+  friend class BulkWrite;
 
   std::string dir_;
   absl::Mutex backup_mu_;  // one BackupEngine on a folder at a time

@@ -1,0 +1,173 @@
+// Ingests large enough that their write moves to staged table files
+// (storage::BulkWrite): a refused one changes nothing, store or memory, and
+// an accepted one (a replace included) is whole after a restart.
+#include <stdlib.h>
+
+#include <filesystem>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/text_format.h"
+#include "gtest/gtest.h"
+#include "node/common/status_macros.h"
+#include "node/common/status_matchers.h"
+#include "node/engine/engine.h"
+#include "node/engine/ingest.h"
+
+namespace fedshare::engine {
+namespace {
+
+constexpr char kSchema[] = R"pb(
+  name: "visits"
+  fields { name: "pid" type: CATEGORY role: SUBJECT }
+  fields { name: "site" type: CATEGORY role: DIMENSION }
+  fields { name: "score" type: INT64 role: MEASURE lower: 0 upper: 100 }
+  fields { name: "weight" type: DOUBLE role: MEASURE lower: 0 upper: 1000 }
+)pb";
+
+// Rows [from, to): each a new subject, so the staged write grows by its
+// subject keys as well as its blocks.
+std::string Rows(int from, int to) {
+  std::string out = "pid,site,score,weight\n";
+  for (int i = from; i < to; ++i) {
+    absl::StrAppend(&out, "subject-", i, ",site", i % 7, ",", i % 101, ",", i % 997, ".25\n");
+  }
+  return out;
+}
+
+class IngestStagingTest : public ::testing::Test {
+ protected:
+  // Enough rows for several times storage::kBulkSpillBytes of staged write.
+  static constexpr int kRows = 120000;
+
+  void SetUp() override {
+    std::string tmpl = ::testing::TempDir() + "/ingest_staging_test.XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+    ASSERT_OK(Open());
+  }
+  void TearDown() override {
+    reader_.reset();
+    engine_.reset();
+    storage_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  absl::Status Open() {
+    reader_.reset();  // its snapshot goes before the store
+    engine_.reset();
+    storage_.reset();
+    FEDSHARE_ASSIGN_OR_RETURN(storage_, storage::Storage::Create(dir_, {}));
+    EngineOptions options;
+    v1::DatasetSchema schema;
+    EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(kSchema, &schema));
+    options.datasets = {schema};
+    FEDSHARE_ASSIGN_OR_RETURN(engine_, Engine::Create(storage_.get(), options));
+    return absl::OkStatus();
+  }
+
+  // Streams `csv` in 1 MiB slices; `staged` says whether table files existed
+  // after one of them.
+  absl::StatusOr<v1::IngestResponse> Ingest(const std::string& csv, bool* staged = nullptr,
+                                            IngestControl control = {}) {
+    auto session = engine_->StartIngest("visits", v1::CSV, false, std::move(control));
+    if (!session.ok()) return session.status();
+    if (staged != nullptr) *staged = false;
+    for (size_t pos = 0; pos < csv.size(); pos += size_t{1} << 20) {
+      absl::Status s = (*session)->Append(absl::string_view(csv).substr(pos, size_t{1} << 20));
+      if (!s.ok()) return s;
+      if (staged != nullptr && StagedFiles() > 0) *staged = true;
+    }
+    return (*session)->Finish();
+  }
+
+  size_t StagedFiles() const {
+    std::error_code ec;
+    size_t n = 0;
+    for (auto it = std::filesystem::directory_iterator(dir_ + "/staging", ec);
+         !ec && it != std::filesystem::directory_iterator(); ++it) {
+      ++n;
+    }
+    return n;
+  }
+
+  DatasetReader* Reader() {
+    auto reader = engine_->OpenReader("visits");
+    EXPECT_OK(reader);
+    reader_ = reader.ok() ? *std::move(reader) : nullptr;
+    return reader_.get();
+  }
+
+  std::string dir_;
+  std::unique_ptr<storage::Storage> storage_;
+  std::unique_ptr<Engine> engine_;
+  std::unique_ptr<DatasetReader> reader_;
+};
+
+TEST_F(IngestStagingTest, ABadRowLateInAStagedFileChangesNothing) {
+  ASSERT_OK(Ingest(Rows(0, 100)).status());
+  const std::string bad = absl::StrCat(Rows(100, kRows), "subject-x,site1,500,1\n");
+  bool staged = false;
+  ASSERT_OK_AND_ASSIGN(v1::IngestResponse r, Ingest(bad, &staged));
+  EXPECT_TRUE(staged);
+  EXPECT_EQ(r.rows_written(), 0);
+  EXPECT_EQ(r.rows_rejected(), 1);
+  ASSERT_EQ(r.errors_size(), 1);
+  EXPECT_EQ(r.errors(0).line(), kRows - 100 + 2);
+  EXPECT_EQ(r.errors(0).column(), "score");
+  EXPECT_EQ(StagedFiles(), 0u);
+  EXPECT_EQ(Reader()->rows(), 100u);
+  EXPECT_EQ(reader_->subject_count(), 100u);
+  // The refused file's subjects are unknown again, in memory and after a
+  // restart, and their ordinals are given afresh.
+  ASSERT_OK_AND_ASSIGN(r, Ingest("pid,site,score,weight\nsubject-5000,site1,5,1\n"));
+  EXPECT_EQ(r.new_subjects(), 1);
+  EXPECT_EQ(Reader()->subject_count(), 101u);
+  ASSERT_OK(Open());
+  EXPECT_EQ(Reader()->rows(), 101u);
+  EXPECT_EQ(reader_->subject_count(), 101u);
+}
+
+TEST_F(IngestStagingTest, StagedIngestAndReplaceAreWholeAfterARestart) {
+  bool staged = false;
+  ASSERT_OK_AND_ASSIGN(v1::IngestResponse r, Ingest(Rows(0, kRows), &staged));
+  EXPECT_TRUE(staged);
+  EXPECT_EQ(r.rows_written(), kRows);
+  EXPECT_EQ(r.new_subjects(), kRows);
+  EXPECT_EQ(StagedFiles(), 0u);
+  ASSERT_OK(Open());
+  EXPECT_EQ(Reader()->rows(), static_cast<uint64_t>(kRows));
+  EXPECT_EQ(reader_->subject_count(), static_cast<uint32_t>(kRows));
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> ids, reader_->SubjectIds());
+  EXPECT_EQ(ids[kRows - 1], absl::StrCat("subject-", kRows - 1));
+
+  // A replace by fewer rows: old blocks past the new ones are deleted.
+  IngestControl replace;
+  replace.replace = true;
+  ASSERT_OK_AND_ASSIGN(r, Ingest(Rows(kRows / 2, kRows / 2 + 70000), &staged, replace));
+  EXPECT_TRUE(staged);
+  EXPECT_TRUE(r.replaced());
+  EXPECT_EQ(r.rows_removed(), kRows);
+  EXPECT_EQ(r.rows_written(), 70000);
+  EXPECT_EQ(r.new_subjects(), 70000 - kRows / 2);
+  ASSERT_OK(Open());
+  DatasetReader* reader = Reader();
+  EXPECT_EQ(reader->rows(), 70000u);
+  EXPECT_EQ(reader->subjects(), 70000u);
+  uint64_t rows = 0, blocks = 0;
+  ASSERT_OK(reader->ForEachBlock([&](const ColumnBlock& block) {
+    rows += block.rows;
+    ++blocks;
+    return absl::OkStatus();
+  }));
+  EXPECT_EQ(rows, 70000u);
+  EXPECT_EQ(blocks, reader->blocks());
+  // The store knows every subject once: the first file's and the new ones.
+  ASSERT_OK_AND_ASSIGN(r, Ingest("pid,site,score,weight\nsubject-0,site1,5,1\n"));
+  EXPECT_EQ(r.new_subjects(), 1);  // new to the dataset, known to the store
+  EXPECT_EQ(Reader()->subject_count(), static_cast<uint32_t>(kRows / 2 + 70000));
+}
+
+}  // namespace
+}  // namespace fedshare::engine

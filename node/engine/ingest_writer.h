@@ -1,0 +1,103 @@
+// The write side of one ingest (the block appender): IngestRun (ingest.cc)
+// parses and checks rows, IngestWriter turns the good ones into column
+// blocks and stages everything the ingest writes in one storage::BulkWrite:
+// the blocks as they fill, each new subject's keys, and at the end the
+// dataset's meta keys. Storage::Commit makes it all visible at once, or
+// nothing of it (a refused, failed or crashed ingest changes nothing).
+//
+// Memory: the bulk write holds at most storage::kBulkSpillBytes before it
+// moves to table files, so what the writer holds does not grow with the
+// file; what grows is the new subject ids (they enter the writer's subject
+// index at once and leave it if the ingest does not commit) and new
+// dictionary values.
+//
+// Thread safety: used under the engine's write_mu_, by one thread.
+#ifndef FEDSHARE_NODE_ENGINE_INGEST_WRITER_H_
+#define FEDSHARE_NODE_ENGINE_INGEST_WRITER_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "fedshare/v1/admin.pb.h"
+#include "node/engine/engine.h"
+#include "node/engine/ingest_cells.h"
+#include "node/storage/storage.h"
+
+namespace fedshare::engine {
+
+class DictionaryStaging;
+class SubjectStaging;
+
+class IngestWriter {
+ public:
+  // With `replace`, the dataset's rows are swapped for the staged ones.
+  IngestWriter(Engine* engine, const DatasetDef& def, size_t ds, bool replace);
+  ~IngestWriter();
+  IngestWriter(const IngestWriter&) = delete;
+  IngestWriter& operator=(const IngestWriter&) = delete;
+
+  // Reads what the write builds on (the subject index, the tail block).
+  absl::Status Start();
+  // Stages a good row: cells[f] parsed and checked for every field.
+  absl::Status Stage(const std::vector<Cell>& cells);
+  // Nothing will be written: drops what was staged; Stage does nothing more.
+  void Stop();
+  bool writing() const { return writing_; }
+  // What the writer holds now (see Memory above).
+  size_t held_bytes() const;
+  size_t staged_bytes() const;  // the part that moves to files
+
+  // Stages the last block and the meta keys of an ingest of `rows` rows from
+  // a file with digest `file_sha256`, and sets the response's counts; with an
+  // `outcome_key`, the response (without rejected rows) is stored under it.
+  absl::Status Finish(uint64_t rows, const std::string& file_sha256,
+                      const std::string& outcome_key, v1::IngestResponse* response);
+  // Writes what Finish staged, then makes it the engine's state.
+  absl::Status Commit();
+
+ private:
+  absl::Status StageReplace();
+  absl::Status FlushBlock();
+
+  Engine* engine_;
+  const DatasetDef& def_;
+  const size_t ds_;
+  const int nfields_;
+  const bool replace_;
+
+  bool writing_ = true;
+  std::unique_ptr<storage::BulkWrite> bulk_;
+  int records_table_ = 0;
+  int ordinals_table_ = 0;  // subject id by ordinal, as new ordinals come
+  int ids_table_ = 0;       // ordinal by subject id, sorted at the end
+  int legacy_table_ = 0;    // replace: deletes of subject-block keys
+  int meta_table_ = 0;
+  std::map<std::string, std::optional<std::string>> meta_;  // nullopt: delete
+  size_t meta_bytes_ = 0;
+  std::string key_;  // reused key buffer
+
+  std::unique_ptr<SubjectStaging> subjects_;
+  std::vector<std::unique_ptr<DictionaryStaging>> dicts_;
+  storage::DatasetStats stats_;
+  std::vector<uint64_t> present_;
+  std::vector<uint64_t> present_before_;  // with replace: the dataset's before
+  std::vector<uint32_t> old_blocks_;      // with replace: the blocks to delete
+  int64_t rows_removed_ = 0;
+  int64_t new_subjects_ = 0;
+  ColumnBlock block_;
+  uint32_t block_no_ = 0;
+  uint32_t next_unwritten_ = 0;  // one past the highest block number staged
+  bool block_dirty_ = false;
+  // block_no_ is not stored yet: writing it adds a block and its load day.
+  bool block_is_new_ = true;
+  int64_t load_day_ = 0;  // UTC day of this ingest (meta 0x17)
+};
+
+}  // namespace fedshare::engine
+
+#endif  // FEDSHARE_NODE_ENGINE_INGEST_WRITER_H_

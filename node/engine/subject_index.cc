@@ -1,0 +1,179 @@
+#include "node/engine/subject_index.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/hash/hash.h"
+
+namespace fedshare::engine {
+namespace {
+
+// Chunks sit at multiples of this in a virtual byte space, so a reference
+// (an entry's virtual offset / 8) finds its chunk with one shift.
+constexpr size_t kChunkBytes = size_t{4} << 20;
+constexpr int kChunkShift = 22;
+constexpr size_t kFirstChunkBytes = size_t{64} << 10;
+constexpr size_t kEntryHeader = 8;  // u32 ordinal, u32 length
+constexpr uint32_t kErased = UINT32_MAX;
+
+uint32_t Load32(const char* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+size_t EntryBytes(size_t id_size) { return (kEntryHeader + id_size + 7) & ~size_t{7}; }
+
+}  // namespace
+
+uint32_t SubjectIndex::Hash(absl::string_view id) {
+  const uint64_t h = absl::Hash<absl::string_view>()(id);
+  return static_cast<uint32_t>(h ^ (h >> 32));
+}
+
+char* SubjectIndex::Entry(Ref ref) const {
+  const uint64_t at = ref * 8;
+  const Chunk& chunk = chunks_[chunk_at_[at >> kChunkShift]];
+  return chunk.data.get() + (at - chunk.start);
+}
+
+absl::string_view SubjectIndex::id(Ref ref) const {
+  const char* e = Entry(ref);
+  return absl::string_view(e + kEntryHeader, Load32(e + 4));
+}
+
+uint32_t SubjectIndex::ordinal(Ref ref) const { return Load32(Entry(ref)); }
+
+size_t SubjectIndex::Probe(absl::string_view id, uint32_t hash) const {
+  const size_t mask = slots_.size() - 1;
+  for (size_t i = hash & mask;; i = (i + 1) & mask) {
+    const uint64_t s = slots_[i];
+    if (s == 0) return i;
+    if (static_cast<uint32_t>(s >> 32) == hash && this->id((s & 0xffffffffu) - 1) == id) return i;
+  }
+}
+
+std::optional<uint32_t> SubjectIndex::Find(absl::string_view id) const {
+  if (size_ == 0) return std::nullopt;
+  const uint64_t s = slots_[Probe(id, Hash(id))];
+  if (s == 0) return std::nullopt;
+  return ordinal((s & 0xffffffffu) - 1);
+}
+
+void SubjectIndex::Place(uint64_t slot_value) {
+  const size_t mask = slots_.size() - 1;
+  size_t i = (slot_value >> 32) & mask;
+  while (slots_[i] != 0) i = (i + 1) & mask;
+  slots_[i] = slot_value;
+}
+
+// The slots keep each entry's hash: growing reads no id.
+void SubjectIndex::Grow(size_t capacity) {
+  size_t n = 16;
+  while (n < capacity) n <<= 1;
+  if (n <= slots_.size()) return;
+  std::vector<uint64_t> old(n, 0);
+  old.swap(slots_);
+  for (uint64_t s : old) {
+    if (s != 0) Place(s);
+  }
+}
+
+void SubjectIndex::Reserve(size_t n) { Grow(n + n / 4 + 1); }
+
+void SubjectIndex::Insert(absl::string_view id, uint32_t ordinal) {
+  // At most 4/5 full, so a missing id is found absent in a few slots.
+  if ((size_ + 1) * 5 > slots_.size() * 4) Grow(std::max<size_t>(16, slots_.size() * 2));
+  const size_t need = EntryBytes(id.size());
+  if (chunks_.empty() || chunks_.back().used + need > chunks_.back().size) {
+    // Chunks double from 64 KiB to 4 MiB: a few ids take little memory.
+    Chunk chunk;
+    chunk.size = std::max(std::min(kChunkBytes, std::max(kFirstChunkBytes, arena_bytes_)), need);
+    chunk.start = uint64_t{chunk_at_.size()} << kChunkShift;
+    chunk.data.reset(new char[chunk.size]);
+    arena_bytes_ += chunk.size;
+    for (size_t v = 0; v < (chunk.size + kChunkBytes - 1) / kChunkBytes; ++v) {
+      chunk_at_.push_back(static_cast<uint32_t>(chunks_.size()));
+    }
+    chunks_.push_back(std::move(chunk));
+  }
+  Chunk& chunk = chunks_.back();
+  const Ref ref = (chunk.start + chunk.used) / 8;
+  char* e = chunk.data.get() + chunk.used;
+  const uint32_t length = static_cast<uint32_t>(id.size());
+  std::memcpy(e, &ordinal, 4);
+  std::memcpy(e + 4, &length, 4);
+  std::memcpy(e + kEntryHeader, id.data(), id.size());
+  chunk.used += need;
+  Place((uint64_t{Hash(id)} << 32) | (ref + 1));
+  ++size_;
+}
+
+// Backward-shift deletion: later slots of the same run move up, so no
+// tombstone is left and lookups stay short.
+void SubjectIndex::RemoveSlot(size_t slot) {
+  const size_t mask = slots_.size() - 1;
+  size_t hole = slot;
+  slots_[hole] = 0;
+  for (size_t j = (hole + 1) & mask; slots_[j] != 0; j = (j + 1) & mask) {
+    const size_t home = (slots_[j] >> 32) & mask;
+    // The entry at j may fill the hole unless its home lies cyclically in
+    // (hole, j].
+    const bool stays = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
+    if (stays) continue;
+    slots_[hole] = slots_[j];
+    slots_[j] = 0;
+    hole = j;
+  }
+}
+
+void SubjectIndex::Erase(absl::string_view id) {
+  if (size_ == 0) return;
+  const size_t slot = Probe(id, Hash(id));
+  const uint64_t s = slots_[slot];
+  if (s == 0) return;
+  RemoveSlot(slot);
+  --size_;
+  char* e = Entry((s & 0xffffffffu) - 1);
+  std::memcpy(e, &kErased, 4);
+  std::memset(e + kEntryHeader, 0, Load32(e + 4));
+}
+
+SubjectIndex::Mark SubjectIndex::mark() const {
+  Mark m;
+  m.chunks = chunks_.size();
+  m.used = chunks_.empty() ? 0 : chunks_.back().used;
+  return m;
+}
+
+std::vector<SubjectIndex::Ref> SubjectIndex::EntriesSince(const Mark& m) const {
+  std::vector<Ref> refs;
+  for (size_t c = m.chunks == 0 ? 0 : m.chunks - 1; c < chunks_.size(); ++c) {
+    const Chunk& chunk = chunks_[c];
+    size_t pos = c + 1 == m.chunks ? m.used : 0;
+    while (pos < chunk.used) {
+      const char* e = chunk.data.get() + pos;
+      if (Load32(e) != kErased) refs.push_back((chunk.start + pos) / 8);
+      pos += EntryBytes(Load32(e + 4));
+    }
+  }
+  return refs;
+}
+
+void SubjectIndex::RollbackTo(const Mark& m) {
+  for (Ref ref : EntriesSince(m)) {
+    const absl::string_view entry_id = id(ref);
+    const size_t slot = Probe(entry_id, Hash(entry_id));
+    if (slots_[slot] == 0) continue;
+    RemoveSlot(slot);
+    --size_;
+  }
+  while (chunks_.size() > m.chunks) {
+    arena_bytes_ -= chunks_.back().size;
+    chunk_at_.resize(chunks_.back().start >> kChunkShift);
+    chunks_.pop_back();
+  }
+  if (!chunks_.empty()) chunks_.back().used = m.used;
+}
+
+}  // namespace fedshare::engine

@@ -1,0 +1,90 @@
+// Subject id -> ordinal for every subject of the store, as the writers keep
+// it in memory (WriterState): about 26 bytes per subject plus the id, where a
+// hash map of strings took over 50. The ids live once, in an append-only
+// arena of chunks (64 KiB doubling to 4 MiB; per entry [u32 ordinal]
+// [u32 length][bytes], padded to 8 bytes); a linear-probing table of 8-byte
+// slots (the id's 32-bit hash and the entry's place, so growing the table
+// reads no id) finds them. At most 32 GiB of ids.
+//
+//   SubjectIndex index;
+//   index.Insert("P0000001", 0);
+//   SubjectIndex::Mark mark = index.mark();
+//   index.Insert("P0000002", 1);
+//   index.RollbackTo(mark);            // P0000002 is gone again
+//   std::optional<uint32_t> o = index.Find("P0000001");  // 0
+//
+// Thread safety: thread-compatible (the engine's writer lock guards it).
+#ifndef FEDSHARE_NODE_ENGINE_SUBJECT_INDEX_H_
+#define FEDSHARE_NODE_ENGINE_SUBJECT_INDEX_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+
+namespace fedshare::engine {
+
+class SubjectIndex {
+ public:
+  // Where an entry lives in the arena (its virtual offset / 8).
+  using Ref = uint64_t;
+  // The arena's end at one moment: entries inserted after it can be listed
+  // (EntriesSince) and removed (RollbackTo).
+  struct Mark {
+    size_t chunks = 0;
+    size_t used = 0;  // bytes used in the last chunk
+  };
+
+  SubjectIndex() = default;
+  SubjectIndex(const SubjectIndex&) = delete;
+  SubjectIndex& operator=(const SubjectIndex&) = delete;
+
+  // Makes room for `n` subjects without growing the table.
+  void Reserve(size_t n);
+  std::optional<uint32_t> Find(absl::string_view id) const;
+  // REQUIRES: `id` is absent.
+  void Insert(absl::string_view id, uint32_t ordinal);
+  // Removes `id` if present; its bytes in the arena are overwritten.
+  void Erase(absl::string_view id);
+  size_t size() const { return size_; }
+
+  Mark mark() const;
+  // The entries inserted since `m` and not erased, in insertion order.
+  std::vector<Ref> EntriesSince(const Mark& m) const;
+  absl::string_view id(Ref ref) const;
+  uint32_t ordinal(Ref ref) const;
+  // Removes every entry inserted since `m`. REQUIRES: none was erased since.
+  void RollbackTo(const Mark& m);
+
+  // About what the index takes in memory.
+  size_t held_bytes() const { return slots_.capacity() * sizeof(uint64_t) + arena_bytes_; }
+
+ private:
+  struct Chunk {
+    std::unique_ptr<char[]> data;
+    size_t size = 0;
+    size_t used = 0;
+    uint64_t start = 0;  // in the virtual byte space of references
+  };
+  static uint32_t Hash(absl::string_view id);
+  // The slot holding `id`, or the empty slot where it would go.
+  size_t Probe(absl::string_view id, uint32_t hash) const;
+  void Place(uint64_t slot_value);
+  void Grow(size_t capacity);
+  void RemoveSlot(size_t slot);
+  char* Entry(Ref ref) const;
+
+  std::vector<Chunk> chunks_;
+  std::vector<uint32_t> chunk_at_;  // per 4 MiB of the virtual space: its chunk
+  size_t arena_bytes_ = 0;
+  std::vector<uint64_t> slots_;  // 0: empty; else hash << 32 | (ref + 1)
+  size_t size_ = 0;
+};
+
+}  // namespace fedshare::engine
+
+#endif  // FEDSHARE_NODE_ENGINE_SUBJECT_INDEX_H_
