@@ -250,11 +250,30 @@ TEST_F(ErasureTest, AnErasedSubjectIsInNoAnswerExportAuditEntryOrFile) {
 }
 
 TEST_F(ErasureTest, AnIdOverMaxStringBytesIsRefusedUnwrittenAndUnauditedUntilTheLimitIsRaised) {
+  // Ingest and erasure share limits.max_string_bytes (256 by default): a
+  // 300-byte id is refused by ingest at the default.
   ASSERT_NO_FATAL_FAILURE(Start());
-  // Ingest stores ids of any length; an erasure is bounded by the node's
-  // limits.max_string_bytes (256 by default) before any work or audit.
   const std::string long_id = absl::StrCat("long-", std::string(295, 'x'));
+  v1::IngestRequest header;
+  header.set_dataset("program_outcomes");
+  header.set_format(v1::CSV);
+  absl::StatusOr<v1::IngestResponse> refused_ingest =
+      admin().Ingest(header, Records({long_id, kKept}));
+  ASSERT_OK(refused_ingest.status());
+  EXPECT_EQ(refused_ingest->rows_written(), 0);
+  ASSERT_EQ(refused_ingest->errors_size(), 1);
+  EXPECT_THAT(refused_ingest->errors(0).reason(),
+              HasSubstr("the subject id is 300 bytes, over limits.max_string_bytes = 256"));
+
+  // A node that took such ids under a larger limit, then had it lowered:
+  // the erasure is bounded by the limit in force, before any work or audit.
+  partner_.Stop();
+  config_.mutable_limits()->set_max_string_bytes(512);
+  ASSERT_NO_FATAL_FAILURE(Start());
   ASSERT_NO_FATAL_FAILURE(Ingest("program_outcomes", Records({long_id, kKept})));
+  partner_.Stop();
+  config_.mutable_limits()->set_max_string_bytes(256);
+  ASSERT_NO_FATAL_FAILURE(Start());
   ASSERT_OK(
       admin()
           .ImportConsent(absl::StrCat("subject,purpose,event,time,valid_until,scope\n", long_id,

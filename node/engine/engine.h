@@ -95,6 +95,7 @@ struct IngestReplace {
 };
 
 inline constexpr size_t kDefaultIngestMemoryBudgetBytes = size_t{256} << 20;
+inline constexpr size_t kDefaultMaxSubjectIdBytes = 256;  // limits.max_string_bytes' default
 
 // Per-call controls of Engine::Ingest.
 struct IngestControl {
@@ -116,6 +117,9 @@ struct IngestControl {
   // and dictionary values, and rejected rows. Past it the ingest fails with
   // RESOURCE_EXHAUSTED and writes nothing (docs/limits.md).
   size_t memory_budget_bytes = kDefaultIngestMemoryBudgetBytes;
+  // The longest subject id a row may carry: no more than EraseSubject
+  // accepts (limits.max_string_bytes), so every stored subject can be erased.
+  size_t max_subject_id_bytes = kDefaultMaxSubjectIdBytes;
 };
 inline constexpr size_t kMaxIdempotencyKeyBytes = 128;
 

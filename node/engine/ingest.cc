@@ -418,6 +418,14 @@ bool IngestRun::CheckRow(int64_t line, bool bad) {
       if (cells_[f].null || cells_[f].s.empty()) {
         AddError(errors, line, field.name(), "missing subject: every row needs a subject id");
         bad = true;
+      } else if (cells_[f].s.size() > control_.max_subject_id_bytes) {
+        AddError(errors, line, field.name(),
+                 absl::StrCat("the subject id is ", cells_[f].s.size(),
+                              " bytes, over limits.max_string_bytes = ",
+                              control_.max_subject_id_bytes,
+                              " (the longest id an erasure accepts); shorten the ids or raise the "
+                              "limit in the node config"));
+        bad = true;
       }
       continue;
     }

@@ -285,6 +285,34 @@ TEST_F(LifecycleTest, AFailedAuditOrUnknownSubjectChangesNothing) {
   EXPECT_EQ(Export("people"), before);
 }
 
+TEST_F(LifecycleTest, IngestRefusesASubjectIdLongerThanAnErasureAccepts) {
+  const std::string longest(kDefaultMaxSubjectIdBytes, 's');
+  const std::string over(kDefaultMaxSubjectIdBytes + 1, 't');
+  IngestControl control;
+  absl::StatusOr<v1::IngestResponse> r =
+      engine_->Ingest("people", v1::CSV, /*skip_invalid=*/true, Rows({longest, over, "short"}),
+                      control);
+  ASSERT_OK(r);
+  EXPECT_EQ(r->rows_written(), 2);
+  EXPECT_EQ(r->rows_rejected(), 1);
+  ASSERT_EQ(r->errors_size(), 1);
+  EXPECT_EQ(r->errors(0).line(), 3);
+  EXPECT_THAT(r->errors(0).reason(), HasSubstr("the subject id is 257 bytes, over "
+                                               "limits.max_string_bytes = 256"));
+  EXPECT_THAT(Export("people"), ::testing::Not(HasSubstr(over)));
+
+  // The longest accepted id can be erased, which is why the bound is the erasure's.
+  ASSERT_OK_AND_ASSIGN(Erasure erased, Erase(longest));
+  EXPECT_EQ(erased.records, 1);
+  EXPECT_EQ(CountsOf("people").rows, 1u);
+
+  // A node configured with a larger limit passes it down.
+  control.max_subject_id_bytes = over.size();
+  r = engine_->Ingest("people", v1::CSV, false, Rows({over}), control);
+  ASSERT_OK(r);
+  EXPECT_EQ(r->rows_written(), 1);
+}
+
 TEST_F(LifecycleTest, RetentionPurgesExactlyTheRecordsLoadedBeforeTheCutoff) {
   Ingest("people", Rows({"old1", "old2", "both"}));  // day D
   Ingest("visits", Rows({"old1"}));                  // no retention: kept

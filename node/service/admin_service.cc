@@ -198,6 +198,7 @@ grpc::Status AdminServiceImpl::Ingest(grpc::ServerContext* context,
   absl::StatusOr<engine::IngestControl> control = IngestControlFrom(header);
   if (!control.ok()) return Finish(kMethod, who->spiffe_id, control.status());
   control->memory_budget_bytes = static_cast<size_t>(env_->limits.ingest_memory_budget_bytes());
+  control->max_subject_id_bytes = static_cast<size_t>(env_->limits.max_string_bytes());
   control->before_commit = [context] { return CallAbandoned(*context); };
   const std::string caller = who->spiffe_id;
   control->before_replace = [this, caller](const engine::IngestReplace& replace) {
