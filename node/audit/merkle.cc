@@ -22,12 +22,22 @@ int Log2(uint64_t n) {
   return h;
 }
 
+// Fetched once: with EVP_sha256() OpenSSL 3 looks the implementation up
+// again on every digest, which doubles the cost of hashing a tree node.
+const EVP_MD* Sha256Md() {
+  static const EVP_MD* const md = [] {
+    const EVP_MD* fetched = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+    return fetched != nullptr ? fetched : EVP_sha256();
+  }();
+  return md;
+}
+
 }  // namespace
 
 std::string Sha256(absl::string_view data) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), digest, &len, EVP_sha256(), nullptr);
+  EVP_Digest(data.data(), data.size(), digest, &len, Sha256Md(), nullptr);
   return std::string(reinterpret_cast<const char*>(digest), len);
 }
 
