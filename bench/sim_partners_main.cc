@@ -56,6 +56,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "bench/node_process.h"
 #include "bench/sim_partner.h"
@@ -545,6 +546,10 @@ int Run(const Options& o, const std::string& node_binary) {
 }  // namespace fedshare
 
 int main(int argc, char** argv) {
+#ifdef NDEBUG
+  // As fedshare-node does (node/server/main.cc): Abseil's lock-order check off.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+#endif
   CLI::App app{"measures a foundation's fan-out against N partners served from one process"};
   fedshare::Options o;
   app.add_option("--partners", o.partners, "partner identities to serve")
