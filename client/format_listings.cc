@@ -165,7 +165,7 @@ std::string FormatPeers(const v1::ListPeersResponse& response, OutputFormat form
       continue;
     }
     std::string state = probed ? StateName(p.state()) : "not probed";
-    std::string detail = p.state() == v1::PartnerCoverage::ANSWERED && !call_home
+    std::string detail = p.state() == v1::PartnerCoverage::ANSWERED
                              ? absl::StrCat(p.datasets_offered(), " dataset(s) offered")
                              : p.reason();
     if (p.groups_size() > 0) {

@@ -308,7 +308,7 @@ TEST_F(CallHomeTest, PartnerWithoutAListeningPortGetsTheSameAnswerAsDirect) {
   EXPECT_EQ(p2.mode(), v1::PeerStatus::MODE_CALL_HOME);
   EXPECT_TRUE(p2.connected());
   EXPECT_TRUE(p2.has_last_contact());
-  // Timed by its last answer (its stream carries no probe), and its
+  // Without a probe, timed by its last answer, and its
   // certificate as its stream presented it.
   EXPECT_EQ(p2.round_trip_source(), v1::PeerStatus::ROUND_TRIP_SOURCE_LAST_ANSWER);
   EXPECT_TRUE(p2.has_certificate_expires());

@@ -1,5 +1,6 @@
 #include "node/federation/call_home.h"
 
+#include <algorithm>
 #include <utility>
 #include <vector>
 
@@ -7,6 +8,50 @@
 #include "absl/time/clock.h"
 
 namespace fedshare::federation {
+namespace {
+
+// One reply awaited by a blocking caller (Ask, Describe) while it is
+// delivered on another thread; shared, since the callback may run after
+// the waiter gave up.
+template <typename Response>
+struct Awaited {
+  absl::Mutex mu;
+  bool done ABSL_GUARDED_BY(mu) = false;
+  grpc::Status status ABSL_GUARDED_BY(mu);
+  Response response ABSL_GUARDED_BY(mu);
+
+  static std::function<void(const grpc::Status&, Response)> Into(std::shared_ptr<Awaited> self) {
+    return [self](const grpc::Status& status, Response r) {
+      absl::MutexLock lock(&self->mu);
+      self->status = status;
+      self->response = std::move(r);
+      self->done = true;
+    };
+  }
+  // Whether the reply came by `deadline`.
+  bool WaitUntil(absl::Time deadline) {
+    absl::MutexLock lock(&mu);
+    return mu.AwaitWithDeadline(absl::Condition(&done), deadline);
+  }
+  // Waits for the reply (the caller made sure it comes) and hands it over.
+  grpc::Status Get(Response* out) {
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(&done));
+    *out = std::move(response);
+    return status;
+  }
+};
+
+// A reply's google.rpc.Status as the grpc::Status a direct call would end
+// with: code, message and, when it has any, the details (a refusal's
+// ErrorInfo) as gRPC carries them.
+grpc::Status FromRpcStatus(const google::rpc::Status& status) {
+  if (status.code() == 0) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), status.message(),
+                      status.details_size() > 0 ? status.SerializeAsString() : "");
+}
+
+}  // namespace
 
 CallHomeSession::CallHomeSession(std::string org_id, Sender send, std::function<void()> end_stream,
                                  absl::Time connected_at)
@@ -70,34 +115,69 @@ void CallHomeSession::Expire(uint64_t id, absl::string_view why) {
 
 grpc::Status CallHomeSession::Ask(const v1::AggregateRequest& request, absl::Duration timeout,
                                   v1::AggregateResponse* response) {
-  struct Result {
-    absl::Mutex mu;
-    bool done ABSL_GUARDED_BY(mu) = false;
-    grpc::Status status ABSL_GUARDED_BY(mu);
-    v1::AggregateResponse response ABSL_GUARDED_BY(mu);
-  };
+  using Result = Awaited<v1::AggregateResponse>;
   auto result = std::make_shared<Result>();
   const absl::Time deadline = absl::Now() + timeout;
-  const uint64_t id =
-      Start(request, timeout, [result](const grpc::Status& status, v1::AggregateResponse r) {
-        absl::MutexLock lock(&result->mu);
-        result->status = status;
-        result->response = std::move(r);
-        result->done = true;
-      });
+  const uint64_t id = Start(request, timeout, Result::Into(result));
+  if (!result->WaitUntil(deadline)) {
+    Expire(id, absl::StrCat("call-home partner ", org_id_, " did not answer within ",
+                            absl::FormatDuration(timeout)));
+  }
+  return result->Get(response);
+}
+
+grpc::Status CallHomeSession::Describe(absl::Duration timeout, v1::DescribeResponse* response) {
+  using Result = Awaited<v1::DescribeResponse>;
+  auto result = std::make_shared<Result>();
+  const absl::Time deadline = absl::Now() + timeout;
+  uint64_t id = 0;
   {
-    absl::MutexLock lock(&result->mu);
-    if (!result->mu.AwaitWithDeadline(absl::Condition(&result->done), deadline)) {
-      result->mu.Unlock();
-      Expire(id, absl::StrCat("call-home partner ", org_id_, " did not answer within ",
-                              absl::FormatDuration(timeout)));
-      result->mu.Lock();
-      result->mu.Await(absl::Condition(&result->done));
+    absl::MutexLock lock(&mu_);
+    if (!closed_) {
+      id = next_id_++;
+      describing_[id] = Result::Into(result);
     }
   }
-  absl::MutexLock lock(&result->mu);
-  *response = std::move(result->response);
-  return result->status;
+  if (id == 0) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        absl::StrCat("call-home partner ", org_id_, " is not connected"));
+  }
+  v1::CallHomeDown down;
+  down.mutable_describe()->set_request_id(id);
+  if (!Send(down)) {
+    if (DescribeCallback callback = TakeDescribe(id)) {
+      callback(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                            absl::StrCat("the call-home stream of ", org_id_,
+                                         " is broken or its partner is not reading")),
+               {});
+    }
+  }
+  if (!result->WaitUntil(deadline)) {
+    if (DescribeCallback callback = TakeDescribe(id)) {
+      callback(grpc::Status(
+                   grpc::StatusCode::DEADLINE_EXCEEDED,
+                   absl::StrCat("call-home partner ", org_id_, " did not answer Describe within ",
+                                absl::FormatDuration(timeout))),
+               {});
+    }
+  }
+  return result->Get(response);
+}
+
+CallHomeSession::DescribeCallback CallHomeSession::TakeDescribe(uint64_t id) {
+  absl::MutexLock lock(&mu_);
+  auto it = describing_.find(id);
+  if (it == describing_.end()) return nullptr;
+  DescribeCallback callback = std::move(it->second);
+  describing_.erase(it);
+  return callback;
+}
+
+void CallHomeSession::DeliverDescribed(v1::CallHomeDescribed described) {
+  DescribeCallback callback = TakeDescribe(described.request_id());
+  if (!callback) return;
+  grpc::Status status = FromRpcStatus(described.status());
+  callback(status, status.ok() ? std::move(*described.mutable_response()) : v1::DescribeResponse());
 }
 
 bool CallHomeSession::Send(const v1::CallHomeDown& down) {
@@ -108,18 +188,13 @@ bool CallHomeSession::Send(const v1::CallHomeDown& down) {
 void CallHomeSession::Deliver(v1::CallHomeAnswer answer) {
   AnswerCallback callback = Take(answer.question_id());
   if (!callback) return;
-  const google::rpc::Status& status = answer.status();
-  if (status.code() == 0) {
-    callback(grpc::Status::OK, std::move(*answer.mutable_response()));
-    return;
-  }
-  callback(grpc::Status(static_cast<grpc::StatusCode>(status.code()), status.message(),
-                        status.details_size() > 0 ? status.SerializeAsString() : ""),
-           {});
+  grpc::Status status = FromRpcStatus(answer.status());
+  callback(status, status.ok() ? std::move(*answer.mutable_response()) : v1::AggregateResponse());
 }
 
 void CallHomeSession::Close(absl::string_view why) {
   std::map<uint64_t, AnswerCallback> ended;
+  std::map<uint64_t, DescribeCallback> ended_describing;
   {
     absl::MutexLock lock(&mu_);
     if (closed_) return;
@@ -127,6 +202,7 @@ void CallHomeSession::Close(absl::string_view why) {
     closed_why_ = std::string(why);
     std::function<void()> end_stream = std::move(end_stream_);
     ended.swap(pending_);
+    ended_describing.swap(describing_);
     // Under mu_, so that a second Close (the stream's own reactor) returns
     // only after this one has ended the stream: the reactor finishes, and
     // its context goes, only after its own Close.
@@ -136,12 +212,11 @@ void CallHomeSession::Close(absl::string_view why) {
     absl::MutexLock lock(&send_mu_);
     send_ = nullptr;
   }
-  for (auto& [id, callback] : ended) {
-    callback(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                          absl::StrCat("the call-home stream of ", org_id_,
-                                       " ended before the answer: ", why)),
-             {});
-  }
+  const grpc::Status gone(
+      grpc::StatusCode::UNAVAILABLE,
+      absl::StrCat("the call-home stream of ", org_id_, " ended before the answer: ", why));
+  for (auto& [id, callback] : ended) callback(gone, {});
+  for (auto& [id, callback] : ended_describing) callback(gone, {});
 }
 
 bool CallHomeSession::closed() const {
@@ -160,6 +235,8 @@ void CallHomeHub::Attach(std::shared_ptr<CallHomeSession> session) {
       std::shared_ptr<CallHomeSession>& slot = sessions_[session->org_id()];
       replaced = std::move(slot);
       slot = session;
+      absl::Time& seen = last_seen_[session->org_id()];
+      seen = std::max(seen, session->connected_at());
     }
   }
   if (!refused.empty()) {
@@ -169,8 +246,12 @@ void CallHomeHub::Attach(std::shared_ptr<CallHomeSession> session) {
   if (replaced != nullptr) replaced->Close("replaced by a newer stream from the same partner");
 }
 
-void CallHomeHub::Detach(const CallHomeSession* session) {
+void CallHomeHub::Detach(const CallHomeSession* session, absl::Time now) {
   absl::MutexLock lock(&mu_);
+  // Even a replaced session's end is a sign of life: its org was connected
+  // until then.
+  absl::Time& seen = last_seen_[session->org_id()];
+  seen = std::max(seen, now);
   auto it = sessions_.find(session->org_id());
   if (it != sessions_.end() && it->second.get() == session) sessions_.erase(it);
 }
@@ -199,6 +280,12 @@ void CallHomeHub::CloseAll(absl::string_view why) {
     sessions.swap(sessions_);
   }
   for (auto& [org, session] : sessions) session->Close(why);
+}
+
+absl::Time CallHomeHub::LastSeen(const std::string& org_id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = last_seen_.find(org_id);
+  return it == last_seen_.end() ? absl::InfinitePast() : it->second;
 }
 
 std::shared_ptr<CallHomeSession> CallHomeHub::Find(const std::string& org_id) const {

@@ -6,12 +6,14 @@
 //   auto session = std::make_shared<CallHomeSession>(org, queue_write, cancel_stream);
 //   hub->Attach(session);
 //   // ... each answer read (OnReadDone): session->Deliver(up.answer());
+//   // ... each describe reply: session->DeliverDescribed(up.described());
 //   // ... when reading ends:
-//   hub->Detach(session.get());
+//   hub->Detach(session.get(), absl::Now());
 //   session->Close("the stream ended");
 //
 //   // In the fan-out:
 //   if (auto s = hub->Find("acme")) status = s->Ask(request, timeout, &response);
+//   if (auto s = hub->Find("acme")) status = s->Describe(timeout, &described);
 //
 // Thread-safe.
 #ifndef FEDSHARE_NODE_FEDERATION_CALL_HOME_H_
@@ -72,14 +74,27 @@ class CallHomeSession {
   // answer nobody waits for any more (expired) is dropped.
   void Deliver(v1::CallHomeAnswer answer);
 
-  // The stream ended or was replaced: every waiting question ends UNAVAILABLE
-  // with `why`, and later ones at once. Idempotent.
+  // Sends a describe request down the stream and waits up to `timeout` for
+  // the partner's reply: its status (a refusal keeps its code) and, when OK,
+  // `*response`. UNAVAILABLE if the stream is closed, cannot take the
+  // request, or ends first; DEADLINE_EXCEEDED after `timeout` (nothing is
+  // sent to the partner: describing is cheap and it answers one at a time).
+  grpc::Status Describe(absl::Duration timeout, v1::DescribeResponse* response);
+  // Hands a describe reply read from the stream to the Describe waiting for
+  // it; one nobody waits for any more is dropped.
+  void DeliverDescribed(v1::CallHomeDescribed described);
+
+  // The stream ended or was replaced: every waiting question and describe
+  // request ends UNAVAILABLE with `why`, and later ones at once. Idempotent.
   void Close(absl::string_view why);
   bool closed() const;
 
  private:
+  using DescribeCallback = std::function<void(const grpc::Status&, v1::DescribeResponse)>;
   // Removes and returns question `id`'s callback; null if it has ended.
   AnswerCallback Take(uint64_t id) ABSL_LOCKS_EXCLUDED(mu_);
+  // Removes and returns describe request `id`'s callback; null if it has ended.
+  DescribeCallback TakeDescribe(uint64_t id) ABSL_LOCKS_EXCLUDED(mu_);
   // Writes one message down the stream; false if it is closed or broken.
   bool Send(const v1::CallHomeDown& down) ABSL_LOCKS_EXCLUDED(mu_, send_mu_);
 
@@ -95,6 +110,7 @@ class CallHomeSession {
   std::string closed_why_ ABSL_GUARDED_BY(mu_);
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<uint64_t, AnswerCallback> pending_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, DescribeCallback> describing_ ABSL_GUARDED_BY(mu_);
 };
 
 // The sessions in force, one per partner org.
@@ -106,8 +122,9 @@ class CallHomeHub {
   // that arrives while the node stops must not hold the server until its
   // shutdown deadline.
   void Attach(std::shared_ptr<CallHomeSession> session);
-  // Removes `session` if it is still the one in force for its org.
-  void Detach(const CallHomeSession* session);
+  // Removes `session` if it is still the one in force for its org, and
+  // notes `now` as when its org was last seen (its stream ended).
+  void Detach(const CallHomeSession* session, absl::Time now);
   // Closes the sessions of every org not in `keep` (peers no longer
   // configured to call home, after a reload).
   void CloseExcept(const absl::flat_hash_set<std::string>& keep, absl::string_view why);
@@ -118,10 +135,16 @@ class CallHomeHub {
   // The session in force for `org_id`, or null when that partner is not
   // connected.
   std::shared_ptr<CallHomeSession> Find(const std::string& org_id) const;
+  // When `org_id` was last seen: the latest of its streams' connections and
+  // ends (Attach, Detach); absl::InfinitePast() if it never connected since
+  // this hub was made.
+  absl::Time LastSeen(const std::string& org_id) const;
 
  private:
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<CallHomeSession>> sessions_ ABSL_GUARDED_BY(mu_);
+  // Only orgs that were allowed to connect (configured call-home peers).
+  absl::flat_hash_map<std::string, absl::Time> last_seen_ ABSL_GUARDED_BY(mu_);
   std::string closed_why_ ABSL_GUARDED_BY(mu_);  // set by CloseAll
 };
 

@@ -1,6 +1,8 @@
+#include <thread>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "google/rpc/error_details.pb.h"
 #include "gtest/gtest.h"
@@ -15,14 +17,19 @@ struct FakeStream {
   std::vector<v1::CallHomeDown> sent ABSL_GUARDED_BY(mu);
   bool broken ABSL_GUARDED_BY(mu) = false;
   int ended ABSL_GUARDED_BY(mu) = 0;
+  // Called with each message sent, outside `mu`: the partner's side.
+  std::function<void(const v1::CallHomeDown&)> partner;
 
   std::shared_ptr<CallHomeSession> Session(const std::string& org) {
     return std::make_shared<CallHomeSession>(
         org,
         [this](const v1::CallHomeDown& down) {
-          absl::MutexLock lock(&mu);
-          if (broken) return false;
-          sent.push_back(down);
+          {
+            absl::MutexLock lock(&mu);
+            if (broken) return false;
+            sent.push_back(down);
+          }
+          if (partner) partner(down);
           return true;
         },
         [this] {
@@ -176,6 +183,115 @@ TEST(CallHomeSessionTest, ABrokenStreamEndsTheQuestionUnavailable) {
   EXPECT_EQ(out.status.error_code(), grpc::StatusCode::UNAVAILABLE);
 }
 
+TEST(CallHomeSessionTest, DescribeSendsARequestAndReturnsThePartnersReply) {
+  FakeStream stream;
+  auto session = stream.Session("partner-2");
+  Outcome question;
+  const uint64_t question_id = session->Start(Question(), absl::Seconds(5), Into(&question));
+  stream.partner = [&session](const v1::CallHomeDown& down) {
+    if (!down.has_describe()) return;
+    v1::CallHomeDescribed reply;
+    reply.set_request_id(down.describe().request_id());
+    reply.mutable_response()->set_org_id("partner-2");
+    reply.mutable_response()->add_datasets()->mutable_schema()->set_name("program_outcomes");
+    session->DeliverDescribed(reply);
+  };
+  v1::DescribeResponse described;
+  grpc::Status status = session->Describe(absl::Seconds(5), &described);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(described.org_id(), "partner-2");
+  ASSERT_EQ(described.datasets_size(), 1);
+  std::vector<v1::CallHomeDown> sent = stream.Sent();
+  ASSERT_EQ(sent.size(), 2u);
+  ASSERT_TRUE(sent[1].has_describe());
+  // One id space with questions: a reply can never be taken for an answer.
+  EXPECT_NE(sent[1].describe().request_id(), question_id);
+  EXPECT_EQ(question.calls, 0);
+}
+
+TEST(CallHomeSessionTest, ADescribeRefusalKeepsItsCode) {
+  FakeStream stream;
+  auto session = stream.Session("partner-2");
+  stream.partner = [&session](const v1::CallHomeDown& down) {
+    v1::CallHomeDescribed reply;
+    reply.set_request_id(down.describe().request_id());
+    reply.mutable_status()->set_code(static_cast<int>(grpc::StatusCode::PERMISSION_DENIED));
+    reply.mutable_status()->set_message("not a node");
+    reply.mutable_response()->set_org_id("ignored");
+    session->DeliverDescribed(reply);
+  };
+  v1::DescribeResponse described;
+  grpc::Status status = session->Describe(absl::Seconds(5), &described);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(status.error_message(), "not a node");
+  EXPECT_EQ(described.org_id(), "");
+}
+
+TEST(CallHomeSessionTest, DescribeTimesOutAndDropsALateReply) {
+  FakeStream stream;
+  auto session = stream.Session("partner-2");
+  v1::DescribeResponse described;
+  grpc::Status status = session->Describe(absl::Milliseconds(20), &described);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_THAT(status.error_message(), ::testing::HasSubstr("partner-2"));
+  std::vector<v1::CallHomeDown> sent = stream.Sent();
+  ASSERT_EQ(sent.size(), 1u);
+  v1::CallHomeDescribed late;
+  late.set_request_id(sent[0].describe().request_id());
+  session->DeliverDescribed(late);  // nobody waits: dropped
+  // A question's answer with the describe's id is no reply to it either.
+  v1::CallHomeAnswer stray;
+  stray.set_question_id(sent[0].describe().request_id());
+  session->Deliver(stray);
+}
+
+TEST(CallHomeSessionTest, DescribeEndsUnavailableWhenTheStreamEndsOrIsClosed) {
+  FakeStream stream;
+  auto session = stream.Session("partner-2");
+  // The stream ends once the request went down (on the reactor's thread,
+  // as OnReadDone would: never inside a send).
+  absl::Notification sent_once;
+  stream.partner = [&sent_once](const v1::CallHomeDown&) {
+    if (!sent_once.HasBeenNotified()) sent_once.Notify();
+  };
+  std::thread reactor([&] {
+    sent_once.WaitForNotification();
+    session->Close("the stream ended");
+  });
+  v1::DescribeResponse described;
+  grpc::Status status = session->Describe(absl::Seconds(5), &described);
+  reactor.join();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(status.error_message(), ::testing::HasSubstr("the stream ended"));
+  // Closed: at once, and nothing more is sent.
+  status = session->Describe(absl::Seconds(5), &described);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(stream.Sent().size(), 1u);
+
+  FakeStream broken;
+  {
+    absl::MutexLock lock(&broken.mu);
+    broken.broken = true;
+  }
+  auto unsent = broken.Session("partner-2");
+  status = unsent->Describe(absl::Seconds(5), &described);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
+TEST(CallHomeHubTest, LastSeenIsTheLatestConnectionOrStreamEnd) {
+  FakeStream stream;
+  CallHomeHub hub;
+  EXPECT_EQ(hub.LastSeen("partner-2"), absl::InfinitePast());
+  auto session = stream.Session("partner-2");
+  hub.Attach(session);
+  EXPECT_EQ(hub.LastSeen("partner-2"), session->connected_at());
+  const absl::Time ended = session->connected_at() + absl::Seconds(30);
+  hub.Detach(session.get(), ended);
+  EXPECT_EQ(hub.Find("partner-2"), nullptr);
+  EXPECT_EQ(hub.LastSeen("partner-2"), ended);
+  EXPECT_EQ(hub.LastSeen("partner-3"), absl::InfinitePast());
+}
+
 TEST(CallHomeHubTest, ANewerStreamReplacesAndClosesTheOlder) {
   FakeStream old_stream, new_stream;
   CallHomeHub hub;
@@ -188,7 +304,7 @@ TEST(CallHomeHubTest, ANewerStreamReplacesAndClosesTheOlder) {
   EXPECT_TRUE(older->closed());
   EXPECT_EQ(hub.Find("partner-2"), newer);
   // The older stream's handler detaches afterwards: the newer one stays.
-  hub.Detach(older.get());
+  hub.Detach(older.get(), absl::Now());
   EXPECT_EQ(hub.Find("partner-2"), newer);
   FakeStream other_stream;
   auto other = other_stream.Session("partner-3");

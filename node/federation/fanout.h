@@ -77,15 +77,18 @@ class FanOut {
   // The configured peers, each with its mode, whether a call-home peer is
   // connected, when it last answered or connected, how long its last answer
   // took, and when the certificate it last presented expires (with a warning
-  // within identity::kExpiryWarning); with `probe`, whether each direct peer
-  // answers Describe, timed (and whether each call-home peer is connected).
+  // within identity::kExpiryWarning); with `probe`, whether each peer
+  // answers Describe (a call-home peer down its stream), timed.
   v1::ListPeersResponse ListPeers(bool probe);
 
   // What the configured peer `org_id` lets this org ask: its PeerService.Describe,
-  // called with this node's certificate within peer_deadline_ms. NOT_FOUND
-  // (naming the configured peers) if `org_id` is not one; UNAVAILABLE naming
-  // the peer's address if it cannot be reached; DEADLINE_EXCEEDED if it does
-  // not answer in time; the peer's refusal as PERMISSION_DENIED.
+  // called with this node's certificate within peer_deadline_ms, or, for a
+  // call-home peer, asked down its stream (CallHomeSession::Describe) within
+  // the same deadline. NOT_FOUND (naming the configured peers) if `org_id` is
+  // not one; UNAVAILABLE naming the peer's address if it cannot be reached,
+  // or saying that a call-home peer is not connected and when it was last
+  // seen; DEADLINE_EXCEEDED if it does not answer in time; the peer's
+  // refusal as PERMISSION_DENIED.
   absl::StatusOr<v1::DescribeResponse> DescribePeer(const std::string& org_id);
 
   // Records the node certificate (PEM) `org_id` presented, for ListPeers;
@@ -137,7 +140,16 @@ class FanOut {
   std::shared_ptr<PeerChannel> ChannelFor(const v1::PeerConfig& peer, std::string* error);
   std::shared_ptr<PeerChannel> ChannelFor(const v1::PeerConfig& peer, const std::string& tls_stamp,
                                           std::string* error);
+  // ListPeers' line for one peer (with `probe`, after asking it Describe).
+  v1::PeerStatus StatusOf(const v1::PeerConfig& peer, bool probe);
   void FillContact(const v1::PeerConfig& peer, v1::PeerStatus* status);
+  // DescribePeer of a call-home peer, through its session in hub_.
+  absl::StatusOr<v1::DescribeResponse> DescribeCallHome(const std::string& org_id);
+  // Records that `org_id` answered ListPeers' probe, sent at `sent` and
+  // answered at `now` describing `datasets` datasets, in `status` and as its
+  // last contact.
+  void NoteProbeAnswered(const std::string& org_id, int datasets, absl::Time sent, absl::Time now,
+                         v1::PeerStatus* status);
   // Checks every partner's receipt against checkpoints_ (DESIGN §9), reusing
   // what Complete found, and stores them all: an outcome whose receipt does
   // not verify, or an answer without one, becomes AUDIT_FAILED. `peers[i]` is

@@ -28,9 +28,13 @@ void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
   out->set_nanos(static_cast<int32_t>(ns % 1000000000));
 }
 
+std::string TimeText(absl::Time t) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
+}
+
 // ListPeers' warning for a peer certificate expiring at `not_after`, or "".
 std::string ExpiryWarning(const std::string& org_id, absl::Time not_after, absl::Time now) {
-  const std::string when = absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", not_after, absl::UTCTimeZone());
+  const std::string when = TimeText(not_after);
   if (not_after <= now) {
     return absl::StrCat("peer ", org_id, "'s node certificate expired at ", when,
                         ": its calls fail until its operator renews it");
@@ -41,6 +45,27 @@ std::string ExpiryWarning(const std::string& org_id, absl::Time not_after, absl:
                       ": ask its operator to renew it");
 }
 
+// DescribePeer's error for a Describe of `org_id` that ended with `s`; `who`
+// names the peer ("peer ORG at ADDRESS", "call-home partner ORG").
+absl::Status DescribeFailed(const std::string& who, const std::string& org_id,
+                            const grpc::Status& s, int deadline_ms) {
+  switch (s.error_code()) {
+    case grpc::StatusCode::UNAVAILABLE:
+      return absl::UnavailableError(absl::StrCat(who, " is unreachable: ", s.error_message()));
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return absl::DeadlineExceededError(
+          absl::StrCat(who, " did not answer within ", deadline_ms, " ms (peer_deadline_ms)"));
+    case grpc::StatusCode::PERMISSION_DENIED:
+    case grpc::StatusCode::UNAUTHENTICATED:
+      // The peer refused this node, not the analyst: not UNAUTHENTICATED here.
+      return absl::PermissionDeniedError(
+          absl::StrCat("peer ", org_id, " refused this node: ", s.error_message()));
+    default:
+      return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                          absl::StrCat("peer ", org_id, ": ", s.error_message()));
+  }
+}
+
 }  // namespace
 
 v1::ListPeersResponse FanOut::ListPeers(bool probe) {
@@ -49,60 +74,68 @@ v1::ListPeersResponse FanOut::ListPeers(bool probe) {
   std::shared_ptr<const std::vector<v1::PeerConfig>> configured = peers();
   for (const v1::PeerConfig& peer : *configured) {
     // Without a probe nothing waits: no thread.
-    calls.push_back(
-        std::async(probe ? std::launch::async : std::launch::deferred, [this, peer, probe]() {
-          v1::PeerStatus status;
-          status.set_org_id(peer.org_id());
-          status.set_address(peer.address());
-          *status.mutable_groups() = peer.groups();
-          FillContact(peer, &status);
-          if (checkpoints_ != nullptr) {
-            status.set_audit_tree_size(checkpoints_->KnownSize(peer.org_id()));
-            status.set_audit_error(checkpoints_->Error(peer.org_id()));
-          }
-          if (peer.call_home()) {
-            // Describe is not carried over the stream: a probe says whether it is up.
-            if (probe) {
-              status.set_state(status.connected() ? v1::PartnerCoverage::ANSWERED
-                                                  : v1::PartnerCoverage::UNREACHABLE);
-              if (!status.connected()) status.set_reason("call-home partner is not connected");
-            }
-            return status;
-          }
-          if (!probe) return status;
-          std::string error;
-          std::shared_ptr<PeerChannel> channel = ChannelFor(peer, &error);
-          if (channel == nullptr) {
-            status.set_state(v1::PartnerCoverage::FAILED);
-            status.set_reason(error);
-            return status;
-          }
-          grpc::ClientContext context;
-          context.set_deadline(
-              absl::ToChronoTime(absl::Now() + absl::Milliseconds(config_->peer_deadline_ms())));
-          v1::DescribeResponse described;
-          const absl::Time sent = absl::Now();
-          grpc::Status s = channel->stub->Describe(&context, v1::DescribeRequest(), &described);
-          const absl::Time now = absl::Now();
-          status.set_state(StateFor(s.error_code()));
-          status.set_reason(s.error_message());
-          status.set_datasets_offered(described.datasets_size());
-          if (s.ok()) {
-            {
-              absl::MutexLock lock(&mu_);
-              last_contact_[peer.org_id()] = now;
-            }
-            SetTimestamp(now, status.mutable_last_contact());
-            SetDuration(now - sent, status.mutable_round_trip());
-            status.set_round_trip_source(v1::PeerStatus::ROUND_TRIP_SOURCE_PROBE);
-            NoteCertificate(peer.org_id(), context);
-            FillCertificate(peer, &status);
-          }
-          return status;
-        }));
+    calls.push_back(std::async(probe ? std::launch::async : std::launch::deferred,
+                               [this, peer, probe] { return StatusOf(peer, probe); }));
   }
   for (auto& call : calls) *response.add_peers() = call.get();
   return response;
+}
+
+v1::PeerStatus FanOut::StatusOf(const v1::PeerConfig& peer, bool probe) {
+  v1::PeerStatus status;
+  status.set_org_id(peer.org_id());
+  status.set_address(peer.address());
+  *status.mutable_groups() = peer.groups();
+  FillContact(peer, &status);
+  if (checkpoints_ != nullptr) {
+    status.set_audit_tree_size(checkpoints_->KnownSize(peer.org_id()));
+    status.set_audit_error(checkpoints_->Error(peer.org_id()));
+  }
+  if (!probe) return status;
+  if (peer.call_home()) {
+    const absl::Time sent = absl::Now();
+    absl::StatusOr<v1::DescribeResponse> described = DescribeCallHome(peer.org_id());
+    status.set_state(StateFor(static_cast<grpc::StatusCode>(described.status().code())));
+    status.set_reason(std::string(described.status().message()));
+    if (described.ok()) {
+      NoteProbeAnswered(peer.org_id(), described->datasets_size(), sent, absl::Now(), &status);
+    }
+    return status;
+  }
+  std::string error;
+  std::shared_ptr<PeerChannel> channel = ChannelFor(peer, &error);
+  if (channel == nullptr) {
+    status.set_state(v1::PartnerCoverage::FAILED);
+    status.set_reason(error);
+    return status;
+  }
+  grpc::ClientContext context;
+  context.set_deadline(
+      absl::ToChronoTime(absl::Now() + absl::Milliseconds(config_->peer_deadline_ms())));
+  v1::DescribeResponse described;
+  const absl::Time sent = absl::Now();
+  grpc::Status s = channel->stub->Describe(&context, v1::DescribeRequest(), &described);
+  const absl::Time now = absl::Now();
+  status.set_state(StateFor(s.error_code()));
+  status.set_reason(s.error_message());
+  if (s.ok()) {
+    NoteProbeAnswered(peer.org_id(), described.datasets_size(), sent, now, &status);
+    NoteCertificate(peer.org_id(), context);
+    FillCertificate(peer, &status);
+  }
+  return status;
+}
+
+void FanOut::NoteProbeAnswered(const std::string& org_id, int datasets, absl::Time sent,
+                               absl::Time now, v1::PeerStatus* status) {
+  {
+    absl::MutexLock lock(&mu_);
+    last_contact_[org_id] = now;
+  }
+  status->set_datasets_offered(datasets);
+  SetTimestamp(now, status->mutable_last_contact());
+  SetDuration(now - sent, status->mutable_round_trip());
+  status->set_round_trip_source(v1::PeerStatus::ROUND_TRIP_SOURCE_PROBE);
 }
 
 void FanOut::FillContact(const v1::PeerConfig& peer, v1::PeerStatus* status) {
@@ -116,7 +149,7 @@ void FanOut::FillContact(const v1::PeerConfig& peer, v1::PeerStatus* status) {
   if (peer.call_home() && hub_ != nullptr) {
     std::shared_ptr<CallHomeSession> session = hub_->Find(peer.org_id());
     status->set_connected(session != nullptr);
-    if (session != nullptr) last = std::max(last, session->connected_at());
+    last = std::max(last, hub_->LastSeen(peer.org_id()));
   }
   if (last != absl::InfinitePast()) SetTimestamp(last, status->mutable_last_contact());
   {
@@ -176,12 +209,7 @@ absl::StatusOr<v1::DescribeResponse> FanOut::DescribePeer(const std::string& org
         "no peer '", org_id, "' is configured on this node; ",
         known.empty() ? "it has no peers" : "configured peers: " + absl::StrJoin(known, ", ")));
   }
-  if (peer->call_home()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("peer ", org_id,
-                     " calls home to this node; its stream carries questions, not Describe "
-                     "(ask its operator for its agreements)"));
-  }
+  if (peer->call_home()) return DescribeCallHome(org_id);
   std::string error;
   std::shared_ptr<PeerChannel> channel = ChannelFor(*peer, &error);
   if (channel == nullptr) {
@@ -193,25 +221,26 @@ absl::StatusOr<v1::DescribeResponse> FanOut::DescribePeer(const std::string& org
   context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Milliseconds(deadline_ms)));
   v1::DescribeResponse described;
   grpc::Status s = channel->stub->Describe(&context, v1::DescribeRequest(), &described);
-  switch (s.error_code()) {
-    case grpc::StatusCode::OK:
-      return described;
-    case grpc::StatusCode::UNAVAILABLE:
-      return absl::UnavailableError(absl::StrCat("peer ", org_id, " at ", peer->address(),
-                                                 " is unreachable: ", s.error_message()));
-    case grpc::StatusCode::DEADLINE_EXCEEDED:
-      return absl::DeadlineExceededError(absl::StrCat("peer ", org_id, " at ", peer->address(),
-                                                      " did not answer within ", deadline_ms,
-                                                      " ms (peer_deadline_ms)"));
-    case grpc::StatusCode::PERMISSION_DENIED:
-    case grpc::StatusCode::UNAUTHENTICATED:
-      // The peer refused this node, not the analyst: not UNAUTHENTICATED here.
-      return absl::PermissionDeniedError(
-          absl::StrCat("peer ", org_id, " refused this node: ", s.error_message()));
-    default:
-      return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
-                          absl::StrCat("peer ", org_id, ": ", s.error_message()));
+  if (s.ok()) return described;
+  return DescribeFailed(absl::StrCat("peer ", org_id, " at ", peer->address()), org_id, s,
+                        deadline_ms);
+}
+
+absl::StatusOr<v1::DescribeResponse> FanOut::DescribeCallHome(const std::string& org_id) {
+  std::shared_ptr<CallHomeSession> session = hub_ == nullptr ? nullptr : hub_->Find(org_id);
+  if (session == nullptr) {
+    const absl::Time seen = hub_ == nullptr ? absl::InfinitePast() : hub_->LastSeen(org_id);
+    return absl::UnavailableError(
+        absl::StrCat("call-home partner ", org_id,
+                     " is not connected: it calls home to this node and has no stream open now; ",
+                     seen == absl::InfinitePast() ? "not seen since this node started"
+                                                  : absl::StrCat("last seen ", TimeText(seen))));
   }
+  const int deadline_ms = config_->peer_deadline_ms();
+  v1::DescribeResponse described;
+  grpc::Status s = session->Describe(absl::Milliseconds(deadline_ms), &described);
+  if (s.ok()) return described;
+  return DescribeFailed(absl::StrCat("call-home partner ", org_id), org_id, s, deadline_ms);
 }
 
 }  // namespace fedshare::federation

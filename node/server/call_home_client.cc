@@ -24,18 +24,36 @@ constexpr int kKeepaliveTimeMs = 20000;
 constexpr int kKeepaliveTimeoutMs = 10000;
 constexpr absl::string_view kMethod = "FederationService.Connect";
 
+// `status` as it goes up the stream.
+void SetRpcStatus(const grpc::Status& status, google::rpc::Status* out) {
+  if (!status.error_details().empty() && out->ParseFromString(status.error_details())) {
+    return;  // ToGrpcStatus put code, message and the refusal there
+  }
+  out->set_code(static_cast<int32_t>(status.error_code()));
+  out->set_message(status.error_message());
+}
+
 // The answer to send up for a question that ended with `status`.
 v1::CallHomeUp AnswerOf(uint64_t id, const grpc::Status& status, v1::AggregateResponse response) {
   v1::CallHomeUp up;
   v1::CallHomeAnswer* answer = up.mutable_answer();
   answer->set_question_id(id);
-  google::rpc::Status* out = answer->mutable_status();
-  if (!status.error_details().empty() && out->ParseFromString(status.error_details())) {
-    return up;  // ToGrpcStatus put code, message and the refusal there
-  }
-  out->set_code(static_cast<int32_t>(status.error_code()));
-  out->set_message(status.error_message());
+  SetRpcStatus(status, answer->mutable_status());
   if (status.ok()) *answer->mutable_response() = std::move(response);
+  return up;
+}
+
+// The reply to describe request `id`: what PeerService.Describe would answer
+// `foundation` calling directly.
+v1::CallHomeUp DescribedFor(uint64_t id, const service::ServiceEnv& env,
+                            const identity::Identity& foundation) {
+  v1::CallHomeUp up;
+  v1::CallHomeDescribed* described = up.mutable_described();
+  described->set_request_id(id);
+  v1::DescribeResponse response;
+  grpc::Status status = service::AnswerPeerDescribe(env, kMethod, foundation, &response);
+  SetRpcStatus(status, described->mutable_status());
+  if (status.ok()) *described->mutable_response() = std::move(response);
   return up;
 }
 
@@ -166,6 +184,15 @@ bool CallHomeClient::ServeOnce() {
       for (InFlight& q : in_flight) {
         if (q.id == down.cancel().question_id()) q.cancelled->store(true);
       }
+      continue;
+    }
+    if (down.has_describe()) {
+      // Answered here, on the reading thread: describing is cheap and reads
+      // no data, and the next message is read only once this reply is
+      // written, so a foundation cannot queue up describe work on this node.
+      v1::CallHomeUp up = DescribedFor(down.describe().request_id(), *env_, *foundation);
+      absl::MutexLock lock(&write_mu);
+      stream->Write(up);
       continue;
     }
     if (!down.has_question()) continue;

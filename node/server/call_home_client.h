@@ -4,7 +4,9 @@
 // stream through the same path as a direct PeerService.Aggregate call from
 // that foundation's node (service::AnswerPeerAggregate): the asking org is
 // the foundation as its TLS certificate says, under this node's agreements,
-// audit, disclosure control and receipts.
+// audit, disclosure control and receipts. Describe requests are answered
+// as PeerService.Describe answers that node (service::AnswerPeerDescribe),
+// one at a time on the stream's reading thread.
 //
 // Reconnects by itself whenever the stream ends or cannot be opened, after a
 // jittered exponential backoff (250 ms doubling up to max_backoff; back to the

@@ -124,7 +124,7 @@ grpc::Status FederationServiceImpl::DescribePeer(grpc::ServerContext* context,
 
 namespace {
 
-// Messages (questions and cancels) that may wait to go down one stream behind
+// Messages (questions, cancels, describe requests) that may wait to go down one stream behind
 // the one being written. A partner that stops reading fills HTTP/2's window
 // and then this queue; past it a new question fails UNAVAILABLE at once, so
 // the foundation's memory for a stuck partner stays bounded.
@@ -165,11 +165,12 @@ class CallHomeStream final : public grpc::ServerBidiReactor<v1::CallHomeUp, v1::
   void OnReadDone(bool ok) override {
     if (ok) {
       if (up_.has_answer()) session_->Deliver(std::move(*up_.mutable_answer()));
+      if (up_.has_described()) session_->DeliverDescribed(std::move(*up_.mutable_described()));
       up_.Clear();
       StartRead(&up_);
       return;
     }
-    env_->call_home_hub->Detach(session_.get());
+    env_->call_home_hub->Detach(session_.get(), absl::Now());
     session_->Close("the stream ended");
     spdlog::info("event=call_home_disconnected peer={}", who_.org_id);
     {

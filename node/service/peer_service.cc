@@ -67,10 +67,15 @@ grpc::Status PeerServiceImpl::Describe(grpc::ServerContext* context, const v1::D
   absl::StatusOr<identity::Identity> who =
       Authorize(*env_, *context, kMethod, {Role::kNode}, /*own_org=*/false);
   if (!who.ok()) return ToGrpcStatus(who.status());
-  *response = env_->answerer->Describe(who->org_id);
+  return AnswerPeerDescribe(*env_, kMethod, *who, response);
+}
+
+grpc::Status AnswerPeerDescribe(const ServiceEnv& env, absl::string_view method,
+                                const identity::Identity& who, v1::DescribeResponse* response) {
+  *response = env.answerer->Describe(who.org_id);
   response->set_version(FEDSHARE_VERSION);
-  *response->mutable_purposes() = env_->config->purposes();
-  return Finish(kMethod, who->spiffe_id, absl::OkStatus());
+  *response->mutable_purposes() = env.config->purposes();
+  return Finish(method, who.spiffe_id, absl::OkStatus());
 }
 
 grpc::Status AnswerPeerAggregate(const ServiceEnv& env, absl::string_view method,

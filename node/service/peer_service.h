@@ -25,6 +25,14 @@ grpc::Status AnswerPeerAggregate(const ServiceEnv& env, absl::string_view method
                                  absl::Time deadline, const std::function<bool()>& cancelled,
                                  v1::AggregateResponse* response);
 
+// The answer of PeerService.Describe after authentication, shared by direct
+// calls and describe requests that come down a call-home stream, so both
+// describe the same agreements to the same org. `who` is the authenticated
+// asking node (REQUIRES: role node). Logs one line for `method`, as Finish
+// does.
+grpc::Status AnswerPeerDescribe(const ServiceEnv& env, absl::string_view method,
+                                const identity::Identity& who, v1::DescribeResponse* response);
+
 class PeerServiceImpl final : public v1::PeerService::Service {
  public:
   explicit PeerServiceImpl(const ServiceEnv* env) : env_(env) {}
