@@ -221,7 +221,10 @@ ExecutedCell FinishBlockCell(const v1::AggregateQuery& query, BlockCell& cell,
   std::vector<uint32_t>& ordinals = out.stats.subject_ordinals;
   std::vector<double>& contributions = out.stats.subject_contributions;
   // At most this many subjects; capacity never written is never touched.
+  // Both outputs in a past answer's memory where one is kept (~Execution).
   const size_t most = run.size() + tail.size() / stride;
+  SpareBuffers& spares = SpareBuffers::Get();
+  contributions = spares.Take<double>(most * n_aggs);
   contributions.reserve(most * n_aggs);
   // Each subject's contribution per slot, written to its aggregates (0 for
   // aggregates without dominance), totalled in ordinal order and ranked.
@@ -242,6 +245,7 @@ ExecutedCell FinishBlockCell(const v1::AggregateQuery& query, BlockCell& cell,
   } else {
     // The run and the sorted tail merged; a subject in both has its run
     // records first.
+    ordinals = spares.Take<uint32_t>(most);
     ordinals.reserve(most);
     double contrib[policy::kMaxAggregates];  // a slot per aggregate at most
     size_t r = 0, t = 0;
@@ -279,7 +283,6 @@ ExecutedCell FinishBlockCell(const v1::AggregateQuery& query, BlockCell& cell,
     out.stats.top_contributions[a] = Top(tops[m]).values();
   }
   FinishAggregates(query, cell.aggregates, out);
-  SpareBuffers& spares = SpareBuffers::Get();
   spares.Give(cell.tail);
   spares.Give(cell.run_subjects);
   spares.Give(cell.run_contrib);

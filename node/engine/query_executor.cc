@@ -2,10 +2,19 @@
 
 #include "node/common/status_macros.h"
 #include "node/engine/block_scan.h"
+#include "node/engine/question_memory.h"
 #include "node/engine/row_scan.h"
 #include "node/engine/scan_plan.h"
 
 namespace fedshare::engine {
+
+Execution::~Execution() {
+  SpareBuffers& spares = SpareBuffers::Get();
+  for (ExecutedCell& cell : cells) {
+    spares.Give(cell.stats.subject_ordinals);
+    spares.Give(cell.stats.subject_contributions);
+  }
+}
 
 absl::StatusOr<Execution> ExecuteQuery(const DatasetReader& reader, const v1::AggregateQuery& query,
                                        const policy::ConsentBitmap& consent,

@@ -35,6 +35,15 @@ struct ExecutedCell {
 // GROUP BY on a field with a granularity grid (policy::GridWidth > 0) groups
 // by grid bucket: the key is the bucket's lower bound, never a raw value.
 struct Execution {
+  Execution() = default;
+  Execution(const Execution&) = default;
+  Execution(Execution&&) = default;
+  Execution& operator=(const Execution&) = default;
+  Execution& operator=(Execution&&) = default;
+  // Gives the cells' per-subject statistics to SpareBuffers
+  // (question_memory.h), for the next question's.
+  ~Execution();
+
   std::vector<ExecutedCell> cells;  // sorted by key; one cell without GROUP BY
   // Per predicate i: the distinct owners of the records that pass every other
   // predicate and fail i (whether or not they keep other records in the

@@ -43,6 +43,10 @@ class QuestionMemory {
 //   std::vector<uint64_t> v = SpareBuffers::Get().Take<uint64_t>();
 //   ... grow and use v ...
 //   SpareBuffers::Get().Give(v);  // v is left empty
+//
+// A question's answer (Execution) gives its per-subject statistics back
+// when it is destroyed, so the next question writes them to memory already
+// faulted in.
 class SpareBuffers {
  public:
   static constexpr size_t kMaxBytes = size_t{64} << 20;
@@ -58,6 +62,27 @@ class SpareBuffers {
     std::vector<std::vector<T>>& list = ListOf<T>();
     if (list.empty()) return {};
     std::vector<T> v = std::move(list.back());
+    list.pop_back();
+    bytes_ -= v.capacity() * sizeof(T);
+    return v;
+  }
+  // An empty vector with capacity for at least `at_least` elements if one is
+  // kept (the smallest such); otherwise an empty one with none, and the kept
+  // buffers stay for smaller needs.
+  template <typename T>
+  std::vector<T> Take(size_t at_least) {
+    absl::MutexLock lock(&mu_);
+    std::vector<std::vector<T>>& list = ListOf<T>();
+    size_t best = list.size();
+    for (size_t i = 0; i < list.size(); ++i) {
+      if (list[i].capacity() >= at_least &&
+          (best == list.size() || list[i].capacity() < list[best].capacity())) {
+        best = i;
+      }
+    }
+    if (best == list.size()) return {};
+    std::vector<T> v = std::move(list[best]);
+    list[best] = std::move(list.back());
     list.pop_back();
     bytes_ -= v.capacity() * sizeof(T);
     return v;

@@ -4,14 +4,17 @@
 // order and both in one cell, and subjects whose records straddle blocks and
 // the ranges of a parallel scan; each answer must equal the row path's, and
 // the per-subject figures the ones computed record by record here.
+#include <algorithm>
 #include <cmath>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "node/common/status_matchers.h"
 #include "node/engine/query_executor_fixture.h"
+#include "node/engine/question_memory.h"
 #include "node/storage/column_block.h"
 
 namespace fedshare::engine {
@@ -147,6 +150,35 @@ TEST_F(QueryExecutorTest, SubjectsStraddlingBlocksAndScanRangesFoldOnce) {
     const std::vector<uint32_t>& ordinals = gamma->stats.subject_ordinals;
     EXPECT_EQ(std::count(ordinals.begin(), ordinals.end(), ordinal_.at(subject)), 1) << b;
   }
+}
+
+// An answer gives its per-subject statistics to SpareBuffers when destroyed,
+// and the next question writes its own into that memory: the figures must
+// not change (no value of the past answer may survive in them).
+TEST_F(QueryExecutorTest, AnAnswerWrittenIntoAPastAnswersMemoryIsTheSame) {
+  // Cells of about 6,000 subjects: statistics larger than SpareBuffers'
+  // smallest kept buffer.
+  rows_ = executor_fixture::MakeRows(30000, 30000, 4);
+  ASSERT_NO_FATAL_FAILURE(Ingest(0, rows_.size()));
+  ASSERT_NO_FATAL_FAILURE(OpenReader());
+  std::optional<Execution> first;
+  ASSERT_OK_AND_ASSIGN(first, Run(kByProgram, 0));
+  const Execution kept = *first;
+  size_t largest = 0;
+  for (const ExecutedCell& c : kept.cells) {
+    largest = std::max(largest, c.stats.subject_contributions.size());
+  }
+  ASSERT_GT(largest * sizeof(double), SpareBuffers::kMinBytes);
+  first.reset();
+  // The destroyed answer's buffers are kept.
+  std::vector<double> taken = SpareBuffers::Get().Take<double>(largest);
+  EXPECT_GE(taken.capacity(), largest);
+  SpareBuffers::Get().Give(taken);
+
+  ASSERT_OK_AND_ASSIGN(Execution again, Run(kByProgram, 0));
+  ExpectSameExecution(again, kept);
+  ASSERT_OK_AND_ASSIGN(Execution by_row, Run(kByProgram, 1 << 30));
+  ExpectSameExecution(again, by_row);
 }
 
 }  // namespace

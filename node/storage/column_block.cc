@@ -127,6 +127,34 @@ bool ParseZone(const char* entry, StoredType type, ZoneMap::Column* z) {
   return z->min_int <= z->max_int;
 }
 
+// Stored CATEGORY codes (u32 LE at `in`, unaligned) to `out`. Four at a time
+// so the compiler widens them in vector registers: this loop was most of a
+// scan's decoding time.
+void WidenCodes(const char* in, uint32_t rows, int64_t* out) {
+  uint32_t r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    uint32_t c[4];
+    std::memcpy(c, in + 4 * size_t{r}, 16);
+    out[r] = c[0];
+    out[r + 1] = c[1];
+    out[r + 2] = c[2];
+    out[r + 3] = c[3];
+  }
+  for (; r < rows; ++r) {
+    uint32_t code;
+    std::memcpy(&code, in + 4 * size_t{r}, 4);
+    out[r] = code;
+  }
+}
+
+// Whether every value is finite, null rows included: the common case, checked
+// without a branch per row; only when it fails are null rows looked at.
+bool AllFinite(const double* values, uint32_t rows) {
+  bool bad = false;
+  for (uint32_t r = 0; r < rows; ++r) bad |= !std::isfinite(values[r]);
+  return !bad;
+}
+
 struct BlockHeader {
   uint8_t format = 0;
   uint16_t ncols = 0;
@@ -329,11 +357,7 @@ absl::Status DecodeColumnBlock(absl::string_view value, const std::vector<Stored
         col.ints.resize(rows);
         const char* p = in.data();
         if (!in.Skip(4 * size_t{rows})) return Malformed("short column");
-        for (uint32_t r = 0; r < rows; ++r) {
-          uint32_t code;
-          std::memcpy(&code, p + 4 * size_t{r}, 4);
-          col.ints[r] = code;
-        }
+        WidenCodes(p, rows, col.ints.data());
         break;
       }
       default:
@@ -366,9 +390,7 @@ absl::Status DecodeColumnBlock(absl::string_view value, const std::vector<Stored
     if (!is_wanted(c)) continue;
     const ColumnBlock::Column& col = block->columns[c];
     if (types[c] == StoredType::kDouble) {
-      bool bad = false;
-      for (uint32_t r = 0; r < rows; ++r) bad |= !std::isfinite(col.doubles[r]) && !col.IsNull(r);
-      if (!bad) continue;
+      if (AllFinite(col.doubles.data(), rows)) continue;
       for (uint32_t r = 0; r < rows; ++r) {
         if (!col.IsNull(r) && !std::isfinite(col.doubles[r])) {
           return Malformed(absl::StrCat("column ", c, " row ", r, " holds a non-finite double"));

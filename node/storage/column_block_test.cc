@@ -1,5 +1,9 @@
 #include "node/storage/column_block.h"
 
+#include <limits>
+#include <string>
+#include <vector>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "node/common/status_matchers.h"
@@ -118,6 +122,58 @@ TEST(ColumnBlockTest, TypeMismatchAndTruncationAreDataLoss) {
 // A block the writer never produces is refused, not handed to readers
 // (docs/storage-format.md, "Record block value"); tests/fuzz/column_block_fuzz
 // checks that every accepted block is canonical.
+// Codes are widened four at a time, then one by one: blocks of every size
+// around a multiple of four, with codes at the top of the u32 range.
+TEST(ColumnBlockTest, CategoryCodesDecodeUnsignedWhateverTheRowCount) {
+  const std::vector<StoredType> types = {StoredType::kCategory};
+  for (uint32_t rows : {1u, 2u, 3u, 4u, 5u, 7u, 8u, 9u, kBlockRows - 1, kBlockRows}) {
+    ColumnBlock block;
+    block.Reset(1);
+    block.rows = rows;
+    for (uint32_t r = 0; r < rows; ++r) {
+      block.subjects.push_back(r);
+      block.columns[0].ints.push_back(r % 3 == 0 ? int64_t{0xFFFFFFFF} - r : int64_t{r});
+    }
+    if (rows > 2) block.columns[0].SetNull(rows - 2, rows);
+    SCOPED_TRACE(rows);
+    ColumnBlock decoded;
+    ASSERT_OK(DecodeColumnBlock(EncodeColumnBlock(block, types), types, &decoded));
+    EXPECT_EQ(decoded.columns[0].ints, block.columns[0].ints);
+    if (rows > 2) EXPECT_TRUE(decoded.columns[0].IsNull(rows - 2));
+  }
+}
+
+// A null row's value is never read, so a non-finite one there is not refused
+// (the finiteness check passes the column whole first, then looks at nulls).
+TEST(ColumnBlockTest, NonFiniteDoubleInANullRowIsAccepted) {
+  const std::vector<StoredType> types = {StoredType::kDouble};
+  ColumnBlock block;
+  block.Reset(1);
+  block.rows = 6;
+  for (uint32_t r = 0; r < block.rows; ++r) {
+    block.subjects.push_back(r);
+    block.columns[0].doubles.push_back(r + 0.5);
+  }
+  block.columns[0].doubles[4] = 0;
+  block.columns[0].SetNull(4, block.rows);
+  std::string encoded = EncodeColumnBlock(block, types);
+  // Layout: 8 header, 6 x 4 subjects, 4 column header, 8 null bitmap, values.
+  const size_t row4 = 8 + 24 + 4 + 8 + 4 * 8;
+  ASSERT_EQ(encoded.substr(row4, 8), std::string(8, '\0'));
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  encoded.replace(row4, 8, reinterpret_cast<const char*>(&nan), 8);
+  ColumnBlock decoded;
+  ASSERT_OK(DecodeColumnBlock(encoded, types, &decoded));
+  EXPECT_TRUE(decoded.columns[0].IsNull(4));
+  EXPECT_EQ(decoded.columns[0].doubles[5], 5.5);
+  // The same value in a row that is not null is refused (decoding the column
+  // as a scan does, which checks the zone map's layout only).
+  encoded.replace(row4 + 8, 8, reinterpret_cast<const char*>(&nan), 8);
+  const std::vector<bool> wanted = {true};
+  EXPECT_THAT(DecodeColumnBlock(encoded, types, &decoded, &wanted),
+              StatusIs(absl::StatusCode::kDataLoss, ::testing::HasSubstr("row 5")));
+}
+
 TEST(ColumnBlockTest, ValuesTheWriterNeverStoresAreDataLoss) {
   ColumnBlock block;
   block.Reset(2);
