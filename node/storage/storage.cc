@@ -383,6 +383,31 @@ void Storage::RequestFlush() {
   (void)db_->Flush(options, handles_);
 }
 
+// The store opens with avoid_flush_during_recovery, so the write-ahead logs
+// an open recovered stay alive until a memtable flush, and a flush with
+// nothing in the memtables does nothing: every restart of an idle node left
+// one more empty log in data_dir, each replayed at the next open. A
+// tombstone in the unused default column family gives the close a memtable
+// to flush, after which RocksDB deletes the logs no column family needs.
+void Storage::RetireRecoveredLogs() {
+  // Counted in the folder: DB::GetSortedWalFiles leaves empty logs out.
+  int logs = 0;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(dir_, error)) {
+    logs += entry.path().extension() == ".log" ? 1 : 0;
+  }
+  if (error || logs <= 1) return;
+  rocksdb::WriteOptions write;
+  write.sync = true;
+  rocksdb::ColumnFamilyHandle* unused = other_handles_[0];
+  rocksdb::FlushOptions flush;
+  flush.wait = true;
+  flush.allow_write_stall = true;
+  rocksdb::Status s = db_->Delete(write, unused, "");
+  if (s.ok()) s = db_->Flush(flush, unused);
+  if (!s.ok()) spdlog::warn("event=storage_flush_failed error=\"{}\"", s.ToString());
+}
+
 absl::Status Storage::Flush() {
   if (read_only_) return absl::OkStatus();
   rocksdb::FlushOptions options;
@@ -445,6 +470,8 @@ Storage::~Storage() {
   // write-ahead log (after a bulk ingest that took seconds to minutes).
   if (absl::Status s = Flush(); !s.ok()) {
     spdlog::warn("event=storage_flush_failed error=\"{}\"", std::string(s.message()));
+  } else if (!read_only_) {
+    RetireRecoveredLogs();
   }
   for (rocksdb::ColumnFamilyHandle* h : handles_) db_->DestroyColumnFamilyHandle(h);
   for (rocksdb::ColumnFamilyHandle* h : other_handles_) db_->DestroyColumnFamilyHandle(h);

@@ -385,6 +385,9 @@ class Storage {
   absl::Status WriteOps(const WriteBatch& batch, WriteBatch* release);
   // Asks for a background flush of every memtable; does not wait or fail.
   void RequestFlush();
+  // At a clean close, with nothing left to flush: lets RocksDB delete the
+  // write-ahead logs this open recovered (storage.cc says why).
+  void RetireRecoveredLogs();
   // UNAVAILABLE "disk full" if writing `batch` would eat into the reserve.
   absl::Status CheckFreeSpace(const WriteBatch& batch) const;
   // Deletes what a crashed BulkWrite left in the staging folder.

@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -71,6 +72,30 @@ TEST_F(StorageTest, ABulkWriteIsNotReplayedFromTheLogAfterAClose) {
   EXPECT_EQ(db->GetStats().memtable_bytes < (1u << 20), true);
   ASSERT_OK_AND_ASSIGN(auto v, db->Get(ColumnFamily::kRecords, "k99"));
   EXPECT_THAT(v, Optional(value));
+}
+
+// Write-ahead log files (*.log) in `dir`.
+int WalFiles(const std::string& dir) {
+  int files = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    files += entry.path().extension() == ".log" ? 1 : 0;
+  }
+  return files;
+}
+
+TEST_F(StorageTest, RestartsWithoutWritesDoNotPileUpLogFiles) {
+  {
+    ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_, StorageOptions()));
+    ASSERT_OK(db->Put(ColumnFamily::kAudit, "k1", "v1"));
+  }
+  const int after_first = WalFiles(dir_);
+  for (int restart = 0; restart < 5; ++restart) {
+    ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_, StorageOptions()));
+  }
+  EXPECT_LE(WalFiles(dir_), std::max(after_first, 1));
+  ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_, StorageOptions()));
+  ASSERT_OK_AND_ASSIGN(auto v, db->Get(ColumnFamily::kAudit, "k1"));
+  EXPECT_THAT(v, Optional(std::string("v1")));
 }
 
 TEST_F(StorageTest, MissingStoreIsNotFoundWithoutCreate) {
