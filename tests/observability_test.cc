@@ -173,6 +173,15 @@ TEST_F(ObservabilityTest, CountersMoveByExactlyTheQuestionsAnsweredRefusedAndFai
       30)
       << after;
   EXPECT_EQ(Sum(after, "fedshare_audit_entries"), 5) << after;
+  // Every answered question is timed once in each stage, freeing its scan
+  // state included, so the stages add up to the node's share of a call.
+  for (const char* stage :
+       {"checks", "queue", "limits", "consent", "scan", "disclosure", "release", "audit"}) {
+    EXPECT_EQ(delta("fedshare_answer_stage_seconds_count", {absl::StrCat("stage=\"", stage, "\"")}),
+              3)
+        << stage << "\n"
+        << after;
+  }
   EXPECT_GT(Sum(after, "fedshare_rocksdb_block_cache_capacity_bytes"), 0) << after;
   // The test PKI issues node certificates for 365 days (identity::IssueOptions)
   // under a CA of 3650 days.

@@ -70,6 +70,7 @@ struct AnswerStages {
   absl::Duration consent;     // the consent bitmap and the reader's snapshot
   absl::Duration scan;        // ExecuteQuery
   absl::Duration disclosure;  // predicate removal, cell rules, the answer built
+  absl::Duration release;     // the scan's state (snapshot, cell statistics) freed
   absl::Duration audit;       // the audit append (synced) and the receipt
 };
 
@@ -137,12 +138,15 @@ class Answerer {
                                    const v1::AuditEntry& audited) const;
   // The scan and disclosure control of an exact-mode answer, before its
   // audit: the answer without manifest and receipt, or the refusal with its
-  // rule in `rule`. Its scan state is freed when it returns.
+  // rule in `rule`. An answer's scan state (the reader's snapshot, the
+  // consent bitmap, the cells' per-subject statistics) is handed back in
+  // `scan_state` for the caller to free; a refusal's is freed here.
   absl::StatusOr<v1::AggregateResult> AnswerExact(
       const Caller& caller, const v1::AggregateQuery& query, const v1::AggregateQuery& normalized,
       const v1::DatasetSchema& schema, const v1::Agreement& agreement,
       const std::optional<policy::PTable>& ptable, const v1::AuditEntry& audited, absl::Time now,
-      const std::function<bool()>& cancelled, std::string* rule, AnswerStages* stages);
+      const std::function<bool()>& cancelled, std::string* rule, AnswerStages* stages,
+      std::shared_ptr<void>* scan_state);
   // The dry run of Answer (answerer_dp.cc).
   absl::StatusOr<v1::AggregateResult> DryRun(v1::AuditEntry audited, const Caller& caller,
                                              const v1::AggregateQuery& query,

@@ -86,6 +86,7 @@ void InstallNodeMetrics(metrics::Metrics* m, const v1::NodeConfig* config, audit
                                       {"consent", s.consent},
                                       {"scan", s.scan},
                                       {"disclosure", s.disclosure},
+                                      {"release", s.release},
                                       {"audit", s.audit}}) {
       m->ObserveDuration(kAnswerStage, {{"stage", stage}}, took);
     }
