@@ -118,7 +118,7 @@ class SubjectStaging {
   // The new ids' entries, in id order (RocksDB takes sorted keys fastest, and
   // a bulk write's table needs them); 8 bytes per new id.
   std::vector<SubjectIndex::Ref> NewInIdOrder() const {
-    std::vector<SubjectIndex::Ref> refs = index_->EntriesSince(mark_);
+    std::vector<SubjectIndex::Ref> refs = index_->EntriesSince(mark_, added_);
     auto by_id = [&](SubjectIndex::Ref a, SubjectIndex::Ref b) {
       return index_->id(a) < index_->id(b);
     };
@@ -131,7 +131,7 @@ class SubjectStaging {
 
   // Both keys of every new id, and the subject count.
   void AddTo(storage::WriteBatch* batch) const {
-    for (SubjectIndex::Ref ref : index_->EntriesSince(mark_)) {
+    for (SubjectIndex::Ref ref : index_->EntriesSince(mark_, added_)) {
       batch->Put(storage::ColumnFamily::kSubjects,
                  storage::SubjectIdByOrdinalKey(index_->ordinal(ref)), index_->id(ref));
     }

@@ -170,8 +170,9 @@ SubjectIndex::Mark SubjectIndex::mark() const {
   return m;
 }
 
-std::vector<SubjectIndex::Ref> SubjectIndex::EntriesSince(const Mark& m) const {
+std::vector<SubjectIndex::Ref> SubjectIndex::EntriesSince(const Mark& m, size_t expected) const {
   std::vector<Ref> refs;
+  refs.reserve(expected);
   for (size_t c = m.chunks == 0 ? 0 : m.chunks - 1; c < chunks_.size(); ++c) {
     const Chunk& chunk = chunks_[c];
     size_t pos = c + 1 == m.chunks ? m.used : 0;

@@ -63,8 +63,9 @@ class SubjectIndex {
   size_t size() const { return size_; }
 
   Mark mark() const;
-  // The entries inserted since `m` and not erased, in insertion order.
-  std::vector<Ref> EntriesSince(const Mark& m) const;
+  // The entries inserted since `m` and not erased, in insertion order;
+  // `expected` (how many there are likely to be) sizes the vector once.
+  std::vector<Ref> EntriesSince(const Mark& m, size_t expected = 0) const;
   absl::string_view id(Ref ref) const;
   uint32_t ordinal(Ref ref) const;
   // Removes every entry inserted since `m`. REQUIRES: none was erased since.
