@@ -62,7 +62,7 @@ struct BulkWrite::Batch {
     uint16_t table;
     bool is_delete;
   };
-  std::string data;     // each operation's key, then its value
+  std::string data;  // each operation's key, then its value
   std::vector<Op> ops;
 
   void Add(int table, bool is_delete, absl::string_view key, absl::string_view value) {
