@@ -96,16 +96,17 @@ class SubjectStaging {
 
   // The ordinal of `id`; a new one (and *added true) if the index lacks it.
   uint32_t Ordinal(absl::string_view id, bool* added = nullptr) {
-    if (std::optional<uint32_t> found = index_->Find(id)) {
-      if (added != nullptr) *added = false;
-      return *found;
-    }
-    const uint32_t ordinal = base_ + added_;
-    index_->Insert(id, ordinal);
-    ++added_;
-    if (added != nullptr) *added = true;
+    return Ordinal(id, SubjectIndex::Hash(id), added);
+  }
+  // The same, with `hash` == SubjectIndex::Hash(id).
+  uint32_t Ordinal(absl::string_view id, uint32_t hash, bool* added) {
+    bool inserted = false;
+    const uint32_t ordinal = index_->FindOrInsert(id, hash, base_ + added_, &inserted);
+    if (inserted) ++added_;
+    if (added != nullptr) *added = inserted;
     return ordinal;
   }
+  void Prefetch(uint32_t hash) const { index_->Prefetch(hash); }
   uint32_t base() const { return base_; }
   uint32_t added() const { return added_; }
   uint32_t total() const { return base_ + added_; }
@@ -117,7 +118,7 @@ class SubjectStaging {
   // The new ids' entries, in id order (RocksDB takes sorted keys fastest, and
   // a bulk write's table needs them); 8 bytes per new id.
   std::vector<SubjectIndex::Ref> NewInIdOrder() const {
-    std::vector<SubjectIndex::Ref> refs = index_->EntriesSince(mark_);
+    std::vector<SubjectIndex::Ref> refs = index_->EntriesSince(mark_, added_);
     auto by_id = [&](SubjectIndex::Ref a, SubjectIndex::Ref b) {
       return index_->id(a) < index_->id(b);
     };
@@ -130,7 +131,7 @@ class SubjectStaging {
 
   // Both keys of every new id, and the subject count.
   void AddTo(storage::WriteBatch* batch) const {
-    for (SubjectIndex::Ref ref : index_->EntriesSince(mark_)) {
+    for (SubjectIndex::Ref ref : index_->EntriesSince(mark_, added_)) {
       batch->Put(storage::ColumnFamily::kSubjects,
                  storage::SubjectIdByOrdinalKey(index_->ordinal(ref)), index_->id(ref));
     }

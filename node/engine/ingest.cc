@@ -93,7 +93,12 @@ class IngestRun {
   }
 
   absl::Status Start();
-  absl::Status Append(absl::string_view bytes);
+  // `bytes` already given to Hash if `hashed`.
+  absl::Status Append(absl::string_view bytes, bool hashed = false);
+  // Adds the next bytes of the file to its digest (the session does it on
+  // the receiving thread, which has time to spare, for slices it hands to
+  // the parser).
+  void Hash(absl::string_view bytes) { sha_.Update(bytes); }
   absl::StatusOr<v1::IngestResponse> Finish();
   size_t peak_held_bytes() const { return peak_held_; }
   bool finished() const { return finished_; }
@@ -146,6 +151,7 @@ class IngestRun {
   Phase phase_ = Phase::kHeader;
   char delimiter_ = 0;
   std::vector<int> column_field_;  // CSV: field of each column
+  size_t subject_column_ = 0;      // CSV: the column of the subject field
   CsvRecord record_;               // CSV: reused, so its fields keep their buffers
   std::optional<PlainCsvSplitter> splitter_;
   std::vector<absl::string_view> values_;  // CSV: the record's fields
@@ -170,10 +176,10 @@ absl::Status IngestRun::Start() {
   return CheckBudget();
 }
 
-absl::Status IngestRun::Append(absl::string_view bytes) {
+absl::Status IngestRun::Append(absl::string_view bytes, bool hashed) {
   if (!failed_.ok()) return failed_;
   if (finished_) return absl::FailedPreconditionError("the ingest has finished");
-  sha_.Update(bytes);
+  if (!hashed) sha_.Update(bytes);
   if (phase_ == Phase::kHeaderRejected) return absl::OkStatus();
   if (bytes.find_first_of("\r\n") != absl::string_view::npos) terminator_seen_ = true;
   carry_.append(bytes.data(), bytes.size());
@@ -356,6 +362,7 @@ void IngestRun::CsvHeader(const CsvRecord& record) {
       header_bad = true;
     }
     seen[f] = true;
+    if (f == def_.subject_field) subject_column_ = column_field_.size();
     column_field_.push_back(f);
   }
   for (const std::string& unused : columns_.UnusedMappings(header_names)) {
@@ -395,6 +402,7 @@ void IngestRun::CsvRow(int64_t line, absl::string_view raw, absl::string_view er
     FinishRow(raw, true);
     return;
   }
+  writer_->Prefetch(values[subject_column_]);
   bool bad = false;
   for (size_t i = 0; i < values.size(); ++i) {
     const int f = column_field_[i];
@@ -624,7 +632,7 @@ struct IngestSession::Parser {
         waiting = false;
         busy = true;
       }
-      absl::Status s = run->Append(slice);
+      absl::Status s = run->Append(slice, /*hashed=*/true);
       absl::MutexLock lock(&mu);
       if (status.ok()) status = s;
       busy = false;
@@ -667,6 +675,8 @@ absl::Status IngestSession::Append(absl::string_view bytes) {
   absl::MutexLock lock(&p.mu);
   p.mu.Await(absl::Condition(&p, &Parser::CanQueue));
   if (!p.status.ok()) return p.status;
+  // In order: the previous slice was hashed before it was queued.
+  run_->Hash(bytes);
   p.pending.assign(bytes.data(), bytes.size());
   p.waiting = true;
   return absl::OkStatus();

@@ -115,7 +115,9 @@ absl::Status IngestWriter::Stage(const std::vector<Cell>& cells) {
   const uint32_t row = block_.rows;
   const absl::string_view id = cells[def_.subject_field].s;
   bool added = false;
-  const uint32_t ordinal = subjects_->Ordinal(id, &added);
+  const uint32_t hash = id == hinted_id_ ? hinted_hash_ : SubjectIndex::Hash(id);
+  hinted_id_ = absl::string_view();
+  const uint32_t ordinal = subjects_->Ordinal(id, hash, &added);
   if (added) {
     // New ordinals come in increasing order: the table stays sorted.
     key_ = storage::SubjectIdByOrdinalPrefix();
@@ -152,6 +154,13 @@ absl::Status IngestWriter::Stage(const std::vector<Cell>& cells) {
   block_dirty_ = true;
   if (block_.rows >= storage::kBlockRows) return FlushBlock();
   return absl::OkStatus();
+}
+
+void IngestWriter::Prefetch(absl::string_view id) {
+  if (!writing_) return;
+  hinted_id_ = id;
+  hinted_hash_ = SubjectIndex::Hash(id);
+  subjects_->Prefetch(hinted_hash_);
 }
 
 absl::Status IngestWriter::FlushBlock() {

@@ -45,6 +45,10 @@ class IngestWriter {
   absl::Status Start();
   // Stages a good row: cells[f] parsed and checked for every field.
   absl::Status Stage(const std::vector<Cell>& cells);
+  // A hint that the next row staged is likely of subject `id`: its place in
+  // the subject index is loaded while the row is parsed and checked. `id`
+  // must stay valid until that Stage.
+  void Prefetch(absl::string_view id);
   // Nothing will be written: drops what was staged; Stage does nothing more.
   void Stop();
   bool writing() const { return writing_; }
@@ -82,6 +86,8 @@ class IngestWriter {
   std::string key_;  // reused key buffer
 
   std::unique_ptr<SubjectStaging> subjects_;
+  absl::string_view hinted_id_;  // Prefetch's, with its hash
+  uint32_t hinted_hash_ = 0;
   std::vector<std::unique_ptr<DictionaryStaging>> dicts_;
   storage::DatasetStats stats_;
   std::vector<uint64_t> present_;

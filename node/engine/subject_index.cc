@@ -81,9 +81,12 @@ void SubjectIndex::Grow(size_t capacity) {
 
 void SubjectIndex::Reserve(size_t n) { Grow(n + n / 4 + 1); }
 
-void SubjectIndex::Insert(absl::string_view id, uint32_t ordinal) {
+void SubjectIndex::GrowForOneMore() {
   // At most 4/5 full, so a missing id is found absent in a few slots.
   if ((size_ + 1) * 5 > slots_.size() * 4) Grow(std::max<size_t>(16, slots_.size() * 2));
+}
+
+SubjectIndex::Ref SubjectIndex::Append(absl::string_view id, uint32_t ordinal) {
   const size_t need = EntryBytes(id.size());
   if (chunks_.empty() || chunks_.back().used + need > chunks_.back().size) {
     // Chunks double from 64 KiB to 4 MiB: a few ids take little memory.
@@ -105,8 +108,29 @@ void SubjectIndex::Insert(absl::string_view id, uint32_t ordinal) {
   std::memcpy(e + 4, &length, 4);
   std::memcpy(e + kEntryHeader, id.data(), id.size());
   chunk.used += need;
+  return ref;
+}
+
+void SubjectIndex::Insert(absl::string_view id, uint32_t ordinal) {
+  GrowForOneMore();
+  const Ref ref = Append(id, ordinal);
   Place((uint64_t{Hash(id)} << 32) | (ref + 1));
   ++size_;
+}
+
+uint32_t SubjectIndex::FindOrInsert(absl::string_view id, uint32_t hash, uint32_t new_ordinal,
+                                    bool* inserted) {
+  GrowForOneMore();
+  const size_t slot = Probe(id, hash);
+  if (slots_[slot] != 0) {
+    *inserted = false;
+    return ordinal((slots_[slot] & 0xffffffffu) - 1);
+  }
+  const Ref ref = Append(id, new_ordinal);
+  slots_[slot] = (uint64_t{hash} << 32) | (ref + 1);
+  ++size_;
+  *inserted = true;
+  return new_ordinal;
 }
 
 // Backward-shift deletion: later slots of the same run move up, so no
@@ -146,8 +170,9 @@ SubjectIndex::Mark SubjectIndex::mark() const {
   return m;
 }
 
-std::vector<SubjectIndex::Ref> SubjectIndex::EntriesSince(const Mark& m) const {
+std::vector<SubjectIndex::Ref> SubjectIndex::EntriesSince(const Mark& m, size_t expected) const {
   std::vector<Ref> refs;
+  refs.reserve(expected);
   for (size_t c = m.chunks == 0 ? 0 : m.chunks - 1; c < chunks_.size(); ++c) {
     const Chunk& chunk = chunks_[c];
     size_t pos = c + 1 == m.chunks ? m.used : 0;

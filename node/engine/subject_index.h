@@ -48,13 +48,24 @@ class SubjectIndex {
   std::optional<uint32_t> Find(absl::string_view id) const;
   // REQUIRES: `id` is absent.
   void Insert(absl::string_view id, uint32_t ordinal);
+  // The ordinal of `id`, found with one probe; if absent, `id` is inserted
+  // with `new_ordinal` (and *inserted set). REQUIRES: hash == Hash(id).
+  uint32_t FindOrInsert(absl::string_view id, uint32_t hash, uint32_t new_ordinal, bool* inserted);
+  // The hash FindOrInsert takes, and a hint to load the slot it starts at
+  // (the table is larger than the caches: a caller that knows the next id
+  // early overlaps that miss with other work).
+  static uint32_t Hash(absl::string_view id);
+  void Prefetch(uint32_t hash) const {
+    if (!slots_.empty()) __builtin_prefetch(&slots_[hash & (slots_.size() - 1)]);
+  }
   // Removes `id` if present; its bytes in the arena are overwritten.
   void Erase(absl::string_view id);
   size_t size() const { return size_; }
 
   Mark mark() const;
-  // The entries inserted since `m` and not erased, in insertion order.
-  std::vector<Ref> EntriesSince(const Mark& m) const;
+  // The entries inserted since `m` and not erased, in insertion order;
+  // `expected` (how many there are likely to be) sizes the vector once.
+  std::vector<Ref> EntriesSince(const Mark& m, size_t expected = 0) const;
   absl::string_view id(Ref ref) const;
   uint32_t ordinal(Ref ref) const;
   // Removes every entry inserted since `m`. REQUIRES: none was erased since.
@@ -70,10 +81,12 @@ class SubjectIndex {
     size_t used = 0;
     uint64_t start = 0;  // in the virtual byte space of references
   };
-  static uint32_t Hash(absl::string_view id);
   // The slot holding `id`, or the empty slot where it would go.
   size_t Probe(absl::string_view id, uint32_t hash) const;
   void Place(uint64_t slot_value);
+  // Stores a new entry in the arena; its reference.
+  Ref Append(absl::string_view id, uint32_t ordinal);
+  void GrowForOneMore();
   void Grow(size_t capacity);
   void RemoveSlot(size_t slot);
   char* Entry(Ref ref) const;

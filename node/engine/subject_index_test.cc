@@ -74,5 +74,31 @@ TEST(SubjectIndexTest, RollbackRemovesExactlyTheEntriesSinceTheMark) {
   EXPECT_THAT(index.Find("after"), Optional(1000u));
 }
 
+TEST(SubjectIndexTest, FindOrInsertFindsOrAddsWithOneProbe) {
+  SubjectIndex index;
+  std::map<std::string, uint32_t> expected;
+  for (uint32_t i = 0; i < 50000; ++i) {
+    // Every third id is one seen before, as in a file with repeated subjects.
+    const std::string id = absl::StrCat("P", i % 3 == 2 ? i / 2 : i);
+    const uint32_t hash = SubjectIndex::Hash(id);
+    index.Prefetch(hash);
+    bool inserted = false;
+    const uint32_t ordinal =
+        index.FindOrInsert(id, hash, static_cast<uint32_t>(expected.size()), &inserted);
+    auto [it, is_new] = expected.emplace(id, static_cast<uint32_t>(expected.size()));
+    EXPECT_EQ(inserted, is_new) << id;
+    EXPECT_EQ(ordinal, it->second) << id;
+  }
+  ExpectSame(index, expected, 2000);
+  // Entries it added roll back like inserted ones.
+  const SubjectIndex::Mark mark = index.mark();
+  bool inserted = false;
+  EXPECT_EQ(index.FindOrInsert("new", SubjectIndex::Hash("new"), 99999, &inserted), 99999u);
+  EXPECT_TRUE(inserted);
+  index.RollbackTo(mark);
+  ExpectSame(index, expected, 0);
+  EXPECT_EQ(index.Find("new"), std::nullopt);
+}
+
 }  // namespace
 }  // namespace fedshare::engine

@@ -5,9 +5,11 @@
 
 #include <atomic>
 #include <filesystem>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "node/common/status_macros.h"
 #include "node/storage/storage.h"
 #include "rocksdb/db.h"
@@ -39,6 +41,137 @@ struct BulkWrite::Table {
   std::string path;
 };
 
+namespace {
+
+absl::Status WriteToFile(rocksdb::SstFileWriter& file, bool is_delete, absl::string_view key,
+                         absl::string_view value) {
+  const rocksdb::Slice k(key.data(), key.size());
+  rocksdb::Status s =
+      is_delete ? file.Delete(k) : file.Put(k, rocksdb::Slice(value.data(), value.size()));
+  return Storage::FromRocksStatus(s, "writing a staged table file");
+}
+
+}  // namespace
+
+// Operations in one buffer: a batch's memory is reused from one hand-over to
+// the next, not allocated per operation.
+struct BulkWrite::Batch {
+  struct Op {
+    uint32_t key_size;
+    uint32_t value_size;
+    uint16_t table;
+    bool is_delete;
+  };
+  std::string data;  // each operation's key, then its value
+  std::vector<Op> ops;
+
+  void Add(int table, bool is_delete, absl::string_view key, absl::string_view value) {
+    ops.push_back(Op{static_cast<uint32_t>(key.size()), static_cast<uint32_t>(value.size()),
+                     static_cast<uint16_t>(table), is_delete});
+    data.append(key.data(), key.size());
+    data.append(value.data(), value.size());
+  }
+  void Clear() {
+    data.clear();
+    ops.clear();
+  }
+  void Swap(Batch* other) {
+    data.swap(other->data);
+    ops.swap(other->ops);
+  }
+  size_t bytes() const { return data.size() + ops.size() * sizeof(Op); }
+};
+
+// Writes handed-over batches into the tables' files on its own thread, so
+// that building and compressing table blocks overlaps the caller's work.
+// It alone touches the tables' files (and paths) until it is stopped.
+struct BulkWrite::FileWriter {
+  explicit FileWriter(BulkWrite* write) : thread([this, write] { Loop(write); }) {}
+  // Abandons a batch still waiting.
+  ~FileWriter() {
+    {
+      absl::MutexLock lock(&mu);
+      stop = true;
+    }
+    thread.join();
+  }
+
+  void Loop(BulkWrite* write) {
+    Batch work;
+    bool failed = false;
+    for (;;) {
+      {
+        absl::MutexLock lock(&mu);
+        mu.Await(absl::Condition(this, &FileWriter::HasWork));
+        if (stop) return;
+        work.Swap(&queued);
+        waiting = false;
+        busy = true;
+      }
+      absl::Status s = failed ? absl::OkStatus() : Write(*write, work);
+      failed = failed || !s.ok();
+      work.Clear();
+      absl::MutexLock lock(&mu);
+      if (status.ok()) status = s;
+      busy = false;
+    }
+  }
+
+  absl::Status Write(BulkWrite& write, const Batch& batch) {
+    const char* at = batch.data.data();
+    for (const Batch::Op& op : batch.ops) {
+      Table& table = *write.tables_[op.table];
+      if (table.file == nullptr) FEDSHARE_RETURN_IF_ERROR(Open(write, table));
+      const absl::string_view key(at, op.key_size);
+      const absl::string_view value(at + op.key_size, op.value_size);
+      at += op.key_size + op.value_size;
+      FEDSHARE_RETURN_IF_ERROR(WriteToFile(*table.file, op.is_delete, key, value));
+    }
+    uint64_t file_bytes = 0;
+    for (const auto& t : write.tables_) {
+      if (t->file != nullptr) file_bytes += t->file->FileSize();
+    }
+    if (file_bytes >= file_bytes_checked + kCheckSpaceEveryBytes) {
+      file_bytes_checked = file_bytes;
+      return write.storage_->CheckFreeSpace(WriteBatch());
+    }
+    return absl::OkStatus();
+  }
+
+  static absl::Status Open(BulkWrite& write, Table& table) {
+    const Storage& storage = *write.storage_;
+    rocksdb::DB& db = *storage.db_;
+    const std::string dir = storage.dir_ + kStagingFolder;
+    std::error_code ignored;
+    std::filesystem::create_directories(dir, ignored);
+    table.path = absl::StrCat(dir, "/", ::getpid(), "-", next_file.fetch_add(1), ".sst");
+    rocksdb::ColumnFamilyHandle* handle = storage.Handle(table.cf);
+    rocksdb::Options options = db.GetOptions(handle);
+    // LZ4 compresses blocks about twice as fast as the default Snappy; a
+    // reader decompresses whatever a file's blocks say.
+    options.compression = rocksdb::kLZ4Compression;
+    table.file = std::make_unique<rocksdb::SstFileWriter>(rocksdb::EnvOptions(db.GetDBOptions()),
+                                                          options, handle);
+    absl::Status s =
+        Storage::FromRocksStatus(table.file->Open(table.path), "opening a staged table file");
+    if (!s.ok()) table.file.reset();
+    return s;
+  }
+
+  bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return waiting || stop; }
+  bool Idle() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return !waiting && !busy; }
+  bool CanQueue() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return !waiting; }
+
+  absl::Mutex mu;
+  Batch queued ABSL_GUARDED_BY(mu);
+  bool waiting ABSL_GUARDED_BY(mu) = false;  // `queued` holds a batch
+  bool busy ABSL_GUARDED_BY(mu) = false;     // a batch is being written
+  bool stop ABSL_GUARDED_BY(mu) = false;
+  absl::Status status ABSL_GUARDED_BY(mu);  // the first error
+  uint64_t file_bytes_checked = 0;          // at the last free-space check (this thread's)
+  std::thread thread;                       // last: started once the rest is
+};
+
 BulkWrite::BulkWrite(Storage* storage) : storage_(storage) {}
 
 BulkWrite::~BulkWrite() { Discard(); }
@@ -57,18 +190,6 @@ absl::Status BulkWrite::Put(int table, absl::string_view key, absl::string_view 
 absl::Status BulkWrite::Delete(int table, absl::string_view key) {
   return Add(table, /*is_delete=*/true, key, "");
 }
-
-namespace {
-
-absl::Status WriteToFile(rocksdb::SstFileWriter& file, bool is_delete, absl::string_view key,
-                         absl::string_view value) {
-  const rocksdb::Slice k(key.data(), key.size());
-  rocksdb::Status s =
-      is_delete ? file.Delete(k) : file.Put(k, rocksdb::Slice(value.data(), value.size()));
-  return Storage::FromRocksStatus(s, "writing a staged table file");
-}
-
-}  // namespace
 
 absl::Status BulkWrite::Add(int table_no, bool is_delete, absl::string_view key,
                             absl::string_view value) {
@@ -89,41 +210,17 @@ absl::Status BulkWrite::Add(int table_no, bool is_delete, absl::string_view key,
     if (held_bytes_ >= kBulkSpillBytes && storage_->encrypted_env_ == nullptr) failed_ = Spill();
     return failed_;
   }
-  if (table.file == nullptr) {
-    rocksdb::DB& db = *storage_->db_;
-    const std::string dir = storage_->dir_ + kStagingFolder;
-    std::error_code ignored;
-    std::filesystem::create_directories(dir, ignored);
-    table.path = absl::StrCat(dir, "/", ::getpid(), "-", next_file.fetch_add(1), ".sst");
-    rocksdb::ColumnFamilyHandle* handle = storage_->Handle(table.cf);
-    rocksdb::Options options = db.GetOptions(handle);
-    // LZ4 compresses blocks about twice as fast as the default Snappy; a
-    // reader decompresses whatever a file's blocks say.
-    options.compression = rocksdb::kLZ4Compression;
-    table.file = std::make_unique<rocksdb::SstFileWriter>(rocksdb::EnvOptions(db.GetDBOptions()),
-                                                          options, handle);
-    failed_ = Storage::FromRocksStatus(table.file->Open(table.path), "opening a staged table file");
-    if (!failed_.ok()) {
-      table.file.reset();
-      return failed_;
-    }
-  }
-  failed_ = WriteToFile(*table.file, is_delete, key, value);
-  if (!failed_.ok()) return failed_;
-  uint64_t file_bytes = 0;
-  for (const auto& t : tables_) {
-    if (t->file != nullptr) file_bytes += t->file->FileSize();
-  }
-  if (file_bytes >= file_bytes_checked_ + kCheckSpaceEveryBytes) {
-    file_bytes_checked_ = file_bytes;
-    failed_ = storage_->CheckFreeSpace(WriteBatch());
-  }
+  filling_->Add(table_no, is_delete, key, value);
+  held_bytes_ = filling_->bytes() + handed_bytes_;
+  if (filling_->bytes() >= kBulkBatchBytes) failed_ = HandOver();
   return failed_;
 }
 
 absl::Status BulkWrite::Spill() {
   spilled_ = true;
   held_bytes_ = 0;
+  filling_ = std::make_unique<Batch>();
+  writer_ = std::make_unique<FileWriter>(this);
   for (size_t t = 0; t < tables_.size(); ++t) {
     std::vector<Table::Op> ops;
     ops.swap(tables_[t]->ops);
@@ -136,7 +233,37 @@ absl::Status BulkWrite::Spill() {
   return absl::OkStatus();
 }
 
+absl::Status BulkWrite::HandOver() {
+  FileWriter& w = *writer_;
+  absl::MutexLock lock(&w.mu);
+  w.mu.Await(absl::Condition(&w, &FileWriter::CanQueue));
+  if (!w.status.ok()) return w.status;
+  // The writer left `queued` cleared, its buffers kept: filling goes on in them.
+  handed_bytes_ = filling_->bytes();
+  w.queued.Swap(filling_.get());
+  w.waiting = true;
+  return absl::OkStatus();
+}
+
+absl::Status BulkWrite::StopWriter() {
+  if (writer_ == nullptr) return absl::OkStatus();
+  absl::Status s = failed_;
+  if (s.ok() && !filling_->ops.empty()) s = HandOver();
+  {
+    FileWriter& w = *writer_;
+    absl::MutexLock lock(&w.mu);
+    w.mu.Await(absl::Condition(&w, &FileWriter::Idle));
+    if (s.ok()) s = w.status;
+  }
+  writer_.reset();
+  filling_.reset();
+  held_bytes_ = 0;
+  handed_bytes_ = 0;
+  return s;
+}
+
 void BulkWrite::Discard() {
+  writer_.reset();  // before the files it writes
   for (const auto& table : tables_) {
     table->file.reset();  // abandons an unfinished file
     if (!table->path.empty()) ::unlink(table->path.c_str());
@@ -154,6 +281,7 @@ absl::StatusOr<std::unique_ptr<BulkWrite>> Storage::NewBulkWrite() {
 
 absl::Status Storage::Commit(std::unique_ptr<BulkWrite> write) {
   FEDSHARE_RETURN_IF_ERROR(write->failed_);
+  FEDSHARE_RETURN_IF_ERROR(write->StopWriter());
   if (!write->spilled_) {
     WriteBatch batch;
     for (const auto& table : write->tables_) {

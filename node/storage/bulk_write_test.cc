@@ -10,6 +10,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "node/common/status_matchers.h"
+#include "node/storage/fault_injector.h"
 #include "node/storage/keys.h"
 #include "node/storage/storage.h"
 
@@ -162,6 +163,33 @@ TEST_F(BulkWriteTest, FilesOfAWriteCutShortAreRemovedAtOpen) {
   ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_, StorageOptions()));
   EXPECT_EQ(StagedFiles(dir_), 0u);
   EXPECT_EQ(CountKeys(*db, ColumnFamily::kRecords), 0u);
+}
+
+// Once spilled, the files are written on the write's own thread: an I/O
+// error there comes back from a later Put or from Commit, and the write
+// changes nothing and leaves no file.
+TEST_F(BulkWriteTest, FileErrorOnTheWritingThreadFailsTheWholeWrite) {
+  FaultInjector faults;
+  StorageOptions options;
+  options.fault_injector = &faults;
+  ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_, options));
+  ASSERT_OK(db->Put(ColumnFamily::kRecords, Key(5), "old"));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<BulkWrite> write, db->NewBulkWrite());
+  const int records = write->AddTable(ColumnFamily::kRecords);
+  faults.SetFailWrites(true);
+  absl::Status s;
+  for (int i = 0; i < kSpillingRows && s.ok(); ++i) s = write->Put(records, Key(i), Value(i));
+  if (s.ok()) {
+    s = db->Commit(std::move(write));
+  } else {
+    write.reset();
+  }
+  faults.SetFailWrites(false);
+  EXPECT_FALSE(s.ok());
+  EXPECT_GT(faults.injected_failures(), 0);
+  EXPECT_EQ(StagedFiles(dir_), 0u);
+  EXPECT_EQ(CountKeys(*db, ColumnFamily::kRecords), 1u);
+  EXPECT_THAT(*db->Get(ColumnFamily::kRecords, Key(5)), Optional(std::string("old")));
 }
 
 }  // namespace

@@ -147,7 +147,16 @@ class Storage;
 // next opens). In an encrypted store the write stays in memory and commits
 // as one WriteBatch whatever its size (RocksDB 7.8 mis-sizes ingested files
 // there). Obtained from Storage::NewBulkWrite; destroy before its Storage.
-// Not thread-safe.
+//
+// Once spilled, the table files are written by a thread of the write's own,
+// so that building and compressing their blocks overlaps the caller's work:
+// Put and Delete only check the key order and copy the operation into a
+// batch of about kBulkBatchBytes, handed over when full (one waits at most;
+// held_bytes() counts the one being filled and the last handed over, and
+// three batches' buffers are kept for reuse). An error of that thread is
+// returned by a later Put, Delete or Commit.
+//
+// Thread safety: thread-compatible (one caller at a time).
 class BulkWrite {
  public:
   ~BulkWrite();
@@ -157,6 +166,7 @@ class BulkWrite {
   // A new, empty table of `cf`; returns its number. Keys put into one table
   // must strictly increase (INVALID_ARGUMENT otherwise), and the tables of
   // one column family must cover disjoint key ranges.
+  // REQUIRES: no Put or Delete yet.
   int AddTable(ColumnFamily cf);
   absl::Status Put(int table, absl::string_view key, absl::string_view value);
   absl::Status Delete(int table, absl::string_view key);
@@ -171,18 +181,28 @@ class BulkWrite {
   absl::Status Add(int table, bool is_delete, absl::string_view key, absl::string_view value);
   absl::Status Spill();  // moves every table's operations into its file
   void Discard();        // deletes the files
+  struct Batch;
+  struct FileWriter;  // the thread that writes the files (bulk_write.cc)
+  // Hands the batch being filled to the file writer; its error, if any.
+  absl::Status HandOver();
+  // Waits until the file writer has written every batch, then stops it.
+  absl::Status StopWriter();
 
   Storage* storage_;
   std::vector<std::unique_ptr<Table>> tables_;
   bool spilled_ = false;
   uint64_t count_ = 0;
   size_t held_bytes_ = 0;
-  uint64_t file_bytes_checked_ = 0;  // file bytes at the last free-space check
+  size_t handed_bytes_ = 0;  // of the batch last handed over
   absl::Status failed_;
+  std::unique_ptr<Batch> filling_;      // after the spill: operations not handed over
+  std::unique_ptr<FileWriter> writer_;  // after the spill
 };
 
 // What a BulkWrite holds in memory before it moves to files.
 inline constexpr size_t kBulkSpillBytes = size_t{2} << 20;
+// The operations handed to the file-writing thread at once.
+inline constexpr size_t kBulkBatchBytes = size_t{512} << 10;
 
 // A consistent read view. Obtained from Storage::GetSnapshot; released on
 // destruction. REQUIRES: destroyed before the Storage that made it.
