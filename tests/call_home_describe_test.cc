@@ -80,14 +80,7 @@ class CallHomeDescribeTest : public ::testing::Test {
   }
 
   absl::StatusOr<v1::PeerStatus> PeerStatus(const std::string& org, bool probe) {
-    auto client = Analyst();
-    if (client == nullptr) return absl::InternalError("no client");
-    absl::StatusOr<v1::ListPeersResponse> peers = client->ListPeers(probe);
-    if (!peers.ok()) return peers.status();
-    for (const v1::PeerStatus& p : peers->peers()) {
-      if (p.org_id() == org) return p;
-    }
-    return absl::NotFoundError(org);
+    return ListedPeer(Analyst().get(), org, probe);
   }
 
   bool WaitConnected(bool connected) {

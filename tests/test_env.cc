@@ -118,6 +118,17 @@ v1::Agreement OpenAgreement(const std::string& id, const std::string& peer) {
   return a;
 }
 
+absl::StatusOr<v1::PeerStatus> ListedPeer(client::NodeClient* client, const std::string& org,
+                                          bool probe) {
+  if (client == nullptr) return absl::InternalError("no client");
+  absl::StatusOr<v1::ListPeersResponse> peers = client->ListPeers(probe);
+  if (!peers.ok()) return peers.status();
+  for (const v1::PeerStatus& p : peers->peers()) {
+    if (p.org_id() == org) return p;
+  }
+  return absl::NotFoundError(absl::StrCat("no peer ", org, " listed"));
+}
+
 std::unique_ptr<client::NodeClient> Connect(const std::string& address,
                                             const std::string& identity_dir,
                                             const std::string& trust_domain,

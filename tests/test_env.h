@@ -82,6 +82,11 @@ std::unique_ptr<client::NodeClient> Connect(const std::string& address,
                                             const std::string& trust_domain,
                                             const std::string& org = "");
 
+// One peer as the node behind `client` lists it (FederationService.ListPeers,
+// with or without a probe); NOT_FOUND naming `org` if it lists no such peer.
+absl::StatusOr<v1::PeerStatus> ListedPeer(client::NodeClient* client, const std::string& org,
+                                          bool probe = false);
+
 // What one raw unary gRPC call returned: its status and the response bytes.
 struct RawReply {
   grpc::Status status;
