@@ -271,14 +271,21 @@ TEST_F(ErasureTest, AnIdOverMaxStringBytesIsRefusedUnwrittenAndUnauditedUntilThe
   config_.mutable_limits()->set_max_string_bytes(512);
   ASSERT_NO_FATAL_FAILURE(Start());
   ASSERT_NO_FATAL_FAILURE(Ingest("program_outcomes", Records({long_id, kKept})));
+  const std::string consent = absl::StrCat("subject,purpose,event,time,valid_until,scope\n", long_id,
+                                           ",program-evaluation,GIVEN,2026-01-01T00:00:00Z,,*\n");
+  ASSERT_OK_AND_ASSIGN(v1::ConsentImportResponse imported, admin().ImportConsent(consent));
+  EXPECT_EQ(imported.events_new(), 1);
   partner_.Stop();
   config_.mutable_limits()->set_max_string_bytes(256);
   ASSERT_NO_FATAL_FAILURE(Start());
-  ASSERT_OK(
-      admin()
-          .ImportConsent(absl::StrCat("subject,purpose,event,time,valid_until,scope\n", long_id,
-                                      ",program-evaluation,GIVEN,2026-01-01T00:00:00Z,,*\n"))
-          .status());
+  // Consent import is held to the limit in force as ingest is.
+  ASSERT_OK_AND_ASSIGN(v1::ConsentImportResponse refused_consent,
+                       admin().ImportConsent(absl::StrCat(consent, "other,program-evaluation,GIVEN,"
+                                                                   "2026-01-01T00:00:00Z,,*\n")));
+  EXPECT_EQ(refused_consent.events_new(), 0);
+  ASSERT_EQ(refused_consent.errors_size(), 1);
+  EXPECT_THAT(refused_consent.errors(0).reason(),
+              HasSubstr("the subject id is 300 bytes, over limits.max_string_bytes = 256"));
   ASSERT_OK_AND_ASSIGN(v1::ListAuditResponse audit_before, admin().ListAudit(0, 1));
 
   ProcessOutcome refused = Cli({"erase", "--subject", long_id, "--yes"});

@@ -342,7 +342,7 @@ const DatasetDef* Engine::FindDataset(absl::string_view name) const {
 
 absl::StatusOr<v1::ConsentImportResponse> Engine::ImportConsent(
     absl::string_view data, const absl::flat_hash_set<std::string>* known_orgs,
-    v1::ConsentFormat format) {
+    v1::ConsentFormat format, size_t max_subject_id_bytes) {
   absl::MutexLock lock(&write_mu_);
   WriterState& w = *writer_;
   FEDSHARE_RETURN_IF_ERROR(w.LoadSubjects(*storage_));
@@ -431,6 +431,12 @@ absl::StatusOr<v1::ConsentImportResponse> Engine::ImportConsent(
     };
     absl::string_view subject = cell(kSubject);
     if (subject.empty()) fail(kSubject, "missing subject: every row needs a subject id");
+    if (subject.size() > max_subject_id_bytes) {
+      fail(kSubject, absl::StrCat("the subject id is ", subject.size(),
+                                  " bytes, over limits.max_string_bytes = ", max_subject_id_bytes,
+                                  " (the longest id an erasure accepts); shorten the ids or raise "
+                                  "the limit in the node config"));
+    }
     std::string purpose(absl::StripAsciiWhitespace(cell(kPurpose)));
     if (!tree_.Contains(purpose)) {
       fail(kPurpose, absl::StrCat("unknown purpose ", Quote(purpose),

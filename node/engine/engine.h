@@ -304,9 +304,12 @@ class Engine {
   // ordinals too. Atomic and synced. When `known_orgs` is given, a scope
   // naming another org is imported as written and listed in the response's
   // warnings (line, column scope); so is a DPV key fedshare does not read.
+  // A subject id longer than `max_subject_id_bytes` is a row error, as in
+  // ingest (IngestControl::max_subject_id_bytes).
   absl::StatusOr<v1::ConsentImportResponse> ImportConsent(
       absl::string_view data, const absl::flat_hash_set<std::string>* known_orgs = nullptr,
-      v1::ConsentFormat format = v1::CONSENT_FORMAT_CSV);
+      v1::ConsentFormat format = v1::CONSENT_FORMAT_CSV,
+      size_t max_subject_id_bytes = kDefaultMaxSubjectIdBytes);
 
   // Streams every stored consent event, from one snapshot, ordered by
   // subject ordinal, purpose and time: CSV with the import's header (so the

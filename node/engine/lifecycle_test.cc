@@ -301,6 +301,17 @@ TEST_F(LifecycleTest, IngestRefusesASubjectIdLongerThanAnErasureAccepts) {
                                                "limits.max_string_bytes = 256"));
   EXPECT_THAT(Export("people"), ::testing::Not(HasSubstr(over)));
 
+  // Consent import is held to the same bound: the whole file is refused.
+  ASSERT_OK_AND_ASSIGN(
+      v1::ConsentImportResponse consent,
+      engine_->ImportConsent(absl::StrCat("subject,purpose,event,time,valid_until\n", longest,
+                                          ",program-evaluation,GIVEN,2026-01-01,\n", over,
+                                          ",program-evaluation,GIVEN,2026-01-01,\n")));
+  EXPECT_EQ(consent.events_new(), 0);
+  ASSERT_EQ(consent.errors_size(), 1);
+  EXPECT_EQ(consent.errors(0).line(), 3);
+  EXPECT_THAT(consent.errors(0).reason(), HasSubstr("the subject id is 257 bytes"));
+
   // The longest accepted id can be erased, which is why the bound is the erasure's.
   ASSERT_OK_AND_ASSIGN(Erasure erased, Erase(longest));
   EXPECT_EQ(erased.records, 1);

@@ -240,7 +240,8 @@ grpc::Status AdminServiceImpl::ImportConsent(grpc::ServerContext* context,
     known_orgs.insert(a.peers().begin(), a.peers().end());
   }
   absl::StatusOr<v1::ConsentImportResponse> result =
-      env_->engine->ImportConsent(*data, &known_orgs, format);
+      env_->engine->ImportConsent(*data, &known_orgs, format,
+                                  static_cast<size_t>(env_->limits.max_string_bytes()));
   if (result.ok()) *response = std::move(result).value();
   return Finish(kMethod, who->spiffe_id, result.status());
 }
