@@ -21,9 +21,9 @@ struct Awaited {
   Response response ABSL_GUARDED_BY(mu);
 
   static std::function<void(const grpc::Status&, Response)> Into(std::shared_ptr<Awaited> self) {
-    return [self](const grpc::Status& status, Response r) {
+    return [self](const grpc::Status& s, Response r) {
       absl::MutexLock lock(&self->mu);
-      self->status = status;
+      self->status = s;
       self->response = std::move(r);
       self->done = true;
     };

@@ -139,7 +139,9 @@ TEST(ColumnBlockTest, CategoryCodesDecodeUnsignedWhateverTheRowCount) {
     ColumnBlock decoded;
     ASSERT_OK(DecodeColumnBlock(EncodeColumnBlock(block, types), types, &decoded));
     EXPECT_EQ(decoded.columns[0].ints, block.columns[0].ints);
-    if (rows > 2) EXPECT_TRUE(decoded.columns[0].IsNull(rows - 2));
+    if (rows > 2) {
+      EXPECT_TRUE(decoded.columns[0].IsNull(rows - 2));
+    }
   }
 }
 
