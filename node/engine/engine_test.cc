@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "node/common/status_macros.h"
 #include "node/common/status_matchers.h"
+#include "node/engine/engine_test_fixture.h"
 #include "node/engine/ingest.h"
 #include "node/engine/query_executor.h"
 #include "node/storage/fault_injector.h"
@@ -21,110 +22,16 @@
 namespace fedshare::engine {
 namespace {
 
+using ::fedshare::engine::engine_test::EngineTest;
+using ::fedshare::engine::engine_test::kCanonicalCsv;
+using ::fedshare::engine::engine_test::kConsent;
+using ::fedshare::engine::engine_test::kHeader;
+using ::fedshare::engine::engine_test::kSchema;
+using ::fedshare::engine::engine_test::MakeTempDir;
+using ::fedshare::engine::engine_test::Purposes;
+using ::fedshare::engine::engine_test::Schema;
 using ::fedshare::testing::StatusIs;
 using ::testing::HasSubstr;
-
-constexpr char kSchema[] = R"pb(
-  name: "people"
-  fields { name: "pid" type: CATEGORY role: SUBJECT }
-  fields { name: "name" type: CATEGORY role: PRIVATE }
-  fields { name: "program" type: CATEGORY role: DIMENSION categories: "alpha" categories: "beta" }
-  fields { name: "age" type: INT64 role: DIMENSION }
-  fields { name: "score" type: DOUBLE role: MEASURE lower: 0 upper: 100 }
-  fields { name: "visits" type: INT64 role: MEASURE lower: 0 upper: 200 }
-  fields { name: "active" type: BOOL role: DIMENSION }
-  fields { name: "joined" type: DATE role: DIMENSION }
-)pb";
-
-constexpr char kHeader[] = "pid,name,program,age,score,visits,active,joined\n";
-
-v1::DatasetSchema Schema(const char* text = kSchema) {
-  v1::DatasetSchema schema;
-  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(text, &schema));
-  return schema;
-}
-
-std::vector<v1::Purpose> Purposes() {
-  v1::Purpose research, evaluation;
-  research.set_id("research");
-  evaluation.set_id("program-evaluation");
-  evaluation.set_parent("research");
-  return {research, evaluation};
-}
-
-std::string MakeTempDir() {
-  std::string tmpl = ::testing::TempDir() + "/engine_test.XXXXXX";
-  EXPECT_NE(mkdtemp(tmpl.data()), nullptr);
-  return tmpl;
-}
-
-class EngineTest : public ::testing::Test {
- protected:
-  void SetUp() override { ASSERT_OK(Open()); }
-  void TearDown() override {
-    engine_.reset();
-    storage_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-
-  absl::Status Open(std::vector<v1::DatasetSchema> datasets = {Schema()},
-                    storage::FaultInjector* faults = nullptr) {
-    engine_.reset();
-    storage_.reset();
-    storage::StorageOptions storage_options;
-    storage_options.fault_injector = faults;
-    auto storage = storage::Storage::Create(dir_, storage_options);
-    if (!storage.ok()) return storage.status();
-    storage_ = *std::move(storage);
-    EngineOptions options;
-    options.org_id = "partner-a";
-    options.purposes = Purposes();
-    options.datasets = std::move(datasets);
-    options.clock = &clock_;
-    auto engine = Engine::Create(storage_.get(), options);
-    if (!engine.ok()) return engine.status();
-    engine_ = *std::move(engine);
-    return absl::OkStatus();
-  }
-
-  std::string Export(v1::DataFormat format, absl::string_view dataset = "people") {
-    std::string out;
-    absl::Status s = engine_->Export(dataset, format, [&](absl::string_view chunk, int64_t) {
-      out.append(chunk.data(), chunk.size());
-      return absl::OkStatus();
-    });
-    EXPECT_OK(s);
-    return out;
-  }
-
-  v1::IngestResponse Ingest(absl::string_view data, v1::DataFormat format = v1::CSV,
-                            bool skip_invalid = false) {
-    absl::StatusOr<v1::IngestResponse> r = engine_->Ingest("people", format, skip_invalid, data);
-    EXPECT_OK(r);
-    return r.ok() ? *r : v1::IngestResponse();
-  }
-
-  uint64_t Rows() {
-    auto reader = engine_->OpenReader("people");
-    EXPECT_OK(reader);
-    return reader.ok() ? (*reader)->rows() : 0;
-  }
-
-  std::string dir_ = MakeTempDir();
-  FakeClock clock_{absl::FromUnixSeconds(1767225600)};  // 2026-01-01
-  std::unique_ptr<storage::Storage> storage_;
-  std::unique_ptr<Engine> engine_;
-};
-
-const char kCanonicalCsv[] =
-    "pid,name,program,age,score,visits,active,joined\n"
-    "p1,Ana,alpha,34,71.5,12,true,2024-03-01\n"
-    "p2,\"Smith, Jo\",beta,-3,0.1,0,false,1969-12-31\n"
-    "p3,\"She said \"\"hi\"\"\",,,,,,\n"
-    "p4,\"two\nlines\r\nhere\",alpha,0,100,200,true,2000-02-29\n"
-    "p5,Zoë 名前 🙂,beta,9223372036854775807,3.141592653589793,7,false,2025-12-31\n"
-    "p6,\"\",alpha,1,1e-07,1,true,\n"
-    "p1,Ana,beta,35,99.99999999999999,,false,2024-03-02\n";
 
 TEST_F(EngineTest, CsvRoundTripsExactly) {
   v1::IngestResponse r = Ingest(kCanonicalCsv);
@@ -357,99 +264,6 @@ TEST_F(EngineTest, ExportStreamsChunksWithRowCounts) {
                                 return absl::CancelledError("client went away");
                               }),
               StatusIs(absl::StatusCode::kCancelled, "client went away"));
-}
-
-constexpr char kConsent[] =
-    "subject,purpose,event,time,valid_until,scope\n"
-    "p1,program-evaluation,GIVEN,2025-01-01,,\n"
-    "p2,research,GIVEN,2025-01-01T10:00:00Z,2026-06-01,partner-a;foundation\n"
-    "p3,program-evaluation,GIVEN,2025-01-01,,\n"
-    "p3,program-evaluation,WITHDRAWN,2025-06-01,,\n"
-    "p4,research,REFUSED,2025-01-01,,\n"
-    "p5,program-evaluation,GIVEN,2025-01-01,2025-12-01,\n"
-    "p6,program-evaluation,GIVEN,2025-01-01,,other-org\n"
-    "only-consent,research,GIVEN,2025-01-01,,\n";
-
-TEST_F(EngineTest, ConsentImportIsIdempotentAndDrivesCoverage) {
-  Ingest(kCanonicalCsv);
-  ASSERT_OK_AND_ASSIGN(v1::ConsentImportResponse first, engine_->ImportConsent(kConsent));
-  EXPECT_EQ(first.events_read(), 8);
-  EXPECT_EQ(first.events_new(), 8);
-  EXPECT_EQ(first.events_rejected(), 0) << first.DebugString();
-  ASSERT_OK_AND_ASSIGN(v1::ConsentImportResponse again, engine_->ImportConsent(kConsent));
-  EXPECT_EQ(again.events_read(), 8);
-  EXPECT_EQ(again.events_new(), 0);
-
-  policy::ConsentQuestion q{"program-evaluation", "partner-a", clock_.Now()};
-  ASSERT_OK_AND_ASSIGN(policy::ConsentBitmap bitmap, engine_->ConsentFor("people", q));
-  EXPECT_EQ(bitmap.size(), 7u);  // six subjects with records and one seen only in consent
-  // Ordinals follow first appearance: p1..p6 = 0..5, only-consent = 6.
-  EXPECT_TRUE(bitmap.Test(0));   // given
-  EXPECT_TRUE(bitmap.Test(1));   // given for the parent purpose, scope includes us
-  EXPECT_FALSE(bitmap.Test(2));  // withdrawn
-  EXPECT_FALSE(bitmap.Test(3));  // refused
-  EXPECT_FALSE(bitmap.Test(4));  // expired
-  EXPECT_FALSE(bitmap.Test(5));  // scope excludes us
-  EXPECT_TRUE(bitmap.Test(6));
-  EXPECT_EQ(bitmap.Count(), 3u);
-
-  ASSERT_OK_AND_ASSIGN(v1::ListDatasetsResponse list, engine_->ListDatasets({}));
-  ASSERT_EQ(list.datasets_size(), 1);
-  const v1::DatasetInfo& info = list.datasets(0);
-  EXPECT_EQ(info.name(), "people");
-  EXPECT_EQ(info.rows(), 7);
-  EXPECT_EQ(info.subjects(), 6);
-  EXPECT_EQ(info.blocks(), 1);
-  ASSERT_EQ(info.coverage_size(), 2);
-  EXPECT_EQ(info.coverage(0).purpose(), "research");
-  EXPECT_EQ(info.coverage(0).subjects_counted(), 1);  // p2
-  EXPECT_EQ(info.coverage(1).purpose(), "program-evaluation");
-  EXPECT_EQ(info.coverage(1).subjects_counted(), 2);  // p1, p2
-
-  // p2's consent expires on 2026-06-01: the cached bitmap is not reused past it.
-  clock_.Set(absl::FromUnixSeconds(1780272000));  // 2026-06-01
-  ASSERT_OK_AND_ASSIGN(
-      bitmap, engine_->ConsentFor("people", {"program-evaluation", "partner-a", clock_.Now()}));
-  EXPECT_FALSE(bitmap.Test(1));
-
-  // Consent survives reopen; re-importing still adds nothing.
-  ASSERT_OK(Open());
-  ASSERT_OK_AND_ASSIGN(again, engine_->ImportConsent(kConsent));
-  EXPECT_EQ(again.events_new(), 0);
-}
-
-TEST_F(EngineTest, ConsentRowErrorsWriteNothing) {
-  const std::string csv =
-      "subject,purpose,event,time,valid_until,scope\n"
-      "p1,program-evaluation,GIVEN,2025-01-01,,\n"
-      "p2,fishing,GIVEN,2025-01-01,,\n"
-      "p3,research,MAYBE,2025-01-01,,\n"
-      "p4,research,GIVEN,yesterday,,\n"
-      ",research,GIVEN,2025-01-01,,\n"
-      "p5,research,GIVEN,2025-01-01,,Bad Org\n";
-  ASSERT_OK_AND_ASSIGN(v1::ConsentImportResponse r, engine_->ImportConsent(csv));
-  EXPECT_EQ(r.events_read(), 6);
-  EXPECT_EQ(r.events_new(), 0);
-  EXPECT_EQ(r.events_rejected(), 5);
-  ASSERT_EQ(r.errors_size(), 5);
-  EXPECT_EQ(r.errors(0).line(), 3);
-  EXPECT_EQ(r.errors(0).column(), "purpose");
-  EXPECT_THAT(r.errors(0).reason(), HasSubstr("unknown purpose 'fishing'"));
-  EXPECT_EQ(r.errors(1).column(), "event");
-  EXPECT_EQ(r.errors(2).column(), "time");
-  EXPECT_EQ(r.errors(3).column(), "subject");
-  EXPECT_EQ(r.errors(4).column(), "scope");
-  ASSERT_OK_AND_ASSIGN(auto reader, engine_->OpenReader("people"));
-  EXPECT_EQ(reader->subject_count(), 0u);
-  // A conflicting re-statement of a stored event is refused.
-  ASSERT_OK_AND_ASSIGN(r, engine_->ImportConsent("subject,purpose,event,time,valid_until\n"
-                                                 "p1,research,GIVEN,2025-01-01,\n"));
-  EXPECT_EQ(r.events_new(), 1);
-  ASSERT_OK_AND_ASSIGN(r, engine_->ImportConsent("subject,purpose,event,time,valid_until\n"
-                                                 "p1,research,GIVEN,2025-01-01,2027-01-01\n"));
-  EXPECT_EQ(r.events_new(), 0);
-  ASSERT_EQ(r.errors_size(), 1);
-  EXPECT_THAT(r.errors(0).reason(), HasSubstr("conflicting event"));
 }
 
 TEST_F(EngineTest, SchemaMayGainFieldsButNotChangeTypes) {
@@ -722,110 +536,6 @@ TEST_F(EngineTest, ReadersSeeWholeBatchesWhileWritersRun) {
   writer.join();
   EXPECT_EQ(Rows(), 6000u);
 }
-
-// Issue 8: what the executor measures for disclosure control.
-constexpr char kGridSchema[] = R"pb(
-  name: "grid"
-  fields { name: "pid" type: CATEGORY role: SUBJECT }
-  fields { name: "program" type: CATEGORY role: DIMENSION categories: "alpha" categories: "beta" }
-  fields { name: "age" type: INT64 role: DIMENSION granularity: 5 }
-  fields { name: "visits" type: INT64 role: MEASURE lower: 0 upper: 200 }
-  fields { name: "joined" type: DATE role: DIMENSION granularity: 30 }
-)pb";
-
-absl::StatusOr<Execution> Execute(Engine& engine, const char* query_text) {
-  v1::AggregateQuery query;
-  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(query_text, &query));
-  FEDSHARE_ASSIGN_OR_RETURN(v1::AggregateQuery normalized,
-                            policy::NormalizeQuery(Schema(kGridSchema), query));
-  FEDSHARE_ASSIGN_OR_RETURN(std::unique_ptr<DatasetReader> reader, engine.OpenReader("grid"));
-  return ExecuteQuery(*reader, normalized, policy::ConsentBitmap(100, true), 0);
-}
-
-void IngestGrid(Engine& engine, absl::string_view csv) {
-  absl::StatusOr<v1::IngestResponse> r = engine.Ingest("grid", v1::CSV, false, csv);
-  ASSERT_OK(r);
-  EXPECT_EQ(r->rows_rejected(), 0) << r->DebugString();
-}
-
-TEST_F(EngineTest, GroupByCoarseFieldGroupsByGridBucket) {
-  ASSERT_OK(Open({Schema(), Schema(kGridSchema)}));
-  // joined: 1970-01-31 is day 30, 1970-03-01 day 59, 1970-03-02 day 60.
-  IngestGrid(*engine_,
-             "pid,program,age,visits,joined\n"
-             "a,alpha,-1,1,1970-01-31\n"
-             "b,alpha,4,1,1970-03-01\n"
-             "c,beta,5,1,1970-03-02\n"
-             "d,beta,9,1,\n");
-  ASSERT_OK_AND_ASSIGN(Execution by_age, Execute(*engine_, R"pb(
-                         dataset: "grid"
-                         purpose: "p"
-                         group_by: "age"
-                         aggregates { kind: COUNT })pb"));
-  std::vector<std::pair<int64_t, double>> ages;
-  for (const ExecutedCell& c : by_age.cells) {
-    ages.emplace_back(c.key[0].int_value(), c.values[0].value());
-  }
-  EXPECT_THAT(ages, ::testing::ElementsAre(std::pair<int64_t, double>{-5, 1},
-                                           std::pair<int64_t, double>{0, 1},
-                                           std::pair<int64_t, double>{5, 2}));
-  ASSERT_OK_AND_ASSIGN(Execution by_date, Execute(*engine_, R"pb(
-                         dataset: "grid"
-                         purpose: "p"
-                         group_by: "joined"
-                         aggregates { kind: COUNT })pb"));
-  std::vector<std::string> dates;
-  for (const ExecutedCell& c : by_date.cells) dates.push_back(c.key[0].string_value());
-  // Null first, then the buckets starting on days 30 and 60.
-  EXPECT_THAT(dates, ::testing::ElementsAre("", "1970-01-31", "1970-03-02"));
-  EXPECT_EQ(by_date.cells[1].values[0].value(), 2);
-}
-
-TEST_F(EngineTest, ExecutorNamesPeopleAndCountsOwnersOfDroppedRecords) {
-  ASSERT_OK(Open({Schema(), Schema(kGridSchema)}));
-  // Ordinals follow first appearance: c=0, a=1, b=2.
-  IngestGrid(*engine_,
-             "pid,program,age,visits,joined\n"
-             "c,alpha,30,5,\n"
-             "a,alpha,30,7,\n"
-             "a,alpha,50,9,\n"
-             "b,beta,30,3,\n"
-             "a,beta,30,150,\n");
-  ASSERT_OK_AND_ASSIGN(
-      Execution e, Execute(*engine_, R"pb(
-        dataset: "grid"
-        purpose: "p"
-        group_by: "program"
-        where {
-          field: "age"
-          op: LT
-          values { int_value: 40 }
-        }
-        aggregates { kind: COUNT }
-        aggregates { kind: SUM field: "visits" }
-        aggregates { kind: HISTOGRAM field: "visits" lo: 0 hi: 200 bins: 2 })pb"));
-  ASSERT_EQ(e.cells.size(), 2u);
-  const policy::CellStats& alpha = e.cells[0].stats;
-  EXPECT_EQ(alpha.subjects, 2);
-  EXPECT_THAT(alpha.subject_ordinals, ::testing::ElementsAre(0u, 1u));
-  // [subject][aggregate]: COUNT and HISTOGRAM carry no contribution.
-  EXPECT_THAT(alpha.subject_contributions, ::testing::ElementsAre(0, 5, 0, 0, 7, 0));
-  ASSERT_EQ(alpha.bin_subject_ordinals.size(), 3u);
-  EXPECT_TRUE(alpha.bin_subject_ordinals[0].empty());
-  EXPECT_THAT(alpha.bin_subject_ordinals[2],
-              ::testing::ElementsAre(::testing::ElementsAre(0u, 1u), ::testing::IsEmpty()));
-  const policy::CellStats& beta = e.cells[1].stats;
-  EXPECT_THAT(beta.subject_ordinals, ::testing::ElementsAre(1u, 2u));
-  EXPECT_THAT(beta.subject_contributions, ::testing::ElementsAre(0, 150, 0, 0, 3, 0));
-  EXPECT_THAT(beta.bin_subjects[2], ::testing::ElementsAre(1, 1));
-  // age < 40 drops a's age-50 record although a stays in the answer: one
-  // owner overall and in the alpha cell, whose bin 0 holds it too.
-  EXPECT_THAT(e.removed_by_predicate, ::testing::ElementsAre(1));
-  ASSERT_EQ(e.removed_in_cells.size(), 1u);
-  EXPECT_THAT(e.removed_in_cells[0], ::testing::ElementsAre(1, 1));
-}
-
-// ---- Streamed ingest (ingest.h)
 
 namespace streamed {
 
