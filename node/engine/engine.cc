@@ -432,10 +432,7 @@ absl::StatusOr<v1::ConsentImportResponse> Engine::ImportConsent(
     absl::string_view subject = cell(kSubject);
     if (subject.empty()) fail(kSubject, "missing subject: every row needs a subject id");
     if (subject.size() > max_subject_id_bytes) {
-      fail(kSubject, absl::StrCat("the subject id is ", subject.size(),
-                                  " bytes, over limits.max_string_bytes = ", max_subject_id_bytes,
-                                  " (the longest id an erasure accepts); shorten the ids or raise "
-                                  "the limit in the node config"));
+      fail(kSubject, SubjectIdTooLong(subject.size(), max_subject_id_bytes));
     }
     std::string purpose(absl::StripAsciiWhitespace(cell(kPurpose)));
     if (!tree_.Contains(purpose)) {

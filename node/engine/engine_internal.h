@@ -46,6 +46,15 @@ uint32_t CopyRowsWithout(const ColumnBlock& in, uint32_t ordinal, ColumnBlock* o
 // The UTC day of `t`: days since 1970-01-01, rounded down.
 int64_t UtcDay(absl::Time t);
 
+// The row error for a subject id over the node's bound (ingest and consent
+// import alike): the bound is an erasure's, so every stored id can be erased.
+inline std::string SubjectIdTooLong(size_t bytes, size_t max_bytes) {
+  return absl::StrCat("the subject id is ", bytes, " bytes, over limits.max_string_bytes = ",
+                      max_bytes,
+                      " (the longest id an erasure accepts); shorten the ids or raise the limit "
+                      "in the node config");
+}
+
 inline std::string Quote(absl::string_view text) {
   return absl::StrCat("'", TruncateUtf8(text, 40), "'");
 }

@@ -428,11 +428,7 @@ bool IngestRun::CheckRow(int64_t line, bool bad) {
         bad = true;
       } else if (cells_[f].s.size() > control_.max_subject_id_bytes) {
         AddError(errors, line, field.name(),
-                 absl::StrCat("the subject id is ", cells_[f].s.size(),
-                              " bytes, over limits.max_string_bytes = ",
-                              control_.max_subject_id_bytes,
-                              " (the longest id an erasure accepts); shorten the ids or raise the "
-                              "limit in the node config"));
+                 SubjectIdTooLong(cells_[f].s.size(), control_.max_subject_id_bytes));
         bad = true;
       }
       continue;
