@@ -48,8 +48,14 @@ class PeoplePool {
         bound_total_(n_aggs_, 0.0) {}
 
   void Add(const CellStats& cell) {
-    const bool exact = cell.subject_ordinals.size() == static_cast<size_t>(cell.subjects) &&
-                       cell.subject_contributions.size() == cell.subject_ordinals.size() * n_aggs_;
+    const bool exact =
+        cell.subject_ordinals.size() == static_cast<size_t>(cell.subjects) &&
+        cell.subject_contributions.size() ==
+            cell.subject_ordinals.size() * cell.ContributionStride(n_aggs_) &&
+        (cell.contribution_column.empty() ||
+         (cell.contribution_column.size() == n_aggs_ &&
+          std::all_of(cell.contribution_column.begin(), cell.contribution_column.end(),
+                      [&](int32_t c) { return c < cell.contribution_columns; })));
     if (!exact) {
       exact_ = false;
       max_cell_subjects_ = std::max(max_cell_subjects_, cell.subjects);
@@ -61,7 +67,7 @@ class PeoplePool {
           sums_.resize(people_ * n_aggs_, 0.0);
         }
         for (size_t a = 0; a < n_aggs_; ++a) {
-          sums_[it->second * n_aggs_ + a] += cell.subject_contributions[s * n_aggs_ + a];
+          sums_[it->second * n_aggs_ + a] += cell.Contribution(s, a, n_aggs_);
         }
       }
     }

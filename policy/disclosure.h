@@ -87,10 +87,34 @@ struct CellStats {
   // person-cells. Node-local subject ordinals, ascending, one per distinct
   // subject counted in `subjects` (subject_ordinals.size() == subjects).
   std::vector<uint32_t> subject_ordinals;
-  // Each subject's absolute contribution to each aggregate, row-major by
-  // subject in subject_ordinals order: [s * n_aggregates + a]. Zero for
-  // aggregates without dominance (COUNT, COUNT_SUBJECTS, HISTOGRAM).
+  // Each subject's absolute contributions, row-major by subject in
+  // subject_ordinals order, one column per contribution column (below):
+  // [s * columns + column]. Read them with Contribution().
   std::vector<double> subject_contributions;
+  // Per aggregate, its column of subject_contributions, or -1 for aggregates
+  // without dominance (COUNT, COUNT_SUBJECTS, HISTOGRAM), whose contributions
+  // are zero. Aggregates over one field may share a column (SUM and AVG of
+  // it add the same magnitudes), which keeps one value per subject and field
+  // instead of one per aggregate. Empty: a column per aggregate, [s *
+  // n_aggregates + a], zero for aggregates without dominance.
+  std::vector<int32_t> contribution_column;
+  int32_t contribution_columns = 0;  // with contribution_column: values per subject
+
+  // Values per subject in subject_contributions for a question of
+  // `n_aggregates` aggregates.
+  size_t ContributionStride(size_t n_aggregates) const {
+    return contribution_column.empty() ? n_aggregates
+                                       : static_cast<size_t>(contribution_columns);
+  }
+  // Subject s's (in subject_ordinals order) absolute contribution to
+  // aggregate a. REQUIRES: subject_contributions holds s's row.
+  double Contribution(size_t s, size_t a, size_t n_aggregates) const {
+    if (contribution_column.empty()) return subject_contributions[s * n_aggregates + a];
+    const int32_t column = a < contribution_column.size() ? contribution_column[a] : -1;
+    return column < 0 ? 0.0
+                      : subject_contributions[s * static_cast<size_t>(contribution_columns) +
+                                              static_cast<size_t>(column)];
+  }
   // For HISTOGRAM aggregates: per aggregate, per bin, the ordinals of the
   // subjects with a counted record in that bin, ascending (empty vectors for
   // other aggregates).

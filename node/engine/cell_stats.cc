@@ -89,13 +89,96 @@ void SortBySubject(std::vector<uint64_t>& words, size_t stride) {
     size_t next = 0;
     for (size_t& a : at) next += std::exchange(a, next) * stride;
     for (size_t i = 0; i < words.size(); i += stride) {
-      size_t& to = at[(words[i] >> shift) & mask];
-      std::copy_n(words.begin() + i, stride, out.begin() + to);
-      to += stride;
+      // A record is a few words: a call to memmove each would cost more.
+      uint64_t* to = out.data() + at[(words[i] >> shift) & mask];
+      for (size_t w = 0; w < stride; ++w) to[w] = words[i + w];
+      at[(words[i] >> shift) & mask] += stride;
     }
     words.swap(out);
   }
   SpareBuffers::Get().Give(out);
+}
+
+// The tail, sorted by subject, folded: per subject its contributions per
+// slot summed from zero in record order, its record count and where its
+// records start. Reused per thread, so a question faults no fresh pages.
+struct FoldedTail {
+  std::vector<uint32_t> subjects, records, first;
+  std::vector<double> contrib;  // subject * slots + m
+
+  void Fold(const std::vector<uint64_t>& tail, size_t slots) {
+    subjects.clear();
+    records.clear();
+    first.clear();
+    contrib.clear();
+    const size_t stride = 1 + slots;
+    for (size_t t = 0; t < tail.size(); t += stride) {
+      const uint32_t s = static_cast<uint32_t>(tail[t]);
+      if (subjects.empty() || subjects.back() != s) {
+        subjects.push_back(s);
+        records.push_back(0);
+        first.push_back(static_cast<uint32_t>(t));
+        for (size_t m = 0; m < slots; ++m) contrib.push_back(0.0);
+      }
+      ++records.back();
+      double* c = contrib.data() + contrib.size() - slots;
+      for (size_t m = 0; m < slots; ++m) {
+        double v;
+        std::memcpy(&v, &tail[t + 1 + m], 8);
+        c[m] += BlockCell::Magnitude(v);
+      }
+    }
+  }
+};
+
+// Merges the cell's run (ascending, distinct) with its sorted tail into
+// `ordinals` and `contributions` (slots per subject), each subject's
+// contribution summed as the row path sums it: run records first, then its
+// tail records in order. The two sequences interleave at random, so the
+// merge picks without branching; only a subject in both with several tail
+// records is summed again record by record (adding a folded tail to the run
+// total would round differently).
+void MergeRunAndTail(const BlockCell& cell, size_t slots, std::vector<uint32_t>& ordinals,
+                     std::vector<double>& contributions) {
+  static thread_local FoldedTail folded;
+  folded.Fold(cell.tail, slots);
+  const std::vector<uint32_t>& run = cell.run_subjects;
+  const double* rc = cell.run_contrib.data();
+  const double* tc = folded.contrib.data();
+  const size_t n_run = run.size(), n_tail = folded.subjects.size();
+  size_t r = 0, t = 0;
+  double c[policy::kMaxAggregates];  // a slot per aggregate at most
+  while (r < n_run && t < n_tail) {
+    const uint32_t a = run[r], b = folded.subjects[t];
+    const bool from_run = a <= b, from_tail = b <= a;
+    ordinals.push_back(from_run ? a : b);
+    if (from_run && from_tail && folded.records[t] > 1) {
+      // Contributions are magnitudes (+0 or more): adding a zero is exact.
+      for (size_t m = 0; m < slots; ++m) c[m] = rc[r * slots + m];
+      for (size_t i = folded.first[t], k = 0; k < folded.records[t]; ++k, i += 1 + slots) {
+        for (size_t m = 0; m < slots; ++m) {
+          double v;
+          std::memcpy(&v, &cell.tail[i + 1 + m], 8);
+          c[m] += BlockCell::Magnitude(v);
+        }
+      }
+    } else {
+      for (size_t m = 0; m < slots; ++m) {
+        c[m] = (from_run ? rc[r * slots + m] : 0.0) + (from_tail ? tc[t * slots + m] : 0.0);
+      }
+    }
+    for (size_t m = 0; m < slots; ++m) contributions.push_back(c[m]);
+    r += from_run;
+    t += from_tail;
+  }
+  for (; r < n_run; ++r) {
+    ordinals.push_back(run[r]);
+    for (size_t m = 0; m < slots; ++m) contributions.push_back(rc[r * slots + m]);
+  }
+  for (; t < n_tail; ++t) {
+    ordinals.push_back(folded.subjects[t]);
+    for (size_t m = 0; m < slots; ++m) contributions.push_back(tc[t * slots + m]);
+  }
 }
 
 // A cell with its key, its per-aggregate statistics sized, and no figures.
@@ -218,59 +301,41 @@ ExecutedCell FinishBlockCell(const v1::AggregateQuery& query, BlockCell& cell,
   const std::vector<uint64_t>& tail = cell.tail;
   const std::vector<uint32_t>& run = cell.run_subjects;
   ExecutedCell out = NewCell(n_aggs, std::move(cell.key), cell.record_key_sum, 0);
+  // A contribution column per measure slot: SUM and AVG of one field share
+  // one value per subject.
+  out.stats.contribution_column.assign(slot_of.begin(), slot_of.end());
+  out.stats.contribution_columns = static_cast<int32_t>(slots);
   std::vector<uint32_t>& ordinals = out.stats.subject_ordinals;
   std::vector<double>& contributions = out.stats.subject_contributions;
-  // At most this many subjects; capacity never written is never touched.
-  // Both outputs in a past answer's memory where one is kept (~Execution).
-  const size_t most = run.size() + tail.size() / stride;
   SpareBuffers& spares = SpareBuffers::Get();
-  contributions = spares.Take<double>(most * n_aggs);
-  contributions.reserve(most * n_aggs);
-  // Each subject's contribution per slot, written to its aggregates (0 for
-  // aggregates without dominance), totalled in ordinal order and ranked.
-  std::vector<double> totals(slots, 0.0);
-  std::vector<Top> tops(slots);
-  auto emit = [&](const double* contrib) {
-    for (size_t m = 0; m < slots; ++m) {
-      totals[m] += contrib[m];
-      tops[m].Add(contrib[m]);
-    }
-    for (int a = 0; a < n_aggs; ++a) {
-      contributions.push_back(slot_of[a] >= 0 ? contrib[slot_of[a]] : 0.0);
-    }
-  };
   if (tail.empty()) {
+    // The run is the answer as it stands: each subject once, ascending, with
+    // its contributions per slot.
     ordinals = std::move(cell.run_subjects);
-    for (size_t i = 0; i < ordinals.size(); ++i) emit(cell.run_contrib.data() + i * slots);
+    contributions = std::move(cell.run_contrib);
   } else {
-    // The run and the sorted tail merged; a subject in both has its run
-    // records first.
+    const size_t most = run.size() + tail.size() / stride;
+    contributions = spares.Take<double>(most * slots);
+    contributions.reserve(most * slots);
     ordinals = spares.Take<uint32_t>(most);
     ordinals.reserve(most);
-    double contrib[policy::kMaxAggregates];  // a slot per aggregate at most
-    size_t r = 0, t = 0;
-    while (r < run.size() || t < tail.size()) {
-      const bool from_run =
-          r < run.size() && (t == tail.size() || run[r] <= static_cast<uint32_t>(tail[t]));
-      const uint32_t s = from_run ? run[r] : static_cast<uint32_t>(tail[t]);
-      ordinals.push_back(s);
-      if (from_run) {
-        std::copy_n(cell.run_contrib.data() + r * slots, slots, contrib);
-        ++r;
-      } else {
-        std::fill_n(contrib, slots, 0.0);
-      }
-      for (; t < tail.size() && static_cast<uint32_t>(tail[t]) == s; t += stride) {
-        for (size_t m = 0; m < slots; ++m) {
-          double v;
-          std::memcpy(&v, &tail[t + 1 + m], 8);
-          contrib[m] += BlockCell::Magnitude(v);
-        }
-      }
-      emit(contrib);
-    }
+    MergeRunAndTail(cell, slots, ordinals, contributions);
   }
   out.stats.subjects = static_cast<int64_t>(ordinals.size());
+  // Per slot, the total in ordinal order (as the row path takes it) and the
+  // largest contributions.
+  std::vector<double> totals(slots, 0.0);
+  std::vector<std::vector<double>> tops(slots);
+  for (size_t m = 0; m < slots; ++m) {
+    Top top;
+    double total = 0;
+    for (size_t i = m; i < contributions.size(); i += slots) {
+      total += contributions[i];
+      top.Add(contributions[i]);
+    }
+    totals[m] = total;
+    tops[m] = std::move(top).values();
+  }
   for (int a = 0; a < n_aggs; ++a) {
     AggregateAccumulator& x = cell.aggregates[a];
     if (query.aggregates(a).kind() == v1::COUNT) x.count = cell.records;
@@ -280,7 +345,7 @@ ExecutedCell FinishBlockCell(const v1::AggregateQuery& query, BlockCell& cell,
     x.sum = cell.sums[m].sum;
     x.sum_squares = cell.sums[m].sum_squares;
     out.stats.abs_totals[a] = totals[m];
-    out.stats.top_contributions[a] = Top(tops[m]).values();
+    out.stats.top_contributions[a] = tops[m];
   }
   FinishAggregates(query, cell.aggregates, out);
   spares.Give(cell.tail);

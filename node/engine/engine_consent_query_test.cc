@@ -187,15 +187,16 @@ TEST_F(EngineTest, ExecutorNamesPeopleAndCountsOwnersOfDroppedRecords) {
   const policy::CellStats& alpha = e.cells[0].stats;
   EXPECT_EQ(alpha.subjects, 2);
   EXPECT_THAT(alpha.subject_ordinals, ::testing::ElementsAre(0u, 1u));
-  // [subject][aggregate]: COUNT and HISTOGRAM carry no contribution.
-  EXPECT_THAT(alpha.subject_contributions, ::testing::ElementsAre(0, 5, 0, 0, 7, 0));
+  // One column, SUM's: COUNT and HISTOGRAM carry no contribution.
+  EXPECT_THAT(alpha.contribution_column, ::testing::ElementsAre(-1, 0, -1));
+  EXPECT_THAT(alpha.subject_contributions, ::testing::ElementsAre(5, 7));
   ASSERT_EQ(alpha.bin_subject_ordinals.size(), 3u);
   EXPECT_TRUE(alpha.bin_subject_ordinals[0].empty());
   EXPECT_THAT(alpha.bin_subject_ordinals[2],
               ::testing::ElementsAre(::testing::ElementsAre(0u, 1u), ::testing::IsEmpty()));
   const policy::CellStats& beta = e.cells[1].stats;
   EXPECT_THAT(beta.subject_ordinals, ::testing::ElementsAre(1u, 2u));
-  EXPECT_THAT(beta.subject_contributions, ::testing::ElementsAre(0, 150, 0, 0, 3, 0));
+  EXPECT_THAT(beta.subject_contributions, ::testing::ElementsAre(150, 3));
   EXPECT_THAT(beta.bin_subjects[2], ::testing::ElementsAre(1, 1));
   // age < 40 drops a's age-50 record although a stays in the answer: one
   // owner overall and in the alpha cell, whose bin 0 holds it too.

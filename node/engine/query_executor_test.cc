@@ -84,9 +84,12 @@ TEST_F(QueryExecutorTest, TailBlockAppendedAcrossIngestsCountsEveryRow) {
       contributions.push_back(v);
     }
     EXPECT_EQ(c.stats.subject_ordinals, ordinals);
+    // SUM and AVG of score share one column: a value per subject, not three.
+    EXPECT_EQ(c.stats.subject_contributions.size(), ordinals.size());
     for (size_t s = 0; s < ordinals.size(); ++s) {
-      EXPECT_DOUBLE_EQ(c.stats.subject_contributions[s * 3 + 1], contributions[s]);
-      EXPECT_EQ(c.stats.subject_contributions[s * 3 + 0], 0.0);  // COUNT has none
+      EXPECT_DOUBLE_EQ(c.stats.Contribution(s, 1, 3), contributions[s]);
+      EXPECT_DOUBLE_EQ(c.stats.Contribution(s, 2, 3), contributions[s]);  // AVG: SUM's
+      EXPECT_EQ(c.stats.Contribution(s, 0, 3), 0.0);                      // COUNT has none
     }
     std::sort(contributions.rbegin(), contributions.rend());
     contributions.resize(std::min<size_t>(contributions.size(), policy::kMaxDominanceN));

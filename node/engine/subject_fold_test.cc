@@ -65,7 +65,7 @@ void ExpectContributions(const ExecutedCell& cell,
   for (const auto& [ordinal, contributions] : want) {
     ASSERT_EQ(cell.stats.subject_ordinals[i], ordinal) << i;
     for (size_t a = 0; a < contributions.size(); ++a) {
-      EXPECT_EQ(cell.stats.subject_contributions[i * contributions.size() + a], contributions[a])
+      EXPECT_EQ(cell.stats.Contribution(i, a, contributions.size()), contributions[a])
           << "subject " << ordinal << " aggregate " << a;
     }
     ++i;
