@@ -397,7 +397,11 @@ void Node::PurgeExpiredRecords() {
       identity::MakeSpiffeId(config_.trust_domain(), config_.org_id(), identity::Role::kNode, "")
           .value_or("fedshare-node");
   absl::StatusOr<v1::RunRetentionResponse> run = service::RunRetention(*env_, caller);
-  if (!run.ok()) {
+  if (absl::IsAborted(run.status())) {
+    // A purge an operator started is still running: this one's work is
+    // being done; the next interval tries again.
+    spdlog::info("event=retention_skipped reason=\"{}\"", std::string(run.status().message()));
+  } else if (!run.ok()) {
     spdlog::error("event=retention_failed error=\"{}\"", std::string(run.status().message()));
   }
 }
