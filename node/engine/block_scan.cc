@@ -238,6 +238,19 @@ class BlockScan {
   // Fills counted_ (consent and every predicate pass) and drop_ with
   // drop_predicate_ (exactly one predicate fails).
   void Select(const ColumnBlock& block) {
+    if (plan_.predicates.size() == 1) {
+      // The common WHERE: consent and the predicate in one pass.
+      counted_.resize(block.rows);
+      drop_.resize(block.rows);
+      size_t n_counted = 0, n_drop = 0;
+      SplitByPredicate(plan_.predicates[0], block, consent_, counted_.data(), &n_counted,
+                       drop_.data(), &n_drop);
+      counted_.resize(n_counted);
+      drop_.resize(n_drop);
+      drop_predicate_.assign(n_drop, 0);
+      gids_.resize(std::max(counted_.size(), drop_.size()));
+      return;
+    }
     const uint32_t* subjects = block.subjects.data();
     selected_.resize(block.rows);
     size_t n = 0;

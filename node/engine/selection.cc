@@ -1,6 +1,7 @@
 #include "node/engine/selection.h"
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 namespace fedshare::engine::exec {
@@ -27,39 +28,78 @@ void MarkFailures(const ColumnBlock::Column& col, const T* values, const uint32_
   }
 }
 
-// The same with the operator chosen once per block, not per value.
-template <typename T>
-void MarkByOp(Op op, const std::vector<T>& x, const ColumnBlock::Column& col, const T* values,
-              const uint32_t* rows, size_t n, uint8_t index, uint8_t* fails, uint8_t* failed) {
-  auto mark = [&](auto pass) { MarkFailures(col, values, rows, n, index, pass, fails, failed); };
-  switch (op) {
-    case v1::Predicate::EQ:
-      mark([v = x[0]](T a) { return a == v; });
-      break;
-    case v1::Predicate::NE:
-      mark([v = x[0]](T a) { return a != v; });
-      break;
-    case v1::Predicate::LT:
-      mark([v = x[0]](T a) { return a < v; });
-      break;
-    case v1::Predicate::LE:
-      mark([v = x[0]](T a) { return a <= v; });
-      break;
-    case v1::Predicate::GT:
-      mark([v = x[0]](T a) { return a > v; });
-      break;
-    case v1::Predicate::GE:
-      mark([v = x[0]](T a) { return a >= v; });
-      break;
-    case v1::Predicate::BETWEEN:
-      mark([lo = x[0], hi = x[1]](T a) { return a >= lo && a <= hi; });
-      break;
-    case v1::Predicate::IN:
-      mark([&x](T a) { return std::find(x.begin(), x.end(), a) != x.end(); });
-      break;
+// Calls visit(pass) with `p`'s test of one value of its column as a
+// function object of its own type, so that the loop visit runs is compiled
+// once per operator: the operator is chosen once per block, not per value.
+template <typename Visit>
+void WithPass(const CompiledPredicate& p, const ColumnBlock::Column& col, Visit visit) {
+  auto by_op = [&](const auto& x, const auto* values) {
+    using T = std::remove_const_t<std::remove_pointer_t<decltype(values)>>;
+    switch (p.op) {
+      case v1::Predicate::EQ:
+        return visit(values, [v = x[0]](T a) { return a == v; });
+      case v1::Predicate::NE:
+        return visit(values, [v = x[0]](T a) { return a != v; });
+      case v1::Predicate::LT:
+        return visit(values, [v = x[0]](T a) { return a < v; });
+      case v1::Predicate::LE:
+        return visit(values, [v = x[0]](T a) { return a <= v; });
+      case v1::Predicate::GT:
+        return visit(values, [v = x[0]](T a) { return a > v; });
+      case v1::Predicate::GE:
+        return visit(values, [v = x[0]](T a) { return a >= v; });
+      case v1::Predicate::BETWEEN:
+        return visit(values, [lo = x[0], hi = x[1]](T a) { return a >= lo && a <= hi; });
+      case v1::Predicate::IN:
+        return visit(values, [&x](T a) { return std::find(x.begin(), x.end(), a) != x.end(); });
+      default:
+        return visit(values, [](T) { return false; });
+    }
+  };
+  switch (p.type) {
+    case v1::FieldSchema::CATEGORY: {
+      const std::vector<bool>& match = p.category_match;
+      return visit(col.ints.data(), [&match](int64_t code) {
+        return code >= 0 && static_cast<size_t>(code) < match.size() && match[code];
+      });
+    }
+    case v1::FieldSchema::DOUBLE:
+      return by_op(p.doubles, col.doubles.data());
     default:
-      mark([](T) { return false; });
+      return by_op(p.ints, col.ints.data());
   }
+}
+
+// Every row of `block` whose subject consented, split in row order into
+// those that pass (`counted`) and those that fail (`dropped`); no branch per
+// row.
+template <typename T, typename Pass>
+void SplitRows(const ColumnBlock& block, const ColumnBlock::Column& col, const T* values,
+               const policy::ConsentBitmap& consent, Pass pass, uint32_t* counted,
+               size_t* n_counted, uint32_t* dropped, size_t* n_dropped) {
+  const uint32_t* subjects = block.subjects.data();
+  size_t c = 0, d = 0;
+  if (col.null_bits.empty()) {
+    for (uint32_t r = 0; r < block.rows; ++r) {
+      const bool in = consent.Test(subjects[r]);
+      const bool ok = pass(values[r]);
+      counted[c] = r;
+      c += in & ok;
+      dropped[d] = r;
+      d += in & !ok;
+    }
+  } else {
+    for (uint32_t r = 0; r < block.rows; ++r) {
+      const bool in = consent.Test(subjects[r]);
+      const bool ok = !col.IsNull(r) && pass(values[r]);  // a null fails
+      counted[c] = r;
+      c += in & ok;
+      dropped[d] = r;
+      d += in & !ok;
+    }
+  }
+  *n_counted = c;
+  *n_dropped = d;
 }
 
 // Every value in [lo, hi] fails `op` against `x`.
@@ -120,23 +160,18 @@ bool BlockCannotContribute(const Plan& plan, const storage::ZoneMap& z) {
 void MarkPredicate(const CompiledPredicate& p, uint8_t index, const ColumnBlock& block,
                    const uint32_t* rows, size_t n, uint8_t* fails, uint8_t* failed) {
   const ColumnBlock::Column& col = block.columns[p.field];
-  switch (p.type) {
-    case v1::FieldSchema::CATEGORY: {
-      const std::vector<bool>& match = p.category_match;
-      MarkFailures(
-          col, col.ints.data(), rows, n, index,
-          [&match](int64_t code) {
-            return code >= 0 && static_cast<size_t>(code) < match.size() && match[code];
-          },
-          fails, failed);
-      break;
-    }
-    case v1::FieldSchema::DOUBLE:
-      MarkByOp(p.op, p.doubles, col, col.doubles.data(), rows, n, index, fails, failed);
-      break;
-    default:
-      MarkByOp(p.op, p.ints, col, col.ints.data(), rows, n, index, fails, failed);
-  }
+  WithPass(p, col, [&](const auto* values, auto pass) {
+    MarkFailures(col, values, rows, n, index, pass, fails, failed);
+  });
+}
+
+void SplitByPredicate(const CompiledPredicate& p, const ColumnBlock& block,
+                      const policy::ConsentBitmap& consent, uint32_t* counted, size_t* n_counted,
+                      uint32_t* dropped, size_t* n_dropped) {
+  const ColumnBlock::Column& col = block.columns[p.field];
+  WithPass(p, col, [&](const auto* values, auto pass) {
+    SplitRows(block, col, values, consent, pass, counted, n_counted, dropped, n_dropped);
+  });
 }
 
 // Gives each group a compact id: arithmetic over the codes when every group
