@@ -6,6 +6,7 @@
 #include <functional>
 #include <utility>
 
+#include "absl/base/optimization.h"
 #include "node/engine/question_memory.h"
 #include "node/engine/scan_plan.h"
 #include "policy/disclosure.h"
@@ -48,21 +49,22 @@ bool KeyLess(const ExecutedCell& a, const ExecutedCell& b) {
 namespace {
 
 // The kMaxDominanceN largest values added, descending: what a partial sort
-// of them would put first.
+// of them would put first. Added to once per subject and cell, so kept in a
+// fixed array: a value below the smallest kept costs one comparison.
 class Top {
  public:
-  Top() { values_.reserve(policy::kMaxDominanceN + 1); }
   void Add(double v) {
-    if (values_.size() == static_cast<size_t>(policy::kMaxDominanceN) && !(v > values_.back())) {
-      return;
-    }
-    values_.insert(std::upper_bound(values_.begin(), values_.end(), v, std::greater<double>()), v);
-    if (values_.size() > static_cast<size_t>(policy::kMaxDominanceN)) values_.pop_back();
+    if (n_ == kN && !(v > values_[kN - 1])) return;
+    int i = n_ < kN ? n_++ : kN - 1;  // the smallest kept, if full, leaves
+    for (; i > 0 && v > values_[i - 1]; --i) values_[i] = values_[i - 1];
+    values_[i] = v;
   }
-  std::vector<double> values() && { return std::move(values_); }
+  std::vector<double> values() const { return std::vector<double>(values_, values_ + n_); }
 
  private:
-  std::vector<double> values_;
+  static constexpr int kN = policy::kMaxDominanceN;
+  double values_[kN];
+  int n_ = 0;
 };
 
 // Sorts the records of `words`, `stride` words each, by the subject each
@@ -142,20 +144,23 @@ void MergeRunAndTail(const BlockCell& cell, size_t slots, std::vector<uint32_t>&
                      std::vector<double>& contributions) {
   static thread_local FoldedTail folded;
   folded.Fold(cell.tail, slots);
-  const std::vector<uint32_t>& run = cell.run_subjects;
+  const uint32_t* run = cell.run_subjects.data();
+  const uint32_t* tail_subjects = folded.subjects.data();
+  const uint32_t* tail_records = folded.records.data();
   const double* rc = cell.run_contrib.data();
   const double* tc = folded.contrib.data();
-  const size_t n_run = run.size(), n_tail = folded.subjects.size();
+  const size_t n_run = cell.run_subjects.size(), n_tail = folded.subjects.size();
+  static constexpr double kNone[policy::kMaxAggregates] = {};
   size_t r = 0, t = 0;
   double c[policy::kMaxAggregates];  // a slot per aggregate at most
   while (r < n_run && t < n_tail) {
-    const uint32_t a = run[r], b = folded.subjects[t];
+    const uint32_t a = run[r], b = tail_subjects[t];
     const bool from_run = a <= b, from_tail = b <= a;
-    ordinals.push_back(from_run ? a : b);
-    if (from_run && from_tail && folded.records[t] > 1) {
+    ordinals.push_back(a < b ? a : b);
+    if (ABSL_PREDICT_FALSE(from_run & from_tail & (tail_records[t] > 1))) {
       // Contributions are magnitudes (+0 or more): adding a zero is exact.
       for (size_t m = 0; m < slots; ++m) c[m] = rc[r * slots + m];
-      for (size_t i = folded.first[t], k = 0; k < folded.records[t]; ++k, i += 1 + slots) {
+      for (size_t i = folded.first[t], k = 0; k < tail_records[t]; ++k, i += 1 + slots) {
         for (size_t m = 0; m < slots; ++m) {
           double v;
           std::memcpy(&v, &cell.tail[i + 1 + m], 8);
@@ -163,9 +168,10 @@ void MergeRunAndTail(const BlockCell& cell, size_t slots, std::vector<uint32_t>&
         }
       }
     } else {
-      for (size_t m = 0; m < slots; ++m) {
-        c[m] = (from_run ? rc[r * slots + m] : 0.0) + (from_tail ? tc[t * slots + m] : 0.0);
-      }
+      // Pointers chosen, not values, so that no branch depends on the data.
+      const double* x = from_run ? rc + r * slots : kNone;
+      const double* y = from_tail ? tc + t * slots : kNone;
+      for (size_t m = 0; m < slots; ++m) c[m] = x[m] + y[m];
     }
     for (size_t m = 0; m < slots; ++m) contributions.push_back(c[m]);
     r += from_run;
@@ -176,7 +182,7 @@ void MergeRunAndTail(const BlockCell& cell, size_t slots, std::vector<uint32_t>&
     for (size_t m = 0; m < slots; ++m) contributions.push_back(rc[r * slots + m]);
   }
   for (; t < n_tail; ++t) {
-    ordinals.push_back(folded.subjects[t]);
+    ordinals.push_back(tail_subjects[t]);
     for (size_t m = 0; m < slots; ++m) contributions.push_back(tc[t * slots + m]);
   }
 }
@@ -286,7 +292,7 @@ ExecutedCell FinishCell(const v1::AggregateQuery& query, CellAccumulator& acc) {
     }
     Top top;
     for (size_t slot = 0; slot < n_subjects; ++slot) top.Add(acc.contributions[slot * n_aggs + a]);
-    cell.stats.top_contributions[a] = std::move(top).values();
+    cell.stats.top_contributions[a] = top.values();
   }
   FinishAggregates(query, acc.aggregates, cell);
   return cell;
@@ -334,7 +340,7 @@ ExecutedCell FinishBlockCell(const v1::AggregateQuery& query, BlockCell& cell,
       top.Add(contributions[i]);
     }
     totals[m] = total;
-    tops[m] = std::move(top).values();
+    tops[m] = top.values();
   }
   for (int a = 0; a < n_aggs; ++a) {
     AggregateAccumulator& x = cell.aggregates[a];
