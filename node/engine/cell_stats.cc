@@ -141,7 +141,7 @@ struct FoldedTail {
 // records is summed again record by record (adding a folded tail to the run
 // total would round differently).
 void MergeRunAndTail(const BlockCell& cell, size_t slots, std::vector<uint32_t>& ordinals,
-                     std::vector<double>& contributions) {
+                     std::vector<double>& contributions, double* totals, Top* tops) {
   static thread_local FoldedTail folded;
   folded.Fold(cell.tail, slots);
   const uint32_t* run = cell.run_subjects.data();
@@ -173,17 +173,29 @@ void MergeRunAndTail(const BlockCell& cell, size_t slots, std::vector<uint32_t>&
       const double* y = from_tail ? tc + t * slots : kNone;
       for (size_t m = 0; m < slots; ++m) c[m] = x[m] + y[m];
     }
-    for (size_t m = 0; m < slots; ++m) contributions.push_back(c[m]);
+    for (size_t m = 0; m < slots; ++m) {
+      contributions.push_back(c[m]);
+      totals[m] += c[m];
+      tops[m].Add(c[m]);
+    }
     r += from_run;
     t += from_tail;
   }
   for (; r < n_run; ++r) {
     ordinals.push_back(run[r]);
-    for (size_t m = 0; m < slots; ++m) contributions.push_back(rc[r * slots + m]);
+    for (size_t m = 0; m < slots; ++m) {
+      contributions.push_back(rc[r * slots + m]);
+      totals[m] += rc[r * slots + m];
+      tops[m].Add(rc[r * slots + m]);
+    }
   }
   for (; t < n_tail; ++t) {
     ordinals.push_back(tail_subjects[t]);
-    for (size_t m = 0; m < slots; ++m) contributions.push_back(tc[t * slots + m]);
+    for (size_t m = 0; m < slots; ++m) {
+      contributions.push_back(tc[t * slots + m]);
+      totals[m] += tc[t * slots + m];
+      tops[m].Add(tc[t * slots + m]);
+    }
   }
 }
 
@@ -314,34 +326,30 @@ ExecutedCell FinishBlockCell(const v1::AggregateQuery& query, BlockCell& cell,
   std::vector<uint32_t>& ordinals = out.stats.subject_ordinals;
   std::vector<double>& contributions = out.stats.subject_contributions;
   SpareBuffers& spares = SpareBuffers::Get();
+  // Per slot, the total in ordinal order (as the row path takes it) and the
+  // largest contributions.
+  double totals[policy::kMaxAggregates] = {};  // a slot per aggregate at most
+  Top tops[policy::kMaxAggregates];
   if (tail.empty()) {
     // The run is the answer as it stands: each subject once, ascending, with
     // its contributions per slot.
     ordinals = std::move(cell.run_subjects);
     contributions = std::move(cell.run_contrib);
+    for (size_t i = 0; i < contributions.size(); i += slots) {
+      for (size_t m = 0; m < slots; ++m) {
+        totals[m] += contributions[i + m];
+        tops[m].Add(contributions[i + m]);
+      }
+    }
   } else {
     const size_t most = run.size() + tail.size() / stride;
     contributions = spares.Take<double>(most * slots);
     contributions.reserve(most * slots);
     ordinals = spares.Take<uint32_t>(most);
     ordinals.reserve(most);
-    MergeRunAndTail(cell, slots, ordinals, contributions);
+    MergeRunAndTail(cell, slots, ordinals, contributions, totals, tops);
   }
   out.stats.subjects = static_cast<int64_t>(ordinals.size());
-  // Per slot, the total in ordinal order (as the row path takes it) and the
-  // largest contributions.
-  std::vector<double> totals(slots, 0.0);
-  std::vector<std::vector<double>> tops(slots);
-  for (size_t m = 0; m < slots; ++m) {
-    Top top;
-    double total = 0;
-    for (size_t i = m; i < contributions.size(); i += slots) {
-      total += contributions[i];
-      top.Add(contributions[i]);
-    }
-    totals[m] = total;
-    tops[m] = top.values();
-  }
   for (int a = 0; a < n_aggs; ++a) {
     AggregateAccumulator& x = cell.aggregates[a];
     if (query.aggregates(a).kind() == v1::COUNT) x.count = cell.records;
@@ -351,7 +359,7 @@ ExecutedCell FinishBlockCell(const v1::AggregateQuery& query, BlockCell& cell,
     x.sum = cell.sums[m].sum;
     x.sum_squares = cell.sums[m].sum_squares;
     out.stats.abs_totals[a] = totals[m];
-    out.stats.top_contributions[a] = tops[m];
+    out.stats.top_contributions[a] = tops[m].values();
   }
   FinishAggregates(query, cell.aggregates, out);
   spares.Give(cell.tail);
