@@ -326,6 +326,56 @@ TEST(DisclosureTest, PooledDominanceSumsEachPersonsContributions) {
   EXPECT_THAT(Rules(v), ElementsAre("dominance", "secondary-suppression", "secondary-suppression"));
 }
 
+// `c` (one SUM-like aggregate) as the cell of a question COUNT, SUM(m),
+// AVG(m) whose SUM and AVG share one contribution column, as the block scan
+// keeps them.
+CellStats SharedColumn(CellStats c) {
+  c.top_contributions = {{}, c.top_contributions[0], c.top_contributions[0]};
+  c.abs_totals = {0, c.abs_totals[0], c.abs_totals[0]};
+  c.bin_subjects = {{}, {}, {}};
+  c.contribution_column = {-1, 0, 0};
+  c.contribution_columns = 1;
+  return c;
+}
+
+// The same with a column per aggregate: [s * 3 + a], zero for COUNT.
+CellStats ColumnPerAggregate(CellStats c) {
+  c = SharedColumn(c);
+  std::vector<double> wide;
+  for (double v : c.subject_contributions) wide.insert(wide.end(), {0.0, v, v});
+  c.subject_contributions = std::move(wide);
+  c.contribution_column.clear();
+  c.contribution_columns = 0;
+  return c;
+}
+
+// Pooling reads each aggregate's contributions through its column, so cells
+// that share a column per field decide as cells with a column per aggregate.
+// Here the exact pool of a and b (distinct people, the largest 60 of 200) is
+// safe and c is released; pooled by bounds alone (60 + 45 of 200) it is not.
+// A mapping naming a column the cell does not have is not read: the pool
+// falls back to its bounds, as for a cell without subject sets.
+TEST(DisclosureTest, PooledDominanceReadsSharedContributionColumns) {
+  const DisclosureParams p;
+  const v1::AggregateQuery q = Query({v1::COUNT, v1::SUM, v1::AVG});
+  const CellStats a = Measured(20, {60}, 100);  // dominated alone (60%)
+  const CellStats b = Measured(20, {45}, 100);
+  const CellStats c = Measured(20, {5}, 100);
+
+  auto shared = ApplyCellRules(p, q, {SharedColumn(a), SharedColumn(b), SharedColumn(c)});
+  EXPECT_THAT(Released(shared), ElementsAre(false, false, true));
+  EXPECT_THAT(Rules(shared), ElementsAre("dominance", "secondary-suppression", ""));
+  auto wide =
+      ApplyCellRules(p, q, {ColumnPerAggregate(a), ColumnPerAggregate(b), ColumnPerAggregate(c)});
+  EXPECT_EQ(Released(wide), Released(shared));
+  EXPECT_EQ(Rules(wide), Rules(shared));
+
+  CellStats bad = SharedColumn(b);
+  bad.contribution_column = {-1, 0, 1};
+  auto v = ApplyCellRules(p, q, {SharedColumn(a), bad, SharedColumn(c)});
+  EXPECT_THAT(Released(v), ElementsAre(false, false, false));
+}
+
 TEST(DisclosureTest, HistogramComplementCountsDistinctPeople) {
   DisclosureParams p;
   p.min_subjects = 5;

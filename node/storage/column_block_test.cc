@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "node/common/status_matchers.h"
@@ -174,6 +175,45 @@ TEST(ColumnBlockTest, NonFiniteDoubleInANullRowIsAccepted) {
   const std::vector<bool> wanted = {true};
   EXPECT_THAT(DecodeColumnBlock(encoded, types, &decoded, &wanted),
               StatusIs(absl::StatusCode::kDataLoss, ::testing::HasSubstr("row 5")));
+}
+
+// The finiteness check looks at a value's exponent bits only: the largest,
+// the smallest normal and subnormal values and both zeros pass, in any row of
+// a block of any length; each infinity and NaN is refused wherever it is.
+TEST(ColumnBlockTest, FiniteExtremesPassAndEveryNonFiniteIsRefused) {
+  using Limits = std::numeric_limits<double>;
+  const std::vector<double> finite = {Limits::max(),        -Limits::max(), Limits::min(),
+                                      Limits::denorm_min(), -0.0,           0.0,
+                                      -Limits::denorm_min(), 1e-300,        -123.25};
+  const std::vector<double> non_finite = {Limits::infinity(), -Limits::infinity(),
+                                          Limits::quiet_NaN(), -Limits::quiet_NaN(),
+                                          Limits::signaling_NaN()};
+  const std::vector<StoredType> types = {StoredType::kDouble};
+  const std::vector<bool> wanted = {true};
+  for (uint32_t rows : {1u, 7u, 64u, 4096u}) {
+    SCOPED_TRACE(absl::StrCat(rows, " rows"));
+    ColumnBlock block;
+    block.Reset(1);
+    block.rows = rows;
+    for (uint32_t r = 0; r < rows; ++r) {
+      block.subjects.push_back(r);
+      block.columns[0].doubles.push_back(finite[r % finite.size()]);
+    }
+    ColumnBlock decoded;
+    const std::string good = EncodeColumnBlock(block, types);
+    ASSERT_OK(DecodeColumnBlock(good, types, &decoded));
+    for (double bad : non_finite) {
+      // Layout: 8 header, 4 a subject, 4 column header, the values (no nulls).
+      const uint32_t row = rows / 2;
+      std::string poisoned = good;
+      poisoned.replace(8 + 4 * size_t{rows} + 4 + 8 * size_t{row}, 8,
+                       reinterpret_cast<const char*>(&bad), 8);
+      EXPECT_THAT(DecodeColumnBlock(poisoned, types, &decoded, &wanted),
+                  StatusIs(absl::StatusCode::kDataLoss,
+                           ::testing::HasSubstr(absl::StrCat("row ", row))))
+          << bad;
+    }
+  }
 }
 
 TEST(ColumnBlockTest, ValuesTheWriterNeverStoresAreDataLoss) {
