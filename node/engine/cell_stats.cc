@@ -140,8 +140,21 @@ struct FoldedTail {
 // merge picks without branching; only a subject in both with several tail
 // records is summed again record by record (adding a folded tail to the run
 // total would round differently).
+// Per measure slot, the total of the subjects' contributions in ordinal
+// order (as the row path takes it) and the largest of them.
+struct SlotFigures {
+  void Add(const double* contrib, size_t slots) {
+    for (size_t m = 0; m < slots; ++m) {
+      totals[m] += contrib[m];
+      tops[m].Add(contrib[m]);
+    }
+  }
+  double totals[policy::kMaxAggregates] = {};  // a slot per aggregate at most
+  Top tops[policy::kMaxAggregates];
+};
+
 void MergeRunAndTail(const BlockCell& cell, size_t slots, std::vector<uint32_t>& ordinals,
-                     std::vector<double>& contributions, double* totals, Top* tops) {
+                     std::vector<double>& contributions, SlotFigures& figures) {
   static thread_local FoldedTail folded;
   folded.Fold(cell.tail, slots);
   const uint32_t* run = cell.run_subjects.data();
@@ -151,12 +164,16 @@ void MergeRunAndTail(const BlockCell& cell, size_t slots, std::vector<uint32_t>&
   const double* tc = folded.contrib.data();
   const size_t n_run = cell.run_subjects.size(), n_tail = folded.subjects.size();
   static constexpr double kNone[policy::kMaxAggregates] = {};
+  auto emit = [&](uint32_t subject, const double* contrib) {
+    ordinals.push_back(subject);
+    for (size_t m = 0; m < slots; ++m) contributions.push_back(contrib[m]);
+    figures.Add(contrib, slots);
+  };
   size_t r = 0, t = 0;
   double c[policy::kMaxAggregates];  // a slot per aggregate at most
   while (r < n_run && t < n_tail) {
     const uint32_t a = run[r], b = tail_subjects[t];
     const bool from_run = a <= b, from_tail = b <= a;
-    ordinals.push_back(a < b ? a : b);
     if (ABSL_PREDICT_FALSE(from_run & from_tail & (tail_records[t] > 1))) {
       // Contributions are magnitudes (+0 or more): adding a zero is exact.
       for (size_t m = 0; m < slots; ++m) c[m] = rc[r * slots + m];
@@ -173,30 +190,12 @@ void MergeRunAndTail(const BlockCell& cell, size_t slots, std::vector<uint32_t>&
       const double* y = from_tail ? tc + t * slots : kNone;
       for (size_t m = 0; m < slots; ++m) c[m] = x[m] + y[m];
     }
-    for (size_t m = 0; m < slots; ++m) {
-      contributions.push_back(c[m]);
-      totals[m] += c[m];
-      tops[m].Add(c[m]);
-    }
+    emit(a < b ? a : b, c);
     r += from_run;
     t += from_tail;
   }
-  for (; r < n_run; ++r) {
-    ordinals.push_back(run[r]);
-    for (size_t m = 0; m < slots; ++m) {
-      contributions.push_back(rc[r * slots + m]);
-      totals[m] += rc[r * slots + m];
-      tops[m].Add(rc[r * slots + m]);
-    }
-  }
-  for (; t < n_tail; ++t) {
-    ordinals.push_back(tail_subjects[t]);
-    for (size_t m = 0; m < slots; ++m) {
-      contributions.push_back(tc[t * slots + m]);
-      totals[m] += tc[t * slots + m];
-      tops[m].Add(tc[t * slots + m]);
-    }
-  }
+  for (; r < n_run; ++r) emit(run[r], rc + r * slots);
+  for (; t < n_tail; ++t) emit(tail_subjects[t], tc + t * slots);
 }
 
 // A cell with its key, its per-aggregate statistics sized, and no figures.
@@ -326,28 +325,20 @@ ExecutedCell FinishBlockCell(const v1::AggregateQuery& query, BlockCell& cell,
   std::vector<uint32_t>& ordinals = out.stats.subject_ordinals;
   std::vector<double>& contributions = out.stats.subject_contributions;
   SpareBuffers& spares = SpareBuffers::Get();
-  // Per slot, the total in ordinal order (as the row path takes it) and the
-  // largest contributions.
-  double totals[policy::kMaxAggregates] = {};  // a slot per aggregate at most
-  Top tops[policy::kMaxAggregates];
+  SlotFigures figures;
   if (tail.empty()) {
     // The run is the answer as it stands: each subject once, ascending, with
     // its contributions per slot.
     ordinals = std::move(cell.run_subjects);
     contributions = std::move(cell.run_contrib);
-    for (size_t i = 0; i < contributions.size(); i += slots) {
-      for (size_t m = 0; m < slots; ++m) {
-        totals[m] += contributions[i + m];
-        tops[m].Add(contributions[i + m]);
-      }
-    }
+    for (size_t i = 0; i < contributions.size(); i += slots) figures.Add(&contributions[i], slots);
   } else {
     const size_t most = run.size() + tail.size() / stride;
     contributions = spares.Take<double>(most * slots);
     contributions.reserve(most * slots);
     ordinals = spares.Take<uint32_t>(most);
     ordinals.reserve(most);
-    MergeRunAndTail(cell, slots, ordinals, contributions, totals, tops);
+    MergeRunAndTail(cell, slots, ordinals, contributions, figures);
   }
   out.stats.subjects = static_cast<int64_t>(ordinals.size());
   for (int a = 0; a < n_aggs; ++a) {
@@ -358,8 +349,8 @@ ExecutedCell FinishBlockCell(const v1::AggregateQuery& query, BlockCell& cell,
     x.count = cell.sums[m].count;
     x.sum = cell.sums[m].sum;
     x.sum_squares = cell.sums[m].sum_squares;
-    out.stats.abs_totals[a] = totals[m];
-    out.stats.top_contributions[a] = tops[m].values();
+    out.stats.abs_totals[a] = figures.totals[m];
+    out.stats.top_contributions[a] = figures.tops[m].values();
   }
   FinishAggregates(query, cell.aggregates, out);
   spares.Give(cell.tail);
