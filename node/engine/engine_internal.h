@@ -115,7 +115,13 @@ class SubjectStaging {
     if (added != nullptr) *added = inserted;
     return ordinal;
   }
-  void Prefetch(uint32_t hash) const { index_->Prefetch(hash); }
+  // Ordinal for ids[0], ..., ids[n - 1], as n calls would give, with their
+  // lookups overlapped (SubjectIndex::FindOrInsertBatch).
+  void Ordinals(const absl::string_view* ids, const uint32_t* hashes, size_t n,
+                uint32_t* ordinals, bool* added) {
+    added_ += static_cast<uint32_t>(
+        index_->FindOrInsertBatch(ids, hashes, n, base_ + added_, ordinals, added));
+  }
   uint32_t base() const { return base_; }
   uint32_t added() const { return added_; }
   uint32_t total() const { return base_ + added_; }

@@ -402,7 +402,6 @@ void IngestRun::CsvRow(int64_t line, absl::string_view raw, absl::string_view er
     FinishRow(raw, true);
     return;
   }
-  writer_->Prefetch(values[subject_column_]);
   bool bad = false;
   for (size_t i = 0; i < values.size(); ++i) {
     const int f = column_field_[i];

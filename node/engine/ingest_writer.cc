@@ -113,25 +113,12 @@ absl::Status IngestWriter::StageReplace() {
 absl::Status IngestWriter::Stage(const std::vector<Cell>& cells) {
   if (!writing_) return absl::OkStatus();
   const uint32_t row = block_.rows;
+  // The ordinal comes with the block's others (ResolveSubjects).
   const absl::string_view id = cells[def_.subject_field].s;
-  bool added = false;
-  const uint32_t hash = id == hinted_id_ ? hinted_hash_ : SubjectIndex::Hash(id);
-  hinted_id_ = absl::string_view();
-  const uint32_t ordinal = subjects_->Ordinal(id, hash, &added);
-  if (added) {
-    // New ordinals come in increasing order: the table stays sorted.
-    key_ = storage::SubjectIdByOrdinalPrefix();
-    storage::AppendFixed32BE(&key_, ordinal);
-    FEDSHARE_RETURN_IF_ERROR(bulk_->Put(ordinals_table_, key_, id));
-  }
-  block_.subjects.push_back(ordinal);
-  if (ordinal / 64 >= present_.size()) present_.resize(ordinal / 64 + 1, 0);
-  uint64_t& word = present_[ordinal / 64];
-  const uint64_t bit = uint64_t{1} << (ordinal % 64);
-  if ((word & bit) == 0) {
-    word |= bit;
-    ++new_subjects_;
-  }
+  pending_ids_.append(id.data(), id.size());
+  pending_ends_.push_back(static_cast<uint32_t>(pending_ids_.size()));
+  pending_hashes_.push_back(SubjectIndex::Hash(id));
+  block_.subjects.push_back(0);
   for (int f = 0; f < nfields_; ++f) {
     const Cell& c = cells[f];
     ColumnBlock::Column& col = block_.columns[f];
@@ -156,14 +143,45 @@ absl::Status IngestWriter::Stage(const std::vector<Cell>& cells) {
   return absl::OkStatus();
 }
 
-void IngestWriter::Prefetch(absl::string_view id) {
-  if (!writing_) return;
-  hinted_id_ = id;
-  hinted_hash_ = SubjectIndex::Hash(id);
-  subjects_->Prefetch(hinted_hash_);
+absl::Status IngestWriter::ResolveSubjects() {
+  const size_t n = pending_hashes_.size();
+  if (n == 0) return absl::OkStatus();
+  pending_views_.clear();
+  uint32_t begin = 0;
+  for (uint32_t end : pending_ends_) {
+    pending_views_.emplace_back(pending_ids_.data() + begin, end - begin);
+    begin = end;
+  }
+  pending_ordinals_.resize(n);
+  if (pending_added_ == nullptr) pending_added_.reset(new bool[storage::kBlockRows]);
+  subjects_->Ordinals(pending_views_.data(), pending_hashes_.data(), n, pending_ordinals_.data(),
+                      pending_added_.get());
+  const size_t first_row = block_.subjects.size() - n;
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t ordinal = pending_ordinals_[i];
+    block_.subjects[first_row + i] = ordinal;
+    if (pending_added_[i]) {
+      // New ordinals come in increasing order: the table stays sorted.
+      key_ = storage::SubjectIdByOrdinalPrefix();
+      storage::AppendFixed32BE(&key_, ordinal);
+      FEDSHARE_RETURN_IF_ERROR(bulk_->Put(ordinals_table_, key_, pending_views_[i]));
+    }
+    if (ordinal / 64 >= present_.size()) present_.resize(ordinal / 64 + 1, 0);
+    uint64_t& word = present_[ordinal / 64];
+    const uint64_t bit = uint64_t{1} << (ordinal % 64);
+    if ((word & bit) == 0) {
+      word |= bit;
+      ++new_subjects_;
+    }
+  }
+  pending_ids_.clear();
+  pending_ends_.clear();
+  pending_hashes_.clear();
+  return absl::OkStatus();
 }
 
 absl::Status IngestWriter::FlushBlock() {
+  FEDSHARE_RETURN_IF_ERROR(ResolveSubjects());
   if (block_dirty_) {
     FEDSHARE_RETURN_IF_ERROR(bulk_->Put(records_table_,
                                         storage::RecordsBlockKey(def_.id, block_no_),
@@ -196,6 +214,9 @@ void IngestWriter::Stop() {
   meta_bytes_ = 0;
   block_.Reset(nfields_);
   block_dirty_ = false;
+  pending_ids_.clear();
+  pending_ends_.clear();
+  pending_hashes_.clear();
   subjects_->Reset();
   engine_->write_mu_.AssertHeld();
   Engine::WriterState& w = *engine_->writer_;
@@ -212,7 +233,7 @@ size_t IngestWriter::held_bytes() const {
   // are sorted at the end (8 bytes each).
   size_t held = 2 * staged_bytes() + meta_bytes_ +
                 (present_.capacity() + present_before_.capacity()) * sizeof(uint64_t) +
-                old_blocks_.capacity() * sizeof(uint32_t);
+                old_blocks_.capacity() * sizeof(uint32_t) + pending_ids_.capacity();
   if (subjects_ != nullptr) held += subjects_->held_bytes() + 8 * size_t{subjects_->added()};
   for (const auto& d : dicts_) {
     if (d != nullptr) held += d->held_bytes();

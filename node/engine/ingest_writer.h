@@ -45,10 +45,6 @@ class IngestWriter {
   absl::Status Start();
   // Stages a good row: cells[f] parsed and checked for every field.
   absl::Status Stage(const std::vector<Cell>& cells);
-  // A hint that the next row staged is likely of subject `id`: its place in
-  // the subject index is loaded while the row is parsed and checked. `id`
-  // must stay valid until that Stage.
-  void Prefetch(absl::string_view id);
   // Nothing will be written: drops what was staged; Stage does nothing more.
   void Stop();
   bool writing() const { return writing_; }
@@ -67,6 +63,9 @@ class IngestWriter {
  private:
   absl::Status StageReplace();
   absl::Status FlushBlock();
+  // Gives the rows staged since the last call their subjects' ordinals, all
+  // at once (SubjectStaging::Ordinals), and stages the new subjects' keys.
+  absl::Status ResolveSubjects();
 
   Engine* engine_;
   const DatasetDef& def_;
@@ -86,8 +85,15 @@ class IngestWriter {
   std::string key_;  // reused key buffer
 
   std::unique_ptr<SubjectStaging> subjects_;
-  absl::string_view hinted_id_;  // Prefetch's, with its hash
-  uint32_t hinted_hash_ = 0;
+  // The subjects of the block's last rows, whose ordinals are looked up
+  // together when the block is full or written (ResolveSubjects): one
+  // lookup at a time waits for a cache miss or two. At most one block's.
+  std::string pending_ids_;              // the ids, one after another
+  std::vector<uint32_t> pending_ends_;   // where each id ends in pending_ids_
+  std::vector<uint32_t> pending_hashes_;
+  std::vector<absl::string_view> pending_views_;  // reused by ResolveSubjects
+  std::vector<uint32_t> pending_ordinals_;
+  std::unique_ptr<bool[]> pending_added_;  // storage::kBlockRows
   std::vector<std::unique_ptr<DictionaryStaging>> dicts_;
   storage::DatasetStats stats_;
   std::vector<uint64_t> present_;

@@ -118,9 +118,51 @@ void SubjectIndex::Insert(absl::string_view id, uint32_t ordinal) {
   ++size_;
 }
 
+void SubjectIndex::GrowFor(size_t more) {
+  size_t capacity = std::max<size_t>(16, slots_.size());
+  while ((size_ + more) * 5 > capacity * 4) capacity *= 2;
+  Grow(capacity);
+}
+
 uint32_t SubjectIndex::FindOrInsert(absl::string_view id, uint32_t hash, uint32_t new_ordinal,
                                     bool* inserted) {
   GrowForOneMore();
+  return FindOrInsertInPlace(id, hash, new_ordinal, inserted);
+}
+
+size_t SubjectIndex::FindOrInsertBatch(const absl::string_view* ids, const uint32_t* hashes,
+                                       size_t n, uint32_t new_ordinal, uint32_t* ordinals,
+                                       bool* inserted) {
+  // Enough loads in flight to cover the latency, few enough that the group's
+  // lines stay in the first-level cache until they are used.
+  constexpr size_t kGroup = 32;
+  size_t added = 0;
+  for (size_t start = 0; start < n; start += kGroup) {
+    const size_t end = std::min(n, start + kGroup);
+    // Room for the whole group first: the table must not move once loaded.
+    GrowFor(end - start);
+    const size_t mask = slots_.size() - 1;
+    for (size_t i = start; i < end; ++i) __builtin_prefetch(&slots_[hashes[i] & mask]);
+    // The entry an id most likely matches: the one in its home slot.
+    for (size_t i = start; i < end; ++i) {
+      const uint64_t s = slots_[hashes[i] & mask];
+      if (s != 0 && static_cast<uint32_t>(s >> 32) == hashes[i]) {
+        __builtin_prefetch(Entry((s & 0xffffffffu) - 1));
+      }
+    }
+    for (size_t i = start; i < end; ++i) {
+      bool added_here = false;
+      ordinals[i] = FindOrInsertInPlace(ids[i], hashes[i],
+                                        new_ordinal + static_cast<uint32_t>(added), &added_here);
+      inserted[i] = added_here;
+      if (added_here) ++added;
+    }
+  }
+  return added;
+}
+
+uint32_t SubjectIndex::FindOrInsertInPlace(absl::string_view id, uint32_t hash,
+                                           uint32_t new_ordinal, bool* inserted) {
   const size_t slot = Probe(id, hash);
   if (slots_[slot] != 0) {
     *inserted = false;

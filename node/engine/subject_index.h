@@ -58,6 +58,17 @@ class SubjectIndex {
   void Prefetch(uint32_t hash) const {
     if (!slots_.empty()) __builtin_prefetch(&slots_[hash & (slots_.size() - 1)]);
   }
+  // FindOrInsert for ids[0], ..., ids[n - 1] in that order, with the same
+  // outcome as n calls: ordinals[i] is ids[i]'s ordinal and inserted[i]
+  // whether this call added it; new ids take new_ordinal, new_ordinal + 1,
+  // ... in order of first appearance (an id repeated in the batch is added
+  // once). Returns how many were added. REQUIRES: hashes[i] == Hash(ids[i]).
+  // The table and the ids are larger than the caches, and one lookup at a
+  // time waits for a miss on the slot, then one on the entry: here a group
+  // of ids has its slots, then their entries, loaded together, so the
+  // misses overlap.
+  size_t FindOrInsertBatch(const absl::string_view* ids, const uint32_t* hashes, size_t n,
+                           uint32_t new_ordinal, uint32_t* ordinals, bool* inserted);
   // Removes `id` if present; its bytes in the arena are overwritten.
   void Erase(absl::string_view id);
   size_t size() const { return size_; }
@@ -87,6 +98,11 @@ class SubjectIndex {
   // Stores a new entry in the arena; its reference.
   Ref Append(absl::string_view id, uint32_t ordinal);
   void GrowForOneMore();
+  // Makes room for `more` more subjects (at most 4/5 full, as GrowForOneMore).
+  void GrowFor(size_t more);
+  // FindOrInsert once the table has room.
+  uint32_t FindOrInsertInPlace(absl::string_view id, uint32_t hash, uint32_t new_ordinal,
+                               bool* inserted);
   void Grow(size_t capacity);
   void RemoveSlot(size_t slot);
   char* Entry(Ref ref) const;
