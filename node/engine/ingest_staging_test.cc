@@ -7,6 +7,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
@@ -14,6 +15,7 @@
 #include "node/common/status_matchers.h"
 #include "node/engine/engine.h"
 #include "node/engine/ingest.h"
+#include "node/storage/keys.h"
 
 namespace fedshare::engine {
 namespace {
@@ -167,6 +169,51 @@ TEST_F(IngestStagingTest, StagedIngestAndReplaceAreWholeAfterARestart) {
   ASSERT_OK_AND_ASSIGN(r, Ingest("pid,site,score,weight\nsubject-0,site1,5,1\n"));
   EXPECT_EQ(r.new_subjects(), 1);  // new to the dataset, known to the store
   EXPECT_EQ(Reader()->subject_count(), static_cast<uint32_t>(kRows / 2 + 70000));
+}
+
+// New subjects' ordinal-by-id keys are staged as the rows come while the new
+// ids increase, and all at the end once one does not: either way each new
+// id has its key, with its ordinal, after a restart.
+TEST_F(IngestStagingTest, NewSubjectsAreKeptByIdWhetherTheyCameInOrderOrNot) {
+  auto padded = [](int i) { return absl::StrFormat("s%07d", i); };
+  std::string in_order = "pid,site,score,weight\n";
+  for (int i = 0; i < kRows; ++i) absl::StrAppend(&in_order, padded(i), ",site1,5,1\n");
+  // The same ids again but the last, then ids that break the order only
+  // after the write has moved to files (one of them lower than every other).
+  std::string late_break = "pid,site,score,weight\n";
+  for (int i = kRows; i < 2 * kRows; ++i) absl::StrAppend(&late_break, padded(i), ",site2,6,2\n");
+  absl::StrAppend(&late_break, "a-first,site2,6,2\n", padded(0), ",site2,6,2\n",
+                  padded(kRows + 5), ",site2,6,2\nzz-last,site2,6,2\n");
+  for (const std::string* file : {&in_order, &late_break}) {
+    bool staged = false;
+    ASSERT_OK_AND_ASSIGN(v1::IngestResponse r, Ingest(*file, &staged));
+    EXPECT_TRUE(staged);
+    EXPECT_EQ(r.new_subjects(), file == &in_order ? kRows : kRows + 2);
+  }
+  ASSERT_OK(Open());
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> ids, Reader()->SubjectIds());
+  ASSERT_EQ(ids.size(), 2u * kRows + 2);
+  uint64_t keys = 0;
+  ASSERT_OK(storage_->ScanPrefix(storage::ColumnFamily::kSubjects,
+                                 storage::SubjectOrdinalByIdPrefix(),
+                                 [&](absl::string_view key, absl::string_view value) {
+                                   const uint32_t ordinal = storage::DecodeFixed32BE(value);
+                                   EXPECT_LT(ordinal, ids.size());
+                                   if (ordinal < ids.size()) {
+                                     EXPECT_EQ(ids[ordinal], key.substr(1));
+                                   }
+                                   ++keys;
+                                   return absl::OkStatus();
+                                 }));
+  EXPECT_EQ(keys, ids.size());
+  EXPECT_EQ(ids[2 * kRows], "a-first");
+  EXPECT_EQ(ids[2 * kRows + 1], "zz-last");
+  // Known after the restart: none is new to the store.
+  ASSERT_OK_AND_ASSIGN(v1::IngestResponse r,
+                       Ingest(absl::StrCat("pid,site,score,weight\n", padded(7), ",site1,1,1\n",
+                                           padded(kRows + 7), ",site1,1,1\na-first,site1,1,1\n")));
+  EXPECT_EQ(r.new_subjects(), 0);
+  EXPECT_EQ(Reader()->subject_count(), 2u * kRows + 2);
 }
 
 }  // namespace

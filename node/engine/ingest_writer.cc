@@ -165,6 +165,7 @@ absl::Status IngestWriter::ResolveSubjects() {
       key_ = storage::SubjectIdByOrdinalPrefix();
       storage::AppendFixed32BE(&key_, ordinal);
       FEDSHARE_RETURN_IF_ERROR(bulk_->Put(ordinals_table_, key_, pending_views_[i]));
+      FEDSHARE_RETURN_IF_ERROR(StageIdInOrder(pending_views_[i], ordinal));
     }
     if (ordinal / 64 >= present_.size()) present_.resize(ordinal / 64 + 1, 0);
     uint64_t& word = present_[ordinal / 64];
@@ -178,6 +179,19 @@ absl::Status IngestWriter::ResolveSubjects() {
   pending_ends_.clear();
   pending_hashes_.clear();
   return absl::OkStatus();
+}
+
+absl::Status IngestWriter::StageIdInOrder(absl::string_view id, uint32_t ordinal) {
+  if (!ids_in_order_) return absl::OkStatus();
+  // Ids are never empty: the first is greater than last_new_id_'s "".
+  if (id <= last_new_id_) {
+    ids_in_order_ = false;
+    return bulk_->ClearTable(ids_table_);
+  }
+  last_new_id_.assign(id.data(), id.size());
+  key_ = storage::SubjectOrdinalByIdPrefix();
+  key_.append(id.data(), id.size());
+  return bulk_->Put(ids_table_, key_, storage::EncodeFixed32BE(ordinal));
 }
 
 absl::Status IngestWriter::FlushBlock() {
@@ -287,9 +301,11 @@ absl::Status IngestWriter::Finish(uint64_t rows, const std::string& file_sha256,
     outcome.clear_rejected_rows();
     meta_[outcome_key] = outcome.SerializeAsString();
   }
-  // Each new subject's ordinal by id, in id order.
+  // Each new subject's ordinal by id, in id order (staged already if the
+  // ids came in order).
   const SubjectIndex& index = subjects_->index();
-  for (SubjectIndex::Ref ref : subjects_->NewInIdOrder()) {
+  for (SubjectIndex::Ref ref :
+       ids_in_order_ ? std::vector<SubjectIndex::Ref>() : subjects_->NewInIdOrder()) {
     key_ = storage::SubjectOrdinalByIdPrefix();
     const absl::string_view id = index.id(ref);
     key_.append(id.data(), id.size());

@@ -66,6 +66,8 @@ class IngestWriter {
   // Gives the rows staged since the last call their subjects' ordinals, all
   // at once (SubjectStaging::Ordinals), and stages the new subjects' keys.
   absl::Status ResolveSubjects();
+  // Stages a new subject's ordinal-by-id key while the new ids increase.
+  absl::Status StageIdInOrder(absl::string_view id, uint32_t ordinal);
 
   Engine* engine_;
   const DatasetDef& def_;
@@ -94,6 +96,12 @@ class IngestWriter {
   std::vector<absl::string_view> pending_views_;  // reused by ResolveSubjects
   std::vector<uint32_t> pending_ordinals_;
   std::unique_ptr<bool[]> pending_added_;  // storage::kBlockRows
+  // New subjects' ordinal-by-id keys go into ids_table_ as the subjects
+  // come while their ids increase (so the commit need not write them all
+  // after the last row, on the critical path); once one does not, the
+  // table is cleared and Finish writes them all, sorted.
+  bool ids_in_order_ = true;
+  std::string last_new_id_;
   std::vector<std::unique_ptr<DictionaryStaging>> dicts_;
   storage::DatasetStats stats_;
   std::vector<uint64_t> present_;
