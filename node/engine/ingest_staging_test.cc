@@ -4,7 +4,9 @@
 #include <stdlib.h>
 
 #include <filesystem>
+#include <map>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -14,6 +16,7 @@
 #include "node/common/status_macros.h"
 #include "node/common/status_matchers.h"
 #include "node/engine/engine.h"
+#include "node/engine/engine_internal.h"
 #include "node/engine/ingest.h"
 #include "node/storage/keys.h"
 
@@ -214,6 +217,29 @@ TEST_F(IngestStagingTest, NewSubjectsAreKeptByIdWhetherTheyCameInOrderOrNot) {
                                            padded(kRows + 7), ",site1,1,1\na-first,site1,1,1\n")));
   EXPECT_EQ(r.new_subjects(), 0);
   EXPECT_EQ(Reader()->subject_count(), 2u * kRows + 2);
+}
+
+// The values a staging remembers first give the codes the dictionary and
+// the staged values give: known ones keep theirs, new ones are numbered
+// after them in order of first appearance, more than it remembers included.
+TEST(DictionaryStagingTest, CodesAreTheDictionarysThenNewInOrder) {
+  Dictionary dict;
+  dict.Add("north");
+  dict.Add("south");
+  DictionaryStaging staging(dict);
+  std::vector<std::string> values = {"south", "east", "north", "east"};
+  for (int i = 0; i < 30; ++i) values.push_back(absl::StrCat("v", i % 12));
+  std::map<std::string, uint32_t> expected = {{"north", 0}, {"south", 1}};
+  for (const std::string& v : values) {
+    expected.emplace(v, static_cast<uint32_t>(expected.size()));
+    EXPECT_EQ(staging.Code(v), expected[v]) << v;
+  }
+  EXPECT_EQ(staging.first_new_code(), 2u);
+  ASSERT_EQ(staging.new_values().size(), 13u);
+  EXPECT_EQ(staging.new_values()[0], "east");
+  EXPECT_EQ(staging.new_values()[12], "v11");
+  EXPECT_EQ(staging.Code("v11"), 14u);
+  EXPECT_EQ(staging.Code("south"), 1u);
 }
 
 }  // namespace

@@ -1,7 +1,11 @@
 #include "node/engine/subject_index.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 
 #include "absl/hash/hash.h"
 
@@ -15,6 +19,8 @@ constexpr int kChunkShift = 22;
 constexpr size_t kFirstChunkBytes = size_t{64} << 10;
 constexpr size_t kEntryHeader = 8;  // u32 ordinal, u32 length
 constexpr uint32_t kErased = UINT32_MAX;
+// From this size on, the slot table is a mapping of its own (Slots).
+constexpr size_t kHugePageBytes = size_t{2} << 20;
 
 uint32_t Load32(const char* p) {
   uint32_t v;
@@ -25,6 +31,29 @@ uint32_t Load32(const char* p) {
 size_t EntryBytes(size_t id_size) { return (kEntryHeader + id_size + 7) & ~size_t{7}; }
 
 }  // namespace
+
+SubjectIndex::Slots::Slots(size_t n) : size_(n) {
+  const size_t bytes = n * sizeof(uint64_t);
+  if (bytes >= kHugePageBytes) {
+    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p != MAP_FAILED) {
+      ::madvise(p, bytes, MADV_HUGEPAGE);  // a hint: without it, 4 KiB pages
+      data_ = static_cast<uint64_t*>(p);
+      mapped_ = bytes;
+      return;
+    }
+  }
+  data_ = static_cast<uint64_t*>(std::calloc(n, sizeof(uint64_t)));
+  if (data_ == nullptr) throw std::bad_alloc();
+}
+
+SubjectIndex::Slots::~Slots() {
+  if (mapped_ != 0) {
+    ::munmap(data_, mapped_);
+  } else {
+    std::free(data_);
+  }
+}
 
 uint32_t SubjectIndex::Hash(absl::string_view id) {
   const uint64_t h = absl::Hash<absl::string_view>()(id);
@@ -72,10 +101,10 @@ void SubjectIndex::Grow(size_t capacity) {
   size_t n = 16;
   while (n < capacity) n <<= 1;
   if (n <= slots_.size()) return;
-  std::vector<uint64_t> old(n, 0);
+  Slots old(n);
   old.swap(slots_);
-  for (uint64_t s : old) {
-    if (s != 0) Place(s);
+  for (size_t i = 0; i < old.size(); ++i) {
+    if (old[i] != 0) Place(old[i]);
   }
 }
 

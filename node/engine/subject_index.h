@@ -22,6 +22,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/string_view.h"
@@ -110,7 +111,33 @@ class SubjectIndex {
   std::vector<Chunk> chunks_;
   std::vector<uint32_t> chunk_at_;  // per 4 MiB of the virtual space: its chunk
   size_t arena_bytes_ = 0;
-  std::vector<uint64_t> slots_;  // 0: empty; else hash << 32 | (ref + 1)
+  // The slots, zero when made. A large table is a mapping of its own: the
+  // kernel's zero pages, huge ones where it allows, so growing the table
+  // neither clears it in a loop nor takes a page fault per 4 KiB of it.
+  class Slots {
+   public:
+    Slots() = default;
+    explicit Slots(size_t n);
+    ~Slots();
+    Slots(const Slots&) = delete;
+    Slots& operator=(const Slots&) = delete;
+    void swap(Slots& other) {
+      std::swap(data_, other.data_);
+      std::swap(size_, other.size_);
+      std::swap(mapped_, other.mapped_);
+    }
+    uint64_t& operator[](size_t i) { return data_[i]; }
+    const uint64_t& operator[](size_t i) const { return data_[i]; }
+    size_t size() const { return size_; }
+    bool empty() const { return size_ == 0; }
+    size_t capacity() const { return size_; }
+
+   private:
+    uint64_t* data_ = nullptr;
+    size_t size_ = 0;
+    size_t mapped_ = 0;  // bytes mapped; 0 when from calloc
+  };
+  Slots slots_;  // 0: empty; else hash << 32 | (ref + 1)
   size_t size_ = 0;
 };
 
