@@ -18,6 +18,7 @@
 #include "node/engine/engine.h"
 #include "node/engine/engine_internal.h"
 #include "node/engine/ingest.h"
+#include "node/storage/fault_injector.h"
 #include "node/storage/keys.h"
 
 namespace fedshare::engine {
@@ -63,7 +64,9 @@ class IngestStagingTest : public ::testing::Test {
     reader_.reset();  // its snapshot goes before the store
     engine_.reset();
     storage_.reset();
-    FEDSHARE_ASSIGN_OR_RETURN(storage_, storage::Storage::Create(dir_, {}));
+    storage::StorageOptions storage_options;
+    storage_options.fault_injector = &faults_;
+    FEDSHARE_ASSIGN_OR_RETURN(storage_, storage::Storage::Create(dir_, storage_options));
     EngineOptions options;
     v1::DatasetSchema schema;
     EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(kSchema, &schema));
@@ -105,6 +108,7 @@ class IngestStagingTest : public ::testing::Test {
   }
 
   std::string dir_;
+  storage::FaultInjector faults_;  // fails nothing unless a test says so
   std::unique_ptr<storage::Storage> storage_;
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<DatasetReader> reader_;
@@ -217,6 +221,32 @@ TEST_F(IngestStagingTest, NewSubjectsAreKeptByIdWhetherTheyCameInOrderOrNot) {
                                            padded(kRows + 7), ",site1,1,1\na-first,site1,1,1\n")));
   EXPECT_EQ(r.new_subjects(), 0);
   EXPECT_EQ(Reader()->subject_count(), 2u * kRows + 2);
+}
+
+// A write error while full blocks are staged on the writer's own thread
+// fails the ingest, which writes nothing: no row, no subject.
+TEST_F(IngestStagingTest, AWriteErrorWhileBlocksAreStagedWritesNothing) {
+  ASSERT_OK(Ingest(Rows(0, 100)).status());
+  const std::string csv = Rows(100, kRows);
+  auto session = engine_->StartIngest("visits", v1::CSV, false, {});
+  ASSERT_OK(session.status());
+  absl::Status failed;
+  for (size_t pos = 0; pos < csv.size() && failed.ok(); pos += size_t{1} << 20) {
+    if (StagedFiles() > 0) faults_.SetFailWrites(true);  // the write has moved to files
+    failed = (*session)->Append(absl::string_view(csv).substr(pos, size_t{1} << 20));
+  }
+  if (failed.ok()) failed = (*session)->Finish().status();
+  EXPECT_TRUE(faults_.fail_writes());
+  EXPECT_GT(faults_.injected_failures(), 0);
+  EXPECT_FALSE(failed.ok());
+  session->reset();
+  faults_.SetFailWrites(false);
+  EXPECT_EQ(StagedFiles(), 0u);
+  EXPECT_EQ(Reader()->rows(), 100u);
+  EXPECT_EQ(reader_->subject_count(), 100u);
+  ASSERT_OK(Open());
+  EXPECT_EQ(Reader()->rows(), 100u);
+  EXPECT_EQ(reader_->subject_count(), 100u);
 }
 
 // The values a staging remembers first give the codes the dictionary and
