@@ -223,6 +223,23 @@ TEST_F(IngestStagingTest, NewSubjectsAreKeptByIdWhetherTheyCameInOrderOrNot) {
   EXPECT_EQ(Reader()->subject_count(), 2u * kRows + 2);
 }
 
+// A bad row drops what was staged, and the memory budget, checked at the end
+// of each slice, counts what is held then: not the staged write the bad row
+// dropped, even when that write had grown past the budget within the slice.
+TEST_F(IngestStagingTest, ABadRowDropsTheStagedWriteFromTheBudget) {
+  IngestControl control;
+  control.memory_budget_bytes = size_t{1} << 20;
+  // One slice: 20,000 new subjects (over 2 MiB staged), then the bad row.
+  const std::string csv = absl::StrCat(Rows(0, 20000), "subject-x,site1,500,1\n");
+  ASSERT_LT(csv.size(), size_t{1} << 20);
+  ASSERT_OK_AND_ASSIGN(v1::IngestResponse r, Ingest(csv, nullptr, control));
+  EXPECT_EQ(r.rows_written(), 0);
+  EXPECT_EQ(r.rows_rejected(), 1);
+  ASSERT_EQ(r.errors_size(), 1);
+  EXPECT_EQ(r.errors(0).column(), "score");
+  EXPECT_EQ(StagedFiles(), 0u);
+}
+
 // A write error while full blocks are staged on the writer's own thread
 // fails the ingest, which writes nothing: no row, no subject.
 TEST_F(IngestStagingTest, AWriteErrorWhileBlocksAreStagedWritesNothing) {

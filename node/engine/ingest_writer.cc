@@ -331,6 +331,7 @@ void IngestWriter::Stop() {
   for (int f = 0; f < nfields_; ++f) {
     if (dicts_[f] != nullptr) dicts_[f] = std::make_unique<DictionaryStaging>(w.dicts[ds_][f]);
   }
+  Publish();  // what was dropped is no longer held
 }
 
 size_t IngestWriter::staged_bytes() const {
