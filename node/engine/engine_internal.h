@@ -115,7 +115,13 @@ class SubjectStaging {
     if (added != nullptr) *added = inserted;
     return ordinal;
   }
-  void Prefetch(uint32_t hash) const { index_->Prefetch(hash); }
+  // Ordinal for ids[0], ..., ids[n - 1], as n calls would give, with their
+  // lookups overlapped (SubjectIndex::FindOrInsertBatch).
+  void Ordinals(const absl::string_view* ids, const uint32_t* hashes, size_t n,
+                uint32_t* ordinals, bool* added) {
+    added_ += static_cast<uint32_t>(
+        index_->FindOrInsertBatch(ids, hashes, n, base_ + added_, ordinals, added));
+  }
   uint32_t base() const { return base_; }
   uint32_t added() const { return added_; }
   uint32_t total() const { return base_ + added_; }
@@ -179,6 +185,31 @@ class DictionaryStaging {
  public:
   explicit DictionaryStaging(const Dictionary& dict) : dict_(dict) {}
   uint32_t Code(absl::string_view value) {
+    // A category has a few values, mostly: the first ones coded answer
+    // without hashing (two lookups while the dictionary is new).
+    for (const Known& k : first_) {
+      if (k.value == value) return k.code;
+    }
+    const uint32_t code = Lookup(value);
+    if (first_.size() < kFirst) {
+      first_.push_back(Known{std::string(value), code});
+      held_bytes_ += sizeof(Known) + value.size();
+    }
+    return code;
+  }
+  const std::vector<std::string>& new_values() const { return values_; }
+  uint32_t first_new_code() const { return static_cast<uint32_t>(dict_.values.size()); }
+  // About what the staged values take in memory.
+  size_t held_bytes() const { return held_bytes_; }
+
+ private:
+  struct Known {
+    std::string value;
+    uint32_t code;
+  };
+  static constexpr size_t kFirst = 8;
+
+  uint32_t Lookup(absl::string_view value) {
     auto it = dict_.index.find(value);
     if (it != dict_.index.end()) return it->second;
     auto added = added_.find(value);
@@ -189,13 +220,9 @@ class DictionaryStaging {
     held_bytes_ += StagedStringBytes(values_.back());
     return code;
   }
-  const std::vector<std::string>& new_values() const { return values_; }
-  uint32_t first_new_code() const { return static_cast<uint32_t>(dict_.values.size()); }
-  // About what the staged values take in memory.
-  size_t held_bytes() const { return held_bytes_; }
 
- private:
   const Dictionary& dict_;
+  std::vector<Known> first_;  // at most kFirst
   absl::flat_hash_map<std::string, uint32_t> added_;
   std::vector<std::string> values_;
   size_t held_bytes_ = 0;

@@ -184,6 +184,10 @@ absl::Status IngestRun::Append(absl::string_view bytes, bool hashed) {
   if (bytes.find_first_of("\r\n") != absl::string_view::npos) terminator_seen_ = true;
   carry_.append(bytes.data(), bytes.size());
   Consume(/*at_end=*/false);
+  // The slice's full blocks are staged on the writer's thread while later
+  // rows are parsed; by the slice's end they are, so the budget is checked
+  // on what is held, as if they were staged here.
+  if (write_error_.ok()) write_error_ = writer_->Sync();
   failed_ = write_error_.ok() ? CheckBudget() : write_error_;
   return failed_;
 }
@@ -402,7 +406,6 @@ void IngestRun::CsvRow(int64_t line, absl::string_view raw, absl::string_view er
     FinishRow(raw, true);
     return;
   }
-  writer_->Prefetch(values[subject_column_]);
   bool bad = false;
   for (size_t i = 0; i < values.size(); ++i) {
     const int f = column_field_[i];

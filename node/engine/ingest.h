@@ -20,14 +20,16 @@
 // copies it once, new subject ids and dictionary values, rejected rows)
 // against IngestControl::memory_budget_bytes; past it, Append or Finish
 // fails with RESOURCE_EXHAUSTED and nothing is written. Besides that, it
-// holds one column block, one slice waiting to be parsed and at most 1000 row
-// errors.
+// holds three column blocks (one being filled, one waiting, one being
+// staged), one slice waiting to be parsed and at most 1000 row errors.
 //
 // Thread safety: thread-compatible (one caller). The session holds the
 // engine's write lock from StartIngest until it is destroyed, and must be
 // destroyed on the thread that started it, before its Engine. Its parser
 // thread works under that lock on the caller's behalf, one slice at a time,
-// and ends when the session does.
+// and ends when the session does; so does the thread that stages full blocks
+// (IngestWriter), which has staged every block of a slice when the slice is
+// parsed.
 #ifndef FEDSHARE_NODE_ENGINE_INGEST_H_
 #define FEDSHARE_NODE_ENGINE_INGEST_H_
 

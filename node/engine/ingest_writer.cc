@@ -1,8 +1,10 @@
 #include "node/engine/ingest_writer.h"
 
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "node/common/status_macros.h"
 #include "node/engine/engine_internal.h"
 
@@ -10,6 +12,64 @@ namespace fedshare::engine {
 
 using storage::ColumnFamily;
 using storage::StoredType;
+
+// Stages full blocks handed over by the parsing thread (IngestWriter::
+// FlushBlock: their subjects' lookups, their encoding, their puts) while that
+// thread fills the next. One block waits at most. It alone runs the
+// writer's block side while it has work; the writer waits until it is idle
+// (WaitForBlocks) before running that side itself.
+struct IngestWriter::BlockThread {
+  explicit BlockThread(IngestWriter* writer) : thread([this, writer] { Loop(writer); }) {}
+  // Abandons a block still waiting.
+  ~BlockThread() {
+    {
+      absl::MutexLock lock(&mu);
+      stop = true;
+    }
+    thread.join();
+  }
+
+  void Loop(IngestWriter* writer) {
+    BlockWork work;
+    bool failed = false;
+    for (;;) {
+      {
+        absl::MutexLock lock(&mu);
+        mu.Await(absl::Condition(this, &BlockThread::HasWork));
+        if (stop) return;
+        std::swap(work, queued);
+        waiting = false;
+        busy = true;
+      }
+      absl::Status s = failed ? absl::OkStatus() : writer->FlushBlock(work);
+      failed = failed || !s.ok();
+      writer->Publish();
+      absl::MutexLock lock(&mu);
+      if (status.ok()) status = s;
+      busy = false;
+    }
+  }
+
+  bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return waiting || stop; }
+  bool Idle() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return !waiting && !busy; }
+  bool CanQueue() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return !waiting; }
+
+  absl::Mutex mu;
+  BlockWork queued ABSL_GUARDED_BY(mu);
+  bool waiting ABSL_GUARDED_BY(mu) = false;  // `queued` holds a block
+  bool busy ABSL_GUARDED_BY(mu) = false;     // a block is being staged
+  bool stop ABSL_GUARDED_BY(mu) = false;
+  absl::Status status ABSL_GUARDED_BY(mu);  // the first error
+  std::thread thread;                       // last: started once the rest is
+};
+
+void IngestWriter::BlockWork::Clear(int nfields) {
+  block.Reset(nfields);
+  dirty = false;
+  ids.clear();
+  ends.clear();
+  hashes.clear();
+}
 
 IngestWriter::IngestWriter(Engine* engine, const DatasetDef& def, size_t ds, bool replace)
     : engine_(engine),
@@ -19,8 +79,8 @@ IngestWriter::IngestWriter(Engine* engine, const DatasetDef& def, size_t ds, boo
       replace_(replace) {}
 
 // Staged subjects and files go before the engine's lock does (the run
-// destroys the writer first).
-IngestWriter::~IngestWriter() = default;
+// destroys the writer first); the block thread before them.
+IngestWriter::~IngestWriter() { blocks_.reset(); }
 
 absl::Status IngestWriter::Start() {
   engine_->write_mu_.AssertHeld();
@@ -46,8 +106,9 @@ absl::Status IngestWriter::Start() {
   legacy_table_ = bulk_->AddTable(ColumnFamily::kSubjects);
   meta_table_ = bulk_->AddTable(ColumnFamily::kMeta);
   if (replace_) FEDSHARE_RETURN_IF_ERROR(StageReplace());
-  block_.Reset(nfields_);
+  filling_.Clear(nfields_);
   load_day_ = UtcDay(engine_->clock_->Now());
+  Publish();
   if (stats_.blocks == 0) return absl::OkStatus();
   // The tail is the highest-numbered block (an erasure or a purge may have
   // removed others). Rows are added to it only if they share its load day.
@@ -64,9 +125,9 @@ absl::Status IngestWriter::Start() {
       store.Get(ColumnFamily::kMeta, storage::MetaBlockLoadDayKey(def_.id, block_no_)));
   const bool same_day =
       day.has_value() && day->size() == 4 && storage::DecodeFixed32BE(*day) == load_day_;
-  FEDSHARE_RETURN_IF_ERROR(storage::DecodeColumnBlock(tail->second, def_.types, &block_));
-  if (block_.rows >= storage::kBlockRows || !same_day) {
-    block_.Reset(nfields_);
+  FEDSHARE_RETURN_IF_ERROR(storage::DecodeColumnBlock(tail->second, def_.types, &filling_.block));
+  if (filling_.block.rows >= storage::kBlockRows || !same_day) {
+    filling_.block.Reset(nfields_);
     ++block_no_;
   } else {
     block_is_new_ = false;
@@ -112,29 +173,17 @@ absl::Status IngestWriter::StageReplace() {
 // The subject is present and every cell valid: assign codes and ordinals.
 absl::Status IngestWriter::Stage(const std::vector<Cell>& cells) {
   if (!writing_) return absl::OkStatus();
-  const uint32_t row = block_.rows;
+  ColumnBlock& block = filling_.block;
+  const uint32_t row = block.rows;
+  // The ordinal comes with the block's others (ResolveSubjects).
   const absl::string_view id = cells[def_.subject_field].s;
-  bool added = false;
-  const uint32_t hash = id == hinted_id_ ? hinted_hash_ : SubjectIndex::Hash(id);
-  hinted_id_ = absl::string_view();
-  const uint32_t ordinal = subjects_->Ordinal(id, hash, &added);
-  if (added) {
-    // New ordinals come in increasing order: the table stays sorted.
-    key_ = storage::SubjectIdByOrdinalPrefix();
-    storage::AppendFixed32BE(&key_, ordinal);
-    FEDSHARE_RETURN_IF_ERROR(bulk_->Put(ordinals_table_, key_, id));
-  }
-  block_.subjects.push_back(ordinal);
-  if (ordinal / 64 >= present_.size()) present_.resize(ordinal / 64 + 1, 0);
-  uint64_t& word = present_[ordinal / 64];
-  const uint64_t bit = uint64_t{1} << (ordinal % 64);
-  if ((word & bit) == 0) {
-    word |= bit;
-    ++new_subjects_;
-  }
+  filling_.ids.append(id.data(), id.size());
+  filling_.ends.push_back(static_cast<uint32_t>(filling_.ids.size()));
+  filling_.hashes.push_back(SubjectIndex::Hash(id));
+  block.subjects.push_back(0);
   for (int f = 0; f < nfields_; ++f) {
     const Cell& c = cells[f];
-    ColumnBlock::Column& col = block_.columns[f];
+    ColumnBlock::Column& col = block.columns[f];
     switch (def_.types[f]) {
       case StoredType::kNone:
         continue;
@@ -150,24 +199,92 @@ absl::Status IngestWriter::Stage(const std::vector<Cell>& cells) {
     }
     if (c.null) col.SetNull(row, row + 1);
   }
-  block_.rows = row + 1;
-  block_dirty_ = true;
-  if (block_.rows >= storage::kBlockRows) return FlushBlock();
+  block.rows = row + 1;
+  filling_.dirty = true;
+  if (block.rows >= storage::kBlockRows) return HandOver();
   return absl::OkStatus();
 }
 
-void IngestWriter::Prefetch(absl::string_view id) {
-  if (!writing_) return;
-  hinted_id_ = id;
-  hinted_hash_ = SubjectIndex::Hash(id);
-  subjects_->Prefetch(hinted_hash_);
+absl::Status IngestWriter::HandOver() {
+  if (blocks_ == nullptr) blocks_ = std::make_unique<BlockThread>(this);
+  BlockThread& t = *blocks_;
+  {
+    absl::MutexLock lock(&t.mu);
+    t.mu.Await(absl::Condition(&t, &BlockThread::CanQueue));
+    if (!t.status.ok()) return t.status;
+    // `queued` holds the buffers of a block the thread is done with.
+    std::swap(filling_, t.queued);
+    t.waiting = true;
+  }
+  filling_.Clear(nfields_);
+  return absl::OkStatus();
 }
 
-absl::Status IngestWriter::FlushBlock() {
-  if (block_dirty_) {
+absl::Status IngestWriter::WaitForBlocks() {
+  if (blocks_ == nullptr) return absl::OkStatus();
+  BlockThread& t = *blocks_;
+  absl::MutexLock lock(&t.mu);
+  t.mu.Await(absl::Condition(&t, &BlockThread::Idle));
+  return t.status;
+}
+
+absl::Status IngestWriter::ResolveSubjects(BlockWork& work) {
+  const size_t n = work.hashes.size();
+  if (n == 0) return absl::OkStatus();
+  pending_views_.clear();
+  uint32_t begin = 0;
+  for (uint32_t end : work.ends) {
+    pending_views_.emplace_back(work.ids.data() + begin, end - begin);
+    begin = end;
+  }
+  pending_ordinals_.resize(n);
+  if (pending_added_ == nullptr) pending_added_.reset(new bool[storage::kBlockRows]);
+  subjects_->Ordinals(pending_views_.data(), work.hashes.data(), n, pending_ordinals_.data(),
+                      pending_added_.get());
+  const size_t first_row = work.block.subjects.size() - n;
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t ordinal = pending_ordinals_[i];
+    work.block.subjects[first_row + i] = ordinal;
+    if (pending_added_[i]) {
+      // New ordinals come in increasing order: the table stays sorted.
+      key_ = storage::SubjectIdByOrdinalPrefix();
+      storage::AppendFixed32BE(&key_, ordinal);
+      FEDSHARE_RETURN_IF_ERROR(bulk_->Put(ordinals_table_, key_, pending_views_[i]));
+      FEDSHARE_RETURN_IF_ERROR(StageIdInOrder(pending_views_[i], ordinal));
+    }
+    if (ordinal / 64 >= present_.size()) present_.resize(ordinal / 64 + 1, 0);
+    uint64_t& word = present_[ordinal / 64];
+    const uint64_t bit = uint64_t{1} << (ordinal % 64);
+    if ((word & bit) == 0) {
+      word |= bit;
+      ++new_subjects_;
+    }
+  }
+  work.ids.clear();
+  work.ends.clear();
+  work.hashes.clear();
+  return absl::OkStatus();
+}
+
+absl::Status IngestWriter::StageIdInOrder(absl::string_view id, uint32_t ordinal) {
+  if (!ids_in_order_) return absl::OkStatus();
+  // Ids are never empty: the first is greater than last_new_id_'s "".
+  if (id <= last_new_id_) {
+    ids_in_order_ = false;
+    return bulk_->ClearTable(ids_table_);
+  }
+  last_new_id_.assign(id.data(), id.size());
+  key_ = storage::SubjectOrdinalByIdPrefix();
+  key_.append(id.data(), id.size());
+  return bulk_->Put(ids_table_, key_, storage::EncodeFixed32BE(ordinal));
+}
+
+absl::Status IngestWriter::FlushBlock(BlockWork& work) {
+  FEDSHARE_RETURN_IF_ERROR(ResolveSubjects(work));
+  if (work.dirty) {
     FEDSHARE_RETURN_IF_ERROR(bulk_->Put(records_table_,
                                         storage::RecordsBlockKey(def_.id, block_no_),
-                                        storage::EncodeColumnBlock(block_, def_.types)));
+                                        storage::EncodeColumnBlock(work.block, def_.types)));
     next_unwritten_ = block_no_ + 1;
     if (block_is_new_) {
       ++stats_.blocks;
@@ -176,14 +293,26 @@ absl::Status IngestWriter::FlushBlock() {
       meta_[std::move(key)] = storage::EncodeFixed32BE(static_cast<uint32_t>(load_day_));
       block_is_new_ = false;
     }
-    block_dirty_ = false;
+    work.dirty = false;
   }
-  if (block_.rows >= storage::kBlockRows) {
-    block_.Reset(nfields_);
+  // A full block is done with; the next rows go into a new one.
+  if (work.block.rows >= storage::kBlockRows) {
     ++block_no_;
     block_is_new_ = true;
   }
   return absl::OkStatus();
+}
+
+// What the block side holds, for held_bytes() on the parsing thread. A
+// write still in memory at the commit is held twice: Storage::Write
+// releases each operation as it copies it into RocksDB's batch. New ids
+// are sorted at the end (8 bytes each).
+void IngestWriter::Publish() {
+  const size_t staged = bulk_ != nullptr ? bulk_->held_bytes() : 0;
+  size_t held = 2 * staged + meta_bytes_ + present_.capacity() * sizeof(uint64_t);
+  if (subjects_ != nullptr) held += subjects_->held_bytes() + 8 * size_t{subjects_->added()};
+  staged_bytes_.store(staged, std::memory_order_relaxed);
+  block_side_bytes_.store(held, std::memory_order_relaxed);
 }
 
 // Without skip_invalid one bad row means nothing is written: drop what was
@@ -191,29 +320,29 @@ absl::Status IngestWriter::FlushBlock() {
 void IngestWriter::Stop() {
   if (!writing_) return;
   writing_ = false;
+  blocks_.reset();  // lets it finish the block it stages, drops one waiting
   bulk_.reset();
   meta_.clear();
   meta_bytes_ = 0;
-  block_.Reset(nfields_);
-  block_dirty_ = false;
+  filling_.Clear(nfields_);
   subjects_->Reset();
   engine_->write_mu_.AssertHeld();
   Engine::WriterState& w = *engine_->writer_;
   for (int f = 0; f < nfields_; ++f) {
     if (dicts_[f] != nullptr) dicts_[f] = std::make_unique<DictionaryStaging>(w.dicts[ds_][f]);
   }
+  Publish();  // what was dropped is no longer held
 }
 
-size_t IngestWriter::staged_bytes() const { return bulk_ != nullptr ? bulk_->held_bytes() : 0; }
+size_t IngestWriter::staged_bytes() const {
+  return staged_bytes_.load(std::memory_order_relaxed);
+}
 
 size_t IngestWriter::held_bytes() const {
-  // A write still in memory at the commit is held twice: Storage::Write
-  // releases each operation as it copies it into RocksDB's batch. New ids
-  // are sorted at the end (8 bytes each).
-  size_t held = 2 * staged_bytes() + meta_bytes_ +
-                (present_.capacity() + present_before_.capacity()) * sizeof(uint64_t) +
-                old_blocks_.capacity() * sizeof(uint32_t);
-  if (subjects_ != nullptr) held += subjects_->held_bytes() + 8 * size_t{subjects_->added()};
+  // The block side's as last published, this side's now.
+  size_t held = block_side_bytes_.load(std::memory_order_relaxed) +
+                present_before_.capacity() * sizeof(uint64_t) +
+                old_blocks_.capacity() * sizeof(uint32_t) + filling_.ids.capacity();
   for (const auto& d : dicts_) {
     if (d != nullptr) held += d->held_bytes();
   }
@@ -223,7 +352,10 @@ size_t IngestWriter::held_bytes() const {
 absl::Status IngestWriter::Finish(uint64_t rows, const std::string& file_sha256,
                                   const std::string& outcome_key, v1::IngestResponse* response) {
   engine_->write_mu_.AssertHeld();
-  FEDSHARE_RETURN_IF_ERROR(FlushBlock());
+  // The block thread's blocks, then the last one, here.
+  FEDSHARE_RETURN_IF_ERROR(WaitForBlocks());
+  blocks_.reset();
+  FEDSHARE_RETURN_IF_ERROR(FlushBlock(filling_));
   stats_.rows += rows;
   stats_.subjects += static_cast<uint32_t>(new_subjects_);
   present_.resize((uint64_t{subjects_->total()} + 63) / 64, 0);
@@ -266,9 +398,11 @@ absl::Status IngestWriter::Finish(uint64_t rows, const std::string& file_sha256,
     outcome.clear_rejected_rows();
     meta_[outcome_key] = outcome.SerializeAsString();
   }
-  // Each new subject's ordinal by id, in id order.
+  // Each new subject's ordinal by id, in id order (staged already if the
+  // ids came in order).
   const SubjectIndex& index = subjects_->index();
-  for (SubjectIndex::Ref ref : subjects_->NewInIdOrder()) {
+  for (SubjectIndex::Ref ref :
+       ids_in_order_ ? std::vector<SubjectIndex::Ref>() : subjects_->NewInIdOrder()) {
     key_ = storage::SubjectOrdinalByIdPrefix();
     const absl::string_view id = index.id(ref);
     key_.append(id.data(), id.size());
@@ -279,6 +413,7 @@ absl::Status IngestWriter::Finish(uint64_t rows, const std::string& file_sha256,
     FEDSHARE_RETURN_IF_ERROR(value.has_value() ? bulk_->Put(meta_table_, key, *value)
                                                : bulk_->Delete(meta_table_, key));
   }
+  Publish();
   return absl::OkStatus();
 }
 

@@ -11,10 +11,16 @@
 // index at once and leave it if the ingest does not commit) and new
 // dictionary values.
 //
-// Thread safety: used under the engine's write_mu_, by one thread.
+// Blocks: the calling thread fills a block; a full one is handed to the
+// writer's own thread, which looks its subjects up, encodes it and stages it
+// while the caller fills the next (one waits at most). Its error is
+// returned by a later Stage, by Sync or by Finish.
+//
+// Thread safety: used under the engine's write_mu_, by one thread at a time.
 #ifndef FEDSHARE_NODE_ENGINE_INGEST_WRITER_H_
 #define FEDSHARE_NODE_ENGINE_INGEST_WRITER_H_
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -45,10 +51,10 @@ class IngestWriter {
   absl::Status Start();
   // Stages a good row: cells[f] parsed and checked for every field.
   absl::Status Stage(const std::vector<Cell>& cells);
-  // A hint that the next row staged is likely of subject `id`: its place in
-  // the subject index is loaded while the row is parsed and checked. `id`
-  // must stay valid until that Stage.
-  void Prefetch(absl::string_view id);
+  // Waits until every full block handed over is staged, so that what the
+  // writer holds and has staged is as if Stage had staged them itself; the
+  // block thread's error, if any.
+  absl::Status Sync() { return WaitForBlocks(); }
   // Nothing will be written: drops what was staged; Stage does nothing more.
   void Stop();
   bool writing() const { return writing_; }
@@ -65,8 +71,34 @@ class IngestWriter {
   absl::Status Commit();
 
  private:
+  // A block being filled or staged, with the subject ids of its rows
+  // whose ordinals are not looked up yet.
+  struct BlockWork {
+    ColumnBlock block;
+    bool dirty = false;                // has rows not staged yet
+    std::string ids;                   // the ids, one after another
+    std::vector<uint32_t> ends;        // where each id ends in `ids`
+    std::vector<uint32_t> hashes;      // SubjectIndex::Hash of each
+    void Clear(int nfields);
+  };
+  struct BlockThread;  // stages full blocks (ingest_writer.cc)
+
   absl::Status StageReplace();
-  absl::Status FlushBlock();
+  // Hands the full block being filled to the block thread.
+  absl::Status HandOver();
+  // Until the block thread has staged every block handed over; its error.
+  absl::Status WaitForBlocks();
+  // The block side: stages `work` (a full block, by the block thread; the
+  // last one, by Finish) and moves on to the next block number if full.
+  absl::Status FlushBlock(BlockWork& work);
+  // Gives `work`'s rows their subjects' ordinals, all at once
+  // (SubjectStaging::Ordinals), and stages the new subjects' keys: one
+  // lookup at a time waited for a cache miss or two.
+  absl::Status ResolveSubjects(BlockWork& work);
+  // Makes what the block side holds readable by held_bytes().
+  void Publish();
+  // Stages a new subject's ordinal-by-id key while the new ids increase.
+  absl::Status StageIdInOrder(absl::string_view id, uint32_t ordinal);
 
   Engine* engine_;
   const DatasetDef& def_;
@@ -86,8 +118,16 @@ class IngestWriter {
   std::string key_;  // reused key buffer
 
   std::unique_ptr<SubjectStaging> subjects_;
-  absl::string_view hinted_id_;  // Prefetch's, with its hash
-  uint32_t hinted_hash_ = 0;
+  // Reused by ResolveSubjects.
+  std::vector<absl::string_view> pending_views_;
+  std::vector<uint32_t> pending_ordinals_;
+  std::unique_ptr<bool[]> pending_added_;  // storage::kBlockRows
+  // New subjects' ordinal-by-id keys go into ids_table_ as the subjects
+  // come while their ids increase (so the commit need not write them all
+  // after the last row, on the critical path); once one does not, the
+  // table is cleared and Finish writes them all, sorted.
+  bool ids_in_order_ = true;
+  std::string last_new_id_;
   std::vector<std::unique_ptr<DictionaryStaging>> dicts_;
   storage::DatasetStats stats_;
   std::vector<uint64_t> present_;
@@ -95,13 +135,16 @@ class IngestWriter {
   std::vector<uint32_t> old_blocks_;      // with replace: the blocks to delete
   int64_t rows_removed_ = 0;
   int64_t new_subjects_ = 0;
-  ColumnBlock block_;
+  BlockWork filling_;  // the caller's side
   uint32_t block_no_ = 0;
   uint32_t next_unwritten_ = 0;  // one past the highest block number staged
-  bool block_dirty_ = false;
   // block_no_ is not stored yet: writing it adds a block and its load day.
   bool block_is_new_ = true;
   int64_t load_day_ = 0;  // UTC day of this ingest (meta 0x17)
+  // Published by the block side (Publish).
+  std::atomic<size_t> staged_bytes_{0};
+  std::atomic<size_t> block_side_bytes_{0};
+  std::unique_ptr<BlockThread> blocks_;  // last: stops before the rest goes
 };
 
 }  // namespace fedshare::engine

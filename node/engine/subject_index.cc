@@ -1,7 +1,11 @@
 #include "node/engine/subject_index.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 
 #include "absl/hash/hash.h"
 
@@ -15,6 +19,8 @@ constexpr int kChunkShift = 22;
 constexpr size_t kFirstChunkBytes = size_t{64} << 10;
 constexpr size_t kEntryHeader = 8;  // u32 ordinal, u32 length
 constexpr uint32_t kErased = UINT32_MAX;
+// From this size on, the slot table is a mapping of its own (Slots).
+constexpr size_t kHugePageBytes = size_t{2} << 20;
 
 uint32_t Load32(const char* p) {
   uint32_t v;
@@ -25,6 +31,29 @@ uint32_t Load32(const char* p) {
 size_t EntryBytes(size_t id_size) { return (kEntryHeader + id_size + 7) & ~size_t{7}; }
 
 }  // namespace
+
+SubjectIndex::Slots::Slots(size_t n) : size_(n) {
+  const size_t bytes = n * sizeof(uint64_t);
+  if (bytes >= kHugePageBytes) {
+    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p != MAP_FAILED) {
+      ::madvise(p, bytes, MADV_HUGEPAGE);  // a hint: without it, 4 KiB pages
+      data_ = static_cast<uint64_t*>(p);
+      mapped_ = bytes;
+      return;
+    }
+  }
+  data_ = static_cast<uint64_t*>(std::calloc(n, sizeof(uint64_t)));
+  if (data_ == nullptr) throw std::bad_alloc();
+}
+
+SubjectIndex::Slots::~Slots() {
+  if (mapped_ != 0) {
+    ::munmap(data_, mapped_);
+  } else {
+    std::free(data_);
+  }
+}
 
 uint32_t SubjectIndex::Hash(absl::string_view id) {
   const uint64_t h = absl::Hash<absl::string_view>()(id);
@@ -72,10 +101,10 @@ void SubjectIndex::Grow(size_t capacity) {
   size_t n = 16;
   while (n < capacity) n <<= 1;
   if (n <= slots_.size()) return;
-  std::vector<uint64_t> old(n, 0);
+  Slots old(n);
   old.swap(slots_);
-  for (uint64_t s : old) {
-    if (s != 0) Place(s);
+  for (size_t i = 0; i < old.size(); ++i) {
+    if (old[i] != 0) Place(old[i]);
   }
 }
 
@@ -118,9 +147,51 @@ void SubjectIndex::Insert(absl::string_view id, uint32_t ordinal) {
   ++size_;
 }
 
+void SubjectIndex::GrowFor(size_t more) {
+  size_t capacity = std::max<size_t>(16, slots_.size());
+  while ((size_ + more) * 5 > capacity * 4) capacity *= 2;
+  Grow(capacity);
+}
+
 uint32_t SubjectIndex::FindOrInsert(absl::string_view id, uint32_t hash, uint32_t new_ordinal,
                                     bool* inserted) {
   GrowForOneMore();
+  return FindOrInsertInPlace(id, hash, new_ordinal, inserted);
+}
+
+size_t SubjectIndex::FindOrInsertBatch(const absl::string_view* ids, const uint32_t* hashes,
+                                       size_t n, uint32_t new_ordinal, uint32_t* ordinals,
+                                       bool* inserted) {
+  // Enough loads in flight to cover the latency, few enough that the group's
+  // lines stay in the first-level cache until they are used.
+  constexpr size_t kGroup = 32;
+  size_t added = 0;
+  for (size_t start = 0; start < n; start += kGroup) {
+    const size_t end = std::min(n, start + kGroup);
+    // Room for the whole group first: the table must not move once loaded.
+    GrowFor(end - start);
+    const size_t mask = slots_.size() - 1;
+    for (size_t i = start; i < end; ++i) __builtin_prefetch(&slots_[hashes[i] & mask]);
+    // The entry an id most likely matches: the one in its home slot.
+    for (size_t i = start; i < end; ++i) {
+      const uint64_t s = slots_[hashes[i] & mask];
+      if (s != 0 && static_cast<uint32_t>(s >> 32) == hashes[i]) {
+        __builtin_prefetch(Entry((s & 0xffffffffu) - 1));
+      }
+    }
+    for (size_t i = start; i < end; ++i) {
+      bool added_here = false;
+      ordinals[i] = FindOrInsertInPlace(ids[i], hashes[i],
+                                        new_ordinal + static_cast<uint32_t>(added), &added_here);
+      inserted[i] = added_here;
+      if (added_here) ++added;
+    }
+  }
+  return added;
+}
+
+uint32_t SubjectIndex::FindOrInsertInPlace(absl::string_view id, uint32_t hash,
+                                           uint32_t new_ordinal, bool* inserted) {
   const size_t slot = Probe(id, hash);
   if (slots_[slot] != 0) {
     *inserted = false;

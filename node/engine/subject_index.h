@@ -22,6 +22,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/string_view.h"
@@ -58,6 +59,17 @@ class SubjectIndex {
   void Prefetch(uint32_t hash) const {
     if (!slots_.empty()) __builtin_prefetch(&slots_[hash & (slots_.size() - 1)]);
   }
+  // FindOrInsert for ids[0], ..., ids[n - 1] in that order, with the same
+  // outcome as n calls: ordinals[i] is ids[i]'s ordinal and inserted[i]
+  // whether this call added it; new ids take new_ordinal, new_ordinal + 1,
+  // ... in order of first appearance (an id repeated in the batch is added
+  // once). Returns how many were added. REQUIRES: hashes[i] == Hash(ids[i]).
+  // The table and the ids are larger than the caches, and one lookup at a
+  // time waits for a miss on the slot, then one on the entry: here a group
+  // of ids has its slots, then their entries, loaded together, so the
+  // misses overlap.
+  size_t FindOrInsertBatch(const absl::string_view* ids, const uint32_t* hashes, size_t n,
+                           uint32_t new_ordinal, uint32_t* ordinals, bool* inserted);
   // Removes `id` if present; its bytes in the arena are overwritten.
   void Erase(absl::string_view id);
   size_t size() const { return size_; }
@@ -87,6 +99,11 @@ class SubjectIndex {
   // Stores a new entry in the arena; its reference.
   Ref Append(absl::string_view id, uint32_t ordinal);
   void GrowForOneMore();
+  // Makes room for `more` more subjects (at most 4/5 full, as GrowForOneMore).
+  void GrowFor(size_t more);
+  // FindOrInsert once the table has room.
+  uint32_t FindOrInsertInPlace(absl::string_view id, uint32_t hash, uint32_t new_ordinal,
+                               bool* inserted);
   void Grow(size_t capacity);
   void RemoveSlot(size_t slot);
   char* Entry(Ref ref) const;
@@ -94,7 +111,33 @@ class SubjectIndex {
   std::vector<Chunk> chunks_;
   std::vector<uint32_t> chunk_at_;  // per 4 MiB of the virtual space: its chunk
   size_t arena_bytes_ = 0;
-  std::vector<uint64_t> slots_;  // 0: empty; else hash << 32 | (ref + 1)
+  // The slots, zero when made. A large table is a mapping of its own: the
+  // kernel's zero pages, huge ones where it allows, so growing the table
+  // neither clears it in a loop nor takes a page fault per 4 KiB of it.
+  class Slots {
+   public:
+    Slots() = default;
+    explicit Slots(size_t n);
+    ~Slots();
+    Slots(const Slots&) = delete;
+    Slots& operator=(const Slots&) = delete;
+    void swap(Slots& other) {
+      std::swap(data_, other.data_);
+      std::swap(size_, other.size_);
+      std::swap(mapped_, other.mapped_);
+    }
+    uint64_t& operator[](size_t i) { return data_[i]; }
+    const uint64_t& operator[](size_t i) const { return data_[i]; }
+    size_t size() const { return size_; }
+    bool empty() const { return size_ == 0; }
+    size_t capacity() const { return size_; }
+
+   private:
+    uint64_t* data_ = nullptr;
+    size_t size_ = 0;
+    size_t mapped_ = 0;  // bytes mapped; 0 when from calloc
+  };
+  Slots slots_;  // 0: empty; else hash << 32 | (ref + 1)
   size_t size_ = 0;
 };
 

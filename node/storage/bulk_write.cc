@@ -35,6 +35,7 @@ struct BulkWrite::Table {
     std::string value;
   };
   std::vector<Op> ops;  // before the write spills to files
+  uint64_t count = 0;   // operations put into it
   std::string last_key;
   bool has_key = false;
   std::unique_ptr<rocksdb::SstFileWriter> file;
@@ -84,7 +85,8 @@ struct BulkWrite::Batch {
 
 // Writes handed-over batches into the tables' files on its own thread, so
 // that building and compressing table blocks overlaps the caller's work.
-// It alone touches the tables' files (and paths) until it is stopped.
+// It alone touches the tables' files (and paths), except while it is idle
+// with nothing queued (BulkWrite::ClearTable waits for that) and once stopped.
 struct BulkWrite::FileWriter {
   explicit FileWriter(BulkWrite* write) : thread([this, write] { Loop(write); }) {}
   // Abandons a batch still waiting.
@@ -201,6 +203,7 @@ absl::Status BulkWrite::Add(int table_no, bool is_delete, absl::string_view key,
   table.last_key.assign(key.data(), key.size());
   table.has_key = true;
   ++count_;
+  ++table.count;
   if (!spilled_) {
     table.ops.push_back(Table::Op{is_delete, std::string(key), std::string(value)});
     held_bytes_ += key.size() + value.size() + sizeof(Table::Op);
@@ -228,6 +231,7 @@ absl::Status BulkWrite::Spill() {
     for (const Table::Op& op : ops) {
       FEDSHARE_RETURN_IF_ERROR(Add(static_cast<int>(t), op.is_delete, op.key, op.value));
       --count_;  // counted when first added
+      --tables_[t]->count;
     }
   }
   return absl::OkStatus();
@@ -245,16 +249,43 @@ absl::Status BulkWrite::HandOver() {
   return absl::OkStatus();
 }
 
-absl::Status BulkWrite::StopWriter() {
-  if (writer_ == nullptr) return absl::OkStatus();
+absl::Status BulkWrite::WaitForWriter() {
   absl::Status s = failed_;
   if (s.ok() && !filling_->ops.empty()) s = HandOver();
-  {
-    FileWriter& w = *writer_;
-    absl::MutexLock lock(&w.mu);
-    w.mu.Await(absl::Condition(&w, &FileWriter::Idle));
-    if (s.ok()) s = w.status;
+  FileWriter& w = *writer_;
+  absl::MutexLock lock(&w.mu);
+  w.mu.Await(absl::Condition(&w, &FileWriter::Idle));
+  if (s.ok()) s = w.status;
+  return s;
+}
+
+absl::Status BulkWrite::ClearTable(int table_no) {
+  FEDSHARE_RETURN_IF_ERROR(failed_);
+  Table& table = *tables_[table_no];
+  if (!spilled_) {
+    for (const Table::Op& op : table.ops) {
+      held_bytes_ -= op.key.size() + op.value.size() + sizeof(Table::Op);
+    }
+    std::vector<Table::Op>().swap(table.ops);
+  } else {
+    // Its operations may wait in a batch: once the file writer has written
+    // them all (and, idle, leaves the files alone) its file goes.
+    failed_ = WaitForWriter();
+    FEDSHARE_RETURN_IF_ERROR(failed_);
+    table.file.reset();
+    if (!table.path.empty()) ::unlink(table.path.c_str());
+    table.path.clear();
   }
+  count_ -= table.count;
+  table.count = 0;
+  table.has_key = false;
+  table.last_key.clear();
+  return absl::OkStatus();
+}
+
+absl::Status BulkWrite::StopWriter() {
+  if (writer_ == nullptr) return absl::OkStatus();
+  absl::Status s = WaitForWriter();
   writer_.reset();
   filling_.reset();
   held_bytes_ = 0;

@@ -111,6 +111,43 @@ TEST_F(BulkWriteTest, LargeWriteIsInvisibleUntilCommitThenWholeAndDurable) {
   EXPECT_EQ(*db->Get(ColumnFamily::kRecords, Key(kSpillingRows + 5)), std::nullopt);
 }
 
+// A cleared table takes keys from scratch, smaller ones included; what was
+// put into it before (in memory, or in a file once spilled) is not written,
+// and its file is gone. The other tables keep everything.
+TEST_F(BulkWriteTest, ClearedTableKeepsOnlyWhatComesAfter) {
+  for (const bool spill : {false, true}) {
+    SCOPED_TRACE(spill ? "spilled" : "in memory");
+    const std::string dir = dir_ + (spill ? "/spilled" : "/in-memory");
+    ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir, StorageOptions()));
+    ASSERT_OK(db->Put(ColumnFamily::kSubjects, Key(3), "old"));
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<BulkWrite> write, db->NewBulkWrite());
+    const int records = write->AddTable(ColumnFamily::kRecords);
+    const int subjects = write->AddTable(ColumnFamily::kSubjects);
+    const int n = spill ? kSpillingRows : 100;
+    for (int i = 0; i < n; ++i) {
+      ASSERT_OK(write->Put(records, Key(i), Value(i)));
+      ASSERT_OK(write->Put(subjects, Key(2 * i + 1), "dropped"));
+    }
+    const uint64_t count_before = write->count();
+    ASSERT_OK(write->ClearTable(subjects));
+    EXPECT_EQ(write->count(), count_before - static_cast<uint64_t>(n));
+    // Spilled: the records' file stays, the subjects' is gone.
+    EXPECT_EQ(StagedFiles(dir), spill ? 1u : 0u);
+    for (int i = 0; i < n; i += 2) ASSERT_OK(write->Put(subjects, Key(i), "kept"));
+    EXPECT_THAT(write->Put(subjects, Key(0), "again"),
+                StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
+    ASSERT_OK(db->Commit(std::move(write)));
+    EXPECT_EQ(StagedFiles(dir), 0u);
+    EXPECT_EQ(CountKeys(*db, ColumnFamily::kRecords), static_cast<uint64_t>(n));
+    EXPECT_THAT(*db->Get(ColumnFamily::kRecords, Key(n - 1)), Optional(Value(n - 1)));
+    // Keys 0, 2, 4, ... from after the clear, and key 3 as before the write.
+    EXPECT_EQ(CountKeys(*db, ColumnFamily::kSubjects), static_cast<uint64_t>(n / 2 + 1));
+    EXPECT_THAT(*db->Get(ColumnFamily::kSubjects, Key(2)), Optional(std::string("kept")));
+    EXPECT_THAT(*db->Get(ColumnFamily::kSubjects, Key(3)), Optional(std::string("old")));
+    EXPECT_EQ(*db->Get(ColumnFamily::kSubjects, Key(1)), std::nullopt);
+  }
+}
+
 // An encrypted store keeps a large write in memory and commits it as one
 // batch (RocksDB 7.8 records an ingested file's size there without its
 // encryption prefix, and the store would no longer open).

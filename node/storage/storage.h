@@ -170,6 +170,11 @@ class BulkWrite {
   int AddTable(ColumnFamily cf);
   absl::Status Put(int table, absl::string_view key, absl::string_view value);
   absl::Status Delete(int table, absl::string_view key);
+  // Drops every operation put into `table` so far (its file too, once the
+  // write has spilled); the table then takes keys as a new one does. For a
+  // writer that puts keys as they come while they happen to be in order,
+  // and sorts them at the end once they are not.
+  absl::Status ClearTable(int table);
   // Operations so far, and what they take in memory now (not yet in files).
   uint64_t count() const { return count_; }
   size_t held_bytes() const { return held_bytes_; }
@@ -187,6 +192,9 @@ class BulkWrite {
   absl::Status HandOver();
   // Waits until the file writer has written every batch, then stops it.
   absl::Status StopWriter();
+  // Hands over the batch being filled and waits until the file writer has
+  // written every batch; it goes on running.
+  absl::Status WaitForWriter();
 
   Storage* storage_;
   std::vector<std::unique_ptr<Table>> tables_;
