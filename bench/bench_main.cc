@@ -43,6 +43,8 @@
 #include "node/engine/engine.h"
 #include "node/engine/query_executor.h"
 #include "node/server/logging.h"
+#include "node/server/node.h"
+#include "node/service/limits.h"
 #include "node/storage/storage.h"
 #include "policy/query_rules.h"
 #include "query/sql.h"
@@ -350,6 +352,10 @@ int Run(int argc, char** argv) {
   double ingest_seconds = 0;
   int64_t local_peak_kb = 0;
   {
+    // As the node tunes malloc for its questions (node/server/node.cc).
+    v1::Limits limits;
+    limits.set_scan_threads(scan_threads);
+    server::TuneMallocForQuestions(service::EffectiveLimits(limits));
     ResetPeakRss();
     storage::StorageOptions storage_options;
     if (block_cache_mib > 0) storage_options.block_cache_bytes = block_cache_mib << 20;
