@@ -6,17 +6,9 @@
 #include "absl/strings/str_cat.h"
 #include "node/engine/engine_test_fixture.h"
 
-namespace fedshare::engine {
+namespace fedshare::engine::engine_test {
 namespace {
 
-using ::fedshare::engine::engine_test::EngineTest;
-using ::fedshare::engine::engine_test::kCanonicalCsv;
-using ::fedshare::engine::engine_test::kConsent;
-using ::fedshare::engine::engine_test::kHeader;
-using ::fedshare::engine::engine_test::kSchema;
-using ::fedshare::engine::engine_test::MakeTempDir;
-using ::fedshare::engine::engine_test::Purposes;
-using ::fedshare::engine::engine_test::Schema;
 using ::fedshare::testing::StatusIs;
 using ::testing::HasSubstr;
 
@@ -208,4 +200,4 @@ TEST_F(EngineTest, ExecutorNamesPeopleAndCountsOwnersOfDroppedRecords) {
 // ---- Streamed ingest (ingest.h)
 
 }  // namespace
-}  // namespace fedshare::engine
+}  // namespace fedshare::engine::engine_test

@@ -19,17 +19,9 @@
 #include "node/storage/fault_injector.h"
 #include "policy/query_rules.h"
 
-namespace fedshare::engine {
+namespace fedshare::engine::engine_test {
 namespace {
 
-using ::fedshare::engine::engine_test::EngineTest;
-using ::fedshare::engine::engine_test::kCanonicalCsv;
-using ::fedshare::engine::engine_test::kConsent;
-using ::fedshare::engine::engine_test::kHeader;
-using ::fedshare::engine::engine_test::kSchema;
-using ::fedshare::engine::engine_test::MakeTempDir;
-using ::fedshare::engine::engine_test::Purposes;
-using ::fedshare::engine::engine_test::Schema;
 using ::fedshare::testing::StatusIs;
 using ::testing::HasSubstr;
 
@@ -663,4 +655,4 @@ TEST_F(EngineTest, AbandonedIngestSessionWritesNothingAndReleasesTheWriter) {
 }
 
 }  // namespace
-}  // namespace fedshare::engine
+}  // namespace fedshare::engine::engine_test
