@@ -443,11 +443,14 @@ absl::StatusOr<Execution> ExecuteByBlock(const DatasetReader& reader,
   // (per range), and the subject scratch Finish folds cells with.
   const int64_t bitmap_bytes = (consent.size() + 63) / 64 * 8;
   const size_t blocks = reader.blocks();
+  // This question's threads: all the pool's alone, fewer while others scan.
+  const ScanPool::Share share(options.pool);
+  ScanPool* const pool = share.pool();
   size_t ranges = 1;
   // One range per thread: every range but the first logs its records for a
   // replay, so more ranges than threads would only log more.
-  if (options.pool != nullptr && blocks >= 2 * kMinRangeBlocks) {
-    ranges = std::min<size_t>(blocks / kMinRangeBlocks, options.pool->threads());
+  if (pool != nullptr && blocks >= 2 * kMinRangeBlocks) {
+    ranges = std::min<size_t>(blocks / kMinRangeBlocks, static_cast<size_t>(share.threads()));
   }
   FEDSHARE_RETURN_IF_ERROR(
       memory.Charge(static_cast<int64_t>(consent.size()) * 4 + bitmap_bytes +
@@ -483,7 +486,7 @@ absl::StatusOr<Execution> ExecuteByBlock(const DatasetReader& reader,
   if (ranges == 1) {
     scan_range(0);
   } else {
-    options.pool->Run(ranges, scan_range);
+    pool->Run(ranges, scan_range);
   }
   // The first failure in block order; a budget failure over one caused by it.
   for (const absl::Status& s : statuses) {
@@ -491,9 +494,9 @@ absl::StatusOr<Execution> ExecuteByBlock(const DatasetReader& reader,
   }
   FEDSHARE_RETURN_IF_ERROR(memory.status());
   for (size_t i = 1; i < ranges; ++i) scans[0]->Merge(*scans[i]);
-  scans[0]->ReplayMerged(options.pool);
+  scans[0]->ReplayMerged(pool);
   scans.resize(1);
-  return std::move(*scans[0]).Finish(options.pool);
+  return std::move(*scans[0]).Finish(pool);
 }
 
 }  // namespace fedshare::engine::exec

@@ -23,7 +23,9 @@ namespace fedshare::engine::exec {
 struct ScanOptions {
   // Borrowed; null scans on the caller's thread. With a pool, the blocks are
   // split into ranges scanned on the pool and merged in block order: the
-  // answer is the same to the last bit.
+  // answer is the same to the last bit. The question takes a
+  // ScanPool::Share: while other questions scan, it may get one thread and
+  // scan on the caller's.
   ScanPool* pool = nullptr;
   int64_t memory_budget_bytes = 0;  // QuestionMemory; 0: no budget
 };

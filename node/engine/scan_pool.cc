@@ -1,5 +1,7 @@
 #include "node/engine/scan_pool.h"
 
+#include <algorithm>
+
 namespace fedshare::engine {
 
 struct ScanPool::Batch {
@@ -36,6 +38,19 @@ void ScanPool::Run(size_t n, const std::function<void(size_t)>& fn) {
   absl::MutexLock lock(&batch->mu);
   batch->mu.Await(absl::Condition(
       +[](size_t* left) { return *left == 0; }, &batch->left));
+}
+
+ScanPool::Share::Share(ScanPool* pool) : pool_(pool) {
+  if (pool_ == nullptr) return;
+  absl::MutexLock lock(&pool_->mu_);
+  ++pool_->sharing_;
+  threads_ = std::max(1, pool_->threads() / pool_->sharing_);
+}
+
+ScanPool::Share::~Share() {
+  if (pool_ == nullptr) return;
+  absl::MutexLock lock(&pool_->mu_);
+  --pool_->sharing_;
 }
 
 bool ScanPool::HasWorkOrStopping() const { return stopping_ || !queue_.empty(); }

@@ -6,6 +6,11 @@
 //   ScanPool pool(4);
 //   pool.Run(ranges.size(), [&](size_t i) { partials[i] = ScanRange(ranges[i]); });
 //
+// A question takes its share of the pool first (Share): alone it may use
+// every thread; while others scan too, the threads are divided among them,
+// and a question whose share is one thread scans on its caller's thread, not
+// split into ranges it would have to merge.
+//
 // Thread-safe.
 #ifndef FEDSHARE_NODE_ENGINE_SCAN_POOL_H_
 #define FEDSHARE_NODE_ENGINE_SCAN_POOL_H_
@@ -33,6 +38,27 @@ class ScanPool {
 
   int threads() const { return static_cast<int>(workers_.size()); }
 
+  // A question's share of `pool` while it lives: the pool's threads divided
+  // by the questions holding a share when it was taken (this one included),
+  // at least one. A share of one thread has no pool(): the question scans
+  // on its own thread, as two questions on two cores should, rather than
+  // each splitting its blocks and paying to merge them.
+  class Share {
+   public:
+    explicit Share(ScanPool* pool);  // null: a share of one thread, no pool
+    ~Share();
+    Share(const Share&) = delete;
+    Share& operator=(const Share&) = delete;
+
+    int threads() const { return threads_; }
+    // The pool to split this question's work on; null when threads() is 1.
+    ScanPool* pool() const { return threads_ > 1 ? pool_ : nullptr; }
+
+   private:
+    ScanPool* const pool_;
+    int threads_ = 1;
+  };
+
   // Runs fn(0) .. fn(n-1) on the pool's threads, in that order of start
   // (tasks of earlier calls first), and returns when all have returned. The
   // caller only waits. fn must not call Run.
@@ -52,6 +78,7 @@ class ScanPool {
   absl::Mutex mu_;
   std::deque<Task> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  int sharing_ ABSL_GUARDED_BY(mu_) = 0;  // questions holding a Share
   std::vector<std::thread> workers_;
 };
 

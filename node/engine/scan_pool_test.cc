@@ -36,5 +36,28 @@ TEST(ScanPoolTest, ManyCallersShareABoundedSetOfThreads) {
   pool.Run(0, [](size_t) { FAIL() << "no task to run"; });
 }
 
+// Questions scanning at once divide the threads: alone a question may use
+// all four, two get two each, a third gets one and no pool to split on; a
+// share ends with its question.
+TEST(ScanPoolTest, QuestionsScanningAtOnceDivideTheThreads) {
+  ScanPool pool(4);
+  {
+    const ScanPool::Share alone(&pool);
+    EXPECT_EQ(alone.threads(), 4);
+    EXPECT_EQ(alone.pool(), &pool);
+    const ScanPool::Share second(&pool);
+    EXPECT_EQ(second.threads(), 2);
+    EXPECT_EQ(second.pool(), &pool);
+    const ScanPool::Share third(&pool);
+    EXPECT_EQ(third.threads(), 1);
+    EXPECT_EQ(third.pool(), nullptr);
+  }
+  const ScanPool::Share again(&pool);
+  EXPECT_EQ(again.threads(), 4);
+  const ScanPool::Share none(nullptr);
+  EXPECT_EQ(none.threads(), 1);
+  EXPECT_EQ(none.pool(), nullptr);
+}
+
 }  // namespace
 }  // namespace fedshare::engine
