@@ -137,7 +137,7 @@ struct FoldedTail {
 // `ordinals` and `contributions` (slots per subject), each subject's
 // contribution summed as the row path sums it: run records first, then its
 // tail records in order. The two sequences interleave at random, so the
-// merge picks without branching; only a subject in both with several tail
+// merge picks without branching on them; only a subject in both with several tail
 // records is summed again record by record (adding a folded tail to the run
 // total would round differently).
 // Per measure slot, the total of the subjects' contributions in ordinal
@@ -153,6 +153,15 @@ struct SlotFigures {
   Top tops[policy::kMaxAggregates];
 };
 
+// `v` where `mask` is all ones, +0 where it is zero.
+inline double Masked(double v, uint64_t mask) {
+  uint64_t bits;
+  std::memcpy(&bits, &v, 8);
+  bits &= mask;
+  std::memcpy(&v, &bits, 8);
+  return v;
+}
+
 void MergeRunAndTail(const BlockCell& cell, size_t slots, std::vector<uint32_t>& ordinals,
                      std::vector<double>& contributions, SlotFigures& figures) {
   static thread_local FoldedTail folded;
@@ -163,8 +172,7 @@ void MergeRunAndTail(const BlockCell& cell, size_t slots, std::vector<uint32_t>&
   const double* rc = cell.run_contrib.data();
   const double* tc = folded.contrib.data();
   const size_t n_run = cell.run_subjects.size(), n_tail = folded.subjects.size();
-  static constexpr double kNone[policy::kMaxAggregates] = {};
-  auto emit = [&](uint32_t subject, const double* contrib) {
+  auto emit = [&](uint32_t subject, const double* contrib) ABSL_ATTRIBUTE_ALWAYS_INLINE {
     ordinals.push_back(subject);
     for (size_t m = 0; m < slots; ++m) contributions.push_back(contrib[m]);
     figures.Add(contrib, slots);
@@ -185,10 +193,13 @@ void MergeRunAndTail(const BlockCell& cell, size_t slots, std::vector<uint32_t>&
         }
       }
     } else {
-      // Pointers chosen, not values, so that no branch depends on the data.
-      const double* x = from_run ? rc + r * slots : kNone;
-      const double* y = from_tail ? tc + t * slots : kNone;
-      for (size_t m = 0; m < slots; ++m) c[m] = x[m] + y[m];
+      // Both indices are in range: each side is read and kept or zeroed by
+      // a mask, so that no branch depends on the data (a chosen pointer
+      // compiles to one). Adding +0 to a magnitude is exact.
+      const uint64_t keep_run = uint64_t{0} - from_run, keep_tail = uint64_t{0} - from_tail;
+      for (size_t m = 0; m < slots; ++m) {
+        c[m] = Masked(rc[r * slots + m], keep_run) + Masked(tc[t * slots + m], keep_tail);
+      }
     }
     emit(a < b ? a : b, c);
     r += from_run;
