@@ -7,11 +7,17 @@
 //   3. a 2-way table's withheld cells (small, or dominated on
 //      SUM(sessions_attended)) were recovered exactly from the one-way
 //      answers GROUP BY program and GROUP BY completed.
+// And a guard, in GROUP BY program, region: the cells secondary suppression
+// withholds beside a withheld one must leave a pool that is not dominated by
+// each person's contributions summed across its cells, not merely one of k
+// people.
 // Each test asks the 2-way question and its margins (the same question
 // grouped by one field, or none) and checks, against the true records, that
 // within every released margin the withheld cells hold at least k distinct
-// people and are not dominated: otherwise the margin minus the released
-// cells would be a figure the rules withhold.
+// people and are not dominated (the agreement's rules): otherwise the margin
+// minus the released cells would be a figure the rules withhold.
+#include <algorithm>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -22,6 +28,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "node/common/status_matchers.h"
+#include "policy/agreement.h"
 #include "query/sql.h"
 #include "testing/partner_fixture.h"
 #include "tests/test_env.h"
@@ -30,16 +37,24 @@ namespace fedshare::testing {
 namespace {
 
 using ::testing::IsEmpty;
+using ::testing::Not;
 
 constexpr char kTrustDomain[] = "fedshare.test";
-constexpr int kK = 10;
 
 struct Row {
   std::string person;
   std::string program;
   bool completed;
   int sessions;
+  std::string region = "north";
 };
+
+// A row's value of a group field, spelled as the answer's keys are below.
+std::string ValueOf(const Row& r, const std::string& field) {
+  if (field == "program") return r.program;
+  if (field == "region") return r.region;
+  return r.completed ? "true" : "false";
+}
 
 // literacy: 9 people; 4 have a record with completed = false and another
 // with true, 2 only false, 3 only true: (literacy, false) holds 6 people,
@@ -65,6 +80,41 @@ std::vector<Row> Rows() {
   return rows;
 }
 
+// GROUP BY program, region, 3 regions a line, 5 sessions a record unless
+// said: numeracy 24 people per region, (literacy, east) 80 people, and
+// (literacy, north) withheld in one of two ways:
+//  - small cell: north holds 3 people, one of whom has 100 sessions; south
+//    holds 12 people;
+//  - one person across cells: north holds 20 people, one of whom has 120
+//    sessions there (dominated: 120 of 215) and 40 of south's 95 (12 people).
+// North and south pooled (15 or 31 people) are dominated by that person
+// (100 of 170; 160 of 310, which neither cell's 120 or 40 alone shows): a
+// pool judged by its people alone, or by each person's largest cell, lets
+// south complement north, and the literacy total minus (literacy, east)
+// reveals a dominated figure. The whole literacy line is not dominated.
+std::vector<Row> RegionRows(bool across_cells) {
+  std::vector<Row> rows;
+  int id = 0;
+  auto add = [&](const char* program, const char* region, int people, int sessions) {
+    for (int i = 0; i < people; ++i) {
+      rows.push_back({absl::StrCat("p", 1000 + id++), program, true, sessions, region});
+    }
+  };
+  if (across_cells) {
+    rows.push_back({"p999", "literacy", true, 120, "north"});
+    rows.push_back({"p999", "literacy", true, 40, "south"});
+    add("literacy", "north", 19, 5);
+    add("literacy", "south", 11, 5);
+  } else {
+    add("literacy", "north", 1, 100);
+    add("literacy", "north", 2, 5);
+    add("literacy", "south", 12, 5);
+  }
+  add("literacy", "east", 80, 5);
+  for (const char* region : {"north", "south", "east"}) add("numeracy", region, 24, 5);
+  return rows;
+}
+
 // Leak 2 alone: the question filtered to literacy and numeracy, where only
 // the two literacy cells fall below k.
 constexpr char kFilter[] = " WHERE program IN ('literacy', 'numeracy')";
@@ -74,11 +124,12 @@ class DisclosureLeaksPoolTest : public ::testing::Test {
   void SetUp() override {
     v1::NodeConfig config = partner_.Config();
     *config.add_agreements() = OpenAgreement("open", "foundation");
+    params_ = policy::EffectiveDisclosure(config.agreements(0).disclosure());
     ASSERT_OK(partner_.Start(config));
     std::string csv = kProgramOutcomesCsvHeader;
     std::set<std::string> people;
     for (const Row& r : rows_) {
-      absl::StrAppend(&csv, r.person, ",", r.program, ",north,2020,30,",
+      absl::StrAppend(&csv, r.person, ",", r.program, ",", r.region, ",2020,30,",
                       r.completed ? "true" : "false", ",50,", r.sessions, ",0\n");
       people.insert(r.person);
     }
@@ -86,8 +137,8 @@ class DisclosureLeaksPoolTest : public ::testing::Test {
   }
 
   // Released cells of `SELECT <group>, COUNT(*), SUM(sessions_attended)
-  // ... <filter> GROUP BY <group>`, by key ("program/completed", "*" for a
-  // field not grouped on).
+  // ... <filter> GROUP BY <group>`, by key ("<program>/<other field's
+  // value>", "*" for a field not grouped on).
   std::map<std::string, std::pair<double, double>> Ask(const std::vector<std::string>& group,
                                                        const std::string& filter) {
     std::string sql = "SELECT ";
@@ -104,61 +155,83 @@ class DisclosureLeaksPoolTest : public ::testing::Test {
     if (!answer.ok()) return out;
     for (const v1::Cell& c : answer->cells()) {
       if (c.withheld()) continue;
-      std::string program = "*", completed = "*";
+      std::string program = "*", other = "*";
       for (size_t i = 0; i < group.size(); ++i) {
         const v1::Value& v = c.key(static_cast<int>(i));
-        if (group[i] == "program") program = v.string_value();
-        if (group[i] == "completed") completed = v.bool_value() ? "true" : "false";
+        const std::string value =
+            v.has_bool_value() ? (v.bool_value() ? "true" : "false") : v.string_value();
+        (group[i] == "program" ? program : other) = value;
       }
-      out[absl::StrCat(program, "/", completed)] = {c.values(0).value(), c.values(1).value()};
+      out[absl::StrCat(program, "/", other)] = {c.values(0).value(), c.values(1).value()};
     }
     return out;
   }
 
-  // For every released margin of the 2-way answer, the withheld cells inside
-  // it: described when they hold fewer than k people or are dominated (then
-  // the margin minus the released cells is a figure the rules withhold).
-  std::vector<std::string> Leaks(const std::string& filter, const std::set<std::string>& programs) {
-    const auto cells = Ask({"program", "completed"}, filter);
-    std::map<std::string, std::pair<double, double>> margins;
-    for (const auto& answer :
-         {Ask({}, filter), Ask({"program"}, filter), Ask({"completed"}, filter)}) {
-      margins.insert(answer.begin(), answer.end());
+  // Whether some dominance rule of the agreement finds the largest of
+  // `sessions` (per person) dominant.
+  bool Dominated(const std::map<std::string, double>& sessions) const {
+    std::vector<double> by_size;
+    double total = 0;
+    for (const auto& [p, s] : sessions) by_size.push_back(s), total += s;
+    std::sort(by_size.begin(), by_size.end(), std::greater<double>());
+    for (const policy::DisclosureParams::Dominance& rule : params_.dominance) {
+      double top = 0;
+      for (size_t i = 0; i < by_size.size() && i < static_cast<size_t>(rule.n); ++i) {
+        top += by_size[i];
+      }
+      if (top > rule.percent / 100.0 * total) return true;
+    }
+    return false;
+  }
+
+  // For every released margin of the answer GROUP BY program, `field`, the
+  // withheld cells inside it: described when they hold fewer than k people or
+  // are dominated (then the margin minus the released cells is a figure the
+  // rules withhold). Keeps the answers in cells_ and margins_.
+  std::vector<std::string> Leaks(const std::string& filter, const std::set<std::string>& programs,
+                                 const std::string& field = "completed") {
+    cells_ = Ask({"program", field}, filter);
+    margins_.clear();
+    for (const auto& answer : {Ask({}, filter), Ask({"program"}, filter), Ask({field}, filter)}) {
+      margins_.insert(answer.begin(), answer.end());
     }
     std::vector<std::string> leaks;
-    for (const auto& [margin, figures] : margins) {
+    for (const auto& [margin, figures] : margins_) {
       const std::string mp = margin.substr(0, margin.find('/'));
       const std::string mc = margin.substr(margin.find('/') + 1);
       std::set<std::string> people;
       std::map<std::string, double> sessions;
-      double withheld_count = 0;
+      double withheld_count = 0, withheld_sessions = 0;
       std::set<std::string> withheld_cells;
       for (const Row& r : rows_) {
-        const std::string c = r.completed ? "true" : "false";
+        const std::string c = ValueOf(r, field);
         if (!programs.count(r.program) || (mp != "*" && mp != r.program) ||
             (mc != "*" && mc != c)) {
           continue;
         }
         const std::string key = absl::StrCat(r.program, "/", c);
-        if (cells.count(key)) continue;
+        if (cells_.count(key)) continue;
         withheld_cells.insert(key);
         people.insert(r.person);
         sessions[r.person] += r.sessions;
         ++withheld_count;
+        withheld_sessions += r.sessions;
       }
       if (withheld_cells.empty()) continue;
       // What an asker computes: the margin minus the released cells inside it.
-      double derived = figures.first;
-      for (const auto& [key, f] : cells) {
+      double derived = figures.first, derived_sessions = figures.second;
+      for (const auto& [key, f] : cells_) {
         const std::string cp = key.substr(0, key.find('/'));
         const std::string cc = key.substr(key.find('/') + 1);
-        if ((mp == "*" || mp == cp) && (mc == "*" || mc == cc)) derived -= f.first;
+        if ((mp == "*" || mp == cp) && (mc == "*" || mc == cc)) {
+          derived -= f.first;
+          derived_sessions -= f.second;
+        }
       }
       EXPECT_EQ(derived, withheld_count) << margin;
-      double total = 0, top = 0;
-      for (const auto& [p, s] : sessions) total += s, top = std::max(top, s);
-      const bool dominated = top > 0.5 * total;
-      if (static_cast<int>(people.size()) < kK || dominated) {
+      EXPECT_EQ(derived_sessions, withheld_sessions) << margin;
+      const bool dominated = Dominated(sessions);
+      if (static_cast<int>(people.size()) < params_.min_subjects || dominated) {
         leaks.push_back(absl::StrCat(
             "margin ", margin, " minus released cells = ", absl::StrJoin(withheld_cells, " + "),
             ": ", people.size(), " people", dominated ? ", dominated" : ""));
@@ -168,6 +241,8 @@ class DisclosureLeaksPoolTest : public ::testing::Test {
   }
 
   std::vector<Row> rows_ = Rows();
+  policy::DisclosureParams params_;
+  std::map<std::string, std::pair<double, double>> cells_, margins_;  // last Leaks' answers
   TempDir tmp_{"leaks_pool"};
   Pki pki_{tmp_.Sub("pki"), kTrustDomain};
   PartnerFixture partner_{tmp_, pki_};
@@ -180,6 +255,28 @@ TEST_F(DisclosureLeaksPoolTest, SecondarySuppressionCountsDistinctPeople) {
 TEST_F(DisclosureLeaksPoolTest, OneWayMarginsDoNotRevealTwoWayCells) {
   EXPECT_THAT(Leaks("", {"literacy", "numeracy", "mentoring", "employment"}), IsEmpty());
 }
+
+class DisclosureLeaksPooledDominanceTest : public DisclosureLeaksPoolTest,
+                                           public ::testing::WithParamInterface<bool> {
+ protected:
+  DisclosureLeaksPooledDominanceTest() { rows_ = RegionRows(GetParam()); }
+};
+
+// Guards against pools judged without each person's contributions summed
+// across their cells (CellStats::Contribution read as 0; the largest per cell).
+TEST_P(DisclosureLeaksPooledDominanceTest, ComplementsLeaveNoDominatedPool) {
+  EXPECT_THAT(Leaks("", {"literacy", "numeracy"}, "region"), IsEmpty());
+  // Not vacuous: the withheld cell's line is released, and not every cell
+  // is withheld.
+  EXPECT_EQ(cells_.count("literacy/north"), 0u);
+  EXPECT_EQ(margins_.count("literacy/*"), 1u);
+  EXPECT_THAT(cells_, Not(IsEmpty()));
+}
+
+INSTANTIATE_TEST_SUITE_P(Regions, DisclosureLeaksPooledDominanceTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& param) {
+                           return param.param ? "PersonAcrossCells" : "SmallCell";
+                         });
 
 }  // namespace
 }  // namespace fedshare::testing
