@@ -9,7 +9,10 @@
 // A question takes its share of the pool first (Share): alone it may use
 // every thread; while others scan too, the threads are divided among them,
 // and a question whose share is one thread scans on its caller's thread, not
-// split into ranges it would have to merge.
+// split into ranges it would have to merge. Such questions (and those over
+// too few blocks to split) scan outside the pool, so what bounds the threads
+// scanning at once in the node is its answer queue, which lets
+// limits.scan_threads questions in at a time (answerer_queue.h).
 //
 // Thread-safe.
 #ifndef FEDSHARE_NODE_ENGINE_SCAN_POOL_H_
