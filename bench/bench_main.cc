@@ -526,6 +526,18 @@ int Run(int argc, char** argv) {
         static_cast<long long>(node_rows.budget_bytes >> 20), node_rows.budget_text.c_str(),
         static_cast<long long>((node_rows.budget_bytes >> 20) + 100));
   }
+  // Issue 11 judges concurrency by these two ratios to the one-client row.
+  const bench::NodeRow* one = nullptr;
+  for (const bench::NodeRow& r : node_rows.rows) {
+    if (r.clients == 1) one = &r;
+  }
+  for (const bench::NodeRow& r : node_rows.rows) {
+    if (one == nullptr || r.clients == 1 || one->qps <= 0 || one->latencies_ms.empty()) continue;
+    std::printf(
+        "  node, %d clients: %.2fx the q/s of one client, p99 %.1fx one client's p50 (issue 11 "
+        "asks at least 1x and under 10x)\n",
+        r.clients, r.qps / one->qps, Percentile(r.latencies_ms, 0.99) / Median(one->latencies_ms));
+  }
   std::printf("\nchecksums %s\n", agree ? "agree" : "DIFFER");
   std::fflush(stdout);
   if (remove_dir) std::filesystem::remove_all(dir);
