@@ -4,7 +4,8 @@
 // included; flags beat environment variables, which beat the config file;
 // SIGHUP puts new agreements in force without dropping an open stream, gives
 // the next fan-out the config file's new peers, and serves new certificate
-// files at once when they are valid (and keeps the old ones when not).
+// files at once when they are valid (and keeps the old ones when not); a
+// second stop signal while the node waits for calls in flight ends it at once.
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -33,6 +34,7 @@
 #include "node/common/status_matchers.h"
 #include "node/identity/channel.h"
 #include "node/identity/x509_verify.h"
+#include "testing/poll.h"
 #include "tests/test_env.h"
 
 namespace fedshare::testing {
@@ -67,6 +69,7 @@ class NodeOpsTest : public ::testing::Test {
     ASSERT_OK_AND_ASSIGN(std::string line, node_->ReadLine(absl::Seconds(30)));
     for (absl::string_view part : absl::StrSplit(line, ' ')) {
       if (absl::ConsumePrefix(&part, "peer=")) peer_address_ = std::string(part);
+      if (absl::ConsumePrefix(&part, "local=")) local_address_ = std::string(part);
     }
     ASSERT_FALSE(peer_address_.empty()) << line;
   }
@@ -85,7 +88,7 @@ class NodeOpsTest : public ::testing::Test {
   std::string config_path_ = tmp_.Sub("node.textproto");
   std::string log_path_ = tmp_.Sub("node.log");
   std::unique_ptr<Subprocess> node_;
-  std::string peer_address_;
+  std::string peer_address_, local_address_;
 };
 
 TEST_F(NodeOpsTest, ProbeExitsZeroWhileServingAndOneWhenStopped) {
@@ -104,6 +107,57 @@ TEST_F(NodeOpsTest, ProbeExitsZeroWhileServingAndOneWhenStopped) {
   ProcessOutcome stopped = Probe({"--peer-address", peer_address_});
   EXPECT_EQ(stopped.exit_code, 1);
   EXPECT_THAT(stopped.err, HasSubstr("probe failed"));
+}
+
+// A stop waits up to its grace for calls in flight; a second stop signal
+// meanwhile ends the process at once with status 1 and says so, and the
+// store opens again as it was.
+TEST_F(NodeOpsTest, ASecondStopSignalWhileStoppingExitsAtOnce) {
+  Start({});
+  // An operator's ingest stream, open and waiting for its next slice, holds
+  // the stop for its grace.
+  std::string op = pki_.Issue("partner-a", Role::kOperator, "olga");
+  identity::ServerExpectation expect;
+  expect.trust_domain = kTrustDomain;
+  ASSERT_OK_AND_ASSIGN(auto channel, identity::MakeChannel(local_address_, Pki::Files(op), expect));
+  auto admin = v1::AdminService::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+  v1::IngestResponse ingested;
+  std::unique_ptr<grpc::ClientWriter<v1::IngestRequest>> stream =
+      admin->Ingest(&context, &ingested);
+  v1::IngestRequest first;
+  first.set_dataset("program_outcomes");
+  first.set_format(v1::CSV);
+  first.set_data(
+      "participant_id,program,region,cohort_year,age,completed,outcome_score,sessions_attended,"
+      "income\ns1,mentoring,north,2020,30,true,50,10,0\n");
+  ASSERT_TRUE(stream->Write(first));
+
+  auto logged = [&](absl::string_view what) {
+    absl::StatusOr<std::string> log = ReadFile(log_path_);
+    return log.ok() && absl::StrContains(*log, what);
+  };
+  ASSERT_EQ(::kill(node_->pid(), SIGTERM), 0);
+  ASSERT_TRUE(PollUntil([&] { return logged("event=stopping signal=SIGTERM"); }));
+  ASSERT_EQ(::kill(node_->pid(), SIGTERM), 0);
+  const int status = node_->Wait();
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  EXPECT_TRUE(logged("event=stop_forced signal=SIGTERM"));
+  EXPECT_FALSE(logged("event=node_stopped"));
+  context.TryCancel();
+
+  // The store opens, and nothing the unfinished ingest sent was written.
+  node_.reset();
+  Start({});
+  auto operator_client = Connect(local_address_, op, kTrustDomain, "partner-a");
+  ASSERT_NE(operator_client, nullptr);
+  ASSERT_OK_AND_ASSIGN(v1::ListDatasetsResponse datasets, operator_client->ListDatasets());
+  ASSERT_EQ(datasets.datasets_size(), 1);
+  EXPECT_EQ(datasets.datasets(0).rows(), 0);
+  operator_client.reset();  // an idle connection would hold this stop for its grace
+  EXPECT_EQ(WEXITSTATUS(node_->Signal(SIGTERM)), 0);
 }
 
 TEST_F(NodeOpsTest, JsonLogsAreOneObjectALineIncludingGrpcsOwnLines) {

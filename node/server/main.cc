@@ -14,7 +14,8 @@
 // On start it prints one line to stdout,
 //   ready org=ORG peer=HOST:PORT local=HOST:PORT
 // once both listeners accept calls (and writes the same to --ready-file), so
-// scripts and tests can wait for it. SIGTERM or SIGINT stops it cleanly;
+// scripts and tests can wait for it. SIGTERM or SIGINT stops it cleanly (a
+// second one while stopping exits 1 at once);
 // SIGHUP reloads the agreements, peers and certificates and prints
 //   reloaded agreements=N peers=M certificates=ok
 // (a part that kept its previous settings says "kept-old (reason)").
@@ -27,6 +28,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
@@ -205,6 +207,22 @@ int main(int argc, char** argv) {
     std::cout << (*node)->Reload(next).Line() << std::endl;
   }
   spdlog::info("event=stopping signal={}", signal == SIGTERM ? "SIGTERM" : "SIGINT");
+  // A second SIGTERM or SIGINT while stopping ends the process at once, with
+  // status 1: whoever asks twice wants it gone, and a stop held up by a call
+  // that outlives its grace then needs no SIGKILL to end, and says so. What
+  // the node acknowledged is already on disk, as it must be for a crash.
+  std::thread([stop_signals] {
+    int again = 0;
+    do {
+      sigwait(&stop_signals, &again);
+    } while (again == SIGHUP);  // nothing to reload while stopping
+    spdlog::warn(
+        "event=stop_forced signal={} reason=\"a second stop signal while stopping: "
+        "exiting without waiting for calls in flight or closing the store\"",
+        again == SIGTERM ? "SIGTERM" : "SIGINT");
+    spdlog::default_logger()->flush();
+    std::_Exit(1);
+  }).detach();
   (*node)->Shutdown();
   node->reset();
   return 0;
