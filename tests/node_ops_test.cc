@@ -74,6 +74,37 @@ class NodeOpsTest : public ::testing::Test {
     ASSERT_FALSE(peer_address_.empty()) << line;
   }
 
+  // An operator's ingest stream into program_outcomes on the local listener
+  // at `address`, its first message (the header and `rows`) sent, left open.
+  struct OpenIngest {
+    std::unique_ptr<v1::AdminService::Stub> admin;
+    grpc::ClientContext context;
+    v1::IngestResponse response;
+    std::unique_ptr<grpc::ClientWriter<v1::IngestRequest>> stream;
+  };
+  std::unique_ptr<OpenIngest> StartIngest(const std::string& address, const std::string& op,
+                                          const std::string& rows) {
+    identity::ServerExpectation expect;
+    expect.trust_domain = kTrustDomain;
+    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+        identity::MakeChannel(address, Pki::Files(op), expect);
+    EXPECT_OK(channel.status());
+    if (!channel.ok()) return nullptr;
+    auto open = std::make_unique<OpenIngest>();
+    open->admin = v1::AdminService::NewStub(*channel);
+    open->context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+    open->stream = open->admin->Ingest(&open->context, &open->response);
+    v1::IngestRequest first;
+    first.set_dataset("program_outcomes");
+    first.set_format(v1::CSV);
+    first.set_data(absl::StrCat(
+        "participant_id,program,region,cohort_year,age,completed,outcome_score,sessions_attended,"
+        "income\n",
+        rows));
+    EXPECT_TRUE(open->stream->Write(first));
+    return open;
+  }
+
   ProcessOutcome Probe(const std::vector<std::string>& extra) {
     std::vector<std::string> argv = {BinaryPath("fedshare-node"), "--config", config_path_,
                                      "--probe"};
@@ -117,22 +148,9 @@ TEST_F(NodeOpsTest, ASecondStopSignalWhileStoppingExitsAtOnce) {
   // An operator's ingest stream, open and waiting for its next slice, holds
   // the stop for its grace.
   std::string op = pki_.Issue("partner-a", Role::kOperator, "olga");
-  identity::ServerExpectation expect;
-  expect.trust_domain = kTrustDomain;
-  ASSERT_OK_AND_ASSIGN(auto channel, identity::MakeChannel(local_address_, Pki::Files(op), expect));
-  auto admin = v1::AdminService::NewStub(channel);
-  grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
-  v1::IngestResponse ingested;
-  std::unique_ptr<grpc::ClientWriter<v1::IngestRequest>> stream =
-      admin->Ingest(&context, &ingested);
-  v1::IngestRequest first;
-  first.set_dataset("program_outcomes");
-  first.set_format(v1::CSV);
-  first.set_data(
-      "participant_id,program,region,cohort_year,age,completed,outcome_score,sessions_attended,"
-      "income\ns1,mentoring,north,2020,30,true,50,10,0\n");
-  ASSERT_TRUE(stream->Write(first));
+  std::unique_ptr<OpenIngest> ingest =
+      StartIngest(local_address_, op, "s1,mentoring,north,2020,30,true,50,10,0\n");
+  ASSERT_NE(ingest, nullptr);
 
   auto logged = [&](absl::string_view what) {
     absl::StatusOr<std::string> log = ReadFile(log_path_);
@@ -146,7 +164,7 @@ TEST_F(NodeOpsTest, ASecondStopSignalWhileStoppingExitsAtOnce) {
   EXPECT_EQ(WEXITSTATUS(status), 1);
   EXPECT_TRUE(logged("event=stop_forced signal=SIGTERM"));
   EXPECT_FALSE(logged("event=node_stopped"));
-  context.TryCancel();
+  ingest->context.TryCancel();
 
   // The store opens, and nothing the unfinished ingest sent was written.
   node_.reset();
@@ -253,22 +271,8 @@ TEST_F(NodeOpsTest, SighupChangesTheNextDecisionWithoutDroppingAnOpenStream) {
               StatusIs(absl::StatusCode::kPermissionDenied, ::testing::_));
 
   // An operator's ingest stream is open across the reload.
-  identity::ServerExpectation expect;
-  expect.trust_domain = kTrustDomain;
-  ASSERT_OK_AND_ASSIGN(auto channel, identity::MakeChannel(local_address, Pki::Files(op), expect));
-  auto admin = v1::AdminService::NewStub(channel);
-  grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
-  v1::IngestResponse ingested;
-  std::unique_ptr<grpc::ClientWriter<v1::IngestRequest>> stream =
-      admin->Ingest(&context, &ingested);
-  v1::IngestRequest first;
-  first.set_dataset("program_outcomes");
-  first.set_format(v1::CSV);
-  first.set_data(
-      "participant_id,program,region,cohort_year,age,completed,outcome_score,sessions_attended,"
-      "income\n");
-  ASSERT_TRUE(stream->Write(first));
+  std::unique_ptr<OpenIngest> ingest = StartIngest(local_address, op, "");
+  ASSERT_NE(ingest, nullptr);
 
   v1::AgreementSet permit;
   *permit.add_agreements() = OpenAgreement("foundation-eval", "foundation");
@@ -283,11 +287,11 @@ TEST_F(NodeOpsTest, SighupChangesTheNextDecisionWithoutDroppingAnOpenStream) {
   v1::IngestRequest rest;
   rest.set_data("s1,mentoring,north,2020,30,true,50,10,0\n");
   rest.set_end_of_file(true);
-  ASSERT_TRUE(stream->Write(rest));
-  ASSERT_TRUE(stream->WritesDone());
-  grpc::Status finished = stream->Finish();
+  ASSERT_TRUE(ingest->stream->Write(rest));
+  ASSERT_TRUE(ingest->stream->WritesDone());
+  grpc::Status finished = ingest->stream->Finish();
   ASSERT_TRUE(finished.ok()) << finished.error_message();
-  EXPECT_EQ(ingested.rows_written(), 1);
+  EXPECT_EQ(ingest->response.rows_written(), 1);
 
   // The next question is decided by the reloaded agreement, on the same
   // connection as the refused one.
