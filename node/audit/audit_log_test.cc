@@ -1,26 +1,19 @@
 #include "node/audit/audit_log.h"
 
-#include <stdlib.h>
-
 #include <string>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "node/common/status_matchers.h"
+#include "node/common/test_temp_dir.h"
 #include "node/storage/fault_injector.h"
 
 namespace fedshare::audit {
 namespace {
 
+using ::fedshare::testing::ScopedTempDir;
 using ::fedshare::testing::StatusIs;
 using ::testing::HasSubstr;
-
-std::string MakeTempDir() {
-  std::string tmpl = ::testing::TempDir() + "audit_log_test_XXXXXX";
-  char* dir = mkdtemp(tmpl.data());
-  EXPECT_NE(dir, nullptr);
-  return tmpl;
-}
 
 v1::AuditEntry Entry(absl::string_view caller, v1::AuditEntry::Decision decision) {
   v1::AuditEntry e;
@@ -42,7 +35,7 @@ class AuditLogTest : public ::testing::Test {
     storage_.reset();
     storage::StorageOptions options;
     options.fault_injector = &faults_;
-    auto storage = storage::Storage::Create(dir_, options);
+    auto storage = storage::Storage::Create(dir_.path(), options);
     ASSERT_OK(storage.status());
     storage_ = std::move(storage).value();
     auto log = AuditLog::Open(storage_.get(), &clock_);
@@ -70,7 +63,7 @@ class AuditLogTest : public ::testing::Test {
     ASSERT_OK(storage_->Put(storage::ColumnFamily::kAudit, Key('l', index), EncodeLeaf(entry)));
   }
 
-  std::string dir_ = MakeTempDir();
+  ScopedTempDir dir_{"audit_log_test"};  // outlives the store below
   FakeClock clock_{absl::FromUnixSeconds(1'800'000'000)};
   storage::FaultInjector faults_;
   std::unique_ptr<storage::Storage> storage_;

@@ -1,7 +1,5 @@
 #include "node/audit/peer_checkpoints.h"
 
-#include <stdlib.h>
-
 #include <map>
 #include <memory>
 #include <optional>
@@ -13,21 +11,17 @@
 #include "node/audit/audit_log.h"
 #include "node/common/clock.h"
 #include "node/common/status_matchers.h"
+#include "node/common/test_temp_dir.h"
 
 namespace fedshare::audit {
 namespace {
 
+using ::fedshare::testing::ScopedTempDir;
 using ::fedshare::testing::StatusIs;
 using ::testing::HasSubstr;
 
-std::string MakeTempDir() {
-  std::string tmpl = ::testing::TempDir() + "peer_checkpoints_test_XXXXXX";
-  EXPECT_NE(mkdtemp(tmpl.data()), nullptr);
-  return tmpl;
-}
-
-std::unique_ptr<storage::Storage> OpenStorage() {
-  auto storage = storage::Storage::Create(MakeTempDir(), storage::StorageOptions());
+std::unique_ptr<storage::Storage> OpenStorage(const ScopedTempDir& dir) {
+  auto storage = storage::Storage::Create(dir.path(), storage::StorageOptions());
   EXPECT_OK(storage.status());
   return std::move(storage).value();
 }
@@ -42,7 +36,7 @@ class PeerCheckpointsTest : public ::testing::Test {
   v1::Receipt Answer(const std::string& org, std::optional<uint64_t> known = std::nullopt) {
     Partner& p = partners_[org];
     if (p.log == nullptr) {
-      p.storage = OpenStorage();
+      p.storage = OpenStorage(p.dir);
       auto log = AuditLog::Open(p.storage.get(), Clock::Real(), org);
       EXPECT_OK(log.status());
       p.log = std::move(log).value();
@@ -60,12 +54,15 @@ class PeerCheckpointsTest : public ::testing::Test {
     return absl::UnavailableError("no proof fetched in this test");
   }
 
+  // Members go in reverse order: each store is closed before its folder is removed.
   struct Partner {
+    ScopedTempDir dir{"peer_checkpoints_test"};
     std::unique_ptr<storage::Storage> storage;
     std::unique_ptr<AuditLog> log;
   };
   std::map<std::string, Partner> partners_;
-  std::unique_ptr<storage::Storage> storage_ = OpenStorage();
+  ScopedTempDir dir_{"peer_checkpoints_test"};
+  std::unique_ptr<storage::Storage> storage_ = OpenStorage(dir_);
   PeerCheckpoints held_{storage_.get()};
 };
 
