@@ -1,12 +1,9 @@
 #include "bench/synthetic.h"
 
-#include <stdlib.h>
-
-#include <filesystem>
-
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "node/common/status_matchers.h"
+#include "node/common/test_temp_dir.h"
 #include "node/engine/engine.h"
 #include "policy/schema.h"
 
@@ -31,10 +28,10 @@ TEST(SyntheticTest, SameSeedSameDataOtherSeedOtherData) {
 }
 
 TEST(SyntheticTest, IngestsCleanlyAndRoundTrips) {
-  std::string dir = ::testing::TempDir() + "/synthetic_test.XXXXXX";
-  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  const ::fedshare::testing::ScopedTempDir dir("synthetic_test");
   {
-    ASSERT_OK_AND_ASSIGN(auto storage, storage::Storage::Create(dir, storage::StorageOptions()));
+    ASSERT_OK_AND_ASSIGN(auto storage,
+                         storage::Storage::Create(dir.path(), storage::StorageOptions()));
     FakeClock clock(absl::FromUnixSeconds(1767225600));
     engine::EngineOptions options;
     options.org_id = "foundation";
@@ -71,7 +68,6 @@ TEST(SyntheticTest, IngestsCleanlyAndRoundTrips) {
     EXPECT_GT(marketing, 0);
     EXPECT_LT(marketing, 2000 * 0.06);
   }
-  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

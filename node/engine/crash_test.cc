@@ -9,7 +9,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <filesystem>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -17,6 +16,7 @@
 #include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
 #include "node/common/status_matchers.h"
+#include "node/common/test_temp_dir.h"
 #include "node/engine/engine.h"
 
 namespace fedshare::engine {
@@ -73,8 +73,8 @@ TEST(CrashWriter, IngestUntilKilled) {
 }
 
 TEST(CrashTest, SigkillDuringIngestKeepsAcknowledgedBatchesAndNoPartialOne) {
-  std::string dir = ::testing::TempDir() + "/crash_test.XXXXXX";
-  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  // The writers' store, kept across every kill and reopen.
+  const ::fedshare::testing::ScopedTempDir dir("crash_test");
   int64_t acknowledged = 0;
   for (int round = 0; round < 6; ++round) {
     int fds[2];
@@ -85,7 +85,7 @@ TEST(CrashTest, SigkillDuringIngestKeepsAcknowledgedBatchesAndNoPartialOne) {
       dup2(fds[1], 3);  // keep the write end open across exec, as fd 3
       int devnull = open("/dev/null", O_WRONLY);
       dup2(devnull, 1);
-      setenv("FEDSHARE_CRASH_DIR", dir.c_str(), 1);
+      setenv("FEDSHARE_CRASH_DIR", dir.path().c_str(), 1);
       setenv("FEDSHARE_CRASH_FD", "3", 1);
       execl("/proc/self/exe", "crash_writer", "--gtest_filter=CrashWriter.IngestUntilKilled",
             static_cast<char*>(nullptr));
@@ -109,7 +109,8 @@ TEST(CrashTest, SigkillDuringIngestKeepsAcknowledgedBatchesAndNoPartialOne) {
     while (read(fds[0], &value, sizeof(value)) == 8) acknowledged = value;
     close(fds[0]);
 
-    ASSERT_OK_AND_ASSIGN(auto storage, storage::Storage::Create(dir, storage::StorageOptions()));
+    ASSERT_OK_AND_ASSIGN(auto storage,
+                         storage::Storage::Create(dir.path(), storage::StorageOptions()));
     ASSERT_OK_AND_ASSIGN(auto engine, OpenEngine(storage.get()));
     ASSERT_OK_AND_ASSIGN(auto reader, engine->OpenReader("events"));
     const int64_t rows = static_cast<int64_t>(reader->rows());
@@ -130,7 +131,6 @@ TEST(CrashTest, SigkillDuringIngestKeepsAcknowledgedBatchesAndNoPartialOne) {
     EXPECT_EQ(scanned, rows);
     acknowledged = rows;
   }
-  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -3,19 +3,18 @@
 // budget.
 #include "node/engine/dp_ledger.h"
 
-#include <stdlib.h>
-
-#include <filesystem>
 #include <string>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "node/common/status_matchers.h"
+#include "node/common/test_temp_dir.h"
 #include "node/storage/keys.h"
 
 namespace fedshare::engine {
 namespace {
 
+using ::fedshare::testing::ScopedTempDir;
 using ::fedshare::testing::StatusIs;
 using ::testing::HasSubstr;
 
@@ -24,13 +23,7 @@ const policy::BudgetPolicy kPolicy{.micro_epsilon = 1'000'000, .window = absl::H
 
 class DpLedgerTest : public ::testing::Test {
  protected:
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-  static std::string MakeTempDir() {
-    std::string tmpl = ::testing::TempDir() + "/dp_ledger_test.XXXXXX";
-    EXPECT_NE(mkdtemp(tmpl.data()), nullptr);
-    return tmpl;
-  }
-  std::string dir_ = MakeTempDir();
+  ScopedTempDir dir_{"dp_ledger_test"};
 };
 
 TEST_F(DpLedgerTest, EncodingRoundTripsAndRejectsGarbage) {
@@ -56,12 +49,12 @@ TEST_F(DpLedgerTest, EncodingRoundTripsAndRejectsGarbage) {
 
 TEST_F(DpLedgerTest, ReservationSurvivesReopenWithoutCommit) {
   {
-    ASSERT_OK_AND_ASSIGN(auto db, storage::Storage::Create(dir_, storage::StorageOptions()));
+    ASSERT_OK_AND_ASSIGN(auto db, storage::Storage::Create(dir_.path(), storage::StorageOptions()));
     DpLedger ledger(db.get());
     ASSERT_OK(ledger.Reserve("foundation", "program_outcomes", kPolicy, 600'000, kNow).status());
     // The process dies here: no commit, no cancel.
   }
-  ASSERT_OK_AND_ASSIGN(auto db, storage::Storage::Create(dir_, storage::StorageOptions()));
+  ASSERT_OK_AND_ASSIGN(auto db, storage::Storage::Create(dir_.path(), storage::StorageOptions()));
   DpLedger ledger(db.get());
   ASSERT_OK_AND_ASSIGN(policy::BudgetView view,
                        ledger.View("foundation", "program_outcomes", kPolicy, kNow));
@@ -79,7 +72,7 @@ TEST_F(DpLedgerTest, ReservationSurvivesReopenWithoutCommit) {
 }
 
 TEST_F(DpLedgerTest, CancelReturnsAndCommitKeeps) {
-  ASSERT_OK_AND_ASSIGN(auto db, storage::Storage::Create(dir_, storage::StorageOptions()));
+  ASSERT_OK_AND_ASSIGN(auto db, storage::Storage::Create(dir_.path(), storage::StorageOptions()));
   DpLedger ledger(db.get());
   ASSERT_OK_AND_ASSIGN(uint64_t a, ledger.Reserve("f", "d", kPolicy, 400'000, kNow));
   ASSERT_OK_AND_ASSIGN(uint64_t b, ledger.Reserve("f", "d", kPolicy, 400'000, kNow));
@@ -96,7 +89,7 @@ TEST_F(DpLedgerTest, CancelReturnsAndCommitKeeps) {
 }
 
 TEST_F(DpLedgerTest, CorruptLedgerFailsClosed) {
-  ASSERT_OK_AND_ASSIGN(auto db, storage::Storage::Create(dir_, storage::StorageOptions()));
+  ASSERT_OK_AND_ASSIGN(auto db, storage::Storage::Create(dir_.path(), storage::StorageOptions()));
   ASSERT_OK(db->Put(storage::ColumnFamily::kBudget, storage::BudgetLedgerKey("f", "d"), "junk"));
   DpLedger ledger(db.get());
   EXPECT_THAT(ledger.Reserve("f", "d", kPolicy, 1, kNow),

@@ -1,8 +1,5 @@
 #include "node/engine/engine.h"
 
-#include <stdlib.h>
-
-#include <filesystem>
 #include <string>
 #include <thread>
 #include <vector>
@@ -13,6 +10,7 @@
 #include "gtest/gtest.h"
 #include "node/common/status_macros.h"
 #include "node/common/status_matchers.h"
+#include "node/common/test_temp_dir.h"
 #include "node/engine/engine_test_fixture.h"
 #include "node/engine/ingest.h"
 #include "node/engine/query_executor.h"
@@ -22,6 +20,7 @@
 namespace fedshare::engine::engine_test {
 namespace {
 
+using ::fedshare::testing::ScopedTempDir;
 using ::fedshare::testing::StatusIs;
 using ::testing::HasSubstr;
 
@@ -191,8 +190,8 @@ TEST_F(EngineTest, TheNodeSecretIsMadeOnceAndKeptAcrossRestarts) {
   ASSERT_OK(Open());
   EXPECT_EQ(engine_->node_secret(), first);
   // Another node's store gets its own secret.
-  std::string other_dir = MakeTempDir();
-  ASSERT_OK_AND_ASSIGN(auto other_storage, storage::Storage::Create(other_dir, {}));
+  ScopedTempDir other_dir("engine_test");
+  ASSERT_OK_AND_ASSIGN(auto other_storage, storage::Storage::Create(other_dir.path(), {}));
   EngineOptions options;
   options.org_id = "partner-b";
   options.purposes = Purposes();
@@ -200,9 +199,6 @@ TEST_F(EngineTest, TheNodeSecretIsMadeOnceAndKeptAcrossRestarts) {
   options.clock = &clock_;
   ASSERT_OK_AND_ASSIGN(auto other, Engine::Create(other_storage.get(), options));
   EXPECT_NE(other->node_secret(), first);
-  other.reset();
-  other_storage.reset();
-  std::filesystem::remove_all(other_dir);
 }
 
 std::string MakeRows(int from, int to) {
@@ -534,10 +530,10 @@ namespace streamed {
 // Ingests `data` into a fresh store, fed in slices of `slice` bytes, and
 // returns the response (or status) followed by the export.
 std::string IngestInSlices(absl::string_view data, v1::DataFormat format, size_t slice) {
-  const std::string dir = MakeTempDir();
+  const ScopedTempDir dir("engine_test");
   std::string out;
   {
-    auto storage = storage::Storage::Create(dir, storage::StorageOptions());
+    auto storage = storage::Storage::Create(dir.path(), storage::StorageOptions());
     EXPECT_OK(storage);
     if (!storage.ok()) return "";
     FakeClock clock(absl::FromUnixSeconds(1767225600));
@@ -562,7 +558,6 @@ std::string IngestInSlices(absl::string_view data, v1::DataFormat format, size_t
       return absl::OkStatus();
     }));
   }
-  std::filesystem::remove_all(dir);
   return out;
 }
 

@@ -4,9 +4,6 @@
 #ifndef FEDSHARE_NODE_ENGINE_ENGINE_TEST_FIXTURE_H_
 #define FEDSHARE_NODE_ENGINE_ENGINE_TEST_FIXTURE_H_
 
-#include <stdlib.h>
-
-#include <filesystem>
 #include <string>
 #include <thread>
 #include <vector>
@@ -17,6 +14,7 @@
 #include "gtest/gtest.h"
 #include "node/common/status_macros.h"
 #include "node/common/status_matchers.h"
+#include "node/common/test_temp_dir.h"
 #include "node/engine/engine.h"
 #include "node/engine/ingest.h"
 #include "node/engine/query_executor.h"
@@ -25,6 +23,7 @@
 
 namespace fedshare::engine::engine_test {
 
+using ::fedshare::testing::ScopedTempDir;
 using ::fedshare::testing::StatusIs;
 using ::testing::HasSubstr;
 
@@ -56,19 +55,12 @@ inline std::vector<v1::Purpose> Purposes() {
   return {research, evaluation};
 }
 
-inline std::string MakeTempDir() {
-  std::string tmpl = ::testing::TempDir() + "/engine_test.XXXXXX";
-  EXPECT_NE(mkdtemp(tmpl.data()), nullptr);
-  return tmpl;
-}
-
 class EngineTest : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_OK(Open()); }
   void TearDown() override {
     engine_.reset();
     storage_.reset();
-    std::filesystem::remove_all(dir_);
   }
 
   absl::Status Open(std::vector<v1::DatasetSchema> datasets = {Schema()},
@@ -77,7 +69,7 @@ class EngineTest : public ::testing::Test {
     storage_.reset();
     storage::StorageOptions storage_options;
     storage_options.fault_injector = faults;
-    auto storage = storage::Storage::Create(dir_, storage_options);
+    auto storage = storage::Storage::Create(dir_.path(), storage_options);
     if (!storage.ok()) return storage.status();
     storage_ = *std::move(storage);
     EngineOptions options;
@@ -114,7 +106,7 @@ class EngineTest : public ::testing::Test {
     return reader.ok() ? (*reader)->rows() : 0;
   }
 
-  std::string dir_ = MakeTempDir();
+  ScopedTempDir dir_{"engine_test"};
   FakeClock clock_{absl::FromUnixSeconds(1767225600)};  // 2026-01-01
   std::unique_ptr<storage::Storage> storage_;
   std::unique_ptr<Engine> engine_;

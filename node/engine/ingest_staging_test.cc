@@ -1,8 +1,6 @@
 // Ingests large enough that their write moves to staged table files
 // (storage::BulkWrite): a refused one changes nothing, store or memory, and
 // an accepted one (a replace included) is whole after a restart.
-#include <stdlib.h>
-
 #include <filesystem>
 #include <map>
 #include <string>
@@ -15,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "node/common/status_macros.h"
 #include "node/common/status_matchers.h"
+#include "node/common/test_temp_dir.h"
 #include "node/engine/engine.h"
 #include "node/engine/engine_internal.h"
 #include "node/engine/ingest.h"
@@ -23,6 +22,8 @@
 
 namespace fedshare::engine {
 namespace {
+
+using ::fedshare::testing::ScopedTempDir;
 
 constexpr char kSchema[] = R"pb(
   name: "visits"
@@ -47,17 +48,11 @@ class IngestStagingTest : public ::testing::Test {
   // Enough rows for several times storage::kBulkSpillBytes of staged write.
   static constexpr int kRows = 120000;
 
-  void SetUp() override {
-    std::string tmpl = ::testing::TempDir() + "/ingest_staging_test.XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-    ASSERT_OK(Open());
-  }
+  void SetUp() override { ASSERT_OK(Open()); }
   void TearDown() override {
     reader_.reset();
     engine_.reset();
     storage_.reset();
-    std::filesystem::remove_all(dir_);
   }
 
   absl::Status Open() {
@@ -66,7 +61,7 @@ class IngestStagingTest : public ::testing::Test {
     storage_.reset();
     storage::StorageOptions storage_options;
     storage_options.fault_injector = &faults_;
-    FEDSHARE_ASSIGN_OR_RETURN(storage_, storage::Storage::Create(dir_, storage_options));
+    FEDSHARE_ASSIGN_OR_RETURN(storage_, storage::Storage::Create(dir_.path(), storage_options));
     EngineOptions options;
     v1::DatasetSchema schema;
     EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(kSchema, &schema));
@@ -93,7 +88,7 @@ class IngestStagingTest : public ::testing::Test {
   size_t StagedFiles() const {
     std::error_code ec;
     size_t n = 0;
-    for (auto it = std::filesystem::directory_iterator(dir_ + "/staging", ec);
+    for (auto it = std::filesystem::directory_iterator(dir_.Sub("staging"), ec);
          !ec && it != std::filesystem::directory_iterator(); ++it) {
       ++n;
     }
@@ -107,7 +102,7 @@ class IngestStagingTest : public ::testing::Test {
     return reader_.get();
   }
 
-  std::string dir_;
+  ScopedTempDir dir_{"ingest_staging_test"};
   storage::FaultInjector faults_;  // fails nothing unless a test says so
   std::unique_ptr<storage::Storage> storage_;
   std::unique_ptr<Engine> engine_;

@@ -1,8 +1,5 @@
 // Erasure's block rewrites and retention's purges (Engine::EraseSubject,
 // Engine::PurgeExpired) over a real store, checked against exports.
-#include <stdlib.h>
-
-#include <filesystem>
 #include <string>
 #include <thread>
 #include <vector>
@@ -14,6 +11,7 @@
 #include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
 #include "node/common/status_matchers.h"
+#include "node/common/test_temp_dir.h"
 #include "node/engine/engine.h"
 #include "node/engine/engine_internal.h"
 #include "node/engine/ingest.h"
@@ -21,6 +19,7 @@
 namespace fedshare::engine {
 namespace {
 
+using ::fedshare::testing::ScopedTempDir;
 using ::fedshare::testing::StatusIs;
 using ::testing::HasSubstr;
 
@@ -100,21 +99,16 @@ TEST(CopyRowsWithoutTest, KeepsOtherRowsWithTheirValuesAndNulls) {
 
 class LifecycleTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = ::testing::TempDir() + "/lifecycle_test.XXXXXX";
-    ASSERT_NE(mkdtemp(dir_.data()), nullptr);
-    ASSERT_OK(Open({Schema("people", 2), Schema("visits")}));
-  }
+  void SetUp() override { ASSERT_OK(Open({Schema("people", 2), Schema("visits")})); }
   void TearDown() override {
     engine_.reset();
     storage_.reset();
-    std::filesystem::remove_all(dir_);
   }
 
   absl::Status Open(std::vector<v1::DatasetSchema> datasets) {
     engine_.reset();
     storage_.reset();
-    auto storage = storage::Storage::Create(dir_, storage::StorageOptions());
+    auto storage = storage::Storage::Create(dir_.path(), storage::StorageOptions());
     if (!storage.ok()) return storage.status();
     storage_ = *std::move(storage);
     EngineOptions options;
@@ -163,7 +157,7 @@ class LifecycleTest : public ::testing::Test {
     return engine_->EraseSubject(id, [](const Erasure&) { return absl::OkStatus(); });
   }
 
-  std::string dir_;
+  ScopedTempDir dir_{"lifecycle_test"};
   FakeClock clock_{absl::FromUnixSeconds(1780000000)};  // 2026-05-28T20:26:40Z
   std::unique_ptr<storage::Storage> storage_;
   std::unique_ptr<Engine> engine_;

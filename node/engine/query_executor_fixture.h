@@ -5,9 +5,6 @@
 #ifndef FEDSHARE_NODE_ENGINE_QUERY_EXECUTOR_FIXTURE_H_
 #define FEDSHARE_NODE_ENGINE_QUERY_EXECUTOR_FIXTURE_H_
 
-#include <stdlib.h>
-
-#include <filesystem>
 #include <map>
 #include <memory>
 #include <optional>
@@ -19,12 +16,14 @@
 #include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
 #include "node/common/status_matchers.h"
+#include "node/common/test_temp_dir.h"
 #include "node/engine/query_executor.h"
 #include "node/storage/column_block.h"
 #include "policy/query_rules.h"
 
 namespace fedshare::engine::executor_fixture {
 
+using ::fedshare::testing::ScopedTempDir;
 
 constexpr char kSchema[] = R"pb(
   name: "t"
@@ -101,10 +100,8 @@ inline std::string Csv(const std::vector<Row>& rows, size_t from, size_t to) {
 class QueryExecutorTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl = ::testing::TempDir() + "/query_executor_test.XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-    ASSERT_OK_AND_ASSIGN(storage_, storage::Storage::Create(dir_, storage::StorageOptions()));
+    ASSERT_OK_AND_ASSIGN(storage_,
+                         storage::Storage::Create(dir_.path(), storage::StorageOptions()));
     EngineOptions options;
     options.org_id = "partner-a";
     v1::Purpose p;
@@ -130,7 +127,6 @@ class QueryExecutorTest : public ::testing::Test {
     reader_.reset();
     engine_.reset();
     storage_.reset();
-    std::filesystem::remove_all(dir_);
   }
 
   // Ingests rows[from, to) as one file.
@@ -169,7 +165,7 @@ class QueryExecutorTest : public ::testing::Test {
 
   bool Consented(const Row& r) const { return r.subject % 3 != 0; }
 
-  std::string dir_;
+  ScopedTempDir dir_{"query_executor_test"};
   std::unique_ptr<storage::Storage> storage_;
   std::unique_ptr<Engine> engine_;
   EngineOptions options_;

@@ -2,9 +2,6 @@
 // deciding when the CA file is looked at again.
 #include "node/identity/authenticator.h"
 
-#include <stdlib.h>
-
-#include <filesystem>
 #include <string>
 
 #include "gmock/gmock.h"
@@ -12,11 +9,13 @@
 #include "node/common/clock.h"
 #include "node/common/files.h"
 #include "node/common/status_matchers.h"
+#include "node/common/test_temp_dir.h"
 #include "node/identity/cert_issuer.h"
 
 namespace fedshare::identity {
 namespace {
 
+using ::fedshare::testing::ScopedTempDir;
 using ::fedshare::testing::StatusIs;
 using ::testing::HasSubstr;
 
@@ -26,23 +25,19 @@ constexpr char kDomain[] = "fed.example";
 class AuthenticatorTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl = ::testing::TempDir() + "authenticator_test.XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
     for (const char* ca : {"ca", "ca2"}) {
       CaOptions o;
       o.trust_domain = kDomain;
-      o.out_dir = dir_ + "/" + ca;
+      o.out_dir = dir_.Sub(ca);
       o.not_before = kT0;
       ASSERT_OK(CreateCa(o));
     }
-    ASSERT_OK_AND_ASSIGN(ca1_, ReadFile(dir_ + "/ca/ca.pem"));
-    ASSERT_OK_AND_ASSIGN(ca2_, ReadFile(dir_ + "/ca2/ca.pem"));
+    ASSERT_OK_AND_ASSIGN(ca1_, ReadFile(dir_.Sub("ca/ca.pem")));
+    ASSERT_OK_AND_ASSIGN(ca2_, ReadFile(dir_.Sub("ca2/ca.pem")));
     ASSERT_OK(WriteFileAtomic(Bundle(), ca1_));
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
 
-  std::string Bundle() const { return dir_ + "/bundle.pem"; }
+  std::string Bundle() const { return dir_.Sub("bundle.pem"); }
 
   std::string Issue(const std::string& ca, const std::string& org, Role role = Role::kNode,
                     const std::string& name = "", int days = 365) {
@@ -51,25 +46,26 @@ class AuthenticatorTest : public ::testing::Test {
     o.role = role;
     o.name = name;
     o.days = days;
-    o.out_dir = dir_ + "/" + org + name;
+    o.out_dir = dir_.Sub(org + name);
     o.not_before = kT0;
-    EXPECT_OK(IssueCertificate(dir_ + "/" + ca, o));
+    EXPECT_OK(IssueCertificate(dir_.Sub(ca), o));
     absl::StatusOr<std::string> pem = ReadFile(o.out_dir + "/cert.pem");
     EXPECT_OK(pem);
     return pem.value_or("");
   }
 
-  std::string dir_, ca1_, ca2_;
+  ScopedTempDir dir_{"authenticator_test"};
+  std::string ca1_, ca2_;
   FakeClock clock_{kT0 + absl::Hours(1)};
 };
 
 TEST_F(AuthenticatorTest, CreateRefusesBadInputs) {
-  EXPECT_THAT(Authenticator::Create(dir_ + "/none.pem", kDomain, absl::Seconds(1), &clock_),
+  EXPECT_THAT(Authenticator::Create(dir_.Sub("none.pem"), kDomain, absl::Seconds(1), &clock_),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("none.pem")));
   EXPECT_THAT(Authenticator::Create(Bundle(), "", absl::Seconds(1), &clock_),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("trust domain")));
-  ASSERT_OK(WriteFileAtomic(dir_ + "/empty.pem", ""));
-  EXPECT_THAT(Authenticator::Create(dir_ + "/empty.pem", kDomain, absl::Seconds(1), &clock_),
+  ASSERT_OK(WriteFileAtomic(dir_.Sub("empty.pem"), ""));
+  EXPECT_THAT(Authenticator::Create(dir_.Sub("empty.pem"), kDomain, absl::Seconds(1), &clock_),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("no PEM certificate")));
 }
 

@@ -7,7 +7,6 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
-#include <stdlib.h>
 #include <sys/stat.h>
 
 #include <filesystem>
@@ -20,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "node/common/files.h"
 #include "node/common/status_matchers.h"
+#include "node/common/test_temp_dir.h"
 #include "node/identity/cert_issuer.h"
 #include "node/identity/tls_files.h"
 #include "node/identity/x509_verify.h"
@@ -27,6 +27,7 @@
 namespace fedshare::identity {
 namespace {
 
+using ::fedshare::testing::ScopedTempDir;
 using ::fedshare::testing::StatusIs;
 using ::testing::HasSubstr;
 
@@ -76,15 +77,9 @@ std::string MakeRequest(const std::string& key_spec, const std::string& cn,
 
 class CertRequestTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string tmpl = ::testing::TempDir() + "cert_request_test.XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-    ASSERT_OK(CreateCa(kDomain, ca_dir(), 3650));
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
+  void SetUp() override { ASSERT_OK(CreateCa(kDomain, ca_dir(), 3650)); }
 
-  std::string ca_dir() const { return dir_ + "/ca"; }
+  std::string ca_dir() const { return dir_.Sub("ca"); }
 
   RequestOptions Options(Role role, const std::string& name, const std::string& out) {
     RequestOptions o;
@@ -92,11 +87,11 @@ class CertRequestTest : public ::testing::Test {
     o.org = "acme";
     o.role = role;
     o.name = name;
-    o.out_dir = dir_ + "/" + out;
+    o.out_dir = dir_.Sub(out);
     return o;
   }
 
-  std::string dir_;
+  ScopedTempDir dir_{"cert_request_test"};
 };
 
 TEST_F(CertRequestTest, RequestAndSignYieldAVerifiedIdentityWithTheRequestersKey) {
@@ -111,7 +106,7 @@ TEST_F(CertRequestTest, RequestAndSignYieldAVerifiedIdentityWithTheRequestersKey
 
   ASSERT_OK_AND_ASSIGN(std::string csr, ReadFile(made.csr_path));
   SignOptions s;
-  s.out_dir = dir_ + "/outbox";
+  s.out_dir = dir_.Sub("outbox");
   s.days = 30;
   ASSERT_OK_AND_ASSIGN(SignedRequest signed_request, SignCertificateRequest(ca_dir(), csr, s));
   EXPECT_EQ(signed_request.request.key_fingerprint, made.key_fingerprint);
@@ -193,7 +188,7 @@ TEST_F(CertRequestTest, RefusesEachBrokenRule) {
     SCOPED_TRACE(c.label);
     EXPECT_THAT(CheckCertificateRequest(ca_dir(), c.pem), StatusIs(c.code, HasSubstr(c.says)));
     SignOptions s;
-    s.out_dir = dir_ + "/out-" + c.label;
+    s.out_dir = dir_.Sub("out-" + c.label);
     EXPECT_THAT(SignCertificateRequest(ca_dir(), c.pem, s), StatusIs(c.code, ::testing::_));
     EXPECT_FALSE(std::filesystem::exists(s.out_dir));
   }
@@ -210,7 +205,7 @@ TEST_F(CertRequestTest, SignHonoursTheCaHoldersExpectationsAndDays) {
   EXPECT_THAT(CheckCertificateRequest(ca_dir(), pem, analyst),
               StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("not analyst")));
   SignOptions zero;
-  zero.out_dir = dir_ + "/zero";
+  zero.out_dir = dir_.Sub("zero");
   zero.days = 0;
   EXPECT_THAT(SignCertificateRequest(ca_dir(), pem, zero),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("days")));

@@ -1,10 +1,7 @@
 // Real gRPC servers on 127.0.0.1 port 0 with fedshare's server credentials and
 // Authenticator, and real client channels, all with certificates made in the
 // test. Waits on reloads are bounded polls, never fixed sleeps.
-#include <stdlib.h>
-
 #include <chrono>
-#include <filesystem>
 #include <memory>
 #include <string>
 #include <thread>
@@ -17,6 +14,7 @@
 #include "node/common/clock.h"
 #include "node/common/files.h"
 #include "node/common/status_matchers.h"
+#include "node/common/test_temp_dir.h"
 #include "node/identity/authenticator.h"
 #include "node/identity/cert_issuer.h"
 #include "node/identity/channel.h"
@@ -27,6 +25,7 @@
 namespace fedshare::identity {
 namespace {
 
+using ::fedshare::testing::ScopedTempDir;
 using testdata::Echo;
 using testdata::WhoamiRequest;
 using testdata::WhoamiResponse;
@@ -68,9 +67,6 @@ struct CallResult {
 class TlsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl = ::testing::TempDir() + "tls_test.XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
     ASSERT_OK(CreateCa(kDomain, Path("ca"), 30));
     ASSERT_OK(CreateCa(kDomain, Path("ca2"), 30));  // another federation's CA
     ASSERT_OK(IssueCertificate(Path("ca"), Node("server")));
@@ -97,10 +93,9 @@ class TlsTest : public ::testing::Test {
 
   void TearDown() override {
     if (server_ != nullptr) server_->Shutdown();
-    std::filesystem::remove_all(dir_);
   }
 
-  std::string Path(absl::string_view rel) const { return absl::StrCat(dir_, "/", rel); }
+  std::string Path(absl::string_view rel) const { return dir_.Sub(rel); }
 
   IssueOptions Node(const std::string& out, const std::string& org = "acme") const {
     IssueOptions o;
@@ -156,7 +151,7 @@ class TlsTest : public ::testing::Test {
     return r;
   }
 
-  std::string dir_;
+  ScopedTempDir dir_{"tls_test"};
   std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<EchoService> service_;
   std::unique_ptr<grpc::Server> server_;

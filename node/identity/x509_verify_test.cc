@@ -3,7 +3,6 @@
 // not depend on the wall clock and would fail if verification ignored `now`.
 #include "node/identity/x509_verify.h"
 
-#include <stdlib.h>
 #include <sys/stat.h>
 
 #include <filesystem>
@@ -13,11 +12,13 @@
 #include "gtest/gtest.h"
 #include "node/common/files.h"
 #include "node/common/status_matchers.h"
+#include "node/common/test_temp_dir.h"
 #include "node/identity/cert_issuer.h"
 
 namespace fedshare::identity {
 namespace {
 
+using ::fedshare::testing::ScopedTempDir;
 using ::fedshare::testing::StatusIs;
 using ::testing::HasSubstr;
 
@@ -28,33 +29,29 @@ constexpr char kDomain[] = "fed.example";
 class X509VerifyTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl = ::testing::TempDir() + "x509_verify_test.XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
     CaOptions ca;
     ca.trust_domain = kDomain;
-    ca.out_dir = dir_ + "/ca";
+    ca.out_dir = dir_.Sub("ca");
     ca.not_before = kT0;
     ASSERT_OK(CreateCa(ca));
-    ca.out_dir = dir_ + "/other-ca";  // same trust domain, different key
+    ca.out_dir = dir_.Sub("other-ca");  // same trust domain, different key
     ASSERT_OK(CreateCa(ca));
-    ASSERT_OK_AND_ASSIGN(std::string pem, ReadFile(dir_ + "/ca/ca.pem"));
+    ASSERT_OK_AND_ASSIGN(std::string pem, ReadFile(dir_.Sub("ca/ca.pem")));
     ASSERT_OK_AND_ASSIGN(bundle_, TrustBundle::FromPem(pem));
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
 
   IssueOptions Node(const std::string& name) {
     IssueOptions o;
     o.org = "acme";
     o.role = Role::kNode;
-    o.out_dir = dir_ + "/" + name;
+    o.out_dir = dir_.Sub(name);
     o.not_before = kT0;
     return o;
   }
 
   // Issues with `o` from the CA in dir_/ca_name and returns the leaf PEM.
   std::string Issue(const IssueOptions& o, const std::string& ca_name = "ca") {
-    absl::Status s = IssueCertificate(dir_ + "/" + ca_name, o);
+    absl::Status s = IssueCertificate(dir_.Sub(ca_name), o);
     EXPECT_OK(s);
     absl::StatusOr<std::string> pem = ReadFile(o.out_dir + "/cert.pem");
     EXPECT_OK(pem);
@@ -65,7 +62,7 @@ class X509VerifyTest : public ::testing::Test {
     return VerifyPeerCertificate(leaf, "", *bundle_, kDomain, now);
   }
 
-  std::string dir_;
+  ScopedTempDir dir_{"x509_verify_test"};
   absl::StatusOr<TrustBundle> bundle_ = absl::UnknownError("unset");
 };
 
@@ -93,7 +90,7 @@ TEST_F(X509VerifyTest, AcceptsAnalystAndReportsWhenTheResultExpires) {
 
 TEST_F(X509VerifyTest, AcceptsChainThatRepeatsTheCa) {
   std::string pem = Issue(Node("n"));
-  ASSERT_OK_AND_ASSIGN(std::string ca, ReadFile(dir_ + "/ca/ca.pem"));
+  ASSERT_OK_AND_ASSIGN(std::string ca, ReadFile(dir_.Sub("ca/ca.pem")));
   EXPECT_OK(VerifyPeerCertificate(pem, ca, *bundle_, kDomain, kNow));
 }
 
@@ -117,7 +114,7 @@ TEST_F(X509VerifyTest, RefusesForgedChainNamingTheTrustedCa) {
   // The other CA has the same subject as ours; presenting its certificate as
   // the chain must not make its leaf trusted.
   std::string pem = Issue(Node("n"), "other-ca");
-  ASSERT_OK_AND_ASSIGN(std::string other_ca, ReadFile(dir_ + "/other-ca/ca.pem"));
+  ASSERT_OK_AND_ASSIGN(std::string other_ca, ReadFile(dir_.Sub("other-ca/ca.pem")));
   EXPECT_THAT(VerifyPeerCertificate(pem, other_ca, *bundle_, kDomain, kNow),
               StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("certificate refused")));
 }
@@ -167,7 +164,7 @@ TEST_F(X509VerifyTest, RefusesCaCertificateAsLeaf) {
 }
 
 TEST_F(X509VerifyTest, RefusesTheTrustedCaItself) {
-  ASSERT_OK_AND_ASSIGN(std::string ca, ReadFile(dir_ + "/ca/ca.pem"));
+  ASSERT_OK_AND_ASSIGN(std::string ca, ReadFile(dir_.Sub("ca/ca.pem")));
   EXPECT_THAT(Verify(ca), StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("CA=TRUE")));
 }
 
@@ -197,8 +194,8 @@ TEST_F(X509VerifyTest, RefusesWhenTheCaHasExpired) {
 }
 
 TEST_F(X509VerifyTest, BundleWithTwoCasAcceptsBoth) {
-  ASSERT_OK_AND_ASSIGN(std::string a, ReadFile(dir_ + "/ca/ca.pem"));
-  ASSERT_OK_AND_ASSIGN(std::string b, ReadFile(dir_ + "/other-ca/ca.pem"));
+  ASSERT_OK_AND_ASSIGN(std::string a, ReadFile(dir_.Sub("ca/ca.pem")));
+  ASSERT_OK_AND_ASSIGN(std::string b, ReadFile(dir_.Sub("other-ca/ca.pem")));
   ASSERT_OK_AND_ASSIGN(TrustBundle both, TrustBundle::FromPem(a + b));
   EXPECT_EQ(both.size(), 2u);
   EXPECT_OK(VerifyPeerCertificate(Issue(Node("n1")), "", both, kDomain, kNow));
@@ -220,9 +217,9 @@ TEST_F(X509VerifyTest, IssuerWritesKeysPrivateAndCopiesTheCa) {
   struct stat st;
   ASSERT_EQ(stat((o.out_dir + "/key.pem").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600);
-  ASSERT_EQ(stat((dir_ + "/ca/ca.key").c_str(), &st), 0);
+  ASSERT_EQ(stat(dir_.Sub("ca/ca.key").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600);
-  ASSERT_OK_AND_ASSIGN(std::string ca, ReadFile(dir_ + "/ca/ca.pem"));
+  ASSERT_OK_AND_ASSIGN(std::string ca, ReadFile(dir_.Sub("ca/ca.pem")));
   ASSERT_OK_AND_ASSIGN(std::string copy, ReadFile(o.out_dir + "/ca.pem"));
   EXPECT_EQ(ca, copy);
 }
@@ -241,38 +238,38 @@ TEST_F(X509VerifyTest, IssuerMakesNodeSansAndRandomSerials) {
 }
 
 TEST_F(X509VerifyTest, CaRecordsItsTrustDomain) {
-  ASSERT_OK_AND_ASSIGN(std::string td, ReadCaTrustDomain(dir_ + "/ca"));
+  ASSERT_OK_AND_ASSIGN(std::string td, ReadCaTrustDomain(dir_.Sub("ca")));
   EXPECT_EQ(td, kDomain);
   // Without the trust-domain file, the CA certificate's URI SAN tells it.
-  std::filesystem::remove(dir_ + "/ca/trust-domain");
-  ASSERT_OK_AND_ASSIGN(td, ReadCaTrustDomain(dir_ + "/ca"));
+  std::filesystem::remove(dir_.Sub("ca/trust-domain"));
+  ASSERT_OK_AND_ASSIGN(td, ReadCaTrustDomain(dir_.Sub("ca")));
   EXPECT_EQ(td, kDomain);
-  ASSERT_OK_AND_ASSIGN(std::string ca, ReadFile(dir_ + "/ca/ca.pem"));
+  ASSERT_OK_AND_ASSIGN(std::string ca, ReadFile(dir_.Sub("ca/ca.pem")));
   ASSERT_OK_AND_ASSIGN(CertificateInfo info, InspectCertificate(ca));
   EXPECT_TRUE(info.is_ca);
 }
 
 TEST_F(X509VerifyTest, CaRefusesToOverwriteAnExistingCa) {
-  EXPECT_THAT(CreateCa(kDomain, dir_ + "/ca", 10),
+  EXPECT_THAT(CreateCa(kDomain, dir_.Sub("ca"), 10),
               StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("ca.key exists")));
 }
 
 TEST_F(X509VerifyTest, IssuerRefusesBadRequests) {
   IssueOptions o = Node("n");
   o.role = Role::kOperator;
-  EXPECT_THAT(IssueCertificate(dir_ + "/ca", o),
+  EXPECT_THAT(IssueCertificate(dir_.Sub("ca"), o),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("needs a name")));
   o = Node("n");
   o.org = "Acme";
-  EXPECT_THAT(IssueCertificate(dir_ + "/ca", o),
+  EXPECT_THAT(IssueCertificate(dir_.Sub("ca"), o),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("org 'Acme'")));
   o = Node("n");
   o.ip_addresses = {"not-an-ip"};
-  EXPECT_THAT(IssueCertificate(dir_ + "/ca", o),
+  EXPECT_THAT(IssueCertificate(dir_.Sub("ca"), o),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("bad IP address")));
-  EXPECT_THAT(IssueCertificate(dir_ + "/nowhere", Node("n")),
+  EXPECT_THAT(IssueCertificate(dir_.Sub("nowhere"), Node("n")),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("nowhere")));
-  EXPECT_THAT(CreateCa("Bad Domain", dir_ + "/x", 10),
+  EXPECT_THAT(CreateCa("Bad Domain", dir_.Sub("x"), 10),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("trust domain")));
 }
 

@@ -1,7 +1,5 @@
 // BulkWrite: a write staged in table files commits all at once or not at
 // all, and what an unfinished one leaves behind is gone when the store opens.
-#include <stdlib.h>
-
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -10,6 +8,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "node/common/status_matchers.h"
+#include "node/common/test_temp_dir.h"
 #include "node/storage/fault_injector.h"
 #include "node/storage/keys.h"
 #include "node/storage/storage.h"
@@ -17,14 +16,9 @@
 namespace fedshare::storage {
 namespace {
 
+using ::fedshare::testing::ScopedTempDir;
 using ::fedshare::testing::StatusIs;
 using ::testing::Optional;
-
-std::string MakeTempDir() {
-  std::string tmpl = ::testing::TempDir() + "/bulk_write_test.XXXXXX";
-  EXPECT_NE(mkdtemp(tmpl.data()), nullptr);
-  return tmpl;
-}
 
 std::string Key(int i) { return absl::StrCat("k", EncodeFixed32BE(static_cast<uint32_t>(i))); }
 
@@ -53,17 +47,15 @@ uint64_t CountKeys(const Storage& db, ColumnFamily cf, const Snapshot* snapshot 
 
 class BulkWriteTest : public ::testing::Test {
  protected:
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
   // Rows enough to move a write to files (several times kBulkSpillBytes).
   static constexpr int kSpillingRows = 40000;
   static std::string Value(int i) { return absl::StrCat(std::string(300, 'v'), i); }
 
-  std::string dir_ = MakeTempDir();
+  ScopedTempDir dir_{"bulk_write_test"};
 };
 
 TEST_F(BulkWriteTest, SmallWriteCommitsAsOneBatch) {
-  ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_, StorageOptions()));
+  ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_.path(), StorageOptions()));
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<BulkWrite> write, db->NewBulkWrite());
   const int records = write->AddTable(ColumnFamily::kRecords);
   const int meta = write->AddTable(ColumnFamily::kMeta);
@@ -75,14 +67,14 @@ TEST_F(BulkWriteTest, SmallWriteCommitsAsOneBatch) {
               StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
   EXPECT_EQ(CountKeys(*db, ColumnFamily::kRecords), 0u);
   ASSERT_OK(db->Commit(std::move(write)));
-  EXPECT_EQ(StagedFiles(dir_), 0u);
+  EXPECT_EQ(StagedFiles(dir_.path()), 0u);
   EXPECT_THAT(*db->Get(ColumnFamily::kRecords, "k2"), Optional(std::string("b")));
   EXPECT_EQ(*db->Get(ColumnFamily::kMeta, "k-old"), std::nullopt);
 }
 
 TEST_F(BulkWriteTest, LargeWriteIsInvisibleUntilCommitThenWholeAndDurable) {
   {
-    ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_, StorageOptions()));
+    ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_.path(), StorageOptions()));
     ASSERT_OK(db->Put(ColumnFamily::kRecords, Key(5), "old"));
     ASSERT_OK(db->Put(ColumnFamily::kRecords, Key(kSpillingRows + 5), "old, deleted"));
     ASSERT_OK_AND_ASSIGN(std::unique_ptr<BulkWrite> write, db->NewBulkWrite());
@@ -93,18 +85,18 @@ TEST_F(BulkWriteTest, LargeWriteIsInvisibleUntilCommitThenWholeAndDurable) {
       ASSERT_OK(write->Put(subjects, Key(i), "s"));
     }
     ASSERT_OK(write->Delete(records, Key(kSpillingRows + 5)));
-    EXPECT_GT(StagedFiles(dir_), 0u);
+    EXPECT_GT(StagedFiles(dir_.path()), 0u);
     EXPECT_LT(write->held_bytes(), kBulkSpillBytes);
     // Staged rows are not visible, even to a read after the files exist.
     EXPECT_EQ(CountKeys(*db, ColumnFamily::kRecords), 2u);
     EXPECT_EQ(CountKeys(*db, ColumnFamily::kSubjects), 0u);
     std::unique_ptr<Snapshot> before = db->GetSnapshot();
     ASSERT_OK(db->Commit(std::move(write)));
-    EXPECT_EQ(StagedFiles(dir_), 0u);
+    EXPECT_EQ(StagedFiles(dir_.path()), 0u);
     EXPECT_EQ(CountKeys(*db, ColumnFamily::kRecords, before.get()), 2u);
     EXPECT_EQ(CountKeys(*db, ColumnFamily::kRecords), static_cast<uint64_t>(kSpillingRows));
   }
-  ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_, StorageOptions()));
+  ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_.path(), StorageOptions()));
   EXPECT_EQ(CountKeys(*db, ColumnFamily::kRecords), static_cast<uint64_t>(kSpillingRows));
   EXPECT_EQ(CountKeys(*db, ColumnFamily::kSubjects), static_cast<uint64_t>(kSpillingRows));
   EXPECT_THAT(*db->Get(ColumnFamily::kRecords, Key(5)), Optional(Value(5)));
@@ -117,7 +109,7 @@ TEST_F(BulkWriteTest, LargeWriteIsInvisibleUntilCommitThenWholeAndDurable) {
 TEST_F(BulkWriteTest, ClearedTableKeepsOnlyWhatComesAfter) {
   for (const bool spill : {false, true}) {
     SCOPED_TRACE(spill ? "spilled" : "in memory");
-    const std::string dir = dir_ + (spill ? "/spilled" : "/in-memory");
+    const std::string dir = dir_.Sub(spill ? "spilled" : "in-memory");
     ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir, StorageOptions()));
     ASSERT_OK(db->Put(ColumnFamily::kSubjects, Key(3), "old"));
     ASSERT_OK_AND_ASSIGN(std::unique_ptr<BulkWrite> write, db->NewBulkWrite());
@@ -155,50 +147,49 @@ TEST_F(BulkWriteTest, LargeWriteInAnEncryptedStoreCommitsAsOneBatch) {
   StorageOptions options;
   options.encryption_key = std::string(32, 'k');
   {
-    ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_, options));
+    ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_.path(), options));
     ASSERT_OK_AND_ASSIGN(std::unique_ptr<BulkWrite> write, db->NewBulkWrite());
     const int records = write->AddTable(ColumnFamily::kRecords);
     for (int i = 0; i < kSpillingRows; ++i) ASSERT_OK(write->Put(records, Key(i), Value(i)));
-    EXPECT_EQ(StagedFiles(dir_), 0u);
+    EXPECT_EQ(StagedFiles(dir_.path()), 0u);
     EXPECT_GT(write->held_bytes(), kBulkSpillBytes);
     ASSERT_OK(db->Commit(std::move(write)));
   }
-  ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_, options));
+  ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_.path(), options));
   EXPECT_EQ(CountKeys(*db, ColumnFamily::kRecords), static_cast<uint64_t>(kSpillingRows));
   EXPECT_THAT(*db->Get(ColumnFamily::kRecords, Key(kSpillingRows - 1)),
               Optional(Value(kSpillingRows - 1)));
 }
 
 TEST_F(BulkWriteTest, UncommittedWriteChangesNothingAndLeavesNoFile) {
-  ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_, StorageOptions()));
+  ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_.path(), StorageOptions()));
   {
     ASSERT_OK_AND_ASSIGN(std::unique_ptr<BulkWrite> write, db->NewBulkWrite());
     const int records = write->AddTable(ColumnFamily::kRecords);
     for (int i = 0; i < kSpillingRows; ++i) ASSERT_OK(write->Put(records, Key(i), Value(i)));
-    EXPECT_GT(StagedFiles(dir_), 0u);
+    EXPECT_GT(StagedFiles(dir_.path()), 0u);
   }
-  EXPECT_EQ(StagedFiles(dir_), 0u);
+  EXPECT_EQ(StagedFiles(dir_.path()), 0u);
   EXPECT_EQ(CountKeys(*db, ColumnFamily::kRecords), 0u);
 }
 
 // A process killed while staging leaves files in the staging folder: the
 // next open deletes them, and none of their keys is visible.
 TEST_F(BulkWriteTest, FilesOfAWriteCutShortAreRemovedAtOpen) {
-  const std::string kept = dir_ + "-kept";
+  const ScopedTempDir kept("bulk_write_test_kept");
   {
-    ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_, StorageOptions()));
+    ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_.path(), StorageOptions()));
     ASSERT_OK_AND_ASSIGN(std::unique_ptr<BulkWrite> write, db->NewBulkWrite());
     const int records = write->AddTable(ColumnFamily::kRecords);
     for (int i = 0; i < kSpillingRows; ++i) ASSERT_OK(write->Put(records, Key(i), Value(i)));
-    ASSERT_GT(StagedFiles(dir_), 0u);
+    ASSERT_GT(StagedFiles(dir_.path()), 0u);
     // What a crash would leave: the staged files as they are now.
-    std::filesystem::copy(dir_ + "/staging", kept);
+    std::filesystem::copy(dir_.Sub("staging"), kept.Sub("staging"));
   }
-  std::filesystem::copy(kept, dir_ + "/staging");
-  std::filesystem::remove_all(kept);
-  ASSERT_GT(StagedFiles(dir_), 0u);
-  ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_, StorageOptions()));
-  EXPECT_EQ(StagedFiles(dir_), 0u);
+  std::filesystem::copy(kept.Sub("staging"), dir_.Sub("staging"));
+  ASSERT_GT(StagedFiles(dir_.path()), 0u);
+  ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_.path(), StorageOptions()));
+  EXPECT_EQ(StagedFiles(dir_.path()), 0u);
   EXPECT_EQ(CountKeys(*db, ColumnFamily::kRecords), 0u);
 }
 
@@ -209,7 +200,7 @@ TEST_F(BulkWriteTest, FileErrorOnTheWritingThreadFailsTheWholeWrite) {
   FaultInjector faults;
   StorageOptions options;
   options.fault_injector = &faults;
-  ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_, options));
+  ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_.path(), options));
   ASSERT_OK(db->Put(ColumnFamily::kRecords, Key(5), "old"));
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<BulkWrite> write, db->NewBulkWrite());
   const int records = write->AddTable(ColumnFamily::kRecords);
@@ -224,7 +215,7 @@ TEST_F(BulkWriteTest, FileErrorOnTheWritingThreadFailsTheWholeWrite) {
   faults.SetFailWrites(false);
   EXPECT_FALSE(s.ok());
   EXPECT_GT(faults.injected_failures(), 0);
-  EXPECT_EQ(StagedFiles(dir_), 0u);
+  EXPECT_EQ(StagedFiles(dir_.path()), 0u);
   EXPECT_EQ(CountKeys(*db, ColumnFamily::kRecords), 1u);
   EXPECT_THAT(*db->Get(ColumnFamily::kRecords, Key(5)), Optional(std::string("old")));
 }

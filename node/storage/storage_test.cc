@@ -1,7 +1,5 @@
 #include "node/storage/storage.h"
 
-#include <stdlib.h>
-
 #include <algorithm>
 #include <filesystem>
 #include <string>
@@ -11,38 +9,32 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "node/common/status_matchers.h"
+#include "node/common/test_temp_dir.h"
 #include "node/storage/keys.h"
 
 namespace fedshare::storage {
 namespace {
 
+using ::fedshare::testing::ScopedTempDir;
 using ::fedshare::testing::StatusIs;
 using ::testing::HasSubstr;
 using ::testing::Optional;
 
-std::string MakeTempDir() {
-  std::string tmpl = ::testing::TempDir() + "/storage_test.XXXXXX";
-  char* dir = mkdtemp(tmpl.data());
-  EXPECT_NE(dir, nullptr);
-  return tmpl;
-}
-
 class StorageTest : public ::testing::Test {
  protected:
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-  std::string dir_ = MakeTempDir();
+  ScopedTempDir dir_{"storage_test"};
 };
 
 TEST_F(StorageTest, PutGetSurvivesReopen) {
   {
-    ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_, StorageOptions()));
+    ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_.path(), StorageOptions()));
     ASSERT_OK(db->Put(ColumnFamily::kAudit, "k1", "v1"));
     ASSERT_OK_AND_ASSIGN(auto v, db->Get(ColumnFamily::kAudit, "k1"));
     EXPECT_THAT(v, Optional(std::string("v1")));
     ASSERT_OK_AND_ASSIGN(auto missing, db->Get(ColumnFamily::kMeta, "k1"));
     EXPECT_FALSE(missing.has_value());
   }
-  ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_, StorageOptions()));
+  ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_.path(), StorageOptions()));
   ASSERT_OK_AND_ASSIGN(auto v, db->Get(ColumnFamily::kAudit, "k1"));
   EXPECT_THAT(v, Optional(std::string("v1")));
 }
@@ -59,16 +51,16 @@ uint64_t WalBytes(const std::string& dir) {
 TEST_F(StorageTest, ABulkWriteIsNotReplayedFromTheLogAfterAClose) {
   const std::string value(128 << 10, 'x');
   {
-    ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_, StorageOptions()));
+    ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_.path(), StorageOptions()));
     WriteBatch batch;
     for (int i = 0; i < 100; ++i) batch.Put(ColumnFamily::kRecords, absl::StrCat("k", i), value);
     ASSERT_GE(batch.ApproximateSize(), Storage::kFlushAfterBatchBytes);
     ASSERT_OK(db->Write(batch));
-    EXPECT_GE(WalBytes(dir_), 100u * value.size());  // synced to the log first
+    EXPECT_GE(WalBytes(dir_.path()), 100u * value.size());  // synced to the log first
   }
   // Flushed at close: the next open has (almost) no log to replay.
-  EXPECT_LT(WalBytes(dir_), 64u << 10);
-  ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_, StorageOptions()));
+  EXPECT_LT(WalBytes(dir_.path()), 64u << 10);
+  ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_.path(), StorageOptions()));
   EXPECT_EQ(db->GetStats().memtable_bytes < (1u << 20), true);
   ASSERT_OK_AND_ASSIGN(auto v, db->Get(ColumnFamily::kRecords, "k99"));
   EXPECT_THAT(v, Optional(value));
@@ -85,15 +77,15 @@ int WalFiles(const std::string& dir) {
 
 TEST_F(StorageTest, RestartsWithoutWritesDoNotPileUpLogFiles) {
   {
-    ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_, StorageOptions()));
+    ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_.path(), StorageOptions()));
     ASSERT_OK(db->Put(ColumnFamily::kAudit, "k1", "v1"));
   }
-  const int after_first = WalFiles(dir_);
+  const int after_first = WalFiles(dir_.path());
   for (int restart = 0; restart < 5; ++restart) {
-    ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_, StorageOptions()));
+    ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_.path(), StorageOptions()));
   }
-  EXPECT_LE(WalFiles(dir_), std::max(after_first, 1));
-  ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_, StorageOptions()));
+  EXPECT_LE(WalFiles(dir_.path()), std::max(after_first, 1));
+  ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_.path(), StorageOptions()));
   ASSERT_OK_AND_ASSIGN(auto v, db->Get(ColumnFamily::kAudit, "k1"));
   EXPECT_THAT(v, Optional(std::string("v1")));
 }
@@ -101,21 +93,21 @@ TEST_F(StorageTest, RestartsWithoutWritesDoNotPileUpLogFiles) {
 TEST_F(StorageTest, MissingStoreIsNotFoundWithoutCreate) {
   StorageOptions options;
   options.create_if_missing = false;
-  EXPECT_THAT(Storage::Create(dir_ + "/absent", options),
+  EXPECT_THAT(Storage::Create(dir_.Sub("absent"), options),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("absent")));
 }
 
 TEST_F(StorageTest, RefusesOtherFormatVersion) {
   {
-    ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_, StorageOptions()));
+    ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_.path(), StorageOptions()));
     ASSERT_OK(db->Put(ColumnFamily::kMeta, MetaFormatVersionKey(), EncodeFixed32BE(99)));
   }
-  EXPECT_THAT(Storage::Create(dir_, StorageOptions()),
+  EXPECT_THAT(Storage::Create(dir_.path(), StorageOptions()),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("format version 99")));
 }
 
 TEST_F(StorageTest, BatchSpansColumnFamilies) {
-  ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_, StorageOptions()));
+  ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_.path(), StorageOptions()));
   WriteBatch batch;
   batch.Put(ColumnFamily::kRecords, "r", "1");
   batch.Put(ColumnFamily::kSubjects, "s", "2");
@@ -135,7 +127,7 @@ TEST_F(StorageTest, BatchSpansColumnFamilies) {
 }
 
 TEST_F(StorageTest, PrefixScanAndLastKey) {
-  ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_, StorageOptions()));
+  ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_.path(), StorageOptions()));
   WriteBatch batch;
   for (std::string k :
        std::vector<std::string>{"a1", "a2", "a3", "b1", std::string("a\xff", 2), "\xff\xff"}) {
@@ -184,7 +176,7 @@ TEST_F(StorageTest, PrefixScanAndLastKey) {
 }
 
 TEST_F(StorageTest, SnapshotSeesOnlyEarlierWrites) {
-  ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_, StorageOptions()));
+  ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_.path(), StorageOptions()));
   ASSERT_OK(db->Put(ColumnFamily::kRecords, "k", "old"));
   std::unique_ptr<Snapshot> snap = db->GetSnapshot();
   ASSERT_OK(db->Put(ColumnFamily::kRecords, "k", "new"));
@@ -208,7 +200,7 @@ TEST_F(StorageTest, InjectedWriteFaultFailsAndLeavesNothingVisible) {
   FaultInjector faults;
   StorageOptions options;
   options.fault_injector = &faults;
-  ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_, options));
+  ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_.path(), options));
   ASSERT_OK(db->Put(ColumnFamily::kMeta, "before", "1"));
 
   faults.SetFailWrites(true);
@@ -226,7 +218,7 @@ TEST_F(StorageTest, InjectedWriteFaultFailsAndLeavesNothingVisible) {
   // nothing of the failed batch, and accepts writes.
   faults.SetFailWrites(false);
   db.reset();
-  ASSERT_OK_AND_ASSIGN(db, Storage::Create(dir_, StorageOptions()));
+  ASSERT_OK_AND_ASSIGN(db, Storage::Create(dir_.path(), StorageOptions()));
   ASSERT_OK(db->Put(ColumnFamily::kMeta, "after", "2"));
   ASSERT_OK_AND_ASSIGN(auto before, db->Get(ColumnFamily::kMeta, "before"));
   ASSERT_OK_AND_ASSIGN(auto after, db->Get(ColumnFamily::kMeta, "after"));
