@@ -367,9 +367,16 @@ TEST_F(QueryExecutorTest, ZoneMapSkipsGiveTheAnswerOfReadingEveryBlock) {
                                    }
                                    return absl::OkStatus();
                                  }));
-  const size_t zone_bytes = 24 * static_cast<size_t>(schema_.fields_size());
-  value.resize(value.size() - zone_bytes);
-  value[0] = static_cast<char>(storage::kBlockFormatNoZoneMap);
+  // The schema's stored types, as the engine derives them.
+  std::vector<storage::StoredType> types;
+  for (const v1::FieldSchema& f : schema_.fields()) {
+    types.push_back(f.role() == v1::FieldSchema::SUBJECT
+                        ? storage::StoredType::kNone
+                        : static_cast<storage::StoredType>(f.type()));
+  }
+  storage::ColumnBlock decoded;
+  ASSERT_OK(storage::DecodeColumnBlock(value, types, &decoded));
+  value = storage::EncodeColumnBlockInFormat(decoded, types, storage::kBlockFormatNoZoneMap);
   storage::WriteBatch batch;
   batch.Put(storage::ColumnFamily::kRecords, key, value);
   ASSERT_OK(storage_->Write(batch));

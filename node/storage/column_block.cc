@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
+#include <utility>
 
 #include "absl/base/config.h"
 #include "absl/strings/str_cat.h"
@@ -127,23 +129,159 @@ bool ParseZone(const char* entry, StoredType type, ZoneMap::Column* z) {
   return z->min_int <= z->max_int;
 }
 
-// Stored CATEGORY codes (u32 LE at `in`, unaligned) to `out`. Four at a time
-// so the compiler widens them in vector registers: this loop was most of a
+// How a format-3 column is stored (docs/storage-format.md, "Narrow columns").
+struct Coding {
+  uint8_t width = 0;  // bytes a value: 1, 2 or 4; 0: the type's full width, no base
+  uint8_t scale = 0;  // DOUBLE: each value is an integer / 10^scale
+  int64_t base = 0;   // the least of the integers stored
+};
+
+// DOUBLE columns of decimal values: 10^scale, each exact as a double.
+constexpr int kMaxScale = 6;
+constexpr double kPow10[kMaxScale + 1] = {1, 10, 100, 1e3, 1e4, 1e5, 1e6};
+
+// The bytes a value for integers spanning `span` (greatest minus least), or
+// 0 if they need the type's full width: a CATEGORY code is never stored
+// wider than 2, since its full width is 4.
+uint8_t WidthForSpan(StoredType type, uint64_t span) {
+  if (span <= 0xFF) return 1;
+  if (span <= 0xFFFF) return 2;
+  if (type != StoredType::kCategory && span <= 0xFFFFFFFF) return 4;
+  return 0;
+}
+
+// What a DOUBLE value decodes to from its integer at `scale`: also how the
+// encoder checks that the value comes back, bit for bit.
+double Unscale(int64_t n, int scale) { return static_cast<double>(n) / kPow10[scale]; }
+
+// The integer `v` is stored as at `scale`, when Unscale gives `v` back to the
+// bit (not -0.0, not with more decimals, not beyond 2^53).
+bool ScaledInteger(double v, int scale, int64_t* n) {
+  const double x = v * kPow10[scale];
+  if (!(std::fabs(x) < 9007199254740992.0)) return false;
+  const int64_t k = std::llround(x);
+  const double back = Unscale(k, scale);
+  uint64_t want, got;
+  std::memcpy(&want, &v, 8);
+  std::memcpy(&got, &back, 8);
+  if (want != got) return false;
+  *n = k;
+  return true;
+}
+
+// The coding of a column in format 3, with the integers it stores in
+// `stored` (one a row) when it is narrow. An integer column is narrow when
+// its values' span fits; a DOUBLE column when every row (a null row holds
+// 0.0) is a decimal of at most kMaxScale places, at the fewest places that
+// hold them all, and the integers' span fits.
+Coding ChooseCoding(const ColumnBlock::Column& col, StoredType type, uint32_t rows,
+                    std::vector<int64_t>* stored) {
+  Coding coding;
+  if (type == StoredType::kNone || rows == 0) return coding;
+  stored->resize(rows);
+  int64_t* n = stored->data();
+  if (type == StoredType::kDouble) {
+    int scale = 0;
+    for (uint32_t r = 0; r < rows && scale <= kMaxScale;) {
+      if (ScaledInteger(col.doubles[r], scale, &n[r])) {
+        ++r;
+      } else {
+        ++scale;  // every row again at the next scale
+        r = 0;
+      }
+    }
+    if (scale > kMaxScale) return coding;
+    coding.scale = static_cast<uint8_t>(scale);
+  } else if (type == StoredType::kCategory) {
+    for (uint32_t r = 0; r < rows; ++r) n[r] = static_cast<uint32_t>(col.ints[r]);
+  } else {
+    std::memcpy(n, col.ints.data(), 8 * size_t{rows});
+  }
+  int64_t lo = n[0], hi = n[0];
+  for (uint32_t r = 1; r < rows; ++r) {
+    lo = std::min(lo, n[r]);
+    hi = std::max(hi, n[r]);
+  }
+  coding.width = WidthForSpan(type, static_cast<uint64_t>(hi) - static_cast<uint64_t>(lo));
+  if (coding.width == 0) return Coding();
+  coding.base = lo;
+  return coding;
+}
+
+// Appends each stored integer less `base` as a T (the span fits).
+template <typename T>
+void AppendOffsets(std::string* out, const int64_t* stored, uint32_t rows, int64_t base) {
+  const size_t at = out->size();
+  out->resize(at + sizeof(T) * size_t{rows});
+  char* p = out->data() + at;
+  for (uint32_t r = 0; r < rows; ++r) {
+    const T offset = static_cast<T>(static_cast<uint64_t>(stored[r]) - static_cast<uint64_t>(base));
+    std::memcpy(p + sizeof(T) * size_t{r}, &offset, sizeof(T));
+  }
+}
+
+// Stored values (T, little-endian at `in`, unaligned) plus `base` to `out`,
+// wrapping as u64 (a CATEGORY code then as u32: `Wide`). Four at a time so
+// the compiler widens them in vector registers: this loop was most of a
 // scan's decoding time.
-void WidenCodes(const char* in, uint32_t rows, int64_t* out) {
+template <typename T, typename Wide>
+void WidenOffsets(const char* in, uint32_t rows, uint64_t base, int64_t* out) {
+  const Wide b = static_cast<Wide>(base);
   uint32_t r = 0;
   for (; r + 4 <= rows; r += 4) {
-    uint32_t c[4];
-    std::memcpy(c, in + 4 * size_t{r}, 16);
-    out[r] = c[0];
-    out[r + 1] = c[1];
-    out[r + 2] = c[2];
-    out[r + 3] = c[3];
+    T v[4];
+    std::memcpy(v, in + sizeof(T) * size_t{r}, 4 * sizeof(T));
+    out[r] = static_cast<int64_t>(static_cast<Wide>(b + v[0]));
+    out[r + 1] = static_cast<int64_t>(static_cast<Wide>(b + v[1]));
+    out[r + 2] = static_cast<int64_t>(static_cast<Wide>(b + v[2]));
+    out[r + 3] = static_cast<int64_t>(static_cast<Wide>(b + v[3]));
   }
   for (; r < rows; ++r) {
-    uint32_t code;
-    std::memcpy(&code, in + 4 * size_t{r}, 4);
-    out[r] = code;
+    T v;
+    std::memcpy(&v, in + sizeof(T) * size_t{r}, sizeof(T));
+    out[r] = static_cast<int64_t>(static_cast<Wide>(b + v));
+  }
+}
+
+// Decodes `rows` values of an integer column stored `width` bytes each (0:
+// the type's full width) from `in` into `out`.
+void WidenColumn(const char* in, StoredType type, uint8_t width, uint64_t base, uint32_t rows,
+                 int64_t* out) {
+  const bool code = type == StoredType::kCategory;
+  switch (width) {
+    case 1:
+      return code ? WidenOffsets<uint8_t, uint32_t>(in, rows, base, out)
+                  : WidenOffsets<uint8_t, uint64_t>(in, rows, base, out);
+    case 2:
+      return code ? WidenOffsets<uint16_t, uint32_t>(in, rows, base, out)
+                  : WidenOffsets<uint16_t, uint64_t>(in, rows, base, out);
+    case 4:
+      return WidenOffsets<uint32_t, uint64_t>(in, rows, base, out);
+    default:
+      if (code) return WidenOffsets<uint32_t, uint32_t>(in, rows, 0, out);
+      std::memcpy(out, in, 8 * size_t{rows});
+  }
+}
+
+// Decodes a narrow DOUBLE column: each integer over 10^scale, as Unscale.
+template <typename T>
+void UnscaleOffsets(const char* in, uint32_t rows, uint64_t base, int scale, double* out) {
+  for (uint32_t r = 0; r < rows; ++r) {
+    T v;
+    std::memcpy(&v, in + sizeof(T) * size_t{r}, sizeof(T));
+    out[r] = Unscale(static_cast<int64_t>(base + v), scale);
+  }
+}
+
+void UnscaleColumn(const char* in, uint8_t width, uint64_t base, int scale, uint32_t rows,
+                   double* out) {
+  switch (width) {
+    case 1:
+      return UnscaleOffsets<uint8_t>(in, rows, base, scale, out);
+    case 2:
+      return UnscaleOffsets<uint16_t>(in, rows, base, scale, out);
+    default:
+      return UnscaleOffsets<uint32_t>(in, rows, base, scale, out);
   }
 }
 
@@ -178,7 +316,8 @@ absl::Status ReadHeader(absl::string_view value, size_t schema_columns, BlockHea
       !in.Read(&h->rows, 4)) {
     return Malformed("short header");
   }
-  if (h->format != kBlockFormat && h->format != kBlockFormatNoZoneMap) {
+  if (h->format != kBlockFormat && h->format != kBlockFormatFullWidth &&
+      h->format != kBlockFormatNoZoneMap) {
     return Malformed(absl::StrCat("unknown block format ", h->format));
   }
   if (reserved != 0) return Malformed("reserved header byte set");
@@ -186,7 +325,7 @@ absl::Status ReadHeader(absl::string_view value, size_t schema_columns, BlockHea
   if (h->ncols > schema_columns) {
     return Malformed(absl::StrCat(h->ncols, " columns stored, schema has ", schema_columns));
   }
-  h->zone_bytes = h->format == kBlockFormat ? kZoneEntryBytes * h->ncols : 0;
+  h->zone_bytes = h->format != kBlockFormatNoZoneMap ? kZoneEntryBytes * h->ncols : 0;
   if (value.size() < 8 + 4 * size_t{h->rows} + 4 * size_t{h->ncols} + h->zone_bytes) {
     return Malformed("short block");
   }
@@ -213,33 +352,55 @@ void ColumnBlock::Reset(size_t num_columns) {
 }
 
 std::string EncodeColumnBlock(const ColumnBlock& block, const std::vector<StoredType>& types) {
+  return EncodeColumnBlockInFormat(block, types, kBlockFormat);
+}
+
+std::string EncodeColumnBlockInFormat(const ColumnBlock& block,
+                                      const std::vector<StoredType>& types, uint8_t format) {
   const uint32_t rows = block.rows;
   const uint32_t words = (rows + 63) / 64;
   std::string out;
   size_t size = 8 + 4 * size_t{rows};
   for (StoredType t : types) size += 4 + 8 * words + Width(t) * rows;
   out.reserve(size);
-  out.push_back(static_cast<char>(kBlockFormat));
+  out.push_back(static_cast<char>(format));
   out.push_back(0);
   uint16_t ncols = static_cast<uint16_t>(types.size());
   AppendRaw(&out, &ncols, 2);
   AppendRaw(&out, &rows, 4);
   AppendRaw(&out, block.subjects.data(), 4 * size_t{rows});
   std::vector<uint32_t> codes;
+  std::vector<int64_t> stored;
   for (size_t c = 0; c < types.size(); ++c) {
     const ColumnBlock::Column& col = block.columns[c];
     bool has_nulls = false;
     for (uint64_t w : col.null_bits) has_nulls = has_nulls || w != 0;
+    const Coding coding =
+        format == kBlockFormat ? ChooseCoding(col, types[c], rows, &stored) : Coding();
     out.push_back(static_cast<char>(types[c]));
     out.push_back(has_nulls ? 1 : 0);
-    out.push_back(0);
-    out.push_back(0);
+    out.push_back(static_cast<char>(coding.width));
+    out.push_back(static_cast<char>(coding.scale));
+    if (coding.width != 0) AppendRaw(&out, &coding.base, 8);
     if (has_nulls) {
       std::vector<uint64_t> bits(col.null_bits);
       bits.resize(words, 0);
       // Bits past the last row are never set in a stored block.
       if (rows % 64 != 0 && words > 0) bits[words - 1] &= (uint64_t{1} << (rows % 64)) - 1;
       AppendRaw(&out, bits.data(), 8 * size_t{words});
+    }
+    switch (coding.width) {
+      case 1:
+        AppendOffsets<uint8_t>(&out, stored.data(), rows, coding.base);
+        continue;
+      case 2:
+        AppendOffsets<uint16_t>(&out, stored.data(), rows, coding.base);
+        continue;
+      case 4:
+        AppendOffsets<uint32_t>(&out, stored.data(), rows, coding.base);
+        continue;
+      default:
+        break;
     }
     switch (types[c]) {
       case StoredType::kNone:
@@ -257,6 +418,7 @@ std::string EncodeColumnBlock(const ColumnBlock& block, const std::vector<Stored
         break;
     }
   }
+  if (format == kBlockFormatNoZoneMap) return out;
   for (size_t c = 0; c < types.size(); ++c) {
     AppendZone(&out, ComputeZone(block.columns[c], types[c], rows), types[c]);
   }
@@ -268,7 +430,7 @@ absl::Status DecodeZoneMap(absl::string_view value, const std::vector<StoredType
   BlockHeader h;
   FEDSHARE_RETURN_IF_ERROR(ReadHeader(value, types.size(), &h));
   zone_map->rows = h.rows;
-  zone_map->present = h.format == kBlockFormat;
+  zone_map->present = h.format != kBlockFormatNoZoneMap;
   zone_map->columns.clear();
   if (!zone_map->present) return absl::OkStatus();
   zone_map->columns.resize(types.size());
@@ -311,6 +473,10 @@ absl::Status DecodeColumnBlock(absl::string_view value, const std::vector<Stored
     if (!copied || types[c] != StoredType::kDouble) col.doubles.clear();
   }
   block->rows = rows;
+  // Per stored column when every column is decoded: its coding, for the
+  // check below.
+  std::vector<Coding> codings;
+  if (wanted == nullptr) codings.resize(ncols);
   block->subjects.resize(rows);
   if (!in.Read(block->subjects.data(), 4 * size_t{rows})) return Malformed("short subjects");
   const uint32_t words = (rows + 63) / 64;
@@ -336,11 +502,26 @@ absl::Status DecodeColumnBlock(absl::string_view value, const std::vector<Stored
       return Malformed(absl::StrCat("column ", c, " has stored type ", header[0], ", schema type ",
                                     static_cast<int>(types[c])));
     }
-    if (header[1] > 1 || header[2] != 0 || header[3] != 0) {
+    const uint8_t width = header[2];
+    const uint8_t scale = header[3];
+    // Format 3: a width of 1, 2 or 4 (a CATEGORY code 1 or 2) with a base,
+    // and for DOUBLE a scale; none for the SUBJECT column.
+    const bool width_ok =
+        width == 0 || width == 1 || width == 2 || (width == 4 && types[c] != StoredType::kCategory);
+    if (header[1] > 1 || !width_ok ||
+        (width != 0 && (h.format != kBlockFormat || types[c] == StoredType::kNone)) ||
+        (scale != 0 && (width == 0 || types[c] != StoredType::kDouble || scale > kMaxScale))) {
       return Malformed(absl::StrCat("column ", c, " has a bad header"));
     }
+    uint64_t base = 0;
+    if (width != 0 && !in.Read(&base, 8)) return Malformed("short column base");
+    if (width != 0 && types[c] == StoredType::kCategory && base > 0xFFFFFFFF) {
+      return Malformed(absl::StrCat("column ", c, " has a base past the u32 codes"));
+    }
+    if (!codings.empty()) codings[c] = {width, scale, static_cast<int64_t>(base)};
+    const size_t value_bytes = (width != 0 ? width : Width(types[c])) * size_t{rows};
     if (!is_wanted(c)) {
-      const size_t skip = (header[1] != 0 ? 8 * size_t{words} : 0) + Width(types[c]) * rows;
+      const size_t skip = (header[1] != 0 ? 8 * size_t{words} : 0) + value_bytes;
       if (!in.Skip(skip)) return Malformed("short column");
       continue;
     }
@@ -358,21 +539,24 @@ absl::Status DecodeColumnBlock(absl::string_view value, const std::vector<Stored
     switch (types[c]) {
       case StoredType::kNone:
         break;
-      case StoredType::kDouble:
+      case StoredType::kDouble: {
         col.doubles.resize(rows);
-        if (!in.Read(col.doubles.data(), 8 * size_t{rows})) return Malformed("short column");
-        break;
-      case StoredType::kCategory: {
-        col.ints.resize(rows);
         const char* p = in.data();
-        if (!in.Skip(4 * size_t{rows})) return Malformed("short column");
-        WidenCodes(p, rows, col.ints.data());
+        if (!in.Skip(value_bytes)) return Malformed("short column");
+        if (width == 0) {
+          std::memcpy(col.doubles.data(), p, value_bytes);
+        } else {
+          UnscaleColumn(p, width, base, scale, rows, col.doubles.data());
+        }
         break;
       }
-      default:
+      default: {
         col.ints.resize(rows);
-        if (!in.Read(col.ints.data(), 8 * size_t{rows})) return Malformed("short column");
+        const char* p = in.data();
+        if (!in.Skip(value_bytes)) return Malformed("short column");
+        WidenColumn(p, types[c], width, base, rows, col.ints.data());
         break;
+      }
     }
   }
   if (!in.empty()) return Malformed("trailing bytes");
@@ -389,6 +573,17 @@ absl::Status DecodeColumnBlock(absl::string_view value, const std::vector<Stored
     AppendZone(&expected, ComputeZone(block->columns[c], types[c], rows), types[c]);
     if (zones.substr(kZoneEntryBytes * c, kZoneEntryBytes) != expected) {
       return Malformed(absl::StrCat("column ", c, " has a zone map its values do not give"));
+    }
+  }
+  // Each column at the coding the encoder picks for its values, so one block
+  // has one encoding. Checked where every column is decoded, as the zone map
+  // is.
+  std::vector<int64_t> stored;
+  for (size_t c = 0; wanted == nullptr && h.format == kBlockFormat && c < ncols; ++c) {
+    const Coding want = ChooseCoding(block->columns[c], types[c], rows, &stored);
+    const Coding& got = codings[c];
+    if (got.width != want.width || got.scale != want.scale || got.base != want.base) {
+      return Malformed(absl::StrCat("column ", c, " is not stored at the width its values need"));
     }
   }
   // Values the writer never stores are refused rather than handed to readers

@@ -16,9 +16,14 @@
 namespace fedshare::storage {
 
 inline constexpr uint32_t kBlockRows = 4096;
-// What EncodeColumnBlock writes: format 1 with a zone map after the columns.
-inline constexpr uint8_t kBlockFormat = 2;
-// Blocks written before zone maps; still read, never skipped.
+// What EncodeColumnBlock writes: format 2 with narrow columns (an integer
+// column, or a DOUBLE column of decimals as scaled integers, stored as offsets
+// from its least integer in 1, 2 or 4 bytes when they fit).
+inline constexpr uint8_t kBlockFormat = 3;
+// Blocks written before narrow columns: every value at its type's full width.
+inline constexpr uint8_t kBlockFormatFullWidth = 2;
+// Blocks written before zone maps (format 2 without them); still read, never
+// skipped.
 inline constexpr uint8_t kBlockFormatNoZoneMap = 1;
 
 // Stored column types: the values of fedshare.v1.FieldSchema.Type, plus 0 for
@@ -77,6 +82,11 @@ struct ZoneMap {
 // Serializes `block`, whose column c has type types[c], with its zone map.
 // REQUIRES: block.rows <= kBlockRows, arrays sized to block.rows.
 std::string EncodeColumnBlock(const ColumnBlock& block, const std::vector<StoredType>& types);
+// As EncodeColumnBlock, in an older format (kBlockFormatFullWidth or
+// kBlockFormatNoZoneMap), as builds before it wrote: for tests that a store
+// written then is still read.
+std::string EncodeColumnBlockInFormat(const ColumnBlock& block,
+                                      const std::vector<StoredType>& types, uint8_t format);
 
 // Decodes into `block` (reusing its memory) for a schema whose field c has
 // type types[c]. Columns absent from the stored block (fields added later)

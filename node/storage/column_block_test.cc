@@ -1,5 +1,7 @@
 #include "node/storage/column_block.h"
 
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
@@ -155,7 +157,7 @@ TEST(ColumnBlockTest, NonFiniteDoubleInANullRowIsAccepted) {
   block.rows = 6;
   for (uint32_t r = 0; r < block.rows; ++r) {
     block.subjects.push_back(r);
-    block.columns[0].doubles.push_back(r + 0.5);
+    block.columns[0].doubles.push_back(r + 1.0 / 3);  // no decimal: stored at full width
   }
   block.columns[0].doubles[4] = 0;
   block.columns[0].SetNull(4, block.rows);
@@ -168,7 +170,7 @@ TEST(ColumnBlockTest, NonFiniteDoubleInANullRowIsAccepted) {
   ColumnBlock decoded;
   ASSERT_OK(DecodeColumnBlock(encoded, types, &decoded));
   EXPECT_TRUE(decoded.columns[0].IsNull(4));
-  EXPECT_EQ(decoded.columns[0].doubles[5], 5.5);
+  EXPECT_EQ(decoded.columns[0].doubles[5], 5 + 1.0 / 3);
   // The same value in a row that is not null is refused (decoding the column
   // as a scan does, which checks the zone map's layout only).
   encoded.replace(row4 + 8, 8, reinterpret_cast<const char*>(&nan), 8);
@@ -224,7 +226,9 @@ TEST(ColumnBlockTest, ValuesTheWriterNeverStoresAreDataLoss) {
   block.columns[0].ints = {1};
   block.columns[1].doubles = {0.5};
   const std::vector<StoredType> types = {StoredType::kBool, StoredType::kDouble};
-  const std::string good = EncodeColumnBlock(block, types);
+  // A block of format 2, every value at full width (format 3's narrow
+  // columns: NarrowColumnsThatAreNotCanonicalAreDataLoss).
+  const std::string good = EncodeColumnBlockInFormat(block, types, kBlockFormatFullWidth);
   // Layout: 8 header, 4 subject, column 0 at 12 (4 header + 8 value), column 1 at 24,
   // the zone map at 36 (24 bytes a column).
   ASSERT_EQ(good.size(), 36u + 2 * 24);
@@ -239,7 +243,8 @@ TEST(ColumnBlockTest, ValuesTheWriterNeverStoresAreDataLoss) {
   const auto data_loss = StatusIs(absl::StatusCode::kDataLoss, ::testing::_);
   EXPECT_THAT(corrupt(1, "\x01"), data_loss) << "reserved header byte";
   EXPECT_THAT(corrupt(4, std::string(4, '\0')), data_loss) << "zero rows";
-  EXPECT_THAT(corrupt(14, "\x01"), data_loss) << "reserved column byte";
+  EXPECT_THAT(corrupt(14, "\x01"), data_loss) << "a narrow width in format 2";
+  EXPECT_THAT(corrupt(15, "\x01"), data_loss) << "reserved column byte";
   EXPECT_THAT(corrupt(16, "\x02"), data_loss) << "BOOL 2";
   EXPECT_THAT(corrupt(24 + 4 + 6, "\xf0\x7f"), data_loss) << "infinite DOUBLE";
   EXPECT_THAT(corrupt(24 + 4 + 6, "\xf8\x7f"), data_loss) << "NaN DOUBLE";
@@ -318,9 +323,12 @@ TEST(ColumnBlockTest, BlockWithoutZoneMapIsStillRead) {
   block.subjects = {7, 8, 9};
   block.columns[0].ints = {1, 2, 3};
   block.columns[1].doubles = {0.5, 1.5, 2.5};
-  std::string old = EncodeColumnBlock(block, types);
-  old.resize(old.size() - 2 * 24);
-  old[0] = static_cast<char>(kBlockFormatNoZoneMap);
+  const std::string old = EncodeColumnBlockInFormat(block, types, kBlockFormatNoZoneMap);
+  // Format 2's layout without the trailing zone map.
+  std::string full_width = EncodeColumnBlockInFormat(block, types, kBlockFormatFullWidth);
+  full_width.resize(full_width.size() - 2 * 24);
+  full_width[0] = static_cast<char>(kBlockFormatNoZoneMap);
+  EXPECT_EQ(old, full_width);
   ColumnBlock decoded;
   ASSERT_OK(DecodeColumnBlock(old, types, &decoded));
   EXPECT_EQ(decoded.columns[0].ints, block.columns[0].ints);
@@ -354,6 +362,290 @@ TEST(ColumnBlockTest, ZoneMapTheValuesDoNotGiveIsDataLoss) {
   ZoneMap zones;
   EXPECT_THAT(DecodeZoneMap(swapped, types, &zones),
               StatusIs(absl::StatusCode::kDataLoss, ::testing::_));
+}
+
+// Format 3 stores each integer column as offsets from its least value in 1,
+// 2 or 4 bytes when the values' span fits (a CATEGORY code in 1 or 2), at
+// full width otherwise; every value comes back exactly, at the extremes too.
+TEST(ColumnBlockTest, NarrowColumnsTakeTheWidthTheirValuesNeed) {
+  constexpr int64_t kMin = std::numeric_limits<int64_t>::min();
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  struct Case {
+    StoredType type;
+    std::vector<int64_t> values;  // cycled over the rows
+    size_t width;                 // bytes a value, as stored
+    bool base;                    // a base is stored
+  };
+  const std::vector<Case> cases = {
+      {StoredType::kInt64, {2015, 2020, 2024}, 1, true},
+      {StoredType::kInt64, {-3, 252}, 1, true},  // span 255
+      {StoredType::kInt64, {-3, 253}, 2, true},  // span 256
+      {StoredType::kInt64, {7}, 1, true},        // one value: offsets of 0
+      {StoredType::kInt64, {0, 65536}, 4, true},
+      {StoredType::kInt64, {kMin, kMin + 0xFFFFFFFF}, 4, true},
+      {StoredType::kInt64, {kMax - 0x100000000, kMax}, 8, false},
+      {StoredType::kInt64, {kMin, kMax}, 8, false},  // the whole u64 span
+      {StoredType::kBool, {0, 1}, 1, true},
+      {StoredType::kDate, {19000, 19000 + 400}, 2, true},
+      {StoredType::kCategory, {0, 5, 255}, 1, true},
+      {StoredType::kCategory, {0, 256}, 2, true},
+      {StoredType::kCategory, {0xFFFFFFFF - 65535, 0xFFFFFFFF}, 2, true},
+      {StoredType::kCategory, {0, 65536}, 4, false},  // a code is never wider than 4
+  };
+  for (uint32_t rows : {1u, 3u, 4u, 5u, 64u, 65u, kBlockRows}) {
+    for (size_t i = 0; i < cases.size(); ++i) {
+      const Case& k = cases[i];
+      SCOPED_TRACE(absl::StrCat("case ", i, ", ", rows, " rows"));
+      const std::vector<StoredType> types = {StoredType::kNone, k.type};
+      ColumnBlock block;
+      block.Reset(2);
+      block.rows = rows;
+      for (uint32_t r = 0; r < rows; ++r) {
+        block.subjects.push_back(r);
+        block.columns[1].ints.push_back(k.values[r % k.values.size()]);
+      }
+      const std::string encoded = EncodeColumnBlock(block, types);
+      // The header, the ordinals, two column headers, the base, the values,
+      // two zone map entries. With one row the span is 0: one byte.
+      const size_t width = rows == 1 ? 1 : k.width;
+      const bool base = rows == 1 || k.base;
+      EXPECT_EQ(encoded.size(), 8 + 4 * rows + 8 + (base ? 8 : 0) + width * rows + 2 * 24);
+      ColumnBlock decoded;
+      ASSERT_OK(DecodeColumnBlock(encoded, types, &decoded));
+      EXPECT_EQ(decoded.columns[1].ints, block.columns[1].ints);
+      const std::vector<bool> wanted = {false, true};
+      ColumnBlock part;
+      ASSERT_OK(DecodeColumnBlock(encoded, types, &part, &wanted));
+      EXPECT_EQ(part.columns[1].ints, block.columns[1].ints);
+      EXPECT_EQ(EncodeColumnBlock(decoded, types), encoded);
+    }
+  }
+}
+
+// A null row holds 0, and so counts in the span: it decodes to 0 again.
+TEST(ColumnBlockTest, NarrowColumnsKeepNullRowsAtZero) {
+  const std::vector<StoredType> types = {StoredType::kInt64, StoredType::kCategory};
+  ColumnBlock block;
+  block.Reset(2);
+  block.rows = 130;
+  for (uint32_t r = 0; r < block.rows; ++r) {
+    block.subjects.push_back(r);
+    const bool null = r % 7 == 3;
+    block.columns[0].ints.push_back(null ? 0 : 2000 + r % 30);
+    block.columns[1].ints.push_back(null ? 0 : 40 + r % 5);
+    if (null) {
+      block.columns[0].SetNull(r, block.rows);
+      block.columns[1].SetNull(r, block.rows);
+    }
+  }
+  ColumnBlock decoded;
+  ASSERT_OK(DecodeColumnBlock(EncodeColumnBlock(block, types), types, &decoded));
+  EXPECT_EQ(decoded.columns[0].ints, block.columns[0].ints);
+  EXPECT_EQ(decoded.columns[1].ints, block.columns[1].ints);
+  EXPECT_EQ(decoded.columns[0].null_bits, block.columns[0].null_bits);
+  EXPECT_TRUE(decoded.columns[1].IsNull(3));
+  EXPECT_EQ(decoded.columns[1].ints[3], 0);
+}
+
+// One block has one encoding: a narrow column wider than its values need,
+// from a base other than its least value, a width its type does not take,
+// or a narrow width in an older format, is refused.
+TEST(ColumnBlockTest, NarrowColumnsThatAreNotCanonicalAreDataLoss) {
+  const std::vector<StoredType> types = {StoredType::kInt64, StoredType::kCategory,
+                                         StoredType::kDouble};
+  ColumnBlock block;
+  block.Reset(3);
+  block.rows = 2;
+  block.subjects = {0, 1};
+  block.columns[0].ints = {10, 12};
+  block.columns[1].ints = {1, 2};
+  block.columns[2].doubles = {1.0 / 3, 2.0 / 3};  // no decimal: full width
+  const std::string good = EncodeColumnBlock(block, types);
+  // Layout: 8 header, 8 ordinals; column 0 at 16: 4 header, 8 base (10), 2
+  // one-byte offsets; column 1 at 30, the same; column 2 at 44: 4 header, 16
+  // values; the zone map at 64.
+  ASSERT_EQ(good.size(), 64u + 3 * 24);
+  ColumnBlock decoded;
+  ASSERT_OK(DecodeColumnBlock(good, types, &decoded));
+  auto corrupt = [&](size_t offset, std::string bytes) {
+    std::string bad = good;
+    bad.replace(offset, bytes.size(), bytes);
+    return bad;
+  };
+  const auto data_loss = StatusIs(absl::StatusCode::kDataLoss, ::testing::_);
+  // Base 9 and offsets 1, 3 give the same values from a base no value has.
+  const std::string low_base = corrupt(20, std::string("\x09", 1)).replace(28, 2, "\x01\x03");
+  EXPECT_THAT(DecodeColumnBlock(low_base, types, &decoded), data_loss) << "base not the least";
+  // A scan that decodes some columns reads such a block as its values say.
+  const std::vector<bool> wanted = {true, false, false};
+  ASSERT_OK(DecodeColumnBlock(low_base, types, &decoded, &wanted));
+  EXPECT_EQ(decoded.columns[0].ints, block.columns[0].ints);
+  // The same values two bytes each.
+  std::string wide = good.substr(0, 16) + std::string("\x01\x00\x02\x00", 4) + good.substr(20, 8) +
+                     std::string("\x00\x00\x02\x00", 4) + good.substr(30);
+  EXPECT_THAT(DecodeColumnBlock(wide, types, &decoded),
+              StatusIs(absl::StatusCode::kDataLoss, ::testing::HasSubstr("width")));
+  EXPECT_THAT(DecodeColumnBlock(corrupt(18, "\x03"), types, &decoded), data_loss) << "width 3";
+  EXPECT_THAT(DecodeColumnBlock(corrupt(32, "\x04"), types, &decoded), data_loss)
+      << "a 4-byte CATEGORY offset";
+  EXPECT_THAT(DecodeColumnBlock(corrupt(46, "\x01"), types, &decoded), data_loss)
+      << "a narrow DOUBLE without its base";
+  EXPECT_THAT(DecodeColumnBlock(corrupt(19, "\x01"), types, &decoded), data_loss)
+      << "a decimal scale on an INT64";
+  EXPECT_THAT(DecodeColumnBlock(corrupt(47, "\x01"), types, &decoded), data_loss)
+      << "a decimal scale at full width";
+  std::string base_past_codes = corrupt(34, std::string("\x00\x00\x00\x00\x01", 5));
+  EXPECT_THAT(DecodeColumnBlock(base_past_codes, types, &decoded, &wanted), data_loss)
+      << "a CATEGORY base past the u32 codes, even unwanted";
+  EXPECT_THAT(DecodeColumnBlock(corrupt(0, "\x02"), types, &decoded), data_loss)
+      << "a narrow width in format 2";
+  EXPECT_THAT(DecodeColumnBlock(good.substr(0, 27), types, &decoded), data_loss) << "short";
+}
+
+// Bits of a double, so that -0.0 and 0.0 differ.
+std::vector<uint64_t> Bits(const std::vector<double>& values) {
+  std::vector<uint64_t> bits(values.size());
+  std::memcpy(bits.data(), values.data(), 8 * values.size());
+  return bits;
+}
+
+// A DOUBLE column of decimals (a score with one place, money with two, whole
+// numbers) is stored as integers over 10^places, narrow; every value comes
+// back to the bit. Anything else (more places, -0.0, beyond 2^53, a span
+// past 32 bits) stays at full width.
+TEST(ColumnBlockTest, DecimalDoublesAreStoredNarrowAndComeBackToTheBit) {
+  struct Case {
+    std::vector<double> values;  // cycled over the rows
+    size_t width;                // bytes a value, as stored (8: full, no base)
+    int scale;
+  };
+  const std::vector<Case> cases = {
+      {{73.4, 0.0, 100.0, 55.5, 61.2}, 2, 1},
+      {{9000.25, 81234.99, 0.01, 45000.1}, 4, 2},
+      {{3.0, 250.0, -5.0}, 1, 0},  // span 255
+      {{3.0, 251.0, -5.0}, 2, 0},
+      {{0.1, 0.2, 0.3}, 1, 1},      // 0.1 + 0.2 != 0.3 in doubles; each is its own decimal
+      {{-1.5, -0.25, 2.75}, 2, 2},  // -150 to 275
+      {{1e-6, 2e-6}, 1, 6},
+      {{1e-7, 2e-7}, 8, 0},               // seven places: full width
+      {{1.0 / 3, 2.5}, 8, 0},             // not a decimal
+      {{-0.0, 1.5}, 8, 0},                // -0.0 would come back as 0.0
+      {{9007199254740992.0, 1.0}, 8, 0},  // 2^53: the span needs more than 32 bits
+      {{4294967295.0, 0.0}, 4, 0},
+      {{4294967296.0, 0.0}, 8, 0},
+      {{1e300, 1.0}, 8, 0},
+  };
+  const std::vector<StoredType> types = {StoredType::kDouble};
+  for (uint32_t rows : {5u, 64u, kBlockRows}) {
+    for (size_t i = 0; i < cases.size(); ++i) {
+      const Case& k = cases[i];
+      SCOPED_TRACE(absl::StrCat("case ", i, ", ", rows, " rows"));
+      ColumnBlock block;
+      block.Reset(1);
+      block.rows = rows;
+      for (uint32_t r = 0; r < rows; ++r) {
+        block.subjects.push_back(r);
+        block.columns[0].doubles.push_back(k.values[r % k.values.size()]);
+      }
+      const std::string encoded = EncodeColumnBlock(block, types);
+      EXPECT_EQ(encoded.size(), 8 + 4 * rows + 4 + (k.width == 8 ? 0 : 8) + k.width * rows + 24);
+      EXPECT_EQ(static_cast<int>(encoded[8 + 4 * rows + 3]), k.scale);
+      ColumnBlock decoded;
+      ASSERT_OK(DecodeColumnBlock(encoded, types, &decoded));
+      EXPECT_EQ(Bits(decoded.columns[0].doubles), Bits(block.columns[0].doubles));
+      const std::vector<bool> wanted = {true};
+      ColumnBlock part;
+      ASSERT_OK(DecodeColumnBlock(encoded, types, &part, &wanted));
+      EXPECT_EQ(Bits(part.columns[0].doubles), Bits(block.columns[0].doubles));
+    }
+  }
+}
+
+// Every one-place decimal a score can hold, and every cent up to 10,000,
+// each parsed from its text as ingest does, comes back to the bit.
+TEST(ColumnBlockTest, EveryDecimalOfAFewPlacesComesBackToTheBit) {
+  const std::vector<StoredType> types = {StoredType::kDouble};
+  for (int places : {1, 2}) {
+    const int64_t count = places == 1 ? 1001 : 1000001;
+    for (int64_t from = 0; from < count; from += kBlockRows) {
+      ColumnBlock block;
+      block.Reset(1);
+      block.rows = static_cast<uint32_t>(std::min<int64_t>(kBlockRows, count - from));
+      for (uint32_t r = 0; r < block.rows; ++r) {
+        const int64_t n = from + r;
+        const std::string text = places == 1 ? absl::StrCat(n / 10, ".", n % 10)
+                                             : absl::StrCat(n / 100, ".", n % 100 / 10, n % 10);
+        block.subjects.push_back(r);
+        block.columns[0].doubles.push_back(std::strtod(text.c_str(), nullptr));
+      }
+      const std::string encoded = EncodeColumnBlock(block, types);
+      ASSERT_EQ(static_cast<int>(encoded[8 + 4 * block.rows + 3]), places) << from;
+      ColumnBlock decoded;
+      ASSERT_OK(DecodeColumnBlock(encoded, types, &decoded));
+      ASSERT_EQ(Bits(decoded.columns[0].doubles), Bits(block.columns[0].doubles)) << from;
+    }
+  }
+}
+
+// A DOUBLE column stored with more places than its values need, or past the
+// most places there are, is refused.
+TEST(ColumnBlockTest, DecimalDoublesThatAreNotCanonicalAreDataLoss) {
+  const std::vector<StoredType> types = {StoredType::kDouble};
+  ColumnBlock block;
+  block.Reset(1);
+  block.rows = 2;
+  block.subjects = {0, 1};
+  block.columns[0].doubles = {0.5, 1.5};
+  const std::string good = EncodeColumnBlock(block, types);
+  // Layout: 8 header, 8 ordinals; the column at 16: 4 header (width 1, scale
+  // 1), 8 base (5), offsets 0 and 10; the zone map at 30.
+  ASSERT_EQ(good.size(), 30u + 24);
+  ASSERT_EQ(good.substr(18, 2), std::string("\x01\x01", 2));
+  ColumnBlock decoded;
+  ASSERT_OK(DecodeColumnBlock(good, types, &decoded));
+  // Two places: base 50, offsets 0 and 100 give the same values.
+  std::string two_places = good;
+  two_places[19] = 2;
+  two_places[20] = 50;
+  two_places[29] = 100;
+  const std::vector<bool> wanted = {true};
+  ASSERT_OK(DecodeColumnBlock(two_places, types, &decoded, &wanted));
+  EXPECT_EQ(decoded.columns[0].doubles, block.columns[0].doubles);
+  EXPECT_THAT(DecodeColumnBlock(two_places, types, &decoded),
+              StatusIs(absl::StatusCode::kDataLoss, ::testing::HasSubstr("width")));
+  std::string seven_places = good;
+  seven_places[19] = 7;
+  EXPECT_THAT(DecodeColumnBlock(seven_places, types, &decoded, &wanted),
+              StatusIs(absl::StatusCode::kDataLoss, ::testing::HasSubstr("bad header")));
+}
+
+// Stores written by builds before narrow columns (format 2) read the same.
+TEST(ColumnBlockTest, FullWidthBlocksOfFormatTwoAreStillRead) {
+  const std::vector<StoredType> types = {StoredType::kInt64, StoredType::kCategory,
+                                         StoredType::kBool};
+  ColumnBlock block;
+  block.Reset(3);
+  block.rows = 9;
+  for (uint32_t r = 0; r < block.rows; ++r) {
+    block.subjects.push_back(r);
+    block.columns[0].ints.push_back(2015 + r);
+    block.columns[1].ints.push_back(r % 3);
+    block.columns[2].ints.push_back(r % 2);
+  }
+  const std::string old = EncodeColumnBlockInFormat(block, types, kBlockFormatFullWidth);
+  EXPECT_EQ(old[0], static_cast<char>(kBlockFormatFullWidth));
+  ColumnBlock decoded;
+  ASSERT_OK(DecodeColumnBlock(old, types, &decoded));
+  for (size_t c = 0; c < types.size(); ++c)
+    EXPECT_EQ(decoded.columns[c].ints, block.columns[c].ints);
+  ZoneMap zones;
+  ASSERT_OK(DecodeZoneMap(old, types, &zones));
+  EXPECT_TRUE(zones.present);
+  EXPECT_EQ(zones.columns[0].max_int, 2023);
+  // Rewritten (a tail block filled, an erasure) it takes format 3, smaller.
+  const std::string now = EncodeColumnBlock(decoded, types);
+  EXPECT_EQ(now[0], static_cast<char>(kBlockFormat));
+  EXPECT_LT(now.size(), old.size());
 }
 
 }  // namespace
