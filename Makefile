@@ -5,8 +5,8 @@ JOBS ?= 2
 WERROR ?= $(if $(FEDSHARE_WERROR),$(FEDSHARE_WERROR),OFF)
 SANITIZE ?=
 
-# Fuzzing, sanitizers and static checks (docs/fuzzing.md, CONTRIBUTING in
-# docs/architecture.md): each in its own build folder.
+# Fuzzing, sanitizers and static checks (docs/fuzzing.md, DEVELOPERS.md):
+# each in its own build folder.
 FUZZ_DIR ?= build-fuzz
 FUZZ_SECONDS ?= 60
 # Stop a target after this many executions too (0: time only).
