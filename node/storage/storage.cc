@@ -365,10 +365,18 @@ absl::StatusOr<std::unique_ptr<Storage>> Storage::Create(const std::string& dir,
       return absl::DataLossError(absl::StrCat("store in ", dir, " has a malformed format version"));
     }
     stored = DecodeFixed32BE(*version);
-    if (stored != kFormatVersion) {
-      return absl::FailedPreconditionError(absl::StrCat("store in ", dir, " has format version ",
-                                                        stored, "; this build reads version ",
-                                                        kFormatVersion));
+    if (stored < kOldestFormatVersion || stored > kFormatVersion) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("store in ", dir, " has format version ", stored,
+                       "; this build reads versions ", kOldestFormatVersion, " to ", kFormatVersion,
+                       stored > kFormatVersion ? ": a newer build wrote it, run that build" : ""));
+    }
+    if (stored < kFormatVersion && !storage->read_only_) {
+      // What this build writes, older builds cannot read: they must refuse
+      // the store at open, not fail on its blocks later.
+      FEDSHARE_RETURN_IF_ERROR(
+          storage->Put(ColumnFamily::kMeta, version_key, EncodeFixed32BE(kFormatVersion)));
+      spdlog::info("event=store_format_upgraded dir={} from={} to={}", dir, stored, kFormatVersion);
     }
   }
   return storage;

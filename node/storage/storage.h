@@ -65,8 +65,13 @@ enum class ColumnFamily : uint8_t {
 inline constexpr int kNumColumnFamilies = 7;
 absl::string_view ColumnFamilyName(ColumnFamily cf);
 
-// The on-disk format version this build reads and writes (meta key 0x01).
-inline constexpr uint32_t kFormatVersion = 1;
+// The on-disk format version this build writes (meta key 0x01): 2 since
+// record blocks of block format 3, which builds of version 1 cannot read.
+inline constexpr uint32_t kFormatVersion = 2;
+// The oldest version this build reads. Opening such a store for writing
+// marks it kFormatVersion, so an older build refuses it at open instead of
+// failing on the blocks this one writes.
+inline constexpr uint32_t kOldestFormatVersion = 1;
 
 // The node's block cache unless configured (StorageConfig.block_cache_bytes).
 inline constexpr size_t kDefaultBlockCacheBytes = size_t{256} << 20;
@@ -270,8 +275,9 @@ struct BackupInfo {
 class Storage {
  public:
   // Opens (or creates) the database in `dir` with every column family.
-  // A new database gets meta key 0x01 = kFormatVersion. FAILED_PRECONDITION if
-  // the stored format version differs; INTERNAL/UNAVAILABLE naming `dir` for
+  // A new database gets meta key 0x01 = kFormatVersion, and so does an older
+  // one opened for writing. FAILED_PRECONDITION if the stored format version
+  // is outside kOldestFormatVersion..kFormatVersion; INTERNAL/UNAVAILABLE naming `dir` for
   // I/O errors or a database held by another process. An existing store on a
   // file system too full to open it for writing is opened read-only
   // (read_only() true): reads work, writes are refused as "disk full" until

@@ -106,6 +106,39 @@ TEST_F(StorageTest, RefusesOtherFormatVersion) {
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("format version 99")));
 }
 
+// A store of version 1 (before block format 3) is read; opened for writing it
+// is marked version 2 at once, so builds of version 1 refuse it at open
+// rather than failing on the blocks this build writes. A read-only open
+// leaves it as it was.
+TEST_F(StorageTest, OlderFormatVersionIsReadAndMarkedCurrentWhenOpenedForWriting) {
+  {
+    ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_.path(), StorageOptions()));
+    ASSERT_OK(db->Put(ColumnFamily::kMeta, MetaFormatVersionKey(), EncodeFixed32BE(1)));
+    ASSERT_OK(db->Put(ColumnFamily::kMeta, "kept", "v"));
+  }
+  {
+    StorageOptions read_only;
+    read_only.read_only = true;
+    ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_.path(), read_only));
+    ASSERT_OK_AND_ASSIGN(auto version, db->Get(ColumnFamily::kMeta, MetaFormatVersionKey()));
+    EXPECT_THAT(version, Optional(EncodeFixed32BE(1)));
+  }
+  {
+    ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_.path(), StorageOptions()));
+    ASSERT_OK_AND_ASSIGN(auto version, db->Get(ColumnFamily::kMeta, MetaFormatVersionKey()));
+    EXPECT_THAT(version, Optional(EncodeFixed32BE(kFormatVersion)));
+    ASSERT_OK_AND_ASSIGN(auto kept, db->Get(ColumnFamily::kMeta, "kept"));
+    EXPECT_THAT(kept, Optional(std::string("v")));
+  }
+  EXPECT_EQ(kFormatVersion, 2u);
+  {
+    ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_.path(), StorageOptions()));
+    ASSERT_OK(db->Put(ColumnFamily::kMeta, MetaFormatVersionKey(), EncodeFixed32BE(0)));
+  }
+  EXPECT_THAT(Storage::Create(dir_.path(), StorageOptions()),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("versions 1 to 2")));
+}
+
 TEST_F(StorageTest, BatchSpansColumnFamilies) {
   ASSERT_OK_AND_ASSIGN(auto db, Storage::Create(dir_.path(), StorageOptions()));
   WriteBatch batch;
