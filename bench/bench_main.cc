@@ -41,6 +41,7 @@
 #include "bench/synthetic.h"
 #include "node/common/status_macros.h"
 #include "node/engine/engine.h"
+#include "node/engine/scan_plan.h"
 #include "node/engine/query_executor.h"
 #include "node/server/logging.h"
 #include "node/server/node.h"
@@ -427,13 +428,23 @@ int Run(int argc, char** argv) {
         absl::Time t1 = absl::Now();
         auto consent = e.ConsentFor("program_outcomes", question);
         absl::Time t2 = absl::Now();
-        (void)(*reader)->ForEachBlock([](const engine::ColumnBlock&) { return absl::OkStatus(); });
+        // The blocks as the question reads them: its columns only.
+        auto plan = engine::exec::MakePlan(**reader, *q1);
+        if (!plan.ok()) return Fail(plan.status());
+        auto nothing = [](const engine::ColumnBlock&) { return absl::OkStatus(); };
+        (void)(*reader)->ForEachBlock(nothing, &plan->columns);
         absl::Time t3 = absl::Now();
-        (void)engine::ExecuteQuery(**reader, *q1, *consent, 0);
+        // Every column, each block checked whole (as ingest and export read).
+        (void)(*reader)->ForEachBlock(nothing);
         absl::Time t4 = absl::Now();
-        std::printf("  engine: open %.1f, consent %.1f, read all blocks %.1f, execute %.1f ms\n",
-                    absl::ToDoubleMilliseconds(t1 - t0), absl::ToDoubleMilliseconds(t2 - t1),
-                    absl::ToDoubleMilliseconds(t3 - t2), absl::ToDoubleMilliseconds(t4 - t3));
+        (void)engine::ExecuteQuery(**reader, *q1, *consent, 0);
+        absl::Time t5 = absl::Now();
+        std::printf(
+            "  engine: open %.1f, consent %.1f, read the question's columns %.1f (every column, "
+            "checked: %.1f), execute %.1f ms\n",
+            absl::ToDoubleMilliseconds(t1 - t0), absl::ToDoubleMilliseconds(t2 - t1),
+            absl::ToDoubleMilliseconds(t3 - t2), absl::ToDoubleMilliseconds(t4 - t3),
+            absl::ToDoubleMilliseconds(t5 - t4));
       }
     }
     // (b) plain arrays, copied out of the store once (not timed).
