@@ -90,7 +90,7 @@ class IngestMemoryTest : public ::testing::Test {
   }
 
   void ExpectPeakUnderBound(const std::string& what) {
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(FEDSHARE_TEST_ASAN)
     GTEST_SKIP() << "under AddressSanitizer the peak RSS is mostly shadow memory and the "
                     "freed-memory quarantine, not what the budget bounds; the normal build checks "
                     "it";

@@ -21,6 +21,7 @@ namespace fedshare::testing {
 namespace {
 
 using identity::Role;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -62,6 +63,20 @@ ProcessOutcome CheckConfig(const TempDir& tmp, const std::string& text) {
                                  path + ".err");
   EXPECT_OK(outcome.status());
   return outcome.ok() ? *outcome : ProcessOutcome();
+}
+
+// The harness itself: a child that hangs is reported with what it printed
+// and what its threads wait on, since a hung CLI in a test otherwise shows
+// only as silence.
+TEST(RunToCompletionTest, ASilentChildIsReportedWithItsOutputAndThreads) {
+  TempDir tmp("run_to_completion");
+  absl::StatusOr<ProcessOutcome> o =
+      RunToCompletion({"/bin/sh", "-c", "echo started; echo complaint >&2; exec sleep 60"},
+                      tmp.Sub("sh.err"), absl::Milliseconds(300));
+  EXPECT_THAT(o, StatusIs(absl::StatusCode::kDeadlineExceeded,
+                          AllOf(HasSubstr("its stdout so far: \"started\n\""),
+                                HasSubstr("its stderr: \"complaint\n\""),
+                                HasSubstr("its threads: sleep S (sleeping)"))));
 }
 
 class NodeBinaryTest : public ::testing::Test {

@@ -1,8 +1,10 @@
 #include "tests/test_env.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,8 +14,10 @@
 #include <cstring>
 #include <filesystem>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
@@ -24,6 +28,8 @@
 #include "gtest/gtest.h"
 #include "node/common/files.h"
 #include "node/common/status_macros.h"
+
+extern char** environ;
 
 namespace fedshare::testing {
 
@@ -173,23 +179,31 @@ RawReply CallRaw(const std::shared_ptr<grpc::Channel>& channel, const std::strin
 
 absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(const std::vector<std::string>& argv,
                                                               const std::string& stderr_file) {
+  // posix_spawn, not fork and exec: a forked copy of this process, whose
+  // nodes' threads may hold the allocator's lock, cannot safely allocate or
+  // do anything much before exec, and once hung there as a CLI that never
+  // started (only the file actions below run in the child).
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) return absl::InternalError("pipe failed");
-  pid_t pid = fork();
-  if (pid < 0) return absl::InternalError("fork failed");
-  if (pid == 0) {
-    dup2(fds[1], STDOUT_FILENO);
-    if (!stderr_file.empty()) {
-      int err = open(stderr_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      if (err >= 0) dup2(err, STDERR_FILENO);
-    }
-    std::vector<char*> args;
-    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execv(args[0], args.data());
-    _exit(127);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
+  if (!stderr_file.empty()) {
+    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, stderr_file.c_str(),
+                                     O_WRONLY | O_CREAT | O_APPEND, 0644);
   }
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = -1;
+  const int spawned = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
   close(fds[1]);
+  if (spawned != 0) {
+    close(fds[0]);
+    return absl::InternalError(
+        absl::StrCat("cannot start ", argv[0], ": ", std::strerror(spawned)));
+  }
   auto p = std::unique_ptr<Subprocess>(new Subprocess());
   p->pid_ = pid;
   p->stdout_fd_ = fds[0];
@@ -237,6 +251,31 @@ int Subprocess::Wait() {
   return wait_status_;
 }
 
+namespace {
+
+// Each thread of `pid` as "name state wchan", from /proc.
+std::string ThreadStates(pid_t pid) {
+  const std::string task = absl::StrCat("/proc/", pid, "/task");
+  std::vector<std::string> threads;
+  if (DIR* dir = opendir(task.c_str()); dir != nullptr) {
+    while (dirent* e = readdir(dir)) {
+      if (e->d_name[0] == '.') continue;
+      const std::string base = absl::StrCat(task, "/", e->d_name);
+      std::string name(absl::StripAsciiWhitespace(ReadFile(base + "/comm").value_or("?")));
+      std::string state = "?";
+      for (absl::string_view l : absl::StrSplit(ReadFile(base + "/status").value_or(""), '\n')) {
+        if (absl::ConsumePrefix(&l, "State:")) state = std::string(absl::StripAsciiWhitespace(l));
+      }
+      threads.push_back(
+          absl::StrCat(name, " ", state, " ", ReadFile(base + "/wchan").value_or("?")));
+    }
+    closedir(dir);
+  }
+  return threads.empty() ? "(gone)" : absl::StrJoin(threads, ", ");
+}
+
+}  // namespace
+
 absl::StatusOr<ProcessOutcome> RunToCompletion(const std::vector<std::string>& argv,
                                                const std::string& stderr_file,
                                                absl::Duration timeout) {
@@ -248,7 +287,14 @@ absl::StatusOr<ProcessOutcome> RunToCompletion(const std::vector<std::string>& a
       absl::StrAppend(&outcome.out, *line, "\n");
       continue;
     }
-    if (absl::IsDeadlineExceeded(line.status())) return line.status();
+    if (absl::IsDeadlineExceeded(line.status())) {
+      // What the child was doing, before the destructor kills it: a hang
+      // is otherwise told only as silence.
+      return absl::DeadlineExceededError(absl::StrCat(
+          argv[0], " printed no line for ", absl::FormatDuration(timeout),
+          "; its threads: ", ThreadStates(p->pid()), "; its stdout so far: \"", outcome.out,
+          "\"; its stderr: \"", ReadFile(stderr_file).value_or(""), "\""));
+    }
     break;  // stdout closed: the process is exiting
   }
   int status = p->Wait();

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
@@ -79,16 +80,22 @@ TEST(CrashTest, SigkillDuringIngestKeepsAcknowledgedBatchesAndNoPartialOne) {
   for (int round = 0; round < 6; ++round) {
     int fds[2];
     ASSERT_EQ(pipe2(fds, O_CLOEXEC), 0);
+    // The child's environment is made here: between fork and exec it may
+    // only call what is async-signal-safe (no allocation, so no setenv).
+    std::vector<std::string> env = {absl::StrCat("FEDSHARE_CRASH_DIR=", dir.path()),
+                                    "FEDSHARE_CRASH_FD=3"};
+    for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
+    std::vector<char*> envp;
+    for (std::string& e : env) envp.push_back(e.data());
+    envp.push_back(nullptr);
     pid_t pid = fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) {
       dup2(fds[1], 3);  // keep the write end open across exec, as fd 3
       int devnull = open("/dev/null", O_WRONLY);
       dup2(devnull, 1);
-      setenv("FEDSHARE_CRASH_DIR", dir.path().c_str(), 1);
-      setenv("FEDSHARE_CRASH_FD", "3", 1);
-      execl("/proc/self/exe", "crash_writer", "--gtest_filter=CrashWriter.IngestUntilKilled",
-            static_cast<char*>(nullptr));
+      execle("/proc/self/exe", "crash_writer", "--gtest_filter=CrashWriter.IngestUntilKilled",
+             static_cast<char*>(nullptr), envp.data());
       _exit(127);
     }
     close(fds[1]);
