@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
+#include <utility>
 
 #include "absl/base/config.h"
 #include "absl/strings/str_cat.h"
@@ -204,6 +206,75 @@ Coding ChooseCoding(const ColumnBlock::Column& col, StoredType type, uint32_t ro
   if (coding.width == 0) return Coding();
   coding.base = lo;
   return coding;
+}
+
+// The least and greatest of `rows` offsets stored `width` bytes each at `in`.
+template <typename T>
+std::pair<uint64_t, uint64_t> OffsetRangeOf(const char* in, uint32_t rows) {
+  T lo = std::numeric_limits<T>::max(), hi = 0;
+  for (uint32_t r = 0; r < rows; ++r) {
+    T v;
+    std::memcpy(&v, in + sizeof(T) * size_t{r}, sizeof(T));
+    lo = std::min(lo, v);
+    hi = std::max(hi, v);
+  }
+  return {lo, hi};
+}
+
+std::pair<uint64_t, uint64_t> OffsetRange(const char* in, uint8_t width, uint32_t rows) {
+  switch (width) {
+    case 1:
+      return OffsetRangeOf<uint8_t>(in, rows);
+    case 2:
+      return OffsetRangeOf<uint16_t>(in, rows);
+    default:
+      return OffsetRangeOf<uint32_t>(in, rows);
+  }
+}
+
+// Magnitude below which a DOUBLE stored as the integer n at any scale up to
+// kMaxScale comes back as n: Unscale(n) then times 10^scale is within
+// |n| * 2^-52 of n, under a half, so llround gives n and ScaledInteger
+// succeeds. The decoder then need not redo it value by value.
+constexpr int64_t kExactlyScaled = int64_t{1} << 50;
+
+// Whether a format-3 column decoded into `col` is stored as ChooseCoding
+// would store it (`got`), without redoing ChooseCoding where the stored
+// offsets (least and greatest: `offsets`) already tell. A full-width column
+// and a decimal column of large integers are checked by ChooseCoding itself.
+bool IsCanonical(const ColumnBlock::Column& col, StoredType type, uint32_t rows, const Coding& got,
+                 std::pair<uint64_t, uint64_t> offsets, std::vector<int64_t>* stored) {
+  auto same = [&got](const Coding& want) {
+    return got.width == want.width && got.scale == want.scale && got.base == want.base;
+  };
+  if (got.width == 0 || rows == 0) return same(ChooseCoding(col, type, rows, stored));
+  if (type != StoredType::kDouble) {
+    // The values themselves, as ChooseCoding takes them (a code as u32).
+    const bool code = type == StoredType::kCategory;
+    int64_t lo = code ? static_cast<uint32_t>(col.ints[0]) : col.ints[0];
+    int64_t hi = lo;
+    for (uint32_t r = 1; r < rows; ++r) {
+      const int64_t v = code ? static_cast<uint32_t>(col.ints[r]) : col.ints[r];
+      lo = std::min(lo, v);
+      hi = std::max(hi, v);
+    }
+    return got.scale == 0 && got.base == lo &&
+           got.width == WidthForSpan(type, static_cast<uint64_t>(hi) - static_cast<uint64_t>(lo));
+  }
+  if (got.base <= -kExactlyScaled || got.base >= kExactlyScaled ||
+      offsets.second >= static_cast<uint64_t>(kExactlyScaled - got.base)) {
+    return same(ChooseCoding(col, type, rows, stored));
+  }
+  // Every value is ScaledInteger at got.scale, as its own stored integer
+  // (kExactlyScaled), so ChooseCoding would store the same integers if no
+  // fewer places hold them all: at each fewer, some value must fail.
+  for (int scale = 0; scale < got.scale; ++scale) {
+    bool fails = false;
+    int64_t n;
+    for (uint32_t r = 0; r < rows && !fails; ++r) fails = !ScaledInteger(col.doubles[r], scale, &n);
+    if (!fails) return false;
+  }
+  return offsets.first == 0 && got.width == WidthForSpan(type, offsets.second);
 }
 
 // Appends each stored integer less `base` as a T (the span fits).
@@ -474,7 +545,12 @@ absl::Status DecodeColumnBlock(absl::string_view value, const std::vector<Stored
   // Per stored column when every column is decoded: its coding, for the
   // check below.
   std::vector<Coding> codings;
-  if (wanted == nullptr) codings.resize(ncols);
+  // And of a narrow DOUBLE column, its least and greatest stored offsets.
+  std::vector<std::pair<uint64_t, uint64_t>> offset_ranges;
+  if (wanted == nullptr) {
+    codings.resize(ncols);
+    offset_ranges.resize(ncols);
+  }
   block->subjects.resize(rows);
   if (!in.Read(block->subjects.data(), 4 * size_t{rows})) return Malformed("short subjects");
   const uint32_t words = (rows + 63) / 64;
@@ -545,6 +621,7 @@ absl::Status DecodeColumnBlock(absl::string_view value, const std::vector<Stored
           std::memcpy(col.doubles.data(), p, value_bytes);
         } else {
           UnscaleColumn(p, width, base, scale, rows, col.doubles.data());
+          if (!offset_ranges.empty()) offset_ranges[c] = OffsetRange(p, width, rows);
         }
         break;
       }
@@ -578,9 +655,7 @@ absl::Status DecodeColumnBlock(absl::string_view value, const std::vector<Stored
   // is.
   std::vector<int64_t> stored;
   for (size_t c = 0; wanted == nullptr && h.format == kBlockFormat && c < ncols; ++c) {
-    const Coding want = ChooseCoding(block->columns[c], types[c], rows, &stored);
-    const Coding& got = codings[c];
-    if (got.width != want.width || got.scale != want.scale || got.base != want.base) {
+    if (!IsCanonical(block->columns[c], types[c], rows, codings[c], offset_ranges[c], &stored)) {
       return Malformed(absl::StrCat("column ", c, " is not stored at the width its values need"));
     }
   }
