@@ -12,7 +12,7 @@ packages=(
   libsqlite3-dev
   libcli11-dev libspdlog-dev libfmt-dev
   coinor-libclp-dev libglpk-dev
-  # make fuzz and make tsa (clang with libFuzzer and -Wthread-safety)
+  # make fuzz, make test-sanitize and make tsa (clang: libFuzzer, ASan, -Wthread-safety)
   clang-14 libclang-rt-14-dev
   # the Python client (client/python) and its pytest suite
   python3-grpcio python3-protobuf python3-pytest
