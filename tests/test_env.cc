@@ -181,8 +181,8 @@ absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(const std::vector<
                                                               const std::string& stderr_file) {
   // posix_spawn, not fork and exec: a forked copy of this process, whose
   // nodes' threads may hold the allocator's lock, cannot safely allocate or
-  // do anything much before exec, and once hung there as a CLI that never
-  // started (only the file actions below run in the child).
+  // do anything much before exec; a CLI that never started in CI most likely
+  // hung there (only the file actions below run in the child).
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) return absl::InternalError("pipe failed");
   posix_spawn_file_actions_t actions;
