@@ -253,6 +253,18 @@ int Subprocess::Wait() {
 
 namespace {
 
+// The value of `key` in a /proc status file ("State", "VmHWM"), trimmed; empty
+// if the file or the key is not there.
+std::string StatusField(const std::string& status_path, absl::string_view key) {
+  const std::string status = ReadFile(status_path).value_or("");
+  for (absl::string_view line : absl::StrSplit(status, '\n')) {
+    if (absl::ConsumePrefix(&line, key) && absl::ConsumePrefix(&line, ":")) {
+      return std::string(absl::StripAsciiWhitespace(line));
+    }
+  }
+  return "";
+}
+
 // Each thread of `pid` as "name state wchan", from /proc.
 std::string ThreadStates(pid_t pid) {
   const std::string task = absl::StrCat("/proc/", pid, "/task");
@@ -262,12 +274,8 @@ std::string ThreadStates(pid_t pid) {
       if (e->d_name[0] == '.') continue;
       const std::string base = absl::StrCat(task, "/", e->d_name);
       std::string name(absl::StripAsciiWhitespace(ReadFile(base + "/comm").value_or("?")));
-      std::string state = "?";
-      for (absl::string_view l : absl::StrSplit(ReadFile(base + "/status").value_or(""), '\n')) {
-        if (absl::ConsumePrefix(&l, "State:")) state = std::string(absl::StripAsciiWhitespace(l));
-      }
-      threads.push_back(
-          absl::StrCat(name, " ", state, " ", ReadFile(base + "/wchan").value_or("?")));
+      threads.push_back(absl::StrCat(name, " ", StatusField(base + "/status", "State"), " ",
+                                     ReadFile(base + "/wchan").value_or("?")));
     }
     closedir(dir);
   }
@@ -304,14 +312,10 @@ absl::StatusOr<ProcessOutcome> RunToCompletion(const std::vector<std::string>& a
 }
 
 int64_t ProcStatusKb(pid_t pid, const std::string& key) {
-  std::string status = ReadFile(absl::StrCat("/proc/", pid, "/status")).value_or("");
-  for (absl::string_view line : absl::StrSplit(status, '\n')) {
-    if (!absl::ConsumePrefix(&line, key + ":")) continue;
-    int64_t kb = -1;
-    std::vector<absl::string_view> parts = absl::StrSplit(line, ' ', absl::SkipWhitespace());
-    if (!parts.empty() && absl::SimpleAtoi(parts[0], &kb)) return kb;
-  }
-  return -1;
+  const std::string value = StatusField(absl::StrCat("/proc/", pid, "/status"), key);
+  std::vector<absl::string_view> parts = absl::StrSplit(value, ' ', absl::SkipWhitespace());
+  int64_t kb = -1;
+  return !parts.empty() && absl::SimpleAtoi(parts[0], &kb) ? kb : -1;
 }
 
 std::string BinaryPath(const std::string& name) {
