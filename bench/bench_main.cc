@@ -17,6 +17,14 @@
 //   grpc c=N      a real fedshare-node process, asked over gRPC+mTLS by N
 //                 clients (bench/node_rows.h)
 // Checksums must agree across every row, or the bench exits with status 2.
+//
+// Then a second table, ingest and start: the same records as a CSV file,
+// ingested by the real CLI into a node on an empty store (`fedshare ingest`,
+// timed from the command's start to its end) against reading the file and
+// counting its lines in this process; the node's CPU and peak RSS during the
+// ingests; its start on an empty store and on the store the CLI wrote. Every
+// ingest must report every row written (the checksum), or the bench exits
+// with status 2; the gRPC rows ask the node on the store the CLI wrote.
 #include <sqlite3.h>
 #include <stdlib.h>
 
@@ -105,6 +113,64 @@ int64_t ProcStatusKb(const char* key) {
 
 // Resets VmHWM to the current RSS (Linux >= 4.0), so each phase's peak is its own.
 void ResetPeakRss() { std::ofstream("/proc/self/clear_refs") << "5"; }
+
+// The ingest rows' files: written to `path` in slices by `append` (called
+// with an empty string until it returns false), unless a file of that name
+// (which names the rows and seed) is there already; renamed into place once
+// whole, so an interrupted bench leaves no short file to reuse. Not timed.
+absl::Status WriteOnce(const std::string& path, const std::function<bool(std::string*)>& append) {
+  if (std::filesystem::exists(path)) return absl::OkStatus();
+  const std::string partial = path + ".partial";
+  std::ofstream out(partial, std::ios::binary | std::ios::trunc);
+  for (std::string slice; append(&slice); slice.clear()) {
+    out.write(slice.data(), static_cast<std::streamsize>(slice.size()));
+  }
+  out.close();
+  if (!out) return absl::InternalError(absl::StrCat("cannot write ", partial));
+  std::filesystem::rename(partial, path);
+  return absl::OkStatus();
+}
+
+absl::Status WriteOnce(const std::string& path, const std::string& content) {
+  bool written = false;
+  return WriteOnce(path, [&](std::string* slice) {
+    if (written) return false;
+    *slice = content;
+    return written = true;
+  });
+}
+
+// The records, 200,000 rows a slice.
+absl::Status WriteRecordsCsv(const synthetic::Options& options, const std::string& path) {
+  constexpr int64_t kSlice = 200000;
+  int64_t from = -1;  // before the header
+  return WriteOnce(path, [&](std::string* slice) {
+    if (from < 0) {
+      synthetic::AppendRecordsHeader(slice);
+      from = 0;
+      return true;
+    }
+    if (from >= options.rows) return false;
+    const int64_t to = std::min(options.rows, from + kSlice);
+    synthetic::AppendRecords(options, from, to, slice);
+    from = to;
+    return true;
+  });
+}
+
+// The ingest rows' baseline: the file read in 1 MiB pieces and its lines
+// counted, in this process.
+absl::StatusOr<int64_t> CountLines(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  std::vector<char> buffer(size_t{1} << 20);
+  int64_t lines = 0;
+  while (in) {
+    in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+    lines += std::count(buffer.data(), buffer.data() + in.gcount(), '\n');
+  }
+  return lines;
+}
 
 int Fail(const absl::Status& s) {
   std::fprintf(stderr, "fedshare-bench: %s\n", s.ToString().c_str());
@@ -286,6 +352,58 @@ Q1Answer FromResult(const v1::AggregateResult& r) {
   return out;
 }
 
+// The second table; false unless every ingest wrote every row.
+bool PrintIngestTable(int64_t rows, int64_t csv_bytes, int64_t csv_lines,
+                      const std::vector<double>& baseline_ms, const bench::NodeRows& node) {
+  std::vector<double> ingest_ms, cli_cpu_s, node_cpu_s;
+  int64_t peak_kb = 0;
+  bool all_written = true;
+  for (const bench::IngestRun& r : node.ingests) {
+    ingest_ms.push_back(absl::ToDoubleMilliseconds(r.wall));
+    cli_cpu_s.push_back(absl::ToDoubleSeconds(r.cli_cpu));
+    node_cpu_s.push_back(absl::ToDoubleSeconds(r.node_cpu));
+    peak_kb = std::max(peak_kb, r.node_peak_rss_kb);
+    all_written = all_written && r.rows_written == rows;
+  }
+  const double base_s = Median(baseline_ms) / 1000;
+  const double ingest_s = Median(ingest_ms) / 1000;
+  std::printf("\n| %-58s | %9s | %9s | %10s | %10s | %-16s |\n",
+              absl::StrFormat("Ingest and start, %d records (%.1f MiB CSV)", rows,
+                              static_cast<double>(csv_bytes) / (1 << 20))
+                  .c_str(),
+              "median s", "max s", "x baseline", "rows/s", "checksum (rows)");
+  std::printf("|%s|%s|%s|%s|%s|%s|\n", std::string(60, '-').c_str(), std::string(11, '-').c_str(),
+              std::string(11, '-').c_str(), std::string(12, '-').c_str(),
+              std::string(12, '-').c_str(), std::string(18, '-').c_str());
+  std::printf("| %-58s | %9.3f | %9.3f | %9.1fx | %10.0f | %-16lld |\n",
+              "read the CSV, count its lines, in this process (baseline)", base_s,
+              *std::max_element(baseline_ms.begin(), baseline_ms.end()) / 1000, 1.0,
+              static_cast<double>(rows) / base_s, static_cast<long long>(csv_lines - 1));
+  std::string written;
+  for (const bench::IngestRun& r : node.ingests) {
+    absl::StrAppend(&written, written.empty() ? "" : ",", r.rows_written);
+  }
+  std::printf(
+      "| %-58s | %9.3f | %9.3f | %9.1fx | %10.0f | %-16s |\n",
+      absl::StrFormat("fedshare ingest from the CLI, empty store, %d runs", ingest_ms.size())
+          .c_str(),
+      ingest_s, *std::max_element(ingest_ms.begin(), ingest_ms.end()) / 1000, ingest_s / base_s,
+      static_cast<double>(rows) / ingest_s, written.c_str());
+  std::printf(
+      "  ingest: CPU per run, median: the CLI %.2f s, the node %.2f s; node peak RSS (VmHWM) "
+      "during an ingest %lld MiB\n",
+      Median(cli_cpu_s), Median(node_cpu_s), static_cast<long long>(peak_kb / 1024));
+  std::printf(
+      "  node start (spawn to ready line): on an empty store %.0f ms; on the store the CLI "
+      "wrote, after its ingest and consent import, %.0f ms\n",
+      absl::ToDoubleMilliseconds(node.start), absl::ToDoubleMilliseconds(node.restart));
+  std::printf(
+      "  (issue 11 asks at least 1M rows/s from the CLI at 1M and 10M records, node peak RSS under "
+      "512 MiB during a 10M-record ingest, and a start on a 10M-record store under 1 s)\n");
+  if (!all_written) std::printf("  an ingest did not write every row\n");
+  return all_written && csv_lines - 1 == rows;
+}
+
 int Run(int argc, char** argv) {
 #ifdef NDEBUG
   // As fedshare-node does (node/server/main.cc): Abseil's lock-order check off.
@@ -302,9 +420,14 @@ int Run(int argc, char** argv) {
   app.add_option("--runs", runs, "Timed runs per row; the median is reported")
       ->check(CLI::PositiveNumber);
   app.add_option("--seed", options.seed, "Generator seed");
-  bool no_sqlite = false, no_node = false;
+  bool no_sqlite = false, no_node = false, no_ingest = false;
+  int ingest_runs = 3;
   app.add_flag("--no-sqlite", no_sqlite, "Skip the SQLite row (for quick iterations)");
-  app.add_flag("--no-node", no_node, "Skip the gRPC rows (for quick iterations)");
+  app.add_flag("--no-node", no_node,
+               "Skip the gRPC rows and the ingest rows (for quick iterations)");
+  app.add_flag("--no-ingest", no_ingest, "Skip the ingest rows (the CLI's ingest of the records)");
+  app.add_option("--ingest-runs", ingest_runs, "Timed runs of the CLI's ingest")
+      ->check(CLI::PositiveNumber);
   size_t block_cache_mib = 0;
   int scan_threads = 0;
   app.add_option("--scan-threads", scan_threads,
@@ -322,6 +445,10 @@ int Run(int argc, char** argv) {
       (std::filesystem::canonical("/proc/self/exe").parent_path() / "fedshare-node").string();
   app.add_option("--node-binary", node_binary,
                  "The fedshare-node the gRPC rows start (default: the one beside this bench)");
+  std::string cli_binary =
+      (std::filesystem::canonical("/proc/self/exe").parent_path() / "fedshare").string();
+  app.add_option("--cli-binary", cli_binary,
+                 "The fedshare CLI the ingest rows run (default: the one beside this bench)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -488,15 +615,50 @@ int Run(int argc, char** argv) {
   // (d) the node, over gRPC+mTLS, on the store written above.
   int64_t node_peak_kb = 0;
   bench::NodeRows node_rows;
+  // The ingest rows' file and baseline.
+  const std::string csv_path = absl::StrFormat("%s/records-%d-seed%d.csv", dir, options.rows,
+                                               static_cast<int64_t>(options.seed));
+  const std::string consent_path = absl::StrFormat("%s/consent-%d-seed%d.csv", dir, options.rows,
+                                                   static_cast<int64_t>(options.seed));
+  std::vector<double> baseline_ms;
+  int64_t csv_lines = 0, csv_bytes = 0;
+  const bool ingest_rows = !no_node && !no_ingest;
+  if (ingest_rows) {
+    if (absl::Status s = WriteRecordsCsv(options, csv_path); !s.ok()) return Fail(s);
+    if (absl::Status s = WriteOnce(consent_path, synthetic::ConsentCsv(options)); !s.ok()) {
+      return Fail(s);
+    }
+    csv_bytes = static_cast<int64_t>(std::filesystem::file_size(csv_path));
+    absl::Status error;
+    baseline_ms = TimeRuns(runs, [&] {
+      absl::StatusOr<int64_t> lines = CountLines(csv_path);
+      if (!lines.ok()) error = lines.status();
+      csv_lines = lines.value_or(0);
+    });
+    if (!error.ok()) return Fail(error);
+  }
   if (!no_node) {
-    bench::NodeRowsOptions node_options{
-        dir, data_dir, node_binary, runs, block_cache_mib << 20, scan_threads};
+    bench::NodeRowsOptions node_options;
+    node_options.dir = dir;
+    node_options.data_dir = data_dir;
+    node_options.node_binary = node_binary;
+    node_options.runs = runs;
+    node_options.block_cache_bytes = block_cache_mib << 20;
+    node_options.scan_threads = scan_threads;
+    if (ingest_rows) {
+      node_options.ingest_csv = csv_path;
+      node_options.consent_csv = consent_path;
+      node_options.ingest_runs = ingest_runs;
+      node_options.cli_binary = cli_binary;
+    }
     auto rows = bench::RunNodeRows(
         node_options, *q1, [](const v1::AggregateResult& r) { return Checksum(FromResult(r)); });
     if (!rows.ok()) return Fail(rows.status());
     node_rows = *std::move(rows);
-    std::printf("  (node start on the store: %.0f ms)\n",
-                absl::ToDoubleMilliseconds(node_rows.start));
+    if (!ingest_rows) {
+      std::printf("  (node start on the store: %.0f ms)\n",
+                  absl::ToDoubleMilliseconds(node_rows.start));
+    }
     for (const bench::NodeRow& r : node_rows.rows) {
       table.push_back({absl::StrFormat("node over gRPC+mTLS, %d client%s", r.clients,
                                        r.clients == 1 ? "" : "s"),
@@ -548,6 +710,9 @@ int Run(int argc, char** argv) {
         "  node, %d clients: %.2fx the q/s of one client, p99 %.1fx one client's p50 (issue 11 "
         "asks at least 1x and under 10x)\n",
         r.clients, r.qps / one->qps, Percentile(r.latencies_ms, 0.99) / Median(one->latencies_ms));
+  }
+  if (ingest_rows) {
+    agree = PrintIngestTable(options.rows, csv_bytes, csv_lines, baseline_ms, node_rows) && agree;
   }
   std::printf("\nchecksums %s\n", agree ? "agree" : "DIFFER");
   std::fflush(stdout);

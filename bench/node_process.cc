@@ -4,6 +4,8 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -63,6 +65,48 @@ absl::Duration ProcCpu(pid_t pid) {
 }
 
 void ResetPeakRss(pid_t pid) { std::ofstream(absl::StrCat("/proc/", pid, "/clear_refs")) << "5"; }
+
+absl::StatusOr<ProcessRun> RunProcess(const std::vector<std::string>& args,
+                                      const std::string& stdout_path, absl::Duration timeout) {
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, stdout_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                   0644);
+  posix_spawn_file_actions_addopen(&actions, 2, (stdout_path + ".err").c_str(),
+                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  std::vector<std::string> copy = args;
+  std::vector<char*> argv;
+  for (std::string& a : copy) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = -1;
+  const absl::Time spawned = absl::Now();
+  const int error = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (error != 0) return absl::InternalError(absl::StrCat("cannot start ", args[0]));
+  ProcessRun run;
+  int status = 0;
+  rusage usage{};
+  // The process's descriptor becomes readable when it exits (a kernel
+  // without pidfd_open: waited for without a timeout).
+  // (glibc 2.36's <sys/pidfd.h> declares pidfd_open without C linkage.)
+  const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd >= 0) {
+    pollfd exited{pidfd, POLLIN, 0};
+    const int ready = poll(&exited, 1, static_cast<int>(absl::ToInt64Milliseconds(timeout)));
+    close(pidfd);
+    if (ready != 1) {
+      kill(pid, SIGKILL);
+      wait4(pid, &status, 0, &usage);
+      return absl::DeadlineExceededError(
+          absl::StrCat(args[0], " did not finish within ", absl::FormatDuration(timeout)));
+    }
+  }
+  wait4(pid, &status, 0, &usage);
+  run.wall = absl::Now() - spawned;
+  run.exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  run.cpu = absl::DurationFromTimeval(usage.ru_utime) + absl::DurationFromTimeval(usage.ru_stime);
+  return run;
+}
 
 absl::StatusOr<NodeProcess> NodeProcess::Start(const std::string& node_binary,
                                                const v1::NodeConfig& config,

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -27,6 +28,19 @@ int64_t ProcStatusKb(pid_t pid, const std::string& key);
 absl::Duration ProcCpu(pid_t pid);
 // Resets `pid`'s VmHWM to its current RSS (Linux >= 4.0).
 void ResetPeakRss(pid_t pid);
+
+// What RunProcess saw of one command.
+struct ProcessRun {
+  int exit_status = -1;  // WEXITSTATUS, or -1 if it did not exit normally
+  absl::Duration wall;   // from spawning it to its exit
+  absl::Duration cpu;    // its user plus system CPU time (rusage)
+};
+
+// Runs `args` (args[0] the binary) with stdout to `stdout_path` and stderr to
+// `stdout_path`.err, and waits for it to exit; killed (SIGKILL) past
+// `timeout`, which is then DEADLINE_EXCEEDED.
+absl::StatusOr<ProcessRun> RunProcess(const std::vector<std::string>& args,
+                                      const std::string& stdout_path, absl::Duration timeout);
 
 class NodeProcess {
  public:

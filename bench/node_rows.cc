@@ -8,10 +8,13 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -36,12 +39,12 @@ constexpr const char* kStages[] = {"checks", "queue",      "limits",  "consent",
                                    "scan",   "disclosure", "release", "audit"};
 
 struct Pki {
-  std::string ca, node, asker;
+  std::string ca, node, asker, operator_;
 };
 
 absl::StatusOr<Pki> MakePki(const std::string& dir) {
   std::filesystem::remove_all(dir);
-  Pki pki{dir + "/ca", dir + "/node", dir + "/asker"};
+  Pki pki{dir + "/ca", dir + "/node", dir + "/asker", dir + "/operator"};
   FEDSHARE_RETURN_IF_ERROR(identity::CreateCa(kTrustDomain, pki.ca, 400));
   identity::IssueOptions node;
   node.org = "bench";
@@ -53,6 +56,12 @@ absl::StatusOr<Pki> MakePki(const std::string& dir) {
   asker.role = identity::Role::kNode;
   asker.out_dir = pki.asker;
   FEDSHARE_RETURN_IF_ERROR(identity::IssueCertificate(pki.ca, asker));
+  identity::IssueOptions operator_;  // the CLI's, for the ingest rows
+  operator_.org = "bench";
+  operator_.role = identity::Role::kOperator;
+  operator_.name = "bench-operator";
+  operator_.out_dir = pki.operator_;
+  FEDSHARE_RETURN_IF_ERROR(identity::IssueCertificate(pki.ca, operator_));
   return pki;
 }
 
@@ -271,6 +280,128 @@ absl::StatusOr<double> CallP50(const std::function<absl::Status()>& call, int ca
   return ms[ms.size() / 2];
 }
 
+// CPU time of `pid`'s RocksDB background threads (flushes and compactions).
+absl::Duration BackgroundCpu(pid_t pid) {
+  absl::Duration total;
+  std::error_code error;
+  for (const auto& task :
+       std::filesystem::directory_iterator(absl::StrCat("/proc/", pid, "/task"), error)) {
+    std::ifstream in(task.path() / "stat");
+    const std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const size_t open = stat.find('('), close = stat.rfind(')');
+    if (open == std::string::npos || close == std::string::npos ||
+        !absl::StartsWith(stat.substr(open + 1, close - open - 1), "rocksdb:")) {
+      continue;
+    }
+    std::vector<std::string> f = absl::StrSplit(stat.substr(close + 2), ' ', absl::SkipEmpty());
+    int64_t utime = 0, stime = 0;
+    if (f.size() >= 13 && absl::SimpleAtoi(f[11], &utime) && absl::SimpleAtoi(f[12], &stime)) {
+      total += absl::Seconds(static_cast<double>(utime + stime) / sysconf(_SC_CLK_TCK));
+    }
+  }
+  return total;
+}
+
+// Before the timed rows: Q1 asked `warm` times (the block cache filled), then
+// waits (up to a minute) until the node's RocksDB background threads have
+// used no CPU for half a second: a store just bulk-loaded is compacted after
+// the node starts, and the rows measure the node with its data settled.
+// Prints the warm-up questions' p50 and the background CPU time.
+absl::Status Settle(const NodeProcess& node, client::NodeClient& client,
+                    const v1::AggregateQuery& q1, int warm) {
+  const absl::Duration background = BackgroundCpu(node.pid());
+  std::vector<double> ms;
+  for (int i = 0; i < warm; ++i) {
+    const absl::Time t = absl::Now();
+    FEDSHARE_RETURN_IF_ERROR(client.Aggregate(q1).status());
+    ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - t));
+  }
+  const absl::Time waited = absl::Now();
+  for (absl::Duration before = BackgroundCpu(node.pid());
+       absl::Now() - waited < absl::Minutes(1);) {
+    absl::SleepFor(absl::Milliseconds(500));
+    const absl::Duration now = BackgroundCpu(node.pid());
+    if (now == before) break;
+    before = now;
+  }
+  std::sort(ms.begin(), ms.end());
+  std::printf(
+      "  node, before the rows: %d questions after its start, p50 %.2f ms, while its store's "
+      "background work (compaction) took %.0f ms of CPU; then settled after %.1f s\n",
+      warm, ms[ms.size() / 2], absl::ToDoubleMilliseconds(BackgroundCpu(node.pid()) - background),
+      absl::ToDoubleSeconds(absl::Now() - waited));
+  return absl::OkStatus();
+}
+
+// The CLI, as the operator, against the node's local listener: `args` after
+// the global flags. Its run, or an error quoting what it printed.
+absl::StatusOr<ProcessRun> RunCli(const NodeRowsOptions& options, const NodeProcess& node,
+                                  const Pki& pki, std::vector<std::string> args,
+                                  std::string* printed) {
+  std::vector<std::string> argv = {options.cli_binary, "--node", node.local_address(), "--identity",
+                                   pki.operator_};
+  argv.insert(argv.end(), args.begin(), args.end());
+  const std::string out = options.dir + "/cli.out";
+  FEDSHARE_ASSIGN_OR_RETURN(ProcessRun run, RunProcess(argv, out, absl::Minutes(30)));
+  std::ifstream in(out);
+  printed->assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  if (run.exit_status != 0) {
+    return absl::InternalError(absl::StrCat("fedshare ", args[0], " exited with status ",
+                                            run.exit_status, " and printed \"", *printed,
+                                            "\" (see ", out, ".err)"));
+  }
+  return run;
+}
+
+// Each run: a node started on an empty store, `fedshare ingest` of
+// options.ingest_csv timed, the node stopped. After the last ingest the
+// consent records are imported too, so that the store the CLI wrote answers
+// Q1 as the one written in process does. The store is left in `data_dir`.
+absl::StatusOr<std::vector<IngestRun>> RunIngests(const NodeRowsOptions& options,
+                                                  v1::NodeConfig config, const Pki& pki,
+                                                  const std::string& data_dir,
+                                                  absl::Duration* first_start) {
+  config.set_data_dir(data_dir);
+  config.clear_metrics_address();  // the port is the questions' node's
+  std::vector<IngestRun> runs;
+  for (int i = 0; i < options.ingest_runs; ++i) {
+    std::filesystem::remove_all(data_dir);
+    const absl::Time spawned = absl::Now();
+    FEDSHARE_ASSIGN_OR_RETURN(
+        NodeProcess node,
+        NodeProcess::Start(options.node_binary, config, options.dir + "/ingest.textproto"));
+    if (i == 0) *first_start = absl::Now() - spawned;
+    ResetPeakRss(node.pid());
+    const absl::Duration node_cpu = ProcCpu(node.pid());
+    std::string printed;
+    FEDSHARE_ASSIGN_OR_RETURN(
+        ProcessRun run,
+        RunCli(options, node, pki, {"ingest", "--dataset", "program_outcomes", options.ingest_csv},
+               &printed));
+    IngestRun r;
+    r.wall = run.wall;
+    r.cli_cpu = run.cpu;
+    r.node_cpu = ProcCpu(node.pid()) - node_cpu;
+    r.node_peak_rss_kb = node.StatusKb("VmHWM");
+    // "wrote N rows to DATASET (...)"
+    absl::string_view line = printed;
+    if (!absl::ConsumePrefix(&line, "wrote ") ||
+        !absl::SimpleAtoi(line.substr(0, line.find(' ')), &r.rows_written)) {
+      return absl::InternalError(absl::StrCat("fedshare ingest printed \"", printed, "\""));
+    }
+    runs.push_back(r);
+    if (i + 1 == options.ingest_runs) {
+      FEDSHARE_RETURN_IF_ERROR(
+          RunCli(options, node, pki, {"consent", "import", options.consent_csv}, &printed)
+              .status());
+    }
+    if (int status = node.Stop(); status != 0) {
+      return absl::InternalError(absl::StrCat("the node exited with status ", status));
+    }
+  }
+  return runs;
+}
+
 }  // namespace
 
 absl::StatusOr<NodeRows> RunNodeRows(
@@ -290,22 +421,37 @@ absl::StatusOr<NodeRows> RunNodeRows(
       "block cache %d MiB + %d questions at once x %d MiB limits.query_memory_budget_bytes",
       cache >> 20, limits.scan_threads(), limits.query_memory_budget_bytes() >> 20);
 
+  // With the ingest rows, the questions go to the store the CLI wrote.
+  v1::NodeConfig asked_config = config;
+  if (!options.ingest_csv.empty()) {
+    const std::string cli_data = options.dir + "/cli-data";
+    FEDSHARE_ASSIGN_OR_RETURN(out.ingests, RunIngests(options, config, pki, cli_data, &out.start));
+    asked_config.set_data_dir(cli_data);
+    // The ingests' files written back to disk now, not during the rows below
+    // (the kernel's writeback took a core from the first questions).
+    sync();
+  }
   const absl::Time spawned = absl::Now();
-  FEDSHARE_ASSIGN_OR_RETURN(NodeProcess node, NodeProcess::Start(options.node_binary, config,
-                                                                 options.dir + "/node.textproto"));
-  out.start = absl::Now() - spawned;
+  FEDSHARE_ASSIGN_OR_RETURN(NodeProcess asked, NodeProcess::Start(options.node_binary, asked_config,
+                                                                  options.dir + "/node.textproto"));
+  (options.ingest_csv.empty() ? out.start : out.restart) = absl::Now() - spawned;
+  {
+    std::unique_ptr<client::NodeClient> client = ConnectAsker(asked.peer_address(), pki);
+    if (client == nullptr) return absl::UnavailableError("cannot connect");
+    FEDSHARE_RETURN_IF_ERROR(Settle(asked, *client, q1, std::max(options.runs, 20)));
+  }
   for (int clients : options.clients) {
     NodeRow row;
     row.clients = clients;
     const int per_client =
         clients == 1 ? std::max(options.runs, 20) : std::max(options.runs, 60 / clients);
     FEDSHARE_ASSIGN_OR_RETURN(Clients connected,
-                              ConnectClients(node.peer_address(), pki, q1, clients));
-    ResetPeakRss(node.pid());
+                              ConnectClients(asked.peer_address(), pki, q1, clients));
+    ResetPeakRss(asked.pid());
     FEDSHARE_ASSIGN_OR_RETURN(StageTotals before, ScrapeStages(metrics_port));
     FEDSHARE_RETURN_IF_ERROR(AskConcurrently(connected, q1, per_client, checksum, &row));
     FEDSHARE_ASSIGN_OR_RETURN(StageTotals after, ScrapeStages(metrics_port));
-    row.peak_rss_kb = node.StatusKb("VmHWM");
+    row.peak_rss_kb = asked.StatusKb("VmHWM");
     PrintStages(row, before, after);
     if (clients == 1) {
       FEDSHARE_ASSIGN_OR_RETURN(
@@ -329,7 +475,7 @@ absl::StatusOr<NodeRows> RunNodeRows(
     out.rows.push_back(std::move(row));
   }
   std::fflush(stdout);
-  if (int status = node.Stop(); status != 0) {
+  if (int status = asked.Stop(); status != 0) {
     return absl::InternalError(absl::StrCat("the node exited with status ", status));
   }
   return out;
