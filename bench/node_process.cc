@@ -142,10 +142,11 @@ absl::StatusOr<NodeProcess> NodeProcess::Start(const std::string& node_binary,
     return absl::UnavailableError(absl::StrCat(node_binary, " did not get ready (see ", config_path,
                                                ".log): ", ready.status().message()));
   }
-  // "ready org=ORG peer=HOST:PORT local=HOST:PORT"
+  // "ready org=ORG peer=HOST:PORT local=HOST:PORT [metrics=HOST:PORT]"
   for (absl::string_view part : absl::StrSplit(*ready, ' ')) {
     if (absl::ConsumePrefix(&part, "peer=")) node.peer_address_ = std::string(part);
     if (absl::ConsumePrefix(&part, "local=")) node.local_address_ = std::string(part);
+    if (absl::ConsumePrefix(&part, "metrics=")) node.metrics_address_ = std::string(part);
   }
   return node;
 }
@@ -154,7 +155,8 @@ NodeProcess::NodeProcess(NodeProcess&& other) noexcept
     : pid_(other.pid_),
       stdout_fd_(other.stdout_fd_),
       peer_address_(std::move(other.peer_address_)),
-      local_address_(std::move(other.local_address_)) {
+      local_address_(std::move(other.local_address_)),
+      metrics_address_(std::move(other.metrics_address_)) {
   other.pid_ = -1;
   other.stdout_fd_ = -1;
 }

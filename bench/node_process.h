@@ -61,6 +61,8 @@ class NodeProcess {
   pid_t pid() const { return pid_; }
   const std::string& peer_address() const { return peer_address_; }
   const std::string& local_address() const { return local_address_; }
+  // The metrics listener's "HOST:PORT" from the ready line; empty without one.
+  const std::string& metrics_address() const { return metrics_address_; }
   int64_t StatusKb(const std::string& key) const { return ProcStatusKb(pid_, key); }
   // SIGTERM, then waits for the process to end; returns its exit status.
   int Stop();
@@ -71,6 +73,7 @@ class NodeProcess {
   int stdout_fd_ = -1;
   std::string peer_address_;
   std::string local_address_;
+  std::string metrics_address_;
 };
 
 }  // namespace fedshare::bench

@@ -65,24 +65,7 @@ absl::StatusOr<Pki> MakePki(const std::string& dir) {
   return pki;
 }
 
-// A loopback port free now, for the node's metrics listener (its ready line
-// names only the gRPC listeners).
-absl::StatusOr<int> FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    if (fd >= 0) close(fd);
-    return absl::UnavailableError("no free loopback port");
-  }
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
-v1::NodeConfig NodeConfigFor(const NodeRowsOptions& options, const Pki& pki, int metrics_port) {
+v1::NodeConfig NodeConfigFor(const NodeRowsOptions& options, const Pki& pki) {
   v1::NodeConfig config;
   if (options.block_cache_bytes > 0) {
     config.mutable_storage()->set_block_cache_bytes(options.block_cache_bytes);
@@ -93,7 +76,7 @@ v1::NodeConfig NodeConfigFor(const NodeRowsOptions& options, const Pki& pki, int
   config.set_data_dir(options.data_dir);
   config.set_peer_address("127.0.0.1:0");
   config.set_local_address("127.0.0.1:0");
-  config.set_metrics_address(absl::StrCat("127.0.0.1:", metrics_port));
+  config.set_metrics_address("127.0.0.1:0");  // the port the ready line names
   config.mutable_tls()->set_cert_file(pki.node + "/cert.pem");
   config.mutable_tls()->set_key_file(pki.node + "/key.pem");
   config.mutable_tls()->set_ca_file(pki.node + "/ca.pem");
@@ -362,7 +345,6 @@ absl::StatusOr<std::vector<IngestRun>> RunIngests(const NodeRowsOptions& options
                                                   const std::string& data_dir,
                                                   absl::Duration* first_start) {
   config.set_data_dir(data_dir);
-  config.clear_metrics_address();  // the port is the questions' node's
   std::vector<IngestRun> runs;
   for (int i = 0; i < options.ingest_runs; ++i) {
     std::filesystem::remove_all(data_dir);
@@ -408,8 +390,7 @@ absl::StatusOr<NodeRows> RunNodeRows(
     const NodeRowsOptions& options, const v1::AggregateQuery& q1,
     const std::function<uint64_t(const v1::AggregateResult&)>& checksum) {
   FEDSHARE_ASSIGN_OR_RETURN(Pki pki, MakePki(options.dir + "/pki"));
-  FEDSHARE_ASSIGN_OR_RETURN(int metrics_port, FreePort());
-  const v1::NodeConfig config = NodeConfigFor(options, pki, metrics_port);
+  const v1::NodeConfig config = NodeConfigFor(options, pki);
   FEDSHARE_RETURN_IF_ERROR(server::ValidateNodeConfig(config));
   NodeRows out;
   const v1::Limits limits = service::EffectiveLimits(config.limits());
@@ -435,6 +416,11 @@ absl::StatusOr<NodeRows> RunNodeRows(
   FEDSHARE_ASSIGN_OR_RETURN(NodeProcess asked, NodeProcess::Start(options.node_binary, asked_config,
                                                                   options.dir + "/node.textproto"));
   (options.ingest_csv.empty() ? out.start : out.restart) = absl::Now() - spawned;
+  int metrics_port = 0;
+  const std::string& metrics = asked.metrics_address();
+  if (!absl::SimpleAtoi(metrics.substr(metrics.rfind(':') + 1), &metrics_port)) {
+    return absl::InternalError("the node's ready line names no metrics listener");
+  }
   {
     std::unique_ptr<client::NodeClient> client = ConnectAsker(asked.peer_address(), pki);
     if (client == nullptr) return absl::UnavailableError("cannot connect");

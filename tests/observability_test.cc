@@ -2,8 +2,11 @@
 // counters on /metrics must move by exactly the questions answered, refused
 // and failed, the ingest rows and the fan-out calls made; the plaintext gRPC
 // listener must answer health checks and refuse every data and admin method.
+// The binary's ready line names the metrics listener's bound port.
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <memory>
@@ -308,6 +311,33 @@ TEST_F(ObservabilityTest, ProbeChecksHealthOverMutualTlsWithTheNodeIdentity) {
   partner_.node().Shutdown();
   EXPECT_THAT(server::ProbeNode(config, server::ProbeTarget::kPeer, absl::Seconds(5)),
               StatusIs(absl::StatusCode::kUnavailable, ::testing::_));
+}
+
+// The fedshare-node binary names its metrics listener in its ready line, at
+// the port it bound: a script that configures port 0 can scrape it.
+TEST(ReadyLineTest, NamesTheMetricsListenerAtItsBoundPortOnlyWhenOneIsConfigured) {
+  TempDir tmp("ready_line");
+  Pki pki(tmp.Sub("pki"), kTrustDomain);
+  v1::NodeConfig config = BaseNodeConfig("partner-a", kTrustDomain, tmp.Sub("data"),
+                                         pki.Issue("partner-a", Role::kNode));
+  config.set_metrics_address("127.0.0.1:0");
+  ASSERT_OK_AND_ASSIGN(NodeProcess with_metrics,
+                       StartNodeProcess(config, tmp.Sub("with-metrics.textproto")));
+  absl::string_view address = with_metrics.metrics_address;
+  ASSERT_TRUE(absl::ConsumePrefix(&address, "127.0.0.1:")) << address;
+  int port = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(address, &port)) << address;
+  EXPECT_GT(port, 0);
+  const std::string response = HttpGet(port, "/metrics");
+  EXPECT_THAT(response, ::testing::StartsWith("HTTP/1.1 200 OK"));
+  EXPECT_THAT(response, ::testing::HasSubstr("fedshare_"));
+  EXPECT_EQ(WEXITSTATUS(with_metrics.process->Signal(SIGTERM)), 0);
+
+  config.clear_metrics_address();
+  ASSERT_OK_AND_ASSIGN(NodeProcess without,
+                       StartNodeProcess(config, tmp.Sub("without-metrics.textproto")));
+  EXPECT_EQ(without.metrics_address, "");
+  EXPECT_FALSE(without.peer_address.empty());
 }
 
 }  // namespace

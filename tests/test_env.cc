@@ -356,10 +356,11 @@ absl::StatusOr<NodeProcess> StartNodeProcess(const v1::NodeConfig& config,
               {BinaryPath("fedshare-node"), "--config", config_path, "--log-level", "warn"});
   FEDSHARE_ASSIGN_OR_RETURN(node.process, Subprocess::Start(argv, config_path + ".log"));
   FEDSHARE_ASSIGN_OR_RETURN(std::string line, node.process->ReadLine(absl::Seconds(30)));
-  // "ready org=ORG peer=HOST:PORT local=HOST:PORT"
+  // "ready org=ORG peer=HOST:PORT local=HOST:PORT [metrics=HOST:PORT]"
   for (absl::string_view part : absl::StrSplit(line, ' ')) {
     if (absl::ConsumePrefix(&part, "peer=")) node.peer_address = std::string(part);
     if (absl::ConsumePrefix(&part, "local=")) node.local_address = std::string(part);
+    if (absl::ConsumePrefix(&part, "metrics=")) node.metrics_address = std::string(part);
   }
   if (node.peer_address.empty() || node.local_address.empty()) {
     return absl::InternalError(absl::StrCat("unexpected ready line: ", line));

@@ -173,6 +173,7 @@ struct NodeProcess {
   std::unique_ptr<Subprocess> process;
   std::string peer_address;
   std::string local_address;
+  std::string metrics_address;  // empty without a metrics listener
 };
 // Writes `config` to `config_path` (text format) and starts fedshare-node on
 // it, waiting up to 30 s for its ready line. A `wrapper` (e.g. {"/usr/bin/prlimit",

@@ -12,9 +12,11 @@
 // one JSON object a line (node/server/logging.h).
 //
 // On start it prints one line to stdout,
-//   ready org=ORG peer=HOST:PORT local=HOST:PORT
+//   ready org=ORG peer=HOST:PORT local=HOST:PORT [metrics=HOST:PORT]
 // once both listeners accept calls (and writes the same to --ready-file), so
-// scripts and tests can wait for it. SIGTERM or SIGINT stops it cleanly (a
+// scripts and tests can wait for it; `metrics` names the metrics listener
+// when one is configured (its port as bound: a configured port 0 is chosen
+// then). SIGTERM or SIGINT stops it cleanly (a
 // second one while stopping exits 1 at once);
 // SIGHUP reloads the agreements, peers and certificates and prints
 //   reloaded agreements=N peers=M certificates=ok
@@ -183,6 +185,11 @@ int main(int argc, char** argv) {
   std::string ready =
       absl::StrCat("ready org=", config->org_id(), " peer=", (*node)->peer_address(),
                    " local=", (*node)->local_address());
+  if ((*node)->metrics_port() > 0) {
+    const std::string& metrics = config->metrics_address();
+    absl::StrAppend(&ready, " metrics=", metrics.substr(0, metrics.rfind(':')), ":",
+                    (*node)->metrics_port());
+  }
   if (!ready_file.empty()) {
     absl::Status written = fedshare::WriteFileAtomic(ready_file, ready + "\n");
     if (!written.ok()) {
