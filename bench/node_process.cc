@@ -9,6 +9,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <vector>
@@ -50,18 +54,48 @@ int64_t ProcStatusKb(pid_t pid, const std::string& key) {
   return -1;
 }
 
-absl::Duration ProcCpu(pid_t pid) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+namespace {
+
+// A /proc stat file's text, and the name between its parentheses.
+std::string ReadStat(const std::string& path, std::string* name) {
+  std::ifstream in(path);
   std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t open = stat.find('('), close = stat.rfind(')');
+  if (open == std::string::npos || close == std::string::npos || close < open) return "";
+  if (name != nullptr) *name = stat.substr(open + 1, close - open - 1);
+  return stat;
+}
+
+// User plus system CPU time in a /proc stat file's text (zero if unreadable).
+absl::Duration CpuOfStat(const std::string& stat) {
+  const size_t close = stat.rfind(')');
+  if (close == std::string::npos || close + 2 > stat.size()) return absl::ZeroDuration();
   // Fields after the ")" that ends the command name; utime and stime are the
   // 14th and 15th fields of the line.
-  std::vector<std::string> f =
-      absl::StrSplit(stat.substr(stat.rfind(')') + 2), ' ', absl::SkipEmpty());
+  std::vector<std::string> f = absl::StrSplit(stat.substr(close + 2), ' ', absl::SkipEmpty());
   int64_t utime = 0, stime = 0;
   if (f.size() < 13 || !absl::SimpleAtoi(f[11], &utime) || !absl::SimpleAtoi(f[12], &stime)) {
     return absl::ZeroDuration();
   }
   return absl::Seconds(static_cast<double>(utime + stime) / sysconf(_SC_CLK_TCK));
+}
+
+}  // namespace
+
+absl::Duration ProcCpu(pid_t pid) {
+  return CpuOfStat(ReadStat(absl::StrCat("/proc/", pid, "/stat"), nullptr));
+}
+
+absl::Duration ThreadsCpu(pid_t pid, absl::string_view name_prefix) {
+  absl::Duration total;
+  std::error_code error;
+  for (const auto& task :
+       std::filesystem::directory_iterator(absl::StrCat("/proc/", pid, "/task"), error)) {
+    std::string name;
+    const std::string stat = ReadStat((task.path() / "stat").string(), &name);
+    if (absl::StartsWith(name, name_prefix)) total += CpuOfStat(stat);
+  }
+  return total;
 }
 
 void ResetPeakRss(pid_t pid) { std::ofstream(absl::StrCat("/proc/", pid, "/clear_refs")) << "5"; }
@@ -92,7 +126,13 @@ absl::StatusOr<ProcessRun> RunProcess(const std::vector<std::string>& args,
   const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
   if (pidfd >= 0) {
     pollfd exited{pidfd, POLLIN, 0};
-    const int ready = poll(&exited, 1, static_cast<int>(absl::ToInt64Milliseconds(timeout)));
+    const absl::Time deadline = spawned + timeout;
+    int ready;
+    do {  // again after a signal, for the time left
+      const int64_t left_ms =
+          std::max<int64_t>(0, absl::ToInt64Milliseconds(deadline - absl::Now()));
+      ready = poll(&exited, 1, static_cast<int>(std::min<int64_t>(left_ms, INT32_MAX)));
+    } while (ready < 0 && errno == EINTR);
     close(pidfd);
     if (ready != 1) {
       kill(pid, SIGKILL);

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "fedshare/v1/config.pb.h"
 
@@ -26,6 +27,8 @@ absl::StatusOr<std::string> ReadLine(int fd, absl::Duration timeout);
 int64_t ProcStatusKb(pid_t pid, const std::string& key);
 // User plus system CPU time `pid` has used.
 absl::Duration ProcCpu(pid_t pid);
+// The same, of `pid`'s threads whose name starts with `name_prefix`.
+absl::Duration ThreadsCpu(pid_t pid, absl::string_view name_prefix);
 // Resets `pid`'s VmHWM to its current RSS (Linux >= 4.0).
 void ResetPeakRss(pid_t pid);
 

@@ -14,7 +14,6 @@
 #include <memory>
 #include <thread>
 
-#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -264,26 +263,7 @@ absl::StatusOr<double> CallP50(const std::function<absl::Status()>& call, int ca
 }
 
 // CPU time of `pid`'s RocksDB background threads (flushes and compactions).
-absl::Duration BackgroundCpu(pid_t pid) {
-  absl::Duration total;
-  std::error_code error;
-  for (const auto& task :
-       std::filesystem::directory_iterator(absl::StrCat("/proc/", pid, "/task"), error)) {
-    std::ifstream in(task.path() / "stat");
-    const std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    const size_t open = stat.find('('), close = stat.rfind(')');
-    if (open == std::string::npos || close == std::string::npos ||
-        !absl::StartsWith(stat.substr(open + 1, close - open - 1), "rocksdb:")) {
-      continue;
-    }
-    std::vector<std::string> f = absl::StrSplit(stat.substr(close + 2), ' ', absl::SkipEmpty());
-    int64_t utime = 0, stime = 0;
-    if (f.size() >= 13 && absl::SimpleAtoi(f[11], &utime) && absl::SimpleAtoi(f[12], &stime)) {
-      total += absl::Seconds(static_cast<double>(utime + stime) / sysconf(_SC_CLK_TCK));
-    }
-  }
-  return total;
-}
+absl::Duration BackgroundCpu(pid_t pid) { return ThreadsCpu(pid, "rocksdb:"); }
 
 // Before the timed rows: Q1 asked `warm` times (the block cache filled), then
 // waits (up to a minute) until the node's RocksDB background threads have
