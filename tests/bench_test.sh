@@ -31,3 +31,16 @@ assert_contains "$out" "on the store the CLI wrote" "the start after the ingest"
 # The Q1 rows' checksums are one value, the ingest's rows included.
 sums=$(grep -E '^\| (engine|plain|SQLite|node)' <<<"$out" | awk -F'|' '{print $7}' | sort -u | wc -l)
 assert_eq "$sums" 1 "distinct Q1 checksums"
+
+# Without the ingest rows the node is asked on the store the bench wrote in
+# process, and the second table is not printed.
+out=$("$build_dir/bin/fedshare-bench" --rows "$rows" --runs 2 --no-ingest --no-sqlite --dir "$run" 2>&1) || {
+  code=$?
+  printf '%s\n' "$out" >&2
+  fail "fedshare-bench --no-ingest exited $code"
+}
+assert_contains "$out" "checksums agree" "bench --no-ingest output"
+assert_contains "$out" "(node start on the store:" "bench --no-ingest output"
+if grep -q "Ingest and start" <<<"$out"; then
+  fail "bench --no-ingest printed the ingest table"
+fi
