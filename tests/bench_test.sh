@@ -4,7 +4,8 @@
 # gRPC+mTLS, the real CLI ingesting into a node on an empty store), and the
 # bench's own checks hold: every checksum agrees, every ingest wrote every
 # row, and the questions asked of the store the CLI wrote answer as the
-# in-process engine does. Figures are printed, never compared with a time.
+# in-process engine does; then once with --no-ingest (the node on the store
+# written in process). Figures are printed, never compared with a time.
 set -euo pipefail
 # shellcheck source=tests/lib_assert.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib_assert.sh"
