@@ -47,10 +47,11 @@
 #include "absl/time/clock.h"
 #include "bench/node_rows.h"
 #include "bench/synthetic.h"
+#include "node/common/files.h"
 #include "node/common/status_macros.h"
 #include "node/engine/engine.h"
-#include "node/engine/scan_plan.h"
 #include "node/engine/query_executor.h"
+#include "node/engine/scan_plan.h"
 #include "node/server/logging.h"
 #include "node/server/node.h"
 #include "node/service/limits.h"
@@ -114,48 +115,26 @@ int64_t ProcStatusKb(const char* key) {
 // Resets VmHWM to the current RSS (Linux >= 4.0), so each phase's peak is its own.
 void ResetPeakRss() { std::ofstream("/proc/self/clear_refs") << "5"; }
 
-// The ingest rows' files: written to `path` in slices by `append` (called
-// with an empty string until it returns false), unless a file of that name
-// (which names the rows and seed) is there already; renamed into place once
-// whole, so an interrupted bench leaves no short file to reuse. Not timed.
-absl::Status WriteOnce(const std::string& path, const std::function<bool(std::string*)>& append) {
+// The records as a CSV file at `path`, 200,000 rows a slice (a 10M-record
+// file is 520 MiB), unless a file of that name (which names the rows and
+// seed) is there already; renamed into place once whole, so an interrupted
+// bench leaves no short file to reuse. Not timed.
+absl::Status WriteRecordsCsv(const synthetic::Options& options, const std::string& path) {
   if (std::filesystem::exists(path)) return absl::OkStatus();
   const std::string partial = path + ".partial";
   std::ofstream out(partial, std::ios::binary | std::ios::trunc);
-  for (std::string slice; append(&slice); slice.clear()) {
+  std::string slice;
+  synthetic::AppendRecordsHeader(&slice);
+  constexpr int64_t kSlice = 200000;
+  for (int64_t from = 0; from < options.rows; from += kSlice) {
+    synthetic::AppendRecords(options, from, std::min(options.rows, from + kSlice), &slice);
     out.write(slice.data(), static_cast<std::streamsize>(slice.size()));
+    slice.clear();
   }
   out.close();
   if (!out) return absl::InternalError(absl::StrCat("cannot write ", partial));
   std::filesystem::rename(partial, path);
   return absl::OkStatus();
-}
-
-absl::Status WriteOnce(const std::string& path, const std::string& content) {
-  bool written = false;
-  return WriteOnce(path, [&](std::string* slice) {
-    if (written) return false;
-    *slice = content;
-    return written = true;
-  });
-}
-
-// The records, 200,000 rows a slice.
-absl::Status WriteRecordsCsv(const synthetic::Options& options, const std::string& path) {
-  constexpr int64_t kSlice = 200000;
-  int64_t from = -1;  // before the header
-  return WriteOnce(path, [&](std::string* slice) {
-    if (from < 0) {
-      synthetic::AppendRecordsHeader(slice);
-      from = 0;
-      return true;
-    }
-    if (from >= options.rows) return false;
-    const int64_t to = std::min(options.rows, from + kSlice);
-    synthetic::AppendRecords(options, from, to, slice);
-    from = to;
-    return true;
-  });
 }
 
 // The ingest rows' baseline: the file read in 1 MiB pieces and its lines
@@ -625,8 +604,10 @@ int Run(int argc, char** argv) {
   const bool ingest_rows = !no_node && !no_ingest;
   if (ingest_rows) {
     if (absl::Status s = WriteRecordsCsv(options, csv_path); !s.ok()) return Fail(s);
-    if (absl::Status s = WriteOnce(consent_path, synthetic::ConsentCsv(options)); !s.ok()) {
-      return Fail(s);
+    if (!std::filesystem::exists(consent_path)) {
+      if (absl::Status s = WriteFileAtomic(consent_path, synthetic::ConsentCsv(options)); !s.ok()) {
+        return Fail(s);
+      }
     }
     csv_bytes = static_cast<int64_t>(std::filesystem::file_size(csv_path));
     absl::Status error;
