@@ -27,6 +27,7 @@
 // with status 2; the gRPC rows ask the node on the store the CLI wrote.
 #include <sqlite3.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -45,6 +46,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "bench/node_process.h"
 #include "bench/node_rows.h"
 #include "bench/synthetic.h"
 #include "node/common/files.h"
@@ -102,18 +104,10 @@ double Percentile(std::vector<double> v, double p) {
   return v[std::min(i, v.size() - 1)];
 }
 
-int64_t ProcStatusKb(const char* key) {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  const std::string prefix = absl::StrCat(key, ":");
-  while (std::getline(in, line)) {
-    if (line.rfind(prefix, 0) == 0) return std::atoll(line.c_str() + prefix.size());
-  }
-  return -1;
-}
-
-// Resets VmHWM to the current RSS (Linux >= 4.0), so each phase's peak is its own.
-void ResetPeakRss() { std::ofstream("/proc/self/clear_refs") << "5"; }
+// This process's `key` of /proc/PID/status in KiB, and its VmHWM reset to
+// its current RSS so that each phase's peak is its own (bench/node_process.h).
+int64_t ProcStatusKb(const char* key) { return bench::ProcStatusKb(getpid(), key); }
+void ResetPeakRss() { bench::ResetPeakRss(getpid()); }
 
 // The records as a CSV file at `path`, 200,000 rows a slice (a 10M-record
 // file is 520 MiB), unless a file of that name (which names the rows and
