@@ -17,7 +17,7 @@ TSA_DIR ?= build-tsa
 CLANG_CXX ?= clang++-14
 CLANG_CC ?= clang-14
 
-.PHONY: all deps configure build test crash demo bench bench-ingest bench-fanout format clean fuzz fuzz-build test-sanitize tsa
+.PHONY: all deps configure build test crash demo bench bench-q1 bench-ingest bench-fanout format clean fuzz fuzz-build test-sanitize tsa
 
 all: build
 
@@ -49,10 +49,17 @@ crash: build
 demo: build
 	bash deploy/local/demo.sh $(BUILD_DIR)
 
-# Question Q1 five ways as one table (docs/performance.md); BENCH_ARGS=--large
-# for 10M records.
+# Every table of docs/performance.md, one after the other (never at once: they
+# measure the same two cores): question Q1 five ways and the CLI's ingest and
+# start (bench-q1), then the fan-out (bench-fanout).
 BENCH_ARGS ?=
 bench: build
+	$(BUILD_DIR)/bin/fedshare-bench $(BENCH_ARGS)
+	bash bench/fanout_bench.sh $(BUILD_DIR)
+
+# Question Q1 five ways as one table, then ingest and start from the CLI
+# (docs/performance.md); BENCH_ARGS=--large for 10M records.
+bench-q1: build
 	$(BUILD_DIR)/bin/fedshare-bench $(BENCH_ARGS)
 
 # Ingest rows/s end to end from the CLI, the node's peak RSS and its cold
@@ -64,7 +71,7 @@ bench-ingest: build
 # Fan-out latency and the foundation's footprint against simulated partners
 # and real partner processes, as one table (docs/performance.md, "Fan-out";
 # bench/fanout_bench.sh). FANOUT_PARTNERS lists the sizes (default 10 100
-# 1000); FANOUT_LARGE=1 adds 5000 (several minutes); FANOUT_REAL real
+# 1000 5000; 5000 takes several minutes per mode); FANOUT_REAL real
 # fedshare-node partners (default 50, 0: none).
 bench-fanout: build
 	bash bench/fanout_bench.sh $(BUILD_DIR)
