@@ -49,8 +49,8 @@ crash: build
 demo: build
 	bash deploy/local/demo.sh $(BUILD_DIR)
 
-# Every table of docs/performance.md, one after the other (never at once: they
-# measure the same two cores): question Q1 five ways and the CLI's ingest and
+# The benchmarks of docs/performance.md one after the other (never at once:
+# they measure the same cores): question Q1 five ways and the CLI's ingest and
 # start (bench-q1), then the fan-out (bench-fanout).
 BENCH_ARGS ?=
 bench: build
