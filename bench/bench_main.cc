@@ -58,6 +58,7 @@
 #include "node/server/node.h"
 #include "node/service/limits.h"
 #include "node/storage/storage.h"
+#include "policy/agreement.h"
 #include "policy/query_rules.h"
 #include "query/sql.h"
 
@@ -500,7 +501,10 @@ int Run(int argc, char** argv) {
     }
     const policy::ConsentQuestion question{"program-evaluation", kAsker, absl::Now()};
 
-    // (a) the engine: what the answerer does before disclosure control.
+    // (a) the engine: what the answerer does before disclosure control, with
+    // the predicate-removal figures counted up to the k of the node's
+    // agreement (node_rows.cc sets none: the default), as the answerer asks.
+    const int64_t removal_cap = policy::DisclosureParams().min_subjects;
     absl::Status error;
     uint64_t engine_sum = 0;
     std::vector<double> ms = TimeRuns(runs, [&] {
@@ -510,7 +514,7 @@ int Run(int argc, char** argv) {
         error = !reader.ok() ? reader.status() : consent.status();
         return;
       }
-      auto executed = engine::ExecuteQuery(**reader, *q1, *consent, 0);
+      auto executed = engine::ExecuteQuery(**reader, *q1, *consent, 0, nullptr, {}, removal_cap);
       if (!executed.ok()) {
         error = executed.status();
         return;
@@ -537,7 +541,7 @@ int Run(int argc, char** argv) {
         // Every column, each block checked whole (as ingest and export read).
         (void)(*reader)->ForEachBlock(nothing);
         absl::Time t4 = absl::Now();
-        (void)engine::ExecuteQuery(**reader, *q1, *consent, 0);
+        (void)engine::ExecuteQuery(**reader, *q1, *consent, 0, nullptr, {}, removal_cap);
         absl::Time t5 = absl::Now();
         std::printf(
             "  engine: open %.1f, consent %.1f, read the question's columns %.1f (every column, "

@@ -195,6 +195,23 @@ TEST_F(DisclosureTest, PredicateRemovingFewerThanKSubjectsIsRefused) {
                 .status());
 }
 
+// The engine counts the owners of dropped records only up to k (the figures
+// above k do not change the verdict): at exactly k - 1 the filter is refused,
+// at exactly k it is not. The agreement's k is the default, 10.
+TEST_F(DisclosureTest, PredicateRemovalIsDecidedAtExactlyK) {
+  // literacy holds 9 subjects.
+  EXPECT_THAT(Ask(absl::StrCat("SELECT COUNT(*) FROM program_outcomes WHERE program != 'literacy'",
+                               kPurpose)),
+              StatusIs(absl::StatusCode::kPermissionDenied,
+                       AllOf(HasSubstr("predicate-removal"), HasSubstr("program"))));
+  // numeracy holds 10.
+  ASSERT_OK_AND_ASSIGN(auto without_numeracy,
+                       Ask(absl::StrCat("SELECT COUNT(*) FROM program_outcomes WHERE program != "
+                                        "'numeracy'",
+                                        kPurpose)));
+  EXPECT_EQ(without_numeracy.cells(0).values(0).value(), 90);
+}
+
 TEST_F(DisclosureTest, NeighbouringRangeBoundsSnapToTheSameAnswer) {
   ASSERT_OK_AND_ASSIGN(auto a, Ask(absl::StrCat("SELECT COUNT(*) FROM program_outcomes "
                                                 "WHERE age <= 40",

@@ -308,9 +308,10 @@ absl::StatusOr<v1::AggregateResult> Answerer::AnswerExact(
         record_keys_.For(ptable->table_size(), static_cast<uint32_t>(reader->subject_count())));
   }
   laps.Lap(&stages->consent);
-  FEDSHARE_ASSIGN_OR_RETURN(
-      Execution execution,
-      ExecuteQuery(*reader, normalized, consent, params.max_records_per_subject, nullptr, *keys));
+  // The predicate-removal figures are needed only up to k (below).
+  FEDSHARE_ASSIGN_OR_RETURN(Execution execution, ExecuteQuery(*reader, normalized, consent,
+                                                              params.max_records_per_subject,
+                                                              nullptr, *keys, params.min_subjects));
   laps.Lap(&stages->scan);
   *rule = std::string(policy::kRulePredicateRemoval);
   if (!counts_only_perturbed) {

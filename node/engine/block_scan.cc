@@ -39,7 +39,8 @@ class BlockScan {
  public:
   BlockScan(const DatasetReader& reader, const v1::AggregateQuery& query,
             const policy::ConsentBitmap& consent, const Plan& plan,
-            absl::Span<const uint32_t> record_keys, QuestionMemory* memory, bool follows)
+            absl::Span<const uint32_t> record_keys, QuestionMemory* memory, bool follows,
+            int64_t removal_cap)
       : reader_(reader),
         query_(query),
         consent_(consent),
@@ -47,9 +48,10 @@ class BlockScan {
         record_keys_(record_keys),
         memory_(memory),
         follows_(follows),
+        removal_cap_(removal_cap),
         n_aggs_(query.aggregates_size()),
         group_ids_(reader, plan.group_fields),
-        removed_(plan.predicates.size(), std::vector<uint64_t>((consent.size() + 63) / 64)),
+        removed_(plan.predicates.size(), DistinctUpTo(removal_cap)),
         dropped_(plan.predicates.size()) {
     // One measure slot per distinct field the dominance aggregates read.
     slot_of_.assign(n_aggs_, -1);
@@ -79,15 +81,16 @@ class BlockScan {
     for (int a = 0; a < n_aggs_; ++a) {
       if (query_.aggregates(a).kind() == v1::HISTOGRAM) AddToHistogram(block, a);
     }
+    size_t dropped_bytes = 0;
     if (!drop_.empty()) {
       FEDSHARE_RETURN_IF_ERROR(group_ids_.Assign(block, drop_.data(), drop_.size(), gids_.data()));
-      AddDropped(block);
+      dropped_bytes = AddDropped(block);
     }
     // What this block added to the state kept until Finish.
     const size_t slots = slot_measures_.size();
-    const int64_t bytes = static_cast<int64_t>(counted_.size() * (slots > 0 ? 8 + 8 * slots : 4) +
-                                               drop_.size() * 4 * (1 + histograms_) +
-                                               (cells_.size() - cells_before) * CellBytes());
+    const int64_t bytes =
+        static_cast<int64_t>(counted_.size() * (slots > 0 ? 8 + 8 * slots : 4) + dropped_bytes +
+                             (cells_.size() - cells_before) * CellBytes());
     return memory_ == nullptr ? absl::OkStatus() : memory_->Charge(bytes);
   }
 
@@ -122,9 +125,9 @@ class BlockScan {
       }
     }
     for (size_t i = 0; i < removed_.size(); ++i) {
-      for (size_t w = 0; w < removed_[i].size(); ++w) removed_[i][w] |= later.removed_[i][w];
-      std::vector<std::optional<DroppedCell>>& by_group = dropped_[i];
-      std::vector<std::optional<DroppedCell>>& from_group = later.dropped_[i];
+      removed_[i].AddAll(later.removed_[i]);
+      std::vector<std::optional<DroppedUpTo>>& by_group = dropped_[i];
+      std::vector<std::optional<DroppedUpTo>>& from_group = later.dropped_[i];
       for (uint32_t g = 0; g < from_group.size(); ++g) {
         if (!from_group[g].has_value()) continue;
         const uint32_t gid = gid_of[g];
@@ -133,14 +136,12 @@ class BlockScan {
           by_group[gid] = std::move(from_group[g]);
           continue;
         }
-        DroppedCell& to = *by_group[gid];
-        DroppedCell& from = *from_group[g];
-        to.subjects.insert(to.subjects.end(), from.subjects.begin(), from.subjects.end());
+        DroppedUpTo& to = *by_group[gid];
+        const DroppedUpTo& from = *from_group[g];
+        to.subjects.AddAll(from.subjects);
         for (int a = 0; a < n_aggs_; ++a) {
           for (size_t b = 0; b < from.bin_subjects[a].size(); ++b) {
-            to.bin_subjects[a][b].insert(to.bin_subjects[a][b].end(),
-                                         from.bin_subjects[a][b].begin(),
-                                         from.bin_subjects[a][b].end());
+            to.bin_subjects[a][b].AddAll(from.bin_subjects[a][b]);
           }
         }
       }
@@ -165,13 +166,10 @@ class BlockScan {
 
   // The answer; cells are finished across `pool` (null: here).
   Execution Finish(ScanPool* pool) && {
-    scratch_.emplace(consent_.size());
-    for (const std::vector<uint64_t>& bits : removed_) {
-      int64_t n = 0;
-      for (uint64_t w : bits) n += __builtin_popcountll(w);
-      execution_.removed_by_predicate.push_back(n);
+    for (const DistinctUpTo& owners : removed_) {
+      execution_.removed_by_predicate.push_back(owners.count());
     }
-    for (std::vector<std::optional<DroppedCell>>& by_group : dropped_) {
+    for (const std::vector<std::optional<DroppedUpTo>>& by_group : dropped_) {
       execution_.removed_in_cells.push_back(DroppedFigures(by_group));
     }
     execution_.cells.resize(cells_.size());
@@ -346,25 +344,32 @@ class BlockScan {
   }
 
   // Records exactly one predicate drops: their owners per predicate, and
-  // per predicate and group (and HISTOGRAM bin) for the per-cell rule.
-  void AddDropped(const ColumnBlock& block) {
+  // per predicate and group (and HISTOGRAM bin) for the per-cell rule, each
+  // counted up to removal_cap_. Returns the bytes the sets grew by.
+  size_t AddDropped(const ColumnBlock& block) {
+    // A set's entry with its share of the table, roughly.
+    constexpr size_t kEntryBytes = 16;
+    size_t grown = 0;
     for (size_t k = 0; k < drop_.size(); ++k) {
       const uint32_t r = drop_[k];
       const uint32_t s = block.subjects[r];
       const uint8_t i = drop_predicate_[k];
-      removed_[i][s >> 6] |= uint64_t{1} << (s & 63);
-      std::vector<std::optional<DroppedCell>>& by_group = dropped_[i];
+      grown += kEntryBytes * removed_[i].Add(s);
+      std::vector<std::optional<DroppedUpTo>>& by_group = dropped_[i];
       if (gids_[k] >= by_group.size()) by_group.resize(gids_[k] + 1);
-      std::optional<DroppedCell>& d = by_group[gids_[k]];
+      std::optional<DroppedUpTo>& d = by_group[gids_[k]];
       if (!d.has_value()) {
-        d.emplace();
+        d.emplace(removal_cap_);
         d->bin_subjects.resize(n_aggs_);
         for (int a = 0; a < n_aggs_; ++a) {
           const v1::Aggregate& agg = query_.aggregates(a);
-          if (agg.kind() == v1::HISTOGRAM) d->bin_subjects[a].resize(agg.bins());
+          if (agg.kind() == v1::HISTOGRAM) {
+            d->bin_subjects[a].assign(agg.bins(), DistinctUpTo(removal_cap_));
+          }
         }
+        grown += sizeof(DroppedUpTo);
       }
-      AppendSubject(d->subjects, s);
+      grown += kEntryBytes * d->subjects.Add(s);
       for (int a = 0; a < n_aggs_ && histograms_ > 0; ++a) {
         const v1::Aggregate& agg = query_.aggregates(a);
         if (agg.kind() != v1::HISTOGRAM) continue;
@@ -373,29 +378,26 @@ class BlockScan {
         if (col.IsNull(r)) continue;
         double v = m.is_double ? col.doubles[r] : static_cast<double>(col.ints[r]);
         if (m.clamp) v = std::clamp(v, m.lower, m.upper);
-        AppendSubject(d->bin_subjects[a][policy::HistogramBin(agg, v)], s);
+        grown += kEntryBytes * d->bin_subjects[a][policy::HistogramBin(agg, v)].Add(s);
       }
     }
+    return grown;
   }
 
   // One predicate's per-cell figures, for cells non-empty in the answer.
-  std::vector<int64_t> DroppedFigures(std::vector<std::optional<DroppedCell>>& by_group) {
+  std::vector<int64_t> DroppedFigures(const std::vector<std::optional<DroppedUpTo>>& by_group) {
     std::vector<int64_t> figures;
     for (uint32_t gid = 0; gid < by_group.size(); ++gid) {
       if (!by_group[gid].has_value()) continue;
       if (gid >= cell_of_group_.size() || cell_of_group_[gid] < 0) continue;
       const BlockCell& cell = cells_[cell_of_group_[gid]];
       if (cell.records == 0) continue;
-      DroppedCell& d = *by_group[gid];
-      if (size_t n = CountDistinct(d.subjects, *scratch_); n > 0) {
-        figures.push_back(static_cast<int64_t>(n));
-      }
+      const DroppedUpTo& d = *by_group[gid];
+      if (int64_t n = d.subjects.count(); n > 0) figures.push_back(n);
       for (int a = 0; a < n_aggs_; ++a) {
         for (size_t b = 0; b < d.bin_subjects[a].size(); ++b) {
           if (cell.aggregates[a].bins[b] <= 0) continue;
-          if (size_t n = CountDistinct(d.bin_subjects[a][b], *scratch_); n > 0) {
-            figures.push_back(static_cast<int64_t>(n));
-          }
+          if (int64_t n = d.bin_subjects[a][b].count(); n > 0) figures.push_back(n);
         }
       }
     }
@@ -409,6 +411,7 @@ class BlockScan {
   const absl::Span<const uint32_t> record_keys_;
   QuestionMemory* const memory_;  // may be null
   const bool follows_;            // scans blocks after another scan's
+  const int64_t removal_cap_;     // the removal figures are counted up to it
   const int n_aggs_;
   int histograms_ = 0;                // HISTOGRAM aggregates
   std::vector<Measure> slot_measures_;  // per measure slot
@@ -417,13 +420,12 @@ class BlockScan {
   std::vector<BlockCell> cells_;
   std::vector<int32_t> cell_of_group_;     // group id -> cell, -1 before first sight
   std::vector<uint32_t> gid_of_cell_;      // cell -> group id
-  std::optional<SubjectScratch> scratch_;  // made by Finish
   // Per cell: the cells of later scans whose logged records it takes.
   std::vector<std::vector<BlockCell*>> replays_;
-  // Per predicate: who it drops (a bitmap over ordinals), and per group id
-  // the owners of the records it drops there.
-  std::vector<std::vector<uint64_t>> removed_;
-  std::vector<std::vector<std::optional<DroppedCell>>> dropped_;
+  // Per predicate: who it drops, and per group id the owners of the records
+  // it drops there, each counted up to removal_cap_.
+  std::vector<DistinctUpTo> removed_;
+  std::vector<std::vector<std::optional<DroppedUpTo>>> dropped_;
   Execution execution_;
   // Per block, reused.
   std::vector<uint32_t> selected_, counted_, drop_, gids_, cell_ids_;
@@ -439,9 +441,7 @@ absl::StatusOr<Execution> ExecuteByBlock(const DatasetReader& reader,
                                          absl::Span<const uint32_t> record_keys,
                                          const ScanOptions& options) {
   QuestionMemory memory(options.memory_budget_bytes);
-  // Kept whatever the data: per predicate a bitmap over subject ordinals
-  // (per range), and the subject scratch Finish folds cells with.
-  const int64_t bitmap_bytes = (consent.size() + 63) / 64 * 8;
+  const int64_t removal_cap = std::max<int64_t>(1, options.removal_cap);
   const size_t blocks = reader.blocks();
   // This question's threads: all the pool's alone, fewer while others scan.
   const ScanPool::Share share(options.pool);
@@ -452,15 +452,14 @@ absl::StatusOr<Execution> ExecuteByBlock(const DatasetReader& reader,
   if (pool != nullptr && blocks >= 2 * kMinRangeBlocks) {
     ranges = std::min<size_t>(blocks / kMinRangeBlocks, static_cast<size_t>(share.threads()));
   }
-  FEDSHARE_RETURN_IF_ERROR(
-      memory.Charge(static_cast<int64_t>(consent.size()) * 4 + bitmap_bytes +
-                    static_cast<int64_t>(ranges * plan.predicates.size()) * bitmap_bytes));
+  FEDSHARE_RETURN_IF_ERROR(memory.Charge(static_cast<int64_t>(consent.size()) * 4));
 
   std::vector<std::unique_ptr<BlockScan>> scans(ranges);
   std::vector<absl::Status> statuses(ranges);
   auto scan_range = [&](size_t i) {
-    scans[i] = std::make_unique<BlockScan>(reader, query, consent, plan, record_keys,
-                                           memory.budgeted() ? &memory : nullptr, i > 0);
+    scans[i] =
+        std::make_unique<BlockScan>(reader, query, consent, plan, record_keys,
+                                    memory.budgeted() ? &memory : nullptr, i > 0, removal_cap);
     BlockScan& scan = *scans[i];
     DatasetReader::BlockRange range;
     range.columns = &plan.columns;

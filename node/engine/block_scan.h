@@ -9,6 +9,9 @@
 #ifndef FEDSHARE_NODE_ENGINE_BLOCK_SCAN_H_
 #define FEDSHARE_NODE_ENGINE_BLOCK_SCAN_H_
 
+#include <cstdint>
+#include <limits>
+
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "node/engine/query_executor.h"
@@ -28,6 +31,9 @@ struct ScanOptions {
   // scan on the caller's.
   ScanPool* pool = nullptr;
   int64_t memory_budget_bytes = 0;  // QuestionMemory; 0: no budget
+  // The predicate-removal figures are counted up to this (ExecuteQuery's
+  // `removal_cap`); at least 1.
+  int64_t removal_cap = std::numeric_limits<int64_t>::max();
 };
 
 // As ExecuteQuery without a record bound and without `records`, for

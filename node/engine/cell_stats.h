@@ -14,6 +14,7 @@
 
 #include "absl/base/attributes.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "fedshare/v1/query.pb.h"
 #include "node/engine/query_executor.h"
 #include "policy/query_rules.h"
@@ -64,6 +65,54 @@ struct CellAccumulator {
 struct DroppedCell {
   std::vector<uint32_t> subjects;
   std::vector<std::vector<std::vector<uint32_t>>> bin_subjects;
+};
+
+// Distinct subjects, counted exactly below `cap` and as `cap` from there on:
+// what the predicate-removal rule needs of the owners of dropped records,
+// since it asks only whether a figure is from 1 to k-1 (with cap >= k, a
+// capped figure fails the rule exactly when the exact one does). Once full
+// it forgets its subjects, so it holds fewer than `cap` whatever the records,
+// and adding to it costs one test.
+class DistinctUpTo {
+ public:
+  // REQUIRES: cap >= 1.
+  explicit DistinctUpTo(int64_t cap) : cap_(cap) {}
+
+  // Adds `s`; true when the set grew (a subject new to it, not yet full).
+  bool Add(uint32_t s) {
+    if (full_ || !seen_.insert(s).second) return false;
+    if (static_cast<int64_t>(seen_.size()) >= cap_) {
+      full_ = true;
+      seen_ = {};
+    }
+    return true;
+  }
+  // Adds every subject of `other` (counted up to the same cap).
+  void AddAll(const DistinctUpTo& other) {
+    if (other.full_) {
+      full_ = true;
+      seen_ = {};
+      return;
+    }
+    for (uint32_t s : other.seen_) {
+      Add(s);
+      if (full_) return;
+    }
+  }
+  // The number of distinct subjects added, or `cap` if that many or more.
+  int64_t count() const { return full_ ? cap_ : static_cast<int64_t>(seen_.size()); }
+
+ private:
+  int64_t cap_;
+  bool full_ = false;
+  absl::flat_hash_set<uint32_t> seen_;
+};
+
+// The block path's DroppedCell: the same owners, counted up to a cap.
+struct DroppedUpTo {
+  explicit DroppedUpTo(int64_t cap) : subjects(cap) {}
+  DistinctUpTo subjects;
+  std::vector<std::vector<DistinctUpTo>> bin_subjects;  // per aggregate, per bin
 };
 
 // The block path's per-cell state: aggregates as the row path keeps them

@@ -8,6 +8,7 @@
 #define FEDSHARE_NODE_ENGINE_QUERY_EXECUTOR_H_
 
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -47,12 +48,13 @@ struct Execution {
   std::vector<ExecutedCell> cells;  // sorted by key; one cell without GROUP BY
   // Per predicate i: the distinct owners of the records that pass every other
   // predicate and fail i (whether or not they keep other records in the
-  // answer), as policy::CheckPredicateRemovals takes them.
+  // answer), as policy::CheckPredicateRemovals takes them; counted up to
+  // ExecuteQuery's `removal_cap` (a figure of at least the cap is the cap).
   std::vector<int64_t> removed_by_predicate;
   // Per predicate i: the same owners counted per cell of the answer and per
   // non-empty HISTOGRAM bin of such a cell, for each one that is non-empty in
   // the answer and receives a dropped record by its group key, as
-  // policy::CheckPredicateCellRemovals takes them.
+  // policy::CheckPredicateCellRemovals takes them; counted up to the cap too.
   std::vector<std::vector<int64_t>> removed_in_cells;
   int64_t rows_scanned = 0;
   int64_t rows_counted = 0;
@@ -80,11 +82,19 @@ struct ScannedRecords {
 // as a scan on one thread. RESOURCE_EXHAUSTED when the state the question
 // keeps (its cells, each counted record's subject and measures, the owners
 // of dropped records) grows past EngineOptions::query_memory_budget_bytes.
+//
+// `removal_cap` (at least 1; smaller counts as 1) bounds the predicate-removal
+// figures: each is exact below it and the cap from there on. The rule asks
+// only whether a figure is from 1 to k-1, so a cap of k (the agreement's
+// min_subjects) gives its verdicts exactly, while counting keeps fewer than
+// k owners per filter and cell instead of all of them. The default counts
+// them all.
 absl::StatusOr<Execution> ExecuteQuery(const DatasetReader& reader, const v1::AggregateQuery& query,
                                        const policy::ConsentBitmap& consent,
                                        int max_records_per_subject,
                                        ScannedRecords* records = nullptr,
-                                       absl::Span<const uint32_t> record_keys = {});
+                                       absl::Span<const uint32_t> record_keys = {},
+                                       int64_t removal_cap = std::numeric_limits<int64_t>::max());
 
 }  // namespace fedshare::engine
 

@@ -5,6 +5,7 @@
 #ifndef FEDSHARE_NODE_ENGINE_QUERY_EXECUTOR_FIXTURE_H_
 #define FEDSHARE_NODE_ENGINE_QUERY_EXECUTOR_FIXTURE_H_
 
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -150,7 +151,8 @@ class QueryExecutorTest : public ::testing::Test {
     }
   }
 
-  absl::StatusOr<Execution> Run(const std::string& query_text, int bound = 0) {
+  absl::StatusOr<Execution> Run(const std::string& query_text, int bound = 0,
+                                int64_t removal_cap = std::numeric_limits<int64_t>::max()) {
     v1::AggregateQuery query;
     if (!google::protobuf::TextFormat::ParseFromString(query_text, &query)) {
       return absl::InvalidArgumentError("bad query text");
@@ -160,7 +162,7 @@ class QueryExecutorTest : public ::testing::Test {
     absl::StatusOr<v1::AggregateQuery> normalized = policy::NormalizeQuery(schema_, query);
     if (!normalized.ok()) return normalized.status();
     query_ = *normalized;
-    return ExecuteQuery(*reader_, query_, consent_, bound);
+    return ExecuteQuery(*reader_, query_, consent_, bound, nullptr, {}, removal_cap);
   }
 
   bool Consented(const Row& r) const { return r.subject % 3 != 0; }

@@ -140,6 +140,74 @@ TEST_F(QueryExecutorTest, FilterMatchingNothingKeepsTheOneCellAndCountsEveryoneA
   EXPECT_EQ(grouped.rows_scanned, 3000);
 }
 
+// The predicate-removal figures are counted up to the cap the answerer gives
+// (its k): exact below it, the cap from there on, on every path. Two ranges
+// of a parallel scan each drop subjects 1, 2 and 4 in program beta (3 owners
+// together, not 6), and 1, 2, 4 then 5, 7, 8 in gamma (6 owners, counted as
+// the cap of 5); the filter drops 6 owners in all.
+TEST_F(QueryExecutorTest, RemovalFiguresAreCountedUpToTheCap) {
+  constexpr int kRangeRows = 10 * static_cast<int>(storage::kBlockRows);
+  auto row = [](int subject, int program, int64_t year) {
+    Row r;
+    r.subject = subject;
+    r.program = program;
+    r.region = subject % 4;
+    r.year = year;
+    r.score = 50.0;
+    r.visits = 1;
+    return r;
+  };
+  auto dropped = [&](std::initializer_list<int> beta, std::initializer_list<int> gamma) {
+    for (int s : beta) rows_.push_back(row(s, 1, 2019));
+    for (int s : gamma) rows_.push_back(row(s, 2, 2019));
+  };
+  dropped({1, 2, 4}, {1, 2, 4});
+  for (int i = 0; static_cast<int>(rows_.size()) < kRangeRows; ++i) {
+    rows_.push_back(row(100 + (i / 3) % 3000, i % 3, 2020));
+  }
+  dropped({1, 2, 4}, {5, 7, 8});
+  for (int i = 0; static_cast<int>(rows_.size()) < 2 * kRangeRows; ++i) {
+    rows_.push_back(row(100 + (i / 3) % 3000, i % 3, 2021));
+  }
+  ASSERT_NO_FATAL_FAILURE(Ingest(0, rows_.size()));
+  ASSERT_NO_FATAL_FAILURE(OpenReader());
+  ASSERT_EQ(reader_->blocks(), 20u);
+  const std::string q = R"pb(where {
+                               field: "year"
+                               op: GE
+                               values { int_value: 2020 }
+                             }
+                             group_by: "program"
+                             aggregates { kind: COUNT })pb";
+  using ::testing::ElementsAre;
+  using ::testing::UnorderedElementsAre;
+  auto expect_figures = [](const Execution& e, int64_t all, int64_t beta, int64_t gamma) {
+    EXPECT_THAT(e.removed_by_predicate, ElementsAre(all));
+    ASSERT_EQ(e.removed_in_cells.size(), 1u);
+    EXPECT_THAT(e.removed_in_cells[0], UnorderedElementsAre(beta, gamma));
+  };
+  ASSERT_OK_AND_ASSIGN(Execution exact, Run(q));
+  expect_figures(exact, 6, 3, 6);
+  ASSERT_OK_AND_ASSIGN(Execution capped, Run(q, 0, 5));
+  expect_figures(capped, 5, 3, 5);
+  ASSERT_OK_AND_ASSIGN(Execution by_row, Run(q, 1 << 30, 5));
+  expect_figures(by_row, 5, 3, 5);
+  // Just above a count, the count; at it, the count.
+  ASSERT_OK_AND_ASSIGN(Execution at_four, Run(q, 0, 4));
+  expect_figures(at_four, 4, 3, 4);
+  ASSERT_OK_AND_ASSIGN(Execution at_six, Run(q, 0, 6));
+  expect_figures(at_six, 6, 3, 6);
+
+  ASSERT_NO_FATAL_FAILURE(ReopenWithScanThreads(2));
+  ASSERT_NO_FATAL_FAILURE(OpenReader());
+  ASSERT_NE(reader_->scan_pool(), nullptr);
+  ASSERT_OK_AND_ASSIGN(Execution parallel, Run(q, 0, 5));
+  expect_figures(parallel, 5, 3, 5);
+  ASSERT_OK_AND_ASSIGN(Execution parallel_exact, Run(q));
+  expect_figures(parallel_exact, 6, 3, 6);
+  ExpectSameExecution(parallel_exact, exact);
+}
+
 TEST_F(QueryExecutorTest, NullsGroupApartFailPredicatesAndSkipMeasures) {
   rows_ = MakeRows(6000, 2500, 3);
   ASSERT_NO_FATAL_FAILURE(Ingest(0, rows_.size()));

@@ -18,7 +18,7 @@ absl::StatusOr<Execution> ExecuteByRow(const DatasetReader& reader, const v1::Ag
                                        const policy::ConsentBitmap& consent, const Plan& plan,
                                        int max_records_per_subject, ScannedRecords* records,
                                        absl::Span<const uint32_t> record_keys,
-                                       int64_t memory_budget_bytes) {
+                                       int64_t memory_budget_bytes, int64_t removal_cap) {
   QuestionMemory memory(memory_budget_bytes);
   int64_t grown = 0;  // bytes kept since the last charge, roughly
   const bool keyed = !record_keys.empty();
@@ -174,7 +174,8 @@ absl::StatusOr<Execution> ExecuteByRow(const DatasetReader& reader, const v1::Ag
   if (!status.ok()) return status;
 
   for (const auto& candidates : removal_candidates) {
-    execution.removed_by_predicate.push_back(static_cast<int64_t>(candidates.size()));
+    execution.removed_by_predicate.push_back(
+        std::min(static_cast<int64_t>(candidates.size()), removal_cap));
   }
   for (auto& by_cell : dropped) {
     std::vector<int64_t>& figures = execution.removed_in_cells.emplace_back();
@@ -183,12 +184,14 @@ absl::StatusOr<Execution> ExecuteByRow(const DatasetReader& reader, const v1::Ag
       if (it == cell_index.end()) continue;
       const CellAccumulator& cell = cells[it->second];
       if (cell.subject_count() == 0) continue;
-      if (size_t n = SortUnique(d.subjects); n > 0) figures.push_back(static_cast<int64_t>(n));
+      if (size_t n = SortUnique(d.subjects); n > 0) {
+        figures.push_back(std::min(static_cast<int64_t>(n), removal_cap));
+      }
       for (int a = 0; a < n_aggs; ++a) {
         for (size_t b = 0; b < d.bin_subjects[a].size(); ++b) {
           if (cell.aggregates[a].bins[b] <= 0) continue;
           if (size_t n = SortUnique(d.bin_subjects[a][b]); n > 0) {
-            figures.push_back(static_cast<int64_t>(n));
+            figures.push_back(std::min(static_cast<int64_t>(n), removal_cap));
           }
         }
       }

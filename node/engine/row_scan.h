@@ -5,6 +5,8 @@
 #ifndef FEDSHARE_NODE_ENGINE_ROW_SCAN_H_
 #define FEDSHARE_NODE_ENGINE_ROW_SCAN_H_
 
+#include <cstdint>
+
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "node/engine/query_executor.h"
@@ -13,12 +15,13 @@
 namespace fedshare::engine::exec {
 
 // As ExecuteQuery, for `plan` = MakePlan(reader, query); RESOURCE_EXHAUSTED
-// when what it keeps grows past `memory_budget_bytes` (0: no budget).
+// when what it keeps grows past `memory_budget_bytes` (0: no budget). The
+// removal figures are counted exactly and given up to `removal_cap`.
 absl::StatusOr<Execution> ExecuteByRow(const DatasetReader& reader, const v1::AggregateQuery& query,
                                        const policy::ConsentBitmap& consent, const Plan& plan,
                                        int max_records_per_subject, ScannedRecords* records,
                                        absl::Span<const uint32_t> record_keys,
-                                       int64_t memory_budget_bytes);
+                                       int64_t memory_budget_bytes, int64_t removal_cap);
 
 }  // namespace fedshare::engine::exec
 
