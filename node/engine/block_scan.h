@@ -4,8 +4,9 @@
 // groups become compact ids, and each aggregate runs over the selected rows
 // of its column. Each cell folds its records per subject as they come while
 // subjects arrive in ascending ordinal order, and sorts only the records that
-// do not (cell_stats.h BlockCell); no hash map per record. Include only from
-// the executor's files.
+// do not (cell_stats.h BlockCell); no hash map per counted record (the owners
+// of dropped records go into small sets that stop at the removal cap).
+// Include only from the executor's files.
 #ifndef FEDSHARE_NODE_ENGINE_BLOCK_SCAN_H_
 #define FEDSHARE_NODE_ENGINE_BLOCK_SCAN_H_
 

@@ -370,11 +370,4 @@ ExecutedCell FinishBlockCell(const v1::AggregateQuery& query, BlockCell& cell,
   return out;
 }
 
-size_t CountDistinct(const std::vector<uint32_t>& subjects, SubjectScratch& scratch) {
-  size_t n = 0;
-  for (uint32_t s : subjects) n += !scratch.TestAndSet(s);
-  for (uint32_t s : subjects) scratch.Clear(s);
-  return n;
-}
-
 }  // namespace fedshare::engine::exec

@@ -193,22 +193,6 @@ struct BlockCell {
   }
 };
 
-// A set of subject ordinals as a bitmap over every ordinal, for counting
-// distinct subjects without hashing. Cleared by the caller through the
-// subjects it set.
-struct SubjectScratch {
-  explicit SubjectScratch(uint32_t subjects) : seen((subjects + 63) / 64, 0) {}
-  bool TestAndSet(uint32_t s) {
-    uint64_t& w = seen[s >> 6];
-    const uint64_t bit = uint64_t{1} << (s & 63);
-    const bool was = (w & bit) != 0;
-    w |= bit;
-    return was;
-  }
-  void Clear(uint32_t s) { seen[s >> 6] &= ~(uint64_t{1} << (s & 63)); }
-  std::vector<uint64_t> seen;
-};
-
 // Orders cells by key: null first, then by kind, then by value.
 bool KeyLess(const ExecutedCell& a, const ExecutedCell& b);
 
@@ -222,10 +206,6 @@ ExecutedCell FinishCell(const v1::AggregateQuery& query, CellAccumulator& acc);
 // for aggregates without per-subject contributions). Moves out of `cell`.
 ExecutedCell FinishBlockCell(const v1::AggregateQuery& query, BlockCell& cell,
                              const std::vector<int>& slot_of);
-
-// Distinct values of `subjects` (appended with AppendSubject), counted
-// through the scratch bitmap, which is left clear.
-size_t CountDistinct(const std::vector<uint32_t>& subjects, SubjectScratch& scratch);
 
 }  // namespace fedshare::engine::exec
 
