@@ -27,12 +27,17 @@ real=${FANOUT_REAL:-50}
 dir=${FANOUT_DIR:-$build_dir/bench-fanout}
 mkdir -p "$dir"
 
-# One run, announced and timed on stderr; its own stderr goes to the log.
+# One run, announced and timed on stderr; its own stderr goes to the log, and
+# a failure says so and where to look, and ends the script with its status.
 timed() {  # WHAT COMMAND...
-  local what=$1 start=$SECONDS
+  local what=$1 start=$SECONDS code=0
   shift
   echo "fanout_bench.sh: $what ..." >&2
-  "$@" 2>>"$dir/stderr.log"
+  "$@" 2>>"$dir/stderr.log" || code=$?
+  if [ "$code" -ne 0 ]; then
+    echo "fanout_bench.sh: $what failed (exit $code); see $dir/stderr.log" >&2
+    exit "$code"
+  fi
   echo "fanout_bench.sh: $what took $((SECONDS - start)) s" >&2
 }
 

@@ -45,6 +45,18 @@ for what in "3 simulated partners, direct" "3 simulated partners, call-home" \
   assert_contains "$err" "fanout_bench.sh: $what took " "progress"
 done
 
+# A run that fails is named, with where its output went, and ends the script
+# with its status: here a build folder whose simulator is not a program.
+mkdir -p "$run/broken/bin"
+printf '#!/bin/sh\necho "simulated failure" >&2\nexit 3\n' >"$run/broken/bin/fedshare-sim-partners"
+chmod +x "$run/broken/bin/fedshare-sim-partners"
+code=0
+FANOUT_DIR="$run/broken-out" FANOUT_PARTNERS=3 FANOUT_REAL=0 \
+  bash "$script" "$run/broken" >"$run/out" 2>"$run/err" || code=$?
+assert_eq "$code" 3 "exit status of a failed run"
+assert_contains "$(cat "$run/err")" "3 simulated partners, direct failed (exit 3); see $run/broken-out/stderr.log" "failure"
+assert_contains "$(cat "$run/broken-out/stderr.log")" "simulated failure" "the failed run's log"
+
 # The variable of the old default sizes is refused, saying what replaced it.
 code=0
 FANOUT_DIR="$run" FANOUT_LARGE=1 bash "$script" "$build_dir" >"$run/out" 2>"$run/err" || code=$?
