@@ -200,5 +200,52 @@ TEST_F(PeersFileTest, PeersShowRoundTripAndCertificateExpiryAndWarnOfExpiringOne
   EXPECT_THAT(quiet.out, ::testing::Not(HasSubstr("CERTIFICATE")));
 }
 
+// A roster of thousands: a named peer is found by lookup, and a name that is
+// not configured gets an error naming a few dozen peers and how many more,
+// not one message of every name.
+TEST_F(PeersFileTest, ThousandsOfPeersAreFoundByNameAndErrorsNameAFew) {
+  constexpr int kPeers = 2000;
+  std::string roster = absl::StrCat("peers { org_id: \"partner-a\" address: \"",
+                                    partners_["partner-a"]->peer_address(), "\" }\n");
+  for (int i = 1; i < kPeers; ++i) {
+    // Never dialled: only partner-a is asked.
+    absl::StrAppend(&roster, "peers { org_id: \"roster-", i, "\" address: \"127.0.0.1:1\" }\n");
+  }
+  ASSERT_OK(WriteFileAtomic(file_, roster));
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (RosterSize() != kPeers && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(50));  // poll interval while the node reloads
+  }
+  ASSERT_EQ(RosterSize(), static_cast<size_t>(kPeers)) << "the edited peers_file was not reloaded";
+
+  v1::FederatedAggregateRequest request;
+  request.set_sql(
+      "SELECT program, COUNT(*) FROM program_outcomes GROUP BY program "
+      "PURPOSE 'program-evaluation'");
+  request.add_peers("partner-a");
+  ASSERT_OK_AND_ASSIGN(v1::FederatedAggregateResponse asked, analyst_->FederatedAggregate(request));
+  ASSERT_EQ(asked.coverage_size(), 1);
+  EXPECT_EQ(asked.coverage(0).org_id(), "partner-a");
+  EXPECT_EQ(asked.coverage(0).state(), v1::PartnerCoverage::ANSWERED)
+      << asked.coverage(0).DebugString();
+
+  request.clear_peers();
+  request.add_peers("partner-z");
+  absl::StatusOr<v1::FederatedAggregateResponse> unknown = analyst_->FederatedAggregate(request);
+  EXPECT_THAT(unknown, StatusIs(absl::StatusCode::kInvalidArgument,
+                                HasSubstr("no peer 'partner-z' is configured; known: partner-a, "
+                                          "roster-1, roster-2, ")));
+  EXPECT_THAT(unknown.status().message(), HasSubstr(" and 1968 more"));
+  EXPECT_LT(unknown.status().message().size(), 1024u);
+
+  absl::StatusOr<v1::DescribeResponse> described = analyst_->DescribePeer("partner-z");
+  EXPECT_THAT(described, StatusIs(absl::StatusCode::kNotFound,
+                                  HasSubstr("configured peers: partner-a, roster-1, ")));
+  EXPECT_THAT(described.status().message(), HasSubstr(" and 1968 more"));
+  EXPECT_LT(described.status().message().size(), 1024u);
+  ASSERT_OK_AND_ASSIGN(v1::DescribeResponse partner, analyst_->DescribePeer("partner-a"));
+  EXPECT_GT(partner.datasets_size(), 0);
+}
+
 }  // namespace
 }  // namespace fedshare::testing

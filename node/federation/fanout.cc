@@ -442,41 +442,65 @@ FanOut::FanOut(const v1::NodeConfig* config, audit::AuditLog* audit, const CallH
     : config_(config),
       audit_(audit),
       hub_(hub),
-      peers_(std::make_shared<const std::vector<v1::PeerConfig>>(config->peers().begin(),
-                                                                 config->peers().end())) {}
+      roster_(MakeRoster({config->peers().begin(), config->peers().end()})) {}
 
 void FanOut::SetPeers(std::vector<v1::PeerConfig> peers) {
-  auto next = std::make_shared<const std::vector<v1::PeerConfig>>(std::move(peers));
+  std::shared_ptr<const Roster> next = MakeRoster(std::move(peers));
   absl::MutexLock lock(&mu_);
-  peers_ = std::move(next);
+  roster_ = std::move(next);
 }
 
 std::shared_ptr<const std::vector<v1::PeerConfig>> FanOut::peers() const {
   absl::MutexLock lock(&mu_);
-  return peers_;
+  return {roster_, &roster_->peers};
+}
+
+std::shared_ptr<const FanOut::Roster> FanOut::MakeRoster(std::vector<v1::PeerConfig> peers) {
+  auto roster = std::make_shared<Roster>();
+  roster->peers = std::move(peers);
+  roster->by_org.reserve(roster->peers.size());
+  for (size_t i = 0; i < roster->peers.size(); ++i) {
+    roster->by_org.emplace(roster->peers[i].org_id(), i);
+  }
+  return roster;
+}
+
+std::shared_ptr<const v1::PeerConfig> FanOut::FindPeer(absl::string_view org_id) const {
+  std::shared_ptr<const Roster> roster;
+  {
+    absl::MutexLock lock(&mu_);
+    roster = roster_;
+  }
+  auto it = roster->by_org.find(org_id);
+  if (it == roster->by_org.end()) return nullptr;
+  return {roster, &roster->peers[it->second]};
+}
+
+std::string FanOut::NamePeers(const std::vector<v1::PeerConfig>& peers) {
+  constexpr size_t kNamed = 32;
+  std::string names;
+  for (size_t i = 0; i < peers.size() && i < kNamed; ++i) {
+    absl::StrAppend(&names, i == 0 ? "" : ", ", peers[i].org_id());
+  }
+  if (peers.size() > kNamed) absl::StrAppend(&names, " and ", peers.size() - kNamed, " more");
+  return names;
 }
 
 absl::StatusOr<std::vector<v1::PeerConfig>> FanOut::Select(
-    const std::vector<v1::PeerConfig>& peers, const v1::FederatedAggregateRequest& request) {
+    const Roster& roster, const v1::FederatedAggregateRequest& request) {
+  const std::vector<v1::PeerConfig>& peers = roster.peers;
   std::vector<v1::PeerConfig> selected;
   std::set<std::string> seen;
   auto add = [&](const v1::PeerConfig& p) {
     if (seen.insert(p.org_id()).second) selected.push_back(p);
   };
   for (const std::string& name : request.peers()) {
-    bool found = false;
-    for (const v1::PeerConfig& p : peers) {
-      if (p.org_id() == name) {
-        add(p);
-        found = true;
-      }
-    }
-    if (!found) {
-      std::vector<std::string> known;
-      for (const v1::PeerConfig& p : peers) known.push_back(p.org_id());
+    auto it = roster.by_org.find(name);
+    if (it == roster.by_org.end()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("no peer '", name, "' is configured; known: ", absl::StrJoin(known, ", ")));
+          absl::StrCat("no peer '", name, "' is configured; known: ", NamePeers(peers)));
     }
+    add(peers[it->second]);
   }
   if (!request.group().empty()) {
     bool found = false;
@@ -507,7 +531,12 @@ absl::StatusOr<std::vector<v1::PeerConfig>> FanOut::Select(
 absl::StatusOr<v1::FederatedAggregateResponse> FanOut::Ask(
     const std::string& caller_spiffe_id, const v1::FederatedAggregateRequest& request,
     const std::function<bool()>& cancelled, const Progress& progress) {
-  absl::StatusOr<std::vector<v1::PeerConfig>> peers = Select(*this->peers(), request);
+  std::shared_ptr<const Roster> roster;
+  {
+    absl::MutexLock lock(&mu_);
+    roster = roster_;
+  }
+  absl::StatusOr<std::vector<v1::PeerConfig>> peers = Select(*roster, request);
   if (!peers.ok()) return peers.status();
   if (request.query().aggregates_size() == 0 || request.query().dataset().empty()) {
     return absl::InvalidArgumentError("the question needs a dataset and at least one aggregate");

@@ -100,6 +100,12 @@ class FanOut {
   // fan-out; fan-outs in flight finish with the set they started with.
   void SetPeers(std::vector<v1::PeerConfig> peers);
   std::shared_ptr<const std::vector<v1::PeerConfig>> peers() const;
+  // The configured peer `org_id` in force now, or null: a lookup, not a
+  // scan, so a roster of thousands costs each call-home connect the same.
+  std::shared_ptr<const v1::PeerConfig> FindPeer(absl::string_view org_id) const;
+  // The org ids of `peers` for an error message: up to a few dozen, then
+  // how many more (a roster of thousands must not become one message).
+  static std::string NamePeers(const std::vector<v1::PeerConfig>& peers);
 
   // Called once per partner per fan-out, from any thread (gRPC's callback
   // threads included), with the partner's state and how long its call took;
@@ -160,8 +166,15 @@ class FanOut {
   void FillCertificate(const v1::PeerConfig& peer, v1::PeerStatus* status);
   // NotePeerCertificate with the server certificate of a finished call.
   void NoteCertificate(const std::string& org_id, const grpc::ClientContext& context);
+  // The peers in force and an index of them by org id (org ids are unique:
+  // the config refuses a peer listed twice).
+  struct Roster {
+    std::vector<v1::PeerConfig> peers;
+    absl::flat_hash_map<std::string, size_t> by_org;
+  };
+  static std::shared_ptr<const Roster> MakeRoster(std::vector<v1::PeerConfig> peers);
   static absl::StatusOr<std::vector<v1::PeerConfig>> Select(
-      const std::vector<v1::PeerConfig>& peers, const v1::FederatedAggregateRequest& request);
+      const Roster& roster, const v1::FederatedAggregateRequest& request);
 
   const v1::NodeConfig* config_;
   audit::AuditLog* audit_;
@@ -169,7 +182,7 @@ class FanOut {
   PeerCallObserver peer_call_observer_;
   audit::PeerCheckpoints* checkpoints_ = nullptr;
   mutable absl::Mutex mu_;
-  std::shared_ptr<const std::vector<v1::PeerConfig>> peers_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const Roster> roster_ ABSL_GUARDED_BY(mu_);
   absl::Mutex channels_mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<PeerChannel>> channels_
       ABSL_GUARDED_BY(channels_mu_);

@@ -197,17 +197,12 @@ void FanOut::NotePeerCertificate(const std::string& org_id, absl::string_view pe
 
 absl::StatusOr<v1::DescribeResponse> FanOut::DescribePeer(const std::string& org_id) {
   // The peers in force now (a SIGHUP may replace them while this call runs).
-  std::shared_ptr<const std::vector<v1::PeerConfig>> configured = peers();
-  const v1::PeerConfig* peer = nullptr;
-  std::vector<std::string> known;
-  for (const v1::PeerConfig& p : *configured) {
-    known.push_back(p.org_id());
-    if (p.org_id() == org_id) peer = &p;
-  }
+  std::shared_ptr<const v1::PeerConfig> peer = FindPeer(org_id);
   if (peer == nullptr) {
+    std::shared_ptr<const std::vector<v1::PeerConfig>> configured = peers();
     return absl::NotFoundError(absl::StrCat(
         "no peer '", org_id, "' is configured on this node; ",
-        known.empty() ? "it has no peers" : "configured peers: " + absl::StrJoin(known, ", ")));
+        configured->empty() ? "it has no peers" : "configured peers: " + NamePeers(*configured)));
   }
   if (peer->call_home()) return DescribeCallHome(org_id);
   std::string error;

@@ -256,11 +256,8 @@ grpc::ServerBidiReactor<v1::CallHomeUp, v1::CallHomeDown>* FederationPeerService
   absl::StatusOr<identity::Identity> who =
       Authorize(*env_, *context, kMethod, {Role::kNode}, /*own_org=*/false);
   if (!who.ok()) return new RefusedStream(ToGrpcStatus(who.status()));
-  bool configured = false;
-  for (const v1::PeerConfig& peer : *env_->fanout->peers()) {
-    configured = configured || (peer.org_id() == who->org_id && peer.call_home());
-  }
-  if (!configured || env_->call_home_hub == nullptr) {
+  std::shared_ptr<const v1::PeerConfig> peer = env_->fanout->FindPeer(who->org_id);
+  if (peer == nullptr || !peer->call_home() || env_->call_home_hub == nullptr) {
     return new RefusedStream(Finish(
         kMethod, who->spiffe_id,
         absl::PermissionDeniedError(absl::StrCat(
