@@ -183,7 +183,17 @@ TEST_F(CallHomeDescribeTest, StoppedPartnerIsDeadlineExceededWithinPeerDeadline)
   const absl::Time start = absl::Now();
   absl::StatusOr<v1::DescribeResponse> stalled = DescribePeer("partner-2");
   const absl::Duration took = absl::Now() - start;
+  // ListPeers' probe gives up on it at the same deadline.
+  const absl::Time probe_start = absl::Now();
+  absl::StatusOr<v1::PeerStatus> probed = PeerStatus("partner-2", /*probe=*/true);
+  const absl::Duration probe_took = absl::Now() - probe_start;
   ASSERT_EQ(::kill(pid, SIGCONT), 0);
+  ASSERT_OK(probed.status());
+  EXPECT_EQ(probed->state(), v1::PartnerCoverage::TIMED_OUT) << probed->DebugString();
+  EXPECT_THAT(probed->reason(), HasSubstr("did not answer within"));
+  EXPECT_THAT(probed->reason(), HasSubstr("peer_deadline_ms"));
+  EXPECT_GE(probe_took, absl::Milliseconds(kPeerDeadlineMs));
+  EXPECT_LT(probe_took, absl::Milliseconds(kPeerDeadlineMs) + absl::Seconds(3));
   EXPECT_EQ(stalled.status().code(), absl::StatusCode::kDeadlineExceeded) << stalled.status();
   EXPECT_THAT(std::string(stalled.status().message()), HasSubstr("peer_deadline_ms"));
   EXPECT_GE(took, absl::Milliseconds(kPeerDeadlineMs));

@@ -1,9 +1,17 @@
 // Issue 13: a foundation's partners and groups in a peers_file, reloaded
 // without a restart; a broken file leaves the roster in force and says so in
 // `fedshare status`.
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -245,6 +253,92 @@ TEST_F(PeersFileTest, ThousandsOfPeersAreFoundByNameAndErrorsNameAFew) {
   EXPECT_LT(described.status().message().size(), 1024u);
   ASSERT_OK_AND_ASSIGN(v1::DescribeResponse partner, analyst_->DescribePeer("partner-a"));
   EXPECT_GT(partner.datasets_size(), 0);
+}
+
+// Threads of this process now.
+int ThreadCount() {
+  int n = 0;
+  for ([[maybe_unused]] const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    ++n;
+  }
+  return n;
+}
+
+// `fedshare peers` probes every peer at once with asynchronous calls, within
+// one peer_deadline_ms: a roster of a thousand peers that never answer takes
+// neither a thread per peer nor a deadline per peer.
+TEST_F(PeersFileTest, ProbingAThousandSilentPeersTakesNoThreadPerPeer) {
+  // A port that takes connections and never says a word (no TLS handshake).
+  const int silent = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(silent, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(silent, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(listen(silent, 4096), 0);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(getsockname(silent, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const int silent_port = ntohs(addr.sin_port);
+
+  constexpr int kSilent = 1000;
+  std::string roster = absl::StrCat("peers { org_id: \"partner-a\" address: \"",
+                                    partners_["partner-a"]->peer_address(), "\" }\n",
+                                    "peers { org_id: \"home-1\" call_home: true }\n");
+  for (int i = 1; i <= kSilent; ++i) {
+    absl::StrAppend(&roster, "peers { org_id: \"silent-", i,
+                    "\" address: \"127.0.0.1:", silent_port, "\" }\n");
+  }
+  const std::string file = tmp_.Sub("silent-peers.textproto");
+  ASSERT_OK(WriteFileAtomic(file, roster));
+  identity::IssueOptions node;
+  node.org = "foundation";
+  v1::NodeConfig config = BaseNodeConfig("foundation", kTrustDomain, tmp_.Sub("silent-data"),
+                                         pki_.IssueWith("foundation-silent", node));
+  config.set_peers_file(file);
+  config.set_peer_deadline_ms(3000);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<server::Node> foundation,
+                       server::Node::Create(config, server::NodeOptions()));
+  std::unique_ptr<client::NodeClient> analyst =
+      Connect(foundation->local_address(), analyst_dir_, kTrustDomain, "foundation");
+  ASSERT_NE(analyst, nullptr);
+  ASSERT_OK_AND_ASSIGN(v1::ListPeersResponse listed, analyst->ListPeers(false));
+  ASSERT_EQ(listed.peers_size(), kSilent + 2);
+
+  const int before = ThreadCount();
+  std::atomic<bool> probing{true};
+  std::atomic<int> most{before};
+  std::thread sampler([&] {
+    while (probing.load()) {
+      most.store(std::max(most.load(), ThreadCount()));
+      absl::SleepFor(absl::Milliseconds(5));  // sampling interval, not synchronization
+    }
+  });
+  const absl::Time start = absl::Now();
+  absl::StatusOr<v1::ListPeersResponse> probed = analyst->ListPeers(true);
+  const absl::Duration took = absl::Now() - start;
+  probing.store(false);
+  sampler.join();
+  close(silent);
+  ASSERT_OK(probed.status());
+  ASSERT_EQ(probed->peers_size(), kSilent + 2);
+
+  std::map<std::string, v1::PeerStatus> by_org;
+  for (const v1::PeerStatus& p : probed->peers()) by_org[p.org_id()] = p;
+  EXPECT_EQ(by_org["partner-a"].state(), v1::PartnerCoverage::ANSWERED)
+      << by_org["partner-a"].DebugString();
+  EXPECT_GT(by_org["partner-a"].datasets_offered(), 0);
+  EXPECT_EQ(by_org["home-1"].state(), v1::PartnerCoverage::UNREACHABLE);
+  EXPECT_THAT(by_org["home-1"].reason(), HasSubstr("is not connected"));
+  int timed_out = 0;
+  for (int i = 1; i <= kSilent; ++i) {
+    timed_out += by_org[absl::StrCat("silent-", i)].state() == v1::PartnerCoverage::TIMED_OUT;
+  }
+  EXPECT_EQ(timed_out, kSilent) << by_org["silent-1"].DebugString();
+  // One deadline for all, not one after another (a thousand would be 50 min).
+  EXPECT_LT(took, absl::Seconds(60));
+  // gRPC's own threads, not one per peer.
+  EXPECT_LT(most.load() - before, 100)
+      << "threads before the probe: " << before << ", most during it: " << most.load();
 }
 
 }  // namespace

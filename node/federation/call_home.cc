@@ -130,17 +130,29 @@ grpc::Status CallHomeSession::Describe(absl::Duration timeout, v1::DescribeRespo
   using Result = Awaited<v1::DescribeResponse>;
   auto result = std::make_shared<Result>();
   const absl::Time deadline = absl::Now() + timeout;
+  const uint64_t id = StartDescribe(Result::Into(result));
+  if (!result->WaitUntil(deadline)) {
+    ExpireDescribe(id,
+                   absl::StrCat("call-home partner ", org_id_, " did not answer Describe within ",
+                                absl::FormatDuration(timeout)));
+  }
+  return result->Get(response);
+}
+
+uint64_t CallHomeSession::StartDescribe(DescribeCallback done) {
   uint64_t id = 0;
   {
     absl::MutexLock lock(&mu_);
     if (!closed_) {
       id = next_id_++;
-      describing_[id] = Result::Into(result);
+      describing_[id] = std::move(done);
     }
   }
   if (id == 0) {
-    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                        absl::StrCat("call-home partner ", org_id_, " is not connected"));
+    done(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                      absl::StrCat("call-home partner ", org_id_, " is not connected")),
+         {});
+    return 0;
   }
   v1::CallHomeDown down;
   down.mutable_describe()->set_request_id(id);
@@ -152,16 +164,15 @@ grpc::Status CallHomeSession::Describe(absl::Duration timeout, v1::DescribeRespo
                {});
     }
   }
-  if (!result->WaitUntil(deadline)) {
-    if (DescribeCallback callback = TakeDescribe(id)) {
-      callback(grpc::Status(
-                   grpc::StatusCode::DEADLINE_EXCEEDED,
-                   absl::StrCat("call-home partner ", org_id_, " did not answer Describe within ",
-                                absl::FormatDuration(timeout))),
-               {});
-    }
+  return id;
+}
+
+void CallHomeSession::ExpireDescribe(uint64_t id, absl::string_view why) {
+  // Nothing is sent to the partner: describing is cheap and it answers one
+  // at a time.
+  if (DescribeCallback callback = TakeDescribe(id)) {
+    callback(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, std::string(why)), {});
   }
-  return result->Get(response);
 }
 
 CallHomeSession::DescribeCallback CallHomeSession::TakeDescribe(uint64_t id) {

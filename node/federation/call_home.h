@@ -80,6 +80,15 @@ class CallHomeSession {
   // request, or ends first; DEADLINE_EXCEEDED after `timeout` (nothing is
   // sent to the partner: describing is cheap and it answers one at a time).
   grpc::Status Describe(absl::Duration timeout, v1::DescribeResponse* response);
+  // Describe without waiting: sends the request and returns its id. `done`
+  // is called exactly once: with the partner's reply, UNAVAILABLE as above
+  // (possibly before StartDescribe returns), or DEADLINE_EXCEEDED from
+  // ExpireDescribe.
+  using DescribeCallback = std::function<void(const grpc::Status&, v1::DescribeResponse)>;
+  uint64_t StartDescribe(DescribeCallback done);
+  // Gives up on describe request `id` if it is still waiting: its callback
+  // gets DEADLINE_EXCEEDED with `why`.
+  void ExpireDescribe(uint64_t id, absl::string_view why);
   // Hands a describe reply read from the stream to the Describe waiting for
   // it; one nobody waits for any more is dropped.
   void DeliverDescribed(v1::CallHomeDescribed described);
@@ -90,7 +99,6 @@ class CallHomeSession {
   bool closed() const;
 
  private:
-  using DescribeCallback = std::function<void(const grpc::Status&, v1::DescribeResponse)>;
   // Removes and returns question `id`'s callback; null if it has ended.
   AnswerCallback Take(uint64_t id) ABSL_LOCKS_EXCLUDED(mu_);
   // Removes and returns describe request `id`'s callback; null if it has ended.

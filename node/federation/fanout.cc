@@ -25,10 +25,6 @@ namespace {
 
 using State = v1::PartnerCoverage::State;
 
-// Calls a fan-out keeps in flight at once; more partners wait for a free
-// slot (each within the fan-out's deadline). Calls hold no thread.
-constexpr int kMaxCallsInFlight = 256;
-
 // Identifies a file's version (mtime, size, inode); "" if missing.
 std::string FileStamp(const std::string& path) {
   struct stat st;

@@ -146,11 +146,18 @@ class FanOut {
   std::shared_ptr<PeerChannel> ChannelFor(const v1::PeerConfig& peer, std::string* error);
   std::shared_ptr<PeerChannel> ChannelFor(const v1::PeerConfig& peer, const std::string& tls_stamp,
                                           std::string* error);
-  // ListPeers' line for one peer (with `probe`, after asking it Describe).
-  v1::PeerStatus StatusOf(const v1::PeerConfig& peer, bool probe);
+  // ListPeers' line for one peer, from what this node knows of it.
+  v1::PeerStatus StatusOf(const v1::PeerConfig& peer);
+  // Asks each of `peers` Describe, all at once (at most kMaxCallsInFlight
+  // calls in flight, none holding a thread) within one peer_deadline_ms, and
+  // writes the outcome into `lines[i]`, peer i's line.
+  void Probe(const std::vector<v1::PeerConfig>& peers, const std::vector<v1::PeerStatus*>& lines);
   void FillContact(const v1::PeerConfig& peer, v1::PeerStatus* status);
   // DescribePeer of a call-home peer, through its session in hub_.
   absl::StatusOr<v1::DescribeResponse> DescribeCallHome(const std::string& org_id);
+  // UNAVAILABLE: call-home partner `org_id` has no stream open, and when it
+  // was last seen.
+  absl::Status NotConnected(const std::string& org_id) const;
   // Records that `org_id` answered ListPeers' probe, sent at `sent` and
   // answered at `now` describing `datasets` datasets, in `status` and as its
   // last contact.

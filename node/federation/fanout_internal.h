@@ -12,6 +12,11 @@
 
 namespace fedshare::federation {
 
+// Calls a fan-out (or a probe of the peers) keeps in flight at once; more
+// partners wait for a free slot (each within the deadline). Calls hold no
+// thread.
+inline constexpr int kMaxCallsInFlight = 256;
+
 // One direct peer's channel, kept across fan-outs until the peer's address or
 // this node's TLS files change, or it fails to connect.
 struct FanOut::PeerChannel {

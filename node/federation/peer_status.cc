@@ -2,7 +2,6 @@
 // peers: mode, contact, round trip, certificate expiry, and a partner's own
 // description (FanOut's roster half; the fan-out itself is fanout.cc).
 #include <algorithm>
-#include <future>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -70,18 +69,17 @@ absl::Status DescribeFailed(const std::string& who, const std::string& org_id,
 
 v1::ListPeersResponse FanOut::ListPeers(bool probe) {
   v1::ListPeersResponse response;
-  std::vector<std::future<v1::PeerStatus>> calls;
   std::shared_ptr<const std::vector<v1::PeerConfig>> configured = peers();
-  for (const v1::PeerConfig& peer : *configured) {
-    // Without a probe nothing waits: no thread.
-    calls.push_back(std::async(probe ? std::launch::async : std::launch::deferred,
-                               [this, peer, probe] { return StatusOf(peer, probe); }));
+  for (const v1::PeerConfig& peer : *configured) *response.add_peers() = StatusOf(peer);
+  if (probe) {
+    std::vector<v1::PeerStatus*> lines;
+    for (v1::PeerStatus& line : *response.mutable_peers()) lines.push_back(&line);
+    Probe(*configured, lines);
   }
-  for (auto& call : calls) *response.add_peers() = call.get();
   return response;
 }
 
-v1::PeerStatus FanOut::StatusOf(const v1::PeerConfig& peer, bool probe) {
+v1::PeerStatus FanOut::StatusOf(const v1::PeerConfig& peer) {
   v1::PeerStatus status;
   status.set_org_id(peer.org_id());
   status.set_address(peer.address());
@@ -91,39 +89,138 @@ v1::PeerStatus FanOut::StatusOf(const v1::PeerConfig& peer, bool probe) {
     status.set_audit_tree_size(checkpoints_->KnownSize(peer.org_id()));
     status.set_audit_error(checkpoints_->Error(peer.org_id()));
   }
-  if (!probe) return status;
-  if (peer.call_home()) {
-    const absl::Time sent = absl::Now();
-    absl::StatusOr<v1::DescribeResponse> described = DescribeCallHome(peer.org_id());
-    status.set_state(StateFor(static_cast<grpc::StatusCode>(described.status().code())));
-    status.set_reason(std::string(described.status().message()));
-    if (described.ok()) {
-      NoteProbeAnswered(peer.org_id(), described->datasets_size(), sent, absl::Now(), &status);
-    }
-    return status;
-  }
-  std::string error;
-  std::shared_ptr<PeerChannel> channel = ChannelFor(peer, &error);
-  if (channel == nullptr) {
-    status.set_state(v1::PartnerCoverage::FAILED);
-    status.set_reason(error);
-    return status;
-  }
-  grpc::ClientContext context;
-  context.set_deadline(
-      absl::ToChronoTime(absl::Now() + absl::Milliseconds(config_->peer_deadline_ms())));
-  v1::DescribeResponse described;
-  const absl::Time sent = absl::Now();
-  grpc::Status s = channel->stub->Describe(&context, v1::DescribeRequest(), &described);
-  const absl::Time now = absl::Now();
-  status.set_state(StateFor(s.error_code()));
-  status.set_reason(s.error_message());
-  if (s.ok()) {
-    NoteProbeAnswered(peer.org_id(), described.datasets_size(), sent, now, &status);
-    NoteCertificate(peer.org_id(), context);
-    FillCertificate(peer, &status);
-  }
   return status;
+}
+
+namespace {
+
+// One probe of the peers: how many calls are in flight and how many peers
+// have no outcome yet. A callback writes only its own peer's line, then
+// calls Done last: the probing thread may let go of everything after that.
+struct ProbeRun {
+  explicit ProbeRun(size_t peers) : pending(peers) {}
+  struct DirectCall {
+    grpc::ClientContext context;
+    v1::DescribeRequest request;
+    v1::DescribeResponse response;
+    absl::Time sent;
+    std::shared_ptr<const void> channel;  // kept until the call ends (a reload may drop it)
+  };
+  absl::Mutex mu;
+  int in_flight ABSL_GUARDED_BY(mu) = 0;
+  size_t pending ABSL_GUARDED_BY(mu);
+
+  bool SlotFree() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return in_flight < kMaxCallsInFlight; }
+  bool AllDone() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return pending == 0; }
+  void Done() {
+    absl::MutexLock lock(&mu);
+    --in_flight;
+    --pending;
+  }
+};
+
+void SetOutcome(const absl::Status& status, v1::PeerStatus* line) {
+  line->set_state(StateFor(static_cast<grpc::StatusCode>(status.code())));
+  line->set_reason(std::string(status.message()));
+}
+
+}  // namespace
+
+void FanOut::Probe(const std::vector<v1::PeerConfig>& peers,
+                   const std::vector<v1::PeerStatus*>& lines) {
+  const int deadline_ms = config_->peer_deadline_ms();
+  const absl::Time deadline = absl::Now() + absl::Milliseconds(deadline_ms);
+  ProbeRun run(peers.size());
+  // Touched by this thread only; they outlive every callback.
+  std::vector<std::unique_ptr<ProbeRun::DirectCall>> direct;
+  std::vector<std::pair<std::shared_ptr<CallHomeSession>, uint64_t>> call_home;
+  size_t next = 0;
+  for (; next < peers.size(); ++next) {
+    {
+      absl::MutexLock lock(&run.mu);
+      run.mu.AwaitWithDeadline(absl::Condition(&run, &ProbeRun::SlotFree), deadline);
+      if (!run.SlotFree() || absl::Now() >= deadline) break;
+      ++run.in_flight;
+    }
+    const v1::PeerConfig& peer = peers[next];
+    v1::PeerStatus* line = lines[next];
+    if (peer.call_home()) {
+      std::shared_ptr<CallHomeSession> session =
+          hub_ == nullptr ? nullptr : hub_->Find(peer.org_id());
+      if (session == nullptr) {
+        SetOutcome(NotConnected(peer.org_id()), line);
+        run.Done();
+        continue;
+      }
+      const absl::Time sent = absl::Now();
+      const uint64_t id =
+          session->StartDescribe([this, &run, &peer, line, sent, deadline_ms](
+                                     const grpc::Status& s, v1::DescribeResponse described) {
+            if (s.ok()) {
+              line->set_state(v1::PartnerCoverage::ANSWERED);
+              NoteProbeAnswered(peer.org_id(), described.datasets_size(), sent, absl::Now(), line);
+            } else {
+              SetOutcome(DescribeFailed(absl::StrCat("call-home partner ", peer.org_id()),
+                                        peer.org_id(), s, deadline_ms),
+                         line);
+            }
+            run.Done();
+          });
+      call_home.emplace_back(std::move(session), id);
+      continue;
+    }
+    std::string error;
+    std::shared_ptr<PeerChannel> channel = ChannelFor(peer, &error);
+    if (channel == nullptr) {
+      line->set_state(v1::PartnerCoverage::FAILED);
+      line->set_reason(error);
+      run.Done();
+      continue;
+    }
+    ProbeRun::DirectCall* call =
+        direct.emplace_back(std::make_unique<ProbeRun::DirectCall>()).get();
+    call->context.set_deadline(absl::ToChronoTime(deadline));
+    call->channel = channel;
+    call->sent = absl::Now();
+    channel->stub->async()->Describe(&call->context, &call->request, &call->response,
+                                     [this, &run, &peer, line, call](grpc::Status s) {
+                                       line->set_state(StateFor(s.error_code()));
+                                       line->set_reason(s.error_message());
+                                       if (s.ok()) {
+                                         NoteProbeAnswered(peer.org_id(),
+                                                           call->response.datasets_size(),
+                                                           call->sent, absl::Now(), line);
+                                         NoteCertificate(peer.org_id(), call->context);
+                                         FillCertificate(peer, line);
+                                       }
+                                       run.Done();
+                                     });
+  }
+  // Peers never asked because the deadline came first.
+  for (size_t i = next; i < peers.size(); ++i) {
+    {
+      absl::MutexLock lock(&run.mu);
+      ++run.in_flight;
+    }
+    lines[i]->set_state(v1::PartnerCoverage::TIMED_OUT);
+    lines[i]->set_reason(absl::StrCat("not probed: peer_deadline_ms (", deadline_ms,
+                                      " ms) passed while ", kMaxCallsInFlight,
+                                      " other peers' probes were in flight"));
+    run.Done();
+  }
+  {
+    absl::MutexLock lock(&run.mu);
+    run.mu.AwaitWithDeadline(absl::Condition(&run, &ProbeRun::AllDone), deadline);
+  }
+  // Direct calls end by their own deadline; describe requests on call-home
+  // streams are given up here.
+  for (auto& [session, id] : call_home) {
+    session->ExpireDescribe(id,
+                            absl::StrCat("call-home partner ", session->org_id(),
+                                         " did not answer Describe within ", deadline_ms, " ms"));
+  }
+  absl::MutexLock lock(&run.mu);
+  run.mu.Await(absl::Condition(&run, &ProbeRun::AllDone));
 }
 
 void FanOut::NoteProbeAnswered(const std::string& org_id, int datasets, absl::Time sent,
@@ -221,16 +318,18 @@ absl::StatusOr<v1::DescribeResponse> FanOut::DescribePeer(const std::string& org
                         deadline_ms);
 }
 
+absl::Status FanOut::NotConnected(const std::string& org_id) const {
+  const absl::Time seen = hub_ == nullptr ? absl::InfinitePast() : hub_->LastSeen(org_id);
+  return absl::UnavailableError(
+      absl::StrCat("call-home partner ", org_id,
+                   " is not connected: it calls home to this node and has no stream open now; ",
+                   seen == absl::InfinitePast() ? "not seen since this node started"
+                                                : absl::StrCat("last seen ", TimeText(seen))));
+}
+
 absl::StatusOr<v1::DescribeResponse> FanOut::DescribeCallHome(const std::string& org_id) {
   std::shared_ptr<CallHomeSession> session = hub_ == nullptr ? nullptr : hub_->Find(org_id);
-  if (session == nullptr) {
-    const absl::Time seen = hub_ == nullptr ? absl::InfinitePast() : hub_->LastSeen(org_id);
-    return absl::UnavailableError(
-        absl::StrCat("call-home partner ", org_id,
-                     " is not connected: it calls home to this node and has no stream open now; ",
-                     seen == absl::InfinitePast() ? "not seen since this node started"
-                                                  : absl::StrCat("last seen ", TimeText(seen))));
-  }
+  if (session == nullptr) return NotConnected(org_id);
   const int deadline_ms = config_->peer_deadline_ms();
   v1::DescribeResponse described;
   grpc::Status s = session->Describe(absl::Milliseconds(deadline_ms), &described);
