@@ -1,10 +1,14 @@
 #include "node/server/call_home_client.h"
 
+#include <pthread.h>
+
+#include <algorithm>
 #include <atomic>
 #include <list>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "fedshare/v1/federation.grpc.pb.h"
 #include "google/rpc/status.pb.h"
@@ -170,7 +174,19 @@ bool CallHomeClient::ServeOnce() {
   }
 
   // Questions in flight: each runs on its own thread (the per-caller gate
-  // bounds how many answer at once, as for direct calls).
+  // bounds how many answer at once, as for direct calls). At most
+  // limits.max_calls_per_caller run at once, as HTTP/2 lets a direct caller
+  // have that many calls open (GRPC_ARG_MAX_CONCURRENT_STREAMS): past it the
+  // next question waits, unread, until one ends. So a foundation that sends
+  // questions and never reads the answers cannot make this node start a
+  // thread per question.
+  struct Slots {
+    absl::Mutex mu;
+    int running ABSL_GUARDED_BY(mu) = 0;
+    int most = 1;
+    bool Free() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return running < most; }
+  } slots;
+  slots.most = std::max(1, env_->limits.max_calls_per_caller());
   struct InFlight {
     uint64_t id = 0;
     std::shared_ptr<std::atomic<bool>> cancelled = std::make_shared<std::atomic<bool>>(false);
@@ -201,12 +217,26 @@ bool CallHomeClient::ServeOnce() {
       q.thread.join();
       return true;
     });
+    bool stop = false;
+    {
+      absl::MutexLock lock(&slots.mu);
+      // Woken now and then to see whether this node is stopping.
+      while (!slots.mu.AwaitWithTimeout(absl::Condition(&slots, &Slots::Free),
+                                        absl::Milliseconds(100))) {
+        absl::MutexLock stopping(&mu_);
+        if ((stop = stopping_)) break;
+      }
+      if (!stop) ++slots.running;
+    }
+    if (stop) break;
     InFlight& q = in_flight.emplace_back();
     q.id = down.question().question_id();
     const absl::Time deadline = absl::Now() + TimeoutOf(down.question());
-    q.thread = std::thread([this, &stream, &write_mu, who = *foundation, deadline,
+    q.thread = std::thread([this, &stream, &write_mu, &slots, who = *foundation, deadline,
                             question = std::move(*down.mutable_question()), cancelled = q.cancelled,
                             done = q.done] {
+      // Named, so an operator (top -H) and the tests can count them.
+      pthread_setname_np(pthread_self(), kAnswerThreadName);
       v1::AggregateResponse response;
       grpc::Status status = service::AnswerPeerAggregate(
           *env_, kMethod, who, question.request(), deadline,
@@ -217,6 +247,8 @@ bool CallHomeClient::ServeOnce() {
         stream->Write(up);
       }
       done->store(true);
+      absl::MutexLock lock(&slots.mu);
+      --slots.running;
     });
   }
   for (InFlight& q : in_flight) q.cancelled->store(true);

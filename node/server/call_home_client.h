@@ -40,6 +40,10 @@ class ClientContext;
 
 namespace fedshare::server {
 
+// The name of the thread each question runs on (at most
+// limits.max_calls_per_caller of them per upstream at once).
+inline constexpr char kAnswerThreadName[] = "callhome-answer";
+
 class CallHomeClient {
  public:
   CallHomeClient(const v1::NodeConfig* config, v1::UpstreamConfig upstream,

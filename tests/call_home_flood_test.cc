@@ -1,0 +1,158 @@
+// Issue 13: what a call-home partner's upstream can make it do is bounded.
+// The upstream here is hostile: it sends a flood of questions down the
+// stream and does not read the answers for a while. The partner is a real
+// node (in this process, so its threads are this process's); the upstream is
+// a gRPC server of this test speaking FederationService.Connect with the
+// foundation's node certificate, as a compromised foundation would.
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "fedshare/v1/federation.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "node/common/files.h"
+#include "node/common/status_matchers.h"
+#include "node/identity/server_credentials.h"
+#include "node/server/call_home_client.h"
+#include "node/server/node.h"
+#include "query/sql.h"
+#include "testing/poll.h"
+#include "tests/test_env.h"
+
+namespace fedshare::testing {
+namespace {
+
+using identity::Role;
+
+constexpr char kTrustDomain[] = "fedshare.test";
+
+// Threads of this process now named `name`.
+int ThreadsNamed(const std::string& name) {
+  int n = 0;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    absl::StatusOr<std::string> comm = ReadFile((task.path() / "comm").string());
+    if (comm.ok() && *comm == name + "\n") ++n;
+  }
+  return n;
+}
+
+// Accepts the partner's stream, sends `questions` questions at once from a
+// writer thread, and reads no answer until Drain(); then reads them all.
+class FloodingUpstream final : public v1::FederationService::Service {
+ public:
+  explicit FloodingUpstream(int questions) : questions_(questions) {
+    query_ = *ParseSql(
+        "SELECT program, COUNT(*) FROM program_outcomes GROUP BY program "
+        "PURPOSE 'program-evaluation'");
+  }
+
+  grpc::Status Connect(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<v1::CallHomeDown, v1::CallHomeUp>* stream) override {
+    v1::CallHomeDown hello;
+    hello.mutable_hello()->set_org_id("foundation");
+    if (!stream->Write(hello)) return grpc::Status::CANCELLED;
+    // Reads and writes of a synchronous stream may run on two threads.
+    std::thread writer([this, stream] {
+      for (int i = 1; i <= questions_; ++i) {
+        v1::CallHomeDown down;
+        down.mutable_question()->set_question_id(i);
+        *down.mutable_question()->mutable_request()->mutable_query() = query_;
+        down.mutable_question()->mutable_timeout()->set_seconds(60);
+        if (!stream->Write(down)) return;
+        written_.fetch_add(1);
+      }
+    });
+    while (!drain_.WaitForNotificationWithTimeout(absl::Milliseconds(50))) {
+      if (context->IsCancelled()) break;
+    }
+    v1::CallHomeUp up;
+    while (answers_.load() < questions_ && stream->Read(&up)) {
+      if (up.has_answer()) answers_.fetch_add(1);
+    }
+    context->TryCancel();  // the writer's blocked Write, if any, ends
+    writer.join();
+    return grpc::Status::OK;
+  }
+
+  void Drain() { drain_.Notify(); }
+  int written() const { return written_.load(); }
+  int answers() const { return answers_.load(); }
+
+ private:
+  const int questions_;
+  v1::AggregateQuery query_;
+  absl::Notification drain_;
+  std::atomic<int> written_{0};
+  std::atomic<int> answers_{0};
+};
+
+TEST(CallHomeFloodTest, UpstreamThatDoesNotReadCannotMakeAThreadPerQuestion) {
+  constexpr int kQuestions = 1000;
+  TempDir tmp("call_home_flood");
+  Pki pki(tmp.Sub("pki"), kTrustDomain);
+
+  v1::NodeConfig upstream_config = BaseNodeConfig("foundation", kTrustDomain, tmp.Sub("upstream"),
+                                                  pki.Issue("foundation", Role::kNode));
+  FloodingUpstream upstream(kQuestions);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", identity::MakeServerCredentials(upstream_config.tls()),
+                           &port);
+  builder.RegisterService(&upstream);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  ASSERT_GT(port, 0);
+
+  // The partner's question threads, at most at once.
+  std::atomic<bool> sampling{true};
+  std::atomic<int> most{0};
+  std::thread sampler([&] {
+    while (sampling.load()) {
+      most.store(std::max(most.load(), ThreadsNamed(server::kAnswerThreadName)));
+      absl::SleepFor(absl::Milliseconds(5));  // sampling interval, not synchronization
+    }
+  });
+
+  // The partner has no agreement with the foundation: each question is
+  // refused at once, and each refusal must still be written up the stream.
+  v1::NodeConfig partner_config = BaseNodeConfig("partner-1", kTrustDomain, tmp.Sub("partner"),
+                                                 pki.Issue("partner-1", Role::kNode));
+  *partner_config.add_datasets() = ProgramOutcomesSchema();
+  v1::UpstreamConfig* up = partner_config.add_upstreams();
+  up->set_org_id("foundation");
+  up->set_address(absl::StrCat("127.0.0.1:", port));
+  absl::StatusOr<std::unique_ptr<server::Node>> partner =
+      server::Node::Create(partner_config, server::NodeOptions());
+  ASSERT_OK(partner.status());
+
+  // While the upstream reads nothing: every question written (an unbounded
+  // partner reads them all and starts a thread each), or the partner
+  // stopped reading them.
+  PollUntil([&] { return upstream.written() == kQuestions; }, absl::Seconds(5));
+  const int written_unread = upstream.written();
+  upstream.Drain();
+  EXPECT_TRUE(PollUntil([&] { return upstream.answers() == kQuestions; }, absl::Seconds(120)))
+      << upstream.answers() << " of " << kQuestions << " questions answered";
+  sampling.store(false);
+  sampler.join();
+  partner->reset();
+  server->Shutdown();
+
+  // At most limits.max_calls_per_caller (4) questions run at once, each on
+  // a thread; the rest wait, unread, and none is lost.
+  EXPECT_GT(most.load(), 0) << "no question thread was seen";
+  EXPECT_LE(most.load(), 4) << "question threads at once: " << most.load()
+                            << "; questions written before the upstream read any answer: "
+                            << written_unread;
+}
+
+}  // namespace
+}  // namespace fedshare::testing
