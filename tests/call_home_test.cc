@@ -253,6 +253,49 @@ class CallHomeTest : public ::testing::Test {
   v1::FederatedAggregateResponse direct_;
 };
 
+// An answer larger than one message the foundation's peer listener takes
+// (limits.peer_max_message_bytes, 64 KiB) comes up the stream in pieces and
+// is the partner's whole answer, as a direct call would return it.
+TEST_F(CallHomeTest, AnswerLargerThanOneMessageComesUpTheStreamWhole) {
+  std::string sql = "SELECT program, cohort_year";
+  for (const char* field : {"outcome_score", "sessions_attended"}) {
+    for (int i = 0; i < 6; ++i)
+      absl::StrAppend(&sql, ", HISTOGRAM(", field, ", 0, ", 100 + i, ", 100)");
+  }
+  absl::StrAppend(&sql,
+                  " FROM program_outcomes GROUP BY program, cohort_year "
+                  "PURPOSE 'program-evaluation'");
+  ASSERT_OK_AND_ASSIGN(v1::AggregateQuery query, ParseSql(sql));
+  v1::FederatedAggregateRequest request;
+  request.set_all_peers(true);
+  *request.mutable_query() = query;
+  auto client = Analyst();
+  ASSERT_NE(client, nullptr);
+  ASSERT_OK_AND_ASSIGN(v1::FederatedAggregateResponse r, client->FederatedAggregate(request));
+  EXPECT_EQ(Coverage(r, "partner-1").state(), v1::PartnerCoverage::ANSWERED);
+  ASSERT_EQ(Coverage(r, "partner-2").state(), v1::PartnerCoverage::ANSWERED)
+      << Coverage(r, "partner-2").DebugString();
+  const v1::AggregateResult* direct = PartnerAnswer(r, "partner-1");
+  const v1::AggregateResult* streamed = PartnerAnswer(r, "partner-2");
+  ASSERT_NE(direct, nullptr);
+  ASSERT_NE(streamed, nullptr);
+  EXPECT_GT(streamed->ByteSizeLong(), 64u << 10);
+  // The partners hold the same people in the same cells (their scores
+  // differ): the same cells and bins, released alike.
+  ASSERT_EQ(streamed->cells_size(), direct->cells_size());
+  ASSERT_EQ(streamed->cells_size(), 20);
+  for (int i = 0; i < streamed->cells_size(); ++i) {
+    ASSERT_EQ(streamed->cells(i).values_size(), 12);
+    for (int a = 0; a < 12; ++a) {
+      EXPECT_EQ(streamed->cells(i).values(a).bins_size(), 100)
+          << "cell " << i << " aggregate " << a;
+    }
+  }
+  // The stream carries on.
+  ASSERT_OK_AND_ASSIGN(v1::FederatedAggregateResponse next, Ask());
+  ExpectSameAsDirect(next);
+}
+
 TEST_F(CallHomeTest, PartnerWithoutAListeningPortGetsTheSameAnswerAsDirect) {
   // partner-2 listens on nothing but its loopback admin listener, as ss
   // and the kernel's own tables say.

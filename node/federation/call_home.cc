@@ -101,6 +101,7 @@ CallHomeSession::AnswerCallback CallHomeSession::Take(uint64_t id) {
   if (it == pending_.end()) return nullptr;
   AnswerCallback callback = std::move(it->second);
   pending_.erase(it);
+  pieces_.erase(id);
   return callback;
 }
 
@@ -197,10 +198,45 @@ bool CallHomeSession::Send(const v1::CallHomeDown& down) {
 }
 
 void CallHomeSession::Deliver(v1::CallHomeAnswer answer) {
-  AnswerCallback callback = Take(answer.question_id());
+  const uint64_t id = answer.question_id();
+  std::string whole;  // an answer that came in pieces
+  bool in_pieces = answer.more() || !answer.response_piece().empty();
+  bool too_large = false;
+  if (in_pieces) {
+    absl::MutexLock lock(&mu_);
+    if (pending_.find(id) == pending_.end()) return;  // expired: dropped
+    std::string& so_far = pieces_[id];
+    too_large = so_far.size() + answer.response_piece().size() > kMaxAnswerBytes;
+    if (!too_large) {
+      so_far += answer.response_piece();
+      if (answer.more()) return;
+      whole = std::move(so_far);
+    }
+  }
+  AnswerCallback callback = Take(id);
   if (!callback) return;
+  if (too_large) {
+    callback(
+        grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                     absl::StrCat("the answer of call-home partner ", org_id_, " is larger than ",
+                                  kMaxAnswerBytes >> 20, " MiB, the most an answer may be")),
+        {});
+    return;
+  }
   grpc::Status status = FromRpcStatus(answer.status());
-  callback(status, status.ok() ? std::move(*answer.mutable_response()) : v1::AggregateResponse());
+  if (!status.ok() || !in_pieces) {
+    callback(status, status.ok() ? std::move(*answer.mutable_response()) : v1::AggregateResponse());
+    return;
+  }
+  v1::AggregateResponse response;
+  if (!response.ParseFromString(whole)) {
+    callback(grpc::Status(grpc::StatusCode::INTERNAL,
+                          absl::StrCat("the answer of call-home partner ", org_id_,
+                                       " came in pieces that do not make an answer")),
+             {});
+    return;
+  }
+  callback(status, std::move(response));
 }
 
 void CallHomeSession::Close(absl::string_view why) {
@@ -214,6 +250,7 @@ void CallHomeSession::Close(absl::string_view why) {
     std::function<void()> end_stream = std::move(end_stream_);
     ended.swap(pending_);
     ended_describing.swap(describing_);
+    pieces_.clear();
     // Under mu_, so that a second Close (the stream's own reactor) returns
     // only after this one has ended the stream: the reactor finishes, and
     // its context goes, only after its own Close.

@@ -71,8 +71,14 @@ class CallHomeSession {
                    v1::AggregateResponse* response);
 
   // Hands an answer read from the stream to its question's callback. An
-  // answer nobody waits for any more (expired) is dropped.
+  // answer nobody waits for any more (expired) is dropped. An answer in
+  // pieces (CallHomeAnswer.response_piece) is kept until its last piece,
+  // up to kMaxAnswerBytes in all; past that the question ends
+  // RESOURCE_EXHAUSTED.
   void Deliver(v1::CallHomeAnswer answer);
+  // The most an answer in pieces may add up to: what a direct call's
+  // channel receives (gRPC's default, 4 MiB).
+  static constexpr size_t kMaxAnswerBytes = size_t{4} << 20;
 
   // Sends a describe request down the stream and waits up to `timeout` for
   // the partner's reply: its status (a refusal keeps its code) and, when OK,
@@ -119,6 +125,8 @@ class CallHomeSession {
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<uint64_t, AnswerCallback> pending_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, DescribeCallback> describing_ ABSL_GUARDED_BY(mu_);
+  // Per question answered in pieces: the pieces so far, in order.
+  std::map<uint64_t, std::string> pieces_ ABSL_GUARDED_BY(mu_);
 };
 
 // The sessions in force, one per partner org.

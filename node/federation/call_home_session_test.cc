@@ -77,6 +77,57 @@ void ExpectEndedAndRefusing(FakeStream& stream, CallHomeSession& session) {
   EXPECT_EQ(later.status.error_code(), grpc::StatusCode::UNAVAILABLE);
 }
 
+// An answer larger than one message comes in pieces: kept until the last,
+// then handed back whole; past kMaxAnswerBytes the question ends
+// RESOURCE_EXHAUSTED; pieces of a question given up are dropped.
+TEST(CallHomeSessionTest, AnswerInPiecesIsHandedBackWholeAndBounded) {
+  FakeStream stream;
+  std::shared_ptr<CallHomeSession> session = stream.Session("partner-1");
+  auto pieces = [](uint64_t id, const std::string& whole, size_t size) {
+    std::vector<v1::CallHomeAnswer> out;
+    for (size_t at = 0; at < whole.size(); at += size) {
+      v1::CallHomeAnswer& a = out.emplace_back();
+      a.set_question_id(id);
+      a.set_response_piece(whole.substr(at, size));
+      a.set_more(at + size < whole.size());
+    }
+    return out;
+  };
+
+  v1::AggregateResponse big;
+  for (int i = 0; i < 500; ++i) {
+    v1::Cell* cell = big.mutable_result()->add_cells();
+    for (int b = 0; b < 100; ++b) cell->add_values()->add_bins(i * 100 + b);
+  }
+  Outcome whole;
+  const uint64_t id = session->Start(Question(), absl::Seconds(5), Into(&whole));
+  std::vector<v1::CallHomeAnswer> parts = pieces(id, big.SerializeAsString(), 60000);
+  ASSERT_GT(parts.size(), 3u);
+  for (size_t i = 0; i + 1 < parts.size(); ++i) session->Deliver(parts[i]);
+  EXPECT_EQ(whole.calls, 0) << "handed back before its last piece";
+  session->Deliver(parts.back());
+  ASSERT_EQ(whole.calls, 1);
+  ASSERT_TRUE(whole.status.ok()) << whole.status.error_message();
+  EXPECT_EQ(whole.response.SerializeAsString(), big.SerializeAsString());
+
+  Outcome huge;
+  const uint64_t huge_id = session->Start(Question(), absl::Seconds(5), Into(&huge));
+  const std::string too_much(CallHomeSession::kMaxAnswerBytes + 1, 'x');
+  for (const v1::CallHomeAnswer& part : pieces(huge_id, too_much, 60000)) session->Deliver(part);
+  ASSERT_EQ(huge.calls, 1);
+  EXPECT_EQ(huge.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(huge.status.error_message(), ::testing::HasSubstr("larger than 4 MiB"));
+
+  Outcome given_up;
+  const uint64_t late_id = session->Start(Question(), absl::Seconds(5), Into(&given_up));
+  std::vector<v1::CallHomeAnswer> late = pieces(late_id, big.SerializeAsString(), 60000);
+  session->Deliver(late[0]);
+  session->Expire(late_id, "the analyst cancelled the question");
+  for (size_t i = 1; i < late.size(); ++i) session->Deliver(late[i]);
+  ASSERT_EQ(given_up.calls, 1);
+  EXPECT_EQ(given_up.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+}
+
 TEST(CallHomeSessionTest, SendsTheQuestionAndHandsBackItsAnswer) {
   FakeStream stream;
   auto session = stream.Session("partner-2");

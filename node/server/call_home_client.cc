@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <limits>
 #include <list>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -37,14 +39,34 @@ void SetRpcStatus(const grpc::Status& status, google::rpc::Status* out) {
   out->set_message(status.error_message());
 }
 
-// The answer to send up for a question that ended with `status`.
-v1::CallHomeUp AnswerOf(uint64_t id, const grpc::Status& status, v1::AggregateResponse response) {
-  v1::CallHomeUp up;
-  v1::CallHomeAnswer* answer = up.mutable_answer();
+// Room in a message for what surrounds an answer's piece (ids, status,
+// framing).
+constexpr size_t kAnswerOverheadBytes = 1024;
+
+// What to send up for a question that ended with `status`: one message, or,
+// for an answer larger than `max_message_bytes`, its pieces in order.
+std::vector<v1::CallHomeUp> AnswerOf(uint64_t id, const grpc::Status& status,
+                                     v1::AggregateResponse response, size_t max_message_bytes) {
+  std::vector<v1::CallHomeUp> ups(1);
+  v1::CallHomeAnswer* answer = ups[0].mutable_answer();
   answer->set_question_id(id);
   SetRpcStatus(status, answer->mutable_status());
-  if (status.ok()) *answer->mutable_response() = std::move(response);
-  return up;
+  if (!status.ok()) return ups;
+  if (response.ByteSizeLong() + kAnswerOverheadBytes <= max_message_bytes) {
+    *answer->mutable_response() = std::move(response);
+    return ups;
+  }
+  const std::string whole = response.SerializeAsString();
+  const size_t piece = max_message_bytes - kAnswerOverheadBytes;
+  ups.clear();
+  for (size_t at = 0; at < whole.size(); at += piece) {
+    v1::CallHomeAnswer* part = ups.emplace_back().mutable_answer();
+    part->set_question_id(id);
+    part->set_response_piece(whole.substr(at, piece));
+    part->set_more(at + piece < whole.size());
+    if (!part->more()) SetRpcStatus(status, part->mutable_status());
+  }
+  return ups;
 }
 
 // The reply to describe request `id`: what PeerService.Describe would answer
@@ -147,6 +169,13 @@ bool CallHomeClient::ServeOnce() {
       stub->Connect(&context);
   v1::CallHomeDown down;
   bool accepted = stream->Read(&down) && down.has_hello();
+  // The largest message the foundation takes; larger answers go in pieces.
+  // A foundation that does not say (an earlier build) cannot put pieces
+  // back together: its answers go whole, as they did.
+  const size_t max_message_bytes =
+      down.hello().max_message_bytes() > 0
+          ? std::max<size_t>(2 * kAnswerOverheadBytes, down.hello().max_message_bytes())
+          : std::numeric_limits<size_t>::max();
   std::string refused;  // why this node refused the foundation
   absl::StatusOr<identity::Identity> foundation =
       absl::UnavailableError("the foundation did not accept the stream");
@@ -232,19 +261,23 @@ bool CallHomeClient::ServeOnce() {
     InFlight& q = in_flight.emplace_back();
     q.id = down.question().question_id();
     const absl::Time deadline = absl::Now() + TimeoutOf(down.question());
-    q.thread = std::thread([this, &stream, &write_mu, &slots, who = *foundation, deadline,
-                            question = std::move(*down.mutable_question()), cancelled = q.cancelled,
-                            done = q.done] {
+    q.thread = std::thread([this, &stream, &write_mu, &slots, max_message_bytes, who = *foundation,
+                            deadline, question = std::move(*down.mutable_question()),
+                            cancelled = q.cancelled, done = q.done] {
       // Named, so an operator (top -H) and the tests can count them.
       pthread_setname_np(pthread_self(), kAnswerThreadName);
       v1::AggregateResponse response;
       grpc::Status status = service::AnswerPeerAggregate(
           *env_, kMethod, who, question.request(), deadline,
           [&cancelled] { return cancelled->load(); }, &response);
-      v1::CallHomeUp up = AnswerOf(question.question_id(), status, std::move(response));
+      std::vector<v1::CallHomeUp> ups =
+          AnswerOf(question.question_id(), status, std::move(response), max_message_bytes);
       {
+        // An answer's pieces go up together, in order.
         absl::MutexLock lock(&write_mu);
-        stream->Write(up);
+        for (const v1::CallHomeUp& up : ups) {
+          if (!stream->Write(up)) break;
+        }
       }
       done->store(true);
       absl::MutexLock lock(&slots.mu);

@@ -151,6 +151,7 @@ class CallHomeStream final : public grpc::ServerBidiReactor<v1::CallHomeUp, v1::
         [context] { context->TryCancel(); }, absl::Now());
     v1::CallHomeDown hello;
     hello.mutable_hello()->set_org_id(env_->config->org_id());
+    hello.mutable_hello()->set_max_message_bytes(env_->limits.peer_max_message_bytes());
     Send(hello);
     env_->call_home_hub->Attach(session_);
     // For `fedshare peers`: when the certificate the partner holds expires.
