@@ -241,11 +241,6 @@ bool CallHomeClient::ServeOnce() {
       continue;
     }
     if (!down.has_question()) continue;
-    in_flight.remove_if([](InFlight& q) {
-      if (!q.done->load()) return false;
-      q.thread.join();
-      return true;
-    });
     bool stop = false;
     {
       absl::MutexLock lock(&slots.mu);
@@ -258,6 +253,13 @@ bool CallHomeClient::ServeOnce() {
       if (!stop) ++slots.running;
     }
     if (stop) break;
+    // Threads that ended are joined first, so that no more than the bound
+    // exist at once, even for the moment one takes to exit.
+    in_flight.remove_if([](InFlight& q) {
+      if (!q.done->load()) return false;
+      q.thread.join();
+      return true;
+    });
     InFlight& q = in_flight.emplace_back();
     q.id = down.question().question_id();
     const absl::Time deadline = absl::Now() + TimeoutOf(down.question());
