@@ -241,6 +241,8 @@ bool CallHomeClient::ServeOnce() {
       continue;
     }
     if (!down.has_question()) continue;
+    // From when it is read: waiting for a slot spends the question's time.
+    const absl::Time deadline = absl::Now() + TimeoutOf(down.question());
     bool stop = false;
     {
       absl::MutexLock lock(&slots.mu);
@@ -262,7 +264,6 @@ bool CallHomeClient::ServeOnce() {
     });
     InFlight& q = in_flight.emplace_back();
     q.id = down.question().question_id();
-    const absl::Time deadline = absl::Now() + TimeoutOf(down.question());
     q.thread = std::thread([this, &stream, &write_mu, &slots, max_message_bytes, who = *foundation,
                             deadline, question = std::move(*down.mutable_question()),
                             cancelled = q.cancelled, done = q.done] {
