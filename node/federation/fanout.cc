@@ -446,9 +446,14 @@ void FanOut::SetPeers(std::vector<v1::PeerConfig> peers) {
   roster_ = std::move(next);
 }
 
-std::shared_ptr<const std::vector<v1::PeerConfig>> FanOut::peers() const {
+std::shared_ptr<const FanOut::Roster> FanOut::roster() const {
   absl::MutexLock lock(&mu_);
-  return {roster_, &roster_->peers};
+  return roster_;
+}
+
+std::shared_ptr<const std::vector<v1::PeerConfig>> FanOut::peers() const {
+  std::shared_ptr<const Roster> current = roster();
+  return {current, &current->peers};
 }
 
 std::shared_ptr<const FanOut::Roster> FanOut::MakeRoster(std::vector<v1::PeerConfig> peers) {
@@ -462,11 +467,7 @@ std::shared_ptr<const FanOut::Roster> FanOut::MakeRoster(std::vector<v1::PeerCon
 }
 
 std::shared_ptr<const v1::PeerConfig> FanOut::FindPeer(absl::string_view org_id) const {
-  std::shared_ptr<const Roster> roster;
-  {
-    absl::MutexLock lock(&mu_);
-    roster = roster_;
-  }
+  std::shared_ptr<const Roster> roster = this->roster();
   auto it = roster->by_org.find(org_id);
   if (it == roster->by_org.end()) return nullptr;
   return {roster, &roster->peers[it->second]};
@@ -527,11 +528,7 @@ absl::StatusOr<std::vector<v1::PeerConfig>> FanOut::Select(
 absl::StatusOr<v1::FederatedAggregateResponse> FanOut::Ask(
     const std::string& caller_spiffe_id, const v1::FederatedAggregateRequest& request,
     const std::function<bool()>& cancelled, const Progress& progress) {
-  std::shared_ptr<const Roster> roster;
-  {
-    absl::MutexLock lock(&mu_);
-    roster = roster_;
-  }
+  std::shared_ptr<const Roster> roster = this->roster();
   absl::StatusOr<std::vector<v1::PeerConfig>> peers = Select(*roster, request);
   if (!peers.ok()) return peers.status();
   if (request.query().aggregates_size() == 0 || request.query().dataset().empty()) {

@@ -179,6 +179,8 @@ class FanOut {
     std::vector<v1::PeerConfig> peers;
     absl::flat_hash_map<std::string, size_t> by_org;
   };
+  // The roster in force; it stays whole while held, whatever SetPeers does.
+  std::shared_ptr<const Roster> roster() const;
   static std::shared_ptr<const Roster> MakeRoster(std::vector<v1::PeerConfig> peers);
   static absl::StatusOr<std::vector<v1::PeerConfig>> Select(
       const Roster& roster, const v1::FederatedAggregateRequest& request);
