@@ -44,10 +44,18 @@ struct Awaited {
 
 // A reply's google.rpc.Status as the grpc::Status a direct call would end
 // with: code, message and, when it has any, the details (a refusal's
-// ErrorInfo) as gRPC carries them.
-grpc::Status FromRpcStatus(const google::rpc::Status& status) {
-  if (status.code() == 0) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), status.message(),
+// ErrorInfo) as gRPC carries them. A code gRPC does not define (a broken or
+// hostile partner; the field is any int32) ends the call UNKNOWN, naming it:
+// it is never cast to a grpc::StatusCode it is not.
+grpc::Status FromRpcStatus(const google::rpc::Status& status, absl::string_view org_id) {
+  const int32_t code = status.code();
+  if (code == 0) return grpc::Status::OK;
+  if (code < grpc::StatusCode::CANCELLED || code > grpc::StatusCode::UNAUTHENTICATED) {
+    return grpc::Status(grpc::StatusCode::UNKNOWN,
+                        absl::StrCat("call-home partner ", org_id, " replied with status code ",
+                                     code, ", which gRPC does not define"));
+  }
+  return grpc::Status(static_cast<grpc::StatusCode>(code), status.message(),
                       status.details_size() > 0 ? status.SerializeAsString() : "");
 }
 
@@ -188,7 +196,7 @@ CallHomeSession::DescribeCallback CallHomeSession::TakeDescribe(uint64_t id) {
 void CallHomeSession::DeliverDescribed(v1::CallHomeDescribed described) {
   DescribeCallback callback = TakeDescribe(described.request_id());
   if (!callback) return;
-  grpc::Status status = FromRpcStatus(described.status());
+  grpc::Status status = FromRpcStatus(described.status(), org_id_);
   callback(status, status.ok() ? std::move(*described.mutable_response()) : v1::DescribeResponse());
 }
 
@@ -223,7 +231,7 @@ void CallHomeSession::Deliver(v1::CallHomeAnswer answer) {
         {});
     return;
   }
-  grpc::Status status = FromRpcStatus(answer.status());
+  grpc::Status status = FromRpcStatus(answer.status(), org_id_);
   if (!status.ok() || !in_pieces) {
     callback(status, status.ok() ? std::move(*answer.mutable_response()) : v1::AggregateResponse());
     return;

@@ -1,6 +1,8 @@
+#include <limits>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
@@ -175,6 +177,41 @@ TEST(CallHomeSessionTest, ARefusalKeepsItsCodeAndErrorInfo) {
   google::rpc::ErrorInfo back;
   ASSERT_TRUE(details.details(0).UnpackTo(&back));
   EXPECT_EQ(back.reason(), "purpose");
+}
+
+// The status field is any int32: a code gRPC does not define ends the
+// question UNKNOWN, naming the code, never as a grpc::StatusCode it is not.
+TEST(CallHomeSessionTest, AStatusCodeGrpcDoesNotDefineEndsTheQuestionUnknown) {
+  FakeStream stream;
+  auto session = stream.Session("partner-2");
+  for (const int32_t code : {17, 1000, -1, std::numeric_limits<int32_t>::min()}) {
+    Outcome out;
+    const uint64_t id = session->Start(Question(), absl::Seconds(5), Into(&out));
+    v1::CallHomeAnswer answer;
+    answer.set_question_id(id);
+    answer.mutable_status()->set_code(code);
+    answer.mutable_status()->set_message("as the partner says");
+    answer.mutable_response()->mutable_result()->set_org_id("partner-2");
+    session->Deliver(answer);
+    ASSERT_EQ(out.calls, 1) << code;
+    EXPECT_EQ(out.status.error_code(), grpc::StatusCode::UNKNOWN) << code;
+    EXPECT_EQ(out.status.error_message(),
+              absl::StrCat("call-home partner partner-2 replied with status code ", code,
+                           ", which gRPC does not define"));
+    EXPECT_EQ(out.response.result().org_id(), "");
+  }
+  stream.partner = [&session](const v1::CallHomeDown& down) {
+    v1::CallHomeDescribed reply;
+    reply.set_request_id(down.describe().request_id());
+    reply.mutable_status()->set_code(99);
+    reply.mutable_response()->set_org_id("ignored");
+    session->DeliverDescribed(reply);
+  };
+  v1::DescribeResponse described;
+  grpc::Status status = session->Describe(absl::Seconds(5), &described);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNKNOWN);
+  EXPECT_THAT(status.error_message(), ::testing::HasSubstr("status code 99"));
+  EXPECT_EQ(described.org_id(), "");
 }
 
 TEST(CallHomeSessionTest, ExpiryCancelsAtThePartnerAndDropsALateAnswer) {
