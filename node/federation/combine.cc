@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <limits>
 #include <map>
 #include <set>
 #include <string>
@@ -120,12 +122,83 @@ int CompareValues(const v1::Value& a, const v1::Value& b) {
   return 0;
 }
 
+namespace {
+
+// The first misfit of one aggregate's figures in cell `c`; OK if none.
+absl::Status ValueFits(const v1::Aggregate& agg, int a, int c, const v1::AggregateValue& v) {
+  auto misfit = [&](absl::string_view what) {
+    return absl::InvalidArgumentError(absl::StrCat("cell ", c, ", aggregate ", a, ": ", what));
+  };
+  for (const double x : {v.value(), v.count(), v.sum(), v.sum_squares()}) {
+    if (!std::isfinite(x)) return misfit("a figure is not a finite number");
+  }
+  const int most_bins = agg.kind() == v1::HISTOGRAM ? std::max(agg.bins(), 0) : 0;
+  if (v.bins_size() > most_bins) {
+    return misfit(
+        absl::StrCat(v.bins_size(), " histogram bins where the question asks for ", most_bins));
+  }
+  for (const double bin : v.bins()) {
+    if (!std::isfinite(bin)) return misfit("a histogram bin is not a finite number");
+  }
+  for (const int32_t b : v.withheld_bins()) {
+    if (b < 0 || b >= v.bins_size()) return misfit(absl::StrCat("withheld bin ", b, " is no bin"));
+  }
+  if (v.bin_noise_size() > v.bins_size()) return misfit("more bin noise than bins");
+  // Only the spread is added up (the interval is made again from it).
+  auto noise_fits = [](const v1::Noise& n) { return std::isfinite(n.stddev()) && n.stddev() >= 0; };
+  if (v.has_noise() && !noise_fits(v.noise())) {
+    return misfit("its noise's spread is not a finite, non-negative number");
+  }
+  for (const v1::Noise& n : v.bin_noise()) {
+    if (!noise_fits(n)) return misfit("a bin's noise spread is not a finite, non-negative number");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status AnswerFits(const v1::AggregateQuery& query, const v1::AggregateResult& answer) {
+  if (answer.unlisted_withheld_cells() < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unlisted_withheld_cells is ", answer.unlisted_withheld_cells()));
+  }
+  for (const v1::Withholding& w : answer.withholdings()) {
+    if (w.cells() < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("withholding '", w.rule(), "' counts ", w.cells(), " cells"));
+    }
+  }
+  const int n_aggs = query.aggregates_size();
+  for (int c = 0; c < answer.cells_size(); ++c) {
+    const v1::Cell& cell = answer.cells(c);
+    if (cell.key_size() != query.group_by_size()) {
+      return absl::InvalidArgumentError(absl::StrCat("cell ", c, " has ", cell.key_size(),
+                                                     " key values for ", query.group_by_size(),
+                                                     " group-by fields"));
+    }
+    if (cell.withheld()) continue;  // its figures, if any, are not added
+    if (cell.values_size() != n_aggs) {
+      return absl::InvalidArgumentError(absl::StrCat("cell ", c, " has ", cell.values_size(),
+                                                     " values for ", n_aggs, " aggregates"));
+    }
+    for (int a = 0; a < n_aggs; ++a) {
+      absl::Status fits = ValueFits(query.aggregates(a), a, c, cell.values(a));
+      if (!fits.ok()) return fits;
+    }
+  }
+  return absl::OkStatus();
+}
+
 v1::AggregateResult CombineResults(const v1::AggregateQuery& query,
                                    absl::Span<const v1::AggregateResult> answers,
                                    int /*partners_asked*/) {
   const int n_aggs = query.aggregates_size();
   std::map<Key, Combined, KeyLess> cells;
   std::map<std::string, v1::Withholding> withholdings;
+  // Cell counts add in 64 bits: thousands of partners' int32 counts can
+  // pass what one holds (they are capped at its largest when set).
+  std::map<std::string, int64_t> withheld_by_rule;
+  int64_t unlisted_withheld = 0;
   v1::AggregateResult result;
   result.set_query_id(query.query_id());
 
@@ -133,8 +206,7 @@ v1::AggregateResult CombineResults(const v1::AggregateQuery& query,
     const v1::AggregateResult& answer = answers[i];
     if (result.columns_size() == 0) *result.mutable_columns() = answer.columns();
     if (result.group_buckets_size() == 0) *result.mutable_group_buckets() = answer.group_buckets();
-    result.set_unlisted_withheld_cells(result.unlisted_withheld_cells() +
-                                       answer.unlisted_withheld_cells());
+    unlisted_withheld += answer.unlisted_withheld_cells();
     // The least exact partner's precision (an unset one is exact).
     const v1::AggregateResult::CountPrecision precision =
         answer.count_precision() == v1::AggregateResult::COUNT_PRECISION_UNSPECIFIED
@@ -142,8 +214,8 @@ v1::AggregateResult CombineResults(const v1::AggregateQuery& query,
             : answer.count_precision();
     result.set_count_precision(std::max(result.count_precision(), precision));
     for (const v1::Withholding& w : answer.withholdings()) {
-      auto [it, inserted] = withholdings.try_emplace(w.rule(), w);
-      if (!inserted) it->second.set_cells(it->second.cells() + w.cells());
+      withholdings.try_emplace(w.rule(), w);
+      withheld_by_rule[w.rule()] += w.cells();
     }
     for (const v1::Cell& cell : answer.cells()) {
       Combined& c = cells[Key(cell.key().begin(), cell.key().end())];
@@ -212,7 +284,12 @@ v1::AggregateResult CombineResults(const v1::AggregateQuery& query,
     *result.add_cells() = std::move(cell);
   }
   for (v1::Cell& cell : withheld_cells) *result.add_cells() = std::move(cell);
-  for (auto& [rule, w] : withholdings) *result.add_withholdings() = std::move(w);
+  constexpr int64_t kMostCells = std::numeric_limits<int32_t>::max();
+  result.set_unlisted_withheld_cells(static_cast<int32_t>(std::min(unlisted_withheld, kMostCells)));
+  for (auto& [rule, w] : withholdings) {
+    w.set_cells(static_cast<int32_t>(std::min(withheld_by_rule[rule], kMostCells)));
+    *result.add_withholdings() = std::move(w);
+  }
   return result;
 }
 

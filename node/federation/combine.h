@@ -28,7 +28,8 @@
 // REQUIRES: answers carry the sufficient statistics the engine fills (count
 // for every kind; sum for SUM/AVG/STDDEV/VARIANCE; sum_squares for
 // STDDEV/VARIANCE), with one AggregateValue per query aggregate per released
-// cell. A released cell with fewer values is treated as having zeros.
+// cell (AnswerFits checks an answer for this). A released cell with fewer
+// values is treated as having zeros.
 //
 // Cell flags: `partners` is the number of answers that released the key.
 // `partial` is set when some answer listed the key as withheld, or when an
@@ -55,6 +56,7 @@
 #ifndef FEDSHARE_NODE_FEDERATION_COMBINE_H_
 #define FEDSHARE_NODE_FEDERATION_COMBINE_H_
 
+#include "absl/status/status.h"
 #include "absl/types/span.h"
 #include "fedshare/v1/query.pb.h"
 
@@ -63,6 +65,18 @@ namespace fedshare::federation {
 v1::AggregateResult CombineResults(const v1::AggregateQuery& query,
                                    absl::Span<const v1::AggregateResult> answers,
                                    int partners_asked);
+
+// Whether `answer` has the shape of an answer to `query` that CombineResults
+// can add up: each cell keyed by the group-by fields, each released cell
+// with one value per aggregate, each figure finite (a NaN or infinity would
+// turn the combined figure into one), HISTOGRAM bins no more than the
+// aggregate asks for and no bins elsewhere, withheld bins among the bins,
+// noise spreads finite and not negative, and counts of withheld cells not
+// negative. This node's engine answers only so; a partner that sends
+// anything else is broken or hostile, and its figures are left out rather
+// than added (FanOut marks it FAILED). INVALID_ARGUMENT naming the first
+// misfit.
+absl::Status AnswerFits(const v1::AggregateQuery& query, const v1::AggregateResult& answer);
 
 // Orders values as CombineResults sorts keys: by kind (unset, int, double,
 // bool, string), then by value. Returns <0, 0 or >0.

@@ -1,6 +1,9 @@
 #include "node/federation/combine.h"
 
 #include <cmath>
+#include <cstdint>
+#include <functional>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -513,6 +516,104 @@ TEST(CombineTest, ExactFiguresCarryNoNoise) {
   std::vector<v1::AggregateResult> answers = {
       Parse<v1::AggregateResult>(R"pb(cells { values { value: 12 count: 12 } })pb")};
   EXPECT_FALSE(CombineResults(query, answers, 1).cells(0).values(0).has_noise());
+}
+
+}  // namespace
+}  // namespace fedshare::federation
+
+namespace fedshare::federation {
+namespace {
+
+TEST(CombineTest, CellCountsOfManyPartnersAddWithoutOverflowCappedAtTheLargest) {
+  std::vector<v1::AggregateResult> answers = {Answer("a", {}), Answer("b", {}), Answer("c", {})};
+  for (v1::AggregateResult& a : answers) {
+    a.set_unlisted_withheld_cells(std::numeric_limits<int32_t>::max());
+    v1::Withholding* w = a.add_withholdings();
+    w->set_rule("min-subjects");
+    w->set_cells(std::numeric_limits<int32_t>::max() - 1);
+  }
+  v1::AggregateResult r = CombineResults(StatsQuery(), answers, 3);
+  EXPECT_EQ(r.unlisted_withheld_cells(), std::numeric_limits<int32_t>::max());
+  ASSERT_EQ(r.withholdings_size(), 1);
+  EXPECT_EQ(r.withholdings(0).cells(), std::numeric_limits<int32_t>::max());
+  answers[0].set_unlisted_withheld_cells(5);
+  answers[1].set_unlisted_withheld_cells(6);
+  answers[0].mutable_withholdings(0)->set_cells(2);
+  answers[1].mutable_withholdings(0)->set_cells(3);
+  r = CombineResults(StatsQuery(), {answers[0], answers[1]}, 2);
+  EXPECT_EQ(r.unlisted_withheld_cells(), 11);
+  EXPECT_EQ(r.withholdings(0).cells(), 5);
+}
+
+TEST(AnswerFitsTest, WhatTheEngineSendsFitsAndEachMisfitIsNamed) {
+  const v1::AggregateQuery stats = StatsQuery();
+  v1::AggregateResult honest =
+      Answer("a", {NodeCell("arts", {1, 2}), WithheldCell("music", "min-subjects")});
+  honest.set_unlisted_withheld_cells(2);
+  EXPECT_TRUE(AnswerFits(stats, honest).ok());
+  EXPECT_TRUE(AnswerFits(stats, Answer("a", {})).ok());
+
+  auto misfit = [&](const std::function<void(v1::AggregateResult&)>& alter) {
+    v1::AggregateResult r = honest;
+    alter(r);
+    absl::Status fits = AnswerFits(stats, r);
+    EXPECT_EQ(fits.code(), absl::StatusCode::kInvalidArgument);
+    return std::string(fits.message());
+  };
+  EXPECT_EQ(misfit([](auto& r) { r.mutable_cells(0)->mutable_values(2)->set_sum(NAN); }),
+            "cell 0, aggregate 2: a figure is not a finite number");
+  EXPECT_EQ(
+      misfit([](auto& r) { r.mutable_cells(0)->mutable_values(3)->set_sum_squares(-INFINITY); }),
+      "cell 0, aggregate 3: a figure is not a finite number");
+  EXPECT_EQ(misfit([](auto& r) { r.mutable_cells(0)->mutable_values()->RemoveLast(); }),
+            "cell 0 has 5 values for 6 aggregates");
+  EXPECT_EQ(misfit([](auto& r) { r.mutable_cells(1)->clear_key(); }),
+            "cell 1 has 0 key values for 1 group-by fields");
+  EXPECT_EQ(misfit([](auto& r) { r.set_unlisted_withheld_cells(-2); }),
+            "unlisted_withheld_cells is -2");
+  EXPECT_EQ(misfit([](auto& r) { r.mutable_cells(0)->mutable_values(1)->add_bins(1); }),
+            "cell 0, aggregate 1: 1 histogram bins where the question asks for 0");
+  EXPECT_EQ(misfit([](auto& r) {
+              r.mutable_cells(0)->mutable_values(0)->mutable_noise()->set_stddev(-1);
+            }),
+            "cell 0, aggregate 0: its noise's spread is not a finite, non-negative number");
+  // A withheld cell's figures are not added, so they are not checked.
+  v1::AggregateResult withheld_with_figures = honest;
+  withheld_with_figures.mutable_cells(1)->add_values()->set_value(NAN);
+  EXPECT_TRUE(AnswerFits(stats, withheld_with_figures).ok());
+
+  // HISTOGRAM: bins up to the question's, withheld bins among them, noise
+  // per bin at most.
+  const v1::AggregateQuery histogram = Parse<v1::AggregateQuery>(R"pb(
+    aggregates { kind: HISTOGRAM field: "score" lo: 0 hi: 10 bins: 2 }
+  )pb");
+  v1::AggregateResult h = Parse<v1::AggregateResult>(R"pb(
+    cells {
+      values {
+        value: 5
+        count: 5
+        bins: [ 3, 2 ]
+        withheld_bins: [ 1 ]
+      }
+    }
+  )pb");
+  EXPECT_TRUE(AnswerFits(histogram, h).ok());
+  v1::AggregateResult more = h;
+  more.mutable_cells(0)->mutable_values(0)->add_bins(1);
+  EXPECT_EQ(AnswerFits(histogram, more).message(),
+            "cell 0, aggregate 0: 3 histogram bins where the question asks for 2");
+  v1::AggregateResult no_bin = h;
+  no_bin.mutable_cells(0)->mutable_values(0)->add_withheld_bins(-1);
+  EXPECT_EQ(AnswerFits(histogram, no_bin).message(),
+            "cell 0, aggregate 0: withheld bin -1 is no bin");
+  v1::AggregateResult noisy = h;
+  for (int b = 0; b < 3; ++b) noisy.mutable_cells(0)->mutable_values(0)->add_bin_noise();
+  EXPECT_EQ(AnswerFits(histogram, noisy).message(),
+            "cell 0, aggregate 0: more bin noise than bins");
+  v1::AggregateResult nan_bin = h;
+  nan_bin.mutable_cells(0)->mutable_values(0)->set_bins(0, NAN);
+  EXPECT_EQ(AnswerFits(histogram, nan_bin).message(),
+            "cell 0, aggregate 0: a histogram bin is not a finite number");
 }
 
 }  // namespace

@@ -37,12 +37,27 @@ std::string TlsStamp(const v1::NodeConfig& config) {
                       "|", FileStamp(config.tls().ca_file()));
 }
 
-// The coverage (and result) of one partner's call that ended with `status`.
-PartnerOutcome OutcomeOf(const v1::PeerConfig& peer, const grpc::Status& status,
-                         v1::AggregateResponse* response) {
+// The coverage (and result) of one partner's call to answer `query` that
+// ended with `status`. An answer that does not fit the question (AnswerFits)
+// is FAILED, its figures left out; its receipt is kept for the check.
+PartnerOutcome OutcomeOf(const v1::PeerConfig& peer, const v1::AggregateQuery& query,
+                         const grpc::Status& status, v1::AggregateResponse* response) {
   PartnerOutcome outcome;
   outcome.coverage.set_org_id(peer.org_id());
   outcome.coverage.set_state(StateFor(status.error_code()));
+  if (absl::Status fits = status.ok() ? AnswerFits(query, response->result()) : absl::OkStatus();
+      !fits.ok()) {
+    spdlog::warn("event=peer_answer_misfit peer={} error=\"{}\"", peer.org_id(),
+                 std::string(fits.message()));
+    outcome.coverage.set_state(v1::PartnerCoverage::FAILED);
+    outcome.coverage.set_reason(absl::StrCat(
+        "its answer does not fit the question, so its figures are left out: ", fits.message()));
+    if (response->result().has_receipt()) {
+      *outcome.coverage.mutable_receipt() =
+          std::move(*response->mutable_result()->mutable_receipt());
+    }
+    return outcome;
+  }
   if (!status.ok()) {
     outcome.coverage.set_reason(status.error_message());
     // Pass the partner's ErrorInfo on, so the analyst's tools see the rule
@@ -130,7 +145,9 @@ v1::PartnerCoverage::State StateFor(grpc::StatusCode code) {
 
 // The state of one fan-out, shared with its calls' callbacks.
 struct FanOut::Run {
-  explicit Run(size_t partners) : outcomes(partners) {}
+  Run(size_t partners, v1::AggregateQuery asked) : query(std::move(asked)), outcomes(partners) {}
+  // The question, which each answer must fit (AnswerFits).
+  const v1::AggregateQuery query;
   // A direct call in flight: what gRPC borrows until its callback.
   struct DirectCall {
     grpc::ClientContext context;
@@ -266,12 +283,12 @@ void FanOut::StartOne(const std::shared_ptr<Run>& run, size_t index, const v1::P
                started);
       return;
     }
-    const uint64_t id =
-        session->Start(own, deadline - started,
-                       [this, run, index, peer, started](const grpc::Status& status,
-                                                         v1::AggregateResponse response) {
-                         Complete(run.get(), index, OutcomeOf(peer, status, &response), started);
-                       });
+    const uint64_t id = session->Start(
+        own, deadline - started,
+        [this, run, index, peer, started](const grpc::Status& status,
+                                          v1::AggregateResponse response) {
+          Complete(run.get(), index, OutcomeOf(peer, run->query, status, &response), started);
+        });
     run->call_home_questions.emplace_back(std::move(session), id);
     return;
   }
@@ -293,7 +310,7 @@ void FanOut::StartOne(const std::shared_ptr<Run>& run, size_t index, const v1::P
       &call->context, &call->request, &call->response,
       [this, run = run.get(), index, peer, started, call = call.get()](grpc::Status status) {
         if (status.ok()) NoteCertificate(peer.org_id(), call->context);
-        Complete(run, index, OutcomeOf(peer, status, &call->response), started);
+        Complete(run, index, OutcomeOf(peer, run->query, status, &call->response), started);
       });
 }
 
@@ -304,7 +321,7 @@ std::vector<PartnerOutcome> FanOut::AskAll(const std::vector<v1::PeerConfig>& pe
                                            const Progress& progress) {
   const absl::Time deadline = absl::Now() + timeout;
   const std::string tls_stamp = TlsStamp(*config_);
-  auto run = std::make_shared<Run>(peers.size());
+  auto run = std::make_shared<Run>(peers.size(), request.query());
   run->report_progress = progress != nullptr;
   const int asked = static_cast<int>(peers.size());
   int told = 0;
