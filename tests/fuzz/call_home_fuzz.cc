@@ -23,6 +23,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -80,13 +81,7 @@ class Script {
           Answer();
           break;
         case 2:
-          if (!asked_.empty()) {
-            const uint64_t id = Pick(asked_);
-            const bool waiting = !questions_[id].ended;
-            session_->Expire(id, "fuzz: too slow");
-            if (waiting) Ended(questions_[id], grpc::StatusCode::DEADLINE_EXCEEDED);
-            Check(id);
-          }
+          GiveUp(questions_, asked_, [this](uint64_t id) { session_->Expire(id, "fuzz: slow"); });
           break;
         case 3:
           Describe();
@@ -95,13 +90,8 @@ class Script {
           Described();
           break;
         case 5:
-          if (!describes_asked_.empty()) {
-            const uint64_t id = Pick(describes_asked_);
-            const bool waiting = !describes_[id].ended;
-            session_->ExpireDescribe(id, "fuzz: too slow");
-            if (waiting) Ended(describes_[id], grpc::StatusCode::DEADLINE_EXCEEDED);
-            CheckDescribe(id);
-          }
+          GiveUp(describes_, describes_asked_,
+                 [this](uint64_t id) { session_->ExpireDescribe(id, "fuzz: slow"); });
           break;
         case 6:
           broken_ = in_.ConsumeBool();
@@ -132,32 +122,52 @@ class Script {
     }
   }
 
-  void Ask() {
-    v1::AggregateRequest request;
-    request.mutable_query()->set_dataset("program_outcomes");
-    // Ids are handed out in order, so the model knows this one's before
-    // Start returns (its callback may run inside Start).
+  // Starts a question or a Describe with `start`, given where its end is
+  // to be recorded, and books it in `book` and `asked`. The session numbers
+  // both from one sequence (so the model knows the id before `start`
+  // returns: the callback may run inside it) and ends either at once when
+  // the stream is closed or broken.
+  void Begin(std::map<uint64_t, Expected>& book, std::vector<uint64_t>& asked,
+             const std::function<uint64_t(Expected*)>& start) {
     const uint64_t id = closed_ ? 0 : next_id_;
-    Expected* expected = closed_ ? &refused_ : &questions_[id];
+    Expected* expected = closed_ ? &refused_ : &book[id];
     *expected = Expected();
     const bool ends_now = closed_ || broken_;
-    const uint64_t got = session_->Start(
-        request, absl::Milliseconds(in_.ConsumeIntegralInRange<int>(-10, 10000)),
-        [this, expected](const grpc::Status& status, v1::AggregateResponse response) {
-          OnAnswer(*expected, status, std::move(response));
-        });
-    FEDSHARE_FUZZ_ASSERT(got == id, "question ids are handed out in order, 0 once closed");
+    FEDSHARE_FUZZ_ASSERT(start(expected) == id, "ids are handed out in order, 0 once closed");
     if (closed_) {
       FEDSHARE_FUZZ_ASSERT(refused_.calls == 1 && last_code_ == grpc::StatusCode::UNAVAILABLE,
-                           "a question asked after Close ends UNAVAILABLE at once");
+                           "a question or Describe asked after Close ends UNAVAILABLE at once");
       return;
     }
     ++next_id_;
-    asked_.push_back(id);
-    if (ends_now) {
-      Ended(questions_[id], grpc::StatusCode::UNAVAILABLE);
-      Check(id);
-    }
+    asked.push_back(id);
+    if (ends_now) Ended(book[id], grpc::StatusCode::UNAVAILABLE);
+    CheckOne(book[id]);
+  }
+
+  // Gives up on one of `asked` with `expire`: it ends DEADLINE_EXCEEDED if
+  // it was still waiting, and is left as it was otherwise.
+  void GiveUp(std::map<uint64_t, Expected>& book, const std::vector<uint64_t>& asked,
+              const std::function<void(uint64_t)>& expire) {
+    if (asked.empty()) return;
+    const uint64_t id = Pick(asked);
+    const bool waiting = !book[id].ended;
+    expire(id);
+    if (waiting) Ended(book[id], grpc::StatusCode::DEADLINE_EXCEEDED);
+    CheckOne(book[id]);
+  }
+
+  void Ask() {
+    v1::AggregateRequest request;
+    request.mutable_query()->set_dataset("program_outcomes");
+    const absl::Duration timeout = absl::Milliseconds(in_.ConsumeIntegralInRange<int>(-10, 10000));
+    Begin(questions_, asked_, [&](Expected* expected) {
+      return session_->Start(
+          request, timeout,
+          [this, expected](const grpc::Status& status, v1::AggregateResponse response) {
+            OnAnswer(*expected, status, std::move(response));
+          });
+    });
   }
 
   void Answer() {
@@ -215,28 +225,14 @@ class Script {
   }
 
   void Describe() {
-    const uint64_t id = closed_ ? 0 : next_id_;
-    Expected* expected = closed_ ? &refused_ : &describes_[id];
-    *expected = Expected();
-    const bool ends_now = closed_ || broken_;
-    const uint64_t got = session_->StartDescribe(
-        [this, expected](const grpc::Status& status, v1::DescribeResponse response) {
-          FEDSHARE_FUZZ_ASSERT(status.ok() || response.org_id().empty(),
-                               "a failed Describe hands back no reply");
-          OnAnswer(*expected, status, {});
-        });
-    FEDSHARE_FUZZ_ASSERT(got == id, "describe ids come from the questions' sequence");
-    if (closed_) {
-      FEDSHARE_FUZZ_ASSERT(refused_.calls == 1 && last_code_ == grpc::StatusCode::UNAVAILABLE,
-                           "a Describe after Close ends UNAVAILABLE at once");
-      return;
-    }
-    ++next_id_;
-    describes_asked_.push_back(id);
-    if (ends_now) {
-      Ended(describes_[id], grpc::StatusCode::UNAVAILABLE);
-      CheckDescribe(id);
-    }
+    Begin(describes_, describes_asked_, [&](Expected* expected) {
+      return session_->StartDescribe(
+          [this, expected](const grpc::Status& status, v1::DescribeResponse response) {
+            FEDSHARE_FUZZ_ASSERT(status.ok() || response.org_id().empty(),
+                                 "a failed Describe hands back no reply");
+            OnAnswer(*expected, status, {});
+          });
+    });
   }
 
   void Described() {
