@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -194,10 +195,10 @@ v1::AggregateResult CombineResults(const v1::AggregateQuery& query,
                                    int /*partners_asked*/) {
   const int n_aggs = query.aggregates_size();
   std::map<Key, Combined, KeyLess> cells;
-  std::map<std::string, v1::Withholding> withholdings;
-  // Cell counts add in 64 bits: thousands of partners' int32 counts can
-  // pass what one holds (they are capped at its largest when set).
-  std::map<std::string, int64_t> withheld_by_rule;
+  // By rule: the first answer's withholding (its reason is kept) and the
+  // cells of all. Cell counts add in 64 bits: thousands of partners' int32
+  // counts can pass what one holds (they are capped at its largest when set).
+  std::map<std::string, std::pair<v1::Withholding, int64_t>> withholdings;
   int64_t unlisted_withheld = 0;
   v1::AggregateResult result;
   result.set_query_id(query.query_id());
@@ -214,8 +215,7 @@ v1::AggregateResult CombineResults(const v1::AggregateQuery& query,
             : answer.count_precision();
     result.set_count_precision(std::max(result.count_precision(), precision));
     for (const v1::Withholding& w : answer.withholdings()) {
-      withholdings.try_emplace(w.rule(), w);
-      withheld_by_rule[w.rule()] += w.cells();
+      withholdings.try_emplace(w.rule(), w, 0).first->second.second += w.cells();
     }
     for (const v1::Cell& cell : answer.cells()) {
       Combined& c = cells[Key(cell.key().begin(), cell.key().end())];
@@ -287,8 +287,8 @@ v1::AggregateResult CombineResults(const v1::AggregateQuery& query,
   constexpr int64_t kMostCells = std::numeric_limits<int32_t>::max();
   result.set_unlisted_withheld_cells(static_cast<int32_t>(std::min(unlisted_withheld, kMostCells)));
   for (auto& [rule, w] : withholdings) {
-    w.set_cells(static_cast<int32_t>(std::min(withheld_by_rule[rule], kMostCells)));
-    *result.add_withholdings() = std::move(w);
+    w.first.set_cells(static_cast<int32_t>(std::min(w.second, kMostCells)));
+    *result.add_withholdings() = std::move(w.first);
   }
   return result;
 }

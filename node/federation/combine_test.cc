@@ -518,12 +518,6 @@ TEST(CombineTest, ExactFiguresCarryNoNoise) {
   EXPECT_FALSE(CombineResults(query, answers, 1).cells(0).values(0).has_noise());
 }
 
-}  // namespace
-}  // namespace fedshare::federation
-
-namespace fedshare::federation {
-namespace {
-
 TEST(CombineTest, CellCountsOfManyPartnersAddWithoutOverflowCappedAtTheLargest) {
   std::vector<v1::AggregateResult> answers = {Answer("a", {}), Answer("b", {}), Answer("c", {})};
   for (v1::AggregateResult& a : answers) {
