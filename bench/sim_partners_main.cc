@@ -19,8 +19,9 @@
 // The foundation is a separate fedshare-node process (found beside this
 // binary), so its peak RSS (VmHWM), threads (sampled every 5 ms) and CPU
 // time (/proc/PID/stat) are its own. Its analyst asks --questions federated
-// questions of all partners after one untimed question that warms channels
-// up. Partner 0 is also asked the same question directly, --questions times,
+// questions of all partners (with FederatedAggregateStream, as `fedshare
+// query` does) after one untimed question that warms channels up. Partner 0
+// is also asked the same question directly, --questions times,
 // with the foundation's node certificate: its own answer time plus the
 // loopback round trip, the baseline of the target in issue 13.
 //
@@ -286,6 +287,21 @@ struct Target {
   std::vector<pid_t> partner_pids;  // whose CPU time is the partners' (may be empty)
 };
 
+// Asks `request` as `fedshare query` does: the stream, its result's parts
+// merged into `r`.
+grpc::Status AskAsTheCli(v1::FederationService::Stub& analyst, grpc::ClientContext& context,
+                         const v1::FederatedAggregateRequest& request,
+                         v1::FederatedAggregateResponse* r) {
+  std::unique_ptr<grpc::ClientReader<v1::FederatedAggregateEvent>> reader =
+      analyst.FederatedAggregateStream(&context, request);
+  v1::FederatedAggregateEvent event;
+  while (reader->Read(&event)) {
+    if (event.has_result_part()) r->MergeFrom(event.result_part());
+    if (event.has_result()) r->MergeFrom(event.result());
+  }
+  return reader->Finish();
+}
+
 // Asks `questions` timed questions of all partners through the foundation,
 // and partner 0 alone as many times; prints one Markdown table row (and the
 // header, and the baseline row, when `o` says so).
@@ -313,7 +329,7 @@ void MeasureAndPrint(const Options& o, const Target& t, v1::FederationService::S
     grpc::ClientContext context;
     v1::FederatedAggregateResponse r;
     const absl::Time start = absl::Now();
-    grpc::Status s = analyst.FederatedAggregate(&context, request, &r);
+    grpc::Status s = AskAsTheCli(analyst, context, request, &r);
     const double took = absl::ToDoubleMilliseconds(absl::Now() - start);
     if (!s.ok()) {
       std::cerr << "question " << q << ": " << s.error_code() << " " << s.error_message() << "\n";

@@ -267,7 +267,9 @@ HttpResponse Dashboard::Query(const HttpRequest& request) {
   absl::StatusOr<v1::FederatedAggregateRequest> fed = ParseQueryBody(request.body, deadline_ms_);
   if (!fed.ok()) return Error(fed.status());
   const std::string sql = FormatSql(fed->query());
-  absl::StatusOr<v1::FederatedAggregateResponse> answer = client_->FederatedAggregate(*fed);
+  // The stream, which brings an answer of any number of partners in parts.
+  absl::StatusOr<v1::FederatedAggregateResponse> answer =
+      client_->FederatedAggregateStream(*fed, nullptr);
   if (!answer.ok()) return Error(answer.status());
   std::string document = FormatFederated(*answer, OutputFormat::kJson);
 

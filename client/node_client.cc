@@ -6,6 +6,7 @@
 #include "google/protobuf/util/time_util.h"
 #include "google/rpc/status.pb.h"
 #include "node/common/status_macros.h"
+#include "node/common/wire_limits.h"
 #include "policy/refusal.h"
 
 namespace fedshare::client {
@@ -54,8 +55,12 @@ absl::Status FromGrpcStatus(const grpc::Status& status) {
 absl::StatusOr<std::unique_ptr<NodeClient>> NodeClient::Connect(
     const std::string& address, const identity::ClientTlsFiles& files,
     const identity::ServerExpectation& expect) {
+  // A node's replies may be larger than gRPC's default of 4 MiB: an answer
+  // or a part of a federated one, up to what a node sends.
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(kMaxReplyBytes);
   FEDSHARE_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
-                            identity::MakeChannel(address, files, expect));
+                            identity::MakeChannel(address, files, expect, args));
   return std::make_unique<NodeClient>(std::move(channel));
 }
 
@@ -153,7 +158,7 @@ absl::StatusOr<v1::FederatedAggregateResponse> NodeClient::FederatedAggregateStr
   Prepare(context);
   std::unique_ptr<grpc::ClientReader<v1::FederatedAggregateEvent>> reader =
       federation_->FederatedAggregateStream(&context, request);
-  std::optional<v1::FederatedAggregateResponse> result;
+  std::optional<v1::FederatedAggregateResponse> result, parts;
   bool any_event = false;
   grpc::Status status;
   absl::Status sink_status = DrainStream<v1::FederatedAggregateEvent>(
@@ -161,7 +166,17 @@ absl::StatusOr<v1::FederatedAggregateResponse> NodeClient::FederatedAggregateStr
       [&](const v1::FederatedAggregateEvent& event) {
         any_event = true;
         if (event.has_progress() && progress) progress(event.progress());
-        if (event.has_result()) result = event.result();
+        // The result comes in parts; each appends its coverage and
+        // partners' answers, and the last brings the combined table.
+        if (event.has_result_part()) {
+          if (!parts.has_value()) parts.emplace();
+          parts->MergeFrom(event.result_part());
+        }
+        if (event.has_result()) {
+          result = parts.has_value() ? *std::move(parts) : v1::FederatedAggregateResponse();
+          parts.reset();
+          result->MergeFrom(event.result());
+        }
         return absl::OkStatus();
       },
       &status);

@@ -101,15 +101,15 @@ int RunQuery(const Globals& g, const QueryArgs& a) {
   request.set_group(a.group);
   request.set_deadline_ms(a.deadline_ms);
   request.set_dry_run(a.dry_run);
-  absl::StatusOr<v1::FederatedAggregateResponse> r;
+  // Always the stream: it brings an answer of any number of partners, in
+  // parts, where one message could not.
   const bool terminal = isatty(STDERR_FILENO) == 1;
-  if (a.progress || terminal) {
-    ProgressPrinter printer(terminal);
-    r = (*client)->FederatedAggregateStream(
-        request, [&](const v1::FederatedAggregateProgress& p) { printer.Show(p); });
-  } else {
-    r = (*client)->FederatedAggregate(request);
-  }
+  ProgressPrinter printer(terminal);
+  std::function<void(const v1::FederatedAggregateProgress&)> show;
+  if (a.progress || terminal)
+    show = [&](const v1::FederatedAggregateProgress& p) { printer.Show(p); };
+  absl::StatusOr<v1::FederatedAggregateResponse> r =
+      (*client)->FederatedAggregateStream(request, show);
   if (!r.ok()) return Fail(r.status(), Listener::kLocal);
   if (int code = PrintAndSave(SaveFederated(sql, *query, node, *r), output, save_path); code != 0) {
     return code;

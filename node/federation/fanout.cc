@@ -568,12 +568,14 @@ absl::StatusOr<v1::FederatedAggregateResponse> FanOut::Ask(
     *coverage = std::move(outcome.coverage);
     if (outcome.result.has_value()) {
       coverage->set_applied_where_text(outcome.result->applied_where_text());
-      *response.add_partners() = *outcome.result;
       answers.push_back(std::move(*outcome.result));
     }
   }
   *response.mutable_combined() =
       CombineResults(request.query(), answers, static_cast<int>(peers->size()));
+  // Moved, not copied: with thousands of partners the answers are most of
+  // the foundation's memory for the question.
+  for (v1::AggregateResult& answer : answers) *response.add_partners() = std::move(answer);
   response.mutable_combined()->set_org_id(config_->org_id());
   response.mutable_combined()->set_query_id(request.query().query_id());
 

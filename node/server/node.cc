@@ -19,6 +19,7 @@
 #include "node/audit/audit_log.h"
 #include "node/audit/peer_checkpoints.h"
 #include "node/common/status_macros.h"
+#include "node/common/wire_limits.h"
 #include "node/engine/answerer.h"
 #include "node/engine/engine.h"
 #include "node/federation/call_home.h"
@@ -49,9 +50,6 @@
 namespace fedshare::server {
 namespace {
 
-// Answers and exports go out in messages of up to this.
-constexpr int kMaxSendMessageBytes = 16 << 20;
-
 std::string HostOf(const std::string& address) { return address.substr(0, address.rfind(':')); }
 
 // `name` labels the listener ("peer" or "local") in its resource quota and logs.
@@ -70,7 +68,7 @@ absl::Status StartServer(const std::string& name, const std::string& address,
           grpc::ServerBuilder::experimental_type::ExternalConnectionType::FROM_FD,
           identity::MakeServerCredentials(tls));
   builder.SetMaxReceiveMessageSize(max_message_bytes);
-  builder.SetMaxSendMessageSize(kMaxSendMessageBytes);
+  builder.SetMaxSendMessageSize(kMaxReplyBytes);
   // Memory and threads for calls in flight are bounded per listener, so one
   // listener's flood cannot starve the other.
   grpc::ResourceQuota quota(absl::StrCat("fedshare-", name));

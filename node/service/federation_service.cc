@@ -3,11 +3,14 @@
 #include <deque>
 #include <memory>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "grpc/grpc_security_constants.h"
 #include "node/common/utf8.h"
+#include "node/common/wire_limits.h"
 #include "node/federation/call_home.h"
 #include "node/federation/fanout.h"
 #include "node/service/call_guard.h"
@@ -42,10 +45,11 @@ absl::StatusOr<v1::FederatedAggregateRequest> WithQuestion(
 
 using identity::Role;
 
-// FederatedAggregate and its stream: authorize, check, fan out.
+// FederatedAggregate and its stream: authorize, check, fan out. `whole`:
+// the answer goes out in one message, so it must fit in one.
 grpc::Status AskPartners(const ServiceEnv& env, grpc::ServerContext* context,
                          absl::string_view method, const v1::FederatedAggregateRequest& request,
-                         const federation::FanOut::Progress& progress,
+                         const federation::FanOut::Progress& progress, bool whole,
                          v1::FederatedAggregateResponse* response) {
   absl::StatusOr<identity::Identity> who =
       Authorize(env, *context, method, {Role::kAnalyst, Role::kOperator}, /*own_org=*/true);
@@ -59,8 +63,45 @@ grpc::Status AskPartners(const ServiceEnv& env, grpc::ServerContext* context,
   if (!ticket.ok()) return Finish(method, who->spiffe_id, ticket.status());
   absl::StatusOr<v1::FederatedAggregateResponse> result = env.fanout->Ask(
       who->spiffe_id, *asked, [context] { return context->IsCancelled(); }, progress);
+  if (result.ok() && whole) {
+    if (const size_t bytes = result->ByteSizeLong(); bytes > kMaxReplyBytes) {
+      result = absl::ResourceExhaustedError(absl::StrCat(
+          "the answer with ", result->coverage_size(), " partners' coverage is ",
+          absl::StrFormat("%.1f", static_cast<double>(bytes) / (1 << 20)), " MiB, more than the ",
+          kMaxReplyBytes >> 20,
+          " MiB a node sends in one message (the question was asked and audited); ask with "
+          "FederatedAggregateStream, which sends the answer in parts, as `fedshare query` does"));
+    }
+  }
   if (result.ok()) *response = std::move(result).value();
   return Finish(method, who->spiffe_id, result.status());
+}
+
+// `answer` as FederatedAggregateStream sends it: its coverage and partners'
+// answers in `result_part` events of about kResultPartBytes each (one
+// answer alone may be more), then `combined` alone in the `result` event.
+std::vector<v1::FederatedAggregateEvent> InParts(v1::FederatedAggregateResponse answer) {
+  std::vector<v1::FederatedAggregateEvent> events;
+  size_t part_bytes = 0;
+  // The part that `bytes` more go into: the last, or a new one when they
+  // would take the last past kResultPartBytes.
+  auto part_for = [&](size_t bytes) -> v1::FederatedAggregateResponse& {
+    if (events.empty() || (part_bytes > 0 && part_bytes + bytes > kResultPartBytes)) {
+      events.emplace_back();
+      part_bytes = 0;
+    }
+    part_bytes += bytes;
+    return *events.back().mutable_result_part();
+  };
+  for (v1::PartnerCoverage& coverage : *answer.mutable_coverage()) {
+    *part_for(coverage.ByteSizeLong()).add_coverage() = std::move(coverage);
+  }
+  for (v1::AggregateResult& partner : *answer.mutable_partners()) {
+    *part_for(partner.ByteSizeLong()).add_partners() = std::move(partner);
+  }
+  *events.emplace_back().mutable_result()->mutable_combined() =
+      std::move(*answer.mutable_combined());
+  return events;
 }
 
 }  // namespace
@@ -69,7 +110,7 @@ grpc::Status FederationServiceImpl::FederatedAggregate(grpc::ServerContext* cont
                                                        const v1::FederatedAggregateRequest* request,
                                                        v1::FederatedAggregateResponse* response) {
   return AskPartners(*env_, context, "FederationService.FederatedAggregate", *request, nullptr,
-                     response);
+                     /*whole=*/true, response);
 }
 
 grpc::Status FederationServiceImpl::FederatedAggregateStream(
@@ -84,10 +125,13 @@ grpc::Status FederationServiceImpl::FederatedAggregateStream(
     event.mutable_progress()->set_asked(asked);
     writer->Write(event);
   };
-  v1::FederatedAggregateEvent last;
+  v1::FederatedAggregateResponse answer;
   grpc::Status status = AskPartners(*env_, context, "FederationService.FederatedAggregateStream",
-                                    *request, progress, last.mutable_result());
-  if (status.ok()) writer->Write(last);
+                                    *request, progress, /*whole=*/false, &answer);
+  if (!status.ok()) return status;
+  for (const v1::FederatedAggregateEvent& event : InParts(std::move(answer))) {
+    if (!writer->Write(event)) break;  // the analyst is gone
+  }
   return status;
 }
 

@@ -47,7 +47,11 @@ class Client:
         host = node.rsplit(":", 1)[0].strip("[]")
         if server_name is None and host in ("127.0.0.1", "localhost", "::1"):
             server_name = "localhost"
-        options = [("grpc.ssl_target_name_override", server_name)] if server_name else []
+        # A node's replies (a part of a federated answer) may pass gRPC's
+        # default of 4 MiB, up to the 16 MiB a node sends in one message.
+        options = [("grpc.max_receive_message_length", 16 << 20)]
+        if server_name:
+            options.append(("grpc.ssl_target_name_override", server_name))
         self._channel = grpc.secure_channel(node, credentials, options=options)
         self._federation = federation_pb2_grpc.FederationServiceStub(self._channel)
         self._timeout = timeout
@@ -91,7 +95,7 @@ class Client:
         else:
             request.all_peers = True
         try:
-            response = self._federation.FederatedAggregate(request, timeout=self._timeout)
+            response = self._ask(request)
         except grpc.RpcError as e:
             raise errors.from_rpc_error(e) from None
         result = Result(response)
@@ -103,3 +107,18 @@ class Client:
                 f"{result.answered} of {len(result.coverage)} partners answered, fewer than "
                 f"min_coverage {min_coverage}", result)
         return result
+
+    def _ask(self, request):
+        """FederatedAggregateStream's answer: its parts and then the result,
+        merged (repeated fields append), which is what FederatedAggregate
+        returns but without a limit on the number of partners."""
+        response = federation_pb2.FederatedAggregateResponse()
+        for event in self._federation.FederatedAggregateStream(request, timeout=self._timeout):
+            kind = event.WhichOneof("kind")
+            if kind == "result_part":
+                response.MergeFrom(event.result_part)
+            elif kind == "result":
+                response.MergeFrom(event.result)
+                return response
+        raise errors.FedshareError(grpc.StatusCode.INTERNAL,
+                                   "the node ended the answer stream without a result")
