@@ -6,7 +6,9 @@
 // is about 18 MiB. FederatedAggregateStream must bring it to the analyst whole,
 // in parts no larger than about 1 MiB or one partner's answer;
 // FederatedAggregate, which sends one message, must say it cannot and what to
-// use instead; and `fedshare query` must print it.
+// use instead; and `fedshare query` must print it. A foundation holds no more
+// of the answers than limits.federated_answer_budget_bytes, and says which
+// partners it left out.
 #include <algorithm>
 #include <map>
 #include <memory>
@@ -37,6 +39,8 @@ constexpr char kTrustDomain[] = "fedshare.test";
 constexpr int kPartners = 6;
 constexpr int kYears = 150;         // cohort years per program and region
 constexpr int kPeoplePerCell = 10;  // each cell's subjects, above every threshold
+// Room for two partners' answers of about 2.5 MiB, not three.
+constexpr int64_t kBudget = int64_t{6} << 20;
 constexpr char kSql[] =
     "SELECT program, region, cohort_year, COUNT(*), HISTOGRAM(outcome_score, 0, 100, 100) "
     "FROM program_outcomes GROUP BY program, region, cohort_year PURPOSE 'program-evaluation'";
@@ -130,7 +134,19 @@ class LargeAnswerTest : public ::testing::Test {
       foundation_node = *std::move(node);
       analyst_dir = pki.Issue("foundation", Role::kAnalyst, "ana");
       analyst = Connect(foundation_node->local_address(), analyst_dir, kTrustDomain);
-      started = analyst != nullptr;
+
+      // The same foundation on a store of its own, holding at most two
+      // partners' answers.
+      foundation.set_data_dir(tmp.Sub("budgeted-data"));
+      foundation.mutable_limits()->set_federated_answer_budget_bytes(kBudget);
+      node = server::Node::Create(foundation, server::NodeOptions());
+      if (!node.ok()) {
+        ADD_FAILURE() << node.status();
+        return;
+      }
+      budgeted_node = *std::move(node);
+      budgeted_analyst = Connect(budgeted_node->local_address(), analyst_dir, kTrustDomain);
+      started = analyst != nullptr && budgeted_analyst != nullptr;
     }
 
     TempDir tmp{"large_answer"};
@@ -139,6 +155,8 @@ class LargeAnswerTest : public ::testing::Test {
     std::unique_ptr<server::Node> foundation_node;
     std::string analyst_dir;
     std::unique_ptr<client::NodeClient> analyst;
+    std::unique_ptr<server::Node> budgeted_node;
+    std::unique_ptr<client::NodeClient> budgeted_analyst;
     bool started = false;
   };
 
@@ -254,6 +272,35 @@ TEST_F(LargeAnswerTest, OneMessageCannotCarryItAndSaysWhatCan) {
   EXPECT_THAT(whole.status().message(), HasSubstr("more than the 16 MiB a node sends"));
   EXPECT_THAT(whole.status().message(), HasSubstr("FederatedAggregateStream"));
   EXPECT_THAT(whole.status().message(), HasSubstr(absl::StrCat(kPartners, " partners")));
+}
+
+TEST_F(LargeAnswerTest, AnswersPastTheFoundationsBudgetAreLeftOutAndSaidSo) {
+  ASSERT_OK_AND_ASSIGN(v1::FederatedAggregateResponse r,
+                       shared_->budgeted_analyst->FederatedAggregateStream(Question(), nullptr));
+  int answered = 0, left_out = 0;
+  for (const v1::PartnerCoverage& c : r.coverage()) {
+    if (c.state() == v1::PartnerCoverage::ANSWERED) {
+      ++answered;
+      continue;
+    }
+    ++left_out;
+    EXPECT_EQ(c.state(), v1::PartnerCoverage::FAILED) << c.org_id() << ": " << c.reason();
+    EXPECT_THAT(c.reason(), HasSubstr(absl::StrCat("past limits.federated_answer_budget_bytes = ",
+                                                   kBudget, ", so its figures are left out")));
+    EXPECT_EQ(c.released_cells(), 0);
+    // The partner did answer: its receipt is kept, and checked.
+    EXPECT_FALSE(c.receipt().entry_hash().empty()) << c.org_id();
+    EXPECT_TRUE(c.audit_error().empty()) << c.audit_error();
+  }
+  EXPECT_EQ(answered, 2);
+  EXPECT_EQ(left_out, kPartners - 2);
+  // The combined table holds the two answers kept, and only them.
+  ASSERT_EQ(r.partners_size(), 2);
+  ASSERT_EQ(r.combined().cells_size(), 20 * kYears);
+  for (const v1::Cell& cell : r.combined().cells()) {
+    ASSERT_EQ(cell.partners(), 2);
+    EXPECT_EQ(cell.values(0).value(), static_cast<double>(2 * kPeoplePerCell));
+  }
 }
 
 TEST_F(LargeAnswerTest, TheCliPrintsIt) {

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "fedshare/v1/peer.grpc.pb.h"
@@ -145,9 +146,12 @@ v1::PartnerCoverage::State StateFor(grpc::StatusCode code) {
 
 // The state of one fan-out, shared with its calls' callbacks.
 struct FanOut::Run {
-  Run(size_t partners, v1::AggregateQuery asked) : query(std::move(asked)), outcomes(partners) {}
+  Run(size_t partners, v1::AggregateQuery asked, int64_t budget)
+      : query(std::move(asked)), answer_budget_bytes(budget), outcomes(partners) {}
   // The question, which each answer must fit (AnswerFits).
   const v1::AggregateQuery query;
+  // The most the answers kept may hold (0: no bound), and what they hold.
+  const int64_t answer_budget_bytes;
   // A direct call in flight: what gRPC borrows until its callback.
   struct DirectCall {
     grpc::ClientContext context;
@@ -158,6 +162,8 @@ struct FanOut::Run {
   absl::Mutex mu;
   int in_flight ABSL_GUARDED_BY(mu) = 0;
   size_t finished ABSL_GUARDED_BY(mu) = 0;
+  int64_t answer_bytes ABSL_GUARDED_BY(mu) = 0;
+  int answers_kept ABSL_GUARDED_BY(mu) = 0;
   std::vector<PartnerOutcome> outcomes ABSL_GUARDED_BY(mu);
   // With a progress callback: the partners in the order their calls ended,
   // and how many of them the asking thread has reported.
@@ -172,6 +178,26 @@ struct FanOut::Run {
   bool SlotFree() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return in_flight < kMaxCallsInFlight; }
   bool AllFinishedOrNews() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     return AllFinished() || (report_progress && reported < finished_order.size());
+  }
+  // Makes `outcome`, whose answer of `bytes` would take this question past
+  // its answer budget, FAILED without its figures, keeping its receipt.
+  void LeaveOut(int64_t bytes, PartnerOutcome& outcome) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    constexpr double kMiB = 1 << 20;
+    const std::string reason = absl::StrFormat(
+        "its answer of %.1f MiB would take the answers this question holds (%.1f MiB from %d "
+        "partners) past limits.federated_answer_budget_bytes = %d, so its figures are left out; "
+        "raise the limit or ask fewer partners at once",
+        bytes / kMiB, answer_bytes / kMiB, answers_kept, answer_budget_bytes);
+    spdlog::warn("event=peer_answer_over_budget peer={} bytes={} held={} budget={}",
+                 outcome.coverage.org_id(), bytes, answer_bytes, answer_budget_bytes);
+    if (outcome.result->has_receipt()) {
+      *outcome.coverage.mutable_receipt() = std::move(*outcome.result->mutable_receipt());
+    }
+    outcome.result.reset();
+    outcome.coverage.set_state(v1::PartnerCoverage::FAILED);
+    outcome.coverage.set_reason(reason);
+    outcome.coverage.set_released_cells(0);
+    outcome.coverage.set_withheld_cells(0);
   }
   // The coverage of partners finished and not yet reported, marked reported.
   std::vector<v1::PartnerCoverage> TakeNews() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
@@ -257,7 +283,17 @@ void FanOut::Complete(Run* run, size_t index, PartnerOutcome outcome, absl::Time
     last_contact_[outcome.coverage.org_id()] = now;
     round_trip_[outcome.coverage.org_id()] = now - started;
   }
+  const int64_t bytes =
+      outcome.result.has_value() ? static_cast<int64_t>(outcome.result->ByteSizeLong()) : 0;
   absl::MutexLock lock(&run->mu);
+  if (outcome.result.has_value()) {
+    if (run->answer_budget_bytes > 0 && run->answer_bytes + bytes > run->answer_budget_bytes) {
+      run->LeaveOut(bytes, outcome);
+    } else {
+      run->answer_bytes += bytes;
+      ++run->answers_kept;
+    }
+  }
   run->outcomes[index] = std::move(outcome);
   --run->in_flight;
   ++run->finished;
@@ -321,7 +357,7 @@ std::vector<PartnerOutcome> FanOut::AskAll(const std::vector<v1::PeerConfig>& pe
                                            const Progress& progress) {
   const absl::Time deadline = absl::Now() + timeout;
   const std::string tls_stamp = TlsStamp(*config_);
-  auto run = std::make_shared<Run>(peers.size(), request.query());
+  auto run = std::make_shared<Run>(peers.size(), request.query(), answer_budget_bytes_);
   run->report_progress = progress != nullptr;
   const int asked = static_cast<int>(peers.size());
   int told = 0;

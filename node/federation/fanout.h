@@ -122,6 +122,14 @@ class FanOut {
   // REQUIRES: set before the first Ask; `checkpoints` outlives the FanOut.
   void SetPeerCheckpoints(audit::PeerCheckpoints* checkpoints) { checkpoints_ = checkpoints; }
 
+  // The most one question may hold of its partners' answers, in serialized
+  // bytes (limits.federated_answer_budget_bytes): a partner whose answer
+  // would take it past this is FAILED, saying so, its figures left out and
+  // its receipt still checked. Which partners those are depends on the order
+  // the answers come in. 0: no bound.
+  // REQUIRES: set before the first Ask.
+  void SetAnswerBudget(int64_t bytes) { answer_budget_bytes_ = bytes; }
+
  private:
   struct PeerChannel;
   struct Run;
@@ -190,6 +198,7 @@ class FanOut {
   const CallHomeHub* hub_;
   PeerCallObserver peer_call_observer_;
   audit::PeerCheckpoints* checkpoints_ = nullptr;
+  int64_t answer_budget_bytes_ = 0;  // 0: no bound
   mutable absl::Mutex mu_;
   std::shared_ptr<const Roster> roster_ ABSL_GUARDED_BY(mu_);
   absl::Mutex channels_mu_;

@@ -173,6 +173,12 @@ absl::Status ValidateImpl(const v1::NodeConfig& config, const Locator& where,
   if (config.limits().query_memory_budget_bytes() < 0) {
     return fail("limits", -1, "limits.query_memory_budget_bytes must be >= 0 (0: the default)");
   }
+  if (const int64_t budget = config.limits().federated_answer_budget_bytes();
+      budget != 0 && budget < (int64_t{4} << 20)) {
+    return fail("limits", -1,
+                "limits.federated_answer_budget_bytes must be 0 (the default, 536870912) or at "
+                "least 4194304 (4 MiB, the most one partner's answer may be)");
+  }
   if (config.limits().scan_threads() < 0 || config.limits().scan_threads() > 256) {
     return fail("limits", -1, "limits.scan_threads must be 0 (the machine's cores) to 256");
   }

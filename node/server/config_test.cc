@@ -112,6 +112,17 @@ TEST(ConfigTest, TinyIngestMemoryBudgetIsRefused) {
                HasSubstr("limits.ingest_memory_budget_bytes must be 0")));
 }
 
+TEST(ConfigTest, AFederatedAnswerBudgetBelowOneAnswerIsRefused) {
+  EXPECT_OK(ParseNodeConfig(
+                absl::StrCat(kValid, "limits { federated_answer_budget_bytes: 4194304 }"), "n", "")
+                .status());
+  EXPECT_THAT(
+      ParseNodeConfig(absl::StrCat(kValid, "limits { federated_answer_budget_bytes: 4194303 }"),
+                      "n", ""),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("limits.federated_answer_budget_bytes must be 0")));
+}
+
 TEST(ConfigTest, CallHomePeersAndUpstreamsAreChecked) {
   EXPECT_OK(ParseNodeConfig(absl::StrCat(kValid, R"(
 peers { org_id: "partner-b" call_home: true }

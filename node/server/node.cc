@@ -263,6 +263,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
   }
   node->peer_checkpoints_ = std::make_unique<audit::PeerCheckpoints>(node->storage_.get());
   node->fanout_->SetPeerCheckpoints(node->peer_checkpoints_.get());
+  node->fanout_->SetAnswerBudget(limits.federated_answer_budget_bytes());
   FEDSHARE_ASSIGN_OR_RETURN(node->authenticator_,
                             identity::Authenticator::Create(
                                 cfg.tls().ca_file(), cfg.trust_domain(),

@@ -31,6 +31,7 @@ constexpr int32_t kRefusalsPerWindow = 20;
 constexpr int32_t kRefusalWindowSeconds = 60;
 constexpr int64_t kIngestMemoryBudgetBytes = int64_t{256} << 20;
 constexpr int64_t kQueryMemoryBudgetBytes = int64_t{256} << 20;
+constexpr int64_t kFederatedAnswerBudgetBytes = int64_t{512} << 20;
 
 int32_t DefaultScanThreads() {
   return std::max(1, static_cast<int32_t>(std::thread::hardware_concurrency()));
@@ -82,6 +83,8 @@ v1::Limits EffectiveLimits(const v1::Limits& c) {
   l.set_ingest_memory_budget_bytes(Or(c.ingest_memory_budget_bytes(), kIngestMemoryBudgetBytes));
   l.set_query_memory_budget_bytes(Or(c.query_memory_budget_bytes(), kQueryMemoryBudgetBytes));
   l.set_scan_threads(Or(c.scan_threads(), DefaultScanThreads()));
+  l.set_federated_answer_budget_bytes(
+      Or(c.federated_answer_budget_bytes(), kFederatedAnswerBudgetBytes));
   return l;
 }
 
