@@ -318,5 +318,50 @@ TEST_F(LimitsTest, ARefusalStormIsThrottledAndAuditedAsOneEntry) {
   EXPECT_TRUE(after.chain_valid());
 }
 
+TEST_F(LimitsTest, AQuestionOfMoreCellsThanMaxAnswerCellsIsRefusedAndAudited) {
+  config_.mutable_limits()->set_max_answer_cells(30);
+  *config_.add_agreements() = OpenAgreement("foundation-open", "foundation");
+  ASSERT_OK_AND_ASSIGN(NodeProcess node, Start());
+  auto op = Connect(node.local_address, operator_, kTrustDomain, "partner-a");
+  ASSERT_NE(op, nullptr);
+  // 4 programs by 10 cohort years, 5 people in each: 40 cells.
+  const char* programs[] = {"literacy", "numeracy", "mentoring", "employment"};
+  std::string records = kProgramOutcomesCsvHeader;
+  std::string consents = "subject,purpose,event,time,valid_until,scope\n";
+  for (int s = 0; s < 200; ++s) {
+    absl::StrAppend(&records, "p", s, ",", programs[s % 4], ",north,", 2010 + (s / 4) % 10,
+                    ",30,true,50,3,0\n");
+    absl::StrAppend(&consents, "p", s, ",program-evaluation,GIVEN,2025-06-01,,*\n");
+  }
+  ASSERT_OK(op->Ingest("program_outcomes", v1::CSV, false, records).status());
+  ASSERT_OK(op->ImportConsent(consents).status());
+  auto peer = Connect(node.peer_address, asker_, kTrustDomain, "partner-a");
+  ASSERT_NE(peer, nullptr);
+  auto question = [](const std::vector<std::string>& group_by) {
+    v1::AggregateQuery q;
+    q.set_dataset("program_outcomes");
+    q.set_purpose("program-evaluation");
+    for (const std::string& g : group_by) q.add_group_by(g);
+    q.add_aggregates()->set_kind(v1::COUNT);
+    return q;
+  };
+
+  absl::StatusOr<v1::AggregateResult> wide = peer->Aggregate(question({"program", "cohort_year"}));
+  ASSERT_EQ(wide.status().code(), absl::StatusCode::kResourceExhausted) << wide.status();
+  EXPECT_THAT(wide.status().message(),
+              HasSubstr("more than 30 cells, over limits.max_answer_cells = 30"));
+  ASSERT_OK_AND_ASSIGN(v1::AggregateResult narrow, peer->Aggregate(question({"program"})));
+  EXPECT_EQ(narrow.cells_size(), 4);
+
+  ASSERT_OK_AND_ASSIGN(v1::ListAuditResponse audit, op->ListAudit(0, 100));
+  int refused = 0;
+  for (const v1::AuditEntry& e : audit.entries()) {
+    if (e.decision() != v1::AuditEntry::REFUSED) continue;
+    ++refused;
+    EXPECT_THAT(e.reason(), HasSubstr("limits.max_answer_cells = 30"));
+  }
+  EXPECT_EQ(refused, 1);
+}
+
 }  // namespace
 }  // namespace fedshare::testing

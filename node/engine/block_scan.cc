@@ -25,7 +25,8 @@ constexpr size_t kMinRangeBlocks = 8;
 
 // The block path's state (block_scan.h):
 //
-//   BlockScan scan(reader, query, consent, plan, record_keys, memory, false);
+//   BlockScan scan(reader, query, consent, plan, record_keys, memory, false, removal_cap,
+//                  max_cells);
 //   reader.ForEachBlock([&](const ColumnBlock& b) { return scan.Add(b); }, &plan.columns);
 //   Execution execution = std::move(scan).Finish(/*pool=*/nullptr);
 //
@@ -40,7 +41,7 @@ class BlockScan {
   BlockScan(const DatasetReader& reader, const v1::AggregateQuery& query,
             const policy::ConsentBitmap& consent, const Plan& plan,
             absl::Span<const uint32_t> record_keys, QuestionMemory* memory, bool follows,
-            int64_t removal_cap)
+            int64_t removal_cap, int max_cells)
       : reader_(reader),
         query_(query),
         consent_(consent),
@@ -49,6 +50,7 @@ class BlockScan {
         memory_(memory),
         follows_(follows),
         removal_cap_(removal_cap),
+        max_cells_(max_cells),
         n_aggs_(query.aggregates_size()),
         group_ids_(reader, plan.group_fields),
         removed_(plan.predicates.size(), DistinctUpTo(removal_cap)),
@@ -78,6 +80,10 @@ class BlockScan {
         group_ids_.Assign(block, counted_.data(), counted_.size(), gids_.data()));
     const size_t cells_before = cells_.size();
     AddRecords(block);
+    // This range's cells are some of the answer's: past the bound already.
+    if (max_cells_ > 0 && cells_.size() > static_cast<size_t>(max_cells_)) {
+      return TooManyCells(max_cells_);
+    }
     for (int a = 0; a < n_aggs_; ++a) {
       if (query_.aggregates(a).kind() == v1::HISTOGRAM) AddToHistogram(block, a);
     }
@@ -412,6 +418,7 @@ class BlockScan {
   QuestionMemory* const memory_;  // may be null
   const bool follows_;            // scans blocks after another scan's
   const int64_t removal_cap_;     // the removal figures are counted up to it
+  const int max_cells_;           // TooManyCells past it; 0: no bound
   const int n_aggs_;
   int histograms_ = 0;                // HISTOGRAM aggregates
   std::vector<Measure> slot_measures_;  // per measure slot
@@ -457,9 +464,9 @@ absl::StatusOr<Execution> ExecuteByBlock(const DatasetReader& reader,
   std::vector<std::unique_ptr<BlockScan>> scans(ranges);
   std::vector<absl::Status> statuses(ranges);
   auto scan_range = [&](size_t i) {
-    scans[i] =
-        std::make_unique<BlockScan>(reader, query, consent, plan, record_keys,
-                                    memory.budgeted() ? &memory : nullptr, i > 0, removal_cap);
+    scans[i] = std::make_unique<BlockScan>(reader, query, consent, plan, record_keys,
+                                           memory.budgeted() ? &memory : nullptr, i > 0,
+                                           removal_cap, options.max_cells);
     BlockScan& scan = *scans[i];
     DatasetReader::BlockRange range;
     range.columns = &plan.columns;
@@ -492,6 +499,7 @@ absl::StatusOr<Execution> ExecuteByBlock(const DatasetReader& reader,
     if (!s.ok() && !absl::IsResourceExhausted(s)) return s;
   }
   FEDSHARE_RETURN_IF_ERROR(memory.status());
+  for (const absl::Status& s : statuses) FEDSHARE_RETURN_IF_ERROR(s);  // TooManyCells
   for (size_t i = 1; i < ranges; ++i) scans[0]->Merge(*scans[i]);
   scans[0]->ReplayMerged(pool);
   scans.resize(1);

@@ -32,6 +32,7 @@ struct ScanOptions {
   // scan on the caller's.
   ScanPool* pool = nullptr;
   int64_t memory_budget_bytes = 0;  // QuestionMemory; 0: no budget
+  int max_cells = 0;                // TooManyCells past it; 0: no bound
   // The predicate-removal figures are counted up to this (ExecuteQuery's
   // `removal_cap`); at least 1.
   int64_t removal_cap = std::numeric_limits<int64_t>::max();

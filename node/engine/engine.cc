@@ -152,6 +152,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(storage::Storage* storage
   if (options.scan_threads > 0)
     engine->scan_pool_ = std::make_unique<ScanPool>(options.scan_threads);
   engine->query_memory_budget_bytes_ = options.query_memory_budget_bytes;
+  engine->max_answer_cells_ = options.max_answer_cells;
   google::protobuf::RepeatedPtrField<v1::Purpose> purposes(options.purposes.begin(),
                                                            options.purposes.end());
   FEDSHARE_ASSIGN_OR_RETURN(engine->tree_, policy::PurposeTree::Create(purposes));
@@ -526,6 +527,7 @@ absl::StatusOr<std::unique_ptr<DatasetReader>> Engine::OpenReader(absl::string_v
   reader->def_ = def;
   reader->scan_pool_ = scan_pool_.get();
   reader->query_memory_budget_bytes_ = query_memory_budget_bytes_;
+  reader->max_answer_cells_ = max_answer_cells_;
   reader->snapshot_ = storage_->GetSnapshot();
   const storage::Snapshot* snap = reader->snapshot_.get();
   FEDSHARE_ASSIGN_OR_RETURN(

@@ -165,6 +165,10 @@ struct EngineOptions {
   // What one question's scan may keep (node/engine/question_memory.h); over
   // it the question is refused with RESOURCE_EXHAUSTED. 0: no budget.
   int64_t query_memory_budget_bytes = 0;
+  // The most cells (groups) one answer may have (limits.max_answer_cells);
+  // a question whose records fall into more is refused with
+  // RESOURCE_EXHAUSTED once its scan finds them. 0: no bound.
+  int max_answer_cells = 0;
 };
 
 // What the engine knows about one configured dataset. Immutable after
@@ -224,6 +228,7 @@ class DatasetReader {
   // (0: none), for the query executor.
   ScanPool* scan_pool() const { return scan_pool_; }
   int64_t query_memory_budget_bytes() const { return query_memory_budget_bytes_; }
+  int max_answer_cells() const { return max_answer_cells_; }  // 0: no bound
   // Asked before each block of ForEachBlock; when it returns true the scan
   // stops with CANCELLED. Unset: never cancelled.
   void set_cancelled(std::function<bool()> cancelled) { cancelled_ = std::move(cancelled); }
@@ -247,6 +252,7 @@ class DatasetReader {
   mutable std::atomic<uint64_t> blocks_decoded_{0};
   ScanPool* scan_pool_ = nullptr;
   int64_t query_memory_budget_bytes_ = 0;
+  int max_answer_cells_ = 0;
 };
 
 class Engine {
@@ -423,6 +429,7 @@ class Engine {
   Clock* clock_ = nullptr;
   std::unique_ptr<ScanPool> scan_pool_;  // null without scan threads
   int64_t query_memory_budget_bytes_ = 0;
+  int max_answer_cells_ = 0;
   std::string org_id_;
   std::string node_secret_;
   bool check_only_ = false;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
 #include "node/common/status_macros.h"
 #include "node/engine/block_scan.h"
 #include "node/engine/question_memory.h"
@@ -18,6 +19,14 @@ Execution::~Execution() {
   }
 }
 
+absl::Status TooManyCells(int max_cells) {
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "the question's records fall into more than ", max_cells,
+      " cells, over limits.max_answer_cells = ", max_cells,
+      "; nothing was released. Ask with fewer or coarser group-by fields or a narrower filter, "
+      "or raise limits.max_answer_cells in the node config"));
+}
+
 absl::StatusOr<Execution> ExecuteQuery(const DatasetReader& reader, const v1::AggregateQuery& query,
                                        const policy::ConsentBitmap& consent,
                                        int max_records_per_subject, ScannedRecords* records,
@@ -25,15 +34,25 @@ absl::StatusOr<Execution> ExecuteQuery(const DatasetReader& reader, const v1::Ag
                                        int64_t removal_cap) {
   FEDSHARE_ASSIGN_OR_RETURN(exec::Plan plan, exec::MakePlan(reader, query));
   removal_cap = std::max<int64_t>(1, removal_cap);
+  const int max_cells = reader.max_answer_cells();
+  absl::StatusOr<Execution> execution;
   if (max_records_per_subject > 0 || records != nullptr) {
-    return exec::ExecuteByRow(reader, query, consent, plan, max_records_per_subject, records,
-                              record_keys, reader.query_memory_budget_bytes(), removal_cap);
+    execution = exec::ExecuteByRow(reader, query, consent, plan, max_records_per_subject, records,
+                                   record_keys, reader.query_memory_budget_bytes(), removal_cap);
+  } else {
+    exec::ScanOptions options;
+    options.pool = reader.scan_pool();
+    options.memory_budget_bytes = reader.query_memory_budget_bytes();
+    options.max_cells = max_cells;
+    options.removal_cap = removal_cap;
+    execution = exec::ExecuteByBlock(reader, query, consent, plan, record_keys, options);
   }
-  exec::ScanOptions options;
-  options.pool = reader.scan_pool();
-  options.memory_budget_bytes = reader.query_memory_budget_bytes();
-  options.removal_cap = removal_cap;
-  return exec::ExecuteByBlock(reader, query, consent, plan, record_keys, options);
+  // The block scan stops as soon as one of its ranges passes the bound;
+  // the ranges together, or the row path, are checked here.
+  if (execution.ok() && max_cells > 0 && execution->cells.size() > static_cast<size_t>(max_cells)) {
+    return TooManyCells(max_cells);
+  }
+  return execution;
 }
 
 }  // namespace fedshare::engine

@@ -81,7 +81,9 @@ struct ScannedRecords {
 // scans ranges of blocks in parallel; the answer is the same to the last bit
 // as a scan on one thread. RESOURCE_EXHAUSTED when the state the question
 // keeps (its cells, each counted record's subject and measures, the owners
-// of dropped records) grows past EngineOptions::query_memory_budget_bytes.
+// of dropped records) grows past EngineOptions::query_memory_budget_bytes,
+// and (TooManyCells) when its records fall into more cells than
+// EngineOptions::max_answer_cells.
 //
 // `removal_cap` (at least 1; smaller counts as 1) bounds the predicate-removal
 // figures: each is exact below it and the cap from there on. The rule asks
@@ -95,6 +97,11 @@ absl::StatusOr<Execution> ExecuteQuery(const DatasetReader& reader, const v1::Ag
                                        ScannedRecords* records = nullptr,
                                        absl::Span<const uint32_t> record_keys = {},
                                        int64_t removal_cap = std::numeric_limits<int64_t>::max());
+
+// RESOURCE_EXHAUSTED: the question's records fall into more than
+// `max_cells` cells (limits.max_answer_cells). Says "more than", not how
+// many.
+absl::Status TooManyCells(int max_cells);
 
 }  // namespace fedshare::engine
 

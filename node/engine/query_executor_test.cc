@@ -549,5 +549,53 @@ TEST_F(QueryExecutorTest, ParallelScanEqualsSerialScanBitForBit) {
   }
 }
 
+TEST_F(QueryExecutorTest, MoreCellsThanTheBoundStopTheQuestionOnEveryPath) {
+  rows_ = MakeRows(static_cast<int>(40 * storage::kBlockRows), 30000, 9);
+  ASSERT_NO_FATAL_FAILURE(Ingest(0, rows_.size()));
+  const std::string question = R"pb(group_by: "program"
+                                    group_by: "region"
+                                    group_by: "year"
+                                    aggregates { kind: COUNT })pb";
+  ASSERT_NO_FATAL_FAILURE(OpenReader());
+  ASSERT_OK_AND_ASSIGN(Execution all, Run(question));
+  const int cells = static_cast<int>(all.cells.size());
+  ASSERT_GT(cells, 100);
+  // Serial and parallel block scans, and the row path (a record bound).
+  for (int threads : {0, 3}) {
+    for (int bound : {0, 2}) {
+      SCOPED_TRACE(absl::StrCat(threads, " scan threads, record bound ", bound));
+      for (int max_cells : {cells - 1, cells / 3, 1}) {
+        EngineOptions options = options_;
+        options.scan_threads = threads;
+        options.max_answer_cells = max_cells;
+        reader_.reset();
+        engine_.reset();
+        ASSERT_OK_AND_ASSIGN(engine_, Engine::Create(storage_.get(), options));
+        ASSERT_NO_FATAL_FAILURE(OpenReader());
+        EXPECT_THAT(Run(question, bound),
+                    fedshare::testing::StatusIs(
+                        absl::StatusCode::kResourceExhausted,
+                        ::testing::HasSubstr(
+                            absl::StrCat("more than ", max_cells,
+                                         " cells, over limits.max_answer_cells = ", max_cells))));
+        // The block scan stops at the block that passes the bound: the first
+        // block alone has more than one cell.
+        if (threads == 0 && bound == 0 && max_cells == 1) {
+          EXPECT_EQ(reader_->blocks_decoded(), 1u);
+        }
+      }
+      EngineOptions options = options_;
+      options.scan_threads = threads;
+      options.max_answer_cells = cells;
+      reader_.reset();
+      engine_.reset();
+      ASSERT_OK_AND_ASSIGN(engine_, Engine::Create(storage_.get(), options));
+      ASSERT_NO_FATAL_FAILURE(OpenReader());
+      ASSERT_OK_AND_ASSIGN(Execution exactly, Run(question, bound));
+      EXPECT_EQ(exactly.cells.size(), all.cells.size());
+    }
+  }
+}
+
 }  // namespace
 }  // namespace fedshare::engine

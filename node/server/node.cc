@@ -237,6 +237,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
   const v1::Limits limits = service::EffectiveLimits(cfg.limits());
   engine_options.scan_threads = limits.scan_threads();
   engine_options.query_memory_budget_bytes = limits.query_memory_budget_bytes();
+  engine_options.max_answer_cells = limits.max_answer_cells();
   FEDSHARE_ASSIGN_OR_RETURN(
       node->engine_, engine::Engine::Create(node->storage_.get(), std::move(engine_options)));
   node->answerer_ = std::make_unique<engine::Answerer>(
