@@ -106,8 +106,9 @@ int RunQuery(const Globals& g, const QueryArgs& a) {
   const bool terminal = isatty(STDERR_FILENO) == 1;
   ProgressPrinter printer(terminal);
   std::function<void(const v1::FederatedAggregateProgress&)> show;
-  if (a.progress || terminal)
+  if (a.progress || terminal) {
     show = [&](const v1::FederatedAggregateProgress& p) { printer.Show(p); };
+  }
   absl::StatusOr<v1::FederatedAggregateResponse> r =
       (*client)->FederatedAggregateStream(request, show);
   if (!r.ok()) return Fail(r.status(), Listener::kLocal);

@@ -1,6 +1,7 @@
 #include "node/engine/block_scan.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -463,6 +464,9 @@ absl::StatusOr<Execution> ExecuteByBlock(const DatasetReader& reader,
 
   std::vector<std::unique_ptr<BlockScan>> scans(ranges);
   std::vector<absl::Status> statuses(ranges);
+  // Set when a range fails: the others stop at their next block (a budget
+  // failure is seen in `memory` as well, and reported over this).
+  std::atomic<bool> failed{false};
   auto scan_range = [&](size_t i) {
     scans[i] = std::make_unique<BlockScan>(reader, query, consent, plan, record_keys,
                                            memory.budgeted() ? &memory : nullptr, i > 0,
@@ -482,10 +486,13 @@ absl::StatusOr<Execution> ExecuteByBlock(const DatasetReader& reader,
       };
     }
     statuses[i] = reader.ForEachBlock(
-        [&scan, &memory](const ColumnBlock& block) {
-          // Another range over its budget ends this one too.
+        [&scan, &memory, &failed, &options](const ColumnBlock& block) {
+          // Another range over its budget, or past max_cells, ends this one too.
           FEDSHARE_RETURN_IF_ERROR(memory.status());
-          return scan.Add(block);
+          if (failed.load(std::memory_order_relaxed)) return TooManyCells(options.max_cells);
+          absl::Status added = scan.Add(block);
+          if (!added.ok()) failed.store(true, std::memory_order_relaxed);
+          return added;
         },
         range);
   };
