@@ -116,12 +116,14 @@ class QueryExecutorTest : public ::testing::Test {
     ASSERT_OK_AND_ASSIGN(engine_, Engine::Create(storage_.get(), options));
   }
 
-  // Reopens the engine on the same store with a scan pool of `threads`.
-  void ReopenWithScanThreads(int threads) {
+  // Reopens the engine on the same store with a scan pool of `threads`
+  // (and limits.max_answer_cells, 0: none).
+  void ReopenWithScanThreads(int threads, int max_answer_cells = 0) {
     reader_.reset();
     engine_.reset();
     EngineOptions options = options_;
     options.scan_threads = threads;
+    options.max_answer_cells = max_answer_cells;
     ASSERT_OK_AND_ASSIGN(engine_, Engine::Create(storage_.get(), options));
   }
   void TearDown() override {

@@ -565,12 +565,7 @@ TEST_F(QueryExecutorTest, MoreCellsThanTheBoundStopTheQuestionOnEveryPath) {
     for (int bound : {0, 2}) {
       SCOPED_TRACE(absl::StrCat(threads, " scan threads, record bound ", bound));
       for (int max_cells : {cells - 1, cells / 3, 1}) {
-        EngineOptions options = options_;
-        options.scan_threads = threads;
-        options.max_answer_cells = max_cells;
-        reader_.reset();
-        engine_.reset();
-        ASSERT_OK_AND_ASSIGN(engine_, Engine::Create(storage_.get(), options));
+        ASSERT_NO_FATAL_FAILURE(ReopenWithScanThreads(threads, max_cells));
         ASSERT_NO_FATAL_FAILURE(OpenReader());
         EXPECT_THAT(Run(question, bound),
                     fedshare::testing::StatusIs(
@@ -584,12 +579,7 @@ TEST_F(QueryExecutorTest, MoreCellsThanTheBoundStopTheQuestionOnEveryPath) {
           EXPECT_EQ(reader_->blocks_decoded(), 1u);
         }
       }
-      EngineOptions options = options_;
-      options.scan_threads = threads;
-      options.max_answer_cells = cells;
-      reader_.reset();
-      engine_.reset();
-      ASSERT_OK_AND_ASSIGN(engine_, Engine::Create(storage_.get(), options));
+      ASSERT_NO_FATAL_FAILURE(ReopenWithScanThreads(threads, cells));
       ASSERT_NO_FATAL_FAILURE(OpenReader());
       ASSERT_OK_AND_ASSIGN(Execution exactly, Run(question, bound));
       EXPECT_EQ(exactly.cells.size(), all.cells.size());
