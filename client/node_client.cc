@@ -166,8 +166,8 @@ absl::StatusOr<v1::FederatedAggregateResponse> NodeClient::FederatedAggregateStr
       [&](const v1::FederatedAggregateEvent& event) {
         any_event = true;
         if (event.has_progress() && progress) progress(event.progress());
-        // The result comes in parts; each appends its coverage and
-        // partners' answers, and the last brings the combined table.
+        // The result comes in parts; each appends coverage, partners'
+        // answers and combined cells, and the last brings the rest.
         if (event.has_result_part()) {
           if (!parts.has_value()) parts.emplace();
           parts->MergeFrom(event.result_part());

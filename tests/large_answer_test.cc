@@ -201,7 +201,7 @@ TEST_F(LargeAnswerTest, TheStreamBringsAnAnswerLargerThanOneMessageInParts) {
   ASSERT_TRUE(status.ok()) << status.error_code() << " " << status.error_message();
 
   // Progress for every partner, then the parts, then the result.
-  int progress = 0, parts = 0, results = 0;
+  int progress = 0, parts = 0, results = 0, cells_in_parts = 0;
   size_t largest_answer = 0;
   v1::FederatedAggregateResponse merged;
   for (size_t i = 0; i < events.size(); ++i) {
@@ -212,20 +212,27 @@ TEST_F(LargeAnswerTest, TheStreamBringsAnAnswerLargerThanOneMessageInParts) {
     } else if (e.has_result_part()) {
       ++parts;
       EXPECT_EQ(results, 0) << "a part after the result, event " << i;
-      EXPECT_FALSE(e.result_part().has_combined()) << "a part carries the combined table";
+      // Of the combined table, parts carry cells only.
+      v1::AggregateResult rest = e.result_part().combined();
+      cells_in_parts += rest.cells_size();
+      rest.clear_cells();
+      EXPECT_EQ(rest.ByteSizeLong(), 0u) << "a part carries more of the combined table than cells";
       for (const v1::AggregateResult& a : e.result_part().partners()) {
         largest_answer = std::max(largest_answer, a.ByteSizeLong());
       }
       merged.MergeFrom(e.result_part());
     } else if (e.has_result()) {
       ++results;
-      EXPECT_EQ(e.result().coverage_size() + e.result().partners_size(), 0)
+      EXPECT_EQ(e.result().coverage_size() + e.result().partners_size() +
+                    e.result().combined().cells_size(),
+                0)
           << "the result repeats what the parts carried";
       merged.MergeFrom(e.result());
     }
   }
   EXPECT_EQ(progress, kPartners);
   EXPECT_EQ(results, 1);
+  EXPECT_EQ(cells_in_parts, 20 * kYears);
   EXPECT_EQ(events.back().kind_case(), v1::FederatedAggregateEvent::kResult);
   // The whole is past one message; no part is much past its share.
   EXPECT_GT(merged.ByteSizeLong(), static_cast<size_t>(kMaxReplyBytes));
@@ -262,6 +269,35 @@ TEST_F(LargeAnswerTest, TheStreamBringsAnAnswerLargerThanOneMessageInParts) {
                                                                    merged.combined().cells(i)))
         << "cell " << i;
   }
+}
+
+TEST_F(LargeAnswerTest, TheStreamsPartsMergeToWhatOneMessageGives) {
+  // Two partners: about 8 MiB, which one message still carries.
+  v1::FederatedAggregateRequest two = Question();
+  two.set_all_peers(false);
+  two.add_peers("partner-1");
+  two.add_peers("partner-2");
+  ASSERT_OK_AND_ASSIGN(v1::FederatedAggregateResponse whole,
+                       shared_->analyst->FederatedAggregate(two));
+  ASSERT_OK_AND_ASSIGN(v1::FederatedAggregateResponse parts,
+                       shared_->analyst->FederatedAggregateStream(two, nullptr));
+  ASSERT_GT(whole.ByteSizeLong(), size_t{4} << 20);
+  // The same, in the same order, but for what each asking makes anew (the
+  // receipts of the audit entries it wrote, and when each partner answered).
+  for (v1::FederatedAggregateResponse* r : {&whole, &parts}) {
+    r->mutable_combined()->clear_receipt();
+    r->mutable_combined()->clear_answered_at_unix_ms();
+    for (v1::PartnerCoverage& c : *r->mutable_coverage()) c.clear_receipt();
+    for (v1::AggregateResult& a : *r->mutable_partners()) {
+      a.clear_receipt();
+      a.clear_answered_at_unix_ms();
+    }
+  }
+  google::protobuf::util::MessageDifferencer differ;
+  std::string differences;
+  differ.ReportDifferencesToString(&differences);
+  EXPECT_TRUE(differ.Compare(whole, parts)) << differences.substr(0, 2000);
+  EXPECT_EQ(parts.combined().cells_size(), 20 * kYears);
 }
 
 TEST_F(LargeAnswerTest, OneMessageCannotCarryItAndSaysWhatCan) {

@@ -77,9 +77,10 @@ grpc::Status AskPartners(const ServiceEnv& env, grpc::ServerContext* context,
   return Finish(method, who->spiffe_id, result.status());
 }
 
-// `answer` as FederatedAggregateStream sends it: its coverage and partners'
-// answers in `result_part` events of about kResultPartBytes each (one
-// answer alone may be more), then `combined` alone in the `result` event.
+// `answer` as FederatedAggregateStream sends it: its coverage, partners'
+// answers and combined cells in `result_part` events of about
+// kResultPartBytes each (one answer alone may be more), then the rest of
+// `combined` (its receipt, withholdings, ...) in the `result` event.
 std::vector<v1::FederatedAggregateEvent> InParts(v1::FederatedAggregateResponse answer) {
   std::vector<v1::FederatedAggregateEvent> events;
   size_t part_bytes = 0;
@@ -99,6 +100,12 @@ std::vector<v1::FederatedAggregateEvent> InParts(v1::FederatedAggregateResponse 
   for (v1::AggregateResult& partner : *answer.mutable_partners()) {
     *part_for(partner.ByteSizeLong()).add_partners() = std::move(partner);
   }
+  // The combined table's cells too: partners with different keys can make
+  // it as large as all their answers together.
+  for (v1::Cell& cell : *answer.mutable_combined()->mutable_cells()) {
+    *part_for(cell.ByteSizeLong()).mutable_combined()->add_cells() = std::move(cell);
+  }
+  answer.mutable_combined()->clear_cells();
   *events.emplace_back().mutable_result()->mutable_combined() =
       std::move(*answer.mutable_combined());
   return events;
