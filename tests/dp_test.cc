@@ -206,6 +206,21 @@ TEST_F(DpTest, SingleSubjectGroupIsLeftOut) {
   EXPECT_DOUBLE_EQ(r.privacy_budget().delta(), 1e-6);
 }
 
+// The attacker knows the four regions of the 400 and asks whether anyone is
+// in a fifth: with limits.max_answer_cells at 4, a refusal of GROUP BY region
+// would say that s5000's group exists, which partition selection hides.
+TEST_F(DpTest, TheCellBoundDoesNotTellWhetherAHiddenGroupExists) {
+  config_.mutable_limits()->set_max_answer_cells(4);
+  StartInProcess();
+  Load();
+  ASSERT_OK_AND_ASSIGN(v1::AggregateResult r,
+                       Ask("SELECT region, COUNT(*) FROM program_outcomes GROUP BY region "
+                           "PURPOSE 'program-evaluation'"));
+  EXPECT_EQ(CellOf(r, "central"), nullptr) << r.DebugString();
+  EXPECT_EQ(r.cells_size(), 4);
+  EXPECT_EQ(r.unlisted_withheld_cells(), 0);
+}
+
 TEST_F(DpTest, QuestionPastTheBudgetIsRefusedWithEpsilonLeft) {
   StartInProcess();
   Load();

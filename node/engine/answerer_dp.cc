@@ -179,6 +179,11 @@ absl::StatusOr<v1::AggregateResult> Answerer::AnswerDp(
   absl::StatusOr<std::unique_ptr<DatasetReader>> reader = engine_->OpenReader(dataset);
   if (!reader.ok()) return refuse("execution", reader.status());
   if (cancelled) (*reader)->set_cancelled(cancelled);
+  // No bound on cells here: how many groups the data has is what partition
+  // selection hides, and a refusal past limits.max_answer_cells would tell
+  // it exactly (a group of one person would tip it). The scan's memory
+  // budget still bounds the question.
+  (*reader)->set_max_answer_cells(0);
   const uint64_t version = DataVersion(**reader, *consent, agreement);
 
   // A repeat on the same data: the answer kept for it, at no cost.

@@ -229,6 +229,7 @@ class DatasetReader {
   ScanPool* scan_pool() const { return scan_pool_; }
   int64_t query_memory_budget_bytes() const { return query_memory_budget_bytes_; }
   int max_answer_cells() const { return max_answer_cells_; }  // 0: no bound
+  void set_max_answer_cells(int max_cells) { max_answer_cells_ = max_cells; }
   // Asked before each block of ForEachBlock; when it returns true the scan
   // stops with CANCELLED. Unset: never cancelled.
   void set_cancelled(std::function<bool()> cancelled) { cancelled_ = std::move(cancelled); }
