@@ -532,7 +532,13 @@ TEST(ColumnBlockTest, DecimalDoublesAreStoredNarrowAndComeBackToTheBit) {
       {{1.0 / 3, 2.5}, 8, 0},             // not a decimal
       {{-0.0, 1.5}, 8, 0},                // -0.0 would come back as 0.0
       {{9007199254740992.0, 1.0}, 8, 0},  // 2^53: the span needs more than 32 bits
-      {{4294967295.0, 0.0}, 4, 0},
+      {{4294967295.0, 0.0}, 4, 0},        // an offset past INT32_MAX
+      // A base from 2^52 on is decoded value by value, below it two or
+      // four at a time (column_block.cc, UnscaleOffsets): both sides.
+      {{4503599627370496.0, 4503599627370497.0}, 1, 0},
+      {{-4503599627370495.0, -4503599627370400.0}, 1, 0},
+      {{450359962737049.5, 450359962737049.6}, 1, 1},
+      {{-4503599627370496.0, -4503599627370300.0}, 1, 0},
       {{4294967296.0, 0.0}, 8, 0},
       {{1e300, 1.0}, 8, 0},
   };
