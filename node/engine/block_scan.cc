@@ -310,11 +310,20 @@ class BlockScan {
       const Measure& me = slot_measures_[m];
       const ColumnBlock::Column& col = block.columns[me.field];
       double* out = values_.data() + m;
-      for (size_t k = 0; k < n; ++k) {
-        const uint32_t r = counted_[k];
-        double v = me.is_double ? col.doubles[r] : static_cast<double>(col.ints[r]);
-        if (me.clamp) v = std::clamp(v, me.lower, me.upper);
-        out[k * slots] = col.IsNull(r) ? std::numeric_limits<double>::quiet_NaN() : v;
+      // One loop per column width (storage::WithInts, WithDoubles): an
+      // in-place column is decoded here, for the counted records only.
+      auto gather = [&](const auto& values) {
+        for (size_t k = 0; k < n; ++k) {
+          const uint32_t r = counted_[k];
+          double v = static_cast<double>(values[r]);
+          if (me.clamp) v = std::clamp(v, me.lower, me.upper);
+          out[k * slots] = col.IsNull(r) ? std::numeric_limits<double>::quiet_NaN() : v;
+        }
+      };
+      if (me.is_double) {
+        storage::WithDoubles(col, gather);
+      } else {
+        storage::WithInts(col, gather);
       }
     }
     const uint32_t* subjects = block.subjects.data();
@@ -339,7 +348,7 @@ class BlockScan {
     for (size_t k = 0; k < counted_.size(); ++k) {
       const uint32_t r = counted_[k];
       if (col.IsNull(r)) continue;
-      double v = m.is_double ? col.doubles[r] : static_cast<double>(col.ints[r]);
+      double v = m.is_double ? col.DoubleAt(r) : static_cast<double>(col.IntAt(r));
       if (m.clamp) v = std::clamp(v, m.lower, m.upper);
       AggregateAccumulator& x = cells_[cell_ids_[k]].aggregates[a];
       x.count += 1;
@@ -383,7 +392,7 @@ class BlockScan {
         const Measure& m = plan_.measures[a];
         const ColumnBlock::Column& col = block.columns[m.field];
         if (col.IsNull(r)) continue;
-        double v = m.is_double ? col.doubles[r] : static_cast<double>(col.ints[r]);
+        double v = m.is_double ? col.DoubleAt(r) : static_cast<double>(col.IntAt(r));
         if (m.clamp) v = std::clamp(v, m.lower, m.upper);
         grown += kEntryBytes * d->bin_subjects[a][policy::HistogramBin(agg, v)].Add(s);
       }
@@ -474,6 +483,7 @@ absl::StatusOr<Execution> ExecuteByBlock(const DatasetReader& reader,
     BlockScan& scan = *scans[i];
     DatasetReader::BlockRange range;
     range.columns = &plan.columns;
+    range.in_place = true;  // every read below goes through IntAt/DoubleAt or WithInts/WithDoubles
     if (ranges > 1) {
       range.first = static_cast<uint32_t>(blocks * i / ranges);
       range.end = i + 1 == ranges ? UINT32_MAX : static_cast<uint32_t>(blocks * (i + 1) / ranges);

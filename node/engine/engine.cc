@@ -115,7 +115,8 @@ absl::Status DatasetReader::ForEachBlock(const std::function<absl::Status(const 
     }
     if (s.ok()) {
       blocks_decoded_.fetch_add(1, std::memory_order_relaxed);
-      s = storage::DecodeColumnBlock(it->value(), def_->types, &block, range.columns);
+      s = storage::DecodeColumnBlock(it->value(), def_->types, &block, range.columns,
+                                     range.in_place);
     }
     if (!s.ok()) {
       return absl::DataLossError(absl::StrCat("dataset '", def_->schema.name(), "' block ",

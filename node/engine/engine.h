@@ -216,6 +216,10 @@ class DatasetReader {
     // decoded; when it returns true the block is not decoded and fn is not
     // called for it. Unset: no block is skipped.
     std::function<bool(const storage::ZoneMap&)> skip;
+    // With `columns`: narrow columns are read where the block is stored
+    // rather than copied (storage::DecodeColumnBlock's in_place); fn reads
+    // them through ColumnBlock::Column's IntAt/DoubleAt or WithInts/WithDoubles.
+    bool in_place = false;
   };
   // As ForEachBlock, over `range`. May be called from several threads at
   // once on one reader (each call decodes into its own block).

@@ -47,22 +47,25 @@ absl::Status GroupIds::Assign(const ColumnBlock& block, const uint32_t* rows, si
     const ColumnBlock::Column& col = block.columns[fields_[g].field];
     const int64_t null_code = cards_[g] - 1;
     const uint32_t stride = strides_[g];
-    bool bad = false;
-    const int64_t* values = col.ints.data();
-    if (col.null_bits.empty()) {
-      for (size_t k = 0; k < n; ++k) {
-        const int64_t v = values[rows[k]];
-        bad |= static_cast<uint64_t>(v) > static_cast<uint64_t>(null_code);
-        ids[k] += static_cast<uint32_t>(v) * stride;
+    // One loop per width of the column (storage::WithInts).
+    const bool bad = storage::WithInts(col, [&](const auto& values) {
+      bool past = false;
+      if (col.null_bits.empty()) {
+        for (size_t k = 0; k < n; ++k) {
+          const int64_t v = values[rows[k]];
+          past |= static_cast<uint64_t>(v) > static_cast<uint64_t>(null_code);
+          ids[k] += static_cast<uint32_t>(v) * stride;
+        }
+      } else {
+        for (size_t k = 0; k < n; ++k) {
+          const uint32_t r = rows[k];
+          const int64_t v = col.IsNull(r) ? null_code : values[r];
+          past |= static_cast<uint64_t>(v) > static_cast<uint64_t>(null_code);
+          ids[k] += static_cast<uint32_t>(v) * stride;
+        }
       }
-    } else {
-      for (size_t k = 0; k < n; ++k) {
-        const uint32_t r = rows[k];
-        const int64_t v = col.IsNull(r) ? null_code : values[r];
-        bad |= static_cast<uint64_t>(v) > static_cast<uint64_t>(null_code);
-        ids[k] += static_cast<uint32_t>(v) * stride;
-      }
-    }
+      return past;
+    });
     if (bad) return absl::DataLossError("a record block holds a code past its dictionary");
   }
   return absl::OkStatus();

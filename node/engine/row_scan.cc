@@ -68,7 +68,7 @@ absl::StatusOr<Execution> ExecuteByRow(const DatasetReader& reader, const v1::Ag
     if (m.field < 0) return std::nullopt;
     const ColumnBlock::Column& col = block.columns[m.field];
     if (col.IsNull(row)) return std::nullopt;
-    double v = m.is_double ? col.doubles[row] : static_cast<double>(col.ints[row]);
+    double v = m.is_double ? col.DoubleAt(row) : static_cast<double>(col.IntAt(row));
     if (m.clamp) v = std::clamp(v, m.lower, m.upper);
     return v;
   };

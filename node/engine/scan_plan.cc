@@ -108,12 +108,13 @@ void SetKeyPart(GroupKey& key, size_t part, const GroupField& g, const ColumnBlo
     return;
   }
   if (g.type == v1::FieldSchema::DOUBLE) {
-    const double d = g.width > 0 ? policy::GridFloor(col.doubles[row], g.width) : col.doubles[row];
+    const double v = col.DoubleAt(row);
+    const double d = g.width > 0 ? policy::GridFloor(v, g.width) : v;
     std::memcpy(&key.values[part], &d, 8);
   } else if (g.width > 0) {
-    key.values[part] = policy::GridFloor(col.ints[row], static_cast<int64_t>(g.width));
+    key.values[part] = policy::GridFloor(col.IntAt(row), static_cast<int64_t>(g.width));
   } else {
-    key.values[part] = col.ints[row];
+    key.values[part] = col.IntAt(row);
   }
 }
 

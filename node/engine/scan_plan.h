@@ -65,14 +65,14 @@ struct CompiledPredicate {
     if (col.IsNull(row)) return false;
     switch (type) {
       case v1::FieldSchema::CATEGORY: {
-        int64_t code = col.ints[row];
+        int64_t code = col.IntAt(row);
         return code >= 0 && static_cast<size_t>(code) < category_match.size() &&
                category_match[code];
       }
       case v1::FieldSchema::DOUBLE:
-        return Compare(op, col.doubles[row], doubles);
+        return Compare(op, col.DoubleAt(row), doubles);
       default:
-        return Compare(op, col.ints[row], ints);
+        return Compare(op, col.IntAt(row), ints);
     }
   }
 };

@@ -9,9 +9,9 @@ namespace {
 
 // Marks, for each selected row, whether it fails a predicate: fails[k] counts
 // the predicates rows[k] fails, failed[k] is the last one it failed.
-template <typename T, typename Pass>
-void MarkFailures(const ColumnBlock::Column& col, const T* values, const uint32_t* rows, size_t n,
-                  uint8_t index, Pass pass, uint8_t* fails, uint8_t* failed) {
+template <typename Values, typename Pass>
+void MarkFailures(const ColumnBlock::Column& col, const Values& values, const uint32_t* rows,
+                  size_t n, uint8_t index, Pass pass, uint8_t* fails, uint8_t* failed) {
   if (col.null_bits.empty()) {
     for (size_t k = 0; k < n; ++k) {
       const bool fail = !pass(values[rows[k]]);
@@ -33,8 +33,9 @@ void MarkFailures(const ColumnBlock::Column& col, const T* values, const uint32_
 // once per operator: the operator is chosen once per block, not per value.
 template <typename Visit>
 void WithPass(const CompiledPredicate& p, const ColumnBlock::Column& col, Visit visit) {
-  auto by_op = [&](const auto& x, const auto* values) {
-    using T = std::remove_const_t<std::remove_pointer_t<decltype(values)>>;
+  // `values` is a pointer or an in-place reader (storage::WithInts), of T.
+  auto by_op = [&](const auto& x, const auto& values) {
+    using T = typename std::remove_reference_t<decltype(x)>::value_type;
     switch (p.op) {
       case v1::Predicate::EQ:
         return visit(values, [v = x[0]](T a) { return a == v; });
@@ -59,22 +60,25 @@ void WithPass(const CompiledPredicate& p, const ColumnBlock::Column& col, Visit 
   switch (p.type) {
     case v1::FieldSchema::CATEGORY: {
       const std::vector<bool>& match = p.category_match;
-      return visit(col.ints.data(), [&match](int64_t code) {
-        return code >= 0 && static_cast<size_t>(code) < match.size() && match[code];
+      return storage::WithInts(col, [&](const auto& values) {
+        return visit(values, [&match](int64_t code) {
+          return code >= 0 && static_cast<size_t>(code) < match.size() && match[code];
+        });
       });
     }
     case v1::FieldSchema::DOUBLE:
-      return by_op(p.doubles, col.doubles.data());
+      return storage::WithDoubles(col,
+                                  [&](const auto& values) { return by_op(p.doubles, values); });
     default:
-      return by_op(p.ints, col.ints.data());
+      return storage::WithInts(col, [&](const auto& values) { return by_op(p.ints, values); });
   }
 }
 
 // Every row of `block` whose subject consented, split in row order into
 // those that pass (`counted`) and those that fail (`dropped`); no branch per
 // row.
-template <typename T, typename Pass>
-void SplitRows(const ColumnBlock& block, const ColumnBlock::Column& col, const T* values,
+template <typename Values, typename Pass>
+void SplitRows(const ColumnBlock& block, const ColumnBlock::Column& col, const Values& values,
                const policy::ConsentBitmap& consent, Pass pass, uint32_t* counted,
                size_t* n_counted, uint32_t* dropped, size_t* n_dropped) {
   const uint32_t* subjects = block.subjects.data();
@@ -160,7 +164,7 @@ bool BlockCannotContribute(const Plan& plan, const storage::ZoneMap& z) {
 void MarkPredicate(const CompiledPredicate& p, uint8_t index, const ColumnBlock& block,
                    const uint32_t* rows, size_t n, uint8_t* fails, uint8_t* failed) {
   const ColumnBlock::Column& col = block.columns[p.field];
-  WithPass(p, col, [&](const auto* values, auto pass) {
+  WithPass(p, col, [&](const auto& values, auto pass) {
     MarkFailures(col, values, rows, n, index, pass, fails, failed);
   });
 }
@@ -169,7 +173,7 @@ void SplitByPredicate(const CompiledPredicate& p, const ColumnBlock& block,
                       const policy::ConsentBitmap& consent, uint32_t* counted, size_t* n_counted,
                       uint32_t* dropped, size_t* n_dropped) {
   const ColumnBlock::Column& col = block.columns[p.field];
-  WithPass(p, col, [&](const auto* values, auto pass) {
+  WithPass(p, col, [&](const auto& values, auto pass) {
     SplitRows(block, col, values, consent, pass, counted, n_counted, dropped, n_dropped);
   });
 }

@@ -440,6 +440,8 @@ void ColumnBlock::Reset(size_t num_columns) {
     c.ints.clear();
     c.doubles.clear();
     c.null_bits.clear();
+    c.stored = nullptr;
+    c.width = 0;
   }
 }
 
@@ -541,7 +543,7 @@ absl::Status DecodeZoneMap(absl::string_view value, const std::vector<StoredType
 }
 
 absl::Status DecodeColumnBlock(absl::string_view value, const std::vector<StoredType>& types,
-                               ColumnBlock* block, const std::vector<bool>* wanted) {
+                               ColumnBlock* block, const std::vector<bool>* wanted, bool in_place) {
   auto is_wanted = [wanted](size_t c) {
     return wanted == nullptr || (c < wanted->size() && (*wanted)[c]);
   };
@@ -559,6 +561,8 @@ absl::Status DecodeColumnBlock(absl::string_view value, const std::vector<Stored
     ColumnBlock::Column& col = block->columns[c];
     const bool copied = c < ncols && is_wanted(c);
     col.null_bits.clear();
+    col.stored = nullptr;
+    col.width = 0;
     if (!copied || types[c] == StoredType::kNone || types[c] == StoredType::kDouble) {
       col.ints.clear();
     }
@@ -632,6 +636,23 @@ absl::Status DecodeColumnBlock(absl::string_view value, const std::vector<Stored
       if (rows % 64 != 0 && (col.null_bits[words - 1] >> (rows % 64)) != 0) {
         return Malformed(absl::StrCat("column ", c, " has null bits past the last row"));
       }
+    }
+    // Read in place: a narrow column but BOOL (whose values are checked
+    // below), and a decimal one whose base converts exactly.
+    const int64_t signed_base = static_cast<int64_t>(base);
+    if (in_place && wanted != nullptr && width != 0 && types[c] != StoredType::kBool &&
+        (types[c] != StoredType::kDouble ||
+         (signed_base > -kExactBase && signed_base < kExactBase))) {
+      col.stored = in.data();
+      if (!in.Skip(value_bytes)) return Malformed("short column");
+      col.width = width;
+      col.code = types[c] == StoredType::kCategory;
+      col.base = base;
+      col.base_double = static_cast<double>(signed_base);
+      col.divisor = kPow10[scale];
+      col.ints.clear();
+      col.doubles.clear();
+      continue;
     }
     switch (types[c]) {
       case StoredType::kNone:

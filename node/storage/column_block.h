@@ -7,7 +7,9 @@
 #define FEDSHARE_NODE_STORAGE_COLUMN_BLOCK_H_
 
 #include <cstdint>
+#include <cstring>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -49,9 +51,27 @@ struct ColumnBlock {
     // Bit (row % 64) of word (row / 64) set means null. Empty: no nulls.
     std::vector<uint64_t> null_bits;
 
+    // A narrow column read in place (DecodeColumnBlock's `in_place`): its
+    // values are not in `ints` or `doubles` but where the block is stored,
+    // `width` bytes each at `stored` (little-endian, unaligned), each
+    // `base` plus its stored offset (a CATEGORY code as u32; a DOUBLE over
+    // `divisor`, 10^scale). Valid while the stored block is. Read them with
+    // IntAt/DoubleAt, or WithInts/WithDoubles in a loop. width 0: copied.
+    const char* stored = nullptr;
+    uint8_t width = 0;
+    bool code = false;       // CATEGORY: base plus offset wraps as u32
+    uint64_t base = 0;       // integer columns
+    double base_double = 0;  // DOUBLE: the base, exact (below 2^52)
+    double divisor = 1;      // DOUBLE: 10^scale
+
     bool IsNull(uint32_t row) const {
       return !null_bits.empty() && ((null_bits[row >> 6] >> (row & 63)) & 1u);
     }
+    bool in_place() const { return width != 0; }
+    // Row `row`'s value of an integer column (INT64, DATE, BOOL, CATEGORY)
+    // or a DOUBLE column, copied or in place.
+    int64_t IntAt(uint32_t row) const;
+    double DoubleAt(uint32_t row) const;
     void SetNull(uint32_t row, uint32_t rows);
   };
 
@@ -62,6 +82,80 @@ struct ColumnBlock {
   // Empties the block for `types.size()` columns, keeping capacity.
   void Reset(size_t num_columns);
 };
+
+// An in-place integer column's values, indexed by row as `ints` is: the
+// stored T offset plus the base, wrapping as Wide (u32 for a CATEGORY code).
+template <typename T, typename Wide>
+struct InPlaceInts {
+  const char* stored;
+  Wide base;
+  int64_t operator[](size_t row) const {
+    T v;
+    std::memcpy(&v, stored + sizeof(T) * row, sizeof(T));
+    return static_cast<int64_t>(static_cast<Wide>(base + v));
+  }
+};
+
+// An in-place DOUBLE column's values, indexed by row as `doubles` is: what
+// decoding it gives, to the bit (column_block.cc, UnscaleOffsets).
+template <typename T>
+struct InPlaceDecimals {
+  const char* stored;
+  double base;
+  double divisor;
+  double operator[](size_t row) const {
+    T v;
+    std::memcpy(&v, stored + sizeof(T) * row, sizeof(T));
+    using Signed = std::conditional_t<(sizeof(T) < 4), int32_t, int64_t>;
+    return (base + static_cast<double>(static_cast<Signed>(v))) / divisor;
+  }
+};
+
+// fn(values) with values[row] the integer value of each row of `col`: its
+// `ints`, or an InPlaceInts of its width. One loop compiled per width, chosen
+// once per block.
+template <typename Fn>
+decltype(auto) WithInts(const ColumnBlock::Column& col, Fn&& fn) {
+  switch (col.width) {
+    case 0:
+      return fn(static_cast<const int64_t*>(col.ints.data()));
+    case 1:
+      return col.code
+                 ? fn(InPlaceInts<uint8_t, uint32_t>{col.stored, static_cast<uint32_t>(col.base)})
+                 : fn(InPlaceInts<uint8_t, uint64_t>{col.stored, col.base});
+    case 2:
+      return col.code
+                 ? fn(InPlaceInts<uint16_t, uint32_t>{col.stored, static_cast<uint32_t>(col.base)})
+                 : fn(InPlaceInts<uint16_t, uint64_t>{col.stored, col.base});
+    default:  // a code is never stored 4 wide
+      return fn(InPlaceInts<uint32_t, uint64_t>{col.stored, col.base});
+  }
+}
+
+// fn(values) with values[row] the value of each row of DOUBLE column `col`.
+template <typename Fn>
+decltype(auto) WithDoubles(const ColumnBlock::Column& col, Fn&& fn) {
+  switch (col.width) {
+    case 0:
+      return fn(static_cast<const double*>(col.doubles.data()));
+    case 1:
+      return fn(InPlaceDecimals<uint8_t>{col.stored, col.base_double, col.divisor});
+    case 2:
+      return fn(InPlaceDecimals<uint16_t>{col.stored, col.base_double, col.divisor});
+    default:
+      return fn(InPlaceDecimals<uint32_t>{col.stored, col.base_double, col.divisor});
+  }
+}
+
+inline int64_t ColumnBlock::Column::IntAt(uint32_t row) const {
+  if (width == 0) return ints[row];
+  return WithInts(*this, [row](const auto& values) -> int64_t { return values[row]; });
+}
+
+inline double ColumnBlock::Column::DoubleAt(uint32_t row) const {
+  if (width == 0) return doubles[row];
+  return WithDoubles(*this, [row](const auto& values) -> double { return values[row]; });
+}
 
 // Per column of a stored block: whether it has null and non-null rows, and
 // the least and greatest non-null value (CATEGORY: dictionary code).
@@ -96,8 +190,15 @@ std::string EncodeColumnBlockInFormat(const ColumnBlock& block,
 // (no values, no null bits), their layout still checked. Without `wanted`,
 // a stored zone map must also equal the one the values give (DATA_LOSS
 // otherwise); with it, the zone map's layout only is checked.
+//
+// With `in_place` as well, a wanted column stored narrow (an INT64, DATE or
+// CATEGORY column, or a DOUBLE column of decimals whose base is below 2^52)
+// is not copied: it is read where `value` is (ColumnBlock::Column::stored),
+// so `value` must outlive the block's use. Its null bitmap is copied and
+// checked as any column's.
 absl::Status DecodeColumnBlock(absl::string_view value, const std::vector<StoredType>& types,
-                               ColumnBlock* block, const std::vector<bool>* wanted = nullptr);
+                               ColumnBlock* block, const std::vector<bool>* wanted = nullptr,
+                               bool in_place = false);
 
 // Reads the row count and zone map of a stored block without decoding its
 // values: O(columns). Columns absent from the stored block (fields added

@@ -1,5 +1,6 @@
 #include "node/storage/column_block.h"
 
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
@@ -368,6 +369,28 @@ TEST(ColumnBlockTest, ZoneMapTheValuesDoNotGiveIsDataLoss) {
 // Format 3 stores each integer column as offsets from its least value in 1,
 // 2 or 4 bytes when the values' span fits (a CATEGORY code in 1 or 2), at
 // full width otherwise; every value comes back exactly, at the extremes too.
+// Column c of `block` as a scan reads it: every row through IntAt and
+// through WithInts, which must agree.
+std::vector<int64_t> ReadInts(const ColumnBlock& block, size_t c) {
+  const ColumnBlock::Column& col = block.columns[c];
+  std::vector<int64_t> out;
+  WithInts(col, [&](const auto& values) {
+    for (uint32_t r = 0; r < block.rows; ++r) {
+      EXPECT_EQ(values[r], col.IntAt(r)) << "row " << r;
+      out.push_back(values[r]);
+    }
+  });
+  return out;
+}
+
+// Decodes `encoded` with only column c wanted, in place, into `block`.
+absl::Status DecodeInPlace(const std::string& encoded, const std::vector<StoredType>& types,
+                           size_t c, ColumnBlock* block) {
+  std::vector<bool> wanted(types.size(), false);
+  wanted[c] = true;
+  return DecodeColumnBlock(encoded, types, block, &wanted, /*in_place=*/true);
+}
+
 TEST(ColumnBlockTest, NarrowColumnsTakeTheWidthTheirValuesNeed) {
   constexpr int64_t kMin = std::numeric_limits<int64_t>::min();
   constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
@@ -419,6 +442,12 @@ TEST(ColumnBlockTest, NarrowColumnsTakeTheWidthTheirValuesNeed) {
       ASSERT_OK(DecodeColumnBlock(encoded, types, &part, &wanted));
       EXPECT_EQ(part.columns[1].ints, block.columns[1].ints);
       EXPECT_EQ(EncodeColumnBlock(decoded, types), encoded);
+      // Read in place, as a scan reads it: every narrow column but BOOL.
+      ColumnBlock in_place;
+      ASSERT_OK(DecodeInPlace(encoded, types, 1, &in_place));
+      EXPECT_EQ(in_place.columns[1].in_place(), base && k.type != StoredType::kBool);
+      EXPECT_EQ(in_place.columns[1].ints.empty(), in_place.columns[1].in_place());
+      EXPECT_EQ(ReadInts(in_place, 1), block.columns[1].ints);
     }
   }
 }
@@ -510,6 +539,21 @@ std::vector<uint64_t> Bits(const std::vector<double>& values) {
   return bits;
 }
 
+// DOUBLE column c of `block` as a scan reads it, as bits: every row through
+// DoubleAt and through WithDoubles, which must agree.
+std::vector<uint64_t> ReadDoubleBits(const ColumnBlock& block, size_t c) {
+  const ColumnBlock::Column& col = block.columns[c];
+  std::vector<double> out;
+  WithDoubles(col, [&](const auto& values) {
+    for (uint32_t r = 0; r < block.rows; ++r) {
+      const double a = values[r], b = col.DoubleAt(r);
+      EXPECT_EQ(std::memcmp(&a, &b, 8), 0) << "row " << r;
+      out.push_back(a);
+    }
+  });
+  return Bits(out);
+}
+
 // A DOUBLE column of decimals (a score with one place, money with two, whole
 // numbers) is stored as integers over 10^places, narrow; every value comes
 // back to the bit. Anything else (more places, -0.0, beyond 2^53, a span
@@ -564,6 +608,13 @@ TEST(ColumnBlockTest, DecimalDoublesAreStoredNarrowAndComeBackToTheBit) {
       ColumnBlock part;
       ASSERT_OK(DecodeColumnBlock(encoded, types, &part, &wanted));
       EXPECT_EQ(Bits(part.columns[0].doubles), Bits(block.columns[0].doubles));
+      // Read in place, as a scan reads it: a narrow column whose base is
+      // below 2^52; one from 2^52 on is copied.
+      ColumnBlock in_place;
+      ASSERT_OK(DecodeInPlace(encoded, types, 0, &in_place));
+      const bool big_base = std::fabs(k.values[0]) >= 4503599627370496.0;
+      EXPECT_EQ(in_place.columns[0].in_place(), k.width != 8 && !big_base);
+      EXPECT_EQ(ReadDoubleBits(in_place, 0), Bits(block.columns[0].doubles));
     }
   }
 }

@@ -4,9 +4,9 @@
 // other than 0 or 1 or set with no null row, null bits past the last row,
 // BOOL other than 0/1 or non-finite DOUBLE in a non-null row, zero or too many rows, short or
 // trailing bytes, a zone map the values do not give) is refused with DATA_LOSS: a block of the
-// current format the decoder accepts with every column stored and no null row is canonical (encoding it again gives
-// back exactly the same bytes), and any accepted block survives encoding and
-// decoding unchanged.
+// current format the decoder accepts with every column stored and no null row is canonical
+// (encoding it again gives back exactly the same bytes), and any accepted block survives encoding
+// and decoding unchanged, and read in place (as a scan reads it) gives the same values.
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -70,6 +70,27 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FEDSHARE_FUZZ_ASSERT(
       stored_columns != types.size() || any_null || !current_format || again == value,
       absl::StrCat("accepted a non-canonical block of ", value.size(), " bytes"));
+  // Read in place as a scan reads it (every column wanted), each value is
+  // the copied one, to the bit.
+  const std::vector<bool> every(types.size(), true);
+  ColumnBlock in_place;
+  FEDSHARE_FUZZ_ASSERT(
+      fedshare::storage::DecodeColumnBlock(value, types, &in_place, &every, true).ok(),
+      "an accepted block is accepted read in place");
+  for (size_t c = 0; c < types.size(); ++c) {
+    const ColumnBlock::Column& col = block.columns[c];
+    const ColumnBlock::Column& at = in_place.columns[c];
+    FEDSHARE_FUZZ_ASSERT(at.null_bits == col.null_bits, "in place: the same null rows");
+    for (uint32_t r = 0; r < block.rows && types[c] != StoredType::kNone; ++r) {
+      if (types[c] == StoredType::kDouble) {
+        const double a = at.DoubleAt(r);
+        FEDSHARE_FUZZ_ASSERT(std::memcmp(&a, &col.doubles[r], 8) == 0,
+                             "in place: a DOUBLE comes back to the bit");
+      } else {
+        FEDSHARE_FUZZ_ASSERT(at.IntAt(r) == col.ints[r], "in place: the same integer");
+      }
+    }
+  }
   ColumnBlock copy;
   FEDSHARE_FUZZ_ASSERT(fedshare::storage::DecodeColumnBlock(again, types, &copy).ok() &&
                            copy.subjects == block.subjects &&
