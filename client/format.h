@@ -58,13 +58,21 @@ absl::StatusOr<OutputFormat> ParseOutputFormat(absl::string_view name);
 std::string FormatResult(const v1::AggregateResult& result, OutputFormat format,
                          const v1::AggregateQuery* question = nullptr);
 
+// Partners a federated table lists one by one unless asked for all of them.
+inline constexpr int kPartnersListed = 20;
+
 // A federated answer. Table: the coverage table, then the combined table
 // (partial cells marked against the number of partners asked, i.e. the
 // coverage rows), then each directly released partner answer under its org
-// id. CSV: the coverage comment lines, then the combined table. JSON: the
-// whole response (coverage, with each partner's applied_where_text).
+// id. With more than kPartnersListed partners asked, and not `all_partners`,
+// the coverage table lists only the partners that did not answer, a line
+// counts the others, and a line says the partners' own answers are left out
+// (and how to see them). CSV: the coverage comment lines, then the combined
+// table. JSON: the whole response (coverage, with each partner's
+// applied_where_text).
 std::string FormatFederated(const v1::FederatedAggregateResponse& response, OutputFormat format,
-                            const v1::AggregateQuery* question = nullptr);
+                            const v1::AggregateQuery* question = nullptr,
+                            bool all_partners = false);
 
 // Chart: a text bar chart for a terminal. One block per value column: a line
 // with the column's name, then one line per cell (its key, a bar of '#'

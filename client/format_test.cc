@@ -13,6 +13,7 @@ namespace fedshare::client {
 namespace {
 
 using ::fedshare::testing::StatusIs;
+using ::testing::ContainsRegex;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -290,6 +291,52 @@ TEST(FormatFederatedTest, PartnerTablesFollowTheCombinedOne) {
   const std::string out = FormatFederated(response, OutputFormat::kTable);
   EXPECT_THAT(out,
               HasSubstr("\npartner a:\nprogram  count  avg(score)\narts        42       71.25\n"));
+}
+
+// Past kPartnersListed partners a table names only those that did not
+// answer and counts the rest; --all-partners (all_partners) lists them all.
+TEST(FormatFederatedTest, ManyPartnersAreCountedAndTheMissingOnesNamed) {
+  v1::FederatedAggregateResponse response = Federated();
+  response.clear_coverage();
+  const int asked = kPartnersListed + 5;
+  for (int i = 0; i < asked; ++i) {
+    v1::PartnerCoverage* c = response.add_coverage();
+    c->set_org_id(absl::StrCat("org-", i));
+    c->set_state(i == 3    ? v1::PartnerCoverage::UNREACHABLE
+                 : i == 17 ? v1::PartnerCoverage::REFUSED
+                           : v1::PartnerCoverage::ANSWERED);
+    if (i == 3) c->set_reason("connection refused");
+    if (c->state() == v1::PartnerCoverage::ANSWERED) c->set_released_cells(2);
+  }
+  v1::AggregateResult* own = response.add_partners();
+  *own = SmallResult();
+  own->set_org_id("org-5");
+
+  const std::string out = FormatFederated(response, OutputFormat::kTable);
+  EXPECT_THAT(
+      out, HasSubstr(absl::StrCat("coverage: ", asked - 2, " of ", asked, " partners answered\n")));
+  EXPECT_THAT(out, ContainsRegex("\norg-3 +unreachable +connection refused\n"));
+  EXPECT_THAT(out, ContainsRegex("\norg-17 +refused\n"));
+  EXPECT_THAT(out, HasSubstr(absl::StrCat(asked - 2,
+                                          " partner(s) answered, not listed one by one (more "
+                                          "than 20 asked): --all-partners lists each")));
+  EXPECT_THAT(out, HasSubstr("1 partner answer(s) released directly, left out here"));
+  EXPECT_THAT(out, HasSubstr("\ncombined:\n"));
+  EXPECT_THAT(out, Not(HasSubstr("org-4 ")));
+  EXPECT_THAT(out, Not(HasSubstr("partner org-5:")));
+
+  const std::string all = FormatFederated(response, OutputFormat::kTable, nullptr, true);
+  for (int i = 0; i < asked; ++i) EXPECT_THAT(all, HasSubstr(absl::StrCat("org-", i, " ")));
+  EXPECT_THAT(all, HasSubstr("\npartner org-5:\n"));
+  EXPECT_THAT(all, Not(HasSubstr("not listed one by one")));
+
+  // Every partner answering: no failure table, the count alone.
+  for (v1::PartnerCoverage& c : *response.mutable_coverage()) {
+    c.set_state(v1::PartnerCoverage::ANSWERED);
+  }
+  const std::string answered = FormatFederated(response, OutputFormat::kTable);
+  EXPECT_THAT(answered, Not(HasSubstr("partner  state")));
+  EXPECT_THAT(answered, HasSubstr(absl::StrCat(asked, " partner(s) answered, not listed")));
 }
 
 TEST(FormatFederatedTest, ChartMarksPartialAndWithheldCells) {

@@ -214,6 +214,9 @@ int main(int argc, char** argv) {
   query->add_flag("--dry-run", qa.dry_run,
                   "show the privacy budget (epsilon) the question would cost and what is left; "
                   "spend and release nothing");
+  query->add_flag("--all-partners", qa.all_partners,
+                  "in a table, list every partner and its own answer (default: with more than 20 "
+                  "partners asked, only those that did not answer, the others counted)");
   query
       ->add_option("--min-coverage", qa.min_coverage,
                    "exit 3 if fewer partners answer (default: every partner asked)")
@@ -224,6 +227,9 @@ int main(int argc, char** argv) {
       "show", "print an answer saved with `query --save` again, without asking any node");
   show->add_option("file", show_file, "the saved answer")->required();
   show->add_option("--output", show_output, "table, csv, json or chart")->capture_default_str();
+  bool show_all_partners = false;
+  show->add_flag("--all-partners", show_all_partners,
+                 "in a table, list every partner and its own answer (as `query --all-partners`)");
 
   auto* audit = app.add_subcommand("audit", "the audit log");
   audit->require_subcommand(1);
@@ -299,7 +305,7 @@ int main(int argc, char** argv) {
   if (retention_run->parsed()) return RunRetention(g);
   if (export_cmd->parsed()) return RunExport(g, dataset, format, out);
   if (query->parsed()) return RunQuery(g, qa);
-  if (show->parsed()) return RunShow(show_file, show_output);
+  if (show->parsed()) return RunShow(show_file, show_output, show_all_partners);
   if (audit_show->parsed()) return RunAuditShow(g, audit_options);
   if (audit_export->parsed()) return RunAuditExport(g, audit_export_out);
   if (audit_verify->parsed()) return RunAuditVerify(g, verify_options);

@@ -11,6 +11,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "client/format.h"
 #include "client/saved_answer.h"
 #include "query/sql.h"
 
@@ -19,8 +20,8 @@ namespace {
 
 // Prints `saved` in `output` and writes it to `save_path` when given.
 int PrintAndSave(const v1::SavedAnswer& saved, const std::string& output,
-                 const std::string& save_path) {
-  absl::StatusOr<std::string> text = RenderAnswer(saved, output);
+                 const std::string& save_path, bool all_partners = false) {
+  absl::StatusOr<std::string> text = RenderAnswer(saved, output, all_partners);
   if (!text.ok()) return Fail(text.status());
   std::cout << *text;
   std::cout.flush();
@@ -31,8 +32,9 @@ int PrintAndSave(const v1::SavedAnswer& saved, const std::string& output,
 }
 
 // Shows partners answering as they come, on stderr: on a terminal one line
-// per partner and a progress line rewritten in place, else one line per
-// partner ("progress N/M: ORG STATE ...").
+// per partner (past kPartnersListed partners asked, per partner that did not
+// answer) and a progress line rewritten in place, else one line per partner
+// ("progress N/M: ORG STATE ...").
 class ProgressPrinter {
  public:
   explicit ProgressPrinter(bool terminal) : terminal_(terminal) {}
@@ -55,7 +57,12 @@ class ProgressPrinter {
       return;
     }
     shown_ = true;
-    std::cerr << "\r\x1b[K  " << line << "\n[" << p.finished() << "/" << p.asked() << "] "
+    // With more partners than a table lists, only those that did not answer
+    // get a line of their own; the progress line counts the others.
+    const bool own_line =
+        p.asked() <= kPartnersListed || c.state() != v1::PartnerCoverage::ANSWERED;
+    std::cerr << "\r\x1b[K" << (own_line ? absl::StrCat("  ", line, "\n") : std::string()) << "["
+              << p.finished() << "/" << p.asked() << "] "
               << (p.finished() < p.asked()
                       ? absl::StrCat("waiting for ", p.asked() - p.finished(), " partner(s)...")
                       : std::string("combining..."))
@@ -112,7 +119,9 @@ int RunQuery(const Globals& g, const QueryArgs& a) {
   absl::StatusOr<v1::FederatedAggregateResponse> r =
       (*client)->FederatedAggregateStream(request, show);
   if (!r.ok()) return Fail(r.status(), Listener::kLocal);
-  if (int code = PrintAndSave(SaveFederated(sql, *query, node, *r), output, save_path); code != 0) {
+  if (int code =
+          PrintAndSave(SaveFederated(sql, *query, node, *r), output, save_path, a.all_partners);
+      code != 0) {
     return code;
   }
   // A total that silently misses a partner is the worst wrong answer: fewer
@@ -140,10 +149,10 @@ int RunQuery(const Globals& g, const QueryArgs& a) {
   return 0;
 }
 
-int RunShow(const std::string& file, const std::string& output) {
+int RunShow(const std::string& file, const std::string& output, bool all_partners) {
   absl::StatusOr<v1::SavedAnswer> saved = ReadSavedAnswer(file);
   if (!saved.ok()) return Fail(saved.status());
-  absl::StatusOr<std::string> text = RenderAnswer(*saved, output);
+  absl::StatusOr<std::string> text = RenderAnswer(*saved, output, all_partners);
   if (!text.ok()) return Fail(text.status());
   std::cout << *text;
   return 0;

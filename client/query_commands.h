@@ -22,12 +22,13 @@ struct QueryArgs {
   std::string save_path;         // also write the answer here (`show` reads it)
   bool dry_run = false;
   bool progress = false;  // stream progress to stderr (always on a terminal)
+  bool all_partners = false;  // a table lists every partner (FormatFederated)
 };
 
 // Each returns the process's exit code: kExitIncomplete when fewer partners
 // answer than `min_coverage`.
 int RunQuery(const Globals& g, const QueryArgs& a);
-int RunShow(const std::string& file, const std::string& output);
+int RunShow(const std::string& file, const std::string& output, bool all_partners = false);
 
 }  // namespace fedshare::client
 

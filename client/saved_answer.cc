@@ -86,7 +86,8 @@ absl::Status CheckRenderFormat(absl::string_view output) {
       absl::StrCat("unknown output format '", output, "': use table, csv, json or chart"));
 }
 
-absl::StatusOr<std::string> RenderAnswer(const v1::SavedAnswer& saved, absl::string_view output) {
+absl::StatusOr<std::string> RenderAnswer(const v1::SavedAnswer& saved, absl::string_view output,
+                                         bool all_partners) {
   FEDSHARE_RETURN_IF_ERROR(CheckRenderFormat(output));
   const bool federated = saved.answer_case() == v1::SavedAnswer::kFederated;
   if (absl::AsciiStrToLower(output) == "chart") {
@@ -94,7 +95,7 @@ absl::StatusOr<std::string> RenderAnswer(const v1::SavedAnswer& saved, absl::str
                      : ChartResult(saved.direct(), &saved.question());
   }
   FEDSHARE_ASSIGN_OR_RETURN(OutputFormat format, ParseOutputFormat(output));
-  return federated ? FormatFederated(saved.federated(), format, &saved.question())
+  return federated ? FormatFederated(saved.federated(), format, &saved.question(), all_partners)
                    : FormatResult(saved.direct(), format, &saved.question());
 }
 

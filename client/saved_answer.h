@@ -40,8 +40,11 @@ absl::Status WriteSavedAnswer(const std::string& path, const v1::SavedAnswer& sa
 absl::StatusOr<v1::SavedAnswer> ReadSavedAnswer(const std::string& path);
 
 // The answer in `output`: "table", "csv", "json" (client/format.h) or "chart"
-// (ChartFederated/ChartResult); INVALID_ARGUMENT for another name.
-absl::StatusOr<std::string> RenderAnswer(const v1::SavedAnswer& saved, absl::string_view output);
+// (ChartFederated/ChartResult); INVALID_ARGUMENT for another name. A
+// federated table lists every partner with `all_partners`, else at most
+// kPartnersListed of them (FormatFederated).
+absl::StatusOr<std::string> RenderAnswer(const v1::SavedAnswer& saved, absl::string_view output,
+                                         bool all_partners = false);
 
 // OK when RenderAnswer takes `output`, else its INVALID_ARGUMENT.
 absl::Status CheckRenderFormat(absl::string_view output);

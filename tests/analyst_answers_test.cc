@@ -13,9 +13,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "bench/synthetic.h"
+#include "fedshare/v1/saved_answer.pb.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
+#include "node/common/files.h"
 #include "node/common/status_matchers.h"
 #include "policy/refusal.h"
 #include "query/sql.h"
@@ -28,6 +31,7 @@ namespace {
 using google::protobuf::util::MessageDifferencer;
 using identity::Role;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr char kTrustDomain[] = "fedshare.test";
 
@@ -269,6 +273,51 @@ TEST_F(AnalystAnswersTest, ShowPrintsTheSavedAnswerAgainWithEveryNodeStopped) {
   ProcessOutcome bad = RunCli(tmp_, {"show", tmp_.Write("not-saved.json", "{\"x\": 1}")});
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_THAT(bad.err, HasSubstr("format ''"));
+}
+
+// A foundation of thousands of partners: past 20 asked, the table names the
+// partners that did not answer and counts the others; --all-partners lists
+// every one. The saved answer of this federation, its coverage grown to 25
+// partners with copies of the real entries, is printed by the real CLI.
+TEST_F(AnalystAnswersTest, ATableOfManyPartnersNamesTheMissingAndCountsTheRest) {
+  const std::string file = tmp_.Sub("many.json");
+  ProcessOutcome live = Cli(
+      {"query", "--sql", kByProgramAndYear, "--all-peers", "--min-coverage", "2", "--save", file});
+  ASSERT_EQ(live.exit_code, 0) << live.err;
+  ASSERT_OK_AND_ASSIGN(std::string json, ReadFile(file));
+  v1::SavedAnswer saved;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json, &saved).ok());
+  v1::FederatedAggregateResponse& answer = *saved.mutable_federated();
+  v1::PartnerCoverage answered;
+  for (const v1::PartnerCoverage& c : answer.coverage()) {
+    if (c.state() == v1::PartnerCoverage::ANSWERED) answered = c;
+  }
+  ASSERT_FALSE(answered.org_id().empty());
+  for (int i = 0; answer.coverage_size() < 25; ++i) {
+    v1::PartnerCoverage* c = answer.add_coverage();
+    *c = answered;
+    c->set_org_id(absl::StrCat("partner-copy-", i));
+  }
+  std::string grown;
+  ASSERT_TRUE(google::protobuf::util::MessageToJsonString(saved, &grown).ok());
+  const std::string grown_file = tmp_.Write("many-grown.json", grown);
+
+  ProcessOutcome shown = RunCli(tmp_, {"show", grown_file});
+  ASSERT_EQ(shown.exit_code, 0) << shown.err;
+  EXPECT_THAT(shown.out, HasSubstr("coverage: 24 of 25 partners answered"));
+  EXPECT_THAT(shown.out, HasSubstr("partner-3  refused"));
+  EXPECT_THAT(shown.out, HasSubstr("24 partner(s) answered, not listed one by one"));
+  EXPECT_THAT(shown.out, HasSubstr("combined:"));
+  EXPECT_THAT(shown.out, Not(HasSubstr("partner-copy-7")));
+  ProcessOutcome all = RunCli(tmp_, {"show", grown_file, "--all-partners"});
+  ASSERT_EQ(all.exit_code, 0) << all.err;
+  for (int i = 0; i < 22; ++i) EXPECT_THAT(all.out, HasSubstr(absl::StrCat("partner-copy-", i)));
+  EXPECT_THAT(all.out, Not(HasSubstr("not listed one by one")));
+  // A live question takes the flag too (three partners: listed either way).
+  ProcessOutcome flagged = Cli({"query", "--sql", kByProgramAndYear, "--all-peers",
+                                "--min-coverage", "2", "--all-partners"});
+  ASSERT_EQ(flagged.exit_code, 0) << flagged.err;
+  EXPECT_THAT(flagged.out, HasSubstr("partner-3  refused"));
 }
 
 }  // namespace
