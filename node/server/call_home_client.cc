@@ -39,12 +39,33 @@ void SetRpcStatus(const grpc::Status& status, google::rpc::Status* out) {
   out->set_message(status.error_message());
 }
 
-// Room in a message for what surrounds an answer's piece (ids, status,
-// framing).
-constexpr size_t kAnswerOverheadBytes = 1024;
+// The reply to describe request `id`: what PeerService.Describe would answer
+// `foundation` calling directly.
+v1::CallHomeUp DescribedFor(uint64_t id, const service::ServiceEnv& env,
+                            const identity::Identity& foundation) {
+  v1::CallHomeUp up;
+  v1::CallHomeDescribed* described = up.mutable_described();
+  described->set_request_id(id);
+  v1::DescribeResponse response;
+  grpc::Status status = service::AnswerPeerDescribe(env, kMethod, foundation, &response);
+  SetRpcStatus(status, described->mutable_status());
+  if (status.ok()) *described->mutable_response() = std::move(response);
+  return up;
+}
 
-// What to send up for a question that ended with `status`: one message, or,
-// for an answer larger than `max_message_bytes`, its pieces in order.
+absl::Duration TimeoutOf(const v1::CallHomeQuestion& question) {
+  return absl::Seconds(question.timeout().seconds()) +
+         absl::Nanoseconds(question.timeout().nanos());
+}
+
+}  // namespace
+
+size_t MaxMessageBytesFor(const v1::CallHomeHello& hello) {
+  return hello.max_message_bytes() > 0
+             ? std::max<size_t>(2 * kAnswerOverheadBytes, hello.max_message_bytes())
+             : std::numeric_limits<size_t>::max();
+}
+
 std::vector<v1::CallHomeUp> AnswerOf(uint64_t id, const grpc::Status& status,
                                      v1::AggregateResponse response, size_t max_message_bytes) {
   std::vector<v1::CallHomeUp> ups(1);
@@ -68,27 +89,6 @@ std::vector<v1::CallHomeUp> AnswerOf(uint64_t id, const grpc::Status& status,
   }
   return ups;
 }
-
-// The reply to describe request `id`: what PeerService.Describe would answer
-// `foundation` calling directly.
-v1::CallHomeUp DescribedFor(uint64_t id, const service::ServiceEnv& env,
-                            const identity::Identity& foundation) {
-  v1::CallHomeUp up;
-  v1::CallHomeDescribed* described = up.mutable_described();
-  described->set_request_id(id);
-  v1::DescribeResponse response;
-  grpc::Status status = service::AnswerPeerDescribe(env, kMethod, foundation, &response);
-  SetRpcStatus(status, described->mutable_status());
-  if (status.ok()) *described->mutable_response() = std::move(response);
-  return up;
-}
-
-absl::Duration TimeoutOf(const v1::CallHomeQuestion& question) {
-  return absl::Seconds(question.timeout().seconds()) +
-         absl::Nanoseconds(question.timeout().nanos());
-}
-
-}  // namespace
 
 CallHomeClient::CallHomeClient(const v1::NodeConfig* config, v1::UpstreamConfig upstream,
                                const service::ServiceEnv* env)
@@ -170,12 +170,7 @@ bool CallHomeClient::ServeOnce() {
   v1::CallHomeDown down;
   bool accepted = stream->Read(&down) && down.has_hello();
   // The largest message the foundation takes; larger answers go in pieces.
-  // A foundation that does not say (an earlier build) cannot put pieces
-  // back together: its answers go whole, as they did.
-  const size_t max_message_bytes =
-      down.hello().max_message_bytes() > 0
-          ? std::max<size_t>(2 * kAnswerOverheadBytes, down.hello().max_message_bytes())
-          : std::numeric_limits<size_t>::max();
+  const size_t max_message_bytes = MaxMessageBytesFor(down.hello());
   std::string refused;  // why this node refused the foundation
   absl::StatusOr<identity::Identity> foundation =
       absl::UnavailableError("the foundation did not accept the stream");

@@ -23,19 +23,24 @@
 #ifndef FEDSHARE_NODE_SERVER_CALL_HOME_CLIENT_H_
 #define FEDSHARE_NODE_SERVER_CALL_HOME_CLIENT_H_
 
+#include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/random/random.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "fedshare/v1/config.pb.h"
+#include "fedshare/v1/federation.pb.h"
 #include "node/service/service_env.h"
 
 namespace grpc {
 class ClientContext;
+class Status;
 }
 
 namespace fedshare::server {
@@ -43,6 +48,24 @@ namespace fedshare::server {
 // The name of the thread each question runs on (at most
 // limits.max_calls_per_caller of them per upstream at once).
 inline constexpr char kAnswerThreadName[] = "callhome-answer";
+
+// Room in a message for what surrounds an answer's piece (ids, status,
+// framing).
+inline constexpr size_t kAnswerOverheadBytes = 1024;
+
+// The largest message to send up a stream whose foundation said `hello`:
+// its max_message_bytes, at least 2 x kAnswerOverheadBytes; unbounded when it
+// does not say (an earlier build, which cannot put pieces back together: its
+// answers go whole, as they did).
+size_t MaxMessageBytesFor(const v1::CallHomeHello& hello);
+
+// What to send up for question `id` that ended with `status`: one message,
+// or, for an answer whose message would pass `max_message_bytes`, its
+// serialized bytes in pieces, in order, each message within the bound, the
+// last with more = false and the status. tests/fuzz/call_home_answer_fuzz.cc
+// checks this against any answer and bound.
+std::vector<v1::CallHomeUp> AnswerOf(uint64_t id, const grpc::Status& status,
+                                     v1::AggregateResponse response, size_t max_message_bytes);
 
 class CallHomeClient {
  public:
