@@ -337,12 +337,12 @@ void WidenColumn(const char* in, StoredType type, uint8_t width, uint64_t base, 
 }
 
 // Decodes a narrow DOUBLE column: each integer over 10^scale, as Unscale.
-// With a base of magnitude below 2^52 (every decimal column a scan meets)
+// With a base of magnitude below 2^52 (every decimal column of real data)
 // the base and the offset are each exact as doubles and so is their sum (an
 // integer below 2^53), so converting them apart gives Unscale's result to the
-// bit; and converting a 32-bit offset and dividing are done two or four at a
-// time, where Unscale's 64-bit conversion keeps each value in its own
-// instruction (this loop was most of a scan's decoding time).
+// bit, with the offset converted from 32 bits (from 64, as Unscale converts,
+// costs more; this loop was most of a scan's decoding time). The compiler
+// does not pair the divisions at -O2: each is its own instruction.
 template <typename T>
 void UnscaleOffsets(const char* in, uint32_t rows, uint64_t base, int scale, double* out) {
   const int64_t b = static_cast<int64_t>(base);
@@ -352,7 +352,7 @@ void UnscaleOffsets(const char* in, uint32_t rows, uint64_t base, int scale, dou
     for (uint32_t r = 0; r < rows; ++r) {
       T v;
       std::memcpy(&v, in + sizeof(T) * size_t{r}, sizeof(T));
-      // Through int32 where T fits, which converts in vector registers.
+      // Through int32 where T fits.
       using Signed = std::conditional_t<(sizeof(T) < 4), int32_t, int64_t>;
       out[r] = (db + static_cast<double>(static_cast<Signed>(v))) / divisor;
     }

@@ -68,8 +68,8 @@ struct ColumnBlock {
       return !null_bits.empty() && ((null_bits[row >> 6] >> (row & 63)) & 1u);
     }
     bool in_place() const { return width != 0; }
-    // Row `row`'s value of an integer column (INT64, DATE, BOOL, CATEGORY)
-    // or a DOUBLE column, copied or in place.
+    // Row `row`'s value, copied or in place: IntAt for an integer column
+    // (INT64, DATE, BOOL, CATEGORY), DoubleAt for a DOUBLE one.
     int64_t IntAt(uint32_t row) const;
     double DoubleAt(uint32_t row) const;
     void SetNull(uint32_t row, uint32_t rows);
