@@ -261,8 +261,7 @@ std::string ResultTable(const v1::AggregateResult& result, bool show_partners, i
 
 // The coverage table: every partner, or with `failures_only` the partners
 // that did not answer.
-std::string CoverageTable(const v1::FederatedAggregateResponse& response,
-                          bool failures_only = false) {
+std::string CoverageTable(const v1::FederatedAggregateResponse& response, bool failures_only) {
   std::vector<Row> rows;
   for (const v1::PartnerCoverage& c : response.coverage()) {
     const bool answered = c.state() == v1::PartnerCoverage::ANSWERED;
@@ -405,7 +404,7 @@ std::string FormatResult(const v1::AggregateResult& result, OutputFormat format,
 std::string FormatCoverage(const v1::FederatedAggregateResponse& response, OutputFormat format) {
   switch (format) {
     case OutputFormat::kTable:
-      return CoverageTable(response);
+      return CoverageTable(response, /*failures_only=*/false);
     case OutputFormat::kCsv: {
       std::string out;
       CsvLine({"partner", "state", "released", "withheld", "reason"}, &out);
@@ -434,33 +433,26 @@ std::string FormatFederated(const v1::FederatedAggregateResponse& response, Outp
   switch (format) {
     case OutputFormat::kTable: {
       const int asked = response.coverage_size();
-      if (all_partners || asked <= kPartnersListed) {
-        std::string out =
-            absl::StrCat(CoverageLine(response), CoverageTable(response), AppliedLines(response),
-                         "\ncombined:\n",
-                         ResultTable(response.combined(), /*show_partners=*/true, asked, question));
+      // Thousands of partners: the ones that did not answer, each by name
+      // (nothing missing goes unsaid), and the others counted.
+      const bool each = all_partners || asked <= kPartnersListed;
+      const int answered = Answered(response);
+      std::string out = CoverageLine(response);
+      if (each || answered < asked) absl::StrAppend(&out, CoverageTable(response, !each));
+      if (!each) {
+        absl::StrAppend(&out, answered, " partner(s) answered, not listed one by one (more than ",
+                        kPartnersListed,
+                        " asked): --all-partners lists each with its own answer; --output csv "
+                        "or json has each too\n");
+      }
+      absl::StrAppend(&out, AppliedLines(response), "\ncombined:\n",
+                      ResultTable(response.combined(), /*show_partners=*/true, asked, question));
+      if (each) {
         for (const v1::AggregateResult& partner : response.partners()) {
           absl::StrAppend(&out, "\npartner ", partner.org_id(), ":\n",
                           ResultTable(partner, LooksCombined(partner), 0, question));
         }
-        return out;
-      }
-      // Thousands of partners: the ones that did not answer, each by name
-      // (nothing missing goes unsaid), and the others counted.
-      const int answered = asked - static_cast<int>(std::count_if(
-                                       response.coverage().begin(), response.coverage().end(),
-                                       [](const v1::PartnerCoverage& c) {
-                                         return c.state() != v1::PartnerCoverage::ANSWERED;
-                                       }));
-      std::string out = CoverageLine(response);
-      if (answered < asked) absl::StrAppend(&out, CoverageTable(response, /*failures_only=*/true));
-      absl::StrAppend(&out, answered, " partner(s) answered, not listed one by one (more than ",
-                      kPartnersListed,
-                      " asked): --all-partners lists each with its own answer; --output csv "
-                      "or json has each too\n",
-                      AppliedLines(response), "\ncombined:\n",
-                      ResultTable(response.combined(), /*show_partners=*/true, asked, question));
-      if (response.partners_size() > 0) {
+      } else if (response.partners_size() > 0) {
         absl::StrAppend(&out, "\n", response.partners_size(),
                         " partner answer(s) released directly, left out here: --all-partners "
                         "shows them\n");

@@ -191,12 +191,13 @@ TEST_F(DpTest, ValuesLieOnTheirGridWithIntervalsAndNoExactFigure) {
   EXPECT_DOUBLE_EQ(audit.entries(0).epsilon_spent(), kEpsilon);
 }
 
+constexpr char kCountByRegion[] =
+    "SELECT region, COUNT(*) FROM program_outcomes GROUP BY region PURPOSE 'program-evaluation'";
+
 TEST_F(DpTest, SingleSubjectGroupIsLeftOut) {
   StartInProcess();
   Load();
-  ASSERT_OK_AND_ASSIGN(v1::AggregateResult r,
-                       Ask("SELECT region, COUNT(*) FROM program_outcomes GROUP BY region "
-                           "PURPOSE 'program-evaluation'"));
+  ASSERT_OK_AND_ASSIGN(v1::AggregateResult r, Ask(kCountByRegion));
   // region is not public: groups pass partition selection (δ = 1e-6).
   EXPECT_EQ(CellOf(r, "central"), nullptr) << r.DebugString();
   for (const char* region : {"north", "south", "east", "west"}) {
@@ -213,9 +214,7 @@ TEST_F(DpTest, TheCellBoundDoesNotTellWhetherAHiddenGroupExists) {
   config_.mutable_limits()->set_max_answer_cells(4);
   StartInProcess();
   Load();
-  ASSERT_OK_AND_ASSIGN(v1::AggregateResult r,
-                       Ask("SELECT region, COUNT(*) FROM program_outcomes GROUP BY region "
-                           "PURPOSE 'program-evaluation'"));
+  ASSERT_OK_AND_ASSIGN(v1::AggregateResult r, Ask(kCountByRegion));
   EXPECT_EQ(CellOf(r, "central"), nullptr) << r.DebugString();
   EXPECT_EQ(r.cells_size(), 4);
   EXPECT_EQ(r.unlisted_withheld_cells(), 0);
