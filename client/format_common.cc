@@ -1,11 +1,14 @@
 #include <algorithm>
 #include <cmath>
-#include <set>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/string_view.h"
+#include "client/format.h"
 #include "client/format_internal.h"
 #include "fmt/format.h"
 #include "google/protobuf/util/json_util.h"
@@ -145,17 +148,28 @@ std::string CoverageLine(const v1::FederatedAggregateResponse& response) {
 }
 
 std::string AppliedLines(const v1::FederatedAggregateResponse& response) {
-  std::set<std::string> texts;
-  for (const v1::PartnerCoverage& c : response.coverage()) {
-    if (c.state() == v1::PartnerCoverage::ANSWERED) texts.insert(c.applied_where_text());
-  }
-  if (texts.empty() || (texts.size() == 1 && texts.begin()->empty())) return "";
-  if (texts.size() == 1) return absl::StrCat("as applied: ", *texts.begin(), "\n");
-  std::string out;
+  // The answering partners by the filter they applied, in order of first sight.
+  struct Applied {
+    const std::string* text;
+    std::vector<absl::string_view> orgs;
+  };
+  std::vector<Applied> applied;
+  std::map<absl::string_view, size_t> index;
   for (const v1::PartnerCoverage& c : response.coverage()) {
     if (c.state() != v1::PartnerCoverage::ANSWERED) continue;
-    absl::StrAppend(&out, "as applied by ", c.org_id(), ": ",
-                    c.applied_where_text().empty() ? "(no filter)" : c.applied_where_text(), "\n");
+    auto [at, fresh] = index.try_emplace(c.applied_where_text(), applied.size());
+    if (fresh) applied.push_back({&c.applied_where_text(), {}});
+    applied[at->second].orgs.push_back(c.org_id());
+  }
+  if (applied.empty() || (applied.size() == 1 && applied[0].text->empty())) return "";
+  if (applied.size() == 1) return absl::StrCat("as applied: ", *applied[0].text, "\n");
+  std::string out;
+  for (const Applied& a : applied) {
+    const std::string by = a.orgs.size() <= static_cast<size_t>(kPartnersListed)
+                               ? absl::StrJoin(a.orgs, ", ")
+                               : absl::StrCat(a.orgs.size(), " partners");
+    absl::StrAppend(&out, "as applied by ", by, ": ", a.text->empty() ? "(no filter)" : *a.text,
+                    "\n");
   }
   return out;
 }

@@ -55,7 +55,8 @@ int Answered(const v1::FederatedAggregateResponse& response);
 // "coverage: A of N partners answered\n".
 std::string CoverageLine(const v1::FederatedAggregateResponse& response);
 // "as applied: ..." once when every answering partner applied the same
-// predicates, else one line per partner; nothing without predicates.
+// predicates, else a line per distinct filter naming the partners that
+// applied it (counting them past kPartnersListed); nothing without predicates.
 std::string AppliedLines(const v1::FederatedAggregateResponse& response);
 
 // `text` with its line breaks as spaces.

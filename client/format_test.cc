@@ -339,6 +339,45 @@ TEST(FormatFederatedTest, ManyPartnersAreCountedAndTheMissingOnesNamed) {
   EXPECT_THAT(answered, HasSubstr(absl::StrCat(asked, " partner(s) answered, not listed")));
 }
 
+// Partners that applied different filters (their grids snap a range
+// differently) are grouped by filter, one line each, named while few and
+// counted past kPartnersListed; one filter for all is said once.
+TEST(FormatFederatedTest, DifferentFiltersAreGroupedWithTheirPartners) {
+  v1::FederatedAggregateResponse response = Federated();
+  response.clear_coverage();
+  const int asked = kPartnersListed + 6;
+  for (int i = 0; i < asked; ++i) {
+    v1::PartnerCoverage* c = response.add_coverage();
+    c->set_org_id(absl::StrCat("org-", i));
+    c->set_state(i == 9 ? v1::PartnerCoverage::UNREACHABLE : v1::PartnerCoverage::ANSWERED);
+    // One that did not answer applied nothing and is left out.
+    if (i == 9)
+      c->set_applied_where_text("age >= 0");
+    else if (i == 4 || i == 11)
+      c->set_applied_where_text("age >= 10 AND age < 30");
+    else if (i != 7)
+      c->set_applied_where_text("age >= 15 AND age < 25");
+  }
+  const std::string out = FormatFederated(response, OutputFormat::kTable);
+  EXPECT_THAT(out, HasSubstr(absl::StrCat("as applied by ", asked - 4,
+                                          " partners: age >= 15 AND age < 25\n"
+                                          "as applied by org-4, org-11: age >= 10 AND age < 30\n"
+                                          "as applied by org-7: (no filter)\n")));
+  EXPECT_THAT(out, Not(HasSubstr("age >= 0")));
+  EXPECT_THAT(out, Not(HasSubstr("as applied by org-0")));
+
+  // A small federation names every partner of each filter ...
+  response.mutable_coverage()->DeleteSubrange(5, asked - 5);
+  EXPECT_THAT(FormatFederated(response, OutputFormat::kTable),
+              HasSubstr("\nas applied by org-0, org-1, org-2, org-3: age >= 15 AND age < 25\n"
+                        "as applied by org-4: age >= 10 AND age < 30\n"));
+  // ... and says a filter all of them applied once.
+  response.mutable_coverage(4)->set_applied_where_text("age >= 15 AND age < 25");
+  const std::string same = FormatFederated(response, OutputFormat::kTable);
+  EXPECT_THAT(same, HasSubstr("\nas applied: age >= 15 AND age < 25\n"));
+  EXPECT_THAT(same, Not(HasSubstr("as applied by")));
+}
+
 TEST(FormatFederatedTest, ChartMarksPartialAndWithheldCells) {
   v1::FederatedAggregateResponse r = Federated();
   v1::Cell* withheld = r.mutable_combined()->add_cells();
