@@ -7,6 +7,8 @@ packages=(
   build-essential cmake ninja-build pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   librocksdb-dev libssl-dev libabsl-dev
+  # Ed25519 for the audit checkpoints (node/audit/checkpoint.cc)
+  libsodium-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   # fedshare-bench answers Q1 with SQLite too, as a reference (docs/performance.md)
   libsqlite3-dev

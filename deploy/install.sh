@@ -17,7 +17,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 runtime_packages=(
   libgrpc++1.51 libgrpc29 libprotobuf32 librocksdb7.8 libssl3 libabsl20220623
   libspdlog1.10 libfmt9 libre2-9 libc-ares2 libsnappy1v5 liblz4-1 libzstd1 libbz2-1.0
-  libgflags2.2 zlib1g coinor-libclp1
+  libgflags2.2 zlib1g coinor-libclp1 libsodium23
 )
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq

@@ -1,6 +1,6 @@
 #include "node/audit/checkpoint.h"
 
-#include <openssl/evp.h>
+#include <sodium.h>
 
 #include <vector>
 
@@ -11,8 +11,16 @@
 namespace fedshare::audit {
 namespace {
 
-constexpr size_t kPublicKeyBytes = 32;
-constexpr size_t kSignatureBytes = 64;
+constexpr size_t kPublicKeyBytes = crypto_sign_PUBLICKEYBYTES;
+constexpr size_t kSignatureBytes = crypto_sign_BYTES;
+static_assert(kSigningSeedBytes == crypto_sign_SEEDBYTES);
+
+// libsodium initialised (once, by the first caller); false only if it could
+// not be, when nothing is signed or verified (fail closed).
+bool SodiumReady() {
+  static const bool ready = sodium_init() >= 0;
+  return ready;
+}
 
 std::vector<std::string> Proof(const google::protobuf::RepeatedPtrField<std::string>& p) {
   return std::vector<std::string>(p.begin(), p.end());
@@ -30,20 +38,16 @@ absl::StatusOr<std::unique_ptr<CheckpointSigner>> CheckpointSigner::Create(absl:
   if (seed.size() != kSigningSeedBytes) {
     return absl::InvalidArgumentError("the audit signing key is not 32 bytes");
   }
-  EVP_PKEY* pkey = EVP_PKEY_new_raw_private_key(
-      EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(seed.data()), seed.size());
-  if (pkey == nullptr) return absl::InternalError("OpenSSL refused the Ed25519 audit key");
-  std::unique_ptr<CheckpointSigner> signer(new CheckpointSigner(pkey));
-  unsigned char pub[kPublicKeyBytes];
-  size_t len = sizeof pub;
-  if (EVP_PKEY_get_raw_public_key(pkey, pub, &len) != 1 || len != kPublicKeyBytes) {
-    return absl::InternalError("OpenSSL could not derive the Ed25519 public key");
-  }
-  signer->public_key_.assign(reinterpret_cast<const char*>(pub), len);
+  if (!SodiumReady()) return absl::InternalError("libsodium could not be initialised");
+  std::unique_ptr<CheckpointSigner> signer(new CheckpointSigner());
+  unsigned char pub[crypto_sign_PUBLICKEYBYTES];
+  crypto_sign_seed_keypair(pub, signer->secret_key_,
+                           reinterpret_cast<const unsigned char*>(seed.data()));
+  signer->public_key_.assign(reinterpret_cast<const char*>(pub), sizeof pub);
   return signer;
 }
 
-CheckpointSigner::~CheckpointSigner() { EVP_PKEY_free(static_cast<EVP_PKEY*>(pkey_)); }
+CheckpointSigner::~CheckpointSigner() { sodium_memzero(secret_key_, sizeof secret_key_); }
 
 v1::SignedCheckpoint CheckpointSigner::Sign(const std::string& org_id, uint64_t tree_size,
                                             const std::string& root_hash, absl::Time time) const {
@@ -54,18 +58,11 @@ v1::SignedCheckpoint CheckpointSigner::Sign(const std::string& org_id, uint64_t 
   c.set_time_unix_ms(absl::ToUnixMillis(time));
   c.set_public_key(public_key_);
   const std::string body = CheckpointBody(c);
-  unsigned char sig[kSignatureBytes];
-  size_t len = sizeof sig;
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  // Ed25519 signing with a valid key cannot fail short of memory exhaustion;
-  // an empty signature then fails every verification, which is fail closed.
-  if (ctx != nullptr &&
-      EVP_DigestSignInit(ctx, nullptr, nullptr, nullptr, static_cast<EVP_PKEY*>(pkey_)) == 1 &&
-      EVP_DigestSign(ctx, sig, &len, reinterpret_cast<const unsigned char*>(body.data()),
-                     body.size()) == 1) {
-    c.set_signature(std::string(reinterpret_cast<const char*>(sig), len));
-  }
-  EVP_MD_CTX_free(ctx);
+  unsigned char sig[crypto_sign_BYTES];
+  // Signing with a valid key cannot fail.
+  crypto_sign_detached(sig, nullptr, reinterpret_cast<const unsigned char*>(body.data()),
+                       body.size(), secret_key_);
+  c.set_signature(std::string(reinterpret_cast<const char*>(sig), sizeof sig));
   return c;
 }
 
@@ -82,19 +79,12 @@ absl::Status VerifyCheckpoint(const v1::SignedCheckpoint& c, absl::string_view e
                      "..., not the audit key held for it (",
                      absl::BytesToHexString(expected_key).substr(0, 16), "...)"));
   }
-  EVP_PKEY* pkey = EVP_PKEY_new_raw_public_key(
-      EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(c.public_key().data()),
-      c.public_key().size());
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
   const std::string body = CheckpointBody(c);
   const bool ok =
-      pkey != nullptr && ctx != nullptr &&
-      EVP_DigestVerifyInit(ctx, nullptr, nullptr, nullptr, pkey) == 1 &&
-      EVP_DigestVerify(ctx, reinterpret_cast<const unsigned char*>(c.signature().data()),
-                       c.signature().size(), reinterpret_cast<const unsigned char*>(body.data()),
-                       body.size()) == 1;
-  EVP_MD_CTX_free(ctx);
-  EVP_PKEY_free(pkey);
+      SodiumReady() && crypto_sign_verify_detached(
+                           reinterpret_cast<const unsigned char*>(c.signature().data()),
+                           reinterpret_cast<const unsigned char*>(body.data()), body.size(),
+                           reinterpret_cast<const unsigned char*>(c.public_key().data())) == 0;
   if (!ok) {
     return absl::DataLossError(absl::StrCat("the checkpoint of ", c.org_id(), " at size ",
                                             c.tree_size(),

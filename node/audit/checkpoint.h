@@ -9,8 +9,9 @@
 //   <time, unix milliseconds, decimal>
 //   <Ed25519 public key, 64 lowercase hex digits>
 //
-// each line ending in "\n". The signature is Ed25519 (RFC 8032, OpenSSL) over
-// those bytes.
+// each line ending in "\n". The signature is Ed25519 (RFC 8032) over those
+// bytes, made and checked with libsodium (about twice as fast as OpenSSL 3.0's
+// Ed25519, and a foundation checks one signature per partner per question).
 //
 //   ASSIGN_OR_RETURN(auto signer, CheckpointSigner::Create(seed));
 //   v1::SignedCheckpoint c = signer->Sign("partner-a", size, root, now);
@@ -48,8 +49,8 @@ class CheckpointSigner {
                             const std::string& root_hash, absl::Time time) const;
 
  private:
-  explicit CheckpointSigner(void* pkey) : pkey_(pkey) {}
-  void* pkey_;  // EVP_PKEY*, owned
+  CheckpointSigner() = default;
+  unsigned char secret_key_[64];  // libsodium's: the seed, then the public key
   std::string public_key_;
 };
 

@@ -2,6 +2,8 @@
 // RFC's recursive definitions, for every tree size and index up to 40.
 #include "node/audit/merkle.h"
 
+#include <openssl/evp.h>
+
 #include <string>
 #include <vector>
 
@@ -141,6 +143,60 @@ TEST(CheckpointTest, SignsAndVerifiesAndRejectsForgeries) {
     forge(forged);
     EXPECT_THAT(VerifyCheckpoint(forged, ""), StatusIs(absl::StatusCode::kDataLoss, ::testing::_));
   }
+}
+
+// Checkpoints are plain RFC 8032 Ed25519: the key of the RFC's first test
+// vector derives as the RFC says, and OpenSSL (what nodes before libsodium
+// signed with, and what a third party may verify with) makes the same
+// signature for the same body and accepts ours.
+TEST(CheckpointTest, SignaturesAreStandardEd25519AsOpenSslMakesThem) {
+  const std::string seed =
+      absl::HexStringToBytes("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60");
+  ASSERT_OK_AND_ASSIGN(auto signer, CheckpointSigner::Create(seed));
+  EXPECT_EQ(absl::BytesToHexString(signer->public_key()),
+            "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a");
+
+  const v1::SignedCheckpoint c =
+      signer->Sign("partner-a", 41, Sha256("root"), absl::FromUnixMillis(1700000000123));
+  const std::string body = CheckpointBody(c);
+  EVP_PKEY* key = EVP_PKEY_new_raw_private_key(
+      EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(seed.data()), seed.size());
+  ASSERT_NE(key, nullptr);
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  unsigned char sig[64];
+  size_t len = sizeof sig;
+  ASSERT_EQ(EVP_DigestSignInit(ctx, nullptr, nullptr, nullptr, key), 1);
+  ASSERT_EQ(EVP_DigestSign(ctx, sig, &len, reinterpret_cast<const unsigned char*>(body.data()),
+                           body.size()),
+            1);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(sig), len), c.signature());
+  EVP_MD_CTX_reset(ctx);
+  ASSERT_EQ(EVP_DigestVerifyInit(ctx, nullptr, nullptr, nullptr, key), 1);
+  EXPECT_EQ(EVP_DigestVerify(ctx, reinterpret_cast<const unsigned char*>(c.signature().data()),
+                             c.signature().size(),
+                             reinterpret_cast<const unsigned char*>(body.data()), body.size()),
+            1);
+  EVP_MD_CTX_free(ctx);
+  EVP_PKEY_free(key);
+
+  // OpenSSL's signature of a changed body verifies here; the old one does not.
+  v1::SignedCheckpoint later = c;
+  later.set_tree_size(42);
+  const std::string later_body = CheckpointBody(later);
+  key = EVP_PKEY_new_raw_private_key(
+      EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(seed.data()), seed.size());
+  ctx = EVP_MD_CTX_new();
+  len = sizeof sig;
+  ASSERT_EQ(EVP_DigestSignInit(ctx, nullptr, nullptr, nullptr, key), 1);
+  ASSERT_EQ(
+      EVP_DigestSign(ctx, sig, &len, reinterpret_cast<const unsigned char*>(later_body.data()),
+                     later_body.size()),
+      1);
+  EVP_MD_CTX_free(ctx);
+  EVP_PKEY_free(key);
+  EXPECT_THAT(VerifyCheckpoint(later, ""), StatusIs(absl::StatusCode::kDataLoss, ::testing::_));
+  later.set_signature(std::string(reinterpret_cast<const char*>(sig), len));
+  EXPECT_OK(VerifyCheckpoint(later, signer->public_key()));
 }
 
 TEST(LeafTest, DecodesWhatItEncodesAndNothingElse) {
