@@ -158,7 +158,7 @@ PeerCheckpoints::Prechecked PeerCheckpoints::Precheck(const std::string& org_id,
 absl::Status PeerCheckpoints::CheckInto(const Incoming& in, storage::WriteBatch& batch,
                                         Held* accepted) const {
   const std::string& org_id = in.org_id;
-  const v1::Receipt& receipt = in.receipt;
+  const v1::Receipt& receipt = *in.receipt;
   absl::Status checked;
   absl::StatusOr<Held> held = HeldFor(org_id);
   bool deferred = false;
@@ -188,7 +188,7 @@ absl::Status PeerCheckpoints::CheckInto(const Incoming& in, storage::WriteBatch&
 
 absl::Status PeerCheckpoints::Accept(const std::string& org_id, const v1::Receipt& receipt,
                                      const FetchConsistency& fetch) {
-  return AcceptAll({Incoming{org_id, receipt, fetch, std::nullopt}}).front();
+  return AcceptAll({Incoming{org_id, &receipt, fetch, std::nullopt}}).front();
 }
 
 std::vector<absl::Status> PeerCheckpoints::AcceptAll(const std::vector<Incoming>& incoming) {

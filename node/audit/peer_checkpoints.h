@@ -75,7 +75,7 @@ class PeerCheckpoints {
   // of it if it was prechecked.
   struct Incoming {
     std::string org_id;
-    v1::Receipt receipt;
+    const v1::Receipt* receipt;  // borrowed: must outlive AcceptAll
     FetchConsistency fetch;
     std::optional<Prechecked> prechecked = std::nullopt;
   };

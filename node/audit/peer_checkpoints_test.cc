@@ -67,8 +67,10 @@ class PeerCheckpointsTest : public ::testing::Test {
 };
 
 TEST_F(PeerCheckpointsTest, AcceptAllKeepsEveryReceiptAsAcceptWould) {
-  std::vector<absl::Status> first = held_.AcceptAll(
-      {{"partner-a", Answer("partner-a"), NoFetch}, {"partner-b", Answer("partner-b"), NoFetch}});
+  const v1::Receipt a1 = Answer("partner-a");
+  const v1::Receipt b1 = Answer("partner-b");
+  std::vector<absl::Status> first =
+      held_.AcceptAll({{"partner-a", &a1, NoFetch}, {"partner-b", &b1, NoFetch}});
   ASSERT_EQ(first.size(), 2u);
   EXPECT_OK(first[0]);
   EXPECT_OK(first[1]);
@@ -78,8 +80,9 @@ TEST_F(PeerCheckpointsTest, AcceptAllKeepsEveryReceiptAsAcceptWould) {
   // A forged checkpoint from b fails b alone, and is kept as evidence.
   v1::Receipt forged = Answer("partner-b");
   forged.mutable_checkpoint()->mutable_signature()->front() ^= 1;
-  std::vector<absl::Status> second = held_.AcceptAll(
-      {{"partner-a", Answer("partner-a"), NoFetch}, {"partner-b", forged, NoFetch}});
+  const v1::Receipt a2 = Answer("partner-a");
+  std::vector<absl::Status> second =
+      held_.AcceptAll({{"partner-a", &a2, NoFetch}, {"partner-b", &forged, NoFetch}});
   EXPECT_OK(second[0]);
   EXPECT_THAT(second[1], StatusIs(absl::StatusCode::kDataLoss, HasSubstr("bad signature")));
   EXPECT_EQ(held_.KnownSize("partner-a"), 2u);
@@ -100,7 +103,7 @@ TEST_F(PeerCheckpointsTest, ASecondReceiptOfOnePeerIsCheckedAgainstTheFirst) {
   v1::Receipt third = Answer("partner-a");
   v1::Receipt fourth = Answer("partner-a", 3);
   std::vector<absl::Status> checked =
-      held_.AcceptAll({{"partner-a", third, NoFetch}, {"partner-a", fourth, NoFetch}});
+      held_.AcceptAll({{"partner-a", &third, NoFetch}, {"partner-a", &fourth, NoFetch}});
   EXPECT_OK(checked[0]);
   EXPECT_OK(checked[1]);
   EXPECT_EQ(held_.KnownSize("partner-a"), 4u);
@@ -120,7 +123,7 @@ TEST_F(PeerCheckpointsTest, APrecheckIsUsedOnlyAgainstTheCheckpointItWasMadeAgai
   // ...so the precheck no longer applies: `late` (size 2) is checked again,
   // against size 3, and is caught as a truncation.
   std::vector<absl::Status> checked =
-      held_.AcceptAll({{"partner-a", late, NoFetch, std::move(early_check)}});
+      held_.AcceptAll({{"partner-a", &late, NoFetch, std::move(early_check)}});
   EXPECT_THAT(checked[0], StatusIs(absl::StatusCode::kDataLoss, HasSubstr("truncated")));
   EXPECT_EQ(held_.KnownSize("partner-a"), 3u);
 }
@@ -133,7 +136,7 @@ TEST_F(PeerCheckpointsTest, APrecheckThatNeedsTheProofFetchedIsFinishedByAcceptA
   PeerCheckpoints::Prechecked prechecked = held_.Precheck("partner-a", receipt);
   EXPECT_FALSE(prechecked.complete);
   std::vector<absl::Status> checked =
-      held_.AcceptAll({{"partner-a", receipt, NoFetch, std::move(prechecked)}});
+      held_.AcceptAll({{"partner-a", &receipt, NoFetch, std::move(prechecked)}});
   EXPECT_THAT(checked[0], StatusIs(absl::StatusCode::kDataLoss, HasSubstr("no consistency proof")));
 }
 
@@ -144,7 +147,7 @@ TEST_F(PeerCheckpointsTest, AForgedReceiptFailsItsPrecheckAndIsStillKept) {
   PeerCheckpoints::Prechecked prechecked = held_.Precheck("partner-a", forged);
   EXPECT_THAT(prechecked.status, StatusIs(absl::StatusCode::kDataLoss, HasSubstr("bad signature")));
   std::vector<absl::Status> checked =
-      held_.AcceptAll({{"partner-a", forged, NoFetch, std::move(prechecked)}});
+      held_.AcceptAll({{"partner-a", &forged, NoFetch, std::move(prechecked)}});
   EXPECT_THAT(checked[0], StatusIs(absl::StatusCode::kDataLoss, HasSubstr("bad signature")));
   EXPECT_EQ(held_.KnownSize("partner-a"), 1u);
   ASSERT_OK_AND_ASSIGN(std::vector<v1::Receipt> kept, held_.Receipts("partner-a"));

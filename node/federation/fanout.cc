@@ -476,7 +476,7 @@ void FanOut::CheckReceipts(const std::vector<v1::PeerConfig>& peers, absl::Durat
       return std::vector<std::string>(proof.consistency_proof().begin(),
                                       proof.consistency_proof().end());
     };
-    incoming.push_back({peer.org_id(), outcomes[i].coverage.receipt(), std::move(fetch),
+    incoming.push_back({peer.org_id(), &outcomes[i].coverage.receipt(), std::move(fetch),
                         std::move(outcomes[i].prechecked)});
     checked_index.push_back(i);
   }
