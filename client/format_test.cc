@@ -351,12 +351,11 @@ TEST(FormatFederatedTest, DifferentFiltersAreGroupedWithTheirPartners) {
     c->set_org_id(absl::StrCat("org-", i));
     c->set_state(i == 9 ? v1::PartnerCoverage::UNREACHABLE : v1::PartnerCoverage::ANSWERED);
     // One that did not answer applied nothing and is left out.
-    if (i == 9)
-      c->set_applied_where_text("age >= 0");
-    else if (i == 4 || i == 11)
-      c->set_applied_where_text("age >= 10 AND age < 30");
-    else if (i != 7)
-      c->set_applied_where_text("age >= 15 AND age < 25");
+    const char* applied = i == 9              ? "age >= 0"
+                          : i == 4 || i == 11 ? "age >= 10 AND age < 30"
+                          : i == 7            ? ""
+                                              : "age >= 15 AND age < 25";
+    c->set_applied_where_text(applied);
   }
   const std::string out = FormatFederated(response, OutputFormat::kTable);
   EXPECT_THAT(out, HasSubstr(absl::StrCat("as applied by ", asked - 4,

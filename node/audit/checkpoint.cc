@@ -40,6 +40,7 @@ absl::StatusOr<std::unique_ptr<CheckpointSigner>> CheckpointSigner::Create(absl:
   }
   if (!SodiumReady()) return absl::InternalError("libsodium could not be initialised");
   std::unique_ptr<CheckpointSigner> signer(new CheckpointSigner());
+  static_assert(sizeof signer->secret_key_ == crypto_sign_SECRETKEYBYTES);
   unsigned char pub[crypto_sign_PUBLICKEYBYTES];
   crypto_sign_seed_keypair(pub, signer->secret_key_,
                            reinterpret_cast<const unsigned char*>(seed.data()));
