@@ -199,6 +199,49 @@ TEST(CheckpointTest, SignaturesAreStandardEd25519AsOpenSslMakesThem) {
   EXPECT_OK(VerifyCheckpoint(later, signer->public_key()));
 }
 
+// The attack on a verifier that accepts small-order keys: a partner whose
+// audit key is the identity point (a key it is free to choose when first
+// seen) has one fixed signature (R = identity, S = 0) that "verifies" for
+// every body, so every checkpoint it ever sends verifies and none binds it:
+// it could disown any of them. OpenSSL 3.0, which checkpoints were verified
+// with before, accepts that signature; they must not verify here.
+TEST(CheckpointTest, ASmallOrderKeyCannotVouchForEveryCheckpoint) {
+  std::string identity(32, '\0');
+  identity[0] = 1;  // the encoding of the neutral point, of order 1
+  std::string signature(64, '\0');
+  signature[0] = 1;  // R = the neutral point, S = 0
+  for (uint64_t size : {1, 2, 1000}) {
+    v1::SignedCheckpoint c;
+    c.set_org_id("partner-x");
+    c.set_tree_size(size);
+    c.set_root_hash(Sha256(absl::StrCat("any root ", size)));
+    c.set_time_unix_ms(1700000000000);
+    c.set_public_key(identity);
+    c.set_signature(signature);
+    const std::string body = CheckpointBody(c);
+
+    // The weakened rule: OpenSSL's verification passes the forgery.
+    EVP_PKEY* key = EVP_PKEY_new_raw_public_key(
+        EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(identity.data()),
+        identity.size());
+    ASSERT_NE(key, nullptr);
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    ASSERT_EQ(EVP_DigestVerifyInit(ctx, nullptr, nullptr, nullptr, key), 1);
+    EXPECT_EQ(EVP_DigestVerify(ctx, reinterpret_cast<const unsigned char*>(signature.data()),
+                               signature.size(),
+                               reinterpret_cast<const unsigned char*>(body.data()), body.size()),
+              1)
+        << "OpenSSL no longer accepts the forgery; the rest of the test still must hold";
+    EVP_MD_CTX_free(ctx);
+    EVP_PKEY_free(key);
+
+    EXPECT_THAT(VerifyCheckpoint(c, ""),
+                StatusIs(absl::StatusCode::kDataLoss, HasSubstr("bad signature")));
+    EXPECT_THAT(VerifyCheckpoint(c, identity),
+                StatusIs(absl::StatusCode::kDataLoss, HasSubstr("bad signature")));
+  }
+}
+
 TEST(LeafTest, DecodesWhatItEncodesAndNothingElse) {
   v1::AuditEntry e;
   e.set_index(3);
