@@ -11,7 +11,7 @@ FUZZ_DIR ?= build-fuzz
 FUZZ_SECONDS ?= 60
 # Stop a target after this many executions too (0: time only).
 FUZZ_RUNS ?= 0
-FUZZ_TARGETS ?= sql csv json column_block consent ingest config agreements rpc call_home call_home_answer
+FUZZ_TARGETS ?= sql csv json column_block consent ingest config agreements rpc call_home call_home_answer receipt
 SANITIZE_DIR ?= build-asan
 TSA_DIR ?= build-tsa
 CLANG_CXX ?= clang++-14
