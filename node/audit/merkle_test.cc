@@ -145,6 +145,42 @@ TEST(CheckpointTest, SignsAndVerifiesAndRejectsForgeries) {
   }
 }
 
+// OpenSSL's Ed25519 signature of `body` with `seed`; empty if OpenSSL fails.
+std::string OpenSslSign(const std::string& seed, const std::string& body) {
+  EVP_PKEY* key = EVP_PKEY_new_raw_private_key(
+      EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(seed.data()), seed.size());
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  unsigned char sig[64];
+  size_t len = sizeof sig;
+  const bool ok =
+      key != nullptr && ctx != nullptr &&
+      EVP_DigestSignInit(ctx, nullptr, nullptr, nullptr, key) == 1 &&
+      EVP_DigestSign(ctx, sig, &len, reinterpret_cast<const unsigned char*>(body.data()),
+                     body.size()) == 1;
+  EVP_MD_CTX_free(ctx);
+  EVP_PKEY_free(key);
+  return ok ? std::string(reinterpret_cast<const char*>(sig), len) : std::string();
+}
+
+// Whether OpenSSL's Ed25519 verification accepts `signature` of `body`
+// under `public_key`.
+bool OpenSslVerifies(const std::string& public_key, const std::string& signature,
+                     const std::string& body) {
+  EVP_PKEY* key = EVP_PKEY_new_raw_public_key(
+      EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(public_key.data()),
+      public_key.size());
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  const bool ok =
+      key != nullptr && ctx != nullptr &&
+      EVP_DigestVerifyInit(ctx, nullptr, nullptr, nullptr, key) == 1 &&
+      EVP_DigestVerify(ctx, reinterpret_cast<const unsigned char*>(signature.data()),
+                       signature.size(), reinterpret_cast<const unsigned char*>(body.data()),
+                       body.size()) == 1;
+  EVP_MD_CTX_free(ctx);
+  EVP_PKEY_free(key);
+  return ok;
+}
+
 // Checkpoints are plain RFC 8032 Ed25519: the key of the RFC's first test
 // vector derives as the RFC says, and OpenSSL (what nodes before libsodium
 // signed with, and what a third party may verify with) makes the same
@@ -159,43 +195,18 @@ TEST(CheckpointTest, SignaturesAreStandardEd25519AsOpenSslMakesThem) {
   const v1::SignedCheckpoint c =
       signer->Sign("partner-a", 41, Sha256("root"), absl::FromUnixMillis(1700000000123));
   const std::string body = CheckpointBody(c);
-  EVP_PKEY* key = EVP_PKEY_new_raw_private_key(
-      EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(seed.data()), seed.size());
-  ASSERT_NE(key, nullptr);
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  unsigned char sig[64];
-  size_t len = sizeof sig;
-  ASSERT_EQ(EVP_DigestSignInit(ctx, nullptr, nullptr, nullptr, key), 1);
-  ASSERT_EQ(EVP_DigestSign(ctx, sig, &len, reinterpret_cast<const unsigned char*>(body.data()),
-                           body.size()),
-            1);
-  EXPECT_EQ(std::string(reinterpret_cast<const char*>(sig), len), c.signature());
-  EVP_MD_CTX_reset(ctx);
-  ASSERT_EQ(EVP_DigestVerifyInit(ctx, nullptr, nullptr, nullptr, key), 1);
-  EXPECT_EQ(EVP_DigestVerify(ctx, reinterpret_cast<const unsigned char*>(c.signature().data()),
-                             c.signature().size(),
-                             reinterpret_cast<const unsigned char*>(body.data()), body.size()),
-            1);
-  EVP_MD_CTX_free(ctx);
-  EVP_PKEY_free(key);
+  const std::string by_openssl = OpenSslSign(seed, body);
+  ASSERT_FALSE(by_openssl.empty());
+  EXPECT_EQ(by_openssl, c.signature());
+  EXPECT_TRUE(OpenSslVerifies(signer->public_key(), c.signature(), body));
 
   // OpenSSL's signature of a changed body verifies here; the old one does not.
   v1::SignedCheckpoint later = c;
   later.set_tree_size(42);
-  const std::string later_body = CheckpointBody(later);
-  key = EVP_PKEY_new_raw_private_key(
-      EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(seed.data()), seed.size());
-  ctx = EVP_MD_CTX_new();
-  len = sizeof sig;
-  ASSERT_EQ(EVP_DigestSignInit(ctx, nullptr, nullptr, nullptr, key), 1);
-  ASSERT_EQ(
-      EVP_DigestSign(ctx, sig, &len, reinterpret_cast<const unsigned char*>(later_body.data()),
-                     later_body.size()),
-      1);
-  EVP_MD_CTX_free(ctx);
-  EVP_PKEY_free(key);
+  const std::string later_signature = OpenSslSign(seed, CheckpointBody(later));
+  ASSERT_FALSE(later_signature.empty());
   EXPECT_THAT(VerifyCheckpoint(later, ""), StatusIs(absl::StatusCode::kDataLoss, ::testing::_));
-  later.set_signature(std::string(reinterpret_cast<const char*>(sig), len));
+  later.set_signature(later_signature);
   EXPECT_OK(VerifyCheckpoint(later, signer->public_key()));
 }
 
@@ -218,23 +229,10 @@ TEST(CheckpointTest, ASmallOrderKeyCannotVouchForEveryCheckpoint) {
     c.set_time_unix_ms(1700000000000);
     c.set_public_key(identity);
     c.set_signature(signature);
-    const std::string body = CheckpointBody(c);
 
     // The weakened rule: OpenSSL's verification passes the forgery.
-    EVP_PKEY* key = EVP_PKEY_new_raw_public_key(
-        EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(identity.data()),
-        identity.size());
-    ASSERT_NE(key, nullptr);
-    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-    ASSERT_EQ(EVP_DigestVerifyInit(ctx, nullptr, nullptr, nullptr, key), 1);
-    EXPECT_EQ(EVP_DigestVerify(ctx, reinterpret_cast<const unsigned char*>(signature.data()),
-                               signature.size(),
-                               reinterpret_cast<const unsigned char*>(body.data()), body.size()),
-              1)
+    EXPECT_TRUE(OpenSslVerifies(identity, signature, CheckpointBody(c)))
         << "OpenSSL no longer accepts the forgery; the rest of the test still must hold";
-    EVP_MD_CTX_free(ctx);
-    EVP_PKEY_free(key);
-
     EXPECT_THAT(VerifyCheckpoint(c, ""),
                 StatusIs(absl::StatusCode::kDataLoss, HasSubstr("bad signature")));
     EXPECT_THAT(VerifyCheckpoint(c, identity),
