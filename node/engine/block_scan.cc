@@ -24,6 +24,38 @@ namespace {
 // predicate over every subject and a merge.
 constexpr size_t kMinRangeBlocks = 8;
 
+// An owner of dropped records added to a set: its entry with its share of
+// the table, roughly.
+constexpr size_t kEntryBytes = 16;
+
+// A cell's fixed state, roughly (what a new cell is charged).
+size_t BlockCellBytes(int n_aggs) {
+  return sizeof(BlockCell) + n_aggs * sizeof(AggregateAccumulator) + 64 * n_aggs;
+}
+
+// The distinct fields the dominance aggregates read: one measure slot each.
+size_t MeasureSlots(const v1::AggregateQuery& query, const Plan& plan) {
+  std::vector<int> fields;
+  for (int a = 0; a < query.aggregates_size(); ++a) {
+    if (!IsDominanceKind(query.aggregates(a).kind())) continue;
+    if (std::find(fields.begin(), fields.end(), plan.measures[a].field) == fields.end()) {
+      fields.push_back(plan.measures[a].field);
+    }
+  }
+  return fields.size();
+}
+
+// What a counted record is charged: its subject, and with measure slots its
+// folding slot and each slot's value.
+size_t CountedRecordBytes(size_t slots) { return slots > 0 ? 8 + 8 * slots : 4; }
+
+// The ranges a scan of `blocks` splits into on a pool of `threads` (1
+// without one): one per thread, each of at least kMinRangeBlocks.
+size_t RangesFor(size_t blocks, size_t threads) {
+  if (threads <= 1 || blocks < 2 * kMinRangeBlocks) return 1;
+  return std::min(blocks / kMinRangeBlocks, threads);
+}
+
 // The block path's state (block_scan.h):
 //
 //   BlockScan scan(reader, query, consent, plan, record_keys, memory, false, removal_cap,
@@ -56,7 +88,8 @@ class BlockScan {
         group_ids_(reader, plan.group_fields),
         removed_(plan.predicates.size(), DistinctUpTo(removal_cap)),
         dropped_(plan.predicates.size()) {
-    // One measure slot per distinct field the dominance aggregates read.
+    // One measure slot per distinct field the dominance aggregates read
+    // (MeasureSlots).
     slot_of_.assign(n_aggs_, -1);
     for (int a = 0; a < n_aggs_; ++a) {
       if (!IsDominanceKind(query.aggregates(a).kind())) continue;
@@ -96,7 +129,7 @@ class BlockScan {
     // What this block added to the state kept until Finish.
     const size_t slots = slot_measures_.size();
     const int64_t bytes =
-        static_cast<int64_t>(counted_.size() * (slots > 0 ? 8 + 8 * slots : 4) + dropped_bytes +
+        static_cast<int64_t>(counted_.size() * CountedRecordBytes(slots) + dropped_bytes +
                              (cells_.size() - cells_before) * CellBytes());
     return memory_ == nullptr ? absl::OkStatus() : memory_->Charge(bytes);
   }
@@ -206,10 +239,7 @@ class BlockScan {
     });
   }
 
-  // A cell's fixed state, roughly.
-  size_t CellBytes() const {
-    return sizeof(BlockCell) + n_aggs_ * sizeof(AggregateAccumulator) + 64 * n_aggs_;
-  }
+  size_t CellBytes() const { return BlockCellBytes(n_aggs_); }
 
   // The cell of group `gid`, made on first sight.
   uint32_t CellFor(uint32_t gid) {
@@ -363,8 +393,6 @@ class BlockScan {
   // per predicate and group (and HISTOGRAM bin) for the per-cell rule, each
   // counted up to removal_cap_. Returns the bytes the sets grew by.
   size_t AddDropped(const ColumnBlock& block) {
-    // A set's entry with its share of the table, roughly.
-    constexpr size_t kEntryBytes = 16;
     size_t grown = 0;
     for (size_t k = 0; k < drop_.size(); ++k) {
       const uint32_t r = drop_[k];
@@ -463,12 +491,10 @@ absl::StatusOr<Execution> ExecuteByBlock(const DatasetReader& reader,
   // This question's threads: all the pool's alone, fewer while others scan.
   const ScanPool::Share share(options.pool);
   ScanPool* const pool = share.pool();
-  size_t ranges = 1;
   // One range per thread: every range but the first logs its records for a
   // replay, so more ranges than threads would only log more.
-  if (pool != nullptr && blocks >= 2 * kMinRangeBlocks) {
-    ranges = std::min<size_t>(blocks / kMinRangeBlocks, static_cast<size_t>(share.threads()));
-  }
+  const size_t ranges =
+      pool == nullptr ? 1 : RangesFor(blocks, static_cast<size_t>(share.threads()));
   FEDSHARE_RETURN_IF_ERROR(memory.Charge(static_cast<int64_t>(consent.size()) * 4));
 
   std::vector<std::unique_ptr<BlockScan>> scans(ranges);
@@ -521,6 +547,42 @@ absl::StatusOr<Execution> ExecuteByBlock(const DatasetReader& reader,
   scans[0]->ReplayMerged(pool);
   scans.resize(1);
   return std::move(*scans[0]).Finish(pool);
+}
+
+int64_t ByBlockMemoryBound(const DatasetReader& reader, const v1::AggregateQuery& query,
+                           const policy::ConsentBitmap& consent, const Plan& plan,
+                           const ScanOptions& options) {
+  // In doubles: the terms can pass int64 for a large dataset and many groups.
+  const double records = static_cast<double>(reader.rows());
+  const double groups = static_cast<double>(GroupsBound(reader, plan));
+  const double ranges = static_cast<double>(RangesFor(
+      reader.blocks(), options.pool == nullptr ? 1 : static_cast<size_t>(options.pool->threads())));
+  const double cap = static_cast<double>(std::max<int64_t>(1, options.removal_cap));
+  const double predicates = static_cast<double>(plan.predicates.size());
+  double bins = 0;  // over the HISTOGRAM aggregates
+  double histograms = 0;
+  for (const v1::Aggregate& agg : query.aggregates()) {
+    if (agg.kind() != v1::HISTOGRAM) continue;
+    histograms += 1;
+    bins += agg.bins();
+  }
+  // Each range's cells, up to max_cells each (a range stops past it before
+  // charging).
+  double cells = groups;
+  if (options.max_cells > 0) cells = std::min(cells, static_cast<double>(options.max_cells));
+  // A record is counted, dropped by exactly one filter, or neither. A
+  // dropped one adds its owner to its filter's set and to its (filter,
+  // group)'s set and bins, each holding at most `cap`, and may make that
+  // (filter, group)'s sets.
+  const double dropped_groups = std::min(records, ranges * predicates * groups);
+  const double dropped = kEntryBytes * std::min(records, ranges * predicates * cap) +
+                         dropped_groups * sizeof(DroppedUpTo) +
+                         kEntryBytes * std::min(records, dropped_groups * cap) +
+                         kEntryBytes * std::min(records * histograms, dropped_groups * cap * bins);
+  const double bound = 4.0 * consent.size() +
+                       records * CountedRecordBytes(MeasureSlots(query, plan)) +
+                       ranges * cells * BlockCellBytes(query.aggregates_size()) + dropped;
+  return bound >= 9e18 ? std::numeric_limits<int64_t>::max() : static_cast<int64_t>(bound);
 }
 
 }  // namespace fedshare::engine::exec

@@ -47,6 +47,15 @@ absl::StatusOr<Execution> ExecuteByBlock(const DatasetReader& reader,
                                          absl::Span<const uint32_t> record_keys,
                                          const ScanOptions& options);
 
+// The most ExecuteByBlock charges its memory budget for this question,
+// whatever the records: from the dataset's records, subjects (`consent`
+// covers every ordinal) and dictionaries, the question's shape, and the
+// pool's threads, never from which records its filter or consent keep.
+// With a budget at least this, the scan is never refused for memory.
+int64_t ByBlockMemoryBound(const DatasetReader& reader, const v1::AggregateQuery& query,
+                           const policy::ConsentBitmap& consent, const Plan& plan,
+                           const ScanOptions& options);
+
 }  // namespace fedshare::engine::exec
 
 #endif  // FEDSHARE_NODE_ENGINE_BLOCK_SCAN_H_

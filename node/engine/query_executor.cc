@@ -35,16 +35,27 @@ absl::StatusOr<Execution> ExecuteQuery(const DatasetReader& reader, const v1::Ag
   FEDSHARE_ASSIGN_OR_RETURN(exec::Plan plan, exec::MakePlan(reader, query));
   removal_cap = std::max<int64_t>(1, removal_cap);
   const int max_cells = reader.max_answer_cells();
+  const int64_t budget = reader.query_memory_budget_bytes();
+  const bool by_row = max_records_per_subject > 0 || records != nullptr;
+  exec::ScanOptions options;
+  options.pool = reader.scan_pool();
+  options.memory_budget_bytes = budget;
+  options.max_cells = max_cells;
+  options.removal_cap = removal_cap;
+  // Admitted or refused before any record is read, on what the question
+  // could keep over every record of the dataset: were it refused as the scan
+  // grows, the refusal would tell how many records matched, and an asker
+  // could move a filter until one person's records (or consent) tipped it.
+  if (budget > 0) {
+    const int64_t bound = by_row ? exec::ByRowMemoryBound(reader, query, plan, records != nullptr)
+                                 : exec::ByBlockMemoryBound(reader, query, consent, plan, options);
+    if (bound > budget) return OverQuestionMemoryBudget(budget);
+  }
   absl::StatusOr<Execution> execution;
-  if (max_records_per_subject > 0 || records != nullptr) {
+  if (by_row) {
     execution = exec::ExecuteByRow(reader, query, consent, plan, max_records_per_subject, records,
-                                   record_keys, reader.query_memory_budget_bytes(), removal_cap);
+                                   record_keys, budget, removal_cap);
   } else {
-    exec::ScanOptions options;
-    options.pool = reader.scan_pool();
-    options.memory_budget_bytes = reader.query_memory_budget_bytes();
-    options.max_cells = max_cells;
-    options.removal_cap = removal_cap;
     execution = exec::ExecuteByBlock(reader, query, consent, plan, record_keys, options);
   }
   // The block scan stops as soon as one of its ranges passes the bound;

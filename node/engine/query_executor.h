@@ -79,11 +79,14 @@ struct ScannedRecords {
 //
 // The reader's scan pool (EngineOptions::scan_threads), when it has one,
 // scans ranges of blocks in parallel; the answer is the same to the last bit
-// as a scan on one thread. RESOURCE_EXHAUSTED when the state the question
-// keeps (its cells, each counted record's subject and measures, the owners
-// of dropped records) grows past EngineOptions::query_memory_budget_bytes,
-// and (TooManyCells) when its records fall into more cells than
-// EngineOptions::max_answer_cells.
+// as a scan on one thread. RESOURCE_EXHAUSTED (OverQuestionMemoryBudget),
+// before any record is read, when the state the question could keep (its
+// cells, each counted record's subject and measures, the owners of dropped
+// records), bounded over every record of the dataset, passes
+// EngineOptions::query_memory_budget_bytes: whether it is refused depends on
+// the dataset's size, subjects and dictionaries and the question's shape,
+// never on which records its filter and consent keep. And (TooManyCells)
+// when its records fall into more cells than EngineOptions::max_answer_cells.
 //
 // `removal_cap` (at least 1; smaller counts as 1) bounds the predicate-removal
 // figures: each is exact below it and the cap from there on. The rule asks

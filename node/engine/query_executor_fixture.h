@@ -117,13 +117,16 @@ class QueryExecutorTest : public ::testing::Test {
   }
 
   // Reopens the engine on the same store with a scan pool of `threads`
-  // (and limits.max_answer_cells, 0: none).
-  void ReopenWithScanThreads(int threads, int max_answer_cells = 0) {
+  // (and limits.max_answer_cells and limits.query_memory_budget_bytes, 0:
+  // none).
+  void ReopenWithScanThreads(int threads, int max_answer_cells = 0,
+                             int64_t query_memory_budget_bytes = 0) {
     reader_.reset();
     engine_.reset();
     EngineOptions options = options_;
     options.scan_threads = threads;
     options.max_answer_cells = max_answer_cells;
+    options.query_memory_budget_bytes = query_memory_budget_bytes;
     ASSERT_OK_AND_ASSIGN(engine_, Engine::Create(storage_.get(), options));
   }
   void TearDown() override {
@@ -153,8 +156,8 @@ class QueryExecutorTest : public ::testing::Test {
     }
   }
 
-  absl::StatusOr<Execution> Run(const std::string& query_text, int bound = 0,
-                                int64_t removal_cap = std::numeric_limits<int64_t>::max()) {
+  // Parses and normalizes `query_text` into query_.
+  absl::Status Normalize(const std::string& query_text) {
     v1::AggregateQuery query;
     if (!google::protobuf::TextFormat::ParseFromString(query_text, &query)) {
       return absl::InvalidArgumentError("bad query text");
@@ -164,6 +167,12 @@ class QueryExecutorTest : public ::testing::Test {
     absl::StatusOr<v1::AggregateQuery> normalized = policy::NormalizeQuery(schema_, query);
     if (!normalized.ok()) return normalized.status();
     query_ = *normalized;
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<Execution> Run(const std::string& query_text, int bound = 0,
+                                int64_t removal_cap = std::numeric_limits<int64_t>::max()) {
+    if (absl::Status s = Normalize(query_text); !s.ok()) return s;
     return ExecuteQuery(*reader_, query_, consent_, bound, nullptr, {}, removal_cap);
   }
 

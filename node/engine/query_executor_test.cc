@@ -15,7 +15,10 @@
 #include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
 #include "node/common/status_matchers.h"
+#include "node/engine/block_scan.h"
 #include "node/engine/query_executor_fixture.h"
+#include "node/engine/row_scan.h"
+#include "node/engine/scan_plan.h"
 #include "node/engine/scan_pool.h"
 #include "node/storage/column_block.h"
 #include "policy/query_rules.h"
@@ -584,6 +587,196 @@ TEST_F(QueryExecutorTest, MoreCellsThanTheBoundStopTheQuestionOnEveryPath) {
       ASSERT_OK_AND_ASSIGN(Execution exactly, Run(question, bound));
       EXPECT_EQ(exactly.cells.size(), all.cells.size());
     }
+  }
+}
+
+// The memory bound ExecuteQuery admits questions by covers what each scan
+// charges as it goes, on every path (serial and parallel block scans, the
+// row path with and without kept records), so a question it admits is never
+// refused part-way; and a budget one byte under it refuses the question
+// before any block is read.
+TEST_F(QueryExecutorTest, TheMemoryBoundCoversWhatEveryScanCharges) {
+  rows_ = MakeRows(static_cast<int>(40 * storage::kBlockRows + 123), 30000, 10);
+  ASSERT_NO_FATAL_FAILURE(Ingest(0, rows_.size()));
+  const std::vector<std::string> questions = {
+      R"pb(where {
+             field: "year"
+             op: GE
+             values { int_value: 2020 }
+           }
+           group_by: "program"
+           group_by: "region"
+           aggregates { kind: COUNT }
+           aggregates { kind: SUM field: "score" }
+           aggregates { kind: AVG field: "score" })pb",
+      kTwoPredicatesQuestion,
+      kVarianceQuestion,
+      R"pb(aggregates { kind: COUNT })pb",
+      R"pb(group_by: "region"
+           group_by: "active"
+           aggregates { kind: COUNT_SUBJECTS }
+           aggregates { kind: SUM field: "visits" }
+           aggregates { kind: HISTOGRAM field: "score" lo: 0 hi: 100 bins: 10 })pb",
+  };
+  for (int threads : {0, 3}) {
+    ASSERT_NO_FATAL_FAILURE(ReopenWithScanThreads(threads));
+    ASSERT_NO_FATAL_FAILURE(OpenReader());
+    for (const std::string& q : questions) {
+      for (int64_t cap : {int64_t{5}, std::numeric_limits<int64_t>::max()}) {
+        SCOPED_TRACE(absl::StrCat(threads, " threads, removal cap ", cap, ": ", q));
+        ASSERT_OK(Normalize(q));
+        ASSERT_OK_AND_ASSIGN(exec::Plan plan, exec::MakePlan(*reader_, query_));
+        exec::ScanOptions options;
+        options.pool = reader_->scan_pool();
+        options.removal_cap = cap;
+        options.memory_budget_bytes =
+            exec::ByBlockMemoryBound(*reader_, query_, consent_, plan, options);
+        ASSERT_GT(options.memory_budget_bytes, 0);
+        ASSERT_OK_AND_ASSIGN(Execution by_block,
+                             exec::ExecuteByBlock(*reader_, query_, consent_, plan, {}, options));
+        EXPECT_GT(by_block.rows_counted, 0);
+        ASSERT_OK(exec::ExecuteByRow(*reader_, query_, consent_, plan, 2, nullptr, {},
+                                     exec::ByRowMemoryBound(*reader_, query_, plan, false), cap)
+                      .status());
+        ScannedRecords records;
+        ASSERT_OK(exec::ExecuteByRow(*reader_, query_, consent_, plan, 0, &records, {},
+                                     exec::ByRowMemoryBound(*reader_, query_, plan, true), cap)
+                      .status());
+        EXPECT_EQ(records.refs.size(), static_cast<size_t>(by_block.rows_counted));
+      }
+    }
+  }
+  // Admission: the first question at its bound, and a byte under it.
+  ASSERT_NO_FATAL_FAILURE(ReopenWithScanThreads(3));
+  ASSERT_NO_FATAL_FAILURE(OpenReader());
+  ASSERT_OK(Normalize(questions[0]));
+  ASSERT_OK_AND_ASSIGN(exec::Plan plan, exec::MakePlan(*reader_, query_));
+  exec::ScanOptions options;
+  options.pool = reader_->scan_pool();
+  const int64_t bound = exec::ByBlockMemoryBound(*reader_, query_, consent_, plan, options);
+  for (int64_t budget : {bound - 1, bound}) {
+    ASSERT_NO_FATAL_FAILURE(ReopenWithScanThreads(3, 0, budget));
+    ASSERT_NO_FATAL_FAILURE(OpenReader());
+    absl::StatusOr<Execution> e = Run(questions[0]);
+    if (budget < bound) {
+      EXPECT_THAT(
+          e.status(),
+          fedshare::testing::StatusIs(
+              absl::StatusCode::kResourceExhausted,
+              ::testing::AllOf(::testing::HasSubstr(absl::StrCat(
+                                   "limits.query_memory_budget_bytes = ", budget, " allows")),
+                               ::testing::HasSubstr("whatever the filter and consent"))));
+      EXPECT_EQ(reader_->blocks_decoded(), 0u);
+    } else {
+      EXPECT_OK(e.status());
+    }
+  }
+}
+
+// Attacker: an asker who knows every record but whether one person
+// consented to the purpose, and moves a filter so that that person's one
+// record would tip the question over the node's memory budget. Against the
+// budget enforced only as the scan grows (the weakened rule: each scan with
+// its running charge alone, as ExecuteQuery was before it admitted
+// questions by their bound) the refusal says whether they consented; against
+// ExecuteQuery, every filter gets the same outcome whether they did or not.
+TEST_F(QueryExecutorTest, AMemoryRefusalTellsNothingOfWhoConsented) {
+  // 201 people with one record each, visits 0 .. 200; the target has 50.
+  for (int i = 0; i <= 200; ++i) {
+    Row r;
+    r.subject = i;
+    r.program = 0;
+    r.region = 0;
+    r.year = 2020;
+    r.age = 30;
+    r.score = 10;
+    r.visits = i;
+    rows_.push_back(r);
+  }
+  ASSERT_NO_FATAL_FAILURE(Ingest(0, rows_.size()));
+  ASSERT_NO_FATAL_FAILURE(OpenReader());
+  constexpr int kTarget = 50;
+  policy::ConsentBitmap with(consent_.size()), without(consent_.size());
+  for (const auto& [subject, ordinal] : ordinal_) {
+    with.Set(ordinal, true);
+    without.Set(ordinal, subject != kTarget);
+  }
+  auto question = [](int t) {
+    return absl::StrCat(R"pb(where { field: "visits" op: LT
+                                     values { int_value:)pb",
+                        t, R"pb(}
+                                }
+                             aggregates { kind: COUNT })pb");
+  };
+  constexpr int64_t kCap = 5;  // the agreement's k
+  for (const bool by_row : {false, true}) {
+    SCOPED_TRACE(by_row ? "row path, records kept (differential privacy)" : "block path");
+    // The weakened rule: the scan and its running charge alone.
+    auto weakened_answers = [&](const policy::ConsentBitmap& consent, int t, int64_t budget) {
+      EXPECT_OK(Normalize(question(t)));
+      absl::StatusOr<exec::Plan> plan = exec::MakePlan(*reader_, query_);
+      EXPECT_OK(plan.status());
+      if (by_row) {
+        ScannedRecords records;
+        return exec::ExecuteByRow(*reader_, query_, consent, *plan, 0, &records, {}, budget, kCap)
+            .ok();
+      }
+      exec::ScanOptions options;
+      options.memory_budget_bytes = budget;
+      options.removal_cap = kCap;
+      return exec::ExecuteByBlock(*reader_, query_, consent, *plan, {}, options).ok();
+    };
+    // The node's budget: here the charge of visits < 150 without the
+    // target (any budget between the narrowest and the widest filter's
+    // charge would do), found as the least budget that answers it.
+    int64_t lo = 1, hi = int64_t{1} << 30;
+    while (lo < hi) {
+      const int64_t mid = lo + (hi - lo) / 2;
+      if (weakened_answers(without, 150, mid)) {
+        hi = mid;
+      } else {
+        lo = mid + 1;
+      }
+    }
+    const int64_t budget = lo;
+    // The attacker, simulating the world without the target, finds the
+    // first filter the budget refuses, and asks the one before it.
+    int first_refused = -1;
+    for (int t = 0; t <= 201 && first_refused < 0; ++t) {
+      if (!weakened_answers(without, t, budget)) first_refused = t;
+    }
+    ASSERT_EQ(first_refused, 151);
+    // Against the weakened rule the answer tells the target's consent.
+    EXPECT_FALSE(weakened_answers(with, first_refused - 1, budget));
+    EXPECT_TRUE(weakened_answers(without, first_refused - 1, budget));
+
+    // Against ExecuteQuery, at this budget and at one that admits the
+    // question: the same outcome for every filter in both worlds.
+    for (int64_t node_budget : {budget, int64_t{1} << 30}) {
+      ASSERT_NO_FATAL_FAILURE(ReopenWithScanThreads(0, 0, node_budget));
+      ASSERT_NO_FATAL_FAILURE(OpenReader());
+      int answered = 0;
+      for (int t = 0; t <= 201; ++t) {
+        SCOPED_TRACE(absl::StrCat("budget ", node_budget, ", visits < ", t));
+        ASSERT_OK(Normalize(question(t)));
+        ScannedRecords records_with, records_without;
+        const absl::Status outcome_with =
+            ExecuteQuery(*reader_, query_, with, 0, by_row ? &records_with : nullptr, {}, kCap)
+                .status();
+        const absl::Status outcome_without =
+            ExecuteQuery(*reader_, query_, without, 0, by_row ? &records_without : nullptr, {},
+                         kCap)
+                .status();
+        EXPECT_EQ(outcome_with.code(), outcome_without.code());
+        EXPECT_EQ(outcome_with.message(), outcome_without.message());
+        answered += outcome_with.ok();
+      }
+      // Refused for every filter under the attacker's budget, answered for
+      // every filter under the large one.
+      EXPECT_EQ(answered, node_budget == budget ? 0 : 202);
+    }
+    ASSERT_NO_FATAL_FAILURE(ReopenWithScanThreads(0));
+    ASSERT_NO_FATAL_FAILURE(OpenReader());
   }
 }
 

@@ -13,12 +13,18 @@ absl::Status QuestionMemory::Charge(int64_t bytes) {
 absl::Status QuestionMemory::status() const {
   const int64_t used = used_.load(std::memory_order_relaxed);
   if (!budgeted() || used <= budget_) return absl::OkStatus();
+  return OverQuestionMemoryBudget(budget_);
+}
+
+absl::Status OverQuestionMemoryBudget(int64_t budget_bytes) {
   return absl::ResourceExhaustedError(absl::StrCat(
-      "the question needs more memory for its groups and distinct subjects than "
+      "the question could need more memory for its groups, distinct subjects and measures than "
       "limits.query_memory_budget_bytes = ",
-      budget_, " allows (", used,
-      " bytes when it stopped); nothing was released. Raise limits.query_memory_budget_bytes "
-      "in the node config, or ask with fewer groups or a narrower filter"));
+      budget_bytes,
+      " allows, judged on every record of the dataset whatever the filter and consent (so the "
+      "refusal says nothing about which records match); nothing was released. Raise "
+      "limits.query_memory_budget_bytes in the node config, or ask with fewer group-by fields, "
+      "aggregates or filters"));
 }
 
 SpareBuffers& SpareBuffers::Get() {

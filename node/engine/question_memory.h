@@ -1,7 +1,9 @@
 // The memory one question's scan keeps until it finishes (groups, per-record
 // subjects and measures, per-predicate removal sets), charged as it grows
-// against the node's limits.query_memory_budget_bytes, so a question that
-// would need more is refused rather than allowed to grow. Thread-safe: the
+// against the node's limits.query_memory_budget_bytes, so that a scan never
+// grows past it. (ExecuteQuery refuses beforehand a question whose bound
+// over the whole dataset passes the budget, so that a refusal never depends
+// on which records match.) Thread-safe: the
 // ranges of a parallel scan share one. And the large buffers scans drop,
 // kept for the next question (SpareBuffers).
 #ifndef FEDSHARE_NODE_ENGINE_QUESTION_MEMORY_H_
@@ -24,8 +26,9 @@ class QuestionMemory {
   explicit QuestionMemory(int64_t budget_bytes) : budget_(budget_bytes) {}
 
   bool budgeted() const { return budget_ > 0; }
-  // Adds `bytes`. RESOURCE_EXHAUSTED, naming the limit and what to change,
-  // once the total is over the budget (and from then on, from status()).
+  // Adds `bytes`. OverQuestionMemoryBudget once the total is over the
+  // budget (and from then on, from status()). A question admitted by its
+  // bound (ExecuteQuery) never gets there.
   absl::Status Charge(int64_t bytes);
   absl::Status status() const;
 
@@ -33,6 +36,10 @@ class QuestionMemory {
   const int64_t budget_;
   std::atomic<int64_t> used_{0};
 };
+
+// RESOURCE_EXHAUSTED naming limits.query_memory_budget_bytes and what to
+// change. Says nothing of the data: no figure but the budget.
+absl::Status OverQuestionMemoryBudget(int64_t budget_bytes);
 
 // Large buffers that questions' scans grow and drop, kept for the next
 // question so that their memory is not handed back to the system and

@@ -205,4 +205,23 @@ absl::StatusOr<Execution> ExecuteByRow(const DatasetReader& reader, const v1::Ag
   return execution;
 }
 
+int64_t ByRowMemoryBound(const DatasetReader& reader, const v1::AggregateQuery& query,
+                         const Plan& plan, bool keeps_records) {
+  // In doubles: the terms can pass int64 for a large dataset and many groups.
+  const double records = static_cast<double>(reader.rows());
+  const double groups = static_cast<double>(GroupsBound(reader, plan));
+  const double subjects = static_cast<double>(reader.subject_count());
+  const double n_aggs = query.aggregates_size();
+  const double predicates = static_cast<double>(plan.predicates.size());
+  // As ExecuteByRow charges: each cell; each (cell, subject); each counted
+  // record when kept; each dropped record, and its owner new to its filter's
+  // set. A record is counted or dropped, so both per-record terms together
+  // overstate.
+  const double bound = groups * (sizeof(CellAccumulator) + 64 * n_aggs) +
+                       std::min(records, subjects * groups) * (24 + 8 * n_aggs) +
+                       (keeps_records ? records * (8 + 8 * n_aggs) : 0) + records * 4 +
+                       16 * std::min(records, predicates * subjects);
+  return bound >= 9e18 ? std::numeric_limits<int64_t>::max() : static_cast<int64_t>(bound);
+}
+
 }  // namespace fedshare::engine::exec

@@ -23,6 +23,14 @@ absl::StatusOr<Execution> ExecuteByRow(const DatasetReader& reader, const v1::Ag
                                        absl::Span<const uint32_t> record_keys,
                                        int64_t memory_budget_bytes, int64_t removal_cap);
 
+// The most ExecuteByRow charges its memory budget for this question
+// (`keeps_records`: with `records`), whatever the records: from the
+// dataset's records, the node's subjects and the dataset's dictionaries and
+// the question's shape, never from which records its filter or consent keep.
+// With a budget at least this, the scan is never refused for memory.
+int64_t ByRowMemoryBound(const DatasetReader& reader, const v1::AggregateQuery& query,
+                         const Plan& plan, bool keeps_records);
+
 }  // namespace fedshare::engine::exec
 
 #endif  // FEDSHARE_NODE_ENGINE_ROW_SCAN_H_

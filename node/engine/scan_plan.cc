@@ -1,5 +1,6 @@
 #include "node/engine/scan_plan.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -160,6 +161,23 @@ absl::StatusOr<Plan> MakePlan(const DatasetReader& reader, const v1::AggregateQu
     plan.columns[m.field] = true;
   }
   return plan;
+}
+
+uint64_t GroupsBound(const DatasetReader& reader, const Plan& plan) {
+  const uint64_t records = std::max<uint64_t>(1, reader.rows());
+  uint64_t groups = 1;
+  for (const GroupField& g : plan.group_fields) {
+    uint64_t values = records;
+    if (g.type == v1::FieldSchema::CATEGORY && g.width == 0) {
+      values = reader.dictionary(g.field).size() + 1;
+    } else if (g.type == v1::FieldSchema::BOOL) {
+      values = 3;
+    }
+    // groups * values > records, without overflow.
+    if (values > records / groups) return records;
+    groups *= values;
+  }
+  return groups;
 }
 
 }  // namespace fedshare::engine::exec

@@ -124,6 +124,13 @@ struct Plan {
 // INVALID_ARGUMENT when the question names a field the dataset lacks.
 absl::StatusOr<Plan> MakePlan(const DatasetReader& reader, const v1::AggregateQuery& query);
 
+// The most groups a question's records can fall in, from the whole dataset:
+// the product over its group fields of a CATEGORY's dictionary values plus
+// null, 3 for a BOOL (true, false, null), and the dataset's records for any
+// other field or when fewer. 1 without GROUP BY. Never depends on the
+// question's filter or consent (query_executor.h, the memory bound).
+uint64_t GroupsBound(const DatasetReader& reader, const Plan& plan);
+
 }  // namespace fedshare::engine::exec
 
 #endif  // FEDSHARE_NODE_ENGINE_SCAN_PLAN_H_
