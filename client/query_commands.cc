@@ -42,27 +42,35 @@ class ProgressPrinter {
     if (terminal_ && shown_) std::cerr << "\r\x1b[K" << std::flush;
   }
   void Show(const v1::FederatedAggregateProgress& p) {
-    const v1::PartnerCoverage& c = p.partner();
-    std::string line = absl::StrCat(
-        c.org_id(), " ", absl::AsciiStrToLower(v1::PartnerCoverage::State_Name(c.state())));
-    if (c.state() == v1::PartnerCoverage::ANSWERED) {
-      absl::StrAppend(&line, " (", c.released_cells(), " cell(s) released, ", c.withheld_cells(),
-                      " withheld)");
-    } else if (!c.reason().empty()) {
-      absl::StrAppend(&line, ": ", c.reason());
+    // The event's partners ended in order, the last as the finished()th.
+    int finished = p.finished() - p.partners_size();
+    std::string lines;
+    for (const v1::PartnerCoverage& c : p.partners()) {
+      ++finished;
+      std::string line = absl::StrCat(
+          c.org_id(), " ", absl::AsciiStrToLower(v1::PartnerCoverage::State_Name(c.state())));
+      if (c.state() == v1::PartnerCoverage::ANSWERED) {
+        absl::StrAppend(&line, " (", c.released_cells(), " cell(s) released, ", c.withheld_cells(),
+                        " withheld)");
+      } else if (!c.reason().empty()) {
+        absl::StrAppend(&line, ": ", c.reason());
+      }
+      if (!terminal_) {
+        absl::StrAppend(&lines, "progress ", finished, "/", p.asked(), ": ", line, "\n");
+        continue;
+      }
+      // With more partners than a table lists, only those that did not
+      // answer get a line of their own; the progress line counts the others.
+      if (p.asked() <= kPartnersListed || c.state() != v1::PartnerCoverage::ANSWERED) {
+        absl::StrAppend(&lines, "\r\x1b[K  ", line, "\n");
+      }
     }
     if (!terminal_) {
-      std::cerr << "progress " << p.finished() << "/" << p.asked() << ": " << line << "\n"
-                << std::flush;
+      std::cerr << lines << std::flush;
       return;
     }
     shown_ = true;
-    // With more partners than a table lists, only those that did not answer
-    // get a line of their own; the progress line counts the others.
-    const bool own_line =
-        p.asked() <= kPartnersListed || c.state() != v1::PartnerCoverage::ANSWERED;
-    std::cerr << "\r\x1b[K" << (own_line ? absl::StrCat("  ", line, "\n") : std::string()) << "["
-              << p.finished() << "/" << p.asked() << "] "
+    std::cerr << lines << "\r\x1b[K[" << p.finished() << "/" << p.asked() << "] "
               << (p.finished() < p.asked()
                       ? absl::StrCat("waiting for ", p.asked() - p.finished(), " partner(s)...")
                       : std::string("combining..."))

@@ -420,18 +420,23 @@ TEST_F(CallHomeTest, StreamedQuestionShowsEachPartnerAsItAnswersThenTheSameResul
   absl::StatusOr<v1::FederatedAggregateResponse> streamed =
       client->FederatedAggregateStream(request, [&](const v1::FederatedAggregateProgress& p) {
         events.push_back(p);
-        if (p.partner().org_id() == "partner-1") ::kill(pid, SIGCONT);
+        for (const v1::PartnerCoverage& c : p.partners()) {
+          if (c.org_id() == "partner-1") ::kill(pid, SIGCONT);
+        }
       });
   ::kill(pid, SIGCONT);
   ASSERT_OK(streamed.status());
   ASSERT_EQ(events.size(), 2u);
-  EXPECT_EQ(events[0].partner().org_id(), "partner-1");
-  EXPECT_EQ(events[0].partner().state(), v1::PartnerCoverage::ANSWERED);
-  EXPECT_EQ(events[0].partner().released_cells(), 4);
+  ASSERT_EQ(events[0].partners_size(), 1);
+  EXPECT_EQ(events[0].partners(0).org_id(), "partner-1");
+  EXPECT_EQ(events[0].partners(0).state(), v1::PartnerCoverage::ANSWERED);
+  EXPECT_EQ(events[0].partners(0).released_cells(), 4);
   EXPECT_EQ(events[0].finished(), 1);
   EXPECT_EQ(events[0].asked(), 2);
-  EXPECT_EQ(events[1].partner().org_id(), "partner-2");
-  EXPECT_EQ(events[1].partner().state(), v1::PartnerCoverage::ANSWERED) << events[1].DebugString();
+  ASSERT_EQ(events[1].partners_size(), 1);
+  EXPECT_EQ(events[1].partners(0).org_id(), "partner-2");
+  EXPECT_EQ(events[1].partners(0).state(), v1::PartnerCoverage::ANSWERED)
+      << events[1].DebugString();
   EXPECT_EQ(events[1].finished(), 2);
   ExpectSameAsDirect(*streamed);
   ASSERT_OK_AND_ASSIGN(v1::FederatedAggregateResponse unary, Ask());

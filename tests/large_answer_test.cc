@@ -207,7 +207,8 @@ TEST_F(LargeAnswerTest, TheStreamBringsAnAnswerLargerThanOneMessageInParts) {
   for (size_t i = 0; i < events.size(); ++i) {
     const v1::FederatedAggregateEvent& e = events[i];
     if (e.has_progress()) {
-      ++progress;
+      progress += e.progress().partners_size();
+      EXPECT_EQ(e.progress().finished(), progress);
       EXPECT_EQ(parts + results, 0) << "progress after the result began, event " << i;
     } else if (e.has_result_part()) {
       ++parts;

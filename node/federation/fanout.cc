@@ -176,9 +176,6 @@ struct FanOut::Run {
 
   bool AllFinished() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return finished == outcomes.size(); }
   bool SlotFree() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return in_flight < kMaxCallsInFlight; }
-  bool AllFinishedOrNews() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    return AllFinished() || (report_progress && reported < finished_order.size());
-  }
   // Makes `outcome`, whose answer of `bytes` would take this question past
   // its answer budget, FAILED without its figures, keeping its receipt.
   void LeaveOut(int64_t bytes, PartnerOutcome& outcome) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
@@ -367,7 +364,8 @@ std::vector<PartnerOutcome> FanOut::AskAll(const std::vector<v1::PeerConfig>& pe
   int told = 0;
   // Called without run->mu: the callback may block (a stream's flow control).
   auto report = [&](std::vector<v1::PartnerCoverage> news) {
-    for (const v1::PartnerCoverage& partner : news) progress(partner, ++told, asked);
+    told += static_cast<int>(news.size());
+    progress(std::move(news), told, asked);
   };
   size_t next = 0;
   for (; next < peers.size(); ++next) {
@@ -392,15 +390,18 @@ std::vector<PartnerOutcome> FanOut::AskAll(const std::vector<v1::PeerConfig>& pe
                                   " other partners' calls were in flight")),
              absl::Now());
   }
-  // Wait for the answers, checking now and then whether the analyst gave up.
+  // Wait for the answers, checking now and then whether the analyst gave up,
+  // and reporting the partners that answered meanwhile together.
   bool stopped = false;
   for (;;) {
-    absl::Time wake = std::min(deadline, absl::Now() + absl::Milliseconds(100));
+    absl::Time wake = std::min(
+        deadline,
+        absl::Now() + (run->report_progress ? kProgressInterval : absl::Milliseconds(100)));
     std::vector<v1::PartnerCoverage> news;
     bool done = false;
     {
       absl::MutexLock lock(&run->mu);
-      run->mu.AwaitWithDeadline(absl::Condition(run.get(), &Run::AllFinishedOrNews), wake);
+      run->mu.AwaitWithDeadline(absl::Condition(run.get(), &Run::AllFinished), wake);
       if (run->report_progress) news = run->TakeNews();
       done = run->AllFinished();
     }

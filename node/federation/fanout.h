@@ -65,11 +65,16 @@ class FanOut {
   // partner answers (or spends its limits on) a question twice. `cancelled`
   // (optional) is polled every 100 ms: once it returns true, calls in flight
   // are cancelled and their partners reported as such.
-  // `progress` (optional) is called on the asking thread as partners' calls
-  // end (in that order, at most 100 ms after each), with the partner's
-  // coverage before its receipt is checked, how many have ended and how many
-  // were asked; not after Ask returns.
-  using Progress = std::function<void(const v1::PartnerCoverage& partner, int finished, int asked)>;
+  // `progress` (optional) is called on the asking thread with the partners
+  // whose calls ended since its last call (in that order, each with its
+  // coverage before its receipt is checked), how many have ended and how
+  // many were asked: every kProgressInterval while some did, and once more
+  // when the last call ends; not after Ask returns. (Once per partner, a
+  // large fan-out's asking thread woke and the analyst's stream carried a
+  // message for each partner.)
+  using Progress =
+      std::function<void(std::vector<v1::PartnerCoverage> partners, int finished, int asked)>;
+  static constexpr absl::Duration kProgressInterval = absl::Milliseconds(50);
   absl::StatusOr<v1::FederatedAggregateResponse> Ask(
       const std::string& caller_spiffe_id, const v1::FederatedAggregateRequest& request,
       const std::function<bool()>& cancelled = nullptr, const Progress& progress = nullptr);

@@ -125,12 +125,25 @@ grpc::Status FederationServiceImpl::FederatedAggregateStream(
     grpc::ServerWriter<v1::FederatedAggregateEvent>* writer) {
   // Progress is written from this handler's thread (FanOut::Ask reports on
   // the asking thread); an analyst who stopped reading is seen as cancelled.
-  auto progress = [writer](const v1::PartnerCoverage& partner, int finished, int asked) {
-    v1::FederatedAggregateEvent event;
-    *event.mutable_progress()->mutable_partner() = partner;
-    event.mutable_progress()->set_finished(finished);
-    event.mutable_progress()->set_asked(asked);
-    writer->Write(event);
+  // A batch of partners in events of about kResultPartBytes at most (one
+  // partner's coverage alone may be more), so that no message grows with the
+  // number of partners.
+  auto progress = [writer](std::vector<v1::PartnerCoverage> partners, int finished, int asked) {
+    int told = finished - static_cast<int>(partners.size());
+    size_t i = 0;
+    while (i < partners.size()) {
+      v1::FederatedAggregateEvent event;
+      v1::FederatedAggregateProgress& p = *event.mutable_progress();
+      size_t bytes = 0;
+      do {
+        bytes += partners[i].ByteSizeLong();
+        *p.add_partners() = std::move(partners[i++]);
+        ++told;
+      } while (i < partners.size() && bytes + partners[i].ByteSizeLong() <= kResultPartBytes);
+      p.set_finished(told);
+      p.set_asked(asked);
+      if (!writer->Write(event)) return;  // the analyst is gone
+    }
   };
   v1::FederatedAggregateResponse answer;
   grpc::Status status = AskPartners(*env_, context, "FederationService.FederatedAggregateStream",
