@@ -567,9 +567,10 @@ int64_t ByBlockMemoryBound(const DatasetReader& reader, const v1::AggregateQuery
     bins += agg.bins();
   }
   // Each range's cells, up to max_cells each (a range stops past it before
-  // charging).
+  // charging); each made by a counted record.
   double cells = groups;
   if (options.max_cells > 0) cells = std::min(cells, static_cast<double>(options.max_cells));
+  cells = std::min(records, ranges * cells);
   // A record is counted, dropped by exactly one filter, or neither. A
   // dropped one adds its owner to its filter's set and to its (filter,
   // group)'s set and bins, each holding at most `cap`, and may make that
@@ -581,7 +582,7 @@ int64_t ByBlockMemoryBound(const DatasetReader& reader, const v1::AggregateQuery
                          kEntryBytes * std::min(records * histograms, dropped_groups * cap * bins);
   const double bound = 4.0 * consent.size() +
                        records * CountedRecordBytes(MeasureSlots(query, plan)) +
-                       ranges * cells * BlockCellBytes(query.aggregates_size()) + dropped;
+                       cells * BlockCellBytes(query.aggregates_size()) + dropped;
   return bound >= 9e18 ? std::numeric_limits<int64_t>::max() : static_cast<int64_t>(bound);
 }
 

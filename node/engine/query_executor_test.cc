@@ -489,6 +489,20 @@ TEST_F(QueryExecutorTest, TailBlockAppendedAfterItsZoneMapIsStillFound) {
   ExpectSameExecution(block, row);
 }
 
+// Question Q1's shape (docs/performance.md): a filter, two category groups,
+// a count, a sum and a mean of one field.
+constexpr char kQ1Question[] =
+    R"pb(where {
+           field: "year"
+           op: GE
+           values { int_value: 2020 }
+         }
+         group_by: "program"
+         group_by: "region"
+         aggregates { kind: COUNT }
+         aggregates { kind: SUM field: "score" }
+         aggregates { kind: AVG field: "score" })pb";
+
 // A scan split into block ranges on a pool and merged in block order gives
 // the serial scan's answer to the last bit: figures, per-subject statistics,
 // cell order, the removal figures in their order, and with record keys the
@@ -497,16 +511,7 @@ TEST_F(QueryExecutorTest, ParallelScanEqualsSerialScanBitForBit) {
   rows_ = MakeRows(static_cast<int>(40 * storage::kBlockRows + 123), 30000, 8);
   ASSERT_NO_FATAL_FAILURE(Ingest(0, rows_.size()));
   const std::vector<std::string> questions = {
-      R"pb(where {
-             field: "year"
-             op: GE
-             values { int_value: 2020 }
-           }
-           group_by: "program"
-           group_by: "region"
-           aggregates { kind: COUNT }
-           aggregates { kind: SUM field: "score" }
-           aggregates { kind: AVG field: "score" })pb",
+      kQ1Question,
       kTwoPredicatesQuestion,
       kVarianceQuestion,
       R"pb(aggregates { kind: COUNT }
@@ -599,16 +604,7 @@ TEST_F(QueryExecutorTest, TheMemoryBoundCoversWhatEveryScanCharges) {
   rows_ = MakeRows(static_cast<int>(40 * storage::kBlockRows + 123), 30000, 10);
   ASSERT_NO_FATAL_FAILURE(Ingest(0, rows_.size()));
   const std::vector<std::string> questions = {
-      R"pb(where {
-             field: "year"
-             op: GE
-             values { int_value: 2020 }
-           }
-           group_by: "program"
-           group_by: "region"
-           aggregates { kind: COUNT }
-           aggregates { kind: SUM field: "score" }
-           aggregates { kind: AVG field: "score" })pb",
+      kQ1Question,
       kTwoPredicatesQuestion,
       kVarianceQuestion,
       R"pb(aggregates { kind: COUNT })pb",
