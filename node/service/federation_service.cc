@@ -113,6 +113,26 @@ std::vector<v1::FederatedAggregateEvent> InParts(v1::FederatedAggregateResponse 
 
 }  // namespace
 
+std::vector<v1::FederatedAggregateEvent> ProgressEvents(std::vector<v1::PartnerCoverage> partners,
+                                                        int finished, int asked,
+                                                        size_t part_bytes) {
+  std::vector<v1::FederatedAggregateEvent> events;
+  int told = finished - static_cast<int>(partners.size());
+  size_t i = 0;
+  while (i < partners.size()) {
+    v1::FederatedAggregateProgress& p = *events.emplace_back().mutable_progress();
+    size_t bytes = 0;
+    do {
+      bytes += partners[i].ByteSizeLong();
+      *p.add_partners() = std::move(partners[i++]);
+      ++told;
+    } while (i < partners.size() && bytes + partners[i].ByteSizeLong() <= part_bytes);
+    p.set_finished(told);
+    p.set_asked(asked);
+  }
+  return events;
+}
+
 grpc::Status FederationServiceImpl::FederatedAggregate(grpc::ServerContext* context,
                                                        const v1::FederatedAggregateRequest* request,
                                                        v1::FederatedAggregateResponse* response) {
@@ -125,23 +145,9 @@ grpc::Status FederationServiceImpl::FederatedAggregateStream(
     grpc::ServerWriter<v1::FederatedAggregateEvent>* writer) {
   // Progress is written from this handler's thread (FanOut::Ask reports on
   // the asking thread); an analyst who stopped reading is seen as cancelled.
-  // A batch of partners in events of about kResultPartBytes at most (one
-  // partner's coverage alone may be more), so that no message grows with the
-  // number of partners.
   auto progress = [writer](std::vector<v1::PartnerCoverage> partners, int finished, int asked) {
-    int told = finished - static_cast<int>(partners.size());
-    size_t i = 0;
-    while (i < partners.size()) {
-      v1::FederatedAggregateEvent event;
-      v1::FederatedAggregateProgress& p = *event.mutable_progress();
-      size_t bytes = 0;
-      do {
-        bytes += partners[i].ByteSizeLong();
-        *p.add_partners() = std::move(partners[i++]);
-        ++told;
-      } while (i < partners.size() && bytes + partners[i].ByteSizeLong() <= kResultPartBytes);
-      p.set_finished(told);
-      p.set_asked(asked);
+    for (const v1::FederatedAggregateEvent& event :
+         ProgressEvents(std::move(partners), finished, asked, kResultPartBytes)) {
       if (!writer->Write(event)) return;  // the analyst is gone
     }
   };

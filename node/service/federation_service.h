@@ -3,10 +3,22 @@
 #ifndef FEDSHARE_NODE_SERVICE_FEDERATION_SERVICE_H_
 #define FEDSHARE_NODE_SERVICE_FEDERATION_SERVICE_H_
 
+#include <cstddef>
+#include <vector>
+
 #include "fedshare/v1/federation.grpc.pb.h"
 #include "node/service/service_env.h"
 
 namespace fedshare::service {
+
+// FederatedAggregateStream's progress events for `partners`, the partners
+// whose calls ended since the last event (in that order), the last of them
+// the `finished`th of `asked`: in order, each of about `part_bytes` at most
+// (one partner's coverage alone may be more), each event's `finished`
+// counting its own partners, so that no message grows with the number of
+// partners.
+std::vector<v1::FederatedAggregateEvent> ProgressEvents(std::vector<v1::PartnerCoverage> partners,
+                                                        int finished, int asked, size_t part_bytes);
 
 class FederationServiceImpl final : public v1::FederationService::Service {
  public:
