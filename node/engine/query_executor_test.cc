@@ -520,7 +520,7 @@ TEST_F(QueryExecutorTest, ParallelScanEqualsSerialScanBitForBit) {
   auto run_all = [&](std::vector<Execution>* out, std::vector<uint32_t> keys) {
     ASSERT_NO_FATAL_FAILURE(OpenReader());
     for (const std::string& q : questions) {
-      ASSERT_OK(Run(q).status());  // normalizes into query_
+      ASSERT_OK(Normalize(q));
       ASSERT_OK_AND_ASSIGN(Execution e, ExecuteQuery(*reader_, query_, consent_, 0, nullptr, keys));
       out->push_back(std::move(e));
     }

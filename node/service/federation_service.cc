@@ -118,17 +118,18 @@ std::vector<v1::FederatedAggregateEvent> ProgressEvents(std::vector<v1::PartnerC
                                                         size_t part_bytes) {
   std::vector<v1::FederatedAggregateEvent> events;
   int told = finished - static_cast<int>(partners.size());
-  size_t i = 0;
-  while (i < partners.size()) {
-    v1::FederatedAggregateProgress& p = *events.emplace_back().mutable_progress();
-    size_t bytes = 0;
-    do {
-      bytes += partners[i].ByteSizeLong();
-      *p.add_partners() = std::move(partners[i++]);
-      ++told;
-    } while (i < partners.size() && bytes + partners[i].ByteSizeLong() <= part_bytes);
-    p.set_finished(told);
-    p.set_asked(asked);
+  size_t event_bytes = 0;
+  for (v1::PartnerCoverage& partner : partners) {
+    // A new event when this partner would take the last past part_bytes.
+    const size_t bytes = partner.ByteSizeLong();
+    if (events.empty() || (event_bytes > 0 && event_bytes + bytes > part_bytes)) {
+      events.emplace_back().mutable_progress()->set_asked(asked);
+      event_bytes = 0;
+    }
+    event_bytes += bytes;
+    v1::FederatedAggregateProgress& p = *events.back().mutable_progress();
+    *p.add_partners() = std::move(partner);
+    p.set_finished(++told);
   }
   return events;
 }
