@@ -250,6 +250,44 @@ TEST_F(DpTest, QuestionPastTheBudgetIsRefusedWithEpsilonLeft) {
   EXPECT_LE(retry, 3600);
 }
 
+// A question its memory budget refuses is refused before the ledger is
+// touched: told so even with the budget spent (a wait would not help it), in
+// a dry run too, and it spends nothing.
+TEST_F(DpTest, AQuestionTooLargeForItsMemoryIsToldSoBeforeTheBudget) {
+  // Question(n), 5 groups: about 105 KB kept. One group per record of the
+  // dataset (an INT field can take as many): over 400 KB.
+  config_.mutable_limits()->set_query_memory_budget_bytes(256 << 10);
+  StartInProcess();
+  Load();
+  const std::string too_large =
+      "SELECT cohort_year, COUNT(*) FROM program_outcomes GROUP BY cohort_year PURPOSE "
+      "'program-evaluation'";
+  auto expect_memory_refusal = [](const absl::StatusOr<v1::AggregateResult>& r) {
+    EXPECT_THAT(r.status(),
+                StatusIs(absl::StatusCode::kResourceExhausted,
+                         HasSubstr("limits.query_memory_budget_bytes = 262144 allows")));
+    std::optional<google::rpc::ErrorInfo> info = policy::RefusalOf(r.status());
+    ASSERT_TRUE(info.has_value()) << r.status();
+    EXPECT_EQ(info->reason(), "execution");
+  };
+  expect_memory_refusal(Ask(too_large));
+  expect_memory_refusal(Ask(too_large, /*dry_run=*/true));
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_OK_AND_ASSIGN(v1::AggregateResult r, Ask(Question(i)));
+    EXPECT_DOUBLE_EQ(Left(r), kBudget - (i + 1) * kEpsilon);
+  }
+  EXPECT_THAT(Ask(Question(4)).status(),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("rule 'dp-budget'")));
+  expect_memory_refusal(Ask(too_large));
+  expect_memory_refusal(Ask(too_large, /*dry_run=*/true));
+
+  // Through the CLI's dry run: refused, saying what to change.
+  ProcessOutcome cli = RunCliAs(tmp_, partner_.foundation_identity(), peer_address_,
+                                {"query", "--sql", too_large, "--dry-run"});
+  EXPECT_NE(cli.exit_code, 0);
+  EXPECT_THAT(cli.err, HasSubstr("Raise limits.query_memory_budget_bytes"));
+}
+
 TEST_F(DpTest, RepeatIsFreeAndIdenticalChangedQuestionOrDataCosts) {
   StartInProcess();
   Load();

@@ -1,7 +1,7 @@
 // Issue 11: a question whose scan could keep more than
 // limits.query_memory_budget_bytes is refused with RESOURCE_EXHAUSTED naming
-// the limit, through a real node, whatever its filter; one within it is
-// answered.
+// the limit, through a real node, whatever its filter, and its dry run is
+// told the same; one within it is answered.
 #include <set>
 #include <string>
 
@@ -62,6 +62,21 @@ TEST(QueryMemoryTest, AQuestionOverItsMemoryBudgetIsRefusedNamingTheLimit) {
   // refused the same way, word for word, so that where a refusal starts
   // cannot be moved by a filter onto one person's records.
   EXPECT_EQ(ask("SELECT COUNT(*), SUM(sessions_attended)", "WHERE age < 20").status(), refused);
+
+  // A dry run is told the same before anything is scanned; one within the
+  // budget passes its dry run.
+  auto dry_run = [&](const std::string& select) {
+    absl::StatusOr<v1::AggregateQuery> query =
+        ParseSql(select + " FROM program_outcomes PURPOSE 'program-evaluation'");
+    EXPECT_OK(query.status());
+    v1::AggregateRequest request;
+    *request.mutable_query() = *query;
+    request.set_dry_run(true);
+    return partner.peer().Aggregate(request);
+  };
+  EXPECT_EQ(dry_run("SELECT COUNT(*), SUM(sessions_attended)").status(), refused);
+  ASSERT_OK_AND_ASSIGN(v1::AggregateResult dry, dry_run("SELECT COUNT(*)"));
+  EXPECT_EQ(dry.cells_size(), 0);
 }
 
 }  // namespace

@@ -88,7 +88,10 @@ class Answerer {
   // retry_after_seconds.
   // `dry_run`: the answer has no cells, only (under DP) the privacy_budget the
   // question would draw on; nothing is scanned, spent or counted against a
-  // limit, and the audit entry's decision is DRY_RUN.
+  // limit, and the audit entry's decision is DRY_RUN. Refused as the question
+  // would be (rule "execution") when its memory budget is too small for it,
+  // which is decided before the scan without reading a record (AdmitQuery).
+  // Under DP that refusal comes before the budget is looked at.
   // `cancelled`, when set, is asked between blocks of the scan: once it
   // returns true the scan stops and the question ends CANCELLED, audited as
   // such. More than max_concurrent() questions at once: RESOURCE_EXHAUSTED,

@@ -9,7 +9,9 @@
 #include "node/engine/answerer.h"
 #include "node/engine/dp_release.h"
 #include "node/engine/manifest.h"
+#include "node/engine/query_executor.h"
 #include "node/storage/keys.h"
+#include "policy/disclosure.h"
 #include "policy/dp_random.h"
 #include "policy/dp_settings.h"
 
@@ -136,8 +138,26 @@ absl::StatusOr<v1::AggregateResult> Answerer::DryRun(v1::AuditEntry audited, con
                                                      const v1::DatasetSchema& schema,
                                                      const v1::Agreement& agreement,
                                                      absl::Time now) {
+  const bool dp = agreement.disclosure().mode() == v1::Disclosure::DIFFERENTIAL_PRIVACY;
+  // Told now what the question itself would be told before its scan: the
+  // memory refusal depends on no record's value or consent (ExecuteQuery).
+  // Nothing else of the data is looked at.
+  absl::StatusOr<std::unique_ptr<DatasetReader>> reader = engine_->OpenReader(query.dataset());
+  absl::Status admitted = reader.status();
+  if (admitted.ok()) {
+    const policy::DisclosureParams params = policy::EffectiveDisclosure(agreement.disclosure());
+    admitted = dp ? AdmitQuery(**reader, normalized, (*reader)->subject_count(),
+                               /*max_records_per_subject=*/0, /*keeps_records=*/true)
+                  : AdmitQuery(**reader, normalized, (*reader)->subject_count(),
+                               params.max_records_per_subject, /*keeps_records=*/false,
+                               params.min_subjects);
+  }
+  if (!admitted.ok()) {
+    return Refuse(audited, agreement.id(), "execution", admitted, caller.audit_known_size);
+  }
+
   v1::AggregateResult result = ResultHeader(query, normalized, schema, agreement, audited);
-  if (agreement.disclosure().mode() == v1::Disclosure::DIFFERENTIAL_PRIVACY) {
+  if (dp) {
     const policy::DpSettings settings = policy::EffectiveDp(agreement.disclosure());
     absl::StatusOr<policy::BudgetView> view =
         dp_ledger_.View(caller.org_id, query.dataset(), settings.budget(), now);
@@ -201,6 +221,13 @@ absl::StatusOr<v1::AggregateResult> Answerer::AnswerDp(
 
   uint64_t spend_id = 0;
   if (!repeat) {
+    // A question its memory budget refuses is refused before it reserves
+    // anything: no synced ledger write for a question that cannot run.
+    if (absl::Status admitted = AdmitQuery(**reader, normalized, consent->size(),
+                                           /*max_records_per_subject=*/0, /*keeps_records=*/true);
+        !admitted.ok()) {
+      return refuse("execution", admitted);
+    }
     absl::StatusOr<int64_t> cost = policy::EpsilonToMicros(settings.epsilon_per_question);
     if (!cost.ok()) return refuse(kRuleDpBudget, cost.status());
     DpLedger::Shortfall shortfall;

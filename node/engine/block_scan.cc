@@ -550,7 +550,7 @@ absl::StatusOr<Execution> ExecuteByBlock(const DatasetReader& reader,
 }
 
 int64_t ByBlockMemoryBound(const DatasetReader& reader, const v1::AggregateQuery& query,
-                           const policy::ConsentBitmap& consent, const Plan& plan,
+                           uint32_t subject_ordinals, const Plan& plan,
                            const ScanOptions& options) {
   // In doubles: the terms can pass int64 for a large dataset and many groups.
   const double records = static_cast<double>(reader.rows());
@@ -580,7 +580,7 @@ int64_t ByBlockMemoryBound(const DatasetReader& reader, const v1::AggregateQuery
                          dropped_groups * sizeof(DroppedUpTo) +
                          kEntryBytes * std::min(records, dropped_groups * cap) +
                          kEntryBytes * std::min(records * histograms, dropped_groups * cap * bins);
-  const double bound = 4.0 * consent.size() +
+  const double bound = 4.0 * subject_ordinals +
                        records * CountedRecordBytes(MeasureSlots(query, plan)) +
                        cells * BlockCellBytes(query.aggregates_size()) + dropped;
   return bound >= 9e18 ? std::numeric_limits<int64_t>::max() : static_cast<int64_t>(bound);

@@ -48,13 +48,13 @@ absl::StatusOr<Execution> ExecuteByBlock(const DatasetReader& reader,
                                          const ScanOptions& options);
 
 // The most ExecuteByBlock charges its memory budget for this question,
-// whatever the records: from the dataset's records, subjects (`consent`
-// covers every ordinal) and dictionaries, the question's shape, and the
-// pool's threads, never from which records its filter or consent keep.
-// With a budget at least this, the scan is never refused for memory.
+// whatever the records: from the dataset's records, the node's subject
+// ordinals (`subject_ordinals`, the consent bitmap's size) and the
+// dictionaries, the question's shape, and the pool's threads, never from
+// which records its filter or consent keep. With a budget at least this, the
+// scan is never refused for memory.
 int64_t ByBlockMemoryBound(const DatasetReader& reader, const v1::AggregateQuery& query,
-                           const policy::ConsentBitmap& consent, const Plan& plan,
-                           const ScanOptions& options);
+                           uint32_t subject_ordinals, const Plan& plan, const ScanOptions& options);
 
 }  // namespace fedshare::engine::exec
 

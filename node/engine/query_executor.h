@@ -101,6 +101,17 @@ absl::StatusOr<Execution> ExecuteQuery(const DatasetReader& reader, const v1::Ag
                                        absl::Span<const uint32_t> record_keys = {},
                                        int64_t removal_cap = std::numeric_limits<int64_t>::max());
 
+// What ExecuteQuery decides about memory before it reads a record, with the
+// same arguments (`keeps_records` for its `records`, `subject_ordinals` for
+// its consent bitmap's size, which is reader.subject_count()): its
+// OverQuestionMemoryBudget refusal, or OK. For a caller that must refuse
+// before spending anything on the question (a privacy-budget reservation),
+// or that answers a dry run. Does not read the dataset's records; INVALID_
+// ARGUMENT only as MakePlan (for a question not normalized for the reader).
+absl::Status AdmitQuery(const DatasetReader& reader, const v1::AggregateQuery& query,
+                        uint32_t subject_ordinals, int max_records_per_subject, bool keeps_records,
+                        int64_t removal_cap = std::numeric_limits<int64_t>::max());
+
 // RESOURCE_EXHAUSTED: the question's records fall into more than
 // `max_cells` cells (limits.max_answer_cells). Says "more than", not how
 // many.

@@ -626,7 +626,7 @@ TEST_F(QueryExecutorTest, TheMemoryBoundCoversWhatEveryScanCharges) {
         options.pool = reader_->scan_pool();
         options.removal_cap = cap;
         options.memory_budget_bytes =
-            exec::ByBlockMemoryBound(*reader_, query_, consent_, plan, options);
+            exec::ByBlockMemoryBound(*reader_, query_, consent_.size(), plan, options);
         ASSERT_GT(options.memory_budget_bytes, 0);
         ASSERT_OK_AND_ASSIGN(Execution by_block,
                              exec::ExecuteByBlock(*reader_, query_, consent_, plan, {}, options));
@@ -649,11 +649,20 @@ TEST_F(QueryExecutorTest, TheMemoryBoundCoversWhatEveryScanCharges) {
   ASSERT_OK_AND_ASSIGN(exec::Plan plan, exec::MakePlan(*reader_, query_));
   exec::ScanOptions options;
   options.pool = reader_->scan_pool();
-  const int64_t bound = exec::ByBlockMemoryBound(*reader_, query_, consent_, plan, options);
+  const int64_t bound = exec::ByBlockMemoryBound(*reader_, query_, consent_.size(), plan, options);
   for (int64_t budget : {bound - 1, bound}) {
     ASSERT_NO_FATAL_FAILURE(ReopenWithScanThreads(3, 0, budget));
     ASSERT_NO_FATAL_FAILURE(OpenReader());
     absl::StatusOr<Execution> e = Run(questions[0]);
+    // AdmitQuery, asked first, says the same without reading a block.
+    const absl::Status admitted =
+        AdmitQuery(*reader_, query_, consent_.size(), /*max_records_per_subject=*/0,
+                   /*keeps_records=*/false);
+    if (e.ok()) {
+      EXPECT_OK(admitted);
+    } else {
+      EXPECT_EQ(admitted, e.status());
+    }
     if (budget < bound) {
       EXPECT_THAT(
           e.status(),
