@@ -221,6 +221,7 @@ absl::Status BulkWrite::Add(int table_no, bool is_delete, absl::string_view key,
 
 absl::Status BulkWrite::Spill() {
   spilled_ = true;
+  storage_->bulk_spills_.fetch_add(1, std::memory_order_relaxed);
   held_bytes_ = 0;
   filling_ = std::make_unique<Batch>();
   writer_ = std::make_unique<FileWriter>(this);

@@ -410,6 +410,10 @@ class Storage {
   uint64_t reads(ColumnFamily cf) const {
     return reads_[static_cast<int>(cf)].load(std::memory_order_relaxed);
   }
+  // BulkWrites that moved to staged table files since the store opened (for
+  // tests of which path a write took, which they cannot see from the folder:
+  // the files appear on the write's own thread).
+  uint64_t bulk_writes_spilled() const { return bulk_spills_.load(std::memory_order_relaxed); }
 
  private:
   Storage() = default;
@@ -439,6 +443,7 @@ class Storage {
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;        // indexed by ColumnFamily
   std::vector<rocksdb::ColumnFamilyHandle*> other_handles_;  // default and unknown CFs
   mutable std::array<std::atomic<uint64_t>, kNumColumnFamilies> reads_{};
+  std::atomic<uint64_t> bulk_spills_{0};
 };
 
 // Helpers for keys: the smallest string greater than every string with
