@@ -4,7 +4,7 @@
 // the fuzz node (48 records in a temp RocksDB). The handlers themselves only
 // authenticate and convert; TLS and authentication are not fuzzed here.
 //
-//   0 PeerService.Aggregate     AggregateRequest   Answerer::Answer as "foundation"
+//   0 PeerService.Aggregate     AggregateRequest   Answerer::Answer as "foundation" (dry_run too)
 //   1 PeerService.Aggregate     AggregateRequest   as an org with no agreement
 //   2 PeerService.Describe      DescribeRequest    Answerer::Describe (org: the bytes)
 //   3 AdminService.ListDatasets ListDatasetsRequest Engine::ListDatasets (purposes: the bytes)
@@ -57,7 +57,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       fedshare::engine::Caller caller;
       caller.org_id = method == 0 ? "foundation" : "partner-b";
       caller.spiffe_id = "spiffe://fedshare.test/org/" + caller.org_id + "/node";
-      absl::StatusOr<v1::AggregateResult> result = node.answerer->Answer(caller, request.query());
+      absl::StatusOr<v1::AggregateResult> result =
+          node.answerer->Answer(caller, request.query(), {}, request.dry_run());
       AssertNotStoreFailure(result.status());
       if (result.ok()) {
         v1::AggregateResponse response;
