@@ -654,7 +654,7 @@ TEST_F(QueryExecutorTest, TheMemoryBoundCoversWhatEveryScanCharges) {
     ASSERT_NO_FATAL_FAILURE(ReopenWithScanThreads(3, 0, budget));
     ASSERT_NO_FATAL_FAILURE(OpenReader());
     absl::StatusOr<Execution> e = Run(questions[0]);
-    // AdmitQuery, asked first, says the same without reading a block.
+    // AdmitQuery says the same, reading no block (the count below includes it).
     const absl::Status admitted =
         AdmitQuery(*reader_, query_, consent_.size(), /*max_records_per_subject=*/0,
                    /*keeps_records=*/false);
