@@ -98,11 +98,18 @@ absl::StatusOr<std::unique_ptr<SimPartner>> MakePartner(const std::string& org,
   env.clock = Clock::Real();
   env.limits = service::EffectiveLimits(cfg.limits());
   p->gate = std::make_unique<service::CallGate>(env.limits.max_calls_per_caller());
-  p->throttle = std::make_unique<service::RefusalThrottle>(
+  p->throttle = std::make_unique<service::StormThrottle>(
+      service::StormThrottle::Names{"refused questions", "refusals_per_window",
+                                    "refusals-per-window"},
       env.limits.refusals_per_window(), absl::Seconds(env.limits.refusal_window_seconds()),
+      [](const std::string&, int64_t, absl::Time, absl::Time) {});
+  p->dry_run_throttle = std::make_unique<service::StormThrottle>(
+      service::StormThrottle::Names{"dry runs", "dry_runs_per_window", "dry-runs-per-window"},
+      env.limits.dry_runs_per_window(), absl::Seconds(env.limits.dry_run_window_seconds()),
       [](const std::string&, int64_t, absl::Time, absl::Time) {});
   env.call_gate = p->gate.get();
   env.refusal_throttle = p->throttle.get();
+  env.dry_run_throttle = p->dry_run_throttle.get();
   p->peer_service = std::make_unique<service::PeerServiceImpl>(&env);
 
   synthetic::Options data;

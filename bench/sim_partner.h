@@ -47,7 +47,8 @@ struct SimPartner {
   std::unique_ptr<engine::Engine> engine;
   std::unique_ptr<engine::Answerer> answerer;
   std::unique_ptr<service::CallGate> gate;
-  std::unique_ptr<service::RefusalThrottle> throttle;
+  std::unique_ptr<service::StormThrottle> throttle;
+  std::unique_ptr<service::StormThrottle> dry_run_throttle;
   service::ServiceEnv env;
   std::unique_ptr<service::PeerServiceImpl> peer_service;
   std::unique_ptr<server::CallHomeClient> call_home;

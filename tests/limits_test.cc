@@ -318,6 +318,51 @@ TEST_F(LimitsTest, ARefusalStormIsThrottledAndAuditedAsOneEntry) {
   EXPECT_TRUE(after.chain_valid());
 }
 
+// A dry run spends nothing and no agreement limit counts it, yet each is a
+// synced audit entry: past dry_runs_per_window a caller's dry runs are turned
+// away unread (real questions are not), and the storm is audited once.
+TEST_F(LimitsTest, ADryRunStormIsThrottledAndAuditedAsOneEntry) {
+  config_.mutable_limits()->set_dry_runs_per_window(3);
+  config_.mutable_limits()->set_dry_run_window_seconds(3600);
+  *config_.add_agreements() = OpenAgreement("foundation-open", "foundation");
+  ASSERT_OK_AND_ASSIGN(NodeProcess node, Start());
+  auto peer = Connect(node.peer_address, asker_, kTrustDomain, "partner-a");
+  ASSERT_NE(peer, nullptr);
+  v1::AggregateRequest dry;
+  dry.mutable_query()->set_dataset("program_outcomes");
+  dry.mutable_query()->set_purpose("program-evaluation");
+  dry.mutable_query()->add_aggregates()->set_kind(v1::COUNT);
+  dry.set_dry_run(true);
+  for (int i = 0; i < 8; ++i) {
+    absl::StatusOr<v1::AggregateResult> r = peer->Aggregate(dry);
+    if (i < 3) {
+      EXPECT_OK(r.status()) << i;
+    } else {
+      EXPECT_THAT(r.status(), StatusIs(absl::StatusCode::kResourceExhausted,
+                                       HasSubstr("too many dry runs: over the limit "
+                                                 "dry_runs_per_window = 3 per 3600 s")))
+          << i;
+    }
+  }
+  // The caller's questions are still answered.
+  ASSERT_OK(peer->Aggregate(dry.query()).status());
+  auto op = Connect(node.local_address, operator_, kTrustDomain, "partner-a");
+  ASSERT_OK_AND_ASSIGN(v1::ListAuditResponse during, op->ListAudit(0, 100));
+  ASSERT_EQ(during.total(), 4u);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(during.entries(i).decision(), v1::AuditEntry::DRY_RUN);
+  EXPECT_EQ(during.entries(3).decision(), v1::AuditEntry::ANSWERED);
+
+  EXPECT_EQ(WEXITSTATUS(node.process->Signal(SIGTERM)), 0);
+  ASSERT_OK_AND_ASSIGN(NodeProcess again, Start());
+  auto op2 = Connect(again.local_address, operator_, kTrustDomain, "partner-a");
+  ASSERT_OK_AND_ASSIGN(v1::ListAuditResponse after, op2->ListAudit(0, 100));
+  ASSERT_EQ(after.total(), 5u);
+  EXPECT_EQ(after.entries(4).rule(), "dry-run-throttle");
+  EXPECT_THAT(after.entries(4).reason(), HasSubstr("5 questions turned away"));
+  EXPECT_THAT(after.entries(4).reason(), HasSubstr("after too many dry runs"));
+  EXPECT_TRUE(after.chain_valid());
+}
+
 TEST_F(LimitsTest, AQuestionOfMoreCellsThanMaxAnswerCellsIsRefusedAndAudited) {
   config_.mutable_limits()->set_max_answer_cells(30);
   *config_.add_agreements() = OpenAgreement("foundation-open", "foundation");

@@ -93,20 +93,22 @@ absl::Status StartServer(const std::string& name, const std::string& address,
   return absl::OkStatus();
 }
 
-// One audit entry for a throttled refusal storm (node/service/limits.h).
-void AuditRefusalStorm(audit::AuditLog* audit, const std::string& caller, int64_t throttled,
-                       absl::Time from, absl::Time to) {
+// One audit entry for a throttled storm (node/service/limits.h): `rule`
+// "refusal-throttle" after too many refusals, "dry-run-throttle" after too
+// many dry runs.
+void AuditStorm(audit::AuditLog* audit, absl::string_view rule, absl::string_view after,
+                const std::string& caller, int64_t throttled, absl::Time from, absl::Time to) {
   v1::AuditEntry entry;
   entry.set_caller(caller);
   entry.set_method("PeerService.Aggregate");
   entry.set_decision(v1::AuditEntry::REFUSED);
-  entry.set_rule("refusal-throttle");
+  entry.set_rule(std::string(rule));
   entry.set_reason(absl::StrCat(throttled, " questions turned away unread between ",
                                 absl::FormatTime(from), " and ", absl::FormatTime(to),
-                                " after too many refusals"));
+                                " after too many ", after));
   absl::StatusOr<audit::AuditLog::Appended> appended = audit->Append(std::move(entry));
-  spdlog::warn("event=refusal_storm caller={} throttled={} audited={}", caller, throttled,
-               appended.ok());
+  spdlog::warn("event=refusal_storm rule={} caller={} throttled={} audited={}", std::string(rule),
+               caller, throttled, appended.ok());
 }
 
 // Drops the server builder plugins (server reflection) from a builder, so a
@@ -289,14 +291,24 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
   env.reload_warnings = [n = node.get()] { return n->ReloadWarnings(); };
   env.limits = service::EffectiveLimits(cfg.limits());
   node->call_gate_ = std::make_unique<service::CallGate>(env.limits.max_calls_per_caller());
-  node->refusal_throttle_ = std::make_unique<service::RefusalThrottle>(
+  node->refusal_throttle_ = std::make_unique<service::StormThrottle>(
+      service::StormThrottle::Names{"refused questions", "refusals_per_window",
+                                    "refusals-per-window"},
       env.limits.refusals_per_window(), absl::Seconds(env.limits.refusal_window_seconds()),
       [audit = node->audit_.get()](const std::string& caller, int64_t throttled, absl::Time from,
                                    absl::Time to) {
-        AuditRefusalStorm(audit, caller, throttled, from, to);
+        AuditStorm(audit, "refusal-throttle", "refusals", caller, throttled, from, to);
+      });
+  node->dry_run_throttle_ = std::make_unique<service::StormThrottle>(
+      service::StormThrottle::Names{"dry runs", "dry_runs_per_window", "dry-runs-per-window"},
+      env.limits.dry_runs_per_window(), absl::Seconds(env.limits.dry_run_window_seconds()),
+      [audit = node->audit_.get()](const std::string& caller, int64_t throttled, absl::Time from,
+                                   absl::Time to) {
+        AuditStorm(audit, "dry-run-throttle", "dry runs", caller, throttled, from, to);
       });
   env.call_gate = node->call_gate_.get();
   env.refusal_throttle = node->refusal_throttle_.get();
+  env.dry_run_throttle = node->dry_run_throttle_.get();
   // Records past retention go before the node serves, so a node that was
   // down never answers over them; then the schedule takes over.
   bool retention = false;
@@ -584,10 +596,11 @@ void Node::Shutdown(absl::Duration grace) {
   if (peer_server_ != nullptr) peer_server_->Wait();
   if (local_server_ != nullptr) local_server_->Wait();
   if (health_server_ != nullptr) health_server_->Wait();
-  // Its destructor audits an unfinished refusal storm; run it now, with no
-  // call left that could use it, while the metrics its audit append reports
-  // to still exist (metrics_ is destroyed before refusal_throttle_).
+  // Their destructors audit an unfinished storm; run them now, with no call
+  // left that could use them, while the metrics their audit appends report
+  // to still exist (metrics_ is destroyed before the throttles).
   refusal_throttle_.reset();
+  dry_run_throttle_.reset();
   if (metrics_server_ != nullptr) metrics_server_->Stop();
   spdlog::info("event=node_stopped org={}", config_.org_id());
 }

@@ -58,7 +58,7 @@ class PeerServiceImpl;
 class FederationServiceImpl;
 class FederationPeerServiceImpl;
 class CallGate;
-class RefusalThrottle;
+class StormThrottle;
 }  // namespace service
 
 namespace server {
@@ -193,7 +193,8 @@ class Node {
   std::unique_ptr<identity::TlsMirror> tls_mirror_;  // outlives the servers
   std::unique_ptr<service::ServiceEnv> env_;
   std::unique_ptr<service::CallGate> call_gate_;
-  std::unique_ptr<service::RefusalThrottle> refusal_throttle_;
+  std::unique_ptr<service::StormThrottle> refusal_throttle_;
+  std::unique_ptr<service::StormThrottle> dry_run_throttle_;
   std::unique_ptr<service::AdminServiceImpl> admin_service_;
   std::unique_ptr<service::PeerServiceImpl> peer_service_;
   std::unique_ptr<service::FederationServiceImpl> federation_service_;

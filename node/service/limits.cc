@@ -29,6 +29,8 @@ constexpr int32_t kMaxAnswerCells = 10'000;
 constexpr int32_t kMaxCallsPerCaller = 4;
 constexpr int32_t kRefusalsPerWindow = 20;
 constexpr int32_t kRefusalWindowSeconds = 60;
+constexpr int32_t kDryRunsPerWindow = 60;
+constexpr int32_t kDryRunWindowSeconds = 60;
 constexpr int64_t kIngestMemoryBudgetBytes = int64_t{256} << 20;
 constexpr int64_t kQueryMemoryBudgetBytes = int64_t{256} << 20;
 constexpr int64_t kFederatedAnswerBudgetBytes = int64_t{512} << 20;
@@ -80,6 +82,8 @@ v1::Limits EffectiveLimits(const v1::Limits& c) {
   l.set_max_calls_per_caller(Or(c.max_calls_per_caller(), kMaxCallsPerCaller));
   l.set_refusals_per_window(Or(c.refusals_per_window(), kRefusalsPerWindow));
   l.set_refusal_window_seconds(Or(c.refusal_window_seconds(), kRefusalWindowSeconds));
+  l.set_dry_runs_per_window(Or(c.dry_runs_per_window(), kDryRunsPerWindow));
+  l.set_dry_run_window_seconds(Or(c.dry_run_window_seconds(), kDryRunWindowSeconds));
   l.set_ingest_memory_budget_bytes(Or(c.ingest_memory_budget_bytes(), kIngestMemoryBudgetBytes));
   l.set_query_memory_budget_bytes(Or(c.query_memory_budget_bytes(), kQueryMemoryBudgetBytes));
   l.set_scan_threads(Or(c.scan_threads(), DefaultScanThreads()));
@@ -154,15 +158,15 @@ absl::StatusOr<CallGate::Ticket> CallGate::Enter(const std::string& caller) {
   return Ticket(this, caller);
 }
 
-RefusalThrottle::~RefusalThrottle() {
+StormThrottle::~StormThrottle() {
   absl::MutexLock lock(&mu_);
   for (auto& [caller, w] : windows_) {
     if (w.throttled > 0) summarise_(caller, w.throttled, w.start, w.start + window_);
   }
 }
 
-bool RefusalThrottle::Roll(Window& w, absl::Time now, int64_t* throttled, absl::Time* from,
-                           absl::Time* to) {
+bool StormThrottle::Roll(Window& w, absl::Time now, int64_t* throttled, absl::Time* from,
+                         absl::Time* to) {
   if (now < w.start + window_) return false;
   bool storm = w.throttled > 0;
   *throttled = w.throttled;
@@ -172,7 +176,7 @@ bool RefusalThrottle::Roll(Window& w, absl::Time now, int64_t* throttled, absl::
   return storm;
 }
 
-absl::Status RefusalThrottle::Admit(const std::string& caller, absl::Time now) {
+absl::Status StormThrottle::Admit(const std::string& caller, absl::Time now) {
   int64_t throttled = 0;
   absl::Time from, to;
   bool storm = false;
@@ -182,20 +186,20 @@ absl::Status RefusalThrottle::Admit(const std::string& caller, absl::Time now) {
     auto it = windows_.find(caller);
     if (it == windows_.end()) return absl::OkStatus();
     storm = Roll(it->second, now, &throttled, &from, &to);
-    if (it->second.refusals >= limit_) {
+    if (it->second.counted >= limit_) {
       ++it->second.throttled;
       status = policy::WithRefusal(
           absl::ResourceExhaustedError(absl::StrCat(
-              "too many refused questions: over the limit refusals_per_window = ", limit_, " per ",
+              "too many ", names_.calls, ": over the limit ", names_.limit, " = ", limit_, " per ",
               absl::ToInt64Seconds(window_), " s; ask again after the window ends")),
-          {"refusals-per-window", "", "", it->second.start + window_ - now});
+          {names_.rule, "", "", it->second.start + window_ - now});
     }
   }
   if (storm) summarise_(caller, throttled, from, to);
   return status;
 }
 
-void RefusalThrottle::Refused(const std::string& caller, absl::Time now) {
+void StormThrottle::Count(const std::string& caller, absl::Time now) {
   int64_t throttled = 0;
   absl::Time from, to;
   bool storm = false;
@@ -203,7 +207,7 @@ void RefusalThrottle::Refused(const std::string& caller, absl::Time now) {
     absl::MutexLock lock(&mu_);
     auto [it, inserted] = windows_.try_emplace(caller, Window{now, 0, 0});
     if (!inserted) storm = Roll(it->second, now, &throttled, &from, &to);
-    ++it->second.refusals;
+    ++it->second.counted;
   }
   if (storm) summarise_(caller, throttled, from, to);
 }

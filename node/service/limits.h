@@ -14,6 +14,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -67,35 +68,46 @@ class CallGate {
   std::map<std::string, int> in_flight_ ABSL_GUARDED_BY(mu_);
 };
 
-// Throttles a refusal storm: each caller's refusals are audited one by one up
-// to `limit` per window; after that its calls are turned away before any work
-// (and not audited each), and when the window ends the storm is reported once
-// through `summarise(caller, throttled, window_start, window_end)`.
+// Throttles a storm of calls that are audited but cost their caller nothing
+// (refusals, dry runs): each caller's counted calls are audited one by one
+// up to `limit` per window; after that its calls are turned away before any
+// work (and not audited each), and when the window ends the storm is reported
+// once through `summarise(caller, throttled, window_start, window_end)`.
 // Thread-safe.
-class RefusalThrottle {
+class StormThrottle {
  public:
+  // What the refusal of a throttled call names.
+  struct Names {
+    std::string calls;  // "refused questions"
+    std::string limit;  // the config field: "refusals_per_window"
+    std::string rule;   // the refusal's ErrorInfo reason: "refusals-per-window"
+  };
   using Summarise = std::function<void(const std::string& caller, int64_t throttled,
                                        absl::Time from, absl::Time to)>;
-  RefusalThrottle(int limit, absl::Duration window, Summarise summarise)
-      : limit_(limit), window_(window), summarise_(std::move(summarise)) {}
+  StormThrottle(Names names, int limit, absl::Duration window, Summarise summarise)
+      : names_(std::move(names)),
+        limit_(limit),
+        window_(window),
+        summarise_(std::move(summarise)) {}
   // Reports storms still pending.
-  ~RefusalThrottle();
+  ~StormThrottle();
 
   // OK, or RESOURCE_EXHAUSTED naming the limit while `caller` is throttled.
   absl::Status Admit(const std::string& caller, absl::Time now);
-  // Counts one refusal of `caller`.
-  void Refused(const std::string& caller, absl::Time now);
+  // Counts one call of `caller` (a refusal, a dry run).
+  void Count(const std::string& caller, absl::Time now);
 
  private:
   struct Window {
     absl::Time start;
-    int refusals = 0;
+    int counted = 0;
     int64_t throttled = 0;
   };
   // Starts a new window if the current one has ended; returns a storm to report.
   bool Roll(Window& w, absl::Time now, int64_t* throttled, absl::Time* from, absl::Time* to)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  const Names names_;
   const int limit_;
   const absl::Duration window_;
   Summarise summarise_;

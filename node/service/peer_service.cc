@@ -99,16 +99,24 @@ grpc::Status AnswerPeerAggregate(const ServiceEnv& env, absl::string_view method
   if (absl::Status s = env.refusal_throttle->Admit(who.spiffe_id, now); !s.ok()) {
     return Finish(method, who.spiffe_id, s);
   }
+  // A dry run spends nothing and no agreement limit counts it, but is
+  // audited: bounded per caller as refusals are.
+  if (request.dry_run()) {
+    if (absl::Status s = env.dry_run_throttle->Admit(who.spiffe_id, now); !s.ok()) {
+      return Finish(method, who.spiffe_id, s);
+    }
+  }
   absl::StatusOr<v1::AggregateResult> result = env.answerer->Answer(
       engine::Caller{who.org_id, who.spiffe_id, request.on_behalf_of(), request.audit_known_size()},
       request.query(),
       [&cancelled, deadline] { return cancelled() || absl::Now() >= deadline; }, request.dry_run());
   if (result.ok()) {
+    if (request.dry_run()) env.dry_run_throttle->Count(who.spiffe_id, now);
     *response->mutable_result() = std::move(result).value();
   } else if (result.status().code() == absl::StatusCode::kPermissionDenied ||
              result.status().code() == absl::StatusCode::kInvalidArgument ||
              result.status().code() == absl::StatusCode::kResourceExhausted) {
-    env.refusal_throttle->Refused(who.spiffe_id, now);
+    env.refusal_throttle->Count(who.spiffe_id, now);
   } else if (result.status().code() == absl::StatusCode::kCancelled && absl::Now() >= deadline) {
     // The scan stopped because the deadline passed: say so, as gRPC itself
     // would, so a caller's status does not depend on whose timer fired first.

@@ -38,7 +38,7 @@ class CallHomeHub;
 namespace service {
 
 class CallGate;
-class RefusalThrottle;
+class StormThrottle;
 
 struct ServiceEnv {
   const v1::NodeConfig* config = nullptr;
@@ -62,7 +62,8 @@ struct ServiceEnv {
   // EffectiveLimits(config->limits()), and what enforces them per caller.
   v1::Limits limits;
   CallGate* call_gate = nullptr;
-  RefusalThrottle* refusal_throttle = nullptr;
+  StormThrottle* refusal_throttle = nullptr;
+  StormThrottle* dry_run_throttle = nullptr;
   // EraseSubject, RunRetention (the operator's and the schedule's) and Backup
   // run one at a time each; a second concurrent call of a kind is ABORTED.
   mutable OneAtATime erasures{"an erasure"};
