@@ -93,6 +93,20 @@ class LimitsTest : public ::testing::Test {
     return StartNodeProcess(config_, tmp_.Sub("node.textproto"), wrapper);
   }
 
+  // Stops `node` with SIGTERM (which writes a pending storm's one entry),
+  // starts it again on the same store, and lists its audit log.
+  absl::StatusOr<v1::ListAuditResponse> AuditAfterRestart(NodeProcess& node) {
+    const int status = node.process->Signal(SIGTERM);
+    if (WEXITSTATUS(status) != 0) {
+      return absl::InternalError(absl::StrCat("the node exited with ", WEXITSTATUS(status)));
+    }
+    absl::StatusOr<NodeProcess> again = Start();
+    if (!again.ok()) return again.status();
+    auto op = Connect(again->local_address, operator_, kTrustDomain, "partner-a");
+    if (op == nullptr) return absl::UnavailableError("cannot connect to the restarted node");
+    return op->ListAudit(0, 100);
+  }
+
   v1::AggregateQuery Question(size_t purpose_bytes) {
     v1::AggregateQuery q;
     q.set_dataset("program_outcomes");
@@ -308,10 +322,7 @@ TEST_F(LimitsTest, ARefusalStormIsThrottledAndAuditedAsOneEntry) {
 
   // The storm is summarised once: when its window ends, or at the latest
   // when the node stops.
-  EXPECT_EQ(WEXITSTATUS(node.process->Signal(SIGTERM)), 0);
-  ASSERT_OK_AND_ASSIGN(NodeProcess again, Start());
-  auto op2 = Connect(again.local_address, operator_, kTrustDomain, "partner-a");
-  ASSERT_OK_AND_ASSIGN(v1::ListAuditResponse after, op2->ListAudit(0, 100));
+  ASSERT_OK_AND_ASSIGN(v1::ListAuditResponse after, AuditAfterRestart(node));
   ASSERT_EQ(after.total(), 4u);
   EXPECT_EQ(after.entries(3).rule(), "refusal-throttle");
   EXPECT_THAT(after.entries(3).reason(), HasSubstr("7 questions turned away"));
@@ -352,10 +363,7 @@ TEST_F(LimitsTest, ADryRunStormIsThrottledAndAuditedAsOneEntry) {
   for (int i = 0; i < 3; ++i) EXPECT_EQ(during.entries(i).decision(), v1::AuditEntry::DRY_RUN);
   EXPECT_EQ(during.entries(3).decision(), v1::AuditEntry::ANSWERED);
 
-  EXPECT_EQ(WEXITSTATUS(node.process->Signal(SIGTERM)), 0);
-  ASSERT_OK_AND_ASSIGN(NodeProcess again, Start());
-  auto op2 = Connect(again.local_address, operator_, kTrustDomain, "partner-a");
-  ASSERT_OK_AND_ASSIGN(v1::ListAuditResponse after, op2->ListAudit(0, 100));
+  ASSERT_OK_AND_ASSIGN(v1::ListAuditResponse after, AuditAfterRestart(node));
   ASSERT_EQ(after.total(), 5u);
   EXPECT_EQ(after.entries(4).rule(), "dry-run-throttle");
   EXPECT_THAT(after.entries(4).reason(), HasSubstr("5 questions turned away"));
