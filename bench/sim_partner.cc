@@ -99,13 +99,12 @@ absl::StatusOr<std::unique_ptr<SimPartner>> MakePartner(const std::string& org,
   env.limits = service::EffectiveLimits(cfg.limits());
   p->gate = std::make_unique<service::CallGate>(env.limits.max_calls_per_caller());
   p->throttle = std::make_unique<service::StormThrottle>(
-      service::StormThrottle::Names{"refused questions", "refusals_per_window",
-                                    "refusals-per-window"},
-      env.limits.refusals_per_window(), absl::Seconds(env.limits.refusal_window_seconds()),
+      service::StormThrottle::Refusals(), env.limits.refusals_per_window(),
+      absl::Seconds(env.limits.refusal_window_seconds()),
       [](const std::string&, int64_t, absl::Time, absl::Time) {});
   p->dry_run_throttle = std::make_unique<service::StormThrottle>(
-      service::StormThrottle::Names{"dry runs", "dry_runs_per_window", "dry-runs-per-window"},
-      env.limits.dry_runs_per_window(), absl::Seconds(env.limits.dry_run_window_seconds()),
+      service::StormThrottle::DryRuns(), env.limits.dry_runs_per_window(),
+      absl::Seconds(env.limits.dry_run_window_seconds()),
       [](const std::string&, int64_t, absl::Time, absl::Time) {});
   env.call_gate = p->gate.get();
   env.refusal_throttle = p->throttle.get();

@@ -93,21 +93,20 @@ absl::Status StartServer(const std::string& name, const std::string& address,
   return absl::OkStatus();
 }
 
-// One audit entry for a throttled storm (node/service/limits.h): `rule`
-// "refusal-throttle" after too many refusals, "dry-run-throttle" after too
-// many dry runs.
-void AuditStorm(audit::AuditLog* audit, absl::string_view rule, absl::string_view after,
+// One audit entry for a throttled storm (node/service/limits.h), with the
+// rule and reason `names` give.
+void AuditStorm(audit::AuditLog* audit, const service::StormThrottle::Names& names,
                 const std::string& caller, int64_t throttled, absl::Time from, absl::Time to) {
   v1::AuditEntry entry;
   entry.set_caller(caller);
   entry.set_method("PeerService.Aggregate");
   entry.set_decision(v1::AuditEntry::REFUSED);
-  entry.set_rule(std::string(rule));
+  entry.set_rule(names.storm_rule);
   entry.set_reason(absl::StrCat(throttled, " questions turned away unread between ",
                                 absl::FormatTime(from), " and ", absl::FormatTime(to),
-                                " after too many ", after));
+                                " after too many ", names.after));
   absl::StatusOr<audit::AuditLog::Appended> appended = audit->Append(std::move(entry));
-  spdlog::warn("event=refusal_storm rule={} caller={} throttled={} audited={}", std::string(rule),
+  spdlog::warn("event=refusal_storm rule={} caller={} throttled={} audited={}", names.storm_rule,
                caller, throttled, appended.ok());
 }
 
@@ -291,21 +290,20 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
   env.reload_warnings = [n = node.get()] { return n->ReloadWarnings(); };
   env.limits = service::EffectiveLimits(cfg.limits());
   node->call_gate_ = std::make_unique<service::CallGate>(env.limits.max_calls_per_caller());
-  node->refusal_throttle_ = std::make_unique<service::StormThrottle>(
-      service::StormThrottle::Names{"refused questions", "refusals_per_window",
-                                    "refusals-per-window"},
-      env.limits.refusals_per_window(), absl::Seconds(env.limits.refusal_window_seconds()),
-      [audit = node->audit_.get()](const std::string& caller, int64_t throttled, absl::Time from,
-                                   absl::Time to) {
-        AuditStorm(audit, "refusal-throttle", "refusals", caller, throttled, from, to);
-      });
-  node->dry_run_throttle_ = std::make_unique<service::StormThrottle>(
-      service::StormThrottle::Names{"dry runs", "dry_runs_per_window", "dry-runs-per-window"},
-      env.limits.dry_runs_per_window(), absl::Seconds(env.limits.dry_run_window_seconds()),
-      [audit = node->audit_.get()](const std::string& caller, int64_t throttled, absl::Time from,
-                                   absl::Time to) {
-        AuditStorm(audit, "dry-run-throttle", "dry runs", caller, throttled, from, to);
-      });
+  // Each audits its storms as one entry.
+  auto throttle = [audit = node->audit_.get()](const service::StormThrottle::Names& names,
+                                               int limit, int window_seconds) {
+    return std::make_unique<service::StormThrottle>(
+        names, limit, absl::Seconds(window_seconds),
+        [audit, names](const std::string& caller, int64_t throttled, absl::Time from,
+                       absl::Time to) { AuditStorm(audit, names, caller, throttled, from, to); });
+  };
+  node->refusal_throttle_ =
+      throttle(service::StormThrottle::Refusals(), env.limits.refusals_per_window(),
+               env.limits.refusal_window_seconds());
+  node->dry_run_throttle_ =
+      throttle(service::StormThrottle::DryRuns(), env.limits.dry_runs_per_window(),
+               env.limits.dry_run_window_seconds());
   env.call_gate = node->call_gate_.get();
   env.refusal_throttle = node->refusal_throttle_.get();
   env.dry_run_throttle = node->dry_run_throttle_.get();

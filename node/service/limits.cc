@@ -158,6 +158,18 @@ absl::StatusOr<CallGate::Ticket> CallGate::Enter(const std::string& caller) {
   return Ticket(this, caller);
 }
 
+const StormThrottle::Names& StormThrottle::Refusals() {
+  static const Names* names = new Names{"refused questions", "refusals_per_window",
+                                        "refusals-per-window", "refusal-throttle", "refusals"};
+  return *names;
+}
+
+const StormThrottle::Names& StormThrottle::DryRuns() {
+  static const Names* names = new Names{"dry runs", "dry_runs_per_window", "dry-runs-per-window",
+                                        "dry-run-throttle", "dry runs"};
+  return *names;
+}
+
 StormThrottle::~StormThrottle() {
   absl::MutexLock lock(&mu_);
   for (auto& [caller, w] : windows_) {

@@ -76,12 +76,18 @@ class CallGate {
 // Thread-safe.
 class StormThrottle {
  public:
-  // What the refusal of a throttled call names.
+  // What the refusal of a throttled call and the storm's audit entry name.
   struct Names {
-    std::string calls;  // "refused questions"
-    std::string limit;  // the config field: "refusals_per_window"
-    std::string rule;   // the refusal's ErrorInfo reason: "refusals-per-window"
+    std::string calls;       // "refused questions"
+    std::string limit;       // the config field: "refusals_per_window"
+    std::string rule;        // the refusal's ErrorInfo reason: "refusals-per-window"
+    std::string storm_rule;  // the storm's audit entry's rule: "refusal-throttle"
+    std::string after;       // its reason's "... after too many refusals"
   };
+  // The throttle of refused questions (limits.refusals_per_window), and of
+  // dry runs (limits.dry_runs_per_window).
+  static const Names& Refusals();
+  static const Names& DryRuns();
   using Summarise = std::function<void(const std::string& caller, int64_t throttled,
                                        absl::Time from, absl::Time to)>;
   StormThrottle(Names names, int limit, absl::Duration window, Summarise summarise)
