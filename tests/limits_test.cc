@@ -12,11 +12,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -369,6 +371,48 @@ TEST_F(LimitsTest, ADryRunStormIsThrottledAndAuditedAsOneEntry) {
   EXPECT_THAT(after.entries(4).reason(), HasSubstr("5 questions turned away"));
   EXPECT_THAT(after.entries(4).reason(), HasSubstr("after too many dry runs"));
   EXPECT_TRUE(after.chain_valid());
+}
+
+// A dry run is counted as it is admitted: dry runs asked at once on several
+// connections are audited no more often than the limit.
+TEST_F(LimitsTest, DryRunsAskedTogetherAreAuditedNoMoreThanTheLimit) {
+  config_.mutable_limits()->set_dry_runs_per_window(2);
+  config_.mutable_limits()->set_dry_run_window_seconds(3600);
+  *config_.add_agreements() = OpenAgreement("foundation-open", "foundation");
+  ASSERT_OK_AND_ASSIGN(NodeProcess node, Start());
+  v1::AggregateRequest dry;
+  dry.mutable_query()->set_dataset("program_outcomes");
+  dry.mutable_query()->set_purpose("program-evaluation");
+  dry.mutable_query()->add_aggregates()->set_kind(v1::COUNT);
+  dry.set_dry_run(true);
+  constexpr int kConnections = 4, kEach = 6;
+  std::atomic<int> answered{0}, other{0};
+  std::vector<std::thread> threads;
+  for (int c = 0; c < kConnections; ++c) {
+    threads.emplace_back([&] {
+      auto peer = Connect(node.peer_address, asker_, kTrustDomain, "partner-a");
+      if (peer == nullptr) return;
+      for (int i = 0; i < kEach; ++i) {
+        absl::StatusOr<v1::AggregateResult> r = peer->Aggregate(dry);
+        // Each is answered, or turned away by this limit or by
+        // max_calls_per_caller.
+        const absl::string_view m = r.status().message();
+        answered += r.ok();
+        other += !r.ok() && !absl::StrContains(m, "dry_runs_per_window = 2") &&
+                 !absl::StrContains(m, "max_calls_per_caller");
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(answered.load(), 2);
+  EXPECT_EQ(other.load(), 0);
+  auto op = Connect(node.local_address, operator_, kTrustDomain, "partner-a");
+  ASSERT_NE(op, nullptr);
+  ASSERT_OK_AND_ASSIGN(v1::ListAuditResponse audit, op->ListAudit(0, 100));
+  int dry_runs = 0;
+  for (const v1::AuditEntry& e : audit.entries())
+    dry_runs += e.decision() == v1::AuditEntry::DRY_RUN;
+  EXPECT_EQ(dry_runs, 2);
 }
 
 TEST_F(LimitsTest, AQuestionOfMoreCellsThanMaxAnswerCellsIsRefusedAndAudited) {

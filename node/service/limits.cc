@@ -189,6 +189,14 @@ bool StormThrottle::Roll(Window& w, absl::Time now, int64_t* throttled, absl::Ti
 }
 
 absl::Status StormThrottle::Admit(const std::string& caller, absl::Time now) {
+  return AdmitAndCount(caller, now, /*count=*/false);
+}
+
+absl::Status StormThrottle::Take(const std::string& caller, absl::Time now) {
+  return AdmitAndCount(caller, now, /*count=*/true);
+}
+
+absl::Status StormThrottle::AdmitAndCount(const std::string& caller, absl::Time now, bool count) {
   int64_t throttled = 0;
   absl::Time from, to;
   bool storm = false;
@@ -196,7 +204,10 @@ absl::Status StormThrottle::Admit(const std::string& caller, absl::Time now) {
   {
     absl::MutexLock lock(&mu_);
     auto it = windows_.find(caller);
-    if (it == windows_.end()) return absl::OkStatus();
+    if (it == windows_.end()) {
+      if (!count) return absl::OkStatus();
+      it = windows_.emplace(caller, Window{now, 0, 0}).first;
+    }
     storm = Roll(it->second, now, &throttled, &from, &to);
     if (it->second.counted >= limit_) {
       ++it->second.throttled;
@@ -205,6 +216,8 @@ absl::Status StormThrottle::Admit(const std::string& caller, absl::Time now) {
               "too many ", names_.calls, ": over the limit ", names_.limit, " = ", limit_, " per ",
               absl::ToInt64Seconds(window_), " s; ask again after the window ends")),
           {names_.rule, "", "", it->second.start + window_ - now});
+    } else if (count) {
+      ++it->second.counted;
     }
   }
   if (storm) summarise_(caller, throttled, from, to);

@@ -99,9 +99,15 @@ class StormThrottle {
   ~StormThrottle();
 
   // OK, or RESOURCE_EXHAUSTED naming the limit while `caller` is throttled.
+  // For calls counted only once they end (refusals): calls admitted
+  // together may pass the limit by those in flight (max_calls_per_caller).
   absl::Status Admit(const std::string& caller, absl::Time now);
-  // Counts one call of `caller` (a refusal, a dry run).
+  // Counts one call of `caller` that ended as counted (a refusal).
   void Count(const std::string& caller, absl::Time now);
+  // Admit and Count in one step, for calls counted whatever their end (dry
+  // runs): at most `limit` are admitted per window, however many arrive at
+  // once.
+  absl::Status Take(const std::string& caller, absl::Time now);
 
  private:
   struct Window {
@@ -112,6 +118,8 @@ class StormThrottle {
   // Starts a new window if the current one has ended; returns a storm to report.
   bool Roll(Window& w, absl::Time now, int64_t* throttled, absl::Time* from, absl::Time* to)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Admit, and with `count` Count when admitted.
+  absl::Status AdmitAndCount(const std::string& caller, absl::Time now, bool count);
 
   const Names names_;
   const int limit_;

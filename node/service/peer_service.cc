@@ -100,9 +100,10 @@ grpc::Status AnswerPeerAggregate(const ServiceEnv& env, absl::string_view method
     return Finish(method, who.spiffe_id, s);
   }
   // A dry run spends nothing and no agreement limit counts it, but is
-  // audited: bounded per caller as refusals are.
+  // audited: bounded per caller as refusals are, counted as it is admitted
+  // so that dry runs arriving together cannot pass the limit.
   if (request.dry_run()) {
-    if (absl::Status s = env.dry_run_throttle->Admit(who.spiffe_id, now); !s.ok()) {
+    if (absl::Status s = env.dry_run_throttle->Take(who.spiffe_id, now); !s.ok()) {
       return Finish(method, who.spiffe_id, s);
     }
   }
@@ -111,7 +112,6 @@ grpc::Status AnswerPeerAggregate(const ServiceEnv& env, absl::string_view method
       request.query(),
       [&cancelled, deadline] { return cancelled() || absl::Now() >= deadline; }, request.dry_run());
   if (result.ok()) {
-    if (request.dry_run()) env.dry_run_throttle->Count(who.spiffe_id, now);
     *response->mutable_result() = std::move(result).value();
   } else if (result.status().code() == absl::StatusCode::kPermissionDenied ||
              result.status().code() == absl::StatusCode::kInvalidArgument ||
