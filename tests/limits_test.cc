@@ -331,6 +331,53 @@ TEST_F(LimitsTest, ARefusalStormIsThrottledAndAuditedAsOneEntry) {
   EXPECT_TRUE(after.chain_valid());
 }
 
+// A refusal is counted as it is about to be audited: refusals judged at once
+// on several connections are audited one by one no more often than the
+// limit, and the rest are in the storm's one entry.
+TEST_F(LimitsTest, RefusalsJudgedTogetherAreAuditedNoMoreThanTheLimit) {
+  config_.mutable_limits()->set_refusals_per_window(2);
+  config_.mutable_limits()->set_refusal_window_seconds(3600);
+  ASSERT_OK_AND_ASSIGN(NodeProcess node, Start());
+  constexpr int kConnections = 4, kEach = 6;
+  std::atomic<int> refused{0}, throttled{0}, other{0};
+  std::vector<std::thread> threads;
+  for (int c = 0; c < kConnections; ++c) {
+    threads.emplace_back([&] {
+      auto peer = Connect(node.peer_address, asker_, kTrustDomain, "partner-a");
+      if (peer == nullptr) {
+        ++other;
+        return;
+      }
+      for (int i = 0; i < kEach; ++i) {
+        // No agreement allows it: refused, or turned away by the throttle
+        // or by max_calls_per_caller.
+        const absl::Status s = peer->Aggregate(Question(20)).status();
+        if (s.code() == absl::StatusCode::kPermissionDenied) {
+          ++refused;
+        } else if (absl::StrContains(s.message(), "refusals_per_window = 2")) {
+          ++throttled;
+        } else if (!absl::StrContains(s.message(), "max_calls_per_caller")) {
+          ++other;
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(refused.load(), 2);
+  EXPECT_EQ(other.load(), 0);
+  auto op = Connect(node.local_address, operator_, kTrustDomain, "partner-a");
+  ASSERT_NE(op, nullptr);
+  ASSERT_OK_AND_ASSIGN(v1::ListAuditResponse during, op->ListAudit(0, 100));
+  EXPECT_EQ(during.total(), 2u);
+
+  ASSERT_OK_AND_ASSIGN(v1::ListAuditResponse after, AuditAfterRestart(node));
+  ASSERT_EQ(after.total(), 3u);
+  EXPECT_EQ(after.entries(2).rule(), "refusal-throttle");
+  EXPECT_THAT(after.entries(2).reason(),
+              HasSubstr(absl::StrCat(throttled.load(), " questions turned away")));
+  EXPECT_TRUE(after.chain_valid());
+}
+
 // A dry run spends nothing and no agreement limit counts it, yet each is a
 // synced audit entry: past dry_runs_per_window a caller's dry runs are turned
 // away unread (real questions are not), and the storm is audited once.

@@ -110,7 +110,7 @@ const v1::DatasetSchema* Answerer::FindSchema(const std::string& name) const {
 
 absl::Status Answerer::Refuse(v1::AuditEntry entry, const std::string& agreement_id,
                               absl::string_view rule, const absl::Status& status,
-                              uint64_t known_size) {
+                              const Caller& caller) {
   entry.set_decision(status.code() == absl::StatusCode::kPermissionDenied ||
                              status.code() == absl::StatusCode::kResourceExhausted ||
                              status.code() == absl::StatusCode::kInvalidArgument
@@ -120,9 +120,13 @@ absl::Status Answerer::Refuse(v1::AuditEntry entry, const std::string& agreement
   entry.set_agreement_id(agreement_id);
   entry.set_rule(std::string(rule));
   entry.set_reason(TruncateUtf8(status.message(), kMaxAuditedReasonBytes));
+  if (entry.decision() == v1::AuditEntry::REFUSED && caller.refusal_gate) {
+    if (absl::Status turned_away = caller.refusal_gate(); !turned_away.ok()) return turned_away;
+  }
   const bool refused =
       entry.decision() == v1::AuditEntry::REFUSED || status.code() == absl::StatusCode::kNotFound;
-  absl::StatusOr<audit::AuditLog::Appended> appended = audit_->Append(std::move(entry), known_size);
+  absl::StatusOr<audit::AuditLog::Appended> appended =
+      audit_->Append(std::move(entry), caller.audit_known_size);
   if (!appended.ok()) return appended.status();
   appended->receipt.set_org_id(org_id_);
   if (!refused || policy::RefusalOf(status).has_value()) {
@@ -192,22 +196,20 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
 
   policy::Decision decision = agreement_set->Decide(caller.org_id, query, now);
   if (!decision.allowed) {
-    return Refuse(audited, decision.agreement_id, decision.rule, decision.ToStatus(),
-                  caller.audit_known_size);
+    return Refuse(audited, decision.agreement_id, decision.rule, decision.ToStatus(), caller);
   }
   const v1::Agreement& agreement = *decision.agreement;
   const v1::DatasetSchema* schema = FindSchema(query.dataset());
   if (schema == nullptr) {
     return Refuse(audited, agreement.id(), policy::kRuleDataset,
-                  absl::NotFoundError(absl::StrCat("no dataset '", query.dataset(), "'")),
-                  caller.audit_known_size);
+                  absl::NotFoundError(absl::StrCat("no dataset '", query.dataset(), "'")), caller);
   }
   absl::StatusOr<v1::AggregateQuery> normalized = policy::NormalizeQuery(*schema, query);
   if (!normalized.ok()) {
     absl::string_view rule = normalized.status().code() == absl::StatusCode::kPermissionDenied
                                  ? policy::kRuleGranularity
                                  : kRuleInvalidQuestion;
-    return Refuse(audited, agreement.id(), rule, normalized.status(), caller.audit_known_size);
+    return Refuse(audited, agreement.id(), rule, normalized.status(), caller);
   }
   *audited.mutable_applied_where() = normalized->where();
   audited.set_applied_where_text(policy::DescribeWhere(*schema, normalized->where()));
@@ -217,8 +219,7 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
   std::optional<policy::PTable> ptable;
   if (params.cell_key) {
     absl::StatusOr<policy::PTable> table = AgreementPTable(agreement.disclosure());
-    if (!table.ok())
-      return Refuse(audited, agreement.id(), "execution", table.status(), caller.audit_known_size);
+    if (!table.ok()) return Refuse(audited, agreement.id(), "execution", table.status(), caller);
     ptable = *std::move(table);
   }
   const bool dp = agreement.disclosure().mode() == v1::Disclosure::DIFFERENTIAL_PRIVACY;
@@ -233,7 +234,7 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
                                              agreement.id(), &limit_rule);
       !admitted.ok()) {
     slot.Release();
-    return Refuse(audited, agreement.id(), limit_rule, admitted, caller.audit_known_size);
+    return Refuse(audited, agreement.id(), limit_rule, admitted, caller);
   }
   laps.Lap(&stages.limits);
 
@@ -253,12 +254,12 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
   slot.Release();  // the scan's state is freed; the audit append waits for no slot
   laps.Lap(&stages.release);
   if (!result.ok()) {
-    return Refuse(audited, agreement.id(), rule, result.status(), caller.audit_known_size);
+    return Refuse(audited, agreement.id(), rule, result.status(), caller);
   }
   if (cancelled && cancelled()) {
     return Refuse(audited, agreement.id(), "execution",
                   absl::CancelledError("the caller gave up before the answer was released"),
-                  caller.audit_known_size);
+                  caller);
   }
 
   v1::AuditEntry entry = std::move(audited);

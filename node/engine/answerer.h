@@ -59,6 +59,11 @@ struct Caller {
   // The size of the last checkpoint of this node's audit log the caller
   // holds (0: none): an answer's receipt then proves consistency from it.
   uint64_t audit_known_size = 0;
+  // Asked just before a refusal is audited (empty: never): OK to audit it,
+  // or the status to answer instead, with nothing audited (the service's
+  // refusal throttle, so that refusals arriving together are audited one by
+  // one no more often than its limit).
+  std::function<absl::Status()> refusal_gate;
 };
 
 // Where one answered question's time went in the node (exact mode), for the
@@ -169,10 +174,11 @@ class Answerer {
   // reason; returns `status` for a refusal (carrying `rule` and `agreement_id`
   // as policy/refusal.h's ErrorInfo unless it carries one already, and the
   // append's receipt, audit/receipt_payload.h, with a consistency proof from
-  // the caller's `known_size` as for an answer), or UNAVAILABLE if the append
-  // failed.
+  // the caller's audit_known_size as for an answer), or UNAVAILABLE if the
+  // append failed. A refusal (decision REFUSED) the caller's refusal_gate
+  // turns away is not appended: its status is returned instead.
   absl::Status Refuse(v1::AuditEntry entry, const std::string& agreement_id, absl::string_view rule,
-                      const absl::Status& status, uint64_t known_size);
+                      const absl::Status& status, const Caller& caller);
   // The windows that count a question of `caller` under `agreement`.
   static std::vector<LimitWindows::Limit> LimitsFor(const Caller& caller,
                                                     const v1::Agreement& agreement,

@@ -153,7 +153,7 @@ absl::StatusOr<v1::AggregateResult> Answerer::DryRun(v1::AuditEntry audited, con
                                params.min_subjects);
   }
   if (!admitted.ok()) {
-    return Refuse(audited, agreement.id(), "execution", admitted, caller.audit_known_size);
+    return Refuse(audited, agreement.id(), "execution", admitted, caller);
   }
 
   v1::AggregateResult result = ResultHeader(query, normalized, schema, agreement, audited);
@@ -161,8 +161,7 @@ absl::StatusOr<v1::AggregateResult> Answerer::DryRun(v1::AuditEntry audited, con
     const policy::DpSettings settings = policy::EffectiveDp(agreement.disclosure());
     absl::StatusOr<policy::BudgetView> view =
         dp_ledger_.View(caller.org_id, query.dataset(), settings.budget(), now);
-    if (!view.ok())
-      return Refuse(audited, agreement.id(), kRuleDpBudget, view.status(), caller.audit_known_size);
+    if (!view.ok()) return Refuse(audited, agreement.id(), kRuleDpBudget, view.status(), caller);
     v1::PrivacyBudget* budget = result.mutable_privacy_budget();
     SetBudget(settings, PlanDp(normalized, schema, settings), *view, 0, budget);
     budget->set_dry_run(true);
@@ -190,7 +189,7 @@ absl::StatusOr<v1::AggregateResult> Answerer::AnswerDp(
   const DpPlan plan = PlanDp(normalized, schema, settings);
   const std::string& dataset = query.dataset();
   auto refuse = [&](absl::string_view rule, const absl::Status& status) {
-    return Refuse(audited, agreement.id(), rule, status, caller.audit_known_size);
+    return Refuse(audited, agreement.id(), rule, status, caller);
   };
 
   policy::ConsentQuestion consent_question{query.purpose(), caller.org_id, now};

@@ -99,14 +99,12 @@ class StormThrottle {
   ~StormThrottle();
 
   // OK, or RESOURCE_EXHAUSTED naming the limit while `caller` is throttled.
-  // For calls counted only once they end (refusals): calls admitted
-  // together may pass the limit by those in flight (max_calls_per_caller).
   absl::Status Admit(const std::string& caller, absl::Time now);
-  // Counts one call of `caller` that ended as counted (a refusal).
+  // Counts one call of `caller` (a refusal made before any audit).
   void Count(const std::string& caller, absl::Time now);
-  // Admit and Count in one step, for calls counted whatever their end (dry
-  // runs): at most `limit` are admitted per window, however many arrive at
-  // once.
+  // Admit and Count in one step: at most `limit` are admitted per window,
+  // however many arrive at once (a dry run as it arrives, a refusal as it is
+  // about to be audited).
   absl::Status Take(const std::string& caller, absl::Time now);
 
  private:

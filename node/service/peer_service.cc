@@ -107,15 +107,28 @@ grpc::Status AnswerPeerAggregate(const ServiceEnv& env, absl::string_view method
       return Finish(method, who.spiffe_id, s);
     }
   }
+  engine::Caller caller;
+  caller.org_id = who.org_id;
+  caller.spiffe_id = who.spiffe_id;
+  caller.on_behalf_of = request.on_behalf_of();
+  caller.audit_known_size = request.audit_known_size();
+  // A refusal is counted as it is about to be audited, so that refusals
+  // judged together cannot pass the limit; past it, it is turned away
+  // unaudited, as the questions after it are.
+  bool gated = false;
+  caller.refusal_gate = [&env, &who, now, &gated] {
+    gated = true;
+    return env.refusal_throttle->Take(who.spiffe_id, now);
+  };
   absl::StatusOr<v1::AggregateResult> result = env.answerer->Answer(
-      engine::Caller{who.org_id, who.spiffe_id, request.on_behalf_of(), request.audit_known_size()},
-      request.query(),
+      caller, request.query(),
       [&cancelled, deadline] { return cancelled() || absl::Now() >= deadline; }, request.dry_run());
   if (result.ok()) {
     *response->mutable_result() = std::move(result).value();
-  } else if (result.status().code() == absl::StatusCode::kPermissionDenied ||
-             result.status().code() == absl::StatusCode::kInvalidArgument ||
-             result.status().code() == absl::StatusCode::kResourceExhausted) {
+  } else if (!gated && (result.status().code() == absl::StatusCode::kPermissionDenied ||
+                        result.status().code() == absl::StatusCode::kInvalidArgument ||
+                        result.status().code() == absl::StatusCode::kResourceExhausted)) {
+    // Refused before the audit (too many questions at once): counted too.
     env.refusal_throttle->Count(who.spiffe_id, now);
   } else if (result.status().code() == absl::StatusCode::kCancelled && absl::Now() >= deadline) {
     // The scan stopped because the deadline passed: say so, as gRPC itself
