@@ -57,9 +57,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       fedshare::engine::Caller caller;
       caller.org_id = method == 0 ? "foundation" : "partner-b";
       caller.spiffe_id = "spiffe://fedshare.test/org/" + caller.org_id + "/node";
+      // partner-b's refusals are turned away by a gate, as a throttled
+      // caller's are (peer_service.cc).
+      bool gated = false;
+      if (method == 1) {
+        caller.refusal_gate = [&gated] {
+          gated = true;
+          return absl::ResourceExhaustedError("turned away by the gate");
+        };
+      }
       absl::StatusOr<v1::AggregateResult> result =
           node.answerer->Answer(caller, request.query(), {}, request.dry_run());
       AssertNotStoreFailure(result.status());
+      if (gated) {
+        FEDSHARE_FUZZ_ASSERT(result.status().message() == "turned away by the gate",
+                             "a refusal the gate turns away answers the gate's status");
+      }
       if (result.ok()) {
         v1::AggregateResponse response;
         *response.mutable_result() = *result;
