@@ -3,9 +3,10 @@
 // counting a question costs no synced write of its own: what changed is
 // written in the batch of the next audit append (AuditLog::SetGroupHook),
 // and every question a window counts is audited, answer or refusal, before
-// anything leaves the node. So a window on disk holds at least every answer
-// released, and a question counted but never audited (the node stopped
-// first) released nothing.
+// anything leaves the node (a refusal past the caller's refusal throttle is
+// not, and releases nothing but the throttle's status). So a window on disk
+// holds at least every answer released, and a question counted but never
+// audited (the node stopped first) released nothing.
 //
 //   LimitWindows windows(storage, clock);
 //   audit->SetGroupHook(windows.GroupHook());
