@@ -102,7 +102,7 @@ void AuditStorm(audit::AuditLog* audit, const service::StormThrottle::Names& nam
   entry.set_method("PeerService.Aggregate");
   entry.set_decision(v1::AuditEntry::REFUSED);
   entry.set_rule(names.storm_rule);
-  entry.set_reason(absl::StrCat(throttled, " questions turned away unread between ",
+  entry.set_reason(absl::StrCat(throttled, " questions turned away between ",
                                 absl::FormatTime(from), " and ", absl::FormatTime(to),
                                 " after too many ", names.after));
   absl::StatusOr<audit::AuditLog::Appended> appended = audit->Append(std::move(entry));
