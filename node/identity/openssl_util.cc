@@ -1,6 +1,7 @@
 #include "node/identity/openssl_util.h"
 
 #include <openssl/bn.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 
@@ -11,6 +12,21 @@
 #include "absl/strings/str_cat.h"
 
 namespace fedshare::identity::internal {
+
+namespace {
+// When first initialised, OpenSSL registers an atexit handler that frees its
+// global state and deletes its thread-local keys, assuming every thread has
+// stopped (openssl/openssl#6214). gRPC's executor and timer threads are still
+// running when a fedshare process returns from main: one that ends after the
+// handler loses its thread-local error queue and random generator (CI's
+// LeakSanitizer reported both, allocated on a gRPC executor thread, from
+// `fedshare audit show`), and one still at work there would use freed state.
+// So every process that links this file initialises OpenSSL without that
+// handler, before main; the system takes the memory back at exit.
+// openssl_exit_test.cc shows the handler stays away.
+[[maybe_unused]] const bool kOpenSslWithoutExitCleanup =
+    OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, nullptr) == 1;
+}  // namespace
 
 std::string OpenSslError() {
   unsigned long code = ERR_get_error();  // NOLINT(runtime/int): OpenSSL's type
