@@ -175,25 +175,18 @@ std::vector<double> TimeRuns(int runs, Fn fn) {
   return ms;
 }
 
-// Waits (up to a minute) until this process's RocksDB background threads
-// (flushes and compactions) have used no CPU for half a second, so the
-// in-process rows, like the node rows, measure a store with its data
-// settled. Prints the CPU they took and how long it took.
+// Waits until this process's RocksDB background threads are idle
+// (WaitForRocksDbIdle), so the in-process rows, like the node rows, time a
+// store with its data settled. Prints the CPU they took meanwhile and the wait.
 void SettleInProcess() {
   const pid_t self = getpid();
   const absl::Duration background = bench::ThreadsCpu(self, "rocksdb:");
-  const absl::Time waited = absl::Now();
-  for (absl::Duration before = background; absl::Now() - waited < absl::Minutes(1);) {
-    absl::SleepFor(absl::Milliseconds(500));
-    const absl::Duration now = bench::ThreadsCpu(self, "rocksdb:");
-    if (now == before) break;
-    before = now;
-  }
+  const absl::Duration waited = bench::WaitForRocksDbIdle(self);
   std::printf(
       "  in process, before the rows: the store's background work (compaction) took %.0f ms of "
       "CPU; settled after %.1f s\n",
       absl::ToDoubleMilliseconds(bench::ThreadsCpu(self, "rocksdb:") - background),
-      absl::ToDoubleSeconds(absl::Now() - waited));
+      absl::ToDoubleSeconds(waited));
   std::fflush(stdout);
 }
 

@@ -98,6 +98,18 @@ absl::Duration ThreadsCpu(pid_t pid, absl::string_view name_prefix) {
   return total;
 }
 
+absl::Duration WaitForRocksDbIdle(pid_t pid) {
+  const absl::Time start = absl::Now();
+  for (absl::Duration before = ThreadsCpu(pid, "rocksdb:");
+       absl::Now() - start < absl::Minutes(1);) {
+    absl::SleepFor(absl::Milliseconds(500));
+    const absl::Duration now = ThreadsCpu(pid, "rocksdb:");
+    if (now == before) break;
+    before = now;
+  }
+  return absl::Now() - start;
+}
+
 void ResetPeakRss(pid_t pid) { std::ofstream(absl::StrCat("/proc/", pid, "/clear_refs")) << "5"; }
 
 absl::StatusOr<ProcessRun> RunProcess(const std::vector<std::string>& args,

@@ -279,20 +279,13 @@ absl::Status Settle(const NodeProcess& node, client::NodeClient& client,
     FEDSHARE_RETURN_IF_ERROR(client.Aggregate(q1).status());
     ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - t));
   }
-  const absl::Time waited = absl::Now();
-  for (absl::Duration before = BackgroundCpu(node.pid());
-       absl::Now() - waited < absl::Minutes(1);) {
-    absl::SleepFor(absl::Milliseconds(500));
-    const absl::Duration now = BackgroundCpu(node.pid());
-    if (now == before) break;
-    before = now;
-  }
+  const absl::Duration waited = WaitForRocksDbIdle(node.pid());
   std::sort(ms.begin(), ms.end());
   std::printf(
       "  node, before the rows: %d questions after its start, p50 %.2f ms, while its store's "
       "background work (compaction) took %.0f ms of CPU; then settled after %.1f s\n",
       warm, ms[ms.size() / 2], absl::ToDoubleMilliseconds(BackgroundCpu(node.pid()) - background),
-      absl::ToDoubleSeconds(absl::Now() - waited));
+      absl::ToDoubleSeconds(waited));
   return absl::OkStatus();
 }
 
