@@ -477,11 +477,38 @@ TEST_F(CallHomeTest, StoppedPartnerIsTimedOutWithinTheDeadline) {
   EXPECT_EQ(Coverage(*r, "partner-1").state(), v1::PartnerCoverage::ANSWERED);
   EXPECT_EQ(Coverage(*r, "partner-2").state(), v1::PartnerCoverage::TIMED_OUT)
       << Coverage(*r, "partner-2").DebugString();
+  EXPECT_EQ(Coverage(*r, "partner-2").reason(),
+            "call-home partner partner-2 did not answer within 1.5s");
   EXPECT_LT(took, absl::Milliseconds(1500) + absl::Seconds(3));
   ASSERT_EQ(r->combined().cells_size(), 4);
   for (const v1::Cell& cell : r->combined().cells()) EXPECT_EQ(cell.partners(), 1);
 
   // Woken, it answers the next question on the same stream.
+  ASSERT_OK_AND_ASSIGN(v1::FederatedAggregateResponse next, Ask());
+  ExpectSameAsDirect(next);
+}
+
+TEST_F(CallHomeTest, StoppedDirectPartnerIsTimedOutWithinTheDeadlineAndSaysWhose) {
+  // The same fault on the direct partner, whose connection the foundation
+  // holds: its coverage names it and the deadline, not gRPC's bare words.
+  ASSERT_OK_AND_ASSIGN(v1::FederatedAggregateResponse warm, Ask());
+  ExpectSameAsDirect(warm);
+  const pid_t pid = partners_["partner-1"].process->pid();
+  ASSERT_EQ(::kill(pid, SIGSTOP), 0);
+  const absl::Time start = absl::Now();
+  absl::StatusOr<v1::FederatedAggregateResponse> r = Ask("program-evaluation", 1500);
+  const absl::Duration took = absl::Now() - start;
+  ASSERT_EQ(::kill(pid, SIGCONT), 0);
+  ASSERT_OK(r.status());
+  EXPECT_EQ(Coverage(*r, "partner-2").state(), v1::PartnerCoverage::ANSWERED);
+  const v1::PartnerCoverage& stopped = Coverage(*r, "partner-1");
+  EXPECT_EQ(stopped.state(), v1::PartnerCoverage::TIMED_OUT) << stopped.DebugString();
+  EXPECT_EQ(stopped.reason(), "partner partner-1 did not answer within 1.5s");
+  EXPECT_LT(took, absl::Milliseconds(1500) + absl::Seconds(3));
+  ASSERT_EQ(r->combined().cells_size(), 4);
+  for (const v1::Cell& cell : r->combined().cells()) EXPECT_EQ(cell.partners(), 1);
+
+  // Woken, it answers the next question over the same connection.
   ASSERT_OK_AND_ASSIGN(v1::FederatedAggregateResponse next, Ask());
   ExpectSameAsDirect(next);
 }

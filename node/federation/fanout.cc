@@ -146,10 +146,15 @@ v1::PartnerCoverage::State StateFor(grpc::StatusCode code) {
 
 // The state of one fan-out, shared with its calls' callbacks.
 struct FanOut::Run {
-  Run(size_t partners, v1::AggregateQuery asked, int64_t budget)
-      : query(std::move(asked)), answer_budget_bytes(budget), outcomes(partners) {}
+  Run(size_t partners, v1::AggregateQuery asked, absl::Duration deadline, int64_t budget)
+      : query(std::move(asked)),
+        timeout(deadline),
+        answer_budget_bytes(budget),
+        outcomes(partners) {}
   // The question, which each answer must fit (AnswerFits).
   const v1::AggregateQuery query;
+  // How long the partners were given, for the reason of one that ran past it.
+  const absl::Duration timeout;
   // The most the answers kept may hold (0: no bound), and what they hold.
   const int64_t answer_budget_bytes;
   // A direct call in flight: what gRPC borrows until its callback.
@@ -347,6 +352,15 @@ void FanOut::StartOne(const std::shared_ptr<Run>& run, size_t index, const v1::P
       [this, run = run.get(), index, peer = &peer, started,
        call = call.get()](grpc::Status status) {
         if (status.ok()) NoteCertificate(peer->org_id(), call->context);
+        if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED &&
+            status.error_message() == "Deadline Exceeded") {
+          // gRPC's words for this node's deadline passing: say whose and
+          // which, as for a call-home partner. A partner's own
+          // DEADLINE_EXCEEDED keeps its message.
+          status = grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                                absl::StrCat("partner ", peer->org_id(), " did not answer within ",
+                                             absl::FormatDuration(run->timeout)));
+        }
         Complete(run, index, OutcomeOf(*peer, run->query, status, &call->response), started);
       });
 }
@@ -358,7 +372,7 @@ std::vector<PartnerOutcome> FanOut::AskAll(const std::vector<v1::PeerConfig>& pe
                                            const Progress& progress) {
   const absl::Time deadline = absl::Now() + timeout;
   const std::string tls_stamp = TlsStamp(*config_);
-  auto run = std::make_shared<Run>(peers.size(), request.query(), answer_budget_bytes_);
+  auto run = std::make_shared<Run>(peers.size(), request.query(), timeout, answer_budget_bytes_);
   run->report_progress = progress != nullptr;
   const int asked = static_cast<int>(peers.size());
   int told = 0;
