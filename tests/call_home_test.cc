@@ -198,6 +198,29 @@ class CallHomeTest : public ::testing::Test {
     return RunProcess(tmp_, argv);
   }
 
+  // Asks with `stopped` stopped (SIGSTOP) and a deadline of 1.5 s: it is
+  // TIMED_OUT with `reason`, the other partner alone counted, within the
+  // deadline; woken, it answers the next question as before.
+  void ExpectStoppedPartnerTimedOut(const std::string& stopped, const std::string& reason) {
+    const std::string other = stopped == "partner-1" ? "partner-2" : "partner-1";
+    const pid_t pid = partners_[stopped].process->pid();
+    ASSERT_EQ(::kill(pid, SIGSTOP), 0);
+    const absl::Time start = absl::Now();
+    absl::StatusOr<v1::FederatedAggregateResponse> r = Ask("program-evaluation", 1500);
+    const absl::Duration took = absl::Now() - start;
+    ASSERT_EQ(::kill(pid, SIGCONT), 0);
+    ASSERT_OK(r.status());
+    EXPECT_EQ(Coverage(*r, other).state(), v1::PartnerCoverage::ANSWERED);
+    EXPECT_EQ(Coverage(*r, stopped).state(), v1::PartnerCoverage::TIMED_OUT)
+        << Coverage(*r, stopped).DebugString();
+    EXPECT_EQ(Coverage(*r, stopped).reason(), reason);
+    EXPECT_LT(took, absl::Milliseconds(1500) + absl::Seconds(3));
+    ASSERT_EQ(r->combined().cells_size(), 4);
+    for (const v1::Cell& cell : r->combined().cells()) EXPECT_EQ(cell.partners(), 1);
+    ASSERT_OK_AND_ASSIGN(v1::FederatedAggregateResponse next, Ask());
+    ExpectSameAsDirect(next);
+  }
+
   absl::StatusOr<v1::FederatedAggregateResponse> Ask(
       const std::string& purpose = "program-evaluation", int deadline_ms = 0) {
     v1::FederatedAggregateRequest request;
@@ -467,50 +490,17 @@ TEST_F(CallHomeTest, StreamedQuestionShowsEachPartnerAsItAnswersThenTheSameResul
 }
 
 TEST_F(CallHomeTest, StoppedPartnerIsTimedOutWithinTheDeadline) {
-  const pid_t pid = partners_["partner-2"].process->pid();
-  ASSERT_EQ(::kill(pid, SIGSTOP), 0);
-  const absl::Time start = absl::Now();
-  absl::StatusOr<v1::FederatedAggregateResponse> r = Ask("program-evaluation", 1500);
-  const absl::Duration took = absl::Now() - start;
-  ASSERT_EQ(::kill(pid, SIGCONT), 0);
-  ASSERT_OK(r.status());
-  EXPECT_EQ(Coverage(*r, "partner-1").state(), v1::PartnerCoverage::ANSWERED);
-  EXPECT_EQ(Coverage(*r, "partner-2").state(), v1::PartnerCoverage::TIMED_OUT)
-      << Coverage(*r, "partner-2").DebugString();
-  EXPECT_EQ(Coverage(*r, "partner-2").reason(),
-            "call-home partner partner-2 did not answer within 1.5s");
-  EXPECT_LT(took, absl::Milliseconds(1500) + absl::Seconds(3));
-  ASSERT_EQ(r->combined().cells_size(), 4);
-  for (const v1::Cell& cell : r->combined().cells()) EXPECT_EQ(cell.partners(), 1);
-
-  // Woken, it answers the next question on the same stream.
-  ASSERT_OK_AND_ASSIGN(v1::FederatedAggregateResponse next, Ask());
-  ExpectSameAsDirect(next);
+  ExpectStoppedPartnerTimedOut("partner-2",
+                               "call-home partner partner-2 did not answer within 1.5s");
 }
 
 TEST_F(CallHomeTest, StoppedDirectPartnerIsTimedOutWithinTheDeadlineAndSaysWhose) {
-  // The same fault on the direct partner, whose connection the foundation
-  // holds: its coverage names it and the deadline, not gRPC's bare words.
+  // The same fault on the direct partner, over the connection the
+  // foundation holds: its reason names it and the deadline, not gRPC's
+  // bare words.
   ASSERT_OK_AND_ASSIGN(v1::FederatedAggregateResponse warm, Ask());
   ExpectSameAsDirect(warm);
-  const pid_t pid = partners_["partner-1"].process->pid();
-  ASSERT_EQ(::kill(pid, SIGSTOP), 0);
-  const absl::Time start = absl::Now();
-  absl::StatusOr<v1::FederatedAggregateResponse> r = Ask("program-evaluation", 1500);
-  const absl::Duration took = absl::Now() - start;
-  ASSERT_EQ(::kill(pid, SIGCONT), 0);
-  ASSERT_OK(r.status());
-  EXPECT_EQ(Coverage(*r, "partner-2").state(), v1::PartnerCoverage::ANSWERED);
-  const v1::PartnerCoverage& stopped = Coverage(*r, "partner-1");
-  EXPECT_EQ(stopped.state(), v1::PartnerCoverage::TIMED_OUT) << stopped.DebugString();
-  EXPECT_EQ(stopped.reason(), "partner partner-1 did not answer within 1.5s");
-  EXPECT_LT(took, absl::Milliseconds(1500) + absl::Seconds(3));
-  ASSERT_EQ(r->combined().cells_size(), 4);
-  for (const v1::Cell& cell : r->combined().cells()) EXPECT_EQ(cell.partners(), 1);
-
-  // Woken, it answers the next question over the same connection.
-  ASSERT_OK_AND_ASSIGN(v1::FederatedAggregateResponse next, Ask());
-  ExpectSameAsDirect(next);
+  ExpectStoppedPartnerTimedOut("partner-1", "partner partner-1 did not answer within 1.5s");
 }
 
 TEST_F(CallHomeTest, PartnerKilledMidQuestionIsUnreachableAndReconnectsWhenRestarted) {
