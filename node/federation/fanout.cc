@@ -146,11 +146,8 @@ v1::PartnerCoverage::State StateFor(grpc::StatusCode code) {
 
 // The state of one fan-out, shared with its calls' callbacks.
 struct FanOut::Run {
-  Run(size_t partners, v1::AggregateQuery asked, absl::Duration deadline, int64_t budget)
-      : query(std::move(asked)),
-        timeout(deadline),
-        answer_budget_bytes(budget),
-        outcomes(partners) {}
+  Run(size_t partners, v1::AggregateQuery asked, absl::Duration given, int64_t budget)
+      : query(std::move(asked)), timeout(given), answer_budget_bytes(budget), outcomes(partners) {}
   // The question, which each answer must fit (AnswerFits).
   const v1::AggregateQuery query;
   // How long the partners were given, for the reason of one that ran past it.
