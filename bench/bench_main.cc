@@ -180,12 +180,12 @@ std::vector<double> TimeRuns(int runs, Fn fn) {
 // store with its data settled. Prints the CPU they took meanwhile and the wait.
 void SettleInProcess() {
   const pid_t self = getpid();
-  const absl::Duration background = bench::ThreadsCpu(self, "rocksdb:");
+  const absl::Duration background = bench::RocksDbCpu(self);
   const absl::Duration waited = bench::WaitForRocksDbIdle(self);
   std::printf(
       "  in process, before the rows: the store's background work (compaction) took %.0f ms of "
       "CPU; settled after %.1f s\n",
-      absl::ToDoubleMilliseconds(bench::ThreadsCpu(self, "rocksdb:") - background),
+      absl::ToDoubleMilliseconds(bench::RocksDbCpu(self) - background),
       absl::ToDoubleSeconds(waited));
   std::fflush(stdout);
 }

@@ -98,12 +98,13 @@ absl::Duration ThreadsCpu(pid_t pid, absl::string_view name_prefix) {
   return total;
 }
 
+absl::Duration RocksDbCpu(pid_t pid) { return ThreadsCpu(pid, "rocksdb:"); }
+
 absl::Duration WaitForRocksDbIdle(pid_t pid) {
   const absl::Time start = absl::Now();
-  for (absl::Duration before = ThreadsCpu(pid, "rocksdb:");
-       absl::Now() - start < absl::Minutes(1);) {
+  for (absl::Duration before = RocksDbCpu(pid); absl::Now() - start < absl::Minutes(1);) {
     absl::SleepFor(absl::Milliseconds(500));
-    const absl::Duration now = ThreadsCpu(pid, "rocksdb:");
+    const absl::Duration now = RocksDbCpu(pid);
     if (now == before) break;
     before = now;
   }

@@ -29,10 +29,11 @@ int64_t ProcStatusKb(pid_t pid, const std::string& key);
 absl::Duration ProcCpu(pid_t pid);
 // The same, of `pid`'s threads whose name starts with `name_prefix`.
 absl::Duration ThreadsCpu(pid_t pid, absl::string_view name_prefix);
-// Waits, up to a minute, until `pid`'s RocksDB background threads (flushes
-// and compactions) have used no CPU for half a second: a store just
-// bulk-loaded is compacted in the background, and the benches time a store
-// with its data settled. Returns how long it waited.
+// CPU time of `pid`'s RocksDB background threads (flushes and compactions).
+absl::Duration RocksDbCpu(pid_t pid);
+// Waits, up to a minute, until those threads have used no CPU for half a
+// second: a store just bulk-loaded is compacted in the background, and the
+// benches time a store with its data settled. Returns how long it waited.
 absl::Duration WaitForRocksDbIdle(pid_t pid);
 // Resets `pid`'s VmHWM to its current RSS (Linux >= 4.0).
 void ResetPeakRss(pid_t pid);

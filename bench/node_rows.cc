@@ -262,9 +262,6 @@ absl::StatusOr<double> CallP50(const std::function<absl::Status()>& call, int ca
   return ms[ms.size() / 2];
 }
 
-// CPU time of `pid`'s RocksDB background threads (flushes and compactions).
-absl::Duration BackgroundCpu(pid_t pid) { return ThreadsCpu(pid, "rocksdb:"); }
-
 // Before the timed rows: Q1 asked `warm` times (the block cache filled), then
 // waits (up to a minute) until the node's RocksDB background threads have
 // used no CPU for half a second: a store just bulk-loaded is compacted after
@@ -272,7 +269,7 @@ absl::Duration BackgroundCpu(pid_t pid) { return ThreadsCpu(pid, "rocksdb:"); }
 // Prints the warm-up questions' p50 and the background CPU time.
 absl::Status Settle(const NodeProcess& node, client::NodeClient& client,
                     const v1::AggregateQuery& q1, int warm) {
-  const absl::Duration background = BackgroundCpu(node.pid());
+  const absl::Duration background = RocksDbCpu(node.pid());
   std::vector<double> ms;
   for (int i = 0; i < warm; ++i) {
     const absl::Time t = absl::Now();
@@ -284,7 +281,7 @@ absl::Status Settle(const NodeProcess& node, client::NodeClient& client,
   std::printf(
       "  node, before the rows: %d questions after its start, p50 %.2f ms, while its store's "
       "background work (compaction) took %.0f ms of CPU; then settled after %.1f s\n",
-      warm, ms[ms.size() / 2], absl::ToDoubleMilliseconds(BackgroundCpu(node.pid()) - background),
+      warm, ms[ms.size() / 2], absl::ToDoubleMilliseconds(RocksDbCpu(node.pid()) - background),
       absl::ToDoubleSeconds(waited));
   return absl::OkStatus();
 }
