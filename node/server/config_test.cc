@@ -1,14 +1,11 @@
 #include "node/server/config.h"
 
-#include <unistd.h>
-
-#include <cstdlib>
-
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "node/common/files.h"
 #include "node/common/status_matchers.h"
+#include "node/common/test_temp_dir.h"
 
 namespace fedshare::server {
 namespace {
@@ -164,18 +161,18 @@ TEST(ConfigTest, MissingFileIsNotFound) {
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("/nonexistent/node.textproto")));
 }
 
-// A peers_file beside the test's temp dir.
-std::string PeersFile(const std::string& name, const std::string& text) {
-  const char* tmp = std::getenv("TEST_TMPDIR");
-  std::string path =
-      absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/config_test-", getpid(), "-", name);
+// A peers_file named `name` in `dir`.
+std::string PeersFile(const testing::ScopedTempDir& dir, const std::string& name,
+                      const std::string& text) {
+  std::string path = dir.Sub(name);
   EXPECT_OK(WriteFileAtomic(path, text));
   return path;
 }
 
 TEST(ConfigTest, PeersFileJoinsTheRosterWithItsGroups) {
   std::string text = kValid;
-  const std::string file = PeersFile("peers.textproto", R"(
+  testing::ScopedTempDir dir("config_test");
+  const std::string file = PeersFile(dir, "peers.textproto", R"(
 peers { org_id: "partner-b" address: "10.0.0.2:7443" }
 peers { org_id: "partner-c" call_home: true groups: "north" }
 groups { name: "pilot" members: ["partner-b", "foundation"] }
@@ -192,7 +189,8 @@ groups { name: "pilot" members: ["partner-b", "foundation"] }
 
 TEST(ConfigTest, BadPeersFileIsRefusedWithItsLine) {
   std::string text = kValid;
-  const std::string file = PeersFile("twice.textproto", R"(
+  testing::ScopedTempDir dir("config_test");
+  const std::string file = PeersFile(dir, "twice.textproto", R"(
 peers { org_id: "partner-b" address: "10.0.0.2:7443" }
 peers { org_id: "foundation" address: "10.0.0.3:7443" }
 )");
@@ -213,7 +211,8 @@ TEST(ConfigTest, PeersFileIsBoundedInEntries) {
     absl::StrAppend(&many, "peers { org_id: \"p", i, "\" call_home: true }\n");
   }
   std::string text = kValid;  // one inline peer: one over the bound in all
-  const std::string file = PeersFile("many.textproto", many);
+  testing::ScopedTempDir dir("config_test");
+  const std::string file = PeersFile(dir, "many.textproto", many);
   absl::StrAppend(&text, "peers_file: \"", file, "\"\n");
   EXPECT_THAT(ParseNodeConfig(text, "node.textproto", ""),
               StatusIs(absl::StatusCode::kInvalidArgument,
