@@ -2,10 +2,15 @@
 // refuses a malformed or unknown-field one naming the file and line; a node
 // stops cleanly on SIGTERM; a second node on a port in use exits 1; a node
 // whose own certificate its peers would refuse does not start, and one that
-// expires soon says so in `fedshare status`.
+// expires soon says so in `fedshare status`; its copies of its TLS files stay
+// in its data_dir.
 #include <signal.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <filesystem>
+#include <optional>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -131,6 +136,57 @@ TEST_F(NodeBinaryTest, StopsCleanlyOnSigterm) {
   // The store is closed properly: a new node opens it at once.
   ASSERT_OK_AND_ASSIGN(NodeProcess again, StartNodeProcess(config_, tmp_.Sub("run.textproto")));
   EXPECT_EQ(WEXITSTATUS(again.process->Signal(SIGTERM)), 0);
+}
+
+// TMPDIR set to `path` for this process and its children, until destroyed.
+class ScopedTmpdir {
+ public:
+  explicit ScopedTmpdir(const std::string& path) {
+    const char* saved = std::getenv("TMPDIR");
+    if (saved != nullptr) saved_ = saved;
+    ::setenv("TMPDIR", path.c_str(), 1);
+  }
+  ~ScopedTmpdir() {
+    if (saved_.has_value()) {
+      ::setenv("TMPDIR", saved_->c_str(), 1);
+    } else {
+      ::unsetenv("TMPDIR");
+    }
+  }
+
+ private:
+  std::optional<std::string> saved_;
+};
+
+// The node's checked copies of its TLS files (TlsMirror) are kept in its
+// data_dir: nothing in $TMPDIR (an unwritable one, as under a read-only root
+// filesystem, does not stop it), a SIGKILL leaves them where the next start
+// replaces them, and a clean stop removes them.
+TEST_F(NodeBinaryTest, KeepsItsKeyCopyInItsDataDirNotInTmp) {
+  const std::string unwritable_tmp = tmp_.Sub("no-such-tmp");
+  ScopedTmpdir tmpdir(unwritable_tmp);  // the node inherits it
+  const std::string mirror = config_.data_dir() + "/tls";
+  {
+    ASSERT_OK_AND_ASSIGN(NodeProcess node, StartNodeProcess(config_, tmp_.Sub("run.textproto")));
+    struct stat st;
+    ASSERT_EQ(::stat(mirror.c_str(), &st), 0) << mirror;
+    EXPECT_EQ(st.st_mode & 0777, 0700);
+    ASSERT_OK_AND_ASSIGN(std::string copy, ReadFile(mirror + "/current/key.pem"));
+    ASSERT_OK_AND_ASSIGN(std::string key, ReadFile(config_.tls().key_file()));
+    EXPECT_EQ(copy, key);
+    ASSERT_EQ(::stat((mirror + "/current/key.pem").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600);
+    EXPECT_FALSE(std::filesystem::exists(unwritable_tmp));
+    node.process->Signal(SIGKILL);
+  }
+  ASSERT_TRUE(std::filesystem::exists(mirror + "/current/key.pem"));
+  std::filesystem::create_directory(mirror + "/v9");
+  ASSERT_OK(WriteFileAtomic(mirror + "/v9/key.pem", "a copy a killed run left\n"));
+  ASSERT_OK_AND_ASSIGN(NodeProcess again, StartNodeProcess(config_, tmp_.Sub("run.textproto")));
+  EXPECT_FALSE(std::filesystem::exists(mirror + "/v9")) << "a killed run's copies are replaced";
+  EXPECT_TRUE(std::filesystem::exists(mirror + "/current/key.pem"));
+  EXPECT_EQ(WEXITSTATUS(again.process->Signal(SIGTERM)), 0);
+  EXPECT_FALSE(std::filesystem::exists(mirror)) << "a clean stop removes the copies";
 }
 
 TEST_F(NodeBinaryTest, ASecondNodeOnAPortInUseExitsWithPortInUse) {

@@ -1,11 +1,12 @@
 #include "node/identity/tls_mirror.h"
 
 #include <stdio.h>
-#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <utility>
 
@@ -31,40 +32,79 @@ absl::StatusOr<std::string> ReadAll(const std::string& path, absl::string_view f
   return text;
 }
 
+// Removes what a killed process left at `dir` and makes it anew, private.
+absl::Status MakeFreshFolder(const std::string& dir) {
+  std::error_code error;
+  std::filesystem::remove_all(dir, error);
+  if (error) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot remove the TLS files a previous run left in ", dir, ": ", error.message()));
+  }
+  if (::mkdir(dir.c_str(), 0700) != 0) {
+    return absl::UnavailableError(absl::StrCat("cannot create the folder for the TLS files, ", dir,
+                                               ": ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+// A new private folder under $TMPDIR (or /tmp).
+absl::StatusOr<std::string> MakeTempFolder() {
+  const char* tmp = std::getenv("TMPDIR");
+  std::string folder =
+      absl::StrCat(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp", "/fedshare-tls-XXXXXX");
+  if (::mkdtemp(folder.data()) == nullptr) {
+    return absl::UnavailableError(absl::StrCat("cannot create a folder for the TLS files in ",
+                                               folder, ": ", std::strerror(errno)));
+  }
+  return folder;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<TlsMirror>> TlsMirror::Create(const v1::TlsConfig& config,
                                                              const std::string& trust_domain,
                                                              const std::string& org_id,
-                                                             Clock* clock) {
+                                                             const std::string& dir, Clock* clock) {
   std::unique_ptr<TlsMirror> mirror(new TlsMirror());
   mirror->config_ = config;
   mirror->trust_domain_ = trust_domain;
   mirror->org_id_ = org_id;
   mirror->clock_ = clock;
-  const char* tmp = std::getenv("TMPDIR");
-  std::string pattern =
-      absl::StrCat(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp", "/fedshare-tls-XXXXXX");
-  if (::mkdtemp(pattern.data()) == nullptr) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot create a folder for the TLS files in ", pattern));
-  }
-  mirror->dir_ = pattern;
-  mirror->mirrored_ = config;
-  mirror->mirrored_.set_cert_file(mirror->dir_ + "/current/cert.pem");
-  mirror->mirrored_.set_key_file(mirror->dir_ + "/current/key.pem");
-  mirror->mirrored_.set_ca_file(mirror->dir_ + "/current/ca.pem");
-
   FEDSHARE_ASSIGN_OR_RETURN(std::string cert, ReadAll(config.cert_file(), "tls.cert_file"));
   FEDSHARE_ASSIGN_OR_RETURN(std::string key, ReadAll(config.key_file(), "tls.key_file"));
   FEDSHARE_ASSIGN_OR_RETURN(std::string ca, ReadAll(config.ca_file(), "tls.ca_file"));
   FEDSHARE_RETURN_IF_ERROR(mirror->Validate(cert, key, ca));
   {
     absl::MutexLock lock(&mirror->mu_);
-    FEDSHARE_RETURN_IF_ERROR(mirror->Apply(cert, key, ca));
+    absl::Status in_dir = MakeFreshFolder(dir);
+    if (in_dir.ok()) in_dir = mirror->UseFolder(dir, cert, key, ca);
+    if (!in_dir.ok()) {
+      // A full disk: the copies go to $TMPDIR for this run, said out loud.
+      std::error_code ignored;
+      std::filesystem::remove_all(dir, ignored);
+      absl::StatusOr<std::string> tmp = MakeTempFolder();
+      if (!tmp.ok()) {
+        return absl::UnavailableError(
+            absl::StrCat(in_dir.message(), "; and ", tmp.status().message()));
+      }
+      spdlog::warn("event=tls_files_in_tmpdir dir={} reason=\"{}\"", *tmp,
+                   std::string(in_dir.message()));
+      FEDSHARE_RETURN_IF_ERROR(mirror->UseFolder(*tmp, cert, key, ca));
+    }
   }
   mirror->watcher_ = std::thread([m = mirror.get()] { m->Watch(); });
   return mirror;
+}
+
+absl::Status TlsMirror::UseFolder(const std::string& dir, const std::string& cert,
+                                  const std::string& key, const std::string& ca) {
+  dir_ = dir;  // the destructor removes it, whatever happens next
+  generation_ = 0;
+  mirrored_ = config_;
+  mirrored_.set_cert_file(dir_ + "/current/cert.pem");
+  mirrored_.set_key_file(dir_ + "/current/key.pem");
+  mirrored_.set_ca_file(dir_ + "/current/ca.pem");
+  return Apply(cert, key, ca);
 }
 
 TlsMirror::~TlsMirror() {

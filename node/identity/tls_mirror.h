@@ -9,7 +9,8 @@
 // copies them to a private folder that gRPC watches. Invalid material is
 // logged and the old set stays in force.
 //
-//   ASSIGN_OR_RETURN(auto mirror, TlsMirror::Create(config.tls(), td, org, clock));
+//   ASSIGN_OR_RETURN(auto mirror,
+//                    TlsMirror::Create(config.tls(), td, org, config.data_dir() + "/tls", clock));
 //   MakeServerCredentials(mirror->mirrored());
 //
 // Thread-safe. The mirror's copies are removed when it is destroyed, so it
@@ -33,12 +34,18 @@ namespace fedshare::identity {
 class TlsMirror {
  public:
   // Checks the configured files as a set (INVALID_ARGUMENT / UNAUTHENTICATED
-  // naming what is wrong) and copies them under $TMPDIR (or /tmp), readable
-  // only by this user. Starts checking the files every
-  // config.reload_interval_seconds (0: 60 s). `clock` is borrowed.
+  // naming what is wrong) and copies them into the folder `dir` (mode 0700,
+  // files 0600), which the mirror owns: whatever a killed process left there
+  // is removed first, so the caller must hold the lock that makes `dir` its
+  // own (the node puts it in its data_dir, whose store it has opened). If
+  // `dir` cannot be written (a full disk), the copies go to a new private
+  // folder under $TMPDIR (or /tmp) instead, with a warning in the log. Starts
+  // checking the files every config.reload_interval_seconds (0: 60 s).
+  // `clock` is borrowed.
   static absl::StatusOr<std::unique_ptr<TlsMirror>> Create(const v1::TlsConfig& config,
                                                            const std::string& trust_domain,
-                                                           const std::string& org_id, Clock* clock);
+                                                           const std::string& org_id,
+                                                           const std::string& dir, Clock* clock);
   ~TlsMirror();
   TlsMirror(const TlsMirror&) = delete;
   TlsMirror& operator=(const TlsMirror&) = delete;
@@ -53,6 +60,9 @@ class TlsMirror {
 
  private:
   TlsMirror() = default;
+  // Copies the set into `dir` (made, empty) and serves the copies from there.
+  absl::Status UseFolder(const std::string& dir, const std::string& cert, const std::string& key,
+                         const std::string& ca) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Apply(const std::string& cert, const std::string& key, const std::string& ca)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Validate(const std::string& cert, const std::string& key,
