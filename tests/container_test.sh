@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Issue 12: the container image runs a node that the host's CLI queries over
-# mTLS, and the image's own health probe passes.
+# mTLS, with its root filesystem read-only, and the image's own health probe
+# passes.
 #
 # To keep CI time low this builds the `runtime-prebuilt` target of
 # deploy/container/Dockerfile, which packs the binaries already built in
@@ -26,7 +27,10 @@ done
 
 # What works on these Debian machines without a daemon or systemd.
 podman_run_flags=(--runtime runc --cgroup-manager=cgroupfs)
-run_flags=(--network host --ulimit nofile=1024:1024 --ulimit nproc=1000:1000)
+# The root filesystem read-only with no tmpfs on /tmp, as the Kubernetes
+# manifest runs it (readOnlyRootFilesystem): the node writes only its volume.
+run_flags=(--network host --ulimit nofile=1024:1024 --ulimit nproc=1000:1000
+  --read-only --read-only-tmpfs=false)
 cache=$build/container
 base=localhost/fedshare-bookworm-base:latest
 image=localhost/fedshare-node:test
@@ -120,4 +124,4 @@ assert_eq "$uid" 10001 "the uid the node runs as"
 podman "${podman_run_flags[@]}" stop -t 20 "$name" >/dev/null
 code=$(podman "${podman_run_flags[@]}" inspect -f '{{.State.ExitCode}}' "$name")
 assert_eq "$code" 0 "the node's exit code on SIGTERM"
-echo "ok: image built, node served mTLS to the host CLI, probe passed, clean stop"
+echo "ok: image built, node served mTLS to the host CLI from a read-only root, probe passed, clean stop"
