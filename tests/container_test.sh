@@ -27,10 +27,10 @@ done
 
 # What works on these Debian machines without a daemon or systemd.
 podman_run_flags=(--runtime runc --cgroup-manager=cgroupfs)
-# The root filesystem read-only with no tmpfs on /tmp, as the Kubernetes
-# manifest runs it (readOnlyRootFilesystem): the node writes only its volume.
-run_flags=(--network host --ulimit nofile=1024:1024 --ulimit nproc=1000:1000
-  --read-only --read-only-tmpfs=false)
+# The root filesystem read-only and a tmpfs on /tmp (podman's --read-only
+# default), as the Kubernetes manifest runs it (readOnlyRootFilesystem and an
+# in-memory emptyDir at /tmp): the node writes only its volume and /tmp.
+run_flags=(--network host --ulimit nofile=1024:1024 --ulimit nproc=1000:1000 --read-only)
 cache=$build/container
 base=localhost/fedshare-bookworm-base:latest
 image=localhost/fedshare-node:test

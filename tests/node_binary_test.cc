@@ -2,17 +2,20 @@
 // refuses a malformed or unknown-field one naming the file and line; a node
 // stops cleanly on SIGTERM; a second node on a port in use exits 1; a node
 // whose own certificate its peers would refuse does not start, and one that
-// expires soon says so in `fedshare status`; its copies of its TLS files stay
-// in its data_dir.
+// expires soon says so in `fedshare status`; a killed node's copy of its TLS
+// key is removed by the next node to start.
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <chrono>
 #include <filesystem>
 #include <optional>
+#include <set>
 #include <string>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/text_format.h"
@@ -158,35 +161,68 @@ class ScopedTmpdir {
   std::optional<std::string> saved_;
 };
 
-// The node's checked copies of its TLS files (TlsMirror) are kept in its
-// data_dir: nothing in $TMPDIR (an unwritable one, as under a read-only root
-// filesystem, does not stop it), a SIGKILL leaves them where the next start
-// replaces them, and a clean stop removes them.
-TEST_F(NodeBinaryTest, KeepsItsKeyCopyInItsDataDirNotInTmp) {
-  const std::string unwritable_tmp = tmp_.Sub("no-such-tmp");
-  ScopedTmpdir tmpdir(unwritable_tmp);  // the node inherits it
-  const std::string mirror = config_.data_dir() + "/tls";
+// The fedshare-tls-* folders in `dir`, by name.
+std::set<std::string> TlsCopies(const std::string& dir) {
+  std::set<std::string> names;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    std::string name = entry.path().filename().string();
+    if (absl::StartsWith(name, "fedshare-tls-")) names.insert(name);
+  }
+  return names;
+}
+
+// The node's checked copies of its TLS files (TlsMirror), key included, live
+// in $TMPDIR: a killed node cannot remove its own, so the next node to start
+// does, and never a live node's.
+TEST_F(NodeBinaryTest, AKilledNodesKeyCopyIsRemovedByTheNextStartAndALiveOnesIsKept) {
+  const std::string tmpdir = tmp_.Sub("tmpdir");
+  std::filesystem::create_directory(tmpdir);
+  ScopedTmpdir scoped(tmpdir);  // the nodes inherit it
+  ASSERT_OK_AND_ASSIGN(std::string key, ReadFile(config_.tls().key_file()));
+
+  std::string killed;
   {
-    ASSERT_OK_AND_ASSIGN(NodeProcess node, StartNodeProcess(config_, tmp_.Sub("run.textproto")));
+    ASSERT_OK_AND_ASSIGN(NodeProcess node, StartNodeProcess(config_, tmp_.Sub("a.textproto")));
+    std::set<std::string> copies = TlsCopies(tmpdir);
+    ASSERT_EQ(copies.size(), 1u);
+    killed = *copies.begin();
+    absl::StatusOr<std::string> copy =
+        ReadFile(absl::StrCat(tmpdir, "/", killed, "/current/key.pem"));
+    ASSERT_OK(copy.status());
+    EXPECT_EQ(*copy, key);
     struct stat st;
-    ASSERT_EQ(::stat(mirror.c_str(), &st), 0) << mirror;
+    ASSERT_EQ(::stat(absl::StrCat(tmpdir, "/", killed).c_str(), &st), 0);
     EXPECT_EQ(st.st_mode & 0777, 0700);
-    ASSERT_OK_AND_ASSIGN(std::string copy, ReadFile(mirror + "/current/key.pem"));
-    ASSERT_OK_AND_ASSIGN(std::string key, ReadFile(config_.tls().key_file()));
-    EXPECT_EQ(copy, key);
-    ASSERT_EQ(::stat((mirror + "/current/key.pem").c_str(), &st), 0);
-    EXPECT_EQ(st.st_mode & 0777, 0600);
-    EXPECT_FALSE(std::filesystem::exists(unwritable_tmp));
     node.process->Signal(SIGKILL);
   }
-  ASSERT_TRUE(std::filesystem::exists(mirror + "/current/key.pem"));
-  std::filesystem::create_directory(mirror + "/v9");
-  ASSERT_OK(WriteFileAtomic(mirror + "/v9/key.pem", "a copy a killed run left\n"));
-  ASSERT_OK_AND_ASSIGN(NodeProcess again, StartNodeProcess(config_, tmp_.Sub("run.textproto")));
-  EXPECT_FALSE(std::filesystem::exists(mirror + "/v9")) << "a killed run's copies are replaced";
-  EXPECT_TRUE(std::filesystem::exists(mirror + "/current/key.pem"));
+  ASSERT_EQ(TlsCopies(tmpdir), std::set<std::string>{killed}) << "a killed node leaves its copy";
+  // Left by an older node (no lock file): removed once a minute old, not younger.
+  for (const char* name : {"fedshare-tls-oldold", "fedshare-tls-young1"}) {
+    std::filesystem::create_directory(absl::StrCat(tmpdir, "/", name));
+    ASSERT_OK(WriteFileAtomic(absl::StrCat(tmpdir, "/", name, "/key.pem"), key));
+  }
+  std::filesystem::last_write_time(
+      tmpdir + "/fedshare-tls-oldold",
+      std::filesystem::file_time_type::clock::now() - std::chrono::minutes(2));
+
+  v1::NodeConfig other = config_;
+  other.set_data_dir(tmp_.Sub("data-b"));
+  ASSERT_OK_AND_ASSIGN(NodeProcess b, StartNodeProcess(other, tmp_.Sub("b.textproto")));
+  std::set<std::string> copies = TlsCopies(tmpdir);
+  EXPECT_EQ(copies.count(killed), 0u) << "the killed node's copy is removed";
+  EXPECT_EQ(copies.count("fedshare-tls-oldold"), 0u);
+  EXPECT_EQ(copies.count("fedshare-tls-young1"), 1u);
+  ASSERT_EQ(copies.size(), 2u);
+  copies.erase("fedshare-tls-young1");
+  const std::string live = *copies.begin();
+
+  ASSERT_OK_AND_ASSIGN(NodeProcess again, StartNodeProcess(config_, tmp_.Sub("a.textproto")));
+  EXPECT_EQ(TlsCopies(tmpdir).count(live), 1u) << "a live node's copy is kept";
+  EXPECT_EQ(TlsCopies(tmpdir).size(), 3u);
   EXPECT_EQ(WEXITSTATUS(again.process->Signal(SIGTERM)), 0);
-  EXPECT_FALSE(std::filesystem::exists(mirror)) << "a clean stop removes the copies";
+  EXPECT_EQ(WEXITSTATUS(b.process->Signal(SIGTERM)), 0);
+  EXPECT_EQ(TlsCopies(tmpdir), std::set<std::string>{"fedshare-tls-young1"})
+      << "a clean stop removes the node's copy";
 }
 
 TEST_F(NodeBinaryTest, ASecondNodeOnAPortInUseExitsWithPortInUse) {

@@ -1,15 +1,19 @@
 #include "node/identity/tls_mirror.h"
 
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "node/common/files.h"
 #include "node/common/status_macros.h"
@@ -32,79 +36,82 @@ absl::StatusOr<std::string> ReadAll(const std::string& path, absl::string_view f
   return text;
 }
 
-// Removes what a killed process left at `dir` and makes it anew, private.
-absl::Status MakeFreshFolder(const std::string& dir) {
-  std::error_code error;
-  std::filesystem::remove_all(dir, error);
-  if (error) {
-    return absl::UnavailableError(absl::StrCat(
-        "cannot remove the TLS files a previous run left in ", dir, ": ", error.message()));
-  }
-  if (::mkdir(dir.c_str(), 0700) != 0) {
-    return absl::UnavailableError(absl::StrCat("cannot create the folder for the TLS files, ", dir,
-                                               ": ", std::strerror(errno)));
-  }
-  return absl::OkStatus();
-}
-
-// A new private folder under $TMPDIR (or /tmp).
-absl::StatusOr<std::string> MakeTempFolder() {
-  const char* tmp = std::getenv("TMPDIR");
-  std::string folder =
-      absl::StrCat(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp", "/fedshare-tls-XXXXXX");
-  if (::mkdtemp(folder.data()) == nullptr) {
-    return absl::UnavailableError(absl::StrCat("cannot create a folder for the TLS files in ",
-                                               folder, ": ", std::strerror(errno)));
-  }
-  return folder;
-}
+constexpr char kPrefix[] = "fedshare-tls-";
+constexpr char kLock[] = "/lock";
 
 }  // namespace
+
+int TlsMirror::SweepDeadMirrors(const std::string& parent) {
+  int removed = 0;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(parent, error)) {
+    const std::string path = entry.path().string();
+    if (!absl::StartsWith(entry.path().filename().string(), kPrefix)) continue;
+    struct stat st;
+    // A real folder of this user's only: /tmp is shared, and a link is not followed.
+    if (::lstat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != ::geteuid()) {
+      continue;
+    }
+    const int fd = ::open((path + kLock).c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    bool dead = false;
+    if (fd >= 0) {
+      dead = ::flock(fd, LOCK_EX | LOCK_NB) == 0;  // its owner is gone
+    } else if (errno == ENOENT) {
+      dead = ::time(nullptr) - st.st_mtime > 60;
+    }
+    if (dead) {
+      std::error_code ignored;
+      removed += std::filesystem::remove_all(path, ignored) > 0 ? 1 : 0;
+    }
+    if (fd >= 0) ::close(fd);
+  }
+  return removed;
+}
 
 absl::StatusOr<std::unique_ptr<TlsMirror>> TlsMirror::Create(const v1::TlsConfig& config,
                                                              const std::string& trust_domain,
                                                              const std::string& org_id,
-                                                             const std::string& dir, Clock* clock) {
+                                                             Clock* clock) {
   std::unique_ptr<TlsMirror> mirror(new TlsMirror());
   mirror->config_ = config;
   mirror->trust_domain_ = trust_domain;
   mirror->org_id_ = org_id;
   mirror->clock_ = clock;
+  const char* tmp = std::getenv("TMPDIR");
+  const std::string parent = tmp != nullptr && *tmp != '\0' ? tmp : "/tmp";
+  if (const int swept = SweepDeadMirrors(parent); swept > 0) {
+    spdlog::info("event=tls_copies_removed folders={} in={} reason=\"left by killed processes\"",
+                 swept, parent);
+  }
+  std::string pattern = absl::StrCat(parent, "/", kPrefix, "XXXXXX");
+  if (::mkdtemp(pattern.data()) == nullptr) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot create a folder for the TLS files in ", parent, " (", std::strerror(errno),
+        "): set TMPDIR to a writable folder, e.g. a tmpfs (docs/identity.md)"));
+  }
+  mirror->dir_ = pattern;
+  // Held until the mirror goes: a free lock tells the next start that the
+  // process which made this folder is gone.
+  mirror->lock_fd_ = ::open((pattern + kLock).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (mirror->lock_fd_ < 0 || ::flock(mirror->lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot lock ", pattern, kLock, ": ", std::strerror(errno)));
+  }
+  mirror->mirrored_ = config;
+  mirror->mirrored_.set_cert_file(mirror->dir_ + "/current/cert.pem");
+  mirror->mirrored_.set_key_file(mirror->dir_ + "/current/key.pem");
+  mirror->mirrored_.set_ca_file(mirror->dir_ + "/current/ca.pem");
+
   FEDSHARE_ASSIGN_OR_RETURN(std::string cert, ReadAll(config.cert_file(), "tls.cert_file"));
   FEDSHARE_ASSIGN_OR_RETURN(std::string key, ReadAll(config.key_file(), "tls.key_file"));
   FEDSHARE_ASSIGN_OR_RETURN(std::string ca, ReadAll(config.ca_file(), "tls.ca_file"));
   FEDSHARE_RETURN_IF_ERROR(mirror->Validate(cert, key, ca));
   {
     absl::MutexLock lock(&mirror->mu_);
-    absl::Status in_dir = MakeFreshFolder(dir);
-    if (in_dir.ok()) in_dir = mirror->UseFolder(dir, cert, key, ca);
-    if (!in_dir.ok()) {
-      // A full disk: the copies go to $TMPDIR for this run, said out loud.
-      std::error_code ignored;
-      std::filesystem::remove_all(dir, ignored);
-      absl::StatusOr<std::string> tmp = MakeTempFolder();
-      if (!tmp.ok()) {
-        return absl::UnavailableError(
-            absl::StrCat(in_dir.message(), "; and ", tmp.status().message()));
-      }
-      spdlog::warn("event=tls_files_in_tmpdir dir={} reason=\"{}\"", *tmp,
-                   std::string(in_dir.message()));
-      FEDSHARE_RETURN_IF_ERROR(mirror->UseFolder(*tmp, cert, key, ca));
-    }
+    FEDSHARE_RETURN_IF_ERROR(mirror->Apply(cert, key, ca));
   }
   mirror->watcher_ = std::thread([m = mirror.get()] { m->Watch(); });
   return mirror;
-}
-
-absl::Status TlsMirror::UseFolder(const std::string& dir, const std::string& cert,
-                                  const std::string& key, const std::string& ca) {
-  dir_ = dir;  // the destructor removes it, whatever happens next
-  generation_ = 0;
-  mirrored_ = config_;
-  mirrored_.set_cert_file(dir_ + "/current/cert.pem");
-  mirrored_.set_key_file(dir_ + "/current/key.pem");
-  mirrored_.set_ca_file(dir_ + "/current/ca.pem");
-  return Apply(cert, key, ca);
 }
 
 TlsMirror::~TlsMirror() {
@@ -115,6 +122,7 @@ TlsMirror::~TlsMirror() {
   if (watcher_.joinable()) watcher_.join();
   std::error_code ignored;
   if (!dir_.empty()) std::filesystem::remove_all(dir_, ignored);
+  if (lock_fd_ >= 0) ::close(lock_fd_);
 }
 
 absl::Status TlsMirror::Validate(const std::string& cert, const std::string& key,

@@ -9,8 +9,7 @@
 // copies them to a private folder that gRPC watches. Invalid material is
 // logged and the old set stays in force.
 //
-//   ASSIGN_OR_RETURN(auto mirror,
-//                    TlsMirror::Create(config.tls(), td, org, config.data_dir() + "/tls", clock));
+//   ASSIGN_OR_RETURN(auto mirror, TlsMirror::Create(config.tls(), td, org, clock));
 //   MakeServerCredentials(mirror->mirrored());
 //
 // Thread-safe. The mirror's copies are removed when it is destroyed, so it
@@ -34,24 +33,27 @@ namespace fedshare::identity {
 class TlsMirror {
  public:
   // Checks the configured files as a set (INVALID_ARGUMENT / UNAUTHENTICATED
-  // naming what is wrong) and copies them into the folder `dir` (mode 0700,
-  // files 0600), which the mirror owns: whatever a killed process left there
-  // is removed first, so the caller must hold the lock that makes `dir` its
-  // own (the node puts it in its data_dir, whose store it has opened). If
-  // `dir` cannot be written (a full disk), the copies go to a new private
-  // folder under $TMPDIR (or /tmp) instead, with a warning in the log. Starts
-  // checking the files every config.reload_interval_seconds (0: 60 s).
-  // `clock` is borrowed.
+  // naming what is wrong) and copies them into a new folder
+  // $TMPDIR/fedshare-tls-XXXXXX (or under /tmp), readable only by this user
+  // and locked (flock on its `lock` file) while this mirror lives. Folders
+  // of this user whose lock is free were left by a process that was killed
+  // and are removed first (SweepDeadMirrors). Starts checking the files
+  // every config.reload_interval_seconds (0: 60 s). `clock` is borrowed.
   static absl::StatusOr<std::unique_ptr<TlsMirror>> Create(const v1::TlsConfig& config,
                                                            const std::string& trust_domain,
-                                                           const std::string& org_id,
-                                                           const std::string& dir, Clock* clock);
+                                                           const std::string& org_id, Clock* clock);
   ~TlsMirror();
   TlsMirror(const TlsMirror&) = delete;
   TlsMirror& operator=(const TlsMirror&) = delete;
 
   // `config` with the paths of the validated copies.
   const v1::TlsConfig& mirrored() const { return mirrored_; }
+
+  // Removes the fedshare-tls-* folders in `parent` that this user owns and
+  // no live process holds: a killed node's copies, key included. A folder
+  // with no lock file (from before the lock, or one being made) goes only
+  // once a minute old. Returns how many were removed.
+  static int SweepDeadMirrors(const std::string& parent);
 
   // Reads the configured files now; if they changed and are valid as a set,
   // they replace the copies. Returns why a changed set was refused (OK when
@@ -60,9 +62,6 @@ class TlsMirror {
 
  private:
   TlsMirror() = default;
-  // Copies the set into `dir` (made, empty) and serves the copies from there.
-  absl::Status UseFolder(const std::string& dir, const std::string& cert, const std::string& key,
-                         const std::string& ca) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Apply(const std::string& cert, const std::string& key, const std::string& ca)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Validate(const std::string& cert, const std::string& key,
@@ -75,6 +74,7 @@ class TlsMirror {
   std::string org_id_;
   Clock* clock_ = nullptr;
   std::string dir_;
+  int lock_fd_ = -1;  // holds the flock on dir_/lock
 
   absl::Mutex mu_;
   std::string applied_ ABSL_GUARDED_BY(mu_);  // cert + key + ca last applied

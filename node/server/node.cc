@@ -318,12 +318,12 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
   node->federation_peer_service_ = std::make_unique<service::FederationPeerServiceImpl>(&env);
 
   // gRPC watches validated copies, so bad files on disk never replace good
-  // ones. In the data_dir, not $TMPDIR: there a killed node left a copy of
-  // its key for good, and a read-only root filesystem stopped the node. (On
-  // a full disk they go to $TMPDIR for the run, said in the log.)
-  FEDSHARE_ASSIGN_OR_RETURN(node->tls_mirror_,
-                            identity::TlsMirror::Create(cfg.tls(), cfg.trust_domain(), cfg.org_id(),
-                                                        cfg.data_dir() + "/tls", Clock::Real()));
+  // ones. They live in $TMPDIR (a tmpfs where the deployment gives one), not
+  // in the data_dir: the key copy stays out of the store's volume and its
+  // snapshots; what a killed node left there the next start removes.
+  FEDSHARE_ASSIGN_OR_RETURN(
+      node->tls_mirror_,
+      identity::TlsMirror::Create(cfg.tls(), cfg.trust_domain(), cfg.org_id(), Clock::Real()));
   // The mirror changes only when it has checked a new set (its timer, or
   // Reload at SIGHUP), so gRPC may watch it closely: new connections get a
   // reloaded certificate within a second.
