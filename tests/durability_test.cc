@@ -45,7 +45,9 @@ class DurabilityTest : public ::testing::Test {
     *config_.add_datasets() = ProgramOutcomesSchema();
     *config_.add_agreements() = OpenAgreement("foundation-eval", "foundation");
     ASSERT_OK(server::ValidateNodeConfig(config_));
-    if (!DeferStart()) StartNode();
+    if (!DeferStart()) {
+      ASSERT_NO_FATAL_FAILURE(StartNode());
+    }
   }
 
   virtual bool DeferStart() const { return false; }
@@ -61,7 +63,7 @@ class DurabilityTest : public ::testing::Test {
   void RestartNode() {
     node_->Shutdown(absl::Seconds(120));
     node_.reset();
-    StartNode();
+    ASSERT_NO_FATAL_FAILURE(StartNode());
   }
 
   std::unique_ptr<client::NodeClient> Operator() {
@@ -115,7 +117,7 @@ TEST_F(DurabilityTest, RetriedIngestWithTheSameKeyWritesOnce) {
 
   // The key survives a restart; another key is a new ingest of a file already
   // loaded: refused, unless duplicates are allowed.
-  RestartNode();
+  ASSERT_NO_FATAL_FAILURE(RestartNode());
   client = Operator();
   ASSERT_OK_AND_ASSIGN(retry,
                        client->Ingest("program_outcomes", v1::CSV, false, csv, nullptr, "run-1"));
@@ -158,7 +160,7 @@ TEST_F(DurabilityTest, CancelledUploadWritesNothing) {
   context.TryCancel();
   EXPECT_FALSE(writer->Finish().ok());
 
-  RestartNode();
+  ASSERT_NO_FATAL_FAILURE(RestartNode());
   EXPECT_EQ(StoredRows(), 0);
 }
 
@@ -192,7 +194,7 @@ TEST_F(DurabilityTest, IngestPastItsDeadlineWritesNothing) {
   absl::StatusOr<v1::IngestResponse> r = client->Ingest("program_outcomes", v1::CSV, false, csv);
   EXPECT_THAT(r.status(), StatusIs(absl::StatusCode::kDeadlineExceeded, ::testing::_));
 
-  RestartNode();
+  ASSERT_NO_FATAL_FAILURE(RestartNode());
   EXPECT_EQ(StoredRows(), 0);
 }
 
@@ -208,7 +210,7 @@ class SlowQuestionTest : public DurabilityTest {
   void SetUp() override {
     DurabilityTest::SetUp();
     config_.set_max_concurrent_questions(1);
-    StartNode();
+    ASSERT_NO_FATAL_FAILURE(StartNode());
     foundation_ = pki_.Issue("foundation", Role::kNode);
     ASSERT_NO_FATAL_FAILURE(IngestRows(0, kRows));
     ASSERT_OK(Operator()->ImportConsent(synthetic::ConsentCsv(options_)).status());
@@ -385,7 +387,7 @@ class DiskFullTest : public DurabilityTest {
     config_.set_data_dir(disk_ + "/data");
     config_.mutable_storage()->set_disk_reserve_bytes(kReserve);
     foundation_ = pki_.Issue("foundation", Role::kNode);
-    StartNode();
+    ASSERT_NO_FATAL_FAILURE(StartNode());
   }
 
   void TearDown() override {
@@ -467,7 +469,7 @@ TEST_F(DiskFullTest, RefusesWritesKeepsAnsweringResumesAndRestarts) {
   EXPECT_EQ(StoredRows(), 4000);
 
   // The node restarts on the full disk, serves reads and refuses writes.
-  RestartNode();
+  ASSERT_NO_FATAL_FAILURE(RestartNode());
   EXPECT_EQ(StoredRows(), 4000);
   EXPECT_THAT(IngestRows(4000, 10),
               StatusIs(absl::StatusCode::kUnavailable, HasSubstr("disk full")));
@@ -475,7 +477,7 @@ TEST_F(DiskFullTest, RefusesWritesKeepsAnsweringResumesAndRestarts) {
   // With space again (and a restart if it had started read-only), all is
   // well: writes work and the audit log verifies.
   Unfill("filler");
-  RestartNode();
+  ASSERT_NO_FATAL_FAILURE(RestartNode());
   ASSERT_OK(IngestRows(4000, 10));
   EXPECT_EQ(StoredRows(), 4010);
   EXPECT_OK(Ask().status());
