@@ -6,9 +6,8 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstring>
 #include <cstdio>
-#include <fstream>
+#include <cstring>
 #include <functional>
 #include <iostream>
 #include <memory>
@@ -65,32 +64,51 @@ v1::DataFormat FormatFor(const std::string& name, const std::string& file) {
 
 // Streams an export into `out` (stdout when empty): `stream` gets a writer
 // that appends a chunk and fails on a write error, and returns what it
-// counted. A file is written as OUT.partial and renamed only when the whole
-// export arrived; a failed one leaves nothing. Returns the exit code, and
-// says on stderr how many `what` were written to the file.
+// counted. A file is written as OUT.partial, readable by this user only
+// (it holds people's records or consent, whatever the umask), synced, and
+// renamed only when the whole export arrived; a failed one leaves nothing.
+// Returns the exit code, and says on stderr how many `what` were written to
+// the file.
 int ExportTo(const std::string& out, const std::string& what,
              const std::function<absl::StatusOr<int64_t>(
                  const std::function<absl::Status(const std::string&)>& write)>& stream) {
-  std::ofstream file;
-  std::ostream* sink = &std::cout;
+  int fd = -1;
   std::string tmp;
   if (!out.empty()) {
     tmp = out + ".partial";
-    file.open(tmp, std::ios::binary | std::ios::trunc);
-    if (!file) return Fail(absl::FailedPreconditionError("cannot write " + tmp));
-    sink = &file;
+    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    // An old OUT.partial keeps its mode through O_TRUNC: set it.
+    if (fd < 0 || ::fchmod(fd, 0600) != 0) {
+      const int error = errno;
+      if (fd >= 0) ::close(fd);
+      return Fail(absl::FailedPreconditionError(
+          absl::StrCat("cannot write ", tmp, ": ", std::strerror(error))));
+    }
   }
   absl::StatusOr<int64_t> count = stream([&](const std::string& data) -> absl::Status {
-    sink->write(data.data(), static_cast<std::streamsize>(data.size()));
-    if (!*sink) return absl::DataLossError("write failed");
+    if (fd < 0) {
+      std::cout.write(data.data(), static_cast<std::streamsize>(data.size()));
+      return std::cout ? absl::OkStatus() : absl::DataLossError("write failed");
+    }
+    for (size_t done = 0; done < data.size();) {
+      const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        return absl::DataLossError(absl::StrCat("writing ", tmp, ": ", std::strerror(errno)));
+      }
+      done += static_cast<size_t>(n);
+    }
     return absl::OkStatus();
   });
+  if (fd >= 0 && count.ok() && ::fsync(fd) != 0) {
+    count = absl::DataLossError(absl::StrCat("syncing ", tmp, ": ", std::strerror(errno)));
+  }
+  if (fd >= 0) ::close(fd);
   if (!count.ok()) {
     if (!tmp.empty()) std::remove(tmp.c_str());
     return Fail(count.status(), Listener::kLocal);
   }
   if (!out.empty()) {
-    file.close();
     if (std::rename(tmp.c_str(), out.c_str()) != 0) {
       return Fail(absl::FailedPreconditionError("cannot rename " + tmp + " to " + out));
     }
@@ -276,7 +294,8 @@ int RunIngest(const Globals& g, IngestArgs a) {
   }
   if (r->rows_rejected() > 0) {
     std::string out = a.rejects_file.empty() ? file + ".rejects" : a.rejects_file;
-    absl::Status s = WriteFileAtomic(out, r->rejected_rows());
+    // People's records, as the export: readable by this user only.
+    absl::Status s = WriteFileAtomic(out, r->rejected_rows(), 0600);
     if (!s.ok()) return Fail(s);
     std::cerr << "skipped " << r->rows_rejected() << " invalid row(s), saved to " << out << ":\n";
     PrintRowErrors(r->errors(), r->rows_rejected());

@@ -4,6 +4,8 @@
 // row changes nothing and names that row; --skip-invalid writes exactly the
 // good rows and saves the rejects; `fedshare datasets` reports counts.
 
+#include <sys/stat.h>
+
 #include <string>
 #include <vector>
 
@@ -73,7 +75,13 @@ class CliDataTest : public ::testing::Test {
     std::string path = tmp_.Sub(name);
     ProcessOutcome r = Cli({"export", "--dataset", dataset, "--out", path});
     EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(ModeOf(path), 0600) << "people's records, readable by their owner only";
     return ReadFile(path).value_or("<no export>");
+  }
+
+  static int ModeOf(const std::string& path) {
+    struct stat st;
+    return ::stat(path.c_str(), &st) == 0 ? static_cast<int>(st.st_mode & 0777) : -1;
   }
 
   TempDir tmp_{"cli_data"};
@@ -141,6 +149,7 @@ TEST_F(CliDataTest, SkipInvalidWritesExactlyTheGoodRowsAndSavesTheRejects) {
   EXPECT_THAT(r.err, HasSubstr("wrong type"));
   EXPECT_EQ(Export("people", "after-skip.csv"), header + good1 + good2);
   EXPECT_EQ(ReadFile(rejects).value_or(""), header + bad1 + bad2);
+  EXPECT_EQ(ModeOf(rejects), 0600);
 }
 
 }  // namespace
