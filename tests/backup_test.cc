@@ -3,6 +3,8 @@
 // node answers the same question identically and its audit verifies; backups
 // taken while an ingest runs restore to a state with all of that ingest or
 // none of it.
+#include <sys/stat.h>
+
 #include <atomic>
 #include <memory>
 #include <set>
@@ -90,6 +92,11 @@ class BackupTest : public ::testing::Test {
     return node.ok() ? std::move(node).value() : nullptr;
   }
 
+  static int ModeOf(const std::string& path) {
+    struct stat st;
+    return ::stat(path.c_str(), &st) == 0 ? static_cast<int>(st.st_mode & 0777) : -1;
+  }
+
   TempDir tmp_{"backup"};
   Pki pki_{tmp_.Sub("pki"), kTrustDomain};
   PartnerFixture partner_{tmp_, pki_};
@@ -108,6 +115,7 @@ TEST_F(BackupTest, RestoredBackupAnswersIdenticallyAndItsAuditVerifies) {
   ASSERT_EQ(cli.exit_code, 0) << cli.err;
   EXPECT_THAT(cli.out, HasSubstr("backup 1 made at"));
   EXPECT_THAT(cli.out, HasSubstr("--restore-from"));
+  EXPECT_EQ(ModeOf(tmp_.Sub("backups")), 0700) << "the store's records, for this user only";
   ASSERT_OK_AND_ASSIGN(v1::ListAuditResponse audit_at_backup, admin.ListAudit(0, 1));
 
   // The node goes on serving and changing after the backup.
@@ -118,6 +126,7 @@ TEST_F(BackupTest, RestoredBackupAnswersIdenticallyAndItsAuditVerifies) {
 
   std::unique_ptr<server::Node> restored = Restore(1, "restored");
   ASSERT_NE(restored, nullptr);
+  EXPECT_EQ(ModeOf(tmp_.Sub("restored")), 0750) << "as a new store's data_dir";
   ASSERT_OK_AND_ASSIGN(v1::AggregateResult again, Ask(restored->peer_address()));
   ASSERT_EQ(again.cells_size(), before.cells_size());
   for (int i = 0; i < before.cells_size(); ++i) {

@@ -701,6 +701,9 @@ absl::StatusOr<std::vector<BackupInfo>> Storage::Backup(const std::string& backu
   // An encrypted store's files are read through its Env and written to the
   // backup through the same Env: a backup is encrypted with the same key.
   rocksdb::Env* env = encrypted_env_ != nullptr ? encrypted_env_.get() : rocksdb::Env::Default();
+  // The backups are the store's records: a folder RocksDB made would be
+  // 0755 with 0644 files, readable by every local user.
+  ::mkdir(backup_dir.c_str(), 0700);
   rocksdb::BackupEngine* raw = nullptr;
   rocksdb::BackupEngineOptions backup_options(backup_dir, env);
   rocksdb::Status s = rocksdb::BackupEngine::Open(backup_options, env, &raw);
@@ -769,6 +772,8 @@ absl::Status Storage::RestoreBackup(const std::string& backup_dir, const std::st
     return absl::DataLossError(
         absl::StrCat("backup ", id, " in ", backup_dir, " does not verify: ", s.ToString()));
   }
+  // As Create makes it: RocksDB would make an absent folder 0755.
+  ::mkdir(data_dir.c_str(), 0750);
   s = engine->RestoreDBFromBackup(rocksdb::RestoreOptions(), id, data_dir, data_dir);
   FEDSHARE_RETURN_IF_ERROR(FromRocks(s, absl::StrCat("restoring backup ", id, " into ", data_dir)));
   // The restored files are encrypted with the same key: say so beside them.
