@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <iostream>
@@ -72,48 +71,23 @@ v1::DataFormat FormatFor(const std::string& name, const std::string& file) {
 int ExportTo(const std::string& out, const std::string& what,
              const std::function<absl::StatusOr<int64_t>(
                  const std::function<absl::Status(const std::string&)>& write)>& stream) {
-  int fd = -1;
-  std::string tmp;
+  std::unique_ptr<AtomicFileWriter> file;
   if (!out.empty()) {
-    tmp = out + ".partial";
-    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    // An old OUT.partial keeps its mode through O_TRUNC: set it.
-    if (fd < 0 || ::fchmod(fd, 0600) != 0) {
-      const int error = errno;
-      if (fd >= 0) ::close(fd);
-      return Fail(absl::FailedPreconditionError(
-          absl::StrCat("cannot write ", tmp, ": ", std::strerror(error))));
-    }
+    absl::StatusOr<std::unique_ptr<AtomicFileWriter>> opened =
+        AtomicFileWriter::Open(out, out + ".partial", 0600);
+    if (!opened.ok()) return Fail(opened.status());
+    file = std::move(opened).value();
   }
   absl::StatusOr<int64_t> count = stream([&](const std::string& data) -> absl::Status {
-    if (fd < 0) {
-      std::cout.write(data.data(), static_cast<std::streamsize>(data.size()));
-      return std::cout ? absl::OkStatus() : absl::DataLossError("write failed");
-    }
-    for (size_t done = 0; done < data.size();) {
-      const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        return absl::DataLossError(absl::StrCat("writing ", tmp, ": ", std::strerror(errno)));
-      }
-      done += static_cast<size_t>(n);
-    }
-    return absl::OkStatus();
+    if (file != nullptr) return file->Append(data);
+    std::cout.write(data.data(), static_cast<std::streamsize>(data.size()));
+    return std::cout ? absl::OkStatus() : absl::DataLossError("write failed");
   });
-  if (fd >= 0 && count.ok() && ::fsync(fd) != 0) {
-    count = absl::DataLossError(absl::StrCat("syncing ", tmp, ": ", std::strerror(errno)));
+  if (count.ok() && file != nullptr) {
+    if (absl::Status committed = file->Commit(); !committed.ok()) count = committed;
   }
-  if (fd >= 0) ::close(fd);
-  if (!count.ok()) {
-    if (!tmp.empty()) std::remove(tmp.c_str());
-    return Fail(count.status(), Listener::kLocal);
-  }
-  if (!out.empty()) {
-    if (std::rename(tmp.c_str(), out.c_str()) != 0) {
-      return Fail(absl::FailedPreconditionError("cannot rename " + tmp + " to " + out));
-    }
-    std::cerr << "exported " << *count << " " << what << " to " << out << "\n";
-  }
+  if (!count.ok()) return Fail(count.status(), Listener::kLocal);
+  if (file != nullptr) std::cerr << "exported " << *count << " " << what << " to " << out << "\n";
   return 0;
 }
 

@@ -32,36 +32,69 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
 }
 
 absl::Status WriteFileAtomic(const std::string& path, absl::string_view contents, int mode) {
-  std::string tmp = absl::StrCat(path, ".tmp.", getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  absl::StatusOr<std::unique_ptr<AtomicFileWriter>> out =
+      AtomicFileWriter::Open(path, absl::StrCat(path, ".tmp.", getpid()), mode);
+  if (!out.ok()) return out.status();
+  if (absl::Status s = (*out)->Append(contents); !s.ok()) return s;
+  return (*out)->Commit();
+}
+
+absl::StatusOr<std::unique_ptr<AtomicFileWriter>> AtomicFileWriter::Open(std::string path,
+                                                                         std::string temp,
+                                                                         int mode) {
+  // A file left at `temp` (a crashed run) would keep its own mode through
+  // O_TRUNC; O_EXCL also refuses a link planted there.
+  ::unlink(temp.c_str());
+  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
   if (fd < 0) {
     return absl::FailedPreconditionError(
-        absl::StrCat("cannot create ", tmp, ": ", std::strerror(errno)));
+        absl::StrCat("cannot create ", temp, ": ", std::strerror(errno)));
   }
-  const char* p = contents.data();
-  size_t left = contents.size();
+  return std::unique_ptr<AtomicFileWriter>(
+      new AtomicFileWriter(std::move(path), std::move(temp), fd));
+}
+
+AtomicFileWriter::~AtomicFileWriter() {
+  if (fd_ < 0) return;
+  ::close(fd_);
+  ::unlink(temp_.c_str());
+}
+
+absl::Status AtomicFileWriter::Append(absl::string_view data) {
+  if (fd_ < 0) return absl::FailedPreconditionError(absl::StrCat(temp_, " is closed"));
+  const char* p = data.data();
+  size_t left = data.size();
   while (left > 0) {
-    ssize_t n = ::write(fd, p, left);
+    const ssize_t n = ::write(fd_, p, left);
     if (n < 0) {
       if (errno == EINTR) continue;
-      int e = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
+      const int e = errno;
+      ::close(fd_);
+      fd_ = -1;
+      ::unlink(temp_.c_str());
       return absl::FailedPreconditionError(
-          absl::StrCat("cannot write ", tmp, ": ", std::strerror(e)));
+          absl::StrCat("cannot write ", temp_, ": ", std::strerror(e)));
     }
     p += n;
     left -= static_cast<size_t>(n);
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    ::unlink(tmp.c_str());
-    return absl::FailedPreconditionError(absl::StrCat("cannot sync ", tmp));
+  return absl::OkStatus();
+}
+
+absl::Status AtomicFileWriter::Commit() {
+  if (fd_ < 0) return absl::FailedPreconditionError(absl::StrCat(temp_, " is closed"));
+  const bool synced = ::fsync(fd_) == 0;
+  const bool closed = ::close(fd_) == 0;
+  fd_ = -1;
+  if (!synced || !closed) {
+    ::unlink(temp_.c_str());
+    return absl::FailedPreconditionError(absl::StrCat("cannot sync ", temp_));
   }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    int e = errno;
-    ::unlink(tmp.c_str());
+  if (::rename(temp_.c_str(), path_.c_str()) != 0) {
+    const int e = errno;
+    ::unlink(temp_.c_str());
     return absl::FailedPreconditionError(
-        absl::StrCat("cannot rename ", tmp, " to ", path, ": ", std::strerror(e)));
+        absl::StrCat("cannot rename ", temp_, " to ", path_, ": ", std::strerror(e)));
   }
   return absl::OkStatus();
 }
