@@ -39,9 +39,11 @@ absl::StatusOr<std::string> ReadAll(const std::string& path, absl::string_view f
 constexpr char kPrefix[] = "fedshare-tls-";
 constexpr char kLock[] = "/lock";
 
-}  // namespace
-
-int TlsMirror::SweepDeadMirrors(const std::string& parent) {
+// Removes the fedshare-tls-* folders in `parent` that this user owns and no
+// live process holds: a killed node's copies, key included. A folder with no
+// lock file (from before the lock, or one being made) goes only once a
+// minute old. Returns how many were removed.
+int SweepDeadMirrors(const std::string& parent) {
   int removed = 0;
   std::error_code error;
   for (const auto& entry : std::filesystem::directory_iterator(parent, error)) {
@@ -67,6 +69,8 @@ int TlsMirror::SweepDeadMirrors(const std::string& parent) {
   }
   return removed;
 }
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<TlsMirror>> TlsMirror::Create(const v1::TlsConfig& config,
                                                              const std::string& trust_domain,

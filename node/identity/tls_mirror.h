@@ -37,7 +37,7 @@ class TlsMirror {
   // $TMPDIR/fedshare-tls-XXXXXX (or under /tmp), readable only by this user
   // and locked (flock on its `lock` file) while this mirror lives. Folders
   // of this user whose lock is free were left by a process that was killed
-  // and are removed first (SweepDeadMirrors). Starts checking the files
+  // and are removed first. Starts checking the files
   // every config.reload_interval_seconds (0: 60 s). `clock` is borrowed.
   static absl::StatusOr<std::unique_ptr<TlsMirror>> Create(const v1::TlsConfig& config,
                                                            const std::string& trust_domain,
@@ -48,12 +48,6 @@ class TlsMirror {
 
   // `config` with the paths of the validated copies.
   const v1::TlsConfig& mirrored() const { return mirrored_; }
-
-  // Removes the fedshare-tls-* folders in `parent` that this user owns and
-  // no live process holds: a killed node's copies, key included. A folder
-  // with no lock file (from before the lock, or one being made) goes only
-  // once a minute old. Returns how many were removed.
-  static int SweepDeadMirrors(const std::string& parent);
 
   // Reads the configured files now; if they changed and are valid as a set,
   // they replace the copies. Returns why a changed set was refused (OK when
