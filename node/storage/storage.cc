@@ -26,6 +26,9 @@
 namespace fedshare::storage {
 namespace {
 
+// A data_dir the node makes, by Create or a restore: its group may read it.
+constexpr mode_t kDataDirMode = 0750;
+
 constexpr absl::string_view kCfNames[kNumColumnFamilies] = {
     "meta", "records", "subjects", "consent", "budget", "audit", "queries"};
 
@@ -287,7 +290,7 @@ absl::StatusOr<std::unique_ptr<Storage>> Storage::Create(const std::string& dir,
     storage->env_ = rocksdb::NewCompositeEnv(storage->fs_);
     db_options.env = storage->env_.get();
   }
-  if (options.create_if_missing) ::mkdir(dir.c_str(), 0750);
+  if (options.create_if_missing) ::mkdir(dir.c_str(), kDataDirMode);
   if (!options.encryption_key.empty() && options.encryption_key.size() != kEncryptionKeyBytes) {
     return absl::InvalidArgumentError("a storage key must be 32 bytes");
   }
@@ -773,7 +776,7 @@ absl::Status Storage::RestoreBackup(const std::string& backup_dir, const std::st
         absl::StrCat("backup ", id, " in ", backup_dir, " does not verify: ", s.ToString()));
   }
   // As Create makes it: RocksDB would make an absent folder 0755.
-  ::mkdir(data_dir.c_str(), 0750);
+  ::mkdir(data_dir.c_str(), kDataDirMode);
   s = engine->RestoreDBFromBackup(rocksdb::RestoreOptions(), id, data_dir, data_dir);
   FEDSHARE_RETURN_IF_ERROR(FromRocks(s, absl::StrCat("restoring backup ", id, " into ", data_dir)));
   // The restored files are encrypted with the same key: say so beside them.
