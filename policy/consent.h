@@ -92,6 +92,12 @@ class ConsentBitmap {
   // Number of set ordinals.
   uint64_t Count() const;
 
+  // The same ordinals set, over the same size.
+  friend bool operator==(const ConsentBitmap& a, const ConsentBitmap& b) {
+    return a.size_ == b.size_ && a.words_ == b.words_;
+  }
+  friend bool operator!=(const ConsentBitmap& a, const ConsentBitmap& b) { return !(a == b); }
+
  private:
   uint32_t size_ = 0;
   std::vector<uint64_t> words_;

@@ -508,7 +508,9 @@ absl::StatusOr<v1::ConsentImportResponse> Engine::ImportConsent(
   response.set_events_rejected(rejected);
   if (rejected > 0 || fresh == 0) return response;
   subjects.AddTo(&batch);
-  FEDSHARE_RETURN_IF_ERROR(storage_->Write(batch));
+  const absl::Status written = storage_->Write(batch);
+  data_generation_.fetch_add(1, std::memory_order_acq_rel);
+  FEDSHARE_RETURN_IF_ERROR(written);
   subjects.Commit();
   {
     absl::MutexLock state_lock(&state_mu_);

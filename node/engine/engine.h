@@ -393,6 +393,13 @@ class Engine {
   const std::string& node_secret() const { return node_secret_; }
   static constexpr int kNodeSecretBytes = 32;
 
+  // Counts the writes a question's figures can depend on: ingest, consent
+  // import, erasure and retention purges. Bumped after each one's write
+  // (committed or not) and before it is acknowledged, so a generation read
+  // before a reader is opened, and read again unchanged later, means no
+  // write was acknowledged in between (node/engine/shared_scans.h).
+  uint64_t data_generation() const { return data_generation_.load(std::memory_order_acquire); }
+
   const policy::PurposeTree& purpose_tree() const { return tree_; }
   // The dataset's definition, or nullptr if not configured.
   const DatasetDef* FindDataset(absl::string_view name) const;
@@ -450,6 +457,7 @@ class Engine {
   std::vector<std::vector<uint64_t>> present_ ABSL_GUARDED_BY(state_mu_);
   // Bumped after every commit that changes consent or allocates ordinals.
   uint64_t consent_generation_ ABSL_GUARDED_BY(state_mu_) = 0;
+  std::atomic<uint64_t> data_generation_{0};  // data_generation()
 
   mutable absl::Mutex cache_mu_;
   mutable absl::flat_hash_map<std::string, CacheEntry> consent_cache_ ABSL_GUARDED_BY(cache_mu_);

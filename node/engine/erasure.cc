@@ -144,7 +144,9 @@ absl::StatusOr<Erasure> Engine::EraseLocked(
       }));
 
   if (before_commit) FEDSHARE_RETURN_IF_ERROR(before_commit(erasure));
-  FEDSHARE_RETURN_IF_ERROR(storage_->Write(std::move(batch)));
+  const absl::Status written = storage_->Write(std::move(batch));
+  data_generation_.fetch_add(1, std::memory_order_acq_rel);
+  FEDSHARE_RETURN_IF_ERROR(written);
 
   // Committed: forget the subject everywhere it is held in memory.
   w.stats = std::move(stats);

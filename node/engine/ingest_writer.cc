@@ -419,7 +419,10 @@ absl::Status IngestWriter::Finish(uint64_t rows, const std::string& file_sha256,
 
 absl::Status IngestWriter::Commit() {
   engine_->write_mu_.AssertHeld();
-  FEDSHARE_RETURN_IF_ERROR(engine_->storage_->Commit(std::move(bulk_)));
+  const absl::Status committed = engine_->storage_->Commit(std::move(bulk_));
+  // Bumped again below, after the state it publishes; a failed commit too.
+  engine_->data_generation_.fetch_add(1, std::memory_order_acq_rel);
+  FEDSHARE_RETURN_IF_ERROR(committed);
   // Committed: make the staged state current.
   Engine::WriterState& w = *engine_->writer_;
   w.stats[ds_] = stats_;
@@ -432,6 +435,7 @@ absl::Status IngestWriter::Commit() {
   absl::MutexLock lock(&engine_->state_mu_);
   engine_->present_[ds_] = std::move(present_);
   if (new_ids) ++engine_->consent_generation_;
+  engine_->data_generation_.fetch_add(1, std::memory_order_acq_rel);
   return absl::OkStatus();
 }
 

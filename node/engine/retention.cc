@@ -97,7 +97,9 @@ absl::StatusOr<RetentionPurge> Engine::PurgeDataset(
   batch.Put(ColumnFamily::kMeta, storage::MetaDatasetSubjectsKey(def.id),
             storage::EncodeSubjectBitmap(present));
   if (before_commit) FEDSHARE_RETURN_IF_ERROR(before_commit(purge));
-  FEDSHARE_RETURN_IF_ERROR(storage_->Write(std::move(batch)));
+  const absl::Status written = storage_->Write(std::move(batch));
+  data_generation_.fetch_add(1, std::memory_order_acq_rel);
+  FEDSHARE_RETURN_IF_ERROR(written);
   w.stats[ds] = stats;
   absl::MutexLock lock(&state_mu_);
   present_[ds] = std::move(present);
