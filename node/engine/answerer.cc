@@ -12,6 +12,7 @@
 #include "node/common/utf8.h"
 #include "node/engine/manifest.h"
 #include "node/engine/query_executor.h"
+#include "node/engine/shared_scans.h"
 #include "policy/disclosure.h"
 #include "policy/query_rules.h"
 #include "policy/question.h"
@@ -226,14 +227,27 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
   if (dry_run) return DryRun(audited, caller, query, *normalized, *schema, agreement, now);
 
   laps.Lap(&stages.checks);
+  // The same question of the same asker being scanned now: its figures are
+  // this question's too (shared_scans.h), so it takes no turn of its own.
+  std::string scan_key;
+  std::shared_ptr<SharedScans::Flight> flight;
+  if (!dp) {
+    scan_key = ScanKey(caller.org_id, *normalized, query.purpose(), params.max_records_per_subject,
+                       params.min_subjects, ptable.has_value() ? ptable->table_size() : 0);
+    flight = FindSharedScan(scan_key, caller, query, now);
+  }
   // Waiting costs nothing: no limit has counted the question yet.
-  FEDSHARE_ASSIGN_OR_RETURN(AnswerQueue::Slot slot, queue_->Enter(cancelled));
+  std::optional<AnswerQueue::Slot> slot;
+  if (flight == nullptr) {
+    FEDSHARE_ASSIGN_OR_RETURN(AnswerQueue::Slot entered, queue_->Enter(cancelled));
+    slot.emplace(std::move(entered));
+  }
   laps.Lap(&stages.queue);
   absl::string_view limit_rule;
   if (absl::Status admitted = windows_.Admit(LimitsFor(caller, agreement, params, applied_hash, dp),
                                              agreement.id(), &limit_rule);
       !admitted.ok()) {
-    slot.Release();
+    slot.reset();
     return Refuse(audited, agreement.id(), limit_rule, admitted, caller);
   }
   laps.Lap(&stages.limits);
@@ -242,16 +256,34 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
     return AnswerDp(std::move(audited), caller, query, *normalized, applied_hash, *schema,
                     agreement, now, cancelled);
   }
+  std::shared_ptr<const SharedScan> scan;
+  if (flight != nullptr) {
+    absl::StatusOr<std::shared_ptr<const SharedScan>> shared = flight->Await(cancelled);
+    laps.Lap(&stages.scan);
+    if (shared.ok()) {
+      scan = *std::move(shared);
+      stages.shared = true;
+    } else if (cancelled && cancelled()) {
+      return Refuse(audited, agreement.id(), "execution", shared.status(), caller);
+    } else {
+      // The scanning question failed (its caller gave up, or its scan did):
+      // this one scans for itself, in its turn.
+      absl::StatusOr<AnswerQueue::Slot> entered = queue_->Enter(cancelled);
+      if (!entered.ok())
+        return Refuse(audited, agreement.id(), "execution", entered.status(), caller);
+      slot.emplace(*std::move(entered));
+      laps.Lap(&stages.queue);
+    }
+  }
   std::string rule;
-  std::shared_ptr<void> scan_state;
   absl::StatusOr<v1::AggregateResult> result =
       AnswerExact(caller, query, *normalized, *schema, agreement, ptable, audited, now, cancelled,
-                  &rule, &stages, &scan_state);
+                  scan_key, std::move(slot), &scan, &rule, &stages);
   // Freed here, timed as a stage of its own: freed inside AnswerExact it
-  // fell between the stages and showed as gRPC time.
+  // fell between the stages and showed as gRPC time. The slot goes with the
+  // last question done with the scan; the audit append waits for no slot.
   laps = Laps();
-  scan_state.reset();
-  slot.Release();  // the scan's state is freed; the audit append waits for no slot
+  scan.reset();
   laps.Lap(&stages.release);
   if (!result.ok()) {
     return Refuse(audited, agreement.id(), rule, result.status(), caller);
@@ -277,12 +309,73 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
   return result;
 }
 
+std::shared_ptr<SharedScans::Flight> Answerer::FindSharedScan(const std::string& scan_key,
+                                                              const Caller& caller,
+                                                              const v1::AggregateQuery& query,
+                                                              absl::Time now) const {
+  if (!share_scans_.load() || !shared_scans_.Running(scan_key)) return nullptr;
+  // Read before the bitmap, as a scanning question reads it before its
+  // snapshot: equal generations then mean the same data.
+  const uint64_t generation = engine_->data_generation();
+  absl::StatusOr<policy::ConsentBitmap> consent =
+      engine_->ConsentFor(query.dataset(), {query.purpose(), caller.org_id, now});
+  if (!consent.ok()) return nullptr;  // its own scan will say why
+  return shared_scans_.Find(scan_key, generation, *consent);
+}
+
+absl::StatusOr<std::shared_ptr<const SharedScan>> Answerer::Scan(
+    const Caller& caller, const v1::AggregateQuery& query, const v1::AggregateQuery& normalized,
+    const policy::DisclosureParams& params, const std::optional<policy::PTable>& ptable,
+    absl::Time now, const std::function<bool()>& cancelled, const std::string& scan_key,
+    std::optional<AnswerQueue::Slot> slot, AnswerStages* stages) {
+  Laps laps;
+  auto scan = std::make_shared<SharedScan>();
+  const uint64_t generation = engine_->data_generation();
+  policy::ConsentQuestion consent_question{query.purpose(), caller.org_id, now};
+  FEDSHARE_ASSIGN_OR_RETURN(policy::ConsentBitmap consent,
+                            engine_->ConsentFor(query.dataset(), consent_question));
+  scan->consent = std::make_shared<const policy::ConsentBitmap>(std::move(consent));
+  FEDSHARE_ASSIGN_OR_RETURN(scan->reader, engine_->OpenReader(query.dataset()));
+  if (cancelled) scan->reader->set_cancelled(cancelled);
+  scan->keys = std::make_shared<std::vector<uint32_t>>();
+  if (ptable.has_value()) {
+    FEDSHARE_ASSIGN_OR_RETURN(
+        scan->keys, record_keys_.For(ptable->table_size(),
+                                     static_cast<uint32_t>(scan->reader->subject_count())));
+  }
+  laps.Lap(&stages->consent);
+  std::shared_ptr<SharedScans::Flight> flight =
+      shared_scans_.Begin(scan_key, generation, scan->consent);
+  // The predicate-removal figures are needed only up to k (AnswerExact).
+  absl::StatusOr<Execution> execution =
+      ExecuteQuery(*scan->reader, normalized, *scan->consent, params.max_records_per_subject,
+                   nullptr, *scan->keys, params.min_subjects);
+  laps.Lap(&stages->scan);
+  if (!execution.ok()) {
+    shared_scans_.Publish(flight, execution.status());
+    return execution.status();
+  }
+  scan->execution = *std::move(execution);
+  // Lent to the rules (cell keys use the subjects): a cell's statistics
+  // hold every subject's contribution, megabytes to copy.
+  scan->stats.reserve(scan->execution.cells.size());
+  for (ExecutedCell& cell : scan->execution.cells) {
+    scan->stats.push_back(std::move(cell.stats));
+    scan->stats.back().key.clear();
+    for (const v1::Value& v : cell.key) scan->stats.back().key.push_back(v.SerializeAsString());
+  }
+  if (slot.has_value()) scan->slot.emplace(std::move(*slot));
+  shared_scans_.Publish(flight, std::shared_ptr<const SharedScan>(scan));
+  return scan;
+}
+
 absl::StatusOr<v1::AggregateResult> Answerer::AnswerExact(
     const Caller& caller, const v1::AggregateQuery& query, const v1::AggregateQuery& normalized,
     const v1::DatasetSchema& schema, const v1::Agreement& agreement,
     const std::optional<policy::PTable>& ptable, const v1::AuditEntry& audited, absl::Time now,
-    const std::function<bool()>& cancelled, std::string* rule, AnswerStages* stages,
-    std::shared_ptr<void>* scan_state) {
+    const std::function<bool()>& cancelled, const std::string& scan_key,
+    std::optional<AnswerQueue::Slot> slot, std::shared_ptr<const SharedScan>* scan,
+    std::string* rule, AnswerStages* stages) {
   const policy::DisclosureParams params = policy::EffectiveDisclosure(agreement.disclosure());
   // Perturbed counts hide what one record adds to a cell, so a count-only
   // question under cell keys needs no predicate-removal rule; sums and means
@@ -294,26 +387,14 @@ absl::StatusOr<v1::AggregateResult> Answerer::AnswerExact(
                                                  a.kind() == v1::COUNT_SUBJECTS ||
                                                  a.kind() == v1::HISTOGRAM;
                                         });
-  Laps laps;
   *rule = "execution";
-  policy::ConsentQuestion consent_question{query.purpose(), caller.org_id, now};
-  std::shared_ptr<const std::vector<uint32_t>> keys = std::make_shared<std::vector<uint32_t>>();
-  FEDSHARE_ASSIGN_OR_RETURN(policy::ConsentBitmap consent,
-                            engine_->ConsentFor(query.dataset(), consent_question));
-  FEDSHARE_ASSIGN_OR_RETURN(std::unique_ptr<DatasetReader> reader,
-                            engine_->OpenReader(query.dataset()));
-  if (cancelled) reader->set_cancelled(cancelled);
-  if (ptable.has_value()) {
-    FEDSHARE_ASSIGN_OR_RETURN(
-        keys,
-        record_keys_.For(ptable->table_size(), static_cast<uint32_t>(reader->subject_count())));
+  if (*scan == nullptr) {
+    FEDSHARE_ASSIGN_OR_RETURN(*scan, Scan(caller, query, normalized, params, ptable, now, cancelled,
+                                          scan_key, std::move(slot), stages));
   }
-  laps.Lap(&stages->consent);
-  // The predicate-removal figures are needed only up to k (below).
-  FEDSHARE_ASSIGN_OR_RETURN(Execution execution, ExecuteQuery(*reader, normalized, consent,
-                                                              params.max_records_per_subject,
-                                                              nullptr, *keys, params.min_subjects));
-  laps.Lap(&stages->scan);
+  Laps laps;
+  const SharedScan& scanned = **scan;
+  const Execution& execution = scanned.execution;
   *rule = std::string(policy::kRulePredicateRemoval);
   if (!counts_only_perturbed) {
     FEDSHARE_RETURN_IF_ERROR(
@@ -321,18 +402,8 @@ absl::StatusOr<v1::AggregateResult> Answerer::AnswerExact(
     FEDSHARE_RETURN_IF_ERROR(
         policy::CheckPredicateCellRemovals(params, normalized, execution.removed_in_cells));
   }
-
-  // Lent to the rules and given back (cell keys use the subjects): a cell's
-  // statistics hold every subject's contribution, megabytes to copy.
-  std::vector<policy::CellStats> stats;
-  stats.reserve(execution.cells.size());
-  for (ExecutedCell& cell : execution.cells) {
-    stats.push_back(std::move(cell.stats));
-    stats.back().key.clear();
-    for (const v1::Value& v : cell.key) stats.back().key.push_back(v.SerializeAsString());
-  }
-  std::vector<policy::CellVerdict> verdicts = policy::ApplyCellRules(params, normalized, stats);
-  for (size_t i = 0; i < stats.size(); ++i) execution.cells[i].stats = std::move(stats[i]);
+  std::vector<policy::CellVerdict> verdicts =
+      policy::ApplyCellRules(params, normalized, scanned.stats);
 
   bool keys_public = normalized.group_by_size() > 0;
   for (const std::string& name : normalized.group_by()) {
@@ -345,13 +416,13 @@ absl::StatusOr<v1::AggregateResult> Answerer::AnswerExact(
   std::map<std::string, int> withheld_by_rule;
   std::vector<v1::Cell> withheld_listed;
   for (size_t i = 0; i < execution.cells.size(); ++i) {
-    ExecutedCell& executed = execution.cells[i];
+    const ExecutedCell& executed = execution.cells[i];
     const policy::CellVerdict& verdict = verdicts[i];
     if (!verdict.released) {
       ++withheld_by_rule[verdict.rule];
       if (keys_public) {
         v1::Cell cell;
-        for (v1::Value& v : executed.key) *cell.add_key() = v;
+        for (const v1::Value& v : executed.key) *cell.add_key() = v;
         cell.set_withheld(true);
         cell.set_withheld_rule(verdict.rule);
         withheld_listed.push_back(std::move(cell));
@@ -361,10 +432,10 @@ absl::StatusOr<v1::AggregateResult> Answerer::AnswerExact(
       continue;
     }
     v1::Cell* cell = result.add_cells();
-    for (v1::Value& v : executed.key) *cell->add_key() = std::move(v);
+    for (const v1::Value& v : executed.key) *cell->add_key() = v;
     bool bins_withheld = false;
     for (size_t a = 0; a < executed.values.size(); ++a) {
-      v1::AggregateValue& value = executed.values[a];
+      v1::AggregateValue value = executed.values[a];
       if (a < verdict.withheld_bins.size()) {
         for (int32_t bin : verdict.withheld_bins[a]) {
           if (bin >= 0 && bin < value.bins_size()) {
@@ -377,8 +448,8 @@ absl::StatusOr<v1::AggregateResult> Answerer::AnswerExact(
         }
       }
       if (ptable.has_value()) {
-        PerturbCounts(*ptable, *keys, normalized.aggregates(static_cast<int>(a)), executed, a,
-                      value);
+        PerturbCounts(*ptable, *scanned.keys, normalized.aggregates(static_cast<int>(a)), executed,
+                      scanned.stats[i], a, value);
       }
       *cell->add_values() = std::move(value);
     }
@@ -394,14 +465,6 @@ absl::StatusOr<v1::AggregateResult> Answerer::AnswerExact(
   result.set_count_precision(ptable.has_value() ? v1::AggregateResult::PERTURBED
                                                 : v1::AggregateResult::EXACT);
   result.set_answered_at_unix_ms(absl::ToUnixMillis(now));
-  struct ScanState {
-    policy::ConsentBitmap consent;
-    std::unique_ptr<DatasetReader> reader;
-    Execution execution;
-    std::shared_ptr<const std::vector<uint32_t>> keys;
-  };
-  *scan_state = std::make_shared<ScanState>(
-      ScanState{std::move(consent), std::move(reader), std::move(execution), std::move(keys)});
   laps.Lap(&stages->disclosure);
   return result;
 }

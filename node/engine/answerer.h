@@ -6,6 +6,10 @@
 //   perturbation of counts when the agreement asks for it -> audit append
 //   (synced) -> answer with receipt.
 //
+// The consent bitmap and scan may be those of the same question of the same
+// org running now over unchanged data (shared_scans.h); the rest is always
+// the question's own.
+//
 // Under a DIFFERENTIAL_PRIVACY agreement (answerer_dp.cc) the repeat limit
 // does not apply; instead: a repeat of the same applied question on the same
 // data version returns the answer kept for it at no cost -> the question's ε
@@ -42,6 +46,7 @@
 #include "node/engine/cell_keys.h"
 #include "node/engine/dp_ledger.h"
 #include "node/engine/engine.h"
+#include "node/engine/shared_scans.h"
 #include "node/storage/storage.h"
 #include "policy/agreement.h"
 #include "policy/cell_key.h"
@@ -77,6 +82,9 @@ struct AnswerStages {
   absl::Duration disclosure;  // predicate removal, cell rules, the answer built
   absl::Duration release;     // the scan's state (snapshot, cell statistics) freed
   absl::Duration audit;       // the audit append (synced) and the receipt
+  // It took the figures of the same question's running scan (shared_scans.h):
+  // `scan` is the wait for them, `consent` zero.
+  bool shared = false;
 };
 
 class Answerer {
@@ -106,7 +114,12 @@ class Answerer {
   // it, anything is scanned or any budget is spent); one whose caller gives up
   // while waiting (`cancelled`) ends CANCELLED, having spent nothing, and is
   // not audited. A slot is held until the answer is built; the audit append
-  // (group-committed with other questions' entries) comes after.
+  // (group-committed with other questions' entries) comes after. The
+  // exception: an exact-mode question that is the same question of the same
+  // org as one scanning now, over unchanged data and consent, takes no slot
+  // but, once its limits count it, that scan's figures (shared_scans.h); the
+  // scanning question's slot is held until every question reading them is
+  // done.
   absl::StatusOr<v1::AggregateResult> Answer(const Caller& caller, const v1::AggregateQuery& query,
                                              const std::function<bool()>& cancelled = nullptr,
                                              bool dry_run = false);
@@ -118,9 +131,15 @@ class Answerer {
   // machine's cores). REQUIRES: slots > 0, called before the first Answer.
   void set_answer_slots(int slots) { queue_ = std::make_unique<AnswerQueue>(slots); }
   int answer_slots() const { return queue_->slots(); }
+  // Whether the same question of the same org asked while it is scanned
+  // takes that scan's figures (default true; limits.unshared_scans).
+  void set_share_scans(bool share) { share_scans_.store(share); }
   // The line questions wait in (tests hold a slot to stand for a long
   // question).
   AnswerQueue& queue() { return *queue_; }
+  // Exact-mode scans running now, and how many questions took their figures
+  // from another's (shared_scans.h).
+  const SharedScans& shared_scans() const { return shared_scans_; }
   // Called after each exact-mode question answered, with its stages.
   // REQUIRES: set before the first Answer, from one thread.
   void SetStageObserver(std::function<void(const AnswerStages&)> observer) {
@@ -146,15 +165,32 @@ class Answerer {
                                    const v1::AuditEntry& audited) const;
   // The scan and disclosure control of an exact-mode answer, before its
   // audit: the answer without manifest and receipt, or the refusal with its
-  // rule in `rule`. An answer's scan state (the reader's snapshot, the
-  // consent bitmap, the cells' per-subject statistics) is handed back in
-  // `scan_state` for the caller to free; a refusal's is freed here.
+  // rule in `rule`. With `*scan` null it scans first (Scan, holding `slot`)
+  // and leaves the scan there, for the caller to free (the reader's
+  // snapshot, the consent bitmap, the cells' per-subject statistics); with
+  // `*scan` set (another question's) it only reads it.
   absl::StatusOr<v1::AggregateResult> AnswerExact(
       const Caller& caller, const v1::AggregateQuery& query, const v1::AggregateQuery& normalized,
       const v1::DatasetSchema& schema, const v1::Agreement& agreement,
       const std::optional<policy::PTable>& ptable, const v1::AuditEntry& audited, absl::Time now,
-      const std::function<bool()>& cancelled, std::string* rule, AnswerStages* stages,
-      std::shared_ptr<void>* scan_state);
+      const std::function<bool()>& cancelled, const std::string& scan_key,
+      std::optional<AnswerQueue::Slot> slot, std::shared_ptr<const SharedScan>* scan,
+      std::string* rule, AnswerStages* stages);
+  // Consent bitmap, snapshot and ExecuteQuery for an exact-mode question,
+  // shared with the questions that join it (shared_scans.h) while it runs.
+  // `slot` (the question's turn) is held by the scan until the last
+  // question reading it is done.
+  absl::StatusOr<std::shared_ptr<const SharedScan>> Scan(
+      const Caller& caller, const v1::AggregateQuery& query, const v1::AggregateQuery& normalized,
+      const policy::DisclosureParams& params, const std::optional<policy::PTable>& ptable,
+      absl::Time now, const std::function<bool()>& cancelled, const std::string& scan_key,
+      std::optional<AnswerQueue::Slot> slot, AnswerStages* stages);
+  // The running scan of the same question for the same asker over the same
+  // data and consent that this one may take its figures from, or null.
+  std::shared_ptr<SharedScans::Flight> FindSharedScan(const std::string& scan_key,
+                                                      const Caller& caller,
+                                                      const v1::AggregateQuery& query,
+                                                      absl::Time now) const;
   // The dry run of Answer (answerer_dp.cc).
   absl::StatusOr<v1::AggregateResult> DryRun(v1::AuditEntry audited, const Caller& caller,
                                              const v1::AggregateQuery& query,
@@ -196,7 +232,9 @@ class Answerer {
   LimitWindows windows_;    // rate and repeat limits
   RecordKeys record_keys_;  // cell-key perturbation, keyed by the node secret
   DpLedger dp_ledger_;
+  SharedScans shared_scans_;  // exact-mode scans running now, for the same question asked again
   std::atomic<int> max_concurrent_{8};
+  std::atomic<bool> share_scans_{true};
   std::atomic<int> in_flight_{0};
   std::unique_ptr<AnswerQueue> queue_;
   std::function<void(const AnswerStages&)> stage_observer_;

@@ -31,8 +31,8 @@ absl::StatusOr<policy::PTable> AgreementPTable(const v1::Disclosure& disclosure)
 }
 
 void PerturbCounts(const policy::PTable& table, absl::Span<const uint32_t> keys,
-                   const v1::Aggregate& agg, const ExecutedCell& cell, size_t a,
-                   v1::AggregateValue& value) {
+                   const v1::Aggregate& agg, const ExecutedCell& cell,
+                   const policy::CellStats& stats, size_t a, v1::AggregateValue& value) {
   const uint32_t size = table.table_size();
   auto perturbed = [&](double count, uint64_t key_sum) {
     return static_cast<double>(
@@ -47,7 +47,7 @@ void PerturbCounts(const policy::PTable& table, absl::Span<const uint32_t> keys,
     }
     case v1::COUNT_SUBJECTS: {
       uint64_t key_sum = 0;
-      for (uint32_t ordinal : cell.stats.subject_ordinals) {
+      for (uint32_t ordinal : stats.subject_ordinals) {
         key_sum += ordinal < keys.size() ? keys[ordinal] : 0;
       }
       const double released = perturbed(value.value(), key_sum);

@@ -15,7 +15,7 @@
 //   RecordKeys keys(engine.node_secret());
 //   FEDSHARE_ASSIGN_OR_RETURN(auto k, keys.For(table.table_size(), reader.subject_count()));
 //   ... ExecuteQuery(reader, query, consent, bound, *k) ...
-//   PerturbCounts(table, *k, query.aggregates(a), cell, a, value);
+//   PerturbCounts(table, *k, query.aggregates(a), cell, cell.stats, a, value);
 #ifndef FEDSHARE_NODE_ENGINE_CELL_KEYS_H_
 #define FEDSHARE_NODE_ENGINE_CELL_KEYS_H_
 
@@ -60,9 +60,10 @@ absl::StatusOr<policy::PTable> AgreementPTable(const v1::Disclosure& disclosure)
 // by their perturbed figures: COUNT and COUNT(DISTINCT subject) (value and
 // count), and each HISTOGRAM bin not withheld (value and count become the sum
 // of the perturbed released bins). Other aggregates are left exact.
+// `stats` are the cell's statistics (cell.stats, or where they were moved).
 void PerturbCounts(const policy::PTable& table, absl::Span<const uint32_t> keys,
-                   const v1::Aggregate& agg, const ExecutedCell& cell, size_t a,
-                   v1::AggregateValue& value);
+                   const v1::Aggregate& agg, const ExecutedCell& cell,
+                   const policy::CellStats& stats, size_t a, v1::AggregateValue& value);
 
 }  // namespace fedshare::engine
 

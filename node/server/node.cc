@@ -250,6 +250,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const v1::NodeConfig& config,
   }
   // As many questions at once as the scan pool has threads; the rest wait.
   node->answerer_->set_answer_slots(limits.scan_threads());
+  node->answerer_->set_share_scans(!limits.unshared_scans());
   node->call_home_hub_ = std::make_unique<federation::CallHomeHub>();
   node->fanout_ = std::make_unique<federation::FanOut>(&node->config_, node->audit_.get(),
                                                        node->call_home_hub_.get());

@@ -16,6 +16,7 @@ namespace {
 constexpr char kQuestions[] = "fedshare_questions_total";
 constexpr char kAuditAppends[] = "fedshare_audit_appends_total";
 constexpr char kAnswerStage[] = "fedshare_answer_stage_seconds";
+constexpr char kSharedScans[] = "fedshare_shared_scan_questions_total";
 constexpr char kPeerCall[] = "fedshare_peer_call_seconds";
 constexpr char kFanOutPartners[] = "fedshare_fanout_partners_total";
 constexpr char kIngestRows[] = "fedshare_ingest_rows_total";
@@ -57,6 +58,9 @@ void InstallNodeMetrics(metrics::Metrics* m, const v1::NodeConfig* config, audit
   m->DefineHistogram(kAnswerStage,
                      "Time each answered question spent in each stage of the node, in seconds.",
                      metrics::Metrics::LatencyBuckets());
+  m->DefineCounter(kSharedScans,
+                   "Answered exact-mode questions that took the figures of the same question's "
+                   "running scan instead of scanning.");
   m->DefineCounter(kFanOutPartners,
                    "Partners asked during fan-out, by partner and coverage state.");
   m->DefineCounter(kIngestRows, "Rows ingested, by dataset and result (written, rejected).");
@@ -90,6 +94,7 @@ void InstallNodeMetrics(metrics::Metrics* m, const v1::NodeConfig* config, audit
                                       {"audit", s.audit}}) {
       m->ObserveDuration(kAnswerStage, {{"stage", stage}}, took);
     }
+    if (s.shared) m->Increment(kSharedScans, {});
   });
   fanout->SetPeerCallObserver([m](const std::string& org, v1::PartnerCoverage::State state,
                                   absl::Duration elapsed) {

@@ -89,6 +89,7 @@ v1::Limits EffectiveLimits(const v1::Limits& c) {
   l.set_scan_threads(Or(c.scan_threads(), DefaultScanThreads()));
   l.set_federated_answer_budget_bytes(
       Or(c.federated_answer_budget_bytes(), kFederatedAnswerBudgetBytes));
+  l.set_unshared_scans(c.unshared_scans());
   return l;
 }
 
