@@ -427,6 +427,10 @@ int Run(int argc, char** argv) {
   app.add_option("--block-cache-mib", block_cache_mib,
                  "RocksDB block cache of the in-process store and of the node "
                  "(storage.block_cache_bytes; default: the node's default)");
+  bool unshared_scans = false;
+  app.add_flag("--unshared-scans", unshared_scans,
+               "Every question the node answers scans for itself (limits.unshared_scans): the "
+               "clients' same questions asked at once do not share a running scan");
   bool breakdown = false;
   app.add_flag("--breakdown", breakdown,
                "Print where the engine row's time goes (open, consent, reading every block, "
@@ -645,6 +649,7 @@ int Run(int argc, char** argv) {
     node_options.runs = runs;
     node_options.block_cache_bytes = block_cache_mib << 20;
     node_options.scan_threads = scan_threads;
+    node_options.unshared_scans = unshared_scans;
     if (ingest_rows) {
       node_options.ingest_csv = csv_path;
       node_options.consent_csv = consent_path;

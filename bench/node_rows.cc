@@ -70,6 +70,7 @@ v1::NodeConfig NodeConfigFor(const NodeRowsOptions& options, const Pki& pki) {
     config.mutable_storage()->set_block_cache_bytes(options.block_cache_bytes);
   }
   config.mutable_limits()->set_scan_threads(options.scan_threads);
+  config.mutable_limits()->set_unshared_scans(options.unshared_scans);
   config.set_org_id("bench");
   config.set_trust_domain(kTrustDomain);
   config.set_data_dir(options.data_dir);
@@ -197,6 +198,7 @@ absl::StatusOr<std::string> HttpGet(int port, const std::string& path) {
 struct StageTotals {
   std::map<std::string, double> seconds;
   std::map<std::string, double> questions;
+  double shared = 0;  // fedshare_shared_scan_questions_total
 };
 
 absl::StatusOr<StageTotals> ScrapeStages(int port) {
@@ -204,6 +206,10 @@ absl::StatusOr<StageTotals> ScrapeStages(int port) {
   StageTotals totals;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
     std::map<std::string, double>* into = nullptr;
+    if (absl::ConsumePrefix(&line, "fedshare_shared_scan_questions_total ")) {
+      if (!absl::SimpleAtod(line, &totals.shared)) totals.shared = 0;
+      continue;
+    }
     if (absl::ConsumePrefix(&line, "fedshare_answer_stage_seconds_sum{stage=\"")) {
       into = &totals.seconds;
     } else if (absl::ConsumePrefix(&line, "fedshare_answer_stage_seconds_count{stage=\"")) {
@@ -241,9 +247,15 @@ void PrintStages(const NodeRow& row, const StageTotals& before, const StageTotal
     inside_ms += ms;
     absl::StrAppendFormat(&line, "%s %.2f, ", stage, ms);
   }
+  const auto answered_before = before.questions.find("scan");
+  const auto answered_after = after.questions.find("scan");
+  const double answered = (answered_after == after.questions.end() ? 0 : answered_after->second) -
+                          (answered_before == before.questions.end() ? 0 : answered_before->second);
   std::printf(
-      "  node, %d client%s, mean ms per question: %sgRPC+TLS+auth and the client %.2f (of %.2f)\n",
-      row.clients, row.clients == 1 ? "" : "s", line.c_str(), mean_ms - inside_ms, mean_ms);
+      "  node, %d client%s, mean ms per question: %sgRPC+TLS+auth and the client %.2f (of %.2f); "
+      "%.0f of the %.0f answered took the figures of the same question's running scan\n",
+      row.clients, row.clients == 1 ? "" : "s", line.c_str(), mean_ms - inside_ms, mean_ms,
+      after.shared - before.shared, answered);
 }
 
 // The median time of `calls` calls of `call`. The one-client row times two

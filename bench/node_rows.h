@@ -32,6 +32,7 @@ struct NodeRowsOptions {
   int runs = 7;                  // per client at least; the rows ask 20 and 60 in all
   size_t block_cache_bytes = 0;  // storage.block_cache_bytes; 0: the node's default
   int scan_threads = 0;          // limits.scan_threads; 0: the node's default
+  bool unshared_scans = false;   // limits.unshared_scans
   std::vector<int> clients = {1, 4, 16};
   // The ingest rows, when `ingest_csv` is set: the records the store holds
   // (and `consent_csv`, their consents) as files, ingested `ingest_runs`
