@@ -229,10 +229,11 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
   laps.Lap(&stages.checks);
   // The same question of the same asker being scanned now: its figures are
   // this question's too (shared_scans.h), so it takes no turn of its own.
+  // Without a key (sharing off, or no hash) nothing is shared.
   std::string scan_key;
   std::shared_ptr<SharedScans::Flight> flight;
-  if (!dp) {
-    scan_key = ScanKey(caller.org_id, *normalized, query.purpose(), params.max_records_per_subject,
+  if (!dp && share_scans_.load() && !applied_hash.empty()) {
+    scan_key = ScanKey(caller.org_id, applied_hash, params.max_records_per_subject,
                        params.min_subjects, ptable.has_value() ? ptable->table_size() : 0);
     flight = FindSharedScan(scan_key, caller, query, now);
   }
@@ -313,7 +314,7 @@ std::shared_ptr<SharedScans::Flight> Answerer::FindSharedScan(const std::string&
                                                               const Caller& caller,
                                                               const v1::AggregateQuery& query,
                                                               absl::Time now) const {
-  if (!share_scans_.load() || !shared_scans_.Running(scan_key)) return nullptr;
+  if (!shared_scans_.Running(scan_key)) return nullptr;
   // Read before the bitmap, as a scanning question reads it before its
   // snapshot: equal generations then mean the same data.
   const uint64_t generation = engine_->data_generation();
@@ -345,14 +346,14 @@ absl::StatusOr<std::shared_ptr<const SharedScan>> Answerer::Scan(
   }
   laps.Lap(&stages->consent);
   std::shared_ptr<SharedScans::Flight> flight =
-      shared_scans_.Begin(scan_key, generation, scan->consent);
+      scan_key.empty() ? nullptr : shared_scans_.Begin(scan_key, generation, scan->consent);
   // The predicate-removal figures are needed only up to k (AnswerExact).
   absl::StatusOr<Execution> execution =
       ExecuteQuery(*scan->reader, normalized, *scan->consent, params.max_records_per_subject,
                    nullptr, *scan->keys, params.min_subjects);
   laps.Lap(&stages->scan);
   if (!execution.ok()) {
-    shared_scans_.Publish(flight, execution.status());
+    if (flight != nullptr) shared_scans_.Publish(flight, execution.status());
     return execution.status();
   }
   scan->execution = *std::move(execution);
@@ -365,7 +366,7 @@ absl::StatusOr<std::shared_ptr<const SharedScan>> Answerer::Scan(
     for (const v1::Value& v : cell.key) scan->stats.back().key.push_back(v.SerializeAsString());
   }
   if (slot.has_value()) scan->slot.emplace(std::move(*slot));
-  shared_scans_.Publish(flight, std::shared_ptr<const SharedScan>(scan));
+  if (flight != nullptr) shared_scans_.Publish(flight, std::shared_ptr<const SharedScan>(scan));
   return scan;
 }
 

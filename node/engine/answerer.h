@@ -177,7 +177,8 @@ class Answerer {
       std::optional<AnswerQueue::Slot> slot, std::shared_ptr<const SharedScan>* scan,
       std::string* rule, AnswerStages* stages);
   // Consent bitmap, snapshot and ExecuteQuery for an exact-mode question,
-  // shared with the questions that join it (shared_scans.h) while it runs.
+  // shared with the questions that join it (shared_scans.h) while it runs;
+  // with an empty `scan_key`, with none.
   // `slot` (the question's turn) is held by the scan until the last
   // question reading it is done.
   absl::StatusOr<std::shared_ptr<const SharedScan>> Scan(

@@ -4,8 +4,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "google/protobuf/io/coded_stream.h"
-#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 
 namespace fedshare::engine {
 
@@ -15,22 +13,12 @@ SharedScan::~SharedScan() {
   }
 }
 
-std::string ScanKey(absl::string_view asker_org, const v1::AggregateQuery& normalized,
-                    absl::string_view purpose, int max_records_per_subject, int64_t removal_cap,
+std::string ScanKey(absl::string_view asker_org, absl::string_view applied_hash,
+                    int max_records_per_subject, int64_t removal_cap,
                     uint32_t cell_key_table_size) {
-  v1::AggregateQuery question = normalized;
-  question.clear_query_id();
-  std::string serialized;
-  {
-    google::protobuf::io::StringOutputStream stream(&serialized);
-    google::protobuf::io::CodedOutputStream coded(&stream);
-    coded.SetSerializationDeterministic(true);
-    question.SerializeToCodedStream(&coded);
-  }
   // Lengths first, so that no two different tuples make one key.
-  return absl::StrCat(asker_org.size(), ":", asker_org, purpose.size(), ":", purpose,
-                      max_records_per_subject, ":", removal_cap, ":", cell_key_table_size, ":",
-                      serialized);
+  return absl::StrCat(asker_org.size(), ":", asker_org, applied_hash.size(), ":", applied_hash,
+                      max_records_per_subject, ":", removal_cap, ":", cell_key_table_size);
 }
 
 absl::StatusOr<std::shared_ptr<const SharedScan>> SharedScans::Flight::Await(

@@ -41,7 +41,6 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "fedshare/v1/query.pb.h"
 #include "node/engine/answerer_queue.h"
 #include "node/engine/engine.h"
 #include "node/engine/query_executor.h"
@@ -76,12 +75,15 @@ struct SharedScan {
 };
 
 // Everything besides the data and the consent bitmap that decides what
-// ExecuteQuery makes for a question: the asking org, the question as
-// normalized (its query_id aside), the purpose, the agreement's record bound
-// and removal cap, and the cell-key table size (0 without cell keys).
-std::string ScanKey(absl::string_view asker_org, const v1::AggregateQuery& normalized,
-                    absl::string_view purpose, int max_records_per_subject, int64_t removal_cap,
-                    uint32_t cell_key_table_size);
+// ExecuteQuery makes for a question: the asking org; `applied_hash`, the
+// policy::QuestionHash of the canonical form of the question as normalized
+// (the repeat limit's key: dataset, purpose, predicates, group-by and
+// aggregates in order, query_id aside; canonicalization changes nothing
+// the scan reads, since NormalizeQuery sorts the predicates already); the
+// agreement's record bound and removal cap; the cell-key table size (0
+// without cell keys).
+std::string ScanKey(absl::string_view asker_org, absl::string_view applied_hash,
+                    int max_records_per_subject, int64_t removal_cap, uint32_t cell_key_table_size);
 
 class SharedScans {
  public:

@@ -6,16 +6,21 @@
 
 #include "gtest/gtest.h"
 #include "node/common/status_matchers.h"
+#include "policy/question.h"
 #include "query/sql.h"
 
 namespace fedshare::engine {
 namespace {
 
-v1::AggregateQuery Question(const std::string& sql, const std::string& id = "q1") {
+// The key of `sql` as the answerer makes it: from the canonical question's
+// hash (the repeat limit's), so the query_id never counts.
+std::string Key(const std::string& sql, const std::string& org = "foundation", int max_records = 0,
+                int64_t cap = 5, uint32_t table = 0, const std::string& id = "q1") {
   absl::StatusOr<v1::AggregateQuery> q = ParseSql(sql);
   EXPECT_TRUE(q.ok()) << q.status();
   q->set_query_id(id);
-  return *q;
+  return ScanKey(org, policy::QuestionHash(policy::CanonicalizeQuestion(*q)), max_records, cap,
+                 table);
 }
 
 constexpr char kQ1[] =
@@ -29,21 +34,20 @@ std::shared_ptr<const policy::ConsentBitmap> Bitmap(uint32_t size, uint32_t set)
 }
 
 TEST(ScanKeyTest, OnlyTheQueryIdMayDiffer) {
-  const v1::AggregateQuery q = Question(kQ1);
-  const std::string key = ScanKey("foundation", q, "program-evaluation", 0, 5, 0);
-  EXPECT_EQ(key, ScanKey("foundation", Question(kQ1, "another id"), "program-evaluation", 0, 5, 0));
-  EXPECT_NE(key, ScanKey("partner", q, "program-evaluation", 0, 5, 0));
-  EXPECT_NE(key, ScanKey("foundation", q, "research", 0, 5, 0));
-  EXPECT_NE(key, ScanKey("foundation", q, "program-evaluation", 3, 5, 0));
-  EXPECT_NE(key, ScanKey("foundation", q, "program-evaluation", 0, 10, 0));
-  EXPECT_NE(key, ScanKey("foundation", q, "program-evaluation", 0, 5, 256));
-  EXPECT_NE(key, ScanKey("foundation",
-                         Question("SELECT program, COUNT(*) FROM program_outcomes WHERE "
-                                  "cohort_year >= 2021 GROUP BY program PURPOSE "
-                                  "'program-evaluation'"),
-                         "program-evaluation", 0, 5, 0));
-  // The org's name cannot run into the purpose.
-  EXPECT_NE(ScanKey("ab", q, "c", 0, 5, 0), ScanKey("a", q, "bc", 0, 5, 0));
+  const std::string key = Key(kQ1);
+  EXPECT_EQ(key, Key(kQ1, "foundation", 0, 5, 0, "another id"));
+  EXPECT_NE(key, Key(kQ1, "partner"));
+  EXPECT_NE(key, Key("SELECT program, COUNT(*) FROM program_outcomes WHERE cohort_year >= 2020 "
+                     "GROUP BY program PURPOSE 'research'"));
+  EXPECT_NE(key, Key(kQ1, "foundation", 3));
+  EXPECT_NE(key, Key(kQ1, "foundation", 0, 10));
+  EXPECT_NE(key, Key(kQ1, "foundation", 0, 5, 256));
+  EXPECT_NE(key, Key("SELECT program, COUNT(*) FROM program_outcomes WHERE cohort_year >= 2021 "
+                     "GROUP BY program PURPOSE 'program-evaluation'"));
+  EXPECT_NE(key, Key("SELECT region, COUNT(*) FROM program_outcomes WHERE cohort_year >= 2020 "
+                     "GROUP BY region PURPOSE 'program-evaluation'"));
+  // The org's name cannot run into the hash.
+  EXPECT_NE(ScanKey("ab", "c", 0, 5, 0), ScanKey("a", "bc", 0, 5, 0));
 }
 
 TEST(SharedScansTest, ARunningScanIsFoundOnlyForTheSameKeyGenerationAndConsent) {
