@@ -419,10 +419,10 @@ absl::Status IngestWriter::Finish(uint64_t rows, const std::string& file_sha256,
 
 absl::Status IngestWriter::Commit() {
   engine_->write_mu_.AssertHeld();
-  const absl::Status committed = engine_->storage_->Commit(std::move(bulk_));
-  // Bumped again below, after the state it publishes; a failed commit too.
-  engine_->data_generation_.fetch_add(1, std::memory_order_acq_rel);
-  FEDSHARE_RETURN_IF_ERROR(committed);
+  if (absl::Status committed = engine_->storage_->Commit(std::move(bulk_)); !committed.ok()) {
+    engine_->data_generation_.fetch_add(1, std::memory_order_acq_rel);  // as after a commit
+    return committed;
+  }
   // Committed: make the staged state current.
   Engine::WriterState& w = *engine_->writer_;
   w.stats[ds_] = stats_;
