@@ -61,41 +61,6 @@ std::string Consents(int n) {
   return csv;
 }
 
-// GET `path` from 127.0.0.1:`port`; the whole response.
-std::string HttpGet(int port, const std::string& path) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  std::string response;
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-    std::string request = absl::StrCat("GET ", path, " HTTP/1.1\r\nHost: localhost\r\n\r\n");
-    (void)!::write(fd, request.data(), request.size());
-    char buf[4096];
-    ssize_t n;
-    while ((n = ::read(fd, buf, sizeof(buf))) > 0) response.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  return response;
-}
-
-// The sum of every sample of `name` whose labels include all of `labels`
-// (each `key="value"`); 0 if there is none.
-double Sum(const std::string& text, const std::string& name,
-           const std::vector<std::string>& labels = {}) {
-  double total = 0;
-  for (absl::string_view line : absl::StrSplit(text, '\n')) {
-    if (!absl::StartsWith(line, name + "{") && !absl::StartsWith(line, name + " ")) continue;
-    bool match = true;
-    for (const std::string& l : labels) match = match && absl::StrContains(line, l);
-    if (!match) continue;
-    double v = 0;
-    if (absl::SimpleAtod(line.substr(line.rfind(' ') + 1), &v)) total += v;
-  }
-  return total;
-}
-
 class ObservabilityTest : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -31,13 +31,22 @@ constexpr char kQuestion[] =
 
 class SharedScanTest : public ::testing::Test {
  protected:
-  void SetUp() override {
+  // `unshared`: limits.unshared_scans.
+  void Start(bool unshared = false) {
     v1::NodeConfig config = partner_.Config();
     config.mutable_limits()->set_scan_threads(1);  // one answer slot
+    config.mutable_limits()->set_unshared_scans(unshared);
+    config.set_metrics_address("127.0.0.1:0");
     *config.add_agreements() = OpenAgreement("open", "foundation");
     *config.add_agreements() = OpenAgreement("open-other", "other-org");
     ASSERT_OK(partner_.Start(config));
     ASSERT_OK(partner_.Load(Rows(0, 300), 300, Subjects(0, 300)));
+  }
+
+  // fedshare_shared_scan_questions_total on the node's /metrics.
+  double SharedOnMetrics() {
+    return Sum(HttpGet(partner_.node().metrics_port(), "/metrics"),
+               "fedshare_shared_scan_questions_total");
   }
 
   static std::string Rows(int first, int end) {
@@ -65,7 +74,10 @@ class SharedScanTest : public ::testing::Test {
       caller.org_id = org;
       caller.spiffe_id = absl::StrCat("spiffe://", kTrustDomain, "/org/", org, "/node");
       held_answer_ = answerer().Answer(caller, *ParseSql(kQuestion), [this, cancel] {
-        if (answerer().shared_scans().running() == 0) return false;  // not scanning yet
+        // Asked first on entering the line (under the line's lock), which
+        // is free; next by the scan, before its first block (the data is one
+        // block); last after the answer is built.
+        if (hook_calls_++ != 1) return false;
         scanning_.Notify();
         release_.WaitForNotification();
         return cancel;
@@ -120,6 +132,7 @@ class SharedScanTest : public ::testing::Test {
   TempDir tmp_{"shared-scan"};
   Pki pki_{tmp_.Sub("pki"), kTrustDomain};
   PartnerFixture partner_{tmp_, pki_};
+  std::atomic<int> hook_calls_{0};
   absl::Notification scanning_;
   absl::Notification release_;
   std::thread held_;
@@ -129,6 +142,7 @@ class SharedScanTest : public ::testing::Test {
 };
 
 TEST_F(SharedScanTest, TheSameQuestionAskedDuringItsScanGetsTheSameFiguresAndItsOwnReceipt) {
+  ASSERT_NO_FATAL_FAILURE(Start());
   AskAndHold("foundation");
   AskOverGrpc();
   EXPECT_EQ(answerer().shared_scans().joined(), 1u) << "the second question should have joined";
@@ -147,9 +161,11 @@ TEST_F(SharedScanTest, TheSameQuestionAskedDuringItsScanGetsTheSameFiguresAndIts
   EXPECT_NE(asked_answer_->receipt().audit_index(), held_answer_->receipt().audit_index());
   EXPECT_THAT(Decisions(),
               ::testing::ElementsAre(v1::AuditEntry::ANSWERED, v1::AuditEntry::ANSWERED));
+  EXPECT_EQ(SharedOnMetrics(), 1) << "the joined question is counted, the scanning one not";
 }
 
 TEST_F(SharedScanTest, AQuestionAskedAfterAWriteIsScannedAgainAndSeesTheWrite) {
+  ASSERT_NO_FATAL_FAILURE(Start());
   AskAndHold("foundation");
   // 10 more records of people already there, 8 in the cohorts the question
   // counts: the consent bitmap stays the same, only the data moved on.
@@ -163,9 +179,11 @@ TEST_F(SharedScanTest, AQuestionAskedAfterAWriteIsScannedAgainAndSeesTheWrite) {
   ASSERT_OK(asked_answer_.status());
   EXPECT_EQ(Count(*held_answer_), 240) << "the held scan's snapshot is from before the write";
   EXPECT_EQ(Count(*asked_answer_), 248);
+  EXPECT_EQ(SharedOnMetrics(), 0);
 }
 
 TEST_F(SharedScanTest, AnotherOrgsSameQuestionIsNotShared) {
+  ASSERT_NO_FATAL_FAILURE(Start());
   AskAndHold("other-org");
   AskOverGrpc();
   EXPECT_EQ(answerer().shared_scans().joined(), 0u);
@@ -177,7 +195,22 @@ TEST_F(SharedScanTest, AnotherOrgsSameQuestionIsNotShared) {
   EXPECT_EQ(Count(*asked_answer_), Count(*held_answer_));
 }
 
+TEST_F(SharedScanTest, WithUnsharedScansConfiguredTheSameQuestionWaitsForItsOwnTurn) {
+  ASSERT_NO_FATAL_FAILURE(Start(/*unshared=*/true));
+  AskAndHold("foundation");
+  AskOverGrpc();
+  EXPECT_EQ(answerer().shared_scans().joined(), 0u);
+  EXPECT_EQ(answerer().queue().waiting(), 1) << "it should wait for its own turn to scan";
+  Release();
+  asker_.join();
+  ASSERT_OK(held_answer_.status());
+  ASSERT_OK(asked_answer_.status());
+  EXPECT_EQ(Count(*asked_answer_), Count(*held_answer_));
+  EXPECT_EQ(SharedOnMetrics(), 0);
+}
+
 TEST_F(SharedScanTest, WhenTheScanningQuestionIsCancelledTheJoinedOneScansItself) {
+  ASSERT_NO_FATAL_FAILURE(Start());
   AskAndHold("foundation", /*cancel=*/true);
   AskOverGrpc();
   EXPECT_EQ(answerer().shared_scans().joined(), 1u);

@@ -182,6 +182,15 @@ absl::StatusOr<NodeProcess> StartNodeProcess(const v1::NodeConfig& config,
                                              const std::string& config_path,
                                              const std::vector<std::string>& wrapper = {});
 
+// GET `path` from 127.0.0.1:`port` (a node's metrics listener); the whole
+// response, or empty if nothing answered.
+std::string HttpGet(int port, const std::string& path);
+
+// The sum of every sample of metric `name` in Prometheus text `text` whose
+// labels include all of `labels` (each `key="value"`); 0 if there is none.
+double Sum(const std::string& text, const std::string& name,
+           const std::vector<std::string>& labels = {});
+
 }  // namespace fedshare::testing
 
 #endif  // FEDSHARE_TESTS_TEST_ENV_H_
