@@ -104,6 +104,18 @@ class SharedScanTest : public ::testing::Test {
     }
   }
 
+  // AskOverGrpc, for a question that must not join the held scan: it waits
+  // for its own turn, and once the held one is released both are answered.
+  void AskOverGrpcAndExpectAScanOfItsOwn() {
+    AskOverGrpc();
+    EXPECT_EQ(answerer().shared_scans().joined(), 0u);
+    EXPECT_EQ(answerer().queue().waiting(), 1) << "it should wait for its own turn to scan";
+    Release();
+    asker_.join();
+    ASSERT_OK(held_answer_.status());
+    ASSERT_OK(asked_answer_.status());
+  }
+
   static int64_t Count(const v1::AggregateResult& result) {
     int64_t n = 0;
     for (const v1::Cell& cell : result.cells()) n += static_cast<int64_t>(cell.values(0).value());
@@ -170,13 +182,7 @@ TEST_F(SharedScanTest, AQuestionAskedAfterAWriteIsScannedAgainAndSeesTheWrite) {
   // 10 more records of people already there, 8 in the cohorts the question
   // counts: the consent bitmap stays the same, only the data moved on.
   ASSERT_OK(partner_.Ingest(Rows(0, 10), 10));
-  AskOverGrpc();
-  EXPECT_EQ(answerer().shared_scans().joined(), 0u);
-  EXPECT_EQ(answerer().queue().waiting(), 1) << "it should wait for its own turn to scan";
-  Release();
-  asker_.join();
-  ASSERT_OK(held_answer_.status());
-  ASSERT_OK(asked_answer_.status());
+  ASSERT_NO_FATAL_FAILURE(AskOverGrpcAndExpectAScanOfItsOwn());
   EXPECT_EQ(Count(*held_answer_), 240) << "the held scan's snapshot is from before the write";
   EXPECT_EQ(Count(*asked_answer_), 248);
   EXPECT_EQ(SharedOnMetrics(), 0);
@@ -185,26 +191,14 @@ TEST_F(SharedScanTest, AQuestionAskedAfterAWriteIsScannedAgainAndSeesTheWrite) {
 TEST_F(SharedScanTest, AnotherOrgsSameQuestionIsNotShared) {
   ASSERT_NO_FATAL_FAILURE(Start());
   AskAndHold("other-org");
-  AskOverGrpc();
-  EXPECT_EQ(answerer().shared_scans().joined(), 0u);
-  EXPECT_EQ(answerer().queue().waiting(), 1);
-  Release();
-  asker_.join();
-  ASSERT_OK(held_answer_.status());
-  ASSERT_OK(asked_answer_.status());
+  ASSERT_NO_FATAL_FAILURE(AskOverGrpcAndExpectAScanOfItsOwn());
   EXPECT_EQ(Count(*asked_answer_), Count(*held_answer_));
 }
 
 TEST_F(SharedScanTest, WithUnsharedScansConfiguredTheSameQuestionWaitsForItsOwnTurn) {
   ASSERT_NO_FATAL_FAILURE(Start(/*unshared=*/true));
   AskAndHold("foundation");
-  AskOverGrpc();
-  EXPECT_EQ(answerer().shared_scans().joined(), 0u);
-  EXPECT_EQ(answerer().queue().waiting(), 1) << "it should wait for its own turn to scan";
-  Release();
-  asker_.join();
-  ASSERT_OK(held_answer_.status());
-  ASSERT_OK(asked_answer_.status());
+  ASSERT_NO_FATAL_FAILURE(AskOverGrpcAndExpectAScanOfItsOwn());
   EXPECT_EQ(Count(*asked_answer_), Count(*held_answer_));
   EXPECT_EQ(SharedOnMetrics(), 0);
 }
