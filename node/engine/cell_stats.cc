@@ -48,6 +48,18 @@ bool KeyLess(const ExecutedCell& a, const ExecutedCell& b) {
 
 namespace {
 
+// How many measure slots a cell's records carry: fixed at compile time for
+// the common questions (no measure field, or one), so the per-record loops
+// over slots below unroll; counted at run time otherwise.
+template <size_t N>
+struct FixedSlots {
+  constexpr size_t operator()() const { return N; }
+};
+struct RuntimeSlots {
+  size_t n;
+  size_t operator()() const { return n; }
+};
+
 // The kMaxDominanceN largest values added, descending: what a partial sort
 // of them would put first. Added to once per subject and cell, so kept in a
 // fixed array: a value below the smallest kept costs one comparison.
@@ -71,7 +83,9 @@ class Top {
 // starts with, keeping records of one subject in their order: a
 // least-significant-digit radix sort, which moves each record a few times in
 // sequential passes instead of gathering them at random.
-void SortBySubject(std::vector<uint64_t>& words, size_t stride) {
+template <typename Slots>
+void SortBySubject(std::vector<uint64_t>& words, Slots slots) {
+  const size_t stride = 1 + slots();
   const size_t n = words.size() / stride;
   if (n < 2) return;
   uint64_t highest = 0;
@@ -108,7 +122,9 @@ struct FoldedTail {
   std::vector<uint32_t> subjects, records, first;
   std::vector<double> contrib;  // subject * slots + m
 
-  void Fold(const std::vector<uint64_t>& tail, size_t slots) {
+  template <typename Slots>
+  void Fold(const std::vector<uint64_t>& tail, Slots slots_of) {
+    const size_t slots = slots_of();
     subjects.clear();
     records.clear();
     first.clear();
@@ -133,13 +149,6 @@ struct FoldedTail {
   }
 };
 
-// Merges the cell's run (ascending, distinct) with its sorted tail into
-// `ordinals` and `contributions` (slots per subject), each subject's
-// contribution summed as the row path sums it: run records first, then its
-// tail records in order. The two sequences interleave at random, so the
-// merge picks without branching on them; only a subject in both with several tail
-// records is summed again record by record (adding a folded tail to the run
-// total would round differently).
 // Per measure slot, the total of the subjects' contributions in ordinal
 // order (as the row path takes it) and the largest of them.
 struct SlotFigures {
@@ -162,19 +171,33 @@ inline double Masked(double v, uint64_t mask) {
   return v;
 }
 
-void MergeRunAndTail(const BlockCell& cell, size_t slots, std::vector<uint32_t>& ordinals,
+// Merges the cell's run (ascending, distinct) with its sorted tail into
+// `ordinals` and `contributions` (slots per subject; both sized for every
+// run subject and tail record, and cut to the subjects here), each subject's
+// contribution summed as the row path sums it: run records first, then its
+// tail records in order. The two sequences interleave at random, so the
+// merge picks without branching on them; only a subject in both with several tail
+// records is summed again record by record (adding a folded tail to the run
+// total would round differently).
+template <typename Slots>
+void MergeRunAndTail(const BlockCell& cell, Slots slots_of, std::vector<uint32_t>& ordinals,
                      std::vector<double>& contributions, SlotFigures& figures) {
+  const size_t slots = slots_of();
   static thread_local FoldedTail folded;
-  folded.Fold(cell.tail, slots);
+  folded.Fold(cell.tail, slots_of);
   const uint32_t* run = cell.run_subjects.data();
   const uint32_t* tail_subjects = folded.subjects.data();
   const uint32_t* tail_records = folded.records.data();
   const double* rc = cell.run_contrib.data();
   const double* tc = folded.contrib.data();
   const size_t n_run = cell.run_subjects.size(), n_tail = folded.subjects.size();
+  // Written through pointers: a push_back per value would reload the
+  // vector's end after every store.
+  uint32_t* out_ordinal = ordinals.data();
+  double* out_contrib = contributions.data();
   auto emit = [&](uint32_t subject, const double* contrib) ABSL_ATTRIBUTE_ALWAYS_INLINE {
-    ordinals.push_back(subject);
-    for (size_t m = 0; m < slots; ++m) contributions.push_back(contrib[m]);
+    *out_ordinal++ = subject;
+    for (size_t m = 0; m < slots; ++m) *out_contrib++ = contrib[m];
     figures.Add(contrib, slots);
   };
   size_t r = 0, t = 0;
@@ -207,6 +230,34 @@ void MergeRunAndTail(const BlockCell& cell, size_t slots, std::vector<uint32_t>&
   }
   for (; r < n_run; ++r) emit(run[r], rc + r * slots);
   for (; t < n_tail; ++t) emit(tail_subjects[t], tc + t * slots);
+  ordinals.resize(out_ordinal - ordinals.data());
+  contributions.resize(out_contrib - contributions.data());
+}
+
+// The cell's subjects, ascending and distinct, into `ordinals`, with their
+// contributions per slot into `contributions` and the slots' totals and
+// largest contributions into `figures`.
+template <typename Slots>
+void FoldSubjects(BlockCell& cell, Slots slots_of, std::vector<uint32_t>& ordinals,
+                  std::vector<double>& contributions, SlotFigures& figures) {
+  const size_t slots = slots_of();
+  if (cell.tail.empty()) {
+    // The run is the answer as it stands: each subject once, ascending, with
+    // its contributions per slot.
+    ordinals = std::move(cell.run_subjects);
+    contributions = std::move(cell.run_contrib);
+    if (slots == 0) return;
+    for (size_t i = 0; i < contributions.size(); i += slots) figures.Add(&contributions[i], slots);
+    return;
+  }
+  SortBySubject(cell.tail, slots_of);
+  SpareBuffers& spares = SpareBuffers::Get();
+  const size_t most = cell.run_subjects.size() + cell.tail.size() / (1 + slots);
+  contributions = spares.Take<double>(most * slots);
+  contributions.resize(most * slots);
+  ordinals = spares.Take<uint32_t>(most);
+  ordinals.resize(most);
+  MergeRunAndTail(cell, slots_of, ordinals, contributions, figures);
 }
 
 // A cell with its key, its per-aggregate statistics sized, and no figures.
@@ -324,10 +375,6 @@ ExecutedCell FinishBlockCell(const v1::AggregateQuery& query, BlockCell& cell,
                              const std::vector<int>& slot_of) {
   const int n_aggs = query.aggregates_size();
   const size_t slots = cell.sums.size();
-  const size_t stride = 1 + slots;
-  SortBySubject(cell.tail, stride);
-  const std::vector<uint64_t>& tail = cell.tail;
-  const std::vector<uint32_t>& run = cell.run_subjects;
   ExecutedCell out = NewCell(n_aggs, std::move(cell.key), cell.record_key_sum, 0);
   // A contribution column per measure slot: SUM and AVG of one field share
   // one value per subject.
@@ -335,21 +382,17 @@ ExecutedCell FinishBlockCell(const v1::AggregateQuery& query, BlockCell& cell,
   out.stats.contribution_columns = static_cast<int32_t>(slots);
   std::vector<uint32_t>& ordinals = out.stats.subject_ordinals;
   std::vector<double>& contributions = out.stats.subject_contributions;
-  SpareBuffers& spares = SpareBuffers::Get();
   SlotFigures figures;
-  if (tail.empty()) {
-    // The run is the answer as it stands: each subject once, ascending, with
-    // its contributions per slot.
-    ordinals = std::move(cell.run_subjects);
-    contributions = std::move(cell.run_contrib);
-    for (size_t i = 0; i < contributions.size(); i += slots) figures.Add(&contributions[i], slots);
-  } else {
-    const size_t most = run.size() + tail.size() / stride;
-    contributions = spares.Take<double>(most * slots);
-    contributions.reserve(most * slots);
-    ordinals = spares.Take<uint32_t>(most);
-    ordinals.reserve(most);
-    MergeRunAndTail(cell, slots, ordinals, contributions, figures);
+  switch (slots) {
+    case 0:
+      FoldSubjects(cell, FixedSlots<0>{}, ordinals, contributions, figures);
+      break;
+    case 1:
+      FoldSubjects(cell, FixedSlots<1>{}, ordinals, contributions, figures);
+      break;
+    default:
+      FoldSubjects(cell, RuntimeSlots{slots}, ordinals, contributions, figures);
+      break;
   }
   out.stats.subjects = static_cast<int64_t>(ordinals.size());
   for (int a = 0; a < n_aggs; ++a) {
@@ -364,6 +407,7 @@ ExecutedCell FinishBlockCell(const v1::AggregateQuery& query, BlockCell& cell,
     out.stats.top_contributions[a] = figures.tops[m].values();
   }
   FinishAggregates(query, cell.aggregates, out);
+  SpareBuffers& spares = SpareBuffers::Get();
   spares.Give(cell.tail);
   spares.Give(cell.run_subjects);
   spares.Give(cell.run_contrib);

@@ -78,8 +78,8 @@ void ExpectContributions(const ExecutedCell& cell,
 // extend the ordered run, the rest arrive below it), and program alpha, which
 // saw every subject once in order, gets more records in a scattered order
 // (subjects both in the run and out of it).
-TEST_F(QueryExecutorTest, SubjectsInAndOutOfOrderFoldAsTheRowPathFoldsThem) {
-  constexpr int kPeople = 1000;
+std::vector<Row> InAndOutOfOrder(int people) {
+  std::vector<Row> rows;
   auto row = [](int subject, int program, int i) {
     Row r;
     r.subject = subject;
@@ -90,12 +90,18 @@ TEST_F(QueryExecutorTest, SubjectsInAndOutOfOrderFoldAsTheRowPathFoldsThem) {
     r.visits = (i * 13) % 201;
     return r;
   };
-  for (int s = 0; s < kPeople; ++s) rows_.push_back(row(s, 0, s));
-  for (int s = kPeople - 1; s >= 0; --s) {
-    rows_.push_back(row(s, 1, s + 5));
-    rows_.push_back(row(s, 1, s + 11));
+  for (int s = 0; s < people; ++s) rows.push_back(row(s, 0, s));
+  for (int s = people - 1; s >= 0; --s) {
+    rows.push_back(row(s, 1, s + 5));
+    rows.push_back(row(s, 1, s + 11));
   }
-  for (int i = 0; i < 2 * kPeople; ++i) rows_.push_back(row((i * 7919) % kPeople, 0, i + 3));
+  for (int i = 0; i < 2 * people; ++i) rows.push_back(row((i * 7919) % people, 0, i + 3));
+  return rows;
+}
+
+TEST_F(QueryExecutorTest, SubjectsInAndOutOfOrderFoldAsTheRowPathFoldsThem) {
+  constexpr int kPeople = 1000;
+  rows_ = InAndOutOfOrder(kPeople);
   ASSERT_NO_FATAL_FAILURE(Ingest(0, rows_.size()));
   ASSERT_NO_FATAL_FAILURE(OpenReader());
   for (int s = 0; s < kPeople; ++s) ASSERT_EQ(ordinal_.at(s), static_cast<uint32_t>(s));
@@ -111,6 +117,52 @@ TEST_F(QueryExecutorTest, SubjectsInAndOutOfOrderFoldAsTheRowPathFoldsThem) {
   ExpectContributions(*beta, ContributionsByHand(rows_, ordinal_, 1));
   // Two records per subject in beta, all counted.
   EXPECT_EQ(beta->values[0].value(), 2.0 * beta->stats.subjects);
+}
+
+// The fold is compiled apart for questions without a measure field and
+// with one (cell_stats.cc, FixedSlots); with two it runs the general loop
+// (kByProgram, above). Each must fold records in and out of order as the
+// row path does, serially and over the ranges of a parallel scan.
+TEST_F(QueryExecutorTest, QuestionsWithNoneOrOneMeasureFieldFoldAsTheRowPath) {
+  // 5 records per person: 14,000 people fill 18 blocks, enough for two ranges.
+  rows_ = InAndOutOfOrder(14000);
+  ASSERT_NO_FATAL_FAILURE(Ingest(0, rows_.size()));
+  ASSERT_NO_FATAL_FAILURE(OpenReader());
+  constexpr const char* kQuestions[] = {
+      R"pb(group_by: "program"
+           aggregates { kind: COUNT })pb",
+      R"pb(group_by: "program"
+           aggregates { kind: COUNT }
+           aggregates { kind: SUM field: "score" }
+           aggregates { kind: AVG field: "score" })pb",
+      R"pb(group_by: "program"
+           aggregates { kind: STDDEV field: "visits" })pb",
+  };
+  std::vector<Execution> serial;
+  for (const char* question : kQuestions) {
+    SCOPED_TRACE(question);
+    ASSERT_OK_AND_ASSIGN(Execution block, Run(question, 0));
+    ASSERT_OK_AND_ASSIGN(Execution by_row, Run(question, 1 << 30));
+    ExpectSameExecution(block, by_row);
+    const ExecutedCell* beta = CellOf(block, "beta");
+    ASSERT_NE(beta, nullptr);
+    // Every subject once in beta, though each came twice and out of order.
+    EXPECT_EQ(beta->stats.subject_ordinals.size(), static_cast<size_t>(beta->stats.subjects));
+    EXPECT_TRUE(
+        std::is_sorted(beta->stats.subject_ordinals.begin(), beta->stats.subject_ordinals.end()));
+    EXPECT_EQ(std::adjacent_find(beta->stats.subject_ordinals.begin(),
+                                 beta->stats.subject_ordinals.end()),
+              beta->stats.subject_ordinals.end());
+    serial.push_back(std::move(block));
+  }
+  ASSERT_NO_FATAL_FAILURE(ReopenWithScanThreads(2));
+  ASSERT_NO_FATAL_FAILURE(OpenReader());
+  ASSERT_GE(reader_->blocks(), 16u);  // two ranges of 8 blocks at least (block_scan.cc)
+  for (size_t q = 0; q < std::size(kQuestions); ++q) {
+    SCOPED_TRACE(kQuestions[q]);
+    ASSERT_OK_AND_ASSIGN(Execution parallel, Run(kQuestions[q], 0));
+    ExpectSameExecution(parallel, serial[q]);
+  }
 }
 
 // A subject whose records straddle every block boundary, so some straddle
