@@ -102,7 +102,11 @@ class BlockScan {
         slot_measures_.push_back(plan.measures[a]);
       }
     }
-    for (int a = 0; a < n_aggs_; ++a) histograms_ += query.aggregates(a).kind() == v1::HISTOGRAM;
+    for (int a = 0; a < n_aggs_; ++a) {
+      const v1::AggregateKind kind = query.aggregates(a).kind();
+      histograms_ += kind == v1::HISTOGRAM;
+      squares_ = squares_ || kind == v1::VARIANCE || kind == v1::STDDEV;
+    }
     // Without GROUP BY the answer has its one cell even when nothing counts.
     if (plan.group_fields.empty()) CellFor(0);
   }
@@ -197,7 +201,11 @@ class BlockScan {
     replays_.resize(cells_.size());
     ForEachCell(pool, [this](size_t c) {
       for (BlockCell* from : replays_[c]) {
-        cells_[c].Replay(*from, slot_measures_.size());
+        if (squares_) {
+          cells_[c].Replay<true>(*from, slot_measures_.size());
+        } else {
+          cells_[c].Replay<false>(*from, slot_measures_.size());
+        }
         SpareBuffers::Get().Give(from->tail);
       }
     });
@@ -356,18 +364,47 @@ class BlockScan {
         storage::WithInts(col, gather);
       }
     }
+    if (squares_) {
+      FoldRecordsFor<true>(block, slots);
+    } else {
+      FoldRecordsFor<false>(block, slots);
+    }
+    execution_.rows_counted += static_cast<int64_t>(n);
+  }
+
+  template <bool kSquares>
+  void FoldRecordsFor(const ColumnBlock& block, size_t slots) {
+    switch (slots) {
+      case 0:
+        FoldRecords<kSquares>(block, FixedSlots<0>{});
+        break;
+      case 1:
+        FoldRecords<kSquares>(block, FixedSlots<1>{});
+        break;
+      default:
+        FoldRecords<kSquares>(block, RuntimeSlots{slots});
+        break;
+    }
+  }
+
+  // Each counted record, its measures in values_, folded into its cell
+  // (logged when this scan follows another).
+  template <bool kSquares, typename Slots>
+  void FoldRecords(const ColumnBlock& block, Slots slots_of) {
+    const size_t slots = slots_of();
     const uint32_t* subjects = block.subjects.data();
+    const double* values = values_.data();
+    const size_t n = counted_.size();
     for (size_t k = 0; k < n; ++k) {
       BlockCell& cell = cells_[cell_ids_[k]];
       const uint32_t s = subjects[counted_[k]];
       if (follows_) {
-        cell.Log(s, values_.data() + k * slots, slots);
+        cell.Log(s, values + k * slots, slots);
       } else {
-        cell.Add(s, values_.data() + k * slots, slots);
+        cell.Add<kSquares>(s, values + k * slots, slots);
       }
       if (keyed()) cell.record_key_sum += KeyOf(s);
     }
-    execution_.rows_counted += static_cast<int64_t>(n);
   }
 
   // HISTOGRAM aggregate a over the counted records.
@@ -459,6 +496,7 @@ class BlockScan {
   const int max_cells_;           // TooManyCells past it; 0: no bound
   const int n_aggs_;
   int histograms_ = 0;                // HISTOGRAM aggregates
+  bool squares_ = false;              // a VARIANCE or STDDEV: sums of squares kept
   std::vector<Measure> slot_measures_;  // per measure slot
   std::vector<int> slot_of_;            // per aggregate: its measure slot, or -1
   GroupIds group_ids_;

@@ -48,18 +48,6 @@ bool KeyLess(const ExecutedCell& a, const ExecutedCell& b) {
 
 namespace {
 
-// How many measure slots a cell's records carry: fixed at compile time for
-// the common questions (no measure field, or one), so the per-record loops
-// over slots below unroll; counted at run time otherwise.
-template <size_t N>
-struct FixedSlots {
-  constexpr size_t operator()() const { return N; }
-};
-struct RuntimeSlots {
-  size_t n;
-  size_t operator()() const { return n; }
-};
-
 // The kMaxDominanceN largest values added, descending: what a partial sort
 // of them would put first. Added to once per subject and cell, so kept in a
 // fixed array: a value below the smallest kept costs one comparison.

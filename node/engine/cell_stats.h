@@ -115,6 +115,18 @@ struct DroppedUpTo {
   std::vector<std::vector<DistinctUpTo>> bin_subjects;  // per aggregate, per bin
 };
 
+// How many measure slots a cell's records carry: fixed at compile time for
+// the common questions (no measure field, or one), so that the per-record
+// loops over slots unroll; counted at run time otherwise.
+template <size_t N>
+struct FixedSlots {
+  constexpr size_t operator()() const { return N; }
+};
+struct RuntimeSlots {
+  size_t n;
+  size_t operator()() const { return n; }
+};
+
 // The block path's per-cell state: aggregates as the row path keeps them
 // (HISTOGRAM whole; the dominance kinds filled by FinishBlockCell from
 // `sums`), and the cell's subjects folded as the records arrive. Subjects
@@ -134,7 +146,7 @@ struct BlockCell {
   uint64_t record_key_sum = 0;  // with record keys
   uint32_t records = 0;         // counted records so far
   struct Sums {
-    double count = 0, sum = 0, sum_squares = 0;
+    double count = 0, sum = 0, sum_squares = 0;  // sum_squares: with kSquares (Add)
   };
   std::vector<Sums> sums;  // per measure slot, over the records in order
   int64_t last = -1;       // the run's last subject, -1 before the first
@@ -145,6 +157,8 @@ struct BlockCell {
   std::vector<uint64_t> tail;
 
   // A counted record of `subject` with its measure per slot (NaN: none).
+  // kSquares: the slots' sums of squares are kept too (VARIANCE, STDDEV).
+  template <bool kSquares>
   ABSL_ATTRIBUTE_ALWAYS_INLINE void Add(uint32_t subject, const double* values, size_t slots) {
     ++records;
     for (size_t m = 0; m < slots; ++m) {
@@ -152,7 +166,7 @@ struct BlockCell {
       if (v != v) continue;
       sums[m].count += 1;
       sums[m].sum += v;
-      sums[m].sum_squares += v * v;
+      if constexpr (kSquares) sums[m].sum_squares += v * v;
     }
     if (static_cast<int64_t>(subject) > last) {
       last = subject;
@@ -172,11 +186,12 @@ struct BlockCell {
     Keep(subject, values, slots);
   }
   // Adds the records `from` logged, in their order.
+  template <bool kSquares>
   void Replay(const BlockCell& from, size_t slots) {
     double values[policy::kMaxAggregates];  // a slot per aggregate at most
     for (size_t i = 0; i < from.tail.size(); i += 1 + slots) {
       std::memcpy(values, &from.tail[i + 1], 8 * slots);
-      Add(static_cast<uint32_t>(from.tail[i]), values, slots);
+      Add<kSquares>(static_cast<uint32_t>(from.tail[i]), values, slots);
     }
   }
 
