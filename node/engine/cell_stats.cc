@@ -113,27 +113,40 @@ struct FoldedTail {
   template <typename Slots>
   void Fold(const std::vector<uint64_t>& tail, Slots slots_of) {
     const size_t slots = slots_of();
-    subjects.clear();
-    records.clear();
-    first.clear();
-    contrib.clear();
     const size_t stride = 1 + slots;
+    // Sized for a subject per record, then cut: written through pointers,
+    // as a push_back per value would reload each vector's end.
+    const size_t most = tail.size() / stride;
+    subjects.resize(most);
+    records.resize(most);
+    first.resize(most);
+    contrib.resize(most * slots);
+    uint32_t* subject = subjects.data();
+    uint32_t* count = records.data();
+    uint32_t* start = first.data();
+    double* c = contrib.data();
+    size_t n = 0;  // subjects so far
     for (size_t t = 0; t < tail.size(); t += stride) {
       const uint32_t s = static_cast<uint32_t>(tail[t]);
-      if (subjects.empty() || subjects.back() != s) {
-        subjects.push_back(s);
-        records.push_back(0);
-        first.push_back(static_cast<uint32_t>(t));
-        for (size_t m = 0; m < slots; ++m) contrib.push_back(0.0);
+      if (n == 0 || subject[n - 1] != s) {
+        subject[n] = s;
+        count[n] = 0;
+        start[n] = static_cast<uint32_t>(t);
+        for (size_t m = 0; m < slots; ++m) c[n * slots + m] = 0.0;
+        ++n;
       }
-      ++records.back();
-      double* c = contrib.data() + contrib.size() - slots;
+      ++count[n - 1];
+      double* sc = c + (n - 1) * slots;
       for (size_t m = 0; m < slots; ++m) {
         double v;
         std::memcpy(&v, &tail[t + 1 + m], 8);
-        c[m] += BlockCell::Magnitude(v);
+        sc[m] += BlockCell::Magnitude(v);
       }
     }
+    subjects.resize(n);
+    records.resize(n);
+    first.resize(n);
+    contrib.resize(n * slots);
   }
 };
 
