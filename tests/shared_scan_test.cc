@@ -31,11 +31,13 @@ constexpr char kQuestion[] =
 
 class SharedScanTest : public ::testing::Test {
  protected:
-  // `unshared`: limits.unshared_scans.
-  void Start(bool unshared = false) {
+  // `unshared`: limits.unshared_scans; `max_answer_cells`:
+  // limits.max_answer_cells (0: the default).
+  void Start(bool unshared = false, int max_answer_cells = 0) {
     v1::NodeConfig config = partner_.Config();
     config.mutable_limits()->set_scan_threads(1);  // one answer slot
     config.mutable_limits()->set_unshared_scans(unshared);
+    if (max_answer_cells > 0) config.mutable_limits()->set_max_answer_cells(max_answer_cells);
     config.set_metrics_address("127.0.0.1:0");
     *config.add_agreements() = OpenAgreement("open", "foundation");
     *config.add_agreements() = OpenAgreement("open-other", "other-org");
@@ -213,8 +215,32 @@ TEST_F(SharedScanTest, WhenTheScanningQuestionIsCancelledTheJoinedOneScansItself
   EXPECT_EQ(held_answer_.status().code(), absl::StatusCode::kCancelled) << held_answer_.status();
   ASSERT_OK(asked_answer_.status());
   EXPECT_EQ(Count(*asked_answer_), 240);
+  EXPECT_EQ(answerer().queue().turns(), 2u) << "the joined question should have scanned itself";
   EXPECT_THAT(Decisions(),
               ::testing::UnorderedElementsAre(v1::AuditEntry::ANSWERED, v1::AuditEntry::CANCELLED));
+}
+
+// kQuestion groups the records into two regions. With one cell allowed, the
+// held scan is refused past the bound; the question that joined it is
+// refused the same way for what it asks, without a scan of its own: the
+// node's line gave one turn in all.
+TEST_F(SharedScanTest, WhenTheScanRefusesTheQuestionTheJoinedOneIsRefusedWithoutScanning) {
+  ASSERT_NO_FATAL_FAILURE(Start(/*unshared=*/false, /*max_answer_cells=*/1));
+  AskAndHold("foundation");
+  AskOverGrpc();
+  EXPECT_EQ(answerer().shared_scans().joined(), 1u);
+  Release();
+  asker_.join();
+  EXPECT_EQ(held_answer_.status().code(), absl::StatusCode::kResourceExhausted)
+      << held_answer_.status();
+  EXPECT_EQ(asked_answer_.status().code(), absl::StatusCode::kResourceExhausted)
+      << asked_answer_.status();
+  EXPECT_THAT(std::string(asked_answer_.status().message()),
+              ::testing::HasSubstr("limits.max_answer_cells"));
+  EXPECT_EQ(answerer().queue().turns(), 1u) << "the joined question should not scan again";
+  EXPECT_THAT(Decisions(),
+              ::testing::ElementsAre(v1::AuditEntry::REFUSED, v1::AuditEntry::REFUSED));
+  EXPECT_EQ(SharedOnMetrics(), 0) << "it took no figures";
 }
 
 }  // namespace

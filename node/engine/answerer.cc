@@ -24,6 +24,16 @@ constexpr absl::string_view kRuleInvalidQuestion = "invalid-question";
 // A refusal's reason is kept in the audit cut to this, on a character boundary.
 constexpr size_t kMaxAuditedReasonBytes = 1024;
 
+// Whether a scan's error is the question's own outcome over the data and
+// consent it read, so that the same question over the same data and consent
+// gets it too: ExecuteQuery's refusals, RESOURCE_EXHAUSTED (more cells than
+// limits.max_answer_cells, over limits.query_memory_budget_bytes) and
+// INVALID_ARGUMENT (a field the dataset does not have). A cancelled scan or
+// a failed read is not.
+bool RefusedForWhatItAsks(const absl::Status& status) {
+  return absl::IsResourceExhausted(status) || absl::IsInvalidArgument(status);
+}
+
 std::string WithholdingReason(absl::string_view rule, const policy::DisclosureParams& params) {
   if (rule == policy::kRuleMinSubjects) {
     return absl::StrCat("cells with fewer than ", params.min_subjects,
@@ -266,9 +276,14 @@ absl::StatusOr<v1::AggregateResult> Answerer::Answer(const Caller& caller,
       stages.shared = true;
     } else if (cancelled && cancelled()) {
       return Refuse(audited, agreement.id(), "execution", shared.status(), caller);
+    } else if (RefusedForWhatItAsks(shared.status())) {
+      // The scan refused the question for what it asks of this data (more
+      // cells than limits.max_answer_cells, over the memory budget): its
+      // own scan would be refused the same way, so it is not run again.
+      return Refuse(audited, agreement.id(), "execution", shared.status(), caller);
     } else {
-      // The scanning question failed (its caller gave up, or its scan did):
-      // this one scans for itself, in its turn.
+      // The scanning question failed otherwise (its caller gave up, or a
+      // read failed): this one scans for itself, in its turn.
       absl::StatusOr<AnswerQueue::Slot> entered = queue_->Enter(cancelled);
       if (!entered.ok())
         return Refuse(audited, agreement.id(), "execution", entered.status(), caller);

@@ -24,6 +24,7 @@ absl::StatusOr<AnswerQueue::Slot> AnswerQueue::Enter(const std::function<bool()>
   }
   if (line_.empty() && running_ < slots_) {
     ++running_;
+    ++turns_;
     return Slot(this);
   }
   const absl::Time entered = absl::Now();
@@ -40,6 +41,7 @@ absl::StatusOr<AnswerQueue::Slot> AnswerQueue::Enter(const std::function<bool()>
           "counted"));
     }
   }
+  ++turns_;
   return Slot(this);  // the leaving question handed its slot over
 }
 
@@ -61,6 +63,11 @@ int AnswerQueue::running() const {
 int AnswerQueue::waiting() const {
   absl::MutexLock lock(&mu_);
   return static_cast<int>(line_.size());
+}
+
+uint64_t AnswerQueue::turns() const {
+  absl::MutexLock lock(&mu_);
+  return turns_;
 }
 
 }  // namespace fedshare::engine

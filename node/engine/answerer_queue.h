@@ -16,6 +16,7 @@
 #ifndef FEDSHARE_NODE_ENGINE_ANSWERER_QUEUE_H_
 #define FEDSHARE_NODE_ENGINE_ANSWERER_QUEUE_H_
 
+#include <cstdint>
 #include <deque>
 #include <functional>
 
@@ -62,6 +63,8 @@ class AnswerQueue {
   // Questions holding a slot / waiting for one, now.
   int running() const;
   int waiting() const;
+  // Slots given since the queue was made: the scans questions took a turn for.
+  uint64_t turns() const;
 
  private:
   struct Waiter {
@@ -72,6 +75,7 @@ class AnswerQueue {
   const int slots_;
   mutable absl::Mutex mu_;
   int running_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t turns_ ABSL_GUARDED_BY(mu_) = 0;
   std::deque<Waiter*> line_ ABSL_GUARDED_BY(mu_);
 };
 

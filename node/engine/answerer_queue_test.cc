@@ -42,6 +42,7 @@ TEST(AnswerQueueTest, QuestionsBeyondTheSlotsGetTheirTurnInArrivalOrder) {
   EXPECT_THAT(order, ElementsAre(0, 1, 2, 3, 4));
   EXPECT_EQ(queue.running(), 0);
   EXPECT_EQ(queue.waiting(), 0);
+  EXPECT_EQ(queue.turns(), 6u) << "one at once, five after waiting";
 }
 
 TEST(AnswerQueueTest, NeverMoreThanItsSlotsAtOnce) {
@@ -85,6 +86,7 @@ TEST(AnswerQueueTest, AQuestionThatGivesUpLeavesTheLineAndTakesNoSlot) {
   EXPECT_EQ(queue.running(), 0);
   ASSERT_OK_AND_ASSIGN(AnswerQueue::Slot next, queue.Enter());
   EXPECT_EQ(queue.running(), 1);
+  EXPECT_EQ(queue.turns(), 2u) << "the question that gave up had no turn";
 }
 
 }  // namespace
