@@ -8,8 +8,11 @@
 #include <atomic>
 #include <filesystem>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
@@ -33,15 +36,47 @@ using identity::Role;
 
 constexpr char kTrustDomain[] = "fedshare.test";
 
-// Threads of this process now named `name`.
-int ThreadsNamed(const std::string& name) {
-  int n = 0;
-  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
-    absl::StatusOr<std::string> comm = ReadFile((task.path() / "comm").string());
-    if (comm.ok() && *comm == name + "\n") ++n;
+// The threads of this process, as samples taken now and then, that were
+// question threads (named `name`) when sampled. A thread another starts
+// carries its starter's name until it names itself: gRPC's own threads,
+// started from a question thread while it writes its answer, show the
+// question threads' name for a moment, so a thread seen later under another
+// name is not counted in any sample.
+class ThreadSamples {
+ public:
+  explicit ThreadSamples(std::string name) : name_(std::move(name)) {}
+
+  void Take() {
+    std::set<std::string> named;
+    for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+      absl::StatusOr<std::string> comm = ReadFile((task.path() / "comm").string());
+      if (!comm.ok()) continue;  // it ended
+      const std::string tid = task.path().filename().string();
+      if (*comm == name_ + "\n") {
+        named.insert(tid);
+      } else {
+        other_.insert(tid);
+      }
+    }
+    samples_.push_back(std::move(named));
   }
-  return n;
-}
+
+  // The most question threads in one sample.
+  int Most() const {
+    size_t most = 0;
+    for (const std::set<std::string>& sample : samples_) {
+      size_t n = 0;
+      for (const std::string& tid : sample) n += other_.count(tid) == 0;
+      most = std::max(most, n);
+    }
+    return static_cast<int>(most);
+  }
+
+ private:
+  const std::string name_;
+  std::vector<std::set<std::string>> samples_;
+  std::set<std::string> other_;  // seen under another name
+};
 
 // Accepts the partner's stream, sends `questions` questions at once from a
 // writer thread, and reads no answer until Drain(); then reads them all.
@@ -113,12 +148,13 @@ TEST(CallHomeFloodTest, UpstreamThatDoesNotReadCannotMakeAThreadPerQuestion) {
 
   // The partner's question threads, at most at once.
   std::atomic<bool> sampling{true};
-  std::atomic<int> most{0};
+  ThreadSamples threads(server::kAnswerThreadName);
   std::thread sampler([&] {
     while (sampling.load()) {
-      most.store(std::max(most.load(), ThreadsNamed(server::kAnswerThreadName)));
+      threads.Take();
       absl::SleepFor(absl::Milliseconds(5));  // sampling interval, not synchronization
     }
+    threads.Take();  // names given since the last sample
   });
 
   // The partner has no agreement with the foundation: each question is
@@ -143,15 +179,16 @@ TEST(CallHomeFloodTest, UpstreamThatDoesNotReadCannotMakeAThreadPerQuestion) {
       << upstream.answers() << " of " << kQuestions << " questions answered";
   sampling.store(false);
   sampler.join();
+  const int most = threads.Most();
   partner->reset();
   server->Shutdown();
 
   // At most limits.max_calls_per_caller (4) questions run at once, each on
   // a thread; the rest wait, unread, and none is lost.
-  EXPECT_GT(most.load(), 0) << "no question thread was seen";
-  EXPECT_LE(most.load(), 4) << "question threads at once: " << most.load()
-                            << "; questions written before the upstream read any answer: "
-                            << written_unread;
+  EXPECT_GT(most, 0) << "no question thread was seen";
+  EXPECT_LE(most, 4) << "question threads at once: " << most
+                     << "; questions written before the upstream read any answer: "
+                     << written_unread;
 }
 
 }  // namespace
