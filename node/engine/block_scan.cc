@@ -364,27 +364,14 @@ class BlockScan {
         storage::WithInts(col, gather);
       }
     }
-    if (squares_) {
-      FoldRecordsFor<true>(block, slots);
-    } else {
-      FoldRecordsFor<false>(block, slots);
-    }
+    WithSlots(slots, [&](auto slots_of) {
+      if (squares_) {
+        FoldRecords<true>(block, slots_of);
+      } else {
+        FoldRecords<false>(block, slots_of);
+      }
+    });
     execution_.rows_counted += static_cast<int64_t>(n);
-  }
-
-  template <bool kSquares>
-  void FoldRecordsFor(const ColumnBlock& block, size_t slots) {
-    switch (slots) {
-      case 0:
-        FoldRecords<kSquares>(block, FixedSlots<0>{});
-        break;
-      case 1:
-        FoldRecords<kSquares>(block, FixedSlots<1>{});
-        break;
-      default:
-        FoldRecords<kSquares>(block, RuntimeSlots{slots});
-        break;
-    }
   }
 
   // Each counted record, its measures in values_, folded into its cell

@@ -384,17 +384,9 @@ ExecutedCell FinishBlockCell(const v1::AggregateQuery& query, BlockCell& cell,
   std::vector<uint32_t>& ordinals = out.stats.subject_ordinals;
   std::vector<double>& contributions = out.stats.subject_contributions;
   SlotFigures figures;
-  switch (slots) {
-    case 0:
-      FoldSubjects(cell, FixedSlots<0>{}, ordinals, contributions, figures);
-      break;
-    case 1:
-      FoldSubjects(cell, FixedSlots<1>{}, ordinals, contributions, figures);
-      break;
-    default:
-      FoldSubjects(cell, RuntimeSlots{slots}, ordinals, contributions, figures);
-      break;
-  }
+  WithSlots(slots, [&](auto slots_of) {
+    FoldSubjects(cell, slots_of, ordinals, contributions, figures);
+  });
   out.stats.subjects = static_cast<int64_t>(ordinals.size());
   for (int a = 0; a < n_aggs; ++a) {
     AggregateAccumulator& x = cell.aggregates[a];

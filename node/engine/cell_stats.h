@@ -126,6 +126,21 @@ struct RuntimeSlots {
   size_t n;
   size_t operator()() const { return n; }
 };
+// fn(slots) with `slots` as FixedSlots<0>, FixedSlots<1> or RuntimeSlots.
+template <typename Fn>
+void WithSlots(size_t slots, Fn&& fn) {
+  switch (slots) {
+    case 0:
+      fn(FixedSlots<0>{});
+      break;
+    case 1:
+      fn(FixedSlots<1>{});
+      break;
+    default:
+      fn(RuntimeSlots{slots});
+      break;
+  }
+}
 
 // The block path's per-cell state: aggregates as the row path keeps them
 // (HISTOGRAM whole; the dominance kinds filled by FinishBlockCell from
