@@ -201,11 +201,13 @@ class BlockScan {
     replays_.resize(cells_.size());
     ForEachCell(pool, [this](size_t c) {
       for (BlockCell* from : replays_[c]) {
-        if (squares_) {
-          cells_[c].Replay<true>(*from, slot_measures_.size());
-        } else {
-          cells_[c].Replay<false>(*from, slot_measures_.size());
-        }
+        WithSlots(slot_measures_.size(), [&](auto slots_of) {
+          if (squares_) {
+            cells_[c].Replay<true>(*from, slots_of);
+          } else {
+            cells_[c].Replay<false>(*from, slots_of);
+          }
+        });
         SpareBuffers::Get().Give(from->tail);
       }
     });

@@ -200,9 +200,11 @@ struct BlockCell {
     ++records;
     Keep(subject, values, slots);
   }
-  // Adds the records `from` logged, in their order.
-  template <bool kSquares>
-  void Replay(const BlockCell& from, size_t slots) {
+  // Adds the records `from` logged, in their order; `slots_of` is a
+  // FixedSlots or RuntimeSlots.
+  template <bool kSquares, typename Slots>
+  void Replay(const BlockCell& from, Slots slots_of) {
+    const size_t slots = slots_of();
     double values[policy::kMaxAggregates];  // a slot per aggregate at most
     for (size_t i = 0; i < from.tail.size(); i += 1 + slots) {
       std::memcpy(values, &from.tail[i + 1], 8 * slots);
