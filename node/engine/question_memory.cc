@@ -32,4 +32,23 @@ SpareBuffers& SpareBuffers::Get() {
   return *spares;
 }
 
+namespace {
+
+// Drops kept buffers from the back of `list` while `bytes` is over `most`.
+template <typename T>
+void DropWhileOver(std::vector<std::vector<T>>& list, size_t& bytes, size_t most) {
+  while (bytes > most && !list.empty()) {
+    bytes -= list.back().capacity() * sizeof(T);
+    list.pop_back();
+  }
+}
+
+}  // namespace
+
+void SpareBuffers::DropOverMax() {
+  DropWhileOver(u32_, bytes_, max_bytes_);
+  DropWhileOver(u64_, bytes_, max_bytes_);
+  DropWhileOver(doubles_, bytes_, max_bytes_);
+}
+
 }  // namespace fedshare::engine

@@ -44,8 +44,8 @@ absl::Status OverQuestionMemoryBudget(int64_t budget_bytes);
 // Large buffers that questions' scans grow and drop, kept for the next
 // question so that their memory is not handed back to the system and
 // faulted in again (fresh pages cost a question of 1M records about a tenth
-// of its time). Keeps at most kMaxBytes of buffers, none smaller than
-// kMinBytes. Thread-safe.
+// of its time). Keeps at most max_bytes() of buffers (kDefaultMaxBytes until
+// SetMaxBytes), none smaller than kMinBytes. Thread-safe.
 //
 //   std::vector<uint64_t> v = SpareBuffers::Get().Take<uint64_t>();
 //   ... grow and use v ...
@@ -56,7 +56,7 @@ absl::Status OverQuestionMemoryBudget(int64_t budget_bytes);
 // faulted in.
 class SpareBuffers {
  public:
-  static constexpr size_t kMaxBytes = size_t{64} << 20;
+  static constexpr size_t kDefaultMaxBytes = size_t{64} << 20;
   static constexpr size_t kMinBytes = size_t{64} << 10;
 
   // The one process-wide set.
@@ -94,6 +94,17 @@ class SpareBuffers {
     bytes_ -= v.capacity() * sizeof(T);
     return v;
   }
+  // The most kept from now on; what is kept beyond it is let go.
+  void SetMaxBytes(size_t max_bytes) {
+    absl::MutexLock lock(&mu_);
+    max_bytes_ = max_bytes;
+    DropOverMax();
+  }
+  size_t max_bytes() const {
+    absl::MutexLock lock(&mu_);
+    return max_bytes_;
+  }
+
   // Keeps v's memory if it is large and there is room; leaves v empty.
   template <typename T>
   void Give(std::vector<T>& v) {
@@ -103,7 +114,7 @@ class SpareBuffers {
     if (bytes < kMinBytes) return;
     kept.clear();
     absl::MutexLock lock(&mu_);
-    if (bytes_ + bytes > kMaxBytes) return;
+    if (bytes_ + bytes > max_bytes_) return;
     bytes_ += bytes;
     ListOf<T>().push_back(std::move(kept));
   }
@@ -112,7 +123,10 @@ class SpareBuffers {
   template <typename T>
   std::vector<std::vector<T>>& ListOf() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  absl::Mutex mu_;
+  void DropOverMax() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  mutable absl::Mutex mu_;
+  size_t max_bytes_ ABSL_GUARDED_BY(mu_) = kDefaultMaxBytes;
   size_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::vector<uint32_t>> u32_ ABSL_GUARDED_BY(mu_);
   std::vector<std::vector<uint64_t>> u64_ ABSL_GUARDED_BY(mu_);

@@ -1,4 +1,4 @@
-// SpareBuffers: which kept buffer a question is given back.
+// SpareBuffers: which kept buffer a question is given back, and how much is kept.
 #include "node/engine/question_memory.h"
 
 #include <cstdint>
@@ -46,6 +46,30 @@ TEST(SpareBuffersTest, SmallBuffersAreNotKept) {
   std::vector<double> v = WithCapacity(SpareBuffers::kMinBytes / sizeof(double) - 1);
   SpareBuffers::Get().Give(v);
   EXPECT_EQ(SpareBuffers::Get().Take<double>(0).capacity(), 0u);
+}
+
+TEST(SpareBuffersTest, KeepsUpToItsMostAndLetsGoOfWhatALowerMostLeavesOver) {
+  Drain();
+  SpareBuffers& spares = SpareBuffers::Get();
+  const size_t before = spares.max_bytes();
+  constexpr size_t kSmall = SpareBuffers::kMinBytes / sizeof(double);
+  spares.SetMaxBytes(3 * SpareBuffers::kMinBytes);
+  for (int i = 0; i < 4; ++i) {
+    std::vector<double> v = WithCapacity(kSmall);
+    spares.Give(v);
+  }
+  // Three fit; the fourth was let go.
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(spares.Take<double>(0).capacity(), kSmall);
+  EXPECT_EQ(spares.Take<double>(0).capacity(), 0u);
+
+  for (int i = 0; i < 3; ++i) {
+    std::vector<double> v = WithCapacity(kSmall);
+    spares.Give(v);
+  }
+  spares.SetMaxBytes(SpareBuffers::kMinBytes);
+  EXPECT_EQ(spares.Take<double>(0).capacity(), kSmall);
+  EXPECT_EQ(spares.Take<double>(0).capacity(), 0u);
+  spares.SetMaxBytes(before);
 }
 
 }  // namespace

@@ -66,12 +66,14 @@ namespace server {
 class Listener;
 class CallHomeClient;
 
-// How glibc's malloc serves the node's questions, for `limits` (the effective
-// ones, service::EffectiveLimits): as many arenas as questions answered at
-// once, and the memory those questions may hold (limits.scan_threads x
-// limits.query_memory_budget_bytes) kept when freed rather than returned to
-// the kernel. Process-wide; Node::Create calls it, and fedshare-bench for its
-// in-process rows. Call before other threads start.
+// How memory serves the node's questions, for `limits` (the effective ones,
+// service::EffectiveLimits): glibc's malloc with as many arenas as questions
+// answered at once and the memory those questions may hold
+// (limits.scan_threads x limits.query_memory_budget_bytes) kept when freed
+// rather than returned to the kernel; and the scans' large buffers kept for
+// the next question up to one limits.query_memory_budget_bytes
+// (engine::SpareBuffers). Process-wide; Node::Create calls it, and
+// fedshare-bench for its in-process rows. Call before other threads start.
 void TuneMallocForQuestions(const v1::Limits& limits);
 
 struct NodeOptions {
