@@ -9,6 +9,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "node/common/status_matchers.h"
+#include "node/engine/question_memory.h"
 #include "query/sql.h"
 #include "testing/partner_fixture.h"
 #include "tests/test_env.h"
@@ -77,6 +78,19 @@ TEST(QueryMemoryTest, AQuestionOverItsMemoryBudgetIsRefusedNamingTheLimit) {
   EXPECT_EQ(dry_run("SELECT COUNT(*), SUM(sessions_attended)").status(), refused);
   ASSERT_OK_AND_ASSIGN(v1::AggregateResult dry, dry_run("SELECT COUNT(*)"));
   EXPECT_EQ(dry.cells_size(), 0);
+}
+
+// The buffers questions' scans drop are kept for the next question up to one
+// question's budget (node.cc, TuneMallocForQuestions): not more, since that
+// memory is within what the questions at once may hold.
+TEST(QueryMemoryTest, TheNodeKeepsItsScansSpareBuffersUpToOneQuestionsBudget) {
+  TempDir tmp("query-memory-spares");
+  Pki pki(tmp.Sub("pki"), kTrustDomain);
+  PartnerFixture partner(tmp, pki);
+  v1::NodeConfig config = partner.Config();
+  config.mutable_limits()->set_query_memory_budget_bytes(3 << 20);
+  ASSERT_OK(partner.Start(config));
+  EXPECT_EQ(engine::SpareBuffers::Get().max_bytes(), size_t{3} << 20);
 }
 
 }  // namespace
