@@ -358,7 +358,18 @@ absl::StatusOr<NodeProcess> StartNodeProcess(const v1::NodeConfig& config,
   argv.insert(argv.end(),
               {BinaryPath("fedshare-node"), "--config", config_path, "--log-level", "warn"});
   FEDSHARE_ASSIGN_OR_RETURN(node.process, Subprocess::Start(argv, config_path + ".log"));
-  FEDSHARE_ASSIGN_OR_RETURN(std::string line, node.process->ReadLine(absl::Seconds(30)));
+  absl::StatusOr<std::string> ready = node.process->ReadLine(absl::Seconds(30));
+  if (!ready.ok()) {
+    // The node's stderr is in a file of the test's folder, gone with it:
+    // the failure carries its end, which says why the node stopped.
+    absl::StatusOr<std::string> log = ReadFile(config_path + ".log");
+    constexpr size_t kLogTail = 4096;
+    std::string tail = log.ok() ? *log : absl::StrCat("(unreadable: ", log.status().message(), ")");
+    if (tail.size() > kLogTail) tail = tail.substr(tail.size() - kLogTail);
+    return absl::Status(ready.status().code(),
+                        absl::StrCat(ready.status().message(), "; the node's log ends:\n", tail));
+  }
+  const std::string& line = *ready;
   // "ready org=ORG peer=HOST:PORT local=HOST:PORT [metrics=HOST:PORT]"
   for (absl::string_view part : absl::StrSplit(line, ' ')) {
     if (absl::ConsumePrefix(&part, "peer=")) node.peer_address = std::string(part);
