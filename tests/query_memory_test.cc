@@ -2,6 +2,7 @@
 // limits.query_memory_budget_bytes is refused with RESOURCE_EXHAUSTED naming
 // the limit, through a real node, whatever its filter, and its dry run is
 // told the same; one within it is answered.
+#include <cstdint>
 #include <set>
 #include <string>
 
@@ -22,17 +23,27 @@ using ::testing::HasSubstr;
 
 constexpr char kTrustDomain[] = "fedshare.test";
 
-TEST(QueryMemoryTest, AQuestionOverItsMemoryBudgetIsRefusedNamingTheLimit) {
-  TempDir tmp("query-memory");
-  Pki pki(tmp.Sub("pki"), kTrustDomain);
-  PartnerFixture partner(tmp, pki);
-  v1::NodeConfig config = partner.Config();
+// A partner node (partner_) with limits.query_memory_budget_bytes = bytes
+// and an open agreement with the foundation.
+class QueryMemoryTest : public ::testing::Test {
+ protected:
+  void StartWithBudget(int64_t bytes) {
+    v1::NodeConfig config = partner_.Config();
+    config.mutable_limits()->set_query_memory_budget_bytes(bytes);
+    *config.add_agreements() = OpenAgreement("open", "foundation");
+    ASSERT_OK(partner_.Start(config));
+  }
+
+  TempDir tmp_{"query-memory"};
+  Pki pki_{tmp_.Sub("pki"), kTrustDomain};
+  PartnerFixture partner_{tmp_, pki_};
+};
+
+TEST_F(QueryMemoryTest, AQuestionOverItsMemoryBudgetIsRefusedNamingTheLimit) {
   // 10,000 people: about 41 KB kept whatever the question (4 bytes a subject
   // to fold cells, a bitmap of subjects), then 4 bytes a counted record and
   // 8 more for each SUM.
-  config.mutable_limits()->set_query_memory_budget_bytes(128 << 10);
-  *config.add_agreements() = OpenAgreement("open", "foundation");
-  ASSERT_OK(partner.Start(config));
+  ASSERT_NO_FATAL_FAILURE(StartWithBudget(128 << 10));
   constexpr int kPeople = 10000;
   std::string csv = kProgramOutcomesCsvHeader;
   std::set<std::string> subjects;
@@ -41,13 +52,13 @@ TEST(QueryMemoryTest, AQuestionOverItsMemoryBudgetIsRefusedNamingTheLimit) {
                     ",0\n");
     subjects.insert(absl::StrCat("p", i));
   }
-  ASSERT_OK(partner.Load(csv, kPeople, subjects));
+  ASSERT_OK(partner_.Load(csv, kPeople, subjects));
 
   auto ask = [&](const std::string& select, const std::string& where = "") {
     absl::StatusOr<v1::AggregateQuery> query =
         ParseSql(select + " FROM program_outcomes " + where + " PURPOSE 'program-evaluation'");
     EXPECT_OK(query.status());
-    return partner.peer().Aggregate(*query);
+    return partner_.peer().Aggregate(*query);
   };
   // 41 KB + 40 KB: within the budget.
   ASSERT_OK_AND_ASSIGN(v1::AggregateResult counted, ask("SELECT COUNT(*)"));
@@ -73,7 +84,7 @@ TEST(QueryMemoryTest, AQuestionOverItsMemoryBudgetIsRefusedNamingTheLimit) {
     v1::AggregateRequest request;
     *request.mutable_query() = *query;
     request.set_dry_run(true);
-    return partner.peer().Aggregate(request);
+    return partner_.peer().Aggregate(request);
   };
   EXPECT_EQ(dry_run("SELECT COUNT(*), SUM(sessions_attended)").status(), refused);
   ASSERT_OK_AND_ASSIGN(v1::AggregateResult dry, dry_run("SELECT COUNT(*)"));
@@ -83,13 +94,8 @@ TEST(QueryMemoryTest, AQuestionOverItsMemoryBudgetIsRefusedNamingTheLimit) {
 // The buffers questions' scans drop are kept for the next question up to one
 // question's budget (node.cc, TuneMallocForQuestions): not more, since that
 // memory is within what the questions at once may hold.
-TEST(QueryMemoryTest, TheNodeKeepsItsScansSpareBuffersUpToOneQuestionsBudget) {
-  TempDir tmp("query-memory-spares");
-  Pki pki(tmp.Sub("pki"), kTrustDomain);
-  PartnerFixture partner(tmp, pki);
-  v1::NodeConfig config = partner.Config();
-  config.mutable_limits()->set_query_memory_budget_bytes(3 << 20);
-  ASSERT_OK(partner.Start(config));
+TEST_F(QueryMemoryTest, TheNodeKeepsItsScansSpareBuffersUpToOneQuestionsBudget) {
+  ASSERT_NO_FATAL_FAILURE(StartWithBudget(3 << 20));
   EXPECT_EQ(engine::SpareBuffers::Get().max_bytes(), size_t{3} << 20);
 }
 
