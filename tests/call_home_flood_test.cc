@@ -72,6 +72,17 @@ class ThreadSamples {
     return static_cast<int>(most);
   }
 
+  // How many question threads were seen in all.
+  int Distinct() const {
+    std::set<std::string> all;
+    for (const std::set<std::string>& sample : samples_) {
+      for (const std::string& tid : sample) {
+        if (other_.count(tid) == 0) all.insert(tid);
+      }
+    }
+    return static_cast<int>(all.size());
+  }
+
  private:
   const std::string name_;
   std::vector<std::set<std::string>> samples_;
@@ -180,6 +191,7 @@ TEST(CallHomeFloodTest, UpstreamThatDoesNotReadCannotMakeAThreadPerQuestion) {
   sampling.store(false);
   sampler.join();
   const int most = threads.Most();
+  const int distinct = threads.Distinct();
   partner->reset();
   server->Shutdown();
 
@@ -189,6 +201,9 @@ TEST(CallHomeFloodTest, UpstreamThatDoesNotReadCannotMakeAThreadPerQuestion) {
   EXPECT_LE(most, 4) << "question threads at once: " << most
                      << "; questions written before the upstream read any answer: "
                      << written_unread;
+  // And those threads answer question after question: the partner does not
+  // start one per question.
+  EXPECT_LE(distinct, 4) << "question threads seen in all";
 }
 
 }  // namespace

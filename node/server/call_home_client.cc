@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <deque>
+#include <functional>
 #include <limits>
 #include <list>
 #include <utility>
@@ -57,6 +59,109 @@ absl::Duration TimeoutOf(const v1::CallHomeQuestion& question) {
   return absl::Seconds(question.timeout().seconds()) +
          absl::Nanoseconds(question.timeout().nanos());
 }
+
+// The answering threads of one stream: at most `most` questions queued or
+// running at once, on at most `most` threads named kAnswerThreadName. A
+// thread starts when a question finds none idle and is kept until the stream
+// ends, so a question does not pay for starting one (nor for the fresh
+// allocator cache and RocksDB thread-locals a new thread begins with).
+class AnswerWorkers {
+ public:
+  // Runs one question; `cancelled` turns true when the foundation cancels it
+  // or the stream ends.
+  using Job = std::function<void(const std::atomic<bool>& cancelled)>;
+
+  explicit AnswerWorkers(int most) : most_(most) {}
+  AnswerWorkers(const AnswerWorkers&) = delete;
+  AnswerWorkers& operator=(const AnswerWorkers&) = delete;
+  ~AnswerWorkers() { CancelAllAndJoin(); }
+
+  // Waits until fewer than `most` questions are queued or running. Asks
+  // `stop` every 100 ms, and returns false once it says true.
+  bool AwaitRoom(const std::function<bool()>& stop) {
+    absl::MutexLock lock(&mu_);
+    const auto has_room = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return open_ < most_; };
+    while (!mu_.AwaitWithTimeout(absl::Condition(&has_room), absl::Milliseconds(100))) {
+      if (stop()) return false;
+    }
+    return true;
+  }
+
+  // Queues question `id`; a thread starts for it if none is idle.
+  void Add(uint64_t id, Job job) {
+    absl::MutexLock lock(&mu_);
+    ++open_;
+    auto cancelled = std::make_shared<std::atomic<bool>>(closing_);
+    cancels_.emplace_back(id, cancelled);
+    queue_.push_back(Question{id, std::move(cancelled), std::move(job)});
+    if (idle_ == 0 && static_cast<int>(threads_.size()) < most_) {
+      threads_.emplace_back([this] { Work(); });
+    }
+  }
+
+  // Cancels question `id` if it is queued or running.
+  void Cancel(uint64_t id) {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [open_id, cancelled] : cancels_) {
+      if (open_id == id) cancelled->store(true);
+    }
+  }
+
+  // Cancels every question; the queued ones still run (each ends at once as
+  // cancelled), then every thread ends. Idempotent.
+  void CancelAllAndJoin() {
+    std::vector<std::thread> threads;
+    {
+      absl::MutexLock lock(&mu_);
+      closing_ = true;
+      for (const auto& [id, cancelled] : cancels_) cancelled->store(true);
+      threads.swap(threads_);
+    }
+    for (std::thread& thread : threads) thread.join();
+  }
+
+ private:
+  struct Question {
+    uint64_t id = 0;
+    std::shared_ptr<std::atomic<bool>> cancelled;
+    Job job;
+  };
+
+  void Work() {
+    // Named, so an operator (top -H) and the tests can count them.
+    pthread_setname_np(pthread_self(), kAnswerThreadName);
+    mu_.Lock();
+    for (;;) {
+      ++idle_;
+      mu_.Await(absl::Condition(
+          +[](AnswerWorkers* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->mu_) {
+            return !self->queue_.empty() || self->closing_;
+          },
+          this));
+      --idle_;
+      if (queue_.empty()) break;  // closing
+      Question question = std::move(queue_.front());
+      queue_.pop_front();
+      mu_.Unlock();
+      question.job(*question.cancelled);
+      question.job = nullptr;  // what it holds goes before the next question
+      mu_.Lock();
+      --open_;
+      cancels_.remove_if([&](const auto& open) { return open.second == question.cancelled; });
+    }
+    mu_.Unlock();
+  }
+
+  absl::Mutex mu_;
+  const int most_;
+  int open_ ABSL_GUARDED_BY(mu_) = 0;  // queued or running
+  int idle_ ABSL_GUARDED_BY(mu_) = 0;
+  bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  std::deque<Question> queue_ ABSL_GUARDED_BY(mu_);
+  // The cancel flags of the questions queued or running, by question id.
+  std::list<std::pair<uint64_t, std::shared_ptr<std::atomic<bool>>>> cancels_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::thread> threads_ ABSL_GUARDED_BY(mu_);
+};
 
 }  // namespace
 
@@ -197,33 +302,16 @@ bool CallHomeClient::ServeOnce() {
                  upstream_.address());
   }
 
-  // Questions in flight: each runs on its own thread (the per-caller gate
-  // bounds how many answer at once, as for direct calls). At most
-  // limits.max_calls_per_caller run at once, as HTTP/2 lets a direct caller
-  // have that many calls open (GRPC_ARG_MAX_CONCURRENT_STREAMS): past it the
-  // next question waits, unread, until one ends. So a foundation that sends
-  // questions and never reads the answers cannot make this node start a
-  // thread per question.
-  struct Slots {
-    absl::Mutex mu;
-    int running ABSL_GUARDED_BY(mu) = 0;
-    int most = 1;
-    bool Free() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return running < most; }
-  } slots;
-  slots.most = std::max(1, env_->limits.max_calls_per_caller());
-  struct InFlight {
-    uint64_t id = 0;
-    std::shared_ptr<std::atomic<bool>> cancelled = std::make_shared<std::atomic<bool>>(false);
-    std::shared_ptr<std::atomic<bool>> done = std::make_shared<std::atomic<bool>>(false);
-    std::thread thread;
-  };
-  std::list<InFlight> in_flight;
-  absl::Mutex write_mu;
+  // Questions in flight, on at most limits.max_calls_per_caller answering
+  // threads: as HTTP/2 lets a direct caller have that many calls open
+  // (GRPC_ARG_MAX_CONCURRENT_STREAMS), past it the next question waits,
+  // unread, until one ends. So a foundation that sends questions and never
+  // reads the answers cannot make this node start a thread per question.
+  absl::Mutex write_mu;  // before the workers, which write under it
+  AnswerWorkers workers(std::max(1, env_->limits.max_calls_per_caller()));
   while (accepted && stream->Read(&down)) {
     if (down.has_cancel()) {
-      for (InFlight& q : in_flight) {
-        if (q.id == down.cancel().question_id()) q.cancelled->store(true);
-      }
+      workers.Cancel(down.cancel().question_id());
       continue;
     }
     if (down.has_describe()) {
@@ -236,54 +324,32 @@ bool CallHomeClient::ServeOnce() {
       continue;
     }
     if (!down.has_question()) continue;
-    // From when it is read: waiting for a slot spends the question's time.
+    // From when it is read: waiting for room spends the question's time.
     const absl::Time deadline = absl::Now() + TimeoutOf(down.question());
-    bool stop = false;
-    {
-      absl::MutexLock lock(&slots.mu);
-      // Woken now and then to see whether this node is stopping.
-      while (!slots.mu.AwaitWithTimeout(absl::Condition(&slots, &Slots::Free),
-                                        absl::Milliseconds(100))) {
-        absl::MutexLock stopping(&mu_);
-        if ((stop = stopping_)) break;
-      }
-      if (!stop) ++slots.running;
+    if (!workers.AwaitRoom([this] {
+          absl::MutexLock lock(&mu_);
+          return stopping_;
+        })) {
+      break;
     }
-    if (stop) break;
-    // Threads that ended are joined first, so that no more than the bound
-    // exist at once, even for the moment one takes to exit.
-    in_flight.remove_if([](InFlight& q) {
-      if (!q.done->load()) return false;
-      q.thread.join();
-      return true;
-    });
-    InFlight& q = in_flight.emplace_back();
-    q.id = down.question().question_id();
-    q.thread = std::thread([this, &stream, &write_mu, &slots, max_message_bytes, who = *foundation,
-                            deadline, question = std::move(*down.mutable_question()),
-                            cancelled = q.cancelled, done = q.done] {
-      // Named, so an operator (top -H) and the tests can count them.
-      pthread_setname_np(pthread_self(), kAnswerThreadName);
+    const uint64_t id = down.question().question_id();
+    workers.Add(id, [this, &stream, &write_mu, max_message_bytes, who = *foundation, deadline,
+                     question =
+                         std::move(*down.mutable_question())](const std::atomic<bool>& cancelled) {
       v1::AggregateResponse response;
       grpc::Status status = service::AnswerPeerAggregate(
           *env_, kMethod, who, question.request(), deadline,
-          [&cancelled] { return cancelled->load(); }, &response);
+          [&cancelled] { return cancelled.load(); }, &response);
       std::vector<v1::CallHomeUp> ups =
           AnswerOf(question.question_id(), status, std::move(response), max_message_bytes);
-      {
-        // An answer's pieces go up together, in order.
-        absl::MutexLock lock(&write_mu);
-        for (const v1::CallHomeUp& up : ups) {
-          if (!stream->Write(up)) break;
-        }
+      // An answer's pieces go up together, in order.
+      absl::MutexLock lock(&write_mu);
+      for (const v1::CallHomeUp& up : ups) {
+        if (!stream->Write(up)) break;
       }
-      done->store(true);
-      absl::MutexLock lock(&slots.mu);
-      --slots.running;
     });
   }
-  for (InFlight& q : in_flight) q.cancelled->store(true);
-  for (InFlight& q : in_flight) q.thread.join();
+  workers.CancelAllAndJoin();
   {
     absl::MutexLock lock(&mu_);
     current_ = nullptr;
