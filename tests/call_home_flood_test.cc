@@ -40,8 +40,9 @@ constexpr char kTrustDomain[] = "fedshare.test";
 // question threads (named `name`) when sampled. A thread another starts
 // carries its starter's name until it names itself: gRPC's own threads,
 // started from a question thread while it writes its answer, show the
-// question threads' name for a moment, so a thread seen later under another
-// name is not counted in any sample.
+// question threads' name for a moment, so a thread seen under another name
+// after it was seen under `name` is not counted in any sample. (A question
+// thread itself shows its starter's name before it names itself.)
 class ThreadSamples {
  public:
   explicit ThreadSamples(std::string name) : name_(std::move(name)) {}
@@ -54,7 +55,8 @@ class ThreadSamples {
       const std::string tid = task.path().filename().string();
       if (*comm == name_ + "\n") {
         named.insert(tid);
-      } else {
+        ever_named_.insert(tid);
+      } else if (ever_named_.count(tid) != 0) {
         other_.insert(tid);
       }
     }
@@ -86,7 +88,8 @@ class ThreadSamples {
  private:
   const std::string name_;
   std::vector<std::set<std::string>> samples_;
-  std::set<std::string> other_;  // seen under another name
+  std::set<std::string> ever_named_;  // seen under `name_`
+  std::set<std::string> other_;       // and later under another name
 };
 
 // Accepts the partner's stream, sends `questions` questions at once from a
