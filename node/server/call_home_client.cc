@@ -1,13 +1,8 @@
 #include "node/server/call_home_client.h"
 
-#include <pthread.h>
-
 #include <algorithm>
 #include <atomic>
-#include <deque>
-#include <functional>
 #include <limits>
-#include <list>
 #include <utility>
 #include <vector>
 
@@ -19,6 +14,7 @@
 #include "grpcpp/grpcpp.h"
 #include "node/identity/authenticator.h"
 #include "node/identity/channel.h"
+#include "node/server/answer_workers.h"
 #include "node/service/peer_service.h"
 #include "spdlog/spdlog.h"
 
@@ -59,109 +55,6 @@ absl::Duration TimeoutOf(const v1::CallHomeQuestion& question) {
   return absl::Seconds(question.timeout().seconds()) +
          absl::Nanoseconds(question.timeout().nanos());
 }
-
-// The answering threads of one stream: at most `most` questions queued or
-// running at once, on at most `most` threads named kAnswerThreadName. A
-// thread starts when a question finds none idle and is kept until the stream
-// ends, so a question does not pay for starting one (nor for the fresh
-// allocator cache and RocksDB thread-locals a new thread begins with).
-class AnswerWorkers {
- public:
-  // Runs one question; `cancelled` turns true when the foundation cancels it
-  // or the stream ends.
-  using Job = std::function<void(const std::atomic<bool>& cancelled)>;
-
-  explicit AnswerWorkers(int most) : most_(most) {}
-  AnswerWorkers(const AnswerWorkers&) = delete;
-  AnswerWorkers& operator=(const AnswerWorkers&) = delete;
-  ~AnswerWorkers() { CancelAllAndJoin(); }
-
-  // Waits until fewer than `most` questions are queued or running. Asks
-  // `stop` every 100 ms, and returns false once it says true.
-  bool AwaitRoom(const std::function<bool()>& stop) {
-    absl::MutexLock lock(&mu_);
-    const auto has_room = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return open_ < most_; };
-    while (!mu_.AwaitWithTimeout(absl::Condition(&has_room), absl::Milliseconds(100))) {
-      if (stop()) return false;
-    }
-    return true;
-  }
-
-  // Queues question `id`; a thread starts for it if none is idle.
-  void Add(uint64_t id, Job job) {
-    absl::MutexLock lock(&mu_);
-    ++open_;
-    auto cancelled = std::make_shared<std::atomic<bool>>(closing_);
-    cancels_.emplace_back(id, cancelled);
-    queue_.push_back(Question{id, std::move(cancelled), std::move(job)});
-    if (idle_ == 0 && static_cast<int>(threads_.size()) < most_) {
-      threads_.emplace_back([this] { Work(); });
-    }
-  }
-
-  // Cancels question `id` if it is queued or running.
-  void Cancel(uint64_t id) {
-    absl::MutexLock lock(&mu_);
-    for (const auto& [open_id, cancelled] : cancels_) {
-      if (open_id == id) cancelled->store(true);
-    }
-  }
-
-  // Cancels every question; the queued ones still run (each ends at once as
-  // cancelled), then every thread ends. Idempotent.
-  void CancelAllAndJoin() {
-    std::vector<std::thread> threads;
-    {
-      absl::MutexLock lock(&mu_);
-      closing_ = true;
-      for (const auto& [id, cancelled] : cancels_) cancelled->store(true);
-      threads.swap(threads_);
-    }
-    for (std::thread& thread : threads) thread.join();
-  }
-
- private:
-  struct Question {
-    uint64_t id = 0;
-    std::shared_ptr<std::atomic<bool>> cancelled;
-    Job job;
-  };
-
-  void Work() {
-    // Named, so an operator (top -H) and the tests can count them.
-    pthread_setname_np(pthread_self(), kAnswerThreadName);
-    mu_.Lock();
-    for (;;) {
-      ++idle_;
-      mu_.Await(absl::Condition(
-          +[](AnswerWorkers* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->mu_) {
-            return !self->queue_.empty() || self->closing_;
-          },
-          this));
-      --idle_;
-      if (queue_.empty()) break;  // closing
-      Question question = std::move(queue_.front());
-      queue_.pop_front();
-      mu_.Unlock();
-      question.job(*question.cancelled);
-      question.job = nullptr;  // what it holds goes before the next question
-      mu_.Lock();
-      --open_;
-      cancels_.remove_if([&](const auto& open) { return open.second == question.cancelled; });
-    }
-    mu_.Unlock();
-  }
-
-  absl::Mutex mu_;
-  const int most_;
-  int open_ ABSL_GUARDED_BY(mu_) = 0;  // queued or running
-  int idle_ ABSL_GUARDED_BY(mu_) = 0;
-  bool closing_ ABSL_GUARDED_BY(mu_) = false;
-  std::deque<Question> queue_ ABSL_GUARDED_BY(mu_);
-  // The cancel flags of the questions queued or running, by question id.
-  std::list<std::pair<uint64_t, std::shared_ptr<std::atomic<bool>>>> cancels_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::thread> threads_ ABSL_GUARDED_BY(mu_);
-};
 
 }  // namespace
 
@@ -308,7 +201,7 @@ bool CallHomeClient::ServeOnce() {
   // unread, until one ends. So a foundation that sends questions and never
   // reads the answers cannot make this node start a thread per question.
   absl::Mutex write_mu;  // before the workers, which write under it
-  AnswerWorkers workers(std::max(1, env_->limits.max_calls_per_caller()));
+  AnswerWorkers workers(env_->limits.max_calls_per_caller(), kAnswerThreadName);
   while (accepted && stream->Read(&down)) {
     if (down.has_cancel()) {
       workers.Cancel(down.cancel().question_id());
